@@ -1,0 +1,455 @@
+/* include/dagger.h - the front door of dagger: context, spawn, fetch, errors, scopes, groups.
+ *
+ * A program opens a context (a pool of worker threads), spawns tasks whose arguments may be
+ * other tasks (dependencies), and fetches results. Failures travel to every dependent task.
+ * The headers are the API reference; docs/ explains the model. Thread-safety terms are
+ * defined in docs/threading.md.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_H
+#define DAGGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dagger/errors.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define DAGGER_VERSION_MAJOR 0
+#define DAGGER_VERSION_MINOR 1
+#define DAGGER_VERSION_PATCH 0
+
+#if defined(_WIN32)
+#define DAGGER_API
+#else
+#define DAGGER_API __attribute__((visibility("default")))
+#endif
+#define DAGGER_NODISCARD __attribute__((warn_unused_result))
+#define DAGGER_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+typedef struct dagger_ctx dagger_ctx_t;
+typedef struct dagger_task dagger_task_t;
+typedef struct dagger_tc dagger_tc_t;
+typedef struct dagger_args dagger_args_t;
+typedef struct dagger_scope dagger_scope_t;
+
+/* ---------------------------------------------------------------- version and errors */
+
+/** The run-time version as "MAJOR.MINOR.PATCH".
+ *  Returns: a static string. Ownership: none. Thread safety: any thread. */
+DAGGER_API const char *dagger_version(void);
+/** The run-time version as MAJOR*10000 + MINOR*100 + PATCH, to compare with the macros.
+ *  Thread safety: any thread. */
+DAGGER_API int dagger_version_number(void);
+/** The sentence for an error code ("invalid argument"); unknown codes get a generic text.
+ *  Returns: a static string, never NULL. Thread safety: any thread. */
+DAGGER_API const char *dagger_strerror(int rc);
+/** The symbolic name of an error code ("DAGGER_EINVAL", "DAGGER_OK").
+ *  Returns: a static string, never NULL. Thread safety: any thread. */
+DAGGER_API const char *dagger_err_name(int rc);
+/** The message of the last failed dagger call made by the calling thread (or task), for
+ *  errors that no task carries (bad context options, a refused wait, a group's first error).
+ *  Returns: a thread-local string, "" when none; valid until the next failing call.
+ *  Thread safety: any thread. */
+DAGGER_API const char *dagger_last_errmsg(void);
+
+/* ---------------------------------------------------------------- values */
+
+/** Kinds of dagger_value_t. Kinds only ever grow at the end. */
+typedef enum dagger_kind {
+    DAGGER_KIND_NIL = 0,
+    DAGGER_KIND_BOOL,
+    DAGGER_KIND_I64,
+    DAGGER_KIND_F64,
+    DAGGER_KIND_STR,  /* NUL-terminated text; len excludes the NUL */
+    DAGGER_KIND_BLOB, /* bytes; len is the size */
+    DAGGER_KIND_PTR,  /* a local pointer, never copied nor freed, never encoded */
+    DAGGER_KIND_TASK, /* a task handle: as an argument, a dependency */
+    DAGGER_KIND_COUNT_
+} dagger_kind_t;
+
+/** Value flags (dagger_value_t.flags). */
+enum {
+    DAGGER_VALUE_BORROW = 1u << 0, /* str/blob argument: caller keeps it alive until the task ends */
+    DAGGER_VALUE_OWNED = 1u << 1,  /* internal: the holder frees the bytes */
+    DAGGER_VALUE_REMOTE = 1u << 2, /* decoded task reference: u.i is the task id, no handle */
+};
+
+/** A 16-byte tagged value. Build it with the constructors below; read it with the accessors. */
+typedef struct dagger_value {
+    uint8_t kind;  /* dagger_kind_t */
+    uint8_t flags; /* DAGGER_VALUE_* */
+    uint16_t reserved;
+    uint32_t len; /* str/blob: bytes (str without the NUL) */
+    union {
+        bool b;
+        int64_t i;
+        double f;
+        const char *s;
+        const void *p;
+        dagger_task_t *t;
+    } u;
+} dagger_value_t;
+
+static inline dagger_value_t dagger_nil(void)
+{
+    dagger_value_t v = {DAGGER_KIND_NIL, 0, 0, 0, {0}};
+    return v;
+}
+static inline dagger_value_t dagger_bool(bool b)
+{
+    dagger_value_t v = dagger_nil();
+    v.kind = DAGGER_KIND_BOOL;
+    v.u.b = b;
+    return v;
+}
+static inline dagger_value_t dagger_i64(int64_t i)
+{
+    dagger_value_t v = dagger_nil();
+    v.kind = DAGGER_KIND_I64;
+    v.u.i = i;
+    return v;
+}
+static inline dagger_value_t dagger_f64(double f)
+{
+    dagger_value_t v = dagger_nil();
+    v.kind = DAGGER_KIND_F64;
+    v.u.f = f;
+    return v;
+}
+/** A string value; copied when passed to spawn or returned from a task (see dagger_str_borrow). */
+DAGGER_API dagger_value_t dagger_str(const char *s);
+/** A string argument the runtime does not copy: the caller keeps it alive until the task ends. */
+DAGGER_API dagger_value_t dagger_str_borrow(const char *s);
+/** A byte blob of `n` bytes (n < 4 GiB); copied like strings. */
+DAGGER_API dagger_value_t dagger_blob(const void *p, size_t n);
+/** A blob argument the runtime does not copy (DAGGER_BORROW mode). */
+DAGGER_API dagger_value_t dagger_blob_borrow(const void *p, size_t n);
+static inline dagger_value_t dagger_ptr(const void *p)
+{
+    dagger_value_t v = dagger_nil();
+    v.kind = DAGGER_KIND_PTR;
+    v.u.p = p;
+    return v;
+}
+static inline dagger_value_t dagger_taskv(dagger_task_t *t)
+{
+    dagger_value_t v = dagger_nil();
+    v.kind = DAGGER_KIND_TASK;
+    v.u.t = t;
+    return v;
+}
+static inline dagger_value_t dagger_value_id(dagger_value_t v) { return v; }
+
+/** The name of a kind ("f64", "str", ...). Returns: a static string, never NULL. */
+DAGGER_API const char *dagger_kind_name(int kind);
+
+/** Encode `v` into `buf` (little-endian, self-describing); local pointers cannot be encoded.
+ *  Returns: the encoded size (also when it exceeds `cap`, in which case nothing is written),
+ *  or DAGGER_EINVAL for a local pointer or a bad value.
+ *  Ownership: borrows everything. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD long dagger_value_encode(const dagger_value_t *v, void *buf,
+                                                     size_t cap);
+/** Decode one value from `buf`; str/blob values borrow `buf`'s bytes, a task decodes as a
+ *  remote reference (kind TASK, flag DAGGER_VALUE_REMOTE, u.i = task id).
+ *  Returns: bytes consumed, or DAGGER_EINVAL for a truncated or malformed buffer.
+ *  Ownership: `*out` borrows `buf`. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD long dagger_value_decode(const void *buf, size_t len,
+                                                     dagger_value_t *out);
+
+/* ---------------------------------------------------------------- context */
+
+/** Context options; initialise with dagger_opts_init. This struct only ever grows at the end. */
+typedef struct dagger_opts {
+    int num_threads;   /* worker threads; 0 = DAGGER_NUM_THREADS or the core count */
+    size_t stack_size; /* bytes per suspended-task stack; 0 = DAGGER_STACK_SIZE or 256 KiB */
+    unsigned flags;    /* reserved, 0 */
+} dagger_opts_t;
+
+/** Fill `o` with the defaults. Thread safety: any thread. */
+DAGGER_API void dagger_opts_init(dagger_opts_t *o);
+
+/** Open a context: start the worker threads. `opts` may be NULL for the defaults; the
+ *  environment variables DAGGER_NUM_THREADS and DAGGER_STACK_SIZE fill fields left at 0.
+ *  Returns: 0, DAGGER_EINVAL (bad option; see dagger_last_errmsg), DAGGER_ENOMEM.
+ *  Ownership: +1 on `*out`, closed by dagger_ctx_close. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts);
+
+enum { DAGGER_CLOSE_FORCE = 1u << 0 };
+
+/** Drain every spawned task, then stop the workers and free the context.
+ *  Returns: 0; DAGGER_EBUSY if task handles are still held (the context stays open and usable
+ *  unless DAGGER_CLOSE_FORCE is given, which closes it anyway).
+ *  Ownership: consumes `ctx` on success. Thread safety: any thread outside a task. */
+DAGGER_API DAGGER_NODISCARD int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags);
+/** dagger_ctx_close_ex(ctx, 0). */
+DAGGER_API DAGGER_NODISCARD int dagger_ctx_close(dagger_ctx_t *ctx);
+/** The number of worker threads. Thread safety: any thread. */
+DAGGER_API int dagger_ctx_num_threads(const dagger_ctx_t *ctx);
+
+/* ---------------------------------------------------------------- scopes */
+
+/** Scopes say where a task may run. Each constructor returns +1 (release with
+ *  dagger_scope_release) or NULL when out of memory; invalid scopes (a thread that does not
+ *  exist, an empty intersection) are only detected at spawn, where they fail the task with
+ *  DAGGER_ESCOPE. Thread safety: any thread. */
+DAGGER_API dagger_scope_t *dagger_scope_any(void);
+DAGGER_API dagger_scope_t *dagger_scope_thread(int thread);
+DAGGER_API dagger_scope_t *dagger_scope_worker(int rank);
+DAGGER_API dagger_scope_t *dagger_scope_worker_thread(int rank, int thread);
+DAGGER_API dagger_scope_t *dagger_scope_union(const dagger_scope_t *a, const dagger_scope_t *b);
+DAGGER_API dagger_scope_t *dagger_scope_intersect(const dagger_scope_t *a,
+                                                  const dagger_scope_t *b);
+DAGGER_API dagger_scope_t *dagger_scope_retain(dagger_scope_t *s);
+DAGGER_API void dagger_scope_release(dagger_scope_t *s);
+/** Write a readable form ("union(thread(0), thread(2))") into buf.
+ *  Returns: the length it needs, like snprintf. Thread safety: any thread. */
+DAGGER_API int dagger_scope_format(const dagger_scope_t *s, char *buf, size_t cap);
+
+/* ---------------------------------------------------------------- tasks */
+
+/** A task body: read arguments with dagger_arg_*, write the result to `*out` (nil by default),
+ *  return 0, or return dagger_fail(tc, code, fmt, ...). */
+typedef int (*dagger_fn_t)(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out);
+
+/** Per-task options; initialise with dagger_task_opts_init. Only ever grows at the end. */
+typedef struct dagger_task_opts {
+    const char *name;              /* copied; NULL = the function's name */
+    const dagger_scope_t *scope;   /* borrowed during the call; NULL = any processor */
+    int priority;                  /* higher runs first among ready tasks; 0 = default */
+    double occupancy;              /* 0..1 of a thread; < 1 runs beside the workers */
+    dagger_task_t *const *syncdeps; /* extra dependencies whose values are not passed */
+    size_t nsyncdeps;
+    double expected_time;          /* seconds, a placement hint; 0 = unknown */
+} dagger_task_opts_t;
+
+/** Fill `o` with the defaults (occupancy 1, everything else 0). Thread safety: any thread. */
+DAGGER_API void dagger_task_opts_init(dagger_task_opts_t *o);
+
+/** Spawn `fn(args)`: eager, never blocks. Task arguments are dependencies; strings and blobs
+ *  are copied unless borrowed. `fname` names the task when opts has no name (may be NULL).
+ *  Returns: the task (+1), or NULL only when the handle itself cannot be allocated; other
+ *  spawn-time errors give an already-failed task, reported at fetch.
+ *  Ownership: +1; borrows `argv`, `opts` and their handles. Thread safety: any thread. */
+DAGGER_API dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *opts,
+                                            dagger_fn_t fn, const char *fname,
+                                            const dagger_value_t *argv, size_t argc);
+
+/** Array form: spawn `fn` with `argc` values. See dagger_spawn_impl. */
+static inline dagger_task_t *dagger_spawnv(dagger_ctx_t *ctx, dagger_fn_t fn,
+                                           const dagger_value_t *argv, size_t argc)
+{
+    return dagger_spawn_impl(ctx, NULL, fn, NULL, argv, argc);
+}
+/** Array form with options. */
+static inline dagger_task_t *dagger_spawnv_opts(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
+                                                dagger_fn_t fn, const dagger_value_t *argv,
+                                                size_t argc)
+{
+    return dagger_spawn_impl(ctx, o, fn, NULL, argv, argc);
+}
+
+/* DAGGER_V(x): a C expression to a dagger_value_t, by its type. */
+#define DAGGER_V(x)                                                                            \
+    _Generic((x),                                                                              \
+        _Bool: dagger_bool,                                                                    \
+        char: dagger_i64,                                                                      \
+        signed char: dagger_i64,                                                               \
+        unsigned char: dagger_i64,                                                             \
+        short: dagger_i64,                                                                     \
+        unsigned short: dagger_i64,                                                            \
+        int: dagger_i64,                                                                       \
+        unsigned: dagger_i64,                                                                  \
+        long: dagger_i64,                                                                      \
+        unsigned long: dagger_i64,                                                             \
+        long long: dagger_i64,                                                                 \
+        unsigned long long: dagger_i64,                                                        \
+        float: dagger_f64,                                                                     \
+        double: dagger_f64,                                                                    \
+        char *: dagger_str,                                                                    \
+        const char *: dagger_str,                                                              \
+        dagger_task_t *: dagger_taskv,                                                         \
+        dagger_value_t: dagger_value_id,                                                       \
+        default: dagger_ptr)(x)
+
+/* Argument-list plumbing for up to 16 task arguments. */
+#define DAGGER_CAT_(a, b) a##b
+#define DAGGER_CAT(a, b) DAGGER_CAT_(a, b)
+#define DAGGER_NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, \
+                     N, ...)                                                                    \
+    N
+#define DAGGER_NARG(...)                                                                       \
+    DAGGER_NARG_(__VA_ARGS__, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+#define DAGGER_MAP_1(a) DAGGER_V(a)
+#define DAGGER_MAP_2(a, ...) DAGGER_V(a), DAGGER_MAP_1(__VA_ARGS__)
+#define DAGGER_MAP_3(a, ...) DAGGER_V(a), DAGGER_MAP_2(__VA_ARGS__)
+#define DAGGER_MAP_4(a, ...) DAGGER_V(a), DAGGER_MAP_3(__VA_ARGS__)
+#define DAGGER_MAP_5(a, ...) DAGGER_V(a), DAGGER_MAP_4(__VA_ARGS__)
+#define DAGGER_MAP_6(a, ...) DAGGER_V(a), DAGGER_MAP_5(__VA_ARGS__)
+#define DAGGER_MAP_7(a, ...) DAGGER_V(a), DAGGER_MAP_6(__VA_ARGS__)
+#define DAGGER_MAP_8(a, ...) DAGGER_V(a), DAGGER_MAP_7(__VA_ARGS__)
+#define DAGGER_MAP_9(a, ...) DAGGER_V(a), DAGGER_MAP_8(__VA_ARGS__)
+#define DAGGER_MAP_10(a, ...) DAGGER_V(a), DAGGER_MAP_9(__VA_ARGS__)
+#define DAGGER_MAP_11(a, ...) DAGGER_V(a), DAGGER_MAP_10(__VA_ARGS__)
+#define DAGGER_MAP_12(a, ...) DAGGER_V(a), DAGGER_MAP_11(__VA_ARGS__)
+#define DAGGER_MAP_13(a, ...) DAGGER_V(a), DAGGER_MAP_12(__VA_ARGS__)
+#define DAGGER_MAP_14(a, ...) DAGGER_V(a), DAGGER_MAP_13(__VA_ARGS__)
+#define DAGGER_MAP_15(a, ...) DAGGER_V(a), DAGGER_MAP_14(__VA_ARGS__)
+#define DAGGER_MAP_16(a, ...) DAGGER_V(a), DAGGER_MAP_15(__VA_ARGS__)
+#define DAGGER_SPAWN_SEL_(ctx, o, fn, n, ...)                                                  \
+    dagger_spawn_impl((ctx), (o), (fn), #fn,                                                   \
+                      (const dagger_value_t[]){DAGGER_CAT(DAGGER_MAP_, n)(__VA_ARGS__)}, (n))
+#define DAGGER_SPAWN_0_(ctx, o, fn) dagger_spawn_impl((ctx), (o), (fn), #fn, NULL, 0)
+/* Dispatch on the total count of arguments after ctx (fn + task arguments). */
+#define DAGGER_SPAWN_D1(ctx, o, fn) DAGGER_SPAWN_0_(ctx, o, fn)
+#define DAGGER_SPAWN_DN(ctx, o, fn, ...)                                                       \
+    DAGGER_SPAWN_SEL_(ctx, o, fn, DAGGER_NARG(__VA_ARGS__), __VA_ARGS__)
+#define DAGGER_SPAWN_PICK_(n) DAGGER_CAT(DAGGER_SPAWN_PICK_, n)
+#define DAGGER_SPAWN_PICK_1 DAGGER_SPAWN_D1
+#define DAGGER_SPAWN_PICK_2 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_3 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_4 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_5 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_6 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_7 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_8 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_9 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_10 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_11 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_12 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_13 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_14 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_15 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_16 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_17 DAGGER_SPAWN_DN
+
+/** dagger_spawn(ctx, fn, args...): spawn fn with C arguments converted by DAGGER_V (numbers,
+ *  strings, task handles, dagger_value_t, pointers). Up to 16 arguments. */
+#define dagger_spawn(ctx, ...)                                                                 \
+    DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(ctx, NULL, __VA_ARGS__)
+/** dagger_spawn_opts(ctx, &opts, fn, args...): the same with options. */
+#define dagger_spawn_opts(ctx, opts, ...)                                                      \
+    DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(ctx, opts, __VA_ARGS__)
+
+/** Take another reference to `t`. Returns: `t`. Thread safety: any thread, lock-free. */
+DAGGER_API dagger_task_t *dagger_task_retain(dagger_task_t *t);
+/** Drop a reference; the last one frees the task (a running task is kept alive by the runtime).
+ *  NULL is accepted. Thread safety: any thread, lock-free. */
+DAGGER_API void dagger_task_release(dagger_task_t *t);
+
+/** Wait for `t` and borrow its result into `*out` (out may be NULL).
+ *  Returns: 0, or the task's error (DAGGER_ETASK, DAGGER_EUPSTREAM, DAGGER_ECANCELED, ...), or
+ *  DAGGER_EDEADLK when the wait can never end (the task itself, a task held by an open bulk
+ *  queue); `*out` untouched on error. Inside a task the wait suspends the task, never the
+ *  thread. Ownership: borrows `t`; `*out` lives as long as the caller holds `t`.
+ *  Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_fetch(dagger_task_t *t, dagger_value_t *out);
+/** Typed fetches: DAGGER_ETYPE (message in dagger_last_errmsg) when the result has another kind;
+ *  dagger_fetch_f64 accepts an i64 result. The string is borrowed from the task. */
+DAGGER_API DAGGER_NODISCARD int dagger_fetch_f64(dagger_task_t *t, double *out);
+DAGGER_API DAGGER_NODISCARD int dagger_fetch_i64(dagger_task_t *t, int64_t *out);
+DAGGER_API DAGGER_NODISCARD int dagger_fetch_bool(dagger_task_t *t, bool *out);
+DAGGER_API DAGGER_NODISCARD int dagger_fetch_str(dagger_task_t *t, const char **out);
+DAGGER_API DAGGER_NODISCARD int dagger_fetch_ptr(dagger_task_t *t, void **out);
+/** Wait for `t` to finish, successfully or not; never reports the task's error.
+ *  Returns: 0, or DAGGER_EDEADLK for a wait that can never end. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_wait(dagger_task_t *t);
+/** Whether `t` has finished. Thread safety: any thread, wait-free. */
+DAGGER_API bool dagger_task_done(const dagger_task_t *t);
+/** The error code of a finished task (0 when it succeeded or is not finished).
+ *  Thread safety: any thread, wait-free. */
+DAGGER_API int dagger_task_error(const dagger_task_t *t);
+/** The error message of a finished, failed task ("" otherwise), never NULL.
+ *  Ownership: valid while the caller holds `t`. Thread safety: any thread. */
+DAGGER_API const char *dagger_task_errmsg(const dagger_task_t *t);
+/** The task's id (unique in its context) and name. Thread safety: any thread. */
+DAGGER_API uint64_t dagger_task_id(const dagger_task_t *t);
+DAGGER_API const char *dagger_task_name(const dagger_task_t *t);
+/** Ask `t` to stop: a task that has not started never runs, a running task sees
+ *  dagger_tc_cancelled; either way it ends with DAGGER_ECANCELED. No effect on a finished task.
+ *  Returns: 0, or DAGGER_EINVAL for NULL. Thread safety: any thread, lock-free. */
+DAGGER_API int dagger_cancel(dagger_task_t *t);
+
+/* ---------------------------------------------------------------- inside a task */
+
+/** Record the task's failure: `code` (DAGGER_ETASK when 0 or positive) and a message.
+ *  Returns: the code, so a body can `return dagger_fail(tc, ...)`. Thread safety: inside a task only. */
+DAGGER_API int dagger_fail(dagger_tc_t *tc, int code, const char *fmt, ...) DAGGER_PRINTF(3, 4);
+/** The running task (borrowed), its id, name, context, and the worker thread it runs on now
+ *  (-1 beside the workers, for occupancy < 1). Thread safety: inside a task only. */
+DAGGER_API dagger_task_t *dagger_tc_task(dagger_tc_t *tc);
+DAGGER_API uint64_t dagger_tc_id(const dagger_tc_t *tc);
+DAGGER_API const char *dagger_tc_name(const dagger_tc_t *tc);
+DAGGER_API dagger_ctx_t *dagger_tc_ctx(dagger_tc_t *tc);
+DAGGER_API int dagger_tc_thread(const dagger_tc_t *tc);
+/** Whether dagger_cancel was called on the running task. Thread safety: inside a task only. */
+DAGGER_API bool dagger_tc_cancelled(const dagger_tc_t *tc);
+
+/** Arguments: count and checked accessors. A wrong kind or index fails the task with
+ *  DAGGER_ETYPE and a message naming the index and both kinds (the accessor returns 0/NULL);
+ *  dagger_arg_f64 accepts an i64. Thread safety: inside a task only. */
+DAGGER_API size_t dagger_args_count(const dagger_args_t *a);
+DAGGER_API const dagger_value_t *dagger_arg(const dagger_args_t *a, size_t i);
+DAGGER_API bool dagger_arg_bool(const dagger_args_t *a, size_t i);
+DAGGER_API int64_t dagger_arg_i64(const dagger_args_t *a, size_t i);
+DAGGER_API double dagger_arg_f64(const dagger_args_t *a, size_t i);
+DAGGER_API const char *dagger_arg_str(const dagger_args_t *a, size_t i);
+DAGGER_API const void *dagger_arg_blob(const dagger_args_t *a, size_t i, size_t *len);
+DAGGER_API void *dagger_arg_ptr(const dagger_args_t *a, size_t i);
+
+/* ---------------------------------------------------------------- groups and task queues */
+
+/** Task-queue modes, combinable. */
+enum {
+    DAGGER_QUEUE_BULK = 1u << 0,       /* tasks start together at dagger_queue_end */
+    DAGGER_QUEUE_SEQUENTIAL = 1u << 1, /* each task depends on the one spawned before it */
+    DAGGER_QUEUE_WAITALL = 1u << 2,    /* dagger_queue_end waits for every task of the block */
+};
+
+/** Open a task-queue block on the calling thread (or task); blocks nest. Tasks spawned by the
+ *  same thread or task until the matching end are governed by `mode`.
+ *  Returns: 0, DAGGER_EINVAL (unknown mode bits), DAGGER_ENOMEM. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_queue_begin(dagger_ctx_t *ctx, unsigned mode);
+/** Close the innermost block: launch held tasks, wait if WAITALL.
+ *  Returns: 0 or the first error of a task of the block (its message in dagger_last_errmsg);
+ *  DAGGER_ESTATE when no block is open. Thread safety: the thread or task that began it. */
+DAGGER_API DAGGER_NODISCARD int dagger_queue_end(dagger_ctx_t *ctx);
+/** A sync group: dagger_queue_begin(ctx, DAGGER_QUEUE_WAITALL). */
+DAGGER_API DAGGER_NODISCARD int dagger_sync_begin(dagger_ctx_t *ctx);
+/** End of a sync group: waits for every task spawned inside and reports the first error. */
+DAGGER_API DAGGER_NODISCARD int dagger_sync_end(dagger_ctx_t *ctx);
+
+/* ---------------------------------------------------------------- allocator */
+
+/** Allocation hooks; replace before the first dagger_ctx_open. */
+typedef struct dagger_allocator {
+    void *(*malloc)(size_t size, void *ud);
+    void *(*realloc)(void *p, size_t size, void *ud);
+    void (*free)(void *p, void *ud);
+    void *ud;
+} dagger_allocator_t;
+
+/** Counters of the internal allocator (every allocation of dagger goes through it). */
+typedef struct dagger_alloc_stats {
+    uint64_t allocs; /* calls that allocated memory from the system or the hooks */
+    uint64_t frees;
+    uint64_t live_bytes_hint; /* not maintained yet: 0 */
+} dagger_alloc_stats_t;
+
+/** Install allocation hooks (NULL restores libc).
+ *  Returns: 0, DAGGER_EBUSY once a context has been opened. Thread safety: not thread-safe. */
+DAGGER_API DAGGER_NODISCARD int dagger_set_allocator(const dagger_allocator_t *a);
+/** Read the allocation counters. Thread safety: any thread. */
+DAGGER_API void dagger_alloc_stats(dagger_alloc_stats_t *out);
+/** Fault injection: make the n-th allocation from now fail (n >= 1; 0 disarms). The variable
+ *  DAGGER_FAULT_ALLOC=n arms it at the first allocation. Thread safety: any thread. */
+DAGGER_API void dagger_fault_alloc(long n);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DAGGER_H */

@@ -1,0 +1,47 @@
+/* src/trace/trace.h - what the other layers call to log events into the trace.
+ *
+ * Design: every call is wrapped in DAGGER__TRACE(...), which costs one relaxed load and a
+ * predictable branch when tracing is off. When on, events go to a per-thread buffer with no
+ * lock and no allocation on the hot path once the thread's buffer exists.
+ * Thread ids: `thread` is the worker index (0..n-1), or -1 for a thread that is not a worker.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_SRC_TRACE_H
+#define DAGGER_SRC_TRACE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct dagger_ctx;
+
+/* Non-zero while events are being recorded. */
+extern _Atomic int dagger__trace_on;
+
+#define DAGGER__TRACE(call)                                                                    \
+    do {                                                                                       \
+        if (__builtin_expect(atomic_load_explicit(&dagger__trace_on, memory_order_relaxed), 0)) \
+            call;                                                                              \
+    } while (0)
+
+/* Context lifetime: open reads DAGGER_TRACE=path (starts recording); close stops recording
+ * and writes the file in the format named by its extension (.json .dot .html .txt .dtrace). */
+void dagger__trace_ctx_open(struct dagger_ctx *ctx, int nthreads);
+void dagger__trace_ctx_close(struct dagger_ctx *ctx);
+
+/* A task was created. `name` stays valid for the whole trace when `name_static` is non-zero;
+ * otherwise the trace copies it. */
+void dagger__trace_spawn(uint64_t id, const char *name, int name_static, int thread);
+/* `to` depends on `from` (an argument or a syncdep). */
+void dagger__trace_edge(uint64_t from, uint64_t to);
+void dagger__trace_ready(uint64_t id, int thread);
+void dagger__trace_start(uint64_t id, int thread);
+/* End of a run: rc is 0, DAGGER_ECANCELED or another error code. */
+void dagger__trace_finish(uint64_t id, int thread, int rc);
+/* The task was suspended waiting for `on` (0 = a group or a stream), then resumed. */
+void dagger__trace_block(uint64_t id, int thread, uint64_t on);
+void dagger__trace_resume(uint64_t id, int thread);
+void dagger__trace_steal(int thief, int victim, uint64_t id);
+void dagger__trace_park(int thread);
+void dagger__trace_wake(int thread);
+
+#endif /* DAGGER_SRC_TRACE_H */

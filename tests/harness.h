@@ -1,0 +1,216 @@
+/* tests/harness.h - a thin layer over cmocka for dagger's one-process-per-case tests.
+ *
+ * Each test file defines cases with TEST(name) and ends with TEST_LIST(a, b, ...). The binary
+ * answers `--list` (one case name per line) and `<case>` (run one case); with no argument it
+ * runs every case. Exit code 77 means skipped (SKIP()).
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_TESTS_HARNESS_H
+#define DAGGER_TESTS_HARNESS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "dagger.h"
+
+#define TEST(name) static void name(void **state_unused_)
+
+/* Skip the current case: the process exits with 77, which ctest reports as skipped. */
+#define SKIP(...)                                                                              \
+    do {                                                                                       \
+        fprintf(stderr, "SKIP: " __VA_ARGS__);                                                 \
+        fputc('\n', stderr);                                                                   \
+        exit(77);                                                                              \
+    } while (0)
+
+#define ASSERT_OK(expr)                                                                        \
+    do {                                                                                       \
+        long rc_ = (long)(expr);                                                               \
+        if (rc_ < 0)                                                                           \
+            fail_msg("%s returned %s (%s): %s", #expr, dagger_err_name((int)rc_),              \
+                     dagger_strerror((int)rc_), dagger_last_errmsg());                         \
+    } while (0)
+
+#define ASSERT_ERR(expr, code)                                                                 \
+    do {                                                                                       \
+        long rc_ = (long)(expr);                                                               \
+        if (rc_ != (long)(code))                                                               \
+            fail_msg("%s returned %s, expected %s", #expr, dagger_err_name((int)rc_),          \
+                     dagger_err_name((int)(code)));                                            \
+    } while (0)
+
+#define ASSERT_TRUE(c) assert_true(c)
+#define ASSERT_FALSE(c) assert_false(c)
+#define ASSERT_EQ(a, b) assert_int_equal((a), (b))
+#define ASSERT_NE(a, b) assert_int_not_equal((a), (b))
+#define ASSERT_PTR(p) assert_non_null(p)
+#define ASSERT_NULL(p) assert_null(p)
+#define ASSERT_STR_EQ(a, b) assert_string_equal((a), (b))
+#define ASSERT_NEAR(a, b, eps)                                                                 \
+    do {                                                                                       \
+        double a_ = (a), b_ = (b);                                                             \
+        if (!(a_ - b_ <= (eps) && b_ - a_ <= (eps)))                                           \
+            fail_msg("%s = %.17g, expected %.17g (+- %g)", #a, a_, b_, (double)(eps));         \
+    } while (0)
+#define ASSERT_STR_HAS(hay, needle)                                                            \
+    do {                                                                                       \
+        const char *h_ = (hay), *n_ = (needle);                                                \
+        if (!h_ || !strstr(h_, n_))                                                            \
+            fail_msg("\"%s\" does not contain \"%s\"", h_ ? h_ : "(null)", n_);                \
+    } while (0)
+
+/* Test sizes: DAGGER_TEST_LEVEL=full scales them up. */
+static inline int test_level_full(void)
+{
+    const char *l = getenv("DAGGER_TEST_LEVEL");
+    return l && strcmp(l, "full") == 0;
+}
+
+/* The seed of a randomised test: DAGGER_TEST_SEED, or a fresh one; printed for replay. */
+static inline uint64_t test_seed(void)
+{
+    const char *s = getenv("DAGGER_TEST_SEED");
+    uint64_t seed = s ? strtoull(s, NULL, 0) : (uint64_t)time(NULL) ^ ((uint64_t)clock() << 20);
+    printf("seed=%llu (replay with DAGGER_TEST_SEED=%llu)\n", (unsigned long long)seed,
+           (unsigned long long)seed);
+    fflush(stdout);
+    return seed;
+}
+
+/* xorshift64*: a small deterministic generator for test data. */
+static inline uint64_t test_rand(uint64_t *s)
+{
+    uint64_t x = *s ? *s : 0x9E3779B97F4A7C15ull;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* Open a context with `n` threads (0 = default), failing the case on error. */
+static inline dagger_ctx_t *test_ctx(int n)
+{
+    dagger_opts_t o;
+    dagger_opts_init(&o);
+    o.num_threads = n;
+    dagger_ctx_t *ctx = NULL;
+    ASSERT_OK(dagger_ctx_open(&ctx, &o));
+    return ctx;
+}
+
+static inline int harness_main_(const struct CMUnitTest *cases, size_t n, int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "--list") == 0) {
+        for (size_t i = 0; i < n; i++)
+            printf("%s\n", cases[i].name);
+        return 0;
+    }
+    if (argc > 1) {
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(argv[1], cases[i].name) == 0)
+                return _cmocka_run_group_tests(cases[i].name, &cases[i], 1, NULL, NULL);
+        fprintf(stderr, "no test case named '%s' (try --list)\n", argv[1]);
+        return 2;
+    }
+    return _cmocka_run_group_tests(argv[0], cases, n, NULL, NULL);
+}
+
+#define TEST_ENTRY_(x) cmocka_unit_test(x)
+#define TEST_MAP1_(f, a) f(a)
+#define TEST_LIST(...)                                                                         \
+    int main(int argc, char **argv)                                                            \
+    {                                                                                          \
+        const struct CMUnitTest cases_[] = {TEST_FOREACH_(TEST_ENTRY_, __VA_ARGS__)};          \
+        return harness_main_(cases_, sizeof cases_ / sizeof cases_[0], argc, argv);            \
+    }
+
+/* TEST_FOREACH_(m, a, b, ...) -> m(a), m(b), ... for up to 64 names. */
+#define TEST_FE_1(m, a) m(a)
+#define TEST_FE_2(m, a, ...) m(a), TEST_FE_1(m, __VA_ARGS__)
+#define TEST_FE_3(m, a, ...) m(a), TEST_FE_2(m, __VA_ARGS__)
+#define TEST_FE_4(m, a, ...) m(a), TEST_FE_3(m, __VA_ARGS__)
+#define TEST_FE_5(m, a, ...) m(a), TEST_FE_4(m, __VA_ARGS__)
+#define TEST_FE_6(m, a, ...) m(a), TEST_FE_5(m, __VA_ARGS__)
+#define TEST_FE_7(m, a, ...) m(a), TEST_FE_6(m, __VA_ARGS__)
+#define TEST_FE_8(m, a, ...) m(a), TEST_FE_7(m, __VA_ARGS__)
+#define TEST_FE_9(m, a, ...) m(a), TEST_FE_8(m, __VA_ARGS__)
+#define TEST_FE_10(m, a, ...) m(a), TEST_FE_9(m, __VA_ARGS__)
+#define TEST_FE_11(m, a, ...) m(a), TEST_FE_10(m, __VA_ARGS__)
+#define TEST_FE_12(m, a, ...) m(a), TEST_FE_11(m, __VA_ARGS__)
+#define TEST_FE_13(m, a, ...) m(a), TEST_FE_12(m, __VA_ARGS__)
+#define TEST_FE_14(m, a, ...) m(a), TEST_FE_13(m, __VA_ARGS__)
+#define TEST_FE_15(m, a, ...) m(a), TEST_FE_14(m, __VA_ARGS__)
+#define TEST_FE_16(m, a, ...) m(a), TEST_FE_15(m, __VA_ARGS__)
+#define TEST_FE_17(m, a, ...) m(a), TEST_FE_16(m, __VA_ARGS__)
+#define TEST_FE_18(m, a, ...) m(a), TEST_FE_17(m, __VA_ARGS__)
+#define TEST_FE_19(m, a, ...) m(a), TEST_FE_18(m, __VA_ARGS__)
+#define TEST_FE_20(m, a, ...) m(a), TEST_FE_19(m, __VA_ARGS__)
+#define TEST_FE_21(m, a, ...) m(a), TEST_FE_20(m, __VA_ARGS__)
+#define TEST_FE_22(m, a, ...) m(a), TEST_FE_21(m, __VA_ARGS__)
+#define TEST_FE_23(m, a, ...) m(a), TEST_FE_22(m, __VA_ARGS__)
+#define TEST_FE_24(m, a, ...) m(a), TEST_FE_23(m, __VA_ARGS__)
+#define TEST_FE_25(m, a, ...) m(a), TEST_FE_24(m, __VA_ARGS__)
+#define TEST_FE_26(m, a, ...) m(a), TEST_FE_25(m, __VA_ARGS__)
+#define TEST_FE_27(m, a, ...) m(a), TEST_FE_26(m, __VA_ARGS__)
+#define TEST_FE_28(m, a, ...) m(a), TEST_FE_27(m, __VA_ARGS__)
+#define TEST_FE_29(m, a, ...) m(a), TEST_FE_28(m, __VA_ARGS__)
+#define TEST_FE_30(m, a, ...) m(a), TEST_FE_29(m, __VA_ARGS__)
+#define TEST_FE_31(m, a, ...) m(a), TEST_FE_30(m, __VA_ARGS__)
+#define TEST_FE_32(m, a, ...) m(a), TEST_FE_31(m, __VA_ARGS__)
+#define TEST_FE_33(m, a, ...) m(a), TEST_FE_32(m, __VA_ARGS__)
+#define TEST_FE_34(m, a, ...) m(a), TEST_FE_33(m, __VA_ARGS__)
+#define TEST_FE_35(m, a, ...) m(a), TEST_FE_34(m, __VA_ARGS__)
+#define TEST_FE_36(m, a, ...) m(a), TEST_FE_35(m, __VA_ARGS__)
+#define TEST_FE_37(m, a, ...) m(a), TEST_FE_36(m, __VA_ARGS__)
+#define TEST_FE_38(m, a, ...) m(a), TEST_FE_37(m, __VA_ARGS__)
+#define TEST_FE_39(m, a, ...) m(a), TEST_FE_38(m, __VA_ARGS__)
+#define TEST_FE_40(m, a, ...) m(a), TEST_FE_39(m, __VA_ARGS__)
+#define TEST_FE_41(m, a, ...) m(a), TEST_FE_40(m, __VA_ARGS__)
+#define TEST_FE_42(m, a, ...) m(a), TEST_FE_41(m, __VA_ARGS__)
+#define TEST_FE_43(m, a, ...) m(a), TEST_FE_42(m, __VA_ARGS__)
+#define TEST_FE_44(m, a, ...) m(a), TEST_FE_43(m, __VA_ARGS__)
+#define TEST_FE_45(m, a, ...) m(a), TEST_FE_44(m, __VA_ARGS__)
+#define TEST_FE_46(m, a, ...) m(a), TEST_FE_45(m, __VA_ARGS__)
+#define TEST_FE_47(m, a, ...) m(a), TEST_FE_46(m, __VA_ARGS__)
+#define TEST_FE_48(m, a, ...) m(a), TEST_FE_47(m, __VA_ARGS__)
+#define TEST_FE_49(m, a, ...) m(a), TEST_FE_48(m, __VA_ARGS__)
+#define TEST_FE_50(m, a, ...) m(a), TEST_FE_49(m, __VA_ARGS__)
+#define TEST_FE_51(m, a, ...) m(a), TEST_FE_50(m, __VA_ARGS__)
+#define TEST_FE_52(m, a, ...) m(a), TEST_FE_51(m, __VA_ARGS__)
+#define TEST_FE_53(m, a, ...) m(a), TEST_FE_52(m, __VA_ARGS__)
+#define TEST_FE_54(m, a, ...) m(a), TEST_FE_53(m, __VA_ARGS__)
+#define TEST_FE_55(m, a, ...) m(a), TEST_FE_54(m, __VA_ARGS__)
+#define TEST_FE_56(m, a, ...) m(a), TEST_FE_55(m, __VA_ARGS__)
+#define TEST_FE_57(m, a, ...) m(a), TEST_FE_56(m, __VA_ARGS__)
+#define TEST_FE_58(m, a, ...) m(a), TEST_FE_57(m, __VA_ARGS__)
+#define TEST_FE_59(m, a, ...) m(a), TEST_FE_58(m, __VA_ARGS__)
+#define TEST_FE_60(m, a, ...) m(a), TEST_FE_59(m, __VA_ARGS__)
+#define TEST_FE_61(m, a, ...) m(a), TEST_FE_60(m, __VA_ARGS__)
+#define TEST_FE_62(m, a, ...) m(a), TEST_FE_61(m, __VA_ARGS__)
+#define TEST_FE_63(m, a, ...) m(a), TEST_FE_62(m, __VA_ARGS__)
+#define TEST_FE_64(m, a, ...) m(a), TEST_FE_63(m, __VA_ARGS__)
+#define TEST_NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17,   \
+                   _18, _19, _20, _21, _22, _23, _24, _25, _26, _27, _28, _29, _30, _31, _32,   \
+                   _33, _34, _35, _36, _37, _38, _39, _40, _41, _42, _43, _44, _45, _46, _47,   \
+                   _48, _49, _50, _51, _52, _53, _54, _55, _56, _57, _58, _59, _60, _61, _62,   \
+                   _63, _64, N, ...)                                                            \
+    N
+#define TEST_NARG(...)                                                                         \
+    TEST_NARG_(__VA_ARGS__, 64, 63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, \
+               47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28,  \
+               27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, \
+               6, 5, 4, 3, 2, 1)
+#define TEST_CAT_(a, b) a##b
+#define TEST_CAT(a, b) TEST_CAT_(a, b)
+#define TEST_FOREACH_(m, ...) TEST_CAT(TEST_FE_, TEST_NARG(__VA_ARGS__))(m, __VA_ARGS__)
+
+#endif /* DAGGER_TESTS_HARNESS_H */
