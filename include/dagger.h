@@ -121,7 +121,8 @@ static inline dagger_value_t dagger_f64(double f)
     v.u.f = f;
     return v;
 }
-/** A string value; copied when passed to spawn or returned from a task (see dagger_str_borrow). */
+/** A string value. Passed to spawn it is copied then (see dagger_str_borrow); returned from a task
+ *  body it is copied after the body returns, so it must outlive the body (or use dagger_str_copy). */
 DAGGER_API dagger_value_t dagger_str(const char *s);
 /** A string argument the runtime does not copy: the caller keeps it alive until the task ends. */
 DAGGER_API dagger_value_t dagger_str_borrow(const char *s);
@@ -379,6 +380,12 @@ DAGGER_API int dagger_cancel(dagger_task_t *t);
 /** Record the task's failure: `code` (DAGGER_ETASK when 0 or positive) and a message.
  *  Returns: the code, so a body can `return dagger_fail(tc, ...)`. Thread safety: inside a task only. */
 DAGGER_API int dagger_fail(dagger_tc_t *tc, int code, const char *fmt, ...) DAGGER_PRINTF(3, 4);
+/** A copy of `s` (or of `n` bytes at `p`) that lives until the running task ends: for results
+ *  and child arguments built in a stack buffer. `*out = dagger_str(s)` copies `s` after the body
+ *  returns, so `s` must outlive the body; these copy at once. On out of memory the task fails
+ *  with DAGGER_ENOMEM and nil is returned. Thread safety: inside a task only. */
+DAGGER_API dagger_value_t dagger_str_copy(dagger_tc_t *tc, const char *s);
+DAGGER_API dagger_value_t dagger_blob_copy(dagger_tc_t *tc, const void *p, size_t n);
 /** The running task (borrowed), its id, name, context, and the worker thread it runs on now
  *  (-1 beside the workers, for occupancy < 1). Thread safety: inside a task only. */
 DAGGER_API dagger_task_t *dagger_tc_task(dagger_tc_t *tc);

@@ -1,0 +1,108 @@
+/* include/dagger/net.h - streaming edges between processes: shared-memory ring, TCP, UDP.
+ *
+ * An edge is one end of a one-way stream of dagger values that crosses to another process.
+ * Its URI picks the transport: `shm:/name` (a ring in shared memory, one host), `tcp://host:port`
+ * (framed, authenticated with a shared secret), `udp://host:port` (datagrams, lossy). The other
+ * process opens the same URI with the opposite end (DAGGER_EDGE_PUSH / DAGGER_EDGE_POP).
+ * The streaming runtime sits on top of this; programs may also use it directly.
+ * docs/net.md lists every URI parameter and the wire format.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_NET_H
+#define DAGGER_NET_H
+
+#include <stdint.h>
+
+#include "dagger.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dagger_edge dagger_edge_t;
+
+/** Which end of the stream an edge is (exactly one of them). */
+enum {
+    DAGGER_EDGE_PUSH = 1u << 0, /* the producer: dagger_edge_push */
+    DAGGER_EDGE_POP = 1u << 1,  /* the consumer: dagger_edge_pop */
+};
+
+/** Counters of one edge end; each counts what this end did. */
+typedef struct dagger_edge_stats {
+    uint64_t values;     /* values pushed (producer) or popped (consumer) */
+    uint64_t bytes;      /* frame bytes sent or received, headers included */
+    uint64_t drops;      /* values known to be lost (UDP sequence gaps) */
+    uint64_t rejected;   /* frames refused: malformed or unauthenticated (UDP keeps going) */
+    uint64_t waits;      /* times a push or pop had to sleep (back-pressure or empty) */
+    uint64_t reconnects; /* connections re-established after a loss (TCP) */
+} dagger_edge_stats_t;
+
+/** Open one end of the edge named by `uri`; `flags` is DAGGER_EDGE_PUSH or DAGGER_EDGE_POP.
+ *  Examples: "shm:/frames?cap=4194304&secret=s3", "tcp://127.0.0.1:0?role=listen&secret=s3",
+ *  "udp://127.0.0.1:9000". A listening TCP end or a UDP consumer may give port 0: read the
+ *  chosen port back with dagger_edge_uri. Connections and handshakes complete lazily, in the
+ *  first push, pop, poll or flush.
+ *  Returns: 0, DAGGER_EINVAL (bad URI or parameter, unknown scheme, wrong permissions),
+ *  DAGGER_EBUSY (this end of the ring is taken), DAGGER_EIO, DAGGER_ENOMEM; the message is in
+ *  dagger_last_errmsg. Ownership: +1 on `*out`, ended by dagger_edge_close.
+ *  Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_edge_open(dagger_edge_t **out, const char *uri,
+                                                 unsigned flags);
+
+/** Close an end: a producer flushes what it buffered and tells the consumer the stream ended
+ *  (the consumer's pops then drain and return DAGGER_ECLOSED). Frees the edge in every case.
+ *  Returns: 0, or the error that kept buffered values from being sent (DAGGER_EPEER, ...).
+ *  Ownership: consumes `e` (NULL is accepted). Thread safety: owner thread. */
+DAGGER_API int dagger_edge_close(dagger_edge_t *e);
+
+/** Send a copy of `*v`, waiting as long as back-pressure lasts (the consumer's death still
+ *  ends the wait). Local pointers cannot be sent. TCP may hold small values in a batch until
+ *  it fills, the linger time passes, or dagger_edge_flush.
+ *  Returns: 0; DAGGER_EINVAL (a pointer or task value, or the edge failed on a malformed
+ *  frame), DAGGER_ERANGE (larger than the edge's limit), DAGGER_EPEER (the consumer went
+ *  away), DAGGER_ECLOSED (the consumer closed). Messages via dagger_edge_errmsg.
+ *  Ownership: borrows `v`. Thread safety: owner thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_edge_push(dagger_edge_t *e, const dagger_value_t *v);
+
+/** dagger_edge_push with a bound: `timeout_ms` < 0 waits forever, 0 never waits.
+ *  Returns: as dagger_edge_push, plus DAGGER_ETIMEDOUT (nothing was sent).
+ *  Thread safety: owner thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_edge_push_timed(dagger_edge_t *e, const dagger_value_t *v,
+                                                       int timeout_ms);
+
+/** Receive the next value into `*out`, waiting up to `timeout_ms` (< 0: forever; 0: poll).
+ *  Str and blob values point into the edge's own buffer (the shm ring itself, no copy).
+ *  Returns: 0; DAGGER_ETIMEDOUT; DAGGER_ECLOSED (the producer closed and every value was
+ *  delivered); DAGGER_EPEER (the producer died or the connection was lost, after the values
+ *  it had committed); DAGGER_EINVAL (a malformed or unauthenticated frame: the edge is closed
+ *  and every later call returns the same error).
+ *  Ownership: `*out` borrows the edge until the next pop or close. Thread safety: owner thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_edge_pop(dagger_edge_t *e, dagger_value_t *out,
+                                                int timeout_ms);
+
+/** Wait until the next push (producer) or pop (consumer) can proceed without waiting.
+ *  Returns: 1 ready, 0 on timeout, or the edge's error (an error is "ready" to be reported by
+ *  pop). Thread safety: owner thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_edge_poll(dagger_edge_t *e, int timeout_ms);
+
+/** Send every value a producer has buffered (TCP batching); a no-op elsewhere.
+ *  Returns: 0, DAGGER_ETIMEDOUT (some bytes remain buffered), or the edge's error.
+ *  Thread safety: owner thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_edge_flush(dagger_edge_t *e, int timeout_ms);
+
+/** Read the counters of `e` into `*out`. Thread safety: any thread (relaxed snapshot). */
+DAGGER_API void dagger_edge_stats(const dagger_edge_t *e, dagger_edge_stats_t *out);
+
+/** The message of the last failure or timeout of `e` ("" if none), naming the peer and the
+ *  cause. Returns: never NULL. Ownership: valid until the next call on `e`.
+ *  Thread safety: owner thread. */
+DAGGER_API const char *dagger_edge_errmsg(const dagger_edge_t *e);
+
+/** The edge's URI as opened, with the port actually bound and without the secret.
+ *  Returns: never NULL. Ownership: valid until close. Thread safety: any thread. */
+DAGGER_API const char *dagger_edge_uri(const dagger_edge_t *e);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DAGGER_NET_H */

@@ -1,0 +1,136 @@
+/* src/core/core_int.h - task, context, error and queue-frame records of the core.
+ *
+ * Only files of src/core include this.
+ * Invariants: a task's `waiters` is EV_CLOSED exactly when the task is done; `pending` counts
+ * unfinished dependencies plus holds (the spawn itself, an open bulk queue) and the task is
+ * submitted once, by whoever brings it to 0; `refs` counts the user's handles, the runtime's
+ * reference (dropped at completion), dependents that have not completed, and a group's
+ * record of its first error.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_SRC_CORE_INT_H
+#define DAGGER_SRC_CORE_INT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common/common.h"
+#include "core/core.h"
+#include "pool/pool.h"
+
+enum { W_DEP = 1, W_FIBER, W_THREAD };
+
+struct dagger__waiter {
+    struct dagger__waiter *next;
+    uint32_t kind;
+    void *target; /* W_DEP: the dependent task; W_FIBER: the suspended task; W_THREAD: a flag */
+};
+
+#define EV_CLOSED ((struct dagger__waiter *)1)
+
+struct dagger__event {
+    _Atomic(struct dagger__waiter *) head;
+};
+
+struct scratch {
+    struct scratch *next;
+    size_t size;
+    char bytes[];
+};
+
+struct dep {
+    struct dagger__waiter node;
+    dagger_task_t *task;
+    int32_t argi; /* argument index, or -1 for a syncdep */
+};
+
+/* The origin of a failure, shared by every task it failed. */
+struct root {
+    _Atomic uint32_t refs;
+    int code;
+    int thread;
+    uint64_t id;
+    char *name;
+    char *text;
+};
+
+struct err {
+    int code;
+    char *msg;   /* the whole message of this task */
+    char *chain; /* "7 <- 5 <- 3": this task back to the root */
+    struct root *root;
+};
+
+struct group {
+    _Atomic uint32_t pending; /* tasks not finished, +1 while the block is open */
+    struct dagger__event ev;
+    _Atomic(dagger_task_t *) first_err; /* retained */
+};
+
+struct frame {
+    struct frame *up;
+    dagger_ctx_t *ctx;
+    unsigned mode;
+    struct group group;      /* DAGGER_QUEUE_WAITALL */
+    dagger_task_t *last;     /* DAGGER_QUEUE_SEQUENTIAL: retained */
+    dagger_task_t **held;    /* DAGGER_QUEUE_BULK: retained, each with a hold on pending */
+    size_t nheld, capheld;
+};
+
+#define INLINE_ARGS 4
+#define INLINE_DEPS 2
+
+enum { T_PENDING = 0, T_RUNNING = 1, T_DONE = 2 };
+enum { TF_NAME_OWNED = 1u << 0 };
+
+struct dagger_task {
+    struct dagger__job job; /* first: the pool sees tasks as jobs */
+    _Atomic uint32_t refs;
+    _Atomic uint32_t pending;
+    _Atomic uint32_t state;
+    _Atomic uint32_t cancel;
+    struct dagger__event waiters;
+    int rc;          /* valid once state is T_DONE */
+    int argerr;      /* set by a failing argument accessor */
+    int thread;      /* worker it last ran on */
+    uint32_t flags;
+    uint32_t nargs, ndeps;
+    uint32_t capargs, capdeps; /* allocated entries (free with these sizes) */
+    uint64_t id;
+    dagger_ctx_t *ctx;
+    dagger_fn_t fn;
+    const char *name;
+    dagger_value_t *args;
+    struct dep *deps;
+    struct group *group;
+    struct frame *held_by; /* the bulk frame holding it, while held */
+    struct frame *frames;  /* queue blocks opened inside this task */
+    struct err *err;
+    struct scratch *scratch; /* copies made by dagger_str_copy, freed at completion */
+    dagger__wait_guard_fn guard_fn;
+    void *guard;
+    dagger_value_t result;
+    dagger_value_t inline_args[INLINE_ARGS];
+    struct dep inline_deps[INLINE_DEPS];
+};
+
+struct dagger_ctx {
+    dagger__pool *pool;
+    int nthreads;
+    uint64_t gen;
+    _Atomic int64_t inflight;       /* spawned, not finished */
+    _Atomic uint32_t drain_word;    /* bumped when inflight reaches 0 */
+    _Atomic int64_t live;           /* task records allocated, not freed */
+    _Atomic uint64_t next_id;
+    _Atomic uint32_t rr;            /* round robin among a scope's threads */
+};
+
+/* task.c */
+struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud);
+int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id);
+void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx);
+struct frame **dagger__frames_slot(void);
+/* Drop the holds of a closed bulk frame's tasks. */
+void dagger__task_unhold(dagger_task_t *t);
+
+#endif /* DAGGER_SRC_CORE_INT_H */

@@ -1,0 +1,147 @@
+/* src/core/ctx.c - contexts: options, the worker pool, draining and closing; the version.
+ * SPDX-License-Identifier: MIT
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "core/core_int.h"
+#include "sched/sched.h"
+#include "trace/trace.h"
+
+#define STR2(x) #x
+#define STR(x) STR2(x)
+
+const char *dagger_version(void)
+{
+    return STR(DAGGER_VERSION_MAJOR) "." STR(DAGGER_VERSION_MINOR) "." STR(DAGGER_VERSION_PATCH);
+}
+
+int dagger_version_number(void)
+{
+    return DAGGER_VERSION_MAJOR * 10000 + DAGGER_VERSION_MINOR * 100 + DAGGER_VERSION_PATCH;
+}
+
+void dagger_opts_init(dagger_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
+static _Atomic uint64_t ctx_gen = 1;
+
+/* Parse a positive integer environment variable; 0 when unset. */
+static int env_long(const char *name, long lo, long hi, long *out)
+{
+    const char *s = getenv(name);
+    *out = 0;
+    if (!s || !*s)
+        return 0;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end == 'k' || *end == 'K') {
+        v *= 1024;
+        end++;
+    } else if (*end == 'm' || *end == 'M') {
+        v *= 1024 * 1024;
+        end++;
+    }
+    DAGGER_CHECK(*end == '\0' && v >= lo && v <= hi, DAGGER_EINVAL,
+                 "%s='%s' is invalid: expected an integer within %ld..%ld", name, s, lo, hi);
+    *out = v;
+    return 0;
+}
+
+int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
+{
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_ctx_open: out is NULL");
+    *out = NULL;
+    dagger_opts_t o;
+    if (opts)
+        o = *opts;
+    else
+        dagger_opts_init(&o);
+    DAGGER_CHECK(o.num_threads >= 0 && o.num_threads <= DAGGER__MAX_THREADS, DAGGER_EINVAL,
+                 "dagger_ctx_open: num_threads %d is out of range 0..%d", o.num_threads,
+                 DAGGER__MAX_THREADS);
+    DAGGER_CHECK(o.flags == 0, DAGGER_EINVAL, "dagger_ctx_open: unknown flags 0x%x", o.flags);
+    long v;
+    if (o.num_threads == 0) {
+        int rc = env_long("DAGGER_NUM_THREADS", 1, DAGGER__MAX_THREADS, &v);
+        if (rc)
+            return rc;
+        o.num_threads = (int)v;
+    }
+    if (o.num_threads == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        o.num_threads = n < 1 ? 1 : n > DAGGER__MAX_THREADS ? DAGGER__MAX_THREADS : (int)n;
+    }
+    if (o.stack_size == 0) {
+        int rc = env_long("DAGGER_STACK_SIZE", 16 * 1024, 1L << 30, &v);
+        if (rc)
+            return rc;
+        o.stack_size = (size_t)v;
+    }
+    if (o.stack_size == 0) {
+#if defined(DAGGER_ASAN) || defined(DAGGER_TSAN)
+        o.stack_size = 1024 * 1024; /* sanitizers grow frames */
+#else
+        o.stack_size = 256 * 1024;
+#endif
+    }
+    DAGGER_CHECK(o.stack_size >= 16 * 1024, DAGGER_EINVAL,
+                 "dagger_ctx_open: stack_size %zu is below the 16 KiB minimum", o.stack_size);
+    dagger__alloc_freeze();
+    dagger_ctx_t *ctx = dagger__calloc(1, sizeof *ctx);
+    DAGGER_CHECK(ctx, DAGGER_ENOMEM, "dagger_ctx_open: out of memory");
+    ctx->nthreads = o.num_threads;
+    ctx->gen = atomic_fetch_add(&ctx_gen, 1);
+    atomic_init(&ctx->next_id, 1);
+    int rc = dagger__pool_open(&ctx->pool, o.num_threads, o.stack_size, dagger__task_run, ctx);
+    if (rc) {
+        dagger__free(ctx);
+        return rc == DAGGER_ENOMEM && !dagger_last_errmsg()[0]
+                   ? dagger__set_errmsg(rc, "dagger_ctx_open: out of memory")
+                   : rc;
+    }
+    dagger__trace_ctx_open(ctx, o.num_threads);
+    *out = ctx;
+    return 0;
+}
+
+int dagger_ctx_num_threads(const dagger_ctx_t *ctx) { return ctx ? ctx->nthreads : 0; }
+
+int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
+{
+    DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_ctx_close: the context is NULL");
+    DAGGER_CHECK((flags & ~(unsigned)DAGGER_CLOSE_FORCE) == 0, DAGGER_EINVAL,
+                 "dagger_ctx_close: unknown flags 0x%x", flags);
+    dagger_task_t *me = dagger__cur_task();
+    DAGGER_CHECK(!me || me->ctx != ctx, DAGGER_EDEADLK,
+                 "dagger_ctx_close: called from inside task %llu of this context",
+                 (unsigned long long)me->id);
+    /* Drain: every spawned task finishes (the timed wait only guards against a lost wake). */
+    while (atomic_load_explicit(&ctx->inflight, memory_order_acquire) > 0) {
+        uint32_t w = atomic_load_explicit(&ctx->drain_word, memory_order_acquire);
+        if (atomic_load_explicit(&ctx->inflight, memory_order_acquire) == 0)
+            break;
+        dagger__futex_wait(&ctx->drain_word, w, 10 * 1000 * 1000);
+    }
+    int64_t live = atomic_load_explicit(&ctx->live, memory_order_acquire);
+    if (live > 0 && !(flags & DAGGER_CLOSE_FORCE)) {
+#ifndef NDEBUG
+        fprintf(stderr, "dagger: dagger_ctx_close: %lld task handle%s still held\n",
+                (long long)live, live == 1 ? " is" : "s are");
+#endif
+        return dagger__set_errmsg(DAGGER_EBUSY,
+                                  "dagger_ctx_close: %lld task handle%s still held; release "
+                                  "them, or close with DAGGER_CLOSE_FORCE",
+                                  (long long)live, live == 1 ? " is" : "s are");
+    }
+    dagger__trace_ctx_close(ctx);
+    dagger__pool_close(ctx->pool);
+    dagger__free(ctx);
+    return 0;
+}
+
+int dagger_ctx_close(dagger_ctx_t *ctx) { return dagger_ctx_close_ex(ctx, 0); }

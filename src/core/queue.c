@@ -1,0 +1,69 @@
+/* src/core/queue.c - task-queue blocks: bulk, sequential, wait-all (sync groups).
+ *
+ * Blocks nest per thread, or per task when opened inside one (a task may move between
+ * threads while it waits). Spawn consults the open blocks (task.c); ending a block launches
+ * what it held and waits when asked to.
+ * SPDX-License-Identifier: MIT
+ */
+#include <string.h>
+
+#include "common/alloc.h"
+#include "core/core_int.h"
+
+#define ALL_MODES (DAGGER_QUEUE_BULK | DAGGER_QUEUE_SEQUENTIAL | DAGGER_QUEUE_WAITALL)
+
+int dagger_queue_begin(dagger_ctx_t *ctx, unsigned mode)
+{
+    DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_queue_begin: the context is NULL");
+    DAGGER_CHECK((mode & ~ALL_MODES) == 0, DAGGER_EINVAL,
+                 "dagger_queue_begin: unknown mode bits 0x%x", mode & ~ALL_MODES);
+    struct frame *f = dagger__obj_alloc(sizeof *f);
+    DAGGER_CHECK(f, DAGGER_ENOMEM, "dagger_queue_begin: out of memory");
+    memset(f, 0, sizeof *f);
+    f->ctx = ctx;
+    f->mode = mode;
+    atomic_init(&f->group.pending, 1);
+    atomic_init(&f->group.ev.head, NULL);
+    atomic_init(&f->group.first_err, NULL);
+    struct frame **slot = dagger__frames_slot();
+    f->up = *slot;
+    *slot = f;
+    return 0;
+}
+
+int dagger_queue_end(dagger_ctx_t *ctx)
+{
+    DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_queue_end: the context is NULL");
+    struct frame **slot = dagger__frames_slot();
+    struct frame *f = *slot;
+    DAGGER_CHECK(f && f->ctx == ctx, DAGGER_ESTATE,
+                 "dagger_queue_end: no task-queue block of this context is open on this %s",
+                 dagger__cur_task() ? "task" : "thread");
+    *slot = f->up;
+    for (size_t i = 0; i < f->nheld; i++) {
+        dagger_task_t *t = f->held[i];
+        dagger__task_unhold(t);
+        dagger_task_release(t);
+    }
+    dagger__free(f->held);
+    dagger_task_release(f->last);
+    int rc = 0;
+    /* Only WAITALL blocks count their tasks; the others' group is never waited on. */
+    struct group *g = &f->group;
+    if (atomic_fetch_sub_explicit(&g->pending, 1, memory_order_acq_rel) == 1)
+        dagger__event_fire(&g->ev, ctx);
+    if (f->mode & DAGGER_QUEUE_WAITALL) {
+        dagger__event_wait(ctx, &g->ev, 0);
+        dagger_task_t *e = atomic_load_explicit(&g->first_err, memory_order_acquire);
+        if (e) {
+            rc = dagger_task_error(e);
+            dagger__set_errmsg_str(rc, dagger_task_errmsg(e));
+            dagger_task_release(e);
+        }
+    }
+    dagger__obj_free(f, sizeof *f);
+    return rc;
+}
+
+int dagger_sync_begin(dagger_ctx_t *ctx) { return dagger_queue_begin(ctx, DAGGER_QUEUE_WAITALL); }
+int dagger_sync_end(dagger_ctx_t *ctx) { return dagger_queue_end(ctx); }

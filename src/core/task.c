@@ -1,0 +1,997 @@
+/* src/core/task.c - tasks: spawn, dependencies, run, completion, fetch, errors, cancellation.
+ *
+ * Design: a task's argument that is a task becomes a dependency: the dependent puts a waiter
+ * node (embedded in its own record) on the dependency's waiter list, and whoever finishes the
+ * last dependency submits the dependent. Completion closes the waiter list with one exchange
+ * and walks it: dependents are counted down (the first one that becomes ready runs next on
+ * the same worker, without a trip through the deque), suspended fetchers are resumed, and
+ * threads blocked in fetch are woken. A failed dependency makes the dependent fail with
+ * DAGGER_EUPSTREAM without running it; the failure's root is shared by every task it reaches.
+ * Records come from the object pools, so steady-state spawning allocates nothing.
+ * SPDX-License-Identifier: MIT
+ */
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "core/core_int.h"
+#include "sched/sched.h"
+#include "trace/trace.h"
+
+/* ---------------------------------------------------------------- thread-local state */
+
+static __thread dagger_task_t *tls_task;
+static __thread struct frame *tls_frames;
+static __thread struct {
+    uint64_t gen, next, end;
+} tls_ids;
+
+/* Out of line: a task may resume on another thread, so never reuse a TLS address. */
+DAGGER_NOINLINE dagger_task_t *dagger__cur_task(void) { return tls_task; }
+DAGGER_NOINLINE static void set_cur_task(dagger_task_t *t) { tls_task = t; }
+
+DAGGER_NOINLINE struct frame **dagger__frames_slot(void)
+{
+    dagger_task_t *t = tls_task;
+    return t ? &t->frames : &tls_frames;
+}
+
+static uint64_t next_id(dagger_ctx_t *ctx)
+{
+    if (DAGGER_UNLIKELY(tls_ids.gen != ctx->gen || tls_ids.next == tls_ids.end)) {
+        uint64_t base = atomic_fetch_add_explicit(&ctx->next_id, 256, memory_order_relaxed);
+        tls_ids.gen = ctx->gen;
+        tls_ids.next = base;
+        tls_ids.end = base + 256;
+    }
+    return tls_ids.next++;
+}
+
+/* ---------------------------------------------------------------- names and messages */
+
+static const char *display_name(const dagger_task_t *t)
+{
+    if (t->name)
+        return t->name;
+    Dl_info info;
+    if (dladdr((void *)(uintptr_t)t->fn, &info) && info.dli_sname)
+        return info.dli_sname;
+    return "task";
+}
+
+static void root_release(struct root *r)
+{
+    if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
+        dagger__free(r->name);
+        dagger__free(r->text);
+        dagger__free(r);
+    }
+}
+
+static void err_free(struct err *e)
+{
+    if (!e)
+        return;
+    root_release(e->root);
+    dagger__free(e->msg);
+    dagger__free(e->chain);
+    dagger__free(e);
+}
+
+/* Record a failure that starts at `t` (it is the root). Keeps the first one recorded. */
+static int fail_root(dagger_task_t *t, int code, const char *text)
+{
+    if (t->err)
+        return t->err->code;
+    struct err *e = dagger__calloc(1, sizeof *e);
+    struct root *r = dagger__calloc(1, sizeof *r);
+    const char *name = display_name(t);
+    if (e && r) {
+        atomic_init(&r->refs, 1);
+        r->code = code;
+        r->id = t->id;
+        r->thread = t->thread;
+        r->name = dagger__strdup(name);
+        r->text = dagger__strdup(text);
+        e->code = code;
+        e->root = r;
+        e->msg = dagger__asprintf("task %llu '%s': %s", (unsigned long long)t->id, name, text);
+        e->chain = dagger__asprintf("%llu", (unsigned long long)t->id);
+        t->err = e;
+    } else {
+        dagger__free(e);
+        dagger__free(r);
+    }
+    return code;
+}
+
+static int fail_rootf(dagger_task_t *t, int code, const char *fmt, ...) DAGGER_PRINTF(3, 4);
+static int fail_rootf(dagger_task_t *t, int code, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return fail_root(t, code, buf);
+}
+
+/* `t` fails because its input `d` (argument `argi`, or a syncdep when < 0) failed. */
+static int fail_upstream(dagger_task_t *t, const struct dep *d)
+{
+    const dagger_task_t *up = d->task;
+    const struct err *ue = up->err;
+    const char *name = display_name(t);
+    char input[64];
+    if (d->argi >= 0)
+        snprintf(input, sizeof input, "input %d", d->argi);
+    else
+        snprintf(input, sizeof input, "syncdep");
+    struct err *e = dagger__calloc(1, sizeof *e);
+    if (!e)
+        return DAGGER_EUPSTREAM;
+    e->code = DAGGER_EUPSTREAM;
+    if (ue && ue->root) {
+        struct root *r = ue->root;
+        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+        e->root = r;
+        if (r->id == up->id) {
+            e->msg = dagger__asprintf("task %llu '%s': %s (task %llu '%s') failed: %s",
+                                      (unsigned long long)t->id, name, input,
+                                      (unsigned long long)up->id, r->name, r->text);
+        } else {
+            e->msg = dagger__asprintf(
+                "task %llu '%s': %s (task %llu '%s') failed; root cause: task %llu '%s': %s "
+                "(chain: %llu <- %s)",
+                (unsigned long long)t->id, name, input, (unsigned long long)up->id,
+                display_name(up), (unsigned long long)r->id, r->name, r->text,
+                (unsigned long long)t->id, ue->chain ? ue->chain : "?");
+        }
+        const char *uc = ue->chain ? ue->chain : "?";
+        if (strlen(uc) < 96) {
+            e->chain = dagger__asprintf("%llu <- %s", (unsigned long long)t->id, uc);
+        } else {
+            e->chain = dagger__asprintf("%llu <- %llu <- ... <- %llu", (unsigned long long)t->id,
+                                        (unsigned long long)up->id, (unsigned long long)r->id);
+        }
+    } else {
+        e->msg = dagger__asprintf("task %llu '%s': %s (task %llu) failed: %s",
+                                  (unsigned long long)t->id, name, input,
+                                  (unsigned long long)up->id, dagger_strerror(up->rc));
+    }
+    t->err = e;
+    return DAGGER_EUPSTREAM;
+}
+
+/* ---------------------------------------------------------------- records */
+
+static dagger_task_t *task_alloc(dagger_ctx_t *ctx)
+{
+    dagger_task_t *t = dagger__obj_alloc(sizeof *t);
+    if (!t)
+        return NULL;
+    t->job.next = NULL;
+    t->job.fiber = NULL;
+    t->job.prio = 0;
+    t->job.pin = -1;
+    t->job.occupancy = 1.0f;
+    t->job.seq = 0;
+    atomic_init(&t->refs, 2); /* the caller's handle and the runtime's */
+    atomic_init(&t->pending, 1);
+    atomic_init(&t->state, T_PENDING);
+    atomic_init(&t->cancel, 0);
+    atomic_init(&t->waiters.head, NULL);
+    t->rc = 0;
+    t->argerr = 0;
+    t->thread = -1;
+    t->flags = 0;
+    t->nargs = t->ndeps = 0;
+    t->capargs = t->capdeps = 0;
+    t->scratch = NULL;
+    t->id = next_id(ctx);
+    t->ctx = ctx;
+    t->fn = NULL;
+    t->name = NULL;
+    t->args = t->inline_args;
+    t->deps = t->inline_deps;
+    t->group = NULL;
+    t->held_by = NULL;
+    t->frames = NULL;
+    t->err = NULL;
+    t->guard_fn = NULL;
+    t->guard = NULL;
+    t->result = dagger_nil();
+    atomic_fetch_add_explicit(&ctx->live, 1, memory_order_relaxed);
+    return t;
+}
+
+/* Free the argument storage of a finished (or never started) task; drops its dependencies. */
+static void drop_args(dagger_task_t *t)
+{
+    for (uint32_t i = 0; i < t->nargs; i++)
+        dagger__value_drop(&t->args[i]);
+    for (uint32_t i = 0; i < t->ndeps; i++)
+        dagger_task_release(t->deps[i].task);
+    if (t->args != t->inline_args)
+        dagger__obj_free(t->args, t->capargs * sizeof(dagger_value_t));
+    if (t->deps != t->inline_deps)
+        dagger__obj_free(t->deps, t->capdeps * sizeof(struct dep));
+    while (t->scratch) {
+        struct scratch *s = t->scratch;
+        t->scratch = s->next;
+        dagger__obj_free(s, sizeof *s + s->size);
+    }
+    t->args = t->inline_args;
+    t->deps = t->inline_deps;
+    t->nargs = t->ndeps = 0;
+}
+
+static __thread dagger_task_t *tls_free_list;
+static __thread int tls_freeing;
+
+static void task_free_one(dagger_task_t *t)
+{
+    dagger_ctx_t *ctx = t->ctx;
+    drop_args(t);
+    dagger__value_drop(&t->result);
+    err_free(t->err);
+    if (t->flags & TF_NAME_OWNED)
+        dagger__obj_free((void *)t->name, strlen(t->name) + 1);
+    dagger__obj_free(t, sizeof *t);
+    atomic_fetch_sub_explicit(&ctx->live, 1, memory_order_release);
+}
+
+dagger_task_t *dagger_task_retain(dagger_task_t *t)
+{
+    if (t)
+        atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    return t;
+}
+
+void dagger_task_release(dagger_task_t *t)
+{
+    if (!t || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    /* Freeing can release other tasks (a result that is a task): free iteratively so that
+     * long chains never recurse. */
+    t->job.next = (struct dagger__job *)tls_free_list;
+    tls_free_list = t;
+    if (tls_freeing)
+        return;
+    tls_freeing = 1;
+    while (tls_free_list) {
+        dagger_task_t *f = tls_free_list;
+        tls_free_list = (dagger_task_t *)f->job.next;
+        task_free_one(f);
+    }
+    tls_freeing = 0;
+}
+
+/* ---------------------------------------------------------------- events */
+
+static bool event_push(struct dagger__event *ev, struct dagger__waiter *w)
+{
+    struct dagger__waiter *head = atomic_load_explicit(&ev->head, memory_order_acquire);
+    do {
+        if (head == EV_CLOSED)
+            return false;
+        w->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&ev->head, &head, w, memory_order_acq_rel,
+                                                    memory_order_acquire));
+    return true;
+}
+
+static void make_ready(dagger_task_t *t)
+{
+    DAGGER__TRACE(dagger__trace_ready(t->id, dagger__pool_self(t->ctx->pool)));
+    dagger__pool_submit(t->ctx->pool, &t->job);
+}
+
+static bool plain_job(const dagger_task_t *t)
+{
+    return t->job.pin < 0 && t->job.prio == 0 && t->job.occupancy >= 1.0f;
+}
+
+/* Close `ev` and serve its waiters. With `cont`, the first plain dependent that becomes ready
+ * is returned instead of submitted. Nodes are read before they are signalled: a signalled
+ * waiter may return and free its node at once. */
+static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool want_cont)
+{
+    struct dagger__waiter *w = atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel);
+    dagger_task_t *cont = NULL;
+    while (w && w != EV_CLOSED) {
+        struct dagger__waiter *next = w->next;
+        switch (w->kind) {
+        case W_DEP: {
+            dagger_task_t *d = w->target;
+            if (atomic_fetch_sub_explicit(&d->pending, 1, memory_order_acq_rel) == 1) {
+                if (want_cont && !cont && plain_job(d)) {
+                    DAGGER__TRACE(dagger__trace_ready(d->id, dagger__pool_self(ctx->pool)));
+                    cont = d;
+                } else {
+                    make_ready(d);
+                }
+            }
+            break;
+        }
+        case W_FIBER: {
+            dagger_task_t *s = w->target;
+            dagger__pool_submit(s->ctx->pool, &s->job);
+            break;
+        }
+        case W_THREAD: {
+            _Atomic uint32_t *flag = w->target;
+            atomic_store_explicit(flag, 1, memory_order_release);
+            dagger__futex_wake(flag, 1);
+            break;
+        }
+        default:
+            dagger__panic("corrupt waiter kind %u", w->kind);
+        }
+        w = next;
+    }
+    return cont;
+}
+
+void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx)
+{
+    dagger_task_t *c = fire(ev, ctx, false);
+    (void)c;
+}
+
+struct arm {
+    struct dagger__event *ev;
+    struct dagger__waiter *node;
+    dagger_task_t *task;
+};
+
+static void arm_waiter(void *arg)
+{
+    struct arm *a = arg;
+    dagger_task_t *t = a->task;
+    /* After a successful push the node belongs to the event: `a` may vanish at any moment. */
+    if (!event_push(a->ev, a->node))
+        dagger__pool_submit(t->ctx->pool, &t->job);
+}
+
+int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id)
+{
+    if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
+        return 0;
+    dagger_task_t *me = dagger__cur_task();
+    if (me && dagger__pool_can_suspend(me->ctx->pool)) {
+        struct dagger__waiter node = {NULL, W_FIBER, me};
+        struct arm a = {ev, &node, me};
+        int thread = dagger__pool_self(me->ctx->pool);
+        DAGGER__TRACE(dagger__trace_block(me->id, thread, on_id));
+        dagger__pool_suspend(me->ctx->pool, &me->job, arm_waiter, &a);
+        set_cur_task(me);
+        me->thread = dagger__pool_self(me->ctx->pool);
+        DAGGER__TRACE(dagger__trace_resume(me->id, me->thread));
+        return 0;
+    }
+    (void)ctx;
+    /* A thread outside the workers (or an aux thread): spin briefly, then sleep. */
+    for (int i = 0; i < 200; i++) {
+        if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
+            return 0;
+        dagger__cpu_relax();
+    }
+    _Atomic uint32_t flag = 0;
+    struct dagger__waiter node = {NULL, W_THREAD, (void *)&flag};
+    if (!event_push(ev, &node))
+        return 0;
+    while (!atomic_load_explicit(&flag, memory_order_acquire))
+        dagger__futex_wait(&flag, 0, -1);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- completion */
+
+static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
+{
+    dagger_ctx_t *ctx = t->ctx;
+    if (rc && !t->err)
+        fail_root(t, rc, dagger_strerror(rc));
+    t->rc = rc;
+    drop_args(t);
+    struct group *g = t->group;
+    if (g && rc) {
+        dagger_task_t *expect = NULL;
+        dagger_task_retain(t);
+        if (!atomic_compare_exchange_strong(&g->first_err, &expect, t))
+            dagger_task_release(t);
+    }
+    atomic_store_explicit(&t->state, T_DONE, memory_order_release);
+    DAGGER__TRACE(dagger__trace_finish(t->id, t->thread, rc));
+    dagger_task_t *cont = fire(&t->waiters, ctx, want_cont);
+    if (g && atomic_fetch_sub_explicit(&g->pending, 1, memory_order_acq_rel) == 1)
+        dagger__event_fire(&g->ev, ctx);
+    dagger_task_release(t);
+    if (atomic_fetch_sub_explicit(&ctx->inflight, 1, memory_order_acq_rel) == 1) {
+        atomic_fetch_add_explicit(&ctx->drain_word, 1, memory_order_release);
+        dagger__futex_wake(&ctx->drain_word, INT_MAX);
+    }
+    return cont;
+}
+
+/* Turn the body's outcome into the task's code; keeps the result owned by the task. */
+static int settle(dagger_task_t *t, int r, dagger_value_t *out)
+{
+    if (t->argerr)
+        return t->argerr;
+    if (t->err)
+        return t->err->code;
+    if (r != 0) {
+        int code = r;
+        if (r > 0 || strcmp(dagger_err_name(r), "DAGGER_E?") == 0)
+            code = DAGGER_ETASK;
+        if (code == r)
+            return fail_rootf(t, code, "the task body returned %s (%s)", dagger_err_name(r),
+                              dagger_strerror(r));
+        return fail_rootf(t, code, "the task body returned %d", r);
+    }
+    if (atomic_load_explicit(&t->cancel, memory_order_acquire))
+        return fail_root(t, DAGGER_ECANCELED, "cancelled while running");
+    t->result = *out;
+    if (dagger__value_own(&t->result) != 0) {
+        t->result = dagger_nil();
+        return fail_rootf(t, DAGGER_ENOMEM, "out of memory copying the %u-byte result",
+                          out->len);
+    }
+    return 0;
+}
+
+struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
+{
+    (void)ud;
+    dagger_task_t *t = (dagger_task_t *)j;
+    int rc = 0;
+    t->thread = dagger__pool_self(t->ctx->pool);
+    if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
+        rc = fail_root(t, DAGGER_ECANCELED, "cancelled before it ran");
+    } else {
+        for (uint32_t i = 0; i < t->ndeps; i++) {
+            if (t->deps[i].task->rc) {
+                rc = fail_upstream(t, &t->deps[i]);
+                break;
+            }
+        }
+    }
+    if (!rc) {
+        for (uint32_t i = 0; i < t->ndeps; i++) {
+            const struct dep *d = &t->deps[i];
+            if (d->argi >= 0) {
+                dagger_value_t v = d->task->result;
+                v.flags &= (uint8_t)~DAGGER_VALUE_OWNED; /* borrowed from the dependency */
+                t->args[d->argi] = v;
+            }
+        }
+        atomic_store_explicit(&t->state, T_RUNNING, memory_order_relaxed);
+        DAGGER__TRACE(dagger__trace_start(t->id, t->thread));
+        set_cur_task(t);
+        dagger_value_t out = dagger_nil();
+        int r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
+        set_cur_task(NULL);
+        rc = settle(t, r, &out);
+    }
+    dagger_task_t *cont = complete(t, rc, true);
+    return cont ? &cont->job : NULL;
+}
+
+/* ---------------------------------------------------------------- spawn */
+
+#define MAX_SEQ 8
+
+static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *argv,
+                       size_t argc, dagger_task_t **seq, int nseq, int *ndeps_out)
+{
+    dagger_ctx_t *ctx = t->ctx;
+    DAGGER_CHECK(t->fn, DAGGER_EINVAL, "the task function is NULL");
+    DAGGER_CHECK(argc == 0 || argv, DAGGER_EINVAL, "%zu arguments announced but argv is NULL",
+                 argc);
+    DAGGER_CHECK(argc <= UINT32_MAX / 2, DAGGER_EINVAL, "%zu arguments is too many", argc);
+    size_t nsync = o ? o->nsyncdeps : 0;
+    DAGGER_CHECK(nsync == 0 || o->syncdeps, DAGGER_EINVAL,
+                 "%zu syncdeps announced but the syncdeps array is NULL", nsync);
+    if (o) {
+        DAGGER_CHECK(o->occupancy >= 0.0 && o->occupancy <= 1.0, DAGGER_EINVAL,
+                     "occupancy %g is out of range: it must be within 0..1", o->occupancy);
+        t->job.occupancy = (float)o->occupancy;
+        t->job.prio = o->priority;
+    }
+    size_t ndeps = nsync + (size_t)nseq;
+    for (size_t i = 0; i < argc; i++) {
+        const dagger_value_t *v = &argv[i];
+        DAGGER_CHECK(v->kind < DAGGER_KIND_COUNT_, DAGGER_EINVAL,
+                     "argument %zu has an unknown kind (%u)", i, v->kind);
+        if (v->kind == DAGGER_KIND_TASK) {
+            DAGGER_CHECK(!(v->flags & DAGGER_VALUE_REMOTE), DAGGER_EINVAL,
+                         "argument %zu is a remote task reference, which has no local handle", i);
+            DAGGER_CHECK(v->u.t, DAGGER_EINVAL, "argument %zu is a NULL task handle", i);
+            DAGGER_CHECK(v->u.t->ctx == ctx, DAGGER_EINVAL,
+                         "argument %zu is a task of another context", i);
+            ndeps++;
+        }
+    }
+    for (size_t i = 0; i < nsync; i++) {
+        DAGGER_CHECK(o->syncdeps[i], DAGGER_EINVAL, "syncdeps[%zu] is NULL", i);
+        DAGGER_CHECK(o->syncdeps[i]->ctx == ctx, DAGGER_EINVAL,
+                     "syncdeps[%zu] is a task of another context", i);
+    }
+    if (argc > INLINE_ARGS) {
+        t->args = dagger__obj_alloc(argc * sizeof(dagger_value_t));
+        if (!t->args) {
+            t->args = t->inline_args;
+            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for %zu arguments", argc);
+        }
+        t->capargs = (uint32_t)argc;
+    }
+    if (ndeps > INLINE_DEPS) {
+        t->deps = dagger__obj_alloc(ndeps * sizeof(struct dep));
+        if (!t->deps) {
+            t->deps = t->inline_deps;
+            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for %zu dependencies", ndeps);
+        }
+        t->capdeps = (uint32_t)ndeps;
+    }
+    /* From here drop_args() can clean up: counts grow as entries become valid. */
+    t->nargs = 0;
+    t->ndeps = 0;
+    uint32_t nd = 0;
+    for (size_t i = 0; i < argc; i++) {
+        dagger_value_t v = argv[i];
+        if (v.kind == DAGGER_KIND_TASK) {
+            t->deps[nd].task = dagger_task_retain(v.u.t);
+            t->deps[nd].argi = (int32_t)i;
+            t->ndeps = ++nd;
+            v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+            t->args[t->nargs++] = v;
+            continue;
+        }
+        if ((v.kind == DAGGER_KIND_STR || v.kind == DAGGER_KIND_BLOB) &&
+            !(v.flags & DAGGER_VALUE_BORROW)) {
+            if (dagger__value_own(&v) != 0)
+                return dagger__set_errmsg(DAGGER_ENOMEM,
+                                          "out of memory copying argument %zu (%u bytes)", i,
+                                          argv[i].len);
+        } else {
+            v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+        }
+        t->args[t->nargs++] = v;
+    }
+    for (size_t i = 0; i < nsync; i++) {
+        t->deps[nd].task = dagger_task_retain(o->syncdeps[i]);
+        t->deps[nd].argi = -1;
+        t->ndeps = ++nd;
+    }
+    for (int i = 0; i < nseq; i++) {
+        t->deps[nd].task = dagger_task_retain(seq[i]);
+        t->deps[nd].argi = -1;
+        t->ndeps = ++nd;
+    }
+    if (o && o->scope && !dagger__scope_is_any(o->scope)) {
+        dagger__procset set;
+        char why[512];
+        int n = dagger__scope_resolve(o->scope, 0, 1, ctx->nthreads, &set, why, sizeof why);
+        if (n == 0)
+            return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
+        if (n < ctx->nthreads) {
+            int k = (int)(atomic_fetch_add_explicit(&ctx->rr, 1, memory_order_relaxed) %
+                          (uint32_t)n);
+            for (int th = 0; th < ctx->nthreads; th++) {
+                if (dagger__procset_has(&set, th) && k-- == 0) {
+                    t->job.pin = th;
+                    break;
+                }
+            }
+        }
+    }
+    *ndeps_out = (int)nd;
+    return 0;
+}
+
+static void set_name(dagger_task_t *t, const dagger_task_opts_t *o, const char *fname)
+{
+    if (o && o->name) {
+        size_t n = strlen(o->name) + 1;
+        char *copy = dagger__obj_alloc(n);
+        if (copy) {
+            memcpy(copy, o->name, n);
+            t->name = copy;
+            t->flags |= TF_NAME_OWNED;
+            return;
+        }
+    }
+    t->name = fname;
+}
+
+dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
+                                 const char *fname, const dagger_value_t *argv, size_t argc)
+{
+    if (!ctx) {
+        dagger__set_errmsg(DAGGER_EINVAL, "dagger_spawn: the context is NULL");
+        return NULL;
+    }
+    dagger_task_t *t = task_alloc(ctx);
+    if (!t) {
+        dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: out of memory for a task record");
+        return NULL;
+    }
+    t->fn = fn;
+    set_name(t, o, fname);
+    DAGGER__TRACE(dagger__trace_spawn(t->id, t->name ? t->name : display_name(t),
+                                      !(t->flags & TF_NAME_OWNED) && t->name, -1));
+
+    /* Queue blocks of this thread or task: innermost WAITALL counts the task, every
+     * SEQUENTIAL block chains it, the innermost BULK block holds it. */
+    struct frame *bulk = NULL;
+    dagger_task_t *seq[MAX_SEQ];
+    int nseq = 0;
+    for (struct frame *f = *dagger__frames_slot(); f; f = f->up) {
+        if (f->ctx != ctx)
+            continue;
+        if ((f->mode & DAGGER_QUEUE_WAITALL) && !t->group)
+            t->group = &f->group;
+        if ((f->mode & DAGGER_QUEUE_BULK) && !bulk)
+            bulk = f;
+        if ((f->mode & DAGGER_QUEUE_SEQUENTIAL) && f->last && nseq < MAX_SEQ) {
+            bool dup = false;
+            for (int i = 0; i < nseq; i++)
+                dup |= seq[i] == f->last;
+            if (!dup)
+                seq[nseq++] = f->last;
+        }
+    }
+    if (t->group)
+        atomic_fetch_add_explicit(&t->group->pending, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&ctx->inflight, 1, memory_order_relaxed);
+
+    int nd = 0;
+    int rc = spawn_setup(t, o, argv, argc, seq, nseq, &nd);
+    if (rc) {
+        fail_root(t, rc, dagger_last_errmsg());
+        complete(t, rc, false);
+        return t;
+    }
+    for (struct frame *f = *dagger__frames_slot(); f; f = f->up) {
+        if (f->ctx == ctx && (f->mode & DAGGER_QUEUE_SEQUENTIAL)) {
+            dagger_task_release(f->last);
+            f->last = dagger_task_retain(t);
+        }
+    }
+    uint32_t holds = 1;
+    if (bulk) {
+        if (bulk->nheld == bulk->capheld) {
+            size_t cap = bulk->capheld ? bulk->capheld * 2 : 16;
+            dagger_task_t **h = dagger__realloc(bulk->held, cap * sizeof *h);
+            if (h) {
+                bulk->held = h;
+                bulk->capheld = cap;
+            }
+        }
+        if (bulk->nheld < bulk->capheld) {
+            bulk->held[bulk->nheld++] = dagger_task_retain(t);
+            t->held_by = bulk;
+            holds = 2;
+        }
+    }
+    atomic_store_explicit(&t->pending, holds + (uint32_t)nd, memory_order_relaxed);
+    uint32_t done = 0;
+    for (int i = 0; i < nd; i++) {
+        struct dep *d = &t->deps[i];
+        d->node.kind = W_DEP;
+        d->node.target = t;
+        DAGGER__TRACE(dagger__trace_edge(d->task->id, t->id));
+        if (!event_push(&d->task->waiters, &d->node))
+            done++;
+    }
+    if (atomic_fetch_sub_explicit(&t->pending, 1 + done, memory_order_acq_rel) == 1 + done)
+        make_ready(t);
+    return t;
+}
+
+void dagger__task_unhold(dagger_task_t *t)
+{
+    t->held_by = NULL;
+    if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) == 1)
+        make_ready(t);
+}
+
+void dagger_task_opts_init(dagger_task_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->occupancy = 1.0;
+}
+
+/* ---------------------------------------------------------------- fetch and friends */
+
+static int check_wait(dagger_task_t *t, const char *what)
+{
+    DAGGER_CHECK(t, DAGGER_EINVAL, "%s: the task handle is NULL", what);
+    dagger_task_t *me = dagger__cur_task();
+    DAGGER_CHECK(me != t, DAGGER_EDEADLK, "%s: task %llu '%s' waits for itself", what,
+                 (unsigned long long)t->id, display_name(t));
+    if (t->guard_fn && atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
+        int rc = t->guard_fn(t, t->guard);
+        if (rc)
+            return rc;
+    }
+    struct frame *held = t->held_by;
+    if (held && atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
+        for (struct frame *f = *dagger__frames_slot(); f; f = f->up)
+            DAGGER_CHECK(f != held, DAGGER_EDEADLK,
+                         "%s: task %llu '%s' is held by the open bulk queue of this thread; it "
+                         "starts at dagger_queue_end, so wait for it after the block",
+                         what, (unsigned long long)t->id, display_name(t));
+    }
+    return 0;
+}
+
+int dagger_wait(dagger_task_t *t)
+{
+    if (t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE)
+        return 0;
+    int rc = check_wait(t, "dagger_wait");
+    if (rc)
+        return rc;
+    return dagger__event_wait(t->ctx, &t->waiters, t->id);
+}
+
+int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
+{
+    if (DAGGER_UNLIKELY(!t || atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE)) {
+        int rc = dagger_wait(t);
+        if (rc)
+            return rc;
+    }
+    if (DAGGER_UNLIKELY(t->rc)) {
+        dagger__set_errmsg_str(t->rc, t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc));
+        return t->rc;
+    }
+    if (out) {
+        *out = t->result;
+        out->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+    }
+    return 0;
+}
+
+static int kind_mismatch(dagger_task_t *t, const dagger_value_t *v, const char *want)
+{
+    return dagger__set_errmsg(DAGGER_ETYPE, "task %llu '%s' returned a %s, not a %s",
+                              (unsigned long long)t->id, display_name(t),
+                              dagger_kind_name(v->kind), want);
+}
+
+int dagger_fetch_f64(dagger_task_t *t, double *out)
+{
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind == DAGGER_KIND_F64)
+        *out = v.u.f;
+    else if (v.kind == DAGGER_KIND_I64)
+        *out = (double)v.u.i;
+    else
+        return kind_mismatch(t, &v, "f64");
+    return 0;
+}
+
+int dagger_fetch_i64(dagger_task_t *t, int64_t *out)
+{
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind != DAGGER_KIND_I64)
+        return kind_mismatch(t, &v, "i64");
+    *out = v.u.i;
+    return 0;
+}
+
+int dagger_fetch_bool(dagger_task_t *t, bool *out)
+{
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind != DAGGER_KIND_BOOL)
+        return kind_mismatch(t, &v, "bool");
+    *out = v.u.b;
+    return 0;
+}
+
+int dagger_fetch_str(dagger_task_t *t, const char **out)
+{
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind != DAGGER_KIND_STR)
+        return kind_mismatch(t, &v, "str");
+    *out = v.u.s;
+    return 0;
+}
+
+int dagger_fetch_ptr(dagger_task_t *t, void **out)
+{
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind != DAGGER_KIND_PTR)
+        return kind_mismatch(t, &v, "ptr");
+    *out = (void *)v.u.p;
+    return 0;
+}
+
+bool dagger_task_done(const dagger_task_t *t)
+{
+    return t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE;
+}
+
+int dagger_task_error(const dagger_task_t *t)
+{
+    return dagger_task_done(t) ? t->rc : 0;
+}
+
+const char *dagger_task_errmsg(const dagger_task_t *t)
+{
+    if (!dagger_task_done(t) || !t->rc)
+        return "";
+    return t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc);
+}
+
+uint64_t dagger_task_id(const dagger_task_t *t) { return t ? t->id : 0; }
+
+const char *dagger_task_name(const dagger_task_t *t) { return t ? display_name(t) : ""; }
+
+int dagger_cancel(dagger_task_t *t)
+{
+    DAGGER_CHECK(t, DAGGER_EINVAL, "dagger_cancel: the task handle is NULL");
+    atomic_store_explicit(&t->cancel, 1, memory_order_release);
+    return 0;
+}
+
+void dagger__task_set_wait_guard(dagger_task_t *t, dagger__wait_guard_fn fn, void *guard)
+{
+    t->guard_fn = fn;
+    t->guard = guard;
+}
+
+/* ---------------------------------------------------------------- inside a task */
+
+int dagger_fail(dagger_tc_t *tc, int code, const char *fmt, ...)
+{
+    dagger_task_t *t = (dagger_task_t *)tc;
+    if (code >= 0)
+        code = DAGGER_ETASK;
+    if (!t)
+        return code;
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt ? fmt : "failed", ap);
+    va_end(ap);
+    return fail_root(t, code, buf);
+}
+
+static dagger_value_t scratch_copy(dagger_tc_t *tc, const void *p, size_t n, int kind)
+{
+    dagger_task_t *t = (dagger_task_t *)tc;
+    size_t extra = kind == DAGGER_KIND_STR ? 1 : 0;
+    struct scratch *s = t ? dagger__obj_alloc(sizeof *s + n + extra) : NULL;
+    if (!s) {
+        if (t && !t->argerr)
+            t->argerr = fail_rootf(t, DAGGER_ENOMEM, "out of memory copying a %zu-byte %s", n,
+                                   dagger_kind_name(kind));
+        return dagger_nil();
+    }
+    s->size = n + extra;
+    if (n)
+        memcpy(s->bytes, p, n);
+    if (extra)
+        s->bytes[n] = '\0';
+    s->next = t->scratch;
+    t->scratch = s;
+    return kind == DAGGER_KIND_STR ? dagger_str(s->bytes) : dagger_blob(s->bytes, n);
+}
+
+dagger_value_t dagger_str_copy(dagger_tc_t *tc, const char *s)
+{
+    return scratch_copy(tc, s ? s : "", s ? strlen(s) : 0, DAGGER_KIND_STR);
+}
+
+dagger_value_t dagger_blob_copy(dagger_tc_t *tc, const void *p, size_t n)
+{
+    return scratch_copy(tc, p, n, DAGGER_KIND_BLOB);
+}
+
+dagger_task_t *dagger_tc_task(dagger_tc_t *tc) { return (dagger_task_t *)tc; }
+uint64_t dagger_tc_id(const dagger_tc_t *tc) { return ((const dagger_task_t *)tc)->id; }
+const char *dagger_tc_name(const dagger_tc_t *tc)
+{
+    return display_name((const dagger_task_t *)tc);
+}
+dagger_ctx_t *dagger_tc_ctx(dagger_tc_t *tc) { return ((dagger_task_t *)tc)->ctx; }
+int dagger_tc_thread(const dagger_tc_t *tc)
+{
+    const dagger_task_t *t = (const dagger_task_t *)tc;
+    return dagger__pool_self(t->ctx->pool);
+}
+bool dagger_tc_cancelled(const dagger_tc_t *tc)
+{
+    return atomic_load_explicit(&((const dagger_task_t *)tc)->cancel, memory_order_acquire) != 0;
+}
+
+/* ---------------------------------------------------------------- argument accessors */
+
+static const dagger_value_t *arg_at(const dagger_args_t *a, size_t i, int kind, int alt)
+{
+    dagger_task_t *t = (dagger_task_t *)a;
+    if (i >= t->nargs) {
+        if (!t->argerr)
+            t->argerr = fail_rootf(t, DAGGER_ETYPE,
+                                   "argument %zu requested as %s, but the task has %u argument%s",
+                                   i, dagger_kind_name(kind), t->nargs, t->nargs == 1 ? "" : "s");
+        return NULL;
+    }
+    const dagger_value_t *v = &t->args[i];
+    if (v->kind != kind && v->kind != alt) {
+        if (!t->argerr)
+            t->argerr = fail_rootf(t, DAGGER_ETYPE, "argument %zu is a %s, not a %s", i,
+                                   dagger_kind_name(v->kind), dagger_kind_name(kind));
+        return NULL;
+    }
+    return v;
+}
+
+size_t dagger_args_count(const dagger_args_t *a) { return ((const dagger_task_t *)a)->nargs; }
+
+const dagger_value_t *dagger_arg(const dagger_args_t *a, size_t i)
+{
+    const dagger_task_t *t = (const dagger_task_t *)a;
+    return i < t->nargs ? &t->args[i] : NULL;
+}
+
+bool dagger_arg_bool(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_BOOL, -1);
+    return v ? v->u.b : false;
+}
+
+int64_t dagger_arg_i64(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_I64, -1);
+    return v ? v->u.i : 0;
+}
+
+double dagger_arg_f64(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_F64, DAGGER_KIND_I64);
+    if (!v)
+        return 0.0;
+    return v->kind == DAGGER_KIND_F64 ? v->u.f : (double)v->u.i;
+}
+
+const char *dagger_arg_str(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_STR, -1);
+    return v ? v->u.s : NULL;
+}
+
+const void *dagger_arg_blob(const dagger_args_t *a, size_t i, size_t *len)
+{
+    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_BLOB, -1);
+    if (len)
+        *len = v ? v->len : 0;
+    return v ? v->u.p : NULL;
+}
+
+void *dagger_arg_ptr(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_PTR, -1);
+    return v ? (void *)v->u.p : NULL;
+}

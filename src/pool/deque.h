@@ -1,0 +1,134 @@
+/* src/pool/deque.h - Chase-Lev work-stealing deque, one per worker.
+ *
+ * Design: the owner pushes and pops at the bottom; thieves CAS the top (Le, Pop, Cohen,
+ * Zappa Nardelli, PPoPP 2013). The fences of the paper are folded into seq_cst operations
+ * so that ThreadSanitizer, which does not model fences, sees every happens-before edge.
+ * Invariants: top <= bottom + 1; only the owner grows the buffer; retired buffers are kept
+ * until the deque is destroyed, since a thief may still read one.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_SRC_POOL_DEQUE_H
+#define DAGGER_SRC_POOL_DEQUE_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "common/alloc.h"
+
+struct dq_buf {
+    int64_t mask;
+    struct dq_buf *retired; /* older buffer, freed with the deque */
+    _Atomic(void *) slot[];
+};
+
+struct dagger__deque {
+    _Atomic int64_t top;                    /* any thread: thieves CAS it */
+    char pad0[64 - sizeof(_Atomic int64_t)];
+    _Atomic int64_t bottom;                 /* written by the owner only */
+    _Atomic(struct dq_buf *) buf;           /* owner grows it */
+    char pad1[64 - sizeof(_Atomic int64_t) - sizeof(void *)];
+};
+
+#define DQ_EMPTY ((void *)0)
+#define DQ_ABORT ((void *)1)
+
+static inline struct dq_buf *dq_buf_new(int64_t cap)
+{
+    struct dq_buf *b = dagger__malloc(sizeof *b + (size_t)cap * sizeof(void *));
+    if (!b)
+        return NULL;
+    b->mask = cap - 1;
+    b->retired = NULL;
+    for (int64_t i = 0; i < cap; i++)
+        atomic_init(&b->slot[i], NULL);
+    return b;
+}
+
+static inline int dq_init(struct dagger__deque *d, int64_t cap)
+{
+    atomic_init(&d->top, 0);
+    atomic_init(&d->bottom, 0);
+    struct dq_buf *b = dq_buf_new(cap);
+    atomic_init(&d->buf, b);
+    return b ? 0 : -1;
+}
+
+static inline void dq_destroy(struct dagger__deque *d)
+{
+    struct dq_buf *b = atomic_load_explicit(&d->buf, memory_order_relaxed);
+    while (b) {
+        struct dq_buf *r = b->retired;
+        dagger__free(b);
+        b = r;
+    }
+}
+
+/* Owner only. Returns 0, or -1 when the buffer could not grow. */
+static inline int dq_push(struct dagger__deque *d, void *x)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
+    struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
+    if (__builtin_expect(b - t > a->mask, 0)) {
+        struct dq_buf *n = dq_buf_new((a->mask + 1) * 2);
+        if (!n)
+            return -1;
+        for (int64_t i = t; i < b; i++)
+            atomic_store_explicit(&n->slot[i & n->mask],
+                                  atomic_load_explicit(&a->slot[i & a->mask],
+                                                       memory_order_relaxed),
+                                  memory_order_relaxed);
+        n->retired = a;
+        atomic_store_explicit(&d->buf, n, memory_order_release);
+        a = n;
+    }
+    atomic_store_explicit(&a->slot[b & a->mask], x, memory_order_relaxed);
+    atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+    return 0;
+}
+
+/* Owner only. */
+static inline void *dq_pop(struct dagger__deque *d)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
+    struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
+    atomic_store_explicit(&d->bottom, b, memory_order_seq_cst);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+    void *x = DQ_EMPTY;
+    if (t <= b) {
+        x = atomic_load_explicit(&a->slot[b & a->mask], memory_order_relaxed);
+        if (t == b) {
+            if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
+                                                         memory_order_relaxed))
+                x = DQ_EMPTY;
+            atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
+        }
+    } else {
+        atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
+    }
+    return x;
+}
+
+/* Any thread. Returns an item, DQ_EMPTY, or DQ_ABORT (lost a race: try again). */
+static inline void *dq_steal(struct dagger__deque *d)
+{
+    int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_seq_cst);
+    if (t >= b)
+        return DQ_EMPTY;
+    struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_acquire);
+    void *x = atomic_load_explicit(&a->slot[t & a->mask], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + 1, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return DQ_ABORT;
+    return x;
+}
+
+static inline int64_t dq_size(struct dagger__deque *d)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_relaxed);
+    return b - t;
+}
+
+#endif /* DAGGER_SRC_POOL_DEQUE_H */

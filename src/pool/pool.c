@@ -1,0 +1,652 @@
+/* src/pool/pool.c - worker threads: deques, stealing, parking, mailboxes, suspension.
+ *
+ * Design: each worker owns a Chase-Lev deque; a job submitted from a worker goes to its own
+ * deque, one from any other thread to the injection queue. Idle workers look in order at
+ * their mailbox (jobs pinned to them), the priority queue, their deque, the injection queue,
+ * then steal from the other workers starting at a random one; after a short spin they park on
+ * an event count. Every job runs on a fiber: when a job suspends, the worker continues the
+ * loop on a fresh fiber, and whoever resumes the job switches to the job's fiber and recycles
+ * the one it was on. Jobs with occupancy < 1 run on aux threads (created on demand) whose
+ * summed occupancy stays within the worker count, so they never take a worker.
+ * Invariants: a parked worker rechecked every queue after announcing itself as a sleeper,
+ * and a submitter checks for sleepers after publishing (both seq_cst), so no wake-up is lost.
+ * Lock order: the aux lock, the heap lock, the injection lock and the mailbox locks are never
+ * held together; the fiber lock is a leaf.
+ * SPDX-License-Identifier: MIT
+ */
+#include "pool/pool.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/common.h"
+#include "pool/deque.h"
+#include "pool/fiber.h"
+#include "trace/trace.h"
+
+#define SPIN_ROUNDS 64
+#define INJECT_BATCH 16
+#define AUX_MAX 256
+
+struct jobq { /* a FIFO of jobs under a mutex, with a lock-free emptiness hint */
+    pthread_mutex_t lock;
+    struct dagger__job *head, *tail; /* guarded by lock */
+    _Atomic int64_t count;
+};
+
+struct worker {
+    struct dagger__deque dq;
+    struct jobq mailbox;
+    dagger__pool *pool;
+    int index;
+    uint64_t rng;
+    struct dagger__fiber *cur;      /* the fiber this worker runs on now */
+    struct dagger__fiber native;    /* the thread's own stack: entry and exit only */
+    struct dagger__fiber *spare;    /* one recycled fiber kept at hand */
+    void (*after_fn)(void *);       /* to run by whoever arrives after a switch */
+    void *after_arg;
+    pthread_t thread;
+} __attribute__((aligned(DAGGER_CACHELINE)));
+
+struct dagger__pool {
+    int n;
+    struct worker *w;
+    dagger__run_fn run;
+    void *ud;
+    size_t stack_size;
+    struct jobq inject;
+    /* priority queue: a binary max-heap on (prio, -seq) */
+    pthread_mutex_t heap_lock;
+    struct dagger__job **heap; /* guarded by heap_lock */
+    size_t heap_n, heap_cap;   /* guarded by heap_lock */
+    uint32_t heap_seq;         /* guarded by heap_lock */
+    _Atomic int64_t heap_count;
+    _Atomic int32_t heap_top;  /* priority of the heap's top, valid when heap_count > 0 */
+    /* parking */
+    _Atomic uint32_t epoch __attribute__((aligned(DAGGER_CACHELINE)));
+    _Atomic int32_t sleepers;
+    _Atomic int shutdown;
+    /* recycled fibers */
+    pthread_mutex_t fiber_lock;
+    struct dagger__fiber *fibers; /* guarded by fiber_lock */
+    /* aux threads for occupancy < 1 */
+    pthread_mutex_t aux_lock;
+    pthread_cond_t aux_cond;
+    struct dagger__job *aux_head, *aux_tail; /* guarded by aux_lock */
+    double aux_load;                         /* guarded by aux_lock: summed occupancy running */
+    int aux_threads, aux_idle;               /* guarded by aux_lock */
+    pthread_t aux_tid[AUX_MAX];              /* guarded by aux_lock */
+};
+
+/* ---------------------------------------------------------------- thread-local identity */
+
+static __thread struct worker *tls_worker;
+
+/* Out of line on purpose: a job may resume on another thread after a switch, and the
+ * compiler must not reuse a thread-local address computed before it. */
+DAGGER_NOINLINE static struct worker *self(void) { return tls_worker; }
+DAGGER_NOINLINE static void set_self(struct worker *w) { tls_worker = w; }
+
+int dagger__pool_self(const dagger__pool *p)
+{
+    struct worker *w = self();
+    return w && w->pool == p ? w->index : -1;
+}
+
+bool dagger__pool_can_suspend(const dagger__pool *p)
+{
+    struct worker *w = self();
+    return w && w->pool == p;
+}
+
+int dagger__pool_size(const dagger__pool *p) { return p->n; }
+
+/* ---------------------------------------------------------------- job queues */
+
+static void jobq_init(struct jobq *q)
+{
+    pthread_mutex_init(&q->lock, NULL);
+    q->head = q->tail = NULL;
+    atomic_init(&q->count, 0);
+}
+
+static void jobq_push(struct jobq *q, struct dagger__job *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&q->lock);
+    if (q->tail)
+        q->tail->next = j;
+    else
+        q->head = j;
+    q->tail = j;
+    atomic_fetch_add_explicit(&q->count, 1, memory_order_seq_cst);
+    pthread_mutex_unlock(&q->lock);
+}
+
+/* Take up to `max` jobs; returns the first, links the rest through ->next. */
+static struct dagger__job *jobq_take(struct jobq *q, int max)
+{
+    if (atomic_load_explicit(&q->count, memory_order_relaxed) <= 0)
+        return NULL;
+    pthread_mutex_lock(&q->lock);
+    struct dagger__job *first = q->head, *last = first;
+    int n = first ? 1 : 0;
+    while (last && n < max && last->next) {
+        last = last->next;
+        n++;
+    }
+    if (first) {
+        q->head = last->next;
+        if (!q->head)
+            q->tail = NULL;
+        last->next = NULL;
+        atomic_fetch_sub_explicit(&q->count, n, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&q->lock);
+    return first;
+}
+
+/* ---------------------------------------------------------------- priority heap */
+
+static bool heap_before(const struct dagger__job *a, const struct dagger__job *b)
+{
+    return a->prio > b->prio || (a->prio == b->prio && (int32_t)(a->seq - b->seq) < 0);
+}
+
+static int heap_push(dagger__pool *p, struct dagger__job *j)
+{
+    pthread_mutex_lock(&p->heap_lock);
+    if (p->heap_n == p->heap_cap) {
+        size_t cap = p->heap_cap ? p->heap_cap * 2 : 64;
+        struct dagger__job **h = dagger__realloc(p->heap, cap * sizeof *h);
+        if (!h) {
+            pthread_mutex_unlock(&p->heap_lock);
+            return -1;
+        }
+        p->heap = h;
+        p->heap_cap = cap;
+    }
+    j->seq = p->heap_seq++;
+    size_t i = p->heap_n++;
+    while (i > 0) {
+        size_t up = (i - 1) / 2;
+        if (!heap_before(j, p->heap[up]))
+            break;
+        p->heap[i] = p->heap[up];
+        i = up;
+    }
+    p->heap[i] = j;
+    atomic_store_explicit(&p->heap_top, p->heap[0]->prio, memory_order_relaxed);
+    atomic_fetch_add_explicit(&p->heap_count, 1, memory_order_seq_cst);
+    pthread_mutex_unlock(&p->heap_lock);
+    return 0;
+}
+
+/* Pop the top job if its priority is at least `min_prio`. */
+static struct dagger__job *heap_pop(dagger__pool *p, int32_t min_prio)
+{
+    if (atomic_load_explicit(&p->heap_count, memory_order_relaxed) <= 0 ||
+        atomic_load_explicit(&p->heap_top, memory_order_relaxed) < min_prio)
+        return NULL;
+    pthread_mutex_lock(&p->heap_lock);
+    struct dagger__job *top = NULL;
+    if (p->heap_n && p->heap[0]->prio >= min_prio) {
+        top = p->heap[0];
+        struct dagger__job *last = p->heap[--p->heap_n];
+        size_t i = 0, n = p->heap_n;
+        for (;;) {
+            size_t c = 2 * i + 1;
+            if (c >= n)
+                break;
+            if (c + 1 < n && heap_before(p->heap[c + 1], p->heap[c]))
+                c++;
+            if (!heap_before(p->heap[c], last))
+                break;
+            p->heap[i] = p->heap[c];
+            i = c;
+        }
+        if (n)
+            p->heap[i] = last;
+        if (p->heap_n)
+            atomic_store_explicit(&p->heap_top, p->heap[0]->prio, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&p->heap_count, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&p->heap_lock);
+    return top;
+}
+
+/* ---------------------------------------------------------------- parking */
+
+static void notify(dagger__pool *p, int all)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&p->sleepers, memory_order_relaxed) > 0) {
+        atomic_fetch_add_explicit(&p->epoch, 1, memory_order_seq_cst);
+        dagger__futex_wake(&p->epoch, all ? INT_MAX : 1);
+    }
+}
+
+static bool has_work(dagger__pool *p, struct worker *w)
+{
+    if (atomic_load(&w->mailbox.count) > 0 || atomic_load(&p->heap_count) > 0 ||
+        atomic_load(&p->inject.count) > 0)
+        return true;
+    for (int i = 0; i < p->n; i++)
+        if (dq_size(&p->w[i].dq) > 0)
+            return true;
+    return false;
+}
+
+/* ---------------------------------------------------------------- aux threads */
+
+static void *aux_main(void *arg);
+
+static struct dagger__job *aux_pick(dagger__pool *p)
+{
+    struct dagger__job *prev = NULL;
+    for (struct dagger__job *j = p->aux_head; j; prev = j, j = j->next) {
+        if (j->occupancy <= 0.0f || p->aux_load + j->occupancy <= (double)p->n + 1e-9) {
+            if (prev)
+                prev->next = j->next;
+            else
+                p->aux_head = j->next;
+            if (p->aux_tail == j)
+                p->aux_tail = prev;
+            j->next = NULL;
+            return j;
+        }
+    }
+    return NULL;
+}
+
+static void aux_submit(dagger__pool *p, struct dagger__job *j)
+{
+    j->next = NULL;
+    pthread_mutex_lock(&p->aux_lock);
+    if (p->aux_tail)
+        p->aux_tail->next = j;
+    else
+        p->aux_head = j;
+    p->aux_tail = j;
+    if (p->aux_idle > 0) {
+        pthread_cond_signal(&p->aux_cond);
+    } else if (p->aux_threads < AUX_MAX) {
+        if (pthread_create(&p->aux_tid[p->aux_threads], NULL, aux_main, p) == 0)
+            p->aux_threads++;
+    }
+    pthread_mutex_unlock(&p->aux_lock);
+}
+
+static void *aux_main(void *arg)
+{
+    dagger__pool *p = arg;
+    pthread_mutex_lock(&p->aux_lock);
+    for (;;) {
+        struct dagger__job *j = aux_pick(p);
+        if (!j) {
+            if (atomic_load(&p->shutdown))
+                break;
+            p->aux_idle++;
+            pthread_cond_wait(&p->aux_cond, &p->aux_lock);
+            p->aux_idle--;
+            continue;
+        }
+        double occ = j->occupancy > 0.0f ? j->occupancy : 0.0;
+        p->aux_load += occ;
+        pthread_mutex_unlock(&p->aux_lock);
+        while (j) {
+            struct dagger__job *next = p->run(j, p->ud);
+            if (next)
+                dagger__pool_submit(p, next);
+            j = NULL;
+        }
+        pthread_mutex_lock(&p->aux_lock);
+        p->aux_load -= occ;
+        /* Load went down: a job that did not fit may fit now. */
+        if (p->aux_head && p->aux_idle > 0)
+            pthread_cond_signal(&p->aux_cond);
+    }
+    pthread_mutex_unlock(&p->aux_lock);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- submission */
+
+void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
+{
+    if (DAGGER_UNLIKELY(j->occupancy < 1.0f) && !j->fiber && j->pin < 0) {
+        aux_submit(p, j);
+        return;
+    }
+    if (j->pin >= 0) {
+        jobq_push(&p->w[j->pin].mailbox, j);
+        notify(p, 1); /* the owner must wake, whichever sleeper that is */
+        return;
+    }
+    if (DAGGER_UNLIKELY(j->prio != 0)) {
+        if (heap_push(p, j) == 0) {
+            notify(p, 0);
+            return;
+        }
+        /* Out of memory for the heap: run it without its priority rather than lose it. */
+    }
+    struct worker *w = self();
+    if (w && w->pool == p && dq_push(&w->dq, j) == 0) {
+        notify(p, 0);
+        return;
+    }
+    jobq_push(&p->inject, j);
+    notify(p, 0);
+}
+
+/* ---------------------------------------------------------------- finding work */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
+{
+    int n = p->n;
+    if (n <= 1)
+        return NULL;
+    int start = (int)(rng_next(&w->rng) % (uint64_t)n);
+    for (int k = 0; k < n; k++) {
+        int v = (start + k) % n;
+        if (v == w->index)
+            continue;
+        for (int tries = 0; tries < 4; tries++) {
+            void *x = dq_steal(&p->w[v].dq);
+            if (x == DQ_EMPTY)
+                break;
+            if (x != DQ_ABORT) {
+                DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
+                return x;
+            }
+        }
+    }
+    return NULL;
+}
+
+static struct dagger__job *try_get(dagger__pool *p, struct worker *w)
+{
+    struct dagger__job *j = jobq_take(&w->mailbox, 1);
+    if (j)
+        return j;
+    if ((j = heap_pop(p, 1)))
+        return j;
+    if ((j = dq_pop(&w->dq)))
+        return j;
+    if ((j = jobq_take(&p->inject, INJECT_BATCH))) {
+        /* Keep the rest of the batch where thieves can reach it. */
+        struct dagger__job *rest = j->next;
+        j->next = NULL;
+        while (rest) {
+            struct dagger__job *nx = rest->next;
+            rest->next = NULL;
+            if (dq_push(&w->dq, rest) != 0)
+                jobq_push(&p->inject, rest);
+            rest = nx;
+        }
+        if (dq_size(&w->dq) > 0)
+            notify(p, 0);
+        return j;
+    }
+    if ((j = try_steal(p, w)))
+        return j;
+    return heap_pop(p, INT32_MIN);
+}
+
+static struct dagger__job *find_work(dagger__pool *p, struct worker *w)
+{
+    for (;;) {
+        struct dagger__job *j = try_get(p, w);
+        if (j)
+            return j;
+        for (int s = 0; s < SPIN_ROUNDS && !j; s++) {
+            for (int k = 0; k < 32; k++)
+                dagger__cpu_relax();
+            if (has_work(p, w))
+                j = try_get(p, w);
+        }
+        if (j)
+            return j;
+        if (atomic_load(&p->shutdown))
+            return NULL;
+        atomic_fetch_add_explicit(&p->sleepers, 1, memory_order_seq_cst);
+        uint32_t e = atomic_load_explicit(&p->epoch, memory_order_seq_cst);
+        if (has_work(p, w) || atomic_load(&p->shutdown)) {
+            atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
+            continue;
+        }
+        DAGGER__TRACE(dagger__trace_park(w->index));
+        dagger__futex_wait(&p->epoch, e, -1);
+        atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
+        DAGGER__TRACE(dagger__trace_wake(w->index));
+    }
+}
+
+/* ---------------------------------------------------------------- fibers */
+
+static void fiber_entry(void *arg);
+
+static struct dagger__fiber *fiber_get(dagger__pool *p, struct worker *w)
+{
+    struct dagger__fiber *f = w->spare;
+    if (f) {
+        w->spare = NULL;
+    } else {
+        pthread_mutex_lock(&p->fiber_lock);
+        f = p->fibers;
+        if (f)
+            p->fibers = f->next;
+        pthread_mutex_unlock(&p->fiber_lock);
+    }
+    if (!f) {
+        f = dagger__malloc(sizeof *f);
+        if (!f)
+            return NULL;
+        if (dagger__fiber_alloc(f, p->stack_size) != 0) {
+            dagger__free(f);
+            return NULL;
+        }
+    }
+    dagger__fiber_prepare(f, fiber_entry, f);
+    return f;
+}
+
+static void fiber_put(void *arg)
+{
+    struct dagger__fiber *f = arg;
+    struct worker *w = self();
+    if (w && !w->spare) {
+        w->spare = f;
+        return;
+    }
+    dagger__pool *p = w->pool;
+    pthread_mutex_lock(&p->fiber_lock);
+    f->next = p->fibers;
+    p->fibers = f;
+    pthread_mutex_unlock(&p->fiber_lock);
+}
+
+/* Called by the code that arrives on fiber `f` after a switch. */
+static void arrived(struct dagger__fiber *f)
+{
+    dagger__fiber_arrived(f);
+    struct worker *w = self();
+    w->cur = f;
+    void (*fn)(void *) = w->after_fn;
+    w->after_fn = NULL;
+    if (fn)
+        fn(w->after_arg);
+}
+
+static void worker_loop(dagger__pool *p)
+{
+    for (;;) {
+        struct worker *w = self();
+        struct dagger__job *j = find_work(p, w);
+        if (!j)
+            return; /* shut down */
+        while (j) {
+            if (j->fiber) {
+                /* Resume a suspended job: continue on its fiber, recycle this one. */
+                struct dagger__fiber *to = j->fiber, *from = w->cur;
+                j->fiber = NULL;
+                w->after_fn = fiber_put;
+                w->after_arg = from;
+                dagger__fiber_switch(from, to, 1);
+                dagger__panic("a recycled fiber was resumed");
+            }
+            j = p->run(j, p->ud);
+            w = self();
+        }
+    }
+}
+
+static void fiber_entry(void *arg)
+{
+    struct dagger__fiber *f = arg;
+    arrived(f);
+    struct worker *w = self();
+    dagger__pool *p = w->pool;
+    worker_loop(p);
+    /* Shut down: go back to the thread's own stack and recycle this fiber there. */
+    w = self();
+    w->after_fn = fiber_put;
+    w->after_arg = f;
+    dagger__fiber_switch(f, &w->native, 1);
+    dagger__panic("a finished worker fiber was resumed");
+}
+
+void dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *),
+                          void *arg)
+{
+    struct worker *w = self();
+    struct dagger__fiber *me = w->cur;
+    struct dagger__fiber *next = fiber_get(p, w);
+    if (!next)
+        dagger__panic("out of memory for a fiber stack while suspending a task");
+    job->fiber = me;
+    w->after_fn = arm;
+    w->after_arg = arg;
+    dagger__fiber_switch(me, next, 0);
+    arrived(me);
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    set_self(w);
+    dagger__fiber_init_thread(&w->native);
+    w->cur = &w->native;
+    struct dagger__fiber *f = fiber_get(w->pool, w);
+    if (!f)
+        dagger__panic("out of memory for a worker's first fiber");
+    dagger__fiber_switch(&w->native, f, 0);
+    arrived(&w->native);
+    set_self(NULL);
+    return NULL;
+}
+
+/* ---------------------------------------------------------------- open / close */
+
+int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_fn run, void *ud)
+{
+    dagger__pool *p = dagger__calloc(1, sizeof *p);
+    if (!p)
+        return DAGGER_ENOMEM;
+    p->w = aligned_alloc(DAGGER_CACHELINE, sizeof(struct worker) * (size_t)n);
+    if (!p->w || !dagger__alloc_note()) {
+        free(p->w);
+        dagger__free(p);
+        return DAGGER_ENOMEM;
+    }
+    memset(p->w, 0, sizeof(struct worker) * (size_t)n);
+    p->n = n;
+    p->run = run;
+    p->ud = ud;
+    p->stack_size = stack_size;
+    jobq_init(&p->inject);
+    pthread_mutex_init(&p->heap_lock, NULL);
+    pthread_mutex_init(&p->fiber_lock, NULL);
+    pthread_mutex_init(&p->aux_lock, NULL);
+    pthread_cond_init(&p->aux_cond, NULL);
+    for (int i = 0; i < n; i++) {
+        struct worker *w = &p->w[i];
+        w->pool = p;
+        w->index = i;
+        w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
+        jobq_init(&w->mailbox);
+        if (dq_init(&w->dq, 1024) != 0) {
+            for (int k = 0; k <= i; k++)
+                dq_destroy(&p->w[k].dq);
+            free(p->w);
+            dagger__free(p);
+            return DAGGER_ENOMEM;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (pthread_create(&p->w[i].thread, NULL, worker_main, &p->w[i]) != 0) {
+            atomic_store(&p->shutdown, 1);
+            notify(p, 1);
+            for (int k = 0; k < i; k++)
+                pthread_join(p->w[k].thread, NULL);
+            for (int k = 0; k < n; k++)
+                dq_destroy(&p->w[k].dq);
+            free(p->w);
+            dagger__free(p);
+            return dagger__set_errmsg(DAGGER_ENOMEM, "cannot start worker thread %d", i);
+        }
+    }
+    *out = p;
+    return 0;
+}
+
+void dagger__pool_close(dagger__pool *p)
+{
+    atomic_store(&p->shutdown, 1);
+    atomic_fetch_add(&p->epoch, 1);
+    dagger__futex_wake(&p->epoch, INT_MAX);
+    for (int i = 0; i < p->n; i++)
+        pthread_join(p->w[i].thread, NULL);
+    pthread_mutex_lock(&p->aux_lock);
+    pthread_cond_broadcast(&p->aux_cond);
+    int naux = p->aux_threads;
+    pthread_mutex_unlock(&p->aux_lock);
+    for (int i = 0; i < naux; i++)
+        pthread_join(p->aux_tid[i], NULL);
+    for (int i = 0; i < p->n; i++) {
+        struct worker *w = &p->w[i];
+        if (w->spare) {
+            dagger__fiber_free(w->spare);
+            dagger__free(w->spare);
+        }
+        dq_destroy(&w->dq);
+        pthread_mutex_destroy(&w->mailbox.lock);
+    }
+    while (p->fibers) {
+        struct dagger__fiber *f = p->fibers;
+        p->fibers = f->next;
+        dagger__fiber_free(f);
+        dagger__free(f);
+    }
+    dagger__free(p->heap);
+    pthread_mutex_destroy(&p->inject.lock);
+    pthread_mutex_destroy(&p->heap_lock);
+    pthread_mutex_destroy(&p->fiber_lock);
+    pthread_mutex_destroy(&p->aux_lock);
+    pthread_cond_destroy(&p->aux_cond);
+    free(p->w);
+    dagger__alloc_note_free();
+    dagger__free(p);
+}

@@ -1,0 +1,53 @@
+/* src/pool/pool.h - worker threads, work stealing, parking, and suspension of blocked jobs.
+ *
+ * The pool runs jobs; it knows nothing of tasks. The core embeds a struct dagger__job in each
+ * task and gives the pool a run function. A job that must wait (a fetch of an unfinished task,
+ * a group) calls dagger__pool_suspend from inside its run: its stack is kept and the worker
+ * continues on another stack until someone submits the job again, which resumes it.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_SRC_POOL_H
+#define DAGGER_SRC_POOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct dagger__fiber;
+typedef struct dagger__pool dagger__pool;
+
+struct dagger__job {
+    struct dagger__job *next;     /* link in the injection queue, a mailbox or the aux queue */
+    struct dagger__fiber *fiber;  /* non-NULL while suspended: submit resumes it */
+    int32_t prio;                 /* 0 = default; != 0 goes through the priority queue */
+    int32_t pin;                  /* -1 = any worker; >= 0 = only this worker */
+    float occupancy;              /* < 1 runs on the aux threads beside the workers */
+    uint32_t seq;                 /* FIFO order among equal priorities */
+};
+
+/* Run a fresh job; may return another job to run at once on the same worker (a continuation
+ * with no placement constraint), or NULL. */
+typedef struct dagger__job *(*dagger__run_fn)(struct dagger__job *job, void *ud);
+
+int dagger__pool_open(dagger__pool **out, int nthreads, size_t stack_size, dagger__run_fn run,
+                      void *ud);
+/* Stops and joins every thread; the caller has drained all work. */
+void dagger__pool_close(dagger__pool *p);
+int dagger__pool_size(const dagger__pool *p);
+
+/* Make a ready job runnable (or resume a suspended one). Thread safety: any thread. */
+void dagger__pool_submit(dagger__pool *p, struct dagger__job *j);
+
+/* The worker index of the calling thread in `p`, or -1 (another pool, an aux or user thread). */
+int dagger__pool_self(const dagger__pool *p);
+
+/* True when the caller runs a job on a worker of `p` and may therefore suspend. */
+bool dagger__pool_can_suspend(const dagger__pool *p);
+
+/* Suspend the running job `self`: switch to a fresh stack, call arm(arg) there (arm must make
+ * sure the job is submitted later, e.g. by enqueueing a waiter; it may submit it at once), and
+ * return when the job is resumed, possibly on another worker. */
+void dagger__pool_suspend(dagger__pool *p, struct dagger__job *self, void (*arm)(void *),
+                          void *arg);
+
+#endif /* DAGGER_SRC_POOL_H */
