@@ -1,11 +1,13 @@
 #!/bin/sh
-# tests/check_symbols.sh - every global symbol that libdagger defines starts with dagger_.
+# tests/check_symbols.sh - every symbol libdagger exports (global, default visibility, defined)
+# is public API: it starts with dagger_ and not with the internal dagger__ prefix.
 lib="$1"
-bad=$(nm -g --defined-only "$lib" 2>/dev/null | awk 'NF >= 3 && $2 ~ /^[TDBRVWGS]$/ {print $3}' |
-      grep -v '^dagger_' | grep -v '^_\(init\|fini\|edata\|end\|_bss_start\)$' || true)
+syms=$(readelf -W --syms "$lib" | awk '($5 == "GLOBAL" || $5 == "WEAK") && $6 == "DEFAULT" && $7 != "UND" {print $8}' | sort -u)
+[ -n "$syms" ] || { echo "no exported symbols found in $lib"; exit 1; }
+bad=$(printf '%s\n' "$syms" | grep -v '^dagger_' | grep -v '^__odr_asan' ; printf '%s\n' "$syms" | grep '^dagger__')
 if [ -n "$bad" ]; then
-    echo "symbols without the dagger_ prefix:"
+    echo "exported symbols outside the public dagger_ namespace:"
     echo "$bad"
     exit 1
 fi
-echo "all exported symbols start with dagger_"
+echo "$(printf '%s\n' "$syms" | wc -l) exported symbols, all public dagger_ names"

@@ -1,0 +1,62 @@
+# Makefile - the two commands of the README, and the rest, over CMake.
+#   make run         install what is missing, build, run the quickstart examples (threads)
+#   make test        the full test suite through ctest
+#   make bench       benchmarks side by side with the peers (BENCH_FILTER=<substring>)
+#   make test-asan   the suite under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make test-tsan   the suite under ThreadSanitizer
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CMAKE_FLAGS ?=
+CTEST_FLAGS ?=
+
+.PHONY: all deps run test bench test-asan test-tsan format clean
+
+all: build/.configured
+	cmake --build build -j$(JOBS)
+
+deps:
+	sh scripts/install-deps --all
+
+build/.configured: CMakeLists.txt
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	@touch $@
+
+run:
+	sh scripts/install-deps
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build build -j$(JOBS) --target examples_all
+	@for e in build/examples/example_*; do echo "== $$e"; "$$e" || exit 1; done
+
+test:
+	sh scripts/install-deps --all
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
+	cmake --build build -j$(JOBS)
+	cd build && ctest -j$(JOBS) --output-on-failure $(CTEST_FLAGS)
+
+test-asan:
+	sh scripts/install-deps --all
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDAGGER_SANITIZE=address,undefined \
+	    -DDAGGER_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake --build build-asan -j$(JOBS)
+	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	    ctest -j$(JOBS) --output-on-failure -LE nosan $(CTEST_FLAGS)
+
+test-tsan:
+	sh scripts/install-deps --all
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDAGGER_SANITIZE=thread \
+	    -DDAGGER_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake --build build-tsan -j$(JOBS)
+	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+	    ctest -j$(JOBS) --output-on-failure -LE nosan $(CTEST_FLAGS)
+
+bench:
+	sh scripts/install-deps --bench
+	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DDAGGER_BUILD_TESTS=OFF $(CMAKE_FLAGS)
+	cmake --build build-bench -j$(JOBS)
+	BENCH_FILTER="$(BENCH_FILTER)" sh bench/run.sh build-bench
+
+format:
+	clang-format -i include/*.h include/dagger/*.h src/*/*.[ch] tests/*.[ch] examples/*.c
+
+clean:
+	rm -rf build build-asan build-tsan build-bench
