@@ -1,0 +1,138 @@
+/* tests/stress_core.c - thousands of random DAGs, each checked against sequential evaluation.
+ *
+ * Nodes compute a hash of their index and their inputs; some fail on purpose, some spawn and
+ * fetch a nested child, some are cancelled before they can start; the expected value or error
+ * code of every node comes from a plain loop over the DAG. Replay with DAGGER_TEST_SEED.
+ */
+#include <stdatomic.h>
+
+#include "harness.h"
+
+#define MAXN 256
+#define MAXK 4
+#define P 2305843009213693951ull /* 2^61 - 1 */
+
+struct node {
+    int k, dep[MAXK];
+    int fails, nested, priority, pinned;
+};
+
+static uint64_t mix(uint64_t h, uint64_t v) { return ((h ^ v) * 0x100000001b3ull) % P; }
+
+static int body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t index = dagger_arg_i64(a, 0);
+    int64_t flags = dagger_arg_i64(a, 1);
+    uint64_t h = mix(1469598103934665603ull % P, (uint64_t)index);
+    for (size_t i = 2; i < dagger_args_count(a); i++)
+        h = mix(h, (uint64_t)dagger_arg_i64(a, i));
+    if (flags & 1)
+        return dagger_fail(tc, DAGGER_ETASK, "node %lld fails on purpose", (long long)index);
+    if (flags & 2) {
+        dagger_task_t *c = dagger_spawn(dagger_tc_ctx(tc), body, index + 100000, 0);
+        int64_t v = 0;
+        int rc = dagger_fetch_i64(c, &v);
+        dagger_task_release(c);
+        if (rc)
+            return rc;
+        h = mix(h, (uint64_t)v);
+    }
+    *out = dagger_i64((int64_t)h);
+    return 0;
+}
+
+static uint64_t expect_leaf(int64_t index)
+{
+    return mix(1469598103934665603ull % P, (uint64_t)index);
+}
+
+static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads)
+{
+    int n = (int)(test_rand(seed) % (MAXN - 1)) + 2;
+    struct node nodes[MAXN];
+    dagger_task_t *tasks[MAXN];
+    int64_t want[MAXN];
+    int want_rc[MAXN];
+    dagger_scope_t *scopes[4];
+    for (int t = 0; t < nthreads; t++)
+        scopes[t] = dagger_scope_thread(t);
+    int use_group = test_rand(seed) % 4 == 0;
+    if (use_group)
+        ASSERT_OK(dagger_sync_begin(ctx));
+    int first_err_possible = 0;
+    for (int i = 0; i < n; i++) {
+        struct node *nd = &nodes[i];
+        nd->k = i ? (int)(test_rand(seed) % (MAXK + 1)) : 0;
+        for (int j = 0; j < nd->k; j++)
+            nd->dep[j] = (int)(test_rand(seed) % (uint64_t)i);
+        nd->fails = test_rand(seed) % 50 == 0;
+        nd->nested = test_rand(seed) % 10 == 0;
+        nd->priority = test_rand(seed) % 16 == 0 ? (int)(test_rand(seed) % 5) - 2 : 0;
+        nd->pinned = test_rand(seed) % 16 == 0 ? (int)(test_rand(seed) % (uint64_t)nthreads) : -1;
+        dagger_value_t argv[2 + MAXK];
+        argv[0] = dagger_i64(i);
+        argv[1] = dagger_i64(nd->fails | (nd->nested << 1));
+        for (int j = 0; j < nd->k; j++)
+            argv[2 + j] = dagger_taskv(tasks[nd->dep[j]]);
+        dagger_task_opts_t o;
+        dagger_task_opts_init(&o);
+        o.priority = nd->priority;
+        o.scope = nd->pinned >= 0 ? scopes[nd->pinned] : NULL;
+        tasks[i] = dagger_spawn_impl(ctx, &o, body, "body", argv, 2 + (size_t)nd->k);
+        ASSERT_PTR(tasks[i]);
+        /* sequential evaluation */
+        int rc = 0;
+        uint64_t h = expect_leaf(i);
+        for (int j = 0; j < nd->k && !rc; j++) {
+            if (want_rc[nd->dep[j]])
+                rc = DAGGER_EUPSTREAM;
+            else
+                h = mix(h, (uint64_t)want[nd->dep[j]]);
+        }
+        if (!rc && nd->fails)
+            rc = DAGGER_ETASK;
+        if (!rc && nd->nested)
+            h = mix(h, expect_leaf(i + 100000));
+        want_rc[i] = rc;
+        want[i] = (int64_t)h;
+        first_err_possible |= rc != 0;
+    }
+    if (use_group) {
+        int rc = dagger_sync_end(ctx);
+        if (first_err_possible)
+            ASSERT_TRUE(rc == DAGGER_ETASK || rc == DAGGER_EUPSTREAM);
+        else
+            ASSERT_OK(rc);
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        int64_t v = 0;
+        int rc = dagger_fetch_i64(tasks[i], &v);
+        if (rc != want_rc[i])
+            fail_msg("node %d of %d: rc %s, expected %s (%s)", i, n, dagger_err_name(rc),
+                     dagger_err_name(want_rc[i]), dagger_task_errmsg(tasks[i]));
+        if (!rc && v != want[i])
+            fail_msg("node %d of %d: value %lld, expected %lld", i, n, (long long)v,
+                     (long long)want[i]);
+        if (rc == DAGGER_EUPSTREAM && !strstr(dagger_task_errmsg(tasks[i]), "fails on purpose"))
+            fail_msg("node %d: message lacks the root cause: %s", i, dagger_task_errmsg(tasks[i]));
+    }
+    for (int i = 0; i < n; i++)
+        dagger_task_release(tasks[i]);
+    for (int t = 0; t < nthreads; t++)
+        dagger_scope_release(scopes[t]);
+}
+
+static void run(int dags)
+{
+    uint64_t seed = test_seed();
+    for (int threads = 1; threads <= 4; threads++) {
+        dagger_ctx_t *ctx = test_ctx(threads);
+        for (int d = 0; d < dags; d++)
+            one_dag(ctx, &seed, threads);
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
+TEST(random_dags_match_sequential_evaluation) { run(test_level_full() ? 2500 : 600); }
+
+TEST_LIST(random_dags_match_sequential_evaluation)

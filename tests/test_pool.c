@@ -1,0 +1,221 @@
+/* tests/test_pool.c - the work-stealing deque, suspended tasks, parking and waking. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pool/deque.h"
+
+/* ---------------------------------------------------------------- deque */
+
+#define DQ_ITEMS 200000
+static struct dagger__deque dq;
+static _Atomic int taken[DQ_ITEMS + 1];
+static _Atomic int owner_done;
+
+static void *thief(void *arg)
+{
+    (void)arg;
+    long got = 0;
+    for (;;) {
+        void *x = dq_steal(&dq);
+        if (x == DQ_EMPTY) {
+            if (atomic_load(&owner_done) && dq_size(&dq) <= 0)
+                break;
+            continue;
+        }
+        if (x == DQ_ABORT)
+            continue;
+        atomic_fetch_add(&taken[(intptr_t)x], 1);
+        got++;
+    }
+    return (void *)got;
+}
+
+TEST(deque_every_item_taken_exactly_once)
+{
+    ASSERT_EQ(dq_init(&dq, 16), 0); /* small: forces growth while thieves read */
+    atomic_store(&owner_done, 0);
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++)
+        pthread_create(&th[i], NULL, thief, NULL);
+    uint64_t seed = test_seed();
+    intptr_t next = 1;
+    while (next <= DQ_ITEMS) {
+        int burst = (int)(test_rand(&seed) % 64) + 1;
+        for (int k = 0; k < burst && next <= DQ_ITEMS; k++)
+            ASSERT_EQ(dq_push(&dq, (void *)next++), 0);
+        int pops = (int)(test_rand(&seed) % 48);
+        for (int k = 0; k < pops; k++) {
+            void *x = dq_pop(&dq);
+            if (!x)
+                break;
+            atomic_fetch_add(&taken[(intptr_t)x], 1);
+        }
+    }
+    void *x;
+    while ((x = dq_pop(&dq)))
+        atomic_fetch_add(&taken[(intptr_t)x], 1);
+    atomic_store(&owner_done, 1);
+    for (int i = 0; i < 3; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 1; i <= DQ_ITEMS; i++)
+        if (atomic_load(&taken[i]) != 1)
+            fail_msg("item %d taken %d times", i, atomic_load(&taken[i]));
+    dq_destroy(&dq);
+}
+
+/* ---------------------------------------------------------------- suspension */
+
+static _Atomic int gate;
+
+static int wait_gate(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    while (!atomic_load(&gate))
+        usleep(200);
+    *out = dagger_i64(5);
+    return 0;
+}
+
+static int fetch_arg_task(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    dagger_task_t *t = (dagger_task_t *)dagger_arg_ptr(a, 0);
+    int64_t v = 0;
+    int rc = dagger_fetch_i64(t, &v);
+    *out = dagger_i64(v + dagger_arg_i64(a, 1));
+    return rc;
+}
+
+TEST(thousands_of_suspended_tasks_on_one_thread)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    atomic_store(&gate, 0);
+    dagger_scope_t *aux = NULL;
+    (void)aux;
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.occupancy = 0.0; /* the gate task waits beside the worker */
+    dagger_task_t *g = dagger_spawn_opts(ctx, &o, wait_gate);
+    const int n = test_level_full() ? 5000 : 2000;
+    dagger_task_t **ts = calloc((size_t)n, sizeof *ts);
+    for (int i = 0; i < n; i++)
+        ts[i] = dagger_spawn(ctx, fetch_arg_task, (void *)g, i);
+    usleep(20000); /* let them all block */
+    atomic_store(&gate, 1);
+    for (int i = 0; i < n; i++) {
+        int64_t r;
+        ASSERT_OK(dagger_fetch_i64(ts[i], &r));
+        ASSERT_EQ(r, 5 + i);
+        dagger_task_release(ts[i]);
+    }
+    free(ts);
+    dagger_task_release(g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+static int deep(int n)
+{
+    volatile char pad[512];
+    pad[0] = (char)n;
+    return n == 0 ? pad[0] : deep(n - 1) + 1 + (pad[0] - (char)n);
+}
+
+static int recurse_then_fetch(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    dagger_task_t *c = dagger_spawn(dagger_tc_ctx(tc), wait_gate);
+    int d = deep(100); /* ~50 KiB of stack, on a fiber */
+    int rc = dagger_fetch(c, NULL);
+    dagger_task_release(c);
+    *out = dagger_i64(d + deep(100));
+    return rc;
+}
+
+TEST(suspended_tasks_keep_their_stacks)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    atomic_store(&gate, 1);
+    dagger_task_t *ts[64];
+    for (int i = 0; i < 64; i++)
+        ts[i] = dagger_spawn(ctx, recurse_then_fetch);
+    for (int i = 0; i < 64; i++) {
+        int64_t r;
+        ASSERT_OK(dagger_fetch_i64(ts[i], &r));
+        ASSERT_EQ(r, 200);
+        dagger_task_release(ts[i]);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+static int inc(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(dagger_arg_i64(a, 0) + 1);
+    return 0;
+}
+
+TEST(no_lost_wake_ups_in_bursts)
+{
+    /* Workers park between bursts; a lost wake-up would hang this case (ctest timeout). */
+    dagger_ctx_t *ctx = test_ctx(2);
+    uint64_t seed = test_seed();
+    const int rounds = test_level_full() ? 20000 : 3000;
+    for (int r = 0; r < rounds; r++) {
+        int burst = (int)(test_rand(&seed) % 4) + 1;
+        dagger_task_t *ts[4];
+        for (int k = 0; k < burst; k++)
+            ts[k] = dagger_spawn(ctx, inc, r);
+        for (int k = 0; k < burst; k++) {
+            int64_t v;
+            ASSERT_OK(dagger_fetch_i64(ts[k], &v));
+            ASSERT_EQ(v, r + 1);
+            dagger_task_release(ts[k]);
+        }
+        if (test_rand(&seed) % 8 == 0)
+            usleep((useconds_t)(test_rand(&seed) % 300)); /* long enough to park */
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+static void *spawner(void *arg)
+{
+    dagger_ctx_t *ctx = arg;
+    int64_t sum = 0;
+    for (int i = 0; i < 2000; i++) {
+        dagger_task_t *t = dagger_spawn(ctx, inc, i);
+        int64_t v = 0;
+        if (dagger_fetch_i64(t, &v) == 0)
+            sum += v;
+        dagger_task_release(t);
+    }
+    return (void *)(intptr_t)sum;
+}
+
+TEST(many_outside_threads_spawn_and_fetch)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    pthread_t th[8];
+    for (int i = 0; i < 8; i++)
+        pthread_create(&th[i], NULL, spawner, ctx);
+    for (int i = 0; i < 8; i++) {
+        void *r;
+        pthread_join(th[i], &r);
+        ASSERT_EQ((intptr_t)r, 2000 * 2001 / 2);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST(contexts_open_and_close_repeatedly)
+{
+    for (int i = 0; i < 50; i++) {
+        dagger_ctx_t *ctx = test_ctx(1 + i % 3);
+        dagger_task_t *t = dagger_spawn(ctx, inc, i);
+        int64_t v;
+        ASSERT_OK(dagger_fetch_i64(t, &v));
+        ASSERT_EQ(v, i + 1);
+        dagger_task_release(t);
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
+TEST_LIST(deque_every_item_taken_exactly_once, thousands_of_suspended_tasks_on_one_thread,
+          suspended_tasks_keep_their_stacks, no_lost_wake_ups_in_bursts,
+          many_outside_threads_spawn_and_fetch, contexts_open_and_close_repeatedly)
