@@ -1,0 +1,220 @@
+/* bench/core/problem.h - the core-runtime benchmarks: sizes, checks and helpers shared by every
+ * implementation (dagger.c, omp.c, tbb.cpp, starpu.c).
+ *
+ * Rows (bench names as printed in RESULT lines):
+ *   core.empty      N tasks that do nothing but mark a byte, spawned from inside one root task
+ *                   (like `omp single`); waited together.                          ns/task
+ *   core.empty_ext  the same, spawned from the main thread (outside every task).    ns/task
+ *   core.chain      N tasks, each depends on the one before (value + 1).           ns/task
+ *   core.fib        fib(N), one task per call (both recursive calls are tasks).    ns/task
+ *   core.fib_cutoff fib(N), tasks only for n > CORE_FIB_CUTOFF, serial below.      ms/run
+ *   core.nested     20 outer tasks f(i), each with 6 inner tasks g(f(i), j) that
+ *                   depend on it (Dagger.jl's nested-loop example); sums checked.  us/run
+ *   core.tree       binary tree of depth D (2^D - 1 nodes), each node depends on
+ *                   its parent (Taskflow's binary_tree).                           ns/task
+ *   core.wavefront  N x N grid, cell (i,j) depends on (i-1,j) and (i,j-1)
+ *                   (Taskflow's wavefront); values are binomials mod a prime.      ns/task
+ * Every figure is the best (minimum) of BENCH_REPS repetitions (default per row below); the
+ * construction of the graph is inside the timed region, as a spawn is for dagger.
+ * The `param` column says the size and the thread count ("n=1000000,t=2"), so rows with the
+ * same bench and param are comparable. StarPU runs the SMALL sizes only (it costs microseconds
+ * per task); dagger runs both sizes so that it pairs with every peer.
+ * Each binary answers `--list` (its row names) and takes `--threads N` (or BENCH_THREADS);
+ * BENCH_FILTER=substr runs only rows whose name contains substr (unless the binary name does).
+ * A wrong result prints "ERROR ..." on stderr and the binary exits 1.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_BENCH_CORE_PROBLEM_H
+#define DAGGER_BENCH_CORE_PROBLEM_H
+
+/* Include this header first: clock_gettime, and pthread rwlocks for StarPU's headers. */
+#if !defined(_GNU_SOURCE) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 200809L
+#endif
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---------------------------------------------------------------- sizes */
+#define CORE_EMPTY_N 1000000
+#define CORE_EMPTY_N_SMALL 100000
+#define CORE_CHAIN_N 100000
+#define CORE_CHAIN_N_SMALL 10000
+#define CORE_FIB_N 30
+#define CORE_FIB_N_SMALL 20
+#define CORE_FIB_CUTOFF_N 30
+#define CORE_FIB_CUTOFF 20 /* fib(n) for n <= 20 is computed serially inside the task */
+#define CORE_NESTED_OUTER 20
+#define CORE_NESTED_INNER 6
+#define CORE_TREE_DEPTH 18
+#define CORE_TREE_DEPTH_SMALL 14
+#define CORE_WAVE_N 256
+#define CORE_WAVE_N_SMALL 64
+#define CORE_WAVE_MOD 1000000007LL
+
+/* Default repetitions per row (BENCH_REPS overrides them all). */
+#define CORE_REPS 5
+#define CORE_REPS_BIG 3     /* fib with a task per call: the longest row */
+#define CORE_REPS_NESTED 50 /* a run is ~100 tasks: repeat it often */
+
+/* ---------------------------------------------------------------- references */
+
+static inline int64_t core_fib_serial(int64_t n)
+{
+    return n < 2 ? n : core_fib_serial(n - 1) + core_fib_serial(n - 2);
+}
+
+/* Number of calls (= tasks) in fib(n) with a task per call: 2 fib(n+1) - 1. */
+static inline int64_t core_fib_calls(int64_t n)
+{
+    int64_t a = 0, b = 1;
+    for (int64_t i = 0; i < n + 1; i++) {
+        int64_t c = a + b;
+        a = b;
+        b = c;
+    }
+    return 2 * a - 1;
+}
+
+/* Tasks spawned by fib(n) with the cutoff: calls with n > cutoff, plus their children. */
+static inline int64_t core_fib_cutoff_tasks(int64_t n)
+{
+    if (n <= CORE_FIB_CUTOFF)
+        return 1;
+    return 1 + core_fib_cutoff_tasks(n - 1) + core_fib_cutoff_tasks(n - 2);
+}
+
+/* nested: f(i) = i*i + 1, g(a, j) = a * j + 1; the sum over all g. */
+static inline int64_t core_nested_f(int64_t i) { return i * i + 1; }
+static inline int64_t core_nested_g(int64_t a, int64_t j) { return a * j + 1; }
+static inline int64_t core_nested_expected(void)
+{
+    int64_t s = 0;
+    for (int64_t i = 0; i < CORE_NESTED_OUTER; i++)
+        for (int64_t j = 0; j < CORE_NESTED_INNER; j++)
+            s += core_nested_g(core_nested_f(i), j);
+    return s;
+}
+
+/* tree: node value = depth (root 1); the sum over all nodes of a tree of depth d. */
+static inline int64_t core_tree_expected(int depth)
+{
+    int64_t s = 0;
+    for (int d = 1; d <= depth; d++)
+        s += (int64_t)d << (d - 1);
+    return s;
+}
+
+/* wavefront: w(0,0) = 1; w(i,j) = (w(i-1,j) + w(i,j-1)) mod p with missing neighbours 0. */
+static inline int64_t core_wave_cell(int64_t up, int64_t left, int has_up, int has_left)
+{
+    if (!has_up && !has_left)
+        return 1;
+    return ((has_up ? up : 0) + (has_left ? left : 0)) % CORE_WAVE_MOD;
+}
+static inline int64_t core_wave_expected(int n)
+{
+    int64_t *row = (int64_t *)calloc((size_t)n, sizeof *row);
+    if (!row)
+        return -1;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            row[j] = core_wave_cell(row[j], j ? row[j - 1] : 0, i > 0, j > 0);
+    int64_t r = row[n - 1];
+    free(row);
+    return r;
+}
+
+/* ---------------------------------------------------------------- harness */
+
+static inline double core_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static const char *core_impl_ = "?";
+static const char *core_prog_ = "";
+static int core_failed_ = 0;
+
+/* Parse `--threads N` / `-t N` / `--list`, remember the implementation name.
+ * Returns: the thread count asked for (0 = the implementation's default), or -1 after --list
+ * (the caller prints its rows with core_list_row and exits). */
+static inline int core_init(int argc, char **argv, const char *impl, const char *impl_env)
+{
+    core_impl_ = impl;
+    core_prog_ = argc > 0 ? argv[0] : "";
+    const char *slash = strrchr(core_prog_, '/');
+    if (slash)
+        core_prog_ = slash + 1;
+    int threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--list"))
+            return -1;
+        if ((!strcmp(argv[i], "--threads") || !strcmp(argv[i], "-t")) && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (argv[i][0] >= '0' && argv[i][0] <= '9')
+            threads = atoi(argv[i]);
+    }
+    if (threads <= 0 && getenv("BENCH_THREADS"))
+        threads = atoi(getenv("BENCH_THREADS"));
+    if (threads <= 0 && impl_env && getenv(impl_env))
+        threads = atoi(getenv(impl_env));
+    return threads > 0 ? threads : 0;
+}
+
+/* Whether a row runs: BENCH_FILTER unset or empty, or found in the binary's name or the row's. */
+static inline int core_want(const char *row)
+{
+    const char *f = getenv("BENCH_FILTER");
+    if (!f || !*f)
+        return 1;
+    return strstr(core_prog_, f) != NULL || strstr(row, f) != NULL;
+}
+
+static inline int core_reps(int dflt)
+{
+    const char *r = getenv("BENCH_REPS");
+    int n = r ? atoi(r) : 0;
+    return n > 0 ? n : dflt;
+}
+
+static inline void core_result(const char *bench, const char *param, double figure,
+                               const char *unit)
+{
+    printf("RESULT|%s|%s|%s|%.6g|%s\n", bench, core_impl_, param, figure, unit);
+    fflush(stdout);
+}
+
+/* Report a wrong result: printed on stderr, the binary exits 1 at the end. */
+static inline void core_check_i64(const char *bench, const char *what, int64_t got,
+                                  int64_t want)
+{
+    if (got == want)
+        return;
+    fprintf(stderr, "ERROR %s (%s): %s = %lld, expected %lld\n", bench, core_impl_, what,
+            (long long)got, (long long)want);
+    core_failed_ = 1;
+}
+
+static inline void core_fail(const char *bench, const char *msg)
+{
+    fprintf(stderr, "ERROR %s (%s): %s\n", bench, core_impl_, msg);
+    core_failed_ = 1;
+}
+
+static inline int core_exit_code(void) { return core_failed_ ? 1 : 0; }
+
+/* The row names every implementation may print, for --list. */
+static inline void core_list_rows(void)
+{
+    puts("core.empty\ncore.empty_ext\ncore.chain\ncore.fib\ncore.fib_cutoff\ncore.nested\n"
+         "core.tree\ncore.wavefront");
+}
+
+#endif /* DAGGER_BENCH_CORE_PROBLEM_H */

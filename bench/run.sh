@@ -1,0 +1,215 @@
+#!/bin/sh
+# bench/run.sh - run every bench_<capability>_<impl> of a build dir and print dagger/peer ratios.
+#
+# Usage: sh bench/run.sh <builddir>
+#   BENCH_FILTER=substr  run only the binaries whose name contains substr (core, omp, dagger),
+#                        or a row <capability>.<row> (core.fib: asks bench_core_* for --list)
+#   BENCH_THREADS="1 2"  thread counts to run each binary with (default: 1 2, plus nproc if > 2)
+#   BENCH_REPS=n         repetitions per row (each binary has its own default)
+#   BENCH_TIMEOUT=s      seconds allowed per binary run (default 600, needs timeout(1))
+#   BENCH_RECORD=1       append a dated section (machine, command, table) to bench/RESULTS.md
+# Each binary prints `RESULT|<bench>|<impl>|<param>|<figure>|<unit>` lines; rows of dagger and
+# of a peer with the same bench and param are paired in the ratio table (dagger / peer).
+# Exit status: 0, or 1 when a binary failed (crash, wrong result, timeout) or none was found.
+# POSIX sh + awk only. SPDX-License-Identifier: MIT
+set -u
+
+if [ $# -lt 1 ] || [ ! -d "$1" ]; then
+    echo "usage: sh bench/run.sh <builddir>   (BENCH_FILTER, BENCH_THREADS, BENCH_RECORD=1)" >&2
+    exit 2
+fi
+builddir=$1
+here=$(cd "$(dirname "$0")" && pwd)
+filter=${BENCH_FILTER:-}
+ncpu=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
+threads_list=${BENCH_THREADS:-}
+if [ -z "$threads_list" ]; then
+    threads_list="1 2"
+    [ "$ncpu" -gt 2 ] 2>/dev/null && threads_list="1 2 $ncpu"
+fi
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/dagger-bench.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT INT TERM
+results=$tmp/results
+failures=$tmp/failures
+: >"$results"
+: >"$failures"
+
+# StarPU: quiet, and its calibration files under the build dir instead of $HOME.
+export STARPU_SILENT="${STARPU_SILENT:-1}"
+export STARPU_HOME="${STARPU_HOME:-$(cd "$builddir" && pwd)/.starpu}"
+
+# Binaries: executable files named bench_<capability>_<impl> (no dot); the shallowest path wins
+# when two build trees inside builddir hold the same name.
+find "$builddir" -type f -name 'bench_*_*' ! -name '*.*' -perm -u+x 2>/dev/null |
+    awk -F/ '{ print NF "\t" $NF "\t" $0 }' | sort -k1,1n -k2,2 |
+    awk -F'\t' '!seen[$2]++ { print $2 "\t" $3 }' | sort >"$tmp/bins"
+
+if [ ! -s "$tmp/bins" ]; then
+    echo "run.sh: no bench_* binaries under $builddir (build with DAGGER_BUILD_BENCH=ON)" >&2
+    exit 1
+fi
+
+if command -v timeout >/dev/null 2>&1; then
+    run_timeout="timeout ${BENCH_TIMEOUT:-600}"
+    list_timeout="timeout 10"
+else
+    run_timeout=""
+    list_timeout=""
+fi
+
+nrun=0
+while IFS="$(printf '\t')" read -r name path; do
+    if [ -n "$filter" ]; then
+        case "$name" in
+        *"$filter"*) ;;
+        *)
+            # A row name <capability>.<row> (core.fib): ask the binaries of that capability for
+            # their rows (--list); other binaries are never started just to be asked.
+            case "$filter" in
+            *.*) ;;
+            *) continue ;;
+            esac
+            case "$name" in
+            bench_"${filter%%.*}"_*) ;;
+            *) continue ;;
+            esac
+            $list_timeout "$path" --list 2>/dev/null | grep -F -q -- "$filter" || continue
+            ;;
+        esac
+    fi
+    for t in $threads_list; do
+        nrun=$((nrun + 1))
+        out=$tmp/out.$nrun
+        err=$tmp/err.$nrun
+        start=$(date +%s)
+        echo "== $name t=$t" >&2
+        # shellcheck disable=SC2086
+        BENCH_FILTER="$filter" BENCH_THREADS="$t" DAGGER_NUM_THREADS="$t" OMP_NUM_THREADS="$t" \
+            STARPU_NCPU="$t" $run_timeout "$path" --threads "$t" >"$out" 2>"$err" </dev/null
+        rc=$?
+        grep '^RESULT|' "$out" | tee -a "$results"
+        if [ $rc -ne 0 ]; then
+            case $rc in
+            124) why="timed out after ${BENCH_TIMEOUT:-600}s" ;;
+            126 | 127) why="cannot execute (exit status $rc)" ;;
+            129 | 1[3-9][0-9] | 2[0-9][0-9]) why="killed by signal $((rc - 128))" ;;
+            *) why="exit status $rc" ;;
+            esac
+            echo "FAILED: $name t=$t ($why)" | tee -a "$failures" >&2
+            grep -v '^RESULT|' "$out" | tail -n 5 >&2
+            tail -n 20 "$err" >&2
+        elif grep -q '^ERROR' "$err"; then
+            echo "FAILED: $name t=$t (reported an error)" | tee -a "$failures" >&2
+            grep '^ERROR' "$err" >&2
+        fi
+        echo "   ($(($(date +%s) - start)) s)" >&2
+    done
+done <"$tmp/bins"
+
+if [ $nrun -eq 0 ]; then
+    echo "run.sh: no benchmark matches BENCH_FILTER='$filter'" >&2
+    exit 1
+fi
+
+# The ratio table, in Markdown. Rows: (bench, param) pairs that dagger and at least one peer have.
+awk -F'|' '
+function better(u) { return (u ~ /\/s$/ || u ~ /^G?FLOP/) ? "higher" : "lower" }
+function fmt(x) { return sprintf("%.4g", x) }
+$1 == "RESULT" && NF >= 6 {
+    b = $2; im = $3; p = $4; k = b SUBSEP p
+    if (!(b in bidx)) bidx[b] = ++nb
+    if (!(k in unit)) { nk++; keys[nk] = k; kb[k] = b; kp[k] = p; unit[k] = $6 }
+    val[k, im] = $5
+    if (im != "dagger" && !(im in isp)) { isp[im] = 1; peers[++np] = im }
+}
+END {
+    # Sort rows by the order benches first appeared, then by param (size, then threads).
+    for (i = 1; i <= nk; i++) sk[i] = sprintf("%04d|%s", bidx[kb[keys[i]]], kp[keys[i]])
+    for (i = 2; i <= nk; i++) {
+        x = keys[i]; s = sk[i]
+        for (j = i - 1; j >= 1 && sk[j] > s; j--) { keys[j + 1] = keys[j]; sk[j + 1] = sk[j] }
+        keys[j + 1] = x; sk[j + 1] = s
+    }
+    hdr = "| bench | param | unit | better | dagger |"; sep = "|---|---|---|---|---:|"
+    for (q = 1; q <= np; q++) {
+        hdr = hdr " " peers[q] " | dagger/" peers[q] " |"; sep = sep "---:|---:|"
+    }
+    rows = 0
+    for (i = 1; i <= nk; i++) {
+        k = keys[i]
+        if (!((k, "dagger") in val)) continue
+        any = 0
+        for (q = 1; q <= np; q++) if ((k, peers[q]) in val) any = 1
+        if (!any) continue
+        if (rows++ == 0) {
+            print "Ratio = dagger / peer. Times (ns/task, us/run, ms/run): lower is better, a ratio"
+            print "below 1 means dagger is faster. Rates (unit ending in /s): higher is better."
+            print "libgomp runs tasks inline on one thread, so its t=1 rows are not task costs: the"
+            print "t>=2 rows are the fair ones. Each figure is the best of BENCH_REPS runs."
+            print ""
+            print hdr; print sep
+        }
+        d = val[k, "dagger"]
+        line = "| " kb[k] " | " kp[k] " | " unit[k] " | " better(unit[k]) " | " fmt(d) " |"
+        for (q = 1; q <= np; q++) {
+            if ((k, peers[q]) in val) {
+                pv = val[k, peers[q]]
+                line = line " " fmt(pv) " | " (pv > 0 ? sprintf("%.2f", d / pv) : "-") " |"
+            } else {
+                line = line " - | - |"
+            }
+        }
+        print line
+    }
+    if (rows == 0) print "(no (bench, param) pair has both dagger and a peer: no ratio table)"
+}' "$results" >"$tmp/table"
+
+echo ""
+cat "$tmp/table"
+if [ -s "$failures" ]; then
+    echo ""
+    echo "Failures:"
+    cat "$failures"
+fi
+
+if [ "${BENCH_RECORD:-0}" = 1 ]; then
+    model=$(grep -m 1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/^[^:]*: *//')
+    [ -n "$model" ] || model=$(uname -m)
+    commit=$(cd "$here" && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+    dirty=$(cd "$here" && git status --porcelain 2>/dev/null)
+    if [ "$commit" != unknown ] && [ -n "$dirty" ]; then
+        commit="$commit (with uncommitted changes)"
+    fi
+    cmd="sh bench/run.sh $builddir"
+    [ -n "$filter" ] && cmd="BENCH_FILTER=$filter $cmd"
+    [ -n "${BENCH_THREADS:-}" ] && cmd="BENCH_THREADS=\"$BENCH_THREADS\" $cmd"
+    [ -n "${BENCH_REPS:-}" ] && cmd="BENCH_REPS=$BENCH_REPS $cmd"
+    {
+        echo ""
+        echo "## $(date -u '+%Y-%m-%d %H:%M UTC')"
+        echo ""
+        echo "- command: \`$cmd\`"
+        echo "- machine: $ncpu CPUs (nproc), $model, $(uname -sr)"
+        echo "- commit: $commit"
+        echo "- threads: $threads_list"
+        if [ -s "$failures" ]; then
+            echo "- failures:"
+            sed 's/^/  - /' "$failures"
+        fi
+        echo ""
+        cat "$tmp/table"
+        echo ""
+        echo "<details><summary>RESULT lines</summary>"
+        echo ""
+        echo '```'
+        cat "$results"
+        echo '```'
+        echo ""
+        echo "</details>"
+    } >>"$here/RESULTS.md"
+    echo ""
+    echo "recorded in $here/RESULTS.md"
+fi
+
+[ -s "$failures" ] && exit 1
+exit 0

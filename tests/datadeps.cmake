@@ -1,0 +1,21 @@
+# tests/datadeps.cmake - datadeps: the pure analysis, then regions on the runtime (issue 3).
+# Included from tests/CMakeLists.txt; paths are relative to this file.
+set(DD_TEST_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+# The analysis alone: overlap.c and tracker.c built into the test with libc allocation.
+dagger_add_tests(datadeps_overlap SOURCES ${DD_TEST_DIR}/test_datadeps_overlap.c
+                 ${PROJECT_SOURCE_DIR}/src/datadeps/overlap.c
+                 ${PROJECT_SOURCE_DIR}/src/datadeps/tracker.c LABELS quick)
+target_compile_definitions(test_datadeps_overlap PRIVATE DAGGER_DD_STANDALONE=1)
+target_include_directories(test_datadeps_overlap PRIVATE ${PROJECT_SOURCE_DIR})
+
+# Regions on the runtime; the tiled Cholesky case needs LAPACKE and (C)BLAS from OpenBLAS.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(DD_LAPACKE IMPORTED_TARGET lapacke)
+pkg_check_modules(DD_OPENBLAS IMPORTED_TARGET openblas)
+if(DD_LAPACKE_FOUND AND DD_OPENBLAS_FOUND)
+  dagger_add_tests(datadeps SOURCES ${DD_TEST_DIR}/test_datadeps.c LABELS quick TIMEOUT 180
+                   LIBS PkgConfig::DD_LAPACKE PkgConfig::DD_OPENBLAS m)
+else()
+  message(STATUS "datadeps tests: LAPACKE/OpenBLAS not found, test_datadeps not built")
+endif()
