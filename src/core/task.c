@@ -171,7 +171,7 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx)
     dagger_task_t *t = dagger__obj_alloc(sizeof *t);
     if (!t)
         return NULL;
-    t->job.next = NULL;
+    atomic_init(&t->job.next, NULL);
     t->job.fiber = NULL;
     t->job.prio = 0;
     t->job.pin = -1;
@@ -255,14 +255,14 @@ void dagger_task_release(dagger_task_t *t)
         return;
     /* Freeing can release other tasks (a result that is a task): free iteratively so that
      * long chains never recurse. */
-    t->job.next = (struct dagger__job *)tls_free_list;
+    atomic_store_explicit(&t->job.next, (struct dagger__job *)tls_free_list, memory_order_relaxed);
     tls_free_list = t;
     if (tls_freeing)
         return;
     tls_freeing = 1;
     while (tls_free_list) {
         dagger_task_t *f = tls_free_list;
-        tls_free_list = (dagger_task_t *)f->job.next;
+        tls_free_list = (dagger_task_t *)atomic_load_explicit(&f->job.next, memory_order_relaxed);
         task_free_one(f);
     }
     tls_freeing = 0;

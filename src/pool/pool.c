@@ -30,10 +30,15 @@
 #define INJECT_BATCH 16
 #define AUX_MAX 256
 
-struct jobq { /* a FIFO of jobs under a mutex, with a lock-free emptiness hint */
-    pthread_mutex_t lock;
-    struct dagger__job *head, *tail; /* guarded by lock */
-    _Atomic int64_t count;
+/* A FIFO of jobs: many producers push wait-free (an exchange), one consumer at a time pops
+ * (Vyukov's intrusive MPSC queue; a try-lock elects the consumer where several may pop). */
+struct jobq {
+    _Atomic(struct dagger__job *) tail; /* producers: exchange */
+    char pad0[DAGGER_CACHELINE - sizeof(void *)];
+    _Atomic(struct dagger__job *) head; /* the consumer only; read by others as a hint */
+    _Atomic int busy;                   /* consumer try-lock */
+    struct dagger__job stub;
+    char pad1[DAGGER_CACHELINE];
 };
 
 struct worker {
@@ -105,46 +110,77 @@ int dagger__pool_size(const dagger__pool *p) { return p->n; }
 
 /* ---------------------------------------------------------------- job queues */
 
+#define NEXT(j) atomic_load_explicit(&(j)->next, memory_order_relaxed)
+#define SET_NEXT(j, v) atomic_store_explicit(&(j)->next, (v), memory_order_relaxed)
+
 static void jobq_init(struct jobq *q)
 {
-    pthread_mutex_init(&q->lock, NULL);
-    q->head = q->tail = NULL;
-    atomic_init(&q->count, 0);
+    atomic_init(&q->stub.next, NULL);
+    atomic_init(&q->tail, &q->stub);
+    atomic_init(&q->head, &q->stub);
+    atomic_init(&q->busy, 0);
 }
 
+/* Any thread, wait-free. */
 static void jobq_push(struct jobq *q, struct dagger__job *j)
 {
-    j->next = NULL;
-    pthread_mutex_lock(&q->lock);
-    if (q->tail)
-        q->tail->next = j;
-    else
-        q->head = j;
-    q->tail = j;
-    atomic_fetch_add_explicit(&q->count, 1, memory_order_seq_cst);
-    pthread_mutex_unlock(&q->lock);
+    atomic_store_explicit(&j->next, NULL, memory_order_relaxed);
+    struct dagger__job *prev = atomic_exchange_explicit(&q->tail, j, memory_order_acq_rel);
+    atomic_store_explicit(&prev->next, j, memory_order_release);
 }
 
-/* Take up to `max` jobs; returns the first, links the rest through ->next. */
+/* False only when every completed push has been popped: the queue is empty exactly when head
+ * and tail are both the stub (a head that is not the stub is a job not yet taken). */
+static bool jobq_nonempty(struct jobq *q)
+{
+    return atomic_load_explicit(&q->tail, memory_order_seq_cst) != &q->stub ||
+           atomic_load_explicit(&q->head, memory_order_relaxed) != &q->stub;
+}
+
+/* The consumer only. NULL when empty, or when a producer is between its two steps. */
+static struct dagger__job *jobq_pop1(struct jobq *q)
+{
+    struct dagger__job *head = atomic_load_explicit(&q->head, memory_order_relaxed);
+    struct dagger__job *next = atomic_load_explicit(&head->next, memory_order_acquire);
+    if (head == &q->stub) {
+        if (!next)
+            return NULL;
+        atomic_store_explicit(&q->head, next, memory_order_relaxed);
+        head = next;
+        next = atomic_load_explicit(&next->next, memory_order_acquire);
+    }
+    if (next) {
+        atomic_store_explicit(&q->head, next, memory_order_relaxed);
+        return head;
+    }
+    if (head != atomic_load_explicit(&q->tail, memory_order_acquire))
+        return NULL;
+    jobq_push(q, &q->stub);
+    next = atomic_load_explicit(&head->next, memory_order_acquire);
+    if (next) {
+        atomic_store_explicit(&q->head, next, memory_order_relaxed);
+        return head;
+    }
+    return NULL;
+}
+
+/* Take up to `max` jobs (any thread; one consumer at a time): the first is returned, the rest
+ * linked through ->next. */
 static struct dagger__job *jobq_take(struct jobq *q, int max)
 {
-    if (atomic_load_explicit(&q->count, memory_order_relaxed) <= 0)
+    if (!jobq_nonempty(q) || atomic_exchange_explicit(&q->busy, 1, memory_order_acquire))
         return NULL;
-    pthread_mutex_lock(&q->lock);
-    struct dagger__job *first = q->head, *last = first;
-    int n = first ? 1 : 0;
-    while (last && n < max && last->next) {
-        last = last->next;
-        n++;
+    struct dagger__job *first = jobq_pop1(q), *last = first;
+    for (int n = 1; last && n < max; n++) {
+        struct dagger__job *j = jobq_pop1(q);
+        if (!j)
+            break;
+        SET_NEXT(last, j);
+        last = j;
     }
-    if (first) {
-        q->head = last->next;
-        if (!q->head)
-            q->tail = NULL;
-        last->next = NULL;
-        atomic_fetch_sub_explicit(&q->count, n, memory_order_relaxed);
-    }
-    pthread_mutex_unlock(&q->lock);
+    if (last)
+        SET_NEXT(last, NULL);
+    atomic_store_explicit(&q->busy, 0, memory_order_release);
     return first;
 }
 
@@ -230,8 +266,8 @@ static void notify(dagger__pool *p, int all)
 
 static bool has_work(dagger__pool *p, struct worker *w)
 {
-    if (atomic_load(&w->mailbox.count) > 0 || atomic_load(&p->heap_count) > 0 ||
-        atomic_load(&p->inject.count) > 0)
+    if (jobq_nonempty(&w->mailbox) || atomic_load(&p->heap_count) > 0 ||
+        jobq_nonempty(&p->inject))
         return true;
     for (int i = 0; i < p->n; i++)
         if (dq_size(&p->w[i].dq) > 0)
@@ -246,15 +282,15 @@ static void *aux_main(void *arg);
 static struct dagger__job *aux_pick(dagger__pool *p)
 {
     struct dagger__job *prev = NULL;
-    for (struct dagger__job *j = p->aux_head; j; prev = j, j = j->next) {
+    for (struct dagger__job *j = p->aux_head; j; prev = j, j = NEXT(j)) {
         if (j->occupancy <= 0.0f || p->aux_load + j->occupancy <= (double)p->n + 1e-9) {
             if (prev)
-                prev->next = j->next;
+                SET_NEXT(prev, NEXT(j));
             else
-                p->aux_head = j->next;
+                p->aux_head = NEXT(j);
             if (p->aux_tail == j)
                 p->aux_tail = prev;
-            j->next = NULL;
+            SET_NEXT(j, NULL);
             return j;
         }
     }
@@ -263,10 +299,10 @@ static struct dagger__job *aux_pick(dagger__pool *p)
 
 static void aux_submit(dagger__pool *p, struct dagger__job *j)
 {
-    j->next = NULL;
+    SET_NEXT(j, NULL);
     pthread_mutex_lock(&p->aux_lock);
     if (p->aux_tail)
-        p->aux_tail->next = j;
+        SET_NEXT(p->aux_tail, j);
     else
         p->aux_head = j;
     p->aux_tail = j;
@@ -387,11 +423,11 @@ static struct dagger__job *try_get(dagger__pool *p, struct worker *w)
         return j;
     if ((j = jobq_take(&p->inject, INJECT_BATCH))) {
         /* Keep the rest of the batch where thieves can reach it. */
-        struct dagger__job *rest = j->next;
-        j->next = NULL;
+        struct dagger__job *rest = NEXT(j);
+        SET_NEXT(j, NULL);
         while (rest) {
-            struct dagger__job *nx = rest->next;
-            rest->next = NULL;
+            struct dagger__job *nx = NEXT(rest);
+            SET_NEXT(rest, NULL);
             if (dq_push(&w->dq, rest) != 0)
                 jobq_push(&p->inject, rest);
             rest = nx;
@@ -632,7 +668,6 @@ void dagger__pool_close(dagger__pool *p)
             dagger__free(w->spare);
         }
         dq_destroy(&w->dq);
-        pthread_mutex_destroy(&w->mailbox.lock);
     }
     while (p->fibers) {
         struct dagger__fiber *f = p->fibers;
@@ -641,7 +676,6 @@ void dagger__pool_close(dagger__pool *p)
         dagger__free(f);
     }
     dagger__free(p->heap);
-    pthread_mutex_destroy(&p->inject.lock);
     pthread_mutex_destroy(&p->heap_lock);
     pthread_mutex_destroy(&p->fiber_lock);
     pthread_mutex_destroy(&p->aux_lock);

@@ -9,6 +9,7 @@
 #ifndef DAGGER_SRC_POOL_H
 #define DAGGER_SRC_POOL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -17,7 +18,7 @@ struct dagger__fiber;
 typedef struct dagger__pool dagger__pool;
 
 struct dagger__job {
-    struct dagger__job *next;     /* link in the injection queue, a mailbox or the aux queue */
+    _Atomic(struct dagger__job *) next; /* link in the injection queue, a mailbox, the aux queue */
     struct dagger__fiber *fiber;  /* non-NULL while suspended: submit resumes it */
     int32_t prio;                 /* 0 = default; != 0 goes through the priority queue */
     int32_t pin;                  /* -1 = any worker; >= 0 = only this worker */
