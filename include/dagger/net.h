@@ -94,7 +94,8 @@ DAGGER_API DAGGER_NODISCARD int dagger_edge_flush(dagger_edge_t *e, int timeout_
 DAGGER_API void dagger_edge_stats(const dagger_edge_t *e, dagger_edge_stats_t *out);
 
 /** The message of the last failure or timeout of `e` ("" if none), naming the peer and the
- *  cause. Returns: never NULL. Ownership: valid until the next call on `e`.
+ *  cause; for NULL, dagger_last_errmsg() (where a failed open leaves its message).
+ *  Returns: never NULL. Ownership: valid until the next call on `e`.
  *  Thread safety: owner thread. */
 DAGGER_API const char *dagger_edge_errmsg(const dagger_edge_t *e);
 

@@ -138,8 +138,8 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
                                   "them, or close with DAGGER_CLOSE_FORCE",
                                   (long long)live, live == 1 ? " is" : "s are");
     }
-    dagger__trace_ctx_close(ctx);
     dagger__pool_close(ctx->pool);
+    dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */
     dagger__free(ctx);
     return 0;
 }

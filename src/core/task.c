@@ -403,8 +403,12 @@ static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
         if (!atomic_compare_exchange_strong(&g->first_err, &expect, t))
             dagger_task_release(t);
     }
-    atomic_store_explicit(&t->state, T_DONE, memory_order_release);
+    if (rc)
+        DAGGER__TRACE(dagger__trace_error(t->id, t->err && t->err->msg ? t->err->msg
+                                                                         : dagger_strerror(rc)));
+    /* Logged before the task is seen done, so a trace stopped right after a fetch has it. */
     DAGGER__TRACE(dagger__trace_finish(t->id, t->thread, rc));
+    atomic_store_explicit(&t->state, T_DONE, memory_order_release);
     dagger_task_t *cont = fire(&t->waiters, ctx, want_cont);
     if (g && atomic_fetch_sub_explicit(&g->pending, 1, memory_order_acq_rel) == 1)
         dagger__event_fire(&g->ev, ctx);
@@ -621,8 +625,12 @@ dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
     }
     t->fn = fn;
     set_name(t, o, fname);
-    DAGGER__TRACE(dagger__trace_spawn(t->id, t->name ? t->name : display_name(t),
-                                      !(t->flags & TF_NAME_OWNED) && t->name, -1));
+    if (DAGGER_UNLIKELY(atomic_load_explicit(&dagger__trace_on, memory_order_relaxed))) {
+        if (!t->name)
+            t->name = display_name(t); /* resolve the symbol once, not at every export */
+        dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED),
+                            dagger__pool_self(ctx->pool));
+    }
 
     /* Queue blocks of this thread or task: innermost WAITALL counts the task, every
      * SEQUENTIAL block chains it, the innermost BULK block holds it. */

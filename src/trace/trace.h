@@ -43,5 +43,8 @@ void dagger__trace_resume(uint64_t id, int thread);
 void dagger__trace_steal(int thief, int victim, uint64_t id);
 void dagger__trace_park(int thread);
 void dagger__trace_wake(int thread);
+/* The error message of a task that finished with rc != 0 (copied; shown in the HTML report
+ * and the summary). Call it before or after dagger__trace_finish. */
+void dagger__trace_error(uint64_t id, const char *msg);
 
 #endif /* DAGGER_SRC_TRACE_H */

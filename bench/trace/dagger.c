@@ -1,0 +1,170 @@
+/* bench/trace/dagger.c - what tracing costs: the same workloads with tracing off and on.
+ *
+ * Rows: fib(n) with one task per call (nested spawn + fetch inside tasks), n = 25..28 (29, 30
+ * with --full), and 1e6 empty tasks spawned from the main thread. Each row runs with tracing
+ * off, then on (best of BENCH_REPS, default 3), and prints
+ *   RESULT|trace_overhead|dagger|<row>,off|<ns>|ns/task
+ *   RESULT|trace_overhead|dagger|<row>,on|<ns>|ns/task
+ *   RESULT|trace_overhead|dagger|<row>,ratio|<on/off>|x
+ * Usage: bench_trace_dagger [--threads N] [--full]. The trace limit is raised so that nothing
+ * is dropped (a dropped count is printed if it happens anyway).
+ * SPDX-License-Identifier: MIT
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <dagger.h>
+#include <dagger/trace.h>
+
+static dagger_ctx_t *ctx;
+static int threads;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static int fib(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t n = dagger_arg_i64(a, 0);
+    if (n < 2) {
+        *out = dagger_i64(n);
+        return 0;
+    }
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    dagger_task_t *x = dagger_spawn(c, fib, n - 1);
+    dagger_task_t *y = dagger_spawn(c, fib, n - 2);
+    int64_t rx = 0, ry = 0;
+    int rc = dagger_fetch_i64(x, &rx);
+    if (!rc)
+        rc = dagger_fetch_i64(y, &ry);
+    dagger_task_release(x);
+    dagger_task_release(y);
+    if (rc)
+        return rc;
+    *out = dagger_i64(rx + ry);
+    return 0;
+}
+
+static int empty(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out) { return 0; }
+
+static int64_t fib_ref(int n) { return n < 2 ? n : fib_ref(n - 1) + fib_ref(n - 2); }
+static uint64_t fib_calls(int n) { return n < 2 ? 1 : 1 + fib_calls(n - 1) + fib_calls(n - 2); }
+
+static void die(const char *what, int rc)
+{
+    fprintf(stderr, "ERROR trace_overhead (dagger): %s: %s: %s\n", what, dagger_err_name(rc),
+            dagger_last_errmsg());
+    exit(1);
+}
+
+/* One run of a row; returns seconds. */
+static double run_fib(int n)
+{
+    double t0 = now_s();
+    dagger_task_t *t = dagger_spawn(ctx, fib, n);
+    int64_t r = 0;
+    int rc = dagger_fetch_i64(t, &r);
+    double dt = now_s() - t0;
+    dagger_task_release(t);
+    if (rc)
+        die("fib", rc);
+    if (r != fib_ref(n)) {
+        fprintf(stderr, "ERROR trace_overhead (dagger): fib(%d) = %lld\n", n, (long long)r);
+        exit(1);
+    }
+    return dt;
+}
+
+static double run_empty(long n)
+{
+    double t0 = now_s();
+    int rc = dagger_sync_begin(ctx);
+    if (rc)
+        die("sync_begin", rc);
+    for (long i = 0; i < n; i++) {
+        dagger_task_t *t = dagger_spawn(ctx, empty);
+        if (!t)
+            die("spawn", DAGGER_ENOMEM);
+        dagger_task_release(t);
+    }
+    rc = dagger_sync_end(ctx);
+    if (rc)
+        die("sync_end", rc);
+    return now_s() - t0;
+}
+
+static void row(const char *name, double (*fn)(long), long arg, uint64_t tasks, int reps)
+{
+    double best[2] = {1e30, 1e30};
+    uint64_t dropped = 0;
+    for (int mode = 0; mode < 2; mode++) {
+        for (int r = 0; r < reps; r++) {
+            if (mode) {
+                dagger_trace_opts_t o;
+                dagger_trace_opts_init(&o);
+                o.max_events = 1ull << 26; /* 64M events, 2 GiB at most */
+                int rc = dagger_trace_start_opts(ctx, &o);
+                if (rc)
+                    die("trace_start", rc);
+            }
+            double dt = fn(arg);
+            if (mode) {
+                int rc = dagger_trace_stop(ctx);
+                if (rc)
+                    die("trace_stop", rc);
+                dropped += dagger_trace_dropped(ctx);
+            }
+            if (dt < best[mode])
+                best[mode] = dt;
+        }
+    }
+    double off = best[0] * 1e9 / (double)tasks, on = best[1] * 1e9 / (double)tasks;
+    printf("RESULT|trace_overhead|dagger|%s,t=%d,off|%.1f|ns/task\n", name, threads, off);
+    printf("RESULT|trace_overhead|dagger|%s,t=%d,on|%.1f|ns/task\n", name, threads, on);
+    printf("RESULT|trace_overhead|dagger|%s,t=%d,ratio|%.3f|x\n", name, threads, on / off);
+    if (dropped)
+        printf("# %s: %llu events dropped\n", name, (unsigned long long)dropped);
+    fflush(stdout);
+}
+
+static double fib_l(long n) { return run_fib((int)n); }
+
+int main(int argc, char **argv)
+{
+    int full = 0;
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "--threads") || !strcmp(argv[i], "-t")) && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--full"))
+            full = 1;
+        else if (!strcmp(argv[i], "--list")) {
+            puts("fib\nempty");
+            return 0;
+        }
+    }
+    const char *r = getenv("BENCH_REPS");
+    int reps = r && atoi(r) > 0 ? atoi(r) : 3;
+    dagger_opts_t o;
+    dagger_opts_init(&o);
+    o.num_threads = threads;
+    int rc = dagger_ctx_open(&ctx, &o);
+    if (rc)
+        die("ctx_open", rc);
+    threads = dagger_ctx_num_threads(ctx);
+    char name[32];
+    for (int n = 25; n <= (full ? 30 : 28); n++) {
+        snprintf(name, sizeof name, "fib=%d", n);
+        row(name, fib_l, n, fib_calls(n), reps);
+    }
+    row("empty=1e6", run_empty, 1000000, 1000000, reps);
+    rc = dagger_ctx_close(ctx);
+    if (rc)
+        die("ctx_close", rc);
+    return 0;
+}

@@ -1,0 +1,190 @@
+/* src/net/net.h - transports behind one vtable: shm ring, TCP, UDP (later MPI, MQTT, NATS).
+ *
+ * Design: every edge end is a `struct dagger_edge` embedded as the first member of the
+ * backend's own struct. transport.c parses the URI, finds the backend by scheme in a registry,
+ * checks the arguments and the sticky error, and calls the backend through
+ * `struct dagger__transport_ops`. A backend validates its own URI parameters (unknown keys are
+ * refused so typos do not pass silently).
+ * Framing (all transports): a 24-byte little-endian header
+ *     magic u32 | version u8 | kind u8 | flags u16 | length u32 | reserved u32 (0) | seq u64
+ * followed by `length` payload bytes: dagger_value_encode's output, or the raw bytes of a blob
+ * when flags has DAGGER__FRAME_RAW (saves the copy into an encoding buffer).
+ * Invariants: every length read from outside is checked against the edge's limit before it
+ * is used; a malformed frame fails the edge with DAGGER_EINVAL (sticky), never a crash.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_SRC_NET_H
+#define DAGGER_SRC_NET_H
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dagger.h"
+#include "dagger/net.h"
+
+/* ---------------------------------------------------------------- frames */
+
+#define DAGGER__FRAME_MAGIC 0x4E474144u /* "DAGN" as little-endian bytes */
+#define DAGGER__FRAME_VERSION 1u
+#define DAGGER__FRAME_HDR 24u
+/* The largest payload any edge accepts, whatever its parameters say (1 GiB). */
+#define DAGGER__FRAME_MAX_LIMIT (1u << 30)
+
+enum dagger__frame_kind {
+    DAGGER__FRAME_DATA = 1,  /* one value */
+    DAGGER__FRAME_END = 2,   /* the producer closed; seq = values sent */
+    DAGGER__FRAME_PAD = 3,   /* shm ring: skip to the start of the ring */
+    DAGGER__FRAME_HELLO = 4, /* tcp handshake: role, auth mode, nonce */
+    DAGGER__FRAME_AUTH = 5,  /* tcp handshake: HMAC-SHA-256 proof */
+    DAGGER__FRAME_KIND_MAX_ = 5
+};
+
+enum {
+    DAGGER__FRAME_RAW = 1u << 0, /* payload is a blob's bytes, not an encoded value */
+    DAGGER__FRAME_TAG = 1u << 1, /* udp: a 16-byte HMAC tag follows the payload */
+    DAGGER__FRAME_FLAGS_ALL_ = 3u
+};
+
+struct dagger__frame {
+    uint32_t kind;
+    uint32_t flags;
+    uint32_t len; /* payload bytes, already checked against the limit */
+    uint64_t seq;
+};
+
+/* Write a header into `dst` (DAGGER__FRAME_HDR bytes). */
+void dagger__frame_put(void *dst, unsigned kind, unsigned flags, uint32_t len, uint64_t seq);
+/* Read and check a header: magic, version, kind, flags, reserved, len <= max_payload.
+ * Returns 0 or DAGGER_EINVAL with a sentence in err. */
+int dagger__frame_get(const void *src, uint32_t max_payload, struct dagger__frame *f, char *err,
+                      size_t errcap);
+/* Payload bytes for `v` (sets *flags to DAGGER__FRAME_RAW for blobs).
+ * Returns the size, or DAGGER_EINVAL (pointer or task values, a bad value). */
+long dagger__frame_value_size(const dagger_value_t *v, unsigned *flags);
+/* Write the payload of `v` (size from dagger__frame_value_size) into dst. */
+void dagger__frame_value_write(void *dst, const dagger_value_t *v, unsigned flags, size_t size);
+/* Decode a DATA payload into *out (borrowing `p`). Returns 0 or DAGGER_EINVAL with err set. */
+int dagger__frame_value_read(const struct dagger__frame *f, const void *p, dagger_value_t *out,
+                             char *err, size_t errcap);
+
+/* ---------------------------------------------------------------- URIs */
+
+#define DAGGER__URI_MAX_PARAMS 16
+
+/* scheme:[//host[:port]][/path][?k=v&k=v]; values are percent-decoded. */
+struct dagger__uri {
+    char scheme[16];
+    char host[128];
+    int port;       /* -1 when absent */
+    char path[128]; /* "" when absent; begins with '/' */
+    int nparams;
+    struct {
+        char key[32];
+        char val[256];
+    } params[DAGGER__URI_MAX_PARAMS];
+};
+
+int dagger__uri_parse(const char *text, struct dagger__uri *u, char *err, size_t errcap);
+/* The value of `key`, or NULL. */
+const char *dagger__uri_get(const struct dagger__uri *u, const char *key);
+/* Integer parameter within [lo, hi] (decimal, 0x hex, or a k/m/g suffix); `def` when absent.
+ * Returns 0 or DAGGER_EINVAL with err set. */
+int dagger__uri_int(const struct dagger__uri *u, const char *key, int64_t def, int64_t lo,
+                    int64_t hi, int64_t *out, char *err, size_t errcap);
+/* DAGGER_EINVAL when a key is not in the NULL-terminated `allowed` list. */
+int dagger__uri_check_keys(const struct dagger__uri *u, const char *const *allowed, char *err,
+                           size_t errcap);
+/* The shared secret: `secret=` or the variable named by `secret_env=`. Copies at most cap-1
+ * bytes. Returns its length (0 = none) or DAGGER_EINVAL. */
+int dagger__uri_secret(const struct dagger__uri *u, char *out, size_t cap, char *err,
+                       size_t errcap);
+
+/* ---------------------------------------------------------------- crypto (for handshakes) */
+
+void dagger__sha256(const void *data, size_t len, uint8_t out[32]);
+/* HMAC-SHA-256 of the concatenation of `n` parts. */
+void dagger__hmac_sha256(const void *key, size_t keylen, const void *const *parts,
+                         const size_t *lens, int n, uint8_t out[32]);
+/* Compare in time independent of where the buffers differ. Returns 1 when equal. */
+int dagger__ct_equal(const void *a, const void *b, size_t n);
+/* Fill with random bytes (getrandom). Returns 0 or DAGGER_EIO. */
+int dagger__random(void *buf, size_t n);
+
+/* ---------------------------------------------------------------- edges and backends */
+
+struct dagger__transport_ops;
+
+/* Common part of every edge end; the backend's struct starts with it. */
+struct dagger_edge {
+    const struct dagger__transport_ops *ops; /* immutable after open */
+    unsigned end;                            /* DAGGER_EDGE_PUSH or _POP; immutable */
+    uint32_t max_payload;                    /* immutable after open */
+    int err;                                 /* sticky failure; owner thread */
+    char errmsg[256];                        /* owner thread */
+    char uri[256];                           /* the effective URI; set by open */
+    struct {                                 /* owner writes (relaxed); anyone reads */
+        _Atomic uint64_t values, bytes, drops, rejected, waits, reconnects;
+    } st;
+};
+
+/* A transport. Every function runs on the owner thread of `e`. Timeouts in ms, < 0 forever.
+ * The wrappers in transport.c have already checked the end (push vs pop) and the sticky
+ * error; a backend returns errors through dagger__edge_fail (sticky) or dagger__edge_note. */
+struct dagger__transport_ops {
+    const char *scheme;
+    /* Allocate and open an end (the struct's first member is struct dagger_edge; fill
+     * everything except ops and end, which the caller sets). Errors go to err. */
+    int (*open)(struct dagger_edge **out, const struct dagger__uri *uri, unsigned end, char *err,
+                size_t errcap);
+    /* Flush and signal the end (producer), release every resource, free `e`. */
+    int (*close)(struct dagger_edge *e);
+    int (*push)(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
+    int (*pop)(struct dagger_edge *e, dagger_value_t *out, int timeout_ms);
+    /* 1 ready, 0 timeout, < 0 error. */
+    int (*poll)(struct dagger_edge *e, int timeout_ms);
+    /* May be NULL (nothing is ever buffered). */
+    int (*flush)(struct dagger_edge *e, int timeout_ms);
+};
+
+/* Register a transport for a scheme (MPI, brokers). Built-ins are always present.
+ * Returns 0, DAGGER_EBUSY (scheme taken) or DAGGER_ENOMEM. Thread safety: any thread. */
+int dagger__transport_register(const struct dagger__transport_ops *ops);
+const struct dagger__transport_ops *dagger__transport_find(const char *scheme);
+
+extern const struct dagger__transport_ops dagger__shm_ops;
+extern const struct dagger__transport_ops dagger__tcp_ops;
+extern const struct dagger__transport_ops dagger__udp_ops;
+
+/* Fail `e` for good: remember code and message, return code. */
+int dagger__edge_fail(struct dagger_edge *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Record a message for a non-sticky outcome (timeout, refused argument); return code. */
+int dagger__edge_note(struct dagger_edge *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Owner-thread counter bump, readable from any thread. */
+static inline void dagger__edge_count(_Atomic uint64_t *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* Allocation for the net layer (one place to route to dagger's allocator hooks). */
+void *dagger__net_calloc(size_t n);
+void *dagger__net_realloc(void *p, size_t n);
+void dagger__net_free(void *p);
+
+/* Monotonic clock in ms / ns, and the ms left before `deadline_ms` (deadline < 0: forever,
+ * returns -1). */
+int64_t dagger__net_now_ms(void);
+int64_t dagger__net_now_ns(void);
+int dagger__net_left_ms(int64_t deadline_ms);
+int64_t dagger__net_deadline(int timeout_ms);
+
+/* snprintf into a fixed buffer, never overflowing. */
+void dagger__net_fmt(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif /* DAGGER_SRC_NET_H */

@@ -1,0 +1,724 @@
+/* src/net/shm.c - the shared-memory ring: one producer process, one consumer process, one host.
+ *
+ * `shm:/name` maps the POSIX shared-memory object /name (`shm:/name?dir=/some/dir` maps the
+ * file /some/dir/name instead); any two processes of the same user that name the same ring
+ * are connected, related or not.
+ *
+ * Why a ring of our own: a value must cost one copy (the producer encodes straight into the
+ * ring; the consumer decodes in place and borrows the bytes until its next pop) and must cost
+ * no syscall while data flows; both 8-byte and 64 KiB values must fit the same ring. A slot
+ * ring (ck_ring) fixes the slot size, a pipe or socket copies twice and traps every time.
+ *
+ * Design: the file is a 4 KiB header page (metadata) followed by `cap` bytes of data (a power
+ * of two). Records are frames (net.h) padded to 8 bytes, stored contiguously: a record that
+ * does not fit before the end of the data area is preceded by a PAD frame (or, when fewer
+ * than 24 bytes remain, by nothing) and starts again at offset 0. `head` and `tail` count
+ * bytes since the ring was created; each lives on its own cache line, and each side keeps a
+ * cached copy of the other's index so that it reads the shared line only when the cached one
+ * says full (producer) or empty (consumer). A side that must wait spins briefly, then sleeps
+ * on a futex word in the shared header (FUTEX_WAIT without the PRIVATE flag works across
+ * processes); the other side bumps the word and wakes it only when the waiting flag is set
+ * (Dekker: seq_cst store of the index, then seq_cst load of the flag, and the reverse).
+ * Liveness: each side holds an OFD lock on one byte of the file (0 init, 1 producer,
+ * 2 consumer). The kernel drops it when the process dies, kill -9 included, so a waiter
+ * probes the peer's byte (F_OFD_GETLK) every `slice` ms and reports DAGGER_EPEER once the
+ * peer is gone and everything it committed has been read. No pid reuse or clock is involved.
+ * Authentication: the object is created 0600 (attach refuses anything else or another owner)
+ * and, with `secret=`, the header holds SHA-256(salt || secret), checked on attach.
+ * Invariants: tail <= head <= tail + cap; head, tail and record starts are multiples of 8; a
+ * record never wraps; payload <= max_payload <= cap/2 - 32, so an empty ring always fits one.
+ * The consumer treats the data area as untrusted: every header and length is checked.
+ * SPDX-License-Identifier: MIT
+ */
+#include "net/net.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <stdalign.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define RING_MAGIC 0x474E495252474144ull /* "DAGRRING" */
+#define RING_VERSION 1u
+#define RING_HDR_BYTES 4096u
+#define RING_CAP_MIN (64u * 1024u)
+#define RING_CAP_MAX (1ull << 32)
+#define RING_CAP_DEFAULT (4u * 1024u * 1024u)
+#define LOCK_INIT 0
+#define LOCK_PROD 1
+#define LOCK_CONS 2
+
+struct ring_hdr {
+    /* Written once under the init lock, then read-only. */
+    uint64_t magic;
+    uint32_t version;
+    uint32_t hdr_bytes;
+    uint64_t cap;
+    uint32_t max_payload;
+    uint32_t auth; /* 1: secret_hash is SHA-256(salt || secret) */
+    uint8_t salt[16];
+    uint8_t secret_hash[32];
+
+    /* Producer line: written by the producer only. */
+    alignas(64) _Atomic uint64_t head; /* bytes published */
+    _Atomic uint64_t sent;             /* values published = the next frame's seq */
+    _Atomic uint32_t closed;           /* the producer closed the stream */
+    _Atomic uint32_t prod_pid;         /* for messages only */
+    _Atomic uint32_t prod_gen;         /* producers attached so far */
+
+    /* Consumer line: written by the consumer only. */
+    alignas(64) _Atomic uint64_t tail; /* bytes released */
+    _Atomic uint64_t recv;             /* values released */
+    _Atomic uint32_t cons_closed;
+    _Atomic uint32_t cons_pid;
+    _Atomic uint32_t cons_gen;
+
+    /* Sleep path of the consumer: it sets cons_waiting and sleeps on data_word. */
+    alignas(64) _Atomic uint32_t cons_waiting;
+    _Atomic uint32_t data_word;
+    /* Wait path of the producer: prod_waiting is 1 while it spins (the consumer publishes its
+     * tail at once), 2 while it sleeps on space_word (the consumer also wakes it). */
+    alignas(64) _Atomic uint32_t prod_waiting;
+    _Atomic uint32_t space_word;
+};
+_Static_assert(sizeof(struct ring_hdr) <= RING_HDR_BYTES, "ring header fits its page");
+
+struct shm_edge {
+    struct dagger_edge base;
+    int fd;
+    struct ring_hdr *h;   /* the mapping; immutable after open */
+    unsigned char *data;  /* h + RING_HDR_BYTES */
+    size_t map_len;
+    uint64_t cap, mask;
+    uint64_t pos;       /* producer: head to be; consumer: first unread byte */
+    uint64_t cached;    /* producer: last tail read; consumer: last head read */
+    uint64_t published; /* consumer: last tail stored */
+    uint64_t pending;   /* consumer: bytes of the borrowed record */
+    uint64_t seq;       /* producer: next seq; consumer: expected seq */
+    int spin;           /* polls before sleeping */
+    int slice_ms;       /* sleep slice between liveness probes */
+    char objname[160];  /* shm_open name, or the file path */
+    int is_file;
+};
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static void futex_wait(_Atomic uint32_t *w, uint32_t expect, int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT, expect, &ts, NULL, 0);
+}
+
+static void futex_wake(_Atomic uint32_t *w)
+{
+    syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE, 1, NULL, NULL, 0);
+}
+
+static int ofd_lock(int fd, int byte, int type, int wait)
+{
+    struct flock fl = {.l_type = (short)type, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    int r;
+    do
+        r = fcntl(fd, wait ? F_OFD_SETLKW : F_OFD_SETLK, &fl);
+    while (r < 0 && errno == EINTR);
+    return r;
+}
+
+/* 1 when some open file description holds the lock byte `byte`. */
+static int ofd_held(int fd, int byte)
+{
+    struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = byte, .l_len = 1};
+    if (fcntl(fd, F_OFD_GETLK, &fl) < 0)
+        return 1; /* cannot tell: assume alive, the caller's timeout still bounds the wait */
+    return fl.l_type != F_UNLCK;
+}
+
+static uint64_t align8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
+
+/* ---------------------------------------------------------------- producer */
+
+static int peer_cons_gone(struct shm_edge *s)
+{
+    return atomic_load(&s->h->cons_gen) > 0 && !ofd_held(s->fd, LOCK_CONS);
+}
+
+/* Wait until `need` bytes are free after s->pos. */
+static int wait_space(struct shm_edge *s, uint64_t need, int64_t deadline)
+{
+    struct ring_hdr *h = s->h;
+    /* 1: the consumer publishes its tail at once; 2: it also wakes us. */
+    atomic_store(&h->prod_waiting, 1);
+    for (int i = 0; i < s->spin; i++) {
+        cpu_relax();
+        s->cached = atomic_load_explicit(&h->tail, memory_order_acquire);
+        if (s->cap - (s->pos - s->cached) >= need) {
+            atomic_store_explicit(&h->prod_waiting, 0, memory_order_relaxed);
+            return 0;
+        }
+    }
+    dagger__edge_count(&s->base.st.waits, 1);
+    for (;;) {
+        atomic_store(&h->prod_waiting, 2);
+        uint32_t w = atomic_load(&h->space_word);
+        s->cached = atomic_load(&h->tail);
+        if (s->cap - (s->pos - s->cached) >= need)
+            break;
+        if (atomic_load(&h->cons_closed)) {
+            atomic_store(&h->prod_waiting, 0);
+            return dagger__edge_fail(&s->base, DAGGER_ECLOSED, "%s: the consumer closed the ring",
+                                     s->base.uri);
+        }
+        if (peer_cons_gone(s)) {
+            atomic_store(&h->prod_waiting, 0);
+            return dagger__edge_fail(&s->base, DAGGER_EPEER,
+                                     "%s: the consumer (pid %u) went away without closing",
+                                     s->base.uri, atomic_load(&h->cons_pid));
+        }
+        int left = dagger__net_left_ms(deadline);
+        if (left == 0) {
+            atomic_store(&h->prod_waiting, 0);
+            return dagger__edge_note(&s->base, DAGGER_ETIMEDOUT,
+                                     "%s: ring full (%llu bytes) until the timeout", s->base.uri,
+                                     (unsigned long long)s->cap);
+        }
+        futex_wait(&h->space_word, w, left < 0 || left > s->slice_ms ? s->slice_ms : left);
+    }
+    atomic_store(&h->prod_waiting, 0);
+    return 0;
+}
+
+static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    struct ring_hdr *h = s->h;
+    unsigned fl;
+    long n = dagger__frame_value_size(v, &fl);
+    if (n < 0)
+        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes",
+                                 e->uri, dagger_kind_name(v->kind));
+    if ((uint64_t)n > e->max_payload)
+        return dagger__edge_note(e, DAGGER_ERANGE, "%s: value of %ld bytes exceeds max=%u",
+                                 e->uri, n, e->max_payload);
+    if (atomic_load_explicit(&h->cons_closed, memory_order_relaxed))
+        return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the consumer closed the ring", e->uri);
+    uint64_t rec = align8(DAGGER__FRAME_HDR + (uint64_t)n);
+    uint64_t off = s->pos & s->mask, contig = s->cap - off;
+    uint64_t need = rec <= contig ? rec : contig + rec;
+    if (s->cap - (s->pos - s->cached) < need) {
+        s->cached = atomic_load_explicit(&h->tail, memory_order_acquire);
+        if (s->cap - (s->pos - s->cached) < need) {
+            int rc = wait_space(s, need, dagger__net_deadline(timeout_ms));
+            if (rc < 0)
+                return rc;
+        }
+    }
+    if (rec > contig) {
+        if (contig >= DAGGER__FRAME_HDR)
+            dagger__frame_put(s->data + off, DAGGER__FRAME_PAD, 0,
+                              (uint32_t)(contig - DAGGER__FRAME_HDR), 0);
+        s->pos += contig;
+        off = 0;
+    }
+    unsigned char *p = s->data + off;
+    dagger__frame_put(p, DAGGER__FRAME_DATA, fl, (uint32_t)n, s->seq);
+    dagger__frame_value_write(p + DAGGER__FRAME_HDR, v, fl, (size_t)n);
+    s->pos += rec;
+    s->seq++;
+    atomic_store_explicit(&h->sent, s->seq, memory_order_relaxed);
+    atomic_store(&h->head, s->pos);
+    if (atomic_load(&h->cons_waiting)) {
+        atomic_fetch_add(&h->data_word, 1);
+        futex_wake(&h->data_word);
+    }
+    dagger__edge_count(&e->st.values, 1);
+    dagger__edge_count(&e->st.bytes, rec);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- consumer */
+
+static void release_pending(struct shm_edge *s)
+{
+    struct ring_hdr *h = s->h;
+    if (s->pending) {
+        s->pos += s->pending;
+        s->pending = 0;
+        atomic_store_explicit(&h->recv, s->seq, memory_order_relaxed);
+    }
+    /* Publish in batches of cap/16, at once when the producer sleeps on space. */
+    if (s->pos != s->published &&
+        (s->pos - s->published >= s->cap / 16 || atomic_load(&h->prod_waiting))) {
+        s->published = s->pos;
+        atomic_store(&h->tail, s->pos);
+        if (atomic_load(&h->prod_waiting) == 2) {
+            atomic_fetch_add(&h->space_word, 1);
+            futex_wake(&h->space_word);
+        }
+    }
+}
+
+static void publish_all(struct shm_edge *s)
+{
+    struct ring_hdr *h = s->h;
+    if (s->pos != s->published) {
+        s->published = s->pos;
+        atomic_store(&h->tail, s->pos);
+        if (atomic_load(&h->prod_waiting) == 2) {
+            atomic_fetch_add(&h->space_word, 1);
+            futex_wake(&h->space_word);
+        }
+    }
+}
+
+static int load_head(struct shm_edge *s, memory_order mo)
+{
+    uint64_t hd = atomic_load_explicit(&s->h->head, mo);
+    if (hd < s->pos || hd - s->pos > s->cap || (hd & 7))
+        return dagger__edge_fail(&s->base, DAGGER_EINVAL,
+                                 "%s: corrupt ring: head %llu against tail %llu (cap %llu)",
+                                 s->base.uri, (unsigned long long)hd, (unsigned long long)s->pos,
+                                 (unsigned long long)s->cap);
+    s->cached = hd;
+    return 0;
+}
+
+/* Wait until head moves past s->pos. */
+static int wait_data(struct shm_edge *s, int64_t deadline)
+{
+    struct ring_hdr *h = s->h;
+    int rc;
+    publish_all(s);
+    for (int i = 0; i < s->spin; i++) {
+        cpu_relax();
+        if ((rc = load_head(s, memory_order_acquire)) < 0)
+            return rc;
+        if (s->cached != s->pos)
+            return 0;
+    }
+    dagger__edge_count(&s->base.st.waits, 1);
+    for (;;) {
+        atomic_store(&h->cons_waiting, 1);
+        uint32_t w = atomic_load(&h->data_word);
+        if ((rc = load_head(s, memory_order_seq_cst)) < 0)
+            break;
+        if (s->cached != s->pos)
+            break;
+        if (atomic_load(&h->closed)) {
+            if ((rc = load_head(s, memory_order_seq_cst)) < 0 || s->cached != s->pos)
+                break;
+            rc = dagger__edge_fail(&s->base, DAGGER_ECLOSED,
+                                   "%s: the producer closed the ring after %llu values",
+                                   s->base.uri, (unsigned long long)s->seq);
+            break;
+        }
+        if (atomic_load(&h->prod_gen) > 0 && !ofd_held(s->fd, LOCK_PROD)) {
+            /* Whatever it published before dying is still delivered. */
+            if ((rc = load_head(s, memory_order_seq_cst)) < 0 || s->cached != s->pos)
+                break;
+            rc = dagger__edge_fail(&s->base, DAGGER_EPEER,
+                                   "%s: the producer (pid %u) died without closing, after %llu "
+                                   "values",
+                                   s->base.uri, atomic_load(&h->prod_pid),
+                                   (unsigned long long)s->seq);
+            break;
+        }
+        int left = dagger__net_left_ms(deadline);
+        if (left == 0) {
+            rc = dagger__edge_note(&s->base, DAGGER_ETIMEDOUT, "%s: no value before the timeout",
+                                   s->base.uri);
+            break;
+        }
+        futex_wait(&h->data_word, w, left < 0 || left > s->slice_ms ? s->slice_ms : left);
+    }
+    atomic_store(&h->cons_waiting, 0);
+    return rc;
+}
+
+static int corrupt(struct shm_edge *s, const char *what)
+{
+    return dagger__edge_fail(&s->base, DAGGER_EINVAL, "%s: corrupt ring at byte %llu: %s",
+                             s->base.uri, (unsigned long long)s->pos, what);
+}
+
+static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    int64_t deadline = -2; /* computed only if we wait */
+    int rc;
+    release_pending(s);
+    for (;;) {
+        if (s->cached == s->pos) {
+            if ((rc = load_head(s, memory_order_acquire)) < 0)
+                return rc;
+            if (s->cached == s->pos) {
+                if (deadline == -2)
+                    deadline = dagger__net_deadline(timeout_ms);
+                if ((rc = wait_data(s, deadline)) < 0)
+                    return rc;
+            }
+        }
+        uint64_t off = s->pos & s->mask, contig = s->cap - off, avail = s->cached - s->pos;
+        if (contig < DAGGER__FRAME_HDR) { /* implicit pad */
+            if (avail < contig)
+                return corrupt(s, "a record starts in the last bytes of the ring");
+            s->pos += contig;
+            continue;
+        }
+        if (avail < DAGGER__FRAME_HDR)
+            return corrupt(s, "published bytes end inside a frame header");
+        struct dagger__frame f;
+        char err[160];
+        /* One copy of the header: the producer's memory is not trusted to hold still. */
+        unsigned char hdr[DAGGER__FRAME_HDR];
+        memcpy(hdr, s->data + off, sizeof hdr);
+        uint32_t limit = (uint32_t)(contig - DAGGER__FRAME_HDR);
+        if (dagger__frame_get(hdr, limit, &f, err, sizeof err) < 0)
+            return corrupt(s, err);
+        if (f.kind == DAGGER__FRAME_PAD) {
+            if (f.len != limit || avail < contig)
+                return corrupt(s, "bad padding frame");
+            s->pos += contig;
+            continue;
+        }
+        if (f.kind != DAGGER__FRAME_DATA)
+            return corrupt(s, "unexpected frame kind");
+        if (f.len > e->max_payload)
+            return corrupt(s, "frame longer than the ring's max payload");
+        uint64_t rec = align8(DAGGER__FRAME_HDR + (uint64_t)f.len);
+        if (rec > avail)
+            return corrupt(s, "frame extends past the published bytes");
+        if (f.seq != s->seq) {
+            dagger__net_fmt(err, sizeof err, "sequence %llu where %llu was expected",
+                            (unsigned long long)f.seq, (unsigned long long)s->seq);
+            return corrupt(s, err);
+        }
+        if (dagger__frame_value_read(&f, s->data + off + DAGGER__FRAME_HDR, out, err,
+                                     sizeof err) < 0)
+            return corrupt(s, err);
+        s->pending = rec;
+        s->seq++;
+        dagger__edge_count(&e->st.values, 1);
+        dagger__edge_count(&e->st.bytes, rec);
+        return 0;
+    }
+}
+
+static int shm_poll(struct dagger_edge *e, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    int64_t deadline = dagger__net_deadline(timeout_ms);
+    int rc;
+    if (e->end == DAGGER_EDGE_POP) {
+        release_pending(s);
+        if ((rc = load_head(s, memory_order_acquire)) < 0)
+            return rc;
+        if (s->cached != s->pos)
+            return 1;
+        rc = wait_data(s, deadline);
+        if (rc == DAGGER_ETIMEDOUT)
+            return 0;
+        return rc < 0 && rc != DAGGER_ECLOSED && rc != DAGGER_EPEER ? rc : 1;
+    }
+    /* Producer: room for a smallest record without wrapping trouble. */
+    uint64_t need = align8(DAGGER__FRAME_HDR + 16);
+    uint64_t off = s->pos & s->mask;
+    if (s->cap - off < need)
+        need += s->cap - off;
+    s->cached = atomic_load_explicit(&s->h->tail, memory_order_acquire);
+    if (s->cap - (s->pos - s->cached) >= need)
+        return 1;
+    rc = wait_space(s, need, deadline);
+    return rc == DAGGER_ETIMEDOUT ? 0 : rc < 0 ? rc : 1;
+}
+
+/* ---------------------------------------------------------------- open and close */
+
+static void unmap(struct shm_edge *s)
+{
+    if (s->h)
+        munmap(s->h, s->map_len);
+    if (s->fd >= 0)
+        close(s->fd);
+    dagger__net_free(s);
+}
+
+static void remove_object(struct shm_edge *s)
+{
+    if (s->is_file)
+        unlink(s->objname);
+    else
+        shm_unlink(s->objname);
+}
+
+static int shm_close(struct dagger_edge *e)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    struct ring_hdr *h = s->h;
+    int other;
+    ofd_lock(s->fd, LOCK_INIT, F_WRLCK, 1);
+    if (e->end == DAGGER_EDGE_PUSH) {
+        atomic_store(&h->closed, 1);
+        atomic_fetch_add(&h->data_word, 1);
+        futex_wake(&h->data_word);
+        ofd_lock(s->fd, LOCK_PROD, F_UNLCK, 0);
+        other = LOCK_CONS;
+    } else {
+        s->pos += s->pending;
+        s->pending = 0;
+        atomic_store(&h->recv, s->seq);
+        publish_all(s);
+        atomic_store(&h->cons_closed, 1);
+        atomic_fetch_add(&h->space_word, 1);
+        futex_wake(&h->space_word);
+        ofd_lock(s->fd, LOCK_CONS, F_UNLCK, 0);
+        other = LOCK_PROD;
+    }
+    /* The last one out removes the name, unless values wait for a consumer still to come. */
+    int consumer_came = atomic_load(&h->cons_gen) > 0;
+    if (!ofd_held(s->fd, other) && (e->end == DAGGER_EDGE_POP || consumer_came))
+        remove_object(s);
+    ofd_lock(s->fd, LOCK_INIT, F_UNLCK, 0);
+    unmap(s);
+    return 0;
+}
+
+static const char *const shm_keys[] = {"cap", "max", "secret", "secret_env", "dir",
+                                       "spin", "slice_ms", NULL};
+
+static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, unsigned end,
+                         char *err, size_t errcap)
+{
+    int64_t cap, maxp, spin, slice;
+    char secret[256];
+    int rc;
+    if ((rc = dagger__uri_check_keys(u, shm_keys, err, errcap)) < 0)
+        return rc;
+    const char *name = u->path[0] == '/' ? u->path + 1 : u->path;
+    if (u->host[0] || u->port >= 0 || !*name || strchr(name, '/') || strlen(name) > 100) {
+        dagger__net_fmt(err, errcap, "shm: expected shm:/name (1..100 characters, no '/')");
+        return DAGGER_EINVAL;
+    }
+    int have_cap = dagger__uri_get(u, "cap") != NULL;
+    if ((rc = dagger__uri_int(u, "cap", RING_CAP_DEFAULT, RING_CAP_MIN, RING_CAP_MAX, &cap, err,
+                              errcap)) < 0 ||
+        (rc = dagger__uri_int(u, "spin", 2000, 0, 1 << 24, &spin, err, errcap)) < 0 ||
+        (rc = dagger__uri_int(u, "slice_ms", 20, 1, 10000, &slice, err, errcap)) < 0)
+        return rc;
+    if (cap & (cap - 1)) {
+        dagger__net_fmt(err, errcap, "shm: cap=%lld is not a power of two", (long long)cap);
+        return DAGGER_EINVAL;
+    }
+    int64_t maxlimit = cap / 2 - 32;
+    if (maxlimit > DAGGER__FRAME_MAX_LIMIT)
+        maxlimit = DAGGER__FRAME_MAX_LIMIT;
+    if ((rc = dagger__uri_int(u, "max", maxlimit, 0, maxlimit, &maxp, err, errcap)) < 0)
+        return rc;
+    int slen = dagger__uri_secret(u, secret, sizeof secret, err, errcap);
+    if (slen < 0)
+        return slen;
+
+    struct shm_edge *s = dagger__net_calloc(sizeof *s);
+    if (!s) {
+        dagger__net_fmt(err, errcap, "shm: out of memory");
+        return DAGGER_ENOMEM;
+    }
+    s->fd = -1;
+    s->spin = (int)spin;
+    s->slice_ms = (int)slice;
+    const char *dir = dagger__uri_get(u, "dir");
+    if (dir) {
+        s->is_file = 1;
+        dagger__net_fmt(s->objname, sizeof s->objname, "%s/%s", dir, name);
+        s->fd = open(s->objname, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    } else {
+        dagger__net_fmt(s->objname, sizeof s->objname, "/%s", name);
+        s->fd = shm_open(s->objname, O_RDWR | O_CREAT, 0600);
+    }
+    if (s->fd < 0) {
+        dagger__net_fmt(err, errcap, "shm: cannot open %s: %s", s->objname, strerror(errno));
+        rc = errno == EACCES || errno == EPERM ? DAGGER_EINVAL : DAGGER_EIO;
+        goto fail;
+    }
+    if (ofd_lock(s->fd, LOCK_INIT, F_WRLCK, 1) < 0) {
+        dagger__net_fmt(err, errcap, "shm: cannot lock %s: %s", s->objname, strerror(errno));
+        rc = DAGGER_EIO;
+        goto fail;
+    }
+    struct stat st;
+    if (fstat(s->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        dagger__net_fmt(err, errcap, "shm: %s is not a regular file", s->objname);
+        rc = DAGGER_EINVAL;
+        goto fail;
+    }
+    if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+        dagger__net_fmt(err, errcap,
+                        "shm: %s has mode %03o and owner %u; a ring must be 0600 and ours",
+                        s->objname, (unsigned)(st.st_mode & 0777), (unsigned)st.st_uid);
+        rc = DAGGER_EINVAL;
+        goto fail;
+    }
+    int fresh = st.st_size == 0;
+    if (fresh) {
+        if (ftruncate(s->fd, (off_t)(RING_HDR_BYTES + (uint64_t)cap)) < 0) {
+            dagger__net_fmt(err, errcap, "shm: cannot size %s: %s", s->objname, strerror(errno));
+            rc = DAGGER_EIO;
+            goto fail;
+        }
+        st.st_size = (off_t)(RING_HDR_BYTES + (uint64_t)cap);
+    } else if ((uint64_t)st.st_size < RING_HDR_BYTES + RING_CAP_MIN ||
+               (uint64_t)st.st_size > RING_HDR_BYTES + RING_CAP_MAX) {
+        dagger__net_fmt(err, errcap, "shm: %s has %lld bytes, not a dagger ring", s->objname,
+                        (long long)st.st_size);
+        rc = DAGGER_EINVAL;
+        goto fail;
+    }
+    s->map_len = (size_t)st.st_size;
+    void *m = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, s->fd, 0);
+    if (m == MAP_FAILED) {
+        dagger__net_fmt(err, errcap, "shm: cannot map %s: %s", s->objname, strerror(errno));
+        rc = DAGGER_EIO;
+        goto fail;
+    }
+    s->h = m;
+    struct ring_hdr *h = s->h;
+    if (fresh) {
+        h->version = RING_VERSION;
+        h->hdr_bytes = RING_HDR_BYTES;
+        h->cap = (uint64_t)cap;
+        h->max_payload = (uint32_t)maxp;
+        h->auth = slen > 0;
+        if (slen > 0) {
+            uint8_t buf[16 + 256];
+            if (dagger__random(h->salt, sizeof h->salt) < 0) {
+                dagger__net_fmt(err, errcap, "shm: no random bytes for the salt");
+                rc = DAGGER_EIO;
+                goto fail;
+            }
+            memcpy(buf, h->salt, 16);
+            memcpy(buf + 16, secret, (size_t)slen);
+            dagger__sha256(buf, 16 + (size_t)slen, h->secret_hash);
+        }
+        h->magic = RING_MAGIC;
+    } else {
+        if (h->magic != RING_MAGIC || h->version != RING_VERSION ||
+            h->hdr_bytes != RING_HDR_BYTES) {
+            dagger__net_fmt(err, errcap, "shm: %s is not a version-%u dagger ring", s->objname,
+                            RING_VERSION);
+            rc = DAGGER_EINVAL;
+            goto fail;
+        }
+        if (h->cap < RING_CAP_MIN || h->cap > RING_CAP_MAX || (h->cap & (h->cap - 1)) ||
+            RING_HDR_BYTES + h->cap != (uint64_t)st.st_size ||
+            h->max_payload > h->cap / 2 - 32) {
+            dagger__net_fmt(err, errcap, "shm: %s has a corrupt header", s->objname);
+            rc = DAGGER_EINVAL;
+            goto fail;
+        }
+        if (have_cap && h->cap != (uint64_t)cap) {
+            dagger__net_fmt(err, errcap, "shm: %s exists with cap=%llu, not %lld", s->objname,
+                            (unsigned long long)h->cap, (long long)cap);
+            rc = DAGGER_EINVAL;
+            goto fail;
+        }
+        if ((int)h->auth != (slen > 0)) {
+            dagger__net_fmt(err, errcap, "shm: %s %s a secret but this end %s", s->objname,
+                            h->auth ? "requires" : "has no", slen > 0 ? "gives one" : "does not");
+            rc = DAGGER_EINVAL;
+            goto fail;
+        }
+        if (slen > 0) {
+            uint8_t buf[16 + 256], hash[32];
+            memcpy(buf, h->salt, 16);
+            memcpy(buf + 16, secret, (size_t)slen);
+            dagger__sha256(buf, 16 + (size_t)slen, hash);
+            if (!dagger__ct_equal(hash, h->secret_hash, 32)) {
+                dagger__net_fmt(err, errcap, "shm: %s: wrong secret", s->objname);
+                rc = DAGGER_EINVAL;
+                goto fail;
+            }
+        }
+        /* Nobody attached and nothing pending: a stale ring from an earlier run. */
+        if (!ofd_held(s->fd, LOCK_PROD) && !ofd_held(s->fd, LOCK_CONS) &&
+            atomic_load(&h->head) == atomic_load(&h->tail)) {
+            atomic_store(&h->head, 0);
+            atomic_store(&h->tail, 0);
+            atomic_store(&h->sent, 0);
+            atomic_store(&h->recv, 0);
+            atomic_store(&h->closed, 0);
+            atomic_store(&h->cons_closed, 0);
+            atomic_store(&h->prod_gen, 0);
+            atomic_store(&h->cons_gen, 0);
+        }
+    }
+    memset(secret, 0, sizeof secret);
+    int mine = end == DAGGER_EDGE_PUSH ? LOCK_PROD : LOCK_CONS;
+    if (ofd_lock(s->fd, mine, F_WRLCK, 0) < 0) {
+        dagger__net_fmt(err, errcap, "shm: %s already has a %s (pid %u)", s->objname,
+                        end == DAGGER_EDGE_PUSH ? "producer" : "consumer",
+                        end == DAGGER_EDGE_PUSH ? atomic_load(&h->prod_pid)
+                                                : atomic_load(&h->cons_pid));
+        rc = DAGGER_EBUSY;
+        goto fail;
+    }
+    if (end == DAGGER_EDGE_PUSH && atomic_load(&h->closed)) {
+        ofd_lock(s->fd, mine, F_UNLCK, 0);
+        dagger__net_fmt(err, errcap,
+                        "shm: %s still holds the unread end of an earlier stream; use another "
+                        "name",
+                        s->objname);
+        rc = DAGGER_EBUSY;
+        goto fail;
+    }
+    s->cap = h->cap;
+    s->mask = h->cap - 1;
+    s->data = (unsigned char *)m + RING_HDR_BYTES;
+    s->base.max_payload = h->max_payload;
+    if (end == DAGGER_EDGE_PUSH) {
+        s->pos = atomic_load(&h->head);
+        s->cached = atomic_load(&h->tail);
+        s->seq = atomic_load(&h->sent);
+        atomic_store(&h->prod_waiting, 0);
+        atomic_store(&h->prod_pid, (uint32_t)getpid());
+        atomic_fetch_add(&h->prod_gen, 1);
+    } else {
+        s->pos = s->published = atomic_load(&h->tail);
+        s->cached = s->pos;
+        s->seq = atomic_load(&h->recv);
+        atomic_store(&h->cons_waiting, 0);
+        atomic_store(&h->cons_closed, 0);
+        atomic_store(&h->cons_pid, (uint32_t)getpid());
+        atomic_fetch_add(&h->cons_gen, 1);
+    }
+    ofd_lock(s->fd, LOCK_INIT, F_UNLCK, 0);
+    dagger__net_fmt(s->base.uri, sizeof s->base.uri, "shm:/%s?cap=%llu%s%s", name,
+                    (unsigned long long)s->cap, dir ? "&dir=" : "", dir ? dir : "");
+    *out = &s->base;
+    return 0;
+fail:
+    memset(secret, 0, sizeof secret);
+    unmap(s);
+    return rc;
+}
+
+const struct dagger__transport_ops dagger__shm_ops = {
+    .scheme = "shm",
+    .open = shm_open_edge,
+    .close = shm_close,
+    .push = shm_push,
+    .pop = shm_pop,
+    .poll = shm_poll,
+    .flush = NULL,
+};

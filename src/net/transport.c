@@ -1,0 +1,732 @@
+/* src/net/transport.c - the edge API, the transport registry, framing, URIs, SHA-256.
+ *
+ * Design: dagger_edge_* check their arguments and the edge's sticky error, then call the
+ * backend found by the URI's scheme. Built-in backends (shm, tcp, udp) are always in the
+ * table; others (MPI, MQTT, NATS) add themselves with dagger__transport_register.
+ * SHA-256 and HMAC (FIPS 180-4, RFC 2104) are written here because the handshakes need them
+ * and dagger does not depend on a crypto library; they were checked against the FIPS 180-4 and
+ * RFC 4231 test vectors.
+ * SPDX-License-Identifier: MIT
+ */
+#include "net/net.h"
+
+#include "common/alloc.h"
+#include "common/common.h"
+
+#include <ctype.h>
+#include <endian.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+/* ---------------------------------------------------------------- small helpers */
+
+void *dagger__net_calloc(size_t n) { return dagger__calloc(1, n ? n : 1); }
+void *dagger__net_realloc(void *p, size_t n) { return dagger__realloc(p, n ? n : 1); }
+void dagger__net_free(void *p) { dagger__free(p); }
+
+void dagger__net_fmt(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, cap, fmt, ap);
+    va_end(ap);
+}
+
+int64_t dagger__net_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+int64_t dagger__net_now_ms(void) { return dagger__net_now_ns() / 1000000; }
+
+int64_t dagger__net_deadline(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : dagger__net_now_ms() + timeout_ms;
+}
+
+int dagger__net_left_ms(int64_t deadline_ms)
+{
+    if (deadline_ms < 0)
+        return -1;
+    int64_t left = deadline_ms - dagger__net_now_ms();
+    return left < 0 ? 0 : (left > 1000000000 ? 1000000000 : (int)left);
+}
+
+/* Open failures have no edge to carry the message: it goes to the thread's last message. */
+static void set_last_errmsg(const char *msg) { (void)dagger__set_errmsg_str(0, msg); }
+
+int dagger__edge_fail(struct dagger_edge *e, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->errmsg, sizeof e->errmsg, fmt, ap);
+    va_end(ap);
+    if (!e->err)
+        e->err = code;
+    return e->err;
+}
+
+int dagger__edge_note(struct dagger_edge *e, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->errmsg, sizeof e->errmsg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* ---------------------------------------------------------------- frames */
+
+_Static_assert(sizeof(dagger_value_t) == 16, "dagger_value_t is 16 bytes");
+
+void dagger__frame_put(void *dst, unsigned kind, unsigned flags, uint32_t len, uint64_t seq)
+{
+    unsigned char *p = dst;
+    uint32_t magic = htole32(DAGGER__FRAME_MAGIC), l = htole32(len), z = 0;
+    uint16_t fl = htole16((uint16_t)flags);
+    uint64_t s = htole64(seq);
+    memcpy(p, &magic, 4);
+    p[4] = DAGGER__FRAME_VERSION;
+    p[5] = (unsigned char)kind;
+    memcpy(p + 6, &fl, 2);
+    memcpy(p + 8, &l, 4);
+    memcpy(p + 12, &z, 4);
+    memcpy(p + 16, &s, 8);
+}
+
+int dagger__frame_get(const void *src, uint32_t max_payload, struct dagger__frame *f, char *err,
+                      size_t errcap)
+{
+    const unsigned char *p = src;
+    uint32_t magic, len, rsv;
+    uint16_t fl;
+    uint64_t seq;
+    memcpy(&magic, p, 4);
+    memcpy(&fl, p + 6, 2);
+    memcpy(&len, p + 8, 4);
+    memcpy(&rsv, p + 12, 4);
+    memcpy(&seq, p + 16, 8);
+    magic = le32toh(magic);
+    len = le32toh(len);
+    if (magic != DAGGER__FRAME_MAGIC) {
+        dagger__net_fmt(err, errcap, "bad frame magic 0x%08x (not a dagger peer?)", magic);
+        return DAGGER_EINVAL;
+    }
+    if (p[4] != DAGGER__FRAME_VERSION) {
+        dagger__net_fmt(err, errcap, "frame version %u, this build speaks %u", p[4],
+                        DAGGER__FRAME_VERSION);
+        return DAGGER_EINVAL;
+    }
+    if (p[5] < 1 || p[5] > DAGGER__FRAME_KIND_MAX_) {
+        dagger__net_fmt(err, errcap, "unknown frame kind %u", p[5]);
+        return DAGGER_EINVAL;
+    }
+    if (le16toh(fl) & ~DAGGER__FRAME_FLAGS_ALL_) {
+        dagger__net_fmt(err, errcap, "unknown frame flags 0x%x", le16toh(fl));
+        return DAGGER_EINVAL;
+    }
+    if (rsv != 0) {
+        dagger__net_fmt(err, errcap, "reserved frame field is 0x%08x, not 0", le32toh(rsv));
+        return DAGGER_EINVAL;
+    }
+    if (len > max_payload) {
+        dagger__net_fmt(err, errcap, "frame length %u exceeds the edge's limit of %u bytes", len,
+                        max_payload);
+        return DAGGER_EINVAL;
+    }
+    f->kind = p[5];
+    f->flags = le16toh(fl);
+    f->len = len;
+    f->seq = le64toh(seq);
+    return 0;
+}
+
+long dagger__frame_value_size(const dagger_value_t *v, unsigned *flags)
+{
+    if (v->kind == DAGGER_KIND_BLOB) {
+        if (v->len && !v->u.p)
+            return DAGGER_EINVAL;
+        *flags = DAGGER__FRAME_RAW;
+        return (long)v->len;
+    }
+    *flags = 0;
+    if (v->kind == DAGGER_KIND_PTR)
+        return DAGGER_EINVAL;
+    return dagger_value_encode(v, NULL, 0);
+}
+
+void dagger__frame_value_write(void *dst, const dagger_value_t *v, unsigned flags, size_t size)
+{
+    if (flags & DAGGER__FRAME_RAW) {
+        if (size)
+            memcpy(dst, v->u.p, size);
+        return;
+    }
+    long n = dagger_value_encode(v, dst, size);
+    (void)n; /* the size was computed by dagger__frame_value_size for this very value */
+}
+
+int dagger__frame_value_read(const struct dagger__frame *f, const void *p, dagger_value_t *out,
+                             char *err, size_t errcap)
+{
+    if (f->flags & DAGGER__FRAME_RAW) {
+        dagger_value_t v = dagger_nil();
+        v.kind = DAGGER_KIND_BLOB;
+        v.len = f->len;
+        v.u.p = p;
+        *out = v;
+        return 0;
+    }
+    if (f->len == 0) {
+        dagger__net_fmt(err, errcap, "empty value payload (seq %llu)",
+                        (unsigned long long)f->seq);
+        return DAGGER_EINVAL;
+    }
+    dagger_value_t v;
+    long n = dagger_value_decode(p, f->len, &v);
+    if (n < 0) {
+        dagger__net_fmt(err, errcap, "malformed or truncated value in frame seq %llu (%u bytes)",
+                        (unsigned long long)f->seq, f->len);
+        return DAGGER_EINVAL;
+    }
+    if ((uint64_t)n != f->len) {
+        dagger__net_fmt(err, errcap, "frame seq %llu: value uses %ld of %u bytes",
+                        (unsigned long long)f->seq, n, f->len);
+        return DAGGER_EINVAL;
+    }
+    if (v.kind == DAGGER_KIND_PTR || v.kind >= DAGGER_KIND_COUNT_) {
+        dagger__net_fmt(err, errcap, "frame seq %llu carries a value of kind %u",
+                        (unsigned long long)f->seq, v.kind);
+        return DAGGER_EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- URIs */
+
+static int hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = tolower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Copy [s, s+n) into dst (cap bytes) percent-decoding; returns -1 if it does not fit or has a
+ * bad escape. */
+static int copy_decoded(char *dst, size_t cap, const char *s, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '%') {
+            if (i + 2 >= n)
+                return -1;
+            int h = hexval(s[i + 1]), l = hexval(s[i + 2]);
+            if (h < 0 || l < 0)
+                return -1;
+            c = h * 16 + l;
+            i += 2;
+        }
+        if (o + 1 >= cap || c == 0)
+            return -1;
+        dst[o++] = (char)c;
+    }
+    dst[o] = 0;
+    return 0;
+}
+
+int dagger__uri_parse(const char *text, struct dagger__uri *u, char *err, size_t errcap)
+{
+    memset(u, 0, sizeof *u);
+    u->port = -1;
+    if (!text) {
+        dagger__net_fmt(err, errcap, "NULL URI");
+        return DAGGER_EINVAL;
+    }
+    const char *colon = strchr(text, ':');
+    size_t sl = colon ? (size_t)(colon - text) : 0;
+    if (!colon || sl == 0 || sl >= sizeof u->scheme) {
+        dagger__net_fmt(err, errcap, "'%.64s': no scheme (expected shm:, tcp:// or udp://)", text);
+        return DAGGER_EINVAL;
+    }
+    for (size_t i = 0; i < sl; i++)
+        u->scheme[i] = (char)tolower((unsigned char)text[i]);
+    const char *p = colon + 1;
+    const char *q = strchr(p, '?');
+    const char *end = q ? q : p + strlen(p);
+    if (end - p >= 2 && p[0] == '/' && p[1] == '/') {
+        p += 2;
+        const char *slash = memchr(p, '/', (size_t)(end - p));
+        const char *hend = slash ? slash : end;
+        const char *pc = NULL;
+        if (p < hend && *p == '[') { /* [v6]:port */
+            const char *rb = memchr(p, ']', (size_t)(hend - p));
+            if (!rb) {
+                dagger__net_fmt(err, errcap, "'%.64s': unterminated [address]", text);
+                return DAGGER_EINVAL;
+            }
+            if (copy_decoded(u->host, sizeof u->host, p + 1, (size_t)(rb - p - 1)) < 0)
+                goto bad_host;
+            pc = rb + 1 < hend && rb[1] == ':' ? rb + 1 : NULL;
+            if (!pc && rb + 1 != hend)
+                goto bad_host;
+        } else {
+            pc = memchr(p, ':', (size_t)(hend - p));
+            if (copy_decoded(u->host, sizeof u->host, p, (size_t)((pc ? pc : hend) - p)) < 0)
+                goto bad_host;
+        }
+        if (pc) {
+            long port = 0;
+            const char *d = pc + 1;
+            if (d == hend) {
+                dagger__net_fmt(err, errcap, "'%.64s': empty port", text);
+                return DAGGER_EINVAL;
+            }
+            for (; d < hend; d++) {
+                if (!isdigit((unsigned char)*d) || (port = port * 10 + (*d - '0')) > 65535) {
+                    dagger__net_fmt(err, errcap, "'%.64s': bad port (0..65535)", text);
+                    return DAGGER_EINVAL;
+                }
+            }
+            u->port = (int)port;
+        }
+        p = hend;
+    }
+    if (p < end && copy_decoded(u->path, sizeof u->path, p, (size_t)(end - p)) < 0) {
+        dagger__net_fmt(err, errcap, "'%.64s': path too long or badly escaped", text);
+        return DAGGER_EINVAL;
+    }
+    if (q) {
+        const char *s = q + 1;
+        while (*s) {
+            const char *amp = strchr(s, '&');
+            const char *pe = amp ? amp : s + strlen(s);
+            const char *eq = memchr(s, '=', (size_t)(pe - s));
+            if (pe != s) {
+                if (u->nparams == DAGGER__URI_MAX_PARAMS) {
+                    dagger__net_fmt(err, errcap, "too many URI parameters (max %d)",
+                                    DAGGER__URI_MAX_PARAMS);
+                    return DAGGER_EINVAL;
+                }
+                const char *ke = eq ? eq : pe;
+                int i = u->nparams++;
+                if (ke == s ||
+                    copy_decoded(u->params[i].key, sizeof u->params[i].key, s,
+                                 (size_t)(ke - s)) < 0 ||
+                    (eq && copy_decoded(u->params[i].val, sizeof u->params[i].val, eq + 1,
+                                        (size_t)(pe - eq - 1)) < 0)) {
+                    dagger__net_fmt(err, errcap, "bad URI parameter '%.*s'",
+                                    (int)(pe - s > 40 ? 40 : pe - s), s);
+                    return DAGGER_EINVAL;
+                }
+                for (int j = 0; j < i; j++)
+                    if (strcmp(u->params[j].key, u->params[i].key) == 0) {
+                        dagger__net_fmt(err, errcap, "URI parameter '%s' given twice",
+                                        u->params[i].key);
+                        return DAGGER_EINVAL;
+                    }
+            }
+            s = amp ? amp + 1 : pe;
+        }
+    }
+    return 0;
+bad_host:
+    dagger__net_fmt(err, errcap, "'%.64s': bad or too long host", text);
+    return DAGGER_EINVAL;
+}
+
+const char *dagger__uri_get(const struct dagger__uri *u, const char *key)
+{
+    for (int i = 0; i < u->nparams; i++)
+        if (strcmp(u->params[i].key, key) == 0)
+            return u->params[i].val;
+    return NULL;
+}
+
+int dagger__uri_int(const struct dagger__uri *u, const char *key, int64_t def, int64_t lo,
+                    int64_t hi, int64_t *out, char *err, size_t errcap)
+{
+    const char *s = dagger__uri_get(u, key);
+    if (!s) {
+        *out = def;
+        return 0;
+    }
+    char *e = NULL;
+    errno = 0;
+    long long v = strtoll(s, &e, 0);
+    int64_t mul = 1;
+    if (e && (*e == 'k' || *e == 'K'))
+        mul = 1024, e++;
+    else if (e && (*e == 'm' || *e == 'M'))
+        mul = 1024 * 1024, e++;
+    else if (e && (*e == 'g' || *e == 'G'))
+        mul = 1024 * 1024 * 1024, e++;
+    if (errno || e == s || *e || v < lo / mul || v > hi / mul || v * mul < lo || v * mul > hi) {
+        dagger__net_fmt(err, errcap, "parameter %s=%s: expected an integer in [%lld, %lld]", key,
+                        s, (long long)lo, (long long)hi);
+        return DAGGER_EINVAL;
+    }
+    *out = v * mul;
+    return 0;
+}
+
+int dagger__uri_check_keys(const struct dagger__uri *u, const char *const *allowed, char *err,
+                           size_t errcap)
+{
+    for (int i = 0; i < u->nparams; i++) {
+        int ok = 0;
+        for (const char *const *a = allowed; *a && !ok; a++)
+            ok = strcmp(*a, u->params[i].key) == 0;
+        if (!ok) {
+            dagger__net_fmt(err, errcap, "unknown %s: parameter '%s'", u->scheme,
+                            u->params[i].key);
+            return DAGGER_EINVAL;
+        }
+    }
+    return 0;
+}
+
+int dagger__uri_secret(const struct dagger__uri *u, char *out, size_t cap, char *err,
+                       size_t errcap)
+{
+    const char *s = dagger__uri_get(u, "secret");
+    const char *env = dagger__uri_get(u, "secret_env");
+    if (s && env) {
+        dagger__net_fmt(err, errcap, "give secret= or secret_env=, not both");
+        return DAGGER_EINVAL;
+    }
+    if (env) {
+        s = getenv(env);
+        if (!s || !*s) {
+            dagger__net_fmt(err, errcap, "secret_env=%s: the variable is unset or empty", env);
+            return DAGGER_EINVAL;
+        }
+    }
+    if (!s) {
+        out[0] = 0;
+        return 0;
+    }
+    size_t n = strlen(s);
+    if (n + 1 > cap) {
+        dagger__net_fmt(err, errcap, "secret longer than %zu bytes", cap - 1);
+        return DAGGER_EINVAL;
+    }
+    memcpy(out, s, n + 1);
+    return (int)n;
+}
+
+/* ---------------------------------------------------------------- SHA-256, HMAC */
+
+struct sha256 {
+    uint32_t h[8];
+    uint64_t n;
+    unsigned char buf[64];
+    size_t used;
+};
+
+static const uint32_t K256[64] = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+    0xc67178f2};
+
+#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
+
+static void sha256_block(uint32_t h[8], const unsigned char *p)
+{
+    uint32_t w[64];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
+               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
+    for (int i = 16; i < 64; i++) {
+        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
+        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
+        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    }
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
+    for (int i = 0; i < 64; i++) {
+        uint32_t t1 = k + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] +
+                      w[i];
+        uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        k = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
+}
+
+static void sha256_init(struct sha256 *s)
+{
+    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(s->h, iv, sizeof iv);
+    s->n = 0;
+    s->used = 0;
+}
+
+static void sha256_update(struct sha256 *s, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    s->n += len;
+    while (len) {
+        size_t take = 64 - s->used < len ? 64 - s->used : len;
+        memcpy(s->buf + s->used, p, take);
+        s->used += take, p += take, len -= take;
+        if (s->used == 64) {
+            sha256_block(s->h, s->buf);
+            s->used = 0;
+        }
+    }
+}
+
+static void sha256_final(struct sha256 *s, uint8_t out[32])
+{
+    uint64_t bits = s->n * 8;
+    unsigned char pad = 0x80, zero = 0, len[8];
+    sha256_update(s, &pad, 1);
+    while (s->used != 56)
+        sha256_update(s, &zero, 1);
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)(bits >> (56 - 8 * i));
+    sha256_update(s, len, 8);
+    for (int i = 0; i < 8; i++) {
+        out[4 * i] = (uint8_t)(s->h[i] >> 24);
+        out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);
+        out[4 * i + 2] = (uint8_t)(s->h[i] >> 8);
+        out[4 * i + 3] = (uint8_t)s->h[i];
+    }
+}
+
+void dagger__sha256(const void *data, size_t len, uint8_t out[32])
+{
+    struct sha256 s;
+    sha256_init(&s);
+    sha256_update(&s, data, len);
+    sha256_final(&s, out);
+}
+
+void dagger__hmac_sha256(const void *key, size_t keylen, const void *const *parts,
+                         const size_t *lens, int n, uint8_t out[32])
+{
+    unsigned char k[64] = {0}, pad[64];
+    if (keylen > 64)
+        dagger__sha256(key, keylen, k);
+    else if (keylen)
+        memcpy(k, key, keylen);
+    struct sha256 s;
+    uint8_t inner[32];
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x36;
+    sha256_init(&s);
+    sha256_update(&s, pad, 64);
+    for (int i = 0; i < n; i++)
+        sha256_update(&s, parts[i], lens[i]);
+    sha256_final(&s, inner);
+    for (int i = 0; i < 64; i++)
+        pad[i] = k[i] ^ 0x5c;
+    sha256_init(&s);
+    sha256_update(&s, pad, 64);
+    sha256_update(&s, inner, 32);
+    sha256_final(&s, out);
+}
+
+int dagger__ct_equal(const void *a, const void *b, size_t n)
+{
+    const volatile unsigned char *x = a, *y = b;
+    unsigned char d = 0;
+    for (size_t i = 0; i < n; i++)
+        d |= x[i] ^ y[i];
+    return d == 0;
+}
+
+int dagger__random(void *buf, size_t n)
+{
+    unsigned char *p = buf;
+    while (n) {
+        ssize_t r = getrandom(p, n, 0);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return DAGGER_EIO;
+        }
+        p += r, n -= (size_t)r;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- registry */
+
+#define MAX_TRANSPORTS 16
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static const struct dagger__transport_ops *registered[MAX_TRANSPORTS]; /* guarded by reg_lock */
+static int nregistered;                                                /* guarded by reg_lock */
+
+static const struct dagger__transport_ops *const builtins[] = {&dagger__shm_ops, &dagger__tcp_ops,
+                                                               &dagger__udp_ops};
+
+const struct dagger__transport_ops *dagger__transport_find(const char *scheme)
+{
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
+        if (strcmp(builtins[i]->scheme, scheme) == 0)
+            return builtins[i];
+    const struct dagger__transport_ops *found = NULL;
+    pthread_mutex_lock(&reg_lock);
+    for (int i = 0; i < nregistered && !found; i++)
+        if (strcmp(registered[i]->scheme, scheme) == 0)
+            found = registered[i];
+    pthread_mutex_unlock(&reg_lock);
+    return found;
+}
+
+int dagger__transport_register(const struct dagger__transport_ops *ops)
+{
+    if (!ops || !ops->scheme || !ops->open || !ops->close || !ops->push || !ops->pop ||
+        !ops->poll)
+        return DAGGER_EINVAL;
+    if (dagger__transport_find(ops->scheme))
+        return DAGGER_EBUSY;
+    int rc = 0;
+    pthread_mutex_lock(&reg_lock);
+    if (nregistered == MAX_TRANSPORTS)
+        rc = DAGGER_ENOMEM;
+    else
+        registered[nregistered++] = ops;
+    pthread_mutex_unlock(&reg_lock);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the public API */
+
+DAGGER_API int dagger_edge_open(dagger_edge_t **out, const char *uri, unsigned flags)
+{
+    char err[256] = "";
+    struct dagger__uri *u = NULL;
+    int rc;
+    if (!out) {
+        set_last_errmsg("dagger_edge_open: NULL out pointer");
+        return DAGGER_EINVAL;
+    }
+    *out = NULL;
+    if (flags != DAGGER_EDGE_PUSH && flags != DAGGER_EDGE_POP) {
+        set_last_errmsg("dagger_edge_open: flags must be DAGGER_EDGE_PUSH or DAGGER_EDGE_POP");
+        return DAGGER_EINVAL;
+    }
+    u = dagger__net_calloc(sizeof *u);
+    if (!u) {
+        set_last_errmsg("dagger_edge_open: out of memory");
+        return DAGGER_ENOMEM;
+    }
+    rc = dagger__uri_parse(uri, u, err, sizeof err);
+    if (rc == 0) {
+        const struct dagger__transport_ops *ops = dagger__transport_find(u->scheme);
+        if (!ops) {
+            dagger__net_fmt(err, sizeof err, "no transport for scheme '%s' (known: shm, tcp, udp)",
+                            u->scheme);
+            rc = DAGGER_EINVAL;
+        } else {
+            struct dagger_edge *e = NULL;
+            rc = ops->open(&e, u, flags, err, sizeof err);
+            if (rc == 0) {
+                e->ops = ops;
+                e->end = flags;
+                *out = e;
+            }
+        }
+    }
+    dagger__net_free(u);
+    if (rc < 0) {
+        char msg[300];
+        dagger__net_fmt(msg, sizeof msg, "dagger_edge_open: %s", err);
+        set_last_errmsg(msg);
+    }
+    return rc;
+}
+
+DAGGER_API int dagger_edge_close(dagger_edge_t *e)
+{
+    if (!e)
+        return 0;
+    return e->ops->close(e);
+}
+
+DAGGER_API int dagger_edge_push_timed(dagger_edge_t *e, const dagger_value_t *v, int timeout_ms)
+{
+    if (!e || !v)
+        return DAGGER_EINVAL;
+    if (e->end != DAGGER_EDGE_PUSH)
+        return dagger__edge_note(e, DAGGER_EINVAL, "push on the consumer end of %s", e->uri);
+    if (e->err)
+        return e->err;
+    return e->ops->push(e, v, timeout_ms);
+}
+
+DAGGER_API int dagger_edge_push(dagger_edge_t *e, const dagger_value_t *v)
+{
+    return dagger_edge_push_timed(e, v, -1);
+}
+
+DAGGER_API int dagger_edge_pop(dagger_edge_t *e, dagger_value_t *out, int timeout_ms)
+{
+    if (!e || !out)
+        return DAGGER_EINVAL;
+    if (e->end != DAGGER_EDGE_POP)
+        return dagger__edge_note(e, DAGGER_EINVAL, "pop on the producer end of %s", e->uri);
+    if (e->err)
+        return e->err;
+    return e->ops->pop(e, out, timeout_ms);
+}
+
+DAGGER_API int dagger_edge_poll(dagger_edge_t *e, int timeout_ms)
+{
+    if (!e)
+        return DAGGER_EINVAL;
+    if (e->err)
+        return e->err;
+    return e->ops->poll(e, timeout_ms);
+}
+
+DAGGER_API int dagger_edge_flush(dagger_edge_t *e, int timeout_ms)
+{
+    if (!e)
+        return DAGGER_EINVAL;
+    if (e->err)
+        return e->err;
+    return e->ops->flush && e->end == DAGGER_EDGE_PUSH ? e->ops->flush(e, timeout_ms) : 0;
+}
+
+DAGGER_API void dagger_edge_stats(const dagger_edge_t *e, dagger_edge_stats_t *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (!e)
+        return;
+    dagger_edge_t *m = (dagger_edge_t *)e; /* atomic loads take non-const pointers */
+    out->values = atomic_load_explicit(&m->st.values, memory_order_relaxed);
+    out->bytes = atomic_load_explicit(&m->st.bytes, memory_order_relaxed);
+    out->drops = atomic_load_explicit(&m->st.drops, memory_order_relaxed);
+    out->rejected = atomic_load_explicit(&m->st.rejected, memory_order_relaxed);
+    out->waits = atomic_load_explicit(&m->st.waits, memory_order_relaxed);
+    out->reconnects = atomic_load_explicit(&m->st.reconnects, memory_order_relaxed);
+}
+
+DAGGER_API const char *dagger_edge_errmsg(const dagger_edge_t *e)
+{
+    return e ? e->errmsg : dagger_last_errmsg();
+}
+
+DAGGER_API const char *dagger_edge_uri(const dagger_edge_t *e) { return e ? e->uri : ""; }

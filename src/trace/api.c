@@ -1,0 +1,385 @@
+/* src/trace/api.c - turning tracing on and off, and writing a trace in the format asked for.
+ *
+ * Design: one recording at a time, keyed by the context that started it. Control calls
+ * (start, stop, write, the context hooks) take g_lock; the event hooks never do.
+ * Lock order: g_lock only.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "trace/trace.h"
+#include "trace/trace_int.h"
+
+#define DEFAULT_MAX_EVENTS (8u << 20)
+#define MAX_CTX 8
+
+/* The runtime's per-thread error message, when the runtime is linked in (weak: the trace layer
+ * is also built alone, into the dagger-trace tool and its unit test). */
+extern int dagger__set_errmsg(int code, const char *fmt, ...) __attribute__((weak));
+#define ERRMSG(code, ...) (dagger__set_errmsg ? dagger__set_errmsg((code), __VA_ARGS__) : (code))
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *g_ctx;         /* guarded by g_lock: owner of the current/last recording */
+static uint32_t g_rec_gen;  /* guarded by g_lock: its generation (0 = none) */
+static _Atomic uint32_t g_rec_gen_pub; /* a copy for dagger_trace_dropped */
+static int64_t g_t0, g_t1;  /* guarded by g_lock; g_t1 = 0 while recording */
+static int g_nthreads;      /* guarded by g_lock */
+static char *g_env_path;    /* guarded by g_lock: DAGGER_TRACE of g_env_ctx */
+static void *g_env_ctx;
+static struct {
+    void *ctx;
+    int nthreads;
+} g_known[MAX_CTX]; /* guarded by g_lock: contexts open and their thread counts */
+
+static uint64_t parse_limit(const char *s)
+{
+    if (!s || !*s)
+        return 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    switch (*end) {
+    case 'k': case 'K': v <<= 10; break;
+    case 'm': case 'M': v <<= 20; break;
+    case 'g': case 'G': v <<= 30; break;
+    default: break;
+    }
+    return v;
+}
+
+void dagger_trace_opts_init(dagger_trace_opts_t *o)
+{
+    memset(o, 0, sizeof *o);
+}
+
+static int known_threads(void *ctx)
+{
+    for (int i = 0; i < MAX_CTX; i++)
+        if (g_known[i].ctx == ctx)
+            return g_known[i].nthreads;
+    return 0;
+}
+
+static int start_locked(void *ctx, const dagger_trace_opts_t *o)
+{
+    int on = atomic_load_explicit(&dagger__trace_on, memory_order_relaxed);
+    if (on && g_ctx == ctx)
+        return 0;
+    if (on)
+        return ERRMSG(DAGGER_EBUSY, "dagger_trace_start: another context is being traced");
+    uint64_t max = o ? o->max_events : 0;
+    if (!max)
+        max = parse_limit(getenv("DAGGER_TRACE_LIMIT"));
+    if (!max)
+        max = DEFAULT_MAX_EVENTS;
+    g_ctx = ctx;
+    g_nthreads = known_threads(ctx);
+    g_rec_gen = dagger__trace_buf_begin(max);
+    atomic_store_explicit(&g_rec_gen_pub, g_rec_gen, memory_order_relaxed);
+    g_t0 = dagger__trace_now();
+    g_t1 = 0;
+    atomic_store_explicit(&dagger__trace_on, 1, memory_order_release);
+    return 0;
+}
+
+int dagger_trace_start_opts(dagger_ctx_t *ctx, const dagger_trace_opts_t *o)
+{
+    if (!ctx)
+        return ERRMSG(DAGGER_EINVAL, "dagger_trace_start: ctx is NULL");
+    pthread_mutex_lock(&g_lock);
+    int rc = start_locked(ctx, o);
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+int dagger_trace_start(dagger_ctx_t *ctx) { return dagger_trace_start_opts(ctx, NULL); }
+
+static void stop_locked(void)
+{
+    if (atomic_load_explicit(&dagger__trace_on, memory_order_relaxed)) {
+        atomic_store_explicit(&dagger__trace_on, 0, memory_order_relaxed);
+        g_t1 = dagger__trace_now();
+    }
+}
+
+int dagger_trace_stop(dagger_ctx_t *ctx)
+{
+    pthread_mutex_lock(&g_lock);
+    int rc = 0;
+    if (g_ctx && g_ctx != ctx)
+        rc = ERRMSG(DAGGER_ESTATE, "dagger_trace_stop: another context owns the trace");
+    else
+        stop_locked();
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+uint64_t dagger_trace_dropped(dagger_ctx_t *ctx)
+{
+    uint32_t gen = atomic_load_explicit(&g_rec_gen_pub, memory_order_relaxed);
+    (void)ctx;
+    return gen ? dagger__trace_buf_dropped(gen) : 0;
+}
+
+static int snap_locked(void *ctx, struct dtr_snap *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!ctx)
+        return ERRMSG(DAGGER_EINVAL, "dagger_trace: ctx is NULL");
+    if (!g_rec_gen || g_ctx != ctx)
+        return ERRMSG(DAGGER_ESTATE, "dagger_trace: no trace was recorded for this context");
+    out->t0 = dagger__trace_to_ns(g_t0);
+    out->t1 = dagger__trace_to_ns(g_t1 ? g_t1 : dagger__trace_now());
+    out->nthreads = g_nthreads;
+    int rc = dagger__trace_buf_collect(g_rec_gen, out);
+    if (rc)
+        dagger__trace_snap_free(out);
+    return rc;
+}
+
+int dagger__trace_snap_take(void *ctx, struct dtr_snap *out)
+{
+    pthread_mutex_lock(&g_lock);
+    int rc = snap_locked(ctx, out);
+    pthread_mutex_unlock(&g_lock);
+    return rc;
+}
+
+static const char *ext_of(const char *path)
+{
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    return dot && (!slash || dot > slash) ? dot + 1 : "";
+}
+
+int dagger__trace_write_snap(const struct dtr_snap *s, const char *path)
+{
+    if (!path)
+        return ERRMSG(DAGGER_EINVAL, "dagger_trace_write: path is NULL");
+    const char *ext = ext_of(path);
+    enum { F_JSON, F_DOT, F_HTML, F_TXT, F_DTRACE } fmt;
+    if (!strcasecmp(ext, "json"))
+        fmt = F_JSON;
+    else if (!strcasecmp(ext, "dot") || !strcasecmp(ext, "gv"))
+        fmt = F_DOT;
+    else if (!strcasecmp(ext, "html") || !strcasecmp(ext, "htm"))
+        fmt = F_HTML;
+    else if (!strcasecmp(ext, "txt"))
+        fmt = F_TXT;
+    else if (!strcasecmp(ext, "dtrace"))
+        fmt = F_DTRACE;
+    else
+        return ERRMSG(DAGGER_EINVAL,
+                      "dagger_trace_write: unknown extension of '%s' "
+                      "(use .json .dot .html .txt or .dtrace)",
+                      path);
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return ERRMSG(DAGGER_EIO, "dagger_trace_write: cannot open '%s'", path);
+    int rc;
+    if (fmt == F_DTRACE) {
+        rc = dagger__trace_snap_save(s, f);
+    } else {
+        struct dtr_model m;
+        rc = dagger__trace_model_build(&m, s);
+        if (!rc) {
+            switch (fmt) {
+            case F_JSON: rc = dagger__trace_export_json(&m, f); break;
+            case F_DOT: rc = dagger__trace_export_dot(&m, f); break;
+            case F_HTML: rc = dagger__trace_export_html(&m, f); break;
+            default: rc = dagger__trace_export_text(&m, f); break;
+            }
+            dagger__trace_model_free(&m);
+        }
+    }
+    if (fclose(f) != 0 && !rc)
+        rc = DAGGER_EIO;
+    if (rc == DAGGER_EIO)
+        ERRMSG(rc, "dagger_trace_write: cannot write '%s'", path);
+    return rc;
+}
+
+int dagger_trace_write(dagger_ctx_t *ctx, const char *path)
+{
+    struct dtr_snap s;
+    pthread_mutex_lock(&g_lock);
+    int rc = snap_locked(ctx, &s);
+    pthread_mutex_unlock(&g_lock);
+    if (rc)
+        return rc;
+    rc = dagger__trace_write_snap(&s, path);
+    dagger__trace_snap_free(&s);
+    return rc;
+}
+
+static int with_model(void *ctx, int (*fn)(struct dtr_model *, void *), void *ud)
+{
+    struct dtr_snap s;
+    int rc = dagger__trace_snap_take(ctx, &s);
+    if (rc)
+        return rc;
+    struct dtr_model m;
+    rc = dagger__trace_model_build(&m, &s);
+    if (!rc) {
+        rc = fn(&m, ud);
+        dagger__trace_model_free(&m);
+    }
+    dagger__trace_snap_free(&s);
+    return rc;
+}
+
+static int text_to(struct dtr_model *m, void *f) { return dagger__trace_export_text(m, f); }
+static int stats_to(struct dtr_model *m, void *st)
+{
+    *(dagger_trace_stats_t *)st = m->stats;
+    return 0;
+}
+
+int dagger_trace_summary_file(dagger_ctx_t *ctx, FILE *f)
+{
+    if (!f)
+        return ERRMSG(DAGGER_EINVAL, "dagger_trace_summary_file: f is NULL");
+    return with_model(ctx, text_to, f);
+}
+
+long dagger_trace_summary(dagger_ctx_t *ctx, char *buf, size_t cap)
+{
+    if (!buf && cap)
+        return ERRMSG(DAGGER_EINVAL, "dagger_trace_summary: buf is NULL");
+    char *mem = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&mem, &len);
+    if (!f)
+        return DAGGER_ENOMEM;
+    int rc = with_model(ctx, text_to, f);
+    if (fclose(f) != 0 && !rc)
+        rc = DAGGER_ENOMEM;
+    if (rc) {
+        free(mem);
+        return rc;
+    }
+    if (cap) {
+        size_t n = len < cap - 1 ? len : cap - 1;
+        memcpy(buf, mem, n);
+        buf[n] = '\0';
+    }
+    free(mem);
+    return (long)len;
+}
+
+int dagger_trace_stats(dagger_ctx_t *ctx, dagger_trace_stats_t *out)
+{
+    if (!out)
+        return ERRMSG(DAGGER_EINVAL, "dagger_trace_stats: out is NULL");
+    return with_model(ctx, stats_to, out);
+}
+
+static int load_file(const char *in_path, struct dtr_snap *s)
+{
+    memset(s, 0, sizeof *s);
+    if (!in_path)
+        return ERRMSG(DAGGER_EINVAL, "dagger_trace: path is NULL");
+    FILE *f = fopen(in_path, "rb");
+    if (!f)
+        return ERRMSG(DAGGER_EIO, "dagger_trace: cannot open '%s'", in_path);
+    int rc = dagger__trace_snap_load(s, f);
+    fclose(f);
+    if (rc == DAGGER_EINVAL)
+        ERRMSG(rc, "dagger_trace: '%s' is not a valid .dtrace file", in_path);
+    return rc;
+}
+
+int dagger_trace_convert(const char *in_path, const char *out_path)
+{
+    struct dtr_snap s;
+    int rc = load_file(in_path, &s);
+    if (!rc)
+        rc = dagger__trace_write_snap(&s, out_path);
+    dagger__trace_snap_free(&s);
+    return rc;
+}
+
+int dagger_trace_file_summary(const char *in_path, FILE *f, dagger_trace_stats_t *st)
+{
+    struct dtr_snap s;
+    int rc = load_file(in_path, &s);
+    if (!rc) {
+        struct dtr_model m;
+        rc = dagger__trace_model_build(&m, &s);
+        if (!rc) {
+            if (f)
+                rc = dagger__trace_export_text(&m, f);
+            if (st)
+                *st = m.stats;
+            dagger__trace_model_free(&m);
+        }
+    }
+    dagger__trace_snap_free(&s);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- context hooks */
+
+void dagger__trace_ctx_open(struct dagger_ctx *ctx, int nthreads)
+{
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < MAX_CTX; i++)
+        if (!g_known[i].ctx || g_known[i].ctx == ctx) {
+            g_known[i].ctx = ctx;
+            g_known[i].nthreads = nthreads;
+            break;
+        }
+    const char *path = getenv("DAGGER_TRACE");
+    if (path && *path && !g_env_ctx && start_locked(ctx, NULL) == 0) {
+        g_env_path = strdup(path);
+        g_env_ctx = g_env_path ? ctx : NULL;
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+void dagger__trace_ctx_close(struct dagger_ctx *ctx)
+{
+    pthread_mutex_lock(&g_lock);
+    for (int i = 0; i < MAX_CTX; i++)
+        if (g_known[i].ctx == ctx)
+            g_known[i].ctx = NULL;
+    char *path = NULL;
+    if (g_ctx == (void *)ctx)
+        stop_locked();
+    if (g_env_ctx == (void *)ctx) {
+        path = g_env_path;
+        g_env_path = NULL;
+        g_env_ctx = NULL;
+    }
+    struct dtr_snap s;
+    int rc = path ? snap_locked(ctx, &s) : 0;
+    if (g_ctx == (void *)ctx) {
+        g_ctx = NULL;
+        g_rec_gen = 0;
+        atomic_store_explicit(&g_rec_gen_pub, 0, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (path) {
+        if (!rc)
+            rc = dagger__trace_write_snap(&s, path);
+        if (rc)
+            fprintf(stderr, "dagger: DAGGER_TRACE=%s: %s\n", path, dagger__trace_err_name(rc));
+        const char *sum = getenv("DAGGER_TRACE_SUMMARY");
+        if (!rc && sum && *sum && strcmp(sum, "0") != 0) {
+            struct dtr_model m;
+            if (dagger__trace_model_build(&m, &s) == 0) {
+                dagger__trace_export_text(&m, stderr);
+                dagger__trace_model_free(&m);
+            }
+        }
+        dagger__trace_snap_free(&s);
+        free(path);
+    }
+    dagger__trace_buf_trim();
+}

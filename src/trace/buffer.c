@@ -1,0 +1,627 @@
+/* src/trace/buffer.c - per-thread, lock-free event buffers and the hooks that fill them.
+ *
+ * Design: each thread that logs owns one `tbuf` (found through a thread-local pointer) holding a
+ * list of fixed-size chunks. Appending writes the event, then publishes it with a release store
+ * of the chunk's count, so a reader (a snapshot taken while recording) sees only whole events.
+ * A recording is a "generation": start bumps g_gen and each thread resets its own buffer the
+ * first time it logs in the new generation, reusing its chunks. Memory is bounded by a budget
+ * of events per recording: a thread reserves room for a whole chunk at a time (one atomic
+ * operation per chunk, none per event); with the budget spent, events are counted as dropped.
+ * Buffers of exited threads are adopted by new threads, and freed when the context closes.
+ * Trace memory uses libc directly, not dagger__malloc: tracing must not shift the counts that
+ * DAGGER_FAULT_ALLOC and the allocation statistics of a program see.
+ * Invariants: only the owner writes a tbuf's chunks, pos, cap and arena; `owned` is 1 while a
+ * thread owns it, 0 when orphaned, 2 while being trimmed.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "trace/trace.h"
+#include "trace/trace_int.h"
+
+#define CHUNK_EVENTS 2048
+#define ARENA_BYTES 16384
+#define NAME_MAX_LEN 255
+#define MSG_MAX_LEN 1023
+#define NAME_CACHE 64
+
+_Atomic int dagger__trace_on;
+
+struct chunk {
+    _Atomic(struct chunk *) next;
+    _Atomic uint32_t n; /* published events */
+    uint32_t pad_;
+    struct dtr_ev ev[CHUNK_EVENTS];
+};
+
+struct arena {
+    struct arena *next;
+    size_t used;
+    char data[ARENA_BYTES];
+};
+
+struct name_slot {
+    uint64_t h;
+    const char *copy;
+};
+
+struct tbuf {
+    _Atomic(struct tbuf *) next_buf; /* global list; immutable once linked */
+    _Atomic int owned;
+    _Atomic uint32_t gen;            /* generation this buffer holds; 0 = none */
+    _Atomic(struct chunk *) head;    /* owner writes, readers follow */
+    _Atomic uint64_t dropped;        /* owner increments, readers sum */
+    struct chunk *cur;               /* owner only */
+    uint32_t pos, cap;               /* owner only: next slot, reserved slots of cur */
+    struct arena *arena_head, *arena_cur; /* owner only */
+    struct name_slot names[NAME_CACHE];   /* owner only */
+};
+
+static _Atomic(struct tbuf *) g_bufs;
+static _Atomic uint32_t g_gen;
+static _Atomic int64_t g_budget;      /* events still allowed in this generation */
+static _Atomic uint64_t g_lost;       /* events lost without a buffer (allocation failed) */
+static _Thread_local struct tbuf *tls_buf;
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+
+static inline int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Time stamps. Where the CPU has an invariant TSC, events store raw TSC ticks (a third of the
+ * cost of clock_gettime in a VM) and the snapshot converts them to CLOCK_MONOTONIC ns with a
+ * rate measured once; elsewhere they store CLOCK_MONOTONIC ns directly. */
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <x86intrin.h>
+static _Atomic int g_tsc;         /* set once, before the first recording turns tracing on */
+static int64_t g_tsc0, g_ns0;     /* calibration point */
+static double g_ns_per_tick;
+static pthread_once_t g_clock_once = PTHREAD_ONCE_INIT;
+
+static void clock_init(void)
+{
+    unsigned a, b, c, d;
+    if (getenv("DAGGER_TRACE_CLOCK") && !strcmp(getenv("DAGGER_TRACE_CLOCK"), "monotonic"))
+        return;
+    if (!__get_cpuid(0x80000000u, &a, &b, &c, &d) || a < 0x80000007u)
+        return;
+    __get_cpuid(0x80000007u, &a, &b, &c, &d);
+    if (!(d & (1u << 8))) /* invariant TSC: constant rate, synchronised across cores */
+        return;
+    int64_t n0 = now_ns(), t0 = (int64_t)__rdtsc(), n1, t1;
+    do {
+        n1 = now_ns();
+        t1 = (int64_t)__rdtsc();
+    } while (n1 - n0 < 2000000); /* 2 ms, once per process */
+    if (t1 <= t0)
+        return;
+    g_ns_per_tick = (double)(n1 - n0) / (double)(t1 - t0);
+    g_tsc0 = t1;
+    g_ns0 = n1;
+    atomic_store_explicit(&g_tsc, 1, memory_order_release);
+}
+
+static inline int64_t stamp(void)
+{
+    return __builtin_expect(atomic_load_explicit(&g_tsc, memory_order_acquire), 1)
+               ? (int64_t)__rdtsc()
+               : now_ns();
+}
+
+int64_t dagger__trace_to_ns(int64_t raw)
+{
+    return atomic_load_explicit(&g_tsc, memory_order_acquire)
+               ? g_ns0 + (int64_t)((double)(raw - g_tsc0) * g_ns_per_tick)
+               : raw;
+}
+#else
+static pthread_once_t g_clock_once = PTHREAD_ONCE_INIT;
+static void clock_init(void) {}
+static inline int64_t stamp(void) { return now_ns(); }
+int64_t dagger__trace_to_ns(int64_t raw) { return raw; }
+#endif
+
+int64_t dagger__trace_now(void)
+{
+    pthread_once(&g_clock_once, clock_init);
+    return stamp();
+}
+
+static void on_thread_exit(void *p)
+{
+    struct tbuf *b = p;
+    atomic_store_explicit(&b->owned, 0, memory_order_release);
+}
+
+static void make_key(void) { (void)pthread_key_create(&g_key, on_thread_exit); }
+
+static void reset_buf(struct tbuf *b, uint32_t gen)
+{
+    for (struct chunk *c = atomic_load_explicit(&b->head, memory_order_relaxed); c;
+         c = atomic_load_explicit(&c->next, memory_order_relaxed))
+        atomic_store_explicit(&c->n, 0, memory_order_relaxed);
+    for (struct arena *a = b->arena_head; a; a = a->next)
+        a->used = 0;
+    b->arena_cur = b->arena_head;
+    memset(b->names, 0, sizeof b->names);
+    b->cur = NULL;
+    b->pos = b->cap = 0;
+    atomic_store_explicit(&b->dropped, 0, memory_order_relaxed);
+    atomic_store_explicit(&b->gen, gen, memory_order_release);
+}
+
+static struct tbuf *attach(uint32_t gen)
+{
+    struct tbuf *b = tls_buf;
+    if (!b) {
+        pthread_once(&g_key_once, make_key);
+        for (struct tbuf *o = atomic_load_explicit(&g_bufs, memory_order_acquire); o;
+             o = atomic_load_explicit(&o->next_buf, memory_order_relaxed)) {
+            int zero = 0;
+            if (atomic_load_explicit(&o->owned, memory_order_relaxed) == 0 &&
+                atomic_compare_exchange_strong_explicit(&o->owned, &zero, 1,
+                                                        memory_order_acquire,
+                                                        memory_order_relaxed)) {
+                b = o;
+                break;
+            }
+        }
+        if (!b) {
+            b = calloc(1, sizeof *b);
+            if (!b) {
+                atomic_fetch_add_explicit(&g_lost, 1, memory_order_relaxed);
+                return NULL;
+            }
+            atomic_store_explicit(&b->owned, 1, memory_order_relaxed);
+            struct tbuf *h = atomic_load_explicit(&g_bufs, memory_order_relaxed);
+            do
+                atomic_store_explicit(&b->next_buf, h, memory_order_relaxed);
+            while (!atomic_compare_exchange_weak_explicit(&g_bufs, &h, b, memory_order_release,
+                                                          memory_order_relaxed));
+        }
+        tls_buf = b;
+        (void)pthread_setspecific(g_key, b);
+    }
+    /* An adopted buffer of this generation keeps its events: the snapshot reads them all. */
+    if (atomic_load_explicit(&b->gen, memory_order_relaxed) != gen)
+        reset_buf(b, gen);
+    return b;
+}
+
+static int64_t reserve(int64_t want)
+{
+    int64_t left = atomic_load_explicit(&g_budget, memory_order_relaxed);
+    while (left > 0) {
+        int64_t take = left < want ? left : want;
+        if (atomic_compare_exchange_weak_explicit(&g_budget, &left, left - take,
+                                                  memory_order_relaxed, memory_order_relaxed))
+            return take;
+    }
+    return 0;
+}
+
+static void drop(struct tbuf *b)
+{
+    atomic_store_explicit(&b->dropped,
+                          atomic_load_explicit(&b->dropped, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* Move to the next chunk (reused or new) with a fresh reservation; NULL when out of budget. */
+static struct chunk *next_chunk(struct tbuf *b)
+{
+    int64_t grant = reserve(CHUNK_EVENTS);
+    if (!grant)
+        return NULL;
+    struct chunk *c = b->cur ? atomic_load_explicit(&b->cur->next, memory_order_relaxed)
+                             : atomic_load_explicit(&b->head, memory_order_relaxed);
+    if (!c) {
+        c = malloc(sizeof *c);
+        if (!c) {
+            atomic_fetch_add_explicit(&g_budget, grant, memory_order_relaxed);
+            return NULL;
+        }
+        atomic_init(&c->next, NULL);
+        atomic_init(&c->n, 0);
+        if (b->cur)
+            atomic_store_explicit(&b->cur->next, c, memory_order_release);
+        else
+            atomic_store_explicit(&b->head, c, memory_order_release);
+    }
+    b->cur = c;
+    b->pos = 0;
+    b->cap = (uint32_t)grant;
+    return c;
+}
+
+/* The slot for the next event of this thread, or NULL (counted as dropped). */
+static inline struct dtr_ev *slot(struct tbuf **bp)
+{
+    uint32_t gen = atomic_load_explicit(&g_gen, memory_order_relaxed);
+    struct tbuf *b = tls_buf;
+    if (__builtin_expect(!b || atomic_load_explicit(&b->gen, memory_order_relaxed) != gen, 0)) {
+        b = attach(gen);
+        if (!b)
+            return NULL;
+    }
+    *bp = b;
+    if (__builtin_expect(b->pos == b->cap, 0) && !next_chunk(b)) {
+        drop(b);
+        return NULL;
+    }
+    return &b->cur->ev[b->pos];
+}
+
+static inline void commit(struct tbuf *b)
+{
+    b->pos++;
+    atomic_store_explicit(&b->cur->n, b->pos, memory_order_release);
+}
+
+static inline void emit(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux)
+{
+    struct tbuf *b;
+    struct dtr_ev *e = slot(&b);
+    if (!e)
+        return;
+    e->ts = stamp();
+    e->id = id;
+    e->arg = arg;
+    e->aux = aux;
+    e->thread = (int16_t)thread;
+    e->kind = kind;
+    e->flags = 0;
+    commit(b);
+}
+
+/* Copy `s` (at most `max` bytes) into the owner's arena; NULL when memory runs out. */
+static const char *arena_copy(struct tbuf *b, const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    if (n + 1 > ARENA_BYTES)
+        n = ARENA_BYTES - 1;
+    struct arena *a = b->arena_cur;
+    while (a && a->used + n + 1 > ARENA_BYTES) {
+        a = a->next;
+        if (a)
+            a->used = 0;
+    }
+    if (!a) {
+        a = malloc(sizeof *a);
+        if (!a)
+            return NULL;
+        a->next = NULL;
+        a->used = 0;
+        if (b->arena_cur)
+            b->arena_cur->next = a;
+        else
+            b->arena_head = a;
+    }
+    b->arena_cur = a;
+    char *d = a->data + a->used;
+    memcpy(d, s, n);
+    d[n] = '\0';
+    a->used += n + 1;
+    return d;
+}
+
+static void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int is_static,
+                     size_t max)
+{
+    struct tbuf *b;
+    struct dtr_ev *e = slot(&b);
+    if (!e)
+        return;
+    const char *p = s;
+    if (s && !is_static) {
+        /* Names repeat (one function, many tasks): a small content-keyed cache avoids copying
+         * the same bytes again and again. */
+        uint64_t h = 1469598103934665603ull;
+        size_t i = 0;
+        for (; s[i] && i < max; i++)
+            h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+        struct name_slot *ns = &b->names[h % NAME_CACHE];
+        if (ns->copy && ns->h == h && strncmp(ns->copy, s, max) == 0 && ns->copy[i] == '\0') {
+            p = ns->copy;
+        } else {
+            p = arena_copy(b, s, max);
+            if (p) {
+                ns->h = h;
+                ns->copy = p;
+            }
+        }
+    }
+    e->ts = stamp();
+    e->id = id;
+    e->arg = (uint64_t)(uintptr_t)p;
+    e->aux = 0;
+    e->thread = (int16_t)thread;
+    e->kind = kind;
+    e->flags = p ? DTR_F_STR : 0;
+    commit(b);
+}
+
+/* ---------------------------------------------------------------- hooks (trace.h) */
+
+void dagger__trace_spawn(uint64_t id, const char *name, int name_static, int thread)
+{
+    emit_str(DTR_SPAWN, thread, id, name, name_static, NAME_MAX_LEN);
+}
+void dagger__trace_edge(uint64_t from, uint64_t to) { emit(DTR_EDGE, -1, from, to, 0); }
+void dagger__trace_ready(uint64_t id, int thread) { emit(DTR_READY, thread, id, 0, 0); }
+void dagger__trace_start(uint64_t id, int thread) { emit(DTR_START, thread, id, 0, 0); }
+void dagger__trace_finish(uint64_t id, int thread, int rc) { emit(DTR_FINISH, thread, id, 0, rc); }
+void dagger__trace_block(uint64_t id, int thread, uint64_t on)
+{
+    emit(DTR_BLOCK, thread, id, on, 0);
+}
+void dagger__trace_resume(uint64_t id, int thread) { emit(DTR_RESUME, thread, id, 0, 0); }
+void dagger__trace_steal(int thief, int victim, uint64_t id)
+{
+    emit(DTR_STEAL, thief, id, 0, victim);
+}
+void dagger__trace_park(int thread) { emit(DTR_PARK, thread, 0, 0, 0); }
+void dagger__trace_wake(int thread) { emit(DTR_WAKE, thread, 0, 0, 0); }
+void dagger__trace_error(uint64_t id, const char *msg)
+{
+    emit_str(DTR_ERROR, -1, id, msg ? msg : "", 0, MSG_MAX_LEN);
+}
+
+/* ---------------------------------------------------------------- generations */
+
+/* Begin a new recording with room for `max_events`; returns its generation. */
+uint32_t dagger__trace_buf_begin(uint64_t max_events)
+{
+    pthread_once(&g_clock_once, clock_init);
+    atomic_store_explicit(&g_budget, (int64_t)(max_events > INT64_MAX ? INT64_MAX : max_events),
+                          memory_order_relaxed);
+    atomic_store_explicit(&g_lost, 0, memory_order_relaxed);
+    uint32_t g = atomic_load_explicit(&g_gen, memory_order_relaxed) + 1;
+    if (g == 0)
+        g = 1;
+    atomic_store_explicit(&g_gen, g, memory_order_release);
+    return g;
+}
+
+uint64_t dagger__trace_buf_dropped(uint32_t gen)
+{
+    uint64_t d = atomic_load_explicit(&g_lost, memory_order_relaxed);
+    for (struct tbuf *b = atomic_load_explicit(&g_bufs, memory_order_acquire); b;
+         b = atomic_load_explicit(&b->next_buf, memory_order_relaxed))
+        if (atomic_load_explicit(&b->gen, memory_order_acquire) == gen)
+            d += atomic_load_explicit(&b->dropped, memory_order_relaxed);
+    return d;
+}
+
+/* Free the memory of buffers whose threads have exited. */
+void dagger__trace_buf_trim(void)
+{
+    for (struct tbuf *b = atomic_load_explicit(&g_bufs, memory_order_acquire); b;
+         b = atomic_load_explicit(&b->next_buf, memory_order_relaxed)) {
+        int zero = 0;
+        if (!atomic_compare_exchange_strong_explicit(&b->owned, &zero, 2, memory_order_acquire,
+                                                     memory_order_relaxed))
+            continue;
+        struct chunk *c = atomic_load_explicit(&b->head, memory_order_relaxed);
+        while (c) {
+            struct chunk *n = atomic_load_explicit(&c->next, memory_order_relaxed);
+            free(c);
+            c = n;
+        }
+        struct arena *a = b->arena_head;
+        while (a) {
+            struct arena *n = a->next;
+            free(a);
+            a = n;
+        }
+        atomic_store_explicit(&b->head, NULL, memory_order_relaxed);
+        b->arena_head = b->arena_cur = NULL;
+        b->cur = NULL;
+        b->pos = b->cap = 0;
+        atomic_store_explicit(&b->gen, 0, memory_order_relaxed);
+        atomic_store_explicit(&b->owned, 0, memory_order_release);
+    }
+}
+
+/* ---------------------------------------------------------------- snapshot */
+
+struct strmap {
+    const char **key; /* pointers seen in events */
+    uint32_t *val;
+    size_t cap, n;
+};
+
+static int strmap_put(struct strmap *m, struct dtr_snap *s, const char *p, uint32_t *out)
+{
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t nc = m->cap ? m->cap * 2 : 256;
+        const char **nk = calloc(nc, sizeof *nk);
+        uint32_t *nv = calloc(nc, sizeof *nv);
+        if (!nk || !nv) {
+            free(nk);
+            free(nv);
+            return DAGGER_ENOMEM;
+        }
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->key[i]) {
+                size_t j = ((uintptr_t)m->key[i] >> 3) * 11400714819323198485ull % nc;
+                while (nk[j])
+                    j = (j + 1) % nc;
+                nk[j] = m->key[i];
+                nv[j] = m->val[i];
+            }
+        free(m->key);
+        free(m->val);
+        m->key = nk;
+        m->val = nv;
+        m->cap = nc;
+    }
+    size_t j = ((uintptr_t)p >> 3) * 11400714819323198485ull % m->cap;
+    while (m->key[j]) {
+        if (m->key[j] == p) {
+            *out = m->val[j];
+            return 0;
+        }
+        j = (j + 1) % m->cap;
+    }
+    if ((s->nstr & (s->nstr - 1)) == 0) {
+        char **ns = realloc(s->str, (s->nstr ? s->nstr * 2 : 16) * sizeof *ns);
+        if (!ns)
+            return DAGGER_ENOMEM;
+        s->str = ns;
+    }
+    char *d = strdup(p);
+    if (!d)
+        return DAGGER_ENOMEM;
+    s->str[s->nstr] = d;
+    m->key[j] = p;
+    m->val[j] = (uint32_t)s->nstr;
+    m->n++;
+    *out = (uint32_t)s->nstr++;
+    return 0;
+}
+
+static char **g_dedupe_str; /* qsort has no context argument; used under the api lock */
+static int stridx_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    int c = strcmp(g_dedupe_str[x], g_dedupe_str[y]);
+    return c ? c : (x > y) - (x < y);
+}
+
+/* Equal texts copied by several threads (or cached apart) become one string. */
+static int dedupe_strings(struct dtr_snap *s)
+{
+    if (s->nstr < 2)
+        return 0;
+    uint32_t *order = malloc(s->nstr * sizeof *order);
+    uint32_t *remap = malloc(s->nstr * sizeof *remap);
+    if (!order || !remap) {
+        free(order);
+        free(remap);
+        return DAGGER_ENOMEM;
+    }
+    for (size_t i = 0; i < s->nstr; i++)
+        order[i] = (uint32_t)i;
+    g_dedupe_str = s->str;
+    qsort(order, s->nstr, sizeof *order, stridx_cmp);
+    for (size_t i = 0; i < s->nstr; i++)
+        remap[order[i]] = i && strcmp(s->str[order[i]], s->str[order[i - 1]]) == 0
+                              ? remap[order[i - 1]]
+                              : order[i];
+    /* Free the duplicates, then compact the canonical strings in their original order. */
+    uint32_t *newidx = order; /* order is no longer needed */
+    size_t k = 0;
+    for (size_t i = 0; i < s->nstr; i++) {
+        if (remap[i] != i) {
+            free(s->str[i]);
+            s->str[i] = NULL;
+        }
+    }
+    for (size_t i = 0; i < s->nstr; i++)
+        if (remap[i] == i) {
+            newidx[i] = (uint32_t)k;
+            s->str[k++] = s->str[i];
+        }
+    for (size_t i = 0; i < s->nev; i++)
+        if (s->ev[i].flags & DTR_F_STR)
+            s->ev[i].arg = newidx[remap[s->ev[i].arg]];
+    free(order);
+    free(remap);
+    s->nstr = k;
+    return 0;
+}
+
+static int ev_cmp(const void *a, const void *b)
+{
+    const struct dtr_ev *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    if (x->kind != y->kind)
+        return x->kind < y->kind ? -1 : 1;
+    /* A total order, so that a trace and its .dtrace give byte-identical outputs. */
+    if (x->id != y->id)
+        return x->id < y->id ? -1 : 1;
+    if (x->thread != y->thread)
+        return x->thread < y->thread ? -1 : 1;
+    if (x->arg != y->arg)
+        return x->arg < y->arg ? -1 : 1;
+    return (x->aux > y->aux) - (x->aux < y->aux);
+}
+
+void dagger__trace_snap_sort(struct dtr_snap *s)
+{
+    qsort(s->ev, s->nev, sizeof *s->ev, ev_cmp);
+}
+
+/* Copy every published event of generation `gen` into `s` (ev, str, dropped). */
+int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
+{
+    size_t cap = 0;
+    struct strmap map = {0};
+    int rc = 0;
+    for (struct tbuf *b = atomic_load_explicit(&g_bufs, memory_order_acquire); b && !rc;
+         b = atomic_load_explicit(&b->next_buf, memory_order_relaxed)) {
+        if (atomic_load_explicit(&b->gen, memory_order_acquire) != gen)
+            continue;
+        for (struct chunk *c = atomic_load_explicit(&b->head, memory_order_acquire); c && !rc;
+             c = atomic_load_explicit(&c->next, memory_order_acquire)) {
+            uint32_t n = atomic_load_explicit(&c->n, memory_order_acquire);
+            if (s->nev + n > cap) {
+                size_t nc = cap ? cap * 2 : 4096;
+                while (nc < s->nev + n)
+                    nc *= 2;
+                struct dtr_ev *ne = realloc(s->ev, nc * sizeof *ne);
+                if (!ne) {
+                    rc = DAGGER_ENOMEM;
+                    break;
+                }
+                s->ev = ne;
+                cap = nc;
+            }
+            for (uint32_t i = 0; i < n; i++) {
+                struct dtr_ev e = c->ev[i];
+                e.ts = dagger__trace_to_ns(e.ts);
+                if (e.flags & DTR_F_STR) {
+                    uint32_t idx;
+                    rc = strmap_put(&map, s, (const char *)(uintptr_t)e.arg, &idx);
+                    if (rc)
+                        break;
+                    e.arg = idx;
+                } else if (e.kind == DTR_SPAWN || e.kind == DTR_ERROR) {
+                    e.arg = DTR_NOSTR;
+                }
+                s->ev[s->nev++] = e;
+            }
+        }
+    }
+    free(map.key);
+    free(map.val);
+    s->dropped = dagger__trace_buf_dropped(gen);
+    if (!rc)
+        rc = dedupe_strings(s);
+    if (!rc)
+        dagger__trace_snap_sort(s);
+    return rc;
+}
+
+void dagger__trace_snap_free(struct dtr_snap *s)
+{
+    for (size_t i = 0; i < s->nstr; i++)
+        free(s->str[i]);
+    free(s->str);
+    free(s->ev);
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,199 @@
+/* src/trace/export_json.c - Chrome trace-event JSON, as read by Perfetto and chrome://tracing.
+ *
+ * Design: one track (tid) per worker thread, worker k being tid k + 1 and threads outside the
+ * pool sharing tid 0 ("external"). Every run of a task is one complete ("X") event of category
+ * "task" named by the task; parked intervals are "X" events of category "idle"; steals and
+ * suspensions are instant events; every dependency whose two ends ran is a flow ("s" at the
+ * end of the producer's last run, "f" binding to the consumer's first run). A counter track
+ * shows ready and running tasks. Times are microseconds with nanosecond decimals.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <stdlib.h>
+#include <string.h>
+
+#include "trace/trace_int.h"
+
+struct delta {
+    int64_t ts;
+    int ready, running;
+};
+
+static int delta_cmp(const void *a, const void *b)
+{
+    const struct delta *x = a, *y = b;
+    return (x->ts > y->ts) - (x->ts < y->ts);
+}
+
+static int tid_of(int thread) { return thread >= 0 ? thread + 1 : 0; }
+
+static void put_ts(FILE *f, const char *key, int64_t ns)
+{
+    if (ns < 0)
+        ns = 0;
+    fprintf(f, ",\"%s\":%lld.%03lld", key, (long long)(ns / 1000), (long long)(ns % 1000));
+}
+
+int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
+{
+    int64_t *first = malloc((m->ntasks + 1) * sizeof *first);
+    int64_t *lastr = malloc((m->ntasks + 1) * sizeof *lastr);
+    if (!first || !lastr) {
+        free(first);
+        free(lastr);
+        return DAGGER_ENOMEM;
+    }
+    for (size_t i = 0; i < m->ntasks; i++)
+        first[i] = lastr[i] = -1;
+    for (size_t i = 0; i < m->nruns; i++) {
+        uint32_t t = m->runs[i].task;
+        if (first[t] < 0)
+            first[t] = (int64_t)i;
+        lastr[t] = (int64_t)i;
+    }
+
+    fputs("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n", f);
+    fputs("{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,"
+          "\"args\":{\"name\":\"dagger\"}}",
+          f);
+    for (int k = -1; k < m->nthreads; k++) {
+        if (k < 0 && !m->has_external)
+            continue;
+        if (k >= 0)
+            fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
+                       "\"args\":{\"name\":\"worker %d\"}}",
+                    tid_of(k), k);
+        else
+            fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,"
+                       "\"args\":{\"name\":\"external\"}}");
+        fprintf(f, ",\n{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
+                   "\"args\":{\"sort_index\":%d}}",
+                tid_of(k), k >= 0 ? k : m->nthreads);
+    }
+
+    for (size_t i = 0; i < m->nruns; i++) {
+        const struct dtr_run *r = &m->runs[i];
+        const struct dtr_task *t = &m->tasks[r->task];
+        fputs(",\n{\"name\":\"", f);
+        dagger__trace_put_json(f, dagger__trace_task_name(m, t));
+        fprintf(f, "\",\"cat\":\"task\",\"ph\":\"X\",\"pid\":1,\"tid\":%d", tid_of(r->thread));
+        put_ts(f, "ts", r->t0);
+        put_ts(f, "dur", r->t1 - r->t0);
+        int failed = (t->state & DTR_ST_FINISHED) && t->rc != 0;
+        if (failed)
+            fputs(",\"cname\":\"terrible\"", f);
+        fprintf(f, ",\"args\":{\"id\":%llu,\"thread\":%d,\"run\":%lld", (unsigned long long)t->id,
+                r->thread, (long long)(i - (size_t)first[r->task]));
+        if (t->state & DTR_ST_FINISHED)
+            fprintf(f, ",\"rc\":%d,\"status\":\"%s\"", t->rc, dagger__trace_err_name(t->rc));
+        if (t->err != DTR_NOSTR) {
+            fputs(",\"error\":\"", f);
+            dagger__trace_put_json(f, dagger__trace_str(m, t->err));
+            fputc('"', f);
+        }
+        fputs("}}", f);
+    }
+
+    for (size_t i = 0; i < m->nparks; i++) {
+        const struct dtr_span *p = &m->parks[i];
+        fprintf(f, ",\n{\"name\":\"parked\",\"cat\":\"idle\",\"ph\":\"X\",\"pid\":1,\"tid\":%d",
+                tid_of(p->thread));
+        put_ts(f, "ts", p->t0);
+        put_ts(f, "dur", p->t1 - p->t0);
+        fputs(",\"cname\":\"grey\"}", f);
+    }
+
+    for (size_t i = 0; i < m->nsteals; i++) {
+        const struct dtr_ev *e = m->steals[i];
+        fprintf(f, ",\n{\"name\":\"steal\",\"cat\":\"steal\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1,"
+                   "\"tid\":%d",
+                tid_of(e->thread));
+        put_ts(f, "ts", e->ts - m->snap->t0);
+        fprintf(f, ",\"args\":{\"task\":%llu,\"victim\":%d}}", (unsigned long long)e->id, e->aux);
+    }
+
+    for (size_t i = 0; i < m->snap->nev; i++) {
+        const struct dtr_ev *e = &m->snap->ev[i];
+        if (e->kind != DTR_BLOCK)
+            continue;
+        fprintf(f, ",\n{\"name\":\"blocked\",\"cat\":\"block\",\"ph\":\"i\",\"s\":\"t\","
+                   "\"pid\":1,\"tid\":%d",
+                tid_of(e->thread));
+        put_ts(f, "ts", e->ts - m->snap->t0);
+        fprintf(f, ",\"args\":{\"task\":%llu,\"on\":%llu}}", (unsigned long long)e->id,
+                (unsigned long long)e->arg);
+    }
+
+    /* The counter track: tasks ready (not yet started) and running, one sample per change. */
+    size_t nd = 0;
+    struct delta *d = malloc((2 * m->nruns + 2 * m->ntasks + 1) * sizeof *d);
+    if (!d) {
+        free(first);
+        free(lastr);
+        return DAGGER_ENOMEM;
+    }
+    for (size_t i = 0; i < m->nruns; i++) {
+        d[nd++] = (struct delta){m->runs[i].t0, 0, 1};
+        d[nd++] = (struct delta){m->runs[i].t1, 0, -1};
+    }
+    for (size_t i = 0; i < m->ntasks; i++) {
+        const struct dtr_task *t = &m->tasks[i];
+        int64_t until = t->t_start >= 0 ? t->t_start : t->t_end >= 0 ? t->t_end : m->wall;
+        if (t->t_ready < 0)
+            continue;
+        d[nd++] = (struct delta){t->t_ready, 1, 0};
+        d[nd++] = (struct delta){until, -1, 0};
+    }
+    qsort(d, nd, sizeof *d, delta_cmp);
+    int64_t ready = 0, running = 0;
+    for (size_t i = 0; i < nd; i++) {
+        ready += d[i].ready;
+        running += d[i].running;
+        if (i + 1 < nd && d[i + 1].ts == d[i].ts)
+            continue;
+        fputs(",\n{\"name\":\"tasks\",\"ph\":\"C\",\"pid\":1,\"tid\":0", f);
+        put_ts(f, "ts", d[i].ts);
+        fprintf(f, ",\"args\":{\"ready\":%lld,\"running\":%lld}}", (long long)ready,
+                (long long)running);
+    }
+    free(d);
+
+    uint64_t flows = 0;
+    for (size_t i = 0; i < m->nedges; i++) {
+        const struct dtr_edge *ed = &m->edges[i];
+        if (first[ed->to] < 0 || lastr[ed->from] < 0)
+            continue;
+        const struct dtr_run *a = &m->runs[lastr[ed->from]], *b = &m->runs[first[ed->to]];
+        int64_t sts = a->t1 - a->t0 >= 2 ? a->t1 - 1 : a->t0;
+        flows++;
+        fprintf(f, ",\n{\"name\":\"dep\",\"cat\":\"dep\",\"ph\":\"s\",\"id\":%llu,\"pid\":1,"
+                   "\"tid\":%d",
+                (unsigned long long)flows, tid_of(a->thread));
+        put_ts(f, "ts", sts);
+        fprintf(f, ",\"args\":{\"from\":%llu,\"to\":%llu}}",
+                (unsigned long long)m->tasks[ed->from].id, (unsigned long long)m->tasks[ed->to].id);
+        fprintf(f, ",\n{\"name\":\"dep\",\"cat\":\"dep\",\"ph\":\"f\",\"bp\":\"e\",\"id\":%llu,"
+                   "\"pid\":1,\"tid\":%d",
+                (unsigned long long)flows, tid_of(b->thread));
+        put_ts(f, "ts", b->t0);
+        fprintf(f, ",\"args\":{\"from\":%llu,\"to\":%llu}}",
+                (unsigned long long)m->tasks[ed->from].id, (unsigned long long)m->tasks[ed->to].id);
+    }
+
+    const dagger_trace_stats_t *st = &m->stats;
+    fprintf(f,
+            "\n],\"otherData\":{\"producer\":\"dagger\",\"threads\":%d,\"tasks\":%llu,"
+            "\"runs\":%llu,\"edges\":%llu,\"flows\":%llu,\"failed\":%llu,\"cancelled\":%llu,"
+            "\"dropped_events\":%llu,\"wall_ns\":%lld,\"busy_ns\":%lld,"
+            "\"critical_path_ns\":%lld}}\n",
+            m->nthreads, (unsigned long long)st->tasks, (unsigned long long)st->runs,
+            (unsigned long long)st->edges, (unsigned long long)flows,
+            (unsigned long long)st->failed, (unsigned long long)st->cancelled,
+            (unsigned long long)st->dropped, (long long)m->wall, (long long)m->busy,
+            (long long)m->cp_len);
+    free(first);
+    free(lastr);
+    return ferror(f) ? DAGGER_EIO : 0;
+}
