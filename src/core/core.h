@@ -4,6 +4,9 @@
 #ifndef DAGGER_SRC_CORE_H
 #define DAGGER_SRC_CORE_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
+
 #include "dagger.h"
 
 /* Make `v` own its bytes (copy a str/blob that is not owned yet). Returns 0 or DAGGER_ENOMEM. */
@@ -18,5 +21,45 @@ dagger_task_t *dagger__cur_task(void);
  * region) that refuses waits from inside it. Returns 0 or an error (message already set). */
 typedef int (*dagger__wait_guard_fn)(dagger_task_t *t, void *guard);
 void dagger__task_set_wait_guard(dagger_task_t *t, dagger__wait_guard_fn fn, void *guard);
+
+/* ---------------------------------------------------------------- events
+ * A one-shot event: waiters suspend (inside a task on a worker: the task's fiber; elsewhere: the
+ * thread) until someone fires it. Fired events stay fired; re-initialise only when no one can
+ * still wait on it. Reusable waiting (a ring's "not empty") publishes a fresh event per wait. */
+struct dagger__waiter;
+struct dagger__event {
+    _Atomic(struct dagger__waiter *) head;
+};
+
+static inline void dagger__event_init(struct dagger__event *ev) { atomic_init(&ev->head, NULL); }
+/* True once fired. */
+bool dagger__event_fired(struct dagger__event *ev);
+/* Wait until `ev` fires; `on_id` names what is awaited in the trace (0: not a task). */
+int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id);
+/* Fire `ev`: every waiter, present and future, proceeds. */
+void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx);
+
+/* ---------------------------------------------------------------- spawn hooks
+ * A feature region (a streaming region) can take over dagger_spawn on the thread or task that
+ * opened it: while the hook block is the innermost block of `ctx` there, dagger_spawn calls the
+ * hook instead of spawning. The hook builds tasks with dagger__spawn_nohook. */
+typedef dagger_task_t *(*dagger__spawn_hook_fn)(void *ud, dagger_ctx_t *ctx,
+                                                const dagger_task_opts_t *o, dagger_fn_t fn,
+                                                const char *fname, const dagger_value_t *argv,
+                                                size_t argc);
+int dagger__hook_begin(dagger_ctx_t *ctx, dagger__spawn_hook_fn fn, void *ud);
+/* Close the innermost block if it is the hook block of `ud`; DAGGER_ESTATE otherwise. */
+int dagger__hook_end(dagger_ctx_t *ctx, void *ud);
+dagger_task_t *dagger__spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
+                                    dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
+                                    size_t argc);
+
+/* Called by dagger_cancel (after the flag is set), e.g. to wake a task blocked on a stream. */
+typedef void (*dagger__cancel_hook_fn)(dagger_task_t *t, void *ud);
+void dagger__task_set_cancel_hook(dagger_task_t *t, dagger__cancel_hook_fn fn, void *ud);
+
+/* The worker count of a context, and the context of a task. */
+int dagger__ctx_threads(const dagger_ctx_t *ctx);
+dagger_ctx_t *dagger__task_ctx(const dagger_task_t *t);
 
 #endif /* DAGGER_SRC_CORE_H */

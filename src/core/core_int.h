@@ -28,10 +28,6 @@ struct dagger__waiter {
 
 #define EV_CLOSED ((struct dagger__waiter *)1)
 
-struct dagger__event {
-    _Atomic(struct dagger__waiter *) head;
-};
-
 struct scratch {
     struct scratch *next;
     size_t size;
@@ -75,6 +71,8 @@ struct frame {
     dagger_task_t *last;     /* DAGGER_QUEUE_SEQUENTIAL: retained */
     dagger_task_t **held;    /* DAGGER_QUEUE_BULK: retained, each with a hold on pending */
     size_t nheld, capheld;
+    dagger__spawn_hook_fn hook; /* a feature region that takes over spawn */
+    void *hook_ud;
 };
 
 #define INLINE_ARGS 4
@@ -107,8 +105,10 @@ struct dagger_task {
     struct frame *frames;  /* queue blocks opened inside this task */
     struct err *err;
     struct scratch *scratch; /* copies made by dagger_str_copy, freed at completion */
-    dagger__wait_guard_fn guard_fn;
-    void *guard;
+    _Atomic(dagger__wait_guard_fn) guard_fn; /* set and cleared by a datadeps region */
+    void *_Atomic guard;
+    dagger__cancel_hook_fn cancel_fn;
+    void *cancel_ud;
     dagger_value_t result;
     dagger_value_t inline_args[INLINE_ARGS];
     struct dep inline_deps[INLINE_DEPS];
@@ -127,8 +127,6 @@ struct dagger_ctx {
 
 /* task.c */
 struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud);
-int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id);
-void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx);
 struct frame **dagger__frames_slot(void);
 /* Drop the holds of a closed bulk frame's tasks. */
 void dagger__task_unhold(dagger_task_t *t);

@@ -110,6 +110,7 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
 }
 
 int dagger_ctx_num_threads(const dagger_ctx_t *ctx) { return ctx ? ctx->nthreads : 0; }
+int dagger__ctx_threads(const dagger_ctx_t *ctx) { return ctx->nthreads; }
 
 int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
 {

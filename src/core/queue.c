@@ -65,5 +65,25 @@ int dagger_queue_end(dagger_ctx_t *ctx)
     return rc;
 }
 
+int dagger__hook_begin(dagger_ctx_t *ctx, dagger__spawn_hook_fn fn, void *ud)
+{
+    int rc = dagger_queue_begin(ctx, 0);
+    if (rc)
+        return rc;
+    struct frame *f = *dagger__frames_slot();
+    f->hook = fn;
+    f->hook_ud = ud;
+    return 0;
+}
+
+int dagger__hook_end(dagger_ctx_t *ctx, void *ud)
+{
+    struct frame *f = *dagger__frames_slot();
+    DAGGER_CHECK(f && f->ctx == ctx && f->hook && f->hook_ud == ud, DAGGER_ESTATE,
+                 "the innermost open block of this %s is not this region",
+                 dagger__cur_task() ? "task" : "thread");
+    return dagger_queue_end(ctx);
+}
+
 int dagger_sync_begin(dagger_ctx_t *ctx) { return dagger_queue_begin(ctx, DAGGER_QUEUE_WAITALL); }
 int dagger_sync_end(dagger_ctx_t *ctx) { return dagger_queue_end(ctx); }

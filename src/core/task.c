@@ -199,8 +199,10 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx)
     t->held_by = NULL;
     t->frames = NULL;
     t->err = NULL;
-    t->guard_fn = NULL;
-    t->guard = NULL;
+    atomic_init(&t->guard_fn, NULL);
+    atomic_init(&t->guard, NULL);
+    t->cancel_fn = NULL;
+    t->cancel_ud = NULL;
     t->result = dagger_nil();
     atomic_fetch_add_explicit(&ctx->live, 1, memory_order_relaxed);
     return t;
@@ -618,6 +620,16 @@ dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
         dagger__set_errmsg(DAGGER_EINVAL, "dagger_spawn: the context is NULL");
         return NULL;
     }
+    struct frame *top = *dagger__frames_slot();
+    if (DAGGER_UNLIKELY(top && top->hook && top->ctx == ctx))
+        return top->hook(top->hook_ud, ctx, o, fn, fname, argv, argc);
+    return dagger__spawn_nohook(ctx, o, fn, fname, argv, argc);
+}
+
+dagger_task_t *dagger__spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
+                                    dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
+                                    size_t argc)
+{
     dagger_task_t *t = task_alloc(ctx);
     if (!t) {
         dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: out of memory for a task record");
@@ -721,8 +733,9 @@ static int check_wait(dagger_task_t *t, const char *what)
     dagger_task_t *me = dagger__cur_task();
     DAGGER_CHECK(me != t, DAGGER_EDEADLK, "%s: task %llu '%s' waits for itself", what,
                  (unsigned long long)t->id, display_name(t));
-    if (t->guard_fn && atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
-        int rc = t->guard_fn(t, t->guard);
+    dagger__wait_guard_fn guard = atomic_load_explicit(&t->guard_fn, memory_order_acquire);
+    if (guard) { /* refused whether or not the task is done: no timing-dependent result */
+        int rc = guard(t, atomic_load_explicit(&t->guard, memory_order_relaxed));
         if (rc)
             return rc;
     }
@@ -739,7 +752,8 @@ static int check_wait(dagger_task_t *t, const char *what)
 
 int dagger_wait(dagger_task_t *t)
 {
-    if (t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE)
+    if (t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE &&
+        !atomic_load_explicit(&t->guard_fn, memory_order_relaxed))
         return 0;
     int rc = check_wait(t, "dagger_wait");
     if (rc)
@@ -749,7 +763,8 @@ int dagger_wait(dagger_task_t *t)
 
 int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
 {
-    if (DAGGER_UNLIKELY(!t || atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE)) {
+    if (DAGGER_UNLIKELY(!t || atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE ||
+                        atomic_load_explicit(&t->guard_fn, memory_order_relaxed))) {
         int rc = dagger_wait(t);
         if (rc)
             return rc;
@@ -860,13 +875,28 @@ int dagger_cancel(dagger_task_t *t)
 {
     DAGGER_CHECK(t, DAGGER_EINVAL, "dagger_cancel: the task handle is NULL");
     atomic_store_explicit(&t->cancel, 1, memory_order_release);
+    if (t->cancel_fn)
+        t->cancel_fn(t, t->cancel_ud);
     return 0;
+}
+
+void dagger__task_set_cancel_hook(dagger_task_t *t, dagger__cancel_hook_fn fn, void *ud)
+{
+    t->cancel_ud = ud;
+    t->cancel_fn = fn;
+}
+
+dagger_ctx_t *dagger__task_ctx(const dagger_task_t *t) { return t->ctx; }
+
+bool dagger__event_fired(struct dagger__event *ev)
+{
+    return atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED;
 }
 
 void dagger__task_set_wait_guard(dagger_task_t *t, dagger__wait_guard_fn fn, void *guard)
 {
-    t->guard_fn = fn;
-    t->guard = guard;
+    atomic_store_explicit(&t->guard, guard, memory_order_relaxed);
+    atomic_store_explicit(&t->guard_fn, fn, memory_order_release);
 }
 
 /* ---------------------------------------------------------------- inside a task */
