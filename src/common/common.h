@@ -24,6 +24,9 @@
 #define DAGGER_UNLIKELY(x) __builtin_expect(!!(x), 0)
 #define DAGGER_CACHELINE 64
 #define DAGGER_NOINLINE __attribute__((noinline, noipa))
+/* Thread-locals on hot paths: the initial-exec model is one %fs-relative access, where the
+ * default model of position-independent code calls __tls_get_addr. */
+#define DAGGER_TLS __thread __attribute__((tls_model("initial-exec")))
 #define DAGGER_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* Abort with a message: only for corrupted internal state, never for user input. */
@@ -70,6 +73,16 @@ static inline void dagger__cpu_relax(void)
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
+#endif
+}
+
+/* A full (store-load) fence. On x86 a locked no-op on the stack costs less than mfence. */
+static inline void dagger__fence_seq_cst(void)
+{
+#if defined(__x86_64__) && !defined(DAGGER_TSAN)
+    __asm__ __volatile__("lock orq $0, (%%rsp)" ::: "memory", "cc");
+#else
+    atomic_thread_fence(memory_order_seq_cst);
 #endif
 }
 

@@ -50,7 +50,7 @@ static struct {
     pthread_once_t once;
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT};
 
-static __thread struct tcache tc;
+static DAGGER_TLS struct tcache tc;
 
 static inline int class_of(size_t n)
 {
@@ -84,7 +84,7 @@ static void flush_thread(void *arg)
 
 static void make_key(void) { pthread_key_create(&g.key, flush_thread); }
 
-static int refill(int c)
+__attribute__((noinline)) static int refill(int c)
 {
     if (!tc.registered) {
         pthread_once(&g.once, make_key);
@@ -150,6 +150,23 @@ void *dagger__obj_alloc(size_t n)
     return o;
 }
 
+/* The thread's list of class `c` is long: hand its first BATCH objects to the global stack. */
+__attribute__((noinline)) static void spill(int c)
+{
+    if (!tc.registered) {
+        pthread_once(&g.once, make_key);
+        pthread_setspecific(g.key, &tc);
+        tc.registered = 1;
+    }
+    struct obj *first = tc.head[c], *last = first;
+    for (int i = 1; i < BATCH; i++)
+        last = last->next;
+    tc.head[c] = last->next;
+    last->next = NULL;
+    tc.count[c] -= BATCH;
+    push_batch(c, first);
+}
+
 void dagger__obj_free(void *p, size_t n)
 {
     if (!p)
@@ -163,19 +180,6 @@ void dagger__obj_free(void *p, size_t n)
     o->next = tc.head[c];
     tc.head[c] = o;
     POISON((char *)o + sizeof(struct obj), class_size(c) - sizeof(struct obj));
-    if (DAGGER_UNLIKELY(++tc.count[c] > 2 * BATCH)) {
-        if (!tc.registered) {
-            pthread_once(&g.once, make_key);
-            pthread_setspecific(g.key, &tc);
-            tc.registered = 1;
-        }
-        /* Hand the first BATCH objects to the global stack. */
-        struct obj *first = tc.head[c], *last = first;
-        for (int i = 1; i < BATCH; i++)
-            last = last->next;
-        tc.head[c] = last->next;
-        last->next = NULL;
-        tc.count[c] -= BATCH;
-        push_batch(c, first);
-    }
+    if (DAGGER_UNLIKELY(++tc.count[c] > 2 * BATCH))
+        spill(c);
 }

@@ -114,18 +114,34 @@ struct dagger_task {
     struct dep inline_deps[INLINE_DEPS];
 };
 
+/* Counters that every task touches (tasks in flight, task records alive) are kept per worker
+ * as credits so that spawning and finishing touch no shared cache line: a worker takes
+ * CREDIT_BATCH from the global count at a time, spends one per spawn, gets one back per
+ * completion, and gives back what it holds before it parks. The global count is then the true
+ * count plus the credits held, so it reads 0 only when nothing is in flight and no worker holds
+ * credit. Threads that are not workers update the global count directly. */
+enum { CNT_INFLIGHT = 0, CNT_LIVE = 1, CNT_N };
+#define CREDIT_BATCH 64
+
+struct credit {
+    int64_t n[CNT_N]; /* owner worker only */
+} __attribute__((aligned(DAGGER_CACHELINE)));
+
 struct dagger_ctx {
     dagger__pool *pool;
     int nthreads;
     uint64_t gen;
-    _Atomic int64_t inflight;       /* spawned, not finished */
-    _Atomic uint32_t drain_word;    /* bumped when inflight reaches 0 */
-    _Atomic int64_t live;           /* task records allocated, not freed */
+    struct credit *credit;          /* one per worker */
+    _Atomic int64_t count[CNT_N];   /* global counts, see struct credit */
+    _Atomic uint32_t drain_word;    /* bumped when the in-flight count reaches 0 */
     _Atomic uint64_t next_id;
     _Atomic uint32_t rr;            /* round robin among a scope's threads */
 };
 
 /* task.c */
+void dagger__count(dagger_ctx_t *ctx, int which, int64_t delta);
+/* A worker is about to park: give back its credits. */
+void dagger__count_idle(dagger_ctx_t *ctx, int worker);
 struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud);
 struct frame **dagger__frames_slot(void);
 /* Drop the holds of a closed bulk frame's tasks. */

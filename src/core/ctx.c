@@ -52,6 +52,8 @@ static int env_long(const char *name, long lo, long hi, long *out)
     return 0;
 }
 
+static void pool_idle(void *ud, int worker) { dagger__count_idle(ud, worker); }
+
 int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_ctx_open: out is NULL");
@@ -95,10 +97,20 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     dagger_ctx_t *ctx = dagger__calloc(1, sizeof *ctx);
     DAGGER_CHECK(ctx, DAGGER_ENOMEM, "dagger_ctx_open: out of memory");
     ctx->nthreads = o.num_threads;
+    ctx->credit = aligned_alloc(DAGGER_CACHELINE, sizeof(struct credit) * (size_t)o.num_threads);
+    if (!ctx->credit || !dagger__alloc_note()) {
+        free(ctx->credit);
+        dagger__free(ctx);
+        return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_ctx_open: out of memory");
+    }
+    memset(ctx->credit, 0, sizeof(struct credit) * (size_t)o.num_threads);
     ctx->gen = atomic_fetch_add(&ctx_gen, 1);
     atomic_init(&ctx->next_id, 1);
-    int rc = dagger__pool_open(&ctx->pool, o.num_threads, o.stack_size, dagger__task_run, ctx);
+    int rc = dagger__pool_open(&ctx->pool, o.num_threads, o.stack_size, dagger__task_run,
+                               pool_idle, ctx);
     if (rc) {
+        free(ctx->credit);
+        dagger__alloc_note_free();
         dagger__free(ctx);
         return rc == DAGGER_ENOMEM && !dagger_last_errmsg()[0]
                    ? dagger__set_errmsg(rc, "dagger_ctx_open: out of memory")
@@ -122,13 +134,13 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
                  "dagger_ctx_close: called from inside task %llu of this context",
                  (unsigned long long)me->id);
     /* Drain: every spawned task finishes (the timed wait only guards against a lost wake). */
-    while (atomic_load_explicit(&ctx->inflight, memory_order_acquire) > 0) {
+    while (atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_acquire) > 0) {
         uint32_t w = atomic_load_explicit(&ctx->drain_word, memory_order_acquire);
-        if (atomic_load_explicit(&ctx->inflight, memory_order_acquire) == 0)
+        if (atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_acquire) == 0)
             break;
         dagger__futex_wait(&ctx->drain_word, w, 10 * 1000 * 1000);
     }
-    int64_t live = atomic_load_explicit(&ctx->live, memory_order_acquire);
+    int64_t live = atomic_load_explicit(&ctx->count[CNT_LIVE], memory_order_acquire);
     if (live > 0 && !(flags & DAGGER_CLOSE_FORCE)) {
 #ifndef NDEBUG
         fprintf(stderr, "dagger: dagger_ctx_close: %lld task handle%s still held\n",
@@ -141,6 +153,8 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
     }
     dagger__pool_close(ctx->pool);
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */
+    free(ctx->credit);
+    dagger__alloc_note_free();
     dagger__free(ctx);
     return 0;
 }

@@ -21,9 +21,9 @@
 
 /* ---------------------------------------------------------------- thread-local state */
 
-static __thread dagger_task_t *tls_task;
-static __thread struct frame *tls_frames;
-static __thread struct {
+static DAGGER_TLS dagger_task_t *tls_task;
+static DAGGER_TLS struct frame *tls_frames;
+static DAGGER_TLS struct {
     uint64_t gen, next, end;
 } tls_ids;
 
@@ -46,6 +46,58 @@ static uint64_t next_id(dagger_ctx_t *ctx)
         tls_ids.end = base + 256;
     }
     return tls_ids.next++;
+}
+
+/* ---------------------------------------------------------------- counters */
+
+static void global_add(dagger_ctx_t *ctx, int which, int64_t delta)
+{
+    int64_t before = atomic_fetch_add_explicit(&ctx->count[which], delta, memory_order_acq_rel);
+    if (which == CNT_INFLIGHT && before + delta == 0) {
+        atomic_fetch_add_explicit(&ctx->drain_word, 1, memory_order_release);
+        dagger__futex_wake(&ctx->drain_word, INT_MAX);
+    }
+}
+
+static inline void count_w(dagger_ctx_t *ctx, int w, int which, int64_t delta)
+{
+    if (w < 0) {
+        global_add(ctx, which, delta);
+        return;
+    }
+    int64_t *c = &ctx->credit[w].n[which];
+    if (delta > 0) {
+        if (DAGGER_UNLIKELY(*c < delta)) {
+            global_add(ctx, which, CREDIT_BATCH + delta);
+            *c += CREDIT_BATCH + delta;
+        }
+        *c -= delta;
+    } else {
+        *c -= delta;
+        if (DAGGER_UNLIKELY(*c > 4 * CREDIT_BATCH)) {
+            int64_t give = *c - CREDIT_BATCH;
+            *c = CREDIT_BATCH;
+            global_add(ctx, which, -give);
+        }
+    }
+}
+
+void dagger__count(dagger_ctx_t *ctx, int which, int64_t delta)
+{
+    count_w(ctx, dagger__pool_self(ctx->pool), which, delta);
+}
+
+void dagger__count_idle(dagger_ctx_t *ctx, int worker)
+{
+    /* Records first: once the in-flight count reads 0, close may read the record count. */
+    for (int which = CNT_LIVE; which >= CNT_INFLIGHT; which--) {
+        int64_t *c = &ctx->credit[worker].n[which];
+        if (*c) {
+            int64_t give = *c;
+            *c = 0;
+            global_add(ctx, which, -give);
+        }
+    }
 }
 
 /* ---------------------------------------------------------------- names and messages */
@@ -166,7 +218,7 @@ static int fail_upstream(dagger_task_t *t, const struct dep *d)
 
 /* ---------------------------------------------------------------- records */
 
-static dagger_task_t *task_alloc(dagger_ctx_t *ctx)
+static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
 {
     dagger_task_t *t = dagger__obj_alloc(sizeof *t);
     if (!t)
@@ -204,12 +256,12 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx)
     t->cancel_fn = NULL;
     t->cancel_ud = NULL;
     t->result = dagger_nil();
-    atomic_fetch_add_explicit(&ctx->live, 1, memory_order_relaxed);
+    count_w(ctx, w, CNT_LIVE, 1);
     return t;
 }
 
 /* Free the argument storage of a finished (or never started) task; drops its dependencies. */
-static void drop_args(dagger_task_t *t)
+static void drop_args_slow(dagger_task_t *t)
 {
     for (uint32_t i = 0; i < t->nargs; i++)
         dagger__value_drop(&t->args[i]);
@@ -229,19 +281,27 @@ static void drop_args(dagger_task_t *t)
     t->nargs = t->ndeps = 0;
 }
 
-static __thread dagger_task_t *tls_free_list;
-static __thread int tls_freeing;
+static inline void drop_args(dagger_task_t *t)
+{
+    if (t->nargs | t->ndeps || t->scratch)
+        drop_args_slow(t);
+}
+
+static DAGGER_TLS dagger_task_t *tls_free_list;
+static DAGGER_TLS int tls_freeing;
 
 static void task_free_one(dagger_task_t *t)
 {
     dagger_ctx_t *ctx = t->ctx;
     drop_args(t);
-    dagger__value_drop(&t->result);
-    err_free(t->err);
-    if (t->flags & TF_NAME_OWNED)
+    if (t->result.flags & DAGGER_VALUE_OWNED)
+        dagger__value_drop(&t->result);
+    if (DAGGER_UNLIKELY(t->err != NULL))
+        err_free(t->err);
+    if (DAGGER_UNLIKELY(t->flags & TF_NAME_OWNED))
         dagger__obj_free((void *)t->name, strlen(t->name) + 1);
     dagger__obj_free(t, sizeof *t);
-    atomic_fetch_sub_explicit(&ctx->live, 1, memory_order_release);
+    count_w(ctx, dagger__pool_self(ctx->pool), CNT_LIVE, -1);
 }
 
 dagger_task_t *dagger_task_retain(dagger_task_t *t)
@@ -415,10 +475,7 @@ static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
     if (g && atomic_fetch_sub_explicit(&g->pending, 1, memory_order_acq_rel) == 1)
         dagger__event_fire(&g->ev, ctx);
     dagger_task_release(t);
-    if (atomic_fetch_sub_explicit(&ctx->inflight, 1, memory_order_acq_rel) == 1) {
-        atomic_fetch_add_explicit(&ctx->drain_word, 1, memory_order_release);
-        dagger__futex_wake(&ctx->drain_word, INT_MAX);
-    }
+    count_w(ctx, want_cont ? dagger__pool_self(ctx->pool) : -1, CNT_INFLIGHT, -1);
     return cont;
 }
 
@@ -441,7 +498,8 @@ static int settle(dagger_task_t *t, int r, dagger_value_t *out)
     if (atomic_load_explicit(&t->cancel, memory_order_acquire))
         return fail_root(t, DAGGER_ECANCELED, "cancelled while running");
     t->result = *out;
-    if (dagger__value_own(&t->result) != 0) {
+    if (out->kind >= DAGGER_KIND_STR && out->kind != DAGGER_KIND_PTR &&
+        dagger__value_own(&t->result) != 0) {
         t->result = dagger_nil();
         return fail_rootf(t, DAGGER_ENOMEM, "out of memory copying the %u-byte result",
                           out->len);
@@ -613,6 +671,10 @@ static void set_name(dagger_task_t *t, const dagger_task_opts_t *o, const char *
     t->name = fname;
 }
 
+static dagger_task_t *spawn(dagger_ctx_t *ctx, struct frame *top, const dagger_task_opts_t *o,
+                            dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
+                            size_t argc);
+
 dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
                                  const char *fname, const dagger_value_t *argv, size_t argc)
 {
@@ -623,79 +685,107 @@ dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
     struct frame *top = *dagger__frames_slot();
     if (DAGGER_UNLIKELY(top && top->hook && top->ctx == ctx))
         return top->hook(top->hook_ud, ctx, o, fn, fname, argv, argc);
-    return dagger__spawn_nohook(ctx, o, fn, fname, argv, argc);
+    return spawn(ctx, top, o, fn, fname, argv, argc);
 }
 
 dagger_task_t *dagger__spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
                                     dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
                                     size_t argc)
 {
-    dagger_task_t *t = task_alloc(ctx);
-    if (!t) {
-        dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: out of memory for a task record");
-        return NULL;
-    }
-    t->fn = fn;
-    set_name(t, o, fname);
-    if (DAGGER_UNLIKELY(atomic_load_explicit(&dagger__trace_on, memory_order_relaxed))) {
-        if (!t->name)
-            t->name = display_name(t); /* resolve the symbol once, not at every export */
-        dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED),
-                            dagger__pool_self(ctx->pool));
-    }
+    return spawn(ctx, *dagger__frames_slot(), o, fn, fname, argv, argc);
+}
 
-    /* Queue blocks of this thread or task: innermost WAITALL counts the task, every
-     * SEQUENTIAL block chains it, the innermost BULK block holds it. */
+/* Apply the queue blocks of this thread or task: the innermost WAITALL counts the task, every
+ * SEQUENTIAL block chains it, the innermost BULK block holds it. */
+static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
+                                  dagger_task_t **seq, int *nseq)
+{
     struct frame *bulk = NULL;
-    dagger_task_t *seq[MAX_SEQ];
-    int nseq = 0;
-    for (struct frame *f = *dagger__frames_slot(); f; f = f->up) {
+    for (struct frame *f = top; f; f = f->up) {
         if (f->ctx != ctx)
             continue;
         if ((f->mode & DAGGER_QUEUE_WAITALL) && !t->group)
             t->group = &f->group;
         if ((f->mode & DAGGER_QUEUE_BULK) && !bulk)
             bulk = f;
-        if ((f->mode & DAGGER_QUEUE_SEQUENTIAL) && f->last && nseq < MAX_SEQ) {
+        if ((f->mode & DAGGER_QUEUE_SEQUENTIAL) && f->last && *nseq < MAX_SEQ) {
             bool dup = false;
-            for (int i = 0; i < nseq; i++)
+            for (int i = 0; i < *nseq; i++)
                 dup |= seq[i] == f->last;
             if (!dup)
-                seq[nseq++] = f->last;
+                seq[(*nseq)++] = f->last;
         }
     }
     if (t->group)
         atomic_fetch_add_explicit(&t->group->pending, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&ctx->inflight, 1, memory_order_relaxed);
+    return bulk;
+}
 
-    int nd = 0;
-    int rc = spawn_setup(t, o, argv, argc, seq, nseq, &nd);
-    if (rc) {
-        fail_root(t, rc, dagger_last_errmsg());
-        complete(t, rc, false);
-        return t;
-    }
-    for (struct frame *f = *dagger__frames_slot(); f; f = f->up) {
+/* After a successful setup: become the last task of SEQUENTIAL blocks, be held by BULK. */
+static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
+                             struct frame *bulk)
+{
+    for (struct frame *f = top; f; f = f->up) {
         if (f->ctx == ctx && (f->mode & DAGGER_QUEUE_SEQUENTIAL)) {
             dagger_task_release(f->last);
             f->last = dagger_task_retain(t);
         }
     }
-    uint32_t holds = 1;
-    if (bulk) {
-        if (bulk->nheld == bulk->capheld) {
-            size_t cap = bulk->capheld ? bulk->capheld * 2 : 16;
-            dagger_task_t **h = dagger__realloc(bulk->held, cap * sizeof *h);
-            if (h) {
-                bulk->held = h;
-                bulk->capheld = cap;
-            }
+    if (!bulk)
+        return 0;
+    if (bulk->nheld == bulk->capheld) {
+        size_t cap = bulk->capheld ? bulk->capheld * 2 : 16;
+        dagger_task_t **h = dagger__realloc(bulk->held, cap * sizeof *h);
+        if (h) {
+            bulk->held = h;
+            bulk->capheld = cap;
         }
-        if (bulk->nheld < bulk->capheld) {
-            bulk->held[bulk->nheld++] = dagger_task_retain(t);
-            t->held_by = bulk;
-            holds = 2;
-        }
+    }
+    if (bulk->nheld == bulk->capheld)
+        return 0; /* out of memory to hold it: it starts at once rather than being lost */
+    bulk->held[bulk->nheld++] = dagger_task_retain(t);
+    t->held_by = bulk;
+    return 1;
+}
+
+static dagger_task_t *spawn(dagger_ctx_t *ctx, struct frame *top, const dagger_task_opts_t *o,
+                            dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
+                            size_t argc)
+{
+    int w = dagger__pool_self(ctx->pool);
+    dagger_task_t *t = task_alloc(ctx, w);
+    if (!t) {
+        dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: out of memory for a task record");
+        return NULL;
+    }
+    t->fn = fn;
+    if (DAGGER_UNLIKELY(o != NULL))
+        set_name(t, o, fname);
+    else
+        t->name = fname;
+    if (DAGGER_UNLIKELY(atomic_load_explicit(&dagger__trace_on, memory_order_relaxed))) {
+        if (!t->name)
+            t->name = display_name(t); /* resolve the symbol once, not at every export */
+        dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
+    }
+    struct frame *bulk = NULL;
+    dagger_task_t *seq[MAX_SEQ];
+    int nseq = 0;
+    if (top)
+        bulk = apply_frames(ctx, t, top, seq, &nseq);
+    count_w(ctx, w, CNT_INFLIGHT, 1);
+
+    int nd = 0;
+    int rc = spawn_setup(t, o, argv, argc, seq, nseq, &nd);
+    if (DAGGER_UNLIKELY(rc)) {
+        fail_root(t, rc, dagger_last_errmsg());
+        complete(t, rc, false);
+        return t;
+    }
+    uint32_t holds = 1 + (top ? enter_frames(ctx, t, top, bulk) : 0);
+    if (nd == 0 && holds == 1) { /* nobody else can see the task yet: no atomics needed */
+        make_ready(t);
+        return t;
     }
     atomic_store_explicit(&t->pending, holds + (uint32_t)nd, memory_order_relaxed);
     uint32_t done = 0;
@@ -1032,4 +1122,23 @@ void *dagger_arg_ptr(const dagger_args_t *a, size_t i)
 {
     const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_PTR, -1);
     return v ? (void *)v->u.p : NULL;
+}
+
+/* ---------------------------------------------------------------- for feature layers */
+
+/* The argument array of a running task and its count: the streaming layer runs a body again and
+ * again and substitutes the values of its input streams between runs (src/stream). */
+dagger_value_t *dagger__task_args(dagger_task_t *t, uint32_t *n)
+{
+    *n = t->nargs;
+    return t->args;
+}
+
+/* The code of a failure already recorded on a running task (dagger_fail, a failing argument
+ * accessor), or 0: a body that returned 0 may still have failed. */
+int dagger__task_failed(const dagger_task_t *t)
+{
+    if (t->argerr)
+        return t->argerr;
+    return t->err ? t->err->code : 0;
 }

@@ -26,7 +26,8 @@ struct dagger__deque {
     char pad0[64 - sizeof(_Atomic int64_t)];
     _Atomic int64_t bottom;                 /* written by the owner only */
     _Atomic(struct dq_buf *) buf;           /* owner grows it */
-    char pad1[64 - sizeof(_Atomic int64_t) - sizeof(void *)];
+    int64_t top_seen;                       /* owner only: a past value of top (<= top) */
+    char pad1[64 - 2 * sizeof(int64_t) - sizeof(void *)];
 };
 
 #define DQ_EMPTY ((void *)0)
@@ -48,6 +49,7 @@ static inline int dq_init(struct dagger__deque *d, int64_t cap)
 {
     atomic_init(&d->top, 0);
     atomic_init(&d->bottom, 0);
+    d->top_seen = 0;
     struct dq_buf *b = dq_buf_new(cap);
     atomic_init(&d->buf, b);
     return b ? 0 : -1;
@@ -63,12 +65,16 @@ static inline void dq_destroy(struct dagger__deque *d)
     }
 }
 
-/* Owner only. Returns 0, or -1 when the buffer could not grow. */
+/* Owner only. Returns 0, or -1 when the buffer could not grow.
+ * The owner reads the contended `top` only when the buffer looks full by its last reading of
+ * it: top only grows, so an old value overestimates the fill, never the free room. */
 static inline int dq_push(struct dagger__deque *d, void *x)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
     struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
+    int64_t t = d->top_seen;
+    if (__builtin_expect(b - t > a->mask, 0))
+        t = d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
     if (__builtin_expect(b - t > a->mask, 0)) {
         struct dq_buf *n = dq_buf_new((a->mask + 1) * 2);
         if (!n)
@@ -94,6 +100,7 @@ static inline void *dq_pop(struct dagger__deque *d)
     struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
     atomic_store_explicit(&d->bottom, b, memory_order_seq_cst);
     int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+    d->top_seen = t;
     void *x = DQ_EMPTY;
     if (t <= b) {
         x = atomic_load_explicit(&a->slot[b & a->mask], memory_order_relaxed);

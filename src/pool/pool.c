@@ -59,6 +59,7 @@ struct dagger__pool {
     int n;
     struct worker *w;
     dagger__run_fn run;
+    dagger__idle_fn idle;
     void *ud;
     size_t stack_size;
     struct jobq inject;
@@ -87,7 +88,7 @@ struct dagger__pool {
 
 /* ---------------------------------------------------------------- thread-local identity */
 
-static __thread struct worker *tls_worker;
+static DAGGER_TLS struct worker *tls_worker;
 
 /* Out of line on purpose: a job may resume on another thread after a switch, and the
  * compiler must not reuse a thread-local address computed before it. */
@@ -96,7 +97,7 @@ DAGGER_NOINLINE static void set_self(struct worker *w) { tls_worker = w; }
 
 int dagger__pool_self(const dagger__pool *p)
 {
-    struct worker *w = self();
+    struct worker *w = tls_worker; /* an out-of-line function: nothing to reuse across a switch */
     return w && w->pool == p ? w->index : -1;
 }
 
@@ -257,7 +258,7 @@ static struct dagger__job *heap_pop(dagger__pool *p, int32_t min_prio)
 
 static void notify(dagger__pool *p, int all)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    dagger__fence_seq_cst(); /* the job is published before sleepers is read */
     if (atomic_load_explicit(&p->sleepers, memory_order_relaxed) > 0) {
         atomic_fetch_add_explicit(&p->epoch, 1, memory_order_seq_cst);
         dagger__futex_wake(&p->epoch, all ? INT_MAX : 1);
@@ -368,7 +369,7 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
         }
         /* Out of memory for the heap: run it without its priority rather than lose it. */
     }
-    struct worker *w = self();
+    struct worker *w = tls_worker; /* no switch in this function */
     if (w && w->pool == p && dq_push(&w->dq, j) == 0) {
         notify(p, 0);
         return;
@@ -394,7 +395,7 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
     int n = p->n;
     if (n <= 1)
         return NULL;
-    int start = (int)(rng_next(&w->rng) % (uint64_t)n);
+    int start = (int)(((rng_next(&w->rng) >> 32) * (uint64_t)n) >> 32);
     for (int k = 0; k < n; k++) {
         int v = (start + k) % n;
         if (v == w->index)
@@ -457,6 +458,8 @@ static struct dagger__job *find_work(dagger__pool *p, struct worker *w)
             return j;
         if (atomic_load(&p->shutdown))
             return NULL;
+        if (p->idle)
+            p->idle(p->ud, w->index);
         atomic_fetch_add_explicit(&p->sleepers, 1, memory_order_seq_cst);
         uint32_t e = atomic_load_explicit(&p->epoch, memory_order_seq_cst);
         if (has_work(p, w) || atomic_load(&p->shutdown)) {
@@ -596,7 +599,8 @@ static void *worker_main(void *arg)
 
 /* ---------------------------------------------------------------- open / close */
 
-int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_fn run, void *ud)
+int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_fn run,
+                      dagger__idle_fn idle, void *ud)
 {
     dagger__pool *p = dagger__calloc(1, sizeof *p);
     if (!p)
@@ -610,6 +614,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
     memset(p->w, 0, sizeof(struct worker) * (size_t)n);
     p->n = n;
     p->run = run;
+    p->idle = idle;
     p->ud = ud;
     p->stack_size = stack_size;
     jobq_init(&p->inject);
@@ -623,7 +628,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         w->index = i;
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
         jobq_init(&w->mailbox);
-        if (dq_init(&w->dq, 1024) != 0) {
+        if (dq_init(&w->dq, 4096) != 0) {
             for (int k = 0; k <= i; k++)
                 dq_destroy(&p->w[k].dq);
             free(p->w);

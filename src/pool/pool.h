@@ -30,8 +30,11 @@ struct dagger__job {
  * with no placement constraint), or NULL. */
 typedef struct dagger__job *(*dagger__run_fn)(struct dagger__job *job, void *ud);
 
+/* Called on a worker that is about to park (it found no work). */
+typedef void (*dagger__idle_fn)(void *ud, int worker);
+
 int dagger__pool_open(dagger__pool **out, int nthreads, size_t stack_size, dagger__run_fn run,
-                      void *ud);
+                      dagger__idle_fn idle, void *ud);
 /* Stops and joins every thread; the caller has drained all work. */
 void dagger__pool_close(dagger__pool *p);
 int dagger__pool_size(const dagger__pool *p);

@@ -1,0 +1,126 @@
+/* src/stream/stream_int.h - records of the streaming layer: regions, nodes, edges.
+ *
+ * Design: a region records each spawn as a node whose task is a real core task running
+ * driver() (driver.c), held by a bulk queue block until dagger_stream_end. An edge is a
+ * single-producer single-consumer ring between two nodes: slots of dagger_value_t, and for
+ * strings and blobs a byte area of max_value_bytes per slot, allocated once by the producer at
+ * the first such value. A blocked driver publishes a fresh core event on the edge (cons_wait
+ * when the ring is empty, prod_wait when it is full), rechecks, and suspends in
+ * dagger__event_wait; whoever changes the condition takes the event out with an exchange and
+ * fires it, so exactly one party fires each event.
+ * Invariants: an edge's head only grows, by its producer; tail only grows, by its consumer;
+ * head - tail <= cap; `closed` is stored after the producer's last head store; a region is
+ * freed when its last reference goes (one per node that is not ended, one for the opener until
+ * dagger_stream_end), after every driver has left its loop.
+ * Lock order: reg_lock (region.c) is a leaf; it is held while hooks wake nodes.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_SRC_STREAM_INT_H
+#define DAGGER_SRC_STREAM_INT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "dagger.h"
+#include "dagger/stream.h"
+#include "src/common/common.h"
+#include "src/core/core.h"
+
+/* Added to the end of src/core/task.c for this layer (see its comments). */
+dagger_value_t *dagger__task_args(dagger_task_t *t, uint32_t *n);
+int dagger__task_failed(const dagger_task_t *t);
+
+enum { N_NEW = 0, N_RUNNING, N_ENDED };         /* node->state */
+enum { STOP_NONE = 0, STOP_DRAIN, STOP_HARD };  /* node->stop */
+enum { END_OK = 0, END_ERROR, END_CANCEL };     /* how a node ended */
+
+struct node;
+
+struct edge {
+    /* producer's line */
+    _Atomic uint64_t head;
+    uint64_t tail_cache; /* producer only */
+    _Atomic(struct dagger__event *) prod_wait;
+    char pad0[DAGGER_CACHELINE - 24];
+    /* consumer's line */
+    _Atomic uint64_t tail;
+    uint64_t head_cache; /* consumer only */
+    _Atomic(struct dagger__event *) cons_wait;
+    char pad1[DAGGER_CACHELINE - 24];
+    /* set once each */
+    _Atomic int closed; /* the producer ended: no value after head */
+    _Atomic int dead;   /* the consumer ended: pushes are dropped */
+    uint64_t cap, mask, thr; /* thr: free slots at which a waiting producer is woken */
+    dagger_value_t *slots;   /* mask + 1 entries */
+    char *bytes;             /* (mask + 1) * slot_bytes, allocated by the producer */
+    uint32_t slot_bytes;
+    uint32_t argi; /* the consumer's argument index */
+    struct node *src, *dst;
+} __attribute__((aligned(DAGGER_CACHELINE)));
+
+struct in_arg {
+    uint32_t argi;
+    uint32_t src; /* producer node index */
+    struct edge *e;
+};
+
+struct ext_arg {
+    uint32_t argi;
+    dagger_task_t *t; /* +1: a task outside the region, fetched when the driver starts */
+};
+
+struct node {
+    struct dagger_stream *r;
+    dagger_task_t *task; /* +1 while the region lives */
+    dagger_fn_t fn;
+    uint32_t idx;
+    dagger_stream_opts_t opts; /* in effect when it was spawned */
+    struct in_arg *ins;
+    uint32_t nins;
+    struct ext_arg *exts;
+    uint32_t nexts;
+    dagger_task_t **sync; /* +1 each: the spawn's syncdeps, waited for at start */
+    uint32_t nsync;
+    struct edge **outs;
+    uint32_t nouts, capouts;
+    _Atomic int state;
+    _Atomic int stop;
+    int end_kind; /* set by whoever ends it */
+    /* dagger_finish_stream: driver only */
+    bool finish;
+    dagger_value_t last, result;
+};
+
+struct dagger_stream {
+    dagger_ctx_t *ctx;
+    dagger_stream_opts_t opts;
+    struct node **nodes;
+    uint32_t nnodes, capnodes; /* guarded by reg_lock while the region is open */
+    _Atomic uint32_t refs;
+    _Atomic uint32_t running; /* nodes that have not ended */
+    struct dagger__event all_ended;
+    _Atomic(struct node *) err_origin;
+    bool launched; /* guarded by reg_lock */
+    bool open;     /* between begin and end: owner only */
+    struct dagger_stream *next, *prev; /* registry, guarded by reg_lock */
+};
+
+/* region.c */
+struct node *dagger__stream_lookup(const dagger_task_t *t);
+void dagger__stream_node_end(struct node *n, int kind);
+void dagger__stream_release(struct dagger_stream *r);
+void dagger__stream_wake(struct node *n);
+
+/* driver.c */
+int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out);
+
+static inline void dagger__stream_fire(struct dagger_stream *r, _Atomic(struct dagger__event *) *w)
+{
+    if (atomic_load_explicit(w, memory_order_relaxed)) {
+        struct dagger__event *ev = atomic_exchange_explicit(w, NULL, memory_order_acq_rel);
+        if (ev)
+            dagger__event_fire(ev, r->ctx);
+    }
+}
+
+#endif /* DAGGER_SRC_STREAM_INT_H */
