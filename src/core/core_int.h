@@ -57,10 +57,22 @@ struct err {
     struct root *root;
 };
 
+/* A WAITALL block's count of its tasks. Only the block's owner spawns into it, so the number
+ * spawned is a plain counter; finished tasks are counted per worker (no shared cache line per
+ * task). At the end the owner publishes the target and waits until the sum reaches it; a
+ * finisher that sees the target fires the event when its own count completes the sum. */
+struct gslot {
+    _Atomic int64_t done;   /* finished on this worker (the last slot: any other thread) */
+    _Atomic int32_t active; /* a finisher is between counting and leaving the group */
+} __attribute__((aligned(DAGGER_CACHELINE)));
+
 struct group {
-    _Atomic uint32_t pending; /* tasks not finished, +1 while the block is open */
+    int64_t spawned;                    /* the owner only */
+    _Atomic int64_t target;             /* -1 while the block is open */
     struct dagger__event ev;
     _Atomic(dagger_task_t *) first_err; /* retained */
+    struct gslot *slots;
+    int nslots;                         /* workers + 1 */
 };
 
 struct frame {
@@ -139,6 +151,7 @@ struct dagger_ctx {
 };
 
 /* task.c */
+int64_t dagger__group_sum(struct group *g);
 void dagger__count(dagger_ctx_t *ctx, int which, int64_t delta);
 /* A worker is about to park: give back its credits. */
 void dagger__count_idle(dagger_ctx_t *ctx, int worker);

@@ -22,9 +22,19 @@ int dagger_queue_begin(dagger_ctx_t *ctx, unsigned mode)
     memset(f, 0, sizeof *f);
     f->ctx = ctx;
     f->mode = mode;
-    atomic_init(&f->group.pending, 1);
+    atomic_init(&f->group.target, -1);
     atomic_init(&f->group.ev.head, NULL);
     atomic_init(&f->group.first_err, NULL);
+    if (mode & DAGGER_QUEUE_WAITALL) {
+        int n = ctx->nthreads + 1;
+        f->group.slots = dagger__obj_alloc((size_t)n * sizeof(struct gslot));
+        if (!f->group.slots) {
+            dagger__obj_free(f, sizeof *f);
+            return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_queue_begin: out of memory");
+        }
+        memset(f->group.slots, 0, (size_t)n * sizeof(struct gslot));
+        f->group.nslots = n;
+    }
     struct frame **slot = dagger__frames_slot();
     f->up = *slot;
     *slot = f;
@@ -50,10 +60,16 @@ int dagger_queue_end(dagger_ctx_t *ctx)
     int rc = 0;
     /* Only WAITALL blocks count their tasks; the others' group is never waited on. */
     struct group *g = &f->group;
-    if (atomic_fetch_sub_explicit(&g->pending, 1, memory_order_acq_rel) == 1)
-        dagger__event_fire(&g->ev, ctx);
     if (f->mode & DAGGER_QUEUE_WAITALL) {
-        dagger__event_wait(ctx, &g->ev, 0);
+        atomic_store_explicit(&g->target, g->spawned, memory_order_relaxed);
+        dagger__fence_seq_cst(); /* pairs with the finishers' fence (group_done) */
+        if (dagger__group_sum(g) != g->spawned)
+            dagger__event_wait(ctx, &g->ev, 0);
+        /* Every task is counted; wait for the finishers still reading the group. */
+        for (int i = 0; i < g->nslots; i++)
+            while (atomic_load_explicit(&g->slots[i].active, memory_order_acquire))
+                dagger__cpu_relax();
+        dagger__obj_free(g->slots, (size_t)g->nslots * sizeof(struct gslot));
         dagger_task_t *e = atomic_load_explicit(&g->first_err, memory_order_acquire);
         if (e) {
             rc = dagger_task_error(e);

@@ -449,6 +449,40 @@ int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_
     return 0;
 }
 
+/* ---------------------------------------------------------------- groups */
+
+int64_t dagger__group_sum(struct group *g)
+{
+    int64_t sum = 0;
+    for (int i = 0; i < g->nslots; i++)
+        sum += atomic_load_explicit(&g->slots[i].done, memory_order_acquire);
+    return sum;
+}
+
+/* Count a finished task of `g` on worker `w` (-1: not a worker of this context). */
+static void group_done(struct group *g, dagger_ctx_t *ctx, int w)
+{
+    struct gslot *s;
+    if (w >= 0 && w < g->nslots - 1) {
+        s = &g->slots[w];
+        atomic_store_explicit(&s->active, 1, memory_order_relaxed);
+        atomic_store_explicit(&s->done, atomic_load_explicit(&s->done, memory_order_relaxed) + 1,
+                              memory_order_release);
+    } else {
+        s = &g->slots[g->nslots - 1];
+        atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
+    }
+    dagger__fence_seq_cst(); /* pairs with the owner's fence after it publishes the target */
+    int64_t target = atomic_load_explicit(&g->target, memory_order_relaxed);
+    if (target >= 0 && dagger__group_sum(g) == target)
+        dagger__event_fire(&g->ev, ctx);
+    if (s == &g->slots[g->nslots - 1])
+        atomic_fetch_sub_explicit(&s->active, 1, memory_order_release);
+    else
+        atomic_store_explicit(&s->active, 0, memory_order_release);
+}
+
 /* ---------------------------------------------------------------- completion */
 
 static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
@@ -472,10 +506,11 @@ static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
     DAGGER__TRACE(dagger__trace_finish(t->id, t->thread, rc));
     atomic_store_explicit(&t->state, T_DONE, memory_order_release);
     dagger_task_t *cont = fire(&t->waiters, ctx, want_cont);
-    if (g && atomic_fetch_sub_explicit(&g->pending, 1, memory_order_acq_rel) == 1)
-        dagger__event_fire(&g->ev, ctx);
+    int w = want_cont ? dagger__pool_self(ctx->pool) : -1;
+    if (g)
+        group_done(g, ctx, w);
     dagger_task_release(t);
-    count_w(ctx, want_cont ? dagger__pool_self(ctx->pool) : -1, CNT_INFLIGHT, -1);
+    count_w(ctx, w, CNT_INFLIGHT, -1);
     return cont;
 }
 
@@ -717,7 +752,7 @@ static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct fr
         }
     }
     if (t->group)
-        atomic_fetch_add_explicit(&t->group->pending, 1, memory_order_relaxed);
+        t->group->spawned++;
     return bulk;
 }
 
