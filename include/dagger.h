@@ -339,7 +339,7 @@ static inline dagger_task_t *dagger_spawnv_opts(dagger_ctx_t *ctx, const dagger_
 /** Take another reference to `t`. Returns: `t`. Thread safety: any thread, lock-free. */
 DAGGER_API dagger_task_t *dagger_task_retain(dagger_task_t *t);
 /** Drop a reference; the last one frees the task (a running task is kept alive by the runtime).
- *  NULL is accepted. Thread safety: any thread, lock-free. */
+ *  NULL is accepted. Thread safety: any thread; lock-free except the final free. */
 DAGGER_API void dagger_task_release(dagger_task_t *t);
 
 /** Wait for `t` and borrow its result into `*out` (out may be NULL).
@@ -370,9 +370,10 @@ DAGGER_API const char *dagger_task_errmsg(const dagger_task_t *t);
 /** The task's id (unique in its context) and name. Thread safety: any thread. */
 DAGGER_API uint64_t dagger_task_id(const dagger_task_t *t);
 DAGGER_API const char *dagger_task_name(const dagger_task_t *t);
-/** Ask `t` to stop: a task that has not started never runs, a running task sees
- *  dagger_tc_cancelled; either way it ends with DAGGER_ECANCELED. No effect on a finished task.
- *  Returns: 0, or DAGGER_EINVAL for NULL. Thread safety: any thread, lock-free. */
+/** Ask `t` to stop: a task that has not started never runs and ends with DAGGER_ECANCELED; a
+ *  running task sees dagger_tc_cancelled and ends with DAGGER_ECANCELED unless its body fails
+ *  with an error of its own, which is kept. No effect on a finished task.
+ *  Returns: 0, or DAGGER_EINVAL for NULL. Thread safety: any thread. */
 DAGGER_API int dagger_cancel(dagger_task_t *t);
 
 /* ---------------------------------------------------------------- inside a task */
