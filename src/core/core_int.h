@@ -102,12 +102,14 @@ struct dagger_task {
     struct dagger__event waiters;
     int rc;          /* valid once state is T_DONE */
     int argerr;      /* set by a failing argument accessor */
-    int thread;      /* worker it last ran on */
+    int16_t thread;     /* worker it last ran on */
+    uint16_t help_depth; /* nesting of tasks run inline by waiting parents (see help()) */
     uint32_t flags;
     uint32_t nargs, ndeps;
     uint32_t capargs, capdeps; /* allocated entries (free with these sizes) */
     uint64_t id;
     dagger_ctx_t *ctx;
+    dagger_task_t *parent; /* the task that spawned it (never dereferenced: compared only) */
     dagger_fn_t fn;
     const char *name;
     dagger_value_t *args;

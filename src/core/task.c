@@ -243,6 +243,8 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->scratch = NULL;
     t->id = next_id(ctx);
     t->ctx = ctx;
+    t->parent = NULL;
+    t->help_depth = 0;
     t->fn = NULL;
     t->name = NULL;
     t->args = t->inline_args;
@@ -794,6 +796,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, struct frame *top, const dagger_t
         return NULL;
     }
     t->fn = fn;
+    t->parent = dagger__cur_task();
     if (DAGGER_UNLIKELY(o != NULL))
         set_name(t, o, fname);
     else
@@ -875,6 +878,32 @@ static int check_wait(dagger_task_t *t, const char *what)
     return 0;
 }
 
+#define HELP_DEPTH_MAX 48
+
+/* A task waiting for `t` runs its own children from the bottom of its worker's deque, on its
+ * own stack, until `t` is done (fork-join without a stack switch, as Cilk and TBB do). Only
+ * children are run this way: running an unrelated task above the waiting one could make the
+ * waiter wait for it. Returns when `t` is done or no child is at hand. */
+static void help(dagger_task_t *me, dagger_task_t *t)
+{
+    dagger__pool *pool = me->ctx->pool;
+    while (atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
+        struct dagger__job *j = dagger__pool_pop_local(pool);
+        if (!j)
+            return;
+        dagger_task_t *c = (dagger_task_t *)j;
+        if (j->fiber || c->parent != me) {
+            dagger__pool_push_local(pool, j);
+            return;
+        }
+        c->help_depth = (uint16_t)(me->help_depth + 1);
+        struct dagger__job *next = dagger__task_run(j, NULL);
+        set_cur_task(me);
+        if (next)
+            dagger__pool_push_local(pool, next);
+    }
+}
+
 int dagger_wait(dagger_task_t *t)
 {
     if (t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE &&
@@ -883,6 +912,13 @@ int dagger_wait(dagger_task_t *t)
     int rc = check_wait(t, "dagger_wait");
     if (rc)
         return rc;
+    dagger_task_t *me = dagger__cur_task();
+    if (me && me->help_depth < HELP_DEPTH_MAX && me->ctx == t->ctx &&
+        dagger__pool_can_suspend(me->ctx->pool)) {
+        help(me, t);
+        if (atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE)
+            return 0;
+    }
     return dagger__event_wait(t->ctx, &t->waiters, t->id);
 }
 

@@ -567,6 +567,22 @@ static void fiber_entry(void *arg)
     dagger__panic("a finished worker fiber was resumed");
 }
 
+struct dagger__job *dagger__pool_pop_local(dagger__pool *p)
+{
+    struct worker *w = tls_worker;
+    if (!w || w->pool != p)
+        return NULL;
+    return dq_pop(&w->dq);
+}
+
+void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j)
+{
+    struct worker *w = tls_worker;
+    if (w && w->pool == p && dq_push(&w->dq, j) == 0)
+        return;
+    dagger__pool_submit(p, j);
+}
+
 void dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *),
                           void *arg)
 {

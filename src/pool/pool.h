@@ -48,6 +48,10 @@ int dagger__pool_self(const dagger__pool *p);
 /* True when the caller runs a job on a worker of `p` and may therefore suspend. */
 bool dagger__pool_can_suspend(const dagger__pool *p);
 
+/* The calling worker's own deque: take the newest job (NULL when empty), or put one back. */
+struct dagger__job *dagger__pool_pop_local(dagger__pool *p);
+void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j);
+
 /* Suspend the running job `self`: switch to a fresh stack, call arm(arg) there (arm must make
  * sure the job is submitted later, e.g. by enqueueing a waiter; it may submit it at once), and
  * return when the job is resumed, possibly on another worker. */

@@ -25,7 +25,7 @@
 #include "src/common/alloc.h"
 #include "src/stream/stream_int.h"
 
-enum { W_OK = 0, W_END };
+enum { WAIT_OK = 0, WAIT_END };
 
 /* Producer waiters whose ring has room again: woken before this node suspends. */
 static void flush_inputs(struct node *n)
@@ -60,21 +60,21 @@ static inline int hard_stopped(struct node *n)
     return atomic_load_explicit(&n->stop, memory_order_seq_cst) == STOP_HARD;
 }
 
-/* Wait until input `e` has a value. W_END: it is closed and drained, or the node must stop. */
+/* Wait until input `e` has a value. WAIT_END: it is closed and drained, or the node must stop. */
 static int wait_value(struct node *n, struct edge *e, uint64_t t)
 {
     for (;;) {
         if (e->head_cache > t)
-            return W_OK;
+            return WAIT_OK;
         e->head_cache = atomic_load_explicit(&e->head, memory_order_acquire);
         if (e->head_cache > t)
-            return W_OK;
+            return WAIT_OK;
         if (atomic_load_explicit(&e->closed, memory_order_acquire)) {
             e->head_cache = atomic_load_explicit(&e->head, memory_order_acquire);
-            return e->head_cache > t ? W_OK : W_END;
+            return e->head_cache > t ? WAIT_OK : WAIT_END;
         }
         if (hard_stopped(n))
-            return W_END;
+            return WAIT_END;
         flush_inputs(n);
         WAIT_ON(n, &e->cons_wait,
                 atomic_load_explicit(&e->head, memory_order_seq_cst) > t ||
@@ -82,21 +82,21 @@ static int wait_value(struct node *n, struct edge *e, uint64_t t)
     }
 }
 
-/* Wait until output `e` has room. W_END: the node must stop; *dead: the consumer is gone. */
+/* Wait until output `e` has room. WAIT_END: the node must stop; *dead: the consumer is gone. */
 static int wait_room(struct node *n, struct edge *e, uint64_t h, bool *dead)
 {
     for (;;) {
         if (h - e->tail_cache < e->cap)
-            return W_OK;
+            return WAIT_OK;
         e->tail_cache = atomic_load_explicit(&e->tail, memory_order_acquire);
         if (h - e->tail_cache < e->cap)
-            return W_OK;
+            return WAIT_OK;
         if (atomic_load_explicit(&e->dead, memory_order_acquire)) {
             *dead = true;
-            return W_OK;
+            return WAIT_OK;
         }
         if (hard_stopped(n))
-            return W_END;
+            return WAIT_END;
         flush_inputs(n);
         WAIT_ON(n, &e->prod_wait,
                 h - atomic_load_explicit(&e->tail, memory_order_seq_cst) < e->cap ||
@@ -104,13 +104,13 @@ static int wait_room(struct node *n, struct edge *e, uint64_t h, bool *dead)
     }
 }
 
-/* Push a copy of `v` into `e`. Returns 0, 1 when the consumer is gone, W_END (as -1) to stop,
+/* Push a copy of `v` into `e`. Returns 0, 1 when the consumer is gone, WAIT_END (as -1) to stop,
  * or a negative error for a value that cannot be streamed. */
 static int push(dagger_tc_t *tc, struct node *n, struct edge *e, const dagger_value_t *v)
 {
     uint64_t h = atomic_load_explicit(&e->head, memory_order_relaxed);
     bool dead = false;
-    if (wait_room(n, e, h, &dead) != W_OK)
+    if (wait_room(n, e, h, &dead) != WAIT_OK)
         return -1;
     if (dead)
         return 1;
@@ -223,7 +223,7 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
         for (uint32_t k = 0; k < n->nins && !end; k++) {
             struct edge *e = n->ins[k].e;
             uint64_t t = atomic_load_explicit(&e->tail, memory_order_relaxed);
-            if (wait_value(n, e, t) != W_OK) {
+            if (wait_value(n, e, t) != WAIT_OK) {
                 end = true;
                 break;
             }
@@ -272,7 +272,7 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
     struct node *origin = atomic_load(&r->err_origin);
     if (kind != END_ERROR && origin && origin != n && !dagger_tc_cancelled(tc)) {
         dagger_task_t *o = origin->task;
-        (void)dagger_wait(o);
+        if (dagger_wait(o) != 0) { /* the message below still names the origin */ }
         rc = dagger_fail(tc, DAGGER_EUPSTREAM, "the streaming region stopped because %s",
                          dagger_task_errmsg(o));
     } else if (kind == END_OK && n->finish) {

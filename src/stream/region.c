@@ -284,6 +284,12 @@ static dagger_task_t *spawn_hook(void *ud, dagger_ctx_t *ctx, const dagger_task_
         opts.syncdeps = NULL;
         opts.nsyncdeps = 0;
     }
+    /* Streaming tasks take turns: a woken driver goes behind the other ready drivers (the
+     * pool keeps equal priorities in FIFO order) instead of on top of its worker's deque,
+     * where two drivers feeding each other would starve the rest of the region on one thread.
+     * They also run after ordinary ready tasks. */
+    if (opts.priority == 0)
+        opts.priority = -1;
     Dl_info info; /* the driver runs under the user's function name */
     if (!opts.name && !fname && dladdr((void *)(uintptr_t)fn, &info) && info.dli_sname)
         fname = info.dli_sname;
@@ -348,7 +354,7 @@ int dagger_stream_begin(dagger_ctx_t *ctx, const dagger_stream_opts_t *opts,
     }
     rc = dagger__hook_begin(ctx, spawn_hook, r);
     if (rc) {
-        (void)dagger_queue_end(ctx);
+        if (dagger_queue_end(ctx) != 0) { /* an empty bulk block: nothing to report */ }
         dagger__free(r);
         return rc;
     }
