@@ -516,7 +516,8 @@ static int dedupe_strings(struct dtr_snap *s)
     for (size_t i = 0; i < s->nstr; i++)
         order[i] = (uint32_t)i;
     g_dedupe_str = s->str;
-    qsort(order, s->nstr, sizeof *order, stridx_cmp);
+    if (s->nstr > 1)
+        qsort(order, s->nstr, sizeof *order, stridx_cmp);
     for (size_t i = 0; i < s->nstr; i++)
         remap[order[i]] = i && strcmp(s->str[order[i]], s->str[order[i - 1]]) == 0
                               ? remap[order[i - 1]]
@@ -563,7 +564,8 @@ static int ev_cmp(const void *a, const void *b)
 
 void dagger__trace_snap_sort(struct dtr_snap *s)
 {
-    qsort(s->ev, s->nev, sizeof *s->ev, ev_cmp);
+    if (s->nev > 1) /* qsort's array must not be NULL, even when empty */
+        qsort(s->ev, s->nev, sizeof *s->ev, ev_cmp);
 }
 
 /* Copy every published event of generation `gen` into `s` (ev, str, dropped). */

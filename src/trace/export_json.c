@@ -146,7 +146,8 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
         d[nd++] = (struct delta){t->t_ready, 1, 0};
         d[nd++] = (struct delta){until, -1, 0};
     }
-    qsort(d, nd, sizeof *d, delta_cmp);
+    if (nd > 1)
+        qsort(d, nd, sizeof *d, delta_cmp);
     int64_t ready = 0, running = 0;
     for (size_t i = 0; i < nd; i++) {
         ready += d[i].ready;

@@ -310,7 +310,8 @@ int dagger__trace_model_build(struct dtr_model *m, const struct dtr_snap *s)
 
     /* One edge per (from, to), however many arguments carried it. */
     if (m->nedges) {
-        qsort(m->edges, m->nedges, sizeof *m->edges, edge_cmp);
+        if (m->nedges > 1)
+            qsort(m->edges, m->nedges, sizeof *m->edges, edge_cmp);
         size_t k = 1;
         for (size_t i = 1; i < m->nedges; i++)
             if (edge_cmp(&m->edges[i], &m->edges[k - 1]) != 0)
@@ -355,7 +356,8 @@ int dagger__trace_model_build(struct dtr_model *m, const struct dtr_snap *s)
         }
         /* Sort by total time and point the tasks at the new positions. */
         g_sort_model = m;
-        qsort(m->fns, m->nfns, sizeof *m->fns, fn_cmp);
+        if (m->nfns > 1)
+            qsort(m->fns, m->nfns, sizeof *m->fns, fn_cmp);
         for (size_t j = 0; j < m->nfns; j++)
             fn_of_str[m->fns[j].name == DTR_NOSTR ? s->nstr : m->fns[j].name] = (int32_t)j;
         for (size_t i = 0; i < m->ntasks; i++) {
