@@ -58,6 +58,11 @@ dagger_task_t *dagger__spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t 
 typedef void (*dagger__cancel_hook_fn)(dagger_task_t *t, void *ud);
 void dagger__task_set_cancel_hook(dagger_task_t *t, dagger__cancel_hook_fn fn, void *ud);
 
+/* The argument array of a task (an internal body may substitute values between runs), and the
+ * failure a body recorded so far (dagger_fail or a failing accessor), 0 if none. */
+dagger_value_t *dagger__task_args(dagger_task_t *t, uint32_t *n);
+int dagger__task_failed(const dagger_task_t *t);
+
 /* The worker count of a context, and the context of a task. */
 int dagger__ctx_threads(const dagger_ctx_t *ctx);
 dagger_ctx_t *dagger__task_ctx(const dagger_task_t *t);

@@ -24,11 +24,9 @@
 #include "dagger.h"
 #include "dagger/stream.h"
 #include "src/common/common.h"
-#include "src/core/core.h"
+#include "core/core.h"
 
 /* Added to the end of src/core/task.c for this layer (see its comments). */
-dagger_value_t *dagger__task_args(dagger_task_t *t, uint32_t *n);
-int dagger__task_failed(const dagger_task_t *t);
 
 enum { N_NEW = 0, N_RUNNING, N_ENDED };         /* node->state */
 enum { STOP_NONE = 0, STOP_DRAIN, STOP_HARD };  /* node->stop */
