@@ -7,7 +7,7 @@ dagger_add_tests(datadeps_overlap SOURCES ${DD_TEST_DIR}/test_datadeps_overlap.c
                  ${PROJECT_SOURCE_DIR}/src/datadeps/overlap.c
                  ${PROJECT_SOURCE_DIR}/src/datadeps/tracker.c LABELS quick)
 target_compile_definitions(test_datadeps_overlap PRIVATE DAGGER_DD_STANDALONE=1)
-target_include_directories(test_datadeps_overlap PRIVATE ${PROJECT_SOURCE_DIR})
+target_include_directories(test_datadeps_overlap PRIVATE ${PROJECT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/src)
 
 # Regions on the runtime; the tiled Cholesky case needs LAPACKE and (C)BLAS from OpenBLAS.
 find_package(PkgConfig REQUIRED)

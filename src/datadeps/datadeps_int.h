@@ -29,7 +29,7 @@
 #define dd_realloc realloc
 #define dd_free free
 #else
-#include "src/common/alloc.h"
+#include "common/alloc.h"
 #define dd_malloc dagger__malloc
 #define dd_calloc dagger__calloc
 #define dd_realloc dagger__realloc

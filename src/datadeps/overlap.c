@@ -12,7 +12,7 @@
 
 #include "dagger.h"
 #include "dagger/datadeps.h"
-#include "src/datadeps/datadeps_int.h"
+#include "datadeps/datadeps_int.h"
 
 static int64_t floordiv(int64_t a, int64_t b) /* b > 0 */
 {

@@ -16,10 +16,10 @@
 
 #include "dagger.h"
 #include "dagger/datadeps.h"
-#include "src/common/alloc.h"
-#include "src/common/common.h"
-#include "src/core/core.h"
-#include "src/datadeps/datadeps_int.h"
+#include "common/alloc.h"
+#include "common/common.h"
+#include "core/core.h"
+#include "datadeps/datadeps_int.h"
 
 #pragma weak dagger__task_set_wait_guard
 

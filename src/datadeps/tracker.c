@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "dagger.h"
-#include "src/datadeps/datadeps_int.h"
+#include "datadeps/datadeps_int.h"
 
 struct dd_obj {
     dagger__ddreg_t reg;

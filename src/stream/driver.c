@@ -22,8 +22,8 @@
  */
 #include <string.h>
 
-#include "src/common/alloc.h"
-#include "src/stream/stream_int.h"
+#include "common/alloc.h"
+#include "stream/stream_int.h"
 
 enum { WAIT_OK = 0, WAIT_END };
 

@@ -17,8 +17,8 @@
 #include <pthread.h>
 #include <string.h>
 
-#include "src/common/alloc.h"
-#include "src/stream/stream_int.h"
+#include "common/alloc.h"
+#include "stream/stream_int.h"
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct dagger_stream *reg_head; /* guarded by reg_lock */

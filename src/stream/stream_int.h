@@ -23,7 +23,7 @@
 
 #include "dagger.h"
 #include "dagger/stream.h"
-#include "src/common/common.h"
+#include "common/common.h"
 #include "core/core.h"
 
 /* Added to the end of src/core/task.c for this layer (see its comments). */
