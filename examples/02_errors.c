@@ -58,7 +58,10 @@ static void expect_msg(const char *what, const char *got, const char *want)
     }
 }
 
-static unsigned long long id(const dagger_task_t *t) { return (unsigned long long)dagger_task_id(t); }
+static unsigned long long id(const dagger_task_t *t)
+{
+    return (unsigned long long)dagger_task_id(t);
+}
 
 int main(void)
 {
@@ -94,8 +97,8 @@ int main(void)
     snprintf(want, sizeof want, "task %llu 'parse': '12x' is not a number", id(p1));
     expect_msg("p1 ", dagger_task_errmsg(p1), want);
     snprintf(want, sizeof want,
-             "task %llu 'add': input 0 (task %llu 'parse') failed: '12x' is not a number",
-             id(sum), id(p1));
+             "task %llu 'add': input 0 (task %llu 'parse') failed: '12x' is not a number", id(sum),
+             id(p1));
     expect_msg("sum", dagger_task_errmsg(sum), want);
     snprintf(want, sizeof want,
              "task %llu 'scale': input 0 (task %llu 'add') failed; root cause: task %llu "

@@ -76,8 +76,8 @@ int main(void)
             bad++;
         dagger_task_release(t);
     }
-    printf("%s: thread 0 ran %d, thread 1 ran %d, thread 2 ran %d of 30\n", form, seen[0],
-           seen[1], seen[2]);
+    printf("%s: thread 0 ran %d, thread 1 ran %d, thread 2 ran %d of 30\n", form, seen[0], seen[1],
+           seen[2]);
     bad += seen[1] != 0 || seen[0] + seen[2] != 30;
 
     /* 3. Invalid scopes fail the task at spawn; the error shows at fetch. */

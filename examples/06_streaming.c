@@ -71,9 +71,9 @@ int main(void)
         fprintf(stderr, "stream: %s\n", dagger_last_errmsg());
         return 1;
     }
-    dagger_task_t *x = dagger_spawn(ctx, generate, (void *)&g); /* a streaming task */
+    dagger_task_t *x = dagger_spawn(ctx, generate, (void *)&g);      /* a streaming task */
     dagger_task_t *w = dagger_spawn(ctx, write_value, (void *)f, x); /* x is its input stream */
-    if (dagger_stream_end(s) != 0) { /* everything starts here */
+    if (dagger_stream_end(s) != 0) {                                 /* everything starts here */
         fprintf(stderr, "stream: %s\n", dagger_last_errmsg());
         return 1;
     }

@@ -74,8 +74,9 @@ typedef enum dagger_kind {
 
 /** Value flags (dagger_value_t.flags). */
 enum {
-    DAGGER_VALUE_BORROW = 1u << 0, /* str/blob argument: caller keeps it alive until the task ends */
-    DAGGER_VALUE_OWNED = 1u << 1,  /* internal: the holder frees the bytes */
+    DAGGER_VALUE_BORROW =
+        1u << 0,                  /* str/blob argument: caller keeps it alive until the task ends */
+    DAGGER_VALUE_OWNED = 1u << 1, /* internal: the holder frees the bytes */
     DAGGER_VALUE_REMOTE = 1u << 2, /* decoded task reference: u.i is the task id, no handle */
 };
 
@@ -122,7 +123,8 @@ static inline dagger_value_t dagger_f64(double f)
     return v;
 }
 /** A string value. Passed to spawn it is copied then (see dagger_str_borrow); returned from a task
- *  body it is copied after the body returns, so it must outlive the body (or use dagger_str_copy). */
+ *  body it is copied after the body returns, so it must outlive the body (or use dagger_str_copy).
+ */
 DAGGER_API dagger_value_t dagger_str(const char *s);
 /** A string argument the runtime does not copy: the caller keeps it alive until the task ends. */
 DAGGER_API dagger_value_t dagger_str_borrow(const char *s);
@@ -203,8 +205,7 @@ DAGGER_API dagger_scope_t *dagger_scope_thread(int thread);
 DAGGER_API dagger_scope_t *dagger_scope_worker(int rank);
 DAGGER_API dagger_scope_t *dagger_scope_worker_thread(int rank, int thread);
 DAGGER_API dagger_scope_t *dagger_scope_union(const dagger_scope_t *a, const dagger_scope_t *b);
-DAGGER_API dagger_scope_t *dagger_scope_intersect(const dagger_scope_t *a,
-                                                  const dagger_scope_t *b);
+DAGGER_API dagger_scope_t *dagger_scope_intersect(const dagger_scope_t *a, const dagger_scope_t *b);
 DAGGER_API dagger_scope_t *dagger_scope_retain(dagger_scope_t *s);
 DAGGER_API void dagger_scope_release(dagger_scope_t *s);
 /** Write a readable form ("union(thread(0), thread(2))") into buf.
@@ -219,13 +220,13 @@ typedef int (*dagger_fn_t)(dagger_tc_t *tc, const dagger_args_t *args, dagger_va
 
 /** Per-task options; initialise with dagger_task_opts_init. Only ever grows at the end. */
 typedef struct dagger_task_opts {
-    const char *name;              /* copied; NULL = the function's name */
-    const dagger_scope_t *scope;   /* borrowed during the call; NULL = any processor */
-    int priority;                  /* higher runs first among ready tasks; 0 = default */
-    double occupancy;              /* 0..1 of a thread; < 1 runs beside the workers */
+    const char *name;               /* copied; NULL = the function's name */
+    const dagger_scope_t *scope;    /* borrowed during the call; NULL = any processor */
+    int priority;                   /* higher runs first among ready tasks; 0 = default */
+    double occupancy;               /* 0..1 of a thread; < 1 runs beside the workers */
     dagger_task_t *const *syncdeps; /* extra dependencies whose values are not passed */
     size_t nsyncdeps;
-    double expected_time;          /* seconds, a placement hint; 0 = unknown */
+    double expected_time; /* seconds, a placement hint; 0 = unknown */
 } dagger_task_opts_t;
 
 /** Fill `o` with the defaults (occupancy 1, everything else 0). Thread safety: any thread. */
@@ -255,7 +256,7 @@ static inline dagger_task_t *dagger_spawnv_opts(dagger_ctx_t *ctx, const dagger_
 }
 
 /* DAGGER_V(x): a C expression to a dagger_value_t, by its type. */
-#define DAGGER_V(x)                                                                            \
+#define DAGGER_V(x)                                                                                \
     _Generic((x),                                                                              \
         _Bool: dagger_bool,                                                                    \
         char: dagger_i64,                                                                      \
@@ -280,10 +281,10 @@ static inline dagger_task_t *dagger_spawnv_opts(dagger_ctx_t *ctx, const dagger_
 /* Argument-list plumbing for up to 16 task arguments. */
 #define DAGGER_CAT_(a, b) a##b
 #define DAGGER_CAT(a, b) DAGGER_CAT_(a, b)
-#define DAGGER_NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, \
-                     N, ...)                                                                    \
+#define DAGGER_NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17,   \
+                     N, ...)                                                                       \
     N
-#define DAGGER_NARG(...)                                                                       \
+#define DAGGER_NARG(...)                                                                           \
     DAGGER_NARG_(__VA_ARGS__, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
 #define DAGGER_MAP_1(a) DAGGER_V(a)
 #define DAGGER_MAP_2(a, ...) DAGGER_V(a), DAGGER_MAP_1(__VA_ARGS__)
@@ -301,13 +302,13 @@ static inline dagger_task_t *dagger_spawnv_opts(dagger_ctx_t *ctx, const dagger_
 #define DAGGER_MAP_14(a, ...) DAGGER_V(a), DAGGER_MAP_13(__VA_ARGS__)
 #define DAGGER_MAP_15(a, ...) DAGGER_V(a), DAGGER_MAP_14(__VA_ARGS__)
 #define DAGGER_MAP_16(a, ...) DAGGER_V(a), DAGGER_MAP_15(__VA_ARGS__)
-#define DAGGER_SPAWN_SEL_(ctx, o, fn, n, ...)                                                  \
-    dagger_spawn_impl((ctx), (o), (fn), #fn,                                                   \
+#define DAGGER_SPAWN_SEL_(ctx, o, fn, n, ...)                                                      \
+    dagger_spawn_impl((ctx), (o), (fn), #fn,                                                       \
                       (const dagger_value_t[]){DAGGER_CAT(DAGGER_MAP_, n)(__VA_ARGS__)}, (n))
 #define DAGGER_SPAWN_0_(ctx, o, fn) dagger_spawn_impl((ctx), (o), (fn), #fn, NULL, 0)
 /* Dispatch on the total count of arguments after ctx (fn + task arguments). */
 #define DAGGER_SPAWN_D1(ctx, o, fn) DAGGER_SPAWN_0_(ctx, o, fn)
-#define DAGGER_SPAWN_DN(ctx, o, fn, ...)                                                       \
+#define DAGGER_SPAWN_DN(ctx, o, fn, ...)                                                           \
     DAGGER_SPAWN_SEL_(ctx, o, fn, DAGGER_NARG(__VA_ARGS__), __VA_ARGS__)
 #define DAGGER_SPAWN_PICK_(n) DAGGER_CAT(DAGGER_SPAWN_PICK_, n)
 #define DAGGER_SPAWN_PICK_1 DAGGER_SPAWN_D1
@@ -330,10 +331,9 @@ static inline dagger_task_t *dagger_spawnv_opts(dagger_ctx_t *ctx, const dagger_
 
 /** dagger_spawn(ctx, fn, args...): spawn fn with C arguments converted by DAGGER_V (numbers,
  *  strings, task handles, dagger_value_t, pointers). Up to 16 arguments. */
-#define dagger_spawn(ctx, ...)                                                                 \
-    DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(ctx, NULL, __VA_ARGS__)
+#define dagger_spawn(ctx, ...) DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(ctx, NULL, __VA_ARGS__)
 /** dagger_spawn_opts(ctx, &opts, fn, args...): the same with options. */
-#define dagger_spawn_opts(ctx, opts, ...)                                                      \
+#define dagger_spawn_opts(ctx, opts, ...)                                                          \
     DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(ctx, opts, __VA_ARGS__)
 
 /** Take another reference to `t`. Returns: `t`. Thread safety: any thread, lock-free. */
@@ -379,7 +379,8 @@ DAGGER_API int dagger_cancel(dagger_task_t *t);
 /* ---------------------------------------------------------------- inside a task */
 
 /** Record the task's failure: `code` (DAGGER_ETASK when 0 or positive) and a message.
- *  Returns: the code, so a body can `return dagger_fail(tc, ...)`. Thread safety: inside a task only. */
+ *  Returns: the code, so a body can `return dagger_fail(tc, ...)`. Thread safety: inside a task
+ * only. */
 DAGGER_API int dagger_fail(dagger_tc_t *tc, int code, const char *fmt, ...) DAGGER_PRINTF(3, 4);
 /** A copy of `s` (or of `n` bytes at `p`) that lives until the running task ends: for results
  *  and child arguments built in a stack buffer. `*out = dagger_str(s)` copies `s` after the body

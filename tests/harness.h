@@ -24,27 +24,27 @@
 #define TEST(name) static void name(void **state_unused_)
 
 /* Skip the current case: the process exits with 77, which ctest reports as skipped. */
-#define SKIP(...)                                                                              \
-    do {                                                                                       \
-        fprintf(stderr, "SKIP: " __VA_ARGS__);                                                 \
-        fputc('\n', stderr);                                                                   \
-        exit(77);                                                                              \
+#define SKIP(...)                                                                                  \
+    do {                                                                                           \
+        fprintf(stderr, "SKIP: " __VA_ARGS__);                                                     \
+        fputc('\n', stderr);                                                                       \
+        exit(77);                                                                                  \
     } while (0)
 
-#define ASSERT_OK(expr)                                                                        \
-    do {                                                                                       \
-        long rc_ = (long)(expr);                                                               \
-        if (rc_ < 0)                                                                           \
-            fail_msg("%s returned %s (%s): %s", #expr, dagger_err_name((int)rc_),              \
-                     dagger_strerror((int)rc_), dagger_last_errmsg());                         \
+#define ASSERT_OK(expr)                                                                            \
+    do {                                                                                           \
+        long rc_ = (long)(expr);                                                                   \
+        if (rc_ < 0)                                                                               \
+            fail_msg("%s returned %s (%s): %s", #expr, dagger_err_name((int)rc_),                  \
+                     dagger_strerror((int)rc_), dagger_last_errmsg());                             \
     } while (0)
 
-#define ASSERT_ERR(expr, code)                                                                 \
-    do {                                                                                       \
-        long rc_ = (long)(expr);                                                               \
-        if (rc_ != (long)(code))                                                               \
-            fail_msg("%s returned %s, expected %s", #expr, dagger_err_name((int)rc_),          \
-                     dagger_err_name((int)(code)));                                            \
+#define ASSERT_ERR(expr, code)                                                                     \
+    do {                                                                                           \
+        long rc_ = (long)(expr);                                                                   \
+        if (rc_ != (long)(code))                                                                   \
+            fail_msg("%s returned %s, expected %s", #expr, dagger_err_name((int)rc_),              \
+                     dagger_err_name((int)(code)));                                                \
     } while (0)
 
 #define ASSERT_TRUE(c) assert_true(c)
@@ -54,17 +54,17 @@
 #define ASSERT_PTR(p) assert_non_null(p)
 #define ASSERT_NULL(p) assert_null(p)
 #define ASSERT_STR_EQ(a, b) assert_string_equal((a), (b))
-#define ASSERT_NEAR(a, b, eps)                                                                 \
-    do {                                                                                       \
-        double a_ = (a), b_ = (b);                                                             \
-        if (!(a_ - b_ <= (eps) && b_ - a_ <= (eps)))                                           \
-            fail_msg("%s = %.17g, expected %.17g (+- %g)", #a, a_, b_, (double)(eps));         \
+#define ASSERT_NEAR(a, b, eps)                                                                     \
+    do {                                                                                           \
+        double a_ = (a), b_ = (b);                                                                 \
+        if (!(a_ - b_ <= (eps) && b_ - a_ <= (eps)))                                               \
+            fail_msg("%s = %.17g, expected %.17g (+- %g)", #a, a_, b_, (double)(eps));             \
     } while (0)
-#define ASSERT_STR_HAS(hay, needle)                                                            \
-    do {                                                                                       \
-        const char *h_ = (hay), *n_ = (needle);                                                \
-        if (!h_ || !strstr(h_, n_))                                                            \
-            fail_msg("\"%s\" does not contain \"%s\"", h_ ? h_ : "(null)", n_);                \
+#define ASSERT_STR_HAS(hay, needle)                                                                \
+    do {                                                                                           \
+        const char *h_ = (hay), *n_ = (needle);                                                    \
+        if (!h_ || !strstr(h_, n_))                                                                \
+            fail_msg("\"%s\" does not contain \"%s\"", h_ ? h_ : "(null)", n_);                    \
     } while (0)
 
 /* Test sizes: DAGGER_TEST_LEVEL=full scales them up. */
@@ -126,11 +126,11 @@ static inline int harness_main_(const struct CMUnitTest *cases, size_t n, int ar
 
 #define TEST_ENTRY_(x) cmocka_unit_test(x)
 #define TEST_MAP1_(f, a) f(a)
-#define TEST_LIST(...)                                                                         \
-    int main(int argc, char **argv)                                                            \
-    {                                                                                          \
-        const struct CMUnitTest cases_[] = {TEST_FOREACH_(TEST_ENTRY_, __VA_ARGS__)};          \
-        return harness_main_(cases_, sizeof cases_ / sizeof cases_[0], argc, argv);            \
+#define TEST_LIST(...)                                                                             \
+    int main(int argc, char **argv)                                                                \
+    {                                                                                              \
+        const struct CMUnitTest cases_[] = {TEST_FOREACH_(TEST_ENTRY_, __VA_ARGS__)};              \
+        return harness_main_(cases_, sizeof cases_ / sizeof cases_[0], argc, argv);                \
     }
 
 /* TEST_FOREACH_(m, a, b, ...) -> m(a), m(b), ... for up to 64 names. */
@@ -198,17 +198,17 @@ static inline int harness_main_(const struct CMUnitTest *cases, size_t n, int ar
 #define TEST_FE_62(m, a, ...) m(a), TEST_FE_61(m, __VA_ARGS__)
 #define TEST_FE_63(m, a, ...) m(a), TEST_FE_62(m, __VA_ARGS__)
 #define TEST_FE_64(m, a, ...) m(a), TEST_FE_63(m, __VA_ARGS__)
-#define TEST_NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17,   \
-                   _18, _19, _20, _21, _22, _23, _24, _25, _26, _27, _28, _29, _30, _31, _32,   \
-                   _33, _34, _35, _36, _37, _38, _39, _40, _41, _42, _43, _44, _45, _46, _47,   \
-                   _48, _49, _50, _51, _52, _53, _54, _55, _56, _57, _58, _59, _60, _61, _62,   \
-                   _63, _64, N, ...)                                                            \
+#define TEST_NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17,     \
+                   _18, _19, _20, _21, _22, _23, _24, _25, _26, _27, _28, _29, _30, _31, _32, _33, \
+                   _34, _35, _36, _37, _38, _39, _40, _41, _42, _43, _44, _45, _46, _47, _48, _49, \
+                   _50, _51, _52, _53, _54, _55, _56, _57, _58, _59, _60, _61, _62, _63, _64, N,   \
+                   ...)                                                                            \
     N
-#define TEST_NARG(...)                                                                         \
-    TEST_NARG_(__VA_ARGS__, 64, 63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, \
-               47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28,  \
-               27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, \
-               6, 5, 4, 3, 2, 1)
+#define TEST_NARG(...)                                                                             \
+    TEST_NARG_(__VA_ARGS__, 64, 63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48,    \
+               47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, \
+               26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5,  \
+               4, 3, 2, 1)
 #define TEST_CAT_(a, b) a##b
 #define TEST_CAT(a, b) TEST_CAT_(a, b)
 #define TEST_FOREACH_(m, ...) TEST_CAT(TEST_FE_, TEST_NARG(__VA_ARGS__))(m, __VA_ARGS__)

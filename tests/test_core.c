@@ -62,13 +62,14 @@ TEST(quickstart_add)
 static int kinds(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     if (dagger_args_count(a) != 7)
-        return dagger_fail(tc, DAGGER_EINVAL, "expected 7 arguments, got %zu", dagger_args_count(a));
+        return dagger_fail(tc, DAGGER_EINVAL, "expected 7 arguments, got %zu",
+                           dagger_args_count(a));
     size_t blen;
     const char *blob = dagger_arg_blob(a, 4, &blen);
     char buf[128];
     snprintf(buf, sizeof buf, "%d %lld %.1f %s %.*s %d %s", dagger_arg_bool(a, 0),
-             (long long)dagger_arg_i64(a, 1), dagger_arg_f64(a, 2), dagger_arg_str(a, 3),
-             (int)blen, blob, *(int *)dagger_arg_ptr(a, 5),
+             (long long)dagger_arg_i64(a, 1), dagger_arg_f64(a, 2), dagger_arg_str(a, 3), (int)blen,
+             blob, *(int *)dagger_arg_ptr(a, 5),
              dagger_arg(a, 6)->kind == DAGGER_KIND_NIL ? "nil" : "?");
     *out = dagger_str_copy(tc, buf); /* a stack buffer: copy it before it goes */
     return 0;
@@ -107,7 +108,8 @@ TEST(wrong_kind_fails_the_task)
     ASSERT_STR_HAS(dagger_task_errmsg(t), "want_f64");
     dagger_task_t *u = dagger_spawn(ctx, want_f64);
     ASSERT_ERR(dagger_fetch(u, NULL), DAGGER_ETYPE);
-    ASSERT_STR_HAS(dagger_task_errmsg(u), "argument 0 requested as f64, but the task has 0 arguments");
+    ASSERT_STR_HAS(dagger_task_errmsg(u),
+                   "argument 0 requested as f64, but the task has 0 arguments");
     dagger_task_t *v = dagger_spawn(ctx, want_f64, 3); /* an i64 is accepted as a f64 */
     double d;
     ASSERT_OK(dagger_fetch_f64(v, &d));
@@ -352,13 +354,14 @@ TEST(error_chain_three_deep)
     ASSERT_ERR(dagger_fetch(d, NULL), DAGGER_EUPSTREAM);
     ASSERT_EQ(atomic_load(&ran_after_failure), 0); /* dependents never run */
     char want[256];
-    snprintf(want, sizeof want,
-             "task %llu 'count_run': input 0 (task %llu 'count_run') failed; root cause: task %llu "
-             "'fail_eio': open x.bin: No such file or directory (chain: %llu <- %llu <- %llu <- %llu)",
-             (unsigned long long)dagger_task_id(d), (unsigned long long)dagger_task_id(c),
-             (unsigned long long)dagger_task_id(a), (unsigned long long)dagger_task_id(d),
-             (unsigned long long)dagger_task_id(c), (unsigned long long)dagger_task_id(b),
-             (unsigned long long)dagger_task_id(a));
+    snprintf(
+        want, sizeof want,
+        "task %llu 'count_run': input 0 (task %llu 'count_run') failed; root cause: task %llu "
+        "'fail_eio': open x.bin: No such file or directory (chain: %llu <- %llu <- %llu <- %llu)",
+        (unsigned long long)dagger_task_id(d), (unsigned long long)dagger_task_id(c),
+        (unsigned long long)dagger_task_id(a), (unsigned long long)dagger_task_id(d),
+        (unsigned long long)dagger_task_id(c), (unsigned long long)dagger_task_id(b),
+        (unsigned long long)dagger_task_id(a));
     ASSERT_STR_EQ(dagger_task_errmsg(d), want);
     ASSERT_ERR(dagger_task_error(b), DAGGER_EUPSTREAM);
     dagger_task_t *all[] = {a, b, c, d};
@@ -810,8 +813,8 @@ TEST(zero_allocations_per_task_after_warm_up)
                 ASSERT_OK(dagger_sync_end(ctx));
                 ASSERT_OK(dagger_sync_begin(ctx));
             }
-            dagger_task_t *t = (i % 3) ? dagger_spawn(ctx, add_one, prev)
-                                       : dagger_spawn(ctx, add_i, prev, 0, 0);
+            dagger_task_t *t =
+                (i % 3) ? dagger_spawn(ctx, add_one, prev) : dagger_spawn(ctx, add_i, prev, 0, 0);
             dagger_task_t *side = dagger_spawn(ctx, add_one, i);
             dagger_task_release(side);
             dagger_task_release(prev);
@@ -824,8 +827,7 @@ TEST(zero_allocations_per_task_after_warm_up)
         dagger_task_release(prev);
         dagger_alloc_stats(&s1);
         last = s1.allocs - s0.allocs;
-        printf("round %d: %llu allocations for %d tasks\n", round, (unsigned long long)last,
-               2 * n);
+        printf("round %d: %llu allocations for %d tasks\n", round, (unsigned long long)last, 2 * n);
     }
     ASSERT_EQ(last, 0);
     ASSERT_TRUE(round >= 2); /* the first round must warm the pools up */
@@ -888,7 +890,7 @@ TEST(out_of_memory_reaches_fetch)
     memset(big, 'a', sizeof big - 1);
     big[sizeof big - 1] = 0;
     dagger_task_release(dagger_spawn(ctx, one)); /* warm the task-record cache */
-    dagger_fault_alloc(1); /* the copy of the 8 KiB string argument */
+    dagger_fault_alloc(1);                       /* the copy of the 8 KiB string argument */
     dagger_task_t *t = dagger_spawn(ctx, echo_str, big);
     ASSERT_PTR(t);
     ASSERT_ERR(dagger_fetch(t, NULL), DAGGER_ENOMEM);

@@ -341,12 +341,18 @@ TEST(rows_and_columns_of_subtiles)
 static bool in_shape(int shape, int64_t i, int64_t j)
 {
     switch (shape) {
-    case DAGGER_SHAPE_UPPER: return i <= j;
-    case DAGGER_SHAPE_LOWER: return i >= j;
-    case DAGGER_SHAPE_UNIT_UPPER: return i < j;
-    case DAGGER_SHAPE_UNIT_LOWER: return i > j;
-    case DAGGER_SHAPE_DIAG: return i == j;
-    default: return true;
+    case DAGGER_SHAPE_UPPER:
+        return i <= j;
+    case DAGGER_SHAPE_LOWER:
+        return i >= j;
+    case DAGGER_SHAPE_UNIT_UPPER:
+        return i < j;
+    case DAGGER_SHAPE_UNIT_LOWER:
+        return i > j;
+    case DAGGER_SHAPE_DIAG:
+        return i == j;
+    default:
+        return true;
     }
 }
 static int tri_op(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)

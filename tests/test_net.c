@@ -38,12 +38,12 @@ static void ring_name(char *buf, size_t cap, const char *tag)
     snprintf(buf, cap, "dagger-test-%d-%s", (int)getpid(), tag);
 }
 
-#define OPEN_OK(e, uri, flags)                                                                 \
-    do {                                                                                       \
-        int rc__ = dagger_edge_open((e), (uri), (flags));                                      \
-        if (rc__ < 0)                                                                          \
-            fail_msg("dagger_edge_open(%s) = %s: %s", (uri), dagger_err_name(rc__),            \
-                     dagger_edge_errmsg(NULL));                                                \
+#define OPEN_OK(e, uri, flags)                                                                     \
+    do {                                                                                           \
+        int rc__ = dagger_edge_open((e), (uri), (flags));                                          \
+        if (rc__ < 0)                                                                              \
+            fail_msg("dagger_edge_open(%s) = %s: %s", (uri), dagger_err_name(rc__),                \
+                     dagger_edge_errmsg(NULL));                                                    \
     } while (0)
 
 /* Fork a child that runs fn(arg, ready_fd) and _exits with its result. */
@@ -92,7 +92,7 @@ static int child_status(pid_t pid)
 struct prod_args {
     char uri[256];
     long n;
-    int blobs; /* 1: mix in blobs of varying sizes with checkable content */
+    int blobs;      /* 1: mix in blobs of varying sizes with checkable content */
     int stop_after; /* > 0: push that many, flush, signal, then sleep until killed */
 };
 
@@ -158,8 +158,7 @@ static void consume_all(dagger_edge_t *e, const struct prod_args *a)
         if (a->blobs && i % 3 == 1) {
             size_t n = blob_size(i);
             if (v.kind != DAGGER_KIND_BLOB || v.len != n)
-                fail_msg("value %ld: kind %d len %u, expected a blob of %zu", i, v.kind, v.len,
-                         n);
+                fail_msg("value %ld: kind %d len %u, expected a blob of %zu", i, v.kind, v.len, n);
             const unsigned char *p = v.u.p;
             for (size_t k = 0; k < n; k++)
                 if (p[k] != pattern_byte(i, k))
@@ -196,9 +195,9 @@ TEST(open_rejects_bad_uris)
     ASSERT_ERR(dagger_edge_open(&e, "tcp://127.0.0.1:5?secret=a&secret=b", DAGGER_EDGE_PUSH),
                DAGGER_EINVAL);
     ASSERT_STR_HAS(dagger_last_errmsg(), "twice");
-    ASSERT_ERR(dagger_edge_open(&e, "tcp://127.0.0.1:5?secret_env=DAGGER_NO_SUCH_VAR",
-                                DAGGER_EDGE_PUSH),
-               DAGGER_EINVAL);
+    ASSERT_ERR(
+        dagger_edge_open(&e, "tcp://127.0.0.1:5?secret_env=DAGGER_NO_SUCH_VAR", DAGGER_EDGE_PUSH),
+        DAGGER_EINVAL);
     ASSERT_NULL(e);
     ASSERT_EQ(dagger_edge_close(NULL), 0);
 }
@@ -241,9 +240,14 @@ TEST(shm_every_kind_round_trips)
     OPEN_OK(&c, uri, DAGGER_EDGE_POP);
     ASSERT_STR_HAS(dagger_edge_uri(p), "shm:/");
     ASSERT_TRUE(strstr(dagger_edge_uri(p), "k1") == NULL); /* the secret is not shown */
-    dagger_value_t in[] = {dagger_nil(), dagger_bool(true), dagger_i64(-42), dagger_f64(2.5),
-                           dagger_str_borrow("hello"), dagger_blob_borrow("", 0),
-                           dagger_blob_borrow("abc", 3), dagger_str_borrow("")};
+    dagger_value_t in[] = {dagger_nil(),
+                           dagger_bool(true),
+                           dagger_i64(-42),
+                           dagger_f64(2.5),
+                           dagger_str_borrow("hello"),
+                           dagger_blob_borrow("", 0),
+                           dagger_blob_borrow("abc", 3),
+                           dagger_str_borrow("")};
     size_t n = sizeof in / sizeof in[0];
     for (size_t i = 0; i < n; i++)
         ASSERT_OK(dagger_edge_push(p, &in[i]));
@@ -661,8 +665,7 @@ static int raw_connect(int port)
     return fd;
 }
 
-static void put_frame(unsigned char *p, unsigned kind, unsigned flags, uint32_t len,
-                      uint64_t seq)
+static void put_frame(unsigned char *p, unsigned kind, unsigned flags, uint32_t len, uint64_t seq)
 {
     /* docs/net.md: magic "DAGN", version 1, kind, flags, length, reserved, seq (LE) */
     memcpy(p, "DAGN", 4);
@@ -680,7 +683,7 @@ static void raw_hello(int fd)
 {
     unsigned char m[24 + 48] = {0};
     put_frame(m, 4, 0, 48, 0);
-    m[24] = 1;    /* protocol 1 */
+    m[24] = 1;     /* protocol 1 */
     m[24 + 4] = 1; /* producer */
     ASSERT_EQ(write(fd, m, sizeof m), (ssize_t)sizeof m);
 }
@@ -924,9 +927,8 @@ TEST(udp_strict_and_idle)
 }
 
 TEST_LIST(open_rejects_bad_uris, wrong_end_and_pointer_values_refused, shm_every_kind_round_trips,
-          shm_variable_sizes_wrap_around, shm_cross_process_in_order,
-          shm_killed_producer_is_epeer, shm_killed_consumer_is_epeer,
-          shm_refuses_wrong_secret_second_producer_and_permissions,
+          shm_variable_sizes_wrap_around, shm_cross_process_in_order, shm_killed_producer_is_epeer,
+          shm_killed_consumer_is_epeer, shm_refuses_wrong_secret_second_producer_and_permissions,
           shm_corrupt_frame_closes_edge, shm_threads_stress, tcp_cross_process_in_order,
           tcp_blobs_cross_process, tcp_listening_producer, tcp_threads_stress,
           tcp_killed_producer_is_epeer, tcp_killed_consumer_is_epeer, tcp_garbage_frame_rejected,

@@ -101,8 +101,9 @@ TEST(empty_intersection_fails_naming_both_scopes)
     dagger_scope_t *i = dagger_scope_intersect(a, b);
     dagger_task_t *t = spawn_scoped(ctx, i);
     ASSERT_ERR(dagger_fetch(t, NULL), DAGGER_ESCOPE);
-    ASSERT_STR_HAS(dagger_task_errmsg(t), "no processor satisfies the scope "
-                                          "intersect(thread(0), thread(1)): the intersection is empty");
+    ASSERT_STR_HAS(dagger_task_errmsg(t),
+                   "no processor satisfies the scope "
+                   "intersect(thread(0), thread(1)): the intersection is empty");
     dagger_scope_release(i);
     /* a non-empty intersection works */
     dagger_scope_t *any = dagger_scope_any();

@@ -17,9 +17,9 @@
 
 static const int threads_list[] = {1, 4};
 static const long caps_list[] = {1, 2, 64};
-#define FOR_CONFIGS(th, cap)                                                                   \
-    for (int ti_ = 0; ti_ < 2; ti_++)                                                          \
-        for (int ci_ = 0, th = threads_list[ti_]; ci_ < 3; ci_++)                              \
+#define FOR_CONFIGS(th, cap)                                                                       \
+    for (int ti_ = 0; ti_ < 2; ti_++)                                                              \
+        for (int ci_ = 0, th = threads_list[ti_]; ci_ < 3; ci_++)                                  \
             for (long cap = caps_list[ci_], once_ = 1; once_; once_ = 0)
 
 enum { N = 200, MAXREC = 100000 };
@@ -465,8 +465,12 @@ static int sink_any(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
     const dagger_value_t *v = dagger_arg(a, 1);
     int64_t n = atomic_load(&r->n);
     switch (v->kind) {
-    case DAGGER_KIND_I64: r->v[n] = v->u.i; break;
-    case DAGGER_KIND_F64: r->f[n] = v->u.f; break;
+    case DAGGER_KIND_I64:
+        r->v[n] = v->u.i;
+        break;
+    case DAGGER_KIND_F64:
+        r->f[n] = v->u.f;
+        break;
     case DAGGER_KIND_STR:
         if (n < 64)
             snprintf(r->s[n], sizeof r->s[n], "%s", v->u.s);
@@ -480,7 +484,8 @@ static int sink_any(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
         r->v[n] = ok;
         break;
     }
-    default: return dagger_fail(tc, DAGGER_ETYPE, "unexpected kind %d", v->kind);
+    default:
+        return dagger_fail(tc, DAGGER_ETYPE, "unexpected kind %d", v->kind);
     }
     atomic_store(&r->n, n + 1);
     return 0;
@@ -492,7 +497,8 @@ static struct rec *run_kind(int th, long cap, dagger_fn_t fn, bool through)
     struct src xs = {0, 1, 0, {0}};
     struct rec *r = rec_new();
     dagger_stream_t *s = begin(ctx, cap, N, true);
-    dagger_task_t *x = dagger_spawn_impl(ctx, NULL, fn, "src", (dagger_value_t[]){dagger_ptr(&xs)}, 1);
+    dagger_task_t *x =
+        dagger_spawn_impl(ctx, NULL, fn, "src", (dagger_value_t[]){dagger_ptr(&xs)}, 1);
     set_evals(s, cap, -1, true);
     dagger_task_t *y = through ? dagger_spawn(ctx, upper, x) : NULL;
     dagger_task_t *A = dagger_spawn(ctx, sink_any, (void *)r, through ? y : x);
@@ -963,23 +969,23 @@ TEST(zero_allocations_per_value)
             /* Warm-up: a first region of the same shape grows the pool of suspended-task
              * stacks to what this pipeline needs at most; they are recycled afterwards. */
             for (int round = 0; round < 2; round++) {
-            struct src xs = {0, 1, 0, {0}};
-            struct allocrec r = {0, 0, {0}, {0}, total};
-            dagger_stream_t *s = begin(ctx, caps[ci], total, true);
-            dagger_task_t *x = dagger_spawn(ctx, src_i64, (void *)&xs);
-            set_evals(s, caps[ci], -1, true);
-            dagger_task_t *y = dagger_spawn(ctx, add1, x);
-            dagger_task_t *A = dagger_spawn(ctx, count_sink, (void *)&r, y);
-            ASSERT_OK(dagger_stream_end(s));
-            expect_nil(A);
-            ASSERT_EQ(r.n, total);
-            ASSERT_EQ(r.bad, 0);
-            printf("threads=%d buffer=%ld: %llu allocations after warm-up for %lld values\n",
-                   ths[ti], caps[ci], (unsigned long long)(r.end.allocs - r.warm.allocs),
-                   (long long)(total - WARM));
-            if (round == 1)
-                ASSERT_EQ(r.end.allocs - r.warm.allocs, 0);
-            release_all((dagger_task_t *[]){x, y, A}, 3);
+                struct src xs = {0, 1, 0, {0}};
+                struct allocrec r = {0, 0, {0}, {0}, total};
+                dagger_stream_t *s = begin(ctx, caps[ci], total, true);
+                dagger_task_t *x = dagger_spawn(ctx, src_i64, (void *)&xs);
+                set_evals(s, caps[ci], -1, true);
+                dagger_task_t *y = dagger_spawn(ctx, add1, x);
+                dagger_task_t *A = dagger_spawn(ctx, count_sink, (void *)&r, y);
+                ASSERT_OK(dagger_stream_end(s));
+                expect_nil(A);
+                ASSERT_EQ(r.n, total);
+                ASSERT_EQ(r.bad, 0);
+                printf("threads=%d buffer=%ld: %llu allocations after warm-up for %lld values\n",
+                       ths[ti], caps[ci], (unsigned long long)(r.end.allocs - r.warm.allocs),
+                       (long long)(total - WARM));
+                if (round == 1)
+                    ASSERT_EQ(r.end.allocs - r.warm.allocs, 0);
+                release_all((dagger_task_t *[]){x, y, A}, 3);
             }
             ASSERT_OK(dagger_ctx_close(ctx));
         }

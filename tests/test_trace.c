@@ -177,7 +177,8 @@ static void *press(void *p)
     pr->rc = dagger_sync_begin(pr->ctx);
     dagger_task_t *prev = NULL;
     for (int i = 0; i < pr->n && !pr->rc; i++) {
-        dagger_task_t *t = prev && i % 4 ? dagger_spawn(pr->ctx, node, prev) : dagger_spawn(pr->ctx, node);
+        dagger_task_t *t =
+            prev && i % 4 ? dagger_spawn(pr->ctx, node, prev) : dagger_spawn(pr->ctx, node);
         dagger_task_release(prev);
         prev = t;
     }

@@ -207,7 +207,7 @@ static void row_fib(int n, int cutoff)
         int64_t v = -1;
         double t0 = core_now_ns();
         dagger_task_t *root = cutoff ? dagger_spawn(ctx, fib_cutoff_fn, (int64_t)n)
-                                    : dagger_spawn(ctx, fib_fn, (int64_t)n);
+                                     : dagger_spawn(ctx, fib_fn, (int64_t)n);
         must(root, bench);
         int rc = dagger_fetch_i64(root, &v);
         double dt = core_now_ns() - t0;
@@ -266,8 +266,7 @@ static void row_nested(void)
                 int64_t v = 0;
                 int frc = dagger_fetch_i64(b[i][j], &v);
                 if (frc != 0 && rc == 0)
-                    report_rc("core.nested", "dagger_fetch_i64", frc,
-                              dagger_task_errmsg(b[i][j]));
+                    report_rc("core.nested", "dagger_fetch_i64", frc, dagger_task_errmsg(b[i][j]));
                 s += v;
                 dagger_task_release(b[i][j]);
             }
@@ -279,8 +278,7 @@ static void row_nested(void)
             best = dt;
         core_check_i64("core.nested", "sum", s, want);
     }
-    snprintf(param, sizeof param, "n=%dx%d,t=%d", CORE_NESTED_OUTER, CORE_NESTED_INNER,
-             threads);
+    snprintf(param, sizeof param, "n=%dx%d,t=%d", CORE_NESTED_OUTER, CORE_NESTED_INNER, threads);
     core_result("core.nested", param, best / 1e3, "us/run");
 }
 

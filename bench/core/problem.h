@@ -192,8 +192,7 @@ static inline void core_result(const char *bench, const char *param, double figu
 }
 
 /* Report a wrong result: printed on stderr, the binary exits 1 at the end. */
-static inline void core_check_i64(const char *bench, const char *what, int64_t got,
-                                  int64_t want)
+static inline void core_check_i64(const char *bench, const char *what, int64_t got, int64_t want)
 {
     if (got == want)
         return;

@@ -45,8 +45,7 @@ static int producer(const char *uri, size_t bytes, long n, int go_fd)
     return dagger_edge_close(e) < 0 ? 5 : 0;
 }
 
-static int run(const char *bench, const char *cons_uri, const char *prod_fmt, size_t bytes,
-               long n)
+static int run(const char *bench, const char *cons_uri, const char *prod_fmt, size_t bytes, long n)
 {
     dagger_edge_t *c;
     if (dagger_edge_open(&c, cons_uri, DAGGER_EDGE_POP) < 0) {

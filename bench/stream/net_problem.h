@@ -36,7 +36,8 @@ static inline void net_result(const char *bench, const char *impl, size_t bytes,
                               double secs)
 {
     printf("RESULT|%s|%s|bytes=%zu|%.0f|values/s\n", bench, impl, bytes, n / secs);
-    printf("RESULT|%s|%s|bytes=%zu|%.3f|GB/s\n", bench, impl, bytes, n * (double)bytes / secs / 1e9);
+    printf("RESULT|%s|%s|bytes=%zu|%.3f|GB/s\n", bench, impl, bytes,
+           n * (double)bytes / secs / 1e9);
     fflush(stdout);
 }
 

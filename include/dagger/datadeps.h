@@ -89,8 +89,8 @@ static inline dagger_ddarg_t dagger_range(dagger_access_t access, void *base, si
     return dagger_span(access, (char *)base + off, len);
 }
 /** A rows x cols tile of a column-major matrix whose columns are `ld` elements apart. */
-static inline dagger_ddarg_t dagger_tile(dagger_access_t access, void *p, size_t rows,
-                                         size_t cols, size_t ld, size_t elsize)
+static inline dagger_ddarg_t dagger_tile(dagger_access_t access, void *p, size_t rows, size_t cols,
+                                         size_t ld, size_t elsize)
 {
     dagger_ddarg_t a = dagger_span(access, p, 0);
     a.shape = DAGGER_SHAPE_TILE;
@@ -143,9 +143,9 @@ DAGGER_API dagger_ctx_t *dagger_datadeps_ctx(const dagger_datadeps_t *dd);
  *  Ownership: +1 on the task (the region keeps its own); borrows argv and opts.
  *  Thread safety: the thread or task that began the region. */
 DAGGER_API dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd,
-                                                     const dagger_task_opts_t *opts,
-                                                     dagger_fn_t fn, const char *fname,
-                                                     const dagger_ddarg_t *argv, size_t argc);
+                                                     const dagger_task_opts_t *opts, dagger_fn_t fn,
+                                                     const char *fname, const dagger_ddarg_t *argv,
+                                                     size_t argc);
 
 /** Counters of a region (read before dagger_datadeps_end). */
 typedef struct dagger_datadeps_stats {
@@ -173,7 +173,7 @@ static inline dagger_ddarg_t dagger_dd_task_(dagger_task_t *t)
 static inline dagger_ddarg_t dagger_dd_value_(dagger_value_t v) { return dagger_ddval(v); }
 static inline dagger_ddarg_t dagger_dd_ptr_(const void *p) { return dagger_ddval(dagger_ptr(p)); }
 
-#define DAGGER_DDA(x)                                                                          \
+#define DAGGER_DDA(x)                                                                              \
     _Generic((x),                                                                              \
         dagger_ddarg_t: dagger_dd_id_,                                                         \
         _Bool: dagger_dd_bool_,                                                                \
@@ -212,12 +212,13 @@ static inline dagger_ddarg_t dagger_dd_ptr_(const void *p) { return dagger_ddval
 #define DAGGER_DDMAP_14(a, ...) DAGGER_DDA(a), DAGGER_DDMAP_13(__VA_ARGS__)
 #define DAGGER_DDMAP_15(a, ...) DAGGER_DDA(a), DAGGER_DDMAP_14(__VA_ARGS__)
 #define DAGGER_DDMAP_16(a, ...) DAGGER_DDA(a), DAGGER_DDMAP_15(__VA_ARGS__)
-#define DAGGER_DD_SEL_(dd, o, fn, n, ...)                                                      \
-    dagger_datadeps_spawn_impl((dd), (o), (fn), #fn,                                           \
-                               (const dagger_ddarg_t[]){DAGGER_CAT(DAGGER_DDMAP_, n)(__VA_ARGS__)}, \
-                               (n))
+#define DAGGER_DD_SEL_(dd, o, fn, n, ...)                                                          \
+    dagger_datadeps_spawn_impl(                                                                    \
+        (dd), (o), (fn), #fn, (const dagger_ddarg_t[]){DAGGER_CAT(DAGGER_DDMAP_, n)(__VA_ARGS__)}, \
+        (n))
 #define DAGGER_DD_D1(dd, o, fn) dagger_datadeps_spawn_impl((dd), (o), (fn), #fn, NULL, 0)
-#define DAGGER_DD_DN(dd, o, fn, ...) DAGGER_DD_SEL_(dd, o, fn, DAGGER_NARG(__VA_ARGS__), __VA_ARGS__)
+#define DAGGER_DD_DN(dd, o, fn, ...)                                                               \
+    DAGGER_DD_SEL_(dd, o, fn, DAGGER_NARG(__VA_ARGS__), __VA_ARGS__)
 #define DAGGER_DD_PICK_(n) DAGGER_CAT(DAGGER_DD_PICK_, n)
 #define DAGGER_DD_PICK_1 DAGGER_DD_D1
 #define DAGGER_DD_PICK_2 DAGGER_DD_DN
@@ -239,10 +240,10 @@ static inline dagger_ddarg_t dagger_dd_ptr_(const void *p) { return dagger_ddval
 
 /** dagger_datadeps_spawn(dd, fn, args...): spawn fn in the region with up to 16 arguments,
  *  each a dagger_ddarg_t (dagger_in, dagger_tile, ...) or a plain C value as for dagger_spawn. */
-#define dagger_datadeps_spawn(dd, ...)                                                         \
+#define dagger_datadeps_spawn(dd, ...)                                                             \
     DAGGER_DD_PICK_(DAGGER_NARG(__VA_ARGS__))(dd, NULL, __VA_ARGS__)
 /** dagger_datadeps_spawn_opts(dd, &opts, fn, args...): the same with task options. */
-#define dagger_datadeps_spawn_opts(dd, opts, ...)                                              \
+#define dagger_datadeps_spawn_opts(dd, opts, ...)                                                  \
     DAGGER_DD_PICK_(DAGGER_NARG(__VA_ARGS__))(dd, opts, __VA_ARGS__)
 
 #ifdef __cplusplus

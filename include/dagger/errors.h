@@ -10,22 +10,22 @@
 #include <errno.h>
 
 /* X(name, value, sentence) */
-#define DAGGER_ERROR_MAP(X)                                                    \
-    X(EINVAL, -EINVAL, "invalid argument")                                     \
-    X(ENOMEM, -ENOMEM, "out of memory")                                        \
-    X(ECANCELED, -ECANCELED, "task was cancelled")                             \
-    X(EBUSY, -EBUSY, "handles are still alive")                                \
-    X(EDEADLK, -EDEADLK, "the wait would deadlock")                            \
-    X(ERANGE, -ERANGE, "value out of range")                                   \
-    X(ENOSYS, -ENOSYS, "not supported by this build")                          \
-    X(EIO, -EIO, "input/output error")                                         \
-    X(ETIMEDOUT, -ETIMEDOUT, "timed out")                                      \
-    X(ETASK, -4001, "task body failed")                                        \
-    X(EUPSTREAM, -4002, "an input of this task failed")                        \
-    X(ESCOPE, -4003, "no processor satisfies the scope")                       \
-    X(ECLOSED, -4004, "stream or ring is closed")                              \
-    X(EPEER, -4005, "remote rank lost")                                        \
-    X(ETYPE, -4006, "value has the wrong kind")                                \
+#define DAGGER_ERROR_MAP(X)                                                                        \
+    X(EINVAL, -EINVAL, "invalid argument")                                                         \
+    X(ENOMEM, -ENOMEM, "out of memory")                                                            \
+    X(ECANCELED, -ECANCELED, "task was cancelled")                                                 \
+    X(EBUSY, -EBUSY, "handles are still alive")                                                    \
+    X(EDEADLK, -EDEADLK, "the wait would deadlock")                                                \
+    X(ERANGE, -ERANGE, "value out of range")                                                       \
+    X(ENOSYS, -ENOSYS, "not supported by this build")                                              \
+    X(EIO, -EIO, "input/output error")                                                             \
+    X(ETIMEDOUT, -ETIMEDOUT, "timed out")                                                          \
+    X(ETASK, -4001, "task body failed")                                                            \
+    X(EUPSTREAM, -4002, "an input of this task failed")                                            \
+    X(ESCOPE, -4003, "no processor satisfies the scope")                                           \
+    X(ECLOSED, -4004, "stream or ring is closed")                                                  \
+    X(EPEER, -4005, "remote rank lost")                                                            \
+    X(ETYPE, -4006, "value has the wrong kind")                                                    \
     X(ESTATE, -4007, "call not allowed in this state")
 
 enum dagger_error {

@@ -25,9 +25,9 @@ typedef struct dagger_stream dagger_stream_t;
 /** Options of a streaming region (and of the tasks spawned after dagger_stream_set_opts).
  *  Initialise with dagger_stream_opts_init. This struct only ever grows at the end. */
 typedef struct dagger_stream_opts {
-    long buffer;            /* slots of each input buffer of a task; >= 1, default 1 */
-    int64_t max_evals;      /* runs per task; < 0 = unlimited (default); 0 is rejected */
-    bool teardown;          /* the end of any task stops the whole region; default true */
+    long buffer;              /* slots of each input buffer of a task; >= 1, default 1 */
+    int64_t max_evals;        /* runs per task; < 0 = unlimited (default); 0 is rejected */
+    bool teardown;            /* the end of any task stops the whole region; default true */
     uint32_t max_value_bytes; /* largest string/blob a task may stream; default 4096 */
 } dagger_stream_opts_t;
 
@@ -40,9 +40,8 @@ DAGGER_API void dagger_stream_opts_init(dagger_stream_opts_t *o);
  *  Returns: 0, DAGGER_EINVAL (bad option: buffer <= 0, max_evals == 0; message in
  *  dagger_last_errmsg), DAGGER_ENOMEM. Ownership: `*out` is consumed by dagger_stream_end.
  *  Thread safety: any thread; the region is used by the thread or task that opened it. */
-DAGGER_API DAGGER_NODISCARD int dagger_stream_begin(dagger_ctx_t *ctx,
-                                                    const dagger_stream_opts_t *opts,
-                                                    dagger_stream_t **out);
+DAGGER_API DAGGER_NODISCARD int
+dagger_stream_begin(dagger_ctx_t *ctx, const dagger_stream_opts_t *opts, dagger_stream_t **out);
 
 /** Change the options for the tasks spawned from now on in region `s` (max_evals, teardown,
  *  the capacity of their input buffers, the largest value they stream).

@@ -35,7 +35,7 @@ _Noreturn void dagger__panic(const char *fmt, ...) DAGGER_PRINTF(1, 2);
 #ifdef NDEBUG
 #define DAGGER_ASSERT(c) ((void)0)
 #else
-#define DAGGER_ASSERT(c)                                                                       \
+#define DAGGER_ASSERT(c)                                                                           \
     ((c) ? (void)0 : dagger__panic("%s:%d: assertion failed: %s", __FILE__, __LINE__, #c))
 #endif
 
@@ -45,10 +45,10 @@ int dagger__set_errmsg(int code, const char *fmt, ...) DAGGER_PRINTF(2, 3);
 int dagger__set_errmsg_str(int code, const char *msg);
 
 /* User-input check: always on; returns the code from the calling function. */
-#define DAGGER_CHECK(cond, code, ...)                                                          \
-    do {                                                                                       \
-        if (DAGGER_UNLIKELY(!(cond)))                                                          \
-            return dagger__set_errmsg((code), __VA_ARGS__);                                    \
+#define DAGGER_CHECK(cond, code, ...)                                                              \
+    do {                                                                                           \
+        if (DAGGER_UNLIKELY(!(cond)))                                                              \
+            return dagger__set_errmsg((code), __VA_ARGS__);                                        \
     } while (0)
 
 static inline void dagger__futex_wait(_Atomic uint32_t *addr, uint32_t val, long timeout_ns)

@@ -13,8 +13,8 @@ const char *dagger_strerror(int rc)
     switch (rc) {
     case 0:
         return "success";
-#define X(name, value, text)                                                                   \
-    case value:                                                                                \
+#define X(name, value, text)                                                                       \
+    case value:                                                                                    \
         return text;
         DAGGER_ERROR_MAP(X)
 #undef X
@@ -28,8 +28,8 @@ const char *dagger_err_name(int rc)
     switch (rc) {
     case 0:
         return "DAGGER_OK";
-#define X(name, value, text)                                                                   \
-    case value:                                                                                \
+#define X(name, value, text)                                                                       \
+    case value:                                                                                    \
         return "DAGGER_" #name;
         DAGGER_ERROR_MAP(X)
 #undef X

@@ -124,7 +124,8 @@ __attribute__((noinline)) static int refill(int c)
     }
     g.slabs[g.nslabs++] = raw;
     /* Objects of 64 bytes and more start on a cache line (per-worker counters rely on it). */
-    char *slab = (char *)(((uintptr_t)raw + DAGGER_CACHELINE - 1) & ~(uintptr_t)(DAGGER_CACHELINE - 1));
+    char *slab =
+        (char *)(((uintptr_t)raw + DAGGER_CACHELINE - 1) & ~(uintptr_t)(DAGGER_CACHELINE - 1));
     pthread_mutex_unlock(&g.lock);
     size_t sz = class_size(c), n = SLAB / sz;
     struct obj *head = NULL;

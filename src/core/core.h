@@ -50,9 +50,8 @@ typedef dagger_task_t *(*dagger__spawn_hook_fn)(void *ud, dagger_ctx_t *ctx,
 int dagger__hook_begin(dagger_ctx_t *ctx, dagger__spawn_hook_fn fn, void *ud);
 /* Close the innermost block if it is the hook block of `ud`; DAGGER_ESTATE otherwise. */
 int dagger__hook_end(dagger_ctx_t *ctx, void *ud);
-dagger_task_t *dagger__spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
-                                    dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
-                                    size_t argc);
+dagger_task_t *dagger__spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
+                                    const char *fname, const dagger_value_t *argv, size_t argc);
 
 /* Called by dagger_cancel (after the flag is set), e.g. to wake a task blocked on a stream. */
 typedef void (*dagger__cancel_hook_fn)(dagger_task_t *t, void *ud);

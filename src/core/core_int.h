@@ -67,21 +67,21 @@ struct gslot {
 } __attribute__((aligned(DAGGER_CACHELINE)));
 
 struct group {
-    int64_t spawned;                    /* the owner only */
-    _Atomic int64_t target;             /* -1 while the block is open */
+    int64_t spawned;        /* the owner only */
+    _Atomic int64_t target; /* -1 while the block is open */
     struct dagger__event ev;
     _Atomic(dagger_task_t *) first_err; /* retained */
     struct gslot *slots;
-    int nslots;                         /* workers + 1 */
+    int nslots; /* workers + 1 */
 };
 
 struct frame {
     struct frame *up;
     dagger_ctx_t *ctx;
     unsigned mode;
-    struct group group;      /* DAGGER_QUEUE_WAITALL */
-    dagger_task_t *last;     /* DAGGER_QUEUE_SEQUENTIAL: retained */
-    dagger_task_t **held;    /* DAGGER_QUEUE_BULK: retained, each with a hold on pending */
+    struct group group;   /* DAGGER_QUEUE_WAITALL */
+    dagger_task_t *last;  /* DAGGER_QUEUE_SEQUENTIAL: retained */
+    dagger_task_t **held; /* DAGGER_QUEUE_BULK: retained, each with a hold on pending */
     size_t nheld, capheld;
     dagger__spawn_hook_fn hook; /* a feature region that takes over spawn */
     void *hook_ud;
@@ -100,9 +100,9 @@ struct dagger_task {
     _Atomic uint32_t state;
     _Atomic uint32_t cancel;
     struct dagger__event waiters;
-    int rc;          /* valid once state is T_DONE */
-    int argerr;      /* set by a failing argument accessor */
-    int16_t thread;     /* worker it last ran on */
+    int rc;              /* valid once state is T_DONE */
+    int argerr;          /* set by a failing argument accessor */
+    int16_t thread;      /* worker it last ran on */
     uint16_t help_depth; /* nesting of tasks run inline by waiting parents (see help()) */
     uint32_t flags;
     uint32_t nargs, ndeps;
@@ -145,11 +145,11 @@ struct dagger_ctx {
     dagger__pool *pool;
     int nthreads;
     uint64_t gen;
-    struct credit *credit;          /* one per worker */
-    _Atomic int64_t count[CNT_N];   /* global counts, see struct credit */
-    _Atomic uint32_t drain_word;    /* bumped when the in-flight count reaches 0 */
+    struct credit *credit;        /* one per worker */
+    _Atomic int64_t count[CNT_N]; /* global counts, see struct credit */
+    _Atomic uint32_t drain_word;  /* bumped when the in-flight count reaches 0 */
     _Atomic uint64_t next_id;
-    _Atomic uint32_t rr;            /* round robin among a scope's threads */
+    _Atomic uint32_t rr; /* round robin among a scope's threads */
 };
 
 /* task.c */

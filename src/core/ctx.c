@@ -23,10 +23,7 @@ int dagger_version_number(void)
     return DAGGER_VERSION_MAJOR * 10000 + DAGGER_VERSION_MINOR * 100 + DAGGER_VERSION_PATCH;
 }
 
-void dagger_opts_init(dagger_opts_t *o)
-{
-    memset(o, 0, sizeof *o);
-}
+void dagger_opts_init(dagger_opts_t *o) { memset(o, 0, sizeof *o); }
 
 static _Atomic uint64_t ctx_gen = 1;
 
@@ -106,8 +103,8 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     memset(ctx->credit, 0, sizeof(struct credit) * (size_t)o.num_threads);
     ctx->gen = atomic_fetch_add(&ctx_gen, 1);
     atomic_init(&ctx->next_id, 1);
-    int rc = dagger__pool_open(&ctx->pool, o.num_threads, o.stack_size, dagger__task_run,
-                               pool_idle, ctx);
+    int rc = dagger__pool_open(&ctx->pool, o.num_threads, o.stack_size, dagger__task_run, pool_idle,
+                               ctx);
     if (rc) {
         free(ctx->credit);
         dagger__alloc_note_free();

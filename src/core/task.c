@@ -208,9 +208,9 @@ static int fail_upstream(dagger_task_t *t, const struct dep *d)
                                         (unsigned long long)up->id, (unsigned long long)r->id);
         }
     } else {
-        e->msg = dagger__asprintf("task %llu '%s': %s (task %llu) failed: %s",
-                                  (unsigned long long)t->id, name, input,
-                                  (unsigned long long)up->id, dagger_strerror(up->rc));
+        e->msg =
+            dagger__asprintf("task %llu '%s': %s (task %llu) failed: %s", (unsigned long long)t->id,
+                             name, input, (unsigned long long)up->id, dagger_strerror(up->rc));
     }
     t->err = e;
     return DAGGER_EUPSTREAM;
@@ -511,8 +511,8 @@ static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
             dagger_task_release(t);
     }
     if (rc)
-        DAGGER__TRACE(dagger__trace_error(t->id, t->err && t->err->msg ? t->err->msg
-                                                                         : dagger_strerror(rc)));
+        DAGGER__TRACE(
+            dagger__trace_error(t->id, t->err && t->err->msg ? t->err->msg : dagger_strerror(rc)));
     /* Logged before the task is seen done, so a trace stopped right after a fetch has it. */
     DAGGER__TRACE(dagger__trace_finish(t->id, t->thread, rc));
     atomic_store_explicit(&t->state, T_DONE, memory_order_release);
@@ -547,8 +547,7 @@ static int settle(dagger_task_t *t, int r, dagger_value_t *out)
     if (out->kind >= DAGGER_KIND_STR && out->kind != DAGGER_KIND_PTR &&
         dagger__value_own(&t->result) != 0) {
         t->result = dagger_nil();
-        return fail_rootf(t, DAGGER_ENOMEM, "out of memory copying the %u-byte result",
-                          out->len);
+        return fail_rootf(t, DAGGER_ENOMEM, "out of memory copying the %u-byte result", out->len);
     }
     return 0;
 }
@@ -663,9 +662,8 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         if ((v.kind == DAGGER_KIND_STR || v.kind == DAGGER_KIND_BLOB) &&
             !(v.flags & DAGGER_VALUE_BORROW)) {
             if (dagger__value_own(&v) != 0)
-                return dagger__set_errmsg(DAGGER_ENOMEM,
-                                          "out of memory copying argument %zu (%u bytes)", i,
-                                          argv[i].len);
+                return dagger__set_errmsg(
+                    DAGGER_ENOMEM, "out of memory copying argument %zu (%u bytes)", i, argv[i].len);
         } else {
             v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
         }
@@ -688,8 +686,8 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         if (n == 0)
             return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
         if (n < ctx->nthreads) {
-            int k = (int)(atomic_fetch_add_explicit(&ctx->rr, 1, memory_order_relaxed) %
-                          (uint32_t)n);
+            int k =
+                (int)(atomic_fetch_add_explicit(&ctx->rr, 1, memory_order_relaxed) % (uint32_t)n);
             for (int th = 0; th < ctx->nthreads; th++) {
                 if (dagger__procset_has(&set, th) && k-- == 0) {
                     t->job.pin = th;
@@ -734,9 +732,8 @@ dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
     return spawn(ctx, top, o, fn, fname, argv, argc);
 }
 
-dagger_task_t *dagger__spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
-                                    dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
-                                    size_t argc)
+dagger_task_t *dagger__spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
+                                    const char *fname, const dagger_value_t *argv, size_t argc)
 {
     return spawn(ctx, *dagger__frames_slot(), o, fn, fname, argv, argc);
 }
@@ -953,8 +950,8 @@ int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
 static int kind_mismatch(dagger_task_t *t, const dagger_value_t *v, const char *want)
 {
     return dagger__set_errmsg(DAGGER_ETYPE, "task %llu '%s' returned a %s, not a %s",
-                              (unsigned long long)t->id, display_name(t),
-                              dagger_kind_name(v->kind), want);
+                              (unsigned long long)t->id, display_name(t), dagger_kind_name(v->kind),
+                              want);
 }
 
 int dagger_fetch_f64(dagger_task_t *t, double *out)
@@ -1025,10 +1022,7 @@ bool dagger_task_done(const dagger_task_t *t)
     return t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE;
 }
 
-int dagger_task_error(const dagger_task_t *t)
-{
-    return dagger_task_done(t) ? t->rc : 0;
-}
+int dagger_task_error(const dagger_task_t *t) { return dagger_task_done(t) ? t->rc : 0; }
 
 const char *dagger_task_errmsg(const dagger_task_t *t)
 {

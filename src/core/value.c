@@ -151,8 +151,7 @@ long dagger_value_encode(const dagger_value_t *v, void *buf, size_t cap)
         return dagger__set_errmsg(DAGGER_EINVAL,
                                   "dagger_value_encode: a local pointer cannot be encoded");
     default:
-        return dagger__set_errmsg(DAGGER_EINVAL, "dagger_value_encode: unknown kind %d",
-                                  v->kind);
+        return dagger__set_errmsg(DAGGER_EINVAL, "dagger_value_encode: unknown kind %d", v->kind);
     }
     size_t total = HDR + payload;
     if (total > LONG_MAX)

@@ -32,11 +32,21 @@ static bool is_tri(const dagger__ddreg_t *r) { return r->kind >= DD_UPPER; }
 static void tri_rows(int k, size_t n, size_t j, size_t *r0, size_t *r1)
 {
     switch (k) {
-    case DD_UPPER: *r0 = 0, *r1 = j + 1; break;
-    case DD_LOWER: *r0 = j, *r1 = n; break;
-    case DD_UUPPER: *r0 = 0, *r1 = j; break;
-    case DD_ULOWER: *r0 = j + 1, *r1 = n; break;
-    default: *r0 = j, *r1 = j + 1; break; /* DD_DIAG */
+    case DD_UPPER:
+        *r0 = 0, *r1 = j + 1;
+        break;
+    case DD_LOWER:
+        *r0 = j, *r1 = n;
+        break;
+    case DD_UUPPER:
+        *r0 = 0, *r1 = j;
+        break;
+    case DD_ULOWER:
+        *r0 = j + 1, *r1 = n;
+        break;
+    default:
+        *r0 = j, *r1 = j + 1;
+        break; /* DD_DIAG */
     }
 }
 

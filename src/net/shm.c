@@ -92,8 +92,8 @@ _Static_assert(sizeof(struct ring_hdr) <= RING_HDR_BYTES, "ring header fits its 
 struct shm_edge {
     struct dagger_edge base;
     int fd;
-    struct ring_hdr *h;   /* the mapping; immutable after open */
-    unsigned char *data;  /* h + RING_HDR_BYTES */
+    struct ring_hdr *h;  /* the mapping; immutable after open */
+    unsigned char *data; /* h + RING_HDR_BYTES */
     size_t map_len;
     uint64_t cap, mask;
     uint64_t pos;       /* producer: head to be; consumer: first unread byte */
@@ -207,11 +207,11 @@ static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
     unsigned fl;
     long n = dagger__frame_value_size(v, &fl);
     if (n < 0)
-        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes",
-                                 e->uri, dagger_kind_name(v->kind));
+        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes", e->uri,
+                                 dagger_kind_name(v->kind));
     if ((uint64_t)n > e->max_payload)
-        return dagger__edge_note(e, DAGGER_ERANGE, "%s: value of %ld bytes exceeds max=%u",
-                                 e->uri, n, e->max_payload);
+        return dagger__edge_note(e, DAGGER_ERANGE, "%s: value of %ld bytes exceeds max=%u", e->uri,
+                                 n, e->max_payload);
     if (atomic_load_explicit(&h->cons_closed, memory_order_relaxed))
         return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the consumer closed the ring", e->uri);
     uint64_t rec = align8(DAGGER__FRAME_HDR + (uint64_t)n);
@@ -405,8 +405,8 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
                             (unsigned long long)f.seq, (unsigned long long)s->seq);
             return corrupt(s, err);
         }
-        if (dagger__frame_value_read(&f, s->data + off + DAGGER__FRAME_HDR, out, err,
-                                     sizeof err) < 0)
+        if (dagger__frame_value_read(&f, s->data + off + DAGGER__FRAME_HDR, out, err, sizeof err) <
+            0)
             return corrupt(s, err);
         s->pending = rec;
         s->seq++;
@@ -495,8 +495,8 @@ static int shm_close(struct dagger_edge *e)
     return 0;
 }
 
-static const char *const shm_keys[] = {"cap", "max", "secret", "secret_env", "dir",
-                                       "spin", "slice_ms", NULL};
+static const char *const shm_keys[] = {"cap", "max",  "secret",   "secret_env",
+                                       "dir", "spin", "slice_ms", NULL};
 
 static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, unsigned end,
                          char *err, size_t errcap)
@@ -621,8 +621,7 @@ static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
             goto fail;
         }
         if (h->cap < RING_CAP_MIN || h->cap > RING_CAP_MAX || (h->cap & (h->cap - 1)) ||
-            RING_HDR_BYTES + h->cap != (uint64_t)st.st_size ||
-            h->max_payload > h->cap / 2 - 32) {
+            RING_HDR_BYTES + h->cap != (uint64_t)st.st_size || h->max_payload > h->cap / 2 - 32) {
             dagger__net_fmt(err, errcap, "shm: %s has a corrupt header", s->objname);
             rc = DAGGER_EINVAL;
             goto fail;

@@ -176,8 +176,9 @@ static int recv_exact(struct tcp_edge *t, void *buf, size_t n, int64_t deadline)
             continue;
         }
         if (r == 0)
-            return lose(t, DAGGER_EPEER, "%s", "the peer closed the connection during the "
-                                               "handshake (wrong secret or role?)");
+            return lose(t, DAGGER_EPEER, "%s",
+                        "the peer closed the connection during the "
+                        "handshake (wrong secret or role?)");
         if (errno == EINTR)
             continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -246,8 +247,7 @@ static int handshake(struct tcp_edge *t)
         iov.iov_base = proof;
         iov.iov_len = sizeof proof;
         if ((rc = sendv(t, &iov, 1, deadline, &done)) < 0)
-            return rc == DAGGER_ETIMEDOUT ? lose(t, DAGGER_EPEER, "%s", "handshake timed out")
-                                          : rc;
+            return rc == DAGGER_ETIMEDOUT ? lose(t, DAGGER_EPEER, "%s", "handshake timed out") : rc;
         if ((rc = recv_exact(t, got, DAGGER__FRAME_HDR, deadline)) < 0)
             return rc;
         if (dagger__frame_get(got, AUTH_LEN, &f, err, sizeof err) < 0)
@@ -289,8 +289,7 @@ static int ensure_ready(struct tcp_edge *t, int64_t deadline)
                                          strerror(errno));
             if (!wait_fd(t->lfd, POLLIN, deadline))
                 return dagger__edge_note(&t->base, DAGGER_ETIMEDOUT,
-                                         "%s: no peer connected before the timeout",
-                                         t->base.uri);
+                                         "%s: no peer connected before the timeout", t->base.uri);
         }
     } else {
         int64_t give_up = dagger__net_now_ms() + t->connect_ms;
@@ -330,8 +329,8 @@ static int ensure_ready(struct tcp_edge *t, int64_t deadline)
                                          strerror(last));
             if (deadline >= 0 && now >= deadline)
                 return dagger__edge_note(&t->base, DAGGER_ETIMEDOUT,
-                                         "%s: not connected before the timeout (%s)",
-                                         t->base.uri, strerror(last));
+                                         "%s: not connected before the timeout (%s)", t->base.uri,
+                                         strerror(last));
             int64_t sleep_ms = backoff;
             if (deadline >= 0 && deadline - now < sleep_ms)
                 sleep_ms = deadline - now;
@@ -391,11 +390,11 @@ static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
     int rc;
     long n = dagger__frame_value_size(v, &fl);
     if (n < 0)
-        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes",
-                                 e->uri, dagger_kind_name(v->kind));
+        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes", e->uri,
+                                 dagger_kind_name(v->kind));
     if ((uint64_t)n > e->max_payload)
-        return dagger__edge_note(e, DAGGER_ERANGE, "%s: value of %ld bytes exceeds max=%u",
-                                 e->uri, n, e->max_payload);
+        return dagger__edge_note(e, DAGGER_ERANGE, "%s: value of %ld bytes exceeds max=%u", e->uri,
+                                 n, e->max_payload);
     if (!t->ready && (rc = ensure_ready(t, DEADLINE())) < 0)
         return rc;
     size_t frame = DAGGER__FRAME_HDR + (size_t)n;
@@ -410,8 +409,10 @@ static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
         rc = sendv(t, iov, 2, DEADLINE(), &done);
         if (rc == DAGGER_ETIMEDOUT) {
             if (done == 0)
-                return dagger__edge_note(e, rc, "%s: the consumer did not take the value "
-                                                "before the timeout", e->uri);
+                return dagger__edge_note(e, rc,
+                                         "%s: the consumer did not take the value "
+                                         "before the timeout",
+                                         e->uri);
             /* Partly sent: the rest must follow, so it is buffered; the value is accepted. */
             if ((rc = grow_sbuf(t, frame - done)) < 0)
                 return dagger__edge_fail(e, rc, "%s: out of memory mid-frame", e->uri);
@@ -428,8 +429,10 @@ static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
         if (t->sused + frame > t->scap && t->sused) {
             rc = flush_buf(t, DEADLINE());
             if (rc == DAGGER_ETIMEDOUT && t->sused + frame > t->scap)
-                return dagger__edge_note(e, rc, "%s: the consumer did not take the value "
-                                                "before the timeout", e->uri);
+                return dagger__edge_note(e, rc,
+                                         "%s: the consumer did not take the value "
+                                         "before the timeout",
+                                         e->uri);
             if (rc < 0 && rc != DAGGER_ETIMEDOUT)
                 return rc;
         }
@@ -442,9 +445,8 @@ static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
         dagger__frame_value_write(p + DAGGER__FRAME_HDR, v, fl, (size_t)n);
         t->sused += frame;
         /* The clock is read every 16th push only: it costs as much as the rest of a push. */
-        if (t->sused >= t->batch ||
-            (t->linger_ns && (t->seq & 15) == 0 &&
-             dagger__net_now_ns() - t->sfirst_ns >= t->linger_ns)) {
+        if (t->sused >= t->batch || (t->linger_ns && (t->seq & 15) == 0 &&
+                                     dagger__net_now_ns() - t->sfirst_ns >= t->linger_ns)) {
             rc = flush_buf(t, DEADLINE());
             if (rc < 0 && rc != DAGGER_ETIMEDOUT)
                 return rc; /* the value is buffered even when the flush timed out */
@@ -486,8 +488,7 @@ static int fill_frame(struct tcp_edge *t, int timeout_ms, struct dagger__frame *
     for (;;) {
         size_t avail = t->rend - t->rstart, need = DAGGER__FRAME_HDR;
         if (avail >= DAGGER__FRAME_HDR) {
-            if (dagger__frame_get(t->rbuf + t->rstart, t->base.max_payload, f, err, sizeof err) <
-                0)
+            if (dagger__frame_get(t->rbuf + t->rstart, t->base.max_payload, f, err, sizeof err) < 0)
                 return lose(t, DAGGER_EINVAL, "malformed frame: %s", err);
             need = DAGGER__FRAME_HDR + f->len;
             if (avail >= need)
@@ -520,11 +521,11 @@ static int fill_frame(struct tcp_edge *t, int timeout_ms, struct dagger__frame *
             char what[120];
             if (avail)
                 dagger__net_fmt(what, sizeof what,
-                                "connection closed inside a frame (%zu of %zu bytes)", avail,
-                                need);
+                                "connection closed inside a frame (%zu of %zu bytes)", avail, need);
             else
-                dagger__net_fmt(what, sizeof what, "the producer went away after %llu values "
-                                                   "without ending the stream",
+                dagger__net_fmt(what, sizeof what,
+                                "the producer went away after %llu values "
+                                "without ending the stream",
                                 (unsigned long long)t->seq);
             return lose(t, DAGGER_EPEER, "%s", what);
         }
@@ -536,8 +537,8 @@ static int fill_frame(struct tcp_edge *t, int timeout_ms, struct dagger__frame *
         if (deadline == -2)
             deadline = dagger__net_deadline(timeout_ms);
         if (!wait_fd(t->fd, POLLIN, deadline))
-            return dagger__edge_note(&t->base, DAGGER_ETIMEDOUT,
-                                     "%s: no value before the timeout", t->base.uri);
+            return dagger__edge_note(&t->base, DAGGER_ETIMEDOUT, "%s: no value before the timeout",
+                                     t->base.uri);
     }
 }
 
@@ -623,9 +624,9 @@ static int tcp_close(struct dagger_edge *e)
     return rc;
 }
 
-static const char *const tcp_keys[] = {"role",       "secret",     "secret_env", "max",
-                                       "batch",      "linger_us",  "connect_ms", "handshake_ms",
-                                       "close_ms",   NULL};
+static const char *const tcp_keys[] = {"role",     "secret",    "secret_env", "max",
+                                       "batch",    "linger_us", "connect_ms", "handshake_ms",
+                                       "close_ms", NULL};
 
 static int tcp_open_edge(struct dagger_edge **out, const struct dagger__uri *u, unsigned end,
                          char *err, size_t errcap)
@@ -648,8 +649,8 @@ static int tcp_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
         dagger__net_fmt(err, errcap, "tcp: a connecting end needs a port other than 0");
         return DAGGER_EINVAL;
     }
-    if ((rc = dagger__uri_int(u, "max", 16 << 20, 0, DAGGER__FRAME_MAX_LIMIT, &maxp, err,
-                              errcap)) < 0 ||
+    if ((rc = dagger__uri_int(u, "max", 16 << 20, 0, DAGGER__FRAME_MAX_LIMIT, &maxp, err, errcap)) <
+            0 ||
         (rc = dagger__uri_int(u, "batch", 64 << 10, 0, 64 << 20, &batch, err, errcap)) < 0 ||
         (rc = dagger__uri_int(u, "linger_us", 1000, 0, 10000000, &linger, err, errcap)) < 0 ||
         (rc = dagger__uri_int(u, "connect_ms", 5000, 0, 3600000, &cms, err, errcap)) < 0 ||
@@ -682,7 +683,8 @@ static int tcp_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
             goto fail;
         }
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_NUMERICSERV | (listener ? AI_PASSIVE : 0)};
     struct addrinfo *ai = NULL;
     char port[8];

@@ -185,8 +185,7 @@ int dagger__frame_value_read(const struct dagger__frame *f, const void *p, dagge
         return 0;
     }
     if (f->len == 0) {
-        dagger__net_fmt(err, errcap, "empty value payload (seq %llu)",
-                        (unsigned long long)f->seq);
+        dagger__net_fmt(err, errcap, "empty value payload (seq %llu)", (unsigned long long)f->seq);
         return DAGGER_EINVAL;
     }
     dagger_value_t v;
@@ -320,8 +319,8 @@ int dagger__uri_parse(const char *text, struct dagger__uri *u, char *err, size_t
                 const char *ke = eq ? eq : pe;
                 int i = u->nparams++;
                 if (ke == s ||
-                    copy_decoded(u->params[i].key, sizeof u->params[i].key, s,
-                                 (size_t)(ke - s)) < 0 ||
+                    copy_decoded(u->params[i].key, sizeof u->params[i].key, s, (size_t)(ke - s)) <
+                        0 ||
                     (eq && copy_decoded(u->params[i].val, sizeof u->params[i].val, eq + 1,
                                         (size_t)(pe - eq - 1)) < 0)) {
                     dagger__net_fmt(err, errcap, "bad URI parameter '%.*s'",
@@ -371,8 +370,8 @@ int dagger__uri_int(const struct dagger__uri *u, const char *key, int64_t def, i
     else if (e && (*e == 'g' || *e == 'G'))
         mul = 1024 * 1024 * 1024, e++;
     if (errno || e == s || *e || v < lo / mul || v > hi / mul || v * mul < lo || v * mul > hi) {
-        dagger__net_fmt(err, errcap, "parameter %s=%s: expected an integer in [%lld, %lld]", key,
-                        s, (long long)lo, (long long)hi);
+        dagger__net_fmt(err, errcap, "parameter %s=%s: expected an integer in [%lld, %lld]", key, s,
+                        (long long)lo, (long long)hi);
         return DAGGER_EINVAL;
     }
     *out = v * mul;
@@ -387,16 +386,14 @@ int dagger__uri_check_keys(const struct dagger__uri *u, const char *const *allow
         for (const char *const *a = allowed; *a && !ok; a++)
             ok = strcmp(*a, u->params[i].key) == 0;
         if (!ok) {
-            dagger__net_fmt(err, errcap, "unknown %s: parameter '%s'", u->scheme,
-                            u->params[i].key);
+            dagger__net_fmt(err, errcap, "unknown %s: parameter '%s'", u->scheme, u->params[i].key);
             return DAGGER_EINVAL;
         }
     }
     return 0;
 }
 
-int dagger__uri_secret(const struct dagger__uri *u, char *out, size_t cap, char *err,
-                       size_t errcap)
+int dagger__uri_secret(const struct dagger__uri *u, char *out, size_t cap, char *err, size_t errcap)
 {
     const char *s = dagger__uri_get(u, "secret");
     const char *env = dagger__uri_get(u, "secret_env");
@@ -434,16 +431,14 @@ struct sha256 {
 };
 
 static const uint32_t K256[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-    0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-    0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-    0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-    0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-    0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-    0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-    0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-    0xc67178f2};
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
 
 #define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
 
@@ -460,8 +455,8 @@ static void sha256_block(uint32_t h[8], const unsigned char *p)
     }
     uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
     for (int i = 0; i < 64; i++) {
-        uint32_t t1 = k + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] +
-                      w[i];
+        uint32_t t1 =
+            k + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
         uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
         k = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
     }
@@ -594,8 +589,7 @@ const struct dagger__transport_ops *dagger__transport_find(const char *scheme)
 
 int dagger__transport_register(const struct dagger__transport_ops *ops)
 {
-    if (!ops || !ops->scheme || !ops->open || !ops->close || !ops->push || !ops->pop ||
-        !ops->poll)
+    if (!ops || !ops->scheme || !ops->open || !ops->close || !ops->push || !ops->pop || !ops->poll)
         return DAGGER_EINVAL;
     if (dagger__transport_find(ops->scheme))
         return DAGGER_EBUSY;

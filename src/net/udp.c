@@ -70,8 +70,8 @@ static int wait_fd(int fd, short ev, int64_t deadline)
 }
 
 /* Send one datagram: header, payload (from the caller's memory), optional tag. */
-static int send_dgram(struct udp_edge *u, unsigned kind, unsigned fl, const void *payload,
-                      size_t n, int64_t deadline)
+static int send_dgram(struct udp_edge *u, unsigned kind, unsigned fl, const void *payload, size_t n,
+                      int64_t deadline)
 {
     unsigned char hdr[DAGGER__FRAME_HDR];
     uint8_t tag[TAG_LEN];
@@ -104,8 +104,7 @@ static int send_dgram(struct udp_edge *u, unsigned kind, unsigned fl, const void
         return dagger__edge_fail(&u->base, DAGGER_EIO, "%s: send: %s", u->base.uri,
                                  strerror(errno));
     }
-    dagger__edge_count(&u->base.st.bytes,
-                       sizeof hdr + n + (u->slen > 0 ? TAG_LEN : 0));
+    dagger__edge_count(&u->base.st.bytes, sizeof hdr + n + (u->slen > 0 ? TAG_LEN : 0));
     return 0;
 }
 
@@ -115,12 +114,12 @@ static int udp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
     unsigned fl;
     long n = dagger__frame_value_size(v, &fl);
     if (n < 0)
-        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes",
-                                 e->uri, dagger_kind_name(v->kind));
+        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes", e->uri,
+                                 dagger_kind_name(v->kind));
     if ((uint64_t)n > e->max_payload)
         return dagger__edge_note(e, DAGGER_ERANGE,
-                                 "%s: value of %ld bytes exceeds the datagram limit max=%u",
-                                 e->uri, n, e->max_payload);
+                                 "%s: value of %ld bytes exceeds the datagram limit max=%u", e->uri,
+                                 n, e->max_payload);
     const void *payload = v->u.p;
     unsigned char small[256];
     unsigned char *tmp = NULL;
@@ -131,8 +130,8 @@ static int udp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
         dagger__frame_value_write(tmp, v, fl, (size_t)n);
         payload = tmp;
     }
-    int rc = send_dgram(u, DAGGER__FRAME_DATA, fl, payload, (size_t)n,
-                        dagger__net_deadline(timeout_ms));
+    int rc =
+        send_dgram(u, DAGGER__FRAME_DATA, fl, payload, (size_t)n, dagger__net_deadline(timeout_ms));
     if (tmp && tmp != small)
         dagger__net_free(tmp);
     if (rc < 0)
@@ -147,8 +146,7 @@ static int reject(struct udp_edge *u, const char *why)
 {
     dagger__edge_count(&u->base.st.rejected, 1);
     if (u->strict)
-        return dagger__edge_fail(&u->base, DAGGER_EINVAL, "%s: bad datagram: %s", u->base.uri,
-                                 why);
+        return dagger__edge_fail(&u->base, DAGGER_EINVAL, "%s: bad datagram: %s", u->base.uri, why);
     dagger__edge_note(&u->base, 0, "%s: dropped a bad datagram: %s", u->base.uri, why);
     return 0;
 }
@@ -238,9 +236,8 @@ static int udp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
         dagger__edge_count(&e->st.drops, f.seq - u->seq);
         if (f.kind == DAGGER__FRAME_END) {
             u->seq = f.seq;
-            return dagger__edge_fail(e, DAGGER_ECLOSED,
-                                     "%s: the producer closed after %llu values", e->uri,
-                                     (unsigned long long)f.seq);
+            return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the producer closed after %llu values",
+                                     e->uri, (unsigned long long)f.seq);
         }
         f.flags &= ~(uint32_t)DAGGER__FRAME_TAG;
         if (dagger__frame_value_read(&f, u->buf + DAGGER__FRAME_HDR, out, err, sizeof err) < 0) {
@@ -278,8 +275,8 @@ static int udp_close(struct dagger_edge *e)
     return rc;
 }
 
-static const char *const udp_keys[] = {"secret", "secret_env", "max", "strict",
-                                       "idle_ms", "rcvbuf",    NULL};
+static const char *const udp_keys[] = {"secret",  "secret_env", "max", "strict",
+                                       "idle_ms", "rcvbuf",     NULL};
 
 static int udp_open_edge(struct dagger_edge **out, const struct dagger__uri *uri, unsigned end,
                          char *err, size_t errcap)
@@ -316,9 +313,10 @@ static int udp_open_edge(struct dagger_edge **out, const struct dagger__uri *uri
     u->base.max_payload = (uint32_t)maxp;
     u->strict = (int)strict;
     u->idle_ms = (int)idle;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_DGRAM,
-                             .ai_flags = AI_NUMERICSERV | (end == DAGGER_EDGE_POP ? AI_PASSIVE
-                                                                                  : 0)};
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_DGRAM,
+                             .ai_flags =
+                                 AI_NUMERICSERV | (end == DAGGER_EDGE_POP ? AI_PASSIVE : 0)};
     struct addrinfo *ai = NULL;
     char port[8];
     dagger__net_fmt(port, sizeof port, "%d", uri->port);

@@ -22,11 +22,11 @@ struct dq_buf {
 };
 
 struct dagger__deque {
-    _Atomic int64_t top;                    /* any thread: thieves CAS it */
+    _Atomic int64_t top; /* any thread: thieves CAS it */
     char pad0[64 - sizeof(_Atomic int64_t)];
-    _Atomic int64_t bottom;                 /* written by the owner only */
-    _Atomic(struct dq_buf *) buf;           /* owner grows it */
-    int64_t top_seen;                       /* owner only: a past value of top (<= top) */
+    _Atomic int64_t bottom;       /* written by the owner only */
+    _Atomic(struct dq_buf *) buf; /* owner grows it */
+    int64_t top_seen;             /* owner only: a past value of top (<= top) */
     char pad1[64 - 2 * sizeof(int64_t) - sizeof(void *)];
 };
 
@@ -81,8 +81,7 @@ static inline int dq_push(struct dagger__deque *d, void *x)
             return -1;
         for (int64_t i = t; i < b; i++)
             atomic_store_explicit(&n->slot[i & n->mask],
-                                  atomic_load_explicit(&a->slot[i & a->mask],
-                                                       memory_order_relaxed),
+                                  atomic_load_explicit(&a->slot[i & a->mask], memory_order_relaxed),
                                   memory_order_relaxed);
         n->retired = a;
         atomic_store_explicit(&d->buf, n, memory_order_release);

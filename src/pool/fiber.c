@@ -157,14 +157,14 @@ void dagger__fiber_prepare(struct dagger__fiber *f, void (*entry)(void *), void 
     ret[1] = 0;
     uint64_t *sp = ret - 7;
     uint32_t *csr = (uint32_t *)sp;
-    csr[0] = 0x1F80; /* default MXCSR */
-    csr[1] = 0x037F; /* default x87 control word */
-    sp[1] = 0;                              /* r15 */
-    sp[2] = 0;                              /* r14 */
-    sp[3] = (uint64_t)(uintptr_t)arg;       /* r13 */
-    sp[4] = (uint64_t)(uintptr_t)entry;     /* r12 */
-    sp[5] = 0;                              /* rbx */
-    sp[6] = 0;                              /* rbp */
+    csr[0] = 0x1F80;                    /* default MXCSR */
+    csr[1] = 0x037F;                    /* default x87 control word */
+    sp[1] = 0;                          /* r15 */
+    sp[2] = 0;                          /* r14 */
+    sp[3] = (uint64_t)(uintptr_t)arg;   /* r13 */
+    sp[4] = (uint64_t)(uintptr_t)entry; /* r12 */
+    sp[5] = 0;                          /* rbx */
+    sp[6] = 0;                          /* rbp */
     f->sp = sp;
 #else
     ucontext_t *uc = f->uctx;

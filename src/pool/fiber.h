@@ -9,16 +9,16 @@
 #include <stddef.h>
 
 struct dagger__fiber {
-    void *sp;                    /* saved stack pointer while switched out */
-    void *stack;                 /* mmap'ed region (guard page first); NULL for a thread's own */
-    size_t size;                 /* usable bytes above the guard page */
-    struct dagger__fiber *next;  /* free list */
-    void *tsan;                  /* ThreadSanitizer fiber handle */
-    void *asan_fake;             /* AddressSanitizer fake-stack save area */
-    const void *asan_bottom;     /* stack bounds, for AddressSanitizer */
+    void *sp;                   /* saved stack pointer while switched out */
+    void *stack;                /* mmap'ed region (guard page first); NULL for a thread's own */
+    size_t size;                /* usable bytes above the guard page */
+    struct dagger__fiber *next; /* free list */
+    void *tsan;                 /* ThreadSanitizer fiber handle */
+    void *asan_fake;            /* AddressSanitizer fake-stack save area */
+    const void *asan_bottom;    /* stack bounds, for AddressSanitizer */
     size_t asan_size;
 #if !defined(__x86_64__)
-    void *uctx;                  /* ucontext_t, where no hand-written switch exists */
+    void *uctx; /* ucontext_t, where no hand-written switch exists */
 #endif
 };
 

@@ -47,10 +47,10 @@ struct worker {
     dagger__pool *pool;
     int index;
     uint64_t rng;
-    struct dagger__fiber *cur;      /* the fiber this worker runs on now */
-    struct dagger__fiber native;    /* the thread's own stack: entry and exit only */
-    struct dagger__fiber *spare;    /* one recycled fiber kept at hand */
-    void (*after_fn)(void *);       /* to run by whoever arrives after a switch */
+    struct dagger__fiber *cur;   /* the fiber this worker runs on now */
+    struct dagger__fiber native; /* the thread's own stack: entry and exit only */
+    struct dagger__fiber *spare; /* one recycled fiber kept at hand */
+    void (*after_fn)(void *);    /* to run by whoever arrives after a switch */
     void *after_arg;
     pthread_t thread;
 } __attribute__((aligned(DAGGER_CACHELINE)));
@@ -69,7 +69,7 @@ struct dagger__pool {
     size_t heap_n, heap_cap;   /* guarded by heap_lock */
     uint32_t heap_seq;         /* guarded by heap_lock */
     _Atomic int64_t heap_count;
-    _Atomic int32_t heap_top;  /* priority of the heap's top, valid when heap_count > 0 */
+    _Atomic int32_t heap_top; /* priority of the heap's top, valid when heap_count > 0 */
     /* parking */
     _Atomic uint32_t epoch __attribute__((aligned(DAGGER_CACHELINE)));
     _Atomic int32_t sleepers;
@@ -267,8 +267,7 @@ static void notify(dagger__pool *p, int all)
 
 static bool has_work(dagger__pool *p, struct worker *w)
 {
-    if (jobq_nonempty(&w->mailbox) || atomic_load(&p->heap_count) > 0 ||
-        jobq_nonempty(&p->inject))
+    if (jobq_nonempty(&w->mailbox) || atomic_load(&p->heap_count) > 0 || jobq_nonempty(&p->inject))
         return true;
     for (int i = 0; i < p->n; i++)
         if (dq_size(&p->w[i].dq) > 0)
@@ -583,8 +582,7 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j)
     dagger__pool_submit(p, j);
 }
 
-void dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *),
-                          void *arg)
+void dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *), void *arg)
 {
     struct worker *w = self();
     struct dagger__fiber *me = w->cur;

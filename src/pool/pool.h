@@ -19,11 +19,11 @@ typedef struct dagger__pool dagger__pool;
 
 struct dagger__job {
     _Atomic(struct dagger__job *) next; /* link in the injection queue, a mailbox, the aux queue */
-    struct dagger__fiber *fiber;  /* non-NULL while suspended: submit resumes it */
-    int32_t prio;                 /* 0 = default; != 0 goes through the priority queue */
-    int32_t pin;                  /* -1 = any worker; >= 0 = only this worker */
-    float occupancy;              /* < 1 runs on the aux threads beside the workers */
-    uint32_t seq;                 /* FIFO order among equal priorities */
+    struct dagger__fiber *fiber;        /* non-NULL while suspended: submit resumes it */
+    int32_t prio;                       /* 0 = default; != 0 goes through the priority queue */
+    int32_t pin;                        /* -1 = any worker; >= 0 = only this worker */
+    float occupancy;                    /* < 1 runs on the aux threads beside the workers */
+    uint32_t seq;                       /* FIFO order among equal priorities */
 };
 
 /* Run a fresh job; may return another job to run at once on the same worker (a continuation

@@ -128,8 +128,8 @@ static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger
     case S_WORKER:
         if (s->rank < 0 || s->rank >= nranks) {
             if (!bad[0])
-                snprintf(bad, cap, "rank %d does not exist: the job has %d rank%s", s->rank,
-                         nranks, nranks == 1 ? "" : "s");
+                snprintf(bad, cap, "rank %d does not exist: the job has %d rank%s", s->rank, nranks,
+                         nranks == 1 ? "" : "s");
         } else if (s->rank == rank) {
             for (int t = 0; t < n; t++)
                 out->bits[t >> 6] |= 1ull << (t & 63);
@@ -139,8 +139,8 @@ static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger
     case S_WORKER_THREAD:
         if (s->kind == S_WORKER_THREAD && (s->rank < 0 || s->rank >= nranks)) {
             if (!bad[0])
-                snprintf(bad, cap, "rank %d does not exist: the job has %d rank%s", s->rank,
-                         nranks, nranks == 1 ? "" : "s");
+                snprintf(bad, cap, "rank %d does not exist: the job has %d rank%s", s->rank, nranks,
+                         nranks == 1 ? "" : "s");
         } else if (s->thread < 0 || s->thread >= n) {
             if (!bad[0])
                 snprintf(bad, cap, "thread %d does not exist: the context has %d thread%s (0..%d)",

@@ -43,16 +43,16 @@ static void flush_inputs(struct node *n)
 }
 
 /* Suspend on `w` until woken; `ready` is rechecked after the event is published. */
-#define WAIT_ON(n, w, ready)                                                                   \
-    do {                                                                                       \
-        struct dagger__event ev_;                                                              \
-        dagger__event_init(&ev_);                                                              \
-        atomic_store_explicit((w), &ev_, memory_order_seq_cst);                                \
-        if (ready) {                                                                           \
-            if (atomic_exchange_explicit((w), NULL, memory_order_seq_cst) == &ev_)             \
-                break;                                                                         \
-        }                                                                                      \
-        (void)dagger__event_wait((n)->r->ctx, &ev_, dagger_task_id((n)->task));               \
+#define WAIT_ON(n, w, ready)                                                                       \
+    do {                                                                                           \
+        struct dagger__event ev_;                                                                  \
+        dagger__event_init(&ev_);                                                                  \
+        atomic_store_explicit((w), &ev_, memory_order_seq_cst);                                    \
+        if (ready) {                                                                               \
+            if (atomic_exchange_explicit((w), NULL, memory_order_seq_cst) == &ev_)                 \
+                break;                                                                             \
+        }                                                                                          \
+        (void)dagger__event_wait((n)->r->ctx, &ev_, dagger_task_id((n)->task));                    \
     } while (0)
 
 static inline int hard_stopped(struct node *n)
@@ -127,7 +127,8 @@ static int push(dagger_tc_t *tc, struct node *n, struct edge *e, const dagger_va
         if (!e->bytes) {
             e->bytes = dagger__malloc((size_t)(e->mask + 1) * e->slot_bytes);
             if (!e->bytes)
-                return dagger_fail(tc, DAGGER_ENOMEM, "out of memory for the %llu x %u-byte "
+                return dagger_fail(tc, DAGGER_ENOMEM,
+                                   "out of memory for the %llu x %u-byte "
                                    "value slots of a stream",
                                    (unsigned long long)(e->mask + 1), e->slot_bytes);
         }
@@ -272,7 +273,8 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
     struct node *origin = atomic_load(&r->err_origin);
     if (kind != END_ERROR && origin && origin != n && !dagger_tc_cancelled(tc)) {
         dagger_task_t *o = origin->task;
-        if (dagger_wait(o) != 0) { /* the message below still names the origin */ }
+        if (dagger_wait(o) != 0) { /* the message below still names the origin */
+        }
         rc = dagger_fail(tc, DAGGER_EUPSTREAM, "the streaming region stopped because %s",
                          dagger_task_errmsg(o));
     } else if (kind == END_OK && n->finish) {

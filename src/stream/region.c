@@ -325,8 +325,7 @@ static dagger_task_t *spawn_hook(void *ud, dagger_ctx_t *ctx, const dagger_task_
 
 /* ---------------------------------------------------------------- the region */
 
-int dagger_stream_begin(dagger_ctx_t *ctx, const dagger_stream_opts_t *opts,
-                        dagger_stream_t **out)
+int dagger_stream_begin(dagger_ctx_t *ctx, const dagger_stream_opts_t *opts, dagger_stream_t **out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_stream_begin: out is NULL");
     *out = NULL;
@@ -354,7 +353,8 @@ int dagger_stream_begin(dagger_ctx_t *ctx, const dagger_stream_opts_t *opts,
     }
     rc = dagger__hook_begin(ctx, spawn_hook, r);
     if (rc) {
-        if (dagger_queue_end(ctx) != 0) { /* an empty bulk block: nothing to report */ }
+        if (dagger_queue_end(ctx) != 0) { /* an empty bulk block: nothing to report */
+        }
         dagger__free(r);
         return rc;
     }

@@ -28,9 +28,9 @@
 
 /* Added to the end of src/core/task.c for this layer (see its comments). */
 
-enum { N_NEW = 0, N_RUNNING, N_ENDED };         /* node->state */
-enum { STOP_NONE = 0, STOP_DRAIN, STOP_HARD };  /* node->stop */
-enum { END_OK = 0, END_ERROR, END_CANCEL };     /* how a node ended */
+enum { N_NEW = 0, N_RUNNING, N_ENDED };        /* node->state */
+enum { STOP_NONE = 0, STOP_DRAIN, STOP_HARD }; /* node->stop */
+enum { END_OK = 0, END_ERROR, END_CANCEL };    /* how a node ended */
 
 struct node;
 
@@ -46,8 +46,8 @@ struct edge {
     _Atomic(struct dagger__event *) cons_wait;
     char pad1[DAGGER_CACHELINE - 24];
     /* set once each */
-    _Atomic int closed; /* the producer ended: no value after head */
-    _Atomic int dead;   /* the consumer ended: pushes are dropped */
+    _Atomic int closed;      /* the producer ended: no value after head */
+    _Atomic int dead;        /* the consumer ended: pushes are dropped */
     uint64_t cap, mask, thr; /* thr: free slots at which a waiting producer is woken */
     dagger_value_t *slots;   /* mask + 1 entries */
     char *bytes;             /* (mask + 1) * slot_bytes, allocated by the producer */
@@ -98,8 +98,8 @@ struct dagger_stream {
     _Atomic uint32_t running; /* nodes that have not ended */
     struct dagger__event all_ended;
     _Atomic(struct node *) err_origin;
-    bool launched; /* guarded by reg_lock */
-    bool open;     /* between begin and end: owner only */
+    bool launched;                     /* guarded by reg_lock */
+    bool open;                         /* between begin and end: owner only */
     struct dagger_stream *next, *prev; /* registry, guarded by reg_lock */
 };
 

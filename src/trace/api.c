@@ -26,12 +26,12 @@ extern int dagger__set_errmsg(int code, const char *fmt, ...) __attribute__((wea
 #define ERRMSG(code, ...) (dagger__set_errmsg ? dagger__set_errmsg((code), __VA_ARGS__) : (code))
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
-static void *g_ctx;         /* guarded by g_lock: owner of the current/last recording */
-static uint32_t g_rec_gen;  /* guarded by g_lock: its generation (0 = none) */
+static void *g_ctx;                    /* guarded by g_lock: owner of the current/last recording */
+static uint32_t g_rec_gen;             /* guarded by g_lock: its generation (0 = none) */
 static _Atomic uint32_t g_rec_gen_pub; /* a copy for dagger_trace_dropped */
-static int64_t g_t0, g_t1;  /* guarded by g_lock; g_t1 = 0 while recording */
-static int g_nthreads;      /* guarded by g_lock */
-static char *g_env_path;    /* guarded by g_lock: DAGGER_TRACE of g_env_ctx */
+static int64_t g_t0, g_t1;             /* guarded by g_lock; g_t1 = 0 while recording */
+static int g_nthreads;                 /* guarded by g_lock */
+static char *g_env_path;               /* guarded by g_lock: DAGGER_TRACE of g_env_ctx */
 static void *g_env_ctx;
 static struct {
     void *ctx;
@@ -45,18 +45,25 @@ static uint64_t parse_limit(const char *s)
     char *end;
     unsigned long long v = strtoull(s, &end, 10);
     switch (*end) {
-    case 'k': case 'K': v <<= 10; break;
-    case 'm': case 'M': v <<= 20; break;
-    case 'g': case 'G': v <<= 30; break;
-    default: break;
+    case 'k':
+    case 'K':
+        v <<= 10;
+        break;
+    case 'm':
+    case 'M':
+        v <<= 20;
+        break;
+    case 'g':
+    case 'G':
+        v <<= 30;
+        break;
+    default:
+        break;
     }
     return v;
 }
 
-void dagger_trace_opts_init(dagger_trace_opts_t *o)
-{
-    memset(o, 0, sizeof *o);
-}
+void dagger_trace_opts_init(dagger_trace_opts_t *o) { memset(o, 0, sizeof *o); }
 
 static int known_threads(void *ctx)
 {
@@ -190,10 +197,18 @@ int dagger__trace_write_snap(const struct dtr_snap *s, const char *path)
         rc = dagger__trace_model_build(&m, s);
         if (!rc) {
             switch (fmt) {
-            case F_JSON: rc = dagger__trace_export_json(&m, f); break;
-            case F_DOT: rc = dagger__trace_export_dot(&m, f); break;
-            case F_HTML: rc = dagger__trace_export_html(&m, f); break;
-            default: rc = dagger__trace_export_text(&m, f); break;
+            case F_JSON:
+                rc = dagger__trace_export_json(&m, f);
+                break;
+            case F_DOT:
+                rc = dagger__trace_export_dot(&m, f);
+                break;
+            case F_HTML:
+                rc = dagger__trace_export_html(&m, f);
+                break;
+            default:
+                rc = dagger__trace_export_text(&m, f);
+                break;
             }
             dagger__trace_model_free(&m);
         }

@@ -55,19 +55,19 @@ struct name_slot {
 struct tbuf {
     _Atomic(struct tbuf *) next_buf; /* global list; immutable once linked */
     _Atomic int owned;
-    _Atomic uint32_t gen;            /* generation this buffer holds; 0 = none */
-    _Atomic(struct chunk *) head;    /* owner writes, readers follow */
-    _Atomic uint64_t dropped;        /* owner increments, readers sum */
-    struct chunk *cur;               /* owner only */
-    uint32_t pos, cap;               /* owner only: next slot, reserved slots of cur */
+    _Atomic uint32_t gen;                 /* generation this buffer holds; 0 = none */
+    _Atomic(struct chunk *) head;         /* owner writes, readers follow */
+    _Atomic uint64_t dropped;             /* owner increments, readers sum */
+    struct chunk *cur;                    /* owner only */
+    uint32_t pos, cap;                    /* owner only: next slot, reserved slots of cur */
     struct arena *arena_head, *arena_cur; /* owner only */
     struct name_slot names[NAME_CACHE];   /* owner only */
 };
 
 static _Atomic(struct tbuf *) g_bufs;
 static _Atomic uint32_t g_gen;
-static _Atomic int64_t g_budget;      /* events still allowed in this generation */
-static _Atomic uint64_t g_lost;       /* events lost without a buffer (allocation failed) */
+static _Atomic int64_t g_budget; /* events still allowed in this generation */
+static _Atomic uint64_t g_lost;  /* events lost without a buffer (allocation failed) */
 static _Thread_local struct tbuf *tls_buf;
 static pthread_key_t g_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
@@ -85,8 +85,8 @@ static inline int64_t now_ns(void)
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #include <x86intrin.h>
-static _Atomic int g_tsc;         /* set once, before the first recording turns tracing on */
-static int64_t g_tsc0, g_ns0;     /* calibration point */
+static _Atomic int g_tsc;     /* set once, before the first recording turns tracing on */
+static int64_t g_tsc0, g_ns0; /* calibration point */
 static double g_ns_per_tick;
 static pthread_once_t g_clock_once = PTHREAD_ONCE_INIT;
 
@@ -171,8 +171,7 @@ static struct tbuf *attach(uint32_t gen)
              o = atomic_load_explicit(&o->next_buf, memory_order_relaxed)) {
             int zero = 0;
             if (atomic_load_explicit(&o->owned, memory_order_relaxed) == 0 &&
-                atomic_compare_exchange_strong_explicit(&o->owned, &zero, 1,
-                                                        memory_order_acquire,
+                atomic_compare_exchange_strong_explicit(&o->owned, &zero, 1, memory_order_acquire,
                                                         memory_order_relaxed)) {
                 b = o;
                 break;
@@ -214,8 +213,7 @@ static int64_t reserve(int64_t want)
 
 static void drop(struct tbuf *b)
 {
-    atomic_store_explicit(&b->dropped,
-                          atomic_load_explicit(&b->dropped, memory_order_relaxed) + 1,
+    atomic_store_explicit(&b->dropped, atomic_load_explicit(&b->dropped, memory_order_relaxed) + 1,
                           memory_order_relaxed);
 }
 

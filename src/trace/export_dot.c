@@ -24,12 +24,13 @@ int dagger__trace_export_dot(const struct dtr_model *m, FILE *f)
             break;
         oncp[i] = 1;
     }
-    fprintf(f, "digraph dagger {\n"
-               "  graph [rankdir=TB, fontname=\"Helvetica\", labelloc=t, "
-               "label=\"dagger: %llu tasks, %llu edges, critical path %s\"];\n"
-               "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", "
-               "fontsize=10, color=\"#4a5568\", fillcolor=\"#ffffff\"];\n"
-               "  edge [color=\"#718096\", arrowsize=0.6];\n",
+    fprintf(f,
+            "digraph dagger {\n"
+            "  graph [rankdir=TB, fontname=\"Helvetica\", labelloc=t, "
+            "label=\"dagger: %llu tasks, %llu edges, critical path %s\"];\n"
+            "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", "
+            "fontsize=10, color=\"#4a5568\", fillcolor=\"#ffffff\"];\n"
+            "  edge [color=\"#718096\", arrowsize=0.6];\n",
             (unsigned long long)m->stats.tasks, (unsigned long long)m->stats.edges,
             dagger__trace_fmt_dur(m->cp_len, a));
     for (size_t i = 0; i < m->ntasks; i++) {

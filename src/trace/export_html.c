@@ -175,7 +175,8 @@ static const char JS[] =
     "function fmt(ns){ns=+ns;if(ns<1e3)return ns.toFixed(0)+' ns';if(ns<1e6)"
     "return (ns/1e3).toFixed(2)+' us';if(ns<1e9)return (ns/1e6).toFixed(2)+' ms';"
     "return (ns/1e9).toFixed(3)+' s';}\n"
-    "function tick(ns){return ns==0?'0':fmt(ns).replace(/(\\.\\d*?)0+ /,'$1 ').replace('. ',' ');}\n"
+    "function tick(ns){return ns==0?'0':fmt(ns).replace(/(\\.\\d*?)0+ /,'$1 ').replace('. ',' "
+    "');}\n"
     "var bars=g.querySelectorAll('.bar,.park');\n"
     "function draw(){var k=W/(v1-v0);for(var i=0;i<bars.length;i++){var b=bars[i],"
     "s=+b.dataset.s,d=+b.dataset.d,x=L+(s-v0)*k,w=Math.max(d*k,.6);"
@@ -195,7 +196,8 @@ static const char JS[] =
     "if(n1-n0<50)return;v0=Math.max(0,n0);v1=Math.min(WALL,n1);draw();},{passive:false});\n"
     "var drag=null;g.addEventListener('mousedown',function(e){drag={x:e.clientX,a:v0,b:v1};});\n"
     "window.addEventListener('mouseup',function(){drag=null;});\n"
-    "window.addEventListener('mousemove',function(e){if(!drag)return;var r=g.getBoundingClientRect(),"
+    "window.addEventListener('mousemove',function(e){if(!drag)return;var "
+    "r=g.getBoundingClientRect(),"
     "dx=(e.clientX-drag.x)*(g.viewBox.baseVal.width/r.width)/W*(drag.b-drag.a);"
     "var a=drag.a-dx,b=drag.b-dx;if(a<0){b-=a;a=0;}if(b>WALL){a-=b-WALL;b=WALL;}"
     "v0=Math.max(0,a);v1=b;draw();});\n"
@@ -252,8 +254,9 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
     fputs(CSS, f);
     fputs("</style></head>\n<body>\n<div id=\"err\"></div>\n<header><h1>dagger trace report</h1>",
           f);
-    fprintf(f, "<p>%llu tasks on %d worker thread%s &middot; wall time %s &middot; %llu events"
-               "</p></header>\n<main>\n",
+    fprintf(f,
+            "<p>%llu tasks on %d worker thread%s &middot; wall time %s &middot; %llu events"
+            "</p></header>\n<main>\n",
             (unsigned long long)st->tasks, m->nthreads, m->nthreads == 1 ? "" : "s",
             dagger__trace_fmt_dur(m->wall, a), (unsigned long long)st->events);
 
@@ -286,11 +289,12 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
           "path</label></p>\n",
           f);
     if (m->nruns > MAX_BARS)
-        fprintf(f, "<p class=\"note\">The chart shows the first %d of %llu runs.</p>\n",
-                MAX_BARS, (unsigned long long)m->nruns);
+        fprintf(f, "<p class=\"note\">The chart shows the first %d of %llu runs.</p>\n", MAX_BARS,
+                (unsigned long long)m->nruns);
     if (st->dropped)
-        fprintf(f, "<p class=\"note\">%llu events were dropped when the trace reached its limit "
-                   "(DAGGER_TRACE_LIMIT); the picture is incomplete.</p>\n",
+        fprintf(f,
+                "<p class=\"note\">%llu events were dropped when the trace reached its limit "
+                "(DAGGER_TRACE_LIMIT); the picture is incomplete.</p>\n",
                 (unsigned long long)st->dropped);
     fputs("<div class=\"legend\">", f);
     for (size_t i = 0; i < m->nfns && i < 40; i++) {
@@ -303,9 +307,10 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
     if (m->nparks)
         fputs("<span><i style=\"background:#d5dbe3\"></i>parked</span>", f);
     fputs("</div>\n<div class=\"chart\">", f);
-    fprintf(f, "<svg id=\"gantt\" class=\"gantt\" width=\"100%%\" viewBox=\"0 0 %d %.0f\" "
-               "data-runs=\"%llu\" data-l=\"%d\" data-w=\"%d\" data-wall=\"%lld\" data-top=\"%.0f\" "
-               "data-h=\"%.0f\" xmlns=\"http://www.w3.org/2000/svg\">\n",
+    fprintf(f,
+            "<svg id=\"gantt\" class=\"gantt\" width=\"100%%\" viewBox=\"0 0 %d %.0f\" "
+            "data-runs=\"%llu\" data-l=\"%d\" data-w=\"%d\" data-wall=\"%lld\" data-top=\"%.0f\" "
+            "data-h=\"%.0f\" xmlns=\"http://www.w3.org/2000/svg\">\n",
             CHART_L + CHART_W + 36, h, (unsigned long long)m->nruns, CHART_L, CHART_W,
             (long long)wall, top, h);
     fputs("<defs><pattern id=\"hatch\" width=\"6\" height=\"6\" patternUnits=\"userSpaceOnUse\" "
@@ -318,12 +323,14 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
         fprintf(f, "<rect class=\"row%s\" x=\"%d\" y=\"%.0f\" width=\"%d\" height=\"%d\"/>",
                 r % 2 ? " odd" : "", CHART_L, top + r * ROW_H, CHART_W, ROW_H);
         if (thread >= 0)
-            fprintf(f, "<text class=\"rowlabel\" x=\"%d\" y=\"%.0f\" text-anchor=\"end\">worker "
-                       "%d</text>\n",
+            fprintf(f,
+                    "<text class=\"rowlabel\" x=\"%d\" y=\"%.0f\" text-anchor=\"end\">worker "
+                    "%d</text>\n",
                     CHART_L - 10, top + r * ROW_H + ROW_H / 2 + 4, thread);
         else
-            fprintf(f, "<text class=\"rowlabel\" x=\"%d\" y=\"%.0f\" text-anchor=\"end\">"
-                       "external</text>\n",
+            fprintf(f,
+                    "<text class=\"rowlabel\" x=\"%d\" y=\"%.0f\" text-anchor=\"end\">"
+                    "external</text>\n",
                     CHART_L - 10, top + r * ROW_H + ROW_H / 2 + 4);
     }
     axis(f, wall, top, h, 0);
@@ -333,8 +340,9 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
         int row = p->thread >= 0 ? p->thread : m->nthreads;
         if (row >= nrows)
             continue;
-        fprintf(f, "<rect class=\"park\" x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%d\" "
-                   "data-s=\"%lld\" data-d=\"%lld\"/>\n",
+        fprintf(f,
+                "<rect class=\"park\" x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%d\" "
+                "data-s=\"%lld\" data-d=\"%lld\"/>\n",
                 CHART_L + p->t0 * k, top + row * ROW_H + (ROW_H - BAR_H) / 2.0,
                 fmax((p->t1 - p->t0) * k, 0.6), BAR_H, (long long)p->t0,
                 (long long)(p->t1 - p->t0));
@@ -347,13 +355,16 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
                   : t->rc == 0                  ? 0
                   : t->rc == DAGGER_ECANCELED   ? 2
                                                 : 1;
-        fprintf(f, "<rect class=\"bar%s%s\" x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%d\" "
-                   "rx=\"2\" fill=\"%s\" data-task=\"%llu\" data-thread=\"%d\" data-fn=\"%d\" "
-                   "data-s=\"%lld\" data-d=\"%lld\" data-st=\"%d\"/>\n",
-                stc == 1 ? " fail" : stc == 2 ? " cancel" : "", oncp[r->task] ? " cp" : "",
-                CHART_L + r->t0 * k, top + row * ROW_H + (ROW_H - BAR_H) / 2.0,
-                fmax((r->t1 - r->t0) * k, 0.6), BAR_H, fn_color(t->fn),
-                (unsigned long long)t->id, r->thread, t->fn, (long long)r->t0,
+        fprintf(f,
+                "<rect class=\"bar%s%s\" x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%d\" "
+                "rx=\"2\" fill=\"%s\" data-task=\"%llu\" data-thread=\"%d\" data-fn=\"%d\" "
+                "data-s=\"%lld\" data-d=\"%lld\" data-st=\"%d\"/>\n",
+                stc == 1   ? " fail"
+                : stc == 2 ? " cancel"
+                           : "",
+                oncp[r->task] ? " cp" : "", CHART_L + r->t0 * k,
+                top + row * ROW_H + (ROW_H - BAR_H) / 2.0, fmax((r->t1 - r->t0) * k, 0.6), BAR_H,
+                fn_color(t->fn), (unsigned long long)t->id, r->thread, t->fn, (long long)r->t0,
                 (long long)(r->t1 - r->t0), stc);
     }
     fputs("</svg></div></section>\n", f);
@@ -384,8 +395,9 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
               "<p class=\"hint\">Share of the worker threads busy running tasks.</p>\n"
               "<div class=\"chart\">",
               f);
-        fprintf(f, "<svg class=\"util\" width=\"100%%\" viewBox=\"0 0 %d %.0f\" "
-                   "xmlns=\"http://www.w3.org/2000/svg\">\n",
+        fprintf(f,
+                "<svg class=\"util\" width=\"100%%\" viewBox=\"0 0 %d %.0f\" "
+                "xmlns=\"http://www.w3.org/2000/svg\">\n",
                 CHART_L + CHART_W + 36, ub + 24);
         fputs("<defs><linearGradient id=\"ugrad\" x1=\"0\" y1=\"0\" x2=\"0\" y2=\"1\">"
               "<stop offset=\"0\" stop-color=\"#3c64b1\" stop-opacity=\".55\"/>"
@@ -395,9 +407,10 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
         axis(f, wall, ut, ub, 1);
         for (int p = 0; p <= 100; p += 25) {
             double y = ub - UH * p / 100.0;
-            fprintf(f, "<line class=\"ref\" x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>"
-                       "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" fill=\"#65748b\">%d %%"
-                       "</text>\n",
+            fprintf(f,
+                    "<line class=\"ref\" x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\"/>"
+                    "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\" fill=\"#65748b\">%d %%"
+                    "</text>\n",
                     CHART_L, y, CHART_L + CHART_W, y, CHART_L - 8, y + 4, p);
         }
         fprintf(f, "<path class=\"area\" d=\"M%d %.1f", CHART_L, ub);
@@ -421,17 +434,17 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
         const struct dtr_fn *fn = &m->fns[i];
         int64_t mean = fn->count ? fn->total / (int64_t)fn->count : 0;
         double share = m->busy > 0 ? 100.0 * (double)fn->total / (double)m->busy : 0;
-        fprintf(f, "<tr><td><span class=\"sw\" style=\"background:%s\"></span>",
-                fn_color((int)i));
+        fprintf(f, "<tr><td><span class=\"sw\" style=\"background:%s\"></span>", fn_color((int)i));
         dagger__trace_put_html(f, dagger__trace_str(m, fn->name));
-        fprintf(f, "</td><td data-v=\"%llu\">%llu</td><td data-v=\"%llu\">%llu</td>"
-                   "<td data-v=\"%lld\">%s</td><td data-v=\"%lld\">%s</td>"
-                   "<td data-v=\"%lld\">%s</td><td data-v=\"%llu\">%llu</td>"
-                   "<td class=\"l\" data-v=\"%.3f\">%5.1f %%<span class=\"share\" "
-                   "style=\"width:%.0fpx\"></span></td></tr>\n",
+        fprintf(f,
+                "</td><td data-v=\"%llu\">%llu</td><td data-v=\"%llu\">%llu</td>"
+                "<td data-v=\"%lld\">%s</td><td data-v=\"%lld\">%s</td>"
+                "<td data-v=\"%lld\">%s</td><td data-v=\"%llu\">%llu</td>"
+                "<td class=\"l\" data-v=\"%.3f\">%5.1f %%<span class=\"share\" "
+                "style=\"width:%.0fpx\"></span></td></tr>\n",
                 (unsigned long long)fn->count, (unsigned long long)fn->count,
-                (unsigned long long)fn->runs, (unsigned long long)fn->runs,
-                (long long)fn->total, dagger__trace_fmt_dur(fn->total, a), (long long)mean,
+                (unsigned long long)fn->runs, (unsigned long long)fn->runs, (long long)fn->total,
+                dagger__trace_fmt_dur(fn->total, a), (long long)mean,
                 dagger__trace_fmt_dur(mean, b), (long long)fn->max,
                 dagger__trace_fmt_dur(fn->max, c), (unsigned long long)fn->failed,
                 (unsigned long long)fn->failed, share, share, share * 1.6);
@@ -439,8 +452,9 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
     fputs("</tbody></table></section>\n", f);
 
     /* Critical path. */
-    fprintf(f, "<section><h2>Critical path</h2>\n<p>Length <b>%s</b> over <b>%zu</b> task%s; "
-               "total work %s, so at most <b>%.2f</b> threads could be kept busy on average.</p>\n",
+    fprintf(f,
+            "<section><h2>Critical path</h2>\n<p>Length <b>%s</b> over <b>%zu</b> task%s; "
+            "total work %s, so at most <b>%.2f</b> threads could be kept busy on average.</p>\n",
             dagger__trace_fmt_dur(m->cp_len, a), ncp, ncp == 1 ? "" : "s",
             dagger__trace_fmt_dur(m->busy, b),
             m->cp_len > 0 ? (double)m->busy / (double)m->cp_len : 0.0);
@@ -453,8 +467,7 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
             fputs("<div class=\"chain\">", f);
             for (size_t j = 0; j < ncp; j++) {
                 if (ncp > 24 && j == 12) {
-                    fprintf(f, "<span class=\"arrow\">&hellip; %zu more &hellip;</span>",
-                            ncp - 24);
+                    fprintf(f, "<span class=\"arrow\">&hellip; %zu more &hellip;</span>", ncp - 24);
                     j = ncp - 12;
                 }
                 const struct dtr_task *t = &m->tasks[chain[j]];
@@ -487,8 +500,7 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
         fprintf(f, "<tr><td data-v=\"%llu\">#%llu</td><td class=\"l\">", (unsigned long long)t->id,
                 (unsigned long long)t->id);
         dagger__trace_put_html(f, dagger__trace_task_name(m, t));
-        fprintf(f, "</td><td class=\"l\">%s</td><td class=\"msg\">",
-                dagger__trace_err_name(t->rc));
+        fprintf(f, "</td><td class=\"l\">%s</td><td class=\"msg\">", dagger__trace_err_name(t->rc));
         dagger__trace_put_html(f, t->err != DTR_NOSTR ? dagger__trace_str(m, t->err) : "");
         fputs("</td></tr>\n", f);
     }
@@ -501,7 +513,8 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
     fputs("</section>\n", f);
 
     fputs("<footer>generated by dagger &middot; open the .json of the same run in "
-          "ui.perfetto.dev for every event</footer>\n</main>\n<div id=\"tip\"></div>\n", f);
+          "ui.perfetto.dev for every event</footer>\n</main>\n<div id=\"tip\"></div>\n",
+          f);
     fputs("<script type=\"application/json\" id=\"fns-data\">[", f);
     for (size_t i = 0; i < m->nfns; i++) {
         fputs(i ? ",{\"name\":" : "{\"name\":", f);

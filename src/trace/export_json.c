@@ -62,14 +62,16 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
         if (k < 0 && !m->has_external)
             continue;
         if (k >= 0)
-            fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
-                       "\"args\":{\"name\":\"worker %d\"}}",
+            fprintf(f,
+                    ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
+                    "\"args\":{\"name\":\"worker %d\"}}",
                     tid_of(k), k);
         else
             fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,"
                        "\"args\":{\"name\":\"external\"}}");
-        fprintf(f, ",\n{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
-                   "\"args\":{\"sort_index\":%d}}",
+        fprintf(f,
+                ",\n{\"name\":\"thread_sort_index\",\"ph\":\"M\",\"pid\":1,\"tid\":%d,"
+                "\"args\":{\"sort_index\":%d}}",
                 tid_of(k), k >= 0 ? k : m->nthreads);
     }
 
@@ -107,8 +109,9 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
 
     for (size_t i = 0; i < m->nsteals; i++) {
         const struct dtr_ev *e = m->steals[i];
-        fprintf(f, ",\n{\"name\":\"steal\",\"cat\":\"steal\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1,"
-                   "\"tid\":%d",
+        fprintf(f,
+                ",\n{\"name\":\"steal\",\"cat\":\"steal\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1,"
+                "\"tid\":%d",
                 tid_of(e->thread));
         put_ts(f, "ts", e->ts - m->snap->t0);
         fprintf(f, ",\"args\":{\"task\":%llu,\"victim\":%d}}", (unsigned long long)e->id, e->aux);
@@ -118,8 +121,9 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
         const struct dtr_ev *e = &m->snap->ev[i];
         if (e->kind != DTR_BLOCK)
             continue;
-        fprintf(f, ",\n{\"name\":\"blocked\",\"cat\":\"block\",\"ph\":\"i\",\"s\":\"t\","
-                   "\"pid\":1,\"tid\":%d",
+        fprintf(f,
+                ",\n{\"name\":\"blocked\",\"cat\":\"block\",\"ph\":\"i\",\"s\":\"t\","
+                "\"pid\":1,\"tid\":%d",
                 tid_of(e->thread));
         put_ts(f, "ts", e->ts - m->snap->t0);
         fprintf(f, ",\"args\":{\"task\":%llu,\"on\":%llu}}", (unsigned long long)e->id,
@@ -169,14 +173,16 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
         const struct dtr_run *a = &m->runs[lastr[ed->from]], *b = &m->runs[first[ed->to]];
         int64_t sts = a->t1 - a->t0 >= 2 ? a->t1 - 1 : a->t0;
         flows++;
-        fprintf(f, ",\n{\"name\":\"dep\",\"cat\":\"dep\",\"ph\":\"s\",\"id\":%llu,\"pid\":1,"
-                   "\"tid\":%d",
+        fprintf(f,
+                ",\n{\"name\":\"dep\",\"cat\":\"dep\",\"ph\":\"s\",\"id\":%llu,\"pid\":1,"
+                "\"tid\":%d",
                 (unsigned long long)flows, tid_of(a->thread));
         put_ts(f, "ts", sts);
         fprintf(f, ",\"args\":{\"from\":%llu,\"to\":%llu}}",
                 (unsigned long long)m->tasks[ed->from].id, (unsigned long long)m->tasks[ed->to].id);
-        fprintf(f, ",\n{\"name\":\"dep\",\"cat\":\"dep\",\"ph\":\"f\",\"bp\":\"e\",\"id\":%llu,"
-                   "\"pid\":1,\"tid\":%d",
+        fprintf(f,
+                ",\n{\"name\":\"dep\",\"cat\":\"dep\",\"ph\":\"f\",\"bp\":\"e\",\"id\":%llu,"
+                "\"pid\":1,\"tid\":%d",
                 (unsigned long long)flows, tid_of(b->thread));
         put_ts(f, "ts", b->t0);
         fprintf(f, ",\"args\":{\"from\":%llu,\"to\":%llu}}",

@@ -74,9 +74,8 @@ int dagger__trace_export_text(const struct dtr_model *m, FILE *f)
                 j = ncp - MAX_CP_SHOWN;
             }
             const struct dtr_task *t = &m->tasks[chain[j]];
-            fprintf(f, "%s #%llu (%s)%s", dagger__trace_task_name(m, t),
-                    (unsigned long long)t->id, dagger__trace_fmt_dur(t->work, a),
-                    j + 1 < ncp ? " -> " : "\n");
+            fprintf(f, "%s #%llu (%s)%s", dagger__trace_task_name(m, t), (unsigned long long)t->id,
+                    dagger__trace_fmt_dur(t->work, a), j + 1 < ncp ? " -> " : "\n");
         }
         free(chain);
     }

@@ -27,17 +27,17 @@ static size_t hash_id(uint64_t id, size_t cap)
 }
 
 /* Grow-by-doubling arrays. */
-#define PUSH(arr, n, cap, item)                                                                \
-    do {                                                                                       \
-        if ((n) == (cap)) {                                                                    \
-            size_t nc_ = (cap) ? (cap)*2 : 256;                                                \
-            void *na_ = realloc((arr), nc_ * sizeof *(arr));                                   \
-            if (!na_)                                                                          \
-                goto oom;                                                                      \
-            (arr) = na_;                                                                       \
-            (cap) = nc_;                                                                       \
-        }                                                                                      \
-        (arr)[(n)++] = (item);                                                                 \
+#define PUSH(arr, n, cap, item)                                                                    \
+    do {                                                                                           \
+        if ((n) == (cap)) {                                                                        \
+            size_t nc_ = (cap) ? (cap)*2 : 256;                                                    \
+            void *na_ = realloc((arr), nc_ * sizeof *(arr));                                       \
+            if (!na_)                                                                              \
+                goto oom;                                                                          \
+            (arr) = na_;                                                                           \
+            (cap) = nc_;                                                                           \
+        }                                                                                          \
+        (arr)[(n)++] = (item);                                                                     \
     } while (0)
 
 struct builder {
@@ -116,7 +116,8 @@ static int fn_cmp(const void *a, const void *b)
     const struct dtr_fn *x = a, *y = b;
     if (x->total != y->total)
         return x->total > y->total ? -1 : 1;
-    return strcmp(dagger__trace_str(g_sort_model, x->name), dagger__trace_str(g_sort_model, y->name));
+    return strcmp(dagger__trace_str(g_sort_model, x->name),
+                  dagger__trace_str(g_sort_model, y->name));
 }
 
 static int critical_path(struct dtr_model *m)
@@ -434,8 +435,8 @@ const char *dagger__trace_err_name(int rc)
     switch (rc) {
     case 0:
         return "DAGGER_OK";
-#define X_(name, value, text)                                                                  \
-    case value:                                                                                \
+#define X_(name, value, text)                                                                      \
+    case value:                                                                                    \
         return "DAGGER_" #name;
         DAGGER_ERROR_MAP(X_)
 #undef X_
@@ -477,12 +478,23 @@ void dagger__trace_put_html(FILE *f, const char *s)
 {
     for (; *s; s++) {
         switch (*s) {
-        case '<': fputs("&lt;", f); break;
-        case '>': fputs("&gt;", f); break;
-        case '&': fputs("&amp;", f); break;
-        case '"': fputs("&quot;", f); break;
-        case '\'': fputs("&#39;", f); break;
-        default: fputc(*s, f);
+        case '<':
+            fputs("&lt;", f);
+            break;
+        case '>':
+            fputs("&gt;", f);
+            break;
+        case '&':
+            fputs("&amp;", f);
+            break;
+        case '"':
+            fputs("&quot;", f);
+            break;
+        case '\'':
+            fputs("&#39;", f);
+            break;
+        default:
+            fputc(*s, f);
         }
     }
 }

@@ -17,10 +17,10 @@ struct dagger_ctx;
 /* Non-zero while events are being recorded. */
 extern _Atomic int dagger__trace_on;
 
-#define DAGGER__TRACE(call)                                                                    \
-    do {                                                                                       \
-        if (__builtin_expect(atomic_load_explicit(&dagger__trace_on, memory_order_relaxed), 0)) \
-            call;                                                                              \
+#define DAGGER__TRACE(call)                                                                        \
+    do {                                                                                           \
+        if (__builtin_expect(atomic_load_explicit(&dagger__trace_on, memory_order_relaxed), 0))    \
+            call;                                                                                  \
     } while (0)
 
 /* Context lifetime: open reads DAGGER_TRACE=path (starts recording); close stops recording

@@ -54,9 +54,9 @@ struct dtr_snap {
     size_t nev;
     char **str; /* owned strings */
     size_t nstr;
-    int nthreads;  /* worker threads of the context (0 = unknown) */
-    int64_t t0;    /* start of recording */
-    int64_t t1;    /* end of recording */
+    int nthreads; /* worker threads of the context (0 = unknown) */
+    int64_t t0;   /* start of recording */
+    int64_t t1;   /* end of recording */
     uint64_t dropped;
 };
 

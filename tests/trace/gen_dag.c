@@ -42,9 +42,18 @@ static int body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     *out = dagger_i64(i);
     return 0;
 }
-static int load(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *o) { return body(tc, a, o); }
-static int mul(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *o) { return body(tc, a, o); }
-static int sum(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *o) { return body(tc, a, o); }
+static int load(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *o)
+{
+    return body(tc, a, o);
+}
+static int mul(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *o)
+{
+    return body(tc, a, o);
+}
+static int sum(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *o)
+{
+    return body(tc, a, o);
+}
 
 int main(int argc, char **argv)
 {

@@ -477,8 +477,13 @@ TEST(model_is_exact_on_known_times)
         {800, 3, 0, 0, 1, DTR_RESUME, 0},
         {1000, 3, 0, 0, 1, DTR_FINISH, 0}, /* b #3: 100 + 200 ns */
     };
-    struct dtr_snap s = {.ev = ev, .nev = sizeof ev / sizeof ev[0], .str = names, .nstr = 2,
-                         .nthreads = 2, .t0 = 0, .t1 = 1000};
+    struct dtr_snap s = {.ev = ev,
+                         .nev = sizeof ev / sizeof ev[0],
+                         .str = names,
+                         .nstr = 2,
+                         .nthreads = 2,
+                         .t0 = 0,
+                         .t1 = 1000};
     struct dtr_model m;
     UOK(dagger__trace_model_build(&m, &s));
     assert_int_equal(m.nruns, 4);
