@@ -440,7 +440,7 @@ int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_
         DAGGER__TRACE(dagger__trace_block(me->id, thread, on_id));
         dagger__pool_suspend(me->ctx->pool, &me->job, arm_waiter, &a);
         set_cur_task(me);
-        me->thread = dagger__pool_self(me->ctx->pool);
+        me->thread = (int16_t)dagger__pool_self_fresh(me->ctx->pool); /* may be another worker */
         DAGGER__TRACE(dagger__trace_resume(me->id, me->thread));
         return 0;
     }
@@ -496,7 +496,9 @@ static void group_done(struct group *g, dagger_ctx_t *ctx, int w)
 
 /* ---------------------------------------------------------------- completion */
 
-static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
+/* Out of line: it runs after the task body, which may have moved the task to another worker, and
+ * it reads the worker's thread-locals. */
+DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
 {
     dagger_ctx_t *ctx = t->ctx;
     if (rc && !t->err)
@@ -715,9 +717,9 @@ static void set_name(dagger_task_t *t, const dagger_task_opts_t *o, const char *
     t->name = fname;
 }
 
-static dagger_task_t *spawn(dagger_ctx_t *ctx, struct frame *top, const dagger_task_opts_t *o,
-                            dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
-                            size_t argc);
+static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top,
+                            const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
+                            const dagger_value_t *argv, size_t argc);
 
 dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
                                  const char *fname, const dagger_value_t *argv, size_t argc)
@@ -726,16 +728,19 @@ dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
         dagger__set_errmsg(DAGGER_EINVAL, "dagger_spawn: the context is NULL");
         return NULL;
     }
-    struct frame *top = *dagger__frames_slot();
+    /* Direct thread-local reads: nothing on the spawn path can suspend. */
+    dagger_task_t *me = tls_task;
+    struct frame *top = me ? me->frames : tls_frames;
     if (DAGGER_UNLIKELY(top && top->hook && top->ctx == ctx))
         return top->hook(top->hook_ud, ctx, o, fn, fname, argv, argc);
-    return spawn(ctx, top, o, fn, fname, argv, argc);
+    return spawn(ctx, me, top, o, fn, fname, argv, argc);
 }
 
 dagger_task_t *dagger__spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
                                     const char *fname, const dagger_value_t *argv, size_t argc)
 {
-    return spawn(ctx, *dagger__frames_slot(), o, fn, fname, argv, argc);
+    dagger_task_t *me = tls_task;
+    return spawn(ctx, me, me ? me->frames : tls_frames, o, fn, fname, argv, argc);
 }
 
 /* Apply the queue blocks of this thread or task: the innermost WAITALL counts the task, every
@@ -791,9 +796,9 @@ static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *
     return 1;
 }
 
-static dagger_task_t *spawn(dagger_ctx_t *ctx, struct frame *top, const dagger_task_opts_t *o,
-                            dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
-                            size_t argc)
+static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top,
+                            const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
+                            const dagger_value_t *argv, size_t argc)
 {
     int w = dagger__pool_self(ctx->pool);
     dagger_task_t *t = task_alloc(ctx, w);
@@ -802,7 +807,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, struct frame *top, const dagger_t
         return NULL;
     }
     t->fn = fn;
-    t->parent = dagger__cur_task();
+    t->parent = me;
     if (DAGGER_UNLIKELY(o != NULL))
         set_name(t, o, fname);
     else

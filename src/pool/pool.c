@@ -93,13 +93,16 @@ static DAGGER_TLS struct worker *tls_worker;
 /* Out of line on purpose: a job may resume on another thread after a switch, and the
  * compiler must not reuse a thread-local address computed before it. */
 DAGGER_NOINLINE static struct worker *self(void) { return tls_worker; }
-DAGGER_NOINLINE static void set_self(struct worker *w) { tls_worker = w; }
-
-int dagger__pool_self(const dagger__pool *p)
+DAGGER_NOINLINE static void set_self(struct worker *w)
 {
-    struct worker *w = tls_worker; /* an out-of-line function: nothing to reuse across a switch */
-    return w && w->pool == p ? w->index : -1;
+    tls_worker = w;
+    dagger__self_tls.pool = w ? w->pool : NULL;
+    dagger__self_tls.index = w ? w->index : -1;
 }
+
+DAGGER_TLS struct dagger__self dagger__self_tls = {NULL, -1};
+
+DAGGER_NOINLINE int dagger__pool_self_fresh(const dagger__pool *p) { return dagger__pool_self(p); }
 
 bool dagger__pool_can_suspend(const dagger__pool *p)
 {

@@ -42,8 +42,24 @@ int dagger__pool_size(const dagger__pool *p);
 /* Make a ready job runnable (or resume a suspended one). Thread safety: any thread. */
 void dagger__pool_submit(dagger__pool *p, struct dagger__job *j);
 
+/* The calling thread's pool and worker index (NULL, -1 outside any pool). Thread-local: read it
+ * only in code that cannot suspend between the read and the use (a suspended task may resume on
+ * another worker). */
+struct dagger__self {
+    const dagger__pool *pool;
+    int index;
+};
+extern __thread __attribute__((tls_model("initial-exec"))) struct dagger__self dagger__self_tls;
+
+/* The same, out of line: for use after a call that may have suspended the caller (the compiler
+ * may keep the thread pointer of before the call in a register). */
+int dagger__pool_self_fresh(const dagger__pool *p);
+
 /* The worker index of the calling thread in `p`, or -1 (another pool, an aux or user thread). */
-int dagger__pool_self(const dagger__pool *p);
+static inline int dagger__pool_self(const dagger__pool *p)
+{
+    return dagger__self_tls.pool == p ? dagger__self_tls.index : -1;
+}
 
 /* True when the caller runs a job on a worker of `p` and may therefore suspend. */
 bool dagger__pool_can_suspend(const dagger__pool *p);
