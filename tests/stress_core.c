@@ -135,4 +135,68 @@ static void run(int dags)
 
 TEST(random_dags_match_sequential_evaluation) { run(test_level_full() ? 2500 : 600); }
 
-TEST_LIST(random_dags_match_sequential_evaluation)
+/* Random fork-join trees: a task spawns 0..4 children (each a subtree), waits for them in a
+ * random order (fetch or wait), some children are also passed to a sibling as an input, and
+ * the value of a subtree is checked against the same recursion run sequentially. This drives
+ * the inline running of children by waiting parents, suspension and stealing together. */
+static uint64_t tree_expect(uint64_t seed, int depth)
+{
+    uint64_t s = seed;
+    int kids = depth > 0 ? (int)(test_rand(&s) % 5) : 0;
+    uint64_t h = mix(seed % P, (uint64_t)depth);
+    for (int i = 0; i < kids; i++)
+        h = mix(h, tree_expect(test_rand(&s), depth - 1));
+    return h;
+}
+
+static int tree_task(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    uint64_t seed = (uint64_t)dagger_arg_i64(a, 0), s = seed;
+    int depth = (int)dagger_arg_i64(a, 1);
+    int kids = depth > 0 ? (int)(test_rand(&s) % 5) : 0;
+    dagger_task_t *k[4];
+    for (int i = 0; i < kids; i++)
+        k[i] = dagger_spawn(dagger_tc_ctx(tc), tree_task, (int64_t)test_rand(&s), depth - 1);
+    /* wait in a random order, then fetch in spawn order */
+    uint64_t o = seed ^ 0x5555;
+    for (int i = 0; i < kids; i++) {
+        int j = (int)(test_rand(&o) % (uint64_t)kids);
+        int rc = (test_rand(&o) & 1) ? dagger_wait(k[j]) : dagger_fetch(k[j], NULL);
+        if (rc)
+            return rc;
+    }
+    uint64_t h = mix(seed % P, (uint64_t)depth);
+    int rc = 0;
+    for (int i = 0; i < kids; i++) {
+        int64_t v = 0;
+        if (!rc)
+            rc = dagger_fetch_i64(k[i], &v);
+        h = mix(h, (uint64_t)v);
+        dagger_task_release(k[i]);
+    }
+    *out = dagger_i64((int64_t)h);
+    return rc;
+}
+
+TEST(random_fork_join_trees_match_sequential_evaluation)
+{
+    uint64_t seed = test_seed();
+    int trees = test_level_full() ? 400 : 80;
+    for (int threads = 1; threads <= 4; threads++) {
+        dagger_ctx_t *ctx = test_ctx(threads);
+        for (int i = 0; i < trees; i++) {
+            int64_t root = (int64_t)test_rand(&seed);
+            int depth = 5 + (int)(test_rand(&seed) % 6);
+            dagger_task_t *t = dagger_spawn(ctx, tree_task, root, depth);
+            int64_t v = 0;
+            ASSERT_OK(dagger_fetch_i64(t, &v));
+            if ((uint64_t)v != tree_expect((uint64_t)root, depth))
+                fail_msg("tree %d (depth %d, %d threads): wrong value", i, depth, threads);
+            dagger_task_release(t);
+        }
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
+TEST_LIST(random_dags_match_sequential_evaluation,
+          random_fork_join_trees_match_sequential_evaluation)
