@@ -1,6 +1,7 @@
 /* tests/test_core.c - tasks, values, dependencies, errors, nested fetch, groups and queues. */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -904,6 +905,37 @@ TEST(out_of_memory_reaches_fetch)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* Run by fault_injection_from_the_environment in a child process with DAGGER_FAULT_ALLOC=1; on
+ * its own (no variable) it has nothing to check. */
+TEST(fault_env_child)
+{
+    if (!getenv("DAGGER_FAULT_ALLOC"))
+        return;
+    dagger_ctx_t *ctx = NULL;
+    ASSERT_ERR(dagger_ctx_open(&ctx, NULL), DAGGER_ENOMEM); /* the very first allocation */
+    ASSERT_STR_HAS(dagger_last_errmsg(), "out of memory");
+    ctx = test_ctx(1); /* the fault fired once: the next open works */
+    dagger_task_t *t = dagger_spawn(ctx, one);
+    ASSERT_OK(dagger_fetch(t, NULL));
+    dagger_task_release(t);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST(fault_injection_from_the_environment)
+{
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        setenv("DAGGER_FAULT_ALLOC", "1", 1);
+        execl("/proc/self/exe", "test_core", "fault_env_child", (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+}
+
 /* ---------------------------------------------------------------- encoding */
 
 static void roundtrip(dagger_value_t v)
@@ -1014,4 +1046,5 @@ TEST_LIST(quickstart_add, values_of_every_kind, wrong_kind_fails_the_task,
           cancel_a_queued_task_never_runs, cancel_a_running_task_sees_the_flag,
           zero_allocations_per_task_after_warm_up, close_reports_live_handles,
           close_force_closes_with_live_handles, bad_environment_is_reported,
-          out_of_memory_reaches_fetch, encode_decode_round_trips, decode_rejects_malformed_input)
+          out_of_memory_reaches_fetch, fault_env_child, fault_injection_from_the_environment,
+          encode_decode_round_trips, decode_rejects_malformed_input)
