@@ -3,12 +3,21 @@
  *
  * Each topology runs on 1 worker thread (proves that blocked streaming tasks never hold a
  * worker) and on 4, with buffers of 1, 2 and 64 slots, and checks every value and exact counts.
+ * The edge_* cases cross processes (dagger/net.h): a forked producer runs x -> edge sink, the
+ * parent edge source -> y -> A, over shm and over TCP on 127.0.0.1 with an ephemeral port.
  * SPDX-License-Identifier: MIT
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -1072,6 +1081,314 @@ TEST(region_inside_a_task)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* ---------------------------------------------------------------- cross-process edges */
+
+/* 1e5 values at the quick level, 1e6 at full; a tenth under ThreadSanitizer, where every switch
+ * between suspended streaming tasks is slow (see zero_allocations_per_value). */
+static long edge_n(void)
+{
+#if defined(DAGGER_TSAN)
+    return test_level_full() ? 100000 : 10000;
+#else
+    return test_level_full() ? 1000000 : 100000;
+#endif
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+/* What the forked producer runs: x (i * 3 + 1, `n` runs or forever) -> edge sink. */
+struct producer {
+    char uri[256];
+    int threads;
+    long buffer;              /* slots of the sink's input */
+    long n;                   /* < 0: forever (until killed or the consumer closes) */
+    int64_t sent;             /* the child checks the sink's count against this when > 0 */
+    dagger_edge_t *inherited; /* the parent's TCP listener, closed in the child */
+};
+
+/* Fork a child running fn(arg, ready_fd); it _exits with fn's result. No context may be open
+ * in the parent: the child must not inherit threads. */
+static pid_t fork_child(int (*fn)(void *, int), void *arg, int *ready_rd)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        fail_msg("pipe: %s", strerror(errno));
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid == 0) {
+        close(p[0]);
+        alarm(120); /* a stuck child never outlives the case */
+        _exit(fn(arg, p[1]));
+    }
+    close(p[1]);
+    *ready_rd = p[0];
+    return pid;
+}
+
+static int child_status(pid_t pid)
+{
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+        ;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static int producer_main(void *arg, int ready)
+{
+    struct producer *pa = arg;
+    if (pa->inherited && dagger_edge_close(pa->inherited) < 0)
+        return 9;
+    dagger_edge_t *e;
+    if (dagger_edge_open(&e, pa->uri, DAGGER_EDGE_PUSH) < 0) {
+        fprintf(stderr, "child: open %s: %s\n", pa->uri, dagger_edge_errmsg(NULL));
+        return 10;
+    }
+    char c = 1;
+    if (write(ready, &c, 1) != 1)
+        return 11;
+    dagger_opts_t o;
+    dagger_opts_init(&o);
+    o.num_threads = pa->threads;
+    dagger_ctx_t *ctx;
+    if (dagger_ctx_open(&ctx, &o) < 0)
+        return 12;
+    dagger_stream_opts_t so;
+    dagger_stream_opts_init(&so);
+    so.max_evals = pa->n > 0 ? pa->n : -1;
+    dagger_stream_t *s;
+    if (dagger_stream_begin(ctx, &so, &s) < 0)
+        return 13;
+    struct src xs = {0, 3, 1, {0}};
+    dagger_task_t *x = dagger_spawn(ctx, src_i64, (void *)&xs);
+    so.max_evals = -1;
+    so.buffer = pa->buffer;
+    if (dagger_stream_set_opts(s, &so) < 0)
+        return 14;
+    dagger_task_t *k = dagger_stream_spawn_edge_sink(s, e, x);
+    if (!k || dagger_stream_end(s) < 0)
+        return 15;
+    int64_t count = -1;
+    int rc = dagger_fetch_i64(k, &count);
+    if (rc < 0) {
+        fprintf(stderr, "child: sink: %s: %s\n", dagger_err_name(rc), dagger_task_errmsg(k));
+        return 16;
+    }
+    if (dagger_fetch(x, NULL) < 0)
+        return 17;
+    if (pa->sent > 0 && count != pa->sent) {
+        fprintf(stderr, "child: the sink pushed %lld values, expected %lld\n", (long long)count,
+                (long long)pa->sent);
+        return 18;
+    }
+    dagger_task_release(x);
+    dagger_task_release(k);
+    return dagger_ctx_close(ctx) < 0 ? 19 : 0;
+}
+
+/* The consumer's A: value k must be (k * 3 + 1) + 1; kills `victim` after `kill_at` values. */
+struct checker {
+    int64_t n, bad, first_bad, got_bad;
+    pid_t victim;
+    int64_t kill_at;
+    double killed_at;
+};
+
+static int check_sink(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    struct checker *c = dagger_arg_ptr(a, 0);
+    int64_t v = dagger_arg_i64(a, 1);
+    if (v != c->n * 3 + 2 && c->bad++ == 0) {
+        c->first_bad = c->n;
+        c->got_bad = v;
+    }
+    c->n++;
+    if (c->victim > 0 && c->n == c->kill_at) {
+        kill(c->victim, SIGKILL);
+        c->killed_at = now_ms();
+    }
+    return 0;
+}
+
+/* Parent: edge source -> y (add1) -> A (check_sink). Returns the source's fetch code. */
+static int consume_region(dagger_edge_t *e, int threads, long buffer, int64_t a_evals,
+                          struct checker *chk, int64_t *count, char *msg, size_t msgcap)
+{
+    dagger_ctx_t *ctx = test_ctx(threads);
+    dagger_stream_t *s = begin(ctx, buffer, -1, true);
+    dagger_task_t *src = dagger_stream_spawn_edge_source(s, e);
+    ASSERT_PTR(src);
+    dagger_task_t *y = dagger_spawn(ctx, add1, src);
+    set_evals(s, buffer, a_evals, true);
+    dagger_task_t *A = dagger_spawn(ctx, check_sink, (void *)chk, y);
+    ASSERT_OK(dagger_stream_end(s));
+    int rc = dagger_fetch_i64(src, count);
+    if (rc == 0) {
+        expect_nil(y);
+        expect_nil(A);
+    } else {
+        ASSERT_ERR(dagger_fetch(A, NULL), DAGGER_EUPSTREAM);
+        ASSERT_STR_HAS(dagger_task_errmsg(A), dagger_task_errmsg(src));
+    }
+    snprintf(msg, msgcap, "%s", dagger_task_errmsg(src));
+    dagger_task_release(src);
+    dagger_task_release(y);
+    dagger_task_release(A);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    return rc;
+}
+
+static void shm_uri(char *buf, size_t cap, const char *tag, int threads)
+{
+    snprintf(buf, cap, "shm:/dagger-stest-%d-%s-%d?secret=s3", (int)getpid(), tag, threads);
+}
+
+static void edge_in_order(bool tcp, int threads, long buffer)
+{
+    long n = edge_n();
+    struct producer pa = {.threads = threads, .buffer = buffer, .n = n, .sent = n};
+    dagger_edge_t *e = NULL;
+    if (tcp) {
+        ASSERT_OK(dagger_edge_open(&e, "tcp://127.0.0.1:0?role=listen&secret=s3", DAGGER_EDGE_POP));
+        const char *port = strrchr(dagger_edge_uri(e), ':');
+        ASSERT_PTR(port);
+        snprintf(pa.uri, sizeof pa.uri, "tcp://127.0.0.1:%d?secret=s3", atoi(port + 1));
+        pa.inherited = e;
+    } else {
+        shm_uri(pa.uri, sizeof pa.uri, "order", threads);
+    }
+    int ready;
+    pid_t pid = fork_child(producer_main, &pa, &ready);
+    char c;
+    ASSERT_EQ(read(ready, &c, 1), 1);
+    if (!tcp)
+        ASSERT_OK(dagger_edge_open(&e, pa.uri, DAGGER_EDGE_POP));
+    struct checker chk = {0};
+    int64_t count = -1;
+    char msg[512];
+    double t0 = now_ms();
+    int rc = consume_region(e, threads, buffer, -1, &chk, &count, msg, sizeof msg);
+    if (rc)
+        fail_msg("source: %s: %s", dagger_err_name(rc), msg);
+    printf("%s, %d thread(s), buffer %ld: %ld values in %.0f ms\n", tcp ? "tcp" : "shm", threads,
+           buffer, n, now_ms() - t0);
+    ASSERT_EQ(count, n);
+    ASSERT_EQ(chk.n, n);
+    if (chk.bad)
+        fail_msg("%lld values out of order, the first at %lld (%lld)", (long long)chk.bad,
+                 (long long)chk.first_bad, (long long)chk.got_bad);
+    ASSERT_EQ(child_status(pid), 0);
+    close(ready);
+}
+
+TEST(edge_shm_region_in_order)
+{
+    edge_in_order(false, 1, 1);
+    edge_in_order(false, 4, 64);
+}
+
+TEST(edge_tcp_region_in_order)
+{
+    edge_in_order(true, 1, 1);
+    edge_in_order(true, 4, 64);
+}
+
+static void edge_killed_producer(bool tcp, int threads)
+{
+    struct producer pa = {.threads = threads, .buffer = 16, .n = -1};
+    dagger_edge_t *e = NULL;
+    if (tcp) {
+        ASSERT_OK(dagger_edge_open(&e, "tcp://127.0.0.1:0?role=listen", DAGGER_EDGE_POP));
+        const char *port = strrchr(dagger_edge_uri(e), ':');
+        snprintf(pa.uri, sizeof pa.uri, "tcp://127.0.0.1:%d", atoi(port + 1));
+        pa.inherited = e;
+    } else {
+        /* A small ring: what the producer committed before it died is still delivered first. */
+        shm_uri(pa.uri, sizeof pa.uri, "kill", threads);
+        strncat(pa.uri, "&cap=65536", sizeof pa.uri - strlen(pa.uri) - 1);
+    }
+    int ready;
+    pid_t pid = fork_child(producer_main, &pa, &ready);
+    char c;
+    ASSERT_EQ(read(ready, &c, 1), 1);
+    if (!tcp)
+        ASSERT_OK(dagger_edge_open(&e, pa.uri, DAGGER_EDGE_POP));
+    struct checker chk = {.victim = pid, .kill_at = 1000};
+    int64_t count = -1;
+    char msg[512];
+    int rc = consume_region(e, threads, 64, -1, &chk, &count, msg, sizeof msg);
+    double dt = now_ms() - chk.killed_at;
+    ASSERT_ERR(rc, DAGGER_EPEER);
+    ASSERT_STR_HAS(msg, tcp ? "went away" : "died");
+    printf("%s: DAGGER_EPEER %.0f ms after the kill, %lld values taken\n", tcp ? "tcp" : "shm", dt,
+           (long long)chk.n);
+    ASSERT_TRUE(chk.n >= 1000);
+    ASSERT_EQ(chk.bad, 0);
+    ASSERT_TRUE(dt < 10000); /* bounded: the shm probe slice is 20 ms, TCP sees EOF at once */
+    ASSERT_EQ(child_status(pid), 128 + SIGKILL);
+    close(ready);
+}
+
+TEST(edge_killed_producer_is_epeer)
+{
+    edge_killed_producer(false, 1);
+    edge_killed_producer(false, 4);
+    edge_killed_producer(true, 1);
+}
+
+TEST(edge_consumer_ends_first)
+{
+    /* A stops after 500 values: teardown stops the source, which closes its edge; the
+     * producer's sink sees DAGGER_ECLOSED and its region ends cleanly. */
+    struct producer pa = {.threads = 1, .buffer = 8, .n = -1};
+    shm_uri(pa.uri, sizeof pa.uri, "early", 1);
+    int ready;
+    pid_t pid = fork_child(producer_main, &pa, &ready);
+    char c;
+    ASSERT_EQ(read(ready, &c, 1), 1);
+    dagger_edge_t *e;
+    ASSERT_OK(dagger_edge_open(&e, pa.uri, DAGGER_EDGE_POP));
+    struct checker chk = {0};
+    int64_t count = -1;
+    char msg[512];
+    ASSERT_OK(consume_region(e, 2, 4, 500, &chk, &count, msg, sizeof msg));
+    ASSERT_EQ(chk.n, 500);
+    ASSERT_EQ(chk.bad, 0);
+    ASSERT_TRUE(count >= 500);
+    ASSERT_EQ(child_status(pid), 0);
+    close(ready);
+}
+
+TEST(edge_wrong_end_fails_region)
+{
+    dagger_edge_t *e;
+    ASSERT_OK(dagger_edge_open(&e, "tcp://127.0.0.1:0?role=listen", DAGGER_EDGE_PUSH));
+    dagger_ctx_t *ctx = test_ctx(1);
+    struct rec *r = rec_new();
+    dagger_stream_t *s = begin(ctx, 1, -1, true);
+    dagger_task_t *src = dagger_stream_spawn_edge_source(s, e);
+    dagger_task_t *A = dagger_spawn(ctx, sink, (void *)r, src);
+    ASSERT_OK(dagger_stream_end(s));
+    ASSERT_ERR(dagger_fetch(src, NULL), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_task_errmsg(src), "producer end");
+    ASSERT_ERR(dagger_fetch(A, NULL), DAGGER_EUPSTREAM);
+    ASSERT_EQ(atomic_load(&r->n), 0);
+    /* A closed region is refused; the edge is consumed all the same. */
+    dagger_edge_t *e2;
+    ASSERT_OK(dagger_edge_open(&e2, "tcp://127.0.0.1:0?role=listen", DAGGER_EDGE_POP));
+    ASSERT_NULL(dagger_stream_spawn_edge_source(NULL, e2));
+    dagger_task_release(src);
+    dagger_task_release(A);
+    free(r);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(x_to_A, independent_x_A, x_to_y_to_A, x_to_y_and_A, x_y_to_A, x_y_to_z_to_A,
           x_to_y_z_to_A, x_y_to_z_to_A_B, seed_example_random_to_file, element_kinds_preserved,
           oversized_value_fails_region, non_streaming_inputs_reused,
@@ -1080,4 +1397,5 @@ TEST_LIST(x_to_A, independent_x_A, x_to_y_to_A, x_to_y_and_A, x_y_to_A, x_y_to_z
           teardown_on_and_off, error_reaches_every_task, spawn_error_fails_region,
           failed_outside_input_fails_region, zero_allocations_per_value,
           callback_form_and_streaming_query, finish_stream_outside_streaming_task,
-          region_inside_a_task)
+          region_inside_a_task, edge_shm_region_in_order, edge_tcp_region_in_order,
+          edge_killed_producer_is_epeer, edge_consumer_ends_first, edge_wrong_end_fails_region)

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "dagger.h"
+#include "dagger/net.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -70,6 +71,24 @@ DAGGER_API DAGGER_NODISCARD int dagger_stream_run(dagger_ctx_t *ctx,
  *  Returns: 0, DAGGER_ESTATE when the calling task is not a streaming task.
  *  Thread safety: inside a task only. */
 DAGGER_API int dagger_finish_stream(dagger_tc_t *tc, dagger_value_t last, dagger_value_t result);
+
+/** Spawn in region `s` a streaming source that yields, each run, the next value popped from
+ *  `e` (a DAGGER_EDGE_POP end, see dagger/net.h) and ends when the producer closes the edge.
+ *  It runs beside the workers (occupancy 0). A lost producer fails it with DAGGER_EPEER.
+ *  Returns: the task (+1), NULL if `s` is NULL or closed or out of memory (dagger_last_errmsg);
+ *  a wrong end fails the task (DAGGER_EINVAL). Fetch gives the count of values popped.
+ *  Ownership: consumes `e` (closed when the task ends, or here on NULL).
+ *  Thread safety: the thread or task that opened `s`. */
+DAGGER_API dagger_task_t *dagger_stream_spawn_edge_source(dagger_stream_t *s, dagger_edge_t *e);
+
+/** Spawn in region `s` a streaming sink that pushes each value of `input` (a streaming task of
+ *  `s`) to `e` (a DAGGER_EDGE_PUSH end), flushing whenever `input` has nothing more queued; when
+ *  it ends well it closes `e`, so the peer's source ends too; a failed region aborts `e` (the
+ *  peer sees DAGGER_EPEER). Runs beside the workers (occupancy 0).
+ *  Returns, Ownership: as dagger_stream_spawn_edge_source; fetch gives the count pushed.
+ *  Thread safety: the thread or task that opened `s`. */
+DAGGER_API dagger_task_t *dagger_stream_spawn_edge_sink(dagger_stream_t *s, dagger_edge_t *e,
+                                                        dagger_task_t *input);
 
 /** Whether `t` is a streaming task of a region that is still running.
  *  Thread safety: any thread. */

@@ -122,6 +122,7 @@ struct dagger_edge {
     unsigned end;                            /* DAGGER_EDGE_PUSH or _POP; immutable */
     uint32_t max_payload;                    /* immutable after open */
     int err;                                 /* sticky failure; owner thread */
+    int aborted;                             /* closing without a clean end; owner thread */
     char errmsg[256];                        /* owner thread */
     char uri[256];                           /* the effective URI; set by open */
     struct {                                 /* owner writes (relaxed); anyone reads */
@@ -147,6 +148,13 @@ struct dagger__transport_ops {
     /* May be NULL (nothing is ever buffered). */
     int (*flush)(struct dagger_edge *e, int timeout_ms);
 };
+
+/* Close `e` without telling the peer the stream ended: a producer sends no END (shm: the ring
+ * is not marked closed), so the consumer reports DAGGER_EPEER after the values already sent,
+ * not a clean DAGGER_ECLOSED; a consumer leaves as if it died, so the producer gets
+ * DAGGER_EPEER too. Used when the owner failed or was cancelled. Frees `e`.
+ * Returns: 0 or the backend's close error. Thread safety: owner thread. */
+int dagger__edge_abort(struct dagger_edge *e);
 
 /* Register a transport for a scheme (MPI, brokers). Built-ins are always present.
  * Returns 0, DAGGER_EBUSY (scheme taken) or DAGGER_ENOMEM. Thread safety: any thread. */

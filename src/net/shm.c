@@ -470,7 +470,8 @@ static int shm_close(struct dagger_edge *e)
     int other;
     ofd_lock(s->fd, LOCK_INIT, F_WRLCK, 1);
     if (e->end == DAGGER_EDGE_PUSH) {
-        atomic_store(&h->closed, 1);
+        if (!e->aborted) /* dagger__edge_abort: the consumer must not see a clean end */
+            atomic_store(&h->closed, 1);
         atomic_fetch_add(&h->data_word, 1);
         futex_wake(&h->data_word);
         ofd_lock(s->fd, LOCK_PROD, F_UNLCK, 0);
@@ -480,7 +481,8 @@ static int shm_close(struct dagger_edge *e)
         s->pending = 0;
         atomic_store(&h->recv, s->seq);
         publish_all(s);
-        atomic_store(&h->cons_closed, 1);
+        if (!e->aborted) /* the producer then finds the consumer's lock gone: DAGGER_EPEER */
+            atomic_store(&h->cons_closed, 1);
         atomic_fetch_add(&h->space_word, 1);
         futex_wake(&h->space_word);
         ofd_lock(s->fd, LOCK_CONS, F_UNLCK, 0);

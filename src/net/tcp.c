@@ -47,10 +47,11 @@ static const char auth_label[] = "dagger-tcp-1";
 
 struct tcp_edge {
     struct dagger_edge base;
-    int lfd;      /* listening socket, or -1 */
-    int fd;       /* the connection, or -1 */
-    int ready;    /* handshake done */
-    int attempts; /* connection attempts so far */
+    int lfd;         /* listening socket, or -1 */
+    int fd;          /* the connection, or -1 */
+    int ready;       /* handshake done */
+    int attempts;    /* connection attempts so far */
+    int64_t give_up; /* when connecting stops being retried: set at the first attempt */
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char peer[80]; /* "host:port" of the peer, for messages */
@@ -292,7 +293,11 @@ static int ensure_ready(struct tcp_edge *t, int64_t deadline)
                                          "%s: no peer connected before the timeout", t->base.uri);
         }
     } else {
-        int64_t give_up = dagger__net_now_ms() + t->connect_ms;
+        /* Counted from the first attempt, so that a caller polling with short timeouts
+         * (a streaming edge sink) still gives up after connect_ms. */
+        if (t->attempts == 0)
+            t->give_up = dagger__net_now_ms() + t->connect_ms;
+        int64_t give_up = t->give_up;
         int backoff = 10, last = 0;
         for (;;) {
             t->attempts++;

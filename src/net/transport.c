@@ -657,6 +657,16 @@ DAGGER_API int dagger_edge_close(dagger_edge_t *e)
     return e->ops->close(e);
 }
 
+int dagger__edge_abort(struct dagger_edge *e)
+{
+    if (!e)
+        return 0;
+    e->aborted = 1;
+    if (!e->err)
+        dagger__edge_fail(e, DAGGER_ECANCELED, "%s: aborted by its owner", e->uri);
+    return e->ops->close(e);
+}
+
 DAGGER_API int dagger_edge_push_timed(dagger_edge_t *e, const dagger_value_t *v, int timeout_ms)
 {
     if (!e || !v)

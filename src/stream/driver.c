@@ -75,6 +75,8 @@ static int wait_value(struct node *n, struct edge *e, uint64_t t)
         }
         if (hard_stopped(n))
             return WAIT_END;
+        if (n->port && dagger__stream_port_idle(n))
+            return WAIT_END;
         flush_inputs(n);
         WAIT_ON(n, &e->cons_wait,
                 atomic_load_explicit(&e->head, memory_order_seq_cst) > t ||
@@ -265,6 +267,11 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
         args[n->ins[k].e->argi] = dagger_nil();
     if (dagger_tc_cancelled(tc) && kind == END_OK)
         kind = END_CANCEL;
+    if (n->port) {
+        int prc = dagger__stream_port_end(tc, n, &kind);
+        if (prc)
+            rc = prc;
+    }
     atomic_store(&n->state, N_ENDED);
     dagger__stream_node_end(n, kind);
 

@@ -96,6 +96,7 @@ static void region_free(struct dagger_stream *r)
         dagger__free(n->exts);
         dagger__free(n->sync);
         dagger__free(n->outs);
+        dagger__stream_port_free(n->port);
         dagger_task_release(n->task);
         dagger__free(n);
     }
@@ -198,6 +199,7 @@ static struct node *find_node(struct dagger_stream *r, const dagger_task_t *t)
 
 static void node_free_unregistered(struct node *n)
 {
+    dagger__stream_port_free(n->port);
     for (uint32_t k = 0; k < n->nexts; k++)
         dagger_task_release(n->exts[k].t);
     for (uint32_t k = 0; k < n->nsync; k++)
@@ -208,11 +210,10 @@ static void node_free_unregistered(struct node *n)
     dagger__free(n);
 }
 
-static dagger_task_t *spawn_hook(void *ud, dagger_ctx_t *ctx, const dagger_task_opts_t *o,
-                                 dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
-                                 size_t argc)
+static dagger_task_t *spawn_node(struct dagger_stream *r, dagger_ctx_t *ctx,
+                                 const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
+                                 const dagger_value_t *argv, size_t argc, struct port *port)
 {
-    struct dagger_stream *r = ud;
     dagger_task_opts_t opts;
     if (o)
         opts = *o;
@@ -225,12 +226,16 @@ static dagger_task_t *spawn_hook(void *ud, dagger_ctx_t *ctx, const dagger_task_
     if (!n || (argc && !vals)) {
         dagger__free(n);
         dagger__free(vals);
+        dagger__stream_port_free(port);
         dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: out of memory for a streaming task");
         return NULL;
     }
     n->r = r;
     n->fn = fn;
     n->opts = r->opts;
+    n->port = port;
+    if (port)
+        port->n = n;
     atomic_init(&n->state, N_NEW);
     atomic_init(&n->stop, STOP_NONE);
     n->last = dagger_nil();
@@ -323,6 +328,20 @@ static dagger_task_t *spawn_hook(void *ud, dagger_ctx_t *ctx, const dagger_task_
     return t;
 }
 
+static dagger_task_t *spawn_hook(void *ud, dagger_ctx_t *ctx, const dagger_task_opts_t *o,
+                                 dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
+                                 size_t argc)
+{
+    return spawn_node(ud, ctx, o, fn, fname, argv, argc, NULL);
+}
+
+dagger_task_t *dagger__stream_spawn_node(struct dagger_stream *r, const dagger_task_opts_t *o,
+                                         dagger_fn_t fn, const char *fname,
+                                         const dagger_value_t *argv, size_t argc, struct port *p)
+{
+    return spawn_node(r, r->ctx, o, fn, fname, argv, argc, p);
+}
+
 /* ---------------------------------------------------------------- the region */
 
 int dagger_stream_begin(dagger_ctx_t *ctx, const dagger_stream_opts_t *opts, dagger_stream_t **out)
@@ -400,6 +419,11 @@ static int wire(struct dagger_stream *r)
                 return DAGGER_ENOMEM;
             memset(e, 0, sizeof *e);
             uint64_t cap = (uint64_t)n->opts.buffer;
+            /* An edge into a sink or out of a source feeds or drains a transport that buffers
+             * far more than this already; a deeper ring there changes no result but lets the
+             * thread beside the workers and the workers hand values over in batches. */
+            if ((n->port || src->port) && cap < DAGGER__STREAM_PORT_BUFFER)
+                cap = DAGGER__STREAM_PORT_BUFFER;
             e->cap = cap;
             e->mask = pow2_at_least(cap) - 1;
             e->thr = (cap + 1) / 2;

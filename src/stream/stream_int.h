@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "dagger.h"
+#include "dagger/net.h"
 #include "dagger/stream.h"
 #include "common/common.h"
 #include "core/core.h"
@@ -87,6 +88,22 @@ struct node {
     /* dagger_finish_stream: driver only */
     bool finish;
     dagger_value_t last, result;
+    struct port *port; /* owned: the cross-process edge of an edge source or sink, or NULL */
+};
+
+/* The least capacity of the in-process edges into an edge sink and out of an edge source. */
+#define DAGGER__STREAM_PORT_BUFFER 256
+
+/* The cross-process end of an edge source or sink (remote.c). The driver of its node is the
+ * edge's owner thread: it pushes or pops in the body and closes the edge when the node ends;
+ * region_free aborts an edge whose driver never ran. */
+struct port {
+    dagger_edge_t *e; /* owned until closed (then NULL) */
+    unsigned end;     /* DAGGER_EDGE_POP: a source; DAGGER_EDGE_PUSH: a sink */
+    struct node *n;   /* set at spawn, before the node can run */
+    int64_t count;    /* values popped or pushed: driver only */
+    bool dirty;       /* a sink pushed since its last flush: driver only */
+    int err;          /* a flush failed while the driver waited: driver only */
 };
 
 struct dagger_stream {
@@ -108,6 +125,22 @@ struct node *dagger__stream_lookup(const dagger_task_t *t);
 void dagger__stream_node_end(struct node *n, int kind);
 void dagger__stream_release(struct dagger_stream *r);
 void dagger__stream_wake(struct node *n);
+
+/* remote.c */
+/* The node left its loop with `*kind`: close its edge (cleanly only when it ended well and the
+ * region did not fail). Returns 0, or the error of a failed close (recorded on the task;
+ * *kind becomes END_ERROR). */
+int dagger__stream_port_end(dagger_tc_t *tc, struct node *n, int *kind);
+/* The driver of `n` is about to wait for an input: a sink flushes its edge. Returns 1 when the
+ * node must end instead (the flush failed: recorded for port_end, or the peer closed). */
+int dagger__stream_port_idle(struct node *n);
+/* Abort the edge if still open and free the port (NULL is accepted). */
+void dagger__stream_port_free(struct port *p);
+
+/* region.c, for remote.c: spawn a node that owns `p` (freed here on every failure). */
+dagger_task_t *dagger__stream_spawn_node(struct dagger_stream *r, const dagger_task_opts_t *o,
+                                         dagger_fn_t fn, const char *fname,
+                                         const dagger_value_t *argv, size_t argc, struct port *p);
 
 /* driver.c */
 int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out);

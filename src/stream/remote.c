@@ -1,0 +1,212 @@
+/* src/stream/remote.c - edge sources and sinks: streams that cross to another process.
+ *
+ * Design: an edge source or sink is an ordinary streaming task of its region (a node with a
+ * driver) whose body pops from or pushes to a dagger_edge_t (src/net/) that the node owns
+ * through a `struct port`. It is spawned with occupancy 0, so it runs on an aux thread beside
+ * the workers: an edge push or pop blocks in a syscall or a futex, and a worker must never be
+ * held by it. Its in-process waits (an empty input, a full output) then block that aux thread,
+ * which is what they do outside a worker. Edge waits are cut into slices of SLICE_MS so that a
+ * stop of the region or a cancel is seen while the peer is silent.
+ * A sink flushes its edge before its driver waits for the next input value (driver.c calls
+ * dagger__stream_port_idle), so a batching transport (TCP) never sits on values while the
+ * producer upstream is slow, and a sink that never waits sends full batches. When the
+ * node ends well and its region did not fail, its edge is closed cleanly (a producer flushes
+ * and sends END: the peer's source ends with the stream); otherwise it is aborted, and the
+ * peer's edge reports DAGGER_EPEER, which fails the peer's region in turn.
+ * SPDX-License-Identifier: MIT
+ */
+#include <string.h>
+
+#include "common/alloc.h"
+#include "net/net.h"
+#include "stream/stream_int.h"
+
+enum { SLICE_MS = 50 };
+
+/* The region asks this node to stop now (an error, a cancel), or its body should leave. */
+static bool must_stop(dagger_tc_t *tc, struct node *n, bool source)
+{
+    int st = atomic_load_explicit(&n->stop, memory_order_acquire);
+    return st == STOP_HARD || (source && st == STOP_DRAIN) || dagger_tc_cancelled(tc);
+}
+
+/* End the node after this run with the count of values as its result. */
+static int finish(struct node *n, struct port *p)
+{
+    n->finish = true;
+    n->last = dagger_nil();
+    n->result = dagger_i64(p->count);
+    return 0;
+}
+
+static int edge_failed(dagger_tc_t *tc, struct port *p, int rc)
+{
+    return dagger_fail(tc, rc, "%s", dagger_edge_errmsg(p->e));
+}
+
+static int check_port(dagger_tc_t *tc, struct port *p, unsigned end, const char *what)
+{
+    if (!p->e)
+        return dagger_fail(tc, DAGGER_EINVAL, "%s: the edge is NULL", what);
+    if (end == DAGGER_EDGE_PUSH && p->n->nins != 1)
+        return dagger_fail(tc, DAGGER_EINVAL,
+                           "%s: the input must be a streaming task of the same region", what);
+    if (p->e->end != end)
+        return dagger_fail(tc, DAGGER_EINVAL, "%s: %s is the %s end of its edge, not the %s end",
+                           what, dagger_edge_uri(p->e),
+                           p->e->end == DAGGER_EDGE_PUSH ? "producer" : "consumer",
+                           end == DAGGER_EDGE_PUSH ? "producer" : "consumer");
+    return 0;
+}
+
+/* edge_source(port): one value per run from the edge. */
+static int edge_source(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    struct port *p = dagger_arg_ptr(a, 0);
+    struct node *n = p->n;
+    if (DAGGER_UNLIKELY(p->count == 0)) {
+        int rc = check_port(tc, p, DAGGER_EDGE_POP, "dagger_stream_spawn_edge_source");
+        if (rc)
+            return rc;
+    }
+    int rc = dagger_edge_pop(p->e, out, 0);
+    while (rc == DAGGER_ETIMEDOUT) {
+        if (must_stop(tc, n, true))
+            return finish(n, p);
+        rc = dagger_edge_pop(p->e, out, SLICE_MS);
+    }
+    if (rc == 0) {
+        p->count++;
+        return 0;
+    }
+    if (rc == DAGGER_ECLOSED) /* the producer closed after delivering everything */
+        return finish(n, p);
+    *out = dagger_nil();
+    return edge_failed(tc, p, rc);
+}
+
+/* edge_sink(port, input): one value per run to the edge. */
+static int edge_sink(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)out;
+    struct port *p = dagger_arg_ptr(a, 0);
+    struct node *n = p->n;
+    if (DAGGER_UNLIKELY(p->count == 0)) {
+        int rc = check_port(tc, p, DAGGER_EDGE_PUSH, "dagger_stream_spawn_edge_sink");
+        if (rc)
+            return rc;
+    }
+    const dagger_value_t *v = dagger_arg(a, 1);
+    int rc = dagger_edge_push_timed(p->e, v, 0);
+    while (rc == DAGGER_ETIMEDOUT) {
+        if (must_stop(tc, n, false))
+            return finish(n, p);
+        rc = dagger_edge_push_timed(p->e, v, SLICE_MS);
+    }
+    if (rc == DAGGER_ECLOSED) /* the consumer closed: like every consumer ending */
+        return finish(n, p);
+    if (rc)
+        return edge_failed(tc, p, rc);
+    p->count++;
+    p->dirty = true;
+    return 0;
+}
+
+int dagger__stream_port_idle(struct node *n)
+{
+    struct port *p = n->port;
+    if (!p->dirty || !p->e)
+        return 0;
+    p->dirty = false;
+    int rc = dagger_edge_flush(p->e, 0);
+    while (rc == DAGGER_ETIMEDOUT) {
+        if (atomic_load_explicit(&n->stop, memory_order_acquire) == STOP_HARD)
+            return 1;
+        rc = dagger_edge_flush(p->e, SLICE_MS);
+    }
+    if (rc == 0)
+        return 0;
+    if (rc != DAGGER_ECLOSED) /* the consumer closed: end as when every consumer ends */
+        p->err = rc;
+    return 1;
+}
+
+int dagger__stream_port_end(dagger_tc_t *tc, struct node *n, int *kind)
+{
+    struct port *p = n->port;
+    if (!p->e)
+        return 0;
+    dagger_edge_t *e = p->e;
+    int frc = 0;
+    if (p->err && *kind == END_OK) { /* a flush failed while the node waited */
+        *kind = END_ERROR;
+        frc = edge_failed(tc, p, p->err);
+    }
+    bool clean = *kind == END_OK && !atomic_load(&n->r->err_origin) &&
+                 atomic_load(&n->stop) != STOP_HARD && !dagger_tc_cancelled(tc);
+    p->e = NULL;
+    if (!clean) {
+        (void)dagger__edge_abort(e);
+        return frc;
+    }
+    /* Keep the message: the edge is freed by the close. */
+    char uri[sizeof e->uri];
+    memcpy(uri, e->uri, sizeof uri);
+    int rc = dagger_edge_close(e);
+    if (rc == 0 || (p->end == DAGGER_EDGE_PUSH && rc == DAGGER_ECLOSED)) {
+        n->finish = true; /* fetch gives the count of values moved */
+        n->result = dagger_i64(p->count);
+        return 0;
+    }
+    *kind = END_ERROR;
+    return dagger_fail(tc, rc, "%s: closing the edge failed: %s", uri, dagger_strerror(rc));
+}
+
+void dagger__stream_port_free(struct port *p)
+{
+    if (!p)
+        return;
+    if (p->e)
+        (void)dagger__edge_abort(p->e);
+    dagger__free(p);
+}
+
+static dagger_task_t *spawn_port(dagger_stream_t *s, dagger_edge_t *e, dagger_task_t *input,
+                                 unsigned end, const char *what)
+{
+    if (!s || !s->open) {
+        dagger__set_errmsg(DAGGER_EINVAL, "%s: %s", what,
+                           s ? "the region is closed" : "the region is NULL");
+        if (e)
+            (void)dagger__edge_abort(e);
+        return NULL;
+    }
+    struct port *p = dagger__calloc(1, sizeof *p);
+    if (!p) {
+        if (e)
+            (void)dagger__edge_abort(e);
+        dagger__set_errmsg(DAGGER_ENOMEM, "%s: out of memory", what);
+        return NULL;
+    }
+    p->e = e;
+    p->end = end;
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.occupancy = 0.0; /* an aux thread: edge waits block in syscalls and futexes */
+    dagger_value_t argv[2] = {dagger_ptr(p), input ? dagger_taskv(input) : dagger_nil()};
+    size_t argc = end == DAGGER_EDGE_PUSH ? 2 : 1;
+    return dagger__stream_spawn_node(s, &o, end == DAGGER_EDGE_PUSH ? edge_sink : edge_source,
+                                     end == DAGGER_EDGE_PUSH ? "edge_sink" : "edge_source", argv,
+                                     argc, p);
+}
+
+dagger_task_t *dagger_stream_spawn_edge_source(dagger_stream_t *s, dagger_edge_t *e)
+{
+    return spawn_port(s, e, NULL, DAGGER_EDGE_POP, "dagger_stream_spawn_edge_source");
+}
+
+dagger_task_t *dagger_stream_spawn_edge_sink(dagger_stream_t *s, dagger_edge_t *e,
+                                             dagger_task_t *input)
+{
+    return spawn_port(s, e, input, DAGGER_EDGE_PUSH, "dagger_stream_spawn_edge_sink");
+}
