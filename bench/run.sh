@@ -113,7 +113,7 @@ fi
 
 # The ratio table, in Markdown. Rows: (bench, param) pairs that dagger and at least one peer have.
 awk -F'|' '
-function better(u) { return (u ~ /\/s$/ || u ~ /^G?FLOP/) ? "higher" : "lower" }
+function better(u) { return (u ~ /\/s$/ || u ~ /^G?FLOP/ || u ~ /^%/) ? "higher" : "lower" }
 function fmt(x) { return sprintf("%.4g", x) }
 $1 == "RESULT" && NF >= 6 {
     b = $2; im = $3; p = $4; k = b SUBSEP p
