@@ -373,7 +373,8 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
     }
     struct worker *w = tls_worker; /* no switch in this function */
     if (w && w->pool == p && dq_push(&w->dq, j) == 0) {
-        notify(p, 0);
+        if (p->n > 1) /* the only worker is this one: nobody to wake */
+            notify(p, 0);
         return;
     }
     jobq_push(&p->inject, j);
