@@ -936,6 +936,70 @@ TEST(fault_injection_from_the_environment)
     ASSERT_EQ(WEXITSTATUS(status), 0);
 }
 
+/* ---------------------------------------------------------------- bad input */
+
+TEST(bad_input_is_an_error_not_a_crash)
+{
+    dagger_value_t v;
+    double d;
+    int64_t i;
+    bool b;
+    const char *s;
+    void *p;
+    ASSERT_ERR(dagger_ctx_open(NULL, NULL), DAGGER_EINVAL);
+    ASSERT_ERR(dagger_ctx_close(NULL), DAGGER_EINVAL);
+    ASSERT_EQ(dagger_ctx_num_threads(NULL), 0);
+    ASSERT_NULL(dagger_spawn(NULL, one));
+    ASSERT_STR_HAS(dagger_last_errmsg(), "the context is NULL");
+    ASSERT_ERR(dagger_fetch(NULL, &v), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "the task handle is NULL");
+    ASSERT_ERR(dagger_wait(NULL), DAGGER_EINVAL);
+    ASSERT_ERR(dagger_fetch_f64(NULL, &d), DAGGER_EINVAL);
+    ASSERT_ERR(dagger_cancel(NULL), DAGGER_EINVAL);
+    ASSERT_FALSE(dagger_task_done(NULL));
+    ASSERT_EQ(dagger_task_error(NULL), 0);
+    ASSERT_STR_EQ(dagger_task_errmsg(NULL), "");
+    ASSERT_EQ(dagger_task_id(NULL), 0);
+    ASSERT_STR_EQ(dagger_task_name(NULL), "");
+    ASSERT_NULL(dagger_task_retain(NULL));
+    dagger_task_release(NULL);
+    ASSERT_ERR(dagger_queue_begin(NULL, 0), DAGGER_EINVAL);
+    ASSERT_ERR(dagger_queue_end(NULL), DAGGER_EINVAL);
+    ASSERT_ERR(dagger_sync_end(NULL), DAGGER_EINVAL);
+    ASSERT_NULL(dagger_scope_union(NULL, NULL));
+    ASSERT_NULL(dagger_scope_intersect(dagger_scope_any(), NULL));
+    dagger_scope_release(NULL);
+    char buf[16];
+    ASSERT_TRUE(dagger_scope_format(NULL, buf, sizeof buf) > 0);
+    ASSERT_ERR(dagger_value_encode(NULL, NULL, 0), DAGGER_EINVAL);
+    ASSERT_ERR(dagger_value_decode(NULL, 0, &v), DAGGER_EINVAL);
+    ASSERT_STR_EQ(dagger_kind_name(99), "unknown");
+    dagger_alloc_stats(NULL);
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger_task_t *t = dagger_spawn(ctx, one);
+    ASSERT_ERR(dagger_fetch_f64(t, NULL), DAGGER_EINVAL);
+    ASSERT_ERR(dagger_fetch_i64(t, NULL), DAGGER_EINVAL);
+    ASSERT_ERR(dagger_fetch_bool(t, NULL), DAGGER_EINVAL);
+    ASSERT_ERR(dagger_fetch_str(t, NULL), DAGGER_EINVAL);
+    ASSERT_ERR(dagger_fetch_ptr(t, NULL), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "out is NULL");
+    ASSERT_OK(dagger_fetch_i64(t, &i));
+    ASSERT_ERR(dagger_fetch_bool(t, &b), DAGGER_ETYPE);
+    ASSERT_ERR(dagger_fetch_str(t, &s), DAGGER_ETYPE);
+    ASSERT_ERR(dagger_fetch_ptr(t, &p), DAGGER_ETYPE);
+    ASSERT_OK(dagger_fetch(t, NULL)); /* the value is optional */
+    ASSERT_ERR(dagger_ctx_close_ex(ctx, 1u << 9), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "unknown flags");
+    dagger_opts_t o;
+    dagger_opts_init(&o);
+    o.stack_size = 100;
+    dagger_ctx_t *bad = NULL;
+    ASSERT_ERR(dagger_ctx_open(&bad, &o), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "below the 16 KiB minimum");
+    dagger_task_release(t);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* ---------------------------------------------------------------- encoding */
 
 static void roundtrip(dagger_value_t v)
@@ -1047,4 +1111,5 @@ TEST_LIST(quickstart_add, values_of_every_kind, wrong_kind_fails_the_task,
           zero_allocations_per_task_after_warm_up, close_reports_live_handles,
           close_force_closes_with_live_handles, bad_environment_is_reported,
           out_of_memory_reaches_fetch, fault_env_child, fault_injection_from_the_environment,
-          encode_decode_round_trips, decode_rejects_malformed_input)
+          bad_input_is_an_error_not_a_crash, encode_decode_round_trips,
+          decode_rejects_malformed_input)

@@ -961,6 +961,7 @@ static int kind_mismatch(dagger_task_t *t, const dagger_value_t *v, const char *
 
 int dagger_fetch_f64(dagger_task_t *t, double *out)
 {
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_f64: out is NULL");
     dagger_value_t v;
     int rc = dagger_fetch(t, &v);
     if (rc)
@@ -976,6 +977,7 @@ int dagger_fetch_f64(dagger_task_t *t, double *out)
 
 int dagger_fetch_i64(dagger_task_t *t, int64_t *out)
 {
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_i64: out is NULL");
     dagger_value_t v;
     int rc = dagger_fetch(t, &v);
     if (rc)
@@ -988,6 +990,7 @@ int dagger_fetch_i64(dagger_task_t *t, int64_t *out)
 
 int dagger_fetch_bool(dagger_task_t *t, bool *out)
 {
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_bool: out is NULL");
     dagger_value_t v;
     int rc = dagger_fetch(t, &v);
     if (rc)
@@ -1000,6 +1003,7 @@ int dagger_fetch_bool(dagger_task_t *t, bool *out)
 
 int dagger_fetch_str(dagger_task_t *t, const char **out)
 {
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_str: out is NULL");
     dagger_value_t v;
     int rc = dagger_fetch(t, &v);
     if (rc)
@@ -1012,6 +1016,7 @@ int dagger_fetch_str(dagger_task_t *t, const char **out)
 
 int dagger_fetch_ptr(dagger_task_t *t, void **out)
 {
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_ptr: out is NULL");
     dagger_value_t v;
     int rc = dagger_fetch(t, &v);
     if (rc)
