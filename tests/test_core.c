@@ -851,6 +851,19 @@ TEST(close_reports_live_handles)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+TEST(close_refuses_an_open_block_instead_of_hanging)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    ASSERT_OK(dagger_queue_begin(ctx, DAGGER_QUEUE_BULK));
+    dagger_task_t *t = dagger_spawn(ctx, one); /* held until the block ends */
+    ASSERT_ERR(dagger_ctx_close(ctx), DAGGER_ESTATE);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "still open on this thread");
+    ASSERT_OK(dagger_queue_end(ctx));
+    ASSERT_OK(dagger_fetch(t, NULL));
+    dagger_task_release(t);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST(close_force_closes_with_live_handles)
 {
     dagger_ctx_t *ctx = test_ctx(1);
@@ -1109,7 +1122,7 @@ TEST_LIST(quickstart_add, values_of_every_kind, wrong_kind_fails_the_task,
           waitall_queue_nested_in_bulk, syncdeps_order_without_passing_values,
           cancel_a_queued_task_never_runs, cancel_a_running_task_sees_the_flag,
           zero_allocations_per_task_after_warm_up, close_reports_live_handles,
-          close_force_closes_with_live_handles, bad_environment_is_reported,
-          out_of_memory_reaches_fetch, fault_env_child, fault_injection_from_the_environment,
-          bad_input_is_an_error_not_a_crash, encode_decode_round_trips,
-          decode_rejects_malformed_input)
+          close_refuses_an_open_block_instead_of_hanging, close_force_closes_with_live_handles,
+          bad_environment_is_reported, out_of_memory_reaches_fetch, fault_env_child,
+          fault_injection_from_the_environment, bad_input_is_an_error_not_a_crash,
+          encode_decode_round_trips, decode_rejects_malformed_input)

@@ -130,6 +130,11 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
     DAGGER_CHECK(!me || me->ctx != ctx, DAGGER_EDEADLK,
                  "dagger_ctx_close: called from inside task %llu of this context",
                  (unsigned long long)me->id);
+    /* A block left open on this thread would hold its tasks forever: refuse instead of hanging. */
+    for (struct frame *f = *dagger__frames_slot(); f; f = f->up)
+        DAGGER_CHECK(f->ctx != ctx, DAGGER_ESTATE,
+                     "dagger_ctx_close: a task-queue block (sync group, bulk, sequential) of this "
+                     "context is still open on this thread; end it with dagger_queue_end first");
     /* Drain: every spawned task finishes (the timed wait only guards against a lost wake). */
     while (atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_acquire) > 0) {
         uint32_t w = atomic_load_explicit(&ctx->drain_word, memory_order_acquire);
