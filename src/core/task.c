@@ -812,11 +812,9 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
         set_name(t, o, fname);
     else
         t->name = fname;
-    if (DAGGER_UNLIKELY(atomic_load_explicit(&dagger__trace_on, memory_order_relaxed))) {
-        if (!t->name)
-            t->name = display_name(t); /* resolve the symbol once, not at every export */
-        dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
-    }
+    bool tracing = atomic_load_explicit(&dagger__trace_on, memory_order_relaxed);
+    if (DAGGER_UNLIKELY(tracing) && !t->name)
+        t->name = display_name(t); /* resolve the symbol once, not at every export */
     struct frame *bulk = NULL;
     dagger_task_t *seq[MAX_SEQ];
     int nseq = 0;
@@ -827,15 +825,21 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
     int nd = 0;
     int rc = spawn_setup(t, o, argv, argc, seq, nseq, &nd);
     if (DAGGER_UNLIKELY(rc)) {
+        if (DAGGER_UNLIKELY(tracing))
+            dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
         fail_root(t, rc, dagger_last_errmsg());
         complete(t, rc, false);
         return t;
     }
     uint32_t holds = 1 + (top ? enter_frames(ctx, t, top, bulk) : 0);
-    if (nd == 0 && holds == 1) { /* nobody else can see the task yet: no atomics needed */
-        make_ready(t);
+    if (nd == 0 && holds == 1) {      /* nobody else can see the task yet: no atomics needed */
+        if (DAGGER_UNLIKELY(tracing)) /* one event: spawned and ready at once */
+            dagger__trace_spawn_ready(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
+        dagger__pool_submit(ctx->pool, &t->job);
         return t;
     }
+    if (DAGGER_UNLIKELY(tracing))
+        dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
     atomic_store_explicit(&t->pending, holds + (uint32_t)nd, memory_order_relaxed);
     uint32_t done = 0;
     for (int i = 0; i < nd; i++) {

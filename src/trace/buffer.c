@@ -316,7 +316,7 @@ static const char *arena_copy(struct tbuf *b, const char *s, size_t max)
 }
 
 static void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int is_static,
-                     size_t max)
+                     size_t max, uint8_t flags)
 {
     struct tbuf *b;
     struct dtr_ev *e = slot(&b);
@@ -347,7 +347,7 @@ static void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int i
     e->aux = 0;
     e->thread = (int16_t)thread;
     e->kind = kind;
-    e->flags = p ? DTR_F_STR : 0;
+    e->flags = (uint8_t)((p ? DTR_F_STR : 0) | flags);
     commit(b);
 }
 
@@ -355,7 +355,11 @@ static void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int i
 
 void dagger__trace_spawn(uint64_t id, const char *name, int name_static, int thread)
 {
-    emit_str(DTR_SPAWN, thread, id, name, name_static, NAME_MAX_LEN);
+    emit_str(DTR_SPAWN, thread, id, name, name_static, NAME_MAX_LEN, 0);
+}
+void dagger__trace_spawn_ready(uint64_t id, const char *name, int name_static, int thread)
+{
+    emit_str(DTR_SPAWN, thread, id, name, name_static, NAME_MAX_LEN, DTR_F_READY);
 }
 void dagger__trace_edge(uint64_t from, uint64_t to) { emit(DTR_EDGE, -1, from, to, 0); }
 void dagger__trace_ready(uint64_t id, int thread) { emit(DTR_READY, thread, id, 0, 0); }
@@ -374,7 +378,7 @@ void dagger__trace_park(int thread) { emit(DTR_PARK, thread, 0, 0, 0); }
 void dagger__trace_wake(int thread) { emit(DTR_WAKE, thread, 0, 0, 0); }
 void dagger__trace_error(uint64_t id, const char *msg)
 {
-    emit_str(DTR_ERROR, -1, id, msg ? msg : "", 0, MSG_MAX_LEN);
+    emit_str(DTR_ERROR, -1, id, msg ? msg : "", 0, MSG_MAX_LEN, 0);
 }
 
 /* ---------------------------------------------------------------- generations */

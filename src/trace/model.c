@@ -214,6 +214,11 @@ int dagger__trace_model_build(struct dtr_model *m, const struct dtr_snap *s)
             t->t_spawn = ts;
             t->spawn_thread = e->thread;
             m->stats.spawned++;
+            if (e->flags & DTR_F_READY) { /* ready as it was spawned */
+                t->state |= DTR_ST_READY;
+                if (t->t_ready < 0)
+                    t->t_ready = ts;
+            }
             break;
         case DTR_EDGE: {
             int64_t f = task_of(&b, e->id), to = task_of(&b, e->arg);

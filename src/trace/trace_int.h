@@ -46,7 +46,7 @@ struct dtr_ev {
     uint8_t kind;
     uint8_t flags; /* DTR_F_* */
 };
-enum { DTR_F_STR = 1 }; /* arg is a string */
+enum { DTR_F_STR = 1, DTR_F_READY = 2 }; /* arg is a string; a spawn that is also ready */
 #define DTR_NOSTR UINT32_MAX
 
 struct dtr_snap {
