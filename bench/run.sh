@@ -111,12 +111,12 @@ if [ $nrun -eq 0 ]; then
     exit 1
 fi
 
-# The ratio table, in Markdown. Rows: (bench, param) pairs that dagger and at least one peer have.
+# The ratio table, in Markdown. Rows: (bench, param, unit) that dagger and at least one peer have.
 awk -F'|' '
 function better(u) { return (u ~ /\/s$/ || u ~ /^G?FLOP/ || u ~ /^%/) ? "higher" : "lower" }
 function fmt(x) { return sprintf("%.4g", x) }
 $1 == "RESULT" && NF >= 6 {
-    b = $2; im = $3; p = $4; k = b SUBSEP p
+    b = $2; im = $3; p = $4; k = b SUBSEP p SUBSEP $6 # one row per unit: a bench may give two
     if (!(b in bidx)) bidx[b] = ++nb
     if (!(k in unit)) { nk++; keys[nk] = k; kb[k] = b; kp[k] = p; unit[k] = $6 }
     val[k, im] = $5
@@ -124,7 +124,7 @@ $1 == "RESULT" && NF >= 6 {
 }
 END {
     # Sort rows by the order benches first appeared, then by param (size, then threads).
-    for (i = 1; i <= nk; i++) sk[i] = sprintf("%04d|%s", bidx[kb[keys[i]]], kp[keys[i]])
+    for (i = 1; i <= nk; i++) sk[i] = sprintf("%04d|%s|%s", bidx[kb[keys[i]]], kp[keys[i]], unit[keys[i]])
     for (i = 2; i <= nk; i++) {
         x = keys[i]; s = sk[i]
         for (j = i - 1; j >= 1 && sk[j] > s; j--) { keys[j + 1] = keys[j]; sk[j + 1] = sk[j] }

@@ -104,9 +104,19 @@ static int run(const char *bench, const char *cons_uri, const char *prod_fmt, si
 int main(int argc, char **argv)
 {
     int rc = 0;
+    /* Arguments name the transports to run (shm, tcp); bench/run.sh's `--threads N` is not one
+     * (an edge has no worker threads), so options are skipped. */
+    int named = 0;
+    for (int a = 1; a < argc; a++) {
+        if (strncmp(argv[a], "--", 2) == 0) {
+            a += strcmp(argv[a], "--threads") == 0;
+            continue;
+        }
+        named++;
+    }
     for (int t = 0; t < 2; t++) {
         const char *tr = t == 0 ? "shm" : "tcp";
-        int want = argc < 2;
+        int want = named == 0;
         for (int a = 1; a < argc; a++)
             want |= strcmp(argv[a], tr) == 0;
         if (!want)
