@@ -563,22 +563,22 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
     if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
         rc = fail_root(t, DAGGER_ECANCELED, "cancelled before it ran");
     } else {
+        /* One pass: a failed input fails the task; otherwise its result becomes the argument
+         * (borrowed from the dependency, which the task holds until it completes). */
         for (uint32_t i = 0; i < t->ndeps; i++) {
-            if (t->deps[i].task->rc) {
-                rc = fail_upstream(t, &t->deps[i]);
+            const struct dep *d = &t->deps[i];
+            if (d->task->rc) {
+                rc = fail_upstream(t, d);
                 break;
+            }
+            if (d->argi >= 0) {
+                dagger_value_t v = d->task->result;
+                v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+                t->args[d->argi] = v;
             }
         }
     }
     if (!rc) {
-        for (uint32_t i = 0; i < t->ndeps; i++) {
-            const struct dep *d = &t->deps[i];
-            if (d->argi >= 0) {
-                dagger_value_t v = d->task->result;
-                v.flags &= (uint8_t)~DAGGER_VALUE_OWNED; /* borrowed from the dependency */
-                t->args[d->argi] = v;
-            }
-        }
         atomic_store_explicit(&t->state, T_RUNNING, memory_order_relaxed);
         DAGGER__TRACE(dagger__trace_start(t->id, t->thread));
         set_cur_task(t);

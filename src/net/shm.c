@@ -32,6 +32,8 @@
  */
 #include "net/net.h"
 
+#include "common/common.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -107,15 +109,8 @@ struct shm_edge {
     int is_file;
 };
 
-static inline void cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
+/* Shared (not _PRIVATE) futexes: the ring's words are waited on from two processes, which
+ * common.h's process-private helpers cannot do. */
 static void futex_wait(_Atomic uint32_t *w, uint32_t expect, int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -162,7 +157,7 @@ static int wait_space(struct shm_edge *s, uint64_t need, int64_t deadline)
     /* 1: the consumer publishes its tail at once; 2: it also wakes us. */
     atomic_store(&h->prod_waiting, 1);
     for (int i = 0; i < s->spin; i++) {
-        cpu_relax();
+        dagger__cpu_relax();
         s->cached = atomic_load_explicit(&h->tail, memory_order_acquire);
         if (s->cap - (s->pos - s->cached) >= need) {
             atomic_store_explicit(&h->prod_waiting, 0, memory_order_relaxed);
@@ -302,7 +297,7 @@ static int wait_data(struct shm_edge *s, int64_t deadline)
     int rc;
     publish_all(s);
     for (int i = 0; i < s->spin; i++) {
-        cpu_relax();
+        dagger__cpu_relax();
         if ((rc = load_head(s, memory_order_acquire)) < 0)
             return rc;
         if (s->cached != s->pos)

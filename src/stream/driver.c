@@ -30,7 +30,7 @@ enum { WAIT_OK = 0, WAIT_END };
 /* Producer waiters whose ring has room again: woken before this node suspends. */
 static void flush_inputs(struct node *n)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    dagger__fence_seq_cst(); /* the project fence: cheaper on x86, seen by TSan */
     for (uint32_t k = 0; k < n->nins; k++) {
         struct edge *e = n->ins[k].e;
         if (atomic_load_explicit(&e->prod_wait, memory_order_relaxed)) {
@@ -144,7 +144,7 @@ static int push(dagger_tc_t *tc, struct node *n, struct edge *e, const dagger_va
         return dagger_fail(tc, DAGGER_ETYPE, "a streaming task cannot stream task handles");
     }
     atomic_store_explicit(&e->head, h + 1, memory_order_release);
-    atomic_thread_fence(memory_order_seq_cst);
+    dagger__fence_seq_cst(); /* the project fence: cheaper on x86, seen by TSan */
     dagger__stream_fire(n->r, &e->cons_wait);
     return 0;
 }
@@ -172,7 +172,7 @@ static void release_inputs(struct node *n)
         uint64_t t = atomic_load_explicit(&e->tail, memory_order_relaxed) + 1;
         atomic_store_explicit(&e->tail, t, memory_order_release);
         if (e->cap - (e->head_cache - t) >= e->thr) {
-            atomic_thread_fence(memory_order_seq_cst);
+            dagger__fence_seq_cst(); /* the project fence: cheaper on x86, seen by TSan */
             dagger__stream_fire(n->r, &e->prod_wait);
         }
     }

@@ -115,7 +115,7 @@ void dagger__stream_release(struct dagger_stream *r)
 /* Wake `n` wherever it waits: it rechecks its flags. */
 void dagger__stream_wake(struct node *n)
 {
-    atomic_thread_fence(memory_order_seq_cst);
+    dagger__fence_seq_cst(); /* the project fence: cheaper on x86, seen by TSan */
     for (uint32_t k = 0; k < n->nins; k++)
         if (n->ins[k].e)
             dagger__stream_fire(n->r, &n->ins[k].e->cons_wait);
