@@ -36,6 +36,8 @@ typedef struct dagger_task dagger_task_t;
 typedef struct dagger_tc dagger_tc_t;
 typedef struct dagger_args dagger_args_t;
 typedef struct dagger_scope dagger_scope_t;
+typedef struct dagger_chunk dagger_chunk_t; /* data with a home: include <dagger/chunk.h> */
+typedef struct dagger_shard dagger_shard_t; /* one piece per worker or thread */
 
 /* ---------------------------------------------------------------- version and errors */
 
@@ -65,10 +67,12 @@ typedef enum dagger_kind {
     DAGGER_KIND_BOOL,
     DAGGER_KIND_I64,
     DAGGER_KIND_F64,
-    DAGGER_KIND_STR,  /* NUL-terminated text; len excludes the NUL */
-    DAGGER_KIND_BLOB, /* bytes; len is the size */
-    DAGGER_KIND_PTR,  /* a local pointer, never copied nor freed, never encoded */
-    DAGGER_KIND_TASK, /* a task handle: as an argument, a dependency */
+    DAGGER_KIND_STR,   /* NUL-terminated text; len excludes the NUL */
+    DAGGER_KIND_BLOB,  /* bytes; len is the size */
+    DAGGER_KIND_PTR,   /* a local pointer, never copied nor freed, never encoded */
+    DAGGER_KIND_TASK,  /* a task handle: as an argument, a dependency */
+    DAGGER_KIND_CHUNK, /* a chunk handle (dagger/chunk.h): the body gets a pointer where it runs */
+    DAGGER_KIND_SHARD, /* a shard handle (dagger/chunk.h): the body gets the local piece */
     DAGGER_KIND_COUNT_
 } dagger_kind_t;
 
@@ -84,8 +88,8 @@ enum {
 typedef struct dagger_value {
     uint8_t kind;  /* dagger_kind_t */
     uint8_t flags; /* DAGGER_VALUE_* */
-    uint16_t reserved;
-    uint32_t len; /* str/blob: bytes (str without the NUL) */
+    uint16_t rank; /* a decoded (remote) handle reference: the rank that holds it; else 0 */
+    uint32_t len;  /* str/blob: bytes (str without the NUL) */
     union {
         bool b;
         int64_t i;
@@ -93,6 +97,8 @@ typedef struct dagger_value {
         const char *s;
         const void *p;
         dagger_task_t *t;
+        dagger_chunk_t *c;
+        dagger_shard_t *sh;
     } u;
 } dagger_value_t;
 
@@ -144,6 +150,22 @@ static inline dagger_value_t dagger_taskv(dagger_task_t *t)
     dagger_value_t v = dagger_nil();
     v.kind = DAGGER_KIND_TASK;
     v.u.t = t;
+    return v;
+}
+/** A chunk argument or result: passing it never steals the caller's reference. */
+static inline dagger_value_t dagger_chunkv(dagger_chunk_t *c)
+{
+    dagger_value_t v = dagger_nil();
+    v.kind = DAGGER_KIND_CHUNK;
+    v.u.c = c;
+    return v;
+}
+/** A shard argument: the task body receives the piece of the place where it runs. */
+static inline dagger_value_t dagger_shardv(dagger_shard_t *s)
+{
+    dagger_value_t v = dagger_nil();
+    v.kind = DAGGER_KIND_SHARD;
+    v.u.sh = s;
     return v;
 }
 static inline dagger_value_t dagger_value_id(dagger_value_t v) { return v; }
@@ -275,6 +297,8 @@ static inline dagger_task_t *dagger_spawnv_opts(dagger_ctx_t *ctx, const dagger_
         char *: dagger_str,                                                                    \
         const char *: dagger_str,                                                              \
         dagger_task_t *: dagger_taskv,                                                         \
+        dagger_chunk_t *: dagger_chunkv,                                                       \
+        dagger_shard_t *: dagger_shardv,                                                       \
         dagger_value_t: dagger_value_id,                                                       \
         default: dagger_ptr)(x)
 

@@ -8,14 +8,10 @@
 #include <stdbool.h>
 
 #include "dagger.h"
-
-/* Make `v` own its bytes (copy a str/blob that is not owned yet). Returns 0 or DAGGER_ENOMEM. */
-int dagger__value_own(dagger_value_t *v);
-/* Free what an owned value holds and reset it to nil. */
-void dagger__value_drop(dagger_value_t *v);
+#include "value/value.h"
 
 /* The task running on the calling thread, or NULL. */
-dagger_task_t *dagger__cur_task(void);
+dagger_task_t *dagger__task_current(void);
 
 /* A hook consulted by fetch and wait: `t` may carry a guard set by a feature (a datadeps
  * region) that refuses waits from inside it. Returns 0 or an error (message already set). */
@@ -42,16 +38,17 @@ void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx);
 /* ---------------------------------------------------------------- spawn hooks
  * A feature region (a streaming region) can take over dagger_spawn on the thread or task that
  * opened it: while the hook block is the innermost block of `ctx` there, dagger_spawn calls the
- * hook instead of spawning. The hook builds tasks with dagger__spawn_nohook. */
-typedef dagger_task_t *(*dagger__spawn_hook_fn)(void *ud, dagger_ctx_t *ctx,
-                                                const dagger_task_opts_t *o, dagger_fn_t fn,
-                                                const char *fname, const dagger_value_t *argv,
-                                                size_t argc);
-int dagger__hook_begin(dagger_ctx_t *ctx, dagger__spawn_hook_fn fn, void *ud);
+ * hook instead of spawning. The hook builds tasks with dagger__task_spawn_nohook. */
+typedef dagger_task_t *(*dagger__task_spawn_hook_fn)(void *ud, dagger_ctx_t *ctx,
+                                                     const dagger_task_opts_t *o, dagger_fn_t fn,
+                                                     const char *fname, const dagger_value_t *argv,
+                                                     size_t argc);
+int dagger__queue_hook_begin(dagger_ctx_t *ctx, dagger__task_spawn_hook_fn fn, void *ud);
 /* Close the innermost block if it is the hook block of `ud`; DAGGER_ESTATE otherwise. */
-int dagger__hook_end(dagger_ctx_t *ctx, void *ud);
-dagger_task_t *dagger__spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
-                                    const char *fname, const dagger_value_t *argv, size_t argc);
+int dagger__queue_hook_end(dagger_ctx_t *ctx, void *ud);
+dagger_task_t *dagger__task_spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
+                                         dagger_fn_t fn, const char *fname,
+                                         const dagger_value_t *argv, size_t argc);
 
 /* Called by dagger_cancel (after the flag is set), e.g. to wake a task blocked on a stream. */
 typedef void (*dagger__cancel_hook_fn)(dagger_task_t *t, void *ud);

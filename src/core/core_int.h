@@ -83,7 +83,7 @@ struct frame {
     dagger_task_t *last;  /* DAGGER_QUEUE_SEQUENTIAL: retained */
     dagger_task_t **held; /* DAGGER_QUEUE_BULK: retained, each with a hold on pending */
     size_t nheld, capheld;
-    dagger__spawn_hook_fn hook; /* a feature region that takes over spawn */
+    dagger__task_spawn_hook_fn hook; /* a feature region that takes over spawn */
     void *hook_ud;
 };
 
@@ -152,13 +152,63 @@ struct dagger_ctx {
     _Atomic uint32_t rr; /* round robin among a scope's threads */
 };
 
+/* ctx.c: the global counts (see struct credit) */
+void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t delta);
+static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int64_t delta)
+{
+    if (w < 0) {
+        dagger__ctx_global_add(ctx, which, delta);
+        return;
+    }
+    int64_t *c = &ctx->credit[w].n[which];
+    if (delta > 0) {
+        if (DAGGER_UNLIKELY(*c < delta)) {
+            dagger__ctx_global_add(ctx, which, CREDIT_BATCH + delta);
+            *c += CREDIT_BATCH + delta;
+        }
+        *c -= delta;
+    } else {
+        *c -= delta;
+        if (DAGGER_UNLIKELY(*c > 4 * CREDIT_BATCH)) {
+            int64_t give = *c - CREDIT_BATCH;
+            *c = CREDIT_BATCH;
+            dagger__ctx_global_add(ctx, which, -give);
+        }
+    }
+}
+
+static inline bool dagger__event_push(struct dagger__event *ev, struct dagger__waiter *w)
+{
+    struct dagger__waiter *head = atomic_load_explicit(&ev->head, memory_order_acquire);
+    do {
+        if (head == EV_CLOSED)
+            return false;
+        w->next = head;
+    } while (!atomic_compare_exchange_weak_explicit(&ev->head, &head, w, memory_order_acq_rel,
+                                                    memory_order_acquire));
+    return true;
+}
+
+/* error.c */
+const char *dagger__task_display_name(const dagger_task_t *t);
+void dagger__task_err_free(struct err *e);
+/* Record a failure that starts at `t` (it is the root); keeps the first one. Returns `code`. */
+int dagger__task_fail(dagger_task_t *t, int code, const char *text);
+int dagger__task_failf(dagger_task_t *t, int code, const char *fmt, ...) DAGGER_PRINTF(3, 4);
+/* `t` fails because its input `d` (an argument, or a syncdep when d->argi < 0) failed. */
+int dagger__task_fail_upstream(dagger_task_t *t, const struct dep *d);
+
+/* queue.c */
+void dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, int w);
+
 /* task.c */
-int64_t dagger__group_sum(struct group *g);
-void dagger__count(dagger_ctx_t *ctx, int which, int64_t delta);
+void dagger__task_set_cur(dagger_task_t *t);
+int64_t dagger__queue_group_sum(struct group *g);
+void dagger__ctx_count(dagger_ctx_t *ctx, int which, int64_t delta);
 /* A worker is about to park: give back its credits. */
-void dagger__count_idle(dagger_ctx_t *ctx, int worker);
+void dagger__ctx_count_idle(dagger_ctx_t *ctx, int worker);
 struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud);
-struct frame **dagger__frames_slot(void);
+struct frame **dagger__queue_frames_slot(void);
 /* Drop the holds of a closed bulk frame's tasks. */
 void dagger__task_unhold(dagger_task_t *t);
 

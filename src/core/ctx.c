@@ -10,6 +10,35 @@
 #include "sched/sched.h"
 #include "trace/trace.h"
 
+/* ---------------------------------------------------------------- counters */
+
+void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t delta)
+{
+    int64_t before = atomic_fetch_add_explicit(&ctx->count[which], delta, memory_order_acq_rel);
+    if (which == CNT_INFLIGHT && before + delta == 0) {
+        atomic_fetch_add_explicit(&ctx->drain_word, 1, memory_order_release);
+        dagger__futex_wake(&ctx->drain_word, INT_MAX);
+    }
+}
+
+void dagger__ctx_count(dagger_ctx_t *ctx, int which, int64_t delta)
+{
+    dagger__ctx_count_w(ctx, dagger__pool_self(ctx->pool), which, delta);
+}
+
+void dagger__ctx_count_idle(dagger_ctx_t *ctx, int worker)
+{
+    /* Records first: once the in-flight count reads 0, close may read the record count. */
+    for (int which = CNT_LIVE; which >= CNT_INFLIGHT; which--) {
+        int64_t *c = &ctx->credit[worker].n[which];
+        if (*c) {
+            int64_t give = *c;
+            *c = 0;
+            dagger__ctx_global_add(ctx, which, -give);
+        }
+    }
+}
+
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
@@ -49,7 +78,7 @@ static int env_long(const char *name, long lo, long hi, long *out)
     return 0;
 }
 
-static void pool_idle(void *ud, int worker) { dagger__count_idle(ud, worker); }
+static void pool_idle(void *ud, int worker) { dagger__ctx_count_idle(ud, worker); }
 
 int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
 {
@@ -126,12 +155,12 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
     DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_ctx_close: the context is NULL");
     DAGGER_CHECK((flags & ~(unsigned)DAGGER_CLOSE_FORCE) == 0, DAGGER_EINVAL,
                  "dagger_ctx_close: unknown flags 0x%x", flags);
-    dagger_task_t *me = dagger__cur_task();
+    dagger_task_t *me = dagger__task_current();
     DAGGER_CHECK(!me || me->ctx != ctx, DAGGER_EDEADLK,
                  "dagger_ctx_close: called from inside task %llu of this context",
                  (unsigned long long)me->id);
     /* A block left open on this thread would hold its tasks forever: refuse instead of hanging. */
-    for (struct frame *f = *dagger__frames_slot(); f; f = f->up)
+    for (struct frame *f = *dagger__queue_frames_slot(); f; f = f->up)
         DAGGER_CHECK(f->ctx != ctx, DAGGER_ESTATE,
                      "dagger_ctx_close: a task-queue block (sync group, bulk, sequential) of this "
                      "context is still open on this thread; end it with dagger_queue_end first");

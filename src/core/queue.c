@@ -35,7 +35,7 @@ int dagger_queue_begin(dagger_ctx_t *ctx, unsigned mode)
         memset(f->group.slots, 0, (size_t)n * sizeof(struct gslot));
         f->group.nslots = n;
     }
-    struct frame **slot = dagger__frames_slot();
+    struct frame **slot = dagger__queue_frames_slot();
     f->up = *slot;
     *slot = f;
     return 0;
@@ -44,11 +44,11 @@ int dagger_queue_begin(dagger_ctx_t *ctx, unsigned mode)
 int dagger_queue_end(dagger_ctx_t *ctx)
 {
     DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_queue_end: the context is NULL");
-    struct frame **slot = dagger__frames_slot();
+    struct frame **slot = dagger__queue_frames_slot();
     struct frame *f = *slot;
     DAGGER_CHECK(f && f->ctx == ctx, DAGGER_ESTATE,
                  "dagger_queue_end: no task-queue block of this context is open on this %s",
-                 dagger__cur_task() ? "task" : "thread");
+                 dagger__task_current() ? "task" : "thread");
     *slot = f->up;
     for (size_t i = 0; i < f->nheld; i++) {
         dagger_task_t *t = f->held[i];
@@ -63,7 +63,7 @@ int dagger_queue_end(dagger_ctx_t *ctx)
     if (f->mode & DAGGER_QUEUE_WAITALL) {
         atomic_store_explicit(&g->target, g->spawned, memory_order_relaxed);
         dagger__fence_seq_cst(); /* pairs with the finishers' fence (group_done) */
-        if (dagger__group_sum(g) != g->spawned)
+        if (dagger__queue_group_sum(g) != g->spawned)
             dagger__event_wait(ctx, &g->ev, 0);
         /* Every task is counted; wait for the finishers still reading the group. */
         for (int i = 0; i < g->nslots; i++)
@@ -81,25 +81,59 @@ int dagger_queue_end(dagger_ctx_t *ctx)
     return rc;
 }
 
-int dagger__hook_begin(dagger_ctx_t *ctx, dagger__spawn_hook_fn fn, void *ud)
+int dagger__queue_hook_begin(dagger_ctx_t *ctx, dagger__task_spawn_hook_fn fn, void *ud)
 {
     int rc = dagger_queue_begin(ctx, 0);
     if (rc)
         return rc;
-    struct frame *f = *dagger__frames_slot();
+    struct frame *f = *dagger__queue_frames_slot();
     f->hook = fn;
     f->hook_ud = ud;
     return 0;
 }
 
-int dagger__hook_end(dagger_ctx_t *ctx, void *ud)
+int dagger__queue_hook_end(dagger_ctx_t *ctx, void *ud)
 {
-    struct frame *f = *dagger__frames_slot();
+    struct frame *f = *dagger__queue_frames_slot();
     DAGGER_CHECK(f && f->ctx == ctx && f->hook && f->hook_ud == ud, DAGGER_ESTATE,
                  "the innermost open block of this %s is not this region",
-                 dagger__cur_task() ? "task" : "thread");
+                 dagger__task_current() ? "task" : "thread");
     return dagger_queue_end(ctx);
 }
 
 int dagger_sync_begin(dagger_ctx_t *ctx) { return dagger_queue_begin(ctx, DAGGER_QUEUE_WAITALL); }
 int dagger_sync_end(dagger_ctx_t *ctx) { return dagger_queue_end(ctx); }
+
+/* ---------------------------------------------------------------- groups */
+
+int64_t dagger__queue_group_sum(struct group *g)
+{
+    int64_t sum = 0;
+    for (int i = 0; i < g->nslots; i++)
+        sum += atomic_load_explicit(&g->slots[i].done, memory_order_acquire);
+    return sum;
+}
+
+/* Count a finished task of `g` on worker `w` (-1: not a worker of this context). */
+void dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, int w)
+{
+    struct gslot *s;
+    if (w >= 0 && w < g->nslots - 1) {
+        s = &g->slots[w];
+        atomic_store_explicit(&s->active, 1, memory_order_relaxed);
+        atomic_store_explicit(&s->done, atomic_load_explicit(&s->done, memory_order_relaxed) + 1,
+                              memory_order_release);
+    } else {
+        s = &g->slots[g->nslots - 1];
+        atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
+    }
+    dagger__fence_seq_cst(); /* pairs with the owner's fence after it publishes the target */
+    int64_t target = atomic_load_explicit(&g->target, memory_order_relaxed);
+    if (target >= 0 && dagger__queue_group_sum(g) == target)
+        dagger__event_fire(&g->ev, ctx);
+    if (s == &g->slots[g->nslots - 1])
+        atomic_fetch_sub_explicit(&s->active, 1, memory_order_release);
+    else
+        atomic_store_explicit(&s->active, 0, memory_order_release);
+}

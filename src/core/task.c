@@ -28,10 +28,10 @@ static DAGGER_TLS struct {
 } tls_ids;
 
 /* Out of line: a task may resume on another thread, so never reuse a TLS address. */
-DAGGER_NOINLINE dagger_task_t *dagger__cur_task(void) { return tls_task; }
-DAGGER_NOINLINE static void set_cur_task(dagger_task_t *t) { tls_task = t; }
+DAGGER_NOINLINE dagger_task_t *dagger__task_current(void) { return tls_task; }
+DAGGER_NOINLINE void dagger__task_set_cur(dagger_task_t *t) { tls_task = t; }
 
-DAGGER_NOINLINE struct frame **dagger__frames_slot(void)
+DAGGER_NOINLINE struct frame **dagger__queue_frames_slot(void)
 {
     dagger_task_t *t = tls_task;
     return t ? &t->frames : &tls_frames;
@@ -48,172 +48,27 @@ static uint64_t next_id(dagger_ctx_t *ctx)
     return tls_ids.next++;
 }
 
-/* ---------------------------------------------------------------- counters */
+/* ---------------------------------------------------------------- the task value kind */
 
-static void global_add(dagger_ctx_t *ctx, int which, int64_t delta)
+static int task_own(dagger_value_t *v)
 {
-    int64_t before = atomic_fetch_add_explicit(&ctx->count[which], delta, memory_order_acq_rel);
-    if (which == CNT_INFLIGHT && before + delta == 0) {
-        atomic_fetch_add_explicit(&ctx->drain_word, 1, memory_order_release);
-        dagger__futex_wake(&ctx->drain_word, INT_MAX);
-    }
+    dagger_task_retain(v->u.t);
+    v->flags |= DAGGER_VALUE_OWNED;
+    return 0;
 }
 
-static inline void count_w(dagger_ctx_t *ctx, int w, int which, int64_t delta)
+static void task_drop(dagger_value_t *v) { dagger_task_release(v->u.t); }
+
+static void task_ref(const dagger_value_t *v, uint64_t *id, uint32_t *rank)
 {
-    if (w < 0) {
-        global_add(ctx, which, delta);
-        return;
-    }
-    int64_t *c = &ctx->credit[w].n[which];
-    if (delta > 0) {
-        if (DAGGER_UNLIKELY(*c < delta)) {
-            global_add(ctx, which, CREDIT_BATCH + delta);
-            *c += CREDIT_BATCH + delta;
-        }
-        *c -= delta;
-    } else {
-        *c -= delta;
-        if (DAGGER_UNLIKELY(*c > 4 * CREDIT_BATCH)) {
-            int64_t give = *c - CREDIT_BATCH;
-            *c = CREDIT_BATCH;
-            global_add(ctx, which, -give);
-        }
-    }
+    *id = v->u.t->id;
+    *rank = 0;
 }
 
-void dagger__count(dagger_ctx_t *ctx, int which, int64_t delta)
+__attribute__((constructor)) static void register_task_kind(void)
 {
-    count_w(ctx, dagger__pool_self(ctx->pool), which, delta);
-}
-
-void dagger__count_idle(dagger_ctx_t *ctx, int worker)
-{
-    /* Records first: once the in-flight count reads 0, close may read the record count. */
-    for (int which = CNT_LIVE; which >= CNT_INFLIGHT; which--) {
-        int64_t *c = &ctx->credit[worker].n[which];
-        if (*c) {
-            int64_t give = *c;
-            *c = 0;
-            global_add(ctx, which, -give);
-        }
-    }
-}
-
-/* ---------------------------------------------------------------- names and messages */
-
-static const char *display_name(const dagger_task_t *t)
-{
-    if (t->name)
-        return t->name;
-    Dl_info info;
-    if (dladdr((void *)(uintptr_t)t->fn, &info) && info.dli_sname)
-        return info.dli_sname;
-    return "task";
-}
-
-static void root_release(struct root *r)
-{
-    if (r && atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel) == 1) {
-        dagger__free(r->name);
-        dagger__free(r->text);
-        dagger__free(r);
-    }
-}
-
-static void err_free(struct err *e)
-{
-    if (!e)
-        return;
-    root_release(e->root);
-    dagger__free(e->msg);
-    dagger__free(e->chain);
-    dagger__free(e);
-}
-
-/* Record a failure that starts at `t` (it is the root). Keeps the first one recorded. */
-static int fail_root(dagger_task_t *t, int code, const char *text)
-{
-    if (t->err)
-        return t->err->code;
-    struct err *e = dagger__calloc(1, sizeof *e);
-    struct root *r = dagger__calloc(1, sizeof *r);
-    const char *name = display_name(t);
-    if (e && r) {
-        atomic_init(&r->refs, 1);
-        r->code = code;
-        r->id = t->id;
-        r->thread = t->thread;
-        r->name = dagger__strdup(name);
-        r->text = dagger__strdup(text);
-        e->code = code;
-        e->root = r;
-        e->msg = dagger__asprintf("task %llu '%s': %s", (unsigned long long)t->id, name, text);
-        e->chain = dagger__asprintf("%llu", (unsigned long long)t->id);
-        t->err = e;
-    } else {
-        dagger__free(e);
-        dagger__free(r);
-    }
-    return code;
-}
-
-static int fail_rootf(dagger_task_t *t, int code, const char *fmt, ...) DAGGER_PRINTF(3, 4);
-static int fail_rootf(dagger_task_t *t, int code, const char *fmt, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    return fail_root(t, code, buf);
-}
-
-/* `t` fails because its input `d` (argument `argi`, or a syncdep when < 0) failed. */
-static int fail_upstream(dagger_task_t *t, const struct dep *d)
-{
-    const dagger_task_t *up = d->task;
-    const struct err *ue = up->err;
-    const char *name = display_name(t);
-    char input[64];
-    if (d->argi >= 0)
-        snprintf(input, sizeof input, "input %d", d->argi);
-    else
-        snprintf(input, sizeof input, "syncdep");
-    struct err *e = dagger__calloc(1, sizeof *e);
-    if (!e)
-        return DAGGER_EUPSTREAM;
-    e->code = DAGGER_EUPSTREAM;
-    if (ue && ue->root) {
-        struct root *r = ue->root;
-        atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
-        e->root = r;
-        if (r->id == up->id) {
-            e->msg = dagger__asprintf("task %llu '%s': %s (task %llu '%s') failed: %s",
-                                      (unsigned long long)t->id, name, input,
-                                      (unsigned long long)up->id, r->name, r->text);
-        } else {
-            e->msg = dagger__asprintf(
-                "task %llu '%s': %s (task %llu '%s') failed; root cause: task %llu '%s': %s "
-                "(chain: %llu <- %s)",
-                (unsigned long long)t->id, name, input, (unsigned long long)up->id,
-                display_name(up), (unsigned long long)r->id, r->name, r->text,
-                (unsigned long long)t->id, ue->chain ? ue->chain : "?");
-        }
-        const char *uc = ue->chain ? ue->chain : "?";
-        if (strlen(uc) < 96) {
-            e->chain = dagger__asprintf("%llu <- %s", (unsigned long long)t->id, uc);
-        } else {
-            e->chain = dagger__asprintf("%llu <- %llu <- ... <- %llu", (unsigned long long)t->id,
-                                        (unsigned long long)up->id, (unsigned long long)r->id);
-        }
-    } else {
-        e->msg =
-            dagger__asprintf("task %llu '%s': %s (task %llu) failed: %s", (unsigned long long)t->id,
-                             name, input, (unsigned long long)up->id, dagger_strerror(up->rc));
-    }
-    t->err = e;
-    return DAGGER_EUPSTREAM;
+    static const struct dagger__kind_ops ops = {"task", task_own, task_drop, task_ref};
+    dagger__value_register_kind(DAGGER_KIND_TASK, &ops);
 }
 
 /* ---------------------------------------------------------------- records */
@@ -258,7 +113,7 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->cancel_fn = NULL;
     t->cancel_ud = NULL;
     t->result = dagger_nil();
-    count_w(ctx, w, CNT_LIVE, 1);
+    dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
     return t;
 }
 
@@ -308,11 +163,11 @@ static void task_free_one(dagger_task_t *t)
     if (t->result.flags & DAGGER_VALUE_OWNED)
         dagger__value_drop(&t->result);
     if (DAGGER_UNLIKELY(t->err != NULL))
-        err_free(t->err);
+        dagger__task_err_free(t->err);
     if (DAGGER_UNLIKELY(t->flags & TF_NAME_OWNED))
         dagger__obj_free((void *)t->name, strlen(t->name) + 1);
     dagger__obj_free(t, sizeof *t);
-    count_w(ctx, dagger__pool_self(ctx->pool), CNT_LIVE, -1);
+    dagger__ctx_count_w(ctx, dagger__pool_self(ctx->pool), CNT_LIVE, -1);
 }
 
 dagger_task_t *dagger_task_retain(dagger_task_t *t)
@@ -339,20 +194,6 @@ void dagger_task_release(dagger_task_t *t)
         task_free_one(f);
     }
     tls_freeing = 0;
-}
-
-/* ---------------------------------------------------------------- events */
-
-static bool event_push(struct dagger__event *ev, struct dagger__waiter *w)
-{
-    struct dagger__waiter *head = atomic_load_explicit(&ev->head, memory_order_acquire);
-    do {
-        if (head == EV_CLOSED)
-            return false;
-        w->next = head;
-    } while (!atomic_compare_exchange_weak_explicit(&ev->head, &head, w, memory_order_acq_rel,
-                                                    memory_order_acquire));
-    return true;
 }
 
 static void make_ready(dagger_task_t *t)
@@ -413,87 +254,6 @@ void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx)
     (void)c;
 }
 
-struct arm {
-    struct dagger__event *ev;
-    struct dagger__waiter *node;
-    dagger_task_t *task;
-};
-
-static void arm_waiter(void *arg)
-{
-    struct arm *a = arg;
-    dagger_task_t *t = a->task;
-    /* After a successful push the node belongs to the event: `a` may vanish at any moment. */
-    if (!event_push(a->ev, a->node))
-        dagger__pool_submit(t->ctx->pool, &t->job);
-}
-
-int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id)
-{
-    if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
-        return 0;
-    dagger_task_t *me = dagger__cur_task();
-    if (me && dagger__pool_can_suspend(me->ctx->pool)) {
-        struct dagger__waiter node = {NULL, W_FIBER, me};
-        struct arm a = {ev, &node, me};
-        int thread = dagger__pool_self(me->ctx->pool);
-        DAGGER__TRACE(dagger__trace_block(me->id, thread, on_id));
-        dagger__pool_suspend(me->ctx->pool, &me->job, arm_waiter, &a);
-        set_cur_task(me);
-        me->thread = (int16_t)dagger__pool_self_fresh(me->ctx->pool); /* may be another worker */
-        DAGGER__TRACE(dagger__trace_resume(me->id, me->thread));
-        return 0;
-    }
-    (void)ctx;
-    /* A thread outside the workers (or an aux thread): spin briefly, then sleep. */
-    for (int i = 0; i < 2000; i++) { /* ~50 us: cheaper than a futex round trip */
-        if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
-            return 0;
-        dagger__cpu_relax();
-    }
-    _Atomic uint32_t flag = 0;
-    struct dagger__waiter node = {NULL, W_THREAD, (void *)&flag};
-    if (!event_push(ev, &node))
-        return 0;
-    while (!atomic_load_explicit(&flag, memory_order_acquire))
-        dagger__futex_wait(&flag, 0, -1);
-    return 0;
-}
-
-/* ---------------------------------------------------------------- groups */
-
-int64_t dagger__group_sum(struct group *g)
-{
-    int64_t sum = 0;
-    for (int i = 0; i < g->nslots; i++)
-        sum += atomic_load_explicit(&g->slots[i].done, memory_order_acquire);
-    return sum;
-}
-
-/* Count a finished task of `g` on worker `w` (-1: not a worker of this context). */
-static void group_done(struct group *g, dagger_ctx_t *ctx, int w)
-{
-    struct gslot *s;
-    if (w >= 0 && w < g->nslots - 1) {
-        s = &g->slots[w];
-        atomic_store_explicit(&s->active, 1, memory_order_relaxed);
-        atomic_store_explicit(&s->done, atomic_load_explicit(&s->done, memory_order_relaxed) + 1,
-                              memory_order_release);
-    } else {
-        s = &g->slots[g->nslots - 1];
-        atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
-    }
-    dagger__fence_seq_cst(); /* pairs with the owner's fence after it publishes the target */
-    int64_t target = atomic_load_explicit(&g->target, memory_order_relaxed);
-    if (target >= 0 && dagger__group_sum(g) == target)
-        dagger__event_fire(&g->ev, ctx);
-    if (s == &g->slots[g->nslots - 1])
-        atomic_fetch_sub_explicit(&s->active, 1, memory_order_release);
-    else
-        atomic_store_explicit(&s->active, 0, memory_order_release);
-}
-
 /* ---------------------------------------------------------------- completion */
 
 /* Out of line: it runs after the task body, which may have moved the task to another worker, and
@@ -502,7 +262,7 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
 {
     dagger_ctx_t *ctx = t->ctx;
     if (rc && !t->err)
-        fail_root(t, rc, dagger_strerror(rc));
+        dagger__task_fail(t, rc, dagger_strerror(rc));
     t->rc = rc;
     drop_args(t);
     struct group *g = t->group;
@@ -521,9 +281,9 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     dagger_task_t *cont = fire(&t->waiters, ctx, want_cont);
     int w = want_cont ? dagger__pool_self(ctx->pool) : -1;
     if (g)
-        group_done(g, ctx, w);
+        dagger__queue_group_done(g, ctx, w);
     dagger_task_release(t);
-    count_w(ctx, w, CNT_INFLIGHT, -1);
+    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
     return cont;
 }
 
@@ -539,17 +299,22 @@ static int settle(dagger_task_t *t, int r, dagger_value_t *out)
         if (r > 0 || strcmp(dagger_err_name(r), "DAGGER_E?") == 0)
             code = DAGGER_ETASK;
         if (code == r)
-            return fail_rootf(t, code, "the task body returned %s (%s)", dagger_err_name(r),
-                              dagger_strerror(r));
-        return fail_rootf(t, code, "the task body returned %d", r);
+            return dagger__task_failf(t, code, "the task body returned %s (%s)", dagger_err_name(r),
+                                      dagger_strerror(r));
+        return dagger__task_failf(t, code, "the task body returned %d", r);
     }
     if (atomic_load_explicit(&t->cancel, memory_order_acquire))
-        return fail_root(t, DAGGER_ECANCELED, "cancelled while running");
+        return dagger__task_fail(t, DAGGER_ECANCELED, "cancelled while running");
     t->result = *out;
-    if (out->kind >= DAGGER_KIND_STR && out->kind != DAGGER_KIND_PTR &&
-        dagger__value_own(&t->result) != 0) {
+    if (out->kind >= DAGGER_KIND_COUNT_) {
         t->result = dagger_nil();
-        return fail_rootf(t, DAGGER_ENOMEM, "out of memory copying the %u-byte result", out->len);
+        return dagger__task_failf(t, DAGGER_EINVAL,
+                                  "the task body returned a value of unknown kind %u", out->kind);
+    }
+    if (dagger__value_holds(out->kind) && dagger__value_own(&t->result) != 0) {
+        t->result = dagger_nil();
+        return dagger__task_failf(t, DAGGER_ENOMEM, "out of memory copying the %u-byte result",
+                                  out->len);
     }
     return 0;
 }
@@ -561,14 +326,14 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
     int rc = 0;
     t->thread = dagger__pool_self(t->ctx->pool);
     if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
-        rc = fail_root(t, DAGGER_ECANCELED, "cancelled before it ran");
+        rc = dagger__task_fail(t, DAGGER_ECANCELED, "cancelled before it ran");
     } else {
         /* One pass: a failed input fails the task; otherwise its result becomes the argument
          * (borrowed from the dependency, which the task holds until it completes). */
         for (uint32_t i = 0; i < t->ndeps; i++) {
             const struct dep *d = &t->deps[i];
             if (d->task->rc) {
-                rc = fail_upstream(t, d);
+                rc = dagger__task_fail_upstream(t, d);
                 break;
             }
             if (d->argi >= 0) {
@@ -581,10 +346,10 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
     if (!rc) {
         atomic_store_explicit(&t->state, T_RUNNING, memory_order_relaxed);
         DAGGER__TRACE(dagger__trace_start(t->id, t->thread));
-        set_cur_task(t);
+        dagger__task_set_cur(t);
         dagger_value_t out = dagger_nil();
         int r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
-        set_cur_task(NULL);
+        dagger__task_set_cur(NULL);
         rc = settle(t, r, &out);
     }
     dagger_task_t *cont = complete(t, rc, true);
@@ -661,8 +426,8 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
             t->args[t->nargs++] = v;
             continue;
         }
-        if ((v.kind == DAGGER_KIND_STR || v.kind == DAGGER_KIND_BLOB) &&
-            !(v.flags & DAGGER_VALUE_BORROW)) {
+        if (dagger__value_holds(v.kind) &&
+            (!(v.flags & DAGGER_VALUE_BORROW) || dagger__value_is_handle(v.kind))) {
             if (dagger__value_own(&v) != 0)
                 return dagger__set_errmsg(
                     DAGGER_ENOMEM, "out of memory copying argument %zu (%u bytes)", i, argv[i].len);
@@ -736,8 +501,9 @@ dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
     return spawn(ctx, me, top, o, fn, fname, argv, argc);
 }
 
-dagger_task_t *dagger__spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
-                                    const char *fname, const dagger_value_t *argv, size_t argc)
+dagger_task_t *dagger__task_spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
+                                         dagger_fn_t fn, const char *fname,
+                                         const dagger_value_t *argv, size_t argc)
 {
     dagger_task_t *me = tls_task;
     return spawn(ctx, me, me ? me->frames : tls_frames, o, fn, fname, argv, argc);
@@ -814,20 +580,20 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
         t->name = fname;
     bool tracing = atomic_load_explicit(&dagger__trace_on, memory_order_relaxed);
     if (DAGGER_UNLIKELY(tracing) && !t->name)
-        t->name = display_name(t); /* resolve the symbol once, not at every export */
+        t->name = dagger__task_display_name(t); /* resolve the symbol once, not at every export */
     struct frame *bulk = NULL;
     dagger_task_t *seq[MAX_SEQ];
     int nseq = 0;
     if (top)
         bulk = apply_frames(ctx, t, top, seq, &nseq);
-    count_w(ctx, w, CNT_INFLIGHT, 1);
+    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, 1);
 
     int nd = 0;
     int rc = spawn_setup(t, o, argv, argc, seq, nseq, &nd);
     if (DAGGER_UNLIKELY(rc)) {
         if (DAGGER_UNLIKELY(tracing))
             dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
-        fail_root(t, rc, dagger_last_errmsg());
+        dagger__task_fail(t, rc, dagger_last_errmsg());
         complete(t, rc, false);
         return t;
     }
@@ -847,7 +613,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
         d->node.kind = W_DEP;
         d->node.target = t;
         DAGGER__TRACE(dagger__trace_edge(d->task->id, t->id));
-        if (!event_push(&d->task->waiters, &d->node))
+        if (!dagger__event_push(&d->task->waiters, &d->node))
             done++;
     }
     if (atomic_fetch_sub_explicit(&t->pending, 1 + done, memory_order_acq_rel) == 1 + done)
@@ -868,187 +634,6 @@ void dagger_task_opts_init(dagger_task_opts_t *o)
     o->occupancy = 1.0;
 }
 
-/* ---------------------------------------------------------------- fetch and friends */
-
-static int check_wait(dagger_task_t *t, const char *what)
-{
-    DAGGER_CHECK(t, DAGGER_EINVAL, "%s: the task handle is NULL", what);
-    dagger_task_t *me = dagger__cur_task();
-    DAGGER_CHECK(me != t, DAGGER_EDEADLK, "%s: task %llu '%s' waits for itself", what,
-                 (unsigned long long)t->id, display_name(t));
-    dagger__wait_guard_fn guard = atomic_load_explicit(&t->guard_fn, memory_order_acquire);
-    if (guard) { /* refused whether or not the task is done: no timing-dependent result */
-        int rc = guard(t, atomic_load_explicit(&t->guard, memory_order_relaxed));
-        if (rc)
-            return rc;
-    }
-    struct frame *held = t->held_by;
-    if (held && atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
-        for (struct frame *f = *dagger__frames_slot(); f; f = f->up)
-            DAGGER_CHECK(f != held, DAGGER_EDEADLK,
-                         "%s: task %llu '%s' is held by the open bulk queue of this thread; it "
-                         "starts at dagger_queue_end, so wait for it after the block",
-                         what, (unsigned long long)t->id, display_name(t));
-    }
-    return 0;
-}
-
-#define HELP_DEPTH_MAX 48
-
-/* A task waiting for `t` runs its own children from the bottom of its worker's deque, on its
- * own stack, until `t` is done (fork-join without a stack switch, as Cilk and TBB do). Only
- * children are run this way: running an unrelated task above the waiting one could make the
- * waiter wait for it. Returns when `t` is done or no child is at hand. */
-static void help(dagger_task_t *me, dagger_task_t *t)
-{
-    dagger__pool *pool = me->ctx->pool;
-    while (atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
-        struct dagger__job *j = dagger__pool_pop_local(pool);
-        if (!j)
-            return;
-        dagger_task_t *c = (dagger_task_t *)j;
-        if (j->fiber || c->parent != me) {
-            dagger__pool_push_local(pool, j);
-            return;
-        }
-        c->help_depth = (uint16_t)(me->help_depth + 1);
-        struct dagger__job *next = dagger__task_run(j, NULL);
-        set_cur_task(me);
-        if (next)
-            dagger__pool_push_local(pool, next);
-    }
-}
-
-int dagger_wait(dagger_task_t *t)
-{
-    if (t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE &&
-        !atomic_load_explicit(&t->guard_fn, memory_order_relaxed))
-        return 0;
-    int rc = check_wait(t, "dagger_wait");
-    if (rc)
-        return rc;
-    dagger_task_t *me = dagger__cur_task();
-    if (me && me->help_depth < HELP_DEPTH_MAX && me->ctx == t->ctx &&
-        dagger__pool_can_suspend(me->ctx->pool)) {
-        help(me, t);
-        if (atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE)
-            return 0;
-    }
-    return dagger__event_wait(t->ctx, &t->waiters, t->id);
-}
-
-int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
-{
-    if (DAGGER_UNLIKELY(!t || atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE ||
-                        atomic_load_explicit(&t->guard_fn, memory_order_relaxed))) {
-        int rc = dagger_wait(t);
-        if (rc)
-            return rc;
-    }
-    if (DAGGER_UNLIKELY(t->rc)) {
-        dagger__set_errmsg_str(t->rc, t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc));
-        return t->rc;
-    }
-    if (out) {
-        *out = t->result;
-        out->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
-    }
-    return 0;
-}
-
-static int kind_mismatch(dagger_task_t *t, const dagger_value_t *v, const char *want)
-{
-    return dagger__set_errmsg(DAGGER_ETYPE, "task %llu '%s' returned a %s, not a %s",
-                              (unsigned long long)t->id, display_name(t), dagger_kind_name(v->kind),
-                              want);
-}
-
-int dagger_fetch_f64(dagger_task_t *t, double *out)
-{
-    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_f64: out is NULL");
-    dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
-    if (rc)
-        return rc;
-    if (v.kind == DAGGER_KIND_F64)
-        *out = v.u.f;
-    else if (v.kind == DAGGER_KIND_I64)
-        *out = (double)v.u.i;
-    else
-        return kind_mismatch(t, &v, "f64");
-    return 0;
-}
-
-int dagger_fetch_i64(dagger_task_t *t, int64_t *out)
-{
-    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_i64: out is NULL");
-    dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
-    if (rc)
-        return rc;
-    if (v.kind != DAGGER_KIND_I64)
-        return kind_mismatch(t, &v, "i64");
-    *out = v.u.i;
-    return 0;
-}
-
-int dagger_fetch_bool(dagger_task_t *t, bool *out)
-{
-    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_bool: out is NULL");
-    dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
-    if (rc)
-        return rc;
-    if (v.kind != DAGGER_KIND_BOOL)
-        return kind_mismatch(t, &v, "bool");
-    *out = v.u.b;
-    return 0;
-}
-
-int dagger_fetch_str(dagger_task_t *t, const char **out)
-{
-    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_str: out is NULL");
-    dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
-    if (rc)
-        return rc;
-    if (v.kind != DAGGER_KIND_STR)
-        return kind_mismatch(t, &v, "str");
-    *out = v.u.s;
-    return 0;
-}
-
-int dagger_fetch_ptr(dagger_task_t *t, void **out)
-{
-    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_ptr: out is NULL");
-    dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
-    if (rc)
-        return rc;
-    if (v.kind != DAGGER_KIND_PTR)
-        return kind_mismatch(t, &v, "ptr");
-    *out = (void *)v.u.p;
-    return 0;
-}
-
-bool dagger_task_done(const dagger_task_t *t)
-{
-    return t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE;
-}
-
-int dagger_task_error(const dagger_task_t *t) { return dagger_task_done(t) ? t->rc : 0; }
-
-const char *dagger_task_errmsg(const dagger_task_t *t)
-{
-    if (!dagger_task_done(t) || !t->rc)
-        return "";
-    return t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc);
-}
-
-uint64_t dagger_task_id(const dagger_task_t *t) { return t ? t->id : 0; }
-
-const char *dagger_task_name(const dagger_task_t *t) { return t ? display_name(t) : ""; }
-
 int dagger_cancel(dagger_task_t *t)
 {
     DAGGER_CHECK(t, DAGGER_EINVAL, "dagger_cancel: the task handle is NULL");
@@ -1066,167 +651,8 @@ void dagger__task_set_cancel_hook(dagger_task_t *t, dagger__cancel_hook_fn fn, v
 
 dagger_ctx_t *dagger__task_ctx(const dagger_task_t *t) { return t->ctx; }
 
-bool dagger__event_fired(struct dagger__event *ev)
-{
-    return atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED;
-}
-
 void dagger__task_set_wait_guard(dagger_task_t *t, dagger__wait_guard_fn fn, void *guard)
 {
     atomic_store_explicit(&t->guard, guard, memory_order_relaxed);
     atomic_store_explicit(&t->guard_fn, fn, memory_order_release);
-}
-
-/* ---------------------------------------------------------------- inside a task */
-
-int dagger_fail(dagger_tc_t *tc, int code, const char *fmt, ...)
-{
-    dagger_task_t *t = (dagger_task_t *)tc;
-    if (code >= 0)
-        code = DAGGER_ETASK;
-    if (!t)
-        return code;
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt ? fmt : "failed", ap);
-    va_end(ap);
-    return fail_root(t, code, buf);
-}
-
-static dagger_value_t scratch_copy(dagger_tc_t *tc, const void *p, size_t n, int kind)
-{
-    dagger_task_t *t = (dagger_task_t *)tc;
-    size_t extra = kind == DAGGER_KIND_STR ? 1 : 0;
-    struct scratch *s = t ? dagger__obj_alloc(sizeof *s + n + extra) : NULL;
-    if (!s) {
-        if (t && !t->argerr)
-            t->argerr = fail_rootf(t, DAGGER_ENOMEM, "out of memory copying a %zu-byte %s", n,
-                                   dagger_kind_name(kind));
-        return dagger_nil();
-    }
-    s->size = n + extra;
-    if (n)
-        memcpy(s->bytes, p, n);
-    if (extra)
-        s->bytes[n] = '\0';
-    s->next = t->scratch;
-    t->scratch = s;
-    return kind == DAGGER_KIND_STR ? dagger_str(s->bytes) : dagger_blob(s->bytes, n);
-}
-
-dagger_value_t dagger_str_copy(dagger_tc_t *tc, const char *s)
-{
-    return scratch_copy(tc, s ? s : "", s ? strlen(s) : 0, DAGGER_KIND_STR);
-}
-
-dagger_value_t dagger_blob_copy(dagger_tc_t *tc, const void *p, size_t n)
-{
-    return scratch_copy(tc, p, n, DAGGER_KIND_BLOB);
-}
-
-dagger_task_t *dagger_tc_task(dagger_tc_t *tc) { return (dagger_task_t *)tc; }
-uint64_t dagger_tc_id(const dagger_tc_t *tc) { return ((const dagger_task_t *)tc)->id; }
-const char *dagger_tc_name(const dagger_tc_t *tc)
-{
-    return display_name((const dagger_task_t *)tc);
-}
-dagger_ctx_t *dagger_tc_ctx(dagger_tc_t *tc) { return ((dagger_task_t *)tc)->ctx; }
-int dagger_tc_thread(const dagger_tc_t *tc)
-{
-    const dagger_task_t *t = (const dagger_task_t *)tc;
-    return dagger__pool_self(t->ctx->pool);
-}
-bool dagger_tc_cancelled(const dagger_tc_t *tc)
-{
-    return atomic_load_explicit(&((const dagger_task_t *)tc)->cancel, memory_order_acquire) != 0;
-}
-
-/* ---------------------------------------------------------------- argument accessors */
-
-static const dagger_value_t *arg_at(const dagger_args_t *a, size_t i, int kind, int alt)
-{
-    dagger_task_t *t = (dagger_task_t *)a;
-    if (i >= t->nargs) {
-        if (!t->argerr)
-            t->argerr = fail_rootf(t, DAGGER_ETYPE,
-                                   "argument %zu requested as %s, but the task has %u argument%s",
-                                   i, dagger_kind_name(kind), t->nargs, t->nargs == 1 ? "" : "s");
-        return NULL;
-    }
-    const dagger_value_t *v = &t->args[i];
-    if (v->kind != kind && v->kind != alt) {
-        if (!t->argerr)
-            t->argerr = fail_rootf(t, DAGGER_ETYPE, "argument %zu is a %s, not a %s", i,
-                                   dagger_kind_name(v->kind), dagger_kind_name(kind));
-        return NULL;
-    }
-    return v;
-}
-
-size_t dagger_args_count(const dagger_args_t *a) { return ((const dagger_task_t *)a)->nargs; }
-
-const dagger_value_t *dagger_arg(const dagger_args_t *a, size_t i)
-{
-    const dagger_task_t *t = (const dagger_task_t *)a;
-    return i < t->nargs ? &t->args[i] : NULL;
-}
-
-bool dagger_arg_bool(const dagger_args_t *a, size_t i)
-{
-    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_BOOL, -1);
-    return v ? v->u.b : false;
-}
-
-int64_t dagger_arg_i64(const dagger_args_t *a, size_t i)
-{
-    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_I64, -1);
-    return v ? v->u.i : 0;
-}
-
-double dagger_arg_f64(const dagger_args_t *a, size_t i)
-{
-    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_F64, DAGGER_KIND_I64);
-    if (!v)
-        return 0.0;
-    return v->kind == DAGGER_KIND_F64 ? v->u.f : (double)v->u.i;
-}
-
-const char *dagger_arg_str(const dagger_args_t *a, size_t i)
-{
-    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_STR, -1);
-    return v ? v->u.s : NULL;
-}
-
-const void *dagger_arg_blob(const dagger_args_t *a, size_t i, size_t *len)
-{
-    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_BLOB, -1);
-    if (len)
-        *len = v ? v->len : 0;
-    return v ? v->u.p : NULL;
-}
-
-void *dagger_arg_ptr(const dagger_args_t *a, size_t i)
-{
-    const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_PTR, -1);
-    return v ? (void *)v->u.p : NULL;
-}
-
-/* ---------------------------------------------------------------- for feature layers */
-
-/* The argument array of a running task and its count: the streaming layer runs a body again and
- * again and substitutes the values of its input streams between runs (src/stream). */
-dagger_value_t *dagger__task_args(dagger_task_t *t, uint32_t *n)
-{
-    *n = t->nargs;
-    return t->args;
-}
-
-/* The code of a failure already recorded on a running task (dagger_fail, a failing argument
- * accessor), or 0: a body that returned 0 may still have failed. */
-int dagger__task_failed(const dagger_task_t *t)
-{
-    if (t->argerr)
-        return t->argerr;
-    return t->err ? t->err->code : 0;
 }

@@ -2,7 +2,7 @@
  *
  * Design: dagger_stream_begin opens a bulk queue block and, inside it, a spawn-hook block
  * (core.h), so dagger_spawn in the region calls spawn_hook: it records a node and spawns its
- * driver task with dagger__spawn_nohook, which the bulk block holds. Task arguments that are
+ * driver task with dagger__task_spawn_nohook, which the bulk block holds. Task arguments that are
  * streaming tasks of the region become input edges and other task arguments are fetched by the
  * driver when it starts: neither is passed to the core as a dependency (a consumer must start
  * before its producer ends). dagger_stream_end closes the hook block, allocates every edge and
@@ -298,7 +298,8 @@ static dagger_task_t *spawn_node(struct dagger_stream *r, dagger_ctx_t *ctx,
     Dl_info info; /* the driver runs under the user's function name */
     if (!opts.name && !fname && dladdr((void *)(uintptr_t)fn, &info) && info.dli_sname)
         fname = info.dli_sname;
-    dagger_task_t *t = dagger__spawn_nohook(ctx, &opts, dagger__stream_driver, fname, vals, argc);
+    dagger_task_t *t =
+        dagger__task_spawn_nohook(ctx, &opts, dagger__stream_driver, fname, vals, argc);
     dagger__free(vals);
     if (!t) {
         node_free_unregistered(n);
@@ -370,7 +371,7 @@ int dagger_stream_begin(dagger_ctx_t *ctx, const dagger_stream_opts_t *opts, dag
         dagger__free(r);
         return rc;
     }
-    rc = dagger__hook_begin(ctx, spawn_hook, r);
+    rc = dagger__queue_hook_begin(ctx, spawn_hook, r);
     if (rc) {
         if (dagger_queue_end(ctx) != 0) { /* an empty bulk block: nothing to report */
         }
@@ -453,7 +454,7 @@ int dagger_stream_end(dagger_stream_t *r)
 {
     DAGGER_CHECK(r, DAGGER_EINVAL, "dagger_stream_end: the region is NULL");
     DAGGER_CHECK(r->open, DAGGER_ESTATE, "dagger_stream_end: the region is already closed");
-    int rc = dagger__hook_end(r->ctx, r);
+    int rc = dagger__queue_hook_end(r->ctx, r);
     if (rc)
         return rc;
     r->open = false;

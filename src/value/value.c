@@ -1,15 +1,16 @@
-/* src/core/value.c - values: constructors, kind names, ownership, and the byte encoding.
+/* src/value/value.c - values: constructors, the kind table, ownership, and the byte encoding.
  *
  * Encoding (little-endian): kind u8, flags u8, reserved u16, len u32, then the payload:
  * nothing for nil, 1 byte for bool, 8 for i64/f64, len bytes (+ a NUL for strings) for
- * str/blob, and u64 id + u32 rank for a task reference. Every length is checked on decode.
+ * str/blob, and u64 id + u32 rank for a handle (task, chunk, shard) reference, which decodes as
+ * a remote reference. Every length is checked on decode.
  * SPDX-License-Identifier: MIT
  */
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/common.h"
-#include "core/core_int.h"
+#include "value/value.h"
 
 #define HDR 8
 
@@ -46,26 +47,8 @@ dagger_value_t dagger_blob_borrow(const void *p, size_t n)
     return v;
 }
 
-const char *dagger_kind_name(int kind)
+static int own_bytes(dagger_value_t *v)
 {
-    static const char *const names[] = {"nil", "bool", "i64", "f64", "str", "blob", "ptr", "task"};
-    if (kind < 0 || kind >= DAGGER_KIND_COUNT_)
-        return "unknown";
-    return names[kind];
-}
-
-int dagger__value_own(dagger_value_t *v)
-{
-    v->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
-    if (v->kind == DAGGER_KIND_TASK) {
-        if (v->u.t && !(v->flags & DAGGER_VALUE_REMOTE)) {
-            dagger_task_retain(v->u.t);
-            v->flags |= DAGGER_VALUE_OWNED;
-        }
-        return 0;
-    }
-    if (v->kind != DAGGER_KIND_STR && v->kind != DAGGER_KIND_BLOB)
-        return 0;
     size_t n = (size_t)v->len + (v->kind == DAGGER_KIND_STR);
     char *copy = dagger__obj_alloc(n ? n : 1);
     if (!copy)
@@ -79,16 +62,58 @@ int dagger__value_own(dagger_value_t *v)
     return 0;
 }
 
+static void drop_bytes(dagger_value_t *v)
+{
+    size_t n = (size_t)v->len + (v->kind == DAGGER_KIND_STR);
+    dagger__obj_free((void *)v->u.p, n ? n : 1);
+}
+
+/* Written once per handle kind by its layer's constructor, read everywhere after. */
+static struct dagger__kind_ops kinds[DAGGER_KIND_COUNT_] = {
+    [DAGGER_KIND_NIL] = {"nil", NULL, NULL, NULL},
+    [DAGGER_KIND_BOOL] = {"bool", NULL, NULL, NULL},
+    [DAGGER_KIND_I64] = {"i64", NULL, NULL, NULL},
+    [DAGGER_KIND_F64] = {"f64", NULL, NULL, NULL},
+    [DAGGER_KIND_STR] = {"str", own_bytes, drop_bytes, NULL},
+    [DAGGER_KIND_BLOB] = {"blob", own_bytes, drop_bytes, NULL},
+    [DAGGER_KIND_PTR] = {"ptr", NULL, NULL, NULL},
+    [DAGGER_KIND_TASK] = {"task", NULL, NULL, NULL},
+    [DAGGER_KIND_CHUNK] = {"chunk", NULL, NULL, NULL},
+    [DAGGER_KIND_SHARD] = {"shard", NULL, NULL, NULL},
+};
+
+void dagger__value_register_kind(int kind, const struct dagger__kind_ops *ops)
+{
+    if (kind >= DAGGER_KIND_TASK && kind < DAGGER_KIND_COUNT_)
+        kinds[kind] = *ops;
+}
+
+bool dagger__value_is_handle(int kind)
+{
+    return kind >= DAGGER_KIND_TASK && kind < DAGGER_KIND_COUNT_;
+}
+
+const char *dagger_kind_name(int kind)
+{
+    if (kind < 0 || kind >= DAGGER_KIND_COUNT_)
+        return "unknown";
+    return kinds[kind].name;
+}
+
+int dagger__value_own(dagger_value_t *v)
+{
+    v->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+    if (v->kind >= DAGGER_KIND_COUNT_ || !kinds[v->kind].own)
+        return 0;
+    if (dagger__value_is_handle(v->kind) && (!v->u.p || (v->flags & DAGGER_VALUE_REMOTE)))
+        return 0; /* a remote reference or a NULL handle holds nothing */
+    return kinds[v->kind].own(v);
+}
+
 void dagger__value_drop(dagger_value_t *v)
 {
-    if (v->flags & DAGGER_VALUE_OWNED) {
-        if (v->kind == DAGGER_KIND_TASK) {
-            dagger_task_release(v->u.t);
-        } else if (v->kind == DAGGER_KIND_STR || v->kind == DAGGER_KIND_BLOB) {
-            size_t n = (size_t)v->len + (v->kind == DAGGER_KIND_STR);
-            dagger__obj_free((void *)v->u.p, n ? n : 1);
-        }
-    }
+    if ((v->flags & DAGGER_VALUE_OWNED) && v->kind < DAGGER_KIND_COUNT_ && kinds[v->kind].drop)
+        kinds[v->kind].drop(v);
     *v = dagger_nil();
 }
 
@@ -144,8 +169,14 @@ long dagger_value_encode(const dagger_value_t *v, void *buf, size_t cap)
         DAGGER_CHECK(v->u.p || !v->len, DAGGER_EINVAL, "dagger_value_encode: NULL blob");
         break;
     case DAGGER_KIND_TASK:
+    case DAGGER_KIND_CHUNK:
+    case DAGGER_KIND_SHARD:
         payload = 12;
-        DAGGER_CHECK(v->u.t, DAGGER_EINVAL, "dagger_value_encode: NULL task handle");
+        DAGGER_CHECK(v->u.p || (v->flags & DAGGER_VALUE_REMOTE), DAGGER_EINVAL,
+                     "dagger_value_encode: NULL %s handle", dagger_kind_name(v->kind));
+        DAGGER_CHECK((v->flags & DAGGER_VALUE_REMOTE) || kinds[v->kind].ref, DAGGER_EINVAL,
+                     "dagger_value_encode: %s handles cannot be encoded by this build",
+                     dagger_kind_name(v->kind));
         break;
     case DAGGER_KIND_PTR:
         return dagger__set_errmsg(DAGGER_EINVAL,
@@ -186,10 +217,15 @@ long dagger_value_encode(const dagger_value_t *v, void *buf, size_t cap)
         if (v->len)
             memcpy(p, v->u.p, v->len);
         break;
-    case DAGGER_KIND_TASK: {
-        uint64_t id = (v->flags & DAGGER_VALUE_REMOTE) ? (uint64_t)v->u.i : dagger_task_id(v->u.t);
+    case DAGGER_KIND_TASK:
+    case DAGGER_KIND_CHUNK:
+    case DAGGER_KIND_SHARD: {
+        uint64_t id = (uint64_t)v->u.i;
+        uint32_t rank = v->rank; /* a remote reference keeps its rank */
+        if (!(v->flags & DAGGER_VALUE_REMOTE))
+            kinds[v->kind].ref(v, &id, &rank);
         put64(p, id);
-        put32(p + 8, 0); /* rank */
+        put32(p + 8, rank);
         break;
     }
     default:
@@ -225,6 +261,8 @@ long dagger_value_decode(const void *buf, size_t len, dagger_value_t *out)
         payload = n;
         break;
     case DAGGER_KIND_TASK:
+    case DAGGER_KIND_CHUNK:
+    case DAGGER_KIND_SHARD:
         payload = 12;
         break;
     default:
@@ -265,9 +303,17 @@ long dagger_value_decode(const void *buf, size_t len, dagger_value_t *out)
         v.len = n;
         break;
     case DAGGER_KIND_TASK:
+    case DAGGER_KIND_CHUNK:
+    case DAGGER_KIND_SHARD: {
+        uint32_t rank = get32(q + 8);
+        DAGGER_CHECK(rank <= UINT16_MAX, DAGGER_EINVAL,
+                     "dagger_value_decode: %s reference names rank %u, beyond 65535",
+                     dagger_kind_name(kind), rank);
         v.u.i = (int64_t)get64(q);
+        v.rank = (uint16_t)rank;
         v.flags = DAGGER_VALUE_REMOTE;
         break;
+    }
     default:
         break;
     }

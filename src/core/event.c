@@ -1,0 +1,58 @@
+/* src/core/event.c - one-shot events and the ways to wait on them: a suspended task, a
+ * blocked thread.
+ * SPDX-License-Identifier: MIT
+ */
+#include "core/core_int.h"
+#include "trace/trace.h"
+
+struct arm {
+    struct dagger__event *ev;
+    struct dagger__waiter *node;
+    dagger_task_t *task;
+};
+
+static void arm_waiter(void *arg)
+{
+    struct arm *a = arg;
+    dagger_task_t *t = a->task;
+    /* After a successful push the node belongs to the event: `a` may vanish at any moment. */
+    if (!dagger__event_push(a->ev, a->node))
+        dagger__pool_submit(t->ctx->pool, &t->job);
+}
+
+int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id)
+{
+    if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
+        return 0;
+    dagger_task_t *me = dagger__task_current();
+    if (me && dagger__pool_can_suspend(me->ctx->pool)) {
+        struct dagger__waiter node = {NULL, W_FIBER, me};
+        struct arm a = {ev, &node, me};
+        int thread = dagger__pool_self(me->ctx->pool);
+        DAGGER__TRACE(dagger__trace_block(me->id, thread, on_id));
+        dagger__pool_suspend(me->ctx->pool, &me->job, arm_waiter, &a);
+        dagger__task_set_cur(me);
+        me->thread = (int16_t)dagger__pool_self_fresh(me->ctx->pool); /* may be another worker */
+        DAGGER__TRACE(dagger__trace_resume(me->id, me->thread));
+        return 0;
+    }
+    (void)ctx;
+    /* A thread outside the workers (or an aux thread): spin briefly, then sleep. */
+    for (int i = 0; i < 2000; i++) { /* ~50 us: cheaper than a futex round trip */
+        if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
+            return 0;
+        dagger__cpu_relax();
+    }
+    _Atomic uint32_t flag = 0;
+    struct dagger__waiter node = {NULL, W_THREAD, (void *)&flag};
+    if (!dagger__event_push(ev, &node))
+        return 0;
+    while (!atomic_load_explicit(&flag, memory_order_acquire))
+        dagger__futex_wait(&flag, 0, -1);
+    return 0;
+}
+
+bool dagger__event_fired(struct dagger__event *ev)
+{
+    return atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED;
+}

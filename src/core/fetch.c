@@ -1,0 +1,192 @@
+/* src/core/fetch.c - waiting for tasks: fetch, wait, the typed fetches and the queries of a
+ * finished task.
+ *
+ * Design: a waiting task first runs its own children inline (help), then suspends on the
+ * task's event; a thread outside the pool spins briefly, then sleeps.
+ * SPDX-License-Identifier: MIT
+ */
+#include <string.h>
+
+#include "core/core_int.h"
+
+static int check_wait(dagger_task_t *t, const char *what)
+{
+    DAGGER_CHECK(t, DAGGER_EINVAL, "%s: the task handle is NULL", what);
+    dagger_task_t *me = dagger__task_current();
+    DAGGER_CHECK(me != t, DAGGER_EDEADLK, "%s: task %llu '%s' waits for itself", what,
+                 (unsigned long long)t->id, dagger__task_display_name(t));
+    dagger__wait_guard_fn guard = atomic_load_explicit(&t->guard_fn, memory_order_acquire);
+    if (guard) { /* refused whether or not the task is done: no timing-dependent result */
+        int rc = guard(t, atomic_load_explicit(&t->guard, memory_order_relaxed));
+        if (rc)
+            return rc;
+    }
+    struct frame *held = t->held_by;
+    if (held && atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
+        for (struct frame *f = *dagger__queue_frames_slot(); f; f = f->up)
+            DAGGER_CHECK(f != held, DAGGER_EDEADLK,
+                         "%s: task %llu '%s' is held by the open bulk queue of this thread; it "
+                         "starts at dagger_queue_end, so wait for it after the block",
+                         what, (unsigned long long)t->id, dagger__task_display_name(t));
+    }
+    return 0;
+}
+
+#define HELP_DEPTH_MAX 48
+
+/* A task waiting for `t` runs its own children from the bottom of its worker's deque, on its
+ * own stack, until `t` is done (fork-join without a stack switch, as Cilk and TBB do). Only
+ * children are run this way: running an unrelated task above the waiting one could make the
+ * waiter wait for it. Returns when `t` is done or no child is at hand. */
+static void help(dagger_task_t *me, dagger_task_t *t)
+{
+    dagger__pool *pool = me->ctx->pool;
+    while (atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
+        struct dagger__job *j = dagger__pool_pop_local(pool);
+        if (!j)
+            return;
+        dagger_task_t *c = (dagger_task_t *)j;
+        if (j->fiber || c->parent != me) {
+            dagger__pool_push_local(pool, j);
+            return;
+        }
+        c->help_depth = (uint16_t)(me->help_depth + 1);
+        struct dagger__job *next = dagger__task_run(j, NULL);
+        dagger__task_set_cur(me);
+        if (next)
+            dagger__pool_push_local(pool, next);
+    }
+}
+
+int dagger_wait(dagger_task_t *t)
+{
+    if (t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE &&
+        !atomic_load_explicit(&t->guard_fn, memory_order_relaxed))
+        return 0;
+    int rc = check_wait(t, "dagger_wait");
+    if (rc)
+        return rc;
+    dagger_task_t *me = dagger__task_current();
+    if (me && me->help_depth < HELP_DEPTH_MAX && me->ctx == t->ctx &&
+        dagger__pool_can_suspend(me->ctx->pool)) {
+        help(me, t);
+        if (atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE)
+            return 0;
+    }
+    return dagger__event_wait(t->ctx, &t->waiters, t->id);
+}
+
+int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
+{
+    if (DAGGER_UNLIKELY(!t || atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE ||
+                        atomic_load_explicit(&t->guard_fn, memory_order_relaxed))) {
+        int rc = dagger_wait(t);
+        if (rc)
+            return rc;
+    }
+    if (DAGGER_UNLIKELY(t->rc)) {
+        dagger__set_errmsg_str(t->rc, t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc));
+        return t->rc;
+    }
+    if (out) {
+        *out = t->result;
+        out->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+    }
+    return 0;
+}
+
+static int kind_mismatch(dagger_task_t *t, const dagger_value_t *v, const char *want)
+{
+    return dagger__set_errmsg(DAGGER_ETYPE, "task %llu '%s' returned a %s, not a %s",
+                              (unsigned long long)t->id, dagger__task_display_name(t),
+                              dagger_kind_name(v->kind), want);
+}
+
+int dagger_fetch_f64(dagger_task_t *t, double *out)
+{
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_f64: out is NULL");
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind == DAGGER_KIND_F64)
+        *out = v.u.f;
+    else if (v.kind == DAGGER_KIND_I64)
+        *out = (double)v.u.i;
+    else
+        return kind_mismatch(t, &v, "f64");
+    return 0;
+}
+
+int dagger_fetch_i64(dagger_task_t *t, int64_t *out)
+{
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_i64: out is NULL");
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind != DAGGER_KIND_I64)
+        return kind_mismatch(t, &v, "i64");
+    *out = v.u.i;
+    return 0;
+}
+
+int dagger_fetch_bool(dagger_task_t *t, bool *out)
+{
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_bool: out is NULL");
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind != DAGGER_KIND_BOOL)
+        return kind_mismatch(t, &v, "bool");
+    *out = v.u.b;
+    return 0;
+}
+
+int dagger_fetch_str(dagger_task_t *t, const char **out)
+{
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_str: out is NULL");
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind != DAGGER_KIND_STR)
+        return kind_mismatch(t, &v, "str");
+    *out = v.u.s;
+    return 0;
+}
+
+int dagger_fetch_ptr(dagger_task_t *t, void **out)
+{
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_ptr: out is NULL");
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind != DAGGER_KIND_PTR)
+        return kind_mismatch(t, &v, "ptr");
+    *out = (void *)v.u.p;
+    return 0;
+}
+
+bool dagger_task_done(const dagger_task_t *t)
+{
+    return t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE;
+}
+
+int dagger_task_error(const dagger_task_t *t) { return dagger_task_done(t) ? t->rc : 0; }
+
+const char *dagger_task_errmsg(const dagger_task_t *t)
+{
+    if (!dagger_task_done(t) || !t->rc)
+        return "";
+    return t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc);
+}
+
+uint64_t dagger_task_id(const dagger_task_t *t) { return t ? t->id : 0; }
+
+const char *dagger_task_name(const dagger_task_t *t)
+{
+    return t ? dagger__task_display_name(t) : "";
+}

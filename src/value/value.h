@@ -1,0 +1,47 @@
+/* src/value/value.h - value kinds below core and net: one ops table per kind, ownership, codec.
+ *
+ * Design: every kind has an entry in one table (name, own, drop, reference id); the scalar and
+ * byte kinds are built in, the handle kinds (task, chunk, shard) are filled by the layer that
+ * owns the handle (core, mem) when it is loaded. Code that copies, frees or encodes a value
+ * asks the table; nothing else switches on kinds.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_SRC_VALUE_H
+#define DAGGER_SRC_VALUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dagger.h"
+
+struct dagger__kind_ops {
+    const char *name;
+    /* Take what the holder keeps: copy bytes or retain a handle; sets DAGGER_VALUE_OWNED.
+     * NULL: the kind holds nothing (scalars, local pointers). Returns 0 or DAGGER_ENOMEM. */
+    int (*own)(dagger_value_t *v);
+    /* Give back what own took (called only for DAGGER_VALUE_OWNED values). */
+    void (*drop)(dagger_value_t *v);
+    /* Handle kinds: the (id, rank) of the handle, for the encoding of a reference. */
+    void (*ref)(const dagger_value_t *v, uint64_t *id, uint32_t *rank);
+};
+
+/* Fill the ops of a handle kind (DAGGER_KIND_TASK, _CHUNK, _SHARD). Called from a constructor
+ * of the owning layer, before any value of the kind exists. */
+void dagger__value_register_kind(int kind, const struct dagger__kind_ops *ops);
+
+/* True for kinds whose values are handles (a reference count, an id that can be encoded). */
+bool dagger__value_is_handle(int kind);
+
+/* True for kinds whose values hold something (bytes or a handle): the inline test that keeps
+ * scalars off the ownership calls. */
+static inline bool dagger__value_holds(int kind)
+{
+    return kind >= DAGGER_KIND_STR && kind != DAGGER_KIND_PTR;
+}
+
+/* Make `v` own its bytes or its handle reference. Returns 0 or DAGGER_ENOMEM. */
+int dagger__value_own(dagger_value_t *v);
+/* Free what an owned value holds (nothing for a borrowed one) and reset it to nil. */
+void dagger__value_drop(dagger_value_t *v);
+
+#endif /* DAGGER_SRC_VALUE_H */
