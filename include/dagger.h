@@ -249,7 +249,18 @@ typedef struct dagger_task_opts {
     dagger_task_t *const *syncdeps; /* extra dependencies whose values are not passed */
     size_t nsyncdeps;
     double expected_time; /* seconds, a placement hint; 0 = unknown */
+    unsigned flags;       /* DAGGER_TASK_* */
 } dagger_task_opts_t;
+
+/** Task option flags (dagger_task_opts_t.flags). */
+enum {
+    /* Keep the result as a chunk made where the task ran (a blob or string is copied into it, a
+     * chunk is kept, a pointer is wrapped); fetch it with dagger_fetch_chunk (dagger/chunk.h). */
+    DAGGER_TASK_CHUNK_RESULT = 1u << 0,
+    /* The same, and the chunk becomes mutable data of the worker thread the task ran on: it is
+     * never copied and every task that takes it runs there (see dagger_mutable). */
+    DAGGER_TASK_MUTABLE_RESULT = 1u << 1,
+};
 
 /** Fill `o` with the defaults (occupancy 1, everything else 0). Thread safety: any thread. */
 DAGGER_API void dagger_task_opts_init(dagger_task_opts_t *o);

@@ -6,6 +6,7 @@
 
 #include "common/alloc.h"
 #include "core/core_int.h"
+#include "mem/mem.h"
 
 static dagger_value_t scratch_copy(dagger_tc_t *tc, const void *p, size_t n, int kind)
 {
@@ -142,4 +143,116 @@ int dagger__task_failed(const dagger_task_t *t)
     if (t->argerr)
         return t->argerr;
     return t->err ? t->err->code : 0;
+}
+/* ---------------------------------------------------------------- data arguments */
+
+dagger_value_t dagger_chunk_give(dagger_tc_t *tc, dagger_chunk_t *c)
+{
+    dagger_task_t *t = (dagger_task_t *)tc;
+    struct scratch *s = t && c ? dagger__obj_alloc(sizeof *s + sizeof c) : NULL;
+    if (!s) {
+        if (t && c && !t->argerr)
+            t->argerr = dagger__task_failf(t, DAGGER_ENOMEM, "out of memory giving chunk %llu",
+                                           (unsigned long long)dagger_chunk_id(c));
+        dagger_chunk_release(c);
+        return dagger_nil();
+    }
+    s->size = SCRATCH_CHUNK;
+    memcpy(s->bytes, &c, sizeof c);
+    s->next = t->scratch;
+    t->scratch = s;
+    return dagger_chunkv(c);
+}
+
+/* The chunk behind argument `i` where the body runs now: a chunk, or a shard's local piece (a
+ * task that takes a per-thread shard stays on its thread from then on). NULL: the task failed. */
+static dagger_chunk_t *data_arg(dagger_task_t *t, size_t i, const char *want)
+{
+    const dagger_value_t *v = i < t->nargs ? &t->args[i] : NULL;
+    if (v && v->kind == DAGGER_KIND_CHUNK && v->u.c)
+        return v->u.c;
+    if (v && v->kind == DAGGER_KIND_SHARD && v->u.sh) {
+        int th = dagger__pool_self_fresh(t->ctx->pool);
+        dagger_chunk_t *c = dagger__mem_shard_local(v->u.sh, th);
+        if (!c) {
+            if (!t->argerr)
+                t->argerr = dagger__task_failf(t, DAGGER_ESCOPE,
+                                               "argument %zu is a shard with no piece for "
+                                               "thread(%d), where the task runs",
+                                               i, th);
+            return NULL;
+        }
+        if (dagger__mem_shard_per_thread(v->u.sh))
+            t->job.pin = th; /* a resumed task must find the same piece */
+        return c;
+    }
+    if (!t->argerr) {
+        if (!v)
+            t->argerr = dagger__task_failf(
+                t, DAGGER_ETYPE, "argument %zu requested as %s, but the task has %u argument%s", i,
+                want, t->nargs, t->nargs == 1 ? "" : "s");
+        else
+            t->argerr = dagger__task_failf(t, DAGGER_ETYPE, "argument %zu is a %s, not a %s", i,
+                                           dagger_kind_name(v->kind), want);
+    }
+    return NULL;
+}
+
+dagger_chunk_t *dagger_arg_chunk(const dagger_args_t *a, size_t i)
+{
+    return data_arg((dagger_task_t *)a, i, "chunk");
+}
+
+void *dagger_arg_buf(const dagger_args_t *a, size_t i, size_t *len)
+{
+    dagger_task_t *t = (dagger_task_t *)a;
+    if (len)
+        *len = 0;
+    if (i < t->nargs && t->args[i].kind == DAGGER_KIND_BLOB) {
+        if (len)
+            *len = t->args[i].len;
+        return (void *)t->args[i].u.p;
+    }
+    dagger_chunk_t *c = data_arg(t, i, "chunk, shard or blob");
+    if (!c)
+        return NULL;
+    int th = dagger__pool_self_fresh(t->ctx->pool);
+    dagger_proc_t p = {0, th >= 0 ? DAGGER_PROC_CPU : DAGGER_PROC_AUX, (int16_t)th};
+    dagger_space_t space = dagger__mem_space_of(&p);
+    void *ptr = NULL;
+    int rc = dagger__mem_stage(c, &space, &ptr);
+    if (rc) {
+        if (!t->argerr)
+            t->argerr = dagger__task_failf(t, rc, "argument %zu: %s", i, dagger_last_errmsg());
+        return NULL;
+    }
+    if (len)
+        *len = dagger_chunk_size(c);
+    return ptr;
+}
+
+void *dagger_arg_array(const dagger_args_t *a, size_t i, dagger_elt_t elt, size_t *n)
+{
+    dagger_task_t *t = (dagger_task_t *)a;
+    if (n)
+        *n = 0;
+    dagger_chunk_t *c = data_arg(t, i, "typed chunk");
+    if (!c)
+        return NULL;
+    size_t es = dagger_elt_size(elt);
+    if (dagger_chunk_elt(c) != elt || !es) {
+        static const char *const names[] = {"raw", "f64", "f32", "i64", "i32", "u8"};
+        int have = dagger_chunk_elt(c), want = (int)elt;
+        if (!t->argerr)
+            t->argerr = dagger__task_failf(
+                t, DAGGER_ETYPE, "argument %zu is a chunk of %s elements, not %s", i,
+                have >= 0 && have <= DAGGER_ELT_U8 ? names[have] : "unknown",
+                want >= 0 && want <= DAGGER_ELT_U8 ? names[want] : "unknown");
+        return NULL;
+    }
+    size_t len = 0;
+    void *p = dagger_arg_buf(a, i, &len);
+    if (p && n)
+        *n = len / es;
+    return p;
 }

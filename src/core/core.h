@@ -22,7 +22,12 @@ void dagger__task_set_wait_guard(dagger_task_t *t, dagger__wait_guard_fn fn, voi
  * A one-shot event: waiters suspend (inside a task on a worker: the task's fiber; elsewhere: the
  * thread) until someone fires it. Fired events stay fired; re-initialise only when no one can
  * still wait on it. Reusable waiting (a ring's "not empty") publishes a fresh event per wait. */
-struct dagger__waiter;
+struct dagger__waiter {
+    struct dagger__waiter *next;
+    uint32_t kind;
+    void *target; /* W_DEP: the dependent task; W_FIBER: the suspended task; W_THREAD: a flag;
+                     W_CALLBACK: the struct dagger__task_callback */
+};
 struct dagger__event {
     _Atomic(struct dagger__waiter *) head;
 };
@@ -34,6 +39,26 @@ bool dagger__event_fired(struct dagger__event *ev);
 int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id);
 /* Fire `ev`: every waiter, present and future, proceeds. */
 void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx);
+
+/* ---------------------------------------------------------------- completion from anywhere
+ * An executor that finishes work asynchronously (a device event, a message from another rank):
+ * the body calls dagger__task_defer(tc) and returns; the task stays running until some thread
+ * calls dagger__task_complete with the outcome. */
+void dagger__task_defer(dagger_tc_t *tc);
+/* Complete a deferred task: `rc` 0 keeps `*result` (copied like a body's result; may be NULL for
+ * nil), otherwise the task fails with `rc` and `msg`. Thread safety: any thread, once. */
+void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *result, const char *msg);
+
+/* A waiter that runs fn(t, ud) on the thread that completes `t` (at once if `t` is done). The
+ * caller owns `cb` until fn runs; fn must not block. */
+struct dagger__task_callback {
+    struct dagger__waiter node;
+    dagger_task_t *task;
+    void (*fn)(dagger_task_t *t, void *ud);
+    void *ud;
+};
+void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
+                          void (*fn)(dagger_task_t *t, void *ud), void *ud);
 
 /* ---------------------------------------------------------------- spawn hooks
  * A feature region (a streaming region) can take over dagger_spawn on the thread or task that

@@ -17,22 +17,18 @@
 #include "common/common.h"
 #include "core/core.h"
 #include "pool/pool.h"
+#include "sched/sched.h"
 
-enum { W_DEP = 1, W_FIBER, W_THREAD };
-
-struct dagger__waiter {
-    struct dagger__waiter *next;
-    uint32_t kind;
-    void *target; /* W_DEP: the dependent task; W_FIBER: the suspended task; W_THREAD: a flag */
-};
+enum { W_DEP = 1, W_FIBER, W_THREAD, W_CALLBACK };
 
 #define EV_CLOSED ((struct dagger__waiter *)1)
 
 struct scratch {
     struct scratch *next;
-    size_t size;
+    size_t size; /* SCRATCH_CHUNK: bytes hold a chunk to release */
     char bytes[];
 };
+#define SCRATCH_CHUNK SIZE_MAX
 
 struct dep {
     struct dagger__waiter node;
@@ -91,7 +87,12 @@ struct frame {
 #define INLINE_DEPS 2
 
 enum { T_PENDING = 0, T_RUNNING = 1, T_DONE = 2 };
-enum { TF_NAME_OWNED = 1u << 0 };
+enum {
+    TF_NAME_OWNED = 1u << 0,
+    TF_CHUNK_RESULT = 1u << 1,   /* DAGGER_TASK_CHUNK_RESULT */
+    TF_MUTABLE_RESULT = 1u << 2, /* DAGGER_TASK_MUTABLE_RESULT */
+    TF_DEFERRED = 1u << 3,       /* the body returned; an executor completes it later */
+};
 
 struct dagger_task {
     struct dagger__job job; /* first: the pool sees tasks as jobs */
@@ -99,6 +100,7 @@ struct dagger_task {
     _Atomic uint32_t pending;
     _Atomic uint32_t state;
     _Atomic uint32_t cancel;
+    _Atomic uint32_t place; /* != 0: placement must decide (a scope, chunk or shard input) */
     struct dagger__event waiters;
     int rc;              /* valid once state is T_DONE */
     int argerr;          /* set by a failing argument accessor */
@@ -118,6 +120,7 @@ struct dagger_task {
     struct frame *held_by; /* the bulk frame holding it, while held */
     struct frame *frames;  /* queue blocks opened inside this task */
     struct err *err;
+    dagger_scope_t *scope;   /* retained; NULL = any */
     struct scratch *scratch; /* copies made by dagger_str_copy, freed at completion */
     _Atomic(dagger__wait_guard_fn) guard_fn; /* set and cleared by a datadeps region */
     void *_Atomic guard;
@@ -143,6 +146,7 @@ struct credit {
 
 struct dagger_ctx {
     dagger__pool *pool;
+    dagger__executor exec[DAGGER_PROC_DEVICE + 1]; /* by processor kind; immutable after open */
     int nthreads;
     uint64_t gen;
     struct credit *credit;        /* one per worker */

@@ -142,6 +142,7 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
                    ? dagger__set_errmsg(rc, "dagger_ctx_open: out of memory")
                    : rc;
     }
+    ctx->exec[DAGGER_PROC_CPU] = (dagger__executor){"cpu", dagger__sched_cpu_submit, ctx->pool};
     dagger__trace_ctx_open(ctx, o.num_threads);
     *out = ctx;
     return 0;

@@ -190,3 +190,16 @@ const char *dagger_task_name(const dagger_task_t *t)
 {
     return t ? dagger__task_display_name(t) : "";
 }
+
+int dagger_fetch_chunk(dagger_task_t *t, dagger_chunk_t **out)
+{
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_chunk: out is NULL");
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind != DAGGER_KIND_CHUNK)
+        return kind_mismatch(t, &v, "chunk");
+    *out = v.u.c;
+    return 0;
+}

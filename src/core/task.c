@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "mem/mem.h"
 #include "core/core_int.h"
 #include "sched/sched.h"
 #include "trace/trace.h"
@@ -88,6 +89,8 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     atomic_init(&t->pending, 1);
     atomic_init(&t->state, T_PENDING);
     atomic_init(&t->cancel, 0);
+    atomic_init(&t->place, 0);
+    t->scope = NULL;
     atomic_init(&t->waiters.head, NULL);
     t->rc = 0;
     t->argerr = 0;
@@ -131,6 +134,13 @@ static void drop_args_slow(dagger_task_t *t)
     while (t->scratch) {
         struct scratch *s = t->scratch;
         t->scratch = s->next;
+        if (s->size == SCRATCH_CHUNK) { /* dagger_chunk_give: the body's reference */
+            dagger_chunk_t *c;
+            memcpy(&c, s->bytes, sizeof c);
+            dagger_chunk_release(c);
+            dagger__obj_free(s, sizeof *s + sizeof c);
+            continue;
+        }
         dagger__obj_free(s, sizeof *s + s->size);
     }
     t->args = t->inline_args;
@@ -164,6 +174,8 @@ static void task_free_one(dagger_task_t *t)
         dagger__value_drop(&t->result);
     if (DAGGER_UNLIKELY(t->err != NULL))
         dagger__task_err_free(t->err);
+    if (DAGGER_UNLIKELY(t->scope != NULL))
+        dagger_scope_release(t->scope);
     if (DAGGER_UNLIKELY(t->flags & TF_NAME_OWNED))
         dagger__obj_free((void *)t->name, strlen(t->name) + 1);
     dagger__obj_free(t, sizeof *t);
@@ -196,21 +208,70 @@ void dagger_task_release(dagger_task_t *t)
     tls_freeing = 0;
 }
 
+static void place_slow(dagger_task_t *t);
+
+/* A ready task goes to its executor: straight to the pool unless placement must decide. */
+static inline void submit_ready(dagger_task_t *t)
+{
+    if (DAGGER_LIKELY(!atomic_load_explicit(&t->place, memory_order_relaxed)))
+        dagger__pool_submit(t->ctx->pool, &t->job);
+    else
+        place_slow(t);
+}
+
 static void make_ready(dagger_task_t *t)
 {
     DAGGER__TRACE(dagger__trace_ready(t->id, dagger__pool_self(t->ctx->pool)));
-    dagger__pool_submit(t->ctx->pool, &t->job);
+    submit_ready(t);
 }
 
-static bool plain_job(const dagger_task_t *t)
+static bool plain_job(dagger_task_t *t)
 {
-    return t->job.pin < 0 && t->job.prio == 0 && t->job.occupancy >= 1.0f;
+    return t->job.pin < 0 && t->job.prio == 0 && t->job.occupancy >= 1.0f &&
+           !atomic_load_explicit(&t->place, memory_order_relaxed);
+}
+
+/* Placement of a task with a scope or data inputs: the values its body will see (its
+ * dependencies' results substituted) decide with its scope where it runs (src/sched/place.c).
+ * A failure is recorded on the task, which then fails at its start without running. */
+DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
+{
+    dagger_ctx_t *ctx = t->ctx;
+    for (uint32_t i = 0; i < t->ndeps; i++) {
+        if (t->deps[i].task->rc) { /* it fails upstream at its start: no decision to make */
+            dagger__pool_submit(ctx->pool, &t->job);
+            return;
+        }
+    }
+    dagger_value_t small[8];
+    dagger_value_t *in = t->nargs <= 8 ? small : dagger__malloc(t->nargs * sizeof *in);
+    char why[640];
+    int rc;
+    if (!in) {
+        rc = DAGGER_ENOMEM;
+        snprintf(why, sizeof why, "out of memory placing a task of %u arguments", t->nargs);
+    } else {
+        memcpy(in, t->args, t->nargs * sizeof *in);
+        for (uint32_t i = 0; i < t->ndeps; i++)
+            if (t->deps[i].argi >= 0)
+                in[t->deps[i].argi] = t->deps[i].task->result;
+        struct dagger__place r = {t->scope, in, t->nargs, ctx->nthreads, &ctx->rr};
+        rc = dagger__sched_place(&r, &t->job, ctx->exec, why, sizeof why);
+        if (in != small)
+            dagger__free(in);
+    }
+    if (rc) {
+        dagger__task_fail(t, rc, why);
+        t->job.pin = -1;
+        dagger__pool_submit(ctx->pool, &t->job);
+    }
 }
 
 /* Close `ev` and serve its waiters. With `cont`, the first plain dependent that becomes ready
  * is returned instead of submitted. Nodes are read before they are signalled: a signalled
  * waiter may return and free its node at once. */
-static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool want_cont)
+static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool want_cont,
+                           bool data_result)
 {
     struct dagger__waiter *w = atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel);
     dagger_task_t *cont = NULL;
@@ -219,6 +280,8 @@ static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool wan
         switch (w->kind) {
         case W_DEP: {
             dagger_task_t *d = w->target;
+            if (DAGGER_UNLIKELY(data_result)) /* its input is data: placement decides */
+                atomic_fetch_or_explicit(&d->place, 1, memory_order_relaxed);
             if (atomic_fetch_sub_explicit(&d->pending, 1, memory_order_acq_rel) == 1) {
                 if (want_cont && !cont && plain_job(d)) {
                     DAGGER__TRACE(dagger__trace_ready(d->id, dagger__pool_self(ctx->pool)));
@@ -232,6 +295,11 @@ static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool wan
         case W_FIBER: {
             dagger_task_t *s = w->target;
             dagger__pool_submit(s->ctx->pool, &s->job);
+            break;
+        }
+        case W_CALLBACK: {
+            struct dagger__task_callback *cb = w->target;
+            cb->fn(cb->task, cb->ud);
             break;
         }
         case W_THREAD: {
@@ -250,7 +318,7 @@ static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool wan
 
 void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx)
 {
-    dagger_task_t *c = fire(ev, ctx, false);
+    dagger_task_t *c = fire(ev, ctx, false, false);
     (void)c;
 }
 
@@ -278,13 +346,30 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     /* Logged before the task is seen done, so a trace stopped right after a fetch has it. */
     DAGGER__TRACE(dagger__trace_finish(t->id, t->thread, rc));
     atomic_store_explicit(&t->state, T_DONE, memory_order_release);
-    dagger_task_t *cont = fire(&t->waiters, ctx, want_cont);
+    bool data = t->result.kind == DAGGER_KIND_CHUNK || t->result.kind == DAGGER_KIND_SHARD;
+    dagger_task_t *cont = fire(&t->waiters, ctx, want_cont, data);
     int w = want_cont ? dagger__pool_self(ctx->pool) : -1;
     if (g)
         dagger__queue_group_done(g, ctx, w);
     dagger_task_release(t);
     dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
     return cont;
+}
+
+/* DAGGER_TASK_CHUNK_RESULT / _MUTABLE_RESULT: the result becomes a chunk made where the task
+ * ran (mutable data of that thread for the latter). */
+static int keep_as_chunk(dagger_task_t *t)
+{
+    int th = dagger__pool_self_fresh(t->ctx->pool);
+    dagger_proc_t p = {0, th >= 0 ? DAGGER_PROC_CPU : DAGGER_PROC_AUX, (int16_t)th};
+    char why[256];
+    int rc = dagger__mem_result_chunk(t->ctx, &t->result, &p, (t->flags & TF_MUTABLE_RESULT) != 0,
+                                      why, sizeof why);
+    if (rc) {
+        dagger__value_drop(&t->result);
+        return dagger__task_fail(t, rc, why);
+    }
+    return 0;
 }
 
 /* Turn the body's outcome into the task's code; keeps the result owned by the task. */
@@ -316,6 +401,8 @@ static int settle(dagger_task_t *t, int r, dagger_value_t *out)
         return dagger__task_failf(t, DAGGER_ENOMEM, "out of memory copying the %u-byte result",
                                   out->len);
     }
+    if (DAGGER_UNLIKELY(t->flags & (TF_CHUNK_RESULT | TF_MUTABLE_RESULT)))
+        return keep_as_chunk(t);
     return 0;
 }
 
@@ -325,7 +412,9 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
     dagger_task_t *t = (dagger_task_t *)j;
     int rc = 0;
     t->thread = dagger__pool_self(t->ctx->pool);
-    if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
+    if (DAGGER_UNLIKELY(t->err != NULL)) { /* placement failed */
+        rc = t->err->code;
+    } else if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
         rc = dagger__task_fail(t, DAGGER_ECANCELED, "cancelled before it ran");
     } else {
         /* One pass: a failed input fails the task; otherwise its result becomes the argument
@@ -350,15 +439,66 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         dagger_value_t out = dagger_nil();
         int r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
         dagger__task_set_cur(NULL);
+        if (DAGGER_UNLIKELY(t->flags & TF_DEFERRED) && r == 0 && !dagger__task_failed(t))
+            return NULL; /* an executor completes it (dagger__task_complete) */
         rc = settle(t, r, &out);
     }
     dagger_task_t *cont = complete(t, rc, true);
     return cont ? &cont->job : NULL;
 }
 
+void dagger__task_defer(dagger_tc_t *tc) { ((dagger_task_t *)tc)->flags |= TF_DEFERRED; }
+
+void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *result, const char *msg)
+{
+    dagger_value_t out = result ? *result : dagger_nil();
+    if (rc) {
+        if (rc > 0)
+            rc = DAGGER_ETASK;
+        dagger__task_fail(t, rc, msg ? msg : dagger_strerror(rc));
+    } else {
+        rc = settle(t, 0, &out);
+    }
+    complete(t, rc, false);
+}
+
+void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
+                          void (*fn)(dagger_task_t *t, void *ud), void *ud)
+{
+    cb->node.kind = W_CALLBACK;
+    cb->node.target = cb;
+    cb->task = t;
+    cb->fn = fn;
+    cb->ud = ud;
+    if (!dagger__event_push(&t->waiters, &cb->node))
+        fn(t, ud);
+}
+
 /* ---------------------------------------------------------------- spawn */
 
 #define MAX_SEQ 8
+#define TASK_FLAGS (DAGGER_TASK_CHUNK_RESULT | DAGGER_TASK_MUTABLE_RESULT)
+
+/* A chunk or shard argument: a live handle of this context; placement decides where it runs. */
+static int check_data_arg(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *v,
+                          size_t i)
+{
+    const char *what = dagger_kind_name(v->kind);
+    DAGGER_CHECK(!(v->flags & DAGGER_VALUE_REMOTE), DAGGER_EINVAL,
+                 "argument %zu is a remote %s reference, which has no local handle", i, what);
+    DAGGER_CHECK(v->u.p, DAGGER_EINVAL, "argument %zu is a NULL %s handle", i, what);
+    const dagger_ctx_t *owner = v->kind == DAGGER_KIND_CHUNK ? dagger__mem_chunk_ctx(v->u.c)
+                                                             : dagger__mem_shard_ctx(v->u.sh);
+    DAGGER_CHECK(owner == t->ctx, DAGGER_EINVAL, "argument %zu is a %s of another context", i,
+                 what);
+    if (v->kind == DAGGER_KIND_SHARD && dagger__mem_shard_per_thread(v->u.sh))
+        DAGGER_CHECK(!o || o->occupancy >= 1.0, DAGGER_EINVAL,
+                     "argument %zu is a per-thread shard, but occupancy %g runs the task beside "
+                     "the worker threads, where no piece exists",
+                     i, o ? o->occupancy : 1.0);
+    atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+    return 0;
+}
 
 static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *argv,
                        size_t argc, dagger_task_t **seq, int nseq, int *ndeps_out)
@@ -376,12 +516,28 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
                      "occupancy %g is out of range: it must be within 0..1", o->occupancy);
         t->job.occupancy = (float)o->occupancy;
         t->job.prio = o->priority;
+        DAGGER_CHECK((o->flags & ~(unsigned)TASK_FLAGS) == 0, DAGGER_EINVAL,
+                     "unknown task option flags 0x%x", o->flags & ~(unsigned)TASK_FLAGS);
+        if (o->flags & DAGGER_TASK_MUTABLE_RESULT) {
+            DAGGER_CHECK(o->occupancy >= 1.0, DAGGER_EINVAL,
+                         "DAGGER_TASK_MUTABLE_RESULT needs occupancy 1: mutable data belongs to "
+                         "a worker thread, and occupancy %g runs beside the workers",
+                         o->occupancy);
+            t->flags |= TF_MUTABLE_RESULT;
+        } else if (o->flags & DAGGER_TASK_CHUNK_RESULT) {
+            t->flags |= TF_CHUNK_RESULT;
+        }
     }
     size_t ndeps = nsync + (size_t)nseq;
     for (size_t i = 0; i < argc; i++) {
         const dagger_value_t *v = &argv[i];
         DAGGER_CHECK(v->kind < DAGGER_KIND_COUNT_, DAGGER_EINVAL,
                      "argument %zu has an unknown kind (%u)", i, v->kind);
+        if (DAGGER_UNLIKELY(v->kind == DAGGER_KIND_CHUNK || v->kind == DAGGER_KIND_SHARD)) {
+            int rc = check_data_arg(t, o, v, i);
+            if (rc)
+                return rc;
+        }
         if (v->kind == DAGGER_KIND_TASK) {
             DAGGER_CHECK(!(v->flags & DAGGER_VALUE_REMOTE), DAGGER_EINVAL,
                          "argument %zu is a remote task reference, which has no local handle", i);
@@ -447,21 +603,15 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         t->ndeps = ++nd;
     }
     if (o && o->scope && !dagger__scope_is_any(o->scope)) {
+        /* A scope that no processor satisfies fails now; the choice among those it allows is
+         * placement's, when the task is ready. */
         dagger__procset set;
         char why[512];
         int n = dagger__scope_resolve(o->scope, 0, 1, ctx->nthreads, &set, why, sizeof why);
         if (n == 0)
             return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
-        if (n < ctx->nthreads) {
-            int k =
-                (int)(atomic_fetch_add_explicit(&ctx->rr, 1, memory_order_relaxed) % (uint32_t)n);
-            for (int th = 0; th < ctx->nthreads; th++) {
-                if (dagger__procset_has(&set, th) && k-- == 0) {
-                    t->job.pin = th;
-                    break;
-                }
-            }
-        }
+        t->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
+        atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     }
     *ndeps_out = (int)nd;
     return 0;
@@ -601,7 +751,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
     if (nd == 0 && holds == 1) {      /* nobody else can see the task yet: no atomics needed */
         if (DAGGER_UNLIKELY(tracing)) /* one event: spawned and ready at once */
             dagger__trace_spawn_ready(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
-        dagger__pool_submit(ctx->pool, &t->job);
+        submit_ready(t);
         return t;
     }
     if (DAGGER_UNLIKELY(tracing))
@@ -613,8 +763,12 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
         d->node.kind = W_DEP;
         d->node.target = t;
         DAGGER__TRACE(dagger__trace_edge(d->task->id, t->id));
-        if (!dagger__event_push(&d->task->waiters, &d->node))
+        if (!dagger__event_push(&d->task->waiters, &d->node)) {
             done++;
+            int k = d->task->result.kind; /* done already: its result is known */
+            if (DAGGER_UNLIKELY(k == DAGGER_KIND_CHUNK || k == DAGGER_KIND_SHARD))
+                atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+        }
     }
     if (atomic_fetch_sub_explicit(&t->pending, 1 + done, memory_order_acq_rel) == 1 + done)
         make_ready(t);

@@ -1,4 +1,4 @@
-/* src/sched/sched.h - scopes: where a task may run, resolved against a context's processors.
+/* src/sched/sched.h - scopes (where a task may run) and placement (where a ready task runs).
  * SPDX-License-Identifier: MIT
  */
 #ifndef DAGGER_SRC_SCHED_H
@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #include "dagger.h"
+#include "dagger/chunk.h"
+#include "pool/pool.h"
 
 #define DAGGER__MAX_THREADS 1024
 
@@ -26,5 +28,38 @@ int dagger__scope_resolve(const dagger_scope_t *s, int rank, int nranks, int nth
                           dagger__procset *out, char *why, size_t cap);
 /* True when the scope allows every thread of every rank (placement may ignore it). */
 int dagger__scope_is_any(const dagger_scope_t *s);
+
+/* ---------------------------------------------------------------- placement (place.c) */
+
+/* An executor runs placed jobs on the processors of one kind: the CPU pool, later a device's
+ * streams or the MPI progress thread. An executor that finishes work asynchronously completes
+ * the task through core's dagger__task_complete. */
+typedef struct dagger__executor {
+    const char *name;
+    void (*submit)(void *ud, struct dagger__job *j, const dagger_proc_t *p);
+    void *ud;
+} dagger__executor;
+
+/* What placement needs to know of a ready task. */
+struct dagger__place {
+    const dagger_scope_t *scope;  /* NULL: any */
+    const dagger_value_t *inputs; /* the values the body will see (dependencies' results in) */
+    uint32_t ninputs;
+    int nthreads;
+    _Atomic uint32_t *rr; /* round robin among several allowed threads */
+};
+
+/* Choose the processor (index -1: any worker thread). Returns 0, or DAGGER_ESCOPE with the
+ * reason, naming the scopes, in `why`. */
+int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char *why, size_t cap);
+/* Make every chunk input valid in the memory space of `p`. */
+int dagger__sched_stage(const struct dagger__place *r, const dagger_proc_t *p, char *why,
+                        size_t cap);
+/* Choose, stage, and hand `j` to execs[kind]. Returns 0, or an error (then `j` was not
+ * submitted) with the reason in `why`. */
+int dagger__sched_place(const struct dagger__place *r, struct dagger__job *j,
+                        const dagger__executor *execs, char *why, size_t cap);
+/* The CPU executor's submit: pin to the chosen thread (or none), then the pool. */
+void dagger__sched_cpu_submit(void *pool, struct dagger__job *j, const dagger_proc_t *p);
 
 #endif /* DAGGER_SRC_SCHED_H */

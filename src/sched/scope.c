@@ -14,16 +14,17 @@
 #include "common/common.h"
 #include "sched/sched.h"
 
-enum kind { S_ANY, S_WORKER, S_THREAD, S_WORKER_THREAD, S_UNION, S_INTERSECT };
+enum kind { S_ANY, S_WORKER, S_THREAD, S_WORKER_THREAD, S_UNION, S_INTERSECT, S_PROC };
 
 struct dagger_scope {
     _Atomic uint32_t refs; /* 0 for the static `any` scope: never freed */
     enum kind kind;
     int rank, thread;
+    int pkind; /* S_PROC: the dagger_proc_kind_t */
     dagger_scope_t *l, *r;
 };
 
-static dagger_scope_t any_scope = {0, S_ANY, 0, 0, NULL, NULL};
+static dagger_scope_t any_scope = {0, S_ANY, 0, 0, 0, NULL, NULL};
 
 static dagger_scope_t *make(enum kind k, int rank, int thread, const dagger_scope_t *l,
                             const dagger_scope_t *r)
@@ -35,6 +36,7 @@ static dagger_scope_t *make(enum kind k, int rank, int thread, const dagger_scop
     s->kind = k;
     s->rank = rank;
     s->thread = thread;
+    s->pkind = 0;
     s->l = l ? dagger_scope_retain((dagger_scope_t *)l) : NULL;
     s->r = r ? dagger_scope_retain((dagger_scope_t *)r) : NULL;
     return s;
@@ -46,6 +48,21 @@ dagger_scope_t *dagger_scope_worker(int rank) { return make(S_WORKER, rank, 0, N
 dagger_scope_t *dagger_scope_worker_thread(int rank, int t)
 {
     return make(S_WORKER_THREAD, rank, t, NULL, NULL);
+}
+
+/* A CPU processor is a worker or thread scope; the others (aux threads, devices) are S_PROC,
+ * with the index in `thread`, which no processor of this build satisfies. */
+dagger_scope_t *dagger_scope_processor(const dagger_proc_t *p)
+{
+    if (!p)
+        return NULL;
+    if (p->kind == DAGGER_PROC_CPU)
+        return p->index < 0 ? dagger_scope_worker(p->rank)
+                            : dagger_scope_worker_thread(p->rank, p->index);
+    dagger_scope_t *s = make(S_PROC, p->rank, p->index, NULL, NULL);
+    if (s)
+        s->pkind = p->kind;
+    return s;
 }
 
 dagger_scope_t *dagger_scope_union(const dagger_scope_t *a, const dagger_scope_t *b)
@@ -95,6 +112,10 @@ int dagger_scope_format(const dagger_scope_t *s, char *buf, size_t cap)
         return snprintf(buf, cap, "thread(%d)", s->thread);
     case S_WORKER_THREAD:
         return snprintf(buf, cap, "worker(%d).thread(%d)", s->rank, s->thread);
+    case S_PROC: {
+        dagger_proc_t p = {s->rank, (int16_t)s->pkind, (int16_t)s->thread};
+        return dagger_proc_format(&p, buf, cap);
+    }
     case S_UNION:
     case S_INTERSECT: {
         const char *name = s->kind == S_UNION ? "union(" : "intersect(";
@@ -148,6 +169,13 @@ static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger
         } else if (s->kind == S_THREAD || s->rank == rank) {
             out->bits[s->thread >> 6] |= 1ull << (s->thread & 63);
         }
+        break;
+    case S_PROC:
+        if (!bad[0] && s->pkind == DAGGER_PROC_AUX)
+            snprintf(bad, cap, "aux threads are chosen by occupancy (< 1), not by scope");
+        else if (!bad[0])
+            snprintf(bad, cap, "device %d does not exist: this build has no device backend",
+                     s->thread);
         break;
     case S_UNION:
     case S_INTERSECT: {

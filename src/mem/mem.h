@@ -1,0 +1,68 @@
+/* src/mem/mem.h - what the data layer exposes to the others: memory spaces, chunk copies,
+ * staging, and the pieces of shards.
+ *
+ * Memory spaces are (rank, kind, index) with one ops table per kind: host is built in; device
+ * and disk tables are registered by their backends when those are compiled in.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_SRC_MEM_H
+#define DAGGER_SRC_MEM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "dagger.h"
+#include "dagger/chunk.h"
+
+/* The ops of one space kind. `copy` moves bytes from a space of kind `from` into this kind
+ * (the host table copies host to host; a device table copies both ways with the host). */
+struct dagger__space_ops {
+    const char *name;
+    void *(*alloc)(const dagger_space_t *s, size_t n);
+    void (*free)(const dagger_space_t *s, void *p, size_t n);
+    int (*copy)(const dagger_space_t *dst_space, void *dst, const dagger_space_t *src_space,
+                const void *src, size_t n);
+    int (*copy2d)(const dagger_space_t *dst_space, void *dst, size_t dpitch,
+                  const dagger_space_t *src_space, const void *src, size_t spitch, size_t width,
+                  size_t rows);
+};
+
+/* Register the ops of a space kind (a backend at load time). */
+void dagger__mem_register_space(int kind, const struct dagger__space_ops *ops);
+/* The ops of a kind, or NULL when no backend of that kind is built. */
+const struct dagger__space_ops *dagger__mem_space_ops(int kind);
+/* The host space of this process, and the space a processor reads directly. */
+dagger_space_t dagger__mem_host(void);
+dagger_space_t dagger__mem_space_of(const dagger_proc_t *p);
+bool dagger__mem_space_equal(const dagger_space_t *a, const dagger_space_t *b);
+
+/* Make a copy of `c` valid in `to` and return its pointer in `*ptr`. A mutable chunk is never
+ * copied: staging it anywhere but its home fails. Returns 0, DAGGER_ENOMEM, DAGGER_ESCOPE,
+ * DAGGER_ENOSYS (no ops for that space kind); the message is set. Thread safety: any thread. */
+int dagger__mem_stage(dagger_chunk_t *c, const dagger_space_t *to, void **ptr);
+/* Record a write of the copy in `space`: it becomes the only valid copy (version + 1). */
+void dagger__mem_written(dagger_chunk_t *c, const dagger_space_t *space);
+/* The chunk's version and its number of copies (valid or not). */
+uint64_t dagger__mem_version(const dagger_chunk_t *c);
+int dagger__mem_ncopies(const dagger_chunk_t *c);
+
+/* The context a chunk or shard was made in (compared only). */
+const dagger_ctx_t *dagger__mem_chunk_ctx(const dagger_chunk_t *c);
+const dagger_ctx_t *dagger__mem_shard_ctx(const dagger_shard_t *s);
+
+/* Turn a task's result into a chunk made at `proc`: a chunk is kept, a blob or string is copied
+ * into a new chunk, a pointer is wrapped (never freed); with `pin` the chunk becomes mutable
+ * data of `proc`. `*v` must be owned by the caller (DAGGER_VALUE_OWNED handles are consumed).
+ * Returns 0 or an error with the reason written to `why`. */
+int dagger__mem_result_chunk(const dagger_ctx_t *ctx, dagger_value_t *v, const dagger_proc_t *proc,
+                             bool pin, char *why, size_t cap);
+
+/* Make `c` mutable data of `proc` (a constructor's result, before it is shared). */
+void dagger__mem_pin(dagger_chunk_t *c, const dagger_proc_t *proc);
+
+/* Shards: the piece for worker thread `thread` (-1: beside the workers) of this rank, and
+ * whether pieces are per thread. */
+dagger_chunk_t *dagger__mem_shard_local(const dagger_shard_t *s, int thread);
+bool dagger__mem_shard_per_thread(const dagger_shard_t *s);
+
+#endif /* DAGGER_SRC_MEM_H */

@@ -1,0 +1,229 @@
+/* src/mem/shard.c - mutable data (Dagger.jl's @mutable) and shards (@shard).
+ *
+ * Both are built from tasks: the constructor runs as a task whose result is kept as mutable
+ * data of the processor it ran on (DAGGER_TASK_MUTABLE_RESULT), so placement, errors and
+ * tracing are those of any task. A shard is a table of such pieces, one per worker or per
+ * worker thread; a task that takes the shard gets the piece of the place where it runs.
+ * SPDX-License-Identifier: MIT
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/common.h"
+#include "mem/mem.h"
+#include "sched/sched.h"
+#include "value/value.h"
+
+struct dagger_shard {
+    _Atomic uint32_t refs;
+    bool per_thread;
+    const dagger_ctx_t *ctx;
+    uint64_t id;
+    size_t npieces;
+    dagger_chunk_t **pieces; /* owned */
+    dagger_proc_t *procs;
+    int nthreads;
+    int32_t *by_thread; /* per_thread: the piece of each thread, -1 for none */
+};
+
+static _Atomic uint64_t next_shard_id = 1;
+
+/* ---------------------------------------------------------------- the shard value kind */
+
+static int shard_own(dagger_value_t *v)
+{
+    dagger_shard_retain(v->u.sh);
+    v->flags |= DAGGER_VALUE_OWNED;
+    return 0;
+}
+
+static void shard_drop(dagger_value_t *v) { dagger_shard_release(v->u.sh); }
+
+static void shard_ref(const dagger_value_t *v, uint64_t *id, uint32_t *rank)
+{
+    *id = v->u.sh->id;
+    *rank = 0;
+}
+
+__attribute__((constructor)) static void register_shard_kind(void)
+{
+    static const struct dagger__kind_ops ops = {"shard", shard_own, shard_drop, shard_ref};
+    dagger__value_register_kind(DAGGER_KIND_SHARD, &ops);
+}
+
+/* ---------------------------------------------------------------- mutable */
+
+/* Spawn `ctor` with its result kept as mutable data where it runs. */
+static dagger_task_t *spawn_ctor(dagger_ctx_t *ctx, const dagger_scope_t *where, dagger_fn_t ctor,
+                                 const dagger_value_t *argv, size_t argc)
+{
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = where;
+    o.flags = DAGGER_TASK_MUTABLE_RESULT;
+    return dagger_spawn_impl(ctx, &o, ctor, NULL, argv, argc);
+}
+
+/* Wait for a constructor task and take a reference to its chunk. */
+static int take_chunk(dagger_task_t *t, dagger_chunk_t **out)
+{
+    if (!t)
+        return DAGGER_ENOMEM; /* the message is set by spawn */
+    dagger_chunk_t *c = NULL;
+    int rc = dagger_fetch_chunk(t, &c);
+    if (rc == 0)
+        *out = dagger_chunk_retain(c);
+    else
+        dagger__set_errmsg_str(rc,
+                               dagger_task_error(t) ? dagger_task_errmsg(t) : dagger_last_errmsg());
+    dagger_task_release(t);
+    return rc;
+}
+
+int dagger_mutable(dagger_ctx_t *ctx, const dagger_scope_t *where, dagger_fn_t ctor,
+                   const dagger_value_t *argv, size_t argc, dagger_chunk_t **out)
+{
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_mutable: out is NULL");
+    *out = NULL;
+    DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_mutable: the context is NULL");
+    DAGGER_CHECK(ctor, DAGGER_EINVAL, "dagger_mutable: the constructor is NULL");
+    return take_chunk(spawn_ctor(ctx, where, ctor, argv, argc), out);
+}
+
+/* ---------------------------------------------------------------- shards */
+
+void dagger_shard_opts_init(dagger_shard_opts_t *o) { memset(o, 0, sizeof *o); }
+
+static void shard_free(dagger_shard_t *s)
+{
+    for (size_t i = 0; i < s->npieces; i++)
+        dagger_chunk_release(s->pieces[i]);
+    dagger__free(s->pieces);
+    dagger__free(s->procs);
+    dagger__free(s->by_thread);
+    dagger__free(s);
+}
+
+#define SHARD_FLAGS (DAGGER_SHARD_PER_WORKER | DAGGER_SHARD_PER_THREAD)
+
+int dagger_shard(dagger_ctx_t *ctx, const dagger_shard_opts_t *o, dagger_fn_t ctor,
+                 const dagger_value_t *argv, size_t argc, dagger_shard_t **out)
+{
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_shard: out is NULL");
+    *out = NULL;
+    DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_shard: the context is NULL");
+    DAGGER_CHECK(ctor, DAGGER_EINVAL, "dagger_shard: the constructor is NULL");
+    unsigned flags = o ? o->flags : 0;
+    DAGGER_CHECK((flags & ~(unsigned)SHARD_FLAGS) == 0, DAGGER_EINVAL,
+                 "dagger_shard: unknown flags 0x%x", flags & ~(unsigned)SHARD_FLAGS);
+    DAGGER_CHECK(flags != SHARD_FLAGS, DAGGER_EINVAL,
+                 "dagger_shard: DAGGER_SHARD_PER_WORKER and DAGGER_SHARD_PER_THREAD contradict "
+                 "each other; choose one");
+    int nthreads = dagger_ctx_num_threads(ctx);
+    dagger__procset set;
+    char why[512];
+    int n = dagger__scope_resolve(o ? o->scope : NULL, 0, 1, nthreads, &set, why, sizeof why);
+    DAGGER_CHECK(n > 0, DAGGER_EINVAL, "dagger_shard: no place gets a piece: %s", why);
+
+    dagger_shard_t *s = dagger__calloc(1, sizeof *s);
+    DAGGER_CHECK(s, DAGGER_ENOMEM, "dagger_shard: out of memory");
+    atomic_init(&s->refs, 1);
+    s->ctx = ctx;
+    s->id = atomic_fetch_add_explicit(&next_shard_id, 1, memory_order_relaxed);
+    s->per_thread = (flags & DAGGER_SHARD_PER_THREAD) != 0;
+    s->nthreads = nthreads;
+    size_t want = s->per_thread ? (size_t)n : 1;
+    s->pieces = dagger__calloc(want, sizeof *s->pieces);
+    s->procs = dagger__calloc(want, sizeof *s->procs);
+    s->by_thread = dagger__calloc((size_t)nthreads, sizeof *s->by_thread);
+    dagger_task_t **tasks = dagger__calloc(want, sizeof *tasks);
+    if (!s->pieces || !s->procs || !s->by_thread || !tasks) {
+        dagger__free(tasks);
+        shard_free(s);
+        return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_shard: out of memory for %zu pieces",
+                                  want);
+    }
+    for (int t = 0; t < nthreads; t++)
+        s->by_thread[t] = -1;
+    /* Launch every constructor first, then wait: they run in parallel. */
+    size_t k = 0;
+    for (int t = 0; t < nthreads && k < want; t++) {
+        if (!dagger__procset_has(&set, t))
+            continue;
+        dagger_scope_t *where = NULL;
+        if (s->per_thread) {
+            where = dagger_scope_thread(t);
+            s->by_thread[t] = (int32_t)k;
+        }
+        s->procs[k].rank = 0;
+        s->procs[k].kind = DAGGER_PROC_CPU;
+        s->procs[k].index = (int16_t)(s->per_thread ? t : -1);
+        tasks[k] = spawn_ctor(ctx, s->per_thread ? where : (o ? o->scope : NULL), ctor, argv, argc);
+        dagger_scope_release(where);
+        k++;
+    }
+    int rc = 0;
+    char msg[1024] = "";
+    for (size_t i = 0; i < want; i++) {
+        dagger_chunk_t *c = NULL;
+        int r = take_chunk(tasks[i], &c);
+        if (r && !rc) {
+            rc = r;
+            char where[48];
+            dagger_proc_format(&s->procs[i], where, sizeof where);
+            snprintf(msg, sizeof msg,
+                     "dagger_shard: the constructor of the piece for %s failed: %s", where,
+                     dagger_last_errmsg());
+        }
+        s->pieces[i] = c;
+        s->npieces = i + 1;
+        if (c && !s->per_thread) /* a worker's piece serves every thread of the worker */
+            dagger__mem_pin(c, &s->procs[i]);
+    }
+    dagger__free(tasks);
+    if (rc) {
+        shard_free(s);
+        return dagger__set_errmsg_str(rc, msg);
+    }
+    *out = s;
+    return 0;
+}
+
+dagger_shard_t *dagger_shard_retain(dagger_shard_t *s)
+{
+    if (s)
+        atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    return s;
+}
+
+void dagger_shard_release(dagger_shard_t *s)
+{
+    if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        shard_free(s);
+}
+
+size_t dagger_shard_count(const dagger_shard_t *s) { return s ? s->npieces : 0; }
+
+dagger_chunk_t *dagger_shard_piece(const dagger_shard_t *s, size_t i)
+{
+    return s && i < s->npieces ? s->pieces[i] : NULL;
+}
+
+dagger_proc_t dagger_shard_piece_proc(const dagger_shard_t *s, size_t i)
+{
+    dagger_proc_t none = {-1, DAGGER_PROC_CPU, -1};
+    return s && i < s->npieces ? s->procs[i] : none;
+}
+
+const dagger_ctx_t *dagger__mem_shard_ctx(const dagger_shard_t *s) { return s->ctx; }
+bool dagger__mem_shard_per_thread(const dagger_shard_t *s) { return s->per_thread; }
+
+dagger_chunk_t *dagger__mem_shard_local(const dagger_shard_t *s, int thread)
+{
+    if (!s->per_thread)
+        return s->pieces[0];
+    if (thread < 0 || thread >= s->nthreads || s->by_thread[thread] < 0)
+        return NULL;
+    return s->pieces[s->by_thread[thread]];
+}

@@ -1,0 +1,150 @@
+/* src/sched/place.c - placement: a ready task's processor, the staging of its chunks there, and
+ * the hand-over to that processor's executor.
+ *
+ * Design: core calls this only for tasks that need a decision (a scope, a chunk or shard
+ * input); every other task goes straight to the CPU pool through one inline check in core.
+ * The allowed set is the scope's processors intersected with the processors of the task's
+ * mutable inputs and the places of its per-thread shards; among several allowed threads the
+ * choice is round robin, and a set that is every thread leaves the task free to be stolen.
+ * SPDX-License-Identifier: MIT
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/common.h"
+#include "mem/mem.h"
+#include "sched/sched.h"
+
+static int set_count(const dagger__procset *s)
+{
+    int n = 0;
+    for (size_t i = 0; i < sizeof s->bits / sizeof s->bits[0]; i++)
+        n += __builtin_popcountll(s->bits[i]);
+    return n;
+}
+
+static void set_and(dagger__procset *a, const dagger__procset *b)
+{
+    for (size_t i = 0; i < sizeof a->bits / sizeof a->bits[0]; i++)
+        a->bits[i] &= b->bits[i];
+}
+
+static void set_one(dagger__procset *s, int t)
+{
+    memset(s, 0, sizeof *s);
+    s->bits[t >> 6] |= 1ull << (t & 63);
+}
+
+/* Narrow `set` by input `i`; on an empty result explain why, naming both scopes. */
+static int narrow(const struct dagger__place *r, dagger__procset *set, uint32_t i, char *why,
+                  size_t cap)
+{
+    const dagger_value_t *v = &r->inputs[i];
+    dagger__procset mine;
+    char place[64];
+    if (v->kind == DAGGER_KIND_CHUNK && v->u.c) {
+        dagger_proc_t p;
+        if (!dagger_chunk_is_mutable(v->u.c, &p) || p.kind != DAGGER_PROC_CPU || p.index < 0)
+            return 0; /* data that can move, or data of the whole rank */
+        if (p.index >= r->nthreads) {
+            snprintf(why, cap,
+                     "argument %u (mutable chunk %llu) lives on thread(%d), which this context "
+                     "does not have",
+                     i, (unsigned long long)dagger_chunk_id(v->u.c), p.index);
+            return DAGGER_ESCOPE;
+        }
+        set_one(&mine, p.index);
+        dagger_proc_format(&p, place, sizeof place);
+        snprintf(place + strlen(place), sizeof place - strlen(place),
+                 ", where argument %u (mutable chunk %llu) lives", i,
+                 (unsigned long long)dagger_chunk_id(v->u.c));
+    } else if (v->kind == DAGGER_KIND_SHARD && v->u.sh && dagger__mem_shard_per_thread(v->u.sh)) {
+        memset(&mine, 0, sizeof mine);
+        for (int t = 0; t < r->nthreads; t++)
+            if (dagger__mem_shard_local(v->u.sh, t))
+                mine.bits[t >> 6] |= 1ull << (t & 63);
+        snprintf(place, sizeof place, "the threads that hold a piece of argument %u (a shard)", i);
+    } else {
+        return 0;
+    }
+    set_and(set, &mine);
+    if (set_count(set) > 0)
+        return 0;
+    char form[256] = "any";
+    if (r->scope)
+        dagger_scope_format(r->scope, form, sizeof form);
+    snprintf(why, cap, "no processor satisfies both the task's scope %s and %s", form, place);
+    return DAGGER_ESCOPE;
+}
+
+int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char *why, size_t cap)
+{
+    dagger__procset set;
+    int n = dagger__scope_resolve(r->scope, 0, 1, r->nthreads, &set, why, cap);
+    if (n == 0)
+        return DAGGER_ESCOPE;
+    for (uint32_t i = 0; i < r->ninputs; i++) {
+        int rc = narrow(r, &set, i, why, cap);
+        if (rc)
+            return rc;
+    }
+    n = set_count(&set);
+    out->rank = 0;
+    out->kind = DAGGER_PROC_CPU;
+    out->index = -1;
+    if (n < r->nthreads) {
+        int k = (int)(atomic_fetch_add_explicit(r->rr, 1, memory_order_relaxed) % (uint32_t)n);
+        for (int t = 0; t < r->nthreads; t++) {
+            if (dagger__procset_has(&set, t) && k-- == 0) {
+                out->index = (int16_t)t;
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+int dagger__sched_stage(const struct dagger__place *r, const dagger_proc_t *p, char *why,
+                        size_t cap)
+{
+    dagger_space_t space = dagger__mem_space_of(p);
+    for (uint32_t i = 0; i < r->ninputs; i++) {
+        const dagger_value_t *v = &r->inputs[i];
+        if (v->kind != DAGGER_KIND_CHUNK || !v->u.c)
+            continue;
+        void *ptr;
+        int rc = dagger__mem_stage(v->u.c, &space, &ptr);
+        if (rc) {
+            snprintf(why, cap, "argument %u: %s", i, dagger_last_errmsg());
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int dagger__sched_place(const struct dagger__place *r, struct dagger__job *j,
+                        const dagger__executor *execs, char *why, size_t cap)
+{
+    dagger_proc_t p;
+    int rc = dagger__sched_choose(r, &p, why, cap);
+    if (rc)
+        return rc;
+    rc = dagger__sched_stage(r, &p, why, cap);
+    if (rc)
+        return rc;
+    const dagger__executor *ex = &execs[p.kind];
+    if (!ex->submit) {
+        char form[48];
+        dagger_proc_format(&p, form, sizeof form);
+        snprintf(why, cap, "no executor runs tasks on %s in this build", form);
+        return DAGGER_ENOSYS;
+    }
+    ex->submit(ex->ud, j, &p);
+    return 0;
+}
+
+void dagger__sched_cpu_submit(void *pool, struct dagger__job *j, const dagger_proc_t *p)
+{
+    j->pin = p->index;
+    dagger__pool_submit(pool, j);
+}
