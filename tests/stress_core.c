@@ -8,6 +8,8 @@
 
 #include "harness.h"
 
+#include "dagger/chunk.h"
+
 #define MAXN 256
 #define MAXK 4
 #define P 2305843009213693951ull /* 2^61 - 1 */
@@ -198,5 +200,123 @@ TEST(random_fork_join_trees_match_sequential_evaluation)
     }
 }
 
+/* Random DAGs whose values are chunks: each node reads its inputs (chunks made by other nodes,
+ * a chunk made by the test, or a mutable chunk pinned to a thread) through dagger_arg_buf and
+ * returns its hash as a chunk, either kept by the runtime from a blob (DAGGER_TASK_CHUNK_RESULT)
+ * or made in the body and given (dagger_chunk_give). Checked against sequential evaluation. */
+static int data_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t index = dagger_arg_i64(a, 0);
+    int64_t flags = dagger_arg_i64(a, 1);
+    uint64_t h = mix(1469598103934665603ull % P, (uint64_t)index);
+    for (size_t i = 2; i < dagger_args_count(a); i++) {
+        size_t len = 0;
+        const uint64_t *x = dagger_arg_buf(a, i, &len);
+        if (!x || len != 8)
+            return dagger_fail(tc, DAGGER_ETYPE, "input %zu: %zu bytes", i, len);
+        h = mix(h, *x);
+    }
+    if (flags & 1)
+        return dagger_fail(tc, DAGGER_ETASK, "node %lld fails on purpose", (long long)index);
+    if (flags & 4) {
+        dagger_chunk_t *c;
+        int rc = dagger_chunk_create(dagger_tc_ctx(tc), 8, &c);
+        if (rc)
+            return rc;
+        memcpy(dagger_chunk_data(c), &h, 8);
+        *out = dagger_chunk_give(tc, c);
+        return 0;
+    }
+    *out = dagger_blob_copy(tc, &h, 8);
+    return 0;
+}
+
+static int const_chunk(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    uint64_t v = (uint64_t)dagger_arg_i64(a, 0);
+    *out = dagger_blob_copy(tc, &v, 8);
+    return 0;
+}
+
+static void one_data_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads, dagger_chunk_t *plain,
+                         dagger_chunk_t *pinned, uint64_t pinned_v)
+{
+    enum { N = 64 };
+    int n = (int)(test_rand(seed) % (N - 1)) + 2;
+    dagger_task_t *tasks[N];
+    uint64_t want[N];
+    int want_rc[N];
+    for (int i = 0; i < n; i++) {
+        int k = i ? (int)(test_rand(seed) % (MAXK + 1)) : 0;
+        int fails = test_rand(seed) % 40 == 0;
+        int give = (int)(test_rand(seed) & 1);
+        dagger_value_t argv[2 + MAXK];
+        argv[0] = dagger_i64(i);
+        argv[1] = dagger_i64(fails | (give << 2));
+        uint64_t h = mix(1469598103934665603ull % P, (uint64_t)i);
+        int rc = 0;
+        for (int j = 0; j < k; j++) {
+            int what = (int)(test_rand(seed) % 8);
+            if (what == 0) {
+                argv[2 + j] = dagger_chunkv(plain);
+                h = mix(h, 7);
+            } else if (what == 1) {
+                argv[2 + j] = dagger_chunkv(pinned);
+                h = mix(h, pinned_v);
+            } else {
+                int d = (int)(test_rand(seed) % (uint64_t)i);
+                argv[2 + j] = dagger_taskv(tasks[d]);
+                if (want_rc[d])
+                    rc = DAGGER_EUPSTREAM;
+                h = mix(h, want[d]);
+            }
+        }
+        dagger_task_opts_t o;
+        dagger_task_opts_init(&o);
+        o.flags = give ? 0 : DAGGER_TASK_CHUNK_RESULT;
+        tasks[i] = dagger_spawn_impl(ctx, &o, data_body, "data", argv, 2 + (size_t)k);
+        ASSERT_PTR(tasks[i]);
+        if (!rc && fails)
+            rc = DAGGER_ETASK;
+        want_rc[i] = rc;
+        want[i] = h;
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        dagger_chunk_t *c = NULL;
+        int rc = dagger_fetch_chunk(tasks[i], &c);
+        if (rc != want_rc[i])
+            fail_msg("data node %d of %d (%d threads): rc %s, expected %s (%s)", i, n, nthreads,
+                     dagger_err_name(rc), dagger_err_name(want_rc[i]),
+                     dagger_task_errmsg(tasks[i]));
+        if (!rc && memcmp(dagger_chunk_data(c), &want[i], 8) != 0)
+            fail_msg("data node %d of %d: wrong bytes", i, n);
+    }
+    for (int i = 0; i < n; i++)
+        dagger_task_release(tasks[i]);
+}
+
+TEST(random_chunk_dags_match_sequential_evaluation)
+{
+    uint64_t seed = test_seed();
+    int dags = test_level_full() ? 1000 : 200;
+    for (int threads = 1; threads <= 4; threads++) {
+        dagger_ctx_t *ctx = test_ctx(threads);
+        dagger_chunk_t *plain, *pinned;
+        ASSERT_OK(dagger_chunk_create(ctx, 8, &plain));
+        uint64_t seven = 7;
+        memcpy(dagger_chunk_data(plain), &seven, 8);
+        dagger_scope_t *last = dagger_scope_thread(threads - 1);
+        dagger_value_t v = dagger_i64(12345);
+        ASSERT_OK(dagger_mutable(ctx, last, const_chunk, &v, 1, &pinned));
+        for (int d = 0; d < dags; d++)
+            one_data_dag(ctx, &seed, threads, plain, pinned, 12345);
+        dagger_chunk_release(plain);
+        dagger_chunk_release(pinned);
+        dagger_scope_release(last);
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
 TEST_LIST(random_dags_match_sequential_evaluation,
-          random_fork_join_trees_match_sequential_evaluation)
+          random_fork_join_trees_match_sequential_evaluation,
+          random_chunk_dags_match_sequential_evaluation)
