@@ -650,10 +650,15 @@ TEST(scope_of_processors)
 
 static dagger_task_t *_Atomic handed;
 
+static void hand_over(dagger_task_t *t, void *ud)
+{
+    (void)ud;
+    atomic_store(&handed, t);
+}
+
 static int deferred_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    dagger__task_defer(tc);
-    atomic_store(&handed, dagger_tc_task(tc));
+    dagger__task_defer(tc, hand_over, NULL);
     return 0;
 }
 

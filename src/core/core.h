@@ -42,9 +42,10 @@ void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx);
 
 /* ---------------------------------------------------------------- completion from anywhere
  * An executor that finishes work asynchronously (a device event, a message from another rank):
- * the body calls dagger__task_defer(tc) and returns; the task stays running until some thread
- * calls dagger__task_complete with the outcome. */
-void dagger__task_defer(dagger_tc_t *tc);
+ * the body calls dagger__task_defer(tc, launch, ud) and returns 0; once the body has returned,
+ * the runtime calls launch(task, ud), which hands the task to whoever completes it later with
+ * dagger__task_complete (no one may complete it before launch runs). */
+void dagger__task_defer(dagger_tc_t *tc, void (*launch)(dagger_task_t *t, void *ud), void *ud);
 /* Complete a deferred task: `rc` 0 keeps `*result` (copied like a body's result; may be NULL for
  * nil), otherwise the task fails with `rc` and `msg`. Thread safety: any thread, once. */
 void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *result, const char *msg);

@@ -124,6 +124,8 @@ struct dagger_task {
     struct scratch *scratch; /* copies made by dagger_str_copy, freed at completion */
     _Atomic(dagger__wait_guard_fn) guard_fn; /* set and cleared by a datadeps region */
     void *_Atomic guard;
+    void (*launch)(dagger_task_t *t, void *ud); /* dagger__task_defer */
+    void *launch_ud;
     dagger__cancel_hook_fn cancel_fn;
     void *cancel_ud;
     dagger_value_t result;

@@ -113,6 +113,8 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->err = NULL;
     atomic_init(&t->guard_fn, NULL);
     atomic_init(&t->guard, NULL);
+    t->launch = NULL;
+    t->launch_ud = NULL;
     t->cancel_fn = NULL;
     t->cancel_ud = NULL;
     t->result = dagger_nil();
@@ -439,15 +441,23 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         dagger_value_t out = dagger_nil();
         int r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
         dagger__task_set_cur(NULL);
-        if (DAGGER_UNLIKELY(t->flags & TF_DEFERRED) && r == 0 && !dagger__task_failed(t))
-            return NULL; /* an executor completes it (dagger__task_complete) */
+        if (DAGGER_UNLIKELY(t->flags & TF_DEFERRED) && r == 0 && !dagger__task_failed(t)) {
+            t->launch(t, t->launch_ud); /* an executor completes it; t is theirs now */
+            return NULL;
+        }
         rc = settle(t, r, &out);
     }
     dagger_task_t *cont = complete(t, rc, true);
     return cont ? &cont->job : NULL;
 }
 
-void dagger__task_defer(dagger_tc_t *tc) { ((dagger_task_t *)tc)->flags |= TF_DEFERRED; }
+void dagger__task_defer(dagger_tc_t *tc, void (*launch)(dagger_task_t *t, void *ud), void *ud)
+{
+    dagger_task_t *t = (dagger_task_t *)tc;
+    t->flags |= TF_DEFERRED;
+    t->launch = launch;
+    t->launch_ud = ud;
+}
 
 void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *result, const char *msg)
 {
