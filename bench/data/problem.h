@@ -10,6 +10,7 @@
 
 #include <dagger.h>
 #include <dagger/chunk.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

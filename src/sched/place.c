@@ -77,8 +77,26 @@ static int narrow(const struct dagger__place *r, dagger__procset *set, uint32_t 
     return DAGGER_ESCOPE;
 }
 
+/* Whether input `v` constrains where the task runs (a mutable chunk of one thread, a shard of
+ * per-thread pieces). */
+static bool constrains(const dagger_value_t *v)
+{
+    dagger_proc_t p;
+    if (v->kind == DAGGER_KIND_CHUNK && v->u.c)
+        return dagger_chunk_is_mutable(v->u.c, &p) && p.kind == DAGGER_PROC_CPU && p.index >= 0;
+    return v->kind == DAGGER_KIND_SHARD && v->u.sh && dagger__mem_shard_per_thread(v->u.sh);
+}
+
 int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char *why, size_t cap)
 {
+    out->rank = 0;
+    out->kind = DAGGER_PROC_CPU;
+    out->index = -1;
+    bool free_to_move = dagger__scope_is_any(r->scope);
+    for (uint32_t i = 0; i < r->ninputs && free_to_move; i++)
+        free_to_move = !constrains(&r->inputs[i]);
+    if (free_to_move) /* the common case of data inputs: any thread, stealing allowed */
+        return 0;
     dagger__procset set;
     int n = dagger__scope_resolve(r->scope, 0, 1, r->nthreads, &set, why, cap);
     if (n == 0)
@@ -89,9 +107,6 @@ int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char
             return rc;
     }
     n = set_count(&set);
-    out->rank = 0;
-    out->kind = DAGGER_PROC_CPU;
-    out->index = -1;
     if (n < r->nthreads) {
         int k = (int)(atomic_fetch_add_explicit(r->rr, 1, memory_order_relaxed) % (uint32_t)n);
         for (int t = 0; t < r->nthreads; t++) {
