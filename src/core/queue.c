@@ -105,35 +105,3 @@ int dagger_sync_begin(dagger_ctx_t *ctx) { return dagger_queue_begin(ctx, DAGGER
 int dagger_sync_end(dagger_ctx_t *ctx) { return dagger_queue_end(ctx); }
 
 /* ---------------------------------------------------------------- groups */
-
-int64_t dagger__queue_group_sum(struct group *g)
-{
-    int64_t sum = 0;
-    for (int i = 0; i < g->nslots; i++)
-        sum += atomic_load_explicit(&g->slots[i].done, memory_order_acquire);
-    return sum;
-}
-
-/* Count a finished task of `g` on worker `w` (-1: not a worker of this context). */
-void dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, int w)
-{
-    struct gslot *s;
-    if (w >= 0 && w < g->nslots - 1) {
-        s = &g->slots[w];
-        atomic_store_explicit(&s->active, 1, memory_order_relaxed);
-        atomic_store_explicit(&s->done, atomic_load_explicit(&s->done, memory_order_relaxed) + 1,
-                              memory_order_release);
-    } else {
-        s = &g->slots[g->nslots - 1];
-        atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
-    }
-    dagger__fence_seq_cst(); /* pairs with the owner's fence after it publishes the target */
-    int64_t target = atomic_load_explicit(&g->target, memory_order_relaxed);
-    if (target >= 0 && dagger__queue_group_sum(g) == target)
-        dagger__event_fire(&g->ev, ctx);
-    if (s == &g->slots[g->nslots - 1])
-        atomic_fetch_sub_explicit(&s->active, 1, memory_order_release);
-    else
-        atomic_store_explicit(&s->active, 0, memory_order_release);
-}

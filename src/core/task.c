@@ -326,6 +326,20 @@ void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx)
 
 /* ---------------------------------------------------------------- completion */
 
+static int settle_slow(dagger_task_t *t, int r, dagger_value_t *out);
+
+/* The common outcome inline: success, a scalar result, nothing recorded, no options. */
+static inline int settle(dagger_task_t *t, int r, dagger_value_t *out)
+{
+    if (DAGGER_LIKELY(r == 0 && !t->argerr && !t->err && out->kind < DAGGER_KIND_STR &&
+                      !(t->flags & (TF_CHUNK_RESULT | TF_MUTABLE_RESULT)) &&
+                      !atomic_load_explicit(&t->cancel, memory_order_acquire))) {
+        t->result = *out;
+        return 0;
+    }
+    return settle_slow(t, r, out);
+}
+
 /* Out of line: it runs after the task body, which may have moved the task to another worker, and
  * it reads the worker's thread-locals. */
 DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
@@ -375,7 +389,7 @@ static int keep_as_chunk(dagger_task_t *t)
 }
 
 /* Turn the body's outcome into the task's code; keeps the result owned by the task. */
-static int settle(dagger_task_t *t, int r, dagger_value_t *out)
+DAGGER_NOINLINE static int settle_slow(dagger_task_t *t, int r, dagger_value_t *out)
 {
     if (t->argerr)
         return t->argerr;
@@ -543,11 +557,6 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         const dagger_value_t *v = &argv[i];
         DAGGER_CHECK(v->kind < DAGGER_KIND_COUNT_, DAGGER_EINVAL,
                      "argument %zu has an unknown kind (%u)", i, v->kind);
-        if (DAGGER_UNLIKELY(v->kind == DAGGER_KIND_CHUNK || v->kind == DAGGER_KIND_SHARD)) {
-            int rc = check_data_arg(t, o, v, i);
-            if (rc)
-                return rc;
-        }
         if (v->kind == DAGGER_KIND_TASK) {
             DAGGER_CHECK(!(v->flags & DAGGER_VALUE_REMOTE), DAGGER_EINVAL,
                          "argument %zu is a remote task reference, which has no local handle", i);
@@ -555,6 +564,10 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
             DAGGER_CHECK(v->u.t->ctx == ctx, DAGGER_EINVAL,
                          "argument %zu is a task of another context", i);
             ndeps++;
+        } else if (DAGGER_UNLIKELY(v->kind >= DAGGER_KIND_CHUNK)) { /* chunk, shard */
+            int rc = check_data_arg(t, o, v, i);
+            if (rc)
+                return rc;
         }
     }
     for (size_t i = 0; i < nsync; i++) {
