@@ -150,7 +150,14 @@ struct dagger_ctx {
     _Atomic uint32_t drain_word;  /* bumped when the in-flight count reaches 0 */
     _Atomic uint64_t next_id;
     _Atomic uint32_t rr; /* round robin among a scope's threads */
+    /* Set by a forced close that left task records alive: the last record's release frees the
+     * context (the records point at it); `reaped` makes sure exactly one side frees it. */
+    _Atomic int zombie;
+    _Atomic int reaped;
 };
+
+/* ctx.c: free a force-closed context once its last task record is gone. */
+void dagger__ctx_reap(dagger_ctx_t *ctx);
 
 /* task.c */
 int64_t dagger__group_sum(struct group *g);

@@ -155,10 +155,27 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
     }
     dagger__pool_close(ctx->pool);
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */
+    if (live > 0) {
+        /* Forced with handles still held: their records point at this context, so it lives
+         * until the last one is released (every release now counts on the global count). */
+        for (int i = 0; i < ctx->nthreads; i++)
+            dagger__count_idle(ctx, i);
+        ctx->pool = NULL; /* releases from any thread now count on the global count */
+        atomic_store(&ctx->zombie, 1);
+        if (atomic_load(&ctx->count[CNT_LIVE]) > 0)
+            return 0;
+    }
+    dagger__ctx_reap(ctx);
+    return 0;
+}
+
+void dagger__ctx_reap(dagger_ctx_t *ctx)
+{
+    if (atomic_exchange(&ctx->reaped, 1))
+        return;
     free(ctx->credit);
     dagger__alloc_note_free();
     dagger__free(ctx);
-    return 0;
 }
 
 int dagger_ctx_close(dagger_ctx_t *ctx) { return dagger_ctx_close_ex(ctx, 0); }

@@ -56,6 +56,8 @@ static void global_add(dagger_ctx_t *ctx, int which, int64_t delta)
     if (which == CNT_INFLIGHT && before + delta == 0) {
         atomic_fetch_add_explicit(&ctx->drain_word, 1, memory_order_release);
         dagger__futex_wake(&ctx->drain_word, INT_MAX);
+    } else if (which == CNT_LIVE && before + delta == 0 && atomic_load(&ctx->zombie)) {
+        dagger__ctx_reap(ctx); /* the last record of a force-closed context */
     }
 }
 
@@ -438,11 +440,14 @@ int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_
         struct arm a = {ev, &node, me};
         int thread = dagger__pool_self(me->ctx->pool);
         DAGGER__TRACE(dagger__trace_block(me->id, thread, on_id));
-        dagger__pool_suspend(me->ctx->pool, &me->job, arm_waiter, &a);
-        set_cur_task(me);
-        me->thread = (int16_t)dagger__pool_self_fresh(me->ctx->pool); /* may be another worker */
-        DAGGER__TRACE(dagger__trace_resume(me->id, me->thread));
-        return 0;
+        if (dagger__pool_suspend(me->ctx->pool, &me->job, arm_waiter, &a) == 0) {
+            set_cur_task(me);
+            me->thread = (int16_t)dagger__pool_self_fresh(me->ctx->pool); /* may be another */
+            DAGGER__TRACE(dagger__trace_resume(me->id, me->thread));
+            return 0;
+        }
+        /* No stack to suspend on (out of memory): keep this thread and block below. */
+        DAGGER__TRACE(dagger__trace_resume(me->id, thread));
     }
     (void)ctx;
     /* A thread outside the workers (or an aux thread): spin briefly, then sleep. */
@@ -545,6 +550,12 @@ static int settle(dagger_task_t *t, int r, dagger_value_t *out)
     }
     if (atomic_load_explicit(&t->cancel, memory_order_acquire))
         return fail_root(t, DAGGER_ECANCELED, "cancelled while running");
+    if (DAGGER_UNLIKELY(out->flags & DAGGER_VALUE_TOOBIG)) {
+        *out = dagger_nil();
+        return fail_rootf(t, DAGGER_E2BIG,
+                          "the result is a str/blob of 4 GiB or more (values hold at most 4 GiB - "
+                          "1 bytes)");
+    }
     t->result = *out;
     if (out->kind >= DAGGER_KIND_STR && out->kind != DAGGER_KIND_PTR &&
         dagger__value_own(&t->result) != 0) {
@@ -661,6 +672,11 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
             t->args[t->nargs++] = v;
             continue;
         }
+        if (DAGGER_UNLIKELY(v.flags & DAGGER_VALUE_TOOBIG))
+            return dagger__set_errmsg(DAGGER_E2BIG,
+                                      "argument %zu is a %s of 4 GiB or more (values hold at most "
+                                      "4 GiB - 1 bytes); pass a pointer instead",
+                                      i + 1, dagger_kind_name(v.kind));
         if ((v.kind == DAGGER_KIND_STR || v.kind == DAGGER_KIND_BLOB) &&
             !(v.flags & DAGGER_VALUE_BORROW)) {
             if (dagger__value_own(&v) != 0)
