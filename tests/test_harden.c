@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "dagger/datadeps.h"
+#include "dagger/stream.h"
 #include "harness.h"
 
 static void nap_ms(int ms)
@@ -26,6 +27,15 @@ static dagger_ctx_t *open_ctx(int threads)
     dagger_ctx_t *ctx;
     ASSERT_OK(dagger_ctx_open(&ctx, &o));
     return ctx;
+}
+
+/* Wait at most `ms` for `t` to finish; fail naming what was awaited (never hang). */
+static void wait_done(dagger_task_t *t, int ms, const char *what)
+{
+    for (int i = 0; i < ms && !dagger_task_done(t); i++)
+        nap_ms(1);
+    if (!dagger_task_done(t))
+        fail_msg("%s did not finish within %d ms", what, ms);
 }
 
 /* ------------------------------------------------------------------ 1: datadeps out of memory */
@@ -230,5 +240,79 @@ TEST(values_over_4gib_are_refused)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* ------------------------------------------------------------------ 9: streaming */
+
+static int spin_forever(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc, (void)out;
+    _Atomic long *runs = dagger_arg_ptr(a, 0);
+    atomic_fetch_add(runs, 1);
+    return 0;
+}
+
+static int ten_values(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *next = dagger_arg_ptr(a, 0);
+    *out = dagger_i64((*next)++);
+    if (*next == 10)
+        return dagger_finish_stream(tc, *out, dagger_i64(10));
+    return 0;
+}
+
+static int sum_values(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc, (void)out;
+    int64_t *sum = dagger_arg_ptr(a, 0);
+    *sum += dagger_arg_i64(a, 1);
+    return 0;
+}
+
+/* On one worker, a streaming task with no inputs and no outputs shares the worker with the
+ * pipeline beside it, whose end stops the region (teardown). */
+TEST(stream_task_without_outputs_yields)
+{
+    dagger_ctx_t *ctx = open_ctx(1);
+    static _Atomic long runs;
+    int64_t next = 0, sum = 0;
+    dagger_stream_t *s;
+    ASSERT_OK(dagger_stream_begin(ctx, NULL, &s));
+    dagger_task_t *x = dagger_spawn(ctx, spin_forever, (void *)&runs);
+    dagger_task_t *y = dagger_spawn(ctx, ten_values, (void *)&next);
+    dagger_task_t *A = dagger_spawn(ctx, sum_values, (void *)&sum, y);
+    ASSERT_OK(dagger_stream_end(s));
+    wait_done(A, 10000, "the consumer beside a task without outputs");
+    wait_done(x, 10000, "the task without outputs, after teardown");
+    ASSERT_OK(dagger_wait(A));
+    ASSERT_EQ(sum, 45);
+    ASSERT_TRUE(atomic_load(&runs) > 0);
+    dagger_task_release(x);
+    dagger_task_release(y);
+    dagger_task_release(A);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+/* The consumer's spawn fails (out of memory): dagger_stream_end reports it and the producer,
+ * left without a consumer, is cancelled instead of spinning forever. */
+TEST(stream_failed_spawn_fails_the_region)
+{
+    dagger_ctx_t *ctx = open_ctx(1);
+    static _Atomic long runs;
+    int64_t sum = 0;
+    dagger_stream_t *s;
+    ASSERT_OK(dagger_stream_begin(ctx, NULL, &s));
+    dagger_task_t *x = dagger_spawn(ctx, spin_forever, (void *)&runs);
+    dagger_fault_alloc(1);
+    dagger_task_t *A = dagger_spawn(ctx, sum_values, (void *)&sum, x);
+    dagger_fault_alloc(0);
+    ASSERT_NULL(A);
+    ASSERT_ERR(dagger_stream_end(s), DAGGER_ENOMEM);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "cancelled");
+    wait_done(x, 10000, "the producer of a region whose consumer could not be spawned");
+    ASSERT_ERR(dagger_wait(x) ? DAGGER_EINVAL : dagger_task_error(x), DAGGER_ECANCELED);
+    dagger_task_release(x);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(datadeps_oom_fails_the_region, fiber_oom_never_aborts, release_after_force_close,
-          values_over_4gib_are_refused)
+          values_over_4gib_are_refused, stream_task_without_outputs_yields,
+          stream_failed_spawn_fails_the_region)

@@ -909,7 +909,8 @@ TEST(spawn_error_fails_region)
     o.scope = bad;
     dagger_task_t *A = dagger_spawn_opts(ctx, &o, sink, (void *)r, x);
     dagger_scope_release(bad);
-    ASSERT_OK(dagger_stream_end(s));
+    ASSERT_ERR(dagger_stream_end(s), DAGGER_ESCOPE); /* the spawn's error fails the region */
+    ASSERT_STR_HAS(dagger_last_errmsg(), "failed at spawn");
     ASSERT_ERR(dagger_fetch(A, NULL), DAGGER_ESCOPE);
     ASSERT_ERR(dagger_fetch(x, NULL), DAGGER_EUPSTREAM);
     release_all((dagger_task_t *[]){x, A}, 2);

@@ -1246,3 +1246,20 @@ int dagger__task_failed(const dagger_task_t *t)
         return t->argerr;
     return t->err ? t->err->code : 0;
 }
+
+static void yield_arm(void *arg)
+{
+    dagger_task_t *t = arg;
+    dagger__pool_submit(t->ctx->pool, &t->job);
+}
+
+void dagger__task_yield(void)
+{
+    dagger_task_t *me = dagger__cur_task();
+    if (!me || !dagger__pool_can_suspend(me->ctx->pool))
+        return;
+    if (dagger__pool_suspend(me->ctx->pool, &me->job, yield_arm, me) == 0) {
+        set_cur_task(me);
+        me->thread = (int16_t)dagger__pool_self_fresh(me->ctx->pool); /* may be another */
+    }
+}

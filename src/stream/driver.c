@@ -262,6 +262,10 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
         release_inputs(n);
         if (prc == -1 || (max > 0 && evals >= max))
             break;
+        /* A node with neither inputs nor outputs never waits: let the other drivers of its
+         * worker run between its runs, or it would starve them (and the region never ends). */
+        if (n->nins == 0 && n->nouts == 0)
+            dagger__task_yield();
     }
     for (uint32_t k = 0; k < n->nins; k++)
         args[n->ins[k].e->argi] = dagger_nil();

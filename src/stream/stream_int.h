@@ -115,8 +115,12 @@ struct dagger_stream {
     _Atomic uint32_t running; /* nodes that have not ended */
     struct dagger__event all_ended;
     _Atomic(struct node *) err_origin;
-    bool launched;                     /* guarded by reg_lock */
-    bool open;                         /* between begin and end: owner only */
+    bool launched; /* guarded by reg_lock */
+    bool open;     /* between begin and end: owner only */
+    /* A spawn of the region that returned no task (out of memory): the region is cancelled at
+     * dagger_stream_end, which returns this code and message. Owner only. */
+    int spawn_err;
+    char spawn_msg[160];
     struct dagger_stream *next, *prev; /* registry, guarded by reg_lock */
 };
 
