@@ -79,11 +79,26 @@ static void wait_ready(int fd)
     ASSERT_EQ(read(fd, &c, 1), 1);
 }
 
+/* The child's exit status; a child still running after 70 s (past its own alarm) is killed
+ * and the case fails saying so. */
 static int child_status(pid_t pid)
 {
     int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
+    for (int ms = 0;; ms++) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR)
+            fail_msg("waitpid(%d): %s", (int)pid, strerror(errno));
+        if (ms >= 70 * 1000) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                ;
+            fail_msg("waited 70 s for child %d to exit; killed it", (int)pid);
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
