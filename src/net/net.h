@@ -202,6 +202,12 @@ int64_t dagger__net_now_ns(void);
 int dagger__net_left_ms(int64_t deadline_ms);
 int64_t dagger__net_deadline(int timeout_ms);
 
+/* A listener bound beyond loopback without a secret: warns once on stderr, or refuses with
+ * DAGGER_EACCES (message in err) when DAGGER_REQUIRE_SECRET=1. Returns 0 when allowed. */
+struct sockaddr;
+int dagger__net_check_exposed(const struct sockaddr *sa, int has_secret, const char *what,
+                              char *err, size_t errcap);
+
 /* snprintf into a fixed buffer, never overflowing. */
 void dagger__net_fmt(char *buf, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -22,6 +22,10 @@
 #include <string.h>
 #include <time.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 /* ---------------------------------------------------------------- small helpers */
 
 void *dagger__net_calloc(size_t n) { return dagger__calloc(1, n ? n : 1); }
@@ -421,6 +425,41 @@ int dagger__uri_secret(const struct dagger__uri *u, char *out, size_t cap, char 
     }
     memcpy(out, s, n + 1);
     return (int)n;
+}
+
+/* ---------------------------------------------------------------- exposure */
+
+static _Atomic int exposed_warned;
+
+int dagger__net_check_exposed(const struct sockaddr *sa, int has_secret, const char *what,
+                              char *err, size_t errcap)
+{
+    if (has_secret)
+        return 0;
+    int loopback = 0;
+    if (sa->sa_family == AF_INET) {
+        uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+        loopback = (a >> 24) == 127;
+    } else if (sa->sa_family == AF_INET6) {
+        loopback = IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
+    }
+    if (loopback)
+        return 0;
+    const char *req = getenv("DAGGER_REQUIRE_SECRET");
+    if (req && strcmp(req, "1") == 0) {
+        dagger__net_fmt(err, errcap,
+                        "%s: refusing to listen beyond loopback without a secret "
+                        "(DAGGER_REQUIRE_SECRET=1): add secret= or secret_env=",
+                        what);
+        return DAGGER_EACCES;
+    }
+    if (!atomic_exchange(&exposed_warned, 1))
+        fprintf(stderr,
+                "dagger: warning: a %s edge listens beyond loopback without a secret: anyone who "
+                "can reach it can feed or drain the stream (set secret=, or "
+                "DAGGER_REQUIRE_SECRET=1 to refuse)\n",
+                what);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- registry */
