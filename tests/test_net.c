@@ -1187,6 +1187,109 @@ TEST(udp_strict_and_idle)
     close(fd);
 }
 
+/* A socket full of junk: the pop ends at its deadline (or idle_ms) instead of draining it all
+ * first, because both are checked on every turn, not only when the socket is empty (item 5). */
+static void pop_under_junk(const char *uri, int timeout_ms, int want)
+{
+    enum { NJUNK = 2000 };
+    dagger_edge_t *c;
+    OPEN_OK(&c, uri, DAGGER_EDGE_POP);
+    int fd = udp_raw();
+    for (int i = 0; i < NJUNK; i++)
+        udp_send(fd, listen_port(c), "junk", 4);
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL); /* past idle_ms=1 */
+    dagger_value_t v;
+    ASSERT_ERR(dagger_edge_pop(c, &v, timeout_ms), want);
+    dagger_edge_stats_t es;
+    dagger_edge_stats(c, &es);
+    ASSERT_TRUE(es.rejected > 0);
+    if (es.rejected >= NJUNK)
+        fail_msg("the pop read all %d junk datagrams before it looked at its deadline", NJUNK);
+    close(fd);
+    ASSERT_OK(dagger_edge_close(c));
+}
+
+TEST(udp_junk_cannot_hold_a_pop)
+{
+    pop_under_junk("udp://127.0.0.1:0", 0, DAGGER_ETIMEDOUT);
+    pop_under_junk("udp://127.0.0.1:0?idle_ms=1", -1, DAGGER_EPEER);
+}
+
+/* Datagrams recorded from an earlier stream with the same secret are refused (item 6). */
+TEST(udp_replay_of_an_earlier_stream_refused)
+{
+    int rec = udp_raw();
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    ASSERT_EQ(bind(rec, (struct sockaddr *)&sa, sizeof sa), 0);
+    ASSERT_EQ(getsockname(rec, (struct sockaddr *)&sa, &sl), 0);
+    char uri[128];
+    snprintf(uri, sizeof uri, "udp://127.0.0.1:%d?secret=u", ntohs(sa.sin_port));
+    dagger_edge_t *p1;
+    OPEN_OK(&p1, uri, DAGGER_EDGE_PUSH);
+    for (int i = 0; i < 3; i++) {
+        dagger_value_t v = dagger_i64(100 + i);
+        ASSERT_OK(dagger_edge_push(p1, &v));
+    }
+    ASSERT_OK(dagger_edge_close(p1)); /* END, three times */
+    static unsigned char recorded[8][256];
+    ssize_t lens[8];
+    int n = 0;
+    while (n < 8 && (lens[n] = recv(rec, recorded[n], 256, MSG_DONTWAIT)) > 0)
+        n++;
+    ASSERT_EQ(n, 6);
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+
+    dagger_edge_t *c, *p2;
+    OPEN_OK(&c, "udp://127.0.0.1:0?secret=u&skew_ms=0", DAGGER_EDGE_POP);
+    int port = listen_port(c);
+    for (int i = 0; i < n; i++)
+        udp_send(rec, port, recorded[i], (size_t)lens[i]);
+    snprintf(uri, sizeof uri, "udp://127.0.0.1:%d?secret=u", port);
+    OPEN_OK(&p2, uri, DAGGER_EDGE_PUSH);
+    for (int i = 0; i < 2; i++) {
+        dagger_value_t v = dagger_i64(7 + i);
+        ASSERT_OK(dagger_edge_push(p2, &v));
+    }
+    /* A replay in the middle of the new stream is refused too. */
+    udp_send(rec, port, recorded[0], (size_t)lens[0]);
+    ASSERT_OK(dagger_edge_close(p2));
+    dagger_value_t v;
+    ASSERT_OK(dagger_edge_pop(c, &v, 2000));
+    ASSERT_EQ(v.u.i, 7);
+    ASSERT_OK(dagger_edge_pop(c, &v, 2000));
+    ASSERT_EQ(v.u.i, 8);
+    ASSERT_ERR(dagger_edge_pop(c, &v, 2000), DAGGER_ECLOSED);
+    ASSERT_STR_HAS(dagger_edge_errmsg(c), "after 2 values");
+    dagger_edge_stats_t st;
+    dagger_edge_stats(c, &st);
+    ASSERT_EQ(st.rejected, (uint64_t)n + 1);
+    ASSERT_EQ(st.values, 2);
+    close(rec);
+    ASSERT_OK(dagger_edge_close(c));
+}
+
+/* Sequence numbers never wrap: 2^64 - 1 is refused (item 6). */
+TEST(udp_sequence_numbers_never_wrap)
+{
+    dagger_edge_t *c;
+    OPEN_OK(&c, "udp://127.0.0.1:0", DAGGER_EDGE_POP);
+    int fd = udp_raw();
+    udp_send_i64(fd, listen_port(c), 1, UINT64_MAX, 1);
+    udp_send_i64(fd, listen_port(c), 1, 0, 2);
+    dagger_value_t v;
+    ASSERT_OK(dagger_edge_pop(c, &v, 2000));
+    ASSERT_EQ(v.u.i, 2);
+    dagger_edge_stats_t st;
+    dagger_edge_stats(c, &st);
+    ASSERT_EQ(st.rejected, 1);
+    close(fd);
+    ASSERT_OK(dagger_edge_close(c));
+}
+
 TEST_LIST(open_rejects_bad_uris, wrong_end_and_pointer_values_refused, shm_every_kind_round_trips,
           shm_variable_sizes_wrap_around, shm_cross_process_in_order, shm_killed_producer_is_epeer,
           shm_killed_consumer_is_epeer, shm_refuses_wrong_secret_second_producer_and_permissions,
@@ -1197,4 +1300,5 @@ TEST_LIST(open_rejects_bad_uris, wrong_end_and_pointer_values_refused, shm_every
           tcp_handshake_honours_the_callers_timeout, tcp_encrypted_round_trip,
           tcp_encrypted_tampering_detected, tcp_exposed_listener_needs_a_secret,
           tcp_connect_refused_is_clear_error, udp_counts_drops,
-          udp_round_trip_with_secret_and_rejects, udp_strict_and_idle)
+          udp_round_trip_with_secret_and_rejects, udp_strict_and_idle, udp_junk_cannot_hold_a_pop,
+          udp_replay_of_an_earlier_stream_refused, udp_sequence_numbers_never_wrap)
