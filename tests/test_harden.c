@@ -6,11 +6,13 @@
  * SPDX-License-Identifier: MIT
  */
 #include <stdatomic.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "dagger/datadeps.h"
 #include "dagger/stream.h"
+#include "dagger/trace.h"
 #include "harness.h"
 
 static void nap_ms(int ms)
@@ -313,6 +315,68 @@ TEST(stream_failed_spawn_fails_the_region)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* ------------------------------------------------------------------ 8: hostile .dtrace files */
+
+static void put_le(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* A 56-byte header: t0 = 0, t1 = `t1`, no strings, no events. */
+static void write_dtrace(const char *path, int64_t t0, int64_t t1)
+{
+    unsigned char h[56] = {0};
+    memcpy(h, "DAGTRACE", 8);
+    put_le(h + 8, 1, 4);
+    put_le(h + 12, 1, 4);
+    put_le(h + 16, (uint64_t)t0, 8);
+    put_le(h + 24, (uint64_t)t1, 8);
+    FILE *f = fopen(path, "wb");
+    ASSERT_PTR(f);
+    ASSERT_EQ(fwrite(h, sizeof h, 1, f), 1);
+    ASSERT_EQ(fclose(f), 0);
+}
+
+/* Convert in a child bounded by alarm(): a loop that writes forever must fail the case, not
+ * fill the disk. Returns the child's exit code (the conversion's rc negated). */
+static int convert_bounded(const char *in, const char *out)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        _exit(-dagger_trace_convert(in, out) & 0xff);
+    }
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0)
+        ;
+    if (!WIFEXITED(st))
+        fail_msg("converting %s to %s did not finish (signal %d)", in, out, WTERMSIG(st));
+    return WEXITSTATUS(st);
+}
+
+TEST(dtrace_extreme_times_are_refused)
+{
+    char dir[] = "/tmp/dagger-harden-XXXXXX";
+    ASSERT_PTR(mkdtemp(dir));
+    char in[96], out[96];
+    snprintf(in, sizeof in, "%s/t.dtrace", dir);
+    snprintf(out, sizeof out, "%s/t.html", dir);
+    write_dtrace(in, 0, INT64_MAX);
+    ASSERT_EQ(convert_bounded(in, out), -DAGGER_EINVAL & 0xff);
+    ASSERT_ERR(dagger_trace_convert(in, out), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "out of range");
+    write_dtrace(in, 5, 4); /* ends before it starts */
+    ASSERT_ERR(dagger_trace_convert(in, out), DAGGER_EINVAL);
+    write_dtrace(in, 0, 1000); /* a valid empty trace converts */
+    ASSERT_OK(dagger_trace_convert(in, out));
+    unlink(in);
+    unlink(out);
+    rmdir(dir);
+}
+
 TEST_LIST(datadeps_oom_fails_the_region, fiber_oom_never_aborts, release_after_force_close,
           values_over_4gib_are_refused, stream_task_without_outputs_yields,
-          stream_failed_spawn_fails_the_region)
+          stream_failed_spawn_fails_the_region, dtrace_extreme_times_are_refused)
