@@ -218,14 +218,20 @@ TEST(open_rejects_bad_uris)
     ASSERT_EQ(dagger_edge_close(NULL), 0);
 }
 
-TEST(wrong_end_and_pointer_values_refused)
+/* A producer and a consumer of a fresh 64 KiB ring named after `tag`. */
+static void shm_pair(const char *tag, dagger_edge_t **p, dagger_edge_t **c)
 {
     char name[64], uri[160];
-    ring_name(name, sizeof name, "ends");
+    ring_name(name, sizeof name, tag);
     snprintf(uri, sizeof uri, "shm:/%s?cap=65536", name);
+    OPEN_OK(p, uri, DAGGER_EDGE_PUSH);
+    OPEN_OK(c, uri, DAGGER_EDGE_POP);
+}
+
+TEST(wrong_end_and_pointer_values_refused)
+{
     dagger_edge_t *p, *c;
-    OPEN_OK(&p, uri, DAGGER_EDGE_PUSH);
-    OPEN_OK(&c, uri, DAGGER_EDGE_POP);
+    shm_pair("ends", &p, &c);
     dagger_value_t v = dagger_ptr(&v);
     ASSERT_ERR(dagger_edge_push(p, &v), DAGGER_EINVAL);
     ASSERT_STR_HAS(dagger_edge_errmsg(p), "ptr value cannot cross");
@@ -1290,6 +1296,102 @@ TEST(udp_sequence_numbers_never_wrap)
     ASSERT_OK(dagger_edge_close(c));
 }
 
+/* A dir= path longer than the ring's name buffer is refused, never cut short (item 11). */
+TEST(shm_overlong_dir_refused)
+{
+    char uri[400], dir[220];
+    memset(dir, 'd', sizeof dir - 1);
+    dir[0] = '/';
+    dir[sizeof dir - 1] = '\0';
+    snprintf(uri, sizeof uri, "shm:/ring?dir=%s", dir);
+    dagger_edge_t *e;
+    ASSERT_ERR(dagger_edge_open(&e, uri, DAGGER_EDGE_POP), DAGGER_ENAMETOOLONG);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "bytes long");
+}
+
+/* dagger_edge_poll leaves the value of the last pop valid (item 10). */
+static void fill_pattern(unsigned char *b, size_t n, int seed)
+{
+    for (size_t k = 0; k < n; k++)
+        b[k] = (unsigned char)(k * 7 + (size_t)seed);
+}
+
+static void check_pattern(const dagger_value_t *v, size_t n, int seed)
+{
+    ASSERT_EQ(v->kind, DAGGER_KIND_BLOB);
+    ASSERT_EQ(v->len, n);
+    const unsigned char *p = v->u.p;
+    for (size_t k = 0; k < n; k++)
+        if (p[k] != (unsigned char)(k * 7 + (size_t)seed))
+            fail_msg("byte %zu of the popped value changed after dagger_edge_poll", k);
+}
+
+static int poll_producer_child(void *arg, int ready)
+{
+    dagger_edge_t *e;
+    if (dagger_edge_open(&e, (const char *)arg, DAGGER_EDGE_PUSH) < 0)
+        return 1;
+    static unsigned char a[1000], b[400000];
+    fill_pattern(a, sizeof a, 1);
+    fill_pattern(b, sizeof b, 2);
+    for (int i = 0; i < 3; i++) {
+        dagger_value_t v = dagger_i64(i);
+        if (dagger_edge_push(e, &v) < 0)
+            return 2;
+    }
+    dagger_value_t v = dagger_blob_borrow(a, sizeof a);
+    if (dagger_edge_push(e, &v) < 0)
+        return 3;
+    v = dagger_blob_borrow(b, sizeof b);
+    if (dagger_edge_push(e, &v) < 0)
+        return 4;
+    signal_ready(ready);
+    return dagger_edge_close(e) < 0 ? 5 : 0;
+}
+
+TEST(poll_keeps_the_popped_value)
+{
+    /* shm: the poll must not release the record, or the producer may write over it. */
+    char uri[160];
+    dagger_edge_t *c, *p;
+    shm_pair("pollkeep", &p, &c);
+    static unsigned char a[8000];
+    fill_pattern(a, sizeof a, 3);
+    dagger_value_t v = dagger_blob_borrow(a, sizeof a), got;
+    ASSERT_OK(dagger_edge_push(p, &v));
+    ASSERT_OK(dagger_edge_flush(p, 1000));
+    ASSERT_OK(dagger_edge_pop(c, &got, 1000));
+    ASSERT_EQ(dagger_edge_poll(c, 0), 0);
+    static unsigned char z[8000];
+    memset(z, 0xEE, sizeof z);
+    for (int i = 0; i < 20; i++) {
+        v = dagger_blob_borrow(z, sizeof z);
+        if (dagger_edge_push_timed(p, &v, 0) < 0)
+            break;
+    }
+    check_pattern(&got, sizeof a, 3);
+    ASSERT_OK(dagger_edge_close(p));
+    ASSERT_OK(dagger_edge_close(c));
+
+    /* tcp: the poll must not move the receive buffer under the borrowed bytes. */
+    OPEN_OK(&c, "tcp://127.0.0.1:0?role=listen", DAGGER_EDGE_POP);
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", listen_port(c));
+    int ready;
+    pid_t pid = spawn_child(poll_producer_child, uri, &ready);
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(dagger_edge_pop(c, &got, 10000));
+    ASSERT_OK(dagger_edge_pop(c, &got, 10000));
+    wait_ready(ready); /* the large blob is on its way */
+    ASSERT_TRUE(dagger_edge_poll(c, 5000) >= 0);
+    check_pattern(&got, 1000, 1);
+    ASSERT_OK(dagger_edge_pop(c, &got, 10000));
+    check_pattern(&got, 400000, 2);
+    ASSERT_ERR(dagger_edge_pop(c, &got, 10000), DAGGER_ECLOSED);
+    ASSERT_OK(dagger_edge_close(c));
+    ASSERT_EQ(child_status(pid), 0);
+    close(ready);
+}
+
 TEST_LIST(open_rejects_bad_uris, wrong_end_and_pointer_values_refused, shm_every_kind_round_trips,
           shm_variable_sizes_wrap_around, shm_cross_process_in_order, shm_killed_producer_is_epeer,
           shm_killed_consumer_is_epeer, shm_refuses_wrong_secret_second_producer_and_permissions,
@@ -1301,4 +1403,5 @@ TEST_LIST(open_rejects_bad_uris, wrong_end_and_pointer_values_refused, shm_every
           tcp_encrypted_tampering_detected, tcp_exposed_listener_needs_a_secret,
           tcp_connect_refused_is_clear_error, udp_counts_drops,
           udp_round_trip_with_secret_and_rejects, udp_strict_and_idle, udp_junk_cannot_hold_a_pop,
-          udp_replay_of_an_earlier_stream_refused, udp_sequence_numbers_never_wrap)
+          udp_replay_of_an_earlier_stream_refused, udp_sequence_numbers_never_wrap,
+          shm_overlong_dir_refused, poll_keeps_the_popped_value)

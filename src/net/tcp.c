@@ -866,8 +866,19 @@ static int tcp_poll(struct dagger_edge *e, int timeout_ms)
     int rc;
     if (e->end == DAGGER_EDGE_POP) {
         struct dagger__frame f;
-        t->rstart += t->pending;
-        t->pending = 0;
+        char err[160];
+        if (t->pending) {
+            /* The value of the last pop borrows rbuf: nothing may move until the next pop.
+             * Ready when a whole frame follows it, or when the socket has bytes. */
+            size_t at = t->rstart + t->pending, avail = t->rend - at;
+            if (avail >= DAGGER__FRAME_HDR &&
+                (dagger__frame_get(t->rbuf + at, t->base.max_payload, &f, err, sizeof err) < 0 ||
+                 avail >= DAGGER__FRAME_HDR + f.len))
+                return 1;
+            if (t->enc && t->ppos < t->plen)
+                return 1;
+            return wait_fd(t->fd, POLLIN, deadline);
+        }
         rc = fill_frame(t, timeout_ms, &f);
         return rc == DAGGER_ETIMEDOUT ? 0 : rc < 0 ? rc : 1;
     }
