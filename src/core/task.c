@@ -446,8 +446,14 @@ int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_
             DAGGER__TRACE(dagger__trace_resume(me->id, me->thread));
             return 0;
         }
-        /* No stack to suspend on (out of memory): keep this thread and block below. */
+        /* No stack to suspend on (out of memory). Blocking this worker instead could deadlock
+         * (on one thread the awaited task would never run): the wait fails, and so does the
+         * task unless it handles the error. */
         DAGGER__TRACE(dagger__trace_resume(me->id, thread));
+        return dagger__set_errmsg(DAGGER_ENOMEM,
+                                  "out of memory for a stack to suspend task %llu '%s' on while "
+                                  "it waits",
+                                  (unsigned long long)me->id, display_name(me));
     }
     (void)ctx;
     /* A thread outside the workers (or an aux thread): spin briefly, then sleep. */
