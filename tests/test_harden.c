@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "dagger/datadeps.h"
+#include "dagger/net.h"
 #include "dagger/stream.h"
 #include "dagger/trace.h"
 #include "harness.h"
@@ -315,6 +316,30 @@ TEST(stream_failed_spawn_fails_the_region)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* ------------------------------------------------------------------ 15: the sink names the cause
+ */
+
+TEST(edge_sink_names_the_failed_spawn_of_its_input)
+{
+    dagger_ctx_t *ctx = open_ctx(1);
+    static _Atomic long runs;
+    dagger_edge_t *e;
+    ASSERT_OK(dagger_edge_open(&e, "tcp://127.0.0.1:0?role=listen", DAGGER_EDGE_PUSH));
+    dagger_stream_t *s;
+    ASSERT_OK(dagger_stream_begin(ctx, NULL, &s));
+    dagger_fault_alloc(1);
+    dagger_task_t *x = dagger_spawn(ctx, spin_forever, (void *)&runs);
+    dagger_fault_alloc(0);
+    ASSERT_NULL(x);
+    dagger_task_t *k = dagger_stream_spawn_edge_sink(s, e, x); /* consumes the edge */
+    ASSERT_NULL(k);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "its spawn failed");
+    ASSERT_STR_HAS(dagger_last_errmsg(), "out of memory");
+    ASSERT_ERR(dagger_stream_end(s), DAGGER_ENOMEM);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "out of memory");
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* ------------------------------------------------------------------ 8: hostile .dtrace files */
 
 static void put_le(unsigned char *p, uint64_t v, int n)
@@ -379,4 +404,5 @@ TEST(dtrace_extreme_times_are_refused)
 
 TEST_LIST(datadeps_oom_fails_the_region, fiber_oom_never_aborts, release_after_force_close,
           values_over_4gib_are_refused, stream_task_without_outputs_yields,
-          stream_failed_spawn_fails_the_region, dtrace_extreme_times_are_refused)
+          stream_failed_spawn_fails_the_region, dtrace_extreme_times_are_refused,
+          edge_sink_names_the_failed_spawn_of_its_input)

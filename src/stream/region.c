@@ -211,13 +211,18 @@ static void node_free_unregistered(struct node *n)
     dagger__free(n);
 }
 
+void dagger__stream_spawn_failed(struct dagger_stream *r, int code, const char *what)
+{
+    if (!r->spawn_err) {
+        r->spawn_err = code;
+        snprintf(r->spawn_msg, sizeof r->spawn_msg, "%s", what);
+    }
+}
+
 /* A spawn of `r` returned no task: remember it (the first one) for dagger_stream_end. */
 static void spawn_failed(struct dagger_stream *r, const char *what)
 {
-    if (!r->spawn_err) {
-        r->spawn_err = DAGGER_ENOMEM;
-        snprintf(r->spawn_msg, sizeof r->spawn_msg, "%s", what);
-    }
+    dagger__stream_spawn_failed(r, DAGGER_ENOMEM, what);
     dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: %s", what);
 }
 
