@@ -4,11 +4,15 @@
 #   make bench       benchmarks side by side with the peers (BENCH_FILTER=<substring>)
 #   make test-asan   the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-tsan   the suite under ThreadSanitizer
+#   make fuzz        every libFuzzer harness for FUZZ_TIME seconds (clang; tests/fuzz/)
+#   make test-faults the allocation-failure sweep over the examples and chosen tests (ASan)
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
-.PHONY: all deps run test bench test-asan test-tsan format clean
+FUZZ_TIME ?= 60
+
+.PHONY: all deps run test bench test-asan test-tsan fuzz test-faults format clean
 
 all: build/.configured
 	cmake --build build -j$(JOBS)
@@ -49,6 +53,21 @@ test-tsan:
 	cd build-tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	    ctest -j$(JOBS) --output-on-failure -LE nosan $(CTEST_FLAGS)
 
+fuzz:
+	sh scripts/install-deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Debug \
+	    -DDAGGER_SANITIZE=address,undefined -DDAGGER_FUZZ=ON -DDAGGER_BUILD_BENCH=OFF \
+	    -DDAGGER_BUILD_EXAMPLES=OFF "-DCMAKE_C_FLAGS=-fsanitize=fuzzer-no-link" $(CMAKE_FLAGS)
+	cmake --build build-fuzz -j$(JOBS) --target fuzz_all
+	FUZZ_TIME=$(FUZZ_TIME) sh scripts/fuzz build-fuzz
+
+test-faults:
+	sh scripts/install-deps --all
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDAGGER_SANITIZE=address,undefined \
+	    -DDAGGER_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake --build build-asan -j$(JOBS)
+	sh scripts/fault-sweep --full build-asan
+
 bench:
 	sh scripts/install-deps --bench
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DDAGGER_BUILD_TESTS=OFF $(CMAKE_FLAGS)
@@ -59,4 +78,4 @@ format:
 	clang-format -i include/*.h include/dagger/*.h src/*/*.[ch] src/*/*/*.[ch] tests/*.[ch] examples/*.c
 
 clean:
-	rm -rf build build-asan build-tsan build-bench
+	rm -rf build build-asan build-tsan build-bench build-fuzz

@@ -82,6 +82,8 @@ enum {
         1u << 0,                  /* str/blob argument: caller keeps it alive until the task ends */
     DAGGER_VALUE_OWNED = 1u << 1, /* internal: the holder frees the bytes */
     DAGGER_VALUE_REMOTE = 1u << 2, /* decoded task reference: u.i is the task id, no handle */
+    DAGGER_VALUE_TOOBIG =
+        1u << 3, /* str/blob of 4 GiB or more: refused (DAGGER_E2BIG) where used */
 };
 
 /** A 16-byte tagged value. Build it with the constructors below; read it with the accessors. */
@@ -134,7 +136,8 @@ static inline dagger_value_t dagger_f64(double f)
 DAGGER_API dagger_value_t dagger_str(const char *s);
 /** A string argument the runtime does not copy: the caller keeps it alive until the task ends. */
 DAGGER_API dagger_value_t dagger_str_borrow(const char *s);
-/** A byte blob of `n` bytes (n < 4 GiB); copied like strings. */
+/** A byte blob of `n` bytes (n < 4 GiB; a larger one is marked DAGGER_VALUE_TOOBIG and refused
+ *  with DAGGER_E2BIG by spawn, task results and encode); copied like strings. */
 DAGGER_API dagger_value_t dagger_blob(const void *p, size_t n);
 /** A blob argument the runtime does not copy (DAGGER_BORROW mode). */
 DAGGER_API dagger_value_t dagger_blob_borrow(const void *p, size_t n);

@@ -668,6 +668,15 @@ static int plus_one(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
     return 0;
 }
 
+/* The callback runs on the completing thread, maybe after a dependent already finished: wait
+ * for it (bounded). */
+static int wait_flag(int *flag)
+{
+    for (int i = 0; i < 100000 && !__atomic_load_n(flag, __ATOMIC_SEQ_CST); i++)
+        usleep(100);
+    return __atomic_load_n(flag, __ATOMIC_SEQ_CST);
+}
+
 static void *executor_thread(void *arg)
 {
     int fail = *(int *)arg;
@@ -687,7 +696,7 @@ static int calls;
 static void on_done(dagger_task_t *t, void *ud)
 {
     __atomic_fetch_add(&calls, 1, __ATOMIC_SEQ_CST);
-    *(int *)ud = dagger_task_error(t) ? -1 : 1;
+    __atomic_store_n((int *)ud, dagger_task_error(t) ? -1 : 1, __ATOMIC_SEQ_CST);
 }
 
 TEST(completion_from_another_thread)
@@ -705,12 +714,12 @@ TEST(completion_from_another_thread)
         if (!fail) {
             ASSERT_OK(dagger_fetch_i64(b, &r));
             ASSERT_EQ(r, 42);
-            ASSERT_EQ(flag, 1);
+            ASSERT_EQ(wait_flag(&flag), 1);
         } else {
             ASSERT_ERR(dagger_fetch_i64(b, &r), DAGGER_EUPSTREAM);
             ASSERT_STR_HAS(dagger_task_errmsg(b), "the device reported an error");
             ASSERT_ERR(dagger_fetch(a, NULL), DAGGER_EIO);
-            ASSERT_EQ(flag, -1);
+            ASSERT_EQ(wait_flag(&flag), -1);
         }
         pthread_join(th, NULL);
         /* a callback on a finished task runs at once */

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -79,11 +80,26 @@ static void wait_ready(int fd)
     ASSERT_EQ(read(fd, &c, 1), 1);
 }
 
+/* The child's exit status; a child still running after 70 s (past its own alarm) is killed
+ * and the case fails saying so. */
 static int child_status(pid_t pid)
 {
     int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
+    for (int ms = 0;; ms++) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR)
+            fail_msg("waitpid(%d): %s", (int)pid, strerror(errno));
+        if (ms >= 70 * 1000) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                ;
+            fail_msg("waited 70 s for child %d to exit; killed it", (int)pid);
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -202,14 +218,20 @@ TEST(open_rejects_bad_uris)
     ASSERT_EQ(dagger_edge_close(NULL), 0);
 }
 
-TEST(wrong_end_and_pointer_values_refused)
+/* A producer and a consumer of a fresh 64 KiB ring named after `tag`. */
+static void shm_pair(const char *tag, dagger_edge_t **p, dagger_edge_t **c)
 {
     char name[64], uri[160];
-    ring_name(name, sizeof name, "ends");
+    ring_name(name, sizeof name, tag);
     snprintf(uri, sizeof uri, "shm:/%s?cap=65536", name);
+    OPEN_OK(p, uri, DAGGER_EDGE_PUSH);
+    OPEN_OK(c, uri, DAGGER_EDGE_POP);
+}
+
+TEST(wrong_end_and_pointer_values_refused)
+{
     dagger_edge_t *p, *c;
-    OPEN_OK(&p, uri, DAGGER_EDGE_PUSH);
-    OPEN_OK(&c, uri, DAGGER_EDGE_POP);
+    shm_pair("ends", &p, &c);
     dagger_value_t v = dagger_ptr(&v);
     ASSERT_ERR(dagger_edge_push(p, &v), DAGGER_EINVAL);
     ASSERT_STR_HAS(dagger_edge_errmsg(p), "ptr value cannot cross");
@@ -534,18 +556,25 @@ TEST(tcp_cross_process_in_order)
     close(ready);
 }
 
-TEST(tcp_blobs_cross_process)
+/* A listening consumer at `listen_uri`; a forked producer connects with `params` and sends
+ * 3000 values with blobs of every size; every value is checked. */
+static void tcp_blob_round_trip(const char *listen_uri, const char *params)
 {
     dagger_edge_t *c;
-    OPEN_OK(&c, "tcp://127.0.0.1:0?role=listen&secret=b", DAGGER_EDGE_POP);
+    OPEN_OK(&c, listen_uri, DAGGER_EDGE_POP);
     struct prod_args a = {.n = 3000, .blobs = 1};
-    snprintf(a.uri, sizeof a.uri, "tcp://127.0.0.1:%d?secret=b&batch=16384", listen_port(c));
+    snprintf(a.uri, sizeof a.uri, "tcp://127.0.0.1:%d?%s", listen_port(c), params);
     int ready;
     pid_t pid = spawn_child(producer_child, &a, &ready);
     consume_all(c, &a);
     ASSERT_OK(dagger_edge_close(c));
     ASSERT_EQ(child_status(pid), 0);
     close(ready);
+}
+
+TEST(tcp_blobs_cross_process)
+{
+    tcp_blob_round_trip("tcp://127.0.0.1:0?role=listen&secret=b", "secret=b&batch=16384");
 }
 
 static int consumer_child_verify(void *arg, int ready)
@@ -678,12 +707,13 @@ static void put_frame(unsigned char *p, unsigned kind, unsigned flags, uint32_t 
     memcpy(p + 16, &seq, 8);
 }
 
-/* A raw producer without a secret: HELLO (role 1 = producer, auth 0, seq 0, a nonce). */
+/* A raw connecting producer without a secret: HELLO (protocol 2, role 1 = producer, auth 0,
+ * no encryption, not listening, seq 0, a nonce). */
 static void raw_hello(int fd)
 {
     unsigned char m[24 + 48] = {0};
     put_frame(m, 4, 0, 48, 0);
-    m[24] = 1;     /* protocol 1 */
+    m[24] = 2;     /* protocol 2 */
     m[24 + 4] = 1; /* producer */
     ASSERT_EQ(write(fd, m, sizeof m), (ssize_t)sizeof m);
 }
@@ -696,10 +726,14 @@ TEST(tcp_garbage_frame_rejected)
     const char junk[] = "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
     ASSERT_EQ(write(fd, junk, sizeof junk - 1), (ssize_t)sizeof junk - 1);
     dagger_value_t v;
-    ASSERT_ERR(dagger_edge_pop(c, &v, 5000), DAGGER_EINVAL);
+    /* The bad peer is refused and counted; the listener itself stays open for a real one. */
+    ASSERT_ERR(dagger_edge_pop(c, &v, 1000), DAGGER_ETIMEDOUT);
     ASSERT_STR_HAS(dagger_edge_errmsg(c), "bad frame magic");
-    ASSERT_ERR(dagger_edge_pop(c, &v, 0), DAGGER_EINVAL); /* the edge is closed */
-    ASSERT_ERR(dagger_edge_poll(c, 0), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_edge_errmsg(c), "1 connection rejected");
+    dagger_edge_stats_t st;
+    dagger_edge_stats(c, &st);
+    ASSERT_EQ(st.rejected, 1);
+    ASSERT_EQ(dagger_edge_poll(c, 0), 0);
     close(fd);
     ASSERT_OK(dagger_edge_close(c));
 }
@@ -770,8 +804,10 @@ static int wrong_secret_child(void *arg, int ready)
         return 1;
     dagger_value_t v = dagger_i64(1);
     int rc = dagger_edge_push(e, &v);
-    dagger_edge_close(e);
-    return rc == DAGGER_EINVAL ? 0 : 10;
+    if (dagger_edge_close(e)) { /* already failed: the push said why */
+    }
+    /* The listener checks the connecting side's proof first and hangs up on a wrong one. */
+    return rc == DAGGER_EPEER ? 0 : 10;
 }
 
 TEST(tcp_wrong_secret_rejected)
@@ -783,11 +819,242 @@ TEST(tcp_wrong_secret_rejected)
     int ready;
     pid_t pid = spawn_child(wrong_secret_child, uri, &ready);
     dagger_value_t v;
-    ASSERT_ERR(dagger_edge_pop(c, &v, 5000), DAGGER_EINVAL);
+    ASSERT_ERR(dagger_edge_pop(c, &v, 3000), DAGGER_ETIMEDOUT);
     ASSERT_STR_HAS(dagger_edge_errmsg(c), "authentication failed");
     ASSERT_OK(dagger_edge_close(c));
     ASSERT_EQ(child_status(pid), 0); /* the producer was refused too */
     close(ready);
+}
+
+/* One bad client after another, then the real producer (issue 16, item 3). */
+struct flood_args {
+    int port;
+    int nbad;
+    char good_uri[160];
+    char wrong_uri[160];
+};
+
+static int flood_child(void *arg, int ready)
+{
+    struct flood_args *f = arg;
+    int silent[4], nsilent = 0;
+    for (int k = 0; k < f->nbad; k++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)f->port)};
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0)
+            return 20;
+        unsigned char m[24 + 48 + 24 + 32] = {0};
+        switch (k % 6) {
+        case 0: /* connect and hang up */
+            break;
+        case 1: /* garbage */
+            memset(m, 'x', sizeof m);
+            if (write(fd, m, sizeof m) < 0)
+                return 21;
+            break;
+        case 2: /* a HELLO without a secret */
+            put_frame(m, 4, 0, 48, 0);
+            m[24] = 2, m[28] = 1;
+            if (write(fd, m, 72) < 0)
+                return 22;
+            break;
+        case 3: /* a truncated HELLO */
+            put_frame(m, 4, 0, 48, 0);
+            if (write(fd, m, 30) < 0)
+                return 23;
+            break;
+        case 4: /* a HELLO with a secret, then a replayed (here: made-up) proof */
+            put_frame(m, 4, 0, 48, 0);
+            m[24] = 2, m[28] = 1, m[29] = 1;
+            put_frame(m + 72, 5, 0, 32, 0);
+            memset(m + 96, 0xA5, 32);
+            if (write(fd, m, sizeof m) < 0)
+                return 24;
+            break;
+        case 5: /* silent: a slow hello, left open a while (a few only) */
+            if (nsilent < 4) {
+                silent[nsilent++] = fd;
+                continue;
+            }
+            break;
+        }
+        close(fd);
+    }
+    /* A real peer with the wrong secret. */
+    dagger_edge_t *e;
+    if (dagger_edge_open(&e, f->wrong_uri, DAGGER_EDGE_PUSH) < 0)
+        return 25;
+    dagger_value_t v = dagger_i64(-1);
+    if (dagger_edge_push(e, &v) != DAGGER_EPEER)
+        return 26;
+    if (dagger_edge_close(e)) {
+    }
+    signal_ready(ready);
+    /* The real producer. */
+    if (dagger_edge_open(&e, f->good_uri, DAGGER_EDGE_PUSH) < 0)
+        return 27;
+    for (int i = 0; i < 10; i++) {
+        v = dagger_i64(i);
+        if (dagger_edge_push(e, &v) < 0)
+            return 28;
+    }
+    for (int i = 0; i < nsilent; i++)
+        close(silent[i]);
+    return dagger_edge_close(e) < 0 ? 29 : 0;
+}
+
+TEST(tcp_listener_survives_bad_clients)
+{
+    dagger_edge_t *c;
+    OPEN_OK(&c, "tcp://127.0.0.1:0?role=listen&secret=flood&handshake_ms=300", DAGGER_EDGE_POP);
+    struct flood_args f = {.port = listen_port(c), .nbad = 240};
+    snprintf(f.good_uri, sizeof f.good_uri, "tcp://127.0.0.1:%d?secret=flood", f.port);
+    snprintf(f.wrong_uri, sizeof f.wrong_uri, "tcp://127.0.0.1:%d?secret=wrong", f.port);
+    int ready;
+    pid_t pid = spawn_child(flood_child, &f, &ready);
+    for (int i = 0; i < 10; i++) {
+        dagger_value_t v;
+        int rc;
+        /* Each pop is bounded; timeouts while bad clients are refused are not failures. */
+        for (int tries = 0; (rc = dagger_edge_pop(c, &v, 1000)) == DAGGER_ETIMEDOUT && tries < 30;
+             tries++)
+            ;
+        if (rc < 0)
+            fail_msg("pop %d: %s: %s", i, dagger_err_name(rc), dagger_edge_errmsg(c));
+        ASSERT_EQ(v.kind, DAGGER_KIND_I64);
+        ASSERT_EQ(v.u.i, i);
+    }
+    dagger_value_t v;
+    ASSERT_ERR(dagger_edge_pop(c, &v, 10000), DAGGER_ECLOSED);
+    dagger_edge_stats_t st;
+    dagger_edge_stats(c, &st);
+    /* every bad client but the silent ones past the fourth (closed at once: refused too) */
+    ASSERT_EQ(st.rejected, (uint64_t)f.nbad + 1);
+    ASSERT_EQ(st.values, 10);
+    ASSERT_OK(dagger_edge_close(c));
+    ASSERT_EQ(child_status(pid), 0);
+    close(ready);
+}
+
+/* A silent client must not make a short pop wait for the whole handshake bound (item 4). */
+TEST(tcp_handshake_honours_the_callers_timeout)
+{
+    dagger_edge_t *c;
+    OPEN_OK(&c, "tcp://127.0.0.1:0?role=listen&secret=t&handshake_ms=60000", DAGGER_EDGE_POP);
+    int fd = raw_connect(listen_port(c));
+    dagger_value_t v;
+    ASSERT_ERR(dagger_edge_pop(c, &v, 200), DAGGER_ETIMEDOUT);
+    ASSERT_STR_HAS(dagger_edge_errmsg(c), "handshake");
+    ASSERT_ERR(dagger_edge_pop(c, &v, 200), DAGGER_ETIMEDOUT); /* not sticky */
+    dagger_edge_stats_t st;
+    dagger_edge_stats(c, &st);
+    ASSERT_EQ(st.rejected, 0);
+    close(fd);
+    ASSERT_OK(dagger_edge_close(c));
+}
+
+/* encrypt=1: the values arrive; a peer that does not encrypt is refused (item 7). */
+TEST(tcp_encrypted_round_trip)
+{
+    tcp_blob_round_trip("tcp://127.0.0.1:0?role=listen&secret=e&encrypt=1",
+                        "secret=e&encrypt=1&batch=16384");
+    dagger_edge_t *e;
+    ASSERT_ERR(dagger_edge_open(&e, "tcp://127.0.0.1:0?role=listen&encrypt=1", DAGGER_EDGE_POP),
+               DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "encrypt=1 needs a secret");
+}
+
+/* A relay that flips one byte after the handshake: the encrypted consumer refuses the data. */
+struct relay_args {
+    int port_in;  /* the relay listens here (the producer connects) */
+    int port_out; /* the consumer listens here */
+};
+
+static int relay_child(void *arg, int ready)
+{
+    struct relay_args *r = arg;
+    int out = raw_connect(r->port_out);
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)r->port_in)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(ls, (struct sockaddr *)&sa, sizeof sa) < 0 || listen(ls, 1) < 0)
+        return 30;
+    signal_ready(ready);
+    int in = accept(ls, NULL, NULL);
+    if (in < 0)
+        return 31;
+    /* Forward both ways; flip a byte of the producer's stream past the handshake (72 + 96). */
+    size_t sent = 0;
+    struct pollfd p[2] = {{in, POLLIN, 0}, {out, POLLIN, 0}};
+    for (;;) {
+        if (poll(p, 2, 10000) <= 0)
+            return 0;
+        unsigned char buf[65536];
+        if (p[0].revents) {
+            ssize_t n = read(in, buf, sizeof buf);
+            if (n <= 0)
+                return 0;
+            for (ssize_t i = 0; i < n; i++, sent++)
+                if (sent == 72 + 56 + 10)
+                    buf[i] ^= 1;
+            if (write(out, buf, (size_t)n) != n)
+                return 0;
+        }
+        if (p[1].revents) {
+            ssize_t n = read(out, buf, sizeof buf);
+            if (n <= 0)
+                return 0;
+            if (write(in, buf, (size_t)n) != n)
+                return 0;
+        }
+    }
+}
+
+TEST(tcp_encrypted_tampering_detected)
+{
+    dagger_edge_t *c;
+    OPEN_OK(&c, "tcp://127.0.0.1:0?role=listen&secret=r&encrypt=1", DAGGER_EDGE_POP);
+    dagger_edge_t *tmp;
+    OPEN_OK(&tmp, "tcp://127.0.0.1:0?role=listen", DAGGER_EDGE_POP);
+    struct relay_args r = {.port_in = listen_port(tmp), .port_out = listen_port(c)};
+    ASSERT_OK(dagger_edge_close(tmp)); /* a free port for the relay */
+    int ready;
+    pid_t relay = spawn_child(relay_child, &r, &ready);
+    wait_ready(ready);
+    struct prod_args a = {.n = 100};
+    snprintf(a.uri, sizeof a.uri, "tcp://127.0.0.1:%d?secret=r&encrypt=1", r.port_in);
+    int ready2;
+    pid_t prod = spawn_child(producer_child, &a, &ready2);
+    dagger_value_t v;
+    int rc;
+    while ((rc = dagger_edge_pop(c, &v, 10000)) == 0)
+        ;
+    ASSERT_ERR(rc, DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_edge_errmsg(c), "failed authentication");
+    ASSERT_OK(dagger_edge_close(c));
+    kill(prod, SIGKILL);
+    kill(relay, SIGKILL);
+    child_status(prod);
+    child_status(relay);
+    close(ready);
+    close(ready2);
+}
+
+/* Beyond loopback without a secret: refused under DAGGER_REQUIRE_SECRET=1 (item 7). */
+TEST(tcp_exposed_listener_needs_a_secret)
+{
+    dagger_edge_t *e;
+    setenv("DAGGER_REQUIRE_SECRET", "1", 1);
+    ASSERT_ERR(dagger_edge_open(&e, "tcp://0.0.0.0:0?role=listen", DAGGER_EDGE_POP), DAGGER_EACCES);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "without a secret");
+    OPEN_OK(&e, "tcp://127.0.0.1:0?role=listen", DAGGER_EDGE_POP); /* loopback is fine */
+    ASSERT_OK(dagger_edge_close(e));
+    OPEN_OK(&e, "tcp://0.0.0.0:0?role=listen&secret=x", DAGGER_EDGE_POP);
+    ASSERT_OK(dagger_edge_close(e));
+    unsetenv("DAGGER_REQUIRE_SECRET");
+    OPEN_OK(&e, "tcp://0.0.0.0:0?role=listen", DAGGER_EDGE_POP); /* a warning only */
+    ASSERT_OK(dagger_edge_close(e));
 }
 
 TEST(tcp_connect_refused_is_clear_error)
@@ -926,11 +1193,215 @@ TEST(udp_strict_and_idle)
     close(fd);
 }
 
+/* A socket full of junk: the pop ends at its deadline (or idle_ms) instead of draining it all
+ * first, because both are checked on every turn, not only when the socket is empty (item 5). */
+static void pop_under_junk(const char *uri, int timeout_ms, int want)
+{
+    enum { NJUNK = 2000 };
+    dagger_edge_t *c;
+    OPEN_OK(&c, uri, DAGGER_EDGE_POP);
+    int fd = udp_raw();
+    for (int i = 0; i < NJUNK; i++)
+        udp_send(fd, listen_port(c), "junk", 4);
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL); /* past idle_ms=1 */
+    dagger_value_t v;
+    ASSERT_ERR(dagger_edge_pop(c, &v, timeout_ms), want);
+    dagger_edge_stats_t es;
+    dagger_edge_stats(c, &es);
+    ASSERT_TRUE(es.rejected > 0);
+    if (es.rejected >= NJUNK)
+        fail_msg("the pop read all %d junk datagrams before it looked at its deadline", NJUNK);
+    close(fd);
+    ASSERT_OK(dagger_edge_close(c));
+}
+
+TEST(udp_junk_cannot_hold_a_pop)
+{
+    pop_under_junk("udp://127.0.0.1:0", 0, DAGGER_ETIMEDOUT);
+    pop_under_junk("udp://127.0.0.1:0?idle_ms=1", -1, DAGGER_EPEER);
+}
+
+/* Datagrams recorded from an earlier stream with the same secret are refused (item 6). */
+TEST(udp_replay_of_an_earlier_stream_refused)
+{
+    int rec = udp_raw();
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    ASSERT_EQ(bind(rec, (struct sockaddr *)&sa, sizeof sa), 0);
+    ASSERT_EQ(getsockname(rec, (struct sockaddr *)&sa, &sl), 0);
+    char uri[128];
+    snprintf(uri, sizeof uri, "udp://127.0.0.1:%d?secret=u", ntohs(sa.sin_port));
+    dagger_edge_t *p1;
+    OPEN_OK(&p1, uri, DAGGER_EDGE_PUSH);
+    for (int i = 0; i < 3; i++) {
+        dagger_value_t v = dagger_i64(100 + i);
+        ASSERT_OK(dagger_edge_push(p1, &v));
+    }
+    ASSERT_OK(dagger_edge_close(p1)); /* END, three times */
+    static unsigned char recorded[8][256];
+    ssize_t lens[8];
+    int n = 0;
+    while (n < 8 && (lens[n] = recv(rec, recorded[n], 256, MSG_DONTWAIT)) > 0)
+        n++;
+    ASSERT_EQ(n, 6);
+    struct timespec ts = {0, 5000000};
+    nanosleep(&ts, NULL);
+
+    dagger_edge_t *c, *p2;
+    OPEN_OK(&c, "udp://127.0.0.1:0?secret=u&skew_ms=0", DAGGER_EDGE_POP);
+    int port = listen_port(c);
+    for (int i = 0; i < n; i++)
+        udp_send(rec, port, recorded[i], (size_t)lens[i]);
+    snprintf(uri, sizeof uri, "udp://127.0.0.1:%d?secret=u", port);
+    OPEN_OK(&p2, uri, DAGGER_EDGE_PUSH);
+    for (int i = 0; i < 2; i++) {
+        dagger_value_t v = dagger_i64(7 + i);
+        ASSERT_OK(dagger_edge_push(p2, &v));
+    }
+    /* A replay in the middle of the new stream is refused too. */
+    udp_send(rec, port, recorded[0], (size_t)lens[0]);
+    ASSERT_OK(dagger_edge_close(p2));
+    dagger_value_t v;
+    ASSERT_OK(dagger_edge_pop(c, &v, 2000));
+    ASSERT_EQ(v.u.i, 7);
+    ASSERT_OK(dagger_edge_pop(c, &v, 2000));
+    ASSERT_EQ(v.u.i, 8);
+    ASSERT_ERR(dagger_edge_pop(c, &v, 2000), DAGGER_ECLOSED);
+    ASSERT_STR_HAS(dagger_edge_errmsg(c), "after 2 values");
+    dagger_edge_stats_t st;
+    dagger_edge_stats(c, &st);
+    ASSERT_EQ(st.rejected, (uint64_t)n + 1);
+    ASSERT_EQ(st.values, 2);
+    close(rec);
+    ASSERT_OK(dagger_edge_close(c));
+}
+
+/* Sequence numbers never wrap: 2^64 - 1 is refused (item 6). */
+TEST(udp_sequence_numbers_never_wrap)
+{
+    dagger_edge_t *c;
+    OPEN_OK(&c, "udp://127.0.0.1:0", DAGGER_EDGE_POP);
+    int fd = udp_raw();
+    udp_send_i64(fd, listen_port(c), 1, UINT64_MAX, 1);
+    udp_send_i64(fd, listen_port(c), 1, 0, 2);
+    dagger_value_t v;
+    ASSERT_OK(dagger_edge_pop(c, &v, 2000));
+    ASSERT_EQ(v.u.i, 2);
+    dagger_edge_stats_t st;
+    dagger_edge_stats(c, &st);
+    ASSERT_EQ(st.rejected, 1);
+    close(fd);
+    ASSERT_OK(dagger_edge_close(c));
+}
+
+/* A dir= path longer than the ring's name buffer is refused, never cut short (item 11). */
+TEST(shm_overlong_dir_refused)
+{
+    char uri[400], dir[220];
+    memset(dir, 'd', sizeof dir - 1);
+    dir[0] = '/';
+    dir[sizeof dir - 1] = '\0';
+    snprintf(uri, sizeof uri, "shm:/ring?dir=%s", dir);
+    dagger_edge_t *e;
+    ASSERT_ERR(dagger_edge_open(&e, uri, DAGGER_EDGE_POP), DAGGER_ENAMETOOLONG);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "bytes long");
+}
+
+/* dagger_edge_poll leaves the value of the last pop valid (item 10). */
+static void fill_pattern(unsigned char *b, size_t n, int seed)
+{
+    for (size_t k = 0; k < n; k++)
+        b[k] = (unsigned char)(k * 7 + (size_t)seed);
+}
+
+static void check_pattern(const dagger_value_t *v, size_t n, int seed)
+{
+    ASSERT_EQ(v->kind, DAGGER_KIND_BLOB);
+    ASSERT_EQ(v->len, n);
+    const unsigned char *p = v->u.p;
+    for (size_t k = 0; k < n; k++)
+        if (p[k] != (unsigned char)(k * 7 + (size_t)seed))
+            fail_msg("byte %zu of the popped value changed after dagger_edge_poll", k);
+}
+
+static int poll_producer_child(void *arg, int ready)
+{
+    dagger_edge_t *e;
+    if (dagger_edge_open(&e, (const char *)arg, DAGGER_EDGE_PUSH) < 0)
+        return 1;
+    static unsigned char a[1000], b[400000];
+    fill_pattern(a, sizeof a, 1);
+    fill_pattern(b, sizeof b, 2);
+    for (int i = 0; i < 3; i++) {
+        dagger_value_t v = dagger_i64(i);
+        if (dagger_edge_push(e, &v) < 0)
+            return 2;
+    }
+    dagger_value_t v = dagger_blob_borrow(a, sizeof a);
+    if (dagger_edge_push(e, &v) < 0)
+        return 3;
+    v = dagger_blob_borrow(b, sizeof b);
+    if (dagger_edge_push(e, &v) < 0)
+        return 4;
+    signal_ready(ready);
+    return dagger_edge_close(e) < 0 ? 5 : 0;
+}
+
+TEST(poll_keeps_the_popped_value)
+{
+    /* shm: the poll must not release the record, or the producer may write over it. */
+    char uri[160];
+    dagger_edge_t *c, *p;
+    shm_pair("pollkeep", &p, &c);
+    static unsigned char a[8000];
+    fill_pattern(a, sizeof a, 3);
+    dagger_value_t v = dagger_blob_borrow(a, sizeof a), got;
+    ASSERT_OK(dagger_edge_push(p, &v));
+    ASSERT_OK(dagger_edge_flush(p, 1000));
+    ASSERT_OK(dagger_edge_pop(c, &got, 1000));
+    ASSERT_EQ(dagger_edge_poll(c, 0), 0);
+    static unsigned char z[8000];
+    memset(z, 0xEE, sizeof z);
+    for (int i = 0; i < 20; i++) {
+        v = dagger_blob_borrow(z, sizeof z);
+        if (dagger_edge_push_timed(p, &v, 0) < 0)
+            break;
+    }
+    check_pattern(&got, sizeof a, 3);
+    ASSERT_OK(dagger_edge_close(p));
+    ASSERT_OK(dagger_edge_close(c));
+
+    /* tcp: the poll must not move the receive buffer under the borrowed bytes. */
+    OPEN_OK(&c, "tcp://127.0.0.1:0?role=listen", DAGGER_EDGE_POP);
+    snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d", listen_port(c));
+    int ready;
+    pid_t pid = spawn_child(poll_producer_child, uri, &ready);
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(dagger_edge_pop(c, &got, 10000));
+    ASSERT_OK(dagger_edge_pop(c, &got, 10000));
+    wait_ready(ready); /* the large blob is on its way */
+    ASSERT_TRUE(dagger_edge_poll(c, 5000) >= 0);
+    check_pattern(&got, 1000, 1);
+    ASSERT_OK(dagger_edge_pop(c, &got, 10000));
+    check_pattern(&got, 400000, 2);
+    ASSERT_ERR(dagger_edge_pop(c, &got, 10000), DAGGER_ECLOSED);
+    ASSERT_OK(dagger_edge_close(c));
+    ASSERT_EQ(child_status(pid), 0);
+    close(ready);
+}
+
 TEST_LIST(open_rejects_bad_uris, wrong_end_and_pointer_values_refused, shm_every_kind_round_trips,
           shm_variable_sizes_wrap_around, shm_cross_process_in_order, shm_killed_producer_is_epeer,
           shm_killed_consumer_is_epeer, shm_refuses_wrong_secret_second_producer_and_permissions,
           shm_corrupt_frame_closes_edge, shm_threads_stress, tcp_cross_process_in_order,
           tcp_blobs_cross_process, tcp_listening_producer, tcp_threads_stress,
           tcp_killed_producer_is_epeer, tcp_killed_consumer_is_epeer, tcp_garbage_frame_rejected,
-          tcp_bad_lengths_rejected, tcp_wrong_secret_rejected, tcp_connect_refused_is_clear_error,
-          udp_counts_drops, udp_round_trip_with_secret_and_rejects, udp_strict_and_idle)
+          tcp_bad_lengths_rejected, tcp_wrong_secret_rejected, tcp_listener_survives_bad_clients,
+          tcp_handshake_honours_the_callers_timeout, tcp_encrypted_round_trip,
+          tcp_encrypted_tampering_detected, tcp_exposed_listener_needs_a_secret,
+          tcp_connect_refused_is_clear_error, udp_counts_drops,
+          udp_round_trip_with_secret_and_rejects, udp_strict_and_idle, udp_junk_cannot_hold_a_pop,
+          udp_replay_of_an_earlier_stream_refused, udp_sequence_numbers_never_wrap,
+          shm_overlong_dir_refused, poll_keeps_the_popped_value)

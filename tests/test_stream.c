@@ -718,10 +718,30 @@ static int src_forever(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *
     return 0;
 }
 
+static double now_ms(void);
+
+/* Wait (at most 30 s, then fail saying what for) until the sink recorded `n` values. */
 static void wait_count(struct rec *r, int64_t n)
 {
+    double deadline = now_ms() + 30000;
     while (atomic_load(&r->n) < n) {
+        if (now_ms() > deadline)
+            fail_msg("waited 30 s for the sink to record %lld values; it has %lld", (long long)n,
+                     (long long)atomic_load(&r->n));
         struct timespec ts = {0, 100000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* Wait (at most 60 s, then fail naming `what`) until `t` finished. */
+static void await_task(dagger_task_t *t, const char *what)
+{
+    double deadline = now_ms() + 60000;
+    while (!dagger_task_done(t)) {
+        if (now_ms() > deadline)
+            fail_msg("waited 60 s for %s (task %llu '%s') to finish", what,
+                     (unsigned long long)dagger_task_id(t), dagger_task_name(t));
+        struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
 }
@@ -909,7 +929,8 @@ TEST(spawn_error_fails_region)
     o.scope = bad;
     dagger_task_t *A = dagger_spawn_opts(ctx, &o, sink, (void *)r, x);
     dagger_scope_release(bad);
-    ASSERT_OK(dagger_stream_end(s));
+    ASSERT_ERR(dagger_stream_end(s), DAGGER_ESCOPE); /* the spawn's error fails the region */
+    ASSERT_STR_HAS(dagger_last_errmsg(), "failed at spawn");
     ASSERT_ERR(dagger_fetch(A, NULL), DAGGER_ESCOPE);
     ASSERT_ERR(dagger_fetch(x, NULL), DAGGER_EUPSTREAM);
     release_all((dagger_task_t *[]){x, A}, 2);
@@ -1132,11 +1153,26 @@ static pid_t fork_child(int (*fn)(void *, int), void *arg, int *ready_rd)
     return pid;
 }
 
+/* The child's exit status; a child still running after 130 s (past its own alarm) is killed
+ * and the case fails saying so. */
 static int child_status(pid_t pid)
 {
     int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
+    for (int ms = 0;; ms++) {
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            break;
+        if (r < 0 && errno != EINTR)
+            fail_msg("waitpid(%d): %s", (int)pid, strerror(errno));
+        if (ms >= 130 * 1000) {
+            kill(pid, SIGKILL);
+            while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                ;
+            fail_msg("waited 130 s for child %d to exit; killed it", (int)pid);
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
@@ -1228,6 +1264,8 @@ static int consume_region(dagger_edge_t *e, int threads, long buffer, int64_t a_
     set_evals(s, buffer, a_evals, true);
     dagger_task_t *A = dagger_spawn(ctx, check_sink, (void *)chk, y);
     ASSERT_OK(dagger_stream_end(s));
+    await_task(src, "the edge source");
+    await_task(A, "the region's sink");
     int rc = dagger_fetch_i64(src, count);
     if (rc == 0) {
         expect_nil(y);

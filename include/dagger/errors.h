@@ -26,7 +26,10 @@
     X(ECLOSED, -4004, "stream or ring is closed")                                                  \
     X(EPEER, -4005, "remote rank lost")                                                            \
     X(ETYPE, -4006, "value has the wrong kind")                                                    \
-    X(ESTATE, -4007, "call not allowed in this state")
+    X(ESTATE, -4007, "call not allowed in this state")                                             \
+    X(E2BIG, -E2BIG, "value too large")                                                            \
+    X(ENAMETOOLONG, -ENAMETOOLONG, "name or path too long")                                        \
+    X(EACCES, -EACCES, "peer failed authentication")
 
 enum dagger_error {
     DAGGER_OK = 0,

@@ -1,12 +1,14 @@
 /* src/common/alloc.c - counted, hookable allocation with fault injection.
  *
  * DAGGER_FAULT_ALLOC=n (read once, at load) or dagger_fault_alloc(n) makes the n-th allocation
- * from then on return NULL, so tests can prove that DAGGER_ENOMEM reaches fetch.
+ * from then on return NULL, so tests can prove that DAGGER_ENOMEM reaches fetch;
+ * DAGGER_ALLOC_REPORT=1 prints the number of allocations made at exit.
  * SPDX-License-Identifier: MIT
  */
 #include "common/alloc.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +25,15 @@ __attribute__((constructor)) static void read_fault_env(void)
     const char *s = getenv("DAGGER_FAULT_ALLOC");
     if (s && *s)
         atomic_store(&fault_countdown, strtol(s, NULL, 10));
+}
+
+/* DAGGER_ALLOC_REPORT=1: print the number of allocations at exit, so that scripts/fault-sweep
+ * knows how many runs a program needs (one per allocation). */
+__attribute__((destructor)) static void report_allocs(void)
+{
+    const char *s = getenv("DAGGER_ALLOC_REPORT");
+    if (s && *s == '1')
+        fprintf(stderr, "dagger: %llu allocations\n", (unsigned long long)atomic_load(&n_allocs));
 }
 
 void dagger_fault_alloc(long n) { atomic_store(&fault_countdown, n > 0 ? n : 0); }

@@ -156,6 +156,10 @@ struct dagger_ctx {
     _Atomic uint32_t drain_word;  /* bumped when the in-flight count reaches 0 */
     _Atomic uint64_t next_id;
     _Atomic uint32_t rr; /* round robin among a scope's threads */
+    /* Set by a forced close that left task records alive: the last record's release frees the
+     * context (the records point at it); `reaped` makes sure exactly one side frees it. */
+    _Atomic int zombie;
+    _Atomic int reaped;
 };
 
 /* ctx.c: the global counts (see struct credit) */
@@ -237,6 +241,9 @@ static inline void dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, 
     else
         atomic_store_explicit(&s->active, 0, memory_order_release);
 }
+
+/* ctx.c: free a force-closed context once its last task record is gone. */
+void dagger__ctx_reap(dagger_ctx_t *ctx);
 
 /* task.c */
 void dagger__task_set_cur(dagger_task_t *t);

@@ -18,6 +18,8 @@ void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t delta)
     if (which == CNT_INFLIGHT && before + delta == 0) {
         atomic_fetch_add_explicit(&ctx->drain_word, 1, memory_order_release);
         dagger__futex_wake(&ctx->drain_word, INT_MAX);
+    } else if (which == CNT_LIVE && before + delta == 0 && atomic_load(&ctx->zombie)) {
+        dagger__ctx_reap(ctx); /* the last record of a force-closed context */
     }
 }
 
@@ -185,10 +187,27 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
     }
     dagger__pool_close(ctx->pool);
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */
+    if (live > 0) {
+        /* Forced with handles still held: their records point at this context, so it lives
+         * until the last one is released (every release now counts on the global count). */
+        for (int i = 0; i < ctx->nthreads; i++)
+            dagger__ctx_count_idle(ctx, i);
+        ctx->pool = NULL; /* releases from any thread now count on the global count */
+        atomic_store(&ctx->zombie, 1);
+        if (atomic_load(&ctx->count[CNT_LIVE]) > 0)
+            return 0;
+    }
+    dagger__ctx_reap(ctx);
+    return 0;
+}
+
+void dagger__ctx_reap(dagger_ctx_t *ctx)
+{
+    if (atomic_exchange(&ctx->reaped, 1))
+        return;
     free(ctx->credit);
     dagger__alloc_note_free();
     dagger__free(ctx);
-    return 0;
 }
 
 int dagger_ctx_close(dagger_ctx_t *ctx) { return dagger_ctx_close_ex(ctx, 0); }

@@ -30,11 +30,20 @@ int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_
         struct arm a = {ev, &node, me};
         int thread = dagger__pool_self(me->ctx->pool);
         DAGGER__TRACE(dagger__trace_block(me->id, thread, on_id));
-        dagger__pool_suspend(me->ctx->pool, &me->job, arm_waiter, &a);
-        dagger__task_set_cur(me);
-        me->thread = (int16_t)dagger__pool_self_fresh(me->ctx->pool); /* may be another worker */
-        DAGGER__TRACE(dagger__trace_resume(me->id, me->thread));
-        return 0;
+        if (dagger__pool_suspend(me->ctx->pool, &me->job, arm_waiter, &a) == 0) {
+            dagger__task_set_cur(me);
+            me->thread = (int16_t)dagger__pool_self_fresh(me->ctx->pool); /* may be another */
+            DAGGER__TRACE(dagger__trace_resume(me->id, me->thread));
+            return 0;
+        }
+        /* No stack to suspend on (out of memory). Blocking this worker instead could deadlock
+         * (on one thread the awaited task would never run): the wait fails, and so does the
+         * task unless it handles the error. */
+        DAGGER__TRACE(dagger__trace_resume(me->id, thread));
+        return dagger__set_errmsg(DAGGER_ENOMEM,
+                                  "out of memory for a stack to suspend task %llu '%s' on while "
+                                  "it waits",
+                                  (unsigned long long)me->id, dagger__task_display_name(me));
     }
     (void)ctx;
     /* A thread outside the workers (or an aux thread): spin briefly, then sleep. */

@@ -63,8 +63,10 @@ int dagger_queue_end(dagger_ctx_t *ctx)
     if (f->mode & DAGGER_QUEUE_WAITALL) {
         atomic_store_explicit(&g->target, g->spawned, memory_order_relaxed);
         dagger__fence_seq_cst(); /* pairs with the finishers' fence (group_done) */
-        if (dagger__queue_group_sum(g) != g->spawned)
-            dagger__event_wait(ctx, &g->ev, 0);
+        /* The group lives in this frame: leaving before it fires would free it under the
+         * finishers, so a wait that found no stack to suspend on is retried. */
+        while (dagger__queue_group_sum(g) != g->spawned && dagger__event_wait(ctx, &g->ev, 0) < 0)
+            dagger__task_yield();
         /* Every task is counted; wait for the finishers still reading the group. */
         for (int i = 0; i < g->nslots; i++)
             while (atomic_load_explicit(&g->slots[i].active, memory_order_acquire))

@@ -406,6 +406,12 @@ DAGGER_NOINLINE static int settle_slow(dagger_task_t *t, int r, dagger_value_t *
     }
     if (atomic_load_explicit(&t->cancel, memory_order_acquire))
         return dagger__task_fail(t, DAGGER_ECANCELED, "cancelled while running");
+    if (DAGGER_UNLIKELY(out->flags & DAGGER_VALUE_TOOBIG)) {
+        *out = dagger_nil();
+        return dagger__task_failf(t, DAGGER_E2BIG,
+                                  "the result is a str/blob of 4 GiB or more (values hold at most "
+                                  "4 GiB - 1 bytes)");
+    }
     t->result = *out;
     if (out->kind >= DAGGER_KIND_COUNT_) {
         t->result = dagger_nil();
@@ -605,6 +611,11 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
             t->args[t->nargs++] = v;
             continue;
         }
+        if (DAGGER_UNLIKELY(v.flags & DAGGER_VALUE_TOOBIG))
+            return dagger__set_errmsg(DAGGER_E2BIG,
+                                      "argument %zu is a %s of 4 GiB or more (values hold at most "
+                                      "4 GiB - 1 bytes); pass a pointer instead",
+                                      i + 1, dagger_kind_name(v.kind));
         if (dagger__value_holds(v.kind) &&
             (!(v.flags & DAGGER_VALUE_BORROW) || dagger__value_is_handle(v.kind))) {
             if (dagger__value_own(&v) != 0)
@@ -832,4 +843,21 @@ void dagger__task_set_wait_guard(dagger_task_t *t, dagger__wait_guard_fn fn, voi
 {
     atomic_store_explicit(&t->guard, guard, memory_order_relaxed);
     atomic_store_explicit(&t->guard_fn, fn, memory_order_release);
+}
+
+static void yield_arm(void *arg)
+{
+    dagger_task_t *t = arg;
+    dagger__pool_submit(t->ctx->pool, &t->job);
+}
+
+void dagger__task_yield(void)
+{
+    dagger_task_t *me = dagger__task_current();
+    if (!me || !dagger__pool_can_suspend(me->ctx->pool))
+        return;
+    if (dagger__pool_suspend(me->ctx->pool, &me->job, yield_arm, me) == 0) {
+        dagger__task_set_cur(me);
+        me->thread = (int16_t)dagger__pool_self_fresh(me->ctx->pool); /* may be another */
+    }
 }

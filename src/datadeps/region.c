@@ -38,6 +38,12 @@ struct dagger_datadeps {
     dagger_value_t *argv; /* scratch: the values of one spawn */
     size_t capargv;
     uint64_t annotated, analysis_ns;
+    /* The first failure inside the region (0: none) and its message: once set, every later
+     * spawn is an already-failed task and dagger_datadeps_end returns it, because a task
+     * that could not be recorded or analysed would let later tasks run without their
+     * dependencies. */
+    int failed;
+    char failmsg[256];
 };
 
 static bool task_done_ok(void *ud, uint32_t id)
@@ -173,6 +179,28 @@ static long prepare(dagger_datadeps_t *dd, const dagger_ddarg_t *argv, size_t ar
     return (long)n;
 }
 
+/* Remember the region's first failure. */
+static void region_fail(dagger_datadeps_t *dd, int code, const char *msg)
+{
+    if (dd->failed)
+        return;
+    dd->failed = code;
+    snprintf(dd->failmsg, sizeof dd->failmsg, "%s", msg);
+}
+
+/* A spawn of a region that already failed, or whose task could not be recorded: an
+ * already-failed task that the region does not wait for (it never runs `fn`). */
+static dagger_task_t *spawn_poisoned(dagger_datadeps_t *dd, const dagger_task_opts_t *opts,
+                                     const char *fname)
+{
+    char msg[320];
+    snprintf(msg, sizeof msg, "the datadeps region failed before this task: %s", dd->failmsg);
+    dagger_task_t *t = spawn_failed(dd, opts, fname, dd->failed, msg);
+    if (!t)
+        dagger__set_errmsg_str(DAGGER_ENOMEM, msg);
+    return t;
+}
+
 dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd, const dagger_task_opts_t *opts,
                                           dagger_fn_t fn, const char *fname,
                                           const dagger_ddarg_t *argv, size_t argc)
@@ -181,8 +209,10 @@ dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd, const dagger_ta
         dagger__set_errmsg(DAGGER_EINVAL, "dagger_datadeps_spawn: no region");
         return NULL;
     }
-    if (grow((void **)&dd->tasks, &dd->captasks, dd->ntasks + 1, sizeof *dd->tasks))
-        return NULL;
+    if (!dd->failed && grow((void **)&dd->tasks, &dd->captasks, dd->ntasks + 1, sizeof *dd->tasks))
+        region_fail(dd, DAGGER_ENOMEM, "out of memory recording a datadeps task");
+    if (dd->failed)
+        return spawn_poisoned(dd, opts, fname);
     uint32_t id = (uint32_t)dd->ntasks;
     uint64_t t0 = (dd->flags & DAGGER_DATADEPS_TIMING) ? dagger__now_ns() : 0;
     char err[256];
@@ -203,6 +233,9 @@ dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd, const dagger_ta
     if (dd->flags & DAGGER_DATADEPS_TIMING)
         dd->analysis_ns += dagger__now_ns() - t0;
     if (ndeps < 0) {
+        /* A bad argument fails this task only; out of memory loses ordering: the region. */
+        if (ndeps == DAGGER_ENOMEM)
+            region_fail(dd, DAGGER_ENOMEM, err);
         t = spawn_failed(dd, opts, fname, (int)ndeps, err);
     } else {
         dd->annotated += (uint64_t)nacc;
@@ -221,8 +254,11 @@ dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd, const dagger_ta
         t = dagger_spawn_impl(dd->ctx, &o, fn, fname, dd->argv, argc);
     }
     dd->tasks[dd->ntasks++] = t;
-    if (!t)
+    if (!t) {
+        region_fail(dd, DAGGER_ENOMEM, "out of memory spawning a datadeps task");
+        dagger__set_errmsg_str(DAGGER_ENOMEM, dd->failmsg);
         return NULL;
+    }
     if (dagger__task_set_wait_guard)
         dagger__task_set_wait_guard(t, refuse_wait, dd);
     return dagger_task_retain(t);
@@ -253,6 +289,12 @@ int dagger_datadeps_end(dagger_datadeps_t *dd)
             first = e;
             msg = dagger__strdup(dagger_task_errmsg(t));
         }
+    }
+    if (dd->failed) {
+        /* The region's own failure comes first: it explains the tasks that failed after it. */
+        dagger__free(msg);
+        first = dd->failed;
+        msg = dagger__strdup(dd->failmsg);
     }
     for (size_t i = 0; i < dd->ntasks; i++)
         dagger_task_release(dd->tasks[i]);

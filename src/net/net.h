@@ -101,16 +101,27 @@ int dagger__uri_check_keys(const struct dagger__uri *u, const char *const *allow
 int dagger__uri_secret(const struct dagger__uri *u, char *out, size_t cap, char *err,
                        size_t errcap);
 
-/* ---------------------------------------------------------------- crypto (for handshakes) */
+/* ---------------------------------------------------------------- crypto (crypto.c, libsodium) */
 
+/* 0 when secrets can be used; DAGGER_ENOSYS (a build without libsodium) or DAGGER_EIO with a
+ * sentence in err otherwise. dagger__uri_secret calls it for every secret given. */
+int dagger__crypto_check(char *err, size_t errcap);
 void dagger__sha256(const void *data, size_t len, uint8_t out[32]);
 /* HMAC-SHA-256 of the concatenation of `n` parts. */
 void dagger__hmac_sha256(const void *key, size_t keylen, const void *const *parts,
                          const size_t *lens, int n, uint8_t out[32]);
 /* Compare in time independent of where the buffers differ. Returns 1 when equal. */
 int dagger__ct_equal(const void *a, const void *b, size_t n);
-/* Fill with random bytes (getrandom). Returns 0 or DAGGER_EIO. */
+/* Fill with random bytes. Returns 0 or DAGGER_EIO. */
 int dagger__random(void *buf, size_t n);
+/* ChaCha20-Poly1305 (IETF) with the nonce made of `counter`: `out` gets len + 16 bytes. */
+#define DAGGER__AEAD_TAG 16u
+void dagger__aead_seal(const uint8_t key[32], uint64_t counter, const void *ad, size_t adlen,
+                       const void *plain, size_t len, void *out);
+/* Check and decrypt clen bytes (tag included) into `out` (clen - 16 bytes). Returns 0 or
+ * DAGGER_EINVAL (forged, corrupted or replayed under another counter). */
+int dagger__aead_open(const uint8_t key[32], uint64_t counter, const void *ad, size_t adlen,
+                      const void *cipher, size_t clen, void *out);
 
 /* ---------------------------------------------------------------- edges and backends */
 
@@ -190,6 +201,12 @@ int64_t dagger__net_now_ms(void);
 int64_t dagger__net_now_ns(void);
 int dagger__net_left_ms(int64_t deadline_ms);
 int64_t dagger__net_deadline(int timeout_ms);
+
+/* A listener bound beyond loopback without a secret: warns once on stderr, or refuses with
+ * DAGGER_EACCES (message in err) when DAGGER_REQUIRE_SECRET=1. Returns 0 when allowed. */
+struct sockaddr;
+int dagger__net_check_exposed(const struct sockaddr *sa, int has_secret, const char *what,
+                              char *err, size_t errcap);
 
 /* snprintf into a fixed buffer, never overflowing. */
 void dagger__net_fmt(char *buf, size_t cap, const char *fmt, ...)

@@ -290,7 +290,8 @@ static int load_head(struct shm_edge *s, memory_order mo)
     return 0;
 }
 
-/* Wait until head moves past s->pos. */
+/* Wait until head moves past s->pos and the borrowed record, if any (poll keeps it borrowed:
+ * only the tail before it is published, so the producer cannot overwrite it). */
 static int wait_data(struct shm_edge *s, int64_t deadline)
 {
     struct ring_hdr *h = s->h;
@@ -300,7 +301,7 @@ static int wait_data(struct shm_edge *s, int64_t deadline)
         dagger__cpu_relax();
         if ((rc = load_head(s, memory_order_acquire)) < 0)
             return rc;
-        if (s->cached != s->pos)
+        if (s->cached != s->pos + s->pending)
             return 0;
     }
     dagger__edge_count(&s->base.st.waits, 1);
@@ -309,10 +310,10 @@ static int wait_data(struct shm_edge *s, int64_t deadline)
         uint32_t w = atomic_load(&h->data_word);
         if ((rc = load_head(s, memory_order_seq_cst)) < 0)
             break;
-        if (s->cached != s->pos)
+        if (s->cached != s->pos + s->pending)
             break;
         if (atomic_load(&h->closed)) {
-            if ((rc = load_head(s, memory_order_seq_cst)) < 0 || s->cached != s->pos)
+            if ((rc = load_head(s, memory_order_seq_cst)) < 0 || s->cached != s->pos + s->pending)
                 break;
             rc = dagger__edge_fail(&s->base, DAGGER_ECLOSED,
                                    "%s: the producer closed the ring after %llu values",
@@ -321,7 +322,7 @@ static int wait_data(struct shm_edge *s, int64_t deadline)
         }
         if (atomic_load(&h->prod_gen) > 0 && !ofd_held(s->fd, LOCK_PROD)) {
             /* Whatever it published before dying is still delivered. */
-            if ((rc = load_head(s, memory_order_seq_cst)) < 0 || s->cached != s->pos)
+            if ((rc = load_head(s, memory_order_seq_cst)) < 0 || s->cached != s->pos + s->pending)
                 break;
             rc = dagger__edge_fail(&s->base, DAGGER_EPEER,
                                    "%s: the producer (pid %u) died without closing, after %llu "
@@ -417,10 +418,10 @@ static int shm_poll(struct dagger_edge *e, int timeout_ms)
     int64_t deadline = dagger__net_deadline(timeout_ms);
     int rc;
     if (e->end == DAGGER_EDGE_POP) {
-        release_pending(s);
+        /* The value of the last pop stays valid: its record is released by the next pop. */
         if ((rc = load_head(s, memory_order_acquire)) < 0)
             return rc;
-        if (s->cached != s->pos)
+        if (s->cached != s->pos + s->pending)
             return 1;
         rc = wait_data(s, deadline);
         if (rc == DAGGER_ETIMEDOUT)
@@ -523,6 +524,15 @@ static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
         maxlimit = DAGGER__FRAME_MAX_LIMIT;
     if ((rc = dagger__uri_int(u, "max", maxlimit, 0, maxlimit, &maxp, err, errcap)) < 0)
         return rc;
+    const char *dir = dagger__uri_get(u, "dir");
+    /* The path is built into objname: one that does not fit is refused, never cut short (two
+     * different rings would then share one file). */
+    if (dir && strlen(dir) + 1 + strlen(name) >= sizeof((struct shm_edge *)0)->objname) {
+        dagger__net_fmt(err, errcap, "shm: dir=%s/%s is %zu bytes long; at most %zu are allowed",
+                        dir, name, strlen(dir) + 1 + strlen(name),
+                        sizeof((struct shm_edge *)0)->objname - 1);
+        return DAGGER_ENAMETOOLONG;
+    }
     int slen = dagger__uri_secret(u, secret, sizeof secret, err, errcap);
     if (slen < 0)
         return slen;
@@ -535,7 +545,6 @@ static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
     s->fd = -1;
     s->spin = (int)spin;
     s->slice_ms = (int)slice;
-    const char *dir = dagger__uri_get(u, "dir");
     if (dir) {
         s->is_file = 1;
         dagger__net_fmt(s->objname, sizeof s->objname, "%s/%s", dir, name);

@@ -7,11 +7,19 @@
  * connection and the handshake happen in the first push/pop/poll/flush, so both ends may be
  * opened in any order; a connecting end retries refused connections with backoff for
  * `connect_ms`, then fails with DAGGER_EPEER naming the address, the attempts and the cause.
- * Handshake: each side sends HELLO (role, auth mode, 32-byte random nonce); with a secret each
- * then sends AUTH = HMAC-SHA-256(secret, "dagger-tcp-1" || own role || peer nonce || own
- * nonce) and checks the peer's proof in constant time. Fresh nonces on both sides defeat
- * replay, the role byte defeats reflection. The secret itself never crosses the wire; the
- * stream is not encrypted (use a tunnel across untrusted networks).
+ * Handshake (protocol 2): each side sends HELLO (role, whether it has a secret, whether it
+ * wants encryption, whether it listens, its position, a 32-byte random nonce). With a secret,
+ * K = HMAC-SHA-256(secret, "dagger-tcp-2" || listener's HELLO || connector's HELLO) binds both
+ * nonces and both roles; the connecting side sends AUTH = HMAC(K, "proof" || its role || 0),
+ * the listening side checks it before it sends its own (role, 1), so a listener is never an
+ * oracle for a proof it has not seen earned. With `encrypt=1` every byte after the handshake
+ * travels in records sealed with ChaCha20-Poly1305 under a key derived from K (libsodium):
+ * a relay in the middle can neither read nor inject. Without it the data is authenticated
+ * only by the handshake (use encrypt=1, or a tunnel, across untrusted networks).
+ * A listening end survives bad peers: a connection that sends garbage, the wrong secret, a
+ * truncated or replayed handshake, or nothing within handshake_ms is closed and counted in
+ * stats.rejected, and the listener goes on accepting until a peer authenticates. Every wait
+ * honours the caller's deadline: a handshake interrupted by it resumes at the next call.
  * Producer: small frames are batched in a send buffer (`batch` bytes, TCP_NODELAY on) that is
  * sent when full, when `linger_us` has passed since its first frame (checked every 16th
  * push), on dagger_edge_flush and on close; a blob larger than half the batch goes out with
@@ -43,7 +51,11 @@
 #define AUTH_LEN 32u
 #define ROLE_PRODUCER 1
 #define ROLE_CONSUMER 2
-static const char auth_label[] = "dagger-tcp-1";
+#define PROTO 2u
+static const char key_label[] = "dagger-tcp-2";
+enum { HS_NONE = 0, HS_HELLO, HS_AUTH, HS_FLUSH };
+/* Returned by the handshake when the caller's deadline passed first (not a failure). */
+#define HS_AGAIN 1
 
 struct tcp_edge {
     struct dagger_edge base;
@@ -59,6 +71,25 @@ struct tcp_edge {
     int slen;
     int connect_ms, handshake_ms, close_ms;
     uint64_t seq; /* producer: next to send; consumer: next expected */
+    /* handshake in progress on fd (resumable across calls) */
+    int hs_state;        /* HS_* */
+    int64_t hs_deadline; /* handshake_ms after the connection was made */
+    unsigned char hs_out[2 * DAGGER__FRAME_HDR + HELLO_LEN + AUTH_LEN];
+    size_t hs_olen, hs_ooff;
+    unsigned char hs_in[DAGGER__FRAME_HDR + HELLO_LEN];
+    size_t hs_ilen;
+    unsigned char my_hello[DAGGER__FRAME_HDR + HELLO_LEN];
+    uint8_t hs_key[32]; /* K, with a secret */
+    char hs_err[200];   /* why the last handshake was refused */
+    char hs_peer[80];   /* listener: the address of the last peer refused */
+    /* encryption (encrypt=1): records of u32 length || ChaCha20-Poly1305(frames) */
+    int enc;
+    uint8_t data_key[32];
+    uint64_t rec_ctr;    /* records sealed (producer) or opened (consumer) */
+    unsigned char *cbuf; /* producer: the sealed record being sent; consumer: ciphertext read */
+    size_t cused, coff, ccap;
+    unsigned char *pbuf; /* consumer: the plaintext of the last record opened */
+    size_t plen, ppos, pcap;
     /* producer */
     unsigned char *sbuf;
     size_t sused, scap, batch;
@@ -166,194 +197,361 @@ static int sendv(struct tcp_edge *t, struct iovec *iov, int n, int64_t deadline,
     return 0;
 }
 
-/* Read exactly n bytes during the handshake. */
-static int recv_exact(struct tcp_edge *t, void *buf, size_t n, int64_t deadline)
+/* Connect, retrying refused connections with backoff until connect_ms after the first attempt
+ * (sticky DAGGER_EPEER then) or the caller's deadline (DAGGER_ETIMEDOUT). */
+static int do_connect(struct tcp_edge *t, int64_t deadline)
 {
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = recv(t->fd, (char *)buf + got, n - got, 0);
-        if (r > 0) {
-            got += (size_t)r;
-            continue;
+    /* Counted from the first attempt, so that a caller polling with short timeouts
+     * (a streaming edge sink) still gives up after connect_ms. */
+    if (t->attempts == 0)
+        t->give_up = dagger__net_now_ms() + t->connect_ms;
+    int64_t give_up = t->give_up;
+    int backoff = 10, last = 0;
+    for (;;) {
+        t->attempts++;
+        if (t->attempts > 1)
+            dagger__edge_count(&t->base.st.reconnects, 1);
+        int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return dagger__edge_fail(&t->base, DAGGER_EIO, "%s: socket: %s", t->base.uri,
+                                     strerror(errno));
+        int r = connect(fd, (struct sockaddr *)&t->addr, t->addrlen);
+        if (r < 0 && errno == EINPROGRESS) {
+            int64_t d = deadline >= 0 && deadline < give_up ? deadline : give_up;
+            if (wait_fd(fd, POLLOUT, d)) {
+                int e = 0;
+                socklen_t el = sizeof e;
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
+                r = e ? -1 : 0;
+                errno = e;
+            } else {
+                errno = ETIMEDOUT;
+            }
         }
-        if (r == 0)
-            return lose(t, DAGGER_EPEER, "%s",
-                        "the peer closed the connection during the "
-                        "handshake (wrong secret or role?)");
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
-            return lose(t, DAGGER_EPEER, "handshake failed: %s", strerror(errno));
-        if (!wait_fd(t->fd, POLLIN, deadline))
-            return lose(t, DAGGER_EPEER, "%s", "handshake timed out");
+        if (r == 0) {
+            t->fd = fd;
+            break;
+        }
+        last = errno;
+        close(fd);
+        int64_t now = dagger__net_now_ms();
+        if (now >= give_up)
+            return dagger__edge_fail(
+                &t->base, DAGGER_EPEER, "%s: cannot connect to %s after %d attempts in %d ms: %s",
+                t->base.uri, t->peer, t->attempts, t->connect_ms, strerror(last));
+        if (deadline >= 0 && now >= deadline)
+            return dagger__edge_note(&t->base, DAGGER_ETIMEDOUT,
+                                     "%s: not connected before the timeout (%s)", t->base.uri,
+                                     strerror(last));
+        int64_t sleep_ms = backoff;
+        if (deadline >= 0 && deadline - now < sleep_ms)
+            sleep_ms = deadline - now;
+        if (give_up - now < sleep_ms)
+            sleep_ms = give_up - now;
+        struct timespec ts = {0, (long)sleep_ms * 1000000L};
+        nanosleep(&ts, NULL);
+        backoff = backoff * 2 > 200 ? 200 : backoff * 2;
     }
     return 0;
 }
 
-static int handshake(struct tcp_edge *t)
+/* ---------------------------------------------------------------- handshake */
+
+static void hs_start(struct tcp_edge *t)
 {
-    int64_t deadline = dagger__net_deadline(t->handshake_ms);
-    unsigned char mine[DAGGER__FRAME_HDR + HELLO_LEN], theirs[DAGGER__FRAME_HDR + HELLO_LEN];
-    unsigned char myrole = t->base.end == DAGGER_EDGE_PUSH ? ROLE_PRODUCER : ROLE_CONSUMER;
-    unsigned char *p = mine + DAGGER__FRAME_HDR;
-    uint32_t proto = htole32(1);
+    unsigned char *p = t->my_hello + DAGGER__FRAME_HDR;
+    uint32_t proto = htole32(PROTO);
     uint64_t seq = htole64(t->seq);
-    size_t done;
-    char err[160];
-    int rc;
-    memset(mine, 0, sizeof mine);
-    dagger__frame_put(mine, DAGGER__FRAME_HELLO, 0, HELLO_LEN, 0);
+    memset(t->my_hello, 0, sizeof t->my_hello);
+    dagger__frame_put(t->my_hello, DAGGER__FRAME_HELLO, 0, HELLO_LEN, 0);
     memcpy(p, &proto, 4);
-    p[4] = myrole;
+    p[4] = t->base.end == DAGGER_EDGE_PUSH ? ROLE_PRODUCER : ROLE_CONSUMER;
     p[5] = t->slen > 0;
+    p[6] = (unsigned char)t->enc;
+    p[7] = t->lfd >= 0;
     memcpy(p + 8, &seq, 8);
-    if (dagger__random(p + 16, 32) < 0)
-        return lose(t, DAGGER_EIO, "%s", "no random bytes for the handshake nonce");
-    struct iovec iov = {mine, sizeof mine};
-    if ((rc = sendv(t, &iov, 1, deadline, &done)) < 0)
-        return rc == DAGGER_ETIMEDOUT ? lose(t, DAGGER_EPEER, "%s", "handshake timed out") : rc;
-    if ((rc = recv_exact(t, theirs, DAGGER__FRAME_HDR, deadline)) < 0)
-        return rc;
-    struct dagger__frame f;
-    if (dagger__frame_get(theirs, HELLO_LEN, &f, err, sizeof err) < 0)
-        return lose(t, DAGGER_EINVAL, "handshake rejected: %s", err);
-    if (f.kind != DAGGER__FRAME_HELLO || f.len != HELLO_LEN)
-        return lose(t, DAGGER_EINVAL, "%s", "handshake rejected: the first frame is not HELLO");
-    if ((rc = recv_exact(t, theirs + DAGGER__FRAME_HDR, HELLO_LEN, deadline)) < 0)
-        return rc;
-    const unsigned char *q = theirs + DAGGER__FRAME_HDR;
+    memcpy(t->hs_out, t->my_hello, sizeof t->my_hello);
+    t->hs_olen = sizeof t->my_hello;
+    t->hs_ooff = 0;
+    t->hs_ilen = 0;
+    t->hs_state = HS_HELLO;
+    t->hs_deadline = dagger__net_now_ms() + t->handshake_ms;
+}
+
+/* A refusal of the handshake: the message goes to hs_err; returns DAGGER_EINVAL or `code`. */
+static int hs_refuse(struct tcp_edge *t, int code, const char *fmt, const char *detail)
+{
+    char what[160];
+    dagger__net_fmt(what, sizeof what, fmt, detail);
+    dagger__net_fmt(t->hs_err, sizeof t->hs_err, "%s", what);
+    return code;
+}
+
+/* AUTH proof of `role` (listener: 1 when the prover is the listening side). */
+static void hs_proof(const struct tcp_edge *t, unsigned char role, unsigned char listener,
+                     uint8_t out[32])
+{
+    static const char label[] = "proof";
+    const void *parts[3] = {label, &role, &listener};
+    const size_t lens[3] = {sizeof label - 1, 1, 1};
+    dagger__hmac_sha256(t->hs_key, sizeof t->hs_key, parts, lens, 3, out);
+}
+
+static void hs_append_auth(struct tcp_edge *t)
+{
+    unsigned char *p = t->hs_out + t->hs_olen;
+    dagger__frame_put(p, DAGGER__FRAME_AUTH, 0, AUTH_LEN, 0);
+    hs_proof(t, t->my_hello[DAGGER__FRAME_HDR + 4], t->lfd >= 0, p + DAGGER__FRAME_HDR);
+    t->hs_olen += DAGGER__FRAME_HDR + AUTH_LEN;
+}
+
+/* The peer's HELLO is in hs_in: check it, derive the keys. Returns 0 or a refusal. */
+static int hs_hello(struct tcp_edge *t)
+{
+    const unsigned char *q = t->hs_in + DAGGER__FRAME_HDR;
+    unsigned char myrole = t->my_hello[DAGGER__FRAME_HDR + 4];
     uint32_t pproto;
     uint64_t pseq;
     memcpy(&pproto, q, 4);
     memcpy(&pseq, q + 8, 8);
     pseq = le64toh(pseq);
-    if (le32toh(pproto) != 1 || q[6] || q[7])
-        return lose(t, DAGGER_EINVAL, "%s", "handshake rejected: unknown protocol version");
+    if (le32toh(pproto) != PROTO)
+        return hs_refuse(t, DAGGER_EINVAL, "%s", "handshake rejected: unknown protocol version");
     if (q[4] != (myrole == ROLE_PRODUCER ? ROLE_CONSUMER : ROLE_PRODUCER))
-        return lose(t, DAGGER_EINVAL, "handshake rejected: both ends are %ss",
-                    myrole == ROLE_PRODUCER ? "producer" : "consumer");
+        return hs_refuse(t, DAGGER_EINVAL, "handshake rejected: both ends are %ss",
+                         myrole == ROLE_PRODUCER ? "producer" : "consumer");
     if (q[5] != (t->slen > 0))
-        return lose(t, DAGGER_EINVAL, "handshake rejected: %s",
-                    t->slen > 0 ? "the peer has no secret but this end has one"
-                                : "the peer requires a secret but this end has none");
+        return hs_refuse(t, DAGGER_EINVAL, "handshake rejected: %s",
+                         t->slen > 0 ? "the peer has no secret but this end has one"
+                                     : "the peer requires a secret but this end has none");
+    if (q[6] != (unsigned char)t->enc)
+        return hs_refuse(t, DAGGER_EINVAL, "handshake rejected: %s",
+                         t->enc ? "this end requires encrypt=1 but the peer does not encrypt"
+                                : "the peer requires encrypt=1 but this end does not encrypt");
+    if (q[7] != (t->lfd < 0))
+        return hs_refuse(t, DAGGER_EINVAL, "%s", "handshake rejected: both ends listen or connect");
     if (pseq != t->seq)
-        return lose(t, DAGGER_EINVAL, "%s", "handshake rejected: the peer is mid-stream");
+        return hs_refuse(t, DAGGER_EINVAL, "%s", "handshake rejected: the peer is mid-stream");
     if (t->slen > 0) {
-        unsigned char proof[DAGGER__FRAME_HDR + AUTH_LEN], got[DAGGER__FRAME_HDR + AUTH_LEN];
-        unsigned char prole = q[4];
-        const void *parts[4] = {auth_label, &myrole, q + 16, p + 16};
-        const size_t lens[4] = {sizeof auth_label - 1, 1, 32, 32};
-        dagger__frame_put(proof, DAGGER__FRAME_AUTH, 0, AUTH_LEN, 0);
-        dagger__hmac_sha256(t->secret, (size_t)t->slen, parts, lens, 4, proof + DAGGER__FRAME_HDR);
-        iov.iov_base = proof;
-        iov.iov_len = sizeof proof;
-        if ((rc = sendv(t, &iov, 1, deadline, &done)) < 0)
-            return rc == DAGGER_ETIMEDOUT ? lose(t, DAGGER_EPEER, "%s", "handshake timed out") : rc;
-        if ((rc = recv_exact(t, got, DAGGER__FRAME_HDR, deadline)) < 0)
-            return rc;
-        if (dagger__frame_get(got, AUTH_LEN, &f, err, sizeof err) < 0)
-            return lose(t, DAGGER_EINVAL, "handshake rejected: %s", err);
-        if (f.kind != DAGGER__FRAME_AUTH || f.len != AUTH_LEN)
-            return lose(t, DAGGER_EINVAL, "%s", "handshake rejected: expected an AUTH frame");
-        if ((rc = recv_exact(t, got + DAGGER__FRAME_HDR, AUTH_LEN, deadline)) < 0)
-            return rc;
-        uint8_t expect[32];
-        const void *pparts[4] = {auth_label, &prole, p + 16, q + 16};
-        dagger__hmac_sha256(t->secret, (size_t)t->slen, pparts, lens, 4, expect);
-        if (!dagger__ct_equal(expect, got + DAGGER__FRAME_HDR, 32))
-            return lose(t, DAGGER_EINVAL, "%s",
-                        "authentication failed: the peer does not know the shared secret");
+        const unsigned char *lh = t->lfd >= 0 ? t->my_hello : t->hs_in;
+        const unsigned char *ch = t->lfd >= 0 ? t->hs_in : t->my_hello;
+        const void *parts[3] = {key_label, lh, ch};
+        const size_t lens[3] = {sizeof key_label - 1, sizeof t->my_hello, sizeof t->my_hello};
+        dagger__hmac_sha256(t->secret, (size_t)t->slen, parts, lens, 3, t->hs_key);
+        static const char dlabel[] = "data producer to consumer";
+        const void *dparts[1] = {dlabel};
+        const size_t dlens[1] = {sizeof dlabel - 1};
+        dagger__hmac_sha256(t->hs_key, sizeof t->hs_key, dparts, dlens, 1, t->data_key);
     }
-    t->ready = 1;
     return 0;
 }
 
-/* Connect (connecting end) or accept (listening end), then shake hands. */
+/* Run the handshake until it completes (0), the caller's deadline passes (HS_AGAIN: the state
+ * is kept for the next call), or the peer is refused (an error; the reason in hs_err). */
+static int hs_run(struct tcp_edge *t, int64_t deadline)
+{
+    char err[160];
+    for (;;) {
+        /* Send what is pending. */
+        while (t->hs_ooff < t->hs_olen) {
+            ssize_t r = send(t->fd, t->hs_out + t->hs_ooff, t->hs_olen - t->hs_ooff, MSG_NOSIGNAL);
+            if (r > 0) {
+                t->hs_ooff += (size_t)r;
+                continue;
+            }
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+                return hs_refuse(t, DAGGER_EPEER, "handshake failed: %s", strerror(errno));
+            break;
+        }
+        if (t->hs_state == HS_FLUSH && t->hs_ooff == t->hs_olen)
+            return 0;
+        /* Read exactly the frame expected next: data may follow it. */
+        size_t need = DAGGER__FRAME_HDR + (t->hs_state == HS_HELLO ? HELLO_LEN : AUTH_LEN);
+        if (t->hs_state == HS_FLUSH)
+            need = 0;
+        while (t->hs_ilen < need) {
+            size_t want =
+                t->hs_ilen < DAGGER__FRAME_HDR ? DAGGER__FRAME_HDR - t->hs_ilen : need - t->hs_ilen;
+            ssize_t r = recv(t->fd, t->hs_in + t->hs_ilen, want, 0);
+            if (r > 0) {
+                t->hs_ilen += (size_t)r;
+                if (t->hs_ilen == DAGGER__FRAME_HDR) {
+                    struct dagger__frame f;
+                    unsigned kind =
+                        t->hs_state == HS_HELLO ? DAGGER__FRAME_HELLO : DAGGER__FRAME_AUTH;
+                    uint32_t len = kind == DAGGER__FRAME_HELLO ? HELLO_LEN : AUTH_LEN;
+                    if (dagger__frame_get(t->hs_in, len, &f, err, sizeof err) < 0)
+                        return hs_refuse(t, DAGGER_EINVAL, "handshake rejected: %s", err);
+                    if (f.kind != kind || f.len != len)
+                        return hs_refuse(t, DAGGER_EINVAL, "handshake rejected: expected %s",
+                                         kind == DAGGER__FRAME_HELLO ? "HELLO" : "an AUTH frame");
+                }
+                continue;
+            }
+            if (r == 0)
+                return hs_refuse(t, DAGGER_EPEER, "%s",
+                                 "the peer closed the connection during the handshake "
+                                 "(wrong secret or role?)");
+            if (errno == EINTR)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                return hs_refuse(t, DAGGER_EPEER, "handshake failed: %s", strerror(errno));
+            break;
+        }
+        if (need && t->hs_ilen == need) {
+            t->hs_ilen = 0;
+            if (t->hs_state == HS_HELLO) {
+                int rc = hs_hello(t);
+                if (rc < 0)
+                    return rc;
+                if (t->slen == 0) {
+                    t->hs_state = HS_FLUSH;
+                } else {
+                    t->hs_state = HS_AUTH;
+                    if (t->lfd < 0)
+                        hs_append_auth(t); /* the connecting side proves itself first */
+                }
+            } else {
+                uint8_t expect[32];
+                /* The peer has the other role, and listens when this end does not. */
+                hs_proof(t, t->my_hello[DAGGER__FRAME_HDR + 4] ^ 3, t->lfd < 0, expect);
+                if (!dagger__ct_equal(expect, t->hs_in + DAGGER__FRAME_HDR, 32))
+                    return hs_refuse(t, DAGGER_EINVAL, "%s",
+                                     "authentication failed: the peer does not know the shared "
+                                     "secret");
+                if (t->lfd >= 0)
+                    hs_append_auth(t); /* checked: now the listening side proves itself */
+                t->hs_state = HS_FLUSH;
+            }
+            continue;
+        }
+        /* Wait for the socket, the handshake's own bound or the caller's deadline. */
+        int64_t now = dagger__net_now_ms();
+        if (now >= t->hs_deadline)
+            return hs_refuse(t, DAGGER_EPEER, "%s",
+                             "handshake timed out (the peer is silent or too slow)");
+        int64_t d = deadline >= 0 && deadline < t->hs_deadline ? deadline : t->hs_deadline;
+        if (deadline >= 0 && now >= deadline)
+            return HS_AGAIN;
+        struct pollfd pf = {t->fd, (short)(POLLIN | (t->hs_ooff < t->hs_olen ? POLLOUT : 0)), 0};
+        int r = poll(&pf, 1, dagger__net_left_ms(d));
+        if (r < 0 && errno != EINTR)
+            return hs_refuse(t, DAGGER_EPEER, "handshake failed: poll: %s", strerror(errno));
+    }
+}
+
+static void drop_conn(struct tcp_edge *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    t->hs_state = HS_NONE;
+    t->peer[0] = t->lfd >= 0 ? 0 : t->peer[0];
+}
+
+/* Connect (connecting end) or accept (listening end), then shake hands. A listener refuses a
+ * bad peer (counted in stats.rejected) and goes on accepting; a connecting end fails. */
 static int ensure_ready(struct tcp_edge *t, int64_t deadline)
 {
     if (t->ready)
         return 0;
-    if (t->lfd >= 0) {
-        for (;;) {
-            struct sockaddr_storage sa;
-            socklen_t sl = sizeof sa;
-            int fd = accept4(t->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (fd >= 0) {
-                t->fd = fd;
-                addr_text((struct sockaddr *)&sa, t->peer, sizeof t->peer);
-                break;
-            }
-            if (errno == EINTR || errno == ECONNABORTED)
-                continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
-                return dagger__edge_fail(&t->base, DAGGER_EIO, "%s: accept: %s", t->base.uri,
-                                         strerror(errno));
-            if (!wait_fd(t->lfd, POLLIN, deadline))
-                return dagger__edge_note(&t->base, DAGGER_ETIMEDOUT,
-                                         "%s: no peer connected before the timeout", t->base.uri);
-        }
-    } else {
-        /* Counted from the first attempt, so that a caller polling with short timeouts
-         * (a streaming edge sink) still gives up after connect_ms. */
-        if (t->attempts == 0)
-            t->give_up = dagger__net_now_ms() + t->connect_ms;
-        int64_t give_up = t->give_up;
-        int backoff = 10, last = 0;
-        for (;;) {
-            t->attempts++;
-            if (t->attempts > 1)
-                dagger__edge_count(&t->base.st.reconnects, 1);
-            int fd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-            if (fd < 0)
-                return dagger__edge_fail(&t->base, DAGGER_EIO, "%s: socket: %s", t->base.uri,
-                                         strerror(errno));
-            int r = connect(fd, (struct sockaddr *)&t->addr, t->addrlen);
-            if (r < 0 && errno == EINPROGRESS) {
-                int64_t d = deadline >= 0 && deadline < give_up ? deadline : give_up;
-                if (wait_fd(fd, POLLOUT, d)) {
-                    int e = 0;
-                    socklen_t el = sizeof e;
-                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &el);
-                    r = e ? -1 : 0;
-                    errno = e;
-                } else {
-                    errno = ETIMEDOUT;
+    for (;;) {
+        if (t->fd < 0) {
+            int rc;
+            if (t->lfd >= 0) {
+                for (;;) {
+                    struct sockaddr_storage sa;
+                    socklen_t sl = sizeof sa;
+                    int fd =
+                        accept4(t->lfd, (struct sockaddr *)&sa, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                    if (fd >= 0) {
+                        t->fd = fd;
+                        addr_text((struct sockaddr *)&sa, t->peer, sizeof t->peer);
+                        break;
+                    }
+                    if (errno == EINTR || errno == ECONNABORTED)
+                        continue;
+                    if (errno != EAGAIN && errno != EWOULDBLOCK)
+                        return dagger__edge_fail(&t->base, DAGGER_EIO, "%s: accept: %s",
+                                                 t->base.uri, strerror(errno));
+                    if (!wait_fd(t->lfd, POLLIN, deadline)) {
+                        uint64_t rej = atomic_load(&t->base.st.rejected);
+                        if (rej)
+                            return dagger__edge_note(
+                                &t->base, DAGGER_ETIMEDOUT,
+                                "%s: no peer authenticated before the timeout; %llu "
+                                "connection%s rejected, the last from %s: %s",
+                                t->base.uri, (unsigned long long)rej, rej == 1 ? "" : "s",
+                                t->hs_peer, t->hs_err);
+                        return dagger__edge_note(&t->base, DAGGER_ETIMEDOUT,
+                                                 "%s: no peer connected before the timeout",
+                                                 t->base.uri);
+                    }
                 }
+            } else if ((rc = do_connect(t, deadline)) < 0) {
+                return rc;
             }
-            if (r == 0) {
-                t->fd = fd;
-                break;
-            }
-            last = errno;
-            close(fd);
-            int64_t now = dagger__net_now_ms();
-            if (now >= give_up)
-                return dagger__edge_fail(&t->base, DAGGER_EPEER,
-                                         "%s: cannot connect to %s after %d attempts in %d ms: %s",
-                                         t->base.uri, t->peer, t->attempts, t->connect_ms,
-                                         strerror(last));
-            if (deadline >= 0 && now >= deadline)
-                return dagger__edge_note(&t->base, DAGGER_ETIMEDOUT,
-                                         "%s: not connected before the timeout (%s)", t->base.uri,
-                                         strerror(last));
-            int64_t sleep_ms = backoff;
-            if (deadline >= 0 && deadline - now < sleep_ms)
-                sleep_ms = deadline - now;
-            if (give_up - now < sleep_ms)
-                sleep_ms = give_up - now;
-            struct timespec ts = {0, (long)sleep_ms * 1000000L};
-            nanosleep(&ts, NULL);
-            backoff = backoff * 2 > 200 ? 200 : backoff * 2;
+            tune(t->fd);
+            hs_start(t);
         }
+        int rc = hs_run(t, deadline);
+        if (rc == 0) {
+            t->hs_state = HS_NONE;
+            t->ready = 1;
+            return 0;
+        }
+        if (rc == HS_AGAIN)
+            return dagger__edge_note(&t->base, DAGGER_ETIMEDOUT,
+                                     "%s: the handshake with %s was not done before the timeout",
+                                     t->base.uri, t->peer);
+        if (t->lfd < 0)
+            return lose(t, rc, "%s", t->hs_err);
+        /* A listener: refuse this peer, keep listening. */
+        dagger__edge_count(&t->base.st.rejected, 1);
+        dagger__net_fmt(t->hs_peer, sizeof t->hs_peer, "%s", t->peer);
+        drop_conn(t);
     }
-    tune(t->fd);
-    return handshake(t);
 }
 
 /* ---------------------------------------------------------------- producer */
 
+/* encrypt=1: finish sending the sealed record, then seal what is buffered into a new one. */
+static int flush_sealed(struct tcp_edge *t, int64_t deadline)
+{
+    for (;;) {
+        if (t->coff < t->cused) {
+            struct iovec iov = {t->cbuf + t->coff, t->cused - t->coff};
+            size_t done;
+            int rc = sendv(t, &iov, 1, deadline, &done);
+            t->coff += done;
+            if (rc < 0)
+                return rc;
+        }
+        t->coff = t->cused = 0;
+        if (!t->sused)
+            return 0;
+        size_t need = 4 + t->sused + DAGGER__AEAD_TAG;
+        if (need > t->ccap) {
+            unsigned char *b = dagger__net_realloc(t->cbuf, need);
+            if (!b)
+                return dagger__edge_note(&t->base, DAGGER_ENOMEM, "%s: out of memory", t->base.uri);
+            t->cbuf = b;
+            t->ccap = need;
+        }
+        uint32_t clen = htole32((uint32_t)(t->sused + DAGGER__AEAD_TAG));
+        memcpy(t->cbuf, &clen, 4);
+        dagger__aead_seal(t->data_key, t->rec_ctr++, t->cbuf, 4, t->sbuf, t->sused, t->cbuf + 4);
+        t->cused = need;
+        t->sused = 0;
+    }
+}
+
 static int flush_buf(struct tcp_edge *t, int64_t deadline)
 {
+    if (t->enc)
+        return flush_sealed(t, deadline);
     if (!t->sused)
         return 0;
     struct iovec iov = {t->sbuf, t->sused};
@@ -403,7 +601,7 @@ static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
     if (!t->ready && (rc = ensure_ready(t, DEADLINE())) < 0)
         return rc;
     size_t frame = DAGGER__FRAME_HDR + (size_t)n;
-    if ((fl & DAGGER__FRAME_RAW) && (size_t)n > t->batch / 2) {
+    if (!t->enc && (fl & DAGGER__FRAME_RAW) && (size_t)n > t->batch / 2) {
         /* Large blob: straight from the caller's bytes. */
         if ((rc = flush_buf(t, DEADLINE())) < 0)
             return rc;
@@ -469,7 +667,7 @@ static int tcp_flush(struct dagger_edge *e, int timeout_ms)
     struct tcp_edge *t = (struct tcp_edge *)e;
     int64_t deadline = dagger__net_deadline(timeout_ms);
     int rc;
-    if (!t->sused)
+    if (!t->sused && t->coff == t->cused)
         return 0;
     if ((rc = ensure_ready(t, deadline)) < 0)
         return rc;
@@ -481,6 +679,84 @@ static int tcp_flush(struct dagger_edge *e, int timeout_ms)
 }
 
 /* ---------------------------------------------------------------- consumer */
+
+/* The largest sealed record a consumer accepts: a producer seals at most its buffer, which
+ * holds up to a batch plus one frame of the largest payload. */
+static size_t rec_max(const struct tcp_edge *t)
+{
+    return (size_t)2 * (DAGGER__FRAME_HDR + t->base.max_payload) + (64u << 20) + DAGGER__AEAD_TAG;
+}
+
+/* Receive up to cap bytes of the stream into dst: straight from the socket, or with
+ * encrypt=1 from the records opened one after the other. Returns bytes (> 0), 0 at the end of
+ * the connection, -1 with errno, or -2 for a forged or malformed record (why in hs_err). */
+static ssize_t rx(struct tcp_edge *t, unsigned char *dst, size_t cap)
+{
+    if (!t->enc)
+        return recv(t->fd, dst, cap, 0);
+    for (;;) {
+        if (t->ppos < t->plen) {
+            size_t n = t->plen - t->ppos < cap ? t->plen - t->ppos : cap;
+            memcpy(dst, t->pbuf + t->ppos, n);
+            t->ppos += n;
+            return (ssize_t)n;
+        }
+        size_t want = 4;
+        if (t->cused >= 4) {
+            uint32_t clen;
+            memcpy(&clen, t->cbuf, 4);
+            clen = le32toh(clen);
+            if (clen < DAGGER__AEAD_TAG || clen > rec_max(t)) {
+                dagger__net_fmt(t->hs_err, sizeof t->hs_err,
+                                "malformed encrypted record: length %u", clen);
+                return -2;
+            }
+            want = 4 + (size_t)clen;
+            if (t->cused >= want) {
+                size_t plen = clen - DAGGER__AEAD_TAG;
+                if (plen > t->pcap) {
+                    unsigned char *b = dagger__net_realloc(t->pbuf, plen ? plen : 1);
+                    if (!b) {
+                        dagger__net_fmt(t->hs_err, sizeof t->hs_err, "out of memory");
+                        return -2;
+                    }
+                    t->pbuf = b;
+                    t->pcap = plen;
+                }
+                if (dagger__aead_open(t->data_key, t->rec_ctr, t->cbuf, 4, t->cbuf + 4, clen,
+                                      t->pbuf) < 0) {
+                    dagger__net_fmt(t->hs_err, sizeof t->hs_err,
+                                    "record %llu failed authentication (forged, corrupted or "
+                                    "replayed data)",
+                                    (unsigned long long)t->rec_ctr);
+                    return -2;
+                }
+                t->rec_ctr++;
+                memmove(t->cbuf, t->cbuf + want, t->cused - want);
+                t->cused -= want;
+                t->plen = plen;
+                t->ppos = 0;
+                continue;
+            }
+        }
+        if (want > t->ccap || t->ccap - t->cused < 4096) {
+            size_t ncap = t->ccap ? t->ccap : 64 << 10;
+            while (ncap < want || ncap - t->cused < 4096)
+                ncap *= 2;
+            unsigned char *b = dagger__net_realloc(t->cbuf, ncap);
+            if (!b) {
+                dagger__net_fmt(t->hs_err, sizeof t->hs_err, "out of memory");
+                return -2;
+            }
+            t->cbuf = b;
+            t->ccap = ncap;
+        }
+        ssize_t r = recv(t->fd, t->cbuf + t->cused, t->ccap - t->cused, 0);
+        if (r <= 0)
+            return r;
+        t->cused += (size_t)r;
+    }
+}
 
 /* Make sure one whole frame is at rbuf + rstart; return its checked header in *f. */
 static int fill_frame(struct tcp_edge *t, int timeout_ms, struct dagger__frame *f)
@@ -517,11 +793,13 @@ static int fill_frame(struct tcp_edge *t, int timeout_ms, struct dagger__frame *
             t->rstart = 0;
             t->rend = avail;
         }
-        ssize_t r = recv(t->fd, t->rbuf + t->rend, t->rcap - t->rend, 0);
+        ssize_t r = rx(t, t->rbuf + t->rend, t->rcap - t->rend);
         if (r > 0) {
             t->rend += (size_t)r;
             continue;
         }
+        if (r == -2)
+            return lose(t, DAGGER_EINVAL, "%s", t->hs_err);
         if (r == 0) {
             char what[120];
             if (avail)
@@ -588,8 +866,19 @@ static int tcp_poll(struct dagger_edge *e, int timeout_ms)
     int rc;
     if (e->end == DAGGER_EDGE_POP) {
         struct dagger__frame f;
-        t->rstart += t->pending;
-        t->pending = 0;
+        char err[160];
+        if (t->pending) {
+            /* The value of the last pop borrows rbuf: nothing may move until the next pop.
+             * Ready when a whole frame follows it, or when the socket has bytes. */
+            size_t at = t->rstart + t->pending, avail = t->rend - at;
+            if (avail >= DAGGER__FRAME_HDR &&
+                (dagger__frame_get(t->rbuf + at, t->base.max_payload, &f, err, sizeof err) < 0 ||
+                 avail >= DAGGER__FRAME_HDR + f.len))
+                return 1;
+            if (t->enc && t->ppos < t->plen)
+                return 1;
+            return wait_fd(t->fd, POLLIN, deadline);
+        }
         rc = fill_frame(t, timeout_ms, &f);
         return rc == DAGGER_ETIMEDOUT ? 0 : rc < 0 ? rc : 1;
     }
@@ -623,20 +912,24 @@ static int tcp_close(struct dagger_edge *e)
     if (t->lfd >= 0)
         close(t->lfd);
     memset(t->secret, 0, sizeof t->secret);
+    memset(t->hs_key, 0, sizeof t->hs_key);
+    memset(t->data_key, 0, sizeof t->data_key);
     dagger__net_free(t->sbuf);
     dagger__net_free(t->rbuf);
+    dagger__net_free(t->cbuf);
+    dagger__net_free(t->pbuf);
     dagger__net_free(t);
     return rc;
 }
 
 static const char *const tcp_keys[] = {"role",     "secret",    "secret_env", "max",
                                        "batch",    "linger_us", "connect_ms", "handshake_ms",
-                                       "close_ms", NULL};
+                                       "close_ms", "encrypt",   NULL};
 
 static int tcp_open_edge(struct dagger_edge **out, const struct dagger__uri *u, unsigned end,
                          char *err, size_t errcap)
 {
-    int64_t maxp, batch, linger, cms, hms, clms;
+    int64_t maxp, batch, linger, cms, hms, clms, enc;
     int rc;
     if ((rc = dagger__uri_check_keys(u, tcp_keys, err, errcap)) < 0)
         return rc;
@@ -660,7 +953,8 @@ static int tcp_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
         (rc = dagger__uri_int(u, "linger_us", 1000, 0, 10000000, &linger, err, errcap)) < 0 ||
         (rc = dagger__uri_int(u, "connect_ms", 5000, 0, 3600000, &cms, err, errcap)) < 0 ||
         (rc = dagger__uri_int(u, "handshake_ms", 5000, 1, 3600000, &hms, err, errcap)) < 0 ||
-        (rc = dagger__uri_int(u, "close_ms", 2000, 0, 3600000, &clms, err, errcap)) < 0)
+        (rc = dagger__uri_int(u, "close_ms", 2000, 0, 3600000, &clms, err, errcap)) < 0 ||
+        (rc = dagger__uri_int(u, "encrypt", 0, 0, 1, &enc, err, errcap)) < 0)
         return rc;
     struct tcp_edge *t = dagger__net_calloc(sizeof *t);
     if (!t) {
@@ -673,6 +967,12 @@ static int tcp_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
         rc = t->slen;
         goto fail;
     }
+    if (enc && t->slen == 0) {
+        dagger__net_fmt(err, errcap, "tcp: encrypt=1 needs a secret (secret= or secret_env=)");
+        rc = DAGGER_EINVAL;
+        goto fail;
+    }
+    t->enc = (int)enc;
     t->base.max_payload = (uint32_t)maxp;
     t->batch = (size_t)batch;
     t->linger_ns = linger * 1000;
@@ -703,11 +1003,14 @@ static int tcp_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
     memcpy(&t->addr, ai->ai_addr, ai->ai_addrlen);
     t->addrlen = ai->ai_addrlen;
     freeaddrinfo(ai);
+    if (listener && (rc = dagger__net_check_exposed((struct sockaddr *)&t->addr, t->slen > 0, "tcp",
+                                                    err, errcap)) < 0)
+        goto fail;
     if (listener) {
         int one = 1;
         t->lfd = socket(t->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (t->lfd < 0 || setsockopt(t->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-            bind(t->lfd, (struct sockaddr *)&t->addr, t->addrlen) < 0 || listen(t->lfd, 4) < 0) {
+            bind(t->lfd, (struct sockaddr *)&t->addr, t->addrlen) < 0 || listen(t->lfd, 128) < 0) {
             dagger__net_fmt(err, errcap, "tcp: cannot listen on %s:%d: %s", u->host, u->port,
                             strerror(errno));
             rc = errno == EADDRINUSE || errno == EACCES ? DAGGER_EBUSY : DAGGER_EIO;

@@ -20,8 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -412,6 +415,9 @@ int dagger__uri_secret(const struct dagger__uri *u, char *out, size_t cap, char 
         out[0] = 0;
         return 0;
     }
+    int crc = dagger__crypto_check(err, errcap); /* never run unauthenticated by accident */
+    if (crc < 0)
+        return crc;
     size_t n = strlen(s);
     if (n + 1 > cap) {
         dagger__net_fmt(err, errcap, "secret longer than %zu bytes", cap - 1);
@@ -421,144 +427,38 @@ int dagger__uri_secret(const struct dagger__uri *u, char *out, size_t cap, char 
     return (int)n;
 }
 
-/* ---------------------------------------------------------------- SHA-256, HMAC */
+/* ---------------------------------------------------------------- exposure */
 
-struct sha256 {
-    uint32_t h[8];
-    uint64_t n;
-    unsigned char buf[64];
-    size_t used;
-};
+static _Atomic int exposed_warned;
 
-static const uint32_t K256[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
-
-#define ROR(x, n) (((x) >> (n)) | ((x) << (32 - (n))))
-
-static void sha256_block(uint32_t h[8], const unsigned char *p)
+int dagger__net_check_exposed(const struct sockaddr *sa, int has_secret, const char *what,
+                              char *err, size_t errcap)
 {
-    uint32_t w[64];
-    for (int i = 0; i < 16; i++)
-        w[i] = (uint32_t)p[4 * i] << 24 | (uint32_t)p[4 * i + 1] << 16 |
-               (uint32_t)p[4 * i + 2] << 8 | p[4 * i + 3];
-    for (int i = 16; i < 64; i++) {
-        uint32_t s0 = ROR(w[i - 15], 7) ^ ROR(w[i - 15], 18) ^ (w[i - 15] >> 3);
-        uint32_t s1 = ROR(w[i - 2], 17) ^ ROR(w[i - 2], 19) ^ (w[i - 2] >> 10);
-        w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+    if (has_secret)
+        return 0;
+    int loopback = 0;
+    if (sa->sa_family == AF_INET) {
+        uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+        loopback = (a >> 24) == 127;
+    } else if (sa->sa_family == AF_INET6) {
+        loopback = IN6_IS_ADDR_LOOPBACK(&((const struct sockaddr_in6 *)sa)->sin6_addr);
     }
-    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], k = h[7];
-    for (int i = 0; i < 64; i++) {
-        uint32_t t1 =
-            k + (ROR(e, 6) ^ ROR(e, 11) ^ ROR(e, 25)) + ((e & f) ^ (~e & g)) + K256[i] + w[i];
-        uint32_t t2 = (ROR(a, 2) ^ ROR(a, 13) ^ ROR(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
-        k = g, g = f, f = e, e = d + t1, d = c, c = b, b = a, a = t1 + t2;
+    if (loopback)
+        return 0;
+    const char *req = getenv("DAGGER_REQUIRE_SECRET");
+    if (req && strcmp(req, "1") == 0) {
+        dagger__net_fmt(err, errcap,
+                        "%s: refusing to listen beyond loopback without a secret "
+                        "(DAGGER_REQUIRE_SECRET=1): add secret= or secret_env=",
+                        what);
+        return DAGGER_EACCES;
     }
-    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e, h[5] += f, h[6] += g, h[7] += k;
-}
-
-static void sha256_init(struct sha256 *s)
-{
-    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-    memcpy(s->h, iv, sizeof iv);
-    s->n = 0;
-    s->used = 0;
-}
-
-static void sha256_update(struct sha256 *s, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    s->n += len;
-    while (len) {
-        size_t take = 64 - s->used < len ? 64 - s->used : len;
-        memcpy(s->buf + s->used, p, take);
-        s->used += take, p += take, len -= take;
-        if (s->used == 64) {
-            sha256_block(s->h, s->buf);
-            s->used = 0;
-        }
-    }
-}
-
-static void sha256_final(struct sha256 *s, uint8_t out[32])
-{
-    uint64_t bits = s->n * 8;
-    unsigned char pad = 0x80, zero = 0, len[8];
-    sha256_update(s, &pad, 1);
-    while (s->used != 56)
-        sha256_update(s, &zero, 1);
-    for (int i = 0; i < 8; i++)
-        len[i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha256_update(s, len, 8);
-    for (int i = 0; i < 8; i++) {
-        out[4 * i] = (uint8_t)(s->h[i] >> 24);
-        out[4 * i + 1] = (uint8_t)(s->h[i] >> 16);
-        out[4 * i + 2] = (uint8_t)(s->h[i] >> 8);
-        out[4 * i + 3] = (uint8_t)s->h[i];
-    }
-}
-
-void dagger__sha256(const void *data, size_t len, uint8_t out[32])
-{
-    struct sha256 s;
-    sha256_init(&s);
-    sha256_update(&s, data, len);
-    sha256_final(&s, out);
-}
-
-void dagger__hmac_sha256(const void *key, size_t keylen, const void *const *parts,
-                         const size_t *lens, int n, uint8_t out[32])
-{
-    unsigned char k[64] = {0}, pad[64];
-    if (keylen > 64)
-        dagger__sha256(key, keylen, k);
-    else if (keylen)
-        memcpy(k, key, keylen);
-    struct sha256 s;
-    uint8_t inner[32];
-    for (int i = 0; i < 64; i++)
-        pad[i] = k[i] ^ 0x36;
-    sha256_init(&s);
-    sha256_update(&s, pad, 64);
-    for (int i = 0; i < n; i++)
-        sha256_update(&s, parts[i], lens[i]);
-    sha256_final(&s, inner);
-    for (int i = 0; i < 64; i++)
-        pad[i] = k[i] ^ 0x5c;
-    sha256_init(&s);
-    sha256_update(&s, pad, 64);
-    sha256_update(&s, inner, 32);
-    sha256_final(&s, out);
-}
-
-int dagger__ct_equal(const void *a, const void *b, size_t n)
-{
-    const volatile unsigned char *x = a, *y = b;
-    unsigned char d = 0;
-    for (size_t i = 0; i < n; i++)
-        d |= x[i] ^ y[i];
-    return d == 0;
-}
-
-int dagger__random(void *buf, size_t n)
-{
-    unsigned char *p = buf;
-    while (n) {
-        ssize_t r = getrandom(p, n, 0);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return DAGGER_EIO;
-        }
-        p += r, n -= (size_t)r;
-    }
+    if (!atomic_exchange(&exposed_warned, 1))
+        fprintf(stderr,
+                "dagger: warning: a %s edge listens beyond loopback without a secret: anyone who "
+                "can reach it can feed or drain the stream (set secret=, or "
+                "DAGGER_REQUIRE_SECRET=1 to refuse)\n",
+                what);
     return 0;
 }
 

@@ -6,8 +6,13 @@
  * (stats.drops); a late or duplicated datagram is discarded (its loss was already counted),
  * so pops stay in order. Close sends END (three times, in case one is lost) carrying the
  * number of values sent, so trailing losses are counted as well.
- * Authentication: with `secret=`, every datagram carries a 16-byte tag, HMAC-SHA-256(secret,
- * "dagger-udp-1" || header || payload) truncated; without one, datagrams carry none. There
+ * Authentication: with `secret=`, every datagram carries the stream's epoch (8 bytes) and a
+ * 16-byte tag, HMAC-SHA-256(secret, "dagger-udp-2" || header || payload || epoch) truncated;
+ * without one, datagrams carry neither. The epoch is the producer's wall-clock time at open
+ * (ms, shifted left 16) with 16 random bits: a consumer takes only epochs from `skew_ms`
+ * (default 2000) before its own open on, and only the first such epoch it sees, so datagrams
+ * recorded from an earlier stream (values, or an END that would close this one) are refused.
+ * Sequence numbers never wrap: a producer refuses its 2^64-1st value. There
  * is no connection for a bad datagram to close, and anyone can send one, so the consumer
  * drops datagrams that are malformed or fail the tag and counts them (stats.rejected; the
  * last reason is in dagger_edge_errmsg); `strict=1` fails the edge with DAGGER_EINVAL instead.
@@ -26,11 +31,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #define UDP_MAX_DGRAM 65507u /* IPv4's limit; IPv6 allows 20 bytes more, unused */
 #define TAG_LEN 16u
-static const char tag_label[] = "dagger-udp-1";
+#define EPOCH_LEN 8u
+static const char tag_label[] = "dagger-udp-2";
 
 struct udp_edge {
     struct dagger_edge base;
@@ -39,20 +46,30 @@ struct udp_edge {
     int slen;
     int strict;
     int idle_ms;
-    int64_t last_rx_ms; /* consumer: time of the last valid datagram (or of open) */
-    uint64_t seq;       /* producer: next to send; consumer: next expected */
-    unsigned char *buf; /* consumer: one datagram (+1 byte to see truncation) */
+    int64_t skew_ms;      /* consumer: how much older than its open an epoch may be */
+    uint64_t epoch;       /* producer: this stream's; consumer: the one taken (0: none yet) */
+    int64_t open_wall_ms; /* consumer: wall-clock time of open */
+    int64_t last_rx_ms;   /* consumer: time of the last valid datagram (or of open) */
+    uint64_t seq;         /* producer: next to send; consumer: next expected */
+    unsigned char *buf;   /* consumer: one datagram (+1 byte to see truncation) */
     size_t bufcap;
 };
 
 static void tag_of(struct udp_edge *u, const void *hdr, const void *payload, size_t n,
-                   uint8_t out[TAG_LEN])
+                   const unsigned char epoch[EPOCH_LEN], uint8_t out[TAG_LEN])
 {
     uint8_t mac[32];
-    const void *parts[3] = {tag_label, hdr, payload};
-    const size_t lens[3] = {sizeof tag_label - 1, DAGGER__FRAME_HDR, n};
-    dagger__hmac_sha256(u->secret, (size_t)u->slen, parts, lens, 3, mac);
+    const void *parts[4] = {tag_label, hdr, payload, epoch};
+    const size_t lens[4] = {sizeof tag_label - 1, DAGGER__FRAME_HDR, n, EPOCH_LEN};
+    dagger__hmac_sha256(u->secret, (size_t)u->slen, parts, lens, 4, mac);
     memcpy(out, mac, TAG_LEN);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int wait_fd(int fd, short ev, int64_t deadline)
@@ -73,15 +90,19 @@ static int wait_fd(int fd, short ev, int64_t deadline)
 static int send_dgram(struct udp_edge *u, unsigned kind, unsigned fl, const void *payload, size_t n,
                       int64_t deadline)
 {
-    unsigned char hdr[DAGGER__FRAME_HDR];
+    unsigned char hdr[DAGGER__FRAME_HDR], epoch[EPOCH_LEN];
     uint8_t tag[TAG_LEN];
     if (u->slen > 0)
         fl |= DAGGER__FRAME_TAG;
     dagger__frame_put(hdr, kind, fl, (uint32_t)n, u->seq);
-    if (u->slen > 0)
-        tag_of(u, hdr, payload, n, tag);
-    struct iovec iov[3] = {{hdr, sizeof hdr}, {(void *)payload, n}, {tag, TAG_LEN}};
-    struct msghdr m = {.msg_iov = iov, .msg_iovlen = u->slen > 0 ? 3 : 2};
+    if (u->slen > 0) {
+        for (int i = 0; i < 8; i++)
+            epoch[i] = (unsigned char)(u->epoch >> (8 * i));
+        tag_of(u, hdr, payload, n, epoch, tag);
+    }
+    struct iovec iov[4] = {
+        {hdr, sizeof hdr}, {(void *)payload, n}, {epoch, EPOCH_LEN}, {tag, TAG_LEN}};
+    struct msghdr m = {.msg_iov = iov, .msg_iovlen = u->slen > 0 ? 4 : 2};
     int refused = 0;
     for (;;) {
         ssize_t r = sendmsg(u->fd, &m, MSG_NOSIGNAL);
@@ -104,7 +125,7 @@ static int send_dgram(struct udp_edge *u, unsigned kind, unsigned fl, const void
         return dagger__edge_fail(&u->base, DAGGER_EIO, "%s: send: %s", u->base.uri,
                                  strerror(errno));
     }
-    dagger__edge_count(&u->base.st.bytes, sizeof hdr + n + (u->slen > 0 ? TAG_LEN : 0));
+    dagger__edge_count(&u->base.st.bytes, sizeof hdr + n + (u->slen > 0 ? EPOCH_LEN + TAG_LEN : 0));
     return 0;
 }
 
@@ -112,6 +133,11 @@ static int udp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
 {
     struct udp_edge *u = (struct udp_edge *)e;
     unsigned fl;
+    if (u->seq == UINT64_MAX - 1)
+        return dagger__edge_note(e, DAGGER_ERANGE,
+                                 "%s: the stream's sequence numbers are used up (2^64 - 2 values); "
+                                 "they never wrap",
+                                 e->uri);
     long n = dagger__frame_value_size(v, &fl);
     if (n < 0)
         return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes", e->uri,
@@ -157,7 +183,20 @@ static int udp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     int64_t deadline = dagger__net_deadline(timeout_ms);
     char err[160];
     int rc;
-    for (;;) {
+    for (int turn = 0;; turn++) {
+        /* Checked on every turn, not only when the socket is empty: a stream of junk or
+         * duplicate datagrams must not hold a pop past its deadline or past idle_ms. */
+        if (turn > 0 && (deadline >= 0 || u->idle_ms > 0)) {
+            int64_t now = dagger__net_now_ms();
+            if (u->idle_ms > 0 && now >= u->last_rx_ms + u->idle_ms)
+                return dagger__edge_fail(e, DAGGER_EPEER,
+                                         "%s: no valid datagram from the producer for %d ms "
+                                         "(idle_ms) after %llu values",
+                                         e->uri, u->idle_ms, (unsigned long long)u->seq);
+            if (deadline >= 0 && now >= deadline)
+                return dagger__edge_note(e, DAGGER_ETIMEDOUT, "%s: no value before the timeout",
+                                         e->uri);
+        }
         ssize_t r = recv(u->fd, u->buf, u->bufcap, MSG_TRUNC | MSG_DONTWAIT);
         if (r < 0) {
             if (errno == EINTR)
@@ -202,7 +241,7 @@ static int udp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
                 return rc;
             continue;
         }
-        size_t tag = f.flags & DAGGER__FRAME_TAG ? TAG_LEN : 0;
+        size_t tag = f.flags & DAGGER__FRAME_TAG ? EPOCH_LEN + TAG_LEN : 0;
         if (len != DAGGER__FRAME_HDR + f.len + tag) {
             dagger__net_fmt(err, sizeof err, "%zu bytes where the header announces %zu", len,
                             (size_t)(DAGGER__FRAME_HDR + f.len + tag));
@@ -218,12 +257,32 @@ static int udp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
         }
         if (tag) {
             uint8_t want[TAG_LEN];
-            tag_of(u, u->buf, u->buf + DAGGER__FRAME_HDR, f.len, want);
-            if (!dagger__ct_equal(want, u->buf + DAGGER__FRAME_HDR + f.len, TAG_LEN)) {
+            const unsigned char *ep = u->buf + DAGGER__FRAME_HDR + f.len;
+            tag_of(u, u->buf, u->buf + DAGGER__FRAME_HDR, f.len, ep, want);
+            if (!dagger__ct_equal(want, ep + EPOCH_LEN, TAG_LEN)) {
                 if ((rc = reject(u, "authentication tag mismatch (wrong secret?)")) < 0)
                     return rc;
                 continue;
             }
+            uint64_t epoch = 0;
+            for (int i = 0; i < 8; i++)
+                epoch |= (uint64_t)ep[i] << (8 * i);
+            if (u->epoch == 0 && (int64_t)(epoch >> 16) + u->skew_ms < u->open_wall_ms) {
+                if ((rc = reject(u, "a stream that began before this end opened (a replay?)")) < 0)
+                    return rc;
+                continue;
+            }
+            if (u->epoch != 0 && epoch != u->epoch) {
+                if ((rc = reject(u, "a datagram of another stream (a replay?)")) < 0)
+                    return rc;
+                continue;
+            }
+            u->epoch = epoch;
+        }
+        if (f.seq == UINT64_MAX && f.kind == DAGGER__FRAME_DATA) {
+            if ((rc = reject(u, "sequence number 2^64 - 1 (numbers never wrap)")) < 0)
+                return rc;
+            continue;
         }
         if (f.kind != DAGGER__FRAME_DATA && f.kind != DAGGER__FRAME_END) {
             if ((rc = reject(u, "unexpected frame kind")) < 0)
@@ -275,13 +334,13 @@ static int udp_close(struct dagger_edge *e)
     return rc;
 }
 
-static const char *const udp_keys[] = {"secret",  "secret_env", "max", "strict",
-                                       "idle_ms", "rcvbuf",     NULL};
+static const char *const udp_keys[] = {"secret",  "secret_env", "max",     "strict",
+                                       "idle_ms", "rcvbuf",     "skew_ms", NULL};
 
 static int udp_open_edge(struct dagger_edge **out, const struct dagger__uri *uri, unsigned end,
                          char *err, size_t errcap)
 {
-    int64_t maxp, strict, idle, rcvbuf;
+    int64_t maxp, strict, idle, rcvbuf, skew;
     int rc;
     if ((rc = dagger__uri_check_keys(uri, udp_keys, err, errcap)) < 0)
         return rc;
@@ -293,11 +352,12 @@ static int udp_open_edge(struct dagger_edge **out, const struct dagger__uri *uri
         dagger__net_fmt(err, errcap, "udp: a producer needs the consumer's port, not 0");
         return DAGGER_EINVAL;
     }
-    const int64_t maxlimit = UDP_MAX_DGRAM - DAGGER__FRAME_HDR - TAG_LEN;
+    const int64_t maxlimit = UDP_MAX_DGRAM - DAGGER__FRAME_HDR - EPOCH_LEN - TAG_LEN;
     if ((rc = dagger__uri_int(uri, "max", maxlimit, 0, maxlimit, &maxp, err, errcap)) < 0 ||
         (rc = dagger__uri_int(uri, "strict", 0, 0, 1, &strict, err, errcap)) < 0 ||
         (rc = dagger__uri_int(uri, "idle_ms", 0, 0, 3600000, &idle, err, errcap)) < 0 ||
-        (rc = dagger__uri_int(uri, "rcvbuf", 4 << 20, 0, 1 << 30, &rcvbuf, err, errcap)) < 0)
+        (rc = dagger__uri_int(uri, "rcvbuf", 4 << 20, 0, 1 << 30, &rcvbuf, err, errcap)) < 0 ||
+        (rc = dagger__uri_int(uri, "skew_ms", 2000, 0, 86400000, &skew, err, errcap)) < 0)
         return rc;
     struct udp_edge *u = dagger__net_calloc(sizeof *u);
     if (!u) {
@@ -313,6 +373,16 @@ static int udp_open_edge(struct dagger_edge **out, const struct dagger__uri *uri
     u->base.max_payload = (uint32_t)maxp;
     u->strict = (int)strict;
     u->idle_ms = (int)idle;
+    u->skew_ms = skew;
+    u->open_wall_ms = wall_ms();
+    if (end == DAGGER_EDGE_PUSH && u->slen > 0) {
+        uint16_t r16 = 0;
+        if ((rc = dagger__random(&r16, sizeof r16)) < 0) {
+            dagger__net_fmt(err, errcap, "udp: no random bytes for the stream's epoch");
+            goto fail;
+        }
+        u->epoch = (uint64_t)u->open_wall_ms << 16 | r16;
+    }
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
                              .ai_socktype = SOCK_DGRAM,
                              .ai_flags =
@@ -340,6 +410,9 @@ static int udp_open_edge(struct dagger_edge **out, const struct dagger__uri *uri
         int b = (int)rcvbuf;
         if (b)
             setsockopt(u->fd, SOL_SOCKET, SO_RCVBUF, &b, sizeof b);
+        if ((rc = dagger__net_check_exposed((struct sockaddr *)&sa, u->slen > 0, "udp", err,
+                                            errcap)) < 0)
+            goto fail;
         if (bind(u->fd, (struct sockaddr *)&sa, sl) < 0) {
             dagger__net_fmt(err, errcap, "udp: cannot bind %s:%d: %s", uri->host, uri->port,
                             strerror(errno));

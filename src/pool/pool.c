@@ -586,18 +586,19 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j)
     dagger__pool_submit(p, j);
 }
 
-void dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *), void *arg)
+int dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *), void *arg)
 {
     struct worker *w = self();
     struct dagger__fiber *me = w->cur;
     struct dagger__fiber *next = fiber_get(p, w);
     if (!next)
-        dagger__panic("out of memory for a fiber stack while suspending a task");
+        return DAGGER_ENOMEM; /* the caller keeps this thread and blocks on it instead */
     job->fiber = me;
     w->after_fn = arm;
     w->after_arg = arg;
     dagger__fiber_switch(me, next, 0);
     arrived(me);
+    return 0;
 }
 
 static void *worker_main(void *arg)
@@ -606,9 +607,10 @@ static void *worker_main(void *arg)
     set_self(w);
     dagger__fiber_init_thread(&w->native);
     w->cur = &w->native;
+    /* dagger__pool_open gave every worker its first fiber as its spare: this cannot fail. */
     struct dagger__fiber *f = fiber_get(w->pool, w);
     if (!f)
-        dagger__panic("out of memory for a worker's first fiber");
+        dagger__panic("a worker started without its first fiber");
     dagger__fiber_switch(&w->native, f, 0);
     arrived(&w->native);
     set_self(NULL);
@@ -654,14 +656,44 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
             return DAGGER_ENOMEM;
         }
     }
+    /* Each worker's first fiber is allocated here, so that out of memory reaches the caller
+     * of dagger_ctx_open instead of a worker thread that could only abort. */
+    for (int i = 0; i < n; i++) {
+        struct dagger__fiber *f = dagger__malloc(sizeof *f);
+        if (!f || dagger__fiber_alloc(f, stack_size) != 0) {
+            dagger__free(f);
+            for (int k = 0; k < i; k++) {
+                dagger__fiber_free(p->w[k].spare);
+                dagger__free(p->w[k].spare);
+            }
+            for (int k = 0; k < n; k++)
+                dq_destroy(&p->w[k].dq);
+            free(p->w);
+            dagger__free(p);
+            return dagger__set_errmsg(
+                DAGGER_ENOMEM, "dagger_ctx_open: out of memory for the stack of worker %d", i);
+        }
+        p->w[i].spare = f;
+    }
     for (int i = 0; i < n; i++) {
         if (pthread_create(&p->w[i].thread, NULL, worker_main, &p->w[i]) != 0) {
             atomic_store(&p->shutdown, 1);
             notify(p, 1);
             for (int k = 0; k < i; k++)
                 pthread_join(p->w[k].thread, NULL);
-            for (int k = 0; k < n; k++)
+            for (int k = 0; k < n; k++) {
                 dq_destroy(&p->w[k].dq);
+                if (p->w[k].spare) {
+                    dagger__fiber_free(p->w[k].spare);
+                    dagger__free(p->w[k].spare);
+                }
+            }
+            while (p->fibers) {
+                struct dagger__fiber *f = p->fibers;
+                p->fibers = f->next;
+                dagger__fiber_free(f);
+                dagger__free(f);
+            }
             free(p->w);
             dagger__free(p);
             return dagger__set_errmsg(DAGGER_ENOMEM, "cannot start worker thread %d", i);

@@ -70,8 +70,8 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j);
 
 /* Suspend the running job `self`: switch to a fresh stack, call arm(arg) there (arm must make
  * sure the job is submitted later, e.g. by enqueueing a waiter; it may submit it at once), and
- * return when the job is resumed, possibly on another worker. */
-void dagger__pool_suspend(dagger__pool *p, struct dagger__job *self, void (*arm)(void *),
-                          void *arg);
+ * return 0 when the job is resumed, possibly on another worker. Returns DAGGER_ENOMEM, without
+ * calling arm, when no stack can be had: the caller's wait then fails (see event_wait). */
+int dagger__pool_suspend(dagger__pool *p, struct dagger__job *self, void (*arm)(void *), void *arg);
 
 #endif /* DAGGER_SRC_POOL_H */

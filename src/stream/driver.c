@@ -25,7 +25,7 @@
 #include "common/alloc.h"
 #include "stream/stream_int.h"
 
-enum { WAIT_OK = 0, WAIT_END };
+enum { WAIT_OK = 0, WAIT_END, WAIT_FAIL }; /* WAIT_FAIL: no stack to wait on (recorded) */
 
 /* Producer waiters whose ring has room again: woken before this node suspends. */
 static void flush_inputs(struct node *n)
@@ -42,7 +42,9 @@ static void flush_inputs(struct node *n)
     }
 }
 
-/* Suspend on `w` until woken; `ready` is rechecked after the event is published. */
+/* Suspend on `w` until woken; `ready` is rechecked after the event is published. When the task
+ * cannot be suspended (out of memory for a stack) the event is taken back and the enclosing
+ * function returns WAIT_FAIL (the caller fails the task with the message of the wait). */
 #define WAIT_ON(n, w, ready)                                                                       \
     do {                                                                                           \
         struct dagger__event ev_;                                                                  \
@@ -52,7 +54,13 @@ static void flush_inputs(struct node *n)
             if (atomic_exchange_explicit((w), NULL, memory_order_seq_cst) == &ev_)                 \
                 break;                                                                             \
         }                                                                                          \
-        (void)dagger__event_wait((n)->r->ctx, &ev_, dagger_task_id((n)->task));                    \
+        if (dagger__event_wait((n)->r->ctx, &ev_, dagger_task_id((n)->task)) < 0) {                \
+            /* A waker that already took the event fires it into the void: wait for that. */       \
+            if (atomic_exchange_explicit((w), NULL, memory_order_seq_cst) != &ev_)                 \
+                while (!dagger__event_fired(&ev_))                                                 \
+                    dagger__cpu_relax();                                                           \
+            return WAIT_FAIL;                                                                      \
+        }                                                                                          \
     } while (0)
 
 static inline int hard_stopped(struct node *n)
@@ -112,7 +120,10 @@ static int push(dagger_tc_t *tc, struct node *n, struct edge *e, const dagger_va
 {
     uint64_t h = atomic_load_explicit(&e->head, memory_order_relaxed);
     bool dead = false;
-    if (wait_room(n, e, h, &dead) != WAIT_OK)
+    int w = wait_room(n, e, h, &dead);
+    if (w == WAIT_FAIL)
+        return dagger_fail(tc, DAGGER_ENOMEM, "%s", dagger_last_errmsg());
+    if (w != WAIT_OK)
         return -1;
     if (dead)
         return 1;
@@ -226,7 +237,12 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
         for (uint32_t k = 0; k < n->nins && !end; k++) {
             struct edge *e = n->ins[k].e;
             uint64_t t = atomic_load_explicit(&e->tail, memory_order_relaxed);
-            if (wait_value(n, e, t) != WAIT_OK) {
+            int w = wait_value(n, e, t);
+            if (w == WAIT_FAIL) {
+                rc = dagger_fail(tc, DAGGER_ENOMEM, "%s", dagger_last_errmsg());
+                kind = END_ERROR;
+            }
+            if (w != WAIT_OK) {
                 end = true;
                 break;
             }
@@ -262,6 +278,10 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
         release_inputs(n);
         if (prc == -1 || (max > 0 && evals >= max))
             break;
+        /* A node with neither inputs nor outputs never waits: let the other drivers of its
+         * worker run between its runs, or it would starve them (and the region never ends). */
+        if (n->nins == 0 && n->nouts == 0)
+            dagger__task_yield();
     }
     for (uint32_t k = 0; k < n->nins; k++)
         args[n->ins[k].e->argi] = dagger_nil();
@@ -276,7 +296,10 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
     dagger__stream_node_end(n, kind);
 
     /* Leave together: a failure anywhere in the region reaches every task's fetch. */
-    (void)dagger__event_wait(r->ctx, &r->all_ended, 0);
+    /* Retried: leaving before the others would break the promise above; only a stack for
+     * the suspension can be missing, and a retry gets one once memory is back. */
+    while (dagger__event_wait(r->ctx, &r->all_ended, 0) < 0)
+        dagger__task_yield();
     struct node *origin = atomic_load(&r->err_origin);
     if (kind != END_ERROR && origin && origin != n && !dagger_tc_cancelled(tc)) {
         dagger_task_t *o = origin->task;

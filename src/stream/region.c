@@ -15,6 +15,7 @@
  */
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -210,6 +211,21 @@ static void node_free_unregistered(struct node *n)
     dagger__free(n);
 }
 
+void dagger__stream_spawn_failed(struct dagger_stream *r, int code, const char *what)
+{
+    if (!r->spawn_err) {
+        r->spawn_err = code;
+        snprintf(r->spawn_msg, sizeof r->spawn_msg, "%s", what);
+    }
+}
+
+/* A spawn of `r` returned no task: remember it (the first one) for dagger_stream_end. */
+static void spawn_failed(struct dagger_stream *r, const char *what)
+{
+    dagger__stream_spawn_failed(r, DAGGER_ENOMEM, what);
+    dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: %s", what);
+}
+
 static dagger_task_t *spawn_node(struct dagger_stream *r, dagger_ctx_t *ctx,
                                  const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
                                  const dagger_value_t *argv, size_t argc, struct port *port)
@@ -227,7 +243,7 @@ static dagger_task_t *spawn_node(struct dagger_stream *r, dagger_ctx_t *ctx,
         dagger__free(n);
         dagger__free(vals);
         dagger__stream_port_free(port);
-        dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: out of memory for a streaming task");
+        spawn_failed(r, "out of memory for a streaming task");
         return NULL;
     }
     n->r = r;
@@ -259,7 +275,7 @@ static dagger_task_t *spawn_node(struct dagger_stream *r, dagger_ctx_t *ctx,
     if (oom) {
         node_free_unregistered(n);
         dagger__free(vals);
-        dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: out of memory for a streaming task");
+        spawn_failed(r, "out of memory for a streaming task");
         return NULL;
     }
     pthread_mutex_lock(&reg_lock);
@@ -303,6 +319,7 @@ static dagger_task_t *spawn_node(struct dagger_stream *r, dagger_ctx_t *ctx,
     dagger__free(vals);
     if (!t) {
         node_free_unregistered(n);
+        spawn_failed(r, "out of memory for a streaming task's record");
         return NULL;
     }
     pthread_mutex_lock(&reg_lock);
@@ -318,7 +335,7 @@ static dagger_task_t *spawn_node(struct dagger_stream *r, dagger_ctx_t *ctx,
         pthread_mutex_unlock(&reg_lock);
         node_free_unregistered(n);
         dagger_cancel(t); /* held: never runs its body */
-        dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: out of memory for a streaming task");
+        spawn_failed(r, "out of memory recording a streaming task in its region");
         return t;
     }
     n->idx = r->nnodes;
@@ -459,6 +476,13 @@ int dagger_stream_end(dagger_stream_t *r)
         return rc;
     r->open = false;
     int wrc = wire(r);
+    const char *why = "out of memory for the stream buffers";
+    if (!wrc && r->spawn_err) {
+        /* A task missing from the region would leave its producers spinning or its consumers
+         * waiting forever: the whole region is cancelled instead. */
+        wrc = r->spawn_err;
+        why = r->spawn_msg;
+    }
     /* Edges that could not be allocated leave holes: stop every node before it runs. */
     if (wrc) {
         for (uint32_t i = 0; i < r->nnodes; i++)
@@ -469,6 +493,7 @@ int dagger_stream_end(dagger_stream_t *r)
     atomic_store(&r->running, r->nnodes);
     atomic_fetch_add(&r->refs, r->nnodes);
     uint32_t nended = 0;
+    dagger_task_t *spawn_bad = NULL; /* the first task that failed at spawn */
     pthread_mutex_lock(&reg_lock);
     r->launched = true;
     for (uint32_t i = 0; i < r->nnodes; i++) {
@@ -483,6 +508,8 @@ int dagger_stream_end(dagger_stream_t *r)
         } else if (dagger_task_done(n->task) &&
                    atomic_compare_exchange_strong(&n->state, &expect, N_ENDED)) {
             kind = END_ERROR; /* failed at spawn (bad scope, bad argument) */
+            if (!spawn_bad)
+                spawn_bad = n->task;
         } else if (atomic_load(&n->state) == N_ENDED) {
             kind = END_CANCEL; /* cancelled before the region started */
         } else {
@@ -495,14 +522,20 @@ int dagger_stream_end(dagger_stream_t *r)
     if (wrc) {
         for (uint32_t i = 0; i < r->nnodes; i++)
             dagger_cancel(r->nodes[i]->task);
-        dagger__set_errmsg(DAGGER_ENOMEM, "dagger_stream_end: out of memory for the stream "
-                                          "buffers; the region's tasks are cancelled");
+        dagger__set_errmsg(wrc, "dagger_stream_end: %s; the region's tasks are cancelled", why);
+    }
+    int brc = 0;
+    if (!wrc && spawn_bad) {
+        brc = dagger_task_error(spawn_bad);
+        dagger__set_errmsg(brc, "dagger_stream_end: task %llu '%s' failed at spawn: %s",
+                           (unsigned long long)dagger_task_id(spawn_bad),
+                           dagger_task_name(spawn_bad), dagger_task_errmsg(spawn_bad));
     }
     rc = dagger_queue_end(r->ctx); /* starts every driver */
     for (uint32_t i = 0; i < nended; i++)
         dagger__stream_release(r);
     dagger__stream_release(r);
-    return wrc ? wrc : rc;
+    return wrc ? wrc : brc ? brc : rc;
 }
 
 int dagger_stream_run(dagger_ctx_t *ctx, const dagger_stream_opts_t *opts,

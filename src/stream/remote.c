@@ -15,6 +15,7 @@
  * peer's edge reports DAGGER_EPEER, which fails the peer's region in turn.
  * SPDX-License-Identifier: MIT
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -181,10 +182,26 @@ static dagger_task_t *spawn_port(dagger_stream_t *s, dagger_edge_t *e, dagger_ta
             (void)dagger__edge_abort(e);
         return NULL;
     }
+    if (end == DAGGER_EDGE_PUSH && !input) {
+        /* Usually the input's own spawn failed: say so, with its cause, rather than let the
+         * sink fail later with a message about the kind of its input. */
+        char why[200];
+        int code = s->spawn_err ? s->spawn_err : DAGGER_EINVAL;
+        if (s->spawn_err)
+            snprintf(why, sizeof why, "the input is NULL: its spawn failed (%s)", s->spawn_msg);
+        else
+            snprintf(why, sizeof why, "the input is NULL");
+        dagger__stream_spawn_failed(s, code, why);
+        if (e)
+            (void)dagger__edge_abort(e);
+        dagger__set_errmsg(code, "%s: %s", what, why);
+        return NULL;
+    }
     struct port *p = dagger__calloc(1, sizeof *p);
     if (!p) {
         if (e)
             (void)dagger__edge_abort(e);
+        dagger__stream_spawn_failed(s, DAGGER_ENOMEM, "out of memory for an edge port");
         dagger__set_errmsg(DAGGER_ENOMEM, "%s: out of memory", what);
         return NULL;
     }

@@ -115,8 +115,12 @@ struct dagger_stream {
     _Atomic uint32_t running; /* nodes that have not ended */
     struct dagger__event all_ended;
     _Atomic(struct node *) err_origin;
-    bool launched;                     /* guarded by reg_lock */
-    bool open;                         /* between begin and end: owner only */
+    bool launched; /* guarded by reg_lock */
+    bool open;     /* between begin and end: owner only */
+    /* A spawn of the region that returned no task (out of memory): the region is cancelled at
+     * dagger_stream_end, which returns this code and message. Owner only. */
+    int spawn_err;
+    char spawn_msg[160];
     struct dagger_stream *next, *prev; /* registry, guarded by reg_lock */
 };
 
@@ -137,6 +141,9 @@ int dagger__stream_port_idle(struct node *n);
 /* Abort the edge if still open and free the port (NULL is accepted). */
 void dagger__stream_port_free(struct port *p);
 
+/* region.c, for remote.c: a spawn of `r` returned no task; the region fails at its end with
+ * `code` and `what` (the first such failure wins). */
+void dagger__stream_spawn_failed(struct dagger_stream *r, int code, const char *what);
 /* region.c, for remote.c: spawn a node that owns `p` (freed here on every failure). */
 dagger_task_t *dagger__stream_spawn_node(struct dagger_stream *r, const dagger_task_opts_t *o,
                                          dagger_fn_t fn, const char *fname,

@@ -306,7 +306,8 @@ static int load_file(const char *in_path, struct dtr_snap *s)
     int rc = dagger__trace_snap_load(s, f);
     fclose(f);
     if (rc == DAGGER_EINVAL)
-        ERRMSG(rc, "dagger_trace: '%s' is not a valid .dtrace file", in_path);
+        ERRMSG(rc, "dagger_trace: '%s' is not a valid .dtrace file: %s", in_path,
+               dagger__trace_load_why());
     return rc;
 }
 

@@ -18,6 +18,13 @@
 #define VERSION 1
 #define MAX_STR_LEN (1u << 20)
 
+/* Why the last load refused its file (for the caller's message). */
+static _Thread_local char load_why[160];
+
+const char *dagger__trace_load_why(void) { return load_why; }
+
+#define REFUSE(...) (snprintf(load_why, sizeof load_why, __VA_ARGS__), DAGGER_EINVAL)
+
 static void put_u(unsigned char *p, uint64_t v, int n)
 {
     for (int i = 0; i < n; i++)
@@ -75,25 +82,40 @@ int dagger__trace_snap_save(const struct dtr_snap *s, FILE *f)
 int dagger__trace_snap_load(struct dtr_snap *s, FILE *f)
 {
     memset(s, 0, sizeof *s);
+    load_why[0] = '\0';
     unsigned char h[56];
-    if (fread(h, sizeof h, 1, f) != 1 || memcmp(h, MAGIC, 8) != 0 || get_u(h + 8, 4) != VERSION)
-        return DAGGER_EINVAL;
+    if (fread(h, sizeof h, 1, f) != 1)
+        return REFUSE("shorter than the 56-byte header");
+    if (memcmp(h, MAGIC, 8) != 0 || get_u(h + 8, 4) != VERSION)
+        return REFUSE("not a .dtrace file of version %d", VERSION);
     s->nthreads = (int32_t)(uint32_t)get_u(h + 12, 4);
     s->t0 = (int64_t)get_u(h + 16, 8);
     s->t1 = (int64_t)get_u(h + 24, 8);
     s->dropped = get_u(h + 32, 8);
     uint64_t nstr = get_u(h + 40, 8), nev = get_u(h + 48, 8);
-    if (s->nthreads < 0 || s->nthreads > 32767 || nstr > UINT32_MAX - 1 || nev > (1ull << 36))
-        return DAGGER_EINVAL;
+    if (s->nthreads < 0 || s->nthreads > 32767)
+        return REFUSE("%d threads", s->nthreads);
+    if (nstr > UINT32_MAX - 1 || nev > (1ull << 36))
+        return REFUSE("impossible counts (%llu strings, %llu events)", (unsigned long long)nstr,
+                      (unsigned long long)nev);
+    /* Times are ns of a monotonic clock: within [0, DTR_TS_MAX] (about 146 years), so that no
+     * difference or sum of a few of them can overflow in the model and the exporters. */
+    if (s->t0 < 0 || s->t1 < s->t0 || s->t1 > DTR_TS_MAX)
+        return REFUSE("recording times %lld..%lld out of range", (long long)s->t0,
+                      (long long)s->t1);
     int rc = DAGGER_EINVAL;
     /* Grow as the file proves it holds the data, so a forged count cannot make us allocate. */
     for (uint64_t i = 0; i < nstr; i++) {
         unsigned char l[4];
-        if (fread(l, 4, 1, f) != 1)
+        if (fread(l, 4, 1, f) != 1) {
+            rc = REFUSE("truncated in string %llu", (unsigned long long)i);
             goto fail;
+        }
         uint32_t n = (uint32_t)get_u(l, 4);
-        if (n > MAX_STR_LEN)
+        if (n > MAX_STR_LEN) {
+            rc = REFUSE("string %llu is %u bytes long", (unsigned long long)i, n);
             goto fail;
+        }
         if ((s->nstr & (s->nstr - 1)) == 0) {
             char **ns = realloc(s->str, (s->nstr ? s->nstr * 2 : 16) * sizeof *ns);
             if (!ns)
@@ -105,6 +127,7 @@ int dagger__trace_snap_load(struct dtr_snap *s, FILE *f)
             goto oom;
         if (n && fread(d, n, 1, f) != 1) {
             free(d);
+            rc = REFUSE("truncated in string %llu", (unsigned long long)i);
             goto fail;
         }
         d[n] = '\0';
@@ -113,8 +136,11 @@ int dagger__trace_snap_load(struct dtr_snap *s, FILE *f)
     size_t cap = 0;
     for (uint64_t i = 0; i < nev; i++) {
         unsigned char p[32];
-        if (fread(p, 32, 1, f) != 1)
+        if (fread(p, 32, 1, f) != 1) {
+            rc = REFUSE("truncated at event %llu of %llu", (unsigned long long)i,
+                        (unsigned long long)nev);
             goto fail;
+        }
         if (s->nev == cap) {
             size_t nc = cap ? cap * 2 : 4096;
             struct dtr_ev *ne = realloc(s->ev, nc * sizeof *ne);
@@ -131,13 +157,28 @@ int dagger__trace_snap_load(struct dtr_snap *s, FILE *f)
         e->thread = (int16_t)(uint16_t)get_u(p + 28, 2);
         e->kind = p[30];
         e->flags = p[31];
-        if (e->kind < DTR_SPAWN || e->kind >= DTR_KIND_END_ || e->thread < -1)
+        if (e->kind < DTR_SPAWN || e->kind >= DTR_KIND_END_ || e->thread < -1) {
+            rc =
+                REFUSE("event %llu: kind %u, thread %d", (unsigned long long)i, e->kind, e->thread);
             goto fail;
-        if ((e->kind == DTR_SPAWN || e->kind == DTR_ERROR) && e->arg != DTR_NOSTR &&
-            e->arg >= s->nstr)
+        }
+        if (e->ts < s->t0 || e->ts > s->t1) {
+            rc =
+                REFUSE("event %llu: time %lld outside the recording %lld..%lld",
+                       (unsigned long long)i, (long long)e->ts, (long long)s->t0, (long long)s->t1);
             goto fail;
-        if ((e->flags & DTR_F_STR) && e->arg >= s->nstr)
+        }
+        if ((((e->kind == DTR_SPAWN || e->kind == DTR_ERROR) && e->arg != DTR_NOSTR) ||
+             (e->flags & DTR_F_STR)) &&
+            e->arg >= s->nstr) {
+            rc = REFUSE("event %llu: string %llu of %zu", (unsigned long long)i,
+                        (unsigned long long)e->arg, s->nstr);
             goto fail;
+        }
+        if (e->kind != DTR_PARK && e->kind != DTR_WAKE && e->id == 0) {
+            rc = REFUSE("event %llu: task id 0", (unsigned long long)i);
+            goto fail;
+        }
         s->nev++;
     }
     /* Sorted already when written; sorting again keeps the invariant for any producer. */
@@ -145,6 +186,7 @@ int dagger__trace_snap_load(struct dtr_snap *s, FILE *f)
     return 0;
 oom:
     rc = DAGGER_ENOMEM;
+    snprintf(load_why, sizeof load_why, "out of memory");
 fail:
     dagger__trace_snap_free(s);
     return rc;

@@ -82,11 +82,14 @@ static void axis(FILE *f, int64_t wall, double y0, double y1, int labels_below)
     int64_t step = tick_step(wall, 10);
     char a[32];
     fputs("<g class=\"axis\">", f);
-    for (int64_t t = 0; t <= wall; t += step) {
-        double x = CHART_L + (double)t / (double)wall * CHART_W;
+    /* t + step is never computed past wall: a wall near INT64_MAX must not wrap around. */
+    for (int64_t t = 0; wall >= 0; t += step) {
+        double x = CHART_L + (double)t / (double)(wall ? wall : 1) * CHART_W;
         fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", x, y0, x, y1);
         fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%s</text>", x,
                 labels_below ? y1 + 14 : y0 - 6, tick_label(t, a));
+        if (t > wall - step)
+            break;
     }
     fputs("</g>\n", f);
 }
@@ -378,11 +381,10 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
             if (r->thread < 0)
                 continue;
             double s = (double)r->t0, e = (double)r->t1;
-            int b0 = (int)(s / bw), b1 = (int)(e / bw);
-            if (b0 < 0)
-                b0 = 0;
-            if (b1 >= UTIL_BINS)
-                b1 = UTIL_BINS - 1;
+            /* Clamped as doubles: converting an out-of-range double to int is undefined. */
+            double q0 = s / bw, q1 = e / bw;
+            int b0 = q0 > 0 ? (q0 < UTIL_BINS ? (int)q0 : UTIL_BINS - 1) : 0;
+            int b1 = q1 > 0 ? (q1 < UTIL_BINS ? (int)q1 : UTIL_BINS - 1) : 0;
             for (int j = b0; j <= b1; j++) {
                 double lo = fmax(s, j * bw), hi = fmin(e, (j + 1) * bw);
                 if (hi > lo)

@@ -120,6 +120,13 @@ static int fn_cmp(const void *a, const void *b)
                   dagger__trace_str(g_sort_model, y->name));
 }
 
+/* Durations are validated on load (0 <= ts <= DTR_TS_MAX), but a file may hold many of them:
+ * sums saturate instead of overflowing. */
+static int64_t sat_add(int64_t a, int64_t b)
+{
+    return b > 0 && a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
 static int critical_path(struct dtr_model *m)
 {
     size_t n = m->ntasks;
@@ -150,7 +157,7 @@ static int critical_path(struct dtr_model *m)
     while (qh < qt) {
         uint32_t u = queue[qh++];
         struct dtr_task *t = &m->tasks[u];
-        t->cp = best[u] + t->work;
+        t->cp = sat_add(best[u], t->work);
         if (t->cp > m->cp_len || m->cp_last < 0) {
             m->cp_len = t->cp;
             m->cp_last = u;
@@ -309,9 +316,9 @@ int dagger__trace_model_build(struct dtr_model *m, const struct dtr_snap *s)
         if (r->thread < 0)
             m->has_external = 1;
         int64_t d = r->t1 - r->t0;
-        m->tasks[r->task].work += d;
+        m->tasks[r->task].work = sat_add(m->tasks[r->task].work, d);
         m->tasks[r->task].nruns++;
-        m->busy += d;
+        m->busy = sat_add(m->busy, d);
     }
 
     /* One edge per (from, to), however many arguments carried it. */
@@ -354,7 +361,7 @@ int dagger__trace_model_build(struct dtr_model *m, const struct dtr_snap *s)
             struct dtr_fn *f = &m->fns[fn_of_str[k]];
             f->count++;
             f->runs += t->nruns;
-            f->total += t->work;
+            f->total = sat_add(f->total, t->work);
             if (t->work > f->max)
                 f->max = t->work;
             if ((t->state & DTR_ST_FINISHED) && t->rc != 0)

@@ -66,6 +66,10 @@ int dagger__trace_snap_take(void *ctx, struct dtr_snap *out);
 /* .dtrace on disk. */
 int dagger__trace_snap_save(const struct dtr_snap *s, FILE *f);
 int dagger__trace_snap_load(struct dtr_snap *s, FILE *f);
+/* Why the calling thread's last dagger__trace_snap_load refused its file ("" if it did not). */
+const char *dagger__trace_load_why(void);
+/* The largest time a .dtrace file may hold (ns, 2^62). */
+#define DTR_TS_MAX ((int64_t)1 << 62)
 /* Sort events by (ts, kind). */
 void dagger__trace_snap_sort(struct dtr_snap *s);
 

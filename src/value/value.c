@@ -21,6 +21,8 @@ dagger_value_t dagger_str(const char *s)
     v.u.s = s ? s : "";
     size_t n = strlen(v.u.s);
     v.len = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    if (n >= UINT32_MAX) /* the NUL must fit the encoding too */
+        v.flags |= DAGGER_VALUE_TOOBIG;
     return v;
 }
 
@@ -37,6 +39,8 @@ dagger_value_t dagger_blob(const void *p, size_t n)
     v.kind = DAGGER_KIND_BLOB;
     v.u.p = p;
     v.len = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    if (n > UINT32_MAX)
+        v.flags |= DAGGER_VALUE_TOOBIG;
     return v;
 }
 
@@ -100,8 +104,20 @@ const char *dagger_kind_name(int kind)
     return kinds[kind].name;
 }
 
+int dagger__value_size_check(const dagger_value_t *v, const char *what)
+{
+    if (DAGGER_LIKELY(!(v->flags & DAGGER_VALUE_TOOBIG)))
+        return 0;
+    return dagger__set_errmsg(DAGGER_E2BIG,
+                              "%s: a %s of 4 GiB or more cannot be stored (values hold at most "
+                              "4 GiB - 1 bytes); pass a pointer or a chunk instead",
+                              what, dagger_kind_name(v->kind));
+}
+
 int dagger__value_own(dagger_value_t *v)
 {
+    if (v->flags & DAGGER_VALUE_TOOBIG)
+        return DAGGER_E2BIG;
     v->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
     if (v->kind >= DAGGER_KIND_COUNT_ || !kinds[v->kind].own)
         return 0;
@@ -148,6 +164,9 @@ static uint64_t get64(const unsigned char *p)
 long dagger_value_encode(const dagger_value_t *v, void *buf, size_t cap)
 {
     DAGGER_CHECK(v, DAGGER_EINVAL, "dagger_value_encode: value is NULL");
+    int big = dagger__value_size_check(v, "dagger_value_encode");
+    if (big)
+        return big;
     size_t payload;
     switch (v->kind) {
     case DAGGER_KIND_NIL:

@@ -41,6 +41,8 @@ static inline bool dagger__value_holds(int kind)
 
 /* Make `v` own its bytes or its handle reference. Returns 0 or DAGGER_ENOMEM. */
 int dagger__value_own(dagger_value_t *v);
+/* DAGGER_E2BIG with a message starting with `what` when `v` is a str/blob of 4 GiB or more. */
+int dagger__value_size_check(const dagger_value_t *v, const char *what);
 /* Free what an owned value holds (nothing for a borrowed one) and reset it to nil. */
 void dagger__value_drop(dagger_value_t *v);
 
