@@ -56,7 +56,7 @@ bench:
 	BENCH_FILTER="$(BENCH_FILTER)" sh bench/run.sh build-bench
 
 format:
-	clang-format -i include/*.h include/dagger/*.h src/*/*.[ch] tests/*.[ch] examples/*.c
+	clang-format -i include/*.h include/dagger/*.h src/*/*.[ch] src/*/*/*.[ch] tests/*.[ch] examples/*.c
 
 clean:
 	rm -rf build build-asan build-tsan build-bench

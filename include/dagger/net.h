@@ -34,7 +34,8 @@ typedef struct dagger_edge_stats {
     uint64_t drops;      /* values known to be lost (UDP sequence gaps) */
     uint64_t rejected;   /* frames refused: malformed or unauthenticated (UDP keeps going) */
     uint64_t waits;      /* times a push or pop had to sleep (back-pressure or empty) */
-    uint64_t reconnects; /* connections re-established after a loss (TCP) */
+    uint64_t reconnects; /* connections re-established after a loss (TCP, brokers) */
+    uint64_t duplicates; /* values received twice and dropped (MQTT QoS 1 redelivery) */
 } dagger_edge_stats_t;
 
 /** Open one end of the edge named by `uri`; `flags` is DAGGER_EDGE_PUSH or DAGGER_EDGE_POP.
