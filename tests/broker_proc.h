@@ -62,7 +62,7 @@ static void broker_track_(pid_t pid, pid_t old)
 }
 
 /* The broker's program, or NULL when it is not installed (Debian puts both in /usr/sbin). */
-static const char *broker_program(enum broker_kind k)
+static inline const char *broker_program(enum broker_kind k)
 {
     static char found[2][256];
     const char *name = k == BROKER_MQTT ? "mosquitto" : "nats-server";
@@ -81,7 +81,7 @@ static const char *broker_program(enum broker_kind k)
     return NULL;
 }
 
-static int broker_free_port(void)
+static inline int broker_free_port(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -205,7 +205,8 @@ static int broker_launch_(struct broker *b)
 
 /* Start a broker of `kind` (credentials required when user is not NULL).
  * Returns 0, 77 when its program is missing, -1 on failure. */
-static int broker_start(struct broker *b, enum broker_kind kind, const char *user, const char *pass)
+static inline int broker_start(struct broker *b, enum broker_kind kind, const char *user,
+                               const char *pass)
 {
     memset(b, 0, sizeof *b);
     b->kind = kind;
@@ -229,7 +230,7 @@ static int broker_start(struct broker *b, enum broker_kind kind, const char *use
 
 /* Stop the broker by PID with `sig` (SIGTERM lets mosquitto save its sessions) and reap it
  * (SIGKILL after 5 s). */
-static void broker_stop(struct broker *b, int sig)
+static inline void broker_stop(struct broker *b, int sig)
 {
     if (b->pid <= 0)
         return;
@@ -249,14 +250,14 @@ static void broker_stop(struct broker *b, int sig)
 }
 
 /* Restart on the same port: SIGTERM (mosquitto writes its persistence), then start again. */
-static int broker_restart(struct broker *b)
+static inline int broker_restart(struct broker *b)
 {
     broker_stop(b, SIGTERM);
     return broker_launch_(b);
 }
 
 /* Stop the broker and remove its directory. */
-static void broker_destroy(struct broker *b)
+static inline void broker_destroy(struct broker *b)
 {
     broker_stop(b, SIGKILL);
     if (b->dir[0]) {

@@ -172,61 +172,86 @@ static void count_dropped(struct nats_edge *q)
     }
 }
 
+/* A message from NextMsg. Returns 1 (a value in *out; the message is held until the next pop),
+ * 0 (skipped: counted) or the edge's error. */
+static int take(struct nats_edge *q, natsMsg *m, dagger_value_t *out)
+{
+    if (q->idle_ms > 0)
+        q->last_rx_ms = dagger__net_now_ms();
+    int r = dagger__msg_accept(&q->base, &q->rx, natsMsg_GetData(m),
+                               (size_t)natsMsg_GetDataLength(m), out);
+    if (r == 1) {
+        q->held = m;
+        return 1;
+    }
+    natsMsg_Destroy(m);
+    if (r < 0)
+        count_dropped(q);
+    return r;
+}
+
+/* NextMsg's status other than OK and TIMEOUT: 0 to go on (a slow consumer lost messages,
+ * counted), or the edge's error. */
+static int trouble(struct nats_edge *q, natsStatus s)
+{
+    if (s == NATS_SLOW_CONSUMER) {
+        count_dropped(q);
+        return 0;
+    }
+    int rc = check_link(q);
+    return rc < 0 ? rc
+                  : dagger__edge_fail(&q->base, DAGGER_EPEER, "%s: subscription lost: %s",
+                                      q->base.uri, natsStatus_GetText(s));
+}
+
 static int nats_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
 {
     struct nats_edge *q = (struct nats_edge *)e;
-    int64_t deadline = dagger__net_deadline(timeout_ms);
+    natsMsg *m = NULL;
+    natsStatus s;
+    int r;
     if (q->held) {
         natsMsg_Destroy(q->held);
         q->held = NULL;
     }
+    /* The fast path reads no clock: a value queued already, or arriving within one slice. */
+    if (timeout_ms != 0 && !q->endsub) {
+        s = natsSubscription_NextMsg(&m, q->sub,
+                                     timeout_ms < 0 || timeout_ms > 50 ? 50 : timeout_ms);
+        if (s == NATS_OK && (r = take(q, m, out)) != 0)
+            return r > 0 ? 0 : r;
+        if (s != NATS_OK && s != NATS_TIMEOUT && (r = trouble(q, s)) < 0)
+            return r;
+    }
+    int64_t deadline = dagger__net_deadline(timeout_ms);
     for (;;) {
         /* cnats' reader queues messages in arrival order, so once END is queued on the
          * control subject every value routed to this member before it is queued too. */
-        int ended = 0;
+        int ended = 0, pending = 0;
         if (q->endsub)
             (void)natsSubscription_GetPending(q->endsub, &ended, NULL);
         int left = dagger__net_left_ms(deadline);
-        int pending = 0;
-        natsMsg *m = NULL;
-        natsStatus s;
         if (left == 0 &&
             (natsSubscription_GetPending(q->sub, &pending, NULL) != NATS_OK || pending == 0))
             s = NATS_TIMEOUT;
         else
             s = natsSubscription_NextMsg(&m, q->sub, left < 0 || left > 50 ? 50 : left ? left : 1);
         if (s == NATS_OK) {
-            q->last_rx_ms = dagger__net_now_ms();
-            int r = dagger__msg_accept(e, &q->rx, natsMsg_GetData(m),
-                                       (size_t)natsMsg_GetDataLength(m), out);
-            if (r == 1) {
-                q->held = m;
-                return 0;
-            }
-            natsMsg_Destroy(m);
-            if (r < 0) {
-                count_dropped(q);
-                return r;
-            }
-            continue;
-        }
-        if (s == NATS_SLOW_CONSUMER) { /* messages were dropped before this point */
-            count_dropped(q);
+            if ((r = take(q, m, out)) != 0)
+                return r > 0 ? 0 : r;
             continue;
         }
         if (s != NATS_TIMEOUT) {
-            int rc = check_link(q);
-            return rc < 0 ? rc
-                          : dagger__edge_fail(e, DAGGER_EPEER, "%s: subscription lost: %s", e->uri,
-                                              natsStatus_GetText(s));
+            if ((r = trouble(q, s)) < 0)
+                return r;
+            continue;
         }
         count_dropped(q);
-        if (ended) /* every value routed here was queued before END arrived */
+        if (ended)
             return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the producer closed the stream",
                                      e->uri);
-        int rc = check_link(q);
-        if (rc < 0)
-            return rc;
+        if ((r = check_link(q)) < 0)
+            return r;
         if (q->idle_ms > 0 && dagger__net_now_ms() - q->last_rx_ms > q->idle_ms)
             return dagger__edge_fail(e, DAGGER_EPEER,
                                      "%s: no message from the producer for %d ms (idle_ms)", e->uri,
