@@ -34,6 +34,7 @@ struct broker {
     int port;
     char dir[128];
     char user[64], pass[64]; /* when set, the broker requires these credentials */
+    int tls;                 /* listen with TLS: <dir>/cert.pem (self-signed, 127.0.0.1) */
 };
 
 #define BROKER_MAX_ 8
@@ -128,6 +129,8 @@ static int broker_mqtt_config_(struct broker *b, char *conf, size_t cap)
     fprintf(f, "autosave_interval 0\n");
     fprintf(f, "max_queued_messages 0\nmax_queued_bytes 0\n");
     fprintf(f, "log_dest stderr\nlog_type error\nlog_type warning\n");
+    if (b->tls)
+        fprintf(f, "certfile %s/cert.pem\nkeyfile %s/key.pem\n", b->dir, b->dir);
     if (b->user[0]) {
         fprintf(f, "allow_anonymous false\npassword_file %s/passwd\n", b->dir);
     } else {
@@ -144,6 +147,21 @@ static int broker_mqtt_config_(struct broker *b, char *conf, size_t cap)
         chmod(cmd, 0600);
     }
     return 0;
+}
+
+/* A self-signed certificate for 127.0.0.1 and localhost in <dir>/cert.pem, key.pem (openssl).
+ * Returns 0, 77 when openssl is not installed, -1. */
+static inline int broker_make_cert(const char *dir, const char *name)
+{
+    char cmd[700];
+    if (system("command -v openssl >/dev/null 2>&1") != 0)
+        return 77;
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+             "-addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout '%s/%s-key.pem' "
+             "-out '%s/%s.pem' >/dev/null 2>&1",
+             dir, name, dir, name);
+    return system(cmd) == 0 ? 0 : -1;
 }
 
 /* Start (or restart, on the same port and directory) the broker. Returns 0, 77 when the
@@ -173,8 +191,14 @@ static int broker_launch_(struct broker *b)
             dup2(fd, 2);
             close(fd);
         }
+        char cert[200], key[200];
+        snprintf(cert, sizeof cert, "%s/cert.pem", b->dir);
+        snprintf(key, sizeof key, "%s/key.pem", b->dir);
         if (b->kind == BROKER_MQTT) {
             execl(prog, prog, "-c", conf, (char *)NULL);
+        } else if (b->tls) {
+            execl(prog, prog, "-a", "127.0.0.1", "-p", portarg, "--tls", "--tlscert", cert,
+                  "--tlskey", key, (char *)NULL);
         } else if (b->user[0]) {
             execl(prog, prog, "-a", "127.0.0.1", "-p", portarg, "--user", b->user, "--pass",
                   b->pass, (char *)NULL);
@@ -203,13 +227,14 @@ static int broker_launch_(struct broker *b)
     return -1;
 }
 
-/* Start a broker of `kind` (credentials required when user is not NULL).
- * Returns 0, 77 when its program is missing, -1 on failure. */
-static inline int broker_start(struct broker *b, enum broker_kind kind, const char *user,
-                               const char *pass)
+/* Start a broker of `kind` (credentials required when user is not NULL; TLS with `tls`).
+ * Returns 0, 77 when its program (or openssl, for TLS) is missing, -1 on failure. */
+static inline int broker_start_tls(struct broker *b, enum broker_kind kind, const char *user,
+                                   const char *pass, int tls)
 {
     memset(b, 0, sizeof *b);
     b->kind = kind;
+    b->tls = tls;
     if (user) {
         snprintf(b->user, sizeof b->user, "%s", user);
         snprintf(b->pass, sizeof b->pass, "%s", pass ? pass : "");
@@ -220,12 +245,28 @@ static inline int broker_start(struct broker *b, enum broker_kind kind, const ch
     snprintf(b->dir, sizeof b->dir, "%s/dagger-broker-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(b->dir))
         return -1;
+    if (tls) {
+        int rc = broker_make_cert(b->dir, "cert");
+        if (rc != 0)
+            return rc;
+        char from[200], to[200];
+        snprintf(from, sizeof from, "%s/cert-key.pem", b->dir);
+        snprintf(to, sizeof to, "%s/key.pem", b->dir);
+        if (rename(from, to) != 0)
+            return -1;
+    }
     for (int attempt = 0; attempt < 3; attempt++) {
         b->port = broker_free_port();
         if (b->port > 0 && broker_launch_(b) == 0)
             return 0;
     }
     return -1;
+}
+
+static inline int broker_start(struct broker *b, enum broker_kind kind, const char *user,
+                               const char *pass)
+{
+    return broker_start_tls(b, kind, user, pass, 0);
 }
 
 /* Stop the broker by PID with `sig` (SIGTERM lets mosquitto save its sessions) and reap it

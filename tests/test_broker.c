@@ -35,28 +35,35 @@ static struct broker B;
 /* The case's broker goes when the process exits, however the case ends. */
 static void stop_b_(void) { broker_destroy(&B); }
 
-static void need_broker(enum broker_kind k, const char *user, const char *pass)
+static void need_broker_tls(enum broker_kind k, const char *user, const char *pass, int tls)
 {
     int built = k == MQTT ? DAGGER_TEST_HAVE_MQTT : DAGGER_TEST_HAVE_NATS;
     if (!built)
         SKIP("this build has no %s transport", k == MQTT ? "MQTT" : "NATS");
-    int rc = broker_start(&B, k, user, pass);
+    int rc = broker_start_tls(&B, k, user, pass, tls);
     if (rc == 77)
-        SKIP("%s is not installed", k == MQTT ? "mosquitto" : "nats-server");
+        SKIP("%s is not installed", k == MQTT ? "mosquitto"
+                                    : tls     ? "nats-server or openssl"
+                                              : "nats-server");
     if (rc < 0)
         fail_msg("could not start the %s broker", k == MQTT ? "MQTT" : "NATS");
     atexit(stop_b_);
+}
+
+static void need_broker(enum broker_kind k, const char *user, const char *pass)
+{
+    need_broker_tls(k, user, pass, 0);
 }
 
 /* "mqtt://127.0.0.1:<port>/dagger/<pid>/<topic>?<params>" (NATS: '.' separators). */
 static void uri_of(char *buf, size_t cap, const char *topic, const char *params)
 {
     if (B.kind == MQTT)
-        snprintf(buf, cap, "mqtt://127.0.0.1:%d/dagger/%d/%s%s%s", B.port, (int)getpid(), topic,
-                 params && *params ? "?" : "", params ? params : "");
+        snprintf(buf, cap, "%s://127.0.0.1:%d/dagger/%d/%s%s%s", B.tls ? "mqtts" : "mqtt", B.port,
+                 (int)getpid(), topic, params && *params ? "?" : "", params ? params : "");
     else
-        snprintf(buf, cap, "nats://127.0.0.1:%d/dagger.%d.%s%s%s", B.port, (int)getpid(), topic,
-                 params && *params ? "?" : "", params ? params : "");
+        snprintf(buf, cap, "%s://127.0.0.1:%d/dagger.%d.%s%s%s", B.tls ? "tls" : "nats", B.port,
+                 (int)getpid(), topic, params && *params ? "?" : "", params ? params : "");
 }
 
 static dagger_edge_t *open_edge(const char *uri, unsigned end)
@@ -693,6 +700,37 @@ static void max_both_sides(enum broker_kind b)
 TEST(mqtt_oversized_payload_refused_on_both_sides) { max_both_sides(MQTT); }
 TEST(nats_oversized_payload_refused_on_both_sides) { max_both_sides(NATS); }
 
+/* ---------------------------------------------------------------- TLS */
+
+static void tls_round_trip(enum broker_kind b)
+{
+    need_broker_tls(b, NULL, NULL, 1);
+    char params[300], uri[512];
+    snprintf(params, sizeof params, "cafile=%s/cert.pem", B.dir);
+    uri_of(uri, sizeof uri, "tls", params);
+    dagger_edge_t *in = open_edge(uri, DAGGER_EDGE_POP);
+    push_range(open_edge(uri, DAGGER_EDGE_PUSH), 100);
+    dagger_value_t v;
+    for (long i = 0; i < 100; i++) {
+        ASSERT_OK(pop_wait(in, &v));
+        ASSERT_EQ(v.u.i, i);
+    }
+    ASSERT_ERR(pop_wait(in, &v), DAGGER_ECLOSED);
+    ASSERT_OK(dagger_edge_close(in));
+    /* A CA that did not sign the server's certificate: the handshake is refused. */
+    ASSERT_EQ(broker_make_cert(B.dir, "other"), 0);
+    snprintf(params, sizeof params, "cafile=%s/other.pem&timeout_ms=2000", B.dir);
+    uri_of(uri, sizeof uri, "tls", params);
+    dagger_edge_t *e = NULL;
+    int rc = dagger_edge_open(&e, uri, DAGGER_EDGE_POP);
+    printf("wrong CA: %s: %s\n", dagger_err_name(rc), dagger_edge_errmsg(NULL));
+    ASSERT_TRUE(rc == DAGGER_EPEER || rc == DAGGER_EINVAL);
+    ASSERT_NULL(e);
+}
+
+TEST(mqtt_tls_round_trip_and_wrong_ca_refused) { tls_round_trip(MQTT); }
+TEST(nats_tls_round_trip_and_wrong_ca_refused) { tls_round_trip(NATS); }
+
 /* ---------------------------------------------------------------- the registry */
 
 TEST(unknown_scheme_lists_the_schemes_of_this_build)
@@ -726,5 +764,5 @@ TEST_LIST(mqtt_every_kind_in_order, nats_every_kind_in_order, mqtt_seed_singles_
           nats_broker_killed_is_epeer, mqtt_bad_credentials_refused, nats_bad_credentials_refused,
           mqtt_garbage_payload_rejected_and_counted, nats_garbage_payload_rejected_and_counted,
           mqtt_oversized_payload_refused_on_both_sides,
-          nats_oversized_payload_refused_on_both_sides,
-          unknown_scheme_lists_the_schemes_of_this_build)
+          nats_oversized_payload_refused_on_both_sides, mqtt_tls_round_trip_and_wrong_ca_refused,
+          nats_tls_round_trip_and_wrong_ca_refused, unknown_scheme_lists_the_schemes_of_this_build)

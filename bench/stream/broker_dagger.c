@@ -55,18 +55,19 @@ static void *producer(void *arg)
     return NULL;
 }
 
-static int run(const char *bench, const char *uri, size_t bytes, long n)
+/* One run: the seconds it took, or -1. */
+static double run(const char *bench, const char *uri, size_t bytes, long n)
 {
     dagger_edge_t *c;
     if (dagger_edge_open(&c, uri, DAGGER_EDGE_POP) < 0) {
         fprintf(stderr, "%s: %s\n", bench, dagger_edge_errmsg(NULL));
-        return 1;
+        return -1;
     }
     struct prod p = {.bytes = bytes, .n = n};
     snprintf(p.uri, sizeof p.uri, "%s", uri);
     pthread_t th;
     if (pthread_create(&th, NULL, producer, &p) != 0)
-        return 1;
+        return -1;
     dagger_value_t v;
     int rc = dagger_edge_pop(c, &v, 10000); /* the warm-up value: both ends are connected */
     double t0 = net_now();
@@ -85,11 +86,10 @@ static int run(const char *bench, const char *uri, size_t bytes, long n)
                 bench, got, n, bad, (unsigned long long)st.drops, dagger_err_name(rc),
                 dagger_edge_errmsg(c), p.rc);
         dagger_edge_close(c);
-        return 1;
+        return -1;
     }
     dagger_edge_close(c);
-    net_result(bench, "dagger", bytes, n, t1 - t0);
-    return 0;
+    return t1 - t0;
 }
 
 int main(int argc, char **argv)
@@ -117,7 +117,16 @@ int main(int argc, char **argv)
             else
                 snprintf(uri, sizeof uri, "nats://127.0.0.1:%d/bench.%zu?buffer=%d", b.port, bytes,
                          BROKER_QUEUE);
-            rc |= run(bench, uri, bytes, broker_count(bytes, kind));
+            long n = broker_count(bytes, kind);
+            double best = -1;
+            for (int r = 0; r < broker_reps() && (r == 0 || best > 0); r++) {
+                double t = run(bench, uri, bytes, n);
+                best = t < 0 ? -1 : best < 0 || t < best ? t : best;
+            }
+            if (best > 0)
+                net_result(bench, "dagger", bytes, n, best);
+            else
+                rc = 1;
         }
         broker_destroy(&b);
     }

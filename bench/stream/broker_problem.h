@@ -4,10 +4,10 @@
  * here (tests/broker_proc.h: mosquitto or nats-server on 127.0.0.1) to a consumer in the main
  * thread, which checks each value's length and index (its first 8 bytes). Figures: values/s
  * and GB/s, consumer side, from the moment both ends are connected (a warm-up message went
- * through) until the last value arrived. MQTT runs at QoS 1 (the edge's default) with at most
- * WINDOW messages unacknowledged on each side; NATS with a consumer queue large enough that
- * nothing is dropped. RESULT|stream_mqtt|<impl>|bytes=B|... and RESULT|stream_nats|...
- * SPDX-License-Identifier: MIT
+ * through) until the last value arrived; the best of BENCH_REPS runs (default 3). MQTT runs at QoS
+ * 1 (the edge's default) with at most WINDOW messages unacknowledged on each side; NATS with a
+ * consumer queue large enough that nothing is dropped. RESULT|stream_mqtt|<impl>|bytes=B|... and
+ * RESULT|stream_nats|... SPDX-License-Identifier: MIT
  */
 #ifndef DAGGER_BENCH_BROKER_PROBLEM_H
 #define DAGGER_BENCH_BROKER_PROBLEM_H
@@ -30,6 +30,14 @@ static inline long broker_count(size_t bytes, enum broker_kind k)
         n *= 4;
     n = (long)(n * (f > 0 ? f : 1.0));
     return n > 0 ? n : 1;
+}
+
+/* Repetitions of each figure (the best is printed): BENCH_REPS, default 3. */
+static inline int broker_reps(void)
+{
+    const char *s = getenv("BENCH_REPS");
+    int r = s ? atoi(s) : 3;
+    return r > 0 ? r : 1;
 }
 
 /* The payload of value i: its index in the first 8 bytes. */

@@ -457,7 +457,7 @@ static int mqtt_open_edge(struct dagger_edge **out, const struct dagger__uri *u,
             break;
         int lrc = mosquitto_loop(q->m, left > 100 ? 100 : left, 1);
         if (lrc != MOSQ_ERR_SUCCESS && !q->refused) {
-            dagger__net_fmt(err, errcap, "%s: the broker %s:%d closed the connection: %s",
+            dagger__net_fmt(err, errcap, "%s: the connection to the broker %s:%d failed: %s",
                             q->base.uri, q->host, q->port, mosquitto_strerror(lrc));
             rc = DAGGER_EPEER;
             goto fail;
