@@ -53,8 +53,9 @@ int main(int argc, char **argv)
     for (int i = 0; i < nout; i++) {
         rc = dagger_trace_convert(in, outs[i]);
         if (rc) {
-            fprintf(stderr, "dagger-trace: %s -> %s: %s\n", in, outs[i],
-                    dagger__trace_err_name(rc));
+            fprintf(stderr, "dagger-trace: %s -> %s: %s%s%s\n", in, outs[i],
+                    dagger__trace_err_name(rc), dagger__trace_load_why()[0] ? ": " : "",
+                    dagger__trace_load_why());
             return 1;
         }
     }
@@ -62,7 +63,8 @@ int main(int argc, char **argv)
         dagger_trace_stats_t st;
         rc = dagger_trace_file_summary(in, summary || (nout == 0 && !stats) ? stdout : NULL, &st);
         if (rc) {
-            fprintf(stderr, "dagger-trace: %s: %s\n", in, dagger__trace_err_name(rc));
+            fprintf(stderr, "dagger-trace: %s: %s%s%s\n", in, dagger__trace_err_name(rc),
+                    dagger__trace_load_why()[0] ? ": " : "", dagger__trace_load_why());
             return 1;
         }
         if (stats)

@@ -1,9 +1,11 @@
-/* include/dagger/net.h - streaming edges between processes: shared-memory ring, TCP, UDP.
+/* include/dagger/net.h - streaming edges between processes: shared-memory ring, TCP, UDP, brokers.
  *
  * An edge is one end of a one-way stream of dagger values that crosses to another process.
  * Its URI picks the transport: `shm:/name` (a ring in shared memory, one host), `tcp://host:port`
- * (framed, authenticated with a shared secret), `udp://host:port` (datagrams, lossy). The other
- * process opens the same URI with the opposite end (DAGGER_EDGE_PUSH / DAGGER_EDGE_POP).
+ * (framed, authenticated with a shared secret), `udp://host:port` (datagrams, lossy), and, when
+ * built with their client libraries, `mqtt://host:port/topic` and `nats://host:port/subject`
+ * (through a broker; any number of consumers). The other process opens the same URI with the
+ * opposite end (DAGGER_EDGE_PUSH / DAGGER_EDGE_POP).
  * The streaming runtime sits on top of this; programs may also use it directly.
  * docs/net.md lists every URI parameter and the wire format.
  * SPDX-License-Identifier: MIT
@@ -31,10 +33,11 @@ enum {
 typedef struct dagger_edge_stats {
     uint64_t values;     /* values pushed (producer) or popped (consumer) */
     uint64_t bytes;      /* frame bytes sent or received, headers included */
-    uint64_t drops;      /* values known to be lost (UDP sequence gaps) */
-    uint64_t rejected;   /* frames refused: malformed or unauthenticated (UDP keeps going) */
+    uint64_t drops;      /* values known to be lost (UDP, broker sequence gaps) */
+    uint64_t rejected;   /* frames refused: malformed or unauthenticated (UDP, brokers go on) */
     uint64_t waits;      /* times a push or pop had to sleep (back-pressure or empty) */
-    uint64_t reconnects; /* connections re-established after a loss (TCP) */
+    uint64_t reconnects; /* connections re-established after a loss (TCP, brokers) */
+    uint64_t duplicates; /* values received twice and dropped (MQTT QoS 1 redelivery) */
 } dagger_edge_stats_t;
 
 /** Open one end of the edge named by `uri`; `flags` is DAGGER_EDGE_PUSH or DAGGER_EDGE_POP.

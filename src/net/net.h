@@ -1,4 +1,4 @@
-/* src/net/net.h - transports behind one vtable: shm ring, TCP, UDP (later MPI, MQTT, NATS).
+/* src/net/net.h - transports behind one vtable: shm ring, TCP, UDP, brokers (later MPI).
  *
  * Design: every edge end is a `struct dagger_edge` embedded as the first member of the
  * backend's own struct. transport.c parses the URI, finds the backend by scheme in a registry,
@@ -137,7 +137,7 @@ struct dagger_edge {
     char errmsg[256];                        /* owner thread */
     char uri[256];                           /* the effective URI; set by open */
     struct {                                 /* owner writes (relaxed); anyone reads */
-        _Atomic uint64_t values, bytes, drops, rejected, waits, reconnects;
+        _Atomic uint64_t values, bytes, drops, rejected, waits, reconnects, duplicates;
     } st;
 };
 

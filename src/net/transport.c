@@ -470,14 +470,51 @@ static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static const struct dagger__transport_ops *registered[MAX_TRANSPORTS]; /* guarded by reg_lock */
 static int nregistered;                                                /* guarded by reg_lock */
 
+/* Optional backends compiled into this build (src/net/<backend>/), listed by CMake in the
+ * generated net_backends.h; each exports dagger__net_<backend>_ops, a NULL-terminated list of
+ * its schemes' vtables. */
+#include "net_backends.h"
+#define DAGGER_NET_BACKEND_DECL_(b)                                                                \
+    extern const struct dagger__transport_ops *const dagger__net_##b##_ops[];
+#define DAGGER_NET_BACKEND_LIST_(b) dagger__net_##b##_ops,
+DAGGER__NET_BACKENDS(DAGGER_NET_BACKEND_DECL_)
+static const struct dagger__transport_ops *const *const backends[] = {
+    DAGGER__NET_BACKENDS(DAGGER_NET_BACKEND_LIST_) NULL};
+
 static const struct dagger__transport_ops *const builtins[] = {&dagger__shm_ops, &dagger__tcp_ops,
                                                                &dagger__udp_ops};
+
+static void append_scheme(char *buf, size_t cap, size_t *o, const char *scheme)
+{
+    if (*o < cap)
+        *o += (size_t)snprintf(buf + *o, cap - *o, "%s%s", *o ? ", " : "", scheme);
+}
+
+/* "shm, tcp, udp, mqtt, ...": every scheme this build knows, for the unknown-scheme message. */
+static void known_schemes(char *buf, size_t cap)
+{
+    size_t o = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
+        append_scheme(buf, cap, &o, builtins[i]->scheme);
+    for (size_t b = 0; backends[b]; b++)
+        for (size_t i = 0; backends[b][i]; i++)
+            append_scheme(buf, cap, &o, backends[b][i]->scheme);
+    pthread_mutex_lock(&reg_lock);
+    for (int i = 0; i < nregistered; i++)
+        append_scheme(buf, cap, &o, registered[i]->scheme);
+    pthread_mutex_unlock(&reg_lock);
+}
 
 const struct dagger__transport_ops *dagger__transport_find(const char *scheme)
 {
     for (size_t i = 0; i < sizeof builtins / sizeof builtins[0]; i++)
         if (strcmp(builtins[i]->scheme, scheme) == 0)
             return builtins[i];
+    for (size_t b = 0; backends[b]; b++)
+        for (size_t i = 0; backends[b][i]; i++)
+            if (strcmp(backends[b][i]->scheme, scheme) == 0)
+                return backends[b][i];
     const struct dagger__transport_ops *found = NULL;
     pthread_mutex_lock(&reg_lock);
     for (int i = 0; i < nregistered && !found; i++)
@@ -528,8 +565,10 @@ DAGGER_API int dagger_edge_open(dagger_edge_t **out, const char *uri, unsigned f
     if (rc == 0) {
         const struct dagger__transport_ops *ops = dagger__transport_find(u->scheme);
         if (!ops) {
-            dagger__net_fmt(err, sizeof err, "no transport for scheme '%s' (known: shm, tcp, udp)",
-                            u->scheme);
+            char known[160];
+            known_schemes(known, sizeof known);
+            dagger__net_fmt(err, sizeof err, "no transport for scheme '%s' (this build knows: %s)",
+                            u->scheme, known);
             rc = DAGGER_EINVAL;
         } else {
             struct dagger_edge *e = NULL;
@@ -626,6 +665,7 @@ DAGGER_API void dagger_edge_stats(const dagger_edge_t *e, dagger_edge_stats_t *o
     out->rejected = atomic_load_explicit(&m->st.rejected, memory_order_relaxed);
     out->waits = atomic_load_explicit(&m->st.waits, memory_order_relaxed);
     out->reconnects = atomic_load_explicit(&m->st.reconnects, memory_order_relaxed);
+    out->duplicates = atomic_load_explicit(&m->st.duplicates, memory_order_relaxed);
 }
 
 DAGGER_API const char *dagger_edge_errmsg(const dagger_edge_t *e)

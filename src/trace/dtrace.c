@@ -175,7 +175,8 @@ int dagger__trace_snap_load(struct dtr_snap *s, FILE *f)
                         (unsigned long long)e->arg, s->nstr);
             goto fail;
         }
-        if (e->kind != DTR_PARK && e->kind != DTR_WAKE && e->id == 0) {
+        /* The pool logs steals without the task id (it knows jobs, not tasks). */
+        if (e->kind != DTR_PARK && e->kind != DTR_WAKE && e->kind != DTR_STEAL && e->id == 0) {
             rc = REFUSE("event %llu: task id 0", (unsigned long long)i);
             goto fail;
         }
