@@ -4,11 +4,15 @@
 #   make bench       benchmarks side by side with the peers (BENCH_FILTER=<substring>)
 #   make test-asan   the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-tsan   the suite under ThreadSanitizer
+#   make install PREFIX=/opt/dagger   the library (shared + static), headers, dagger-trace,
+#                    dagger.pc and the CMake package, built in build-install/ (Release)
+#   DAGGER_NO_INSTALL=1 skips scripts/install-deps in every target
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
-.PHONY: all deps run test bench test-asan test-tsan format clean
+.PHONY: all deps run test bench test-asan test-tsan install format clean
+PREFIX ?= /usr/local
 
 all: build/.configured
 	cmake --build build -j$(JOBS)
@@ -21,7 +25,7 @@ build/.configured: CMakeLists.txt
 	@touch $@
 
 run:
-	sh scripts/install-deps
+	sh scripts/install-deps --run
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
 	cmake --build build -j$(JOBS) --target examples_all
 	@for e in build/examples/example_*; do echo "== $$e"; "$$e" || exit 1; done
@@ -55,8 +59,14 @@ bench:
 	cmake --build build-bench -j$(JOBS)
 	BENCH_FILTER="$(BENCH_FILTER)" sh bench/run.sh build-bench
 
+install:
+	cmake -S . -B build-install -DCMAKE_BUILD_TYPE=Release -DDAGGER_BUILD_TESTS=OFF \
+	    -DDAGGER_BUILD_BENCH=OFF -DDAGGER_BUILD_EXAMPLES=OFF -DDAGGER_INSTALL=ON $(CMAKE_FLAGS)
+	cmake --build build-install -j$(JOBS)
+	cmake --install build-install --prefix "$(PREFIX)"
+
 format:
 	clang-format -i include/*.h include/dagger/*.h src/*/*.[ch] tests/*.[ch] examples/*.c
 
 clean:
-	rm -rf build build-asan build-tsan build-bench
+	rm -rf build build-asan build-tsan build-bench build-install

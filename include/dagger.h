@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define DAGGER_VERSION_MAJOR 0
-#define DAGGER_VERSION_MINOR 1
+#define DAGGER_VERSION_MINOR 2
 #define DAGGER_VERSION_PATCH 0
 
 #if defined(_WIN32)
@@ -356,9 +356,14 @@ DAGGER_API DAGGER_NODISCARD int dagger_fetch_i64(dagger_task_t *t, int64_t *out)
 DAGGER_API DAGGER_NODISCARD int dagger_fetch_bool(dagger_task_t *t, bool *out);
 DAGGER_API DAGGER_NODISCARD int dagger_fetch_str(dagger_task_t *t, const char **out);
 DAGGER_API DAGGER_NODISCARD int dagger_fetch_ptr(dagger_task_t *t, void **out);
-/** Wait for `t` to finish, successfully or not; never reports the task's error.
+/** Fetch a blob result: `*out` borrows its bytes (valid while the caller holds `t`), `*len` is
+ *  its size. Returns: 0, the task's error, DAGGER_ETYPE for another kind, DAGGER_EINVAL for NULL
+ *  out or len. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_fetch_blob(dagger_task_t *t, const void **out, size_t *len);
+/** Wait for `t` to finish, successfully or not; never reports the task's error (fetch it, or
+ *  read dagger_task_error, to learn it). Not DAGGER_NODISCARD: ignoring the result is normal.
  *  Returns: 0, or DAGGER_EDEADLK for a wait that can never end. Thread safety: any thread. */
-DAGGER_API DAGGER_NODISCARD int dagger_wait(dagger_task_t *t);
+DAGGER_API int dagger_wait(dagger_task_t *t);
 /** Whether `t` has finished. Thread safety: any thread, wait-free. */
 DAGGER_API bool dagger_task_done(const dagger_task_t *t);
 /** The error code of a finished task (0 when it succeeded or is not finished).

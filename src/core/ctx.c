@@ -7,6 +7,7 @@
 
 #include "common/alloc.h"
 #include "core/core_int.h"
+#include "pool/pool.h"
 #include "sched/sched.h"
 #include "trace/trace.h"
 
@@ -72,9 +73,13 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
         o.num_threads = (int)v;
     }
     if (o.num_threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        o.num_threads = n < 1 ? 1 : n > DAGGER__MAX_THREADS ? DAGGER__MAX_THREADS : (int)n;
+        int n = dagger__topo_default_threads(); /* affinity mask and cgroup quota */
+        o.num_threads = n > DAGGER__MAX_THREADS ? DAGGER__MAX_THREADS : n;
     }
+    int bind;
+    int brc = dagger__topo_bind_mode(&bind);
+    if (brc)
+        return brc;
     if (o.stack_size == 0) {
         int rc = env_long("DAGGER_STACK_SIZE", 16 * 1024, 1L << 30, &v);
         if (rc)
@@ -112,6 +117,14 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
         return rc == DAGGER_ENOMEM && !dagger_last_errmsg()[0]
                    ? dagger__set_errmsg(rc, "dagger_ctx_open: out of memory")
                    : rc;
+    }
+    rc = dagger__topo_bind(ctx->pool, bind);
+    if (rc) {
+        dagger__pool_close(ctx->pool);
+        free(ctx->credit);
+        dagger__alloc_note_free();
+        dagger__free(ctx);
+        return rc;
     }
     dagger__trace_ctx_open(ctx, o.num_threads);
     *out = ctx;

@@ -1031,6 +1031,20 @@ int dagger_fetch_ptr(dagger_task_t *t, void **out)
     return 0;
 }
 
+int dagger_fetch_blob(dagger_task_t *t, const void **out, size_t *len)
+{
+    DAGGER_CHECK(out && len, DAGGER_EINVAL, "dagger_fetch_blob: out or len is NULL");
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind != DAGGER_KIND_BLOB)
+        return kind_mismatch(t, &v, "blob");
+    *out = v.u.p;
+    *len = v.len;
+    return 0;
+}
+
 bool dagger_task_done(const dagger_task_t *t)
 {
     return t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE;
