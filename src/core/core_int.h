@@ -100,10 +100,11 @@ struct dagger_task {
     _Atomic uint32_t state;
     _Atomic uint32_t cancel;
     struct dagger__event waiters;
-    int rc;              /* valid once state is T_DONE */
-    int argerr;          /* set by a failing argument accessor */
-    int16_t thread;      /* worker it last ran on */
-    uint16_t help_depth; /* nesting of tasks run inline by waiting parents (see help()) */
+    int rc;                 /* valid once state is T_DONE */
+    int argerr;             /* set by a failing argument accessor */
+    _Atomic uint8_t unseen; /* 1: failed, counted in ctx->unfetched, error not read yet */
+    int16_t thread;         /* worker it last ran on */
+    uint16_t help_depth;    /* nesting of tasks run inline by waiting parents (see help()) */
     uint32_t flags;
     uint32_t nargs, ndeps;
     uint32_t capargs, capdeps; /* allocated entries (free with these sizes) */
@@ -118,7 +119,8 @@ struct dagger_task {
     struct frame *held_by; /* the bulk frame holding it, while held */
     struct frame *frames;  /* queue blocks opened inside this task */
     struct err *err;
-    struct scratch *scratch; /* copies made by dagger_str_copy, freed at completion */
+    dagger_task_t *nested_fail; /* the last failed task its body fetched (+1), while running */
+    struct scratch *scratch;    /* copies made by dagger_str_copy, freed at completion */
     _Atomic(dagger__wait_guard_fn) guard_fn; /* set and cleared by a datadeps region */
     void *_Atomic guard;
     dagger__cancel_hook_fn cancel_fn;
@@ -149,7 +151,8 @@ struct dagger_ctx {
     _Atomic int64_t count[CNT_N]; /* global counts, see struct credit */
     _Atomic uint32_t drain_word;  /* bumped when the in-flight count reaches 0 */
     _Atomic uint64_t next_id;
-    _Atomic uint32_t rr; /* round robin among a scope's threads */
+    _Atomic uint32_t rr;       /* round robin among a scope's threads */
+    _Atomic int64_t unfetched; /* failed tasks whose error nobody read (see observe_failure) */
 };
 
 /* task.c */

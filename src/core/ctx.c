@@ -78,6 +78,8 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     }
     int bind;
     int brc = dagger__topo_bind_mode(&bind);
+    if (!brc)
+        brc = dagger__trace_env_check(); /* a bad DAGGER_TRACE is reported now, not at close */
     if (brc)
         return brc;
     if (o.stack_size == 0) {
@@ -134,6 +136,24 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
 int dagger_ctx_num_threads(const dagger_ctx_t *ctx) { return ctx ? ctx->nthreads : 0; }
 int dagger__ctx_threads(const dagger_ctx_t *ctx) { return ctx->nthreads; }
 
+int64_t dagger_ctx_unfetched_failures(const dagger_ctx_t *ctx)
+{
+    return ctx ? atomic_load_explicit(&ctx->unfetched, memory_order_acquire) : 0;
+}
+
+/* Failures nobody looked at are usually bugs: say so at close, unless DAGGER_QUIET=1. */
+static void warn_unfetched(dagger_ctx_t *ctx)
+{
+    int64_t n = dagger_ctx_unfetched_failures(ctx);
+    const char *quiet = getenv("DAGGER_QUIET");
+    if (n <= 0 || (quiet && strcmp(quiet, "1") == 0))
+        return;
+    fprintf(stderr,
+            "dagger: warning: %lld task%s failed and nobody fetched the error (fetch the tasks, "
+            "or read dagger_task_error; DAGGER_QUIET=1 silences this)\n",
+            (long long)n, n == 1 ? "" : "s");
+}
+
 int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
 {
     DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_ctx_close: the context is NULL");
@@ -161,11 +181,13 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
         fprintf(stderr, "dagger: dagger_ctx_close: %lld task handle%s still held\n",
                 (long long)live, live == 1 ? " is" : "s are");
 #endif
+        dagger__trace_ctx_busy(ctx); /* the trace file is written even though close refuses */
         return dagger__set_errmsg(DAGGER_EBUSY,
                                   "dagger_ctx_close: %lld task handle%s still held; release "
                                   "them, or close with DAGGER_CLOSE_FORCE",
                                   (long long)live, live == 1 ? " is" : "s are");
     }
+    warn_unfetched(ctx);
     dagger__pool_close(ctx->pool);
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */
     free(ctx->credit);

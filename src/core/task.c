@@ -169,21 +169,27 @@ static int fail_rootf(dagger_task_t *t, int code, const char *fmt, ...)
     return fail_root(t, code, buf);
 }
 
-/* `t` fails because its input `d` (argument `argi`, or a syncdep when < 0) failed. */
-static int fail_upstream(dagger_task_t *t, const struct dep *d)
+/* The error of the failed task `t` has been read (fetched, inherited by a dependent): it no
+ * longer counts as a failure nobody saw. */
+static void observe_failure(const dagger_task_t *t)
 {
-    const dagger_task_t *up = d->task;
+    dagger_task_t *m = (dagger_task_t *)t;
+    if (atomic_load_explicit(&m->unseen, memory_order_acquire) &&
+        atomic_exchange_explicit(&m->unseen, 0, memory_order_acq_rel))
+        atomic_fetch_sub_explicit(&m->ctx->unfetched, 1, memory_order_relaxed);
+}
+
+/* `t` fails with `code` because `up` failed: `input` says how t used it ("input 2", "syncdep",
+ * "nested fetch"). The message chains to the root cause like every upstream failure. */
+static int fail_chain(dagger_task_t *t, const dagger_task_t *up, const char *input, int code)
+{
     const struct err *ue = up->err;
     const char *name = display_name(t);
-    char input[64];
-    if (d->argi >= 0)
-        snprintf(input, sizeof input, "input %d", d->argi);
-    else
-        snprintf(input, sizeof input, "syncdep");
+    observe_failure(up);
     struct err *e = dagger__calloc(1, sizeof *e);
     if (!e)
-        return DAGGER_EUPSTREAM;
-    e->code = DAGGER_EUPSTREAM;
+        return code;
+    e->code = code;
     if (ue && ue->root) {
         struct root *r = ue->root;
         atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
@@ -213,7 +219,18 @@ static int fail_upstream(dagger_task_t *t, const struct dep *d)
                              name, input, (unsigned long long)up->id, dagger_strerror(up->rc));
     }
     t->err = e;
-    return DAGGER_EUPSTREAM;
+    return code;
+}
+
+/* `t` fails because its input `d` (argument `argi`, or a syncdep when < 0) failed. */
+static int fail_upstream(dagger_task_t *t, const struct dep *d)
+{
+    char input[64];
+    if (d->argi >= 0)
+        snprintf(input, sizeof input, "input %d", d->argi);
+    else
+        snprintf(input, sizeof input, "syncdep");
+    return fail_chain(t, d->task, input, DAGGER_EUPSTREAM);
 }
 
 /* ---------------------------------------------------------------- records */
@@ -253,6 +270,8 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->held_by = NULL;
     t->frames = NULL;
     t->err = NULL;
+    t->nested_fail = NULL;
+    atomic_init(&t->unseen, 0);
     atomic_init(&t->guard_fn, NULL);
     atomic_init(&t->guard, NULL);
     t->cancel_fn = NULL;
@@ -512,6 +531,10 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
         if (!atomic_compare_exchange_strong(&g->first_err, &expect, t))
             dagger_task_release(t);
     }
+    if (rc && !g) { /* a group's end reports its failures; others wait for a fetch */
+        atomic_store_explicit(&t->unseen, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ctx->unfetched, 1, memory_order_relaxed);
+    }
     if (rc)
         DAGGER__TRACE(
             dagger__trace_error(t->id, t->err && t->err->msg ? t->err->msg : dagger_strerror(rc)));
@@ -538,6 +561,8 @@ static int settle(dagger_task_t *t, int r, dagger_value_t *out)
         int code = r;
         if (r > 0 || strcmp(dagger_err_name(r), "DAGGER_E?") == 0)
             code = DAGGER_ETASK;
+        if (t->nested_fail) /* most likely the code of that fetch: keep the child's root cause */
+            return fail_chain(t, t->nested_fail, "nested fetch", code);
         if (code == r)
             return fail_rootf(t, code, "the task body returned %s (%s)", dagger_err_name(r),
                               dagger_strerror(r));
@@ -586,6 +611,10 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         int r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
         set_cur_task(NULL);
         rc = settle(t, r, &out);
+        if (t->nested_fail) {
+            dagger_task_release(t->nested_fail);
+            t->nested_fail = NULL;
+        }
     }
     dagger_task_t *cont = complete(t, rc, true);
     return cont ? &cont->job : NULL;
@@ -946,6 +975,12 @@ int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
             return rc;
     }
     if (DAGGER_UNLIKELY(t->rc)) {
+        observe_failure(t);
+        dagger_task_t *me = dagger__cur_task();
+        if (me && me != t) { /* a body fetching a failed child: settle() chains to it */
+            dagger_task_release(me->nested_fail);
+            me->nested_fail = dagger_task_retain(t);
+        }
         dagger__set_errmsg_str(t->rc, t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc));
         return t->rc;
     }
@@ -1050,12 +1085,20 @@ bool dagger_task_done(const dagger_task_t *t)
     return t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE;
 }
 
-int dagger_task_error(const dagger_task_t *t) { return dagger_task_done(t) ? t->rc : 0; }
+int dagger_task_error(const dagger_task_t *t)
+{
+    if (!dagger_task_done(t))
+        return 0;
+    if (t->rc)
+        observe_failure(t);
+    return t->rc;
+}
 
 const char *dagger_task_errmsg(const dagger_task_t *t)
 {
     if (!dagger_task_done(t) || !t->rc)
         return "";
+    observe_failure(t);
     return t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc);
 }
 

@@ -8,11 +8,13 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "trace/trace.h"
 #include "trace/trace_int.h"
@@ -24,6 +26,7 @@
  * is also built alone, into the dagger-trace tool and its unit test). */
 extern int dagger__set_errmsg(int code, const char *fmt, ...) __attribute__((weak));
 #define ERRMSG(code, ...) (dagger__set_errmsg ? dagger__set_errmsg((code), __VA_ARGS__) : (code))
+extern const char *dagger_last_errmsg(void) __attribute__((weak));
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *g_ctx;                    /* guarded by g_lock: owner of the current/last recording */
@@ -188,7 +191,8 @@ int dagger__trace_write_snap(const struct dtr_snap *s, const char *path)
                       path);
     FILE *f = fopen(path, "wb");
     if (!f)
-        return ERRMSG(DAGGER_EIO, "dagger_trace_write: cannot open '%s'", path);
+        return ERRMSG(DAGGER_EIO, "dagger_trace_write: cannot open '%s': %s", path,
+                      strerror(errno));
     int rc;
     if (fmt == F_DTRACE) {
         rc = dagger__trace_snap_save(s, f);
@@ -213,10 +217,14 @@ int dagger__trace_write_snap(const struct dtr_snap *s, const char *path)
             dagger__trace_model_free(&m);
         }
     }
-    if (fclose(f) != 0 && !rc)
+    int werr = ferror(f) ? errno : 0;
+    if (fclose(f) != 0 && !rc) {
         rc = DAGGER_EIO;
+        werr = errno;
+    }
     if (rc == DAGGER_EIO)
-        ERRMSG(rc, "dagger_trace_write: cannot write '%s'", path);
+        ERRMSG(rc, "dagger_trace_write: cannot write '%s': %s", path,
+               werr ? strerror(werr) : "I/O error");
     return rc;
 }
 
@@ -341,6 +349,74 @@ int dagger_trace_file_summary(const char *in_path, FILE *f, dagger_trace_stats_t
 
 /* ---------------------------------------------------------------- context hooks */
 
+/* DAGGER_TRACE_LIMIT: a positive count with an optional k/m/g suffix. */
+static int limit_ok(const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || v == 0 || *s == '-')
+        return 0;
+    if (*end && strchr("kKmMgG", *end))
+        end++;
+    return *end == '\0';
+}
+
+int dagger__trace_env_check(void)
+{
+    const char *lim = getenv("DAGGER_TRACE_LIMIT");
+    if (lim && *lim && !limit_ok(lim))
+        return ERRMSG(DAGGER_EINVAL,
+                      "DAGGER_TRACE_LIMIT='%s' is invalid: expected a positive event count, "
+                      "optionally with a k, m or g suffix (e.g. 1m)",
+                      lim);
+    const char *path = getenv("DAGGER_TRACE");
+    if (!path || !*path)
+        return 0;
+    static const char *const exts[] = {"json", "dot", "gv", "html", "htm", "txt", "dtrace"};
+    const char *ext = ext_of(path);
+    int known = 0;
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
+        known |= strcasecmp(ext, exts[i]) == 0;
+    if (!known)
+        return ERRMSG(DAGGER_EINVAL,
+                      "DAGGER_TRACE='%s': unknown extension '%s' (use .json .dot .html .txt or "
+                      ".dtrace)",
+                      path, ext);
+    /* The file is written at close: say now when its folder cannot take it. */
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (access(dir, W_OK) != 0)
+        return ERRMSG(DAGGER_EINVAL, "DAGGER_TRACE='%s': cannot write in '%s': %s", path, dir,
+                      strerror(errno));
+    return 0;
+}
+
+void dagger__trace_ctx_busy(struct dagger_ctx *ctx)
+{
+    pthread_mutex_lock(&g_lock);
+    char *path = g_env_ctx == (void *)ctx && g_env_path ? strdup(g_env_path) : NULL;
+    struct dtr_snap s;
+    int rc = path ? snap_locked(ctx, &s) : 0;
+    pthread_mutex_unlock(&g_lock);
+    if (!path)
+        return;
+    if (!rc) {
+        rc = dagger__trace_write_snap(&s, path);
+        dagger__trace_snap_free(&s);
+    }
+    if (rc)
+        fprintf(stderr, "dagger: DAGGER_TRACE=%s: %s\n", path,
+                dagger_last_errmsg ? dagger_last_errmsg() : dagger__trace_err_name(rc));
+    free(path);
+}
+
 void dagger__trace_ctx_open(struct dagger_ctx *ctx, int nthreads)
 {
     pthread_mutex_lock(&g_lock);
@@ -384,7 +460,8 @@ void dagger__trace_ctx_close(struct dagger_ctx *ctx)
         if (!rc)
             rc = dagger__trace_write_snap(&s, path);
         if (rc)
-            fprintf(stderr, "dagger: DAGGER_TRACE=%s: %s\n", path, dagger__trace_err_name(rc));
+            fprintf(stderr, "dagger: DAGGER_TRACE=%s: %s\n", path,
+                    dagger_last_errmsg ? dagger_last_errmsg() : dagger__trace_err_name(rc));
         const char *sum = getenv("DAGGER_TRACE_SUMMARY");
         if (!rc && sum && *sum && strcmp(sum, "0") != 0) {
             struct dtr_model m;
