@@ -355,10 +355,12 @@ task<detail::result_t<std::decay_t<F>>> spawn_opts(Ctx &&ctx, const dagger_task_
     static_assert(std::tuple_size_v<typename detail::sig<D>::args> == sizeof...(Args),
                   "dagger::spawn: the callable takes another number of arguments than given");
     D fn(std::forward<F>(f));
-    dagger_value_t argv[1 + sizeof...(Args)] = {detail::arg_value(args)...,
+    /* An empty callable (a lambda without captures, a function object) travels as nothing. */
+    constexpr size_t extra = detail::carry<D>::empty ? 0 : 1;
+    dagger_value_t argv[sizeof...(Args) + 1] = {detail::arg_value(args)...,
                                                 detail::carry<D>::pack(std::move(fn))};
     dagger_task_t *t = dagger_spawn_impl(detail::raw(ctx), o, &detail::trampoline<D>, "c++", argv,
-                                         1 + sizeof...(Args));
+                                         sizeof...(Args) + extra);
     if (!t)
         throw std::bad_alloc();
     return task<detail::result_t<D>>(t);
