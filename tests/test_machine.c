@@ -6,6 +6,8 @@
 #include <sched.h>
 #include <stdlib.h>
 
+#include <dagger/trace.h>
+
 #include "harness.h"
 #include "pool/pool.h"
 
@@ -118,7 +120,19 @@ TEST(topology_line_names_workers_binding_and_allowed_cpus)
     ASSERT_EQ(strlen(tiny), 7);
 }
 
-TEST_LIST(cgroup_cpu_max_is_parsed, affinity_of_one_cpu_gives_one_worker,
+TEST(trace_header_carries_the_topology)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    ASSERT_OK(dagger_trace_start(ctx));
+    ASSERT_OK(dagger_trace_stop(ctx));
+    char buf[4096];
+    ASSERT_TRUE(dagger_trace_summary(ctx, buf, sizeof buf) > 0);
+    ASSERT_STR_HAS(buf, "  machine        2 workers, bind=none; machine: ");
+    ASSERT_STR_HAS(buf, "allowed: ");
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST_LIST(trace_header_carries_the_topology, cgroup_cpu_max_is_parsed, affinity_of_one_cpu_gives_one_worker,
           default_worker_count_is_the_affinity_mask,
           bind_core_pins_each_worker_inside_the_allowed_set,
           bind_rejects_unknown_values_naming_the_accepted_ones,

@@ -27,6 +27,10 @@
 extern int dagger__set_errmsg(int code, const char *fmt, ...) __attribute__((weak));
 #define ERRMSG(code, ...) (dagger__set_errmsg ? dagger__set_errmsg((code), __VA_ARGS__) : (code))
 extern const char *dagger_last_errmsg(void) __attribute__((weak));
+/* The machine as the pool sees it (src/pool/topo.c), when the runtime is linked in. */
+extern void dagger__topo_describe(char *buf, size_t cap, int nworkers, int mode)
+    __attribute__((weak));
+extern int dagger__topo_bind_mode(int *mode) __attribute__((weak));
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *g_ctx;                    /* guarded by g_lock: owner of the current/last recording */
@@ -34,6 +38,7 @@ static uint32_t g_rec_gen;             /* guarded by g_lock: its generation (0 =
 static _Atomic uint32_t g_rec_gen_pub; /* a copy for dagger_trace_dropped */
 static int64_t g_t0, g_t1;             /* guarded by g_lock; g_t1 = 0 while recording */
 static int g_nthreads;                 /* guarded by g_lock */
+static char g_topo[512];               /* guarded by g_lock: the topology line of the recording */
 static char *g_env_path;               /* guarded by g_lock: DAGGER_TRACE of g_env_ctx */
 static void *g_env_ctx;
 static struct {
@@ -90,6 +95,13 @@ static int start_locked(void *ctx, const dagger_trace_opts_t *o)
         max = DEFAULT_MAX_EVENTS;
     g_ctx = ctx;
     g_nthreads = known_threads(ctx);
+    g_topo[0] = '\0';
+    if (dagger__topo_describe && dagger__topo_bind_mode) {
+        int mode = 0;
+        if (dagger__topo_bind_mode(&mode) != 0)
+            mode = 0;
+        dagger__topo_describe(g_topo, sizeof g_topo, g_nthreads, mode);
+    }
     g_rec_gen = dagger__trace_buf_begin(max);
     atomic_store_explicit(&g_rec_gen_pub, g_rec_gen, memory_order_relaxed);
     g_t0 = dagger__trace_now();
@@ -147,6 +159,8 @@ static int snap_locked(void *ctx, struct dtr_snap *out)
     out->t0 = dagger__trace_to_ns(g_t0);
     out->t1 = dagger__trace_to_ns(g_t1 ? g_t1 : dagger__trace_now());
     out->nthreads = g_nthreads;
+    if (g_topo[0] && !(out->topo = strdup(g_topo)))
+        return DAGGER_ENOMEM;
     int rc = dagger__trace_buf_collect(g_rec_gen, out);
     if (rc)
         dagger__trace_snap_free(out);

@@ -627,5 +627,6 @@ void dagger__trace_snap_free(struct dtr_snap *s)
         free(s->str[i]);
     free(s->str);
     free(s->ev);
+    free(s->topo);
     memset(s, 0, sizeof *s);
 }

@@ -256,9 +256,15 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
           f);
     fprintf(f,
             "<p>%llu tasks on %d worker thread%s &middot; wall time %s &middot; %llu events"
-            "</p></header>\n<main>\n",
+            "</p>",
             (unsigned long long)st->tasks, m->nthreads, m->nthreads == 1 ? "" : "s",
             dagger__trace_fmt_dur(m->wall, a), (unsigned long long)st->events);
+    if (m->snap && m->snap->topo) {
+        fputs("<p class=\"hint\">", f);
+        dagger__trace_put_html(f, m->snap->topo);
+        fputs("</p>", f);
+    }
+    fputs("</header>\n<main>\n", f);
 
     /* Key figures. */
     fputs("<div class=\"cards\">\n", f);
