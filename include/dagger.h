@@ -199,6 +199,13 @@ DAGGER_API int dagger_ctx_num_threads(const dagger_ctx_t *ctx);
  *  Returns: the count, 0 for NULL. Thread safety: any thread. */
 DAGGER_API int64_t dagger_ctx_unfetched_failures(const dagger_ctx_t *ctx);
 
+/** Set the thread count of the BLAS libraries loaded in the process (OpenBLAS, BLIS, MKL,
+ *  FlexiBLAS; found at run time, no link dependency). A BLAS call inside a task should use the
+ *  task's thread only: dagger_ctx_open therefore sets 1, unless DAGGER_BLAS_THREADS=keep (or a
+ *  count). Returns: the number of libraries set (0: none loaded), DAGGER_EINVAL for n < 1.
+ *  Thread safety: any thread, but not while BLAS calls run. */
+DAGGER_API int dagger_blas_set_threads(int n);
+
 /* ---------------------------------------------------------------- scopes */
 
 /** Scopes say where a task may run. Each constructor returns +1 (release with

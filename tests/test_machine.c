@@ -132,7 +132,39 @@ TEST(trace_header_carries_the_topology)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
-TEST_LIST(trace_header_carries_the_topology, cgroup_cpu_max_is_parsed, affinity_of_one_cpu_gives_one_worker,
+#ifdef DAGGER_TEST_OPENBLAS
+int openblas_get_num_threads(void);
+void openblas_set_num_threads(int n);
+#endif
+
+TEST(blas_runs_single_threaded_inside_tasks_unless_kept)
+{
+#ifdef DAGGER_TEST_OPENBLAS
+    openblas_set_num_threads(2);
+    unsetenv("DAGGER_BLAS_THREADS");
+    dagger_ctx_t *ctx = test_ctx(1);
+    ASSERT_EQ(openblas_get_num_threads(), 1);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    openblas_set_num_threads(2);
+    setenv("DAGGER_BLAS_THREADS", "keep", 1);
+    ctx = test_ctx(1);
+    ASSERT_EQ(openblas_get_num_threads(), 2);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    ASSERT_EQ(dagger_blas_set_threads(1), 1); /* one library: OpenBLAS */
+    ASSERT_EQ(openblas_get_num_threads(), 1);
+#endif
+    setenv("DAGGER_BLAS_THREADS", "many", 1);
+    dagger_ctx_t *bad = NULL;
+    dagger_opts_t o;
+    dagger_opts_init(&o);
+    ASSERT_ERR(dagger_ctx_open(&bad, &o), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "DAGGER_BLAS_THREADS='many' is invalid: expected 'keep'");
+    unsetenv("DAGGER_BLAS_THREADS");
+    ASSERT_ERR(dagger_blas_set_threads(0), DAGGER_EINVAL);
+}
+
+TEST_LIST(blas_runs_single_threaded_inside_tasks_unless_kept, trace_header_carries_the_topology,
+          cgroup_cpu_max_is_parsed, affinity_of_one_cpu_gives_one_worker,
           default_worker_count_is_the_affinity_mask,
           bind_core_pins_each_worker_inside_the_allowed_set,
           bind_rejects_unknown_values_naming_the_accepted_ones,

@@ -80,6 +80,8 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     int brc = dagger__topo_bind_mode(&bind);
     if (!brc)
         brc = dagger__trace_env_check(); /* a bad DAGGER_TRACE is reported now, not at close */
+    if (!brc)
+        brc = dagger__topo_blas_default(); /* BLAS inside tasks runs on the task's thread */
     if (brc)
         return brc;
     if (o.stack_size == 0) {

@@ -90,6 +90,9 @@ int dagger__topo_parse_cpu_max(const char *text);
 int dagger__topo_bind_mode(int *mode);
 /* Pin the workers of `p` one per allowed core (DAGGER__BIND_CORE); nothing for NONE. */
 int dagger__topo_bind(dagger__pool *p, int mode);
+/* DAGGER_BLAS_THREADS (default 1, or 'keep') applied to the loaded BLAS libraries.
+ * Returns 0 or DAGGER_EINVAL naming the accepted values. */
+int dagger__topo_blas_default(void);
 /* One line: workers, binding, packages/cores/CPUs, the allowed CPUs and the cgroup quota. */
 void dagger__topo_describe(char *buf, size_t cap, int nworkers, int mode);
 

@@ -6,8 +6,13 @@
  * pins worker i to the i-th core of the allowed set (round robin when there are more workers
  * than cores): with hwloc a core is hwloc's core object, all its hyperthreads; without hwloc
  * each allowed CPU counts as a core. DAGGER_BIND=none (the default) leaves threads alone.
+ * BLAS: a multithreaded BLAS called from every worker starts its own threads inside each task
+ * (nested oversubscription), so dagger_blas_set_threads sets the thread count of the BLAS
+ * libraries already loaded in the process, found by name with dlsym (no link dependency);
+ * dagger_ctx_open sets them to 1 unless DAGGER_BLAS_THREADS says otherwise.
  * SPDX-License-Identifier: MIT
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -244,4 +249,47 @@ void dagger__topo_describe(char *buf, size_t cap, int nworkers, int mode)
     len = (int)strlen(buf);
     if (q > 0 && (size_t)len < cap)
         snprintf(buf + len, cap - (size_t)len, "; cgroup quota: %d CPUs", q);
+}
+
+int dagger_blas_set_threads(int n)
+{
+    if (n < 1)
+        return dagger__set_errmsg(DAGGER_EINVAL, "dagger_blas_set_threads: n = %d, expected >= 1",
+                                  n);
+    /* Each library's own setter, taking an int (BLIS takes a dim_t, also fine by value). */
+    static const char *const setters[] = {"openblas_set_num_threads", "goto_set_num_threads",
+                                          "bli_thread_set_num_threads", "mkl_set_num_threads",
+                                          "flexiblas_set_num_threads"};
+    int found = 0;
+    for (size_t i = 0; i < sizeof setters / sizeof setters[0]; i++) {
+        void *sym = dlsym(RTLD_DEFAULT, setters[i]);
+        if (!sym)
+            continue;
+        void (*set)(int);
+        memcpy(&set, &sym, sizeof set);
+        set(n);
+        found++;
+        if (i == 0)
+            i++; /* goto_set_num_threads is OpenBLAS's old name for the same setter */
+    }
+    return found;
+}
+
+int dagger__topo_blas_default(void)
+{
+    const char *s = getenv("DAGGER_BLAS_THREADS");
+    if (s && strcmp(s, "keep") == 0)
+        return 0;
+    long n = 1;
+    if (s && *s) {
+        char *end;
+        n = strtol(s, &end, 10);
+        if (*end || n < 1 || n > 4096)
+            return dagger__set_errmsg(DAGGER_EINVAL,
+                                      "DAGGER_BLAS_THREADS='%s' is invalid: expected 'keep' or a "
+                                      "thread count >= 1 (the default is 1)",
+                                      s);
+    }
+    int rc = dagger_blas_set_threads((int)n);
+    return rc < 0 ? rc : 0;
 }
