@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <dagger/datadeps.h>
+#include <dagger/trace.h>
 #include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -223,6 +224,32 @@ TEST(bad_trace_variables_are_reported_at_open)
     ASSERT_NULL(NULL);
 }
 
-TEST_LIST(fetch_blob_gives_bytes_and_length, datadeps_helpers_take_element_counts,
-          nested_failure_keeps_the_childs_root_cause, close_warns_about_failures_nobody_fetched,
-          trace_file_is_written_when_close_is_busy, bad_trace_variables_are_reported_at_open)
+static int nop(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out) { return 0; }
+
+/* Many tasks spawned before any runs, then a trace limit: the trace keeps whole tasks (spawn,
+ * start and finish), not the first events only, which would all be spawns. */
+TEST(trace_limit_keeps_whole_tasks_not_only_spawns)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    dagger_trace_opts_t o;
+    dagger_trace_opts_init(&o);
+    o.max_events = 3000;
+    ASSERT_OK(dagger_trace_start_opts(ctx, &o));
+    ASSERT_OK(dagger_queue_begin(ctx, DAGGER_QUEUE_BULK | DAGGER_QUEUE_WAITALL));
+    for (int i = 0; i < 20000; i++)
+        dagger_task_release(dagger_spawn(ctx, nop));
+    ASSERT_OK(dagger_queue_end(ctx));
+    ASSERT_OK(dagger_trace_stop(ctx));
+    dagger_trace_stats_t st;
+    ASSERT_OK(dagger_trace_stats(ctx, &st));
+    ASSERT_TRUE(st.events <= 3000);
+    ASSERT_TRUE(st.dropped > 0);
+    ASSERT_TRUE(st.tasks > 10);
+    ASSERT_TRUE(st.runs * 10 >= st.tasks * 9); /* nearly every kept task has its run */
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST_LIST(trace_limit_keeps_whole_tasks_not_only_spawns, fetch_blob_gives_bytes_and_length,
+          datadeps_helpers_take_element_counts, nested_failure_keeps_the_childs_root_cause,
+          close_warns_about_failures_nobody_fetched, trace_file_is_written_when_close_is_busy,
+          bad_trace_variables_are_reported_at_open)
