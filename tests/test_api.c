@@ -4,6 +4,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <dagger/datadeps.h>
+#include <dagger/stream.h>
 #include <dagger/trace.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -249,7 +250,98 @@ TEST(trace_limit_keeps_whole_tasks_not_only_spawns)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
-TEST_LIST(trace_limit_keeps_whole_tasks_not_only_spawns, fetch_blob_gives_bytes_and_length,
+static int count_to(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *n = dagger_arg_ptr(a, 0);
+    if (++*n == 5)
+        return dagger_finish_stream(tc, dagger_i64(*n), dagger_i64(*n));
+    *out = dagger_i64(*n);
+    return 0;
+}
+
+static int take(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *(int64_t *)dagger_arg_ptr(a, 0) += dagger_arg_i64(a, 1);
+    return 0;
+}
+
+TEST(streaming_edges_appear_in_the_trace)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    ASSERT_OK(dagger_trace_start(ctx));
+    int64_t n = 0, sum = 0;
+    dagger_stream_t *s;
+    ASSERT_OK(dagger_stream_begin(ctx, NULL, &s));
+    dagger_task_t *src = dagger_spawn(ctx, count_to, (void *)&n);
+    dagger_task_t *dst = dagger_spawn(ctx, take, (void *)&sum, src); /* src is a stream */
+    ASSERT_OK(dagger_stream_end(s));
+    ASSERT_OK(dagger_trace_stop(ctx)); /* (teardown may stop the sink before every value) */
+    ASSERT_TRUE(sum >= 0 && sum <= 15);
+    dagger_trace_stats_t st;
+    ASSERT_OK(dagger_trace_stats(ctx, &st));
+    ASSERT_EQ(st.edges, 1);
+    dagger_task_release(src);
+    dagger_task_release(dst);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+static char *slurp(const char *path, long *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    *len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)*len + 1);
+    if (b && fread(b, 1, (size_t)*len, f) != (size_t)*len) {
+        free(b);
+        b = NULL;
+    }
+    if (b)
+        b[*len] = '\0';
+    fclose(f);
+    return b;
+}
+
+/* Many short runs: one shaded bar per worker and pixel, and failures grouped by root cause. */
+TEST(html_report_aggregates_big_traces_and_groups_errors)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    ASSERT_OK(dagger_trace_start(ctx));
+    ASSERT_OK(dagger_sync_begin(ctx));
+    for (int i = 0; i < 30000; i++)
+        dagger_task_release(dagger_spawn(ctx, nop));
+    ASSERT_OK(dagger_sync_end(ctx));
+    dagger_task_t *root = dagger_spawn(ctx, fails, 9);
+    dagger_task_t *down[5];
+    for (int i = 0; i < 5; i++)
+        down[i] = dagger_spawn(ctx, make_num, root);
+    for (int i = 0; i < 5; i++) {
+        ASSERT_ERR(dagger_fetch(down[i], NULL), DAGGER_EUPSTREAM);
+        dagger_task_release(down[i]);
+    }
+    ASSERT_ERR(dagger_fetch(root, NULL), DAGGER_ETASK);
+    dagger_task_release(root);
+    ASSERT_OK(dagger_trace_stop(ctx));
+    char path[256];
+    tmp_trace_path(path, sizeof path, "html");
+    ASSERT_OK(dagger_trace_write(ctx, path));
+    ASSERT_OK(dagger_ctx_close(ctx));
+    long len = 0;
+    char *h = slurp(path, &len);
+    ASSERT_PTR(h);
+    ASSERT_STR_HAS(h, "<rect class=\"agg\"");
+    ASSERT_STR_HAS(h, "runs narrower than a pixel are drawn as one shaded bar");
+    ASSERT_TRUE(len < 4 * 1024 * 1024); /* no longer one element per run */
+    ASSERT_STR_HAS(h, "6 failed tasks from 1 root cause");
+    ASSERT_STR_HAS(h, "boom 9</td><td>6</td></tr>");
+    free(h);
+    unlink(path);
+}
+
+TEST_LIST(html_report_aggregates_big_traces_and_groups_errors, streaming_edges_appear_in_the_trace,
+          trace_limit_keeps_whole_tasks_not_only_spawns, fetch_blob_gives_bytes_and_length,
           datadeps_helpers_take_element_counts, nested_failure_keeps_the_childs_root_cause,
           close_warns_about_failures_nobody_fetched, trace_file_is_written_when_close_is_busy,
           bad_trace_variables_are_reported_at_open)

@@ -10,8 +10,8 @@
  * Sampling keeps whole tasks when a recording has more tasks than its budget can hold: a task
  * is logged only while its hashed id has `shift` leading zero bits (1 task in 2^shift; each
  * sample is a subset of the one before). When the tasks logged at the current shift exceed
- * g_cap_tasks (the budget / 32: room for every event of those tasks and of the ones thinned
- * out, over up to 16 halvings), the shift grows by one. The snapshot applies the final shift
+ * g_cap_tasks (the budget / 16: room for every event of those tasks and of the ones thinned
+ * out, over about 6 halvings), the shift grows by one. The snapshot applies the final shift
  * to what was logged before, so a long trace keeps every event of a uniform sample of its tasks
  * (spawn, start, finish, edges between kept tasks) instead of its first events, which are
  * mostly spawns. Every event left out is counted as dropped.
@@ -459,7 +459,7 @@ uint32_t dagger__trace_buf_begin(uint64_t max_events)
                           memory_order_relaxed);
     atomic_store_explicit(&g_lost, 0, memory_order_relaxed);
     g_total = max_events > INT64_MAX ? INT64_MAX : (int64_t)max_events;
-    g_cap_tasks = g_total / 32 > KEPT_BATCH ? g_total / 32 : KEPT_BATCH;
+    g_cap_tasks = g_total / 16 > KEPT_BATCH ? g_total / 16 : KEPT_BATCH;
     atomic_store_explicit(&g_kept, 0, memory_order_relaxed);
     atomic_store_explicit(&g_shift, 0, memory_order_relaxed);
     uint32_t g = atomic_load_explicit(&g_gen, memory_order_relaxed) + 1;
