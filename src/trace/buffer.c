@@ -77,10 +77,13 @@ static _Atomic(struct tbuf *) g_bufs;
 static _Atomic uint32_t g_gen;
 static _Atomic int64_t g_budget; /* events still allowed in this generation */
 static _Atomic uint64_t g_lost;  /* events lost without a buffer (allocation failed) */
-static _Atomic uint32_t g_shift; /* sampling: keep tasks whose hashed id has this many leading 0s */
-static int64_t g_total;          /* the budget of the recording (set before tracing is on) */
-static int64_t g_cap_tasks;      /* tasks the sample may hold before it is halved */
-static _Atomic int64_t g_kept;   /* tasks logged at the current shift (batched per thread) */
+/* Sampling: keep tasks whose hashed id has this many leading 0s. Read by every event, so it
+ * gets a cache line of its own (g_budget and g_kept beside it are written). */
+static _Alignas(64) _Atomic uint32_t g_shift;
+static char g_shift_pad_[64 - sizeof(uint32_t)] __attribute__((unused));
+static int64_t g_total;        /* the budget of the recording (set before tracing is on) */
+static int64_t g_cap_tasks;    /* tasks the sample may hold before it is halved */
+static _Atomic int64_t g_kept; /* tasks logged at the current shift (batched per thread) */
 #define KEPT_BATCH 64
 static _Thread_local struct tbuf *tls_buf;
 static pthread_key_t g_key;
