@@ -81,9 +81,9 @@ static _Atomic uint64_t g_lost;  /* events lost without a buffer (allocation fai
  * gets a cache line of its own (g_budget and g_kept beside it are written). */
 static _Alignas(64) _Atomic uint32_t g_shift;
 static char g_shift_pad_[64 - sizeof(uint32_t)] __attribute__((unused));
-static int64_t g_total;        /* the budget of the recording (set before tracing is on) */
-static int64_t g_cap_tasks;    /* tasks the sample may hold before it is halved */
-static _Atomic int64_t g_kept; /* tasks logged at the current shift (batched per thread) */
+static _Atomic int64_t g_total;     /* the budget of the recording (workers may read it early) */
+static _Atomic int64_t g_cap_tasks; /* tasks the sample may hold before it is halved */
+static _Atomic int64_t g_kept;      /* tasks logged at the current shift (batched per thread) */
 #define KEPT_BATCH 64
 static _Thread_local struct tbuf *tls_buf;
 static pthread_key_t g_key;
@@ -245,7 +245,7 @@ static inline int sampled_out(uint64_t id)
 static void note_kept(void)
 {
     int64_t k = atomic_fetch_add_explicit(&g_kept, KEPT_BATCH, memory_order_relaxed) + KEPT_BATCH;
-    if (k <= g_cap_tasks)
+    if (k <= atomic_load_explicit(&g_cap_tasks, memory_order_relaxed))
         return;
     uint32_t sh = atomic_load_explicit(&g_shift, memory_order_relaxed);
     if (sh < 40 && atomic_compare_exchange_strong_explicit(
@@ -276,9 +276,8 @@ static struct chunk *next_chunk(struct tbuf *b)
 {
     /* Small budgets are reserved in small grants, so that sampling steps in before one
      * thread's chunk has taken the whole budget. */
-    int64_t want = g_total / 64 < 16             ? 16
-                   : g_total / 64 > CHUNK_EVENTS ? CHUNK_EVENTS
-                                                 : g_total / 64;
+    int64_t total = atomic_load_explicit(&g_total, memory_order_relaxed);
+    int64_t want = total / 64 < 16 ? 16 : total / 64 > CHUNK_EVENTS ? CHUNK_EVENTS : total / 64;
     int64_t grant = reserve(want);
     if (!grant)
         return NULL;
@@ -461,8 +460,10 @@ uint32_t dagger__trace_buf_begin(uint64_t max_events)
     atomic_store_explicit(&g_budget, (int64_t)(max_events > INT64_MAX ? INT64_MAX : max_events),
                           memory_order_relaxed);
     atomic_store_explicit(&g_lost, 0, memory_order_relaxed);
-    g_total = max_events > INT64_MAX ? INT64_MAX : (int64_t)max_events;
-    g_cap_tasks = g_total / 16 > KEPT_BATCH ? g_total / 16 : KEPT_BATCH;
+    int64_t total = max_events > INT64_MAX ? INT64_MAX : (int64_t)max_events;
+    atomic_store_explicit(&g_total, total, memory_order_relaxed);
+    atomic_store_explicit(&g_cap_tasks, total / 16 > KEPT_BATCH ? total / 16 : KEPT_BATCH,
+                          memory_order_relaxed);
     atomic_store_explicit(&g_kept, 0, memory_order_relaxed);
     atomic_store_explicit(&g_shift, 0, memory_order_relaxed);
     uint32_t g = atomic_load_explicit(&g_gen, memory_order_relaxed) + 1;
