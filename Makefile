@@ -6,13 +6,17 @@
 #   make test-tsan   the suite under ThreadSanitizer
 #   make fuzz        every libFuzzer harness for FUZZ_TIME seconds (clang; tests/fuzz/)
 #   make test-faults the allocation-failure sweep over the examples and chosen tests (ASan)
+#   make install PREFIX=/opt/dagger   the library (shared + static), headers, dagger-trace,
+#                    dagger.pc and the CMake package, built in build-install/ (Release)
+#   DAGGER_NO_INSTALL=1 skips scripts/install-deps in every target
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CMAKE_FLAGS ?=
 CTEST_FLAGS ?=
 
 FUZZ_TIME ?= 60
+PREFIX ?= /usr/local
 
-.PHONY: all deps run test bench test-asan test-tsan fuzz test-faults format clean
+.PHONY: all deps run test bench test-asan test-tsan fuzz test-faults install format clean
 
 all: build/.configured
 	cmake --build build -j$(JOBS)
@@ -25,7 +29,7 @@ build/.configured: CMakeLists.txt
 	@touch $@
 
 run:
-	sh scripts/install-deps
+	sh scripts/install-deps --run
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS)
 	cmake --build build -j$(JOBS) --target examples_all
 	@for e in build/examples/example_*; do echo "== $$e"; "$$e" || exit 1; done
@@ -74,8 +78,14 @@ bench:
 	cmake --build build-bench -j$(JOBS)
 	BENCH_FILTER="$(BENCH_FILTER)" sh bench/run.sh build-bench
 
+install:
+	cmake -S . -B build-install -DCMAKE_BUILD_TYPE=Release -DDAGGER_BUILD_TESTS=OFF \
+	    -DDAGGER_BUILD_BENCH=OFF -DDAGGER_BUILD_EXAMPLES=OFF -DDAGGER_INSTALL=ON $(CMAKE_FLAGS)
+	cmake --build build-install -j$(JOBS)
+	cmake --install build-install --prefix "$(PREFIX)"
+
 format:
 	clang-format -i include/*.h include/dagger/*.h src/*/*.[ch] src/*/*/*.[ch] tests/*.[ch] examples/*.c
 
 clean:
-	rm -rf build build-asan build-tsan build-bench build-fuzz
+	rm -rf build build-asan build-tsan build-bench build-fuzz build-install

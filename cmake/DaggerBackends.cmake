@@ -8,7 +8,7 @@
 # dagger_backends_generate(<area>) writes <build>/src/generated/<area>_backends.h with
 #   #define DAGGER__<AREA>_BACKENDS(X) X(b1) X(b2) ...
 # so the area's registry lists exactly what this build compiled (nothing hard-coded).
-# dagger_backends_summary() prints the one line of what is in.
+# Each backend also joins the one feature summary of cmake/DaggerFeatures.cmake.
 find_package(PkgConfig REQUIRED)
 
 function(dagger_optional_backend area backend)
@@ -24,6 +24,9 @@ function(dagger_optional_backend area backend)
       file(GLOB src CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/${area}/${backend}/*.c)
       set(DAGGER_SOURCES ${DAGGER_SOURCES} ${src} PARENT_SCOPE)
       set(DAGGER_BACKEND_LIBS ${DAGGER_BACKEND_LIBS} PkgConfig::DAGGER_PKG_${up} PARENT_SCOPE)
+      # For the installed static library and dagger.pc: the same libraries by path and flag.
+      set_property(GLOBAL APPEND PROPERTY DAGGER_INSTALL_LINK_LIBS ${DAGGER_PKG_${up}_LINK_LIBRARIES})
+      set_property(GLOBAL APPEND PROPERTY DAGGER_PC_PRIVATE ${DAGGER_PKG_${up}_LDFLAGS})
       set(DAGGER_BACKENDS_${area} ${DAGGER_BACKENDS_${area}} ${backend} PARENT_SCOPE)
       set(state "${area}/${backend}=on")
     elseif(mode STREQUAL "ON")
@@ -39,6 +42,16 @@ function(dagger_optional_backend area backend)
     set(DAGGER_HAVE_${up} 0 CACHE INTERNAL "src/${area}/${backend} is built")
   endif()
   set_property(GLOBAL APPEND PROPERTY DAGGER_BACKEND_SUMMARY "${state}")
+  set(built OFF)
+  if(state MATCHES "=on$")
+    set(built ON)
+  endif()
+  if(mode STREQUAL "OFF")
+    set(missing "${B_OPTION}=OFF")
+  else()
+    set(missing "pkg-config finds no ${B_PKG} (scripts/install-deps installs it)")
+  endif()
+  dagger_feature(${area}/${backend} "the ${backend} ${area} backend" built "${missing}")
 endfunction()
 
 function(dagger_backends_generate area)
@@ -56,10 +69,4 @@ function(dagger_backends_generate area)
   if(NOT "${old}" STREQUAL "${text}")
     file(WRITE ${out} "${text}")
   endif()
-endfunction()
-
-function(dagger_backends_summary)
-  get_property(s GLOBAL PROPERTY DAGGER_BACKEND_SUMMARY)
-  string(REPLACE ";" ", " s "${s}")
-  message(STATUS "dagger optional backends: ${s}")
 endfunction()

@@ -6,7 +6,11 @@
 # every case as its own ctest test `<area>.<case>` with the labels, a timeout and
 # SKIP_RETURN_CODE 77. LAUNCHER prefixes the command (mpirun -n 2, ...).
 find_package(PkgConfig REQUIRED)
-pkg_check_modules(CMOCKA REQUIRED IMPORTED_TARGET cmocka)
+pkg_check_modules(CMOCKA QUIET IMPORTED_TARGET cmocka)
+if(NOT CMOCKA_FOUND)
+  message(FATAL_ERROR "the test suite needs cmocka: apt-get install libcmocka-dev (or run "
+                      "scripts/install-deps), or configure with -DDAGGER_BUILD_TESTS=OFF")
+endif()
 
 set(DAGGER_DISCOVER_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/DaggerDiscover.cmake)
 
@@ -22,7 +26,7 @@ function(dagger_add_tests area)
     set(T_LABELS quick)
   endif()
   add_executable(${T_NAME} ${T_SOURCES})
-  target_link_libraries(${T_NAME} PRIVATE dagger PkgConfig::CMOCKA Threads::Threads ${T_LIBS})
+  target_link_libraries(${T_NAME} PRIVATE dagger_static PkgConfig::CMOCKA Threads::Threads ${T_LIBS})
   target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
   target_compile_definitions(${T_NAME} PRIVATE _GNU_SOURCE)
   set(list_file ${CMAKE_CURRENT_BINARY_DIR}/${T_NAME}_tests.cmake)

@@ -20,7 +20,7 @@ extern "C" {
 #endif
 
 #define DAGGER_VERSION_MAJOR 0
-#define DAGGER_VERSION_MINOR 1
+#define DAGGER_VERSION_MINOR 2
 #define DAGGER_VERSION_PATCH 0
 
 #if defined(_WIN32)
@@ -218,6 +218,18 @@ DAGGER_API DAGGER_NODISCARD int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned 
 DAGGER_API DAGGER_NODISCARD int dagger_ctx_close(dagger_ctx_t *ctx);
 /** The number of worker threads. Thread safety: any thread. */
 DAGGER_API int dagger_ctx_num_threads(const dagger_ctx_t *ctx);
+/** How many tasks of `ctx` failed with nobody reading their error so far (no fetch, no
+ *  dagger_task_error/errmsg, no dependent or sync group that inherited it). dagger_ctx_close
+ *  prints this count as a warning on stderr when it is not 0 (DAGGER_QUIET=1 silences it).
+ *  Returns: the count, 0 for NULL. Thread safety: any thread. */
+DAGGER_API int64_t dagger_ctx_unfetched_failures(const dagger_ctx_t *ctx);
+
+/** Set the thread count of the BLAS libraries loaded in the process (OpenBLAS, BLIS, MKL,
+ *  FlexiBLAS; found at run time, no link dependency). A BLAS call inside a task should use the
+ *  task's thread only: dagger_ctx_open therefore sets 1, unless DAGGER_BLAS_THREADS=keep (or a
+ *  count). Returns: the number of libraries set (0: none loaded), DAGGER_EINVAL for n < 1.
+ *  Thread safety: any thread, but not while BLAS calls run. */
+DAGGER_API int dagger_blas_set_threads(int n);
 
 /* ---------------------------------------------------------------- scopes */
 
@@ -319,11 +331,15 @@ static inline dagger_task_t *dagger_spawnv_opts(dagger_ctx_t *ctx, const dagger_
 /* Argument-list plumbing for up to 16 task arguments. */
 #define DAGGER_CAT_(a, b) a##b
 #define DAGGER_CAT(a, b) DAGGER_CAT_(a, b)
+/* Counts up to 17; 18 to 40 arguments count as X, which the spawn macros turn into a
+ * _Static_assert naming the limit instead of a cryptic macro error. */
 #define DAGGER_NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17,   \
-                     N, ...)                                                                       \
+                     _18, _19, _20, _21, _22, _23, _24, _25, _26, _27, _28, _29, _30, _31, _32,    \
+                     _33, _34, _35, _36, _37, _38, _39, _40, N, ...)                               \
     N
 #define DAGGER_NARG(...)                                                                           \
-    DAGGER_NARG_(__VA_ARGS__, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
+    DAGGER_NARG_(__VA_ARGS__, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, X, \
+                 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0)
 #define DAGGER_MAP_1(a) DAGGER_V(a)
 #define DAGGER_MAP_2(a, ...) DAGGER_V(a), DAGGER_MAP_1(__VA_ARGS__)
 #define DAGGER_MAP_3(a, ...) DAGGER_V(a), DAGGER_MAP_2(__VA_ARGS__)
@@ -366,9 +382,19 @@ static inline dagger_task_t *dagger_spawnv_opts(dagger_ctx_t *ctx, const dagger_
 #define DAGGER_SPAWN_PICK_15 DAGGER_SPAWN_DN
 #define DAGGER_SPAWN_PICK_16 DAGGER_SPAWN_DN
 #define DAGGER_SPAWN_PICK_17 DAGGER_SPAWN_DN
+#define DAGGER_SPAWN_PICK_X DAGGER_SPAWN_TOO_MANY_
+#define DAGGER_SPAWN_TOO_MANY_(ctx, o, ...)                                                        \
+    ((dagger_task_t                                                                                \
+          *)(0 * sizeof(struct {                                                                   \
+                 _Static_assert(                                                                   \
+                     0, "dagger_spawn takes at most 16 task arguments: pass more with "            \
+                        "dagger_spawnv(ctx, fn, argv, argc) and an array of dagger_value_t");      \
+                 int unused_;                                                                      \
+             })))
 
 /** dagger_spawn(ctx, fn, args...): spawn fn with C arguments converted by DAGGER_V (numbers,
- *  strings, task handles, dagger_value_t, pointers). Up to 16 arguments. */
+ *  strings, task handles, dagger_value_t, pointers). Up to 16 arguments (more is a compile-time
+ *  error naming the limit; dagger_spawnv takes any number). */
 #define dagger_spawn(ctx, ...) DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(ctx, NULL, __VA_ARGS__)
 /** dagger_spawn_opts(ctx, &opts, fn, args...): the same with options. */
 #define dagger_spawn_opts(ctx, opts, ...)                                                          \
@@ -394,9 +420,14 @@ DAGGER_API DAGGER_NODISCARD int dagger_fetch_i64(dagger_task_t *t, int64_t *out)
 DAGGER_API DAGGER_NODISCARD int dagger_fetch_bool(dagger_task_t *t, bool *out);
 DAGGER_API DAGGER_NODISCARD int dagger_fetch_str(dagger_task_t *t, const char **out);
 DAGGER_API DAGGER_NODISCARD int dagger_fetch_ptr(dagger_task_t *t, void **out);
-/** Wait for `t` to finish, successfully or not; never reports the task's error.
+/** Fetch a blob result: `*out` borrows its bytes (valid while the caller holds `t`), `*len` is
+ *  its size. Returns: 0, the task's error, DAGGER_ETYPE for another kind, DAGGER_EINVAL for NULL
+ *  out or len. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_fetch_blob(dagger_task_t *t, const void **out, size_t *len);
+/** Wait for `t` to finish, successfully or not; never reports the task's error (fetch it, or
+ *  read dagger_task_error, to learn it). Not DAGGER_NODISCARD: ignoring the result is normal.
  *  Returns: 0, or DAGGER_EDEADLK for a wait that can never end. Thread safety: any thread. */
-DAGGER_API DAGGER_NODISCARD int dagger_wait(dagger_task_t *t);
+DAGGER_API int dagger_wait(dagger_task_t *t);
 /** Whether `t` has finished. Thread safety: any thread, wait-free. */
 DAGGER_API bool dagger_task_done(const dagger_task_t *t);
 /** The error code of a finished task (0 when it succeeded or is not finished).

@@ -231,8 +231,8 @@ TEST(limit_drops_and_counts)
     ASSERT_OK(dagger_sync_end(ctx));
     ASSERT_OK(dagger_trace_stop(ctx));
     dagger_trace_stats_t st = stats_of(ctx);
-    ASSERT_EQ(st.events, 64);
-    ASSERT_TRUE(st.dropped >= 200 * 3 - 64); /* spawn, start, finish at least per task */
+    ASSERT_TRUE(st.events > 0 && st.events <= 64); /* a sample of whole tasks */
+    ASSERT_TRUE(st.dropped >= 200 * 3 - 64);       /* spawn, start, finish at least per task */
     ASSERT_EQ(dagger_trace_dropped(ctx), st.dropped);
     ASSERT_OK(dagger_ctx_close(ctx));
 }

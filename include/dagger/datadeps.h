@@ -109,6 +109,24 @@ static inline dagger_ddarg_t dagger_tri(dagger_access_t access, dagger_shape_t s
     return a;
 }
 
+/* Element-count forms: the element type comes from the pointer, so no byte count is computed
+ * by hand. `p` must point to the element type (not void *). */
+/** `n` elements from `p`, read. */
+#define dagger_in_n(p, n) dagger_in((p), (size_t)(n) * sizeof *(p))
+/** `n` elements from `p`, written. */
+#define dagger_out_n(p, n) dagger_out((p), (size_t)(n) * sizeof *(p))
+/** `n` elements from `p`, read and written. */
+#define dagger_inout_n(p, n) dagger_inout((p), (size_t)(n) * sizeof *(p))
+/** Elements [first, first + n) of the array `base`; the task gets &base[first]. */
+#define dagger_range_n(access, base, first, n)                                                     \
+    dagger_range((access), (base), (size_t)(first) * sizeof *(base), (size_t)(n) * sizeof *(base))
+/** A rows x cols tile of the column-major matrix of `p`'s element type, columns `ld` apart. */
+#define dagger_tile_of(access, p, rows, cols, ld)                                                  \
+    dagger_tile((access), (p), (rows), (cols), (ld), sizeof *(p))
+/** A triangle or the diagonal of the n x n tile at `p`, elements of `p`'s type. */
+#define dagger_tri_of(access, shape, p, n, ld)                                                     \
+    dagger_tri((access), (shape), (p), (n), (ld), sizeof *(p))
+
 /** Region flags. */
 enum {
     DAGGER_DATADEPS_TIMING = 1u << 0, /* measure the analysis time (dagger_datadeps_stats) */
@@ -237,6 +255,7 @@ static inline dagger_ddarg_t dagger_dd_ptr_(const void *p) { return dagger_ddval
 #define DAGGER_DD_PICK_15 DAGGER_DD_DN
 #define DAGGER_DD_PICK_16 DAGGER_DD_DN
 #define DAGGER_DD_PICK_17 DAGGER_DD_DN
+#define DAGGER_DD_PICK_X DAGGER_SPAWN_TOO_MANY_ /* a _Static_assert naming the limit */
 
 /** dagger_datadeps_spawn(dd, fn, args...): spawn fn in the region with up to 16 arguments,
  *  each a dagger_ddarg_t (dagger_in, dagger_tile, ...) or a plain C value as for dagger_spawn. */

@@ -102,10 +102,11 @@ struct dagger_task {
     _Atomic uint32_t cancel;
     _Atomic uint32_t place; /* != 0: placement must decide (a scope, chunk or shard input) */
     struct dagger__event waiters;
-    int rc;              /* valid once state is T_DONE */
-    int argerr;          /* set by a failing argument accessor */
-    int16_t thread;      /* worker it last ran on */
-    uint16_t help_depth; /* nesting of tasks run inline by waiting parents (see help()) */
+    int rc;                 /* valid once state is T_DONE */
+    int argerr;             /* set by a failing argument accessor */
+    _Atomic uint8_t unseen; /* 1: failed, counted in ctx->unfetched, error not read yet */
+    int16_t thread;         /* worker it last ran on */
+    uint16_t help_depth;    /* nesting of tasks run inline by waiting parents (see help()) */
     uint32_t flags;
     uint32_t nargs, ndeps;
     uint32_t capargs, capdeps; /* allocated entries (free with these sizes) */
@@ -120,8 +121,9 @@ struct dagger_task {
     struct frame *held_by; /* the bulk frame holding it, while held */
     struct frame *frames;  /* queue blocks opened inside this task */
     struct err *err;
-    dagger_scope_t *scope;   /* retained; NULL = any */
-    struct scratch *scratch; /* copies made by dagger_str_copy, freed at completion */
+    dagger_scope_t *scope;      /* retained; NULL = any */
+    dagger_task_t *nested_fail; /* the last failed task its body fetched (+1), while running */
+    struct scratch *scratch;    /* copies made by dagger_str_copy, freed at completion */
     _Atomic(dagger__wait_guard_fn) guard_fn; /* set and cleared by a datadeps region */
     void *_Atomic guard;
     void (*launch)(dagger_task_t *t, void *ud); /* dagger__task_defer */
@@ -155,7 +157,8 @@ struct dagger_ctx {
     _Atomic int64_t count[CNT_N]; /* global counts, see struct credit */
     _Atomic uint32_t drain_word;  /* bumped when the in-flight count reaches 0 */
     _Atomic uint64_t next_id;
-    _Atomic uint32_t rr; /* round robin among a scope's threads */
+    _Atomic uint32_t rr;       /* round robin among a scope's threads */
+    _Atomic int64_t unfetched; /* failed tasks whose error nobody read (see observe_failure) */
     /* Set by a forced close that left task records alive: the last record's release frees the
      * context (the records point at it); `reaped` makes sure exactly one side frees it. */
     _Atomic int zombie;
@@ -207,6 +210,11 @@ int dagger__task_fail(dagger_task_t *t, int code, const char *text);
 int dagger__task_failf(dagger_task_t *t, int code, const char *fmt, ...) DAGGER_PRINTF(3, 4);
 /* `t` fails because its input `d` (an argument, or a syncdep when d->argi < 0) failed. */
 int dagger__task_fail_upstream(dagger_task_t *t, const struct dep *d);
+/* `t` fails with `code` because `up` failed: `input` says how t used it ("input 2", "syncdep",
+ * "nested fetch"). The message chains to the root cause like every upstream failure. */
+int dagger__task_fail_chain(dagger_task_t *t, const dagger_task_t *up, const char *input, int code);
+/* The error of the failed task `t` has been read: it no longer counts as unfetched. */
+void dagger__task_observe_failure(const dagger_task_t *t);
 
 /* queue.c; inline: every task of a sync group runs it on completion. */
 static inline int64_t dagger__queue_group_sum(struct group *g)

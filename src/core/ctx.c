@@ -7,6 +7,7 @@
 
 #include "common/alloc.h"
 #include "core/core_int.h"
+#include "pool/pool.h"
 #include "sched/sched.h"
 #include "trace/trace.h"
 
@@ -103,9 +104,17 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
         o.num_threads = (int)v;
     }
     if (o.num_threads == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        o.num_threads = n < 1 ? 1 : n > DAGGER__MAX_THREADS ? DAGGER__MAX_THREADS : (int)n;
+        int n = dagger__topo_default_threads(); /* affinity mask and cgroup quota */
+        o.num_threads = n > DAGGER__MAX_THREADS ? DAGGER__MAX_THREADS : n;
     }
+    int bind;
+    int brc = dagger__topo_bind_mode(&bind);
+    if (!brc)
+        brc = dagger__trace_env_check(); /* a bad DAGGER_TRACE is reported now, not at close */
+    if (!brc)
+        brc = dagger__topo_blas_default(); /* BLAS inside tasks runs on the task's thread */
+    if (brc)
+        return brc;
     if (o.stack_size == 0) {
         int rc = env_long("DAGGER_STACK_SIZE", 16 * 1024, 1L << 30, &v);
         if (rc)
@@ -144,6 +153,14 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
                    ? dagger__set_errmsg(rc, "dagger_ctx_open: out of memory")
                    : rc;
     }
+    rc = dagger__topo_bind(ctx->pool, bind);
+    if (rc) {
+        dagger__pool_close(ctx->pool);
+        free(ctx->credit);
+        dagger__alloc_note_free();
+        dagger__free(ctx);
+        return rc;
+    }
     ctx->exec[DAGGER_PROC_CPU] = (dagger__executor){"cpu", dagger__sched_cpu_submit, ctx->pool};
     dagger__trace_ctx_open(ctx, o.num_threads);
     *out = ctx;
@@ -152,6 +169,24 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
 
 int dagger_ctx_num_threads(const dagger_ctx_t *ctx) { return ctx ? ctx->nthreads : 0; }
 int dagger__ctx_threads(const dagger_ctx_t *ctx) { return ctx->nthreads; }
+
+int64_t dagger_ctx_unfetched_failures(const dagger_ctx_t *ctx)
+{
+    return ctx ? atomic_load_explicit(&ctx->unfetched, memory_order_acquire) : 0;
+}
+
+/* Failures nobody looked at are usually bugs: say so at close, unless DAGGER_QUIET=1. */
+static void warn_unfetched(dagger_ctx_t *ctx)
+{
+    int64_t n = dagger_ctx_unfetched_failures(ctx);
+    const char *quiet = getenv("DAGGER_QUIET");
+    if (n <= 0 || (quiet && strcmp(quiet, "1") == 0))
+        return;
+    fprintf(stderr,
+            "dagger: warning: %lld task%s failed and nobody fetched the error (fetch the tasks, "
+            "or read dagger_task_error; DAGGER_QUIET=1 silences this)\n",
+            (long long)n, n == 1 ? "" : "s");
+}
 
 int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
 {
@@ -180,11 +215,13 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
         fprintf(stderr, "dagger: dagger_ctx_close: %lld task handle%s still held\n",
                 (long long)live, live == 1 ? " is" : "s are");
 #endif
+        dagger__trace_ctx_busy(ctx); /* the trace file is written even though close refuses */
         return dagger__set_errmsg(DAGGER_EBUSY,
                                   "dagger_ctx_close: %lld task handle%s still held; release "
                                   "them, or close with DAGGER_CLOSE_FORCE",
                                   (long long)live, live == 1 ? " is" : "s are");
     }
+    warn_unfetched(ctx);
     dagger__pool_close(ctx->pool);
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */
     if (live > 0) {

@@ -78,21 +78,25 @@ int dagger__task_failf(dagger_task_t *t, int code, const char *fmt, ...)
     return dagger__task_fail(t, code, buf);
 }
 
-/* `t` fails because its input `d` (argument `argi`, or a syncdep when < 0) failed. */
-int dagger__task_fail_upstream(dagger_task_t *t, const struct dep *d)
+/* The error of the failed task `t` has been read (fetched, inherited by a dependent): it no
+ * longer counts as a failure nobody saw. */
+void dagger__task_observe_failure(const dagger_task_t *t)
 {
-    const dagger_task_t *up = d->task;
+    dagger_task_t *m = (dagger_task_t *)t;
+    if (atomic_load_explicit(&m->unseen, memory_order_acquire) &&
+        atomic_exchange_explicit(&m->unseen, 0, memory_order_acq_rel))
+        atomic_fetch_sub_explicit(&m->ctx->unfetched, 1, memory_order_relaxed);
+}
+
+int dagger__task_fail_chain(dagger_task_t *t, const dagger_task_t *up, const char *input, int code)
+{
     const struct err *ue = up->err;
     const char *name = dagger__task_display_name(t);
-    char input[64];
-    if (d->argi >= 0)
-        snprintf(input, sizeof input, "input %d", d->argi);
-    else
-        snprintf(input, sizeof input, "syncdep");
+    dagger__task_observe_failure(up);
     struct err *e = dagger__calloc(1, sizeof *e);
     if (!e)
-        return DAGGER_EUPSTREAM;
-    e->code = DAGGER_EUPSTREAM;
+        return code;
+    e->code = code;
     if (ue && ue->root) {
         struct root *r = ue->root;
         atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
@@ -122,7 +126,17 @@ int dagger__task_fail_upstream(dagger_task_t *t, const struct dep *d)
                              name, input, (unsigned long long)up->id, dagger_strerror(up->rc));
     }
     t->err = e;
-    return DAGGER_EUPSTREAM;
+    return code;
+}
+
+int dagger__task_fail_upstream(dagger_task_t *t, const struct dep *d)
+{
+    char input[64];
+    if (d->argi >= 0)
+        snprintf(input, sizeof input, "input %d", d->argi);
+    else
+        snprintf(input, sizeof input, "syncdep");
+    return dagger__task_fail_chain(t, d->task, input, DAGGER_EUPSTREAM);
 }
 
 int dagger_fail(dagger_tc_t *tc, int code, const char *fmt, ...)

@@ -85,6 +85,12 @@ int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
             return rc;
     }
     if (DAGGER_UNLIKELY(t->rc)) {
+        dagger__task_observe_failure(t);
+        dagger_task_t *me = dagger__task_current();
+        if (me && me != t) { /* a body fetching a failed child: settle() chains to it */
+            dagger_task_release(me->nested_fail);
+            me->nested_fail = dagger_task_retain(t);
+        }
         dagger__set_errmsg_str(t->rc, t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc));
         return t->rc;
     }
@@ -170,17 +176,39 @@ int dagger_fetch_ptr(dagger_task_t *t, void **out)
     return 0;
 }
 
+int dagger_fetch_blob(dagger_task_t *t, const void **out, size_t *len)
+{
+    DAGGER_CHECK(out && len, DAGGER_EINVAL, "dagger_fetch_blob: out or len is NULL");
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        return rc;
+    if (v.kind != DAGGER_KIND_BLOB)
+        return kind_mismatch(t, &v, "blob");
+    *out = v.u.p;
+    *len = v.len;
+    return 0;
+}
+
 bool dagger_task_done(const dagger_task_t *t)
 {
     return t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE;
 }
 
-int dagger_task_error(const dagger_task_t *t) { return dagger_task_done(t) ? t->rc : 0; }
+int dagger_task_error(const dagger_task_t *t)
+{
+    if (!dagger_task_done(t))
+        return 0;
+    if (t->rc)
+        dagger__task_observe_failure(t);
+    return t->rc;
+}
 
 const char *dagger_task_errmsg(const dagger_task_t *t)
 {
     if (!dagger_task_done(t) || !t->rc)
         return "";
+    dagger__task_observe_failure(t);
     return t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc);
 }
 

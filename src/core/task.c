@@ -111,6 +111,8 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->held_by = NULL;
     t->frames = NULL;
     t->err = NULL;
+    t->nested_fail = NULL;
+    atomic_init(&t->unseen, 0);
     atomic_init(&t->guard_fn, NULL);
     atomic_init(&t->guard, NULL);
     t->launch = NULL;
@@ -356,6 +358,10 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
         if (!atomic_compare_exchange_strong(&g->first_err, &expect, t))
             dagger_task_release(t);
     }
+    if (rc && !g) { /* a group's end reports its failures; others wait for a fetch */
+        atomic_store_explicit(&t->unseen, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&ctx->unfetched, 1, memory_order_relaxed);
+    }
     if (rc)
         DAGGER__TRACE(
             dagger__trace_error(t->id, t->err && t->err->msg ? t->err->msg : dagger_strerror(rc)));
@@ -399,6 +405,8 @@ DAGGER_NOINLINE static int settle_slow(dagger_task_t *t, int r, dagger_value_t *
         int code = r;
         if (r > 0 || strcmp(dagger_err_name(r), "DAGGER_E?") == 0)
             code = DAGGER_ETASK;
+        if (t->nested_fail) /* most likely the code of that fetch: keep the child's root cause */
+            return dagger__task_fail_chain(t, t->nested_fail, "nested fetch", code);
         if (code == r)
             return dagger__task_failf(t, code, "the task body returned %s (%s)", dagger_err_name(r),
                                       dagger_strerror(r));
@@ -462,10 +470,16 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         int r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
         dagger__task_set_cur(NULL);
         if (DAGGER_UNLIKELY(t->flags & TF_DEFERRED) && r == 0 && !dagger__task_failed(t)) {
+            dagger_task_release(t->nested_fail); /* the body handled it */
+            t->nested_fail = NULL;
             t->launch(t, t->launch_ud); /* an executor completes it; t is theirs now */
             return NULL;
         }
         rc = settle(t, r, &out);
+        if (t->nested_fail) {
+            dagger_task_release(t->nested_fail);
+            t->nested_fail = NULL;
+        }
     }
     dagger_task_t *cont = complete(t, rc, true);
     return cont ? &cont->job : NULL;

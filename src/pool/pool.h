@@ -9,6 +9,7 @@
 #ifndef DAGGER_SRC_POOL_H
 #define DAGGER_SRC_POOL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -73,5 +74,26 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j);
  * return 0 when the job is resumed, possibly on another worker. Returns DAGGER_ENOMEM, without
  * calling arm, when no stack can be had: the caller's wait then fails (see event_wait). */
 int dagger__pool_suspend(dagger__pool *p, struct dagger__job *self, void (*arm)(void *), void *arg);
+
+/* The pthread of worker i (0 <= i < dagger__pool_size). */
+pthread_t dagger__pool_thread(const dagger__pool *p, int i);
+
+/* ---------------------------------------------------------------- the machine (topo.c) */
+
+enum { DAGGER__BIND_NONE = 0, DAGGER__BIND_CORE = 1 };
+/* The default worker count: CPUs of the affinity mask, lowered to a cgroup CPU quota. */
+int dagger__topo_default_threads(void);
+/* CPUs (rounded up) of a cgroup v2 cpu.max text ("150000 100000"; v1 "quota period" too):
+ * 0 for no limit ("max", "-1"), -1 when malformed. */
+int dagger__topo_parse_cpu_max(const char *text);
+/* DAGGER_BIND into *mode. Returns 0, or DAGGER_EINVAL naming the accepted values. */
+int dagger__topo_bind_mode(int *mode);
+/* Pin the workers of `p` one per allowed core (DAGGER__BIND_CORE); nothing for NONE. */
+int dagger__topo_bind(dagger__pool *p, int mode);
+/* DAGGER_BLAS_THREADS (default 1, or 'keep') applied to the loaded BLAS libraries.
+ * Returns 0 or DAGGER_EINVAL naming the accepted values. */
+int dagger__topo_blas_default(void);
+/* One line: workers, binding, packages/cores/CPUs, the allowed CPUs and the cgroup quota. */
+void dagger__topo_describe(char *buf, size_t cap, int nworkers, int mode);
 
 #endif /* DAGGER_SRC_POOL_H */

@@ -20,6 +20,7 @@
 
 #include "common/alloc.h"
 #include "stream/stream_int.h"
+#include "trace/trace.h"
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct dagger_stream *reg_head; /* guarded by reg_lock */
@@ -341,6 +342,13 @@ static dagger_task_t *spawn_node(struct dagger_stream *r, dagger_ctx_t *ctx,
     n->idx = r->nnodes;
     n->task = dagger_task_retain(t);
     r->nodes[r->nnodes++] = n;
+    /* Streams are not core dependencies, so the trace learns of them here: one edge per input
+     * stream and per outside task the node reads. */
+    for (uint32_t i = 0; i < n->nins; i++)
+        DAGGER__TRACE(
+            dagger__trace_edge(dagger_task_id(r->nodes[n->ins[i].src]->task), dagger_task_id(t)));
+    for (uint32_t i = 0; i < n->nexts; i++)
+        DAGGER__TRACE(dagger__trace_edge(dagger_task_id(n->exts[i].t), dagger_task_id(t)));
     pthread_mutex_unlock(&reg_lock);
     dagger__task_set_cancel_hook(t, cancel_hook, NULL);
     return t;

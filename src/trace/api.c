@@ -8,11 +8,13 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include "trace/trace.h"
 #include "trace/trace_int.h"
@@ -24,6 +26,11 @@
  * is also built alone, into the dagger-trace tool and its unit test). */
 extern int dagger__set_errmsg(int code, const char *fmt, ...) __attribute__((weak));
 #define ERRMSG(code, ...) (dagger__set_errmsg ? dagger__set_errmsg((code), __VA_ARGS__) : (code))
+extern const char *dagger_last_errmsg(void) __attribute__((weak));
+/* The machine as the pool sees it (src/pool/topo.c), when the runtime is linked in. */
+extern void dagger__topo_describe(char *buf, size_t cap, int nworkers, int mode)
+    __attribute__((weak));
+extern int dagger__topo_bind_mode(int *mode) __attribute__((weak));
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *g_ctx;                    /* guarded by g_lock: owner of the current/last recording */
@@ -31,6 +38,7 @@ static uint32_t g_rec_gen;             /* guarded by g_lock: its generation (0 =
 static _Atomic uint32_t g_rec_gen_pub; /* a copy for dagger_trace_dropped */
 static int64_t g_t0, g_t1;             /* guarded by g_lock; g_t1 = 0 while recording */
 static int g_nthreads;                 /* guarded by g_lock */
+static char g_topo[512];               /* guarded by g_lock: the topology line of the recording */
 static char *g_env_path;               /* guarded by g_lock: DAGGER_TRACE of g_env_ctx */
 static void *g_env_ctx;
 static struct {
@@ -87,6 +95,13 @@ static int start_locked(void *ctx, const dagger_trace_opts_t *o)
         max = DEFAULT_MAX_EVENTS;
     g_ctx = ctx;
     g_nthreads = known_threads(ctx);
+    g_topo[0] = '\0';
+    if (dagger__topo_describe && dagger__topo_bind_mode) {
+        int mode = 0;
+        if (dagger__topo_bind_mode(&mode) != 0)
+            mode = 0;
+        dagger__topo_describe(g_topo, sizeof g_topo, g_nthreads, mode);
+    }
     g_rec_gen = dagger__trace_buf_begin(max);
     atomic_store_explicit(&g_rec_gen_pub, g_rec_gen, memory_order_relaxed);
     g_t0 = dagger__trace_now();
@@ -144,6 +159,8 @@ static int snap_locked(void *ctx, struct dtr_snap *out)
     out->t0 = dagger__trace_to_ns(g_t0);
     out->t1 = dagger__trace_to_ns(g_t1 ? g_t1 : dagger__trace_now());
     out->nthreads = g_nthreads;
+    if (g_topo[0] && !(out->topo = strdup(g_topo)))
+        return DAGGER_ENOMEM;
     int rc = dagger__trace_buf_collect(g_rec_gen, out);
     if (rc)
         dagger__trace_snap_free(out);
@@ -188,7 +205,8 @@ int dagger__trace_write_snap(const struct dtr_snap *s, const char *path)
                       path);
     FILE *f = fopen(path, "wb");
     if (!f)
-        return ERRMSG(DAGGER_EIO, "dagger_trace_write: cannot open '%s'", path);
+        return ERRMSG(DAGGER_EIO, "dagger_trace_write: cannot open '%s': %s", path,
+                      strerror(errno));
     int rc;
     if (fmt == F_DTRACE) {
         rc = dagger__trace_snap_save(s, f);
@@ -213,10 +231,14 @@ int dagger__trace_write_snap(const struct dtr_snap *s, const char *path)
             dagger__trace_model_free(&m);
         }
     }
-    if (fclose(f) != 0 && !rc)
+    int werr = ferror(f) ? errno : 0;
+    if (fclose(f) != 0 && !rc) {
         rc = DAGGER_EIO;
+        werr = errno;
+    }
     if (rc == DAGGER_EIO)
-        ERRMSG(rc, "dagger_trace_write: cannot write '%s'", path);
+        ERRMSG(rc, "dagger_trace_write: cannot write '%s': %s", path,
+               werr ? strerror(werr) : "I/O error");
     return rc;
 }
 
@@ -342,6 +364,74 @@ int dagger_trace_file_summary(const char *in_path, FILE *f, dagger_trace_stats_t
 
 /* ---------------------------------------------------------------- context hooks */
 
+/* DAGGER_TRACE_LIMIT: a positive count with an optional k/m/g suffix. */
+static int limit_ok(const char *s)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || v == 0 || *s == '-')
+        return 0;
+    if (*end && strchr("kKmMgG", *end))
+        end++;
+    return *end == '\0';
+}
+
+int dagger__trace_env_check(void)
+{
+    const char *lim = getenv("DAGGER_TRACE_LIMIT");
+    if (lim && *lim && !limit_ok(lim))
+        return ERRMSG(DAGGER_EINVAL,
+                      "DAGGER_TRACE_LIMIT='%s' is invalid: expected a positive event count, "
+                      "optionally with a k, m or g suffix (e.g. 1m)",
+                      lim);
+    const char *path = getenv("DAGGER_TRACE");
+    if (!path || !*path)
+        return 0;
+    static const char *const exts[] = {"json", "dot", "gv", "html", "htm", "txt", "dtrace"};
+    const char *ext = ext_of(path);
+    int known = 0;
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
+        known |= strcasecmp(ext, exts[i]) == 0;
+    if (!known)
+        return ERRMSG(DAGGER_EINVAL,
+                      "DAGGER_TRACE='%s': unknown extension '%s' (use .json .dot .html .txt or "
+                      ".dtrace)",
+                      path, ext);
+    /* The file is written at close: say now when its folder cannot take it. */
+    char dir[4096];
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        strcpy(dir, ".");
+    else if (slash == path)
+        strcpy(dir, "/");
+    else
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (access(dir, W_OK) != 0)
+        return ERRMSG(DAGGER_EINVAL, "DAGGER_TRACE='%s': cannot write in '%s': %s", path, dir,
+                      strerror(errno));
+    return 0;
+}
+
+void dagger__trace_ctx_busy(struct dagger_ctx *ctx)
+{
+    pthread_mutex_lock(&g_lock);
+    char *path = g_env_ctx == (void *)ctx && g_env_path ? strdup(g_env_path) : NULL;
+    struct dtr_snap s;
+    int rc = path ? snap_locked(ctx, &s) : 0;
+    pthread_mutex_unlock(&g_lock);
+    if (!path)
+        return;
+    if (!rc) {
+        rc = dagger__trace_write_snap(&s, path);
+        dagger__trace_snap_free(&s);
+    }
+    if (rc)
+        fprintf(stderr, "dagger: DAGGER_TRACE=%s: %s\n", path,
+                dagger_last_errmsg ? dagger_last_errmsg() : dagger__trace_err_name(rc));
+    free(path);
+}
+
 void dagger__trace_ctx_open(struct dagger_ctx *ctx, int nthreads)
 {
     pthread_mutex_lock(&g_lock);
@@ -385,7 +475,8 @@ void dagger__trace_ctx_close(struct dagger_ctx *ctx)
         if (!rc)
             rc = dagger__trace_write_snap(&s, path);
         if (rc)
-            fprintf(stderr, "dagger: DAGGER_TRACE=%s: %s\n", path, dagger__trace_err_name(rc));
+            fprintf(stderr, "dagger: DAGGER_TRACE=%s: %s\n", path,
+                    dagger_last_errmsg ? dagger_last_errmsg() : dagger__trace_err_name(rc));
         const char *sum = getenv("DAGGER_TRACE_SUMMARY");
         if (!rc && sum && *sum && strcmp(sum, "0") != 0) {
             struct dtr_model m;

@@ -7,6 +7,14 @@
  * first time it logs in the new generation, reusing its chunks. Memory is bounded by a budget
  * of events per recording: a thread reserves room for a whole chunk at a time (one atomic
  * operation per chunk, none per event); with the budget spent, events are counted as dropped.
+ * Sampling keeps whole tasks when a recording has more tasks than its budget can hold: a task
+ * is logged only while its hashed id has `shift` leading zero bits (1 task in 2^shift; each
+ * sample is a subset of the one before). When the tasks logged at the current shift exceed
+ * g_cap_tasks (the budget / 16: room for every event of those tasks and of the ones thinned
+ * out, over about 6 halvings), the shift grows by one. The snapshot applies the final shift
+ * to what was logged before, so a long trace keeps every event of a uniform sample of its tasks
+ * (spawn, start, finish, edges between kept tasks) instead of its first events, which are
+ * mostly spawns. Every event left out is counted as dropped.
  * Buffers of exited threads are adopted by new threads, and freed when the context closes.
  * Trace memory uses libc directly, not dagger__malloc: tracing must not shift the counts that
  * DAGGER_FAULT_ALLOC and the allocation statistics of a program see.
@@ -62,12 +70,21 @@ struct tbuf {
     uint32_t pos, cap;                    /* owner only: next slot, reserved slots of cur */
     struct arena *arena_head, *arena_cur; /* owner only */
     struct name_slot names[NAME_CACHE];   /* owner only */
+    uint32_t kept;                        /* owner only: spawns logged, not yet in g_kept */
 };
 
 static _Atomic(struct tbuf *) g_bufs;
 static _Atomic uint32_t g_gen;
 static _Atomic int64_t g_budget; /* events still allowed in this generation */
 static _Atomic uint64_t g_lost;  /* events lost without a buffer (allocation failed) */
+/* Sampling: keep tasks whose hashed id has this many leading 0s. Read by every event, so it
+ * gets a cache line of its own (g_budget and g_kept beside it are written). */
+static _Alignas(64) _Atomic uint32_t g_shift;
+static char g_shift_pad_[64 - sizeof(uint32_t)] __attribute__((unused));
+static _Atomic int64_t g_total;     /* the budget of the recording (workers may read it early) */
+static _Atomic int64_t g_cap_tasks; /* tasks the sample may hold before it is halved */
+static _Atomic int64_t g_kept;      /* tasks logged at the current shift (batched per thread) */
+#define KEPT_BATCH 64
 static _Thread_local struct tbuf *tls_buf;
 static pthread_key_t g_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
@@ -158,6 +175,7 @@ static void reset_buf(struct tbuf *b, uint32_t gen)
     memset(b->names, 0, sizeof b->names);
     b->cur = NULL;
     b->pos = b->cap = 0;
+    b->kept = 0;
     atomic_store_explicit(&b->dropped, 0, memory_order_relaxed);
     atomic_store_explicit(&b->gen, gen, memory_order_release);
 }
@@ -199,6 +217,42 @@ static struct tbuf *attach(uint32_t gen)
     return b;
 }
 
+/* Whether task `id` is left out at sampling shift `sh` (events without a task are kept). */
+static inline int sampled_out_at(uint64_t id, uint32_t sh)
+{
+    return sh && id && ((id * 0x9E3779B97F4A7C15ull) >> (64 - sh)) != 0;
+}
+
+static inline int sampled_out(uint64_t id)
+{
+    uint32_t sh = atomic_load_explicit(&g_shift, memory_order_relaxed);
+    if (__builtin_expect(!sh, 1))
+        return 0;
+    if (!sampled_out_at(id, sh))
+        return 0;
+    struct tbuf *b = tls_buf;
+    if (b && atomic_load_explicit(&b->gen, memory_order_relaxed) ==
+                 atomic_load_explicit(&g_gen, memory_order_relaxed))
+        atomic_store_explicit(&b->dropped,
+                              atomic_load_explicit(&b->dropped, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&g_lost, 1, memory_order_relaxed);
+    return 1;
+}
+
+/* A thread logged KEPT_BATCH more spawns: halve the sample when it holds too many tasks. */
+static void note_kept(void)
+{
+    int64_t k = atomic_fetch_add_explicit(&g_kept, KEPT_BATCH, memory_order_relaxed) + KEPT_BATCH;
+    if (k <= atomic_load_explicit(&g_cap_tasks, memory_order_relaxed))
+        return;
+    uint32_t sh = atomic_load_explicit(&g_shift, memory_order_relaxed);
+    if (sh < 40 && atomic_compare_exchange_strong_explicit(
+                       &g_shift, &sh, sh + 1, memory_order_relaxed, memory_order_relaxed))
+        atomic_fetch_sub_explicit(&g_kept, k / 2, memory_order_relaxed); /* about half stay */
+}
+
 static int64_t reserve(int64_t want)
 {
     int64_t left = atomic_load_explicit(&g_budget, memory_order_relaxed);
@@ -220,9 +274,17 @@ static void drop(struct tbuf *b)
 /* Move to the next chunk (reused or new) with a fresh reservation; NULL when out of budget. */
 static struct chunk *next_chunk(struct tbuf *b)
 {
-    int64_t grant = reserve(CHUNK_EVENTS);
+    /* Small budgets are reserved in small grants, so that sampling steps in before one
+     * thread's chunk has taken the whole budget. */
+    int64_t total = atomic_load_explicit(&g_total, memory_order_relaxed);
+    int64_t want = total / 64 < 16 ? 16 : total / 64 > CHUNK_EVENTS ? CHUNK_EVENTS : total / 64;
+    int64_t grant = reserve(want);
     if (!grant)
         return NULL;
+    if (b->cur && b->pos + (uint32_t)grant <= CHUNK_EVENTS) { /* room left: extend the grant */
+        b->cap = b->pos + (uint32_t)grant;
+        return b->cur;
+    }
     struct chunk *c = b->cur ? atomic_load_explicit(&b->cur->next, memory_order_relaxed)
                              : atomic_load_explicit(&b->head, memory_order_relaxed);
     if (!c) {
@@ -270,6 +332,8 @@ static inline void commit(struct tbuf *b)
 
 static inline void emit(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux)
 {
+    if (sampled_out(id))
+        return;
     struct tbuf *b;
     struct dtr_ev *e = slot(&b);
     if (!e)
@@ -318,10 +382,16 @@ static const char *arena_copy(struct tbuf *b, const char *s, size_t max)
 static void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int is_static,
                      size_t max, uint8_t flags)
 {
+    if (sampled_out(id))
+        return;
     struct tbuf *b;
     struct dtr_ev *e = slot(&b);
     if (!e)
         return;
+    if (kind == DTR_SPAWN && ++b->kept == KEPT_BATCH) {
+        b->kept = 0;
+        note_kept();
+    }
     const char *p = s;
     if (s && !is_static) {
         /* Names repeat (one function, many tasks): a small content-keyed cache avoids copying
@@ -390,6 +460,12 @@ uint32_t dagger__trace_buf_begin(uint64_t max_events)
     atomic_store_explicit(&g_budget, (int64_t)(max_events > INT64_MAX ? INT64_MAX : max_events),
                           memory_order_relaxed);
     atomic_store_explicit(&g_lost, 0, memory_order_relaxed);
+    int64_t total = max_events > INT64_MAX ? INT64_MAX : (int64_t)max_events;
+    atomic_store_explicit(&g_total, total, memory_order_relaxed);
+    atomic_store_explicit(&g_cap_tasks, total / 16 > KEPT_BATCH ? total / 16 : KEPT_BATCH,
+                          memory_order_relaxed);
+    atomic_store_explicit(&g_kept, 0, memory_order_relaxed);
+    atomic_store_explicit(&g_shift, 0, memory_order_relaxed);
     uint32_t g = atomic_load_explicit(&g_gen, memory_order_relaxed) + 1;
     if (g == 0)
         g = 1;
@@ -397,13 +473,32 @@ uint32_t dagger__trace_buf_begin(uint64_t max_events)
     return g;
 }
 
+/* Events logged before the sample reached its final size that it no longer holds. */
+static uint64_t count_thinned(struct tbuf *b, uint32_t sh)
+{
+    uint64_t k = 0;
+    for (struct chunk *c = atomic_load_explicit(&b->head, memory_order_acquire); c;
+         c = atomic_load_explicit(&c->next, memory_order_acquire)) {
+        uint32_t n = atomic_load_explicit(&c->n, memory_order_acquire);
+        for (uint32_t i = 0; i < n; i++)
+            k += sampled_out_at(c->ev[i].id, sh) ||
+                 (c->ev[i].kind == DTR_EDGE && sampled_out_at(c->ev[i].arg, sh));
+    }
+    return k;
+}
+
+/* Dropped events: over the budget, sampled out when logged, or thinned out afterwards. */
 uint64_t dagger__trace_buf_dropped(uint32_t gen)
 {
     uint64_t d = atomic_load_explicit(&g_lost, memory_order_relaxed);
+    uint32_t sh = atomic_load_explicit(&g_shift, memory_order_relaxed);
     for (struct tbuf *b = atomic_load_explicit(&g_bufs, memory_order_acquire); b;
          b = atomic_load_explicit(&b->next_buf, memory_order_relaxed))
-        if (atomic_load_explicit(&b->gen, memory_order_acquire) == gen)
+        if (atomic_load_explicit(&b->gen, memory_order_acquire) == gen) {
             d += atomic_load_explicit(&b->dropped, memory_order_relaxed);
+            if (sh)
+                d += count_thinned(b, sh);
+        }
     return d;
 }
 
@@ -576,6 +671,8 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
     size_t cap = 0;
     struct strmap map = {0};
     int rc = 0;
+    uint32_t sh = atomic_load_explicit(&g_shift, memory_order_relaxed);
+    uint64_t thinned = 0; /* logged before the sample reached its final size */
     for (struct tbuf *b = atomic_load_explicit(&g_bufs, memory_order_acquire); b && !rc;
          b = atomic_load_explicit(&b->next_buf, memory_order_relaxed)) {
         if (atomic_load_explicit(&b->gen, memory_order_acquire) != gen)
@@ -597,6 +694,10 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
             }
             for (uint32_t i = 0; i < n; i++) {
                 struct dtr_ev e = c->ev[i];
+                if (sampled_out_at(e.id, sh) || (e.kind == DTR_EDGE && sampled_out_at(e.arg, sh))) {
+                    thinned++;
+                    continue;
+                }
                 e.ts = dagger__trace_to_ns(e.ts);
                 if (e.flags & DTR_F_STR) {
                     uint32_t idx;
@@ -613,7 +714,8 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
     }
     free(map.key);
     free(map.val);
-    s->dropped = dagger__trace_buf_dropped(gen);
+    s->dropped = dagger__trace_buf_dropped(gen); /* includes the `thinned` events */
+    (void)thinned;
     if (!rc)
         rc = dedupe_strings(s);
     if (!rc)
@@ -627,5 +729,6 @@ void dagger__trace_snap_free(struct dtr_snap *s)
         free(s->str[i]);
     free(s->str);
     free(s->ev);
+    free(s->topo);
     memset(s, 0, sizeof *s);
 }

@@ -2,8 +2,10 @@
  *
  * Layout (little-endian): "DAGTRACE" | u32 version (1) | i32 nthreads | i64 t0 | i64 t1 |
  * u64 dropped | u64 nstr | u64 nev | nstr x (u32 len, bytes) | nev x 32-byte events
- * (i64 ts, u64 id, u64 arg, i32 aux, i16 thread, u8 kind, u8 flags). String arguments of
- * events are indices into the string table. Every count and index is checked on load.
+ * (i64 ts, u64 id, u64 arg, i32 aux, i16 thread, u8 kind, u8 flags) | optional trailer
+ * "TOPO" u32 len bytes (the topology line; readers that stop after the events ignore it).
+ * String arguments of events are indices into the string table. Every count and index is
+ * checked on load.
  * SPDX-License-Identifier: MIT
  */
 #ifndef _GNU_SOURCE
@@ -75,6 +77,14 @@ int dagger__trace_snap_save(const struct dtr_snap *s, FILE *f)
                 return DAGGER_EIO;
             k = 0;
         }
+    }
+    if (s->topo) {
+        size_t n = strlen(s->topo);
+        unsigned char t[8];
+        memcpy(t, "TOPO", 4);
+        put_u(t + 4, n, 4);
+        if (fwrite(t, 8, 1, f) != 1 || (n && fwrite(s->topo, n, 1, f) != 1))
+            return DAGGER_EIO;
     }
     return 0;
 }
@@ -181,6 +191,15 @@ int dagger__trace_snap_load(struct dtr_snap *s, FILE *f)
             goto fail;
         }
         s->nev++;
+    }
+    unsigned char t[8];
+    if (fread(t, 8, 1, f) == 1 && memcmp(t, "TOPO", 4) == 0) {
+        uint32_t n = (uint32_t)get_u(t + 4, 4);
+        if (n > 4096 || !(s->topo = malloc(n + 1)))
+            goto fail;
+        if (n && fread(s->topo, n, 1, f) != 1)
+            goto fail;
+        s->topo[n] = '\0';
     }
     /* Sorted already when written; sorting again keeps the invariant for any producer. */
     dagger__trace_snap_sort(s);

@@ -5,7 +5,11 @@
  * inline script only adds a tooltip, zoom and pan of the Gantt chart, table sorting and
  * highlighting, and finally marks <body data-ok="1"> (a test checks it ran without error).
  * Every run is one <rect class="bar"> carrying data-task, data-thread, data-fn, data-s (start,
- * ns) and data-d (length, ns). Past MAX_BARS runs the chart keeps the first ones and says so.
+ * ns) and data-d (length, ns). Past AGG_MIN_RUNS runs (1e5 to 1e6 tasks) runs narrower than
+ * a pixel of the unzoomed chart are summed per worker and pixel into one <rect class="agg">
+ * whose opacity is the busy share of that pixel (data-n runs, data-d busy ns), parks narrower
+ * than a pixel are left out, and the errors table groups failures by root cause: the file
+ * stays a few MB for a million tasks. Past MAX_BARS wider runs the chart keeps the first.
  * SPDX-License-Identifier: MIT
  */
 #ifndef _GNU_SOURCE
@@ -18,6 +22,7 @@
 #include "trace/trace_int.h"
 
 #define MAX_BARS 100000
+#define AGG_MIN_RUNS 20000
 #define MAX_ERRORS 200
 #define UTIL_BINS 300
 #define CHART_L 96   /* left margin of the charts (row labels) */
@@ -139,6 +144,7 @@ static const char CSS[] =
     ".bar.cancel{fill:#cbd5e0!important}\n"
     "svg.showcp .bar.cp{stroke:var(--cp);stroke-width:2}\n"
     ".bar.dim{opacity:.12}\n"
+    ".agg{pointer-events:none}\n"
     ".park{fill:url(#hatch)}\n"
     ".util path.area{fill:url(#ugrad);stroke:#3c64b1;stroke-width:1.2}\n"
     ".util .ref{stroke:#cbd2d9;stroke-dasharray:4 3}\n"
@@ -180,7 +186,7 @@ static const char JS[] =
     "return (ns/1e9).toFixed(3)+' s';}\n"
     "function tick(ns){return ns==0?'0':fmt(ns).replace(/(\\.\\d*?)0+ /,'$1 ').replace('. ',' "
     "');}\n"
-    "var bars=g.querySelectorAll('.bar,.park');\n"
+    "var bars=g.querySelectorAll('.bar,.park,.agg');\n"
     "function draw(){var k=W/(v1-v0);for(var i=0;i<bars.length;i++){var b=bars[i],"
     "s=+b.dataset.s,d=+b.dataset.d,x=L+(s-v0)*k,w=Math.max(d*k,.6);"
     "if(x+w<L||x>L+W){b.style.display='none';continue;}b.style.display='';"
@@ -259,9 +265,15 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
           f);
     fprintf(f,
             "<p>%llu tasks on %d worker thread%s &middot; wall time %s &middot; %llu events"
-            "</p></header>\n<main>\n",
+            "</p>",
             (unsigned long long)st->tasks, m->nthreads, m->nthreads == 1 ? "" : "s",
             dagger__trace_fmt_dur(m->wall, a), (unsigned long long)st->events);
+    if (m->snap && m->snap->topo) {
+        fputs("<p class=\"hint\">", f);
+        dagger__trace_put_html(f, m->snap->topo);
+        fputs("</p>", f);
+    }
+    fputs("</header>\n<main>\n", f);
 
     /* Key figures. */
     fputs("<div class=\"cards\">\n", f);
@@ -291,8 +303,10 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
     fputs("<label class=\"tog\"><input type=\"checkbox\" id=\"showcp\"> highlight the critical "
           "path</label></p>\n",
           f);
-    if (m->nruns > MAX_BARS)
-        fprintf(f, "<p class=\"note\">The chart shows the first %d of %llu runs.</p>\n", MAX_BARS,
+    if (m->nruns > AGG_MIN_RUNS)
+        fprintf(f,
+                "<p class=\"note\">%llu runs: runs narrower than a pixel are drawn as one shaded "
+                "bar per worker and pixel (darker = busier); zoom to see runs one by one.</p>\n",
                 (unsigned long long)m->nruns);
     if (st->dropped)
         fprintf(f,
@@ -338,10 +352,11 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
     }
     axis(f, wall, top, h, 0);
     double k = (double)CHART_W / (double)wall;
+    int agg = m->nruns > AGG_MIN_RUNS;
     for (size_t i = 0; i < m->nparks; i++) {
         const struct dtr_span *p = &m->parks[i];
         int row = p->thread >= 0 ? p->thread : m->nthreads;
-        if (row >= nrows)
+        if (row >= nrows || (agg && (p->t1 - p->t0) * k < 1.0))
             continue;
         fprintf(f,
                 "<rect class=\"park\" x=\"%.2f\" y=\"%.1f\" width=\"%.2f\" height=\"%d\" "
@@ -350,10 +365,32 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
                 fmax((p->t1 - p->t0) * k, 0.6), BAR_H, (long long)p->t0,
                 (long long)(p->t1 - p->t0));
     }
-    for (size_t i = 0; i < m->nruns && i < MAX_BARS; i++) {
+    /* Sub-pixel runs of a big trace: busy ns, count and first function per (row, pixel). */
+    struct px {
+        double busy;
+        uint32_t n;
+        int fn;
+    } *pxs = agg ? calloc((size_t)nrows * CHART_W, sizeof *pxs) : NULL;
+    if (agg && !pxs) {
+        free(oncp);
+        return DAGGER_ENOMEM;
+    }
+    size_t nbars = 0;
+    for (size_t i = 0; i < m->nruns && nbars < MAX_BARS; i++) {
         const struct dtr_run *r = &m->runs[i];
         const struct dtr_task *t = &m->tasks[r->task];
         int row = r->thread >= 0 ? r->thread : m->nthreads;
+        if (agg && row < nrows && (r->t1 - r->t0) * k < 1.0) {
+            int x = (int)(r->t0 * k);
+            struct px *q = &pxs[(size_t)row * CHART_W + (x < 0          ? 0
+                                                         : x >= CHART_W ? CHART_W - 1
+                                                                        : x)];
+            if (!q->n++)
+                q->fn = t->fn;
+            q->busy += (double)(r->t1 - r->t0);
+            continue;
+        }
+        nbars++;
         int stc = !(t->state & DTR_ST_FINISHED) ? 3
                   : t->rc == 0                  ? 0
                   : t->rc == DAGGER_ECANCELED   ? 2
@@ -370,6 +407,23 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
                 fn_color(t->fn), (unsigned long long)t->id, r->thread, t->fn, (long long)r->t0,
                 (long long)(r->t1 - r->t0), stc);
     }
+    for (int row = 0; agg && row < nrows; row++)
+        for (int x = 0; x < CHART_W; x++) {
+            const struct px *q = &pxs[(size_t)row * CHART_W + x];
+            if (!q->n)
+                continue;
+            double op = q->busy * k; /* busy share of the pixel */
+            fprintf(f,
+                    "<rect class=\"agg\" x=\"%d\" y=\"%.1f\" width=\"1\" height=\"%d\" "
+                    "fill=\"%s\" fill-opacity=\"%.2f\" data-s=\"%lld\" data-d=\"%lld\" "
+                    "data-n=\"%u\"/>\n",
+                    CHART_L + x, top + row * ROW_H + (ROW_H - BAR_H) / 2.0, BAR_H, fn_color(q->fn),
+                    op < 0.15 ? 0.15
+                    : op > 1  ? 1.0
+                              : op,
+                    (long long)(x / k), (long long)(1 / k), q->n);
+        }
+    free(pxs);
     fputs("</svg></div></section>\n", f);
 
     /* Utilisation over time. */
@@ -485,33 +539,79 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
     }
     fputs("</section>\n", f);
 
-    /* Errors. */
+    /* Errors, grouped by root cause: a failed task whose failure came from a failed input
+     * (DAGGER_EUPSTREAM) belongs to the group of that input's root. */
     fputs("<section><h2>Errors</h2>\n", f);
-    size_t nerr = 0;
-    for (size_t i = 0; i < m->ntasks; i++) {
-        const struct dtr_task *t = &m->tasks[i];
-        if (!(t->state & DTR_ST_FINISHED) || t->rc == 0)
-            continue;
-        if (nerr == 0)
-            fputs("<table id=\"errors\" class=\"sortable\"><thead><tr><th>task</th>"
-                  "<th class=\"l\">function</th><th class=\"l\">code</th>"
-                  "<th class=\"l\">message</th></tr></thead><tbody>\n",
-                  f);
-        if (nerr++ >= MAX_ERRORS)
-            continue;
-        fprintf(f, "<tr><td data-v=\"%llu\">#%llu</td><td class=\"l\">", (unsigned long long)t->id,
-                (unsigned long long)t->id);
-        dagger__trace_put_html(f, dagger__trace_task_name(m, t));
-        fprintf(f, "</td><td class=\"l\">%s</td><td class=\"msg\">", dagger__trace_err_name(t->rc));
-        dagger__trace_put_html(f, t->err != DTR_NOSTR ? dagger__trace_str(m, t->err) : "");
-        fputs("</td></tr>\n", f);
+    size_t nt = m->ntasks, nerr = 0, ngroups = 0;
+    uint32_t *up = malloc((nt + 1) * sizeof *up), *cnt = calloc(nt + 1, sizeof *cnt);
+    if (!up || !cnt) {
+        free(up);
+        free(cnt);
+        free(oncp);
+        return DAGGER_ENOMEM;
     }
-    if (nerr)
+#define FAILED(t) (((t)->state & DTR_ST_FINISHED) && (t)->rc != 0)
+    for (size_t i = 0; i < nt; i++)
+        up[i] = UINT32_MAX;
+    for (size_t i = 0; i < m->nedges; i++) {
+        const struct dtr_edge *e = &m->edges[i];
+        const struct dtr_task *to = &m->tasks[e->to];
+        if (up[e->to] == UINT32_MAX && FAILED(to) && to->rc == DAGGER_EUPSTREAM &&
+            FAILED(&m->tasks[e->from]))
+            up[e->to] = e->from;
+    }
+    for (size_t i = 0; i < nt; i++) {
+        if (!FAILED(&m->tasks[i]))
+            continue;
+        size_t r = i;
+        for (size_t hops = 0; up[r] != UINT32_MAX && hops < nt; hops++)
+            r = up[r];
+        if (!cnt[r]++)
+            ngroups++;
+        nerr++;
+    }
+    if (nerr) {
+        /* Groups, biggest first. */
+        uint32_t *order = malloc(ngroups * sizeof *order);
+        size_t no = 0;
+        for (size_t i = 0; order && i < nt; i++)
+            if (cnt[i])
+                order[no++] = (uint32_t)i;
+        for (size_t i = 1; order && i < no; i++) {
+            uint32_t x = order[i];
+            size_t j = i;
+            for (; j > 0 && cnt[order[j - 1]] < cnt[x]; j--)
+                order[j] = order[j - 1];
+            order[j] = x;
+        }
+        fprintf(f,
+                "<p class=\"hint\">%zu failed task%s from %zu root cause%s; a task that failed "
+                "because an input failed counts under the input's root.</p>\n",
+                nerr, nerr == 1 ? "" : "s", ngroups, ngroups == 1 ? "" : "s");
+        fputs("<table id=\"errors\" class=\"sortable\"><thead><tr><th>root task</th>"
+              "<th class=\"l\">function</th><th class=\"l\">code</th>"
+              "<th class=\"l\">message</th><th>failed tasks</th></tr></thead><tbody>\n",
+              f);
+        for (size_t g = 0; order && g < no && g < MAX_ERRORS; g++) {
+            const struct dtr_task *t = &m->tasks[order[g]];
+            fprintf(f, "<tr><td data-v=\"%llu\">#%llu</td><td class=\"l\">",
+                    (unsigned long long)t->id, (unsigned long long)t->id);
+            dagger__trace_put_html(f, dagger__trace_task_name(m, t));
+            fprintf(f, "</td><td class=\"l\">%s</td><td class=\"msg\">",
+                    dagger__trace_err_name(t->rc));
+            dagger__trace_put_html(f, t->err != DTR_NOSTR ? dagger__trace_str(m, t->err) : "");
+            fprintf(f, "</td><td>%u</td></tr>\n", cnt[order[g]]);
+        }
         fputs("</tbody></table>\n", f);
-    if (nerr > MAX_ERRORS)
-        fprintf(f, "<p class=\"hint\">... and %zu more.</p>\n", nerr - MAX_ERRORS);
-    if (!nerr)
+        if (no > MAX_ERRORS)
+            fprintf(f, "<p class=\"hint\">... and %zu more root causes.</p>\n", no - MAX_ERRORS);
+        free(order);
+    } else {
         fputs("<p class=\"ok\">No task failed.</p>\n", f);
+    }
+#undef FAILED
+    free(up);
+    free(cnt);
     fputs("</section>\n", f);
 
     fputs("<footer>generated by dagger &middot; open the .json of the same run in "

@@ -194,12 +194,18 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
             "\n],\"otherData\":{\"producer\":\"dagger\",\"threads\":%d,\"tasks\":%llu,"
             "\"runs\":%llu,\"edges\":%llu,\"flows\":%llu,\"failed\":%llu,\"cancelled\":%llu,"
             "\"dropped_events\":%llu,\"wall_ns\":%lld,\"busy_ns\":%lld,"
-            "\"critical_path_ns\":%lld}}\n",
+            "\"critical_path_ns\":%lld",
             m->nthreads, (unsigned long long)st->tasks, (unsigned long long)st->runs,
             (unsigned long long)st->edges, (unsigned long long)flows,
             (unsigned long long)st->failed, (unsigned long long)st->cancelled,
             (unsigned long long)st->dropped, (long long)m->wall, (long long)m->busy,
             (long long)m->cp_len);
+    if (m->snap && m->snap->topo) {
+        fputs(",\"topology\":\"", f);
+        dagger__trace_put_json(f, m->snap->topo);
+        fputc('"', f);
+    }
+    fputs("}}\n", f);
     free(first);
     free(lastr);
     return ferror(f) ? DAGGER_EIO : 0;

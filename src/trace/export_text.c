@@ -32,6 +32,8 @@ int dagger__trace_export_text(const struct dtr_model *m, FILE *f)
     fprintf(f, "  wall time      %-12s threads %d   tasks %llu (%llu runs, %llu edges)\n",
             dagger__trace_fmt_dur(m->wall, a), m->nthreads, (unsigned long long)st->tasks,
             (unsigned long long)st->runs, (unsigned long long)st->edges);
+    if (m->snap && m->snap->topo)
+        fprintf(f, "  machine        %s\n", m->snap->topo);
     fprintf(f, "  busy time      %-12s utilisation %.1f %%\n", dagger__trace_fmt_dur(m->busy, a),
             util);
     fprintf(f, "  critical path  %-12s %zu tasks; parallelism %.2f (busy / critical path)\n",

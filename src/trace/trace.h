@@ -27,6 +27,12 @@ extern _Atomic int dagger__trace_on;
  * and writes the file in the format named by its extension (.json .dot .html .txt .dtrace). */
 void dagger__trace_ctx_open(struct dagger_ctx *ctx, int nthreads);
 void dagger__trace_ctx_close(struct dagger_ctx *ctx);
+/* Check DAGGER_TRACE (extension, a writable folder) and DAGGER_TRACE_LIMIT before a context
+ * opens. Returns 0 or DAGGER_EINVAL with a message naming the accepted values or the OS reason. */
+int dagger__trace_env_check(void);
+/* Close returns DAGGER_EBUSY: write the DAGGER_TRACE file now (recording goes on; a later
+ * successful close writes it again). */
+void dagger__trace_ctx_busy(struct dagger_ctx *ctx);
 
 /* A task was created. `name` stays valid for the whole trace when `name_static` is non-zero;
  * otherwise the trace copies it. */

@@ -58,6 +58,7 @@ struct dtr_snap {
     int64_t t0;   /* start of recording */
     int64_t t1;   /* end of recording */
     uint64_t dropped;
+    char *topo; /* owned, may be NULL: workers, binding, machine (not kept in .dtrace files) */
 };
 
 void dagger__trace_snap_free(struct dtr_snap *s);

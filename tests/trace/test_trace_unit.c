@@ -281,11 +281,13 @@ TEST(limit_counts_dropped_events)
     UOK(dagger_trace_start_opts(CTX, &o));
     int n = 1000;
     emit_n(&n);
-    assert_int_equal(dagger_trace_dropped(CTX), 900);
     UOK(dagger_trace_stop(CTX));
     dagger_trace_stats_t st = stats_of(CTX);
-    assert_int_equal(st.events, 100);
-    assert_int_equal(st.dropped, 900);
+    /* Past the limit the trace keeps a sample of whole tasks: at most the limit, the rest
+     * counted as dropped. */
+    assert_true(st.events > 0 && st.events <= 100);
+    assert_int_equal(st.events + st.dropped, 1000);
+    assert_int_equal(dagger_trace_dropped(CTX), st.dropped);
 
     /* Several threads share the budget: kept + dropped is every event and kept never exceeds
      * the limit. Threads reserve the budget a chunk at a time, so a thread that stops in the
@@ -301,8 +303,7 @@ TEST(limit_counts_dropped_events)
         pthread_join(th[i], NULL);
     UOK(dagger_trace_stop(CTX));
     st = stats_of(CTX);
-    assert_true(st.events <= 5000);
-    assert_true(st.events + 4 * 2048 >= 5000); /* CHUNK_EVENTS = 2048 */
+    assert_true(st.events > 0 && st.events <= 5000);
     assert_int_equal(st.events + st.dropped, 12000);
     char buf[4096], want[64];
     assert_true(dagger_trace_summary(CTX, buf, sizeof buf) > 0);
@@ -318,8 +319,10 @@ TEST(limit_from_the_environment)
     int n = 80;
     emit_n(&n);
     UOK(dagger_trace_stop(CTX));
-    assert_int_equal(stats_of(CTX).events, 50);
-    assert_int_equal(dagger_trace_dropped(CTX), 30);
+    dagger_trace_stats_t st = stats_of(CTX);
+    assert_true(st.events > 0 && st.events <= 50);
+    assert_int_equal(st.events + st.dropped, 80);
+    assert_int_equal(dagger_trace_dropped(CTX), st.dropped);
 }
 
 static void *short_lived(void *p)
