@@ -2,11 +2,8 @@
 # Included from tests/CMakeLists.txt; paths are relative to this file.
 set(DD_TEST_DIR ${CMAKE_CURRENT_LIST_DIR})
 
-# The analysis alone: overlap.c and tracker.c built into the test with libc allocation.
-dagger_add_tests(datadeps_overlap SOURCES ${DD_TEST_DIR}/test_datadeps_overlap.c
-                 ${PROJECT_SOURCE_DIR}/src/datadeps/overlap.c
-                 ${PROJECT_SOURCE_DIR}/src/datadeps/tracker.c LABELS quick)
-target_compile_definitions(test_datadeps_overlap PRIVATE DAGGER_DD_STANDALONE=1)
+# The analysis alone (overlap.c, tracker.c), through its internal interface in the static library.
+dagger_add_tests(datadeps_overlap SOURCES ${DD_TEST_DIR}/test_datadeps_overlap.c LABELS quick)
 target_include_directories(test_datadeps_overlap PRIVATE ${PROJECT_SOURCE_DIR} ${PROJECT_SOURCE_DIR}/src)
 
 # Regions on the runtime; the tiled Cholesky case needs LAPACKE and (C)BLAS from OpenBLAS.

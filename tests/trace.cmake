@@ -1,7 +1,7 @@
 # tests/trace.cmake - tests of the trace layer (issue 5); include()d from tests/CMakeLists.txt.
 #
 #   trace_unit.*   the buffers and exporters alone, driven through the dagger__trace_* hooks
-#                  (the trace sources are compiled into the test, so it needs no runtime)
+#                  (linked from the static library: no context is ever opened)
 #   trace.*        end to end: real DAGs spawned through dagger.h
 #   trace_script.* the outputs checked by outside tools: jq (JSON), dot (DOT), headless
 #                  Chromium (HTML); each script exits 77 (skipped) when its tool is missing.
@@ -9,14 +9,12 @@
 option(DAGGER_TRACE_E2E "Build the end-to-end trace tests (need the whole runtime)" ON)
 
 set(DAGGER_TRACE_DIR ${CMAKE_CURRENT_LIST_DIR}/trace)
-file(GLOB DAGGER_TRACE_SOURCES CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/src/trace/*.c)
-
+# The trace layer's own objects from the static library, driven through its internal hooks.
 function(dagger_trace_standalone target)
-  target_sources(${target} PRIVATE ${DAGGER_TRACE_SOURCES})
   target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src ${PROJECT_SOURCE_DIR}
                              ${PROJECT_SOURCE_DIR}/include)
   target_compile_definitions(${target} PRIVATE _GNU_SOURCE)
-  target_link_libraries(${target} PRIVATE Threads::Threads m)
+  target_link_libraries(${target} PRIVATE dagger_static Threads::Threads m)
 endfunction()
 
 dagger_add_tests(trace_unit NAME test_trace_unit SOURCES ${DAGGER_TRACE_DIR}/test_trace_unit.c

@@ -21,20 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* The analysis allocates through dagger's allocator; its unit test builds it standalone. */
-#ifdef DAGGER_DD_STANDALONE
-#include <stdlib.h>
-#define dd_malloc malloc
-#define dd_calloc calloc
-#define dd_realloc realloc
-#define dd_free free
-#else
+/* The analysis allocates through dagger's allocator (counted, and failing on purpose in tests). */
 #include "common/alloc.h"
 #define dd_malloc dagger__malloc
 #define dd_calloc dagger__calloc
 #define dd_realloc dagger__realloc
 #define dd_free dagger__free
-#endif
 
 enum {
     DD_SPAN = 0,
