@@ -481,6 +481,33 @@ TEST(nats_queue_group_splits_values)
             fail_msg("value %d delivered %d times", i, seen[i]);
 }
 
+/* Core NATS has no back-pressure to consumers: a consumer whose local queue (buffer=) is full
+ * loses values, and counts them; what it pops stays in order and ends cleanly. */
+TEST(nats_full_local_queue_drops_are_counted)
+{
+    need_broker(NATS, NULL, NULL);
+    char uri[256], quri[256];
+    uri_of(uri, sizeof uri, "slow", NULL);
+    uri_of(quri, sizeof quri, "slow", "buffer=10");
+    dagger_edge_t *in = open_edge(quri, DAGGER_EDGE_POP);
+    push_range(open_edge(uri, DAGGER_EDGE_PUSH), FAN_N); /* nothing is popped meanwhile */
+    dagger_value_t v;
+    int rc;
+    int64_t last = -1;
+    while ((rc = pop_wait(in, &v)) == 0) {
+        ASSERT_TRUE(v.u.i > last);
+        last = v.u.i;
+    }
+    ASSERT_ERR(rc, DAGGER_ECLOSED);
+    dagger_edge_stats_t st;
+    dagger_edge_stats(in, &st);
+    printf("%llu values, %llu dropped\n", (unsigned long long)st.values,
+           (unsigned long long)st.drops);
+    ASSERT_EQ(st.values + st.drops, FAN_N);
+    ASSERT_TRUE(st.drops > 0);
+    ASSERT_OK(dagger_edge_close(in));
+}
+
 /* ---------------------------------------------------------------- broker restart and loss */
 
 TEST(mqtt_qos1_broker_restart_loses_nothing)
@@ -764,9 +791,9 @@ TEST_LIST(mqtt_f64_in_order, mqtt_i64_in_order, mqtt_strings_in_order, mqtt_4k_b
           mqtt_seed_singles_and_vectors, nats_seed_singles_and_vectors, mqtt_two_process_region,
           nats_two_process_region, mqtt_fan_out_every_subscriber_gets_every_value,
           nats_fan_out_every_subscriber_gets_every_value, nats_queue_group_splits_values,
-          mqtt_qos1_broker_restart_loses_nothing, mqtt_broker_killed_is_epeer,
-          nats_broker_killed_is_epeer, mqtt_bad_credentials_refused, nats_bad_credentials_refused,
-          mqtt_garbage_payload_rejected_and_counted, nats_garbage_payload_rejected_and_counted,
-          mqtt_oversized_payload_refused_on_both_sides,
+          nats_full_local_queue_drops_are_counted, mqtt_qos1_broker_restart_loses_nothing,
+          mqtt_broker_killed_is_epeer, nats_broker_killed_is_epeer, mqtt_bad_credentials_refused,
+          nats_bad_credentials_refused, mqtt_garbage_payload_rejected_and_counted,
+          nats_garbage_payload_rejected_and_counted, mqtt_oversized_payload_refused_on_both_sides,
           nats_oversized_payload_refused_on_both_sides, mqtt_tls_round_trip_and_wrong_ca_refused,
           nats_tls_round_trip_and_wrong_ca_refused, unknown_scheme_lists_the_schemes_of_this_build)
