@@ -45,10 +45,11 @@ typedef struct dagger_edge_stats {
  *  "udp://127.0.0.1:9000". A listening TCP end or a UDP consumer may give port 0: read the
  *  chosen port back with dagger_edge_uri. Connections and handshakes complete lazily, in the
  *  first push, pop, poll or flush.
- *  Returns: 0, DAGGER_EINVAL (bad URI or parameter, unknown scheme, wrong permissions),
- *  DAGGER_EBUSY (this end of the ring is taken), DAGGER_EIO, DAGGER_ENOMEM; the message is in
- *  dagger_last_errmsg. Ownership: +1 on `*out`, ended by dagger_edge_close.
- *  Thread safety: any thread. */
+ *  Broker edges (mqtt://, nats://) connect and subscribe before open returns.
+ *  Returns: 0, DAGGER_EINVAL (bad URI or parameter, unknown scheme, wrong permissions, refused
+ *  credentials), DAGGER_EBUSY (this end of the ring is taken), DAGGER_EPEER (a broker cannot
+ *  be reached), DAGGER_EIO, DAGGER_ENOMEM; the message is in dagger_last_errmsg. Ownership: +1 on
+ * `*out`, ended by dagger_edge_close. Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_edge_open(dagger_edge_t **out, const char *uri,
                                                  unsigned flags);
 

@@ -48,7 +48,7 @@ struct mqtt_edge {
     int64_t lost_ms;  /* when the connection was lost (0: it is up) */
     long outstanding; /* producer: messages not yet written (QoS 0) or acknowledged */
     uint64_t seq;     /* producer: the next number */
-    unsigned pushes;
+    unsigned pushes, pops;
     unsigned char *buf; /* producer: one encoded message */
     size_t cap;
     struct dagger__msg_rx rx;
@@ -286,6 +286,14 @@ static int mqtt_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
         int rc = ensure(q, deadline);
         if (rc < 0)
             return rc;
+        /* Read what the socket holds without a select() first (libmosquitto reads one packet
+         * per call); keepalive pings then need a call of their own now and then. */
+        if ((++q->pops & 1023) == 0)
+            mosquitto_loop_misc(q->m);
+        if (mosquitto_loop_read(q->m, 1) != MOSQ_ERR_SUCCESS)
+            mark_lost(q);
+        if (q->qlen)
+            continue;
         int left = dagger__net_left_ms(deadline);
         if (q->idle_ms > 0 && dagger__net_now_ms() - q->last_rx_ms > q->idle_ms)
             return dagger__edge_fail(e, DAGGER_EPEER,

@@ -11,8 +11,9 @@
  * messages), and a value popped borrows its natsMsg until the next pop. The producer's
  * publishes go to cnats' buffer, which its flusher thread writes out; a publish blocks on a
  * full socket (TCP back-pressure to the server; NATS has none to the consumers).
- * End of stream: close publishes END on `subject` and on `subject._end`: the members of a
- * queue group, which split END like any value, also listen (not as a group) to the second one.
+ * End of stream: close publishes END on `subject` and on `subject._end`, to which every
+ * consumer also listens (not as a group) through a queue of its own: neither a full local
+ * queue nor a queue group, which splits END like any value, can hide the end.
  * Connection loss: cnats reconnects by itself and buffers publishes meanwhile; the
  * callbacks below note when the connection went, and push or pop fail with DAGGER_EPEER once
  * it has been away longer than `timeout_ms`.
@@ -34,7 +35,7 @@ struct nats_edge {
     struct dagger_edge base;
     natsConnection *nc;
     natsSubscription *sub;    /* consumer: the values */
-    natsSubscription *endsub; /* consumer in a queue group: END on subject._end (polled) */
+    natsSubscription *endsub; /* consumer: END on subject._end (polled) */
     natsMsg *held;            /* consumer: lent to the caller until the next pop */
     char subject[128], endsubj[136], queue[64];
     char server[160];
@@ -157,7 +158,7 @@ static int nats_flush(struct dagger_edge *e, int timeout_ms)
         if (dagger__net_left_ms(deadline) == 0)
             return dagger__edge_note(e, DAGGER_ETIMEDOUT, "%s: bytes still buffered", e->uri);
         dagger__edge_count(&e->st.waits, 1);
-        pause_ms(1);
+        nanosleep(&(struct timespec){0, 100000}, NULL); /* cnats' flusher is already on it */
     }
     return 0;
 }
@@ -215,7 +216,7 @@ static int nats_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
         q->held = NULL;
     }
     /* The fast path reads no clock: a value queued already, or arriving within one slice. */
-    if (timeout_ms != 0 && !q->endsub) {
+    if (timeout_ms != 0) {
         s = natsSubscription_NextMsg(&m, q->sub,
                                      timeout_ms < 0 || timeout_ms > 50 ? 50 : timeout_ms);
         if (s == NATS_OK && (r = take(q, m, out)) != 0)
@@ -226,10 +227,9 @@ static int nats_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     int64_t deadline = dagger__net_deadline(timeout_ms);
     for (;;) {
         /* cnats' reader queues messages in arrival order, so once END is queued on the
-         * control subject every value routed to this member before it is queued too. */
+         * control subject every value routed to this consumer before it is queued too. */
         int ended = 0, pending = 0;
-        if (q->endsub)
-            (void)natsSubscription_GetPending(q->endsub, &ended, NULL);
+        (void)natsSubscription_GetPending(q->endsub, &ended, NULL);
         int left = dagger__net_left_ms(deadline);
         if (left == 0 &&
             (natsSubscription_GetPending(q->sub, &pending, NULL) != NATS_OK || pending == 0))
@@ -247,9 +247,11 @@ static int nats_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
             continue;
         }
         count_dropped(q);
-        if (ended)
-            return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the producer closed the stream",
-                                     e->uri);
+        if (ended && natsSubscription_NextMsg(&m, q->endsub, 1) == NATS_OK) {
+            if ((r = take(q, m, out)) != 0) /* END: DAGGER_ECLOSED, tail losses counted */
+                return r > 0 ? 0 : r;
+            continue;
+        }
         if ((r = check_link(q)) < 0)
             return r;
         if (q->idle_ms > 0 && dagger__net_now_ms() - q->last_rx_ms > q->idle_ms)
@@ -434,7 +436,7 @@ static int nats_open_edge(struct dagger_edge **out, const struct dagger__uri *u,
         if (s == NATS_OK)
             s = natsSubscription_SetPendingLimits(
                 q->sub, (int)buffer, (int)(buffer * 1024 > (1 << 30) ? (1 << 30) : buffer * 1024));
-        if (s == NATS_OK && queue)
+        if (s == NATS_OK)
             s = natsConnection_SubscribeSync(&q->endsub, q->nc, q->endsubj);
         /* The server has the subscription once it answers a ping: values published after
          * open returns reach this consumer. */
