@@ -154,7 +154,13 @@ struct dagger_ctx {
      * context (the records point at it); `reaped` makes sure exactly one side frees it. */
     _Atomic int zombie;
     _Atomic int reaped;
+    uint32_t magic; /* CTX_MAGIC while open, CTX_CLOSED after (debug builds check spawns) */
 };
+
+#define CTX_MAGIC 0xDA66E2u
+#define CTX_CLOSED 0xC105EDu
+/* Debug builds: the refs of a task record after its last release (kept a while, see task.c). */
+#define REFS_DEAD 0xDEADDEADu
 
 /* ctx.c: free a force-closed context once its last task record is gone. */
 void dagger__ctx_reap(dagger_ctx_t *ctx);
