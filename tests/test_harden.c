@@ -352,6 +352,9 @@ static void misuse(int what)
     dagger_task_t *t = dagger_spawn(ctx, forty_two);
     if (dagger_wait(t)) {
     }
+    /* After the close only the test holds `t`: its releases are the only ones. */
+    if (what != MISUSE_SPAWN_CLOSED && dagger_ctx_close_ex(ctx, DAGGER_CLOSE_FORCE)) {
+    }
     switch (what) {
     case MISUSE_DOUBLE_RELEASE:
         dagger_task_release(t);

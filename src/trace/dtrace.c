@@ -175,10 +175,6 @@ int dagger__trace_snap_load(struct dtr_snap *s, FILE *f)
                         (unsigned long long)e->arg, s->nstr);
             goto fail;
         }
-        if (e->kind != DTR_PARK && e->kind != DTR_WAKE && e->id == 0) {
-            rc = REFUSE("event %llu: task id 0", (unsigned long long)i);
-            goto fail;
-        }
         s->nev++;
     }
     /* Sorted already when written; sorting again keeps the invariant for any producer. */
