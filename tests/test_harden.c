@@ -5,6 +5,7 @@
  * DAGGER_ENOMEM: never an abort, never a wrong result reported as success.
  * SPDX-License-Identifier: MIT
  */
+#include <signal.h>
 #include <stdatomic.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -340,6 +341,87 @@ TEST(edge_sink_names_the_failed_spawn_of_its_input)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* ------------------------------------------------------------------ 14: misuse in debug builds */
+
+enum { MISUSE_DOUBLE_RELEASE, MISUSE_FETCH_RELEASED, MISUSE_SPAWN_CLOSED };
+
+#ifndef NDEBUG
+static void misuse(int what)
+{
+    dagger_ctx_t *ctx = open_ctx(1);
+    dagger_task_t *t = dagger_spawn(ctx, forty_two);
+    if (dagger_wait(t)) {
+    }
+    /* After the close only the test holds `t`: its releases are the only ones. */
+    if (what != MISUSE_SPAWN_CLOSED && dagger_ctx_close_ex(ctx, DAGGER_CLOSE_FORCE)) {
+    }
+    switch (what) {
+    case MISUSE_DOUBLE_RELEASE:
+        dagger_task_release(t);
+        dagger_task_release(t);
+        break;
+    case MISUSE_FETCH_RELEASED: {
+        dagger_task_release(t);
+        dagger_value_t v;
+        if (dagger_fetch(t, &v)) {
+        }
+        break;
+    }
+    case MISUSE_SPAWN_CLOSED:
+        dagger_task_release(t);
+        if (dagger_ctx_close(ctx)) {
+        }
+        dagger_task_release(dagger_spawn(ctx, forty_two));
+        break;
+    }
+    _exit(0); /* not caught */
+}
+#endif
+
+/* Run misuse(what) in a child (bounded by alarm); return what it wrote on stderr, and check
+ * that it aborted. */
+static void expect_misuse(int what, const char *msg)
+{
+#ifdef NDEBUG
+    (void)what, (void)msg;
+    SKIP("misuse checks are compiled into debug builds only (make test-asan runs this case)");
+#else
+    int p[2];
+    ASSERT_EQ(pipe(p), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ASSERT_TRUE(pid >= 0);
+    if (pid == 0) {
+        alarm(20);
+        dup2(p[1], 2);
+        close(p[0]);
+        misuse(what);
+    }
+    close(p[1]);
+    char buf[4096];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf - 1 && (r = read(p[0], buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)r;
+    buf[n] = '\0';
+    close(p[0]);
+    int st = 0;
+    while (waitpid(pid, &st, 0) < 0)
+        ;
+    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGABRT)
+        fail_msg("the misuse was not caught (status %d): %s", st, buf);
+    ASSERT_STR_HAS(buf, "dagger: API misuse: ");
+    ASSERT_STR_HAS(buf, msg);
+#endif
+}
+
+TEST(misuse_is_caught_in_debug_builds)
+{
+    expect_misuse(MISUSE_DOUBLE_RELEASE, "released once more than it was retained");
+    expect_misuse(MISUSE_FETCH_RELEASED, "dagger_fetch: task");
+    expect_misuse(MISUSE_SPAWN_CLOSED, "dagger_spawn: the context is closed");
+}
+
 /* ------------------------------------------------------------------ 8: hostile .dtrace files */
 
 static void put_le(unsigned char *p, uint64_t v, int n)
@@ -405,4 +487,4 @@ TEST(dtrace_extreme_times_are_refused)
 TEST_LIST(datadeps_oom_fails_the_region, fiber_oom_never_aborts, release_after_force_close,
           values_over_4gib_are_refused, stream_task_without_outputs_yields,
           stream_failed_spawn_fails_the_region, dtrace_extreme_times_are_refused,
-          edge_sink_names_the_failed_spawn_of_its_input)
+          edge_sink_names_the_failed_spawn_of_its_input, misuse_is_caught_in_debug_builds)

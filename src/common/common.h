@@ -39,6 +39,16 @@ _Noreturn void dagger__panic(const char *fmt, ...) DAGGER_PRINTF(1, 2);
     ((c) ? (void)0 : dagger__panic("%s:%d: assertion failed: %s", __FILE__, __LINE__, #c))
 #endif
 
+/* Misuse of the API that cannot be reported as an error (a handle released once too often or
+ * used after its last release, a spawn on a closed context): debug builds abort with a message
+ * naming it; release builds check nothing and pay nothing. */
+_Noreturn void dagger__misuse(const char *fmt, ...) DAGGER_PRINTF(1, 2);
+#ifdef NDEBUG
+#define DAGGER_MISUSE(c, ...) ((void)0)
+#else
+#define DAGGER_MISUSE(c, ...) ((c) ? (void)0 : dagger__misuse(__VA_ARGS__))
+#endif
+
 /* Record `code` and a message as the calling thread's last error; returns `code`. */
 int dagger__set_errmsg(int code, const char *fmt, ...) DAGGER_PRINTF(2, 3);
 /* Copy `msg` as the last error message; returns `code`. */

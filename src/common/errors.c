@@ -72,6 +72,17 @@ void dagger__panic(const char *fmt, ...)
     abort();
 }
 
+void dagger__misuse(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("dagger: API misuse: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    abort();
+}
+
 char *dagger__vasprintf(const char *fmt, va_list ap)
 {
     va_list ap2;

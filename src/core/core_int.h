@@ -163,6 +163,7 @@ struct dagger_ctx {
      * context (the records point at it); `reaped` makes sure exactly one side frees it. */
     _Atomic int zombie;
     _Atomic int reaped;
+    uint32_t magic; /* CTX_MAGIC while open, CTX_CLOSED after (debug builds check spawns) */
 };
 
 /* ctx.c: the global counts (see struct credit) */
@@ -249,6 +250,20 @@ static inline void dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, 
     else
         atomic_store_explicit(&s->active, 0, memory_order_release);
 }
+
+#define CTX_MAGIC 0xDA66E2u
+#define CTX_CLOSED 0xC105EDu
+/* Debug builds: the refs of a task record after its last release (kept a while, see task.c). */
+#define REFS_DEAD 0xDEADDEADu
+/* Debug builds: a use of a task record after its last release aborts with a message. */
+#ifndef NDEBUG
+#define TASK_MISUSE(t, what)                                                                       \
+    DAGGER_MISUSE(atomic_load_explicit(&(t)->refs, memory_order_relaxed) != REFS_DEAD,             \
+                  "%s: task %llu '%s' was used after its last handle was released", (what),        \
+                  (unsigned long long)(t)->id, dagger__task_display_name(t))
+#else
+#define TASK_MISUSE(t, what) ((void)0)
+#endif
 
 /* ctx.c: free a force-closed context once its last task record is gone. */
 void dagger__ctx_reap(dagger_ctx_t *ctx);

@@ -1,6 +1,7 @@
 /* src/core/ctx.c - contexts: options, the worker pool, draining and closing; the version.
  * SPDX-License-Identifier: MIT
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,6 +143,7 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     }
     memset(ctx->credit, 0, sizeof(struct credit) * (size_t)o.num_threads);
     ctx->gen = atomic_fetch_add(&ctx_gen, 1);
+    ctx->magic = CTX_MAGIC;
     atomic_init(&ctx->next_id, 1);
     int rc = dagger__pool_open(&ctx->pool, o.num_threads, o.stack_size, dagger__task_run, pool_idle,
                                ctx);
@@ -224,6 +226,7 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
     warn_unfetched(ctx);
     dagger__pool_close(ctx->pool);
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */
+    ctx->magic = CTX_CLOSED;
     if (live > 0) {
         /* Forced with handles still held: their records point at this context, so it lives
          * until the last one is released (every release now counts on the global count). */
@@ -238,13 +241,32 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
     return 0;
 }
 
+#ifndef NDEBUG
+/* Debug builds keep the last closed contexts (marked CTX_CLOSED) instead of freeing them, so
+ * that a spawn on one is caught with a message rather than reading freed memory. */
+#define CTX_GRAVES 16
+static pthread_mutex_t grave_lock = PTHREAD_MUTEX_INITIALIZER;
+static dagger_ctx_t *graves[CTX_GRAVES]; /* guarded by grave_lock */
+static unsigned grave_next;              /* guarded by grave_lock */
+#endif
+
 void dagger__ctx_reap(dagger_ctx_t *ctx)
 {
     if (atomic_exchange(&ctx->reaped, 1))
         return;
     free(ctx->credit);
+    ctx->credit = NULL;
     dagger__alloc_note_free();
+#ifndef NDEBUG
+    pthread_mutex_lock(&grave_lock);
+    dagger_ctx_t *old = graves[grave_next % CTX_GRAVES];
+    graves[grave_next++ % CTX_GRAVES] = ctx;
+    pthread_mutex_unlock(&grave_lock);
+    if (old)
+        dagger__free(old);
+#else
     dagger__free(ctx);
+#endif
 }
 
 int dagger_ctx_close(dagger_ctx_t *ctx) { return dagger_ctx_close_ex(ctx, 0); }

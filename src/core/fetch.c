@@ -60,6 +60,8 @@ static void help(dagger_task_t *me, dagger_task_t *t)
 
 int dagger_wait(dagger_task_t *t)
 {
+    if (t)
+        TASK_MISUSE(t, "dagger_wait");
     if (t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE &&
         !atomic_load_explicit(&t->guard_fn, memory_order_relaxed))
         return 0;
@@ -78,6 +80,8 @@ int dagger_wait(dagger_task_t *t)
 
 int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
 {
+    if (t)
+        TASK_MISUSE(t, "dagger_fetch");
     if (DAGGER_UNLIKELY(!t || atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE ||
                         atomic_load_explicit(&t->guard_fn, memory_order_relaxed))) {
         int rc = dagger_wait(t);

@@ -11,6 +11,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -170,6 +171,27 @@ static inline void drop_args(dagger_task_t *t)
 static DAGGER_TLS dagger_task_t *tls_free_list;
 static DAGGER_TLS int tls_freeing;
 
+#ifndef NDEBUG
+/* Debug builds keep the last released task records (refs = REFS_DEAD) a while before they go
+ * back to the pool, so that a release or a fetch of a handle after its last release is caught
+ * with a message (DAGGER_MISUSE) instead of touching recycled memory. */
+#define TASK_GRAVES 256
+static pthread_mutex_t grave_lock = PTHREAD_MUTEX_INITIALIZER;
+static dagger_task_t *graves[TASK_GRAVES]; /* guarded by grave_lock */
+static unsigned grave_next;                /* guarded by grave_lock */
+
+static void bury(dagger_task_t *t)
+{
+    atomic_store_explicit(&t->refs, REFS_DEAD, memory_order_relaxed);
+    pthread_mutex_lock(&grave_lock);
+    dagger_task_t *old = graves[grave_next % TASK_GRAVES];
+    graves[grave_next++ % TASK_GRAVES] = t;
+    pthread_mutex_unlock(&grave_lock);
+    if (old)
+        dagger__obj_free(old, sizeof *old);
+}
+#endif
+
 static void task_free_one(dagger_task_t *t)
 {
     dagger_ctx_t *ctx = t->ctx;
@@ -180,22 +202,38 @@ static void task_free_one(dagger_task_t *t)
         dagger__task_err_free(t->err);
     if (DAGGER_UNLIKELY(t->scope != NULL))
         dagger_scope_release(t->scope);
-    if (DAGGER_UNLIKELY(t->flags & TF_NAME_OWNED))
+    if (DAGGER_UNLIKELY(t->flags & TF_NAME_OWNED)) {
         dagger__obj_free((void *)t->name, strlen(t->name) + 1);
+        t->name = "(released)";
+        t->flags &= ~TF_NAME_OWNED;
+    }
+#ifndef NDEBUG
+    bury(t);
+#else
     dagger__obj_free(t, sizeof *t);
+#endif
     dagger__ctx_count_w(ctx, dagger__pool_self(ctx->pool), CNT_LIVE, -1);
 }
 
 dagger_task_t *dagger_task_retain(dagger_task_t *t)
 {
-    if (t)
+    if (t) {
+        TASK_MISUSE(t, "dagger_task_retain");
         atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    }
     return t;
 }
 
 void dagger_task_release(dagger_task_t *t)
 {
-    if (!t || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1)
+    if (!t)
+        return;
+    uint32_t prev = atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel);
+    DAGGER_MISUSE(prev != 0 && prev != REFS_DEAD,
+                  "dagger_task_release: task %llu '%s' was released once more than it was "
+                  "retained (its last handle was already released)",
+                  (unsigned long long)t->id, dagger__task_display_name(t));
+    if (prev != 1)
         return;
     /* Freeing can release other tasks (a result that is a task): free iteratively so that
      * long chains never recurse. */
@@ -691,6 +729,7 @@ dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
         dagger__set_errmsg(DAGGER_EINVAL, "dagger_spawn: the context is NULL");
         return NULL;
     }
+    DAGGER_MISUSE(ctx->magic == CTX_MAGIC, "dagger_spawn: the context is closed");
     /* Direct thread-local reads: nothing on the spawn path can suspend. */
     dagger_task_t *me = tls_task;
     struct frame *top = me ? me->frames : tls_frames;
@@ -703,6 +742,7 @@ dagger_task_t *dagger__task_spawn_nohook(dagger_ctx_t *ctx, const dagger_task_op
                                          dagger_fn_t fn, const char *fname,
                                          const dagger_value_t *argv, size_t argc)
 {
+    DAGGER_MISUSE(ctx->magic == CTX_MAGIC, "dagger_spawn: the context is closed");
     dagger_task_t *me = tls_task;
     return spawn(ctx, me, me ? me->frames : tls_frames, o, fn, fname, argv, argc);
 }

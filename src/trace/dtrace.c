@@ -185,11 +185,6 @@ int dagger__trace_snap_load(struct dtr_snap *s, FILE *f)
                         (unsigned long long)e->arg, s->nstr);
             goto fail;
         }
-        /* The pool logs steals without the task id (it knows jobs, not tasks). */
-        if (e->kind != DTR_PARK && e->kind != DTR_WAKE && e->kind != DTR_STEAL && e->id == 0) {
-            rc = REFUSE("event %llu: task id 0", (unsigned long long)i);
-            goto fail;
-        }
         s->nev++;
     }
     unsigned char t[8];
