@@ -47,8 +47,9 @@ inline void check(int rc)
     throw error(rc, m && *m ? m : dagger_strerror(rc));
 }
 
-/** An open context; the destructor drains and closes it (forcing the close when handles are
- *  still held, since a destructor cannot report). close() closes it early and throws. */
+/** An open context; the destructor drains and closes it, or leaves it open when task handles
+ *  are still held (a destructor cannot report; dagger_ctx_close printed why). close() closes it
+ *  early and throws dagger::error instead. */
 class context
 {
   public:
@@ -65,7 +66,9 @@ class context
     context(context &&o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
     ~context()
     {
-        if (ctx_ && dagger_ctx_close(ctx_) != 0 && dagger_ctx_close_ex(ctx_, DAGGER_CLOSE_FORCE)) {
+        /* With handles still held (DAGGER_EBUSY) the context stays open: freeing it would
+         * leave those handles pointing into freed memory. */
+        if (ctx_ && dagger_ctx_close(ctx_) != 0) {
         }
     }
     void close()
