@@ -12,6 +12,7 @@
 
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -47,8 +48,14 @@ inline void check(int rc)
     throw error(rc, m && *m ? m : dagger_strerror(rc));
 }
 
-/** An open context; the destructor drains and closes it (forcing the close when handles are
- *  still held, since a destructor cannot report). close() closes it early and throws. */
+namespace detail
+{
+void release_boxes(dagger_ctx_t *ctx);
+}
+
+/** An open context; the destructor drains and closes it, or leaves it open when task handles
+ *  are still held (a destructor cannot report; dagger_ctx_close printed why). close() closes it
+ *  early and throws dagger::error instead. */
 class context
 {
   public:
@@ -65,14 +72,16 @@ class context
     context(context &&o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
     ~context()
     {
-        if (ctx_ && dagger_ctx_close(ctx_) != 0 && dagger_ctx_close_ex(ctx_, DAGGER_CLOSE_FORCE)) {
-        }
+        /* With handles still held (DAGGER_EBUSY) the context stays open: freeing it would
+         * leave those handles pointing into freed memory. */
+        if (ctx_ && dagger_ctx_close(ctx_) == 0)
+            detail::release_boxes(ctx_);
     }
     void close()
     {
         if (ctx_) {
             check(dagger_ctx_close(ctx_));
-            ctx_ = nullptr;
+            detail::release_boxes(std::exchange(ctx_, nullptr));
         }
     }
     dagger_ctx_t *get() const noexcept { return ctx_; }
@@ -176,15 +185,80 @@ template <class C, class R, class... A> struct sig<R (C::*)(A...) noexcept> : si
 template <class R, class... A> struct sig<R (*)(A...) noexcept> : sig<R (*)(A...)> {
 };
 
+/* Heap copies of callables that are not trivially copyable, listed per context until their
+ * body runs: a task that never runs (a failed input, a cancel) has its copy freed when the
+ * context closes (release_callables). Guarded by boxes_lock(). */
+struct box_base {
+    virtual ~box_base() = default;
+    dagger_ctx_t *ctx = nullptr;
+    box_base *prev = nullptr, *next = nullptr;
+};
+template <class F> struct box : box_base {
+    explicit box(F &&f) : fn(std::move(f)) {}
+    F fn;
+};
+inline std::mutex &boxes_lock()
+{
+    static std::mutex m;
+    return m;
+}
+inline box_base &boxes()
+{
+    static box_base head;
+    return head;
+}
+inline void box_link(box_base *b, dagger_ctx_t *ctx)
+{
+    std::lock_guard<std::mutex> g(boxes_lock());
+    box_base &h = boxes();
+    b->ctx = ctx;
+    b->prev = &h;
+    b->next = h.next;
+    if (h.next)
+        h.next->prev = b;
+    h.next = b;
+}
+inline void box_unlink(box_base *b)
+{
+    std::lock_guard<std::mutex> g(boxes_lock());
+    b->prev->next = b->next;
+    if (b->next)
+        b->next->prev = b->prev;
+    b->prev = b->next = nullptr;
+}
+
+/* Free the boxes of `ctx` (its tasks are all done: those boxes belong to tasks that never ran). */
+inline void release_boxes(dagger_ctx_t *ctx)
+{
+    box_base *mine = nullptr;
+    {
+        std::lock_guard<std::mutex> g(boxes_lock());
+        for (box_base *b = boxes().next, *n; b; b = n) {
+            n = b->next;
+            if (b->ctx != ctx)
+                continue;
+            b->prev->next = b->next;
+            if (b->next)
+                b->next->prev = b->prev;
+            b->next = mine;
+            mine = b;
+        }
+    }
+    for (box_base *n; mine; mine = n) {
+        n = mine->next;
+        delete mine;
+    }
+}
+
 /* How the callable travels: nothing for an empty one, its bytes in an i64 when it fits, a blob
- * copy when it is trivially copyable, else a heap copy that the body frees when it runs. */
+ * copy when it is trivially copyable, else a heap box that the body frees when it runs. */
 template <class F> struct carry {
     static constexpr bool empty = std::is_empty_v<F> && std::is_trivially_copyable_v<F>;
     static constexpr bool inl = !empty && std::is_trivially_copyable_v<F> &&
                                 sizeof(F) <= sizeof(int64_t) && alignof(F) <= alignof(int64_t);
     static constexpr bool blob = !empty && !inl && std::is_trivially_copyable_v<F>;
 
-    static dagger_value_t pack(F &&f)
+    static dagger_value_t pack(F &&f, dagger_ctx_t *ctx)
     {
         if constexpr (empty) {
             return dagger_nil();
@@ -195,7 +269,9 @@ template <class F> struct carry {
         } else if constexpr (blob) {
             return dagger_blob(&f, sizeof(F));
         } else {
-            return dagger_ptr(new F(std::move(f)));
+            box<F> *b = new box<F>(std::move(f));
+            box_link(b, ctx);
+            return dagger_ptr(b);
         }
     }
 };
@@ -209,7 +285,7 @@ int body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out, std::inde
     try {
         alignas(F) unsigned char store[sizeof(F)];
         F *f;
-        F *owned = nullptr;
+        box_base *owned = nullptr;
         if constexpr (C::empty) {
             f = reinterpret_cast<F *>(store); /* an empty class has no bytes to read */
         } else if constexpr (C::inl) {
@@ -222,10 +298,13 @@ int body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out, std::inde
             std::memcpy(store, p, sizeof(F));
             f = std::launder(reinterpret_cast<F *>(store));
         } else {
-            owned = f = static_cast<F *>(dagger_arg_ptr(a, self));
+            box<F> *b = static_cast<box<F> *>(dagger_arg_ptr(a, self));
+            box_unlink(b);
+            owned = b;
+            f = &b->fn;
         }
         struct drop {
-            F *p;
+            box_base *p;
             ~drop() { delete p; }
         } d{owned};
         using R = decltype((*f)(from_arg<std::tuple_element_t<I, A>>(a, I)...));
@@ -357,8 +436,8 @@ task<detail::result_t<std::decay_t<F>>> spawn_opts(Ctx &&ctx, const dagger_task_
     D fn(std::forward<F>(f));
     /* An empty callable (a lambda without captures, a function object) travels as nothing. */
     constexpr size_t extra = detail::carry<D>::empty ? 0 : 1;
-    dagger_value_t argv[sizeof...(Args) + 1] = {detail::arg_value(args)...,
-                                                detail::carry<D>::pack(std::move(fn))};
+    dagger_value_t argv[sizeof...(Args) + 1] = {
+        detail::arg_value(args)..., detail::carry<D>::pack(std::move(fn), detail::raw(ctx))};
     dagger_task_t *t = dagger_spawn_impl(detail::raw(ctx), o, &detail::trampoline<D>, "c++", argv,
                                          sizeof...(Args) + extra);
     if (!t)
@@ -376,6 +455,12 @@ task<detail::result_t<std::decay_t<F>>> spawn(Ctx &&ctx, F &&f, Args &&...args)
     return spawn_opts(std::forward<Ctx>(ctx), nullptr, std::forward<F>(f),
                       std::forward<Args>(args)...);
 }
+
+/** Free the callables (not trivially copyable ones, kept on the heap) of tasks of `ctx` that
+ *  never ran. dagger::context does it when it closes; a program that spawns on a raw
+ *  dagger_ctx_t calls it after a successful dagger_ctx_close(ctx) (the pointer is only a key).
+ *  Thread safety: any thread. */
+inline void release_callables(dagger_ctx_t *ctx) { detail::release_boxes(ctx); }
 
 /** A sync group (RAII): tasks spawned by this thread until wait() (or the destructor) are
  *  waited for; wait() throws the first error. */

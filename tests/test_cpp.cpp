@@ -175,7 +175,44 @@ TEST(bad_context_options_throw_with_the_message)
     }
 }
 
-TEST_LIST(spawn_a_lambda_with_values_and_a_dependency, captures_travel_with_the_task,
+static std::atomic<int> probes_alive{0};
+struct probe { /* not trivially copyable: travels in a heap box */
+    std::string tag;
+    explicit probe(std::string t) : tag(std::move(t)) { probes_alive++; }
+    probe(const probe &o) : tag(o.tag) { probes_alive++; }
+    probe(probe &&o) noexcept : tag(std::move(o.tag)) { probes_alive++; }
+    ~probe() { probes_alive--; }
+};
+
+TEST(callables_of_tasks_that_never_ran_are_freed_at_close)
+{
+    {
+        dagger::context ctx(2);
+        auto bad = dagger::spawn(ctx, []() -> int { throw std::runtime_error("no"); });
+        probe p("kept");
+        auto skipped = dagger::spawn(
+            ctx, [p](int v) { return p.tag + std::to_string(v); }, bad);
+        auto ran = dagger::spawn(
+            ctx, [p](int v) { return p.tag + std::to_string(v); }, 7);
+        ASSERT_STR_EQ(ran.get().c_str(), "kept7");
+        try {
+            (void)skipped.get();
+            fail_msg("no exception");
+        } catch (const dagger::error &e) {
+            ASSERT_EQ(e.code(), DAGGER_EUPSTREAM);
+        }
+        ASSERT_EQ(probes_alive.load(), 2); /* p, and the box of the task that never ran */
+        bad = {};
+        skipped = {};
+        ran = {};
+        ctx.close(); /* frees the box */
+        ASSERT_EQ(probes_alive.load(), 1);
+    }
+    ASSERT_EQ(probes_alive.load(), 0);
+}
+
+TEST_LIST(callables_of_tasks_that_never_ran_are_freed_at_close,
+          spawn_a_lambda_with_values_and_a_dependency, captures_travel_with_the_task,
           strings_in_and_out, an_exception_fails_the_task_and_get_throws_the_root_cause,
           dagger_error_thrown_in_a_body_keeps_its_code,
           handles_are_raii_copies_retain_moves_transfer, close_with_a_held_handle_throws_ebusy,

@@ -62,26 +62,39 @@ static int read_small(const char *path, char *buf, size_t cap)
 static int cgroup_cpus(void)
 {
     char buf[512], path[700];
-    /* cgroup v2: "0::/some/path" in /proc/self/cgroup, then <mount>/some/path/cpu.max. */
+    int best = 0;
+    /* cgroup v2: "0::/a/b" in /proc/self/cgroup; the tightest cpu.max of /a/b and its parents
+     * (a container's limit often sits above the process's own group). */
     if (read_small("/proc/self/cgroup", buf, sizeof buf) == 0) {
         char *p = strstr(buf, "0::");
         if (p) {
             p += 3;
             p[strcspn(p, "\n")] = '\0';
-            snprintf(path, sizeof path, "/sys/fs/cgroup%s/cpu.max", strcmp(p, "/") ? p : "");
-            char v[64];
-            if (read_small(path, v, sizeof v) == 0) {
-                int n = dagger__topo_parse_cpu_max(v);
-                if (n >= 0)
-                    return n;
+            for (;;) {
+                snprintf(path, sizeof path, "/sys/fs/cgroup%s/cpu.max", strcmp(p, "/") ? p : "");
+                char v[64];
+                int n = read_small(path, v, sizeof v) == 0 ? dagger__topo_parse_cpu_max(v) : 0;
+                if (n > 0 && (best == 0 || n < best))
+                    best = n;
+                char *slash = strrchr(p, '/');
+                if (!slash || slash == p)
+                    break;
+                *slash = '\0';
             }
+            if (strcmp(p, "/") != 0) { /* the root of the (namespaced) hierarchy */
+                char v[64];
+                int n = read_small("/sys/fs/cgroup/cpu.max", v, sizeof v) == 0
+                            ? dagger__topo_parse_cpu_max(v)
+                            : 0;
+                if (n > 0 && (best == 0 || n < best))
+                    best = n;
+            }
+            if (best > 0)
+                return best;
         }
     }
+    /* cgroup v1 (or a hybrid layout whose v2 tree has no cpu controller). */
     char q[64], per[64];
-    if (read_small("/sys/fs/cgroup/cpu.max", q, sizeof q) == 0) {
-        int n = dagger__topo_parse_cpu_max(q);
-        return n > 0 ? n : 0;
-    }
     static const char *const v1[] = {"/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"};
     for (size_t i = 0; i < sizeof v1 / sizeof v1[0]; i++) {
         char qp[128], pp[128];
