@@ -20,6 +20,9 @@
     X(ENOSYS, -ENOSYS, "not supported by this build")                                              \
     X(EIO, -EIO, "input/output error")                                                             \
     X(ETIMEDOUT, -ETIMEDOUT, "timed out")                                                          \
+    X(ENOENT, -ENOENT, "no such file or directory")                                                \
+    X(EACCES, -EACCES, "permission denied")                                                        \
+    X(ENOSPC, -ENOSPC, "no space left on device")                                                  \
     X(ETASK, -4001, "task body failed")                                                            \
     X(EUPSTREAM, -4002, "an input of this task failed")                                            \
     X(ESCOPE, -4003, "no processor satisfies the scope")                                           \
