@@ -191,6 +191,10 @@ int dagger__sched_stage(const struct dagger__place *r, const dagger_proc_t *p, c
         const dagger_value_t *v = &r->inputs[i];
         if (v->kind != DAGGER_KIND_CHUNK || !v->u.c)
             continue;
+        /* Under a memory limit a held chunk is loaded when the body reads it, not now: ready
+         * tasks waiting in queues would otherwise load all their inputs at once. */
+        if (limit && dagger__mem_tracked(v->u.c))
+            continue;
         void *ptr;
         int rc = dagger__mem_stage(v->u.c, &space, &ptr);
         if (rc) {
