@@ -57,10 +57,11 @@ static _Atomic uint64_t next_chunk_id = 1;
 
 /* ---------------------------------------------------------------- spaces */
 
+/* Not zeroed: a copy is written whole before it is valid (a new chunk zeroes its own). */
 static void *host_alloc(const dagger_space_t *s, size_t n)
 {
     (void)s;
-    return dagger__calloc(1, n ? n : 1);
+    return dagger__malloc(n ? n : 1);
 }
 
 static void host_free(const dagger_space_t *s, void *p, size_t n)
@@ -252,7 +253,7 @@ int dagger_chunk_create(dagger_ctx_t *ctx, size_t size, dagger_chunk_t **out)
                                   "memory limit: spilling failed (disk full)",
                                   size);
     }
-    c->copies[0].ptr = host_alloc(&c->home, size);
+    c->copies[0].ptr = dagger__calloc(1, size ? size : 1);
     if (!c->copies[0].ptr) {
         pthread_mutex_destroy(&c->lock);
         dagger__free(c);
