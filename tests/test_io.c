@@ -1064,6 +1064,57 @@ TEST(out_of_core_tiled_cholesky_matches_in_memory)
     ASSERT_TRUE(st.peak_resident <= limit + 4 * tile);
 }
 
+TEST(out_of_core_two_threads_and_zstd)
+{
+    /* The same factor with two workers racing the spill thread, and spill files compressed with
+     * zstd when the build has it (DAGGER_SPILL_ZSTD is ignored otherwise). */
+    const int T = 6;
+    double mem[64], ooc[64];
+    dagger_ctx_t *ctx = open_ctx(2, 0);
+    cholesky(ctx, T, mem);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    setenv("DAGGER_SPILL_ZSTD", "1", 1);
+    ctx = open_ctx(2, 128 * 1024);
+    cholesky(ctx, T, ooc);
+    dagger_mem_stats_t st;
+    ASSERT_OK(dagger_mem_stats(ctx, &st));
+    ASSERT_OK(dagger_ctx_close(ctx));
+    unsetenv("DAGGER_SPILL_ZSTD");
+    for (int i = 0; i < T; i++)
+        for (int j = 0; j <= i; j++)
+            ASSERT_TRUE(mem[i * T + j] == ooc[i * T + j]);
+    ASSERT_TRUE(st.spills > 0 && st.reloads > 0);
+}
+
+TEST(save_a_spilled_chunk)
+{
+    /* dagger_file_save of a chunk whose only valid copy is a spill file reloads it first. */
+    const char *dir = mkdir_tmp();
+    const size_t bytes = 256 * 1024, limit = MiB;
+    dagger_ctx_t *ctx = open_ctx(1, limit);
+    dagger_task_t *t[8];
+    gen_all(ctx, t, 8, bytes);
+    wait_resident_under(ctx, limit);
+    for (int i = 0; i < 8; i++) {
+        dagger_chunk_t *c;
+        ASSERT_OK(dagger_fetch_chunk(t[i], &c));
+        char path[400];
+        snprintf(path, sizeof path, "%s/b%d.bin", dir, i);
+        ASSERT_OK(dagger_file_save(c, path, NULL));
+        dagger_chunk_t *f;
+        ASSERT_OK(dagger_file(ctx, path, NULL, &f));
+        dagger_task_t *s = dagger_spawn(ctx, sum_buf_f64, f);
+        double v;
+        ASSERT_OK(dagger_fetch_f64(s, &v));
+        ASSERT_NEAR(v, block_sum(i, bytes), 0);
+        dagger_task_release(s);
+        dagger_chunk_release(f);
+        dagger_task_release(t[i]);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+    rm_tree(dir);
+}
+
 TEST_LIST(raw_round_trip_absolute_and_relative, missing_file_fails_at_the_call,
           unreadable_file_gives_eacces, tofile_to_unwritable_folder_fails_at_fetch,
           npy_round_trip_every_type, npy_fortran_order_v2_and_bool, npy_bad_header_names_the_field,
@@ -1073,4 +1124,5 @@ TEST_LIST(raw_round_trip_absolute_and_relative, missing_file_fails_at_the_call,
           out_of_core_disk_full_keeps_data_and_fails_with_enospc,
           out_of_core_corrupted_spill_fails_with_eio,
           out_of_core_task_larger_than_the_limit_fails_with_enomem, mem_limit_from_the_environment,
-          spilled_file_chunk_reloads_from_its_file, out_of_core_tiled_cholesky_matches_in_memory)
+          spilled_file_chunk_reloads_from_its_file, out_of_core_tiled_cholesky_matches_in_memory,
+          out_of_core_two_threads_and_zstd, save_a_spilled_chunk)

@@ -626,9 +626,14 @@ void dagger__mem_hold(dagger_chunk_t *c)
     /* seq_cst with the fence: a spill that drops the host copy after this sees the pin (Dekker
      * with dagger__mem_evict), or this thread's staging sees the copy invalid and reloads. */
     atomic_fetch_add_explicit(&c->res.pins, 1, memory_order_seq_cst);
-    atomic_store_explicit(&c->res.upin, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_seq_cst);
     dagger__res_touch(&c->res);
+}
+
+void dagger__mem_handed(dagger_chunk_t *c)
+{
+    if (c->res.tracked) /* the owner's host pointer is void once the chunk goes to a task */
+        atomic_store_explicit(&c->res.upin, 0, memory_order_release);
 }
 
 void dagger__mem_unhold(dagger_chunk_t *c)

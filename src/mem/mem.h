@@ -58,6 +58,9 @@ const void *dagger__mem_home_ptr(const dagger_chunk_t *c);
  * completes: a held chunk is never spilled. No-ops for chunks made without a memory limit. */
 void dagger__mem_hold(dagger_chunk_t *c);
 void dagger__mem_unhold(dagger_chunk_t *c);
+/* `c` was handed to a task: a host pointer its owner had from dagger_chunk_data no longer holds
+ * it in memory (call after dagger__mem_hold). */
+void dagger__mem_handed(dagger_chunk_t *c);
 bool dagger__mem_tracked(const dagger_chunk_t *c);
 /* Set the memory limit at context open (0: DAGGER_MEM_LIMIT, unset = none); start the spill
  * thread. Returns 0, DAGGER_EINVAL (a bad DAGGER_MEM_LIMIT, a second context with a limit),

@@ -171,6 +171,7 @@ static int hold_inputs(const struct dagger__place *r, size_t limit, char *why, s
         if (v->kind == DAGGER_KIND_CHUNK && v->u.c && dagger__mem_tracked(v->u.c)) {
             h->c[h->n++] = dagger_chunk_retain(v->u.c);
             dagger__mem_hold(v->u.c);
+            dagger__mem_handed(v->u.c);
         }
     }
     dagger__task_on_done(r->task, &h->cb, unhold_all, h);
