@@ -222,6 +222,7 @@ dagger_task_t *dagger_tofile(dagger_ctx_t *ctx, dagger_value_t v, const char *pa
     dagger_task_opts_init(&o);
     o.name = "tofile";
     o.flags = DAGGER_TASK_CHUNK_RESULT;
+    o.occupancy = 0.5; /* file I/O waits on the disk: beside the workers, not on one */
     if (!codec)
         codec = dagger_codec_for_path(path);
     char *abs = path && *path ? dagger__io_abspath(path) : NULL;
