@@ -453,6 +453,19 @@ int dagger__mem_stage(dagger_chunk_t *c, const dagger_space_t *to, void **ptr)
     }
     /* Under a memory limit a host copy that must be made first waits for room (spills). */
     if (c->res.tracked && to->kind == DAGGER_SPACE_HOST) {
+        pthread_mutex_lock(&c->lock);
+        uint64_t v = atomic_load_explicit(&c->version, memory_order_acquire);
+        int n = atomic_load_explicit(&c->ncopies, memory_order_relaxed);
+        for (int i = 0; i < n; i++) {
+            struct copy *k = &c->copies[i];
+            if (dagger__mem_space_equal(&k->space, to) && k->ptr &&
+                atomic_load_explicit(&k->version, memory_order_relaxed) == v) {
+                *ptr = k->ptr; /* resident already (a file's host copy is not its home) */
+                pthread_mutex_unlock(&c->lock);
+                return 0;
+            }
+        }
+        pthread_mutex_unlock(&c->lock);
         int rc = dagger__res_wait_room(c->size);
         if (rc)
             return dagger__set_errmsg(rc,
