@@ -457,6 +457,22 @@ static int make_data(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
     return 0;
 }
 
+/* A task that writes its own blob with dagger_tofile and returns the file it got back. */
+static int save_nested(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    double x[4] = {1, 2, 3, 4};
+    dagger_value_t v = dagger_blob_copy(tc, x, sizeof x);
+    dagger_task_t *t = dagger_tofile(dagger_tc_ctx(tc), v, dagger_arg_str(a, 0), NULL);
+    dagger_chunk_t *f;
+    int rc = dagger_fetch_chunk(t, &f); /* suspends this task, never its thread */
+    if (rc == 0)
+        *out = dagger_chunk_give(tc, dagger_chunk_retain(f));
+    else
+        rc = dagger_fail(tc, rc, "%s", dagger_task_errmsg(t));
+    dagger_task_release(t);
+    return rc;
+}
+
 static int iota_blob(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     double x[50];
@@ -469,7 +485,7 @@ static int iota_blob(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
 TEST(tofile_inside_and_outside_tasks)
 {
     const char *dir = mkdir_tmp();
-    dagger_ctx_t *ctx = open_ctx(2, 0);
+    dagger_ctx_t *ctx = open_ctx(1, 0);
     char p1[400], p2[400];
     snprintf(p1, sizeof p1, "%s/made.npy", dir);
     snprintf(p2, sizeof p2, "%s/blob.bin", dir);
@@ -500,6 +516,15 @@ TEST(tofile_inside_and_outside_tasks)
     ASSERT_OK(dagger_fetch_chunk(u, &h));
     ASSERT_EQ(dagger_chunk_size(h), 400);
     ASSERT_NEAR(((const double *)dagger_chunk_data(h))[49], 49.0, 0);
+    /* tofile from inside a task (one worker: the nested fetch must not block it) */
+    char p4[400];
+    snprintf(p4, sizeof p4, "%s/nested.bin", dir);
+    dagger_task_t *n = dagger_spawn_opts(ctx, &o, save_nested, p4);
+    dagger_chunk_t *k;
+    ASSERT_OK(dagger_fetch_chunk(n, &k));
+    ASSERT_STR_EQ(dagger_file_path(k), p4);
+    ASSERT_NEAR(((const double *)dagger_chunk_data(k))[3], 4.0, 0);
+    dagger_task_release(n);
     dagger_chunk_release(g);
     dagger_task_release(u);
     dagger_task_release(b);
