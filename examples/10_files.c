@@ -84,7 +84,7 @@ int main(void)
 
     /* f = tofile(A, "mydata.npy"); B = fetch(File("mydata.npy")) */
     dagger_task_t *A = dagger_spawn_opts(ctx, &o, make_array, (int64_t)42);
-    dagger_task_t *f = dagger_tofile(ctx, dagger_taskv(A), "mydata.npy", NULL);
+    dagger_task_t *f = dagger_tofile(ctx, A, "mydata.npy", NULL);
     dagger_chunk_t *fc = NULL, *B = NULL;
     double s_mem = 0, s_file = 0, s_made = 0;
     int rc = dagger_fetch_chunk(f, &fc);

@@ -218,7 +218,7 @@ TEST(tofile_to_unwritable_folder_fails_at_fetch)
     dagger_ctx_t *ctx = open_ctx(1, 0);
     dagger_chunk_t *c;
     ASSERT_OK(dagger_chunk_create(ctx, 64, &c));
-    dagger_task_t *t = dagger_tofile(ctx, dagger_chunkv(c), path, NULL);
+    dagger_task_t *t = dagger_tofile(ctx, c, path, NULL);
     dagger_chunk_t *f;
     ASSERT_ERR(dagger_fetch_chunk(t, &f), DAGGER_EACCES);
     ASSERT_STR_HAS(dagger_task_errmsg(t), path);
@@ -496,7 +496,7 @@ TEST(tofile_inside_and_outside_tasks)
     /* tofile of a task whose result is a chunk: a lazy file of it */
     char p3[400];
     snprintf(p3, sizeof p3, "%s/copy.npy", dir);
-    dagger_task_t *t = dagger_tofile(ctx, dagger_taskv(m), p3, NULL);
+    dagger_task_t *t = dagger_tofile(ctx, m, p3, NULL);
     dagger_chunk_t *f;
     ASSERT_OK(dagger_fetch_chunk(t, &f));
     ASSERT_STR_EQ(dagger_file_path(f), p3);
@@ -511,7 +511,7 @@ TEST(tofile_inside_and_outside_tasks)
     ASSERT_EQ(memcmp(dagger_chunk_data(g), dagger_chunk_data(f), 800), 0);
     /* a blob result, raw */
     dagger_task_t *b = dagger_spawn(ctx, iota_blob);
-    dagger_task_t *u = dagger_tofile(ctx, dagger_taskv(b), p2, NULL);
+    dagger_task_t *u = dagger_tofile(ctx, b, p2, NULL);
     dagger_chunk_t *h;
     ASSERT_OK(dagger_fetch_chunk(u, &h));
     ASSERT_EQ(dagger_chunk_size(h), 400);
@@ -544,7 +544,7 @@ TEST(tofile_interrupted_leaves_no_file)
     ASSERT_OK(dagger_chunk_create(ctx, 1 << 16, &c));
     char path[400];
     snprintf(path, sizeof path, "%s/out.npy", dir);
-    dagger_task_t *t = dagger_tofile(ctx, dagger_chunkv(c), path, NULL);
+    dagger_task_t *t = dagger_tofile(ctx, c, path, NULL);
     dagger_chunk_t *f;
     ASSERT_ERR(dagger_fetch_chunk(t, &f), DAGGER_ENOSPC);
     ASSERT_STR_HAS(dagger_task_errmsg(t), path);
@@ -617,7 +617,7 @@ TEST(user_codec_round_trip)
     memcpy(dagger_chunk_data(c), "abcdefghij", 10);
     char path[400];
     snprintf(path, sizeof path, "%s/x.rev", dir);
-    dagger_task_t *t = dagger_tofile(ctx, dagger_chunkv(c), path, &rev);
+    dagger_task_t *t = dagger_tofile(ctx, c, path, &rev);
     dagger_chunk_t *f;
     ASSERT_OK(dagger_fetch_chunk(t, &f));
     char raw[15] = {0};

@@ -47,7 +47,8 @@ struct dagger_codec {
 DAGGER_API extern const dagger_codec_t dagger_codec_raw;
 DAGGER_API extern const dagger_codec_t dagger_codec_npy;
 
-/** The codec of a path's extension: ".npy" gives npy, anything else raw. Thread safety: any. */
+/** The codec of a path's extension: ".npy" gives npy, anything else raw.
+ *  Returns: never NULL. Thread safety: any thread. */
 DAGGER_API const dagger_codec_t *dagger_codec_for_path(const char *path);
 
 /** A lazy reference to the existing file `path` (relative paths resolve against the working
@@ -68,11 +69,15 @@ DAGGER_API DAGGER_NODISCARD int dagger_file_save(dagger_chunk_t *c, const char *
 
 /** Dagger.jl's tofile: spawn a task (beside the workers) that writes `v` (a chunk, a blob, or a
  *  task whose result is one) to `path` like dagger_file_save and whose result is a lazy file
- *  chunk of it (dagger_fetch_chunk). Errors reach fetch with the path in the message.
+ *  chunk of it (dagger_fetch_chunk). Errors reach fetch with the path in the message. In C,
+ *  dagger_tofile(ctx, x, path, codec) takes a chunk or task handle directly (DAGGER_V).
  *  Returns: the task (NULL only when out of memory). Ownership: +1 task; `codec` must outlive
  *  the task. Thread safety: any thread, inside tasks too. */
-DAGGER_API dagger_task_t *dagger_tofile(dagger_ctx_t *ctx, dagger_value_t v, const char *path,
-                                        const dagger_codec_t *codec);
+DAGGER_API dagger_task_t *dagger_tofile_value(dagger_ctx_t *ctx, dagger_value_t v, const char *path,
+                                              const dagger_codec_t *codec);
+#ifndef __cplusplus
+#define dagger_tofile(ctx, x, path, codec) dagger_tofile_value((ctx), DAGGER_V(x), (path), (codec))
+#endif
 
 /** The path of a file chunk (absolute), or NULL for any other chunk (spilled ones included).
  *  Ownership: borrowed while `c` is held. Thread safety: any thread. */

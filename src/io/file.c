@@ -215,8 +215,8 @@ static int tofile_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *
     return 0;
 }
 
-dagger_task_t *dagger_tofile(dagger_ctx_t *ctx, dagger_value_t v, const char *path,
-                             const dagger_codec_t *codec)
+dagger_task_t *dagger_tofile_value(dagger_ctx_t *ctx, dagger_value_t v, const char *path,
+                                   const dagger_codec_t *codec)
 {
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
