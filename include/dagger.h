@@ -196,6 +196,8 @@ typedef struct dagger_opts {
     int num_threads;   /* worker threads; 0 = DAGGER_NUM_THREADS or the core count */
     size_t stack_size; /* bytes per suspended-task stack; 0 = DAGGER_STACK_SIZE or 256 KiB */
     unsigned flags;    /* reserved, 0 */
+    size_t mem_limit;  /* bytes chunks may hold in host memory before spilling to disk (out-of-core,
+                        * dagger/file.h); 0 = DAGGER_MEM_LIMIT or no limit */
 } dagger_opts_t;
 
 /** Fill `o` with the defaults. Thread safety: any thread. */

@@ -36,7 +36,7 @@ typedef struct dagger_proc {
 typedef enum dagger_space_kind {
     DAGGER_SPACE_HOST = 0, /* process memory of a rank */
     DAGGER_SPACE_DEVICE,   /* device memory (declared; no backend is built yet) */
-    DAGGER_SPACE_DISK,     /* a file (declared; out-of-core spill comes later) */
+    DAGGER_SPACE_DISK,     /* a file or a spill file (dagger/file.h) */
 } dagger_space_kind_t;
 
 /** A memory space: (rank, kind, index). */

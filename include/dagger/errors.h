@@ -20,6 +20,9 @@
     X(ENOSYS, -ENOSYS, "not supported by this build")                                              \
     X(EIO, -EIO, "input/output error")                                                             \
     X(ETIMEDOUT, -ETIMEDOUT, "timed out")                                                          \
+    X(ENOENT, -ENOENT, "no such file or directory")                                                \
+    X(EACCES, -EACCES, "permission denied")                                                        \
+    X(ENOSPC, -ENOSPC, "no space left on device")                                                  \
     X(ETASK, -4001, "task body failed")                                                            \
     X(EUPSTREAM, -4002, "an input of this task failed")                                            \
     X(ESCOPE, -4003, "no processor satisfies the scope")                                           \
@@ -28,8 +31,7 @@
     X(ETYPE, -4006, "value has the wrong kind")                                                    \
     X(ESTATE, -4007, "call not allowed in this state")                                             \
     X(E2BIG, -E2BIG, "value too large")                                                            \
-    X(ENAMETOOLONG, -ENAMETOOLONG, "name or path too long")                                        \
-    X(EACCES, -EACCES, "peer failed authentication")
+    X(ENAMETOOLONG, -ENAMETOOLONG, "name or path too long")
 
 enum dagger_error {
     DAGGER_OK = 0,

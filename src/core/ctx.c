@@ -9,6 +9,8 @@
 #include "common/alloc.h"
 #include "core/core_int.h"
 #include "pool/pool.h"
+#include "io/io.h"
+#include "mem/mem.h"
 #include "sched/sched.h"
 #include "trace/trace.h"
 
@@ -164,6 +166,15 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
         return rc;
     }
     ctx->exec[DAGGER_PROC_CPU] = (dagger__executor){"cpu", dagger__sched_cpu_submit, ctx->pool};
+    dagger__io_register();                       /* the disk space (files, spill) */
+    rc = dagger__mem_res_open(ctx, o.mem_limit); /* out-of-core: the memory limit */
+    if (rc) {
+        dagger__pool_close(ctx->pool);
+        free(ctx->credit);
+        dagger__alloc_note_free();
+        dagger__free(ctx);
+        return rc;
+    }
     dagger__trace_ctx_open(ctx, o.num_threads);
     *out = ctx;
     return 0;
@@ -225,6 +236,7 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
     }
     warn_unfetched(ctx);
     dagger__pool_close(ctx->pool);
+    dagger__mem_res_close(ctx);
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */
     ctx->magic = CTX_CLOSED;
     if (live > 0) {

@@ -297,7 +297,7 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
         for (uint32_t i = 0; i < t->ndeps; i++)
             if (t->deps[i].argi >= 0)
                 in[t->deps[i].argi] = t->deps[i].task->result;
-        struct dagger__place r = {t->scope, in, t->nargs, ctx->nthreads, &ctx->rr};
+        struct dagger__place r = {t->scope, in, t->nargs, ctx->nthreads, &ctx->rr, t};
         rc = dagger__sched_place(&r, &t->job, ctx->exec, why, sizeof why);
         if (in != small)
             dagger__free(in);

@@ -5,8 +5,12 @@
  * as the chunk. Staging finds or makes a valid copy in the wanted space under the chunk's lock;
  * the lock-free fast path returns the home copy when it is valid and wanted. Mutable chunks are
  * never copied.
- * Invariants: copies[0] is the home; a copy's pointer never changes while the chunk lives (a
- * stale copy is refreshed in place), so pointers handed to running tasks stay valid.
+ * Out-of-core (with a memory limit, see mem_int.h and resident.c): a spill writes the host copy
+ * to a disk copy and drops the host bytes (the host copy keeps its slot with ptr NULL); staging
+ * to host reloads it. A file (src/io) is a chunk whose home copy is in the disk space.
+ * Invariants: copies[0] is the home; a copy's pointer never changes while a task holds the
+ * chunk (a stale copy is refreshed in place; a spill drops a host pointer only while nothing
+ * holds the chunk, see dagger__mem_evict), so pointers handed to running tasks stay valid.
  * SPDX-License-Identifier: MIT
  */
 #include <pthread.h>
@@ -16,6 +20,7 @@
 #include "common/alloc.h"
 #include "common/common.h"
 #include "mem/mem.h"
+#include "mem/mem_int.h"
 #include "value/value.h"
 
 #define MAX_COPIES 4
@@ -45,16 +50,18 @@ struct dagger_chunk {
     struct copy copies[MAX_COPIES];
     void (*free_fn)(void *data, void *ud);
     void *ud;
+    struct dagger__res_node res; /* out-of-core residency (mem_int.h) */
 };
 
 static _Atomic uint64_t next_chunk_id = 1;
 
 /* ---------------------------------------------------------------- spaces */
 
+/* Not zeroed: a copy is written whole before it is valid (a new chunk zeroes its own). */
 static void *host_alloc(const dagger_space_t *s, size_t n)
 {
     (void)s;
-    return dagger__calloc(1, n ? n : 1);
+    return dagger__malloc(n ? n : 1);
 }
 
 static void host_free(const dagger_space_t *s, void *p, size_t n)
@@ -221,6 +228,12 @@ static dagger_chunk_t *chunk_new(const dagger_ctx_t *ctx, size_t size)
     c->copies[0].space = c->home;
     atomic_init(&c->copies[0].version, 1);
     atomic_init(&c->ncopies, 1);
+    /* Under a memory limit the chunk is tracked; its creator holds it until it is handed to a
+     * task (or kept as a result), so a fresh chunk is never spilled under its writer. */
+    c->res.self = c;
+    c->res.tracked = dagger__res_active();
+    atomic_init(&c->res.pins, 0);
+    atomic_init(&c->res.upin, 1);
     return c;
 }
 
@@ -231,13 +244,24 @@ int dagger_chunk_create(dagger_ctx_t *ctx, size_t size, dagger_chunk_t **out)
     DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_chunk_create: the context is NULL");
     dagger_chunk_t *c = chunk_new(ctx, size);
     DAGGER_CHECK(c, DAGGER_ENOMEM, "dagger_chunk_create: out of memory for a chunk record");
-    c->copies[0].ptr = host_alloc(&c->home, size);
+    int rc = c->res.tracked ? dagger__res_wait_room(size) : 0;
+    if (rc) {
+        pthread_mutex_destroy(&c->lock);
+        dagger__free(c);
+        return dagger__set_errmsg(rc,
+                                  "dagger_chunk_create: no room for %zu bytes under the "
+                                  "memory limit: spilling failed (disk full)",
+                                  size);
+    }
+    c->copies[0].ptr = dagger__calloc(1, size ? size : 1);
     if (!c->copies[0].ptr) {
         pthread_mutex_destroy(&c->lock);
         dagger__free(c);
         return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_chunk_create: out of memory for %zu bytes",
                                   size);
     }
+    if (c->res.tracked)
+        dagger__res_add(&c->res, size);
     *out = c;
     return 0;
 }
@@ -309,6 +333,7 @@ int dagger_chunk_wrap(dagger_ctx_t *ctx, void *data, size_t size,
     dagger_chunk_t *c = chunk_new(ctx, size);
     DAGGER_CHECK(c, DAGGER_ENOMEM, "dagger_chunk_wrap: out of memory for a chunk record");
     c->flags |= CH_WRAPPED;
+    c->res.tracked = false; /* the caller's memory: never spilled */
     c->copies[0].ptr = data;
     c->free_fn = free_fn;
     c->ud = ud;
@@ -327,17 +352,18 @@ void dagger_chunk_release(dagger_chunk_t *c)
 {
     if (!c || atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
         return;
+    if (c->res.tracked)
+        dagger__res_sub(&c->res, true);
     int n = atomic_load_explicit(&c->ncopies, memory_order_acquire);
-    for (int i = 1; i < n; i++) {
+    /* Each copy goes back to its own space (the home of a file is the disk space). */
+    for (int i = 0; i < n; i++) {
         const struct dagger__space_ops *ops = dagger__mem_space_ops(c->copies[i].space.kind);
-        if (ops && c->copies[i].ptr)
+        if (i == 0 && (c->flags & CH_WRAPPED)) {
+            if (c->free_fn)
+                c->free_fn(c->copies[0].ptr, c->ud);
+        } else if (ops && c->copies[i].ptr) {
             ops->free(&c->copies[i].space, c->copies[i].ptr, c->size);
-    }
-    if (c->flags & CH_WRAPPED) {
-        if (c->free_fn)
-            c->free_fn(c->copies[0].ptr, c->ud);
-    } else {
-        host_free(&c->home, c->copies[0].ptr, c->size);
+        }
     }
     pthread_mutex_destroy(&c->lock);
     dagger__free(c);
@@ -382,20 +408,33 @@ static int stage_locked(dagger_chunk_t *c, const dagger_space_t *to, void **ptr)
     const struct dagger__space_ops *ops = dagger__mem_space_ops(to->kind);
     DAGGER_CHECK(ops, DAGGER_ENOSYS, "cannot stage chunk %llu to %s: no %s backend is built",
                  (unsigned long long)c->id, where, space_kind_name(to->kind));
-    if (!dst) {
-        DAGGER_CHECK(n < MAX_COPIES, DAGGER_ENOMEM,
+    if (!dst || !dst->ptr) { /* a new copy, or a host copy dropped by a spill */
+        DAGGER_CHECK(dst || n < MAX_COPIES, DAGGER_ENOMEM,
                      "chunk %llu already has %d copies; cannot add one in %s",
                      (unsigned long long)c->id, MAX_COPIES, where);
         void *p = ops->alloc(to, c->size);
         DAGGER_CHECK(p, DAGGER_ENOMEM, "out of memory for a %zu-byte copy of chunk %llu in %s",
                      c->size, (unsigned long long)c->id, where);
-        dst = &c->copies[n];
-        dst->space = *to;
-        dst->ptr = p;
-        atomic_store_explicit(&dst->version, 0, memory_order_relaxed);
-        atomic_store_explicit(&c->ncopies, n + 1, memory_order_release);
+        if (dst) {
+            dst->ptr = p;
+        } else {
+            dst = &c->copies[n];
+            dst->space = *to;
+            dst->ptr = p;
+            atomic_store_explicit(&dst->version, 0, memory_order_relaxed);
+            atomic_store_explicit(&c->ncopies, n + 1, memory_order_release);
+        }
+        if (c->res.tracked && to->kind == DAGGER_SPACE_HOST)
+            dagger__res_add(&c->res, c->size);
     }
-    int rc = ops->copy(to, dst->ptr, &src->space, src->ptr, c->size);
+    /* A host table copies only host to host; the table of the other kind (device, disk) copies
+     * both ways with the host, so a copy into host from there uses that table. */
+    const struct dagger__space_ops *cp = ops;
+    if (to->kind == DAGGER_SPACE_HOST && src->space.kind != DAGGER_SPACE_HOST)
+        cp = dagger__mem_space_ops(src->space.kind);
+    DAGGER_CHECK(cp, DAGGER_ENOSYS, "cannot stage chunk %llu to %s: no %s backend is built",
+                 (unsigned long long)c->id, where, space_kind_name(src->space.kind));
+    int rc = cp->copy(to, dst->ptr, &src->space, src->ptr, c->size);
     if (rc)
         return rc;
     atomic_store_explicit(&dst->version, v, memory_order_release);
@@ -411,6 +450,28 @@ int dagger__mem_stage(dagger_chunk_t *c, const dagger_space_t *to, void **ptr)
                           atomic_load_explicit(&c->version, memory_order_acquire))) {
         *ptr = c->copies[0].ptr;
         return 0;
+    }
+    /* Under a memory limit a host copy that must be made first waits for room (spills). */
+    if (c->res.tracked && to->kind == DAGGER_SPACE_HOST) {
+        pthread_mutex_lock(&c->lock);
+        uint64_t v = atomic_load_explicit(&c->version, memory_order_acquire);
+        int n = atomic_load_explicit(&c->ncopies, memory_order_relaxed);
+        for (int i = 0; i < n; i++) {
+            struct copy *k = &c->copies[i];
+            if (dagger__mem_space_equal(&k->space, to) && k->ptr &&
+                atomic_load_explicit(&k->version, memory_order_relaxed) == v) {
+                *ptr = k->ptr; /* resident already (a file's host copy is not its home) */
+                pthread_mutex_unlock(&c->lock);
+                return 0;
+            }
+        }
+        pthread_mutex_unlock(&c->lock);
+        int rc = dagger__res_wait_room(c->size);
+        if (rc)
+            return dagger__set_errmsg(rc,
+                                      "no room to load the %zu bytes of chunk %llu under the "
+                                      "memory limit: spilling other chunks failed (disk full)",
+                                      c->size, (unsigned long long)c->id);
     }
     pthread_mutex_lock(&c->lock);
     int rc = stage_locked(c, to, ptr);
@@ -440,10 +501,14 @@ void *dagger_chunk_data(dagger_chunk_t *c)
     }
     dagger_space_t host = dagger__mem_host();
     void *p = NULL;
+    if (c->res.tracked) { /* the owner holds a host pointer: not spilled until handed over */
+        atomic_store_explicit(&c->res.upin, 1, memory_order_seq_cst);
+        atomic_thread_fence(memory_order_seq_cst);
+    }
     if (dagger__mem_stage(c, &host, &p) != 0)
         return NULL;
-    /* The owner may write through the pointer: copies elsewhere become stale. */
-    if (atomic_load_explicit(&c->ncopies, memory_order_acquire) > 1)
+    /* The owner may write through the pointer: copies elsewhere (a spill file) become stale. */
+    if (c->res.tracked || atomic_load_explicit(&c->ncopies, memory_order_acquire) > 1)
         dagger__mem_written(c, &host);
     return p;
 }
@@ -506,9 +571,10 @@ int dagger__mem_result_chunk(const dagger_ctx_t *ctx, dagger_value_t *v, const d
         }
     } else if (v->kind == DAGGER_KIND_BLOB || v->kind == DAGGER_KIND_STR) {
         size_t n = (size_t)v->len + (v->kind == DAGGER_KIND_STR);
-        if (dagger_chunk_create((dagger_ctx_t *)ctx, n, &c) != 0) {
-            snprintf(why, cap, "out of memory for a %zu-byte result chunk", n);
-            return DAGGER_ENOMEM;
+        int rc = dagger_chunk_create((dagger_ctx_t *)ctx, n, &c);
+        if (rc) { /* out of memory, or no room under the memory limit (disk full) */
+            snprintf(why, cap, "a %zu-byte result chunk: %s", n, dagger_last_errmsg());
+            return rc;
         }
         if (v->len)
             memcpy(c->copies[0].ptr, v->u.p, v->len);
@@ -527,7 +593,139 @@ int dagger__mem_result_chunk(const dagger_ctx_t *ctx, dagger_value_t *v, const d
     }
     if (pin)
         dagger__mem_pin(c, proc);
+    else /* the body's pointers are gone with its reference: the result may be spilled */
+        atomic_store_explicit(&c->res.upin, 0, memory_order_release);
     *v = dagger_chunkv(c);
     v->flags |= DAGGER_VALUE_OWNED;
     return 0;
+}
+
+/* ---------------------------------------------------------------- chunks in another space */
+
+int dagger__mem_chunk_at(const dagger_ctx_t *ctx, size_t size, const dagger_space_t *space,
+                         void *ptr, dagger_chunk_t **out)
+{
+    dagger_chunk_t *c = chunk_new(ctx, size);
+    DAGGER_CHECK(c, DAGGER_ENOMEM, "out of memory for a chunk record");
+    c->home = *space;
+    c->copies[0].space = *space;
+    c->copies[0].ptr = ptr;
+    atomic_store_explicit(&c->res.upin, 0, memory_order_relaxed); /* no host pointer exists */
+    *out = c;
+    return 0;
+}
+
+const void *dagger__mem_home_ptr(const dagger_chunk_t *c) { return c->copies[0].ptr; }
+
+/* ---------------------------------------------------------------- out-of-core */
+
+struct dagger__res_node *dagger__mem_res_node(dagger_chunk_t *c) { return &c->res; }
+size_t dagger__mem_chunk_bytes(const dagger_chunk_t *c) { return c->size; }
+
+bool dagger__mem_try_retain(dagger_chunk_t *c)
+{
+    uint32_t r = atomic_load_explicit(&c->refs, memory_order_relaxed);
+    while (r != 0)
+        if (atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
+}
+
+void dagger__mem_hold(dagger_chunk_t *c)
+{
+    if (!c->res.tracked)
+        return;
+    /* seq_cst with the fence: a spill that drops the host copy after this sees the pin (Dekker
+     * with dagger__mem_evict), or this thread's staging sees the copy invalid and reloads. */
+    atomic_fetch_add_explicit(&c->res.pins, 1, memory_order_seq_cst);
+    atomic_thread_fence(memory_order_seq_cst);
+    dagger__res_touch(&c->res);
+}
+
+void dagger__mem_handed(dagger_chunk_t *c)
+{
+    if (c->res.tracked) /* the owner's host pointer is void once the chunk goes to a task */
+        atomic_store_explicit(&c->res.upin, 0, memory_order_release);
+}
+
+void dagger__mem_unhold(dagger_chunk_t *c)
+{
+    if (c->res.tracked)
+        atomic_fetch_sub_explicit(&c->res.pins, 1, memory_order_release);
+}
+
+bool dagger__mem_tracked(const dagger_chunk_t *c) { return c->res.tracked; }
+
+static bool held(dagger_chunk_t *c)
+{
+    return atomic_load_explicit(&c->res.pins, memory_order_seq_cst) != 0 ||
+           atomic_load_explicit(&c->res.upin, memory_order_seq_cst) != 0;
+}
+
+int dagger__mem_evict(dagger_chunk_t *c)
+{
+    if ((c->flags & (CH_MUTABLE | CH_WRAPPED)) || held(c))
+        return DAGGER_EBUSY;
+    if (pthread_mutex_trylock(&c->lock) != 0)
+        return DAGGER_EBUSY;
+    uint64_t v = atomic_load_explicit(&c->version, memory_order_acquire);
+    int n = atomic_load_explicit(&c->ncopies, memory_order_relaxed);
+    struct copy *h = NULL, *d = NULL;
+    for (int i = 0; i < n; i++) {
+        if (c->copies[i].space.kind == DAGGER_SPACE_HOST && c->copies[i].ptr)
+            h = &c->copies[i];
+        if (c->copies[i].space.kind == DAGGER_SPACE_DISK && !d)
+            d = &c->copies[i];
+    }
+    int rc = 0;
+    const struct dagger__space_ops *ops = dagger__mem_space_ops(DAGGER_SPACE_DISK);
+    dagger_space_t disk = {c->home.rank, DAGGER_SPACE_DISK, 0};
+    if (!h || atomic_load_explicit(&h->version, memory_order_relaxed) != v) {
+        /* No host bytes, or stale ones (the valid copy is elsewhere): nothing to write. */
+        if (!h) {
+            pthread_mutex_unlock(&c->lock);
+            dagger__res_sub(&c->res, false);
+            return 0;
+        }
+    } else if (!ops) {
+        rc = dagger__set_errmsg(DAGGER_ENOSYS, "no disk space backend is built");
+    } else if (!d || atomic_load_explicit(&d->version, memory_order_relaxed) != v) {
+        /* Written once per version: a disk copy that is still valid is reused as it is. */
+        if (!d && n >= MAX_COPIES) {
+            rc = DAGGER_EBUSY;
+        } else if (!d) {
+            void *p = ops->alloc(&disk, c->size);
+            if (!p) {
+                rc = dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for a spill record");
+            } else {
+                d = &c->copies[n];
+                d->space = disk;
+                d->ptr = p;
+                atomic_store_explicit(&d->version, 0, memory_order_relaxed);
+                atomic_store_explicit(&c->ncopies, n + 1, memory_order_release);
+            }
+        }
+        if (!rc && d) {
+            rc = ops->copy(&d->space, d->ptr, &h->space, h->ptr, c->size);
+            if (!rc)
+                atomic_store_explicit(&d->version, v, memory_order_release);
+        }
+    }
+    if (!rc) {
+        /* Dekker with dagger__mem_hold: invalidate, then look for a holder that came in. */
+        atomic_store_explicit(&h->version, 0, memory_order_seq_cst);
+        atomic_thread_fence(memory_order_seq_cst);
+        if (held(c)) {
+            atomic_store_explicit(&h->version, v, memory_order_release);
+            rc = DAGGER_EBUSY;
+        } else {
+            host_free(&h->space, h->ptr, c->size);
+            h->ptr = NULL;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (!rc)
+        dagger__res_sub(&c->res, false);
+    return rc;
 }

@@ -13,6 +13,7 @@
 
 #include "dagger.h"
 #include "dagger/chunk.h"
+#include "dagger/file.h"
 
 /* The ops of one space kind. `copy` moves bytes from a space of kind `from` into this kind
  * (the host table copies host to host; a device table copies both ways with the host). */
@@ -45,6 +46,36 @@ void dagger__mem_written(dagger_chunk_t *c, const dagger_space_t *space);
 /* The chunk's version and its number of copies (valid or not). */
 uint64_t dagger__mem_version(const dagger_chunk_t *c);
 int dagger__mem_ncopies(const dagger_chunk_t *c);
+
+/* A chunk whose home copy is `ptr` in `space` (a file in the disk space: src/io), valid.
+ * Returns 0 or DAGGER_ENOMEM. Ownership: +1 on `*out`; `ptr` is freed by that space's ops. */
+int dagger__mem_chunk_at(const dagger_ctx_t *ctx, size_t size, const dagger_space_t *space,
+                         void *ptr, dagger_chunk_t **out);
+/* The home copy's pointer (for a file: its disk record). */
+const void *dagger__mem_home_ptr(const dagger_chunk_t *c);
+
+/* Out-of-core (src/mem/resident.c). A placed task holds its chunk inputs from staging until it
+ * completes: a held chunk is never spilled. No-ops for chunks made without a memory limit. */
+void dagger__mem_hold(dagger_chunk_t *c);
+void dagger__mem_unhold(dagger_chunk_t *c);
+/* `c` was handed to a task: a host pointer its owner had from dagger_chunk_data no longer holds
+ * it in memory (call after dagger__mem_hold). */
+void dagger__mem_handed(dagger_chunk_t *c);
+bool dagger__mem_tracked(const dagger_chunk_t *c);
+/* Set the memory limit at context open (0: DAGGER_MEM_LIMIT, unset = none); start the spill
+ * thread. Returns 0, DAGGER_EINVAL (a bad DAGGER_MEM_LIMIT, a second context with a limit),
+ * DAGGER_ENOMEM. At close: stop spilling (spilled chunks still held stay readable). */
+int dagger__mem_res_open(const dagger_ctx_t *ctx, size_t limit);
+void dagger__mem_res_close(const dagger_ctx_t *ctx);
+/* `fn` runs when the context that set the memory limit closes (the disk space removes its
+ * spill directory). Set at context open by the disk backend. */
+void dagger__mem_on_res_close(void (*fn)(void));
+/* The memory limit in force (0: none). */
+size_t dagger__mem_res_limit(void);
+/* The counters of the limit set by `ctx` (zeros when it set none). */
+void dagger__mem_res_stats(const dagger_ctx_t *ctx, dagger_mem_stats_t *out);
+/* Parse "4G", "512M", "64K", "1000" (bytes) into `*out`. Returns 0 or DAGGER_EINVAL. */
+int dagger__mem_parse_size(const char *s, size_t *out);
 
 /* The context a chunk or shard was made in (compared only). */
 const dagger_ctx_t *dagger__mem_chunk_ctx(const dagger_chunk_t *c);

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/common.h"
+#include "core/core.h"
 #include "mem/mem.h"
 #include "sched/sched.h"
 
@@ -119,13 +121,80 @@ int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char
     return 0;
 }
 
+/* Out-of-core: the chunk inputs a placed task holds (never spilled) until it completes. */
+struct holder {
+    struct dagger__task_callback cb;
+    uint32_t n;
+    dagger_chunk_t *c[];
+};
+
+static void unhold_all(dagger_task_t *t, void *ud)
+{
+    (void)t;
+    struct holder *h = ud;
+    for (uint32_t i = 0; i < h->n; i++) {
+        dagger__mem_unhold(h->c[i]);
+        dagger_chunk_release(h->c[i]);
+    }
+    dagger__free(h);
+}
+
+/* Under a memory limit: refuse a task whose inputs alone exceed it, and hold the others. */
+static int hold_inputs(const struct dagger__place *r, size_t limit, char *why, size_t cap)
+{
+    size_t total = 0;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < r->ninputs; i++) {
+        const dagger_value_t *v = &r->inputs[i];
+        if (v->kind == DAGGER_KIND_CHUNK && v->u.c && dagger__mem_tracked(v->u.c)) {
+            total += dagger_chunk_size(v->u.c);
+            n++;
+        }
+    }
+    if (n == 0)
+        return 0;
+    if (total > limit) {
+        snprintf(why, cap,
+                 "the task's chunk inputs need %zu bytes in memory at once, more than the memory "
+                 "limit of %zu bytes",
+                 total, limit);
+        return DAGGER_ENOMEM;
+    }
+    struct holder *h = dagger__malloc(sizeof *h + n * sizeof h->c[0]);
+    if (!h) {
+        snprintf(why, cap, "out of memory holding the task's %u chunk inputs", n);
+        return DAGGER_ENOMEM;
+    }
+    h->n = 0;
+    for (uint32_t i = 0; i < r->ninputs; i++) {
+        const dagger_value_t *v = &r->inputs[i];
+        if (v->kind == DAGGER_KIND_CHUNK && v->u.c && dagger__mem_tracked(v->u.c)) {
+            h->c[h->n++] = dagger_chunk_retain(v->u.c);
+            dagger__mem_hold(v->u.c);
+            dagger__mem_handed(v->u.c);
+        }
+    }
+    dagger__task_on_done(r->task, &h->cb, unhold_all, h);
+    return 0;
+}
+
 int dagger__sched_stage(const struct dagger__place *r, const dagger_proc_t *p, char *why,
                         size_t cap)
 {
+    size_t limit = dagger__mem_res_limit();
+    if (DAGGER_UNLIKELY(limit != 0) && r->task) {
+        int rc = hold_inputs(r, limit, why, cap);
+        if (rc)
+            return rc;
+    }
     dagger_space_t space = dagger__mem_space_of(p);
     for (uint32_t i = 0; i < r->ninputs; i++) {
         const dagger_value_t *v = &r->inputs[i];
         if (v->kind != DAGGER_KIND_CHUNK || !v->u.c)
+            continue;
+        /* Under a memory limit a held chunk is loaded when the body reads it, not now: ready
+         * tasks waiting in queues would otherwise load all their inputs at once. */
+        if (limit && dagger__mem_tracked(v->u.c))
             continue;
         void *ptr;
         int rc = dagger__mem_stage(v->u.c, &space, &ptr);

@@ -47,6 +47,7 @@ struct dagger__place {
     uint32_t ninputs;
     int nthreads;
     _Atomic uint32_t *rr; /* round robin among several allowed threads */
+    dagger_task_t *task;  /* the task placed (out-of-core: holds its chunks until it is done) */
 };
 
 /* Choose the processor (index -1: any worker thread). Returns 0, or DAGGER_ESCOPE with the
