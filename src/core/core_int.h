@@ -18,7 +18,7 @@
 #include "core/core.h"
 #include "pool/pool.h"
 
-enum { W_DEP = 1, W_FIBER, W_THREAD };
+enum { W_DEP = 1, W_FIBER, W_THREAD, W_CALL };
 
 struct dagger__waiter {
     struct dagger__waiter *next;
@@ -123,6 +123,9 @@ struct dagger_task {
     void *_Atomic guard;
     dagger__cancel_hook_fn cancel_fn;
     void *cancel_ud;
+    void *ud;                          /* opts.userdata */
+    dagger_restore_fn_t restore;       /* opts.restore (hooks.c) */
+    dagger_checkpoint_fn_t checkpoint; /* opts.checkpoint (hooks.c) */
     dagger_value_t result;
     dagger_value_t inline_args[INLINE_ARGS];
     struct dep inline_deps[INLINE_DEPS];
@@ -197,6 +200,24 @@ int dagger__task_fail(dagger_task_t *t, int code, const char *text);
 int dagger__task_failf(dagger_task_t *t, int code, const char *fmt, ...) DAGGER_PRINTF(3, 4);
 /* `t` fails because its input `d` (an argument, or a syncdep when d->argi < 0) failed. */
 int dagger__task_fail_upstream(dagger_task_t *t, const struct dep *d);
+
+/* A waiter that calls `fn` when the task completes (from the completing thread); W_CALL. */
+struct dagger__call_waiter {
+    struct dagger__waiter node; /* first: fire() casts the node back */
+    void (*fn)(struct dagger__call_waiter *w, dagger_ctx_t *ctx);
+};
+
+/* fetch.c: refuse a wait that can never end (message set). */
+int dagger__task_check_wait(dagger_task_t *t, const char *what);
+
+/* deadlock.c: DAGGER_EDEADLK (message set) when `t` depends, through its inputs and syncdeps,
+ * on the running task `me`; 0 otherwise or when the bounded walk cannot tell. */
+int dagger__task_check_dominated(dagger_task_t *me, dagger_task_t *t, const char *what);
+
+/* hooks.c: run the restore hook; 1 when it gave the result (in *out), 0 to run the body. */
+int dagger__task_restore(dagger_task_t *t, dagger_value_t *out);
+/* hooks.c: run the checkpoint hook of a task that succeeded. */
+void dagger__task_checkpoint(dagger_task_t *t);
 
 /* queue.c */
 void dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, int w);

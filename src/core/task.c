@@ -112,6 +112,9 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     atomic_init(&t->guard, NULL);
     t->cancel_fn = NULL;
     t->cancel_ud = NULL;
+    t->ud = NULL;
+    t->restore = NULL;
+    t->checkpoint = NULL;
     t->result = dagger_nil();
     dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
     return t;
@@ -240,6 +243,11 @@ static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool wan
             dagger__futex_wake(flag, 1);
             break;
         }
+        case W_CALL: {
+            struct dagger__call_waiter *c = (struct dagger__call_waiter *)w;
+            c->fn(c, ctx);
+            break;
+        }
         default:
             dagger__panic("corrupt waiter kind %u", w->kind);
         }
@@ -348,9 +356,13 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         DAGGER__TRACE(dagger__trace_start(t->id, t->thread));
         dagger__task_set_cur(t);
         dagger_value_t out = dagger_nil();
-        int r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
+        int r = 0;
+        if (DAGGER_LIKELY(!t->restore) || !dagger__task_restore(t, &out))
+            r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
         dagger__task_set_cur(NULL);
         rc = settle(t, r, &out);
+        if (DAGGER_UNLIKELY(t->checkpoint != NULL) && !rc)
+            dagger__task_checkpoint(t);
     }
     dagger_task_t *cont = complete(t, rc, true);
     return cont ? &cont->job : NULL;
@@ -365,6 +377,9 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
 {
     dagger_ctx_t *ctx = t->ctx;
     DAGGER_CHECK(t->fn, DAGGER_EINVAL, "the task function is NULL");
+    DAGGER_CHECK(!o || o->scope, DAGGER_EINVAL,
+                 "opts.scope is NULL (did a scope constructor fail?); use dagger_scope_any() for "
+                 "any processor");
     DAGGER_CHECK(argc == 0 || argv, DAGGER_EINVAL, "%zu arguments announced but argv is NULL",
                  argc);
     DAGGER_CHECK(argc <= UINT32_MAX / 2, DAGGER_EINVAL, "%zu arguments is too many", argc);
@@ -376,6 +391,9 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
                      "occupancy %g is out of range: it must be within 0..1", o->occupancy);
         t->job.occupancy = (float)o->occupancy;
         t->job.prio = o->priority;
+        t->ud = o->userdata;
+        t->restore = o->restore;
+        t->checkpoint = o->checkpoint;
     }
     size_t ndeps = nsync + (size_t)nseq;
     for (size_t i = 0; i < argc; i++) {
@@ -510,7 +528,9 @@ dagger_task_t *dagger__task_spawn_nohook(dagger_ctx_t *ctx, const dagger_task_op
 }
 
 /* Apply the queue blocks of this thread or task: the innermost WAITALL counts the task, every
- * SEQUENTIAL block chains it, the innermost BULK block holds it. */
+ * SEQUENTIAL block chains it, the innermost BULK block holds it. A BULK block inside a
+ * SEQUENTIAL one is one unit of it: its tasks follow the unit before and not each other, and
+ * the block's end makes the whole group the unit after (dagger__queue_unit_end). */
 static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
                                   dagger_task_t **seq, int *nseq)
 {
@@ -535,7 +555,8 @@ static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct fr
     return bulk;
 }
 
-/* After a successful setup: become the last task of SEQUENTIAL blocks, be held by BULK. */
+/* After a successful setup: become the last task of SEQUENTIAL blocks up to the innermost
+ * BULK block (outer ones see the bulk group as a unit), be held by BULK. */
 static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
                              struct frame *bulk)
 {
@@ -544,6 +565,8 @@ static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *
             dagger_task_release(f->last);
             f->last = dagger_task_retain(t);
         }
+        if (f->ctx == ctx && (f->mode & DAGGER_QUEUE_BULK))
+            break;
     }
     if (!bulk)
         return 0;
@@ -632,6 +655,7 @@ void dagger_task_opts_init(dagger_task_opts_t *o)
 {
     memset(o, 0, sizeof *o);
     o->occupancy = 1.0;
+    o->scope = dagger__scope_unset();
 }
 
 int dagger_cancel(dagger_task_t *t)
