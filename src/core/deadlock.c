@@ -18,15 +18,15 @@
 #include "core/core_int.h"
 
 #define WALK_MAX 4096
-#define WALK_INLINE 32
-#define SET_INLINE 64 /* power of two, >= 2 * WALK_INLINE */
+#define WALK_INLINE 16
 
+/* Small walks (the common case) stay on the stack and find duplicates by a scan; past
+ * WALK_INLINE tasks the walk moves to the heap with a hash set. */
 struct walk {
     dagger_task_t **task; /* visited tasks in visit order */
     int32_t *from;        /* index of the task whose waiter list led here, -1 for `me` */
-    dagger_task_t **set;  /* open-addressing set of visited tasks */
+    dagger_task_t **set;  /* open-addressing set of visited tasks; NULL while inline */
     uint32_t n, cap, setcap;
-    bool heap;
 };
 
 static int check_enabled(void)
@@ -82,7 +82,17 @@ static bool grow(struct walk *w)
     w->set = set;
     w->cap = WALK_MAX;
     w->setcap = setcap;
-    w->heap = true;
+    return true;
+}
+
+/* Record `d` as seen; false when it was seen before. */
+static bool seen_add(struct walk *w, dagger_task_t *d)
+{
+    if (w->set)
+        return set_add(w->set, w->setcap, d);
+    for (uint32_t i = 0; i < w->n; i++)
+        if (w->task[i] == d)
+            return false;
     return true;
 }
 
@@ -127,8 +137,7 @@ int dagger__task_check_dominated(dagger_task_t *me, dagger_task_t *t, const char
         return 0;
     dagger_task_t *task0[WALK_INLINE];
     int32_t from0[WALK_INLINE];
-    dagger_task_t *set0[SET_INLINE] = {0};
-    struct walk w = {task0, from0, set0, 0, WALK_INLINE, SET_INLINE, false};
+    struct walk w = {task0, from0, NULL, 0, WALK_INLINE, 0};
     int rc = 0;
     bool full = false;
     /* Breadth first: w.task is the queue; entry -1 stands for `me`. */
@@ -140,10 +149,10 @@ int dagger__task_check_dominated(dagger_task_t *me, dagger_task_t *t, const char
             if (node->kind != W_DEP)
                 continue; /* a fetcher or a callback: nothing downstream */
             dagger_task_t *d = node->target;
-            if (!set_add(w.set, w.setcap, d))
+            if (!seen_add(&w, d))
                 continue;
             if (w.n == w.cap) {
-                if (w.heap || !grow(&w)) {
+                if (w.set || !grow(&w)) {
                     full = true; /* the bound: cannot tell, let the wait go */
                     break;
                 }
@@ -158,7 +167,7 @@ int dagger__task_check_dominated(dagger_task_t *me, dagger_task_t *t, const char
             w.n++;
         }
     }
-    if (w.heap) {
+    if (w.set) {
         dagger__free(w.task);
         dagger__free(w.from);
         dagger__free(w.set);
