@@ -115,8 +115,8 @@ struct dagger_task {
     dagger_value_t *args;
     struct dep *deps;
     struct group *group;
-    struct frame *held_by; /* the bulk frame holding it, while held */
-    struct frame *frames;  /* queue blocks opened inside this task */
+    struct frame *_Atomic held_by; /* the bulk frame holding it, while held; read by waiters */
+    struct frame *frames;          /* queue blocks opened inside this task */
     struct err *err;
     struct scratch *scratch; /* copies made by dagger_str_copy, freed at completion */
     _Atomic(dagger__wait_guard_fn) guard_fn; /* set and cleared by a datadeps region */

@@ -21,7 +21,7 @@ int dagger__task_check_wait(dagger_task_t *t, const char *what)
         if (rc)
             return rc;
     }
-    struct frame *held = t->held_by;
+    struct frame *held = atomic_load_explicit(&t->held_by, memory_order_relaxed);
     if (held && atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
         for (struct frame *f = *dagger__queue_frames_slot(); f; f = f->up)
             DAGGER_CHECK(f != held, DAGGER_EDEADLK,

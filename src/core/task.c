@@ -105,7 +105,7 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->args = t->inline_args;
     t->deps = t->inline_deps;
     t->group = NULL;
-    t->held_by = NULL;
+    atomic_init(&t->held_by, NULL);
     t->frames = NULL;
     t->err = NULL;
     atomic_init(&t->guard_fn, NULL);
@@ -581,7 +581,7 @@ static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *
     if (bulk->nheld == bulk->capheld)
         return 0; /* out of memory to hold it: it starts at once rather than being lost */
     bulk->held[bulk->nheld++] = dagger_task_retain(t);
-    t->held_by = bulk;
+    atomic_store_explicit(&t->held_by, bulk, memory_order_relaxed);
     return 1;
 }
 
@@ -646,7 +646,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
 
 void dagger__task_unhold(dagger_task_t *t)
 {
-    t->held_by = NULL;
+    atomic_store_explicit(&t->held_by, NULL, memory_order_relaxed);
     if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) == 1)
         make_ready(t);
 }
