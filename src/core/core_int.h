@@ -91,7 +91,8 @@ struct frame {
 #define INLINE_DEPS 2
 
 enum { T_PENDING = 0, T_RUNNING = 1, T_DONE = 2 };
-enum { TF_NAME_OWNED = 1u << 0 };
+/* flags: set at spawn, before the task is published, and never changed after */
+enum { TF_NAME_OWNED = 1u << 0, TF_HAS_DEPS = 1u << 1 };
 
 struct dagger_task {
     struct dagger__job job; /* first: the pool sees tasks as jobs */

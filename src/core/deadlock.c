@@ -6,8 +6,9 @@
  * waiter list (the dependents that registered on it) rather than upstream from `t`: every task
  * met this way waits for `me`, which is running, so none of them can start, finish or free its
  * records while the walk reads them; an upstream walk would meet tasks finishing concurrently.
- * A task that nothing depends on (the common case: a parent waiting for its child) costs one
- * load. The walk visits at most WALK_MAX tasks; past that it cannot tell and lets the wait go.
+ * Two loads end the common cases: an awaited task without inputs or syncdeps (a flag fixed at
+ * spawn), a waiter that nothing depends on. The walk visits at most WALK_MAX tasks; past that
+ * it cannot tell and lets the wait go.
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
@@ -130,6 +131,8 @@ static int report(const struct walk *w, dagger_task_t *me, dagger_task_t *t, uin
 
 int dagger__task_check_dominated(dagger_task_t *me, dagger_task_t *t, const char *what)
 {
+    if (!(t->flags & TF_HAS_DEPS)) /* no inputs nor syncdeps: downstream of nothing */
+        return 0;
     struct dagger__waiter *head = atomic_load_explicit(&me->waiters.head, memory_order_acquire);
     if (DAGGER_LIKELY(!head || head == EV_CLOSED))
         return 0;

@@ -620,6 +620,8 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
         complete(t, rc, false);
         return t;
     }
+    if (nd)
+        t->flags |= TF_HAS_DEPS; /* read by the deadlock check (deadlock.c) */
     uint32_t holds = 1 + (top ? enter_frames(ctx, t, top, bulk) : 0);
     if (nd == 0 && holds == 1) {      /* nobody else can see the task yet: no atomics needed */
         if (DAGGER_UNLIKELY(tracing)) /* one event: spawned and ready at once */
