@@ -273,7 +273,7 @@ static void row_nested_wait(long n, int with_input)
         dagger_task_release(dep);
         if (dt < best)
             best = dt;
-        core_check_i64(bench, "sum", v, in ? 1 : (int64_t)n * (n + 1) / 2 + 1);
+        core_check_i64(bench, "sum", v, in ? (int64_t)n + 1 : (int64_t)n * (n + 1) / 2 + 1);
     }
     dagger_task_release(in);
     if (with_input)
