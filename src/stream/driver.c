@@ -14,8 +14,9 @@
  * after a publication is ordered by seq_cst fences against the other side's recheck (Dekker).
  * Ending: when the loop ends (max_evals, dagger_finish_stream, an input closed and drained,
  * every consumer gone, a stop of the region, a failure, a cancel) the node closes its edges
- * (region.c) and waits until every node of the region has left its loop; then a failure of
- * the region reaches every task's result.
+ * (region.c) and its task completes at once, whatever the other nodes do: a node that a
+ * failure stopped (or whose inputs it closed) fails with the origin's error, a source that a
+ * teardown stopped is cancelled.
  * Steady state allocates nothing: values of fixed size live in the slots, strings and blobs in
  * a byte area per edge allocated at the first one.
  * SPDX-License-Identifier: MIT
