@@ -423,8 +423,9 @@ DAGGER_API void dagger_task_release(dagger_task_t *t);
 /** Wait for `t` and borrow its result into `*out` (out may be NULL).
  *  Returns: 0, or the task's error (DAGGER_ETASK, DAGGER_EUPSTREAM, DAGGER_ECANCELED, ...), or
  *  DAGGER_EDEADLK when the wait can never end (the task itself, a task that depends on the
- *  waiting task, a task held by an open bulk queue); `*out` untouched on error. Inside a task the wait suspends the task, never the
- *  thread. Ownership: borrows `t`; `*out` lives as long as the caller holds `t`.
+ *  waiting task, a task held by an open bulk queue); `*out` untouched on error. Inside a task
+ *  the wait suspends the task, never the thread. Ownership: borrows `t`; `*out` lives as long
+ *  as the caller holds `t`.
  *  Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_fetch(dagger_task_t *t, dagger_value_t *out);
 /** Typed fetches: DAGGER_ETYPE (message in dagger_last_errmsg) when the result has another kind;
