@@ -530,7 +530,7 @@ dagger_task_t *dagger__task_spawn_nohook(dagger_ctx_t *ctx, const dagger_task_op
 /* Apply the queue blocks of this thread or task: the innermost WAITALL counts the task, every
  * SEQUENTIAL block chains it, the innermost BULK block holds it. A BULK block inside a
  * SEQUENTIAL one is one unit of it: its tasks follow the unit before and not each other, and
- * the block's end makes the whole group the unit after (dagger__queue_unit_end). */
+ * the block's end makes the whole group the unit after (unit_end in queue.c). */
 static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
                                   dagger_task_t **seq, int *nseq)
 {
