@@ -245,6 +245,41 @@ DAGGER_API dagger_scope_t *dagger_scope_worker(int rank);
 DAGGER_API dagger_scope_t *dagger_scope_worker_thread(int rank, int thread);
 DAGGER_API dagger_scope_t *dagger_scope_union(const dagger_scope_t *a, const dagger_scope_t *b);
 DAGGER_API dagger_scope_t *dagger_scope_intersect(const dagger_scope_t *a, const dagger_scope_t *b);
+/** Union and intersection of `n` scopes (n >= 1): NULL when n is 0, an operand is NULL, or out
+ *  of memory. Ownership: +1; borrows the operands. Thread safety: any thread. */
+DAGGER_API dagger_scope_t *dagger_scope_union_n(const dagger_scope_t *const *s, size_t n);
+DAGGER_API dagger_scope_t *dagger_scope_intersect_n(const dagger_scope_t *const *s, size_t n);
+/** Parse Dagger.jl's `scope(...)` keys: "any", or comma-separated `worker=R`, `thread=T`,
+ *  `workers=[R,...]`, `threads=[T,...]` (dagger's 0-based numbers).
+ *  Returns: 0, DAGGER_EINVAL (unknown, repeated or conflicting key, bad number; the message in
+ *  dagger_last_errmsg), DAGGER_ENOMEM. Ownership: +1 on `*out`. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_scope_from_string(const char *spec, dagger_scope_t **out);
+/** Whether `a` and `b` admit the same processors (of every rank and thread count), and whether
+ *  every processor `a` admits is admitted by `b`. NULL operands compare false.
+ *  Thread safety: any thread. */
+DAGGER_API bool dagger_scope_equal(const dagger_scope_t *a, const dagger_scope_t *b);
+DAGGER_API bool dagger_scope_subset(const dagger_scope_t *a, const dagger_scope_t *b);
+/** Processor kinds: where a task body runs. */
+typedef enum dagger_proc_kind {
+    DAGGER_PROC_CPU = 0, /* a worker thread; index = thread, -1 = any thread of the rank */
+    DAGGER_PROC_AUX,     /* a thread beside the workers (occupancy < 1) */
+    DAGGER_PROC_DEVICE,  /* a GPU or other device */
+} dagger_proc_kind_t;
+
+/** A processor: (rank, kind, index). */
+typedef struct dagger_proc {
+    int32_t rank;
+    int16_t kind;  /* dagger_proc_kind_t */
+    int16_t index; /* thread or device index; -1 = any of the kind */
+} dagger_proc_t;
+/** The processors of `ctx` that `s` admits, in (rank, thread) order: up to `cap` written to
+ *  `out` (which may be NULL when cap is 0).
+ *  Returns: how many `s` admits (also when more than cap), DAGGER_EINVAL for a NULL scope or
+ *  context. dagger_scope_num_processors(s, ctx) is the count alone.
+ *  Thread safety: any thread. */
+DAGGER_API int dagger_scope_list(const dagger_scope_t *s, const dagger_ctx_t *ctx,
+                                 dagger_proc_t *out, size_t cap);
+DAGGER_API int dagger_scope_num_processors(const dagger_scope_t *s, const dagger_ctx_t *ctx);
 DAGGER_API dagger_scope_t *dagger_scope_retain(dagger_scope_t *s);
 DAGGER_API void dagger_scope_release(dagger_scope_t *s);
 /** Write a readable form ("union(thread(0), thread(2))") into buf.
@@ -257,16 +292,31 @@ DAGGER_API int dagger_scope_format(const dagger_scope_t *s, char *buf, size_t ca
  *  return 0, or return dagger_fail(tc, code, fmt, ...). */
 typedef int (*dagger_fn_t)(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out);
 
+/** Checkpoint and restore hooks (Dagger.jl's `checkpoint=` and `restore=`). `restore` runs
+ *  before the body: it returns 1 with a value in `*out` (the body is skipped, the value is the
+ *  result), 0 to run the body, or an error. `checkpoint` runs after a success with the result,
+ *  and returns 0 or an error. A failing hook (its dagger_fail message, or the code) is reported
+ *  on stderr and the task goes on as if the hook were absent. */
+typedef int (*dagger_restore_fn_t)(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out);
+typedef int (*dagger_checkpoint_fn_t)(dagger_tc_t *tc, const dagger_args_t *args,
+                                      const dagger_value_t *result);
+
 /** Per-task options; initialise with dagger_task_opts_init. Only ever grows at the end. */
 typedef struct dagger_task_opts {
-    const char *name;               /* copied; NULL = the function's name */
-    const dagger_scope_t *scope;    /* borrowed during the call; NULL = any processor */
+    const char *name; /* copied; NULL = the function's name */
+    /* borrowed during the call; dagger_scope_any() = any processor. Left as set by
+     * dagger_task_opts_init it means any; NULL (a failed scope constructor) fails the task with
+     * DAGGER_EINVAL. */
+    const dagger_scope_t *scope;
     int priority;                   /* higher runs first among ready tasks; 0 = default */
     double occupancy;               /* 0..1 of a thread; < 1 runs beside the workers */
     dagger_task_t *const *syncdeps; /* extra dependencies whose values are not passed */
     size_t nsyncdeps;
-    double expected_time; /* seconds, a placement hint; 0 = unknown */
-    unsigned flags;       /* DAGGER_TASK_* */
+    double expected_time;              /* seconds, a placement hint; 0 = unknown */
+    unsigned flags;                    /* DAGGER_TASK_* */
+    void *userdata;                    /* read by the body with dagger_tc_userdata; not owned */
+    dagger_restore_fn_t restore;       /* NULL = none */
+    dagger_checkpoint_fn_t checkpoint; /* NULL = none */
 } dagger_task_opts_t;
 
 /** Task option flags (dagger_task_opts_t.flags). */
@@ -279,7 +329,8 @@ enum {
     DAGGER_TASK_MUTABLE_RESULT = 1u << 1,
 };
 
-/** Fill `o` with the defaults (occupancy 1, everything else 0). Thread safety: any thread. */
+/** Fill `o` with the defaults (occupancy 1, scope "not set" = any, everything else 0).
+ *  Thread safety: any thread. */
 DAGGER_API void dagger_task_opts_init(dagger_task_opts_t *o);
 
 /** Spawn `fn(args)`: eager, never blocks. Task arguments are dependencies; strings and blobs
@@ -303,6 +354,17 @@ static inline dagger_task_t *dagger_spawnv_opts(dagger_ctx_t *ctx, const dagger_
                                                 size_t argc)
 {
     return dagger_spawn_impl(ctx, o, fn, NULL, argv, argc);
+}
+
+/** Array form of a closure: spawn `fn` with user data `ud`, which the body reads with
+ *  dagger_tc_userdata. See dagger_spawn_impl. */
+static inline dagger_task_t *dagger_spawn_fn(dagger_ctx_t *ctx, dagger_fn_t fn, void *ud,
+                                             const dagger_value_t *argv, size_t argc)
+{
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.userdata = ud;
+    return dagger_spawn_impl(ctx, &o, fn, NULL, argv, argc);
 }
 
 /* DAGGER_V(x): a C expression to a dagger_value_t, by its type. */
@@ -410,9 +472,10 @@ DAGGER_API void dagger_task_release(dagger_task_t *t);
 
 /** Wait for `t` and borrow its result into `*out` (out may be NULL).
  *  Returns: 0, or the task's error (DAGGER_ETASK, DAGGER_EUPSTREAM, DAGGER_ECANCELED, ...), or
- *  DAGGER_EDEADLK when the wait can never end (the task itself, a task held by an open bulk
- *  queue); `*out` untouched on error. Inside a task the wait suspends the task, never the
- *  thread. Ownership: borrows `t`; `*out` lives as long as the caller holds `t`.
+ *  DAGGER_EDEADLK when the wait can never end (the task itself, a task that depends on the
+ *  waiting task, a task held by an open bulk queue); `*out` untouched on error. Inside a task
+ *  the wait suspends the task, never the thread. Ownership: borrows `t`; `*out` lives as long
+ *  as the caller holds `t`.
  *  Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_fetch(dagger_task_t *t, dagger_value_t *out);
 /** Typed fetches: DAGGER_ETYPE (message in dagger_last_errmsg) when the result has another kind;
@@ -441,6 +504,31 @@ DAGGER_API const char *dagger_task_errmsg(const dagger_task_t *t);
 /** The task's id (unique in its context) and name. Thread safety: any thread. */
 DAGGER_API uint64_t dagger_task_id(const dagger_task_t *t);
 DAGGER_API const char *dagger_task_name(const dagger_task_t *t);
+/** Whether `t` has started (its body, a restore hook, or its failure) or finished: Dagger.jl's
+ *  istaskstarted. Thread safety: any thread, wait-free. */
+DAGGER_API bool dagger_task_started(const dagger_task_t *t);
+/** The root of a finished task's failure: the code and id of the task where it began (for a
+ *  task that failed on its own: its own code and id; for one that succeeded: 0 and 0).
+ *  Returns: 0, DAGGER_ESTATE when `t` has not finished, DAGGER_EINVAL for NULL arguments.
+ *  Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_task_root_error(const dagger_task_t *t, int *code,
+                                                       uint64_t *root_id);
+/** Wait for every task of `tasks` (n of them); never reports the tasks' errors.
+ *  Returns: 0, DAGGER_EINVAL (NULL array or task), DAGGER_EDEADLK (a wait that can never end).
+ *  Inside a task the wait suspends the task, never the thread. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_wait_all(dagger_task_t *const *tasks, size_t n);
+/** Wait for every task, then borrow each result into `values[i]` (nil for a failed task).
+ *  Returns: 0, or the error of the first failed task in array order (its message in
+ *  dagger_last_errmsg), or as dagger_wait_all. Ownership: as dagger_fetch.
+ *  Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_fetch_all(dagger_task_t *const *tasks, size_t n,
+                                                 dagger_value_t *values);
+/** Wait until one of `tasks` has finished, and write its index (the lowest among those already
+ *  finished) to `*index`. Inside a task the wait suspends the task, never the thread.
+ *  Returns: 0, DAGGER_EINVAL (NULL argument, n == 0), DAGGER_EDEADLK (every task waits for
+ *  the caller), DAGGER_ENOMEM. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_wait_any(dagger_task_t *const *tasks, size_t n,
+                                                size_t *index);
 /** Ask `t` to stop: a task that has not started never runs and ends with DAGGER_ECANCELED; a
  *  running task sees dagger_tc_cancelled and ends with DAGGER_ECANCELED unless its body fails
  *  with an error of its own, which is kept. No effect on a finished task.
@@ -466,6 +554,9 @@ DAGGER_API uint64_t dagger_tc_id(const dagger_tc_t *tc);
 DAGGER_API const char *dagger_tc_name(const dagger_tc_t *tc);
 DAGGER_API dagger_ctx_t *dagger_tc_ctx(dagger_tc_t *tc);
 DAGGER_API int dagger_tc_thread(const dagger_tc_t *tc);
+/** The user data given at spawn (opts.userdata, dagger_spawn_fn), or NULL.
+ *  Thread safety: inside a task only. */
+DAGGER_API void *dagger_tc_userdata(const dagger_tc_t *tc);
 /** Whether dagger_cancel was called on the running task. Thread safety: inside a task only. */
 DAGGER_API bool dagger_tc_cancelled(const dagger_tc_t *tc);
 

@@ -79,7 +79,7 @@ static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads)
         dagger_task_opts_t o;
         dagger_task_opts_init(&o);
         o.priority = nd->priority;
-        o.scope = nd->pinned >= 0 ? scopes[nd->pinned] : NULL;
+        o.scope = nd->pinned >= 0 ? scopes[nd->pinned] : dagger_scope_any();
         tasks[i] = dagger_spawn_impl(ctx, &o, body, "body", argv, 2 + (size_t)nd->k);
         ASSERT_PTR(tasks[i]);
         /* sequential evaluation */

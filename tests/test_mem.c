@@ -453,13 +453,9 @@ static void histogram(unsigned flags, int nthreads)
             expect[mix((uint64_t)t * PER_TASK + (uint64_t)i) % BINS]++;
     ASSERT_OK(dagger_sync_begin(ctx));
     for (int t = 0; t < N; t++) {
-        dagger_task_opts_t o;
-        dagger_task_opts_init(&o);
-        if (!(flags & DAGGER_SHARD_PER_THREAD)) /* one shared piece: one writer at a time */
-            o.scope = NULL;
-        dagger_task_release(dagger_spawn_opts(ctx, &o, add_to_bins, sh, t));
-        if (!(flags & DAGGER_SHARD_PER_THREAD)) {
-            ASSERT_OK(dagger_sync_end(ctx)); /* serialise the shared piece */
+        dagger_task_release(dagger_spawn(ctx, add_to_bins, sh, t));
+        if (!(flags & DAGGER_SHARD_PER_THREAD)) { /* one shared piece: one writer at a time */
+            ASSERT_OK(dagger_sync_end(ctx));
             ASSERT_OK(dagger_sync_begin(ctx));
         }
     }

@@ -14,6 +14,9 @@
  *                   its parent (Taskflow's binary_tree).                           ns/task
  *   core.wavefront  N x N grid, cell (i,j) depends on (i-1,j) and (i,j-1)
  *                   (Taskflow's wavefront); values are binomials mod a prime.      ns/task
+ *   core.nested_wait one task spawns N children one at a time and waits for each
+ *                   before it is done (dagger only: its peer is dagger-nocheck, the same
+ *                   binary with DAGGER_DEADLOCK_CHECK=0).                          ns/wait
  * Every figure is the best (minimum) of BENCH_REPS repetitions (default per row below); the
  * construction of the graph is inside the timed region, as a spawn is for dagger.
  * The `param` column says the size and the thread count ("n=1000000,t=2"), so rows with the
@@ -44,6 +47,7 @@
 #define CORE_EMPTY_N_SMALL 100000
 #define CORE_CHAIN_N 100000
 #define CORE_CHAIN_N_SMALL 10000
+#define CORE_NESTED_WAIT_N 200000
 #define CORE_FIB_N 30
 #define CORE_FIB_N_SMALL 20
 #define CORE_FIB_CUTOFF_N 30
@@ -213,7 +217,7 @@ static inline int core_exit_code(void) { return core_failed_ ? 1 : 0; }
 static inline void core_list_rows(void)
 {
     puts("core.empty\ncore.empty_ext\ncore.chain\ncore.fib\ncore.fib_cutoff\ncore.nested\n"
-         "core.tree\ncore.wavefront");
+         "core.tree\ncore.wavefront\ncore.nested_wait");
 }
 
 #endif /* DAGGER_BENCH_CORE_PROBLEM_H */

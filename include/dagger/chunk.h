@@ -18,19 +18,7 @@ extern "C" {
 
 /* ---------------------------------------------------------------- processors and spaces */
 
-/** Processor kinds: where a task body runs. */
-typedef enum dagger_proc_kind {
-    DAGGER_PROC_CPU = 0, /* a worker thread; index = thread, -1 = any thread of the rank */
-    DAGGER_PROC_AUX,     /* a thread beside the workers (occupancy < 1) */
-    DAGGER_PROC_DEVICE,  /* a GPU or other device (no backend is built yet) */
-} dagger_proc_kind_t;
-
-/** A processor: (rank, kind, index). */
-typedef struct dagger_proc {
-    int32_t rank;
-    int16_t kind;  /* dagger_proc_kind_t */
-    int16_t index; /* thread or device index; -1 = any of the kind */
-} dagger_proc_t;
+/* Processors (dagger_proc_t, dagger_proc_kind_t) are declared in dagger.h. */
 
 /** Memory-space kinds: where bytes live. */
 typedef enum dagger_space_kind {

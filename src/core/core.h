@@ -50,10 +50,16 @@ void dagger__task_defer(dagger_tc_t *tc, void (*launch)(dagger_task_t *t, void *
  * nil), otherwise the task fails with `rc` and `msg`. Thread safety: any thread, once. */
 void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *result, const char *msg);
 
-/* A waiter that runs fn(t, ud) on the thread that completes `t` (at once if `t` is done). The
- * caller owns `cb` until fn runs; fn must not block. */
+/* A waiter that calls `fn` when the task completes, on the completing thread (W_CALL). */
+struct dagger__call_waiter {
+    struct dagger__waiter node; /* first: fire() casts the node back */
+    void (*fn)(struct dagger__call_waiter *w, dagger_ctx_t *ctx);
+};
+
+/* The same for layers above core: runs fn(t, ud) on the thread that completes `t` (at once if
+ * `t` is done). The caller owns `cb` until fn runs; fn must not block. */
 struct dagger__task_callback {
-    struct dagger__waiter node;
+    struct dagger__call_waiter w;
     dagger_task_t *task;
     void (*fn)(dagger_task_t *t, void *ud);
     void *ud;

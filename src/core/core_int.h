@@ -19,7 +19,7 @@
 #include "pool/pool.h"
 #include "sched/sched.h"
 
-enum { W_DEP = 1, W_FIBER, W_THREAD, W_CALLBACK };
+enum { W_DEP = 1, W_FIBER, W_THREAD, W_CALL };
 
 #define EV_CLOSED ((struct dagger__waiter *)1)
 
@@ -87,11 +87,13 @@ struct frame {
 #define INLINE_DEPS 2
 
 enum { T_PENDING = 0, T_RUNNING = 1, T_DONE = 2 };
+/* flags: set at spawn, before the task is published, except TF_DEFERRED (set by its own body) */
 enum {
     TF_NAME_OWNED = 1u << 0,
     TF_CHUNK_RESULT = 1u << 1,   /* DAGGER_TASK_CHUNK_RESULT */
     TF_MUTABLE_RESULT = 1u << 2, /* DAGGER_TASK_MUTABLE_RESULT */
     TF_DEFERRED = 1u << 3,       /* the body returned; an executor completes it later */
+    TF_HAS_DEPS = 1u << 4,
 };
 
 struct dagger_task {
@@ -118,8 +120,8 @@ struct dagger_task {
     dagger_value_t *args;
     struct dep *deps;
     struct group *group;
-    struct frame *held_by; /* the bulk frame holding it, while held */
-    struct frame *frames;  /* queue blocks opened inside this task */
+    struct frame *_Atomic held_by; /* the bulk frame holding it, while held; read by waiters */
+    struct frame *frames;          /* queue blocks opened inside this task */
     struct err *err;
     dagger_scope_t *scope;      /* retained; NULL = any */
     dagger_task_t *nested_fail; /* the last failed task its body fetched (+1), while running */
@@ -130,6 +132,9 @@ struct dagger_task {
     void *launch_ud;
     dagger__cancel_hook_fn cancel_fn;
     void *cancel_ud;
+    void *ud;                          /* opts.userdata */
+    dagger_restore_fn_t restore;       /* opts.restore (hooks.c) */
+    dagger_checkpoint_fn_t checkpoint; /* opts.checkpoint (hooks.c) */
     dagger_value_t result;
     dagger_value_t inline_args[INLINE_ARGS];
     struct dep inline_deps[INLINE_DEPS];
@@ -267,6 +272,18 @@ static inline void dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, 
 
 /* ctx.c: free a force-closed context once its last task record is gone. */
 void dagger__ctx_reap(dagger_ctx_t *ctx);
+
+/* fetch.c: refuse a wait that can never end (message set). */
+int dagger__task_check_wait(dagger_task_t *t, const char *what);
+
+/* deadlock.c: DAGGER_EDEADLK (message set) when `t` depends, through its inputs and syncdeps,
+ * on the running task `me`; 0 otherwise or when the bounded walk cannot tell. */
+int dagger__task_check_dominated(dagger_task_t *me, dagger_task_t *t, const char *what);
+
+/* hooks.c: run the restore hook; 1 when it gave the result (in *out), 0 to run the body. */
+int dagger__task_restore(dagger_task_t *t, dagger_value_t *out);
+/* hooks.c: run the checkpoint hook of a task that succeeded. */
+void dagger__task_checkpoint(dagger_task_t *t);
 
 /* task.c */
 void dagger__task_set_cur(dagger_task_t *t);

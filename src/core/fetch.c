@@ -9,7 +9,7 @@
 
 #include "core/core_int.h"
 
-static int check_wait(dagger_task_t *t, const char *what)
+int dagger__task_check_wait(dagger_task_t *t, const char *what)
 {
     DAGGER_CHECK(t, DAGGER_EINVAL, "%s: the task handle is NULL", what);
     dagger_task_t *me = dagger__task_current();
@@ -21,7 +21,7 @@ static int check_wait(dagger_task_t *t, const char *what)
         if (rc)
             return rc;
     }
-    struct frame *held = t->held_by;
+    struct frame *held = atomic_load_explicit(&t->held_by, memory_order_relaxed);
     if (held && atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
         for (struct frame *f = *dagger__queue_frames_slot(); f; f = f->up)
             DAGGER_CHECK(f != held, DAGGER_EDEADLK,
@@ -29,6 +29,8 @@ static int check_wait(dagger_task_t *t, const char *what)
                          "starts at dagger_queue_end, so wait for it after the block",
                          what, (unsigned long long)t->id, dagger__task_display_name(t));
     }
+    if (me && me->ctx == t->ctx && atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE)
+        return dagger__task_check_dominated(me, t, what);
     return 0;
 }
 
@@ -65,7 +67,7 @@ int dagger_wait(dagger_task_t *t)
     if (t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE &&
         !atomic_load_explicit(&t->guard_fn, memory_order_relaxed))
         return 0;
-    int rc = check_wait(t, "dagger_wait");
+    int rc = dagger__task_check_wait(t, "dagger_wait");
     if (rc)
         return rc;
     dagger_task_t *me = dagger__task_current();

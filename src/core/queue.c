@@ -41,6 +41,32 @@ int dagger_queue_begin(dagger_ctx_t *ctx, unsigned mode)
     return 0;
 }
 
+static int unit_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)a;
+    (void)out;
+    return 0;
+}
+
+/* A BULK block `f` ends inside a SEQUENTIAL block: its group becomes that block's last unit,
+ * through one task that follows every task of the group, spawned in the enclosing blocks (it
+ * follows the unit before, and becomes the unit after). Out of memory for it, the next unit
+ * follows the unit before this group only. */
+static void unit_end(dagger_ctx_t *ctx, struct frame *f)
+{
+    bool in_seq = false;
+    for (struct frame *g = f->up; g && !in_seq; g = g->up)
+        in_seq = g->ctx == ctx && (g->mode & DAGGER_QUEUE_SEQUENTIAL);
+    if (!in_seq)
+        return;
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.syncdeps = f->held;
+    o.nsyncdeps = f->nheld;
+    dagger_task_release(dagger__task_spawn_nohook(ctx, &o, unit_fn, "queue_unit", NULL, 0));
+}
+
 int dagger_queue_end(dagger_ctx_t *ctx)
 {
     DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_queue_end: the context is NULL");
@@ -50,6 +76,8 @@ int dagger_queue_end(dagger_ctx_t *ctx)
                  "dagger_queue_end: no task-queue block of this context is open on this %s",
                  dagger__task_current() ? "task" : "thread");
     *slot = f->up;
+    if (f->nheld)
+        unit_end(ctx, f);
     for (size_t i = 0; i < f->nheld; i++) {
         dagger_task_t *t = f->held[i];
         dagger__task_unhold(t);

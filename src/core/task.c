@@ -109,7 +109,7 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->args = t->inline_args;
     t->deps = t->inline_deps;
     t->group = NULL;
-    t->held_by = NULL;
+    atomic_init(&t->held_by, NULL);
     t->frames = NULL;
     t->err = NULL;
     t->nested_fail = NULL;
@@ -120,6 +120,9 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->launch_ud = NULL;
     t->cancel_fn = NULL;
     t->cancel_ud = NULL;
+    t->ud = NULL;
+    t->restore = NULL;
+    t->checkpoint = NULL;
     t->result = dagger_nil();
     dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
     return t;
@@ -339,15 +342,15 @@ static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool wan
             dagger__pool_submit(s->ctx->pool, &s->job);
             break;
         }
-        case W_CALLBACK: {
-            struct dagger__task_callback *cb = w->target;
-            cb->fn(cb->task, cb->ud);
-            break;
-        }
         case W_THREAD: {
             _Atomic uint32_t *flag = w->target;
             atomic_store_explicit(flag, 1, memory_order_release);
             dagger__futex_wake(flag, 1);
+            break;
+        }
+        case W_CALL: {
+            struct dagger__call_waiter *c = (struct dagger__call_waiter *)w;
+            c->fn(c, ctx);
             break;
         }
         default:
@@ -505,7 +508,9 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         DAGGER__TRACE(dagger__trace_start(t->id, t->thread));
         dagger__task_set_cur(t);
         dagger_value_t out = dagger_nil();
-        int r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
+        int r = 0;
+        if (DAGGER_LIKELY(!t->restore) || !dagger__task_restore(t, &out))
+            r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
         dagger__task_set_cur(NULL);
         if (DAGGER_UNLIKELY(t->flags & TF_DEFERRED) && r == 0 && !dagger__task_failed(t)) {
             dagger_task_release(t->nested_fail); /* the body handled it */
@@ -518,6 +523,8 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
             dagger_task_release(t->nested_fail);
             t->nested_fail = NULL;
         }
+        if (DAGGER_UNLIKELY(t->checkpoint != NULL) && !rc)
+            dagger__task_checkpoint(t);
     }
     dagger_task_t *cont = complete(t, rc, true);
     return cont ? &cont->job : NULL;
@@ -544,15 +551,23 @@ void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *resul
     complete(t, rc, false);
 }
 
+static void call_task_callback(struct dagger__call_waiter *w, dagger_ctx_t *ctx)
+{
+    (void)ctx;
+    struct dagger__task_callback *cb = (struct dagger__task_callback *)w;
+    cb->fn(cb->task, cb->ud);
+}
+
 void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
                           void (*fn)(dagger_task_t *t, void *ud), void *ud)
 {
-    cb->node.kind = W_CALLBACK;
-    cb->node.target = cb;
+    cb->w.node.kind = W_CALL;
+    cb->w.node.target = NULL;
+    cb->w.fn = call_task_callback;
     cb->task = t;
     cb->fn = fn;
     cb->ud = ud;
-    if (!dagger__event_push(&t->waiters, &cb->node))
+    if (!dagger__event_push(&t->waiters, &cb->w.node))
         fn(t, ud);
 }
 
@@ -587,6 +602,9 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
 {
     dagger_ctx_t *ctx = t->ctx;
     DAGGER_CHECK(t->fn, DAGGER_EINVAL, "the task function is NULL");
+    DAGGER_CHECK(!o || o->scope, DAGGER_EINVAL,
+                 "opts.scope is NULL (did a scope constructor fail?); use dagger_scope_any() for "
+                 "any processor");
     DAGGER_CHECK(argc == 0 || argv, DAGGER_EINVAL, "%zu arguments announced but argv is NULL",
                  argc);
     DAGGER_CHECK(argc <= UINT32_MAX / 2, DAGGER_EINVAL, "%zu arguments is too many", argc);
@@ -609,6 +627,9 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         } else if (o->flags & DAGGER_TASK_CHUNK_RESULT) {
             t->flags |= TF_CHUNK_RESULT;
         }
+        t->ud = o->userdata;
+        t->restore = o->restore;
+        t->checkpoint = o->checkpoint;
     }
     size_t ndeps = nsync + (size_t)nseq;
     for (size_t i = 0; i < argc; i++) {
@@ -748,7 +769,9 @@ dagger_task_t *dagger__task_spawn_nohook(dagger_ctx_t *ctx, const dagger_task_op
 }
 
 /* Apply the queue blocks of this thread or task: the innermost WAITALL counts the task, every
- * SEQUENTIAL block chains it, the innermost BULK block holds it. */
+ * SEQUENTIAL block chains it, the innermost BULK block holds it. A BULK block inside a
+ * SEQUENTIAL one is one unit of it: its tasks follow the unit before and not each other, and
+ * the block's end makes the whole group the unit after (unit_end in queue.c). */
 static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
                                   dagger_task_t **seq, int *nseq)
 {
@@ -773,7 +796,8 @@ static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct fr
     return bulk;
 }
 
-/* After a successful setup: become the last task of SEQUENTIAL blocks, be held by BULK. */
+/* After a successful setup: become the last task of SEQUENTIAL blocks up to the innermost
+ * BULK block (outer ones see the bulk group as a unit), be held by BULK. */
 static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
                              struct frame *bulk)
 {
@@ -782,6 +806,8 @@ static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *
             dagger_task_release(f->last);
             f->last = dagger_task_retain(t);
         }
+        if (f->ctx == ctx && (f->mode & DAGGER_QUEUE_BULK))
+            break;
     }
     if (!bulk)
         return 0;
@@ -796,7 +822,7 @@ static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *
     if (bulk->nheld == bulk->capheld)
         return 0; /* out of memory to hold it: it starts at once rather than being lost */
     bulk->held[bulk->nheld++] = dagger_task_retain(t);
-    t->held_by = bulk;
+    atomic_store_explicit(&t->held_by, bulk, memory_order_relaxed);
     return 1;
 }
 
@@ -835,6 +861,8 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
         complete(t, rc, false);
         return t;
     }
+    if (nd)
+        t->flags |= TF_HAS_DEPS; /* read by the deadlock check (deadlock.c) */
     uint32_t holds = 1 + (top ? enter_frames(ctx, t, top, bulk) : 0);
     if (nd == 0 && holds == 1) {      /* nobody else can see the task yet: no atomics needed */
         if (DAGGER_UNLIKELY(tracing)) /* one event: spawned and ready at once */
@@ -865,7 +893,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
 
 void dagger__task_unhold(dagger_task_t *t)
 {
-    t->held_by = NULL;
+    atomic_store_explicit(&t->held_by, NULL, memory_order_relaxed);
     if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) == 1)
         make_ready(t);
 }
@@ -874,6 +902,7 @@ void dagger_task_opts_init(dagger_task_opts_t *o)
 {
     memset(o, 0, sizeof *o);
     o->occupancy = 1.0;
+    o->scope = dagger__scope_unset();
 }
 
 int dagger_cancel(dagger_task_t *t)

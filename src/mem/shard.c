@@ -60,7 +60,8 @@ static dagger_task_t *spawn_ctor(dagger_ctx_t *ctx, const dagger_scope_t *where,
 {
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
-    o.scope = where;
+    if (where) /* NULL: any processor (the options' default) */
+        o.scope = where;
     o.flags = DAGGER_TASK_MUTABLE_RESULT;
     return dagger_spawn_impl(ctx, &o, ctor, NULL, argv, argc);
 }

@@ -26,6 +26,8 @@ static inline int dagger__procset_has(const dagger__procset *s, int t)
  * Returns the number of threads in `*out`; when it is 0, `why` (cap bytes) says why. */
 int dagger__scope_resolve(const dagger_scope_t *s, int rank, int nranks, int nthreads,
                           dagger__procset *out, char *why, size_t cap);
+/* What dagger_task_opts_init puts in opts.scope: "not set", which means any processor. */
+const dagger_scope_t *dagger__scope_unset(void);
 /* True when the scope allows every thread of every rank (placement may ignore it). */
 int dagger__scope_is_any(const dagger_scope_t *s);
 

@@ -8,6 +8,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -25,6 +26,13 @@ struct dagger_scope {
 };
 
 static dagger_scope_t any_scope = {0, S_ANY, 0, 0, 0, NULL, NULL};
+/* What dagger_task_opts_init puts in opts.scope: "never set", read as any at spawn (a NULL
+ * scope there is a failed constructor and fails the task). */
+static dagger_scope_t unset_scope = {0, S_ANY, 0, 0, 0, NULL, NULL};
+
+static bool is_static(const dagger_scope_t *s) { return s == &any_scope || s == &unset_scope; }
+
+const dagger_scope_t *dagger__scope_unset(void) { return &unset_scope; }
 
 static dagger_scope_t *make(enum kind k, int rank, int thread, const dagger_scope_t *l,
                             const dagger_scope_t *r)
@@ -81,14 +89,14 @@ dagger_scope_t *dagger_scope_intersect(const dagger_scope_t *a, const dagger_sco
 
 dagger_scope_t *dagger_scope_retain(dagger_scope_t *s)
 {
-    if (s && s != &any_scope)
+    if (s && !is_static(s))
         atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
     return s;
 }
 
 void dagger_scope_release(dagger_scope_t *s)
 {
-    if (!s || s == &any_scope)
+    if (!s || is_static(s))
         return;
     if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1) {
         dagger_scope_release(s->l);
@@ -209,4 +217,309 @@ int dagger__scope_resolve(const dagger_scope_t *s, int rank, int nranks, int nth
                      form);
     }
     return count;
+}
+
+/* ---------------------------------------------------------------- n-ary, comparison, listing */
+
+static dagger_scope_t *fold(enum kind k, const dagger_scope_t *const *v, size_t n)
+{
+    if (!v || n == 0)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (!v[i])
+            return NULL;
+    dagger_scope_t *acc = dagger_scope_retain((dagger_scope_t *)v[0]);
+    for (size_t i = 1; i < n && acc; i++) {
+        dagger_scope_t *next = make(k, 0, 0, acc, v[i]);
+        dagger_scope_release(acc);
+        acc = next;
+    }
+    return acc;
+}
+
+dagger_scope_t *dagger_scope_union_n(const dagger_scope_t *const *s, size_t n)
+{
+    return fold(S_UNION, s, n);
+}
+
+dagger_scope_t *dagger_scope_intersect_n(const dagger_scope_t *const *s, size_t n)
+{
+    return fold(S_INTERSECT, s, n);
+}
+
+static bool admits(const dagger_scope_t *s, int rank, int thread)
+{
+    switch (s->kind) {
+    case S_ANY:
+        return true;
+    case S_WORKER:
+        return rank == s->rank;
+    case S_THREAD:
+        return thread == s->thread;
+    case S_WORKER_THREAD:
+        return rank == s->rank && thread == s->thread;
+    case S_UNION:
+        return admits(s->l, rank, thread) || admits(s->r, rank, thread);
+    case S_INTERSECT:
+        return admits(s->l, rank, thread) && admits(s->r, rank, thread);
+    case S_PROC: /* aux threads and devices: no worker thread */
+        return false;
+    }
+    return false;
+}
+
+/* The ranks and threads a scope names. A scope only compares processors with these numbers,
+ * so every other number behaves like one more, fresh number: checking the named ones plus one
+ * fresh rank and thread decides equality and inclusion over all processors. */
+struct named {
+    int *v;
+    size_t n, cap;
+    bool oom;
+};
+
+static void name_add(struct named *x, int v)
+{
+    for (size_t i = 0; i < x->n; i++)
+        if (x->v[i] == v)
+            return;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? 2 * x->cap : 16;
+        int *p = dagger__realloc(x->v, cap * sizeof *p);
+        if (!p) {
+            x->oom = true;
+            return;
+        }
+        x->v = p;
+        x->cap = cap;
+    }
+    x->v[x->n++] = v;
+}
+
+static void collect(const dagger_scope_t *s, struct named *ranks, struct named *threads)
+{
+    if (s->kind == S_WORKER || s->kind == S_WORKER_THREAD)
+        name_add(ranks, s->rank);
+    if (s->kind == S_THREAD || s->kind == S_WORKER_THREAD)
+        name_add(threads, s->thread);
+    if (s->l)
+        collect(s->l, ranks, threads);
+    if (s->r)
+        collect(s->r, ranks, threads);
+}
+
+static void add_fresh(struct named *x)
+{
+    int m = -1;
+    for (size_t i = 0; i < x->n; i++)
+        m = x->v[i] > m ? x->v[i] : m;
+    name_add(x, m + 1);
+}
+
+/* want_equal: a and b admit the same processors; else: every processor of a is one of b. */
+static bool compare(const dagger_scope_t *a, const dagger_scope_t *b, bool want_equal)
+{
+    if (!a || !b)
+        return false;
+    struct named ranks = {0}, threads = {0};
+    collect(a, &ranks, &threads);
+    collect(b, &ranks, &threads);
+    add_fresh(&ranks);
+    add_fresh(&threads);
+    bool ok = !ranks.oom && !threads.oom;
+    for (size_t i = 0; ok && i < ranks.n; i++) {
+        for (size_t j = 0; ok && j < threads.n; j++) {
+            bool in_a = admits(a, ranks.v[i], threads.v[j]);
+            bool in_b = admits(b, ranks.v[i], threads.v[j]);
+            ok = want_equal ? in_a == in_b : !in_a || in_b;
+        }
+    }
+    dagger__free(ranks.v);
+    dagger__free(threads.v);
+    return ok;
+}
+
+bool dagger_scope_equal(const dagger_scope_t *a, const dagger_scope_t *b)
+{
+    return compare(a, b, true);
+}
+
+bool dagger_scope_subset(const dagger_scope_t *a, const dagger_scope_t *b)
+{
+    return compare(a, b, false);
+}
+
+int dagger_scope_list(const dagger_scope_t *s, const dagger_ctx_t *ctx, dagger_proc_t *out,
+                      size_t cap)
+{
+    DAGGER_CHECK(s && ctx, DAGGER_EINVAL, "dagger_scope_list: %s is NULL",
+                 s ? "the context" : "the scope");
+    DAGGER_CHECK(out || cap == 0, DAGGER_EINVAL, "dagger_scope_list: out is NULL, cap %zu", cap);
+    int nthreads = dagger_ctx_num_threads(ctx);
+    dagger__procset set;
+    /* One rank for now: the processors of rank 0. */
+    dagger__scope_resolve(s, 0, 1, nthreads, &set, NULL, 0);
+    int count = 0;
+    for (int t = 0; t < nthreads && t < DAGGER__MAX_THREADS; t++) {
+        if (!dagger__procset_has(&set, t))
+            continue;
+        if ((size_t)count < cap) {
+            out[count].rank = 0;
+            out[count].kind = DAGGER_PROC_CPU;
+            out[count].index = (int16_t)t;
+        }
+        count++;
+    }
+    return count;
+}
+
+int dagger_scope_num_processors(const dagger_scope_t *s, const dagger_ctx_t *ctx)
+{
+    return dagger_scope_list(s, ctx, NULL, 0);
+}
+
+/* ---------------------------------------------------------------- from a string */
+
+enum { K_WORKER, K_THREAD, K_WORKERS, K_THREADS, K_N };
+static const char *const key_names[K_N] = {"worker", "thread", "workers", "threads"};
+
+/* Parse a non-negative number of `len` bytes at `p`. */
+static int parse_num(const char *p, size_t len, const char *spec, int *out)
+{
+    char buf[24];
+    DAGGER_CHECK(len > 0 && len < sizeof buf, DAGGER_EINVAL,
+                 "dagger_scope_from_string: \"%s\": '%.*s' is not a number", spec, (int)len, p);
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    char *end;
+    long v = strtol(buf, &end, 10);
+    DAGGER_CHECK(*end == '\0' && v >= 0 && v <= 1 << 20, DAGGER_EINVAL,
+                 "dagger_scope_from_string: \"%s\": '%s' is not a number in 0..%d", spec, buf,
+                 1 << 20);
+    *out = (int)v;
+    return 0;
+}
+
+/* The union of `mk(v)` for each number of a list "[a,b,...]" or a single number. */
+static int parse_set(const char *p, size_t len, bool list, bool is_rank, const char *spec,
+                     dagger_scope_t **out)
+{
+    *out = NULL;
+    if (list) {
+        DAGGER_CHECK(len >= 2 && p[0] == '[' && p[len - 1] == ']', DAGGER_EINVAL,
+                     "dagger_scope_from_string: \"%s\": '%.*s' is not a list like [0,1]", spec,
+                     (int)len, p);
+        p++;
+        len -= 2;
+    }
+    dagger_scope_t *acc = NULL;
+    while (true) {
+        const char *comma = memchr(p, ',', len);
+        size_t n = comma ? (size_t)(comma - p) : len;
+        int v;
+        int rc = parse_num(p, n, spec, &v);
+        if (rc) {
+            dagger_scope_release(acc);
+            return rc;
+        }
+        dagger_scope_t *one = is_rank ? dagger_scope_worker(v) : dagger_scope_thread(v);
+        dagger_scope_t *next = one && acc ? dagger_scope_union(acc, one) : one;
+        if (acc && one)
+            dagger_scope_release(one);
+        dagger_scope_release(acc);
+        acc = next;
+        DAGGER_CHECK(acc, DAGGER_ENOMEM, "dagger_scope_from_string: out of memory");
+        if (!comma)
+            break;
+        len -= n + 1;
+        p = comma + 1;
+    }
+    *out = acc;
+    return 0;
+}
+
+int dagger_scope_from_string(const char *spec, dagger_scope_t **out)
+{
+    DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_scope_from_string: out is NULL");
+    *out = NULL;
+    DAGGER_CHECK(spec, DAGGER_EINVAL, "dagger_scope_from_string: the string is NULL");
+    if (strcmp(spec, "any") == 0 || strcmp(spec, "default") == 0) {
+        *out = dagger_scope_any();
+        return 0;
+    }
+    const char *val[K_N] = {0};
+    size_t vlen[K_N] = {0};
+    const char *p = spec;
+    DAGGER_CHECK(*p, DAGGER_EINVAL,
+                 "dagger_scope_from_string: the string is empty (use \"any\" for any processor)");
+    while (*p) {
+        const char *eq = strchr(p, '=');
+        const char *comma = strchr(p, ',');
+        DAGGER_CHECK(eq && (!comma || eq < comma), DAGGER_EINVAL,
+                     "dagger_scope_from_string: \"%s\": '%.*s' is not key=value", spec,
+                     comma ? (int)(comma - p) : (int)strlen(p), p);
+        size_t klen = (size_t)(eq - p);
+        int k = 0;
+        while (k < K_N && !(strlen(key_names[k]) == klen && memcmp(p, key_names[k], klen) == 0))
+            k++;
+        DAGGER_CHECK(k < K_N, DAGGER_EINVAL,
+                     "dagger_scope_from_string: \"%s\": unknown key '%.*s' (known: worker, thread, "
+                     "workers, threads)",
+                     spec, (int)klen, p);
+        DAGGER_CHECK(!val[k], DAGGER_EINVAL,
+                     "dagger_scope_from_string: \"%s\": key '%s' given twice", spec, key_names[k]);
+        const char *v = eq + 1, *e = v;
+        if (*v == '[') { /* a list: up to its closing bracket */
+            e = strchr(v, ']');
+            DAGGER_CHECK(e, DAGGER_EINVAL, "dagger_scope_from_string: \"%s\": '[' without ']'",
+                         spec);
+            e++;
+        } else {
+            while (*e && *e != ',')
+                e++;
+        }
+        val[k] = v;
+        vlen[k] = (size_t)(e - v);
+        DAGGER_CHECK(*e == '\0' || *e == ',', DAGGER_EINVAL,
+                     "dagger_scope_from_string: \"%s\": unexpected text after '%.*s'", spec,
+                     (int)vlen[k], v);
+        p = *e ? e + 1 : e;
+        DAGGER_CHECK(*e == '\0' || *p, DAGGER_EINVAL,
+                     "dagger_scope_from_string: \"%s\": a trailing comma", spec);
+    }
+    DAGGER_CHECK(!(val[K_WORKER] && val[K_WORKERS]), DAGGER_EINVAL,
+                 "dagger_scope_from_string: \"%s\": keys 'worker' and 'workers' conflict", spec);
+    DAGGER_CHECK(!(val[K_THREAD] && val[K_THREADS]), DAGGER_EINVAL,
+                 "dagger_scope_from_string: \"%s\": keys 'thread' and 'threads' conflict", spec);
+    int rk = val[K_WORKER] ? K_WORKER : K_WORKERS, tk = val[K_THREAD] ? K_THREAD : K_THREADS;
+    dagger_scope_t *r = NULL, *t = NULL;
+    int rc = 0;
+    if (val[K_WORKER] && val[K_THREAD]) { /* the exact processor, formatted as such */
+        int rank, thread;
+        rc = parse_num(val[rk], vlen[rk], spec, &rank);
+        if (!rc)
+            rc = parse_num(val[tk], vlen[tk], spec, &thread);
+        if (rc)
+            return rc;
+        *out = dagger_scope_worker_thread(rank, thread);
+        DAGGER_CHECK(*out, DAGGER_ENOMEM, "dagger_scope_from_string: out of memory");
+        return 0;
+    }
+    if (val[rk])
+        rc = parse_set(val[rk], vlen[rk], rk == K_WORKERS, true, spec, &r);
+    if (!rc && val[tk])
+        rc = parse_set(val[tk], vlen[tk], tk == K_THREADS, false, spec, &t);
+    if (rc) {
+        dagger_scope_release(r);
+        dagger_scope_release(t);
+        return rc;
+    }
+    if (r && t) {
+        *out = dagger_scope_intersect(r, t);
+        dagger_scope_release(r);
+        dagger_scope_release(t);
+        DAGGER_CHECK(*out, DAGGER_ENOMEM, "dagger_scope_from_string: out of memory");
+    } else {
+        *out = r ? r : t;
+    }
+    return 0;
 }

@@ -14,8 +14,9 @@
  * after a publication is ordered by seq_cst fences against the other side's recheck (Dekker).
  * Ending: when the loop ends (max_evals, dagger_finish_stream, an input closed and drained,
  * every consumer gone, a stop of the region, a failure, a cancel) the node closes its edges
- * (region.c) and waits until every node of the region has left its loop; then a failure of
- * the region reaches every task's result.
+ * (region.c) and its task completes at once, whatever the other nodes do: a node that a
+ * failure stopped (or whose inputs it closed) fails with the origin's error, a source that a
+ * teardown stopped is cancelled.
  * Steady state allocates nothing: values of fixed size live in the slots, strings and blobs in
  * a byte area per edge allocated at the first one.
  * SPDX-License-Identifier: MIT
@@ -173,7 +174,9 @@ static int push_all(dagger_tc_t *tc, struct node *n, const dagger_value_t *v)
             return -1;
         gone += rc == 1;
     }
-    return n->nouts && gone == n->nouts ? -1 : 0;
+    /* Every consumer gone: with teardown the region stops anyway; without it the producer
+     * keeps running until its own end or a cancel, as in Dagger.jl. */
+    return n->nouts && gone == n->nouts && n->opts.teardown ? -1 : 0;
 }
 
 static void release_inputs(struct node *n)
@@ -229,10 +232,15 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
     if (rc)
         kind = END_ERROR;
     int64_t evals = 0, max = n->opts.max_evals;
+    /* Ended by a stop of the region, not by its own end. Only a source can be torn down: a
+     * task with inputs ends when they close, which a teardown of its sources causes. */
+    bool stopped = false;
     while (kind == END_OK) {
         int st = atomic_load_explicit(&n->stop, memory_order_acquire);
-        if (st == STOP_HARD || (st == STOP_DRAIN && n->nins == 0))
+        if (st == STOP_HARD || (st == STOP_DRAIN && n->nins == 0)) {
+            stopped = true;
             break;
+        }
         bool end = false;
         for (uint32_t k = 0; k < n->nins && !end; k++) {
             struct edge *e = n->ins[k].e;
@@ -243,6 +251,7 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
                 kind = END_ERROR;
             }
             if (w != WAIT_OK) {
+                stopped = hard_stopped(n) && !atomic_load(&e->closed);
                 end = true;
                 break;
             }
@@ -276,7 +285,11 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
             break;
         }
         release_inputs(n);
-        if (prc == -1 || (max > 0 && evals >= max))
+        if (prc == -1) { /* a stop, or (with teardown) every consumer gone */
+            stopped = true;
+            break;
+        }
+        if (max > 0 && evals >= max)
             break;
         /* A node with neither inputs nor outputs never waits: let the other drivers of its
          * worker run between its runs, or it would starve them (and the region never ends). */
@@ -295,18 +308,20 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
     atomic_store(&n->state, N_ENDED);
     dagger__stream_node_end(n, kind);
 
-    /* Leave together: a failure anywhere in the region reaches every task's fetch. */
-    /* Retried: leaving before the others would break the promise above; only a stack for
-     * the suspension can be missing, and a retry gets one once memory is back. */
-    while (dagger__event_wait(r->ctx, &r->all_ended, 0) < 0)
-        dagger__task_yield();
+    /* Each task completes when its own loop ends, whatever the others do (Dagger.jl: fetch(A)
+     * returns after A's own runs). One that a failure elsewhere stopped, or whose inputs it
+     * closed, fails with the origin's error; one that a teardown stopped is cancelled. */
     struct node *origin = atomic_load(&r->err_origin);
-    if (kind != END_ERROR && origin && origin != n && !dagger_tc_cancelled(tc)) {
+    bool own_end = n->finish || (max > 0 && evals >= max);
+    if (kind != END_ERROR && origin && origin != n && !own_end && !dagger_tc_cancelled(tc)) {
         dagger_task_t *o = origin->task;
         if (dagger_wait(o) != 0) { /* the message below still names the origin */
         }
         rc = dagger_fail(tc, DAGGER_EUPSTREAM, "the streaming region stopped because %s",
                          dagger_task_errmsg(o));
+    } else if (kind == END_OK && stopped && !own_end && n->nins == 0) {
+        rc = dagger_fail(tc, DAGGER_ECANCELED,
+                         "the streaming region was torn down while this task was running");
     } else if (kind == END_OK && n->finish) {
         *out = n->result;
     }

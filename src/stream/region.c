@@ -140,6 +140,11 @@ void dagger__stream_node_end(struct node *n, int kind)
 {
     struct dagger_stream *r = n->r;
     n->end_kind = kind;
+    if (kind == END_ERROR) { /* before the outputs close: a consumer that sees them closed
+                              * completes on its own and must find the failure */
+        struct node *expect = NULL;
+        atomic_compare_exchange_strong(&r->err_origin, &expect, n);
+    }
     for (uint32_t k = 0; k < n->nouts; k++) {
         struct edge *e = n->outs[k];
         atomic_store_explicit(&e->closed, 1, memory_order_seq_cst);
@@ -151,8 +156,6 @@ void dagger__stream_node_end(struct node *n, int kind)
         dagger__stream_fire(r, &e->prod_wait);
     }
     if (kind == END_ERROR) {
-        struct node *expect = NULL;
-        atomic_compare_exchange_strong(&r->err_origin, &expect, n);
         for (uint32_t i = 0; i < r->nnodes; i++)
             if (r->nodes[i] != n)
                 stop_node(r->nodes[i], STOP_HARD);
