@@ -14,6 +14,8 @@
 
 #include "harness.h"
 
+#include "dagger/trace.h"
+
 #include "dagger/chunk.h"
 #include "dagger/file.h"
 
@@ -745,6 +747,38 @@ TEST(out_of_core_reduction_matches_in_memory)
     rm_tree(dir);
 }
 
+/* Spills and reloads are trace events: the trace's counters match the memory counters. */
+TEST(out_of_core_moves_are_traced)
+{
+    const char *dir = mkdir_tmp();
+    setenv("DAGGER_SPILL_DIR", dir, 1);
+    dagger_ctx_t *ctx = open_ctx(1, 2 * MiB);
+    ASSERT_OK(dagger_trace_start(ctx));
+    double got = reduce_tree(ctx, 16, MiB / 2);
+    ASSERT_OK(dagger_trace_stop(ctx));
+    double n = (double)(MiB / 2 / sizeof(double)), want = 0;
+    for (int i = 0; i < 16; i++)
+        want += n * i + n * (n - 1) / 2;
+    ASSERT_NEAR(got, want, 0);
+    dagger_mem_stats_t ms;
+    ASSERT_OK(dagger_mem_stats(ctx, &ms));
+    dagger_trace_stats_t ts;
+    ASSERT_OK(dagger_trace_stats(ctx, &ts));
+    ASSERT_TRUE(ms.spills > 0 && ms.reloads > 0);
+    ASSERT_EQ(ts.spills, ms.spills);
+    ASSERT_EQ(ts.spilled_bytes, ms.spilled);
+    ASSERT_EQ(ts.reloads, ms.reloads);
+    ASSERT_EQ(ts.reloaded_bytes, ms.reloaded);
+    ASSERT_TRUE(ts.moves >= ts.spills + ts.reloads);
+    char sum[4096];
+    ASSERT_TRUE(dagger_trace_summary(ctx, sum, sizeof sum) > 0);
+    ASSERT_STR_HAS(sum, "data moves");
+    ASSERT_STR_HAS(sum, "spills");
+    ASSERT_OK(dagger_ctx_close(ctx));
+    unsetenv("DAGGER_SPILL_DIR");
+    rm_tree(dir);
+}
+
 /* Runs `nblocks` gen tasks of `bytes` each under the limit; t[] gets them. */
 static void gen_all(dagger_ctx_t *ctx, dagger_task_t **t, int nblocks, size_t bytes)
 {
@@ -1150,4 +1184,4 @@ TEST_LIST(raw_round_trip_absolute_and_relative, missing_file_fails_at_the_call,
           out_of_core_corrupted_spill_fails_with_eio,
           out_of_core_task_larger_than_the_limit_fails_with_enomem, mem_limit_from_the_environment,
           spilled_file_chunk_reloads_from_its_file, out_of_core_tiled_cholesky_matches_in_memory,
-          out_of_core_two_threads_and_zstd, save_a_spilled_chunk)
+          out_of_core_two_threads_and_zstd, save_a_spilled_chunk, out_of_core_moves_are_traced)

@@ -49,6 +49,12 @@ typedef struct dagger_trace_stats {
     int64_t busy_ns;          /* sum of all span lengths */
     int64_t critical_path_ns; /* longest dependency chain, weighted by run time */
     int threads;              /* worker tracks (not counting the external one) */
+    uint64_t moves;           /* chunk copies between memory spaces (staging, spill, reload) */
+    uint64_t moved_bytes;
+    uint64_t spills; /* host -> disk copies (out-of-core) */
+    uint64_t spilled_bytes;
+    uint64_t reloads; /* disk -> host copies (a spilled chunk or a file loaded) */
+    uint64_t reloaded_bytes;
 } dagger_trace_stats_t;
 
 /** Fill `o` with the defaults. Thread safety: any thread. */

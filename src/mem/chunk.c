@@ -20,6 +20,7 @@
 #include "common/alloc.h"
 #include "common/common.h"
 #include "mem/mem.h"
+#include "trace/trace.h"
 #include "mem/mem_int.h"
 #include "value/value.h"
 
@@ -437,6 +438,7 @@ static int stage_locked(dagger_chunk_t *c, const dagger_space_t *to, void **ptr)
     int rc = cp->copy(to, dst->ptr, &src->space, src->ptr, c->size);
     if (rc)
         return rc;
+    DAGGER__TRACE(dagger__trace_move(c->id, src->space.kind, to->kind, c->size, -1));
     atomic_store_explicit(&dst->version, v, memory_order_release);
     *ptr = dst->ptr;
     return 0;
@@ -708,8 +710,10 @@ int dagger__mem_evict(dagger_chunk_t *c)
         }
         if (!rc && d) {
             rc = ops->copy(&d->space, d->ptr, &h->space, h->ptr, c->size);
-            if (!rc)
+            if (!rc) {
                 atomic_store_explicit(&d->version, v, memory_order_release);
+                DAGGER__TRACE(dagger__trace_move(c->id, h->space.kind, d->space.kind, c->size, -1));
+            }
         }
     }
     if (!rc) {

@@ -444,6 +444,10 @@ void dagger__trace_steal(int thief, int victim, uint64_t id)
 {
     emit(DTR_STEAL, thief, id, 0, victim);
 }
+void dagger__trace_move(uint64_t chunk, int from, int to, uint64_t bytes, int thread)
+{
+    emit(DTR_MOVE, thread, chunk, bytes, (from & 0xff) | (to & 0xff) << 8);
+}
 void dagger__trace_park(int thread) { emit(DTR_PARK, thread, 0, 0, 0); }
 void dagger__trace_wake(int thread) { emit(DTR_WAKE, thread, 0, 0, 0); }
 void dagger__trace_error(uint64_t id, const char *msg)

@@ -290,6 +290,11 @@ int dagger__trace_export_html(const struct dtr_model *m, FILE *f)
     snprintf(b, sizeof b, "%llu / %llu", (unsigned long long)st->steals,
              (unsigned long long)st->parks);
     card(f, "steals / parks", b, "");
+    if (st->moves) {
+        snprintf(b, sizeof b, "%llu / %llu", (unsigned long long)st->spills,
+                 (unsigned long long)st->reloads);
+        card(f, "spills / reloads", b, "");
+    }
     snprintf(b, sizeof b, "%llu", (unsigned long long)st->dropped);
     card(f, "dropped events", b, st->dropped ? "warn" : "");
     fputs("</div>\n", f);

@@ -117,6 +117,20 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
         fprintf(f, ",\"args\":{\"task\":%llu,\"victim\":%d}}", (unsigned long long)e->id, e->aux);
     }
 
+    static const char *const space[] = {"host", "device", "disk"};
+    for (size_t i = 0; i < m->nmoves; i++) {
+        const struct dtr_ev *e = m->moves[i];
+        int from = e->aux & 0xff, to = (e->aux >> 8) & 0xff;
+        fprintf(f,
+                ",\n{\"name\":\"move\",\"cat\":\"data\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1,"
+                "\"tid\":%d",
+                tid_of(e->thread));
+        put_ts(f, "ts", e->ts - m->snap->t0);
+        fprintf(f, ",\"args\":{\"chunk\":%llu,\"bytes\":%llu,\"from\":\"%s\",\"to\":\"%s\"}}",
+                (unsigned long long)e->id, (unsigned long long)e->arg,
+                from < 3 ? space[from] : "other", to < 3 ? space[to] : "other");
+    }
+
     for (size_t i = 0; i < m->snap->nev; i++) {
         const struct dtr_ev *e = &m->snap->ev[i];
         if (e->kind != DTR_BLOCK)

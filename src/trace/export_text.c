@@ -46,6 +46,13 @@ int dagger__trace_export_text(const struct dtr_model *m, FILE *f)
             (unsigned long long)st->steals, (unsigned long long)st->parks,
             (unsigned long long)st->blocks, (unsigned long long)st->events,
             (unsigned long long)st->dropped);
+    if (st->moves)
+        fprintf(f,
+                "  data moves %llu (%llu bytes): spills %llu (%llu bytes), reloads %llu (%llu "
+                "bytes)\n",
+                (unsigned long long)st->moves, (unsigned long long)st->moved_bytes,
+                (unsigned long long)st->spills, (unsigned long long)st->spilled_bytes,
+                (unsigned long long)st->reloads, (unsigned long long)st->reloaded_bytes);
     if (st->dropped)
         fprintf(f, "  warning: %llu events were dropped (raise DAGGER_TRACE_LIMIT)\n",
                 (unsigned long long)st->dropped);

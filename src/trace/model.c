@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dagger/chunk.h"
 #include "trace/trace_int.h"
 
 struct idmap {
@@ -184,7 +185,7 @@ int dagger__trace_model_build(struct dtr_model *m, const struct dtr_snap *s)
     memset(m, 0, sizeof *m);
     m->snap = s;
     struct builder b = {.m = m};
-    size_t run_cap = 0, edge_cap = 0, park_cap = 0, steal_cap = 0;
+    size_t run_cap = 0, edge_cap = 0, park_cap = 0, steal_cap = 0, move_cap = 0;
     int maxthr = s->nthreads - 1;
     int64_t *park_open = NULL; /* per thread + 1 (external): start of an open park or -1 */
     size_t npark_open = 0;
@@ -272,6 +273,21 @@ int dagger__trace_model_build(struct dtr_model *m, const struct dtr_snap *s)
         case DTR_STEAL:
             PUSH(m->steals, m->nsteals, steal_cap, e);
             break;
+        case DTR_MOVE: {
+            PUSH(m->moves, m->nmoves, move_cap, e);
+            int from = e->aux & 0xff, to = (e->aux >> 8) & 0xff;
+            dagger_trace_stats_t *st = &m->stats;
+            st->moves++;
+            st->moved_bytes = sat_add(st->moved_bytes, e->arg);
+            if (from == DAGGER_SPACE_HOST && to == DAGGER_SPACE_DISK) {
+                st->spills++;
+                st->spilled_bytes = sat_add(st->spilled_bytes, e->arg);
+            } else if (from == DAGGER_SPACE_DISK && to == DAGGER_SPACE_HOST) {
+                st->reloads++;
+                st->reloaded_bytes = sat_add(st->reloaded_bytes, e->arg);
+            }
+            break;
+        }
         case DTR_PARK:
         case DTR_WAKE: {
             size_t k = (size_t)(e->thread + 1);
@@ -424,6 +440,7 @@ void dagger__trace_model_free(struct dtr_model *m)
     free(m->edges);
     free(m->parks);
     free(m->steals);
+    free(m->moves);
     free(m->fns);
     memset(m, 0, sizeof *m);
 }

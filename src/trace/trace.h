@@ -50,6 +50,9 @@ void dagger__trace_finish(uint64_t id, int thread, int rc);
 void dagger__trace_block(uint64_t id, int thread, uint64_t on);
 void dagger__trace_resume(uint64_t id, int thread);
 void dagger__trace_steal(int thief, int victim, uint64_t id);
+/* Chunk `chunk` (`bytes`) was copied from a space of kind `from` to one of kind `to`
+ * (dagger_space_kind_t: staging, a spill to disk, a reload, a device copy). */
+void dagger__trace_move(uint64_t chunk, int from, int to, uint64_t bytes, int thread);
 void dagger__trace_park(int thread);
 void dagger__trace_wake(int thread);
 /* The error message of a task that finished with rc != 0 (copied; shown in the HTML report

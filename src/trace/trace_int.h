@@ -32,6 +32,7 @@ enum dtr_kind {
     DTR_STEAL,     /* id, thread = thief, aux = victim */
     DTR_PARK,      /* thread */
     DTR_WAKE,      /* thread */
+    DTR_MOVE,      /* id = chunk, arg = bytes, aux = from space kind | to space kind << 8 */
     DTR_KIND_END_
 };
 
@@ -137,6 +138,8 @@ struct dtr_model {
     size_t nparks;
     struct dtr_ev **steals; /* borrowed from the snapshot */
     size_t nsteals;
+    struct dtr_ev **moves; /* borrowed from the snapshot */
+    size_t nmoves;
     struct dtr_fn *fns; /* sorted by total time, descending */
     size_t nfns;
     int nthreads;     /* worker tracks 0..nthreads-1 */
