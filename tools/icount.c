@@ -1,13 +1,14 @@
 /* tools/icount.c - a fixed workload for counting instructions per task under callgrind.
  *
  * Timings on a shared or virtual machine are noisy; instruction counts are not. Usage:
- * tools/icount.sh <libdagger.a> [<other libdagger.a>] runs `empty` (1e5 tasks in a sync
- * group), `chain` (5e4 dependent tasks) and `fib` (fib(18) with a fetch in every task) on one
- * thread and prints instructions per task.
+ * `icount empty N` (N empty tasks in a sync group), `icount chain N` (N dependent tasks),
+ * `icount fib N` (fib(N) with a fetch in every task), on one thread. tools/icount.sh runs two
+ * sizes of each and prints the difference per task, so start-up and close cancel out.
  * SPDX-License-Identifier: MIT
  */
 #include "dagger.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 static int empty(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out) { return 0; }
 static int fib(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
@@ -36,17 +37,18 @@ static int inc(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     const char *what = dagger_arg_str(a, 0);
+    int64_t n = dagger_arg_i64(a, 1);
     dagger_ctx_t *ctx = dagger_tc_ctx(tc);
     if (!strcmp(what, "empty")) {
         if (dagger_sync_begin(ctx))
             return 1;
-        for (int i = 0; i < 100000; i++)
+        for (int64_t i = 0; i < n; i++)
             dagger_task_release(dagger_spawn(ctx, empty));
         return dagger_sync_end(ctx);
     }
     if (!strcmp(what, "chain")) {
         dagger_task_t *p = dagger_spawn(ctx, inc);
-        for (int i = 0; i < 50000; i++) {
+        for (int64_t i = 1; i < n; i++) {
             dagger_task_t *n = dagger_spawn(ctx, inc, p);
             dagger_task_release(p);
             p = n;
@@ -66,8 +68,9 @@ int main(int argc, char **argv)
     dagger_ctx_t *ctx;
     if (dagger_ctx_open(&ctx, &o))
         return 1;
-    const char *w = argv[1];
-    dagger_task_t *t = strcmp(w, "fib") ? dagger_spawn(ctx, root, w) : dagger_spawn(ctx, fib, 18);
+    const char *w = argc > 1 ? argv[1] : "empty";
+    int64_t n = argc > 2 ? atoll(argv[2]) : 100000;
+    dagger_task_t *t = strcmp(w, "fib") ? dagger_spawn(ctx, root, w, n) : dagger_spawn(ctx, fib, n);
     int rc = dagger_fetch(t, NULL);
     dagger_task_release(t);
     return rc | dagger_ctx_close(ctx);

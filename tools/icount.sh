@@ -1,6 +1,8 @@
 #!/bin/sh
 # tools/icount.sh - instructions per task (callgrind) of one or two builds of libdagger.a.
 # Usage: sh tools/icount.sh build-bench/src/libdagger.a [other/libdagger.a]
+# ICOUNT_LIBS: what the static library needs besides libc (default: the optional packages of a
+# full build: hwloc, zstd, libsodium, libmosquitto, cnats).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 command -v valgrind >/dev/null || { echo "icount: valgrind is not installed" >&2; exit 77; }
@@ -9,12 +11,21 @@ trap 'rm -rf "$tmp"' EXIT INT TERM
 k=0
 for lib in "$@"; do
     k=$((k + 1))
-    cc -O2 -I"$here/../include" "$here/icount.c" "$lib" -lpthread -lm -ldl -o "$tmp/drv$k"
-    for w in empty:100000 chain:50001 fib:8361; do
+    # shellcheck disable=SC2086
+    cc -O2 -I"$here/../include" "$here/icount.c" "$lib" \
+        ${ICOUNT_LIBS:--lhwloc -lzstd -lsodium -lmosquitto -lnats} -lpthread -lm -ldl -o "$tmp/drv$k"
+    # name:small:large:tasks between them (fib(n) runs 2 fib(n+1) - 1 tasks)
+    for w in empty:50000:100000:50000 chain:25000:50000:25000 fib:17:18:3194; do
         name=${w%%:*}
-        n=${w#*:}
-        ir=$(valgrind --tool=callgrind --callgrind-out-file=/dev/null "$tmp/drv$k" "$name" 2>&1 |
-            sed -n 's/.*Collected : \([0-9]*\).*/\1/p')
-        echo "$lib $name $(awk -v a="$ir" -v b="$n" 'BEGIN { printf "%.0f", a / b }') instructions/task"
+        rest=${w#*:}
+        a=${rest%%:*}
+        rest=${rest#*:}
+        b=${rest%%:*}
+        n=${rest#*:}
+        ir() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$tmp/drv$k" "$name" "$1" 2>&1 |
+            sed -n 's/.*Collected : \([0-9]*\).*/\1/p'; }
+        ia=$(ir "$a")
+        ib=$(ir "$b")
+        echo "$lib $name $(awk -v a="$ia" -v b="$ib" -v n="$n" 'BEGIN { printf "%.0f", (b - a) / n }') instructions/task"
     done
 done
