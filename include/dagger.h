@@ -250,6 +250,10 @@ typedef struct dagger_task_opts {
     size_t nsyncdeps;
     double expected_time; /* seconds, a placement hint; 0 = unknown */
     unsigned flags;       /* DAGGER_TASK_* */
+    /* Implementations per processor kind (dagger/gpu.h): the array must stay alive until the
+     * task completes (static storage); `fn` stays the CPU body. NULL = CPU only. */
+    const struct dagger_impl *impls;
+    size_t nimpls;
 } dagger_task_opts_t;
 
 /** Task option flags (dagger_task_opts_t.flags). */

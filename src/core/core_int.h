@@ -128,6 +128,9 @@ struct dagger_task {
     void *launch_ud;
     dagger__cancel_hook_fn cancel_fn;
     void *cancel_ud;
+    const struct dagger_impl *impls; /* dagger_task_opts_t.impls (caller storage) */
+    uint32_t nimpls;
+    void *exec_ud; /* an executor's record, when placement replaced the body */
     dagger_value_t result;
     dagger_value_t inline_args[INLINE_ARGS];
     struct dep inline_deps[INLINE_DEPS];

@@ -142,7 +142,8 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
                    ? dagger__set_errmsg(rc, "dagger_ctx_open: out of memory")
                    : rc;
     }
-    ctx->exec[DAGGER_PROC_CPU] = (dagger__executor){"cpu", dagger__sched_cpu_submit, ctx->pool};
+    ctx->exec[DAGGER_PROC_CPU] = (dagger__executor){"cpu", dagger__sched_cpu_submit, ctx->pool, NULL};
+    dagger__sched_exec_open(ctx->exec); /* the executors of backends built in (devices) */
     dagger__trace_ctx_open(ctx, o.num_threads);
     *out = ctx;
     return 0;
@@ -183,6 +184,7 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
                                   "them, or close with DAGGER_CLOSE_FORCE",
                                   (long long)live, live == 1 ? " is" : "s are");
     }
+    dagger__sched_exec_close(ctx->exec);
     dagger__pool_close(ctx->pool);
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */
     free(ctx->credit);

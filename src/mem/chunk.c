@@ -395,12 +395,63 @@ static int stage_locked(dagger_chunk_t *c, const dagger_space_t *to, void **ptr)
         atomic_store_explicit(&dst->version, 0, memory_order_relaxed);
         atomic_store_explicit(&c->ncopies, n + 1, memory_order_release);
     }
-    int rc = ops->copy(to, dst->ptr, &src->space, src->ptr, c->size);
+    /* The device side's table copies both ways with the host. */
+    const struct dagger__space_ops *cops = ops;
+    if (to->kind == DAGGER_SPACE_HOST && src->space.kind != DAGGER_SPACE_HOST)
+        cops = dagger__mem_space_ops(src->space.kind);
+    DAGGER_CHECK(cops, DAGGER_ENOSYS, "cannot stage chunk %llu from a space of kind %s",
+                 (unsigned long long)c->id, space_kind_name(src->space.kind));
+    int rc = cops->copy(to, dst->ptr, &src->space, src->ptr, c->size);
     if (rc)
         return rc;
     atomic_store_explicit(&dst->version, v, memory_order_release);
     *ptr = dst->ptr;
     return 0;
+}
+
+bool dagger__mem_valid_in(const dagger_chunk_t *c, const dagger_space_t *space)
+{
+    uint64_t v = atomic_load_explicit(&c->version, memory_order_acquire);
+    int n = atomic_load_explicit(&c->ncopies, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (dagger__mem_space_equal(&c->copies[i].space, space))
+            return atomic_load_explicit(&c->copies[i].version, memory_order_acquire) == v;
+    return false;
+}
+
+int dagger__mem_evict(dagger_chunk_t *c, const dagger_space_t *space)
+{
+    if (pthread_mutex_trylock(&c->lock) != 0)
+        return DAGGER_EBUSY;
+    uint64_t v = atomic_load_explicit(&c->version, memory_order_relaxed);
+    int n = atomic_load_explicit(&c->ncopies, memory_order_relaxed);
+    int rc = 0;
+    for (int i = 1; i < n; i++) {
+        struct copy *k = &c->copies[i];
+        if (!dagger__mem_space_equal(&k->space, space))
+            continue;
+        bool only = atomic_load_explicit(&k->version, memory_order_relaxed) == v &&
+                    atomic_load_explicit(&c->copies[0].version, memory_order_relaxed) != v;
+        if (only) { /* dirty: write it back to the home first */
+            bool elsewhere = false;
+            for (int j = 1; j < n; j++)
+                elsewhere |= j != i && atomic_load_explicit(&c->copies[j].version,
+                                                            memory_order_relaxed) == v;
+            if (!elsewhere) {
+                const struct dagger__space_ops *ops = dagger__mem_space_ops(space->kind);
+                rc = ops->copy(&c->home, c->copies[0].ptr, space, k->ptr, c->size);
+                if (rc == 0) {
+                    atomic_store_explicit(&c->copies[0].version, v, memory_order_release);
+                    rc = 1;
+                }
+            }
+        }
+        if (rc >= 0)
+            atomic_store_explicit(&k->version, 0, memory_order_release);
+        break;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
 }
 
 int dagger__mem_stage(dagger_chunk_t *c, const dagger_space_t *to, void **ptr)

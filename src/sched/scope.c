@@ -21,10 +21,11 @@ struct dagger_scope {
     enum kind kind;
     int rank, thread;
     int pkind; /* S_PROC: the dagger_proc_kind_t */
+    int gkind; /* S_PROC of devices: the backend kind (DAGGER_GPU_*) */
     dagger_scope_t *l, *r;
 };
 
-static dagger_scope_t any_scope = {0, S_ANY, 0, 0, 0, NULL, NULL};
+static dagger_scope_t any_scope = {0, S_ANY, 0, 0, 0, 0, NULL, NULL};
 
 static dagger_scope_t *make(enum kind k, int rank, int thread, const dagger_scope_t *l,
                             const dagger_scope_t *r)
@@ -37,6 +38,7 @@ static dagger_scope_t *make(enum kind k, int rank, int thread, const dagger_scop
     s->rank = rank;
     s->thread = thread;
     s->pkind = 0;
+    s->gkind = 0;
     s->l = l ? dagger_scope_retain((dagger_scope_t *)l) : NULL;
     s->r = r ? dagger_scope_retain((dagger_scope_t *)r) : NULL;
     return s;
@@ -62,6 +64,16 @@ dagger_scope_t *dagger_scope_processor(const dagger_proc_t *p)
     dagger_scope_t *s = make(S_PROC, p->rank, p->index, NULL, NULL);
     if (s)
         s->pkind = p->kind;
+    return s;
+}
+
+dagger_scope_t *dagger_scope_gpu(int kind, int index)
+{
+    dagger_scope_t *s = make(S_PROC, 0, index < 0 ? -1 : index, NULL, NULL);
+    if (s) {
+        s->pkind = DAGGER_PROC_DEVICE;
+        s->gkind = kind;
+    }
     return s;
 }
 
@@ -113,6 +125,12 @@ int dagger_scope_format(const dagger_scope_t *s, char *buf, size_t cap)
     case S_WORKER_THREAD:
         return snprintf(buf, cap, "worker(%d).thread(%d)", s->rank, s->thread);
     case S_PROC: {
+        if (s->pkind == DAGGER_PROC_DEVICE && (s->gkind || s->thread < 0)) {
+            const char *kn = dagger_gpu_kind_name(s->gkind);
+            if (s->thread < 0)
+                return snprintf(buf, cap, "gpu(%s, all)", kn);
+            return snprintf(buf, cap, "gpu(%s, %d)", kn, s->thread);
+        }
         dagger_proc_t p = {s->rank, (int16_t)s->pkind, (int16_t)s->thread};
         return dagger_proc_format(&p, buf, cap);
     }
@@ -170,13 +188,20 @@ static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger
             out->bits[s->thread >> 6] |= 1ull << (s->thread & 63);
         }
         break;
-    case S_PROC:
-        if (!bad[0] && s->pkind == DAGGER_PROC_AUX)
-            snprintf(bad, cap, "aux threads are chosen by occupancy (< 1), not by scope");
-        else if (!bad[0])
-            snprintf(bad, cap, "device %d does not exist: this build has no device backend",
-                     s->thread);
+    case S_PROC: {
+        const struct dagger__sched_devices *d = dagger__sched_devices_get();
+        char why[160] = "";
+        if (s->pkind == DAGGER_PROC_AUX)
+            snprintf(why, sizeof why, "aux threads are chosen by occupancy (< 1), not by scope");
+        else if (!d)
+            snprintf(why, sizeof why, "no device of kind %s was found: this build has no device "
+                     "backend", dagger_gpu_kind_name(s->gkind));
+        else
+            d->match(s->gkind, s->thread, &out->dev, why, sizeof why);
+        if (!bad[0] && why[0])
+            snprintf(bad, cap, "%s", why);
         break;
+    }
     case S_UNION:
     case S_INTERSECT: {
         dagger__procset r;
@@ -184,6 +209,7 @@ static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger
         resolve(s->r, rank, nranks, n, &r, bad, cap);
         for (size_t i = 0; i < sizeof out->bits / sizeof out->bits[0]; i++)
             out->bits[i] = s->kind == S_UNION ? out->bits[i] | r.bits[i] : out->bits[i] & r.bits[i];
+        out->dev = s->kind == S_UNION ? out->dev | r.dev : out->dev & r.dev;
         break;
     }
     }
@@ -199,6 +225,7 @@ int dagger__scope_resolve(const dagger_scope_t *s, int rank, int nranks, int nth
     int count = 0;
     for (size_t i = 0; i < sizeof out->bits / sizeof out->bits[0]; i++)
         count += __builtin_popcountll(out->bits[i]);
+    count += __builtin_popcountll(out->dev);
     if (count == 0 && why && cap) {
         char form[256];
         dagger_scope_format(s, form, sizeof form);

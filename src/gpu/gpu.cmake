@@ -1,0 +1,11 @@
+# src/gpu/gpu.cmake - the device backends found by cmake/DaggerGpu.cmake join libdagger.
+if(DAGGER_HAVE_OPENCL)
+  target_sources(dagger PRIVATE ${CMAKE_CURRENT_LIST_DIR}/opencl/opencl.c)
+  target_compile_definitions(dagger PRIVATE DAGGER_HAVE_OPENCL=1 CL_TARGET_OPENCL_VERSION=120)
+  target_link_libraries(dagger PUBLIC OpenCL::OpenCL)
+endif()
+if(DAGGER_HAVE_CUDA)
+  target_sources(dagger PRIVATE ${CMAKE_CURRENT_LIST_DIR}/cuda/cuda.c)
+  target_compile_definitions(dagger PRIVATE DAGGER_HAVE_CUDA=1)
+  target_link_libraries(dagger PUBLIC CUDA::cudart)
+endif()
