@@ -250,9 +250,9 @@ TEST(staging_copies_by_version)
     dagger__mem_written(c, &other);
     home = dagger_chunk_data(c);
     ASSERT_EQ(home[10], 3);
-    dagger_space_t dev = {0, DAGGER_SPACE_DEVICE, 0};
-    ASSERT_ERR(dagger__mem_stage(c, &dev, &p), DAGGER_ENOSYS);
-    ASSERT_STR_HAS(dagger_last_errmsg(), "to device(0) of rank 0: no device backend is built");
+    dagger_space_t dev = {0, DAGGER_SPACE_DEVICE, 60}; /* no such device, with or without GPUs */
+    ASSERT_TRUE(dagger__mem_stage(c, &dev, &p) != 0);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "device(60) of rank 0");
     dagger_chunk_release(c);
     ASSERT_OK(dagger_ctx_close(ctx));
 }

@@ -223,7 +223,11 @@ static int device_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *
         }
     }
     dagger_value_t res = dagger_nil();
+    if (d->ops->serialize)
+        d->ops->serialize(d->h, 1);
     int rc = r->fn(tc, a, &res);
+    if (d->ops->serialize)
+        d->ops->serialize(d->h, 0);
     if (rc || dagger__task_failed(r->task)) {
         drain_stream(d, r->stream);
         *out = res;
@@ -385,8 +389,8 @@ static int match(int gkind, int index, uint64_t *bits, char *bad, size_t cap)
     if (!found && k == 0)
         snprintf(bad, cap, "no device of kind %s was found", dagger_gpu_kind_name(gkind));
     else if (!found)
-        snprintf(bad, cap, "%s device %d does not exist: %d found", dagger_gpu_kind_name(gkind),
-                 index, k);
+        snprintf(bad, cap, "device %d does not exist: %d device%s of kind %s found", index, k,
+                 k == 1 ? "" : "s", dagger_gpu_kind_name(gkind));
     return found;
 }
 

@@ -62,6 +62,9 @@ struct dagger__device_ops {
     void *(*stream_native)(void *s);
     /* Optional: make `dev` current on the calling thread before a device body runs. */
     int (*activate)(void *dev);
+    /* Optional: hold (on = 1) and release (on = 0) the backend's submission lock around a
+     * device body, for runtimes that cannot take submissions from several threads at once. */
+    void (*serialize)(void *dev, int on);
 };
 
 /* Backends compiled in (NULL when not built). */

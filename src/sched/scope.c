@@ -193,9 +193,13 @@ static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger
         char why[160] = "";
         if (s->pkind == DAGGER_PROC_AUX)
             snprintf(why, sizeof why, "aux threads are chosen by occupancy (< 1), not by scope");
+        else if (!d && s->thread >= 0)
+            snprintf(why, sizeof why, "device %d does not exist: this build has no device backend",
+                     s->thread);
         else if (!d)
-            snprintf(why, sizeof why, "no device of kind %s was found: this build has no device "
-                     "backend", dagger_gpu_kind_name(s->gkind));
+            snprintf(why, sizeof why,
+                     "no device of kind %s was found: this build has no device backend",
+                     dagger_gpu_kind_name(s->gkind));
         else
             d->match(s->gkind, s->thread, &out->dev, why, sizeof why);
         if (!bad[0] && why[0])

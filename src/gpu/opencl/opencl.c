@@ -78,12 +78,48 @@ static int cl_fail(const char *what, cl_int st)
     return dagger__set_errmsg(code, "OpenCL %s: %s (%d)", what, cl_name(st), (int)st);
 }
 
+/* Every submission to the runtime is serialised, and device bodies run under the same lock
+ * (dagger__device_ops.serialize): pocl's basic devices run commands inside the submitting
+ * thread and deadlock when two threads submit to queues of one context at once. Blocking
+ * waits are made without the lock. */
+static pthread_mutex_t cl_lock;
+static pthread_once_t cl_lock_once = PTHREAD_ONCE_INIT;
+
+static void cl_lock_init(void)
+{
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&cl_lock, &a);
+    pthread_mutexattr_destroy(&a);
+}
+
+static void lock(void)
+{
+    pthread_once(&cl_lock_once, cl_lock_init);
+    pthread_mutex_lock(&cl_lock);
+}
+
+static void unlock(void) { pthread_mutex_unlock(&cl_lock); }
+
+static void o_serialize(void *dev, int on)
+{
+    if (on)
+        lock();
+    else
+        unlock();
+}
+
 #define CL_TRY(what, call)                                                                         \
     do {                                                                                           \
+        lock();                                                                                    \
         cl_int st_ = (call);                                                                       \
+        unlock();                                                                                  \
         if (st_ != CL_SUCCESS)                                                                     \
             return cl_fail(what, st_);                                                             \
     } while (0)
+
+static void release_finished(void);
 
 static int o_probe(char *why, size_t cap)
 {
@@ -136,6 +172,7 @@ static int o_open(int index, void **dev, char *name, size_t namecap, size_t *tot
 static void o_close(void *dev)
 {
     struct cldev *d = dev;
+    release_finished();
     if (d->ctx)
         clReleaseContext(d->ctx);
     d->ctx = NULL;
@@ -156,7 +193,9 @@ static int o_alloc(void *dev, size_t n, dagger_dptr_t *out)
 {
     struct cldev *d = dev;
     cl_int st;
+    lock();
     cl_mem m = clCreateBuffer(d->ctx, CL_MEM_READ_WRITE, n, NULL, &st);
+    unlock();
     if (st != CL_SUCCESS)
         return cl_fail("clCreateBuffer", st);
     out->handle = (uintptr_t)m;
@@ -164,7 +203,12 @@ static int o_alloc(void *dev, size_t n, dagger_dptr_t *out)
     return 0;
 }
 
-static void o_free(void *dev, dagger_dptr_t p) { clReleaseMemObject((cl_mem)p.handle); }
+static void o_free(void *dev, dagger_dptr_t p)
+{
+    lock();
+    clReleaseMemObject((cl_mem)p.handle);
+    unlock();
+}
 
 static void *o_host_alloc(void *dev, size_t n) { return dagger__malloc(n ? n : 1); }
 static void o_host_free(void *dev, void *p, size_t n) { dagger__free(p); }
@@ -173,7 +217,9 @@ static int o_stream_create(void *dev, void **out)
 {
     struct cldev *d = dev;
     cl_int st;
+    lock();
     cl_command_queue q = clCreateCommandQueue(d->ctx, d->id, 0, &st);
+    unlock();
     if (st != CL_SUCCESS)
         return cl_fail("clCreateCommandQueue", st);
     *out = q;
@@ -183,7 +229,9 @@ static int o_stream_create(void *dev, void **out)
 static void o_stream_destroy(void *dev, void *s)
 {
     clFinish(s);
+    lock();
     clReleaseCommandQueue(s);
+    unlock();
 }
 
 static int o_copy_h2d(void *dev, void *s, dagger_dptr_t dst, const void *src, size_t n)
@@ -251,7 +299,9 @@ static int o_event_record(void *dev, void *s, void **out)
 {
     cl_event ev;
     CL_TRY("clEnqueueMarkerWithWaitList", clEnqueueMarkerWithWaitList(s, 0, NULL, &ev));
+    lock();
     clFlush(s);
+    unlock();
     *out = ev;
     return 0;
 }
@@ -284,38 +334,71 @@ static int o_event_sync(void *ev)
     return st == CL_SUCCESS ? 0 : cl_fail("event", st);
 }
 
-static void o_event_destroy(void *ev) { clReleaseEvent(ev); }
+static void o_event_destroy(void *ev)
+{
+    lock();
+    clReleaseEvent(ev);
+    unlock();
+}
 
 struct note {
     dagger__device_cb cb;
     void *ud;
+    cl_event ev;
+    struct note *_Atomic next; /* the list of finished notes, whose events are released later */
 };
+
+/* Finished notes: the callback must not call OpenCL, so their marker events are released by
+ * the next notify (or at close). pocl's basic device misbehaves when a marker with a pending
+ * callback is released early. */
+static struct note *_Atomic finished;
+
+static void release_finished(void)
+{
+    struct note *n = atomic_exchange_explicit(&finished, NULL, memory_order_acquire);
+    while (n) {
+        struct note *next = atomic_load_explicit(&n->next, memory_order_relaxed);
+        o_event_destroy(n->ev);
+        dagger__free(n);
+        n = next;
+    }
+}
 
 static void CL_CALLBACK on_complete(cl_event ev, cl_int status, void *ud)
 {
-    struct note n = *(struct note *)ud;
-    dagger__free(ud);
-    n.cb(n.ud, status < 0 ? status : 0);
+    struct note *n = ud;
+    dagger__device_cb cb = n->cb;
+    void *cud = n->ud;
+    struct note *h = atomic_load_explicit(&finished, memory_order_relaxed);
+    do
+        atomic_store_explicit(&n->next, h, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&finished, &h, n, memory_order_release,
+                                                  memory_order_relaxed));
+    cb(cud, status < 0 ? status : 0);
 }
 
 static int o_notify(void *dev, void *s, dagger__device_cb cb, void *ud)
 {
+    release_finished();
     struct note *n = dagger__malloc(sizeof *n);
     DAGGER_CHECK(n, DAGGER_ENOMEM, "OpenCL: out of memory for a completion note");
     n->cb = cb;
     n->ud = ud;
-    cl_event ev;
-    cl_int st = clEnqueueMarkerWithWaitList(s, 0, NULL, &ev);
+    lock();
+    cl_int st = clEnqueueMarkerWithWaitList(s, 0, NULL, &n->ev);
     if (st != CL_SUCCESS) {
+        unlock();
         dagger__free(n);
         return cl_fail("clEnqueueMarkerWithWaitList", st);
     }
-    clFlush(s);
     /* Once the callback is set, the task may complete and its context close at any moment:
-     * nothing here touches the queue afterwards. */
-    st = clSetEventCallback(ev, CL_COMPLETE, on_complete, n);
-    clReleaseEvent(ev);
+     * nothing here touches the queue or the note afterwards. */
+    st = clSetEventCallback(n->ev, CL_COMPLETE, on_complete, n);
+    if (st == CL_SUCCESS)
+        clFlush(s); /* the queue lives until every context closed, after this task */
+    unlock();
     if (st != CL_SUCCESS) {
+        o_event_destroy(n->ev);
         dagger__free(n);
         return cl_fail("clSetEventCallback", st);
     }
@@ -351,6 +434,7 @@ const struct dagger__device_ops dagger__opencl_ops = {
     .notify = o_notify,
     .errname = o_errname,
     .stream_native = o_stream_native,
+    .serialize = NULL,
 };
 
 /* ---------------------------------------------------------------- the public interop calls */
