@@ -16,7 +16,10 @@ if(NOT DAGGER_WITH_OPENCL STREQUAL "OFF")
 endif()
 
 set(DAGGER_HAVE_CUDA OFF)
-if(NOT DAGGER_WITH_CUDA STREQUAL "OFF")
+if(DAGGER_SANITIZE AND DAGGER_WITH_CUDA STREQUAL "AUTO")
+  # nvcc takes no -fsanitize, and the runtime is not instrumented: plain builds compile CUDA.
+  message(STATUS "dagger devices: CUDA left out of the sanitizer build")
+elseif(NOT DAGGER_WITH_CUDA STREQUAL "OFF")
   if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
     set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
   endif()

@@ -21,8 +21,8 @@ static int empty_cl(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
         clSetKernelArg(k, 0, sizeof arg, &arg);
     }
     size_t one = 1;
-    cl_int st = clEnqueueNDRangeKernel(dagger_tc_cl_queue(tc), k, 1, NULL, &one, NULL, 0, NULL,
-                                       NULL);
+    cl_int st =
+        clEnqueueNDRangeKernel(dagger_tc_cl_queue(tc), k, 1, NULL, &one, NULL, 0, NULL, NULL);
     return st == CL_SUCCESS ? 0 : dagger_fail(tc, DAGGER_ETASK, "enqueue: %d", st);
 }
 

@@ -32,8 +32,8 @@ static inline long gpu_env(const char *name, long dflt)
 #define GPU_BYTES ((size_t)gpu_env("GPU_BYTES", 64l << 20))
 #define GPU_REPS gpu_env("GPU_REPS", 5)
 
-static inline void gpu_result(const char *bench, const char *impl, const char *param,
-                              double figure, const char *unit)
+static inline void gpu_result(const char *bench, const char *impl, const char *param, double figure,
+                              const char *unit)
 {
     printf("RESULT|%s|%s|%s|%.3f|%s\n", bench, impl, param, figure, unit);
     fflush(stdout);

@@ -142,7 +142,8 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
                    ? dagger__set_errmsg(rc, "dagger_ctx_open: out of memory")
                    : rc;
     }
-    ctx->exec[DAGGER_PROC_CPU] = (dagger__executor){"cpu", dagger__sched_cpu_submit, ctx->pool, NULL};
+    ctx->exec[DAGGER_PROC_CPU] =
+        (dagger__executor){"cpu", dagger__sched_cpu_submit, ctx->pool, NULL};
     dagger__sched_exec_open(ctx->exec); /* the executors of backends built in (devices) */
     dagger__trace_ctx_open(ctx, o.num_threads);
     *out = ctx;

@@ -309,10 +309,7 @@ static void dev_space_free(const dagger_space_t *s, void *p, size_t n)
 }
 
 /* Wait for the last copy into `b` (a host read, or another device's copy). */
-static int ready_sync(struct dbuf *b)
-{
-    return b->ready ? b->dev->ops->event_sync(b->ready) : 0;
-}
+static int ready_sync(struct dbuf *b) { return b->ready ? b->dev->ops->event_sync(b->ready) : 0; }
 
 /* Block until everything enqueued on `s` has finished. */
 static int stream_sync(struct gpu_dev *d, void *s)
@@ -412,8 +409,8 @@ static int dev_space_copy2d(const dagger_space_t *ds, void *dst, size_t dpitch,
     return rc;
 }
 
-static const struct dagger__space_ops device_space_ops = {
-    "device", dev_space_alloc, dev_space_free, dev_space_copy, dev_space_copy2d};
+static const struct dagger__space_ops device_space_ops = {"device", dev_space_alloc, dev_space_free,
+                                                          dev_space_copy, dev_space_copy2d};
 
 __attribute__((constructor)) static void register_device_space(void)
 {

@@ -363,8 +363,8 @@ static int pick(uint64_t allowed, const struct dagger__place *p)
             if (v->kind == DAGGER_KIND_CHUNK && v->u.c && !dagger__mem_valid_in(v->u.c, &sp))
                 bytes += (double)dagger_chunk_size(v->u.c);
         }
-        double cost = bytes / 1e10 +
-                      20e-6 * atomic_load_explicit(&d->inflight, memory_order_relaxed);
+        double cost =
+            bytes / 1e10 + 20e-6 * atomic_load_explicit(&d->inflight, memory_order_relaxed);
         if (best < 0 || cost < best_cost) {
             best = i;
             best_cost = cost;

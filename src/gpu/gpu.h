@@ -41,8 +41,7 @@ struct dagger__device_ops {
     int (*copy_h2d)(void *dev, void *s, dagger_dptr_t dst, const void *src, size_t n);
     int (*copy_d2h)(void *dev, void *s, void *dst, dagger_dptr_t src, size_t n);
     /* From `src` of device `sdev` (the same backend) into `dst` of `dev`. */
-    int (*copy_d2d)(void *dev, void *s, dagger_dptr_t dst, void *sdev, dagger_dptr_t src,
-                    size_t n);
+    int (*copy_d2d)(void *dev, void *s, dagger_dptr_t dst, void *sdev, dagger_dptr_t src, size_t n);
     int (*copy2d_h2d)(void *dev, void *s, dagger_dptr_t dst, size_t dpitch, const void *src,
                       size_t spitch, size_t width, size_t rows);
     int (*copy2d_d2h)(void *dev, void *s, void *dst, size_t dpitch, dagger_dptr_t src,

@@ -24,11 +24,11 @@
 struct dbuf {
     struct gpu_dev *dev;
     size_t size;
-    dagger_dptr_t d;     /* valid while resident */
-    bool resident;       /* guarded by dev->lock */
-    int pins;            /* tasks using it; guarded by dev->lock */
-    void *ready;         /* event of the last copy into it, or NULL; guarded by the chunk's lock */
-    dagger_chunk_t *chunk; /* weak, for eviction; guarded by dev->lock */
+    dagger_dptr_t d; /* valid while resident */
+    bool resident;   /* guarded by dev->lock */
+    int pins;        /* tasks using it; guarded by dev->lock */
+    void *ready;     /* event of the last copy into it, or NULL; guarded by the chunk's lock */
+    dagger_chunk_t *chunk;    /* weak, for eviction; guarded by dev->lock */
     struct dbuf *prev, *next; /* LRU of resident buffers (head: least recent); dev->lock */
 };
 
@@ -53,13 +53,13 @@ struct gpu_dev {
     _Atomic uint32_t rr;
     _Atomic int inflight; /* device tasks placed and not completed: the backlog */
     pthread_mutex_t lock;
-    size_t limit;           /* the pool's size: device memory, or DAGGER_GPU_MEM_LIMIT */
-    size_t used;            /* resident buffers and cached blocks; lock */
-    size_t pinned;          /* bytes of pinned buffers; lock */
-    struct dbuf lru;        /* sentinel; lock */
-    struct block *cache;    /* free blocks; lock */
-    uint64_t evictions, writebacks; /* lock */
-    size_t admitted;                  /* chunk bytes of admitted device tasks; lock */
+    size_t limit;                      /* the pool's size: device memory, or DAGGER_GPU_MEM_LIMIT */
+    size_t used;                       /* resident buffers and cached blocks; lock */
+    size_t pinned;                     /* bytes of pinned buffers; lock */
+    struct dbuf lru;                   /* sentinel; lock */
+    struct block *cache;               /* free blocks; lock */
+    uint64_t evictions, writebacks;    /* lock */
+    size_t admitted;                   /* chunk bytes of admitted device tasks; lock */
     struct rec *wait_head, *wait_tail; /* tasks waiting for admission (exec.c); lock */
 };
 

@@ -435,8 +435,8 @@ int dagger__mem_evict(dagger_chunk_t *c, const dagger_space_t *space)
         if (only) { /* dirty: write it back to the home first */
             bool elsewhere = false;
             for (int j = 1; j < n; j++)
-                elsewhere |= j != i && atomic_load_explicit(&c->copies[j].version,
-                                                            memory_order_relaxed) == v;
+                elsewhere |= j != i &&
+                             atomic_load_explicit(&c->copies[j].version, memory_order_relaxed) == v;
             if (!elsewhere) {
                 const struct dagger__space_ops *ops = dagger__mem_space_ops(space->kind);
                 rc = ops->copy(&c->home, c->copies[0].ptr, space, k->ptr, c->size);

@@ -72,9 +72,8 @@ static const char *cl_name(int st)
 
 static int cl_fail(const char *what, cl_int st)
 {
-    int code = st == CL_OUT_OF_HOST_MEMORY || st == CL_MEM_OBJECT_ALLOCATION_FAILURE
-                   ? DAGGER_ENOMEM
-                   : DAGGER_ETASK;
+    int code = st == CL_OUT_OF_HOST_MEMORY || st == CL_MEM_OBJECT_ALLOCATION_FAILURE ? DAGGER_ENOMEM
+                                                                                     : DAGGER_ETASK;
     return dagger__set_errmsg(code, "OpenCL %s: %s (%d)", what, cl_name(st), (int)st);
 }
 
@@ -162,8 +161,8 @@ static int o_open(int index, void **dev, char *name, size_t namecap, size_t *tot
     clGetDeviceInfo(d->id, CL_DEVICE_NAME, sizeof buf - 1, buf, NULL);
     snprintf(name, namecap, "%s", buf);
     cl_ulong mem = 0;
-    CL_TRY("clGetDeviceInfo", clGetDeviceInfo(d->id, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem,
-                                              NULL));
+    CL_TRY("clGetDeviceInfo",
+           clGetDeviceInfo(d->id, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL));
     *total = (size_t)mem;
     *dev = d;
     return 0;
@@ -182,8 +181,8 @@ static int o_mem_info(void *dev, size_t *free_bytes, size_t *total)
 {
     struct cldev *d = dev;
     cl_ulong mem = 0;
-    CL_TRY("clGetDeviceInfo", clGetDeviceInfo(d->id, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem,
-                                              NULL));
+    CL_TRY("clGetDeviceInfo",
+           clGetDeviceInfo(d->id, CL_DEVICE_GLOBAL_MEM_SIZE, sizeof mem, &mem, NULL));
     *total = (size_t)mem;
     *free_bytes = (size_t)mem; /* OpenCL does not say */
     return 0;
@@ -236,15 +235,15 @@ static void o_stream_destroy(void *dev, void *s)
 
 static int o_copy_h2d(void *dev, void *s, dagger_dptr_t dst, const void *src, size_t n)
 {
-    CL_TRY("clEnqueueWriteBuffer", clEnqueueWriteBuffer(s, (cl_mem)dst.handle, CL_FALSE,
-                                                        dst.offset, n, src, 0, NULL, NULL));
+    CL_TRY("clEnqueueWriteBuffer", clEnqueueWriteBuffer(s, (cl_mem)dst.handle, CL_FALSE, dst.offset,
+                                                        n, src, 0, NULL, NULL));
     return 0;
 }
 
 static int o_copy_d2h(void *dev, void *s, void *dst, dagger_dptr_t src, size_t n)
 {
-    CL_TRY("clEnqueueReadBuffer", clEnqueueReadBuffer(s, (cl_mem)src.handle, CL_FALSE, src.offset,
-                                                      n, dst, 0, NULL, NULL));
+    CL_TRY("clEnqueueReadBuffer",
+           clEnqueueReadBuffer(s, (cl_mem)src.handle, CL_FALSE, src.offset, n, dst, 0, NULL, NULL));
     return 0;
 }
 
@@ -264,13 +263,12 @@ static int o_copy_d2d(void *dev, void *s, dagger_dptr_t dst, void *sdev, dagger_
     cl_int st;
     cl_command_queue q = clCreateCommandQueue(b->ctx, b->id, 0, &st);
     if (st == CL_SUCCESS) {
-        st = clEnqueueReadBuffer(q, (cl_mem)src.handle, CL_TRUE, src.offset, n, tmp, 0, NULL,
-                                 NULL);
+        st = clEnqueueReadBuffer(q, (cl_mem)src.handle, CL_TRUE, src.offset, n, tmp, 0, NULL, NULL);
         clReleaseCommandQueue(q);
     }
     if (st == CL_SUCCESS)
-        st = clEnqueueWriteBuffer(s, (cl_mem)dst.handle, CL_TRUE, dst.offset, n, tmp, 0, NULL,
-                                  NULL);
+        st =
+            clEnqueueWriteBuffer(s, (cl_mem)dst.handle, CL_TRUE, dst.offset, n, tmp, 0, NULL, NULL);
     dagger__free(tmp);
     return st == CL_SUCCESS ? 0 : cl_fail("copy between platforms", st);
 }
@@ -523,8 +521,9 @@ int dagger_tc_cl_kernel(dagger_tc_t *tc, const char *src, const char *name, cl_k
     int kind;
     int dev = dagger_tc_device(tc, &kind);
     if (dev < 0 || kind != DAGGER_GPU_OPENCL)
-        return dagger_fail(tc, DAGGER_ESTATE, "dagger_tc_cl_kernel: the task is not running on "
-                                              "an OpenCL device");
+        return dagger_fail(tc, DAGGER_ESTATE,
+                           "dagger_tc_cl_kernel: the task is not running on "
+                           "an OpenCL device");
     struct cldev *d = dagger__gpu_device_handle(dev, DAGGER_GPU_OPENCL);
     cl_program p;
     int rc = build(tc, d, dev, src, &p);
