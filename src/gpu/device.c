@@ -149,24 +149,43 @@ int dagger__gpu_probe(void)
     return ndev;
 }
 
+/* Devices closed with the last context; their records stay reachable (chunks that outlive the
+ * contexts still point at them) and a later probe opens new ones. */
+static struct gpu_dev *retired[4 * GPU_MAX_DEVICES];
+static int nretired;
+
 void dagger__gpu_close_all(void)
 {
     pthread_mutex_lock(&probe_lock);
     if (atomic_load_explicit(&probed, memory_order_relaxed) && ndev) {
         dagger__gpu_completion_stop();
-        /* Chunks may outlive the devices: their records stay and free only host memory. */
         for (int i = 0; i < ndev; i++) {
             struct gpu_dev *d = devs[i];
+            dagger_space_t sp = dagger__gpu_space(d);
             pthread_mutex_lock(&d->lock);
-            for (struct dbuf *b = d->lru.next; b != &d->lru; b = b->next) {
+            /* The only valid copy of a chunk goes home first: chunks may outlive the device. */
+            for (struct dbuf *b = d->lru.next; b != &d->lru;) {
+                struct dbuf *next = b->next;
+                if (b->chunk)
+                    (void)dagger__mem_evict(b->chunk, &sp);
+                if (b->ready)
+                    d->ops->event_destroy(b->ready);
+                b->ready = NULL;
                 d->ops->free(d->h, b->d);
                 b->resident = false;
+                b->prev = b->next = NULL;
+                b = next;
             }
             d->lru.next = d->lru.prev = &d->lru;
             d->used = 0;
             pthread_mutex_unlock(&d->lock);
             close_dev(d);
+            if (nretired < (int)(sizeof retired / sizeof retired[0]))
+                retired[nretired++] = d;
+            devs[i] = NULL;
         }
+        ndev = 0;
+        atomic_store_explicit(&probed, 0, memory_order_release);
     }
     pthread_mutex_unlock(&probe_lock);
 }

@@ -77,10 +77,11 @@ static int cl_fail(const char *what, cl_int st)
     return dagger__set_errmsg(code, "OpenCL %s: %s (%d)", what, cl_name(st), (int)st);
 }
 
-/* Every submission to the runtime is serialised, and device bodies run under the same lock
- * (dagger__device_ops.serialize): pocl's basic devices run commands inside the submitting
- * thread and deadlock when two threads submit to queues of one context at once. Blocking
- * waits are made without the lock. */
+/* The submissions dagger makes are serialised (a device body's own enqueues are not: holding a
+ * lock across a body would order it against the pool's lock). Blocking waits are made without
+ * the lock. pocl's basic devices, which run commands inside the submitting thread, still
+ * deadlock inside pocl 3.1 when bodies on several threads submit at once; tests use its pthread
+ * devices. */
 static pthread_mutex_t cl_lock;
 static pthread_once_t cl_lock_once = PTHREAD_ONCE_INIT;
 
@@ -100,14 +101,6 @@ static void lock(void)
 }
 
 static void unlock(void) { pthread_mutex_unlock(&cl_lock); }
-
-static void o_serialize(void *dev, int on)
-{
-    if (on)
-        lock();
-    else
-        unlock();
-}
 
 #define CL_TRY(what, call)                                                                         \
     do {                                                                                           \
@@ -432,7 +425,6 @@ const struct dagger__device_ops dagger__opencl_ops = {
     .notify = o_notify,
     .errname = o_errname,
     .stream_native = o_stream_native,
-    .serialize = NULL,
 };
 
 /* ---------------------------------------------------------------- the public interop calls */
