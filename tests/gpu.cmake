@@ -12,7 +12,8 @@ if(DAGGER_HAVE_OPENCL)
   file(MAKE_DIRECTORY ${DAGGER_POCL_CACHE})
   dagger_add_tests(gpu_opencl SOURCES test_gpu_opencl.c LABELS quick gpu TIMEOUT 300
                    ENV "POCL_DEVICES=pthread pthread" POCL_MEMORY_LIMIT=1
-                       POCL_CACHE_DIR=${DAGGER_POCL_CACHE} DAGGER_GPU_MEM_LIMIT=48M)
+                       POCL_CACHE_DIR=${DAGGER_POCL_CACHE} DAGGER_GPU_MEM_LIMIT=48M
+                       LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_LIST_DIR}/gpu-lsan.supp)
   target_link_libraries(test_gpu_opencl PRIVATE OpenCL::OpenCL)
   target_compile_definitions(test_gpu_opencl PRIVATE CL_TARGET_OPENCL_VERSION=120)
 endif()
