@@ -66,7 +66,9 @@ static void push_done(struct rec *r)
     while (!atomic_compare_exchange_weak_explicit(&done_q.head, &h, r, memory_order_release,
                                                   memory_order_relaxed));
     atomic_fetch_add_explicit(&done_q.word, 1, memory_order_release);
-    dagger__futex_wake(&done_q.word, 1);
+    /* A non-empty list has not been taken yet: the thread takes it before it sleeps again. */
+    if (!h)
+        dagger__futex_wake(&done_q.word, 1);
 }
 
 static void finish(struct rec *r)
