@@ -12,6 +12,7 @@
  * resident and never evicted.
  * SPDX-License-Identifier: MIT
  */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,9 +224,11 @@ static void block_put(struct gpu_dev *d, dagger_dptr_t p, size_t n)
 }
 
 /* Make room for `n` more bytes: cached blocks go first, then unpinned copies, least recently
- * used first. Returns 0, or DAGGER_ENOMEM when only pinned data is left. */
+ * used first. Returns 0, DAGGER_EBUSY when the copies left are being staged right now, or
+ * DAGGER_ENOMEM when only pinned data is left. */
 static int make_room(struct gpu_dev *d, size_t n)
 {
+    bool busy = false;
     while (d->used + n > d->limit && d->cache) {
         struct block *b = d->cache;
         d->cache = b->next;
@@ -239,6 +242,7 @@ static int make_room(struct gpu_dev *d, size_t n)
         if (b->pins == 0 && b->chunk) {
             dagger_space_t sp = dagger__gpu_space(d);
             int rc = dagger__mem_evict(b->chunk, &sp);
+            busy |= rc == DAGGER_EBUSY;
             if (rc >= 0) {
                 d->evictions++;
                 d->writebacks += rc == 1;
@@ -250,7 +254,9 @@ static int make_room(struct gpu_dev *d, size_t n)
         }
         b = next;
     }
-    return d->used + n > d->limit ? DAGGER_ENOMEM : 0;
+    if (d->used + n <= d->limit)
+        return 0;
+    return busy ? DAGGER_EBUSY : DAGGER_ENOMEM;
 }
 
 /* Device memory for `b` (dev->lock held). */
@@ -274,7 +280,16 @@ static int make_resident(struct gpu_dev *d, struct dbuf *b)
         return dagger__set_errmsg(DAGGER_ENOMEM,
                                   "a %zu-byte copy does not fit in the %zu bytes of %s", n,
                                   d->limit, where);
-    if (make_room(d, n) != 0)
+    int room = make_room(d, n);
+    for (int tries = 0; room == DAGGER_EBUSY && tries < 1000; tries++) {
+        pthread_mutex_unlock(&d->lock); /* let the stagers of those chunks finish */
+        sched_yield();
+        pthread_mutex_lock(&d->lock);
+        if (b->resident)
+            return 0;
+        room = make_room(d, n);
+    }
+    if (room != 0)
         return dagger__set_errmsg(DAGGER_ENOMEM,
                                   "%s is full: %zu of its %zu bytes are pinned by running tasks, "
                                   "%zu more are needed",
@@ -420,11 +435,17 @@ static int dev_space_copy2d(const dagger_space_t *ds, void *dst, size_t dpitch,
     struct gpu_dev *d = b->dev;
     pthread_mutex_lock(&d->lock);
     int rc = make_resident(d, b);
-    pthread_mutex_unlock(&d->lock);
     if (!rc)
-        rc = d->ops->copy2d_h2d(d->h, d->copy_in, b->d, dpitch, src, spitch, width, rows);
+        b->pins++; /* keep it while the copy is enqueued */
+    pthread_mutex_unlock(&d->lock);
+    if (rc)
+        return rc;
+    rc = d->ops->copy2d_h2d(d->h, d->copy_in, b->d, dpitch, src, spitch, width, rows);
     if (!rc)
         rc = set_ready(d, b, d->copy_in);
+    pthread_mutex_lock(&d->lock);
+    b->pins--;
+    pthread_mutex_unlock(&d->lock);
     return rc;
 }
 
