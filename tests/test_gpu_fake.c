@@ -5,9 +5,11 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dagger.h"
 #include "dagger/gpu.h"
+#include "dagger/trace.h"
 #include "gpu/gpu.h"
 #include "harness.h"
 
@@ -355,10 +357,55 @@ TEST(union_scope_without_device_impl_runs_on_cpu)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+TEST(trace_has_a_track_per_device_stream)
+{
+    dagger__gpu_fake_setup(1, 4 * MIB, NULL);
+    dagger_ctx_t *ctx = test_ctx(2);
+    ASSERT_OK(dagger_trace_start(ctx));
+    dagger_scope_t *g = dagger_scope_gpu(DAGGER_GPU_FAKE, 0);
+    dagger_chunk_t *c[6];
+    for (int i = 0; i < 6; i++) /* 6 MiB through a 4 MiB device: evictions with write-back */
+        c[i] = filled(ctx, MIB / 8, i);
+    for (int i = 0; i < 6; i++) {
+        dagger_task_t *t = spawn_dev(ctx, cpu_never, inplace_impls, g, c[i]);
+        task_ok(t);
+        dagger_task_release(t);
+    }
+    ASSERT_NEAR(first(c[0]), 1, 0); /* pulled back: a d2h copy */
+    ASSERT_OK(dagger_trace_stop(ctx));
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/dagger-gpu-trace-%d.json", (int)getpid());
+    ASSERT_OK(dagger_trace_write(ctx, path));
+    FILE *f = fopen(path, "r");
+    ASSERT_PTR(f);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    if (!getenv("DAGGER_TEST_KEEP"))
+        unlink(path);
+    ASSERT_STR_HAS(buf, "\"name\":\"device(0) copy-in\"");
+    ASSERT_STR_HAS(buf, "\"name\":\"device(0) copy-out\"");
+    ASSERT_STR_HAS(buf, "\"name\":\"device(0) compute ");
+    ASSERT_STR_HAS(buf, "{\"name\":\"h2d\",\"cat\":\"copy\"");
+    ASSERT_STR_HAS(buf, "{\"name\":\"writeback\",\"cat\":\"copy\"");
+    ASSERT_STR_HAS(buf, "{\"name\":\"d2h\",\"cat\":\"copy\"");
+    ASSERT_STR_HAS(buf, "\"cat\":\"device\",\"ph\":\"B\"");
+    ASSERT_STR_HAS(buf, "\"cat\":\"device\",\"ph\":\"E\"");
+    char want[64];
+    snprintf(want, sizeof want, "\"args\":{\"chunk\":%llu,\"bytes\":%u}",
+             (unsigned long long)dagger_chunk_id(c[5]), MIB);
+    ASSERT_STR_HAS(buf, want);
+    for (int i = 0; i < 6; i++)
+        dagger_chunk_release(c[i]);
+    dagger_scope_release(g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(sum_of_ten_tasks_comes_back_to_the_host, copy_finishes_before_the_kernel_that_reads_it,
           chain_alternates_host_and_device_on_one_chunk, device_to_device_copy,
           eviction_writes_back_dirty_copies, allocation_failure_fails_the_task,
           copy_error_fails_the_task_with_the_backend_text,
           kernel_error_fails_the_task_with_the_backend_text,
           too_big_task_fails_with_enomem_naming_sizes, gpu_scope_without_device_fails_at_fetch,
-          union_scope_without_device_impl_runs_on_cpu)
+          union_scope_without_device_impl_runs_on_cpu, trace_has_a_track_per_device_stream)

@@ -20,6 +20,7 @@
 #include "common/alloc.h"
 #include "common/common.h"
 #include "gpu/gpu_int.h"
+#include "trace/trace.h"
 
 static const struct dagger__device_ops *backends[] = {
 #ifdef DAGGER_HAVE_OPENCL
@@ -244,6 +245,10 @@ static int make_room(struct gpu_dev *d, size_t n)
             int rc = dagger__mem_evict(b->chunk, &sp);
             busy |= rc == DAGGER_EBUSY;
             if (rc >= 0) {
+                DAGGER__TRACE(dagger__trace_device(GPU_TRACK(d, 1),
+                                                   rc == 1 ? DAGGER__TRACE_DEV_WRITEBACK
+                                                           : DAGGER__TRACE_DEV_EVICT,
+                                                   dagger_chunk_id(b->chunk), b->size));
                 d->evictions++;
                 d->writebacks += rc == 1;
                 lru_unlink(b);
@@ -314,6 +319,9 @@ done:
 
 static struct gpu_dev *space_dev(const dagger_space_t *s) { return dagger__gpu_dev(s->index); }
 
+/* The chunk being staged by dagger__gpu_stage_pin on this thread (0: another stager). */
+static _Thread_local uint64_t tls_cid;
+
 static void *dev_space_alloc(const dagger_space_t *s, size_t n)
 {
     struct gpu_dev *d = space_dev(s);
@@ -324,6 +332,7 @@ static void *dev_space_alloc(const dagger_space_t *s, size_t n)
         return NULL;
     b->dev = d;
     b->size = n;
+    atomic_init(&b->cid, tls_cid);
     return b;
 }
 
@@ -378,6 +387,8 @@ static int dev_space_copy(const dagger_space_t *ds, void *dst, const dagger_spac
         int rc = ready_sync(b);
         if (!rc && n)
             rc = d->ops->copy_d2h(d->h, d->copy_out, dst, b->d, n);
+        DAGGER__TRACE(dagger__trace_device(GPU_TRACK(d, 1), DAGGER__TRACE_DEV_D2H,
+                                           atomic_load_explicit(&b->cid, memory_order_relaxed), n));
         return rc ? rc : stream_sync(d, d->copy_out);
     }
     struct dbuf *b = dst;
@@ -389,6 +400,10 @@ static int dev_space_copy(const dagger_space_t *ds, void *dst, const dagger_spac
     pthread_mutex_unlock(&d->lock);
     if (rc)
         return rc;
+    DAGGER__TRACE(dagger__trace_device(GPU_TRACK(d, 0),
+                                       ss->kind == DAGGER_SPACE_HOST ? DAGGER__TRACE_DEV_H2D
+                                                                     : DAGGER__TRACE_DEV_D2D,
+                                       atomic_load_explicit(&b->cid, memory_order_relaxed), n));
     if (ss->kind == DAGGER_SPACE_HOST) {
         rc = n ? d->ops->copy_h2d(d->h, d->copy_in, b->d, src, n) : 0;
     } else {
@@ -464,7 +479,9 @@ int dagger__gpu_stage_pin(struct gpu_dev *d, dagger_chunk_t *c, struct dbuf **ou
     dagger_space_t sp = dagger__gpu_space(d);
     for (int attempt = 0; attempt < 64; attempt++) {
         void *p = NULL;
+        tls_cid = dagger_chunk_id(c); /* names the copies of this staging in the trace */
         int rc = dagger__mem_stage(c, &sp, &p);
+        tls_cid = 0;
         if (rc)
             return rc;
         struct dbuf *b = p;

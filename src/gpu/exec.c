@@ -19,6 +19,7 @@
 #include "common/common.h"
 #include "gpu/gpu_int.h"
 #include "sched/sched.h"
+#include "trace/trace.h"
 
 #define REC_MAGIC 0x67707521u
 
@@ -32,6 +33,7 @@ struct rec {
     uint32_t nargs;
     struct gpu_dev *dev;
     void *stream;
+    int track; /* the trace track of that stream */
     dagger_fn_t fn;
     dagger_task_t *task;
     const dagger__executor *execs; /* the context's, for the CPU pool */
@@ -74,6 +76,7 @@ static void push_done(struct rec *r)
 static void finish(struct rec *r)
 {
     dagger_task_t *t = r->task;
+    DAGGER__TRACE(dagger__trace_device(r->track, DAGGER__TRACE_DEV_TASK_END, dagger_task_id(t), 0));
     if (r->status) {
         char msg[256];
         struct gpu_dev *d = r->dev;
@@ -193,6 +196,8 @@ static void launch(dagger_task_t *t, void *ud)
 {
     struct rec *r = ud;
     struct gpu_dev *d = r->dev;
+    DAGGER__TRACE(
+        dagger__trace_device(r->track, DAGGER__TRACE_DEV_TASK_BEGIN, dagger_task_id(t), 0));
     if (d->ops->notify(d->h, r->stream, on_event, r) != 0)
         dagger__task_complete(t, DAGGER_ETASK, NULL, dagger_last_errmsg());
 }
@@ -214,6 +219,7 @@ static int device_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *
     struct gpu_dev *d = r->dev;
     uint32_t k = atomic_fetch_add_explicit(&d->rr, 1, memory_order_relaxed);
     r->stream = d->compute[k % GPU_COMPUTE_STREAMS];
+    r->track = GPU_TRACK(d, 2 + (int)(k % GPU_COMPUTE_STREAMS));
     if (d->ops->activate && d->ops->activate(d->h) != 0)
         return dagger_fail(tc, DAGGER_ETASK, "device(%d): %s", d->index, dagger_last_errmsg());
     for (uint32_t i = 0; i < r->nargs; i++) {

@@ -18,6 +18,8 @@
 
 #define GPU_MAX_DEVICES 64
 #define GPU_COMPUTE_STREAMS 2
+/* The trace track of stream `k` of device `d` (0 copy-in, 1 copy-out, 2.. compute). */
+#define GPU_TRACK(d, k) ((d)->index * 8 + (k))
 
 /* A chunk's copy on a device: the pointer a chunk copy holds in a device space. The record
  * lives as long as the copy; the device memory behind it may be evicted and come back. */
@@ -29,6 +31,7 @@ struct dbuf {
     int pins;        /* tasks using it; guarded by dev->lock */
     void *ready;     /* event of the last copy into it, or NULL; guarded by the chunk's lock */
     dagger_chunk_t *chunk;    /* weak, for eviction; guarded by dev->lock */
+    _Atomic uint64_t cid;     /* the chunk's id, for the trace (0: not known yet) */
     struct dbuf *prev, *next; /* LRU of resident buffers (head: least recent); dev->lock */
 };
 

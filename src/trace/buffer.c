@@ -374,6 +374,10 @@ void dagger__trace_steal(int thief, int victim, uint64_t id)
 {
     emit(DTR_STEAL, thief, id, 0, victim);
 }
+void dagger__trace_device(int track, int op, uint64_t id, uint64_t bytes)
+{
+    emit(DTR_DEVICE, -1, id, bytes, (int32_t)(track << 8 | (op & 0xff)));
+}
 void dagger__trace_park(int thread) { emit(DTR_PARK, thread, 0, 0, 0); }
 void dagger__trace_wake(int thread) { emit(DTR_WAKE, thread, 0, 0, 0); }
 void dagger__trace_error(uint64_t id, const char *msg)

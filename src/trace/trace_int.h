@@ -32,6 +32,7 @@ enum dtr_kind {
     DTR_STEAL,     /* id, thread = thief, aux = victim */
     DTR_PARK,      /* thread */
     DTR_WAKE,      /* thread */
+    DTR_DEVICE,    /* id = chunk or task, arg = bytes, aux = track << 8 | op (trace.h) */
     DTR_KIND_END_
 };
 
