@@ -394,7 +394,7 @@ static int match(int gkind, int index, uint64_t *bits, char *bad, size_t cap)
         }
         k++;
     }
-    if (!found && k == 0)
+    if (!found && index < 0)
         snprintf(bad, cap, "no device of kind %s was found", dagger_gpu_kind_name(gkind));
     else if (!found)
         snprintf(bad, cap, "device %d does not exist: %d device%s of kind %s found", index, k,
