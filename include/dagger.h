@@ -317,6 +317,10 @@ typedef struct dagger_task_opts {
     void *userdata;                    /* read by the body with dagger_tc_userdata; not owned */
     dagger_restore_fn_t restore;       /* NULL = none */
     dagger_checkpoint_fn_t checkpoint; /* NULL = none */
+    /* Implementations per processor kind (dagger/gpu.h): the array must stay alive until the
+     * task completes (static storage); `fn` stays the CPU body. NULL = CPU only. */
+    const struct dagger_impl *impls;
+    size_t nimpls;
 } dagger_task_opts_t;
 
 /** Task option flags (dagger_task_opts_t.flags). */

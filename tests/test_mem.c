@@ -250,9 +250,9 @@ TEST(staging_copies_by_version)
     dagger__mem_written(c, &other);
     home = dagger_chunk_data(c);
     ASSERT_EQ(home[10], 3);
-    dagger_space_t dev = {0, DAGGER_SPACE_DEVICE, 0};
-    ASSERT_ERR(dagger__mem_stage(c, &dev, &p), DAGGER_ENOSYS);
-    ASSERT_STR_HAS(dagger_last_errmsg(), "to device(0) of rank 0: no device backend is built");
+    dagger_space_t dev = {0, DAGGER_SPACE_DEVICE, 60}; /* no such device, with or without GPUs */
+    ASSERT_TRUE(dagger__mem_stage(c, &dev, &p) != 0);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "device(60) of rank 0");
     dagger_chunk_release(c);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
@@ -612,18 +612,18 @@ TEST(encode_decode_handles)
 TEST(scope_of_processors)
 {
     dagger_ctx_t *ctx = open_ctx(2);
-    dagger_proc_t dev = {0, DAGGER_PROC_DEVICE, 0};
+    dagger_proc_t dev = {0, DAGGER_PROC_DEVICE, 60}; /* no such device, with or without GPUs */
     dagger_scope_t *s = dagger_scope_processor(&dev);
     char buf[64];
     dagger_scope_format(s, buf, sizeof buf);
-    ASSERT_STR_EQ(buf, "device(0)");
+    ASSERT_STR_EQ(buf, "device(60)");
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.scope = s;
     dagger_task_t *t = dagger_spawn_opts(ctx, &o, returns_i64);
     ASSERT_ERR(dagger_fetch(t, NULL), DAGGER_ESCOPE);
-    ASSERT_STR_HAS(dagger_task_errmsg(t), "no processor satisfies the scope device(0): device 0 "
-                                          "does not exist: this build has no device backend");
+    ASSERT_STR_HAS(dagger_task_errmsg(t),
+                   "no processor satisfies the scope device(60): device 60 does not exist");
     dagger_task_release(t);
     dagger_scope_release(s);
     dagger_proc_t cpu = {0, DAGGER_PROC_CPU, 1};
@@ -717,7 +717,10 @@ TEST(completion_from_another_thread)
             ASSERT_ERR(dagger_fetch(a, NULL), DAGGER_EIO);
             ASSERT_EQ(wait_flag(&flag), -1);
         }
+        /* The callback runs on the completing thread, possibly after b's fetch returned: the
+         * join orders it before the check. */
         pthread_join(th, NULL);
+        ASSERT_EQ(flag, fail ? -1 : 1);
         /* a callback on a finished task runs at once */
         struct dagger__task_callback cb2;
         int flag2 = 0;

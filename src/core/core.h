@@ -50,6 +50,12 @@ void dagger__task_defer(dagger_tc_t *tc, void (*launch)(dagger_task_t *t, void *
  * nil), otherwise the task fails with `rc` and `msg`. Thread safety: any thread, once. */
 void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *result, const char *msg);
 
+/* An executor whose processor runs another implementation of the task (a device body): run
+ * `fn` as the body instead, with `ud` available to it through dagger__task_exec_ud. Called
+ * between placement and the run. */
+void dagger__task_set_body(dagger_task_t *t, dagger_fn_t fn, void *ud);
+void *dagger__task_exec_ud(const dagger_tc_t *tc);
+
 /* A waiter that calls `fn` when the task completes, on the completing thread (W_CALL). */
 struct dagger__call_waiter {
     struct dagger__waiter node; /* first: fire() casts the node back */

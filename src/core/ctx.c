@@ -165,7 +165,9 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
         dagger__free(ctx);
         return rc;
     }
-    ctx->exec[DAGGER_PROC_CPU] = (dagger__executor){"cpu", dagger__sched_cpu_submit, ctx->pool};
+    ctx->exec[DAGGER_PROC_CPU] =
+        (dagger__executor){"cpu", dagger__sched_cpu_submit, ctx->pool, NULL};
+    dagger__sched_exec_open(ctx->exec);          /* the executors of backends built in (devices) */
     dagger__io_register();                       /* the disk space (files, spill) */
     rc = dagger__mem_res_open(ctx, o.mem_limit); /* out-of-core: the memory limit */
     if (rc) {
@@ -235,6 +237,7 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
                                   (long long)live, live == 1 ? " is" : "s are");
     }
     warn_unfetched(ctx);
+    dagger__sched_exec_close(ctx->exec);
     dagger__pool_close(ctx->pool);
     dagger__mem_res_close(ctx);
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */

@@ -123,6 +123,9 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->ud = NULL;
     t->restore = NULL;
     t->checkpoint = NULL;
+    t->impls = NULL;
+    t->nimpls = 0;
+    t->exec_ud = NULL;
     t->result = dagger_nil();
     dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
     return t;
@@ -300,7 +303,8 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
         for (uint32_t i = 0; i < t->ndeps; i++)
             if (t->deps[i].argi >= 0)
                 in[t->deps[i].argi] = t->deps[i].task->result;
-        struct dagger__place r = {t->scope, in, t->nargs, ctx->nthreads, &ctx->rr, t};
+        struct dagger__place r = {t->scope, in, t->nargs, ctx->nthreads,
+                                  &ctx->rr, t,  t->impls, t->nimpls};
         rc = dagger__sched_place(&r, &t->job, ctx->exec, why, sizeof why);
         if (in != small)
             dagger__free(in);
@@ -538,6 +542,14 @@ void dagger__task_defer(dagger_tc_t *tc, void (*launch)(dagger_task_t *t, void *
     t->launch_ud = ud;
 }
 
+void dagger__task_set_body(dagger_task_t *t, dagger_fn_t fn, void *ud)
+{
+    t->fn = fn;
+    t->exec_ud = ud;
+}
+
+void *dagger__task_exec_ud(const dagger_tc_t *tc) { return ((const dagger_task_t *)tc)->exec_ud; }
+
 void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *result, const char *msg)
 {
     dagger_value_t out = result ? *result : dagger_nil();
@@ -718,6 +730,14 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         if (n == 0)
             return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
         t->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
+        atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+    }
+    if (o && o->nimpls) { /* implementations of other kinds: placement picks one */
+        DAGGER_CHECK(o->impls && o->nimpls <= 16, DAGGER_EINVAL,
+                     "opts.impls: %zu implementations announced (at most 16, impls not NULL)",
+                     o->nimpls);
+        t->impls = o->impls;
+        t->nimpls = (uint32_t)o->nimpls;
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     }
     *ndeps_out = (int)nd;

@@ -10,7 +10,7 @@
  * to host reloads it. A file (src/io) is a chunk whose home copy is in the disk space.
  * Invariants: copies[0] is the home; a copy's pointer never changes while a task holds the
  * chunk (a stale copy is refreshed in place; a spill drops a host pointer only while nothing
- * holds the chunk, see dagger__mem_evict), so pointers handed to running tasks stay valid.
+ * holds the chunk, see dagger__mem_spill), so pointers handed to running tasks stay valid.
  * SPDX-License-Identifier: MIT
  */
 #include <pthread.h>
@@ -444,6 +444,51 @@ static int stage_locked(dagger_chunk_t *c, const dagger_space_t *to, void **ptr)
     return 0;
 }
 
+bool dagger__mem_valid_in(const dagger_chunk_t *c, const dagger_space_t *space)
+{
+    uint64_t v = atomic_load_explicit(&c->version, memory_order_acquire);
+    int n = atomic_load_explicit(&c->ncopies, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        if (dagger__mem_space_equal(&c->copies[i].space, space))
+            return atomic_load_explicit(&c->copies[i].version, memory_order_acquire) == v;
+    return false;
+}
+
+int dagger__mem_evict(dagger_chunk_t *c, const dagger_space_t *space)
+{
+    if (pthread_mutex_trylock(&c->lock) != 0)
+        return DAGGER_EBUSY;
+    uint64_t v = atomic_load_explicit(&c->version, memory_order_relaxed);
+    int n = atomic_load_explicit(&c->ncopies, memory_order_relaxed);
+    int rc = 0;
+    for (int i = 1; i < n; i++) {
+        struct copy *k = &c->copies[i];
+        if (!dagger__mem_space_equal(&k->space, space))
+            continue;
+        bool only = atomic_load_explicit(&k->version, memory_order_relaxed) == v &&
+                    atomic_load_explicit(&c->copies[0].version, memory_order_relaxed) != v;
+        if (only) { /* dirty: write it back to the home first */
+            bool elsewhere = false;
+            for (int j = 1; j < n; j++)
+                elsewhere |= j != i &&
+                             atomic_load_explicit(&c->copies[j].version, memory_order_relaxed) == v;
+            if (!elsewhere) {
+                const struct dagger__space_ops *ops = dagger__mem_space_ops(space->kind);
+                rc = ops->copy(&c->home, c->copies[0].ptr, space, k->ptr, c->size);
+                if (rc == 0) {
+                    atomic_store_explicit(&c->copies[0].version, v, memory_order_release);
+                    rc = 1;
+                }
+            }
+        }
+        if (rc >= 0)
+            atomic_store_explicit(&k->version, 0, memory_order_release);
+        break;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
 int dagger__mem_stage(dagger_chunk_t *c, const dagger_space_t *to, void **ptr)
 {
     /* Fast path: the home copy is wanted and valid (every host-only program). */
@@ -639,7 +684,7 @@ void dagger__mem_hold(dagger_chunk_t *c)
     if (!c->res.tracked)
         return;
     /* seq_cst with the fence: a spill that drops the host copy after this sees the pin (Dekker
-     * with dagger__mem_evict), or this thread's staging sees the copy invalid and reloads. */
+     * with dagger__mem_spill), or this thread's staging sees the copy invalid and reloads. */
     atomic_fetch_add_explicit(&c->res.pins, 1, memory_order_seq_cst);
     atomic_thread_fence(memory_order_seq_cst);
     dagger__res_touch(&c->res);
@@ -665,7 +710,7 @@ static bool held(dagger_chunk_t *c)
            atomic_load_explicit(&c->res.upin, memory_order_seq_cst) != 0;
 }
 
-int dagger__mem_evict(dagger_chunk_t *c)
+int dagger__mem_spill(dagger_chunk_t *c)
 {
     if ((c->flags & (CH_MUTABLE | CH_WRAPPED)) || held(c))
         return DAGGER_EBUSY;

@@ -43,6 +43,13 @@ bool dagger__mem_space_equal(const dagger_space_t *a, const dagger_space_t *b);
 int dagger__mem_stage(dagger_chunk_t *c, const dagger_space_t *to, void **ptr);
 /* Record a write of the copy in `space`: it becomes the only valid copy (version + 1). */
 void dagger__mem_written(dagger_chunk_t *c, const dagger_space_t *space);
+/* Whether the copy in `space` is valid. */
+bool dagger__mem_valid_in(const dagger_chunk_t *c, const dagger_space_t *space);
+/* Drop the copy in `space` (a device pool evicting it): when it is the only valid copy it is
+ * written back to the home first. Never waits for the chunk's lock. Returns 0 (dropped clean),
+ * 1 (written back, then dropped), DAGGER_EBUSY (the chunk is being staged: try another), or the
+ * copy's error (the copy stays). The caller frees the memory behind the copy's pointer. */
+int dagger__mem_evict(dagger_chunk_t *c, const dagger_space_t *space);
 /* The chunk's version and its number of copies (valid or not). */
 uint64_t dagger__mem_version(const dagger_chunk_t *c);
 int dagger__mem_ncopies(const dagger_chunk_t *c);

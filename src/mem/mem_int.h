@@ -36,7 +36,7 @@ bool dagger__mem_try_retain(dagger_chunk_t *c);
 /* Spill `c`: write its host copy to the disk space unless a valid disk copy exists, then drop
  * the host copy. Returns 0, DAGGER_EBUSY (held, or its lock is taken: try another), or the
  * disk's error (the chunk then keeps its host copy). Runs on the spill thread. */
-int dagger__mem_evict(dagger_chunk_t *c);
+int dagger__mem_spill(dagger_chunk_t *c);
 
 /* resident.c */
 /* Whether a memory limit is set (chunks made now are tracked). */

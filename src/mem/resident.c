@@ -8,7 +8,7 @@
  * (`stuck_gen`), and the waiter goes ahead over the limit (its task's inputs are held) or fails
  * with DAGGER_ENOSPC when spills failed. The disk I/O runs with no lock of this file held.
  * Invariants: a node is listed iff its chunk has counted host bytes; `resident` is their sum.
- * Lock order: a chunk's lock, then R.lock (dagger__mem_evict runs without R.lock held).
+ * Lock order: a chunk's lock, then R.lock (dagger__mem_spill runs without R.lock held).
  * SPDX-License-Identifier: MIT
  */
 #include <pthread.h>
@@ -201,7 +201,7 @@ static void *spill_main(void *arg)
         }
         uint32_t epoch = R.epoch;
         pthread_mutex_unlock(&R.lock);
-        int rc = dagger__mem_evict(c);
+        int rc = dagger__mem_spill(c);
         pthread_mutex_lock(&R.lock);
         if (rc) {
             node(c)->skip_epoch = epoch; /* held, busy, or the disk failed: not again now */

@@ -89,6 +89,60 @@ static bool constrains(const dagger_value_t *v)
     return v->kind == DAGGER_KIND_SHARD && v->u.sh && dagger__mem_shard_per_thread(v->u.sh);
 }
 
+static const struct dagger__sched_devices *devices; /* set at load time by src/gpu */
+
+void dagger__sched_register_devices(const struct dagger__sched_devices *d) { devices = d; }
+const struct dagger__sched_devices *dagger__sched_devices_get(void) { return devices; }
+
+void dagger__sched_exec_open(dagger__executor *execs)
+{
+    if (devices) {
+        execs[DAGGER_PROC_DEVICE] = devices->exec;
+        devices->ctx_open();
+    }
+}
+
+void dagger__sched_exec_close(dagger__executor *execs)
+{
+    if (devices && execs[DAGGER_PROC_DEVICE].place)
+        devices->ctx_close();
+}
+
+const char *dagger_gpu_kind_name(int kind)
+{
+    static const char *const names[] = {"any", "opencl", "cuda", "fake"};
+    return kind >= 0 && kind < (int)(sizeof names / sizeof names[0]) ? names[kind] : "unknown";
+}
+
+/* The scope allows devices: pick one that has an implementation for the task (1: none, and
+ * threads are allowed too, so the CPU body runs). Mutable data of a thread keeps the task on
+ * the CPU. */
+static int choose_device(const struct dagger__place *r, dagger__procset *set, dagger_proc_t *out,
+                         char *why, size_t cap)
+{
+    bool pinned = false;
+    for (uint32_t i = 0; i < r->ninputs; i++)
+        pinned |= constrains(&r->inputs[i]);
+    int dev = devices && !pinned ? devices->pick(set->dev, r) : -1;
+    if (dev >= 0) {
+        out->kind = DAGGER_PROC_DEVICE;
+        out->index = (int16_t)dev;
+        return 0;
+    }
+    if (set_count(set) > 0)
+        return 1;
+    char form[256] = "any";
+    if (r->scope)
+        dagger_scope_format(r->scope, form, sizeof form);
+    snprintf(why, cap,
+             pinned ? "the scope %s allows only devices, but an argument is mutable data of a "
+                      "thread"
+                    : "the scope %s allows only devices, and the task has no implementation for "
+                      "their kind",
+             form);
+    return DAGGER_ESCOPE;
+}
+
 int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char *why, size_t cap)
 {
     out->rank = 0;
@@ -103,6 +157,11 @@ int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char
     int n = dagger__scope_resolve(r->scope, 0, 1, r->nthreads, &set, why, cap);
     if (n == 0)
         return DAGGER_ESCOPE;
+    if (set.dev) {
+        int rc = choose_device(r, &set, out, why, cap);
+        if (rc <= 0)
+            return rc;
+    }
     for (uint32_t i = 0; i < r->ninputs; i++) {
         int rc = narrow(r, &set, i, why, cap);
         if (rc)
@@ -213,10 +272,12 @@ int dagger__sched_place(const struct dagger__place *r, struct dagger__job *j,
     int rc = dagger__sched_choose(r, &p, why, cap);
     if (rc)
         return rc;
+    const dagger__executor *ex = &execs[p.kind];
+    if (ex->place)
+        return ex->place(ex->ud, r, j, &p, execs, why, cap);
     rc = dagger__sched_stage(r, &p, why, cap);
     if (rc)
         return rc;
-    const dagger__executor *ex = &execs[p.kind];
     if (!ex->submit) {
         char form[48];
         dagger_proc_format(&p, form, sizeof form);

@@ -8,13 +8,17 @@
 
 #include "dagger.h"
 #include "dagger/chunk.h"
+#include "dagger/gpu.h"
 #include "pool/pool.h"
 
 #define DAGGER__MAX_THREADS 1024
 
-/* A set of worker threads of the local rank. */
+#define DAGGER__MAX_DEVICES 64
+
+/* A set of worker threads and devices of the local rank. */
 typedef struct dagger__procset {
     uint64_t bits[DAGGER__MAX_THREADS / 64];
+    uint64_t dev; /* device indices (src/gpu) */
 } dagger__procset;
 
 static inline int dagger__procset_has(const dagger__procset *s, int t)
@@ -23,7 +27,8 @@ static inline int dagger__procset_has(const dagger__procset *s, int t)
 }
 
 /* Resolve `s` for rank `rank` of a context with `nthreads` workers per rank and `nranks` ranks.
- * Returns the number of threads in `*out`; when it is 0, `why` (cap bytes) says why. */
+ * Returns the number of threads and devices in `*out`; when it is 0, `why` (cap bytes) says
+ * why. */
 int dagger__scope_resolve(const dagger_scope_t *s, int rank, int nranks, int nthreads,
                           dagger__procset *out, char *why, size_t cap);
 /* What dagger_task_opts_init puts in opts.scope: "not set", which means any processor. */
@@ -36,10 +41,16 @@ int dagger__scope_is_any(const dagger_scope_t *s);
 /* An executor runs placed jobs on the processors of one kind: the CPU pool, later a device's
  * streams or the MPI progress thread. An executor that finishes work asynchronously completes
  * the task through core's dagger__task_complete. */
+struct dagger__place;
 typedef struct dagger__executor {
     const char *name;
     void (*submit)(void *ud, struct dagger__job *j, const dagger_proc_t *p);
     void *ud;
+    /* Optional: stage and submit in one step (a device admits, pins and stages its inputs
+     * itself); `execs` are the context's executors. Returns 0 or an error with `why`. */
+    int (*place)(void *ud, const struct dagger__place *r, struct dagger__job *j,
+                 const dagger_proc_t *p, const struct dagger__executor *execs, char *why,
+                 size_t cap);
 } dagger__executor;
 
 /* What placement needs to know of a ready task. */
@@ -49,8 +60,30 @@ struct dagger__place {
     uint32_t ninputs;
     int nthreads;
     _Atomic uint32_t *rr; /* round robin among several allowed threads */
-    dagger_task_t *task;  /* the task placed (out-of-core: holds its chunks until it is done) */
+    dagger_task_t *task;  /* the task placed (out-of-core: holds its chunks until done) */
+    const struct dagger_impl *impls; /* implementations per processor kind (dagger/gpu.h) */
+    uint32_t nimpls;
 };
+
+/* ---------------------------------------------------------------- devices (registered by gpu/)
+ * A device backend registers its executor and how scopes see its devices; sched and core never
+ * include a backend. Without a registration there are no devices. */
+struct dagger__sched_devices {
+    dagger__executor exec; /* copied into every context's exec[DAGGER_PROC_DEVICE] */
+    /* Set `*bits` to the devices of backend kind `gkind` (DAGGER_GPU_*) and `index` (-1: all
+     * of that kind). Returns their number; 0 with the reason in `bad`. */
+    int (*match)(int gkind, int index, uint64_t *bits, char *bad, size_t cap);
+    /* Among `allowed`, the device that should run a task with these inputs and
+     * implementations (the cost model); -1 when none of them has an implementation. */
+    int (*pick)(uint64_t allowed, const struct dagger__place *r);
+    void (*ctx_open)(void);
+    void (*ctx_close)(void);
+};
+void dagger__sched_register_devices(const struct dagger__sched_devices *d);
+const struct dagger__sched_devices *dagger__sched_devices_get(void);
+/* Context open and close: fill / drop execs[DAGGER_PROC_DEVICE]. */
+void dagger__sched_exec_open(dagger__executor *execs);
+void dagger__sched_exec_close(dagger__executor *execs);
 
 /* Choose the processor (index -1: any worker thread). Returns 0, or DAGGER_ESCOPE with the
  * reason, naming the scopes, in `why`. */

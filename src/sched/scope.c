@@ -22,13 +22,14 @@ struct dagger_scope {
     enum kind kind;
     int rank, thread;
     int pkind; /* S_PROC: the dagger_proc_kind_t */
+    int gkind; /* S_PROC of devices: the backend kind (DAGGER_GPU_*) */
     dagger_scope_t *l, *r;
 };
 
-static dagger_scope_t any_scope = {0, S_ANY, 0, 0, 0, NULL, NULL};
+static dagger_scope_t any_scope = {0, S_ANY, 0, 0, 0, 0, NULL, NULL};
 /* What dagger_task_opts_init puts in opts.scope: "never set", read as any at spawn (a NULL
  * scope there is a failed constructor and fails the task). */
-static dagger_scope_t unset_scope = {0, S_ANY, 0, 0, 0, NULL, NULL};
+static dagger_scope_t unset_scope = {0, S_ANY, 0, 0, 0, 0, NULL, NULL};
 
 static bool is_static(const dagger_scope_t *s) { return s == &any_scope || s == &unset_scope; }
 
@@ -45,6 +46,7 @@ static dagger_scope_t *make(enum kind k, int rank, int thread, const dagger_scop
     s->rank = rank;
     s->thread = thread;
     s->pkind = 0;
+    s->gkind = 0;
     s->l = l ? dagger_scope_retain((dagger_scope_t *)l) : NULL;
     s->r = r ? dagger_scope_retain((dagger_scope_t *)r) : NULL;
     return s;
@@ -70,6 +72,16 @@ dagger_scope_t *dagger_scope_processor(const dagger_proc_t *p)
     dagger_scope_t *s = make(S_PROC, p->rank, p->index, NULL, NULL);
     if (s)
         s->pkind = p->kind;
+    return s;
+}
+
+dagger_scope_t *dagger_scope_gpu(int kind, int index)
+{
+    dagger_scope_t *s = make(S_PROC, 0, index < 0 ? -1 : index, NULL, NULL);
+    if (s) {
+        s->pkind = DAGGER_PROC_DEVICE;
+        s->gkind = kind;
+    }
     return s;
 }
 
@@ -121,6 +133,12 @@ int dagger_scope_format(const dagger_scope_t *s, char *buf, size_t cap)
     case S_WORKER_THREAD:
         return snprintf(buf, cap, "worker(%d).thread(%d)", s->rank, s->thread);
     case S_PROC: {
+        if (s->pkind == DAGGER_PROC_DEVICE && (s->gkind || s->thread < 0)) {
+            const char *kn = dagger_gpu_kind_name(s->gkind);
+            if (s->thread < 0)
+                return snprintf(buf, cap, "gpu(%s, all)", kn);
+            return snprintf(buf, cap, "gpu(%s, %d)", kn, s->thread);
+        }
         dagger_proc_t p = {s->rank, (int16_t)s->pkind, (int16_t)s->thread};
         return dagger_proc_format(&p, buf, cap);
     }
@@ -178,13 +196,24 @@ static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger
             out->bits[s->thread >> 6] |= 1ull << (s->thread & 63);
         }
         break;
-    case S_PROC:
-        if (!bad[0] && s->pkind == DAGGER_PROC_AUX)
-            snprintf(bad, cap, "aux threads are chosen by occupancy (< 1), not by scope");
-        else if (!bad[0])
-            snprintf(bad, cap, "device %d does not exist: this build has no device backend",
+    case S_PROC: {
+        const struct dagger__sched_devices *d = dagger__sched_devices_get();
+        char why[160] = "";
+        if (s->pkind == DAGGER_PROC_AUX)
+            snprintf(why, sizeof why, "aux threads are chosen by occupancy (< 1), not by scope");
+        else if (!d && s->thread >= 0)
+            snprintf(why, sizeof why, "device %d does not exist: this build has no device backend",
                      s->thread);
+        else if (!d)
+            snprintf(why, sizeof why,
+                     "no device of kind %s was found: this build has no device backend",
+                     dagger_gpu_kind_name(s->gkind));
+        else
+            d->match(s->gkind, s->thread, &out->dev, why, sizeof why);
+        if (!bad[0] && why[0])
+            snprintf(bad, cap, "%s", why);
         break;
+    }
     case S_UNION:
     case S_INTERSECT: {
         dagger__procset r;
@@ -192,6 +221,7 @@ static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger
         resolve(s->r, rank, nranks, n, &r, bad, cap);
         for (size_t i = 0; i < sizeof out->bits / sizeof out->bits[0]; i++)
             out->bits[i] = s->kind == S_UNION ? out->bits[i] | r.bits[i] : out->bits[i] & r.bits[i];
+        out->dev = s->kind == S_UNION ? out->dev | r.dev : out->dev & r.dev;
         break;
     }
     }
@@ -207,6 +237,7 @@ int dagger__scope_resolve(const dagger_scope_t *s, int rank, int nranks, int nth
     int count = 0;
     for (size_t i = 0; i < sizeof out->bits / sizeof out->bits[0]; i++)
         count += __builtin_popcountll(out->bits[i]);
+    count += __builtin_popcountll(out->dev);
     if (count == 0 && why && cap) {
         char form[256];
         dagger_scope_format(s, form, sizeof form);

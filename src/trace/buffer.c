@@ -448,6 +448,10 @@ void dagger__trace_move(uint64_t chunk, int from, int to, uint64_t bytes, int th
 {
     emit(DTR_MOVE, thread, chunk, bytes, (from & 0xff) | (to & 0xff) << 8);
 }
+void dagger__trace_device(int track, int op, uint64_t id, uint64_t bytes)
+{
+    emit(DTR_DEVICE, -1, id, bytes, (int32_t)(track << 8 | (op & 0xff)));
+}
 void dagger__trace_park(int thread) { emit(DTR_PARK, thread, 0, 0, 0); }
 void dagger__trace_wake(int thread) { emit(DTR_WAKE, thread, 0, 0, 0); }
 void dagger__trace_error(uint64_t id, const char *msg)

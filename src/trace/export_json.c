@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "trace/trace.h"
 #include "trace/trace_int.h"
 
 struct delta {
@@ -141,6 +142,51 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
                 tid_of(e->thread));
         put_ts(f, "ts", e->ts - m->snap->t0);
         fprintf(f, ",\"args\":{\"task\":%llu,\"on\":%llu}}", (unsigned long long)e->id,
+                (unsigned long long)e->arg);
+    }
+
+    /* Device streams (process 2): one track per stream, named when first used. */
+    static const char *const ops[] = {"h2d", "d2h", "d2d", "evict", "writeback"};
+    static const char *const streams[] = {"copy-in", "copy-out"};
+    uint64_t seen[8] = {0}; /* 512 tracks: 64 devices x 8 streams */
+    int named = 0;
+    for (size_t i = 0; i < m->snap->nev; i++) {
+        const struct dtr_ev *e = &m->snap->ev[i];
+        if (e->kind != DTR_DEVICE)
+            continue;
+        int track = e->aux >> 8, op = e->aux & 0xff;
+        if (track < 0 || track >= 512)
+            continue;
+        if (!named++)
+            fputs(",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":2,\"tid\":0,"
+                  "\"args\":{\"name\":\"devices\"}}",
+                  f);
+        if (!(seen[track / 64] >> (track % 64) & 1)) {
+            seen[track / 64] |= 1ull << (track % 64);
+            fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":2,\"tid\":%d,",
+                    track + 1);
+            if (track % 8 < 2)
+                fprintf(f, "\"args\":{\"name\":\"device(%d) %s\"}}", track / 8, streams[track % 8]);
+            else
+                fprintf(f, "\"args\":{\"name\":\"device(%d) compute %d\"}}", track / 8,
+                        track % 8 - 2);
+        }
+        if (op == DAGGER__TRACE_DEV_TASK_BEGIN || op == DAGGER__TRACE_DEV_TASK_END) {
+            fprintf(f,
+                    ",\n{\"name\":\"task %llu\",\"cat\":\"device\",\"ph\":\"%s\",\"pid\":2,"
+                    "\"tid\":%d",
+                    (unsigned long long)e->id, op == DAGGER__TRACE_DEV_TASK_BEGIN ? "B" : "E",
+                    track + 1);
+            put_ts(f, "ts", e->ts - m->snap->t0);
+            fputc('}', f);
+            continue;
+        }
+        fprintf(f,
+                ",\n{\"name\":\"%s\",\"cat\":\"copy\",\"ph\":\"i\",\"s\":\"t\",\"pid\":2,"
+                "\"tid\":%d",
+                op < 5 ? ops[op] : "device", track + 1);
+        put_ts(f, "ts", e->ts - m->snap->t0);
+        fprintf(f, ",\"args\":{\"chunk\":%llu,\"bytes\":%llu}}", (unsigned long long)e->id,
                 (unsigned long long)e->arg);
     }
 

@@ -59,4 +59,18 @@ void dagger__trace_wake(int thread);
  * and the summary). Call it before or after dagger__trace_finish. */
 void dagger__trace_error(uint64_t id, const char *msg);
 
+/* Device work (src/gpu), on the track of one device stream: track = device * 8 + stream
+ * (0 copy-in, 1 copy-out, 2.. compute). Copies and evictions are instants naming the chunk and
+ * the bytes; a device task is a span from its launch (TASK_BEGIN) to its completion. */
+enum {
+    DAGGER__TRACE_DEV_H2D = 0,
+    DAGGER__TRACE_DEV_D2H,
+    DAGGER__TRACE_DEV_D2D,
+    DAGGER__TRACE_DEV_EVICT,
+    DAGGER__TRACE_DEV_WRITEBACK,
+    DAGGER__TRACE_DEV_TASK_BEGIN,
+    DAGGER__TRACE_DEV_TASK_END,
+};
+void dagger__trace_device(int track, int op, uint64_t id, uint64_t bytes);
+
 #endif /* DAGGER_SRC_TRACE_H */

@@ -33,6 +33,7 @@ enum dtr_kind {
     DTR_PARK,      /* thread */
     DTR_WAKE,      /* thread */
     DTR_MOVE,      /* id = chunk, arg = bytes, aux = from space kind | to space kind << 8 */
+    DTR_DEVICE,    /* id = chunk or task, arg = bytes, aux = track << 8 | op (trace.h) */
     DTR_KIND_END_
 };
 

@@ -1,0 +1,40 @@
+# cmake/DaggerGpu.cmake - find the device backends: DAGGER_WITH_OPENCL / DAGGER_WITH_CUDA are
+# AUTO (build when found), ON (fail when not found) or OFF. Sets DAGGER_HAVE_OPENCL/_CUDA.
+set(DAGGER_WITH_OPENCL "AUTO" CACHE STRING "OpenCL backend: AUTO | ON | OFF")
+set_property(CACHE DAGGER_WITH_OPENCL PROPERTY STRINGS AUTO ON OFF)
+set_property(CACHE DAGGER_WITH_CUDA PROPERTY STRINGS AUTO ON OFF)
+
+set(DAGGER_HAVE_OPENCL OFF)
+if(NOT DAGGER_WITH_OPENCL STREQUAL "OFF")
+  find_package(OpenCL QUIET)
+  if(OpenCL_FOUND)
+    set(DAGGER_HAVE_OPENCL ON)
+  elseif(DAGGER_WITH_OPENCL STREQUAL "ON")
+    message(FATAL_ERROR "DAGGER_WITH_OPENCL=ON but OpenCL was not found "
+                        "(install ocl-icd-opencl-dev opencl-headers)")
+  endif()
+endif()
+
+set(DAGGER_HAVE_CUDA OFF)
+if(DAGGER_SANITIZE AND DAGGER_WITH_CUDA STREQUAL "AUTO")
+  # nvcc takes no -fsanitize, and the runtime is not instrumented: plain builds compile CUDA.
+  message(STATUS "dagger devices: CUDA left out of the sanitizer build")
+elseif(NOT DAGGER_WITH_CUDA STREQUAL "OFF")
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  find_package(CUDAToolkit QUIET)
+  if(CMAKE_CUDA_COMPILER AND CUDAToolkit_FOUND)
+    if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+      set(CMAKE_CUDA_ARCHITECTURES "75;90")
+    endif()
+    enable_language(CUDA)
+    set(DAGGER_HAVE_CUDA ON)
+  elseif(DAGGER_WITH_CUDA STREQUAL "ON")
+    message(FATAL_ERROR "DAGGER_WITH_CUDA=ON but no CUDA compiler and toolkit were found")
+  endif()
+endif()
+message(STATUS "dagger devices: OpenCL ${DAGGER_HAVE_OPENCL}, CUDA ${DAGGER_HAVE_CUDA}"
+               " (fake test device always)")

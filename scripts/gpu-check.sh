@@ -1,0 +1,38 @@
+#!/bin/sh
+# scripts/gpu-check.sh - the GPU checks for a machine with an NVIDIA GPU (under 5 minutes).
+#
+# Usage: sh scripts/gpu-check.sh [builddir]     (default: build-gpu)
+# Builds with CUDA for sm_90 (DAGGER_WITH_CUDA=ON: fails without nvcc), runs `ctest -L gpu`
+# (the CUDA cases run here instead of exiting 77; the OpenCL cases run on whatever OpenCL device
+# the ICD loader finds, pocl if nothing else) and the bench/gpu binaries, and prints their
+# RESULT lines; paste them into bench/RESULTS.md. CUDA_ARCH=75 or the like overrides sm_90.
+# Exit status: 0 when the build, the tests and the benchmarks all succeeded.
+# POSIX sh. SPDX-License-Identifier: MIT
+set -u
+here=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build-gpu}
+arch=${CUDA_ARCH:-90}
+jobs=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+[ -x /usr/local/cuda/bin/nvcc ] && PATH=/usr/local/cuda/bin:$PATH
+export PATH
+status=0
+
+echo "== gpu-check: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(uname -n)"
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version \
+    --format=csv,noheader
+cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DDAGGER_WITH_CUDA=ON \
+    -DCMAKE_CUDA_ARCHITECTURES="$arch" -DDAGGER_BUILD_EXAMPLES=ON >"$build.cmake.log" 2>&1 ||
+    { tail -20 "$build.cmake.log"; exit 1; }
+grep "dagger devices" "$build.cmake.log"
+cmake --build "$build" -j "$jobs" >"$build.build.log" 2>&1 || { tail -30 "$build.build.log"; exit 1; }
+
+echo "== ctest -L gpu"
+(cd "$build" && timeout 240 ctest -L gpu -j 4 --output-on-failure) || status=1
+
+echo "== bench/gpu"
+for b in "$build"/bench/gpu/bench_gpu_*; do
+    [ -x "$b" ] || continue
+    timeout 60 "$b" || { echo "gpu-check: $b failed" >&2; status=1; }
+done | grep '^RESULT|' | tee "$build/gpu-results.txt"
+echo "== gpu-check: status $status (RESULT lines in $build/gpu-results.txt)"
+exit $status

@@ -1,0 +1,24 @@
+# tests/gpu.cmake - device tests (issue 12), label gpu; include()d from tests/CMakeLists.txt.
+#
+#   gpu_fake.*    the fake test device: data movement, ordering, eviction, injected failures
+#   gpu_opencl.*  OpenCL on whatever the ICD loader finds; on CI pocl's CPU devices, two of them
+#                 with 1 GiB each; the kernel cache stays in the build tree; exit 77 without one
+#   gpu_cuda.*    CUDA kernels; exit 77 without a device (CI compiles them only)
+dagger_add_tests(gpu_fake SOURCES test_gpu_fake.c LABELS quick gpu)
+target_include_directories(test_gpu_fake PRIVATE ${PROJECT_SOURCE_DIR}/src)
+
+if(DAGGER_HAVE_OPENCL)
+  set(DAGGER_POCL_CACHE ${CMAKE_BINARY_DIR}/pocl-cache)
+  file(MAKE_DIRECTORY ${DAGGER_POCL_CACHE})
+  dagger_add_tests(gpu_opencl SOURCES test_gpu_opencl.c LABELS quick gpu TIMEOUT 300
+                   ENV "POCL_DEVICES=pthread pthread" POCL_MEMORY_LIMIT=1
+                       POCL_CACHE_DIR=${DAGGER_POCL_CACHE} DAGGER_GPU_MEM_LIMIT=48M
+                       LSAN_OPTIONS=suppressions=${CMAKE_CURRENT_LIST_DIR}/gpu-lsan.supp)
+  target_link_libraries(test_gpu_opencl PRIVATE OpenCL::OpenCL)
+  target_compile_definitions(test_gpu_opencl PRIVATE CL_TARGET_OPENCL_VERSION=120)
+endif()
+
+if(DAGGER_HAVE_CUDA)
+  dagger_add_tests(gpu_cuda SOURCES test_gpu_cuda.c test_gpu_cuda_kernels.cu LABELS gpu)
+  target_link_libraries(test_gpu_cuda PRIVATE CUDA::cudart)
+endif()
