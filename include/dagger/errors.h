@@ -26,7 +26,9 @@
     X(ECLOSED, -4004, "stream or ring is closed")                                                  \
     X(EPEER, -4005, "remote rank lost")                                                            \
     X(ETYPE, -4006, "value has the wrong kind")                                                    \
-    X(ESTATE, -4007, "call not allowed in this state")
+    X(ESTATE, -4007, "call not allowed in this state")                                             \
+    X(ESINGULAR, -4008, "the matrix is singular")                                                  \
+    X(ENOTPD, -4009, "the matrix is not positive definite")
 
 enum dagger_error {
     DAGGER_OK = 0,
