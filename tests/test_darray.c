@@ -715,7 +715,7 @@ static double max_diff(const double *x, const double *y, size_t n)
     return m;
 }
 
-static const size_t LA_BLOCKS[2][2] = {{64, 64}, {64, 32}};
+static const size_t LA_BLOCKS[3][2] = {{64, 64}, {64, 32}, {24, 40}}; /* last: ragged */
 
 TEST(matmul_against_blas)
 {
@@ -731,8 +731,8 @@ TEST(matmul_against_blas)
     for (int k = 0; k < N; k++)
         v[k] = k * 0.01;
     cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0, x, N, y, N, 0.0, z, N);
-    for (int p = 0; p < 2; p++)
-        for (int q = 0; q < 2; q++) {
+    for (int p = 0; p < 3; p++)
+        for (int q = 0; q < 3; q++) {
             dagger_darray_t *a =
                 from(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(LA_BLOCKS[p][0], LA_BLOCKS[p][1]),
                      DAGGER_DIMS(N, N), x);
@@ -806,7 +806,7 @@ TEST(cholesky_against_lapacke)
     for (int j = 0; j < N; j++)
         for (int i = 0; i < j; i++)
             ref[i + j * N] = 0;
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < 3; p++) {
         dagger_darray_t *a =
             from(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(LA_BLOCKS[p][0], LA_BLOCKS[p][1]),
                  DAGGER_DIMS(N, N), a0);
@@ -852,7 +852,7 @@ TEST(lu_residual_and_singular)
     for (int k = 0; k < N * N; k++)
         a0[k] = (double)(test_rand(&s) % 2000) / 1000.0 - 1;
     double anorm = LAPACKE_dlange(LAPACK_COL_MAJOR, '1', N, N, a0, N);
-    for (int p = 0; p < 2; p++) {
+    for (int p = 0; p < 3; p++) {
         dagger_darray_t *a =
             from(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(LA_BLOCKS[p][0], LA_BLOCKS[p][1]),
                  DAGGER_DIMS(N, N), a0);
@@ -925,7 +925,7 @@ TEST(solve_with_lu_and_cholesky_against_lapacke)
     for (int k = 0; k < N * 3; k++)
         b0[k] = sin(k * 0.1);
     for (int kind = 0; kind < 2; kind++)
-        for (int p = 0; p < 2; p++)
+        for (int p = 0; p < 3; p++)
             for (int vec = 0; vec < 2; vec++) {
                 int nrhs = vec ? 1 : 3;
                 memcpy(ref, b0, N * nrhs * sizeof *ref);
