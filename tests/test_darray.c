@@ -577,6 +577,48 @@ TEST(reduce_every_op_and_dim_against_loops)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+TEST(histogram_through_datadeps_reduction)
+{
+    dagger_ctx_t *ctx = test_ctx(4);
+    for (int t = 0; t < 4; t++) {
+        dagger_elt_t e = ELTS[t];
+        dagger_darray_t *a;
+        ASSERT_OK(dagger_darray_randn(ctx, e == DAGGER_ELT_F32 ? e : DAGGER_ELT_F64,
+                                      DAGGER_BLOCKS(17, 9), DAGGER_DIMS(100, 50), 5, NULL, &a));
+        if (e == DAGGER_ELT_I64 || e == DAGGER_ELT_I32) { /* integers in [-30, 30) */
+            dagger_darray_t *f;
+            ASSERT_OK(dagger_darray_broadcast_scalar(a, DAGGER_OP_MUL, 10.0, false, &f));
+            dagger_darray_release(a);
+            double *v = collect_new(f, 0);
+            char *iv = malloc(5000 * 8);
+            for (size_t k = 0; k < 5000; k++)
+                set(iv, k, e, floor(v[k]));
+            a = from(ctx, e, DAGGER_BLOCKS(17, 9), DAGGER_DIMS(100, 50), iv);
+            free(v);
+            free(iv);
+            dagger_darray_release(f);
+        }
+        void *v = collect_new(a, 0);
+        double lo = e == DAGGER_ELT_F64 || e == DAGGER_ELT_F32 ? -2 : -30, hi = -lo;
+        uint64_t want[12] = {0}, got[12];
+        for (size_t k = 0; k < 5000; k++) {
+            double x = get(v, k, e);
+            if (x >= lo && x < hi)
+                want[(size_t)((x - lo) * (12 / (hi - lo)))]++;
+        }
+        ASSERT_OK(dagger_darray_histogram(a, lo, hi, 12, got));
+        ASSERT_EQ(memcmp(got, want, sizeof want), 0);
+        free(v);
+        dagger_darray_release(a);
+    }
+    uint64_t c[1];
+    dagger_darray_t *a;
+    ASSERT_OK(dagger_darray_ones(ctx, DAGGER_ELT_F64, DAGGER_AUTOBLOCKS, DAGGER_DIMS(4), NULL, &a));
+    ASSERT_ERR(dagger_darray_histogram(a, 1, 1, 1, c), DAGGER_EINVAL);
+    dagger_darray_release(a);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* ---------------------------------------------------------------- copies */
 
 TEST(copyto_every_pair_of_blockings)
@@ -987,7 +1029,8 @@ TEST(ranks_cholesky_and_lu)
 TEST_LIST(distribute_collect_roundtrip_all_dims_and_types, collect_checks_its_buffer,
           constructors_sizes_and_values, rand_same_seed_same_array_on_1_and_4_threads,
           placement_blockrow_cyclic_explicit, map_and_broadcast_against_loops,
-          reduce_every_op_and_dim_against_loops, copyto_every_pair_of_blockings,
-          copy_permutedims_transpose_getindex, matmul_against_blas, cholesky_against_lapacke,
-          lu_residual_and_singular, solve_with_lu_and_cholesky_against_lapacke,
+          reduce_every_op_and_dim_against_loops, histogram_through_datadeps_reduction,
+          copyto_every_pair_of_blockings, copy_permutedims_transpose_getindex, matmul_against_blas,
+          cholesky_against_lapacke, lu_residual_and_singular,
+          solve_with_lu_and_cholesky_against_lapacke,
           ranks_blockrow_and_cyclic_roundtrip_and_reduce, ranks_cholesky_and_lu)

@@ -216,6 +216,13 @@ DAGGER_API DAGGER_NODISCARD int dagger_darray_reduce_dim(dagger_darray_t *a, dag
  *  Returns: 0, DAGGER_EINVAL, DAGGER_ENOMEM. Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_darray_norm(dagger_darray_t *a, double *out);
 
+/** Count the elements of `a` in `nbins` equal bins of [lo, hi) into `counts` (zeroed first;
+ *  elements outside the range, and NaNs, are not counted). One task per block counts into a
+ *  private copy of the bins (a datadeps reduction, dagger_redux) and the copies are summed.
+ *  Returns: 0, DAGGER_EINVAL (no bins, lo >= hi), DAGGER_ENOMEM. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_darray_histogram(dagger_darray_t *a, double lo, double hi,
+                                                        size_t nbins, uint64_t *counts);
+
 /* ---------------------------------------------------------------- copies and views */
 
 /** A copy with the same blocking and places. Ownership: +1 on `*out`. Thread safety: any. */

@@ -14,6 +14,7 @@
 #include "common/alloc.h"
 #include "common/common.h"
 #include "darray/darray_int.h"
+#include "dagger/datadeps.h"
 
 enum { ACC_F64, ACC_I64, ACC_RAW };
 
@@ -430,4 +431,83 @@ out:
     }
     *out = j.out;
     return 0;
+}
+
+/* ---------------------------------------------------------------- histogram */
+
+typedef struct hist {
+    dagger_darray_t *a;
+    double lo, hi;
+    size_t nbins;
+} hist_t;
+
+static void hist_add(void *acc, const void *priv, size_t bytes, void *ud)
+{
+    uint64_t *x = acc;
+    const uint64_t *p = priv;
+    for (size_t i = 0; i < bytes / sizeof *x; i++)
+        x[i] += p[i];
+}
+
+static int hist_block(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
+{
+    uint64_t *bins = dagger_arg_ptr(args, 0);
+    const hist_t *h = dagger_arg_ptr(args, 1);
+    size_t b = (size_t)dagger_arg_i64(args, 2), n = dagger__da_block_count(h->a, b);
+    const char *blk = h->a->ptr[b];
+    double scale = (double)h->nbins / (h->hi - h->lo);
+    for (size_t k = 0; k < n; k++) {
+        const char *e = blk + k * h->a->esz;
+        double v;
+        switch (h->a->elt) {
+        case DAGGER_ELT_F64:
+            v = *(const double *)e;
+            break;
+        case DAGGER_ELT_F32:
+            v = *(const float *)e;
+            break;
+        case DAGGER_ELT_I64:
+            v = (double)*(const int64_t *)e;
+            break;
+        default:
+            v = *(const int32_t *)e;
+            break;
+        }
+        if (!(v >= h->lo && v < h->hi))
+            continue;
+        size_t i = (size_t)((v - h->lo) * scale);
+        bins[i < h->nbins ? i : h->nbins - 1]++;
+    }
+    return 0;
+}
+
+int dagger_darray_histogram(dagger_darray_t *a, double lo, double hi, size_t nbins,
+                            uint64_t *counts)
+{
+    int rc = dagger__da_check(a, "dagger_darray_histogram");
+    if (rc)
+        return rc;
+    DAGGER_CHECK(nbins > 0 && counts && lo < hi, DAGGER_EINVAL,
+                 "dagger_darray_histogram: needs bins, a counts buffer and lo < hi (got %zu bins, "
+                 "[%g, %g))",
+                 nbins, lo, hi);
+    memset(counts, 0, nbins * sizeof *counts);
+    hist_t h = {a, lo, hi, nbins};
+    dagger_redux_op_t op = {hist_add, NULL, NULL};
+    dagger_datadeps_t *dd;
+    if ((rc = dagger_datadeps_begin(a->ctx, 0, &dd)))
+        return rc;
+    for (size_t b = 0; b < a->nblocks; b++) {
+        dagger_task_opts_t o;
+        dagger_task_opts_init(&o);
+        o.name = "darray_histogram";
+        dagger_scope_t *s = a->place[b] >= 0 ? dagger_scope_thread(a->place[b]) : NULL;
+        o.scope = s;
+        dagger_ddarg_t av[3] = {dagger_redux(counts, nbins * sizeof *counts, &op),
+                                dagger_ddval(dagger_ptr(&h)), dagger_ddval(dagger_i64((int64_t)b))};
+        dagger_task_release(
+            dagger_datadeps_spawn_impl(dd, &o, hist_block, "darray_histogram", av, 3));
+        dagger_scope_release(s);
+    }
+    return dagger_datadeps_end(dd);
 }
