@@ -152,6 +152,16 @@ TEST(collect_checks_its_buffer)
         dagger_darray_randn(ctx, DAGGER_ELT_I32, DAGGER_AUTOBLOCKS, DAGGER_DIMS(3), 1, NULL, &a),
         DAGGER_EINVAL);
     ASSERT_STR_HAS(dagger_last_errmsg(), "randn");
+    /* an empty array: one empty block, sum 0, min undefined */
+    ASSERT_OK(dagger_darray_zeros(ctx, DAGGER_ELT_F64, DAGGER_AUTOBLOCKS, DAGGER_DIMS(0, 3), NULL,
+                                  &a));
+    ASSERT_EQ(dagger_darray_length(a), 0);
+    ASSERT_OK(dagger_darray_collect(a, NULL, 0, 0));
+    dagger_value_t v;
+    ASSERT_OK(dagger_darray_reduce(a, DAGGER_OP_ADD, NULL, &v));
+    ASSERT_EQ(v.u.f, 0.0);
+    ASSERT_ERR(dagger_darray_reduce(a, DAGGER_OP_MIN, NULL, &v), DAGGER_EINVAL);
+    dagger_darray_release(a);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 

@@ -102,7 +102,7 @@ static void auto_blocks(int nd, const size_t *dims, int nthreads, size_t *bs)
 {
     size_t target = (size_t)(nthreads > 0 ? nthreads : 1) * 2, nb = 1;
     for (int d = 0; d < nd; d++)
-        bs[d] = dims[d];
+        bs[d] = dims[d] ? dims[d] : 1;
     while (nb < target) {
         int best = -1;
         for (int d = 0; d < nd; d++)
