@@ -65,8 +65,8 @@ int main(void)
         m[i + i * 100] += 100;
     dagger_darray_release(spd);
     spd = NULL;
-    if (dagger_darray_distribute(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(20, 20),
-                                 DAGGER_DIMS(100, 100), m, NULL, &spd) != 0 ||
+    if (dagger_darray_distribute(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(20, 20), DAGGER_DIMS(100, 100),
+                                 m, NULL, &spd) != 0 ||
         dagger_darray_cholesky(spd, &l) != 0)
         goto out;
     double lv[100 * 100];

@@ -153,8 +153,8 @@ TEST(collect_checks_its_buffer)
         DAGGER_EINVAL);
     ASSERT_STR_HAS(dagger_last_errmsg(), "randn");
     /* an empty array: one empty block, sum 0, min undefined */
-    ASSERT_OK(dagger_darray_zeros(ctx, DAGGER_ELT_F64, DAGGER_AUTOBLOCKS, DAGGER_DIMS(0, 3), NULL,
-                                  &a));
+    ASSERT_OK(
+        dagger_darray_zeros(ctx, DAGGER_ELT_F64, DAGGER_AUTOBLOCKS, DAGGER_DIMS(0, 3), NULL, &a));
     ASSERT_EQ(dagger_darray_length(a), 0);
     ASSERT_OK(dagger_darray_collect(a, NULL, 0, 0));
     dagger_value_t v;
