@@ -229,8 +229,33 @@ static int place_of(const dagger__da_layout_t *l, const dagger_darray_t *a, size
 typedef struct build_job {
     dagger_darray_t *a;
     dagger__da_fill_fn fill;
+    dagger__da_block_fn body;
     void *ud;
 } build_job_t;
+
+static void free_block(void *data, void *ud) { dagger__free(data); }
+
+/* A typed chunk for block b: zeroed, or left as malloc gives it when a fill writes it all. */
+static int new_block(dagger_ctx_t *ctx, const dagger_darray_t *a, const size_t *shape, size_t count,
+                     bool zero, dagger_chunk_t **c)
+{
+    if (zero || !count)
+        return dagger_chunk_create_array(ctx, a->elt, a->nd, shape, c);
+    void *p = dagger__malloc(count * a->esz);
+    if (!p)
+        return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for a block of %zu bytes",
+                                  count * a->esz);
+    int rc = dagger_chunk_wrap(ctx, p, count * a->esz, free_block, NULL, c);
+    if (rc) {
+        dagger__free(p);
+        return rc;
+    }
+    if ((rc = dagger_chunk_set_type(*c, a->elt, a->nd, shape))) {
+        dagger_chunk_release(*c);
+        *c = NULL;
+    }
+    return rc;
+}
 
 static int build_body(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
 {
@@ -239,15 +264,18 @@ static int build_body(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t
     dagger_darray_blockinfo_t bi;
     dagger__da_info(j->a, b, &bi);
     dagger_chunk_t *c;
-    int rc = dagger_chunk_create_array(dagger_tc_ctx(tc), j->a->elt, j->a->nd, bi.shape, &c);
+    int rc = new_block(dagger_tc_ctx(tc), j->a, bi.shape, bi.count, !j->fill && !j->body, &c);
     if (rc)
         return dagger_fail(tc, rc, "darray block %zu: %s", b, dagger_last_errmsg());
-    if (j->fill && bi.count) {
-        rc = j->fill(dagger_chunk_data(c), &bi, j->ud);
-        if (rc) {
-            dagger_chunk_release(c);
-            return dagger_fail(tc, rc, "darray block %zu: %s", b, dagger_last_errmsg());
-        }
+    /* Each task owns its slot; the builder reads it after fetching the task. */
+    j->a->ptr[b] = dagger_chunk_data(c);
+    if (j->body)
+        rc = j->body(tc, j->a, b, j->ud);
+    else if (j->fill && bi.count && (rc = j->fill(j->a->ptr[b], &bi, j->ud)))
+        rc = dagger_fail(tc, rc, "darray block %zu: %s", b, dagger_last_errmsg());
+    if (rc) {
+        dagger_chunk_release(c);
+        return rc;
     }
     *out = dagger_chunk_give(tc, c);
     return 0;
@@ -287,8 +315,8 @@ static dagger_darray_t *alloc_array(dagger_ctx_t *ctx, const dagger__da_layout_t
     return a;
 }
 
-int dagger__da_build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fill_fn fill,
-                     void *ud, dagger_darray_t **out)
+static int build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fill_fn fill,
+                 dagger__da_block_fn body, void *ud, const char *name, dagger_darray_t **out)
 {
     *out = NULL;
     dagger_darray_t *a = alloc_array(ctx, l);
@@ -310,7 +338,7 @@ int dagger__da_build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da
                                       b, p, nthreads);
         }
     }
-    build_job_t job = {a, fill, ud};
+    build_job_t job = {a, fill, body, ud};
     dagger_task_t **ts = dagger__calloc(a->nblocks, sizeof *ts);
     if (!ts) {
         dagger_darray_release(a);
@@ -319,7 +347,7 @@ int dagger__da_build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da
     for (size_t b = 0; b < a->nblocks; b++) {
         dagger_task_opts_t o;
         dagger_task_opts_init(&o);
-        o.name = "darray_block";
+        o.name = name;
         dagger_scope_t *s = NULL;
         if (a->place[b] >= 0) {
             s = dagger_scope_thread(a->place[b]);
@@ -329,7 +357,7 @@ int dagger__da_build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da
             o.flags = DAGGER_TASK_CHUNK_RESULT;
         }
         dagger_value_t av[2] = {dagger_ptr(&job), dagger_i64((int64_t)b)};
-        ts[b] = dagger_spawn_impl(ctx, &o, build_body, "darray_block", av, 2);
+        ts[b] = dagger_spawn_impl(ctx, &o, build_body, name, av, 2);
         dagger_scope_release(s);
     }
     int first = 0;
@@ -339,7 +367,6 @@ int dagger__da_build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da
         int rc = ts[b] ? dagger_fetch_chunk(ts[b], &c) : DAGGER_ENOMEM;
         if (rc == 0) {
             a->blocks[b] = dagger_chunk_retain(c);
-            a->ptr[b] = dagger_chunk_data(c);
         } else if (!first) {
             first = rc;
             msg = dagger__strdup(ts[b] ? dagger_task_errmsg(ts[b]) : "out of memory");
@@ -355,6 +382,18 @@ int dagger__da_build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da
     }
     *out = a;
     return 0;
+}
+
+int dagger__da_build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fill_fn fill,
+                     void *ud, dagger_darray_t **out)
+{
+    return build(ctx, l, fill, NULL, ud, "darray_block", out);
+}
+
+int dagger__da_build_with(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_block_fn body,
+                          void *ud, const char *name, dagger_darray_t **out)
+{
+    return build(ctx, l, NULL, body, ud, name, out);
 }
 
 dagger_darray_t *dagger_darray_retain(dagger_darray_t *a)
@@ -379,6 +418,7 @@ void dagger_darray_release(dagger_darray_t *a)
 /* ---------------------------------------------------------------- per-block driver */
 
 typedef struct foreach_job {
+    dagger_darray_t *a;
     dagger__da_block_fn body;
     void *ud;
 } foreach_job_t;
@@ -386,14 +426,14 @@ typedef struct foreach_job {
 static int foreach_body(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
 {
     foreach_job_t *j = dagger_arg_ptr(args, 0);
-    return j->body(tc, (size_t)dagger_arg_i64(args, 1), j->ud);
+    return j->body(tc, j->a, (size_t)dagger_arg_i64(args, 1), j->ud);
 }
 
 int dagger__da_foreach(dagger_darray_t *a, dagger__da_block_fn body, void *ud, const char *name)
 {
     dagger_task_t **ts = dagger__calloc(a->nblocks ? a->nblocks : 1, sizeof *ts);
     DAGGER_CHECK(ts, DAGGER_ENOMEM, "darray %s: out of memory", name);
-    foreach_job_t job = {body, ud};
+    foreach_job_t job = {a, body, ud};
     for (size_t b = 0; b < a->nblocks; b++) {
         dagger_task_opts_t o;
         dagger_task_opts_init(&o);
@@ -709,7 +749,7 @@ int dagger_darray_distribute(dagger_ctx_t *ctx, dagger_elt_t elt, dagger_dims_t 
     return dagger__da_build(ctx, &l, dist_fill, &x, out);
 }
 
-static int collect_body(dagger_tc_t *tc, size_t b, void *ud)
+static int collect_body(dagger_tc_t *tc, dagger_darray_t *a, size_t b, void *ud)
 {
     xfer_t *x = ud;
     xfer_block(x, b, x->a->ptr[b]);

@@ -62,15 +62,20 @@ int dagger__da_layout(dagger_ctx_t *ctx, dagger_elt_t elt, dagger_dims_t blocks,
 /* The layout of `a` with another element type (places copied block by block). */
 void dagger__da_layout_like(const dagger_darray_t *a, dagger_elt_t elt, dagger__da_layout_t *l);
 
-/* Filling a new block: fill(dst, info, ud) with dst zeroed; NULL leaves zeros. */
+/* Filling a new block: fill(dst, info, ud); it must write every element. */
 typedef int (*dagger__da_fill_fn)(void *dst, const dagger_darray_blockinfo_t *bi, void *ud);
-/* Build an array from a layout, each block made and filled by a task where it lives. */
+/* A task's work on block b of `a` (its pointer a->ptr[b] is set). Returns 0 or an error code
+ * with dagger_fail called. */
+typedef int (*dagger__da_block_fn)(dagger_tc_t *tc, dagger_darray_t *a, size_t b, void *ud);
+/* Build an array from a layout, each block made by a task where it lives, then written by
+ * `fill` or `body` in that task (at most one; both NULL: zeros, else the block is not zeroed). */
 int dagger__da_build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fill_fn fill,
                      void *ud, dagger_darray_t **out);
+int dagger__da_build_with(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_block_fn body,
+                          void *ud, const char *name, dagger_darray_t **out);
 
-/* Run body(b, ud) for every block b of `a` (one task each, on the block's place), then wait.
- * The body returns 0 or an error code with dagger_fail called. Returns the first error. */
-typedef int (*dagger__da_block_fn)(dagger_tc_t *tc, size_t b, void *ud);
+/* Run body for every block b of `a` (one task each, on the block's place), then wait.
+ * Returns the first error. */
 int dagger__da_foreach(dagger_darray_t *a, dagger__da_block_fn body, void *ud, const char *name);
 
 void dagger__da_info(const dagger_darray_t *a, size_t b, dagger_darray_blockinfo_t *bi);

@@ -32,18 +32,18 @@ static bool same_blocking(const dagger_darray_t *a, const dagger_darray_t *b)
 /* ---------------------------------------------------------------- map */
 
 typedef struct map_job {
-    dagger_darray_t *src, *dst;
+    dagger_darray_t *src;
     dagger_darray_elemfn_t ef;
     dagger_darray_blockfn_t bf;
     void *ud;
 } map_job_t;
 
-static int map_body(dagger_tc_t *tc, size_t b, void *ud)
+static int map_body(dagger_tc_t *tc, dagger_darray_t *dst, size_t b, void *ud)
 {
     map_job_t *j = ud;
     dagger_darray_blockinfo_t bi;
     dagger__da_info(j->src, b, &bi);
-    char *out = j->dst->ptr[b];
+    char *out = dst->ptr[b];
     const char *in = j->src->ptr[b];
     if (j->bf) {
         int rc = j->bf(out, in, &bi, j->ud);
@@ -53,7 +53,7 @@ static int map_body(dagger_tc_t *tc, size_t b, void *ud)
                                 b, dagger_err_name(rc))
                   : 0;
     }
-    size_t so = j->src->esz, dso = j->dst->esz;
+    size_t so = j->src->esz, dso = dst->esz;
     for (size_t k = 0; k < bi.count; k++)
         j->ef(out + k * dso, in + k * so, j->ud);
     return 0;
@@ -74,15 +74,10 @@ int dagger_darray_map(dagger_darray_t *a, dagger_elt_t out_elt, dagger_darray_el
     dagger_darray_t *c;
     DAGGER_CHECK(dagger_elt_size(l.elt), DAGGER_EINVAL,
                  "dagger_darray_map: element type %d is not f64, f32, i64 or i32", (int)l.elt);
-    rc = dagger__da_build(a->ctx, &l, NULL, NULL, &c);
+    map_job_t j = {a, ef, bf, ud};
+    rc = dagger__da_build_with(a->ctx, &l, map_body, &j, "darray_map", &c);
     if (rc)
         return rc;
-    map_job_t j = {a, c, ef, bf, ud};
-    rc = dagger__da_foreach(c, map_body, &j, "darray_map");
-    if (rc) {
-        dagger_darray_release(c);
-        return rc;
-    }
     *out = c;
     return 0;
 }
@@ -95,14 +90,26 @@ int dagger_darray_map_inplace(dagger_darray_t *a, dagger_darray_elemfn_t ef,
         return rc;
     DAGGER_CHECK(!ef != !bf, DAGGER_EINVAL,
                  "dagger_darray_map_inplace: give exactly one of an element and a block function");
-    map_job_t j = {a, a, ef, bf, ud};
+    map_job_t j = {a, ef, bf, ud};
     return dagger__da_foreach(a, map_body, &j, "darray_map_inplace");
 }
 
 /* ---------------------------------------------------------------- broadcast */
 
+typedef struct gather_job {
+    dagger_darray_t *src;
+    size_t off[DA_MAXD];
+} gather_job_t;
+
+static int gather_body(dagger_tc_t *tc, dagger_darray_t *dst, size_t b, void *ud)
+{
+    gather_job_t *j = ud;
+    dagger__da_gather(dst, b, j->src, j->off);
+    return 0;
+}
+
 typedef struct bc_job {
-    dagger_darray_t *x, *y, *dst; /* y NULL: the scalar */
+    dagger_darray_t *x, *y; /* y NULL: the scalar */
     dagger_darray_op_t op;
     dagger_darray_binfn_t fn;
     void *ud;
@@ -149,19 +156,19 @@ typedef struct bc_job {
         }                                                                                          \
     } while (0)
 
-static int bc_body(dagger_tc_t *tc, size_t b, void *ud)
+static int bc_body(dagger_tc_t *tc, dagger_darray_t *dst, size_t b, void *ud)
 {
     bc_job_t *j = ud;
-    size_t n = dagger__da_block_count(j->dst, b);
-    void *out = j->dst->ptr[b];
+    size_t n = dagger__da_block_count(dst, b);
+    void *out = dst->ptr[b];
     const void *xp = j->x->ptr[b], *yp = j->y ? j->y->ptr[b] : NULL;
     if (j->op == DAGGER_OP_USER) {
-        size_t e = j->dst->esz;
+        size_t e = dst->esz;
         for (size_t k = 0; k < n; k++)
             j->fn((char *)out + k * e, (const char *)xp + k * e, (const char *)yp + k * e, j->ud);
         return 0;
     }
-    switch (j->dst->elt) {
+    switch (dst->elt) {
     case DAGGER_ELT_F64:
         BC_LOOP(double, 0);
         break;
@@ -182,18 +189,7 @@ static int broadcast(bc_job_t *j, dagger_darray_t **out)
 {
     dagger__da_layout_t l;
     dagger__da_layout_like(j->x, j->x->elt, &l);
-    dagger_darray_t *c;
-    int rc = dagger__da_build(j->x->ctx, &l, NULL, NULL, &c);
-    if (rc)
-        return rc;
-    j->dst = c;
-    rc = dagger__da_foreach(c, bc_body, j, "darray_broadcast");
-    if (rc) {
-        dagger_darray_release(c);
-        return rc;
-    }
-    *out = c;
-    return 0;
+    return dagger__da_build_with(j->x->ctx, &l, bc_body, j, "darray_broadcast", out);
 }
 
 int dagger_darray_broadcast(dagger_darray_t *a, dagger_darray_t *b, dagger_darray_op_t op,
@@ -214,14 +210,11 @@ int dagger_darray_broadcast(dagger_darray_t *a, dagger_darray_t *b, dagger_darra
         dagger__da_layout_t l;
         dagger__da_layout_like(a, a->elt, &l);
         dagger_darray_release(bb);
-        if ((rc = dagger__da_build(a->ctx, &l, NULL, NULL, &bb)))
+        gather_job_t g = {b, {0, 0, 0, 0}};
+        if ((rc = dagger__da_build_with(a->ctx, &l, gather_body, &g, "darray_reblock", &bb)))
             return rc;
-        if ((rc = dagger_darray_copyto(bb, b))) {
-            dagger_darray_release(bb);
-            return rc;
-        }
     }
-    bc_job_t j = {a, bb, NULL, op, fn, ud, 0, false};
+    bc_job_t j = {a, bb, op, fn, ud, 0, false};
     rc = broadcast(&j, out);
     dagger_darray_release(bb);
     return rc;
@@ -238,23 +231,11 @@ int dagger_darray_broadcast_scalar(dagger_darray_t *a, dagger_darray_op_t op, do
     DAGGER_CHECK(op >= DAGGER_OP_ADD && op <= DAGGER_OP_MAX, DAGGER_EINVAL,
                  "dagger_darray_broadcast_scalar: operator %d is not a built-in binary operator",
                  (int)op);
-    bc_job_t j = {a, NULL, NULL, op, NULL, NULL, s, s_left};
+    bc_job_t j = {a, NULL, op, NULL, NULL, s, s_left};
     return broadcast(&j, out);
 }
 
 /* ---------------------------------------------------------------- copies */
-
-typedef struct gather_job {
-    dagger_darray_t *dst, *src;
-    size_t off[DA_MAXD];
-} gather_job_t;
-
-static int gather_body(dagger_tc_t *tc, size_t b, void *ud)
-{
-    gather_job_t *j = ud;
-    dagger__da_gather(j->dst, b, j->src, j->off);
-    return 0;
-}
 
 int dagger_darray_copyto(dagger_darray_t *dst, dagger_darray_t *src)
 {
@@ -265,7 +246,7 @@ int dagger_darray_copyto(dagger_darray_t *dst, dagger_darray_t *src)
         return rc;
     if (dst == src)
         return 0;
-    gather_job_t j = {dst, src, {0, 0, 0, 0}};
+    gather_job_t j = {src, {0, 0, 0, 0}};
     return dagger__da_foreach(dst, gather_body, &j, "darray_copyto");
 }
 
@@ -278,15 +259,8 @@ int dagger_darray_copy(dagger_darray_t *a, dagger_darray_t **out)
         return rc;
     dagger__da_layout_t l;
     dagger__da_layout_like(a, a->elt, &l);
-    dagger_darray_t *c;
-    if ((rc = dagger__da_build(a->ctx, &l, NULL, NULL, &c)))
-        return rc;
-    if ((rc = dagger_darray_copyto(c, a))) {
-        dagger_darray_release(c);
-        return rc;
-    }
-    *out = c;
-    return 0;
+    gather_job_t j = {a, {0, 0, 0, 0}};
+    return dagger__da_build_with(a->ctx, &l, gather_body, &j, "darray_copy", out);
 }
 
 int dagger_darray_getindex(dagger_darray_t *a, const size_t *lo, const size_t *hi,
@@ -319,29 +293,20 @@ int dagger_darray_getindex(dagger_darray_t *a, const size_t *lo, const size_t *h
         if (l.bs[d] > l.dims[d])
             l.bs[d] = l.dims[d];
     }
-    dagger_darray_t *c;
-    if ((rc = dagger__da_build(a->ctx, &l, NULL, NULL, &c)))
-        return rc;
-    j.dst = c;
-    if ((rc = dagger__da_foreach(c, gather_body, &j, "darray_getindex"))) {
-        dagger_darray_release(c);
-        return rc;
-    }
-    *out = c;
-    return 0;
+    return dagger__da_build_with(a->ctx, &l, gather_body, &j, "darray_getindex", out);
 }
 
 /* ---------------------------------------------------------------- permutedims */
 
 typedef struct perm_job {
-    dagger_darray_t *dst, *src;
+    dagger_darray_t *src;
     int perm[DA_MAXD];
 } perm_job_t;
 
-static int perm_body(dagger_tc_t *tc, size_t b, void *ud)
+static int perm_body(dagger_tc_t *tc, dagger_darray_t *dst, size_t b, void *ud)
 {
     perm_job_t *j = ud;
-    const dagger_darray_t *d = j->dst, *s = j->src;
+    const dagger_darray_t *d = dst, *s = j->src;
     size_t dg[DA_MAXD], sg[DA_MAXD], dorg[DA_MAXD], dshp[DA_MAXD], sorg[DA_MAXD], sshp[DA_MAXD];
     dagger__da_block_coords(d, b, dg);
     for (int k = 0; k < DA_MAXD; k++)
@@ -403,7 +368,6 @@ int dagger_darray_permutedims(dagger_darray_t *a, const int *perm, dagger_darray
         l.bs[k] = a->bs[j.perm[k]];
     }
     /* The block grid is permuted: block places follow their source block. */
-    dagger_darray_t *c;
     int *pl = NULL;
     l.dist = a->dist;
     l.over = a->over;
@@ -427,17 +391,16 @@ int dagger_darray_permutedims(dagger_darray_t *a, const int *perm, dagger_darray
         l.copy_places = true;
     }
     DAGGER_CHECK(pl, DAGGER_ENOMEM, "dagger_darray_permutedims: out of memory");
-    rc = dagger__da_build(a->ctx, &l, NULL, NULL, &c);
-    dagger__free(pl);
-    if (rc)
-        return rc;
-    j.dst = c;
     j.src = a;
-    if ((rc = dagger__da_foreach(c, perm_body, &j, "darray_permutedims"))) {
-        dagger_darray_release(c);
-        return rc;
-    }
-    *out = c;
+    rc = dagger__da_build_with(a->ctx, &l, perm_body, &j, "darray_permutedims", out);
+    dagger__free(pl);
+    return rc;
+}
+
+static int same_bytes(dagger_tc_t *tc, dagger_darray_t *dst, size_t b, void *ud)
+{
+    const dagger_darray_t *a = ud;
+    memcpy(dst->ptr[b], a->ptr[b], dagger__da_block_count(a, b) * a->esz);
     return 0;
 }
 
@@ -460,11 +423,5 @@ int dagger_darray_transpose(dagger_darray_t *a, dagger_darray_t **out)
     l.dims[1] = a->dims[0];
     l.bs[1] = a->bs[0];
     l.dims[0] = l.bs[0] = 1;
-    dagger_darray_t *c;
-    if ((rc = dagger__da_build(a->ctx, &l, NULL, NULL, &c)))
-        return rc;
-    for (size_t b = 0; b < a->nblocks; b++)
-        memcpy(c->ptr[b], a->ptr[b], dagger__da_block_count(a, b) * a->esz);
-    *out = c;
-    return 0;
+    return dagger__da_build_with(a->ctx, &l, same_bytes, a, "darray_transpose", out);
 }
