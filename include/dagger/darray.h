@@ -103,19 +103,21 @@ DAGGER_API DAGGER_NODISCARD int dagger_darray_distribute(dagger_ctx_t *ctx, dagg
                                                          dagger_darray_t **out);
 /** Copy the whole array into `dst` (`cap` bytes; column-major, or row-major with the flag).
  *  Returns: 0, DAGGER_EINVAL (NULL, unknown flag), DAGGER_ERANGE (`cap` smaller than the array,
- *  both sizes in the message). Thread safety: any thread. */
+ *  both sizes in the message). Ownership: borrows `a` and `dst`. Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_darray_collect(dagger_darray_t *a, void *dst, size_t cap,
                                                       unsigned flags);
 
+/** Take another reference. Returns: `a`. Ownership: +1. Thread safety: any thread, lock-free. */
 DAGGER_API dagger_darray_t *dagger_darray_retain(dagger_darray_t *a);
-/** Drop a reference; the last one releases the blocks (NULL accepted). Thread safety: any. */
+/** Drop a reference; the last one releases the blocks (NULL accepted).
+ *  Ownership: consumes one reference. Thread safety: any thread. */
 DAGGER_API void dagger_darray_release(dagger_darray_t *a);
 
 /* ---------------------------------------------------------------- accessors */
 
 /** Element type, number of dimensions, total elements, and extents: dims, block size, block
  *  grid (each writes `ndims` values into `out`, which holds DAGGER_CHUNK_MAX_DIMS).
- *  Thread safety: any thread. */
+ *  Ownership: none. Thread safety: any thread. */
 DAGGER_API dagger_elt_t dagger_darray_elt(const dagger_darray_t *a);
 DAGGER_API int dagger_darray_ndims(const dagger_darray_t *a);
 DAGGER_API size_t dagger_darray_length(const dagger_darray_t *a);
@@ -182,7 +184,8 @@ DAGGER_API DAGGER_NODISCARD int dagger_darray_broadcast(dagger_darray_t *a, dagg
                                                         dagger_darray_op_t op,
                                                         dagger_darray_binfn_t fn, void *ud,
                                                         dagger_darray_t **out);
-/** Broadcast with a scalar: C = A op s (s converted to A's type; `s_left` gives s op A). */
+/** Broadcast with a scalar: C = A op s (s converted to A's type; `s_left` gives s op A).
+ *  Returns: as dagger_darray_broadcast. Ownership: +1 on `*out`. Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_darray_broadcast_scalar(dagger_darray_t *a,
                                                                dagger_darray_op_t op, double s,
                                                                bool s_left, dagger_darray_t **out);
@@ -201,7 +204,7 @@ typedef struct dagger_darray_redop {
  *  `*out` is i64 for integer arrays and f64 for float arrays (MEAN: always f64; USER: the
  *  element's value converted the same way). `user` is used with DAGGER_OP_USER.
  *  Returns: 0, DAGGER_EINVAL (SUB or DIV, a missing user op, an empty array for MIN/MAX),
- *  DAGGER_ENOMEM. Thread safety: any thread. */
+ *  DAGGER_ENOMEM. Ownership: borrows `a`; `*out` holds no reference. Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_darray_reduce(dagger_darray_t *a, dagger_darray_op_t op,
                                                      const dagger_darray_redop_t *user,
                                                      dagger_value_t *out);
@@ -213,13 +216,14 @@ DAGGER_API DAGGER_NODISCARD int dagger_darray_reduce_dim(dagger_darray_t *a, dag
                                                          const dagger_darray_redop_t *user, int dim,
                                                          dagger_darray_t **out);
 /** The 2-norm of all elements (f64), through per-block sums of squares.
- *  Returns: 0, DAGGER_EINVAL, DAGGER_ENOMEM. Thread safety: any thread. */
+ *  Returns: 0, DAGGER_EINVAL, DAGGER_ENOMEM. Ownership: borrows `a`. Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_darray_norm(dagger_darray_t *a, double *out);
 
 /** Count the elements of `a` in `nbins` equal bins of [lo, hi) into `counts` (zeroed first;
  *  elements outside the range, and NaNs, are not counted). One task per block counts into a
  *  private copy of the bins (a datadeps reduction, dagger_redux) and the copies are summed.
- *  Returns: 0, DAGGER_EINVAL (no bins, lo >= hi), DAGGER_ENOMEM. Thread safety: any thread. */
+ *  Returns: 0, DAGGER_EINVAL (no bins, lo >= hi), DAGGER_ENOMEM. Ownership: borrows `a` and
+ *  `counts`. Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_darray_histogram(dagger_darray_t *a, double lo, double hi,
                                                         size_t nbins, uint64_t *counts);
 
@@ -239,7 +243,8 @@ DAGGER_API DAGGER_NODISCARD int dagger_darray_transpose(dagger_darray_t *a, dagg
 DAGGER_API DAGGER_NODISCARD int dagger_darray_getindex(dagger_darray_t *a, const size_t *lo,
                                                        const size_t *hi, dagger_darray_t **out);
 /** copyto: copy `src` into `dst`, which has the same dims and element type and any blocking.
- *  Returns: 0, DAGGER_EINVAL (dims or types differ). Thread safety: any thread. */
+ *  Returns: 0, DAGGER_EINVAL (dims or types differ). Ownership: borrows both.
+ *  Thread safety: any thread; nothing else may use `dst` meanwhile. */
 DAGGER_API DAGGER_NODISCARD int dagger_darray_copyto(dagger_darray_t *dst, dagger_darray_t *src);
 
 /* ---------------------------------------------------------------- linear algebra */
