@@ -8,3 +8,6 @@ dagger_add_tests(darray SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_darray.c LABELS q
 # Reduction and commute accesses of datadeps regions (issue 10, item 5).
 dagger_add_tests(datadeps_modes SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_datadeps_modes.c
                  LABELS quick TIMEOUT 60)
+# Across ranks: skipped (77) until the MPI layer lets DAGGER_DARRAY_RANKS name other ranks.
+dagger_add_tests(darray_mpi SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_darray_mpi.c LABELS mpi
+                 TIMEOUT 60)

@@ -1,7 +1,7 @@
 /* tests/test_darray.c - distributed arrays on threads: round trips, constructors, placement,
  * map/broadcast, reductions, copies, and linear algebra against plain loops and LAPACKE.
  *
- * The cross-rank cases (label mpi) skip with 77 until the MPI layer exists.
+ * The cross-rank cases are in tests/test_darray_mpi.c (label mpi).
  * SPDX-License-Identifier: MIT
  */
 #include <cblas.h>
@@ -1023,24 +1023,10 @@ TEST(solve_with_lu_and_cholesky_against_lapacke)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
-/* ---------------------------------------------------------------- across ranks */
-
-/* These run under mpirun -np 2/4 once the MPI layer exists (TODO #10): blocks placed blockrow
- * and cyclic over ranks, the same checks as above. Until then they skip. */
-TEST(ranks_blockrow_and_cyclic_roundtrip_and_reduce)
-{
-    SKIP("needs the MPI layer (DAGGER_DARRAY_RANKS places with more than one rank)");
-}
-TEST(ranks_cholesky_and_lu)
-{
-    SKIP("needs the MPI layer (DAGGER_DARRAY_RANKS places with more than one rank)");
-}
-
 TEST_LIST(distribute_collect_roundtrip_all_dims_and_types, collect_checks_its_buffer,
           constructors_sizes_and_values, rand_same_seed_same_array_on_1_and_4_threads,
           placement_blockrow_cyclic_explicit, map_and_broadcast_against_loops,
           reduce_every_op_and_dim_against_loops, histogram_through_datadeps_reduction,
           copyto_every_pair_of_blockings, copy_permutedims_transpose_getindex, matmul_against_blas,
           cholesky_against_lapacke, lu_residual_and_singular,
-          solve_with_lu_and_cholesky_against_lapacke,
-          ranks_blockrow_and_cyclic_roundtrip_and_reduce, ranks_cholesky_and_lu)
+          solve_with_lu_and_cholesky_against_lapacke)
