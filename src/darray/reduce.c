@@ -78,6 +78,21 @@ static void fold_acc(const red_job_t *j, char *acc, const char *x)
         FOLD(int64_t, uint64_t);
 }
 
+/* An element of type `elt` as a double. */
+static double as_f64(const char *e, dagger_elt_t elt)
+{
+    switch (elt) {
+    case DAGGER_ELT_F64:
+        return *(const double *)e;
+    case DAGGER_ELT_F32:
+        return *(const float *)e;
+    case DAGGER_ELT_I64:
+        return (double)*(const int64_t *)e;
+    default:
+        return *(const int32_t *)e;
+    }
+}
+
 /* Element k of a block as an accumulator value in `tmp`. */
 static const char *as_acc(const red_job_t *j, const char *blk, size_t k, char *tmp)
 {
@@ -85,21 +100,7 @@ static const char *as_acc(const red_job_t *j, const char *blk, size_t k, char *t
     if (j->acc == ACC_RAW)
         return e;
     if (j->acc == ACC_F64) {
-        double v;
-        switch (j->a->elt) {
-        case DAGGER_ELT_F64:
-            v = *(const double *)e;
-            break;
-        case DAGGER_ELT_F32:
-            v = *(const float *)e;
-            break;
-        case DAGGER_ELT_I64:
-            v = (double)*(const int64_t *)e;
-            break;
-        default:
-            v = *(const int32_t *)e;
-            break;
-        }
+        double v = as_f64(e, j->a->elt);
         if (j->sq)
             v *= v;
         memcpy(tmp, &v, sizeof v);
@@ -530,21 +531,7 @@ static int hist_block(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t
     double scale = (double)h->nbins / (h->hi - h->lo);
     for (size_t k = 0; k < n; k++) {
         const char *e = blk + k * h->a->esz;
-        double v;
-        switch (h->a->elt) {
-        case DAGGER_ELT_F64:
-            v = *(const double *)e;
-            break;
-        case DAGGER_ELT_F32:
-            v = *(const float *)e;
-            break;
-        case DAGGER_ELT_I64:
-            v = (double)*(const int64_t *)e;
-            break;
-        default:
-            v = *(const int32_t *)e;
-            break;
-        }
+        double v = as_f64(e, h->a->elt);
         if (!(v >= h->lo && v < h->hi))
             continue;
         size_t i = (size_t)((v - h->lo) * scale);
