@@ -1023,10 +1023,91 @@ TEST(solve_with_lu_and_cholesky_against_lapacke)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* ---------------------------------------------------------------- out of memory */
+
+/* Fail the n-th allocation of a chain of operations, for every n up to where the chain no longer
+ * fails: each call returns 0 or an error (never crashes), and close still returns 0 (ASan checks
+ * that nothing leaked). */
+TEST(out_of_memory_anywhere)
+{
+    int clean = 0;
+    long n = 1;
+    for (; n < 3000 && clean < 3; n++) {
+        dagger_ctx_t *ctx = test_ctx(2);
+        dagger_darray_t *a = NULL, *b = NULL, *c = NULL, *l = NULL;
+        /* Warm both workers first: the pool allocates each worker's first fiber lazily and treats
+         * its failure as fatal (not this layer's to test). */
+        dagger_darray_opts_t o;
+        dagger_darray_opts_init(&o);
+        o.dist = DAGGER_DIST_CYCLICROW;
+        ASSERT_OK(
+            dagger_darray_ones(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(1), DAGGER_DIMS(2), &o, &a));
+        dagger_darray_release(a);
+        a = NULL;
+        dagger_fault_alloc(n);
+        int rc = dagger_darray_rand(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(4, 4), DAGGER_DIMS(8, 8), 1,
+                                    NULL, &a);
+        if (!rc)
+            rc = dagger_darray_broadcast_scalar(a, DAGGER_OP_ADD, 8.0, false, &b);
+        dagger_value_t v;
+        if (!rc)
+            rc = dagger_darray_reduce_dim(b, DAGGER_OP_ADD, NULL, 1, &c);
+        if (!rc)
+            rc = dagger_darray_reduce(b, DAGGER_OP_MAX, NULL, &v);
+        if (!rc) {
+            dagger_darray_t *t = NULL, *m = NULL;
+            rc = dagger_darray_transpose(b, &t);
+            if (!rc)
+                rc = dagger_darray_matmul(b, t, &m);
+            if (!rc)
+                rc = dagger_darray_cholesky(m, &l);
+            dagger_darray_t *f = NULL, *x = NULL, *g = NULL, *p = NULL, *q = NULL;
+            int64_t piv[8];
+            uint64_t bins[4];
+            size_t lo[2] = {1, 2}, hi[2] = {7, 8};
+            int perm[2] = {1, 0};
+            if (!rc)
+                rc = dagger_darray_lu(m, &f, piv);
+            if (!rc)
+                rc = dagger_darray_solve(m, b, DAGGER_SOLVE_CHOLESKY, &x);
+            if (!rc)
+                rc = dagger_darray_getindex(b, lo, hi, &g);
+            if (!rc)
+                rc = dagger_darray_permutedims(g, perm, &p);
+            if (!rc)
+                rc = dagger_darray_histogram(p, 8, 10, 4, bins);
+            if (!rc)
+                rc = dagger_darray_map(p, DAGGER_ELT_I32, to_i32_half, NULL, NULL, &q);
+            if (!rc)
+                rc = dagger_darray_copyto(g, p);
+            dagger_darray_release(f);
+            dagger_darray_release(x);
+            dagger_darray_release(g);
+            dagger_darray_release(p);
+            dagger_darray_release(q);
+            dagger_darray_release(t);
+            dagger_darray_release(m);
+        }
+        dagger_fault_alloc(0);
+        ASSERT_TRUE(rc <= 0);
+        if (rc == 0)
+            clean++;
+        else
+            clean = 0;
+        dagger_darray_release(a);
+        dagger_darray_release(b);
+        dagger_darray_release(c);
+        dagger_darray_release(l);
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+    printf("the chain succeeds from allocation %ld on\n", n - 3);
+    ASSERT_EQ(clean, 3);
+}
+
 TEST_LIST(distribute_collect_roundtrip_all_dims_and_types, collect_checks_its_buffer,
           constructors_sizes_and_values, rand_same_seed_same_array_on_1_and_4_threads,
           placement_blockrow_cyclic_explicit, map_and_broadcast_against_loops,
           reduce_every_op_and_dim_against_loops, histogram_through_datadeps_reduction,
           copyto_every_pair_of_blockings, copy_permutedims_transpose_getindex, matmul_against_blas,
           cholesky_against_lapacke, lu_residual_and_singular,
-          solve_with_lu_and_cholesky_against_lapacke)
+          solve_with_lu_and_cholesky_against_lapacke, out_of_memory_anywhere)

@@ -456,6 +456,8 @@ static int k_swap(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     size_t nc = cols(t, jc), nk = cols(t, k);
     for (size_t r = k * b; r < k * b + nk; r++) {
         size_t p = (size_t)j->ipiv[r] - 1;
+        if (p < r || p >= t->dims[0]) /* the panel never ran (its spawn ran out of memory) */
+            return dagger_fail(tc, DAGGER_ESTATE, "LU: no pivots for block column %zu", k);
         if (p == r)
             continue;
         double *x = t->ptr[blk(t, r / b, jc)], *y = t->ptr[blk(t, p / b, jc)];
@@ -564,6 +566,8 @@ static int k_pivot_rhs(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *
     size_t b = x->bs[0], ncol = x->nd == 2 ? x->dims[1] : 1;
     for (size_t r = 0; r < x->dims[0]; r++) {
         size_t p = (size_t)ipiv[r] - 1;
+        if (p < r || p >= x->dims[0])
+            return dagger_fail(tc, DAGGER_ESTATE, "solve: no pivot for row %zu", r);
         if (p == r)
             continue;
         for (size_t c = 0; c < ncol; c++) {

@@ -494,8 +494,7 @@ int dagger_darray_reduce_dim(dagger_darray_t *a, dagger_darray_op_t op,
     if (!rc)
         rc = run_tree(&j, groups, ng, glen, true);
 out:
-    if (j.part)
-        job_free(&j);
+    job_free(&j);
     dagger__free(groups);
     dagger__free(pl);
     if (rc) {

@@ -324,8 +324,10 @@ static int redux_arg(dagger_datadeps_t *dd, const dagger_ddarg_t *a, const dagge
     }
     struct rgroup *g = group_for(dd, reg, a);
     void *p = g ? dagger__calloc(1, a->bytes) : NULL;
-    if (p && g->npriv == g->cappriv &&
-        grow((void **)&g->priv, &g->cappriv, g->npriv + 1, sizeof *g->priv)) {
+    /* Room for the copy and for the task (after_prepare must not fail: a task missing from
+     * the group would race with the combining task). */
+    if (p && (grow((void **)&g->priv, &g->cappriv, g->npriv + 1, sizeof *g->priv) ||
+              grow((void **)&g->tasks, &g->captasks, g->npriv + 1, sizeof *g->tasks))) {
         dagger__free(p);
         p = NULL;
     }
@@ -399,10 +401,10 @@ static void flush_conflicts(dagger_datadeps_t *dd, const dagger_ddarg_t *argv, s
     }
 }
 
-/* After the spawn: the task joins the groups of its reduction arguments, and a task with
- * commute arguments gets its record (spawned held, launched once the record is in place). */
-static int after_prepare(dagger_datadeps_t *dd, const dagger_ddarg_t *argv, size_t argc,
-                         dagger_task_t *t)
+/* After the spawn: the task joins the groups of its reduction arguments (redux_arg reserved
+ * the room). */
+static void after_prepare(dagger_datadeps_t *dd, const dagger_ddarg_t *argv, size_t argc,
+                          dagger_task_t *t)
 {
     for (size_t i = 0; i < argc; i++) {
         const dagger_ddarg_t *a = &argv[i];
@@ -410,13 +412,11 @@ static int after_prepare(dagger_datadeps_t *dd, const dagger_ddarg_t *argv, size
             continue;
         for (struct rgroup *g = dd->pending; g; g = g->next)
             if (g->op == a->value.u.p && g->ptr == a->ptr && g->bytes == a->bytes) {
-                if (grow((void **)&g->tasks, &g->captasks, g->ntasks + 1, sizeof *g->tasks))
-                    return DAGGER_ENOMEM;
-                g->tasks[g->ntasks++] = t;
+                if (g->ntasks < g->captasks)
+                    g->tasks[g->ntasks++] = t;
                 break;
             }
     }
-    return 0;
 }
 
 static int cmp_ptr(const void *x, const void *y)
@@ -592,9 +592,8 @@ dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd, const dagger_ta
         } else {
             t = dagger_spawn_impl(dd->ctx, &o, fn, fname, dd->argv, argc);
         }
-        if (t && after_prepare(dd, argv, argc, t)) {
-            dagger__set_errmsg(DAGGER_ENOMEM, "datadeps: out of memory for a reduction group");
-        }
+        if (t)
+            after_prepare(dd, argv, argc, t);
     }
     dd->tasks[dd->ntasks++] = t;
     if (!t)
