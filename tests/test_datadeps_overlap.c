@@ -229,9 +229,18 @@ static long add(tr_t *tr, const dagger__ddaccess_t *a, size_t n)
     ASSERT_TRUE(k >= 0);
     return k;
 }
-static dagger__ddaccess_t IN(dagger__ddreg_t r) { return (dagger__ddaccess_t){r, true, false}; }
-static dagger__ddaccess_t OUT(dagger__ddreg_t r) { return (dagger__ddaccess_t){r, false, true}; }
-static dagger__ddaccess_t INOUT(dagger__ddreg_t r) { return (dagger__ddaccess_t){r, true, true}; }
+static dagger__ddaccess_t IN(dagger__ddreg_t r)
+{
+    return (dagger__ddaccess_t){r, true, false, false};
+}
+static dagger__ddaccess_t OUT(dagger__ddreg_t r)
+{
+    return (dagger__ddaccess_t){r, false, true, false};
+}
+static dagger__ddaccess_t INOUT(dagger__ddreg_t r)
+{
+    return (dagger__ddaccess_t){r, true, true, false};
+}
 static bool has(tr_t *tr, long n, uint32_t d)
 {
     for (long i = 0; i < n; i++)
@@ -360,7 +369,8 @@ TEST(tracker_random_matches_sequential_order)
         for (int k = 0; k < nacc[i]; k++) {
             random_region(&s, &reg[i][k]);
             mode[i][k] = 1 + (int)(test_rand(&s) % 3);
-            a[k] = (dagger__ddaccess_t){reg[i][k].r, (mode[i][k] & 1) != 0, (mode[i][k] & 2) != 0};
+            a[k] = (dagger__ddaccess_t){reg[i][k].r, (mode[i][k] & 1) != 0, (mode[i][k] & 2) != 0,
+                                        false};
         }
         long n = add(&tr, a, (size_t)nacc[i]);
         memset(reach[i], 0, N);

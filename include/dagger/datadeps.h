@@ -25,6 +25,8 @@ typedef enum dagger_access {
     DAGGER_ACCESS_IN = 1,    /* read */
     DAGGER_ACCESS_OUT = 2,   /* written (ordered like InOut: the task may leave bytes unwritten) */
     DAGGER_ACCESS_INOUT = 3, /* read and written */
+    DAGGER_ACCESS_COMMUTE = 4, /* read and written; such writers run in any order, one at a time */
+    DAGGER_ACCESS_REDUX = 5,   /* a private copy, combined before the next other access */
 } dagger_access_t;
 
 /** The memory an annotation covers. Triangles are of an n x n column-major tile and include
@@ -126,6 +128,33 @@ static inline dagger_ddarg_t dagger_tri(dagger_access_t access, dagger_shape_t s
 /** A triangle or the diagonal of the n x n tile at `p`, elements of `p`'s type. */
 #define dagger_tri_of(access, shape, p, n, ld)                                                     \
     dagger_tri((access), (shape), (p), (n), (ld), sizeof *(p))
+
+/** A reduction operator for dagger_redux: `combine(acc, priv)` folds one task's private copy
+ *  into the shared bytes; `init(priv)` prepares a private copy (NULL: zero bytes). Both must be
+ *  safe to call from any worker thread. The caller keeps the struct alive until the region ends. */
+typedef struct dagger_redux_op {
+    void (*combine)(void *acc, const void *priv, size_t bytes, void *ud);
+    void (*init)(void *priv, size_t bytes, void *ud);
+    void *ud;
+} dagger_redux_op_t;
+
+/** Reduction access (StarPU's REDUX, OpenMP's task_reduction): the task receives a private,
+ *  initialised copy of the `bytes` at `p`; the copies of consecutive reduction tasks on the same
+ *  bytes and operator are combined into `p` (after the accesses before them) by one task that
+ *  runs before the next access of another kind. Spans only. */
+static inline dagger_ddarg_t dagger_redux(void *p, size_t bytes, const dagger_redux_op_t *op)
+{
+    dagger_ddarg_t a = dagger_span(DAGGER_ACCESS_REDUX, p, bytes);
+    a.value = dagger_ptr(op);
+    return a;
+}
+/** Commutative access (StarPU's COMMUTE): like InOut, but consecutive commute tasks on the same
+ *  region may run in any order, never at the same time (a task waiting for the region is
+ *  suspended, not its thread); they stay ordered against the reads and writes around them. */
+static inline dagger_ddarg_t dagger_commute(void *p, size_t bytes)
+{
+    return dagger_span(DAGGER_ACCESS_COMMUTE, p, bytes);
+}
 
 /** Region flags. */
 enum {

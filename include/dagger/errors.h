@@ -31,7 +31,9 @@
     X(ETYPE, -4006, "value has the wrong kind")                                                    \
     X(ESTATE, -4007, "call not allowed in this state")                                             \
     X(E2BIG, -E2BIG, "value too large")                                                            \
-    X(ENAMETOOLONG, -ENAMETOOLONG, "name or path too long")
+    X(ENAMETOOLONG, -ENAMETOOLONG, "name or path too long")                                        \
+    X(ESINGULAR, -4008, "the matrix is singular")                                                  \
+    X(ENOTPD, -4009, "the matrix is not positive definite")
 
 enum dagger_error {
     DAGGER_OK = 0,

@@ -83,10 +83,11 @@ typedef struct dagger__ddtracker {
     uint64_t edges;
 } dagger__ddtracker_t;
 
-/* One access of a task: a region and whether it reads and/or writes. */
+/* One access of a task: a region and whether it reads and/or writes; a commute access reads
+ * and writes, unordered against the other commute accesses of the same region. */
 typedef struct dagger__ddaccess {
     dagger__ddreg_t reg;
-    bool read, write;
+    bool read, write, commute;
 } dagger__ddaccess_t;
 
 void dagger__ddtracker_init(dagger__ddtracker_t *t);

@@ -8,10 +8,21 @@
  * that makes dagger_fetch and dagger_wait refuse it with DAGGER_ESTATE; dagger_datadeps_end
  * removes the guards before it waits. The reference is weak so that this file links before
  * the core provides the hook.
- * Thread safety: a region is used by the thread or task that began it.
+ * Reduction accesses (dagger_redux) never reach the tracker: the task gets a private copy, and
+ * the copies of a run of reduction tasks on the same bytes and operator form a group, flushed
+ * by one combining task (an InOut of the bytes that also waits for the group's tasks) before
+ * any other access that overlaps them, and at the end of the region. Commute accesses are
+ * ordered by the tracker like writes except among themselves; a task with one runs through a
+ * wrapper that takes the region's lock of each commute region first. The lock suspends a
+ * waiting task on an event (never its thread), so commute tasks cannot starve the workers.
+ * Thread safety: a region is used by the thread or task that began it; its commute locks and
+ * the table of wrapped tasks are shared with the workers (lock order: the table, then a lock's
+ * mutex, never both at once).
  * SPDX-License-Identifier: MIT
  */
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dagger.h"
@@ -44,7 +55,165 @@ struct dagger_datadeps {
      * dependencies. */
     int failed;
     char failmsg[256];
+    struct rgroup *pending; /* reduction groups not flushed yet, newest first */
+    struct rgroup *groups;  /* flushed groups, freed at the end */
+    struct cmx *locks;      /* one per commute region */
 };
+
+/* ------------------------------------------------------------------ reduction groups */
+
+struct rgroup {
+    struct rgroup *next;
+    dagger__ddreg_t reg;
+    void *ptr;
+    size_t bytes;
+    const dagger_redux_op_t *op;
+    void **priv; /* private copies, one per task */
+    size_t npriv, cappriv;
+    dagger_task_t **tasks; /* borrowed from the region's task list */
+    size_t ntasks, captasks;
+};
+
+static void group_free(struct rgroup *g)
+{
+    for (size_t i = 0; i < g->npriv; i++)
+        dagger__free(g->priv[i]);
+    dagger__free(g->priv);
+    dagger__free(g->tasks);
+    dagger__free(g);
+}
+
+/* ------------------------------------------------------------------ commute locks */
+
+/* A lock whose waiters suspend: the holder publishes an event that it fires on release. */
+struct cev {
+    _Atomic int refs;
+    struct dagger__event ev;
+};
+struct cmx {
+    struct cmx *next;
+    dagger__ddreg_t reg;
+    pthread_mutex_t m;
+    bool busy;      /* guarded by m */
+    struct cev *ev; /* guarded by m: fired when the holder releases */
+};
+
+static void cev_drop(struct cev *e)
+{
+    if (atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+        dagger__free(e);
+}
+
+static int cmx_acquire(dagger_ctx_t *ctx, struct cmx *x)
+{
+    for (;;) {
+        pthread_mutex_lock(&x->m);
+        if (!x->busy) {
+            struct cev *e = dagger__malloc(sizeof *e);
+            if (!e) {
+                pthread_mutex_unlock(&x->m);
+                return DAGGER_ENOMEM;
+            }
+            atomic_init(&e->refs, 1);
+            dagger__event_init(&e->ev);
+            x->busy = true;
+            x->ev = e;
+            pthread_mutex_unlock(&x->m);
+            return 0;
+        }
+        struct cev *e = x->ev;
+        atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&x->m);
+        int rc = dagger__event_wait(ctx, &e->ev, 0);
+        cev_drop(e);
+        if (rc)
+            return rc;
+    }
+}
+
+static void cmx_release(dagger_ctx_t *ctx, struct cmx *x)
+{
+    pthread_mutex_lock(&x->m);
+    struct cev *e = x->ev;
+    x->busy = false;
+    x->ev = NULL;
+    pthread_mutex_unlock(&x->m);
+    dagger__event_fire(&e->ev, ctx);
+    cev_drop(e);
+}
+
+/* What the wrapper of a commute task needs: the body and its locks in address order. */
+struct crec {
+    struct crec *next; /* in the table bucket */
+    dagger_task_t *task;
+    dagger_fn_t fn;
+    size_t nlocks;
+    struct cmx *locks[];
+};
+
+#define CTAB 64
+static pthread_mutex_t ctab_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct crec *ctab[CTAB]; /* guarded by ctab_lock */
+
+static size_t ctab_slot(const dagger_task_t *t) { return ((uintptr_t)t >> 6) % CTAB; }
+
+static struct crec *ctab_find(const dagger_task_t *t)
+{
+    pthread_mutex_lock(&ctab_lock);
+    struct crec *r = ctab[ctab_slot(t)];
+    while (r && r->task != t)
+        r = r->next;
+    pthread_mutex_unlock(&ctab_lock);
+    return r;
+}
+
+static void ctab_remove(const dagger_task_t *t)
+{
+    pthread_mutex_lock(&ctab_lock);
+    struct crec **pp = &ctab[ctab_slot(t)];
+    while (*pp && (*pp)->task != t)
+        pp = &(*pp)->next;
+    struct crec *r = *pp;
+    if (r)
+        *pp = r->next;
+    pthread_mutex_unlock(&ctab_lock);
+    dagger__free(r);
+}
+
+static int commute_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    struct crec *r = ctab_find(dagger_tc_task(tc));
+    if (!r)
+        return dagger_fail(tc, DAGGER_ESTATE, "datadeps: commute task without its record");
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    size_t held = 0;
+    int rc = 0;
+    for (; held < r->nlocks; held++)
+        if ((rc = cmx_acquire(ctx, r->locks[held])))
+            break;
+    if (!rc)
+        rc = r->fn(tc, a, out);
+    else
+        rc = dagger_fail(tc, rc, "datadeps: taking the lock of a commute region failed");
+    while (held-- > 0)
+        cmx_release(ctx, r->locks[held]);
+    return rc;
+}
+
+static struct cmx *cmx_get(dagger_datadeps_t *dd, const dagger__ddreg_t *reg)
+{
+    for (struct cmx *x = dd->locks; x; x = x->next)
+        if (dagger__ddreg_equal(&x->reg, reg))
+            return x;
+    struct cmx *x = dagger__calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    x->reg = *reg;
+    pthread_mutex_init(&x->m, NULL);
+    x->next = dd->locks;
+    dd->locks = x;
+    return x;
+}
 
 static bool task_done_ok(void *ud, uint32_t id)
 {
@@ -124,6 +293,178 @@ static dagger_task_t *spawn_failed(dagger_datadeps_t *dd, const dagger_task_opts
     return dagger_spawn_impl(dd->ctx, &o, fail_body, fname, v, 2);
 }
 
+/* The group that a reduction on `reg` with `op` joins: the pending one of the same region and
+ * operator, or a new one. NULL when out of memory. */
+static struct rgroup *group_for(dagger_datadeps_t *dd, const dagger__ddreg_t *reg,
+                                const dagger_ddarg_t *a)
+{
+    for (struct rgroup *g = dd->pending; g; g = g->next)
+        if (g->op == a->value.u.p && dagger__ddreg_equal(&g->reg, reg))
+            return g;
+    struct rgroup *g = dagger__calloc(1, sizeof *g);
+    if (!g)
+        return NULL;
+    g->reg = *reg;
+    g->ptr = a->ptr;
+    g->bytes = a->bytes;
+    g->op = a->value.u.p;
+    g->next = dd->pending;
+    dd->pending = g;
+    return g;
+}
+
+/* A reduction argument: a fresh private copy joins the group; the task gets its pointer. */
+static int redux_arg(dagger_datadeps_t *dd, const dagger_ddarg_t *a, const dagger__ddreg_t *reg,
+                     dagger_value_t *v, char *err, size_t cap, size_t i)
+{
+    const dagger_redux_op_t *op = a->value.u.p;
+    if (a->shape != DAGGER_SHAPE_SPAN || !op || !op->combine)
+        return snprintf(err, cap,
+                        "argument %zu: a reduction needs a span and an operator with a combine "
+                        "function",
+                        i + 1),
+               DAGGER_EINVAL;
+    if (!reg) { /* zero bytes: nothing to reduce */
+        *v = dagger_ptr(a->ptr);
+        return 0;
+    }
+    struct rgroup *g = group_for(dd, reg, a);
+    void *p = g ? dagger__calloc(1, a->bytes) : NULL;
+    /* Room for the copy and for the task (after_prepare must not fail: a task missing from
+     * the group would race with the combining task). */
+    if (p && (grow((void **)&g->priv, &g->cappriv, g->npriv + 1, sizeof *g->priv) ||
+              grow((void **)&g->tasks, &g->captasks, g->npriv + 1, sizeof *g->tasks))) {
+        dagger__free(p);
+        p = NULL;
+    }
+    if (!p)
+        return snprintf(err, cap, "argument %zu: out of memory for a private copy", i + 1),
+               DAGGER_ENOMEM;
+    if (op->init)
+        op->init(p, a->bytes, op->ud);
+    g->priv[g->npriv++] = p;
+    *v = dagger_ptr(p);
+    return 0;
+}
+
+static int combine_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    void *acc = dagger_arg_ptr(a, 0);
+    const struct rgroup *g = dagger_arg_ptr(a, 1);
+    for (size_t i = 0; i < g->npriv; i++)
+        g->op->combine(acc, g->priv[i], g->bytes, g->op->ud);
+    return 0;
+}
+
+/* Spawn the combining task of pending group `g` and move it to the flushed list. */
+static void flush_group(dagger_datadeps_t *dd, struct rgroup *g)
+{
+    struct rgroup **pp = &dd->pending;
+    while (*pp != g)
+        pp = &(*pp)->next;
+    *pp = g->next;
+    g->next = dd->groups;
+    dd->groups = g;
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.name = "datadeps_redux_combine";
+    o.syncdeps = g->tasks;
+    o.nsyncdeps = g->ntasks;
+    dagger_ddarg_t av[2] = {dagger_inout(g->ptr, g->bytes), dagger_ddval(dagger_ptr(g))};
+    dagger_task_release(
+        dagger_datadeps_spawn_impl(dd, &o, combine_body, "datadeps_redux_combine", av, 2));
+}
+
+/* Flush the pending groups that argument list `argv` touches other than by joining them. */
+static void flush_conflicts(dagger_datadeps_t *dd, const dagger_ddarg_t *argv, size_t argc)
+{
+    for (size_t i = 0; i < argc && dd->pending; i++) {
+        const dagger_ddarg_t *a = &argv[i];
+        dagger__ddreg_t r;
+        char why[160];
+        if (a->access == DAGGER_ACCESS_NONE) {
+            uintptr_t p = (uintptr_t)a->value.u.p;
+            if (a->value.kind != DAGGER_KIND_PTR && a->value.kind != DAGGER_KIND_BLOB &&
+                a->value.kind != DAGGER_KIND_STR)
+                continue;
+            for (struct rgroup *g = dd->pending, *n; g; g = n) {
+                n = g->next;
+                if (p >= g->reg.lo && p < g->reg.hi)
+                    flush_group(dd, g);
+            }
+            continue;
+        }
+        if (dagger__ddreg_make(&r, a->shape, a->ptr, a->bytes, a->rows, a->cols, a->ld, a->elsize,
+                               why, sizeof why) <= 0)
+            continue;
+        for (struct rgroup *g = dd->pending, *n; g; g = n) {
+            n = g->next;
+            bool joins = a->access == DAGGER_ACCESS_REDUX && g->op == a->value.u.p &&
+                         dagger__ddreg_equal(&g->reg, &r);
+            if (!joins && dagger__ddreg_overlap(&g->reg, &r))
+                flush_group(dd, g);
+        }
+    }
+}
+
+/* After the spawn: the task joins the groups of its reduction arguments (redux_arg reserved
+ * the room). */
+static void after_prepare(dagger_datadeps_t *dd, const dagger_ddarg_t *argv, size_t argc,
+                          dagger_task_t *t)
+{
+    for (size_t i = 0; i < argc; i++) {
+        const dagger_ddarg_t *a = &argv[i];
+        if (a->access != DAGGER_ACCESS_REDUX)
+            continue;
+        for (struct rgroup *g = dd->pending; g; g = g->next)
+            if (g->op == a->value.u.p && g->ptr == a->ptr && g->bytes == a->bytes) {
+                if (g->ntasks < g->captasks)
+                    g->tasks[g->ntasks++] = t;
+                break;
+            }
+    }
+}
+
+static int cmp_ptr(const void *x, const void *y)
+{
+    uintptr_t a = (uintptr_t) * (void *const *)x, b = (uintptr_t) * (void *const *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* The record of a task with commute arguments, or NULL (none, or out of memory: *oom). */
+static struct crec *commute_record(dagger_datadeps_t *dd, long nacc, dagger_fn_t fn, bool *oom)
+{
+    size_t n = 0;
+    *oom = false;
+    for (long i = 0; i < nacc; i++)
+        n += dd->acc[i].commute;
+    if (!n)
+        return NULL;
+    struct crec *r = dagger__calloc(1, sizeof *r + n * sizeof(struct cmx *));
+    if (!r) {
+        *oom = true;
+        return NULL;
+    }
+    r->fn = fn;
+    for (long i = 0; i < nacc; i++) {
+        if (!dd->acc[i].commute)
+            continue;
+        struct cmx *x = cmx_get(dd, &dd->acc[i].reg);
+        if (!x) {
+            dagger__free(r);
+            *oom = true;
+            return NULL;
+        }
+        bool dup = false;
+        for (size_t k = 0; k < r->nlocks; k++)
+            dup |= r->locks[k] == x;
+        if (!dup)
+            r->locks[r->nlocks++] = x;
+    }
+    qsort(r->locks, r->nlocks, sizeof r->locks[0], cmp_ptr);
+    return r;
+}
+
 /* Turn the arguments into values and accesses. Returns the number of accesses or an error
  * with its message in err. */
 static long prepare(dagger_datadeps_t *dd, const dagger_ddarg_t *argv, size_t argc, char *err,
@@ -158,11 +499,12 @@ static long prepare(dagger_datadeps_t *dd, const dagger_ddarg_t *argv, size_t ar
             if (rc > 0) {
                 acc->read = true;
                 acc->write = false;
+                acc->commute = false;
                 n++;
             }
             continue;
         }
-        if (a->access > DAGGER_ACCESS_INOUT)
+        if (a->access > DAGGER_ACCESS_REDUX)
             return snprintf(err, cap, "argument %zu: unknown access mode %d", i + 1, a->access),
                    DAGGER_EINVAL;
         rc = dagger__ddreg_make(&acc->reg, a->shape, a->ptr, a->bytes, a->rows, a->cols, a->ld,
@@ -170,9 +512,16 @@ static long prepare(dagger_datadeps_t *dd, const dagger_ddarg_t *argv, size_t ar
         if (rc < 0)
             return snprintf(err, cap, "argument %zu: %s", i + 1, why), rc;
         dd->argv[i] = dagger_ptr(a->ptr);
+        if (a->access == DAGGER_ACCESS_REDUX) {
+            rc = redux_arg(dd, a, rc > 0 ? &acc->reg : NULL, &dd->argv[i], err, cap, i);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
         if (rc > 0) {
-            acc->read = (a->access & DAGGER_ACCESS_IN) != 0;
-            acc->write = (a->access & DAGGER_ACCESS_OUT) != 0;
+            acc->commute = a->access == DAGGER_ACCESS_COMMUTE;
+            acc->read = acc->commute || (a->access & DAGGER_ACCESS_IN) != 0;
+            acc->write = !acc->commute && (a->access & DAGGER_ACCESS_OUT) != 0;
             n++;
         }
     }
@@ -209,6 +558,8 @@ dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd, const dagger_ta
         dagger__set_errmsg(DAGGER_EINVAL, "dagger_datadeps_spawn: no region");
         return NULL;
     }
+    if (!dd->failed)
+        flush_conflicts(dd, argv, argc); /* may spawn combining tasks first */
     if (!dd->failed && grow((void **)&dd->tasks, &dd->captasks, dd->ntasks + 1, sizeof *dd->tasks))
         region_fail(dd, DAGGER_ENOMEM, "out of memory recording a datadeps task");
     if (dd->failed)
@@ -251,7 +602,32 @@ dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd, const dagger_ta
             dd->sync[ns++] = dd->tasks[dd->deps[i]];
         o.syncdeps = dd->sync;
         o.nsyncdeps = ns;
-        t = dagger_spawn_impl(dd->ctx, &o, fn, fname, dd->argv, argc);
+        bool oom;
+        struct crec *rec = commute_record(dd, nacc, fn, &oom);
+        if (oom) {
+            t = spawn_failed(dd, opts, fname, DAGGER_ENOMEM, "out of memory for a commute lock");
+        } else if (rec) {
+            /* Held in a bulk block until the wrapper can find the record. */
+            if (!o.name)
+                o.name = fname;
+            int qrc = dagger_queue_begin(dd->ctx, DAGGER_QUEUE_BULK);
+            t = dagger_spawn_impl(dd->ctx, &o, commute_body, fname, dd->argv, argc);
+            if (t) {
+                rec->task = t;
+                pthread_mutex_lock(&ctab_lock);
+                rec->next = ctab[ctab_slot(t)];
+                ctab[ctab_slot(t)] = rec;
+                pthread_mutex_unlock(&ctab_lock);
+            } else {
+                dagger__free(rec);
+            }
+            if (!qrc && dagger_queue_end(dd->ctx) && t && !dagger_task_done(t))
+                dagger_cancel(t); /* unreachable in practice: a bulk end only launches */
+        } else {
+            t = dagger_spawn_impl(dd->ctx, &o, fn, fname, dd->argv, argc);
+        }
+        if (t)
+            after_prepare(dd, argv, argc, t);
     }
     dd->tasks[dd->ntasks++] = t;
     if (!t) {
@@ -267,6 +643,8 @@ dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd, const dagger_ta
 int dagger_datadeps_end(dagger_datadeps_t *dd)
 {
     DAGGER_CHECK(dd, DAGGER_EINVAL, "dagger_datadeps_end: no region");
+    while (dd->pending)
+        flush_group(dd, dd->pending);
     if (dagger__task_set_wait_guard)
         for (size_t i = 0; i < dd->ntasks; i++)
             if (dd->tasks[i])
@@ -296,8 +674,22 @@ int dagger_datadeps_end(dagger_datadeps_t *dd)
         first = dd->failed;
         msg = dagger__strdup(dd->failmsg);
     }
-    for (size_t i = 0; i < dd->ntasks; i++)
+    for (size_t i = 0; i < dd->ntasks; i++) {
+        if (dd->locks && dd->tasks[i])
+            ctab_remove(dd->tasks[i]);
         dagger_task_release(dd->tasks[i]);
+    }
+    while (dd->groups) {
+        struct rgroup *g = dd->groups;
+        dd->groups = g->next;
+        group_free(g);
+    }
+    while (dd->locks) {
+        struct cmx *x = dd->locks;
+        dd->locks = x->next;
+        pthread_mutex_destroy(&x->m);
+        dagger__free(x);
+    }
     dagger__ddtracker_deinit(&dd->tr);
     dagger__free(dd->tasks);
     dagger__free(dd->deps);

@@ -7,6 +7,9 @@
  * also waits for their readers since their last write. Writers reset their own object.
  * Finished tasks that succeeded are dropped from the lists as they are met (a failed task is
  * kept so that its error reaches the tasks after it).
+ * Commute accesses: an object also keeps the commute writers since its last write. A commute
+ * access waits like a write, except for the commute writers of its own object (the region
+ * serialises those at run time); reads and writes wait for them too.
  * Thread safety: not thread-safe; a region is used by one thread or task at a time.
  * SPDX-License-Identifier: MIT
  */
@@ -20,6 +23,8 @@ struct dd_obj {
     uint32_t writer; /* last task that wrote this region, or DD_NONE */
     uint32_t nread, capread;
     uint32_t *readers; /* tasks that read it since `writer` */
+    uint32_t ncomm, capcomm;
+    uint32_t *comm; /* commute writers since `writer` */
     uint32_t nover, capover;
     dd_obj_t **over; /* the other objects that share a byte with this one */
     dd_obj_t *l, *r; /* treap children */
@@ -35,6 +40,7 @@ static void free_tree(dd_obj_t *o)
         free_tree(o->l);
         dd_obj_t *r = o->r;
         dd_free(o->readers);
+        dd_free(o->comm);
         dd_free(o->over);
         dd_free(o);
         o = r;
@@ -282,7 +288,26 @@ static void add_dep(collect_t *c, uint32_t d)
     c->deps[c->n++] = d;
 }
 
-static void collect_obj(collect_t *c, dd_obj_t *o, bool write)
+enum { M_READ, M_WRITE, M_COMMUTE };
+
+/* Depend on the unfinished tasks of a list, dropping the finished ones. */
+static void collect_list(collect_t *c, uint32_t *list, uint32_t *n)
+{
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < *n; i++) {
+        uint32_t r = list[i];
+        if (r == c->id)
+            continue;
+        if (done_ok(c->t, r))
+            continue;
+        list[k++] = r;
+        add_dep(c, r);
+    }
+    *n = k;
+}
+
+/* The dependencies of an access in `mode` to `self` on object `o` (self or an overlap). */
+static void collect_obj(collect_t *c, dd_obj_t *o, int mode, const dd_obj_t *self)
 {
     dagger__ddtracker_t *t = c->t;
     if (o->writer != DD_NONE && o->writer != c->id) {
@@ -291,42 +316,39 @@ static void collect_obj(collect_t *c, dd_obj_t *o, bool write)
         else
             add_dep(c, o->writer);
     }
-    if (!write)
-        return;
-    uint32_t k = 0;
-    for (uint32_t i = 0; i < o->nread; i++) {
-        uint32_t r = o->readers[i];
-        if (r == c->id)
-            continue;
-        if (done_ok(t, r))
-            continue;
-        o->readers[k++] = r;
-        add_dep(c, r);
-    }
-    o->nread = k;
+    if (mode != M_COMMUTE || o != self)
+        collect_list(c, o->comm, &o->ncomm);
+    if (mode != M_READ)
+        collect_list(c, o->readers, &o->nread);
 }
 
-static int push_reader(dagger__ddtracker_t *t, dd_obj_t *o, uint32_t id)
+/* Append `id` to a task list (dropping finished tasks before growing it). */
+static int push_id(dagger__ddtracker_t *t, uint32_t **list, uint32_t *n, uint32_t *cap, uint32_t id)
 {
-    if (o->nread && o->readers[o->nread - 1] == id)
+    if (*n && (*list)[*n - 1] == id)
         return 0;
-    if (o->nread == o->capread) {
-        uint32_t k = 0; /* drop finished readers before growing */
-        for (uint32_t i = 0; i < o->nread; i++)
-            if (!done_ok(t, o->readers[i]))
-                o->readers[k++] = o->readers[i];
-        o->nread = k;
+    if (*n == *cap) {
+        uint32_t k = 0;
+        for (uint32_t i = 0; i < *n; i++)
+            if (!done_ok(t, (*list)[i]))
+                (*list)[k++] = (*list)[i];
+        *n = k;
     }
-    if (o->nread == o->capread) {
-        uint32_t n = o->capread ? o->capread * 2 : 4;
-        uint32_t *v = dd_realloc(o->readers, n * sizeof *v);
+    if (*n == *cap) {
+        uint32_t m = *cap ? *cap * 2 : 4;
+        uint32_t *v = dd_realloc(*list, m * sizeof *v);
         if (!v)
             return DAGGER_ENOMEM;
-        o->readers = v;
-        o->capread = n;
+        *list = v;
+        *cap = m;
     }
-    o->readers[o->nread++] = id;
+    (*list)[(*n)++] = id;
     return 0;
+}
+
+static int acc_mode(const dagger__ddaccess_t *a)
+{
+    return a->commute ? M_COMMUTE : a->write ? M_WRITE : M_READ;
 }
 
 long dagger__ddtracker_add(dagger__ddtracker_t *t, uint32_t id, const dagger__ddaccess_t *acc,
@@ -355,9 +377,10 @@ long dagger__ddtracker_add(dagger__ddtracker_t *t, uint32_t id, const dagger__dd
     collect_t c = {t, id, *deps, 0, *cap, false};
     for (size_t i = 0; i < nacc; i++) {
         dd_obj_t *o = objs[i];
-        collect_obj(&c, o, acc[i].write);
+        int mode = acc_mode(&acc[i]);
+        collect_obj(&c, o, mode, o);
         for (uint32_t k = 0; k < o->nover; k++)
-            collect_obj(&c, o->over[k], acc[i].write);
+            collect_obj(&c, o->over[k], mode, o);
     }
     *deps = c.deps;
     *cap = c.cap;
@@ -368,15 +391,23 @@ long dagger__ddtracker_add(dagger__ddtracker_t *t, uint32_t id, const dagger__dd
         goto out;
     }
     for (size_t i = 0; i < nacc; i++)
-        if (acc[i].write) {
+        if (acc_mode(&acc[i]) == M_WRITE) {
             objs[i]->writer = id;
             objs[i]->nread = 0;
+            objs[i]->ncomm = 0;
         }
-    for (size_t i = 0; i < nacc; i++)
-        if (!acc[i].write && acc[i].read && objs[i]->writer != id && push_reader(t, objs[i], id)) {
+    for (size_t i = 0; i < nacc; i++) {
+        dd_obj_t *o = objs[i];
+        int mode = acc_mode(&acc[i]), e = 0;
+        if (mode == M_COMMUTE)
+            e = push_id(t, &o->comm, &o->ncomm, &o->capcomm, id);
+        else if (mode == M_READ && acc[i].read && o->writer != id)
+            e = push_id(t, &o->readers, &o->nread, &o->capread, id);
+        if (e) {
             rc = DAGGER_ENOMEM;
             goto out;
         }
+    }
     t->edges += c.n;
     rc = (long)c.n;
 out:

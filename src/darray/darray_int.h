@@ -1,0 +1,90 @@
+/* src/darray/darray_int.h - distributed-array internals: the array record, block geometry and
+ * the "one task per block, then wait" driver shared by every operation.
+ *
+ * Design: a DArray is immutable in shape once built: dims, block sizes, the grid, one chunk and
+ * one place per block. Operations spawn tasks whose arguments are a job record and a block
+ * number; a task that writes a pinned block runs on its thread (scope), so inputs are read
+ * through host pointers, never as chunk arguments (two pinned inputs on different threads
+ * would make the task unplaceable). The driver waits for its tasks before returning, which
+ * keeps the job record and the pointers alive while tasks run.
+ * Invariants: blocks[b] is a typed chunk of elt with the ragged shape of block b; place[b] is a
+ * thread index (the chunk is then mutable data of that thread) or -1.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_SRC_DARRAY_INT_H
+#define DAGGER_SRC_DARRAY_INT_H
+
+#include <stdatomic.h>
+
+#include "dagger.h"
+#include "dagger/chunk.h"
+#include "dagger/darray.h"
+
+#define DA_MAXD DAGGER_CHUNK_MAX_DIMS
+
+struct dagger_darray {
+    _Atomic uint32_t refs;
+    dagger_ctx_t *ctx;
+    dagger_elt_t elt;
+    size_t esz;
+    int nd;
+    size_t dims[DA_MAXD], bs[DA_MAXD], grid[DA_MAXD]; /* unused dims are 1 */
+    size_t nblocks, len;
+    dagger_dist_t dist;
+    int over;
+    dagger_chunk_t **blocks; /* +1 each */
+    void **ptr;              /* host pointer of each block (its home copy) */
+    int *place;              /* thread of each block, -1 = anywhere */
+};
+
+/* Block geometry: grid coordinates, origin and ragged shape of block b. */
+void dagger__da_block_coords(const dagger_darray_t *a, size_t b, size_t *g);
+void dagger__da_block_box(const dagger_darray_t *a, size_t b, size_t *origin, size_t *shape);
+size_t dagger__da_block_count(const dagger_darray_t *a, size_t b);
+/* "3x4" into buf. */
+const char *dagger__da_shape_str(const dagger_darray_t *a, char *buf, size_t cap);
+
+/* A layout to build an array from: everything but the blocks. */
+typedef struct dagger__da_layout {
+    dagger_elt_t elt;
+    int nd;
+    size_t dims[DA_MAXD], bs[DA_MAXD];
+    dagger_dist_t dist;
+    int over;
+    const int *places; /* explicit places, or per-block places to copy when `copy_places` */
+    size_t nplaces;
+    bool copy_places;
+} dagger__da_layout_t;
+
+/* Fill a layout from user dims/blocks/opts (automatic blocks resolved); message set on error. */
+int dagger__da_layout(dagger_ctx_t *ctx, dagger_elt_t elt, dagger_dims_t blocks, dagger_dims_t dims,
+                      const dagger_darray_opts_t *opts, dagger__da_layout_t *l);
+/* The layout of `a` with another element type (places copied block by block). */
+void dagger__da_layout_like(const dagger_darray_t *a, dagger_elt_t elt, dagger__da_layout_t *l);
+
+/* Filling a new block: fill(dst, info, ud); it must write every element. */
+typedef int (*dagger__da_fill_fn)(void *dst, const dagger_darray_blockinfo_t *bi, void *ud);
+/* A task's work on block b of `a` (its pointer a->ptr[b] is set). Returns 0 or an error code
+ * with dagger_fail called. */
+typedef int (*dagger__da_block_fn)(dagger_tc_t *tc, dagger_darray_t *a, size_t b, void *ud);
+/* Build an array from a layout, each block made by a task where it lives, then written by
+ * `fill` or `body` in that task (at most one; both NULL: zeros, else the block is not zeroed). */
+int dagger__da_build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fill_fn fill,
+                     void *ud, dagger_darray_t **out);
+int dagger__da_build_with(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_block_fn body,
+                          void *ud, const char *name, dagger_darray_t **out);
+
+/* Run body for every block b of `a` (one task each, on the block's place), then wait.
+ * Returns the first error. */
+int dagger__da_foreach(dagger_darray_t *a, dagger__da_block_fn body, void *ud, const char *name);
+
+void dagger__da_info(const dagger_darray_t *a, size_t b, dagger_darray_blockinfo_t *bi);
+
+/* Copy the box of `dst`'s block b (shifted by off[] in src's index space) out of `src`. */
+void dagger__da_gather(const dagger_darray_t *dst, size_t b, const dagger_darray_t *src,
+                       const size_t *off);
+
+/* Check helpers: set the message and return DAGGER_EINVAL. */
+int dagger__da_check(const dagger_darray_t *a, const char *what);
+
+#endif /* DAGGER_SRC_DARRAY_INT_H */
