@@ -71,6 +71,7 @@ struct tbuf {
     struct arena *arena_head, *arena_cur; /* owner only */
     struct name_slot names[NAME_CACHE];   /* owner only */
     uint32_t kept;                        /* owner only: spawns logged, not yet in g_kept */
+    int64_t last; /* owner only: raw stamp of its last stamped event; 0 = stamp the next start */
 };
 
 static _Atomic(struct tbuf *) g_bufs;
@@ -176,6 +177,7 @@ static void reset_buf(struct tbuf *b, uint32_t gen)
     b->cur = NULL;
     b->pos = b->cap = 0;
     b->kept = 0;
+    b->last = 0;
     atomic_store_explicit(&b->dropped, 0, memory_order_relaxed);
     atomic_store_explicit(&b->gen, gen, memory_order_release);
 }
@@ -231,6 +233,8 @@ static inline int sampled_out(uint64_t id)
     if (!sampled_out_at(id, sh))
         return 0;
     struct tbuf *b = tls_buf;
+    if (b)
+        b->last = 0; /* the next start cannot lean on an event that was not logged */
     if (b && atomic_load_explicit(&b->gen, memory_order_relaxed) ==
                  atomic_load_explicit(&g_gen, memory_order_relaxed))
         atomic_store_explicit(&b->dropped,
@@ -330,7 +334,13 @@ static inline void commit(struct tbuf *b)
     atomic_store_explicit(&b->cur->n, b->pos, memory_order_release);
 }
 
-static inline void emit(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux)
+/* Append one event. A start or a resume on a worker (`may_infer`) takes no time stamp: it is the
+ * thread's previous stamped event (the finish of the task before it, a block, a steal, a wake),
+ * which the snapshot moves 1 ns later and never before the task was ready (fix_starts). A thread
+ * that was idle since (dagger__trace_idle), a fresh buffer, an event sampled out and a thread
+ * outside the pool take a stamp. */
+static inline void emit_ev(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
+                           int may_infer)
 {
     if (sampled_out(id))
         return;
@@ -338,14 +348,24 @@ static inline void emit(uint8_t kind, int thread, uint64_t id, uint64_t arg, int
     struct dtr_ev *e = slot(&b);
     if (!e)
         return;
-    e->ts = stamp();
+    if (may_infer && __builtin_expect(b->last != 0 && thread >= 0, 1)) {
+        e->ts = b->last;
+        e->flags = DTR_F_INFER;
+    } else {
+        e->ts = b->last = stamp();
+        e->flags = 0;
+    }
     e->id = id;
     e->arg = arg;
     e->aux = aux;
     e->thread = (int16_t)thread;
     e->kind = kind;
-    e->flags = 0;
     commit(b);
+}
+
+static inline void emit(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux)
+{
+    emit_ev(kind, thread, id, arg, aux, 0);
 }
 
 /* Copy `s` (at most `max` bytes) into the owner's arena; NULL when memory runs out. */
@@ -411,7 +431,7 @@ static void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int i
             }
         }
     }
-    e->ts = stamp();
+    e->ts = b->last = stamp();
     e->id = id;
     e->arg = (uint64_t)(uintptr_t)p;
     e->aux = 0;
@@ -433,13 +453,13 @@ void dagger__trace_spawn_ready(uint64_t id, const char *name, int name_static, i
 }
 void dagger__trace_edge(uint64_t from, uint64_t to) { emit(DTR_EDGE, -1, from, to, 0); }
 void dagger__trace_ready(uint64_t id, int thread) { emit(DTR_READY, thread, id, 0, 0); }
-void dagger__trace_start(uint64_t id, int thread) { emit(DTR_START, thread, id, 0, 0); }
+void dagger__trace_start(uint64_t id, int thread) { emit_ev(DTR_START, thread, id, 0, 0, 1); }
 void dagger__trace_finish(uint64_t id, int thread, int rc) { emit(DTR_FINISH, thread, id, 0, rc); }
 void dagger__trace_block(uint64_t id, int thread, uint64_t on)
 {
     emit(DTR_BLOCK, thread, id, on, 0);
 }
-void dagger__trace_resume(uint64_t id, int thread) { emit(DTR_RESUME, thread, id, 0, 0); }
+void dagger__trace_resume(uint64_t id, int thread) { emit_ev(DTR_RESUME, thread, id, 0, 0, 1); }
 void dagger__trace_steal(int thief, int victim, uint64_t id)
 {
     emit(DTR_STEAL, thief, id, 0, victim);
@@ -450,6 +470,12 @@ void dagger__trace_move(uint64_t chunk, int from, int to, uint64_t bytes, int th
 }
 void dagger__trace_park(int thread) { emit(DTR_PARK, thread, 0, 0, 0); }
 void dagger__trace_wake(int thread) { emit(DTR_WAKE, thread, 0, 0, 0); }
+void dagger__trace_idle(void)
+{
+    struct tbuf *b = tls_buf;
+    if (b)
+        b->last = 0;
+}
 void dagger__trace_error(uint64_t id, const char *msg)
 {
     emit_str(DTR_ERROR, -1, id, msg ? msg : "", 0, MSG_MAX_LEN, 0);
@@ -670,6 +696,66 @@ void dagger__trace_snap_sort(struct dtr_snap *s)
 }
 
 /* Copy every published event of generation `gen` into `s` (ev, str, dropped). */
+/* Starts and resumes without a stamp of their own (DTR_F_INFER) sit 1 ns after their thread's
+ * previous event; one that would fall before its task was ready (the spawn or the ready event of
+ * another thread landed in between) moves to that time. Clears the flag. */
+static int fix_starts(struct dtr_snap *s)
+{
+    size_t ninf = 0;
+    for (size_t i = 0; i < s->nev; i++)
+        ninf += (s->ev[i].flags & DTR_F_INFER) != 0;
+    if (!ninf)
+        return 0;
+    size_t cap = 64;
+    while (cap < ninf * 2)
+        cap *= 2;
+    uint64_t *key = calloc(cap, sizeof *key); /* task ids of inferred starts (0 = empty) */
+    int64_t *rdy = malloc(cap * sizeof *rdy); /* their first spawn-ready or ready time */
+    if (!key || !rdy) {
+        free(key);
+        free(rdy);
+        return DAGGER_ENOMEM;
+    }
+#define SLOT_OF(id) (size_t)(((id)*0x9E3779B97F4A7C15ull) >> 17) & (cap - 1)
+    for (size_t i = 0; i < s->nev; i++) {
+        const struct dtr_ev *e = &s->ev[i];
+        if (!(e->flags & DTR_F_INFER) || !e->id)
+            continue;
+        size_t j = SLOT_OF(e->id);
+        while (key[j] && key[j] != e->id)
+            j = (j + 1) & (cap - 1);
+        key[j] = e->id;
+        rdy[j] = INT64_MAX;
+    }
+    for (size_t i = 0; i < s->nev; i++) {
+        const struct dtr_ev *e = &s->ev[i];
+        if (e->kind != DTR_READY && !(e->kind == DTR_SPAWN && (e->flags & DTR_F_READY)))
+            continue;
+        size_t j = SLOT_OF(e->id);
+        while (key[j] && key[j] != e->id)
+            j = (j + 1) & (cap - 1);
+        if (key[j] && e->ts < rdy[j]) /* the first: a streaming task is ready again and again */
+            rdy[j] = e->ts;
+    }
+    for (size_t i = 0; i < s->nev; i++) {
+        struct dtr_ev *e = &s->ev[i];
+        if (!(e->flags & DTR_F_INFER))
+            continue;
+        e->flags &= (uint8_t)~DTR_F_INFER;
+        if (!e->id)
+            continue;
+        size_t j = SLOT_OF(e->id);
+        while (key[j] != e->id)
+            j = (j + 1) & (cap - 1);
+        if (rdy[j] != INT64_MAX && rdy[j] > e->ts)
+            e->ts = rdy[j];
+    }
+#undef SLOT_OF
+    free(key);
+    free(rdy);
+    return 0;
+}
+
 int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
 {
     size_t cap = 0;
@@ -702,7 +788,7 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
                     thinned++;
                     continue;
                 }
-                e.ts = dagger__trace_to_ns(e.ts);
+                e.ts = dagger__trace_to_ns(e.ts) + ((e.flags & DTR_F_INFER) ? 1 : 0);
                 if (e.flags & DTR_F_STR) {
                     uint32_t idx;
                     rc = strmap_put(&map, s, (const char *)(uintptr_t)e.arg, &idx);
@@ -720,6 +806,8 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
     free(map.val);
     s->dropped = dagger__trace_buf_dropped(gen); /* includes the `thinned` events */
     (void)thinned;
+    if (!rc)
+        rc = fix_starts(s);
     if (!rc)
         rc = dedupe_strings(s);
     if (!rc)
