@@ -31,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/common.h"
 #include "trace/trace.h"
 #include "trace/trace_int.h"
 
@@ -63,15 +64,15 @@ struct name_slot {
 struct tbuf {
     _Atomic(struct tbuf *) next_buf; /* global list; immutable once linked */
     _Atomic int owned;
-    _Atomic uint32_t gen;                 /* generation this buffer holds; 0 = none */
-    _Atomic(struct chunk *) head;         /* owner writes, readers follow */
-    _Atomic uint64_t dropped;             /* owner increments, readers sum */
-    struct chunk *cur;                    /* owner only */
-    uint32_t pos, cap;                    /* owner only: next slot, reserved slots of cur */
+    _Atomic uint32_t gen;         /* generation this buffer holds; 0 = none */
+    _Atomic(struct chunk *) head; /* owner writes, readers follow */
+    _Atomic uint64_t dropped;     /* owner increments, readers sum */
+    struct chunk *cur;            /* owner only */
+    uint32_t pos, cap;            /* owner only: next slot, reserved slots of cur */
+    int64_t last; /* owner only: raw stamp of its last stamped event; 0 = stamp the next start */
     struct arena *arena_head, *arena_cur; /* owner only */
     struct name_slot names[NAME_CACHE];   /* owner only */
     uint32_t kept;                        /* owner only: spawns logged, not yet in g_kept */
-    int64_t last; /* owner only: raw stamp of its last stamped event; 0 = stamp the next start */
 };
 
 static _Atomic(struct tbuf *) g_bufs;
@@ -86,7 +87,7 @@ static _Atomic int64_t g_total;     /* the budget of the recording (workers may 
 static _Atomic int64_t g_cap_tasks; /* tasks the sample may hold before it is halved */
 static _Atomic int64_t g_kept;      /* tasks logged at the current shift (batched per thread) */
 #define KEPT_BATCH 64
-static _Thread_local struct tbuf *tls_buf;
+static DAGGER_TLS struct tbuf *tls_buf;
 static pthread_key_t g_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
@@ -131,11 +132,14 @@ static void clock_init(void)
     atomic_store_explicit(&g_tsc, 1, memory_order_release);
 }
 
+/* Out of line, so that the hot path that inlines stamp() keeps no call in it. */
+static __attribute__((noinline, cold)) int64_t now_ns_cold(void) { return now_ns(); }
+
 static inline int64_t stamp(void)
 {
     return __builtin_expect(atomic_load_explicit(&g_tsc, memory_order_acquire), 1)
                ? (int64_t)__rdtsc()
-               : now_ns();
+               : now_ns_cold();
 }
 
 int64_t dagger__trace_to_ns(int64_t raw)
@@ -328,39 +332,66 @@ static inline struct dtr_ev *slot(struct tbuf **bp)
     return &b->cur->ev[b->pos];
 }
 
-static inline void commit(struct tbuf *b)
-{
-    b->pos++;
-    atomic_store_explicit(&b->cur->n, b->pos, memory_order_release);
-}
-
-/* Append one event. A start or a resume on a worker (`may_infer`) takes no time stamp: it is the
- * thread's previous stamped event (the finish of the task before it, a block, a steal, a wake),
- * which the snapshot moves 1 ns later and never before the task was ready (fix_starts). A thread
+/* Write the next event into the slot that slot() or fast_buf() found, then publish it.
+ * A start or a resume on a worker (`may_infer`) takes no time stamp: it is the thread's
+ * previous stamped event (the finish of the task before it, a block, a steal, a wake), which
+ * the snapshot moves 1 ns later and never before the task was ready (fix_starts). A thread
  * that was idle since (dagger__trace_idle), a fresh buffer, an event sampled out and a thread
- * outside the pool take a stamp. */
-static inline void emit_ev(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
-                           int may_infer)
+ * outside the pool take a stamp. Plain stores: only the owner writes the buffer, and the
+ * release store of the count (a plain store on x86) publishes the event to a snapshot. */
+static inline void put(struct tbuf *b, uint8_t kind, int thread, uint64_t id, uint64_t arg,
+                       int32_t aux, uint8_t flags, int may_infer)
 {
-    if (sampled_out(id))
-        return;
-    struct tbuf *b;
-    struct dtr_ev *e = slot(&b);
-    if (!e)
-        return;
-    if (may_infer && __builtin_expect(b->last != 0 && thread >= 0, 1)) {
+    struct dtr_ev *e = &b->cur->ev[b->pos];
+    if (may_infer && DAGGER_LIKELY(b->last != 0 && thread >= 0)) {
         e->ts = b->last;
-        e->flags = DTR_F_INFER;
+        flags |= DTR_F_INFER;
     } else {
         e->ts = b->last = stamp();
-        e->flags = 0;
     }
     e->id = id;
     e->arg = arg;
     e->aux = aux;
     e->thread = (int16_t)thread;
     e->kind = kind;
-    commit(b);
+    e->flags = flags;
+    b->pos++;
+    atomic_store_explicit(&b->cur->n, b->pos, memory_order_release);
+}
+
+/* The calling thread's buffer when an event can go straight in (no sampling, the buffer of
+ * this recording, room left in its reservation), else NULL: the caller takes the slow path. */
+static inline struct tbuf *fast_buf(void)
+{
+    struct tbuf *b = tls_buf;
+    if (DAGGER_LIKELY(b && !atomic_load_explicit(&g_shift, memory_order_relaxed) &&
+                      atomic_load_explicit(&b->gen, memory_order_relaxed) ==
+                          atomic_load_explicit(&g_gen, memory_order_relaxed) &&
+                      b->pos != b->cap))
+        return b;
+    return NULL;
+}
+
+static DAGGER_NOINLINE void emit_slow(uint8_t kind, int thread, uint64_t id, uint64_t arg,
+                                      int32_t aux, int may_infer)
+{
+    if (sampled_out(id))
+        return;
+    struct tbuf *b;
+    if (slot(&b))
+        put(b, kind, thread, id, arg, aux, 0, may_infer);
+}
+
+/* Append one event; the fast path saves no register and tail-calls the slow one. */
+static inline void emit_ev(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
+                           int may_infer)
+{
+    struct tbuf *b = fast_buf();
+    if (DAGGER_UNLIKELY(!b)) {
+        emit_slow(kind, thread, id, arg, aux, may_infer);
+        return;
+    }
+    put(b, kind, thread, id, arg, aux, 0, may_infer);
 }
 
 static inline void emit(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux)
@@ -399,14 +430,13 @@ static const char *arena_copy(struct tbuf *b, const char *s, size_t max)
     return d;
 }
 
-static void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int is_static,
-                     size_t max, uint8_t flags)
+static DAGGER_NOINLINE void emit_str_slow(uint8_t kind, int thread, uint64_t id, const char *s,
+                                          int is_static, size_t max, uint8_t flags)
 {
     if (sampled_out(id))
         return;
     struct tbuf *b;
-    struct dtr_ev *e = slot(&b);
-    if (!e)
+    if (!slot(&b))
         return;
     if (kind == DTR_SPAWN && ++b->kept == KEPT_BATCH) {
         b->kept = 0;
@@ -431,14 +461,23 @@ static void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int i
             }
         }
     }
-    e->ts = b->last = stamp();
-    e->id = id;
-    e->arg = (uint64_t)(uintptr_t)p;
-    e->aux = 0;
-    e->thread = (int16_t)thread;
-    e->kind = kind;
-    e->flags = (uint8_t)((p ? DTR_F_STR : 0) | flags);
-    commit(b);
+    put(b, kind, thread, id, (uint64_t)(uintptr_t)p, 0, (uint8_t)((p ? DTR_F_STR : 0) | flags), 0);
+}
+
+/* An event with a string argument. Fast path: no name or a static one, and (for a spawn) no
+ * batch of the sample's task count to settle. */
+static inline void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int is_static,
+                            size_t max, uint8_t flags)
+{
+    struct tbuf *b = fast_buf();
+    if (DAGGER_UNLIKELY(!b || (s && !is_static) ||
+                        (kind == DTR_SPAWN && b->kept + 1 >= KEPT_BATCH))) {
+        emit_str_slow(kind, thread, id, s, is_static, max, flags);
+        return;
+    }
+    if (kind == DTR_SPAWN)
+        b->kept++;
+    put(b, kind, thread, id, (uint64_t)(uintptr_t)s, 0, (uint8_t)((s ? DTR_F_STR : 0) | flags), 0);
 }
 
 /* ---------------------------------------------------------------- hooks (trace.h) */
