@@ -15,6 +15,10 @@
  * to what was logged before, so a long trace keeps every event of a uniform sample of its tasks
  * (spawn, start, finish, edges between kept tasks) instead of its first events, which are
  * mostly spawns. Every event left out is counted as dropped.
+ * Time stamps: at most one per task on a worker's hot path. A start or a resume on a worker
+ * stores the thread's previous stamp (the finish before it) instead of reading the clock; the
+ * snapshot puts it 1 ns later and never before its task was ready (fix_starts). The .dtrace
+ * layout does not change: the flag that marks such a start never leaves the live buffers.
  * Buffers of exited threads are adopted by new threads, and freed when the context closes.
  * Trace memory uses libc directly, not dagger__malloc: tracing must not shift the counts that
  * DAGGER_FAULT_ALLOC and the allocation statistics of a program see.
@@ -214,6 +218,7 @@ static struct tbuf *attach(uint32_t gen)
             while (!atomic_compare_exchange_weak_explicit(&g_bufs, &h, b, memory_order_release,
                                                           memory_order_relaxed));
         }
+        b->last = 0; /* an adopted buffer's last stamp was another thread's */
         tls_buf = b;
         (void)pthread_setspecific(g_key, b);
     }
