@@ -3,6 +3,8 @@
  * Each tile kernel is spawned with tile annotations (In / InOut of NB x NB tiles of the
  * column-major matrix); the region derives the dependencies. Also prints the analysis cost
  * per annotated argument and the empty-task overhead with three annotated arguments.
+ * Priorities follow the critical path (potrf > trsm of the panel > updates of the next column >
+ * the rest), the lookahead the peers use; BENCH_PRIO=0 turns them off.
  * SPDX-License-Identifier: MIT
  */
 #include "problem.h"
@@ -42,19 +44,31 @@ static int cholesky(dagger_ctx_t *ctx, double *a, int n, int nb, dagger_datadeps
     if (rc)
         return rc;
 #define TILE(acc, i, j) dagger_tile(acc, ch_tile(a, n, nb, i, j), nb, nb, n, sizeof(double))
+    /* Priorities: the critical path first (potrf, then the trsm of its panel), then the
+     * updates of the next panel's column (the lookahead), then the rest of the trailing
+     * matrix. BENCH_PRIO=0 spawns every kernel at priority 0 (the before figure). */
+    const char *pe = getenv("BENCH_PRIO");
+    int prio = !(pe && pe[0] == '0');
+    dagger_task_opts_t op[4];
+    for (int l = 0; l < 4; l++) {
+        dagger_task_opts_init(&op[l]);
+        op[l].priority = prio ? l : 0;
+    }
     for (int k = 0; k < t; k++) {
-        dagger_task_release(
-            dagger_datadeps_spawn(dd, k_potrf, TILE(DAGGER_ACCESS_INOUT, k, k), nb, n));
+        dagger_task_release(dagger_datadeps_spawn_opts(dd, &op[3], k_potrf,
+                                                       TILE(DAGGER_ACCESS_INOUT, k, k), nb, n));
         for (int i = k + 1; i < t; i++)
-            dagger_task_release(dagger_datadeps_spawn(dd, k_trsm, TILE(DAGGER_ACCESS_IN, k, k),
-                                                      TILE(DAGGER_ACCESS_INOUT, i, k), nb, n));
+            dagger_task_release(dagger_datadeps_spawn_opts(dd, &op[2], k_trsm,
+                                                           TILE(DAGGER_ACCESS_IN, k, k),
+                                                           TILE(DAGGER_ACCESS_INOUT, i, k), nb, n));
         for (int i = k + 1; i < t; i++) {
-            dagger_task_release(dagger_datadeps_spawn(dd, k_syrk, TILE(DAGGER_ACCESS_IN, i, k),
-                                                      TILE(DAGGER_ACCESS_INOUT, i, i), nb, n));
+            dagger_task_release(dagger_datadeps_spawn_opts(dd, &op[i == k + 1], k_syrk,
+                                                           TILE(DAGGER_ACCESS_IN, i, k),
+                                                           TILE(DAGGER_ACCESS_INOUT, i, i), nb, n));
             for (int j = k + 1; j < i; j++)
-                dagger_task_release(dagger_datadeps_spawn(dd, k_gemm, TILE(DAGGER_ACCESS_IN, i, k),
-                                                          TILE(DAGGER_ACCESS_IN, j, k),
-                                                          TILE(DAGGER_ACCESS_INOUT, i, j), nb, n));
+                dagger_task_release(dagger_datadeps_spawn_opts(
+                    dd, &op[j == k + 1], k_gemm, TILE(DAGGER_ACCESS_IN, i, k),
+                    TILE(DAGGER_ACCESS_IN, j, k), TILE(DAGGER_ACCESS_INOUT, i, j), nb, n));
         }
     }
 #undef TILE

@@ -452,6 +452,7 @@ static struct dagger__job *find_work(dagger__pool *p, struct worker *w)
         struct dagger__job *j = try_get(p, w);
         if (j)
             return j;
+        DAGGER__TRACE(dagger__trace_idle()); /* the next start takes its own stamp */
         for (int s = 0; s < SPIN_ROUNDS && !j; s++) {
             for (int k = 0; k < 32; k++)
                 dagger__cpu_relax();

@@ -15,6 +15,10 @@
  * to what was logged before, so a long trace keeps every event of a uniform sample of its tasks
  * (spawn, start, finish, edges between kept tasks) instead of its first events, which are
  * mostly spawns. Every event left out is counted as dropped.
+ * Time stamps: at most one per task on a worker's hot path. A start or a resume on a worker
+ * stores the thread's previous stamp (the finish before it) instead of reading the clock; the
+ * snapshot puts it 1 ns later and never before its task was ready (fix_starts). The .dtrace
+ * layout does not change: the flag that marks such a start never leaves the live buffers.
  * Buffers of exited threads are adopted by new threads, and freed when the context closes.
  * Trace memory uses libc directly, not dagger__malloc: tracing must not shift the counts that
  * DAGGER_FAULT_ALLOC and the allocation statistics of a program see.
@@ -31,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/common.h"
 #include "trace/trace.h"
 #include "trace/trace_int.h"
 
@@ -63,11 +68,12 @@ struct name_slot {
 struct tbuf {
     _Atomic(struct tbuf *) next_buf; /* global list; immutable once linked */
     _Atomic int owned;
-    _Atomic uint32_t gen;                 /* generation this buffer holds; 0 = none */
-    _Atomic(struct chunk *) head;         /* owner writes, readers follow */
-    _Atomic uint64_t dropped;             /* owner increments, readers sum */
-    struct chunk *cur;                    /* owner only */
-    uint32_t pos, cap;                    /* owner only: next slot, reserved slots of cur */
+    _Atomic uint32_t gen;         /* generation this buffer holds; 0 = none */
+    _Atomic(struct chunk *) head; /* owner writes, readers follow */
+    _Atomic uint64_t dropped;     /* owner increments, readers sum */
+    struct chunk *cur;            /* owner only */
+    uint32_t pos, cap;            /* owner only: next slot, reserved slots of cur */
+    int64_t last; /* owner only: raw stamp of its last stamped event; 0 = stamp the next start */
     struct arena *arena_head, *arena_cur; /* owner only */
     struct name_slot names[NAME_CACHE];   /* owner only */
     uint32_t kept;                        /* owner only: spawns logged, not yet in g_kept */
@@ -85,7 +91,7 @@ static _Atomic int64_t g_total;     /* the budget of the recording (workers may 
 static _Atomic int64_t g_cap_tasks; /* tasks the sample may hold before it is halved */
 static _Atomic int64_t g_kept;      /* tasks logged at the current shift (batched per thread) */
 #define KEPT_BATCH 64
-static _Thread_local struct tbuf *tls_buf;
+static DAGGER_TLS struct tbuf *tls_buf;
 static pthread_key_t g_key;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
@@ -130,11 +136,14 @@ static void clock_init(void)
     atomic_store_explicit(&g_tsc, 1, memory_order_release);
 }
 
+/* Out of line, so that the hot path that inlines stamp() keeps no call in it. */
+static __attribute__((noinline, cold)) int64_t now_ns_cold(void) { return now_ns(); }
+
 static inline int64_t stamp(void)
 {
     return __builtin_expect(atomic_load_explicit(&g_tsc, memory_order_acquire), 1)
                ? (int64_t)__rdtsc()
-               : now_ns();
+               : now_ns_cold();
 }
 
 int64_t dagger__trace_to_ns(int64_t raw)
@@ -176,6 +185,7 @@ static void reset_buf(struct tbuf *b, uint32_t gen)
     b->cur = NULL;
     b->pos = b->cap = 0;
     b->kept = 0;
+    b->last = 0;
     atomic_store_explicit(&b->dropped, 0, memory_order_relaxed);
     atomic_store_explicit(&b->gen, gen, memory_order_release);
 }
@@ -208,6 +218,7 @@ static struct tbuf *attach(uint32_t gen)
             while (!atomic_compare_exchange_weak_explicit(&g_bufs, &h, b, memory_order_release,
                                                           memory_order_relaxed));
         }
+        b->last = 0; /* an adopted buffer's last stamp was another thread's */
         tls_buf = b;
         (void)pthread_setspecific(g_key, b);
     }
@@ -231,6 +242,8 @@ static inline int sampled_out(uint64_t id)
     if (!sampled_out_at(id, sh))
         return 0;
     struct tbuf *b = tls_buf;
+    if (b)
+        b->last = 0; /* the next start cannot lean on an event that was not logged */
     if (b && atomic_load_explicit(&b->gen, memory_order_relaxed) ==
                  atomic_load_explicit(&g_gen, memory_order_relaxed))
         atomic_store_explicit(&b->dropped,
@@ -324,28 +337,71 @@ static inline struct dtr_ev *slot(struct tbuf **bp)
     return &b->cur->ev[b->pos];
 }
 
-static inline void commit(struct tbuf *b)
+/* Write the next event into the slot that slot() or fast_buf() found, then publish it.
+ * A start or a resume on a worker (`may_infer`) takes no time stamp: it is the thread's
+ * previous stamped event (the finish of the task before it, a block, a steal, a wake), which
+ * the snapshot moves 1 ns later and never before the task was ready (fix_starts). A thread
+ * that was idle since (dagger__trace_idle), a fresh buffer, an event sampled out and a thread
+ * outside the pool take a stamp. Plain stores: only the owner writes the buffer, and the
+ * release store of the count (a plain store on x86) publishes the event to a snapshot. */
+static inline void put(struct tbuf *b, uint8_t kind, int thread, uint64_t id, uint64_t arg,
+                       int32_t aux, uint8_t flags, int may_infer)
 {
-    b->pos++;
-    atomic_store_explicit(&b->cur->n, b->pos, memory_order_release);
-}
-
-static inline void emit(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux)
-{
-    if (sampled_out(id))
-        return;
-    struct tbuf *b;
-    struct dtr_ev *e = slot(&b);
-    if (!e)
-        return;
-    e->ts = stamp();
+    struct dtr_ev *e = &b->cur->ev[b->pos];
+    if (may_infer && DAGGER_LIKELY(b->last != 0 && thread >= 0)) {
+        e->ts = b->last;
+        flags |= DTR_F_INFER;
+    } else {
+        e->ts = b->last = stamp();
+    }
     e->id = id;
     e->arg = arg;
     e->aux = aux;
     e->thread = (int16_t)thread;
     e->kind = kind;
-    e->flags = 0;
-    commit(b);
+    e->flags = flags;
+    b->pos++;
+    atomic_store_explicit(&b->cur->n, b->pos, memory_order_release);
+}
+
+/* The calling thread's buffer when an event can go straight in (no sampling, the buffer of
+ * this recording, room left in its reservation), else NULL: the caller takes the slow path. */
+static inline struct tbuf *fast_buf(void)
+{
+    struct tbuf *b = tls_buf;
+    if (DAGGER_LIKELY(b && !atomic_load_explicit(&g_shift, memory_order_relaxed) &&
+                      atomic_load_explicit(&b->gen, memory_order_relaxed) ==
+                          atomic_load_explicit(&g_gen, memory_order_relaxed) &&
+                      b->pos != b->cap))
+        return b;
+    return NULL;
+}
+
+static DAGGER_NOINLINE void emit_slow(uint8_t kind, int thread, uint64_t id, uint64_t arg,
+                                      int32_t aux, int may_infer)
+{
+    if (sampled_out(id))
+        return;
+    struct tbuf *b;
+    if (slot(&b))
+        put(b, kind, thread, id, arg, aux, 0, may_infer);
+}
+
+/* Append one event; the fast path saves no register and tail-calls the slow one. */
+static inline void emit_ev(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
+                           int may_infer)
+{
+    struct tbuf *b = fast_buf();
+    if (DAGGER_UNLIKELY(!b)) {
+        emit_slow(kind, thread, id, arg, aux, may_infer);
+        return;
+    }
+    put(b, kind, thread, id, arg, aux, 0, may_infer);
+}
+
+static inline void emit(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux)
+{
+    emit_ev(kind, thread, id, arg, aux, 0);
 }
 
 /* Copy `s` (at most `max` bytes) into the owner's arena; NULL when memory runs out. */
@@ -379,14 +435,13 @@ static const char *arena_copy(struct tbuf *b, const char *s, size_t max)
     return d;
 }
 
-static void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int is_static,
-                     size_t max, uint8_t flags)
+static DAGGER_NOINLINE void emit_str_slow(uint8_t kind, int thread, uint64_t id, const char *s,
+                                          int is_static, size_t max, uint8_t flags)
 {
     if (sampled_out(id))
         return;
     struct tbuf *b;
-    struct dtr_ev *e = slot(&b);
-    if (!e)
+    if (!slot(&b))
         return;
     if (kind == DTR_SPAWN && ++b->kept == KEPT_BATCH) {
         b->kept = 0;
@@ -411,14 +466,23 @@ static void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int i
             }
         }
     }
-    e->ts = stamp();
-    e->id = id;
-    e->arg = (uint64_t)(uintptr_t)p;
-    e->aux = 0;
-    e->thread = (int16_t)thread;
-    e->kind = kind;
-    e->flags = (uint8_t)((p ? DTR_F_STR : 0) | flags);
-    commit(b);
+    put(b, kind, thread, id, (uint64_t)(uintptr_t)p, 0, (uint8_t)((p ? DTR_F_STR : 0) | flags), 0);
+}
+
+/* An event with a string argument. Fast path: no name or a static one, and (for a spawn) no
+ * batch of the sample's task count to settle. */
+static inline void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int is_static,
+                            size_t max, uint8_t flags)
+{
+    struct tbuf *b = fast_buf();
+    if (DAGGER_UNLIKELY(!b || (s && !is_static) ||
+                        (kind == DTR_SPAWN && b->kept + 1 >= KEPT_BATCH))) {
+        emit_str_slow(kind, thread, id, s, is_static, max, flags);
+        return;
+    }
+    if (kind == DTR_SPAWN)
+        b->kept++;
+    put(b, kind, thread, id, (uint64_t)(uintptr_t)s, 0, (uint8_t)((s ? DTR_F_STR : 0) | flags), 0);
 }
 
 /* ---------------------------------------------------------------- hooks (trace.h) */
@@ -433,13 +497,13 @@ void dagger__trace_spawn_ready(uint64_t id, const char *name, int name_static, i
 }
 void dagger__trace_edge(uint64_t from, uint64_t to) { emit(DTR_EDGE, -1, from, to, 0); }
 void dagger__trace_ready(uint64_t id, int thread) { emit(DTR_READY, thread, id, 0, 0); }
-void dagger__trace_start(uint64_t id, int thread) { emit(DTR_START, thread, id, 0, 0); }
+void dagger__trace_start(uint64_t id, int thread) { emit_ev(DTR_START, thread, id, 0, 0, 1); }
 void dagger__trace_finish(uint64_t id, int thread, int rc) { emit(DTR_FINISH, thread, id, 0, rc); }
 void dagger__trace_block(uint64_t id, int thread, uint64_t on)
 {
     emit(DTR_BLOCK, thread, id, on, 0);
 }
-void dagger__trace_resume(uint64_t id, int thread) { emit(DTR_RESUME, thread, id, 0, 0); }
+void dagger__trace_resume(uint64_t id, int thread) { emit_ev(DTR_RESUME, thread, id, 0, 0, 1); }
 void dagger__trace_steal(int thief, int victim, uint64_t id)
 {
     emit(DTR_STEAL, thief, id, 0, victim);
@@ -454,6 +518,12 @@ void dagger__trace_device(int track, int op, uint64_t id, uint64_t bytes)
 }
 void dagger__trace_park(int thread) { emit(DTR_PARK, thread, 0, 0, 0); }
 void dagger__trace_wake(int thread) { emit(DTR_WAKE, thread, 0, 0, 0); }
+void dagger__trace_idle(void)
+{
+    struct tbuf *b = tls_buf;
+    if (b)
+        b->last = 0;
+}
 void dagger__trace_error(uint64_t id, const char *msg)
 {
     emit_str(DTR_ERROR, -1, id, msg ? msg : "", 0, MSG_MAX_LEN, 0);
@@ -674,6 +744,66 @@ void dagger__trace_snap_sort(struct dtr_snap *s)
 }
 
 /* Copy every published event of generation `gen` into `s` (ev, str, dropped). */
+/* Starts and resumes without a stamp of their own (DTR_F_INFER) sit 1 ns after their thread's
+ * previous event; one that would fall before its task was ready (the spawn or the ready event of
+ * another thread landed in between) moves to that time. Clears the flag. */
+static int fix_starts(struct dtr_snap *s)
+{
+    size_t ninf = 0;
+    for (size_t i = 0; i < s->nev; i++)
+        ninf += (s->ev[i].flags & DTR_F_INFER) != 0;
+    if (!ninf)
+        return 0;
+    size_t cap = 64;
+    while (cap < ninf * 2)
+        cap *= 2;
+    uint64_t *key = calloc(cap, sizeof *key); /* task ids of inferred starts (0 = empty) */
+    int64_t *rdy = malloc(cap * sizeof *rdy); /* their first spawn-ready or ready time */
+    if (!key || !rdy) {
+        free(key);
+        free(rdy);
+        return DAGGER_ENOMEM;
+    }
+#define SLOT_OF(id) (size_t)(((id)*0x9E3779B97F4A7C15ull) >> 17) & (cap - 1)
+    for (size_t i = 0; i < s->nev; i++) {
+        const struct dtr_ev *e = &s->ev[i];
+        if (!(e->flags & DTR_F_INFER) || !e->id)
+            continue;
+        size_t j = SLOT_OF(e->id);
+        while (key[j] && key[j] != e->id)
+            j = (j + 1) & (cap - 1);
+        key[j] = e->id;
+        rdy[j] = INT64_MAX;
+    }
+    for (size_t i = 0; i < s->nev; i++) {
+        const struct dtr_ev *e = &s->ev[i];
+        if (e->kind != DTR_READY && !(e->kind == DTR_SPAWN && (e->flags & DTR_F_READY)))
+            continue;
+        size_t j = SLOT_OF(e->id);
+        while (key[j] && key[j] != e->id)
+            j = (j + 1) & (cap - 1);
+        if (key[j] && e->ts < rdy[j]) /* the first: a streaming task is ready again and again */
+            rdy[j] = e->ts;
+    }
+    for (size_t i = 0; i < s->nev; i++) {
+        struct dtr_ev *e = &s->ev[i];
+        if (!(e->flags & DTR_F_INFER))
+            continue;
+        e->flags &= (uint8_t)~DTR_F_INFER;
+        if (!e->id)
+            continue;
+        size_t j = SLOT_OF(e->id);
+        while (key[j] != e->id)
+            j = (j + 1) & (cap - 1);
+        if (rdy[j] != INT64_MAX && rdy[j] > e->ts)
+            e->ts = rdy[j];
+    }
+#undef SLOT_OF
+    free(key);
+    free(rdy);
+    return 0;
+}
+
 int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
 {
     size_t cap = 0;
@@ -706,7 +836,7 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
                     thinned++;
                     continue;
                 }
-                e.ts = dagger__trace_to_ns(e.ts);
+                e.ts = dagger__trace_to_ns(e.ts) + ((e.flags & DTR_F_INFER) ? 1 : 0);
                 if (e.flags & DTR_F_STR) {
                     uint32_t idx;
                     rc = strmap_put(&map, s, (const char *)(uintptr_t)e.arg, &idx);
@@ -724,6 +854,8 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
     free(map.val);
     s->dropped = dagger__trace_buf_dropped(gen); /* includes the `thinned` events */
     (void)thinned;
+    if (!rc)
+        rc = fix_starts(s);
     if (!rc)
         rc = dedupe_strings(s);
     if (!rc)

@@ -43,6 +43,8 @@ void dagger__trace_spawn_ready(uint64_t id, const char *name, int name_static, i
 /* `to` depends on `from` (an argument or a syncdep). */
 void dagger__trace_edge(uint64_t from, uint64_t to);
 void dagger__trace_ready(uint64_t id, int thread);
+/* A run begins. On a worker a start or a resume takes no time stamp of its own (buffer.c: the
+ * thread's previous one's). */
 void dagger__trace_start(uint64_t id, int thread);
 /* End of a run: rc is 0, DAGGER_ECANCELED or another error code. */
 void dagger__trace_finish(uint64_t id, int thread, int rc);
@@ -54,6 +56,9 @@ void dagger__trace_steal(int thief, int victim, uint64_t id);
  * (dagger_space_kind_t: staging, a spill to disk, a reload, a device copy). */
 void dagger__trace_move(uint64_t chunk, int from, int to, uint64_t bytes, int thread);
 void dagger__trace_park(int thread);
+/* The calling worker found no work at once and is looking for some: its next start takes a
+ * time stamp of its own (it cannot be the previous event's). Logs no event. */
+void dagger__trace_idle(void);
 void dagger__trace_wake(int thread);
 /* The error message of a task that finished with rc != 0 (copied; shown in the HTML report
  * and the summary). Call it before or after dagger__trace_finish. */

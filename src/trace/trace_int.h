@@ -48,7 +48,9 @@ struct dtr_ev {
     uint8_t kind;
     uint8_t flags; /* DTR_F_* */
 };
-enum { DTR_F_STR = 1, DTR_F_READY = 2 }; /* arg is a string; a spawn that is also ready */
+/* arg is a string; a spawn that is also ready; (live buffers only) a start whose ts is the
+ * thread's previous stamp, fixed by the snapshot (never in a snapshot or a .dtrace file) */
+enum { DTR_F_STR = 1, DTR_F_READY = 2, DTR_F_INFER = 4 };
 #define DTR_NOSTR UINT32_MAX
 
 struct dtr_snap {

@@ -506,8 +506,81 @@ TEST(model_is_exact_on_known_times)
     free(names[1]);
 }
 
+/* Steps of a two-thread script: each side waits (bounded: 10 s) for the other's step. */
+static _Atomic int g_step;
+
+static void wait_step(int want)
+{
+    for (int i = 0; i < 100000 && atomic_load(&g_step) < want; i++)
+        usleep(100);
+    assert_true(atomic_load(&g_step) >= want);
+}
+
+static void *start_worker(void *arg)
+{
+    (void)arg;
+    DAGGER__TRACE(dagger__trace_start(1, 0)); /* a fresh buffer: stamped */
+    DAGGER__TRACE(dagger__trace_finish(1, 0, 0));
+    atomic_store(&g_step, 1);
+    wait_step(2);                             /* main spawns task 2 after this finish */
+    DAGGER__TRACE(dagger__trace_start(2, 0)); /* leans on finish 1, moved to the spawn */
+    DAGGER__TRACE(dagger__trace_finish(2, 0, 0));
+    DAGGER__TRACE(dagger__trace_spawn_ready(3, "c", 1, 0));
+    DAGGER__TRACE(dagger__trace_start(3, 0)); /* leans on that spawn: 1 ns after it */
+    DAGGER__TRACE(dagger__trace_block(3, 0, 0));
+    DAGGER__TRACE(dagger__trace_resume(3, 0));
+    DAGGER__TRACE(dagger__trace_finish(3, 0, 0));
+    return NULL;
+}
+
+static const struct dtr_ev *find_ev(const struct dtr_snap *s, int kind, uint64_t id)
+{
+    for (size_t i = 0; i < s->nev; i++)
+        if (s->ev[i].kind == kind && s->ev[i].id == id)
+            return &s->ev[i];
+    return NULL;
+}
+
+TEST(starts_lean_on_the_previous_stamp)
+{
+    atomic_store(&g_step, 0);
+    UOK(dagger_trace_start(CTX));
+    DAGGER__TRACE(dagger__trace_spawn_ready(1, "a", 1, -1));
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, start_worker, NULL), 0);
+    wait_step(1);
+    struct timespec d = {0, 200000}; /* the spawn's stamp lies after the finish's */
+    nanosleep(&d, NULL);
+    DAGGER__TRACE(dagger__trace_spawn_ready(2, "b", 1, -1));
+    atomic_store(&g_step, 2);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    UOK(dagger_trace_stop(CTX));
+    struct dtr_snap s;
+    UOK(dagger__trace_snap_take(CTX, &s));
+    const struct dtr_ev *f1 = find_ev(&s, DTR_FINISH, 1), *sp2 = find_ev(&s, DTR_SPAWN, 2),
+                        *s2 = find_ev(&s, DTR_START, 2), *f2 = find_ev(&s, DTR_FINISH, 2),
+                        *s3 = find_ev(&s, DTR_START, 3), *b3 = find_ev(&s, DTR_BLOCK, 3),
+                        *r3 = find_ev(&s, DTR_RESUME, 3), *sp3 = find_ev(&s, DTR_SPAWN, 3);
+    assert_true(f1 && sp2 && s2 && f2 && s3 && b3 && r3 && sp3);
+    assert_true(sp2->ts >= f1->ts + 100000);
+    assert_int_equal(s2->ts, sp2->ts); /* never before its task was ready */
+    assert_true(s3->ts > f2->ts);
+    assert_int_equal(s3->ts, sp3->ts + 1); /* the thread's previous stamp: no clock read */
+    assert_int_equal(r3->ts, b3->ts + 1);
+    for (size_t i = 0; i < s.nev; i++)
+        assert_int_equal(s.ev[i].flags & DTR_F_INFER, 0); /* never leaves the live buffers */
+    struct dtr_model m;
+    UOK(dagger__trace_model_build(&m, &s));
+    assert_int_equal(m.nruns, 4);
+    for (size_t i = 1; i < m.nruns; i++) /* one thread: runs in order, none overlapping */
+        assert_true(m.runs[i].t0 >= m.runs[i - 1].t1);
+    dagger__trace_model_free(&m);
+    dagger__trace_snap_free(&s);
+}
+
 TEST_LIST(off_by_default_records_nothing, counts_of_a_small_dag, summary_truncates_like_snprintf,
           names_are_copied_unless_static, restart_drops_the_old_recording, one_context_at_a_time,
           eight_threads_of_spawn_pressure, limit_counts_dropped_events, limit_from_the_environment,
           buffers_of_exited_threads_are_kept_and_reused, write_every_format, dtrace_round_trip,
-          dtrace_rejects_damaged_files, model_is_exact_on_known_times)
+          dtrace_rejects_damaged_files, model_is_exact_on_known_times,
+          starts_lean_on_the_previous_stamp)
