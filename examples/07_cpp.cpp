@@ -1,6 +1,8 @@
 /* examples/07_cpp.cpp - the C++17 layer: lambdas, RAII handles, errors as exceptions. */
 #include <dagger.hpp>
 #include <cstdio>
+#include <cstring>
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -32,9 +34,14 @@ int main()
             return 1;
         } catch (const dagger::error &e) { /* DAGGER_EUPSTREAM, naming the root cause */
             std::printf("%s: %s\n", e.name(), e.what());
+            if (!std::strstr(e.what(), "'12x' is not a number"))
+                return 1; /* another failure (out of memory, ...) came first */
         }
     } catch (const dagger::error &e) {
         std::fprintf(stderr, "dagger: %s\n", e.what());
+        return 1;
+    } catch (const std::bad_alloc &) {
+        std::fprintf(stderr, "out of memory\n");
         return 1;
     }
     return 0;

@@ -63,23 +63,30 @@ int main(void)
     dagger_opts_init(&o);
     o.num_threads = 4; /* the same output everywhere */
     dagger_ctx_t *ctx;
-    if (dagger_ctx_open(&ctx, &o) != 0)
-        return 1;
-
-    /* Mutable data on thread 1, updated in place by 100 tasks. */
-    dagger_scope_t *t1 = dagger_scope_thread(1);
-    dagger_value_t one = dagger_i64(1);
-    dagger_chunk_t *acc;
-    if (dagger_mutable(ctx, t1, zeros, &one, 1, &acc) != 0) {
-        fprintf(stderr, "mutable: %s\n", dagger_last_errmsg());
+    if (dagger_ctx_open(&ctx, &o) != 0) {
+        fprintf(stderr, "dagger_ctx_open: %s\n", dagger_last_errmsg());
         return 1;
     }
+    int ok = 0;
+    dagger_scope_t *t1 = NULL;
+    dagger_chunk_t *acc = NULL;
+    dagger_shard_t *bins = NULL;
+
+    /* Mutable data on thread 1, updated in place by 100 tasks. */
+    t1 = dagger_scope_thread(1);
+    dagger_value_t one = dagger_i64(1);
+    if (!t1 || dagger_mutable(ctx, t1, zeros, &one, 1, &acc) != 0) {
+        fprintf(stderr, "mutable: %s\n", dagger_last_errmsg());
+        goto done;
+    }
     if (dagger_sync_begin(ctx) != 0)
-        return 1;
+        goto done;
     for (int i = 1; i <= NTASKS; i++)
         dagger_task_release(dagger_spawn(ctx, accumulate, acc, i));
-    if (dagger_sync_end(ctx) != 0)
-        return 1;
+    if (dagger_sync_end(ctx) != 0) {
+        fprintf(stderr, "accumulate: %s\n", dagger_last_errmsg());
+        goto done;
+    }
     int64_t total = *(int64_t *)dagger_chunk_data(acc);
     printf("accumulate: %lld (expected %d)\n", (long long)total, NTASKS * (NTASKS + 1) / 2);
 
@@ -88,17 +95,18 @@ int main(void)
     dagger_shard_opts_init(&so);
     so.flags = DAGGER_SHARD_PER_THREAD;
     dagger_value_t nb = dagger_i64(NBINS);
-    dagger_shard_t *bins;
     if (dagger_shard(ctx, &so, zeros, &nb, 1, &bins) != 0) {
         fprintf(stderr, "shard: %s\n", dagger_last_errmsg());
-        return 1;
+        goto done;
     }
     if (dagger_sync_begin(ctx) != 0)
-        return 1;
+        goto done;
     for (int t = 0; t < NTASKS; t++)
         dagger_task_release(dagger_spawn(ctx, add_samples, bins, t));
-    if (dagger_sync_end(ctx) != 0)
-        return 1;
+    if (dagger_sync_end(ctx) != 0) {
+        fprintf(stderr, "histogram: %s\n", dagger_last_errmsg());
+        goto done;
+    }
     int64_t sum[NBINS] = {0}, want[NBINS] = {0};
     for (size_t p = 0; p < dagger_shard_count(bins); p++) {
         const int64_t *b = dagger_chunk_data(dagger_shard_piece(bins, p));
@@ -108,12 +116,13 @@ int main(void)
     for (int t = 0; t < NTASKS; t++)
         for (int i = 0; i < PER_TASK; i++)
             want[rnd((uint64_t)(t * PER_TASK + i)) % NBINS]++;
-    int ok = total == NTASKS * (NTASKS + 1) / 2 && memcmp(sum, want, sizeof sum) == 0;
+    ok = total == NTASKS * (NTASKS + 1) / 2 && memcmp(sum, want, sizeof sum) == 0;
     printf("histogram over %zu pieces:", dagger_shard_count(bins));
     for (int i = 0; i < NBINS; i++)
         printf(" %lld", (long long)sum[i]);
     printf("\n%s\n", ok ? "both equal the sequential results" : "MISMATCH");
 
+done:
     dagger_shard_release(bins);
     dagger_chunk_release(acc);
     dagger_scope_release(t1);

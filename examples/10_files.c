@@ -91,8 +91,8 @@ int main(void)
     if (rc == 0)
         rc = dagger_file(ctx, "mydata.npy", NULL, &B);
     if (rc == 0)
-        printf("File(\"%s\"): %zu bytes of f64, not loaded yet\n", dagger_file_path(B),
-               dagger_chunk_size(B));
+        printf("File(\"%s\"): %zu bytes of f64, not loaded yet\n",
+               strrchr(dagger_file_path(B), '/') + 1, dagger_chunk_size(B));
     dagger_task_t *sa = dagger_spawn(ctx, sum, A);
     dagger_task_t *sb = dagger_spawn(ctx, sum, B); /* loaded where the task runs */
     /* make_data: saved where it was made */

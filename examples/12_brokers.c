@@ -58,6 +58,13 @@ static int add_up(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     return 0;
 }
 
+/* On an error path: close the context, saying so if that fails too. */
+static void close_quietly(dagger_ctx_t *ctx)
+{
+    if (dagger_ctx_close(ctx) != 0)
+        fprintf(stderr, "dagger_ctx_close: %s\n", dagger_last_errmsg());
+}
+
 /* The reader process: subscribe, say so through `ready`, then sum what arrives. */
 static int reader(const char *uri, int ready)
 {
@@ -66,26 +73,33 @@ static int reader(const char *uri, int ready)
         fprintf(stderr, "reader: %s\n", dagger_edge_errmsg(NULL));
         return 1;
     }
-    if (write(ready, "r", 1) != 1)
-        return 1;
-    dagger_ctx_t *ctx;
+    dagger_ctx_t *ctx = NULL;
     dagger_stream_t *s;
-    if (dagger_ctx_open(&ctx, NULL) != 0 || dagger_stream_begin(ctx, NULL, &s) != 0)
+    if (write(ready, "r", 1) != 1 || dagger_ctx_open(&ctx, NULL) != 0) {
+        dagger_edge_close(in);
         return 1;
+    }
+    if (dagger_stream_begin(ctx, NULL, &s) != 0) {
+        fprintf(stderr, "reader: %s\n", dagger_last_errmsg());
+        dagger_edge_close(in);
+        close_quietly(ctx);
+        return 1;
+    }
     double sum = 0;
     dagger_task_t *src = dagger_stream_spawn_edge_source(s, in); /* consumes `in` */
     dagger_task_t *total = dagger_spawn(ctx, add_up, (void *)&sum, src);
-    if (dagger_stream_end(s) != 0)
-        return 1;
+    int rc = dagger_stream_end(s) != 0;
     int64_t n = 0;
-    if (dagger_fetch_i64(src, &n) != 0 || dagger_wait(total) != 0) {
+    if (!rc && (dagger_fetch_i64(src, &n) != 0 || dagger_wait(total) != 0)) {
         fprintf(stderr, "reader: %s\n", dagger_task_errmsg(src));
-        return 1;
+        rc = 1;
     }
-    printf("  reader: %lld values from %s, mean %.4f\n", (long long)n, uri, n ? sum / n : 0.0);
+    if (!rc)
+        printf("  reader: %lld values from %s, mean %.4f\n", (long long)n, uri,
+               n ? sum / n : 0.0);
     dagger_task_release(src);
     dagger_task_release(total);
-    return dagger_ctx_close(ctx) != 0;
+    return dagger_ctx_close(ctx) != 0 || rc;
 }
 
 /* The writer: generate -> edge sink. Returns the number of values published, or -1. */
@@ -96,17 +110,24 @@ static int64_t writer(const char *uri)
         fprintf(stderr, "writer: %s\n", dagger_edge_errmsg(NULL));
         return -1;
     }
-    dagger_ctx_t *ctx;
+    dagger_ctx_t *ctx = NULL;
     dagger_stream_t *s;
-    if (dagger_ctx_open(&ctx, NULL) != 0 || dagger_stream_begin(ctx, NULL, &s) != 0)
+    if (dagger_ctx_open(&ctx, NULL) != 0) {
+        dagger_edge_close(out);
         return -1;
+    }
+    if (dagger_stream_begin(ctx, NULL, &s) != 0) {
+        dagger_edge_close(out);
+        close_quietly(ctx);
+        return -1;
+    }
     struct gen g = {0x2545F4914F6CDD1Dull, 0};
     dagger_task_t *x = dagger_spawn(ctx, generate, (void *)&g);
     dagger_task_t *sink = dagger_stream_spawn_edge_sink(s, out, x); /* consumes `out` */
-    if (dagger_stream_end(s) != 0)
-        return -1;
     int64_t n = -1;
-    if (dagger_fetch_i64(sink, &n) != 0)
+    if (dagger_stream_end(s) != 0)
+        fprintf(stderr, "writer: %s\n", dagger_last_errmsg());
+    else if (dagger_fetch_i64(sink, &n) != 0)
         fprintf(stderr, "writer: %s\n", dagger_task_errmsg(sink));
     dagger_task_release(x);
     dagger_task_release(sink);
