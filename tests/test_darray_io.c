@@ -126,6 +126,48 @@ TEST(round_trip_every_type_both_modes_ragged)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+TEST(placed_and_empty_arrays)
+{
+    dagger_ctx_t *ctx = test_ctx(3);
+    fresh_dir();
+    /* Blocks pinned to threads are saved and loaded by tasks on those threads. */
+    dagger_darray_opts_t o;
+    dagger_darray_opts_init(&o);
+    o.dist = DAGGER_DIST_CYCLICCOL;
+    void *src = values(DAGGER_ELT_I64, 9 * 10);
+    dagger_darray_t *a, *x;
+    ASSERT_OK(dagger_darray_distribute(ctx, DAGGER_ELT_I64, DAGGER_BLOCKS(4, 3), DAGGER_DIMS(9, 10),
+                                       src, &o, &a));
+    char p[400];
+    for (int mode = 0; mode < 2; mode++) {
+        snprintf(p, sizeof p, "%s/placed-%d", dir, mode);
+        ASSERT_OK(dagger_darray_save(a, p, (dagger_darray_file_t)mode));
+        ASSERT_OK(
+            dagger_darray_load(ctx, p, (dagger_darray_file_t)mode, DAGGER_BLOCKS(4, 3), &o, &x));
+        ASSERT_EQ(dagger_darray_block_place(x, 1), 0); /* block (1, 0): column 0 */
+        ASSERT_EQ(dagger_darray_block_place(x, 3), 1); /* block (0, 1) */
+        assert_holds(x, DAGGER_ELT_I64, src, 90);
+        dagger_darray_release(x);
+    }
+    dagger_darray_release(a);
+    free(src);
+    /* An empty dimension: one empty block row, files with no data. */
+    ASSERT_OK(
+        dagger_darray_zeros(ctx, DAGGER_ELT_F32, DAGGER_BLOCKS(2, 2), DAGGER_DIMS(0, 3), NULL, &a));
+    for (int mode = 0; mode < 2; mode++) {
+        snprintf(p, sizeof p, "%s/empty-%d", dir, mode);
+        ASSERT_OK(dagger_darray_save(a, p, (dagger_darray_file_t)mode));
+        ASSERT_OK(
+            dagger_darray_load(ctx, p, (dagger_darray_file_t)mode, DAGGER_AUTOBLOCKS, NULL, &x));
+        ASSERT_EQ((int)dagger_darray_length(x), 0);
+        ASSERT_EQ((int)dagger_darray_dims(x).d[1], 3);
+        dagger_darray_release(x);
+    }
+    dagger_darray_release(a);
+    cleanup();
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST(whole_file_and_block_files_interoperate_with_numpy)
 {
     if (test_python_numpy("pass") == 77)
@@ -308,6 +350,6 @@ TEST(failed_saves_leave_no_file)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
-TEST_LIST(round_trip_every_type_both_modes_ragged,
+TEST_LIST(round_trip_every_type_both_modes_ragged, placed_and_empty_arrays,
           whole_file_and_block_files_interoperate_with_numpy, errors_name_the_file_and_the_problem,
           failed_saves_leave_no_file)
