@@ -11,3 +11,7 @@ dagger_add_tests(datadeps_modes SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_datadeps_
 # Across ranks: skipped (77) until the MPI layer lets DAGGER_DARRAY_RANKS name other ranks.
 dagger_add_tests(darray_mpi SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_darray_mpi.c LABELS mpi
                  TIMEOUT 60)
+# Saving and loading DArrays as .npy files (issue 11, item 3): per-block files with an index,
+# one whole-array file by offset; numpy interop when python3-numpy is there (else 77).
+dagger_add_tests(darray_io SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_darray_io.c LABELS quick
+                 TIMEOUT 60)

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include <cmocka.h>
@@ -105,6 +106,23 @@ static inline dagger_ctx_t *test_ctx(int n)
     dagger_ctx_t *ctx = NULL;
     ASSERT_OK(dagger_ctx_open(&ctx, &o));
     return ctx;
+}
+
+/* Run `script` (a python3 -c argument, no double quotes) with a python3 that has numpy, Debian's
+ * first: its exit status, or 77 (skip) when there is none. */
+static inline int test_python_numpy(const char *script)
+{
+    static const char *const pys[] = {"/usr/bin/python3", "python3"};
+    for (size_t i = 0; i < 2; i++) {
+        char cmd[2048];
+        snprintf(cmd, sizeof cmd, "%s -c 'import numpy' >/dev/null 2>&1", pys[i]);
+        if (system(cmd) != 0)
+            continue;
+        snprintf(cmd, sizeof cmd, "%s -c \"%s\"", pys[i], script);
+        int rc = system(cmd);
+        return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
+    }
+    return 77;
 }
 
 static inline int harness_main_(const struct CMUnitTest *cases, size_t n, int argc, char **argv)

@@ -355,26 +355,10 @@ TEST(npy_bad_header_names_the_field)
     rm_tree(dir);
 }
 
-/* Runs `script` with a python3 that has numpy; 77 (skip) when there is none. */
-static int python_numpy(const char *script)
-{
-    static const char *const pys[] = {"/usr/bin/python3", "python3"};
-    for (size_t i = 0; i < 2; i++) {
-        char cmd[2048];
-        snprintf(cmd, sizeof cmd, "%s -c 'import numpy' >/dev/null 2>&1", pys[i]);
-        if (system(cmd) != 0)
-            continue;
-        snprintf(cmd, sizeof cmd, "%s -c \"%s\"", pys[i], script);
-        int rc = system(cmd);
-        return WIFEXITED(rc) ? WEXITSTATUS(rc) : 1;
-    }
-    return 77;
-}
-
 TEST(npy_interoperates_with_numpy)
 {
     const char *dir = mkdir_tmp();
-    if (python_numpy("pass") == 77) {
+    if (test_python_numpy("pass") == 77) {
         rm_tree(dir);
         SKIP("python3 with numpy is not installed (python3-numpy)");
     }
@@ -394,7 +378,7 @@ TEST(npy_interoperates_with_numpy)
              "assert a.dtype == np.float64 and a.shape == (3, 4), (a.dtype, a.shape); "
              "assert (a == np.arange(12).reshape(3, 4) * 0.5).all(), a",
              path);
-    ASSERT_EQ(python_numpy(script), 0);
+    ASSERT_EQ(test_python_numpy(script), 0);
 
     /* numpy writes (Fortran order, f32, i32, bool, i64), dagger reads. */
     snprintf(script, sizeof script,
@@ -405,7 +389,7 @@ TEST(npy_interoperates_with_numpy)
              "np.save(d + '/i64.npy', np.arange(8, dtype=np.int64).reshape(2, 2, 2)); "
              "np.save(d + '/b.npy', np.array([True, False, True]))",
              dir);
-    ASSERT_EQ(python_numpy(script), 0);
+    ASSERT_EQ(test_python_numpy(script), 0);
     dagger_chunk_t *f;
     snprintf(path, sizeof path, "%s/f32.npy", dir);
     ASSERT_OK(dagger_file(ctx, path, NULL, &f));

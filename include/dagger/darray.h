@@ -247,6 +247,38 @@ DAGGER_API DAGGER_NODISCARD int dagger_darray_getindex(dagger_darray_t *a, const
  *  Thread safety: any thread; nothing else may use `dst` meanwhile. */
 DAGGER_API DAGGER_NODISCARD int dagger_darray_copyto(dagger_darray_t *dst, dagger_darray_t *src);
 
+/* ---------------------------------------------------------------- files */
+
+/** How dagger_darray_save lays an array out on disk (docs/darray.md, "Files"). */
+typedef enum dagger_darray_file {
+    /* `path` is a folder: one Fortran-order .npy per block, block_<i>_<j>..npy (grid
+     * coordinates, 0-based), and index.txt (element type, dims, block sizes) written last. */
+    DAGGER_DARRAY_FILE_BLOCKS = 0,
+    /* `path` is one Fortran-order .npy of the whole array (numpy.load reads it); each block's
+     * column runs are written and read at their offsets by one task per block. */
+    DAGGER_DARRAY_FILE_WHOLE,
+} dagger_darray_file_t;
+
+/** Save `a` to `path` as `mode` says, atomically per file (a temporary file, fsync, rename):
+ *  a failed save leaves no partial file under its name; BLOCKS creates the folder if missing.
+ *  Returns: 0, DAGGER_EINVAL (NULL, bad mode), DAGGER_ENOENT / DAGGER_EACCES / DAGGER_ENOSPC /
+ *  DAGGER_EIO (message with the file). Ownership: borrows `a`. Thread safety: any thread;
+ *  nothing may write `a` meanwhile. */
+DAGGER_API DAGGER_NODISCARD int dagger_darray_save(dagger_darray_t *a, const char *path,
+                                                   dagger_darray_file_t mode);
+/** Load an array saved by dagger_darray_save (WHOLE: any 1-D .npy, or a Fortran-order one of up
+ *  to 4 dims of f64, f32, i64 or i32, e.g. numpy.save of np.asfortranarray(x)). `blocks` gives
+ *  the blocking of WHOLE (DAGGER_AUTOBLOCKS allowed); BLOCKS uses the saved one, so `blocks`
+ *  must be DAGGER_AUTOBLOCKS or equal to it. One task per block reads its file or its runs.
+ *  Returns: 0, DAGGER_ENOENT (a missing index or block file, named), DAGGER_EINVAL (a malformed
+ *  index, a C-order file, or a block file whose dtype or shape differs from the index: the file,
+ *  both values in the message), DAGGER_EIO, DAGGER_ENOMEM. Ownership: +1 on `*out`.
+ *  Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_darray_load(dagger_ctx_t *ctx, const char *path,
+                                                   dagger_darray_file_t mode, dagger_dims_t blocks,
+                                                   const dagger_darray_opts_t *opts,
+                                                   dagger_darray_t **out);
+
 /* ---------------------------------------------------------------- linear algebra */
 
 /** C = A * B through datadeps on the blocks (gemm per block triple; gemv when B is 1-D).

@@ -43,7 +43,8 @@ struct dagger_codec {
 };
 
 /** Raw bytes; NumPy .npy (format 1.0 and 2.0; f64, f32, i64, i32, u8, bool; C and Fortran
- *  order; written as 1.0 unless the header needs 2.0, always C order). */
+ *  order; written as 1.0 unless the header needs 2.0; C order, or Fortran order when the
+ *  meta's `fortran` is set: the bytes are then taken as column-major, as DArray blocks are). */
 DAGGER_API extern const dagger_codec_t dagger_codec_raw;
 DAGGER_API extern const dagger_codec_t dagger_codec_npy;
 

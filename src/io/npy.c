@@ -285,8 +285,8 @@ static int npy_encode(const dagger_codec_t *cd, int fd, const char *path,
             shape[d] = m->shape[d];
     }
     char dict[256];
-    int n =
-        snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
+    int n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': %s, 'shape': (", descr,
+                     m->fortran && nd > 1 ? "True" : "False");
     for (int d = 0; d < nd; d++)
         n += snprintf(dict + n, sizeof dict - (size_t)n, d ? ", %zu" : "%zu", shape[d]);
     n += snprintf(dict + n, sizeof dict - (size_t)n, nd == 1 ? ",), }" : "), }");
