@@ -257,7 +257,8 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
         for (uint32_t i = 0; i < t->ndeps; i++)
             if (t->deps[i].argi >= 0)
                 in[t->deps[i].argi] = t->deps[i].task->result;
-        struct dagger__place r = {t->scope, in, t->nargs, ctx->nthreads, &ctx->rr};
+        struct dagger__place r = {t->scope, in,        t->nargs,   ctx->nthreads,
+                                  &ctx->rr, ctx->rank, ctx->nranks};
         rc = dagger__sched_place(&r, &t->job, ctx->exec, why, sizeof why);
         if (in != small)
             dagger__free(in);
@@ -486,6 +487,22 @@ void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *resul
     complete(t, rc, false);
 }
 
+dagger_fn_t dagger__task_fn(const dagger_task_t *t) { return t->fn; }
+
+void dagger__task_begin_elsewhere(dagger_task_t *t)
+{
+    for (uint32_t i = 0; i < t->ndeps; i++) {
+        const struct dep *d = &t->deps[i];
+        if (d->argi >= 0) {
+            dagger_value_t v = d->task->result;
+            v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+            t->args[d->argi] = v;
+        }
+    }
+    t->flags |= TF_DEFERRED;
+    atomic_store_explicit(&t->state, T_RUNNING, memory_order_relaxed);
+}
+
 void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
                           void (*fn)(dagger_task_t *t, void *ud), void *ud)
 {
@@ -630,7 +647,9 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
          * placement's, when the task is ready. */
         dagger__procset set;
         char why[512];
-        int n = dagger__scope_resolve(o->scope, 0, 1, ctx->nthreads, &set, why, sizeof why);
+        int n = ctx->nranks > 1
+                    ? dagger__scope_check(o->scope, ctx->nranks, ctx->nthreads, why, sizeof why)
+                    : dagger__scope_resolve(o->scope, 0, 1, ctx->nthreads, &set, why, sizeof why);
         if (n == 0)
             return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
         t->scope = dagger_scope_retain((dagger_scope_t *)o->scope);

@@ -87,9 +87,45 @@ static bool constrains(const dagger_value_t *v)
     return v->kind == DAGGER_KIND_SHARD && v->u.sh && dagger__mem_shard_per_thread(v->u.sh);
 }
 
+/* The scope allows no thread of this rank: choose another rank among those it allows (round
+ * robin), with one thread when the scope names exactly one. Inputs pinned to this rank (mutable
+ * data, per-thread shards) cannot follow the task there. */
+static int choose_rank(const struct dagger__place *r, dagger_proc_t *out, char *why, size_t cap)
+{
+    int n = 0, ranks[64];
+    for (int k = 0; k < r->nranks && n < 64; k++) {
+        dagger__procset set;
+        if (k != r->rank &&
+            dagger__scope_resolve(r->scope, k, r->nranks, r->nthreads, &set, NULL, 0) > 0)
+            ranks[n++] = k;
+    }
+    if (n == 0)
+        return dagger__scope_resolve(r->scope, r->rank, r->nranks, r->nthreads,
+                                     &(dagger__procset){0}, why, cap) > 0
+                   ? 0
+                   : DAGGER_ESCOPE;
+    int k = ranks[atomic_fetch_add_explicit(r->rr, 1, memory_order_relaxed) % (uint32_t)n];
+    for (uint32_t i = 0; i < r->ninputs; i++) {
+        if (constrains(&r->inputs[i])) {
+            snprintf(why, cap,
+                     "argument %u is pinned to a processor of rank %d (mutable data or a "
+                     "per-thread shard), but the task's scope sends it to rank %d",
+                     i, r->rank, k);
+            return DAGGER_ESCOPE;
+        }
+    }
+    dagger__procset set;
+    int nt = dagger__scope_resolve(r->scope, k, r->nranks, r->nthreads, &set, NULL, 0);
+    out->rank = k;
+    for (int t = 0; nt == 1 && t < r->nthreads; t++)
+        if (dagger__procset_has(&set, t))
+            out->index = (int16_t)t;
+    return 0;
+}
+
 int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char *why, size_t cap)
 {
-    out->rank = 0;
+    out->rank = r->rank;
     out->kind = DAGGER_PROC_CPU;
     out->index = -1;
     bool free_to_move = dagger__scope_is_any(r->scope);
@@ -98,9 +134,10 @@ int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char
     if (free_to_move) /* the common case of data inputs: any thread, stealing allowed */
         return 0;
     dagger__procset set;
-    int n = dagger__scope_resolve(r->scope, 0, 1, r->nthreads, &set, why, cap);
+    int n = dagger__scope_resolve(r->scope, r->rank, r->nranks > 1 ? r->nranks : 1, r->nthreads,
+                                  &set, why, cap);
     if (n == 0)
-        return DAGGER_ESCOPE;
+        return r->nranks > 1 ? choose_rank(r, out, why, cap) : DAGGER_ESCOPE;
     for (uint32_t i = 0; i < r->ninputs; i++) {
         int rc = narrow(r, &set, i, why, cap);
         if (rc)
@@ -144,10 +181,19 @@ int dagger__sched_place(const struct dagger__place *r, struct dagger__job *j,
     int rc = dagger__sched_choose(r, &p, why, cap);
     if (rc)
         return rc;
+    const dagger__executor *ex = &execs[p.kind];
+    if (p.rank != r->rank) { /* the remote executor moves the inputs with the task */
+        ex = &execs[DAGGER__EXEC_REMOTE];
+        if (!ex->submit) {
+            snprintf(why, cap, "no transport reaches rank %d in this build", p.rank);
+            return DAGGER_ENOSYS;
+        }
+        ex->submit(ex->ud, j, &p);
+        return 0;
+    }
     rc = dagger__sched_stage(r, &p, why, cap);
     if (rc)
         return rc;
-    const dagger__executor *ex = &execs[p.kind];
     if (!ex->submit) {
         char form[48];
         dagger_proc_format(&p, form, sizeof form);

@@ -26,6 +26,9 @@ static inline int dagger__procset_has(const dagger__procset *s, int t)
  * Returns the number of threads in `*out`; when it is 0, `why` (cap bytes) says why. */
 int dagger__scope_resolve(const dagger_scope_t *s, int rank, int nranks, int nthreads,
                           dagger__procset *out, char *why, size_t cap);
+/* Whether some rank of the job (`nranks`) has a processor in `s`. Returns the count over every
+ * rank (threads of another rank counted as `nthreads` each); 0 with `why` filled. */
+int dagger__scope_check(const dagger_scope_t *s, int nranks, int nthreads, char *why, size_t cap);
 /* True when the scope allows every thread of every rank (placement may ignore it). */
 int dagger__scope_is_any(const dagger_scope_t *s);
 
@@ -40,6 +43,11 @@ typedef struct dagger__executor {
     void *ud;
 } dagger__executor;
 
+/* ctx->exec[] holds one executor per processor kind, then the one that ships a task to
+ * another rank (registered by a ranks backend; empty in a single process). */
+#define DAGGER__EXEC_REMOTE (DAGGER_PROC_DEVICE + 1)
+#define DAGGER__EXEC_COUNT (DAGGER__EXEC_REMOTE + 1)
+
 /* What placement needs to know of a ready task. */
 struct dagger__place {
     const dagger_scope_t *scope;  /* NULL: any */
@@ -47,6 +55,7 @@ struct dagger__place {
     uint32_t ninputs;
     int nthreads;
     _Atomic uint32_t *rr; /* round robin among several allowed threads */
+    int rank, nranks;     /* the local rank and the job's size (0 and 1 in one process) */
 };
 
 /* Choose the processor (index -1: any worker thread). Returns 0, or DAGGER_ESCOPE with the
