@@ -4,6 +4,11 @@
 # when a rank is killed (the lost-rank cases); --oversubscribe puts 4 ranks on 2 cores.
 command -v mpirun >/dev/null 2>&1 || { echo "SKIP: mpirun not found"; exit 77; }
 export OMPI_MCA_btl=self,vader
+# Keep MPI's plugins loaded to the end, so LeakSanitizer can name (and tests/mpi_lsan.supp skip)
+# their allocations instead of reporting frames of an unloaded module.
+# MPI's libraries lack frame pointers: unwind malloc stacks slowly so they name the library.
+export OMPI_MCA_mca_base_component_disable_dlclose=1
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
 export OMPI_MCA_rmaps_base_oversubscribe=1
 np=$1
 shift
@@ -14,6 +19,10 @@ mpirun --allow-run-as-root --oversubscribe --enable-recovery --bind-to none \
     --timeout "${DAGGER_MPI_RUN_TIMEOUT:-80}" -np "$np" "$@" >"$out" 2>&1
 rc=$?
 cat "$out"
+# A sanitizer report from any rank fails the run, whatever mpirun says.
+if [ $rc -eq 0 ] && grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$out"; then
+    rc=1
+fi
 if [ $rc -eq 0 ] && grep -q '^\[ RUN' "$out"; then # a test case (an example ends by its status)
     if grep -q '^\[  FAILED  \]' "$out" || ! grep -q '^\[  PASSED  \]' "$out"; then
         rc=1

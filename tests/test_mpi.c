@@ -396,6 +396,45 @@ TEST(rank_killed_gives_epeer)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+static int my_pid(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(getpid());
+    return 0;
+}
+
+static int freeze(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    usleep(100000);
+    raise(SIGSTOP); /* alive, but silent: only the heartbeat timeout can tell */
+    return 0;
+}
+
+/* A rank that stops answering (its process stopped, not gone) is lost after
+ * DAGGER_PEER_TIMEOUT seconds without a message. */
+TEST(silent_rank_times_out)
+{
+    setenv("DAGGER_PEER_TIMEOUT", "1.5", 1);
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    int64_t pid;
+    dagger_task_t *p = spawn_on(ctx, 1, my_pid, NULL, NULL, 0);
+    ASSERT_OK(dagger_fetch_i64(p, &pid));
+    dagger_task_t *s = spawn_on(ctx, 1, sleepy, "sleepy", NULL, 0);
+    dagger_task_t *f = spawn_on(ctx, 1, freeze, "freeze", NULL, 0);
+    int rc = dagger_fetch(s, NULL);
+    kill((pid_t)pid, SIGKILL); /* end the stopped process before asserting anything */
+    ASSERT_ERR(rc, DAGGER_EPEER);
+    ASSERT_STR_HAS(dagger_task_errmsg(s), "rank 1 was lost (no message from it for");
+    ASSERT_STR_HAS(dagger_task_errmsg(s), "DAGGER_PEER_TIMEOUT");
+    ASSERT_STR_HAS(dagger_task_errmsg(s), "'sleepy'");
+    ASSERT_ERR(dagger_fetch(f, NULL), DAGGER_EPEER);
+    dagger_task_release(p);
+    dagger_task_release(s);
+    dagger_task_release(f);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* Two builds of this file (test_mpi_mm_a on rank 0, _b on rank 1) differ in this string, so
  * their build ids differ. */
 #ifdef DAGGER_TEST_MPI_OTHER
@@ -423,5 +462,5 @@ TEST_LIST(quickstart_worker, nested_fib_across_ranks, error_chain_across_ranks,
 TEST_LIST(quickstart_worker, error_chain_across_ranks, nested_fib_across_ranks,
           chunk_64mib_moves_intact, cancel_across_ranks, registered_function_travels_by_name,
           user_initialised_mpi, thread_level_too_low_refused, mpi_off_gives_each_rank_a_context,
-          rank_killed_gives_epeer)
+          rank_killed_gives_epeer, silent_rank_times_out)
 #endif
