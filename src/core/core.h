@@ -81,7 +81,7 @@ struct dagger__ranks_ops {
     /* dagger_ctx_close, before the local drain: the driver waits until no rank has work left and
      * stops the servers. Idempotent. */
     void (*quiesce)(dagger_ctx_t *ctx);
-    /* After the workers stopped: leave the job and free the state. */
+    /* After the drain, before the workers stop: leave the job and free the state. */
     void (*close)(dagger_ctx_t *ctx);
 };
 void dagger__ranks_register(const struct dagger__ranks_ops *ops);

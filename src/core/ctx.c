@@ -227,9 +227,9 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
                                   "them, or close with DAGGER_CLOSE_FORCE",
                                   (long long)live, live == 1 ? " is" : "s are");
     }
-    dagger__pool_close(ctx->pool);
-    if (ctx->ranks)
+    if (ctx->ranks) /* drained: the progress thread stops while the pool still runs */
         atomic_load(&ranks_ops)->close(ctx);
+    dagger__pool_close(ctx->pool);
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */
     free(ctx->credit);
     dagger__alloc_note_free();

@@ -47,6 +47,7 @@ struct served {
 struct exported {
     struct hnode h;        /* key: the export id */
     dagger_chunk_t *chunk; /* retained, or NULL */
+    dagger_task_t *task;   /* retained: its result holds the bytes; or NULL */
     void *bytes;           /* a copy, or NULL */
     const void *p;
     size_t size;
@@ -130,6 +131,7 @@ static void export_release(void *ud)
 {
     struct exported *x = ud;
     dagger_chunk_release(x->chunk);
+    dagger_task_release(x->task);
     dagger__free(x->bytes);
     dagger__free(x);
 }
@@ -164,14 +166,15 @@ static void put_shape(struct wbuf *b, dagger_chunk_t *c)
     wb_u64(b, dagger_chunk_size(c));
 }
 
-static uint64_t export_add(struct mpi_state *st, int peer, dagger_chunk_t *c, const void *p,
-                           size_t n)
+static uint64_t export_add(struct mpi_state *st, int peer, dagger_chunk_t *c, dagger_task_t *t,
+                           const void *p, size_t n)
 {
     struct exported *x = dagger__calloc(1, sizeof *x);
     if (!x)
         return 0;
-    if (c) {
-        x->chunk = dagger_chunk_retain(c);
+    if (c || t) { /* the chunk, or the finished task whose result holds `p`, keeps it alive */
+        x->chunk = c ? dagger_chunk_retain(c) : NULL;
+        x->task = t ? dagger_task_retain(t) : NULL;
         x->p = p;
     } else {
         x->bytes = dagger__malloc(n ? n : 1);
@@ -189,9 +192,10 @@ static uint64_t export_add(struct mpi_state *st, int peer, dagger_chunk_t *c, co
     return x->h.key;
 }
 
-/* Append `v` for `peer`. Returns 0, or an error with the reason in why. */
-static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t *v, int peer,
-                     const char *what, char *why, size_t cap)
+/* Append `v` for `peer`; `owner` (may be NULL: bytes are copied) is a finished task whose
+ * result `v` is. Returns 0, or an error with the reason in why. */
+static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t *v,
+                     dagger_task_t *owner, int peer, const char *what, char *why, size_t cap)
 {
     switch (v->kind) {
     case DAGGER_KIND_CHUNK: {
@@ -209,7 +213,7 @@ static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t 
             wb_bytes(b, p, n);
             return 0;
         }
-        uint64_t xid = export_add(st, peer, c, p, n);
+        uint64_t xid = export_add(st, peer, c, NULL, p, n);
         if (!xid)
             goto oom;
         wb_u64(b, V_CHUNK_PULL);
@@ -229,7 +233,7 @@ static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t 
     case DAGGER_KIND_BLOB:
         if (v->len > MPI__INLINE_MAX) {
             size_t n = v->len + (v->kind == DAGGER_KIND_STR);
-            uint64_t xid = export_add(st, peer, NULL, v->u.p, n);
+            uint64_t xid = export_add(st, peer, NULL, owner, v->u.p, n);
             if (!xid)
                 goto oom;
             wb_u64(b, V_BYTES_PULL);
@@ -391,7 +395,7 @@ static void send_result(struct mpi_state *st, int origin, uint64_t pid, dagger_t
         if (t && dagger_fetch(t, &v) != 0)
             v = dagger_nil();
         struct wbuf val = {0};
-        int r = put_value(st, &val, &v, origin, "the result", why, sizeof why);
+        int r = put_value(st, &val, &v, t, origin, "the result", why, sizeof why);
         if (r) { /* send the failure instead */
             dagger__free(val.p);
             dagger__free(b.p);
@@ -675,7 +679,7 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     for (uint32_t i = 0; i < n; i++) {
         char what[32];
         snprintf(what, sizeof what, "argument %u", i);
-        rc = put_value(st, b, &args[i], rank, what, why, cap);
+        rc = put_value(st, b, &args[i], NULL, rank, what, why, cap);
         if (rc)
             return rc;
     }
