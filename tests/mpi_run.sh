@@ -20,7 +20,7 @@ mpirun --allow-run-as-root --oversubscribe --enable-recovery --bind-to none \
 rc=$?
 cat "$out"
 # A sanitizer report from any rank fails the run, whatever mpirun says.
-if [ $rc -eq 0 ] && grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' "$out"; then
+if [ $rc -eq 0 ] && grep -qE 'ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:' "$out"; then
     rc=1
 fi
 if [ $rc -eq 0 ] && grep -q '^\[ RUN' "$out"; then # a test case (an example ends by its status)

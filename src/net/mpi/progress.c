@@ -682,13 +682,15 @@ static int join(dagger_ctx_t *ctx)
     st->period_ns = st->timeout_ns / 4 < 1000000000LL ? st->timeout_ns / 4 : 1000000000LL;
     st->driver_mode = true;
     mpi__remote_init(st);
+    /* Before the thread starts: the tasks it spawns read the rank. */
+    dagger__ctx_set_ranks(ctx, st->rank, st->nranks, st, mpi__remote_submit);
     if (pthread_create(&st->thread, NULL, progress_main, st) != 0) {
+        dagger__ctx_set_ranks(ctx, 0, 1, NULL, NULL);
         MPI_Comm_free(&st->comm);
         state_free(st);
         return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_ctx_open: cannot start the MPI progress "
                                                  "thread");
     }
-    dagger__ctx_set_ranks(ctx, st->rank, st->nranks, st, mpi__remote_submit);
     if (!st->driver_mode || st->rank == 0)
         return 0;
     /* A server: run tasks for the others until the driver closes (or is lost). */
