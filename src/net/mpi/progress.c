@@ -7,11 +7,12 @@
  * another program is refused, naming it. Then a progress thread starts; rank 0 returns to main
  * and the other ranks serve inside dagger_ctx_open until the driver closes. The progress thread
  * only makes nonblocking MPI calls, handles commands that other threads post, and backs off
- * when idle (sleeps up to 1 ms; a posted command wakes it). A rank is lost when nothing came
- * from it for DAGGER_PEER_TIMEOUT seconds (every rank sends heartbeats) or, on one host, when
- * its process is gone. The driver's close runs termination rounds: every rank reports whether
- * it is idle and how many work messages it sent and received; two equal rounds in a row with
- * every rank idle and sent == received end the job (the four-counter method).
+ * when idle (polls 200 us after the last activity, then sleeps up to 1 ms; a posted command
+ * wakes it). A rank is lost when nothing came from it for DAGGER_PEER_TIMEOUT seconds (every
+ * rank sends heartbeats) or, on one host, when its process is gone. The driver's close runs
+ * termination rounds: every rank reports whether it is idle and how many work messages it sent
+ * and received; two equal rounds in a row with every rank idle and sent == received end the job
+ * (the four-counter method).
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -503,11 +504,13 @@ static bool run_cmds(struct mpi_state *st)
     return true;
 }
 
+#define SPIN_NS (200 * 1000)
+
 static void *progress_main(void *arg)
 {
     struct mpi_state *st = arg;
     int idle = 0;
-    int64_t next_check = 0, flush_deadline = -1;
+    int64_t next_check = 0, flush_deadline = -1, last_active = 0;
     for (;;) {
         bool did = run_cmds(st);
         did |= poll_messages(st);
@@ -527,17 +530,21 @@ static void *progress_main(void *arg)
         }
         if (did) {
             idle = 0;
+            last_active = now;
             continue;
         }
         if (st->imports || sends_pending(st)) { /* transfers progress only inside MPI */
             sched_yield();
             continue;
         }
-        if (++idle < 32) {
+        /* A reply often follows within a round trip: poll (yielding the core) for SPIN_NS after
+         * the last activity, then sleep 1 us, 2 us, ... up to 1 ms. */
+        if (now - last_active < SPIN_NS) {
             sched_yield();
             continue;
         }
-        long ns = 1000L << (idle - 32 < 10 ? idle - 32 : 10); /* 1 us .. 1 ms */
+        idle++;
+        long ns = 1000L << (idle < 10 ? idle : 10);
         uint32_t w = atomic_load_explicit(&st->wake, memory_order_acquire);
         atomic_store_explicit(&st->sleeping, 1, memory_order_relaxed);
         dagger__fence_seq_cst();
