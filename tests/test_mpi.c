@@ -305,6 +305,70 @@ TEST(chunk_64mib_moves_intact)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+#define DAG_MOD 1000003
+
+/* A node of the random DAG: args = (i, fail, inputs...). */
+static int dag_node(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t i = dagger_arg_i64(a, 0), v = i * 7 % DAG_MOD;
+    if (dagger_arg_i64(a, 1))
+        return dagger_fail(tc, DAGGER_ETASK, "node %lld fails on purpose", (long long)i);
+    for (size_t k = 2; k < dagger_args_count(a); k++)
+        v = (v * 31 + dagger_arg_i64(a, k) * (int64_t)k) % DAG_MOD;
+    *out = dagger_i64(v);
+    return 0;
+}
+
+/* Random DAGs whose nodes run on random ranks, against sequential evaluation: values, and
+ * which nodes fail (on purpose, or upstream). Replay with DAGGER_TEST_SEED. */
+TEST(random_dag_across_ranks)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    uint64_t seed = test_seed();
+    const int n = test_level_full() ? 2000 : 300;
+    int nranks = dagger_ctx_nranks(ctx);
+    dagger_task_t **t = calloc((size_t)n, sizeof *t);
+    int64_t *want = calloc((size_t)n, sizeof *want);
+    bool *bad = calloc((size_t)n, sizeof *bad);
+    for (int i = 0; i < n; i++) {
+        dagger_value_t argv[5];
+        int nd = i == 0 ? 0 : (int)(test_rand(&seed) % 4);
+        bool fail = test_rand(&seed) % 40 == 0;
+        argv[0] = dagger_i64(i);
+        argv[1] = dagger_i64(fail);
+        int64_t v = (int64_t)i * 7 % DAG_MOD;
+        bad[i] = fail;
+        for (int k = 0; k < nd; k++) {
+            int d = (int)(test_rand(&seed) % (uint64_t)i);
+            argv[2 + k] = dagger_taskv(t[d]);
+            bad[i] |= bad[d];
+            v = (v * 31 + want[d] * (int64_t)(2 + k)) % DAG_MOD;
+        }
+        want[i] = v;
+        int r = (int)(test_rand(&seed) % (uint64_t)nranks);
+        t[i] = spawn_on(ctx, r, dag_node, NULL, argv, 2 + (size_t)nd);
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t got = -1;
+        int rc = dagger_fetch_i64(t[i], &got);
+        if (bad[i]) {
+            if (rc != DAGGER_ETASK && rc != DAGGER_EUPSTREAM)
+                fail_msg("node %d: %s, expected a failure", i, dagger_err_name(rc));
+        } else if (rc || got != want[i]) {
+            fail_msg("node %d: %s (%s), %lld, expected %lld", i, dagger_err_name(rc),
+                     dagger_task_errmsg(t[i]), (long long)got, (long long)want[i]);
+        }
+    }
+    for (int i = 0; i < n; i++)
+        dagger_task_release(t[i]);
+    free(t);
+    free(want);
+    free(bad);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 static int spin_until_cancelled(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     for (int i = 0; i < 1000 && !dagger_tc_cancelled(tc); i++)
@@ -511,10 +575,11 @@ TEST(mismatched_binary_refused)
 TEST_LIST(mismatched_binary_refused)
 #elif defined(DAGGER_TEST_MPI_NP4)
 TEST_LIST(quickstart_worker, nested_fib_across_ranks, error_chain_across_ranks,
-          rank_killed_gives_epeer)
+          random_dag_across_ranks, rank_killed_gives_epeer)
 #else
 TEST_LIST(quickstart_worker, error_chain_across_ranks, nested_fib_across_ranks,
           chunk_64mib_moves_intact, cancel_across_ranks, no_leak_by_alloc_counters,
-          registered_function_travels_by_name, user_initialised_mpi, thread_level_too_low_refused,
-          mpi_off_gives_each_rank_a_context, rank_killed_gives_epeer, silent_rank_times_out)
+          random_dag_across_ranks, registered_function_travels_by_name, user_initialised_mpi,
+          thread_level_too_low_refused, mpi_off_gives_each_rank_a_context, rank_killed_gives_epeer,
+          silent_rank_times_out)
 #endif
