@@ -9,6 +9,10 @@ export OMPI_MCA_btl=self,vader
 # MPI's libraries lack frame pointers: unwind malloc stacks slowly so they name the library.
 export OMPI_MCA_mca_base_component_disable_dlclose=1
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
+# Sanitizers skip Open MPI's own leaks and locking (only its libraries are listed).
+here=$(cd "$(dirname "$0")" && pwd)
+export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$here/mpi_lsan.supp:print_suppressions=0"
+export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}suppressions=$here/mpi_tsan.supp"
 export OMPI_MCA_rmaps_base_oversubscribe=1
 np=$1
 shift
