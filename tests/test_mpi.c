@@ -369,6 +369,29 @@ TEST(random_dag_across_ranks)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* A close refused with DAGGER_EBUSY (a handle still held) has already ended the job: the
+ * other ranks are gone, so a task for one of them fails at once, naming why. */
+TEST(remote_spawn_after_busy_close_refused)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    dagger_task_t *held = spawn_on(ctx, 1, where, NULL, (dagger_value_t[]){dagger_i64(1)}, 1);
+    ASSERT_OK(dagger_wait(held));
+    ASSERT_ERR(dagger_ctx_close(ctx), DAGGER_EBUSY);
+    dagger_task_t *late = spawn_on(ctx, 1, where, NULL, (dagger_value_t[]){dagger_i64(2)}, 1);
+    ASSERT_ERR(dagger_fetch(late, NULL), DAGGER_ESTATE);
+    ASSERT_STR_HAS(dagger_task_errmsg(late), "the job has ended");
+    dagger_task_t *here = dagger_spawn(ctx, where, 3);
+    int64_t r;
+    ASSERT_OK(dagger_fetch_i64(here, &r)); /* local work still runs */
+    ASSERT_EQ(r, 3);
+    dagger_task_release(held);
+    dagger_task_release(late);
+    dagger_task_release(here);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 static int spin_until_cancelled(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     for (int i = 0; i < 1000 && !dagger_tc_cancelled(tc); i++)
@@ -579,7 +602,7 @@ TEST_LIST(quickstart_worker, nested_fib_across_ranks, error_chain_across_ranks,
 #else
 TEST_LIST(quickstart_worker, error_chain_across_ranks, nested_fib_across_ranks,
           chunk_64mib_moves_intact, cancel_across_ranks, no_leak_by_alloc_counters,
-          random_dag_across_ranks, registered_function_travels_by_name, user_initialised_mpi,
-          thread_level_too_low_refused, mpi_off_gives_each_rank_a_context, rank_killed_gives_epeer,
-          silent_rank_times_out)
+          random_dag_across_ranks, remote_spawn_after_busy_close_refused,
+          registered_function_travels_by_name, user_initialised_mpi, thread_level_too_low_refused,
+          mpi_off_gives_each_rank_a_context, rank_killed_gives_epeer, silent_rank_times_out)
 #endif

@@ -700,10 +700,12 @@ static void submit(struct mpi_state *st, struct mpi_cmd *c)
         rc = DAGGER_EPEER;
         snprintf(why, sizeof why, "rank %d was lost (%s) before the task could be sent there",
                  c->rank, peer->why);
-    } else if (atomic_load(&st->stopped) && st->rank != 0) {
+    } else if (atomic_load(&st->stopped)) {
         rc = DAGGER_ESTATE;
-        snprintf(why, sizeof why, "rank %d: the job is ending (the driver closed its context)",
-                 st->rank);
+        snprintf(why, sizeof why,
+                 "rank %d cannot run it: the job has ended (the driver's dagger_ctx_close "
+                 "stopped the other ranks)",
+                 c->rank);
     } else if (dagger_tc_cancelled((dagger_tc_t *)t)) {
         rc = DAGGER_ECANCELED;
         snprintf(why, sizeof why, "cancelled before it was sent to rank %d", c->rank);
