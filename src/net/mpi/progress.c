@@ -58,8 +58,7 @@ static const char *level_name(int l)
 /* The job size announced by the launcher, without initialising MPI (0: no launcher). */
 static int launcher_size(void)
 {
-    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE",
-                                       "MPI_LOCALNRANKS", NULL};
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", NULL};
     for (int i = 0; vars[i]; i++) {
         const char *v = getenv(vars[i]);
         if (v && *v)
