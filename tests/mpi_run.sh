@@ -18,9 +18,13 @@ np=$1
 shift
 # With --enable-recovery mpirun exits 0 even when a rank failed: judge by the cases' own output.
 out=$(mktemp)
-# --timeout ends a hung job (and its ranks) before ctest kills this script and orphans them.
-mpirun --allow-run-as-root --oversubscribe --enable-recovery --bind-to none \
-    --timeout "${DAGGER_MPI_RUN_TIMEOUT:-80}" -np "$np" "$@" >"$out" 2>&1
+# --timeout ends a hung job (and its ranks) before ctest kills this script and orphans them;
+# timeout(1) ends mpirun itself, which can wait forever on ranks that died in recovery mode.
+limit=${DAGGER_MPI_RUN_TIMEOUT:-80}
+tmo=""
+command -v timeout >/dev/null 2>&1 && tmo="timeout -k 5 $((limit + 5))"
+$tmo mpirun --allow-run-as-root --oversubscribe --enable-recovery --bind-to none \
+    --timeout "$limit" -np "$np" "$@" >"$out" 2>&1
 rc=$?
 cat "$out"
 # A sanitizer report from any rank fails the run, whatever mpirun says.

@@ -369,6 +369,53 @@ TEST(random_dag_across_ranks)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+static int long_job(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    usleep(20000);
+    *out = dagger_i64(dagger_ctx_rank(dagger_tc_ctx(tc)));
+    return 0;
+}
+
+/* Independent tasks that say they are long spread over every rank, round robin (Dagger.jl's
+ * issue 277 put them all on one worker); short ones, and ones with a pointer argument, stay. */
+TEST(long_independent_tasks_spread)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    int n = dagger_ctx_nranks(ctx), per[8] = {0};
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.expected_time = 0.02;
+    dagger_task_t *t[32];
+    for (int i = 0; i < 4 * n; i++)
+        t[i] = dagger_spawn_opts(ctx, &o, long_job, i);
+    for (int i = 0; i < 4 * n; i++) {
+        int64_t r;
+        ASSERT_OK(dagger_fetch_i64(t[i], &r));
+        ASSERT_TRUE(r >= 0 && r < n);
+        per[r]++;
+        dagger_task_release(t[i]);
+    }
+    for (int r = 0; r < n; r++)
+        ASSERT_EQ(per[r], 4);
+    int x = 0;
+    for (int i = 0; i < n; i++) {
+        dagger_task_t *p = dagger_spawn_opts(ctx, &o, long_job, &x); /* a pointer: stays */
+        o.expected_time = 0.0001;
+        dagger_task_t *q = dagger_spawn_opts(ctx, &o, long_job, i); /* short: stays */
+        o.expected_time = 0.02;
+        int64_t r1, r2;
+        ASSERT_OK(dagger_fetch_i64(p, &r1));
+        ASSERT_OK(dagger_fetch_i64(q, &r2));
+        ASSERT_EQ(r1, 0);
+        ASSERT_EQ(r2, 0);
+        dagger_task_release(p);
+        dagger_task_release(q);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* A close refused with DAGGER_EBUSY (a handle still held) has already ended the job: the
  * other ranks are gone, so a task for one of them fails at once, naming why. */
 TEST(remote_spawn_after_busy_close_refused)
@@ -598,11 +645,12 @@ TEST(mismatched_binary_refused)
 TEST_LIST(mismatched_binary_refused)
 #elif defined(DAGGER_TEST_MPI_NP4)
 TEST_LIST(quickstart_worker, nested_fib_across_ranks, error_chain_across_ranks,
-          random_dag_across_ranks, rank_killed_gives_epeer)
+          random_dag_across_ranks, long_independent_tasks_spread, rank_killed_gives_epeer)
 #else
 TEST_LIST(quickstart_worker, error_chain_across_ranks, nested_fib_across_ranks,
           chunk_64mib_moves_intact, cancel_across_ranks, no_leak_by_alloc_counters,
           random_dag_across_ranks, remote_spawn_after_busy_close_refused,
-          registered_function_travels_by_name, user_initialised_mpi, thread_level_too_low_refused,
-          mpi_off_gives_each_rank_a_context, rank_killed_gives_epeer, silent_rank_times_out)
+          long_independent_tasks_spread, registered_function_travels_by_name, user_initialised_mpi,
+          thread_level_too_low_refused, mpi_off_gives_each_rank_a_context, rank_killed_gives_epeer,
+          silent_rank_times_out)
 #endif

@@ -157,7 +157,8 @@ struct dagger_ctx {
     _Atomic int64_t count[CNT_N]; /* global counts, see struct credit */
     _Atomic uint32_t drain_word;  /* bumped when the in-flight count reaches 0 */
     _Atomic uint64_t next_id;
-    _Atomic uint32_t rr; /* round robin among a scope's threads */
+    _Atomic uint32_t rr;      /* round robin among a scope's threads */
+    _Atomic uint32_t rr_rank; /* round robin of long independent tasks over the ranks */
 };
 
 /* ctx.c: the global counts (see struct credit) */

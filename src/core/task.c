@@ -654,6 +654,12 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
             return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
         t->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+    } else if (DAGGER_UNLIKELY(ctx->nranks > 1) && o && o->expected_time > 0 && nd == 0) {
+        /* an independent long task of a job: placement may send it to another rank */
+        t->scope = dagger__sched_spread(argv, argc, o->expected_time, ctx->rank, ctx->nranks,
+                                        &ctx->rr_rank);
+        if (t->scope)
+            atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     }
     *ndeps_out = (int)nd;
     return 0;

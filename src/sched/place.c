@@ -209,3 +209,15 @@ void dagger__sched_cpu_submit(void *pool, struct dagger__job *j, const dagger_pr
     j->pin = p->index;
     dagger__pool_submit(pool, j);
 }
+
+dagger_scope_t *dagger__sched_spread(const dagger_value_t *argv, size_t argc, double expected,
+                                     int rank, int nranks, _Atomic uint32_t *rr)
+{
+    if (expected < DAGGER__SPREAD_TIME)
+        return NULL;
+    for (size_t i = 0; i < argc; i++)
+        if (argv[i].kind > DAGGER_KIND_BLOB) /* pointers and handles stay where they are */
+            return NULL;
+    int k = (int)(atomic_fetch_add_explicit(rr, 1, memory_order_relaxed) % (uint32_t)nranks);
+    return k == rank ? NULL : dagger_scope_worker(k);
+}

@@ -68,6 +68,15 @@ int dagger__sched_stage(const struct dagger__place *r, const dagger_proc_t *p, c
  * submitted) with the reason in `why`. */
 int dagger__sched_place(const struct dagger__place *r, struct dagger__job *j,
                         const dagger__executor *execs, char *why, size_t cap);
+/* Independent tasks at least this long (dagger_task_opts.expected_time, seconds) are spread over
+ * the ranks of a job. */
+#define DAGGER__SPREAD_TIME 1e-3
+/* The scope for an independent task of a job (no dependencies) that says how long it runs:
+ * round robin over the ranks when it is long enough and its arguments can travel (numbers,
+ * strings, blobs), so independent long tasks spread over every rank (Dagger.jl once put them
+ * all on one worker, its issue 277). Returns: +1 scope, or NULL (stay local). */
+dagger_scope_t *dagger__sched_spread(const dagger_value_t *argv, size_t argc, double expected,
+                                     int rank, int nranks, _Atomic uint32_t *rr);
 /* The CPU executor's submit: pin to the chosen thread (or none), then the pool. */
 void dagger__sched_cpu_submit(void *pool, struct dagger__job *j, const dagger_proc_t *p);
 
