@@ -95,8 +95,7 @@ static int reader(const char *uri, int ready)
         rc = 1;
     }
     if (!rc)
-        printf("  reader: %lld values from %s, mean %.4f\n", (long long)n, uri,
-               n ? sum / n : 0.0);
+        printf("  reader: %lld values from %s, mean %.4f\n", (long long)n, uri, n ? sum / n : 0.0);
     dagger_task_release(src);
     dagger_task_release(total);
     return dagger_ctx_close(ctx) != 0 || rc;

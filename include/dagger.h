@@ -203,10 +203,19 @@ typedef struct dagger_opts {
 /** Fill `o` with the defaults. Thread safety: any thread. */
 DAGGER_API void dagger_opts_init(dagger_opts_t *o);
 
+/** Returned by dagger_ctx_open on the ranks other than 0 of an MPI job in driver mode, once
+ *  they have served tasks until the driver (rank 0) closed its context: `*out` is NULL and
+ *  the program should end (`if (rc == DAGGER_CTX_SERVED) return 0;`). See docs/mpi.md. */
+enum { DAGGER_CTX_SERVED = 1 };
+
 /** Open a context: start the worker threads. `opts` may be NULL for the defaults; the
  *  environment variables DAGGER_NUM_THREADS and DAGGER_STACK_SIZE fill fields left at 0.
- *  Returns: 0, DAGGER_EINVAL (bad option; see dagger_last_errmsg), DAGGER_ENOMEM.
- *  Ownership: +1 on `*out`, closed by dagger_ctx_close. Thread safety: any thread. */
+ *  Under an MPI launcher with several ranks (or DAGGER_MPI=1) every rank joins the job: rank 0
+ *  returns 0 and runs main, the others serve and return DAGGER_CTX_SERVED (docs/mpi.md).
+ *  Returns: 0, DAGGER_CTX_SERVED, DAGGER_EINVAL (bad option; see dagger_last_errmsg),
+ *  DAGGER_ENOMEM, DAGGER_ENOSYS / DAGGER_EPEER (the job cannot be joined; message set).
+ *  Ownership: +1 on `*out`, closed by dagger_ctx_close. Thread safety: any thread;
+ *  collective when ranks are on. */
 DAGGER_API DAGGER_NODISCARD int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts);
 
 enum { DAGGER_CLOSE_FORCE = 1u << 0 };
@@ -232,6 +241,11 @@ DAGGER_API int64_t dagger_ctx_unfetched_failures(const dagger_ctx_t *ctx);
  *  count). Returns: the number of libraries set (0: none loaded), DAGGER_EINVAL for n < 1.
  *  Thread safety: any thread, but not while BLAS calls run. */
 DAGGER_API int dagger_blas_set_threads(int n);
+
+/** This process's rank in the job and the job's number of ranks (0 and 1 without MPI).
+ *  Thread safety: any thread. */
+DAGGER_API int dagger_ctx_rank(const dagger_ctx_t *ctx);
+DAGGER_API int dagger_ctx_nranks(const dagger_ctx_t *ctx);
 
 /* ---------------------------------------------------------------- scopes */
 
@@ -300,6 +314,14 @@ typedef int (*dagger_fn_t)(dagger_tc_t *tc, const dagger_args_t *args, dagger_va
 typedef int (*dagger_restore_fn_t)(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out);
 typedef int (*dagger_checkpoint_fn_t)(dagger_tc_t *tc, const dagger_args_t *args,
                                       const dagger_value_t *result);
+
+/** Name a task function so that it can travel to other ranks by name: for functions of
+ *  plugins loaded with dlopen, which other ranks may load at another address (functions of the
+ *  program and its libraries travel as (build id, offset) with no registration). Every rank
+ *  registers the same names before dagger_ctx_open. `name` is copied.
+ *  Returns: 0, DAGGER_EINVAL (NULL or empty name, NULL fn, a name taken by another function),
+ *  DAGGER_ENOMEM. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_fn_register(const char *name, dagger_fn_t fn);
 
 /** Per-task options; initialise with dagger_task_opts_init. Only ever grows at the end. */
 typedef struct dagger_task_opts {

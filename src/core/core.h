@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "dagger.h"
+#include "dagger/chunk.h"
 #include "value/value.h"
 
 /* The task running on the calling thread, or NULL. */
@@ -22,6 +23,7 @@ void dagger__task_set_wait_guard(dagger_task_t *t, dagger__wait_guard_fn fn, voi
  * A one-shot event: waiters suspend (inside a task on a worker: the task's fiber; elsewhere: the
  * thread) until someone fires it. Fired events stay fired; re-initialise only when no one can
  * still wait on it. Reusable waiting (a ring's "not empty") publishes a fresh event per wait. */
+struct dagger__job;
 struct dagger__waiter {
     struct dagger__waiter *next;
     uint32_t kind;
@@ -72,6 +74,35 @@ struct dagger__task_callback {
 };
 void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
                           void (*fn)(dagger_task_t *t, void *ud), void *ud);
+
+/* An executor that runs a ready task somewhere else (another rank) begins it here, instead of
+ * running its body: the dependencies' results become its arguments (every dependency has
+ * succeeded: placement never hands over a task with a failed input) and the task becomes
+ * deferred, to be completed with dagger__task_complete. dagger__task_fn is its body. */
+void dagger__task_begin_elsewhere(dagger_task_t *t);
+dagger_fn_t dagger__task_fn(const dagger_task_t *t);
+
+/* ---------------------------------------------------------------- ranks
+ * A backend that spans processes (src/net/mpi) registers these from a constructor; ctx.c calls
+ * them. Without one, a context is rank 0 of 1. */
+struct dagger__ranks_ops {
+    /* After the workers started: join the job (dagger__ctx_set_ranks). Returns 0,
+     * DAGGER_CTX_SERVED (a driver-mode server whose driver closed: the caller closes the
+     * context), or an error with the message set (the backend freed its state). */
+    int (*open)(dagger_ctx_t *ctx);
+    /* dagger_ctx_close, before the local drain: the driver waits until no rank has work left and
+     * stops the servers. Idempotent. */
+    void (*quiesce)(dagger_ctx_t *ctx);
+    /* After the drain, before the workers stop: leave the job and free the state. */
+    void (*close)(dagger_ctx_t *ctx);
+};
+void dagger__ranks_register(const struct dagger__ranks_ops *ops);
+/* Set this context's rank, the job's size, the backend state and the remote executor. */
+void dagger__ctx_set_ranks(dagger_ctx_t *ctx, int rank, int nranks, void *state,
+                           void (*submit)(void *ud, struct dagger__job *j, const dagger_proc_t *p));
+void *dagger__ctx_ranks(const dagger_ctx_t *ctx);
+/* Tasks spawned and not finished (0 only when the context is idle). Thread safety: any thread. */
+int64_t dagger__ctx_inflight(dagger_ctx_t *ctx);
 
 /* ---------------------------------------------------------------- spawn hooks
  * A feature region (a streaming region) can take over dagger_spawn on the thread or task that

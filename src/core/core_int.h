@@ -158,8 +158,10 @@ struct credit {
 
 struct dagger_ctx {
     dagger__pool *pool;
-    dagger__executor exec[DAGGER_PROC_DEVICE + 1]; /* by processor kind; immutable after open */
+    dagger__executor exec[DAGGER__EXEC_COUNT]; /* by processor kind, then remote; immutable */
     int nthreads;
+    int rank, nranks; /* this process in the job (0 and 1 without ranks); set at open */
+    void *ranks;      /* the ranks backend's state (src/net/mpi), NULL without ranks */
     uint64_t gen;
     struct credit *credit;        /* one per worker */
     _Atomic int64_t count[CNT_N]; /* global counts, see struct credit */
@@ -172,6 +174,7 @@ struct dagger_ctx {
     _Atomic int zombie;
     _Atomic int reaped;
     uint32_t magic; /* CTX_MAGIC while open, CTX_CLOSED after (debug builds check spawns) */
+    _Atomic uint32_t rr_rank; /* round robin of long independent tasks over the ranks */
 };
 
 /* ctx.c: the global counts (see struct credit) */

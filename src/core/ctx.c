@@ -86,6 +86,37 @@ static int env_long(const char *name, long lo, long hi, long *out)
 
 static void pool_idle(void *ud, int worker) { dagger__ctx_count_idle(ud, worker); }
 
+/* ---------------------------------------------------------------- ranks */
+
+/* The ranks backend compiled in, if any: referenced here so that a static libdagger links it. */
+#ifdef DAGGER_HAVE_MPI
+extern const struct dagger__ranks_ops dagger__mpi_ranks_ops; /* src/net/mpi */
+static const struct dagger__ranks_ops *_Atomic ranks_ops = &dagger__mpi_ranks_ops;
+#else
+static const struct dagger__ranks_ops *_Atomic ranks_ops;
+#endif
+
+void dagger__ranks_register(const struct dagger__ranks_ops *ops) { atomic_store(&ranks_ops, ops); }
+
+void dagger__ctx_set_ranks(dagger_ctx_t *ctx, int rank, int nranks, void *state,
+                           void (*submit)(void *ud, struct dagger__job *j, const dagger_proc_t *p))
+{
+    ctx->rank = rank;
+    ctx->nranks = nranks;
+    ctx->ranks = state;
+    ctx->exec[DAGGER__EXEC_REMOTE] = (dagger__executor){"rank", submit, state, NULL};
+}
+
+void *dagger__ctx_ranks(const dagger_ctx_t *ctx) { return ctx->ranks; }
+
+int64_t dagger__ctx_inflight(dagger_ctx_t *ctx)
+{
+    return atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_acquire);
+}
+
+int dagger_ctx_rank(const dagger_ctx_t *ctx) { return ctx ? ctx->rank : 0; }
+int dagger_ctx_nranks(const dagger_ctx_t *ctx) { return ctx ? ctx->nranks : 1; }
+
 int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_ctx_open: out is NULL");
@@ -177,7 +208,18 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
         dagger__free(ctx);
         return rc;
     }
+    ctx->nranks = 1;
     dagger__trace_ctx_open(ctx, o.num_threads);
+    const struct dagger__ranks_ops *ro = atomic_load(&ranks_ops);
+    rc = ro ? ro->open(ctx) : 0;
+    if (rc) { /* a server whose driver closed, or no job to join: close what was opened */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", dagger_last_errmsg());
+        int crc = dagger_ctx_close_ex(ctx, DAGGER_CLOSE_FORCE); /* forced: always 0 */
+        (void)crc;
+        dagger__set_errmsg_str(rc, msg);
+        return rc;
+    }
     *out = ctx;
     return 0;
 }
@@ -217,6 +259,8 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
         DAGGER_CHECK(f->ctx != ctx, DAGGER_ESTATE,
                      "dagger_ctx_close: a task-queue block (sync group, bulk, sequential) of this "
                      "context is still open on this thread; end it with dagger_queue_end first");
+    if (ctx->ranks) /* the driver: until no rank has work left */
+        atomic_load(&ranks_ops)->quiesce(ctx);
     /* Drain: every spawned task finishes (the timed wait only guards against a lost wake). */
     while (atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_acquire) > 0) {
         uint32_t w = atomic_load_explicit(&ctx->drain_word, memory_order_acquire);
@@ -238,6 +282,8 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
     }
     warn_unfetched(ctx);
     dagger__sched_exec_close(ctx->exec);
+    if (ctx->ranks) /* drained: the progress thread stops while the pool still runs */
+        atomic_load(&ranks_ops)->close(ctx);
     dagger__pool_close(ctx->pool);
     dagger__mem_res_close(ctx);
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */

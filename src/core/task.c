@@ -303,8 +303,16 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
         for (uint32_t i = 0; i < t->ndeps; i++)
             if (t->deps[i].argi >= 0)
                 in[t->deps[i].argi] = t->deps[i].task->result;
-        struct dagger__place r = {t->scope, in, t->nargs, ctx->nthreads,
-                                  &ctx->rr, t,  t->impls, t->nimpls};
+        struct dagger__place r = {.scope = t->scope,
+                                  .inputs = in,
+                                  .ninputs = t->nargs,
+                                  .nthreads = ctx->nthreads,
+                                  .rr = &ctx->rr,
+                                  .task = t,
+                                  .impls = t->impls,
+                                  .nimpls = t->nimpls,
+                                  .rank = ctx->rank,
+                                  .nranks = ctx->nranks};
         rc = dagger__sched_place(&r, &t->job, ctx->exec, why, sizeof why);
         if (in != small)
             dagger__free(in);
@@ -570,6 +578,22 @@ static void call_task_callback(struct dagger__call_waiter *w, dagger_ctx_t *ctx)
     cb->fn(cb->task, cb->ud);
 }
 
+dagger_fn_t dagger__task_fn(const dagger_task_t *t) { return t->fn; }
+
+void dagger__task_begin_elsewhere(dagger_task_t *t)
+{
+    for (uint32_t i = 0; i < t->ndeps; i++) {
+        const struct dep *d = &t->deps[i];
+        if (d->argi >= 0) {
+            dagger_value_t v = d->task->result;
+            v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+            t->args[d->argi] = v;
+        }
+    }
+    t->flags |= TF_DEFERRED;
+    atomic_store_explicit(&t->state, T_RUNNING, memory_order_relaxed);
+}
+
 void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
                           void (*fn)(dagger_task_t *t, void *ud), void *ud)
 {
@@ -726,11 +750,19 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
          * placement's, when the task is ready. */
         dagger__procset set;
         char why[512];
-        int n = dagger__scope_resolve(o->scope, 0, 1, ctx->nthreads, &set, why, sizeof why);
+        int n = ctx->nranks > 1
+                    ? dagger__scope_check(o->scope, ctx->nranks, ctx->nthreads, why, sizeof why)
+                    : dagger__scope_resolve(o->scope, 0, 1, ctx->nthreads, &set, why, sizeof why);
         if (n == 0)
             return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
         t->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+    } else if (DAGGER_UNLIKELY(ctx->nranks > 1) && o && o->expected_time > 0 && nd == 0) {
+        /* an independent long task of a job: placement may send it to another rank */
+        t->scope = dagger__sched_spread(argv, argc, o->expected_time, ctx->rank, ctx->nranks,
+                                        &ctx->rr_rank);
+        if (t->scope)
+            atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     }
     if (o && o->nimpls) { /* implementations of other kinds: placement picks one */
         DAGGER_CHECK(o->impls && o->nimpls <= 16, DAGGER_EINVAL,

@@ -212,4 +212,29 @@ int dagger__net_check_exposed(const struct sockaddr *sa, int has_secret, const c
 void dagger__net_fmt(char *buf, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* ---------------------------------------------------------------- functions (fnid.c) */
+
+#define DAGGER__BUILD_ID_MAX 32
+#define DAGGER__FN_NAME_MAX 128
+
+/* How a task function travels to another process: a registered name, or the build id of its
+ * module and its offset there. */
+struct dagger__fn_ref {
+    char name[DAGGER__FN_NAME_MAX]; /* "" unless registered */
+    uint8_t id[DAGGER__BUILD_ID_MAX];
+    int idlen;
+    uint64_t offset;
+};
+
+/* The reference of `fn`. Returns 0, or DAGGER_EINVAL / DAGGER_ENOSYS with the reason in why. */
+int dagger__fn_ref(dagger_fn_t fn, struct dagger__fn_ref *out, char *why, size_t cap);
+/* The local function of a reference, checked to lie in an executable segment of the module
+ * with that build id. Returns 0, or DAGGER_EINVAL with the reason in why. */
+int dagger__fn_resolve(const struct dagger__fn_ref *ref, dagger_fn_t *out, char *why, size_t cap);
+/* The build id of the module whose code holds `addr`. Returns its length (0: none). */
+int dagger__fn_module_id(const void *addr, uint8_t *id);
+/* The build id of the program (the executable). Returns its length (0: none). */
+int dagger__fn_program_id(uint8_t *id);
+void dagger__fn_id_hex(const uint8_t *id, int n, char *out, size_t cap);
+
 #endif /* DAGGER_SRC_NET_H */

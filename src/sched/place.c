@@ -143,9 +143,45 @@ static int choose_device(const struct dagger__place *r, dagger__procset *set, da
     return DAGGER_ESCOPE;
 }
 
+/* The scope allows no thread of this rank: choose another rank among those it allows (round
+ * robin), with one thread when the scope names exactly one. Inputs pinned to this rank (mutable
+ * data, per-thread shards) cannot follow the task there. */
+static int choose_rank(const struct dagger__place *r, dagger_proc_t *out, char *why, size_t cap)
+{
+    int n = 0, ranks[64];
+    for (int k = 0; k < r->nranks && n < 64; k++) {
+        dagger__procset set;
+        if (k != r->rank &&
+            dagger__scope_resolve(r->scope, k, r->nranks, r->nthreads, &set, NULL, 0) > 0)
+            ranks[n++] = k;
+    }
+    if (n == 0)
+        return dagger__scope_resolve(r->scope, r->rank, r->nranks, r->nthreads,
+                                     &(dagger__procset){0}, why, cap) > 0
+                   ? 0
+                   : DAGGER_ESCOPE;
+    int k = ranks[atomic_fetch_add_explicit(r->rr, 1, memory_order_relaxed) % (uint32_t)n];
+    for (uint32_t i = 0; i < r->ninputs; i++) {
+        if (constrains(&r->inputs[i])) {
+            snprintf(why, cap,
+                     "argument %u is pinned to a processor of rank %d (mutable data or a "
+                     "per-thread shard), but the task's scope sends it to rank %d",
+                     i, r->rank, k);
+            return DAGGER_ESCOPE;
+        }
+    }
+    dagger__procset set;
+    int nt = dagger__scope_resolve(r->scope, k, r->nranks, r->nthreads, &set, NULL, 0);
+    out->rank = k;
+    for (int t = 0; nt == 1 && t < r->nthreads; t++)
+        if (dagger__procset_has(&set, t))
+            out->index = (int16_t)t;
+    return 0;
+}
+
 int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char *why, size_t cap)
 {
-    out->rank = 0;
+    out->rank = r->rank;
     out->kind = DAGGER_PROC_CPU;
     out->index = -1;
     bool free_to_move = dagger__scope_is_any(r->scope);
@@ -154,9 +190,10 @@ int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char
     if (free_to_move) /* the common case of data inputs: any thread, stealing allowed */
         return 0;
     dagger__procset set;
-    int n = dagger__scope_resolve(r->scope, 0, 1, r->nthreads, &set, why, cap);
+    int n = dagger__scope_resolve(r->scope, r->rank, r->nranks > 1 ? r->nranks : 1, r->nthreads,
+                                  &set, why, cap);
     if (n == 0)
-        return DAGGER_ESCOPE;
+        return r->nranks > 1 ? choose_rank(r, out, why, cap) : DAGGER_ESCOPE;
     if (set.dev) {
         int rc = choose_device(r, &set, out, why, cap);
         if (rc <= 0)
@@ -273,6 +310,15 @@ int dagger__sched_place(const struct dagger__place *r, struct dagger__job *j,
     if (rc)
         return rc;
     const dagger__executor *ex = &execs[p.kind];
+    if (p.rank != r->rank) { /* the remote executor moves the inputs with the task */
+        ex = &execs[DAGGER__EXEC_REMOTE];
+        if (!ex->submit) {
+            snprintf(why, cap, "no transport reaches rank %d in this build", p.rank);
+            return DAGGER_ENOSYS;
+        }
+        ex->submit(ex->ud, j, &p);
+        return 0;
+    }
     if (ex->place)
         return ex->place(ex->ud, r, j, &p, execs, why, cap);
     rc = dagger__sched_stage(r, &p, why, cap);
@@ -292,4 +338,16 @@ void dagger__sched_cpu_submit(void *pool, struct dagger__job *j, const dagger_pr
 {
     j->pin = p->index;
     dagger__pool_submit(pool, j);
+}
+
+dagger_scope_t *dagger__sched_spread(const dagger_value_t *argv, size_t argc, double expected,
+                                     int rank, int nranks, _Atomic uint32_t *rr)
+{
+    if (expected < DAGGER__SPREAD_TIME)
+        return NULL;
+    for (size_t i = 0; i < argc; i++)
+        if (argv[i].kind > DAGGER_KIND_BLOB) /* pointers and handles stay where they are */
+            return NULL;
+    int k = (int)(atomic_fetch_add_explicit(rr, 1, memory_order_relaxed) % (uint32_t)nranks);
+    return k == rank ? NULL : dagger_scope_worker(k);
 }

@@ -33,6 +33,9 @@ int dagger__scope_resolve(const dagger_scope_t *s, int rank, int nranks, int nth
                           dagger__procset *out, char *why, size_t cap);
 /* What dagger_task_opts_init puts in opts.scope: "not set", which means any processor. */
 const dagger_scope_t *dagger__scope_unset(void);
+/* Whether some rank of the job (`nranks`) has a processor in `s`. Returns the count over every
+ * rank (threads of another rank counted as `nthreads` each); 0 with `why` filled. */
+int dagger__scope_check(const dagger_scope_t *s, int nranks, int nthreads, char *why, size_t cap);
 /* True when the scope allows every thread of every rank (placement may ignore it). */
 int dagger__scope_is_any(const dagger_scope_t *s);
 
@@ -53,6 +56,11 @@ typedef struct dagger__executor {
                  size_t cap);
 } dagger__executor;
 
+/* ctx->exec[] holds one executor per processor kind, then the one that ships a task to
+ * another rank (registered by a ranks backend; empty in a single process). */
+#define DAGGER__EXEC_REMOTE (DAGGER_PROC_DEVICE + 1)
+#define DAGGER__EXEC_COUNT (DAGGER__EXEC_REMOTE + 1)
+
 /* What placement needs to know of a ready task. */
 struct dagger__place {
     const dagger_scope_t *scope;  /* NULL: any */
@@ -63,6 +71,7 @@ struct dagger__place {
     dagger_task_t *task;  /* the task placed (out-of-core: holds its chunks until done) */
     const struct dagger_impl *impls; /* implementations per processor kind (dagger/gpu.h) */
     uint32_t nimpls;
+    int rank, nranks; /* the local rank and the job's size (0 and 1 in one process) */
 };
 
 /* ---------------------------------------------------------------- devices (registered by gpu/)
@@ -95,6 +104,15 @@ int dagger__sched_stage(const struct dagger__place *r, const dagger_proc_t *p, c
  * submitted) with the reason in `why`. */
 int dagger__sched_place(const struct dagger__place *r, struct dagger__job *j,
                         const dagger__executor *execs, char *why, size_t cap);
+/* Independent tasks at least this long (dagger_task_opts.expected_time, seconds) are spread over
+ * the ranks of a job. */
+#define DAGGER__SPREAD_TIME 1e-3
+/* The scope for an independent task of a job (no dependencies) that says how long it runs:
+ * round robin over the ranks when it is long enough and its arguments can travel (numbers,
+ * strings, blobs), so independent long tasks spread over every rank (Dagger.jl once put them
+ * all on one worker, its issue 277). Returns: +1 scope, or NULL (stay local). */
+dagger_scope_t *dagger__sched_spread(const dagger_value_t *argv, size_t argc, double expected,
+                                     int rank, int nranks, _Atomic uint32_t *rr);
 /* The CPU executor's submit: pin to the chosen thread (or none), then the pool. */
 void dagger__sched_cpu_submit(void *pool, struct dagger__job *j, const dagger_proc_t *p);
 

@@ -250,6 +250,15 @@ int dagger__scope_resolve(const dagger_scope_t *s, int rank, int nranks, int nth
     return count;
 }
 
+int dagger__scope_check(const dagger_scope_t *s, int nranks, int nthreads, char *why, size_t cap)
+{
+    int total = 0;
+    dagger__procset set;
+    for (int r = 0; r < nranks; r++)
+        total += dagger__scope_resolve(s, r, nranks, nthreads, &set, why, cap);
+    return total;
+}
+
 /* ---------------------------------------------------------------- n-ary, comparison, listing */
 
 static dagger_scope_t *fold(enum kind k, const dagger_scope_t *const *v, size_t n)

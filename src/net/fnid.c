@@ -1,0 +1,271 @@
+/* src/net/fnid.c - task functions across processes: (module build id, offset) and registered
+ * names.
+ *
+ * Design: a function address is located in a loaded module (the program or a shared library)
+ * by walking the program headers (dl_iterate_phdr); it travels as the module's GNU build id and
+ * the offset from the module's load address. The receiver finds the module with that build id
+ * and accepts the offset only inside one of its executable segments, so a bad or stale
+ * reference is refused with a message rather than called. Functions of plugins that other
+ * ranks load differently travel by the name given to dagger_fn_register.
+ * SPDX-License-Identifier: MIT
+ */
+#include <link.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/common.h"
+#include "net/net.h"
+
+/* ---------------------------------------------------------------- registered names */
+
+struct named {
+    char *name;
+    dagger_fn_t fn;
+};
+
+static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct named *reg;   /* guarded by reg_lock */
+static size_t nreg, capreg; /* guarded by reg_lock */
+
+int dagger_fn_register(const char *name, dagger_fn_t fn)
+{
+    DAGGER_CHECK(name && *name && fn, DAGGER_EINVAL,
+                 "dagger_fn_register: the name must be a non-empty string and fn non-NULL");
+    DAGGER_CHECK(strlen(name) < DAGGER__FN_NAME_MAX, DAGGER_EINVAL,
+                 "dagger_fn_register: the name '%.32s...' is longer than %d bytes", name,
+                 DAGGER__FN_NAME_MAX - 1);
+    pthread_mutex_lock(&reg_lock);
+    for (size_t i = 0; i < nreg; i++) {
+        if (strcmp(reg[i].name, name) == 0) {
+            int same = reg[i].fn == fn;
+            pthread_mutex_unlock(&reg_lock);
+            DAGGER_CHECK(same, DAGGER_EINVAL,
+                         "dagger_fn_register: the name '%s' is already registered for another "
+                         "function",
+                         name);
+            return 0;
+        }
+    }
+    if (nreg == capreg) {
+        size_t cap = capreg ? capreg * 2 : 16;
+        /* Plain realloc: the registry lives as long as the process, beside any allocator hooks. */
+        struct named *r = realloc(reg, cap * sizeof *r);
+        if (!r) {
+            pthread_mutex_unlock(&reg_lock);
+            return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_fn_register: out of memory");
+        }
+        reg = r;
+        capreg = cap;
+    }
+    char *copy = strdup(name);
+    if (!copy) {
+        pthread_mutex_unlock(&reg_lock);
+        return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_fn_register: out of memory");
+    }
+    reg[nreg++] = (struct named){copy, fn};
+    pthread_mutex_unlock(&reg_lock);
+    return 0;
+}
+
+__attribute__((destructor)) static void reg_free(void)
+{
+    for (size_t i = 0; i < nreg; i++)
+        free(reg[i].name);
+    free(reg);
+    reg = NULL;
+    nreg = capreg = 0;
+}
+
+static const char *name_of(dagger_fn_t fn)
+{
+    const char *n = NULL;
+    pthread_mutex_lock(&reg_lock);
+    for (size_t i = 0; i < nreg && !n; i++)
+        if (reg[i].fn == fn)
+            n = reg[i].name;
+    pthread_mutex_unlock(&reg_lock);
+    return n; /* names are never freed before exit */
+}
+
+static dagger_fn_t fn_named(const char *name)
+{
+    dagger_fn_t fn = NULL;
+    pthread_mutex_lock(&reg_lock);
+    for (size_t i = 0; i < nreg && !fn; i++)
+        if (strcmp(reg[i].name, name) == 0)
+            fn = reg[i].fn;
+    pthread_mutex_unlock(&reg_lock);
+    return fn;
+}
+
+/* ---------------------------------------------------------------- modules */
+
+/* The GNU build id of a module: its NT_GNU_BUILD_ID note. Returns its length (0: none). */
+static int build_id_of(const struct dl_phdr_info *info, uint8_t *out)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE)
+            continue;
+        const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr);
+        const char *end = p + ph->p_memsz;
+        while (p + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+            const char *name = p + sizeof *n;
+            const char *desc = name + ((n->n_namesz + 3) & ~3u);
+            if (desc + n->n_descsz > end)
+                break;
+            if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0 &&
+                n->n_descsz > 0 && n->n_descsz <= DAGGER__BUILD_ID_MAX) {
+                memcpy(out, desc, n->n_descsz);
+                return (int)n->n_descsz;
+            }
+            p = desc + ((n->n_descsz + 3) & ~3u);
+        }
+    }
+    return 0;
+}
+
+/* Whether `off` lies in an executable PT_LOAD segment of the module. */
+static bool in_exec(const struct dl_phdr_info *info, uintptr_t off)
+{
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X) && off >= ph->p_vaddr &&
+            off < ph->p_vaddr + ph->p_memsz)
+            return true;
+    }
+    return false;
+}
+
+struct find {
+    uintptr_t addr;    /* by address: in */
+    const uint8_t *id; /* by id: in */
+    int idlen;         /* by id: in; by address: out */
+    uint8_t idbuf[DAGGER__BUILD_ID_MAX];
+    uintptr_t base;   /* out */
+    bool found, exec; /* out */
+    char path[160];   /* out */
+};
+
+static int by_addr(struct dl_phdr_info *info, size_t size, void *ud)
+{
+    struct find *f = ud;
+    if (f->addr < info->dlpi_addr || !in_exec(info, f->addr - info->dlpi_addr))
+        return 0;
+    f->found = f->exec = true;
+    f->base = info->dlpi_addr;
+    f->idlen = build_id_of(info, f->idbuf);
+    snprintf(f->path, sizeof f->path, "%s",
+             info->dlpi_name && *info->dlpi_name ? info->dlpi_name : "the program");
+    return 1;
+}
+
+static int by_id(struct dl_phdr_info *info, size_t size, void *ud)
+{
+    struct find *f = ud;
+    uint8_t id[DAGGER__BUILD_ID_MAX];
+    int n = build_id_of(info, id);
+    if (n != f->idlen || memcmp(id, f->id, (size_t)n) != 0)
+        return 0;
+    f->found = true;
+    f->base = info->dlpi_addr;
+    f->exec = in_exec(info, f->addr);
+    return 1;
+}
+
+static void hex(const uint8_t *p, int n, char *out, size_t cap)
+{
+    size_t k = 0;
+    for (int i = 0; i < n && k + 2 < cap; i++, k += 2)
+        snprintf(out + k, cap - k, "%02x", p[i]);
+    out[k < cap ? k : cap - 1] = 0;
+}
+
+int dagger__fn_ref(dagger_fn_t fn, struct dagger__fn_ref *out, char *why, size_t cap)
+{
+    memset(out, 0, sizeof *out);
+    const char *name = name_of(fn);
+    if (name) {
+        snprintf(out->name, sizeof out->name, "%s", name);
+        return 0;
+    }
+    struct find f = {.addr = (uintptr_t)fn};
+    dl_iterate_phdr(by_addr, &f);
+    if (!f.found) {
+        snprintf(why, cap,
+                 "the task function at %p lies in no loaded module's code, so it cannot travel "
+                 "to another rank",
+                 (void *)(uintptr_t)fn);
+        return DAGGER_EINVAL;
+    }
+    if (f.idlen == 0) {
+        snprintf(why, cap,
+                 "the task function lies in %s, which has no build id (link with "
+                 "-Wl,--build-id, or name the function with dagger_fn_register)",
+                 f.path);
+        return DAGGER_ENOSYS;
+    }
+    memcpy(out->id, f.idbuf, (size_t)f.idlen);
+    out->idlen = f.idlen;
+    out->offset = (uint64_t)((uintptr_t)fn - f.base);
+    return 0;
+}
+
+int dagger__fn_resolve(const struct dagger__fn_ref *ref, dagger_fn_t *out, char *why, size_t cap)
+{
+    *out = NULL;
+    if (ref->name[0]) {
+        *out = fn_named(ref->name);
+        if (!*out) {
+            snprintf(why, cap, "no function is registered as '%s' (dagger_fn_register)", ref->name);
+            return DAGGER_EINVAL;
+        }
+        return 0;
+    }
+    struct find f = {.addr = (uintptr_t)ref->offset, .id = ref->id, .idlen = ref->idlen};
+    dl_iterate_phdr(by_id, &f);
+    char idtext[2 * DAGGER__BUILD_ID_MAX + 1];
+    hex(ref->id, ref->idlen, idtext, sizeof idtext);
+    if (!f.found) {
+        snprintf(why, cap, "no loaded module has build id %s (the task function's module)", idtext);
+        return DAGGER_EINVAL;
+    }
+    if (!f.exec) {
+        snprintf(why, cap,
+                 "offset 0x%llx is outside the code of the module with build id %s: refused",
+                 (unsigned long long)ref->offset, idtext);
+        return DAGGER_EINVAL;
+    }
+    *out = (dagger_fn_t)(f.base + (uintptr_t)ref->offset);
+    return 0;
+}
+
+int dagger__fn_module_id(const void *addr, uint8_t *id)
+{
+    struct find f = {.addr = (uintptr_t)addr};
+    dl_iterate_phdr(by_addr, &f);
+    memcpy(id, f.idbuf, (size_t)f.idlen);
+    return f.found ? f.idlen : 0;
+}
+
+void dagger__fn_id_hex(const uint8_t *id, int n, char *out, size_t cap) { hex(id, n, out, cap); }
+
+static int first_module(struct dl_phdr_info *info, size_t size, void *ud)
+{
+    struct find *f = ud;
+    f->idlen = build_id_of(info, f->idbuf);
+    f->found = true;
+    return 1; /* the program is always listed first */
+}
+
+int dagger__fn_program_id(uint8_t *id)
+{
+    struct find f = {0};
+    dl_iterate_phdr(first_module, &f);
+    memcpy(id, f.idbuf, (size_t)f.idlen);
+    return f.idlen;
+}

@@ -1,0 +1,122 @@
+/* src/net/mpi/mpi_int.h - the MPI ranks backend: state shared by its files.
+ *
+ * Design: one progress thread per context owns MPI (a duplicate of the job's communicator) and
+ * makes only nonblocking calls; workers and user threads post commands to it through an MPSC
+ * list and never call MPI. Control messages carry one tag; bulk bytes are pulled by the
+ * receiver on a tag of its own (it posts the receives, then asks), so no large unexpected
+ * message waits in MPI's buffers.
+ * Invariants: every field below marked "progress" is touched by the progress thread only.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef DAGGER_SRC_NET_MPI_INT_H
+#define DAGGER_SRC_NET_MPI_INT_H
+
+#include <mpi.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "dagger.h"
+#include "dagger/chunk.h"
+#include "net/mpi/wire.h"
+
+#define MPI__INLINE_MAX (64u * 1024u) /* values up to this size travel inside the message */
+#define MPI__PIECE (1u << 30)         /* pulled payloads go in pieces of at most 1 GiB */
+#define MPI__MAX_RANKS 4096
+
+enum { TAG_CTRL = 7, TAG_DATA0 = 100, TAG_DATA_SPAN = 20000 };
+enum { M_TASK = 1, M_RESULT, M_CANCEL, M_PULL, M_QUERY, M_REPLY, M_STOP, M_BEAT };
+enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP };
+
+struct mpi_cmd {
+    struct mpi_cmd *next;
+    int type;
+    int rank, pin;    /* C_SUBMIT */
+    dagger_task_t *t; /* C_SUBMIT: the proxy; C_RESULT: the served task */
+    uint64_t id;      /* C_CANCEL: the proxy's id */
+    void *rec;        /* C_RESULT: the struct served */
+};
+
+struct mpi_state;
+
+/* A pull in progress: `size` bytes from `peer` into `dst`, then done(st, im). */
+struct import {
+    struct import *next;
+    int peer, tag, nreq;
+    size_t size;
+    void *dst;
+    MPI_Request *reqs;
+    void (*done)(struct mpi_state *st, struct import *im, int rc, const char *why);
+    void *ud;
+};
+
+struct mpi_peer {
+    int pid;
+    bool same_host;
+    bool lost;       /* progress */
+    int64_t last_rx; /* progress: ns of the last message from it */
+    int64_t last_tx; /* progress */
+    char why[128];   /* progress: how it was lost */
+};
+
+struct mpi_state {
+    dagger_ctx_t *ctx;
+    MPI_Comm comm; /* dagger's duplicate */
+    int rank, nranks;
+    bool driver_mode;
+    pthread_t thread;
+    _Atomic(struct mpi_cmd *) cmds; /* MPSC: any thread pushes, the progress thread takes all */
+    _Atomic uint32_t wake;          /* bumped on a push while the progress thread sleeps */
+    _Atomic uint32_t sleeping;
+    _Atomic uint32_t exit;    /* close asks the progress thread to leave */
+    _Atomic uint32_t stopped; /* servers: the driver said stop (or was lost); driver: stops sent */
+    _Atomic uint32_t served_rc; /* servers: 0, or DAGGER_EPEER as -rc when the driver was lost */
+    int64_t timeout_ns, period_ns;
+    struct mpi_peer *peers;
+    /* progress: tables */
+    struct proxy **proxies;
+    struct served **served;
+    struct exported **exports;
+    size_t nbuckets;
+    struct sendreq *sends;
+    struct import *imports;
+    int64_t ninbound; /* progress: tasks or results waiting for pulled bytes */
+    uint64_t next_xid;
+    uint32_t next_tag;
+    int64_t nserved;        /* progress: served tasks whose result is not sent yet */
+    uint64_t nsent, nrecvd; /* progress: TASK and RESULT messages, for termination */
+    /* termination rounds (driver) */
+    _Atomic uint32_t q_round, q_done;
+    uint64_t q_sent, q_recvd;
+    int q_waiting;
+    bool q_idle;
+    char stop_why[160];
+};
+
+/* progress.c */
+void mpi__push(struct mpi_state *st, struct mpi_cmd *c);
+/* Send the bytes of `b` (taken over) to `peer` on the control tag; counted for termination when
+ * `work`. A lost peer's message is dropped. */
+void mpi__send(struct mpi_state *st, int peer, struct wbuf *b, bool work);
+/* Send `n` bytes at `p` to `peer` on `tag` in pieces; release(ud) once every piece is out. */
+void mpi__send_data(struct mpi_state *st, int peer, int tag, const void *p, size_t n,
+                    void (*release)(void *ud), void *ud);
+/* Post the receives of `im` (peer, size, dst set) on a fresh tag. Returns 0 or DAGGER_ENOMEM. */
+int mpi__import_start(struct mpi_state *st, struct import *im);
+/* The rank is lost: `why` says how. */
+void mpi__peer_lost(struct mpi_state *st, int peer, const char *why);
+
+/* remote.c */
+void mpi__remote_init(struct mpi_state *st);
+void mpi__remote_fini(struct mpi_state *st);
+void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p);
+void mpi__on_cmd(struct mpi_state *st, struct mpi_cmd *c);
+/* A control message of type M_TASK, M_RESULT, M_CANCEL or M_PULL from `src`. */
+void mpi__on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
+/* Fail every proxy and import of a lost rank. */
+void mpi__remote_lost(struct mpi_state *st, int peer);
+/* Work this rank still owes or awaits (served results unsent, imports, pending tasks). */
+bool mpi__remote_busy(const struct mpi_state *st);
+
+#endif /* DAGGER_SRC_NET_MPI_INT_H */

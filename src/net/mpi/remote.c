@@ -1,0 +1,785 @@
+/* src/net/mpi/remote.c - tasks on other ranks: the remote executor, served tasks, results,
+ * errors, cancellation, and payloads pulled by their receiver.
+ *
+ * Design: placement hands a task whose scope names another rank to mpi__remote_submit, which
+ * turns the local task into a proxy: its arguments (dependencies' results included) travel in
+ * an M_TASK message with the function as (build id, offset) or a registered name; the target
+ * spawns the task, and when it ends sends an M_RESULT that completes the proxy through
+ * dagger__task_complete. Values up to MPI__INLINE_MAX travel inside the message; a larger chunk,
+ * string or blob stays where it is (an export) and the receiver pulls it: it posts its receives
+ * on a fresh tag, then sends M_PULL. A failure comes back with the remote task's id, name and
+ * rank in the message; dagger_cancel on a proxy sends M_CANCEL.
+ * Invariants: the tables below are touched by the progress thread only; a proxy is in the
+ * proxy table from its M_TASK until its M_RESULT or the loss of its rank, and completes once.
+ * SPDX-License-Identifier: MIT
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/common.h"
+#include "net/mpi/mpi_int.h"
+#include "net/net.h"
+
+#define NBUCKETS 256
+
+struct hnode {
+    struct hnode *next;
+    uint64_t key;
+};
+
+struct proxy {
+    struct hnode h; /* key: the local task's id */
+    dagger_task_t *t;
+    int rank;
+};
+
+struct served {
+    struct hnode h; /* key: origin rank and the proxy's id */
+    struct dagger__task_callback cb;
+    struct mpi_cmd cmd;
+    struct mpi_state *st;
+    dagger_task_t *t;
+    int origin;
+    uint64_t pid;
+};
+
+struct exported {
+    struct hnode h;        /* key: the export id */
+    dagger_chunk_t *chunk; /* retained, or NULL */
+    dagger_task_t *task;   /* retained: its result holds the bytes; or NULL */
+    void *bytes;           /* a copy, or NULL */
+    const void *p;
+    size_t size;
+    int peer;
+};
+
+enum { V_INLINE = 0, V_CHUNK, V_CHUNK_PULL, V_BYTES_PULL };
+
+/* One incoming value: decoded in place, or filled by a pull. */
+struct slot {
+    dagger_value_t v;
+    dagger_chunk_t *chunk; /* owned */
+    void *bytes;           /* owned */
+};
+
+/* An incoming task (M_TASK) or result (M_RESULT) whose values may still be pulled. */
+struct inbound {
+    bool is_task;
+    int src;
+    void *msg; /* a copy of the message: inline values borrow it */
+    uint32_t n, nleft;
+    struct slot *slots;
+    int rc;
+    char why[320];
+    /* a task */
+    dagger_fn_t fn;
+    char name[128];
+    int64_t pin;
+    uint64_t pid;
+    /* a result */
+    struct proxy *px;
+};
+
+static struct hnode **table(struct mpi_state *st, int which)
+{
+    return which == 0   ? (struct hnode **)st->proxies
+           : which == 1 ? (struct hnode **)st->served
+                        : (struct hnode **)st->exports;
+}
+
+static void h_put(struct mpi_state *st, int which, struct hnode *n)
+{
+    struct hnode **b = &table(st, which)[n->key % NBUCKETS];
+    n->next = *b;
+    *b = n;
+}
+
+static struct hnode *h_take(struct mpi_state *st, int which, uint64_t key)
+{
+    for (struct hnode **pp = &table(st, which)[key % NBUCKETS]; *pp; pp = &(*pp)->next) {
+        if ((*pp)->key == key) {
+            struct hnode *n = *pp;
+            *pp = n->next;
+            return n;
+        }
+    }
+    return NULL;
+}
+
+static struct hnode *h_find(struct mpi_state *st, int which, uint64_t key)
+{
+    for (struct hnode *n = table(st, which)[key % NBUCKETS]; n; n = n->next)
+        if (n->key == key)
+            return n;
+    return NULL;
+}
+
+static uint64_t served_key(int origin, uint64_t pid) { return (uint64_t)origin << 48 ^ pid; }
+
+void mpi__remote_init(struct mpi_state *st)
+{
+    st->proxies = dagger__calloc(NBUCKETS, sizeof(void *));
+    st->served = dagger__calloc(NBUCKETS, sizeof(void *));
+    st->exports = dagger__calloc(NBUCKETS, sizeof(void *));
+    st->nbuckets = NBUCKETS;
+    if (!st->proxies || !st->served || !st->exports)
+        dagger__panic("out of memory for the MPI backend's tables");
+}
+
+static void export_release(void *ud)
+{
+    struct exported *x = ud;
+    dagger_chunk_release(x->chunk);
+    dagger_task_release(x->task);
+    dagger__free(x->bytes);
+    dagger__free(x);
+}
+
+bool mpi__remote_busy(const struct mpi_state *st) { return st->nserved > 0 || st->ninbound > 0; }
+
+void mpi__remote_fini(struct mpi_state *st)
+{
+    if (st->exports) {
+        for (size_t b = 0; b < NBUCKETS; b++) {
+            for (struct hnode *n = (struct hnode *)st->exports[b], *next; n; n = next) {
+                next = n->next;
+                export_release(n);
+            }
+        }
+    }
+    dagger__free(st->proxies);
+    dagger__free(st->served);
+    dagger__free(st->exports);
+}
+
+/* ---------------------------------------------------------------- values on the wire */
+
+static void put_shape(struct wbuf *b, dagger_chunk_t *c)
+{
+    size_t shape[DAGGER_CHUNK_MAX_DIMS];
+    int nd = dagger_chunk_shape(c, shape, DAGGER_CHUNK_MAX_DIMS);
+    wb_u64(b, (uint64_t)dagger_chunk_elt(c));
+    wb_u64(b, (uint64_t)nd);
+    for (int i = 0; i < nd; i++)
+        wb_u64(b, shape[i]);
+    wb_u64(b, dagger_chunk_size(c));
+}
+
+static uint64_t export_add(struct mpi_state *st, int peer, dagger_chunk_t *c, dagger_task_t *t,
+                           const void *p, size_t n)
+{
+    struct exported *x = dagger__calloc(1, sizeof *x);
+    if (!x)
+        return 0;
+    if (c || t) { /* the chunk, or the finished task whose result holds `p`, keeps it alive */
+        x->chunk = c ? dagger_chunk_retain(c) : NULL;
+        x->task = t ? dagger_task_retain(t) : NULL;
+        x->p = p;
+    } else {
+        x->bytes = dagger__malloc(n ? n : 1);
+        if (!x->bytes) {
+            dagger__free(x);
+            return 0;
+        }
+        memcpy(x->bytes, p, n);
+        x->p = x->bytes;
+    }
+    x->size = n;
+    x->peer = peer;
+    x->h.key = ++st->next_xid;
+    h_put(st, 2, &x->h);
+    return x->h.key;
+}
+
+/* Append `v` for `peer`; `owner` (may be NULL: bytes are copied) is a finished task whose
+ * result `v` is. Returns 0, or an error with the reason in why. */
+static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t *v,
+                     dagger_task_t *owner, int peer, const char *what, char *why, size_t cap)
+{
+    switch (v->kind) {
+    case DAGGER_KIND_CHUNK: {
+        dagger_chunk_t *c = v->u.c;
+        void *p = dagger_chunk_data(c);
+        size_t n = dagger_chunk_size(c);
+        if (!p && n) {
+            snprintf(why, cap, "%s: chunk %llu has no host copy to send: %s", what,
+                     (unsigned long long)dagger_chunk_id(c), dagger_last_errmsg());
+            return DAGGER_ENOMEM;
+        }
+        if (n <= MPI__INLINE_MAX) {
+            wb_u64(b, V_CHUNK);
+            put_shape(b, c);
+            wb_bytes(b, p, n);
+            return 0;
+        }
+        uint64_t xid = export_add(st, peer, c, NULL, p, n);
+        if (!xid)
+            goto oom;
+        wb_u64(b, V_CHUNK_PULL);
+        put_shape(b, c);
+        wb_u64(b, xid);
+        return 0;
+    }
+    case DAGGER_KIND_PTR:
+        snprintf(why, cap, "%s is a local pointer, which cannot travel to rank %d", what, peer);
+        return DAGGER_EINVAL;
+    case DAGGER_KIND_TASK:
+    case DAGGER_KIND_SHARD:
+        snprintf(why, cap, "%s is a %s handle, which cannot travel to rank %d in this build", what,
+                 dagger_kind_name(v->kind), peer);
+        return DAGGER_ENOSYS;
+    case DAGGER_KIND_STR:
+    case DAGGER_KIND_BLOB:
+        if (v->len > MPI__INLINE_MAX) {
+            size_t n = v->len + (v->kind == DAGGER_KIND_STR);
+            uint64_t xid = export_add(st, peer, NULL, owner, v->u.p, n);
+            if (!xid)
+                goto oom;
+            wb_u64(b, V_BYTES_PULL);
+            wb_u64(b, v->kind);
+            wb_u64(b, n);
+            wb_u64(b, xid);
+            return 0;
+        }
+        break;
+    default:
+        break;
+    }
+    long n = dagger_value_encode(v, NULL, 0);
+    if (n < 0) {
+        snprintf(why, cap, "%s: %s", what, dagger_last_errmsg());
+        return (int)n;
+    }
+    wb_u64(b, V_INLINE);
+    wb_u64(b, (uint64_t)n);
+    void *dst = wb_reserve(b, (size_t)n);
+    if (dst && dagger_value_encode(v, dst, (size_t)n) != n)
+        dagger__panic("the value encoding changed size");
+    return 0;
+oom:
+    snprintf(why, cap, "%s: out of memory keeping a payload to send", what);
+    return DAGGER_ENOMEM;
+}
+
+static void inbound_step(struct mpi_state *st, struct inbound *in);
+
+static void slot_pulled(struct mpi_state *st, struct import *im, int rc, const char *why)
+{
+    struct inbound *in = im->ud;
+    if (rc && !in->rc) {
+        in->rc = rc;
+        snprintf(in->why, sizeof in->why, "%s", why);
+    }
+    dagger__free(im);
+    in->nleft--;
+    inbound_step(st, in);
+}
+
+/* Pull `size` bytes of export `xid` from in->src into `dst`: post the receives, then ask. */
+static int pull(struct mpi_state *st, struct inbound *in, void *dst, size_t size, uint64_t xid)
+{
+    struct import *im = dagger__calloc(1, sizeof *im);
+    if (im)
+        *im = (struct import){
+            .peer = in->src, .size = size, .dst = dst, .done = slot_pulled, .ud = in};
+    if (!im || mpi__import_start(st, im)) {
+        dagger__free(im);
+        snprintf(in->why, sizeof in->why, "out of memory receiving from rank %d", in->src);
+        return DAGGER_ENOMEM;
+    }
+    in->nleft++;
+    struct wbuf b = {0};
+    wb_u64(&b, M_PULL);
+    wb_u64(&b, xid);
+    wb_u64(&b, (uint64_t)im->tag);
+    mpi__send(st, in->src, &b, false);
+    return 0;
+}
+
+/* Read one value into `s`; a pulled one starts its import. Returns 0 or an error (why set). */
+static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, struct slot *s)
+{
+    uint64_t mode = rb_u64(rb);
+    if (mode == V_INLINE) {
+        uint64_t n = rb_u64(rb);
+        const void *p = rb_bytes(rb, n);
+        if (!p || dagger_value_decode(p, n, &s->v) < 0)
+            goto bad;
+        return 0;
+    }
+    if (mode == V_CHUNK || mode == V_CHUNK_PULL) {
+        int elt = (int)rb_u64(rb), nd = (int)rb_u64(rb);
+        size_t shape[DAGGER_CHUNK_MAX_DIMS];
+        if (nd < 0 || nd > DAGGER_CHUNK_MAX_DIMS)
+            goto bad;
+        for (int i = 0; i < nd; i++)
+            shape[i] = rb_u64(rb);
+        size_t size = rb_u64(rb);
+        if (rb->bad)
+            goto bad;
+        int rc = dagger_chunk_create(st->ctx, size, &s->chunk);
+        if (!rc && nd > 0)
+            rc = dagger_chunk_set_type(s->chunk, (dagger_elt_t)elt, nd, shape);
+        void *dst = rc ? NULL : dagger_chunk_data(s->chunk);
+        if (rc || (!dst && size)) {
+            snprintf(in->why, sizeof in->why, "a %zu-byte chunk from rank %d: %s", size, in->src,
+                     dagger_last_errmsg());
+            return rc ? rc : DAGGER_ENOMEM;
+        }
+        s->v = dagger_chunkv(s->chunk);
+        if (mode == V_CHUNK) {
+            const void *p = rb_bytes(rb, size);
+            if (!p)
+                goto bad;
+            memcpy(dst, p, size);
+            return 0;
+        }
+        uint64_t xid = rb_u64(rb);
+        if (rb->bad)
+            goto bad;
+        return pull(st, in, dst, size, xid);
+    }
+    if (mode == V_BYTES_PULL) {
+        int kind = (int)rb_u64(rb);
+        size_t size = rb_u64(rb);
+        uint64_t xid = rb_u64(rb);
+        if (rb->bad || (kind != DAGGER_KIND_STR && kind != DAGGER_KIND_BLOB) || size == 0 ||
+            size > UINT32_MAX)
+            goto bad;
+        s->bytes = dagger__malloc(size);
+        if (!s->bytes) {
+            snprintf(in->why, sizeof in->why, "out of memory for %zu bytes from rank %d", size,
+                     in->src);
+            return DAGGER_ENOMEM;
+        }
+        s->v = dagger_nil(); /* the bytes arrive later: no strlen now */
+        s->v.kind = (uint8_t)kind;
+        s->v.len = (uint32_t)(kind == DAGGER_KIND_STR ? size - 1 : size);
+        s->v.u.p = s->bytes;
+        return pull(st, in, s->bytes, size, xid);
+    }
+bad:
+    snprintf(in->why, sizeof in->why, "a malformed value from rank %d", in->src);
+    return DAGGER_EINVAL;
+}
+
+static void inbound_free(struct mpi_state *st, struct inbound *in)
+{
+    for (uint32_t i = 0; i < in->n; i++) {
+        dagger_chunk_release(in->slots[i].chunk);
+        dagger__free(in->slots[i].bytes);
+    }
+    dagger__free(in->slots);
+    dagger__free(in->msg);
+    dagger__free(in);
+    st->ninbound--;
+}
+
+/* ---------------------------------------------------------------- results */
+
+static void send_result(struct mpi_state *st, int origin, uint64_t pid, dagger_task_t *t, int rc,
+                        const char *msg, uint64_t id, const char *name)
+{
+    struct wbuf b = {0};
+    wb_u64(&b, M_RESULT);
+    wb_u64(&b, pid);
+    wb_u64(&b, (uint64_t)(int64_t)rc);
+    wb_u64(&b, id);
+    wb_str(&b, name);
+    if (rc) {
+        wb_str(&b, msg);
+    } else {
+        dagger_value_t v = dagger_nil();
+        char why[320];
+        if (t && dagger_fetch(t, &v) != 0)
+            v = dagger_nil();
+        struct wbuf val = {0};
+        int r = put_value(st, &val, &v, t, origin, "the result", why, sizeof why);
+        if (r) { /* send the failure instead */
+            dagger__free(val.p);
+            dagger__free(b.p);
+            send_result(st, origin, pid, NULL, r, why, id, name);
+            return;
+        }
+        wb_bytes(&b, val.p, val.len);
+        dagger__free(val.p);
+    }
+    mpi__send(st, origin, &b, true);
+}
+
+/* A served task ended (on the thread that completed it): hand it to the progress thread. */
+static void served_done(dagger_task_t *t, void *ud)
+{
+    struct served *s = ud;
+    s->cmd.type = C_RESULT;
+    s->cmd.rec = s;
+    mpi__push(s->st, &s->cmd);
+}
+
+static void on_served_result(struct mpi_state *st, struct served *s)
+{
+    dagger_task_t *t = s->t;
+    int rc = dagger_task_error(t);
+    const char *msg = dagger_task_errmsg(t);
+    /* "task 42 'load': text" -> "text": the origin names the task with its rank */
+    const char *q = strstr(msg, "': ");
+    if (rc && strncmp(msg, "task ", 5) == 0 && q)
+        msg = q + 3;
+    send_result(st, s->origin, s->pid, t, rc, msg, dagger_task_id(t), dagger_task_name(t));
+    h_take(st, 1, s->h.key);
+    dagger_task_release(t);
+    dagger__free(s);
+    st->nserved--;
+}
+
+/* Complete a proxy from its M_RESULT, once its values are here. */
+static void finish_result(struct mpi_state *st, struct inbound *in, int rc, uint64_t rid,
+                          const char *rname)
+{
+    dagger_task_t *t = in->px->t;
+    if (rc) {
+        char text[640];
+        snprintf(text, sizeof text, "task %d:%llu '%s' on rank %d: %s", in->src,
+                 (unsigned long long)rid, rname, in->src, in->why);
+        dagger__task_complete(t, rc, NULL, text);
+    } else {
+        dagger__task_complete(t, 0, &in->slots[0].v, NULL);
+    }
+    dagger_task_release(t);
+    dagger__free(in->px);
+}
+
+/* ---------------------------------------------------------------- served tasks */
+
+static void spawn_served(struct mpi_state *st, struct inbound *in)
+{
+    if (in->rc) {
+        send_result(st, in->src, in->pid, NULL, in->rc, in->why, 0, in->name);
+        return;
+    }
+    struct served *s = dagger__calloc(1, sizeof *s);
+    dagger_value_t small[8];
+    dagger_value_t *argv = in->n <= 8 ? small : dagger__malloc(in->n * sizeof *argv);
+    if (!s || !argv) {
+        dagger__free(s);
+        if (argv != small)
+            dagger__free(argv);
+        send_result(st, in->src, in->pid, NULL, DAGGER_ENOMEM, "out of memory spawning the task", 0,
+                    in->name);
+        return;
+    }
+    for (uint32_t i = 0; i < in->n; i++)
+        argv[i] = in->slots[i].v;
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.name = in->name[0] ? in->name : NULL;
+    dagger_scope_t *scope = in->pin >= 0 ? dagger_scope_thread((int)in->pin) : NULL;
+    if (scope) /* no pin: the options' default scope (any thread here) */
+        o.scope = scope;
+    dagger_task_t *t = dagger_spawn_impl(st->ctx, &o, in->fn, NULL, argv, in->n);
+    dagger_scope_release(scope);
+    if (argv != small)
+        dagger__free(argv);
+    if (!t) {
+        dagger__free(s);
+        send_result(st, in->src, in->pid, NULL, DAGGER_ENOMEM, "out of memory spawning the task", 0,
+                    in->name);
+        return;
+    }
+    s->st = st;
+    s->t = t;
+    s->origin = in->src;
+    s->pid = in->pid;
+    s->h.key = served_key(in->src, in->pid);
+    h_put(st, 1, &s->h);
+    st->nserved++;
+    dagger__task_on_done(t, &s->cb, served_done, s);
+}
+
+static void inbound_step(struct mpi_state *st, struct inbound *in)
+{
+    if (in->nleft > 0)
+        return;
+    if (in->is_task) {
+        spawn_served(st, in);
+    } else {
+        uint64_t rid = in->pid; /* a result keeps the remote id in pid */
+        finish_result(st, in, in->rc, rid, in->name);
+    }
+    inbound_free(st, in);
+}
+
+static struct inbound *inbound_new(struct mpi_state *st, int src, struct rbuf *rb)
+{
+    struct inbound *in = dagger__calloc(1, sizeof *in);
+    void *copy = dagger__malloc(rb->len ? rb->len : 1);
+    if (!in || !copy) {
+        dagger__free(in);
+        dagger__free(copy);
+        return NULL;
+    }
+    memcpy(copy, rb->p, rb->len);
+    in->msg = copy;
+    rb->p = copy; /* inline values borrow the copy */
+    in->src = src;
+    in->pin = -1;
+    st->ninbound++;
+    return in;
+}
+
+static void on_task(struct mpi_state *st, int src, struct rbuf *rb)
+{
+    struct inbound *in = inbound_new(st, src, rb);
+    if (!in)
+        dagger__panic("out of memory receiving a task from rank %d", src);
+    in->is_task = true;
+    in->pid = rb_u64(rb);
+    in->pin = (int64_t)rb_u64(rb);
+    rb_str(rb, in->name, sizeof in->name);
+    struct dagger__fn_ref ref = {0};
+    rb_str(rb, ref.name, sizeof ref.name);
+    ref.idlen = (int)rb_u64(rb);
+    const void *id =
+        ref.idlen > 0 && ref.idlen <= DAGGER__BUILD_ID_MAX ? rb_bytes(rb, (size_t)ref.idlen) : NULL;
+    if (id)
+        memcpy(ref.id, id, (size_t)ref.idlen);
+    ref.offset = rb_u64(rb);
+    uint64_t n = rb_u64(rb);
+    if (rb->bad || n > 65536) {
+        in->rc = DAGGER_EINVAL;
+        snprintf(in->why, sizeof in->why, "a malformed task message from rank %d", src);
+    } else {
+        in->rc = dagger__fn_resolve(&ref, &in->fn, in->why, sizeof in->why);
+    }
+    if (!in->rc && n) {
+        in->slots = dagger__calloc(n, sizeof *in->slots);
+        if (!in->slots) {
+            in->rc = DAGGER_ENOMEM;
+            snprintf(in->why, sizeof in->why, "out of memory for %llu arguments",
+                     (unsigned long long)n);
+        }
+    }
+    for (uint64_t i = 0; !in->rc && i < n; i++) {
+        in->n = (uint32_t)i + 1;
+        in->rc = get_value(st, rb, in, &in->slots[i]);
+    }
+    inbound_step(st, in);
+}
+
+static void on_result(struct mpi_state *st, int src, struct rbuf *rb)
+{
+    uint64_t pid = rb_u64(rb);
+    int rc = (int)(int64_t)rb_u64(rb);
+    uint64_t rid = rb_u64(rb);
+    struct proxy *px = (struct proxy *)h_take(st, 0, pid);
+    if (!px)
+        return; /* its rank was declared lost, and it completed then */
+    struct inbound *in = inbound_new(st, src, rb);
+    if (!in)
+        dagger__panic("out of memory receiving a result from rank %d", src);
+    in->px = px;
+    in->pid = rid;
+    rb_str(rb, in->name, sizeof in->name);
+    in->slots = dagger__calloc(1, sizeof *in->slots);
+    in->n = in->slots ? 1 : 0;
+    if (rc) {
+        in->rc = rc;
+        rb_str(rb, in->why, sizeof in->why);
+    } else if (!in->slots) {
+        in->rc = DAGGER_ENOMEM;
+        snprintf(in->why, sizeof in->why, "out of memory receiving the result");
+    } else {
+        in->rc = get_value(st, rb, in, &in->slots[0]);
+    }
+    inbound_step(st, in);
+}
+
+static void on_pull(struct mpi_state *st, int src, struct rbuf *rb)
+{
+    uint64_t xid = rb_u64(rb);
+    int tag = (int)rb_u64(rb);
+    struct exported *x = (struct exported *)h_take(st, 2, xid);
+    if (!x || rb->bad) {
+        fprintf(stderr, "dagger: rank %d: rank %d pulled unknown data %llu\n", st->rank, src,
+                (unsigned long long)xid);
+        return;
+    }
+    mpi__send_data(st, src, tag, x->p, x->size, export_release, x);
+}
+
+void mpi__on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb)
+{
+    switch (type) {
+    case M_TASK:
+        on_task(st, src, rb);
+        break;
+    case M_RESULT:
+        on_result(st, src, rb);
+        break;
+    case M_CANCEL: {
+        struct served *s = (struct served *)h_find(st, 1, served_key(src, rb_u64(rb)));
+        if (s)
+            (void)dagger_cancel(s->t);
+        break;
+    }
+    case M_PULL:
+        on_pull(st, src, rb);
+        break;
+    }
+}
+
+/* ---------------------------------------------------------------- proxies */
+
+static void on_cancel(dagger_task_t *t, void *ud)
+{
+    struct mpi_cmd *c = dagger__calloc(1, sizeof *c);
+    if (!c)
+        return; /* the task runs to its end instead */
+    c->type = C_CANCEL;
+    c->id = dagger_task_id(t);
+    mpi__push(ud, c);
+}
+
+void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
+{
+    struct mpi_state *st = ud;
+    dagger_task_t *t = (dagger_task_t *)j;
+    dagger__task_begin_elsewhere(t);
+    struct mpi_cmd *c = dagger__calloc(1, sizeof *c);
+    if (!c) {
+        dagger__task_complete(t, DAGGER_ENOMEM, NULL, "out of memory sending the task to a rank");
+        return;
+    }
+    c->type = C_SUBMIT;
+    c->t = t;
+    c->rank = p->rank;
+    c->pin = p->index;
+    dagger__task_set_cancel_hook(t, on_cancel, st);
+    mpi__push(st, c);
+}
+
+static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, int rank, int pin,
+                      char *why, size_t cap)
+{
+    struct dagger__fn_ref ref;
+    int rc = dagger__fn_ref(dagger__task_fn(t), &ref, why, cap);
+    if (rc)
+        return rc;
+    wb_u64(b, M_TASK);
+    wb_u64(b, dagger_task_id(t));
+    wb_u64(b, (uint64_t)(int64_t)pin);
+    wb_str(b, dagger_task_name(t));
+    wb_str(b, ref.name);
+    wb_u64(b, (uint64_t)ref.idlen);
+    wb_bytes(b, ref.id, (size_t)ref.idlen);
+    wb_u64(b, ref.offset);
+    uint32_t n;
+    dagger_value_t *args = dagger__task_args(t, &n);
+    wb_u64(b, n);
+    for (uint32_t i = 0; i < n; i++) {
+        char what[32];
+        snprintf(what, sizeof what, "argument %u", i);
+        rc = put_value(st, b, &args[i], NULL, rank, what, why, cap);
+        if (rc)
+            return rc;
+    }
+    if (b->oom) {
+        snprintf(why, cap, "out of memory encoding the task for rank %d", rank);
+        return DAGGER_ENOMEM;
+    }
+    return 0;
+}
+
+static void submit(struct mpi_state *st, struct mpi_cmd *c)
+{
+    dagger_task_t *t = c->t;
+    char why[400];
+    int rc = 0;
+    struct mpi_peer *peer = &st->peers[c->rank];
+    if (peer->lost) {
+        rc = DAGGER_EPEER;
+        snprintf(why, sizeof why, "rank %d was lost (%s) before the task could be sent there",
+                 c->rank, peer->why);
+    } else if (atomic_load(&st->stopped)) {
+        rc = DAGGER_ESTATE;
+        snprintf(why, sizeof why,
+                 "rank %d cannot run it: the job has ended (the driver's dagger_ctx_close "
+                 "stopped the other ranks)",
+                 c->rank);
+    } else if (dagger_tc_cancelled((dagger_tc_t *)t)) {
+        rc = DAGGER_ECANCELED;
+        snprintf(why, sizeof why, "cancelled before it was sent to rank %d", c->rank);
+    }
+    struct wbuf b = {0};
+    if (!rc)
+        rc = build_task(st, &b, t, c->rank, c->pin, why, sizeof why);
+    struct proxy *px = rc ? NULL : dagger__calloc(1, sizeof *px);
+    if (!rc && !px) {
+        rc = DAGGER_ENOMEM;
+        snprintf(why, sizeof why, "out of memory sending the task to rank %d", c->rank);
+    }
+    if (rc) {
+        dagger__free(b.p);
+        dagger__task_complete(t, rc, NULL, why);
+        return;
+    }
+    px->t = dagger_task_retain(t);
+    px->rank = c->rank;
+    px->h.key = dagger_task_id(t);
+    h_put(st, 0, &px->h);
+    mpi__send(st, c->rank, &b, true);
+}
+
+void mpi__on_cmd(struct mpi_state *st, struct mpi_cmd *c)
+{
+    switch (c->type) {
+    case C_SUBMIT:
+        submit(st, c);
+        dagger__free(c);
+        break;
+    case C_RESULT:
+        on_served_result(st, c->rec); /* the command lives in the record */
+        break;
+    case C_CANCEL: {
+        struct proxy *px = (struct proxy *)h_find(st, 0, c->id);
+        if (px) {
+            struct wbuf b = {0};
+            wb_u64(&b, M_CANCEL);
+            wb_u64(&b, c->id);
+            mpi__send(st, px->rank, &b, false);
+        }
+        dagger__free(c);
+        break;
+    }
+    }
+}
+
+void mpi__remote_lost(struct mpi_state *st, int peer)
+{
+    for (size_t k = 0; k < NBUCKETS; k++) {
+        for (struct hnode **pp = (struct hnode **)&st->proxies[k]; *pp;) {
+            struct proxy *px = (struct proxy *)*pp;
+            if (px->rank != peer) {
+                pp = &(*pp)->next;
+                continue;
+            }
+            *pp = px->h.next;
+            char text[300];
+            snprintf(text, sizeof text, "rank %d was lost (%s) while it ran this task", peer,
+                     st->peers[peer].why);
+            dagger__task_complete(px->t, DAGGER_EPEER, NULL, text);
+            dagger_task_release(px->t);
+            dagger__free(px);
+        }
+        for (struct hnode **pp = (struct hnode **)&st->exports[k]; *pp;) {
+            struct exported *x = (struct exported *)*pp;
+            if (x->peer != peer) {
+                pp = &(*pp)->next;
+                continue;
+            }
+            *pp = x->h.next;
+            export_release(x);
+        }
+    }
+}

@@ -1,0 +1,40 @@
+#!/bin/sh
+# tests/mpi_run.sh - run one test case on several ranks: mpi_run.sh NP EXE CASE [: NP2 EXE2 CASE].
+# Exit 77 (skipped) only when mpirun is absent. --enable-recovery keeps the survivors running
+# when a rank is killed (the lost-rank cases); --oversubscribe puts 4 ranks on 2 cores.
+command -v mpirun >/dev/null 2>&1 || { echo "SKIP: mpirun not found"; exit 77; }
+export OMPI_MCA_btl=self,vader
+# Keep MPI's plugins loaded to the end, so LeakSanitizer can name (and tests/mpi_lsan.supp skip)
+# their allocations instead of reporting frames of an unloaded module.
+# MPI's libraries lack frame pointers: unwind malloc stacks slowly so they name the library.
+export OMPI_MCA_mca_base_component_disable_dlclose=1
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
+# Sanitizers skip Open MPI's own leaks and locking (only its libraries are listed).
+here=$(cd "$(dirname "$0")" && pwd)
+export LSAN_OPTIONS="${LSAN_OPTIONS:+$LSAN_OPTIONS:}suppressions=$here/mpi_lsan.supp:print_suppressions=0"
+export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}suppressions=$here/mpi_tsan.supp"
+export OMPI_MCA_rmaps_base_oversubscribe=1
+np=$1
+shift
+# With --enable-recovery mpirun exits 0 even when a rank failed: judge by the cases' own output.
+out=$(mktemp)
+# --timeout ends a hung job (and its ranks) before ctest kills this script and orphans them;
+# timeout(1) ends mpirun itself, which can wait forever on ranks that died in recovery mode.
+limit=${DAGGER_MPI_RUN_TIMEOUT:-80}
+tmo=""
+command -v timeout >/dev/null 2>&1 && tmo="timeout -k 5 $((limit + 5))"
+$tmo mpirun --allow-run-as-root --oversubscribe --enable-recovery --bind-to none \
+    --timeout "$limit" -np "$np" "$@" >"$out" 2>&1
+rc=$?
+cat "$out"
+# A sanitizer report from any rank fails the run, whatever mpirun says.
+if [ $rc -eq 0 ] && grep -qE 'ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer|runtime error:' "$out"; then
+    rc=1
+fi
+if [ $rc -eq 0 ] && grep -q '^\[ RUN' "$out"; then # a test case (an example ends by its status)
+    if grep -q '^\[  FAILED  \]' "$out" || ! grep -q '^\[  PASSED  \]' "$out"; then
+        rc=1
+    fi
+fi
+rm -f "$out"
+exit $rc
