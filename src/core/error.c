@@ -56,6 +56,13 @@ int dagger__task_fail(dagger_task_t *t, int code, const char *text)
         r->thread = t->thread;
         r->name = dagger__strdup(name);
         r->text = dagger__strdup(text);
+        if (!r->name || !r->text) { /* out of memory: the record would print "(null)" */
+            dagger__free(r->name);
+            dagger__free(r->text);
+            dagger__free(e);
+            dagger__free(r);
+            return code; /* the task still fails with `code`; its message is the code's text */
+        }
         e->code = code;
         e->root = r;
         e->msg = dagger__asprintf("task %llu '%s': %s", (unsigned long long)t->id, name, text);
