@@ -106,7 +106,12 @@ TEST(no_leak_by_alloc_counters)
         if (k > 0 && live < best)
             best = live;
     }
+#ifdef NDEBUG
     ASSERT_TRUE(best <= 0);
+#else
+    /* Debug builds keep each closed context a while (to catch a spawn on it): one block. */
+    ASSERT_TRUE(best <= 1);
+#endif
 }
 
 static int load(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
