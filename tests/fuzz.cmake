@@ -13,7 +13,7 @@ set(DAGGER_FUZZ_HARNESSES value frame uri tcp udp shm dtrace)
 add_custom_target(fuzz_all)
 foreach(h IN LISTS DAGGER_FUZZ_HARNESSES)
   add_executable(fuzz_${h} ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_${h}.c)
-  target_link_libraries(fuzz_${h} PRIVATE dagger)
+  target_link_libraries(fuzz_${h} PRIVATE dagger_static) # internal decoders: the static library
   target_include_directories(fuzz_${h} PRIVATE ${PROJECT_SOURCE_DIR}/src)
   target_compile_definitions(fuzz_${h} PRIVATE _GNU_SOURCE)
   target_link_options(fuzz_${h} PRIVATE -fsanitize=fuzzer)
