@@ -7,6 +7,7 @@
 
 #include "harness.h"
 
+#include "common/common.h"
 #include "core/core.h"
 #include "dagger/chunk.h"
 #include "mem/mem.h"
@@ -733,8 +734,31 @@ TEST(completion_from_another_thread)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
-TEST_LIST(chunk_create_query_and_errors, chunk_arguments_and_results_through_chains_and_diamonds,
-          chunk_refcounts_balance, staging_copies_by_version, mutable_pinned_to_thread,
+/* The one size parser of the environment variables (DAGGER_MEM_LIMIT, DAGGER_GPU_MEM_LIMIT,
+ * DAGGER_TRACE_LIMIT). */
+TEST(sizes_parse_with_suffixes_and_refuse_the_rest)
+{
+    size_t v = 7;
+    ASSERT_OK(dagger__parse_size("65536", &v));
+    ASSERT_EQ(v, 65536);
+    ASSERT_OK(dagger__parse_size("4k", &v));
+    ASSERT_EQ(v, 4096);
+    ASSERT_OK(dagger__parse_size("3M", &v));
+    ASSERT_EQ(v, 3u << 20);
+    ASSERT_OK(dagger__parse_size("2GiB", &v));
+    ASSERT_EQ(v, (size_t)2 << 30);
+    v = 7;
+    ASSERT_ERR(dagger__parse_size("lots", &v), DAGGER_EINVAL);
+    ASSERT_ERR(dagger__parse_size("12q", &v), DAGGER_EINVAL);
+    ASSERT_ERR(dagger__parse_size("", &v), DAGGER_EINVAL);
+    ASSERT_ERR(dagger__parse_size("99999999999999999999", &v), DAGGER_EINVAL);
+    ASSERT_ERR(dagger__parse_size("17179869184T", &v), DAGGER_EINVAL);
+    ASSERT_EQ(v, 7);
+}
+
+TEST_LIST(sizes_parse_with_suffixes_and_refuse_the_rest, chunk_create_query_and_errors,
+          chunk_arguments_and_results_through_chains_and_diamonds, chunk_refcounts_balance,
+          staging_copies_by_version, mutable_pinned_to_thread,
           mutable_scope_conflict_names_both_scopes, mutable_errors, shard_histogram_per_thread,
           shard_histogram_per_thread_one_thread, shard_histogram_per_worker, shard_errors,
           data_argument_errors, encode_decode_handles, scope_of_processors,

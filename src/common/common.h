@@ -49,6 +49,10 @@ _Noreturn void dagger__misuse(const char *fmt, ...) DAGGER_PRINTF(1, 2);
 #define DAGGER_MISUSE(c, ...) ((c) ? (void)0 : dagger__misuse(__VA_ARGS__))
 #endif
 
+/* A size or count with an optional k/m/g/t suffix (powers of 1024), e.g. "4G" (size.c).
+ * Returns 0, or DAGGER_EINVAL for anything else or an overflow (`*out` untouched). */
+int dagger__parse_size(const char *s, size_t *out);
+
 /* Record `code` and a message as the calling thread's last error; returns `code`. */
 int dagger__set_errmsg(int code, const char *fmt, ...) DAGGER_PRINTF(2, 3);
 /* Copy `msg` as the last error message; returns `code`. */

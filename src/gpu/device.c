@@ -52,26 +52,11 @@ dagger_space_t dagger__gpu_space(const struct gpu_dev *d)
 /* DAGGER_GPU_MEM_LIMIT caps every device pool (k, M, G suffixes). */
 static size_t env_limit(void)
 {
+    size_t v = 0;
     const char *s = getenv("DAGGER_GPU_MEM_LIMIT");
-    if (!s || !*s)
-        return 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    switch (*end) {
-    case 'k':
-    case 'K':
-        v <<= 10;
-        break;
-    case 'm':
-    case 'M':
-        v <<= 20;
-        break;
-    case 'g':
-    case 'G':
-        v <<= 30;
-        break;
-    }
-    return (size_t)v;
+    if (s && *s && dagger__parse_size(s, &v) != 0)
+        fprintf(stderr, "dagger: DAGGER_GPU_MEM_LIMIT=%s is not a size (like 48M); ignored\n", s);
+    return v;
 }
 
 static void close_dev(struct gpu_dev *d)

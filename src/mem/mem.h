@@ -81,8 +81,6 @@ void dagger__mem_on_res_close(void (*fn)(void));
 size_t dagger__mem_res_limit(void);
 /* The counters of the limit set by `ctx` (zeros when it set none). */
 void dagger__mem_res_stats(const dagger_ctx_t *ctx, dagger_mem_stats_t *out);
-/* Parse "4G", "512M", "64K", "1000" (bytes) into `*out`. Returns 0 or DAGGER_EINVAL. */
-int dagger__mem_parse_size(const char *s, size_t *out);
 
 /* The context a chunk or shard was made in (compared only). */
 const dagger_ctx_t *dagger__mem_chunk_ctx(const dagger_chunk_t *c);

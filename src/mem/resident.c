@@ -220,53 +220,11 @@ static void *spill_main(void *arg)
     return NULL;
 }
 
-int dagger__mem_parse_size(const char *s, size_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || errno)
-        return DAGGER_EINVAL;
-    unsigned shift = 0;
-    switch (*end) {
-    case 'k':
-    case 'K':
-        shift = 10;
-        end++;
-        break;
-    case 'm':
-    case 'M':
-        shift = 20;
-        end++;
-        break;
-    case 'g':
-    case 'G':
-        shift = 30;
-        end++;
-        break;
-    case 't':
-    case 'T':
-        shift = 40;
-        end++;
-        break;
-    default:
-        break;
-    }
-    if (*end == 'i')
-        end++;
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end != '\0' || (shift && v > (~0ull >> shift)))
-        return DAGGER_EINVAL;
-    *out = (size_t)(v << shift);
-    return 0;
-}
-
 int dagger__mem_res_open(const dagger_ctx_t *ctx, size_t limit)
 {
     const char *env = getenv("DAGGER_MEM_LIMIT");
     if (limit == 0 && env && *env) {
-        DAGGER_CHECK(dagger__mem_parse_size(env, &limit) == 0, DAGGER_EINVAL,
+        DAGGER_CHECK(dagger__parse_size(env, &limit) == 0, DAGGER_EINVAL,
                      "dagger_ctx_open: DAGGER_MEM_LIMIT=%s is not a size (like 4G, 512M, 65536)",
                      env);
     }

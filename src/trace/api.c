@@ -16,6 +16,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/common.h"
 #include "trace/trace.h"
 #include "trace/trace_int.h"
 
@@ -46,28 +47,12 @@ static struct {
     int nthreads;
 } g_known[MAX_CTX]; /* guarded by g_lock: contexts open and their thread counts */
 
+/* DAGGER_TRACE_LIMIT, checked at open by dagger__trace_env_check; 0 when unset. */
 static uint64_t parse_limit(const char *s)
 {
-    if (!s || !*s)
-        return 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    switch (*end) {
-    case 'k':
-    case 'K':
-        v <<= 10;
-        break;
-    case 'm':
-    case 'M':
-        v <<= 20;
-        break;
-    case 'g':
-    case 'G':
-        v <<= 30;
-        break;
-    default:
-        break;
-    }
+    size_t v = 0;
+    if (s && *s && dagger__parse_size(s, &v) != 0)
+        v = 0;
     return v;
 }
 
@@ -367,14 +352,8 @@ int dagger_trace_file_summary(const char *in_path, FILE *f, dagger_trace_stats_t
 /* DAGGER_TRACE_LIMIT: a positive count with an optional k/m/g suffix. */
 static int limit_ok(const char *s)
 {
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || errno || v == 0 || *s == '-')
-        return 0;
-    if (*end && strchr("kKmMgG", *end))
-        end++;
-    return *end == '\0';
+    size_t v = 0;
+    return *s != '-' && dagger__parse_size(s, &v) == 0 && v > 0;
 }
 
 int dagger__trace_env_check(void)
