@@ -419,10 +419,11 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
 
 static struct dagger__job *try_get(dagger__pool *p, struct worker *w)
 {
-    struct dagger__job *j = jobq_take(&w->mailbox, 1);
-    if (j)
+    /* The mailbox and the heap are empty almost always: test them here, without a call. */
+    struct dagger__job *j;
+    if (jobq_nonempty(&w->mailbox) && (j = jobq_take(&w->mailbox, 1)))
         return j;
-    if ((j = heap_pop(p, 1)))
+    if (atomic_load_explicit(&p->heap_count, memory_order_relaxed) > 0 && (j = heap_pop(p, 1)))
         return j;
     if ((j = dq_pop(&w->dq)))
         return j;
