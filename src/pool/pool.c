@@ -589,6 +589,17 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j)
     dagger__pool_submit(p, j);
 }
 
+struct dagger__job *dagger__pool_take_injected(dagger__pool *p)
+{
+    struct dagger__job *j = jobq_take(&p->inject, 1);
+    if (j && j->fiber) { /* its stack is a worker's: back to the queue, and a worker told */
+        jobq_push(&p->inject, j);
+        notify(p, 0);
+        return NULL;
+    }
+    return j;
+}
+
 int dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *), void *arg)
 {
     struct worker *w = self();
