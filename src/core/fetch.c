@@ -10,7 +10,8 @@
 #include "core/core_int.h"
 
 /* `me`: the calling task (dagger__task_current), read once by the caller. */
-static inline int check_wait(dagger_task_t *me, dagger_task_t *t, const char *what)
+__attribute__((always_inline)) static inline int check_wait(dagger_task_t *me, dagger_task_t *t,
+                                                            const char *what)
 {
     DAGGER_CHECK(t, DAGGER_EINVAL, "%s: the task handle is NULL", what);
     DAGGER_CHECK(me != t, DAGGER_EDEADLK, "%s: task %llu '%s' waits for itself", what,

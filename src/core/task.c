@@ -538,7 +538,7 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
     if (!rc) {
         atomic_store_explicit(&t->state, T_RUNNING, memory_order_relaxed);
         DAGGER__TRACE(dagger__trace_start(t->id, t->thread));
-        dagger__task_set_cur(t);
+        tls_task = t; /* a direct store: nothing since this job started can have suspended */
         dagger_value_t out = dagger_nil();
         int r = 0;
         if (DAGGER_LIKELY(!t->restore) || !dagger__task_restore(t, &out))
