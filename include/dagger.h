@@ -617,7 +617,9 @@ DAGGER_API DAGGER_NODISCARD int dagger_queue_begin(dagger_ctx_t *ctx, unsigned m
 DAGGER_API DAGGER_NODISCARD int dagger_queue_end(dagger_ctx_t *ctx);
 /** A sync group: dagger_queue_begin(ctx, DAGGER_QUEUE_WAITALL). */
 DAGGER_API DAGGER_NODISCARD int dagger_sync_begin(dagger_ctx_t *ctx);
-/** End of a sync group: waits for every task spawned inside and reports the first error. */
+/** End of a sync group: waits for every task spawned inside and reports the first error.
+ *  On a thread outside the pool, the group's queued tasks may run on the calling thread
+ *  meanwhile (dagger_tc_thread -1 there; see docs/core.md, sync groups). */
 DAGGER_API DAGGER_NODISCARD int dagger_sync_end(dagger_ctx_t *ctx);
 
 /* ---------------------------------------------------------------- allocator */

@@ -104,6 +104,59 @@ static void row_empty(long n, int ext)
     core_result(bench, param, best / (double)n, "ns/task");
 }
 
+/* ---------------------------------------------------------------- parallel for */
+
+/* out[i] = parfor_f(i): args (out, i). */
+static int parfor_body_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *dst = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    dst[i] = core_parfor_f(i);
+    return 0;
+}
+
+/* The root task: one task per iteration into a sync group. Args (out, n). */
+static int parfor_root_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *dst = dagger_arg_ptr(a, 0);
+    int64_t n = dagger_arg_i64(a, 1);
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    int rc = dagger_sync_begin(c);
+    if (rc != 0)
+        return dagger_fail(tc, rc, "sync_begin: %s", dagger_last_errmsg());
+    for (int64_t i = 0; i < n; i++)
+        dagger_task_release(must(dagger_spawn(c, parfor_body_fn, dst, i), "core.parfor"));
+    rc = dagger_sync_end(c);
+    if (rc != 0)
+        return dagger_fail(tc, rc, "sync group: %s", dagger_last_errmsg());
+    return 0;
+}
+
+static void row_parfor(long n)
+{
+    if (!core_want("core.parfor"))
+        return;
+    int64_t *dst = calloc((size_t)n, sizeof *dst);
+    double best = 1e300;
+    for (int r = 0; r < core_reps(CORE_REPS); r++) {
+        memset(dst, 0, (size_t)n * sizeof *dst);
+        double t0 = core_now_ns();
+        dagger_task_t *root =
+            must(dagger_spawn(ctx, parfor_root_fn, (void *)dst, (int64_t)n), "core.parfor");
+        int rc = dagger_fetch(root, NULL);
+        double dt = core_now_ns() - t0;
+        if (rc != 0)
+            report_rc("core.parfor", "dagger_fetch(root)", rc, dagger_task_errmsg(root));
+        dagger_task_release(root);
+        if (dt < best)
+            best = dt;
+        core_parfor_check("core.parfor", dst, n);
+    }
+    free(dst);
+    set_param("n", n);
+    core_result("core.parfor", param, best / (double)n, "ns/iteration");
+}
+
 /* ---------------------------------------------------------------- chain */
 
 /* inc(): 1; inc(x): x + 1. */
@@ -494,6 +547,7 @@ int main(int argc, char **argv)
     row_wavefront(CORE_WAVE_N);
     row_nested_wait(CORE_NESTED_WAIT_N, 0);
     row_nested_wait(CORE_NESTED_WAIT_N, 1);
+    row_parfor(CORE_PARFOR_N);
     /* Small sizes: pair with starpu (fib_cutoff and nested have one size). */
     row_empty(CORE_EMPTY_N_SMALL, 0);
     row_empty(CORE_EMPTY_N_SMALL, 1);

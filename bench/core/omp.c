@@ -48,6 +48,32 @@ static void row_empty(long n)
     core_result("core.empty", param, best / (double)n, "ns/task");
 }
 
+/* ---------------------------------------------------------------- parallel for */
+
+static void row_parfor(long n)
+{
+    if (!core_want("core.parfor"))
+        return;
+    int64_t *out = calloc((size_t)n, sizeof *out);
+    double best = 1e300;
+    for (int r = 0; r < core_reps(CORE_REPS); r++) {
+        memset(out, 0, (size_t)n * sizeof *out);
+        double t0 = core_now_ns();
+#pragma omp parallel
+#pragma omp single
+#pragma omp taskloop grainsize(1)
+        for (long i = 0; i < n; i++)
+            out[i] = core_parfor_f(i);
+        double dt = core_now_ns() - t0;
+        if (dt < best)
+            best = dt;
+        core_parfor_check("core.parfor", out, n);
+    }
+    free(out);
+    set_param("n", n);
+    core_result("core.parfor", param, best / (double)n, "ns/iteration");
+}
+
 /* ---------------------------------------------------------------- chain */
 
 static void row_chain(long n)
@@ -249,5 +275,6 @@ int main(int argc, char **argv)
     row_nested();
     row_tree(CORE_TREE_DEPTH);
     row_wavefront(CORE_WAVE_N);
+    row_parfor(CORE_PARFOR_N);
     return core_exit_code();
 }

@@ -14,6 +14,11 @@
  *                   its parent (Taskflow's binary_tree).                           ns/task
  *   core.wavefront  N x N grid, cell (i,j) depends on (i-1,j) and (i,j-1)
  *                   (Taskflow's wavefront); values are binomials mod a prime.      ns/task
+ *   core.parfor     a flat parallel for of N iterations, one task per iteration, each writing
+ *                   out[i] = parfor_f(i): dagger spawns them from one root task into a sync
+ *                   group, OpenMP uses `taskloop grainsize(1)`, oneTBB `parallel_for` with a
+ *                   simple_partitioner and grain 1 (its idiomatic recursive split); the sum
+ *                   of out is checked.                                             ns/iteration
  *   core.nested_wait one task spawns N children one at a time and waits for each
  *                   before it is done (dagger only: its peer is dagger-nocheck, the same
  *                   binary with DAGGER_DEADLOCK_CHECK=0).                          ns/wait
@@ -48,6 +53,7 @@
 #define CORE_CHAIN_N 100000
 #define CORE_CHAIN_N_SMALL 10000
 #define CORE_NESTED_WAIT_N 200000
+#define CORE_PARFOR_N 1000000
 #define CORE_FIB_N 30
 #define CORE_FIB_N_SMALL 20
 #define CORE_FIB_CUTOFF_N 30
@@ -90,6 +96,16 @@ static inline int64_t core_fib_cutoff_tasks(int64_t n)
     if (n <= CORE_FIB_CUTOFF)
         return 1;
     return 1 + core_fib_cutoff_tasks(n - 1) + core_fib_cutoff_tasks(n - 2);
+}
+
+/* parfor: out[i] = (i * i) mod 1000003; the sum over 0 <= i < n. */
+static inline int64_t core_parfor_f(int64_t i) { return (i * i) % 1000003; }
+static inline int64_t core_parfor_expected(int64_t n)
+{
+    int64_t s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += core_parfor_f(i);
+    return s;
 }
 
 /* nested: f(i) = i*i + 1, g(a, j) = a * j + 1; the sum over all g. */
@@ -205,6 +221,15 @@ static inline void core_check_i64(const char *bench, const char *what, int64_t g
     core_failed_ = 1;
 }
 
+/* parfor: sum out[0..n) and check it against core_parfor_expected(n). */
+static inline void core_parfor_check(const char *bench, const int64_t *out, int64_t n)
+{
+    int64_t s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += out[i];
+    core_check_i64(bench, "sum of out", s, core_parfor_expected(n));
+}
+
 static inline void core_fail(const char *bench, const char *msg)
 {
     fprintf(stderr, "ERROR %s (%s): %s\n", bench, core_impl_, msg);
@@ -217,7 +242,7 @@ static inline int core_exit_code(void) { return core_failed_ ? 1 : 0; }
 static inline void core_list_rows(void)
 {
     puts("core.empty\ncore.empty_ext\ncore.chain\ncore.fib\ncore.fib_cutoff\ncore.nested\n"
-         "core.tree\ncore.wavefront\ncore.nested_wait");
+         "core.tree\ncore.wavefront\ncore.nested_wait\ncore.parfor");
 }
 
 #endif /* DAGGER_BENCH_CORE_PROBLEM_H */

@@ -9,6 +9,7 @@
  */
 #include <oneapi/tbb/flow_graph.h>
 #include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/parallel_for.h>
 #include <oneapi/tbb/task_group.h>
 
 #include <memory>
@@ -271,6 +272,34 @@ static void row_wavefront(int n)
     core_result("core.wavefront", param, best / (double)cells, "ns/task");
 }
 
+/* ---------------------------------------------------------------- parallel for */
+
+static void row_parfor(long n)
+{
+    if (!core_want("core.parfor"))
+        return;
+    std::vector<int64_t> outv((size_t)n);
+    int64_t *out = outv.data();
+    double best = 1e300;
+    for (int r = 0; r < core_reps(CORE_REPS); r++) {
+        memset(out, 0, (size_t)n * sizeof *out);
+        double t0 = core_now_ns();
+        oneapi::tbb::parallel_for(
+            oneapi::tbb::blocked_range<long>(0, n, 1),
+            [out](const oneapi::tbb::blocked_range<long> &rg) {
+                for (long i = rg.begin(); i < rg.end(); i++)
+                    out[i] = core_parfor_f(i);
+            },
+            oneapi::tbb::simple_partitioner());
+        double dt = core_now_ns() - t0;
+        if (dt < best)
+            best = dt;
+        core_parfor_check("core.parfor", out, n);
+    }
+    set_param("n", n);
+    core_result("core.parfor", param, best / (double)n, "ns/iteration");
+}
+
 int main(int argc, char **argv)
 {
     int t = core_init(argc, argv, "tbb", "TBB_NUM_THREADS");
@@ -293,5 +322,6 @@ int main(int argc, char **argv)
     row_nested();
     row_tree(CORE_TREE_DEPTH);
     row_wavefront(CORE_WAVE_N);
+    row_parfor(CORE_PARFOR_N);
     return core_exit_code();
 }

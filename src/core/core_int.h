@@ -279,6 +279,11 @@ static inline void dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, 
 /* ctx.c: free a force-closed context once its last task record is gone. */
 void dagger__ctx_reap(dagger_ctx_t *ctx);
 
+/* event.c: wait for the event of the sync group `g` at its end. A thread outside every pool
+ * and task first runs the group's own tasks still in the injection queue (they report
+ * processor -1, as on an aux thread), until the group is done or the queue holds none. */
+int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g);
+
 /* fetch.c: refuse a wait that can never end (message set). */
 int dagger__task_check_wait(dagger_task_t *t, const char *what);
 

@@ -61,6 +61,44 @@ int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_
     return 0;
 }
 
+/* A job the ending thread may run for group `g`: one of its tasks, free to run anywhere. */
+static bool own_group_task(const struct dagger__job *j, const struct group *g)
+{
+    const dagger_task_t *t = (const dagger_task_t *)j;
+    return t->group == g && !t->scope && !atomic_load_explicit(&t->place, memory_order_relaxed) &&
+           !(t->flags & (TF_MUTABLE_RESULT | TF_CHUNK_RESULT));
+}
+
+int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
+{
+    dagger__pool *pool = ctx->pool;
+    struct dagger__event *ev = &g->ev;
+    /* Only a thread outside every pool and task: a worker suspends and runs other work, an aux
+     * thread or a task's body must not take up the group's tasks. */
+    if (dagger__task_current() || dagger__self_tls.pool != NULL)
+        return dagger__event_wait(ctx, ev, 0);
+    /* The queue also reads empty for a moment while a worker takes from it: a few misses in a
+     * row, not one, end the help; so does a job that is not the group's (it goes back). */
+    for (int miss = 0;
+         miss < 32 && atomic_load_explicit(&ev->head, memory_order_acquire) != EV_CLOSED;) {
+        struct dagger__job *j = dagger__pool_take_injected(pool);
+        if (!j) {
+            miss++;
+            dagger__cpu_relax();
+            continue;
+        }
+        miss = 0;
+        while (j) { /* a task, then the dependent it made ready, as a worker runs them */
+            if (!own_group_task(j, g)) {
+                dagger__pool_submit(pool, j);
+                return dagger__event_wait(ctx, ev, 0);
+            }
+            j = dagger__task_run(j, NULL);
+        }
+    }
+    return dagger__event_wait(ctx, ev, 0);
+}
+
 bool dagger__event_fired(struct dagger__event *ev)
 {
     return atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED;

@@ -9,10 +9,11 @@
 
 #include "core/core_int.h"
 
-int dagger__task_check_wait(dagger_task_t *t, const char *what)
+/* `me`: the calling task (dagger__task_current), read once by the caller. */
+__attribute__((always_inline)) static inline int check_wait(dagger_task_t *me, dagger_task_t *t,
+                                                            const char *what)
 {
     DAGGER_CHECK(t, DAGGER_EINVAL, "%s: the task handle is NULL", what);
-    dagger_task_t *me = dagger__task_current();
     DAGGER_CHECK(me != t, DAGGER_EDEADLK, "%s: task %llu '%s' waits for itself", what,
                  (unsigned long long)t->id, dagger__task_display_name(t));
     dagger__wait_guard_fn guard = atomic_load_explicit(&t->guard_fn, memory_order_acquire);
@@ -29,9 +30,16 @@ int dagger__task_check_wait(dagger_task_t *t, const char *what)
                          "starts at dagger_queue_end, so wait for it after the block",
                          what, (unsigned long long)t->id, dagger__task_display_name(t));
     }
-    if (me && me->ctx == t->ctx && atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE)
+    /* A task without inputs nor syncdeps is downstream of nothing: no call for the walk. */
+    if (me && me->ctx == t->ctx && (t->flags & TF_HAS_DEPS) &&
+        atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE)
         return dagger__task_check_dominated(me, t, what);
     return 0;
+}
+
+int dagger__task_check_wait(dagger_task_t *t, const char *what)
+{
+    return check_wait(dagger__task_current(), t, what);
 }
 
 #define HELP_DEPTH_MAX 48
@@ -67,12 +75,13 @@ int dagger_wait(dagger_task_t *t)
     if (t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE &&
         !atomic_load_explicit(&t->guard_fn, memory_order_relaxed))
         return 0;
-    int rc = dagger__task_check_wait(t, "dagger_wait");
+    dagger_task_t *me = dagger__task_current();
+    int rc = check_wait(me, t, "dagger_wait");
     if (rc)
         return rc;
-    dagger_task_t *me = dagger__task_current();
+    /* On a worker of its pool (a direct thread-local read: nothing suspends before help) */
     if (me && me->help_depth < HELP_DEPTH_MAX && me->ctx == t->ctx &&
-        dagger__pool_can_suspend(me->ctx->pool)) {
+        dagger__pool_self(me->ctx->pool) >= 0) {
         help(me, t);
         if (atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE)
             return 0;

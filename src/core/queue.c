@@ -93,7 +93,7 @@ int dagger_queue_end(dagger_ctx_t *ctx)
         dagger__fence_seq_cst(); /* pairs with the finishers' fence (group_done) */
         /* The group lives in this frame: leaving before it fires would free it under the
          * finishers, so a wait that found no stack to suspend on is retried. */
-        while (dagger__queue_group_sum(g) != g->spawned && dagger__event_wait(ctx, &g->ev, 0) < 0)
+        while (dagger__queue_group_sum(g) != g->spawned && dagger__event_wait_group(ctx, g) < 0)
             dagger__task_yield();
         /* Every task is counted; wait for the finishers still reading the group. */
         for (int i = 0; i < g->nslots; i++)

@@ -221,6 +221,8 @@ static void task_free_one(dagger_task_t *t)
     dagger__ctx_count_w(ctx, dagger__pool_self(ctx->pool), CNT_LIVE, -1);
 }
 
+static void task_free(dagger_task_t *t);
+
 dagger_task_t *dagger_task_retain(dagger_task_t *t)
 {
     if (t) {
@@ -241,8 +243,13 @@ void dagger_task_release(dagger_task_t *t)
                   (unsigned long long)t->id, dagger__task_display_name(t));
     if (prev != 1)
         return;
-    /* Freeing can release other tasks (a result that is a task): free iteratively so that
-     * long chains never recurse. */
+    task_free(t);
+}
+
+/* The last reference is gone. Freeing can release other tasks (a result that is a task): free
+ * iteratively so that long chains never recurse. */
+static void task_free(dagger_task_t *t)
+{
     atomic_store_explicit(&t->job.next, (struct dagger__job *)tls_free_list, memory_order_relaxed);
     tls_free_list = t;
     if (tls_freeing)
@@ -420,10 +427,23 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
             dagger__trace_error(t->id, t->err && t->err->msg ? t->err->msg : dagger_strerror(rc)));
     /* Logged before the task is seen done, so a trace stopped right after a fetch has it. */
     DAGGER__TRACE(dagger__trace_finish(t->id, t->thread, rc));
+    int w = want_cont ? dagger__pool_self(ctx->pool) : -1;
+    /* Only the runtime's reference is left (the acquire pairs with the release of the last
+     * handle) and nobody waits: no handle remains through which a waiter could be added or the
+     * state read, so the record goes without the exchange on the waiter list and the
+     * decrement of refs (a task spawned and released at once, the common flat case). */
+    if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1 &&
+        !atomic_load_explicit(&t->waiters.head, memory_order_relaxed)) {
+        if (g)
+            dagger__queue_group_done(g, ctx, w);
+        atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
+        task_free(t);
+        dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
+        return NULL;
+    }
     atomic_store_explicit(&t->state, T_DONE, memory_order_release);
     bool data = t->result.kind == DAGGER_KIND_CHUNK || t->result.kind == DAGGER_KIND_SHARD;
     dagger_task_t *cont = fire(&t->waiters, ctx, want_cont, data);
-    int w = want_cont ? dagger__pool_self(ctx->pool) : -1;
     if (g)
         dagger__queue_group_done(g, ctx, w);
     dagger_task_release(t);
@@ -518,7 +538,7 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
     if (!rc) {
         atomic_store_explicit(&t->state, T_RUNNING, memory_order_relaxed);
         DAGGER__TRACE(dagger__trace_start(t->id, t->thread));
-        dagger__task_set_cur(t);
+        tls_task = t; /* a direct store: nothing since this job started can have suspended */
         dagger_value_t out = dagger_nil();
         int r = 0;
         if (DAGGER_LIKELY(!t->restore) || !dagger__task_restore(t, &out))

@@ -419,10 +419,11 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
 
 static struct dagger__job *try_get(dagger__pool *p, struct worker *w)
 {
-    struct dagger__job *j = jobq_take(&w->mailbox, 1);
-    if (j)
+    /* The mailbox and the heap are empty almost always: test them here, without a call. */
+    struct dagger__job *j;
+    if (jobq_nonempty(&w->mailbox) && (j = jobq_take(&w->mailbox, 1)))
         return j;
-    if ((j = heap_pop(p, 1)))
+    if (atomic_load_explicit(&p->heap_count, memory_order_relaxed) > 0 && (j = heap_pop(p, 1)))
         return j;
     if ((j = dq_pop(&w->dq)))
         return j;
@@ -586,6 +587,17 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j)
     if (w && w->pool == p && dq_push(&w->dq, j) == 0)
         return;
     dagger__pool_submit(p, j);
+}
+
+struct dagger__job *dagger__pool_take_injected(dagger__pool *p)
+{
+    struct dagger__job *j = jobq_take(&p->inject, 1);
+    if (j && j->fiber) { /* its stack is a worker's: back to the queue, and a worker told */
+        jobq_push(&p->inject, j);
+        notify(p, 0);
+        return NULL;
+    }
+    return j;
 }
 
 int dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *), void *arg)

@@ -1,0 +1,176 @@
+/* tests/test_core_wait.c - a thread outside the pool that ends a sync group runs the group's
+ * queued tasks itself (issue 17): they report processor -1, as on an aux thread; tasks with
+ * a scope stay on the workers; tasks outside the group are left to the workers.
+ * Each case blocks the only worker on a gate, so that whatever runs meanwhile ran on the
+ * ending thread; the gate opens by itself after GATE_TIMEOUT_S, so a regression fails with a
+ * message instead of hanging.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define GATE_TIMEOUT_S 10
+
+static _Atomic int gate_open, gate_started;
+
+/* Holds the worker until gate_open; returns 1 when it had to time out. */
+static int hold(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    atomic_store(&gate_started, 1);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int timed_out = 0;
+    while (!atomic_load(&gate_open) && !timed_out) {
+        usleep(200);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        timed_out = t.tv_sec - t0.tv_sec >= GATE_TIMEOUT_S;
+    }
+    *out = dagger_i64(timed_out);
+    return 0;
+}
+
+/* out[i] = the thread it ran on; returns i * i. */
+static int record(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *where = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    where[i] = dagger_tc_thread(tc);
+    *out = dagger_i64(i * i);
+    return 0;
+}
+
+static dagger_task_t *block_worker(dagger_ctx_t *ctx)
+{
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_started, 0);
+    dagger_task_t *g = dagger_spawn(ctx, hold);
+    ASSERT_TRUE(g != NULL);
+    while (!atomic_load(&gate_started))
+        usleep(100);
+    return g;
+}
+
+/* The gate did not have to time out: the group ended while the worker was still held. */
+static void open_gate(dagger_task_t *g)
+{
+    atomic_store(&gate_open, 1);
+    int64_t timed_out = -1;
+    ASSERT_OK(dagger_fetch_i64(g, &timed_out));
+    ASSERT_EQ(timed_out, 0);
+    dagger_task_release(g);
+}
+
+TEST(sync_end_on_main_runs_the_groups_tasks)
+{
+    enum { N = 50 };
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger_task_t *g = block_worker(ctx);
+    int64_t where[N];
+    dagger_task_t *ts[N];
+    for (int i = 0; i < N; i++)
+        where[i] = 99;
+    ASSERT_OK(dagger_sync_begin(ctx));
+    for (int i = 0; i < N; i++) {
+        ts[i] = dagger_spawn(ctx, record, (void *)where, (int64_t)i);
+        ASSERT_TRUE(ts[i] != NULL);
+    }
+    ASSERT_OK(dagger_sync_end(ctx));
+    for (int i = 0; i < N; i++) {
+        int64_t v = -1;
+        ASSERT_TRUE(dagger_task_done(ts[i]));
+        ASSERT_OK(dagger_fetch_i64(ts[i], &v));
+        ASSERT_EQ(v, (int64_t)i * i);
+        ASSERT_EQ(where[i], -1); /* the ending thread is not a worker */
+        dagger_task_release(ts[i]);
+    }
+    open_gate(g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+/* A dependent made ready by a task the ending thread ran is the group's too: it runs there. */
+TEST(sync_end_on_main_runs_dependents_in_the_group)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger_task_t *g = block_worker(ctx);
+    int64_t where[2] = {99, 99};
+    ASSERT_OK(dagger_sync_begin(ctx));
+    dagger_task_t *a = dagger_spawn(ctx, record, (void *)where, (int64_t)0);
+    dagger_task_t *b = dagger_spawn(ctx, record, (void *)where, (int64_t)1, a);
+    ASSERT_OK(dagger_sync_end(ctx));
+    ASSERT_EQ(where[0], -1);
+    ASSERT_EQ(where[1], -1);
+    int64_t v = -1;
+    ASSERT_OK(dagger_fetch_i64(b, &v));
+    ASSERT_EQ(v, 1);
+    dagger_task_release(a);
+    dagger_task_release(b);
+    open_gate(g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+/* A task with a scope keeps to it: the group waits for the worker. */
+static void *open_later(void *arg)
+{
+    usleep(20000);
+    atomic_store(&gate_open, 1);
+    return arg;
+}
+
+TEST(sync_end_on_main_leaves_scoped_tasks_to_the_workers)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger_task_t *g = block_worker(ctx);
+    int64_t where[1] = {99};
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    dagger_scope_t *s = dagger_scope_thread(0);
+    o.scope = s;
+    pthread_t opener;
+    ASSERT_EQ(pthread_create(&opener, NULL, open_later, NULL), 0);
+    ASSERT_OK(dagger_sync_begin(ctx));
+    dagger_task_t *t = dagger_spawn_opts(ctx, &o, record, (void *)where, (int64_t)0);
+    ASSERT_OK(dagger_sync_end(ctx));
+    ASSERT_EQ(where[0], 0);
+    pthread_join(opener, NULL);
+    dagger_task_release(t);
+    dagger_scope_release(s);
+    int64_t timed_out = -1;
+    ASSERT_OK(dagger_fetch_i64(g, &timed_out));
+    ASSERT_EQ(timed_out, 0);
+    dagger_task_release(g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+/* A sync group ended inside a task is the worker's business: nothing runs on another thread. */
+static int group_in_task(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *where = dagger_arg_ptr(a, 0);
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    int rc = dagger_sync_begin(ctx);
+    if (rc)
+        return rc;
+    for (int64_t i = 0; i < 8; i++)
+        dagger_task_release(dagger_spawn(ctx, record, (void *)where, i));
+    return dagger_sync_end(ctx);
+}
+
+TEST(sync_end_in_a_task_runs_on_the_workers)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    int64_t where[8];
+    for (int i = 0; i < 8; i++)
+        where[i] = 99;
+    dagger_task_t *t = dagger_spawn(ctx, group_in_task, (void *)where);
+    ASSERT_OK(dagger_fetch(t, NULL));
+    for (int i = 0; i < 8; i++)
+        ASSERT_TRUE(where[i] == 0 || where[i] == 1);
+    dagger_task_release(t);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependents_in_the_group,
+          sync_end_on_main_leaves_scoped_tasks_to_the_workers,
+          sync_end_in_a_task_runs_on_the_workers);
