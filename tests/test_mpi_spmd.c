@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dagger/chunk.h"
 #include "harness.h"
 
 static dagger_ctx_t *open_spmd(int threads)
@@ -384,12 +385,186 @@ TEST(rank_lost_during_collective)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* ---------------------------------------------------------------- one trace for every rank */
+
+/* A minimal JSON validator: value := object | array | string | number | true | false | null. */
+static const char *json_value(const char *p);
+
+static const char *json_ws(const char *p)
+{
+    while (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t')
+        p++;
+    return p;
+}
+
+static const char *json_string(const char *p)
+{
+    if (*p != '"')
+        return NULL;
+    for (p++; *p && *p != '"'; p++)
+        if (*p == '\\' && !*++p)
+            return NULL;
+    return *p == '"' ? p + 1 : NULL;
+}
+
+static const char *json_value(const char *p)
+{
+    p = json_ws(p);
+    if (*p == '{' || *p == '[') {
+        char close = *p == '{' ? '}' : ']';
+        p = json_ws(p + 1);
+        if (*p == close)
+            return p + 1;
+        for (;;) {
+            if (close == '}') {
+                p = json_string(json_ws(p));
+                if (!p || *(p = json_ws(p)) != ':')
+                    return NULL;
+                p++;
+            }
+            if (!(p = json_value(p)))
+                return NULL;
+            p = json_ws(p);
+            if (*p == close)
+                return p + 1;
+            if (*p != ',')
+                return NULL;
+            p++;
+        }
+    }
+    if (*p == '"')
+        return json_string(p);
+    if (!strncmp(p, "true", 4) || !strncmp(p, "null", 4))
+        return p + 4;
+    if (!strncmp(p, "false", 5))
+        return p + 5;
+    char *end;
+    strtod(p, &end);
+    return end > p ? end : NULL;
+}
+
+/* Events (one per line in dagger's JSON) whose line holds every one of the strings. */
+static int count_events(const char *doc, const char *a, const char *b)
+{
+    int n = 0;
+    for (const char *line = doc; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        char *l = strndup(line, len);
+        if (strstr(l, a) && (!b || strstr(l, b)))
+            n++;
+        free(l);
+        line = nl ? nl + 1 : NULL;
+    }
+    return n;
+}
+
+static int make_chunk(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    size_t n = 128 * 1024 / 8; /* over the 64 KiB inline limit: pulled by rank 0 */
+    dagger_chunk_t *c;
+    if (dagger_chunk_create_array(dagger_tc_ctx(tc), DAGGER_ELT_I64, 1, &n, &c))
+        return dagger_fail(tc, DAGGER_ENOMEM, "no chunk");
+    int64_t *p = dagger_chunk_data(c);
+    for (size_t i = 0; i < n; i++)
+        p[i] = (int64_t)i;
+    *out = dagger_chunk_give(tc, c);
+    return 0;
+}
+
+/* DAGGER_TRACE on every rank (the same path): rank 0 writes one JSON with a process per rank,
+ * the tasks that ran on each, and the moves between them; the other ranks write nothing. */
+TEST(trace_holds_every_rank)
+{
+    const char *job = getenv("PMIX_NAMESPACE");
+    unsigned long h = 5381;
+    for (const char *c = job ? job : "job"; *c; c++)
+        h = h * 33 + (unsigned char)*c;
+    const char *tmp = getenv("TMPDIR");
+    char path[512];
+    snprintf(path, sizeof path, "%s/dagger_mpi_trace_%lx.json", tmp && *tmp ? tmp : "/tmp", h);
+    setenv("DAGGER_TRACE", path, 1);
+    dagger_ctx_t *ctx = NULL;
+    int rc = dagger_ctx_open(&ctx, NULL); /* driver mode */
+    unsetenv("DAGGER_TRACE");
+    if (rc == DAGGER_CTX_SERVED)
+        return;
+    ASSERT_OK(rc);
+    int n = dagger_ctx_nranks(ctx);
+    for (int r = 1; r < n; r++) {
+        dagger_scope_t *s = dagger_scope_worker(r);
+        dagger_task_opts_t o;
+        dagger_task_opts_init(&o);
+        o.scope = s;
+        o.name = "where";
+        dagger_task_t *t =
+            dagger_spawn_impl(ctx, &o, where, NULL, (dagger_value_t[]){dagger_i64(r)}, 1);
+        o.name = "make_chunk";
+        dagger_task_t *c = dagger_spawn_impl(ctx, &o, make_chunk, NULL, NULL, 0);
+        dagger_scope_release(s);
+        int64_t v;
+        ASSERT_OK(dagger_fetch_i64(t, &v));
+        ASSERT_EQ(v, r * 1000 + r);
+        dagger_chunk_t *ch;
+        ASSERT_OK(dagger_fetch_chunk(c, &ch));
+        ASSERT_EQ(dagger_chunk_size(ch), 128 * 1024);
+        ASSERT_EQ(((int64_t *)dagger_chunk_data(ch))[1000], 1000);
+        dagger_task_release(t);
+        dagger_task_release(c);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+
+    FILE *f = fopen(path, "r");
+    ASSERT_PTR(f);
+    char *doc = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&doc, &len);
+    char buf[4096];
+    for (size_t k; (k = fread(buf, 1, sizeof buf, f)) > 0;)
+        fwrite(buf, 1, k, m);
+    fclose(f);
+    fclose(m);
+    unlink(path);
+    const char *end = json_value(doc);
+    ASSERT_PTR(end);
+    ASSERT_EQ(*json_ws(end), '\0');
+    char want[128], pid[32];
+    snprintf(want, sizeof want, "\"ranks\":%d", n);
+    ASSERT_STR_HAS(doc, want);
+    for (int r = 0; r < n; r++) {
+        snprintf(want, sizeof want, "\"args\":{\"name\":\"rank %d\"}", r);
+        ASSERT_EQ(count_events(doc, "\"process_name\"", want), 1);
+        snprintf(pid, sizeof pid, "\"pid\":%d,", r + 1);
+        snprintf(want, sizeof want, "\"args\":{\"name\":\"rank %d worker 0\"}", r);
+        ASSERT_EQ(count_events(doc, want, pid), 1);
+        if (r == 0)
+            continue;
+        /* what ran on rank r, on rank r's tracks, with the rank in its args */
+        ASSERT_EQ(count_events(doc, "{\"name\":\"where\",\"cat\":\"task\"", pid), 1);
+        snprintf(want, sizeof want, "\"run\":0,\"rank\":%d,", r);
+        ASSERT_EQ(count_events(doc, "{\"name\":\"where\",\"cat\":\"task\"", want), 1);
+        ASSERT_EQ(count_events(doc, "{\"name\":\"make_chunk\",\"cat\":\"task\"", pid), 1);
+        /* the moves, on both sides */
+        snprintf(want, sizeof want, "\"name\":\"task sent to rank %d\"", r);
+        ASSERT_EQ(count_events(doc, want, "\"pid\":1,"), 2);
+        ASSERT_EQ(count_events(doc, "\"name\":\"task received from rank 0\"", pid), 2);
+        ASSERT_EQ(count_events(doc, "\"name\":\"result sent to rank 0\"", pid), 2);
+        snprintf(want, sizeof want, "\"name\":\"result received from rank %d\"", r);
+        ASSERT_EQ(count_events(doc, want, "\"pid\":1,"), 2);
+        ASSERT_EQ(count_events(doc, "\"name\":\"data sent to rank 0\"", pid), 1);
+        snprintf(want, sizeof want, "\"name\":\"data received from rank %d\"", r);
+        ASSERT_EQ(count_events(doc, want, "\"bytes\":131072"), 1);
+    }
+    free(doc);
+}
+
 #ifdef DAGGER_TEST_SPMD_NP4
 TEST_LIST(every_rank_runs_main, bcast_and_gather_values, barrier_orders_files,
           collective_in_task_frees_the_thread, remote_spawn_between_ranks, collective_errors,
-          rank_lost_during_collective)
+          trace_holds_every_rank, rank_lost_during_collective)
 #else
 TEST_LIST(every_rank_runs_main, bcast_and_gather_values, barrier_orders_files,
           collective_in_task_frees_the_thread, remote_spawn_between_ranks, collective_errors,
-          driver_mode_refuses_collectives, one_rank_collectives, rank_lost_during_collective)
+          driver_mode_refuses_collectives, one_rank_collectives, trace_holds_every_rank,
+          rank_lost_during_collective)
 #endif

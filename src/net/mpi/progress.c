@@ -307,6 +307,7 @@ void mpi__peer_lost(struct mpi_state *st, int peer, const char *why)
     }
     mpi__remote_lost(st, peer);
     mpi__spmd_lost(st, peer);
+    mpi__rtrace_lost(st, peer);
     if (st->q_waiting > 0)
         round_answered(st);
     if (st->driver_mode && st->rank != 0 && peer == 0 && !atomic_load(&st->stopped)) {
@@ -446,6 +447,10 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
     case M_CLOSING:
         mpi__spmd_on_msg(st, type, src, &rb);
         break;
+    case M_TRACE:
+    case M_TRACE_PULL:
+        mpi__rtrace_on_msg(st, type, src, &rb);
+        break;
     default:
         fprintf(stderr,
                 "dagger: rank %d: a malformed message (type %d, %zu bytes) from rank %d "
@@ -502,6 +507,9 @@ static bool run_cmds(struct mpi_state *st)
         case C_COLL:
         case C_CLOSING:
             mpi__spmd_on_cmd(st, rev); /* frees or keeps rev */
+            break;
+        case C_TRACE:
+            mpi__rtrace_on_cmd(st, rev);
             break;
         default:
             mpi__on_cmd(st, rev); /* frees or keeps rev */
@@ -622,6 +630,7 @@ static double peer_timeout(void)
 static void state_free(struct mpi_state *st)
 {
     mpi__spmd_fini(st);
+    mpi__rtrace_fini(st);
     mpi__remote_fini(st);
     dagger__free(st->peers);
     dagger__free(st);
@@ -701,6 +710,12 @@ static int join(dagger_ctx_t *ctx)
     st->driver_mode = !(dagger__ctx_open_flags(ctx) & DAGGER_OPEN_SPMD);
     mpi__remote_init(st);
     mpi__spmd_init(st);
+    rc = mpi__rtrace_join(st); /* collective */
+    if (rc) {
+        MPI_Comm_free(&st->comm);
+        state_free(st);
+        return rc;
+    }
     /* Before the thread starts: the tasks it spawns read the rank. */
     dagger__ctx_set_ranks(ctx, st->rank, st->nranks, st, mpi__remote_submit);
     if (pthread_create(&st->thread, NULL, progress_main, st) != 0) {
@@ -765,6 +780,7 @@ static void quiesce(dagger_ctx_t *ctx)
 static void ranks_close(dagger_ctx_t *ctx)
 {
     struct mpi_state *st = dagger__ctx_ranks(ctx);
+    mpi__rtrace_close(st); /* DAGGER_TRACE: the ranks' events go to rank 0 */
     atomic_store_explicit(&st->exit, 1, memory_order_release);
     atomic_fetch_add(&st->wake, 1);
     dagger__futex_wake(&st->wake, 1);
