@@ -54,6 +54,7 @@ struct mpi_spmd {
     int lost_peer;               /* progress: -1, or the rank whose loss broke collectives */
     bool *closing;               /* progress: per rank, M_CLOSING seen (rank 0) */
     _Atomic uint32_t nclosing;   /* rank 0: ranks that closed or were lost */
+    _Atomic uint32_t rank0_lost; /* another rank: rank 0 was lost (its close then ends) */
 };
 
 static const char *op_name(uint64_t op)
@@ -317,6 +318,10 @@ void mpi__spmd_lost(struct mpi_state *st, int peer)
         return;
     if (st->rank == 0)
         mark_closing(st, peer); /* nothing to wait for from it */
+    if (peer == 0) {
+        atomic_store_explicit(&sp->rank0_lost, 1, memory_order_release);
+        dagger__futex_wake(&st->stopped, INT_MAX); /* a close waiting for rank 0's stop */
+    }
     if (sp->lost_peer < 0)
         sp->lost_peer = peer;
     struct coll_op *op = sp->head;
@@ -352,7 +357,8 @@ void mpi__spmd_quiesce(struct mpi_state *st)
         }
         /* Rank 0 stops this rank once every rank closed and no work is left; its loss ends the
          * wait as well (then no rank coordinates: the others end on their own). */
-        while (!atomic_load_explicit(&st->stopped, memory_order_acquire) && !st->peers[0].lost)
+        while (!atomic_load_explicit(&st->stopped, memory_order_acquire) &&
+               !atomic_load_explicit(&st->spmd->rank0_lost, memory_order_acquire))
             dagger__futex_wait(&st->stopped, 0, 20 * 1000 * 1000);
         return;
     }
