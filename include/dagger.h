@@ -217,7 +217,8 @@ enum { DAGGER_CTX_SERVED = 1 };
 /** Open a context: start the worker threads. `opts` may be NULL for the defaults; the
  *  environment variables DAGGER_NUM_THREADS and DAGGER_STACK_SIZE fill fields left at 0.
  *  Under an MPI launcher with several ranks (or DAGGER_MPI=1) every rank joins the job: rank 0
- *  returns 0 and runs main, the others serve and return DAGGER_CTX_SERVED (docs/mpi.md).
+ *  returns 0 and runs main, the others serve and return DAGGER_CTX_SERVED (docs/mpi.md); with
+ *  DAGGER_OPEN_SPMD every rank returns 0 and runs main.
  *  Returns: 0, DAGGER_CTX_SERVED, DAGGER_EINVAL (bad option; see dagger_last_errmsg),
  *  DAGGER_ENOMEM, DAGGER_ENOSYS / DAGGER_EPEER (the job cannot be joined; message set).
  *  Ownership: +1 on `*out`, closed by dagger_ctx_close. Thread safety: any thread;
