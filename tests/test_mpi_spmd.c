@@ -558,13 +558,29 @@ TEST(trace_holds_every_rank)
     free(doc);
 }
 
+/* Rank 0 (which coordinates the close) dies during a barrier: the others get DAGGER_EPEER
+ * naming it, and their close returns without it. */
+TEST(rank0_lost_during_collective)
+{
+    dagger_ctx_t *ctx = open_spmd(2);
+    int me = dagger_ctx_rank(ctx);
+    ASSERT_OK(dagger_barrier(ctx));
+    if (me == 0) {
+        usleep(200 * 1000);
+        kill(getpid(), SIGKILL);
+    }
+    ASSERT_ERR(dagger_barrier(ctx), DAGGER_EPEER);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "rank 0 was lost");
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 #ifdef DAGGER_TEST_SPMD_NP4
 TEST_LIST(every_rank_runs_main, bcast_and_gather_values, barrier_orders_files,
           collective_in_task_frees_the_thread, remote_spawn_between_ranks, collective_errors,
-          trace_holds_every_rank, rank_lost_during_collective)
+          trace_holds_every_rank, rank_lost_during_collective, rank0_lost_during_collective)
 #else
 TEST_LIST(every_rank_runs_main, bcast_and_gather_values, barrier_orders_files,
           collective_in_task_frees_the_thread, remote_spawn_between_ranks, collective_errors,
           driver_mode_refuses_collectives, one_rank_collectives, trace_holds_every_rank,
-          rank_lost_during_collective)
+          rank_lost_during_collective, rank0_lost_during_collective)
 #endif
