@@ -195,13 +195,19 @@ DAGGER_API DAGGER_NODISCARD long dagger_value_decode(const void *buf, size_t len
 typedef struct dagger_opts {
     int num_threads;   /* worker threads; 0 = DAGGER_NUM_THREADS or the core count */
     size_t stack_size; /* bytes per suspended-task stack; 0 = DAGGER_STACK_SIZE or 256 KiB */
-    unsigned flags;    /* reserved, 0 */
+    unsigned flags;    /* 0, or DAGGER_OPEN_SPMD */
     size_t mem_limit;  /* bytes chunks may hold in host memory before spilling to disk (out-of-core,
                         * dagger/file.h); 0 = DAGGER_MEM_LIMIT or no limit */
 } dagger_opts_t;
 
 /** Fill `o` with the defaults. Thread safety: any thread. */
 DAGGER_API void dagger_opts_init(dagger_opts_t *o);
+
+/** dagger_opts.flags: SPMD mode. Under MPI every rank's dagger_ctx_open returns 0 with a
+ *  context of its own and every rank runs main (no serving ranks); collectives
+ *  (dagger_barrier, dagger_bcast, dagger_gather) and remote spawn work between them, and
+ *  dagger_ctx_close is collective. Without MPI the context is rank 0 of 1. See docs/mpi.md. */
+enum { DAGGER_OPEN_SPMD = 1u << 0 };
 
 /** Returned by dagger_ctx_open on the ranks other than 0 of an MPI job in driver mode, once
  *  they have served tasks until the driver (rank 0) closed its context: `*out` is NULL and
@@ -211,7 +217,8 @@ enum { DAGGER_CTX_SERVED = 1 };
 /** Open a context: start the worker threads. `opts` may be NULL for the defaults; the
  *  environment variables DAGGER_NUM_THREADS and DAGGER_STACK_SIZE fill fields left at 0.
  *  Under an MPI launcher with several ranks (or DAGGER_MPI=1) every rank joins the job: rank 0
- *  returns 0 and runs main, the others serve and return DAGGER_CTX_SERVED (docs/mpi.md).
+ *  returns 0 and runs main, the others serve and return DAGGER_CTX_SERVED (docs/mpi.md); with
+ *  DAGGER_OPEN_SPMD every rank returns 0 and runs main.
  *  Returns: 0, DAGGER_CTX_SERVED, DAGGER_EINVAL (bad option; see dagger_last_errmsg),
  *  DAGGER_ENOMEM, DAGGER_ENOSYS / DAGGER_EPEER (the job cannot be joined; message set).
  *  Ownership: +1 on `*out`, closed by dagger_ctx_close. Thread safety: any thread;
@@ -246,6 +253,31 @@ DAGGER_API int dagger_blas_set_threads(int n);
  *  Thread safety: any thread. */
 DAGGER_API int dagger_ctx_rank(const dagger_ctx_t *ctx);
 DAGGER_API int dagger_ctx_nranks(const dagger_ctx_t *ctx);
+
+/* ---------------------------------------------------------------- collectives (SPMD) */
+
+/** Collectives across the ranks of a context opened with DAGGER_OPEN_SPMD. Every rank calls
+ *  the same collectives in the same order (as in MPI), one at a time per rank. Called from a
+ *  task, the task is suspended (its worker thread runs other tasks) until the collective
+ *  completes; called from another thread, the thread waits as in dagger_wait. Workers never
+ *  call MPI: the context's progress thread runs the nonblocking MPI collective. With one rank
+ *  (no MPI) each completes at once.
+ *  Returns: 0; DAGGER_EINVAL (NULL context or buffer, a root out of range, or ranks that passed
+ *  different sizes or roots: every rank fails, the message names both values);
+ *  DAGGER_ESTATE (driver mode: collectives need every rank to run main); DAGGER_EPEER (a rank
+ *  was lost before or during it, named in the message, within DAGGER_PEER_TIMEOUT);
+ *  DAGGER_ENOMEM. Thread safety: any thread; see above for ordering. */
+DAGGER_API DAGGER_NODISCARD int dagger_barrier(dagger_ctx_t *ctx);
+/** Copy `size` bytes at `buf` on rank `root` into `buf` on every rank. Every rank passes the
+ *  same `root` and `size`. Ownership: `buf` stays the caller's (dagger copies it in and out).
+ *  Returns and thread safety: as dagger_barrier. */
+DAGGER_API DAGGER_NODISCARD int dagger_bcast(dagger_ctx_t *ctx, int root, void *buf, size_t size);
+/** Gather `size` bytes at `send` from every rank into `recv` on rank `root`, rank r's bytes at
+ *  recv + r * size (`recv` holds nranks * size bytes; ignored, may be NULL, on other ranks).
+ *  Every rank passes the same `root` and `size`. Ownership: the buffers stay the caller's.
+ *  Returns and thread safety: as dagger_barrier. */
+DAGGER_API DAGGER_NODISCARD int dagger_gather(dagger_ctx_t *ctx, int root, const void *send,
+                                              size_t size, void *recv);
 
 /* ---------------------------------------------------------------- scopes */
 

@@ -28,6 +28,8 @@ add_test(NAME mpi.mismatched_binary_refused
 set_tests_properties(mpi.mismatched_binary_refused PROPERTIES LABELS mpi TIMEOUT 60
                      SKIP_RETURN_CODE 77 ENVIRONMENT "${mpi_env};DAGGER_TEST_LEVEL=${DAGGER_TEST_LEVEL}")
 
+include(${CMAKE_CURRENT_LIST_DIR}/mpi_spmd.cmake)
+
 # The ranks example on 2 ranks (it also runs alone, as example.08_ranks).
 if(DAGGER_BUILD_EXAMPLES)
   add_test(NAME example.08_ranks_mpi COMMAND ${mpi_run} 2 $<TARGET_FILE:example_08_ranks>)

@@ -85,6 +85,16 @@ dagger_fn_t dagger__task_fn(const dagger_task_t *t);
 /* ---------------------------------------------------------------- ranks
  * A backend that spans processes (src/net/mpi) registers these from a constructor; ctx.c calls
  * them. Without one, a context is rank 0 of 1. */
+/* One collective: op DAGGER__COLL_*; `size` bytes of `send` (from root, or from every rank)
+ * into `recv` (every rank, or root). */
+enum { DAGGER__COLL_BARRIER = 1, DAGGER__COLL_BCAST, DAGGER__COLL_GATHER };
+struct dagger__coll {
+    int op, root;
+    const void *send;
+    void *recv;
+    size_t size;
+    const char *fn; /* the public name, for messages */
+};
 struct dagger__ranks_ops {
     /* After the workers started: join the job (dagger__ctx_set_ranks). Returns 0,
      * DAGGER_CTX_SERVED (a driver-mode server whose driver closed: the caller closes the
@@ -95,8 +105,15 @@ struct dagger__ranks_ops {
     void (*quiesce)(dagger_ctx_t *ctx);
     /* After the drain, before the workers stop: leave the job and free the state. */
     void (*close)(dagger_ctx_t *ctx);
+    /* A collective (src/net/coll.c checked the arguments; several ranks): suspends the caller
+     * until it completes. Returns 0 or an error with the message set. */
+    int (*coll)(dagger_ctx_t *ctx, const struct dagger__coll *c);
 };
 void dagger__ranks_register(const struct dagger__ranks_ops *ops);
+/* The ranks backend built in (or registered), or NULL. */
+const struct dagger__ranks_ops *dagger__ranks_get(void);
+/* dagger_opts.flags of the context (DAGGER_OPEN_SPMD). */
+unsigned dagger__ctx_open_flags(const dagger_ctx_t *ctx);
 /* Set this context's rank, the job's size, the backend state and the remote executor. */
 void dagger__ctx_set_ranks(dagger_ctx_t *ctx, int rank, int nranks, void *state,
                            void (*submit)(void *ud, struct dagger__job *j, const dagger_proc_t *p));

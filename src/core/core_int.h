@@ -175,6 +175,7 @@ struct dagger_ctx {
     _Atomic int reaped;
     uint32_t magic; /* CTX_MAGIC while open, CTX_CLOSED after (debug builds check spawns) */
     _Atomic uint32_t rr_rank; /* round robin of long independent tasks over the ranks */
+    unsigned open_flags;      /* dagger_opts.flags (DAGGER_OPEN_SPMD) */
 };
 
 /* ctx.c: the global counts (see struct credit) */

@@ -108,6 +108,8 @@ void dagger__ctx_set_ranks(dagger_ctx_t *ctx, int rank, int nranks, void *state,
 }
 
 void *dagger__ctx_ranks(const dagger_ctx_t *ctx) { return ctx->ranks; }
+unsigned dagger__ctx_open_flags(const dagger_ctx_t *ctx) { return ctx->open_flags; }
+const struct dagger__ranks_ops *dagger__ranks_get(void) { return atomic_load(&ranks_ops); }
 
 int64_t dagger__ctx_inflight(dagger_ctx_t *ctx)
 {
@@ -129,7 +131,8 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     DAGGER_CHECK(o.num_threads >= 0 && o.num_threads <= DAGGER__MAX_THREADS, DAGGER_EINVAL,
                  "dagger_ctx_open: num_threads %d is out of range 0..%d", o.num_threads,
                  DAGGER__MAX_THREADS);
-    DAGGER_CHECK(o.flags == 0, DAGGER_EINVAL, "dagger_ctx_open: unknown flags 0x%x", o.flags);
+    DAGGER_CHECK((o.flags & ~(unsigned)DAGGER_OPEN_SPMD) == 0, DAGGER_EINVAL,
+                 "dagger_ctx_open: unknown flags 0x%x", o.flags & ~(unsigned)DAGGER_OPEN_SPMD);
     long v;
     if (o.num_threads == 0) {
         int rc = env_long("DAGGER_NUM_THREADS", 1, DAGGER__MAX_THREADS, &v);
@@ -209,6 +212,7 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
         return rc;
     }
     ctx->nranks = 1;
+    ctx->open_flags = o.flags;
     dagger__trace_ctx_open(ctx, o.num_threads);
     const struct dagger__ranks_ops *ro = atomic_load(&ranks_ops);
     rc = ro ? ro->open(ctx) : 0;

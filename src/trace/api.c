@@ -46,6 +46,24 @@ static struct {
     void *ctx;
     int nthreads;
 } g_known[MAX_CTX]; /* guarded by g_lock: contexts open and their thread counts */
+/* guarded by g_lock: the other ranks' traces of g_env_ctx (rank 0 of an MPI job), by rank */
+static struct dtr_snap **g_ranks;
+static int64_t *g_rank_off;
+static int g_nranks;
+
+static void ranks_free(void)
+{
+    for (int r = 0; r < g_nranks; r++)
+        if (g_ranks[r]) {
+            dagger__trace_snap_free(g_ranks[r]);
+            free(g_ranks[r]);
+        }
+    free(g_ranks);
+    free(g_rank_off);
+    g_ranks = NULL;
+    g_rank_off = NULL;
+    g_nranks = 0;
+}
 
 /* DAGGER_TRACE_LIMIT, checked at open by dagger__trace_env_check; 0 when unset. */
 static uint64_t parse_limit(const char *s)
@@ -444,6 +462,19 @@ void dagger__trace_ctx_close(struct dagger_ctx *ctx)
     }
     struct dtr_snap s;
     int rc = path ? snap_locked(ctx, &s) : 0;
+    if (path && !rc && g_nranks > 0) { /* rank 0 of a job: one trace of every rank */
+        struct dtr_snap merged;
+        g_ranks[0] = &s;
+        rc = dagger__trace_snap_merge(&merged, g_ranks, g_rank_off, g_nranks);
+        g_ranks[0] = NULL;
+        dagger__trace_snap_free(&s);
+        if (!rc)
+            s = merged;
+        else
+            rc = ERRMSG(rc, "out of memory merging the ranks' traces");
+    }
+    if (path)
+        ranks_free();
     if (g_ctx == (void *)ctx) {
         g_ctx = NULL;
         g_rec_gen = 0;
@@ -468,4 +499,106 @@ void dagger__trace_ctx_close(struct dagger_ctx *ctx)
         free(path);
     }
     dagger__trace_buf_trim();
+}
+
+/* ---------------------------------------------------------------- one trace for every rank */
+
+int dagger__trace_rank_on(struct dagger_ctx *ctx)
+{
+    pthread_mutex_lock(&g_lock);
+    int on = g_env_ctx == (void *)ctx && g_env_path != NULL;
+    pthread_mutex_unlock(&g_lock);
+    return on;
+}
+
+int dagger__trace_rank_take(struct dagger_ctx *ctx, void **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    pthread_mutex_lock(&g_lock);
+    if (g_env_ctx != (void *)ctx || !g_env_path) {
+        pthread_mutex_unlock(&g_lock);
+        return DAGGER_ESTATE;
+    }
+    if (g_ctx == (void *)ctx)
+        stop_locked();
+    struct dtr_snap s;
+    int rc = snap_locked(ctx, &s);
+    /* Its events go to rank 0's file: this rank writes none. */
+    free(g_env_path);
+    g_env_path = NULL;
+    g_env_ctx = NULL;
+    pthread_mutex_unlock(&g_lock);
+    if (rc)
+        return rc;
+    char *p = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&p, &n);
+    if (!f) {
+        dagger__trace_snap_free(&s);
+        return DAGGER_ENOMEM;
+    }
+    rc = dagger__trace_snap_save(&s, f);
+    if (fclose(f) != 0 && !rc)
+        rc = DAGGER_ENOMEM;
+    dagger__trace_snap_free(&s);
+    if (rc) {
+        free(p);
+        return DAGGER_ENOMEM;
+    }
+    *buf = p;
+    *len = n;
+    return 0;
+}
+
+int dagger__trace_rank_add(struct dagger_ctx *ctx, int rank, int nranks, const void *buf,
+                           size_t len, int64_t offset_ns)
+{
+    if (rank <= 0 || rank >= nranks)
+        return ERRMSG(DAGGER_EINVAL, "the trace of rank %d: out of range 1..%d", rank, nranks - 1);
+    FILE *f = fmemopen((void *)(uintptr_t)buf, len, "rb");
+    if (!f)
+        return DAGGER_ENOMEM;
+    struct dtr_snap *s = calloc(1, sizeof *s);
+    int rc = s ? dagger__trace_snap_load(s, f) : DAGGER_ENOMEM;
+    fclose(f);
+    if (rc) {
+        free(s);
+        return rc == DAGGER_ENOMEM ? rc
+                                   : ERRMSG(rc, "the trace of rank %d does not load: %s", rank,
+                                            dagger__trace_load_why());
+    }
+    pthread_mutex_lock(&g_lock);
+    if (g_env_ctx != (void *)ctx || !g_env_path) {
+        pthread_mutex_unlock(&g_lock);
+        dagger__trace_snap_free(s);
+        free(s);
+        return ERRMSG(DAGGER_ESTATE, "the trace of rank %d: this context writes no trace", rank);
+    }
+    if (!g_ranks) {
+        g_ranks = calloc((size_t)nranks, sizeof *g_ranks);
+        g_rank_off = calloc((size_t)nranks, sizeof *g_rank_off);
+        if (!g_ranks || !g_rank_off) {
+            free(g_ranks);
+            free(g_rank_off);
+            g_ranks = NULL;
+            g_rank_off = NULL;
+            pthread_mutex_unlock(&g_lock);
+            dagger__trace_snap_free(s);
+            free(s);
+            return DAGGER_ENOMEM;
+        }
+        g_nranks = nranks;
+    }
+    if (rank < g_nranks && !g_ranks[rank]) {
+        g_ranks[rank] = s;
+        g_rank_off[rank] = offset_ns;
+        s = NULL;
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (s) {
+        dagger__trace_snap_free(s);
+        free(s);
+    }
+    return 0;
 }

@@ -516,6 +516,10 @@ void dagger__trace_device(int track, int op, uint64_t id, uint64_t bytes)
 {
     emit(DTR_DEVICE, -1, id, bytes, (int32_t)(track << 8 | (op & 0xff)));
 }
+void dagger__trace_rank(int op, int peer, uint64_t id, uint64_t bytes)
+{
+    emit(DTR_RANK, -1, id, bytes, (int32_t)((peer & 0xffff) | op << 16));
+}
 void dagger__trace_park(int thread) { emit(DTR_PARK, thread, 0, 0, 0); }
 void dagger__trace_wake(int thread) { emit(DTR_WAKE, thread, 0, 0, 0); }
 void dagger__trace_idle(void)
@@ -870,5 +874,7 @@ void dagger__trace_snap_free(struct dtr_snap *s)
     free(s->str);
     free(s->ev);
     free(s->topo);
+    free(s->lane_rank);
+    free(s->lane_thread);
     memset(s, 0, sizeof *s);
 }

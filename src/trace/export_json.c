@@ -30,6 +30,45 @@ static int delta_cmp(const void *a, const void *b)
 
 static int tid_of(int thread) { return thread >= 0 ? thread + 1 : 0; }
 
+/* The process and track of a thread: pid 1 for one process; pid rank + 1 in a trace of several
+ * ranks, whose lanes (merge.c) name the rank and its thread. */
+static void put_track(FILE *f, const struct dtr_model *m, int thread)
+{
+    const struct dtr_snap *s = m->snap;
+    if (s && s->nranks > 0 && thread >= 0 && thread < s->nthreads)
+        fprintf(f, ",\"pid\":%d,\"tid\":%d", s->lane_rank[thread] + 1,
+                tid_of(s->lane_thread[thread]));
+    else
+        fprintf(f, ",\"pid\":1,\"tid\":%d", tid_of(thread));
+}
+
+/* The ranks' processes and tracks (a trace of several ranks). */
+static void put_rank_tracks(FILE *f, const struct dtr_model *m)
+{
+    const struct dtr_snap *s = m->snap;
+    for (int r = 0; r < s->nranks; r++)
+        fprintf(f,
+                "%s{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,"
+                "\"args\":{\"name\":\"rank %d\"}},\n{\"name\":\"process_sort_index\",\"ph\":"
+                "\"M\",\"pid\":%d,\"tid\":0,\"args\":{\"sort_index\":%d}}",
+                r ? ",\n" : "", r + 1, r, r + 1, r);
+    for (int k = 0; k < s->nthreads; k++) {
+        int t = s->lane_thread[k];
+        fputs(",\n{\"name\":\"thread_name\",\"ph\":\"M\"", f);
+        put_track(f, m, k);
+        if (t >= 0)
+            fprintf(f, ",\"args\":{\"name\":\"rank %d worker %d\"}}", s->lane_rank[k], t);
+        else
+            fprintf(f, ",\"args\":{\"name\":\"rank %d external\"}}", s->lane_rank[k]);
+    }
+}
+
+/* A task id as the rank that made it knows it. */
+static unsigned long long local_id(const struct dtr_model *m, uint64_t id)
+{
+    return m->snap && m->snap->nranks > 0 ? id & ((1ull << DTR_RANK_SHIFT) - 1) : id;
+}
+
 static void put_ts(FILE *f, const char *key, int64_t ns)
 {
     if (ns < 0)
@@ -56,10 +95,14 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
     }
 
     fputs("{\"displayTimeUnit\":\"ns\",\"traceEvents\":[\n", f);
-    fputs("{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,"
-          "\"args\":{\"name\":\"dagger\"}}",
-          f);
-    for (int k = -1; k < m->nthreads; k++) {
+    bool ranks = m->snap && m->snap->nranks > 0;
+    if (ranks)
+        put_rank_tracks(f, m);
+    else
+        fputs("{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":1,\"tid\":0,"
+              "\"args\":{\"name\":\"dagger\"}}",
+              f);
+    for (int k = -1; k < m->nthreads && !ranks; k++) {
         if (k < 0 && !m->has_external)
             continue;
         if (k >= 0)
@@ -81,14 +124,18 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
         const struct dtr_task *t = &m->tasks[r->task];
         fputs(",\n{\"name\":\"", f);
         dagger__trace_put_json(f, dagger__trace_task_name(m, t));
-        fprintf(f, "\",\"cat\":\"task\",\"ph\":\"X\",\"pid\":1,\"tid\":%d", tid_of(r->thread));
+        fputs("\",\"cat\":\"task\",\"ph\":\"X\"", f);
+        put_track(f, m, r->thread);
         put_ts(f, "ts", r->t0);
         put_ts(f, "dur", r->t1 - r->t0);
         int failed = (t->state & DTR_ST_FINISHED) && t->rc != 0;
         if (failed)
             fputs(",\"cname\":\"terrible\"", f);
-        fprintf(f, ",\"args\":{\"id\":%llu,\"thread\":%d,\"run\":%lld", (unsigned long long)t->id,
-                r->thread, (long long)(i - (size_t)first[r->task]));
+        fprintf(f, ",\"args\":{\"id\":%llu,\"thread\":%d,\"run\":%lld", local_id(m, t->id),
+                ranks ? m->snap->lane_thread[r->thread] : r->thread,
+                (long long)(i - (size_t)first[r->task]));
+        if (ranks)
+            fprintf(f, ",\"rank\":%d", m->snap->lane_rank[r->thread]);
         if (t->state & DTR_ST_FINISHED)
             fprintf(f, ",\"rc\":%d,\"status\":\"%s\"", t->rc, dagger__trace_err_name(t->rc));
         if (t->err != DTR_NOSTR) {
@@ -101,8 +148,8 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
 
     for (size_t i = 0; i < m->nparks; i++) {
         const struct dtr_span *p = &m->parks[i];
-        fprintf(f, ",\n{\"name\":\"parked\",\"cat\":\"idle\",\"ph\":\"X\",\"pid\":1,\"tid\":%d",
-                tid_of(p->thread));
+        fputs(",\n{\"name\":\"parked\",\"cat\":\"idle\",\"ph\":\"X\"", f);
+        put_track(f, m, p->thread);
         put_ts(f, "ts", p->t0);
         put_ts(f, "dur", p->t1 - p->t0);
         fputs(",\"cname\":\"grey\"}", f);
@@ -110,10 +157,8 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
 
     for (size_t i = 0; i < m->nsteals; i++) {
         const struct dtr_ev *e = m->steals[i];
-        fprintf(f,
-                ",\n{\"name\":\"steal\",\"cat\":\"steal\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1,"
-                "\"tid\":%d",
-                tid_of(e->thread));
+        fputs(",\n{\"name\":\"steal\",\"cat\":\"steal\",\"ph\":\"i\",\"s\":\"t\"", f);
+        put_track(f, m, e->thread);
         put_ts(f, "ts", e->ts - m->snap->t0);
         fprintf(f, ",\"args\":{\"task\":%llu,\"victim\":%d}}", (unsigned long long)e->id, e->aux);
     }
@@ -122,10 +167,8 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
     for (size_t i = 0; i < m->nmoves; i++) {
         const struct dtr_ev *e = m->moves[i];
         int from = e->aux & 0xff, to = (e->aux >> 8) & 0xff;
-        fprintf(f,
-                ",\n{\"name\":\"move\",\"cat\":\"data\",\"ph\":\"i\",\"s\":\"t\",\"pid\":1,"
-                "\"tid\":%d",
-                tid_of(e->thread));
+        fputs(",\n{\"name\":\"move\",\"cat\":\"data\",\"ph\":\"i\",\"s\":\"t\"", f);
+        put_track(f, m, e->thread);
         put_ts(f, "ts", e->ts - m->snap->t0);
         fprintf(f, ",\"args\":{\"chunk\":%llu,\"bytes\":%llu,\"from\":\"%s\",\"to\":\"%s\"}}",
                 (unsigned long long)e->id, (unsigned long long)e->arg,
@@ -136,19 +179,39 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
         const struct dtr_ev *e = &m->snap->ev[i];
         if (e->kind != DTR_BLOCK)
             continue;
-        fprintf(f,
-                ",\n{\"name\":\"blocked\",\"cat\":\"block\",\"ph\":\"i\",\"s\":\"t\","
-                "\"pid\":1,\"tid\":%d",
-                tid_of(e->thread));
+        fputs(",\n{\"name\":\"blocked\",\"cat\":\"block\",\"ph\":\"i\",\"s\":\"t\"", f);
+        put_track(f, m, e->thread);
         put_ts(f, "ts", e->ts - m->snap->t0);
-        fprintf(f, ",\"args\":{\"task\":%llu,\"on\":%llu}}", (unsigned long long)e->id,
-                (unsigned long long)e->arg);
+        fprintf(f, ",\"args\":{\"task\":%llu,\"on\":%llu}}", local_id(m, e->id),
+                local_id(m, e->arg));
+    }
+
+    /* Moves between ranks: instants on the track of the thread that logged them (the MPI
+     * progress thread: the rank's external track). */
+    static const char *const rank_ops[] = {"task sent",       "task received", "result sent",
+                                           "result received", "data sent",     "data received"};
+    for (size_t i = 0; i < m->snap->nev; i++) {
+        const struct dtr_ev *e = &m->snap->ev[i];
+        if (e->kind != DTR_RANK)
+            continue;
+        int op = e->aux >> 16, peer = e->aux & 0xffff;
+        bool out = op % 2 == 0;
+        fprintf(f, ",\n{\"name\":\"%s %s rank %d\",\"cat\":\"rank\",\"ph\":\"i\",\"s\":\"t\"",
+                op >= 0 && op < 6 ? rank_ops[op] : "move", out ? "to" : "from", peer);
+        put_track(f, m, e->thread);
+        put_ts(f, "ts", e->ts - m->snap->t0);
+        fprintf(f, ",\"args\":{\"%s\":%llu,\"peer\":%d,\"bytes\":%llu",
+                op >= 4 ? "payload" : "task", local_id(m, e->id), peer, (unsigned long long)e->arg);
+        if (ranks && e->thread >= 0 && e->thread < m->snap->nthreads)
+            fprintf(f, ",\"rank\":%d", m->snap->lane_rank[e->thread]);
+        fputs("}}", f);
     }
 
     /* Device streams (process 2): one track per stream, named when first used. */
     static const char *const ops[] = {"h2d", "d2h", "d2d", "evict", "writeback"};
     static const char *const streams[] = {"copy-in", "copy-out"};
-    uint64_t seen[8] = {0}; /* 512 tracks: 64 devices x 8 streams */
+    uint64_t seen[8] = {0};                     /* 512 tracks: 64 devices x 8 streams */
+    int dpid = ranks ? m->snap->nranks + 1 : 2; /* after the ranks' processes */
     int named = 0;
     for (size_t i = 0; i < m->snap->nev; i++) {
         const struct dtr_ev *e = &m->snap->ev[i];
@@ -158,12 +221,13 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
         if (track < 0 || track >= 512)
             continue;
         if (!named++)
-            fputs(",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":2,\"tid\":0,"
-                  "\"args\":{\"name\":\"devices\"}}",
-                  f);
+            fprintf(f,
+                    ",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":0,"
+                    "\"args\":{\"name\":\"devices\"}}",
+                    dpid);
         if (!(seen[track / 64] >> (track % 64) & 1)) {
             seen[track / 64] |= 1ull << (track % 64);
-            fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":2,\"tid\":%d,",
+            fprintf(f, ",\n{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,", dpid,
                     track + 1);
             if (track % 8 < 2)
                 fprintf(f, "\"args\":{\"name\":\"device(%d) %s\"}}", track / 8, streams[track % 8]);
@@ -173,18 +237,18 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
         }
         if (op == DAGGER__TRACE_DEV_TASK_BEGIN || op == DAGGER__TRACE_DEV_TASK_END) {
             fprintf(f,
-                    ",\n{\"name\":\"task %llu\",\"cat\":\"device\",\"ph\":\"%s\",\"pid\":2,"
+                    ",\n{\"name\":\"task %llu\",\"cat\":\"device\",\"ph\":\"%s\",\"pid\":%d,"
                     "\"tid\":%d",
-                    (unsigned long long)e->id, op == DAGGER__TRACE_DEV_TASK_BEGIN ? "B" : "E",
+                    (unsigned long long)e->id, op == DAGGER__TRACE_DEV_TASK_BEGIN ? "B" : "E", dpid,
                     track + 1);
             put_ts(f, "ts", e->ts - m->snap->t0);
             fputc('}', f);
             continue;
         }
         fprintf(f,
-                ",\n{\"name\":\"%s\",\"cat\":\"copy\",\"ph\":\"i\",\"s\":\"t\",\"pid\":2,"
+                ",\n{\"name\":\"%s\",\"cat\":\"copy\",\"ph\":\"i\",\"s\":\"t\",\"pid\":%d,"
                 "\"tid\":%d",
-                op < 5 ? ops[op] : "device", track + 1);
+                op < 5 ? ops[op] : "device", dpid, track + 1);
         put_ts(f, "ts", e->ts - m->snap->t0);
         fprintf(f, ",\"args\":{\"chunk\":%llu,\"bytes\":%llu}}", (unsigned long long)e->id,
                 (unsigned long long)e->arg);
@@ -233,17 +297,15 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
         const struct dtr_run *a = &m->runs[lastr[ed->from]], *b = &m->runs[first[ed->to]];
         int64_t sts = a->t1 - a->t0 >= 2 ? a->t1 - 1 : a->t0;
         flows++;
-        fprintf(f,
-                ",\n{\"name\":\"dep\",\"cat\":\"dep\",\"ph\":\"s\",\"id\":%llu,\"pid\":1,"
-                "\"tid\":%d",
-                (unsigned long long)flows, tid_of(a->thread));
+        fprintf(f, ",\n{\"name\":\"dep\",\"cat\":\"dep\",\"ph\":\"s\",\"id\":%llu",
+                (unsigned long long)flows);
+        put_track(f, m, a->thread);
         put_ts(f, "ts", sts);
         fprintf(f, ",\"args\":{\"from\":%llu,\"to\":%llu}}",
                 (unsigned long long)m->tasks[ed->from].id, (unsigned long long)m->tasks[ed->to].id);
-        fprintf(f,
-                ",\n{\"name\":\"dep\",\"cat\":\"dep\",\"ph\":\"f\",\"bp\":\"e\",\"id\":%llu,"
-                "\"pid\":1,\"tid\":%d",
-                (unsigned long long)flows, tid_of(b->thread));
+        fprintf(f, ",\n{\"name\":\"dep\",\"cat\":\"dep\",\"ph\":\"f\",\"bp\":\"e\",\"id\":%llu",
+                (unsigned long long)flows);
+        put_track(f, m, b->thread);
         put_ts(f, "ts", b->t0);
         fprintf(f, ",\"args\":{\"from\":%llu,\"to\":%llu}}",
                 (unsigned long long)m->tasks[ed->from].id, (unsigned long long)m->tasks[ed->to].id);
@@ -254,12 +316,12 @@ int dagger__trace_export_json(const struct dtr_model *m, FILE *f)
             "\n],\"otherData\":{\"producer\":\"dagger\",\"threads\":%d,\"tasks\":%llu,"
             "\"runs\":%llu,\"edges\":%llu,\"flows\":%llu,\"failed\":%llu,\"cancelled\":%llu,"
             "\"dropped_events\":%llu,\"wall_ns\":%lld,\"busy_ns\":%lld,"
-            "\"critical_path_ns\":%lld",
+            "\"critical_path_ns\":%lld,\"ranks\":%d",
             m->nthreads, (unsigned long long)st->tasks, (unsigned long long)st->runs,
             (unsigned long long)st->edges, (unsigned long long)flows,
             (unsigned long long)st->failed, (unsigned long long)st->cancelled,
             (unsigned long long)st->dropped, (long long)m->wall, (long long)m->busy,
-            (long long)m->cp_len);
+            (long long)m->cp_len, ranks ? m->snap->nranks : 1);
     if (m->snap && m->snap->topo) {
         fputs(",\"topology\":\"", f);
         dagger__trace_put_json(f, m->snap->topo);

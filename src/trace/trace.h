@@ -10,6 +10,7 @@
 #define DAGGER_SRC_TRACE_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct dagger_ctx;
@@ -77,5 +78,30 @@ enum {
     DAGGER__TRACE_DEV_TASK_END,
 };
 void dagger__trace_device(int track, int op, uint64_t id, uint64_t bytes);
+
+/* Moves between ranks (src/net/mpi), logged by the progress thread: `id` is the local task (or
+ * the payload's export id for data), `peer` the other rank, `bytes` what went on the wire. */
+enum {
+    DAGGER__TRACE_RANK_TASK_SENT = 0,
+    DAGGER__TRACE_RANK_TASK_RECEIVED,
+    DAGGER__TRACE_RANK_RESULT_SENT,
+    DAGGER__TRACE_RANK_RESULT_RECEIVED,
+    DAGGER__TRACE_RANK_DATA_SENT, /* a pulled payload (chunk, string, blob) */
+    DAGGER__TRACE_RANK_DATA_RECEIVED,
+};
+void dagger__trace_rank(int op, int peer, uint64_t id, uint64_t bytes);
+
+/* One trace for every rank (DAGGER_TRACE under MPI; src/net/mpi/trace.c):
+ * - whether `ctx` writes the DAGGER_TRACE file at close (so the ranks' events are wanted);
+ * - on a rank other than 0, at close: stop recording and hand over the trace as .dtrace bytes
+ *   (*buf malloc'ed, the caller frees it); the file is then not written on this rank.
+ *   Returns 0, DAGGER_ESTATE (not traced) or DAGGER_ENOMEM;
+ * - on rank 0: keep rank `rank`'s trace (bytes from dagger__trace_rank_take, its clock
+ *   `offset_ns` ahead of this one's), merged into the file at close. Returns 0, DAGGER_EINVAL
+ *   (bytes that do not load; message set) or DAGGER_ENOMEM. */
+int dagger__trace_rank_on(struct dagger_ctx *ctx);
+int dagger__trace_rank_take(struct dagger_ctx *ctx, void **buf, size_t *len);
+int dagger__trace_rank_add(struct dagger_ctx *ctx, int rank, int nranks, const void *buf,
+                           size_t len, int64_t offset_ns);
 
 #endif /* DAGGER_SRC_TRACE_H */

@@ -34,6 +34,7 @@ enum dtr_kind {
     DTR_WAKE,      /* thread */
     DTR_MOVE,      /* id = chunk, arg = bytes, aux = from space kind | to space kind << 8 */
     DTR_DEVICE,    /* id = chunk or task, arg = bytes, aux = track << 8 | op (trace.h) */
+    DTR_RANK,      /* id = task or payload, arg = bytes, aux = peer rank | op << 16 (trace.h) */
     DTR_KIND_END_
 };
 
@@ -63,6 +64,11 @@ struct dtr_snap {
     int64_t t1;   /* end of recording */
     uint64_t dropped;
     char *topo; /* owned, may be NULL: workers, binding, machine (not kept in .dtrace files) */
+    /* A trace of several ranks (merge.c; not kept in .dtrace files): lane k of `thread` is
+     * thread lane_thread[k] (-1: outside the pool) of rank lane_rank[k]; task ids of rank r > 0
+     * carry r in their top 16 bits. nranks 0: one process, `thread` as in trace.h. */
+    int nranks;
+    int *lane_rank, *lane_thread; /* owned */
 };
 
 void dagger__trace_snap_free(struct dtr_snap *s);
@@ -77,6 +83,11 @@ const char *dagger__trace_load_why(void);
 #define DTR_TS_MAX ((int64_t)1 << 62)
 /* Sort events by (ts, kind). */
 void dagger__trace_snap_sort(struct dtr_snap *s);
+/* Merge the snapshots of ranks 0..n-1 (a NULL one is left out) into `out`, shifting rank r's
+ * times by offset_ns[r] (its clock to rank 0's). Consumes nothing. Returns 0 or ENOMEM. */
+int dagger__trace_snap_merge(struct dtr_snap *out, struct dtr_snap *const *ranks,
+                             const int64_t *offset_ns, int n);
+#define DTR_RANK_SHIFT 48
 
 /* Buffers (buffer.c): begin a recording of at most `max_events` (returns its generation),
  * count its dropped events, copy its events into a snapshot, free buffers of exited threads. */

@@ -26,8 +26,20 @@
 #define MPI__MAX_RANKS 4096
 
 enum { TAG_CTRL = 7, TAG_DATA0 = 100, TAG_DATA_SPAN = 20000 };
-enum { M_TASK = 1, M_RESULT, M_CANCEL, M_PULL, M_QUERY, M_REPLY, M_STOP, M_BEAT };
-enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP };
+enum {
+    M_TASK = 1,
+    M_RESULT,
+    M_CANCEL,
+    M_PULL,
+    M_QUERY,
+    M_REPLY,
+    M_STOP,
+    M_BEAT,
+    M_CLOSING,
+    M_TRACE,
+    M_TRACE_PULL
+};
+enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP, C_COLL, C_CLOSING, C_TRACE };
 
 struct mpi_cmd {
     struct mpi_cmd *next;
@@ -92,6 +104,8 @@ struct mpi_state {
     int q_waiting;
     bool q_idle;
     char stop_why[160];
+    struct mpi_spmd *spmd;     /* spmd.c: collectives and the SPMD close */
+    struct mpi_rtrace *rtrace; /* trace.c: one trace for every rank */
 };
 
 /* progress.c */
@@ -118,5 +132,32 @@ void mpi__on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
 void mpi__remote_lost(struct mpi_state *st, int peer);
 /* Work this rank still owes or awaits (served results unsent, imports, pending tasks). */
 bool mpi__remote_busy(const struct mpi_state *st);
+
+/* spmd.c: SPMD mode (every rank runs main): collectives, and the close every rank joins. */
+void mpi__spmd_init(struct mpi_state *st);
+void mpi__spmd_fini(struct mpi_state *st);
+int mpi__spmd_coll(dagger_ctx_t *ctx, const struct dagger__coll *c); /* dagger__ranks_ops.coll */
+void mpi__spmd_on_cmd(struct mpi_state *st, struct mpi_cmd *c);      /* C_COLL, C_CLOSING */
+void mpi__spmd_on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb); /* M_CLOSING */
+/* Progress: advance the collective in flight. Returns whether anything happened. */
+bool mpi__spmd_poll(struct mpi_state *st);
+/* Whether a collective is in flight (the progress thread then polls instead of sleeping). */
+bool mpi__spmd_busy(const struct mpi_state *st);
+/* Progress: fail the collectives queued or in flight (a rank was lost). */
+void mpi__spmd_lost(struct mpi_state *st, int peer);
+/* dagger_ctx_close in SPMD mode: rank 0 waits until every other rank closes (or is lost);
+ * another rank tells rank 0 and waits for its stop (or its loss). */
+void mpi__spmd_quiesce(struct mpi_state *st);
+
+/* trace.c: with DAGGER_TRACE, every rank's events go to rank 0, which writes one trace.
+ * join: collective (after the hello): which ranks trace, and their clock offsets. Returns 0 or
+ * DAGGER_ENOMEM. close: before the progress thread stops, rank 0 waits for the other ranks'
+ * traces and the others send theirs (both bounded by the loss of the peer). */
+int mpi__rtrace_join(struct mpi_state *st);
+void mpi__rtrace_close(struct mpi_state *st);
+void mpi__rtrace_fini(struct mpi_state *st);
+void mpi__rtrace_on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
+void mpi__rtrace_on_cmd(struct mpi_state *st, struct mpi_cmd *c); /* C_TRACE */
+void mpi__rtrace_lost(struct mpi_state *st, int peer);
 
 #endif /* DAGGER_SRC_NET_MPI_INT_H */

@@ -5,7 +5,8 @@
  * needed (asking for MPI_THREAD_MULTIPLE; a user's SERIALIZED is accepted), the communicator is
  * duplicated, and every rank's program build id, pid and host are gathered; a rank running
  * another program is refused, naming it. Then a progress thread starts; rank 0 returns to main
- * and the other ranks serve inside dagger_ctx_open until the driver closes. The progress thread
+ * and the other ranks serve inside dagger_ctx_open until the driver closes (in SPMD mode every
+ * rank returns, and close waits for every rank first: spmd.c). The progress thread
  * only makes nonblocking MPI calls, handles commands that other threads post, and backs off
  * when idle (polls 200 us after the last activity, then sleeps up to 1 ms; a posted command
  * wakes it). A rank is lost when nothing came from it for DAGGER_PEER_TIMEOUT seconds (every
@@ -305,6 +306,8 @@ void mpi__peer_lost(struct mpi_state *st, int peer, const char *why)
         import_end(st, im, DAGGER_EPEER, msg);
     }
     mpi__remote_lost(st, peer);
+    mpi__spmd_lost(st, peer);
+    mpi__rtrace_lost(st, peer);
     if (st->q_waiting > 0)
         round_answered(st);
     if (st->driver_mode && st->rank != 0 && peer == 0 && !atomic_load(&st->stopped)) {
@@ -441,6 +444,13 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
     case M_PULL:
         mpi__on_msg(st, type, src, &rb);
         break;
+    case M_CLOSING:
+        mpi__spmd_on_msg(st, type, src, &rb);
+        break;
+    case M_TRACE:
+    case M_TRACE_PULL:
+        mpi__rtrace_on_msg(st, type, src, &rb);
+        break;
     default:
         fprintf(stderr,
                 "dagger: rank %d: a malformed message (type %d, %zu bytes) from rank %d "
@@ -494,6 +504,13 @@ static bool run_cmds(struct mpi_state *st)
             stop_all(st);
             dagger__free(rev);
             break;
+        case C_COLL:
+        case C_CLOSING:
+            mpi__spmd_on_cmd(st, rev); /* frees or keeps rev */
+            break;
+        case C_TRACE:
+            mpi__rtrace_on_cmd(st, rev);
+            break;
         default:
             mpi__on_cmd(st, rev); /* frees or keeps rev */
             rev = NULL;
@@ -515,6 +532,7 @@ static void *progress_main(void *arg)
         did |= poll_messages(st);
         did |= test_sends(st);
         did |= test_imports(st);
+        did |= mpi__spmd_poll(st);
         int64_t now = (int64_t)dagger__now_ns();
         if (now >= next_check) {
             check_peers(st, now);
@@ -543,7 +561,8 @@ static void *progress_main(void *arg)
             continue;
         }
         idle++;
-        long ns = 1000L << (idle < 10 ? idle : 10);
+        int cap = mpi__spmd_busy(st) ? 6 : 10; /* a collective progresses only inside MPI */
+        long ns = 1000L << (idle < cap ? idle : cap);
         uint32_t w = atomic_load_explicit(&st->wake, memory_order_acquire);
         atomic_store_explicit(&st->sleeping, 1, memory_order_relaxed);
         dagger__fence_seq_cst();
@@ -610,6 +629,8 @@ static double peer_timeout(void)
 
 static void state_free(struct mpi_state *st)
 {
+    mpi__spmd_fini(st);
+    mpi__rtrace_fini(st);
     mpi__remote_fini(st);
     dagger__free(st->peers);
     dagger__free(st);
@@ -686,8 +707,15 @@ static int join(dagger_ctx_t *ctx)
     double t = peer_timeout();
     st->timeout_ns = (int64_t)(t * 1e9);
     st->period_ns = st->timeout_ns / 4 < 1000000000LL ? st->timeout_ns / 4 : 1000000000LL;
-    st->driver_mode = true;
+    st->driver_mode = !(dagger__ctx_open_flags(ctx) & DAGGER_OPEN_SPMD);
     mpi__remote_init(st);
+    mpi__spmd_init(st);
+    rc = mpi__rtrace_join(st); /* collective */
+    if (rc) {
+        MPI_Comm_free(&st->comm);
+        state_free(st);
+        return rc;
+    }
     /* Before the thread starts: the tasks it spawns read the rank. */
     dagger__ctx_set_ranks(ctx, st->rank, st->nranks, st, mpi__remote_submit);
     if (pthread_create(&st->thread, NULL, progress_main, st) != 0) {
@@ -711,7 +739,9 @@ static int join(dagger_ctx_t *ctx)
 static void quiesce(dagger_ctx_t *ctx)
 {
     struct mpi_state *st = dagger__ctx_ranks(ctx);
-    if (!st->driver_mode || st->rank != 0 || atomic_load(&st->stopped))
+    if (!st->driver_mode) /* SPMD: every rank closes; rank 0 then ends the job as a driver */
+        mpi__spmd_quiesce(st);
+    if (st->rank != 0 || atomic_load(&st->stopped))
         return;
     uint64_t prev_s = UINT64_MAX, prev_r = UINT64_MAX;
     long nap = 200 * 1000;
@@ -750,6 +780,7 @@ static void quiesce(dagger_ctx_t *ctx)
 static void ranks_close(dagger_ctx_t *ctx)
 {
     struct mpi_state *st = dagger__ctx_ranks(ctx);
+    mpi__rtrace_close(st); /* DAGGER_TRACE: the ranks' events go to rank 0 */
     atomic_store_explicit(&st->exit, 1, memory_order_release);
     atomic_fetch_add(&st->wake, 1);
     dagger__futex_wake(&st->wake, 1);
@@ -758,7 +789,7 @@ static void ranks_close(dagger_ctx_t *ctx)
     state_free(st);
 }
 
-const struct dagger__ranks_ops dagger__mpi_ranks_ops = {join, quiesce, ranks_close};
+const struct dagger__ranks_ops dagger__mpi_ranks_ops = {join, quiesce, ranks_close, mpi__spmd_coll};
 
 int dagger_ctx_open_mpi(dagger_ctx_t **out, const dagger_opts_t *opts, MPI_Comm comm)
 {

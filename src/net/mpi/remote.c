@@ -20,6 +20,7 @@
 #include "common/common.h"
 #include "net/mpi/mpi_int.h"
 #include "net/net.h"
+#include "trace/trace.h"
 
 #define NBUCKETS 256
 
@@ -267,6 +268,9 @@ static void inbound_step(struct mpi_state *st, struct inbound *in);
 static void slot_pulled(struct mpi_state *st, struct import *im, int rc, const char *why)
 {
     struct inbound *in = im->ud;
+    if (!rc)
+        DAGGER__TRACE(
+            dagger__trace_rank(DAGGER__TRACE_RANK_DATA_RECEIVED, im->peer, in->pid, im->size));
     if (rc && !in->rc) {
         in->rc = rc;
         snprintf(in->why, sizeof in->why, "%s", why);
@@ -405,6 +409,7 @@ static void send_result(struct mpi_state *st, int origin, uint64_t pid, dagger_t
         wb_bytes(&b, val.p, val.len);
         dagger__free(val.p);
     }
+    DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_RESULT_SENT, origin, pid, b.len));
     mpi__send(st, origin, &b, true);
 }
 
@@ -535,6 +540,7 @@ static void on_task(struct mpi_state *st, int src, struct rbuf *rb)
         dagger__panic("out of memory receiving a task from rank %d", src);
     in->is_task = true;
     in->pid = rb_u64(rb);
+    DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_RECEIVED, src, in->pid, rb->len));
     in->pin = (int64_t)rb_u64(rb);
     rb_str(rb, in->name, sizeof in->name);
     struct dagger__fn_ref ref = {0};
@@ -575,6 +581,7 @@ static void on_result(struct mpi_state *st, int src, struct rbuf *rb)
     struct proxy *px = (struct proxy *)h_take(st, 0, pid);
     if (!px)
         return; /* its rank was declared lost, and it completed then */
+    DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_RESULT_RECEIVED, src, pid, rb->len));
     struct inbound *in = inbound_new(st, src, rb);
     if (!in)
         dagger__panic("out of memory receiving a result from rank %d", src);
@@ -605,6 +612,7 @@ static void on_pull(struct mpi_state *st, int src, struct rbuf *rb)
                 (unsigned long long)xid);
         return;
     }
+    DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_DATA_SENT, src, xid, x->size));
     mpi__send_data(st, src, tag, x->p, x->size, export_release, x);
 }
 
@@ -728,6 +736,7 @@ static void submit(struct mpi_state *st, struct mpi_cmd *c)
     px->rank = c->rank;
     px->h.key = dagger_task_id(t);
     h_put(st, 0, &px->h);
+    DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_SENT, c->rank, px->h.key, b.len));
     mpi__send(st, c->rank, &b, true);
 }
 
