@@ -26,7 +26,18 @@
 #define MPI__MAX_RANKS 4096
 
 enum { TAG_CTRL = 7, TAG_DATA0 = 100, TAG_DATA_SPAN = 20000 };
-enum { M_TASK = 1, M_RESULT, M_CANCEL, M_PULL, M_QUERY, M_REPLY, M_STOP, M_BEAT };
+enum {
+    M_TASK = 1,
+    M_RESULT,
+    M_CANCEL,
+    M_PULL,
+    M_QUERY,
+    M_REPLY,
+    M_STOP,
+    M_BEAT,
+    M_STEAL,
+    M_STEAL_REPLY
+};
 enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP };
 
 struct mpi_cmd {
@@ -49,6 +60,7 @@ struct import {
     MPI_Request *reqs;
     void (*done)(struct mpi_state *st, struct import *im, int rc, const char *why);
     void *ud;
+    int64_t t0; /* ns when its receives were posted: the link's measured bandwidth */
 };
 
 struct mpi_peer {
@@ -92,6 +104,7 @@ struct mpi_state {
     int q_waiting;
     bool q_idle;
     char stop_why[160];
+    struct mpi_steal *steal; /* steal.c: cost-model placement, the reserve, stealing */
 };
 
 /* progress.c */
@@ -118,5 +131,20 @@ void mpi__on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
 void mpi__remote_lost(struct mpi_state *st, int peer);
 /* Work this rank still owes or awaits (served results unsent, imports, pending tasks). */
 bool mpi__remote_busy(const struct mpi_state *st);
+
+/* steal.c */
+int mpi__steal_init(struct mpi_state *st);
+void mpi__steal_fini(struct mpi_state *st);
+/* exec[DAGGER__EXEC_REMOTE].place: a task that may run on any rank (cost model, reserve). */
+int mpi__steal_place(void *ud, const struct dagger__place *r, struct dagger__job *j,
+                     const dagger_proc_t *p, const struct dagger__executor *execs, char *why,
+                     size_t cap);
+/* A control message of type M_STEAL or M_STEAL_REPLY from `src`. */
+void mpi__steal_on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
+/* The progress thread's turn: feed idle workers from the reserve, ask for work when idle. */
+bool mpi__steal_poll(struct mpi_state *st, int64_t now);
+/* A pull of `bytes` from `peer` took `ns`: learn the link. */
+void mpi__steal_link(struct mpi_state *st, int peer, size_t bytes, int64_t ns);
+void mpi__steal_lost(struct mpi_state *st, int peer);
 
 #endif /* DAGGER_SRC_NET_MPI_INT_H */
