@@ -9,21 +9,18 @@
  * is clearly better. A task sent away goes through the remote executor like any remote spawn.
  * A task kept here runs at once while fewer of these tasks than workers run here; beyond
  * that it waits in the reserve, a FIFO that local workers drain as such tasks finish (and the
- * progress thread drains whenever a worker sleeps, so a task that waits on a reserved one
- * cannot starve it) and that idle ranks steal from.
- * Stealing: when every worker of a rank is parked and the job is running, its progress thread
- * sends M_STEAL (how many it wants, its load) to one peer at a time, in ring order; the
- * victim takes up to half its reserve (at most what was asked) under the lock and sends each
- * task as a remote spawn (M_TASK, so its result comes back as for any remote task, and a lost
- * thief fails it with DAGGER_EPEER), then answers M_STEAL_REPLY (how many, its load). A
- * refusal backs the thief off that victim (1 ms, doubling to 16 ms); one request is in flight
- * at a time. A task is in exactly one of the reserve, the pool or a proxy, moved under the
- * lock, so it runs once. A stolen task runs on the thief with the default scope (never moves
- * again).
- * Invariants: `lock` guards the reserve, the load table and `running`; it is never held while
- * calling into core, the pool or the remote executor. Fields marked progress are touched by
- * the progress thread only.
- * SPDX-License-Identifier: MIT
+ * progress thread hands one to a worker that sleeps for 2 ms beside it, so a task that waits on a
+ * reserved one cannot starve it) and that idle ranks steal from. Stealing: when every worker of a
+ * rank is parked and the job is running, its progress thread sends M_STEAL (how many it wants, its
+ * load) to one peer at a time, in ring order; the victim takes up to half its reserve (at most what
+ * was asked) under the lock and sends each task as a remote spawn (M_TASK, so its result comes back
+ * as for any remote task, and a lost thief fails it with DAGGER_EPEER), then answers M_STEAL_REPLY
+ * (how many, its load). A refusal backs the thief off that victim (1 ms, doubling to 16 ms); one
+ * request is in flight at a time. A task is in exactly one of the reserve, the pool or a proxy,
+ * moved under the lock, so it runs once. A stolen task runs on the thief with the default scope
+ * (never moves again). Invariants: `lock` guards the reserve, the load table and `running`; it is
+ * never held while calling into core, the pool or the remote executor. Fields marked progress are
+ * touched by the progress thread only. SPDX-License-Identifier: MIT
  */
 #include <math.h>
 #include <stdio.h>
@@ -38,6 +35,7 @@
 #define BACKOFF_MIN_NS (1000 * 1000LL)
 #define BACKOFF_MAX_NS (16 * 1000 * 1000LL)
 #define ASK_TIMEOUT_NS (200 * 1000 * 1000LL)
+#define STARVE_NS (2 * 1000 * 1000LL)
 
 /* One placed task until it finishes: where it is, and the work it was counted for. */
 struct placed {
@@ -71,6 +69,7 @@ struct mpi_steal {
     bool asking;
     int64_t ask_deadline;
     int next_victim;
+    int64_t starve_since; /* ns since a worker sleeps beside a non-empty reserve; -1: not */
     /* counters (lock): tasks granted to thieves, tasks received by stealing */
     uint64_t granted, stolen;
 };
@@ -100,6 +99,7 @@ int mpi__steal_init(struct mpi_state *st)
         s->backoff[r] = BACKOFF_MIN_NS;
     }
     s->next_victim = (st->rank + 1) % st->nranks;
+    s->starve_since = -1;
     st->steal = s;
     return 0;
 }
@@ -378,9 +378,15 @@ bool mpi__steal_poll(struct mpi_state *st, int64_t now)
     int idle = dagger__ctx_idle_workers(st->ctx);
     bool did = false;
     /* A worker sleeps while tasks wait in the reserve (the tasks that run here may all wait on
-     * reserved ones): hand it one. */
+     * reserved ones): hand it one, once that has lasted STARVE_NS (a worker being woken
+     * counts as asleep for a moment, and the reserve is what other ranks steal from). */
     bool reserved = atomic_load_explicit(&s->nreserve, memory_order_relaxed) > 0;
-    if (idle > 0 && reserved) {
+    if (!(idle > 0 && reserved))
+        s->starve_since = -1;
+    else if (s->starve_since < 0)
+        s->starve_since = now;
+    if (s->starve_since >= 0 && now - s->starve_since >= STARVE_NS) {
+        s->starve_since = now;
         struct placed *p = NULL;
         pthread_mutex_lock(&s->lock);
         if ((p = reserve_pop(s)) != NULL) {
