@@ -39,7 +39,10 @@ static inline void st_kernel(uint64_t iters)
     st_sink = x;
 }
 
-static inline uint64_t st_value(uint64_t l, uint64_t m, uint64_t r) { return l + 2 * m + 3 * r + 1; }
+static inline uint64_t st_value(uint64_t l, uint64_t m, uint64_t r)
+{
+    return l + 2 * m + 3 * r + 1;
+}
 
 static inline int st_steps(void)
 {

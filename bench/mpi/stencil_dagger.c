@@ -12,9 +12,9 @@ static int step(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     (void)tc;
     st_kernel((uint64_t)dagger_arg_i64(a, 0));
-    *out = dagger_i64((int64_t)st_value((uint64_t)dagger_arg_i64(a, 1),
-                                        (uint64_t)dagger_arg_i64(a, 2),
-                                        (uint64_t)dagger_arg_i64(a, 3)));
+    *out =
+        dagger_i64((int64_t)st_value((uint64_t)dagger_arg_i64(a, 1), (uint64_t)dagger_arg_i64(a, 2),
+                                     (uint64_t)dagger_arg_i64(a, 3)));
     return 0;
 }
 

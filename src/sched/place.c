@@ -6,6 +6,9 @@
  * The allowed set is the scope's processors intersected with the processors of the task's
  * mutable inputs and the places of its per-thread shards; among several allowed threads the
  * choice is round robin, and a set that is every thread leaves the task free to be stolen.
+ * In a job, a task that may run on any rank (dagger__sched_movable: the explicit any scope, or
+ * an independent long task, dagger__sched_spread) goes to the ranks backend's place hook, which
+ * weighs the ranks with the cost model (cost.c) and keeps stealable work in a reserve.
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
