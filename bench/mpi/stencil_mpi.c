@@ -24,43 +24,47 @@ int main(int argc, char **argv)
     MPI_Bcast(&per_iter, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD); /* one figure for every rank */
     uint64_t *ref = malloc((size_t)w * sizeof *ref), *all = malloc((size_t)w * sizeof *all);
     st_reference(w, steps, ref);
-    double metg = 0;
+    struct st_metg metg = {0};
     for (int lg = ST_MAX_LOG2; lg >= ST_MIN_LOG2; lg--) {
         uint64_t iters = 1ull << lg;
-        uint64_t mine[2] = {(uint64_t)2 * rank + 1, (uint64_t)2 * rank + 2}, next[2];
-        MPI_Barrier(MPI_COMM_WORLD);
-        double t0 = pp_now();
-        for (int t = 1; t < steps; t++) {
-            uint64_t left = 0, right = 0;
-            MPI_Request req[4];
-            int nr = 0;
-            if (rank > 0) {
-                MPI_Irecv(&left, 1, MPI_UINT64_T, rank - 1, t, MPI_COMM_WORLD, &req[nr++]);
-                MPI_Isend(&mine[0], 1, MPI_UINT64_T, rank - 1, t, MPI_COMM_WORLD, &req[nr++]);
+        uint64_t mine[2], next[2];
+        double wall = 1e30;
+        for (int rep = 0; rep < ST_REPS; rep++) {
+            mine[0] = (uint64_t)2 * rank + 1;
+            mine[1] = (uint64_t)2 * rank + 2;
+            MPI_Barrier(MPI_COMM_WORLD);
+            double t0 = pp_now();
+            for (int t = 1; t < steps; t++) {
+                uint64_t left = 0, right = 0;
+                MPI_Request req[4];
+                int nr = 0;
+                if (rank > 0) {
+                    MPI_Irecv(&left, 1, MPI_UINT64_T, rank - 1, t, MPI_COMM_WORLD, &req[nr++]);
+                    MPI_Isend(&mine[0], 1, MPI_UINT64_T, rank - 1, t, MPI_COMM_WORLD, &req[nr++]);
+                }
+                if (rank < n - 1) {
+                    MPI_Irecv(&right, 1, MPI_UINT64_T, rank + 1, t, MPI_COMM_WORLD, &req[nr++]);
+                    MPI_Isend(&mine[1], 1, MPI_UINT64_T, rank + 1, t, MPI_COMM_WORLD, &req[nr++]);
+                }
+                MPI_Waitall(nr, req, MPI_STATUSES_IGNORE);
+                st_kernel(iters);
+                next[0] = st_value(left, mine[0], mine[1]);
+                st_kernel(iters);
+                next[1] = st_value(mine[0], mine[1], right);
+                mine[0] = next[0];
+                mine[1] = next[1];
             }
-            if (rank < n - 1) {
-                MPI_Irecv(&right, 1, MPI_UINT64_T, rank + 1, t, MPI_COMM_WORLD, &req[nr++]);
-                MPI_Isend(&mine[1], 1, MPI_UINT64_T, rank + 1, t, MPI_COMM_WORLD, &req[nr++]);
-            }
-            MPI_Waitall(nr, req, MPI_STATUSES_IGNORE);
-            st_kernel(iters);
-            next[0] = st_value(left, mine[0], mine[1]);
-            st_kernel(iters);
-            next[1] = st_value(mine[0], mine[1], right);
-            mine[0] = next[0];
-            mine[1] = next[1];
+            MPI_Barrier(MPI_COMM_WORLD);
+            double dt = pp_now() - t0;
+            wall = dt < wall ? dt : wall;
+            MPI_Gather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, 0, MPI_COMM_WORLD);
+            for (int i = 0; rank == 0 && i < w; i++)
+                bad |= all[i] != ref[i];
         }
-        MPI_Barrier(MPI_COMM_WORLD);
-        double wall = pp_now() - t0;
-        MPI_Gather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, 0, MPI_COMM_WORLD);
         int stop = 0;
         if (rank == 0) {
-            for (int i = 0; i < w; i++)
-                bad |= all[i] != ref[i];
             double eff = st_report("mpi", n, w, steps, iters, per_iter, wall);
-            if (eff >= 0.5)
-                metg = (double)iters * per_iter;
-            stop = eff < 0.25 || bad; /* well past 50 %: smaller grains only get worse */
+            stop = st_metg_add(&metg, eff, (double)iters * per_iter) || bad;
         }
         MPI_Bcast(&stop, 1, MPI_INT, 0, MPI_COMM_WORLD);
         if (stop)
@@ -69,7 +73,7 @@ int main(int argc, char **argv)
     if (rank == 0) {
         if (bad)
             fprintf(stderr, "ERROR: the last row differs from the serial evaluation\n");
-        st_report_metg("mpi", n, metg);
+        st_report_metg("mpi", n, &metg);
     }
     free(ref);
     free(all);
