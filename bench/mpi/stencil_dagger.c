@@ -39,6 +39,7 @@ int main(int argc, char **argv)
     }
     int n = dagger_ctx_nranks(ctx), w = 2 * n, steps = st_steps(), bad = 0;
     double per_iter = st_calibrate();
+    printf("# %.3f ns per iteration\n", per_iter * 1e9);
     uint64_t *ref = malloc((size_t)w * sizeof *ref);
     st_reference(w, steps, ref);
     dagger_scope_t **scope = malloc((size_t)n * sizeof *scope);

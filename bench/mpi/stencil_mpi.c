@@ -21,6 +21,8 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &n);
     int w = 2 * n, steps = st_steps(), bad = 0;
     double per_iter = st_calibrate();
+    if (rank == 0)
+        printf("# %.3f ns per iteration\n", per_iter * 1e9);
     MPI_Bcast(&per_iter, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD); /* one figure for every rank */
     uint64_t *ref = malloc((size_t)w * sizeof *ref), *all = malloc((size_t)w * sizeof *all);
     st_reference(w, steps, ref);
