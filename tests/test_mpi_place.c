@@ -6,7 +6,9 @@
  * task pinned there, so a task that ran twice (or never) anywhere is seen.
  * SPDX-License-Identifier: MIT
  */
+#include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -196,5 +198,59 @@ TEST(dependent_any_rank_tasks_compute_right)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* On rank 0 a short sleep; on any other rank (so only a stolen task) the process dies. */
+static int work_or_die(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)a;
+    int rank = dagger_ctx_rank(dagger_tc_ctx(tc));
+    usleep(rank == 0 ? 10000 : 20000);
+    if (rank != 0)
+        kill(getpid(), SIGKILL);
+    *out = dagger_i64(rank);
+    return 0;
+}
+
+/* Thieves are killed by the first task they steal: each task then either ran on rank 0 or
+ * fails with DAGGER_EPEER naming the lost rank (none is lost, none hangs), later tasks are
+ * never placed on a lost rank, and close returns. */
+TEST(lost_thief_fails_its_grants_with_epeer)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = dagger_scope_any();
+    enum { N = 48 };
+    dagger_task_t *t[N];
+    for (int i = 0; i < N; i++)
+        t[i] = dagger_spawn_opts(ctx, &o, work_or_die, i);
+    int lost = 0;
+    for (int i = 0; i < N; i++) {
+        int64_t r = -1;
+        int rc = dagger_fetch_i64(t[i], &r);
+        if (rc == 0) {
+            ASSERT_EQ(r, 0);
+        } else {
+            ASSERT_ERR(rc, DAGGER_EPEER);
+            ASSERT_STR_HAS(dagger_task_errmsg(t[i]), " was lost");
+            ASSERT_STR_HAS(dagger_task_errmsg(t[i]), "'work_or_die'");
+            lost++;
+        }
+        dagger_task_release(t[i]);
+    }
+    ASSERT_TRUE(lost > 0); /* 480 ms of work on 2 workers: the idle ranks stole */
+    /* Every other rank is gone: long tasks the model would spread stay here now. */
+    o.expected_time = 0.05;
+    for (int i = 0; i < 4; i++) {
+        dagger_task_t *u = dagger_spawn_opts(ctx, &o, work, i);
+        int64_t r = -1;
+        ASSERT_OK(dagger_fetch_i64(u, &r));
+        ASSERT_EQ(r, 0);
+        dagger_task_release(u);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(stolen_tasks_run_exactly_once, history_spreads_tasks_without_expected_time,
-          dependent_any_rank_tasks_compute_right)
+          dependent_any_rank_tasks_compute_right, lost_thief_fails_its_grants_with_epeer)
