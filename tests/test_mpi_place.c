@@ -252,5 +252,50 @@ TEST(lost_thief_fails_its_grants_with_epeer)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+static int fib_any(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t n = dagger_arg_i64(a, 0);
+    if (n < 2) {
+        *out = dagger_i64(n);
+        return 0;
+    }
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = dagger_scope_any();
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    dagger_task_t *x = dagger_spawn_opts(ctx, &o, fib_any, n - 1);
+    dagger_task_t *y = dagger_spawn_opts(ctx, &o, fib_any, n - 2);
+    int64_t u = 0, v = 0;
+    int rc = dagger_fetch_i64(x, &u);
+    if (!rc)
+        rc = dagger_fetch_i64(y, &v);
+    dagger_task_release(x);
+    dagger_task_release(y);
+    if (rc)
+        return dagger_fail(tc, rc, "fib(%lld): a child failed", (long long)n);
+    *out = dagger_i64(u + v);
+    return 0;
+}
+
+/* Tasks that may run on any rank and wait on children that may too: once the running ones
+ * all wait, their children sit in the reserve; sleeping workers get them (and other ranks
+ * steal them), so the tree completes with the right value. */
+TEST(nested_any_rank_waits_do_not_starve)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = dagger_scope_any();
+    dagger_task_t *t = dagger_spawn_opts(ctx, &o, fib_any, 12);
+    int64_t r = 0;
+    ASSERT_OK(dagger_fetch_i64(t, &r));
+    ASSERT_EQ(r, 144);
+    dagger_task_release(t);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(stolen_tasks_run_exactly_once, history_spreads_tasks_without_expected_time,
-          dependent_any_rank_tasks_compute_right, lost_thief_fails_its_grants_with_epeer)
+          dependent_any_rank_tasks_compute_right, lost_thief_fails_its_grants_with_epeer,
+          nested_any_rank_waits_do_not_starve)
