@@ -92,6 +92,32 @@ TEST(history_clamps_outliers)
     ASSERT_NEAR((dagger__cost_expected(A, DAGGER_PROC_CPU, 0, &e), e), 0.001 + 0.25 * 0.999, 1e-12);
 }
 
+/* The table is fixed-size: past its capacity new keys are not recorded (and nothing breaks);
+ * keys already in keep learning. */
+TEST(history_table_full_records_nothing_more)
+{
+    dagger__cost_reset();
+    enum { KEYS = 6000 };
+    for (uintptr_t i = 0; i < KEYS; i++)
+        dagger__cost_record((const void *)(0x10000 + 64 * i), DAGGER_PROC_CPU, 0, 0.001);
+    int found = 0;
+    double e = 0;
+    for (uintptr_t i = 0; i < KEYS; i++)
+        found += dagger__cost_expected((const void *)(0x10000 + 64 * i), DAGGER_PROC_CPU, 0, &e);
+    ASSERT_TRUE(found > 1000 && found <= 64 * 64);
+    for (uintptr_t i = 0; i < KEYS; i++) {
+        const void *fn = (const void *)(0x10000 + 64 * i);
+        if (dagger__cost_expected(fn, DAGGER_PROC_CPU, 0, &e)) {
+            dagger__cost_record(fn, DAGGER_PROC_CPU, 0, 0.002);
+            ASSERT_EQ(dagger__cost_expected(fn, DAGGER_PROC_CPU, 0, &e), 2);
+            ASSERT_NEAR(e, 0.00125, 1e-12);
+            break;
+        }
+    }
+    dagger__cost_reset();
+    ASSERT_EQ(dagger__cost_expected((const void *)0x10000, DAGGER_PROC_CPU, 0, &e), 0);
+}
+
 static struct dagger__cost_target target(int ntasks, double backlog, int nthreads)
 {
     return (struct dagger__cost_target){.backlog = backlog,
@@ -177,5 +203,6 @@ TEST(link_learns_latency_and_bandwidth)
 }
 
 TEST_LIST(bucket_grows_by_four, bytes_count_data_only, history_is_an_ewma, history_clamps_outliers,
-          estimate_waits_only_when_workers_are_full, choice_stays_local_unless_clearly_better,
-          greedy_choice_spreads_evenly, link_learns_latency_and_bandwidth)
+          history_table_full_records_nothing_more, estimate_waits_only_when_workers_are_full,
+          choice_stays_local_unless_clearly_better, greedy_choice_spreads_evenly,
+          link_learns_latency_and_bandwidth)

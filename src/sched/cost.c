@@ -5,10 +5,10 @@
  * exponentially weighted mean of the run times measured (weight DAGGER__COST_ALPHA); once warm
  * a sample is clamped to [mean / 4, mean * 4], so one stalled run (a page fault storm, a
  * preempted thread) does not swing the estimate. Buckets grow by a factor of 4 in bytes. The
- * table is process-wide, fixed-size (open addressing) and guarded by one mutex: it is touched
- * once per task end and per placement decision, and only for tasks that need a decision (a
- * job of several ranks, devices). A full table records nothing more; estimates then fall back
- * to dagger_task_opts.expected_time.
+ * table is process-wide and fixed-size: 64 parts of 64 slots (open addressing within a part),
+ * each part under its own mutex, so workers recording different functions rarely meet. It is
+ * touched at each task end and spawn in a job of several ranks only. A full part records
+ * nothing more; estimates then fall back to dagger_task_opts.expected_time.
  * A placement estimates, for each allowed place, the finish time = the wait for a worker (0
  * while fewer tasks than workers are placed there, else backlog / workers) + the expected run
  * time + for another place the move (latency + bytes / bandwidth). The task stays local unless
@@ -23,7 +23,8 @@
 #include "dagger/chunk.h"
 #include "sched/cost.h"
 
-#define NSLOTS 4096
+#define NPARTS 64
+#define PART_SLOTS 64
 
 struct entry {
     const void *fn; /* NULL: free */
@@ -32,8 +33,17 @@ struct entry {
     double mean;
 };
 
-static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static struct entry slots[NSLOTS]; /* guarded by lock */
+static struct part {
+    pthread_mutex_t lock;
+    struct entry slots[PART_SLOTS]; /* guarded by lock */
+} parts[NPARTS];
+static pthread_once_t parts_once = PTHREAD_ONCE_INIT;
+
+static void parts_init(void)
+{
+    for (int i = 0; i < NPARTS; i++)
+        pthread_mutex_init(&parts[i].lock, NULL);
+}
 
 int dagger__cost_bucket(size_t bytes)
 {
@@ -55,19 +65,29 @@ size_t dagger__cost_bytes(const dagger_value_t *v, size_t n)
     return total;
 }
 
-static uint32_t hash(const void *fn, int kind, int bucket)
+static uint64_t hash(const void *fn, int kind, int bucket)
 {
     uint64_t h = (uint64_t)(uintptr_t)fn * 0x9E3779B97F4A7C15ull;
     h ^= (uint64_t)(kind * 131 + bucket) * 0xC2B2AE3D27D4EB4Full;
-    return (uint32_t)(h >> 40) % NSLOTS;
+    return h ^ (h >> 29);
 }
 
-/* The entry of the key, or a free slot for it (NULL: table full). Caller holds lock. */
-static struct entry *find(const void *fn, int kind, int bucket)
+/* The part of the key, locked. */
+static struct part *lock_part(uint64_t h)
 {
-    uint32_t i = hash(fn, kind, bucket);
-    for (int probe = 0; probe < 64; probe++, i = (i + 1) % NSLOTS) {
-        struct entry *e = &slots[i];
+    pthread_once(&parts_once, parts_init);
+    struct part *p = &parts[(h >> 40) % NPARTS];
+    pthread_mutex_lock(&p->lock);
+    return p;
+}
+
+/* The entry of the key in its part, or a free slot for it (NULL: part full). Caller holds the
+ * part's lock. */
+static struct entry *find(struct part *p, uint64_t h, const void *fn, int kind, int bucket)
+{
+    uint32_t i = (uint32_t)(h % PART_SLOTS);
+    for (int probe = 0; probe < PART_SLOTS; probe++, i = (i + 1) % PART_SLOTS) {
+        struct entry *e = &p->slots[i];
         if (!e->fn || (e->fn == fn && e->kind == kind && e->bucket == bucket))
             return e;
     }
@@ -79,8 +99,9 @@ void dagger__cost_record(const void *fn, int kind, size_t bytes, double seconds)
     if (!fn || !(seconds >= 0.0) || !isfinite(seconds))
         return;
     int bucket = dagger__cost_bucket(bytes);
-    pthread_mutex_lock(&lock);
-    struct entry *e = find(fn, kind, bucket);
+    uint64_t h = hash(fn, kind, bucket);
+    struct part *p = lock_part(h);
+    struct entry *e = find(p, h, fn, kind, bucket);
     if (e && !e->fn) {
         e->fn = fn;
         e->kind = kind;
@@ -103,27 +124,31 @@ void dagger__cost_record(const void *fn, int kind, size_t bytes, double seconds)
         if (e->count < UINT32_MAX)
             e->count++;
     }
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&p->lock);
 }
 
 int dagger__cost_expected(const void *fn, int kind, size_t bytes, double *out)
 {
     int bucket = dagger__cost_bucket(bytes), n = 0;
-    pthread_mutex_lock(&lock);
-    struct entry *e = find(fn, kind, bucket);
+    uint64_t h = hash(fn, kind, bucket);
+    struct part *p = lock_part(h);
+    struct entry *e = find(p, h, fn, kind, bucket);
     if (e && e->fn && e->count) {
         *out = e->mean;
         n = e->count > INT32_MAX ? INT32_MAX : (int)e->count;
     }
-    pthread_mutex_unlock(&lock);
+    pthread_mutex_unlock(&p->lock);
     return n;
 }
 
 void dagger__cost_reset(void)
 {
-    pthread_mutex_lock(&lock);
-    memset(slots, 0, sizeof slots);
-    pthread_mutex_unlock(&lock);
+    pthread_once(&parts_once, parts_init);
+    for (int i = 0; i < NPARTS; i++) {
+        pthread_mutex_lock(&parts[i].lock);
+        memset(parts[i].slots, 0, sizeof parts[i].slots);
+        pthread_mutex_unlock(&parts[i].lock);
+    }
 }
 
 double dagger__cost_estimate(const struct dagger__cost_target *t, double expected, size_t bytes,
