@@ -200,6 +200,9 @@ TEST(link_learns_latency_and_bandwidth)
     ASSERT_NEAR(t.bandwidth, 1e9 + 0.25 * (5e8 - 1e9), 1);
     dagger__cost_link_learn(&t, 10000000, 0.0); /* nonsense: ignored */
     ASSERT_NEAR(t.bandwidth, 8.75e8, 1);
+    lat = t.latency;
+    dagger__cost_link_learn(&t, 8, 1.0); /* one preempted message: counts as 4x */
+    ASSERT_NEAR(t.latency, lat + 0.25 * (4 * lat - lat), 1e-12);
 }
 
 TEST_LIST(bucket_grows_by_four, bytes_count_data_only, history_is_an_ewma, history_clamps_outliers,

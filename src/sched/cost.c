@@ -188,16 +188,26 @@ int dagger__cost_choose(const struct dagger__cost_target *targets, int n, int lo
     return local;
 }
 
+/* A sample within [mean / 4, mean * 4] (one preempted transfer does not swing a link). */
+static double clamp(double x, double mean)
+{
+    if (!(mean > 0))
+        return x;
+    return x > mean * DAGGER__COST_CLAMP   ? mean * DAGGER__COST_CLAMP
+           : x < mean / DAGGER__COST_CLAMP ? mean / DAGGER__COST_CLAMP
+                                           : x;
+}
+
 void dagger__cost_link_learn(struct dagger__cost_target *t, size_t bytes, double seconds)
 {
     if (!(seconds > 0.0) || !isfinite(seconds))
         return;
     if (bytes < 64 * 1024) { /* small: the time is the latency */
-        t->latency += DAGGER__COST_ALPHA * (seconds - t->latency);
+        t->latency += DAGGER__COST_ALPHA * (clamp(seconds, t->latency) - t->latency);
         return;
     }
     double s = seconds - t->latency;
     if (s < seconds / 2)
         s = seconds / 2;
-    t->bandwidth += DAGGER__COST_ALPHA * ((double)bytes / s - t->bandwidth);
+    t->bandwidth += DAGGER__COST_ALPHA * (clamp((double)bytes / s, t->bandwidth) - t->bandwidth);
 }

@@ -57,7 +57,8 @@ double dagger__cost_estimate(const struct dagger__cost_target *t, double expecte
  * Returns the index chosen. */
 int dagger__cost_choose(const struct dagger__cost_target *targets, int n, int local,
                         double expected, size_t bytes);
-/* Fold a measured move of `bytes` in `seconds` into the link's latency and bandwidth. */
+/* Fold a measured move of `bytes` in `seconds` into the link's latency (under 64 KiB) or
+ * bandwidth: an EWMA, the sample clamped to 4x either way. */
 void dagger__cost_link_learn(struct dagger__cost_target *t, size_t bytes, double seconds);
 
 #endif /* DAGGER_SRC_SCHED_COST_H */

@@ -70,8 +70,6 @@ struct mpi_steal {
     int64_t ask_deadline;
     int next_victim;
     int64_t starve_since; /* ns since a worker sleeps beside a non-empty reserve; -1: not */
-    /* counters (lock): tasks granted to thieves, tasks received by stealing */
-    uint64_t granted, stolen;
 };
 
 int mpi__steal_init(struct mpi_state *st)
@@ -325,7 +323,6 @@ static void on_steal(struct mpi_state *st, int src, struct rbuf *rb)
             p->next = got;
             got = p;
         }
-        s->granted += (uint64_t)n;
     }
     pthread_mutex_unlock(&s->lock);
     for (struct placed *p = got, *next; p; p = next) {
@@ -351,9 +348,6 @@ static void on_reply(struct mpi_state *st, int src, struct rbuf *rb)
     if (n > 0) { /* the tasks follow as M_TASK: give them time to arrive before asking again */
         s->backoff[src] = BACKOFF_MIN_NS;
         s->next_ask[src] = now + BACKOFF_MIN_NS;
-        pthread_mutex_lock(&s->lock);
-        s->stolen += (uint64_t)n;
-        pthread_mutex_unlock(&s->lock);
     } else {
         s->next_ask[src] = now + s->backoff[src];
         s->backoff[src] =
