@@ -7,20 +7,25 @@
  * (plus what the peer last reported in steal messages) and the link measured from pulls; the
  * cost model picks the rank with the earliest estimated finish, staying local unless another
  * is clearly better. A task sent away goes through the remote executor like any remote spawn.
- * A task kept here runs at once while fewer of these tasks than workers run here; beyond
- * that it waits in the reserve, a FIFO that local workers drain as such tasks finish (and the
- * progress thread hands one to a worker that sleeps for 2 ms beside it, so a task that waits on a
- * reserved one cannot starve it) and that idle ranks steal from. Stealing: when every worker of a
- * rank is parked and the job is running, its progress thread sends M_STEAL (how many it wants, its
- * load) to one peer at a time, in ring order; the victim takes up to half its reserve (at most what
- * was asked) under the lock and sends each task as a remote spawn (M_TASK, so its result comes back
- * as for any remote task, and a lost thief fails it with DAGGER_EPEER), then answers M_STEAL_REPLY
- * (how many, its load). A refusal backs the thief off that victim (1 ms, doubling to 16 ms); one
- * request is in flight at a time. A task is in exactly one of the reserve, the pool or a proxy,
- * moved under the lock, so it runs once. A stolen task runs on the thief with the default scope
- * (never moves again). Invariants: `lock` guards the reserve, the load table and `running`; it is
- * never held while calling into core, the pool or the remote executor. Fields marked progress are
- * touched by the progress thread only. SPDX-License-Identifier: MIT
+ * A task kept here runs at once while fewer of these tasks than workers run here; beyond that
+ * it waits in the reserve, a FIFO that local workers drain as such tasks finish and that idle
+ * ranks steal from. The progress thread hands a reserved task to a worker that has slept 2 ms
+ * beside it, so tasks that all wait on reserved ones cannot starve.
+ *
+ * Stealing: when every worker of a rank is parked and the job runs, its progress thread sends
+ * M_STEAL (how many it wants, its load) to one peer at a time, in ring order; the victim takes
+ * up to half its reserve (no more than the thief's workers left free by the tasks it already
+ * sent there) under the lock and sends each as a remote spawn (M_TASK: the result comes back
+ * as for any remote task, and a lost thief fails it with DAGGER_EPEER), then answers
+ * M_STEAL_REPLY (how many, its load). A refusal backs the thief off that victim (1 ms,
+ * doubling to 16 ms); one request is in flight at a time. A stolen task runs on the thief
+ * pinned to that rank by its scope (remote.c), so it never moves again.
+ *
+ * Invariants: a task is in exactly one of the reserve, the pool or a proxy, and moves between
+ * them under `lock`, so it runs once. `lock` guards the reserve, the load table and `running`;
+ * it is never held while calling into core, the pool or the remote executor. Fields marked
+ * progress are touched by the progress thread only.
+ * SPDX-License-Identifier: MIT
  */
 #include <math.h>
 #include <stdio.h>
