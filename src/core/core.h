@@ -118,6 +118,18 @@ unsigned dagger__ctx_open_flags(const dagger_ctx_t *ctx);
 void dagger__ctx_set_ranks(dagger_ctx_t *ctx, int rank, int nranks, void *state,
                            void (*submit)(void *ud, struct dagger__job *j, const dagger_proc_t *p));
 void *dagger__ctx_ranks(const dagger_ctx_t *ctx);
+struct dagger__place;
+struct dagger__executor;
+/* The ranks backend's placement of a task that may run on any rank (src/sched/place.c calls it
+ * through exec[DAGGER__EXEC_REMOTE].place): the cost model, stealing. */
+void dagger__ctx_set_ranks_place(dagger_ctx_t *ctx,
+                                 int (*place)(void *ud, const struct dagger__place *r,
+                                              struct dagger__job *j, const dagger_proc_t *p,
+                                              const struct dagger__executor *execs, char *why,
+                                              size_t cap));
+/* Worker threads parked for want of work (a hint), and the number of workers. */
+int dagger__ctx_idle_workers(const dagger_ctx_t *ctx);
+int dagger__ctx_nthreads(const dagger_ctx_t *ctx);
 /* Tasks spawned and not finished (0 only when the context is idle). Thread safety: any thread. */
 int64_t dagger__ctx_inflight(dagger_ctx_t *ctx);
 

@@ -137,7 +137,8 @@ struct dagger_task {
     dagger_checkpoint_fn_t checkpoint; /* opts.checkpoint (hooks.c) */
     const struct dagger_impl *impls;   /* dagger_task_opts_t.impls (caller storage) */
     uint32_t nimpls;
-    void *exec_ud; /* an executor's record, when placement replaced the body */
+    float expected; /* opts.expected_time (seconds; 0 unknown), for the cost model */
+    void *exec_ud;  /* an executor's record, when placement replaced the body */
     dagger_value_t result;
     dagger_value_t inline_args[INLINE_ARGS];
     struct dep inline_deps[INLINE_DEPS];

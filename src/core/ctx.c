@@ -111,6 +111,18 @@ void *dagger__ctx_ranks(const dagger_ctx_t *ctx) { return ctx->ranks; }
 unsigned dagger__ctx_open_flags(const dagger_ctx_t *ctx) { return ctx->open_flags; }
 const struct dagger__ranks_ops *dagger__ranks_get(void) { return atomic_load(&ranks_ops); }
 
+void dagger__ctx_set_ranks_place(dagger_ctx_t *ctx,
+                                 int (*place)(void *ud, const struct dagger__place *r,
+                                              struct dagger__job *j, const dagger_proc_t *p,
+                                              const struct dagger__executor *execs, char *why,
+                                              size_t cap))
+{
+    ctx->exec[DAGGER__EXEC_REMOTE].place = place;
+}
+
+int dagger__ctx_idle_workers(const dagger_ctx_t *ctx) { return dagger__pool_sleepers(ctx->pool); }
+int dagger__ctx_nthreads(const dagger_ctx_t *ctx) { return ctx->nthreads; }
+
 int64_t dagger__ctx_inflight(dagger_ctx_t *ctx)
 {
     return atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_acquire);

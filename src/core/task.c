@@ -18,6 +18,7 @@
 #include "common/alloc.h"
 #include "mem/mem.h"
 #include "core/core_int.h"
+#include "sched/cost.h"
 #include "sched/sched.h"
 #include "trace/trace.h"
 
@@ -125,6 +126,7 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->checkpoint = NULL;
     t->impls = NULL;
     t->nimpls = 0;
+    t->expected = 0;
     t->exec_ud = NULL;
     t->result = dagger_nil();
     dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
@@ -319,7 +321,8 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
                                   .impls = t->impls,
                                   .nimpls = t->nimpls,
                                   .rank = ctx->rank,
-                                  .nranks = ctx->nranks};
+                                  .nranks = ctx->nranks,
+                                  .expected = t->expected};
         rc = dagger__sched_place(&r, &t->job, ctx->exec, why, sizeof why);
         if (in != small)
             dagger__free(in);
@@ -541,8 +544,14 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         tls_task = t; /* a direct store: nothing since this job started can have suspended */
         dagger_value_t out = dagger_nil();
         int r = 0;
+        /* In a job the run times feed the cost model's history (one process: no clock read). */
+        uint64_t t0 = DAGGER_UNLIKELY(t->ctx->nranks > 1) ? dagger__now_ns() : 0;
         if (DAGGER_LIKELY(!t->restore) || !dagger__task_restore(t, &out))
             r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
+        if (DAGGER_UNLIKELY(t0 != 0) && r == 0)
+            dagger__cost_record((const void *)(uintptr_t)t->fn, DAGGER_PROC_CPU,
+                                dagger__cost_bytes(t->args, t->nargs),
+                                (double)(dagger__now_ns() - t0) * 1e-9);
         dagger__task_set_cur(NULL);
         if (DAGGER_UNLIKELY(t->flags & TF_DEFERRED) && r == 0 && !dagger__task_failed(t)) {
             dagger_task_release(t->nested_fail); /* the body handled it */
@@ -777,10 +786,11 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
             return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
         t->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
-    } else if (DAGGER_UNLIKELY(ctx->nranks > 1) && o && o->expected_time > 0 && nd == 0) {
-        /* an independent long task of a job: placement may send it to another rank */
-        t->scope = dagger__sched_spread(argv, argc, o->expected_time, ctx->rank, ctx->nranks,
-                                        &ctx->rr_rank);
+    } else if (DAGGER_UNLIKELY(ctx->nranks > 1)) {
+        /* a job: a task that may run on any rank (its scope says so, or it is independent and
+         * long) is placed by the cost model (src/sched/cost.c) and may be stolen */
+        t->expected = o && o->expected_time > 0 ? (float)o->expected_time : 0.0f;
+        t->scope = dagger__sched_spread(t->fn, o, argv, argc, nd);
         if (t->scope)
             atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     }

@@ -111,6 +111,10 @@ bool dagger__pool_can_suspend(const dagger__pool *p)
 }
 
 int dagger__pool_size(const dagger__pool *p) { return p->n; }
+int dagger__pool_sleepers(const dagger__pool *p)
+{
+    return atomic_load_explicit(&p->sleepers, memory_order_relaxed);
+}
 pthread_t dagger__pool_thread(const dagger__pool *p, int i) { return p->w[i].thread; }
 
 /* ---------------------------------------------------------------- job queues */

@@ -39,6 +39,8 @@ int dagger__pool_open(dagger__pool **out, int nthreads, size_t stack_size, dagge
 /* Stops and joins every thread; the caller has drained all work. */
 void dagger__pool_close(dagger__pool *p);
 int dagger__pool_size(const dagger__pool *p);
+/* Workers parked or about to park (no work found); a hint, read without ordering. */
+int dagger__pool_sleepers(const dagger__pool *p);
 
 /* Make a ready job runnable (or resume a suspended one). Thread safety: any thread. */
 void dagger__pool_submit(dagger__pool *p, struct dagger__job *j);

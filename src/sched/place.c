@@ -6,6 +6,9 @@
  * The allowed set is the scope's processors intersected with the processors of the task's
  * mutable inputs and the places of its per-thread shards; among several allowed threads the
  * choice is round robin, and a set that is every thread leaves the task free to be stolen.
+ * In a job, a task that may run on any rank (dagger__sched_movable: the explicit any scope, or
+ * an independent long task, dagger__sched_spread) goes to the ranks backend's place hook, which
+ * weighs the ranks with the cost model (cost.c) and keeps stealable work in a reserve.
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
@@ -15,6 +18,7 @@
 #include "common/common.h"
 #include "core/core.h"
 #include "mem/mem.h"
+#include "sched/cost.h"
 #include "sched/sched.h"
 
 static int set_count(const dagger__procset *s)
@@ -306,6 +310,12 @@ int dagger__sched_place(const struct dagger__place *r, struct dagger__job *j,
                         const dagger__executor *execs, char *why, size_t cap)
 {
     dagger_proc_t p;
+    const dagger__executor *rx = &execs[DAGGER__EXEC_REMOTE];
+    if (DAGGER_UNLIKELY(r->nranks > 1) && rx->place && dagger__sched_movable(r)) {
+        /* any rank: the ranks backend weighs the places (cost model) and may let it be stolen */
+        p = (dagger_proc_t){.rank = r->rank, .kind = DAGGER_PROC_CPU, .index = -1};
+        return rx->place(rx->ud, r, j, &p, execs, why, cap);
+    }
     int rc = dagger__sched_choose(r, &p, why, cap);
     if (rc)
         return rc;
@@ -340,14 +350,32 @@ void dagger__sched_cpu_submit(void *pool, struct dagger__job *j, const dagger_pr
     dagger__pool_submit(pool, j);
 }
 
-dagger_scope_t *dagger__sched_spread(const dagger_value_t *argv, size_t argc, double expected,
-                                     int rank, int nranks, _Atomic uint32_t *rr)
+dagger_scope_t *dagger__sched_spread(dagger_fn_t fn, const dagger_task_opts_t *o,
+                                     const dagger_value_t *argv, size_t argc, size_t ndeps)
 {
-    if (expected < DAGGER__SPREAD_TIME)
+    if (o && o->scope == dagger_scope_any())
+        return dagger_scope_any();
+    if (ndeps)
         return NULL;
     for (size_t i = 0; i < argc; i++)
         if (argv[i].kind > DAGGER_KIND_BLOB) /* pointers and handles stay where they are */
             return NULL;
-    int k = (int)(atomic_fetch_add_explicit(rr, 1, memory_order_relaxed) % (uint32_t)nranks);
-    return k == rank ? NULL : dagger_scope_worker(k);
+    double expected = o ? o->expected_time : 0.0;
+    if (!(expected > 0.0) && !dagger__cost_expected((const void *)(uintptr_t)fn, DAGGER_PROC_CPU,
+                                                    dagger__cost_bytes(argv, argc), &expected))
+        return NULL;
+    return expected >= DAGGER__SPREAD_TIME ? dagger_scope_any() : NULL;
+}
+
+bool dagger__sched_movable(const struct dagger__place *r)
+{
+    if (r->nranks <= 1 || r->scope != dagger_scope_any() || !r->task)
+        return false;
+    for (uint32_t i = 0; i < r->ninputs; i++) {
+        const dagger_value_t *v = &r->inputs[i];
+        if (constrains(v) || v->kind == DAGGER_KIND_PTR || v->kind == DAGGER_KIND_TASK ||
+            v->kind == DAGGER_KIND_SHARD)
+            return false;
+    }
+    return true;
 }

@@ -72,6 +72,7 @@ struct dagger__place {
     const struct dagger_impl *impls; /* implementations per processor kind (dagger/gpu.h) */
     uint32_t nimpls;
     int rank, nranks; /* the local rank and the job's size (0 and 1 in one process) */
+    double expected;  /* dagger_task_opts.expected_time (seconds; 0 unknown) */
 };
 
 /* ---------------------------------------------------------------- devices (registered by gpu/)
@@ -104,15 +105,20 @@ int dagger__sched_stage(const struct dagger__place *r, const dagger_proc_t *p, c
  * submitted) with the reason in `why`. */
 int dagger__sched_place(const struct dagger__place *r, struct dagger__job *j,
                         const dagger__executor *execs, char *why, size_t cap);
-/* Independent tasks at least this long (dagger_task_opts.expected_time, seconds) are spread over
- * the ranks of a job. */
+/* Independent tasks at least this long (dagger_task_opts.expected_time or the cost model's
+ * history, seconds) may run on any rank of a job: shorter ones cost less here than a move. */
 #define DAGGER__SPREAD_TIME 1e-3
-/* The scope for an independent task of a job (no dependencies) that says how long it runs:
- * round robin over the ranks when it is long enough and its arguments can travel (numbers,
- * strings, blobs), so independent long tasks spread over every rank (Dagger.jl once put them
- * all on one worker, its issue 277). Returns: +1 scope, or NULL (stay local). */
-dagger_scope_t *dagger__sched_spread(const dagger_value_t *argv, size_t argc, double expected,
-                                     int rank, int nranks, _Atomic uint32_t *rr);
+/* Spawning in a job (several ranks): whether the task may run on any rank, decided by the cost
+ * model when it is ready (and open to stealing): its scope is dagger_scope_any() (said
+ * explicitly, unlike the default scope), or it is independent (`ndeps` 0), its arguments can
+ * travel (numbers, strings, blobs) and it runs at least DAGGER__SPREAD_TIME (opts or history),
+ * so independent long tasks spread over every rank (Dagger.jl once put them all on one worker,
+ * its issue 277). Returns dagger_scope_any() (static), or NULL (the task stays local). */
+dagger_scope_t *dagger__sched_spread(dagger_fn_t fn, const dagger_task_opts_t *o,
+                                     const dagger_value_t *argv, size_t argc, size_t ndeps);
+/* Whether a ready task may run on another rank: a job, the explicit any scope, no input
+ * pinned here, every input able to travel. */
+bool dagger__sched_movable(const struct dagger__place *r);
 /* The CPU executor's submit: pin to the chosen thread (or none), then the pool. */
 void dagger__sched_cpu_submit(void *pool, struct dagger__job *j, const dagger_proc_t *p);
 

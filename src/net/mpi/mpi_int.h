@@ -37,7 +37,9 @@ enum {
     M_BEAT,
     M_CLOSING,
     M_TRACE,
-    M_TRACE_PULL
+    M_TRACE_PULL,
+    M_STEAL,
+    M_STEAL_REPLY
 };
 enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP, C_COLL, C_CLOSING, C_TRACE };
 
@@ -61,6 +63,7 @@ struct import {
     MPI_Request *reqs;
     void (*done)(struct mpi_state *st, struct import *im, int rc, const char *why);
     void *ud;
+    int64_t t0; /* ns when its receives were posted: the link's measured bandwidth */
 };
 
 struct mpi_peer {
@@ -106,6 +109,7 @@ struct mpi_state {
     char stop_why[160];
     struct mpi_spmd *spmd;     /* spmd.c: collectives and the SPMD close */
     struct mpi_rtrace *rtrace; /* trace.c: one trace for every rank */
+    struct mpi_steal *steal; /* steal.c: cost-model placement, the reserve, stealing */
 };
 
 /* progress.c */
@@ -159,5 +163,19 @@ void mpi__rtrace_fini(struct mpi_state *st);
 void mpi__rtrace_on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
 void mpi__rtrace_on_cmd(struct mpi_state *st, struct mpi_cmd *c); /* C_TRACE */
 void mpi__rtrace_lost(struct mpi_state *st, int peer);
+/* steal.c */
+int mpi__steal_init(struct mpi_state *st);
+void mpi__steal_fini(struct mpi_state *st);
+/* exec[DAGGER__EXEC_REMOTE].place: a task that may run on any rank (cost model, reserve). */
+int mpi__steal_place(void *ud, const struct dagger__place *r, struct dagger__job *j,
+                     const dagger_proc_t *p, const struct dagger__executor *execs, char *why,
+                     size_t cap);
+/* A control message of type M_STEAL or M_STEAL_REPLY from `src`. */
+void mpi__steal_on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
+/* The progress thread's turn: feed idle workers from the reserve, ask for work when idle. */
+bool mpi__steal_poll(struct mpi_state *st, int64_t now);
+/* A pull of `bytes` from `peer` took `ns`: learn the link. */
+void mpi__steal_link(struct mpi_state *st, int peer, size_t bytes, int64_t ns);
+void mpi__steal_lost(struct mpi_state *st, int peer);
 
 #endif /* DAGGER_SRC_NET_MPI_INT_H */

@@ -236,6 +236,7 @@ int mpi__import_start(struct mpi_state *st, struct import *im)
     }
     im->next = st->imports;
     st->imports = im;
+    im->t0 = (int64_t)dagger__now_ns();
     return 0;
 }
 
@@ -258,6 +259,7 @@ static bool test_imports(struct mpi_state *st)
             continue;
         }
         *pp = im->next;
+        mpi__steal_link(st, im->peer, im->size, (int64_t)dagger__now_ns() - im->t0);
         import_end(st, im, 0, NULL);
         did = true;
     }
@@ -308,6 +310,7 @@ void mpi__peer_lost(struct mpi_state *st, int peer, const char *why)
     mpi__remote_lost(st, peer);
     mpi__spmd_lost(st, peer);
     mpi__rtrace_lost(st, peer);
+    mpi__steal_lost(st, peer);
     if (st->q_waiting > 0)
         round_answered(st);
     if (st->driver_mode && st->rank != 0 && peer == 0 && !atomic_load(&st->stopped)) {
@@ -451,6 +454,10 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
     case M_TRACE_PULL:
         mpi__rtrace_on_msg(st, type, src, &rb);
         break;
+    case M_STEAL:
+    case M_STEAL_REPLY:
+        mpi__steal_on_msg(st, type, src, &rb);
+        break;
     default:
         fprintf(stderr,
                 "dagger: rank %d: a malformed message (type %d, %zu bytes) from rank %d "
@@ -534,6 +541,7 @@ static void *progress_main(void *arg)
         did |= test_imports(st);
         did |= mpi__spmd_poll(st);
         int64_t now = (int64_t)dagger__now_ns();
+        did |= mpi__steal_poll(st, now);
         if (now >= next_check) {
             check_peers(st, now);
             next_check = now + st->period_ns / 4;
@@ -631,6 +639,7 @@ static void state_free(struct mpi_state *st)
 {
     mpi__spmd_fini(st);
     mpi__rtrace_fini(st);
+    mpi__steal_fini(st);
     mpi__remote_fini(st);
     dagger__free(st->peers);
     dagger__free(st);
@@ -716,8 +725,14 @@ static int join(dagger_ctx_t *ctx)
         state_free(st);
         return rc;
     }
+    if (mpi__steal_init(st)) {
+        MPI_Comm_free(&st->comm);
+        state_free(st);
+        return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_ctx_open: out of memory");
+    }
     /* Before the thread starts: the tasks it spawns read the rank. */
     dagger__ctx_set_ranks(ctx, st->rank, st->nranks, st, mpi__remote_submit);
+    dagger__ctx_set_ranks_place(ctx, mpi__steal_place);
     if (pthread_create(&st->thread, NULL, progress_main, st) != 0) {
         dagger__ctx_set_ranks(ctx, 0, 1, NULL, NULL);
         MPI_Comm_free(&st->comm);

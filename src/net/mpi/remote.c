@@ -479,8 +479,11 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = in->name[0] ? in->name : NULL;
-    dagger_scope_t *scope = in->pin >= 0 ? dagger_scope_thread((int)in->pin) : NULL;
-    if (scope) /* no pin: the options' default scope (any thread here) */
+    /* No pin: any thread of this rank, said explicitly so that the cost model never sends a
+     * task that was placed (or stolen) here on to another rank. */
+    dagger_scope_t *scope =
+        in->pin >= 0 ? dagger_scope_thread((int)in->pin) : dagger_scope_worker(st->rank);
+    if (scope)
         o.scope = scope;
     dagger_task_t *t = dagger_spawn_impl(st->ctx, &o, in->fn, NULL, argv, in->n);
     dagger_scope_release(scope);
