@@ -26,8 +26,10 @@
 #define MPI__MAX_RANKS 4096
 
 enum { TAG_CTRL = 7, TAG_DATA0 = 100, TAG_DATA_SPAN = 20000 };
-enum { M_TASK = 1, M_RESULT, M_CANCEL, M_PULL, M_QUERY, M_REPLY, M_STOP, M_BEAT };
-enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP };
+enum { M_TASK = 1, M_RESULT, M_CANCEL, M_PULL, M_QUERY, M_REPLY, M_STOP, M_BEAT, M_UNREF };
+enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP, C_UNREF };
+/* Value modes on the wire beyond remote.c's own (data.c): a reference, a shard. */
+enum { MPI__V_REF = 16, MPI__V_SHARD };
 
 struct mpi_cmd {
     struct mpi_cmd *next;
@@ -92,6 +94,9 @@ struct mpi_state {
     int q_waiting;
     bool q_idle;
     char stop_why[160];
+    /* data.c: mutable data referenced across ranks */
+    struct held **held;       /* progress: chunks of this rank referenced elsewhere */
+    _Atomic int64_t nproxies; /* proxies alive here, plus a bit once the state closed */
 };
 
 /* progress.c */
@@ -118,5 +123,25 @@ void mpi__on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
 void mpi__remote_lost(struct mpi_state *st, int peer);
 /* Work this rank still owes or awaits (served results unsent, imports, pending tasks). */
 bool mpi__remote_busy(const struct mpi_state *st);
+
+/* data.c */
+/* Append `c` as a reference when it is mutable data (here or a proxy of another rank's).
+ * Returns 1 (appended), 0 (not mutable: send its bytes), or an error with why set. */
+int mpi__put_ref(struct mpi_state *st, struct wbuf *b, dagger_chunk_t *c, int peer,
+                 const char *what, char *why, size_t cap);
+/* Read a reference (after its mode): +1 on the chunk itself or a new proxy. */
+int mpi__get_ref(struct mpi_state *st, struct rbuf *rb, int src, dagger_chunk_t **out, char *why,
+                 size_t cap);
+/* A shard: the references of `peer`'s pieces; read back as that rank's own shard (+1). */
+int mpi__put_shard(struct mpi_state *st, struct wbuf *b, dagger_shard_t *s, int peer,
+                   const char *what, char *why, size_t cap);
+int mpi__get_shard(struct mpi_state *st, struct rbuf *rb, int src, dagger_shard_t **out, char *why,
+                   size_t cap);
+void mpi__data_cmd(struct mpi_state *st, struct mpi_cmd *c);        /* C_UNREF */
+void mpi__data_msg(struct mpi_state *st, int src, struct rbuf *rb); /* M_UNREF */
+/* At close: release what other ranks referenced. */
+void mpi__data_fini(struct mpi_state *st);
+/* Mark the state closed: true when proxies are still alive (the last one frees `st`). */
+bool mpi__data_keep_state(struct mpi_state *st);
 
 #endif /* DAGGER_SRC_NET_MPI_INT_H */

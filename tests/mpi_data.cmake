@@ -1,0 +1,12 @@
+# tests/mpi_data.cmake - data across ranks under mpirun (label mpi): mutable data on a rank,
+# shards per rank and per rank and thread, weighted credits. Included from tests/CMakeLists.txt;
+# runs on 2 ranks (test_mpi_data) and on 4 (test_mpi_data4) through tests/mpi_run.sh.
+if(NOT DAGGER_HAVE_MPI)
+  return()
+endif()
+set(mpi_data_run sh ${CMAKE_CURRENT_LIST_DIR}/mpi_run.sh)
+set(mpi_data_env DAGGER_PEER_TIMEOUT=5 DAGGER_NUM_THREADS=2)
+dagger_add_tests(mpi_data SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mpi_data.c LABELS mpi
+                 TIMEOUT 90 LAUNCHER ${mpi_data_run} 2 ENV ${mpi_data_env})
+dagger_add_tests(mpi_data4 NAME test_mpi_data4 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mpi_data.c
+                 LABELS mpi TIMEOUT 120 LAUNCHER ${mpi_data_run} 4 ENV ${mpi_data_env})
