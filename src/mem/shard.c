@@ -92,7 +92,17 @@ int dagger_mutable(dagger_ctx_t *ctx, const dagger_scope_t *where, dagger_fn_t c
     *out = NULL;
     DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_mutable: the context is NULL");
     DAGGER_CHECK(ctor, DAGGER_EINVAL, "dagger_mutable: the constructor is NULL");
-    return take_chunk(spawn_ctor(ctx, where, ctor, argv, argc), out);
+    int rc = take_chunk(spawn_ctor(ctx, where, ctor, argv, argc), out);
+    if (rc || !where || dagger__scope_is_any(where))
+        return rc;
+    /* A scope of every thread of a worker (dagger_scope_worker(r)): the data belongs to the
+     * worker, and any of its threads may run the tasks that use it. */
+    int nthreads = dagger_ctx_num_threads(ctx), rank = dagger_chunk_home(*out).rank;
+    dagger__procset set;
+    if (dagger__scope_resolve(where, rank, dagger_ctx_nranks(ctx), nthreads, &set, NULL, 0) ==
+        nthreads)
+        dagger__mem_pin(*out, &(dagger_proc_t){rank, DAGGER_PROC_CPU, -1});
+    return 0;
 }
 
 /* ---------------------------------------------------------------- shards */
