@@ -6,6 +6,7 @@
  * The allowed set is the scope's processors intersected with the processors of the task's
  * mutable inputs and the places of its per-thread shards; among several allowed threads the
  * choice is round robin, and a set that is every thread leaves the task free to be stolen.
+ * An input that is mutable data of another rank (a proxy chunk) sends the task to that rank.
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
