@@ -51,8 +51,7 @@ static inline double mc_dgemm_rate(void)
     double best = 1e30;
     for (int k = 0; k < 3; k++) {
         double t0 = pp_now();
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, a, n, b, n, 0.0, c,
-                    n);
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, a, n, b, n, 0.0, c, n);
         double t = pp_now() - t0;
         if (t < best)
             best = t;

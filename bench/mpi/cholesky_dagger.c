@@ -157,23 +157,23 @@ int main(int argc, char **argv)
         double t0 = pp_now();
         if (dagger_datadeps_begin(ctx, 0, &dd) != 0)
             return 1;
-#define T(i, j) tile[(i) * nt + (j)]
+#define T(i, j) tile[(i)*nt + (j)]
         for (int kk = 0; kk < nt; kk++) {
             dagger_task_release(
                 dagger_datadeps_spawn(dd, potrf, dagger_ddchunk(DAGGER_ACCESS_INOUT, T(kk, kk))));
             for (int i = kk + 1; i < nt; i++)
-                dagger_task_release(dagger_datadeps_spawn(
-                    dd, trsm, dagger_ddchunk(DAGGER_ACCESS_IN, T(kk, kk)),
-                    dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, kk))));
+                dagger_task_release(
+                    dagger_datadeps_spawn(dd, trsm, dagger_ddchunk(DAGGER_ACCESS_IN, T(kk, kk)),
+                                          dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, kk))));
             for (int i = kk + 1; i < nt; i++) {
-                dagger_task_release(dagger_datadeps_spawn(
-                    dd, syrk, dagger_ddchunk(DAGGER_ACCESS_IN, T(i, kk)),
-                    dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, i))));
+                dagger_task_release(
+                    dagger_datadeps_spawn(dd, syrk, dagger_ddchunk(DAGGER_ACCESS_IN, T(i, kk)),
+                                          dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, i))));
                 for (int j = kk + 1; j < i; j++)
-                    dagger_task_release(dagger_datadeps_spawn(
-                        dd, gemm, dagger_ddchunk(DAGGER_ACCESS_IN, T(i, kk)),
-                        dagger_ddchunk(DAGGER_ACCESS_IN, T(j, kk)),
-                        dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, j))));
+                    dagger_task_release(
+                        dagger_datadeps_spawn(dd, gemm, dagger_ddchunk(DAGGER_ACCESS_IN, T(i, kk)),
+                                              dagger_ddchunk(DAGGER_ACCESS_IN, T(j, kk)),
+                                              dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, j))));
             }
         }
 #undef T
