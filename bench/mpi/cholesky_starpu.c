@@ -100,11 +100,11 @@ int main(int argc, char **argv)
             for (int i = j; i < nt; i++) {
                 int owner = j % np;
                 if (owner == me) {
-                    M(i, j) = malloc(sizeof(double) * (size_t)nb * nb);
+                    double *t = malloc(sizeof(double) * (size_t)nb * nb);
+                    M(i, j) = t;
                     for (int c = 0; c < nb; c++)
                         for (int rr = 0; rr < nb; rr++)
-                            M(i, j)
-                            [(size_t)c * nb + rr] =
+                            t[(size_t)c * nb + rr] =
                                 mc_elem((size_t)i * nb + rr, (size_t)j * nb + c, (size_t)n);
                     starpu_matrix_data_register(&H(i, j), STARPU_MAIN_RAM, (uintptr_t)M(i, j),
                                                 (uint32_t)nb, (uint32_t)nb, (uint32_t)nb,
