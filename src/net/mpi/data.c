@@ -241,7 +241,9 @@ int mpi__get_ref(struct mpi_state *st, struct rbuf *rb, int src, dagger_chunk_t 
         }
         dagger_proc_t p;
         *out = dagger_chunk_retain(h->chunk);
-        /* A shard's per-worker piece: every thread of its rank may use it. */
+        /* Data of a worker (a shard's per-worker piece, dagger_mutable on a worker scope): every
+         * thread of this rank may use it. The constructor's task is done and only references
+         * reach the chunk, the first of them here, so no task of this rank reads its pin now. */
         if (index < 0 && dagger_chunk_is_mutable(h->chunk, &p) && p.index >= 0) {
             p.index = -1;
             dagger__mem_pin(h->chunk, &p);
