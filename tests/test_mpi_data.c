@@ -218,6 +218,16 @@ TEST(mutable_on_a_rank)
     ASSERT_STR_HAS(dagger_task_errmsg(bad), "worker(0)");
     ASSERT_STR_HAS(dagger_task_errmsg(bad), "mutable chunk");
     dagger_task_release(bad);
+    /* A task that takes mutable data of two ranks cannot run anywhere. */
+    dagger_scope_t *w0 = dagger_scope_worker(0);
+    dagger_chunk_t *here;
+    ASSERT_OK(dagger_mutable(ctx, w0, make_counter, NULL, 0, &here));
+    dagger_scope_release(w0);
+    dagger_task_t *two = dagger_spawn(ctx, bump, here, (int64_t)1, c);
+    ASSERT_ERR(dagger_wait(two) ? DAGGER_EINVAL : dagger_task_error(two), DAGGER_ESCOPE);
+    ASSERT_STR_HAS(dagger_task_errmsg(two), "but argument 0 is pinned to another rank");
+    dagger_task_release(two);
+    dagger_chunk_release(here);
     ASSERT_NULL(dagger_chunk_data(c));
     dagger_chunk_release(c);
     ASSERT_OK(dagger_ctx_close(ctx));

@@ -193,10 +193,11 @@ static int choose_home(const struct dagger__place *r, uint32_t i, int home, dagg
     char form[256] = "any", place[64];
     dagger_proc_format(&hp, place, sizeof place);
     for (uint32_t j = 0; j < r->ninputs; j++) {
-        int q;
+        int q = r->rank; /* mutable data here, pinned to a thread or to the worker */
         const dagger_value_t *v = &r->inputs[j];
-        bool other = v->kind == DAGGER_KIND_CHUNK && v->u.c && dagger__mem_proxy(v->u.c, &q, NULL)
-                         ? q != home
+        bool other = v->kind == DAGGER_KIND_CHUNK && v->u.c
+                         ? dagger_chunk_is_mutable(v->u.c, NULL) &&
+                               (dagger__mem_proxy(v->u.c, &q, NULL), q != home)
                          : constrains(v) && !(v->kind == DAGGER_KIND_SHARD &&
                                               dagger__mem_shard_on_rank(v->u.sh, home));
         if (other) {
