@@ -227,6 +227,12 @@ TEST(mutable_on_a_rank)
     ASSERT_ERR(dagger_wait(two) ? DAGGER_EINVAL : dagger_task_error(two), DAGGER_ESCOPE);
     ASSERT_STR_HAS(dagger_task_errmsg(two), "but argument 0 is pinned to another rank");
     dagger_task_release(two);
+    /* Nor can a task scoped to another rank than its data's. */
+    dagger_task_t *away = spawn_in(ctx, dagger_scope_worker(last), bump,
+                                   (dagger_value_t[]){dagger_chunkv(here), dagger_i64(1)}, 2);
+    ASSERT_ERR(dagger_wait(away) ? DAGGER_EINVAL : dagger_task_error(away), DAGGER_ESCOPE);
+    ASSERT_STR_HAS(dagger_task_errmsg(away), "but the task's scope sends it to rank");
+    dagger_task_release(away);
     dagger_chunk_release(here);
     ASSERT_NULL(dagger_chunk_data(c));
     dagger_chunk_release(c);

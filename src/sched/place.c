@@ -164,8 +164,12 @@ static int choose_rank(const struct dagger__place *r, dagger_proc_t *out, char *
     int k = ranks[atomic_fetch_add_explicit(r->rr, 1, memory_order_relaxed) % (uint32_t)n];
     for (uint32_t i = 0; i < r->ninputs; i++) {
         const dagger_value_t *v = &r->inputs[i];
-        if (constrains(v) &&
-            !(v->kind == DAGGER_KIND_SHARD && dagger__mem_shard_on_rank(v->u.sh, k))) {
+        /* Mutable data here (pinned to a thread or to the worker) never moves to rank k. */
+        bool pinned = v->kind == DAGGER_KIND_CHUNK && v->u.c
+                          ? dagger_chunk_is_mutable(v->u.c, NULL)
+                          : constrains(v) && !(v->kind == DAGGER_KIND_SHARD &&
+                                               dagger__mem_shard_on_rank(v->u.sh, k));
+        if (pinned) {
             snprintf(why, cap,
                      "argument %u is pinned to a processor of rank %d (mutable data or a "
                      "per-thread shard), but the task's scope sends it to rank %d",
