@@ -1,6 +1,9 @@
 # tests/mpi_data.cmake - data across ranks under mpirun (label mpi): mutable data on a rank,
-# shards per rank and per rank and thread, weighted credits. Included from tests/CMakeLists.txt;
-# runs on 2 ranks (test_mpi_data) and on 4 (test_mpi_data4) through tests/mpi_run.sh.
+# shards per rank and per rank and thread, weighted credits, datadeps regions across ranks.
+# Included from tests/CMakeLists.txt; runs on 2 ranks (test_mpi_data) and on 4 (test_mpi_data4)
+# through tests/mpi_run.sh. Whole-chunk datadeps accesses in one process come first (no MPI).
+dagger_add_tests(datadeps_chunks SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_datadeps_chunks.c
+                 LABELS quick)
 if(NOT DAGGER_HAVE_MPI)
   return()
 endif()

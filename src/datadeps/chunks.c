@@ -7,8 +7,9 @@
  * (dagger_mutable or a shard piece): the task then runs where it lives (placement sends a task
  * whose argument is another rank's mutable data to that rank). A chunk that the task only
  * reads and that lives on another rank than the task's (the rank of its first written chunk)
- * is fetched: a copy task runs where the chunk lives, after its last writer, and its result (a
- * plain chunk, which moves between ranks) is the task's argument. The copy is cached by
+ * (or on its rank, pinned to another thread than the task's) is fetched: a copy task runs where
+ * the chunk lives, after its last writer, and its result (a plain chunk, which moves between
+ * ranks and threads) is the task's argument. The copy is cached by
  * (chunk, version, rank): another reader of the same version on that rank reuses it; a write
  * makes a new version; the region drops its copies at its end.
  * Thread safety: used by the thread or task that owns the region.
@@ -140,22 +141,36 @@ int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
                             const dagger_ddarg_t *argv, size_t argc, dagger_value_t *vals,
                             dagger_task_t *const *sync, size_t nsync, char *err, size_t cap)
 {
-    int me = dagger_ctx_rank(ctx), target = -1;
+    int me = dagger_ctx_rank(ctx), target = -1, thread = -1;
     bool any = false;
-    /* The task runs where its first written chunk lives (or its first read mutable chunk). */
+    /* The task runs where its first written chunk lives (or its first read mutable chunk):
+     * that rank, and that thread when the chunk is pinned to one. */
     for (int pass = 0; pass < 2 && target < 0; pass++) {
         for (size_t i = 0; i < argc && target < 0; i++) {
             const dagger_ddarg_t *a = &argv[i];
             if (a->shape != DAGGER_SHAPE_CHUNK || a->access == DAGGER_ACCESS_NONE)
                 continue;
             any = true;
+            dagger_proc_t p;
             if (pass == 0 ? (a->access & DAGGER_ACCESS_OUT) != 0
-                          : dagger_chunk_is_mutable(a->value.u.c, NULL))
+                          : dagger_chunk_is_mutable(a->value.u.c, NULL)) {
                 target = rank_of(a->value.u.c, me);
+                if (dagger_chunk_is_mutable(a->value.u.c, &p))
+                    thread = p.index;
+            }
         }
     }
     if (!any)
         return 0;
+    /* Written data of the whole worker: the first read data pinned to a thread of that rank
+     * chooses the thread (other threads' data is copied). */
+    for (size_t i = 0; i < argc && thread < 0; i++) {
+        const dagger_ddarg_t *a = &argv[i];
+        dagger_proc_t p;
+        if (a->shape == DAGGER_SHAPE_CHUNK && a->access == DAGGER_ACCESS_IN &&
+            dagger_chunk_is_mutable(a->value.u.c, &p) && rank_of(a->value.u.c, me) == target)
+            thread = p.index;
+    }
     for (size_t i = 0; i < argc; i++) {
         const dagger_ddarg_t *a = &argv[i];
         if (a->shape != DAGGER_SHAPE_CHUNK || a->access == DAGGER_ACCESS_NONE)
@@ -175,8 +190,10 @@ int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
             v->version++;
             continue;
         }
-        if (!dagger_chunk_is_mutable(c, NULL) || rank_of(c, me) == target)
-            continue; /* plain data moves by itself; data of the task's rank is used there */
+        dagger_proc_t p;
+        if (!dagger_chunk_is_mutable(c, &p) ||
+            (rank_of(c, me) == target && (p.index < 0 || thread < 0 || p.index == thread)))
+            continue; /* plain data moves by itself; data the task's processor reaches is used */
         dagger_task_t *t = fetch(cc, ctx, c, v->version, target, sync, nsync);
         if (!t)
             return snprintf(err, cap, "out of memory copying argument %zu from rank %d", i + 1,
