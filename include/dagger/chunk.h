@@ -132,8 +132,10 @@ DAGGER_API DAGGER_NODISCARD int dagger_fetch_chunk(dagger_task_t *t, dagger_chun
  *  its result as a chunk pinned there. The constructor returns a chunk, a blob (copied into a
  *  chunk allocated on that processor) or a pointer (wrapped; the caller keeps it alive). Every
  *  task that takes the chunk runs on that processor and sees the same pointer; a task whose
- *  scope excludes it fails with DAGGER_ESCOPE. Blocks until the constructor ran (suspends
- *  inside a task). Returns: 0, or the constructor's error / DAGGER_ESCOPE / DAGGER_EINVAL.
+ *  scope excludes it fails with DAGGER_ESCOPE. A worker scope (dagger_scope_worker(r)) pins it
+ *  to that worker, any of its threads; on another rank it stays there and its tasks run there
+ *  (docs/mpi.md). Blocks until the constructor ran (suspends inside a task).
+ *  Returns: 0, or the constructor's error / DAGGER_ESCOPE / DAGGER_EINVAL.
  *  Ownership: +1 on `*out`. Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_mutable(dagger_ctx_t *ctx, const dagger_scope_t *where,
                                                dagger_fn_t ctor, const dagger_value_t *argv,
@@ -155,7 +157,8 @@ typedef struct dagger_shard_opts {
 /** Fill `o` with the defaults. Thread safety: any thread. */
 DAGGER_API void dagger_shard_opts_init(dagger_shard_opts_t *o);
 
-/** Dagger.jl's @shard: run `ctor(argv)` once per worker (or per thread) where it will be used;
+/** Dagger.jl's @shard: run `ctor(argv)` once per worker (or per thread) where it will be used,
+ *  on every rank the scope names;
  *  a task that takes the shard receives the piece of the place where it runs (a task that
  *  starts on thread t stays on t for the rest of its run). Blocks until every piece exists.
  *  Returns: 0, DAGGER_EINVAL (contradictory or empty options, NULL ctor; message in

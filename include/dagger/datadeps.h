@@ -39,6 +39,7 @@ typedef enum dagger_shape {
     DAGGER_SHAPE_UNIT_UPPER, /* i < j */
     DAGGER_SHAPE_UNIT_LOWER, /* i > j */
     DAGGER_SHAPE_DIAG,       /* i == j */
+    DAGGER_SHAPE_CHUNK,      /* a whole chunk (`value`), on this rank or another */
 } dagger_shape_t;
 
 /** One argument of a datadeps task: a plain value (access NONE) or an annotated memory region.
@@ -89,6 +90,16 @@ static inline dagger_ddarg_t dagger_range(dagger_access_t access, void *base, si
                                           size_t len)
 {
     return dagger_span(access, (char *)base + off, len);
+}
+/** The whole chunk `c` (In, Out or InOut): the task gets the chunk (dagger_arg_buf). A written
+ *  chunk must be mutable data (dagger_mutable, a shard piece), and the task runs on its rank; a
+ *  read chunk of another rank is copied there (see docs/datadeps.md). */
+static inline dagger_ddarg_t dagger_ddchunk(dagger_access_t access, dagger_chunk_t *c)
+{
+    dagger_ddarg_t a = dagger_ddval(dagger_chunkv(c));
+    a.access = (uint8_t)access;
+    a.shape = DAGGER_SHAPE_CHUNK;
+    return a;
 }
 /** A rows x cols tile of a column-major matrix whose columns are `ld` elements apart. */
 static inline dagger_ddarg_t dagger_tile(dagger_access_t access, void *p, size_t rows, size_t cols,

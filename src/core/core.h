@@ -81,6 +81,8 @@ void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
  * deferred, to be completed with dagger__task_complete. dagger__task_fn is its body. */
 void dagger__task_begin_elsewhere(dagger_task_t *t);
 dagger_fn_t dagger__task_fn(const dagger_task_t *t);
+/* Whether the task keeps its result as mutable data where it runs (DAGGER_TASK_MUTABLE_RESULT). */
+bool dagger__task_mutable_result(const dagger_task_t *t);
 
 /* ---------------------------------------------------------------- ranks
  * A backend that spans processes (src/net/mpi) registers these from a constructor; ctx.c calls

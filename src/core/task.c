@@ -608,6 +608,10 @@ static void call_task_callback(struct dagger__call_waiter *w, dagger_ctx_t *ctx)
 }
 
 dagger_fn_t dagger__task_fn(const dagger_task_t *t) { return t->fn; }
+bool dagger__task_mutable_result(const dagger_task_t *t)
+{
+    return (t->flags & TF_MUTABLE_RESULT) != 0;
+}
 
 void dagger__task_begin_elsewhere(dagger_task_t *t)
 {

@@ -6,8 +6,8 @@
  * as a chunk (DAGGER_DIST_ANY). Random values come from a counter-based generator: element k
  * (global column-major index) of seed s is a hash of (s, k), so values do not depend on the
  * blocking, the places, or the order in which blocks run.
- * Places over ranks: with one process every block lives on rank 0 and is free to move; once the
- * MPI layer exists, place p names rank p (TODO #10: remote blocks).
+ * Places over ranks: every block lives on rank 0 and is free to move; a block placed on another
+ * rank is refused until the operations pass blocks as chunks (TODO #9, docs/darray.md).
  * SPDX-License-Identifier: MIT
  */
 #include <math.h>
@@ -327,11 +327,17 @@ static int build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fil
         if (a->place[b] == -2 || a->place[b] < -1 || a->place[b] >= nthreads) {
             int p = l->copy_places ? l->places[b] : l->places ? l->places[b % l->nplaces] : -1;
             dagger_darray_release(a);
+            int nranks = dagger_ctx_nranks(ctx);
+            if (l->over == DAGGER_DARRAY_RANKS && p > 0 && p < nranks)
+                return dagger__set_errmsg(DAGGER_ESCOPE,
+                                          "darray block %zu: blocks on rank %d are not supported "
+                                          "yet: darray operations run on rank 0 (docs/darray.md)",
+                                          b, p);
             if (l->over == DAGGER_DARRAY_RANKS)
                 return dagger__set_errmsg(DAGGER_ESCOPE,
-                                          "darray block %zu: rank %d does not exist (this "
-                                          "process is rank 0 of 1)",
-                                          b, p);
+                                          "darray block %zu: rank %d does not exist (the job has "
+                                          "%d rank%s)",
+                                          b, p, nranks, nranks == 1 ? "" : "s");
             return dagger__set_errmsg(DAGGER_ESCOPE,
                                       "darray block %zu: thread %d does not exist (the context "
                                       "has %d threads)",

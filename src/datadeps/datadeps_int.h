@@ -100,4 +100,31 @@ long dagger__ddtracker_add(dagger__ddtracker_t *t, uint32_t id, const dagger__dd
 /* The largest end of a known region that contains byte `p`, or 0 when none does. */
 uintptr_t dagger__ddtracker_extent(dagger__ddtracker_t *t, uintptr_t p);
 
+/* ------------------------------------------------------------------ chunk accesses (chunks.c) */
+
+#include "dagger.h"
+#include "dagger/chunk.h"
+#include "dagger/datadeps.h"
+
+/* A region's copies of chunks read on another rank, and the versions of its chunks. */
+struct dagger__ddchunks {
+    struct ddfetch *fetches;
+    size_t nfetches, capfetches;
+    struct ddversion *versions;
+    size_t nversions, capversions;
+    uint64_t fetched; /* arguments replaced by a copy */
+};
+
+/* Normalise a DAGGER_SHAPE_CHUNK argument into `acc`. Returns 0 or DAGGER_EINVAL (err set). */
+int dagger__dd_chunk_access(const dagger_ddarg_t *a, dagger__ddaccess_t *acc, char *err,
+                            size_t cap);
+/* After the analysis of a task whose syncdeps are `sync`: choose its rank, count the writes,
+ * and replace in `vals` each chunk it reads from another rank by a copy task. Returns 0,
+ * DAGGER_ESCOPE (it writes data of two ranks), DAGGER_ENOMEM (err set). */
+int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
+                            const dagger_ddarg_t *argv, size_t argc, dagger_value_t *vals,
+                            dagger_task_t *const *sync, size_t nsync, char *err, size_t cap);
+/* At the region's end, after its tasks: drop the copies. */
+void dagger__dd_chunks_fini(struct dagger__ddchunks *cc);
+
 #endif /* DAGGER_SRC_DATADEPS_INT_H */

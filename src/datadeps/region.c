@@ -55,9 +55,10 @@ struct dagger_datadeps {
      * dependencies. */
     int failed;
     char failmsg[256];
-    struct rgroup *pending; /* reduction groups not flushed yet, newest first */
-    struct rgroup *groups;  /* flushed groups, freed at the end */
-    struct cmx *locks;      /* one per commute region */
+    struct rgroup *pending;         /* reduction groups not flushed yet, newest first */
+    struct rgroup *groups;          /* flushed groups, freed at the end */
+    struct cmx *locks;              /* one per commute region */
+    struct dagger__ddchunks chunks; /* whole-chunk accesses (chunks.c) */
 };
 
 /* ------------------------------------------------------------------ reduction groups */
@@ -507,6 +508,14 @@ static long prepare(dagger_datadeps_t *dd, const dagger_ddarg_t *argv, size_t ar
         if (a->access > DAGGER_ACCESS_REDUX)
             return snprintf(err, cap, "argument %zu: unknown access mode %d", i + 1, a->access),
                    DAGGER_EINVAL;
+        if (a->shape == DAGGER_SHAPE_CHUNK) {
+            rc = dagger__dd_chunk_access(a, acc, why, sizeof why);
+            if (rc < 0)
+                return snprintf(err, cap, "argument %zu: %s", i + 1, why), rc;
+            dd->argv[i] = a->value;
+            n++;
+            continue;
+        }
         rc = dagger__ddreg_make(&acc->reg, a->shape, a->ptr, a->bytes, a->rows, a->cols, a->ld,
                                 a->elsize, why, sizeof why);
         if (rc < 0)
@@ -602,9 +611,15 @@ dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd, const dagger_ta
             dd->sync[ns++] = dd->tasks[dd->deps[i]];
         o.syncdeps = dd->sync;
         o.nsyncdeps = ns;
-        bool oom;
-        struct crec *rec = commute_record(dd, nacc, fn, &oom);
-        if (oom) {
+        int crc = dagger__dd_chunks_place(&dd->chunks, dd->ctx, argv, argc, dd->argv, dd->sync, ns,
+                                          err, sizeof err);
+        if (crc == DAGGER_ENOMEM)
+            region_fail(dd, crc, err);
+        bool oom = false;
+        struct crec *rec = crc ? NULL : commute_record(dd, nacc, fn, &oom);
+        if (crc) {
+            t = spawn_failed(dd, opts, fname, crc, err);
+        } else if (oom) {
             t = spawn_failed(dd, opts, fname, DAGGER_ENOMEM, "out of memory for a commute lock");
         } else if (rec) {
             /* Held in a bulk block until the wrapper can find the record. */
@@ -690,6 +705,7 @@ int dagger_datadeps_end(dagger_datadeps_t *dd)
         pthread_mutex_destroy(&x->m);
         dagger__free(x);
     }
+    dagger__dd_chunks_fini(&dd->chunks);
     dagger__ddtracker_deinit(&dd->tr);
     dagger__free(dd->tasks);
     dagger__free(dd->deps);

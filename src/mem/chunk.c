@@ -26,7 +26,17 @@
 
 #define MAX_COPIES 4
 
-enum { CH_MUTABLE = 1u << 0, CH_WRAPPED = 1u << 1 };
+enum { CH_MUTABLE = 1u << 0, CH_WRAPPED = 1u << 1, CH_REMOTE = 1u << 2 };
+
+/* A proxy of mutable data on another rank (CH_REMOTE): no copy here; the ranks backend keeps
+ * its weighted credit (touched by the progress thread only) and is told at the last release. */
+struct remote {
+    int rank;
+    uint64_t rid;
+    uint64_t credit;
+    void (*on_free)(void *ud, int rank, uint64_t rid, uint64_t credit);
+    void *ud;
+};
 
 struct copy {
     dagger_space_t space;
@@ -43,7 +53,8 @@ struct dagger_chunk {
     dagger_elt_t elt;
     int ndims;
     size_t shape[DAGGER_CHUNK_MAX_DIMS];
-    dagger_space_t home;
+    dagger_space_t home;      /* rank 0 = this process (mem.h); a proxy's: its rank */
+    int32_t rank;             /* this process's rank in the job, at creation */
     dagger_proc_t proc;       /* mutable: the processor it is pinned to */
     _Atomic uint64_t version; /* bumped by writes */
     pthread_mutex_t lock;     /* guards ncopies and the refresh of stale copies */
@@ -52,6 +63,7 @@ struct dagger_chunk {
     void (*free_fn)(void *data, void *ud);
     void *ud;
     struct dagger__res_node res; /* out-of-core residency (mem_int.h) */
+    struct remote remote;        /* CH_REMOTE only */
 };
 
 static _Atomic uint64_t next_chunk_id = 1;
@@ -118,7 +130,10 @@ dagger_space_t dagger__mem_host(void)
 
 dagger_space_t dagger__mem_space_of(const dagger_proc_t *p)
 {
-    dagger_space_t s = {p->rank, DAGGER_SPACE_HOST, 0};
+    /* Staging happens only on the processor's own rank (placement hands a task for another
+     * rank to the ranks backend unstaged), and the spaces of this process carry rank 0 inside
+     * the data layer; dagger_chunk_home reports the rank of the process. */
+    dagger_space_t s = {0, DAGGER_SPACE_HOST, 0};
     if (p->kind == DAGGER_PROC_DEVICE) {
         s.kind = DAGGER_SPACE_DEVICE;
         s.index = p->index;
@@ -221,6 +236,7 @@ static dagger_chunk_t *chunk_new(const dagger_ctx_t *ctx, size_t size)
     c->size = size;
     c->elt = DAGGER_ELT_RAW;
     c->home = dagger__mem_host();
+    c->rank = dagger_ctx_rank(ctx);
     c->proc.rank = 0;
     c->proc.kind = DAGGER_PROC_CPU;
     c->proc.index = -1;
@@ -355,6 +371,13 @@ void dagger_chunk_release(dagger_chunk_t *c)
         return;
     if (c->res.tracked)
         dagger__res_sub(&c->res, true);
+    if (c->flags & CH_REMOTE) {
+        struct remote *r = &c->remote;
+        r->on_free(r->ud, r->rank, r->rid, r->credit);
+        pthread_mutex_destroy(&c->lock);
+        dagger__free(c);
+        return;
+    }
     int n = atomic_load_explicit(&c->ncopies, memory_order_acquire);
     /* Each copy goes back to its own space (the home of a file is the disk space). */
     for (int i = 0; i < n; i++) {
@@ -498,6 +521,10 @@ int dagger__mem_stage(dagger_chunk_t *c, const dagger_space_t *to, void **ptr)
         *ptr = c->copies[0].ptr;
         return 0;
     }
+    DAGGER_CHECK(!(c->flags & CH_REMOTE), DAGGER_ESCOPE,
+                 "chunk %llu is mutable data of rank %d and never leaves it: use it in a task "
+                 "that runs there",
+                 (unsigned long long)c->id, c->remote.rank);
     /* Under a memory limit a host copy that must be made first waits for room (spills). */
     if (c->res.tracked && to->kind == DAGGER_SPACE_HOST) {
         pthread_mutex_lock(&c->lock);
@@ -575,7 +602,12 @@ int dagger_chunk_shape(const dagger_chunk_t *c, size_t *shape, int cap)
 
 dagger_space_t dagger_chunk_home(const dagger_chunk_t *c)
 {
-    return c ? c->home : dagger__mem_host();
+    if (!c)
+        return dagger__mem_host();
+    dagger_space_t h = c->home;
+    if (!(c->flags & CH_REMOTE)) /* this process's space: its rank in the job */
+        h.rank = c->rank;
+    return h;
 }
 
 bool dagger_chunk_is_mutable(const dagger_chunk_t *c, dagger_proc_t *proc)
@@ -595,6 +627,44 @@ void dagger__mem_pin(dagger_chunk_t *c, const dagger_proc_t *proc)
 
 const dagger_ctx_t *dagger__mem_chunk_ctx(const dagger_chunk_t *c) { return c->ctx; }
 
+/* ---------------------------------------------------------------- proxies of remote data */
+
+int dagger__mem_proxy_create(const dagger_ctx_t *ctx, const dagger_proc_t *proc, uint64_t rid,
+                             size_t size, dagger_elt_t elt, int ndims, const size_t *shape,
+                             uint64_t credit,
+                             void (*on_free)(void *ud, int rank, uint64_t rid, uint64_t credit),
+                             void *ud, dagger_chunk_t **out)
+{
+    dagger_chunk_t *c = chunk_new(ctx, size);
+    DAGGER_CHECK(c, DAGGER_ENOMEM, "out of memory for the record of a chunk of rank %d",
+                 (int)proc->rank);
+    c->flags |= CH_REMOTE | CH_MUTABLE;
+    c->res.tracked = false;
+    atomic_store_explicit(&c->res.upin, 0, memory_order_relaxed);
+    c->proc = *proc;
+    c->home = (dagger_space_t){proc->rank, DAGGER_SPACE_HOST, 0};
+    c->copies[0].space = c->home;
+    atomic_store_explicit(&c->copies[0].version, 0, memory_order_relaxed); /* never valid here */
+    if (ndims > 0 && ndims <= DAGGER_CHUNK_MAX_DIMS)
+        set_type(c, elt, ndims, shape);
+    c->remote = (struct remote){proc->rank, rid, credit, on_free, ud};
+    *out = c;
+    return 0;
+}
+
+bool dagger__mem_proxy(const dagger_chunk_t *c, int *rank, uint64_t *rid)
+{
+    if (!c || !(c->flags & CH_REMOTE))
+        return false;
+    if (rank)
+        *rank = c->remote.rank;
+    if (rid)
+        *rid = c->remote.rid;
+    return true;
+}
+
+uint64_t *dagger__mem_proxy_credit(dagger_chunk_t *c) { return &c->remote.credit; }
+
 /* ---------------------------------------------------------------- results kept as chunks */
 
 int dagger__mem_result_chunk(const dagger_ctx_t *ctx, dagger_value_t *v, const dagger_proc_t *proc,
@@ -605,6 +675,11 @@ int dagger__mem_result_chunk(const dagger_ctx_t *ctx, dagger_value_t *v, const d
         c = v->u.c;
         if (!(v->flags & DAGGER_VALUE_OWNED))
             dagger_chunk_retain(c);
+        if (c->flags & CH_REMOTE) { /* made and pinned on its rank (a remote task's result) */
+            *v = dagger_chunkv(c);
+            v->flags |= DAGGER_VALUE_OWNED;
+            return 0;
+        }
         if (pin && (c->flags & CH_MUTABLE) &&
             (c->proc.kind != proc->kind || c->proc.index != proc->index)) {
             char a[48], b[48];

@@ -93,6 +93,21 @@ const dagger_ctx_t *dagger__mem_shard_ctx(const dagger_shard_t *s);
 int dagger__mem_result_chunk(const dagger_ctx_t *ctx, dagger_value_t *v, const dagger_proc_t *proc,
                              bool pin, char *why, size_t cap);
 
+/* Mutable data of another rank (src/net/mpi): a proxy record with no copy here, pinned to
+ * `proc` (whose rank is the home), known there as chunk `rid`, holding `credit` of its weighted
+ * reference count; `on_free` runs at the last release (any thread) to give the credit back.
+ * Staging it or reading it here fails with DAGGER_ESCOPE; placement sends its tasks home.
+ * Returns 0 or DAGGER_ENOMEM. Ownership: +1 on `*out`. */
+int dagger__mem_proxy_create(const dagger_ctx_t *ctx, const dagger_proc_t *proc, uint64_t rid,
+                             size_t size, dagger_elt_t elt, int ndims, const size_t *shape,
+                             uint64_t credit,
+                             void (*on_free)(void *ud, int rank, uint64_t rid, uint64_t credit),
+                             void *ud, dagger_chunk_t **out);
+/* Whether `c` is such a proxy, and its home rank and id there. */
+bool dagger__mem_proxy(const dagger_chunk_t *c, int *rank, uint64_t *rid);
+/* The proxy's credit: read and split by the ranks backend's progress thread only. */
+uint64_t *dagger__mem_proxy_credit(dagger_chunk_t *c);
+
 /* Make `c` mutable data of `proc` (a constructor's result, before it is shared). */
 void dagger__mem_pin(dagger_chunk_t *c, const dagger_proc_t *proc);
 
@@ -100,5 +115,12 @@ void dagger__mem_pin(dagger_chunk_t *c, const dagger_proc_t *proc);
  * whether pieces are per thread. */
 dagger_chunk_t *dagger__mem_shard_local(const dagger_shard_t *s, int thread);
 bool dagger__mem_shard_per_thread(const dagger_shard_t *s);
+/* Whether the shard has a piece on `rank`. */
+bool dagger__mem_shard_on_rank(const dagger_shard_t *s, int rank);
+/* A shard of `n` pieces (retained) with their processors: this rank's view of a shard made on
+ * another rank. Returns 0 or DAGGER_ENOMEM. Ownership: +1 on `*out`. */
+int dagger__mem_shard_assemble(const dagger_ctx_t *ctx, bool per_thread, int nthreads,
+                               dagger_chunk_t *const *pieces, const dagger_proc_t *procs, size_t n,
+                               dagger_shard_t **out);
 
 #endif /* DAGGER_SRC_MEM_H */

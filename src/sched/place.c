@@ -9,6 +9,7 @@
  * In a job, a task that may run on any rank (dagger__sched_movable: the explicit any scope, or
  * an independent long task, dagger__sched_spread) goes to the ranks backend's place hook, which
  * weighs the ranks with the cost model (cost.c) and keeps stealable work in a reserve.
+ * An input that is mutable data of another rank (a proxy chunk) sends the task to that rank.
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
@@ -166,7 +167,13 @@ static int choose_rank(const struct dagger__place *r, dagger_proc_t *out, char *
                    : DAGGER_ESCOPE;
     int k = ranks[atomic_fetch_add_explicit(r->rr, 1, memory_order_relaxed) % (uint32_t)n];
     for (uint32_t i = 0; i < r->ninputs; i++) {
-        if (constrains(&r->inputs[i])) {
+        const dagger_value_t *v = &r->inputs[i];
+        /* Mutable data here (pinned to a thread or to the worker) never moves to rank k. */
+        bool pinned = v->kind == DAGGER_KIND_CHUNK && v->u.c
+                          ? dagger_chunk_is_mutable(v->u.c, NULL)
+                          : constrains(v) && !(v->kind == DAGGER_KIND_SHARD &&
+                                               dagger__mem_shard_on_rank(v->u.sh, k));
+        if (pinned) {
             snprintf(why, cap,
                      "argument %u is pinned to a processor of rank %d (mutable data or a "
                      "per-thread shard), but the task's scope sends it to rank %d",
@@ -183,11 +190,62 @@ static int choose_rank(const struct dagger__place *r, dagger_proc_t *out, char *
     return 0;
 }
 
+/* An input is mutable data of another rank (a proxy chunk): the task goes there, to the
+ * thread the data is pinned to, if the scope allows it. */
+static int choose_home(const struct dagger__place *r, uint32_t i, int home, dagger_proc_t *out,
+                       char *why, size_t cap)
+{
+    dagger_proc_t hp;
+    const dagger_chunk_t *c = r->inputs[i].u.c;
+    (void)dagger_chunk_is_mutable(c, &hp);
+    char form[256] = "any", place[64];
+    dagger_proc_format(&hp, place, sizeof place);
+    for (uint32_t j = 0; j < r->ninputs; j++) {
+        int q = r->rank; /* mutable data here, pinned to a thread or to the worker */
+        const dagger_value_t *v = &r->inputs[j];
+        bool other = v->kind == DAGGER_KIND_CHUNK && v->u.c
+                         ? dagger_chunk_is_mutable(v->u.c, NULL) &&
+                               (dagger__mem_proxy(v->u.c, &q, NULL), q != home)
+                         : constrains(v) && !(v->kind == DAGGER_KIND_SHARD &&
+                                              dagger__mem_shard_on_rank(v->u.sh, home));
+        if (other) {
+            snprintf(why, cap,
+                     "argument %u (mutable chunk %llu) lives on rank %d, but argument %u is "
+                     "pinned to another rank",
+                     i, (unsigned long long)dagger_chunk_id(c), home, j);
+            return DAGGER_ESCOPE;
+        }
+    }
+    dagger__procset set;
+    int nt = dagger__scope_resolve(r->scope, home, r->nranks, r->nthreads, &set, NULL, 0);
+    if (nt == 0 || (hp.index >= 0 && !dagger__procset_has(&set, hp.index))) {
+        if (r->scope)
+            dagger_scope_format(r->scope, form, sizeof form);
+        snprintf(why, cap,
+                 "no processor satisfies both the task's scope %s and %s of rank %d, where "
+                 "argument %u (mutable chunk %llu) lives",
+                 form, place, home, i, (unsigned long long)dagger_chunk_id(c));
+        return DAGGER_ESCOPE;
+    }
+    out->rank = home;
+    out->index = hp.index;
+    for (int t = 0; hp.index < 0 && nt == 1 && t < r->nthreads; t++)
+        if (dagger__procset_has(&set, t))
+            out->index = (int16_t)t;
+    return 0;
+}
+
 int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char *why, size_t cap)
 {
     out->rank = r->rank;
     out->kind = DAGGER_PROC_CPU;
     out->index = -1;
+    for (uint32_t i = 0; DAGGER_UNLIKELY(r->nranks > 1) && i < r->ninputs; i++) {
+        const dagger_value_t *v = &r->inputs[i];
+        int home;
+        if (v->kind == DAGGER_KIND_CHUNK && v->u.c && dagger__mem_proxy(v->u.c, &home, NULL))
+            return choose_home(r, i, home, out, why, cap);
+    }
     bool free_to_move = dagger__scope_is_any(r->scope);
     for (uint32_t i = 0; i < r->ninputs && free_to_move; i++)
         free_to_move = !constrains(&r->inputs[i]);

@@ -39,9 +39,12 @@ enum {
     M_TRACE,
     M_TRACE_PULL,
     M_STEAL,
-    M_STEAL_REPLY
+    M_STEAL_REPLY,
+    M_UNREF
 };
-enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP, C_COLL, C_CLOSING, C_TRACE };
+enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP, C_COLL, C_CLOSING, C_TRACE, C_UNREF };
+/* Value modes on the wire beyond remote.c's own (data.c): a reference, a shard. */
+enum { MPI__V_REF = 16, MPI__V_SHARD };
 
 struct mpi_cmd {
     struct mpi_cmd *next;
@@ -110,6 +113,9 @@ struct mpi_state {
     struct mpi_spmd *spmd;     /* spmd.c: collectives and the SPMD close */
     struct mpi_rtrace *rtrace; /* trace.c: one trace for every rank */
     struct mpi_steal *steal; /* steal.c: cost-model placement, the reserve, stealing */
+    /* data.c: mutable data referenced across ranks */
+    struct held **held;       /* progress: chunks of this rank referenced elsewhere */
+    _Atomic int64_t nproxies; /* proxies alive here, plus a bit once the state closed */
 };
 
 /* progress.c */
@@ -177,5 +183,24 @@ bool mpi__steal_poll(struct mpi_state *st, int64_t now);
 /* A pull of `bytes` from `peer` took `ns`: learn the link. */
 void mpi__steal_link(struct mpi_state *st, int peer, size_t bytes, int64_t ns);
 void mpi__steal_lost(struct mpi_state *st, int peer);
+/* data.c */
+/* Append `c` as a reference when it is mutable data (here or a proxy of another rank's).
+ * Returns 1 (appended), 0 (not mutable: send its bytes), or an error with why set. */
+int mpi__put_ref(struct mpi_state *st, struct wbuf *b, dagger_chunk_t *c, int peer,
+                 const char *what, char *why, size_t cap);
+/* Read a reference (after its mode): +1 on the chunk itself or a new proxy. */
+int mpi__get_ref(struct mpi_state *st, struct rbuf *rb, int src, dagger_chunk_t **out, char *why,
+                 size_t cap);
+/* A shard: the references of `peer`'s pieces; read back as that rank's own shard (+1). */
+int mpi__put_shard(struct mpi_state *st, struct wbuf *b, dagger_shard_t *s, int peer,
+                   const char *what, char *why, size_t cap);
+int mpi__get_shard(struct mpi_state *st, struct rbuf *rb, int src, dagger_shard_t **out, char *why,
+                   size_t cap);
+void mpi__data_cmd(struct mpi_state *st, struct mpi_cmd *c);        /* C_UNREF */
+void mpi__data_msg(struct mpi_state *st, int src, struct rbuf *rb); /* M_UNREF */
+/* At close: release what other ranks referenced. */
+void mpi__data_fini(struct mpi_state *st);
+/* Mark the state closed: true when proxies are still alive (the last one frees `st`). */
+bool mpi__data_keep_state(struct mpi_state *st);
 
 #endif /* DAGGER_SRC_NET_MPI_INT_H */

@@ -445,6 +445,7 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
         break;
     case M_CANCEL:
     case M_PULL:
+    case M_UNREF:
         mpi__on_msg(st, type, src, &rb);
         break;
     case M_CLOSING:
@@ -641,8 +642,11 @@ static void state_free(struct mpi_state *st)
     mpi__rtrace_fini(st);
     mpi__steal_fini(st);
     mpi__remote_fini(st);
+    mpi__data_fini(st);
     dagger__free(st->peers);
-    dagger__free(st);
+    st->peers = NULL;
+    if (!mpi__data_keep_state(st)) /* else the last proxy frees it */
+        dagger__free(st);
 }
 
 static int join(dagger_ctx_t *ctx)

@@ -61,6 +61,7 @@ enum { V_INLINE = 0, V_CHUNK, V_CHUNK_PULL, V_BYTES_PULL };
 struct slot {
     dagger_value_t v;
     dagger_chunk_t *chunk; /* owned */
+    dagger_shard_t *shard; /* owned */
     void *bytes;           /* owned */
 };
 
@@ -77,6 +78,7 @@ struct inbound {
     dagger_fn_t fn;
     char name[128];
     int64_t pin;
+    bool mutable_result;
     uint64_t pid;
     /* a result */
     struct proxy *px;
@@ -201,6 +203,9 @@ static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t 
     switch (v->kind) {
     case DAGGER_KIND_CHUNK: {
         dagger_chunk_t *c = v->u.c;
+        int r = mpi__put_ref(st, b, c, peer, what, why, cap); /* mutable data: a reference */
+        if (r)
+            return r < 0 ? r : 0;
         void *p = dagger_chunk_data(c);
         size_t n = dagger_chunk_size(c);
         if (!p && n) {
@@ -225,8 +230,9 @@ static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t 
     case DAGGER_KIND_PTR:
         snprintf(why, cap, "%s is a local pointer, which cannot travel to rank %d", what, peer);
         return DAGGER_EINVAL;
-    case DAGGER_KIND_TASK:
     case DAGGER_KIND_SHARD:
+        return mpi__put_shard(st, b, v->u.sh, peer, what, why, cap);
+    case DAGGER_KIND_TASK:
         snprintf(why, cap, "%s is a %s handle, which cannot travel to rank %d in this build", what,
                  dagger_kind_name(v->kind), peer);
         return DAGGER_ENOSYS;
@@ -305,6 +311,18 @@ static int pull(struct mpi_state *st, struct inbound *in, void *dst, size_t size
 static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, struct slot *s)
 {
     uint64_t mode = rb_u64(rb);
+    if (mode == MPI__V_REF) {
+        int rc = mpi__get_ref(st, rb, in->src, &s->chunk, in->why, sizeof in->why);
+        if (!rc)
+            s->v = dagger_chunkv(s->chunk);
+        return rc;
+    }
+    if (mode == MPI__V_SHARD) {
+        int rc = mpi__get_shard(st, rb, in->src, &s->shard, in->why, sizeof in->why);
+        if (!rc)
+            s->v = dagger_shardv(s->shard);
+        return rc;
+    }
     if (mode == V_INLINE) {
         uint64_t n = rb_u64(rb);
         const void *p = rb_bytes(rb, n);
@@ -372,6 +390,7 @@ static void inbound_free(struct mpi_state *st, struct inbound *in)
 {
     for (uint32_t i = 0; i < in->n; i++) {
         dagger_chunk_release(in->slots[i].chunk);
+        dagger_shard_release(in->slots[i].shard);
         dagger__free(in->slots[i].bytes);
     }
     dagger__free(in->slots);
@@ -479,6 +498,8 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = in->name[0] ? in->name : NULL;
+    if (in->mutable_result)
+        o.flags |= DAGGER_TASK_MUTABLE_RESULT;
     /* No pin: any thread of this rank, said explicitly so that the cost model never sends a
      * task that was placed (or stolen) here on to another rank. */
     dagger_scope_t *scope =
@@ -545,6 +566,7 @@ static void on_task(struct mpi_state *st, int src, struct rbuf *rb)
     in->pid = rb_u64(rb);
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_RECEIVED, src, in->pid, rb->len));
     in->pin = (int64_t)rb_u64(rb);
+    in->mutable_result = rb_u64(rb) != 0;
     rb_str(rb, in->name, sizeof in->name);
     struct dagger__fn_ref ref = {0};
     rb_str(rb, ref.name, sizeof ref.name);
@@ -637,6 +659,9 @@ void mpi__on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb)
     case M_PULL:
         on_pull(st, src, rb);
         break;
+    case M_UNREF:
+        mpi__data_msg(st, src, rb);
+        break;
     }
 }
 
@@ -680,6 +705,7 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     wb_u64(b, M_TASK);
     wb_u64(b, dagger_task_id(t));
     wb_u64(b, (uint64_t)(int64_t)pin);
+    wb_u64(b, dagger__task_mutable_result(t)); /* the result stays there as mutable data */
     wb_str(b, dagger_task_name(t));
     wb_str(b, ref.name);
     wb_u64(b, (uint64_t)ref.idlen);
@@ -764,6 +790,9 @@ void mpi__on_cmd(struct mpi_state *st, struct mpi_cmd *c)
         dagger__free(c);
         break;
     }
+    case C_UNREF:
+        mpi__data_cmd(st, c); /* frees c */
+        break;
     }
 }
 
