@@ -112,7 +112,7 @@ struct mpi_state {
     char stop_why[160];
     struct mpi_spmd *spmd;     /* spmd.c: collectives and the SPMD close */
     struct mpi_rtrace *rtrace; /* trace.c: one trace for every rank */
-    struct mpi_steal *steal; /* steal.c: cost-model placement, the reserve, stealing */
+    struct mpi_steal *steal;   /* steal.c: cost-model placement, the reserve, stealing */
     /* data.c: mutable data referenced across ranks */
     struct held **held;       /* progress: chunks of this rank referenced elsewhere */
     _Atomic int64_t nproxies; /* proxies alive here, plus a bit once the state closed */
