@@ -23,6 +23,7 @@
 
 #define MPI__INLINE_MAX (64u * 1024u) /* values up to this size travel inside the message */
 #define MPI__PIECE (1u << 30)         /* pulled payloads go in pieces of at most 1 GiB */
+#define MPI__HUGE_MIN (4u << 20)      /* pulled into buffers this large: huge pages advised */
 #define MPI__MAX_RANKS 4096
 
 enum { TAG_CTRL = 7, TAG_DATA0 = 100, TAG_DATA_SPAN = 20000 };
@@ -85,6 +86,7 @@ struct mpi_state {
     uint64_t next_xid;
     uint32_t next_tag;
     int64_t nserved;        /* progress: served tasks whose result is not sent yet */
+    int64_t nproxies;       /* progress: tasks sent to other ranks, awaiting their results */
     uint64_t nsent, nrecvd; /* progress: TASK and RESULT messages, for termination */
     /* termination rounds (driver) */
     _Atomic uint32_t q_round, q_done;

@@ -20,6 +20,7 @@
 #include "common/common.h"
 #include "net/mpi/mpi_int.h"
 #include "net/net.h"
+#include "value/value.h"
 
 #define NBUCKETS 256
 
@@ -36,6 +37,8 @@ struct proxy {
 
 struct served {
     struct hnode h; /* key: origin rank and the proxy's id */
+    struct slot *slots; /* the pulled arguments, which the task borrows until it ends */
+    uint32_t nslots;
     struct dagger__task_callback cb;
     struct mpi_cmd cmd;
     struct mpi_state *st;
@@ -49,6 +52,7 @@ struct exported {
     dagger_chunk_t *chunk; /* retained, or NULL */
     dagger_task_t *task;   /* retained: its result holds the bytes; or NULL */
     void *bytes;           /* a copy, or NULL */
+    dagger_value_t owned;  /* an argument's bytes taken over from the proxy, or nil */
     const void *p;
     size_t size;
     int peer;
@@ -60,8 +64,19 @@ enum { V_INLINE = 0, V_CHUNK, V_CHUNK_PULL, V_BYTES_PULL };
 struct slot {
     dagger_value_t v;
     dagger_chunk_t *chunk; /* owned */
-    void *bytes;           /* owned */
+    void *bytes;           /* owned: dagger__obj_alloc'd, nbytes long */
+    size_t nbytes;
 };
+
+static void slots_free(struct slot *slots, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        dagger_chunk_release(slots[i].chunk);
+        if (slots[i].bytes)
+            dagger__obj_free(slots[i].bytes, slots[i].nbytes);
+    }
+    dagger__free(slots);
+}
 
 /* An incoming task (M_TASK) or result (M_RESULT) whose values may still be pulled. */
 struct inbound {
@@ -133,6 +148,7 @@ static void export_release(void *ud)
     dagger_chunk_release(x->chunk);
     dagger_task_release(x->task);
     dagger__free(x->bytes);
+    dagger__value_drop(&x->owned);
     dagger__free(x);
 }
 
@@ -166,16 +182,26 @@ static void put_shape(struct wbuf *b, dagger_chunk_t *c)
     wb_u64(b, dagger_chunk_size(c));
 }
 
+/* Keep `n` bytes at `p` for `peer` to pull, by reference where something keeps them alive: the
+ * chunk `c`; or `t`, a finished task whose result holds them, or the proxy whose argument `v`
+ * holds them (an owned argument is taken over from it: the export frees it; a borrowed one, or
+ * a dependency's result, lives until the proxy completes, which is after the receiver got every
+ * pulled argument, since the remote task starts only then). Otherwise the bytes are copied. */
 static uint64_t export_add(struct mpi_state *st, int peer, dagger_chunk_t *c, dagger_task_t *t,
-                           const void *p, size_t n)
+                           dagger_value_t *v, const void *p, size_t n)
 {
     struct exported *x = dagger__calloc(1, sizeof *x);
     if (!x)
         return 0;
-    if (c || t) { /* the chunk, or the finished task whose result holds `p`, keeps it alive */
+    x->owned = dagger_nil();
+    if (c || t) {
         x->chunk = c ? dagger_chunk_retain(c) : NULL;
         x->task = t ? dagger_task_retain(t) : NULL;
         x->p = p;
+        if (v && (v->flags & DAGGER_VALUE_OWNED)) {
+            x->owned = *v;
+            v->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+        }
     } else {
         x->bytes = dagger__malloc(n ? n : 1);
         if (!x->bytes) {
@@ -192,10 +218,11 @@ static uint64_t export_add(struct mpi_state *st, int peer, dagger_chunk_t *c, da
     return x->h.key;
 }
 
-/* Append `v` for `peer`; `owner` (may be NULL: bytes are copied) is a finished task whose
- * result `v` is. Returns 0, or an error with the reason in why. */
-static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t *v,
-                     dagger_task_t *owner, int peer, const char *what, char *why, size_t cap)
+/* Append `v` for `peer`; `owner` (may be NULL: large bytes are copied) is a finished task whose
+ * result `v` is, or, with `arg`, the proxy whose argument `v` is (export_add). Returns 0, or an
+ * error with the reason in why. */
+static int put_value(struct mpi_state *st, struct wbuf *b, dagger_value_t *v, dagger_task_t *owner,
+                     bool arg, int peer, const char *what, char *why, size_t cap)
 {
     switch (v->kind) {
     case DAGGER_KIND_CHUNK: {
@@ -213,7 +240,7 @@ static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t 
             wb_bytes(b, p, n);
             return 0;
         }
-        uint64_t xid = export_add(st, peer, c, NULL, p, n);
+        uint64_t xid = export_add(st, peer, c, NULL, NULL, p, n);
         if (!xid)
             goto oom;
         wb_u64(b, V_CHUNK_PULL);
@@ -233,7 +260,7 @@ static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t 
     case DAGGER_KIND_BLOB:
         if (v->len > MPI__INLINE_MAX) {
             size_t n = v->len + (v->kind == DAGGER_KIND_STR);
-            uint64_t xid = export_add(st, peer, NULL, owner, v->u.p, n);
+            uint64_t xid = export_add(st, peer, NULL, owner, arg ? v : NULL, v->u.p, n);
             if (!xid)
                 goto oom;
             wb_u64(b, V_BYTES_PULL);
@@ -347,7 +374,8 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         if (rb->bad || (kind != DAGGER_KIND_STR && kind != DAGGER_KIND_BLOB) || size == 0 ||
             size > UINT32_MAX)
             goto bad;
-        s->bytes = dagger__malloc(size);
+        s->bytes = dagger__obj_alloc(size); /* adopted by the task in the end: no copy */
+        s->nbytes = size;
         if (!s->bytes) {
             snprintf(in->why, sizeof in->why, "out of memory for %zu bytes from rank %d", size,
                      in->src);
@@ -366,11 +394,7 @@ bad:
 
 static void inbound_free(struct mpi_state *st, struct inbound *in)
 {
-    for (uint32_t i = 0; i < in->n; i++) {
-        dagger_chunk_release(in->slots[i].chunk);
-        dagger__free(in->slots[i].bytes);
-    }
-    dagger__free(in->slots);
+    slots_free(in->slots, in->n);
     dagger__free(in->msg);
     dagger__free(in);
     st->ninbound--;
@@ -395,7 +419,7 @@ static void send_result(struct mpi_state *st, int origin, uint64_t pid, dagger_t
         if (t && dagger_fetch(t, &v) != 0)
             v = dagger_nil();
         struct wbuf val = {0};
-        int r = put_value(st, &val, &v, t, origin, "the result", why, sizeof why);
+        int r = put_value(st, &val, &v, t, false, origin, "the result", why, sizeof why);
         if (r) { /* send the failure instead */
             dagger__free(val.p);
             dagger__free(b.p);
@@ -429,6 +453,7 @@ static void on_served_result(struct mpi_state *st, struct served *s)
     send_result(st, s->origin, s->pid, t, rc, msg, dagger_task_id(t), dagger_task_name(t));
     h_take(st, 1, s->h.key);
     dagger_task_release(t);
+    slots_free(s->slots, s->nslots);
     dagger__free(s);
     st->nserved--;
 }
@@ -443,6 +468,9 @@ static void finish_result(struct mpi_state *st, struct inbound *in, int rc, uint
         snprintf(text, sizeof text, "task %d:%llu '%s' on rank %d: %s", in->src,
                  (unsigned long long)rid, rname, in->src, in->why);
         dagger__task_complete(t, rc, NULL, text);
+    } else if (in->slots[0].bytes) { /* pulled bytes: the task adopts them */
+        dagger__task_complete_owned(t, &in->slots[0].v);
+        in->slots[0].bytes = NULL;
     } else {
         dagger__task_complete(t, 0, &in->slots[0].v, NULL);
     }
@@ -469,8 +497,11 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
                     in->name);
         return;
     }
-    for (uint32_t i = 0; i < in->n; i++)
+    for (uint32_t i = 0; i < in->n; i++) { /* pulled bytes are lent to the task: no copy */
         argv[i] = in->slots[i].v;
+        if (in->slots[i].bytes)
+            argv[i].flags |= DAGGER_VALUE_BORROW;
+    }
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = in->name[0] ? in->name : NULL;
@@ -489,6 +520,10 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     }
     s->st = st;
     s->t = t;
+    s->slots = in->slots;
+    s->nslots = in->n;
+    in->slots = NULL;
+    in->n = 0;
     s->origin = in->src;
     s->pid = in->pid;
     s->h.key = served_key(in->src, in->pid);
@@ -575,6 +610,7 @@ static void on_result(struct mpi_state *st, int src, struct rbuf *rb)
     struct proxy *px = (struct proxy *)h_take(st, 0, pid);
     if (!px)
         return; /* its rank was declared lost, and it completed then */
+    st->nproxies--;
     struct inbound *in = inbound_new(st, src, rb);
     if (!in)
         dagger__panic("out of memory receiving a result from rank %d", src);
@@ -680,7 +716,7 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     for (uint32_t i = 0; i < n; i++) {
         char what[32];
         snprintf(what, sizeof what, "argument %u", i);
-        rc = put_value(st, b, &args[i], NULL, rank, what, why, cap);
+        rc = put_value(st, b, &args[i], t, true, rank, what, why, cap);
         if (rc)
             return rc;
     }
@@ -728,6 +764,7 @@ static void submit(struct mpi_state *st, struct mpi_cmd *c)
     px->rank = c->rank;
     px->h.key = dagger_task_id(t);
     h_put(st, 0, &px->h);
+    st->nproxies++;
     mpi__send(st, c->rank, &b, true);
 }
 
@@ -765,6 +802,7 @@ void mpi__remote_lost(struct mpi_state *st, int peer)
                 continue;
             }
             *pp = px->h.next;
+            st->nproxies--;
             char text[300];
             snprintf(text, sizeof text, "rank %d was lost (%s) while it ran this task", peer,
                      st->peers[peer].why);
