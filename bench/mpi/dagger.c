@@ -153,7 +153,8 @@ int main(int argc, char **argv)
         double move = (pp_now() - t0) / reps;
         dagger_chunk_release(c);
         printf("RESULT|mpi.chunk_move|dagger|size=%zu|%.2f|us\n", size, move * 1e6);
-        printf("RESULT|mpi.chunk_move|dagger|size=%zu|%.1f|MB/s\n", size, (double)size / move / 1e6);
+        printf("RESULT|mpi.chunk_move|dagger|size=%zu|%.1f|MB/s\n", size,
+               (double)size / move / 1e6);
         printf("RESULT|mpi.ratio|rtt_vs_target|size=%zu|%.2f|x\n", size,
                rtt / (2 * mpi_rtt[k] + local));
         printf("RESULT|mpi.ratio|bw_vs_mpi|size=%zu|%.2f|x\n", size, mpi_rtt[k] / rtt);

@@ -574,7 +574,7 @@ void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *resul
 void dagger__task_complete_owned(dagger_task_t *t, const dagger_value_t *result)
 {
     dagger_value_t out = *result;
-    out.flags &= (uint8_t)~(DAGGER_VALUE_BORROW | DAGGER_VALUE_OWNED);
+    out.flags &= (uint8_t) ~(DAGGER_VALUE_BORROW | DAGGER_VALUE_OWNED);
     if (out.kind != DAGGER_KIND_STR && out.kind != DAGGER_KIND_BLOB) {
         dagger__task_complete(t, 0, &out, NULL);
         return;

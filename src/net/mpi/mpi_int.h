@@ -27,16 +27,16 @@
 #define MPI__MAX_RANKS 4096
 
 enum { TAG_CTRL = 7, TAG_DATA0 = 100, TAG_DATA_SPAN = 20000 };
-enum { M_TASK = 1, M_RESULT, M_CANCEL, M_PULL, M_QUERY, M_REPLY, M_STOP, M_BEAT };
-enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP };
+enum { M_TASK = 1, M_RESULT, M_CANCEL, M_PULL, M_QUERY, M_REPLY, M_STOP, M_BEAT, M_DROP };
+enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP, C_FETCH, C_DROP };
 
 struct mpi_cmd {
     struct mpi_cmd *next;
     int type;
     int rank, pin;    /* C_SUBMIT */
     dagger_task_t *t; /* C_SUBMIT: the proxy; C_RESULT: the served task */
-    uint64_t id;      /* C_CANCEL: the proxy's id */
-    void *rec;        /* C_RESULT: the struct served */
+    uint64_t id;      /* C_CANCEL: the proxy's id; C_FETCH, C_DROP: the export id */
+    void *rec;        /* C_RESULT: the struct served; C_FETCH: the fetch */
 };
 
 struct mpi_state;
@@ -85,9 +85,10 @@ struct mpi_state {
     int64_t ninbound; /* progress: tasks or results waiting for pulled bytes */
     uint64_t next_xid;
     uint32_t next_tag;
-    int64_t nserved;        /* progress: served tasks whose result is not sent yet */
-    int64_t nproxies;       /* progress: tasks sent to other ranks, awaiting their results */
-    uint64_t nsent, nrecvd; /* progress: TASK and RESULT messages, for termination */
+    int64_t nserved;               /* progress: served tasks whose result is not sent yet */
+    int64_t nproxies;              /* progress: tasks sent to other ranks, awaiting their results */
+    _Atomic uint64_t bytes_pulled; /* bytes this rank received by pulls (stats) */
+    uint64_t nsent, nrecvd;        /* progress: TASK and RESULT messages, for termination */
     /* termination rounds (driver) */
     _Atomic uint32_t q_round, q_done;
     uint64_t q_sent, q_recvd;
@@ -116,9 +117,32 @@ void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
 void mpi__on_cmd(struct mpi_state *st, struct mpi_cmd *c);
 /* A control message of type M_TASK, M_RESULT, M_CANCEL or M_PULL from `src`. */
 void mpi__on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
-/* Fail every proxy and import of a lost rank. */
+/* Fail every proxy and import of a lost rank, and release the exports it held. */
 void mpi__remote_lost(struct mpi_state *st, int peer);
 /* Work this rank still owes or awaits (served results unsent, imports, pending tasks). */
 bool mpi__remote_busy(const struct mpi_state *st);
+/* A data reference (M_DROP) from `src`: release export `xid` once its sends are out. */
+void mpi__export_drop(struct mpi_state *st, int src, uint64_t xid);
+
+/* subscribe.c: results left where they were made. A chunk result larger than MPI__INLINE_MAX
+ * stays on the producer's rank as an export; the rank that spawned the task gets a chunk whose
+ * home is that rank (space DAGGER__SPACE_RANK, home pointer a struct mpi_rref), and every
+ * consumer rank pulls the bytes straight from the producer. */
+struct mpi_rref {
+    struct mpi_rref *next, *prev; /* the process's list (guarded by its lock) */
+    struct mpi_state *st;         /* NULL once that context closed */
+    int rank;                     /* where the bytes are */
+    uint64_t xid;                 /* the export there */
+};
+/* A reference to export `xid` of `rank`; NULL when out of memory. */
+struct mpi_rref *mpi__rref_new(struct mpi_state *st, int rank, uint64_t xid);
+/* The reference behind a chunk whose home is another rank (NULL for any other chunk). */
+const struct mpi_rref *mpi__chunk_rref(dagger_chunk_t *c);
+/* Progress thread: a C_FETCH or C_DROP command. */
+void mpi__sub_cmd(struct mpi_state *st, struct mpi_cmd *c);
+/* At close: references still alive forget the context. */
+void mpi__sub_fini(struct mpi_state *st);
+/* Bytes this rank received by pulls (stats for the tests). Thread safety: any thread. */
+uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx);
 
 #endif /* DAGGER_SRC_NET_MPI_INT_H */

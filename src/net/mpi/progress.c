@@ -8,11 +8,11 @@
  * and the other ranks serve inside dagger_ctx_open until the driver closes. The progress thread
  * only makes nonblocking MPI calls, handles commands that other threads post, and backs off
  * when idle (polls, yielding the core, 200 us after the last activity, or 10 ms while results
- * are awaited or served tasks run, then sleeps up to 1 ms; a posted command wakes it). A rank is lost when nothing came from it for DAGGER_PEER_TIMEOUT seconds (every
- * rank sends heartbeats) or, on one host, when its process is gone. The driver's close runs
- * termination rounds: every rank reports whether it is idle and how many work messages it sent
- * and received; two equal rounds in a row with every rank idle and sent == received end the job
- * (the four-counter method).
+ * are awaited or served tasks run, then sleeps up to 1 ms; a posted command wakes it). A rank is
+ * lost when nothing came from it for DAGGER_PEER_TIMEOUT seconds (every rank sends heartbeats) or,
+ * on one host, when its process is gone. The driver's close runs termination rounds: every rank
+ * reports whether it is idle and how many work messages it sent and received; two equal rounds in a
+ * row with every rank idle and sent == received end the job (the four-counter method).
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -278,6 +278,7 @@ static bool test_imports(struct mpi_state *st)
             continue;
         }
         *pp = im->next;
+        atomic_fetch_add_explicit(&st->bytes_pulled, im->size, memory_order_relaxed);
         import_end(st, im, 0, NULL);
         did = true;
     }
@@ -462,6 +463,12 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
     case M_PULL:
         mpi__on_msg(st, type, src, &rb);
         break;
+    case M_DROP: {
+        uint64_t xid = rb_u64(&rb);
+        if (!rb.bad)
+            mpi__export_drop(st, src, xid);
+        break;
+    }
     default:
         fprintf(stderr,
                 "dagger: rank %d: a malformed message (type %d, %zu bytes) from rank %d "
@@ -514,6 +521,10 @@ static bool run_cmds(struct mpi_state *st)
         case C_STOP:
             stop_all(st);
             dagger__free(rev);
+            break;
+        case C_FETCH:
+        case C_DROP:
+            mpi__sub_cmd(st, rev); /* frees or keeps rev */
             break;
         default:
             mpi__on_cmd(st, rev); /* frees or keeps rev */
@@ -634,6 +645,7 @@ static double peer_timeout(void)
 
 static void state_free(struct mpi_state *st)
 {
+    mpi__sub_fini(st);
     mpi__remote_fini(st);
     dagger__free(st->peers);
     dagger__free(st);

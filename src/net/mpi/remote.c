@@ -20,6 +20,7 @@
 #include "common/common.h"
 #include "net/mpi/mpi_int.h"
 #include "net/net.h"
+#include "mem/mem.h"
 #include "value/value.h"
 
 #define NBUCKETS 256
@@ -36,7 +37,7 @@ struct proxy {
 };
 
 struct served {
-    struct hnode h; /* key: origin rank and the proxy's id */
+    struct hnode h;     /* key: origin rank and the proxy's id */
     struct slot *slots; /* the pulled arguments, which the task borrows until it ends */
     uint32_t nslots;
     struct dagger__task_callback cb;
@@ -55,10 +56,24 @@ struct exported {
     dagger_value_t owned;  /* an argument's bytes taken over from the proxy, or nil */
     const void *p;
     size_t size;
-    int peer;
+    int peer;     /* the rank it was made for (its loss releases it) */
+    bool multi;   /* a result left here: pulled by any rank until its holder drops it */
+    int inflight; /* sends of it not out yet */
+    bool dropped; /* out of the table: released once inflight is 0 */
 };
 
-enum { V_INLINE = 0, V_CHUNK, V_CHUNK_PULL, V_BYTES_PULL };
+/* How a value travels. V_CHUNK_REF: a chunk result left on the sending rank (subscribe.c);
+ * V_CHUNK_FROM: pull it from a third rank, its producer; V_CHUNK_LOCAL: it is an export of the
+ * receiving rank itself. */
+enum {
+    V_INLINE = 0,
+    V_CHUNK,
+    V_CHUNK_PULL,
+    V_BYTES_PULL,
+    V_CHUNK_REF,
+    V_CHUNK_FROM,
+    V_CHUNK_LOCAL
+};
 
 /* One incoming value: decoded in place, or filled by a pull. */
 struct slot {
@@ -152,6 +167,32 @@ static void export_release(void *ud)
     dagger__free(x);
 }
 
+/* A send of a multi-pull export is out. */
+static void export_sent(void *ud)
+{
+    struct exported *x = ud;
+    if (--x->inflight == 0 && x->dropped)
+        export_release(x);
+}
+
+/* `x` is out of the table: release it now, or once its sends are out. */
+static void export_gone(struct exported *x)
+{
+    if (x->inflight > 0)
+        x->dropped = true;
+    else
+        export_release(x);
+}
+
+void mpi__export_drop(struct mpi_state *st, int src, uint64_t xid)
+{
+    struct exported *x = (struct exported *)h_find(st, 2, xid);
+    if (!x || !x->multi || x->peer != src)
+        return; /* only the rank holding the reference lets it go */
+    h_take(st, 2, xid);
+    export_gone(x);
+}
+
 bool mpi__remote_busy(const struct mpi_state *st) { return st->nserved > 0 || st->ninbound > 0; }
 
 void mpi__remote_fini(struct mpi_state *st)
@@ -227,6 +268,23 @@ static int put_value(struct mpi_state *st, struct wbuf *b, dagger_value_t *v, da
     switch (v->kind) {
     case DAGGER_KIND_CHUNK: {
         dagger_chunk_t *c = v->u.c;
+        const struct mpi_rref *r = mpi__chunk_rref(c);
+        dagger_space_t host = dagger__mem_host();
+        if (r && !dagger__mem_valid_in(c, &host)) { /* a result left on its producer's rank */
+            if (owner && !arg) {
+                snprintf(why, cap,
+                         "%s: chunk %llu is a reference to rank %d's data, which "
+                         "could not be read here",
+                         what, (unsigned long long)dagger_chunk_id(c), r->rank);
+                return DAGGER_ESTATE;
+            }
+            wb_u64(b, r->rank == peer ? V_CHUNK_LOCAL : V_CHUNK_FROM);
+            put_shape(b, c);
+            if (r->rank != peer)
+                wb_u64(b, (uint64_t)r->rank);
+            wb_u64(b, r->xid);
+            return 0;
+        }
         void *p = dagger_chunk_data(c);
         size_t n = dagger_chunk_size(c);
         if (!p && n) {
@@ -243,7 +301,10 @@ static int put_value(struct mpi_state *st, struct wbuf *b, dagger_value_t *v, da
         uint64_t xid = export_add(st, peer, c, NULL, NULL, p, n);
         if (!xid)
             goto oom;
-        wb_u64(b, V_CHUNK_PULL);
+        bool left = owner && !arg; /* a result: it stays here, and any rank may pull it */
+        if (left)
+            ((struct exported *)h_find(st, 2, xid))->multi = true;
+        wb_u64(b, left ? V_CHUNK_REF : V_CHUNK_PULL);
         put_shape(b, c);
         wb_u64(b, xid);
         return 0;
@@ -303,16 +364,17 @@ static void slot_pulled(struct mpi_state *st, struct import *im, int rc, const c
     inbound_step(st, in);
 }
 
-/* Pull `size` bytes of export `xid` from in->src into `dst`: post the receives, then ask. */
-static int pull(struct mpi_state *st, struct inbound *in, void *dst, size_t size, uint64_t xid)
+/* Pull `size` bytes of export `xid` from rank `from` into `dst`: post the receives, then ask. */
+static int pull(struct mpi_state *st, struct inbound *in, void *dst, size_t size, uint64_t xid,
+                int from)
 {
     struct import *im = dagger__calloc(1, sizeof *im);
     if (im)
-        *im = (struct import){
-            .peer = in->src, .size = size, .dst = dst, .done = slot_pulled, .ud = in};
+        *im =
+            (struct import){.peer = from, .size = size, .dst = dst, .done = slot_pulled, .ud = in};
     if (!im || mpi__import_start(st, im)) {
         dagger__free(im);
-        snprintf(in->why, sizeof in->why, "out of memory receiving from rank %d", in->src);
+        snprintf(in->why, sizeof in->why, "out of memory receiving from rank %d", from);
         return DAGGER_ENOMEM;
     }
     in->nleft++;
@@ -320,7 +382,49 @@ static int pull(struct mpi_state *st, struct inbound *in, void *dst, size_t size
     wb_u64(&b, M_PULL);
     wb_u64(&b, xid);
     wb_u64(&b, (uint64_t)im->tag);
-    mpi__send(st, in->src, &b, false);
+    mpi__send(st, from, &b, false);
+    return 0;
+}
+
+/* A chunk that stays where it is: V_CHUNK_LOCAL, an export of this rank (a result made here,
+ * sent back as an argument: taken as it is); V_CHUNK_REF, a result left on in->src, which
+ * becomes a chunk whose home is that rank (subscribe.c). */
+static int chunk_left(struct mpi_state *st, struct rbuf *rb, struct inbound *in, struct slot *s,
+                      uint64_t mode, int elt, int nd, const size_t *shape, size_t size)
+{
+    uint64_t xid = rb_u64(rb);
+    if (rb->bad) {
+        snprintf(in->why, sizeof in->why, "a malformed value from rank %d", in->src);
+        return DAGGER_EINVAL;
+    }
+    if (mode == V_CHUNK_LOCAL) {
+        struct exported *x = (struct exported *)h_find(st, 2, xid);
+        if (!x || !x->chunk) {
+            snprintf(in->why, sizeof in->why,
+                     "rank %d sent a reference to data %llu of this rank, which is gone", in->src,
+                     (unsigned long long)xid);
+            return DAGGER_ESTATE;
+        }
+        s->chunk = dagger_chunk_retain(x->chunk);
+        s->v = dagger_chunkv(s->chunk);
+        return 0;
+    }
+    dagger_space_t where = {in->src, DAGGER__SPACE_RANK, 0};
+    struct mpi_rref *r = mpi__rref_new(st, in->src, xid);
+    int rc = r ? dagger__mem_chunk_at(st->ctx, size, &where, r, &s->chunk) : DAGGER_ENOMEM;
+    if (rc) { /* the reference's free op tells the producer to let it go */
+        if (r)
+            dagger__mem_space_ops(DAGGER__SPACE_RANK)->free(&where, r, size);
+        snprintf(in->why, sizeof in->why, "out of memory for a reference to rank %d's data",
+                 in->src);
+        return DAGGER_ENOMEM;
+    }
+    if (nd > 0 && dagger_chunk_set_type(s->chunk, (dagger_elt_t)elt, nd, shape) != 0) {
+        snprintf(in->why, sizeof in->why, "a %zu-byte chunk from rank %d: %s", size, in->src,
+                 dagger_last_errmsg());
+        return DAGGER_EINVAL;
+    }
+    s->v = dagger_chunkv(s->chunk);
     return 0;
 }
 
@@ -335,7 +439,8 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
             goto bad;
         return 0;
     }
-    if (mode == V_CHUNK || mode == V_CHUNK_PULL) {
+    if (mode == V_CHUNK || mode == V_CHUNK_PULL || mode == V_CHUNK_REF || mode == V_CHUNK_FROM ||
+        mode == V_CHUNK_LOCAL) {
         int elt = (int)rb_u64(rb), nd = (int)rb_u64(rb);
         size_t shape[DAGGER_CHUNK_MAX_DIMS];
         if (nd < 0 || nd > DAGGER_CHUNK_MAX_DIMS)
@@ -343,8 +448,11 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         for (int i = 0; i < nd; i++)
             shape[i] = rb_u64(rb);
         size_t size = rb_u64(rb);
-        if (rb->bad)
+        int from = mode == V_CHUNK_FROM ? (int)rb_u64(rb) : in->src;
+        if (rb->bad || from < 0 || from >= st->nranks || from == st->rank)
             goto bad;
+        if (mode == V_CHUNK_LOCAL || mode == V_CHUNK_REF)
+            return chunk_left(st, rb, in, s, mode, elt, nd, shape, size);
         int rc = dagger_chunk_create(st->ctx, size, &s->chunk);
         if (!rc && nd > 0)
             rc = dagger_chunk_set_type(s->chunk, (dagger_elt_t)elt, nd, shape);
@@ -365,7 +473,7 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         uint64_t xid = rb_u64(rb);
         if (rb->bad)
             goto bad;
-        return pull(st, in, dst, size, xid);
+        return pull(st, in, dst, size, xid, from);
     }
     if (mode == V_BYTES_PULL) {
         int kind = (int)rb_u64(rb);
@@ -385,7 +493,7 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         s->v.kind = (uint8_t)kind;
         s->v.len = (uint32_t)(kind == DAGGER_KIND_STR ? size - 1 : size);
         s->v.u.p = s->bytes;
-        return pull(st, in, s->bytes, size, xid);
+        return pull(st, in, s->bytes, size, xid, in->src);
     }
 bad:
     snprintf(in->why, sizeof in->why, "a malformed value from rank %d", in->src);
@@ -432,10 +540,18 @@ static void send_result(struct mpi_state *st, int origin, uint64_t pid, dagger_t
     mpi__send(st, origin, &b, true);
 }
 
-/* A served task ended (on the thread that completed it): hand it to the progress thread. */
+/* A served task ended (on the thread that completed it): hand it to the progress thread. A
+ * chunk result that is itself a reference to a third rank's data is read here first, so that
+ * this rank can answer for it. */
 static void served_done(dagger_task_t *t, void *ud)
 {
     struct served *s = ud;
+    dagger_value_t v;
+    dagger_space_t host = dagger__mem_host();
+    if (dagger_task_error(t) == 0 && dagger_fetch(t, &v) == 0 && v.kind == DAGGER_KIND_CHUNK &&
+        v.u.c && mpi__chunk_rref(v.u.c) && !dagger__mem_valid_in(v.u.c, &host) &&
+        !pthread_equal(pthread_self(), s->st->thread))
+        (void)dagger_chunk_data(v.u.c); /* a failure is reported when the result is sent */
     s->cmd.type = C_RESULT;
     s->cmd.rec = s;
     mpi__push(s->st, &s->cmd);
@@ -458,11 +574,41 @@ static void on_served_result(struct mpi_state *st, struct served *s)
     st->nserved--;
 }
 
+/* A worker completes a proxy whose result is a chunk left on its producer's rank: completing
+ * it places its local dependents at once, which stages their inputs, which pulls this chunk and
+ * waits for the progress thread; so not on the progress thread. */
+static int complete_later(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)out;
+    dagger_task_t *t = dagger_arg_ptr(a, 0);
+    dagger_chunk_t *c = dagger_arg_ptr(a, 1);
+    dagger_value_t v = dagger_chunkv(c);
+    dagger__task_complete(t, 0, &v, NULL);
+    dagger_chunk_release(c);
+    dagger_task_release(t);
+    return 0;
+}
+
 /* Complete a proxy from its M_RESULT, once its values are here. */
 static void finish_result(struct mpi_state *st, struct inbound *in, int rc, uint64_t rid,
                           const char *rname)
 {
     dagger_task_t *t = in->px->t;
+    struct slot *s = &in->slots[0];
+    if (!rc && s->chunk && mpi__chunk_rref(s->chunk)) {
+        dagger_task_opts_t o;
+        dagger_task_opts_init(&o);
+        o.name = "mpi.complete";
+        dagger_value_t argv[2] = {dagger_ptr(t), dagger_ptr(s->chunk)};
+        dagger_task_t *h = dagger_spawn_impl(st->ctx, &o, complete_later, NULL, argv, 2);
+        if (h) { /* it owns the proxy's reference and the chunk's now */
+            s->chunk = NULL;
+            dagger_task_release(h);
+            dagger__free(in->px);
+            return;
+        }
+    }
     if (rc) {
         char text[640];
         snprintf(text, sizeof text, "task %d:%llu '%s' on rank %d: %s", in->src,
@@ -635,12 +781,18 @@ static void on_pull(struct mpi_state *st, int src, struct rbuf *rb)
 {
     uint64_t xid = rb_u64(rb);
     int tag = (int)rb_u64(rb);
-    struct exported *x = (struct exported *)h_take(st, 2, xid);
+    struct exported *x = (struct exported *)h_find(st, 2, xid);
     if (!x || rb->bad) {
         fprintf(stderr, "dagger: rank %d: rank %d pulled unknown data %llu\n", st->rank, src,
                 (unsigned long long)xid);
         return;
     }
+    if (x->multi) { /* a result left here: it stays for the other readers */
+        x->inflight++;
+        mpi__send_data(st, src, tag, x->p, x->size, export_sent, x);
+        return;
+    }
+    h_take(st, 2, xid);
     mpi__send_data(st, src, tag, x->p, x->size, export_release, x);
 }
 
@@ -817,7 +969,7 @@ void mpi__remote_lost(struct mpi_state *st, int peer)
                 continue;
             }
             *pp = x->h.next;
-            export_release(x);
+            export_gone(x);
         }
     }
 }
