@@ -88,6 +88,7 @@ struct mpi_state {
     int64_t nserved;               /* progress: served tasks whose result is not sent yet */
     int64_t nproxies;              /* progress: tasks sent to other ranks, awaiting their results */
     _Atomic uint64_t bytes_pulled; /* bytes this rank received by pulls (stats) */
+    _Atomic int64_t nexports;      /* exports alive on this rank (stats) */
     uint64_t nsent, nrecvd;        /* progress: TASK and RESULT messages, for termination */
     /* termination rounds (driver) */
     _Atomic uint32_t q_round, q_done;
@@ -102,6 +103,11 @@ void mpi__push(struct mpi_state *st, struct mpi_cmd *c);
 /* Send the bytes of `b` (taken over) to `peer` on the control tag; counted for termination when
  * `work`. A lost peer's message is dropped. */
 void mpi__send(struct mpi_state *st, int peer, struct wbuf *b, bool work);
+/* Payloads go in pieces of at most MPI__PIECE bytes, so that every MPI count fits an int
+ * (payloads over 2 GiB): how many for `n` bytes (at least 1), and the length of piece `k` and
+ * its offset in `*off`. */
+size_t mpi__npieces(size_t n);
+size_t mpi__piece(size_t n, size_t k, size_t *off);
 /* Send `n` bytes at `p` to `peer` on `tag` in pieces; release(ud) once every piece is out. */
 void mpi__send_data(struct mpi_state *st, int peer, int tag, const void *p, size_t n,
                     void (*release)(void *ud), void *ud);
@@ -144,5 +150,7 @@ void mpi__sub_cmd(struct mpi_state *st, struct mpi_cmd *c);
 void mpi__sub_fini(struct mpi_state *st);
 /* Bytes this rank received by pulls (stats for the tests). Thread safety: any thread. */
 uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx);
+/* Exports alive on this rank: data kept for other ranks to pull (stats for the tests). */
+int64_t dagger__mpi_exports(const dagger_ctx_t *ctx);
 
 #endif /* DAGGER_SRC_NET_MPI_INT_H */

@@ -165,10 +165,18 @@ void mpi__send(struct mpi_state *st, int peer, struct wbuf *b, bool work)
         st->nsent++;
 }
 
+size_t mpi__npieces(size_t n) { return n ? (n - 1) / MPI__PIECE + 1 : 1; }
+
+size_t mpi__piece(size_t n, size_t k, size_t *off)
+{
+    *off = k * (size_t)MPI__PIECE;
+    return n - *off < MPI__PIECE ? n - *off : MPI__PIECE;
+}
+
 void mpi__send_data(struct mpi_state *st, int peer, int tag, const void *p, size_t n,
                     void (*release)(void *ud), void *ud)
 {
-    size_t pieces = n ? (n + MPI__PIECE - 1) / MPI__PIECE : 1;
+    size_t pieces = mpi__npieces(n);
     struct datasend *ds = dagger__calloc(1, sizeof *ds);
     if (!ds || st->peers[peer].lost) {
         dagger__free(ds);
@@ -179,7 +187,7 @@ void mpi__send_data(struct mpi_state *st, int peer, int tag, const void *p, size
     ds->release = release;
     ds->ud = ud;
     for (size_t k = 0; k < pieces; k++) {
-        size_t off = k * MPI__PIECE, len = n - off < MPI__PIECE ? n - off : MPI__PIECE;
+        size_t off, len = mpi__piece(n, k, &off);
         MPI_Request req;
         MPI_Isend((const char *)p + off, (int)len, MPI_BYTE, peer, tag, st->comm, &req);
         add_send(st, peer, NULL, ds, req);
@@ -241,7 +249,7 @@ static void advise_huge(void *p, size_t n)
 
 int mpi__import_start(struct mpi_state *st, struct import *im)
 {
-    size_t pieces = im->size ? (im->size + MPI__PIECE - 1) / MPI__PIECE : 1;
+    size_t pieces = mpi__npieces(im->size);
     im->reqs = dagger__calloc(pieces, sizeof *im->reqs);
     if (!im->reqs)
         return DAGGER_ENOMEM;
@@ -249,8 +257,7 @@ int mpi__import_start(struct mpi_state *st, struct import *im)
     im->tag = TAG_DATA0 + (int)(st->next_tag++ % TAG_DATA_SPAN);
     im->nreq = (int)pieces;
     for (size_t k = 0; k < pieces; k++) {
-        size_t off = k * MPI__PIECE,
-               len = im->size - off < MPI__PIECE ? im->size - off : MPI__PIECE;
+        size_t off, len = mpi__piece(im->size, k, &off);
         MPI_Irecv((char *)im->dst + off, (int)len, MPI_BYTE, im->peer, im->tag, st->comm,
                   &im->reqs[k]);
     }

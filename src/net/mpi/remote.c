@@ -59,6 +59,7 @@ struct exported {
     int peer;     /* the rank it was made for (its loss releases it) */
     bool multi;   /* a result left here: pulled by any rank until its holder drops it */
     int inflight; /* sends of it not out yet */
+    struct mpi_state *st;
     bool dropped; /* out of the table: released once inflight is 0 */
 };
 
@@ -160,6 +161,7 @@ void mpi__remote_init(struct mpi_state *st)
 static void export_release(void *ud)
 {
     struct exported *x = ud;
+    atomic_fetch_sub_explicit(&x->st->nexports, 1, memory_order_relaxed);
     dagger_chunk_release(x->chunk);
     dagger_task_release(x->task);
     dagger__free(x->bytes);
@@ -235,6 +237,8 @@ static uint64_t export_add(struct mpi_state *st, int peer, dagger_chunk_t *c, da
     if (!x)
         return 0;
     x->owned = dagger_nil();
+    x->st = st;
+    atomic_fetch_add_explicit(&st->nexports, 1, memory_order_relaxed);
     if (c || t) {
         x->chunk = c ? dagger_chunk_retain(c) : NULL;
         x->task = t ? dagger_task_retain(t) : NULL;
@@ -246,6 +250,7 @@ static uint64_t export_add(struct mpi_state *st, int peer, dagger_chunk_t *c, da
     } else {
         x->bytes = dagger__malloc(n ? n : 1);
         if (!x->bytes) {
+            atomic_fetch_sub_explicit(&st->nexports, 1, memory_order_relaxed);
             dagger__free(x);
             return 0;
         }

@@ -213,3 +213,9 @@ uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx)
     const struct mpi_state *st = dagger__ctx_ranks(ctx);
     return st ? atomic_load_explicit(&st->bytes_pulled, memory_order_relaxed) : 0;
 }
+
+int64_t dagger__mpi_exports(const dagger_ctx_t *ctx)
+{
+    const struct mpi_state *st = dagger__ctx_ranks(ctx);
+    return st ? atomic_load_explicit(&st->nexports, memory_order_relaxed) : 0;
+}
