@@ -1,6 +1,6 @@
 /* tests/test_mpi_net.c - the MPI backend's data path: results that stay on their producer's rank
  * and go straight to each consumer's rank, errors that reach every consumer, and the pieces of
- * payloads over 2 GiB.
+ * payloads over 2 GiB, and mpi:// edges that carry a streaming region across ranks.
  *
  * Design: run under tests/mpi_run.sh on 2 ranks (test_mpi_net) and 4 (test_mpi_net4), driver
  * mode: rank 0 runs the case, the other ranks serve. What passed through which rank is read from
@@ -12,6 +12,8 @@
 
 #include "dagger/chunk.h"
 #include "dagger/mpi.h"
+#include "dagger/net.h"
+#include "dagger/stream.h"
 #include "harness.h"
 #include "net/mpi/mpi_int.h"
 
@@ -199,5 +201,125 @@ TEST(pieces_of_payloads_over_2gib)
     ASSERT_EQ(off, 5 * gib);
 }
 
+#define N_STREAM 500
+
+/* The middle stage, on rank 1: pops from rank 0, pushes 2 v + 1 back, until the stream ends. */
+static int middle(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)a;
+    dagger_edge_t *in, *back;
+    int rc = dagger_edge_open(&in, "mpi://0/up", DAGGER_EDGE_POP);
+    if (rc)
+        return dagger_fail(tc, rc, "open up: %s", dagger_last_errmsg());
+    rc = dagger_edge_open(&back, "mpi://0/down", DAGGER_EDGE_PUSH);
+    if (rc) {
+        dagger_edge_close(in);
+        return dagger_fail(tc, rc, "open down: %s", dagger_last_errmsg());
+    }
+    int64_t n = 0;
+    for (;;) {
+        dagger_value_t v;
+        rc = dagger_edge_pop(in, &v, 20000); /* bounded: a lost value fails, never hangs */
+        if (rc == DAGGER_ECLOSED) {
+            rc = 0;
+            break;
+        }
+        if (rc || v.kind != DAGGER_KIND_I64)
+            break;
+        dagger_value_t w = dagger_i64(2 * v.u.i + 1);
+        if ((rc = dagger_edge_push(back, &w)) != 0)
+            break;
+        n++;
+    }
+    if (rc)
+        dagger_fail(tc, rc, "value %lld: %s", (long long)n, dagger_edge_errmsg(in));
+    dagger_edge_close(in);
+    int crc = dagger_edge_close(back); /* sends the end */
+    *out = dagger_i64(n);
+    return rc ? rc : crc;
+}
+
+static int gen(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    int64_t *k = dagger_arg_ptr(a, 0);
+    *out = dagger_i64((*k)++);
+    return 0;
+}
+
+static int pass(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    *out = dagger_i64(dagger_arg_i64(a, 0));
+    return 0;
+}
+
+struct coll {
+    int64_t n, bad;
+};
+
+static int collect(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)out;
+    struct coll *c = dagger_arg_ptr(a, 0);
+    if (dagger_arg_i64(a, 1) != 2 * c->n + 1)
+        c->bad++;
+    c->n++;
+    return 0;
+}
+
+/* A streaming region on rank 0 (gen -> edge sink ... edge source -> pass -> collect) whose
+ * middle stage runs on rank 1, over two mpi:// edges: every value comes back in order, none
+ * lost, and the end of the source closes the whole pipeline. */
+TEST(stream_edges_across_ranks)
+{
+    dagger_ctx_t *ctx = open_job();
+    if (!ctx)
+        return;
+    dagger_edge_t *bad;
+    ASSERT_ERR(dagger_edge_open(&bad, "mpi://0/up", DAGGER_EDGE_PUSH), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "rank 0 is not another rank of this job");
+    ASSERT_ERR(dagger_edge_open(&bad, "mpi://one/up", DAGGER_EDGE_PUSH), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "expected mpi://RANK/name");
+    dagger_edge_t *up, *down;
+    ASSERT_OK(dagger_edge_open(&up, "mpi://1/up", DAGGER_EDGE_PUSH));
+    ASSERT_OK(dagger_edge_open(&down, "mpi://1/down", DAGGER_EDGE_POP));
+    dagger_task_t *m = spawn_on(ctx, 1, middle, "middle", NULL, 0);
+    dagger_stream_opts_t so;
+    dagger_stream_opts_init(&so);
+    so.max_evals = N_STREAM;
+    so.teardown = false; /* the end travels down the pipeline, through both edges */
+    dagger_stream_t *s;
+    ASSERT_OK(dagger_stream_begin(ctx, &so, &s));
+    int64_t k = 0;
+    dagger_task_t *x = dagger_spawn(ctx, gen, (void *)&k);
+    so.max_evals = -1;
+    ASSERT_OK(dagger_stream_set_opts(s, &so));
+    dagger_task_t *sink = dagger_stream_spawn_edge_sink(s, up, x);
+    dagger_task_t *src = dagger_stream_spawn_edge_source(s, down);
+    struct coll c = {0, 0};
+    dagger_task_t *y = dagger_spawn(ctx, pass, src);
+    dagger_task_t *A = dagger_spawn(ctx, collect, (void *)&c, y);
+    ASSERT_OK(dagger_stream_end(s));
+    int64_t sent, moved, got;
+    ASSERT_OK(dagger_fetch_i64(sink, &sent));
+    ASSERT_OK(dagger_fetch_i64(m, &moved));
+    ASSERT_OK(dagger_fetch_i64(src, &got));
+    ASSERT_OK(dagger_fetch(A, NULL));
+    ASSERT_EQ(sent, N_STREAM);
+    ASSERT_EQ(moved, N_STREAM);
+    ASSERT_EQ(got, N_STREAM);
+    ASSERT_EQ(c.n, N_STREAM);
+    ASSERT_EQ(c.bad, 0);
+    dagger_task_release(x);
+    dagger_task_release(sink);
+    dagger_task_release(src);
+    dagger_task_release(A);
+    dagger_task_release(y);
+    dagger_task_release(m);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(result_goes_straight_to_consumers, producer_error_reaches_every_consumer,
-          pieces_of_payloads_over_2gib)
+          pieces_of_payloads_over_2gib, stream_edges_across_ranks)

@@ -27,8 +27,8 @@
 #define MPI__MAX_RANKS 4096
 
 enum { TAG_CTRL = 7, TAG_DATA0 = 100, TAG_DATA_SPAN = 20000 };
-enum { M_TASK = 1, M_RESULT, M_CANCEL, M_PULL, M_QUERY, M_REPLY, M_STOP, M_BEAT, M_DROP };
-enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP, C_FETCH, C_DROP };
+enum { M_TASK = 1, M_RESULT, M_CANCEL, M_PULL, M_QUERY, M_REPLY, M_STOP, M_BEAT, M_DROP, M_STREAM };
+enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP, C_FETCH, C_DROP, C_STREAM };
 
 struct mpi_cmd {
     struct mpi_cmd *next;
@@ -152,5 +152,14 @@ void mpi__sub_fini(struct mpi_state *st);
 uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx);
 /* Exports alive on this rank: data kept for other ranks to pull (stats for the tests). */
 int64_t dagger__mpi_exports(const dagger_ctx_t *ctx);
+
+/* stream.c: the mpi:// edge transport. Attach at open (the context mpi:// ends use), detach at
+ * close; the progress thread files M_STREAM messages, sends C_STREAM commands, and tells the
+ * channels of a lost rank. */
+void mpi__stream_attach(struct mpi_state *st);
+void mpi__stream_detach(struct mpi_state *st);
+void mpi__stream_on_msg(struct mpi_state *st, int src, struct rbuf *rb);
+void mpi__stream_cmd(struct mpi_state *st, struct mpi_cmd *c);
+void mpi__stream_lost(struct mpi_state *st, int peer);
 
 #endif /* DAGGER_SRC_NET_MPI_INT_H */

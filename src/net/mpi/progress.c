@@ -334,6 +334,7 @@ void mpi__peer_lost(struct mpi_state *st, int peer, const char *why)
         import_end(st, im, DAGGER_EPEER, msg);
     }
     mpi__remote_lost(st, peer);
+    mpi__stream_lost(st, peer);
     if (st->q_waiting > 0)
         round_answered(st);
     if (st->driver_mode && st->rank != 0 && peer == 0 && !atomic_load(&st->stopped)) {
@@ -470,6 +471,9 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
     case M_PULL:
         mpi__on_msg(st, type, src, &rb);
         break;
+    case M_STREAM:
+        mpi__stream_on_msg(st, src, &rb);
+        break;
     case M_DROP: {
         uint64_t xid = rb_u64(&rb);
         if (!rb.bad)
@@ -532,6 +536,9 @@ static bool run_cmds(struct mpi_state *st)
         case C_FETCH:
         case C_DROP:
             mpi__sub_cmd(st, rev); /* frees or keeps rev */
+            break;
+        case C_STREAM:
+            mpi__stream_cmd(st, rev); /* frees rev */
             break;
         default:
             mpi__on_cmd(st, rev); /* frees or keeps rev */
@@ -740,6 +747,7 @@ static int join(dagger_ctx_t *ctx)
         return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_ctx_open: cannot start the MPI progress "
                                                  "thread");
     }
+    mpi__stream_attach(st);
     if (!st->driver_mode || st->rank == 0)
         return 0;
     /* A server: run tasks for the others until the driver closes (or is lost). */
@@ -797,6 +805,7 @@ static void ranks_close(dagger_ctx_t *ctx)
     atomic_fetch_add(&st->wake, 1);
     dagger__futex_wake(&st->wake, 1);
     pthread_join(st->thread, NULL);
+    mpi__stream_detach(st);
     MPI_Comm_free(&st->comm);
     state_free(st);
 }
