@@ -133,14 +133,13 @@ TEST(result_goes_straight_to_consumers)
     ASSERT_OK(dagger_fetch_i64(l, &pulled));
     ASSERT_EQ(dagger__mpi_bytes_pulled(ctx) - before, bytes);
     dagger_chunk_t *chunk;
-    ASSERT_OK(dagger_fetch_chunk(p, &chunk));
+    ASSERT_OK(dagger_fetch_chunk(p, &chunk)); /* borrowed while p is held */
     ASSERT_EQ(dagger_chunk_size(chunk), bytes);
     ASSERT_EQ(dagger_chunk_elt(chunk), DAGGER_ELT_I64);
     const int64_t *w = dagger_chunk_data(chunk);
     ASSERT_PTR(w);
     ASSERT_EQ(w[N_WORDS - 1], word(N_WORDS - 1, 42));
     ASSERT_EQ(dagger__mpi_bytes_pulled(ctx) - before, bytes); /* read here already */
-    dagger_chunk_release(chunk);
     dagger_task_release(l);
     dagger_task_release(p);
     /* every reference released: rank 1 keeps nothing (the drop goes before the next task) */
