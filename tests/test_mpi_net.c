@@ -9,6 +9,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <limits.h>
+#include <unistd.h>
 
 #include "dagger/chunk.h"
 #include "dagger/mpi.h"
@@ -148,6 +149,47 @@ TEST(result_goes_straight_to_consumers)
     ASSERT_OK(dagger_fetch_i64(x, &left));
     ASSERT_EQ(left, 0);
     dagger_task_release(x);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+static int slow_five(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)a;
+    usleep(200 * 1000);
+    *out = dagger_i64(5);
+    return 0;
+}
+
+/* consume(chunk, seed) plus a third argument added to its answer. */
+static int consume_plus(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int rc = consume(tc, a, out);
+    if (!rc && out->u.i >= 0)
+        *out = dagger_i64(dagger_arg_i64(a, 2));
+    return rc;
+}
+
+/* A task here whose inputs are a chunk left on rank 1 and a small result that arrives later:
+ * the small result completes its proxy last, and the task, placed then, reads the chunk (a
+ * pull that waits for the progress thread, so the proxy is not completed on it). */
+TEST(local_reader_of_a_chunk_left_remote)
+{
+    dagger_ctx_t *ctx = open_job();
+    if (!ctx)
+        return;
+    int n = dagger_ctx_nranks(ctx);
+    dagger_task_t *p = spawn_on(ctx, 1, produce, "produce", (dagger_value_t[]){dagger_i64(9)}, 1);
+    dagger_task_t *q = spawn_on(ctx, n - 1, slow_five, "slow_five", NULL, 0);
+    dagger_task_t *l =
+        spawn_on(ctx, 0, consume_plus, "consume_plus",
+                 (dagger_value_t[]){dagger_taskv(p), dagger_i64(9), dagger_taskv(q)}, 3);
+    int64_t r;
+    ASSERT_OK(dagger_fetch_i64(l, &r));
+    ASSERT_EQ(r, 5);
+    dagger_task_release(l);
+    dagger_task_release(q);
+    dagger_task_release(p);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
@@ -320,5 +362,6 @@ TEST(stream_edges_across_ranks)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
-TEST_LIST(result_goes_straight_to_consumers, producer_error_reaches_every_consumer,
-          pieces_of_payloads_over_2gib, stream_edges_across_ranks)
+TEST_LIST(result_goes_straight_to_consumers, local_reader_of_a_chunk_left_remote,
+          producer_error_reaches_every_consumer, pieces_of_payloads_over_2gib,
+          stream_edges_across_ranks)

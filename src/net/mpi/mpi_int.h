@@ -89,6 +89,7 @@ struct mpi_state {
     int64_t nproxies;              /* progress: tasks sent to other ranks, awaiting their results */
     _Atomic uint64_t bytes_pulled; /* bytes this rank received by pulls (stats) */
     _Atomic int64_t nexports;      /* exports alive on this rank (stats) */
+    _Atomic int64_t nrrefs;        /* chunks here whose bytes are on another rank */
     uint64_t nsent, nrecvd;        /* progress: TASK and RESULT messages, for termination */
     /* termination rounds (driver) */
     _Atomic uint32_t q_round, q_done;

@@ -7,8 +7,12 @@
  * spawns the task, and when it ends sends an M_RESULT that completes the proxy through
  * dagger__task_complete. Values up to MPI__INLINE_MAX travel inside the message; a larger chunk,
  * string or blob stays where it is (an export) and the receiver pulls it: it posts its receives
- * on a fresh tag, then sends M_PULL. A failure comes back with the remote task's id, name and
- * rank in the message; dagger_cancel on a proxy sends M_CANCEL.
+ * on a fresh tag, then sends M_PULL. A chunk result larger than that stays on its rank as an
+ * export any rank may pull until the spawning rank drops it (M_DROP): the spawning rank gets a
+ * reference (V_CHUNK_REF, subscribe.c), which it passes on to consumer ranks (V_CHUNK_FROM: pull
+ * from the producer; V_CHUNK_LOCAL: the consumer is the producer). Pulled bytes are lent to the
+ * served task and adopted by the proxy's result, without copies. A failure comes back with the
+ * remote task's id, name and rank in the message; dagger_cancel on a proxy sends M_CANCEL.
  * Invariants: the tables below are touched by the progress thread only; a proxy is in the
  * proxy table from its M_TASK until its M_RESULT or the loss of its rank, and completes once.
  * SPDX-License-Identifier: MIT
@@ -579,20 +583,74 @@ static void on_served_result(struct mpi_state *st, struct served *s)
     st->nserved--;
 }
 
-/* A worker completes a proxy whose result is a chunk left on its producer's rank: completing
- * it places its local dependents at once, which stages their inputs, which pulls this chunk and
- * waits for the progress thread; so not on the progress thread. */
+/* A result handed to a worker to complete its proxy with (complete_later). */
+struct later {
+    dagger_task_t *t; /* the proxy's reference */
+    dagger_value_t v;
+    dagger_chunk_t *chunk; /* owned: v is this chunk */
+    bool adopt;            /* v's str/blob bytes are owned (dagger__obj_alloc'd) */
+};
+
+/* Completing a proxy places its local dependents at once, which stages their chunk inputs; a
+ * chunk left on another rank is pulled then, waiting for the progress thread. So while such
+ * chunks exist here, a worker completes proxies, never the progress thread. */
 static int complete_later(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     (void)tc;
     (void)out;
-    dagger_task_t *t = dagger_arg_ptr(a, 0);
-    dagger_chunk_t *c = dagger_arg_ptr(a, 1);
-    dagger_value_t v = dagger_chunkv(c);
-    dagger__task_complete(t, 0, &v, NULL);
-    dagger_chunk_release(c);
-    dagger_task_release(t);
+    struct later *l = dagger_arg_ptr(a, 0);
+    if (l->adopt)
+        dagger__task_complete_owned(l->t, &l->v);
+    else
+        dagger__task_complete(l->t, 0, &l->v, NULL);
+    dagger_chunk_release(l->chunk);
+    dagger_task_release(l->t);
+    dagger__free(l);
     return 0;
+}
+
+/* Hand a successful result to complete_later. Returns false (nothing taken) when out of
+ * memory: the caller completes it here. */
+static bool complete_on_worker(struct mpi_state *st, struct inbound *in)
+{
+    struct slot *s = &in->slots[0];
+    struct later *l = dagger__calloc(1, sizeof *l);
+    if (!l)
+        return false;
+    l->t = in->px->t;
+    l->v = s->v;
+    bool bytes = s->v.kind == DAGGER_KIND_STR || s->v.kind == DAGGER_KIND_BLOB;
+    void *copy = NULL;
+    if (bytes && !s->bytes) { /* inline: it borrows the message, which goes now */
+        size_t n = (size_t)s->v.len + (s->v.kind == DAGGER_KIND_STR);
+        copy = dagger__obj_alloc(n ? n : 1);
+        if (!copy) {
+            dagger__free(l);
+            return false;
+        }
+        if (s->v.len)
+            memcpy(copy, s->v.u.p, s->v.len);
+        if (s->v.kind == DAGGER_KIND_STR)
+            ((char *)copy)[s->v.len] = 0;
+        l->v.u.p = copy;
+    }
+    l->adopt = bytes;
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.name = "mpi.complete";
+    dagger_value_t argv[1] = {dagger_ptr(l)};
+    dagger_task_t *h = dagger_spawn_impl(st->ctx, &o, complete_later, NULL, argv, 1);
+    if (!h) {
+        if (copy)
+            dagger__obj_free(copy, (size_t)s->v.len + (s->v.kind == DAGGER_KIND_STR));
+        dagger__free(l);
+        return false;
+    }
+    l->chunk = s->chunk; /* taken over, with the bytes: the slot keeps neither */
+    s->chunk = NULL;
+    s->bytes = NULL;
+    dagger_task_release(h);
+    return true;
 }
 
 /* Complete a proxy from its M_RESULT, once its values are here. */
@@ -600,19 +658,10 @@ static void finish_result(struct mpi_state *st, struct inbound *in, int rc, uint
                           const char *rname)
 {
     dagger_task_t *t = in->px->t;
-    struct slot *s = &in->slots[0];
-    if (!rc && s->chunk && mpi__chunk_rref(s->chunk)) {
-        dagger_task_opts_t o;
-        dagger_task_opts_init(&o);
-        o.name = "mpi.complete";
-        dagger_value_t argv[2] = {dagger_ptr(t), dagger_ptr(s->chunk)};
-        dagger_task_t *h = dagger_spawn_impl(st->ctx, &o, complete_later, NULL, argv, 2);
-        if (h) { /* it owns the proxy's reference and the chunk's now */
-            s->chunk = NULL;
-            dagger_task_release(h);
-            dagger__free(in->px);
-            return;
-        }
+    if (!rc && atomic_load_explicit(&st->nrrefs, memory_order_relaxed) > 0 &&
+        complete_on_worker(st, in)) {
+        dagger__free(in->px); /* the worker holds the proxy's reference */
+        return;
     }
     if (rc) {
         char text[640];

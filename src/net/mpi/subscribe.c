@@ -35,6 +35,7 @@ struct mpi_rref *mpi__rref_new(struct mpi_state *st, int rank, uint64_t xid)
     r->st = st;
     r->rank = rank;
     r->xid = xid;
+    atomic_fetch_add_explicit(&st->nrrefs, 1, memory_order_relaxed);
     pthread_mutex_lock(&rref_lock);
     r->next = rrefs;
     if (rrefs)
@@ -90,6 +91,8 @@ static void rank_free(const dagger_space_t *s, void *p, size_t n)
         rrefs = r->next;
     if (r->next)
         r->next->prev = r->prev;
+    if (st)
+        atomic_fetch_sub_explicit(&st->nrrefs, 1, memory_order_relaxed);
     struct mpi_cmd *c = st ? dagger__calloc(1, sizeof *c) : NULL;
     if (c) { /* pushed under the lock: the context cannot close in between */
         c->type = C_DROP;
