@@ -635,6 +635,7 @@ static bool complete_on_worker(struct mpi_state *st, struct inbound *in)
         l->v.u.p = copy;
     }
     l->adopt = bytes;
+    l->chunk = s->chunk; /* taken over (with the bytes) once the spawn succeeded */
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = "mpi.complete";
@@ -646,8 +647,7 @@ static bool complete_on_worker(struct mpi_state *st, struct inbound *in)
         dagger__free(l);
         return false;
     }
-    l->chunk = s->chunk; /* taken over, with the bytes: the slot keeps neither */
-    s->chunk = NULL;
+    s->chunk = NULL; /* the helper owns them now (it may have run already) */
     s->bytes = NULL;
     dagger_task_release(h);
     return true;
