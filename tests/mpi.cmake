@@ -37,3 +37,16 @@ if(DAGGER_BUILD_EXAMPLES)
                        ENVIRONMENT "${mpi_env}"
                        SKIP_RETURN_CODE 77 PASS_REGULAR_EXPRESSION "= 6, computed on rank 1\n[^\n]*on rank 1: open x.bin")
 endif()
+
+# The data path (results straight to consumer ranks, payload pieces): tests/test_mpi_net.c on 2
+# and 4 ranks; it reads the backend's counters, so it sees src/.
+foreach(np 2 4)
+  set(name test_mpi_net)
+  if(np EQUAL 4)
+    set(name test_mpi_net4)
+  endif()
+  string(REPLACE "test_" "" area ${name})
+  dagger_add_tests(${area} NAME ${name} SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mpi_net.c
+                   LABELS mpi TIMEOUT 120 LAUNCHER ${mpi_run} ${np} ENV ${mpi_env})
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+endforeach()

@@ -51,6 +51,9 @@ void dagger__task_defer(dagger_tc_t *tc, void (*launch)(dagger_task_t *t, void *
 /* Complete a deferred task: `rc` 0 keeps `*result` (copied like a body's result; may be NULL for
  * nil), otherwise the task fails with `rc` and `msg`. Thread safety: any thread, once. */
 void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *result, const char *msg);
+/* The same for a success whose str/blob bytes (from dagger__obj_alloc, len + 1 for a str) the
+ * executor hands over: the task adopts them instead of copying. Thread safety: any thread, once. */
+void dagger__task_complete_owned(dagger_task_t *t, const dagger_value_t *result);
 
 /* An executor whose processor runs another implementation of the task (a device body): run
  * `fn` as the body instead, with `ud` available to it through dagger__task_exec_ud. Called

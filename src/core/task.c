@@ -600,6 +600,29 @@ void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *resul
     complete(t, rc, false);
 }
 
+void dagger__task_complete_owned(dagger_task_t *t, const dagger_value_t *result)
+{
+    dagger_value_t out = *result;
+    out.flags &= (uint8_t) ~(DAGGER_VALUE_BORROW | DAGGER_VALUE_OWNED);
+    if (out.kind != DAGGER_KIND_STR && out.kind != DAGGER_KIND_BLOB) {
+        dagger__task_complete(t, 0, &out, NULL);
+        return;
+    }
+    int rc = 0;
+    if (!t->err && !t->argerr && !(out.flags & DAGGER_VALUE_TOOBIG) &&
+        !(t->flags & (TF_CHUNK_RESULT | TF_MUTABLE_RESULT)) &&
+        !atomic_load_explicit(&t->cancel, memory_order_acquire)) {
+        out.flags |= DAGGER_VALUE_OWNED; /* adopted: no copy */
+        t->result = out;
+    } else {
+        dagger_value_t held = out;
+        held.flags |= DAGGER_VALUE_OWNED;
+        rc = settle(t, 0, &out); /* copies (or fails); the bytes handed over are freed */
+        dagger__value_drop(&held);
+    }
+    complete(t, rc, false);
+}
+
 static void call_task_callback(struct dagger__call_waiter *w, dagger_ctx_t *ctx)
 {
     (void)ctx;

@@ -109,17 +109,17 @@ static int host_copy2d(const dagger_space_t *ds, void *dst, size_t dpitch, const
 static const struct dagger__space_ops host_ops = {"host", host_alloc, host_free, host_copy,
                                                   host_copy2d};
 /* Written by backends at load time only. */
-static const struct dagger__space_ops *space_ops[3] = {&host_ops, NULL, NULL};
+static const struct dagger__space_ops *space_ops[4] = {&host_ops, NULL, NULL, NULL};
 
 void dagger__mem_register_space(int kind, const struct dagger__space_ops *ops)
 {
-    if (kind > DAGGER_SPACE_HOST && kind <= DAGGER_SPACE_DISK)
+    if (kind > DAGGER_SPACE_HOST && kind <= DAGGER__SPACE_RANK)
         space_ops[kind] = ops;
 }
 
 const struct dagger__space_ops *dagger__mem_space_ops(int kind)
 {
-    return kind >= 0 && kind <= DAGGER_SPACE_DISK ? space_ops[kind] : NULL;
+    return kind >= 0 && kind <= DAGGER__SPACE_RANK ? space_ops[kind] : NULL;
 }
 
 dagger_space_t dagger__mem_host(void)
@@ -148,8 +148,8 @@ bool dagger__mem_space_equal(const dagger_space_t *a, const dagger_space_t *b)
 
 static const char *space_kind_name(int kind)
 {
-    static const char *const names[] = {"host", "device", "disk"};
-    return kind >= 0 && kind <= DAGGER_SPACE_DISK ? names[kind] : "unknown";
+    static const char *const names[] = {"host", "device", "disk", "remote host"};
+    return kind >= 0 && kind <= DAGGER__SPACE_RANK ? names[kind] : "unknown";
 }
 
 int dagger_space_format(const dagger_space_t *s, char *buf, size_t cap)

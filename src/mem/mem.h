@@ -28,6 +28,11 @@ struct dagger__space_ops {
                   size_t rows);
 };
 
+/* Internal space kind: the host memory of another rank (src/net/mpi). A chunk whose home is
+ * there (a task result left where it was made) has as home pointer the backend's reference;
+ * staging it to the host pulls the bytes from that rank. */
+#define DAGGER__SPACE_RANK 3
+
 /* Register the ops of a space kind (a backend at load time). */
 void dagger__mem_register_space(int kind, const struct dagger__space_ops *ops);
 /* The ops of a kind, or NULL when no backend of that kind is built. */

@@ -23,6 +23,7 @@
 
 #define MPI__INLINE_MAX (64u * 1024u) /* values up to this size travel inside the message */
 #define MPI__PIECE (1u << 30)         /* pulled payloads go in pieces of at most 1 GiB */
+#define MPI__HUGE_MIN (4u << 20)      /* pulled into buffers this large: huge pages advised */
 #define MPI__MAX_RANKS 4096
 
 enum { TAG_CTRL = 7, TAG_DATA0 = 100, TAG_DATA_SPAN = 20000 };
@@ -40,9 +41,12 @@ enum {
     M_TRACE_PULL,
     M_STEAL,
     M_STEAL_REPLY,
-    M_UNREF
+    M_UNREF,
+    M_DROP,
+    M_STREAM
 };
-enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP, C_COLL, C_CLOSING, C_TRACE, C_UNREF };
+enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP, C_COLL, C_CLOSING, C_TRACE, C_UNREF, C_FETCH, C_DROP,
+       C_STREAM };
 /* Value modes on the wire beyond remote.c's own (data.c): a reference, a shard. */
 enum { MPI__V_REF = 16, MPI__V_SHARD };
 
@@ -51,8 +55,8 @@ struct mpi_cmd {
     int type;
     int rank, pin;    /* C_SUBMIT */
     dagger_task_t *t; /* C_SUBMIT: the proxy; C_RESULT: the served task */
-    uint64_t id;      /* C_CANCEL: the proxy's id */
-    void *rec;        /* C_RESULT: the struct served */
+    uint64_t id;      /* C_CANCEL: the proxy's id; C_FETCH, C_DROP: the export id */
+    void *rec;        /* C_RESULT: the struct served; C_FETCH: the fetch */
 };
 
 struct mpi_state;
@@ -102,8 +106,12 @@ struct mpi_state {
     int64_t ninbound; /* progress: tasks or results waiting for pulled bytes */
     uint64_t next_xid;
     uint32_t next_tag;
-    int64_t nserved;        /* progress: served tasks whose result is not sent yet */
-    uint64_t nsent, nrecvd; /* progress: TASK and RESULT messages, for termination */
+    int64_t nserved;               /* progress: served tasks whose result is not sent yet */
+    int64_t nawaiting;             /* progress: tasks sent to other ranks, awaiting their results */
+    _Atomic uint64_t bytes_pulled; /* bytes this rank received by pulls (stats) */
+    _Atomic int64_t nexports;      /* exports alive on this rank (stats) */
+    _Atomic int64_t nrrefs;        /* chunks here whose bytes are on another rank */
+    uint64_t nsent, nrecvd;        /* progress: TASK and RESULT messages, for termination */
     /* termination rounds (driver) */
     _Atomic uint32_t q_round, q_done;
     uint64_t q_sent, q_recvd;
@@ -123,6 +131,11 @@ void mpi__push(struct mpi_state *st, struct mpi_cmd *c);
 /* Send the bytes of `b` (taken over) to `peer` on the control tag; counted for termination when
  * `work`. A lost peer's message is dropped. */
 void mpi__send(struct mpi_state *st, int peer, struct wbuf *b, bool work);
+/* Payloads go in pieces of at most MPI__PIECE bytes, so that every MPI count fits an int
+ * (payloads over 2 GiB): how many for `n` bytes (at least 1), and the length of piece `k` and
+ * its offset in `*off`. */
+size_t mpi__npieces(size_t n);
+size_t mpi__piece(size_t n, size_t k, size_t *off);
 /* Send `n` bytes at `p` to `peer` on `tag` in pieces; release(ud) once every piece is out. */
 void mpi__send_data(struct mpi_state *st, int peer, int tag, const void *p, size_t n,
                     void (*release)(void *ud), void *ud);
@@ -138,10 +151,44 @@ void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
 void mpi__on_cmd(struct mpi_state *st, struct mpi_cmd *c);
 /* A control message of type M_TASK, M_RESULT, M_CANCEL or M_PULL from `src`. */
 void mpi__on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
-/* Fail every proxy and import of a lost rank. */
+/* Fail every proxy and import of a lost rank, and release the exports it held. */
 void mpi__remote_lost(struct mpi_state *st, int peer);
 /* Work this rank still owes or awaits (served results unsent, imports, pending tasks). */
 bool mpi__remote_busy(const struct mpi_state *st);
+/* A data reference (M_DROP) from `src`: release export `xid` once its sends are out. */
+void mpi__export_drop(struct mpi_state *st, int src, uint64_t xid);
+
+/* subscribe.c: results left where they were made. A chunk result larger than MPI__INLINE_MAX
+ * stays on the producer's rank as an export; the rank that spawned the task gets a chunk whose
+ * home is that rank (space DAGGER__SPACE_RANK, home pointer a struct mpi_rref), and every
+ * consumer rank pulls the bytes straight from the producer. */
+struct mpi_rref {
+    struct mpi_rref *next, *prev; /* the process's list (guarded by its lock) */
+    struct mpi_state *st;         /* NULL once that context closed */
+    int rank;                     /* where the bytes are */
+    uint64_t xid;                 /* the export there */
+};
+/* A reference to export `xid` of `rank`; NULL when out of memory. */
+struct mpi_rref *mpi__rref_new(struct mpi_state *st, int rank, uint64_t xid);
+/* The reference behind a chunk whose home is another rank (NULL for any other chunk). */
+const struct mpi_rref *mpi__chunk_rref(dagger_chunk_t *c);
+/* Progress thread: a C_FETCH or C_DROP command. */
+void mpi__sub_cmd(struct mpi_state *st, struct mpi_cmd *c);
+/* At close: references still alive forget the context. */
+void mpi__sub_fini(struct mpi_state *st);
+/* Bytes this rank received by pulls (stats for the tests). Thread safety: any thread. */
+uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx);
+/* Exports alive on this rank: data kept for other ranks to pull (stats for the tests). */
+int64_t dagger__mpi_exports(const dagger_ctx_t *ctx);
+
+/* stream.c: the mpi:// edge transport. Attach at open (the context mpi:// ends use), detach at
+ * close; the progress thread files M_STREAM messages, sends C_STREAM commands, and tells the
+ * channels of a lost rank. */
+void mpi__stream_attach(struct mpi_state *st);
+void mpi__stream_detach(struct mpi_state *st);
+void mpi__stream_on_msg(struct mpi_state *st, int src, struct rbuf *rb);
+void mpi__stream_cmd(struct mpi_state *st, struct mpi_cmd *c);
+void mpi__stream_lost(struct mpi_state *st, int peer);
 
 /* spmd.c: SPMD mode (every rank runs main): collectives, and the close every rank joins. */
 void mpi__spmd_init(struct mpi_state *st);

@@ -7,8 +7,12 @@
  * spawns the task, and when it ends sends an M_RESULT that completes the proxy through
  * dagger__task_complete. Values up to MPI__INLINE_MAX travel inside the message; a larger chunk,
  * string or blob stays where it is (an export) and the receiver pulls it: it posts its receives
- * on a fresh tag, then sends M_PULL. A failure comes back with the remote task's id, name and
- * rank in the message; dagger_cancel on a proxy sends M_CANCEL.
+ * on a fresh tag, then sends M_PULL. A chunk result larger than that stays on its rank as an
+ * export any rank may pull until the spawning rank drops it (M_DROP): the spawning rank gets a
+ * reference (V_CHUNK_REF, subscribe.c), which it passes on to consumer ranks (V_CHUNK_FROM: pull
+ * from the producer; V_CHUNK_LOCAL: the consumer is the producer). Pulled bytes are lent to the
+ * served task and adopted by the proxy's result, without copies. A failure comes back with the
+ * remote task's id, name and rank in the message; dagger_cancel on a proxy sends M_CANCEL.
  * Invariants: the tables below are touched by the progress thread only; a proxy is in the
  * proxy table from its M_TASK until its M_RESULT or the loss of its rank, and completes once.
  * SPDX-License-Identifier: MIT
@@ -21,6 +25,8 @@
 #include "net/mpi/mpi_int.h"
 #include "net/net.h"
 #include "trace/trace.h"
+#include "mem/mem.h"
+#include "value/value.h"
 
 #define NBUCKETS 256
 
@@ -36,7 +42,9 @@ struct proxy {
 };
 
 struct served {
-    struct hnode h; /* key: origin rank and the proxy's id */
+    struct hnode h;     /* key: origin rank and the proxy's id */
+    struct slot *slots; /* the pulled arguments, which the task borrows until it ends */
+    uint32_t nslots;
     struct dagger__task_callback cb;
     struct mpi_cmd cmd;
     struct mpi_state *st;
@@ -50,20 +58,48 @@ struct exported {
     dagger_chunk_t *chunk; /* retained, or NULL */
     dagger_task_t *task;   /* retained: its result holds the bytes; or NULL */
     void *bytes;           /* a copy, or NULL */
+    dagger_value_t owned;  /* an argument's bytes taken over from the proxy, or nil */
     const void *p;
     size_t size;
-    int peer;
+    int peer;     /* the rank it was made for (its loss releases it) */
+    bool multi;   /* a result left here: pulled by any rank until its holder drops it */
+    int inflight; /* sends of it not out yet */
+    struct mpi_state *st;
+    bool dropped; /* out of the table: released once inflight is 0 */
 };
 
-enum { V_INLINE = 0, V_CHUNK, V_CHUNK_PULL, V_BYTES_PULL };
+/* How a value travels. V_CHUNK_REF: a chunk result left on the sending rank (subscribe.c);
+ * V_CHUNK_FROM: pull it from a third rank, its producer; V_CHUNK_LOCAL: it is an export of the
+ * receiving rank itself. */
+enum {
+    V_INLINE = 0,
+    V_CHUNK,
+    V_CHUNK_PULL,
+    V_BYTES_PULL,
+    V_CHUNK_REF,
+    V_CHUNK_FROM,
+    V_CHUNK_LOCAL
+};
 
 /* One incoming value: decoded in place, or filled by a pull. */
 struct slot {
     dagger_value_t v;
     dagger_chunk_t *chunk; /* owned */
     dagger_shard_t *shard; /* owned */
-    void *bytes;           /* owned */
+    void *bytes;           /* owned: dagger__obj_alloc'd, nbytes long */
+    size_t nbytes;
 };
+
+static void slots_free(struct slot *slots, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        dagger_chunk_release(slots[i].chunk);
+        dagger_shard_release(slots[i].shard);
+        if (slots[i].bytes)
+            dagger__obj_free(slots[i].bytes, slots[i].nbytes);
+    }
+    dagger__free(slots);
+}
 
 /* An incoming task (M_TASK) or result (M_RESULT) whose values may still be pulled. */
 struct inbound {
@@ -133,10 +169,38 @@ void mpi__remote_init(struct mpi_state *st)
 static void export_release(void *ud)
 {
     struct exported *x = ud;
+    atomic_fetch_sub_explicit(&x->st->nexports, 1, memory_order_relaxed);
     dagger_chunk_release(x->chunk);
     dagger_task_release(x->task);
     dagger__free(x->bytes);
+    dagger__value_drop(&x->owned);
     dagger__free(x);
+}
+
+/* A send of a multi-pull export is out. */
+static void export_sent(void *ud)
+{
+    struct exported *x = ud;
+    if (--x->inflight == 0 && x->dropped)
+        export_release(x);
+}
+
+/* `x` is out of the table: release it now, or once its sends are out. */
+static void export_gone(struct exported *x)
+{
+    if (x->inflight > 0)
+        x->dropped = true;
+    else
+        export_release(x);
+}
+
+void mpi__export_drop(struct mpi_state *st, int src, uint64_t xid)
+{
+    struct exported *x = (struct exported *)h_find(st, 2, xid);
+    if (!x || !x->multi || x->peer != src)
+        return; /* only the rank holding the reference lets it go */
+    h_take(st, 2, xid);
+    export_gone(x);
 }
 
 bool mpi__remote_busy(const struct mpi_state *st) { return st->nserved > 0 || st->ninbound > 0; }
@@ -169,19 +233,32 @@ static void put_shape(struct wbuf *b, dagger_chunk_t *c)
     wb_u64(b, dagger_chunk_size(c));
 }
 
+/* Keep `n` bytes at `p` for `peer` to pull, by reference where something keeps them alive: the
+ * chunk `c`; or `t`, a finished task whose result holds them, or the proxy whose argument `v`
+ * holds them (an owned argument is taken over from it: the export frees it; a borrowed one, or
+ * a dependency's result, lives until the proxy completes, which is after the receiver got every
+ * pulled argument, since the remote task starts only then). Otherwise the bytes are copied. */
 static uint64_t export_add(struct mpi_state *st, int peer, dagger_chunk_t *c, dagger_task_t *t,
-                           const void *p, size_t n)
+                           dagger_value_t *v, const void *p, size_t n)
 {
     struct exported *x = dagger__calloc(1, sizeof *x);
     if (!x)
         return 0;
-    if (c || t) { /* the chunk, or the finished task whose result holds `p`, keeps it alive */
+    x->owned = dagger_nil();
+    x->st = st;
+    atomic_fetch_add_explicit(&st->nexports, 1, memory_order_relaxed);
+    if (c || t) {
         x->chunk = c ? dagger_chunk_retain(c) : NULL;
         x->task = t ? dagger_task_retain(t) : NULL;
         x->p = p;
+        if (v && (v->flags & DAGGER_VALUE_OWNED)) {
+            x->owned = *v;
+            v->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+        }
     } else {
         x->bytes = dagger__malloc(n ? n : 1);
         if (!x->bytes) {
+            atomic_fetch_sub_explicit(&st->nexports, 1, memory_order_relaxed);
             dagger__free(x);
             return 0;
         }
@@ -195,10 +272,11 @@ static uint64_t export_add(struct mpi_state *st, int peer, dagger_chunk_t *c, da
     return x->h.key;
 }
 
-/* Append `v` for `peer`; `owner` (may be NULL: bytes are copied) is a finished task whose
- * result `v` is. Returns 0, or an error with the reason in why. */
-static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t *v,
-                     dagger_task_t *owner, int peer, const char *what, char *why, size_t cap)
+/* Append `v` for `peer`; `owner` (may be NULL: large bytes are copied) is a finished task whose
+ * result `v` is, or, with `arg`, the proxy whose argument `v` is (export_add). Returns 0, or an
+ * error with the reason in why. */
+static int put_value(struct mpi_state *st, struct wbuf *b, dagger_value_t *v, dagger_task_t *owner,
+                     bool arg, int peer, const char *what, char *why, size_t cap)
 {
     switch (v->kind) {
     case DAGGER_KIND_CHUNK: {
@@ -206,6 +284,23 @@ static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t 
         int r = mpi__put_ref(st, b, c, peer, what, why, cap); /* mutable data: a reference */
         if (r)
             return r < 0 ? r : 0;
+        const struct mpi_rref *rr = mpi__chunk_rref(c);
+        dagger_space_t host = dagger__mem_host();
+        if (rr && !dagger__mem_valid_in(c, &host)) { /* a result left on its producer's rank */
+            if (owner && !arg) {
+                snprintf(why, cap,
+                         "%s: chunk %llu is a reference to rank %d's data, which "
+                         "could not be read here",
+                         what, (unsigned long long)dagger_chunk_id(c), rr->rank);
+                return DAGGER_ESTATE;
+            }
+            wb_u64(b, rr->rank == peer ? V_CHUNK_LOCAL : V_CHUNK_FROM);
+            put_shape(b, c);
+            if (rr->rank != peer)
+                wb_u64(b, (uint64_t)rr->rank);
+            wb_u64(b, rr->xid);
+            return 0;
+        }
         void *p = dagger_chunk_data(c);
         size_t n = dagger_chunk_size(c);
         if (!p && n) {
@@ -219,10 +314,13 @@ static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t 
             wb_bytes(b, p, n);
             return 0;
         }
-        uint64_t xid = export_add(st, peer, c, NULL, p, n);
+        uint64_t xid = export_add(st, peer, c, NULL, NULL, p, n);
         if (!xid)
             goto oom;
-        wb_u64(b, V_CHUNK_PULL);
+        bool left = owner && !arg; /* a result: it stays here, and any rank may pull it */
+        if (left)
+            ((struct exported *)h_find(st, 2, xid))->multi = true;
+        wb_u64(b, left ? V_CHUNK_REF : V_CHUNK_PULL);
         put_shape(b, c);
         wb_u64(b, xid);
         return 0;
@@ -240,7 +338,7 @@ static int put_value(struct mpi_state *st, struct wbuf *b, const dagger_value_t 
     case DAGGER_KIND_BLOB:
         if (v->len > MPI__INLINE_MAX) {
             size_t n = v->len + (v->kind == DAGGER_KIND_STR);
-            uint64_t xid = export_add(st, peer, NULL, owner, v->u.p, n);
+            uint64_t xid = export_add(st, peer, NULL, owner, arg ? v : NULL, v->u.p, n);
             if (!xid)
                 goto oom;
             wb_u64(b, V_BYTES_PULL);
@@ -286,16 +384,17 @@ static void slot_pulled(struct mpi_state *st, struct import *im, int rc, const c
     inbound_step(st, in);
 }
 
-/* Pull `size` bytes of export `xid` from in->src into `dst`: post the receives, then ask. */
-static int pull(struct mpi_state *st, struct inbound *in, void *dst, size_t size, uint64_t xid)
+/* Pull `size` bytes of export `xid` from rank `from` into `dst`: post the receives, then ask. */
+static int pull(struct mpi_state *st, struct inbound *in, void *dst, size_t size, uint64_t xid,
+                int from)
 {
     struct import *im = dagger__calloc(1, sizeof *im);
     if (im)
-        *im = (struct import){
-            .peer = in->src, .size = size, .dst = dst, .done = slot_pulled, .ud = in};
+        *im =
+            (struct import){.peer = from, .size = size, .dst = dst, .done = slot_pulled, .ud = in};
     if (!im || mpi__import_start(st, im)) {
         dagger__free(im);
-        snprintf(in->why, sizeof in->why, "out of memory receiving from rank %d", in->src);
+        snprintf(in->why, sizeof in->why, "out of memory receiving from rank %d", from);
         return DAGGER_ENOMEM;
     }
     in->nleft++;
@@ -303,7 +402,49 @@ static int pull(struct mpi_state *st, struct inbound *in, void *dst, size_t size
     wb_u64(&b, M_PULL);
     wb_u64(&b, xid);
     wb_u64(&b, (uint64_t)im->tag);
-    mpi__send(st, in->src, &b, false);
+    mpi__send(st, from, &b, false);
+    return 0;
+}
+
+/* A chunk that stays where it is: V_CHUNK_LOCAL, an export of this rank (a result made here,
+ * sent back as an argument: taken as it is); V_CHUNK_REF, a result left on in->src, which
+ * becomes a chunk whose home is that rank (subscribe.c). */
+static int chunk_left(struct mpi_state *st, struct rbuf *rb, struct inbound *in, struct slot *s,
+                      uint64_t mode, int elt, int nd, const size_t *shape, size_t size)
+{
+    uint64_t xid = rb_u64(rb);
+    if (rb->bad) {
+        snprintf(in->why, sizeof in->why, "a malformed value from rank %d", in->src);
+        return DAGGER_EINVAL;
+    }
+    if (mode == V_CHUNK_LOCAL) {
+        struct exported *x = (struct exported *)h_find(st, 2, xid);
+        if (!x || !x->chunk) {
+            snprintf(in->why, sizeof in->why,
+                     "rank %d sent a reference to data %llu of this rank, which is gone", in->src,
+                     (unsigned long long)xid);
+            return DAGGER_ESTATE;
+        }
+        s->chunk = dagger_chunk_retain(x->chunk);
+        s->v = dagger_chunkv(s->chunk);
+        return 0;
+    }
+    dagger_space_t where = {in->src, DAGGER__SPACE_RANK, 0};
+    struct mpi_rref *r = mpi__rref_new(st, in->src, xid);
+    int rc = r ? dagger__mem_chunk_at(st->ctx, size, &where, r, &s->chunk) : DAGGER_ENOMEM;
+    if (rc) { /* the reference's free op tells the producer to let it go */
+        if (r)
+            dagger__mem_space_ops(DAGGER__SPACE_RANK)->free(&where, r, size);
+        snprintf(in->why, sizeof in->why, "out of memory for a reference to rank %d's data",
+                 in->src);
+        return DAGGER_ENOMEM;
+    }
+    if (nd > 0 && dagger_chunk_set_type(s->chunk, (dagger_elt_t)elt, nd, shape) != 0) {
+        snprintf(in->why, sizeof in->why, "a %zu-byte chunk from rank %d: %s", size, in->src,
+                 dagger_last_errmsg());
+        return DAGGER_EINVAL;
+    }
+    s->v = dagger_chunkv(s->chunk);
     return 0;
 }
 
@@ -330,7 +471,8 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
             goto bad;
         return 0;
     }
-    if (mode == V_CHUNK || mode == V_CHUNK_PULL) {
+    if (mode == V_CHUNK || mode == V_CHUNK_PULL || mode == V_CHUNK_REF || mode == V_CHUNK_FROM ||
+        mode == V_CHUNK_LOCAL) {
         int elt = (int)rb_u64(rb), nd = (int)rb_u64(rb);
         size_t shape[DAGGER_CHUNK_MAX_DIMS];
         if (nd < 0 || nd > DAGGER_CHUNK_MAX_DIMS)
@@ -338,8 +480,11 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         for (int i = 0; i < nd; i++)
             shape[i] = rb_u64(rb);
         size_t size = rb_u64(rb);
-        if (rb->bad)
+        int from = mode == V_CHUNK_FROM ? (int)rb_u64(rb) : in->src;
+        if (rb->bad || from < 0 || from >= st->nranks || from == st->rank)
             goto bad;
+        if (mode == V_CHUNK_LOCAL || mode == V_CHUNK_REF)
+            return chunk_left(st, rb, in, s, mode, elt, nd, shape, size);
         int rc = dagger_chunk_create(st->ctx, size, &s->chunk);
         if (!rc && nd > 0)
             rc = dagger_chunk_set_type(s->chunk, (dagger_elt_t)elt, nd, shape);
@@ -360,7 +505,7 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         uint64_t xid = rb_u64(rb);
         if (rb->bad)
             goto bad;
-        return pull(st, in, dst, size, xid);
+        return pull(st, in, dst, size, xid, from);
     }
     if (mode == V_BYTES_PULL) {
         int kind = (int)rb_u64(rb);
@@ -369,7 +514,8 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         if (rb->bad || (kind != DAGGER_KIND_STR && kind != DAGGER_KIND_BLOB) || size == 0 ||
             size > UINT32_MAX)
             goto bad;
-        s->bytes = dagger__malloc(size);
+        s->bytes = dagger__obj_alloc(size); /* adopted by the task in the end: no copy */
+        s->nbytes = size;
         if (!s->bytes) {
             snprintf(in->why, sizeof in->why, "out of memory for %zu bytes from rank %d", size,
                      in->src);
@@ -379,7 +525,7 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         s->v.kind = (uint8_t)kind;
         s->v.len = (uint32_t)(kind == DAGGER_KIND_STR ? size - 1 : size);
         s->v.u.p = s->bytes;
-        return pull(st, in, s->bytes, size, xid);
+        return pull(st, in, s->bytes, size, xid, in->src);
     }
 bad:
     snprintf(in->why, sizeof in->why, "a malformed value from rank %d", in->src);
@@ -388,12 +534,7 @@ bad:
 
 static void inbound_free(struct mpi_state *st, struct inbound *in)
 {
-    for (uint32_t i = 0; i < in->n; i++) {
-        dagger_chunk_release(in->slots[i].chunk);
-        dagger_shard_release(in->slots[i].shard);
-        dagger__free(in->slots[i].bytes);
-    }
-    dagger__free(in->slots);
+    slots_free(in->slots, in->n);
     dagger__free(in->msg);
     dagger__free(in);
     st->ninbound--;
@@ -418,7 +559,7 @@ static void send_result(struct mpi_state *st, int origin, uint64_t pid, dagger_t
         if (t && dagger_fetch(t, &v) != 0)
             v = dagger_nil();
         struct wbuf val = {0};
-        int r = put_value(st, &val, &v, t, origin, "the result", why, sizeof why);
+        int r = put_value(st, &val, &v, t, false, origin, "the result", why, sizeof why);
         if (r) { /* send the failure instead */
             dagger__free(val.p);
             dagger__free(b.p);
@@ -432,10 +573,18 @@ static void send_result(struct mpi_state *st, int origin, uint64_t pid, dagger_t
     mpi__send(st, origin, &b, true);
 }
 
-/* A served task ended (on the thread that completed it): hand it to the progress thread. */
+/* A served task ended (on the thread that completed it): hand it to the progress thread. A
+ * chunk result that is itself a reference to a third rank's data is read here first, so that
+ * this rank can answer for it. */
 static void served_done(dagger_task_t *t, void *ud)
 {
     struct served *s = ud;
+    dagger_value_t v;
+    dagger_space_t host = dagger__mem_host();
+    if (dagger_task_error(t) == 0 && dagger_fetch(t, &v) == 0 && v.kind == DAGGER_KIND_CHUNK &&
+        v.u.c && mpi__chunk_rref(v.u.c) && !dagger__mem_valid_in(v.u.c, &host) &&
+        !pthread_equal(pthread_self(), s->st->thread))
+        (void)dagger_chunk_data(v.u.c); /* a failure is reported when the result is sent */
     s->cmd.type = C_RESULT;
     s->cmd.rec = s;
     mpi__push(s->st, &s->cmd);
@@ -453,8 +602,79 @@ static void on_served_result(struct mpi_state *st, struct served *s)
     send_result(st, s->origin, s->pid, t, rc, msg, dagger_task_id(t), dagger_task_name(t));
     h_take(st, 1, s->h.key);
     dagger_task_release(t);
+    slots_free(s->slots, s->nslots);
     dagger__free(s);
     st->nserved--;
+}
+
+/* A result handed to a worker to complete its proxy with (complete_later). */
+struct later {
+    dagger_task_t *t; /* the proxy's reference */
+    dagger_value_t v;
+    dagger_chunk_t *chunk; /* owned: v is this chunk */
+    bool adopt;            /* v's str/blob bytes are owned (dagger__obj_alloc'd) */
+};
+
+/* Completing a proxy places its local dependents at once, which stages their chunk inputs; a
+ * chunk left on another rank is pulled then, waiting for the progress thread. So while such
+ * chunks exist here, a worker completes proxies, never the progress thread. */
+static int complete_later(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)out;
+    struct later *l = dagger_arg_ptr(a, 0);
+    if (l->adopt)
+        dagger__task_complete_owned(l->t, &l->v);
+    else
+        dagger__task_complete(l->t, 0, &l->v, NULL);
+    dagger_chunk_release(l->chunk);
+    dagger_task_release(l->t);
+    dagger__free(l);
+    return 0;
+}
+
+/* Hand a successful result to complete_later. Returns false (nothing taken) when out of
+ * memory: the caller completes it here. */
+static bool complete_on_worker(struct mpi_state *st, struct inbound *in)
+{
+    struct slot *s = &in->slots[0];
+    struct later *l = dagger__calloc(1, sizeof *l);
+    if (!l)
+        return false;
+    l->t = in->px->t;
+    l->v = s->v;
+    bool bytes = s->v.kind == DAGGER_KIND_STR || s->v.kind == DAGGER_KIND_BLOB;
+    void *copy = NULL;
+    if (bytes && !s->bytes) { /* inline: it borrows the message, which goes now */
+        size_t n = (size_t)s->v.len + (s->v.kind == DAGGER_KIND_STR);
+        copy = dagger__obj_alloc(n ? n : 1);
+        if (!copy) {
+            dagger__free(l);
+            return false;
+        }
+        if (s->v.len)
+            memcpy(copy, s->v.u.p, s->v.len);
+        if (s->v.kind == DAGGER_KIND_STR)
+            ((char *)copy)[s->v.len] = 0;
+        l->v.u.p = copy;
+    }
+    l->adopt = bytes;
+    l->chunk = s->chunk; /* taken over (with the bytes) once the spawn succeeded */
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.name = "mpi.complete";
+    dagger_value_t argv[1] = {dagger_ptr(l)};
+    dagger_task_t *h = dagger_spawn_impl(st->ctx, &o, complete_later, NULL, argv, 1);
+    if (!h) {
+        if (copy)
+            dagger__obj_free(copy, (size_t)s->v.len + (s->v.kind == DAGGER_KIND_STR));
+        dagger__free(l);
+        return false;
+    }
+    s->chunk = NULL; /* the helper owns them now (it may have run already) */
+    s->bytes = NULL;
+    dagger_task_release(h);
+    return true;
 }
 
 /* Complete a proxy from its M_RESULT, once its values are here. */
@@ -462,11 +682,19 @@ static void finish_result(struct mpi_state *st, struct inbound *in, int rc, uint
                           const char *rname)
 {
     dagger_task_t *t = in->px->t;
+    if (!rc && atomic_load_explicit(&st->nrrefs, memory_order_relaxed) > 0 &&
+        complete_on_worker(st, in)) {
+        dagger__free(in->px); /* the worker holds the proxy's reference */
+        return;
+    }
     if (rc) {
         char text[640];
         snprintf(text, sizeof text, "task %d:%llu '%s' on rank %d: %s", in->src,
                  (unsigned long long)rid, rname, in->src, in->why);
         dagger__task_complete(t, rc, NULL, text);
+    } else if (in->slots[0].bytes) { /* pulled bytes: the task adopts them */
+        dagger__task_complete_owned(t, &in->slots[0].v);
+        in->slots[0].bytes = NULL;
     } else {
         dagger__task_complete(t, 0, &in->slots[0].v, NULL);
     }
@@ -493,8 +721,11 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
                     in->name);
         return;
     }
-    for (uint32_t i = 0; i < in->n; i++)
+    for (uint32_t i = 0; i < in->n; i++) { /* pulled bytes are lent to the task: no copy */
         argv[i] = in->slots[i].v;
+        if (in->slots[i].bytes)
+            argv[i].flags |= DAGGER_VALUE_BORROW;
+    }
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = in->name[0] ? in->name : NULL;
@@ -518,6 +749,10 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     }
     s->st = st;
     s->t = t;
+    s->slots = in->slots;
+    s->nslots = in->n;
+    in->slots = NULL;
+    in->n = 0;
     s->origin = in->src;
     s->pid = in->pid;
     s->h.key = served_key(in->src, in->pid);
@@ -607,6 +842,7 @@ static void on_result(struct mpi_state *st, int src, struct rbuf *rb)
     if (!px)
         return; /* its rank was declared lost, and it completed then */
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_RESULT_RECEIVED, src, pid, rb->len));
+    st->nawaiting--;
     struct inbound *in = inbound_new(st, src, rb);
     if (!in)
         dagger__panic("out of memory receiving a result from rank %d", src);
@@ -631,13 +867,19 @@ static void on_pull(struct mpi_state *st, int src, struct rbuf *rb)
 {
     uint64_t xid = rb_u64(rb);
     int tag = (int)rb_u64(rb);
-    struct exported *x = (struct exported *)h_take(st, 2, xid);
+    struct exported *x = (struct exported *)h_find(st, 2, xid);
     if (!x || rb->bad) {
         fprintf(stderr, "dagger: rank %d: rank %d pulled unknown data %llu\n", st->rank, src,
                 (unsigned long long)xid);
         return;
     }
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_DATA_SENT, src, xid, x->size));
+    if (x->multi) { /* a result left here: it stays for the other readers */
+        x->inflight++;
+        mpi__send_data(st, src, tag, x->p, x->size, export_sent, x);
+        return;
+    }
+    h_take(st, 2, xid);
     mpi__send_data(st, src, tag, x->p, x->size, export_release, x);
 }
 
@@ -717,7 +959,7 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     for (uint32_t i = 0; i < n; i++) {
         char what[32];
         snprintf(what, sizeof what, "argument %u", i);
-        rc = put_value(st, b, &args[i], NULL, rank, what, why, cap);
+        rc = put_value(st, b, &args[i], t, true, rank, what, why, cap);
         if (rc)
             return rc;
     }
@@ -766,6 +1008,7 @@ static void submit(struct mpi_state *st, struct mpi_cmd *c)
     px->h.key = dagger_task_id(t);
     h_put(st, 0, &px->h);
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_SENT, c->rank, px->h.key, b.len));
+    st->nawaiting++;
     mpi__send(st, c->rank, &b, true);
 }
 
@@ -806,6 +1049,7 @@ void mpi__remote_lost(struct mpi_state *st, int peer)
                 continue;
             }
             *pp = px->h.next;
+            st->nawaiting--;
             char text[300];
             snprintf(text, sizeof text, "rank %d was lost (%s) while it ran this task", peer,
                      st->peers[peer].why);
@@ -820,7 +1064,7 @@ void mpi__remote_lost(struct mpi_state *st, int peer)
                 continue;
             }
             *pp = x->h.next;
-            export_release(x);
+            export_gone(x);
         }
     }
 }
