@@ -45,8 +45,20 @@ enum {
     M_DROP,
     M_STREAM
 };
-enum { C_SUBMIT = 1, C_RESULT, C_CANCEL, C_QUERY, C_STOP, C_COLL, C_CLOSING, C_TRACE, C_UNREF, C_FETCH, C_DROP,
-       C_STREAM };
+enum {
+    C_SUBMIT = 1,
+    C_RESULT,
+    C_CANCEL,
+    C_QUERY,
+    C_STOP,
+    C_COLL,
+    C_CLOSING,
+    C_TRACE,
+    C_UNREF,
+    C_FETCH,
+    C_DROP,
+    C_STREAM
+};
 /* Value modes on the wire beyond remote.c's own (data.c): a reference, a shard. */
 enum { MPI__V_REF = 16, MPI__V_SHARD };
 

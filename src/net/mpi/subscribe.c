@@ -23,6 +23,7 @@
 #include "common/common.h"
 #include "mem/mem.h"
 #include "net/mpi/mpi_int.h"
+#include "trace/trace.h"
 
 static pthread_mutex_t rref_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mpi_rref *rrefs; /* guarded by rref_lock */
@@ -118,6 +119,9 @@ static void fetch_done(struct mpi_state *st, struct import *im, int rc, const ch
 {
     (void)st;
     struct fetch *f = im->ud;
+    if (!rc)
+        DAGGER__TRACE(
+            dagger__trace_rank(DAGGER__TRACE_RANK_DATA_RECEIVED, im->peer, f->cmd.id, im->size));
     f->rc = rc;
     if (rc)
         snprintf(f->why, sizeof f->why, "%s", why);
