@@ -219,13 +219,21 @@ static int start_inputs(dagger_tc_t *tc, struct node *n, dagger_value_t *args)
 int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     dagger_task_t *self = dagger_tc_task(tc);
-    struct node *n = dagger__stream_lookup(self);
-    if (!n)
+    /* The reference keeps the region alive across the CAS below: a cancel may end the node
+     * (and drop the node's own reference) at any moment before it. */
+    struct node *n = dagger__stream_acquire(self);
+    if (!n) {
+        if (dagger_tc_cancelled(tc))
+            return DAGGER_ECANCELED; /* ended by a cancel, its region already gone */
         return dagger_fail(tc, DAGGER_ESTATE, "streaming task without a region");
-    int expect = N_NEW;
-    if (!atomic_compare_exchange_strong(&n->state, &expect, N_RUNNING))
-        return DAGGER_ECANCELED; /* ended by a cancel before it started */
+    }
     struct dagger_stream *r = n->r;
+    int expect = N_NEW;
+    bool won = atomic_compare_exchange_strong(&n->state, &expect, N_RUNNING);
+    /* Won: the node's reference is now this driver's, released when it ends. */
+    dagger__stream_release(r);
+    if (!won)
+        return DAGGER_ECANCELED; /* ended by a cancel before it started */
     uint32_t nargs;
     dagger_value_t *args = dagger__task_args(self, &nargs);
     int kind = END_OK, rc = start_inputs(tc, n, args);

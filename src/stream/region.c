@@ -10,7 +10,9 @@
  * A registry of live regions (reg_lock) maps a task to its node for the rare calls that only
  * have the task: a driver starting, dagger_finish_stream, the cancel hook. The cancel hook looks
  * the task up instead of trusting a pointer, because a user may cancel a handle long after its
- * region is gone.
+ * region is gone. A driver starting takes a reference with its lookup (dagger__stream_acquire),
+ * under reg_lock: a cancel that ends its node before the driver's state CAS may drop the node's
+ * own reference, and the region then lives until the driver lets go of it.
  * SPDX-License-Identifier: MIT
  */
 #include <dlfcn.h>
@@ -61,6 +63,26 @@ struct node *dagger__stream_lookup(const dagger_task_t *t)
 {
     pthread_mutex_lock(&reg_lock);
     struct node *n = lookup_locked(t);
+    pthread_mutex_unlock(&reg_lock);
+    return n;
+}
+
+struct node *dagger__stream_acquire(const dagger_task_t *t)
+{
+    pthread_mutex_lock(&reg_lock);
+    struct node *n = lookup_locked(t);
+    if (n) {
+        /* A region whose count reached zero is being freed (region_free has not unlinked it
+         * yet): it may not be revived. */
+        uint32_t refs = atomic_load_explicit(&n->r->refs, memory_order_relaxed);
+        do {
+            if (refs == 0) {
+                n = NULL;
+                break;
+            }
+        } while (!atomic_compare_exchange_weak_explicit(
+            &n->r->refs, &refs, refs + 1, memory_order_acquire, memory_order_relaxed));
+    }
     pthread_mutex_unlock(&reg_lock);
     return n;
 }

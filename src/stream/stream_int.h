@@ -11,7 +11,8 @@
  * Invariants: an edge's head only grows, by its producer; tail only grows, by its consumer;
  * head - tail <= cap; `closed` is stored after the producer's last head store; a region is
  * freed when its last reference goes (one per node that is not ended, one for the opener until
- * dagger_stream_end), after every driver has left its loop.
+ * dagger_stream_end, one per driver between its start and its state CAS), after every driver
+ * has left its loop.
  * Lock order: reg_lock (region.c) is a leaf; it is held while hooks wake nodes.
  * SPDX-License-Identifier: MIT
  */
@@ -126,6 +127,9 @@ struct dagger_stream {
 
 /* region.c */
 struct node *dagger__stream_lookup(const dagger_task_t *t);
+/* The node of `t` with a reference to its region (released with dagger__stream_release), or
+ * NULL when `t` is no node of a live region. */
+struct node *dagger__stream_acquire(const dagger_task_t *t);
 void dagger__stream_node_end(struct node *n, int kind);
 void dagger__stream_release(struct dagger_stream *r);
 void dagger__stream_wake(struct node *n);
