@@ -28,16 +28,21 @@
 
 enum { WAIT_OK = 0, WAIT_END, WAIT_FAIL }; /* WAIT_FAIL: no stack to wait on (recorded) */
 
-/* Producer waiters whose ring has room again: woken before this node suspends. */
+/* Producer waiters whose ring has room again: woken before this node suspends, after the
+ * releases not yet published are. */
 static void flush_inputs(struct node *n)
 {
+    for (uint32_t k = 0; k < n->nins; k++) {
+        struct edge *e = n->ins[k].e;
+        if (atomic_load_explicit(&e->tail, memory_order_relaxed) != e->tpos)
+            atomic_store_explicit(&e->tail, e->tpos, memory_order_release);
+    }
     dagger__fence_seq_cst(); /* the project fence: cheaper on x86, seen by TSan */
     for (uint32_t k = 0; k < n->nins; k++) {
         struct edge *e = n->ins[k].e;
         if (atomic_load_explicit(&e->prod_wait, memory_order_relaxed)) {
             uint64_t h = atomic_load_explicit(&e->head, memory_order_acquire);
-            uint64_t t = atomic_load_explicit(&e->tail, memory_order_relaxed);
-            if (h - t < e->cap)
+            if (h - e->tpos < e->cap)
                 dagger__stream_fire(n->r, &e->prod_wait);
         }
     }
@@ -179,11 +184,15 @@ static int push_all(dagger_tc_t *tc, struct node *n, const dagger_value_t *v)
     return n->nouts && gone == n->nouts && n->opts.teardown ? -1 : 0;
 }
 
+/* Give the slots of this run back: published every tbatch values (flush_inputs publishes the
+ * rest before the node suspends; an ending node marks its inputs dead instead). */
 static void release_inputs(struct node *n)
 {
     for (uint32_t k = 0; k < n->nins; k++) {
         struct edge *e = n->ins[k].e;
-        uint64_t t = atomic_load_explicit(&e->tail, memory_order_relaxed) + 1;
+        uint64_t t = ++e->tpos;
+        if (t - atomic_load_explicit(&e->tail, memory_order_relaxed) < e->tbatch)
+            continue;
         atomic_store_explicit(&e->tail, t, memory_order_release);
         if (e->cap - (e->head_cache - t) >= e->thr) {
             dagger__fence_seq_cst(); /* the project fence: cheaper on x86, seen by TSan */
@@ -252,7 +261,7 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
         bool end = false;
         for (uint32_t k = 0; k < n->nins && !end; k++) {
             struct edge *e = n->ins[k].e;
-            uint64_t t = atomic_load_explicit(&e->tail, memory_order_relaxed);
+            uint64_t t = e->tpos;
             int w = wait_value(n, e, t);
             if (w == WAIT_FAIL) {
                 rc = dagger_fail(tc, DAGGER_ENOMEM, "%s", dagger_last_errmsg());

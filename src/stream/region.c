@@ -478,6 +478,7 @@ static int wire(struct dagger_stream *r)
             e->cap = cap;
             e->mask = pow2_at_least(cap) - 1;
             e->thr = (cap + 1) / 2;
+            e->tbatch = cap >= 256 ? 32 : cap >= 8 ? cap / 8 : 1;
             e->slot_bytes = src->opts.max_value_bytes;
             e->argi = n->ins[k].argi;
             e->src = src;
