@@ -230,11 +230,20 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
     dagger_task_t *self = dagger_tc_task(tc);
     /* The reference keeps the region alive across the CAS below: a cancel may end the node
      * (and drop the node's own reference) at any moment before it. */
-    struct node *n = dagger__stream_acquire(self);
+    bool early;
+    struct node *n;
+    /* A driver that its bulk block could not hold (out of memory) starts at once, maybe before
+     * spawn_node recorded its node: the record follows (then the region is not launched:
+     * `early`), or a cancel when recording fails, or (the region gone) the cancel that ended
+     * it. */
+    while (!(n = dagger__stream_acquire(self, &early)) && !early && !dagger_tc_cancelled(tc))
+        dagger__task_yield();
     if (!n) {
-        if (dagger_tc_cancelled(tc))
-            return DAGGER_ECANCELED; /* ended by a cancel, its region already gone */
-        return dagger_fail(tc, DAGGER_ESTATE, "streaming task without a region");
+        if (early)
+            return dagger_fail(tc, DAGGER_ENOMEM,
+                               "out of memory holding this streaming task until its region "
+                               "started; the region is cancelled");
+        return DAGGER_ECANCELED; /* ended by a cancel, its region maybe already gone */
     }
     struct dagger_stream *r = n->r;
     int expect = N_NEW;

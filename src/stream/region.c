@@ -67,11 +67,19 @@ struct node *dagger__stream_lookup(const dagger_task_t *t)
     return n;
 }
 
-struct node *dagger__stream_acquire(const dagger_task_t *t)
+struct node *dagger__stream_acquire(const dagger_task_t *t, bool *early)
 {
+    *early = false;
     pthread_mutex_lock(&reg_lock);
     struct node *n = lookup_locked(t);
-    if (n) {
+    if (n && !n->r->launched) {
+        /* Started before its region: the bulk block had no memory to hold it. The region
+         * fails at its end (dagger_stream_end cancels it); the node stays N_NEW for that. */
+        if (!n->r->early_err)
+            n->r->early_err = DAGGER_ENOMEM;
+        *early = true;
+        n = NULL;
+    } else if (n) {
         /* A region whose count reached zero is being freed (region_free has not unlinked it
          * yet): it may not be revived. */
         uint32_t refs = atomic_load_explicit(&n->r->refs, memory_order_relaxed);
@@ -530,12 +538,17 @@ int dagger_stream_end(dagger_stream_t *r)
     dagger_task_t *spawn_bad = NULL; /* the first task that failed at spawn */
     pthread_mutex_lock(&reg_lock);
     r->launched = true;
+    if (!wrc && r->early_err) {
+        wrc = r->early_err;
+        why = "out of memory holding a streaming task until its region started";
+    }
     for (uint32_t i = 0; i < r->nnodes; i++) {
         struct node *n = r->nodes[i];
         int expect = N_NEW, kind;
         if (wrc) {
-            /* Never runs its body: the cancel flag makes the core fail it. */
-            if (!atomic_compare_exchange_strong(&n->state, &expect, N_ENDED))
+            /* Never runs its body: the cancel flag makes the core fail it. A node that a
+             * cancel ended before the launch is ended here too. */
+            if (!atomic_compare_exchange_strong(&n->state, &expect, N_ENDED) && expect != N_ENDED)
                 continue;
             atomic_store(&n->stop, STOP_HARD);
             kind = END_CANCEL;

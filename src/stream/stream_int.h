@@ -124,7 +124,10 @@ struct dagger_stream {
     struct dagger__event all_ended;
     _Atomic(struct node *) err_origin;
     bool launched; /* guarded by reg_lock */
-    bool open;     /* between begin and end: owner only */
+    /* A driver started before the launch (its bulk block could not hold it: out of memory):
+     * dagger_stream_end cancels the region with this code. Guarded by reg_lock. */
+    int early_err;
+    bool open; /* between begin and end: owner only */
     /* A spawn of the region that returned no task (out of memory): the region is cancelled at
      * dagger_stream_end, which returns this code and message. Owner only. */
     int spawn_err;
@@ -135,8 +138,9 @@ struct dagger_stream {
 /* region.c */
 struct node *dagger__stream_lookup(const dagger_task_t *t);
 /* The node of `t` with a reference to its region (released with dagger__stream_release), or
- * NULL when `t` is no node of a live region. */
-struct node *dagger__stream_acquire(const dagger_task_t *t);
+ * NULL when `t` is no node of a live region, or (*early) when its region has not launched:
+ * then the region is marked to fail at dagger_stream_end. */
+struct node *dagger__stream_acquire(const dagger_task_t *t, bool *early);
 void dagger__stream_node_end(struct node *n, int kind);
 void dagger__stream_release(struct dagger_stream *r);
 void dagger__stream_wake(struct node *n);
