@@ -12,3 +12,7 @@ dagger_add_tests(broker SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_broker.c LABELS b
                  LIBS ${broker_libs})
 target_compile_definitions(test_broker PRIVATE DAGGER_TEST_HAVE_MQTT=${DAGGER_HAVE_MQTT}
                                                DAGGER_TEST_HAVE_NATS=${DAGGER_HAVE_NATS})
+dagger_add_tests(broker_abort SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_broker_abort.c LABELS broker
+                 TIMEOUT 60 LIBS ${broker_libs})
+target_compile_definitions(test_broker_abort PRIVATE DAGGER_TEST_HAVE_MQTT=${DAGGER_HAVE_MQTT}
+                                                     DAGGER_TEST_HAVE_NATS=${DAGGER_HAVE_NATS})

@@ -78,6 +78,14 @@ long dagger__msg_encode(struct dagger_edge *e, const dagger_value_t *v, uint64_t
     return (long)need;
 }
 
+long dagger__msg_encode_abort(struct dagger_edge *e, uint64_t seq, unsigned char **buf, size_t *cap)
+{
+    long n = dagger__msg_encode(e, NULL, seq, buf, cap);
+    if (n > 0)
+        dagger__frame_put(*buf, DAGGER__FRAME_END, DAGGER__FRAME_ABORT, 0, seq);
+    return n;
+}
+
 static int reject(struct dagger_edge *e, const char *why)
 {
     dagger__edge_count(&e->st.rejected, 1);
@@ -102,11 +110,18 @@ int dagger__msg_accept(struct dagger_edge *e, struct dagger__msg_rx *rx, const v
         return reject(e, err);
     }
     if ((f.kind != DAGGER__FRAME_DATA && f.kind != DAGGER__FRAME_END) ||
-        (f.flags & DAGGER__FRAME_TAG) || (f.kind == DAGGER__FRAME_END && f.len))
+        (f.flags & DAGGER__FRAME_TAG) || (f.kind == DAGGER__FRAME_END && f.len) ||
+        (f.kind == DAGGER__FRAME_END && (f.flags & ~(uint32_t)DAGGER__FRAME_ABORT)) ||
+        (f.kind == DAGGER__FRAME_DATA && (f.flags & DAGGER__FRAME_ABORT)))
         return reject(e, "unexpected frame kind or flags");
     if (f.kind == DAGGER__FRAME_END) {
         if (!rx->split && f.seq > rx->next)
             dagger__edge_count(&e->st.drops, f.seq - rx->next);
+        if (f.flags & DAGGER__FRAME_ABORT)
+            return dagger__edge_fail(e, DAGGER_EPEER,
+                                     "%s: the producer failed after %llu values (its edge was "
+                                     "aborted): the stream is incomplete",
+                                     e->uri, (unsigned long long)f.seq);
         return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the producer closed after %llu values",
                                  e->uri, (unsigned long long)f.seq);
     }

@@ -20,6 +20,11 @@
 long dagger__msg_encode(struct dagger_edge *e, const dagger_value_t *v, uint64_t seq,
                         unsigned char **buf, size_t *cap);
 
+/* Encode END|ABORT carrying `seq` (the producer failed or was aborted) into *buf, as
+ * dagger__msg_encode. */
+long dagger__msg_encode_abort(struct dagger_edge *e, uint64_t seq, unsigned char **buf,
+                              size_t *cap);
+
 /* The consumer's sequence state. `split`: values are shared with other consumers (a NATS
  * queue group), so a gap is not a loss and only going backwards is a duplicate. */
 struct dagger__msg_rx {
@@ -29,8 +34,9 @@ struct dagger__msg_rx {
 };
 
 /* Check one received message. Returns 1 (a value in *out, borrowing `data`), 0 (skipped:
- * duplicate or rejected, counted), or DAGGER_ECLOSED (END: the edge is failed with it, after
- * counting the values lost at the tail). */
+ * duplicate or rejected, counted), DAGGER_ECLOSED (END: the edge is failed with it, after
+ * counting the values lost at the tail) or DAGGER_EPEER (END|ABORT: the producer failed; the
+ * edge is failed with it). */
 int dagger__msg_accept(struct dagger_edge *e, struct dagger__msg_rx *rx, const void *data,
                        size_t len, dagger_value_t *out);
 

@@ -44,7 +44,10 @@ enum dagger__frame_kind {
 enum {
     DAGGER__FRAME_RAW = 1u << 0, /* payload is a blob's bytes, not an encoded value */
     DAGGER__FRAME_TAG = 1u << 1, /* udp: a 16-byte HMAC tag follows the payload */
-    DAGGER__FRAME_FLAGS_ALL_ = 3u
+    /* END of a producer that failed or was aborted (brokers, msg.c): the stream is incomplete.
+     * A broker gives no sign of a producer gone, so without it the consumer would wait on. */
+    DAGGER__FRAME_ABORT = 1u << 2,
+    DAGGER__FRAME_FLAGS_ALL_ = 7u
 };
 
 struct dagger__frame {

@@ -28,16 +28,21 @@
 
 enum { WAIT_OK = 0, WAIT_END, WAIT_FAIL }; /* WAIT_FAIL: no stack to wait on (recorded) */
 
-/* Producer waiters whose ring has room again: woken before this node suspends. */
+/* Producer waiters whose ring has room again: woken before this node suspends, after the
+ * releases not yet published are. */
 static void flush_inputs(struct node *n)
 {
+    for (uint32_t k = 0; k < n->nins; k++) {
+        struct edge *e = n->ins[k].e;
+        if (atomic_load_explicit(&e->tail, memory_order_relaxed) != e->tpos)
+            atomic_store_explicit(&e->tail, e->tpos, memory_order_release);
+    }
     dagger__fence_seq_cst(); /* the project fence: cheaper on x86, seen by TSan */
     for (uint32_t k = 0; k < n->nins; k++) {
         struct edge *e = n->ins[k].e;
         if (atomic_load_explicit(&e->prod_wait, memory_order_relaxed)) {
             uint64_t h = atomic_load_explicit(&e->head, memory_order_acquire);
-            uint64_t t = atomic_load_explicit(&e->tail, memory_order_relaxed);
-            if (h - t < e->cap)
+            if (h - e->tpos < e->cap)
                 dagger__stream_fire(n->r, &e->prod_wait);
         }
     }
@@ -179,11 +184,15 @@ static int push_all(dagger_tc_t *tc, struct node *n, const dagger_value_t *v)
     return n->nouts && gone == n->nouts && n->opts.teardown ? -1 : 0;
 }
 
+/* Give the slots of this run back: published every tbatch values (flush_inputs publishes the
+ * rest before the node suspends; an ending node marks its inputs dead instead). */
 static void release_inputs(struct node *n)
 {
     for (uint32_t k = 0; k < n->nins; k++) {
         struct edge *e = n->ins[k].e;
-        uint64_t t = atomic_load_explicit(&e->tail, memory_order_relaxed) + 1;
+        uint64_t t = ++e->tpos;
+        if (t - atomic_load_explicit(&e->tail, memory_order_relaxed) < e->tbatch)
+            continue;
         atomic_store_explicit(&e->tail, t, memory_order_release);
         if (e->cap - (e->head_cache - t) >= e->thr) {
             dagger__fence_seq_cst(); /* the project fence: cheaper on x86, seen by TSan */
@@ -219,13 +228,30 @@ static int start_inputs(dagger_tc_t *tc, struct node *n, dagger_value_t *args)
 int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     dagger_task_t *self = dagger_tc_task(tc);
-    struct node *n = dagger__stream_lookup(self);
-    if (!n)
-        return dagger_fail(tc, DAGGER_ESTATE, "streaming task without a region");
-    int expect = N_NEW;
-    if (!atomic_compare_exchange_strong(&n->state, &expect, N_RUNNING))
-        return DAGGER_ECANCELED; /* ended by a cancel before it started */
+    /* The reference keeps the region alive across the CAS below: a cancel may end the node
+     * (and drop the node's own reference) at any moment before it. */
+    bool early;
+    struct node *n;
+    /* A driver that its bulk block could not hold (out of memory) starts at once, maybe before
+     * spawn_node recorded its node: the record follows (then the region is not launched:
+     * `early`), or a cancel when recording fails, or (the region gone) the cancel that ended
+     * it. */
+    while (!(n = dagger__stream_acquire(self, &early)) && !early && !dagger_tc_cancelled(tc))
+        dagger__task_yield();
+    if (!n) {
+        if (early)
+            return dagger_fail(tc, DAGGER_ENOMEM,
+                               "out of memory holding this streaming task until its region "
+                               "started; the region is cancelled");
+        return DAGGER_ECANCELED; /* ended by a cancel, its region maybe already gone */
+    }
     struct dagger_stream *r = n->r;
+    int expect = N_NEW;
+    bool won = atomic_compare_exchange_strong(&n->state, &expect, N_RUNNING);
+    /* Won: the node's reference is now this driver's, released when it ends. */
+    dagger__stream_release(r);
+    if (!won)
+        return DAGGER_ECANCELED; /* ended by a cancel before it started */
     uint32_t nargs;
     dagger_value_t *args = dagger__task_args(self, &nargs);
     int kind = END_OK, rc = start_inputs(tc, n, args);
@@ -244,7 +270,7 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
         bool end = false;
         for (uint32_t k = 0; k < n->nins && !end; k++) {
             struct edge *e = n->ins[k].e;
-            uint64_t t = atomic_load_explicit(&e->tail, memory_order_relaxed);
+            uint64_t t = e->tpos;
             int w = wait_value(n, e, t);
             if (w == WAIT_FAIL) {
                 rc = dagger_fail(tc, DAGGER_ENOMEM, "%s", dagger_last_errmsg());

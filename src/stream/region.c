@@ -10,7 +10,9 @@
  * A registry of live regions (reg_lock) maps a task to its node for the rare calls that only
  * have the task: a driver starting, dagger_finish_stream, the cancel hook. The cancel hook looks
  * the task up instead of trusting a pointer, because a user may cancel a handle long after its
- * region is gone.
+ * region is gone. A driver starting takes a reference with its lookup (dagger__stream_acquire),
+ * under reg_lock: a cancel that ends its node before the driver's state CAS may drop the node's
+ * own reference, and the region then lives until the driver lets go of it.
  * SPDX-License-Identifier: MIT
  */
 #include <dlfcn.h>
@@ -61,6 +63,34 @@ struct node *dagger__stream_lookup(const dagger_task_t *t)
 {
     pthread_mutex_lock(&reg_lock);
     struct node *n = lookup_locked(t);
+    pthread_mutex_unlock(&reg_lock);
+    return n;
+}
+
+struct node *dagger__stream_acquire(const dagger_task_t *t, bool *early)
+{
+    *early = false;
+    pthread_mutex_lock(&reg_lock);
+    struct node *n = lookup_locked(t);
+    if (n && !n->r->launched) {
+        /* Started before its region: the bulk block had no memory to hold it. The region
+         * fails at its end (dagger_stream_end cancels it); the node stays N_NEW for that. */
+        if (!n->r->early_err)
+            n->r->early_err = DAGGER_ENOMEM;
+        *early = true;
+        n = NULL;
+    } else if (n) {
+        /* A region whose count reached zero is being freed (region_free has not unlinked it
+         * yet): it may not be revived. */
+        uint32_t refs = atomic_load_explicit(&n->r->refs, memory_order_relaxed);
+        do {
+            if (refs == 0) {
+                n = NULL;
+                break;
+            }
+        } while (!atomic_compare_exchange_weak_explicit(
+            &n->r->refs, &refs, refs + 1, memory_order_acquire, memory_order_relaxed));
+    }
     pthread_mutex_unlock(&reg_lock);
     return n;
 }
@@ -456,6 +486,7 @@ static int wire(struct dagger_stream *r)
             e->cap = cap;
             e->mask = pow2_at_least(cap) - 1;
             e->thr = (cap + 1) / 2;
+            e->tbatch = cap >= 256 ? 32 : cap >= 8 ? cap / 8 : 1;
             e->slot_bytes = src->opts.max_value_bytes;
             e->argi = n->ins[k].argi;
             e->src = src;
@@ -507,12 +538,17 @@ int dagger_stream_end(dagger_stream_t *r)
     dagger_task_t *spawn_bad = NULL; /* the first task that failed at spawn */
     pthread_mutex_lock(&reg_lock);
     r->launched = true;
+    if (!wrc && r->early_err) {
+        wrc = r->early_err;
+        why = "out of memory holding a streaming task until its region started";
+    }
     for (uint32_t i = 0; i < r->nnodes; i++) {
         struct node *n = r->nodes[i];
         int expect = N_NEW, kind;
         if (wrc) {
-            /* Never runs its body: the cancel flag makes the core fail it. */
-            if (!atomic_compare_exchange_strong(&n->state, &expect, N_ENDED))
+            /* Never runs its body: the cancel flag makes the core fail it. A node that a
+             * cancel ended before the launch is ended here too. */
+            if (!atomic_compare_exchange_strong(&n->state, &expect, N_ENDED) && expect != N_ENDED)
                 continue;
             atomic_store(&n->stop, STOP_HARD);
             kind = END_CANCEL;

@@ -8,12 +8,14 @@
  * when the ring is empty, prod_wait when it is full), rechecks, and suspends in
  * dagger__event_wait; whoever changes the condition takes the event out with an exchange and
  * fires it, so exactly one party fires each event.
+ * A consumer publishes the slots it released in batches (tbatch, and always before it
+ * suspends), so the producer's cache does not fetch the consumer's line for every value.
  * Invariants: an edge's head only grows, by its producer; tail only grows, by its consumer;
- * head - tail <= cap; `closed` is stored after the producer's last head store; a region is
- * freed when its last reference goes (one per node that is not ended, one for the opener until
- * dagger_stream_end), after every driver has left its loop.
- * Lock order: reg_lock (region.c) is a leaf; it is held while hooks wake nodes.
- * SPDX-License-Identifier: MIT
+ * tail <= tpos <= head; head - tail <= cap; `closed` is stored after the producer's last head
+ * store; a region is freed when its last reference goes (one per node that is not ended, one for
+ * the opener until dagger_stream_end, one per driver between its start and its state CAS), after
+ * every driver has left its loop. Lock order: reg_lock (region.c) is a leaf; it is held while hooks
+ * wake nodes. SPDX-License-Identifier: MIT
  */
 #ifndef DAGGER_SRC_STREAM_INT_H
 #define DAGGER_SRC_STREAM_INT_H
@@ -39,19 +41,25 @@ struct edge {
     /* producer's line */
     _Atomic uint64_t head;
     uint64_t tail_cache; /* producer only */
-    _Atomic(struct dagger__event *) prod_wait;
-    char pad0[DAGGER_CACHELINE - 24];
+    char pad0[DAGGER_CACHELINE - 16];
     /* consumer's line */
-    _Atomic uint64_t tail;
-    uint64_t head_cache; /* consumer only */
-    _Atomic(struct dagger__event *) cons_wait;
+    _Atomic uint64_t tail; /* published by the consumer: at most tbatch - 1 behind tpos */
+    uint64_t head_cache;   /* consumer only */
+    uint64_t tpos;         /* consumer only: the values it has released */
     char pad1[DAGGER_CACHELINE - 24];
+    /* Waiters: written only around a suspension, read by the other side on every push or
+     * release, so a line of their own stays in both caches instead of following head or tail. */
+    _Atomic(struct dagger__event *) prod_wait;
+    _Atomic(struct dagger__event *) cons_wait;
+    char pad2[DAGGER_CACHELINE - 16];
     /* set once each */
-    _Atomic int closed;      /* the producer ended: no value after head */
-    _Atomic int dead;        /* the consumer ended: pushes are dropped */
-    uint64_t cap, mask, thr; /* thr: free slots at which a waiting producer is woken */
-    dagger_value_t *slots;   /* mask + 1 entries */
-    char *bytes;             /* (mask + 1) * slot_bytes, allocated by the producer */
+    _Atomic int closed; /* the producer ended: no value after head */
+    _Atomic int dead;   /* the consumer ended: pushes are dropped */
+    /* thr: free slots at which a waiting producer is woken; tbatch: released slots the consumer
+     * publishes at once (1 on small rings) */
+    uint64_t cap, mask, thr, tbatch;
+    dagger_value_t *slots; /* mask + 1 entries */
+    char *bytes;           /* (mask + 1) * slot_bytes, allocated by the producer */
     uint32_t slot_bytes;
     uint32_t argi; /* the consumer's argument index */
     struct node *src, *dst;
@@ -116,7 +124,10 @@ struct dagger_stream {
     struct dagger__event all_ended;
     _Atomic(struct node *) err_origin;
     bool launched; /* guarded by reg_lock */
-    bool open;     /* between begin and end: owner only */
+    /* A driver started before the launch (its bulk block could not hold it: out of memory):
+     * dagger_stream_end cancels the region with this code. Guarded by reg_lock. */
+    int early_err;
+    bool open; /* between begin and end: owner only */
     /* A spawn of the region that returned no task (out of memory): the region is cancelled at
      * dagger_stream_end, which returns this code and message. Owner only. */
     int spawn_err;
@@ -126,6 +137,10 @@ struct dagger_stream {
 
 /* region.c */
 struct node *dagger__stream_lookup(const dagger_task_t *t);
+/* The node of `t` with a reference to its region (released with dagger__stream_release), or
+ * NULL when `t` is no node of a live region, or (*early) when its region has not launched:
+ * then the region is marked to fail at dagger_stream_end. */
+struct node *dagger__stream_acquire(const dagger_task_t *t, bool *early);
 void dagger__stream_node_end(struct node *n, int kind);
 void dagger__stream_release(struct dagger_stream *r);
 void dagger__stream_wake(struct node *n);

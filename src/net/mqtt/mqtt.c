@@ -215,14 +215,16 @@ static int drain(struct mqtt_edge *q, long limit, int64_t deadline)
     return 0;
 }
 
-static int publish(struct mqtt_edge *q, const dagger_value_t *v, int64_t deadline)
+/* Publish `v`, or END when it is NULL (END|ABORT when `aborted`). */
+static int publish(struct mqtt_edge *q, const dagger_value_t *v, bool aborted, int64_t deadline)
 {
     int rc = ensure(q, deadline);
     if (rc < 0)
         return rc;
     if ((rc = drain(q, q->window, deadline)) < 0)
         return rc;
-    long n = dagger__msg_encode(&q->base, v, q->seq, &q->buf, &q->cap);
+    long n = aborted ? dagger__msg_encode_abort(&q->base, q->seq, &q->buf, &q->cap)
+                     : dagger__msg_encode(&q->base, v, q->seq, &q->buf, &q->cap);
     if (n < 0)
         return (int)n;
     q->outstanding++; /* before the call: on_publish may run inside it */
@@ -247,7 +249,7 @@ static int publish(struct mqtt_edge *q, const dagger_value_t *v, int64_t deadlin
 static int mqtt_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
 {
     struct mqtt_edge *q = (struct mqtt_edge *)e;
-    int rc = publish(q, v, dagger__net_deadline(timeout_ms));
+    int rc = publish(q, v, false, dagger__net_deadline(timeout_ms));
     /* Acknowledgements and keepalives are read now and then without waiting. */
     if (rc == 0 && (++q->pushes & 63) == 0 && q->connected)
         step(q, 0);
@@ -337,7 +339,7 @@ static void free_edge(struct mqtt_edge *q)
     dagger__net_free(q);
 }
 
-enum { CLOSE_MS = 2000 };
+enum { CLOSE_MS = 2000, ABORT_MS = 1000 };
 
 static int mqtt_close(struct dagger_edge *e)
 {
@@ -345,9 +347,15 @@ static int mqtt_close(struct dagger_edge *e)
     int rc = 0;
     if (e->end == DAGGER_EDGE_PUSH && !e->err && !e->aborted) {
         int64_t deadline = dagger__net_deadline(CLOSE_MS);
-        rc = publish(q, NULL, deadline); /* END, carrying the number of values sent */
+        rc = publish(q, NULL, false, deadline); /* END, carrying the number of values sent */
         if (rc == 0)
             rc = drain(q, 1, deadline);
+    } else if (e->end == DAGGER_EDGE_PUSH && q->connected) {
+        /* Failed or aborted: the broker never tells the consumers that this producer is gone,
+         * so they hear it from END|ABORT (best effort, bounded; the edge's error stays). */
+        int64_t deadline = dagger__net_deadline(ABORT_MS);
+        if (publish(q, NULL, true, deadline) == 0)
+            (void)drain(q, 1, deadline);
     }
     if (q->connected) {
         mosquitto_disconnect(q->m);

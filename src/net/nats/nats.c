@@ -102,9 +102,11 @@ static void pause_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-static int publish(struct nats_edge *q, const dagger_value_t *v, int64_t deadline)
+/* Publish `v`, or END when it is NULL (END|ABORT when `aborted`). */
+static int publish(struct nats_edge *q, const dagger_value_t *v, bool aborted, int64_t deadline)
 {
-    long n = dagger__msg_encode(&q->base, v, q->seq, &q->buf, &q->cap);
+    long n = aborted ? dagger__msg_encode_abort(&q->base, q->seq, &q->buf, &q->cap)
+                     : dagger__msg_encode(&q->base, v, q->seq, &q->buf, &q->cap);
     if (n < 0)
         return (int)n;
     for (;;) {
@@ -143,7 +145,7 @@ static int publish(struct nats_edge *q, const dagger_value_t *v, int64_t deadlin
 
 static int nats_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
 {
-    return publish((struct nats_edge *)e, v, dagger__net_deadline(timeout_ms));
+    return publish((struct nats_edge *)e, v, false, dagger__net_deadline(timeout_ms));
 }
 
 /* Wait until cnats has written what it buffered to the socket (no round trip). */
@@ -305,20 +307,25 @@ static void free_edge(struct nats_edge *q)
     dagger__net_free(q);
 }
 
-enum { CLOSE_MS = 2000 };
+enum { CLOSE_MS = 2000, ABORT_MS = 1000 };
 
 static int nats_close(struct dagger_edge *e)
 {
     struct nats_edge *q = (struct nats_edge *)e;
     int rc = 0;
     if (e->end == DAGGER_EDGE_PUSH && !e->err && !e->aborted) {
-        rc = publish(q, NULL, dagger__net_deadline(CLOSE_MS));
+        rc = publish(q, NULL, false, dagger__net_deadline(CLOSE_MS));
         if (rc == 0) {
             natsStatus s = natsConnection_FlushTimeout(q->nc, CLOSE_MS);
             if (s != NATS_OK)
                 rc = dagger__edge_note(e, DAGGER_EPEER, "%s: final flush: %s", e->uri,
                                        natsStatus_GetText(s));
         }
+    } else if (e->end == DAGGER_EDGE_PUSH && q->nc) {
+        /* Failed or aborted: the server never tells the consumers that this producer is gone,
+         * so they hear it from END|ABORT (best effort, bounded; the edge's error stays). */
+        if (publish(q, NULL, true, dagger__net_deadline(ABORT_MS)) == 0)
+            (void)natsConnection_FlushTimeout(q->nc, ABORT_MS);
     }
     free_edge(q);
     return rc;
