@@ -473,14 +473,14 @@ static void pass_wakeup(dagger__pool *p, struct worker *w)
         notify(p, 0);
 }
 
-static struct dagger__job *find_work(dagger__pool *p, struct worker *w)
+/* The idle path of find_work: spin as a searcher, then park (out of line: the per-task path
+ * is the first try_get). */
+DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struct worker *w)
 {
-    int woken = 0;
-    for (;;) {
-        struct dagger__job *j = try_get(p, w);
+    for (int woken = 0;; woken = 1) {
+        struct dagger__job *j = woken ? try_get(p, w) : NULL;
         if (j) {
-            if (woken)
-                pass_wakeup(p, w);
+            pass_wakeup(p, w);
             return j;
         }
         DAGGER__TRACE(dagger__trace_idle()); /* the next start takes its own stamp */
@@ -509,16 +509,20 @@ static struct dagger__job *find_work(dagger__pool *p, struct worker *w)
         atomic_store_explicit(&p->waking, 0, memory_order_seq_cst);
         if (has_work(p, w) || atomic_load(&p->shutdown)) {
             atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
-            woken = 1;
             continue;
         }
         DAGGER__TRACE(dagger__trace_park(w->index));
         dagger__futex_wait(&p->epoch, e, -1);
         atomic_store_explicit(&p->waking, 0, memory_order_seq_cst);
         atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
-        woken = 1;
         DAGGER__TRACE(dagger__trace_wake(w->index));
     }
+}
+
+static inline struct dagger__job *find_work(dagger__pool *p, struct worker *w)
+{
+    struct dagger__job *j = try_get(p, w);
+    return DAGGER_LIKELY(j != NULL) ? j : find_work_idle(p, w);
 }
 
 /* ---------------------------------------------------------------- fibers */
