@@ -78,9 +78,12 @@ struct dagger__pool {
     /* parking */
     _Atomic uint32_t epoch __attribute__((aligned(DAGGER_CACHELINE)));
     _Atomic int32_t sleepers;
-    _Atomic int32_t searching; /* workers spinning in find_work (they will see new work) */
-    _Atomic int32_t waking;    /* 1: a wake-up was sent and its worker has not run yet */
     _Atomic int shutdown;
+    /* Written each time a worker runs dry: a line of their own, read by submitters only while
+     * somebody sleeps (sleepers above is read first, and written only at a park). */
+    _Atomic int32_t searching
+        __attribute__((aligned(DAGGER_CACHELINE))); /* spinning in find_work */
+    _Atomic int32_t waking; /* 1: a wake-up was sent and its worker has not run yet */
     /* recycled fibers */
     pthread_mutex_t fiber_lock;
     struct dagger__fiber *fibers; /* guarded by fiber_lock */
@@ -271,11 +274,11 @@ static struct dagger__job *heap_pop(dagger__pool *p, int32_t min_prio)
  * while a worker searches or a wake-up is already on its way. */
 static void notify(dagger__pool *p, int all)
 {
-    dagger__fence_seq_cst(); /* the job is published before searching and sleepers are read */
-    if (!all && atomic_load_explicit(&p->searching, memory_order_relaxed) > 0)
-        return;
+    dagger__fence_seq_cst(); /* the job is published before sleepers and searching are read */
     if (atomic_load_explicit(&p->sleepers, memory_order_relaxed) > 0) {
         if (!all) {
+            if (atomic_load_explicit(&p->searching, memory_order_relaxed) > 0)
+                return;
             int32_t idle = 0;
             if (atomic_load_explicit(&p->waking, memory_order_relaxed) != 0 ||
                 !atomic_compare_exchange_strong_explicit(&p->waking, &idle, 1, memory_order_seq_cst,
