@@ -487,7 +487,10 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
             return j;
         }
         DAGGER__TRACE(dagger__trace_idle()); /* the next start takes its own stamp */
-        atomic_fetch_add_explicit(&p->searching, 1, memory_order_seq_cst);
+        /* One worker: nobody else to wake, and notify reads searching only while it sleeps. */
+        bool count = p->n > 1;
+        if (count)
+            atomic_fetch_add_explicit(&p->searching, 1, memory_order_seq_cst);
         for (int s = 0; s < SPIN_ROUNDS && !j; s++) {
             for (int k = 0; k < 32; k++)
                 dagger__cpu_relax();
@@ -496,7 +499,8 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
         }
         /* Submitters saw a searcher and woke nobody: after this decrement they do, and the
          * work they published before it is seen below (seq_cst on both sides). */
-        atomic_fetch_sub_explicit(&p->searching, 1, memory_order_seq_cst);
+        if (count)
+            atomic_fetch_sub_explicit(&p->searching, 1, memory_order_seq_cst);
         if (j) {
             pass_wakeup(p, w);
             return j;
