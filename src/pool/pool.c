@@ -10,6 +10,11 @@
  * summed occupancy stays within the worker count, so they never take a worker.
  * Invariants: a parked worker rechecked every queue after announcing itself as a sleeper,
  * and a submitter checks for sleepers after publishing (both seq_cst), so no wake-up is lost.
+ * Wake-ups are rationed (the "spinning threads" rule): a submitter wakes nobody while a worker
+ * is searching (it stopped searching only after the seq_cst decrement, and rechecks the
+ * queues after it), and only one wake-up is in flight at a time (`waking`, cleared by whoever
+ * leaves or enters the futex wait, so it cannot stay set while a worker sleeps). A searcher
+ * or a woken worker that finds work and sees more passes the wake-up on.
  * Lock order: the aux lock, the heap lock, the injection lock and the mailbox locks are never
  * held together; the fiber lock is a leaf.
  * SPDX-License-Identifier: MIT
@@ -74,6 +79,11 @@ struct dagger__pool {
     _Atomic uint32_t epoch __attribute__((aligned(DAGGER_CACHELINE)));
     _Atomic int32_t sleepers;
     _Atomic int shutdown;
+    /* Written each time a worker runs dry: a line of their own, read by submitters only while
+     * somebody sleeps (sleepers above is read first, and written only at a park). */
+    _Atomic int32_t searching
+        __attribute__((aligned(DAGGER_CACHELINE))); /* spinning in find_work */
+    _Atomic int32_t waking; /* 1: a wake-up was sent and its worker has not run yet */
     /* recycled fibers */
     pthread_mutex_t fiber_lock;
     struct dagger__fiber *fibers; /* guarded by fiber_lock */
@@ -264,10 +274,21 @@ static struct dagger__job *heap_pop(dagger__pool *p, int32_t min_prio)
 
 /* ---------------------------------------------------------------- parking */
 
+/* all: wake every sleeper (a pinned job's owner, shutdown); otherwise wake one, and none
+ * while a worker searches or a wake-up is already on its way. */
 static void notify(dagger__pool *p, int all)
 {
-    dagger__fence_seq_cst(); /* the job is published before sleepers is read */
+    dagger__fence_seq_cst(); /* the job is published before sleepers and searching are read */
     if (atomic_load_explicit(&p->sleepers, memory_order_relaxed) > 0) {
+        if (!all) {
+            if (atomic_load_explicit(&p->searching, memory_order_relaxed) > 0)
+                return;
+            int32_t idle = 0;
+            if (atomic_load_explicit(&p->waking, memory_order_relaxed) != 0 ||
+                !atomic_compare_exchange_strong_explicit(&p->waking, &idle, 1, memory_order_seq_cst,
+                                                         memory_order_relaxed))
+                return;
+        }
         atomic_fetch_add_explicit(&p->epoch, 1, memory_order_seq_cst);
         dagger__futex_wake(&p->epoch, all ? INT_MAX : 1);
     }
@@ -451,36 +472,68 @@ static struct dagger__job *try_get(dagger__pool *p, struct worker *w)
     return heap_pop(p, INT32_MIN);
 }
 
-static struct dagger__job *find_work(dagger__pool *p, struct worker *w)
+/* A worker that stopped searching (or was woken) with a job in hand: if more work is queued
+ * and nobody searches, wake the next sleeper, so that a burst of jobs reaches every worker. */
+static void pass_wakeup(dagger__pool *p, struct worker *w)
 {
-    for (;;) {
-        struct dagger__job *j = try_get(p, w);
-        if (j)
+    if (atomic_load_explicit(&p->sleepers, memory_order_relaxed) > 0 && has_work(p, w))
+        notify(p, 0);
+}
+
+/* The idle path of find_work: spin as a searcher, then park (out of line: the per-task path
+ * is the first try_get). */
+DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struct worker *w)
+{
+    for (int woken = 0;; woken = 1) {
+        struct dagger__job *j = woken ? try_get(p, w) : NULL;
+        if (j) {
+            pass_wakeup(p, w);
             return j;
+        }
         DAGGER__TRACE(dagger__trace_idle()); /* the next start takes its own stamp */
+        /* One worker: nobody else to wake, and notify reads searching only while it sleeps. */
+        bool count = p->n > 1;
+        if (count)
+            atomic_fetch_add_explicit(&p->searching, 1, memory_order_seq_cst);
         for (int s = 0; s < SPIN_ROUNDS && !j; s++) {
             for (int k = 0; k < 32; k++)
                 dagger__cpu_relax();
             if (has_work(p, w))
                 j = try_get(p, w);
         }
-        if (j)
+        /* Submitters saw a searcher and woke nobody: after this decrement they do, and the
+         * work they published before it is seen below (seq_cst on both sides). */
+        if (count)
+            atomic_fetch_sub_explicit(&p->searching, 1, memory_order_seq_cst);
+        if (j) {
+            pass_wakeup(p, w);
             return j;
+        }
         if (atomic_load(&p->shutdown))
             return NULL;
         if (p->idle)
             p->idle(p->ud, w->index);
         atomic_fetch_add_explicit(&p->sleepers, 1, memory_order_seq_cst);
         uint32_t e = atomic_load_explicit(&p->epoch, memory_order_seq_cst);
+        /* A wake-up sent before this load finds this worker awake, or makes the wait below
+         * return at once: either way it has arrived, and the next one may be sent. */
+        atomic_store_explicit(&p->waking, 0, memory_order_seq_cst);
         if (has_work(p, w) || atomic_load(&p->shutdown)) {
             atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
             continue;
         }
         DAGGER__TRACE(dagger__trace_park(w->index));
         dagger__futex_wait(&p->epoch, e, -1);
+        atomic_store_explicit(&p->waking, 0, memory_order_seq_cst);
         atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
         DAGGER__TRACE(dagger__trace_wake(w->index));
     }
+}
+
+static inline struct dagger__job *find_work(dagger__pool *p, struct worker *w)
+{
+    struct dagger__job *j = try_get(p, w);
+    return DAGGER_LIKELY(j != NULL) ? j : find_work_idle(p, w);
 }
 
 /* ---------------------------------------------------------------- fibers */

@@ -1,0 +1,5 @@
+# tests/pool_wake.cmake - wake-ups of parked workers under the rationing rule (issue 17): a burst
+# reaches every parked worker, spawns from outside the pool after a park run. Cases are pool.*
+# so the pool runs (and TSan) see them. Included from tests/CMakeLists.txt.
+dagger_add_tests(pool NAME test_pool_wake SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_pool_wake.c
+                 LABELS quick TIMEOUT 60)

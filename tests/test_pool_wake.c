@@ -1,0 +1,119 @@
+/* tests/test_pool_wake.c - wake-ups of parked workers under the rationing rule of src/pool/pool.c
+ * (issue 17): a submitter wakes nobody while a worker searches and sends one wake-up at a time;
+ * the woken worker passes the wake-up on while more work is queued. These cases check that the
+ * rationing loses no wake-up: a burst spawned while every other worker sleeps reaches all of them
+ * (the tasks can only finish when all run at the same time), and single tasks spawned from
+ * outside the pool after the workers parked are run. A task that waits for its peers gives up
+ * after MEET_TIMEOUT_S and reports it, so a regression fails with a message instead of hanging.
+ */
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define MEET_TIMEOUT_S 10
+#define ROUNDS 8
+
+static _Atomic int arrived;
+
+/* Arrive, then wait until args(1) tasks have arrived. Args (where, i, n): where[i] = thread.
+ * Returns 1 when the others did not come within MEET_TIMEOUT_S, else 0. */
+static int meet(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *where = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    int n = (int)dagger_arg_i64(a, 2);
+    where[i] = dagger_tc_thread(tc);
+    atomic_fetch_add(&arrived, 1);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int timed_out = 0;
+    while (atomic_load(&arrived) < n && !timed_out) {
+        usleep(100);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        timed_out = t.tv_sec - t0.tv_sec >= MEET_TIMEOUT_S;
+    }
+    *out = dagger_i64(timed_out);
+    return 0;
+}
+
+/* Spawns n meet tasks from a worker, fetches them; returns how many timed out. Args (where, n). */
+static int burst(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *where = dagger_arg_ptr(a, 0);
+    int64_t n = dagger_arg_i64(a, 1);
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    dagger_task_t *t[8];
+    for (int64_t i = 0; i < n; i++) {
+        t[i] = dagger_spawn(ctx, meet, (void *)where, i, n);
+        if (!t[i])
+            return dagger_fail(tc, DAGGER_ENOMEM, "spawn %lld: %s", (long long)i,
+                               dagger_last_errmsg());
+    }
+    int64_t late = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int64_t v = 1;
+        int rc = dagger_fetch_i64(t[i], &v);
+        dagger_task_release(t[i]);
+        if (rc)
+            return dagger_fail(tc, rc, "meet %lld: %s", (long long)i, dagger_last_errmsg());
+        late += v;
+    }
+    *out = dagger_i64(late);
+    return 0;
+}
+
+TEST(burst_from_a_worker_wakes_every_parked_worker)
+{
+    enum { N = 3 };
+    dagger_ctx_t *ctx = test_ctx(N);
+    for (int r = 0; r < ROUNDS; r++) {
+        usleep(20 * 1000); /* the workers run dry and park */
+        atomic_store(&arrived, 0);
+        int64_t where[N] = {99, 99, 99};
+        dagger_task_t *b = dagger_spawn(ctx, burst, (void *)where, (int64_t)N);
+        ASSERT_PTR(b);
+        int64_t late = -1;
+        ASSERT_OK(dagger_fetch_i64(b, &late));
+        dagger_task_release(b);
+        ASSERT_EQ(late, 0); /* all N ran at the same time: every worker was woken */
+        for (int i = 0; i < N; i++) {
+            ASSERT_TRUE(where[i] >= 0 && where[i] < N);
+            for (int k = 0; k < i; k++)
+                ASSERT_NE(where[i], where[k]);
+        }
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+static int square(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t i = dagger_arg_i64(a, 0);
+    *out = dagger_i64(i * i);
+    return 0;
+}
+
+TEST(spawns_from_outside_after_the_workers_parked_run)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    for (int64_t i = 0; i < 64; i++) {
+        if (i % 4 == 0)
+            usleep(2 * 1000); /* parked, or about to park, at the next spawn */
+        dagger_task_t *t[2];
+        for (int k = 0; k < 2; k++) {
+            t[k] = dagger_spawn(ctx, square, i + k);
+            ASSERT_PTR(t[k]);
+        }
+        for (int k = 0; k < 2; k++) {
+            int64_t v = -1;
+            ASSERT_OK(dagger_fetch_i64(t[k], &v));
+            ASSERT_EQ(v, (i + k) * (i + k));
+            dagger_task_release(t[k]);
+        }
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST_LIST(burst_from_a_worker_wakes_every_parked_worker,
+          spawns_from_outside_after_the_workers_parked_run);
