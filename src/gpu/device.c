@@ -119,9 +119,11 @@ int dagger__gpu_probe(void)
                 d->kind_index = k;
                 d->ops = list[b];
                 pthread_mutex_init(&d->lock, NULL);
+                pthread_mutex_init(&d->copy_lock, NULL);
                 d->lru.next = d->lru.prev = &d->lru;
                 if (open_dev(list[b], k, d) != 0) {
                     pthread_mutex_destroy(&d->lock);
+                    pthread_mutex_destroy(&d->copy_lock);
                     dagger__free(d);
                     continue;
                 }
@@ -389,6 +391,7 @@ static int dev_space_copy(const dagger_space_t *ds, void *dst, const dagger_spac
                                        ss->kind == DAGGER_SPACE_HOST ? DAGGER__TRACE_DEV_H2D
                                                                      : DAGGER__TRACE_DEV_D2D,
                                        atomic_load_explicit(&b->cid, memory_order_relaxed), n));
+    pthread_mutex_lock(&d->copy_lock);
     if (ss->kind == DAGGER_SPACE_HOST) {
         rc = n ? d->ops->copy_h2d(d->h, d->copy_in, b->d, src, n) : 0;
     } else {
@@ -411,6 +414,7 @@ static int dev_space_copy(const dagger_space_t *ds, void *dst, const dagger_spac
      * only freed with the chunk), so the copy may finish later: readers wait for `ready`. */
     if (!rc)
         rc = set_ready(d, b, d->copy_in);
+    pthread_mutex_unlock(&d->copy_lock);
     pthread_mutex_lock(&d->lock);
     b->pins--;
     pthread_mutex_unlock(&d->lock);
@@ -440,9 +444,11 @@ static int dev_space_copy2d(const dagger_space_t *ds, void *dst, size_t dpitch,
     pthread_mutex_unlock(&d->lock);
     if (rc)
         return rc;
+    pthread_mutex_lock(&d->copy_lock);
     rc = d->ops->copy2d_h2d(d->h, d->copy_in, b->d, dpitch, src, spitch, width, rows);
     if (!rc)
         rc = set_ready(d, b, d->copy_in);
+    pthread_mutex_unlock(&d->copy_lock);
     pthread_mutex_lock(&d->lock);
     b->pins--;
     pthread_mutex_unlock(&d->lock);
@@ -459,6 +465,14 @@ __attribute__((constructor)) static void register_device_space(void)
 
 /* ---------------------------------------------------------------- staging with pins */
 
+/* Under the chunk's lock: whether the last copy into `ptr` failed (its event says so). */
+static bool copy_failed(void *ptr, void *ud)
+{
+    struct dbuf *b = ptr;
+    (void)ud;
+    return b->ready && b->dev->ops->event_query(b->ready) < 0;
+}
+
 int dagger__gpu_stage_pin(struct gpu_dev *d, dagger_chunk_t *c, struct dbuf **out)
 {
     dagger_space_t sp = dagger__gpu_space(d);
@@ -468,6 +482,13 @@ int dagger__gpu_stage_pin(struct gpu_dev *d, dagger_chunk_t *c, struct dbuf **ou
         int rc = dagger__mem_stage(c, &sp, &p);
         tls_cid = 0;
         if (rc)
+            return rc;
+        /* A copy made valid when it was enqueued may have failed since (its reader failed):
+         * it is not valid, so it is copied again from a valid copy. */
+        rc = dagger__mem_invalidate(c, &sp, copy_failed, NULL);
+        if (rc == 1)
+            continue;
+        if (rc < 0)
             return rc;
         struct dbuf *b = p;
         pthread_mutex_lock(&d->lock);

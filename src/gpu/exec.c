@@ -26,6 +26,7 @@
 struct rarg {
     dagger_chunk_t *c; /* retained by the record; NULL for other kinds */
     struct dbuf *b;    /* pinned once staged */
+    bool wrote;        /* dagger_arg_dptr_rw: the device copy becomes the valid one on success */
 };
 
 struct rec {
@@ -85,6 +86,12 @@ static void finish(struct rec *r)
                  r->status);
         dagger__task_complete(t, DAGGER_ETASK, NULL, msg);
     } else {
+        /* Written arguments: the device copy is the only valid one, now that the work that
+         * wrote it has succeeded (earlier, a failed copy-in would have hidden the home copy). */
+        dagger_space_t sp = dagger__gpu_space(r->dev);
+        for (uint32_t i = 0; i < r->nargs; i++)
+            if (r->arg[i].wrote)
+                dagger__mem_written(r->arg[i].c, &sp);
         dagger_value_t v = r->result;
         dagger__task_complete(t, 0, &v, NULL); /* r is freed by the done waiter in there */
     }
@@ -142,9 +149,14 @@ static void rec_free(dagger_task_t *t, void *ud)
 {
     struct rec *r = ud;
     struct gpu_dev *d = r->dev;
-    (void)t;
     /* The record holds its own references: the task drops its arguments before this runs. */
+    bool failed = dagger_task_error(t) != 0;
+    dagger_space_t sp = dagger__gpu_space(d);
     for (uint32_t i = 0; i < r->nargs; i++) {
+        /* A failed task may have half written its device copy: drop it when a valid copy is
+         * left elsewhere (when it was already the only one, there is nothing better to keep). */
+        if (failed && r->arg[i].wrote)
+            (void)dagger__mem_invalidate(r->arg[i].c, &sp, NULL, NULL);
         if (r->arg[i].b)
             dagger__gpu_unpin(r->arg[i].b);
         dagger_chunk_release(r->arg[i].c);
@@ -444,10 +456,8 @@ static dagger_dptr_t arg_dptr(const dagger_args_t *a, size_t i, bool write)
         return none;
     }
     struct dbuf *b = r->arg[i].b;
-    if (write) {
-        dagger_space_t sp = dagger__gpu_space(r->dev);
-        dagger__mem_written(b->chunk, &sp);
-    }
+    if (write)
+        r->arg[i].wrote = true; /* recorded as written when the task succeeds (finish) */
     return b->d;
 }
 

@@ -1,9 +1,9 @@
 /* src/gpu/gpu_int.h - devices, their memory pools and the launch records of device tasks.
  *
  * Only files of src/gpu include this.
- * Lock order: a chunk's lock (src/mem) before a device's `lock`; a device's lock is never held
- * while waiting for a chunk's lock (eviction only try-locks chunks, see dagger__mem_evict).
- * SPDX-License-Identifier: MIT
+ * Lock order: a chunk's lock (src/mem) before a device's `copy_lock`, before its `lock`; a device's
+ * lock is never held while waiting for a chunk's lock (eviction only try-locks chunks, see
+ * dagger__mem_evict). SPDX-License-Identifier: MIT
  */
 #ifndef DAGGER_SRC_GPU_INT_H
 #define DAGGER_SRC_GPU_INT_H
@@ -56,6 +56,10 @@ struct gpu_dev {
     _Atomic uint32_t rr;
     _Atomic int inflight; /* device tasks placed and not completed: the backlog */
     pthread_mutex_t lock;
+    /* Held from enqueueing a copy on copy_in to recording its `ready` event, so each event
+     * reports the error of its own copy (a failed copy latches its stream's error until the
+     * next event). Taken after a chunk's lock, never with `lock` held. */
+    pthread_mutex_t copy_lock;
     size_t limit;                      /* the pool's size: device memory, or DAGGER_GPU_MEM_LIMIT */
     size_t used;                       /* resident buffers and cached blocks; lock */
     size_t pinned;                     /* bytes of pinned buffers; lock */
