@@ -478,17 +478,16 @@ int dagger__gpu_stage_pin(struct gpu_dev *d, dagger_chunk_t *c, struct dbuf **ou
     dagger_space_t sp = dagger__gpu_space(d);
     for (int attempt = 0; attempt < 64; attempt++) {
         void *p = NULL;
+        /* A copy made valid when it was enqueued may have failed since (its reader failed):
+         * it is not valid, so it is copied again from a valid copy. A failure of the copy
+         * made now reaches this task through the copy's event instead. */
+        int rc = dagger__mem_invalidate(c, &sp, copy_failed, NULL);
+        if (rc < 0)
+            return rc;
         tls_cid = dagger_chunk_id(c); /* names the copies of this staging in the trace */
-        int rc = dagger__mem_stage(c, &sp, &p);
+        rc = dagger__mem_stage(c, &sp, &p);
         tls_cid = 0;
         if (rc)
-            return rc;
-        /* A copy made valid when it was enqueued may have failed since (its reader failed):
-         * it is not valid, so it is copied again from a valid copy. */
-        rc = dagger__mem_invalidate(c, &sp, copy_failed, NULL);
-        if (rc == 1)
-            continue;
-        if (rc < 0)
             return rc;
         struct dbuf *b = p;
         pthread_mutex_lock(&d->lock);
