@@ -235,7 +235,9 @@ static int device_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *
     if (d->ops->activate && d->ops->activate(d->h) != 0)
         return dagger_fail(tc, DAGGER_ETASK, "device(%d): %s", d->index, dagger_last_errmsg());
     for (uint32_t i = 0; i < r->nargs; i++) {
-        if (r->arg[i].b && r->arg[i].b->ready) {
+        /* A copy that has already finished needs no wait command on the stream (a failed one
+         * does: the wait hands its error to the stream). */
+        if (r->arg[i].b && r->arg[i].b->ready && d->ops->event_query(r->arg[i].b->ready) != 1) {
             int rc = d->ops->event_wait(d->h, r->stream, r->arg[i].b->ready);
             if (rc)
                 return dagger_fail(tc, rc, "device(%d): waiting for the copy of argument %u: %s",

@@ -79,9 +79,10 @@ static int cl_fail(const char *what, cl_int st)
 
 /* The submissions dagger makes are serialised (a device body's own enqueues are not: holding a
  * lock across a body would order it against the pool's lock). Blocking waits are made without
- * the lock. pocl's basic devices, which run commands inside the submitting thread, still
- * deadlock inside pocl 3.1 when bodies on several threads submit at once; tests use its pthread
- * devices. */
+ * the lock. pocl 3.1's basic devices, which run commands inside the submitting thread, hang
+ * inside pocl in the eviction case: one thread, in a body's clEnqueueNDRangeKernel, blocks in
+ * pocl_update_event_running under pocl_broadcast while no other thread is inside pocl and no
+ * dagger lock or callback is on its stack (docs/gpu.md). Tests use pocl's pthread devices. */
 static pthread_mutex_t cl_lock;
 static pthread_once_t cl_lock_once = PTHREAD_ONCE_INIT;
 
