@@ -6,6 +6,10 @@
 # (the CUDA cases run here instead of exiting 77; the OpenCL cases run on whatever OpenCL device
 # the ICD loader finds, pocl if nothing else) and the bench/gpu binaries, and prints their
 # RESULT lines; paste them into bench/RESULTS.md. CUDA_ARCH=75 or the like overrides sm_90.
+# Without an NVIDIA GPU (nvidia-smi lists none) the CUDA cases exit 77 and are reported as
+# skipped, and the CUDA benchmarks print "skipped": only the OpenCL and fake-device parts run.
+# With a GPU, a skipped CUDA case fails the check. The last RESULT line counts the CUDA cases
+# that ran.
 # Exit status: 0 when the build, the tests and the benchmarks all succeeded.
 # POSIX sh. SPDX-License-Identifier: MIT
 set -u
@@ -36,7 +40,7 @@ echo "== ctest -L gpu"
     status=1
 grep -E 'tests passed|\*\*\*|Skipped|Not Run' "$build/gpu-ctest.log"
 ncuda=$(grep -c 'Test *#[0-9]*: gpu_cuda\.' "$build/gpu-ctest.log")
-nskip=$(grep -c 'gpu_cuda\..*Skipped' "$build/gpu-ctest.log")
+nskip=$(grep -c 'Test *#[0-9]*: gpu_cuda\..*Skipped' "$build/gpu-ctest.log")
 if [ "$nskip" -gt 0 ] && [ "$gpu" = 1 ]; then
     echo "gpu-check: an NVIDIA GPU is present but $nskip CUDA case(s) skipped" >&2
     status=1
