@@ -37,6 +37,7 @@ static _Atomic int probed; /* 0 not yet, 1 done */
 static int ndev;           /* written once under probe_lock, before `probed` */
 static struct gpu_dev *devs[GPU_MAX_DEVICES];
 static bool fake_only; /* dagger__gpu_fake_setup was called */
+static bool probe_oom; /* the last probe ran out of memory (probe_lock) */
 
 void dagger__gpu_fake_only(void) { fake_only = true; }
 
@@ -107,13 +108,16 @@ int dagger__gpu_probe(void)
     if (!atomic_load_explicit(&probed, memory_order_relaxed)) {
         const struct dagger__device_ops *fake[] = {&dagger__fake_ops, NULL};
         const struct dagger__device_ops *const *list = fake_only ? fake : backends;
-        for (int b = 0; list[b]; b++) {
+        bool oom = false;
+        for (int b = 0; list[b] && !oom; b++) {
             char why[256] = "";
             int n = list[b]->probe(why, sizeof why);
             for (int k = 0; k < n && ndev < GPU_MAX_DEVICES; k++) {
                 struct gpu_dev *d = dagger__calloc(1, sizeof *d);
-                if (!d)
+                if (!d) {
+                    oom = true;
                     break;
+                }
                 d->index = ndev;
                 d->kind = list[b]->kind;
                 d->kind_index = k;
@@ -130,13 +134,30 @@ int dagger__gpu_probe(void)
                 devs[ndev++] = d;
             }
         }
-        if (ndev)
-            dagger__gpu_completion_start();
-        atomic_store_explicit(&probed, 1, memory_order_release);
+        if (oom) {
+            /* Out of memory for a device record: open none rather than some, and probe again
+             * on the next use (a device must not vanish for good because of one allocation). */
+            for (int i = 0; i < ndev; i++) {
+                close_dev(devs[i]);
+                pthread_mutex_destroy(&devs[i]->lock);
+                pthread_mutex_destroy(&devs[i]->copy_lock);
+                dagger__free(devs[i]);
+                devs[i] = NULL;
+            }
+            ndev = 0;
+            probe_oom = true;
+        } else {
+            probe_oom = false;
+            if (ndev)
+                dagger__gpu_completion_start();
+            atomic_store_explicit(&probed, 1, memory_order_release);
+        }
     }
     pthread_mutex_unlock(&probe_lock);
     return ndev;
 }
+
+bool dagger__gpu_probe_oom(void) { return probe_oom; }
 
 /* Devices closed with the last context; their records stay reachable (chunks that outlive the
  * contexts still point at them) and a later probe opens new ones. */

@@ -145,6 +145,18 @@ void dagger__gpu_completion_stop(void)
 
 static void start(struct rec *r);
 
+/* Wait for the last copy into each buffer of a failed task. A task that succeeded needs no
+ * wait: its compute stream waited for them before its completion event. */
+static void wait_copies(struct rec *r)
+{
+    const struct dagger__device_ops *o = r->dev->ops;
+    for (uint32_t i = 0; i < r->nargs + r->nextra; i++) {
+        struct dbuf *b = i < r->nargs ? r->arg[i].b : r->extra[i - r->nargs];
+        if (b && b->ready)
+            (void)o->event_sync(b->ready);
+    }
+}
+
 static void rec_free(dagger_task_t *t, void *ud)
 {
     struct rec *r = ud;
@@ -152,6 +164,8 @@ static void rec_free(dagger_task_t *t, void *ud)
     /* The record holds its own references: the task drops its arguments before this runs. */
     bool failed = dagger_task_error(t) != 0;
     dagger_space_t sp = dagger__gpu_space(d);
+    if (failed) /* copies into the task's buffers may still read host memory freed below */
+        wait_copies(r);
     for (uint32_t i = 0; i < r->nargs; i++) {
         /* A failed task may have half written its device copy: drop it when a valid copy is
          * left elsewhere (when it was already the only one, there is nothing better to keep). */
@@ -204,16 +218,6 @@ static void on_event(void *ud, int status)
     push_done(r);
 }
 
-static void launch(dagger_task_t *t, void *ud)
-{
-    struct rec *r = ud;
-    struct gpu_dev *d = r->dev;
-    DAGGER__TRACE(
-        dagger__trace_device(r->track, DAGGER__TRACE_DEV_TASK_BEGIN, dagger_task_id(t), 0));
-    if (d->ops->notify(d->h, r->stream, on_event, r) != 0)
-        dagger__task_complete(t, DAGGER_ETASK, NULL, dagger_last_errmsg());
-}
-
 /* Block until the stream is idle (a failing body may have enqueued work that reads buffers
  * about to be unpinned). */
 static void drain_stream(struct gpu_dev *d, void *s)
@@ -222,6 +226,20 @@ static void drain_stream(struct gpu_dev *d, void *s)
     if (d->ops->event_record(d->h, s, &ev) == 0) {
         (void)d->ops->event_sync(ev);
         d->ops->event_destroy(ev);
+    }
+}
+
+static void launch(dagger_task_t *t, void *ud)
+{
+    struct rec *r = ud;
+    struct gpu_dev *d = r->dev;
+    DAGGER__TRACE(
+        dagger__trace_device(r->track, DAGGER__TRACE_DEV_TASK_BEGIN, dagger_task_id(t), 0));
+    if (d->ops->notify(d->h, r->stream, on_event, r) != 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", dagger_last_errmsg());
+        drain_stream(d, r->stream); /* the body's work still uses the buffers about to go */
+        dagger__task_complete(t, DAGGER_ETASK, NULL, msg);
     }
 }
 
@@ -408,7 +426,11 @@ static int match(int gkind, int index, uint64_t *bits, char *bad, size_t cap)
         }
         k++;
     }
-    if (!found && index < 0)
+    if (!found && dagger__gpu_probe_oom())
+        snprintf(bad, cap,
+                 "out of memory while opening the devices (they are probed again on "
+                 "the next use)");
+    else if (!found && index < 0)
         snprintf(bad, cap, "no device of kind %s was found", dagger_gpu_kind_name(gkind));
     else if (!found)
         snprintf(bad, cap, "device %d does not exist: %d device%s of kind %s found", index, k,

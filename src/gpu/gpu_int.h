@@ -73,8 +73,10 @@ struct gpu_dev {
 /* device.c */
 int dagger__gpu_ndev(void);
 struct gpu_dev *dagger__gpu_dev(int i);
-/* Probe once; returns the number of devices. */
+/* Probe once; returns the number of devices. A probe that ran out of memory opens none and
+ * is retried on the next call (then dagger__gpu_probe_oom is true). */
 int dagger__gpu_probe(void);
+bool dagger__gpu_probe_oom(void);
 void dagger__gpu_close_all(void);
 /* The space of a device. */
 dagger_space_t dagger__gpu_space(const struct gpu_dev *d);
