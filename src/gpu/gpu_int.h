@@ -29,7 +29,8 @@ struct dbuf {
     dagger_dptr_t d; /* valid while resident */
     bool resident;   /* guarded by dev->lock */
     int pins;        /* tasks using it; guarded by dev->lock */
-    void *ready;     /* event of the last copy into it, or NULL; guarded by the chunk's lock */
+    void *ready;     /* event of the last copy into it, or NULL; written under the chunk's lock
+                      * and dev->copy_lock, read under either */
     dagger_chunk_t *chunk;    /* weak, for eviction; guarded by dev->lock */
     _Atomic uint64_t cid;     /* the chunk's id, for the trace (0: not known yet) */
     struct dbuf *prev, *next; /* LRU of resident buffers (head: least recent); dev->lock */
