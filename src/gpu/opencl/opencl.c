@@ -79,10 +79,11 @@ static int cl_fail(const char *what, cl_int st)
 
 /* The submissions dagger makes are serialised (a device body's own enqueues are not: holding a
  * lock across a body would order it against the pool's lock). Blocking waits are made without
- * the lock. pocl 3.1's basic devices, which run commands inside the submitting thread, hang
+ * the lock. pocl 3.1's basic devices, which run commands inside the submitting thread, can hang
  * inside pocl in the eviction case: one thread, in a body's clEnqueueNDRangeKernel, blocks in
- * pocl_update_event_running under pocl_broadcast while no other thread is inside pocl and no
- * dagger lock or callback is on its stack (docs/gpu.md). Tests use pocl's pthread devices. */
+ * pocl_update_event_running while no other thread is inside pocl and no dagger lock or callback
+ * is on its stack; it goes away only when finished markers are never released (docs/gpu.md).
+ * Tests use pocl's pthread devices. */
 static pthread_mutex_t cl_lock;
 static pthread_once_t cl_lock_once = PTHREAD_ONCE_INIT;
 
@@ -341,8 +342,9 @@ struct note {
 };
 
 /* Finished notes: the callback must not call OpenCL, so their marker events are released by
- * the next notify (or at close). pocl's basic device misbehaves when a marker with a pending
- * callback is released early. */
+ * the next notify (or at close). With pocl 3.1's basic devices this release, made from another
+ * thread, is what hangs a later enqueue inside pocl (docs/gpu.md: neither a 50 ms delay nor
+ * keeping each queue's newest marker avoids it; only never releasing does). */
 static struct note *_Atomic finished;
 
 static void release_finished(void)
