@@ -89,34 +89,55 @@ int main(void)
     dagger_scope_t *where = dagger_scope_union(gpus, dagger_scope_any());
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
-    o.scope = where;
+    o.scope = where; /* NULL (out of memory) fails the tasks: reported at fetch */
     o.impls = axpb_impls;
     o.nimpls = 1;
     dagger_value_t parts[PIECES];
-    double want = 0;
-    for (int p = 0; p < PIECES; p++) {
+    int made = 0, rc = 0;
+    double want = 0, got = 0;
+    for (int p = 0; p < PIECES && !rc; p++) {
         size_t n = N;
         dagger_chunk_t *x;
-        if (dagger_chunk_create_array(ctx, DAGGER_ELT_F32, 1, &n, &x) != 0)
-            return 1;
+        rc = dagger_chunk_create_array(ctx, DAGGER_ELT_F32, 1, &n, &x);
+        if (rc) {
+            printf("failed: %s\n", dagger_last_errmsg());
+            break;
+        }
         float *px = dagger_chunk_data(x);
+        if (!px) {
+            printf("failed: %s\n", dagger_last_errmsg());
+            dagger_chunk_release(x);
+            rc = DAGGER_ENOMEM;
+            break;
+        }
         for (size_t i = 0; i < n; i++) {
             px[i] = (float)((p * N + i) % 100);
             want += 2.0 * px[i] + 1.0;
         }
         dagger_value_t v = dagger_chunkv(x);
-        parts[p] = dagger_taskv(dagger_spawnv_opts(ctx, &o, axpb_cpu, &v, 1));
+        dagger_task_t *t = dagger_spawnv_opts(ctx, &o, axpb_cpu, &v, 1);
         dagger_chunk_release(x);
+        if (!t) {
+            printf("failed: %s\n", dagger_last_errmsg());
+            rc = DAGGER_ENOMEM;
+            break;
+        }
+        parts[made++] = dagger_taskv(t);
     }
-    dagger_task_t *total = dagger_spawnv(ctx, sum, parts, PIECES);
-    double got = 0;
-    int rc = dagger_fetch_f64(total, &got);
-    if (rc)
-        printf("failed: %s\n", dagger_task_errmsg(total));
-    else
-        printf("sum %.0f (expected %.0f) with %d OpenCL device(s)\n", got, want,
-               dagger_gpu_count(DAGGER_GPU_OPENCL));
-    for (int p = 0; p < PIECES; p++)
+    dagger_task_t *total = rc ? NULL : dagger_spawnv(ctx, sum, parts, PIECES);
+    if (!rc && !total) {
+        printf("failed: %s\n", dagger_last_errmsg());
+        rc = DAGGER_ENOMEM;
+    }
+    if (!rc) {
+        rc = dagger_fetch_f64(total, &got);
+        if (rc)
+            printf("failed: %s\n", dagger_task_errmsg(total));
+        else
+            printf("sum %.0f (expected %.0f) with %d OpenCL device(s)\n", got, want,
+                   dagger_gpu_count(DAGGER_GPU_OPENCL));
+    }
+    for (int p = 0; p < made; p++)
         dagger_task_release(parts[p].u.t);
     dagger_task_release(total);
     dagger_scope_release(where);

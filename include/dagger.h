@@ -296,11 +296,12 @@ DAGGER_API dagger_scope_t *dagger_scope_intersect(const dagger_scope_t *a, const
 DAGGER_API dagger_scope_t *dagger_scope_union_n(const dagger_scope_t *const *s, size_t n);
 DAGGER_API dagger_scope_t *dagger_scope_intersect_n(const dagger_scope_t *const *s, size_t n);
 /** Parse Dagger.jl's `scope(...)` keys: "any", or comma-separated `worker=R`, `thread=T`,
- *  `workers=[R,...]`, `threads=[T,...]` (dagger's 0-based numbers).
+ *  `workers=[R,...]`, `threads=[T,...]` (dagger's 0-based numbers), `gpu=KIND[:INDEX]` or
+ *  `gpu=[..]` (KIND any, opencl, cuda, fake; with worker(s): the devices of those ranks).
  *  Returns: 0, DAGGER_EINVAL (unknown, repeated or conflicting key, bad number; the message in
  *  dagger_last_errmsg), DAGGER_ENOMEM. Ownership: +1 on `*out`. Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_scope_from_string(const char *spec, dagger_scope_t **out);
-/** Whether `a` and `b` admit the same processors (of every rank and thread count), and whether
+/** Whether `a` and `b` admit the same processors (of every rank, thread and device), and whether
  *  every processor `a` admits is admitted by `b`. NULL operands compare false.
  *  Thread safety: any thread. */
 DAGGER_API bool dagger_scope_equal(const dagger_scope_t *a, const dagger_scope_t *b);
@@ -318,8 +319,8 @@ typedef struct dagger_proc {
     int16_t kind;  /* dagger_proc_kind_t */
     int16_t index; /* thread or device index; -1 = any of the kind */
 } dagger_proc_t;
-/** The processors of `ctx` that `s` admits, in (rank, thread) order: up to `cap` written to
- *  `out` (which may be NULL when cap is 0).
+/** The processors of `ctx` that `s` admits, rank by rank (threads, then this rank's devices):
+ *  up to `cap` written to `out` (which may be NULL when cap is 0).
  *  Returns: how many `s` admits (also when more than cap), DAGGER_EINVAL for a NULL scope or
  *  context. dagger_scope_num_processors(s, ctx) is the count alone.
  *  Thread safety: any thread. */

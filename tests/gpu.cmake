@@ -1,11 +1,17 @@
 # tests/gpu.cmake - device tests (issue 12), label gpu; include()d from tests/CMakeLists.txt.
 #
 #   gpu_fake.*    the fake test device: data movement, ordering, eviction, injected failures
+#   gpu_copyfail.* a failed copy into a device is never taken for a valid copy (fake device)
+#   gpu_scope.*   scope queries and dagger_scope_from_string with devices and ranks
 #   gpu_opencl.*  OpenCL on whatever the ICD loader finds; on CI pocl's CPU devices, two of them
 #                 with 1 GiB each; the kernel cache stays in the build tree; exit 77 without one
 #   gpu_cuda.*    CUDA kernels; exit 77 without a device (CI compiles them only)
 dagger_add_tests(gpu_fake SOURCES test_gpu_fake.c LABELS quick gpu)
 target_include_directories(test_gpu_fake PRIVATE ${PROJECT_SOURCE_DIR}/src)
+dagger_add_tests(gpu_copyfail SOURCES test_gpu_copyfail.c LABELS quick gpu)
+target_include_directories(test_gpu_copyfail PRIVATE ${PROJECT_SOURCE_DIR}/src)
+dagger_add_tests(gpu_scope SOURCES test_gpu_scope.c LABELS quick gpu)
+target_include_directories(test_gpu_scope PRIVATE ${PROJECT_SOURCE_DIR}/src)
 
 if(DAGGER_HAVE_OPENCL)
   set(DAGGER_POCL_CACHE ${CMAKE_BINARY_DIR}/pocl-cache)

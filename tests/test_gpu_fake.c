@@ -2,6 +2,7 @@
  * copies before kernels, eviction, and injected failures (runs under TSan).
  * SPDX-License-Identifier: MIT
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -402,10 +403,50 @@ TEST(trace_has_a_track_per_device_stream)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+static _Atomic(pthread_t) body_thread;
+
+/* Device body: record the thread it runs on, then argument 0 + 1 as a new chunk. */
+static int where_dev(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    atomic_store(&body_thread, pthread_self());
+    return inc_dev(tc, a, out);
+}
+
+static const dagger_impl_t where_impls[] = {{DAGGER_IMPL_FAKE, where_dev}};
+
+TEST(device_body_runs_on_the_placing_thread)
+{
+    /* Spawned from here: the body runs on this thread (no hop to a worker). A device task
+     * placed when its device input completes is placed by the completion thread: a worker runs
+     * its body, and the chain still completes with the right value. */
+    dagger__gpu_fake_setup(1, 64 * MIB, NULL);
+    dagger_ctx_t *ctx = test_ctx(2);
+    dagger_scope_t *g = dagger_scope_gpu(DAGGER_GPU_FAKE, 0);
+    dagger_chunk_t *x = filled(ctx, 4, 1.0);
+    dagger_task_t *a = spawn_dev(ctx, cpu_never, where_impls, g, x);
+    ASSERT_TRUE(pthread_equal(atomic_load(&body_thread), pthread_self()));
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = g;
+    o.impls = inc_impls;
+    o.nimpls = 1;
+    dagger_value_t v = dagger_taskv(a);
+    dagger_task_t *b = dagger_spawnv_opts(ctx, &o, cpu_never, &v, 1);
+    dagger_chunk_t *r;
+    ASSERT_OK(dagger_fetch_chunk(b, &r));
+    ASSERT_NEAR(first(r), 3, 0);
+    dagger_task_release(a);
+    dagger_task_release(b);
+    dagger_chunk_release(x);
+    dagger_scope_release(g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(sum_of_ten_tasks_comes_back_to_the_host, copy_finishes_before_the_kernel_that_reads_it,
           chain_alternates_host_and_device_on_one_chunk, device_to_device_copy,
           eviction_writes_back_dirty_copies, allocation_failure_fails_the_task,
           copy_error_fails_the_task_with_the_backend_text,
           kernel_error_fails_the_task_with_the_backend_text,
           too_big_task_fails_with_enomem_naming_sizes, gpu_scope_without_device_fails_at_fetch,
-          union_scope_without_device_impl_runs_on_cpu, trace_has_a_track_per_device_stream)
+          union_scope_without_device_impl_runs_on_cpu, trace_has_a_track_per_device_stream,
+          device_body_runs_on_the_placing_thread)

@@ -767,7 +767,8 @@ TEST(scope_from_string_parses_and_rejects)
         static const struct {
             const char *spec, *msg;
         } bad[] = {
-            {"gpu=1", "unknown key 'gpu'"},
+            {"cpu=1", "unknown key 'cpu'"},
+            {"gpu=1", "'1' is not a GPU kind"},
             {"thread=1,threads=[2]", "keys 'thread' and 'threads' conflict"},
             {"worker=0,workers=[1]", "keys 'worker' and 'workers' conflict"},
             {"thread=1,thread=2", "key 'thread' given twice"},

@@ -37,8 +37,12 @@ struct dagger__event {
 static inline void dagger__event_init(struct dagger__event *ev) { atomic_init(&ev->head, NULL); }
 /* True once fired. */
 bool dagger__event_fired(struct dagger__event *ev);
-/* Wait until `ev` fires; `on_id` names what is awaited in the trace (0: not a task). */
+/* Wait until `ev` fires; `on_id` names what is awaited in the trace (0: not a task). A thread
+ * outside the workers spins `spin` rounds (about 25 ns each) before it sleeps;
+ * dagger__event_wait spins DAGGER__WAIT_SPIN. */
+#define DAGGER__WAIT_SPIN 2000
 int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id);
+int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id, int spin);
 /* Fire `ev`: every waiter, present and future, proceeds. */
 void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx);
 
@@ -60,6 +64,14 @@ void dagger__task_complete_owned(dagger_task_t *t, const dagger_value_t *result)
  * between placement and the run. */
 void dagger__task_set_body(dagger_task_t *t, dagger_fn_t fn, void *ud);
 void *dagger__task_exec_ud(const dagger_tc_t *tc);
+/* Run a placed task's body on the calling thread now instead of submitting it to the pool (an
+ * executor whose bodies only enqueue work, like a device body, spares a thread hop). The task
+ * that was running on this thread, if any, stays current; a continuation goes to the pool. */
+void dagger__task_run_here(dagger_task_t *t);
+/* `t` completes from outside the workers, after work longer than a waiter's spin (a device):
+ * a thread that waits for it sleeps at once instead of spinning against the threads doing
+ * that work. Call between placement and completion. */
+void dagger__task_set_external(dagger_task_t *t);
 
 /* A waiter that calls `fn` when the task completes, on the completing thread (W_CALL). */
 struct dagger__call_waiter {

@@ -104,11 +104,12 @@ struct dagger_task {
     _Atomic uint32_t cancel;
     _Atomic uint32_t place; /* != 0: placement must decide (a scope, chunk or shard input) */
     struct dagger__event waiters;
-    int rc;                 /* valid once state is T_DONE */
-    int argerr;             /* set by a failing argument accessor */
-    _Atomic uint8_t unseen; /* 1: failed, counted in ctx->unfetched, error not read yet */
-    int16_t thread;         /* worker it last ran on */
-    uint16_t help_depth;    /* nesting of tasks run inline by waiting parents (see help()) */
+    int rc;                   /* valid once state is T_DONE */
+    int argerr;               /* set by a failing argument accessor */
+    _Atomic uint8_t unseen;   /* 1: failed, counted in ctx->unfetched, error not read yet */
+    _Atomic uint8_t external; /* completes from outside the workers: waiters do not spin */
+    int16_t thread;           /* worker it last ran on */
+    uint16_t help_depth;      /* nesting of tasks run inline by waiting parents (see help()) */
     uint32_t flags;
     uint32_t nargs, ndeps;
     uint32_t capargs, capdeps; /* allocated entries (free with these sizes) */

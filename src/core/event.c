@@ -22,6 +22,11 @@ static void arm_waiter(void *arg)
 
 int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id)
 {
+    return dagger__event_wait_spin(ctx, ev, on_id, DAGGER__WAIT_SPIN);
+}
+
+int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id, int spin)
+{
     if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
         return 0;
     dagger_task_t *me = dagger__task_current();
@@ -47,7 +52,7 @@ int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_
     }
     (void)ctx;
     /* A thread outside the workers (or an aux thread): spin briefly, then sleep. */
-    for (int i = 0; i < 2000; i++) { /* ~50 us: cheaper than a futex round trip */
+    for (int i = 0; i < spin; i++) { /* ~50 us by default: cheaper than a futex round trip */
         if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
             return 0;
         dagger__cpu_relax();

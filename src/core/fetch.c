@@ -86,7 +86,8 @@ int dagger_wait(dagger_task_t *t)
         if (atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE)
             return 0;
     }
-    return dagger__event_wait(t->ctx, &t->waiters, t->id);
+    int spin = atomic_load_explicit(&t->external, memory_order_relaxed) ? 0 : DAGGER__WAIT_SPIN;
+    return dagger__event_wait_spin(t->ctx, &t->waiters, t->id, spin);
 }
 
 int dagger_fetch(dagger_task_t *t, dagger_value_t *out)

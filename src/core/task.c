@@ -587,6 +587,20 @@ void dagger__task_set_body(dagger_task_t *t, dagger_fn_t fn, void *ud)
 
 void *dagger__task_exec_ud(const dagger_tc_t *tc) { return ((const dagger_task_t *)tc)->exec_ud; }
 
+void dagger__task_run_here(dagger_task_t *t)
+{
+    dagger_task_t *me = dagger__task_current();
+    struct dagger__job *next = dagger__task_run(&t->job, NULL);
+    dagger__task_set_cur(me);
+    if (next)
+        dagger__pool_submit(t->ctx->pool, next);
+}
+
+void dagger__task_set_external(dagger_task_t *t)
+{
+    atomic_store_explicit(&t->external, 1, memory_order_relaxed);
+}
+
 void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *result, const char *msg)
 {
     dagger_value_t out = result ? *result : dagger_nil();

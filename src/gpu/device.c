@@ -37,6 +37,7 @@ static _Atomic int probed; /* 0 not yet, 1 done */
 static int ndev;           /* written once under probe_lock, before `probed` */
 static struct gpu_dev *devs[GPU_MAX_DEVICES];
 static bool fake_only; /* dagger__gpu_fake_setup was called */
+static bool probe_oom; /* the last probe ran out of memory (probe_lock) */
 
 void dagger__gpu_fake_only(void) { fake_only = true; }
 
@@ -107,34 +108,56 @@ int dagger__gpu_probe(void)
     if (!atomic_load_explicit(&probed, memory_order_relaxed)) {
         const struct dagger__device_ops *fake[] = {&dagger__fake_ops, NULL};
         const struct dagger__device_ops *const *list = fake_only ? fake : backends;
-        for (int b = 0; list[b]; b++) {
+        bool oom = false;
+        for (int b = 0; list[b] && !oom; b++) {
             char why[256] = "";
             int n = list[b]->probe(why, sizeof why);
             for (int k = 0; k < n && ndev < GPU_MAX_DEVICES; k++) {
                 struct gpu_dev *d = dagger__calloc(1, sizeof *d);
-                if (!d)
+                if (!d) {
+                    oom = true;
                     break;
+                }
                 d->index = ndev;
                 d->kind = list[b]->kind;
                 d->kind_index = k;
                 d->ops = list[b];
                 pthread_mutex_init(&d->lock, NULL);
+                pthread_mutex_init(&d->copy_lock, NULL);
                 d->lru.next = d->lru.prev = &d->lru;
                 if (open_dev(list[b], k, d) != 0) {
                     pthread_mutex_destroy(&d->lock);
+                    pthread_mutex_destroy(&d->copy_lock);
                     dagger__free(d);
                     continue;
                 }
                 devs[ndev++] = d;
             }
         }
-        if (ndev)
-            dagger__gpu_completion_start();
-        atomic_store_explicit(&probed, 1, memory_order_release);
+        if (oom) {
+            /* Out of memory for a device record: open none rather than some, and probe again
+             * on the next use (a device must not vanish for good because of one allocation). */
+            for (int i = 0; i < ndev; i++) {
+                close_dev(devs[i]);
+                pthread_mutex_destroy(&devs[i]->lock);
+                pthread_mutex_destroy(&devs[i]->copy_lock);
+                dagger__free(devs[i]);
+                devs[i] = NULL;
+            }
+            ndev = 0;
+            probe_oom = true;
+        } else {
+            probe_oom = false;
+            if (ndev)
+                dagger__gpu_completion_start();
+            atomic_store_explicit(&probed, 1, memory_order_release);
+        }
     }
     pthread_mutex_unlock(&probe_lock);
     return ndev;
 }
+
+bool dagger__gpu_probe_oom(void) { return probe_oom; }
 
 /* Devices closed with the last context; their records stay reachable (chunks that outlive the
  * contexts still point at them) and a later probe opens new ones. */
@@ -389,6 +412,7 @@ static int dev_space_copy(const dagger_space_t *ds, void *dst, const dagger_spac
                                        ss->kind == DAGGER_SPACE_HOST ? DAGGER__TRACE_DEV_H2D
                                                                      : DAGGER__TRACE_DEV_D2D,
                                        atomic_load_explicit(&b->cid, memory_order_relaxed), n));
+    pthread_mutex_lock(&d->copy_lock);
     if (ss->kind == DAGGER_SPACE_HOST) {
         rc = n ? d->ops->copy_h2d(d->h, d->copy_in, b->d, src, n) : 0;
     } else {
@@ -411,6 +435,7 @@ static int dev_space_copy(const dagger_space_t *ds, void *dst, const dagger_spac
      * only freed with the chunk), so the copy may finish later: readers wait for `ready`. */
     if (!rc)
         rc = set_ready(d, b, d->copy_in);
+    pthread_mutex_unlock(&d->copy_lock);
     pthread_mutex_lock(&d->lock);
     b->pins--;
     pthread_mutex_unlock(&d->lock);
@@ -440,9 +465,11 @@ static int dev_space_copy2d(const dagger_space_t *ds, void *dst, size_t dpitch,
     pthread_mutex_unlock(&d->lock);
     if (rc)
         return rc;
+    pthread_mutex_lock(&d->copy_lock);
     rc = d->ops->copy2d_h2d(d->h, d->copy_in, b->d, dpitch, src, spitch, width, rows);
     if (!rc)
         rc = set_ready(d, b, d->copy_in);
+    pthread_mutex_unlock(&d->copy_lock);
     pthread_mutex_lock(&d->lock);
     b->pins--;
     pthread_mutex_unlock(&d->lock);
@@ -459,13 +486,27 @@ __attribute__((constructor)) static void register_device_space(void)
 
 /* ---------------------------------------------------------------- staging with pins */
 
+/* Under the chunk's lock: whether the last copy into `ptr` failed (its event says so). */
+static bool copy_failed(void *ptr, void *ud)
+{
+    struct dbuf *b = ptr;
+    (void)ud;
+    return b->ready && b->dev->ops->event_query(b->ready) < 0;
+}
+
 int dagger__gpu_stage_pin(struct gpu_dev *d, dagger_chunk_t *c, struct dbuf **out)
 {
     dagger_space_t sp = dagger__gpu_space(d);
     for (int attempt = 0; attempt < 64; attempt++) {
         void *p = NULL;
+        /* A copy made valid when it was enqueued may have failed since (its reader failed):
+         * it is not valid, so it is copied again from a valid copy. A failure of the copy
+         * made now reaches this task through the copy's event instead. */
+        int rc = dagger__mem_invalidate(c, &sp, copy_failed, NULL);
+        if (rc < 0)
+            return rc;
         tls_cid = dagger_chunk_id(c); /* names the copies of this staging in the trace */
-        int rc = dagger__mem_stage(c, &sp, &p);
+        rc = dagger__mem_stage(c, &sp, &p);
         tls_cid = 0;
         if (rc)
             return rc;

@@ -4,7 +4,8 @@
  * Design: placement hands a task chosen for a device to dev_place, which admits it (its chunk
  * arguments must fit in the device's memory), stages and pins every chunk argument there (the
  * copies are enqueued on the copy-in stream) and sends the task to the CPU pool with its body
- * replaced by `device_body`. That body makes a compute stream wait for the copies' events,
+ * replaced by `device_body` (or runs that body at once on the placing thread, see start). That
+ * body makes a compute stream wait for the copies' events,
  * calls the task's device implementation (which enqueues work and returns), and defers the
  * task: once the body has returned, the backend is asked to call back when the stream's work is
  * done. The callback only pushes the record on an MPSC list; one completion thread per process
@@ -26,6 +27,7 @@
 struct rarg {
     dagger_chunk_t *c; /* retained by the record; NULL for other kinds */
     struct dbuf *b;    /* pinned once staged */
+    bool wrote;        /* dagger_arg_dptr_rw: the device copy becomes the valid one on success */
 };
 
 struct rec {
@@ -51,6 +53,9 @@ struct rec {
 };
 
 /* ---------------------------------------------------------------- the completion thread */
+
+/* True on the completion thread: bodies placed from there go to the pool (start). */
+static _Thread_local bool on_completion_thread;
 
 static struct {
     struct rec *_Atomic head; /* pushed by backend callbacks */
@@ -85,6 +90,12 @@ static void finish(struct rec *r)
                  r->status);
         dagger__task_complete(t, DAGGER_ETASK, NULL, msg);
     } else {
+        /* Written arguments: the device copy is the only valid one, now that the work that
+         * wrote it has succeeded (earlier, a failed copy-in would have hidden the home copy). */
+        dagger_space_t sp = dagger__gpu_space(r->dev);
+        for (uint32_t i = 0; i < r->nargs; i++)
+            if (r->arg[i].wrote)
+                dagger__mem_written(r->arg[i].c, &sp);
         dagger_value_t v = r->result;
         dagger__task_complete(t, 0, &v, NULL); /* r is freed by the done waiter in there */
     }
@@ -93,6 +104,7 @@ static void finish(struct rec *r)
 static void *completion_main(void *arg)
 {
     (void)arg;
+    on_completion_thread = true;
     for (;;) {
         uint32_t w = atomic_load_explicit(&done_q.word, memory_order_acquire);
         struct rec *r = atomic_exchange_explicit(&done_q.head, NULL, memory_order_acquire);
@@ -138,13 +150,34 @@ void dagger__gpu_completion_stop(void)
 
 static void start(struct rec *r);
 
+/* Wait for the last copy into each buffer of a failed task. A task that succeeded needs no
+ * wait: its compute stream waited for them before its completion event. */
+static void wait_copies(struct rec *r)
+{
+    struct gpu_dev *d = r->dev;
+    pthread_mutex_lock(&d->copy_lock); /* another stager may replace `ready` meanwhile */
+    for (uint32_t i = 0; i < r->nargs + r->nextra; i++) {
+        struct dbuf *b = i < r->nargs ? r->arg[i].b : r->extra[i - r->nargs];
+        if (b && b->ready)
+            (void)d->ops->event_sync(b->ready);
+    }
+    pthread_mutex_unlock(&d->copy_lock);
+}
+
 static void rec_free(dagger_task_t *t, void *ud)
 {
     struct rec *r = ud;
     struct gpu_dev *d = r->dev;
-    (void)t;
     /* The record holds its own references: the task drops its arguments before this runs. */
+    bool failed = dagger_task_error(t) != 0;
+    dagger_space_t sp = dagger__gpu_space(d);
+    if (failed) /* copies into the task's buffers may still read host memory freed below */
+        wait_copies(r);
     for (uint32_t i = 0; i < r->nargs; i++) {
+        /* A failed task may have half written its device copy: drop it when a valid copy is
+         * left elsewhere (when it was already the only one, there is nothing better to keep). */
+        if (failed && r->arg[i].wrote)
+            (void)dagger__mem_invalidate(r->arg[i].c, &sp, NULL, NULL);
         if (r->arg[i].b)
             dagger__gpu_unpin(r->arg[i].b);
         dagger_chunk_release(r->arg[i].c);
@@ -192,16 +225,6 @@ static void on_event(void *ud, int status)
     push_done(r);
 }
 
-static void launch(dagger_task_t *t, void *ud)
-{
-    struct rec *r = ud;
-    struct gpu_dev *d = r->dev;
-    DAGGER__TRACE(
-        dagger__trace_device(r->track, DAGGER__TRACE_DEV_TASK_BEGIN, dagger_task_id(t), 0));
-    if (d->ops->notify(d->h, r->stream, on_event, r) != 0)
-        dagger__task_complete(t, DAGGER_ETASK, NULL, dagger_last_errmsg());
-}
-
 /* Block until the stream is idle (a failing body may have enqueued work that reads buffers
  * about to be unpinned). */
 static void drain_stream(struct gpu_dev *d, void *s)
@@ -210,6 +233,20 @@ static void drain_stream(struct gpu_dev *d, void *s)
     if (d->ops->event_record(d->h, s, &ev) == 0) {
         (void)d->ops->event_sync(ev);
         d->ops->event_destroy(ev);
+    }
+}
+
+static void launch(dagger_task_t *t, void *ud)
+{
+    struct rec *r = ud;
+    struct gpu_dev *d = r->dev;
+    DAGGER__TRACE(
+        dagger__trace_device(r->track, DAGGER__TRACE_DEV_TASK_BEGIN, dagger_task_id(t), 0));
+    if (d->ops->notify(d->h, r->stream, on_event, r) != 0) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s", dagger_last_errmsg());
+        drain_stream(d, r->stream); /* the body's work still uses the buffers about to go */
+        dagger__task_complete(t, DAGGER_ETASK, NULL, msg);
     }
 }
 
@@ -222,14 +259,21 @@ static int device_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *
     r->track = GPU_TRACK(d, 2 + (int)(k % GPU_COMPUTE_STREAMS));
     if (d->ops->activate && d->ops->activate(d->h) != 0)
         return dagger_fail(tc, DAGGER_ETASK, "device(%d): %s", d->index, dagger_last_errmsg());
+    /* copy_lock: a stager of the same chunk may replace `ready` (a copy into the same buffer). */
+    pthread_mutex_lock(&d->copy_lock);
     for (uint32_t i = 0; i < r->nargs; i++) {
-        if (r->arg[i].b && r->arg[i].b->ready) {
+        /* A copy that has already finished needs no wait command on the stream (a failed one
+         * does: the wait hands its error to the stream). */
+        if (r->arg[i].b && r->arg[i].b->ready && d->ops->event_query(r->arg[i].b->ready) != 1) {
             int rc = d->ops->event_wait(d->h, r->stream, r->arg[i].b->ready);
-            if (rc)
+            if (rc) {
+                pthread_mutex_unlock(&d->copy_lock);
                 return dagger_fail(tc, rc, "device(%d): waiting for the copy of argument %u: %s",
                                    d->index, i, dagger_last_errmsg());
+            }
         }
     }
+    pthread_mutex_unlock(&d->copy_lock);
     dagger_value_t res = dagger_nil();
     if (d->ops->serialize)
         d->ops->serialize(d->h, 1);
@@ -262,8 +306,14 @@ static int fail_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
     return dagger_fail(tc, r->err, "%s", r->errmsg);
 }
 
-/* An admitted task: stage and pin its chunks, then run its body on the CPU pool (a staging
- * failure runs a body that fails the task with the reason). */
+/* An admitted task: stage and pin its chunks, then run its body (a staging failure runs a body
+ * that fails the task with the reason). A device body only enqueues work and returns, so it
+ * runs here, on the placing thread, like a raw enqueue: handing it to a worker costs a thread
+ * hop per task, and a worker that then spins for more work takes a CPU from the device
+ * runtime's threads (bench/RESULTS.md, 2026-12-01, gpu). It goes to the CPU pool instead on
+ * the completion thread (a body that waited for another device task there would wait for
+ * itself) and for backends that make the device current on the calling thread or serialise
+ * bodies (CUDA: the spawning thread's current device must not change under the caller). */
 static void start(struct rec *r)
 {
     dagger_fn_t body = device_body;
@@ -279,6 +329,11 @@ static void start(struct rec *r)
         }
     }
     dagger__task_set_body(r->task, body, r);
+    if (body == device_body && !on_completion_thread && !r->dev->ops->activate &&
+        !r->dev->ops->serialize) {
+        dagger__task_run_here(r->task);
+        return;
+    }
     dagger_proc_t any = {0, DAGGER_PROC_CPU, -1};
     r->execs[DAGGER_PROC_CPU].submit(r->execs[DAGGER_PROC_CPU].ud, (struct dagger__job *)r->task,
                                      &any);
@@ -333,6 +388,7 @@ static int dev_place(void *ud, const struct dagger__place *p, struct dagger__job
         if (p->inputs[i].kind == DAGGER_KIND_CHUNK && p->inputs[i].u.c)
             r->arg[i].c = dagger_chunk_retain(p->inputs[i].u.c);
     atomic_fetch_add_explicit(&d->inflight, 1, memory_order_relaxed);
+    dagger__task_set_external(r->task); /* it completes when the device is done */
     dagger__task_on_done(r->task, &r->done, rec_free, r);
     /* Admitted now, or queued until running tasks release enough of the device. */
     pthread_mutex_lock(&d->lock);
@@ -394,7 +450,11 @@ static int match(int gkind, int index, uint64_t *bits, char *bad, size_t cap)
         }
         k++;
     }
-    if (!found && index < 0)
+    if (!found && dagger__gpu_probe_oom())
+        snprintf(bad, cap,
+                 "out of memory while opening the devices (they are probed again on "
+                 "the next use)");
+    else if (!found && index < 0)
         snprintf(bad, cap, "no device of kind %s was found", dagger_gpu_kind_name(gkind));
     else if (!found)
         snprintf(bad, cap, "device %d does not exist: %d device%s of kind %s found", index, k,
@@ -444,10 +504,8 @@ static dagger_dptr_t arg_dptr(const dagger_args_t *a, size_t i, bool write)
         return none;
     }
     struct dbuf *b = r->arg[i].b;
-    if (write) {
-        dagger_space_t sp = dagger__gpu_space(r->dev);
-        dagger__mem_written(b->chunk, &sp);
-    }
+    if (write)
+        r->arg[i].wrote = true; /* recorded as written when the task succeeds (finish) */
     return b->d;
 }
 

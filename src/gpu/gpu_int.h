@@ -1,9 +1,9 @@
 /* src/gpu/gpu_int.h - devices, their memory pools and the launch records of device tasks.
  *
  * Only files of src/gpu include this.
- * Lock order: a chunk's lock (src/mem) before a device's `lock`; a device's lock is never held
- * while waiting for a chunk's lock (eviction only try-locks chunks, see dagger__mem_evict).
- * SPDX-License-Identifier: MIT
+ * Lock order: a chunk's lock (src/mem) before a device's `copy_lock`, before its `lock`; a device's
+ * lock is never held while waiting for a chunk's lock (eviction only try-locks chunks, see
+ * dagger__mem_evict). SPDX-License-Identifier: MIT
  */
 #ifndef DAGGER_SRC_GPU_INT_H
 #define DAGGER_SRC_GPU_INT_H
@@ -29,7 +29,8 @@ struct dbuf {
     dagger_dptr_t d; /* valid while resident */
     bool resident;   /* guarded by dev->lock */
     int pins;        /* tasks using it; guarded by dev->lock */
-    void *ready;     /* event of the last copy into it, or NULL; guarded by the chunk's lock */
+    void *ready;     /* event of the last copy into it, or NULL; written under the chunk's lock
+                      * and dev->copy_lock, read under either */
     dagger_chunk_t *chunk;    /* weak, for eviction; guarded by dev->lock */
     _Atomic uint64_t cid;     /* the chunk's id, for the trace (0: not known yet) */
     struct dbuf *prev, *next; /* LRU of resident buffers (head: least recent); dev->lock */
@@ -56,6 +57,10 @@ struct gpu_dev {
     _Atomic uint32_t rr;
     _Atomic int inflight; /* device tasks placed and not completed: the backlog */
     pthread_mutex_t lock;
+    /* Held from enqueueing a copy on copy_in to recording its `ready` event, so each event
+     * reports the error of its own copy (a failed copy latches its stream's error until the
+     * next event). Taken after a chunk's lock, never with `lock` held. */
+    pthread_mutex_t copy_lock;
     size_t limit;                      /* the pool's size: device memory, or DAGGER_GPU_MEM_LIMIT */
     size_t used;                       /* resident buffers and cached blocks; lock */
     size_t pinned;                     /* bytes of pinned buffers; lock */
@@ -69,8 +74,10 @@ struct gpu_dev {
 /* device.c */
 int dagger__gpu_ndev(void);
 struct gpu_dev *dagger__gpu_dev(int i);
-/* Probe once; returns the number of devices. */
+/* Probe once; returns the number of devices. A probe that ran out of memory opens none and
+ * is retried on the next call (then dagger__gpu_probe_oom is true). */
 int dagger__gpu_probe(void);
+bool dagger__gpu_probe_oom(void);
 void dagger__gpu_close_all(void);
 /* The space of a device. */
 dagger_space_t dagger__gpu_space(const struct gpu_dev *d);

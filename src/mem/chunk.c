@@ -512,6 +512,40 @@ int dagger__mem_evict(dagger_chunk_t *c, const dagger_space_t *space)
     return rc;
 }
 
+int dagger__mem_invalidate(dagger_chunk_t *c, const dagger_space_t *space,
+                           bool (*bad)(void *ptr, void *ud), void *ud)
+{
+    pthread_mutex_lock(&c->lock);
+    uint64_t v = atomic_load_explicit(&c->version, memory_order_relaxed);
+    int n = atomic_load_explicit(&c->ncopies, memory_order_relaxed);
+    struct copy *k = NULL;
+    bool other = false;
+    for (int i = 0; i < n; i++) {
+        bool valid = atomic_load_explicit(&c->copies[i].version, memory_order_relaxed) == v &&
+                     c->copies[i].ptr;
+        if (dagger__mem_space_equal(&c->copies[i].space, space))
+            k = valid ? &c->copies[i] : NULL;
+        else
+            other |= valid;
+    }
+    int rc = 0;
+    if (k && (!bad || bad(k->ptr, ud))) {
+        if (other) {
+            atomic_store_explicit(&k->version, 0, memory_order_release);
+            rc = 1;
+        } else {
+            char where[64];
+            dagger_space_format(space, where, sizeof where);
+            rc = dagger__set_errmsg(DAGGER_ESTATE,
+                                    "chunk %llu: its only valid copy, in %s, may be corrupt "
+                                    "(the copy or the task that made it failed)",
+                                    (unsigned long long)c->id, where);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
 int dagger__mem_stage(dagger_chunk_t *c, const dagger_space_t *to, void **ptr)
 {
     /* Fast path: the home copy is wanted and valid (every host-only program). */

@@ -55,6 +55,12 @@ bool dagger__mem_valid_in(const dagger_chunk_t *c, const dagger_space_t *space);
  * 1 (written back, then dropped), DAGGER_EBUSY (the chunk is being staged: try another), or the
  * copy's error (the copy stays). The caller frees the memory behind the copy's pointer. */
 int dagger__mem_evict(dagger_chunk_t *c, const dagger_space_t *space);
+/* Invalidate the copy in `space` when it is valid, `bad(ptr, ud)` says so (NULL: always) and
+ * another valid copy exists (a device copy whose copy-in failed, or that a failed task may have
+ * half written). Returns 1 (invalidated), 0 (nothing to do), or DAGGER_ESTATE when it is the
+ * only valid copy (kept; the message is set). Thread safety: any thread (takes the chunk lock). */
+int dagger__mem_invalidate(dagger_chunk_t *c, const dagger_space_t *space,
+                           bool (*bad)(void *ptr, void *ud), void *ud);
 /* The chunk's version and its number of copies (valid or not). */
 uint64_t dagger__mem_version(const dagger_chunk_t *c);
 int dagger__mem_ncopies(const dagger_chunk_t *c);

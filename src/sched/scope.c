@@ -1,10 +1,14 @@
-/* src/sched/scope.c - scope objects (any, worker, thread, union, intersection) and their
+/* src/sched/scope.c - scope objects (any, worker, thread, gpu, union, intersection) and their
  * resolution to a set of processors.
  *
  * Scopes are small immutable trees, reference counted so a task can keep one. Resolution walks
- * the tree into a bit set of the local rank's threads; an empty set is reported with the
- * scope's readable form and the reason (a thread or rank that does not exist, or an empty
- * intersection).
+ * the tree into a bit set of the local rank's threads and devices; an empty set is reported
+ * with the scope's readable form and the reason (a thread, rank or device that does not exist,
+ * or an empty intersection).
+ * Processors: worker threads (rank, thread) and devices (rank, backend kind, index among that
+ * kind, index among all devices). GPUs are opt-in: `any` and worker scopes admit threads only; a
+ * device scope (S_PROC of kind DAGGER_PROC_DEVICE) admits devices of its rank (-1: every rank).
+ * Comparison (equal, subset) is over every possible processor, not the ones present here.
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
@@ -75,15 +79,18 @@ dagger_scope_t *dagger_scope_processor(const dagger_proc_t *p)
     return s;
 }
 
-dagger_scope_t *dagger_scope_gpu(int kind, int index)
+/* Devices of `kind` (DAGGER_GPU_ANY: `index` counts all devices) on rank `rank` (-1: any). */
+static dagger_scope_t *gpu_on(int rank, int kind, int index)
 {
-    dagger_scope_t *s = make(S_PROC, 0, index < 0 ? -1 : index, NULL, NULL);
+    dagger_scope_t *s = make(S_PROC, rank, index < 0 ? -1 : index, NULL, NULL);
     if (s) {
         s->pkind = DAGGER_PROC_DEVICE;
         s->gkind = kind;
     }
     return s;
 }
+
+dagger_scope_t *dagger_scope_gpu(int kind, int index) { return gpu_on(-1, kind, index); }
 
 dagger_scope_t *dagger_scope_union(const dagger_scope_t *a, const dagger_scope_t *b)
 {
@@ -135,11 +142,19 @@ int dagger_scope_format(const dagger_scope_t *s, char *buf, size_t cap)
     case S_PROC: {
         if (s->pkind == DAGGER_PROC_DEVICE && (s->gkind || s->thread < 0)) {
             const char *kn = dagger_gpu_kind_name(s->gkind);
+            char on[24] = "";
+            if (s->rank >= 0)
+                snprintf(on, sizeof on, "worker(%d).", s->rank);
             if (s->thread < 0)
-                return snprintf(buf, cap, "gpu(%s, all)", kn);
-            return snprintf(buf, cap, "gpu(%s, %d)", kn, s->thread);
+                return snprintf(buf, cap, "%sgpu(%s, all)", on, kn);
+            return snprintf(buf, cap, "%sgpu(%s, %d)", on, kn, s->thread);
         }
         dagger_proc_t p = {s->rank, (int16_t)s->pkind, (int16_t)s->thread};
+        if (s->pkind == DAGGER_PROC_DEVICE && s->rank > 0) { /* a device of another rank */
+            int n = snprintf(buf, cap, "worker(%d).", s->rank);
+            return n + dagger_proc_format(&p, (size_t)n < cap ? buf + n : NULL,
+                                          (size_t)n < cap ? cap - (size_t)n : 0);
+        }
         return dagger_proc_format(&p, buf, cap);
     }
     case S_UNION:
@@ -201,6 +216,11 @@ static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger
         char why[160] = "";
         if (s->pkind == DAGGER_PROC_AUX)
             snprintf(why, sizeof why, "aux threads are chosen by occupancy (< 1), not by scope");
+        else if (s->rank >= nranks)
+            snprintf(why, sizeof why, "rank %d does not exist: the job has %d rank%s", s->rank,
+                     nranks, nranks == 1 ? "" : "s");
+        else if (s->rank >= 0 && s->rank != rank)
+            break; /* the devices of another rank */
         else if (!d && s->thread >= 0)
             snprintf(why, sizeof why, "device %d does not exist: this build has no device backend",
                      s->thread);
@@ -287,6 +307,29 @@ dagger_scope_t *dagger_scope_intersect_n(const dagger_scope_t *const *s, size_t 
     return fold(S_INTERSECT, s, n);
 }
 
+/* A device: its rank, backend kind, index among that kind and among all devices. */
+struct devpt {
+    int rank, kind, kidx, gidx;
+};
+
+static bool admits_dev(const dagger_scope_t *s, const struct devpt *d)
+{
+    switch (s->kind) {
+    case S_UNION:
+        return admits_dev(s->l, d) || admits_dev(s->r, d);
+    case S_INTERSECT:
+        return admits_dev(s->l, d) && admits_dev(s->r, d);
+    case S_PROC:
+        if (s->pkind != DAGGER_PROC_DEVICE || (s->rank >= 0 && s->rank != d->rank))
+            return false;
+        if (s->gkind == DAGGER_GPU_ANY)
+            return s->thread < 0 || s->thread == d->gidx;
+        return s->gkind == d->kind && (s->thread < 0 || s->thread == d->kidx);
+    default: /* any, worker and thread scopes admit worker threads only */
+        return false;
+    }
+}
+
 static bool admits(const dagger_scope_t *s, int rank, int thread)
 {
     switch (s->kind) {
@@ -335,21 +378,35 @@ static void name_add(struct named *x, int v)
     x->v[x->n++] = v;
 }
 
-static void collect(const dagger_scope_t *s, struct named *ranks, struct named *threads)
+/* The numbers a scope names: ranks, threads, device kinds, device indices among a kind and
+ * among all devices. */
+struct names {
+    struct named ranks, threads, kinds, kidx, gidx;
+};
+
+static void collect(const dagger_scope_t *s, struct names *x)
 {
     if (s->kind == S_WORKER || s->kind == S_WORKER_THREAD)
-        name_add(ranks, s->rank);
+        name_add(&x->ranks, s->rank);
     if (s->kind == S_THREAD || s->kind == S_WORKER_THREAD)
-        name_add(threads, s->thread);
+        name_add(&x->threads, s->thread);
+    if (s->kind == S_PROC && s->pkind == DAGGER_PROC_DEVICE) {
+        if (s->rank >= 0)
+            name_add(&x->ranks, s->rank);
+        if (s->gkind != DAGGER_GPU_ANY)
+            name_add(&x->kinds, s->gkind);
+        if (s->thread >= 0)
+            name_add(s->gkind == DAGGER_GPU_ANY ? &x->gidx : &x->kidx, s->thread);
+    }
     if (s->l)
-        collect(s->l, ranks, threads);
+        collect(s->l, x);
     if (s->r)
-        collect(s->r, ranks, threads);
+        collect(s->r, x);
 }
 
 static void add_fresh(struct named *x)
 {
-    int m = -1;
+    int m = 0; /* fresh numbers are >= 1: a device kind 0 would be DAGGER_GPU_ANY */
     for (size_t i = 0; i < x->n; i++)
         m = x->v[i] > m ? x->v[i] : m;
     name_add(x, m + 1);
@@ -360,21 +417,34 @@ static bool compare(const dagger_scope_t *a, const dagger_scope_t *b, bool want_
 {
     if (!a || !b)
         return false;
-    struct named ranks = {0}, threads = {0};
-    collect(a, &ranks, &threads);
-    collect(b, &ranks, &threads);
-    add_fresh(&ranks);
-    add_fresh(&threads);
-    bool ok = !ranks.oom && !threads.oom;
-    for (size_t i = 0; ok && i < ranks.n; i++) {
-        for (size_t j = 0; ok && j < threads.n; j++) {
-            bool in_a = admits(a, ranks.v[i], threads.v[j]);
-            bool in_b = admits(b, ranks.v[i], threads.v[j]);
+    struct names x = {0};
+    collect(a, &x);
+    collect(b, &x);
+    struct named *all[] = {&x.ranks, &x.threads, &x.kinds, &x.kidx, &x.gidx};
+    bool ok = true;
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        add_fresh(all[i]);
+        ok &= !all[i]->oom;
+    }
+    for (size_t i = 0; ok && i < x.ranks.n; i++) {
+        for (size_t j = 0; ok && j < x.threads.n; j++) {
+            bool in_a = admits(a, x.ranks.v[i], x.threads.v[j]);
+            bool in_b = admits(b, x.ranks.v[i], x.threads.v[j]);
             ok = want_equal ? in_a == in_b : !in_a || in_b;
         }
+        /* Devices: every combination of the named numbers (a real machine ties an index
+         * among all devices to its kind and index in that kind; that is not assumed here,
+         * so scopes equal only through that tie compare unequal). */
+        for (size_t k = 0; ok && k < x.kinds.n; k++)
+            for (size_t m = 0; ok && m < x.kidx.n; m++)
+                for (size_t g = 0; ok && g < x.gidx.n; g++) {
+                    struct devpt d = {x.ranks.v[i], x.kinds.v[k], x.kidx.v[m], x.gidx.v[g]};
+                    bool in_a = admits_dev(a, &d), in_b = admits_dev(b, &d);
+                    ok = want_equal ? in_a == in_b : !in_a || in_b;
+                }
     }
-    dagger__free(ranks.v);
-    dagger__free(threads.v);
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        dagger__free(all[i]->v);
     return ok;
 }
 
@@ -395,19 +465,26 @@ int dagger_scope_list(const dagger_scope_t *s, const dagger_ctx_t *ctx, dagger_p
                  s ? "the context" : "the scope");
     DAGGER_CHECK(out || cap == 0, DAGGER_EINVAL, "dagger_scope_list: out is NULL, cap %zu", cap);
     int nthreads = dagger_ctx_num_threads(ctx);
-    dagger__procset set;
-    /* One rank for now: the processors of rank 0. */
-    dagger__scope_resolve(s, 0, 1, nthreads, &set, NULL, 0);
+    int nranks = dagger_ctx_nranks(ctx), me = dagger_ctx_rank(ctx);
     int count = 0;
-    for (int t = 0; t < nthreads && t < DAGGER__MAX_THREADS; t++) {
-        if (!dagger__procset_has(&set, t))
-            continue;
-        if ((size_t)count < cap) {
-            out[count].rank = 0;
-            out[count].kind = DAGGER_PROC_CPU;
-            out[count].index = (int16_t)t;
+    /* Every rank runs as many threads as this one; only this rank's devices are known here. */
+    for (int r = 0; r < nranks; r++) {
+        dagger__procset set;
+        dagger__scope_resolve(s, r, nranks, nthreads, &set, NULL, 0);
+        for (int t = 0; t < nthreads && t < DAGGER__MAX_THREADS; t++) {
+            if (!dagger__procset_has(&set, t))
+                continue;
+            if ((size_t)count < cap)
+                out[count] = (dagger_proc_t){r, DAGGER_PROC_CPU, (int16_t)t};
+            count++;
         }
-        count++;
+        for (int d = 0; d < 64 && r == me; d++) {
+            if (!((set.dev >> d) & 1))
+                continue;
+            if ((size_t)count < cap)
+                out[count] = (dagger_proc_t){r, DAGGER_PROC_DEVICE, (int16_t)d};
+            count++;
+        }
     }
     return count;
 }
@@ -419,8 +496,8 @@ int dagger_scope_num_processors(const dagger_scope_t *s, const dagger_ctx_t *ctx
 
 /* ---------------------------------------------------------------- from a string */
 
-enum { K_WORKER, K_THREAD, K_WORKERS, K_THREADS, K_N };
-static const char *const key_names[K_N] = {"worker", "thread", "workers", "threads"};
+enum { K_WORKER, K_THREAD, K_WORKERS, K_THREADS, K_GPU, K_N };
+static const char *const key_names[K_N] = {"worker", "thread", "workers", "threads", "gpu"};
 
 /* Parse a non-negative number of `len` bytes at `p`. */
 static int parse_num(const char *p, size_t len, const char *spec, int *out)
@@ -477,6 +554,109 @@ static int parse_set(const char *p, size_t len, bool list, bool is_rank, const c
     return 0;
 }
 
+/* One GPU item: "any", a kind ("opencl": all its devices), "kind:index" ("any:2": device 2 of
+ * all); the union over `ranks` (none: every rank). */
+static int parse_gpu_item(const char *p, size_t len, const int *ranks, int nranks, const char *spec,
+                          dagger_scope_t **out)
+{
+    *out = NULL;
+    const char *colon = memchr(p, ':', len);
+    size_t klen = colon ? (size_t)(colon - p) : len;
+    int kind = -1;
+    for (int k = DAGGER_GPU_ANY; k <= DAGGER_GPU_FAKE && kind < 0; k++) {
+        const char *name = dagger_gpu_kind_name(k);
+        if (strlen(name) == klen && memcmp(p, name, klen) == 0)
+            kind = k;
+    }
+    DAGGER_CHECK(kind >= 0, DAGGER_EINVAL,
+                 "dagger_scope_from_string: \"%s\": '%.*s' is not a GPU kind (known: any, opencl, "
+                 "cuda, fake; as gpu=KIND or gpu=KIND:INDEX)",
+                 spec, (int)klen, p);
+    int index = -1;
+    if (colon) {
+        int rc = parse_num(colon + 1, len - klen - 1, spec, &index);
+        if (rc)
+            return rc;
+    }
+    dagger_scope_t *acc = nranks ? NULL : gpu_on(-1, kind, index);
+    for (int i = 0; i < nranks; i++) {
+        dagger_scope_t *one = gpu_on(ranks[i], kind, index);
+        dagger_scope_t *next = one && acc ? dagger_scope_union(acc, one) : one;
+        if (acc && one)
+            dagger_scope_release(one);
+        dagger_scope_release(acc);
+        acc = next;
+        if (!acc)
+            break;
+    }
+    DAGGER_CHECK(acc, DAGGER_ENOMEM, "dagger_scope_from_string: out of memory");
+    *out = acc;
+    return 0;
+}
+
+/* gpu=ITEM or gpu=[ITEM,...], on the ranks of worker= / workers= when given. */
+static int parse_gpu(const char *p, size_t len, const char *rv, size_t rlen, bool rlist,
+                     const char *spec, dagger_scope_t **out)
+{
+    *out = NULL;
+    int ranks[64], nranks = 0;
+    if (rv) {
+        if (rlist) {
+            DAGGER_CHECK(rlen >= 2 && rv[0] == '[' && rv[rlen - 1] == ']', DAGGER_EINVAL,
+                         "dagger_scope_from_string: \"%s\": '%.*s' is not a list like [0,1]", spec,
+                         (int)rlen, rv);
+            rv++;
+            rlen -= 2;
+        }
+        while (true) {
+            const char *comma = memchr(rv, ',', rlen);
+            size_t n = comma ? (size_t)(comma - rv) : rlen;
+            DAGGER_CHECK(nranks < 64, DAGGER_EINVAL,
+                         "dagger_scope_from_string: \"%s\": more than 64 workers with a gpu key",
+                         spec);
+            int rc = parse_num(rv, n, spec, &ranks[nranks++]);
+            if (rc)
+                return rc;
+            if (!comma)
+                break;
+            rlen -= n + 1;
+            rv = comma + 1;
+        }
+    }
+    bool list = len > 0 && p[0] == '[';
+    if (list) {
+        DAGGER_CHECK(len >= 2 && p[len - 1] == ']', DAGGER_EINVAL,
+                     "dagger_scope_from_string: \"%s\": '%.*s' is not a list like "
+                     "[opencl:0,cuda:1]",
+                     spec, (int)len, p);
+        p++;
+        len -= 2;
+    }
+    dagger_scope_t *acc = NULL;
+    while (true) {
+        const char *comma = memchr(p, ',', len);
+        size_t n = comma ? (size_t)(comma - p) : len;
+        dagger_scope_t *one;
+        int rc = parse_gpu_item(p, n, ranks, nranks, spec, &one);
+        if (rc) {
+            dagger_scope_release(acc);
+            return rc;
+        }
+        dagger_scope_t *next = acc ? dagger_scope_union(acc, one) : one;
+        if (acc)
+            dagger_scope_release(one);
+        dagger_scope_release(acc);
+        acc = next;
+        DAGGER_CHECK(acc, DAGGER_ENOMEM, "dagger_scope_from_string: out of memory");
+        if (!comma)
+            break;
+        len -= n + 1;
+        p = comma + 1;
+    }
+    *out = acc;
+    return 0;
+}
+
 int dagger_scope_from_string(const char *spec, dagger_scope_t **out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_scope_from_string: out is NULL");
@@ -503,7 +683,7 @@ int dagger_scope_from_string(const char *spec, dagger_scope_t **out)
             k++;
         DAGGER_CHECK(k < K_N, DAGGER_EINVAL,
                      "dagger_scope_from_string: \"%s\": unknown key '%.*s' (known: worker, thread, "
-                     "workers, threads)",
+                     "workers, threads, gpu)",
                      spec, (int)klen, p);
         DAGGER_CHECK(!val[k], DAGGER_EINVAL,
                      "dagger_scope_from_string: \"%s\": key '%s' given twice", spec, key_names[k]);
@@ -531,6 +711,13 @@ int dagger_scope_from_string(const char *spec, dagger_scope_t **out)
     DAGGER_CHECK(!(val[K_THREAD] && val[K_THREADS]), DAGGER_EINVAL,
                  "dagger_scope_from_string: \"%s\": keys 'thread' and 'threads' conflict", spec);
     int rk = val[K_WORKER] ? K_WORKER : K_WORKERS, tk = val[K_THREAD] ? K_THREAD : K_THREADS;
+    if (val[K_GPU]) { /* devices (of the given workers): a device is not a worker thread */
+        DAGGER_CHECK(!val[tk], DAGGER_EINVAL,
+                     "dagger_scope_from_string: \"%s\": keys '%s' and 'gpu' conflict (a device "
+                     "is not a worker thread)",
+                     spec, key_names[tk]);
+        return parse_gpu(val[K_GPU], vlen[K_GPU], val[rk], vlen[rk], rk == K_WORKERS, spec, out);
+    }
     dagger_scope_t *r = NULL, *t = NULL;
     int rc = 0;
     if (val[K_WORKER] && val[K_THREAD]) { /* the exact processor, formatted as such */

@@ -79,9 +79,11 @@ static int cl_fail(const char *what, cl_int st)
 
 /* The submissions dagger makes are serialised (a device body's own enqueues are not: holding a
  * lock across a body would order it against the pool's lock). Blocking waits are made without
- * the lock. pocl's basic devices, which run commands inside the submitting thread, still
- * deadlock inside pocl 3.1 when bodies on several threads submit at once; tests use its pthread
- * devices. */
+ * the lock. pocl 3.1's basic devices, which run commands inside the submitting thread, can hang
+ * inside pocl in the eviction case: one thread, in a body's clEnqueueNDRangeKernel, blocks in
+ * pocl_update_event_running while no other thread is inside pocl and no dagger lock or callback
+ * is on its stack; it goes away only when finished markers are never released (docs/gpu.md).
+ * Tests use pocl's pthread devices. */
 static pthread_mutex_t cl_lock;
 static pthread_once_t cl_lock_once = PTHREAD_ONCE_INIT;
 
@@ -336,12 +338,15 @@ struct note {
     dagger__device_cb cb;
     void *ud;
     cl_event ev;
+    _Atomic int refs;          /* the callback and o_notify: the last one lists it finished */
     struct note *_Atomic next; /* the list of finished notes, whose events are released later */
 };
 
 /* Finished notes: the callback must not call OpenCL, so their marker events are released by
- * the next notify (or at close). pocl's basic device misbehaves when a marker with a pending
- * callback is released early. */
+ * the next notify (or at close), once both the callback and o_notify's own calls are done with
+ * them. With pocl 3.1's basic devices this release, made from another thread, is what hangs a
+ * later enqueue inside pocl (docs/gpu.md: neither a 50 ms delay nor keeping each queue's newest
+ * marker avoids it; only never releasing does). */
 static struct note *_Atomic finished;
 
 static void release_finished(void)
@@ -355,16 +360,24 @@ static void release_finished(void)
     }
 }
 
-static void CL_CALLBACK on_complete(cl_event ev, cl_int status, void *ud)
+/* Drop one of the note's two users; the last one makes its event releasable. */
+static void note_put(struct note *n)
 {
-    struct note *n = ud;
-    dagger__device_cb cb = n->cb;
-    void *cud = n->ud;
+    if (atomic_fetch_sub_explicit(&n->refs, 1, memory_order_acq_rel) != 1)
+        return;
     struct note *h = atomic_load_explicit(&finished, memory_order_relaxed);
     do
         atomic_store_explicit(&n->next, h, memory_order_relaxed);
     while (!atomic_compare_exchange_weak_explicit(&finished, &h, n, memory_order_release,
                                                   memory_order_relaxed));
+}
+
+static void CL_CALLBACK on_complete(cl_event ev, cl_int status, void *ud)
+{
+    struct note *n = ud;
+    dagger__device_cb cb = n->cb;
+    void *cud = n->ud;
+    note_put(n);
     cb(cud, status < 0 ? status : 0);
 }
 
@@ -375,6 +388,9 @@ static int o_notify(void *dev, void *s, dagger__device_cb cb, void *ud)
     DAGGER_CHECK(n, DAGGER_ENOMEM, "OpenCL: out of memory for a completion note");
     n->cb = cb;
     n->ud = ud;
+    /* pocl's basic devices run the marker, and call the callback, inside clSetEventCallback or
+     * clFlush below: until this call is done with n->ev, another thread must not release it. */
+    atomic_init(&n->refs, 2);
     lock();
     cl_int st = clEnqueueMarkerWithWaitList(s, 0, NULL, &n->ev);
     if (st != CL_SUCCESS) {
@@ -383,7 +399,7 @@ static int o_notify(void *dev, void *s, dagger__device_cb cb, void *ud)
         return cl_fail("clEnqueueMarkerWithWaitList", st);
     }
     /* Once the callback is set, the task may complete and its context close at any moment:
-     * nothing here touches the queue or the note afterwards. */
+     * nothing here touches the queue or the note afterwards but the note's reference. */
     st = clSetEventCallback(n->ev, CL_COMPLETE, on_complete, n);
     if (st == CL_SUCCESS)
         clFlush(s); /* the queue lives until every context closed, after this task */
@@ -393,6 +409,7 @@ static int o_notify(void *dev, void *s, dagger__device_cb cb, void *ud)
         dagger__free(n);
         return cl_fail("clSetEventCallback", st);
     }
+    note_put(n);
     return 0;
 }
 
