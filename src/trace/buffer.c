@@ -5,8 +5,10 @@
  * reservation, the recording it belongs to). The hot hooks are inline in trace.h: one test of
  * the cursor, then plain stores of a 32-byte record whose last word (kind, flags, thread, aux)
  * is a release store that publishes it, so a reader (a snapshot taken while recording) sees
- * only whole events: it reads a chunk up to its first zero word (chunks are zeroed when a
- * recording takes them) and no chunk past the last one the recording took (`last_chunk`).
+ * only whole events: it reads a chunk up to its first zero word (the writer zeroes the next
+ * slot's word before it publishes an event, and a chunk's first when it takes the chunk, so a
+ * reused chunk needs no clearing) and no chunk past the last one the recording took
+ * (`last_chunk`).
  * Everything else runs in dagger__trace_put_slow when the cursor hits its limit: attaching a
  * buffer, a new recording, a new chunk, sampling (the limit stays NULL while a sample is
  * being taken, so every event is checked), the spawn count of the sample, the clock without
@@ -74,7 +76,9 @@ DAGGER_TLS struct dagger__trace_cur dagger__trace_tc;
 struct chunk {
     _Atomic(struct chunk *) next;
     uint64_t pad_;
-    struct dagger__trace_rec ev[CHUNK_EVENTS]; /* zero from the first unpublished one */
+    /* Events, published while their hdr is non-zero: the owner zeroes the first one's when it
+     * takes the chunk, and each event's successor before it publishes it (hence one more). */
+    struct dagger__trace_rec ev[CHUNK_EVENTS + 1];
 };
 
 struct arena {
@@ -347,8 +351,8 @@ static int next_chunk(struct tbuf *b)
             atomic_store_explicit(&b->cur->next, c, memory_order_release);
         else
             atomic_store_explicit(&b->head, c, memory_order_release);
-    } else {
-        memset(c->ev, 0, sizeof c->ev); /* a reused chunk: its old events are not this one's */
+    } else { /* a reused chunk: its old events end at its first slot */
+        atomic_store_explicit(&c->ev[0].hdr, 0, memory_order_relaxed);
     }
     atomic_store_explicit(&b->last_chunk, c, memory_order_release);
     b->cur = c;
@@ -393,6 +397,7 @@ static void put(struct tbuf *b, unsigned kind, int thread, uint64_t id, uint64_t
     r->id = id;
     r->arg = arg;
     tc->pos = r + 1;
+    atomic_store_explicit(&r[1].hdr, 0, memory_order_relaxed);
     atomic_store_explicit(&r->hdr,
                           (uint64_t)(uint32_t)aux | (uint64_t)(uint16_t)thread << 32 |
                               (uint64_t)(kind & 0xff) << 48 | (uint64_t)(flags & 0xff) << 56,

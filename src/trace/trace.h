@@ -6,7 +6,8 @@
  * The hooks of the task hot path (spawn, ready, start, finish, block, resume) are inline: their
  * fast path tests the thread's cursor (one compare of the next slot with the limit of its
  * reservation, one of its recording with the current one) and writes a 32-byte record with
- * plain stores, the last one (kind and flags) a release store that publishes it. Everything
+ * plain stores: the next record's word is zeroed (a reader stops there), then a release store
+ * of this one's (kind and flags) publishes it. Everything
  * else (a new buffer or recording, a new chunk, sampling, name copies, the clock where there is
  * no invariant TSC) runs in dagger__trace_put_slow (buffer.c), reached when the limit is hit:
  * the slow path sets the limit to NULL whenever each event must come its way.
@@ -97,6 +98,8 @@ static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kin
         r->id = id;
         r->arg = arg;
         c->pos = r + 1;
+        /* The next slot (a chunk has one past its last) ends what a reader may take. */
+        atomic_store_explicit(&r[1].hdr, 0, memory_order_relaxed);
         atomic_store_explicit(&r->hdr,
                               (uint64_t)(uint32_t)aux | (uint64_t)(uint16_t)thread << 32 |
                                   (uint64_t)kind << 48 | (uint64_t)flags << 56,
