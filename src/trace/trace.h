@@ -83,10 +83,11 @@ static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kin
 #if defined(__x86_64__) || defined(__i386__)
     struct dagger__trace_cur *c = &dagger__trace_tc;
     struct dagger__trace_rec *r = c->pos;
-    if (__builtin_expect(
-            r < c->lim && c->gen == atomic_load_explicit(&dagger__trace_on, memory_order_relaxed) &&
-                (!is_spawn || c->spawns_left != 0),
-            1)) {
+    if (__builtin_expect((uintptr_t)r < (uintptr_t)c->lim &&
+                             c->gen ==
+                                 atomic_load_explicit(&dagger__trace_on, memory_order_relaxed) &&
+                             (!is_spawn || c->spawns_left != 0),
+                         1)) {
         int64_t ts = c->last;
         if (may_infer && __builtin_expect(ts != 0 && thread >= 0, 1))
             flags |= DAGGER__TRACE_F_INFER;
