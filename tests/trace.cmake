@@ -20,6 +20,9 @@ endfunction()
 dagger_add_tests(trace_unit NAME test_trace_unit SOURCES ${DAGGER_TRACE_DIR}/test_trace_unit.c
                  LABELS quick trace TIMEOUT 120)
 dagger_trace_standalone(test_trace_unit)
+dagger_add_tests(trace_cursor NAME test_trace_cursor SOURCES ${DAGGER_TRACE_DIR}/test_trace_cursor.c
+                 LABELS quick trace TIMEOUT 120)
+dagger_trace_standalone(test_trace_cursor)
 
 # Synthetic trace generator: worker threads replay a random DAG through the hooks.
 add_executable(trace_gen_synth ${DAGGER_TRACE_DIR}/gen_synth.c)

@@ -109,7 +109,7 @@ static int start_locked(void *ctx, const dagger_trace_opts_t *o)
     atomic_store_explicit(&g_rec_gen_pub, g_rec_gen, memory_order_relaxed);
     g_t0 = dagger__trace_now();
     g_t1 = 0;
-    atomic_store_explicit(&dagger__trace_on, 1, memory_order_release);
+    atomic_store_explicit(&dagger__trace_on, (int)g_rec_gen, memory_order_release);
     return 0;
 }
 

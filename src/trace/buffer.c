@@ -1,8 +1,20 @@
 /* src/trace/buffer.c - per-thread, lock-free event buffers and the hooks that fill them.
  *
  * Design: each thread that logs owns one `tbuf` (found through a thread-local pointer) holding a
- * list of fixed-size chunks. Appending writes the event, then publishes it with a release store
- * of the chunk's count, so a reader (a snapshot taken while recording) sees only whole events.
+ * list of fixed-size chunks, and a thread-local cursor (trace.h: the next slot, the limit of its
+ * reservation, the recording it belongs to). The hot hooks are inline in trace.h: one test of
+ * the cursor, then plain stores of a 32-byte record whose last word (kind, flags, thread, aux)
+ * is a release store that publishes it, so a reader (a snapshot taken while recording) sees
+ * only whole events: it reads a chunk up to its first zero word (the writer zeroes the next
+ * slot's word before it publishes an event, and a chunk's first when it takes the chunk, so a
+ * reused chunk needs no clearing) and no chunk past the last one the recording took
+ * (`last_chunk`).
+ * Everything else runs in dagger__trace_put_slow when the cursor hits its limit: attaching a
+ * buffer, a new recording, a new chunk, sampling (the limit stays NULL while a sample is
+ * being taken, so every event is checked), the spawn count of the sample, the clock without
+ * an invariant TSC. A new recording is seen at the next event (its generation is the value of
+ * dagger__trace_on, which the fast path compares with the cursor's); a change of the
+ * sampling shift at the thread's next roll-over (the snapshot thins what was logged before).
  * A recording is a "generation": start bumps g_gen and each thread resets its own buffer the
  * first time it logs in the new generation, reusing its chunks. Memory is bounded by a budget
  * of events per recording: a thread reserves room for a whole chunk at a time (one atomic
@@ -46,12 +58,27 @@
 #define NAME_CACHE 64
 
 _Atomic int dagger__trace_on;
+_Static_assert((int)DAGGER__TRACE_K_SPAWN == (int)DTR_SPAWN &&
+                   (int)DAGGER__TRACE_K_EDGE == (int)DTR_EDGE &&
+                   (int)DAGGER__TRACE_K_READY == (int)DTR_READY &&
+                   (int)DAGGER__TRACE_K_START == (int)DTR_START &&
+                   (int)DAGGER__TRACE_K_RESUME == (int)DTR_RESUME &&
+                   (int)DAGGER__TRACE_K_BLOCK == (int)DTR_BLOCK &&
+                   (int)DAGGER__TRACE_K_FINISH == (int)DTR_FINISH,
+               "trace.h kinds match enum dtr_kind");
+_Static_assert((int)DAGGER__TRACE_F_STR == (int)DTR_F_STR &&
+                   (int)DAGGER__TRACE_F_READY == (int)DTR_F_READY &&
+                   (int)DAGGER__TRACE_F_INFER == (int)DTR_F_INFER,
+               "trace.h flags match DTR_F_*");
+_Static_assert(sizeof(struct dagger__trace_rec) == 32, "a live record is 32 bytes");
+DAGGER_TLS struct dagger__trace_cur dagger__trace_tc;
 
 struct chunk {
     _Atomic(struct chunk *) next;
-    _Atomic uint32_t n; /* published events */
-    uint32_t pad_;
-    struct dtr_ev ev[CHUNK_EVENTS];
+    uint64_t pad_;
+    /* Events, published while their hdr is non-zero: the owner zeroes the first one's when it
+     * takes the chunk, and each event's successor before it publishes it (hence one more). */
+    struct dagger__trace_rec ev[CHUNK_EVENTS + 1];
 };
 
 struct arena {
@@ -68,15 +95,14 @@ struct name_slot {
 struct tbuf {
     _Atomic(struct tbuf *) next_buf; /* global list; immutable once linked */
     _Atomic int owned;
-    _Atomic uint32_t gen;         /* generation this buffer holds; 0 = none */
-    _Atomic(struct chunk *) head; /* owner writes, readers follow */
-    _Atomic uint64_t dropped;     /* owner increments, readers sum */
-    struct chunk *cur;            /* owner only */
-    uint32_t pos, cap;            /* owner only: next slot, reserved slots of cur */
-    int64_t last; /* owner only: raw stamp of its last stamped event; 0 = stamp the next start */
+    _Atomic uint32_t gen;                 /* generation this buffer holds; 0 = none */
+    _Atomic(struct chunk *) head;         /* owner writes, readers follow */
+    _Atomic(struct chunk *) last_chunk;   /* the recording's current chunk; NULL: none yet */
+    _Atomic uint64_t dropped;             /* owner increments, readers sum */
+    struct chunk *cur;                    /* owner only */
+    struct dagger__trace_rec *end;        /* owner only: end of the reservation in cur */
     struct arena *arena_head, *arena_cur; /* owner only */
     struct name_slot names[NAME_CACHE];   /* owner only */
-    uint32_t kept;                        /* owner only: spawns logged, not yet in g_kept */
 };
 
 static _Atomic(struct tbuf *) g_bufs;
@@ -146,6 +172,12 @@ static inline int64_t stamp(void)
                : now_ns_cold();
 }
 
+/* Whether the inline fast path may stamp events (it reads the TSC). */
+static inline int has_fast_clock(void)
+{
+    return atomic_load_explicit(&g_tsc, memory_order_relaxed);
+}
+
 int64_t dagger__trace_to_ns(int64_t raw)
 {
     return atomic_load_explicit(&g_tsc, memory_order_acquire)
@@ -156,6 +188,7 @@ int64_t dagger__trace_to_ns(int64_t raw)
 static pthread_once_t g_clock_once = PTHREAD_ONCE_INIT;
 static void clock_init(void) {}
 static inline int64_t stamp(void) { return now_ns(); }
+static inline int has_fast_clock(void) { return 0; }
 int64_t dagger__trace_to_ns(int64_t raw) { return raw; }
 #endif
 
@@ -173,19 +206,21 @@ static void on_thread_exit(void *p)
 
 static void make_key(void) { (void)pthread_key_create(&g_key, on_thread_exit); }
 
+/* Owner only: the buffer (and the thread's cursor) start recording `gen`. */
 static void reset_buf(struct tbuf *b, uint32_t gen)
 {
-    for (struct chunk *c = atomic_load_explicit(&b->head, memory_order_relaxed); c;
-         c = atomic_load_explicit(&c->next, memory_order_relaxed))
-        atomic_store_explicit(&c->n, 0, memory_order_relaxed);
+    atomic_store_explicit(&b->last_chunk, NULL, memory_order_relaxed);
     for (struct arena *a = b->arena_head; a; a = a->next)
         a->used = 0;
     b->arena_cur = b->arena_head;
     memset(b->names, 0, sizeof b->names);
     b->cur = NULL;
-    b->pos = b->cap = 0;
-    b->kept = 0;
-    b->last = 0;
+    b->end = NULL;
+    struct dagger__trace_cur *tc = &dagger__trace_tc;
+    tc->pos = tc->lim = NULL;
+    tc->last = 0;
+    tc->spawns_left = KEPT_BATCH;
+    tc->gen = (int)gen;
     atomic_store_explicit(&b->dropped, 0, memory_order_relaxed);
     atomic_store_explicit(&b->gen, gen, memory_order_release);
 }
@@ -218,11 +253,17 @@ static struct tbuf *attach(uint32_t gen)
             while (!atomic_compare_exchange_weak_explicit(&g_bufs, &h, b, memory_order_release,
                                                           memory_order_relaxed));
         }
-        b->last = 0; /* an adopted buffer's last stamp was another thread's */
         tls_buf = b;
         (void)pthread_setspecific(g_key, b);
+        /* An adopted buffer of this generation keeps its events (the snapshot reads them
+         * all); new ones go to a fresh chunk, and its stamps were another thread's. */
+        struct dagger__trace_cur *tc = &dagger__trace_tc;
+        tc->pos = tc->lim = NULL;
+        tc->last = 0;
+        tc->spawns_left = KEPT_BATCH;
+        tc->gen = (int)atomic_load_explicit(&b->gen, memory_order_relaxed);
+        b->end = NULL;
     }
-    /* An adopted buffer of this generation keeps its events: the snapshot reads them all. */
     if (atomic_load_explicit(&b->gen, memory_order_relaxed) != gen)
         reset_buf(b, gen);
     return b;
@@ -242,8 +283,7 @@ static inline int sampled_out(uint64_t id)
     if (!sampled_out_at(id, sh))
         return 0;
     struct tbuf *b = tls_buf;
-    if (b)
-        b->last = 0; /* the next start cannot lean on an event that was not logged */
+    dagger__trace_tc.last = 0; /* the next start cannot lean on an event that was not logged */
     if (b && atomic_load_explicit(&b->gen, memory_order_relaxed) ==
                  atomic_load_explicit(&g_gen, memory_order_relaxed))
         atomic_store_explicit(&b->dropped,
@@ -284,8 +324,8 @@ static void drop(struct tbuf *b)
                           memory_order_relaxed);
 }
 
-/* Move to the next chunk (reused or new) with a fresh reservation; NULL when out of budget. */
-static struct chunk *next_chunk(struct tbuf *b)
+/* Move to the next chunk (reused or new) with a fresh reservation; 0 when out of budget. */
+static int next_chunk(struct tbuf *b)
 {
     /* Small budgets are reserved in small grants, so that sampling steps in before one
      * thread's chunk has taken the whole budget. */
@@ -293,115 +333,106 @@ static struct chunk *next_chunk(struct tbuf *b)
     int64_t want = total / 64 < 16 ? 16 : total / 64 > CHUNK_EVENTS ? CHUNK_EVENTS : total / 64;
     int64_t grant = reserve(want);
     if (!grant)
-        return NULL;
-    if (b->cur && b->pos + (uint32_t)grant <= CHUNK_EVENTS) { /* room left: extend the grant */
-        b->cap = b->pos + (uint32_t)grant;
-        return b->cur;
+        return 0;
+    struct dagger__trace_cur *tc = &dagger__trace_tc;
+    if (b->cur && tc->pos && tc->pos + grant <= b->cur->ev + CHUNK_EVENTS) {
+        b->end = tc->pos + grant; /* room left: extend the grant */
+        return 1;
     }
     struct chunk *c = b->cur ? atomic_load_explicit(&b->cur->next, memory_order_relaxed)
                              : atomic_load_explicit(&b->head, memory_order_relaxed);
     if (!c) {
-        c = malloc(sizeof *c);
+        c = calloc(1, sizeof *c);
         if (!c) {
             atomic_fetch_add_explicit(&g_budget, grant, memory_order_relaxed);
-            return NULL;
+            return 0;
         }
-        atomic_init(&c->next, NULL);
-        atomic_init(&c->n, 0);
         if (b->cur)
             atomic_store_explicit(&b->cur->next, c, memory_order_release);
         else
             atomic_store_explicit(&b->head, c, memory_order_release);
+    } else { /* a reused chunk: its old events end at its first slot */
+        atomic_store_explicit(&c->ev[0].hdr, 0, memory_order_relaxed);
     }
+    atomic_store_explicit(&b->last_chunk, c, memory_order_release);
     b->cur = c;
-    b->pos = 0;
-    b->cap = (uint32_t)grant;
-    return c;
+    tc->pos = c->ev;
+    b->end = c->ev + grant;
+    return 1;
 }
 
-/* The slot for the next event of this thread, or NULL (counted as dropped). */
-static inline struct dtr_ev *slot(struct tbuf **bp)
+/* The calling thread's buffer with room for one event at the cursor, or NULL (counted as
+ * dropped). */
+static struct tbuf *slot(void)
 {
     uint32_t gen = atomic_load_explicit(&g_gen, memory_order_relaxed);
     struct tbuf *b = tls_buf;
-    if (__builtin_expect(!b || atomic_load_explicit(&b->gen, memory_order_relaxed) != gen, 0)) {
+    if (!b || atomic_load_explicit(&b->gen, memory_order_relaxed) != gen) {
         b = attach(gen);
         if (!b)
             return NULL;
     }
-    *bp = b;
-    if (__builtin_expect(b->pos == b->cap, 0) && !next_chunk(b)) {
+    struct dagger__trace_cur *tc = &dagger__trace_tc;
+    if ((!tc->pos || tc->pos >= b->end) && !next_chunk(b)) {
         drop(b);
         return NULL;
     }
-    return &b->cur->ev[b->pos];
+    return b;
 }
 
-/* Write the next event into the slot that slot() or fast_buf() found, then publish it.
- * A start or a resume on a worker (`may_infer`) takes no time stamp: it is the thread's
- * previous stamped event (the finish of the task before it, a block, a steal, a wake), which
- * the snapshot moves 1 ns later and never before the task was ready (fix_starts). A thread
- * that was idle since (dagger__trace_idle), a fresh buffer, an event sampled out and a thread
- * outside the pool take a stamp. Plain stores: only the owner writes the buffer, and the
- * release store of the count (a plain store on x86) publishes the event to a snapshot. */
-static inline void put(struct tbuf *b, uint8_t kind, int thread, uint64_t id, uint64_t arg,
-                       int32_t aux, uint8_t flags, int may_infer)
+/* Write the next event at the cursor (slot() found room), then set the limit of the fast
+ * path: the end of the reservation, or NULL while sampling (every event must be checked) or
+ * without an invariant TSC (the fast path reads it). */
+static void put(struct tbuf *b, unsigned kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
+                unsigned flags, int may_infer)
 {
-    struct dtr_ev *e = &b->cur->ev[b->pos];
-    if (may_infer && DAGGER_LIKELY(b->last != 0 && thread >= 0)) {
-        e->ts = b->last;
+    struct dagger__trace_cur *tc = &dagger__trace_tc;
+    struct dagger__trace_rec *r = tc->pos;
+    if (may_infer && tc->last != 0 && thread >= 0) {
+        r->ts = tc->last;
         flags |= DTR_F_INFER;
     } else {
-        e->ts = b->last = stamp();
+        r->ts = tc->last = stamp();
     }
-    e->id = id;
-    e->arg = arg;
-    e->aux = aux;
-    e->thread = (int16_t)thread;
-    e->kind = kind;
-    e->flags = flags;
-    b->pos++;
-    atomic_store_explicit(&b->cur->n, b->pos, memory_order_release);
+    r->id = id;
+    r->arg = arg;
+    tc->pos = r + 1;
+    atomic_store_explicit(&r[1].hdr, 0, memory_order_relaxed);
+    atomic_store_explicit(&r->hdr,
+                          (uint64_t)(uint32_t)aux | (uint64_t)(uint16_t)thread << 32 |
+                              (uint64_t)(kind & 0xff) << 48 | (uint64_t)(flags & 0xff) << 56,
+                          memory_order_release);
+    tc->lim =
+        atomic_load_explicit(&g_shift, memory_order_relaxed) || !has_fast_clock() ? NULL : b->end;
 }
 
-/* The calling thread's buffer when an event can go straight in (no sampling, the buffer of
- * this recording, room left in its reservation), else NULL: the caller takes the slow path. */
-static inline struct tbuf *fast_buf(void)
+/* A spawn settles the sample's task count every KEPT_BATCH spawns. */
+static void count_spawn(void)
 {
-    struct tbuf *b = tls_buf;
-    if (DAGGER_LIKELY(b && !atomic_load_explicit(&g_shift, memory_order_relaxed) &&
-                      atomic_load_explicit(&b->gen, memory_order_relaxed) ==
-                          atomic_load_explicit(&g_gen, memory_order_relaxed) &&
-                      b->pos != b->cap))
-        return b;
-    return NULL;
+    struct dagger__trace_cur *tc = &dagger__trace_tc;
+    if (tc->spawns_left == 0) {
+        note_kept();
+        tc->spawns_left = KEPT_BATCH;
+    }
+    tc->spawns_left--;
 }
 
-static DAGGER_NOINLINE void emit_slow(uint8_t kind, int thread, uint64_t id, uint64_t arg,
-                                      int32_t aux, int may_infer)
+void dagger__trace_put_slow(unsigned kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
+                            unsigned flags, int may_infer)
 {
     if (sampled_out(id))
         return;
-    struct tbuf *b;
-    if (slot(&b))
-        put(b, kind, thread, id, arg, aux, 0, may_infer);
-}
-
-/* Append one event; the fast path saves no register and tail-calls the slow one. */
-static inline void emit_ev(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
-                           int may_infer)
-{
-    struct tbuf *b = fast_buf();
-    if (DAGGER_UNLIKELY(!b)) {
-        emit_slow(kind, thread, id, arg, aux, may_infer);
+    struct tbuf *b = slot();
+    if (!b)
         return;
-    }
-    put(b, kind, thread, id, arg, aux, 0, may_infer);
+    if (kind == DTR_SPAWN)
+        count_spawn();
+    put(b, kind, thread, id, arg, aux, flags, may_infer);
 }
 
 static inline void emit(uint8_t kind, int thread, uint64_t id, uint64_t arg, int32_t aux)
 {
-    emit_ev(kind, thread, id, arg, aux, 0);
+    dagger__trace_put(kind, thread, id, arg, aux, 0, 0, 0);
 }
 
 /* Copy `s` (at most `max` bytes) into the owner's arena; NULL when memory runs out. */
@@ -435,18 +466,17 @@ static const char *arena_copy(struct tbuf *b, const char *s, size_t max)
     return d;
 }
 
-static DAGGER_NOINLINE void emit_str_slow(uint8_t kind, int thread, uint64_t id, const char *s,
-                                          int is_static, size_t max, uint8_t flags)
+/* An event with a string argument: a name (copied unless static) or an error message. */
+void dagger__trace_put_str(unsigned kind, int thread, uint64_t id, const char *s, int is_static,
+                           size_t max, unsigned flags)
 {
     if (sampled_out(id))
         return;
-    struct tbuf *b;
-    if (!slot(&b))
+    struct tbuf *b = slot();
+    if (!b)
         return;
-    if (kind == DTR_SPAWN && ++b->kept == KEPT_BATCH) {
-        b->kept = 0;
-        note_kept();
-    }
+    if (kind == DTR_SPAWN)
+        count_spawn();
     const char *p = s;
     if (s && !is_static) {
         /* Names repeat (one function, many tasks): a small content-keyed cache avoids copying
@@ -466,44 +496,11 @@ static DAGGER_NOINLINE void emit_str_slow(uint8_t kind, int thread, uint64_t id,
             }
         }
     }
-    put(b, kind, thread, id, (uint64_t)(uintptr_t)p, 0, (uint8_t)((p ? DTR_F_STR : 0) | flags), 0);
-}
-
-/* An event with a string argument. Fast path: no name or a static one, and (for a spawn) no
- * batch of the sample's task count to settle. */
-static inline void emit_str(uint8_t kind, int thread, uint64_t id, const char *s, int is_static,
-                            size_t max, uint8_t flags)
-{
-    struct tbuf *b = fast_buf();
-    if (DAGGER_UNLIKELY(!b || (s && !is_static) ||
-                        (kind == DTR_SPAWN && b->kept + 1 >= KEPT_BATCH))) {
-        emit_str_slow(kind, thread, id, s, is_static, max, flags);
-        return;
-    }
-    if (kind == DTR_SPAWN)
-        b->kept++;
-    put(b, kind, thread, id, (uint64_t)(uintptr_t)s, 0, (uint8_t)((s ? DTR_F_STR : 0) | flags), 0);
+    put(b, kind, thread, id, (uint64_t)(uintptr_t)p, 0, (p ? DTR_F_STR : 0) | flags, 0);
 }
 
 /* ---------------------------------------------------------------- hooks (trace.h) */
 
-void dagger__trace_spawn(uint64_t id, const char *name, int name_static, int thread)
-{
-    emit_str(DTR_SPAWN, thread, id, name, name_static, NAME_MAX_LEN, 0);
-}
-void dagger__trace_spawn_ready(uint64_t id, const char *name, int name_static, int thread)
-{
-    emit_str(DTR_SPAWN, thread, id, name, name_static, NAME_MAX_LEN, DTR_F_READY);
-}
-void dagger__trace_edge(uint64_t from, uint64_t to) { emit(DTR_EDGE, -1, from, to, 0); }
-void dagger__trace_ready(uint64_t id, int thread) { emit(DTR_READY, thread, id, 0, 0); }
-void dagger__trace_start(uint64_t id, int thread) { emit_ev(DTR_START, thread, id, 0, 0, 1); }
-void dagger__trace_finish(uint64_t id, int thread, int rc) { emit(DTR_FINISH, thread, id, 0, rc); }
-void dagger__trace_block(uint64_t id, int thread, uint64_t on)
-{
-    emit(DTR_BLOCK, thread, id, on, 0);
-}
-void dagger__trace_resume(uint64_t id, int thread) { emit_ev(DTR_RESUME, thread, id, 0, 0, 1); }
 void dagger__trace_steal(int thief, int victim, uint64_t id)
 {
     emit(DTR_STEAL, thief, id, 0, victim);
@@ -522,15 +519,10 @@ void dagger__trace_rank(int op, int peer, uint64_t id, uint64_t bytes)
 }
 void dagger__trace_park(int thread) { emit(DTR_PARK, thread, 0, 0, 0); }
 void dagger__trace_wake(int thread) { emit(DTR_WAKE, thread, 0, 0, 0); }
-void dagger__trace_idle(void)
-{
-    struct tbuf *b = tls_buf;
-    if (b)
-        b->last = 0;
-}
+void dagger__trace_idle(void) { dagger__trace_tc.last = 0; }
 void dagger__trace_error(uint64_t id, const char *msg)
 {
-    emit_str(DTR_ERROR, -1, id, msg ? msg : "", 0, MSG_MAX_LEN, 0);
+    dagger__trace_put_str(DTR_ERROR, -1, id, msg ? msg : "", 0, MSG_MAX_LEN, 0);
 }
 
 /* ---------------------------------------------------------------- generations */
@@ -556,16 +548,39 @@ uint32_t dagger__trace_buf_begin(uint64_t max_events)
 }
 
 /* Events logged before the sample reached its final size that it no longer holds. */
+/* The next chunk of `b`'s recording after `c` (NULL: the first), NULL after its last one. */
+static struct chunk *chunk_next(struct tbuf *b, struct chunk *c)
+{
+    struct chunk *last = atomic_load_explicit(&b->last_chunk, memory_order_acquire);
+    if (!last || c == last)
+        return NULL;
+    return c ? atomic_load_explicit(&c->next, memory_order_acquire)
+             : atomic_load_explicit(&b->head, memory_order_acquire);
+}
+
+/* Event `i` of chunk `c` as a struct dtr_ev; 0 when it is not published. */
+static int chunk_ev(struct chunk *c, uint32_t i, struct dtr_ev *e)
+{
+    uint64_t h = atomic_load_explicit(&c->ev[i].hdr, memory_order_acquire);
+    if (!h)
+        return 0;
+    e->ts = c->ev[i].ts;
+    e->id = c->ev[i].id;
+    e->arg = c->ev[i].arg;
+    e->aux = (int32_t)(uint32_t)h;
+    e->thread = (int16_t)(uint16_t)(h >> 32);
+    e->kind = (uint8_t)(h >> 48);
+    e->flags = (uint8_t)(h >> 56);
+    return 1;
+}
+
 static uint64_t count_thinned(struct tbuf *b, uint32_t sh)
 {
     uint64_t k = 0;
-    for (struct chunk *c = atomic_load_explicit(&b->head, memory_order_acquire); c;
-         c = atomic_load_explicit(&c->next, memory_order_acquire)) {
-        uint32_t n = atomic_load_explicit(&c->n, memory_order_acquire);
-        for (uint32_t i = 0; i < n; i++)
-            k += sampled_out_at(c->ev[i].id, sh) ||
-                 (c->ev[i].kind == DTR_EDGE && sampled_out_at(c->ev[i].arg, sh));
-    }
+    struct dtr_ev e;
+    for (struct chunk *c = chunk_next(b, NULL); c; c = chunk_next(b, c))
+        for (uint32_t i = 0; i < CHUNK_EVENTS && chunk_ev(c, i, &e); i++)
+            k += sampled_out_at(e.id, sh) || (e.kind == DTR_EDGE && sampled_out_at(e.arg, sh));
     return k;
 }
 
@@ -606,9 +621,10 @@ void dagger__trace_buf_trim(void)
             a = n;
         }
         atomic_store_explicit(&b->head, NULL, memory_order_relaxed);
+        atomic_store_explicit(&b->last_chunk, NULL, memory_order_relaxed);
         b->arena_head = b->arena_cur = NULL;
         b->cur = NULL;
-        b->pos = b->cap = 0;
+        b->end = NULL;
         atomic_store_explicit(&b->gen, 0, memory_order_relaxed);
         atomic_store_explicit(&b->owned, 0, memory_order_release);
     }
@@ -819,9 +835,11 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
          b = atomic_load_explicit(&b->next_buf, memory_order_relaxed)) {
         if (atomic_load_explicit(&b->gen, memory_order_acquire) != gen)
             continue;
-        for (struct chunk *c = atomic_load_explicit(&b->head, memory_order_acquire); c && !rc;
-             c = atomic_load_explicit(&c->next, memory_order_acquire)) {
-            uint32_t n = atomic_load_explicit(&c->n, memory_order_acquire);
+        for (struct chunk *c = chunk_next(b, NULL); c && !rc; c = chunk_next(b, c)) {
+            uint32_t n = 0;
+            struct dtr_ev e;
+            while (n < CHUNK_EVENTS && atomic_load_explicit(&c->ev[n].hdr, memory_order_acquire))
+                n++;
             if (s->nev + n > cap) {
                 size_t nc = cap ? cap * 2 : 4096;
                 while (nc < s->nev + n)
@@ -834,8 +852,7 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
                 s->ev = ne;
                 cap = nc;
             }
-            for (uint32_t i = 0; i < n; i++) {
-                struct dtr_ev e = c->ev[i];
+            for (uint32_t i = 0; i < n && chunk_ev(c, i, &e); i++) {
                 if (sampled_out_at(e.id, sh) || (e.kind == DTR_EDGE && sampled_out_at(e.arg, sh))) {
                     thinned++;
                     continue;

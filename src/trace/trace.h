@@ -3,6 +3,14 @@
  * Design: every call is wrapped in DAGGER__TRACE(...), which costs one relaxed load and a
  * predictable branch when tracing is off. When on, events go to a per-thread buffer with no
  * lock and no allocation on the hot path once the thread's buffer exists.
+ * The hooks of the task hot path (spawn, ready, start, finish, block, resume) are inline: their
+ * fast path tests the thread's cursor (one compare of the next slot with the limit of its
+ * reservation, one of its recording with the current one) and writes a 32-byte record with
+ * plain stores: the next record's word is zeroed (a reader stops there), then a release store
+ * of this one's (kind and flags) publishes it. Everything
+ * else (a new buffer or recording, a new chunk, sampling, name copies, the clock where there is
+ * no invariant TSC) runs in dagger__trace_put_slow (buffer.c), reached when the limit is hit:
+ * the slow path sets the limit to NULL whenever each event must come its way.
  * Thread ids: `thread` is the worker index (0..n-1), or -1 for a thread that is not a worker.
  * SPDX-License-Identifier: MIT
  */
@@ -15,7 +23,7 @@
 
 struct dagger_ctx;
 
-/* Non-zero while events are being recorded. */
+/* Non-zero while events are being recorded: the recording's generation (buffer.c). */
 extern _Atomic int dagger__trace_on;
 
 #define DAGGER__TRACE(call)                                                                        \
@@ -35,23 +43,136 @@ int dagger__trace_env_check(void);
  * successful close writes it again). */
 void dagger__trace_ctx_busy(struct dagger_ctx *ctx);
 
+/* One event in a live buffer (buffer.c turns it into a struct dtr_ev): hdr holds aux (bits
+ * 0-31), thread (32-47), kind (48-55) and flags (56-63); a non-zero hdr marks it published. */
+struct dagger__trace_rec {
+    int64_t ts;
+    uint64_t id;
+    uint64_t arg;
+    _Atomic uint64_t hdr;
+};
+
+/* The calling thread's cursor (owner only). pos < lim: the fast path may write at pos. */
+struct dagger__trace_cur {
+    struct dagger__trace_rec *pos, *lim;
+    int64_t last;         /* raw stamp of the last stamped event; 0: stamp the next start */
+    uint32_t spawns_left; /* spawns the fast path may log before the sample's count is settled */
+    int gen;              /* recording of pos (compared with dagger__trace_on) */
+};
+extern __thread
+    __attribute__((tls_model("initial-exec"))) struct dagger__trace_cur dagger__trace_tc;
+
+enum { DAGGER__TRACE_F_STR = 1, DAGGER__TRACE_F_READY = 2, DAGGER__TRACE_F_INFER = 4 };
+
+/* The slow path of every hook (buffer.c): `may_infer` as in dagger__trace_put. */
+void dagger__trace_put_slow(unsigned kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
+                            unsigned flags, int may_infer);
+/* Same, for a string argument (copied unless `is_static`; at most `max` bytes). */
+void dagger__trace_put_str(unsigned kind, int thread, uint64_t id, const char *s, int is_static,
+                           size_t max, unsigned flags);
+
+/* Append one event. A start or a resume on a worker (`may_infer`) takes no time stamp of its
+ * own: it stores the thread's previous one (the finish before it, a block, a steal, a wake),
+ * which the snapshot moves 1 ns later and never before the task was ready. Only x86 with an
+ * invariant TSC has a fast path (elsewhere the slow path keeps lim NULL). */
+static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kind, int thread,
+                                                                    uint64_t id, uint64_t arg,
+                                                                    int32_t aux, unsigned flags,
+                                                                    int may_infer, int is_spawn)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    struct dagger__trace_cur *c = &dagger__trace_tc;
+    struct dagger__trace_rec *r = c->pos;
+    if (__builtin_expect((uintptr_t)r < (uintptr_t)c->lim &&
+                             c->gen ==
+                                 atomic_load_explicit(&dagger__trace_on, memory_order_relaxed) &&
+                             (!is_spawn || c->spawns_left != 0),
+                         1)) {
+        int64_t ts = c->last;
+        if (may_infer && __builtin_expect(ts != 0 && thread >= 0, 1))
+            flags |= DAGGER__TRACE_F_INFER;
+        else
+            c->last = ts = (int64_t)__builtin_ia32_rdtsc();
+        if (is_spawn)
+            c->spawns_left--;
+        r->ts = ts;
+        r->id = id;
+        r->arg = arg;
+        c->pos = r + 1;
+        /* The next slot (a chunk has one past its last) ends what a reader may take. */
+        atomic_store_explicit(&r[1].hdr, 0, memory_order_relaxed);
+        atomic_store_explicit(&r->hdr,
+                              (uint64_t)(uint32_t)aux | (uint64_t)(uint16_t)thread << 32 |
+                                  (uint64_t)kind << 48 | (uint64_t)flags << 56,
+                              memory_order_release);
+        return;
+    }
+#endif
+    dagger__trace_put_slow(kind, thread, id, arg, aux, flags, may_infer);
+}
+
+/* Event kinds (the values of enum dtr_kind, trace_int.h). */
+enum {
+    DAGGER__TRACE_K_SPAWN = 1,
+    DAGGER__TRACE_K_EDGE,
+    DAGGER__TRACE_K_READY,
+    DAGGER__TRACE_K_START,
+    DAGGER__TRACE_K_RESUME,
+    DAGGER__TRACE_K_BLOCK,
+    DAGGER__TRACE_K_FINISH,
+};
+
 /* A task was created. `name` stays valid for the whole trace when `name_static` is non-zero;
  * otherwise the trace copies it. */
-void dagger__trace_spawn(uint64_t id, const char *name, int name_static, int thread);
+static inline void dagger__trace_spawn(uint64_t id, const char *name, int name_static, int thread)
+{
+    if (name && !name_static)
+        dagger__trace_put_str(DAGGER__TRACE_K_SPAWN, thread, id, name, 0, 255, 0);
+    else
+        dagger__trace_put(DAGGER__TRACE_K_SPAWN, thread, id, (uint64_t)(uintptr_t)name, 0,
+                          name ? DAGGER__TRACE_F_STR : 0, 0, 1);
+}
 /* A task that is ready as it is spawned (no unfinished dependency): spawn and ready in one
  * event, which saves a timestamp on the most common path. */
-void dagger__trace_spawn_ready(uint64_t id, const char *name, int name_static, int thread);
+static inline void dagger__trace_spawn_ready(uint64_t id, const char *name, int name_static,
+                                             int thread)
+{
+    if (name && !name_static)
+        dagger__trace_put_str(DAGGER__TRACE_K_SPAWN, thread, id, name, 0, 255,
+                              DAGGER__TRACE_F_READY);
+    else
+        dagger__trace_put(DAGGER__TRACE_K_SPAWN, thread, id, (uint64_t)(uintptr_t)name, 0,
+                          (name ? DAGGER__TRACE_F_STR : 0) | DAGGER__TRACE_F_READY, 0, 1);
+}
 /* `to` depends on `from` (an argument or a syncdep). */
-void dagger__trace_edge(uint64_t from, uint64_t to);
-void dagger__trace_ready(uint64_t id, int thread);
-/* A run begins. On a worker a start or a resume takes no time stamp of its own (buffer.c: the
- * thread's previous one's). */
-void dagger__trace_start(uint64_t id, int thread);
+static inline void dagger__trace_edge(uint64_t from, uint64_t to)
+{
+    dagger__trace_put(DAGGER__TRACE_K_EDGE, -1, from, to, 0, 0, 0, 0);
+}
+static inline void dagger__trace_ready(uint64_t id, int thread)
+{
+    dagger__trace_put(DAGGER__TRACE_K_READY, thread, id, 0, 0, 0, 0, 0);
+}
+/* A run begins. On a worker a start or a resume takes no time stamp of its own (the thread's
+ * previous one's). */
+static inline void dagger__trace_start(uint64_t id, int thread)
+{
+    dagger__trace_put(DAGGER__TRACE_K_START, thread, id, 0, 0, 0, 1, 0);
+}
 /* End of a run: rc is 0, DAGGER_ECANCELED or another error code. */
-void dagger__trace_finish(uint64_t id, int thread, int rc);
+static inline void dagger__trace_finish(uint64_t id, int thread, int rc)
+{
+    dagger__trace_put(DAGGER__TRACE_K_FINISH, thread, id, 0, rc, 0, 0, 0);
+}
 /* The task was suspended waiting for `on` (0 = a group or a stream), then resumed. */
-void dagger__trace_block(uint64_t id, int thread, uint64_t on);
-void dagger__trace_resume(uint64_t id, int thread);
+static inline void dagger__trace_block(uint64_t id, int thread, uint64_t on)
+{
+    dagger__trace_put(DAGGER__TRACE_K_BLOCK, thread, id, on, 0, 0, 0, 0);
+}
+static inline void dagger__trace_resume(uint64_t id, int thread)
+{
+    dagger__trace_put(DAGGER__TRACE_K_RESUME, thread, id, 0, 0, 0, 1, 0);
+}
 void dagger__trace_steal(int thief, int victim, uint64_t id);
 /* Chunk `chunk` (`bytes`) was copied from a space of kind `from` to one of kind `to`
  * (dagger_space_kind_t: staging, a spill to disk, a reload, a device copy). */

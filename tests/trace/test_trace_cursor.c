@@ -1,0 +1,171 @@
+/* tests/trace/test_trace_cursor.c - the hooks' thread-local cursor (trace.h, buffer.c).
+ *
+ * The fast path of a hook tests only the calling thread's cursor; everything else is noticed
+ * when the cursor hits its limit. These tests check what that must not lose: a new recording
+ * started while the cursor still has room in the last one's chunk, chunks reused by a later
+ * recording (their old events must not reappear), the fast path coming back after a sampled
+ * recording, a run in progress seen by a snapshot, and the record word (thread, aux, kind,
+ * flags) read back exactly. The trace sources are compiled into this binary (no runtime).
+ * SPDX-License-Identifier: MIT
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "harness.h"
+
+#include "dagger/trace.h"
+#include "trace/trace.h"
+#include "trace/trace_int.h"
+
+#define UOK(expr) assert_int_equal((long)(expr), 0)
+
+static int fake;
+#define CTX ((dagger_ctx_t *)&fake)
+
+static dagger_trace_stats_t stats_of(void)
+{
+    dagger_trace_stats_t st;
+    UOK(dagger_trace_stats(CTX, &st));
+    return st;
+}
+
+static void readies(uint64_t first, int n)
+{
+    for (int i = 0; i < n; i++)
+        DAGGER__TRACE(dagger__trace_ready(first + (uint64_t)i, 0));
+}
+
+static const struct dtr_ev *find_ev(const struct dtr_snap *s, int kind, uint64_t id)
+{
+    for (size_t i = 0; i < s->nev; i++)
+        if (s->ev[i].kind == kind && s->ev[i].id == id)
+            return &s->ev[i];
+    return NULL;
+}
+
+/* Recordings of different sizes in turn on one thread: each sees exactly its own events,
+ * though it reuses the chunks (and, at its start, the cursor) of the one before. */
+TEST(each_recording_sees_only_its_events)
+{
+    const int sizes[] = {1000, 10, 5000, 3, 2049, 0, 7};
+    for (size_t k = 0; k < sizeof sizes / sizeof *sizes; k++) {
+        UOK(dagger_trace_start(CTX));
+        readies(k * 100000 + 1, sizes[k]);
+        UOK(dagger_trace_stop(CTX));
+        readies(999999, 5); /* after the stop: not recorded */
+        dagger_trace_stats_t st = stats_of();
+        assert_int_equal(st.events, (uint64_t)sizes[k]);
+        assert_int_equal(st.dropped, 0);
+        struct dtr_snap s;
+        UOK(dagger__trace_snap_take(CTX, &s));
+        assert_int_equal(s.nev, (size_t)sizes[k]);
+        for (size_t i = 0; i < s.nev; i++) {
+            assert_int_equal(s.ev[i].kind, DTR_READY);
+            assert_true(s.ev[i].id > k * 100000 && s.ev[i].id <= k * 100000 + sizes[k]);
+        }
+        dagger__trace_snap_free(&s);
+    }
+}
+
+/* A recording small enough to be sampled, then a large one: the second keeps every event
+ * (the fast path, off while sampling, comes back at the new recording). */
+TEST(sampling_ends_with_its_recording)
+{
+    dagger_trace_opts_t o;
+    dagger_trace_opts_init(&o);
+    o.max_events = 64;
+    UOK(dagger_trace_start_opts(CTX, &o));
+    for (uint64_t id = 1; id <= 2000; id++) {
+        DAGGER__TRACE(dagger__trace_spawn_ready(id, "s", 1, 0));
+        DAGGER__TRACE(dagger__trace_start(id, 0));
+        DAGGER__TRACE(dagger__trace_finish(id, 0, 0));
+    }
+    UOK(dagger_trace_stop(CTX));
+    dagger_trace_stats_t st = stats_of();
+    assert_true(st.events > 0 && st.events <= 64);
+    assert_int_equal(st.events + st.dropped, 6000);
+
+    UOK(dagger_trace_start(CTX));
+    for (uint64_t id = 1; id <= 3000; id++) {
+        DAGGER__TRACE(dagger__trace_spawn_ready(id, "t", 1, 0));
+        DAGGER__TRACE(dagger__trace_start(id, 0));
+        DAGGER__TRACE(dagger__trace_finish(id, 0, 0));
+    }
+    UOK(dagger_trace_stop(CTX));
+    st = stats_of();
+    assert_int_equal(st.events, 9000);
+    assert_int_equal(st.dropped, 0);
+    assert_int_equal(st.tasks, 3000);
+    assert_int_equal(st.finished, 3000);
+}
+
+static _Atomic int g_step;
+
+static void *half_run(void *p)
+{
+    DAGGER__TRACE(dagger__trace_spawn_ready(7, "long", 1, 1));
+    DAGGER__TRACE(dagger__trace_start(7, 1));
+    atomic_store(&g_step, 1);
+    while (atomic_load(&g_step) != 2)
+        ;
+    DAGGER__TRACE(dagger__trace_finish(7, 1, 0));
+    return NULL;
+}
+
+/* A snapshot taken while a task runs on another thread shows its start: the run in progress
+ * is in the trace, and its finish follows in the next snapshot. */
+TEST(a_run_in_progress_is_in_a_snapshot)
+{
+    atomic_store(&g_step, 0);
+    UOK(dagger_trace_start(CTX));
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, half_run, NULL), 0);
+    while (atomic_load(&g_step) != 1)
+        ;
+    struct dtr_snap s;
+    UOK(dagger__trace_snap_take(CTX, &s));
+    assert_non_null(find_ev(&s, DTR_START, 7));
+    assert_null(find_ev(&s, DTR_FINISH, 7));
+    dagger__trace_snap_free(&s);
+    atomic_store(&g_step, 2);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    UOK(dagger_trace_stop(CTX));
+    UOK(dagger__trace_snap_take(CTX, &s));
+    const struct dtr_ev *st = find_ev(&s, DTR_START, 7), *fi = find_ev(&s, DTR_FINISH, 7);
+    assert_true(st && fi && st->ts <= fi->ts);
+    assert_int_equal(st->thread, 1);
+    dagger__trace_snap_free(&s);
+}
+
+/* Every field of the packed record word comes back: negative threads and codes, flags. */
+TEST(the_record_word_round_trips)
+{
+    UOK(dagger_trace_start(CTX));
+    DAGGER__TRACE(dagger__trace_spawn(11, NULL, 1, -1));
+    DAGGER__TRACE(dagger__trace_spawn_ready(12, "n", 1, 32767));
+    DAGGER__TRACE(dagger__trace_start(12, 32767));
+    DAGGER__TRACE(dagger__trace_finish(12, 32767, DAGGER_ECANCELED));
+    DAGGER__TRACE(dagger__trace_block(13, 0, 0xfedcba9876543210ull));
+    DAGGER__TRACE(dagger__trace_edge(11, 12));
+    DAGGER__TRACE(dagger__trace_steal(1, -1, 12));
+    UOK(dagger_trace_stop(CTX));
+    struct dtr_snap s;
+    UOK(dagger__trace_snap_take(CTX, &s));
+    const struct dtr_ev *e = find_ev(&s, DTR_SPAWN, 11);
+    assert_true(e && e->thread == -1 && e->flags == 0 && e->arg == DTR_NOSTR);
+    e = find_ev(&s, DTR_SPAWN, 12);
+    assert_true(e && e->thread == 32767 && e->flags == (DTR_F_STR | DTR_F_READY));
+    assert_string_equal(s.str[e->arg], "n");
+    e = find_ev(&s, DTR_FINISH, 12);
+    assert_true(e && e->aux == DAGGER_ECANCELED && e->thread == 32767);
+    e = find_ev(&s, DTR_BLOCK, 13);
+    assert_true(e && e->arg == 0xfedcba9876543210ull && e->thread == 0);
+    e = find_ev(&s, DTR_EDGE, 11);
+    assert_true(e && e->arg == 12 && e->thread == -1);
+    e = find_ev(&s, DTR_STEAL, 12);
+    assert_true(e && e->thread == 1 && e->aux == -1);
+    dagger__trace_snap_free(&s);
+}
+
+TEST_LIST(each_recording_sees_only_its_events, sampling_ends_with_its_recording,
+          a_run_in_progress_is_in_a_snapshot, the_record_word_round_trips)
