@@ -1,38 +1,252 @@
 /* tests/test_darray_mpi.c - distributed arrays across ranks (label mpi).
  *
- * These are to run under `mpirun -np 2` and `-np 4` once the darray operations work over ranks
- * (TODO #9; docs/darray.md says what is missing: their tasks take a job record and read blocks
- * through host pointers, neither of which can travel): arrays placed DAGGER_DIST_BLOCKROW and
- * DAGGER_DIST_CYCLICROW over DAGGER_DARRAY_RANKS, with the checks of tests/test_darray.c (round
- * trips, the same rand on 1, 2 and 4 ranks, reductions, Cholesky, LU and solve against
- * LAPACKE). Until then a rank other than 0 is refused and they skip.
+ * Driver mode, as tests/test_mpi_data.c: rank 0 runs the case, the other ranks serve inside
+ * dagger_ctx_open. Runs under mpirun on 2 ranks (darray_mpi) and 4 (darray_mpi4). Arrays placed
+ * DAGGER_DIST_BLOCKROW, DAGGER_DIST_CYCLICROW and DAGGER_DIST_EXPLICIT over DAGGER_DARRAY_RANKS:
+ * every block is mutable data of the rank the distribution names; round trips of distribute and
+ * collect (both orders), constructors and reductions give the values of the same calls on an
+ * array that lives in this process (bit for bit) and of plain loops; operations not built over
+ * ranks yet refuse with DAGGER_ENOSYS and a message.
  * SPDX-License-Identifier: MIT
  */
+#include <math.h>
+#include <string.h>
+
+#include "dagger/chunk.h"
+#include "dagger/darray.h"
 #include "harness.h"
 
-#include "dagger/darray.h"
-
-/* With one process a rank other than 0 is refused: the precondition of every case below. */
-static void need_ranks(void)
+/* Open the job's context; NULL on a server rank once the driver closed. */
+static dagger_ctx_t *open_job(int threads)
 {
-    dagger_ctx_t *ctx = test_ctx(2);
+    dagger_opts_t o;
+    dagger_opts_init(&o);
+    o.num_threads = threads;
+    dagger_ctx_t *ctx = NULL;
+    int rc = dagger_ctx_open(&ctx, &o);
+    if (rc == DAGGER_CTX_SERVED)
+        return NULL;
+    ASSERT_OK(rc);
+    return ctx;
+}
+
+static dagger_darray_opts_t over_ranks(dagger_dist_t dist)
+{
     dagger_darray_opts_t o;
     dagger_darray_opts_init(&o);
     o.over = DAGGER_DARRAY_RANKS;
-    o.dist = DAGGER_DIST_EXPLICIT;
-    int places[2] = {0, 1};
-    o.places = places;
-    o.nplaces = 2;
-    dagger_darray_t *a = NULL;
-    int rc = dagger_darray_ones(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(2), DAGGER_DIMS(4), &o, &a);
-    dagger_darray_release(a);
-    ASSERT_OK(dagger_ctx_close(ctx));
-    if (rc == DAGGER_ESCOPE)
-        SKIP("darray operations over ranks are not built (DAGGER_DARRAY_RANKS places other "
-             "than rank 0; docs/darray.md)");
+    o.dist = dist;
+    return o;
 }
 
-TEST(ranks_blockrow_and_cyclic_roundtrip_and_reduce) { need_ranks(); }
-TEST(ranks_cholesky_lu_and_solve) { need_ranks(); }
+/* The rank docs/darray.md gives block b (grid gr x gc) under `dist` with P ranks. */
+static int expected_rank(dagger_dist_t dist, size_t b, size_t gr, int P)
+{
+    size_t i = b % gr;
+    return dist == DAGGER_DIST_BLOCKROW ? (int)(i * (size_t)P / gr) : (int)(i % (size_t)P);
+}
 
-TEST_LIST(ranks_blockrow_and_cyclic_roundtrip_and_reduce, ranks_cholesky_lu_and_solve)
+/* Every block of `a` is mutable data of the rank its distribution names, and every rank has one. */
+static void check_places(dagger_darray_t *a, dagger_dist_t dist, int P)
+{
+    dagger_dims_t g = dagger_darray_grid(a);
+    int seen[8] = {0};
+    for (size_t b = 0; b < dagger_darray_nblocks(a); b++) {
+        int r = expected_rank(dist, b, g.d[0], P);
+        ASSERT_EQ(dagger_darray_block_place(a, b), r);
+        dagger_proc_t p;
+        ASSERT_TRUE(dagger_chunk_is_mutable(dagger_darray_block(a, b), &p));
+        ASSERT_EQ(p.rank, r);
+        seen[r] = 1;
+    }
+    for (int r = 0; r < P; r++)
+        ASSERT_EQ(seen[r], 1);
+}
+
+/* collect(a) equals collect(ref), byte for byte. */
+static void same_values(dagger_darray_t *a, dagger_darray_t *ref)
+{
+    size_t n = dagger_darray_length(a) * dagger_elt_size(dagger_darray_elt(a));
+    ASSERT_EQ(dagger_darray_length(a), dagger_darray_length(ref));
+    char *x = malloc(n), *y = malloc(n);
+    ASSERT_PTR(x);
+    ASSERT_PTR(y);
+    ASSERT_OK(dagger_darray_collect(a, x, n, 0));
+    ASSERT_OK(dagger_darray_collect(ref, y, n, 0));
+    ASSERT_TRUE(memcmp(x, y, n) == 0);
+    free(x);
+    free(y);
+}
+
+/* Reductions over ranks give the single-process answer bit for bit (the same tree). */
+static void same_reductions(dagger_darray_t *a, dagger_darray_t *ref)
+{
+    static const dagger_darray_op_t ops[] = {DAGGER_OP_ADD, DAGGER_OP_MUL, DAGGER_OP_MIN,
+                                             DAGGER_OP_MAX, DAGGER_OP_MEAN};
+    for (size_t k = 0; k < sizeof ops / sizeof *ops; k++) {
+        dagger_value_t v, w;
+        ASSERT_OK(dagger_darray_reduce(a, ops[k], NULL, &v));
+        ASSERT_OK(dagger_darray_reduce(ref, ops[k], NULL, &w));
+        ASSERT_EQ(v.kind, w.kind);
+        ASSERT_TRUE(memcmp(&v.u, &w.u, sizeof v.u) == 0);
+    }
+    double x, y;
+    ASSERT_OK(dagger_darray_norm(a, &x));
+    ASSERT_OK(dagger_darray_norm(ref, &y));
+    ASSERT_TRUE(x == y);
+}
+
+TEST(ranks_blockrow_and_cyclic_roundtrip_and_reduce)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    int P = dagger_ctx_nranks(ctx);
+    ASSERT_TRUE(P >= 2 && P <= 8);
+    /* 13 x 9 in ragged 3 x 4 blocks: a 5 x 3 grid. */
+    enum { R = 13, C = 9 };
+    double src[R * C], back[R * C], rowm[R * C];
+    for (size_t k = 0; k < R * C; k++)
+        src[k] = (double)k * 0.5 - 7.0;
+    static const dagger_dist_t dists[] = {DAGGER_DIST_BLOCKROW, DAGGER_DIST_CYCLICROW};
+    for (size_t di = 0; di < 2; di++) {
+        dagger_dist_t dist = dists[di];
+        dagger_darray_opts_t o = over_ranks(dist);
+        dagger_darray_t *A, *B, *ref;
+        ASSERT_OK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(3, 4),
+                                           DAGGER_DIMS(R, C), src, &o, &A));
+        check_places(A, dist, P);
+        /* Column-major round trip, then row-major out (element (i, j) at i * C + j). */
+        memset(back, 0, sizeof back);
+        ASSERT_OK(dagger_darray_collect(A, back, sizeof back, 0));
+        ASSERT_TRUE(memcmp(src, back, sizeof src) == 0);
+        ASSERT_OK(dagger_darray_collect(A, rowm, sizeof rowm, DAGGER_DARRAY_ROW_MAJOR));
+        for (size_t i = 0; i < R; i++)
+            for (size_t j = 0; j < C; j++)
+                ASSERT_TRUE(rowm[i * C + j] == src[i + j * R]);
+        /* Row-major in: the same array. */
+        o.flags = DAGGER_DARRAY_ROW_MAJOR;
+        ASSERT_OK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(3, 4),
+                                           DAGGER_DIMS(R, C), rowm, &o, &B));
+        o.flags = 0;
+        same_values(B, A);
+        /* Plain reductions against loops, and the single-process array bit for bit. */
+        double sum = 0, mn = INFINITY;
+        for (size_t k = 0; k < R * C; k++) {
+            sum += src[k];
+            mn = src[k] < mn ? src[k] : mn;
+        }
+        dagger_value_t v;
+        ASSERT_OK(dagger_darray_reduce(A, DAGGER_OP_ADD, NULL, &v));
+        ASSERT_TRUE(fabs(v.u.f - sum) < 1e-9);
+        ASSERT_OK(dagger_darray_reduce(A, DAGGER_OP_MIN, NULL, &v));
+        ASSERT_TRUE(v.u.f == mn);
+        ASSERT_OK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(3, 4),
+                                           DAGGER_DIMS(R, C), src, NULL, &ref));
+        same_reductions(A, ref);
+        dagger_darray_release(B);
+        dagger_darray_release(ref);
+        /* Constructors: the same values as in one process, for every element type. */
+        static const dagger_elt_t elts[] = {DAGGER_ELT_F64, DAGGER_ELT_F32, DAGGER_ELT_I64,
+                                            DAGGER_ELT_I32};
+        for (size_t e = 0; e < 4; e++) {
+            dagger_darray_t *x, *y;
+            ASSERT_OK(dagger_darray_rand(ctx, elts[e], DAGGER_BLOCKS(7, 5), DAGGER_DIMS(40, 11), 42,
+                                         &o, &x));
+            check_places(x, dist, P);
+            ASSERT_OK(dagger_darray_rand(ctx, elts[e], DAGGER_BLOCKS(7, 5), DAGGER_DIMS(40, 11), 42,
+                                         NULL, &y));
+            same_values(x, y);
+            same_reductions(x, y);
+            dagger_darray_release(x);
+            dagger_darray_release(y);
+        }
+        dagger_darray_t *x, *y;
+        ASSERT_OK(dagger_darray_randn(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(8), DAGGER_DIMS(100), 7,
+                                      &o, &x));
+        ASSERT_OK(dagger_darray_randn(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(8), DAGGER_DIMS(100), 7,
+                                      NULL, &y));
+        same_values(x, y);
+        dagger_darray_release(x);
+        dagger_darray_release(y);
+        ASSERT_OK(dagger_darray_fill(ctx, DAGGER_ELT_I32, DAGGER_BLOCKS(2, 2), DAGGER_DIMS(5, 6),
+                                     -3.0, &o, &x));
+        ASSERT_OK(
+            dagger_darray_zeros(ctx, DAGGER_ELT_F32, DAGGER_BLOCKS(4), DAGGER_DIMS(9), &o, &y));
+        int32_t iv[30];
+        float fv[9];
+        ASSERT_OK(dagger_darray_collect(x, iv, sizeof iv, 0));
+        ASSERT_OK(dagger_darray_collect(y, fv, sizeof fv, 0));
+        for (size_t k = 0; k < 30; k++)
+            ASSERT_EQ(iv[k], -3);
+        for (size_t k = 0; k < 9; k++)
+            ASSERT_TRUE(fv[k] == 0.0f);
+        ASSERT_OK(dagger_darray_reduce(x, DAGGER_OP_ADD, NULL, &v));
+        ASSERT_EQ(v.kind, DAGGER_KIND_I64);
+        ASSERT_EQ(v.u.i, -90);
+        dagger_darray_release(x);
+        dagger_darray_release(y);
+        dagger_darray_release(A);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+static void user_add(void *acc, const void *x, void *ud)
+{
+    (void)ud;
+    *(double *)acc += *(const double *)x;
+}
+
+/* Explicit places, the errors, and the operations that refuse an array over ranks. */
+TEST(ranks_explicit_places_and_refusals)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    int P = dagger_ctx_nranks(ctx);
+    dagger_darray_opts_t o = over_ranks(DAGGER_DIST_EXPLICIT);
+    int places[3] = {P - 1, 0, P - 1};
+    o.places = places;
+    o.nplaces = 3;
+    dagger_darray_t *A, *B = NULL;
+    ASSERT_OK(dagger_darray_ones(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(2), DAGGER_DIMS(11), &o, &A));
+    for (size_t b = 0; b < dagger_darray_nblocks(A); b++)
+        ASSERT_EQ(dagger_darray_block_place(A, b), places[b % 3]);
+    double out[11];
+    ASSERT_OK(dagger_darray_collect(A, out, sizeof out, 0));
+    for (size_t k = 0; k < 11; k++)
+        ASSERT_TRUE(out[k] == 1.0);
+    ASSERT_ERR(dagger_darray_collect(A, out, sizeof out - 1, 0), DAGGER_ERANGE);
+    /* Every block on this rank: a plain array of this process. */
+    int here[1] = {0};
+    o.places = here;
+    o.nplaces = 1;
+    ASSERT_OK(dagger_darray_ones(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(2), DAGGER_DIMS(4), &o, &B));
+    ASSERT_EQ(dagger_darray_block_place(B, 0), -1);
+    dagger_darray_release(B);
+    /* A rank that does not exist. */
+    int bad[2] = {0, P};
+    o.places = bad;
+    o.nplaces = 2;
+    B = NULL;
+    ASSERT_ERR(dagger_darray_ones(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(2), DAGGER_DIMS(4), &o, &B),
+               DAGGER_ESCOPE);
+    ASSERT_TRUE(B == NULL);
+    char want[64];
+    snprintf(want, sizeof want, "rank %d does not exist (the job has %d ranks)", P, P);
+    ASSERT_STR_HAS(dagger_last_errmsg(), want);
+    /* Not built over ranks yet: refused with a message, nothing made. */
+    ASSERT_ERR(dagger_darray_map(A, DAGGER_ELT_F64, NULL, NULL, NULL, &B), DAGGER_ENOSYS);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "dagger_darray_map: the array has blocks on other ranks");
+    ASSERT_ERR(dagger_darray_transpose(A, &B), DAGGER_ENOSYS);
+    ASSERT_ERR(dagger_darray_matmul(A, A, &B), DAGGER_ENOSYS);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "not built over ranks yet");
+    dagger_darray_redop_t user = {user_add, &(double){0}, NULL};
+    dagger_value_t v;
+    ASSERT_ERR(dagger_darray_reduce(A, DAGGER_OP_USER, &user, &v), DAGGER_ENOSYS);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "DAGGER_OP_USER");
+    dagger_darray_release(A);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST_LIST(ranks_blockrow_and_cyclic_roundtrip_and_reduce, ranks_explicit_places_and_refusals)

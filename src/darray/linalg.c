@@ -185,6 +185,9 @@ static int k_zero_upper(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t 
 static int is_matrix(const dagger_darray_t *a, const char *what, const char *name)
 {
     DAGGER_CHECK(a, DAGGER_EINVAL, "%s: %s is NULL", what, name);
+    int rc = dagger__da_check(a, what); /* not built over ranks yet */
+    if (rc)
+        return rc;
     DAGGER_CHECK(a->nd == 2, DAGGER_EINVAL, "%s: %s is %d-D, a matrix is needed", what, name,
                  a->nd);
     return 0;
@@ -251,6 +254,8 @@ int dagger_darray_matmul(dagger_darray_t *a, dagger_darray_t *b, dagger_darray_t
         return rc;
     DAGGER_CHECK(b && (b->nd == 1 || b->nd == 2), DAGGER_EINVAL,
                  "dagger_darray_matmul: B must be a matrix or a vector");
+    if ((rc = dagger__da_check(b, "dagger_darray_matmul")))
+        return rc;
     char sa[96], sb[96];
     DAGGER_CHECK(a->dims[1] == b->dims[0], DAGGER_EINVAL,
                  "dagger_darray_matmul: A is %s and B is %s: the inner dimensions %zu and %zu "
@@ -666,6 +671,8 @@ int dagger_darray_solve(dagger_darray_t *a, dagger_darray_t *b, dagger_solve_kin
                  "with as many rows as A",
                  dagger__da_shape_str(a, sa, sizeof sa),
                  b ? dagger__da_shape_str(b, sb, sizeof sb) : "NULL");
+    if ((rc = dagger__da_check(b, "dagger_darray_solve")))
+        return rc;
     size_t n = a->dims[0];
     int *piv = kind == DAGGER_SOLVE_LU ? dagger__calloc(n ? n : 1, sizeof *piv) : NULL;
     DAGGER_CHECK(kind != DAGGER_SOLVE_LU || piv, DAGGER_ENOMEM,

@@ -1,0 +1,225 @@
+/* src/darray/ranks.c - DArrays whose blocks live on several ranks: building the blocks where
+ * they live, and collecting them.
+ *
+ * Design: nothing here passes a host pointer or a job record to a task that may run on another
+ * rank. Block b of rank r is mutable data made there: dagger_mutable(worker(r)) runs `make` on
+ * r with plain values (the block's geometry as a blob, the constructor's parameters as a blob,
+ * or the block's bytes cut out of the user buffer here), so it never moves and every task that
+ * takes it runs on r. The dagger_mutable calls are made from one local task per block, so the
+ * blocks of every rank are made at the same time (dagger_mutable suspends its task, not the
+ * thread). collect spawns one task per block that takes the block (it runs where the block
+ * lives) and returns a copy of its bytes; this rank cuts them into the user buffer. The
+ * remote bodies rebuild the block geometry from the blob (a shell array: no blocks, no
+ * pointers), so the geometry code of darray.c is shared.
+ * SPDX-License-Identifier: MIT
+ */
+#include <string.h>
+
+#include "common/alloc.h"
+#include "common/common.h"
+#include "darray/darray_int.h"
+
+/* The geometry of one block: what a remote body needs to know about the array. */
+typedef struct geo {
+    int32_t elt, nd;
+    uint64_t b;
+    uint64_t dims[DA_MAXD], bs[DA_MAXD];
+} geo_t;
+
+enum { MAKE_ZEROS, MAKE_CTOR, MAKE_BYTES };
+
+static void geo_of(const dagger_darray_t *a, size_t b, geo_t *g)
+{
+    memset(g, 0, sizeof *g);
+    g->elt = (int32_t)a->elt;
+    g->nd = a->nd;
+    g->b = b;
+    for (int d = 0; d < DA_MAXD; d++) {
+        g->dims[d] = a->dims[d];
+        g->bs[d] = a->bs[d];
+    }
+}
+
+/* A shell array with the geometry of `g` (no blocks): enough for dagger__da_info. */
+static int shell_of(const geo_t *g, dagger_darray_t *sh)
+{
+    memset(sh, 0, sizeof *sh);
+    sh->elt = (dagger_elt_t)g->elt;
+    sh->esz = dagger_elt_size(sh->elt);
+    sh->nd = g->nd;
+    sh->nblocks = 1;
+    for (int d = 0; d < DA_MAXD; d++) {
+        sh->dims[d] = (size_t)g->dims[d];
+        sh->bs[d] = (size_t)g->bs[d];
+        if (!sh->bs[d])
+            return DAGGER_EINVAL;
+        sh->grid[d] = sh->dims[d] ? (sh->dims[d] + sh->bs[d] - 1) / sh->bs[d] : 1;
+        sh->nblocks *= sh->grid[d];
+    }
+    return sh->esz && g->b < sh->nblocks ? 0 : DAGGER_EINVAL;
+}
+
+/* dagger_mutable's constructor, on the block's rank: (geometry blob, MAKE_*, payload blob). */
+static int make(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
+{
+    size_t n = 0, plen = 0;
+    const geo_t *g = dagger_arg_blob(args, 0, &n);
+    dagger_darray_t sh;
+    if (!g || n != sizeof *g || shell_of(g, &sh))
+        return dagger_fail(tc, DAGGER_EINVAL, "darray block: a malformed block geometry");
+    int mode = (int)dagger_arg_i64(args, 1);
+    const void *pay = mode == MAKE_ZEROS ? NULL : dagger_arg_blob(args, 2, &plen);
+    size_t b = (size_t)g->b;
+    dagger_darray_blockinfo_t bi;
+    dagger__da_info(&sh, b, &bi);
+    if (mode == MAKE_CTOR && plen != sizeof(dagger__da_ctor_t))
+        return dagger_fail(tc, DAGGER_EINVAL, "darray block %zu: a malformed constructor", b);
+    if (mode == MAKE_BYTES && plen != bi.count * sh.esz)
+        return dagger_fail(tc, DAGGER_EINVAL,
+                           "darray block %zu: %zu bytes received for a block of %zu", b, plen,
+                           bi.count * sh.esz);
+    dagger_chunk_t *c;
+    int rc =
+        dagger__da_new_block(dagger_tc_ctx(tc), &sh, bi.shape, bi.count, mode == MAKE_ZEROS, &c);
+    if (rc)
+        return dagger_fail(tc, rc, "darray block %zu: %s", b, dagger_last_errmsg());
+    void *dst = dagger_chunk_data(c);
+    if (bi.count && mode == MAKE_CTOR) {
+        dagger__da_ctor_t ct;
+        memcpy(&ct, pay, sizeof ct); /* the blob need not be aligned */
+        if ((rc = dagger__da_ctor_fill(dst, &bi, &ct))) {
+            dagger_chunk_release(c);
+            return dagger_fail(tc, rc, "darray block %zu: %s", b, dagger_last_errmsg());
+        }
+    } else if (bi.count && mode == MAKE_BYTES) {
+        memcpy(dst, pay, plen);
+    }
+    *out = dagger_chunk_give(tc, c);
+    return 0;
+}
+
+typedef struct build_job {
+    dagger_darray_t *a;
+    const dagger__da_ctor_t *ctor;
+    const char *src;
+    bool row_major;
+} build_job_t;
+
+/* A local task: make block b on its rank (suspends in dagger_mutable until it is made). */
+static int place_block(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
+{
+    build_job_t *j = dagger_arg_ptr(args, 0);
+    dagger_darray_t *a = j->a;
+    size_t b = (size_t)dagger_arg_i64(args, 1);
+    geo_t g;
+    geo_of(a, b, &g);
+    int mode = j->ctor ? MAKE_CTOR : j->src ? MAKE_BYTES : MAKE_ZEROS;
+    char *bytes = NULL;
+    dagger_value_t av[3] = {dagger_blob_borrow(&g, sizeof g), dagger_i64(mode), dagger_nil()};
+    if (mode == MAKE_CTOR) {
+        av[2] = dagger_blob_borrow(j->ctor, sizeof *j->ctor);
+    } else if (mode == MAKE_BYTES) {
+        size_t n = dagger__da_block_count(a, b) * a->esz;
+        bytes = dagger__malloc(n ? n : 1);
+        if (!bytes)
+            return dagger_fail(tc, DAGGER_ENOMEM, "darray block %zu: out of memory (%zu bytes)", b,
+                               n);
+        dagger__da_xfer_block(a, b, (char *)j->src, j->row_major, true, bytes);
+        av[2] = dagger_blob_borrow(bytes, n);
+    }
+    dagger_scope_t *w = dagger_scope_worker(a->place[b]);
+    dagger_chunk_t *c = NULL;
+    int rc = w ? dagger_mutable(dagger_tc_ctx(tc), w, make, av, 3, &c) : DAGGER_ENOMEM;
+    dagger_scope_release(w);
+    dagger__free(bytes);
+    if (rc)
+        return dagger_fail(tc, rc, "darray block %zu on rank %d: %s", b, a->place[b],
+                           dagger_last_errmsg());
+    a->blocks[b] = c; /* each task owns its slot; the builder reads it after the wait */
+    return 0;
+}
+
+/* Spawn fn(job, b) for every block here, wait for all; the first error with its message. */
+static int each_block(dagger_darray_t *a, dagger_fn_t fn, void *job, const char *name)
+{
+    dagger_task_t **ts = dagger__calloc(a->nblocks ? a->nblocks : 1, sizeof *ts);
+    DAGGER_CHECK(ts, DAGGER_ENOMEM, "darray %s: out of memory", name);
+    for (size_t b = 0; b < a->nblocks; b++) {
+        dagger_task_opts_t o;
+        dagger_task_opts_init(&o);
+        o.name = name;
+        dagger_value_t av[2] = {dagger_ptr(job), dagger_i64((int64_t)b)};
+        ts[b] = dagger_spawn_impl(a->ctx, &o, fn, name, av, 2);
+    }
+    int first = 0;
+    for (size_t b = 0; b < a->nblocks; b++) {
+        int rc = ts[b] ? dagger_fetch(ts[b], NULL) : DAGGER_ENOMEM;
+        if (rc && !first)
+            first = ts[b] ? dagger__set_errmsg_str(rc, dagger_task_errmsg(ts[b]))
+                          : dagger__set_errmsg(rc, "darray %s: out of memory", name);
+        dagger_task_release(ts[b]);
+    }
+    dagger__free(ts);
+    return first;
+}
+
+int dagger__da_build_ranks(dagger_darray_t *a, const dagger__da_ctor_t *ctor, const void *src,
+                           bool row_major)
+{
+    build_job_t j = {a, ctor, src, row_major};
+    return each_block(a, place_block, &j, "darray_block");
+}
+
+/* ---------------------------------------------------------------- collect */
+
+/* On the block's rank: a copy of the block's bytes. */
+static int read_block(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
+{
+    size_t n = 0;
+    void *p = dagger_arg_buf(args, 0, &n);
+    if (!p && n)
+        return DAGGER_ETYPE; /* dagger_arg_buf failed the task */
+    *out = dagger_blob_copy(tc, p, n);
+    return 0;
+}
+
+typedef struct collect_job {
+    dagger_darray_t *a;
+    char *dst;
+    bool row_major;
+} collect_job_t;
+
+/* A local task: read block b where it lives, cut its bytes into the user buffer. */
+static int collect_block(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
+{
+    collect_job_t *j = dagger_arg_ptr(args, 0);
+    dagger_darray_t *a = j->a;
+    size_t b = (size_t)dagger_arg_i64(args, 1);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.name = "darray_read_block";
+    dagger_value_t av[1] = {dagger_chunkv(a->blocks[b])};
+    dagger_task_t *t = dagger_spawn_impl(dagger_tc_ctx(tc), &o, read_block, o.name, av, 1);
+    if (!t)
+        return dagger_fail(tc, DAGGER_ENOMEM, "darray collect: out of memory");
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    size_t want = dagger__da_block_count(a, b) * a->esz;
+    if (rc)
+        rc = dagger_fail(tc, rc, "darray block %zu on rank %d: %s", b, a->place[b],
+                         dagger_task_errmsg(t));
+    else if (v.kind != DAGGER_KIND_BLOB || v.len != want)
+        rc = dagger_fail(tc, DAGGER_EIO,
+                         "darray block %zu on rank %d: %u bytes came back for a block of %zu", b,
+                         a->place[b], (unsigned)v.len, want);
+    else if (want)
+        dagger__da_xfer_block(a, b, j->dst, j->row_major, false, (char *)v.u.p);
+    dagger_task_release(t);
+    return rc;
+}
+
+int dagger__da_collect_ranks(dagger_darray_t *a, void *dst, bool row_major)
+{
+    collect_job_t j = {a, dst, row_major};
+    return each_block(a, collect_block, &j, "darray_collect");
+}
