@@ -4,7 +4,7 @@
  * dagger_ctx_open. Runs under mpirun on 2 ranks (darray_mpi) and 4 (darray_mpi4). Arrays placed
  * DAGGER_DIST_BLOCKROW, DAGGER_DIST_CYCLICROW and DAGGER_DIST_EXPLICIT over DAGGER_DARRAY_RANKS:
  * every block is mutable data of the rank the distribution names; round trips of distribute and
- * collect (both orders), constructors and reductions give the values of the same calls on an
+ * collect (both orders), constructors, map and reductions give the values of the same calls on an
  * array that lives in this process (bit for bit) and of plain loops; operations not built over
  * ranks yet refuse with DAGGER_ENOSYS and a message.
  * SPDX-License-Identifier: MIT
@@ -191,6 +191,97 @@ TEST(ranks_blockrow_and_cyclic_roundtrip_and_reduce)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* map functions: they travel to the blocks' ranks by reference (ud must be NULL there). */
+static void twice_plus_one(void *out, const void *in, void *ud)
+{
+    (void)ud;
+    *(double *)out = 2.0 * *(const double *)in + 1.0;
+}
+
+static void to_i64(void *out, const void *in, void *ud)
+{
+    (void)ud;
+    *(int64_t *)out = (int64_t)(*(const double *)in * 10.0);
+}
+
+/* Element (i, j) += 1000 * i + j, from the block's origin: checks the block info travels. */
+static int add_index(void *out, const void *in, const dagger_darray_blockinfo_t *bi, void *ud)
+{
+    (void)ud;
+    for (size_t j = 0; j < bi->shape[1]; j++)
+        for (size_t i = 0; i < bi->shape[0]; i++) {
+            size_t k = i + j * bi->shape[0];
+            ((double *)out)[k] = ((const double *)in)[k] + 1000.0 * (double)(bi->origin[0] + i) +
+                                 (double)(bi->origin[1] + j);
+        }
+    return 0;
+}
+
+static int fail_on_block_2(void *out, const void *in, const dagger_darray_blockinfo_t *bi, void *ud)
+{
+    (void)out, (void)in, (void)ud;
+    return bi->index == 2 ? DAGGER_ERANGE : 0;
+}
+
+TEST(ranks_map_and_map_inplace)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    int P = dagger_ctx_nranks(ctx);
+    dagger_darray_opts_t o = over_ranks(DAGGER_DIST_CYCLICROW);
+    dagger_darray_t *A, *ref, *B, *Bref;
+    ASSERT_OK(dagger_darray_rand(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(3, 4), DAGGER_DIMS(10, 7), 9,
+                                 &o, &A));
+    ASSERT_OK(dagger_darray_rand(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(3, 4), DAGGER_DIMS(10, 7), 9,
+                                 NULL, &ref));
+    /* Element function, same type: the result keeps A's places. */
+    ASSERT_OK(dagger_darray_map(A, DAGGER_ELT_RAW, twice_plus_one, NULL, NULL, &B));
+    ASSERT_OK(dagger_darray_map(ref, DAGGER_ELT_RAW, twice_plus_one, NULL, NULL, &Bref));
+    check_places(B, DAGGER_DIST_CYCLICROW, P);
+    same_values(B, Bref);
+    dagger_darray_release(B);
+    dagger_darray_release(Bref);
+    /* Another element type. */
+    ASSERT_OK(dagger_darray_map(A, DAGGER_ELT_I64, to_i64, NULL, NULL, &B));
+    ASSERT_OK(dagger_darray_map(ref, DAGGER_ELT_I64, to_i64, NULL, NULL, &Bref));
+    ASSERT_EQ(dagger_darray_elt(B), DAGGER_ELT_I64);
+    same_values(B, Bref);
+    same_reductions(B, Bref);
+    dagger_darray_release(B);
+    dagger_darray_release(Bref);
+    /* Block function, then in place. */
+    ASSERT_OK(dagger_darray_map(A, DAGGER_ELT_RAW, NULL, add_index, NULL, &B));
+    ASSERT_OK(dagger_darray_map(ref, DAGGER_ELT_RAW, NULL, add_index, NULL, &Bref));
+    same_values(B, Bref);
+    ASSERT_OK(dagger_darray_map_inplace(A, twice_plus_one, NULL, NULL));
+    ASSERT_OK(dagger_darray_map_inplace(ref, twice_plus_one, NULL, NULL));
+    same_values(A, ref);
+    ASSERT_OK(dagger_darray_map_inplace(A, NULL, add_index, NULL));
+    ASSERT_OK(dagger_darray_map_inplace(ref, NULL, add_index, NULL));
+    same_values(A, ref);
+    double x[70];
+    ASSERT_OK(dagger_darray_collect(A, x, sizeof x, 0));
+    ASSERT_TRUE(x[9 + 6 * 10] >= 9006.0 + 1.0 && x[9 + 6 * 10] < 9006.0 + 3.0);
+    dagger_darray_release(B);
+    dagger_darray_release(Bref);
+    /* A block function's error names the block; ud cannot travel. */
+    B = NULL;
+    ASSERT_ERR(dagger_darray_map(A, DAGGER_ELT_RAW, NULL, fail_on_block_2, NULL, &B),
+               DAGGER_ERANGE);
+    ASSERT_TRUE(B == NULL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "the block function failed on block 2");
+    ASSERT_ERR(dagger_darray_map_inplace(A, NULL, fail_on_block_2, NULL), DAGGER_ERANGE);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "the block function failed on block 2");
+    int ud = 1;
+    ASSERT_ERR(dagger_darray_map(A, DAGGER_ELT_RAW, twice_plus_one, NULL, &ud, &B), DAGGER_ENOSYS);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "ud (a pointer) cannot travel");
+    ASSERT_ERR(dagger_darray_map_inplace(A, twice_plus_one, NULL, &ud), DAGGER_ENOSYS);
+    dagger_darray_release(A);
+    dagger_darray_release(ref);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 static void user_add(void *acc, const void *x, void *ud)
 {
     (void)ud;
@@ -236,9 +327,9 @@ TEST(ranks_explicit_places_and_refusals)
     snprintf(want, sizeof want, "rank %d does not exist (the job has %d ranks)", P, P);
     ASSERT_STR_HAS(dagger_last_errmsg(), want);
     /* Not built over ranks yet: refused with a message, nothing made. */
-    ASSERT_ERR(dagger_darray_map(A, DAGGER_ELT_F64, NULL, NULL, NULL, &B), DAGGER_ENOSYS);
-    ASSERT_STR_HAS(dagger_last_errmsg(), "dagger_darray_map: the array has blocks on other ranks");
     ASSERT_ERR(dagger_darray_transpose(A, &B), DAGGER_ENOSYS);
+    ASSERT_STR_HAS(dagger_last_errmsg(),
+                   "dagger_darray_transpose: the array has blocks on other ranks");
     ASSERT_ERR(dagger_darray_matmul(A, A, &B), DAGGER_ENOSYS);
     ASSERT_STR_HAS(dagger_last_errmsg(), "not built over ranks yet");
     dagger_darray_redop_t user = {user_add, &(double){0}, NULL};
@@ -249,4 +340,5 @@ TEST(ranks_explicit_places_and_refusals)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
-TEST_LIST(ranks_blockrow_and_cyclic_roundtrip_and_reduce, ranks_explicit_places_and_refusals)
+TEST_LIST(ranks_blockrow_and_cyclic_roundtrip_and_reduce, ranks_map_and_map_inplace,
+          ranks_explicit_places_and_refusals)

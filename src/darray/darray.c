@@ -330,8 +330,7 @@ static dagger_darray_t *alloc_array(dagger_ctx_t *ctx, const dagger__da_layout_t
     return a;
 }
 
-static int build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fill_fn fill,
-                 dagger__da_block_fn body, void *ud, const char *name, dagger_darray_t **out)
+int dagger__da_new(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger_darray_t **out)
 {
     *out = NULL;
     dagger_darray_t *a = alloc_array(ctx, l);
@@ -359,11 +358,21 @@ static int build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fil
     if (over_ranks && !a->ranks) /* every block here: free to move between its threads */
         for (size_t b = 0; b < a->nblocks; b++)
             a->place[b] = -1;
+    for (size_t b = 0; a->ranks && b < a->nblocks; b++)
+        if (a->place[b] < 0)
+            a->place[b] = me;
+    *out = a;
+    return 0;
+}
+
+static int build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fill_fn fill,
+                 dagger__da_block_fn body, void *ud, const char *name, dagger_darray_t **out)
+{
+    dagger_darray_t *a;
+    int rc = dagger__da_new(ctx, l, &a);
+    if (rc)
+        return rc;
     if (a->ranks) {
-        for (size_t b = 0; b < a->nblocks; b++)
-            if (a->place[b] < 0)
-                a->place[b] = me;
-        int rc;
         if (fill == dagger__da_ctor_fill) {
             rc = dagger__da_build_ranks(a, ud, NULL, false);
         } else if (fill == dist_fill) {

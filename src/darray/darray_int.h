@@ -117,10 +117,19 @@ int dagger__da_new_block(dagger_ctx_t *ctx, const dagger_darray_t *a, const size
 void dagger__da_xfer_block(const dagger_darray_t *a, size_t b, char *user, bool row_major, bool in,
                            char *blk);
 
+/* A new array of layout `l` with its places set and no blocks yet (`ranks` set when some block
+ * lives on another rank). Returns 0 or an error with its message (DAGGER_ESCOPE for a place
+ * that does not exist). */
+int dagger__da_new(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger_darray_t **out);
+
 /* Make every block of `a` (places set, `ranks` true) on its rank: zeros (ctor NULL, src NULL),
  * the constructor's values, or block b's part of the user buffer `src`. Waits; first error. */
 int dagger__da_build_ranks(dagger_darray_t *a, const dagger__da_ctor_t *ctor, const void *src,
                            bool row_major);
+/* map / map_inplace (dst NULL) over ranks: each block's function runs on the block's rank; the
+ * functions travel by reference, `ud` must be NULL (a pointer cannot travel). */
+int dagger__da_map_ranks(dagger_darray_t *src, dagger_darray_t *dst, dagger_darray_elemfn_t ef,
+                         dagger_darray_blockfn_t bf, void *ud, const char *what);
 /* collect over ranks: each block copied out by a task on its rank. */
 int dagger__da_collect_ranks(dagger_darray_t *a, void *dst, bool row_major);
 

@@ -1,5 +1,5 @@
 /* src/darray/ranks.c - DArrays whose blocks live on several ranks: building the blocks where
- * they live, and collecting them.
+ * they live, map, and collecting them.
  *
  * Design: nothing here passes a host pointer or a job record to a task that may run on another
  * rank. Block b of rank r is mutable data made there: dagger_mutable(worker(r)) runs `make` on
@@ -10,7 +10,9 @@
  * thread). collect spawns one task per block that takes the block (it runs where the block
  * lives) and returns a copy of its bytes; this rank cuts them into the user buffer. The
  * remote bodies rebuild the block geometry from the blob (a shell array: no blocks, no
- * pointers), so the geometry code of darray.c is shared.
+ * pointers), so the geometry code of darray.c is shared. map's element or block function
+ * travels as a task function does (build id of its module and offset, src/net/fnid.c) and is
+ * called on the block's rank; its `ud` must be NULL there.
  * SPDX-License-Identifier: MIT
  */
 #include <string.h>
@@ -18,6 +20,7 @@
 #include "common/alloc.h"
 #include "common/common.h"
 #include "darray/darray_int.h"
+#include "net/net.h"
 
 /* The geometry of one block: what a remote body needs to know about the array. */
 typedef struct geo {
@@ -26,7 +29,43 @@ typedef struct geo {
     uint64_t dims[DA_MAXD], bs[DA_MAXD];
 } geo_t;
 
-enum { MAKE_ZEROS, MAKE_CTOR, MAKE_BYTES };
+enum { MAKE_ZEROS, MAKE_CTOR, MAKE_BYTES, MAKE_MAP };
+
+/* map's function, as it travels: an element function (block 0) or a block function (1). */
+typedef struct fnblob {
+    struct dagger__fn_ref ref;
+    int32_t block;
+} fnblob_t;
+
+/* Run map's function on one block (the input's geometry in `in_sh`); 0 or the task failed. */
+static int apply(dagger_tc_t *tc, const void *fbp, size_t fblen, const dagger_darray_t *in_sh,
+                 size_t b, const char *in, char *out, size_t osz)
+{
+    fnblob_t fb;
+    char why[256];
+    dagger_fn_t fn = NULL;
+    if (fblen != sizeof fb)
+        return dagger_fail(tc, DAGGER_EINVAL, "darray map: a malformed function reference");
+    memcpy(&fb, fbp, sizeof fb);
+    int rc = dagger__fn_resolve(&fb.ref, &fn, why, sizeof why);
+    if (rc)
+        return dagger_fail(tc, rc, "darray map: %s", why);
+    dagger_darray_blockinfo_t bi;
+    dagger__da_info(in_sh, b, &bi);
+    if (fb.block) {
+        dagger_darray_blockfn_t bf = (dagger_darray_blockfn_t)(void (*)(void))fn;
+        rc = bf(out, in, &bi, NULL);
+        return rc ? dagger_fail(tc, rc,
+                                "darray map: the block function failed on block %zu "
+                                "with %s",
+                                b, dagger_err_name(rc))
+                  : 0;
+    }
+    dagger_darray_elemfn_t ef = (dagger_darray_elemfn_t)(void (*)(void))fn;
+    for (size_t k = 0; k < bi.count; k++)
+        ef(out + k * osz, in + k * in_sh->esz, NULL);
+    return 0;
+}
 
 static void geo_of(const dagger_darray_t *a, size_t b, geo_t *g)
 {
@@ -69,6 +108,18 @@ static int make(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
         return dagger_fail(tc, DAGGER_EINVAL, "darray block: a malformed block geometry");
     int mode = (int)dagger_arg_i64(args, 1);
     const void *pay = mode == MAKE_ZEROS ? NULL : dagger_arg_blob(args, 2, &plen);
+    const char *in = NULL;
+    dagger_darray_t in_sh = sh;
+    if (mode == MAKE_MAP) { /* map: argument 3 is the input block, 4 its element type */
+        size_t ilen = 0;
+        in = dagger_arg_buf(args, 3, &ilen);
+        in_sh.elt = (dagger_elt_t)dagger_arg_i64(args, 4);
+        in_sh.esz = dagger_elt_size(in_sh.elt);
+        if ((!in && ilen) || !in_sh.esz ||
+            ilen != dagger__da_block_count(&in_sh, (size_t)g->b) * in_sh.esz)
+            return dagger_fail(tc, DAGGER_EINVAL, "darray map block %llu: a malformed input",
+                               (unsigned long long)g->b);
+    }
     size_t b = (size_t)g->b;
     dagger_darray_blockinfo_t bi;
     dagger__da_info(&sh, b, &bi);
@@ -93,6 +144,10 @@ static int make(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
         }
     } else if (bi.count && mode == MAKE_BYTES) {
         memcpy(dst, pay, plen);
+    } else if (bi.count && mode == MAKE_MAP &&
+               (rc = apply(tc, pay, plen, &in_sh, b, in, dst, sh.esz))) {
+        dagger_chunk_release(c);
+        return rc;
     }
     *out = dagger_chunk_give(tc, c);
     return 0;
@@ -103,6 +158,8 @@ typedef struct build_job {
     const dagger__da_ctor_t *ctor;
     const char *src;
     bool row_major;
+    const dagger_darray_t *in; /* map: the input array, and its function */
+    const fnblob_t *fn;
 } build_job_t;
 
 /* A local task: make block b on its rank (suspends in dagger_mutable until it is made). */
@@ -113,10 +170,17 @@ static int place_block(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_
     size_t b = (size_t)dagger_arg_i64(args, 1);
     geo_t g;
     geo_of(a, b, &g);
-    int mode = j->ctor ? MAKE_CTOR : j->src ? MAKE_BYTES : MAKE_ZEROS;
+    int mode = j->fn ? MAKE_MAP : j->ctor ? MAKE_CTOR : j->src ? MAKE_BYTES : MAKE_ZEROS;
     char *bytes = NULL;
-    dagger_value_t av[3] = {dagger_blob_borrow(&g, sizeof g), dagger_i64(mode), dagger_nil()};
-    if (mode == MAKE_CTOR) {
+    dagger_value_t av[5] = {dagger_blob_borrow(&g, sizeof g), dagger_i64(mode), dagger_nil(),
+                            dagger_nil(), dagger_nil()};
+    size_t argc = 3;
+    if (mode == MAKE_MAP) {
+        av[2] = dagger_blob_borrow(j->fn, sizeof *j->fn);
+        av[3] = dagger_chunkv(j->in->blocks[b]);
+        av[4] = dagger_i64(j->in->elt);
+        argc = 5;
+    } else if (mode == MAKE_CTOR) {
         av[2] = dagger_blob_borrow(j->ctor, sizeof *j->ctor);
     } else if (mode == MAKE_BYTES) {
         size_t n = dagger__da_block_count(a, b) * a->esz;
@@ -129,7 +193,7 @@ static int place_block(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_
     }
     dagger_scope_t *w = dagger_scope_worker(a->place[b]);
     dagger_chunk_t *c = NULL;
-    int rc = w ? dagger_mutable(dagger_tc_ctx(tc), w, make, av, 3, &c) : DAGGER_ENOMEM;
+    int rc = w ? dagger_mutable(dagger_tc_ctx(tc), w, make, av, argc, &c) : DAGGER_ENOMEM;
     dagger_scope_release(w);
     dagger__free(bytes);
     if (rc)
@@ -166,8 +230,66 @@ static int each_block(dagger_darray_t *a, dagger_fn_t fn, void *job, const char 
 int dagger__da_build_ranks(dagger_darray_t *a, const dagger__da_ctor_t *ctor, const void *src,
                            bool row_major)
 {
-    build_job_t j = {a, ctor, src, row_major};
+    build_job_t j = {a, ctor, src, row_major, NULL, NULL};
     return each_block(a, place_block, &j, "darray_block");
+}
+
+/* ---------------------------------------------------------------- map */
+
+/* On the block's rank: map_inplace of one block (the block, its geometry, the function). */
+static int map_here(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
+{
+    size_t n = 0, glen = 0, fblen = 0;
+    char *p = dagger_arg_buf(args, 0, &n);
+    const geo_t *g = dagger_arg_blob(args, 1, &glen);
+    const void *fb = dagger_arg_blob(args, 2, &fblen);
+    dagger_darray_t sh;
+    if ((!p && n) || !g || glen != sizeof *g || shell_of(g, &sh) ||
+        n != dagger__da_block_count(&sh, (size_t)g->b) * sh.esz)
+        return dagger_fail(tc, DAGGER_EINVAL, "darray map_inplace: a malformed block");
+    return n ? apply(tc, fb, fblen, &sh, (size_t)g->b, p, p, sh.esz) : 0;
+}
+
+int dagger__da_map_ranks(dagger_darray_t *src, dagger_darray_t *dst, dagger_darray_elemfn_t ef,
+                         dagger_darray_blockfn_t bf, void *ud, const char *what)
+{
+    DAGGER_CHECK(!ud, DAGGER_ENOSYS,
+                 "%s: the array has blocks on other ranks, and ud (a pointer) cannot travel "
+                 "there: pass NULL (docs/darray.md, \"Across ranks\")",
+                 what);
+    fnblob_t fb;
+    memset(&fb, 0, sizeof fb);
+    fb.block = bf != NULL;
+    char why[256];
+    dagger_fn_t fn = bf ? (dagger_fn_t)(void (*)(void))bf : (dagger_fn_t)(void (*)(void))ef;
+    int rc = dagger__fn_ref(fn, &fb.ref, why, sizeof why);
+    if (rc)
+        return dagger__set_errmsg(rc, "%s: %s", what, why);
+    if (dst) {
+        build_job_t j = {dst, NULL, NULL, false, src, &fb};
+        return each_block(dst, place_block, &j, "darray_map");
+    }
+    dagger_task_t **ts = dagger__calloc(src->nblocks ? src->nblocks : 1, sizeof *ts);
+    DAGGER_CHECK(ts, DAGGER_ENOMEM, "%s: out of memory", what);
+    for (size_t b = 0; b < src->nblocks; b++) {
+        geo_t g;
+        geo_of(src, b, &g);
+        dagger_task_opts_t o;
+        dagger_task_opts_init(&o);
+        o.name = "darray_map_inplace";
+        dagger_value_t av[3] = {dagger_chunkv(src->blocks[b]), dagger_blob(&g, sizeof g),
+                                dagger_blob(&fb, sizeof fb)};
+        ts[b] = dagger_spawn_impl(src->ctx, &o, map_here, o.name, av, 3);
+    }
+    for (size_t b = 0; b < src->nblocks; b++) {
+        int e = ts[b] ? dagger_fetch(ts[b], NULL) : DAGGER_ENOMEM;
+        if (e && !rc)
+            rc = ts[b] ? dagger__set_errmsg_str(e, dagger_task_errmsg(ts[b]))
+                       : dagger__set_errmsg(e, "%s: out of memory", what);
+        dagger_task_release(ts[b]);
+    }
+    dagger__free(ts);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- collect */
