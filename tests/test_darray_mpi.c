@@ -5,10 +5,13 @@
  * DAGGER_DIST_BLOCKROW, DAGGER_DIST_CYCLICROW and DAGGER_DIST_EXPLICIT over DAGGER_DARRAY_RANKS:
  * every block is mutable data of the rank the distribution names; round trips of distribute and
  * collect (both orders), constructors, map and reductions give the values of the same calls on an
- * array that lives in this process (bit for bit) and of plain loops; operations not built over
- * ranks yet refuse with DAGGER_ENOSYS and a message.
+ * array that lives in this process (bit for bit) and of plain loops; matmul, Cholesky and
+ * solve (Cholesky) against CBLAS / LAPACKE and the same calls in this process; operations not
+ * built over ranks yet (LU, transpose, histogram, ...) refuse with DAGGER_ENOSYS and a message.
  * SPDX-License-Identifier: MIT
  */
+#include <cblas.h>
+#include <lapacke.h>
 #include <math.h>
 #include <string.h>
 
@@ -282,6 +285,137 @@ TEST(ranks_map_and_map_inplace)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* Collect an f64 array into a new buffer. */
+static double *collect_f64(dagger_darray_t *a)
+{
+    size_t n = dagger_darray_length(a);
+    double *x = malloc((n ? n : 1) * sizeof *x);
+    ASSERT_PTR(x);
+    ASSERT_OK(dagger_darray_collect(a, x, n * sizeof *x, 0));
+    return x;
+}
+
+static double max_diff(const double *x, const double *y, size_t n)
+{
+    double m = 0;
+    for (size_t k = 0; k < n; k++)
+        m = fmax(m, fabs(x[k] - y[k]));
+    return m;
+}
+
+/* matmul, Cholesky and solve (Cholesky) over ranks: against CBLAS / LAPACKE on the collected
+ * inputs, and bit for bit against the same calls on arrays of this process (same kernels, same
+ * order of updates per block). LU is refused over ranks (its panel tasks take a job record). */
+TEST(ranks_matmul_cholesky_and_solve)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    enum { N = 24, K = 10, NB = 6 };
+    static const dagger_dist_t dists[] = {DAGGER_DIST_BLOCKROW, DAGGER_DIST_CYCLICROW};
+    for (size_t di = 0; di < 2; di++) {
+        dagger_darray_opts_t o = over_ranks(dists[di]);
+        dagger_darray_t *A, *B, *C, *Al, *Bl, *Cl;
+        ASSERT_OK(dagger_darray_rand(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(NB, NB), DAGGER_DIMS(N, N),
+                                     3, &o, &A));
+        ASSERT_OK(dagger_darray_rand(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(NB, 5), DAGGER_DIMS(N, K),
+                                     4, &o, &B));
+        ASSERT_OK(dagger_darray_rand(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(NB, NB), DAGGER_DIMS(N, N),
+                                     3, NULL, &Al));
+        ASSERT_OK(dagger_darray_rand(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(NB, 5), DAGGER_DIMS(N, K),
+                                     4, NULL, &Bl));
+        /* C = A B */
+        ASSERT_OK(dagger_darray_matmul(A, B, &C));
+        ASSERT_OK(dagger_darray_matmul(Al, Bl, &Cl));
+        ASSERT_TRUE(dagger_darray_block_place(C, dagger_darray_nblocks(C) - 1) > 0);
+        same_values(C, Cl);
+        double *a = collect_f64(A), *b = collect_f64(B), *c = collect_f64(C);
+        double want[N * K] = {0};
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasNoTrans, N, K, N, 1.0, a, N, b, N, 0.0, want,
+                    N);
+        ASSERT_TRUE(max_diff(c, want, N * K) < 1e-12);
+        /* S = A A' + N I, symmetric positive definite, distributed over ranks. */
+        double s[N * N];
+        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, N, N, N, 1.0, a, N, a, N, 0.0, s, N);
+        for (size_t i = 0; i < N; i++)
+            s[i + i * N] += N;
+        dagger_darray_t *S, *Sl, *L, *Ll, *X, *Xl;
+        ASSERT_OK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(NB, NB),
+                                           DAGGER_DIMS(N, N), s, &o, &S));
+        ASSERT_OK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(NB, NB),
+                                           DAGGER_DIMS(N, N), s, NULL, &Sl));
+        ASSERT_OK(dagger_darray_cholesky(S, &L));
+        ASSERT_OK(dagger_darray_cholesky(Sl, &Ll));
+        same_values(L, Ll);
+        double *l = collect_f64(L), f[N * N];
+        memcpy(f, s, sizeof f);
+        ASSERT_EQ(LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', N, f, N), 0);
+        for (size_t j = 0; j < N; j++)
+            for (size_t i = 0; i < j; i++)
+                f[i + j * N] = 0;
+        ASSERT_TRUE(max_diff(l, f, N * N) < 1e-10);
+        /* S X = B with Cholesky, against dposv; the input is not modified. */
+        ASSERT_OK(dagger_darray_solve(S, B, DAGGER_SOLVE_CHOLESKY, &X));
+        ASSERT_OK(dagger_darray_solve(Sl, Bl, DAGGER_SOLVE_CHOLESKY, &Xl));
+        same_values(X, Xl);
+        double *x = collect_f64(X), f2[N * N];
+        memcpy(f2, s, sizeof f2);
+        memcpy(want, b, sizeof want);
+        ASSERT_EQ(LAPACKE_dposv(LAPACK_COL_MAJOR, 'L', N, K, f2, N, want, N), 0);
+        ASSERT_TRUE(max_diff(x, want, N * K) < 1e-10);
+        double *s2 = collect_f64(S);
+        ASSERT_TRUE(memcmp(s2, s, sizeof s) == 0);
+        free(s2);
+        dagger_darray_release(X);
+        dagger_darray_release(Xl);
+        free(x);
+        /* A vector right-hand side. */
+        dagger_darray_t *v;
+        ASSERT_OK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(NB), DAGGER_DIMS(N),
+                                           b, &o, &v));
+        ASSERT_OK(dagger_darray_solve(S, v, DAGGER_SOLVE_CHOLESKY, &X));
+        x = collect_f64(X);
+        double r[N];
+        memcpy(r, b, sizeof r);
+        cblas_dgemv(CblasColMajor, CblasNoTrans, N, N, -1.0, s, N, x, 1, 1.0, r, 1);
+        for (size_t i = 0; i < N; i++)
+            ASSERT_TRUE(fabs(r[i]) < 1e-10);
+        free(x);
+        /* LU is not built over ranks, nor LU solves; a matrix that is not positive definite. */
+        dagger_darray_t *bad = NULL;
+        int64_t ipiv[N];
+        ASSERT_ERR(dagger_darray_lu(S, &bad, ipiv), DAGGER_ENOSYS);
+        ASSERT_STR_HAS(dagger_last_errmsg(),
+                       "dagger_darray_lu: the array has blocks on other ranks");
+        ASSERT_ERR(dagger_darray_solve(S, v, DAGGER_SOLVE_LU, &bad), DAGGER_ENOSYS);
+        ASSERT_STR_HAS(dagger_last_errmsg(), "only DAGGER_SOLVE_CHOLESKY");
+        ASSERT_ERR(dagger_darray_solve(S, Bl, DAGGER_SOLVE_CHOLESKY, &bad), DAGGER_ENOSYS);
+        ASSERT_STR_HAS(dagger_last_errmsg(), "every operand must be");
+        s[5 + 5 * N] = -1.0;
+        dagger_darray_t *NP;
+        ASSERT_OK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(NB, NB),
+                                           DAGGER_DIMS(N, N), s, &o, &NP));
+        ASSERT_ERR(dagger_darray_cholesky(NP, &bad), DAGGER_ENOTPD);
+        ASSERT_STR_HAS(dagger_last_errmsg(), "not positive definite");
+        ASSERT_TRUE(bad == NULL);
+        dagger_darray_release(NP);
+        /* Over ranks, factorisations need square blocks. */
+        ASSERT_OK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(NB, 8),
+                                           DAGGER_DIMS(N, N), s, &o, &NP));
+        ASSERT_ERR(dagger_darray_cholesky(NP, &bad), DAGGER_ENOSYS);
+        ASSERT_STR_HAS(dagger_last_errmsg(), "square blocks");
+        dagger_darray_release(NP);
+        free(a);
+        free(b);
+        free(c);
+        free(l);
+        dagger_darray_t *arrs[] = {A, B, C, Al, Bl, Cl, S, Sl, L, Ll, X, v};
+        for (size_t k = 0; k < sizeof arrs / sizeof *arrs; k++)
+            dagger_darray_release(arrs[k]);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 static void user_add(void *acc, const void *x, void *ud)
 {
     (void)ud;
@@ -330,7 +464,7 @@ TEST(ranks_explicit_places_and_refusals)
     ASSERT_ERR(dagger_darray_transpose(A, &B), DAGGER_ENOSYS);
     ASSERT_STR_HAS(dagger_last_errmsg(),
                    "dagger_darray_transpose: the array has blocks on other ranks");
-    ASSERT_ERR(dagger_darray_matmul(A, A, &B), DAGGER_ENOSYS);
+    ASSERT_ERR(dagger_darray_histogram(A, 0.0, 1.0, 4, (uint64_t[4]){0}), DAGGER_ENOSYS);
     ASSERT_STR_HAS(dagger_last_errmsg(), "not built over ranks yet");
     dagger_darray_redop_t user = {user_add, &(double){0}, NULL};
     dagger_value_t v;
@@ -341,4 +475,4 @@ TEST(ranks_explicit_places_and_refusals)
 }
 
 TEST_LIST(ranks_blockrow_and_cyclic_roundtrip_and_reduce, ranks_map_and_map_inplace,
-          ranks_explicit_places_and_refusals)
+          ranks_matmul_cholesky_and_solve, ranks_explicit_places_and_refusals)

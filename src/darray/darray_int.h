@@ -10,12 +10,11 @@
  * Across ranks (`ranks` set: DAGGER_DARRAY_RANKS in a job where some block lives on another rank
  * than the caller's) nothing goes through host pointers or job records: each block is mutable
  * data made on its rank (dagger_mutable), the operations built for it (constructors,
- * distribute, collect, reduce; src/darray/ranks.c) pass blocks as chunk arguments and plain
- * values, and every other operation refuses such an array (dagger__da_check_local).
- * Invariants: blocks[b] is a typed chunk of elt with the ragged shape of block b; place[b] is a
- * thread index (the chunk is then mutable data of that thread) or -1; with `ranks`, place[b] is
- * the rank of block b and ptr[b] is NULL.
- * SPDX-License-Identifier: MIT
+ * distribute, collect, map, copy, reduce, matmul, Cholesky, solve; src/darray/ranks.c) pass blocks
+ * as chunk arguments and plain values, and every other operation refuses such an array
+ * (dagger__da_check_local). Invariants: blocks[b] is a typed chunk of elt with the ragged shape of
+ * block b; place[b] is a thread index (the chunk is then mutable data of that thread) or -1; with
+ * `ranks`, place[b] is the rank of block b and ptr[b] is NULL. SPDX-License-Identifier: MIT
  */
 #ifndef DAGGER_SRC_DARRAY_INT_H
 #define DAGGER_SRC_DARRAY_INT_H
@@ -127,7 +126,8 @@ int dagger__da_new(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger_darra
 int dagger__da_build_ranks(dagger_darray_t *a, const dagger__da_ctor_t *ctor, const void *src,
                            bool row_major);
 /* map / map_inplace (dst NULL) over ranks: each block's function runs on the block's rank; the
- * functions travel by reference, `ud` must be NULL (a pointer cannot travel). */
+ * functions travel by reference, `ud` must be NULL (a pointer cannot travel). With neither ef
+ * nor bf, dst becomes a copy of src (same element type). */
 int dagger__da_map_ranks(dagger_darray_t *src, dagger_darray_t *dst, dagger_darray_elemfn_t ef,
                          dagger_darray_blockfn_t bf, void *ud, const char *what);
 /* collect over ranks: each block copied out by a task on its rank. */

@@ -8,6 +8,12 @@
  * square blocks: an array with other blocks is copied into square blocks of its smaller block
  * extent first and copied back at the end. Kernels come from OpenBLAS (CBLAS) and LAPACKE;
  * OpenBLAS is set to one thread while an operation runs (the parallelism is the tasks').
+ * Across ranks (arrays with `ranks`): the annotations are the blocks' chunks (dagger_ddchunk),
+ * which are mutable data of their ranks, so each kernel runs on the rank of the block it writes
+ * and the blocks it reads are copied there once per version; kernels read their data arguments
+ * through arg_data, which takes either form. matmul, Cholesky and solve with Cholesky are built
+ * that way (square blocks, B blocked to match); LU's panel and pivoting tasks take a job record
+ * and are refused over ranks.
  * SPDX-License-Identifier: MIT
  */
 #include <cblas.h>
@@ -30,6 +36,7 @@ typedef struct la {
     dagger_datadeps_t *dd;
     dagger_scope_t **scopes; /* one per thread, made on first use */
     int nthreads, blas_threads;
+    bool ranks; /* blocks on ranks: no thread scopes, the region places each task */
 } la_t;
 
 static int la_begin(la_t *L, dagger_ctx_t *ctx)
@@ -66,7 +73,7 @@ static void la_spawn(la_t *L, int place, dagger_fn_t fn, const char *name, const
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = name;
-    if (place >= 0 && place < L->nthreads) {
+    if (!L->ranks && place >= 0 && place < L->nthreads) {
         if (!L->scopes[place])
             L->scopes[place] = dagger_scope_thread(place);
         o.scope = L->scopes[place];
@@ -91,11 +98,21 @@ static size_t bytes(const dagger_darray_t *a, size_t b)
 }
 static dagger_ddarg_t in_blk(const dagger_darray_t *a, size_t b)
 {
-    return dagger_in(a->ptr[b], bytes(a, b));
+    return a->ranks ? dagger_ddchunk(DAGGER_ACCESS_IN, a->blocks[b])
+                    : dagger_in(a->ptr[b], bytes(a, b));
 }
 static dagger_ddarg_t inout_blk(dagger_darray_t *a, size_t b)
 {
-    return dagger_inout(a->ptr[b], bytes(a, b));
+    return a->ranks ? dagger_ddchunk(DAGGER_ACCESS_INOUT, a->blocks[b])
+                    : dagger_inout(a->ptr[b], bytes(a, b));
+}
+
+/* A kernel's data argument i: a span's pointer in one process, a block chunk's local copy over
+ * ranks. */
+static void *arg_data(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = dagger_arg(a, i);
+    return v && v->kind == DAGGER_KIND_PTR ? dagger_arg_ptr(a, i) : dagger_arg_buf(a, i, NULL);
 }
 
 /* ---------------------------------------------------------------- kernels */
@@ -103,7 +120,7 @@ static dagger_ddarg_t inout_blk(dagger_darray_t *a, size_t b)
 /* C = alpha op(A) op(B) + C; args: A, B, C, m, n, k, transa, transb, alpha, elt. */
 static int k_gemm(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    void *A = dagger_arg_ptr(a, 0), *B = dagger_arg_ptr(a, 1), *C = dagger_arg_ptr(a, 2);
+    void *A = arg_data(a, 0), *B = arg_data(a, 1), *C = arg_data(a, 2);
     int m = (int)dagger_arg_i64(a, 3), n = (int)dagger_arg_i64(a, 4), k = (int)dagger_arg_i64(a, 5);
     bool ta = dagger_arg_i64(a, 6), tb = dagger_arg_i64(a, 7);
     double alpha = dagger_arg_f64(a, 8);
@@ -128,7 +145,7 @@ static int k_gemm(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 /* B = op(A)^-1 B (left) or B op(A)^-1 (right); args: A, B, m, n, side, uplo, trans, unit. */
 static int k_trsm(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    double *A = dagger_arg_ptr(a, 0), *B = dagger_arg_ptr(a, 1);
+    double *A = arg_data(a, 0), *B = arg_data(a, 1);
     int m = (int)dagger_arg_i64(a, 2), n = (int)dagger_arg_i64(a, 3);
     bool left = dagger_arg_i64(a, 4), lower = dagger_arg_i64(a, 5), tr = dagger_arg_i64(a, 6),
          unit = dagger_arg_i64(a, 7);
@@ -144,8 +161,8 @@ static int k_trsm(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 static int k_syrk(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     int n = (int)dagger_arg_i64(a, 2), k = (int)dagger_arg_i64(a, 3);
-    cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, n, k, -1.0, dagger_arg_ptr(a, 0), n, 1.0,
-                dagger_arg_ptr(a, 1), n);
+    cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, n, k, -1.0, arg_data(a, 0), n, 1.0,
+                arg_data(a, 1), n);
     return 0;
 }
 
@@ -154,7 +171,7 @@ static int k_potrf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     int n = (int)dagger_arg_i64(a, 1), k = (int)dagger_arg_i64(a, 2);
     int64_t off = dagger_arg_i64(a, 3);
-    int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', n, dagger_arg_ptr(a, 0), n);
+    int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', n, arg_data(a, 0), n);
     if (info > 0)
         return dagger_fail(tc, DAGGER_ENOTPD,
                            "Cholesky: block (%d, %d): the leading minor of order %d is not "
@@ -168,7 +185,7 @@ static int k_potrf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 /* Zero the strict upper triangle of a block; args: A, m, n, whole (1: zero everything). */
 static int k_zero_upper(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    double *A = dagger_arg_ptr(a, 0);
+    double *A = arg_data(a, 0);
     size_t m = (size_t)dagger_arg_i64(a, 1), n = (size_t)dagger_arg_i64(a, 2);
     if (dagger_arg_i64(a, 3)) {
         memset(A, 0, m * n * sizeof *A);
@@ -185,9 +202,6 @@ static int k_zero_upper(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t 
 static int is_matrix(const dagger_darray_t *a, const char *what, const char *name)
 {
     DAGGER_CHECK(a, DAGGER_EINVAL, "%s: %s is NULL", what, name);
-    int rc = dagger__da_check(a, what); /* not built over ranks yet */
-    if (rc)
-        return rc;
     DAGGER_CHECK(a->nd == 2, DAGGER_EINVAL, "%s: %s is %d-D, a matrix is needed", what, name,
                  a->nd);
     return 0;
@@ -243,6 +257,26 @@ static int square_copy(dagger_darray_t *a, bool copy, dagger_darray_t **out)
     return rc;
 }
 
+/* Over ranks: every array of the operation over ranks, with square blocks (`square`) and B's
+ * row blocks matching (`rowbs`, 0: any); else DAGGER_ENOSYS naming what is missing. */
+static int ranks_ok(const dagger_darray_t *a, const dagger_darray_t *b, bool square, size_t rowbs,
+                    const char *what)
+{
+    DAGGER_CHECK(a->ranks && (!b || b->ranks), DAGGER_ENOSYS,
+                 "%s: one array has blocks on other ranks and another does not: over ranks every "
+                 "operand must be (docs/darray.md, \"Across ranks\")",
+                 what);
+    DAGGER_CHECK(!square || a->bs[0] == a->bs[1], DAGGER_ENOSYS,
+                 "%s: over ranks A needs square blocks (it has %zu x %zu; re-blocking across "
+                 "ranks is not built yet)",
+                 what, a->bs[0], a->bs[1]);
+    DAGGER_CHECK(!b || !rowbs || b->bs[0] == rowbs, DAGGER_ENOSYS,
+                 "%s: over ranks B's row blocks (%zu) must match A's blocks (%zu; re-blocking "
+                 "across ranks is not built yet)",
+                 what, b ? b->bs[0] : 0, rowbs);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- matmul */
 
 int dagger_darray_matmul(dagger_darray_t *a, dagger_darray_t *b, dagger_darray_t **out)
@@ -254,8 +288,6 @@ int dagger_darray_matmul(dagger_darray_t *a, dagger_darray_t *b, dagger_darray_t
         return rc;
     DAGGER_CHECK(b && (b->nd == 1 || b->nd == 2), DAGGER_EINVAL,
                  "dagger_darray_matmul: B must be a matrix or a vector");
-    if ((rc = dagger__da_check(b, "dagger_darray_matmul")))
-        return rc;
     char sa[96], sb[96];
     DAGGER_CHECK(a->dims[1] == b->dims[0], DAGGER_EINVAL,
                  "dagger_darray_matmul: A is %s and B is %s: the inner dimensions %zu and %zu "
@@ -268,6 +300,8 @@ int dagger_darray_matmul(dagger_darray_t *a, dagger_darray_t *b, dagger_darray_t
                  "and %d)",
                  dagger__da_shape_str(a, sa, sizeof sa), dagger__da_shape_str(b, sb, sizeof sb),
                  (int)a->elt, (int)b->elt);
+    if ((a->ranks || b->ranks) && (rc = ranks_ok(a, b, false, a->bs[1], "dagger_darray_matmul")))
+        return rc;
     dagger_darray_t *bb = dagger_darray_retain(b);
     if (b->bs[0] != a->bs[1]) { /* match B's row blocks to A's column blocks */
         size_t bs[2] = {a->bs[1], b->bs[1]};
@@ -286,12 +320,21 @@ int dagger_darray_matmul(dagger_darray_t *a, dagger_darray_t *b, dagger_darray_t
         dagger_darray_release(bb);
         return rc;
     }
+    if (a->ranks && !c->ranks) {
+        dagger_darray_release(bb);
+        dagger_darray_release(c);
+        return dagger__set_errmsg(DAGGER_ENOSYS,
+                                  "dagger_darray_matmul: over ranks the result's distribution "
+                                  "must put blocks on other ranks too (an explicit distribution "
+                                  "is not carried over)");
+    }
     la_t L;
     if ((rc = la_begin(&L, a->ctx))) {
         dagger_darray_release(bb);
         dagger_darray_release(c);
         return rc;
     }
+    L.ranks = a->ranks;
     size_t gi = a->grid[0], gk = a->grid[1], gj = b->nd == 2 ? bb->grid[1] : 1;
     for (size_t j = 0; j < gj; j++)
         for (size_t i = 0; i < gi; i++)
@@ -329,6 +372,7 @@ static int cholesky_tiles(dagger_darray_t *t)
     int rc = la_begin(&L, t->ctx);
     if (rc)
         return rc;
+    L.ranks = t->ranks;
     size_t nt = t->grid[0];
 #define I64(x) dagger_ddval(dagger_i64((int64_t)(x)))
     for (size_t k = 0; k < nt; k++) {
@@ -375,7 +419,7 @@ static int on_square(dagger_darray_t *a, int (*factor)(dagger_darray_t *t, void 
                      dagger_darray_t **out)
 {
     dagger_darray_t *t;
-    int rc = square_copy(a, true, &t);
+    int rc = a->ranks ? dagger_darray_copy(a, &t) : square_copy(a, true, &t);
     if (rc)
         return rc;
     if ((rc = factor(t, ud))) {
@@ -404,6 +448,8 @@ int dagger_darray_cholesky(dagger_darray_t *a, dagger_darray_t **out)
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_darray_cholesky: out is NULL");
     *out = NULL;
     int rc = is_f64_square(a, "dagger_darray_cholesky");
+    if (!rc && a->ranks)
+        rc = ranks_ok(a, NULL, true, 0, "dagger_darray_cholesky");
     return rc ? rc : on_square(a, chol_factor, NULL, out);
 }
 
@@ -548,7 +594,7 @@ int dagger_darray_lu(dagger_darray_t *a, dagger_darray_t **out, int64_t *ipiv)
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_darray_lu: out is NULL");
     *out = NULL;
     int rc = is_f64_square(a, "dagger_darray_lu");
-    if (rc)
+    if (rc || (rc = dagger__da_check(a, "dagger_darray_lu"))) /* not built over ranks */
         return rc;
     size_t n = a->dims[0];
     int *piv = dagger__calloc(n ? n : 1, sizeof *piv);
@@ -595,6 +641,7 @@ static int substitute(dagger_darray_t *f, dagger_darray_t *x, const int *ipiv,
     int rc = la_begin(&L, f->ctx);
     if (rc)
         return rc;
+    L.ranks = f->ranks;
     size_t nt = f->grid[0], gc = x->nd == 2 ? x->grid[1] : 1;
     if (ipiv) {
         dagger_ddarg_t *av = dagger__malloc((x->nblocks + 2) * sizeof *av);
@@ -671,8 +718,22 @@ int dagger_darray_solve(dagger_darray_t *a, dagger_darray_t *b, dagger_solve_kin
                  "with as many rows as A",
                  dagger__da_shape_str(a, sa, sizeof sa),
                  b ? dagger__da_shape_str(b, sb, sizeof sb) : "NULL");
-    if ((rc = dagger__da_check(b, "dagger_darray_solve")))
+    if (a->ranks || b->ranks) { /* Cholesky only: LU's panel tasks take a job record */
+        DAGGER_CHECK(kind == DAGGER_SOLVE_CHOLESKY, DAGGER_ENOSYS,
+                     "dagger_darray_solve: over ranks only DAGGER_SOLVE_CHOLESKY is built (LU's "
+                     "panel and pivoting tasks read blocks through host pointers)");
+        if ((rc = ranks_ok(a, b, true, a->bs[0], "dagger_darray_solve")))
+            return rc;
+        dagger_darray_t *t = NULL, *x = NULL;
+        if (!(rc = dagger_darray_copy(a, &t)) && !(rc = cholesky_tiles(t)) &&
+            !(rc = dagger_darray_copy(b, &x)) && !(rc = substitute(t, x, NULL, kind))) {
+            *out = x;
+            x = NULL;
+        }
+        dagger_darray_release(t);
+        dagger_darray_release(x);
         return rc;
+    }
     size_t n = a->dims[0];
     int *piv = kind == DAGGER_SOLVE_LU ? dagger__calloc(n ? n : 1, sizeof *piv) : NULL;
     DAGGER_CHECK(kind != DAGGER_SOLVE_LU || piv, DAGGER_ENOMEM,

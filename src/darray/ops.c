@@ -266,11 +266,22 @@ int dagger_darray_copy(dagger_darray_t *a, dagger_darray_t **out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_darray_copy: out is NULL");
     *out = NULL;
-    int rc = dagger__da_check(a, "dagger_darray_copy");
+    int rc = dagger__da_check_any(a, "dagger_darray_copy");
     if (rc)
         return rc;
     dagger__da_layout_t l;
     dagger__da_layout_like(a, a->elt, &l);
+    if (a->ranks) { /* each block copied on its rank */
+        dagger_darray_t *c;
+        if ((rc = dagger__da_new(a->ctx, &l, &c)))
+            return rc;
+        if ((rc = dagger__da_map_ranks(a, c, NULL, NULL, NULL, "dagger_darray_copy"))) {
+            dagger_darray_release(c);
+            return rc;
+        }
+        *out = c;
+        return 0;
+    }
     gather_job_t j = {a, {0, 0, 0, 0}};
     return dagger__da_build_with(a->ctx, &l, gather_body, &j, "darray_copy", out);
 }

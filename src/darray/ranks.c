@@ -31,7 +31,8 @@ typedef struct geo {
 
 enum { MAKE_ZEROS, MAKE_CTOR, MAKE_BYTES, MAKE_MAP };
 
-/* map's function, as it travels: an element function (block 0) or a block function (1). */
+/* map's function, as it travels: an element function (block 0), a block function (1), or none
+ * (2: a copy, for dagger_darray_copy). */
 typedef struct fnblob {
     struct dagger__fn_ref ref;
     int32_t block;
@@ -47,6 +48,10 @@ static int apply(dagger_tc_t *tc, const void *fbp, size_t fblen, const dagger_da
     if (fblen != sizeof fb)
         return dagger_fail(tc, DAGGER_EINVAL, "darray map: a malformed function reference");
     memcpy(&fb, fbp, sizeof fb);
+    if (fb.block == 2) {
+        memcpy(out, in, dagger__da_block_count(in_sh, b) * in_sh->esz);
+        return 0;
+    }
     int rc = dagger__fn_resolve(&fb.ref, &fn, why, sizeof why);
     if (rc)
         return dagger_fail(tc, rc, "darray map: %s", why);
@@ -259,10 +264,10 @@ int dagger__da_map_ranks(dagger_darray_t *src, dagger_darray_t *dst, dagger_darr
                  what);
     fnblob_t fb;
     memset(&fb, 0, sizeof fb);
-    fb.block = bf != NULL;
+    fb.block = bf ? 1 : ef ? 0 : 2;
     char why[256];
     dagger_fn_t fn = bf ? (dagger_fn_t)(void (*)(void))bf : (dagger_fn_t)(void (*)(void))ef;
-    int rc = dagger__fn_ref(fn, &fb.ref, why, sizeof why);
+    int rc = fn ? dagger__fn_ref(fn, &fb.ref, why, sizeof why) : 0;
     if (rc)
         return dagger__set_errmsg(rc, "%s: %s", what, why);
     if (dst) {
