@@ -43,7 +43,8 @@ typedef enum dagger_dist {
     DAGGER_DIST_EXPLICIT,  /* places[b mod nplaces] for block b (column-major over the grid) */
 } dagger_dist_t;
 
-/** What a place is: a worker thread of this process, or a rank (needs MPI; one rank today). */
+/** What a place is: a worker thread of this process, or a rank of an MPI job (a block on another
+ *  rank is mutable data there; docs/darray.md, "Across ranks", lists the operations built). */
 enum { DAGGER_DARRAY_THREADS = 0, DAGGER_DARRAY_RANKS = 1 };
 
 /** Flags of dagger_darray_opts_t and of dagger_darray_collect. */
