@@ -5,9 +5,9 @@
  * DAGGER_DIST_BLOCKROW, DAGGER_DIST_CYCLICROW and DAGGER_DIST_EXPLICIT over DAGGER_DARRAY_RANKS:
  * every block is mutable data of the rank the distribution names; round trips of distribute and
  * collect (both orders), constructors, map and reductions give the values of the same calls on an
- * array that lives in this process (bit for bit) and of plain loops; matmul, Cholesky and
- * solve (Cholesky) against CBLAS / LAPACKE and the same calls in this process; operations not
- * built over ranks yet (LU, transpose, histogram, ...) refuse with DAGGER_ENOSYS and a message.
+ * array that lives in this process (bit for bit) and of plain loops; matmul, Cholesky, LU (column
+ * distributions) and solves against CBLAS / LAPACKE and the same calls in this process;
+ * operations not built over ranks yet (transpose, histogram, ...) refuse with DAGGER_ENOSYS.
  * SPDX-License-Identifier: MIT
  */
 #include <cblas.h>
@@ -303,17 +303,19 @@ static double max_diff(const double *x, const double *y, size_t n)
     return m;
 }
 
-/* matmul, Cholesky and solve (Cholesky) over ranks: against CBLAS / LAPACKE on the collected
- * inputs, and bit for bit against the same calls on arrays of this process (same kernels, same
- * order of updates per block). LU is refused over ranks (its panel tasks take a job record). */
-TEST(ranks_matmul_cholesky_and_solve)
+/* matmul, Cholesky, LU and solve over ranks: against CBLAS / LAPACKE on the collected inputs,
+ * and bit for bit against the same calls on arrays of this process (same kernels, same order of
+ * updates per block). LU needs each block column on one rank (column distributions). */
+TEST(ranks_cholesky_lu_and_solve)
 {
     dagger_ctx_t *ctx = open_job(2);
     if (!ctx)
         return;
     enum { N = 24, K = 10, NB = 6 };
-    static const dagger_dist_t dists[] = {DAGGER_DIST_BLOCKROW, DAGGER_DIST_CYCLICROW};
-    for (size_t di = 0; di < 2; di++) {
+    static const dagger_dist_t dists[] = {DAGGER_DIST_BLOCKROW, DAGGER_DIST_CYCLICROW,
+                                          DAGGER_DIST_BLOCKCOL, DAGGER_DIST_CYCLICCOL};
+    for (size_t di = 0; di < 4; di++) {
+        bool bycol = dists[di] == DAGGER_DIST_BLOCKCOL || dists[di] == DAGGER_DIST_CYCLICCOL;
         dagger_darray_opts_t o = over_ranks(dists[di]);
         dagger_darray_t *A, *B, *C, *Al, *Bl, *Cl;
         ASSERT_OK(dagger_darray_rand(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(NB, NB), DAGGER_DIMS(N, N),
@@ -381,14 +383,64 @@ TEST(ranks_matmul_cholesky_and_solve)
         for (size_t i = 0; i < N; i++)
             ASSERT_TRUE(fabs(r[i]) < 1e-10);
         free(x);
-        /* LU is not built over ranks, nor LU solves; a matrix that is not positive definite. */
+        dagger_darray_release(X);
+        /* LU of A (not symmetric) with partial pivoting: dgetrf's pivots and factors; solves. */
         dagger_darray_t *bad = NULL;
-        int64_t ipiv[N];
-        ASSERT_ERR(dagger_darray_lu(S, &bad, ipiv), DAGGER_ENOSYS);
-        ASSERT_STR_HAS(dagger_last_errmsg(),
-                       "dagger_darray_lu: the array has blocks on other ranks");
-        ASSERT_ERR(dagger_darray_solve(S, v, DAGGER_SOLVE_LU, &bad), DAGGER_ENOSYS);
-        ASSERT_STR_HAS(dagger_last_errmsg(), "only DAGGER_SOLVE_CHOLESKY");
+        int64_t ipiv[N], ipivl[N];
+        if (bycol) {
+            dagger_darray_t *F, *Fl, *Z;
+            ASSERT_OK(dagger_darray_lu(A, &F, ipiv));
+            ASSERT_OK(dagger_darray_lu(Al, &Fl, ipivl));
+            same_values(F, Fl);
+            double *lu = collect_f64(F), g[N * N];
+            memcpy(g, a, sizeof g);
+            lapack_int gp[N];
+            ASSERT_EQ(LAPACKE_dgetrf(LAPACK_COL_MAJOR, N, N, g, N, gp), 0);
+            for (size_t i = 0; i < N; i++) {
+                ASSERT_EQ(ipiv[i], gp[i]);
+                ASSERT_EQ(ipivl[i], gp[i]);
+            }
+            ASSERT_TRUE(max_diff(lu, g, N * N) < 1e-10);
+            free(lu);
+            dagger_darray_release(F);
+            dagger_darray_release(Fl);
+            ASSERT_OK(dagger_darray_solve(A, B, DAGGER_SOLVE_LU, &X));
+            ASSERT_OK(dagger_darray_solve(Al, Bl, DAGGER_SOLVE_LU, &Xl));
+            same_values(X, Xl);
+            x = collect_f64(X);
+            double w2[N * K];
+            memcpy(g, a, sizeof g);
+            memcpy(w2, b, sizeof w2);
+            ASSERT_EQ(LAPACKE_dgesv(LAPACK_COL_MAJOR, N, K, g, N, gp, w2, N), 0);
+            ASSERT_TRUE(max_diff(x, w2, N * K) < 1e-9);
+            free(x);
+            dagger_darray_release(X);
+            dagger_darray_release(Xl);
+            ASSERT_OK(dagger_darray_solve(A, v, DAGGER_SOLVE_LU, &X));
+            x = collect_f64(X);
+            memcpy(r, b, sizeof r);
+            cblas_dgemv(CblasColMajor, CblasNoTrans, N, N, -1.0, a, N, x, 1, 1.0, r, 1);
+            for (size_t i = 0; i < N; i++)
+                ASSERT_TRUE(fabs(r[i]) < 1e-9);
+            free(x);
+            dagger_darray_release(X);
+            /* A singular matrix names the pivot. */
+            double z[N * N];
+            memcpy(z, a, sizeof z);
+            for (size_t i = 0; i < N; i++)
+                z[i + 7 * N] = 0;
+            ASSERT_OK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(NB, NB),
+                                               DAGGER_DIMS(N, N), z, &o, &Z));
+            ASSERT_ERR(dagger_darray_lu(Z, &bad, ipiv), DAGGER_ESINGULAR);
+            ASSERT_STR_HAS(dagger_last_errmsg(), "the matrix is singular");
+            ASSERT_TRUE(bad == NULL);
+            dagger_darray_release(Z);
+        } else { /* a block column on several ranks: refused, naming two of them */
+            ASSERT_ERR(dagger_darray_lu(A, &bad, ipiv), DAGGER_ENOSYS);
+            ASSERT_STR_HAS(dagger_last_errmsg(), "each block column on one rank");
+            ASSERT_ERR(dagger_darray_solve(A, B, DAGGER_SOLVE_LU, &bad), DAGGER_ENOSYS);
+            ASSERT_STR_HAS(dagger_last_errmsg(), "each block column on one rank");
+        }
         ASSERT_ERR(dagger_darray_solve(S, Bl, DAGGER_SOLVE_CHOLESKY, &bad), DAGGER_ENOSYS);
         ASSERT_STR_HAS(dagger_last_errmsg(), "every operand must be");
         s[5 + 5 * N] = -1.0;
@@ -409,7 +461,7 @@ TEST(ranks_matmul_cholesky_and_solve)
         free(b);
         free(c);
         free(l);
-        dagger_darray_t *arrs[] = {A, B, C, Al, Bl, Cl, S, Sl, L, Ll, X, v};
+        dagger_darray_t *arrs[] = {A, B, C, Al, Bl, Cl, S, Sl, L, Ll, v};
         for (size_t k = 0; k < sizeof arrs / sizeof *arrs; k++)
             dagger_darray_release(arrs[k]);
     }
@@ -475,4 +527,4 @@ TEST(ranks_explicit_places_and_refusals)
 }
 
 TEST_LIST(ranks_blockrow_and_cyclic_roundtrip_and_reduce, ranks_map_and_map_inplace,
-          ranks_matmul_cholesky_and_solve, ranks_explicit_places_and_refusals)
+          ranks_cholesky_lu_and_solve, ranks_explicit_places_and_refusals)

@@ -130,6 +130,10 @@ int dagger__da_build_ranks(dagger_darray_t *a, const dagger__da_ctor_t *ctor, co
  * nor bf, dst becomes a copy of src (same element type). */
 int dagger__da_map_ranks(dagger_darray_t *src, dagger_darray_t *dst, dagger_darray_elemfn_t ef,
                          dagger_darray_blockfn_t bf, void *ud, const char *what);
+/* A zeroed chunk of `size` bytes, mutable data of `rank`. */
+int dagger__da_chunk_on(dagger_ctx_t *ctx, int rank, size_t size, dagger_chunk_t **out);
+/* Copy the `len` bytes of chunk c (wherever it lives) into dst, by a task where it lives. */
+int dagger__da_chunk_get(dagger_ctx_t *ctx, dagger_chunk_t *c, void *dst, size_t len);
 /* collect over ranks: each block copied out by a task on its rank. */
 int dagger__da_collect_ranks(dagger_darray_t *a, void *dst, bool row_major);
 

@@ -345,6 +345,49 @@ static int collect_block(dagger_tc_t *tc, const dagger_args_t *args, dagger_valu
     return rc;
 }
 
+/* dagger_mutable's constructor of dagger__da_chunk_on: a zeroed blob of argument 0 bytes. */
+static int make_zeros(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
+{
+    size_t n = (size_t)dagger_arg_i64(args, 0);
+    void *z = dagger__calloc(n ? n : 1, 1);
+    if (!z)
+        return dagger_fail(tc, DAGGER_ENOMEM, "darray: out of memory (%zu bytes)", n);
+    *out = dagger_blob_copy(tc, z, n);
+    dagger__free(z);
+    return 0;
+}
+
+int dagger__da_chunk_on(dagger_ctx_t *ctx, int rank, size_t size, dagger_chunk_t **out)
+{
+    dagger_scope_t *w = dagger_scope_worker(rank);
+    DAGGER_CHECK(w, DAGGER_ENOMEM, "darray: out of memory");
+    dagger_value_t av[1] = {dagger_i64((int64_t)size)};
+    int rc = dagger_mutable(ctx, w, make_zeros, av, 1, out);
+    dagger_scope_release(w);
+    return rc;
+}
+
+int dagger__da_chunk_get(dagger_ctx_t *ctx, dagger_chunk_t *c, void *dst, size_t len)
+{
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.name = "darray_read_chunk";
+    dagger_value_t av[1] = {dagger_chunkv(c)};
+    dagger_task_t *t = dagger_spawn_impl(ctx, &o, read_block, o.name, av, 1);
+    DAGGER_CHECK(t, DAGGER_ENOMEM, "darray: out of memory");
+    dagger_value_t v;
+    int rc = dagger_fetch(t, &v);
+    if (rc)
+        rc = dagger__set_errmsg_str(rc, dagger_task_errmsg(t));
+    else if (v.kind != DAGGER_KIND_BLOB || v.len != len)
+        rc = dagger__set_errmsg(DAGGER_EIO, "darray: %u bytes came back for a chunk of %zu",
+                                (unsigned)v.len, len);
+    else if (len)
+        memcpy(dst, v.u.p, len);
+    dagger_task_release(t);
+    return rc;
+}
+
 int dagger__da_collect_ranks(dagger_darray_t *a, void *dst, bool row_major)
 {
     collect_job_t j = {a, dst, row_major};
