@@ -10,8 +10,8 @@
  * Across ranks (`ranks` set: DAGGER_DARRAY_RANKS in a job where some block lives on another rank
  * than the caller's) nothing goes through host pointers or job records: each block is mutable
  * data made on its rank (dagger_mutable), the operations built for it (constructors,
- * distribute, collect, map, copy, reduce, matmul, Cholesky, solve; src/darray/ranks.c) pass blocks
- * as chunk arguments and plain values, and every other operation refuses such an array
+ * distribute, collect, map, copy, reduce, matmul, Cholesky, LU, solve; src/darray/ranks.c) pass
+ * blocks as chunk arguments and plain values, and every other operation refuses such an array
  * (dagger__da_check_local). Invariants: blocks[b] is a typed chunk of elt with the ragged shape of
  * block b; place[b] is a thread index (the chunk is then mutable data of that thread) or -1; with
  * `ranks`, place[b] is the rank of block b and ptr[b] is NULL. SPDX-License-Identifier: MIT
