@@ -1,5 +1,8 @@
 /* bench/darray/dagger.c - distributed arrays: constructors, X .+ 1, sum, norm, matmul,
  * Cholesky and LU on NB x NB blocks (rows in problem.h).
+ * BENCH_DARRAY_RANKS=1 under mpirun (driver mode): every array over the job's ranks, block
+ * columns dealt round robin (DAGGER_DIST_CYCLICCOL, so LU runs too); X .+ 1 is then a map
+ * (broadcast is not built over ranks); the rows print as impl "dagger_ranks".
  * SPDX-License-Identifier: MIT
  */
 #include "problem.h"
@@ -22,6 +25,12 @@ void openblas_set_num_threads(int n);
 
 static double best(double a, double b) { return a < b ? a : b; }
 
+static void add_one(void *out, const void *in, void *ud)
+{
+    (void)ud;
+    *(double *)out = *(const double *)in + 1.0;
+}
+
 int main(int argc, char **argv)
 {
     da_cfg_t c;
@@ -31,7 +40,20 @@ int main(int argc, char **argv)
     dagger_opts_init(&o);
     o.num_threads = c.threads;
     dagger_ctx_t *ctx;
-    CHECK(dagger_ctx_open(&ctx, &o));
+    int orc = dagger_ctx_open(&ctx, &o);
+    if (orc == DAGGER_CTX_SERVED) /* a rank of the job other than the driver */
+        return 0;
+    CHECK(orc);
+    const char *env = getenv("BENCH_DARRAY_RANKS");
+    bool ranks = env && atoi(env) == 1;
+    const char *impl = ranks ? "dagger_ranks" : "dagger";
+    dagger_darray_opts_t ro, *po = NULL;
+    dagger_darray_opts_init(&ro);
+    if (ranks) {
+        ro.over = DAGGER_DARRAY_RANKS;
+        ro.dist = DAGGER_DIST_CYCLICCOL;
+        po = &ro;
+    }
     int n = c.n, nb = c.nb;
     dagger_dims_t dims = DAGGER_DIMS((size_t)n, (size_t)n),
                   bl = DAGGER_BLOCKS((size_t)nb, (size_t)nb);
@@ -39,7 +61,7 @@ int main(int argc, char **argv)
     /* element-wise rows */
     double t_alloc = 1e30, t_add = 1e30, t_sum = 1e30, t_norm = 1e30;
     dagger_darray_t *x, *y;
-    CHECK(dagger_darray_rand(ctx, DAGGER_ELT_F64, bl, dims, 1, NULL, &x));
+    CHECK(dagger_darray_rand(ctx, DAGGER_ELT_F64, bl, dims, 1, po, &x));
     double *buf = malloc((size_t)n * n * sizeof *buf), ref = 0, ref2 = 0;
     CHECK(dagger_darray_collect(x, buf, (size_t)n * n * sizeof *buf, 0));
     for (size_t k = 0; k < (size_t)n * n; k++) {
@@ -48,11 +70,14 @@ int main(int argc, char **argv)
     }
     for (int r = 0; r < c.reps; r++) {
         double t0 = da_now();
-        CHECK(dagger_darray_zeros(ctx, DAGGER_ELT_F64, bl, dims, NULL, &y));
+        CHECK(dagger_darray_zeros(ctx, DAGGER_ELT_F64, bl, dims, po, &y));
         t_alloc = best(t_alloc, da_now() - t0);
         dagger_darray_release(y);
         t0 = da_now();
-        CHECK(dagger_darray_broadcast_scalar(x, DAGGER_OP_ADD, 1.0, false, &y));
+        if (ranks)
+            CHECK(dagger_darray_map(x, DAGGER_ELT_RAW, add_one, NULL, NULL, &y));
+        else
+            CHECK(dagger_darray_broadcast_scalar(x, DAGGER_OP_ADD, 1.0, false, &y));
         t_add = best(t_add, da_now() - t0);
         dagger_darray_release(y);
         dagger_value_t v;
@@ -73,10 +98,10 @@ int main(int argc, char **argv)
         }
     }
     dagger_darray_release(x);
-    da_result("darray_alloc", "dagger", &c, t_alloc * 1e3, "ms");
-    da_result("darray_add1", "dagger", &c, t_add * 1e3, "ms");
-    da_result("darray_sum", "dagger", &c, t_sum * 1e3, "ms");
-    da_result("darray_norm", "dagger", &c, t_norm * 1e3, "ms");
+    da_result("darray_alloc", impl, &c, t_alloc * 1e3, "ms");
+    da_result("darray_add1", impl, &c, t_add * 1e3, "ms");
+    da_result("darray_sum", impl, &c, t_sum * 1e3, "ms");
+    da_result("darray_norm", impl, &c, t_norm * 1e3, "ms");
 
     /* dgemm rate of this machine for the Cholesky fraction */
     int m = n < 4096 ? n : 4096;
@@ -96,7 +121,7 @@ int main(int argc, char **argv)
     /* matmul */
     dagger_darray_t *a, *cc;
     dagger_dims_t md = DAGGER_DIMS((size_t)m, (size_t)m);
-    CHECK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, bl, md, ga, NULL, &a));
+    CHECK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, bl, md, ga, po, &a));
     double t_mm = 1e30;
     for (int r = 0; r < c.reps; r++) {
         double t0 = da_now();
@@ -115,13 +140,13 @@ int main(int argc, char **argv)
         dagger_darray_release(cc);
     }
     dagger_darray_release(a);
-    da_result("darray_matmul", "dagger", &c, 2.0 * m * m * (double)m / t_mm * 1e-9, "GFLOP/s");
+    da_result("darray_matmul", impl, &c, 2.0 * m * m * (double)m / t_mm * 1e-9, "GFLOP/s");
     free(ga);
     free(gc);
 
     /* Cholesky */
     da_spd(buf, n);
-    CHECK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, bl, dims, buf, NULL, &a));
+    CHECK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, bl, dims, buf, po, &a));
     double t_ch = 1e30;
     dagger_darray_t *l = NULL;
     for (int r = 0; r < c.reps; r++) {
@@ -155,13 +180,13 @@ int main(int argc, char **argv)
     dagger_darray_release(l);
     dagger_darray_release(a);
     double chol_rate = (double)n * n * (double)n / 3.0 / t_ch * 1e-9;
-    da_result("darray_cholesky", "dagger", &c, chol_rate, "GFLOP/s");
-    da_result("darray_cholesky_frac", "dagger", &c, 100.0 * chol_rate / dgemm_rate, "%dgemm");
+    da_result("darray_cholesky", impl, &c, chol_rate, "GFLOP/s");
+    da_result("darray_cholesky_frac", impl, &c, 100.0 * chol_rate / dgemm_rate, "%dgemm");
 
     /* LU */
     for (size_t k = 0; k < (size_t)n * n; k++)
         buf[k] = da_val(k * 7 + 3) - 0.5;
-    CHECK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, bl, dims, buf, NULL, &a));
+    CHECK(dagger_darray_distribute(ctx, DAGGER_ELT_F64, bl, dims, buf, po, &a));
     int64_t *ipiv = malloc(n * sizeof *ipiv);
     double t_lu = 1e30;
     dagger_darray_t *f = NULL;
@@ -195,7 +220,7 @@ int main(int argc, char **argv)
         printf("ERROR lu: backward error %g\n", err / (n * ynorm));
         return 1;
     }
-    da_result("darray_lu", "dagger", &c, 2.0 * n * n * (double)n / 3.0 / t_lu * 1e-9, "GFLOP/s");
+    da_result("darray_lu", impl, &c, 2.0 * n * n * (double)n / 3.0 / t_lu * 1e-9, "GFLOP/s");
     printf("# nb=%d dgemm(%d threads, n=%d)=%.1f GFLOP/s\n", nb, c.threads, m, dgemm_rate);
     dagger_darray_release(f);
     dagger_darray_release(a);

@@ -43,7 +43,8 @@ typedef enum dagger_dist {
     DAGGER_DIST_EXPLICIT,  /* places[b mod nplaces] for block b (column-major over the grid) */
 } dagger_dist_t;
 
-/** What a place is: a worker thread of this process, or a rank (needs MPI; one rank today). */
+/** What a place is: a worker thread of this process, or a rank of an MPI job (a block on another
+ *  rank is mutable data there; docs/darray.md, "Across ranks", lists the operations built). */
 enum { DAGGER_DARRAY_THREADS = 0, DAGGER_DARRAY_RANKS = 1 };
 
 /** Flags of dagger_darray_opts_t and of dagger_darray_collect. */
@@ -125,7 +126,9 @@ DAGGER_API dagger_dims_t dagger_darray_dims(const dagger_darray_t *a);
 DAGGER_API dagger_dims_t dagger_darray_block_dims(const dagger_darray_t *a);
 DAGGER_API dagger_dims_t dagger_darray_grid(const dagger_darray_t *a);
 /** The number of blocks, the chunk of block `b` (column-major over the grid; a typed array
- *  chunk of the block's ragged shape) and its place (thread, or -1 when the scheduler decides).
+ *  chunk of the block's ragged shape) and its place (thread, or -1 when the scheduler decides;
+ *  for an array over ranks with blocks on other ranks, the block's rank, the chunk being
+ *  mutable data there).
  *  Returns: borrowed while `a` is held; NULL when `b` is out of range. Thread safety: any. */
 DAGGER_API size_t dagger_darray_nblocks(const dagger_darray_t *a);
 DAGGER_API dagger_chunk_t *dagger_darray_block(const dagger_darray_t *a, size_t b);

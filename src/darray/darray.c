@@ -6,8 +6,10 @@
  * as a chunk (DAGGER_DIST_ANY). Random values come from a counter-based generator: element k
  * (global column-major index) of seed s is a hash of (s, k), so values do not depend on the
  * blocking, the places, or the order in which blocks run.
- * Places over ranks: every block lives on rank 0 and is free to move; a block placed on another
- * rank is refused until the operations pass blocks as chunks (TODO #9, docs/darray.md).
+ * Places over ranks: in one process (or when every block lands on the caller's rank) blocks
+ * live here and are free to move between threads, as DAGGER_DIST_ANY; when some block lives on
+ * another rank the array is built by src/darray/ranks.c (each block mutable data of its rank)
+ * and only the operations built over ranks accept it (dagger__da_check).
  * SPDX-License-Identifier: MIT
  */
 #include <math.h>
@@ -72,9 +74,19 @@ const char *dagger__da_shape_str(const dagger_darray_t *a, char *buf, size_t cap
     return buf;
 }
 
+int dagger__da_check_any(const dagger_darray_t *a, const char *what)
+{
+    DAGGER_CHECK(a, DAGGER_EINVAL, "%s: the array is NULL", what);
+    return 0;
+}
+
 int dagger__da_check(const dagger_darray_t *a, const char *what)
 {
     DAGGER_CHECK(a, DAGGER_EINVAL, "%s: the array is NULL", what);
+    DAGGER_CHECK(!a->ranks, DAGGER_ENOSYS,
+                 "%s: the array has blocks on other ranks, and this operation is not built over "
+                 "ranks yet (docs/darray.md, \"Across ranks\")",
+                 what);
     return 0;
 }
 
@@ -188,8 +200,9 @@ void dagger__da_layout_like(const dagger_darray_t *a, dagger_elt_t elt, dagger__
     l->copy_places = true;
 }
 
-/* The thread of block b under the layout's distribution, or -1 when it may move. */
-static int place_of(const dagger__da_layout_t *l, const dagger_darray_t *a, size_t b, int nthreads)
+/* The place of block b under the layout's distribution (a thread or a rank, from P places), or
+ * -1 when it may move. */
+static int place_of(const dagger__da_layout_t *l, const dagger_darray_t *a, size_t b, int P)
 {
     if (l->copy_places)
         return l->places[b];
@@ -199,29 +212,20 @@ static int place_of(const dagger__da_layout_t *l, const dagger_darray_t *a, size
     dagger__da_block_coords(a, b, g);
     /* A 1-D array's "columns" are its blocks too. */
     int cd = a->nd > 1 ? 1 : 0;
-    size_t P = l->over == DAGGER_DARRAY_RANKS ? 1 : (size_t)nthreads;
-    size_t p = 0;
     switch (l->dist) {
     case DAGGER_DIST_BLOCKROW:
-        p = g[0] * P / a->grid[0];
-        break;
+        return (int)(g[0] * (size_t)P / a->grid[0]);
     case DAGGER_DIST_BLOCKCOL:
-        p = g[cd] * P / a->grid[cd];
-        break;
+        return (int)(g[cd] * (size_t)P / a->grid[cd]);
     case DAGGER_DIST_CYCLICROW:
-        p = g[0] % P;
-        break;
+        return (int)(g[0] % (size_t)P);
     case DAGGER_DIST_CYCLICCOL:
-        p = g[cd] % P;
-        break;
+        return (int)(g[cd] % (size_t)P);
     case DAGGER_DIST_EXPLICIT:
-        return l->over == DAGGER_DARRAY_RANKS ? (l->places[b % l->nplaces] == 0 ? -1 : -2)
-                                              : l->places[b % l->nplaces];
+        return l->places[b % l->nplaces];
     default:
         return -1;
     }
-    /* One process: every rank-place is rank 0, where the block may use any thread. */
-    return l->over == DAGGER_DARRAY_RANKS ? -1 : (int)p;
 }
 
 /* ---------------------------------------------------------------- building */
@@ -236,8 +240,8 @@ typedef struct build_job {
 static void free_block(void *data, void *ud) { dagger__free(data); }
 
 /* A typed chunk for block b: zeroed, or left as malloc gives it when a fill writes it all. */
-static int new_block(dagger_ctx_t *ctx, const dagger_darray_t *a, const size_t *shape, size_t count,
-                     bool zero, dagger_chunk_t **c)
+int dagger__da_new_block(dagger_ctx_t *ctx, const dagger_darray_t *a, const size_t *shape,
+                         size_t count, bool zero, dagger_chunk_t **c)
 {
     if (zero || !count)
         return dagger_chunk_create_array(ctx, a->elt, a->nd, shape, c);
@@ -264,7 +268,8 @@ static int build_body(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t
     dagger_darray_blockinfo_t bi;
     dagger__da_info(j->a, b, &bi);
     dagger_chunk_t *c;
-    int rc = new_block(dagger_tc_ctx(tc), j->a, bi.shape, bi.count, !j->fill && !j->body, &c);
+    int rc =
+        dagger__da_new_block(dagger_tc_ctx(tc), j->a, bi.shape, bi.count, !j->fill && !j->body, &c);
     if (rc)
         return dagger_fail(tc, rc, "darray block %zu: %s", b, dagger_last_errmsg());
     /* Each task owns its slot; the builder reads it after fetching the task. */
@@ -280,6 +285,16 @@ static int build_body(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t
     *out = dagger_chunk_give(tc, c);
     return 0;
 }
+
+typedef struct xfer {
+    dagger_darray_t *a;
+    const size_t *dims;
+    char *user;
+    bool row_major;
+    bool in; /* user -> blocks */
+} xfer_t;
+
+static int dist_fill(void *dst, const dagger_darray_blockinfo_t *bi, void *ud);
 
 static dagger_darray_t *alloc_array(dagger_ctx_t *ctx, const dagger__da_layout_t *l)
 {
@@ -315,25 +330,19 @@ static dagger_darray_t *alloc_array(dagger_ctx_t *ctx, const dagger__da_layout_t
     return a;
 }
 
-static int build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fill_fn fill,
-                 dagger__da_block_fn body, void *ud, const char *name, dagger_darray_t **out)
+int dagger__da_new(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger_darray_t **out)
 {
     *out = NULL;
     dagger_darray_t *a = alloc_array(ctx, l);
     DAGGER_CHECK(a, DAGGER_ENOMEM, "darray: out of memory for the block table");
-    int nthreads = dagger_ctx_num_threads(ctx);
+    int nthreads = dagger_ctx_num_threads(ctx), nranks = dagger_ctx_nranks(ctx);
+    int me = dagger_ctx_rank(ctx);
+    bool over_ranks = l->over == DAGGER_DARRAY_RANKS;
     for (size_t b = 0; b < a->nblocks; b++) {
-        a->place[b] = place_of(l, a, b, nthreads);
-        if (a->place[b] == -2 || a->place[b] < -1 || a->place[b] >= nthreads) {
-            int p = l->copy_places ? l->places[b] : l->places ? l->places[b % l->nplaces] : -1;
+        int p = a->place[b] = place_of(l, a, b, over_ranks ? nranks : nthreads);
+        if (p >= (over_ranks ? nranks : nthreads) || p < -1) {
             dagger_darray_release(a);
-            int nranks = dagger_ctx_nranks(ctx);
-            if (l->over == DAGGER_DARRAY_RANKS && p > 0 && p < nranks)
-                return dagger__set_errmsg(DAGGER_ESCOPE,
-                                          "darray block %zu: blocks on rank %d are not supported "
-                                          "yet: darray operations run on rank 0 (docs/darray.md)",
-                                          b, p);
-            if (l->over == DAGGER_DARRAY_RANKS)
+            if (over_ranks)
                 return dagger__set_errmsg(DAGGER_ESCOPE,
                                           "darray block %zu: rank %d does not exist (the job has "
                                           "%d rank%s)",
@@ -343,6 +352,47 @@ static int build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fil
                                       "has %d threads)",
                                       b, p, nthreads);
         }
+        if (over_ranks && p >= 0 && p != me)
+            a->ranks = true;
+    }
+    if (over_ranks && !a->ranks) /* every block here: free to move between its threads */
+        for (size_t b = 0; b < a->nblocks; b++)
+            a->place[b] = -1;
+    for (size_t b = 0; a->ranks && b < a->nblocks; b++)
+        if (a->place[b] < 0)
+            a->place[b] = me;
+    *out = a;
+    return 0;
+}
+
+static int build(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger__da_fill_fn fill,
+                 dagger__da_block_fn body, void *ud, const char *name, dagger_darray_t **out)
+{
+    dagger_darray_t *a;
+    int rc = dagger__da_new(ctx, l, &a);
+    if (rc)
+        return rc;
+    if (a->ranks) {
+        if (fill == dagger__da_ctor_fill) {
+            rc = dagger__da_build_ranks(a, ud, NULL, false);
+        } else if (fill == dist_fill) {
+            const xfer_t *x = ud;
+            rc = dagger__da_build_ranks(a, NULL, x->user, x->row_major);
+        } else if (!fill && !body) {
+            rc = dagger__da_build_ranks(a, NULL, NULL, false);
+        } else {
+            rc = dagger__set_errmsg(DAGGER_ENOSYS,
+                                    "%s: the array would have blocks on other ranks, and this "
+                                    "operation is not built over ranks yet (docs/darray.md, "
+                                    "\"Across ranks\")",
+                                    name);
+        }
+        if (rc) {
+            dagger_darray_release(a);
+            return rc;
+        }
+        *out = a;
+        return 0;
     }
     build_job_t job = {a, fill, body, ud};
     dagger_task_t **ts = dagger__calloc(a->nblocks, sizeof *ts);
@@ -437,6 +487,9 @@ static int foreach_body(dagger_tc_t *tc, const dagger_args_t *args, dagger_value
 
 int dagger__da_foreach(dagger_darray_t *a, dagger__da_block_fn body, void *ud, const char *name)
 {
+    int rc = dagger__da_check(a, name); /* its tasks read blocks through host pointers */
+    if (rc)
+        return rc;
     dagger_task_t **ts = dagger__calloc(a->nblocks ? a->nblocks : 1, sizeof *ts);
     DAGGER_CHECK(ts, DAGGER_ENOMEM, "darray %s: out of memory", name);
     foreach_job_t job = {a, body, ud};
@@ -553,13 +606,6 @@ static void odo_next(odo_t *o, const dagger_darray_blockinfo_t *bi)
     }
 }
 
-typedef struct ctor {
-    int kind; /* 0 fill, 1 rand, 2 randn */
-    double v;
-    uint64_t seed;
-    size_t dims[DA_MAXD];
-} ctor_t;
-
 static uint64_t fmix64(uint64_t x)
 {
     x ^= x >> 33;
@@ -579,9 +625,9 @@ static uint64_t rng(uint64_t seed, uint64_t k, uint64_t stream)
 
 static double unit(uint64_t h) { return (double)(h >> 11) * 0x1p-53; }
 
-static int ctor_fill(void *dst, const dagger_darray_blockinfo_t *bi, void *ud)
+int dagger__da_ctor_fill(void *dst, const dagger_darray_blockinfo_t *bi, void *ud)
 {
-    ctor_t *c = ud;
+    const dagger__da_ctor_t *c = ud;
     if (c->kind == 0) {
         if (c->v == 0)
             return 0;
@@ -618,7 +664,7 @@ static int ctor_fill(void *dst, const dagger_darray_blockinfo_t *bi, void *ud)
 }
 
 static int construct(dagger_ctx_t *ctx, dagger_elt_t elt, dagger_dims_t blocks, dagger_dims_t dims,
-                     const dagger_darray_opts_t *opts, ctor_t *c, dagger_darray_t **out)
+                     const dagger_darray_opts_t *opts, dagger__da_ctor_t *c, dagger_darray_t **out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "darray: out is NULL");
     *out = NULL;
@@ -629,20 +675,21 @@ static int construct(dagger_ctx_t *ctx, dagger_elt_t elt, dagger_dims_t blocks, 
     DAGGER_CHECK(c->kind != 2 || elt == DAGGER_ELT_F64 || elt == DAGGER_ELT_F32, DAGGER_EINVAL,
                  "darray randn: normal values need f64 or f32, not %s", elt_name(elt));
     memcpy(c->dims, l.dims, sizeof c->dims);
-    return dagger__da_build(ctx, &l, c->kind == 0 && c->v == 0 ? NULL : ctor_fill, c, out);
+    return dagger__da_build(ctx, &l, c->kind == 0 && c->v == 0 ? NULL : dagger__da_ctor_fill, c,
+                            out);
 }
 
 int dagger_darray_zeros(dagger_ctx_t *ctx, dagger_elt_t elt, dagger_dims_t blocks,
                         dagger_dims_t dims, const dagger_darray_opts_t *opts, dagger_darray_t **out)
 {
-    ctor_t c = {0, 0.0, 0, {0}};
+    dagger__da_ctor_t c = {0, 0.0, 0, {0}};
     return construct(ctx, elt, blocks, dims, opts, &c, out);
 }
 
 int dagger_darray_ones(dagger_ctx_t *ctx, dagger_elt_t elt, dagger_dims_t blocks,
                        dagger_dims_t dims, const dagger_darray_opts_t *opts, dagger_darray_t **out)
 {
-    ctor_t c = {0, 1.0, 0, {0}};
+    dagger__da_ctor_t c = {0, 1.0, 0, {0}};
     return construct(ctx, elt, blocks, dims, opts, &c, out);
 }
 
@@ -650,7 +697,7 @@ int dagger_darray_fill(dagger_ctx_t *ctx, dagger_elt_t elt, dagger_dims_t blocks
                        dagger_dims_t dims, double v, const dagger_darray_opts_t *opts,
                        dagger_darray_t **out)
 {
-    ctor_t c = {0, v, 0, {0}};
+    dagger__da_ctor_t c = {0, v, 0, {0}};
     return construct(ctx, elt, blocks, dims, opts, &c, out);
 }
 
@@ -658,7 +705,7 @@ int dagger_darray_rand(dagger_ctx_t *ctx, dagger_elt_t elt, dagger_dims_t blocks
                        dagger_dims_t dims, uint64_t seed, const dagger_darray_opts_t *opts,
                        dagger_darray_t **out)
 {
-    ctor_t c = {1, 0.0, seed, {0}};
+    dagger__da_ctor_t c = {1, 0.0, seed, {0}};
     return construct(ctx, elt, blocks, dims, opts, &c, out);
 }
 
@@ -666,29 +713,21 @@ int dagger_darray_randn(dagger_ctx_t *ctx, dagger_elt_t elt, dagger_dims_t block
                         dagger_dims_t dims, uint64_t seed, const dagger_darray_opts_t *opts,
                         dagger_darray_t **out)
 {
-    ctor_t c = {2, 0.0, seed, {0}};
+    dagger__da_ctor_t c = {2, 0.0, seed, {0}};
     return construct(ctx, elt, blocks, dims, opts, &c, out);
 }
 
 /* ---------------------------------------------------------------- distribute and collect */
 
-typedef struct xfer {
-    dagger_darray_t *a;
-    const size_t *dims;
-    char *user;
-    bool row_major;
-    bool in; /* user -> blocks */
-} xfer_t;
-
 /* Copy block b between its chunk and the user buffer. Column-major copies move contiguous runs
  * along dimension 0; row-major ones go element by element through the global strides. */
-static void xfer_block(const xfer_t *x, size_t b, char *blk)
+void dagger__da_xfer_block(const dagger_darray_t *a, size_t b, char *user, bool row_major, bool in,
+                           char *blk)
 {
-    const dagger_darray_t *a = x->a;
     dagger_darray_blockinfo_t bi;
     dagger__da_info(a, b, &bi);
     size_t esz = a->esz, gs[DA_MAXD], s = 1;
-    if (x->row_major) {
+    if (row_major) {
         for (int d = a->nd - 1; d >= 0; d--) {
             gs[d] = s;
             s *= a->dims[d];
@@ -701,19 +740,19 @@ static void xfer_block(const xfer_t *x, size_t b, char *blk)
             s *= a->dims[d];
         }
     }
-    size_t run = x->row_major ? 1 : bi.shape[0];
+    size_t run = row_major ? 1 : bi.shape[0];
     size_t nrun = bi.count / (run ? run : 1);
     size_t i[DA_MAXD] = {0, 0, 0, 0};
     for (size_t r = 0; r < nrun && run; r++) {
         size_t g = 0;
         for (int d = 0; d < DA_MAXD; d++)
             g += (bi.origin[d] + i[d]) * gs[d];
-        char *u = x->user + g * esz, *k = blk + r * run * esz;
-        if (x->in)
+        char *u = user + g * esz, *k = blk + r * run * esz;
+        if (in)
             memcpy(k, u, run * esz);
         else
             memcpy(u, k, run * esz);
-        for (int d = x->row_major ? 0 : 1; d < DA_MAXD; d++) {
+        for (int d = row_major ? 0 : 1; d < DA_MAXD; d++) {
             if (++i[d] < bi.shape[d])
                 break;
             i[d] = 0;
@@ -724,7 +763,7 @@ static void xfer_block(const xfer_t *x, size_t b, char *blk)
 static int dist_fill(void *dst, const dagger_darray_blockinfo_t *bi, void *ud)
 {
     xfer_t *x = ud;
-    xfer_block(x, bi->index, dst);
+    dagger__da_xfer_block(x->a, bi->index, x->user, x->row_major, x->in, dst);
     return 0;
 }
 
@@ -759,13 +798,13 @@ int dagger_darray_distribute(dagger_ctx_t *ctx, dagger_elt_t elt, dagger_dims_t 
 static int collect_body(dagger_tc_t *tc, dagger_darray_t *a, size_t b, void *ud)
 {
     xfer_t *x = ud;
-    xfer_block(x, b, x->a->ptr[b]);
+    dagger__da_xfer_block(x->a, b, x->user, x->row_major, x->in, x->a->ptr[b]);
     return 0;
 }
 
 int dagger_darray_collect(dagger_darray_t *a, void *dst, size_t cap, unsigned flags)
 {
-    int rc = dagger__da_check(a, "dagger_darray_collect");
+    int rc = dagger__da_check_any(a, "dagger_darray_collect");
     if (rc)
         return rc;
     DAGGER_CHECK(!(flags & ~(unsigned)DAGGER_DARRAY_ROW_MAJOR), DAGGER_EINVAL,
@@ -775,6 +814,8 @@ int dagger_darray_collect(dagger_darray_t *a, void *dst, size_t cap, unsigned fl
     DAGGER_CHECK(cap >= a->len * a->esz, DAGGER_ERANGE,
                  "dagger_darray_collect: the %s array needs %zu bytes, the buffer has %zu",
                  dagger__da_shape_str(a, shape, sizeof shape), a->len * a->esz, cap);
+    if (a->ranks)
+        return dagger__da_collect_ranks(a, dst, (flags & DAGGER_DARRAY_ROW_MAJOR) != 0);
     xfer_t x = {a, a->dims, dst, (flags & DAGGER_DARRAY_ROW_MAJOR) != 0, false};
     return dagger__da_foreach(a, collect_body, &x, "darray_collect");
 }

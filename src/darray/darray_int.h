@@ -7,9 +7,14 @@
  * through host pointers, never as chunk arguments (two pinned inputs on different threads
  * would make the task unplaceable). The driver waits for its tasks before returning, which
  * keeps the job record and the pointers alive while tasks run.
- * Invariants: blocks[b] is a typed chunk of elt with the ragged shape of block b; place[b] is a
- * thread index (the chunk is then mutable data of that thread) or -1.
- * SPDX-License-Identifier: MIT
+ * Across ranks (`ranks` set: DAGGER_DARRAY_RANKS in a job where some block lives on another rank
+ * than the caller's) nothing goes through host pointers or job records: each block is mutable
+ * data made on its rank (dagger_mutable), the operations built for it (constructors,
+ * distribute, collect, map, copy, reduce, matmul, Cholesky, LU, solve; src/darray/ranks.c) pass
+ * blocks as chunk arguments and plain values, and every other operation refuses such an array
+ * (dagger__da_check_local). Invariants: blocks[b] is a typed chunk of elt with the ragged shape of
+ * block b; place[b] is a thread index (the chunk is then mutable data of that thread) or -1; with
+ * `ranks`, place[b] is the rank of block b and ptr[b] is NULL. SPDX-License-Identifier: MIT
  */
 #ifndef DAGGER_SRC_DARRAY_INT_H
 #define DAGGER_SRC_DARRAY_INT_H
@@ -34,7 +39,8 @@ struct dagger_darray {
     int over;
     dagger_chunk_t **blocks; /* +1 each */
     void **ptr;              /* host pointer of each block (its home copy) */
-    int *place;              /* thread of each block, -1 = anywhere */
+    int *place;              /* thread of each block, -1 = anywhere; with `ranks`, its rank */
+    bool ranks;              /* blocks on ranks: see the design note above */
 };
 
 /* Block geometry: grid coordinates, origin and ragged shape of block b. */
@@ -84,7 +90,51 @@ void dagger__da_info(const dagger_darray_t *a, size_t b, dagger_darray_blockinfo
 void dagger__da_gather(const dagger_darray_t *dst, size_t b, const dagger_darray_t *src,
                        const size_t *off);
 
-/* Check helpers: set the message and return DAGGER_EINVAL. */
+/* Check helpers: set the message and return DAGGER_EINVAL. dagger__da_check also refuses an
+ * array over ranks (DAGGER_ENOSYS: the operation reads blocks through host pointers);
+ * dagger__da_check_any accepts it, for the operations built over ranks. */
 int dagger__da_check(const dagger_darray_t *a, const char *what);
+int dagger__da_check_any(const dagger_darray_t *a, const char *what);
+
+/* ---------------------------------------------------------------- across ranks (ranks.c) */
+
+/* What a constructor writes into a new block: plain data, so it travels to the block's rank. */
+typedef struct dagger__da_ctor {
+    int kind; /* 0 fill, 1 rand, 2 randn */
+    double v;
+    uint64_t seed;
+    size_t dims[DA_MAXD];
+} dagger__da_ctor_t;
+int dagger__da_ctor_fill(void *dst, const dagger_darray_blockinfo_t *bi, void *ud);
+
+/* A typed chunk for a block of `a`'s element type and `shape`: zeroed, or left as malloc gives
+ * it when the caller writes every element. */
+int dagger__da_new_block(dagger_ctx_t *ctx, const dagger_darray_t *a, const size_t *shape,
+                         size_t count, bool zero, dagger_chunk_t **c);
+
+/* Copy block b between `blk` and a whole user buffer `user` (column- or row-major). */
+void dagger__da_xfer_block(const dagger_darray_t *a, size_t b, char *user, bool row_major, bool in,
+                           char *blk);
+
+/* A new array of layout `l` with its places set and no blocks yet (`ranks` set when some block
+ * lives on another rank). Returns 0 or an error with its message (DAGGER_ESCOPE for a place
+ * that does not exist). */
+int dagger__da_new(dagger_ctx_t *ctx, const dagger__da_layout_t *l, dagger_darray_t **out);
+
+/* Make every block of `a` (places set, `ranks` true) on its rank: zeros (ctor NULL, src NULL),
+ * the constructor's values, or block b's part of the user buffer `src`. Waits; first error. */
+int dagger__da_build_ranks(dagger_darray_t *a, const dagger__da_ctor_t *ctor, const void *src,
+                           bool row_major);
+/* map / map_inplace (dst NULL) over ranks: each block's function runs on the block's rank; the
+ * functions travel by reference, `ud` must be NULL (a pointer cannot travel). With neither ef
+ * nor bf, dst becomes a copy of src (same element type). */
+int dagger__da_map_ranks(dagger_darray_t *src, dagger_darray_t *dst, dagger_darray_elemfn_t ef,
+                         dagger_darray_blockfn_t bf, void *ud, const char *what);
+/* A zeroed chunk of `size` bytes, mutable data of `rank`. */
+int dagger__da_chunk_on(dagger_ctx_t *ctx, int rank, size_t size, dagger_chunk_t **out);
+/* Copy the `len` bytes of chunk c (wherever it lives) into dst, by a task where it lives. */
+int dagger__da_chunk_get(dagger_ctx_t *ctx, dagger_chunk_t *c, void *dst, size_t len);
+/* collect over ranks: each block copied out by a task on its rank. */
+int dagger__da_collect_ranks(dagger_darray_t *a, void *dst, bool row_major);
 
 #endif /* DAGGER_SRC_DARRAY_INT_H */

@@ -8,6 +8,13 @@
  * square blocks: an array with other blocks is copied into square blocks of its smaller block
  * extent first and copied back at the end. Kernels come from OpenBLAS (CBLAS) and LAPACKE;
  * OpenBLAS is set to one thread while an operation runs (the parallelism is the tasks').
+ * Across ranks (arrays with `ranks`): the annotations are the blocks' chunks (dagger_ddchunk),
+ * which are mutable data of their ranks, so each kernel runs on the rank of the block it writes
+ * and the blocks it reads are copied there once per version; kernels read their data arguments
+ * through arg_data, which takes either form. matmul, Cholesky, LU and solve are built
+ * that way (square blocks, B blocked to match); so is LU when each block column lives on one
+ * rank (its panel task writes the whole column): its pivots are chunks on the panels' ranks,
+ * and a solve applies them to B on the calling rank.
  * SPDX-License-Identifier: MIT
  */
 #include <cblas.h>
@@ -30,6 +37,7 @@ typedef struct la {
     dagger_datadeps_t *dd;
     dagger_scope_t **scopes; /* one per thread, made on first use */
     int nthreads, blas_threads;
+    bool ranks; /* blocks on ranks: no thread scopes, the region places each task */
 } la_t;
 
 static int la_begin(la_t *L, dagger_ctx_t *ctx)
@@ -66,7 +74,7 @@ static void la_spawn(la_t *L, int place, dagger_fn_t fn, const char *name, const
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = name;
-    if (place >= 0 && place < L->nthreads) {
+    if (!L->ranks && place >= 0 && place < L->nthreads) {
         if (!L->scopes[place])
             L->scopes[place] = dagger_scope_thread(place);
         o.scope = L->scopes[place];
@@ -91,11 +99,21 @@ static size_t bytes(const dagger_darray_t *a, size_t b)
 }
 static dagger_ddarg_t in_blk(const dagger_darray_t *a, size_t b)
 {
-    return dagger_in(a->ptr[b], bytes(a, b));
+    return a->ranks ? dagger_ddchunk(DAGGER_ACCESS_IN, a->blocks[b])
+                    : dagger_in(a->ptr[b], bytes(a, b));
 }
 static dagger_ddarg_t inout_blk(dagger_darray_t *a, size_t b)
 {
-    return dagger_inout(a->ptr[b], bytes(a, b));
+    return a->ranks ? dagger_ddchunk(DAGGER_ACCESS_INOUT, a->blocks[b])
+                    : dagger_inout(a->ptr[b], bytes(a, b));
+}
+
+/* A kernel's data argument i: a span's pointer in one process, a block chunk's local copy over
+ * ranks. */
+static void *arg_data(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = dagger_arg(a, i);
+    return v && v->kind == DAGGER_KIND_PTR ? dagger_arg_ptr(a, i) : dagger_arg_buf(a, i, NULL);
 }
 
 /* ---------------------------------------------------------------- kernels */
@@ -103,7 +121,7 @@ static dagger_ddarg_t inout_blk(dagger_darray_t *a, size_t b)
 /* C = alpha op(A) op(B) + C; args: A, B, C, m, n, k, transa, transb, alpha, elt. */
 static int k_gemm(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    void *A = dagger_arg_ptr(a, 0), *B = dagger_arg_ptr(a, 1), *C = dagger_arg_ptr(a, 2);
+    void *A = arg_data(a, 0), *B = arg_data(a, 1), *C = arg_data(a, 2);
     int m = (int)dagger_arg_i64(a, 3), n = (int)dagger_arg_i64(a, 4), k = (int)dagger_arg_i64(a, 5);
     bool ta = dagger_arg_i64(a, 6), tb = dagger_arg_i64(a, 7);
     double alpha = dagger_arg_f64(a, 8);
@@ -128,7 +146,7 @@ static int k_gemm(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 /* B = op(A)^-1 B (left) or B op(A)^-1 (right); args: A, B, m, n, side, uplo, trans, unit. */
 static int k_trsm(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    double *A = dagger_arg_ptr(a, 0), *B = dagger_arg_ptr(a, 1);
+    double *A = arg_data(a, 0), *B = arg_data(a, 1);
     int m = (int)dagger_arg_i64(a, 2), n = (int)dagger_arg_i64(a, 3);
     bool left = dagger_arg_i64(a, 4), lower = dagger_arg_i64(a, 5), tr = dagger_arg_i64(a, 6),
          unit = dagger_arg_i64(a, 7);
@@ -144,8 +162,8 @@ static int k_trsm(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 static int k_syrk(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     int n = (int)dagger_arg_i64(a, 2), k = (int)dagger_arg_i64(a, 3);
-    cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, n, k, -1.0, dagger_arg_ptr(a, 0), n, 1.0,
-                dagger_arg_ptr(a, 1), n);
+    cblas_dsyrk(CblasColMajor, CblasLower, CblasNoTrans, n, k, -1.0, arg_data(a, 0), n, 1.0,
+                arg_data(a, 1), n);
     return 0;
 }
 
@@ -154,7 +172,7 @@ static int k_potrf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     int n = (int)dagger_arg_i64(a, 1), k = (int)dagger_arg_i64(a, 2);
     int64_t off = dagger_arg_i64(a, 3);
-    int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', n, dagger_arg_ptr(a, 0), n);
+    int info = LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'L', n, arg_data(a, 0), n);
     if (info > 0)
         return dagger_fail(tc, DAGGER_ENOTPD,
                            "Cholesky: block (%d, %d): the leading minor of order %d is not "
@@ -168,7 +186,7 @@ static int k_potrf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 /* Zero the strict upper triangle of a block; args: A, m, n, whole (1: zero everything). */
 static int k_zero_upper(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    double *A = dagger_arg_ptr(a, 0);
+    double *A = arg_data(a, 0);
     size_t m = (size_t)dagger_arg_i64(a, 1), n = (size_t)dagger_arg_i64(a, 2);
     if (dagger_arg_i64(a, 3)) {
         memset(A, 0, m * n * sizeof *A);
@@ -240,6 +258,43 @@ static int square_copy(dagger_darray_t *a, bool copy, dagger_darray_t **out)
     return rc;
 }
 
+/* Over ranks: every array of the operation over ranks, with square blocks (`square`) and B's
+ * row blocks matching (`rowbs`, 0: any); else DAGGER_ENOSYS naming what is missing. */
+static int ranks_ok(const dagger_darray_t *a, const dagger_darray_t *b, bool square, size_t rowbs,
+                    const char *what)
+{
+    DAGGER_CHECK(a->ranks && (!b || b->ranks), DAGGER_ENOSYS,
+                 "%s: one array has blocks on other ranks and another does not: over ranks every "
+                 "operand must be (docs/darray.md, \"Across ranks\")",
+                 what);
+    DAGGER_CHECK(!square || a->bs[0] == a->bs[1], DAGGER_ENOSYS,
+                 "%s: over ranks A needs square blocks (it has %zu x %zu; re-blocking across "
+                 "ranks is not built yet)",
+                 what, a->bs[0], a->bs[1]);
+    DAGGER_CHECK(!b || !rowbs || b->bs[0] == rowbs, DAGGER_ENOSYS,
+                 "%s: over ranks B's row blocks (%zu) must match A's blocks (%zu; re-blocking "
+                 "across ranks is not built yet)",
+                 what, b ? b->bs[0] : 0, rowbs);
+    return 0;
+}
+
+/* LU over ranks: square blocks, and each block column on one rank (its panel task writes the
+ * whole column, and a task writes mutable data of one rank only). */
+static int lu_ranks_ok(const dagger_darray_t *a, const char *what)
+{
+    int rc = ranks_ok(a, NULL, true, 0, what);
+    if (rc)
+        return rc;
+    for (size_t j = 0; j < a->grid[1]; j++)
+        for (size_t i = 1; i < a->grid[0]; i++)
+            DAGGER_CHECK(a->place[blk(a, i, j)] == a->place[blk(a, 0, j)], DAGGER_ENOSYS,
+                         "%s: over ranks LU needs each block column on one rank (a column "
+                         "distribution, DAGGER_DIST_BLOCKCOL or DAGGER_DIST_CYCLICCOL): blocks "
+                         "(0, %zu) and (%zu, %zu) are on ranks %d and %d",
+                         what, j, i, j, a->place[blk(a, 0, j)], a->place[blk(a, i, j)]);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- matmul */
 
 int dagger_darray_matmul(dagger_darray_t *a, dagger_darray_t *b, dagger_darray_t **out)
@@ -263,6 +318,8 @@ int dagger_darray_matmul(dagger_darray_t *a, dagger_darray_t *b, dagger_darray_t
                  "and %d)",
                  dagger__da_shape_str(a, sa, sizeof sa), dagger__da_shape_str(b, sb, sizeof sb),
                  (int)a->elt, (int)b->elt);
+    if ((a->ranks || b->ranks) && (rc = ranks_ok(a, b, false, a->bs[1], "dagger_darray_matmul")))
+        return rc;
     dagger_darray_t *bb = dagger_darray_retain(b);
     if (b->bs[0] != a->bs[1]) { /* match B's row blocks to A's column blocks */
         size_t bs[2] = {a->bs[1], b->bs[1]};
@@ -281,12 +338,21 @@ int dagger_darray_matmul(dagger_darray_t *a, dagger_darray_t *b, dagger_darray_t
         dagger_darray_release(bb);
         return rc;
     }
+    if (a->ranks && !c->ranks) {
+        dagger_darray_release(bb);
+        dagger_darray_release(c);
+        return dagger__set_errmsg(DAGGER_ENOSYS,
+                                  "dagger_darray_matmul: over ranks the result's distribution "
+                                  "must put blocks on other ranks too (an explicit distribution "
+                                  "is not carried over)");
+    }
     la_t L;
     if ((rc = la_begin(&L, a->ctx))) {
         dagger_darray_release(bb);
         dagger_darray_release(c);
         return rc;
     }
+    L.ranks = a->ranks;
     size_t gi = a->grid[0], gk = a->grid[1], gj = b->nd == 2 ? bb->grid[1] : 1;
     for (size_t j = 0; j < gj; j++)
         for (size_t i = 0; i < gi; i++)
@@ -324,6 +390,7 @@ static int cholesky_tiles(dagger_darray_t *t)
     int rc = la_begin(&L, t->ctx);
     if (rc)
         return rc;
+    L.ranks = t->ranks;
     size_t nt = t->grid[0];
 #define I64(x) dagger_ddval(dagger_i64((int64_t)(x)))
     for (size_t k = 0; k < nt; k++) {
@@ -370,7 +437,7 @@ static int on_square(dagger_darray_t *a, int (*factor)(dagger_darray_t *t, void 
                      dagger_darray_t **out)
 {
     dagger_darray_t *t;
-    int rc = square_copy(a, true, &t);
+    int rc = a->ranks ? dagger_darray_copy(a, &t) : square_copy(a, true, &t);
     if (rc)
         return rc;
     if ((rc = factor(t, ud))) {
@@ -399,6 +466,8 @@ int dagger_darray_cholesky(dagger_darray_t *a, dagger_darray_t **out)
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_darray_cholesky: out is NULL");
     *out = NULL;
     int rc = is_f64_square(a, "dagger_darray_cholesky");
+    if (!rc && a->ranks)
+        rc = ranks_ok(a, NULL, true, 0, "dagger_darray_cholesky");
     return rc ? rc : on_square(a, chol_factor, NULL, out);
 }
 
@@ -409,13 +478,18 @@ typedef struct lu_job {
     int *ipiv; /* global, 1-based, n entries */
 } lu_job_t;
 
-/* Factor block column k (rows k*b..n) with getrf: args: job, k, then the annotations. */
+/* Rows of block row i of an n x n matrix in b x b blocks. */
+static size_t nrows(size_t n, size_t b, size_t i) { return n - i * b < b ? n - i * b : b; }
+
+/* Factor block column k (rows k*b..n) with getrf. args: n, k, b, the pivots of the panel (nk
+ * ints, 1-based, global), then blocks (k, k) .. (nt - 1, k). Data through arg_data, so the same
+ * kernel serves spans (one process) and chunks (over ranks). */
 static int k_panel(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    lu_job_t *j = dagger_arg_ptr(a, 0);
-    dagger_darray_t *t = j->t;
-    size_t k = (size_t)dagger_arg_i64(a, 1), nt = t->grid[0], b = t->bs[0];
-    size_t nk = cols(t, k), m = t->dims[0] - k * b;
+    size_t n = (size_t)dagger_arg_i64(a, 0), k = (size_t)dagger_arg_i64(a, 1);
+    size_t b = (size_t)dagger_arg_i64(a, 2), nt = (n + b - 1) / b;
+    int *ipiv = arg_data(a, 3);
+    size_t nk = nrows(n, b, k), m = n - k * b;
     double *w = dagger__malloc((m ? m : 1) * (nk ? nk : 1) * sizeof *w);
     int *piv = dagger__malloc((nk ? nk : 1) * sizeof *piv);
     if (!w || !piv) {
@@ -423,17 +497,17 @@ static int k_panel(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
         dagger__free(piv);
         return dagger_fail(tc, DAGGER_ENOMEM, "LU: out of memory for panel %zu", k);
     }
-    for (size_t i = k, r0 = 0; i < nt; r0 += rows(t, i), i++) /* gather the panel */
+    for (size_t i = k, r0 = 0; i < nt; r0 += nrows(n, b, i), i++) /* gather the panel */
         for (size_t c = 0; c < nk; c++)
-            memcpy(w + r0 + c * m, (double *)t->ptr[blk(t, i, k)] + c * rows(t, i),
-                   rows(t, i) * sizeof *w);
+            memcpy(w + r0 + c * m, (double *)arg_data(a, 4 + i - k) + c * nrows(n, b, i),
+                   nrows(n, b, i) * sizeof *w);
     int info = LAPACKE_dgetrf(LAPACK_COL_MAJOR, (int)m, (int)nk, w, (int)m, piv);
-    for (size_t i = k, r0 = 0; i < nt; r0 += rows(t, i), i++)
+    for (size_t i = k, r0 = 0; i < nt; r0 += nrows(n, b, i), i++)
         for (size_t c = 0; c < nk; c++)
-            memcpy((double *)t->ptr[blk(t, i, k)] + c * rows(t, i), w + r0 + c * m,
-                   rows(t, i) * sizeof *w);
+            memcpy((double *)arg_data(a, 4 + i - k) + c * nrows(n, b, i), w + r0 + c * m,
+                   nrows(n, b, i) * sizeof *w);
     for (size_t c = 0; c < nk; c++)
-        j->ipiv[k * b + c] = piv[c] + (int)(k * b);
+        ipiv[c] = piv[c] + (int)(k * b);
     dagger__free(w);
     dagger__free(piv);
     if (info > 0)
@@ -447,21 +521,23 @@ static int k_panel(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 }
 
 /* Swap the rows of block column jc as panel k chose, then (jc > k) solve for U(k, jc).
- * args: job, k, jc, then the annotations. */
+ * args: n, k, jc, b, the panel's pivots, [block (k, k) when jc > k], blocks (k, jc) .. (nt-1, jc).
+ */
 static int k_swap(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    lu_job_t *j = dagger_arg_ptr(a, 0);
-    dagger_darray_t *t = j->t;
-    size_t k = (size_t)dagger_arg_i64(a, 1), jc = (size_t)dagger_arg_i64(a, 2), b = t->bs[0];
-    size_t nc = cols(t, jc), nk = cols(t, k);
+    size_t n = (size_t)dagger_arg_i64(a, 0), k = (size_t)dagger_arg_i64(a, 1);
+    size_t jc = (size_t)dagger_arg_i64(a, 2), b = (size_t)dagger_arg_i64(a, 3);
+    const int *ipiv = arg_data(a, 4);
+    size_t first = jc > k ? 6 : 5; /* argument of block (k, jc) */
+    size_t nc = nrows(n, b, jc), nk = nrows(n, b, k);
     for (size_t r = k * b; r < k * b + nk; r++) {
-        size_t p = (size_t)j->ipiv[r] - 1;
-        if (p < r || p >= t->dims[0]) /* the panel never ran (its spawn ran out of memory) */
+        size_t p = (size_t)ipiv[r - k * b] - 1;
+        if (p < r || p >= n) /* the panel never ran (its spawn ran out of memory) */
             return dagger_fail(tc, DAGGER_ESTATE, "LU: no pivots for block column %zu", k);
         if (p == r)
             continue;
-        double *x = t->ptr[blk(t, r / b, jc)], *y = t->ptr[blk(t, p / b, jc)];
-        size_t lx = rows(t, r / b), ly = rows(t, p / b);
+        double *x = arg_data(a, first + r / b - k), *y = arg_data(a, first + p / b - k);
+        size_t lx = nrows(n, b, r / b), ly = nrows(n, b, p / b);
         for (size_t c = 0; c < nc; c++) {
             double v = x[r % b + c * lx];
             x[r % b + c * lx] = y[p % b + c * ly];
@@ -470,42 +546,64 @@ static int k_swap(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     }
     if (jc > k && nk && nc)
         cblas_dtrsm(CblasColMajor, CblasLeft, CblasLower, CblasNoTrans, CblasUnit, (int)nk, (int)nc,
-                    1.0, t->ptr[blk(t, k, k)], (int)nk, t->ptr[blk(t, k, jc)], (int)nk);
+                    1.0, arg_data(a, 5), (int)nk, arg_data(a, first), (int)nk);
     return 0;
+}
+
+/* The pivots of panel k: a span of the job's array in one process; over ranks, a chunk made on
+ * the rank of the panel's column (its writer), read back into the job's array at the end. */
+static dagger_ddarg_t piv_arg(lu_job_t *j, dagger_chunk_t **pc, size_t k, size_t nk,
+                              dagger_access_t acc)
+{
+    if (pc)
+        return dagger_ddchunk(acc, pc[k]);
+    return dagger_span(acc, j->ipiv + k * j->t->bs[0], nk * sizeof(int));
 }
 
 static int lu_tiles(dagger_darray_t *t, void *ud)
 {
     lu_job_t *j = ud;
     j->t = t;
-    la_t L;
-    int rc = la_begin(&L, t->ctx);
-    if (rc)
-        return rc;
     size_t nt = t->grid[0], b = t->bs[0];
-    dagger_ddarg_t *av = dagger__malloc((nt + 8) * sizeof *av);
-    if (!av) {
-        la_end(&L);
-        return dagger__set_errmsg(DAGGER_ENOMEM, "LU: out of memory");
+    dagger_chunk_t **pc = NULL;
+    int rc = 0;
+    if (t->ranks) { /* one pivot chunk per panel, on its column's rank */
+        pc = dagger__calloc(nt, sizeof *pc);
+        DAGGER_CHECK(pc, DAGGER_ENOMEM, "LU: out of memory");
+        for (size_t k = 0; k < nt && !rc; k++)
+            rc = dagger__da_chunk_on(t->ctx, t->place[blk(t, k, k)],
+                                     nrows(t->dims[0], b, k) * sizeof(int), &pc[k]);
     }
+    la_t L;
+    dagger_ddarg_t *av = rc ? NULL : dagger__malloc((nt + 8) * sizeof *av);
+    if (!rc && !av)
+        rc = dagger__set_errmsg(DAGGER_ENOMEM, "LU: out of memory");
+    if (rc || (rc = la_begin(&L, t->ctx))) {
+        for (size_t k = 0; pc && k < nt; k++)
+            dagger_chunk_release(pc[k]);
+        dagger__free(pc);
+        dagger__free(av);
+        return rc;
+    }
+    L.ranks = t->ranks;
     for (size_t k = 0; k < nt; k++) {
         size_t nk = cols(t, k), n = 0;
-        dagger_ddarg_t pv = dagger_span(DAGGER_ACCESS_INOUT, j->ipiv + k * b, nk * sizeof(int));
-        av[n++] = dagger_ddval(dagger_ptr(j));
+        av[n++] = I64(t->dims[0]);
         av[n++] = I64(k);
-        av[n++] = pv;
+        av[n++] = I64(b);
+        av[n++] = piv_arg(j, pc, k, nk, DAGGER_ACCESS_INOUT);
         for (size_t i = k; i < nt; i++)
             av[n++] = inout_blk(t, blk(t, i, k));
         la_spawn(&L, t->place[blk(t, k, k)], k_panel, "darray_getrf_panel", av, n);
-        pv.access = DAGGER_ACCESS_IN;
         for (size_t jc = 0; jc < nt; jc++) {
             if (jc == k)
                 continue;
             n = 0;
-            av[n++] = dagger_ddval(dagger_ptr(j));
+            av[n++] = I64(t->dims[0]);
             av[n++] = I64(k);
             av[n++] = I64(jc);
-            av[n++] = pv;
+            av[n++] = I64(b);
+            av[n++] = piv_arg(j, pc, k, nk, DAGGER_ACCESS_IN);
             if (jc > k)
                 av[n++] = in_blk(t, blk(t, k, k));
             for (size_t i = k; i < nt; i++)
@@ -529,7 +627,15 @@ static int lu_tiles(dagger_darray_t *t, void *ud)
             }
     }
     dagger__free(av);
-    return la_end(&L);
+    rc = la_end(&L);
+    for (size_t k = 0; pc && k < nt; k++) { /* the pivots back into the job's array */
+        if (!rc)
+            rc = dagger__da_chunk_get(t->ctx, pc[k], j->ipiv + k * b,
+                                      nrows(t->dims[0], b, k) * sizeof(int));
+        dagger_chunk_release(pc[k]);
+    }
+    dagger__free(pc);
+    return rc;
 }
 
 static int lu_factor(dagger_darray_t *a, int *ipiv, dagger_darray_t **out)
@@ -543,6 +649,8 @@ int dagger_darray_lu(dagger_darray_t *a, dagger_darray_t **out, int64_t *ipiv)
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_darray_lu: out is NULL");
     *out = NULL;
     int rc = is_f64_square(a, "dagger_darray_lu");
+    if (!rc && a->ranks)
+        rc = lu_ranks_ok(a, "dagger_darray_lu");
     if (rc)
         return rc;
     size_t n = a->dims[0];
@@ -590,6 +698,7 @@ static int substitute(dagger_darray_t *f, dagger_darray_t *x, const int *ipiv,
     int rc = la_begin(&L, f->ctx);
     if (rc)
         return rc;
+    L.ranks = f->ranks;
     size_t nt = f->grid[0], gc = x->nd == 2 ? x->grid[1] : 1;
     if (ipiv) {
         dagger_ddarg_t *av = dagger__malloc((x->nblocks + 2) * sizeof *av);
@@ -648,6 +757,58 @@ static int substitute(dagger_darray_t *f, dagger_darray_t *x, const int *ipiv,
     return la_end(&L);
 }
 
+/* B with the row interchanges of ipiv applied, over ranks like B: collected here, permuted and
+ * distributed again (O(n k) bytes through this rank; the factor never moves). */
+static int pivoted_rhs(dagger_darray_t *b, const int *ipiv, dagger_darray_t **out)
+{
+    size_t n = b->dims[0], k = b->nd == 2 ? b->dims[1] : 1;
+    double *buf = dagger__malloc((n * k > 0 ? n * k : 1) * sizeof *buf);
+    DAGGER_CHECK(buf, DAGGER_ENOMEM, "dagger_darray_solve: out of memory");
+    int rc = dagger_darray_collect(b, buf, n * k * sizeof *buf, 0);
+    for (size_t r = 0; !rc && r < n; r++) {
+        size_t p = (size_t)ipiv[r] - 1;
+        for (size_t c = 0; p != r && c < k; c++) {
+            double v = buf[r + c * n];
+            buf[r + c * n] = buf[p + c * n];
+            buf[p + c * n] = v;
+        }
+    }
+    dagger__da_layout_t l;
+    dagger__da_layout_like(b, b->elt, &l);
+    if (!rc && !(rc = dagger__da_new(b->ctx, &l, out)) &&
+        (rc = dagger__da_build_ranks(*out, NULL, buf, false))) {
+        dagger_darray_release(*out);
+        *out = NULL;
+    }
+    dagger__free(buf);
+    return rc;
+}
+
+/* solve over ranks: A factored in a copy on its ranks, then the block substitutions there. */
+static int solve_ranks(dagger_darray_t *a, dagger_darray_t *b, dagger_solve_kind_t kind,
+                       dagger_darray_t **out)
+{
+    bool lu = kind == DAGGER_SOLVE_LU;
+    int rc = lu ? lu_ranks_ok(a, "dagger_darray_solve") : 0;
+    if (rc || (rc = ranks_ok(a, b, true, a->bs[0], "dagger_darray_solve")))
+        return rc;
+    size_t n = a->dims[0];
+    int *piv = lu ? dagger__calloc(n ? n : 1, sizeof *piv) : NULL;
+    DAGGER_CHECK(!lu || piv, DAGGER_ENOMEM, "dagger_darray_solve: out of memory");
+    lu_job_t j = {NULL, piv};
+    dagger_darray_t *t = NULL, *x = NULL;
+    if (!(rc = dagger_darray_copy(a, &t)) && !(rc = lu ? lu_tiles(t, &j) : cholesky_tiles(t)) &&
+        !(rc = lu ? pivoted_rhs(b, piv, &x) : dagger_darray_copy(b, &x)) &&
+        !(rc = substitute(t, x, NULL, kind))) {
+        *out = x;
+        x = NULL;
+    }
+    dagger__free(piv);
+    dagger_darray_release(t);
+    dagger_darray_release(x);
+    return rc;
+}
+
 int dagger_darray_solve(dagger_darray_t *a, dagger_darray_t *b, dagger_solve_kind_t kind,
                         dagger_darray_t **out)
 {
@@ -666,6 +827,8 @@ int dagger_darray_solve(dagger_darray_t *a, dagger_darray_t *b, dagger_solve_kin
                  "with as many rows as A",
                  dagger__da_shape_str(a, sa, sizeof sa),
                  b ? dagger__da_shape_str(b, sb, sizeof sb) : "NULL");
+    if (a->ranks || b->ranks)
+        return solve_ranks(a, b, kind, out);
     size_t n = a->dims[0];
     int *piv = kind == DAGGER_SOLVE_LU ? dagger__calloc(n ? n : 1, sizeof *piv) : NULL;
     DAGGER_CHECK(kind != DAGGER_SOLVE_LU || piv, DAGGER_ENOMEM,

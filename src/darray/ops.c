@@ -64,7 +64,7 @@ int dagger_darray_map(dagger_darray_t *a, dagger_elt_t out_elt, dagger_darray_el
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_darray_map: out is NULL");
     *out = NULL;
-    int rc = dagger__da_check(a, "dagger_darray_map");
+    int rc = dagger__da_check_any(a, "dagger_darray_map");
     if (rc)
         return rc;
     DAGGER_CHECK(!ef != !bf, DAGGER_EINVAL,
@@ -74,6 +74,16 @@ int dagger_darray_map(dagger_darray_t *a, dagger_elt_t out_elt, dagger_darray_el
     dagger_darray_t *c;
     DAGGER_CHECK(dagger_elt_size(l.elt), DAGGER_EINVAL,
                  "dagger_darray_map: element type %d is not f64, f32, i64 or i32", (int)l.elt);
+    if (a->ranks) {
+        if ((rc = dagger__da_new(a->ctx, &l, &c)))
+            return rc;
+        if ((rc = dagger__da_map_ranks(a, c, ef, bf, ud, "dagger_darray_map"))) {
+            dagger_darray_release(c);
+            return rc;
+        }
+        *out = c;
+        return 0;
+    }
     map_job_t j = {a, ef, bf, ud};
     rc = dagger__da_build_with(a->ctx, &l, map_body, &j, "darray_map", &c);
     if (rc)
@@ -85,11 +95,13 @@ int dagger_darray_map(dagger_darray_t *a, dagger_elt_t out_elt, dagger_darray_el
 int dagger_darray_map_inplace(dagger_darray_t *a, dagger_darray_elemfn_t ef,
                               dagger_darray_blockfn_t bf, void *ud)
 {
-    int rc = dagger__da_check(a, "dagger_darray_map_inplace");
+    int rc = dagger__da_check_any(a, "dagger_darray_map_inplace");
     if (rc)
         return rc;
     DAGGER_CHECK(!ef != !bf, DAGGER_EINVAL,
                  "dagger_darray_map_inplace: give exactly one of an element and a block function");
+    if (a->ranks)
+        return dagger__da_map_ranks(a, NULL, ef, bf, ud, "dagger_darray_map_inplace");
     map_job_t j = {a, ef, bf, ud};
     return dagger__da_foreach(a, map_body, &j, "darray_map_inplace");
 }
@@ -254,11 +266,22 @@ int dagger_darray_copy(dagger_darray_t *a, dagger_darray_t **out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_darray_copy: out is NULL");
     *out = NULL;
-    int rc = dagger__da_check(a, "dagger_darray_copy");
+    int rc = dagger__da_check_any(a, "dagger_darray_copy");
     if (rc)
         return rc;
     dagger__da_layout_t l;
     dagger__da_layout_like(a, a->elt, &l);
+    if (a->ranks) { /* each block copied on its rank */
+        dagger_darray_t *c;
+        if ((rc = dagger__da_new(a->ctx, &l, &c)))
+            return rc;
+        if ((rc = dagger__da_map_ranks(a, c, NULL, NULL, NULL, "dagger_darray_copy"))) {
+            dagger_darray_release(c);
+            return rc;
+        }
+        *out = c;
+        return 0;
+    }
     gather_job_t j = {a, {0, 0, 0, 0}};
     return dagger__da_build_with(a->ctx, &l, gather_body, &j, "darray_copy", out);
 }

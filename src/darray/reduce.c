@@ -378,10 +378,93 @@ static void job_free(red_job_t *j)
     dagger__free(j->npart);
 }
 
+/* ---------------------------------------------------------------- across ranks */
+
+/* On the block's rank: the partial of a full reduction of one block, as an f64 or i64 value.
+ * Arguments: the block, its number, then op, acc (ACC_F64 / ACC_I64), sq and the element type:
+ * plain values, so the task can run on any rank. */
+static int leaf_remote(dagger_tc_t *tc, const dagger_args_t *args, dagger_value_t *out)
+{
+    size_t n = 0;
+    const char *blk = dagger_arg_buf(args, 0, &n);
+    if (!blk && n)
+        return DAGGER_ETYPE; /* dagger_arg_buf failed the task */
+    dagger_darray_t shell;
+    memset(&shell, 0, sizeof shell);
+    shell.elt = (dagger_elt_t)dagger_arg_i64(args, 5);
+    shell.esz = dagger_elt_size(shell.elt);
+    red_job_t j;
+    memset(&j, 0, sizeof j);
+    j.a = &shell;
+    j.op = (dagger_darray_op_t)dagger_arg_i64(args, 2);
+    j.acc = (int)dagger_arg_i64(args, 3);
+    j.sq = dagger_arg_bool(args, 4);
+    j.asz = 8;
+    j.dim = -1;
+    if (!shell.esz || n % shell.esz)
+        return dagger_fail(tc, DAGGER_EINVAL, "darray reduce block %lld: %zu bytes of %s",
+                           (long long)dagger_arg_i64(args, 1), n, "a bad element type");
+    char acc[8];
+    acc_init(&j, acc, 1);
+    leaf_fast(&j, blk, n / shell.esz, acc);
+    if (j.acc == ACC_F64) {
+        double v;
+        memcpy(&v, acc, sizeof v);
+        *out = dagger_f64(v);
+    } else {
+        int64_t v;
+        memcpy(&v, acc, sizeof v);
+        *out = dagger_i64(v);
+    }
+    return 0;
+}
+
+/* A full reduction of an array over ranks: one leaf task per block where it lives, its partial
+ * back as a number, then the same binary tree as run_tree folded here (so the result is the
+ * one of a single process, bit for bit). */
+static int reduce_ranks(red_job_t *j)
+{
+    dagger_darray_t *a = j->a;
+    DAGGER_CHECK(j->acc != ACC_RAW, DAGGER_ENOSYS,
+                 "dagger_darray_reduce: a user operator (DAGGER_OP_USER) over an array with "
+                 "blocks on other ranks is not built yet (its functions and ud are pointers)");
+    dagger_task_t **ts = dagger__calloc(a->nblocks ? a->nblocks : 1, sizeof *ts);
+    DAGGER_CHECK(ts, DAGGER_ENOMEM, "darray reduce: out of memory");
+    for (size_t b = 0; b < a->nblocks; b++) {
+        dagger_task_opts_t o;
+        dagger_task_opts_init(&o);
+        o.name = "darray_reduce_block";
+        dagger_value_t av[6] = {dagger_chunkv(a->blocks[b]), dagger_i64((int64_t)b),
+                                dagger_i64(j->op),           dagger_i64(j->acc),
+                                dagger_bool(j->sq),          dagger_i64(a->elt)};
+        ts[b] = dagger_spawn_impl(a->ctx, &o, leaf_remote, o.name, av, 6);
+    }
+    int rc = 0;
+    for (size_t b = 0; b < a->nblocks; b++) {
+        dagger_value_t v;
+        int e = ts[b] ? dagger_fetch(ts[b], &v) : DAGGER_ENOMEM;
+        if (e && !rc)
+            rc = ts[b] ? dagger__set_errmsg_str(e, dagger_task_errmsg(ts[b]))
+                       : dagger__set_errmsg(e, "darray reduce: out of memory");
+        else if (!e && j->acc == ACC_F64)
+            memcpy(j->part[b], &v.u.f, 8);
+        else if (!e)
+            memcpy(j->part[b], &v.u.i, 8);
+        dagger_task_release(ts[b]);
+    }
+    dagger__free(ts);
+    for (size_t step = 1; !rc && step < a->nblocks; step *= 2)
+        for (size_t i = 0; i + step < a->nblocks; i += 2 * step)
+            fold_acc(j, j->part[i], j->part[i + step]);
+    return rc;
+}
+
 static int reduce_all(dagger_darray_t *a, dagger_darray_op_t op, const dagger_darray_redop_t *user,
                       bool sq, red_job_t *j)
 {
     int rc = job_init(j, a, op, user, -1, sq);
+    if (!rc && a->ranks)
+        return reduce_ranks(j);
     size_t *groups = rc ? NULL : dagger__malloc(a->nblocks * sizeof *groups);
     if (!rc && !groups)
         rc = dagger__set_errmsg(DAGGER_ENOMEM, "darray reduce: out of memory");
@@ -398,7 +481,7 @@ int dagger_darray_reduce(dagger_darray_t *a, dagger_darray_op_t op,
                          const dagger_darray_redop_t *user, dagger_value_t *out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_darray_reduce: out is NULL");
-    int rc = dagger__da_check(a, "dagger_darray_reduce");
+    int rc = dagger__da_check_any(a, "dagger_darray_reduce");
     if (rc || (rc = check_op(a, op, user, "dagger_darray_reduce")))
         return rc;
     red_job_t j;
@@ -437,7 +520,7 @@ int dagger_darray_reduce(dagger_darray_t *a, dagger_darray_op_t op,
 int dagger_darray_norm(dagger_darray_t *a, double *out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_darray_norm: out is NULL");
-    int rc = dagger__da_check(a, "dagger_darray_norm");
+    int rc = dagger__da_check_any(a, "dagger_darray_norm");
     if (rc)
         return rc;
     red_job_t j;
