@@ -65,7 +65,9 @@ int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_
 static bool own_group_task(const struct dagger__job *j, const struct group *g)
 {
     const dagger_task_t *t = (const dagger_task_t *)j;
-    return t->group == g && !t->scope && !atomic_load_explicit(&t->place, memory_order_relaxed) &&
+    const struct task_ext *x = dagger__task_x(t);
+    return t->group == g && (!x || !x->scope) &&
+           !atomic_load_explicit(&t->place, memory_order_relaxed) &&
            !(t->flags & (TF_MUTABLE_RESULT | TF_CHUNK_RESULT));
 }
 

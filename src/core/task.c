@@ -92,7 +92,6 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     atomic_init(&t->state, T_PENDING);
     atomic_init(&t->cancel, 0);
     atomic_init(&t->place, 0);
-    t->scope = NULL;
     atomic_init(&t->waiters.head, NULL);
     t->rc = 0;
     t->argerr = 0;
@@ -110,27 +109,51 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->args = t->inline_args;
     t->deps = t->inline_deps;
     t->group = NULL;
-    atomic_init(&t->held_by, NULL);
     t->frames = NULL;
     t->err = NULL;
+    atomic_init(&t->x, NULL);
     t->nested_fail = NULL;
     atomic_init(&t->unseen, 0);
-    atomic_init(&t->guard_fn, NULL);
-    atomic_init(&t->guard, NULL);
-    t->launch = NULL;
-    t->launch_ud = NULL;
-    t->cancel_fn = NULL;
-    t->cancel_ud = NULL;
-    t->ud = NULL;
-    t->restore = NULL;
-    t->checkpoint = NULL;
-    t->impls = NULL;
-    t->nimpls = 0;
-    t->expected = 0;
-    t->exec_ud = NULL;
     t->result = dagger_nil();
     dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
     return t;
+}
+
+struct task_ext *dagger__task_ext_get(dagger_task_t *t)
+{
+    struct task_ext *x = dagger__task_x(t);
+    if (x)
+        return x;
+    struct task_ext *fresh = dagger__obj_alloc(sizeof *fresh);
+    if (!fresh)
+        return NULL;
+    memset(fresh, 0, sizeof *fresh);
+    atomic_init(&fresh->guard_fn, NULL);
+    atomic_init(&fresh->guard, NULL);
+    atomic_init(&fresh->held_by, NULL);
+    if (atomic_compare_exchange_strong_explicit(&t->x, &x, fresh, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return fresh;
+    dagger__obj_free(fresh, sizeof *fresh); /* another thread published one first */
+    return x;
+}
+
+/* A hook of a feature could not be recorded: the task fails (cancelled, with its own message)
+ * rather than running without it. Safe from any thread, like a cancel request. */
+static void ext_lost(dagger_task_t *t)
+{
+    atomic_store_explicit(&t->cancel, CANCEL_NOMEM, memory_order_release);
+}
+
+/* Fail a task whose `cancel` is set; `when`: "before it ran" or "while running". */
+static int fail_cancelled(dagger_task_t *t, const char *when)
+{
+    if (atomic_load_explicit(&t->cancel, memory_order_acquire) == CANCEL_NOMEM)
+        return dagger__task_failf(t, DAGGER_ENOMEM,
+                                  "out of memory recording a runtime hook of the task (its "
+                                  "extension record); it failed %s",
+                                  when);
+    return dagger__task_failf(t, DAGGER_ECANCELED, "cancelled %s", when);
 }
 
 /* Free the argument storage of a finished (or never started) task; drops its dependencies. */
@@ -208,8 +231,13 @@ static void task_free_one(dagger_task_t *t)
         dagger__value_drop(&t->result);
     if (DAGGER_UNLIKELY(t->err != NULL))
         dagger__task_err_free(t->err);
-    if (DAGGER_UNLIKELY(t->scope != NULL))
-        dagger_scope_release(t->scope);
+    struct task_ext *x = atomic_load_explicit(&t->x, memory_order_relaxed);
+    if (DAGGER_UNLIKELY(x != NULL)) {
+        if (x->scope)
+            dagger_scope_release(x->scope);
+        atomic_store_explicit(&t->x, NULL, memory_order_relaxed);
+        dagger__obj_free(x, sizeof *x);
+    }
     if (DAGGER_UNLIKELY(t->flags & TF_NAME_OWNED)) {
         dagger__obj_free((void *)t->name, strlen(t->name) + 1);
         t->name = "(released)";
@@ -312,17 +340,18 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
         for (uint32_t i = 0; i < t->ndeps; i++)
             if (t->deps[i].argi >= 0)
                 in[t->deps[i].argi] = t->deps[i].task->result;
-        struct dagger__place r = {.scope = t->scope,
+        const struct task_ext *x = dagger__task_x(t);
+        struct dagger__place r = {.scope = x ? x->scope : NULL,
                                   .inputs = in,
                                   .ninputs = t->nargs,
                                   .nthreads = ctx->nthreads,
                                   .rr = &ctx->rr,
                                   .task = t,
-                                  .impls = t->impls,
-                                  .nimpls = t->nimpls,
+                                  .impls = x ? x->impls : NULL,
+                                  .nimpls = x ? x->nimpls : 0,
                                   .rank = ctx->rank,
                                   .nranks = ctx->nranks,
-                                  .expected = t->expected};
+                                  .expected = x ? x->expected : 0.0f};
         rc = dagger__sched_place(&r, &t->job, ctx->exec, why, sizeof why);
         if (in != small)
             dagger__free(in);
@@ -489,7 +518,7 @@ DAGGER_NOINLINE static int settle_slow(dagger_task_t *t, int r, dagger_value_t *
         return dagger__task_failf(t, code, "the task body returned %d", r);
     }
     if (atomic_load_explicit(&t->cancel, memory_order_acquire))
-        return dagger__task_fail(t, DAGGER_ECANCELED, "cancelled while running");
+        return fail_cancelled(t, "while running");
     if (DAGGER_UNLIKELY(out->flags & DAGGER_VALUE_TOOBIG)) {
         *out = dagger_nil();
         return dagger__task_failf(t, DAGGER_E2BIG,
@@ -521,7 +550,7 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
     if (DAGGER_UNLIKELY(t->err != NULL)) { /* placement failed */
         rc = t->err->code;
     } else if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
-        rc = dagger__task_fail(t, DAGGER_ECANCELED, "cancelled before it ran");
+        rc = fail_cancelled(t, "before it ran");
     } else {
         /* One pass: a failed input fails the task; otherwise its result becomes the argument
          * (borrowed from the dependency, which the task holds until it completes). */
@@ -546,7 +575,8 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         int r = 0;
         /* In a job the run times feed the cost model's history (one process: no clock read). */
         uint64_t t0 = DAGGER_UNLIKELY(t->ctx->nranks > 1) ? dagger__now_ns() : 0;
-        if (DAGGER_LIKELY(!t->restore) || !dagger__task_restore(t, &out))
+        struct task_ext *x = dagger__task_x(t);
+        if (DAGGER_LIKELY(!x || !x->restore) || !dagger__task_restore(t, &out))
             r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
         if (DAGGER_UNLIKELY(t0 != 0) && r == 0)
             dagger__cost_record((const void *)(uintptr_t)t->fn, DAGGER_PROC_CPU,
@@ -556,7 +586,8 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         if (DAGGER_UNLIKELY(t->flags & TF_DEFERRED) && r == 0 && !dagger__task_failed(t)) {
             dagger_task_release(t->nested_fail); /* the body handled it */
             t->nested_fail = NULL;
-            t->launch(t, t->launch_ud); /* an executor completes it; t is theirs now */
+            x = dagger__task_x(t);      /* dagger__task_defer made it */
+            x->launch(t, x->launch_ud); /* an executor completes it; t is theirs now */
             return NULL;
         }
         rc = settle(t, r, &out);
@@ -564,7 +595,7 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
             dagger_task_release(t->nested_fail);
             t->nested_fail = NULL;
         }
-        if (DAGGER_UNLIKELY(t->checkpoint != NULL) && !rc)
+        if (DAGGER_UNLIKELY(x != NULL) && x->checkpoint && !rc)
             dagger__task_checkpoint(t);
     }
     dagger_task_t *cont = complete(t, rc, true);
@@ -574,18 +605,33 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
 void dagger__task_defer(dagger_tc_t *tc, void (*launch)(dagger_task_t *t, void *ud), void *ud)
 {
     dagger_task_t *t = (dagger_task_t *)tc;
+    struct task_ext *x = dagger__task_ext_get(t);
+    if (!x) { /* not deferred: the task fails when its body returns (fail_cancelled) */
+        ext_lost(t);
+        return;
+    }
     t->flags |= TF_DEFERRED;
-    t->launch = launch;
-    t->launch_ud = ud;
+    x->launch = launch;
+    x->launch_ud = ud;
 }
 
 void dagger__task_set_body(dagger_task_t *t, dagger_fn_t fn, void *ud)
 {
+    struct task_ext *x = ud ? dagger__task_ext_get(t) : dagger__task_x(t);
+    if (ud && !x) { /* the task fails at its start (fail_cancelled) without running either body */
+        ext_lost(t);
+        return;
+    }
     t->fn = fn;
-    t->exec_ud = ud;
+    if (x)
+        x->exec_ud = ud;
 }
 
-void *dagger__task_exec_ud(const dagger_tc_t *tc) { return ((const dagger_task_t *)tc)->exec_ud; }
+void *dagger__task_exec_ud(const dagger_tc_t *tc)
+{
+    const struct task_ext *x = dagger__task_x((const dagger_task_t *)tc);
+    return x ? x->exec_ud : NULL;
+}
 
 void dagger__task_complete(dagger_task_t *t, int rc, const dagger_value_t *result, const char *msg)
 {
@@ -719,9 +765,15 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         } else if (o->flags & DAGGER_TASK_CHUNK_RESULT) {
             t->flags |= TF_CHUNK_RESULT;
         }
-        t->ud = o->userdata;
-        t->restore = o->restore;
-        t->checkpoint = o->checkpoint;
+        if (o->userdata || o->restore || o->checkpoint) {
+            struct task_ext *x = dagger__task_ext_get(t);
+            if (!x)
+                return dagger__set_errmsg(DAGGER_ENOMEM,
+                                          "out of memory for the task's userdata and hooks");
+            x->ud = o->userdata;
+            x->restore = o->restore;
+            x->checkpoint = o->checkpoint;
+        }
     }
     size_t ndeps = nsync + (size_t)nseq;
     for (size_t i = 0; i < argc; i++) {
@@ -811,22 +863,31 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
                     : dagger__scope_resolve(o->scope, 0, 1, ctx->nthreads, &set, why, sizeof why);
         if (n == 0)
             return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
-        t->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
+        struct task_ext *x = dagger__task_ext_get(t);
+        if (!x)
+            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's scope");
+        x->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     } else if (DAGGER_UNLIKELY(ctx->nranks > 1)) {
         /* a job: a task that may run on any rank (its scope says so, or it is independent and
          * long) is placed by the cost model (src/sched/cost.c) and may be stolen */
-        t->expected = o && o->expected_time > 0 ? (float)o->expected_time : 0.0f;
-        t->scope = dagger__sched_spread(t->fn, o, argv, argc, nd);
-        if (t->scope)
+        struct task_ext *x = dagger__task_ext_get(t);
+        if (!x)
+            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's placement");
+        x->expected = o && o->expected_time > 0 ? (float)o->expected_time : 0.0f;
+        x->scope = dagger__sched_spread(t->fn, o, argv, argc, nd);
+        if (x->scope)
             atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     }
     if (o && o->nimpls) { /* implementations of other kinds: placement picks one */
         DAGGER_CHECK(o->impls && o->nimpls <= 16, DAGGER_EINVAL,
                      "opts.impls: %zu implementations announced (at most 16, impls not NULL)",
                      o->nimpls);
-        t->impls = o->impls;
-        t->nimpls = (uint32_t)o->nimpls;
+        struct task_ext *x = dagger__task_ext_get(t);
+        if (!x)
+            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's impls");
+        x->impls = o->impls;
+        x->nimpls = (uint32_t)o->nimpls;
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     }
     *ndeps_out = (int)nd;
@@ -930,8 +991,11 @@ static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *
     }
     if (bulk->nheld == bulk->capheld)
         return 0; /* out of memory to hold it: it starts at once rather than being lost */
+    struct task_ext *x = dagger__task_ext_get(t);
+    if (!x)
+        return 0; /* the same: it starts at once */
     bulk->held[bulk->nheld++] = dagger_task_retain(t);
-    atomic_store_explicit(&t->held_by, bulk, memory_order_relaxed);
+    atomic_store_explicit(&x->held_by, bulk, memory_order_relaxed);
     return 1;
 }
 
@@ -1002,7 +1066,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
 
 void dagger__task_unhold(dagger_task_t *t)
 {
-    atomic_store_explicit(&t->held_by, NULL, memory_order_relaxed);
+    atomic_store_explicit(&dagger__task_x(t)->held_by, NULL, memory_order_relaxed);
     if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) == 1)
         make_ready(t);
 }
@@ -1017,24 +1081,37 @@ void dagger_task_opts_init(dagger_task_opts_t *o)
 int dagger_cancel(dagger_task_t *t)
 {
     DAGGER_CHECK(t, DAGGER_EINVAL, "dagger_cancel: the task handle is NULL");
-    atomic_store_explicit(&t->cancel, 1, memory_order_release);
-    if (t->cancel_fn)
-        t->cancel_fn(t, t->cancel_ud);
+    atomic_store_explicit(&t->cancel, CANCEL_REQ, memory_order_release);
+    const struct task_ext *x = dagger__task_x(t);
+    if (x && x->cancel_fn)
+        x->cancel_fn(t, x->cancel_ud);
     return 0;
 }
 
 void dagger__task_set_cancel_hook(dagger_task_t *t, dagger__cancel_hook_fn fn, void *ud)
 {
-    t->cancel_ud = ud;
-    t->cancel_fn = fn;
+    struct task_ext *x = fn ? dagger__task_ext_get(t) : dagger__task_x(t);
+    if (!x) {
+        if (fn) /* it fails at its start rather than run without the hook */
+            ext_lost(t);
+        return;
+    }
+    x->cancel_ud = ud;
+    x->cancel_fn = fn;
 }
 
 dagger_ctx_t *dagger__task_ctx(const dagger_task_t *t) { return t->ctx; }
 
 void dagger__task_set_wait_guard(dagger_task_t *t, dagger__wait_guard_fn fn, void *guard)
 {
-    atomic_store_explicit(&t->guard, guard, memory_order_relaxed);
-    atomic_store_explicit(&t->guard_fn, fn, memory_order_release);
+    struct task_ext *x = fn ? dagger__task_ext_get(t) : dagger__task_x(t);
+    if (!x) {
+        if (fn) /* it fails at its start rather than let a wait through that must be refused */
+            ext_lost(t);
+        return;
+    }
+    atomic_store_explicit(&x->guard, guard, memory_order_relaxed);
+    atomic_store_explicit(&x->guard_fn, fn, memory_order_release);
 }
 
 static void yield_arm(void *arg)
