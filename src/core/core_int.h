@@ -30,10 +30,10 @@ struct scratch {
 };
 #define SCRATCH_CHUNK SIZE_MAX
 
+/* An input: node.argi is the argument index, or -1 for a syncdep. 32 bytes. */
 struct dep {
     struct dagger__waiter node;
     dagger_task_t *task;
-    int32_t argi; /* argument index, or -1 for a syncdep */
 };
 
 /* The origin of a failure, shared by every task it failed. */
@@ -83,8 +83,14 @@ struct frame {
     void *hook_ud;
 };
 
-#define INLINE_ARGS 4
-#define INLINE_DEPS 2
+/* Inline storage of the arguments and inputs: the arguments from the front, the inputs from the
+ * back; a task whose arguments and inputs do not fit (4 arguments, or 2 arguments and 1 input,
+ * or 2 inputs) takes heap arrays, whose sizes live in the extension record. */
+#define INLINE_BYTES 64
+union task_inline {
+    dagger_value_t v[INLINE_BYTES / sizeof(dagger_value_t)];
+    struct dep d[INLINE_BYTES / sizeof(struct dep)];
+};
 
 enum { T_PENDING = 0, T_RUNNING = 1, T_DONE = 2 };
 /* flags: set at spawn, before the task is published, except TF_DEFERRED (set by its own body) */
@@ -113,9 +119,12 @@ struct task_ext {
     dagger_checkpoint_fn_t checkpoint; /* opts.checkpoint (hooks.c) */
     const struct dagger_impl *impls;   /* dagger_task_opts_t.impls (caller storage) */
     uint32_t nimpls;
-    float expected;        /* opts.expected_time (seconds; 0 unknown), for the cost model */
-    void *exec_ud;         /* an executor's record, when placement replaced the body */
-    dagger_scope_t *scope; /* retained; NULL = any */
+    float expected;             /* opts.expected_time (seconds; 0 unknown), for the cost model */
+    void *exec_ud;              /* an executor's record, when placement replaced the body */
+    dagger_scope_t *scope;      /* retained; NULL = any */
+    uint32_t capargs, capdeps;  /* heap arrays' entries (free with these sizes); 0: inline */
+    dagger_task_t *nested_fail; /* the last failed task its body fetched (+1), while running */
+    struct scratch *scratch;    /* copies made by dagger_str_copy, freed at completion */
 };
 
 /* `cancel` values: a cancel request, or a hook that could not be recorded (out of memory for the
@@ -139,23 +148,19 @@ struct dagger_task {
     int argerr; /* set by a failing argument accessor */
     uint32_t flags;
     uint32_t nargs, ndeps;
-    _Atomic uint8_t unseen;    /* 1: failed, counted in ctx->unfetched, error not read yet */
-    uint16_t help_depth;       /* nesting of tasks run inline by waiting parents (see help()) */
-    int16_t thread;            /* worker it last ran on */
-    uint32_t capargs, capdeps; /* allocated entries (free with these sizes) */
+    _Atomic uint8_t unseen; /* 1: failed, counted in ctx->unfetched, error not read yet */
+    uint16_t help_depth;    /* nesting of tasks run inline by waiting parents (see help()) */
+    int16_t thread;         /* worker it last ran on */
     dagger_value_t *args;
     struct dep *deps;
     struct group *group;
     struct err *err;
     struct task_ext *_Atomic x; /* the rare fields, NULL until one is set */
     const char *name;
-    dagger_task_t *parent;      /* the task that spawned it (never dereferenced: compared only) */
-    struct frame *frames;       /* queue blocks opened inside this task */
-    dagger_task_t *nested_fail; /* the last failed task its body fetched (+1), while running */
-    struct scratch *scratch;    /* copies made by dagger_str_copy, freed at completion */
+    dagger_task_t *parent; /* the task that spawned it (never dereferenced: compared only) */
+    struct frame *frames;  /* queue blocks opened inside this task */
     dagger_value_t result;
-    dagger_value_t inline_args[INLINE_ARGS];
-    struct dep inline_deps[INLINE_DEPS];
+    union task_inline inl; /* see INLINE_BYTES */
 };
 
 /* The extension record of `t`, or NULL when none of its fields was ever set. */

@@ -26,7 +26,7 @@ int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_
         return 0;
     dagger_task_t *me = dagger__task_current();
     if (me && dagger__pool_can_suspend(me->ctx->pool)) {
-        struct dagger__waiter node = {NULL, W_FIBER, me};
+        struct dagger__waiter node = {.kind = W_FIBER, .target = me};
         struct arm a = {ev, &node, me};
         int thread = dagger__pool_self(me->ctx->pool);
         DAGGER__TRACE(dagger__trace_block(me->id, thread, on_id));
@@ -53,7 +53,7 @@ int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_
         dagger__cpu_relax();
     }
     _Atomic uint32_t flag = 0;
-    struct dagger__waiter node = {NULL, W_THREAD, (void *)&flag};
+    struct dagger__waiter node = {.kind = W_THREAD, .target = (void *)&flag};
     if (!dagger__event_push(ev, &node))
         return 0;
     while (!atomic_load_explicit(&flag, memory_order_acquire))

@@ -105,9 +105,12 @@ int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
     if (DAGGER_UNLIKELY(t->rc)) {
         dagger__task_observe_failure(t);
         dagger_task_t *me = dagger__task_current();
-        if (me && me != t) { /* a body fetching a failed child: settle() chains to it */
-            dagger_task_release(me->nested_fail);
-            me->nested_fail = dagger_task_retain(t);
+        /* A body fetching a failed child: settle() chains to it (without the memory to
+         * record it, the body's failure names no child; its code is the body's either way). */
+        struct task_ext *mx = me && me != t ? dagger__task_ext_get(me) : NULL;
+        if (mx) {
+            dagger_task_release(mx->nested_fail);
+            mx->nested_fail = dagger_task_retain(t);
         }
         dagger__set_errmsg_str(t->rc, t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc));
         return t->rc;

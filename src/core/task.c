@@ -98,21 +98,18 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->thread = -1;
     t->flags = 0;
     t->nargs = t->ndeps = 0;
-    t->capargs = t->capdeps = 0;
-    t->scratch = NULL;
     t->id = next_id(ctx);
     t->ctx = ctx;
     t->parent = NULL;
     t->help_depth = 0;
     t->fn = NULL;
     t->name = NULL;
-    t->args = t->inline_args;
-    t->deps = t->inline_deps;
+    t->args = t->inl.v;
+    t->deps = t->inl.d;
     t->group = NULL;
     t->frames = NULL;
     t->err = NULL;
     atomic_init(&t->x, NULL);
-    t->nested_fail = NULL;
     atomic_init(&t->unseen, 0);
     t->result = dagger_nil();
     dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
@@ -157,19 +154,20 @@ static int fail_cancelled(dagger_task_t *t, const char *when)
 }
 
 /* Free the argument storage of a finished (or never started) task; drops its dependencies. */
-static void drop_args_slow(dagger_task_t *t)
+static void drop_args_slow(dagger_task_t *t, struct task_ext *x)
 {
     for (uint32_t i = 0; i < t->nargs; i++)
         dagger__value_drop(&t->args[i]);
     for (uint32_t i = 0; i < t->ndeps; i++)
         dagger_task_release(t->deps[i].task);
-    if (t->args != t->inline_args)
-        dagger__obj_free(t->args, t->capargs * sizeof(dagger_value_t));
-    if (t->deps != t->inline_deps)
-        dagger__obj_free(t->deps, t->capdeps * sizeof(struct dep));
-    while (t->scratch) {
-        struct scratch *s = t->scratch;
-        t->scratch = s->next;
+    if (x->capargs)
+        dagger__obj_free(t->args, x->capargs * sizeof(dagger_value_t));
+    if (x->capdeps)
+        dagger__obj_free(t->deps, x->capdeps * sizeof(struct dep));
+    x->capargs = x->capdeps = 0;
+    while (x->scratch) {
+        struct scratch *s = x->scratch;
+        x->scratch = s->next;
         if (s->size == SCRATCH_CHUNK) { /* dagger_chunk_give: the body's reference */
             dagger_chunk_t *c;
             memcpy(&c, s->bytes, sizeof c);
@@ -179,15 +177,17 @@ static void drop_args_slow(dagger_task_t *t)
         }
         dagger__obj_free(s, sizeof *s + s->size);
     }
-    t->args = t->inline_args;
-    t->deps = t->inline_deps;
+    t->args = t->inl.v;
+    t->deps = t->inl.d;
     t->nargs = t->ndeps = 0;
 }
 
 static inline void drop_args(dagger_task_t *t)
 {
-    if (DAGGER_LIKELY(t->args == t->inline_args && t->deps == t->inline_deps && !t->scratch)) {
-        /* the common case: inline storage; only owned values and dependencies to drop */
+    struct task_ext *x = dagger__task_x(t); /* acquire: a hook may have made it on another thread */
+    if (DAGGER_LIKELY(!x)) {
+        /* the common case: inline storage, no scratch copies; only owned values and
+         * dependencies to drop */
         for (uint32_t i = 0; i < t->nargs; i++)
             if (t->args[i].flags & DAGGER_VALUE_OWNED)
                 dagger__value_drop(&t->args[i]);
@@ -196,7 +196,7 @@ static inline void drop_args(dagger_task_t *t)
         t->nargs = t->ndeps = 0;
         return;
     }
-    drop_args_slow(t);
+    drop_args_slow(t, x);
 }
 
 static DAGGER_TLS dagger_task_t *tls_free_list;
@@ -338,8 +338,8 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
     } else {
         memcpy(in, t->args, t->nargs * sizeof *in);
         for (uint32_t i = 0; i < t->ndeps; i++)
-            if (t->deps[i].argi >= 0)
-                in[t->deps[i].argi] = t->deps[i].task->result;
+            if (t->deps[i].node.argi >= 0)
+                in[t->deps[i].node.argi] = t->deps[i].task->result;
         const struct task_ext *x = dagger__task_x(t);
         struct dagger__place r = {.scope = x ? x->scope : NULL,
                                   .inputs = in,
@@ -510,8 +510,9 @@ DAGGER_NOINLINE static int settle_slow(dagger_task_t *t, int r, dagger_value_t *
         int code = r;
         if (r > 0 || strcmp(dagger_err_name(r), "DAGGER_E?") == 0)
             code = DAGGER_ETASK;
-        if (t->nested_fail) /* most likely the code of that fetch: keep the child's root cause */
-            return dagger__task_fail_chain(t, t->nested_fail, "nested fetch", code);
+        const struct task_ext *x = dagger__task_x(t);
+        if (x && x->nested_fail) /* most likely the code of that fetch: keep the child's root */
+            return dagger__task_fail_chain(t, x->nested_fail, "nested fetch", code);
         if (code == r)
             return dagger__task_failf(t, code, "the task body returned %s (%s)", dagger_err_name(r),
                                       dagger_strerror(r));
@@ -560,10 +561,10 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
                 rc = dagger__task_fail_upstream(t, d);
                 break;
             }
-            if (d->argi >= 0) {
+            if (d->node.argi >= 0) {
                 dagger_value_t v = d->task->result;
                 v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
-                t->args[d->argi] = v;
+                t->args[d->node.argi] = v;
             }
         }
     }
@@ -583,17 +584,17 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
                                 dagger__cost_bytes(t->args, t->nargs),
                                 (double)(dagger__now_ns() - t0) * 1e-9);
         dagger__task_set_cur(NULL);
+        x = dagger__task_x(t); /* the body may have made it (defer, scratch, nested_fail) */
         if (DAGGER_UNLIKELY(t->flags & TF_DEFERRED) && r == 0 && !dagger__task_failed(t)) {
-            dagger_task_release(t->nested_fail); /* the body handled it */
-            t->nested_fail = NULL;
-            x = dagger__task_x(t);      /* dagger__task_defer made it */
+            dagger_task_release(x->nested_fail); /* the body handled it */
+            x->nested_fail = NULL;
             x->launch(t, x->launch_ud); /* an executor completes it; t is theirs now */
             return NULL;
         }
         rc = settle(t, r, &out);
-        if (t->nested_fail) {
-            dagger_task_release(t->nested_fail);
-            t->nested_fail = NULL;
+        if (DAGGER_UNLIKELY(x != NULL) && x->nested_fail) {
+            dagger_task_release(x->nested_fail);
+            x->nested_fail = NULL;
         }
         if (DAGGER_UNLIKELY(x != NULL) && x->checkpoint && !rc)
             dagger__task_checkpoint(t);
@@ -686,10 +687,10 @@ void dagger__task_begin_elsewhere(dagger_task_t *t)
 {
     for (uint32_t i = 0; i < t->ndeps; i++) {
         const struct dep *d = &t->deps[i];
-        if (d->argi >= 0) {
+        if (d->node.argi >= 0) {
             dagger_value_t v = d->task->result;
             v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
-            t->args[d->argi] = v;
+            t->args[d->node.argi] = v;
         }
     }
     t->flags |= TF_DEFERRED;
@@ -798,21 +799,36 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         DAGGER_CHECK(o->syncdeps[i]->ctx == ctx, DAGGER_EINVAL,
                      "syncdeps[%zu] is a task of another context", i);
     }
-    if (argc > INLINE_ARGS) {
-        t->args = dagger__obj_alloc(argc * sizeof(dagger_value_t));
-        if (!t->args) {
-            t->args = t->inline_args;
-            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for %zu arguments", argc);
+    /* Inline: the arguments from the front of t->inl, the inputs from its back. What does not
+     * fit goes to the heap, the inputs first (each takes two values' room). */
+    size_t argb = argc * sizeof(dagger_value_t), depb = ndeps * sizeof(struct dep);
+    if (DAGGER_LIKELY(argb + depb <= INLINE_BYTES)) {
+        t->deps = (struct dep *)((char *)&t->inl + INLINE_BYTES - depb);
+    } else {
+        struct task_ext *x = dagger__task_ext_get(t);
+        if (!x)
+            return dagger__set_errmsg(DAGGER_ENOMEM,
+                                      "out of memory for the storage of %zu arguments", argc);
+        bool deps_heap = depb > INLINE_BYTES || argb <= INLINE_BYTES;
+        if (deps_heap) {
+            t->deps = dagger__obj_alloc(depb);
+            if (!t->deps) {
+                t->deps = t->inl.d;
+                return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for %zu dependencies",
+                                          ndeps);
+            }
+            x->capdeps = (uint32_t)ndeps;
+        } else {
+            t->deps = (struct dep *)((char *)&t->inl + INLINE_BYTES - depb);
         }
-        t->capargs = (uint32_t)argc;
-    }
-    if (ndeps > INLINE_DEPS) {
-        t->deps = dagger__obj_alloc(ndeps * sizeof(struct dep));
-        if (!t->deps) {
-            t->deps = t->inline_deps;
-            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for %zu dependencies", ndeps);
+        if (argb > (deps_heap ? INLINE_BYTES : INLINE_BYTES - depb)) {
+            t->args = dagger__obj_alloc(argb);
+            if (!t->args) {
+                t->args = t->inl.v;
+                return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for %zu arguments", argc);
+            }
+            x->capargs = (uint32_t)argc;
         }
-        t->capdeps = (uint32_t)ndeps;
     }
     /* From here drop_args() can clean up: counts grow as entries become valid. */
     t->nargs = 0;
@@ -822,7 +838,7 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         dagger_value_t v = argv[i];
         if (v.kind == DAGGER_KIND_TASK) {
             t->deps[nd].task = dagger_task_retain(v.u.t);
-            t->deps[nd].argi = (int32_t)i;
+            t->deps[nd].node.argi = (int32_t)i;
             t->ndeps = ++nd;
             v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
             t->args[t->nargs++] = v;
@@ -845,12 +861,12 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
     }
     for (size_t i = 0; i < nsync; i++) {
         t->deps[nd].task = dagger_task_retain(o->syncdeps[i]);
-        t->deps[nd].argi = -1;
+        t->deps[nd].node.argi = -1;
         t->ndeps = ++nd;
     }
     for (int i = 0; i < nseq; i++) {
         t->deps[nd].task = dagger_task_retain(seq[i]);
-        t->deps[nd].argi = -1;
+        t->deps[nd].node.argi = -1;
         t->ndeps = ++nd;
     }
     if (o && o->scope && !dagger__scope_is_any(o->scope)) {
