@@ -2,7 +2,10 @@
  *
  * Timings on a shared or virtual machine are noisy; instruction counts are not. Usage:
  * `icount empty N` (N empty tasks in a sync group), `icount chain N` (N dependent tasks),
- * `icount fib N` (fib(N) with a fetch in every task), on one thread. tools/icount.sh runs two
+ * `icount fib N` (fib(N) with a fetch in every task), `icount nested N` (N runs of the seed's
+ * 20x6 loop from the main thread, as bench/core's core.nested row: 140 tasks a run, each inner
+ * task an input of its outer one, in a sync group, then fetched), on one thread.
+ * tools/icount.sh runs two
  * sizes of each and prints the difference per task, so start-up and close cancel out.
  * SPDX-License-Identifier: MIT
  */
@@ -60,6 +63,46 @@ static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     }
     return 0;
 }
+static int nested_f(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t i = dagger_arg_i64(a, 0);
+    *out = dagger_i64(i * i + 1);
+    return 0;
+}
+static int nested_g(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(dagger_arg_i64(a, 0) * dagger_arg_i64(a, 1) + 1);
+    return 0;
+}
+/* The seed's loop, n times; returns nonzero on a failure or a wrong sum. */
+static int nested(dagger_ctx_t *ctx, int64_t n)
+{
+    dagger_task_t *b[20][6];
+    for (int64_t r = 0; r < n; r++) {
+        if (dagger_sync_begin(ctx))
+            return 1;
+        for (int i = 0; i < 20; i++) {
+            dagger_task_t *a = dagger_spawn(ctx, nested_f, (int64_t)i);
+            for (int j = 0; j < 6; j++)
+                b[i][j] = dagger_spawn(ctx, nested_g, a, (int64_t)j);
+            dagger_task_release(a);
+        }
+        int rc = dagger_sync_end(ctx);
+        int64_t s = 0, want = 0;
+        for (int i = 0; i < 20; i++) {
+            for (int j = 0; j < 6; j++) {
+                int64_t v = 0;
+                rc |= dagger_fetch_i64(b[i][j], &v);
+                s += v;
+                want += (int64_t)(i * i + 1) * j + 1;
+                dagger_task_release(b[i][j]);
+            }
+        }
+        if (rc || s != want)
+            return 1;
+    }
+    return 0;
+}
 int main(int argc, char **argv)
 {
     dagger_opts_t o;
@@ -70,6 +113,10 @@ int main(int argc, char **argv)
         return 1;
     const char *w = argc > 1 ? argv[1] : "empty";
     int64_t n = argc > 2 ? atoll(argv[2]) : 100000;
+    if (!strcmp(w, "nested")) {
+        int rc = nested(ctx, n);
+        return rc | dagger_ctx_close(ctx);
+    }
     dagger_task_t *t = strcmp(w, "fib") ? dagger_spawn(ctx, root, w, n) : dagger_spawn(ctx, fib, n);
     int rc = dagger_fetch(t, NULL);
     dagger_task_release(t);

@@ -280,11 +280,14 @@ void dagger_task_release(dagger_task_t *t)
  * iteratively so that long chains never recurse. */
 static void task_free(dagger_task_t *t)
 {
-    atomic_store_explicit(&t->job.next, (struct dagger__job *)tls_free_list, memory_order_relaxed);
-    tls_free_list = t;
-    if (tls_freeing)
+    if (DAGGER_UNLIKELY(tls_freeing)) { /* inside a free up the stack: it frees this one */
+        atomic_store_explicit(&t->job.next, (struct dagger__job *)tls_free_list,
+                              memory_order_relaxed);
+        tls_free_list = t;
         return;
+    }
     tls_freeing = 1;
+    task_free_one(t); /* the common case: the list stays empty */
     while (tls_free_list) {
         dagger_task_t *f = tls_free_list;
         tls_free_list = (dagger_task_t *)atomic_load_explicit(&f->job.next, memory_order_relaxed);
