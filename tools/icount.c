@@ -4,12 +4,14 @@
  * `icount empty N` (N empty tasks in a sync group), `icount chain N` (N dependent tasks),
  * `icount fib N` (fib(N) with a fetch in every task), `icount nested N` (N runs of the seed's
  * 20x6 loop from the main thread, as bench/core's core.nested row: 140 tasks a run, each inner
- * task an input of its outer one, in a sync group, then fetched), on one thread.
+ * task an input of its outer one, in a sync group, then fetched), `icount chain3 N` (a chain
+ * whose tasks take two plain arguments and the previous task, core.tree's shape), on one thread.
  * tools/icount.sh runs two
  * sizes of each and prints the difference per task, so start-up and close cancel out.
  * SPDX-License-Identifier: MIT
  */
 #include "dagger.h"
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +39,11 @@ static int inc(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     *out = dagger_i64(dagger_args_count(a) ? dagger_arg_i64(a, 0) + 1 : 1);
     return 0;
 }
+static int inc3(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(dagger_arg_i64(a, 2) + 1);
+    return 0;
+}
 static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     const char *what = dagger_arg_str(a, 0);
@@ -49,10 +56,12 @@ static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
             dagger_task_release(dagger_spawn(ctx, empty));
         return dagger_sync_end(ctx);
     }
-    if (!strcmp(what, "chain")) {
+    if (!strcmp(what, "chain") || !strcmp(what, "chain3")) {
+        bool three = what[5] == '3';
         dagger_task_t *p = dagger_spawn(ctx, inc);
         for (int64_t i = 1; i < n; i++) {
-            dagger_task_t *n = dagger_spawn(ctx, inc, p);
+            dagger_task_t *n =
+                three ? dagger_spawn(ctx, inc3, (void *)ctx, i, p) : dagger_spawn(ctx, inc, p);
             dagger_task_release(p);
             p = n;
         }

@@ -83,10 +83,13 @@ struct frame {
     void *hook_ud;
 };
 
-/* Inline storage of the arguments and inputs: the arguments from the front, the inputs from the
- * back; a task whose arguments and inputs do not fit (4 arguments, or 2 arguments and 1 input,
- * or 2 inputs) takes heap arrays, whose sizes live in the extension record. */
-#define INLINE_BYTES 64
+/* Inline storage of the arguments (16 bytes each) and inputs (32 bytes each): the arguments
+ * from the front, the inputs from the back; a task whose arguments and inputs do not fit (8
+ * arguments, 4 arguments and 2 inputs, 4 inputs) takes heap arrays, whose sizes live in the
+ * extension record. 128 bytes: the shapes of the benchmarks (a tree node: 3 arguments and 1
+ * input; a wavefront cell: 2 inputs and 2 arguments) fit, as they did before the record shrank;
+ * at 64 they went to the heap. */
+#define INLINE_BYTES 128
 union task_inline {
     dagger_value_t v[INLINE_BYTES / sizeof(dagger_value_t)];
     struct dep d[INLINE_BYTES / sizeof(struct dep)];
