@@ -1,6 +1,6 @@
 /* tests/test_core_record.c - the task record's storage (issue 17 item 1).
  *
- * A record keeps 64 bytes for its arguments (from the front) and inputs (from the back) and
+ * A record keeps 128 bytes for its arguments (from the front) and inputs (from the back) and
  * moves what does not fit to the heap; rarely used fields live in an extension record made on
  * first use. These cases spawn every split of arguments, task inputs and syncdeps around that
  * boundary and check the values each body saw, and use the extension's fields (userdata, scratch
@@ -73,13 +73,13 @@ TEST(every_split_of_arguments_inputs_and_syncdeps)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
-/* userdata, a scratch copy and five arguments (heap storage) in one task */
+/* userdata, a scratch copy and nine arguments (heap storage: 9 * 16 + 32 > 128) in one task */
 static int label(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     const char *prefix = dagger_tc_userdata(tc);
     char buf[64];
     snprintf(buf, sizeof buf, "%s:%lld", prefix ? prefix : "(none)",
-             (long long)(dagger_arg_i64(a, 0) + dagger_arg_i64(a, 4)));
+             (long long)(dagger_arg_i64(a, 0) + dagger_arg_i64(a, 8)));
     *out = dagger_str_copy(tc, buf);
     return 0;
 }
@@ -89,18 +89,19 @@ TEST(userdata_scratch_copies_and_heap_arguments_together)
     dagger_ctx_t *ctx = test_ctx(1);
     static char prefix[] = "ud";
     dagger_task_t *two = dagger_spawn(ctx, one, (int64_t)2);
-    dagger_value_t argv[5] = {dagger_i64(40), dagger_i64(0), dagger_taskv(two), dagger_i64(0),
-                              dagger_i64(2)};
+    dagger_value_t argv[9] = {dagger_i64(40), dagger_i64(0), dagger_taskv(two),
+                              dagger_i64(0),  dagger_i64(0), dagger_i64(0),
+                              dagger_i64(0),  dagger_i64(0), dagger_i64(2)};
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.userdata = prefix;
-    dagger_task_t *t = dagger_spawnv_opts(ctx, &o, label, argv, 5);
+    dagger_task_t *t = dagger_spawnv_opts(ctx, &o, label, argv, 9);
     dagger_value_t v;
     ASSERT_OK(dagger_fetch(t, &v));
     ASSERT_STR_EQ(v.u.s, "ud:42");
     dagger_task_release(t);
     /* without userdata the body reads NULL */
-    t = dagger_spawnv(ctx, label, argv, 5);
+    t = dagger_spawnv(ctx, label, argv, 9);
     ASSERT_OK(dagger_fetch(t, &v));
     ASSERT_STR_EQ(v.u.s, "(none):42");
     dagger_task_release(t);
