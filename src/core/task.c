@@ -235,6 +235,7 @@ static void task_free_one(dagger_task_t *t)
     if (DAGGER_UNLIKELY(x != NULL)) {
         if (x->scope)
             dagger_scope_release(x->scope);
+        dagger_task_release(x->nested_fail); /* NULL unless a path left one (queued to free) */
         atomic_store_explicit(&t->x, NULL, memory_order_relaxed);
         dagger__obj_free(x, sizeof *x);
     }
