@@ -2,11 +2,16 @@
  *
  * Timings on a shared or virtual machine are noisy; instruction counts are not. Usage:
  * `icount empty N` (N empty tasks in a sync group), `icount chain N` (N dependent tasks),
- * `icount fib N` (fib(N) with a fetch in every task), on one thread. tools/icount.sh runs two
+ * `icount fib N` (fib(N) with a fetch in every task), `icount nested N` (N runs of the seed's
+ * 20x6 loop from the main thread, as bench/core's core.nested row: 140 tasks a run, each inner
+ * task an input of its outer one, in a sync group, then fetched), `icount chain3 N` (a chain
+ * whose tasks take two plain arguments and the previous task, core.tree's shape), on one thread.
+ * tools/icount.sh runs two
  * sizes of each and prints the difference per task, so start-up and close cancel out.
  * SPDX-License-Identifier: MIT
  */
 #include "dagger.h"
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +39,11 @@ static int inc(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     *out = dagger_i64(dagger_args_count(a) ? dagger_arg_i64(a, 0) + 1 : 1);
     return 0;
 }
+static int inc3(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(dagger_arg_i64(a, 2) + 1);
+    return 0;
+}
 static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     const char *what = dagger_arg_str(a, 0);
@@ -46,10 +56,12 @@ static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
             dagger_task_release(dagger_spawn(ctx, empty));
         return dagger_sync_end(ctx);
     }
-    if (!strcmp(what, "chain")) {
+    if (!strcmp(what, "chain") || !strcmp(what, "chain3")) {
+        bool three = what[5] == '3';
         dagger_task_t *p = dagger_spawn(ctx, inc);
         for (int64_t i = 1; i < n; i++) {
-            dagger_task_t *n = dagger_spawn(ctx, inc, p);
+            dagger_task_t *n =
+                three ? dagger_spawn(ctx, inc3, (void *)ctx, i, p) : dagger_spawn(ctx, inc, p);
             dagger_task_release(p);
             p = n;
         }
@@ -57,6 +69,46 @@ static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
         int rc = dagger_fetch_i64(p, &v);
         dagger_task_release(p);
         return rc;
+    }
+    return 0;
+}
+static int nested_f(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t i = dagger_arg_i64(a, 0);
+    *out = dagger_i64(i * i + 1);
+    return 0;
+}
+static int nested_g(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(dagger_arg_i64(a, 0) * dagger_arg_i64(a, 1) + 1);
+    return 0;
+}
+/* The seed's loop, n times; returns nonzero on a failure or a wrong sum. */
+static int nested(dagger_ctx_t *ctx, int64_t n)
+{
+    dagger_task_t *b[20][6];
+    for (int64_t r = 0; r < n; r++) {
+        if (dagger_sync_begin(ctx))
+            return 1;
+        for (int i = 0; i < 20; i++) {
+            dagger_task_t *a = dagger_spawn(ctx, nested_f, (int64_t)i);
+            for (int j = 0; j < 6; j++)
+                b[i][j] = dagger_spawn(ctx, nested_g, a, (int64_t)j);
+            dagger_task_release(a);
+        }
+        int rc = dagger_sync_end(ctx);
+        int64_t s = 0, want = 0;
+        for (int i = 0; i < 20; i++) {
+            for (int j = 0; j < 6; j++) {
+                int64_t v = 0;
+                rc |= dagger_fetch_i64(b[i][j], &v);
+                s += v;
+                want += (int64_t)(i * i + 1) * j + 1;
+                dagger_task_release(b[i][j]);
+            }
+        }
+        if (rc || s != want)
+            return 1;
     }
     return 0;
 }
@@ -70,6 +122,10 @@ int main(int argc, char **argv)
         return 1;
     const char *w = argc > 1 ? argv[1] : "empty";
     int64_t n = argc > 2 ? atoll(argv[2]) : 100000;
+    if (!strcmp(w, "nested")) {
+        int rc = nested(ctx, n);
+        return rc | dagger_ctx_close(ctx);
+    }
     dagger_task_t *t = strcmp(w, "fib") ? dagger_spawn(ctx, root, w, n) : dagger_spawn(ctx, fib, n);
     int rc = dagger_fetch(t, NULL);
     dagger_task_release(t);

@@ -12,7 +12,8 @@ static dagger_value_t scratch_copy(dagger_tc_t *tc, const void *p, size_t n, int
 {
     dagger_task_t *t = (dagger_task_t *)tc;
     size_t extra = kind == DAGGER_KIND_STR ? 1 : 0;
-    struct scratch *s = t ? dagger__obj_alloc(sizeof *s + n + extra) : NULL;
+    struct task_ext *x = t ? dagger__task_ext_get(t) : NULL;
+    struct scratch *s = x ? dagger__obj_alloc(sizeof *s + n + extra) : NULL;
     if (!s) {
         if (t && !t->argerr)
             t->argerr = dagger__task_failf(t, DAGGER_ENOMEM, "out of memory copying a %zu-byte %s",
@@ -24,8 +25,8 @@ static dagger_value_t scratch_copy(dagger_tc_t *tc, const void *p, size_t n, int
         memcpy(s->bytes, p, n);
     if (extra)
         s->bytes[n] = '\0';
-    s->next = t->scratch;
-    t->scratch = s;
+    s->next = x->scratch;
+    x->scratch = s;
     return kind == DAGGER_KIND_STR ? dagger_str(s->bytes) : dagger_blob(s->bytes, n);
 }
 
@@ -149,7 +150,8 @@ int dagger__task_failed(const dagger_task_t *t)
 dagger_value_t dagger_chunk_give(dagger_tc_t *tc, dagger_chunk_t *c)
 {
     dagger_task_t *t = (dagger_task_t *)tc;
-    struct scratch *s = t && c ? dagger__obj_alloc(sizeof *s + sizeof c) : NULL;
+    struct task_ext *x = t && c ? dagger__task_ext_get(t) : NULL;
+    struct scratch *s = x ? dagger__obj_alloc(sizeof *s + sizeof c) : NULL;
     if (!s) {
         if (t && c && !t->argerr)
             t->argerr = dagger__task_failf(t, DAGGER_ENOMEM, "out of memory giving chunk %llu",
@@ -159,8 +161,8 @@ dagger_value_t dagger_chunk_give(dagger_tc_t *tc, dagger_chunk_t *c)
     }
     s->size = SCRATCH_CHUNK;
     memcpy(s->bytes, &c, sizeof c);
-    s->next = t->scratch;
-    t->scratch = s;
+    s->next = x->scratch;
+    x->scratch = s;
     return dagger_chunkv(c);
 }
 

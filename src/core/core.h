@@ -27,6 +27,7 @@ struct dagger__job;
 struct dagger__waiter {
     struct dagger__waiter *next;
     uint32_t kind;
+    int32_t argi; /* W_DEP: the dependent's argument index, or -1 for a syncdep (fills padding) */
     void *target; /* W_DEP: the dependent task; W_FIBER: the suspended task; W_THREAD: a flag;
                      W_CALLBACK: the struct dagger__task_callback */
 };

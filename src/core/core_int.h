@@ -30,10 +30,10 @@ struct scratch {
 };
 #define SCRATCH_CHUNK SIZE_MAX
 
+/* An input: node.argi is the argument index, or -1 for a syncdep. 32 bytes. */
 struct dep {
     struct dagger__waiter node;
     dagger_task_t *task;
-    int32_t argi; /* argument index, or -1 for a syncdep */
 };
 
 /* The origin of a failure, shared by every task it failed. */
@@ -83,8 +83,17 @@ struct frame {
     void *hook_ud;
 };
 
-#define INLINE_ARGS 4
-#define INLINE_DEPS 2
+/* Inline storage of the arguments (16 bytes each) and inputs (32 bytes each): the arguments
+ * from the front, the inputs from the back; a task whose arguments and inputs do not fit (8
+ * arguments, 4 arguments and 2 inputs, 4 inputs) takes heap arrays, whose sizes live in the
+ * extension record. 128 bytes: the shapes of the benchmarks (a tree node: 3 arguments and 1
+ * input; a wavefront cell: 2 inputs and 2 arguments) fit, as they did before the record shrank;
+ * at 64 they went to the heap. */
+#define INLINE_BYTES 128
+union task_inline {
+    dagger_value_t v[INLINE_BYTES / sizeof(dagger_value_t)];
+    struct dep d[INLINE_BYTES / sizeof(struct dep)];
+};
 
 enum { T_PENDING = 0, T_RUNNING = 1, T_DONE = 2 };
 /* flags: set at spawn, before the task is published, except TF_DEFERRED (set by its own body) */
@@ -96,39 +105,14 @@ enum {
     TF_HAS_DEPS = 1u << 4,
 };
 
-struct dagger_task {
-    struct dagger__job job; /* first: the pool sees tasks as jobs */
-    _Atomic uint32_t refs;
-    _Atomic uint32_t pending;
-    _Atomic uint32_t state;
-    _Atomic uint32_t cancel;
-    _Atomic uint32_t place; /* != 0: placement must decide (a scope, chunk or shard input) */
-    struct dagger__event waiters;
-    int rc;                   /* valid once state is T_DONE */
-    int argerr;               /* set by a failing argument accessor */
-    _Atomic uint8_t unseen;   /* 1: failed, counted in ctx->unfetched, error not read yet */
-    _Atomic uint8_t external; /* completes from outside the workers: waiters do not spin */
-    int16_t thread;           /* worker it last ran on */
-    uint16_t help_depth;      /* nesting of tasks run inline by waiting parents (see help()) */
-    uint32_t flags;
-    uint32_t nargs, ndeps;
-    uint32_t capargs, capdeps; /* allocated entries (free with these sizes) */
-    uint64_t id;
-    dagger_ctx_t *ctx;
-    dagger_task_t *parent; /* the task that spawned it (never dereferenced: compared only) */
-    dagger_fn_t fn;
-    const char *name;
-    dagger_value_t *args;
-    struct dep *deps;
-    struct group *group;
-    struct frame *_Atomic held_by; /* the bulk frame holding it, while held; read by waiters */
-    struct frame *frames;          /* queue blocks opened inside this task */
-    struct err *err;
-    dagger_scope_t *scope;      /* retained; NULL = any */
-    dagger_task_t *nested_fail; /* the last failed task its body fetched (+1), while running */
-    struct scratch *scratch;    /* copies made by dagger_str_copy, freed at completion */
+/* The rarely used fields of a task: options few tasks set (userdata, hooks, implementations, a
+ * scope), hooks of the features (a datadeps guard, a cancel hook, an executor's deferral) and a
+ * bulk block's hold. Allocated on first use (task_ext_get in task.c), published with a release
+ * CAS; readers load `x` with acquire and treat NULL as all fields zero. Freed with the task. */
+struct task_ext {
     _Atomic(dagger__wait_guard_fn) guard_fn; /* set and cleared by a datadeps region */
     void *_Atomic guard;
+    struct frame *_Atomic held_by; /* the bulk frame holding it, while held; read by waiters */
     void (*launch)(dagger_task_t *t, void *ud); /* dagger__task_defer */
     void *launch_ud;
     dagger__cancel_hook_fn cancel_fn;
@@ -138,12 +122,59 @@ struct dagger_task {
     dagger_checkpoint_fn_t checkpoint; /* opts.checkpoint (hooks.c) */
     const struct dagger_impl *impls;   /* dagger_task_opts_t.impls (caller storage) */
     uint32_t nimpls;
-    float expected; /* opts.expected_time (seconds; 0 unknown), for the cost model */
-    void *exec_ud;  /* an executor's record, when placement replaced the body */
-    dagger_value_t result;
-    dagger_value_t inline_args[INLINE_ARGS];
-    struct dep inline_deps[INLINE_DEPS];
+    float expected;             /* opts.expected_time (seconds; 0 unknown), for the cost model */
+    void *exec_ud;              /* an executor's record, when placement replaced the body */
+    dagger_scope_t *scope;      /* retained; NULL = any */
+    uint32_t capargs, capdeps;  /* heap arrays' entries (free with these sizes); 0: inline */
+    dagger_task_t *nested_fail; /* the last failed task its body fetched (+1), while running */
+    struct scratch *scratch;    /* copies made by dagger_str_copy, freed at completion */
 };
+
+/* `cancel` values: a cancel request, or a hook that could not be recorded (out of memory for the
+ * task's extension record), which fails the task the same way with its own message. */
+enum { CANCEL_REQ = 1, CANCEL_NOMEM = 2 };
+
+/* The record is laid out hottest first: the job and the counts the pool and completion touch,
+ * then what spawn and run read, then the result and the inline argument storage. */
+struct dagger_task {
+    struct dagger__job job; /* first: the pool sees tasks as jobs */
+    _Atomic uint32_t refs;
+    _Atomic uint32_t pending;
+    _Atomic uint32_t state;
+    _Atomic uint32_t cancel; /* CANCEL_REQ or CANCEL_NOMEM */
+    _Atomic uint32_t place;  /* != 0: placement must decide (a scope, chunk or shard input) */
+    int rc;                  /* valid once state is T_DONE */
+    struct dagger__event waiters;
+    uint64_t id;
+    dagger_ctx_t *ctx;
+    dagger_fn_t fn;
+    int argerr; /* set by a failing argument accessor */
+    uint32_t flags;
+    uint32_t nargs, ndeps;
+    _Atomic uint8_t unseen;   /* 1: failed, counted in ctx->unfetched, error not read yet */
+    _Atomic uint8_t external; /* completes from outside the workers: waiters do not spin */
+    uint16_t help_depth;      /* nesting of tasks run inline by waiting parents (see help()) */
+    int16_t thread;         /* worker it last ran on */
+    dagger_value_t *args;
+    struct dep *deps;
+    struct group *group;
+    struct err *err;
+    struct task_ext *_Atomic x; /* the rare fields, NULL until one is set */
+    const char *name;
+    dagger_task_t *parent; /* the task that spawned it (never dereferenced: compared only) */
+    struct frame *frames;  /* queue blocks opened inside this task */
+    dagger_value_t result;
+    union task_inline inl; /* see INLINE_BYTES */
+};
+
+/* The extension record of `t`, or NULL when none of its fields was ever set. */
+static inline struct task_ext *dagger__task_x(const dagger_task_t *t)
+{
+    return atomic_load_explicit(&((dagger_task_t *)t)->x, memory_order_acquire);
+}
+/* task.c: the extension record of `t`, allocated (zeroed) on first use; NULL when out of memory.
+ * Safe from any thread: racing allocations agree on one record. */
+struct task_ext *dagger__task_ext_get(dagger_task_t *t);
 
 /* Counters that every task touches (tasks in flight, task records alive) are kept per worker
  * as credits so that spawning and finishing touch no shared cache line: a worker takes

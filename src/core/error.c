@@ -139,8 +139,8 @@ int dagger__task_fail_chain(dagger_task_t *t, const dagger_task_t *up, const cha
 int dagger__task_fail_upstream(dagger_task_t *t, const struct dep *d)
 {
     char input[64];
-    if (d->argi >= 0)
-        snprintf(input, sizeof input, "input %d", d->argi);
+    if (d->node.argi >= 0)
+        snprintf(input, sizeof input, "input %d", d->node.argi);
     else
         snprintf(input, sizeof input, "syncdep");
     return dagger__task_fail_chain(t, d->task, input, DAGGER_EUPSTREAM);

@@ -31,7 +31,7 @@ int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_
         return 0;
     dagger_task_t *me = dagger__task_current();
     if (me && dagger__pool_can_suspend(me->ctx->pool)) {
-        struct dagger__waiter node = {NULL, W_FIBER, me};
+        struct dagger__waiter node = {.kind = W_FIBER, .target = me};
         struct arm a = {ev, &node, me};
         int thread = dagger__pool_self(me->ctx->pool);
         DAGGER__TRACE(dagger__trace_block(me->id, thread, on_id));
@@ -58,7 +58,7 @@ int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_
         dagger__cpu_relax();
     }
     _Atomic uint32_t flag = 0;
-    struct dagger__waiter node = {NULL, W_THREAD, (void *)&flag};
+    struct dagger__waiter node = {.kind = W_THREAD, .target = (void *)&flag};
     if (!dagger__event_push(ev, &node))
         return 0;
     while (!atomic_load_explicit(&flag, memory_order_acquire))
@@ -70,7 +70,9 @@ int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_
 static bool own_group_task(const struct dagger__job *j, const struct group *g)
 {
     const dagger_task_t *t = (const dagger_task_t *)j;
-    return t->group == g && !t->scope && !atomic_load_explicit(&t->place, memory_order_relaxed) &&
+    const struct task_ext *x = dagger__task_x(t);
+    return t->group == g && (!x || !x->scope) &&
+           !atomic_load_explicit(&t->place, memory_order_relaxed) &&
            !(t->flags & (TF_MUTABLE_RESULT | TF_CHUNK_RESULT));
 }
 

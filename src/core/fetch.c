@@ -16,19 +16,22 @@ __attribute__((always_inline)) static inline int check_wait(dagger_task_t *me, d
     DAGGER_CHECK(t, DAGGER_EINVAL, "%s: the task handle is NULL", what);
     DAGGER_CHECK(me != t, DAGGER_EDEADLK, "%s: task %llu '%s' waits for itself", what,
                  (unsigned long long)t->id, dagger__task_display_name(t));
-    dagger__wait_guard_fn guard = atomic_load_explicit(&t->guard_fn, memory_order_acquire);
-    if (guard) { /* refused whether or not the task is done: no timing-dependent result */
-        int rc = guard(t, atomic_load_explicit(&t->guard, memory_order_relaxed));
-        if (rc)
-            return rc;
-    }
-    struct frame *held = atomic_load_explicit(&t->held_by, memory_order_relaxed);
-    if (held && atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
-        for (struct frame *f = *dagger__queue_frames_slot(); f; f = f->up)
-            DAGGER_CHECK(f != held, DAGGER_EDEADLK,
-                         "%s: task %llu '%s' is held by the open bulk queue of this thread; it "
-                         "starts at dagger_queue_end, so wait for it after the block",
-                         what, (unsigned long long)t->id, dagger__task_display_name(t));
+    struct task_ext *x = dagger__task_x(t); /* guard and hold live there; NULL: neither */
+    if (DAGGER_UNLIKELY(x != NULL)) {
+        dagger__wait_guard_fn guard = atomic_load_explicit(&x->guard_fn, memory_order_acquire);
+        if (guard) { /* refused whether or not the task is done: no timing-dependent result */
+            int rc = guard(t, atomic_load_explicit(&x->guard, memory_order_relaxed));
+            if (rc)
+                return rc;
+        }
+        struct frame *held = atomic_load_explicit(&x->held_by, memory_order_relaxed);
+        if (held && atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
+            for (struct frame *f = *dagger__queue_frames_slot(); f; f = f->up)
+                DAGGER_CHECK(f != held, DAGGER_EDEADLK,
+                             "%s: task %llu '%s' is held by the open bulk queue of this thread; "
+                             "it starts at dagger_queue_end, so wait for it after the block",
+                             what, (unsigned long long)t->id, dagger__task_display_name(t));
+        }
     }
     /* A task without inputs nor syncdeps is downstream of nothing: no call for the walk. */
     if (me && me->ctx == t->ctx && (t->flags & TF_HAS_DEPS) &&
@@ -73,7 +76,7 @@ int dagger_wait(dagger_task_t *t)
     if (t)
         TASK_MISUSE(t, "dagger_wait");
     if (t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE &&
-        !atomic_load_explicit(&t->guard_fn, memory_order_relaxed))
+        !atomic_load_explicit(&t->x, memory_order_relaxed))
         return 0;
     dagger_task_t *me = dagger__task_current();
     int rc = check_wait(me, t, "dagger_wait");
@@ -95,7 +98,7 @@ int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
     if (t)
         TASK_MISUSE(t, "dagger_fetch");
     if (DAGGER_UNLIKELY(!t || atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE ||
-                        atomic_load_explicit(&t->guard_fn, memory_order_relaxed))) {
+                        atomic_load_explicit(&t->x, memory_order_relaxed))) {
         int rc = dagger_wait(t);
         if (rc)
             return rc;
@@ -103,9 +106,12 @@ int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
     if (DAGGER_UNLIKELY(t->rc)) {
         dagger__task_observe_failure(t);
         dagger_task_t *me = dagger__task_current();
-        if (me && me != t) { /* a body fetching a failed child: settle() chains to it */
-            dagger_task_release(me->nested_fail);
-            me->nested_fail = dagger_task_retain(t);
+        /* A body fetching a failed child: settle() chains to it (without the memory to
+         * record it, the body's failure names no child; its code is the body's either way). */
+        struct task_ext *mx = me && me != t ? dagger__task_ext_get(me) : NULL;
+        if (mx) {
+            dagger_task_release(mx->nested_fail);
+            mx->nested_fail = dagger_task_retain(t);
         }
         dagger__set_errmsg_str(t->rc, t->err && t->err->msg ? t->err->msg : dagger_strerror(t->rc));
         return t->rc;

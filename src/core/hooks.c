@@ -26,7 +26,7 @@ static void hook_failed(dagger_task_t *t, const char *hook, int r)
 
 int dagger__task_restore(dagger_task_t *t, dagger_value_t *out)
 {
-    int r = t->restore((dagger_tc_t *)t, (const dagger_args_t *)t, out);
+    int r = dagger__task_x(t)->restore((dagger_tc_t *)t, (const dagger_args_t *)t, out);
     int failed = r < 0 ? r : t->argerr ? t->argerr : t->err ? t->err->code : 0;
     if (failed) {
         hook_failed(t, "restore", failed);
@@ -43,7 +43,7 @@ void dagger__task_checkpoint(dagger_task_t *t)
     dagger_value_t v = t->result;
     v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
     dagger__task_set_cur(t);
-    int r = t->checkpoint((dagger_tc_t *)t, (const dagger_args_t *)t, &v);
+    int r = dagger__task_x(t)->checkpoint((dagger_tc_t *)t, (const dagger_args_t *)t, &v);
     dagger__task_set_cur(NULL);
     int failed = r < 0 ? r : t->argerr ? t->argerr : t->err ? t->err->code : 0;
     if (failed)

@@ -36,7 +36,8 @@ int dagger_task_root_error(const dagger_task_t *t, int *code, uint64_t *root_id)
 
 void *dagger_tc_userdata(const dagger_tc_t *tc)
 {
-    return tc ? ((const dagger_task_t *)tc)->ud : NULL;
+    const struct task_ext *x = tc ? dagger__task_x((const dagger_task_t *)tc) : NULL;
+    return x ? x->ud : NULL;
 }
 
 int dagger_wait_all(dagger_task_t *const *tasks, size_t n)

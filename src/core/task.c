@@ -92,61 +92,82 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     atomic_init(&t->state, T_PENDING);
     atomic_init(&t->cancel, 0);
     atomic_init(&t->place, 0);
-    t->scope = NULL;
     atomic_init(&t->waiters.head, NULL);
     t->rc = 0;
     t->argerr = 0;
     t->thread = -1;
     t->flags = 0;
     t->nargs = t->ndeps = 0;
-    t->capargs = t->capdeps = 0;
-    t->scratch = NULL;
     t->id = next_id(ctx);
     t->ctx = ctx;
     t->parent = NULL;
     t->help_depth = 0;
     t->fn = NULL;
     t->name = NULL;
-    t->args = t->inline_args;
-    t->deps = t->inline_deps;
+    t->args = t->inl.v;
+    t->deps = t->inl.d;
     t->group = NULL;
-    atomic_init(&t->held_by, NULL);
     t->frames = NULL;
     t->err = NULL;
-    t->nested_fail = NULL;
+    atomic_init(&t->x, NULL);
     atomic_init(&t->unseen, 0);
-    atomic_init(&t->guard_fn, NULL);
-    atomic_init(&t->guard, NULL);
-    t->launch = NULL;
-    t->launch_ud = NULL;
-    t->cancel_fn = NULL;
-    t->cancel_ud = NULL;
-    t->ud = NULL;
-    t->restore = NULL;
-    t->checkpoint = NULL;
-    t->impls = NULL;
-    t->nimpls = 0;
-    t->expected = 0;
-    t->exec_ud = NULL;
     t->result = dagger_nil();
     dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
     return t;
 }
 
+struct task_ext *dagger__task_ext_get(dagger_task_t *t)
+{
+    struct task_ext *x = dagger__task_x(t);
+    if (x)
+        return x;
+    struct task_ext *fresh = dagger__obj_alloc(sizeof *fresh);
+    if (!fresh)
+        return NULL;
+    memset(fresh, 0, sizeof *fresh);
+    atomic_init(&fresh->guard_fn, NULL);
+    atomic_init(&fresh->guard, NULL);
+    atomic_init(&fresh->held_by, NULL);
+    if (atomic_compare_exchange_strong_explicit(&t->x, &x, fresh, memory_order_acq_rel,
+                                                memory_order_acquire))
+        return fresh;
+    dagger__obj_free(fresh, sizeof *fresh); /* another thread published one first */
+    return x;
+}
+
+/* A hook of a feature could not be recorded: the task fails (cancelled, with its own message)
+ * rather than running without it. Safe from any thread, like a cancel request. */
+static void ext_lost(dagger_task_t *t)
+{
+    atomic_store_explicit(&t->cancel, CANCEL_NOMEM, memory_order_release);
+}
+
+/* Fail a task whose `cancel` is set; `when`: "before it ran" or "while running". */
+static int fail_cancelled(dagger_task_t *t, const char *when)
+{
+    if (atomic_load_explicit(&t->cancel, memory_order_acquire) == CANCEL_NOMEM)
+        return dagger__task_failf(t, DAGGER_ENOMEM,
+                                  "out of memory recording a runtime hook of the task (its "
+                                  "extension record); it failed %s",
+                                  when);
+    return dagger__task_failf(t, DAGGER_ECANCELED, "cancelled %s", when);
+}
+
 /* Free the argument storage of a finished (or never started) task; drops its dependencies. */
-static void drop_args_slow(dagger_task_t *t)
+static void drop_args_slow(dagger_task_t *t, struct task_ext *x)
 {
     for (uint32_t i = 0; i < t->nargs; i++)
         dagger__value_drop(&t->args[i]);
     for (uint32_t i = 0; i < t->ndeps; i++)
         dagger_task_release(t->deps[i].task);
-    if (t->args != t->inline_args)
-        dagger__obj_free(t->args, t->capargs * sizeof(dagger_value_t));
-    if (t->deps != t->inline_deps)
-        dagger__obj_free(t->deps, t->capdeps * sizeof(struct dep));
-    while (t->scratch) {
-        struct scratch *s = t->scratch;
-        t->scratch = s->next;
+    if (x->capargs)
+        dagger__obj_free(t->args, x->capargs * sizeof(dagger_value_t));
+    if (x->capdeps)
+        dagger__obj_free(t->deps, x->capdeps * sizeof(struct dep));
+    x->capargs = x->capdeps = 0;
+    while (x->scratch) {
+        struct scratch *s = x->scratch;
+        x->scratch = s->next;
         if (s->size == SCRATCH_CHUNK) { /* dagger_chunk_give: the body's reference */
             dagger_chunk_t *c;
             memcpy(&c, s->bytes, sizeof c);
@@ -156,15 +177,17 @@ static void drop_args_slow(dagger_task_t *t)
         }
         dagger__obj_free(s, sizeof *s + s->size);
     }
-    t->args = t->inline_args;
-    t->deps = t->inline_deps;
+    t->args = t->inl.v;
+    t->deps = t->inl.d;
     t->nargs = t->ndeps = 0;
 }
 
 static inline void drop_args(dagger_task_t *t)
 {
-    if (DAGGER_LIKELY(t->args == t->inline_args && t->deps == t->inline_deps && !t->scratch)) {
-        /* the common case: inline storage; only owned values and dependencies to drop */
+    struct task_ext *x = dagger__task_x(t); /* acquire: a hook may have made it on another thread */
+    if (DAGGER_LIKELY(!x)) {
+        /* the common case: inline storage, no scratch copies; only owned values and
+         * dependencies to drop */
         for (uint32_t i = 0; i < t->nargs; i++)
             if (t->args[i].flags & DAGGER_VALUE_OWNED)
                 dagger__value_drop(&t->args[i]);
@@ -173,7 +196,7 @@ static inline void drop_args(dagger_task_t *t)
         t->nargs = t->ndeps = 0;
         return;
     }
-    drop_args_slow(t);
+    drop_args_slow(t, x);
 }
 
 static DAGGER_TLS dagger_task_t *tls_free_list;
@@ -208,8 +231,14 @@ static void task_free_one(dagger_task_t *t)
         dagger__value_drop(&t->result);
     if (DAGGER_UNLIKELY(t->err != NULL))
         dagger__task_err_free(t->err);
-    if (DAGGER_UNLIKELY(t->scope != NULL))
-        dagger_scope_release(t->scope);
+    struct task_ext *x = atomic_load_explicit(&t->x, memory_order_relaxed);
+    if (DAGGER_UNLIKELY(x != NULL)) {
+        if (x->scope)
+            dagger_scope_release(x->scope);
+        dagger_task_release(x->nested_fail); /* NULL unless a path left one (queued to free) */
+        atomic_store_explicit(&t->x, NULL, memory_order_relaxed);
+        dagger__obj_free(x, sizeof *x);
+    }
     if (DAGGER_UNLIKELY(t->flags & TF_NAME_OWNED)) {
         dagger__obj_free((void *)t->name, strlen(t->name) + 1);
         t->name = "(released)";
@@ -252,11 +281,14 @@ void dagger_task_release(dagger_task_t *t)
  * iteratively so that long chains never recurse. */
 static void task_free(dagger_task_t *t)
 {
-    atomic_store_explicit(&t->job.next, (struct dagger__job *)tls_free_list, memory_order_relaxed);
-    tls_free_list = t;
-    if (tls_freeing)
+    if (DAGGER_UNLIKELY(tls_freeing)) { /* inside a free up the stack: it frees this one */
+        atomic_store_explicit(&t->job.next, (struct dagger__job *)tls_free_list,
+                              memory_order_relaxed);
+        tls_free_list = t;
         return;
+    }
     tls_freeing = 1;
+    task_free_one(t); /* the common case: the list stays empty */
     while (tls_free_list) {
         dagger_task_t *f = tls_free_list;
         tls_free_list = (dagger_task_t *)atomic_load_explicit(&f->job.next, memory_order_relaxed);
@@ -310,19 +342,20 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
     } else {
         memcpy(in, t->args, t->nargs * sizeof *in);
         for (uint32_t i = 0; i < t->ndeps; i++)
-            if (t->deps[i].argi >= 0)
-                in[t->deps[i].argi] = t->deps[i].task->result;
-        struct dagger__place r = {.scope = t->scope,
+            if (t->deps[i].node.argi >= 0)
+                in[t->deps[i].node.argi] = t->deps[i].task->result;
+        const struct task_ext *x = dagger__task_x(t);
+        struct dagger__place r = {.scope = x ? x->scope : NULL,
                                   .inputs = in,
                                   .ninputs = t->nargs,
                                   .nthreads = ctx->nthreads,
                                   .rr = &ctx->rr,
                                   .task = t,
-                                  .impls = t->impls,
-                                  .nimpls = t->nimpls,
+                                  .impls = x ? x->impls : NULL,
+                                  .nimpls = x ? x->nimpls : 0,
                                   .rank = ctx->rank,
                                   .nranks = ctx->nranks,
-                                  .expected = t->expected};
+                                  .expected = x ? x->expected : 0.0f};
         rc = dagger__sched_place(&r, &t->job, ctx->exec, why, sizeof why);
         if (in != small)
             dagger__free(in);
@@ -481,15 +514,16 @@ DAGGER_NOINLINE static int settle_slow(dagger_task_t *t, int r, dagger_value_t *
         int code = r;
         if (r > 0 || strcmp(dagger_err_name(r), "DAGGER_E?") == 0)
             code = DAGGER_ETASK;
-        if (t->nested_fail) /* most likely the code of that fetch: keep the child's root cause */
-            return dagger__task_fail_chain(t, t->nested_fail, "nested fetch", code);
+        const struct task_ext *x = dagger__task_x(t);
+        if (x && x->nested_fail) /* most likely the code of that fetch: keep the child's root */
+            return dagger__task_fail_chain(t, x->nested_fail, "nested fetch", code);
         if (code == r)
             return dagger__task_failf(t, code, "the task body returned %s (%s)", dagger_err_name(r),
                                       dagger_strerror(r));
         return dagger__task_failf(t, code, "the task body returned %d", r);
     }
     if (atomic_load_explicit(&t->cancel, memory_order_acquire))
-        return dagger__task_fail(t, DAGGER_ECANCELED, "cancelled while running");
+        return fail_cancelled(t, "while running");
     if (DAGGER_UNLIKELY(out->flags & DAGGER_VALUE_TOOBIG)) {
         *out = dagger_nil();
         return dagger__task_failf(t, DAGGER_E2BIG,
@@ -521,7 +555,7 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
     if (DAGGER_UNLIKELY(t->err != NULL)) { /* placement failed */
         rc = t->err->code;
     } else if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {
-        rc = dagger__task_fail(t, DAGGER_ECANCELED, "cancelled before it ran");
+        rc = fail_cancelled(t, "before it ran");
     } else {
         /* One pass: a failed input fails the task; otherwise its result becomes the argument
          * (borrowed from the dependency, which the task holds until it completes). */
@@ -531,10 +565,10 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
                 rc = dagger__task_fail_upstream(t, d);
                 break;
             }
-            if (d->argi >= 0) {
+            if (d->node.argi >= 0) {
                 dagger_value_t v = d->task->result;
                 v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
-                t->args[d->argi] = v;
+                t->args[d->node.argi] = v;
             }
         }
     }
@@ -546,25 +580,27 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         int r = 0;
         /* In a job the run times feed the cost model's history (one process: no clock read). */
         uint64_t t0 = DAGGER_UNLIKELY(t->ctx->nranks > 1) ? dagger__now_ns() : 0;
-        if (DAGGER_LIKELY(!t->restore) || !dagger__task_restore(t, &out))
+        struct task_ext *x = dagger__task_x(t);
+        if (DAGGER_LIKELY(!x || !x->restore) || !dagger__task_restore(t, &out))
             r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
         if (DAGGER_UNLIKELY(t0 != 0) && r == 0)
             dagger__cost_record((const void *)(uintptr_t)t->fn, DAGGER_PROC_CPU,
                                 dagger__cost_bytes(t->args, t->nargs),
                                 (double)(dagger__now_ns() - t0) * 1e-9);
         dagger__task_set_cur(NULL);
+        x = dagger__task_x(t); /* the body may have made it (defer, scratch, nested_fail) */
         if (DAGGER_UNLIKELY(t->flags & TF_DEFERRED) && r == 0 && !dagger__task_failed(t)) {
-            dagger_task_release(t->nested_fail); /* the body handled it */
-            t->nested_fail = NULL;
-            t->launch(t, t->launch_ud); /* an executor completes it; t is theirs now */
+            dagger_task_release(x->nested_fail); /* the body handled it */
+            x->nested_fail = NULL;
+            x->launch(t, x->launch_ud); /* an executor completes it; t is theirs now */
             return NULL;
         }
         rc = settle(t, r, &out);
-        if (t->nested_fail) {
-            dagger_task_release(t->nested_fail);
-            t->nested_fail = NULL;
+        if (DAGGER_UNLIKELY(x != NULL) && x->nested_fail) {
+            dagger_task_release(x->nested_fail);
+            x->nested_fail = NULL;
         }
-        if (DAGGER_UNLIKELY(t->checkpoint != NULL) && !rc)
+        if (DAGGER_UNLIKELY(x != NULL) && x->checkpoint && !rc)
             dagger__task_checkpoint(t);
     }
     dagger_task_t *cont = complete(t, rc, true);
@@ -574,18 +610,33 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
 void dagger__task_defer(dagger_tc_t *tc, void (*launch)(dagger_task_t *t, void *ud), void *ud)
 {
     dagger_task_t *t = (dagger_task_t *)tc;
+    struct task_ext *x = dagger__task_ext_get(t);
+    if (!x) { /* not deferred: the task fails when its body returns (fail_cancelled) */
+        ext_lost(t);
+        return;
+    }
     t->flags |= TF_DEFERRED;
-    t->launch = launch;
-    t->launch_ud = ud;
+    x->launch = launch;
+    x->launch_ud = ud;
 }
 
 void dagger__task_set_body(dagger_task_t *t, dagger_fn_t fn, void *ud)
 {
+    struct task_ext *x = ud ? dagger__task_ext_get(t) : dagger__task_x(t);
+    if (ud && !x) { /* the task fails at its start (fail_cancelled) without running either body */
+        ext_lost(t);
+        return;
+    }
     t->fn = fn;
-    t->exec_ud = ud;
+    if (x)
+        x->exec_ud = ud;
 }
 
-void *dagger__task_exec_ud(const dagger_tc_t *tc) { return ((const dagger_task_t *)tc)->exec_ud; }
+void *dagger__task_exec_ud(const dagger_tc_t *tc)
+{
+    const struct task_ext *x = dagger__task_x((const dagger_task_t *)tc);
+    return x ? x->exec_ud : NULL;
+}
 
 void dagger__task_run_here(dagger_task_t *t)
 {
@@ -654,10 +705,10 @@ void dagger__task_begin_elsewhere(dagger_task_t *t)
 {
     for (uint32_t i = 0; i < t->ndeps; i++) {
         const struct dep *d = &t->deps[i];
-        if (d->argi >= 0) {
+        if (d->node.argi >= 0) {
             dagger_value_t v = d->task->result;
             v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
-            t->args[d->argi] = v;
+            t->args[d->node.argi] = v;
         }
     }
     t->flags |= TF_DEFERRED;
@@ -733,9 +784,15 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         } else if (o->flags & DAGGER_TASK_CHUNK_RESULT) {
             t->flags |= TF_CHUNK_RESULT;
         }
-        t->ud = o->userdata;
-        t->restore = o->restore;
-        t->checkpoint = o->checkpoint;
+        if (o->userdata || o->restore || o->checkpoint) {
+            struct task_ext *x = dagger__task_ext_get(t);
+            if (!x)
+                return dagger__set_errmsg(DAGGER_ENOMEM,
+                                          "out of memory for the task's userdata and hooks");
+            x->ud = o->userdata;
+            x->restore = o->restore;
+            x->checkpoint = o->checkpoint;
+        }
     }
     size_t ndeps = nsync + (size_t)nseq;
     for (size_t i = 0; i < argc; i++) {
@@ -760,21 +817,36 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         DAGGER_CHECK(o->syncdeps[i]->ctx == ctx, DAGGER_EINVAL,
                      "syncdeps[%zu] is a task of another context", i);
     }
-    if (argc > INLINE_ARGS) {
-        t->args = dagger__obj_alloc(argc * sizeof(dagger_value_t));
-        if (!t->args) {
-            t->args = t->inline_args;
-            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for %zu arguments", argc);
+    /* Inline: the arguments from the front of t->inl, the inputs from its back. What does not
+     * fit goes to the heap, the inputs first (each takes two values' room). */
+    size_t argb = argc * sizeof(dagger_value_t), depb = ndeps * sizeof(struct dep);
+    if (DAGGER_LIKELY(argb + depb <= INLINE_BYTES)) {
+        t->deps = (struct dep *)((char *)&t->inl + INLINE_BYTES - depb);
+    } else {
+        struct task_ext *x = dagger__task_ext_get(t);
+        if (!x)
+            return dagger__set_errmsg(DAGGER_ENOMEM,
+                                      "out of memory for the storage of %zu arguments", argc);
+        bool deps_heap = depb > INLINE_BYTES || argb <= INLINE_BYTES;
+        if (deps_heap) {
+            t->deps = dagger__obj_alloc(depb);
+            if (!t->deps) {
+                t->deps = t->inl.d;
+                return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for %zu dependencies",
+                                          ndeps);
+            }
+            x->capdeps = (uint32_t)ndeps;
+        } else {
+            t->deps = (struct dep *)((char *)&t->inl + INLINE_BYTES - depb);
         }
-        t->capargs = (uint32_t)argc;
-    }
-    if (ndeps > INLINE_DEPS) {
-        t->deps = dagger__obj_alloc(ndeps * sizeof(struct dep));
-        if (!t->deps) {
-            t->deps = t->inline_deps;
-            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for %zu dependencies", ndeps);
+        if (argb > (deps_heap ? INLINE_BYTES : INLINE_BYTES - depb)) {
+            t->args = dagger__obj_alloc(argb);
+            if (!t->args) {
+                t->args = t->inl.v;
+                return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for %zu arguments", argc);
+            }
+            x->capargs = (uint32_t)argc;
         }
-        t->capdeps = (uint32_t)ndeps;
     }
     /* From here drop_args() can clean up: counts grow as entries become valid. */
     t->nargs = 0;
@@ -784,7 +856,7 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         dagger_value_t v = argv[i];
         if (v.kind == DAGGER_KIND_TASK) {
             t->deps[nd].task = dagger_task_retain(v.u.t);
-            t->deps[nd].argi = (int32_t)i;
+            t->deps[nd].node.argi = (int32_t)i;
             t->ndeps = ++nd;
             v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
             t->args[t->nargs++] = v;
@@ -807,12 +879,12 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
     }
     for (size_t i = 0; i < nsync; i++) {
         t->deps[nd].task = dagger_task_retain(o->syncdeps[i]);
-        t->deps[nd].argi = -1;
+        t->deps[nd].node.argi = -1;
         t->ndeps = ++nd;
     }
     for (int i = 0; i < nseq; i++) {
         t->deps[nd].task = dagger_task_retain(seq[i]);
-        t->deps[nd].argi = -1;
+        t->deps[nd].node.argi = -1;
         t->ndeps = ++nd;
     }
     if (o && o->scope && !dagger__scope_is_any(o->scope)) {
@@ -825,22 +897,31 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
                     : dagger__scope_resolve(o->scope, 0, 1, ctx->nthreads, &set, why, sizeof why);
         if (n == 0)
             return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
-        t->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
+        struct task_ext *x = dagger__task_ext_get(t);
+        if (!x)
+            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's scope");
+        x->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     } else if (DAGGER_UNLIKELY(ctx->nranks > 1)) {
         /* a job: a task that may run on any rank (its scope says so, or it is independent and
          * long) is placed by the cost model (src/sched/cost.c) and may be stolen */
-        t->expected = o && o->expected_time > 0 ? (float)o->expected_time : 0.0f;
-        t->scope = dagger__sched_spread(t->fn, o, argv, argc, nd);
-        if (t->scope)
+        struct task_ext *x = dagger__task_ext_get(t);
+        if (!x)
+            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's placement");
+        x->expected = o && o->expected_time > 0 ? (float)o->expected_time : 0.0f;
+        x->scope = dagger__sched_spread(t->fn, o, argv, argc, nd);
+        if (x->scope)
             atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     }
     if (o && o->nimpls) { /* implementations of other kinds: placement picks one */
         DAGGER_CHECK(o->impls && o->nimpls <= 16, DAGGER_EINVAL,
                      "opts.impls: %zu implementations announced (at most 16, impls not NULL)",
                      o->nimpls);
-        t->impls = o->impls;
-        t->nimpls = (uint32_t)o->nimpls;
+        struct task_ext *x = dagger__task_ext_get(t);
+        if (!x)
+            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's impls");
+        x->impls = o->impls;
+        x->nimpls = (uint32_t)o->nimpls;
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     }
     *ndeps_out = (int)nd;
@@ -944,8 +1025,11 @@ static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *
     }
     if (bulk->nheld == bulk->capheld)
         return 0; /* out of memory to hold it: it starts at once rather than being lost */
+    struct task_ext *x = dagger__task_ext_get(t);
+    if (!x)
+        return 0; /* the same: it starts at once */
     bulk->held[bulk->nheld++] = dagger_task_retain(t);
-    atomic_store_explicit(&t->held_by, bulk, memory_order_relaxed);
+    atomic_store_explicit(&x->held_by, bulk, memory_order_relaxed);
     return 1;
 }
 
@@ -1016,7 +1100,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
 
 void dagger__task_unhold(dagger_task_t *t)
 {
-    atomic_store_explicit(&t->held_by, NULL, memory_order_relaxed);
+    atomic_store_explicit(&dagger__task_x(t)->held_by, NULL, memory_order_relaxed);
     if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) == 1)
         make_ready(t);
 }
@@ -1031,24 +1115,37 @@ void dagger_task_opts_init(dagger_task_opts_t *o)
 int dagger_cancel(dagger_task_t *t)
 {
     DAGGER_CHECK(t, DAGGER_EINVAL, "dagger_cancel: the task handle is NULL");
-    atomic_store_explicit(&t->cancel, 1, memory_order_release);
-    if (t->cancel_fn)
-        t->cancel_fn(t, t->cancel_ud);
+    atomic_store_explicit(&t->cancel, CANCEL_REQ, memory_order_release);
+    const struct task_ext *x = dagger__task_x(t);
+    if (x && x->cancel_fn)
+        x->cancel_fn(t, x->cancel_ud);
     return 0;
 }
 
 void dagger__task_set_cancel_hook(dagger_task_t *t, dagger__cancel_hook_fn fn, void *ud)
 {
-    t->cancel_ud = ud;
-    t->cancel_fn = fn;
+    struct task_ext *x = fn ? dagger__task_ext_get(t) : dagger__task_x(t);
+    if (!x) {
+        if (fn) /* it fails at its start rather than run without the hook */
+            ext_lost(t);
+        return;
+    }
+    x->cancel_ud = ud;
+    x->cancel_fn = fn;
 }
 
 dagger_ctx_t *dagger__task_ctx(const dagger_task_t *t) { return t->ctx; }
 
 void dagger__task_set_wait_guard(dagger_task_t *t, dagger__wait_guard_fn fn, void *guard)
 {
-    atomic_store_explicit(&t->guard, guard, memory_order_relaxed);
-    atomic_store_explicit(&t->guard_fn, fn, memory_order_release);
+    struct task_ext *x = fn ? dagger__task_ext_get(t) : dagger__task_x(t);
+    if (!x) {
+        if (fn) /* it fails at its start rather than let a wait through that must be refused */
+            ext_lost(t);
+        return;
+    }
+    atomic_store_explicit(&x->guard, guard, memory_order_relaxed);
+    atomic_store_explicit(&x->guard_fn, fn, memory_order_release);
 }
 
 static void yield_arm(void *arg)
