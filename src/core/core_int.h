@@ -154,7 +154,7 @@ struct dagger_task {
     _Atomic uint8_t unseen;   /* 1: failed, counted in ctx->unfetched, error not read yet */
     _Atomic uint8_t external; /* completes from outside the workers: waiters do not spin */
     uint16_t help_depth;      /* nesting of tasks run inline by waiting parents (see help()) */
-    int16_t thread;         /* worker it last ran on */
+    int16_t thread;           /* worker it last ran on */
     dagger_value_t *args;
     struct dep *deps;
     struct group *group;
