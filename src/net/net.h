@@ -21,6 +21,7 @@
 #ifndef DAGGER_SRC_NET_H
 #define DAGGER_SRC_NET_H
 
+#include <endian.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -81,13 +82,49 @@ struct dagger__batch {
 /* Write the record of `v` (payload size n and flags from dagger__frame_value_size) at dst:
  * dagger__batch_rec_size(n) bytes, padding zeroed. */
 void dagger__batch_rec_put(void *dst, const dagger_value_t *v, unsigned flags, uint32_t n);
+/* The same, inline for a blob (flags has DAGGER__FRAME_RAW). */
+static inline void dagger__batch_rec_put_raw(unsigned char *dst, const void *src, uint32_t n)
+{
+    uint32_t w = htole32(n | DAGGER__BATCH_RAW), z = 0;
+    __builtin_memcpy(dst + dagger__batch_rec_size(n) - 4, &z, 4);
+    __builtin_memcpy(dst, &w, 4);
+    if (n == 8)
+        __builtin_memcpy(dst + 4, src, 8); /* the common small value: no call */
+    else if (n)
+        __builtin_memcpy(dst + 4, src, n);
+}
 /* Decode the next record of the BATCH frame `f` whose payload is `p` (borrowed by *out) as the
  * value of sequence number `seq`; records longer than max_payload are refused. Checks that the
  * record and its padding lie inside the frame, and at the last one that the frame ends there.
  * Returns 0 (b advanced) or DAGGER_EINVAL with a sentence in err. */
-int dagger__batch_read(const struct dagger__frame *f, const unsigned char *p, struct dagger__batch *b,
-                       uint32_t max_payload, uint64_t seq, dagger_value_t *out, char *err,
-                       size_t errcap);
+int dagger__batch_read(const struct dagger__frame *f, const unsigned char *p,
+                       struct dagger__batch *b, uint32_t max_payload, uint64_t seq,
+                       dagger_value_t *out, char *err, size_t errcap);
+
+/* The same, inline for the common case (a blob record that passes every check); anything
+ * else, errors included, goes through dagger__batch_read. */
+static inline int dagger__batch_next(const struct dagger__frame *f, const unsigned char *p,
+                                     struct dagger__batch *b, uint32_t max_payload, uint64_t seq,
+                                     dagger_value_t *out, char *err, size_t errcap)
+{
+    uint32_t w, room = f->len - b->off;
+    if (b->left && b->off <= f->len && room >= 4) {
+        __builtin_memcpy(&w, p + b->off, 4);
+        w = le32toh(w);
+        uint32_t n = w & ~DAGGER__BATCH_RAW, rec = dagger__batch_rec_size(n);
+        if ((w & DAGGER__BATCH_RAW) && n <= max_payload && n <= room - 4 && rec <= room &&
+            (b->left == 1 ? rec == room : room - rec >= 4)) {
+            dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
+            v.len = n;
+            v.u.p = p + b->off + 4;
+            *out = v;
+            b->off += rec;
+            b->left--;
+            return 0;
+        }
+    }
+    return dagger__batch_read(f, p, b, max_payload, seq, out, err, errcap);
+}
 
 /* Write a header into `dst` (DAGGER__FRAME_HDR bytes); count is 0 but for BATCH. */
 void dagger__frame_put(void *dst, unsigned kind, unsigned flags, uint32_t len, uint64_t seq);

@@ -149,8 +149,9 @@ int dagger__frame_get(const void *src, uint32_t max_payload, struct dagger__fram
     rsv = le32toh(rsv);
     if (p[5] == DAGGER__FRAME_BATCH) {
         if (len > DAGGER__BATCH_MAX || fl) {
-            dagger__net_fmt(err, errcap, "batch frame of %u bytes with flags 0x%x (at most %u "
-                                         "bytes, no flags)",
+            dagger__net_fmt(err, errcap,
+                            "batch frame of %u bytes with flags 0x%x (at most %u "
+                            "bytes, no flags)",
                             len, le16toh(fl), DAGGER__BATCH_MAX);
             return DAGGER_EINVAL;
         }
@@ -185,9 +186,9 @@ void dagger__batch_rec_put(void *dst, const dagger_value_t *v, unsigned flags, u
     dagger__frame_value_write(p + 4, v, flags, n);
 }
 
-int dagger__batch_read(const struct dagger__frame *f, const unsigned char *p, struct dagger__batch *b,
-                       uint32_t max_payload, uint64_t seq, dagger_value_t *out, char *err,
-                       size_t errcap)
+int dagger__batch_read(const struct dagger__frame *f, const unsigned char *p,
+                       struct dagger__batch *b, uint32_t max_payload, uint64_t seq,
+                       dagger_value_t *out, char *err, size_t errcap)
 {
     uint32_t w, room = f->len - b->off;
     if (b->left == 0 || b->off > f->len || room < 4) {
