@@ -602,7 +602,33 @@ static int grow_sbuf(struct tcp_edge *t, size_t need)
     return 0;
 }
 
+static int tcp_push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
+
+/* The fast path: a small blob appended to the open batch, which the buffer holds without a
+ * send; anything else (a send due, the clock to read) takes tcp_push_any. */
 static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+{
+    struct tcp_edge *t = (struct tcp_edge *)e;
+    if (t->bstart && v->kind == DAGGER_KIND_BLOB && v->len <= DAGGER__BATCH_VALUE_MAX &&
+        v->len <= e->max_payload && (v->u.p || !v->len) && (t->seq & 63) != 0) {
+        uint32_t n = v->len, rec = dagger__batch_rec_size(n);
+        size_t end = t->sused + rec;
+        if (end < t->batch && end <= t->scap &&
+            end - (t->bstart - 1) - DAGGER__FRAME_HDR <= DAGGER__BATCH_MAX) {
+            dagger__batch_rec_put_raw(t->sbuf + t->sused, v->u.p, n);
+            t->sused = end;
+            t->bcount++;
+            t->seq++;
+            dagger__edge_count(&e->st.values, 1);
+            dagger__edge_count(&e->st.bytes, rec);
+            return 0;
+        }
+    }
+    return tcp_push_any(e, v, timeout_ms);
+}
+
+__attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const dagger_value_t *v,
+                                                  int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
     /* Reading the clock costs as much as buffering a small value: only when it may matter. */
