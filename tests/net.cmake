@@ -1,3 +1,4 @@
 # tests/net.cmake - cross-process edges (shm ring, TCP, UDP); included from tests/CMakeLists.txt.
 # Cases fork peers and use 127.0.0.1 with ephemeral ports; each is bounded in time.
 dagger_add_tests(net SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_net.c LABELS quick TIMEOUT 300)
+dagger_add_tests(net_batch SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_net_batch.c LABELS quick TIMEOUT 300)

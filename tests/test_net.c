@@ -243,6 +243,8 @@ TEST(wrong_end_and_pointer_values_refused)
     ASSERT_ERR(dagger_edge_push(p, &v), DAGGER_ERANGE); /* > cap/2 */
     v = dagger_i64(5); /* the edge is still usable after refused arguments */
     ASSERT_OK(dagger_edge_push(p, &v));
+    ASSERT_ERR(dagger_edge_pop(c, &v, 0), DAGGER_ETIMEDOUT); /* batched until the flush */
+    ASSERT_OK(dagger_edge_flush(p, 0));
     ASSERT_OK(dagger_edge_pop(c, &v, 1000));
     ASSERT_EQ(v.u.i, 5);
     ASSERT_OK(dagger_edge_close(p));
@@ -273,6 +275,7 @@ TEST(shm_every_kind_round_trips)
     size_t n = sizeof in / sizeof in[0];
     for (size_t i = 0; i < n; i++)
         ASSERT_OK(dagger_edge_push(p, &in[i]));
+    ASSERT_OK(dagger_edge_flush(p, 0)); /* one batch frame holds them all */
     ASSERT_EQ(dagger_edge_poll(c, 0), 1);
     for (size_t i = 0; i < n; i++) {
         dagger_value_t v;
@@ -300,7 +303,7 @@ TEST(shm_every_kind_round_trips)
     dagger_edge_stats_t st;
     dagger_edge_stats(c, &st);
     ASSERT_EQ(st.values, n);
-    ASSERT_TRUE(st.bytes >= n * 24);
+    ASSERT_TRUE(st.bytes >= n * 4 && st.bytes < n * 24); /* 4-byte records, no headers */
     ASSERT_OK(dagger_edge_close(p));
     dagger_value_t v;
     ASSERT_ERR(dagger_edge_pop(c, &v, 1000), DAGGER_ECLOSED);
@@ -455,17 +458,22 @@ TEST(shm_corrupt_frame_closes_edge)
     dagger_value_t v = dagger_i64(1);
     ASSERT_OK(dagger_edge_push(p, &v));
     ASSERT_OK(dagger_edge_push(p, &v));
-    /* A hostile producer rewrites the second frame's length (docs/net.md: data at 4096). */
+    ASSERT_OK(dagger_edge_flush(p, 0));
+    /* A hostile producer rewrites the second value's length (docs/net.md: data at 4096, a
+     * batch frame header of 24 bytes, then records of 4 + 16 bytes for an i64). */
     int fd = open(path, O_RDWR);
     ASSERT_TRUE(fd >= 0);
     unsigned char *m = mmap(NULL, 4096 + 65536, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     ASSERT_TRUE(m != MAP_FAILED);
     uint32_t bad = 0x7ffffff0;
-    size_t second = 4096 + 24 + 16; /* one i64 record: 24 + 16 bytes */
-    memcpy(m + second + 8, &bad, 4);
+    ASSERT_EQ(m[4096 + 5], 6); /* BATCH */
+    size_t second = 4096 + 24 + 20;
+    memcpy(m + second, &bad, 4);
     ASSERT_OK(dagger_edge_pop(c, &v, 1000));
+    ASSERT_EQ(v.u.i, 1);
     ASSERT_ERR(dagger_edge_pop(c, &v, 1000), DAGGER_EINVAL);
     ASSERT_STR_HAS(dagger_edge_errmsg(c), "corrupt ring");
+    ASSERT_STR_HAS(dagger_edge_errmsg(c), "exceed the limit");
     ASSERT_ERR(dagger_edge_pop(c, &v, 0), DAGGER_EINVAL);
     munmap(m, 4096 + 65536);
     close(fd);
@@ -696,9 +704,9 @@ static int raw_connect(int port)
 
 static void put_frame(unsigned char *p, unsigned kind, unsigned flags, uint32_t len, uint64_t seq)
 {
-    /* docs/net.md: magic "DAGN", version 1, kind, flags, length, reserved, seq (LE) */
+    /* docs/net.md: magic "DAGN", version 2, kind, flags, length, count (0), seq (LE) */
     memcpy(p, "DAGN", 4);
-    p[4] = 1;
+    p[4] = 2;
     p[5] = (unsigned char)kind;
     p[6] = (unsigned char)flags;
     p[7] = 0;

@@ -123,6 +123,8 @@ int main(int argc, char **argv)
             continue;
         for (size_t s = 0; s < sizeof net_sizes / sizeof net_sizes[0]; s++) {
             size_t bytes = net_sizes[s];
+            if (!net_size_wanted(bytes))
+                continue;
             long n = net_count(bytes, t);
             if (t == 0) {
                 char uri[128];

@@ -25,6 +25,13 @@ static inline long net_count(size_t bytes, int tcp)
     return n > 0 ? n : 1;
 }
 
+/* NET_BENCH_BYTES=B runs only the values of B bytes (to time one row with perf stat). */
+static inline int net_size_wanted(size_t bytes)
+{
+    const char *s = getenv("NET_BENCH_BYTES");
+    return !s || !*s || (size_t)atol(s) == bytes;
+}
+
 static inline double net_now(void)
 {
     struct timespec ts;

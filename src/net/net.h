@@ -6,9 +6,14 @@
  * `struct dagger__transport_ops`. A backend validates its own URI parameters (unknown keys are
  * refused so typos do not pass silently).
  * Framing (all transports): a 24-byte little-endian header
- *     magic u32 | version u8 | kind u8 | flags u16 | length u32 | reserved u32 (0) | seq u64
+ *     magic u32 | version u8 | kind u8 | flags u16 | length u32 | count u32 | seq u64
  * followed by `length` payload bytes: dagger_value_encode's output, or the raw bytes of a blob
  * when flags has DAGGER__FRAME_RAW (saves the copy into an encoding buffer).
+ * Batches (version 2): a BATCH frame carries `count` (>= 1) small values, seq being the first
+ * one's; its payload is records of  u32 (length | DAGGER__BATCH_RAW) | bytes | zeros to a
+ * multiple of 4. `count` is 0 in every other kind. A producer (shm, tcp) appends values to an
+ * open batch and closes it when it flushes (its size or time bound, a flush, a wait, close), so
+ * a small value costs a 4-byte record and no per-value publication or write.
  * Invariants: every length read from outside is checked against the edge's limit before it
  * is used; a malformed frame fails the edge with DAGGER_EINVAL (sticky), never a crash.
  * SPDX-License-Identifier: MIT
@@ -16,6 +21,7 @@
 #ifndef DAGGER_SRC_NET_H
 #define DAGGER_SRC_NET_H
 
+#include <endian.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
@@ -27,7 +33,7 @@
 /* ---------------------------------------------------------------- frames */
 
 #define DAGGER__FRAME_MAGIC 0x4E474144u /* "DAGN" as little-endian bytes */
-#define DAGGER__FRAME_VERSION 1u
+#define DAGGER__FRAME_VERSION 2u
 #define DAGGER__FRAME_HDR 24u
 /* The largest payload any edge accepts, whatever its parameters say (1 GiB). */
 #define DAGGER__FRAME_MAX_LIMIT (1u << 30)
@@ -38,7 +44,8 @@ enum dagger__frame_kind {
     DAGGER__FRAME_PAD = 3,   /* shm ring: skip to the start of the ring */
     DAGGER__FRAME_HELLO = 4, /* tcp handshake: role, auth mode, nonce */
     DAGGER__FRAME_AUTH = 5,  /* tcp handshake: HMAC-SHA-256 proof */
-    DAGGER__FRAME_KIND_MAX_ = 5
+    DAGGER__FRAME_BATCH = 6, /* `count` small values as records (shm, tcp) */
+    DAGGER__FRAME_KIND_MAX_ = 6
 };
 
 enum {
@@ -53,13 +60,77 @@ enum {
 struct dagger__frame {
     uint32_t kind;
     uint32_t flags;
-    uint32_t len; /* payload bytes, already checked against the limit */
+    uint32_t len;   /* payload bytes, already checked against the limit */
+    uint32_t count; /* BATCH: values in it (>= 1, <= len / 4); 0 otherwise */
     uint64_t seq;
 };
 
-/* Write a header into `dst` (DAGGER__FRAME_HDR bytes). */
+/* Batches. A record's length word has this bit for a blob's raw bytes. */
+#define DAGGER__BATCH_RAW 0x80000000u
+/* Values with payloads up to this go into batches; larger ones get a frame of their own. */
+#define DAGGER__BATCH_VALUE_MAX 256u
+/* A BATCH payload never exceeds this, whatever the edge's `max` (a receiver's bound). */
+#define DAGGER__BATCH_MAX (64u * 1024u)
+
+static inline uint32_t dagger__batch_rec_size(uint32_t n) { return (4u + n + 3u) & ~3u; }
+
+/* Reading a batch: the payload offset of the next record and the records still to read. */
+struct dagger__batch {
+    uint32_t off, left;
+};
+
+/* Write the record of `v` (payload size n and flags from dagger__frame_value_size) at dst:
+ * dagger__batch_rec_size(n) bytes, padding zeroed. */
+void dagger__batch_rec_put(void *dst, const dagger_value_t *v, unsigned flags, uint32_t n);
+/* The same, inline for a blob (flags has DAGGER__FRAME_RAW). */
+static inline void dagger__batch_rec_put_raw(unsigned char *dst, const void *src, uint32_t n)
+{
+    uint32_t w = htole32(n | DAGGER__BATCH_RAW), z = 0;
+    __builtin_memcpy(dst + dagger__batch_rec_size(n) - 4, &z, 4);
+    __builtin_memcpy(dst, &w, 4);
+    if (n == 8)
+        __builtin_memcpy(dst + 4, src, 8); /* the common small value: no call */
+    else if (n)
+        __builtin_memcpy(dst + 4, src, n);
+}
+/* Decode the next record of the BATCH frame `f` whose payload is `p` (borrowed by *out) as the
+ * value of sequence number `seq`; records longer than max_payload are refused. Checks that the
+ * record and its padding lie inside the frame, and at the last one that the frame ends there.
+ * Returns 0 (b advanced) or DAGGER_EINVAL with a sentence in err. */
+int dagger__batch_read(const struct dagger__frame *f, const unsigned char *p,
+                       struct dagger__batch *b, uint32_t max_payload, uint64_t seq,
+                       dagger_value_t *out, char *err, size_t errcap);
+
+/* The same, inline for the common case (a blob record that passes every check); anything
+ * else, errors included, goes through dagger__batch_read. */
+static inline int dagger__batch_next(const struct dagger__frame *f, const unsigned char *p,
+                                     struct dagger__batch *b, uint32_t max_payload, uint64_t seq,
+                                     dagger_value_t *out, char *err, size_t errcap)
+{
+    uint32_t w, room = f->len - b->off;
+    if (b->left && b->off <= f->len && room >= 4) {
+        __builtin_memcpy(&w, p + b->off, 4);
+        w = le32toh(w);
+        uint32_t n = w & ~DAGGER__BATCH_RAW, rec = dagger__batch_rec_size(n);
+        if ((w & DAGGER__BATCH_RAW) && n <= max_payload && n <= room - 4 && rec <= room &&
+            (b->left == 1 ? rec == room : room - rec >= 4)) {
+            dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
+            v.len = n;
+            v.u.p = p + b->off + 4;
+            *out = v;
+            b->off += rec;
+            b->left--;
+            return 0;
+        }
+    }
+    return dagger__batch_read(f, p, b, max_payload, seq, out, err, errcap);
+}
+
+/* Write a header into `dst` (DAGGER__FRAME_HDR bytes); count is 0 but for BATCH. */
 void dagger__frame_put(void *dst, unsigned kind, unsigned flags, uint32_t len, uint64_t seq);
-/* Read and check a header: magic, version, kind, flags, reserved, len <= max_payload.
+void dagger__frame_put_batch(void *dst, uint32_t len, uint32_t count, uint64_t seq);
+/* Read and check a header: magic, version, kind, flags, count, len <= max_payload (a BATCH:
+ * len <= DAGGER__BATCH_MAX, no flags, 1 <= count <= len / 4).
  * Returns 0 or DAGGER_EINVAL with a sentence in err. */
 int dagger__frame_get(const void *src, uint32_t max_payload, struct dagger__frame *f, char *err,
                       size_t errcap);

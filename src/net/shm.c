@@ -19,6 +19,14 @@
  * on a futex word in the shared header (FUTEX_WAIT without the PRIVATE flag works across
  * processes); the other side bumps the word and wakes it only when the waiting flag is set
  * (Dekker: seq_cst store of the index, then seq_cst load of the flag, and the reverse).
+ * Batches: a value of up to DAGGER__BATCH_VALUE_MAX bytes becomes a 4-byte record of an open
+ * BATCH frame (net.h) written in place; the producer publishes head (and pays the seq_cst store
+ * and the wake check) once per batch, when it closes it: its payload reaches `batch` bytes,
+ * `linger_us` passed since its first value (checked every 64th value), the consumer sleeps (a
+ * relaxed load per push: a sleeping consumer gets each value at once), a larger value or a
+ * wrap follows, the ring is full, or at flush, poll and close. The streaming runtime flushes
+ * before a producer waits, as for TCP. The consumer reads a batch's values in place and
+ * releases the frame after its last one.
  * Liveness: each side holds an OFD lock on one byte of the file (0 init, 1 producer,
  * 2 consumer). The kernel drops it when the process dies, kill -9 included, so a waiter
  * probes the peer's byte (F_OFD_GETLK) every `slice` ms and reports DAGGER_EPEER once the
@@ -103,9 +111,18 @@ struct shm_edge {
     uint64_t published; /* consumer: last tail stored */
     uint64_t pending;   /* consumer: bytes of the borrowed record */
     uint64_t seq;       /* producer: next seq; consumer: expected seq */
-    int spin;           /* polls before sleeping */
-    int slice_ms;       /* sleep slice between liveness probes */
-    char objname[160];  /* shm_open name, or the file path */
+    /* producer: the open batch (its header at bstart, unpublished; pos is 4-aligned in it) */
+    int bopen;
+    uint32_t bcount, batch; /* values in it; the payload bound (0: no batches) */
+    uint64_t bstart, bseq;
+    int64_t linger_ns, bfirst_ns;
+    /* consumer: the BATCH frame being read (at ring offset boff) while bc.left > 0 */
+    struct dagger__frame bf;
+    struct dagger__batch bc;
+    uint64_t boff;
+    int spin;          /* polls before sleeping */
+    int slice_ms;      /* sleep slice between liveness probes */
+    char objname[160]; /* shm_open name, or the file path */
     int is_file;
 };
 
@@ -195,21 +212,39 @@ static int wait_space(struct shm_edge *s, uint64_t need, int64_t deadline)
     return 0;
 }
 
-static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+/* Make head = pos visible, and wake a sleeping consumer. */
+static void publish(struct shm_edge *s)
 {
-    struct shm_edge *s = (struct shm_edge *)e;
     struct ring_hdr *h = s->h;
-    unsigned fl;
-    long n = dagger__frame_value_size(v, &fl);
-    if (n < 0)
-        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes", e->uri,
-                                 dagger_kind_name(v->kind));
-    if ((uint64_t)n > e->max_payload)
-        return dagger__edge_note(e, DAGGER_ERANGE, "%s: value of %ld bytes exceeds max=%u", e->uri,
-                                 n, e->max_payload);
-    if (atomic_load_explicit(&h->cons_closed, memory_order_relaxed))
-        return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the consumer closed the ring", e->uri);
-    uint64_t rec = align8(DAGGER__FRAME_HDR + (uint64_t)n);
+    atomic_store_explicit(&h->sent, s->seq, memory_order_relaxed);
+    atomic_store(&h->head, s->pos);
+    /* One wake per sleep: the consumer sets the flag again before it sleeps again. */
+    if (atomic_load(&h->cons_waiting) && atomic_exchange(&h->cons_waiting, 0)) {
+        atomic_fetch_add(&h->data_word, 1);
+        futex_wake(&h->data_word);
+    }
+}
+
+/* Write the open batch's header, pad it to 8 bytes and publish it. */
+static void close_batch(struct shm_edge *s)
+{
+    if (!s->bopen)
+        return;
+    uint64_t len = s->pos - s->bstart - DAGGER__FRAME_HDR;
+    uint64_t end = s->bstart + align8(DAGGER__FRAME_HDR + len);
+    if (end > s->pos) /* never past the end of the ring: it is 8-aligned */
+        memset(s->data + (s->pos & s->mask), 0, end - s->pos);
+    dagger__frame_put_batch(s->data + (s->bstart & s->mask), (uint32_t)len, s->bcount, s->bseq);
+    s->pos = end;
+    s->bopen = 0;
+    publish(s);
+}
+
+/* Room for a record of `rec` bytes (8-aligned) at pos, after a PAD to the ring's start when it
+ * does not fit before the end. Returns 0 with *offp its offset, or an error. */
+static int make_room(struct shm_edge *s, uint64_t rec, int timeout_ms, uint64_t *offp)
+{
+    struct ring_hdr *h = s->h;
     uint64_t off = s->pos & s->mask, contig = s->cap - off;
     uint64_t need = rec <= contig ? rec : contig + rec;
     if (s->cap - (s->pos - s->cached) < need) {
@@ -227,23 +262,144 @@ static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
         s->pos += contig;
         off = 0;
     }
+    *offp = off;
+    return 0;
+}
+
+/* 1 when a record of `rec` bytes still fits the open batch: its bound, the bytes before the
+ * end of the ring, and the free space (the tail is read again only when the cached one says
+ * full). */
+static int batch_fits(struct shm_edge *s, uint32_t rec)
+{
+    uint64_t used = s->pos - s->bstart, total = align8(used + rec);
+    if (used + rec - DAGGER__FRAME_HDR > s->batch || (s->bstart & s->mask) + total > s->cap)
+        return 0;
+    if (s->bstart + total - s->cached <= s->cap)
+        return 1;
+    s->cached = atomic_load_explicit(&s->h->tail, memory_order_acquire);
+    return s->bstart + total - s->cached <= s->cap;
+}
+
+static int shm_push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
+
+/* The fast path: a small blob appended to the open batch, which it fits. */
+static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    if (s->bopen && v->kind == DAGGER_KIND_BLOB && v->len <= DAGGER__BATCH_VALUE_MAX &&
+        v->len <= e->max_payload && (v->u.p || !v->len) &&
+        !atomic_load_explicit(&s->h->cons_closed, memory_order_relaxed)) {
+        uint32_t n = v->len, rec = dagger__batch_rec_size(n);
+        uint64_t used = s->pos - s->bstart, total = align8(used + rec);
+        if (used + rec - DAGGER__FRAME_HDR <= s->batch && (s->bstart & s->mask) + total <= s->cap &&
+            s->bstart + total - s->cached <= s->cap) {
+            dagger__batch_rec_put_raw(s->data + (s->pos & s->mask), v->u.p, n);
+            s->pos += rec;
+            s->bcount++;
+            s->seq++;
+            if (s->pos - s->bstart - DAGGER__FRAME_HDR >= s->batch ||
+                atomic_load_explicit(&s->h->cons_waiting, memory_order_relaxed) ||
+                (s->linger_ns && (s->bcount & 63) == 0 &&
+                 dagger__net_now_ns() - s->bfirst_ns >= s->linger_ns))
+                close_batch(s);
+            dagger__edge_count(&e->st.values, 1);
+            dagger__edge_count(&e->st.bytes, rec);
+            return 0;
+        }
+    }
+    return shm_push_any(e, v, timeout_ms);
+}
+
+__attribute__((noinline)) static int shm_push_any(struct dagger_edge *e, const dagger_value_t *v,
+                                                  int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    struct ring_hdr *h = s->h;
+    unsigned fl;
+    int rc;
+    long n;
+    if (v->kind == DAGGER_KIND_BLOB && (v->u.p || !v->len)) { /* the common case, inline */
+        n = (long)v->len;
+        fl = DAGGER__FRAME_RAW;
+    } else {
+        n = dagger__frame_value_size(v, &fl);
+    }
+    if (n < 0)
+        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes", e->uri,
+                                 dagger_kind_name(v->kind));
+    if ((uint64_t)n > e->max_payload)
+        return dagger__edge_note(e, DAGGER_ERANGE, "%s: value of %ld bytes exceeds max=%u", e->uri,
+                                 n, e->max_payload);
+    if (atomic_load_explicit(&h->cons_closed, memory_order_relaxed))
+        return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the consumer closed the ring", e->uri);
+    uint64_t off;
+    if ((uint64_t)n <= DAGGER__BATCH_VALUE_MAX && s->batch) {
+        uint32_t rec = dagger__batch_rec_size((uint32_t)n);
+        if (s->bopen && !batch_fits(s, rec))
+            close_batch(s);
+        if (!s->bopen) {
+            if ((rc = make_room(s, align8(DAGGER__FRAME_HDR + rec), timeout_ms, &off)) < 0)
+                return rc;
+            s->bopen = 1;
+            s->bstart = s->pos;
+            s->bcount = 0;
+            s->bseq = s->seq;
+            s->bfirst_ns = s->linger_ns ? dagger__net_now_ns() : 0;
+            s->pos += DAGGER__FRAME_HDR;
+        }
+        unsigned char *dst = s->data + (s->pos & s->mask);
+        if (fl & DAGGER__FRAME_RAW)
+            dagger__batch_rec_put_raw(dst, v->u.p, (uint32_t)n);
+        else
+            dagger__batch_rec_put(dst, v, fl, (uint32_t)n);
+        s->pos += rec;
+        s->bcount++;
+        s->seq++;
+        /* The clock is read every 64th value of a batch only (it costs more than a push). */
+        if (s->pos - s->bstart - DAGGER__FRAME_HDR >= s->batch ||
+            atomic_load_explicit(&h->cons_waiting, memory_order_relaxed) ||
+            (s->linger_ns && (s->bcount & 63) == 0 &&
+             dagger__net_now_ns() - s->bfirst_ns >= s->linger_ns))
+            close_batch(s);
+        dagger__edge_count(&e->st.values, 1);
+        dagger__edge_count(&e->st.bytes, rec);
+        return 0;
+    }
+    close_batch(s);
+    uint64_t rec = align8(DAGGER__FRAME_HDR + (uint64_t)n);
+    if ((rc = make_room(s, rec, timeout_ms, &off)) < 0)
+        return rc;
     unsigned char *p = s->data + off;
     dagger__frame_put(p, DAGGER__FRAME_DATA, fl, (uint32_t)n, s->seq);
     dagger__frame_value_write(p + DAGGER__FRAME_HDR, v, fl, (size_t)n);
     s->pos += rec;
     s->seq++;
-    atomic_store_explicit(&h->sent, s->seq, memory_order_relaxed);
-    atomic_store(&h->head, s->pos);
-    if (atomic_load(&h->cons_waiting)) {
-        atomic_fetch_add(&h->data_word, 1);
-        futex_wake(&h->data_word);
-    }
+    publish(s);
     dagger__edge_count(&e->st.values, 1);
     dagger__edge_count(&e->st.bytes, rec);
     return 0;
 }
 
+static int shm_flush(struct dagger_edge *e, int timeout_ms)
+{
+    (void)timeout_ms; /* publishing never waits */
+    close_batch((struct shm_edge *)e);
+    return 0;
+}
+
 /* ---------------------------------------------------------------- consumer */
+
+/* Wake the producer when it sleeps on space, once per sleep (it sets 2 again before it sleeps
+ * again; 1 still asks for the tail at once). */
+static void wake_producer(struct ring_hdr *h)
+{
+    uint32_t two = 2;
+    if (atomic_load(&h->prod_waiting) == 2 &&
+        atomic_compare_exchange_strong(&h->prod_waiting, &two, 1)) {
+        atomic_fetch_add(&h->space_word, 1);
+        futex_wake(&h->space_word);
+    }
+}
 
 static void release_pending(struct shm_edge *s)
 {
@@ -258,10 +414,7 @@ static void release_pending(struct shm_edge *s)
         (s->pos - s->published >= s->cap / 16 || atomic_load(&h->prod_waiting))) {
         s->published = s->pos;
         atomic_store(&h->tail, s->pos);
-        if (atomic_load(&h->prod_waiting) == 2) {
-            atomic_fetch_add(&h->space_word, 1);
-            futex_wake(&h->space_word);
-        }
+        wake_producer(h);
     }
 }
 
@@ -271,10 +424,7 @@ static void publish_all(struct shm_edge *s)
     if (s->pos != s->published) {
         s->published = s->pos;
         atomic_store(&h->tail, s->pos);
-        if (atomic_load(&h->prod_waiting) == 2) {
-            atomic_fetch_add(&h->space_word, 1);
-            futex_wake(&h->space_word);
-        }
+        wake_producer(h);
     }
 }
 
@@ -349,11 +499,31 @@ static int corrupt(struct shm_edge *s, const char *what)
                              s->base.uri, (unsigned long long)s->pos, what);
 }
 
+/* The next value of the batch at boff; the frame is released by the pop after its last. */
+static int pop_batched(struct shm_edge *s, dagger_value_t *out)
+{
+    char err[160];
+    uint32_t at = s->bc.off;
+    if (dagger__batch_next(&s->bf, s->data + s->boff + DAGGER__FRAME_HDR, &s->bc,
+                           s->base.max_payload, s->seq, out, err, sizeof err) < 0) {
+        s->bc.left = 0;
+        return corrupt(s, err);
+    }
+    if (!s->bc.left)
+        s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
+    s->seq++;
+    dagger__edge_count(&s->base.st.values, 1);
+    dagger__edge_count(&s->base.st.bytes, s->bc.off - at);
+    return 0;
+}
+
 static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
     int64_t deadline = -2; /* computed only if we wait */
     int rc;
+    if (s->bc.left)
+        return pop_batched(s, out);
     release_pending(s);
     for (;;) {
         if (s->cached == s->pos) {
@@ -389,6 +559,23 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
             s->pos += contig;
             continue;
         }
+        if (f.kind == DAGGER__FRAME_BATCH) {
+            /* frame_get bounds a batch by DAGGER__BATCH_MAX, not by the bytes left here. */
+            uint64_t brec = align8(DAGGER__FRAME_HDR + (uint64_t)f.len);
+            if (DAGGER__FRAME_HDR + (uint64_t)f.len > contig)
+                return corrupt(s, "batch frame runs past the end of the ring");
+            if (brec > avail)
+                return corrupt(s, "batch frame extends past the published bytes");
+            if (f.seq != s->seq) {
+                dagger__net_fmt(err, sizeof err, "batch sequence %llu where %llu was expected",
+                                (unsigned long long)f.seq, (unsigned long long)s->seq);
+                return corrupt(s, err);
+            }
+            s->bf = f;
+            s->bc = (struct dagger__batch){0, f.count};
+            s->boff = off;
+            return pop_batched(s, out);
+        }
         if (f.kind != DAGGER__FRAME_DATA)
             return corrupt(s, "unexpected frame kind");
         if (f.len > e->max_payload)
@@ -418,6 +605,8 @@ static int shm_poll(struct dagger_edge *e, int timeout_ms)
     int64_t deadline = dagger__net_deadline(timeout_ms);
     int rc;
     if (e->end == DAGGER_EDGE_POP) {
+        if (s->bc.left)
+            return 1; /* more values of the batch being read */
         /* The value of the last pop stays valid: its record is released by the next pop. */
         if ((rc = load_head(s, memory_order_acquire)) < 0)
             return rc;
@@ -428,7 +617,9 @@ static int shm_poll(struct dagger_edge *e, int timeout_ms)
             return 0;
         return rc < 0 && rc != DAGGER_ECLOSED && rc != DAGGER_EPEER ? rc : 1;
     }
-    /* Producer: room for a smallest record without wrapping trouble. */
+    /* Producer: publish the open batch, then room for a smallest record without wrapping
+     * trouble. */
+    close_batch(s);
     uint64_t need = align8(DAGGER__FRAME_HDR + 16);
     uint64_t off = s->pos & s->mask;
     if (s->cap - off < need)
@@ -466,6 +657,7 @@ static int shm_close(struct dagger_edge *e)
     int other;
     ofd_lock(s->fd, LOCK_INIT, F_WRLCK, 1);
     if (e->end == DAGGER_EDGE_PUSH) {
+        close_batch(s);  /* what was pushed is delivered, even before an abort */
         if (!e->aborted) /* dagger__edge_abort: the consumer must not see a clean end */
             atomic_store(&h->closed, 1);
         atomic_fetch_add(&h->data_word, 1);
@@ -475,7 +667,8 @@ static int shm_close(struct dagger_edge *e)
     } else {
         s->pos += s->pending;
         s->pending = 0;
-        atomic_store(&h->recv, s->seq);
+        /* Mid-batch, the batch stays unreleased: a later consumer reads it from its start. */
+        atomic_store(&h->recv, s->bc.left ? s->bf.seq : s->seq);
         publish_all(s);
         if (!e->aborted) /* the producer then finds the consumer's lock gone: DAGGER_EPEER */
             atomic_store(&h->cons_closed, 1);
@@ -493,13 +686,13 @@ static int shm_close(struct dagger_edge *e)
     return 0;
 }
 
-static const char *const shm_keys[] = {"cap", "max",  "secret",   "secret_env",
-                                       "dir", "spin", "slice_ms", NULL};
+static const char *const shm_keys[] = {"cap",  "max",   "secret",    "secret_env", "dir",
+                                       "spin", "batch", "linger_us", "slice_ms",   NULL};
 
 static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, unsigned end,
                          char *err, size_t errcap)
 {
-    int64_t cap, maxp, spin, slice;
+    int64_t cap, maxp, spin, slice, batch, linger;
     char secret[256];
     int rc;
     if ((rc = dagger__uri_check_keys(u, shm_keys, err, errcap)) < 0)
@@ -513,7 +706,9 @@ static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
     if ((rc = dagger__uri_int(u, "cap", RING_CAP_DEFAULT, RING_CAP_MIN, RING_CAP_MAX, &cap, err,
                               errcap)) < 0 ||
         (rc = dagger__uri_int(u, "spin", 2000, 0, 1 << 24, &spin, err, errcap)) < 0 ||
-        (rc = dagger__uri_int(u, "slice_ms", 20, 1, 10000, &slice, err, errcap)) < 0)
+        (rc = dagger__uri_int(u, "slice_ms", 20, 1, 10000, &slice, err, errcap)) < 0 ||
+        (rc = dagger__uri_int(u, "batch", 4096, 0, DAGGER__BATCH_MAX, &batch, err, errcap)) < 0 ||
+        (rc = dagger__uri_int(u, "linger_us", 1000, 0, 10000000, &linger, err, errcap)) < 0)
         return rc;
     if (cap & (cap - 1)) {
         dagger__net_fmt(err, errcap, "shm: cap=%lld is not a power of two", (long long)cap);
@@ -545,6 +740,7 @@ static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
     s->fd = -1;
     s->spin = (int)spin;
     s->slice_ms = (int)slice;
+    s->linger_ns = linger * 1000;
     if (dir) {
         s->is_file = 1;
         dagger__net_fmt(s->objname, sizeof s->objname, "%s/%s", dir, name);
@@ -691,6 +887,8 @@ static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
     s->mask = h->cap - 1;
     s->data = (unsigned char *)m + RING_HDR_BYTES;
     s->base.max_payload = h->max_payload;
+    /* A batch takes at most a sixteenth of the ring, so a full one never waits for long. */
+    s->batch = (uint32_t)(batch < (int64_t)(s->cap / 16) ? batch : (int64_t)(s->cap / 16));
     if (end == DAGGER_EDGE_PUSH) {
         s->pos = atomic_load(&h->head);
         s->cached = atomic_load(&h->tail);
@@ -725,5 +923,5 @@ const struct dagger__transport_ops dagger__shm_ops = {
     .push = shm_push,
     .pop = shm_pop,
     .poll = shm_poll,
-    .flush = NULL,
+    .flush = shm_flush,
 };

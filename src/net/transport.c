@@ -89,10 +89,11 @@ int dagger__edge_note(struct dagger_edge *e, int code, const char *fmt, ...)
 
 _Static_assert(sizeof(dagger_value_t) == 16, "dagger_value_t is 16 bytes");
 
-void dagger__frame_put(void *dst, unsigned kind, unsigned flags, uint32_t len, uint64_t seq)
+static void frame_put(void *dst, unsigned kind, unsigned flags, uint32_t len, uint32_t count,
+                      uint64_t seq)
 {
     unsigned char *p = dst;
-    uint32_t magic = htole32(DAGGER__FRAME_MAGIC), l = htole32(len), z = 0;
+    uint32_t magic = htole32(DAGGER__FRAME_MAGIC), l = htole32(len), z = htole32(count);
     uint16_t fl = htole16((uint16_t)flags);
     uint64_t s = htole64(seq);
     memcpy(p, &magic, 4);
@@ -102,6 +103,16 @@ void dagger__frame_put(void *dst, unsigned kind, unsigned flags, uint32_t len, u
     memcpy(p + 8, &l, 4);
     memcpy(p + 12, &z, 4);
     memcpy(p + 16, &s, 8);
+}
+
+void dagger__frame_put(void *dst, unsigned kind, unsigned flags, uint32_t len, uint64_t seq)
+{
+    frame_put(dst, kind, flags, len, 0, seq);
+}
+
+void dagger__frame_put_batch(void *dst, uint32_t len, uint32_t count, uint64_t seq)
+{
+    frame_put(dst, DAGGER__FRAME_BATCH, 0, len, count, seq);
 }
 
 int dagger__frame_get(const void *src, uint32_t max_payload, struct dagger__frame *f, char *err,
@@ -135,11 +146,24 @@ int dagger__frame_get(const void *src, uint32_t max_payload, struct dagger__fram
         dagger__net_fmt(err, errcap, "unknown frame flags 0x%x", le16toh(fl));
         return DAGGER_EINVAL;
     }
-    if (rsv != 0) {
-        dagger__net_fmt(err, errcap, "reserved frame field is 0x%08x, not 0", le32toh(rsv));
+    rsv = le32toh(rsv);
+    if (p[5] == DAGGER__FRAME_BATCH) {
+        if (len > DAGGER__BATCH_MAX || fl) {
+            dagger__net_fmt(err, errcap,
+                            "batch frame of %u bytes with flags 0x%x (at most %u "
+                            "bytes, no flags)",
+                            len, le16toh(fl), DAGGER__BATCH_MAX);
+            return DAGGER_EINVAL;
+        }
+        if (rsv == 0 || rsv > len / 4) {
+            dagger__net_fmt(err, errcap, "batch frame of %u bytes says it holds %u values", len,
+                            rsv);
+            return DAGGER_EINVAL;
+        }
+    } else if (rsv != 0) {
+        dagger__net_fmt(err, errcap, "count field of a kind-%u frame is %u, not 0", p[5], rsv);
         return DAGGER_EINVAL;
-    }
-    if (len > max_payload) {
+    } else if (len > max_payload) {
         dagger__net_fmt(err, errcap, "frame length %u exceeds the edge's limit of %u bytes", len,
                         max_payload);
         return DAGGER_EINVAL;
@@ -147,7 +171,66 @@ int dagger__frame_get(const void *src, uint32_t max_payload, struct dagger__fram
     f->kind = p[5];
     f->flags = le16toh(fl);
     f->len = len;
+    f->count = rsv;
     f->seq = le64toh(seq);
+    return 0;
+}
+
+void dagger__batch_rec_put(void *dst, const dagger_value_t *v, unsigned flags, uint32_t n)
+{
+    unsigned char *p = dst;
+    uint32_t w = htole32(n | (flags & DAGGER__FRAME_RAW ? DAGGER__BATCH_RAW : 0)), z = 0;
+    uint32_t rec = dagger__batch_rec_size(n);
+    memcpy(p + rec - 4, &z, 4); /* the padding (overwritten by the payload where it lies) */
+    memcpy(p, &w, 4);
+    dagger__frame_value_write(p + 4, v, flags, n);
+}
+
+int dagger__batch_read(const struct dagger__frame *f, const unsigned char *p,
+                       struct dagger__batch *b, uint32_t max_payload, uint64_t seq,
+                       dagger_value_t *out, char *err, size_t errcap)
+{
+    uint32_t w, room = f->len - b->off;
+    if (b->left == 0 || b->off > f->len || room < 4) {
+        dagger__net_fmt(err, errcap, "batch frame seq %llu: its %u values run past its %u bytes",
+                        (unsigned long long)f->seq, f->count, f->len);
+        return DAGGER_EINVAL;
+    }
+    memcpy(&w, p + b->off, 4);
+    w = le32toh(w);
+    struct dagger__frame one = {.kind = DAGGER__FRAME_DATA,
+                                .flags = w & DAGGER__BATCH_RAW ? DAGGER__FRAME_RAW : 0,
+                                .len = w & ~DAGGER__BATCH_RAW,
+                                .seq = seq};
+    if (one.len > max_payload) {
+        dagger__net_fmt(err, errcap, "value seq %llu in a batch: %u bytes exceed the limit of %u",
+                        (unsigned long long)seq, one.len, max_payload);
+        return DAGGER_EINVAL;
+    }
+    if (one.len > room - 4 || dagger__batch_rec_size(one.len) > room) {
+        dagger__net_fmt(err, errcap,
+                        "value seq %llu in a batch: a record of %u bytes at offset %u runs past "
+                        "the frame's %u bytes",
+                        (unsigned long long)seq, one.len, b->off, f->len);
+        return DAGGER_EINVAL;
+    }
+    uint32_t next = b->off + dagger__batch_rec_size(one.len);
+    if (b->left == 1 && next != f->len) {
+        dagger__net_fmt(err, errcap,
+                        "batch frame seq %llu: %u bytes follow the last of its %u values",
+                        (unsigned long long)f->seq, f->len - next, f->count);
+        return DAGGER_EINVAL;
+    }
+    if (b->left > 1 && f->len - next < 4) {
+        dagger__net_fmt(err, errcap, "batch frame seq %llu ends after %u of its %u values",
+                        (unsigned long long)f->seq, f->count - b->left + 1, f->count);
+        return DAGGER_EINVAL;
+    }
+    int rc = dagger__frame_value_read(&one, p + b->off + 4, out, err, errcap);
+    if (rc < 0)
+        return rc;
+    b->off = next;
+    b->left--;
     return 0;
 }
 

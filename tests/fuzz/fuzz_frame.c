@@ -1,7 +1,9 @@
-/* tests/fuzz/fuzz_frame.c - libFuzzer harness: frame headers and DATA payloads (src/net).
+/* tests/fuzz/fuzz_frame.c - libFuzzer harness: frame headers, DATA payloads and the records of
+ * BATCH frames (src/net).
  *
  * The first byte picks the payload limit; the rest is read as frames back to back, the way
- * the TCP consumer and the shm ring parse them in place.
+ * the TCP consumer and the shm ring parse them in place; a BATCH frame's records are read
+ * until they are done or one is refused.
  * SPDX-License-Identifier: MIT
  */
 #include <stdint.h>
@@ -25,8 +27,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct dagger__frame f;
         if (dagger__frame_get(buf + off, limit, &f, err, sizeof err) < 0)
             break;
-        if (f.len > limit)
-            abort(); /* the header check let an oversized length through */
+        if (f.kind == DAGGER__FRAME_BATCH
+                ? f.len > DAGGER__BATCH_MAX || f.count == 0 || f.count > f.len / 4
+                : f.len > limit || f.count != 0)
+            abort(); /* the header check let an oversized length or a bad count through */
         if (f.len > n - off - DAGGER__FRAME_HDR)
             break;
         if (f.kind == DAGGER__FRAME_DATA) {
@@ -35,6 +39,30 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     0 &&
                 (v.kind == DAGGER_KIND_STR || v.kind == DAGGER_KIND_BLOB) && v.len > f.len)
                 abort(); /* a value longer than its frame */
+        }
+        if (f.kind == DAGGER__FRAME_BATCH) {
+            const unsigned char *p = buf + off + DAGGER__FRAME_HDR;
+            struct dagger__batch b = {0, f.count};
+            uint32_t got = 0;
+            for (;;) {
+                dagger_value_t v;
+                uint32_t at = b.off;
+                if (dagger__batch_next(&f, p, &b, limit, f.seq + got, &v, err, sizeof err) < 0)
+                    break;
+                got++;
+                if (b.off <= at || b.off > f.len || b.left != f.count - got)
+                    abort(); /* the cursor went backwards, past the frame or miscounted */
+                if ((v.kind == DAGGER_KIND_STR || v.kind == DAGGER_KIND_BLOB) &&
+                    (v.len > limit ||
+                     (v.len && ((const unsigned char *)v.u.p < p ||
+                                (const unsigned char *)v.u.p + v.len > p + f.len))))
+                    abort(); /* a value outside its record */
+                if (b.left == 0) {
+                    if (b.off != f.len)
+                        abort(); /* the last record does not end the frame */
+                    break;
+                }
+            }
         }
         off += DAGGER__FRAME_HDR + f.len;
     }

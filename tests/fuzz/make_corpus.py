@@ -20,8 +20,19 @@ def i64(x):
     return value(2, struct.pack("<q", x), 0)
 
 
-def frame(kind, payload=b"", seq=0, flags=0):
-    return struct.pack("<IBBHIIQ", 0x4E474144, 1, kind, flags, len(payload), 0, seq) + payload
+def frame(kind, payload=b"", seq=0, flags=0, count=0):
+    return struct.pack("<IBBHIIQ", 0x4E474144, 2, kind, flags, len(payload), count, seq) + payload
+
+
+def record(payload, raw=False):
+    """A record of a BATCH frame: u32 (length | 0x80000000 for raw bytes), bytes, zeros to 4."""
+    rec = struct.pack("<I", len(payload) | (0x80000000 if raw else 0)) + payload
+    return rec + bytes(-len(rec) % 4)
+
+
+def batch(values, seq=0):
+    """values: (payload, raw) pairs; a BATCH frame (kind 6) holding them."""
+    return frame(6, b"".join(record(p, r) for p, r in values), seq, count=len(values))
 
 
 def hello(secret=0, enc=0, role=1, listener=0, seq=0):
@@ -46,6 +57,9 @@ write("value", "all", b"".join(VALUES))
 data = [frame(1, i64(5), 0), frame(1, b"raw bytes", 1, flags=1), frame(2, b"", 2)]
 write("frame", "stream", b"\x01" + b"".join(data))
 write("frame", "small_limit", b"\x00" + frame(1, b"x" * 100))
+SMALL = [(struct.pack("<q", 1), True), (i64(2), False), (b"", True), (b"abcde", True)]
+write("frame", "batch", b"\x01" + batch(SMALL, 0) + frame(1, i64(4), 4) + frame(2, b"", 5))
+write("frame", "batch_short", b"\x00" + frame(6, record(b"x" * 10, True), 0, count=2))
 
 for i, u in enumerate(["tcp://127.0.0.1:9000?role=listen&secret=s&max=1k",
                        "shm:/ring?dir=/tmp&cap=65536&spin=10",
@@ -59,6 +73,7 @@ write("tcp", "plain", b"\x00" + hello() + b"".join(body))
 write("tcp", "secret", b"\x01" + hello(secret=1) + frame(5, bytes(32)))
 write("tcp", "encrypted", b"\x02" + hello(secret=1, enc=1) + frame(5, bytes(32)))
 write("tcp", "small_max", b"\x03" + hello() + frame(1, value(5, b"y" * 100), 0))
+write("tcp", "batch", b"\x00" + hello() + batch(SMALL, 0) + batch(SMALL, 4) + frame(2, b"", 8))
 
 MARK = b"\xff\xfe\xfd"
 write("udp", "stream", MARK.join([frame(1, i64(1), 0), frame(1, i64(2), 1), frame(2, b"", 2)]))
@@ -71,6 +86,7 @@ def pad8(b):
 
 write("shm", "stream", b"".join(pad8(frame(1, i64(k), k)) for k in range(3)) + pad8(frame(2, b"", 3)))
 write("shm", "pad", pad8(frame(3, bytes(16))) + pad8(frame(1, i64(0), 0)))
+write("shm", "batch", pad8(batch(SMALL, 0)) + pad8(frame(1, i64(4), 4)) + pad8(batch(SMALL, 5)))
 
 
 def dtrace(events, strings, t0=1000, t1=100000, nthreads=2):
