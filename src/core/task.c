@@ -127,6 +127,7 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->impls = NULL;
     t->nimpls = 0;
     t->expected = 0;
+    t->ran = 0;
     t->exec_ud = NULL;
     t->result = dagger_nil();
     dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
@@ -548,10 +549,11 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         uint64_t t0 = DAGGER_UNLIKELY(t->ctx->nranks > 1) ? dagger__now_ns() : 0;
         if (DAGGER_LIKELY(!t->restore) || !dagger__task_restore(t, &out))
             r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
-        if (DAGGER_UNLIKELY(t0 != 0) && r == 0)
+        if (DAGGER_UNLIKELY(t0 != 0) && r == 0) {
+            t->ran = (float)((double)(dagger__now_ns() - t0) * 1e-9);
             dagger__cost_record((const void *)(uintptr_t)t->fn, DAGGER_PROC_CPU,
-                                dagger__cost_bytes(t->args, t->nargs),
-                                (double)(dagger__now_ns() - t0) * 1e-9);
+                                dagger__cost_bytes(t->args, t->nargs), (double)t->ran);
+        }
         dagger__task_set_cur(NULL);
         if (DAGGER_UNLIKELY(t->flags & TF_DEFERRED) && r == 0 && !dagger__task_failed(t)) {
             dagger_task_release(t->nested_fail); /* the body handled it */
@@ -631,6 +633,7 @@ static void call_task_callback(struct dagger__call_waiter *w, dagger_ctx_t *ctx)
 }
 
 dagger_fn_t dagger__task_fn(const dagger_task_t *t) { return t->fn; }
+double dagger__task_ran(const dagger_task_t *t) { return t->ran; }
 bool dagger__task_mutable_result(const dagger_task_t *t)
 {
     return (t->flags & TF_MUTABLE_RESULT) != 0;

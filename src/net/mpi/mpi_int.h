@@ -25,6 +25,11 @@
 #define MPI__PIECE (1u << 30)         /* pulled payloads go in pieces of at most 1 GiB */
 #define MPI__HUGE_MIN (4u << 20)      /* pulled into buffers this large: huge pages advised */
 #define MPI__MAX_RANKS 4096
+/* After a task is sent, received or served, and after a result arrives, the context's idle
+ * threads yield rather than sleep for this long (dagger__ctx_linger): the next message of a
+ * round trip then finds a thread awake, and no futex wake-up is made on either rank. Only where
+ * the threads of this host's ranks fit its cores (st->linger_ns; DAGGER_MPI_LINGER_US). */
+#define MPI__LINGER_NS (1000u * 1000u)
 
 enum { TAG_CTRL = 7, TAG_DATA0 = 100, TAG_DATA_SPAN = 20000 };
 enum {
@@ -107,6 +112,7 @@ struct mpi_state {
     _Atomic uint32_t stopped; /* servers: the driver said stop (or was lost); driver: stops sent */
     _Atomic uint32_t served_rc; /* servers: 0, or DAGGER_EPEER as -rc when the driver was lost */
     int64_t timeout_ns, period_ns;
+    uint64_t linger_ns; /* MPI__LINGER_NS, or 0 (oversubscribed host, DAGGER_MPI_LINGER_US) */
     struct mpi_peer *peers;
     /* progress: tables */
     struct proxy **proxies;
@@ -140,6 +146,12 @@ struct mpi_state {
 
 /* progress.c */
 void mpi__push(struct mpi_state *st, struct mpi_cmd *c);
+/* A message of a round trip went or came: idle threads yield for st->linger_ns (if not 0). */
+static inline void mpi__linger(struct mpi_state *st)
+{
+    if (st->linger_ns)
+        dagger__ctx_linger(st->ctx, st->linger_ns);
+}
 /* Send the bytes of `b` (taken over) to `peer` on the control tag; counted for termination when
  * `work`. A lost peer's message is dropped. */
 void mpi__send(struct mpi_state *st, int peer, struct wbuf *b, bool work);

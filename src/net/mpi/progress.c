@@ -685,6 +685,30 @@ static double peer_timeout(void)
     return t;
 }
 
+/* DAGGER_MPI_LINGER_US, else MPI__LINGER_NS where every rank on this host has a core for each
+ * of its workers, its progress thread and its main thread, else 0: on an oversubscribed host a
+ * thread that yields instead of sleeping takes the core from the one that would answer. */
+static uint64_t linger_ns(const struct mpi_state *st)
+{
+    const char *v = getenv("DAGGER_MPI_LINGER_US");
+    if (v && *v) {
+        char *end;
+        double us = strtod(v, &end);
+        if (!*end && us >= 0.0 && us <= 1e6)
+            return (uint64_t)(us * 1000.0);
+        fprintf(stderr,
+                "dagger: DAGGER_MPI_LINGER_US='%s' is invalid (microseconds, 0 to 1000000): "
+                "using the default\n",
+                v);
+    }
+    int local = 0;
+    for (int r = 0; r < st->nranks; r++)
+        local += r == st->rank || st->peers[r].same_host;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long need = (long)local * (dagger__ctx_nthreads(st->ctx) + 2);
+    return cores > 0 && need <= cores ? MPI__LINGER_NS : 0;
+}
+
 static void state_free(struct mpi_state *st)
 {
     mpi__spmd_fini(st);
@@ -771,6 +795,7 @@ static int join(dagger_ctx_t *ctx)
     st->timeout_ns = (int64_t)(t * 1e9);
     st->period_ns = st->timeout_ns / 4 < 1000000000LL ? st->timeout_ns / 4 : 1000000000LL;
     st->driver_mode = !(dagger__ctx_open_flags(ctx) & DAGGER_OPEN_SPMD);
+    st->linger_ns = linger_ns(st);
     mpi__remote_init(st);
     mpi__spmd_init(st);
     rc = mpi__rtrace_join(st); /* collective */

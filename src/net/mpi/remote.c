@@ -587,6 +587,7 @@ static void served_done(dagger_task_t *t, void *ud)
         (void)dagger_chunk_data(v.u.c); /* a failure is reported when the result is sent */
     s->cmd.type = C_RESULT;
     s->cmd.rec = s;
+    mpi__linger(s->st); /* the origin's next task may follow */
     mpi__push(s->st, &s->cmd);
 }
 
@@ -799,6 +800,7 @@ static void on_task(struct mpi_state *st, int src, struct rbuf *rb)
         dagger__panic("out of memory receiving a task from rank %d", src);
     in->is_task = true;
     in->pid = rb_u64(rb);
+    mpi__linger(st); /* a worker stays up for it */
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_RECEIVED, src, in->pid, rb->len));
     in->pin = (int64_t)rb_u64(rb);
     in->mutable_result = rb_u64(rb) != 0;
@@ -843,6 +845,7 @@ static void on_result(struct mpi_state *st, int src, struct rbuf *rb)
         return; /* its rank was declared lost, and it completed then */
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_RESULT_RECEIVED, src, pid, rb->len));
     st->nawaiting--;
+    mpi__linger(st); /* its waiter, then its next spawn */
     struct inbound *in = inbound_new(st, src, rb);
     if (!in)
         dagger__panic("out of memory receiving a result from rank %d", src);
@@ -934,6 +937,7 @@ void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
     c->rank = p->rank;
     c->pin = p->index;
     dagger__task_set_cancel_hook(t, on_cancel, st);
+    mpi__linger(st); /* its result is due: the waiter yields */
     mpi__push(st, c);
 }
 
