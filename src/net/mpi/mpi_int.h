@@ -125,6 +125,7 @@ struct mpi_state {
     uint64_t next_xid;
     uint32_t next_tag;
     int64_t nserved;               /* progress: served tasks whose result is not sent yet */
+    double served_backlog;         /* progress: their expected seconds (this rank's history) */
     int64_t nawaiting;             /* progress: tasks sent to other ranks, awaiting their results */
     _Atomic uint64_t bytes_pulled; /* bytes this rank received by pulls (stats) */
     _Atomic int64_t nexports;      /* exports alive on this rank (stats) */
@@ -251,6 +252,13 @@ int mpi__steal_place(void *ud, const struct dagger__place *r, struct dagger__job
 void mpi__steal_on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
 /* The progress thread's turn: feed idle workers from the reserve, ask for work when idle. */
 bool mpi__steal_poll(struct mpi_state *st, int64_t now);
+/* The load carried by M_STEAL, M_STEAL_REPLY and M_BEAT: write this rank's, or read `src`'s
+ * (a short or malformed one is ignored). Progress thread. */
+void mpi__steal_put_load(struct mpi_state *st, struct wbuf *b);
+void mpi__steal_get_load(struct mpi_state *st, int src, struct rbuf *rb);
+/* The load `rank` last reported here (tasks in flight, expected seconds), for the tests.
+ * Returns 0, or DAGGER_EINVAL (no ranks, a rank out of range). Thread safety: any thread. */
+int dagger__mpi_peer_load(const dagger_ctx_t *ctx, int rank, int *ntasks, double *backlog);
 /* A pull of `bytes` from `peer` took `ns`: learn the link. */
 void mpi__steal_link(struct mpi_state *st, int peer, size_t bytes, int64_t ns);
 void mpi__steal_lost(struct mpi_state *st, int peer);

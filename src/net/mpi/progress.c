@@ -386,6 +386,7 @@ static void check_peers(struct mpi_state *st, int64_t now)
         if (now - p->last_tx > st->period_ns) {
             struct wbuf b = {0};
             wb_u64(&b, M_BEAT);
+            mpi__steal_put_load(st, &b); /* placement there sees this rank's load */
             mpi__send(st, r, &b, false);
         }
     }
@@ -438,6 +439,7 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
     st->peers[src].last_rx = (int64_t)dagger__now_ns();
     switch (type) {
     case M_BEAT:
+        mpi__steal_get_load(st, src, &rb);
         break;
     case M_QUERY: {
         uint64_t round = rb_u64(&rb);
