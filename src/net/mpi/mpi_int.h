@@ -48,7 +48,8 @@ enum {
     M_STEAL_REPLY,
     M_UNREF,
     M_DROP,
-    M_STREAM
+    M_STREAM,
+    M_CREDIT
 };
 enum {
     C_SUBMIT = 1,
@@ -207,11 +208,15 @@ uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx);
 int64_t dagger__mpi_exports(const dagger_ctx_t *ctx);
 
 /* stream.c: the mpi:// edge transport. Attach at open (the context mpi:// ends use), detach at
- * close; the progress thread files M_STREAM messages, sends C_STREAM commands, and tells the
- * channels of a lost rank. */
+ * close; the progress thread files M_STREAM messages, hands M_CREDIT to waiting producers,
+ * sends C_STREAM commands, and tells the channels of a lost rank. */
 void mpi__stream_attach(struct mpi_state *st);
 void mpi__stream_detach(struct mpi_state *st);
 void mpi__stream_on_msg(struct mpi_state *st, int src, struct rbuf *rb);
+void mpi__stream_on_credit(struct mpi_state *st, int src, struct rbuf *rb); /* M_CREDIT */
+/* Values of channel `name` from rank `peer` buffered on this rank, not yet popped (tests).
+ * Thread safety: any thread. */
+size_t dagger__mpi_stream_buffered(int peer, const char *name);
 void mpi__stream_cmd(struct mpi_state *st, struct mpi_cmd *c);
 void mpi__stream_lost(struct mpi_state *st, int peer);
 

@@ -494,6 +494,9 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
     case M_STREAM:
         mpi__stream_on_msg(st, src, &rb);
         break;
+    case M_CREDIT:
+        mpi__stream_on_credit(st, src, &rb);
+        break;
     case M_DROP: {
         uint64_t xid = rb_u64(&rb);
         if (!rb.bad)
