@@ -365,7 +365,8 @@ static int credit(struct mpi_edge *m, int timeout_ms)
             return dagger__edge_note(&m->e, DAGGER_ETIMEDOUT,
                                      "%s: the consumer on rank %d has %llu values not taken "
                                      "(window=%llu)",
-                                     m->e.uri, m->peer, (unsigned long long)m->window,
+                                     m->e.uri, m->peer,
+                                     (unsigned long long)(m->seq - atomic_load(&c->acked)),
                                      (unsigned long long)m->window);
         long slice = left < 0 || left > 50 ? 50 : left;
         dagger__futex_wait(&c->seq, seen, slice * 1000 * 1000);
