@@ -10,6 +10,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "common/common.h"
@@ -164,4 +165,52 @@ TEST(timed_push_out_of_credits_and_bad_window)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
-TEST_LIST(slow_consumer_bounds_the_buffer, timed_push_out_of_credits_and_bad_window)
+/* On the last rank: push until the edge refuses; returns how many went, or -1 when the refusal
+ * was not the consumer's close. */
+static int produce_until_closed(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)a;
+    dagger_edge_t *e;
+    int rc = dagger_edge_open(&e, "mpi://0/gone?window=4", DAGGER_EDGE_PUSH);
+    if (rc)
+        return dagger_fail(tc, rc, "open: %s", dagger_last_errmsg());
+    int64_t n = 0;
+    for (; n < 100000; n++) {
+        dagger_value_t v = dagger_i64(n);
+        if ((rc = dagger_edge_push(e, &v)) != 0)
+            break;
+    }
+    bool closed = rc == DAGGER_ECLOSED && strstr(dagger_edge_errmsg(e), "closed its end");
+    (void)dagger_edge_close(e);
+    *out = dagger_i64(closed ? n : -1);
+    return 0;
+}
+
+/* A consumer that closes early ends a producer waiting for credits with DAGGER_ECLOSED (as a
+ * closed ring does), instead of leaving its task waiting forever. */
+TEST(consumer_close_ends_a_waiting_producer)
+{
+    dagger_ctx_t *ctx = open_job(1);
+    if (!ctx)
+        return;
+    int last = dagger_ctx_nranks(ctx) - 1;
+    char uri[32];
+    snprintf(uri, sizeof uri, "mpi://%d/gone", last);
+    dagger_edge_t *in;
+    ASSERT_OK(dagger_edge_open(&in, uri, DAGGER_EDGE_POP));
+    dagger_task_t *p = spawn_on(ctx, last, produce_until_closed, 0);
+    for (int64_t i = 0; i < 3; i++) {
+        dagger_value_t v;
+        ASSERT_OK(dagger_edge_pop(in, &v, 20000));
+        ASSERT_EQ(v.u.i, i);
+    }
+    ASSERT_OK(dagger_edge_close(in));
+    int64_t n = -2;
+    ASSERT_OK(dagger_fetch_i64(p, &n));
+    ASSERT_TRUE(n >= 3 && n < 100000);
+    dagger_task_release(p);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST_LIST(slow_consumer_bounds_the_buffer, timed_push_out_of_credits_and_bad_window,
+          consumer_close_ends_a_waiting_producer)

@@ -15,7 +15,8 @@
  * rank buffers at most `window` values of the edge (plus the end). A producer out of credits
  * waits for them on a fresh one-shot event (src/core): inside a task on a worker the task
  * suspends and the worker runs other tasks; a timed push (an edge sink on its aux thread, in
- * slices) blocks its thread on the channel's futex word instead, up to the timeout.
+ * slices) blocks its thread on the channel's futex word instead, up to the timeout. A consumer
+ * that closes sends CREDIT_CLOSED: the producer's next push fails with DAGGER_ECLOSED.
  * Limits: a value is at most `max` bytes (default 16 MiB, at most 1 GiB).
  * Invariants: the channel table is guarded by its lock; a consumer's channel is freed when its
  * consumer closed (values arriving after that are dropped), a producer's when its producer
@@ -35,6 +36,7 @@
 #include "net/net.h"
 
 #define NAME_MAX_ 120
+#define CREDIT_CLOSED UINT64_MAX /* M_CREDIT from a consumer that closed its end */
 
 struct qmsg {
     struct qmsg *next;
@@ -55,6 +57,7 @@ struct chan {
     _Atomic bool lost;        /* the peer was lost (or the context closed) */
     _Atomic uint32_t seq;     /* bumped (and woken) on every arrival: a message, or credits */
     _Atomic uint64_t acked;   /* producer: messages the consumer has taken */
+    _Atomic bool closed;      /* producer: the consumer closed its end (CREDIT_CLOSED) */
     struct dagger__event *_Atomic waiter; /* producer: out of credits, waiting on this */
 };
 
@@ -170,7 +173,10 @@ void mpi__stream_on_credit(struct mpi_state *st, int src, struct rbuf *rb)
     pthread_mutex_lock(&chan_lock);
     struct chan *c = chan_get(st, src, name, true, false);
     if (c && taken > atomic_load_explicit(&c->acked, memory_order_relaxed)) {
-        atomic_store(&c->acked, taken); /* seq_cst: against the waiter's store and read */
+        if (taken == CREDIT_CLOSED)
+            atomic_store(&c->closed, true);
+        else
+            atomic_store(&c->acked, taken); /* seq_cst: against the waiter's store and read */
         atomic_fetch_add_explicit(&c->seq, 1, memory_order_release);
         dagger__futex_wake(&c->seq, INT_MAX);
         struct dagger__event *ev = atomic_exchange(&c->waiter, NULL);
@@ -343,6 +349,10 @@ static int credit(struct mpi_edge *m, int timeout_ms)
                                      "%s: rank %d was lost (or the context closed) while the "
                                      "producer waited for credits",
                                      m->e.uri, m->peer);
+        if (atomic_load(&c->closed)) /* its values would be dropped: end like a closed ring */
+            return dagger__edge_fail(&m->e, DAGGER_ECLOSED,
+                                     "%s: the consumer on rank %d closed its end", m->e.uri,
+                                     m->peer);
         if (m->seq - atomic_load_explicit(&c->acked, memory_order_acquire) < m->window)
             return 0;
         dagger__edge_count(&m->e.st.waits, 1);
@@ -475,6 +485,10 @@ static int mpi_close(struct dagger_edge *e)
     if (e->end == DAGGER_EDGE_PUSH && !e->aborted && !e->err && atomic_load(&stream_st) == m->st) {
         long n = dagger__msg_encode(e, NULL, m->seq, &m->buf, &m->cap);
         rc = n < 0 ? (int)n : post(m, m->buf, (size_t)n);
+    }
+    if (e->end == DAGGER_EDGE_POP && atomic_load(&stream_st) == m->st) {
+        m->taken = CREDIT_CLOSED; /* a producer waiting for credits ends with DAGGER_ECLOSED */
+        (void)post(m, NULL, 0);
     }
     if (m->chan) {
         pthread_mutex_lock(&chan_lock);
