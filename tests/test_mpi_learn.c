@@ -89,8 +89,8 @@ static int nap(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     return 0;
 }
 
-/* Wait (up to 5 s) until rank `r`'s load as reported here satisfies busy (>= 2 tasks) or idle
- * (< 2); returns whether it did. */
+/* Wait (up to 5 s) until rank `r`'s load as reported here satisfies busy (>= 2 tasks and the
+ * 2 s of expected_time they came with) or idle (< 2 tasks); returns whether it did. */
 static bool reported(dagger_ctx_t *ctx, int r, bool busy)
 {
     for (int64_t t0 = now_ms(); now_ms() - t0 < 5000; usleep(1000)) {
@@ -98,7 +98,7 @@ static bool reported(dagger_ctx_t *ctx, int r, bool busy)
         double backlog = -1.0;
         ASSERT_OK(dagger__mpi_peer_load(ctx, r, &n, &backlog));
         ASSERT_TRUE(backlog >= 0.0);
-        if ((n >= 2) == busy)
+        if (busy ? n >= 2 && backlog > 1.99 && backlog < 2.01 : n < 2)
             return true;
     }
     return false;
@@ -123,6 +123,7 @@ TEST(busy_rank_is_told_in_load_beats)
     dagger_task_opts_init(&there);
     here.scope = s0;
     there.scope = s1;
+    there.expected_time = 1.0; /* travels with the task: rank `last` reports it as its backlog */
     dagger_task_t *mine[2], *far[2];
     for (int i = 0; i < 2; i++)
         mine[i] = dagger_spawn_opts(ctx, &here, nap, 3000);

@@ -87,6 +87,8 @@ dagger_fn_t dagger__task_fn(const dagger_task_t *t);
 /* Seconds the task's body ran, measured in a job of several ranks only (0: unknown, not run, or
  * failed). Read once the task is done. */
 double dagger__task_ran(const dagger_task_t *t);
+/* Its dagger_task_opts.expected_time (seconds; 0 unknown). */
+double dagger__task_expected(const dagger_task_t *t);
 /* Whether the task keeps its result as mutable data where it runs (DAGGER_TASK_MUTABLE_RESULT). */
 bool dagger__task_mutable_result(const dagger_task_t *t);
 

@@ -634,6 +634,7 @@ static void call_task_callback(struct dagger__call_waiter *w, dagger_ctx_t *ctx)
 
 dagger_fn_t dagger__task_fn(const dagger_task_t *t) { return t->fn; }
 double dagger__task_ran(const dagger_task_t *t) { return t->ran; }
+double dagger__task_expected(const dagger_task_t *t) { return t->expected; }
 bool dagger__task_mutable_result(const dagger_task_t *t)
 {
     return (t->flags & TF_MUTABLE_RESULT) != 0;
@@ -816,6 +817,8 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
             return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
         t->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+        if (DAGGER_UNLIKELY(ctx->nranks > 1)) /* a pinned remote task reports it there */
+            t->expected = o->expected_time > 0 ? (float)o->expected_time : 0.0f;
     } else if (DAGGER_UNLIKELY(ctx->nranks > 1)) {
         /* a job: a task that may run on any rank (its scope says so, or it is independent and
          * long) is placed by the cost model (src/sched/cost.c) and may be stolen */

@@ -119,6 +119,7 @@ struct inbound {
     char name[128];
     int64_t pin;
     bool mutable_result;
+    double expected; /* its dagger_task_opts.expected_time (0 unknown) */
     uint64_t pid;
     /* a result */
     struct proxy *px;
@@ -736,15 +737,19 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
         if (in->slots[i].bytes)
             argv[i].flags |= DAGGER_VALUE_BORROW;
     }
-    double expected = 0.0; /* its share of this rank's load, as reported to the others */
+    /* Its share of this rank's load as reported to the others: this rank's history, else the
+     * expected_time it came with (which it keeps here, for a nested placement too). */
+    double expected = in->expected;
+    double h;
     if (dagger__cost_expected((const void *)(uintptr_t)in->fn, DAGGER_PROC_CPU,
-                              dagger__cost_bytes(argv, in->n), &expected) <= 0)
-        expected = 0.0;
+                              dagger__cost_bytes(argv, in->n), &h) > 0)
+        expected = h;
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = in->name[0] ? in->name : NULL;
     if (in->mutable_result)
         o.flags |= DAGGER_TASK_MUTABLE_RESULT;
+    o.expected_time = in->expected;
     /* No pin: any thread of this rank, said explicitly so that the cost model never sends a
      * task that was placed (or stolen) here on to another rank. */
     dagger_scope_t *scope =
@@ -819,6 +824,8 @@ static void on_task(struct mpi_state *st, int src, struct rbuf *rb)
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_RECEIVED, src, in->pid, rb->len));
     in->pin = (int64_t)rb_u64(rb);
     in->mutable_result = rb_u64(rb) != 0;
+    uint64_t expected_ns = rb_u64(rb);
+    in->expected = expected_ns < (uint64_t)86400 * 1000000000u ? (double)expected_ns * 1e-9 : 0.0;
     rb_str(rb, in->name, sizeof in->name);
     struct dagger__fn_ref ref = {0};
     rb_str(rb, ref.name, sizeof ref.name);
@@ -972,6 +979,7 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     wb_u64(b, dagger_task_id(t));
     wb_u64(b, (uint64_t)(int64_t)pin);
     wb_u64(b, dagger__task_mutable_result(t)); /* the result stays there as mutable data */
+    wb_u64(b, (uint64_t)(dagger__task_expected(t) * 1e9)); /* its expected_time, ns */
     wb_str(b, dagger_task_name(t));
     wb_str(b, ref.name);
     wb_u64(b, (uint64_t)ref.idlen);
