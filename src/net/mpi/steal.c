@@ -406,7 +406,8 @@ static bool load_moved(int64_t n0, double b0, int64_t n1, double b1, int threads
 static void tell_load(struct mpi_state *st, int64_t now)
 {
     struct mpi_steal *s = st->steal;
-    if (now < s->next_load)
+    /* Once the job stops, nobody places any more: no message left in flight at the close. */
+    if (now < s->next_load || atomic_load(&st->stopped) || atomic_load(&st->exit))
         return;
     s->next_load = now + LOAD_NS;
     int64_t n;
