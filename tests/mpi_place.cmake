@@ -9,3 +9,18 @@ dagger_add_tests(mpi_place SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mpi_place.c LA
                  TIMEOUT 90 LAUNCHER ${mpi_place_run} 2 ENV ${mpi_place_env})
 dagger_add_tests(mpi_place4 NAME test_mpi_place4 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mpi_place.c
                  LABELS mpi TIMEOUT 120 LAUNCHER ${mpi_place_run} 4 ENV ${mpi_place_env})
+# What a rank learns without asking (remote run times, load beats, lingering round trips):
+# tests/test_mpi_learn.c reads the backend's state, so it sees src/.
+# Back-pressure on mpi:// edges: tests/test_mpi_credit.c, the same way.
+foreach(file learn credit)
+  foreach(np 2 4)
+    set(name test_mpi_${file})
+    if(np EQUAL 4)
+      set(name test_mpi_${file}4)
+    endif()
+    string(REPLACE "test_" "" area ${name})
+    dagger_add_tests(${area} NAME ${name} SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mpi_${file}.c
+                     LABELS mpi TIMEOUT 120 LAUNCHER ${mpi_place_run} ${np} ENV ${mpi_place_env})
+    target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+  endforeach()
+endforeach()

@@ -3,3 +3,7 @@
 # so the pool runs (and TSan) see them. Included from tests/CMakeLists.txt.
 dagger_add_tests(pool NAME test_pool_wake SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_pool_wake.c
                  LABELS quick TIMEOUT 60)
+# Lingering workers (dagger__pool_linger): they park once the deadline passes.
+dagger_add_tests(pool NAME test_pool_linger SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_pool_linger.c
+                 LABELS quick TIMEOUT 60)
+target_include_directories(test_pool_linger PRIVATE ${PROJECT_SOURCE_DIR}/src)

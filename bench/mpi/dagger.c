@@ -83,7 +83,7 @@ int main(int argc, char **argv)
     char *buf = malloc(pp_sizes[PP_NSIZES - 1]);
     memset(buf, 1, pp_sizes[PP_NSIZES - 1]);
     double mpi_rtt[PP_NSIZES];
-    for (size_t k = 0; k < PP_NSIZES; k++) {
+    for (size_t k = 0; k < pp_nsizes(); k++) {
         mpi_rtt[k] = mpi_pingpong(rank, buf, pp_sizes[k], pp_reps(pp_sizes[k]));
         if (rank == 0)
             pp_report("mpi", pp_sizes[k], pp_reps(pp_sizes[k]), mpi_rtt[k] * pp_reps(pp_sizes[k]));
@@ -104,7 +104,10 @@ int main(int argc, char **argv)
         return 1;
     }
     /* One local task round trip (spawn, run on the worker, fetch). */
-    int lreps = pp_reps(8);
+    /* BENCH_ROUNDTRIP_ONLY=1: the remote round trips alone (one local task, no chunk moves), so
+     * that counters of the whole run (perf stat) divide by round trips only. */
+    const bool rt_only = getenv("BENCH_ROUNDTRIP_ONLY") && atoi(getenv("BENCH_ROUNDTRIP_ONLY"));
+    int lreps = rt_only ? 1 : pp_reps(8);
     double t0 = pp_now();
     for (int i = 0; i < lreps; i++) {
         dagger_task_t *t = dagger_spawn(ctx, noop, dagger_i64(i));
@@ -119,7 +122,7 @@ int main(int argc, char **argv)
     dagger_task_opts_t to;
     dagger_task_opts_init(&to);
     to.scope = one;
-    for (size_t k = 0; k < PP_NSIZES; k++) {
+    for (size_t k = 0; k < pp_nsizes(); k++) {
         size_t size = pp_sizes[k];
         int reps = pp_reps(size);
         for (int i = 0; i < reps + 1; i++) {
@@ -134,6 +137,8 @@ int main(int argc, char **argv)
         }
         double rtt = (pp_now() - t0) / reps;
         pp_report("dagger", size, reps, rtt * reps);
+        if (rt_only)
+            continue;
         dagger_chunk_t *c;
         if (dagger_chunk_create(ctx, size, &c)) {
             fprintf(stderr, "ERROR: chunk of %zu bytes: %s\n", size, dagger_last_errmsg());

@@ -19,7 +19,7 @@ int main(int argc, char **argv)
     MPI_Comm_size(MPI_COMM_WORLD, &n);
     char *buf = malloc(pp_sizes[PP_NSIZES - 1]);
     memset(buf, 1, pp_sizes[PP_NSIZES - 1]);
-    for (size_t k = 0; k < PP_NSIZES; k++) {
+    for (size_t k = 0; k < pp_nsizes(); k++) {
         size_t size = pp_sizes[k];
         int reps = pp_reps(size);
         MPI_Barrier(MPI_COMM_WORLD);

@@ -5,6 +5,7 @@
  * it), then rank 0 sends `size` bytes to rank 1 and gets `size` bytes back, `reps` times per
  * size. Prints, per size, RESULT|mpi.pingpong|<impl>|size=S|<us per round trip>|us and
  * RESULT|mpi.bandwidth|<impl>|size=S|<MB/s>|MB/s (2 * S bytes per round trip).
+ * BENCH_REPS sets the repetitions of every size, BENCH_MAX_SIZE the largest size run.
  * SPDX-License-Identifier: MIT
  */
 #ifndef DAGGER_BENCH_MPI_PROBLEM_H
@@ -25,6 +26,18 @@ static inline int pp_reps(size_t size)
     if (r && atoi(r) > 0)
         return atoi(r);
     return size <= 65536 ? 2000 : size <= (4u << 20) ? 100 : 10;
+}
+
+/* How many of pp_sizes to run: those up to BENCH_MAX_SIZE bytes (at least the first), or all. */
+static inline size_t pp_nsizes(void)
+{
+    const char *m = getenv("BENCH_MAX_SIZE");
+    size_t n = 1;
+    if (!m || atoll(m) <= 0)
+        return PP_NSIZES;
+    while (n < PP_NSIZES && pp_sizes[n] <= (size_t)atoll(m))
+        n++;
+    return n;
 }
 
 static inline double pp_now(void)

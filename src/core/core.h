@@ -97,6 +97,11 @@ void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
  * deferred, to be completed with dagger__task_complete. dagger__task_fn is its body. */
 void dagger__task_begin_elsewhere(dagger_task_t *t);
 dagger_fn_t dagger__task_fn(const dagger_task_t *t);
+/* Seconds the task's body ran, measured in a job of several ranks only (0: unknown, not run, or
+ * failed). Read once the task is done. */
+double dagger__task_ran(const dagger_task_t *t);
+/* Its dagger_task_opts.expected_time (seconds; 0 unknown). */
+double dagger__task_expected(const dagger_task_t *t);
 /* Whether the task keeps its result as mutable data where it runs (DAGGER_TASK_MUTABLE_RESULT). */
 bool dagger__task_mutable_result(const dagger_task_t *t);
 
@@ -148,6 +153,10 @@ void dagger__ctx_set_ranks_place(dagger_ctx_t *ctx,
 /* Worker threads parked for want of work (a hint), and the number of workers. */
 int dagger__ctx_idle_workers(const dagger_ctx_t *ctx);
 int dagger__ctx_nthreads(const dagger_ctx_t *ctx);
+/* Work is expected within `ns` nanoseconds (a reply or a task from another rank): until then
+ * the context's idle workers and threads blocked in dagger_fetch yield instead of sleeping
+ * (dagger__pool_linger). Thread safety: any thread. */
+void dagger__ctx_linger(dagger_ctx_t *ctx, uint64_t ns);
 /* Tasks spawned and not finished (0 only when the context is idle). Thread safety: any thread. */
 int64_t dagger__ctx_inflight(dagger_ctx_t *ctx);
 

@@ -123,6 +123,7 @@ struct task_ext {
     const struct dagger_impl *impls;   /* dagger_task_opts_t.impls (caller storage) */
     uint32_t nimpls;
     float expected;             /* opts.expected_time (seconds; 0 unknown), for the cost model */
+    float ran;                  /* seconds its body ran, measured in a job of several ranks */
     void *exec_ud;              /* an executor's record, when placement replaced the body */
     dagger_scope_t *scope;      /* retained; NULL = any */
     uint32_t capargs, capdeps;  /* heap arrays' entries (free with these sizes); 0: inline */
@@ -199,6 +200,7 @@ struct dagger_ctx {
     struct credit *credit;        /* one per worker */
     _Atomic int64_t count[CNT_N]; /* global counts, see struct credit */
     _Atomic uint32_t drain_word;  /* bumped when the in-flight count reaches 0 */
+    _Atomic uint32_t drainers;    /* threads waiting on drain_word: woken only when > 0 */
     _Atomic uint64_t next_id;
     _Atomic uint32_t rr;       /* round robin among a scope's threads */
     _Atomic int64_t unfetched; /* failed tasks whose error nobody read (see observe_failure) */

@@ -21,7 +21,11 @@ void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t delta)
     int64_t before = atomic_fetch_add_explicit(&ctx->count[which], delta, memory_order_acq_rel);
     if (which == CNT_INFLIGHT && before + delta == 0) {
         atomic_fetch_add_explicit(&ctx->drain_word, 1, memory_order_release);
-        dagger__futex_wake(&ctx->drain_word, INT_MAX);
+        /* No syscall when nobody drains: a thread that waits one task at a time brings the
+         * count to 0 at each task (the drainer counts itself before it reads the count). */
+        dagger__fence_seq_cst();
+        if (atomic_load_explicit(&ctx->drainers, memory_order_relaxed) > 0)
+            dagger__futex_wake(&ctx->drain_word, INT_MAX);
     } else if (which == CNT_LIVE && before + delta == 0 && atomic_load(&ctx->zombie)) {
         dagger__ctx_reap(ctx); /* the last record of a force-closed context */
     }
@@ -122,6 +126,10 @@ void dagger__ctx_set_ranks_place(dagger_ctx_t *ctx,
 
 int dagger__ctx_idle_workers(const dagger_ctx_t *ctx) { return dagger__pool_sleepers(ctx->pool); }
 int dagger__ctx_nthreads(const dagger_ctx_t *ctx) { return ctx->nthreads; }
+void dagger__ctx_linger(dagger_ctx_t *ctx, uint64_t ns)
+{
+    dagger__pool_linger(ctx->pool, dagger__now_ns() + ns);
+}
 
 int64_t dagger__ctx_inflight(dagger_ctx_t *ctx)
 {
@@ -278,12 +286,14 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
     if (ctx->ranks) /* the driver: until no rank has work left */
         atomic_load(&ranks_ops)->quiesce(ctx);
     /* Drain: every spawned task finishes (the timed wait only guards against a lost wake). */
-    while (atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_acquire) > 0) {
+    atomic_fetch_add_explicit(&ctx->drainers, 1, memory_order_seq_cst);
+    while (atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_seq_cst) > 0) {
         uint32_t w = atomic_load_explicit(&ctx->drain_word, memory_order_acquire);
-        if (atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_acquire) == 0)
+        if (atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_seq_cst) == 0)
             break;
         dagger__futex_wait(&ctx->drain_word, w, 10 * 1000 * 1000);
     }
+    atomic_fetch_sub_explicit(&ctx->drainers, 1, memory_order_relaxed);
     int64_t live = atomic_load_explicit(&ctx->count[CNT_LIVE], memory_order_acquire);
     if (live > 0 && !(flags & DAGGER_CLOSE_FORCE)) {
 #ifndef NDEBUG

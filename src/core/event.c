@@ -1,7 +1,10 @@
 /* src/core/event.c - one-shot events and the ways to wait on them: a suspended task, a
- * blocked thread.
+ * blocked thread. A blocked thread spins briefly, yields the core while its pool lingers
+ * (a reply from another rank is due: dagger__pool_linger), then sleeps on a futex.
  * SPDX-License-Identifier: MIT
  */
+#include <sched.h>
+
 #include "core/core_int.h"
 #include "trace/trace.h"
 
@@ -50,12 +53,18 @@ int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_
                                   "it waits",
                                   (unsigned long long)me->id, dagger__task_display_name(me));
     }
-    (void)ctx;
     /* A thread outside the workers (or an aux thread): spin briefly, then sleep. */
     for (int i = 0; i < spin; i++) { /* ~50 us by default: cheaper than a futex round trip */
         if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
             return 0;
         dagger__cpu_relax();
+    }
+    /* A reply from another rank is due (dagger__pool_linger): yield the core until then rather
+     * than sleep, so that its arrival needs no futex wake-up. */
+    while (ctx && dagger__now_ns() < dagger__pool_linger_until(ctx->pool)) {
+        if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
+            return 0;
+        sched_yield();
     }
     _Atomic uint32_t flag = 0;
     struct dagger__waiter node = {.kind = W_THREAD, .target = (void *)&flag};

@@ -583,10 +583,14 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         struct task_ext *x = dagger__task_x(t);
         if (DAGGER_LIKELY(!x || !x->restore) || !dagger__task_restore(t, &out))
             r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
-        if (DAGGER_UNLIKELY(t0 != 0) && r == 0)
+        if (DAGGER_UNLIKELY(t0 != 0) && r == 0) {
+            float ran = (float)((double)(dagger__now_ns() - t0) * 1e-9);
+            struct task_ext *rx = dagger__task_ext_get(t); /* NULL: out of memory, not kept */
+            if (rx)
+                rx->ran = ran;
             dagger__cost_record((const void *)(uintptr_t)t->fn, DAGGER_PROC_CPU,
-                                dagger__cost_bytes(t->args, t->nargs),
-                                (double)(dagger__now_ns() - t0) * 1e-9);
+                                dagger__cost_bytes(t->args, t->nargs), (double)ran);
+        }
         dagger__task_set_cur(NULL);
         x = dagger__task_x(t); /* the body may have made it (defer, scratch, nested_fail) */
         if (DAGGER_UNLIKELY(t->flags & TF_DEFERRED) && r == 0 && !dagger__task_failed(t)) {
@@ -696,6 +700,16 @@ static void call_task_callback(struct dagger__call_waiter *w, dagger_ctx_t *ctx)
 }
 
 dagger_fn_t dagger__task_fn(const dagger_task_t *t) { return t->fn; }
+double dagger__task_ran(const dagger_task_t *t)
+{
+    const struct task_ext *x = dagger__task_x(t);
+    return x ? x->ran : 0.0;
+}
+double dagger__task_expected(const dagger_task_t *t)
+{
+    const struct task_ext *x = dagger__task_x(t);
+    return x ? x->expected : 0.0;
+}
 bool dagger__task_mutable_result(const dagger_task_t *t)
 {
     return (t->flags & TF_MUTABLE_RESULT) != 0;
@@ -902,6 +916,8 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
             return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's scope");
         x->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+        if (DAGGER_UNLIKELY(ctx->nranks > 1)) /* a pinned remote task reports it there */
+            x->expected = o->expected_time > 0 ? (float)o->expected_time : 0.0f;
     } else if (DAGGER_UNLIKELY(ctx->nranks > 1)) {
         /* a job: a task that may run on any rank (its scope says so, or it is independent and
          * long) is placed by the cost model (src/sched/cost.c) and may be stolen */

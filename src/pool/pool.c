@@ -14,7 +14,10 @@
  * is searching (it stopped searching only after the seq_cst decrement, and rechecks the
  * queues after it), and only one wake-up is in flight at a time (`waking`, cleared by whoever
  * leaves or enters the futex wait, so it cannot stay set while a worker sleeps). A searcher
- * or a woken worker that finds work and sees more passes the wake-up on.
+ * or a woken worker that finds work and sees more passes the wake-up on. While a ranks backend
+ * expects work soon (dagger__pool_linger: a reply or the next task from another rank is due),
+ * a worker that runs dry keeps searching, yielding the core, until that deadline instead of
+ * parking: the job then arrives without a futex call on either side.
  * Lock order: the aux lock, the heap lock, the injection lock and the mailbox locks are never
  * held together; the fiber lock is a leaf.
  * SPDX-License-Identifier: MIT
@@ -22,6 +25,7 @@
 #include "pool/pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,6 +88,9 @@ struct dagger__pool {
     _Atomic int32_t searching
         __attribute__((aligned(DAGGER_CACHELINE))); /* spinning in find_work */
     _Atomic int32_t waking; /* 1: a wake-up was sent and its worker has not run yet */
+    /* dagger__pool_linger: until this (ns), a worker that runs dry yields instead of parking.
+     * A line of its own: a ranks backend writes it on each message, workers read it. */
+    _Atomic uint64_t linger_until __attribute__((aligned(DAGGER_CACHELINE)));
     /* recycled fibers */
     pthread_mutex_t fiber_lock;
     struct dagger__fiber *fibers; /* guarded by fiber_lock */
@@ -501,6 +508,14 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
             if (has_work(p, w))
                 j = try_get(p, w);
         }
+        /* Work is expected soon (dagger__pool_linger): keep searching, yielding the core. */
+        while (!j &&
+               dagger__now_ns() < atomic_load_explicit(&p->linger_until, memory_order_relaxed) &&
+               !atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
+            sched_yield();
+            if (has_work(p, w))
+                j = try_get(p, w);
+        }
         /* Submitters saw a searcher and woke nobody: after this decrement they do, and the
          * work they published before it is seen below (seq_cst on both sides). */
         if (count)
@@ -534,6 +549,21 @@ static inline struct dagger__job *find_work(dagger__pool *p, struct worker *w)
 {
     struct dagger__job *j = try_get(p, w);
     return DAGGER_LIKELY(j != NULL) ? j : find_work_idle(p, w);
+}
+
+void dagger__pool_linger(dagger__pool *p, uint64_t until_ns)
+{
+    uint64_t cur = atomic_load_explicit(&p->linger_until, memory_order_relaxed);
+    /* A deadline moved by less than 50 us is left alone: no write per message in a burst. */
+    while (until_ns > cur + 50000 &&
+           !atomic_compare_exchange_weak_explicit(&p->linger_until, &cur, until_ns,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+uint64_t dagger__pool_linger_until(const dagger__pool *p)
+{
+    return atomic_load_explicit(&p->linger_until, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------- fibers */

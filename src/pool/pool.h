@@ -45,6 +45,14 @@ int dagger__pool_sleepers(const dagger__pool *p);
 /* Make a ready job runnable (or resume a suspended one). Thread safety: any thread. */
 void dagger__pool_submit(dagger__pool *p, struct dagger__job *j);
 
+/* Work is expected soon (a reply from another rank, the next task it sends): until `until_ns`
+ * (dagger__now_ns), a worker that runs dry yields the core and looks again instead of parking,
+ * so that the job arrives without a futex wake-up. Only ever extends the deadline. Thread
+ * safety: any thread. */
+void dagger__pool_linger(dagger__pool *p, uint64_t until_ns);
+/* The deadline set by dagger__pool_linger (0: none yet); a hint. Thread safety: any thread. */
+uint64_t dagger__pool_linger_until(const dagger__pool *p);
+
 /* The calling thread's pool and worker index (NULL, -1 outside any pool). Thread-local: read it
  * only in code that cannot suspend between the read and the use (a suspended task may resume on
  * another worker). */

@@ -25,6 +25,11 @@
 #define MPI__PIECE (1u << 30)         /* pulled payloads go in pieces of at most 1 GiB */
 #define MPI__HUGE_MIN (4u << 20)      /* pulled into buffers this large: huge pages advised */
 #define MPI__MAX_RANKS 4096
+/* After a task is sent, received or served, and after a result arrives, the context's idle
+ * threads yield rather than sleep for this long (dagger__ctx_linger): the next message of a
+ * round trip then finds a thread awake, and no futex wake-up is made on either rank. Only where
+ * the threads of this host's ranks fit its cores (st->linger_ns; DAGGER_MPI_LINGER_US). */
+#define MPI__LINGER_NS (1000u * 1000u)
 
 enum { TAG_CTRL = 7, TAG_DATA0 = 100, TAG_DATA_SPAN = 20000 };
 enum {
@@ -43,7 +48,8 @@ enum {
     M_STEAL_REPLY,
     M_UNREF,
     M_DROP,
-    M_STREAM
+    M_STREAM,
+    M_CREDIT
 };
 enum {
     C_SUBMIT = 1,
@@ -107,6 +113,7 @@ struct mpi_state {
     _Atomic uint32_t stopped; /* servers: the driver said stop (or was lost); driver: stops sent */
     _Atomic uint32_t served_rc; /* servers: 0, or DAGGER_EPEER as -rc when the driver was lost */
     int64_t timeout_ns, period_ns;
+    uint64_t linger_ns; /* MPI__LINGER_NS, or 0 (oversubscribed host, DAGGER_MPI_LINGER_US) */
     struct mpi_peer *peers;
     /* progress: tables */
     struct proxy **proxies;
@@ -119,6 +126,7 @@ struct mpi_state {
     uint64_t next_xid;
     uint32_t next_tag;
     int64_t nserved;               /* progress: served tasks whose result is not sent yet */
+    double served_backlog;         /* progress: their expected seconds (this rank's history) */
     int64_t nawaiting;             /* progress: tasks sent to other ranks, awaiting their results */
     _Atomic uint64_t bytes_pulled; /* bytes this rank received by pulls (stats) */
     _Atomic int64_t nexports;      /* exports alive on this rank (stats) */
@@ -140,6 +148,12 @@ struct mpi_state {
 
 /* progress.c */
 void mpi__push(struct mpi_state *st, struct mpi_cmd *c);
+/* A message of a round trip went or came: idle threads yield for st->linger_ns (if not 0). */
+static inline void mpi__linger(struct mpi_state *st)
+{
+    if (st->linger_ns)
+        dagger__ctx_linger(st->ctx, st->linger_ns);
+}
 /* Send the bytes of `b` (taken over) to `peer` on the control tag; counted for termination when
  * `work`. A lost peer's message is dropped. */
 void mpi__send(struct mpi_state *st, int peer, struct wbuf *b, bool work);
@@ -194,11 +208,15 @@ uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx);
 int64_t dagger__mpi_exports(const dagger_ctx_t *ctx);
 
 /* stream.c: the mpi:// edge transport. Attach at open (the context mpi:// ends use), detach at
- * close; the progress thread files M_STREAM messages, sends C_STREAM commands, and tells the
- * channels of a lost rank. */
+ * close; the progress thread files M_STREAM messages, hands M_CREDIT to waiting producers,
+ * sends C_STREAM commands, and tells the channels of a lost rank. */
 void mpi__stream_attach(struct mpi_state *st);
 void mpi__stream_detach(struct mpi_state *st);
 void mpi__stream_on_msg(struct mpi_state *st, int src, struct rbuf *rb);
+void mpi__stream_on_credit(struct mpi_state *st, int src, struct rbuf *rb); /* M_CREDIT */
+/* Values of channel `name` from rank `peer` buffered on this rank, not yet popped (tests).
+ * Thread safety: any thread. */
+size_t dagger__mpi_stream_buffered(int peer, const char *name);
 void mpi__stream_cmd(struct mpi_state *st, struct mpi_cmd *c);
 void mpi__stream_lost(struct mpi_state *st, int peer);
 
@@ -239,6 +257,13 @@ int mpi__steal_place(void *ud, const struct dagger__place *r, struct dagger__job
 void mpi__steal_on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb);
 /* The progress thread's turn: feed idle workers from the reserve, ask for work when idle. */
 bool mpi__steal_poll(struct mpi_state *st, int64_t now);
+/* The load carried by M_STEAL, M_STEAL_REPLY and M_BEAT: write this rank's, or read `src`'s
+ * (a short or malformed one is ignored). Progress thread. */
+void mpi__steal_put_load(struct mpi_state *st, struct wbuf *b);
+void mpi__steal_get_load(struct mpi_state *st, int src, struct rbuf *rb);
+/* The load `rank` last reported here (tasks in flight, expected seconds), for the tests.
+ * Returns 0, or DAGGER_EINVAL (no ranks, a rank out of range). Thread safety: any thread. */
+int dagger__mpi_peer_load(const dagger_ctx_t *ctx, int rank, int *ntasks, double *backlog);
 /* A pull of `bytes` from `peer` took `ns`: learn the link. */
 void mpi__steal_link(struct mpi_state *st, int peer, size_t bytes, int64_t ns);
 void mpi__steal_lost(struct mpi_state *st, int peer);

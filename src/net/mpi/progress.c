@@ -386,6 +386,7 @@ static void check_peers(struct mpi_state *st, int64_t now)
         if (now - p->last_tx > st->period_ns) {
             struct wbuf b = {0};
             wb_u64(&b, M_BEAT);
+            mpi__steal_put_load(st, &b); /* placement there sees this rank's load */
             mpi__send(st, r, &b, false);
         }
     }
@@ -438,6 +439,7 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
     st->peers[src].last_rx = (int64_t)dagger__now_ns();
     switch (type) {
     case M_BEAT:
+        mpi__steal_get_load(st, src, &rb);
         break;
     case M_QUERY: {
         uint64_t round = rb_u64(&rb);
@@ -491,6 +493,9 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
         break;
     case M_STREAM:
         mpi__stream_on_msg(st, src, &rb);
+        break;
+    case M_CREDIT:
+        mpi__stream_on_credit(st, src, &rb);
         break;
     case M_DROP: {
         uint64_t xid = rb_u64(&rb);
@@ -685,6 +690,30 @@ static double peer_timeout(void)
     return t;
 }
 
+/* DAGGER_MPI_LINGER_US, else MPI__LINGER_NS where every rank on this host has a core for each
+ * of its workers, its progress thread and its main thread, else 0: on an oversubscribed host a
+ * thread that yields instead of sleeping takes the core from the one that would answer. */
+static uint64_t linger_ns(const struct mpi_state *st)
+{
+    const char *v = getenv("DAGGER_MPI_LINGER_US");
+    if (v && *v) {
+        char *end;
+        double us = strtod(v, &end);
+        if (!*end && us >= 0.0 && us <= 1e6)
+            return (uint64_t)(us * 1000.0);
+        fprintf(stderr,
+                "dagger: DAGGER_MPI_LINGER_US='%s' is invalid (microseconds, 0 to 1000000): "
+                "using the default\n",
+                v);
+    }
+    int local = 0;
+    for (int r = 0; r < st->nranks; r++)
+        local += r == st->rank || st->peers[r].same_host;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long need = (long)local * (dagger__ctx_nthreads(st->ctx) + 2);
+    return cores > 0 && need <= cores ? MPI__LINGER_NS : 0;
+}
+
 static void state_free(struct mpi_state *st)
 {
     mpi__spmd_fini(st);
@@ -771,6 +800,7 @@ static int join(dagger_ctx_t *ctx)
     st->timeout_ns = (int64_t)(t * 1e9);
     st->period_ns = st->timeout_ns / 4 < 1000000000LL ? st->timeout_ns / 4 : 1000000000LL;
     st->driver_mode = !(dagger__ctx_open_flags(ctx) & DAGGER_OPEN_SPMD);
+    st->linger_ns = linger_ns(st);
     mpi__remote_init(st);
     mpi__spmd_init(st);
     rc = mpi__rtrace_join(st); /* collective */

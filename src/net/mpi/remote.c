@@ -24,6 +24,7 @@
 #include "common/common.h"
 #include "net/mpi/mpi_int.h"
 #include "net/net.h"
+#include "sched/cost.h"
 #include "trace/trace.h"
 #include "mem/mem.h"
 #include "value/value.h"
@@ -39,6 +40,8 @@ struct proxy {
     struct hnode h; /* key: the local task's id */
     dagger_task_t *t;
     int rank;
+    const void *fn; /* its body and bytes of arguments: its history entry (src/sched/cost.c) */
+    size_t bytes;
 };
 
 struct served {
@@ -51,6 +54,7 @@ struct served {
     dagger_task_t *t;
     int origin;
     uint64_t pid;
+    double expected; /* seconds this rank's history expects (0: unknown), in served_backlog */
 };
 
 struct exported {
@@ -115,6 +119,7 @@ struct inbound {
     char name[128];
     int64_t pin;
     bool mutable_result;
+    double expected; /* its dagger_task_opts.expected_time (0 unknown) */
     uint64_t pid;
     /* a result */
     struct proxy *px;
@@ -551,6 +556,9 @@ static void send_result(struct mpi_state *st, int origin, uint64_t pid, dagger_t
     wb_u64(&b, (uint64_t)(int64_t)rc);
     wb_u64(&b, id);
     wb_str(&b, name);
+    /* How long its body ran here: the placing rank's history learns from it. */
+    double ran = t && !rc ? dagger__task_ran(t) : 0.0;
+    wb_u64(&b, ran > 0.0 ? (uint64_t)(ran * 1e9) : 0);
     if (rc) {
         wb_str(&b, msg);
     } else {
@@ -587,6 +595,7 @@ static void served_done(dagger_task_t *t, void *ud)
         (void)dagger_chunk_data(v.u.c); /* a failure is reported when the result is sent */
     s->cmd.type = C_RESULT;
     s->cmd.rec = s;
+    mpi__linger(s->st); /* the origin's next task may follow */
     mpi__push(s->st, &s->cmd);
 }
 
@@ -603,8 +612,10 @@ static void on_served_result(struct mpi_state *st, struct served *s)
     h_take(st, 1, s->h.key);
     dagger_task_release(t);
     slots_free(s->slots, s->nslots);
+    st->served_backlog -= s->expected;
+    if (--st->nserved == 0 || st->served_backlog < 0.0)
+        st->served_backlog = 0.0; /* no drift of the float sum */
     dagger__free(s);
-    st->nserved--;
 }
 
 /* A result handed to a worker to complete its proxy with (complete_later). */
@@ -726,11 +737,19 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
         if (in->slots[i].bytes)
             argv[i].flags |= DAGGER_VALUE_BORROW;
     }
+    /* Its share of this rank's load as reported to the others: this rank's history, else the
+     * expected_time it came with (which it keeps here, for a nested placement too). */
+    double expected = in->expected;
+    double h;
+    if (dagger__cost_expected((const void *)(uintptr_t)in->fn, DAGGER_PROC_CPU,
+                              dagger__cost_bytes(argv, in->n), &h) > 0)
+        expected = h;
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = in->name[0] ? in->name : NULL;
     if (in->mutable_result)
         o.flags |= DAGGER_TASK_MUTABLE_RESULT;
+    o.expected_time = in->expected;
     /* No pin: any thread of this rank, said explicitly so that the cost model never sends a
      * task that was placed (or stolen) here on to another rank. */
     dagger_scope_t *scope =
@@ -756,8 +775,10 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     s->origin = in->src;
     s->pid = in->pid;
     s->h.key = served_key(in->src, in->pid);
+    s->expected = expected;
     h_put(st, 1, &s->h);
     st->nserved++;
+    st->served_backlog += expected;
     dagger__task_on_done(t, &s->cb, served_done, s);
 }
 
@@ -799,9 +820,12 @@ static void on_task(struct mpi_state *st, int src, struct rbuf *rb)
         dagger__panic("out of memory receiving a task from rank %d", src);
     in->is_task = true;
     in->pid = rb_u64(rb);
+    mpi__linger(st); /* a worker stays up for it */
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_RECEIVED, src, in->pid, rb->len));
     in->pin = (int64_t)rb_u64(rb);
     in->mutable_result = rb_u64(rb) != 0;
+    uint64_t expected_ns = rb_u64(rb);
+    in->expected = expected_ns < (uint64_t)86400 * 1000000000u ? (double)expected_ns * 1e-9 : 0.0;
     rb_str(rb, in->name, sizeof in->name);
     struct dagger__fn_ref ref = {0};
     rb_str(rb, ref.name, sizeof ref.name);
@@ -843,12 +867,18 @@ static void on_result(struct mpi_state *st, int src, struct rbuf *rb)
         return; /* its rank was declared lost, and it completed then */
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_RESULT_RECEIVED, src, pid, rb->len));
     st->nawaiting--;
+    mpi__linger(st); /* its waiter, then its next spawn */
     struct inbound *in = inbound_new(st, src, rb);
     if (!in)
         dagger__panic("out of memory receiving a result from rank %d", src);
     in->px = px;
     in->pid = rid;
     rb_str(rb, in->name, sizeof in->name);
+    uint64_t ran_ns = rb_u64(rb);
+    /* The run time measured there feeds this rank's history, as a run here would: placement
+     * from here then knows the function without running it here first. */
+    if (!rc && !rb->bad && ran_ns > 0 && ran_ns < (uint64_t)86400 * 1000000000u)
+        dagger__cost_record(px->fn, DAGGER_PROC_CPU, px->bytes, (double)ran_ns * 1e-9);
     in->slots = dagger__calloc(1, sizeof *in->slots);
     in->n = in->slots ? 1 : 0;
     if (rc) {
@@ -934,11 +964,12 @@ void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
     c->rank = p->rank;
     c->pin = p->index;
     dagger__task_set_cancel_hook(t, on_cancel, st);
+    mpi__linger(st); /* its result is due: the waiter yields */
     mpi__push(st, c);
 }
 
 static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, int rank, int pin,
-                      char *why, size_t cap)
+                      size_t *bytes, char *why, size_t cap)
 {
     struct dagger__fn_ref ref;
     int rc = dagger__fn_ref(dagger__task_fn(t), &ref, why, cap);
@@ -948,6 +979,7 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     wb_u64(b, dagger_task_id(t));
     wb_u64(b, (uint64_t)(int64_t)pin);
     wb_u64(b, dagger__task_mutable_result(t)); /* the result stays there as mutable data */
+    wb_u64(b, (uint64_t)(dagger__task_expected(t) * 1e9)); /* its expected_time, ns */
     wb_str(b, dagger_task_name(t));
     wb_str(b, ref.name);
     wb_u64(b, (uint64_t)ref.idlen);
@@ -955,6 +987,7 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     wb_u64(b, ref.offset);
     uint32_t n;
     dagger_value_t *args = dagger__task_args(t, &n);
+    *bytes = dagger__cost_bytes(args, n);
     wb_u64(b, n);
     for (uint32_t i = 0; i < n; i++) {
         char what[32];
@@ -991,8 +1024,9 @@ static void submit(struct mpi_state *st, struct mpi_cmd *c)
         snprintf(why, sizeof why, "cancelled before it was sent to rank %d", c->rank);
     }
     struct wbuf b = {0};
+    size_t bytes = 0;
     if (!rc)
-        rc = build_task(st, &b, t, c->rank, c->pin, why, sizeof why);
+        rc = build_task(st, &b, t, c->rank, c->pin, &bytes, why, sizeof why);
     struct proxy *px = rc ? NULL : dagger__calloc(1, sizeof *px);
     if (!rc && !px) {
         rc = DAGGER_ENOMEM;
@@ -1005,6 +1039,8 @@ static void submit(struct mpi_state *st, struct mpi_cmd *c)
     }
     px->t = dagger_task_retain(t);
     px->rank = c->rank;
+    px->fn = (const void *)(uintptr_t)dagger__task_fn(t);
+    px->bytes = bytes;
     px->h.key = dagger_task_id(t);
     h_put(st, 0, &px->h);
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_SENT, c->rank, px->h.key, b.len));

@@ -41,6 +41,7 @@
 #define BACKOFF_MAX_NS (16 * 1000 * 1000LL)
 #define ASK_TIMEOUT_NS (200 * 1000 * 1000LL)
 #define STARVE_NS (2 * 1000 * 1000LL)
+#define LOAD_NS (5 * 1000 * 1000LL) /* at most one load beat per this */
 
 /* One placed task until it finishes: where it is, and the work it was counted for. */
 struct placed {
@@ -75,6 +76,9 @@ struct mpi_steal {
     int64_t ask_deadline;
     int next_victim;
     int64_t starve_since; /* ns since a worker sleeps beside a non-empty reserve; -1: not */
+    int64_t next_load;    /* when the load may next be told (a load beat) */
+    int64_t told_n;       /* the load last told to every peer */
+    double told_backlog;
 };
 
 int mpi__steal_init(struct mpi_state *st)
@@ -278,21 +282,36 @@ int mpi__steal_place(void *ud, const struct dagger__place *r, struct dagger__job
 
 /* ---------------------------------------------------------------- the progress thread */
 
-static void put_load(struct mpi_state *st, struct wbuf *b)
+/* This rank's load: tasks in flight (served ones too) and the seconds they are expected to
+ * take (the tasks placed here, and the served tasks whose function this rank's history knows). */
+static void own_load(struct mpi_state *st, int64_t *n, double *backlog)
 {
     struct mpi_steal *s = st->steal;
     pthread_mutex_lock(&s->lock);
     const struct dagger__cost_target *m = &s->peers[st->rank].mine;
     int64_t inflight = dagger__ctx_inflight(st->ctx); /* served tasks too */
-    wb_u64(b, (uint64_t)(inflight > m->ntasks ? inflight : m->ntasks));
-    wb_u64(b, (uint64_t)llround(m->backlog * 1e9));
+    *n = inflight > m->ntasks ? inflight : m->ntasks;
+    *backlog = m->backlog + st->served_backlog;
     pthread_mutex_unlock(&s->lock);
-    wb_u64(b, (uint64_t)s->nthreads);
 }
 
-static void get_load(struct mpi_state *st, int src, struct rbuf *rb)
+void mpi__steal_put_load(struct mpi_state *st, struct wbuf *b)
 {
     struct mpi_steal *s = st->steal;
+    int64_t n = 0;
+    double backlog = 0.0;
+    if (s)
+        own_load(st, &n, &backlog);
+    wb_u64(b, (uint64_t)n);
+    wb_u64(b, (uint64_t)llround(backlog * 1e9));
+    wb_u64(b, (uint64_t)(s ? s->nthreads : dagger__ctx_nthreads(st->ctx)));
+}
+
+void mpi__steal_get_load(struct mpi_state *st, int src, struct rbuf *rb)
+{
+    struct mpi_steal *s = st->steal;
+    if (!s)
+        return;
     int64_t n = (int64_t)rb_u64(rb);
     double backlog = (double)rb_u64(rb) * 1e-9;
     int64_t threads = (int64_t)rb_u64(rb);
@@ -310,7 +329,7 @@ static void on_steal(struct mpi_state *st, int src, struct rbuf *rb)
 {
     struct mpi_steal *s = st->steal;
     int64_t want = (int64_t)rb_u64(rb);
-    get_load(st, src, rb);
+    mpi__steal_get_load(st, src, rb);
     struct placed *got = NULL;
     int n = 0;
     pthread_mutex_lock(&s->lock);
@@ -339,7 +358,7 @@ static void on_steal(struct mpi_state *st, int src, struct rbuf *rb)
     struct wbuf b = {0};
     wb_u64(&b, M_STEAL_REPLY);
     wb_u64(&b, (uint64_t)n);
-    put_load(st, &b);
+    mpi__steal_put_load(st, &b);
     mpi__send(st, src, &b, false);
 }
 
@@ -347,7 +366,7 @@ static void on_reply(struct mpi_state *st, int src, struct rbuf *rb)
 {
     struct mpi_steal *s = st->steal;
     int64_t n = (int64_t)rb_u64(rb);
-    get_load(st, src, rb);
+    mpi__steal_get_load(st, src, rb);
     int64_t now = (int64_t)dagger__now_ns();
     s->asking = false;
     if (n > 0) { /* the tasks follow as M_TASK: give them time to arrive before asking again */
@@ -369,11 +388,65 @@ void mpi__steal_on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb)
         on_reply(st, src, rb);
 }
 
+/* Whether a load moved enough to tell the other ranks: placement weighs a backlog only once
+ * every worker is taken (src/sched/cost.c), so below that only the crossing counts. */
+static bool load_moved(int64_t n0, double b0, int64_t n1, double b1, int threads)
+{
+    bool busy0 = n0 >= threads, busy1 = n1 >= threads;
+    if (busy0 != busy1)
+        return true;
+    if (!busy1)
+        return false;
+    int64_t dn = n1 > n0 ? n1 - n0 : n0 - n1;
+    return dn >= (threads + 1) / 2 || fabs(b1 - b0) > fmax(1e-3, 0.25 * b0);
+}
+
+/* A load beat: when this rank's load moved, tell every peer (M_BEAT carries the load), so that
+ * their placement sees a busy rank without asking it (a steal round trip). */
+static void tell_load(struct mpi_state *st, int64_t now)
+{
+    struct mpi_steal *s = st->steal;
+    /* Once the job stops, nobody places any more: no message left in flight at the close. */
+    if (now < s->next_load || atomic_load(&st->stopped) || atomic_load(&st->exit))
+        return;
+    s->next_load = now + LOAD_NS;
+    int64_t n;
+    double backlog;
+    own_load(st, &n, &backlog);
+    if (!load_moved(s->told_n, s->told_backlog, n, backlog, s->nthreads))
+        return;
+    s->told_n = n;
+    s->told_backlog = backlog;
+    for (int r = 0; r < st->nranks; r++) {
+        if (r == st->rank || st->peers[r].lost)
+            continue;
+        struct wbuf b = {0};
+        wb_u64(&b, M_BEAT);
+        mpi__steal_put_load(st, &b);
+        mpi__send(st, r, &b, false);
+    }
+}
+
+int dagger__mpi_peer_load(const dagger_ctx_t *ctx, int rank, int *ntasks, double *backlog)
+{
+    struct mpi_state *st = dagger__ctx_ranks(ctx);
+    DAGGER_CHECK(st && st->steal, DAGGER_EINVAL, "dagger__mpi_peer_load: the context has no ranks");
+    DAGGER_CHECK(rank >= 0 && rank < st->nranks, DAGGER_EINVAL,
+                 "dagger__mpi_peer_load: rank %d is not in 0..%d", rank, st->nranks - 1);
+    struct mpi_steal *s = st->steal;
+    pthread_mutex_lock(&s->lock);
+    *ntasks = s->peers[rank].rep_ntasks;
+    *backlog = s->peers[rank].rep_backlog;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
 bool mpi__steal_poll(struct mpi_state *st, int64_t now)
 {
     struct mpi_steal *s = st->steal;
     if (!s)
         return false;
+    tell_load(st, now);
     int idle = dagger__ctx_idle_workers(st->ctx);
     bool did = false;
     /* A worker sleeps while tasks wait in the reserve (the tasks that run here may all wait on
@@ -409,7 +482,7 @@ bool mpi__steal_poll(struct mpi_state *st, int64_t now)
         struct wbuf b = {0};
         wb_u64(&b, M_STEAL);
         wb_u64(&b, (uint64_t)s->nthreads);
-        put_load(st, &b);
+        mpi__steal_put_load(st, &b);
         mpi__send(st, v, &b, false);
         s->asking = true;
         s->ask_deadline = now + ASK_TIMEOUT_NS;
