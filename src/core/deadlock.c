@@ -131,7 +131,9 @@ static int report(const struct walk *w, dagger_task_t *me, dagger_task_t *t, uin
 
 int dagger__task_check_dominated(dagger_task_t *me, dagger_task_t *t, const char *what)
 {
-    if (!(t->flags & TF_HAS_DEPS)) /* no inputs nor syncdeps: downstream of nothing */
+    /* no inputs nor syncdeps: downstream of nothing (an atomic load: the progress thread may set
+     * TF_DEFERRED in the same word while this thread waits, dagger__task_begin_elsewhere) */
+    if (!(__atomic_load_n(&t->flags, __ATOMIC_RELAXED) & TF_HAS_DEPS))
         return 0;
     struct dagger__waiter *head = atomic_load_explicit(&me->waiters.head, memory_order_acquire);
     if (DAGGER_LIKELY(!head || head == EV_CLOSED))

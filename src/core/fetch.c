@@ -34,7 +34,7 @@ __attribute__((always_inline)) static inline int check_wait(dagger_task_t *me, d
         }
     }
     /* A task without inputs nor syncdeps is downstream of nothing: no call for the walk. */
-    if (me && me->ctx == t->ctx && (t->flags & TF_HAS_DEPS) &&
+    if (me && me->ctx == t->ctx && (__atomic_load_n(&t->flags, __ATOMIC_RELAXED) & TF_HAS_DEPS) &&
         atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE)
         return dagger__task_check_dominated(me, t, what);
     return 0;

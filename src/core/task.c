@@ -619,7 +619,7 @@ void dagger__task_defer(dagger_tc_t *tc, void (*launch)(dagger_task_t *t, void *
         ext_lost(t);
         return;
     }
-    t->flags |= TF_DEFERRED;
+    __atomic_fetch_or(&t->flags, TF_DEFERRED, __ATOMIC_RELAXED); /* waiters read the word */
     x->launch = launch;
     x->launch_ud = ud;
 }
@@ -725,7 +725,8 @@ void dagger__task_begin_elsewhere(dagger_task_t *t)
             t->args[d->node.argi] = v;
         }
     }
-    t->flags |= TF_DEFERRED;
+    /* atomic: a thread waiting on the task reads TF_HAS_DEPS of the same word meanwhile */
+    __atomic_fetch_or(&t->flags, TF_DEFERRED, __ATOMIC_RELAXED);
     atomic_store_explicit(&t->state, T_RUNNING, memory_order_relaxed);
 }
 
