@@ -18,20 +18,7 @@
 #include "dagger/chunk.h"
 #include "dagger/darray.h"
 #include "harness.h"
-
-/* Open the job's context; NULL on a server rank once the driver closed. */
-static dagger_ctx_t *open_job(int threads)
-{
-    dagger_opts_t o;
-    dagger_opts_init(&o);
-    o.num_threads = threads;
-    dagger_ctx_t *ctx = NULL;
-    int rc = dagger_ctx_open(&ctx, &o);
-    if (rc == DAGGER_CTX_SERVED)
-        return NULL;
-    ASSERT_OK(rc);
-    return ctx;
-}
+#include "mpi_harness.h"
 
 static dagger_darray_opts_t over_ranks(dagger_dist_t dist)
 {

@@ -12,20 +12,7 @@
 
 #include "dagger/chunk.h"
 #include "harness.h"
-
-/* Open the job's context; NULL on a server rank once the driver closed. */
-static dagger_ctx_t *open_job(int threads)
-{
-    dagger_opts_t o;
-    dagger_opts_init(&o);
-    o.num_threads = threads;
-    dagger_ctx_t *ctx = NULL;
-    int rc = dagger_ctx_open(&ctx, &o);
-    if (rc == DAGGER_CTX_SERVED)
-        return NULL;
-    ASSERT_OK(rc);
-    return ctx;
-}
+#include "mpi_harness.h"
 
 static dagger_task_t *spawn_in(dagger_ctx_t *ctx, dagger_scope_t *s, dagger_fn_t fn,
                                const dagger_value_t *argv, size_t argc)

@@ -16,19 +16,7 @@
 #include "dagger/chunk.h"
 #include "dagger/datadeps.h"
 #include "harness.h"
-
-static dagger_ctx_t *open_job(int threads)
-{
-    dagger_opts_t o;
-    dagger_opts_init(&o);
-    o.num_threads = threads;
-    dagger_ctx_t *ctx = NULL;
-    int rc = dagger_ctx_open(&ctx, &o);
-    if (rc == DAGGER_CTX_SERVED)
-        return NULL;
-    ASSERT_OK(rc);
-    return ctx;
-}
+#include "mpi_harness.h"
 
 /* Mutable data on `rank` made by `ctor(args)`. */
 static dagger_chunk_t *make_on(dagger_ctx_t *ctx, int rank, dagger_fn_t ctor,

@@ -13,21 +13,9 @@
 
 #include "common/common.h"
 #include "harness.h"
+#include "mpi_harness.h"
 #include "net/mpi/mpi_int.h"
 #include "sched/cost.h"
-
-static dagger_ctx_t *open_job(int threads)
-{
-    dagger_opts_t o;
-    dagger_opts_init(&o);
-    o.num_threads = threads;
-    dagger_ctx_t *ctx = NULL;
-    int rc = dagger_ctx_open(&ctx, &o);
-    if (rc == DAGGER_CTX_SERVED)
-        return NULL;
-    ASSERT_OK(rc);
-    return ctx;
-}
 
 static int64_t now_ms(void) { return (int64_t)(dagger__now_ns() / 1000000u); }
 

@@ -16,22 +16,10 @@
 #include "dagger/net.h"
 #include "dagger/stream.h"
 #include "harness.h"
+#include "mpi_harness.h"
 #include "net/mpi/mpi_int.h"
 
 #define N_WORDS ((size_t)1 << 17) /* 1 MiB of i64: over the 64 KiB inline limit */
-
-static dagger_ctx_t *open_job(void)
-{
-    dagger_opts_t o;
-    dagger_opts_init(&o);
-    o.num_threads = 2;
-    dagger_ctx_t *ctx = NULL;
-    int rc = dagger_ctx_open(&ctx, &o);
-    if (rc == DAGGER_CTX_SERVED)
-        return NULL;
-    ASSERT_OK(rc);
-    return ctx;
-}
 
 static dagger_task_t *spawn_on(dagger_ctx_t *ctx, int rank, dagger_fn_t fn, const char *name,
                                const dagger_value_t *argv, size_t argc)
@@ -106,7 +94,7 @@ static int exports_here(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t 
  * task of its own reads it; then it pulls them once. Released, the result leaves rank 1. */
 TEST(result_goes_straight_to_consumers)
 {
-    dagger_ctx_t *ctx = open_job();
+    dagger_ctx_t *ctx = open_job(2);
     if (!ctx)
         return;
     int n = dagger_ctx_nranks(ctx);
@@ -175,7 +163,7 @@ static int consume_plus(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t 
  * pull that waits for the progress thread, so the proxy is not completed on it). */
 TEST(local_reader_of_a_chunk_left_remote)
 {
-    dagger_ctx_t *ctx = open_job();
+    dagger_ctx_t *ctx = open_job(2);
     if (!ctx)
         return;
     int n = dagger_ctx_nranks(ctx);
@@ -197,7 +185,7 @@ TEST(local_reader_of_a_chunk_left_remote)
  * its message. */
 TEST(producer_error_reaches_every_consumer)
 {
-    dagger_ctx_t *ctx = open_job();
+    dagger_ctx_t *ctx = open_job(2);
     if (!ctx)
         return;
     int n = dagger_ctx_nranks(ctx);
@@ -315,7 +303,7 @@ static int collect(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
  * lost, and the end of the source closes the whole pipeline. */
 TEST(stream_edges_across_ranks)
 {
-    dagger_ctx_t *ctx = open_job();
+    dagger_ctx_t *ctx = open_job(2);
     if (!ctx)
         return;
     dagger_edge_t *bad;

@@ -12,23 +12,11 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "mpi_harness.h"
 
 #define NTASKS 64
 
 static _Atomic int runs[NTASKS]; /* this process's runs of each task id */
-
-static dagger_ctx_t *open_job(int threads)
-{
-    dagger_opts_t o;
-    dagger_opts_init(&o);
-    o.num_threads = threads;
-    dagger_ctx_t *ctx = NULL;
-    int rc = dagger_ctx_open(&ctx, &o);
-    if (rc == DAGGER_CTX_SERVED)
-        return NULL;
-    ASSERT_OK(rc);
-    return ctx;
-}
 
 /* Sleeps (so 4 ranks on 2 cores still overlap), counts its run, returns its rank. */
 static int work(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
