@@ -248,30 +248,11 @@ struct xcredit *dagger__ctx_xcredit(dagger_ctx_t *ctx);
 void dagger__ctx_xreclaim(dagger_ctx_t *ctx);
 /* ctx.c: give back the calling thread's credit of `which` for `ctx` (the end of a help). */
 void dagger__ctx_xgive(dagger_ctx_t *ctx, int which);
-/* ctx.c: `which` changes by delta on a thread outside the pool (see struct xcredit). */
-static inline void dagger__ctx_count_x(dagger_ctx_t *ctx, int which, int64_t delta)
-{
-    struct xcredit *r = DAGGER_LIKELY(dagger__xcache_tls.gen == ctx->gen)
-                            ? dagger__xcache_tls.rec
-                            : dagger__ctx_xcredit(ctx);
-    if (DAGGER_UNLIKELY(!r || (which == CNT_INFLIGHT && delta < 0 && !dagger__xcache_tls.helping) ||
-                        (delta < 0 && atomic_load_explicit(&ctx->xclosed, memory_order_relaxed)))) {
-        dagger__ctx_global_add(ctx, which, delta);
-        return;
-    }
-    _Atomic int64_t *c = &r->n[which];
-    if (delta > 0) {
-        if (DAGGER_UNLIKELY(atomic_fetch_sub_explicit(c, delta, memory_order_relaxed) < delta)) {
-            /* the global count first: it never reads less than the true count because of us */
-            dagger__ctx_global_add(ctx, which, CREDIT_BATCH + delta);
-            atomic_fetch_add_explicit(c, CREDIT_BATCH + delta, memory_order_relaxed);
-        }
-    } else if (DAGGER_UNLIKELY(atomic_fetch_sub_explicit(c, delta, memory_order_relaxed) - delta >
-                               4 * CREDIT_BATCH)) {
-        int64_t held = atomic_exchange_explicit(c, CREDIT_BATCH, memory_order_relaxed);
-        dagger__ctx_global_add(ctx, which, CREDIT_BATCH - held);
-    }
-}
+/* ctx.c: `which` changes by delta on a thread outside the pool (see struct xcredit); out of
+ * line, so that the workers' inline path stays as small as it was. */
+void dagger__ctx_count_x(dagger_ctx_t *ctx, int which, int64_t delta);
+/* ctx.c: refill the calling thread's record after a spend that took it below 0. */
+void dagger__ctx_xrefill(dagger_ctx_t *ctx, int which, int64_t delta);
 static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int64_t delta)
 {
     if (w < 0) {

@@ -72,6 +72,35 @@ struct xcredit *dagger__ctx_xcredit(dagger_ctx_t *ctx)
     return r;
 }
 
+void dagger__ctx_count_x(dagger_ctx_t *ctx, int which, int64_t delta)
+{
+    struct xcredit *r = DAGGER_LIKELY(dagger__xcache_tls.gen == ctx->gen)
+                            ? dagger__xcache_tls.rec
+                            : dagger__ctx_xcredit(ctx);
+    if (DAGGER_UNLIKELY(!r || (which == CNT_INFLIGHT && delta < 0 && !dagger__xcache_tls.helping) ||
+                        (delta < 0 && atomic_load_explicit(&ctx->xclosed, memory_order_relaxed)))) {
+        dagger__ctx_global_add(ctx, which, delta);
+        return;
+    }
+    _Atomic int64_t *c = &r->n[which];
+    if (delta > 0) {
+        if (DAGGER_UNLIKELY(atomic_fetch_sub_explicit(c, delta, memory_order_relaxed) < delta))
+            dagger__ctx_xrefill(ctx, which, delta);
+    } else if (DAGGER_UNLIKELY(atomic_fetch_sub_explicit(c, delta, memory_order_relaxed) - delta >
+                               4 * CREDIT_BATCH)) {
+        int64_t held = atomic_exchange_explicit(c, CREDIT_BATCH, memory_order_relaxed);
+        dagger__ctx_global_add(ctx, which, CREDIT_BATCH - held);
+    }
+}
+
+void dagger__ctx_xrefill(dagger_ctx_t *ctx, int which, int64_t delta)
+{
+    /* the global count first: it never reads less than the true count because of us */
+    dagger__ctx_global_add(ctx, which, CREDIT_BATCH + delta);
+    atomic_fetch_add_explicit(&dagger__xcache_tls.rec->n[which], CREDIT_BATCH + delta,
+                              memory_order_relaxed);
+}
+
 void dagger__ctx_xgive(dagger_ctx_t *ctx, int which)
 {
     if (dagger__xcache_tls.gen != ctx->gen || !dagger__xcache_tls.rec)
