@@ -181,39 +181,13 @@ struct task_ext *dagger__task_ext_get(dagger_task_t *t);
  * CREDIT_BATCH from the global count at a time, spends one per spawn, gets one back per
  * completion, and gives back what it holds before it parks. The global count is then the true
  * count plus the credits held, so it reads 0 only when nothing is in flight and no worker holds
- * credit.
- *
- * A thread outside the pool (the main thread, an aux thread) has a credit record of its own per
- * context (struct xcredit, found through a thread-local cache keyed by the context's gen). It
- * spends from it on spawn (both counts) and refills it on a task record's free. A completion it
- * runs counts on the global count directly, so that the last one still wakes a drain, except
- * while it helps its sync group (event.c): there it refills its record too, and gives its
- * in-flight credit back when the help ends (dagger__ctx_xgive). Such a thread never parks, so
- * the rest of its credit is taken back by the readers that need the true count
- * (dagger__ctx_xreclaim: close's drain, every round, and dagger__ctx_inflight). The owner
- * changes its record with atomic read-modify-writes (on its own cache line, uncontended) and a
- * reader takes it with an exchange, so a take racing with a spend loses no count: whatever the
- * record held moves to the global count, a negative balance included. */
+ * credit. Threads that are not workers update the global count directly. */
 enum { CNT_INFLIGHT = 0, CNT_LIVE = 1, CNT_N };
 #define CREDIT_BATCH 64
 
 struct credit {
     int64_t n[CNT_N]; /* owner worker only */
 } __attribute__((aligned(DAGGER_CACHELINE)));
-
-struct xcredit {
-    _Atomic int64_t n[CNT_N];
-    struct xcredit *next; /* the context's list; records live until the context is freed */
-    const void *owner;    /* the owner thread's cache (see dagger__xcache_tls) */
-} __attribute__((aligned(DAGGER_CACHELINE)));
-
-/* The calling thread's record for the context of generation `gen` (0: none yet). */
-struct dagger__xcache {
-    uint64_t gen;
-    struct xcredit *rec;
-    int helping; /* in dagger__event_wait_group's help: completions refill the record */
-};
-extern DAGGER_TLS struct dagger__xcache dagger__xcache_tls;
 
 struct dagger_ctx {
     dagger__pool *pool;
@@ -222,11 +196,9 @@ struct dagger_ctx {
     int rank, nranks; /* this process in the job (0 and 1 without ranks); set at open */
     void *ranks;      /* the ranks backend's state (src/net/mpi), NULL without ranks */
     uint64_t gen;
-    struct credit *credit;         /* one per worker */
-    struct xcredit *_Atomic xlist; /* threads outside the pool, see struct xcredit */
-    _Atomic int xclosed;           /* a forced close is done: frees count on the global count */
-    _Atomic int64_t count[CNT_N];  /* global counts, see struct credit */
-    _Atomic uint32_t drain_word;   /* bumped when the in-flight count reaches 0 */
+    struct credit *credit;        /* one per worker */
+    _Atomic int64_t count[CNT_N]; /* global counts, see struct credit */
+    _Atomic uint32_t drain_word;  /* bumped when the in-flight count reaches 0 */
     _Atomic uint64_t next_id;
     _Atomic uint32_t rr;       /* round robin among a scope's threads */
     _Atomic int64_t unfetched; /* failed tasks whose error nobody read (see observe_failure) */
@@ -241,22 +213,10 @@ struct dagger_ctx {
 
 /* ctx.c: the global counts (see struct credit) */
 void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t delta);
-/* ctx.c: the calling thread's credit record for `ctx`, found or made (and cached); NULL when out
- * of memory or after a forced close. */
-struct xcredit *dagger__ctx_xcredit(dagger_ctx_t *ctx);
-/* ctx.c: move every outside thread's credit to the global count (see struct xcredit). */
-void dagger__ctx_xreclaim(dagger_ctx_t *ctx);
-/* ctx.c: give back the calling thread's credit of `which` for `ctx` (the end of a help). */
-void dagger__ctx_xgive(dagger_ctx_t *ctx, int which);
-/* ctx.c: `which` changes by delta on a thread outside the pool (see struct xcredit); out of
- * line, so that the workers' inline path stays as small as it was. */
-void dagger__ctx_count_x(dagger_ctx_t *ctx, int which, int64_t delta);
-/* ctx.c: refill the calling thread's record after a spend that took it below 0. */
-void dagger__ctx_xrefill(dagger_ctx_t *ctx, int which, int64_t delta);
 static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int64_t delta)
 {
     if (w < 0) {
-        dagger__ctx_count_x(ctx, which, delta);
+        dagger__ctx_global_add(ctx, which, delta);
         return;
     }
     int64_t *c = &ctx->credit[w].n[which];

@@ -45,85 +45,6 @@ void dagger__ctx_count_idle(dagger_ctx_t *ctx, int worker)
     }
 }
 
-DAGGER_TLS struct dagger__xcache dagger__xcache_tls;
-
-struct xcredit *dagger__ctx_xcredit(dagger_ctx_t *ctx)
-{
-    if (atomic_load_explicit(&ctx->xclosed, memory_order_relaxed))
-        return NULL;
-    const void *me = &dagger__xcache_tls;
-    struct xcredit *r = atomic_load_explicit(&ctx->xlist, memory_order_acquire);
-    while (r && r->owner != me) /* this thread's record, made before it used another context */
-        r = r->next;
-    if (!r) {
-        r = aligned_alloc(DAGGER_CACHELINE, sizeof *r);
-        if (!r)
-            return NULL;
-        atomic_init(&r->n[CNT_INFLIGHT], 0);
-        atomic_init(&r->n[CNT_LIVE], 0);
-        r->owner = me;
-        r->next = atomic_load_explicit(&ctx->xlist, memory_order_relaxed);
-        while (!atomic_compare_exchange_weak_explicit(&ctx->xlist, &r->next, r,
-                                                      memory_order_release, memory_order_relaxed))
-            ;
-    }
-    dagger__xcache_tls.gen = ctx->gen;
-    dagger__xcache_tls.rec = r;
-    return r;
-}
-
-void dagger__ctx_count_x(dagger_ctx_t *ctx, int which, int64_t delta)
-{
-    struct xcredit *r = DAGGER_LIKELY(dagger__xcache_tls.gen == ctx->gen)
-                            ? dagger__xcache_tls.rec
-                            : dagger__ctx_xcredit(ctx);
-    if (DAGGER_UNLIKELY(!r || (which == CNT_INFLIGHT && delta < 0 && !dagger__xcache_tls.helping) ||
-                        (delta < 0 && atomic_load_explicit(&ctx->xclosed, memory_order_relaxed)))) {
-        dagger__ctx_global_add(ctx, which, delta);
-        return;
-    }
-    _Atomic int64_t *c = &r->n[which];
-    if (delta > 0) {
-        if (DAGGER_UNLIKELY(atomic_fetch_sub_explicit(c, delta, memory_order_relaxed) < delta))
-            dagger__ctx_xrefill(ctx, which, delta);
-    } else if (DAGGER_UNLIKELY(atomic_fetch_sub_explicit(c, delta, memory_order_relaxed) - delta >
-                               4 * CREDIT_BATCH)) {
-        int64_t held = atomic_exchange_explicit(c, CREDIT_BATCH, memory_order_relaxed);
-        dagger__ctx_global_add(ctx, which, CREDIT_BATCH - held);
-    }
-}
-
-void dagger__ctx_xrefill(dagger_ctx_t *ctx, int which, int64_t delta)
-{
-    /* the global count first: it never reads less than the true count because of us */
-    dagger__ctx_global_add(ctx, which, CREDIT_BATCH + delta);
-    atomic_fetch_add_explicit(&dagger__xcache_tls.rec->n[which], CREDIT_BATCH + delta,
-                              memory_order_relaxed);
-}
-
-void dagger__ctx_xgive(dagger_ctx_t *ctx, int which)
-{
-    if (dagger__xcache_tls.gen != ctx->gen || !dagger__xcache_tls.rec)
-        return;
-    int64_t held =
-        atomic_exchange_explicit(&dagger__xcache_tls.rec->n[which], 0, memory_order_acq_rel);
-    if (held)
-        dagger__ctx_global_add(ctx, which, -held);
-}
-
-void dagger__ctx_xreclaim(dagger_ctx_t *ctx)
-{
-    for (struct xcredit *r = atomic_load_explicit(&ctx->xlist, memory_order_acquire); r;
-         r = r->next) {
-        /* Records first: once the in-flight count reads 0, close may read the record count. */
-        for (int which = CNT_LIVE; which >= CNT_INFLIGHT; which--) {
-            int64_t held = atomic_exchange_explicit(&r->n[which], 0, memory_order_acq_rel);
-            if (held)
-                dagger__ctx_global_add(ctx, which, -held);
-        }
-    }
-}
-
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
@@ -204,7 +125,6 @@ int dagger__ctx_nthreads(const dagger_ctx_t *ctx) { return ctx->nthreads; }
 
 int64_t dagger__ctx_inflight(dagger_ctx_t *ctx)
 {
-    dagger__ctx_xreclaim(ctx); /* the credit of threads outside the pool is not in flight */
     return atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_acquire);
 }
 
@@ -357,17 +277,13 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
                      "context is still open on this thread; end it with dagger_queue_end first");
     if (ctx->ranks) /* the driver: until no rank has work left */
         atomic_load(&ranks_ops)->quiesce(ctx);
-    /* Drain: every spawned task finishes (the timed wait only guards against a lost wake, and
-     * takes back credit an outside thread drew while the drain waited: see struct xcredit). */
-    dagger__ctx_xreclaim(ctx);
+    /* Drain: every spawned task finishes (the timed wait only guards against a lost wake). */
     while (atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_acquire) > 0) {
         uint32_t w = atomic_load_explicit(&ctx->drain_word, memory_order_acquire);
         if (atomic_load_explicit(&ctx->count[CNT_INFLIGHT], memory_order_acquire) == 0)
             break;
         dagger__futex_wait(&ctx->drain_word, w, 10 * 1000 * 1000);
-        dagger__ctx_xreclaim(ctx);
     }
-    dagger__ctx_xreclaim(ctx); /* the frees of the drained tasks' handles on this thread */
     int64_t live = atomic_load_explicit(&ctx->count[CNT_LIVE], memory_order_acquire);
     if (live > 0 && !(flags & DAGGER_CLOSE_FORCE)) {
 #ifndef NDEBUG
@@ -393,8 +309,6 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
          * until the last one is released (every release now counts on the global count). */
         for (int i = 0; i < ctx->nthreads; i++)
             dagger__ctx_count_idle(ctx, i);
-        atomic_store(&ctx->xclosed, 1); /* later frees on outside threads: the global count */
-        dagger__ctx_xreclaim(ctx);
         ctx->pool = NULL; /* releases from any thread now count on the global count */
         atomic_store(&ctx->zombie, 1);
         if (atomic_load(&ctx->count[CNT_LIVE]) > 0)
@@ -419,11 +333,6 @@ void dagger__ctx_reap(dagger_ctx_t *ctx)
         return;
     free(ctx->credit);
     ctx->credit = NULL;
-    for (struct xcredit *r = atomic_load(&ctx->xlist), *next; r; r = next) {
-        next = r->next;
-        free(r);
-    }
-    atomic_store(&ctx->xlist, NULL);
     dagger__alloc_note_free();
 #ifndef NDEBUG
     pthread_mutex_lock(&grave_lock);

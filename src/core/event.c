@@ -85,10 +85,7 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
     if (dagger__task_current() || dagger__self_tls.pool != NULL)
         return dagger__event_wait(ctx, ev, 0);
     /* The queue also reads empty for a moment while a worker takes from it: a few misses in a
-     * row, not one, end the help; so does a job that is not the group's (it goes back). The
-     * tasks run here count their completion on this thread's credit, given back at the end
-     * (see struct xcredit). */
-    dagger__xcache_tls.helping = 1;
+     * row, not one, end the help; so does a job that is not the group's (it goes back). */
     for (int miss = 0;
          miss < 32 && atomic_load_explicit(&ev->head, memory_order_acquire) != EV_CLOSED;) {
         struct dagger__job *j = dagger__pool_take_injected(pool);
@@ -101,14 +98,11 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
         while (j) { /* a task, then the dependent it made ready, as a worker runs them */
             if (!own_group_task(j, g)) {
                 dagger__pool_submit(pool, j);
-                miss = 32;
-                break;
+                return dagger__event_wait(ctx, ev, 0);
             }
             j = dagger__task_run(j, NULL);
         }
     }
-    dagger__xcache_tls.helping = 0;
-    dagger__ctx_xgive(ctx, CNT_INFLIGHT);
     return dagger__event_wait(ctx, ev, 0);
 }
 
