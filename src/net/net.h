@@ -210,6 +210,8 @@ struct dagger_edge {
     int aborted;                             /* closing without a clean end; owner thread */
     char errmsg[256];                        /* owner thread */
     char uri[256];                           /* the effective URI; set by open */
+    int held;                                /* pop_n kept `held_v` for the next pop */
+    dagger_value_t held_v;                   /* owner thread */
     struct {                                 /* owner writes (relaxed); anyone reads */
         _Atomic uint64_t values, bytes, drops, rejected, waits, reconnects, duplicates;
     } st;
@@ -232,7 +234,20 @@ struct dagger__transport_ops {
     int (*poll)(struct dagger_edge *e, int timeout_ms);
     /* May be NULL (nothing is ever buffered). */
     int (*flush)(struct dagger_edge *e, int timeout_ms);
+    /* Vectors of fixed-size blobs (dagger_edge_push_n / _pop_n); either may be NULL, and the
+     * wrapper then loops over push / pop. Arguments are checked (size <= max_payload, n >= 1,
+     * n <= INT_MAX). push_n returns the count sent or, when none was, the error; pop_n returns
+     * the count received (it waits only for the first) or the error, and a value that is not
+     * a blob of `size` bytes is handed to dagger__edge_hold, ending the vector. */
+    int (*push_n)(struct dagger_edge *e, const unsigned char *src, uint32_t size, int n,
+                  int timeout_ms);
+    int (*pop_n)(struct dagger_edge *e, unsigned char *dst, uint32_t size, int n, int timeout_ms);
 };
+
+/* Keep `v` (popped, but not a blob of the size dagger_edge_pop_n asked for) for the next
+ * dagger_edge_pop, which returns it before asking the backend again: the backend's buffer it
+ * borrows stays valid because no pop runs in between. Returns DAGGER_EINVAL with a message. */
+int dagger__edge_hold(struct dagger_edge *e, const dagger_value_t *v, uint32_t size);
 
 /* Close `e` without telling the peer the stream ended: a producer sends no END (shm: the ring
  * is not marked closed), so the consumer reports DAGGER_EPEER after the values already sent,
