@@ -126,6 +126,37 @@ static inline int dagger__batch_next(const struct dagger__frame *f, const unsign
     return dagger__batch_read(f, p, b, max_payload, seq, out, err, errcap);
 }
 
+/* Copy out up to `m` (<= b->left) next records of the BATCH frame `f` (payload `p`) that are
+ * blobs of exactly `size` bytes (size <= the edge's limit, checked by the caller), record j to
+ * dst + j * size, in one loop: the positions of the m records are checked once (inside the
+ * frame, the frame ending at the last record of the batch, room for one more otherwise), each
+ * length word against the one expected. Stops at the first other record, which the caller
+ * reads with dagger__batch_next (errors included). Returns the records copied (b advanced). */
+static inline uint32_t dagger__batch_copy_n(const struct dagger__frame *f, const unsigned char *p,
+                                            struct dagger__batch *b, uint32_t size,
+                                            unsigned char *dst, uint32_t m)
+{
+    uint32_t rec = dagger__batch_rec_size(size), want = htole32(size | DAGGER__BATCH_RAW), j;
+    uint64_t end = (uint64_t)b->off + (uint64_t)m * rec;
+    if (m == 0 || m > b->left || b->off > f->len || end > f->len ||
+        (m == b->left ? end != f->len : f->len - end < 4))
+        return 0;
+    const unsigned char *q = p + b->off;
+    for (j = 0; j < m; j++, q += rec, dst += size) {
+        uint32_t w;
+        __builtin_memcpy(&w, q, 4);
+        if (w != want)
+            break;
+        if (size == 8)
+            __builtin_memcpy(dst, q + 4, 8);
+        else
+            __builtin_memcpy(dst, q + 4, size);
+    }
+    b->off += j * rec;
+    b->left -= j;
+    return j;
+}
+
 /* Write a header into `dst` (DAGGER__FRAME_HDR bytes); count is 0 but for BATCH. */
 void dagger__frame_put(void *dst, unsigned kind, unsigned flags, uint32_t len, uint64_t seq);
 void dagger__frame_put_batch(void *dst, uint32_t len, uint32_t count, uint64_t seq);

@@ -671,6 +671,11 @@ static int shm_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, i
         if (s->bc.left) {
             uint32_t at = s->bc.off;
             int j = i, odd = 0;
+            uint32_t run = dagger__batch_copy_n(
+                &s->bf, s->data + s->boff + DAGGER__FRAME_HDR, &s->bc, size, dst + (size_t)i * size,
+                s->bc.left < (uint32_t)(n - i) ? s->bc.left : (uint32_t)(n - i));
+            i += (int)run;
+            s->seq += run;
             while (i < n && s->bc.left) {
                 if (dagger__batch_next(&s->bf, s->data + s->boff + DAGGER__FRAME_HDR, &s->bc,
                                        e->max_payload, s->seq, &v, err, sizeof err) < 0) {

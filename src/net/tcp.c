@@ -1057,6 +1057,12 @@ static int tcp_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, i
         if (t->bc.left) {
             uint32_t at = t->bc.off;
             int j = i, odd = 0;
+            uint32_t run = dagger__batch_copy_n(&t->bf, t->rbuf + t->rstart + DAGGER__FRAME_HDR,
+                                                &t->bc, size, dst + (size_t)i * size,
+                                                t->bc.left < (uint32_t)(n - i) ? t->bc.left
+                                                                               : (uint32_t)(n - i));
+            i += (int)run;
+            t->seq += run;
             while (i < n && t->bc.left) {
                 if (dagger__batch_next(&t->bf, t->rbuf + t->rstart + DAGGER__FRAME_HDR, &t->bc,
                                        e->max_payload, t->seq, &v, err, sizeof err) < 0) {
