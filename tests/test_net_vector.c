@@ -359,6 +359,42 @@ TEST(bad_arguments_have_a_message)
     ASSERT_OK(dagger_edge_close(c));
 }
 
+/* UDP has no vector path of its own: the wrapper's loop over push and pop (brokers take the
+ * same loop). 64 values on loopback, a kept i64, then the end. */
+TEST(udp_takes_the_generic_loop)
+{
+    dagger_edge_t *p, *c;
+    OPEN_OK(&c, "udp://127.0.0.1:0", DAGGER_EDGE_POP);
+    const char *port = strrchr(dagger_edge_uri(c), ':');
+    ASSERT_PTR(port);
+    char uri[128];
+    snprintf(uri, sizeof uri, "udp://127.0.0.1:%d", atoi(port + 1));
+    OPEN_OK(&p, uri, DAGGER_EDGE_PUSH);
+    uint64_t src[64], dst[64] = {0};
+    for (int j = 0; j < 64; j++)
+        src[j] = 1000 + (uint64_t)j;
+    ASSERT_EQ(dagger_edge_push_n(p, src, 8, 40, 2000), 40);
+    dagger_value_t v = dagger_i64(9);
+    ASSERT_OK(dagger_edge_push(p, &v));
+    ASSERT_EQ(dagger_edge_push_n(p, src + 40, 8, 24, 2000), 24);
+    ASSERT_OK(dagger_edge_close(p));
+    int got = 0, rc;
+    while (got < 40 && (rc = dagger_edge_pop_n(c, dst + got, 8, 64, 2000)) > 0)
+        got += rc;
+    ASSERT_EQ(got, 40);
+    ASSERT_ERR(dagger_edge_pop_n(c, dst + got, 8, 64, 2000), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_edge_errmsg(c), "met a i64 value");
+    ASSERT_OK(dagger_edge_pop(c, &v, 2000));
+    ASSERT_EQ(v.u.i, 9);
+    while (got < 64 && (rc = dagger_edge_pop_n(c, dst + got, 8, 64, 2000)) > 0)
+        got += rc;
+    ASSERT_EQ(got, 64);
+    for (int j = 0; j < 64; j++)
+        ASSERT_EQ(dst[j], 1000 + (uint64_t)j);
+    ASSERT_ERR(dagger_edge_pop_n(c, dst, 8, 64, 2000), DAGGER_ECLOSED);
+    ASSERT_OK(dagger_edge_close(c));
+}
+
 TEST_LIST(shm_vectors_in_order, tcp_vectors_in_order, pop_n_returns_what_is_there,
           a_value_of_another_size_is_kept_not_lost, shm_end_and_errors_inside_a_vector,
-          bad_arguments_have_a_message)
+          bad_arguments_have_a_message, udp_takes_the_generic_loop)
