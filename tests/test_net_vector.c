@@ -362,6 +362,32 @@ TEST(bad_arguments_have_a_message)
     ASSERT_OK(dagger_edge_close(c));
 }
 
+/* Values above the batch limit (256 bytes) get a frame each: the vectors' slow paths. */
+static void large_values(int tcp)
+{
+    dagger_edge_t *p, *c;
+    edge_pair(tcp, "large", "", &p, &c);
+    static unsigned char src[40][300], dst[40][300];
+    for (int j = 0; j < 40; j++)
+        memset(src[j], j + 1, 300);
+    ASSERT_EQ(dagger_edge_push_n(p, src, 300, 40, 10000), 40);
+    ASSERT_OK(dagger_edge_close(p));
+    int got = 0, rc;
+    while (got < 40 && (rc = dagger_edge_pop_n(c, dst[got], 300, 40 - (size_t)got, 10000)) > 0)
+        got += rc;
+    ASSERT_EQ(got, 40);
+    for (int j = 0; j < 40; j++)
+        ASSERT_EQ(memcmp(src[j], dst[j], 300), 0);
+    ASSERT_ERR(dagger_edge_pop_n(c, dst, 300, 40, 10000), DAGGER_ECLOSED);
+    ASSERT_OK(dagger_edge_close(c));
+}
+
+TEST(values_above_the_batch_limit)
+{
+    large_values(0);
+    large_values(1);
+}
+
 /* UDP has no vector path of its own: the wrapper's loop over push and pop (brokers take the
  * same loop). 64 values on loopback, a kept i64, then the end. */
 TEST(udp_takes_the_generic_loop)
@@ -400,4 +426,4 @@ TEST(udp_takes_the_generic_loop)
 
 TEST_LIST(shm_vectors_in_order, tcp_vectors_in_order, pop_n_returns_what_is_there,
           a_value_of_another_size_is_kept_not_lost, shm_end_and_errors_inside_a_vector,
-          bad_arguments_have_a_message, udp_takes_the_generic_loop)
+          bad_arguments_have_a_message, values_above_the_batch_limit, udp_takes_the_generic_loop)
