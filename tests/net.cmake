@@ -2,3 +2,4 @@
 # Cases fork peers and use 127.0.0.1 with ephemeral ports; each is bounded in time.
 dagger_add_tests(net SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_net.c LABELS quick TIMEOUT 300)
 dagger_add_tests(net_batch SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_net_batch.c LABELS quick TIMEOUT 300)
+dagger_add_tests(net_vector SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_net_vector.c LABELS quick TIMEOUT 300)

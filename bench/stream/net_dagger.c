@@ -2,7 +2,10 @@
  *
  * For each transport and size (net_problem.h): fork a producer, consume in this process,
  * print RESULT|stream_shm|dagger|bytes=B|<values/s>|values/s (and GB/s), same for stream_tcp.
- * Usage: bench_streamnet_dagger [shm|tcp]...
+ * Values of up to VEC_MAX_BYTES also run as impl "dagger_n": the same stream moved with
+ * dagger_edge_push_n / dagger_edge_pop_n, VEC values per call on each side.
+ * Usage: bench_streamnet_dagger [shm|tcp]... (DAGGER_BENCH_VEC=0 leaves the vector rows out,
+ * =only runs them alone)
  * SPDX-License-Identifier: MIT
  */
 #ifndef _GNU_SOURCE
@@ -17,7 +20,10 @@
 #include "dagger/net.h"
 #include "net_problem.h"
 
-static int producer(const char *uri, size_t bytes, long n, int go_fd)
+#define VEC 256           /* values per dagger_edge_push_n / pop_n call */
+#define VEC_MAX_BYTES 256 /* vector rows for values up to this size */
+
+static int producer(const char *uri, size_t bytes, long n, int go_fd, int vec)
 {
     dagger_edge_t *e;
     if (dagger_edge_open(&e, uri, DAGGER_EDGE_PUSH) < 0) {
@@ -31,6 +37,26 @@ static int producer(const char *uri, size_t bytes, long n, int go_fd)
     char c;
     if (read(go_fd, &c, 1) != 1)
         return 3;
+    if (vec) {
+        unsigned char *buf = calloc(VEC, bytes);
+        for (long i = 0; buf && i < n;) {
+            int k = n - i < VEC ? (int)(n - i) : VEC;
+            for (int j = 0; j < k; j++) {
+                uint64_t x = (uint64_t)(i + j);
+                memcpy(buf + (size_t)j * bytes, &x, bytes < 8 ? bytes : 8);
+            }
+            int rc = dagger_edge_push_n(e, buf, bytes, (size_t)k, -1);
+            if (rc != k) {
+                fprintf(stderr, "producer: push_n = %d: %s\n", rc, dagger_edge_errmsg(e));
+                return 4;
+            }
+            i += k;
+        }
+        if (!buf)
+            return 4;
+        free(buf);
+        n = 0;
+    }
     for (long i = 0; i < n; i++) {
         uint64_t x = (uint64_t)i;
         memcpy(src, &x, bytes < 8 ? bytes : 8);
@@ -45,7 +71,8 @@ static int producer(const char *uri, size_t bytes, long n, int go_fd)
     return dagger_edge_close(e) < 0 ? 5 : 0;
 }
 
-static int run(const char *bench, const char *cons_uri, const char *prod_fmt, size_t bytes, long n)
+static int run(const char *bench, const char *cons_uri, const char *prod_fmt, size_t bytes, long n,
+               int vec)
 {
     dagger_edge_t *c;
     if (dagger_edge_open(&c, cons_uri, DAGGER_EDGE_POP) < 0) {
@@ -62,7 +89,7 @@ static int run(const char *bench, const char *cons_uri, const char *prod_fmt, si
     pid_t pid = fork();
     if (pid == 0) {
         close(go[1]);
-        _exit(producer(uri, bytes, n, go[0]));
+        _exit(producer(uri, bytes, n, go[0], vec));
     }
     close(go[0]);
     dagger_value_t v;
@@ -75,7 +102,22 @@ static int run(const char *bench, const char *cons_uri, const char *prod_fmt, si
     if (write(go[1], "g", 1) != 1)
         return 1;
     long bad = 0;
-    for (long i = 0; i < n; i++) {
+    unsigned char *buf = vec ? calloc(VEC, bytes) : NULL;
+    for (long i = 0; vec && i < n;) {
+        int rc = buf ? dagger_edge_pop_n(c, buf, bytes, VEC, 10000) : DAGGER_ENOMEM;
+        if (rc < 0) {
+            fprintf(stderr, "%s: pop_n at %ld: %s\n", bench, i, dagger_edge_errmsg(c));
+            kill(pid, SIGKILL);
+            return 1;
+        }
+        for (int j = 0; j < rc; j++, i++) {
+            uint64_t x = 0;
+            memcpy(&x, buf + (size_t)j * bytes, bytes < 8 ? bytes : 8);
+            bad += x != (uint64_t)i;
+        }
+    }
+    free(buf);
+    for (long i = 0; !vec && i < n; i++) {
         int rc = dagger_edge_pop(c, &v, 10000);
         if (rc < 0) {
             fprintf(stderr, "%s: pop %ld: %s\n", bench, i, dagger_edge_errmsg(c));
@@ -97,7 +139,7 @@ static int run(const char *bench, const char *cons_uri, const char *prod_fmt, si
                 dagger_err_name(end), st);
         return 1;
     }
-    net_result(bench, "dagger", bytes, n, t1 - t0);
+    net_result(bench, vec ? "dagger_n" : "dagger", bytes, n, t1 - t0);
     return 0;
 }
 
@@ -126,13 +168,18 @@ int main(int argc, char **argv)
             if (!net_size_wanted(bytes))
                 continue;
             long n = net_count(bytes, t);
-            if (t == 0) {
-                char uri[128];
-                snprintf(uri, sizeof uri, "shm:/dagger-bench-%d-%zu", (int)getpid(), bytes);
-                rc |= run("stream_shm", uri, uri, bytes, n);
-            } else {
-                rc |= run("stream_tcp", "tcp://127.0.0.1:0?role=listen&secret=bench",
-                          "tcp://127.0.0.1:%d?secret=bench", bytes, n);
+            const char *ve = getenv("DAGGER_BENCH_VEC");
+            int v0 = ve && strcmp(ve, "only") == 0, v1 = !(ve && strcmp(ve, "0") == 0);
+            for (int vec = v0; vec <= (bytes <= VEC_MAX_BYTES ? v1 : 0); vec++) {
+                if (t == 0) {
+                    char uri[128];
+                    snprintf(uri, sizeof uri, "shm:/dagger-bench-%d-%zu-%d", (int)getpid(), bytes,
+                             vec);
+                    rc |= run("stream_shm", uri, uri, bytes, n, vec);
+                } else {
+                    rc |= run("stream_tcp", "tcp://127.0.0.1:0?role=listen&secret=bench",
+                              "tcp://127.0.0.1:%d?secret=bench", bytes, n, vec);
+                }
             }
         }
     }

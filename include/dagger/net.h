@@ -13,6 +13,7 @@
 #ifndef DAGGER_NET_H
 #define DAGGER_NET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "dagger.h"
@@ -83,6 +84,33 @@ DAGGER_API DAGGER_NODISCARD int dagger_edge_push_timed(dagger_edge_t *e, const d
  *  Ownership: `*out` borrows the edge until the next pop or close. Thread safety: owner thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_edge_pop(dagger_edge_t *e, dagger_value_t *out,
                                                 int timeout_ms);
+
+/** Send `n` values at once, value i being a blob of `size` bytes at `(char *)src + i * size`
+ *  (n * size bytes in all): one argument check and one transport call for the vector, and on
+ *  shm and TCP the values go into batches as dagger_edge_push would put them (the consumer may
+ *  pop them one by one or with dagger_edge_pop_n). Waits up to `timeout_ms` (< 0: forever,
+ *  0: never) for back-pressure, in total.
+ *  Returns: the number of values sent, in order (`n` unless an error or the timeout came
+ *  first: then the values after that count were not sent, and the next call reports the
+ *  error); a negative code when none was sent: DAGGER_EINVAL (NULL edge or src, size 0, n
+ *  above INT_MAX, the consumer end), DAGGER_ERANGE (size above the edge's limit),
+ *  DAGGER_ETIMEDOUT and the errors of dagger_edge_push. n == 0 returns 0.
+ *  Ownership: borrows `src` for the call. Thread safety: owner thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_edge_push_n(dagger_edge_t *e, const void *src, size_t size,
+                                                   size_t n, int timeout_ms);
+
+/** Receive up to `n` values at once into `dst` (value i copied to `(char *)dst + i * size`),
+ *  each of which must be a blob of exactly `size` bytes. Waits up to `timeout_ms` (< 0:
+ *  forever, 0: poll) for the first value, then takes only the values already there.
+ *  Returns: the number of values received (1..n), in order; a negative code when none was:
+ *  DAGGER_ETIMEDOUT, DAGGER_ECLOSED, DAGGER_EPEER as dagger_edge_pop (an end or error met after
+ *  some values is reported by the next call), DAGGER_EINVAL (NULL edge or dst, size 0, n 0 or
+ *  above INT_MAX, the producer end, or the next value is not a blob of `size` bytes: it is kept
+ *  and the next dagger_edge_pop returns it, so nothing is lost). Messages via
+ *  dagger_edge_errmsg. Ownership: writes `dst`; nothing is borrowed after the call.
+ *  Thread safety: owner thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_edge_pop_n(dagger_edge_t *e, void *dst, size_t size,
+                                                  size_t n, int timeout_ms);
 
 /** Wait until the next push (producer) or pop (consumer) can proceed without waiting.
  *  Returns: 1 ready, 0 on timeout, or the edge's error (an error is "ready" to be reported by

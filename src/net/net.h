@@ -126,6 +126,37 @@ static inline int dagger__batch_next(const struct dagger__frame *f, const unsign
     return dagger__batch_read(f, p, b, max_payload, seq, out, err, errcap);
 }
 
+/* Copy out up to `m` (<= b->left) next records of the BATCH frame `f` (payload `p`) that are
+ * blobs of exactly `size` bytes (size <= the edge's limit, checked by the caller), record j to
+ * dst + j * size, in one loop: the positions of the m records are checked once (inside the
+ * frame, the frame ending at the last record of the batch, room for one more otherwise), each
+ * length word against the one expected. Stops at the first other record, which the caller
+ * reads with dagger__batch_next (errors included). Returns the records copied (b advanced). */
+static inline uint32_t dagger__batch_copy_n(const struct dagger__frame *f, const unsigned char *p,
+                                            struct dagger__batch *b, uint32_t size,
+                                            unsigned char *dst, uint32_t m)
+{
+    uint32_t rec = dagger__batch_rec_size(size), want = htole32(size | DAGGER__BATCH_RAW), j;
+    uint64_t end = (uint64_t)b->off + (uint64_t)m * rec;
+    if (m == 0 || m > b->left || b->off > f->len || end > f->len ||
+        (m == b->left ? end != f->len : f->len - end < 4))
+        return 0;
+    const unsigned char *q = p + b->off;
+    for (j = 0; j < m; j++, q += rec, dst += size) {
+        uint32_t w;
+        __builtin_memcpy(&w, q, 4);
+        if (w != want)
+            break;
+        if (size == 8)
+            __builtin_memcpy(dst, q + 4, 8);
+        else
+            __builtin_memcpy(dst, q + 4, size);
+    }
+    b->off += j * rec;
+    b->left -= j;
+    return j;
+}
+
 /* Write a header into `dst` (DAGGER__FRAME_HDR bytes); count is 0 but for BATCH. */
 void dagger__frame_put(void *dst, unsigned kind, unsigned flags, uint32_t len, uint64_t seq);
 void dagger__frame_put_batch(void *dst, uint32_t len, uint32_t count, uint64_t seq);
@@ -210,6 +241,8 @@ struct dagger_edge {
     int aborted;                             /* closing without a clean end; owner thread */
     char errmsg[256];                        /* owner thread */
     char uri[256];                           /* the effective URI; set by open */
+    int held;                                /* pop_n kept `held_v` for the next pop */
+    dagger_value_t held_v;                   /* owner thread */
     struct {                                 /* owner writes (relaxed); anyone reads */
         _Atomic uint64_t values, bytes, drops, rejected, waits, reconnects, duplicates;
     } st;
@@ -232,7 +265,20 @@ struct dagger__transport_ops {
     int (*poll)(struct dagger_edge *e, int timeout_ms);
     /* May be NULL (nothing is ever buffered). */
     int (*flush)(struct dagger_edge *e, int timeout_ms);
+    /* Vectors of fixed-size blobs (dagger_edge_push_n / _pop_n); either may be NULL, and the
+     * wrapper then loops over push / pop. Arguments are checked (size <= max_payload, n >= 1,
+     * n <= INT_MAX). push_n returns the count sent or, when none was, the error; pop_n returns
+     * the count received (it waits only for the first) or the error, and a value that is not
+     * a blob of `size` bytes is handed to dagger__edge_hold, ending the vector. */
+    int (*push_n)(struct dagger_edge *e, const unsigned char *src, uint32_t size, int n,
+                  int timeout_ms);
+    int (*pop_n)(struct dagger_edge *e, unsigned char *dst, uint32_t size, int n, int timeout_ms);
 };
+
+/* Keep `v` (popped, but not a blob of the size dagger_edge_pop_n asked for) for the next
+ * dagger_edge_pop, which returns it before asking the backend again: the backend's buffer it
+ * borrows stays valid because no pop runs in between. Returns DAGGER_EINVAL with a message. */
+int dagger__edge_hold(struct dagger_edge *e, const dagger_value_t *v, uint32_t size);
 
 /* Close `e` without telling the peer the stream ended: a producer sends no END (shm: the ring
  * is not marked closed), so the consumer reports DAGGER_EPEER after the values already sent,

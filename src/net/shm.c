@@ -380,6 +380,64 @@ __attribute__((noinline)) static int shm_push_any(struct dagger_edge *e, const d
     return 0;
 }
 
+/* A vector of `n` blobs of `size` bytes: the records that fit the open batch are written in
+ * one run, its bounds and the close conditions of shm_push checked once per run (a sleeping
+ * consumer or the linger time then closes it after the run, not after each value); a value
+ * that opens a batch, or any value when batches are off, goes through shm_push_any. */
+static int shm_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t size, int n,
+                      int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    int64_t deadline = -2; /* read the clock only when the slow path may wait */
+    uint32_t rec = dagger__batch_rec_size(size);
+    int i = 0;
+    while (i < n) {
+        uint64_t k = 0;
+        if (s->bopen && size <= DAGGER__BATCH_VALUE_MAX &&
+            !atomic_load_explicit(&s->h->cons_closed, memory_order_relaxed)) {
+            /* Bytes the batch may still take: its payload bound, the end of the ring, the
+             * free space (each bound is a multiple of 8 but the first, which is unpadded). */
+            uint64_t used = s->pos - s->bstart, lim = s->batch + DAGGER__FRAME_HDR;
+            uint64_t ring = s->cap - (s->bstart & s->mask);
+            lim = lim < ring ? lim : ring;
+            if (s->cap - (s->bstart - s->cached) < lim) /* the shared line only when short */
+                s->cached = atomic_load_explicit(&s->h->tail, memory_order_acquire);
+            uint64_t room = s->cap - (s->bstart - s->cached);
+            lim = lim < room ? lim : room;
+            k = lim > used ? (lim - used) / rec : 0;
+            if (k > (uint64_t)(n - i))
+                k = (uint64_t)(n - i);
+        }
+        if (k == 0) { /* open a batch, wait for room, or report the error */
+            dagger_value_t v = dagger_blob_borrow(src + (size_t)i * size, size);
+            if (deadline == -2)
+                deadline = dagger__net_deadline(timeout_ms);
+            int rc = shm_push_any(e, &v, i ? dagger__net_left_ms(deadline) : timeout_ms);
+            if (rc < 0)
+                return i ? i : rc;
+            i++;
+            continue;
+        }
+        const unsigned char *p = src + (size_t)i * size;
+        for (uint64_t j = 0; j < k; j++, p += size) {
+            dagger__batch_rec_put_raw(s->data + (s->pos & s->mask), p, size);
+            s->pos += rec;
+        }
+        uint32_t before = s->bcount;
+        s->bcount += (uint32_t)k;
+        s->seq += k;
+        i += (int)k;
+        dagger__edge_count(&e->st.values, k);
+        dagger__edge_count(&e->st.bytes, k * rec);
+        if (s->pos - s->bstart - DAGGER__FRAME_HDR >= s->batch ||
+            atomic_load_explicit(&s->h->cons_waiting, memory_order_relaxed) ||
+            (s->linger_ns && (before >> 6) != (s->bcount >> 6) &&
+             dagger__net_now_ns() - s->bfirst_ns >= s->linger_ns))
+            close_batch(s);
+    }
+    return n;
+}
+
 static int shm_flush(struct dagger_edge *e, int timeout_ms)
 {
     (void)timeout_ms; /* publishing never waits */
@@ -597,6 +655,69 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
         dagger__edge_count(&e->st.bytes, rec);
         return 0;
     }
+}
+
+/* A vector of blobs of `size` bytes: a batch's records are copied out in one loop; a new
+ * frame is read by shm_pop, which waits for the first value only (later ones are taken when
+ * the head already shows them). A value of another size or kind ends the vector, held. */
+static int shm_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, int n,
+                     int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    dagger_value_t v;
+    char err[160];
+    int i = 0, rc;
+    while (i < n) {
+        if (s->bc.left) {
+            uint32_t at = s->bc.off;
+            int j = i, odd = 0;
+            uint32_t run = dagger__batch_copy_n(
+                &s->bf, s->data + s->boff + DAGGER__FRAME_HDR, &s->bc, size, dst + (size_t)i * size,
+                s->bc.left < (uint32_t)(n - i) ? s->bc.left : (uint32_t)(n - i));
+            i += (int)run;
+            s->seq += run;
+            while (i < n && s->bc.left) {
+                if (dagger__batch_next(&s->bf, s->data + s->boff + DAGGER__FRAME_HDR, &s->bc,
+                                       e->max_payload, s->seq, &v, err, sizeof err) < 0) {
+                    s->bc.left = 0;
+                    corrupt(s, err);
+                    break;
+                }
+                s->seq++;
+                if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
+                    odd = 1; /* popped (counted below), then held */
+                    break;
+                }
+                memcpy(dst + (size_t)i * size, v.u.p, size);
+                i++;
+            }
+            if (!s->bc.left)
+                s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
+            dagger__edge_count(&e->st.values, (uint64_t)(i - j + odd));
+            dagger__edge_count(&e->st.bytes, s->bc.off - at);
+            if (e->err) /* a corrupt record: the values before it stand */
+                return i ? i : e->err;
+            if (odd) {
+                rc = dagger__edge_hold(e, &v, size);
+                return i ? i : rc;
+            }
+            continue;
+        }
+        if (i) { /* take only what is there: no spin, no sleep */
+            if (s->cached == s->pos + s->pending &&
+                (load_head(s, memory_order_acquire) < 0 || s->cached == s->pos + s->pending))
+                return i;
+        }
+        if ((rc = shm_pop(e, &v, i ? 0 : timeout_ms)) < 0)
+            return i ? i : rc;
+        if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
+            rc = dagger__edge_hold(e, &v, size);
+            return i ? i : rc;
+        }
+        memcpy(dst + (size_t)i * size, v.u.p, size);
+        i++;
+    }
+    return n;
 }
 
 static int shm_poll(struct dagger_edge *e, int timeout_ms)
@@ -924,4 +1045,6 @@ const struct dagger__transport_ops dagger__shm_ops = {
     .pop = shm_pop,
     .poll = shm_poll,
     .flush = shm_flush,
+    .push_n = shm_push_n,
+    .pop_n = shm_pop_n,
 };

@@ -754,6 +754,54 @@ __attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const d
 #undef DEADLINE
 }
 
+/* A vector of `n` blobs of `size` bytes: the records that the open batch takes without a send
+ * are written in one run, which ends where tcp_push would take its slow path anyway (every
+ * 64th value, for the linger clock); the value there goes through tcp_push_any. */
+static int tcp_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t size, int n,
+                      int timeout_ms)
+{
+    struct tcp_edge *t = (struct tcp_edge *)e;
+    int64_t deadline = -2; /* read the clock only when the slow path may wait */
+    uint32_t rec = dagger__batch_rec_size(size);
+    int i = 0;
+    while (i < n) {
+        uint64_t k = 0;
+        if (t->bstart && size <= DAGGER__BATCH_VALUE_MAX && (t->seq & 63) != 0) {
+            /* end < batch, end <= scap, the batch's payload <= DAGGER__BATCH_MAX */
+            size_t lim = t->batch ? t->batch - 1 : 0, payload_end;
+            lim = lim < t->scap ? lim : t->scap;
+            payload_end = t->bstart - 1 + DAGGER__FRAME_HDR + DAGGER__BATCH_MAX;
+            lim = lim < payload_end ? lim : payload_end;
+            k = lim > t->sused ? (lim - t->sused) / rec : 0;
+            uint64_t to64 = 64 - (t->seq & 63);
+            k = k < to64 ? k : to64; /* a seq that is a multiple of 64 takes tcp_push_any */
+            if (k > (uint64_t)(n - i))
+                k = (uint64_t)(n - i);
+        }
+        if (k == 0) {
+            dagger_value_t v = dagger_blob_borrow(src + (size_t)i * size, size);
+            if (deadline == -2)
+                deadline = dagger__net_deadline(timeout_ms);
+            int rc = tcp_push_any(e, &v, i ? dagger__net_left_ms(deadline) : timeout_ms);
+            if (rc < 0)
+                return i ? i : rc;
+            i++;
+            continue;
+        }
+        const unsigned char *p = src + (size_t)i * size;
+        for (uint64_t j = 0; j < k; j++, p += size) {
+            dagger__batch_rec_put_raw(t->sbuf + t->sused, p, size);
+            t->sused += rec;
+        }
+        t->bcount += (uint32_t)k;
+        t->seq += k;
+        i += (int)k;
+        dagger__edge_count(&e->st.values, k);
+        dagger__edge_count(&e->st.bytes, k * rec);
+    }
+    return n;
+}
+
 static int tcp_flush(struct dagger_edge *e, int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
@@ -983,6 +1031,79 @@ static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     return 0;
 }
 
+/* 1 when a whole frame follows the borrowed one in rbuf (no system call). */
+static int frame_buffered(struct tcp_edge *t)
+{
+    struct dagger__frame f;
+    char err[160];
+    size_t at = t->rstart + t->pending, avail = t->rend - at;
+    return avail >= DAGGER__FRAME_HDR &&
+           (dagger__frame_get(t->rbuf + at, t->base.max_payload, &f, err, sizeof err) < 0 ||
+            avail >= DAGGER__FRAME_HDR + f.len);
+}
+
+/* A vector of blobs of `size` bytes: a batch's records are copied out in one loop; the next
+ * frame is read by tcp_pop, which waits for the first value only (later frames are taken only
+ * when already whole in the receive buffer). A value of another size or kind ends the vector,
+ * held. */
+static int tcp_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, int n,
+                     int timeout_ms)
+{
+    struct tcp_edge *t = (struct tcp_edge *)e;
+    dagger_value_t v;
+    char err[160];
+    int i = 0, rc;
+    while (i < n) {
+        if (t->bc.left) {
+            uint32_t at = t->bc.off;
+            int j = i, odd = 0;
+            uint32_t run = dagger__batch_copy_n(&t->bf, t->rbuf + t->rstart + DAGGER__FRAME_HDR,
+                                                &t->bc, size, dst + (size_t)i * size,
+                                                t->bc.left < (uint32_t)(n - i) ? t->bc.left
+                                                                               : (uint32_t)(n - i));
+            i += (int)run;
+            t->seq += run;
+            while (i < n && t->bc.left) {
+                if (dagger__batch_next(&t->bf, t->rbuf + t->rstart + DAGGER__FRAME_HDR, &t->bc,
+                                       e->max_payload, t->seq, &v, err, sizeof err) < 0) {
+                    t->bc.left = 0;
+                    lose(t, DAGGER_EINVAL, "%s", err);
+                    break;
+                }
+                t->seq++;
+                if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
+                    odd = 1; /* popped (counted below), then held */
+                    break;
+                }
+                memcpy(dst + (size_t)i * size, v.u.p, size);
+                i++;
+            }
+            if (!t->bc.left && !e->err)
+                t->pending = DAGGER__FRAME_HDR + t->bf.len;
+            dagger__edge_count(&e->st.values, (uint64_t)(i - j + odd));
+            dagger__edge_count(&e->st.bytes, t->bc.off - at);
+            if (e->err) /* a malformed record: the values before it stand */
+                return i ? i : e->err;
+            if (odd) {
+                rc = dagger__edge_hold(e, &v, size);
+                return i ? i : rc;
+            }
+            continue;
+        }
+        if (i && !frame_buffered(t))
+            return i; /* take only what is there: no system call */
+        if ((rc = tcp_pop(e, &v, i ? 0 : timeout_ms)) < 0)
+            return i ? i : rc;
+        if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
+            rc = dagger__edge_hold(e, &v, size);
+            return i ? i : rc;
+        }
+        memcpy(dst + (size_t)i * size, v.u.p, size);
+        i++;
+    }
+    return n;
+}
+
 static int tcp_poll(struct dagger_edge *e, int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
@@ -1172,4 +1293,6 @@ const struct dagger__transport_ops dagger__tcp_ops = {
     .pop = tcp_pop,
     .poll = tcp_poll,
     .flush = tcp_flush,
+    .push_n = tcp_push_n,
+    .pop_n = tcp_pop_n,
 };

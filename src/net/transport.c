@@ -16,6 +16,7 @@
 #include <ctype.h>
 #include <endian.h>
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -711,15 +712,114 @@ DAGGER_API int dagger_edge_pop(dagger_edge_t *e, dagger_value_t *out, int timeou
         return DAGGER_EINVAL;
     if (e->end != DAGGER_EDGE_POP)
         return dagger__edge_note(e, DAGGER_EINVAL, "pop on the producer end of %s", e->uri);
+    if (e->held) { /* kept by dagger_edge_pop_n: popped already, before any error */
+        e->held = 0;
+        *out = e->held_v;
+        return 0;
+    }
     if (e->err)
         return e->err;
     return e->ops->pop(e, out, timeout_ms);
+}
+
+/* ---------------------------------------------------------------- vectors */
+
+int dagger__edge_hold(struct dagger_edge *e, const dagger_value_t *v, uint32_t size)
+{
+    e->held = 1;
+    e->held_v = *v;
+    if (v->kind == DAGGER_KIND_BLOB)
+        return dagger__edge_note(e, DAGGER_EINVAL,
+                                 "%s: dagger_edge_pop_n of %u-byte values met a blob of %u bytes "
+                                 "(kept for the next dagger_edge_pop)",
+                                 e->uri, size, v->len);
+    return dagger__edge_note(e, DAGGER_EINVAL,
+                             "%s: dagger_edge_pop_n of %u-byte values met a %s value (kept for "
+                             "the next dagger_edge_pop)",
+                             e->uri, size, dagger_kind_name(v->kind));
+}
+
+/* Shared checks of push_n and pop_n: 0 or the error (with a message on the edge). */
+static int check_vector(dagger_edge_t *e, const void *buf, size_t size, size_t n, unsigned end,
+                        const char *fn)
+{
+    if (!e)
+        return DAGGER_EINVAL;
+    if (e->end != end)
+        return dagger__edge_note(e, DAGGER_EINVAL, "%s on the %s end of %s", fn,
+                                 e->end == DAGGER_EDGE_PUSH ? "producer" : "consumer", e->uri);
+    if (!buf)
+        return dagger__edge_note(e, DAGGER_EINVAL, "%s: NULL buffer", fn);
+    if (size == 0)
+        return dagger__edge_note(e, DAGGER_EINVAL, "%s: values of size 0", fn);
+    if (n > INT_MAX)
+        return dagger__edge_note(e, DAGGER_EINVAL, "%s: %zu values, at most %d per call", fn, n,
+                                 INT_MAX);
+    if (size > e->max_payload)
+        return dagger__edge_note(e, DAGGER_ERANGE, "%s: values of %zu bytes exceed max=%u of %s",
+                                 fn, size, e->max_payload, e->uri);
+    return 0;
+}
+
+DAGGER_API int dagger_edge_push_n(dagger_edge_t *e, const void *src, size_t size, size_t n,
+                                  int timeout_ms)
+{
+    int rc = check_vector(e, src, size, n, DAGGER_EDGE_PUSH, "dagger_edge_push_n");
+    if (rc < 0)
+        return rc;
+    if (e->err)
+        return e->err;
+    if (n == 0)
+        return 0;
+    if (e->ops->push_n)
+        return e->ops->push_n(e, src, (uint32_t)size, (int)n, timeout_ms);
+    /* The generic vector: one push per value, under one deadline. */
+    int64_t deadline = dagger__net_deadline(timeout_ms);
+    const unsigned char *p = src;
+    for (int i = 0; i < (int)n; i++) {
+        dagger_value_t v = dagger_blob_borrow(p + (size_t)i * size, size);
+        rc = e->ops->push(e, &v, i ? dagger__net_left_ms(deadline) : timeout_ms);
+        if (rc < 0)
+            return i ? i : rc;
+    }
+    return (int)n;
+}
+
+DAGGER_API int dagger_edge_pop_n(dagger_edge_t *e, void *dst, size_t size, size_t n, int timeout_ms)
+{
+    int rc = check_vector(e, dst, size, n, DAGGER_EDGE_POP, "dagger_edge_pop_n");
+    if (rc < 0)
+        return rc;
+    if (n == 0)
+        return dagger__edge_note(e, DAGGER_EINVAL, "dagger_edge_pop_n: room for 0 values");
+    if (e->held) /* the value that ended the last vector is still first in line */
+        return dagger__edge_hold(e, &e->held_v, (uint32_t)size);
+    if (e->err)
+        return e->err;
+    if (e->ops->pop_n)
+        return e->ops->pop_n(e, dst, (uint32_t)size, (int)n, timeout_ms);
+    /* The generic vector: the first pop may wait, the others take what is there. */
+    unsigned char *p = dst;
+    for (int i = 0; i < (int)n; i++) {
+        dagger_value_t v;
+        rc = e->ops->pop(e, &v, i ? 0 : timeout_ms);
+        if (rc < 0)
+            return i ? i : rc;
+        if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
+            rc = dagger__edge_hold(e, &v, (uint32_t)size);
+            return i ? i : rc;
+        }
+        memcpy(p + (size_t)i * size, v.u.p, size);
+    }
+    return (int)n;
 }
 
 DAGGER_API int dagger_edge_poll(dagger_edge_t *e, int timeout_ms)
 {
     if (!e)
         return DAGGER_EINVAL;
+    if (e->held)
+        return 1; /* the value kept by dagger_edge_pop_n */
     if (e->err)
         return e->err;
     return e->ops->poll(e, timeout_ms);
