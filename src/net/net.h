@@ -302,6 +302,11 @@ int dagger__edge_fail(struct dagger_edge *e, int code, const char *fmt, ...)
 /* Record a message for a non-sticky outcome (timeout, refused argument); return code. */
 int dagger__edge_note(struct dagger_edge *e, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The payload size of `v` on edge `e` (its frame flags in *fl), or a negative error noted on `e`:
+ * a value that cannot cross processes (DAGGER_EINVAL), or one over e->max_payload
+ * (DAGGER_ERANGE; `limit` names the bound in the message, e.g. "max", "the datagram limit max"). */
+long dagger__edge_payload_size(struct dagger_edge *e, const dagger_value_t *v, unsigned *fl,
+                               const char *limit);
 
 /* Owner-thread counter bump, readable from any thread. */
 static inline void dagger__edge_count(_Atomic uint64_t *c, uint64_t n)

@@ -318,18 +318,8 @@ __attribute__((noinline)) static int shm_push_any(struct dagger_edge *e, const d
     unsigned fl;
     int rc;
     long n;
-    if (v->kind == DAGGER_KIND_BLOB && (v->u.p || !v->len)) { /* the common case, inline */
-        n = (long)v->len;
-        fl = DAGGER__FRAME_RAW;
-    } else {
-        n = dagger__frame_value_size(v, &fl);
-    }
-    if (n < 0)
-        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes", e->uri,
-                                 dagger_kind_name(v->kind));
-    if ((uint64_t)n > e->max_payload)
-        return dagger__edge_note(e, DAGGER_ERANGE, "%s: value of %ld bytes exceeds max=%u", e->uri,
-                                 n, e->max_payload);
+    if ((n = dagger__edge_payload_size(e, v, &fl, "max")) < 0)
+        return (int)n;
     if (atomic_load_explicit(&h->cons_closed, memory_order_relaxed))
         return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the consumer closed the ring", e->uri);
     uint64_t off;

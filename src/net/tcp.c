@@ -637,18 +637,8 @@ __attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const d
     unsigned fl;
     int rc;
     long n;
-    if (v->kind == DAGGER_KIND_BLOB && (v->u.p || !v->len)) { /* the common case, inline */
-        n = (long)v->len;
-        fl = DAGGER__FRAME_RAW;
-    } else {
-        n = dagger__frame_value_size(v, &fl);
-    }
-    if (n < 0)
-        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes", e->uri,
-                                 dagger_kind_name(v->kind));
-    if ((uint64_t)n > e->max_payload)
-        return dagger__edge_note(e, DAGGER_ERANGE, "%s: value of %ld bytes exceeds max=%u", e->uri,
-                                 n, e->max_payload);
+    if ((n = dagger__edge_payload_size(e, v, &fl, "max")) < 0)
+        return (int)n;
     if (!t->ready && (rc = ensure_ready(t, DEADLINE())) < 0)
         return rc;
     size_t frame = DAGGER__FRAME_HDR + (size_t)n;

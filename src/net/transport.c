@@ -235,6 +235,25 @@ int dagger__batch_read(const struct dagger__frame *f, const unsigned char *p,
     return 0;
 }
 
+long dagger__edge_payload_size(struct dagger_edge *e, const dagger_value_t *v, unsigned *fl,
+                               const char *limit)
+{
+    long n;
+    if (v->kind == DAGGER_KIND_BLOB && (v->u.p || !v->len)) { /* the common case, inline */
+        n = (long)v->len;
+        *fl = DAGGER__FRAME_RAW;
+    } else {
+        n = dagger__frame_value_size(v, fl);
+    }
+    if (n < 0)
+        return dagger__edge_note(e, DAGGER_EINVAL, "%s: a %s value cannot cross processes", e->uri,
+                                 dagger_kind_name(v->kind));
+    if ((uint64_t)n > e->max_payload)
+        return dagger__edge_note(e, DAGGER_ERANGE, "%s: value of %ld bytes exceeds %s=%u", e->uri,
+                                 n, limit, e->max_payload);
+    return n;
+}
+
 long dagger__frame_value_size(const dagger_value_t *v, unsigned *flags)
 {
     if (v->kind == DAGGER_KIND_BLOB) {
