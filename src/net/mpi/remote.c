@@ -495,7 +495,8 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         if (mode == V_CHUNK_LOCAL || mode == V_CHUNK_REF)
             return chunk_left(st, rb, in, s, mode, elt, nd, shape, size);
         int64_t t0 = st->stages ? (int64_t)dagger__now_ns() : 0;
-        int rc = dagger_chunk_create(st->ctx, size, &s->chunk);
+        /* V_CHUNK fills every byte below, a pull receives every byte before the task runs */
+        int rc = dagger__chunk_create_unset(st->ctx, size, &s->chunk);
         if (!rc && nd > 0)
             rc = dagger_chunk_set_type(s->chunk, (dagger_elt_t)elt, nd, shape);
         void *dst = rc ? NULL : dagger_chunk_data(s->chunk);
