@@ -50,3 +50,7 @@ foreach(np 2 4)
                    LABELS mpi TIMEOUT 120 LAUNCHER ${mpi_run} ${np} ENV ${mpi_env})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src)
 endforeach()
+# The large-transfer path (issue 9, bandwidth): zeroed fresh chunks, large pulls both ways,
+# DAGGER_MPI_STAGES.
+dagger_add_tests(mpi_bw SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mpi_bw.c LABELS mpi TIMEOUT 90
+                 LAUNCHER ${mpi_run} 2 ENV ${mpi_env})

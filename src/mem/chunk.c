@@ -254,7 +254,7 @@ static dagger_chunk_t *chunk_new(const dagger_ctx_t *ctx, size_t size)
     return c;
 }
 
-int dagger_chunk_create(dagger_ctx_t *ctx, size_t size, dagger_chunk_t **out)
+static int chunk_create(dagger_ctx_t *ctx, size_t size, bool zero, dagger_chunk_t **out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_chunk_create: out is NULL");
     *out = NULL;
@@ -270,7 +270,7 @@ int dagger_chunk_create(dagger_ctx_t *ctx, size_t size, dagger_chunk_t **out)
                                   "memory limit: spilling failed (disk full)",
                                   size);
     }
-    c->copies[0].ptr = dagger__calloc(1, size ? size : 1);
+    c->copies[0].ptr = zero ? dagger__calloc(1, size ? size : 1) : dagger__malloc(size ? size : 1);
     if (!c->copies[0].ptr) {
         pthread_mutex_destroy(&c->lock);
         dagger__free(c);
@@ -281,6 +281,16 @@ int dagger_chunk_create(dagger_ctx_t *ctx, size_t size, dagger_chunk_t **out)
         dagger__res_add(&c->res, size);
     *out = c;
     return 0;
+}
+
+int dagger_chunk_create(dagger_ctx_t *ctx, size_t size, dagger_chunk_t **out)
+{
+    return chunk_create(ctx, size, true, out);
+}
+
+int dagger__chunk_create_unset(dagger_ctx_t *ctx, size_t size, dagger_chunk_t **out)
+{
+    return chunk_create(ctx, size, false, out);
 }
 
 /* The byte size of a typed shape; 0 with the message set when it is invalid. */

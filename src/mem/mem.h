@@ -67,6 +67,9 @@ int dagger__mem_ncopies(const dagger_chunk_t *c);
 
 /* A chunk whose home copy is `ptr` in `space` (a file in the disk space: src/io), valid.
  * Returns 0 or DAGGER_ENOMEM. Ownership: +1 on `*out`; `ptr` is freed by that space's ops. */
+/* dagger_chunk_create without zeroing the bytes, for a caller that overwrites all of them
+ * before anyone reads them (a chunk pulled from another rank: MPI receives into it). */
+int dagger__chunk_create_unset(dagger_ctx_t *ctx, size_t size, dagger_chunk_t **out);
 int dagger__mem_chunk_at(const dagger_ctx_t *ctx, size_t size, const dagger_space_t *space,
                          void *ptr, dagger_chunk_t **out);
 /* The home copy's pointer (for a file: its disk record). */

@@ -88,7 +88,8 @@ struct import {
     MPI_Request *reqs;
     void (*done)(struct mpi_state *st, struct import *im, int rc, const char *why);
     void *ud;
-    int64_t t0; /* ns when its receives were posted: the link's measured bandwidth */
+    int64_t t0;       /* ns when its receives were posted: the link's measured bandwidth */
+    int64_t alloc_ns; /* ns spent creating its destination (DAGGER_MPI_STAGES) */
 };
 
 struct mpi_peer {
@@ -114,6 +115,7 @@ struct mpi_state {
     _Atomic uint32_t served_rc; /* servers: 0, or DAGGER_EPEER as -rc when the driver was lost */
     int64_t timeout_ns, period_ns;
     uint64_t linger_ns; /* MPI__LINGER_NS, or 0 (oversubscribed host, DAGGER_MPI_LINGER_US) */
+    bool stages;        /* DAGGER_MPI_STAGES=1: a line on stderr per pull of MPI__HUGE_MIN bytes */
     struct mpi_peer *peers;
     /* progress: tables */
     struct proxy **proxies;

@@ -287,7 +287,18 @@ static bool test_imports(struct mpi_state *st)
             continue;
         }
         *pp = im->next;
-        mpi__steal_link(st, im->peer, im->size, (int64_t)dagger__now_ns() - im->t0);
+        int64_t took = (int64_t)dagger__now_ns() - im->t0;
+        mpi__steal_link(st, im->peer, im->size, took);
+        if (st->stages && im->size >= MPI__HUGE_MIN) {
+            char dst[48] = ""; /* known where the pull made its destination (remote.c) */
+            if (im->alloc_ns > 0)
+                snprintf(dst, sizeof dst, "destination %.1f us, ", (double)im->alloc_ns / 1e3);
+            fprintf(stderr,
+                    "dagger: rank %d: pulled %zu bytes from rank %d: %sreceive %.1f us "
+                    "(%.0f MB/s)\n",
+                    st->rank, im->size, im->peer, dst, (double)took / 1e3,
+                    took > 0 ? (double)im->size * 1e3 / (double)took : 0.0);
+        }
         atomic_fetch_add_explicit(&st->bytes_pulled, im->size, memory_order_relaxed);
         import_end(st, im, 0, NULL);
         did = true;
@@ -805,6 +816,8 @@ static int join(dagger_ctx_t *ctx)
     st->period_ns = st->timeout_ns / 4 < 1000000000LL ? st->timeout_ns / 4 : 1000000000LL;
     st->driver_mode = !(dagger__ctx_open_flags(ctx) & DAGGER_OPEN_SPMD);
     st->linger_ns = linger_ns(st);
+    const char *stages = getenv("DAGGER_MPI_STAGES");
+    st->stages = stages && !strcmp(stages, "1");
     mpi__remote_init(st);
     mpi__spmd_init(st);
     rc = mpi__rtrace_join(st); /* collective */

@@ -391,12 +391,16 @@ static void slot_pulled(struct mpi_state *st, struct import *im, int rc, const c
 
 /* Pull `size` bytes of export `xid` from rank `from` into `dst`: post the receives, then ask. */
 static int pull(struct mpi_state *st, struct inbound *in, void *dst, size_t size, uint64_t xid,
-                int from)
+                int from, int64_t alloc_ns)
 {
     struct import *im = dagger__calloc(1, sizeof *im);
     if (im)
-        *im =
-            (struct import){.peer = from, .size = size, .dst = dst, .done = slot_pulled, .ud = in};
+        *im = (struct import){.peer = from,
+                              .size = size,
+                              .dst = dst,
+                              .done = slot_pulled,
+                              .ud = in,
+                              .alloc_ns = alloc_ns};
     if (!im || mpi__import_start(st, im)) {
         dagger__free(im);
         snprintf(in->why, sizeof in->why, "out of memory receiving from rank %d", from);
@@ -490,7 +494,9 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
             goto bad;
         if (mode == V_CHUNK_LOCAL || mode == V_CHUNK_REF)
             return chunk_left(st, rb, in, s, mode, elt, nd, shape, size);
-        int rc = dagger_chunk_create(st->ctx, size, &s->chunk);
+        int64_t t0 = st->stages ? (int64_t)dagger__now_ns() : 0;
+        /* V_CHUNK fills every byte below, a pull receives every byte before the task runs */
+        int rc = dagger__chunk_create_unset(st->ctx, size, &s->chunk);
         if (!rc && nd > 0)
             rc = dagger_chunk_set_type(s->chunk, (dagger_elt_t)elt, nd, shape);
         void *dst = rc ? NULL : dagger_chunk_data(s->chunk);
@@ -510,7 +516,7 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         uint64_t xid = rb_u64(rb);
         if (rb->bad)
             goto bad;
-        return pull(st, in, dst, size, xid, from);
+        return pull(st, in, dst, size, xid, from, st->stages ? (int64_t)dagger__now_ns() - t0 : 0);
     }
     if (mode == V_BYTES_PULL) {
         int kind = (int)rb_u64(rb);
@@ -519,6 +525,7 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         if (rb->bad || (kind != DAGGER_KIND_STR && kind != DAGGER_KIND_BLOB) || size == 0 ||
             size > UINT32_MAX)
             goto bad;
+        int64_t t0 = st->stages ? (int64_t)dagger__now_ns() : 0;
         s->bytes = dagger__obj_alloc(size); /* adopted by the task in the end: no copy */
         s->nbytes = size;
         if (!s->bytes) {
@@ -530,7 +537,8 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         s->v.kind = (uint8_t)kind;
         s->v.len = (uint32_t)(kind == DAGGER_KIND_STR ? size - 1 : size);
         s->v.u.p = s->bytes;
-        return pull(st, in, s->bytes, size, xid, in->src);
+        return pull(st, in, s->bytes, size, xid, in->src,
+                    st->stages ? (int64_t)dagger__now_ns() - t0 : 0);
     }
 bad:
     snprintf(in->why, sizeof in->why, "a malformed value from rank %d", in->src);
