@@ -49,7 +49,8 @@ enum {
     M_UNREF,
     M_DROP,
     M_STREAM,
-    M_CREDIT
+    M_CREDIT,
+    M_BYE /* closing: nothing more follows from this rank on the communicator */
 };
 enum {
     C_SUBMIT = 1,
@@ -96,6 +97,8 @@ struct mpi_peer {
     int pid;
     bool same_host;
     bool lost;       /* progress */
+    bool bye_sent;   /* progress: closing, nothing more goes to it */
+    bool bye_rcvd;   /* progress: closing, nothing more comes from it */
     int64_t last_rx; /* progress: ns of the last message from it */
     int64_t last_tx; /* progress */
     char why[128];   /* progress: how it was lost */

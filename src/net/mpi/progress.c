@@ -13,7 +13,9 @@
  * lost when nothing came from it for DAGGER_PEER_TIMEOUT seconds (every rank sends heartbeats) or,
  * on one host, when its process is gone. The driver's close runs termination rounds: every rank
  * reports whether it is idle and how many work messages it sent and received; two equal rounds in a
- * row with every rank idle and sent == received end the job (the four-counter method).
+ * row with every rank idle and sent == received end the job (the four-counter method). Every
+ * rank's progress thread then leaves only after an M_BYE from every live peer (closing_done), so
+ * no message of one job is left to land in the next job's communicator.
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
@@ -152,7 +154,7 @@ static void add_send(struct mpi_state *st, int peer, void *buf, struct datasend 
 
 void mpi__send(struct mpi_state *st, int peer, struct wbuf *b, bool work)
 {
-    if (st->peers[peer].lost || b->oom) {
+    if (st->peers[peer].lost || st->peers[peer].bye_sent || b->oom) {
         dagger__free(b->p);
         *b = (struct wbuf){0};
         return;
@@ -179,7 +181,7 @@ void mpi__send_data(struct mpi_state *st, int peer, int tag, const void *p, size
 {
     size_t pieces = mpi__npieces(n);
     struct datasend *ds = dagger__calloc(1, sizeof *ds);
-    if (!ds || st->peers[peer].lost) {
+    if (!ds || st->peers[peer].lost || st->peers[peer].bye_sent) {
         dagger__free(ds);
         release(ud);
         return;
@@ -196,6 +198,16 @@ void mpi__send_data(struct mpi_state *st, int peer, int tag, const void *p, size
     st->peers[peer].last_tx = (int64_t)dagger__now_ns();
 }
 
+static void send_free(struct sendreq *s)
+{
+    dagger__free(s->buf);
+    if (s->ds && --s->ds->left == 0) {
+        s->ds->release(s->ds->ud);
+        dagger__free(s->ds);
+    }
+    dagger__free(s);
+}
+
 static bool test_sends(struct mpi_state *st)
 {
     bool did = false;
@@ -209,15 +221,27 @@ static bool test_sends(struct mpi_state *st)
             continue;
         }
         *pp = s->next;
-        dagger__free(s->buf);
-        if (s->ds && --s->ds->left == 0) {
-            s->ds->release(s->ds->ud);
-            dagger__free(s->ds);
-        }
-        dagger__free(s);
+        send_free(s);
         did = true;
     }
     return did;
+}
+
+/* At the end: sends to lost ranks never complete; cancel them and free what they held. Sends
+ * to a live rank still in flight past the give-up point stay (MPI may still read the bytes). */
+static void drop_lost_sends(struct mpi_state *st)
+{
+    for (struct sendreq **pp = &st->sends; *pp;) {
+        struct sendreq *s = *pp;
+        if (!st->peers[s->peer].lost) {
+            pp = &s->next;
+            continue;
+        }
+        *pp = s->next;
+        MPI_Cancel(&s->req);
+        MPI_Request_free(&s->req);
+        send_free(s);
+    }
 }
 
 /* Sends to live peers still in flight. */
@@ -380,7 +404,7 @@ static void check_peers(struct mpi_state *st, int64_t now)
 {
     for (int r = 0; r < st->nranks; r++) {
         struct mpi_peer *p = &st->peers[r];
-        if (r == st->rank || p->lost)
+        if (r == st->rank || p->lost || (p->bye_sent && p->bye_rcvd))
             continue;
         char why[128];
         if (p->same_host && process_gone(p->pid)) {
@@ -508,6 +532,9 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
     case M_CREDIT:
         mpi__stream_on_credit(st, src, &rb);
         break;
+    case M_BYE:
+        st->peers[src].bye_rcvd = true;
+        break;
     case M_DROP: {
         uint64_t xid = rb_u64(&rb);
         if (!rb.bad)
@@ -590,6 +617,39 @@ static bool run_cmds(struct mpi_state *st)
     return true;
 }
 
+/* Closing, in two steps, so that no message of this job is left on the communicator when it
+ * is freed (Open MPI reuses the context id for the next communicator, and a stale message
+ * would then land in the next job): once the commands are run and this rank's sends are out,
+ * it says M_BYE to every peer and sends nothing more; it goes on receiving until every live
+ * peer said M_BYE (ob1 matches each peer's messages in order, so all that peer's data came
+ * first), and then leaves. Past `give_up` (the peer timeout) it leaves as things are. */
+static bool closing_done(struct mpi_state *st, bool give_up)
+{
+    if (atomic_load_explicit(&st->cmds, memory_order_acquire))
+        return give_up;
+    bool said = true, heard = true;
+    for (int r = 0; r < st->nranks; r++) {
+        struct mpi_peer *p = &st->peers[r];
+        if (r == st->rank || p->lost)
+            continue;
+        said &= p->bye_sent;
+        heard &= p->bye_rcvd;
+    }
+    if (!said && !sends_pending(st)) {
+        for (int r = 0; r < st->nranks; r++) {
+            struct mpi_peer *p = &st->peers[r];
+            if (r == st->rank || p->lost || p->bye_sent)
+                continue;
+            struct wbuf b = {0};
+            wb_u64(&b, M_BYE);
+            mpi__send(st, r, &b, false);
+            p->bye_sent = true;
+        }
+        said = true;
+    }
+    return give_up || (said && heard && !sends_pending(st));
+}
+
 #define SPIN_NS (200 * 1000)
 #define AWAIT_SPIN_NS (10 * 1000 * 1000)
 
@@ -612,10 +672,11 @@ static void *progress_main(void *arg)
         }
         if (atomic_load_explicit(&st->exit, memory_order_acquire)) {
             if (flush_deadline < 0)
-                flush_deadline = now + 2 * 1000000000LL;
-            if (now > flush_deadline ||
-                (!sends_pending(st) && !atomic_load_explicit(&st->cmds, memory_order_acquire)))
+                flush_deadline = now + st->timeout_ns;
+            if (closing_done(st, now > flush_deadline)) {
+                drop_lost_sends(st);
                 break;
+            }
         }
         if (did) {
             idle = 0;
@@ -640,8 +701,7 @@ static void *progress_main(void *arg)
         uint32_t w = atomic_load_explicit(&st->wake, memory_order_acquire);
         atomic_store_explicit(&st->sleeping, 1, memory_order_relaxed);
         dagger__fence_seq_cst();
-        if (!atomic_load_explicit(&st->cmds, memory_order_relaxed) &&
-            !atomic_load_explicit(&st->exit, memory_order_relaxed))
+        if (!atomic_load_explicit(&st->cmds, memory_order_relaxed)) /* closing too: ns <= 1 ms */
             dagger__futex_wait(&st->wake, w, ns);
         atomic_store_explicit(&st->sleeping, 0, memory_order_relaxed);
     }
