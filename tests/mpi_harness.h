@@ -24,4 +24,19 @@ static inline dagger_ctx_t *open_job(int threads)
     return ctx;
 }
 
+/* Spawn fn(argv) on rank `rank` (rank 0: a thread here), named `name`. */
+static inline dagger_task_t *spawn_on(dagger_ctx_t *ctx, int rank, dagger_fn_t fn, const char *name,
+                                      const dagger_value_t *argv, size_t argc)
+{
+    dagger_scope_t *s = dagger_scope_worker(rank);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = s;
+    o.name = name;
+    dagger_task_t *t = dagger_spawn_impl(ctx, &o, fn, NULL, argv, argc);
+    dagger_scope_release(s);
+    ASSERT_PTR(t);
+    return t;
+}
+
 #endif /* DAGGER_TESTS_MPI_HARNESS_H */

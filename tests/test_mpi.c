@@ -13,20 +13,6 @@
 #include "harness.h"
 #include "mpi_harness.h"
 
-static dagger_task_t *spawn_on(dagger_ctx_t *ctx, int rank, dagger_fn_t fn, const char *name,
-                               const dagger_value_t *argv, size_t argc)
-{
-    dagger_scope_t *s = dagger_scope_worker(rank);
-    dagger_task_opts_t o;
-    dagger_task_opts_init(&o);
-    o.scope = s;
-    o.name = name;
-    dagger_task_t *t = dagger_spawn_impl(ctx, &o, fn, NULL, argv, argc);
-    dagger_scope_release(s);
-    ASSERT_PTR(t);
-    return t;
-}
-
 static int where(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     *out = dagger_i64(dagger_ctx_rank(dagger_tc_ctx(tc)) * 1000 + dagger_arg_i64(a, 0));

@@ -23,20 +23,6 @@
 
 static uint8_t byte_at(size_t i) { return (uint8_t)(i * 131u + (i >> 12)); }
 
-static dagger_task_t *spawn_on(dagger_ctx_t *ctx, int rank, dagger_fn_t fn, const char *name,
-                               const dagger_value_t *argv, size_t argc)
-{
-    dagger_scope_t *s = dagger_scope_worker(rank);
-    dagger_task_opts_t o;
-    dagger_task_opts_init(&o);
-    o.scope = s;
-    o.name = name;
-    dagger_task_t *t = dagger_spawn_impl(ctx, &o, fn, NULL, argv, argc);
-    dagger_scope_release(s);
-    ASSERT_PTR(t);
-    return t;
-}
-
 /* A chunk of `size` bytes made on the rank that runs it, filled with byte_at. */
 static int make(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {

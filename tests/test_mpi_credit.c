@@ -24,19 +24,6 @@
 
 static int64_t now_ms(void) { return (int64_t)(dagger__now_ns() / 1000000u); }
 
-static dagger_task_t *spawn_on(dagger_ctx_t *ctx, int rank, dagger_fn_t fn, int64_t arg)
-{
-    dagger_scope_t *s = dagger_scope_worker(rank);
-    dagger_task_opts_t o;
-    dagger_task_opts_init(&o);
-    o.scope = s;
-    dagger_value_t argv[1] = {dagger_i64(arg)};
-    dagger_task_t *t = dagger_spawn_impl(ctx, &o, fn, NULL, argv, 1);
-    dagger_scope_release(s);
-    ASSERT_PTR(t);
-    return t;
-}
-
 /* On the last rank: push 0..n-1 to rank 0 with a window of WINDOW, untimed (the task
  * suspends when out of credits), then end the stream. Returns how often it had to wait. */
 static int produce(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
@@ -89,7 +76,8 @@ TEST(slow_consumer_bounds_the_buffer)
     snprintf(uri, sizeof uri, "mpi://%d/slow", last);
     dagger_edge_t *in;
     ASSERT_OK(dagger_edge_open(&in, uri, DAGGER_EDGE_POP));
-    dagger_task_t *p = spawn_on(ctx, last, produce, NVALUES);
+    dagger_task_t *p =
+        spawn_on(ctx, last, produce, NULL, (dagger_value_t[]){dagger_i64(NVALUES)}, 1);
     int64_t t0 = now_ms();
     while (dagger__mpi_stream_buffered(last, "slow") < WINDOW && now_ms() - t0 < 10000)
         usleep(1000);
@@ -99,7 +87,8 @@ TEST(slow_consumer_bounds_the_buffer)
     usleep(50000); /* the producer is stopped by the window, not late */
     ASSERT_EQ(dagger__mpi_stream_buffered(last, "slow"), WINDOW);
     ASSERT_FALSE(dagger_task_done(p));
-    dagger_task_t *e = spawn_on(ctx, last, echo, 41); /* runs only if the producer suspended */
+    dagger_task_t *e = spawn_on(ctx, last, echo, NULL, (dagger_value_t[]){dagger_i64(41)},
+                                1); /* runs only if the producer suspended */
     int64_t r = -1;
     ASSERT_OK(dagger_fetch_i64(e, &r));
     ASSERT_EQ(r, 42);
@@ -186,7 +175,8 @@ TEST(consumer_close_ends_a_waiting_producer)
     snprintf(uri, sizeof uri, "mpi://%d/gone", last);
     dagger_edge_t *in;
     ASSERT_OK(dagger_edge_open(&in, uri, DAGGER_EDGE_POP));
-    dagger_task_t *p = spawn_on(ctx, last, produce_until_closed, 0);
+    dagger_task_t *p =
+        spawn_on(ctx, last, produce_until_closed, NULL, (dagger_value_t[]){dagger_i64(0)}, 1);
     for (int64_t i = 0; i < 3; i++) {
         dagger_value_t v;
         ASSERT_OK(dagger_edge_pop(in, &v, 20000));

@@ -21,20 +21,6 @@
 
 #define N_WORDS ((size_t)1 << 17) /* 1 MiB of i64: over the 64 KiB inline limit */
 
-static dagger_task_t *spawn_on(dagger_ctx_t *ctx, int rank, dagger_fn_t fn, const char *name,
-                               const dagger_value_t *argv, size_t argc)
-{
-    dagger_scope_t *s = dagger_scope_worker(rank); /* rank 0: a thread here */
-    dagger_task_opts_t o;
-    dagger_task_opts_init(&o);
-    o.scope = s;
-    o.name = name;
-    dagger_task_t *t = dagger_spawn_impl(ctx, &o, fn, NULL, argv, argc);
-    dagger_scope_release(s);
-    ASSERT_PTR(t);
-    return t;
-}
-
 static int64_t word(size_t i, int64_t seed) { return (int64_t)(i * 2654435761u) ^ seed; }
 
 /* The producer: N_WORDS i64 made from a seed, a chunk result. */
