@@ -19,6 +19,12 @@
  *                   group, OpenMP uses `taskloop grainsize(1)`, oneTBB `parallel_for` with a
  *                   simple_partitioner and grain 1 (its idiomatic recursive split); the sum
  *                   of out is checked.                                             ns/iteration
+ *   core.parfor_range the same loop and body as core.parfor, written with each runtime's
+ *                   range primitive at its default grain: dagger_parallel_for (grain 0:
+ *                   automatic), oneTBB `parallel_for` over a blocked_range (auto_partitioner),
+ *                   OpenMP `taskloop` (default grainsize; impl "omp") and `parallel for
+ *                   schedule(static)` (impl "omp-for"); all called from the main thread; the
+ *                   sum of out is checked.                                         ns/iteration
  *   core.nested_wait one task spawns N children one at a time and waits for each
  *                   before it is done (dagger only: its peer is dagger-nocheck, the same
  *                   binary with DAGGER_DEADLOCK_CHECK=0).                          ns/wait
@@ -242,7 +248,7 @@ static inline int core_exit_code(void) { return core_failed_ ? 1 : 0; }
 static inline void core_list_rows(void)
 {
     puts("core.empty\ncore.empty_ext\ncore.chain\ncore.fib\ncore.fib_cutoff\ncore.nested\n"
-         "core.tree\ncore.wavefront\ncore.nested_wait\ncore.parfor");
+         "core.tree\ncore.wavefront\ncore.nested_wait\ncore.parfor\ncore.parfor_range");
 }
 
 #endif /* DAGGER_BENCH_CORE_PROBLEM_H */
