@@ -190,23 +190,30 @@ TEST(bad_arguments_name_the_argument)
 
 /* ---------------------------------------------------------------- reduction */
 
-/* Each leaf sums i * i mod 1000003 over its range locally and adds the partial once. */
+/* Each leaf sums i * i mod 1000003 over its range locally and adds the partial once, to the
+ * total and to the slot of the worker it runs on (leaves always run on workers). */
 struct reduce {
     _Atomic int64_t sum;
     _Atomic int partials;
+    _Atomic int64_t per_worker[2];
+    _Atomic int off_worker; /* leaves that reported no worker thread */
 };
 
 static int64_t sq_mod(int64_t i) { return (i * i) % 1000003; }
 
 static int reduce_leaf(dagger_tc_t *tc, int64_t lo, int64_t hi, void *ud)
 {
-    (void)tc;
     struct reduce *r = ud;
     int64_t s = 0;
     for (int64_t i = lo; i < hi; i++)
         s += sq_mod(i);
     atomic_fetch_add(&r->sum, s);
     atomic_fetch_add(&r->partials, 1);
+    int w = dagger_tc_thread(tc);
+    if (w >= 0 && w < 2)
+        atomic_fetch_add(&r->per_worker[w], s);
+    else
+        atomic_fetch_add(&r->off_worker, 1);
     return 0;
 }
 
@@ -222,6 +229,8 @@ TEST(sum_reduction_by_leaf_partials)
             struct reduce r = {0};
             ASSERT_OK(dagger_parallel_for(ctx, -5000, 200000, grains[g], reduce_leaf, &r));
             ASSERT_TRUE(atomic_load(&r.sum) == want);
+            ASSERT_EQ(atomic_load(&r.off_worker), 0);
+            ASSERT_TRUE(atomic_load(&r.per_worker[0]) + atomic_load(&r.per_worker[1]) == want);
             if (grains[g] == 1000000)
                 ASSERT_EQ(atomic_load(&r.partials), 1);
         }
