@@ -83,6 +83,7 @@ TEST(every_index_exactly_once)
         {5, 12345, -1},
         {INT64_MAX - 10, INT64_MAX, 3},
         {INT64_MIN, INT64_MIN + 10, 0},
+        {0, 300000, 1}, /* more than 16 halvings: a task hands the rest of its range over */
     };
     static const int threads[] = {1, 2, 4};
     for (size_t t = 0; t < sizeof threads / sizeof *threads; t++) {

@@ -167,8 +167,9 @@ static int parfor_range_leaf(dagger_tc_t *tc, int64_t lo, int64_t hi, void *ud)
     return 0;
 }
 
-/* The same loop with the range primitive, from the main thread, at the automatic grain. */
-static void row_parfor_range(long n)
+/* The same loop with the range primitive, from the main thread, at the automatic grain (0) or
+ * with leaves of `grain` iterations. */
+static void row_parfor_range(long n, int grain)
 {
     if (!core_want("core.parfor_range"))
         return;
@@ -177,7 +178,7 @@ static void row_parfor_range(long n)
     for (int r = 0; r < core_reps(CORE_REPS); r++) {
         memset(dst, 0, (size_t)n * sizeof *dst);
         double t0 = core_now_ns();
-        int rc = dagger_parallel_for(ctx, 0, n, 0, parfor_range_leaf, dst);
+        int rc = dagger_parallel_for(ctx, 0, n, grain, parfor_range_leaf, dst);
         double dt = core_now_ns() - t0;
         if (rc != 0)
             report_rc("core.parfor_range", "dagger_parallel_for", rc, dagger_last_errmsg());
@@ -186,7 +187,7 @@ static void row_parfor_range(long n)
         core_parfor_check("core.parfor_range", dst, n);
     }
     free(dst);
-    set_param("n", n);
+    core_parfor_param(param, sizeof param, n, grain, threads);
     core_result("core.parfor_range", param, best / (double)n, "ns/iteration");
 }
 
@@ -581,7 +582,8 @@ int main(int argc, char **argv)
     row_nested_wait(CORE_NESTED_WAIT_N, 0);
     row_nested_wait(CORE_NESTED_WAIT_N, 1);
     row_parfor(CORE_PARFOR_N);
-    row_parfor_range(CORE_PARFOR_N);
+    row_parfor_range(CORE_PARFOR_N, 0);
+    row_parfor_range(CORE_PARFOR_N, 1);
     /* Small sizes: pair with starpu (fib_cutoff and nested have one size). */
     row_empty(CORE_EMPTY_N_SMALL, 0);
     row_empty(CORE_EMPTY_N_SMALL, 1);

@@ -18,9 +18,12 @@
  * from then on no range splits further and leaves that have not started are skipped. Its task
  * fails with the same message (a trace shows it); every child failure is read by its parent's
  * join, so none counts as unfetched.
- * Invariants: the run's state lives in the caller's frame, which outlives every range task:
- * each task joins its children before it returns and the caller joins the root. A child that
- * cannot be allocated leaves its half to the task that would have spawned it (no index lost).
+ * A range task's one argument points to its range in the frame of its spawner (a spawn with
+ * one pointer costs about half of one with the five values it needs).
+ * Invariants: the run's state lives in the caller's frame and each range in its spawner's, and
+ * both outlive the tasks that read them: each task joins its children before it returns and the
+ * caller joins the root. A child that cannot be allocated leaves its half to the task that would
+ * have spawned it (no index lost).
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
@@ -39,10 +42,22 @@ struct pf {
     char msg[512];
 };
 
-/* The arguments of a range task. */
-enum { A_STATE, A_LO, A_HI, A_BUDGET, A_FROM, A_COUNT };
-#define FROM_CALLER (-2) /* A_FROM of the root: not stolen */
-#define MAX_KIDS 64      /* halvings of a 64-bit range */
+/* A range task's one argument: its range, read once when it starts. It lives in the frame of
+ * the task that spawned it (or of the caller, for the root), which joins it before returning. */
+struct node {
+    struct pf *st;
+    int64_t lo, hi;
+    int32_t budget; /* automatic grain: halvings left */
+    int32_t from;   /* the worker that spawned it; FROM_CALLER for the root */
+};
+#define FROM_CALLER (-2) /* the root: not stolen */
+/* Children per range task. A task that has split MAX_KIDS times hands the rest of its range to
+ * a fresh task instead of running it, so every frame stays small: joins run children inline,
+ * one frame above the other, maybe on a fiber's stack. */
+#define MAX_KIDS 16
+
+/* Spawn a range task for `n` (copied by the task when it starts; `n` must outlive it). */
+static dagger_task_t *spawn_range(dagger_ctx_t *ctx, struct node *n);
 
 /* Wait until `t` is done. A wait inside a task fails only when no stack is free to suspend on:
  * the state must outlive `t`, so let others run and try again (as dagger_queue_end does). */
@@ -99,52 +114,63 @@ static int range_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
     (void)a;
     (void)out;
     dagger_task_t *me = (dagger_task_t *)tc;
-    uint32_t n = 0;
-    const dagger_value_t *v = dagger__task_args(me, &n);
-    struct pf *st = (struct pf *)v[A_STATE].u.p;
-    int64_t lo = v[A_LO].u.i, hi = v[A_HI].u.i, budget = v[A_BUDGET].u.i;
+    uint32_t nargs = 0;
+    const struct node *in = dagger__task_args(me, &nargs)[0].u.p;
+    struct pf *st = in->st;
+    int64_t lo = in->lo, hi = in->hi;
+    int32_t budget = in->budget;
     int self = dagger_tc_thread(tc);
-    if (budget < st->refill && v[A_FROM].u.i != FROM_CALLER && v[A_FROM].u.i != self)
-        budget = st->refill; /* stolen */
-    dagger_task_t *kid[MAX_KIDS];
-    int64_t kid_lo[MAX_KIDS], kid_hi[MAX_KIDS];
+    if (budget < st->refill && in->from != FROM_CALLER && in->from != self)
+        budget = st->refill; /* stolen: split again for the next thief */
+    struct {
+        dagger_task_t *t;
+        struct node n;
+    } kid[MAX_KIDS + 1];
     int nk = 0;
-    dagger_ctx_t *ctx = me->ctx;
+    bool handed = false; /* the rest went to a fresh task: no leaf here */
     for (;;) {
         uint64_t size = (uint64_t)hi - (uint64_t)lo; /* no overflow for any int64 pair */
-        if (size < 2 || nk == MAX_KIDS || atomic_load_explicit(&st->failed, memory_order_relaxed))
+        if (size < 2 || atomic_load_explicit(&st->failed, memory_order_relaxed))
             break;
         if (st->grain > 0 ? size <= (uint64_t)st->grain : budget <= 0)
             break;
-        int64_t mid = (int64_t)((uint64_t)lo + size / 2);
-        dagger_value_t argv[A_COUNT] = {dagger_ptr(st), dagger_i64(mid), dagger_i64(hi),
-                                        dagger_i64(budget - 1), dagger_i64(self)};
-        dagger_task_t *c =
-            dagger__task_spawn_nohook(ctx, NULL, range_fn, "parallel_for", argv, A_COUNT);
-        if (!c) /* out of memory: this task keeps the whole rest */
+        struct node *n = &kid[nk].n;
+        *n = (struct node){st, lo, hi, budget, self};
+        if (nk < MAX_KIDS) {
+            n->lo = (int64_t)((uint64_t)lo + size / 2);
+            n->budget = budget - 1;
+        }
+        kid[nk].t = spawn_range(me->ctx, n);
+        if (!kid[nk].t) /* out of memory: this task keeps the whole rest */
             break;
-        kid[nk] = c;
-        kid_lo[nk] = mid;
-        kid_hi[nk] = hi;
-        nk++;
-        hi = mid;
+        if (nk++ == MAX_KIDS) {
+            handed = true;
+            break;
+        }
+        hi = n->lo;
         budget--;
     }
     int rc = 0;
-    if (!atomic_load_explicit(&st->failed, memory_order_relaxed)) {
+    if (!handed && !atomic_load_explicit(&st->failed, memory_order_relaxed)) {
         int r = st->fn(tc, lo, hi, st->ud);
         if (r != 0 || me->err)
             rc = leaf_failed(me, st, lo, hi, r);
     }
-    while (nk > 0) {
+    while (nk > 0) { /* newest first: the bottom of this worker's deque */
         nk--;
-        join(kid[nk]);
-        int krc = dagger_task_error(kid[nk]); /* reads it: the failure is not left unfetched */
+        join(kid[nk].t);
+        int krc = dagger_task_error(kid[nk].t); /* reads it: the failure is not left unfetched */
         if (krc) /* a no-op unless the child failed before its leaf ran (its range is lost) */
-            claim(st, krc, kid_lo[nk], kid_hi[nk], dagger_task_errmsg(kid[nk]));
-        dagger_task_release(kid[nk]);
+            claim(st, krc, kid[nk].n.lo, kid[nk].n.hi, dagger_task_errmsg(kid[nk].t));
+        dagger_task_release(kid[nk].t);
     }
     return rc;
+}
+
+static dagger_task_t *spawn_range(dagger_ctx_t *ctx, struct node *n)
+{
+    dagger_value_t arg = dagger_ptr(n);
+    return dagger__task_spawn_nohook(ctx, NULL, range_fn, "parallel_for", &arg, 1);
 }
 
 int dagger_parallel_for(dagger_ctx_t *ctx, int64_t begin, int64_t end, int64_t grain,
@@ -168,14 +194,12 @@ int dagger_parallel_for(dagger_ctx_t *ctx, int64_t begin, int64_t end, int64_t g
     while ((1 << lg) < ctx->nthreads && lg < 30)
         lg++;
     st.refill = grain > 0 ? 0 : lg + 1;
-    dagger_value_t argv[A_COUNT] = {dagger_ptr(&st), dagger_i64(begin), dagger_i64(end),
-                                    dagger_i64(grain > 0 ? 0 : lg + 2), dagger_i64(FROM_CALLER)};
+    struct node n = {&st, begin, end, grain > 0 ? 0 : lg + 2, FROM_CALLER};
     /* Outside the caller's blocks: none may hold, chain or count the root (see the top). */
     struct frame **slot = dagger__queue_frames_slot();
     struct frame *open = *slot;
     *slot = NULL;
-    dagger_task_t *root =
-        dagger__task_spawn_nohook(ctx, NULL, range_fn, "parallel_for", argv, A_COUNT);
+    dagger_task_t *root = spawn_range(ctx, &n);
     *slot = open;
     DAGGER_CHECK(root, DAGGER_ENOMEM, "dagger_parallel_for: out of memory for the root task");
     join(root);
