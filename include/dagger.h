@@ -655,6 +655,22 @@ DAGGER_API DAGGER_NODISCARD int dagger_sync_begin(dagger_ctx_t *ctx);
  *  meanwhile (dagger_tc_thread -1 there; see docs/core.md, sync groups). */
 DAGGER_API DAGGER_NODISCARD int dagger_sync_end(dagger_ctx_t *ctx);
 
+/* ---------------------------------------------------------------- parallel for */
+
+/** A leaf of dagger_parallel_for: handle every index of [lo, hi) (lo < hi). Return 0, or an
+ *  error (dagger_fail(tc, code, fmt, ...) gives it a message). `tc` is the leaf's task. */
+typedef int (*dagger_range_fn_t)(dagger_tc_t *tc, int64_t lo, int64_t hi, void *ud);
+
+/** Call `fn` over [begin, end) split recursively in halves into tasks (leaves of at most `grain`
+ *  indices; grain <= 0: about 4 leaves per worker, split further where work is stolen); every
+ *  index is in exactly one leaf. Blocks until all leaves ended (inside a task it suspends the
+ *  task, never the worker). After a leaf fails, leaves not started are skipped. See docs/core.md.
+ *  Returns: 0 (begin == end: fn is not called), DAGGER_EINVAL (NULL ctx or fn, end < begin),
+ *  DAGGER_ENOMEM, or the first failing leaf's code; the message, "parallel_for [lo, hi): ...",
+ *  is in dagger_last_errmsg. Ownership: borrows `ud`. Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_parallel_for(dagger_ctx_t *ctx, int64_t begin, int64_t end,
+                                                    int64_t grain, dagger_range_fn_t fn, void *ud);
+
 /* ---------------------------------------------------------------- allocator */
 
 /** Allocation hooks; replace before the first dagger_ctx_open. */

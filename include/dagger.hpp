@@ -488,6 +488,39 @@ class sync_group
     dagger_ctx_t *ctx_;
 };
 
+namespace detail
+{
+/* A leaf of dagger::parallel_for: the callable lives in the caller's frame, which outlives the
+ * call (dagger_parallel_for returns after the last leaf). */
+template <class F> int range_leaf(dagger_tc_t *tc, int64_t lo, int64_t hi, void *ud)
+{
+    try {
+        (*static_cast<F *>(ud))(lo, hi);
+        return 0;
+    } catch (const error &e) {
+        return dagger_fail(tc, e.code(), "%s", e.what());
+    } catch (const std::bad_alloc &) {
+        return dagger_fail(tc, DAGGER_ENOMEM, "out of memory (std::bad_alloc)");
+    } catch (const std::exception &e) {
+        return dagger_fail(tc, DAGGER_ETASK, "%s", e.what());
+    } catch (...) {
+        return dagger_fail(tc, DAGGER_ETASK, "a C++ exception that is not a std::exception");
+    }
+}
+} // namespace detail
+
+/** Call f(lo, hi) on sub-ranges covering [begin, end) once each, in tasks (dagger_parallel_for;
+ *  grain 0: automatic). f runs on several threads at once. Blocks until every leaf ended.
+ *  Throws dagger::error with the first failing leaf's code and message (an exception thrown by
+ *  f fails its leaf with its what()), or for bad arguments. */
+template <class Ctx, class F>
+void parallel_for(Ctx &&ctx, int64_t begin, int64_t end, F &&f, int64_t grain = 0)
+{
+    using D = std::remove_reference_t<F>;
+    check(dagger_parallel_for(detail::raw(ctx), begin, end, grain, &detail::range_leaf<D>,
+                              const_cast<void *>(static_cast<const void *>(&f))));
+}
+
 } // namespace dagger
 
 #endif /* DAGGER_HPP */

@@ -1,8 +1,9 @@
 /* bench/core/dagger.c - the core-runtime rows with dagger, written as a user would write them.
  *
  * Only the public API: dagger_spawn with task handles as arguments (dependencies whose values
- * the function receives), dagger_fetch_*, dagger_sync_begin/end, nested spawn + fetch inside
- * tasks for fib, dagger_task_release on every handle, dagger_ctx_close at the end.
+ * the function receives), dagger_fetch_*, dagger_sync_begin/end, dagger_parallel_for, nested
+ * spawn + fetch inside tasks for fib, dagger_task_release on every handle, dagger_ctx_close at
+ * the end.
  * Rows run at the full sizes of problem.h (pairing with omp and tbb) and at the small sizes
  * (pairing with starpu).
  * SPDX-License-Identifier: MIT
@@ -155,6 +156,39 @@ static void row_parfor(long n)
     free(dst);
     set_param("n", n);
     core_result("core.parfor", param, best / (double)n, "ns/iteration");
+}
+
+/* out[i] = parfor_f(i) over one leaf of dagger_parallel_for. */
+static int parfor_range_leaf(dagger_tc_t *tc, int64_t lo, int64_t hi, void *ud)
+{
+    int64_t *dst = ud;
+    for (int64_t i = lo; i < hi; i++)
+        dst[i] = core_parfor_f(i);
+    return 0;
+}
+
+/* The same loop with the range primitive, from the main thread, at the automatic grain (0) or
+ * with leaves of `grain` iterations. */
+static void row_parfor_range(long n, int grain)
+{
+    if (!core_want("core.parfor_range"))
+        return;
+    int64_t *dst = calloc((size_t)n, sizeof *dst);
+    double best = 1e300;
+    for (int r = 0; r < core_reps(CORE_REPS); r++) {
+        memset(dst, 0, (size_t)n * sizeof *dst);
+        double t0 = core_now_ns();
+        int rc = dagger_parallel_for(ctx, 0, n, grain, parfor_range_leaf, dst);
+        double dt = core_now_ns() - t0;
+        if (rc != 0)
+            report_rc("core.parfor_range", "dagger_parallel_for", rc, dagger_last_errmsg());
+        if (dt < best)
+            best = dt;
+        core_parfor_check("core.parfor_range", dst, n);
+    }
+    free(dst);
+    core_parfor_param(param, sizeof param, n, grain, threads);
+    core_result("core.parfor_range", param, best / (double)n, "ns/iteration");
 }
 
 /* ---------------------------------------------------------------- chain */
@@ -548,6 +582,8 @@ int main(int argc, char **argv)
     row_nested_wait(CORE_NESTED_WAIT_N, 0);
     row_nested_wait(CORE_NESTED_WAIT_N, 1);
     row_parfor(CORE_PARFOR_N);
+    row_parfor_range(CORE_PARFOR_N, 0);
+    row_parfor_range(CORE_PARFOR_N, 1);
     /* Small sizes: pair with starpu (fib_cutoff and nested have one size). */
     row_empty(CORE_EMPTY_N_SMALL, 0);
     row_empty(CORE_EMPTY_N_SMALL, 1);

@@ -74,6 +74,49 @@ static void row_parfor(long n)
     core_result("core.parfor", param, best / (double)n, "ns/iteration");
 }
 
+/* The same loop at the default grain: `taskloop` (impl "omp") and `parallel for` with a static
+ * schedule (impl "omp-for"); with grain 1: `taskloop grainsize(1)` only. */
+static void row_parfor_range(long n, int grain)
+{
+    if (!core_want("core.parfor_range"))
+        return;
+    int64_t *out = calloc((size_t)n, sizeof *out);
+    for (int kind = 0; kind < (grain > 0 ? 1 : 2); kind++) {
+        double best = 1e300;
+        for (int r = 0; r < core_reps(CORE_REPS); r++) {
+            memset(out, 0, (size_t)n * sizeof *out);
+            double t0 = core_now_ns();
+            if (kind == 0 && grain > 0) {
+#pragma omp parallel
+#pragma omp single
+#pragma omp taskloop grainsize(grain)
+                for (long i = 0; i < n; i++)
+                    out[i] = core_parfor_f(i);
+            } else if (kind == 0) {
+#pragma omp parallel
+#pragma omp single
+#pragma omp taskloop
+                for (long i = 0; i < n; i++)
+                    out[i] = core_parfor_f(i);
+            } else {
+#pragma omp parallel for schedule(static)
+                for (long i = 0; i < n; i++)
+                    out[i] = core_parfor_f(i);
+            }
+            double dt = core_now_ns() - t0;
+            if (dt < best)
+                best = dt;
+            core_parfor_check("core.parfor_range", out, n);
+        }
+        const char *impl = core_impl_;
+        core_impl_ = kind == 0 ? impl : "omp-for";
+        core_parfor_param(param, sizeof param, n, grain, threads);
+        core_result("core.parfor_range", param, best / (double)n, "ns/iteration");
+        core_impl_ = impl;
+    }
+    free(out);
+}
+
 /* ---------------------------------------------------------------- chain */
 
 static void row_chain(long n)
@@ -276,5 +319,7 @@ int main(int argc, char **argv)
     row_tree(CORE_TREE_DEPTH);
     row_wavefront(CORE_WAVE_N);
     row_parfor(CORE_PARFOR_N);
+    row_parfor_range(CORE_PARFOR_N, 0);
+    row_parfor_range(CORE_PARFOR_N, 1);
     return core_exit_code();
 }

@@ -19,6 +19,14 @@
  *                   group, OpenMP uses `taskloop grainsize(1)`, oneTBB `parallel_for` with a
  *                   simple_partitioner and grain 1 (its idiomatic recursive split); the sum
  *                   of out is checked.                                             ns/iteration
+ *   core.parfor_range the same loop and body as core.parfor, written with each runtime's
+ *                   range primitive at its default grain: dagger_parallel_for (grain 0:
+ *                   automatic), oneTBB `parallel_for` over a blocked_range (auto_partitioner),
+ *                   OpenMP `taskloop` (default grainsize; impl "omp") and `parallel for
+ *                   schedule(static)` (impl "omp-for"); all called from the main thread; the
+ *                   sum of out is checked. A second param, "grain=1", forces leaves of one
+ *                   iteration (TBB: simple_partitioner, OpenMP: taskloop grainsize(1); no
+ *                   omp-for row): the cost of a leaf.                              ns/iteration
  *   core.nested_wait one task spawns N children one at a time and waits for each
  *                   before it is done (dagger only: its peer is dagger-nocheck, the same
  *                   binary with DAGGER_DEADLOCK_CHECK=0).                          ns/wait
@@ -230,6 +238,15 @@ static inline void core_parfor_check(const char *bench, const int64_t *out, int6
     core_check_i64(bench, "sum of out", s, core_parfor_expected(n));
 }
 
+/* The param of a core.parfor_range row: "n=N,t=T", or "n=N,grain=G,t=T" for a forced grain. */
+static inline void core_parfor_param(char *buf, size_t cap, long n, int grain, int threads)
+{
+    if (grain > 0)
+        snprintf(buf, cap, "n=%ld,grain=%d,t=%d", n, grain, threads);
+    else
+        snprintf(buf, cap, "n=%ld,t=%d", n, threads);
+}
+
 static inline void core_fail(const char *bench, const char *msg)
 {
     fprintf(stderr, "ERROR %s (%s): %s\n", bench, core_impl_, msg);
@@ -242,7 +259,7 @@ static inline int core_exit_code(void) { return core_failed_ ? 1 : 0; }
 static inline void core_list_rows(void)
 {
     puts("core.empty\ncore.empty_ext\ncore.chain\ncore.fib\ncore.fib_cutoff\ncore.nested\n"
-         "core.tree\ncore.wavefront\ncore.nested_wait\ncore.parfor");
+         "core.tree\ncore.wavefront\ncore.nested_wait\ncore.parfor\ncore.parfor_range");
 }
 
 #endif /* DAGGER_BENCH_CORE_PROBLEM_H */

@@ -300,6 +300,36 @@ static void row_parfor(long n)
     core_result("core.parfor", param, best / (double)n, "ns/iteration");
 }
 
+/* The same loop at the default grain: a blocked_range with the auto_partitioner; with a grain,
+ * the simple_partitioner (leaves of at most `grain` iterations). */
+static void row_parfor_range(long n, int grain)
+{
+    if (!core_want("core.parfor_range"))
+        return;
+    std::vector<int64_t> outv((size_t)n);
+    int64_t *out = outv.data();
+    auto body = [out](const oneapi::tbb::blocked_range<long> &rg) {
+        for (long i = rg.begin(); i < rg.end(); i++)
+            out[i] = core_parfor_f(i);
+    };
+    double best = 1e300;
+    for (int r = 0; r < core_reps(CORE_REPS); r++) {
+        memset(out, 0, (size_t)n * sizeof *out);
+        double t0 = core_now_ns();
+        if (grain > 0)
+            oneapi::tbb::parallel_for(oneapi::tbb::blocked_range<long>(0, n, (size_t)grain), body,
+                                      oneapi::tbb::simple_partitioner());
+        else
+            oneapi::tbb::parallel_for(oneapi::tbb::blocked_range<long>(0, n), body);
+        double dt = core_now_ns() - t0;
+        if (dt < best)
+            best = dt;
+        core_parfor_check("core.parfor_range", out, n);
+    }
+    core_parfor_param(param, sizeof param, n, grain, threads);
+    core_result("core.parfor_range", param, best / (double)n, "ns/iteration");
+}
+
 int main(int argc, char **argv)
 {
     int t = core_init(argc, argv, "tbb", "TBB_NUM_THREADS");
@@ -323,5 +353,7 @@ int main(int argc, char **argv)
     row_tree(CORE_TREE_DEPTH);
     row_wavefront(CORE_WAVE_N);
     row_parfor(CORE_PARFOR_N);
+    row_parfor_range(CORE_PARFOR_N, 0);
+    row_parfor_range(CORE_PARFOR_N, 1);
     return core_exit_code();
 }
