@@ -84,7 +84,8 @@ struct frame {
 };
 
 /* Inline storage of the arguments (16 bytes each) and inputs (32 bytes each): the arguments
- * from the front, the inputs from the back; a task whose arguments and inputs do not fit (8
+ * from the front, the inputs right after them (spawn's one-pass path) or from the back (its
+ * general path); a task whose arguments and inputs do not fit (8
  * arguments, 4 arguments and 2 inputs, 4 inputs) takes heap arrays, whose sizes live in the
  * extension record. 128 bytes: the shapes of the benchmarks (a tree node: 3 arguments and 1
  * input; a wavefront cell: 2 inputs and 2 arguments) fit, as they did before the record shrank;

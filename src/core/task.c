@@ -769,46 +769,66 @@ static int check_data_arg(dagger_task_t *t, const dagger_task_opts_t *o, const d
     return 0;
 }
 
-static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *argv,
-                       size_t argc, dagger_task_t **seq, int nseq, int *ndeps_out)
+/* The arguments and inputs of the common spawn in one pass: each argument is checked, copied and
+ * (a task) retained as an input in the same loop. The inputs follow the arguments in the inline
+ * area. Only what needs no message is taken here: a value that is invalid, oversize, a chunk or
+ * shard, a copy that fails, or more than fits inline makes it drop what it took and return
+ * false, and the general path below checks and takes everything again in its own order, so
+ * errors and their messages are the same. */
+static inline bool take_args_fast(dagger_task_t *t, const dagger_value_t *argv, size_t argc,
+                                  dagger_task_t **seq, int nseq, size_t *nomem_at)
+{
+    size_t room = INLINE_BYTES - (size_t)nseq * sizeof(struct dep);
+    size_t argb = argc * sizeof(dagger_value_t);
+    if (DAGGER_UNLIKELY(nseq > INLINE_BYTES / (int)sizeof(struct dep) || argb > room))
+        return false;
+    t->deps = (struct dep *)((char *)&t->inl + argb);
+    room -= argb;
+    dagger_ctx_t *ctx = t->ctx;
+    uint32_t nd = 0;
+    for (size_t i = 0; i < argc; i++) {
+        dagger_value_t v = argv[i];
+        if (v.kind == DAGGER_KIND_TASK) {
+            if (DAGGER_UNLIKELY((v.flags & DAGGER_VALUE_REMOTE) || !v.u.t || v.u.t->ctx != ctx ||
+                                room < sizeof(struct dep)))
+                goto general;
+            room -= sizeof(struct dep);
+            t->deps[nd].task = dagger_task_retain(v.u.t);
+            t->deps[nd].node.argi = (int32_t)i;
+            t->ndeps = ++nd;
+            v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+        } else if (DAGGER_UNLIKELY(v.kind > DAGGER_KIND_TASK || (v.flags & DAGGER_VALUE_TOOBIG))) {
+            goto general;
+        } else if (dagger__value_holds(v.kind) && !(v.flags & DAGGER_VALUE_BORROW)) {
+            if (DAGGER_UNLIKELY(dagger__value_own(&v) != 0)) {
+                *nomem_at = i; /* reported there, unless an argument is invalid: no retry */
+                goto general;
+            }
+        } else {
+            v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+        }
+        t->args[t->nargs++] = v;
+    }
+    for (int i = 0; i < nseq; i++) {
+        t->deps[nd].task = dagger_task_retain(seq[i]);
+        t->deps[nd].node.argi = -1;
+        t->ndeps = ++nd;
+    }
+    return true;
+general:
+    drop_args(t);
+    return false;
+}
+
+/* The general path: every argument and syncdep checked first (the first problem is the error),
+ * then the storage chosen (inline, or heap arrays for what does not fit) and everything taken.
+ * `nomem_at`: the argument whose copy already failed in take_args_fast (SIZE_MAX: none). */
+DAGGER_NOINLINE static int take_args(dagger_task_t *t, const dagger_task_opts_t *o,
+                                     const dagger_value_t *argv, size_t argc, dagger_task_t **seq,
+                                     int nseq, size_t nomem_at)
 {
     dagger_ctx_t *ctx = t->ctx;
-    DAGGER_CHECK(t->fn, DAGGER_EINVAL, "the task function is NULL");
-    DAGGER_CHECK(!o || o->scope, DAGGER_EINVAL,
-                 "opts.scope is NULL (did a scope constructor fail?); use dagger_scope_any() for "
-                 "any processor");
-    DAGGER_CHECK(argc == 0 || argv, DAGGER_EINVAL, "%zu arguments announced but argv is NULL",
-                 argc);
-    DAGGER_CHECK(argc <= UINT32_MAX / 2, DAGGER_EINVAL, "%zu arguments is too many", argc);
     size_t nsync = o ? o->nsyncdeps : 0;
-    DAGGER_CHECK(nsync == 0 || o->syncdeps, DAGGER_EINVAL,
-                 "%zu syncdeps announced but the syncdeps array is NULL", nsync);
-    if (o) {
-        DAGGER_CHECK(o->occupancy >= 0.0 && o->occupancy <= 1.0, DAGGER_EINVAL,
-                     "occupancy %g is out of range: it must be within 0..1", o->occupancy);
-        t->job.occupancy = (float)o->occupancy;
-        t->job.prio = o->priority;
-        DAGGER_CHECK((o->flags & ~(unsigned)TASK_FLAGS) == 0, DAGGER_EINVAL,
-                     "unknown task option flags 0x%x", o->flags & ~(unsigned)TASK_FLAGS);
-        if (o->flags & DAGGER_TASK_MUTABLE_RESULT) {
-            DAGGER_CHECK(o->occupancy >= 1.0, DAGGER_EINVAL,
-                         "DAGGER_TASK_MUTABLE_RESULT needs occupancy 1: mutable data belongs to "
-                         "a worker thread, and occupancy %g runs beside the workers",
-                         o->occupancy);
-            t->flags |= TF_MUTABLE_RESULT;
-        } else if (o->flags & DAGGER_TASK_CHUNK_RESULT) {
-            t->flags |= TF_CHUNK_RESULT;
-        }
-        if (o->userdata || o->restore || o->checkpoint) {
-            struct task_ext *x = dagger__task_ext_get(t);
-            if (!x)
-                return dagger__set_errmsg(DAGGER_ENOMEM,
-                                          "out of memory for the task's userdata and hooks");
-            x->ud = o->userdata;
-            x->restore = o->restore;
-            x->checkpoint = o->checkpoint;
-        }
-    }
     size_t ndeps = nsync + (size_t)nseq;
     for (size_t i = 0; i < argc; i++) {
         const dagger_value_t *v = &argv[i];
@@ -884,7 +904,7 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
                                       i + 1, dagger_kind_name(v.kind));
         if (dagger__value_holds(v.kind) &&
             (!(v.flags & DAGGER_VALUE_BORROW) || dagger__value_is_handle(v.kind))) {
-            if (dagger__value_own(&v) != 0)
+            if (i == nomem_at || dagger__value_own(&v) != 0)
                 return dagger__set_errmsg(
                     DAGGER_ENOMEM, "out of memory copying argument %zu (%u bytes)", i, argv[i].len);
         } else {
@@ -902,6 +922,56 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         t->deps[nd].node.argi = -1;
         t->ndeps = ++nd;
     }
+    return 0;
+}
+
+static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *argv,
+                       size_t argc, dagger_task_t **seq, int nseq, int *ndeps_out)
+{
+    dagger_ctx_t *ctx = t->ctx;
+    DAGGER_CHECK(t->fn, DAGGER_EINVAL, "the task function is NULL");
+    DAGGER_CHECK(!o || o->scope, DAGGER_EINVAL,
+                 "opts.scope is NULL (did a scope constructor fail?); use dagger_scope_any() for "
+                 "any processor");
+    DAGGER_CHECK(argc == 0 || argv, DAGGER_EINVAL, "%zu arguments announced but argv is NULL",
+                 argc);
+    DAGGER_CHECK(argc <= UINT32_MAX / 2, DAGGER_EINVAL, "%zu arguments is too many", argc);
+    size_t nsync = o ? o->nsyncdeps : 0;
+    DAGGER_CHECK(nsync == 0 || o->syncdeps, DAGGER_EINVAL,
+                 "%zu syncdeps announced but the syncdeps array is NULL", nsync);
+    if (o) {
+        DAGGER_CHECK(o->occupancy >= 0.0 && o->occupancy <= 1.0, DAGGER_EINVAL,
+                     "occupancy %g is out of range: it must be within 0..1", o->occupancy);
+        t->job.occupancy = (float)o->occupancy;
+        t->job.prio = o->priority;
+        DAGGER_CHECK((o->flags & ~(unsigned)TASK_FLAGS) == 0, DAGGER_EINVAL,
+                     "unknown task option flags 0x%x", o->flags & ~(unsigned)TASK_FLAGS);
+        if (o->flags & DAGGER_TASK_MUTABLE_RESULT) {
+            DAGGER_CHECK(o->occupancy >= 1.0, DAGGER_EINVAL,
+                         "DAGGER_TASK_MUTABLE_RESULT needs occupancy 1: mutable data belongs to "
+                         "a worker thread, and occupancy %g runs beside the workers",
+                         o->occupancy);
+            t->flags |= TF_MUTABLE_RESULT;
+        } else if (o->flags & DAGGER_TASK_CHUNK_RESULT) {
+            t->flags |= TF_CHUNK_RESULT;
+        }
+        if (o->userdata || o->restore || o->checkpoint) {
+            struct task_ext *x = dagger__task_ext_get(t);
+            if (!x)
+                return dagger__set_errmsg(DAGGER_ENOMEM,
+                                          "out of memory for the task's userdata and hooks");
+            x->ud = o->userdata;
+            x->restore = o->restore;
+            x->checkpoint = o->checkpoint;
+        }
+    }
+    size_t nomem_at = SIZE_MAX;
+    if (!DAGGER_LIKELY(nsync == 0 && take_args_fast(t, argv, argc, seq, nseq, &nomem_at))) {
+        int rc = take_args(t, o, argv, argc, seq, nseq, nomem_at);
+        if (rc)
+            return rc;
+    }
+    uint32_t nd = t->ndeps;
     if (o && o->scope && !dagger__scope_is_any(o->scope)) {
         /* A scope that no processor satisfies fails now; the choice among those it allows is
          * placement's, when the task is ready. */
