@@ -186,11 +186,12 @@ static inline void drop_args(dagger_task_t *t)
 {
     struct task_ext *x = dagger__task_x(t); /* acquire: a hook may have made it on another thread */
     if (DAGGER_LIKELY(!x)) {
-        /* the common case: inline storage, no scratch copies; only owned values and
-         * dependencies to drop */
-        for (uint32_t i = 0; i < t->nargs; i++)
-            if (t->args[i].flags & DAGGER_VALUE_OWNED)
-                dagger__value_drop(&t->args[i]);
+        /* the common case: inline storage, no scratch copies; only owned values (when spawn
+         * made any) and dependencies to drop */
+        if (t->flags & TF_OWNED_ARGS)
+            for (uint32_t i = 0; i < t->nargs; i++)
+                if (t->args[i].flags & DAGGER_VALUE_OWNED)
+                    dagger__value_drop(&t->args[i]);
         for (uint32_t i = 0; i < t->ndeps; i++)
             dagger_task_release(t->deps[i].task);
         t->nargs = t->ndeps = 0;
@@ -804,6 +805,7 @@ static inline bool take_args_fast(dagger_task_t *t, const dagger_value_t *argv, 
                 *nomem_at = i; /* reported there, unless an argument is invalid: no retry */
                 goto general;
             }
+            t->flags |= TF_OWNED_ARGS;
         } else {
             v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
         }
@@ -907,6 +909,7 @@ DAGGER_NOINLINE static int take_args(dagger_task_t *t, const dagger_task_opts_t 
             if (i == nomem_at || dagger__value_own(&v) != 0)
                 return dagger__set_errmsg(
                     DAGGER_ENOMEM, "out of memory copying argument %zu (%u bytes)", i, argv[i].len);
+            t->flags |= TF_OWNED_ARGS;
         } else {
             v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
         }
@@ -1064,12 +1067,13 @@ dagger_task_t *dagger__task_spawn_nohook(dagger_ctx_t *ctx, const dagger_task_op
  * SEQUENTIAL one is one unit of it: its tasks follow the unit before and not each other, and
  * the block's end makes the whole group the unit after (unit_end in queue.c). */
 static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
-                                  dagger_task_t **seq, int *nseq)
+                                  dagger_task_t **seq, int *nseq, bool *ordered)
 {
     struct frame *bulk = NULL;
     for (struct frame *f = top; f; f = f->up) {
         if (f->ctx != ctx)
             continue;
+        *ordered |= (f->mode & (DAGGER_QUEUE_SEQUENTIAL | DAGGER_QUEUE_BULK)) != 0;
         if ((f->mode & DAGGER_QUEUE_WAITALL) && !t->group)
             t->group = &f->group;
         if ((f->mode & DAGGER_QUEUE_BULK) && !bulk)
@@ -1088,7 +1092,9 @@ static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct fr
 }
 
 /* After a successful setup: become the last task of SEQUENTIAL blocks up to the innermost
- * BULK block (outer ones see the bulk group as a unit), be held by BULK. */
+ * BULK block (outer ones see the bulk group as a unit), be held by BULK. Called only when
+ * apply_frames saw such a block of this context (`ordered`): a WAITALL block alone needs
+ * nothing more. */
 static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
                              struct frame *bulk)
 {
@@ -1142,8 +1148,9 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
     struct frame *bulk = NULL;
     dagger_task_t *seq[MAX_SEQ];
     int nseq = 0;
+    bool ordered = false; /* a SEQUENTIAL or BULK block of ctx is open */
     if (top)
-        bulk = apply_frames(ctx, t, top, seq, &nseq);
+        bulk = apply_frames(ctx, t, top, seq, &nseq, &ordered);
     dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, 1);
 
     int nd = 0;
@@ -1157,7 +1164,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
     }
     if (nd)
         t->flags |= TF_HAS_DEPS; /* read by the deadlock check (deadlock.c) */
-    uint32_t holds = 1 + (top ? enter_frames(ctx, t, top, bulk) : 0);
+    uint32_t holds = 1 + (ordered ? enter_frames(ctx, t, top, bulk) : 0);
     if (nd == 0 && holds == 1) {      /* nobody else can see the task yet: no atomics needed */
         if (DAGGER_UNLIKELY(tracing)) /* one event: spawned and ready at once */
             dagger__trace_spawn_ready(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
