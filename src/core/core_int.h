@@ -240,6 +240,19 @@ static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int6
     }
 }
 
+/* ctx.c: both global counts of a spawn from a thread outside the pool, in one call. */
+void dagger__ctx_global_spawned(dagger_ctx_t *ctx);
+/* A spawn's counts: a task record alive and a task in flight. */
+static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
+{
+    if (w < 0) {
+        dagger__ctx_global_spawned(ctx);
+        return;
+    }
+    dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
+    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, 1);
+}
+
 static inline bool dagger__event_push(struct dagger__event *ev, struct dagger__waiter *w)
 {
     struct dagger__waiter *head = atomic_load_explicit(&ev->head, memory_order_acquire);

@@ -76,7 +76,7 @@ __attribute__((constructor)) static void register_task_kind(void)
 
 /* ---------------------------------------------------------------- records */
 
-static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
+static dagger_task_t *task_alloc(dagger_ctx_t *ctx)
 {
     dagger_task_t *t = dagger__obj_alloc(sizeof *t);
     if (!t)
@@ -112,8 +112,7 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     atomic_init(&t->x, NULL);
     atomic_init(&t->unseen, 0);
     t->result = dagger_nil();
-    dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
-    return t;
+    return t; /* counted alive by spawn, with the task in flight (dagger__ctx_count_spawn) */
 }
 
 struct task_ext *dagger__task_ext_get(dagger_task_t *t)
@@ -1131,7 +1130,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
                             const dagger_value_t *argv, size_t argc)
 {
     int w = dagger__pool_self(ctx->pool);
-    dagger_task_t *t = task_alloc(ctx, w);
+    dagger_task_t *t = task_alloc(ctx);
     if (!t) {
         dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: out of memory for a task record");
         return NULL;
@@ -1151,7 +1150,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
     bool ordered = false; /* a SEQUENTIAL or BULK block of ctx is open */
     if (top)
         bulk = apply_frames(ctx, t, top, seq, &nseq, &ordered);
-    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, 1);
+    dagger__ctx_count_spawn(ctx, w);
 
     int nd = 0;
     int rc = spawn_setup(t, o, argv, argc, seq, nseq, &nd);
