@@ -290,7 +290,8 @@ static inline int64_t dagger__queue_group_sum(struct group *g)
 
 void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx);
 /* Count a finished task of `g` on worker `w` (-1: not a worker of this context). */
-static inline void dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, int w)
+__attribute__((always_inline)) static inline void dagger__queue_group_done(struct group *g,
+                                                                           dagger_ctx_t *ctx, int w)
 {
     struct gslot *s;
     if (w >= 0 && w < g->nslots - 1) {

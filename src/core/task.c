@@ -367,13 +367,12 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
     }
 }
 
-/* Close `ev` and serve its waiters. With `cont`, the first plain dependent that becomes ready
- * is returned instead of submitted. Nodes are read before they are signalled: a signalled
- * waiter may return and free its node at once. */
-static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool want_cont,
-                           bool data_result)
+/* Serve the waiters `w` of a closed event (the list its close took). With `cont`, the first
+ * plain dependent that becomes ready is returned instead of submitted. Nodes are read before
+ * they are signalled: a signalled waiter may return and free its node at once. */
+DAGGER_NOINLINE static dagger_task_t *serve(struct dagger__waiter *w, dagger_ctx_t *ctx,
+                                            bool want_cont, bool data_result)
 {
-    struct dagger__waiter *w = atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel);
     dagger_task_t *cont = NULL;
     while (w && w != EV_CLOSED) {
         struct dagger__waiter *next = w->next;
@@ -414,6 +413,14 @@ static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool wan
         w = next;
     }
     return cont;
+}
+
+/* Close `ev` (one exchange) and serve its waiters, if any. */
+static inline dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool want_cont,
+                                  bool data_result)
+{
+    struct dagger__waiter *w = atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel);
+    return w ? serve(w, ctx, want_cont, data_result) : NULL;
 }
 
 void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx)
