@@ -934,6 +934,54 @@ DAGGER_NOINLINE static int take_args(dagger_task_t *t, const dagger_task_opts_t 
     return 0;
 }
 
+/* The options that make placement decide (a scope, implementations) and a job's spread over
+ * the ranks; out of line, with its message buffer, since a plain spawn has none of them. */
+DAGGER_NOINLINE static int take_placement(dagger_task_t *t, const dagger_task_opts_t *o,
+                                          const dagger_value_t *argv, size_t argc, uint32_t nd)
+{
+    dagger_ctx_t *ctx = t->ctx;
+    if (o && o->scope && !dagger__scope_is_any(o->scope)) {
+        /* A scope that no processor satisfies fails now; the choice among those it allows is
+         * placement's, when the task is ready. */
+        dagger__procset set;
+        char why[512];
+        int n = ctx->nranks > 1
+                    ? dagger__scope_check(o->scope, ctx->nranks, ctx->nthreads, why, sizeof why)
+                    : dagger__scope_resolve(o->scope, 0, 1, ctx->nthreads, &set, why, sizeof why);
+        if (n == 0)
+            return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
+        struct task_ext *x = dagger__task_ext_get(t);
+        if (!x)
+            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's scope");
+        x->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
+        atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+        if (DAGGER_UNLIKELY(ctx->nranks > 1)) /* a pinned remote task reports it there */
+            x->expected = o->expected_time > 0 ? (float)o->expected_time : 0.0f;
+    } else if (DAGGER_UNLIKELY(ctx->nranks > 1)) {
+        /* a job: a task that may run on any rank (its scope says so, or it is independent and
+         * long) is placed by the cost model (src/sched/cost.c) and may be stolen */
+        struct task_ext *x = dagger__task_ext_get(t);
+        if (!x)
+            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's placement");
+        x->expected = o && o->expected_time > 0 ? (float)o->expected_time : 0.0f;
+        x->scope = dagger__sched_spread(t->fn, o, argv, argc, nd);
+        if (x->scope)
+            atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+    }
+    if (o && o->nimpls) { /* implementations of other kinds: placement picks one */
+        DAGGER_CHECK(o->impls && o->nimpls <= 16, DAGGER_EINVAL,
+                     "opts.impls: %zu implementations announced (at most 16, impls not NULL)",
+                     o->nimpls);
+        struct task_ext *x = dagger__task_ext_get(t);
+        if (!x)
+            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's impls");
+        x->impls = o->impls;
+        x->nimpls = (uint32_t)o->nimpls;
+        atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+    }
+    return 0;
+}
+
 static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *argv,
                        size_t argc, dagger_task_t **seq, int nseq, int *ndeps_out)
 {
@@ -981,44 +1029,10 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
             return rc;
     }
     uint32_t nd = t->ndeps;
-    if (o && o->scope && !dagger__scope_is_any(o->scope)) {
-        /* A scope that no processor satisfies fails now; the choice among those it allows is
-         * placement's, when the task is ready. */
-        dagger__procset set;
-        char why[512];
-        int n = ctx->nranks > 1
-                    ? dagger__scope_check(o->scope, ctx->nranks, ctx->nthreads, why, sizeof why)
-                    : dagger__scope_resolve(o->scope, 0, 1, ctx->nthreads, &set, why, sizeof why);
-        if (n == 0)
-            return dagger__set_errmsg_str(DAGGER_ESCOPE, why);
-        struct task_ext *x = dagger__task_ext_get(t);
-        if (!x)
-            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's scope");
-        x->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
-        atomic_store_explicit(&t->place, 1, memory_order_relaxed);
-        if (DAGGER_UNLIKELY(ctx->nranks > 1)) /* a pinned remote task reports it there */
-            x->expected = o->expected_time > 0 ? (float)o->expected_time : 0.0f;
-    } else if (DAGGER_UNLIKELY(ctx->nranks > 1)) {
-        /* a job: a task that may run on any rank (its scope says so, or it is independent and
-         * long) is placed by the cost model (src/sched/cost.c) and may be stolen */
-        struct task_ext *x = dagger__task_ext_get(t);
-        if (!x)
-            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's placement");
-        x->expected = o && o->expected_time > 0 ? (float)o->expected_time : 0.0f;
-        x->scope = dagger__sched_spread(t->fn, o, argv, argc, nd);
-        if (x->scope)
-            atomic_store_explicit(&t->place, 1, memory_order_relaxed);
-    }
-    if (o && o->nimpls) { /* implementations of other kinds: placement picks one */
-        DAGGER_CHECK(o->impls && o->nimpls <= 16, DAGGER_EINVAL,
-                     "opts.impls: %zu implementations announced (at most 16, impls not NULL)",
-                     o->nimpls);
-        struct task_ext *x = dagger__task_ext_get(t);
-        if (!x)
-            return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's impls");
-        x->impls = o->impls;
-        x->nimpls = (uint32_t)o->nimpls;
-        atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+    if (DAGGER_UNLIKELY(o != NULL || ctx->nranks > 1)) {
+        int rc = take_placement(t, o, argv, argc, nd);
+        if (rc)
+            return rc;
     }
     *ndeps_out = (int)nd;
     return 0;
