@@ -111,6 +111,7 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx)
     t->err = NULL;
     atomic_init(&t->x, NULL);
     atomic_init(&t->unseen, 0);
+    atomic_init(&t->external, 0); /* a recycled record kept the flag of its last task */
     t->result = dagger_nil();
     return t; /* counted alive by spawn, with the task in flight (dagger__ctx_count_spawn) */
 }
