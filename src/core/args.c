@@ -59,7 +59,10 @@ bool dagger_tc_cancelled(const dagger_tc_t *tc)
 
 /* ---------------------------------------------------------------- argument accessors */
 
-static const dagger_value_t *arg_at(const dagger_args_t *a, size_t i, int kind, int alt)
+/* The failing lookups out of line (with their messages); the accessors test the common case,
+ * an index in range and a value of the kind asked for, inline. */
+DAGGER_NOINLINE static const dagger_value_t *arg_at(const dagger_args_t *a, size_t i, int kind,
+                                                    int alt)
 {
     dagger_task_t *t = (dagger_task_t *)a;
     if (i >= t->nargs) {
@@ -87,20 +90,38 @@ const dagger_value_t *dagger_arg(const dagger_args_t *a, size_t i)
     return i < t->nargs ? &t->args[i] : NULL;
 }
 
+/* The value at `i` when it is of `kind`, else NULL (the caller then asks arg_at). */
+static inline const dagger_value_t *arg_fast(const dagger_args_t *a, size_t i, int kind)
+{
+    const dagger_task_t *t = (const dagger_task_t *)a;
+    if (DAGGER_LIKELY(i < t->nargs && t->args[i].kind == kind))
+        return &t->args[i];
+    return NULL;
+}
+
 bool dagger_arg_bool(const dagger_args_t *a, size_t i)
 {
+    const dagger_value_t *f = arg_fast(a, i, DAGGER_KIND_BOOL);
+    if (f)
+        return f->u.b;
     const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_BOOL, -1);
     return v ? v->u.b : false;
 }
 
 int64_t dagger_arg_i64(const dagger_args_t *a, size_t i)
 {
+    const dagger_value_t *f = arg_fast(a, i, DAGGER_KIND_I64);
+    if (f)
+        return f->u.i;
     const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_I64, -1);
     return v ? v->u.i : 0;
 }
 
 double dagger_arg_f64(const dagger_args_t *a, size_t i)
 {
+    const dagger_value_t *f = arg_fast(a, i, DAGGER_KIND_F64);
+    if (f)
+        return f->u.f;
     const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_F64, DAGGER_KIND_I64);
     if (!v)
         return 0.0;
@@ -109,6 +130,9 @@ double dagger_arg_f64(const dagger_args_t *a, size_t i)
 
 const char *dagger_arg_str(const dagger_args_t *a, size_t i)
 {
+    const dagger_value_t *f = arg_fast(a, i, DAGGER_KIND_STR);
+    if (f)
+        return f->u.s;
     const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_STR, -1);
     return v ? v->u.s : NULL;
 }
@@ -123,6 +147,9 @@ const void *dagger_arg_blob(const dagger_args_t *a, size_t i, size_t *len)
 
 void *dagger_arg_ptr(const dagger_args_t *a, size_t i)
 {
+    const dagger_value_t *f = arg_fast(a, i, DAGGER_KIND_PTR);
+    if (f)
+        return (void *)f->u.p;
     const dagger_value_t *v = arg_at(a, i, DAGGER_KIND_PTR, -1);
     return v ? (void *)v->u.p : NULL;
 }

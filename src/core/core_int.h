@@ -84,7 +84,8 @@ struct frame {
 };
 
 /* Inline storage of the arguments (16 bytes each) and inputs (32 bytes each): the arguments
- * from the front, the inputs from the back; a task whose arguments and inputs do not fit (8
+ * from the front, the inputs right after them (spawn's one-pass path) or from the back (its
+ * general path); a task whose arguments and inputs do not fit (8
  * arguments, 4 arguments and 2 inputs, 4 inputs) takes heap arrays, whose sizes live in the
  * extension record. 128 bytes: the shapes of the benchmarks (a tree node: 3 arguments and 1
  * input; a wavefront cell: 2 inputs and 2 arguments) fit, as they did before the record shrank;
@@ -103,6 +104,7 @@ enum {
     TF_MUTABLE_RESULT = 1u << 2, /* DAGGER_TASK_MUTABLE_RESULT */
     TF_DEFERRED = 1u << 3,       /* the body returned; an executor completes it later */
     TF_HAS_DEPS = 1u << 4,
+    TF_OWNED_ARGS = 1u << 5, /* an argument owns a copy or a reference: drop_args walks them */
 };
 
 /* The rarely used fields of a task: options few tasks set (userdata, hooks, implementations, a
@@ -238,6 +240,19 @@ static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int6
     }
 }
 
+/* ctx.c: both global counts of a spawn from a thread outside the pool, in one call. */
+void dagger__ctx_global_spawned(dagger_ctx_t *ctx);
+/* A spawn's counts: a task record alive and a task in flight. */
+static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
+{
+    if (w < 0) {
+        dagger__ctx_global_spawned(ctx);
+        return;
+    }
+    dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
+    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, 1);
+}
+
 static inline bool dagger__event_push(struct dagger__event *ev, struct dagger__waiter *w)
 {
     struct dagger__waiter *head = atomic_load_explicit(&ev->head, memory_order_acquire);
@@ -275,7 +290,8 @@ static inline int64_t dagger__queue_group_sum(struct group *g)
 
 void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx);
 /* Count a finished task of `g` on worker `w` (-1: not a worker of this context). */
-static inline void dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, int w)
+__attribute__((always_inline)) static inline void dagger__queue_group_done(struct group *g,
+                                                                           dagger_ctx_t *ctx, int w)
 {
     struct gslot *s;
     if (w >= 0 && w < g->nslots - 1) {

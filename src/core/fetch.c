@@ -123,6 +123,20 @@ int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
     return 0;
 }
 
+/* The typed fetches: a finished task that succeeded and has no extension record (no guard nor
+ * hold to check) gives its result inline; anything else goes through dagger_fetch. */
+static inline int fetch_value(dagger_task_t *t, dagger_value_t *out)
+{
+    if (DAGGER_LIKELY(t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE &&
+                      !atomic_load_explicit(&t->x, memory_order_relaxed) && !t->rc)) {
+        TASK_MISUSE(t, "dagger_fetch");
+        *out = t->result;
+        out->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+        return 0;
+    }
+    return dagger_fetch(t, out);
+}
+
 static int kind_mismatch(dagger_task_t *t, const dagger_value_t *v, const char *want)
 {
     return dagger__set_errmsg(DAGGER_ETYPE, "task %llu '%s' returned a %s, not a %s",
@@ -134,7 +148,7 @@ int dagger_fetch_f64(dagger_task_t *t, double *out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_f64: out is NULL");
     dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
+    int rc = fetch_value(t, &v);
     if (rc)
         return rc;
     if (v.kind == DAGGER_KIND_F64)
@@ -150,7 +164,7 @@ int dagger_fetch_i64(dagger_task_t *t, int64_t *out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_i64: out is NULL");
     dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
+    int rc = fetch_value(t, &v);
     if (rc)
         return rc;
     if (v.kind != DAGGER_KIND_I64)
@@ -163,7 +177,7 @@ int dagger_fetch_bool(dagger_task_t *t, bool *out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_bool: out is NULL");
     dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
+    int rc = fetch_value(t, &v);
     if (rc)
         return rc;
     if (v.kind != DAGGER_KIND_BOOL)
@@ -176,7 +190,7 @@ int dagger_fetch_str(dagger_task_t *t, const char **out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_str: out is NULL");
     dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
+    int rc = fetch_value(t, &v);
     if (rc)
         return rc;
     if (v.kind != DAGGER_KIND_STR)
@@ -189,7 +203,7 @@ int dagger_fetch_ptr(dagger_task_t *t, void **out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_ptr: out is NULL");
     dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
+    int rc = fetch_value(t, &v);
     if (rc)
         return rc;
     if (v.kind != DAGGER_KIND_PTR)
@@ -202,7 +216,7 @@ int dagger_fetch_blob(dagger_task_t *t, const void **out, size_t *len)
 {
     DAGGER_CHECK(out && len, DAGGER_EINVAL, "dagger_fetch_blob: out or len is NULL");
     dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
+    int rc = fetch_value(t, &v);
     if (rc)
         return rc;
     if (v.kind != DAGGER_KIND_BLOB)
@@ -245,7 +259,7 @@ int dagger_fetch_chunk(dagger_task_t *t, dagger_chunk_t **out)
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_fetch_chunk: out is NULL");
     dagger_value_t v;
-    int rc = dagger_fetch(t, &v);
+    int rc = fetch_value(t, &v);
     if (rc)
         return rc;
     if (v.kind != DAGGER_KIND_CHUNK)

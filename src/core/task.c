@@ -76,7 +76,7 @@ __attribute__((constructor)) static void register_task_kind(void)
 
 /* ---------------------------------------------------------------- records */
 
-static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
+static dagger_task_t *task_alloc(dagger_ctx_t *ctx)
 {
     dagger_task_t *t = dagger__obj_alloc(sizeof *t);
     if (!t)
@@ -111,9 +111,9 @@ static dagger_task_t *task_alloc(dagger_ctx_t *ctx, int w)
     t->err = NULL;
     atomic_init(&t->x, NULL);
     atomic_init(&t->unseen, 0);
+    atomic_init(&t->external, 0); /* a recycled record kept the flag of its last task */
     t->result = dagger_nil();
-    dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
-    return t;
+    return t; /* counted alive by spawn, with the task in flight (dagger__ctx_count_spawn) */
 }
 
 struct task_ext *dagger__task_ext_get(dagger_task_t *t)
@@ -186,11 +186,12 @@ static inline void drop_args(dagger_task_t *t)
 {
     struct task_ext *x = dagger__task_x(t); /* acquire: a hook may have made it on another thread */
     if (DAGGER_LIKELY(!x)) {
-        /* the common case: inline storage, no scratch copies; only owned values and
-         * dependencies to drop */
-        for (uint32_t i = 0; i < t->nargs; i++)
-            if (t->args[i].flags & DAGGER_VALUE_OWNED)
-                dagger__value_drop(&t->args[i]);
+        /* the common case: inline storage, no scratch copies; only owned values (when spawn
+         * made any) and dependencies to drop */
+        if (t->flags & TF_OWNED_ARGS)
+            for (uint32_t i = 0; i < t->nargs; i++)
+                if (t->args[i].flags & DAGGER_VALUE_OWNED)
+                    dagger__value_drop(&t->args[i]);
         for (uint32_t i = 0; i < t->ndeps; i++)
             dagger_task_release(t->deps[i].task);
         t->nargs = t->ndeps = 0;
@@ -367,13 +368,12 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
     }
 }
 
-/* Close `ev` and serve its waiters. With `cont`, the first plain dependent that becomes ready
- * is returned instead of submitted. Nodes are read before they are signalled: a signalled
- * waiter may return and free its node at once. */
-static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool want_cont,
-                           bool data_result)
+/* Serve the waiters `w` of a closed event (the list its close took). With `cont`, the first
+ * plain dependent that becomes ready is returned instead of submitted. Nodes are read before
+ * they are signalled: a signalled waiter may return and free its node at once. */
+DAGGER_NOINLINE static dagger_task_t *serve(struct dagger__waiter *w, dagger_ctx_t *ctx,
+                                            bool want_cont, bool data_result)
 {
-    struct dagger__waiter *w = atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel);
     dagger_task_t *cont = NULL;
     while (w && w != EV_CLOSED) {
         struct dagger__waiter *next = w->next;
@@ -414,6 +414,14 @@ static dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool wan
         w = next;
     }
     return cont;
+}
+
+/* Close `ev` (one exchange) and serve its waiters, if any. */
+static inline dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool want_cont,
+                                  bool data_result)
+{
+    struct dagger__waiter *w = atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel);
+    return w ? serve(w, ctx, want_cont, data_result) : NULL;
 }
 
 void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx)
@@ -769,46 +777,67 @@ static int check_data_arg(dagger_task_t *t, const dagger_task_opts_t *o, const d
     return 0;
 }
 
-static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *argv,
-                       size_t argc, dagger_task_t **seq, int nseq, int *ndeps_out)
+/* The arguments and inputs of the common spawn in one pass: each argument is checked, copied and
+ * (a task) retained as an input in the same loop. The inputs follow the arguments in the inline
+ * area. Only what needs no message is taken here: a value that is invalid, oversize, a chunk or
+ * shard, a copy that fails, or more than fits inline makes it drop what it took and return
+ * false, and the general path below checks and takes everything again in its own order, so
+ * errors and their messages are the same. */
+static inline bool take_args_fast(dagger_task_t *t, const dagger_value_t *argv, size_t argc,
+                                  dagger_task_t **seq, int nseq, size_t *nomem_at)
+{
+    size_t room = INLINE_BYTES - (size_t)nseq * sizeof(struct dep);
+    size_t argb = argc * sizeof(dagger_value_t);
+    if (DAGGER_UNLIKELY(nseq > INLINE_BYTES / (int)sizeof(struct dep) || argb > room))
+        return false;
+    t->deps = (struct dep *)((char *)&t->inl + argb);
+    room -= argb;
+    dagger_ctx_t *ctx = t->ctx;
+    uint32_t nd = 0;
+    for (size_t i = 0; i < argc; i++) {
+        dagger_value_t v = argv[i];
+        if (v.kind == DAGGER_KIND_TASK) {
+            if (DAGGER_UNLIKELY((v.flags & DAGGER_VALUE_REMOTE) || !v.u.t || v.u.t->ctx != ctx ||
+                                room < sizeof(struct dep)))
+                goto general;
+            room -= sizeof(struct dep);
+            t->deps[nd].task = dagger_task_retain(v.u.t);
+            t->deps[nd].node.argi = (int32_t)i;
+            t->ndeps = ++nd;
+            v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+        } else if (DAGGER_UNLIKELY(v.kind > DAGGER_KIND_TASK || (v.flags & DAGGER_VALUE_TOOBIG))) {
+            goto general;
+        } else if (dagger__value_holds(v.kind) && !(v.flags & DAGGER_VALUE_BORROW)) {
+            if (DAGGER_UNLIKELY(dagger__value_own(&v) != 0)) {
+                *nomem_at = i; /* reported there, unless an argument is invalid: no retry */
+                goto general;
+            }
+            t->flags |= TF_OWNED_ARGS;
+        } else {
+            v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+        }
+        t->args[t->nargs++] = v;
+    }
+    for (int i = 0; i < nseq; i++) {
+        t->deps[nd].task = dagger_task_retain(seq[i]);
+        t->deps[nd].node.argi = -1;
+        t->ndeps = ++nd;
+    }
+    return true;
+general:
+    drop_args(t);
+    return false;
+}
+
+/* The general path: every argument and syncdep checked first (the first problem is the error),
+ * then the storage chosen (inline, or heap arrays for what does not fit) and everything taken.
+ * `nomem_at`: the argument whose copy already failed in take_args_fast (SIZE_MAX: none). */
+DAGGER_NOINLINE static int take_args(dagger_task_t *t, const dagger_task_opts_t *o,
+                                     const dagger_value_t *argv, size_t argc, dagger_task_t **seq,
+                                     int nseq, size_t nomem_at)
 {
     dagger_ctx_t *ctx = t->ctx;
-    DAGGER_CHECK(t->fn, DAGGER_EINVAL, "the task function is NULL");
-    DAGGER_CHECK(!o || o->scope, DAGGER_EINVAL,
-                 "opts.scope is NULL (did a scope constructor fail?); use dagger_scope_any() for "
-                 "any processor");
-    DAGGER_CHECK(argc == 0 || argv, DAGGER_EINVAL, "%zu arguments announced but argv is NULL",
-                 argc);
-    DAGGER_CHECK(argc <= UINT32_MAX / 2, DAGGER_EINVAL, "%zu arguments is too many", argc);
     size_t nsync = o ? o->nsyncdeps : 0;
-    DAGGER_CHECK(nsync == 0 || o->syncdeps, DAGGER_EINVAL,
-                 "%zu syncdeps announced but the syncdeps array is NULL", nsync);
-    if (o) {
-        DAGGER_CHECK(o->occupancy >= 0.0 && o->occupancy <= 1.0, DAGGER_EINVAL,
-                     "occupancy %g is out of range: it must be within 0..1", o->occupancy);
-        t->job.occupancy = (float)o->occupancy;
-        t->job.prio = o->priority;
-        DAGGER_CHECK((o->flags & ~(unsigned)TASK_FLAGS) == 0, DAGGER_EINVAL,
-                     "unknown task option flags 0x%x", o->flags & ~(unsigned)TASK_FLAGS);
-        if (o->flags & DAGGER_TASK_MUTABLE_RESULT) {
-            DAGGER_CHECK(o->occupancy >= 1.0, DAGGER_EINVAL,
-                         "DAGGER_TASK_MUTABLE_RESULT needs occupancy 1: mutable data belongs to "
-                         "a worker thread, and occupancy %g runs beside the workers",
-                         o->occupancy);
-            t->flags |= TF_MUTABLE_RESULT;
-        } else if (o->flags & DAGGER_TASK_CHUNK_RESULT) {
-            t->flags |= TF_CHUNK_RESULT;
-        }
-        if (o->userdata || o->restore || o->checkpoint) {
-            struct task_ext *x = dagger__task_ext_get(t);
-            if (!x)
-                return dagger__set_errmsg(DAGGER_ENOMEM,
-                                          "out of memory for the task's userdata and hooks");
-            x->ud = o->userdata;
-            x->restore = o->restore;
-            x->checkpoint = o->checkpoint;
-        }
-    }
     size_t ndeps = nsync + (size_t)nseq;
     for (size_t i = 0; i < argc; i++) {
         const dagger_value_t *v = &argv[i];
@@ -884,9 +913,10 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
                                       i + 1, dagger_kind_name(v.kind));
         if (dagger__value_holds(v.kind) &&
             (!(v.flags & DAGGER_VALUE_BORROW) || dagger__value_is_handle(v.kind))) {
-            if (dagger__value_own(&v) != 0)
+            if (i == nomem_at || dagger__value_own(&v) != 0)
                 return dagger__set_errmsg(
                     DAGGER_ENOMEM, "out of memory copying argument %zu (%u bytes)", i, argv[i].len);
+            t->flags |= TF_OWNED_ARGS;
         } else {
             v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
         }
@@ -902,6 +932,15 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         t->deps[nd].node.argi = -1;
         t->ndeps = ++nd;
     }
+    return 0;
+}
+
+/* The options that make placement decide (a scope, implementations) and a job's spread over
+ * the ranks; out of line, with its message buffer, since a plain spawn has none of them. */
+DAGGER_NOINLINE static int take_placement(dagger_task_t *t, const dagger_task_opts_t *o,
+                                          const dagger_value_t *argv, size_t argc, uint32_t nd)
+{
+    dagger_ctx_t *ctx = t->ctx;
     if (o && o->scope && !dagger__scope_is_any(o->scope)) {
         /* A scope that no processor satisfies fails now; the choice among those it allows is
          * placement's, when the task is ready. */
@@ -940,6 +979,61 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         x->impls = o->impls;
         x->nimpls = (uint32_t)o->nimpls;
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+    }
+    return 0;
+}
+
+static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *argv,
+                       size_t argc, dagger_task_t **seq, int nseq, int *ndeps_out)
+{
+    dagger_ctx_t *ctx = t->ctx;
+    DAGGER_CHECK(t->fn, DAGGER_EINVAL, "the task function is NULL");
+    DAGGER_CHECK(!o || o->scope, DAGGER_EINVAL,
+                 "opts.scope is NULL (did a scope constructor fail?); use dagger_scope_any() for "
+                 "any processor");
+    DAGGER_CHECK(argc == 0 || argv, DAGGER_EINVAL, "%zu arguments announced but argv is NULL",
+                 argc);
+    DAGGER_CHECK(argc <= UINT32_MAX / 2, DAGGER_EINVAL, "%zu arguments is too many", argc);
+    size_t nsync = o ? o->nsyncdeps : 0;
+    DAGGER_CHECK(nsync == 0 || o->syncdeps, DAGGER_EINVAL,
+                 "%zu syncdeps announced but the syncdeps array is NULL", nsync);
+    if (o) {
+        DAGGER_CHECK(o->occupancy >= 0.0 && o->occupancy <= 1.0, DAGGER_EINVAL,
+                     "occupancy %g is out of range: it must be within 0..1", o->occupancy);
+        t->job.occupancy = (float)o->occupancy;
+        t->job.prio = o->priority;
+        DAGGER_CHECK((o->flags & ~(unsigned)TASK_FLAGS) == 0, DAGGER_EINVAL,
+                     "unknown task option flags 0x%x", o->flags & ~(unsigned)TASK_FLAGS);
+        if (o->flags & DAGGER_TASK_MUTABLE_RESULT) {
+            DAGGER_CHECK(o->occupancy >= 1.0, DAGGER_EINVAL,
+                         "DAGGER_TASK_MUTABLE_RESULT needs occupancy 1: mutable data belongs to "
+                         "a worker thread, and occupancy %g runs beside the workers",
+                         o->occupancy);
+            t->flags |= TF_MUTABLE_RESULT;
+        } else if (o->flags & DAGGER_TASK_CHUNK_RESULT) {
+            t->flags |= TF_CHUNK_RESULT;
+        }
+        if (o->userdata || o->restore || o->checkpoint) {
+            struct task_ext *x = dagger__task_ext_get(t);
+            if (!x)
+                return dagger__set_errmsg(DAGGER_ENOMEM,
+                                          "out of memory for the task's userdata and hooks");
+            x->ud = o->userdata;
+            x->restore = o->restore;
+            x->checkpoint = o->checkpoint;
+        }
+    }
+    size_t nomem_at = SIZE_MAX;
+    if (!DAGGER_LIKELY(nsync == 0 && take_args_fast(t, argv, argc, seq, nseq, &nomem_at))) {
+        int rc = take_args(t, o, argv, argc, seq, nseq, nomem_at);
+        if (rc)
+            return rc;
+    }
+    uint32_t nd = t->ndeps;
+    if (DAGGER_UNLIKELY(o != NULL || ctx->nranks > 1)) {
+        int rc = take_placement(t, o, argv, argc, nd);
+        if (rc)
+            return rc;
     }
     *ndeps_out = (int)nd;
     return 0;
@@ -994,12 +1088,13 @@ dagger_task_t *dagger__task_spawn_nohook(dagger_ctx_t *ctx, const dagger_task_op
  * SEQUENTIAL one is one unit of it: its tasks follow the unit before and not each other, and
  * the block's end makes the whole group the unit after (unit_end in queue.c). */
 static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
-                                  dagger_task_t **seq, int *nseq)
+                                  dagger_task_t **seq, int *nseq, bool *ordered)
 {
     struct frame *bulk = NULL;
     for (struct frame *f = top; f; f = f->up) {
         if (f->ctx != ctx)
             continue;
+        *ordered |= (f->mode & (DAGGER_QUEUE_SEQUENTIAL | DAGGER_QUEUE_BULK)) != 0;
         if ((f->mode & DAGGER_QUEUE_WAITALL) && !t->group)
             t->group = &f->group;
         if ((f->mode & DAGGER_QUEUE_BULK) && !bulk)
@@ -1018,7 +1113,9 @@ static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct fr
 }
 
 /* After a successful setup: become the last task of SEQUENTIAL blocks up to the innermost
- * BULK block (outer ones see the bulk group as a unit), be held by BULK. */
+ * BULK block (outer ones see the bulk group as a unit), be held by BULK. Called only when
+ * apply_frames saw such a block of this context (`ordered`): a WAITALL block alone needs
+ * nothing more. */
 static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
                              struct frame *bulk)
 {
@@ -1055,7 +1152,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
                             const dagger_value_t *argv, size_t argc)
 {
     int w = dagger__pool_self(ctx->pool);
-    dagger_task_t *t = task_alloc(ctx, w);
+    dagger_task_t *t = task_alloc(ctx);
     if (!t) {
         dagger__set_errmsg(DAGGER_ENOMEM, "dagger_spawn: out of memory for a task record");
         return NULL;
@@ -1072,9 +1169,10 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
     struct frame *bulk = NULL;
     dagger_task_t *seq[MAX_SEQ];
     int nseq = 0;
+    bool ordered = false; /* a SEQUENTIAL or BULK block of ctx is open */
     if (top)
-        bulk = apply_frames(ctx, t, top, seq, &nseq);
-    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, 1);
+        bulk = apply_frames(ctx, t, top, seq, &nseq, &ordered);
+    dagger__ctx_count_spawn(ctx, w);
 
     int nd = 0;
     int rc = spawn_setup(t, o, argv, argc, seq, nseq, &nd);
@@ -1087,7 +1185,7 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
     }
     if (nd)
         t->flags |= TF_HAS_DEPS; /* read by the deadlock check (deadlock.c) */
-    uint32_t holds = 1 + (top ? enter_frames(ctx, t, top, bulk) : 0);
+    uint32_t holds = 1 + (ordered ? enter_frames(ctx, t, top, bulk) : 0);
     if (nd == 0 && holds == 1) {      /* nobody else can see the task yet: no atomics needed */
         if (DAGGER_UNLIKELY(tracing)) /* one event: spawned and ready at once */
             dagger__trace_spawn_ready(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
