@@ -36,6 +36,7 @@
 #include "trace/trace.h"
 
 #define SPIN_ROUNDS 64
+#define SPIN_PAUSE_ROUNDS 8
 #define INJECT_BATCH 16
 #define AUX_MAX 256
 
@@ -503,8 +504,12 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
         if (count)
             atomic_fetch_add_explicit(&p->searching, 1, memory_order_seq_cst);
         for (int s = 0; s < SPIN_ROUNDS && !j; s++) {
-            for (int k = 0; k < 32; k++)
-                dagger__cpu_relax();
+            if (s < SPIN_PAUSE_ROUNDS) {
+                for (int k = 0; k < 32; k++)
+                    dagger__cpu_relax();
+            } else {
+                sched_yield(); /* a thread that has work on this core (a progress thread) runs */
+            }
             if (has_work(p, w))
                 j = try_get(p, w);
         }
