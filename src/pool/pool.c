@@ -3,8 +3,9 @@
  * Design: each worker owns a Chase-Lev deque; a job submitted from a worker goes to its own
  * deque, one from any other thread to the injection queue. Idle workers look in order at
  * their mailbox (jobs pinned to them), the priority queue, their deque, the injection queue,
- * then steal from the other workers starting at a random one; after a short spin they park on
- * an event count. Every job runs on a fiber: when a job suspends, the worker continues the
+ * then steal from the other workers starting at a random one; after a short spin (a few rounds
+ * of `pause`, then `sched_yield`, so that a thread with work to do on this core, such as an MPI
+ * progress thread, is not kept off it) they park on an event count. Every job runs on a fiber: when a job suspends, the worker continues the
  * loop on a fresh fiber, and whoever resumes the job switches to the job's fiber and recycles
  * the one it was on. Jobs with occupancy < 1 run on aux threads (created on demand) whose
  * summed occupancy stays within the worker count, so they never take a worker.
