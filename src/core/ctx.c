@@ -239,6 +239,7 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
         dagger__free(ctx);
         return rc;
     }
+    dagger__mem_bufcache_open(); /* after the limit: a limit disables the buffer cache */
     ctx->nranks = 1;
     ctx->open_flags = o.flags;
     dagger__trace_ctx_open(ctx, o.num_threads);
@@ -320,6 +321,7 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
         atomic_load(&ranks_ops)->close(ctx);
     dagger__pool_close(ctx->pool);
     dagger__mem_res_close(ctx);
+    dagger__mem_bufcache_close(); /* the last context frees the cached buffers */
     dagger__trace_ctx_close(ctx); /* after the workers stopped: their last events are in */
     ctx->magic = CTX_CLOSED;
     if (live > 0) {

@@ -70,18 +70,18 @@ static _Atomic uint64_t next_chunk_id = 1;
 
 /* ---------------------------------------------------------------- spaces */
 
-/* Not zeroed: a copy is written whole before it is valid (a new chunk zeroes its own). */
+/* Not zeroed: a copy is written whole before it is valid (a new chunk zeroes its own). Large
+ * buffers come from and go back to the buffer cache (bufcache.c). */
 static void *host_alloc(const dagger_space_t *s, size_t n)
 {
     (void)s;
-    return dagger__malloc(n ? n : 1);
+    return dagger__bufcache_get(n, false);
 }
 
 static void host_free(const dagger_space_t *s, void *p, size_t n)
 {
     (void)s;
-    (void)n;
-    dagger__free(p);
+    dagger__bufcache_put(p, n);
 }
 
 static int host_copy(const dagger_space_t *ds, void *dst, const dagger_space_t *ss, const void *src,
@@ -270,7 +270,7 @@ static int chunk_create(dagger_ctx_t *ctx, size_t size, bool zero, dagger_chunk_
                                   "memory limit: spilling failed (disk full)",
                                   size);
     }
-    c->copies[0].ptr = zero ? dagger__calloc(1, size ? size : 1) : dagger__malloc(size ? size : 1);
+    c->copies[0].ptr = dagger__bufcache_get(size, zero);
     if (!c->copies[0].ptr) {
         pthread_mutex_destroy(&c->lock);
         dagger__free(c);

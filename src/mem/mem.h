@@ -96,6 +96,21 @@ size_t dagger__mem_res_limit(void);
 /* The counters of the limit set by `ctx` (zeros when it set none). */
 void dagger__mem_res_stats(const dagger_ctx_t *ctx, dagger_mem_stats_t *out);
 
+/* The cache of large host buffers (bufcache.c): chunk buffers of at least this many bytes are
+ * kept for reuse when freed. */
+#define DAGGER__BUFCACHE_MIN ((size_t)1 << 20)
+/* The size of the buffer a chunk of `n` bytes gets (its size class; `n` below the minimum). */
+size_t dagger__bufcache_class(size_t n);
+/* A context opened (the first one reads DAGGER_BUFCACHE_MB) or closed (the last one frees every
+ * cached buffer). Called by dagger_ctx_open after the memory limit is set, and by close. */
+void dagger__mem_bufcache_open(void);
+void dagger__mem_bufcache_close(void);
+struct dagger__bufcache_stats {
+    size_t held, buffers, cap; /* cap 0: disabled (DAGGER_BUFCACHE_MB=0 or a memory limit) */
+    unsigned long long hits, misses;
+};
+void dagger__mem_bufcache_stats(struct dagger__bufcache_stats *out);
+
 /* The context a chunk or shard was made in (compared only). */
 const dagger_ctx_t *dagger__mem_chunk_ctx(const dagger_chunk_t *c);
 const dagger_ctx_t *dagger__mem_shard_ctx(const dagger_shard_t *s);

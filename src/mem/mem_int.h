@@ -53,4 +53,12 @@ void dagger__res_touch(struct dagger__res_node *r);
 /* A spill of `n` bytes was written, or a reload read (for the counters). */
 void dagger__res_count(bool spill, size_t n);
 
+/* bufcache.c */
+/* A host buffer for a chunk of `n` bytes (zeroed when `zero`): a cached one of its size class,
+ * or a new one; NULL when out of memory. Thread-safe. */
+void *dagger__bufcache_get(size_t n, bool zero);
+/* Give back a buffer from dagger__bufcache_get(n, ...), same `n`: kept while the cache stays
+ * under its cap (least recently used ones are freed), else freed. Thread-safe. */
+void dagger__bufcache_put(void *p, size_t n);
+
 #endif /* DAGGER_SRC_MEM_INT_H */
