@@ -5,14 +5,15 @@
  * their mailbox (jobs pinned to them), the priority queue, their deque, the injection queue,
  * then steal from the other workers starting at a random one; after a short spin (a few rounds
  * of `pause`, then `sched_yield`, so that a thread with work to do on this core, such as an MPI
- * progress thread, is not kept off it) they park on an event count. Every job runs on a fiber: when
- * a job suspends, the worker continues the loop on a fresh fiber, and whoever resumes the job
- * switches to the job's fiber and recycles the one it was on. Jobs with occupancy < 1 run on aux
- * threads (created on demand) whose summed occupancy stays within the worker count, so they never
- * take a worker. Invariants: a parked worker rechecked every queue after announcing itself as a
- * sleeper, and a submitter checks for sleepers after publishing (both seq_cst), so no wake-up is
- * lost. Wake-ups are rationed (the "spinning threads" rule): a submitter wakes nobody while a
- * worker is searching (it stopped searching only after the seq_cst decrement, and rechecks the
+ * progress thread, is not kept off it) they park on an event count. Every job runs on a fiber:
+ * when a job suspends, the worker continues the loop on a fresh fiber, and whoever resumes the
+ * job switches to the job's fiber and recycles the one it was on. Jobs with occupancy < 1 run on
+ * aux threads (created on demand) whose summed occupancy stays within the worker count, so they
+ * never take a worker.
+ * Invariants: a parked worker rechecked every queue after announcing itself as a sleeper,
+ * and a submitter checks for sleepers after publishing (both seq_cst), so no wake-up is lost.
+ * Wake-ups are rationed (the "spinning threads" rule): a submitter wakes nobody while a worker
+ * is searching (it stopped searching only after the seq_cst decrement, and rechecks the
  * queues after it), and only one wake-up is in flight at a time (`waking`, cleared by whoever
  * leaves or enters the futex wait, so it cannot stay set while a worker sleeps). A searcher
  * or a woken worker that finds work and sees more passes the wake-up on. While a ranks backend
