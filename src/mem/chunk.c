@@ -324,7 +324,7 @@ int dagger_chunk_create_array(dagger_ctx_t *ctx, dagger_elt_t elt, int ndims, co
 {
     DAGGER_CHECK(out, DAGGER_EINVAL, "dagger_chunk_create_array: out is NULL");
     *out = NULL;
-    size_t bytes;
+    size_t bytes = 0;
     int rc = shape_bytes("dagger_chunk_create_array", elt, ndims, shape, &bytes);
     if (rc)
         return rc;
@@ -338,7 +338,7 @@ int dagger_chunk_create_array(dagger_ctx_t *ctx, dagger_elt_t elt, int ndims, co
 int dagger_chunk_set_type(dagger_chunk_t *c, dagger_elt_t elt, int ndims, const size_t *shape)
 {
     DAGGER_CHECK(c, DAGGER_EINVAL, "dagger_chunk_set_type: the chunk is NULL");
-    size_t bytes;
+    size_t bytes = 0;
     int rc = shape_bytes("dagger_chunk_set_type", elt, ndims, shape, &bytes);
     if (rc)
         return rc;
