@@ -424,9 +424,71 @@ TEST(nested_failure_reaches_the_fetch)
     }
 }
 
+/* Cancel: the leaf at index 10 tells main, which cancels the calling task; every leaf from 10 on
+ * waits for that cancel before it counts, so at most one leaf per thread is past its check when
+ * the cancel comes, and the range tasks after it see the cancel and skip their leaves. */
+struct cancelling {
+    _Atomic int reached, cancelled, ran;
+    int rc;
+    char msg[256];
+};
+
+static int cancelling_leaf(dagger_tc_t *tc, int64_t lo, int64_t hi, void *ud)
+{
+    (void)tc;
+    struct cancelling *c = ud;
+    for (int64_t i = lo; i < hi; i++) {
+        if (i == 10)
+            atomic_store(&c->reached, 1);
+        while (i >= 10 && !atomic_load(&c->cancelled))
+            ;
+        atomic_fetch_add(&c->ran, 1);
+    }
+    return 0;
+}
+
+static int cancelling_task(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)out;
+    struct cancelling *c = dagger_arg_ptr(a, 0);
+    c->rc = dagger_parallel_for(dagger_tc_ctx(tc), 0, 1000, 1, cancelling_leaf, c);
+    snprintf(c->msg, sizeof c->msg, "%s", c->rc ? dagger_last_errmsg() : "");
+    return c->rc ? dagger_fail(tc, c->rc, "%s", c->msg) : 0;
+}
+
+TEST(cancel_of_the_calling_task_stops_the_leaves)
+{
+    for (int t = 1; t <= 2; t++) {
+        dagger_ctx_t *ctx = test_ctx(t);
+        struct cancelling c;
+        memset(&c, 0, sizeof c);
+        dagger_task_t *task = dagger_spawn(ctx, cancelling_task, (void *)&c);
+        ASSERT_PTR(task);
+        while (!atomic_load(&c.reached))
+            ;
+        ASSERT_OK(dagger_cancel(task));
+        atomic_store(&c.cancelled, 1);
+        ASSERT_ERR(dagger_fetch(task, NULL), DAGGER_ECANCELED);
+        ASSERT_EQ(c.rc, DAGGER_ECANCELED);
+        ASSERT_STR_HAS(c.msg, "parallel_for [");
+        char want[64];
+        snprintf(want, sizeof want, "): the calling task %llu was cancelled",
+                 (unsigned long long)dagger_task_id(task));
+        ASSERT_STR_HAS(c.msg, want);
+        if (t == 1) /* one thread: leaves run in index order, so 0..10 ran and nothing after */
+            ASSERT_EQ(atomic_load(&c.ran), 11);
+        else /* 0..9 at most, and the leaves in flight: one per thread */
+            ASSERT_TRUE(atomic_load(&c.ran) <= 10 + t);
+        dagger_task_release(task);
+        ASSERT_EQ(dagger_ctx_unfetched_failures(ctx), 0);
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
 TEST_LIST(every_index_exactly_once, whole_int64_range_splits_without_overflow,
           automatic_grain_leaf_counts, empty_range_calls_nothing, bad_arguments_name_the_argument,
           sum_reduction_by_leaf_partials, nested_in_a_leaf_and_in_a_task_on_one_and_two_threads,
           open_blocks_of_the_caller_do_not_hold_the_leaves,
           failing_leaf_reports_code_and_range_and_skips_the_rest,
-          failing_leaf_on_two_threads_reports_one_error, nested_failure_reaches_the_fetch)
+          failing_leaf_on_two_threads_reports_one_error, nested_failure_reaches_the_fetch,
+          cancel_of_the_calling_task_stops_the_leaves)

@@ -15,7 +15,9 @@
  * is spawned outside the caller's open task-queue blocks and spawn hooks: a parallel_for is a
  * complete wait by itself, so a BULK block must not hold its root until the block ends.
  * Errors: the first leaf to fail claims the run's error (code, "parallel_for [lo, hi): text");
- * from then on no range splits further and leaves that have not started are skipped. Its task
+ * from then on no range splits further and leaves that have not started are skipped. A cancel
+ * of the calling task (dagger_cancel) stops the run the same way, with DAGGER_ECANCELED, as
+ * soon as a range task sees it (before it splits and before its leaf runs). Its task
  * fails with the same message (a trace shows it); every child failure is read by its parent's
  * join, so none counts as unfetched.
  * A range task's one argument points to its range in the frame of its spawner (a spawn with
@@ -35,10 +37,11 @@
 struct pf {
     dagger_range_fn_t fn;
     void *ud;
-    int64_t grain;      /* > 0: split while larger; 0: split while the budget lasts */
-    int refill;         /* automatic grain: the budget a stolen range is topped up to */
-    _Atomic int failed; /* set once, by the first failure (a leaf, or a child that never ran) */
-    int rc;             /* written once by whoever set failed; read by the caller after the join */
+    int64_t grain;        /* > 0: split while larger; 0: split while the budget lasts */
+    int refill;           /* automatic grain: the budget a stolen range is topped up to */
+    dagger_task_t *owner; /* the task that called dagger_parallel_for, or NULL (main) */
+    _Atomic int failed;   /* set once, by the first failure (a leaf, or a child that never ran) */
+    int rc; /* written once by whoever set failed; read by the caller after the join */
     char msg[512];
 };
 
@@ -77,6 +80,21 @@ static bool claim(struct pf *st, int code, int64_t lo, int64_t hi, const char *t
     st->rc = code;
     snprintf(st->msg, sizeof st->msg, "parallel_for [%lld, %lld): %s", (long long)lo, (long long)hi,
              text);
+    return true;
+}
+
+/* Whether the run must stop: a leaf failed, or the calling task was cancelled (the first range
+ * task to see the cancel claims DAGGER_ECANCELED for its range). */
+static bool stopped(struct pf *st, int64_t lo, int64_t hi)
+{
+    if (atomic_load_explicit(&st->failed, memory_order_relaxed))
+        return true;
+    if (!st->owner || !atomic_load_explicit(&st->owner->cancel, memory_order_acquire))
+        return false;
+    char text[96];
+    snprintf(text, sizeof text, "the calling task %llu was cancelled",
+             (unsigned long long)st->owner->id);
+    claim(st, DAGGER_ECANCELED, lo, hi, text);
     return true;
 }
 
@@ -132,7 +150,7 @@ static int range_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
     bool handed = false; /* the rest went to a fresh task: no leaf here */
     for (;;) {
         uint64_t size = (uint64_t)hi - (uint64_t)lo; /* no overflow for any int64 pair */
-        if (size < 2 || atomic_load_explicit(&st->failed, memory_order_relaxed))
+        if (size < 2 || stopped(st, lo, hi))
             break;
         if (st->grain > 0 ? size <= (uint64_t)st->grain : budget <= 0)
             break;
@@ -153,7 +171,7 @@ static int range_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
         budget--;
     }
     int rc = 0;
-    if (!handed && !atomic_load_explicit(&st->failed, memory_order_relaxed)) {
+    if (!handed && !stopped(st, lo, hi)) {
         int r = st->fn(tc, lo, hi, st->ud);
         if (r != 0 || me->err)
             rc = leaf_failed(me, st, lo, hi, r);
@@ -190,6 +208,7 @@ int dagger_parallel_for(dagger_ctx_t *ctx, int64_t begin, int64_t end, int64_t g
     memset(&st, 0, sizeof st);
     st.fn = fn;
     st.ud = ud;
+    st.owner = dagger__task_current();
     st.grain = grain > 0 ? grain : 0;
     atomic_init(&st.failed, 0);
     int lg = 0;
