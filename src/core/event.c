@@ -57,10 +57,7 @@ int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_
     for (int i = 0; i < spin; i++) { /* ~50 us by default: cheaper than a futex round trip */
         if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
             return 0;
-        if ((i & 255) == 255)
-            sched_yield(); /* the thread that would finish the task may need this core */
-        else
-            dagger__cpu_relax();
+        dagger__cpu_relax(); /* no yield here: see docs/design.md, "Waiting outside a task" */
     }
     /* A reply from another rank is due (dagger__pool_linger): yield the core until then rather
      * than sleep, so that its arrival needs no futex wake-up. */

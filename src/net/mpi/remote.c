@@ -962,6 +962,9 @@ void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
     struct mpi_state *st = ud;
     dagger_task_t *t = (dagger_task_t *)j;
     dagger__task_begin_elsewhere(t);
+    /* Another rank completes it: a waiter here sleeps (or lingers) instead of spinning ~50 us,
+     * which on a shared core kept this rank's progress thread from sending the task. */
+    dagger__task_set_external(t);
     struct mpi_cmd *c = dagger__calloc(1, sizeof *c);
     if (!c) {
         dagger__task_complete(t, DAGGER_ENOMEM, NULL, "out of memory sending the task to a rank");
