@@ -94,6 +94,23 @@ class context
 namespace detail
 {
 
+/* The exception being handled, as the task's failure: a dagger::error keeps its code, bad_alloc
+ * is DAGGER_ENOMEM, anything else DAGGER_ETASK with its what(). Call inside a catch block. */
+inline int fail_with_current_exception(dagger_tc_t *tc)
+{
+    try {
+        throw;
+    } catch (const error &e) {
+        return dagger_fail(tc, e.code(), "%s", e.what());
+    } catch (const std::bad_alloc &) {
+        return dagger_fail(tc, DAGGER_ENOMEM, "out of memory (std::bad_alloc)");
+    } catch (const std::exception &e) {
+        return dagger_fail(tc, DAGGER_ETASK, "%s", e.what());
+    } catch (...) {
+        return dagger_fail(tc, DAGGER_ETASK, "a C++ exception that is not a std::exception");
+    }
+}
+
 inline dagger_ctx_t *raw(dagger_ctx_t *c) { return c; }
 inline dagger_ctx_t *raw(const context &c) { return c.get(); }
 
@@ -314,14 +331,8 @@ int body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out, std::inde
             *out = from_result(tc, (*f)(from_arg<std::tuple_element_t<I, A>>(a, I)...));
         }
         return 0;
-    } catch (const error &e) {
-        return dagger_fail(tc, e.code(), "%s", e.what());
-    } catch (const std::bad_alloc &) {
-        return dagger_fail(tc, DAGGER_ENOMEM, "out of memory (std::bad_alloc)");
-    } catch (const std::exception &e) {
-        return dagger_fail(tc, DAGGER_ETASK, "%s", e.what());
     } catch (...) {
-        return dagger_fail(tc, DAGGER_ETASK, "a C++ exception that is not a std::exception");
+        return fail_with_current_exception(tc);
     }
 }
 
@@ -497,14 +508,8 @@ template <class F> int range_leaf(dagger_tc_t *tc, int64_t lo, int64_t hi, void 
     try {
         (*static_cast<F *>(ud))(lo, hi);
         return 0;
-    } catch (const error &e) {
-        return dagger_fail(tc, e.code(), "%s", e.what());
-    } catch (const std::bad_alloc &) {
-        return dagger_fail(tc, DAGGER_ENOMEM, "out of memory (std::bad_alloc)");
-    } catch (const std::exception &e) {
-        return dagger_fail(tc, DAGGER_ETASK, "%s", e.what());
     } catch (...) {
-        return dagger_fail(tc, DAGGER_ETASK, "a C++ exception that is not a std::exception");
+        return fail_with_current_exception(tc);
     }
 }
 } // namespace detail

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "net_harness.h"
 #include "dagger/net.h"
 
 /* 1e6 at every level: it takes well under a second (about 3 s under TSan). */
@@ -38,14 +39,6 @@ static void ring_name(char *buf, size_t cap, const char *tag)
 {
     snprintf(buf, cap, "dagger-test-%d-%s", (int)getpid(), tag);
 }
-
-#define OPEN_OK(e, uri, flags)                                                                     \
-    do {                                                                                           \
-        int rc__ = dagger_edge_open((e), (uri), (flags));                                          \
-        if (rc__ < 0)                                                                              \
-            fail_msg("dagger_edge_open(%s) = %s: %s", (uri), dagger_err_name(rc__),                \
-                     dagger_edge_errmsg(NULL));                                                    \
-    } while (0)
 
 /* Fork a child that runs fn(arg, ready_fd) and _exits with its result. */
 static pid_t spawn_child(int (*fn)(void *, int), void *arg, int *ready_rd)

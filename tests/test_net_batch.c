@@ -17,36 +17,14 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "dagger/net.h"
+#include "net_harness.h"
 #include "dagger/stream.h"
 
-#define OPEN_OK(e, uri, flags)                                                                     \
-    do {                                                                                           \
-        int rc__ = dagger_edge_open((e), (uri), (flags));                                          \
-        if (rc__ < 0)                                                                              \
-            fail_msg("dagger_edge_open(%s) = %s: %s", (uri), dagger_err_name(rc__),                \
-                     dagger_edge_errmsg(NULL));                                                    \
-    } while (0)
-
-/* A pair of ends: shm (both opened here) or TCP (a listening consumer, a connecting producer;
- * the connection is made by the first push and pop). */
+/* A pair of ends (tests/net_harness.h); the TCP connection is made by the first push and pop. */
 static void edge_pair(int tcp, const char *tag, const char *extra, dagger_edge_t **p,
                       dagger_edge_t **c)
 {
-    char uri[256];
-    if (tcp) {
-        snprintf(uri, sizeof uri, "tcp://127.0.0.1:0?role=listen&secret=b1%s", extra);
-        OPEN_OK(c, uri, DAGGER_EDGE_POP);
-        const char *port = strrchr(dagger_edge_uri(*c), ':');
-        ASSERT_PTR(port);
-        snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d?secret=b1%s", atoi(port + 1), extra);
-        OPEN_OK(p, uri, DAGGER_EDGE_PUSH);
-    } else {
-        snprintf(uri, sizeof uri, "shm:/dagger-batch-%d-%s%s%s", (int)getpid(), tag,
-                 *extra ? "?" : "", *extra ? extra + 1 : "");
-        OPEN_OK(p, uri, DAGGER_EDGE_PUSH);
-        OPEN_OK(c, uri, DAGGER_EDGE_POP);
-    }
+    net_edge_pair(tcp, "batch", tag, extra, p, c);
 }
 
 /* Value i of the mixed stream: mostly 8-byte blobs holding i, every 13th an i64, every 97th a

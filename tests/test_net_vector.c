@@ -19,15 +19,7 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "dagger/net.h"
-
-#define OPEN_OK(e, uri, flags)                                                                     \
-    do {                                                                                           \
-        int rc__ = dagger_edge_open((e), (uri), (flags));                                          \
-        if (rc__ < 0)                                                                              \
-            fail_msg("dagger_edge_open(%s) = %s: %s", (uri), dagger_err_name(rc__),                \
-                     dagger_edge_errmsg(NULL));                                                    \
-    } while (0)
+#include "net_harness.h"
 
 struct hs {
     dagger_edge_t *p;
@@ -60,25 +52,13 @@ static void tcp_connect(dagger_edge_t *p, dagger_edge_t *c)
         fail_msg("producer poll while connecting = %d: %s", h.rc, dagger_edge_errmsg(p));
 }
 
-/* shm (both ends here) or TCP (listening consumer, connecting producer, connected). */
+/* A pair of ends (tests/net_harness.h); TCP ends are connected before it returns. */
 static void edge_pair(int tcp, const char *tag, const char *extra, dagger_edge_t **p,
                       dagger_edge_t **c)
 {
-    char uri[256];
-    if (tcp) {
-        snprintf(uri, sizeof uri, "tcp://127.0.0.1:0?role=listen&secret=v1%s", extra);
-        OPEN_OK(c, uri, DAGGER_EDGE_POP);
-        const char *port = strrchr(dagger_edge_uri(*c), ':');
-        ASSERT_PTR(port);
-        snprintf(uri, sizeof uri, "tcp://127.0.0.1:%d?secret=v1%s", atoi(port + 1), extra);
-        OPEN_OK(p, uri, DAGGER_EDGE_PUSH);
+    net_edge_pair(tcp, "vec", tag, extra, p, c);
+    if (tcp)
         tcp_connect(*p, *c);
-    } else {
-        snprintf(uri, sizeof uri, "shm:/dagger-vec-%d-%s%s%s", (int)getpid(), tag,
-                 *extra ? "?" : "", *extra ? extra + 1 : "");
-        OPEN_OK(p, uri, DAGGER_EDGE_PUSH);
-        OPEN_OK(c, uri, DAGGER_EDGE_POP);
-    }
 }
 
 struct prod {

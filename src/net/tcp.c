@@ -627,6 +627,29 @@ static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
     return tcp_push_any(e, v, timeout_ms);
 }
 
+/* Room for `need` more buffered bytes (`need_after` once a flush closed the open batch): a
+ * flush when the buffer would outgrow its cap, then the buffer grown. A flush that timed out
+ * keeps its bytes buffered; the value is refused only when it still does not fit. `*deadline`
+ * is -2 until the clock is first read. */
+static int make_room(struct tcp_edge *t, size_t need, size_t need_after, int64_t *deadline,
+                     int timeout_ms)
+{
+    if (t->sused + need > t->scap && t->sused) {
+        if (*deadline == -2)
+            *deadline = dagger__net_deadline(timeout_ms);
+        int rc = flush_buf(t, *deadline);
+        need = need_after;
+        if (rc == DAGGER_ETIMEDOUT && t->sused + need > t->scap)
+            return dagger__edge_note(&t->base, rc,
+                                     "%s: the consumer did not take the value before the "
+                                     "timeout",
+                                     t->base.uri);
+        if (rc < 0 && rc != DAGGER_ETIMEDOUT)
+            return rc;
+    }
+    return grow_sbuf(t, t->sused + need);
+}
+
 __attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const dagger_value_t *v,
                                                   int timeout_ms)
 {
@@ -674,19 +697,9 @@ __attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const d
         uint32_t rec = dagger__batch_rec_size((uint32_t)n);
         if (t->bstart && t->sused + rec - (t->bstart - 1) - DAGGER__FRAME_HDR > DAGGER__BATCH_MAX)
             close_batch(t);
-        size_t need = rec + (t->bstart ? 0 : DAGGER__FRAME_HDR);
-        if (t->sused + need > t->scap && t->sused) {
-            rc = flush_buf(t, DEADLINE()); /* closes the batch */
-            need = rec + DAGGER__FRAME_HDR;
-            if (rc == DAGGER_ETIMEDOUT && t->sused + need > t->scap)
-                return dagger__edge_note(e, rc,
-                                         "%s: the consumer did not take the value "
-                                         "before the timeout",
-                                         e->uri);
-            if (rc < 0 && rc != DAGGER_ETIMEDOUT)
-                return rc;
-        }
-        if ((rc = grow_sbuf(t, t->sused + need)) < 0)
+        /* a flush closes the open batch: then the record needs a header again */
+        if ((rc = make_room(t, rec + (t->bstart ? 0 : DAGGER__FRAME_HDR), rec + DAGGER__FRAME_HDR,
+                            &deadline, timeout_ms)) < 0)
             return rc;
         if (!t->sused)
             t->sfirst_ns = t->linger_ns ? dagger__net_now_ns() : 0;
@@ -711,17 +724,7 @@ __attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const d
         }
     } else {
         close_batch(t);
-        if (t->sused + frame > t->scap && t->sused) {
-            rc = flush_buf(t, DEADLINE());
-            if (rc == DAGGER_ETIMEDOUT && t->sused + frame > t->scap)
-                return dagger__edge_note(e, rc,
-                                         "%s: the consumer did not take the value "
-                                         "before the timeout",
-                                         e->uri);
-            if (rc < 0 && rc != DAGGER_ETIMEDOUT)
-                return rc;
-        }
-        if ((rc = grow_sbuf(t, t->sused + frame)) < 0)
+        if ((rc = make_room(t, frame, frame, &deadline, timeout_ms)) < 0)
             return rc;
         if (!t->sused)
             t->sfirst_ns = t->linger_ns ? dagger__net_now_ns() : 0;
