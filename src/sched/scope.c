@@ -516,6 +516,20 @@ static int parse_num(const char *p, size_t len, const char *spec, int *out)
     return 0;
 }
 
+/* `acc` (NULL: nothing yet) united with `one` (NULL: out of memory), both consumed; NULL when
+ * out of memory. The parsers of lists build their scopes with it. */
+static dagger_scope_t *unite(dagger_scope_t *acc, dagger_scope_t *one)
+{
+    if (!acc || !one) {
+        dagger_scope_release(acc);
+        return one;
+    }
+    dagger_scope_t *u = dagger_scope_union(acc, one);
+    dagger_scope_release(acc);
+    dagger_scope_release(one);
+    return u;
+}
+
 /* The union of `mk(v)` for each number of a list "[a,b,...]" or a single number. */
 static int parse_set(const char *p, size_t len, bool list, bool is_rank, const char *spec,
                      dagger_scope_t **out)
@@ -538,12 +552,7 @@ static int parse_set(const char *p, size_t len, bool list, bool is_rank, const c
             dagger_scope_release(acc);
             return rc;
         }
-        dagger_scope_t *one = is_rank ? dagger_scope_worker(v) : dagger_scope_thread(v);
-        dagger_scope_t *next = one && acc ? dagger_scope_union(acc, one) : one;
-        if (acc && one)
-            dagger_scope_release(one);
-        dagger_scope_release(acc);
-        acc = next;
+        acc = unite(acc, is_rank ? dagger_scope_worker(v) : dagger_scope_thread(v));
         DAGGER_CHECK(acc, DAGGER_ENOMEM, "dagger_scope_from_string: out of memory");
         if (!comma)
             break;
@@ -580,12 +589,7 @@ static int parse_gpu_item(const char *p, size_t len, const int *ranks, int nrank
     }
     dagger_scope_t *acc = nranks ? NULL : gpu_on(-1, kind, index);
     for (int i = 0; i < nranks; i++) {
-        dagger_scope_t *one = gpu_on(ranks[i], kind, index);
-        dagger_scope_t *next = one && acc ? dagger_scope_union(acc, one) : one;
-        if (acc && one)
-            dagger_scope_release(one);
-        dagger_scope_release(acc);
-        acc = next;
+        acc = unite(acc, gpu_on(ranks[i], kind, index));
         if (!acc)
             break;
     }
@@ -642,11 +646,7 @@ static int parse_gpu(const char *p, size_t len, const char *rv, size_t rlen, boo
             dagger_scope_release(acc);
             return rc;
         }
-        dagger_scope_t *next = acc ? dagger_scope_union(acc, one) : one;
-        if (acc)
-            dagger_scope_release(one);
-        dagger_scope_release(acc);
-        acc = next;
+        acc = unite(acc, one);
         DAGGER_CHECK(acc, DAGGER_ENOMEM, "dagger_scope_from_string: out of memory");
         if (!comma)
             break;
