@@ -4,6 +4,7 @@
  * fetch a nested child, some are cancelled before they can start; the expected value or error
  * code of every node comes from a plain loop over the DAG. Replay with DAGGER_TEST_SEED.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "harness.h"
@@ -317,6 +318,110 @@ TEST(random_chunk_dags_match_sequential_evaluation)
     }
 }
 
+/* Sync groups whose tasks finish while the owner publishes its count: each round opens a
+ * group, spawns a random number of tasks (some beside the workers with occupancy 0.5, some that
+ * open a group of their own inside, some that fail), and checks at the group's end that every
+ * task ran exactly once and that the end reports a failure exactly when one was spawned. The
+ * owners are three user threads at once, and a task on a worker (which suspends at the end). */
+struct group_round {
+    dagger_ctx_t *ctx;
+    uint64_t seed;
+    int rounds;
+};
+
+static int group_leaf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    _Atomic int64_t *ran = dagger_arg_ptr(a, 0);
+    int64_t kind = dagger_arg_i64(a, 1), spin = dagger_arg_i64(a, 2);
+    for (volatile int64_t i = 0; i < spin; i++)
+        ;
+    if (kind == 3) { /* a group of its own: its children are counted before it finishes */
+        dagger_ctx_t *c = dagger_tc_ctx(tc);
+        int rc = dagger_sync_begin(c);
+        if (rc)
+            return dagger_fail(tc, rc, "inner sync_begin: %s", dagger_last_errmsg());
+        for (int i = 0; i < 8; i++)
+            dagger_task_release(dagger_spawn(c, group_leaf, (void *)ran, (int64_t)0, spin));
+        rc = dagger_sync_end(c);
+        if (rc)
+            return dagger_fail(tc, rc, "inner sync_end: %s", dagger_last_errmsg());
+    }
+    atomic_fetch_add(ran, 1);
+    if (kind == 2)
+        return dagger_fail(tc, DAGGER_ETASK, "group leaf fails on purpose");
+    return 0;
+}
+
+static void group_rounds(dagger_ctx_t *ctx, uint64_t *seed, int rounds)
+{
+    for (int r = 0; r < rounds; r++) {
+        _Atomic int64_t ran = 0;
+        int n = (int)(test_rand(seed) % 200), fails = 0;
+        int64_t want = 0;
+        ASSERT_OK(dagger_sync_begin(ctx));
+        for (int i = 0; i < n; i++) {
+            int64_t kind = (int64_t)(test_rand(seed) % 16);
+            kind = kind < 3 ? 1 : kind == 3 ? 3 : kind == 4 && test_rand(seed) % 8 == 0 ? 2 : 0;
+            int64_t spin = (int64_t)(test_rand(seed) % 4 == 0 ? test_rand(seed) % 2000 : 0);
+            dagger_task_opts_t o;
+            dagger_task_opts_init(&o);
+            o.occupancy = kind == 1 ? 0.5 : 1.0;
+            dagger_value_t argv[3] = {dagger_ptr((void *)&ran), dagger_i64(kind), dagger_i64(spin)};
+            dagger_task_t *t = dagger_spawn_impl(ctx, &o, group_leaf, "group_leaf", argv, 3);
+            ASSERT_PTR(t);
+            dagger_task_release(t);
+            want += kind == 3 ? 9 : 1;
+            fails |= kind == 2;
+        }
+        int rc = dagger_sync_end(ctx);
+        int64_t got = atomic_load(&ran);
+        if (got != want)
+            fail_msg("round %d: the group ended with %lld of %lld tasks run", r, (long long)got,
+                     (long long)want);
+        if (fails ? rc != DAGGER_ETASK : rc != 0)
+            fail_msg("round %d: sync_end returned %s (%s), %s expected", r, dagger_err_name(rc),
+                     dagger_last_errmsg(), fails ? "DAGGER_ETASK" : "0");
+        if (fails)
+            ASSERT_STR_HAS(dagger_last_errmsg(), "group leaf fails on purpose");
+    }
+}
+
+static void *group_owner_thread(void *arg)
+{
+    struct group_round *g = arg;
+    group_rounds(g->ctx, &g->seed, g->rounds);
+    return NULL;
+}
+
+static int group_owner_task(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    struct group_round *g = dagger_arg_ptr(a, 0);
+    group_rounds(dagger_tc_ctx(tc), &g->seed, g->rounds);
+    return 0;
+}
+
+TEST(sync_groups_count_every_task_once_with_concurrent_owners)
+{
+    uint64_t seed = test_seed();
+    int rounds = test_level_full() ? 300 : 60;
+    for (int threads = 1; threads <= 4; threads++) {
+        dagger_ctx_t *ctx = test_ctx(threads);
+        struct group_round g[4];
+        pthread_t th[3];
+        for (int i = 0; i < 4; i++)
+            g[i] = (struct group_round){ctx, test_rand(&seed), rounds};
+        for (int i = 0; i < 3; i++)
+            ASSERT_TRUE(pthread_create(&th[i], NULL, group_owner_thread, &g[i]) == 0);
+        dagger_task_t *t = dagger_spawn(ctx, group_owner_task, (void *)&g[3]);
+        ASSERT_OK(dagger_wait(t));
+        dagger_task_release(t);
+        for (int i = 0; i < 3; i++)
+            pthread_join(th[i], NULL);
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
 TEST_LIST(random_dags_match_sequential_evaluation,
           random_fork_join_trees_match_sequential_evaluation,
-          random_chunk_dags_match_sequential_evaluation)
+          random_chunk_dags_match_sequential_evaluation,
+          sync_groups_count_every_task_once_with_concurrent_owners)

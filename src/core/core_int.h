@@ -54,17 +54,27 @@ struct err {
 };
 
 /* A WAITALL block's count of its tasks. Only the block's owner spawns into it, so the number
- * spawned is a plain counter; finished tasks are counted per worker (no shared cache line per
- * task). At the end the owner publishes the target and waits until the sum reaches it; a
- * finisher that sees the target fires the event when its own count completes the sum. */
+ * spawned is a plain counter. A task that finishes while the block is open adds 1 to its
+ * worker's slot (no shared cache line per task). At the end the owner publishes the target,
+ * moves every slot's count into `drained` (an exchange per slot) and waits until `drained`
+ * reaches the target; a task that finishes after the target is published adds to `drained`
+ * directly, and the one whose addition reaches the target fires the event. A finisher that
+ * counted in its slot and then sees the target moves its slot's count itself: the slot's
+ * read-modify-write and the owner's exchange are ordered (seq_cst), so every count reaches
+ * `drained` exactly once, either way. The cost per finished task is O(1) whatever the number
+ * of workers. */
 struct gslot {
-    _Atomic int64_t done;   /* finished on this worker (the last slot: any other thread) */
+    _Atomic int64_t done;   /* counted here, not yet moved to drained */
     _Atomic int32_t active; /* a finisher is between counting and leaving the group */
 } __attribute__((aligned(DAGGER_CACHELINE)));
 
 struct group {
-    int64_t spawned;        /* the owner only */
-    _Atomic int64_t target; /* -1 while the block is open */
+    int64_t spawned; /* the owner only */
+    /* The owner writes `spawned` at each spawn; finishers read the fields below at each
+     * finish: they are kept off its cache line. */
+    char pad[DAGGER_CACHELINE];
+    _Atomic int64_t target;  /* -1 while the block is open */
+    _Atomic int64_t drained; /* counts moved out of the slots, and finishes after the target */
     struct dagger__event ev;
     _Atomic(dagger_task_t *) first_err; /* retained */
     struct gslot *slots;
@@ -279,39 +289,43 @@ int dagger__task_fail_chain(dagger_task_t *t, const dagger_task_t *up, const cha
 /* The error of the failed task `t` has been read: it no longer counts as unfetched. */
 void dagger__task_observe_failure(const dagger_task_t *t);
 
-/* queue.c; inline: every task of a sync group runs it on completion. */
-static inline int64_t dagger__queue_group_sum(struct group *g)
+void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx);
+
+/* Add `n` finished tasks to `drained` (after the target is published); the addition that
+ * reaches the target fires the group's event. */
+static inline void dagger__queue_group_drain(struct group *g, dagger_ctx_t *ctx, int64_t n)
 {
-    int64_t sum = 0;
-    for (int i = 0; i < g->nslots; i++)
-        sum += atomic_load_explicit(&g->slots[i].done, memory_order_acquire);
-    return sum;
+    int64_t now = atomic_fetch_add_explicit(&g->drained, n, memory_order_acq_rel) + n;
+    if (now == atomic_load_explicit(&g->target, memory_order_relaxed))
+        dagger__event_fire(&g->ev, ctx);
 }
 
-void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx);
-/* Count a finished task of `g` on worker `w` (-1: not a worker of this context). */
+/* queue.c; inline: every task of a sync group runs it on completion. Counts a finished task of
+ * `g` on worker `w` (-1: not a worker of this context). */
 __attribute__((always_inline)) static inline void dagger__queue_group_done(struct group *g,
                                                                            dagger_ctx_t *ctx, int w)
 {
-    struct gslot *s;
-    if (w >= 0 && w < g->nslots - 1) {
-        s = &g->slots[w];
+    bool own = w >= 0 && w < g->nslots - 1; /* a worker's slot has one writer at a time */
+    struct gslot *s = &g->slots[own ? w : g->nslots - 1];
+    if (own)
         atomic_store_explicit(&s->active, 1, memory_order_relaxed);
-        atomic_store_explicit(&s->done, atomic_load_explicit(&s->done, memory_order_relaxed) + 1,
-                              memory_order_release);
-    } else {
-        s = &g->slots[g->nslots - 1];
-        atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
-    }
-    dagger__fence_seq_cst(); /* pairs with the owner's fence after it publishes the target */
-    int64_t target = atomic_load_explicit(&g->target, memory_order_relaxed);
-    if (target >= 0 && dagger__queue_group_sum(g) == target)
-        dagger__event_fire(&g->ev, ctx);
-    if (s == &g->slots[g->nslots - 1])
-        atomic_fetch_sub_explicit(&s->active, 1, memory_order_release);
     else
+        atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&g->target, memory_order_relaxed) >= 0) {
+        dagger__queue_group_drain(g, ctx, 1);
+    } else {
+        atomic_fetch_add_explicit(&s->done, 1, memory_order_seq_cst);
+        /* Pairs with the owner's store of the target and exchange of the slots (queue.c). */
+        if (atomic_load_explicit(&g->target, memory_order_seq_cst) >= 0) {
+            int64_t mine = atomic_exchange_explicit(&s->done, 0, memory_order_seq_cst);
+            if (mine)
+                dagger__queue_group_drain(g, ctx, mine);
+        }
+    }
+    if (own)
         atomic_store_explicit(&s->active, 0, memory_order_release);
+    else
+        atomic_fetch_sub_explicit(&s->active, 1, memory_order_release);
 }
 
 #define CTX_MAGIC 0xDA66E2u

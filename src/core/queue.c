@@ -23,6 +23,7 @@ int dagger_queue_begin(dagger_ctx_t *ctx, unsigned mode)
     f->ctx = ctx;
     f->mode = mode;
     atomic_init(&f->group.target, -1);
+    atomic_init(&f->group.drained, 0);
     atomic_init(&f->group.ev.head, NULL);
     atomic_init(&f->group.first_err, NULL);
     if (mode & DAGGER_QUEUE_WAITALL) {
@@ -89,11 +90,18 @@ int dagger_queue_end(dagger_ctx_t *ctx)
     /* Only WAITALL blocks count their tasks; the others' group is never waited on. */
     struct group *g = &f->group;
     if (f->mode & DAGGER_QUEUE_WAITALL) {
-        atomic_store_explicit(&g->target, g->spawned, memory_order_relaxed);
-        dagger__fence_seq_cst(); /* pairs with the finishers' fence (group_done) */
+        /* Publish the target, then move the slots' counts (see struct group): seq_cst on
+         * both sides, so a count added to a slot after its exchange is moved by its finisher. */
+        atomic_store_explicit(&g->target, g->spawned, memory_order_seq_cst);
+        int64_t moved = 0;
+        for (int i = 0; i < g->nslots; i++)
+            moved += atomic_exchange_explicit(&g->slots[i].done, 0, memory_order_seq_cst);
+        if (moved)
+            atomic_fetch_add_explicit(&g->drained, moved, memory_order_acq_rel);
         /* The group lives in this frame: leaving before it fires would free it under the
          * finishers, so a wait that found no stack to suspend on is retried. */
-        while (dagger__queue_group_sum(g) != g->spawned && dagger__event_wait_group(ctx, g) < 0)
+        while (atomic_load_explicit(&g->drained, memory_order_acquire) != g->spawned &&
+               dagger__event_wait_group(ctx, g) < 0)
             dagger__task_yield();
         /* Every task is counted; wait for the finishers still reading the group. */
         for (int i = 0; i < g->nslots; i++)
