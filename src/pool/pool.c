@@ -150,11 +150,12 @@ static void jobq_init(struct jobq *q)
     atomic_init(&q->busy, 0);
 }
 
-/* Any thread, wait-free. */
+/* Any thread, wait-free. The exchange is seq_cst: a submitter that then calls
+ * notify_published needs no fence of its own (see notify). */
 static void jobq_push(struct jobq *q, struct dagger__job *j)
 {
     atomic_store_explicit(&j->next, NULL, memory_order_relaxed);
-    struct dagger__job *prev = atomic_exchange_explicit(&q->tail, j, memory_order_acq_rel);
+    struct dagger__job *prev = atomic_exchange_explicit(&q->tail, j, memory_order_seq_cst);
     atomic_store_explicit(&prev->next, j, memory_order_release);
 }
 
@@ -285,13 +286,16 @@ static struct dagger__job *heap_pop(dagger__pool *p, int32_t min_prio)
 /* ---------------------------------------------------------------- parking */
 
 /* all: wake every sleeper (a pinned job's owner, shutdown); otherwise wake one, and none
- * while a worker searches or a wake-up is already on its way. */
-static void notify(dagger__pool *p, int all)
+ * while a worker searches or a wake-up is already on its way. For a job published by a seq_cst
+ * read-modify-write (jobq_push): that and the seq_cst loads of sleepers and searching below
+ * pair with a parking or searching worker's seq_cst update of them and its seq_cst recheck of
+ * the queues, so one side sees the other without a fence (one locked instruction less per
+ * spawn from outside the pool). */
+static void notify_published(dagger__pool *p, int all)
 {
-    dagger__fence_seq_cst(); /* the job is published before sleepers and searching are read */
-    if (atomic_load_explicit(&p->sleepers, memory_order_relaxed) > 0) {
+    if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0) {
         if (!all) {
-            if (atomic_load_explicit(&p->searching, memory_order_relaxed) > 0)
+            if (atomic_load_explicit(&p->searching, memory_order_seq_cst) > 0)
                 return;
             int32_t idle = 0;
             if (atomic_load_explicit(&p->waking, memory_order_relaxed) != 0 ||
@@ -302,6 +306,14 @@ static void notify(dagger__pool *p, int all)
         atomic_fetch_add_explicit(&p->epoch, 1, memory_order_seq_cst);
         dagger__futex_wake(&p->epoch, all ? INT_MAX : 1);
     }
+}
+
+/* The same for a job published by plain stores (a deque push): the fence orders them before
+ * the loads of sleepers and searching. */
+static void notify(dagger__pool *p, int all)
+{
+    dagger__fence_seq_cst();
+    notify_published(p, all);
 }
 
 static bool has_work(dagger__pool *p, struct worker *w)
@@ -397,7 +409,7 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
     }
     if (j->pin >= 0) {
         jobq_push(&p->w[j->pin].mailbox, j);
-        notify(p, 1); /* the owner must wake, whichever sleeper that is */
+        notify_published(p, 1); /* the owner must wake, whichever sleeper that is */
         return;
     }
     if (DAGGER_UNLIKELY(j->prio != 0)) {
@@ -414,7 +426,7 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
         return;
     }
     jobq_push(&p->inject, j);
-    notify(p, 0);
+    notify_published(p, 0);
 }
 
 /* ---------------------------------------------------------------- finding work */
@@ -688,7 +700,7 @@ struct dagger__job *dagger__pool_take_injected(dagger__pool *p)
     struct dagger__job *j = jobq_take(&p->inject, 1);
     if (j && j->fiber) { /* its stack is a worker's: back to the queue, and a worker told */
         jobq_push(&p->inject, j);
-        notify(p, 0);
+        notify_published(p, 0);
         return NULL;
     }
     return j;
