@@ -587,11 +587,17 @@ static int flush_buf(struct tcp_edge *t, int64_t deadline)
     return rc;
 }
 
+/* Room for `need` buffered bytes. The first allocation holds a whole batch and the frame that
+ * closes it (a frame in the buffer is at most half a batch, a batched value's record, or END), so
+ * the size bound (`batch`) decides when the buffer is sent, not its allocation: a buffer that
+ * started at 4 KiB was sent every 4 KiB, sixteen times the system calls of a 64 KiB batch. */
 static int grow_sbuf(struct tcp_edge *t, size_t need)
 {
     if (need <= t->scap)
         return 0;
-    size_t cap = t->scap ? t->scap : 4096;
+    size_t cap = t->scap ? t->scap : t->batch + t->batch / 2 + 2 * DAGGER__FRAME_HDR + 512;
+    if (cap < 4096)
+        cap = 4096;
     while (cap < need)
         cap *= 2;
     unsigned char *b = dagger__net_realloc(t->sbuf, cap);
