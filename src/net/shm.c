@@ -114,6 +114,7 @@ struct shm_edge {
     /* producer: the open batch (its header at bstart, unpublished; pos is 4-aligned in it) */
     int bopen;
     uint32_t bcount, batch; /* values in it; the payload bound (0: no batches) */
+    uint32_t bsize;         /* a PACKED batch: the size of its blobs; 0: a BATCH of records */
     uint64_t bstart, bseq;
     int64_t linger_ns, bfirst_ns;
     /* consumer: the BATCH frame being read (at ring offset boff) while bc.left > 0 */
@@ -234,7 +235,9 @@ static void close_batch(struct shm_edge *s)
     uint64_t end = s->bstart + align8(DAGGER__FRAME_HDR + len);
     if (end > s->pos) /* never past the end of the ring: it is 8-aligned */
         memset(s->data + (s->pos & s->mask), 0, end - s->pos);
-    dagger__frame_put_batch(s->data + (s->bstart & s->mask), (uint32_t)len, s->bcount, s->bseq);
+    dagger__frame_put_batch(s->data + (s->bstart & s->mask),
+                            s->bsize ? DAGGER__FRAME_PACKED : DAGGER__FRAME_BATCH, (uint32_t)len,
+                            s->bcount, s->bseq);
     s->pos = end;
     s->bopen = 0;
     publish(s);
@@ -282,18 +285,25 @@ static int batch_fits(struct shm_edge *s, uint32_t rec)
 
 static int shm_push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
 
-/* The fast path: a small blob appended to the open batch, which it fits. */
+/* The fast path: a small blob appended to the open batch, which it fits (its bytes to a packed
+ * batch of its size, a record to a batch of records). */
 static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
-    if (s->bopen && v->kind == DAGGER_KIND_BLOB && v->len <= DAGGER__BATCH_VALUE_MAX &&
-        v->len <= e->max_payload && (v->u.p || !v->len) &&
-        !atomic_load_explicit(&s->h->cons_closed, memory_order_relaxed)) {
-        uint32_t n = v->len, rec = dagger__batch_rec_size(n);
+    if (s->bopen && v->kind == DAGGER_KIND_BLOB &&
+        (v->len == s->bsize ||
+         (!s->bsize && v->len <= DAGGER__BATCH_VALUE_MAX && v->len <= e->max_payload)) &&
+        (v->u.p || !v->len) && !atomic_load_explicit(&s->h->cons_closed, memory_order_relaxed)) {
+        uint32_t n = v->len, rec = s->bsize ? n : dagger__batch_rec_size(n);
         uint64_t used = s->pos - s->bstart, total = align8(used + rec);
         if (used + rec - DAGGER__FRAME_HDR <= s->batch && (s->bstart & s->mask) + total <= s->cap &&
             s->bstart + total - s->cached <= s->cap) {
-            dagger__batch_rec_put_raw(s->data + (s->pos & s->mask), v->u.p, n);
+            if (s->bsize == 8)
+                __builtin_memcpy(s->data + (s->pos & s->mask), v->u.p, 8);
+            else if (s->bsize)
+                memcpy(s->data + (s->pos & s->mask), v->u.p, n);
+            else
+                dagger__batch_rec_put_raw(s->data + (s->pos & s->mask), v->u.p, n);
             s->pos += rec;
             s->bcount++;
             s->seq++;
@@ -324,8 +334,23 @@ __attribute__((noinline)) static int shm_push_any(struct dagger_edge *e, const d
         return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the consumer closed the ring", e->uri);
     uint64_t off;
     if ((uint64_t)n <= DAGGER__BATCH_VALUE_MAX && s->batch) {
+        /* Appended to the open batch (opened packed when the value is a blob): its bytes when
+         * the batch is packed with its size, else a record. */
         uint32_t rec = dagger__batch_rec_size((uint32_t)n);
-        if (s->bopen && !batch_fits(s, rec))
+        int packable = (fl & DAGGER__FRAME_RAW) && n > 0;
+        if (s->bopen && s->bsize && !(packable && (uint32_t)n == s->bsize)) {
+            /* A packed batch meets another value: a short one becomes records, else closes. */
+            uint64_t grow = (uint64_t)s->bcount * (dagger__batch_rec_size(s->bsize) - s->bsize);
+            if (s->bcount <= DAGGER__BATCH_UNPACK_MAX && batch_fits(s, (uint32_t)grow + rec)) {
+                dagger__batch_unpack(s->data + (s->bstart & s->mask) + DAGGER__FRAME_HDR, s->bcount,
+                                     s->bsize);
+                s->pos += grow;
+                s->bsize = 0;
+            } else {
+                close_batch(s);
+            }
+        }
+        if (s->bopen && !batch_fits(s, s->bsize ? (uint32_t)n : rec))
             close_batch(s);
         if (!s->bopen) {
             if ((rc = make_room(s, align8(DAGGER__FRAME_HDR + rec), timeout_ms, &off)) < 0)
@@ -333,15 +358,20 @@ __attribute__((noinline)) static int shm_push_any(struct dagger_edge *e, const d
             s->bopen = 1;
             s->bstart = s->pos;
             s->bcount = 0;
+            s->bsize = packable ? (uint32_t)n : 0;
             s->bseq = s->seq;
             s->bfirst_ns = s->linger_ns ? dagger__net_now_ns() : 0;
             s->pos += DAGGER__FRAME_HDR;
         }
         unsigned char *dst = s->data + (s->pos & s->mask);
-        if (fl & DAGGER__FRAME_RAW)
+        if (s->bsize) {
+            memcpy(dst, v->u.p, (size_t)n);
+            rec = (uint32_t)n;
+        } else if (fl & DAGGER__FRAME_RAW) {
             dagger__batch_rec_put_raw(dst, v->u.p, (uint32_t)n);
-        else
+        } else {
             dagger__batch_rec_put(dst, v, fl, (uint32_t)n);
+        }
         s->pos += rec;
         s->bcount++;
         s->seq++;
@@ -379,11 +409,11 @@ static int shm_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
 {
     struct shm_edge *s = (struct shm_edge *)e;
     int64_t deadline = -2; /* read the clock only when the slow path may wait */
-    uint32_t rec = dagger__batch_rec_size(size);
     int i = 0;
     while (i < n) {
         uint64_t k = 0;
-        if (s->bopen && size <= DAGGER__BATCH_VALUE_MAX &&
+        uint32_t rec = s->bsize ? size : dagger__batch_rec_size(size);
+        if (s->bopen && size <= DAGGER__BATCH_VALUE_MAX && (!s->bsize || s->bsize == size) &&
             !atomic_load_explicit(&s->h->cons_closed, memory_order_relaxed)) {
             /* Bytes the batch may still take: its payload bound, the end of the ring, the
              * free space (each bound is a multiple of 8 but the first, which is unpadded). */
@@ -409,9 +439,14 @@ static int shm_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
             continue;
         }
         const unsigned char *p = src + (size_t)i * size;
-        for (uint64_t j = 0; j < k; j++, p += size) {
-            dagger__batch_rec_put_raw(s->data + (s->pos & s->mask), p, size);
-            s->pos += rec;
+        if (s->bsize) { /* packed: the run in one copy */
+            memcpy(s->data + (s->pos & s->mask), p, (size_t)k * size);
+            s->pos += k * size;
+        } else {
+            for (uint64_t j = 0; j < k; j++, p += size) {
+                dagger__batch_rec_put_raw(s->data + (s->pos & s->mask), p, size);
+                s->pos += rec;
+            }
         }
         uint32_t before = s->bcount;
         s->bcount += (uint32_t)k;
@@ -548,7 +583,7 @@ static int corrupt(struct shm_edge *s, const char *what)
 }
 
 /* The next value of the batch at boff; the frame is released by the pop after its last. */
-static int pop_batched(struct shm_edge *s, dagger_value_t *out)
+static __attribute__((noinline)) int pop_batched(struct shm_edge *s, dagger_value_t *out)
 {
     char err[160];
     uint32_t at = s->bc.off;
@@ -570,8 +605,23 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     struct shm_edge *s = (struct shm_edge *)e;
     int64_t deadline = -2; /* computed only if we wait */
     int rc;
-    if (s->bc.left)
+    if (s->bc.left) {
+        uint32_t sz = s->bc.size;
+        if (sz && s->bf.len - s->bc.off >= sz) { /* packed: bounds checked with the frame */
+            dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
+            v.len = sz;
+            v.u.p = s->data + s->boff + DAGGER__FRAME_HDR + s->bc.off;
+            *out = v;
+            s->bc.off += sz;
+            if (!--s->bc.left)
+                s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
+            s->seq++;
+            dagger__edge_count(&e->st.values, 1);
+            dagger__edge_count(&e->st.bytes, sz);
+            return 0;
+        }
         return pop_batched(s, out);
+    }
     release_pending(s);
     for (;;) {
         if (s->cached == s->pos) {
@@ -607,7 +657,7 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
             s->pos += contig;
             continue;
         }
-        if (f.kind == DAGGER__FRAME_BATCH) {
+        if (dagger__frame_is_batch(f.kind)) {
             /* frame_get bounds a batch by DAGGER__BATCH_MAX, not by the bytes left here. */
             uint64_t brec = align8(DAGGER__FRAME_HDR + (uint64_t)f.len);
             if (DAGGER__FRAME_HDR + (uint64_t)f.len > contig)
@@ -620,7 +670,8 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
                 return corrupt(s, err);
             }
             s->bf = f;
-            s->bc = (struct dagger__batch){0, f.count};
+            if (dagger__batch_begin(&f, e->max_payload, &s->bc, err, sizeof err) < 0)
+                return corrupt(s, err);
             s->boff = off;
             return pop_batched(s, out);
         }

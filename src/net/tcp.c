@@ -98,6 +98,7 @@ struct tcp_edge {
     int64_t linger_ns, sfirst_ns;
     size_t bstart;   /* 1 + the offset in sbuf of the open BATCH frame's header; 0: none */
     uint32_t bcount; /* values in it */
+    uint32_t bsize;  /* a PACKED batch: the size of its blobs; 0: a BATCH of records */
     uint64_t bseq;   /* seq of its first value */
     /* consumer */
     unsigned char *rbuf;
@@ -561,8 +562,8 @@ static void close_batch(struct tcp_edge *t)
     if (!t->bstart)
         return;
     size_t at = t->bstart - 1;
-    dagger__frame_put_batch(t->sbuf + at, (uint32_t)(t->sused - at - DAGGER__FRAME_HDR), t->bcount,
-                            t->bseq);
+    dagger__frame_put_batch(t->sbuf + at, t->bsize ? DAGGER__FRAME_PACKED : DAGGER__FRAME_BATCH,
+                            (uint32_t)(t->sused - at - DAGGER__FRAME_HDR), t->bcount, t->bseq);
     t->bstart = 0;
 }
 
@@ -610,18 +611,26 @@ static int grow_sbuf(struct tcp_edge *t, size_t need)
 
 static int tcp_push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
 
-/* The fast path: a small blob appended to the open batch, which the buffer holds without a
- * send; anything else (a send due, the clock to read) takes tcp_push_any. */
+/* The fast path: a small blob appended to the open batch (its bytes to a packed batch of its
+ * size, a record to a batch of records), which the buffer holds without a send; anything else
+ * (a send due, the clock to read, a packed batch of another size) takes tcp_push_any. */
 static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
-    if (t->bstart && v->kind == DAGGER_KIND_BLOB && v->len <= DAGGER__BATCH_VALUE_MAX &&
-        v->len <= e->max_payload && (v->u.p || !v->len) && (t->seq & 63) != 0) {
-        uint32_t n = v->len, rec = dagger__batch_rec_size(n);
+    if (t->bstart && v->kind == DAGGER_KIND_BLOB && (t->seq & 63) != 0 &&
+        (v->len == t->bsize ||
+         (!t->bsize && v->len <= DAGGER__BATCH_VALUE_MAX && v->len <= e->max_payload)) &&
+        (v->u.p || !v->len)) {
+        uint32_t n = v->len, rec = t->bsize ? n : dagger__batch_rec_size(n);
         size_t end = t->sused + rec;
         if (end < t->batch && end <= t->scap &&
             end - (t->bstart - 1) - DAGGER__FRAME_HDR <= DAGGER__BATCH_MAX) {
-            dagger__batch_rec_put_raw(t->sbuf + t->sused, v->u.p, n);
+            if (t->bsize == 8)
+                __builtin_memcpy(t->sbuf + t->sused, v->u.p, 8);
+            else if (t->bsize)
+                memcpy(t->sbuf + t->sused, v->u.p, n);
+            else
+                dagger__batch_rec_put_raw(t->sbuf + t->sused, v->u.p, n);
             t->sused = end;
             t->bcount++;
             t->seq++;
@@ -699,12 +708,29 @@ __attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const d
             return rc;
         }
     } else if ((size_t)n <= DAGGER__BATCH_VALUE_MAX && t->batch) {
-        /* Small value: a record of the open batch (opened here when none is). */
+        /* Small value: appended to the open batch (opened here when none is, packed when the
+         * value is a blob): its bytes when the batch is packed with its size, else a record. */
         uint32_t rec = dagger__batch_rec_size((uint32_t)n);
-        if (t->bstart && t->sused + rec - (t->bstart - 1) - DAGGER__FRAME_HDR > DAGGER__BATCH_MAX)
+        int packable = (fl & DAGGER__FRAME_RAW) && n > 0;
+        if (t->bstart && t->bsize && !(packable && (uint32_t)n == t->bsize)) {
+            /* A packed batch meets another value: a short one becomes records, else closes. */
+            size_t grow = (size_t)t->bcount * (dagger__batch_rec_size(t->bsize) - t->bsize);
+            if (t->bcount <= DAGGER__BATCH_UNPACK_MAX && t->sused + grow + rec <= t->scap) {
+                dagger__batch_unpack(t->sbuf + t->bstart - 1 + DAGGER__FRAME_HDR, t->bcount,
+                                     t->bsize);
+                t->sused += grow;
+                t->bsize = 0;
+            } else {
+                close_batch(t);
+            }
+        }
+        uint32_t add = t->bstart ? (t->bsize ? (uint32_t)n : rec) : packable ? (uint32_t)n : rec;
+        if (t->bstart && t->sused + add - (t->bstart - 1) - DAGGER__FRAME_HDR > DAGGER__BATCH_MAX) {
             close_batch(t);
-        /* a flush closes the open batch: then the record needs a header again */
-        if ((rc = make_room(t, rec + (t->bstart ? 0 : DAGGER__FRAME_HDR), rec + DAGGER__FRAME_HDR,
+            add = packable ? (uint32_t)n : rec;
+        }
+        /* a flush closes the open batch: then the value needs a header again */
+        if ((rc = make_room(t, add + (t->bstart ? 0 : DAGGER__FRAME_HDR), rec + DAGGER__FRAME_HDR,
                             &deadline, timeout_ms)) < 0)
             return rc;
         if (!t->sused)
@@ -712,13 +738,18 @@ __attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const d
         if (!t->bstart) {
             t->bstart = t->sused + 1;
             t->bcount = 0;
+            t->bsize = packable ? (uint32_t)n : 0;
             t->bseq = t->seq;
             t->sused += DAGGER__FRAME_HDR;
         }
-        if (fl & DAGGER__FRAME_RAW)
+        if (t->bsize) {
+            memcpy(t->sbuf + t->sused, v->u.p, (size_t)n);
+            rec = (uint32_t)n;
+        } else if (fl & DAGGER__FRAME_RAW) {
             dagger__batch_rec_put_raw(t->sbuf + t->sused, v->u.p, (uint32_t)n);
-        else
+        } else {
             dagger__batch_rec_put(t->sbuf + t->sused, v, fl, (uint32_t)n);
+        }
         t->sused += rec;
         t->bcount++;
         frame = rec;
@@ -761,11 +792,12 @@ static int tcp_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
     int64_t deadline = -2; /* read the clock only when the slow path may wait */
-    uint32_t rec = dagger__batch_rec_size(size);
     int i = 0;
     while (i < n) {
         uint64_t k = 0;
-        if (t->bstart && size <= DAGGER__BATCH_VALUE_MAX && (t->seq & 63) != 0) {
+        uint32_t rec = t->bsize ? size : dagger__batch_rec_size(size);
+        if (t->bstart && size <= DAGGER__BATCH_VALUE_MAX && (t->seq & 63) != 0 &&
+            (!t->bsize || t->bsize == size)) {
             /* end < batch, end <= scap, the batch's payload <= DAGGER__BATCH_MAX */
             size_t lim = t->batch ? t->batch - 1 : 0, payload_end;
             lim = lim < t->scap ? lim : t->scap;
@@ -788,9 +820,14 @@ static int tcp_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
             continue;
         }
         const unsigned char *p = src + (size_t)i * size;
-        for (uint64_t j = 0; j < k; j++, p += size) {
-            dagger__batch_rec_put_raw(t->sbuf + t->sused, p, size);
-            t->sused += rec;
+        if (t->bsize) { /* packed: the run in one copy */
+            memcpy(t->sbuf + t->sused, p, (size_t)k * size);
+            t->sused += (size_t)k * size;
+        } else {
+            for (uint64_t j = 0; j < k; j++, p += size) {
+                dagger__batch_rec_put_raw(t->sbuf + t->sused, p, size);
+                t->sused += rec;
+            }
         }
         t->bcount += (uint32_t)k;
         t->seq += k;
@@ -967,7 +1004,7 @@ static int fill_frame(struct tcp_edge *t, int timeout_ms, struct dagger__frame *
 
 /* The next value of the BATCH frame at rstart (whole in rbuf). It borrows the frame, which is
  * released by the pop after its last value. */
-static int pop_batched(struct tcp_edge *t, dagger_value_t *out)
+static __attribute__((noinline)) int pop_batched(struct tcp_edge *t, dagger_value_t *out)
 {
     char err[160];
     uint32_t at = t->bc.off;
@@ -990,20 +1027,36 @@ static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     struct dagger__frame f;
     char err[160];
     int rc;
-    if (t->bc.left)
+    if (t->bc.left) {
+        uint32_t sz = t->bc.size;
+        if (sz && t->bf.len - t->bc.off >= sz) { /* packed: bounds checked with the frame */
+            dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
+            v.len = sz;
+            v.u.p = t->rbuf + t->rstart + DAGGER__FRAME_HDR + t->bc.off;
+            *out = v;
+            t->bc.off += sz;
+            if (!--t->bc.left)
+                t->pending = DAGGER__FRAME_HDR + t->bf.len;
+            t->seq++;
+            dagger__edge_count(&e->st.values, 1);
+            dagger__edge_count(&e->st.bytes, sz);
+            return 0;
+        }
         return pop_batched(t, out);
+    }
     t->rstart += t->pending;
     t->pending = 0;
     if ((rc = fill_frame(t, timeout_ms, &f)) < 0)
         return rc;
-    if (f.kind == DAGGER__FRAME_BATCH) {
+    if (dagger__frame_is_batch(f.kind)) {
         if (f.seq != t->seq) {
             dagger__net_fmt(err, sizeof err, "batch frame seq %llu where %llu was expected",
                             (unsigned long long)f.seq, (unsigned long long)t->seq);
             return lose(t, DAGGER_EINVAL, "%s", err);
         }
         t->bf = f;
-        t->bc = (struct dagger__batch){0, f.count};
+        if (dagger__batch_begin(&f, e->max_payload, &t->bc, err, sizeof err) < 0)
+            return lose(t, DAGGER_EINVAL, "%s", err);
         return pop_batched(t, out);
     }
     if (f.kind == DAGGER__FRAME_END) {
