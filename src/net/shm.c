@@ -115,6 +115,11 @@ struct shm_edge {
     int bopen;
     uint32_t bcount, batch; /* values in it; the payload bound (0: no batches) */
     uint32_t bsize;         /* a PACKED batch: the size of its blobs; 0: a BATCH of records */
+    /* shm_push's fast path (arm): a blob of fsize bytes is written while pos + fsize <= flim
+     * and fleft values remain before the linger clock is due; fsize is UINT32_MAX and flim 0
+     * while no packed batch is open. */
+    uint32_t fsize, fleft;
+    uint64_t flim;
     uint64_t bstart, bseq;
     int64_t linger_ns, bfirst_ns;
     /* consumer: the BATCH frame being read (at ring offset boff) while bc.left > 0 */
@@ -240,7 +245,29 @@ static void close_batch(struct shm_edge *s)
                             s->bcount, s->bseq);
     s->pos = end;
     s->bopen = 0;
+    s->fsize = UINT32_MAX;
+    s->flim = 0;
     publish(s);
+}
+
+/* Let shm_push append blobs to the open packed batch with one bound check each: flim is the
+ * tightest of the batch's size bound (strictly below it: reaching it closes the batch), the
+ * end of the ring and the free space the cached tail shows (both multiples of 8, so the
+ * padding at close fits too); fleft runs to the next 64th value of the batch, where
+ * shm_push_any reads the linger clock. */
+static void arm(struct shm_edge *s)
+{
+    if (!s->bopen || !s->bsize) {
+        s->fsize = UINT32_MAX;
+        s->flim = 0;
+        return;
+    }
+    uint64_t lim = s->bstart + DAGGER__FRAME_HDR + s->batch - 1;
+    uint64_t ring = s->bstart + (s->cap - (s->bstart & s->mask)), room = s->cached + s->cap;
+    lim = lim < ring ? lim : ring;
+    s->flim = lim < room ? lim : room;
+    s->fsize = s->bsize;
+    s->fleft = 63 - (s->bcount & 63);
 }
 
 /* Room for a record of `rec` bytes (8-aligned) at pos, after a PAD to the ring's start when it
@@ -285,9 +312,10 @@ static int batch_fits(struct shm_edge *s, uint32_t rec)
 
 static int shm_push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
 
-/* The fast path: a small blob appended to the open batch, which it fits (its bytes to a packed
- * batch of its size, a record to a batch of records). */
-static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+/* A small blob appended to the open batch, which it fits (its bytes to a packed batch of its
+ * size, a record to a batch of records); anything else takes shm_push_any. */
+static __attribute__((noinline)) int shm_push_rec(struct dagger_edge *e, const dagger_value_t *v,
+                                                  int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
     if (s->bopen && v->kind == DAGGER_KIND_BLOB &&
@@ -312,6 +340,7 @@ static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
                 (s->linger_ns && (s->bcount & 63) == 0 &&
                  dagger__net_now_ns() - s->bfirst_ns >= s->linger_ns))
                 close_batch(s);
+            arm(s); /* the fast path resumes after a 64th value */
             dagger__edge_count(&e->st.values, 1);
             dagger__edge_count(&e->st.bytes, rec);
             return 0;
@@ -320,8 +349,43 @@ static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
     return shm_push_any(e, v, timeout_ms);
 }
 
+/* The fast path: a blob of the open packed batch's size within the armed bounds (arm); the
+ * batch is published early only when the consumer sleeps. */
+static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    uint32_t n = v->len;
+    if (n == s->fsize && s->fleft && s->pos + n <= s->flim && v->kind == DAGGER_KIND_BLOB &&
+        v->u.p && !atomic_load_explicit(&s->h->cons_closed, memory_order_relaxed)) {
+        if (n == 8)
+            __builtin_memcpy(s->data + (s->pos & s->mask), v->u.p, 8);
+        else
+            memcpy(s->data + (s->pos & s->mask), v->u.p, n);
+        s->pos += n;
+        s->fleft--;
+        s->bcount++;
+        s->seq++;
+        if (atomic_load_explicit(&s->h->cons_waiting, memory_order_relaxed))
+            close_batch(s);
+        dagger__edge_count(&e->st.values, 1);
+        dagger__edge_count(&e->st.bytes, n);
+        return 0;
+    }
+    return shm_push_rec(e, v, timeout_ms);
+}
+
+static int push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
+
+/* Any value: push_any, then the fast path armed again for the batch it leaves open. */
 __attribute__((noinline)) static int shm_push_any(struct dagger_edge *e, const dagger_value_t *v,
                                                   int timeout_ms)
+{
+    int rc = push_any(e, v, timeout_ms);
+    arm((struct shm_edge *)e);
+    return rc;
+}
+
+static int push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
     struct ring_hdr *h = s->h;
@@ -460,6 +524,7 @@ static int shm_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
              dagger__net_now_ns() - s->bfirst_ns >= s->linger_ns))
             close_batch(s);
     }
+    arm(s);
     return n;
 }
 
@@ -600,28 +665,15 @@ static __attribute__((noinline)) int pop_batched(struct shm_edge *s, dagger_valu
     return 0;
 }
 
-static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+/* Everything but the next value of a packed batch (shm_pop's fast path). */
+static __attribute__((noinline)) int shm_pop_slow(struct dagger_edge *e, dagger_value_t *out,
+                                                  int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
     int64_t deadline = -2; /* computed only if we wait */
     int rc;
-    if (s->bc.left) {
-        uint32_t sz = s->bc.size;
-        if (sz && s->bf.len - s->bc.off >= sz) { /* packed: bounds checked with the frame */
-            dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
-            v.len = sz;
-            v.u.p = s->data + s->boff + DAGGER__FRAME_HDR + s->bc.off;
-            *out = v;
-            s->bc.off += sz;
-            if (!--s->bc.left)
-                s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
-            s->seq++;
-            dagger__edge_count(&e->st.values, 1);
-            dagger__edge_count(&e->st.bytes, sz);
-            return 0;
-        }
+    if (s->bc.left)
         return pop_batched(s, out);
-    }
     release_pending(s);
     for (;;) {
         if (s->cached == s->pos) {
@@ -696,6 +748,28 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
         dagger__edge_count(&e->st.bytes, rec);
         return 0;
     }
+}
+
+/* The next value of a packed batch takes no call and no check but its bounds, which the frame
+ * had checked as a whole; anything else takes shm_pop_slow. */
+static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    uint32_t sz = s->bc.size;
+    if (s->bc.left && sz && s->bf.len - s->bc.off >= sz) {
+        dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
+        v.len = sz;
+        v.u.p = s->data + s->boff + DAGGER__FRAME_HDR + s->bc.off;
+        *out = v;
+        s->bc.off += sz;
+        if (!--s->bc.left)
+            s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
+        s->seq++;
+        dagger__edge_count(&e->st.values, 1);
+        dagger__edge_count(&e->st.bytes, sz);
+        return 0;
+    }
+    return shm_pop_slow(e, out, timeout_ms);
 }
 
 /* A vector of blobs of `size` bytes: a batch's records are copied out in one loop; a new
@@ -900,6 +974,7 @@ static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
         return DAGGER_ENOMEM;
     }
     s->fd = -1;
+    s->fsize = UINT32_MAX; /* the fast path unarmed (arm) */
     s->spin = (int)spin;
     s->slice_ms = (int)slice;
     s->linger_ns = linger * 1000;

@@ -100,6 +100,11 @@ struct tcp_edge {
     uint32_t bcount; /* values in it */
     uint32_t bsize;  /* a PACKED batch: the size of its blobs; 0: a BATCH of records */
     uint64_t bseq;   /* seq of its first value */
+    /* tcp_push's fast path (arm): a blob of fsize bytes is appended while sused + fsize <= flim
+     * and fleft values remain before the linger clock is due; fsize is UINT32_MAX and flim 0
+     * while no packed batch is open. */
+    uint32_t fsize, fleft;
+    size_t flim;
     /* consumer */
     unsigned char *rbuf;
     size_t rstart, rend, rcap, pending;
@@ -565,6 +570,26 @@ static void close_batch(struct tcp_edge *t)
     dagger__frame_put_batch(t->sbuf + at, t->bsize ? DAGGER__FRAME_PACKED : DAGGER__FRAME_BATCH,
                             (uint32_t)(t->sused - at - DAGGER__FRAME_HDR), t->bcount, t->bseq);
     t->bstart = 0;
+    t->fsize = UINT32_MAX;
+    t->flim = 0;
+}
+
+/* Let tcp_push append blobs to the open packed batch with one bound check each: flim is the
+ * tightest of the size bound (the buffer is sent once it reaches `batch`), the buffer's
+ * allocation and the batch payload bound; fleft runs to the next seq that is a multiple of 64,
+ * where tcp_push_any reads the linger clock. */
+static void arm(struct tcp_edge *t)
+{
+    if (!t->bstart || !t->bsize || !t->batch) {
+        t->fsize = UINT32_MAX;
+        t->flim = 0;
+        return;
+    }
+    size_t lim = t->batch - 1, pay = t->bstart - 1 + DAGGER__FRAME_HDR + DAGGER__BATCH_MAX;
+    lim = lim < t->scap ? lim : t->scap;
+    t->flim = lim < pay ? lim : pay;
+    t->fsize = t->bsize;
+    t->fleft = (uint32_t)((64 - (t->seq & 63)) & 63);
 }
 
 static int flush_buf(struct tcp_edge *t, int64_t deadline)
@@ -611,10 +636,11 @@ static int grow_sbuf(struct tcp_edge *t, size_t need)
 
 static int tcp_push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
 
-/* The fast path: a small blob appended to the open batch (its bytes to a packed batch of its
- * size, a record to a batch of records), which the buffer holds without a send; anything else
- * (a send due, the clock to read, a packed batch of another size) takes tcp_push_any. */
-static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+/* A small blob appended to an open batch of records, which the buffer holds without a send;
+ * anything else (a send due, the clock to read, a packed batch of another size) takes
+ * tcp_push_any. */
+static __attribute__((noinline)) int tcp_push_rec(struct dagger_edge *e, const dagger_value_t *v,
+                                                  int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
     if (t->bstart && v->kind == DAGGER_KIND_BLOB && (t->seq & 63) != 0 &&
@@ -642,6 +668,28 @@ static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
     return tcp_push_any(e, v, timeout_ms);
 }
 
+/* The fast path: a blob of the open packed batch's size, within the armed bounds (arm). */
+static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+{
+    struct tcp_edge *t = (struct tcp_edge *)e;
+    uint32_t n = v->len;
+    if (n == t->fsize && t->fleft && t->sused + n <= t->flim && v->kind == DAGGER_KIND_BLOB &&
+        v->u.p) {
+        if (n == 8)
+            __builtin_memcpy(t->sbuf + t->sused, v->u.p, 8);
+        else
+            memcpy(t->sbuf + t->sused, v->u.p, n);
+        t->sused += n;
+        t->fleft--;
+        t->bcount++;
+        t->seq++;
+        dagger__edge_count(&e->st.values, 1);
+        dagger__edge_count(&e->st.bytes, n);
+        return 0;
+    }
+    return tcp_push_rec(e, v, timeout_ms);
+}
+
 /* Room for `need` more buffered bytes (`need_after` once a flush closed the open batch): a
  * flush when the buffer would outgrow its cap, then the buffer grown. A flush that timed out
  * keeps its bytes buffered; the value is refused only when it still does not fit. `*deadline`
@@ -665,8 +713,18 @@ static int make_room(struct tcp_edge *t, size_t need, size_t need_after, int64_t
     return grow_sbuf(t, t->sused + need);
 }
 
+static int push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
+
+/* Any value: push_any, then the fast path armed again for the batch it leaves open. */
 __attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const dagger_value_t *v,
                                                   int timeout_ms)
+{
+    int rc = push_any(e, v, timeout_ms);
+    arm((struct tcp_edge *)e);
+    return rc;
+}
+
+static int push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
     /* Reading the clock costs as much as buffering a small value: only when it may matter. */
@@ -835,6 +893,7 @@ static int tcp_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
         dagger__edge_count(&e->st.values, k);
         dagger__edge_count(&e->st.bytes, k * rec);
     }
+    arm(t);
     return n;
 }
 
@@ -1021,29 +1080,16 @@ static __attribute__((noinline)) int pop_batched(struct tcp_edge *t, dagger_valu
     return 0;
 }
 
-static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+/* Everything but the next value of a packed batch (tcp_pop's fast path). */
+static __attribute__((noinline)) int tcp_pop_slow(struct dagger_edge *e, dagger_value_t *out,
+                                                  int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
     struct dagger__frame f;
     char err[160];
     int rc;
-    if (t->bc.left) {
-        uint32_t sz = t->bc.size;
-        if (sz && t->bf.len - t->bc.off >= sz) { /* packed: bounds checked with the frame */
-            dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
-            v.len = sz;
-            v.u.p = t->rbuf + t->rstart + DAGGER__FRAME_HDR + t->bc.off;
-            *out = v;
-            t->bc.off += sz;
-            if (!--t->bc.left)
-                t->pending = DAGGER__FRAME_HDR + t->bf.len;
-            t->seq++;
-            dagger__edge_count(&e->st.values, 1);
-            dagger__edge_count(&e->st.bytes, sz);
-            return 0;
-        }
+    if (t->bc.left)
         return pop_batched(t, out);
-    }
     t->rstart += t->pending;
     t->pending = 0;
     if ((rc = fill_frame(t, timeout_ms, &f)) < 0)
@@ -1081,6 +1127,28 @@ static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     dagger__edge_count(&e->st.values, 1);
     dagger__edge_count(&e->st.bytes, t->pending);
     return 0;
+}
+
+/* The next value of a packed batch takes no call and no check but its bounds, which the frame
+ * had checked as a whole; anything else takes tcp_pop_slow. */
+static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+{
+    struct tcp_edge *t = (struct tcp_edge *)e;
+    uint32_t sz = t->bc.size;
+    if (t->bc.left && sz && t->bf.len - t->bc.off >= sz) {
+        dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
+        v.len = sz;
+        v.u.p = t->rbuf + t->rstart + DAGGER__FRAME_HDR + t->bc.off;
+        *out = v;
+        t->bc.off += sz;
+        if (!--t->bc.left)
+            t->pending = DAGGER__FRAME_HDR + t->bf.len;
+        t->seq++;
+        dagger__edge_count(&e->st.values, 1);
+        dagger__edge_count(&e->st.bytes, sz);
+        return 0;
+    }
+    return tcp_pop_slow(e, out, timeout_ms);
 }
 
 /* 1 when a whole frame follows the borrowed one in rbuf (no system call). */
@@ -1262,6 +1330,7 @@ static int tcp_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
         return DAGGER_ENOMEM;
     }
     t->lfd = t->fd = -1;
+    t->fsize = UINT32_MAX; /* the fast path unarmed (arm) */
     t->slen = dagger__uri_secret(u, t->secret, sizeof t->secret, err, errcap);
     if (t->slen < 0) {
         rc = t->slen;
