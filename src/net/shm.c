@@ -20,12 +20,13 @@
  * processes); the other side bumps the word and wakes it only when the waiting flag is set
  * (Dekker: seq_cst store of the index, then seq_cst load of the flag, and the reverse).
  * Batches: a value of up to DAGGER__BATCH_VALUE_MAX bytes becomes a 4-byte record of an open
- * BATCH frame (net.h) written in place; the producer publishes head (and pays the seq_cst store
- * and the wake check) once per batch, when it closes it: its payload reaches `batch` bytes,
- * `linger_us` passed since its first value (checked every 64th value), the consumer sleeps (a
- * relaxed load per push: a sleeping consumer gets each value at once), a larger value or a
- * wrap follows, the ring is full, or at flush, poll and close. The streaming runtime flushes
- * before a producer waits, as for TCP. The consumer reads a batch's values in place and
+ * BATCH frame (net.h) written in place, or its bytes alone in a PACKED frame for a run of blobs
+ * of one size (shm_push then checks one bound armed per batch, arm); the producer publishes head
+ * (and pays the seq_cst store and the wake check) once per batch, when it closes it: its payload
+ * reaches `batch` bytes, `linger_us` passed since its first value (checked every 64th value), the
+ * consumer sleeps (a relaxed load per push: a sleeping consumer gets each value at once), a larger
+ * value or a wrap follows, the ring is full, or at flush, poll and close. The streaming runtime
+ * flushes before a producer waits, as for TCP. The consumer reads a batch's values in place and
  * releases the frame after its last one.
  * Liveness: each side holds an OFD lock on one byte of the file (0 init, 1 producer,
  * 2 consumer). The kernel drops it when the process dies, kill -9 included, so a waiter

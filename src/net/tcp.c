@@ -24,8 +24,11 @@
  * sent when full, when `linger_us` has passed since its first frame (checked every 16th push,
  * every 64th for batched values), on dagger_edge_flush and on close. Values of up to
  * DAGGER__BATCH_VALUE_MAX bytes go into one open BATCH frame of the buffer (4 bytes of record each
- * instead of a 24-byte header), closed when the buffer is sent or another frame follows; a blob
- * larger than half the batch goes out with one sendmsg (header + the caller's bytes, no copy).
+ * instead of a 24-byte header), or a PACKED one for a run of blobs of one size (their bytes
+ * alone; tcp_push then checks one bound armed per batch), closed when the buffer is sent or
+ * another frame follows; the buffer is allocated for a whole batch, so a batch is one sendmsg; a
+ * blob larger than half the batch goes out with one sendmsg (header + the caller's bytes, no
+ * copy).
  * Close sends END, so the consumer can tell an ended stream (DAGGER_ECLOSED) from a lost peer
  * (DAGGER_EPEER). Consumer: reads into a buffer as much as the socket holds, parses frames in place
  * (a value borrows the buffer until the next pop), checks every header and sequence number. A lost
