@@ -294,7 +294,13 @@ struct dagger_edge {
     char uri[256];                           /* the effective URI; set by open */
     int held;                                /* pop_n kept `held_v` for the next pop */
     dagger_value_t held_v;                   /* owner thread */
-    struct {                                 /* owner writes (relaxed); anyone reads */
+    /* A run of packed values (a PACKED frame being read) that dagger_edge_pop hands out without
+     * calling the backend: rn more blobs of rsize bytes from rp on, rp advancing. The backend
+     * arms it after a pop that leaves no error and no held value, and at its next call settles
+     * what was taken (from how far rp moved) and disarms it. Owner thread. */
+    const unsigned char *rp;
+    uint32_t rsize, rn;
+    struct { /* owner writes (relaxed); anyone reads */
         _Atomic uint64_t values, bytes, drops, rejected, waits, reconnects, duplicates;
     } st;
 };

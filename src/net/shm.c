@@ -126,6 +126,7 @@ struct shm_edge {
     /* consumer: the BATCH frame being read (at ring offset boff) while bc.left > 0 */
     struct dagger__frame bf;
     struct dagger__batch bc;
+    const unsigned char *run_from; /* where the armed run (net.h: rp) started; NULL: none */
     uint64_t boff;
     int spin;          /* polls before sleeping */
     int slice_ms;      /* sleep slice between liveness probes */
@@ -753,7 +754,7 @@ static __attribute__((noinline)) int shm_pop_slow(struct dagger_edge *e, dagger_
 
 /* The next value of a packed batch takes no call and no check but its bounds, which the frame
  * had checked as a whole; anything else takes shm_pop_slow. */
-static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+static int pop_one(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
     uint32_t sz = s->bc.size;
@@ -773,6 +774,46 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     return shm_pop_slow(e, out, timeout_ms);
 }
 
+/* What dagger_edge_pop took from the armed run since the last call (net.h: rp), then the run
+ * disarmed: the batch's cursor, the sequence number and, after its last value, the frame's
+ * release catch up. */
+static void settle(struct shm_edge *s)
+{
+    if (!s->run_from)
+        return;
+    uint32_t taken = (uint32_t)((size_t)(s->base.rp - s->run_from) / s->bc.size);
+    s->run_from = NULL;
+    s->base.rn = 0;
+    s->bc.off += taken * s->bc.size;
+    s->bc.left -= taken;
+    s->seq += taken;
+    if (taken && !s->bc.left)
+        s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
+}
+
+/* Arm the run for the rest of a packed batch (its bounds were checked with the frame). */
+static void arm_run(struct shm_edge *s)
+{
+    if (s->bc.left && s->bc.size && !s->base.err && !s->base.held) {
+        s->run_from = s->data + s->boff + DAGGER__FRAME_HDR + s->bc.off;
+        s->base.rp = s->run_from;
+        s->base.rsize = s->bc.size;
+        s->base.rn = s->bc.left;
+    }
+}
+
+/* A pop (the wrapper serves an armed run without it): the run settled, one value, the rest of a
+ * packed batch armed. */
+static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    settle(s);
+    int rc = pop_one(e, out, timeout_ms);
+    if (rc == 0)
+        arm_run(s);
+    return rc;
+}
+
 /* A vector of blobs of `size` bytes: a batch's records are copied out in one loop; a new
  * frame is read by shm_pop, which waits for the first value only (later ones are taken when
  * the head already shows them). A value of another size or kind ends the vector, held. */
@@ -783,6 +824,7 @@ static int shm_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, i
     dagger_value_t v;
     char err[160];
     int i = 0, rc;
+    settle(s);
     while (i < n) {
         if (s->bc.left) {
             uint32_t at = s->bc.off;
@@ -824,7 +866,7 @@ static int shm_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, i
                 (load_head(s, memory_order_acquire) < 0 || s->cached == s->pos + s->pending))
                 return i;
         }
-        if ((rc = shm_pop(e, &v, i ? 0 : timeout_ms)) < 0)
+        if ((rc = pop_one(e, &v, i ? 0 : timeout_ms)) < 0)
             return i ? i : rc;
         if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
             rc = dagger__edge_hold(e, &v, size);
@@ -842,6 +884,7 @@ static int shm_poll(struct dagger_edge *e, int timeout_ms)
     int64_t deadline = dagger__net_deadline(timeout_ms);
     int rc;
     if (e->end == DAGGER_EDGE_POP) {
+        settle(s);
         if (s->bc.left)
             return 1; /* more values of the batch being read */
         /* The value of the last pop stays valid: its record is released by the next pop. */
@@ -902,6 +945,7 @@ static int shm_close(struct dagger_edge *e)
         ofd_lock(s->fd, LOCK_PROD, F_UNLCK, 0);
         other = LOCK_CONS;
     } else {
+        settle(s);
         s->pos += s->pending;
         s->pending = 0;
         /* Mid-batch, the batch stays unreleased: a later consumer reads it from its start. */

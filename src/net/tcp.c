@@ -113,6 +113,7 @@ struct tcp_edge {
     size_t rstart, rend, rcap, pending;
     struct dagger__frame bf; /* the BATCH frame at rstart being read, while bc.left > 0 */
     struct dagger__batch bc;
+    const unsigned char *run_from; /* where the armed run (net.h: rp) started; NULL: none */
 };
 
 static int set_nonblock(int fd)
@@ -1134,7 +1135,7 @@ static __attribute__((noinline)) int tcp_pop_slow(struct dagger_edge *e, dagger_
 
 /* The next value of a packed batch takes no call and no check but its bounds, which the frame
  * had checked as a whole; anything else takes tcp_pop_slow. */
-static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+static int pop_one(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
     uint32_t sz = t->bc.size;
@@ -1152,6 +1153,46 @@ static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
         return 0;
     }
     return tcp_pop_slow(e, out, timeout_ms);
+}
+
+/* What dagger_edge_pop took from the armed run since the last call (net.h: rp), then the run
+ * disarmed: the batch's cursor, the sequence number and, after its last value, the frame's
+ * release catch up. */
+static void settle(struct tcp_edge *t)
+{
+    if (!t->run_from)
+        return;
+    uint32_t taken = (uint32_t)((size_t)(t->base.rp - t->run_from) / t->bc.size);
+    t->run_from = NULL;
+    t->base.rn = 0;
+    t->bc.off += taken * t->bc.size;
+    t->bc.left -= taken;
+    t->seq += taken;
+    if (taken && !t->bc.left)
+        t->pending = DAGGER__FRAME_HDR + t->bf.len;
+}
+
+/* Arm the run for the rest of a packed batch (its bounds were checked with the frame). */
+static void arm_run(struct tcp_edge *t)
+{
+    if (t->bc.left && t->bc.size && !t->base.err && !t->base.held) {
+        t->run_from = t->rbuf + t->rstart + DAGGER__FRAME_HDR + t->bc.off;
+        t->base.rp = t->run_from;
+        t->base.rsize = t->bc.size;
+        t->base.rn = t->bc.left;
+    }
+}
+
+/* A pop (the wrapper serves an armed run without it): the run settled, one value, the rest of a
+ * packed batch armed. */
+static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+{
+    struct tcp_edge *t = (struct tcp_edge *)e;
+    settle(t);
+    int rc = pop_one(e, out, timeout_ms);
+    if (rc == 0)
+        arm_run(t);
+    return rc;
 }
 
 /* 1 when a whole frame follows the borrowed one in rbuf (no system call). */
@@ -1176,6 +1217,7 @@ static int tcp_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, i
     dagger_value_t v;
     char err[160];
     int i = 0, rc;
+    settle(t);
     while (i < n) {
         if (t->bc.left) {
             uint32_t at = t->bc.off;
@@ -1215,7 +1257,7 @@ static int tcp_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, i
         }
         if (i && !frame_buffered(t))
             return i; /* take only what is there: no system call */
-        if ((rc = tcp_pop(e, &v, i ? 0 : timeout_ms)) < 0)
+        if ((rc = pop_one(e, &v, i ? 0 : timeout_ms)) < 0)
             return i ? i : rc;
         if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
             rc = dagger__edge_hold(e, &v, size);
@@ -1233,6 +1275,7 @@ static int tcp_poll(struct dagger_edge *e, int timeout_ms)
     int64_t deadline = dagger__net_deadline(timeout_ms);
     int rc;
     if (e->end == DAGGER_EDGE_POP) {
+        settle(t);
         struct dagger__frame f;
         char err[160];
         if (t->bc.left)

@@ -74,6 +74,7 @@ int dagger__edge_fail(struct dagger_edge *e, int code, const char *fmt, ...)
     va_end(ap);
     if (!e->err)
         e->err = code;
+    e->rn = 0; /* no value from an armed run after an error (the backend settles from rp) */
     return e->err;
 }
 
@@ -789,6 +790,17 @@ DAGGER_API int dagger_edge_push(dagger_edge_t *e, const dagger_value_t *v)
 
 DAGGER_API int dagger_edge_pop(dagger_edge_t *e, dagger_value_t *out, int timeout_ms)
 {
+    if (e && out && e->rn) { /* a run armed by the backend (net.h): a consumer, nothing pending */
+        dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
+        v.len = e->rsize;
+        v.u.p = e->rp;
+        *out = v;
+        e->rp += e->rsize;
+        e->rn--;
+        dagger__edge_count(&e->st.values, 1);
+        dagger__edge_count(&e->st.bytes, v.len);
+        return 0;
+    }
     if (!e || !out)
         return DAGGER_EINVAL;
     if (e->end != DAGGER_EDGE_POP)
