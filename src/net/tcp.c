@@ -99,15 +99,11 @@ struct tcp_edge {
     unsigned char *sbuf;
     size_t sused, scap, batch;
     int64_t linger_ns, sfirst_ns;
-    size_t bstart;   /* 1 + the offset in sbuf of the open BATCH frame's header; 0: none */
-    uint32_t bcount; /* values in it */
-    uint32_t bsize;  /* a PACKED batch: the size of its blobs; 0: a BATCH of records */
-    uint64_t bseq;   /* seq of its first value */
-    /* tcp_push's fast path (arm): a blob of fsize bytes is appended while sused + fsize <= flim
-     * and fleft values remain before the linger clock is due; fsize is UINT32_MAX and flim 0
-     * while no packed batch is open. */
-    uint32_t fsize, fleft;
-    size_t flim;
+    size_t bstart;        /* 1 + the offset in sbuf of the open BATCH frame's header; 0: none */
+    uint32_t bcount;      /* values in it */
+    uint32_t bsize;       /* a PACKED batch: the size of its blobs; 0: a BATCH of records */
+    uint64_t bseq;        /* seq of its first value */
+    unsigned char *wfrom; /* where the armed room (net.h: wp) started; NULL: none */
     /* consumer */
     unsigned char *rbuf;
     size_t rstart, rend, rcap, pending;
@@ -574,26 +570,42 @@ static void close_batch(struct tcp_edge *t)
     dagger__frame_put_batch(t->sbuf + at, t->bsize ? DAGGER__FRAME_PACKED : DAGGER__FRAME_BATCH,
                             (uint32_t)(t->sused - at - DAGGER__FRAME_HDR), t->bcount, t->bseq);
     t->bstart = 0;
-    t->fsize = UINT32_MAX;
-    t->flim = 0;
 }
 
-/* Let tcp_push append blobs to the open packed batch with one bound check each: flim is the
- * tightest of the size bound (the buffer is sent once it reaches `batch`), the buffer's
- * allocation and the batch payload bound; fleft runs to the next seq that is a multiple of 64,
- * where tcp_push_any reads the linger clock. */
-static void arm(struct tcp_edge *t)
+/* What dagger_edge_push wrote into the armed room since the last call (net.h: wp), taken into
+ * the open batch; the room disarmed. Every producer call starts with it. */
+static void settle_room(struct tcp_edge *t)
 {
-    if (!t->bstart || !t->bsize || !t->batch) {
-        t->fsize = UINT32_MAX;
-        t->flim = 0;
+    if (!t->wfrom)
         return;
-    }
+    uint32_t taken = (uint32_t)((size_t)(t->base.wp - t->wfrom) / t->bsize);
+    t->wfrom = NULL;
+    t->base.wn = 0;
+    t->sused += (size_t)taken * t->bsize;
+    t->bcount += taken;
+    t->seq += taken;
+}
+
+/* Arm room in the open packed batch for dagger_edge_push, at the end of a push: as many values
+ * as fit the tightest of the size bound (the buffer is sent once it reaches `batch`), the
+ * buffer's allocation and the batch payload bound, and no further than the next seq that is a
+ * multiple of 64, where tcp_push_any reads the linger clock. */
+static void arm_room(struct tcp_edge *t)
+{
+    if (!t->bstart || !t->bsize || !t->batch || t->base.err)
+        return;
     size_t lim = t->batch - 1, pay = t->bstart - 1 + DAGGER__FRAME_HDR + DAGGER__BATCH_MAX;
     lim = lim < t->scap ? lim : t->scap;
-    t->flim = lim < pay ? lim : pay;
-    t->fsize = t->bsize;
-    t->fleft = (uint32_t)((64 - (t->seq & 63)) & 63);
+    lim = lim < pay ? lim : pay;
+    size_t room = lim > t->sused ? (lim - t->sused) / t->bsize : 0;
+    uint64_t to64 = (64 - (t->seq & 63)) & 63;
+    if (room > to64)
+        room = (size_t)to64;
+    if (room == 0)
+        return;
+    t->wfrom = t->base.wp = t->sbuf + t->sused;
+    t->base.wsize = t->bsize;
+    t->base.wn = (uint32_t)room;
 }
 
 static int flush_buf(struct tcp_edge *t, int64_t deadline)
@@ -672,26 +684,15 @@ static __attribute__((noinline)) int tcp_push_rec(struct dagger_edge *e, const d
     return tcp_push_any(e, v, timeout_ms);
 }
 
-/* The fast path: a blob of the open packed batch's size, within the armed bounds (arm). */
+/* A push (dagger_edge_push fills armed room without it): the room settled, the value, room
+ * armed again for the packed batch the push leaves open. */
 static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
-    uint32_t n = v->len;
-    if (n == t->fsize && t->fleft && t->sused + n <= t->flim && v->kind == DAGGER_KIND_BLOB &&
-        v->u.p) {
-        if (n == 8)
-            __builtin_memcpy(t->sbuf + t->sused, v->u.p, 8);
-        else
-            memcpy(t->sbuf + t->sused, v->u.p, n);
-        t->sused += n;
-        t->fleft--;
-        t->bcount++;
-        t->seq++;
-        dagger__edge_count(&e->st.values, 1);
-        dagger__edge_count(&e->st.bytes, n);
-        return 0;
-    }
-    return tcp_push_rec(e, v, timeout_ms);
+    settle_room(t);
+    int rc = tcp_push_rec(e, v, timeout_ms);
+    arm_room(t);
+    return rc;
 }
 
 /* Room for `need` more buffered bytes (`need_after` once a flush closed the open batch): a
@@ -717,18 +718,8 @@ static int make_room(struct tcp_edge *t, size_t need, size_t need_after, int64_t
     return grow_sbuf(t, t->sused + need);
 }
 
-static int push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
-
-/* Any value: push_any, then the fast path armed again for the batch it leaves open. */
 __attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const dagger_value_t *v,
                                                   int timeout_ms)
-{
-    int rc = push_any(e, v, timeout_ms);
-    arm((struct tcp_edge *)e);
-    return rc;
-}
-
-static int push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
     /* Reading the clock costs as much as buffering a small value: only when it may matter. */
@@ -855,6 +846,7 @@ static int tcp_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
     struct tcp_edge *t = (struct tcp_edge *)e;
     int64_t deadline = -2; /* read the clock only when the slow path may wait */
     int i = 0;
+    settle_room(t);
     while (i < n) {
         uint64_t k = 0;
         uint32_t rec = t->bsize ? size : dagger__batch_rec_size(size);
@@ -897,7 +889,7 @@ static int tcp_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
         dagger__edge_count(&e->st.values, k);
         dagger__edge_count(&e->st.bytes, k * rec);
     }
-    arm(t);
+    arm_room(t);
     return n;
 }
 
@@ -906,6 +898,7 @@ static int tcp_flush(struct dagger_edge *e, int timeout_ms)
     struct tcp_edge *t = (struct tcp_edge *)e;
     int64_t deadline = dagger__net_deadline(timeout_ms);
     int rc;
+    settle_room(t);
     if (!t->sused && t->coff == t->cused)
         return 0;
     close_batch(t);
@@ -1295,6 +1288,7 @@ static int tcp_poll(struct dagger_edge *e, int timeout_ms)
         rc = fill_frame(t, timeout_ms, &f);
         return rc == DAGGER_ETIMEDOUT ? 0 : rc < 0 ? rc : 1;
     }
+    settle_room(t);
     if ((rc = ensure_ready(t, deadline)) < 0)
         return rc == DAGGER_ETIMEDOUT ? 0 : rc;
     if (t->sused < t->batch)
@@ -1309,6 +1303,8 @@ static int tcp_close(struct dagger_edge *e)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
     int rc = 0;
+    if (e->end == DAGGER_EDGE_PUSH)
+        settle_room(t);
     if (e->end == DAGGER_EDGE_PUSH && !e->err) {
         int64_t deadline = dagger__net_deadline(t->close_ms);
         rc = ensure_ready(t, deadline);
@@ -1376,7 +1372,6 @@ static int tcp_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
         return DAGGER_ENOMEM;
     }
     t->lfd = t->fd = -1;
-    t->fsize = UINT32_MAX; /* the fast path unarmed (arm) */
     t->slen = dagger__uri_secret(u, t->secret, sizeof t->secret, err, errcap);
     if (t->slen < 0) {
         rc = t->slen;
