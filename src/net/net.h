@@ -300,11 +300,14 @@ struct dagger_edge {
      * what was taken (from how far rp moved) and disarms it. Owner thread. */
     const unsigned char *rp;
     uint32_t rsize, rn;
-    /* The producer's twin (tcp): room for wn more blobs of exactly wsize bytes in an open packed
-     * batch, which dagger_edge_push copies to wp without calling the backend; armed at the end
-     * of a push that leaves such a batch, settled (from how far wp moved) at the next call. */
+    /* The producer's twin (shm, tcp): room for wn more blobs of exactly wsize bytes in an open
+     * packed batch, which dagger_edge_push copies to wp without calling the backend while the
+     * word wstop (when not NULL) reads 0 (shm: the consumer sleeps or closed, so the backend
+     * must publish or fail); armed at the end of a push that leaves such a batch, settled (from
+     * how far wp moved) at the next call. */
     unsigned char *wp;
     uint32_t wsize, wn;
+    const _Atomic uint32_t *wstop;
     struct { /* owner writes (relaxed); anyone reads */
         _Atomic uint64_t values, bytes, drops, rejected, waits, reconnects, duplicates;
     } st;

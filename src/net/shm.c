@@ -121,6 +121,7 @@ struct shm_edge {
      * while no packed batch is open. */
     uint32_t fsize, fleft;
     uint64_t flim;
+    unsigned char *wfrom; /* where the room armed for dagger_edge_push (net.h: wp) started */
     uint64_t bstart, bseq;
     int64_t linger_ns, bfirst_ns;
     /* consumer: the BATCH frame being read (at ring offset boff) while bc.left > 0 */
@@ -353,7 +354,7 @@ static __attribute__((noinline)) int shm_push_rec(struct dagger_edge *e, const d
 
 /* The fast path: a blob of the open packed batch's size within the armed bounds (arm); the
  * batch is published early only when the consumer sleeps. */
-static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+static int push_one(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
     uint32_t n = v->len;
@@ -374,6 +375,48 @@ static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
         return 0;
     }
     return shm_push_rec(e, v, timeout_ms);
+}
+
+/* What dagger_edge_push wrote into the armed room since the last call (net.h: wp), taken into
+ * the open batch; the room disarmed. Every producer call starts with it. */
+static void settle_room(struct shm_edge *s)
+{
+    if (!s->wfrom)
+        return;
+    uint32_t taken = (uint32_t)((size_t)(s->base.wp - s->wfrom) / s->bsize);
+    s->wfrom = NULL;
+    s->base.wn = 0;
+    s->pos += (uint64_t)taken * s->bsize;
+    s->bcount += taken;
+    s->seq += taken;
+}
+
+/* Arm room for dagger_edge_push in the open packed batch, at the end of a push: the values the
+ * fast path of push_one would take (arm: flim, fleft), while the consumer neither sleeps nor
+ * closed (wstop: its cons_waiting word, which its close sets too). */
+static void arm_room(struct shm_edge *s)
+{
+    if (s->fsize == UINT32_MAX || s->base.err || s->pos >= s->flim)
+        return;
+    uint64_t room = (s->flim - s->pos) / s->fsize;
+    room = room < s->fleft ? room : s->fleft;
+    if (room == 0)
+        return;
+    s->wfrom = s->base.wp = s->data + (s->pos & s->mask);
+    s->base.wsize = s->fsize;
+    s->base.wn = (uint32_t)room;
+    s->base.wstop = &s->h->cons_waiting;
+}
+
+/* A push (dagger_edge_push fills armed room without it): the room settled, the value, room
+ * armed again for the packed batch the push leaves open. */
+static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    settle_room(s);
+    int rc = push_one(e, v, timeout_ms);
+    arm_room(s);
+    return rc;
 }
 
 static int push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
@@ -476,6 +519,7 @@ static int shm_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
     struct shm_edge *s = (struct shm_edge *)e;
     int64_t deadline = -2; /* read the clock only when the slow path may wait */
     int i = 0;
+    settle_room(s);
     while (i < n) {
         uint64_t k = 0;
         uint32_t rec = s->bsize ? size : dagger__batch_rec_size(size);
@@ -527,12 +571,14 @@ static int shm_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
             close_batch(s);
     }
     arm(s);
+    arm_room(s);
     return n;
 }
 
 static int shm_flush(struct dagger_edge *e, int timeout_ms)
 {
     (void)timeout_ms; /* publishing never waits */
+    settle_room((struct shm_edge *)e);
     close_batch((struct shm_edge *)e);
     return 0;
 }
@@ -899,6 +945,7 @@ static int shm_poll(struct dagger_edge *e, int timeout_ms)
     }
     /* Producer: publish the open batch, then room for a smallest record without wrapping
      * trouble. */
+    settle_room(s);
     close_batch(s);
     uint64_t need = align8(DAGGER__FRAME_HDR + 16);
     uint64_t off = s->pos & s->mask;
@@ -937,6 +984,7 @@ static int shm_close(struct dagger_edge *e)
     int other;
     ofd_lock(s->fd, LOCK_INIT, F_WRLCK, 1);
     if (e->end == DAGGER_EDGE_PUSH) {
+        settle_room(s);
         close_batch(s);  /* what was pushed is delivered, even before an abort */
         if (!e->aborted) /* dagger__edge_abort: the consumer must not see a clean end */
             atomic_store(&h->closed, 1);
@@ -951,8 +999,10 @@ static int shm_close(struct dagger_edge *e)
         /* Mid-batch, the batch stays unreleased: a later consumer reads it from its start. */
         atomic_store(&h->recv, s->bc.left ? s->bf.seq : s->seq);
         publish_all(s);
-        if (!e->aborted) /* the producer then finds the consumer's lock gone: DAGGER_EPEER */
+        if (!e->aborted) { /* the producer then finds the consumer's lock gone: DAGGER_EPEER */
             atomic_store(&h->cons_closed, 1);
+            atomic_store(&h->cons_waiting, 1); /* ends the producer's room (net.h: wstop) */
+        }
         atomic_fetch_add(&h->space_word, 1);
         futex_wake(&h->space_word);
         ofd_lock(s->fd, LOCK_CONS, F_UNLCK, 0);

@@ -774,17 +774,25 @@ int dagger__edge_abort(struct dagger_edge *e)
 
 DAGGER_API int dagger_edge_push_timed(dagger_edge_t *e, const dagger_value_t *v, int timeout_ms)
 {
-    /* Room armed by the backend (net.h: wp): a producer, no error, a blob of the batch's size. */
-    if (e && v && e->wn && v->len == e->wsize && v->kind == DAGGER_KIND_BLOB && v->u.p) {
-        if (v->len == 8)
-            __builtin_memcpy(e->wp, v->u.p, 8);
-        else
-            memcpy(e->wp, v->u.p, v->len);
-        e->wp += v->len;
-        e->wn--;
-        dagger__edge_count(&e->st.values, 1);
-        dagger__edge_count(&e->st.bytes, v->len);
-        return 0;
+    /* Room armed by the backend (net.h: wp): a producer, no error, a blob of the batch's size,
+     * and the backend not asked to look (wstop). */
+    if (e && v && e->wn) {
+        uint32_t n = v->len;
+        const void *src = v->u.p;
+        unsigned char *dst = e->wp;
+        if (n == e->wsize && v->kind == DAGGER_KIND_BLOB && src &&
+            !(e->wstop && atomic_load_explicit(e->wstop, memory_order_acquire))) {
+            e->wp = dst + n;
+            e->wn--;
+            dagger__edge_count(&e->st.values, 1);
+            dagger__edge_count(&e->st.bytes, n);
+            if (n == 8) {
+                __builtin_memcpy(dst, src, 8);
+                return 0;
+            }
+            memcpy(dst, src, n);
+            return 0;
+        }
     }
     if (!e || !v)
         return DAGGER_EINVAL;
