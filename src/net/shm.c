@@ -388,6 +388,7 @@ static void settle_room(struct shm_edge *s)
     s->base.wn = 0;
     s->pos += (uint64_t)taken * s->bsize;
     s->bcount += taken;
+    s->fleft -= taken; /* the room never passed it (arm_room) */
     s->seq += taken;
 }
 
