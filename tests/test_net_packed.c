@@ -7,7 +7,9 @@
  * one closed, a size bound, close); single pushes and pops and the vector calls mixed in one
  * stream, a value of another size ending a vector (kept for the next pop); a packed batch
  * partly filled at close; a consumer closing under a producer in a packed run; a slow
- * consumer; and hostile PACKED frames, refused with a message that names the problem.
+ * consumer; pushes and pops served from armed runs mixed with flush, poll and vector calls,
+ * the counters exact after each; and hostile PACKED frames, refused with a message that names
+ * the problem.
  * Producers run on a thread of this process; every wait is bounded.
  * SPDX-License-Identifier: MIT
  */
@@ -299,6 +301,90 @@ TEST(consumer_close_fails_a_packed_producer)
     consumer_closes_under_packed_run(1);
 }
 
+/* Pushes and pops that the edge serves from armed runs (net.h: rp, wp) mixed with calls that
+ * settle them: flush and poll between pushes, poll and pop_n between pops, the counters read
+ * after each step. */
+struct mixer {
+    dagger_edge_t *e;
+    long n;
+    int rc;
+    char msg[256];
+};
+
+static void *push_mixed_calls(void *arg)
+{
+    struct mixer *m = arg;
+    for (uint64_t x = 0; x < (uint64_t)m->n && !m->rc; x++) {
+        dagger_value_t v = dagger_blob_borrow(&x, 8);
+        m->rc = dagger_edge_push_timed(m->e, &v, 10000);
+        if (!m->rc && x % 97 == 96)
+            m->rc = dagger_edge_flush(m->e, 10000);
+        if (!m->rc && x % 37 == 36 && dagger_edge_poll(m->e, 10000) != 1)
+            m->rc = DAGGER_EIO;
+        dagger_edge_stats_t st;
+        dagger_edge_stats(m->e, &st);
+        if (!m->rc && st.values != x + 1)
+            m->rc = DAGGER_ERANGE;
+    }
+    if (m->rc)
+        snprintf(m->msg, sizeof m->msg, "%s", dagger_edge_errmsg(m->e));
+    int rc = dagger_edge_close(m->e);
+    if (!m->rc)
+        m->rc = rc;
+    return NULL;
+}
+
+static void runs_settle(int tcp)
+{
+    dagger_edge_t *p, *c;
+    net_edge_pair(tcp, "packed", "settle", "", &p, &c);
+    struct mixer m = {.e = p, .n = 5000};
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, push_mixed_calls, &m), 0);
+    uint64_t next = 0, buf[3];
+    for (int step = 0; next < (uint64_t)m.n; step++) {
+        dagger_value_t v;
+        if (step % 5 == 3) {
+            ASSERT_EQ(dagger_edge_poll(c, 10000), 1);
+            continue;
+        }
+        if (step % 5 == 4) {
+            int k = dagger_edge_pop_n(c, buf, 8, 3, 10000);
+            if (k < 1)
+                fail_msg("pop_n at %llu: %s: %s", (unsigned long long)next, dagger_err_name(k),
+                         dagger_edge_errmsg(c));
+            for (int j = 0; j < k; j++, next++)
+                ASSERT_EQ(buf[j], next);
+        } else {
+            int rc = dagger_edge_pop(c, &v, 10000);
+            if (rc < 0)
+                fail_msg("pop at %llu: %s: %s", (unsigned long long)next, dagger_err_name(rc),
+                         dagger_edge_errmsg(c));
+            uint64_t x;
+            ASSERT_EQ(v.kind, DAGGER_KIND_BLOB);
+            ASSERT_EQ(v.len, 8);
+            memcpy(&x, v.u.p, 8);
+            ASSERT_EQ(x, next);
+            next++;
+        }
+        dagger_edge_stats_t st;
+        dagger_edge_stats(c, &st);
+        ASSERT_EQ(st.values, next);
+    }
+    dagger_value_t v;
+    ASSERT_ERR(dagger_edge_pop(c, &v, 10000), DAGGER_ECLOSED);
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    if (m.rc)
+        fail_msg("producer: %s: %s", dagger_err_name(m.rc), m.msg);
+    ASSERT_OK(dagger_edge_close(c));
+}
+
+TEST(armed_runs_settle_across_other_calls)
+{
+    runs_settle(0);
+    runs_settle(1);
+}
+
 /* ---------------------------------------------------------------- hostile frames */
 
 static int raw_connect(int port)
@@ -424,4 +510,5 @@ TEST(tcp_malformed_packed_frames_refused)
 
 TEST_LIST(shm_runs_of_sizes_and_kinds_in_order, tcp_runs_of_sizes_and_kinds_in_order,
           slow_consumer_of_packed_runs_loses_nothing, packed_batch_partly_filled_at_close,
-          consumer_close_fails_a_packed_producer, tcp_malformed_packed_frames_refused)
+          consumer_close_fails_a_packed_producer, armed_runs_settle_across_other_calls,
+          tcp_malformed_packed_frames_refused)
