@@ -8,7 +8,8 @@
  * stream, a value of another size ending a vector (kept for the next pop); a packed batch
  * partly filled at close; a consumer closing under a producer in a packed run; a slow
  * consumer; pushes and pops served from armed runs mixed with flush, poll and vector calls,
- * the counters exact after each; and hostile PACKED frames, refused with a message that names
+ * the counters exact after each; a shm consumer that falls asleep under an armed room, served
+ * at the next push; and hostile PACKED frames, refused with a message that names
  * the problem.
  * Producers run on a thread of this process; every wait is bounded.
  * SPDX-License-Identifier: MIT
@@ -20,6 +21,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -385,6 +387,60 @@ TEST(armed_runs_settle_across_other_calls)
     runs_settle(1);
 }
 
+/* A consumer that goes to sleep while a packed batch is open and its room armed gets the
+ * batch at the next push: the push that dagger_edge_push would have written into the room sees
+ * the consumer's word (net.h: wstop) and lets shm publish. */
+struct sleeper {
+    dagger_edge_t *e;
+    int rc[4];
+    uint64_t got[4];
+    _Atomic int popped;
+};
+
+static void *pop_four(void *arg)
+{
+    struct sleeper *z = arg;
+    for (int i = 0; i < 4; i++) {
+        dagger_value_t v;
+        z->rc[i] = dagger_edge_pop(z->e, &v, 10000);
+        if (z->rc[i] == 0 && v.kind == DAGGER_KIND_BLOB && v.len == 8)
+            memcpy(&z->got[i], v.u.p, 8);
+        atomic_fetch_add(&z->popped, 1);
+    }
+    return NULL;
+}
+
+TEST(shm_consumer_asleep_under_an_armed_room_gets_the_next_push)
+{
+    dagger_edge_t *p, *c;
+    net_edge_pair(0, "packed", "sleeper", "&spin=0&linger_us=10000000", &p, &c);
+    for (uint64_t x = 100; x < 103; x++) { /* nobody waits: the batch stays open, room armed */
+        dagger_value_t v = dagger_blob_borrow(&x, 8);
+        ASSERT_OK(dagger_edge_push(p, &v));
+    }
+    struct sleeper z = {.e = c};
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, pop_four, &z), 0);
+    dagger_edge_stats_t st = {0};
+    for (int i = 0; i < 5000 && st.waits == 0; i++) {
+        usleep(1000);
+        dagger_edge_stats(c, &st);
+    }
+    ASSERT_EQ(st.waits, 1);
+    usleep(20000);                        /* from counting the wait to sleeping on the word */
+    ASSERT_EQ(atomic_load(&z.popped), 0); /* the open batch is not published */
+    uint64_t x = 103;
+    dagger_value_t v = dagger_blob_borrow(&x, 8);
+    ASSERT_OK(dagger_edge_push(p, &v)); /* no flush, and the linger is 10 s */
+    ASSERT_EQ(pthread_join(th, NULL), 0);
+    for (int i = 0; i < 4; i++) {
+        ASSERT_OK(z.rc[i]);
+        ASSERT_EQ(z.got[i], 100u + (uint64_t)i);
+    }
+    ASSERT_OK(dagger_edge_close(p));
+    ASSERT_OK(dagger_edge_close(c));
+}
+
 /* ---------------------------------------------------------------- hostile frames */
 
 static int raw_connect(int port)
@@ -511,4 +567,5 @@ TEST(tcp_malformed_packed_frames_refused)
 TEST_LIST(shm_runs_of_sizes_and_kinds_in_order, tcp_runs_of_sizes_and_kinds_in_order,
           slow_consumer_of_packed_runs_loses_nothing, packed_batch_partly_filled_at_close,
           consumer_close_fails_a_packed_producer, armed_runs_settle_across_other_calls,
+          shm_consumer_asleep_under_an_armed_room_gets_the_next_push,
           tcp_malformed_packed_frames_refused)
