@@ -3,3 +3,4 @@
 dagger_add_tests(net SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_net.c LABELS quick TIMEOUT 300)
 dagger_add_tests(net_batch SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_net_batch.c LABELS quick TIMEOUT 300)
 dagger_add_tests(net_vector SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_net_vector.c LABELS quick TIMEOUT 300)
+dagger_add_tests(net_packed SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_net_packed.c LABELS quick TIMEOUT 300)

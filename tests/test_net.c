@@ -697,9 +697,9 @@ static int raw_connect(int port)
 
 static void put_frame(unsigned char *p, unsigned kind, unsigned flags, uint32_t len, uint64_t seq)
 {
-    /* docs/net.md: magic "DAGN", version 2, kind, flags, length, count (0), seq (LE) */
+    /* docs/net.md: magic "DAGN", version 3, kind, flags, length, count (0), seq (LE) */
     memcpy(p, "DAGN", 4);
-    p[4] = 2;
+    p[4] = 3;
     p[5] = (unsigned char)kind;
     p[6] = (unsigned char)flags;
     p[7] = 0;

@@ -42,8 +42,7 @@ static int producer(const char *uri, size_t bytes, long n, int go_fd, int vec)
         for (long i = 0; buf && i < n;) {
             int k = n - i < VEC ? (int)(n - i) : VEC;
             for (int j = 0; j < k; j++) {
-                uint64_t x = (uint64_t)(i + j);
-                memcpy(buf + (size_t)j * bytes, &x, bytes < 8 ? bytes : 8);
+                net_put_id(buf + (size_t)j * bytes, (uint64_t)(i + j), bytes);
             }
             int rc = dagger_edge_push_n(e, buf, bytes, (size_t)k, -1);
             if (rc != k) {
@@ -58,8 +57,7 @@ static int producer(const char *uri, size_t bytes, long n, int go_fd, int vec)
         n = 0;
     }
     for (long i = 0; i < n; i++) {
-        uint64_t x = (uint64_t)i;
-        memcpy(src, &x, bytes < 8 ? bytes : 8);
+        net_put_id(src, (uint64_t)i, bytes);
         dagger_value_t v = dagger_blob_borrow(src, bytes);
         int rc = dagger_edge_push(e, &v);
         if (rc < 0) {
@@ -111,9 +109,7 @@ static int run(const char *bench, const char *cons_uri, const char *prod_fmt, si
             return 1;
         }
         for (int j = 0; j < rc; j++, i++) {
-            uint64_t x = 0;
-            memcpy(&x, buf + (size_t)j * bytes, bytes < 8 ? bytes : 8);
-            bad += x != (uint64_t)i;
+            bad += net_get_id(buf + (size_t)j * bytes, bytes) != (uint64_t)i;
         }
     }
     free(buf);
@@ -124,9 +120,7 @@ static int run(const char *bench, const char *cons_uri, const char *prod_fmt, si
             kill(pid, SIGKILL);
             return 1;
         }
-        uint64_t x = 0;
-        memcpy(&x, v.u.p, bytes < 8 ? bytes : 8);
-        bad += v.len != bytes || x != (uint64_t)i;
+        bad += v.len != bytes || net_get_id(v.u.p, bytes) != (uint64_t)i;
     }
     int end = dagger_edge_pop(c, &v, 10000);
     double t1 = net_now();

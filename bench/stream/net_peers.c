@@ -30,8 +30,7 @@ static void bench_memcpy(size_t bytes, long n)
     volatile uint64_t sink = 0;
     double t0 = net_now();
     for (long i = 0; i < n; i++) {
-        uint64_t x = (uint64_t)i;
-        memcpy(src, &x, bytes < 8 ? bytes : 8);
+        net_put_id(src, (uint64_t)i, bytes);
         if (off + bytes > ring)
             off = 0;
         memcpy(dst + off, src, bytes);
@@ -70,9 +69,8 @@ static int sender(int port, size_t bytes, long n)
     unsigned char *src = calloc(1, bytes), buf[65536];
     size_t used = 0;
     for (long i = 0; i < n; i++) {
-        uint64_t x = (uint64_t)i;
         uint32_t len = (uint32_t)bytes;
-        memcpy(src, &x, bytes < 8 ? bytes : 8);
+        net_put_id(src, (uint64_t)i, bytes);
         if (bytes + 4 <= sizeof buf / 2) {
             if (used + 4 + bytes > sizeof buf) {
                 struct iovec v = {buf, used};
@@ -124,9 +122,7 @@ static void bench_socket(size_t bytes, long n)
             memcpy(&len, buf + start, 4);
             if (end - start < 4 + (size_t)len)
                 break;
-            uint64_t x = 0;
-            memcpy(&x, buf + start + 4, bytes < 8 ? bytes : 8);
-            bad += len != bytes || x != (uint64_t)got;
+            bad += len != bytes || net_get_id(buf + start + 4, bytes) != (uint64_t)got;
             start += 4 + len;
             got++;
         }

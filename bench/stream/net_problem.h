@@ -8,8 +8,10 @@
 #ifndef DAGGER_BENCH_NET_PROBLEM_H
 #define DAGGER_BENCH_NET_PROBLEM_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -30,6 +32,27 @@ static inline int net_size_wanted(size_t bytes)
 {
     const char *s = getenv("NET_BENCH_BYTES");
     return !s || !*s || (size_t)atol(s) == bytes;
+}
+
+/* Stamp value number x into its first min(bytes, 8) bytes, and read it back. Every row (dagger
+ * and peers) uses these: a plain memcpy of `bytes < 8 ? bytes : 8` bytes compiled to a
+ * `rep movsb` costing more than a small value's whole trip through an edge. */
+static inline void net_put_id(void *dst, uint64_t x, size_t bytes)
+{
+    if (bytes >= 8)
+        memcpy(dst, &x, 8);
+    else
+        memcpy(dst, &x, bytes);
+}
+
+static inline uint64_t net_get_id(const void *src, size_t bytes)
+{
+    uint64_t x = 0;
+    if (bytes >= 8)
+        memcpy(&x, src, 8);
+    else
+        memcpy(&x, src, bytes);
+    return x;
 }
 
 static inline double net_now(void)

@@ -14,6 +14,12 @@
  * multiple of 4. `count` is 0 in every other kind. A producer (shm, tcp) appends values to an
  * open batch and closes it when it flushes (its size or time bound, a flush, a wait, close), so
  * a small value costs a 4-byte record and no per-value publication or write.
+ * Packed batches (version 3): a PACKED frame carries `count` (>= 1) blobs of the same size
+ * len / count (>= 1) bytes back to back, with no record header: the common stream of fixed-size
+ * values costs its bytes alone, and the consumer checks the frame once, not each value. A
+ * producer opens a batch packed when its first value is a blob; a value of another size or
+ * kind turns a batch of a few values into records in place (dagger__batch_unpack) and closes a
+ * longer one, so mixed streams keep their records and runs of one size travel packed.
  * Invariants: every length read from outside is checked against the edge's limit before it
  * is used; a malformed frame fails the edge with DAGGER_EINVAL (sticky), never a crash.
  * SPDX-License-Identifier: MIT
@@ -33,19 +39,20 @@
 /* ---------------------------------------------------------------- frames */
 
 #define DAGGER__FRAME_MAGIC 0x4E474144u /* "DAGN" as little-endian bytes */
-#define DAGGER__FRAME_VERSION 2u
+#define DAGGER__FRAME_VERSION 3u
 #define DAGGER__FRAME_HDR 24u
 /* The largest payload any edge accepts, whatever its parameters say (1 GiB). */
 #define DAGGER__FRAME_MAX_LIMIT (1u << 30)
 
 enum dagger__frame_kind {
-    DAGGER__FRAME_DATA = 1,  /* one value */
-    DAGGER__FRAME_END = 2,   /* the producer closed; seq = values sent */
-    DAGGER__FRAME_PAD = 3,   /* shm ring: skip to the start of the ring */
-    DAGGER__FRAME_HELLO = 4, /* tcp handshake: role, auth mode, nonce */
-    DAGGER__FRAME_AUTH = 5,  /* tcp handshake: HMAC-SHA-256 proof */
-    DAGGER__FRAME_BATCH = 6, /* `count` small values as records (shm, tcp) */
-    DAGGER__FRAME_KIND_MAX_ = 6
+    DAGGER__FRAME_DATA = 1,   /* one value */
+    DAGGER__FRAME_END = 2,    /* the producer closed; seq = values sent */
+    DAGGER__FRAME_PAD = 3,    /* shm ring: skip to the start of the ring */
+    DAGGER__FRAME_HELLO = 4,  /* tcp handshake: role, auth mode, nonce */
+    DAGGER__FRAME_AUTH = 5,   /* tcp handshake: HMAC-SHA-256 proof */
+    DAGGER__FRAME_BATCH = 6,  /* `count` small values as records (shm, tcp) */
+    DAGGER__FRAME_PACKED = 7, /* `count` blobs of len / count bytes, back to back (shm, tcp) */
+    DAGGER__FRAME_KIND_MAX_ = 7
 };
 
 enum {
@@ -61,7 +68,7 @@ struct dagger__frame {
     uint32_t kind;
     uint32_t flags;
     uint32_t len;   /* payload bytes, already checked against the limit */
-    uint32_t count; /* BATCH: values in it (>= 1, <= len / 4); 0 otherwise */
+    uint32_t count; /* BATCH: values (>= 1, <= len / 4); PACKED: (>= 1, divides len); else 0 */
     uint64_t seq;
 };
 
@@ -74,10 +81,29 @@ struct dagger__frame {
 
 static inline uint32_t dagger__batch_rec_size(uint32_t n) { return (4u + n + 3u) & ~3u; }
 
-/* Reading a batch: the payload offset of the next record and the records still to read. */
+/* A packed batch of at most this many values is turned into records when a value of another
+ * size or kind follows (above it the batch is closed instead). */
+#define DAGGER__BATCH_UNPACK_MAX 8u
+
+static inline int dagger__frame_is_batch(uint32_t kind)
+{
+    return kind == DAGGER__FRAME_BATCH || kind == DAGGER__FRAME_PACKED;
+}
+
+/* Reading a batch: the payload offset of the next value, the values still to read, and the
+ * size of each (PACKED) or 0 (BATCH: records). */
 struct dagger__batch {
-    uint32_t off, left;
+    uint32_t off, left, size;
 };
+
+/* Start reading the BATCH or PACKED frame `f` (checked by dagger__frame_get). Returns 0, or
+ * DAGGER_EINVAL with a sentence in err when a packed value exceeds max_payload. */
+int dagger__batch_begin(const struct dagger__frame *f, uint32_t max_payload,
+                        struct dagger__batch *b, char *err, size_t errcap);
+
+/* Turn the `count` packed values of `size` bytes at p into records, in place: the caller has
+ * made room for count * dagger__batch_rec_size(size) bytes at p. */
+void dagger__batch_unpack(unsigned char *p, uint32_t count, uint32_t size);
 
 /* Write the record of `v` (payload size n and flags from dagger__frame_value_size) at dst:
  * dagger__batch_rec_size(n) bytes, padding zeroed. */
@@ -93,10 +119,10 @@ static inline void dagger__batch_rec_put_raw(unsigned char *dst, const void *src
     else if (n)
         __builtin_memcpy(dst + 4, src, n);
 }
-/* Decode the next record of the BATCH frame `f` whose payload is `p` (borrowed by *out) as the
- * value of sequence number `seq`; records longer than max_payload are refused. Checks that the
- * record and its padding lie inside the frame, and at the last one that the frame ends there.
- * Returns 0 (b advanced) or DAGGER_EINVAL with a sentence in err. */
+/* Decode the next value of the BATCH or PACKED frame `f` whose payload is `p` (borrowed by
+ * *out) as the value of sequence number `seq`; records longer than max_payload are refused.
+ * Checks that the record and its padding lie inside the frame, and at the last one that the
+ * frame ends there. Returns 0 (b advanced) or DAGGER_EINVAL with a sentence in err. */
 int dagger__batch_read(const struct dagger__frame *f, const unsigned char *p,
                        struct dagger__batch *b, uint32_t max_payload, uint64_t seq,
                        dagger_value_t *out, char *err, size_t errcap);
@@ -108,7 +134,18 @@ static inline int dagger__batch_next(const struct dagger__frame *f, const unsign
                                      dagger_value_t *out, char *err, size_t errcap)
 {
     uint32_t w, room = f->len - b->off;
-    if (b->left && b->off <= f->len && room >= 4) {
+    if (b->size) { /* packed: the frame's bounds were checked once, each value's are here */
+        if (b->left && b->off <= f->len && room >= b->size &&
+            (b->left == 1 ? room == b->size : room - b->size >= b->size)) {
+            dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
+            v.len = b->size;
+            v.u.p = p + b->off;
+            *out = v;
+            b->off += b->size;
+            b->left--;
+            return 0;
+        }
+    } else if (b->left && b->off <= f->len && room >= 4) {
         __builtin_memcpy(&w, p + b->off, 4);
         w = le32toh(w);
         uint32_t n = w & ~DAGGER__BATCH_RAW, rec = dagger__batch_rec_size(n);
@@ -126,16 +163,27 @@ static inline int dagger__batch_next(const struct dagger__frame *f, const unsign
     return dagger__batch_read(f, p, b, max_payload, seq, out, err, errcap);
 }
 
-/* Copy out up to `m` (<= b->left) next records of the BATCH frame `f` (payload `p`) that are
- * blobs of exactly `size` bytes (size <= the edge's limit, checked by the caller), record j to
- * dst + j * size, in one loop: the positions of the m records are checked once (inside the
- * frame, the frame ending at the last record of the batch, room for one more otherwise), each
- * length word against the one expected. Stops at the first other record, which the caller
- * reads with dagger__batch_next (errors included). Returns the records copied (b advanced). */
+/* Copy out up to `m` (<= b->left) next values of the batch `f` (payload `p`) that are blobs
+ * of exactly `size` bytes (size <= the edge's limit, checked by the caller), value j to
+ * dst + j * size: a PACKED frame of that size in one memcpy; BATCH records in one loop, the
+ * positions of the m records checked once (inside the frame, the frame ending at the last
+ * record of the batch, room for one more otherwise), each length word against the one expected.
+ * Stops at the first other value, which the caller reads with dagger__batch_next (errors
+ * included). Returns the values copied (b advanced). */
 static inline uint32_t dagger__batch_copy_n(const struct dagger__frame *f, const unsigned char *p,
                                             struct dagger__batch *b, uint32_t size,
                                             unsigned char *dst, uint32_t m)
 {
+    if (b->size) {
+        uint64_t bytes = (uint64_t)m * size;
+        if (b->size != size || m == 0 || m > b->left || b->off > f->len ||
+            bytes > f->len - b->off || (m == b->left) != (bytes == f->len - b->off))
+            return 0;
+        __builtin_memcpy(dst, p + b->off, (size_t)bytes);
+        b->off += (uint32_t)bytes;
+        b->left -= m;
+        return m;
+    }
     uint32_t rec = dagger__batch_rec_size(size), want = htole32(size | DAGGER__BATCH_RAW), j;
     uint64_t end = (uint64_t)b->off + (uint64_t)m * rec;
     if (m == 0 || m > b->left || b->off > f->len || end > f->len ||
@@ -157,11 +205,14 @@ static inline uint32_t dagger__batch_copy_n(const struct dagger__frame *f, const
     return j;
 }
 
-/* Write a header into `dst` (DAGGER__FRAME_HDR bytes); count is 0 but for BATCH. */
+/* Write a header into `dst` (DAGGER__FRAME_HDR bytes); count is 0 but for BATCH and PACKED
+ * (kind: DAGGER__FRAME_BATCH or DAGGER__FRAME_PACKED). */
 void dagger__frame_put(void *dst, unsigned kind, unsigned flags, uint32_t len, uint64_t seq);
-void dagger__frame_put_batch(void *dst, uint32_t len, uint32_t count, uint64_t seq);
+void dagger__frame_put_batch(void *dst, unsigned kind, uint32_t len, uint32_t count, uint64_t seq);
 /* Read and check a header: magic, version, kind, flags, count, len <= max_payload (a BATCH:
- * len <= DAGGER__BATCH_MAX, no flags, 1 <= count <= len / 4).
+ * len <= DAGGER__BATCH_MAX, no flags, 1 <= count <= len / 4; a PACKED: len <= DAGGER__BATCH_MAX,
+ * no flags, 1 <= count <= len, count divides len; its value size is checked by
+ * dagger__batch_begin).
  * Returns 0 or DAGGER_EINVAL with a sentence in err. */
 int dagger__frame_get(const void *src, uint32_t max_payload, struct dagger__frame *f, char *err,
                       size_t errcap);
@@ -243,7 +294,21 @@ struct dagger_edge {
     char uri[256];                           /* the effective URI; set by open */
     int held;                                /* pop_n kept `held_v` for the next pop */
     dagger_value_t held_v;                   /* owner thread */
-    struct {                                 /* owner writes (relaxed); anyone reads */
+    /* A run of packed values (a PACKED frame being read) that dagger_edge_pop hands out without
+     * calling the backend: rn more blobs of rsize bytes from rp on, rp advancing. The backend
+     * arms it after a pop that leaves no error and no held value, and at its next call settles
+     * what was taken (from how far rp moved) and disarms it. Owner thread. */
+    const unsigned char *rp;
+    uint32_t rsize, rn;
+    /* The producer's twin (shm, tcp): room for wn more blobs of exactly wsize bytes in an open
+     * packed batch, which dagger_edge_push copies to wp without calling the backend while the
+     * word wstop (when not NULL) reads 0 (shm: the consumer sleeps or closed, so the backend
+     * must publish or fail); armed at the end of a push that leaves such a batch, settled (from
+     * how far wp moved) at the next call. */
+    unsigned char *wp;
+    uint32_t wsize, wn;
+    const _Atomic uint32_t *wstop;
+    struct { /* owner writes (relaxed); anyone reads */
         _Atomic uint64_t values, bytes, drops, rejected, waits, reconnects, duplicates;
     } st;
 };

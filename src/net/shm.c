@@ -20,12 +20,13 @@
  * processes); the other side bumps the word and wakes it only when the waiting flag is set
  * (Dekker: seq_cst store of the index, then seq_cst load of the flag, and the reverse).
  * Batches: a value of up to DAGGER__BATCH_VALUE_MAX bytes becomes a 4-byte record of an open
- * BATCH frame (net.h) written in place; the producer publishes head (and pays the seq_cst store
- * and the wake check) once per batch, when it closes it: its payload reaches `batch` bytes,
- * `linger_us` passed since its first value (checked every 64th value), the consumer sleeps (a
- * relaxed load per push: a sleeping consumer gets each value at once), a larger value or a
- * wrap follows, the ring is full, or at flush, poll and close. The streaming runtime flushes
- * before a producer waits, as for TCP. The consumer reads a batch's values in place and
+ * BATCH frame (net.h) written in place, or its bytes alone in a PACKED frame for a run of blobs
+ * of one size (shm_push then checks one bound armed per batch, arm); the producer publishes head
+ * (and pays the seq_cst store and the wake check) once per batch, when it closes it: its payload
+ * reaches `batch` bytes, `linger_us` passed since its first value (checked every 64th value), the
+ * consumer sleeps (a relaxed load per push: a sleeping consumer gets each value at once), a larger
+ * value or a wrap follows, the ring is full, or at flush, poll and close. The streaming runtime
+ * flushes before a producer waits, as for TCP. The consumer reads a batch's values in place and
  * releases the frame after its last one.
  * Liveness: each side holds an OFD lock on one byte of the file (0 init, 1 producer,
  * 2 consumer). The kernel drops it when the process dies, kill -9 included, so a waiter
@@ -114,11 +115,19 @@ struct shm_edge {
     /* producer: the open batch (its header at bstart, unpublished; pos is 4-aligned in it) */
     int bopen;
     uint32_t bcount, batch; /* values in it; the payload bound (0: no batches) */
+    uint32_t bsize;         /* a PACKED batch: the size of its blobs; 0: a BATCH of records */
+    /* shm_push's fast path (arm): a blob of fsize bytes is written while pos + fsize <= flim
+     * and fleft values remain before the linger clock is due; fsize is UINT32_MAX and flim 0
+     * while no packed batch is open. */
+    uint32_t fsize, fleft;
+    uint64_t flim;
+    unsigned char *wfrom; /* where the room armed for dagger_edge_push (net.h: wp) started */
     uint64_t bstart, bseq;
     int64_t linger_ns, bfirst_ns;
     /* consumer: the BATCH frame being read (at ring offset boff) while bc.left > 0 */
     struct dagger__frame bf;
     struct dagger__batch bc;
+    const unsigned char *run_from; /* where the armed run (net.h: rp) started; NULL: none */
     uint64_t boff;
     int spin;          /* polls before sleeping */
     int slice_ms;      /* sleep slice between liveness probes */
@@ -234,10 +243,34 @@ static void close_batch(struct shm_edge *s)
     uint64_t end = s->bstart + align8(DAGGER__FRAME_HDR + len);
     if (end > s->pos) /* never past the end of the ring: it is 8-aligned */
         memset(s->data + (s->pos & s->mask), 0, end - s->pos);
-    dagger__frame_put_batch(s->data + (s->bstart & s->mask), (uint32_t)len, s->bcount, s->bseq);
+    dagger__frame_put_batch(s->data + (s->bstart & s->mask),
+                            s->bsize ? DAGGER__FRAME_PACKED : DAGGER__FRAME_BATCH, (uint32_t)len,
+                            s->bcount, s->bseq);
     s->pos = end;
     s->bopen = 0;
+    s->fsize = UINT32_MAX;
+    s->flim = 0;
     publish(s);
+}
+
+/* Let shm_push append blobs to the open packed batch with one bound check each: flim is the
+ * tightest of the batch's size bound (strictly below it: reaching it closes the batch), the
+ * end of the ring and the free space the cached tail shows (both multiples of 8, so the
+ * padding at close fits too); fleft runs to the next 64th value of the batch, where
+ * shm_push_any reads the linger clock. */
+static void arm(struct shm_edge *s)
+{
+    if (!s->bopen || !s->bsize) {
+        s->fsize = UINT32_MAX;
+        s->flim = 0;
+        return;
+    }
+    uint64_t lim = s->bstart + DAGGER__FRAME_HDR + s->batch - 1;
+    uint64_t ring = s->bstart + (s->cap - (s->bstart & s->mask)), room = s->cached + s->cap;
+    lim = lim < ring ? lim : ring;
+    s->flim = lim < room ? lim : room;
+    s->fsize = s->bsize;
+    s->fleft = 63 - (s->bcount & 63);
 }
 
 /* Room for a record of `rec` bytes (8-aligned) at pos, after a PAD to the ring's start when it
@@ -282,18 +315,26 @@ static int batch_fits(struct shm_edge *s, uint32_t rec)
 
 static int shm_push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
 
-/* The fast path: a small blob appended to the open batch, which it fits. */
-static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+/* A small blob appended to the open batch, which it fits (its bytes to a packed batch of its
+ * size, a record to a batch of records); anything else takes shm_push_any. */
+static __attribute__((noinline)) int shm_push_rec(struct dagger_edge *e, const dagger_value_t *v,
+                                                  int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
-    if (s->bopen && v->kind == DAGGER_KIND_BLOB && v->len <= DAGGER__BATCH_VALUE_MAX &&
-        v->len <= e->max_payload && (v->u.p || !v->len) &&
-        !atomic_load_explicit(&s->h->cons_closed, memory_order_relaxed)) {
-        uint32_t n = v->len, rec = dagger__batch_rec_size(n);
+    if (s->bopen && v->kind == DAGGER_KIND_BLOB &&
+        (v->len == s->bsize ||
+         (!s->bsize && v->len <= DAGGER__BATCH_VALUE_MAX && v->len <= e->max_payload)) &&
+        (v->u.p || !v->len) && !atomic_load_explicit(&s->h->cons_closed, memory_order_relaxed)) {
+        uint32_t n = v->len, rec = s->bsize ? n : dagger__batch_rec_size(n);
         uint64_t used = s->pos - s->bstart, total = align8(used + rec);
         if (used + rec - DAGGER__FRAME_HDR <= s->batch && (s->bstart & s->mask) + total <= s->cap &&
             s->bstart + total - s->cached <= s->cap) {
-            dagger__batch_rec_put_raw(s->data + (s->pos & s->mask), v->u.p, n);
+            if (s->bsize == 8)
+                __builtin_memcpy(s->data + (s->pos & s->mask), v->u.p, 8);
+            else if (s->bsize)
+                memcpy(s->data + (s->pos & s->mask), v->u.p, n);
+            else
+                dagger__batch_rec_put_raw(s->data + (s->pos & s->mask), v->u.p, n);
             s->pos += rec;
             s->bcount++;
             s->seq++;
@@ -302,6 +343,7 @@ static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
                 (s->linger_ns && (s->bcount & 63) == 0 &&
                  dagger__net_now_ns() - s->bfirst_ns >= s->linger_ns))
                 close_batch(s);
+            arm(s); /* the fast path resumes after a 64th value */
             dagger__edge_count(&e->st.values, 1);
             dagger__edge_count(&e->st.bytes, rec);
             return 0;
@@ -310,8 +352,86 @@ static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
     return shm_push_any(e, v, timeout_ms);
 }
 
+/* The fast path: a blob of the open packed batch's size within the armed bounds (arm); the
+ * batch is published early only when the consumer sleeps. */
+static int push_one(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    uint32_t n = v->len;
+    if (n == s->fsize && s->fleft && s->pos + n <= s->flim && v->kind == DAGGER_KIND_BLOB &&
+        v->u.p && !atomic_load_explicit(&s->h->cons_closed, memory_order_relaxed)) {
+        if (n == 8)
+            __builtin_memcpy(s->data + (s->pos & s->mask), v->u.p, 8);
+        else
+            memcpy(s->data + (s->pos & s->mask), v->u.p, n);
+        s->pos += n;
+        s->fleft--;
+        s->bcount++;
+        s->seq++;
+        if (atomic_load_explicit(&s->h->cons_waiting, memory_order_relaxed))
+            close_batch(s);
+        dagger__edge_count(&e->st.values, 1);
+        dagger__edge_count(&e->st.bytes, n);
+        return 0;
+    }
+    return shm_push_rec(e, v, timeout_ms);
+}
+
+/* What dagger_edge_push wrote into the armed room since the last call (net.h: wp), taken into
+ * the open batch; the room disarmed. Every producer call starts with it. */
+static void settle_room(struct shm_edge *s)
+{
+    if (!s->wfrom)
+        return;
+    uint32_t taken = (uint32_t)((size_t)(s->base.wp - s->wfrom) / s->bsize);
+    s->wfrom = NULL;
+    s->base.wn = 0;
+    s->pos += (uint64_t)taken * s->bsize;
+    s->bcount += taken;
+    s->fleft -= taken; /* the room never passed it (arm_room) */
+    s->seq += taken;
+}
+
+/* Arm room for dagger_edge_push in the open packed batch, at the end of a push: the values the
+ * fast path of push_one would take (arm: flim, fleft), while the consumer neither sleeps nor
+ * closed (wstop: its cons_waiting word, which its close sets too). */
+static void arm_room(struct shm_edge *s)
+{
+    if (s->fsize == UINT32_MAX || s->base.err || s->pos >= s->flim)
+        return;
+    uint64_t room = (s->flim - s->pos) / s->fsize;
+    room = room < s->fleft ? room : s->fleft;
+    if (room == 0)
+        return;
+    s->wfrom = s->base.wp = s->data + (s->pos & s->mask);
+    s->base.wsize = s->fsize;
+    s->base.wn = (uint32_t)room;
+    s->base.wstop = &s->h->cons_waiting;
+}
+
+/* A push (dagger_edge_push fills armed room without it): the room settled, the value, room
+ * armed again for the packed batch the push leaves open. */
+static int shm_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    settle_room(s);
+    int rc = push_one(e, v, timeout_ms);
+    arm_room(s);
+    return rc;
+}
+
+static int push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
+
+/* Any value: push_any, then the fast path armed again for the batch it leaves open. */
 __attribute__((noinline)) static int shm_push_any(struct dagger_edge *e, const dagger_value_t *v,
                                                   int timeout_ms)
+{
+    int rc = push_any(e, v, timeout_ms);
+    arm((struct shm_edge *)e);
+    return rc;
+}
+
+static int push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
     struct ring_hdr *h = s->h;
@@ -324,8 +444,23 @@ __attribute__((noinline)) static int shm_push_any(struct dagger_edge *e, const d
         return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the consumer closed the ring", e->uri);
     uint64_t off;
     if ((uint64_t)n <= DAGGER__BATCH_VALUE_MAX && s->batch) {
+        /* Appended to the open batch (opened packed when the value is a blob): its bytes when
+         * the batch is packed with its size, else a record. */
         uint32_t rec = dagger__batch_rec_size((uint32_t)n);
-        if (s->bopen && !batch_fits(s, rec))
+        int packable = (fl & DAGGER__FRAME_RAW) && n > 0;
+        if (s->bopen && s->bsize && !(packable && (uint32_t)n == s->bsize)) {
+            /* A packed batch meets another value: a short one becomes records, else closes. */
+            uint64_t grow = (uint64_t)s->bcount * (dagger__batch_rec_size(s->bsize) - s->bsize);
+            if (s->bcount <= DAGGER__BATCH_UNPACK_MAX && batch_fits(s, (uint32_t)grow + rec)) {
+                dagger__batch_unpack(s->data + (s->bstart & s->mask) + DAGGER__FRAME_HDR, s->bcount,
+                                     s->bsize);
+                s->pos += grow;
+                s->bsize = 0;
+            } else {
+                close_batch(s);
+            }
+        }
+        if (s->bopen && !batch_fits(s, s->bsize ? (uint32_t)n : rec))
             close_batch(s);
         if (!s->bopen) {
             if ((rc = make_room(s, align8(DAGGER__FRAME_HDR + rec), timeout_ms, &off)) < 0)
@@ -333,15 +468,20 @@ __attribute__((noinline)) static int shm_push_any(struct dagger_edge *e, const d
             s->bopen = 1;
             s->bstart = s->pos;
             s->bcount = 0;
+            s->bsize = packable ? (uint32_t)n : 0;
             s->bseq = s->seq;
             s->bfirst_ns = s->linger_ns ? dagger__net_now_ns() : 0;
             s->pos += DAGGER__FRAME_HDR;
         }
         unsigned char *dst = s->data + (s->pos & s->mask);
-        if (fl & DAGGER__FRAME_RAW)
+        if (s->bsize) {
+            memcpy(dst, v->u.p, (size_t)n);
+            rec = (uint32_t)n;
+        } else if (fl & DAGGER__FRAME_RAW) {
             dagger__batch_rec_put_raw(dst, v->u.p, (uint32_t)n);
-        else
+        } else {
             dagger__batch_rec_put(dst, v, fl, (uint32_t)n);
+        }
         s->pos += rec;
         s->bcount++;
         s->seq++;
@@ -379,11 +519,12 @@ static int shm_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
 {
     struct shm_edge *s = (struct shm_edge *)e;
     int64_t deadline = -2; /* read the clock only when the slow path may wait */
-    uint32_t rec = dagger__batch_rec_size(size);
     int i = 0;
+    settle_room(s);
     while (i < n) {
         uint64_t k = 0;
-        if (s->bopen && size <= DAGGER__BATCH_VALUE_MAX &&
+        uint32_t rec = s->bsize ? size : dagger__batch_rec_size(size);
+        if (s->bopen && size <= DAGGER__BATCH_VALUE_MAX && (!s->bsize || s->bsize == size) &&
             !atomic_load_explicit(&s->h->cons_closed, memory_order_relaxed)) {
             /* Bytes the batch may still take: its payload bound, the end of the ring, the
              * free space (each bound is a multiple of 8 but the first, which is unpadded). */
@@ -409,9 +550,14 @@ static int shm_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
             continue;
         }
         const unsigned char *p = src + (size_t)i * size;
-        for (uint64_t j = 0; j < k; j++, p += size) {
-            dagger__batch_rec_put_raw(s->data + (s->pos & s->mask), p, size);
-            s->pos += rec;
+        if (s->bsize) { /* packed: the run in one copy */
+            memcpy(s->data + (s->pos & s->mask), p, (size_t)k * size);
+            s->pos += k * size;
+        } else {
+            for (uint64_t j = 0; j < k; j++, p += size) {
+                dagger__batch_rec_put_raw(s->data + (s->pos & s->mask), p, size);
+                s->pos += rec;
+            }
         }
         uint32_t before = s->bcount;
         s->bcount += (uint32_t)k;
@@ -425,12 +571,15 @@ static int shm_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
              dagger__net_now_ns() - s->bfirst_ns >= s->linger_ns))
             close_batch(s);
     }
+    arm(s);
+    arm_room(s);
     return n;
 }
 
 static int shm_flush(struct dagger_edge *e, int timeout_ms)
 {
     (void)timeout_ms; /* publishing never waits */
+    settle_room((struct shm_edge *)e);
     close_batch((struct shm_edge *)e);
     return 0;
 }
@@ -548,7 +697,7 @@ static int corrupt(struct shm_edge *s, const char *what)
 }
 
 /* The next value of the batch at boff; the frame is released by the pop after its last. */
-static int pop_batched(struct shm_edge *s, dagger_value_t *out)
+static __attribute__((noinline)) int pop_batched(struct shm_edge *s, dagger_value_t *out)
 {
     char err[160];
     uint32_t at = s->bc.off;
@@ -565,7 +714,9 @@ static int pop_batched(struct shm_edge *s, dagger_value_t *out)
     return 0;
 }
 
-static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+/* Everything but the next value of a packed batch (shm_pop's fast path). */
+static __attribute__((noinline)) int shm_pop_slow(struct dagger_edge *e, dagger_value_t *out,
+                                                  int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
     int64_t deadline = -2; /* computed only if we wait */
@@ -607,7 +758,7 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
             s->pos += contig;
             continue;
         }
-        if (f.kind == DAGGER__FRAME_BATCH) {
+        if (dagger__frame_is_batch(f.kind)) {
             /* frame_get bounds a batch by DAGGER__BATCH_MAX, not by the bytes left here. */
             uint64_t brec = align8(DAGGER__FRAME_HDR + (uint64_t)f.len);
             if (DAGGER__FRAME_HDR + (uint64_t)f.len > contig)
@@ -620,7 +771,8 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
                 return corrupt(s, err);
             }
             s->bf = f;
-            s->bc = (struct dagger__batch){0, f.count};
+            if (dagger__batch_begin(&f, e->max_payload, &s->bc, err, sizeof err) < 0)
+                return corrupt(s, err);
             s->boff = off;
             return pop_batched(s, out);
         }
@@ -647,6 +799,68 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     }
 }
 
+/* The next value of a packed batch takes no call and no check but its bounds, which the frame
+ * had checked as a whole; anything else takes shm_pop_slow. */
+static int pop_one(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    uint32_t sz = s->bc.size;
+    if (s->bc.left && sz && s->bf.len - s->bc.off >= sz) {
+        dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
+        v.len = sz;
+        v.u.p = s->data + s->boff + DAGGER__FRAME_HDR + s->bc.off;
+        *out = v;
+        s->bc.off += sz;
+        if (!--s->bc.left)
+            s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
+        s->seq++;
+        dagger__edge_count(&e->st.values, 1);
+        dagger__edge_count(&e->st.bytes, sz);
+        return 0;
+    }
+    return shm_pop_slow(e, out, timeout_ms);
+}
+
+/* What dagger_edge_pop took from the armed run since the last call (net.h: rp), then the run
+ * disarmed: the batch's cursor, the sequence number and, after its last value, the frame's
+ * release catch up. */
+static void settle(struct shm_edge *s)
+{
+    if (!s->run_from)
+        return;
+    uint32_t taken = (uint32_t)((size_t)(s->base.rp - s->run_from) / s->bc.size);
+    s->run_from = NULL;
+    s->base.rn = 0;
+    s->bc.off += taken * s->bc.size;
+    s->bc.left -= taken;
+    s->seq += taken;
+    if (taken && !s->bc.left)
+        s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
+}
+
+/* Arm the run for the rest of a packed batch (its bounds were checked with the frame). */
+static void arm_run(struct shm_edge *s)
+{
+    if (s->bc.left && s->bc.size && !s->base.err && !s->base.held) {
+        s->run_from = s->data + s->boff + DAGGER__FRAME_HDR + s->bc.off;
+        s->base.rp = s->run_from;
+        s->base.rsize = s->bc.size;
+        s->base.rn = s->bc.left;
+    }
+}
+
+/* A pop (the wrapper serves an armed run without it): the run settled, one value, the rest of a
+ * packed batch armed. */
+static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    settle(s);
+    int rc = pop_one(e, out, timeout_ms);
+    if (rc == 0)
+        arm_run(s);
+    return rc;
+}
+
 /* A vector of blobs of `size` bytes: a batch's records are copied out in one loop; a new
  * frame is read by shm_pop, which waits for the first value only (later ones are taken when
  * the head already shows them). A value of another size or kind ends the vector, held. */
@@ -657,6 +871,7 @@ static int shm_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, i
     dagger_value_t v;
     char err[160];
     int i = 0, rc;
+    settle(s);
     while (i < n) {
         if (s->bc.left) {
             uint32_t at = s->bc.off;
@@ -698,7 +913,7 @@ static int shm_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, i
                 (load_head(s, memory_order_acquire) < 0 || s->cached == s->pos + s->pending))
                 return i;
         }
-        if ((rc = shm_pop(e, &v, i ? 0 : timeout_ms)) < 0)
+        if ((rc = pop_one(e, &v, i ? 0 : timeout_ms)) < 0)
             return i ? i : rc;
         if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
             rc = dagger__edge_hold(e, &v, size);
@@ -716,6 +931,7 @@ static int shm_poll(struct dagger_edge *e, int timeout_ms)
     int64_t deadline = dagger__net_deadline(timeout_ms);
     int rc;
     if (e->end == DAGGER_EDGE_POP) {
+        settle(s);
         if (s->bc.left)
             return 1; /* more values of the batch being read */
         /* The value of the last pop stays valid: its record is released by the next pop. */
@@ -730,6 +946,7 @@ static int shm_poll(struct dagger_edge *e, int timeout_ms)
     }
     /* Producer: publish the open batch, then room for a smallest record without wrapping
      * trouble. */
+    settle_room(s);
     close_batch(s);
     uint64_t need = align8(DAGGER__FRAME_HDR + 16);
     uint64_t off = s->pos & s->mask;
@@ -768,6 +985,7 @@ static int shm_close(struct dagger_edge *e)
     int other;
     ofd_lock(s->fd, LOCK_INIT, F_WRLCK, 1);
     if (e->end == DAGGER_EDGE_PUSH) {
+        settle_room(s);
         close_batch(s);  /* what was pushed is delivered, even before an abort */
         if (!e->aborted) /* dagger__edge_abort: the consumer must not see a clean end */
             atomic_store(&h->closed, 1);
@@ -776,13 +994,16 @@ static int shm_close(struct dagger_edge *e)
         ofd_lock(s->fd, LOCK_PROD, F_UNLCK, 0);
         other = LOCK_CONS;
     } else {
+        settle(s);
         s->pos += s->pending;
         s->pending = 0;
         /* Mid-batch, the batch stays unreleased: a later consumer reads it from its start. */
         atomic_store(&h->recv, s->bc.left ? s->bf.seq : s->seq);
         publish_all(s);
-        if (!e->aborted) /* the producer then finds the consumer's lock gone: DAGGER_EPEER */
+        if (!e->aborted) { /* the producer then finds the consumer's lock gone: DAGGER_EPEER */
             atomic_store(&h->cons_closed, 1);
+            atomic_store(&h->cons_waiting, 1); /* ends the producer's room (net.h: wstop) */
+        }
         atomic_fetch_add(&h->space_word, 1);
         futex_wake(&h->space_word);
         ofd_lock(s->fd, LOCK_CONS, F_UNLCK, 0);
@@ -849,6 +1070,7 @@ static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
         return DAGGER_ENOMEM;
     }
     s->fd = -1;
+    s->fsize = UINT32_MAX; /* the fast path unarmed (arm) */
     s->spin = (int)spin;
     s->slice_ms = (int)slice;
     s->linger_ns = linger * 1000;

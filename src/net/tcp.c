@@ -24,8 +24,11 @@
  * sent when full, when `linger_us` has passed since its first frame (checked every 16th push,
  * every 64th for batched values), on dagger_edge_flush and on close. Values of up to
  * DAGGER__BATCH_VALUE_MAX bytes go into one open BATCH frame of the buffer (4 bytes of record each
- * instead of a 24-byte header), closed when the buffer is sent or another frame follows; a blob
- * larger than half the batch goes out with one sendmsg (header + the caller's bytes, no copy).
+ * instead of a 24-byte header), or a PACKED one for a run of blobs of one size (their bytes
+ * alone; tcp_push then checks one bound armed per batch), closed when the buffer is sent or
+ * another frame follows; the buffer is allocated for a whole batch, so a batch is one sendmsg; a
+ * blob larger than half the batch goes out with one sendmsg (header + the caller's bytes, no
+ * copy).
  * Close sends END, so the consumer can tell an ended stream (DAGGER_ECLOSED) from a lost peer
  * (DAGGER_EPEER). Consumer: reads into a buffer as much as the socket holds, parses frames in place
  * (a value borrows the buffer until the next pop), checks every header and sequence number. A lost
@@ -96,14 +99,17 @@ struct tcp_edge {
     unsigned char *sbuf;
     size_t sused, scap, batch;
     int64_t linger_ns, sfirst_ns;
-    size_t bstart;   /* 1 + the offset in sbuf of the open BATCH frame's header; 0: none */
-    uint32_t bcount; /* values in it */
-    uint64_t bseq;   /* seq of its first value */
+    size_t bstart;        /* 1 + the offset in sbuf of the open BATCH frame's header; 0: none */
+    uint32_t bcount;      /* values in it */
+    uint32_t bsize;       /* a PACKED batch: the size of its blobs; 0: a BATCH of records */
+    uint64_t bseq;        /* seq of its first value */
+    unsigned char *wfrom; /* where the armed room (net.h: wp) started; NULL: none */
     /* consumer */
     unsigned char *rbuf;
     size_t rstart, rend, rcap, pending;
     struct dagger__frame bf; /* the BATCH frame at rstart being read, while bc.left > 0 */
     struct dagger__batch bc;
+    const unsigned char *run_from; /* where the armed run (net.h: rp) started; NULL: none */
 };
 
 static int set_nonblock(int fd)
@@ -561,9 +567,45 @@ static void close_batch(struct tcp_edge *t)
     if (!t->bstart)
         return;
     size_t at = t->bstart - 1;
-    dagger__frame_put_batch(t->sbuf + at, (uint32_t)(t->sused - at - DAGGER__FRAME_HDR), t->bcount,
-                            t->bseq);
+    dagger__frame_put_batch(t->sbuf + at, t->bsize ? DAGGER__FRAME_PACKED : DAGGER__FRAME_BATCH,
+                            (uint32_t)(t->sused - at - DAGGER__FRAME_HDR), t->bcount, t->bseq);
     t->bstart = 0;
+}
+
+/* What dagger_edge_push wrote into the armed room since the last call (net.h: wp), taken into
+ * the open batch; the room disarmed. Every producer call starts with it. */
+static void settle_room(struct tcp_edge *t)
+{
+    if (!t->wfrom)
+        return;
+    uint32_t taken = (uint32_t)((size_t)(t->base.wp - t->wfrom) / t->bsize);
+    t->wfrom = NULL;
+    t->base.wn = 0;
+    t->sused += (size_t)taken * t->bsize;
+    t->bcount += taken;
+    t->seq += taken;
+}
+
+/* Arm room in the open packed batch for dagger_edge_push, at the end of a push: as many values
+ * as fit the tightest of the size bound (the buffer is sent once it reaches `batch`), the
+ * buffer's allocation and the batch payload bound, and no further than the next seq that is a
+ * multiple of 64, where tcp_push_any reads the linger clock. */
+static void arm_room(struct tcp_edge *t)
+{
+    if (!t->bstart || !t->bsize || !t->batch || t->base.err)
+        return;
+    size_t lim = t->batch - 1, pay = t->bstart - 1 + DAGGER__FRAME_HDR + DAGGER__BATCH_MAX;
+    lim = lim < t->scap ? lim : t->scap;
+    lim = lim < pay ? lim : pay;
+    size_t room = lim > t->sused ? (lim - t->sused) / t->bsize : 0;
+    uint64_t to64 = (64 - (t->seq & 63)) & 63;
+    if (room > to64)
+        room = (size_t)to64;
+    if (room == 0)
+        return;
+    t->wfrom = t->base.wp = t->sbuf + t->sused;
+    t->base.wsize = t->bsize;
+    t->base.wn = (uint32_t)room;
 }
 
 static int flush_buf(struct tcp_edge *t, int64_t deadline)
@@ -587,11 +629,17 @@ static int flush_buf(struct tcp_edge *t, int64_t deadline)
     return rc;
 }
 
+/* Room for `need` buffered bytes. The first allocation holds a whole batch and the frame that
+ * closes it (a frame in the buffer is at most half a batch, a batched value's record, or END), so
+ * the size bound (`batch`) decides when the buffer is sent, not its allocation: a buffer that
+ * started at 4 KiB was sent every 4 KiB, sixteen times the system calls of a 64 KiB batch. */
 static int grow_sbuf(struct tcp_edge *t, size_t need)
 {
     if (need <= t->scap)
         return 0;
-    size_t cap = t->scap ? t->scap : 4096;
+    size_t cap = t->scap ? t->scap : t->batch + t->batch / 2 + 2 * DAGGER__FRAME_HDR + 512;
+    if (cap < 4096)
+        cap = 4096;
     while (cap < need)
         cap *= 2;
     unsigned char *b = dagger__net_realloc(t->sbuf, cap);
@@ -604,18 +652,27 @@ static int grow_sbuf(struct tcp_edge *t, size_t need)
 
 static int tcp_push_any(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms);
 
-/* The fast path: a small blob appended to the open batch, which the buffer holds without a
- * send; anything else (a send due, the clock to read) takes tcp_push_any. */
-static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+/* A small blob appended to an open batch of records, which the buffer holds without a send;
+ * anything else (a send due, the clock to read, a packed batch of another size) takes
+ * tcp_push_any. */
+static __attribute__((noinline)) int tcp_push_rec(struct dagger_edge *e, const dagger_value_t *v,
+                                                  int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
-    if (t->bstart && v->kind == DAGGER_KIND_BLOB && v->len <= DAGGER__BATCH_VALUE_MAX &&
-        v->len <= e->max_payload && (v->u.p || !v->len) && (t->seq & 63) != 0) {
-        uint32_t n = v->len, rec = dagger__batch_rec_size(n);
+    if (t->bstart && v->kind == DAGGER_KIND_BLOB && (t->seq & 63) != 0 &&
+        (v->len == t->bsize ||
+         (!t->bsize && v->len <= DAGGER__BATCH_VALUE_MAX && v->len <= e->max_payload)) &&
+        (v->u.p || !v->len)) {
+        uint32_t n = v->len, rec = t->bsize ? n : dagger__batch_rec_size(n);
         size_t end = t->sused + rec;
         if (end < t->batch && end <= t->scap &&
             end - (t->bstart - 1) - DAGGER__FRAME_HDR <= DAGGER__BATCH_MAX) {
-            dagger__batch_rec_put_raw(t->sbuf + t->sused, v->u.p, n);
+            if (t->bsize == 8)
+                __builtin_memcpy(t->sbuf + t->sused, v->u.p, 8);
+            else if (t->bsize)
+                memcpy(t->sbuf + t->sused, v->u.p, n);
+            else
+                dagger__batch_rec_put_raw(t->sbuf + t->sused, v->u.p, n);
             t->sused = end;
             t->bcount++;
             t->seq++;
@@ -625,6 +682,17 @@ static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_
         }
     }
     return tcp_push_any(e, v, timeout_ms);
+}
+
+/* A push (dagger_edge_push fills armed room without it): the room settled, the value, room
+ * armed again for the packed batch the push leaves open. */
+static int tcp_push(struct dagger_edge *e, const dagger_value_t *v, int timeout_ms)
+{
+    struct tcp_edge *t = (struct tcp_edge *)e;
+    settle_room(t);
+    int rc = tcp_push_rec(e, v, timeout_ms);
+    arm_room(t);
+    return rc;
 }
 
 /* Room for `need` more buffered bytes (`need_after` once a flush closed the open batch): a
@@ -693,12 +761,29 @@ __attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const d
             return rc;
         }
     } else if ((size_t)n <= DAGGER__BATCH_VALUE_MAX && t->batch) {
-        /* Small value: a record of the open batch (opened here when none is). */
+        /* Small value: appended to the open batch (opened here when none is, packed when the
+         * value is a blob): its bytes when the batch is packed with its size, else a record. */
         uint32_t rec = dagger__batch_rec_size((uint32_t)n);
-        if (t->bstart && t->sused + rec - (t->bstart - 1) - DAGGER__FRAME_HDR > DAGGER__BATCH_MAX)
+        int packable = (fl & DAGGER__FRAME_RAW) && n > 0;
+        if (t->bstart && t->bsize && !(packable && (uint32_t)n == t->bsize)) {
+            /* A packed batch meets another value: a short one becomes records, else closes. */
+            size_t grow = (size_t)t->bcount * (dagger__batch_rec_size(t->bsize) - t->bsize);
+            if (t->bcount <= DAGGER__BATCH_UNPACK_MAX && t->sused + grow + rec <= t->scap) {
+                dagger__batch_unpack(t->sbuf + t->bstart - 1 + DAGGER__FRAME_HDR, t->bcount,
+                                     t->bsize);
+                t->sused += grow;
+                t->bsize = 0;
+            } else {
+                close_batch(t);
+            }
+        }
+        uint32_t add = t->bstart ? (t->bsize ? (uint32_t)n : rec) : packable ? (uint32_t)n : rec;
+        if (t->bstart && t->sused + add - (t->bstart - 1) - DAGGER__FRAME_HDR > DAGGER__BATCH_MAX) {
             close_batch(t);
-        /* a flush closes the open batch: then the record needs a header again */
-        if ((rc = make_room(t, rec + (t->bstart ? 0 : DAGGER__FRAME_HDR), rec + DAGGER__FRAME_HDR,
+            add = packable ? (uint32_t)n : rec;
+        }
+        /* a flush closes the open batch: then the value needs a header again */
+        if ((rc = make_room(t, add + (t->bstart ? 0 : DAGGER__FRAME_HDR), rec + DAGGER__FRAME_HDR,
                             &deadline, timeout_ms)) < 0)
             return rc;
         if (!t->sused)
@@ -706,13 +791,18 @@ __attribute__((noinline)) static int tcp_push_any(struct dagger_edge *e, const d
         if (!t->bstart) {
             t->bstart = t->sused + 1;
             t->bcount = 0;
+            t->bsize = packable ? (uint32_t)n : 0;
             t->bseq = t->seq;
             t->sused += DAGGER__FRAME_HDR;
         }
-        if (fl & DAGGER__FRAME_RAW)
+        if (t->bsize) {
+            memcpy(t->sbuf + t->sused, v->u.p, (size_t)n);
+            rec = (uint32_t)n;
+        } else if (fl & DAGGER__FRAME_RAW) {
             dagger__batch_rec_put_raw(t->sbuf + t->sused, v->u.p, (uint32_t)n);
-        else
+        } else {
             dagger__batch_rec_put(t->sbuf + t->sused, v, fl, (uint32_t)n);
+        }
         t->sused += rec;
         t->bcount++;
         frame = rec;
@@ -755,11 +845,13 @@ static int tcp_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
     int64_t deadline = -2; /* read the clock only when the slow path may wait */
-    uint32_t rec = dagger__batch_rec_size(size);
     int i = 0;
+    settle_room(t);
     while (i < n) {
         uint64_t k = 0;
-        if (t->bstart && size <= DAGGER__BATCH_VALUE_MAX && (t->seq & 63) != 0) {
+        uint32_t rec = t->bsize ? size : dagger__batch_rec_size(size);
+        if (t->bstart && size <= DAGGER__BATCH_VALUE_MAX && (t->seq & 63) != 0 &&
+            (!t->bsize || t->bsize == size)) {
             /* end < batch, end <= scap, the batch's payload <= DAGGER__BATCH_MAX */
             size_t lim = t->batch ? t->batch - 1 : 0, payload_end;
             lim = lim < t->scap ? lim : t->scap;
@@ -782,9 +874,14 @@ static int tcp_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
             continue;
         }
         const unsigned char *p = src + (size_t)i * size;
-        for (uint64_t j = 0; j < k; j++, p += size) {
-            dagger__batch_rec_put_raw(t->sbuf + t->sused, p, size);
-            t->sused += rec;
+        if (t->bsize) { /* packed: the run in one copy */
+            memcpy(t->sbuf + t->sused, p, (size_t)k * size);
+            t->sused += (size_t)k * size;
+        } else {
+            for (uint64_t j = 0; j < k; j++, p += size) {
+                dagger__batch_rec_put_raw(t->sbuf + t->sused, p, size);
+                t->sused += rec;
+            }
         }
         t->bcount += (uint32_t)k;
         t->seq += k;
@@ -792,6 +889,7 @@ static int tcp_push_n(struct dagger_edge *e, const unsigned char *src, uint32_t 
         dagger__edge_count(&e->st.values, k);
         dagger__edge_count(&e->st.bytes, k * rec);
     }
+    arm_room(t);
     return n;
 }
 
@@ -800,6 +898,7 @@ static int tcp_flush(struct dagger_edge *e, int timeout_ms)
     struct tcp_edge *t = (struct tcp_edge *)e;
     int64_t deadline = dagger__net_deadline(timeout_ms);
     int rc;
+    settle_room(t);
     if (!t->sused && t->coff == t->cused)
         return 0;
     close_batch(t);
@@ -961,7 +1060,7 @@ static int fill_frame(struct tcp_edge *t, int timeout_ms, struct dagger__frame *
 
 /* The next value of the BATCH frame at rstart (whole in rbuf). It borrows the frame, which is
  * released by the pop after its last value. */
-static int pop_batched(struct tcp_edge *t, dagger_value_t *out)
+static __attribute__((noinline)) int pop_batched(struct tcp_edge *t, dagger_value_t *out)
 {
     char err[160];
     uint32_t at = t->bc.off;
@@ -978,7 +1077,9 @@ static int pop_batched(struct tcp_edge *t, dagger_value_t *out)
     return 0;
 }
 
-static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+/* Everything but the next value of a packed batch (tcp_pop's fast path). */
+static __attribute__((noinline)) int tcp_pop_slow(struct dagger_edge *e, dagger_value_t *out,
+                                                  int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
     struct dagger__frame f;
@@ -990,14 +1091,15 @@ static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     t->pending = 0;
     if ((rc = fill_frame(t, timeout_ms, &f)) < 0)
         return rc;
-    if (f.kind == DAGGER__FRAME_BATCH) {
+    if (dagger__frame_is_batch(f.kind)) {
         if (f.seq != t->seq) {
             dagger__net_fmt(err, sizeof err, "batch frame seq %llu where %llu was expected",
                             (unsigned long long)f.seq, (unsigned long long)t->seq);
             return lose(t, DAGGER_EINVAL, "%s", err);
         }
         t->bf = f;
-        t->bc = (struct dagger__batch){0, f.count};
+        if (dagger__batch_begin(&f, e->max_payload, &t->bc, err, sizeof err) < 0)
+            return lose(t, DAGGER_EINVAL, "%s", err);
         return pop_batched(t, out);
     }
     if (f.kind == DAGGER__FRAME_END) {
@@ -1024,6 +1126,68 @@ static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     return 0;
 }
 
+/* The next value of a packed batch takes no call and no check but its bounds, which the frame
+ * had checked as a whole; anything else takes tcp_pop_slow. */
+static int pop_one(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+{
+    struct tcp_edge *t = (struct tcp_edge *)e;
+    uint32_t sz = t->bc.size;
+    if (t->bc.left && sz && t->bf.len - t->bc.off >= sz) {
+        dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
+        v.len = sz;
+        v.u.p = t->rbuf + t->rstart + DAGGER__FRAME_HDR + t->bc.off;
+        *out = v;
+        t->bc.off += sz;
+        if (!--t->bc.left)
+            t->pending = DAGGER__FRAME_HDR + t->bf.len;
+        t->seq++;
+        dagger__edge_count(&e->st.values, 1);
+        dagger__edge_count(&e->st.bytes, sz);
+        return 0;
+    }
+    return tcp_pop_slow(e, out, timeout_ms);
+}
+
+/* What dagger_edge_pop took from the armed run since the last call (net.h: rp), then the run
+ * disarmed: the batch's cursor, the sequence number and, after its last value, the frame's
+ * release catch up. */
+static void settle(struct tcp_edge *t)
+{
+    if (!t->run_from)
+        return;
+    uint32_t taken = (uint32_t)((size_t)(t->base.rp - t->run_from) / t->bc.size);
+    t->run_from = NULL;
+    t->base.rn = 0;
+    t->bc.off += taken * t->bc.size;
+    t->bc.left -= taken;
+    t->seq += taken;
+    if (taken && !t->bc.left)
+        t->pending = DAGGER__FRAME_HDR + t->bf.len;
+}
+
+/* Arm the run for the rest of a packed batch (its bounds were checked with the frame). */
+static void arm_run(struct tcp_edge *t)
+{
+    if (t->bc.left && t->bc.size && !t->base.err && !t->base.held) {
+        t->run_from = t->rbuf + t->rstart + DAGGER__FRAME_HDR + t->bc.off;
+        t->base.rp = t->run_from;
+        t->base.rsize = t->bc.size;
+        t->base.rn = t->bc.left;
+    }
+}
+
+/* A pop (the wrapper serves an armed run without it): the run settled, one value, the rest of a
+ * packed batch armed. */
+static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
+{
+    struct tcp_edge *t = (struct tcp_edge *)e;
+    settle(t);
+    int rc = pop_one(e, out, timeout_ms);
+    if (rc == 0)
+        arm_run(t);
+    return rc;
+}
+
 /* 1 when a whole frame follows the borrowed one in rbuf (no system call). */
 static int frame_buffered(struct tcp_edge *t)
 {
@@ -1046,6 +1210,7 @@ static int tcp_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, i
     dagger_value_t v;
     char err[160];
     int i = 0, rc;
+    settle(t);
     while (i < n) {
         if (t->bc.left) {
             uint32_t at = t->bc.off;
@@ -1085,7 +1250,7 @@ static int tcp_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, i
         }
         if (i && !frame_buffered(t))
             return i; /* take only what is there: no system call */
-        if ((rc = tcp_pop(e, &v, i ? 0 : timeout_ms)) < 0)
+        if ((rc = pop_one(e, &v, i ? 0 : timeout_ms)) < 0)
             return i ? i : rc;
         if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
             rc = dagger__edge_hold(e, &v, size);
@@ -1103,6 +1268,7 @@ static int tcp_poll(struct dagger_edge *e, int timeout_ms)
     int64_t deadline = dagger__net_deadline(timeout_ms);
     int rc;
     if (e->end == DAGGER_EDGE_POP) {
+        settle(t);
         struct dagger__frame f;
         char err[160];
         if (t->bc.left)
@@ -1122,6 +1288,7 @@ static int tcp_poll(struct dagger_edge *e, int timeout_ms)
         rc = fill_frame(t, timeout_ms, &f);
         return rc == DAGGER_ETIMEDOUT ? 0 : rc < 0 ? rc : 1;
     }
+    settle_room(t);
     if ((rc = ensure_ready(t, deadline)) < 0)
         return rc == DAGGER_ETIMEDOUT ? 0 : rc;
     if (t->sused < t->batch)
@@ -1136,6 +1303,8 @@ static int tcp_close(struct dagger_edge *e)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
     int rc = 0;
+    if (e->end == DAGGER_EDGE_PUSH)
+        settle_room(t);
     if (e->end == DAGGER_EDGE_PUSH && !e->err) {
         int64_t deadline = dagger__net_deadline(t->close_ms);
         rc = ensure_ready(t, deadline);

@@ -21,7 +21,7 @@ def i64(x):
 
 
 def frame(kind, payload=b"", seq=0, flags=0, count=0):
-    return struct.pack("<IBBHIIQ", 0x4E474144, 2, kind, flags, len(payload), count, seq) + payload
+    return struct.pack("<IBBHIIQ", 0x4E474144, 3, kind, flags, len(payload), count, seq) + payload
 
 
 def record(payload, raw=False):
@@ -33,6 +33,14 @@ def record(payload, raw=False):
 def batch(values, seq=0):
     """values: (payload, raw) pairs; a BATCH frame (kind 6) holding them."""
     return frame(6, b"".join(record(p, r) for p, r in values), seq, count=len(values))
+
+
+def packed(values, seq=0):
+    """values: blobs of one size; a PACKED frame (kind 7) holding them back to back."""
+    return frame(7, b"".join(values), seq, count=len(values))
+
+
+EIGHT = [struct.pack("<q", k) for k in range(5)]
 
 
 def hello(secret=0, enc=0, role=1, listener=0, seq=0):
@@ -60,6 +68,8 @@ write("frame", "small_limit", b"\x00" + frame(1, b"x" * 100))
 SMALL = [(struct.pack("<q", 1), True), (i64(2), False), (b"", True), (b"abcde", True)]
 write("frame", "batch", b"\x01" + batch(SMALL, 0) + frame(1, i64(4), 4) + frame(2, b"", 5))
 write("frame", "batch_short", b"\x00" + frame(6, record(b"x" * 10, True), 0, count=2))
+write("frame", "packed", b"\x00" + packed(EIGHT, 0) + batch(SMALL, 5) + packed([b"ab"] * 3, 9))
+write("frame", "packed_uneven", b"\x00" + frame(7, b"x" * 10, 0, count=3))
 
 for i, u in enumerate(["tcp://127.0.0.1:9000?role=listen&secret=s&max=1k",
                        "shm:/ring?dir=/tmp&cap=65536&spin=10",
@@ -74,6 +84,7 @@ write("tcp", "secret", b"\x01" + hello(secret=1) + frame(5, bytes(32)))
 write("tcp", "encrypted", b"\x02" + hello(secret=1, enc=1) + frame(5, bytes(32)))
 write("tcp", "small_max", b"\x03" + hello() + frame(1, value(5, b"y" * 100), 0))
 write("tcp", "batch", b"\x00" + hello() + batch(SMALL, 0) + batch(SMALL, 4) + frame(2, b"", 8))
+write("tcp", "packed", b"\x00" + hello() + packed(EIGHT, 0) + batch(SMALL, 5) + frame(2, b"", 9))
 
 MARK = b"\xff\xfe\xfd"
 write("udp", "stream", MARK.join([frame(1, i64(1), 0), frame(1, i64(2), 1), frame(2, b"", 2)]))
@@ -87,6 +98,7 @@ def pad8(b):
 write("shm", "stream", b"".join(pad8(frame(1, i64(k), k)) for k in range(3)) + pad8(frame(2, b"", 3)))
 write("shm", "pad", pad8(frame(3, bytes(16))) + pad8(frame(1, i64(0), 0)))
 write("shm", "batch", pad8(batch(SMALL, 0)) + pad8(frame(1, i64(4), 4)) + pad8(batch(SMALL, 5)))
+write("shm", "packed", pad8(packed(EIGHT, 0)) + pad8(packed([b"abc"] * 3, 5)) + pad8(frame(2, b"", 8)))
 
 
 def dtrace(events, strings, t0=1000, t1=100000, nthreads=2):
