@@ -65,6 +65,27 @@ static inline void dq_destroy(struct dagger__deque *d)
     }
 }
 
+/* Owner only: the buffer of `d` looks full by top_seen. Reads `top`; when the buffer is full,
+ * moves the entries top..b-1 to one twice the size. Returns the buffer to push to, or NULL when
+ * it could not grow. Out of line: a push saves no registers for it. */
+__attribute__((noinline, unused)) static struct dq_buf *dq_make_room(struct dagger__deque *d,
+                                                                     struct dq_buf *a, int64_t b)
+{
+    int64_t t = d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
+    if (b - t <= a->mask)
+        return a;
+    struct dq_buf *n = dq_buf_new((a->mask + 1) * 2);
+    if (!n)
+        return NULL;
+    for (int64_t i = t; i < b; i++)
+        atomic_store_explicit(&n->slot[i & n->mask],
+                              atomic_load_explicit(&a->slot[i & a->mask], memory_order_relaxed),
+                              memory_order_relaxed);
+    n->retired = a;
+    atomic_store_explicit(&d->buf, n, memory_order_release);
+    return n;
+}
+
 /* Owner only. Returns 0, or -1 when the buffer could not grow.
  * The owner reads the contended `top` only when the buffer looks full by its last reading of
  * it: top only grows, so an old value overestimates the fill, never the free room. */
@@ -72,21 +93,21 @@ static inline int dq_push(struct dagger__deque *d, void *x)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
     struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
-    int64_t t = d->top_seen;
-    if (__builtin_expect(b - t > a->mask, 0))
-        t = d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
-    if (__builtin_expect(b - t > a->mask, 0)) {
-        struct dq_buf *n = dq_buf_new((a->mask + 1) * 2);
-        if (!n)
-            return -1;
-        for (int64_t i = t; i < b; i++)
-            atomic_store_explicit(&n->slot[i & n->mask],
-                                  atomic_load_explicit(&a->slot[i & a->mask], memory_order_relaxed),
-                                  memory_order_relaxed);
-        n->retired = a;
-        atomic_store_explicit(&d->buf, n, memory_order_release);
-        a = n;
-    }
+    if (__builtin_expect(b - d->top_seen > a->mask, 0) && !(a = dq_make_room(d, a, b)))
+        return -1;
+    atomic_store_explicit(&a->slot[b & a->mask], x, memory_order_relaxed);
+    atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+    return 0;
+}
+
+/* Owner only: dq_push when the buffer has room by top_seen, without reading `top` or growing.
+ * Returns 0, or -1 (nothing pushed) when it looks full: the caller then calls dq_push. */
+static inline int dq_push_room(struct dagger__deque *d, void *x)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
+    if (__builtin_expect(b - d->top_seen > a->mask, 0))
+        return -1;
     atomic_store_explicit(&a->slot[b & a->mask], x, memory_order_relaxed);
     atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
     return 0;

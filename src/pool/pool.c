@@ -291,21 +291,26 @@ static struct dagger__job *heap_pop(dagger__pool *p, int32_t min_prio)
  * pair with a parking or searching worker's seq_cst update of them and its seq_cst recheck of
  * the queues, so one side sees the other without a fence (one locked instruction less per
  * spawn from outside the pool). */
-static void notify_published(dagger__pool *p, int all)
+/* Somebody sleeps: the rest of notify_published, out of line (a submit saves no registers). */
+DAGGER_NOINLINE static void wake_sleepers(dagger__pool *p, int all)
 {
-    if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0) {
-        if (!all) {
-            if (atomic_load_explicit(&p->searching, memory_order_seq_cst) > 0)
-                return;
-            int32_t idle = 0;
-            if (atomic_load_explicit(&p->waking, memory_order_relaxed) != 0 ||
-                !atomic_compare_exchange_strong_explicit(&p->waking, &idle, 1, memory_order_seq_cst,
-                                                         memory_order_relaxed))
-                return;
-        }
-        atomic_fetch_add_explicit(&p->epoch, 1, memory_order_seq_cst);
-        dagger__futex_wake(&p->epoch, all ? INT_MAX : 1);
+    if (!all) {
+        if (atomic_load_explicit(&p->searching, memory_order_seq_cst) > 0)
+            return;
+        int32_t idle = 0;
+        if (atomic_load_explicit(&p->waking, memory_order_relaxed) != 0 ||
+            !atomic_compare_exchange_strong_explicit(&p->waking, &idle, 1, memory_order_seq_cst,
+                                                     memory_order_relaxed))
+            return;
     }
+    atomic_fetch_add_explicit(&p->epoch, 1, memory_order_seq_cst);
+    dagger__futex_wake(&p->epoch, all ? INT_MAX : 1);
+}
+
+static inline void notify_published(dagger__pool *p, int all)
+{
+    if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0)
+        wake_sleepers(p, all);
 }
 
 /* The same for a job published by plain stores (a deque push): the fence orders them before
@@ -401,7 +406,9 @@ static void *aux_main(void *arg)
 
 /* ---------------------------------------------------------------- submission */
 
-void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
+/* Every kind of job: aux threads, a mailbox, the priority queue, the caller's deque or the
+ * injection queue. Out of line: the common case (below) then saves no registers. */
+DAGGER_NOINLINE static void submit_any(dagger__pool *p, struct dagger__job *j)
 {
     if (DAGGER_UNLIKELY(j->occupancy < 1.0f) && !j->fiber && j->pin < 0) {
         aux_submit(p, j);
@@ -427,6 +434,29 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
     }
     jobq_push(&p->inject, j);
     notify_published(p, 0);
+}
+
+void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
+{
+    /* The common case: a plain job (occupancy 1, no pin, no priority) goes to the deque of the
+     * worker of p that submits it, from any other thread to the injection queue. NaN occupancy
+     * and every other case take the general path, in its order. */
+    if (DAGGER_UNLIKELY(!(j->occupancy >= 1.0f) || j->pin >= 0 || j->prio != 0)) {
+        submit_any(p, j);
+        return;
+    }
+    struct worker *w = tls_worker; /* no switch in this function */
+    if (!w || w->pool != p) {
+        jobq_push(&p->inject, j);
+        notify_published(p, 0);
+        return;
+    }
+    if (DAGGER_LIKELY(dq_push_room(&w->dq, j) == 0)) {
+        if (p->n > 1) /* the only worker is this one: nobody to wake */
+            notify(p, 0);
+        return;
+    }
+    submit_any(p, j); /* the deque looks full: it grows there (or the injection queue takes it) */
 }
 
 /* ---------------------------------------------------------------- finding work */
@@ -464,16 +494,11 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
     return NULL;
 }
 
-static struct dagger__job *try_get(dagger__pool *p, struct worker *w)
+/* What try_get looks at after the worker's own deque: the injection queue, the other workers,
+ * then the priority queue at any priority. */
+DAGGER_NOINLINE static struct dagger__job *try_get_shared(dagger__pool *p, struct worker *w)
 {
-    /* The mailbox and the heap are empty almost always: test them here, without a call. */
     struct dagger__job *j;
-    if (jobq_nonempty(&w->mailbox) && (j = jobq_take(&w->mailbox, 1)))
-        return j;
-    if (atomic_load_explicit(&p->heap_count, memory_order_relaxed) > 0 && (j = heap_pop(p, 1)))
-        return j;
-    if ((j = dq_pop(&w->dq)))
-        return j;
     if ((j = jobq_take(&p->inject, INJECT_BATCH))) {
         /* Keep the rest of the batch where thieves can reach it. */
         struct dagger__job *rest = NEXT(j);
@@ -492,6 +517,29 @@ static struct dagger__job *try_get(dagger__pool *p, struct worker *w)
     if ((j = try_steal(p, w)))
         return j;
     return heap_pop(p, INT32_MIN);
+}
+
+/* Every queue in order, when the mailbox or the priority queue holds a job. */
+DAGGER_NOINLINE static struct dagger__job *try_get_all(dagger__pool *p, struct worker *w)
+{
+    struct dagger__job *j;
+    if (jobq_nonempty(&w->mailbox) && (j = jobq_take(&w->mailbox, 1)))
+        return j;
+    if (atomic_load_explicit(&p->heap_count, memory_order_relaxed) > 0 && (j = heap_pop(p, 1)))
+        return j;
+    if ((j = dq_pop(&w->dq)))
+        return j;
+    return try_get_shared(p, w);
+}
+
+static inline struct dagger__job *try_get(dagger__pool *p, struct worker *w)
+{
+    /* The mailbox and the heap are empty almost always: test them here, without a call. */
+    if (DAGGER_UNLIKELY(jobq_nonempty(&w->mailbox) ||
+                        atomic_load_explicit(&p->heap_count, memory_order_relaxed) > 0))
+        return try_get_all(p, w);
+    struct dagger__job *j = dq_pop(&w->dq);
+    return DAGGER_LIKELY(j != NULL) ? j : try_get_shared(p, w);
 }
 
 /* A worker that stopped searching (or was woken) with a job in hand: if more work is queued
