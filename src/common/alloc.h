@@ -9,6 +9,7 @@
 #define DAGGER_SRC_ALLOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 void *dagger__malloc(size_t n);
 void *dagger__calloc(size_t n, size_t size);
@@ -25,7 +26,63 @@ void dagger__alloc_freeze(void);
 /* Object pools: blocks of up to DAGGER__OBJ_MAX bytes from per-thread caches; larger sizes
  * fall through to dagger__malloc. The size given to free must equal the size given to alloc. */
 #define DAGGER__OBJ_MAX 4096
-void *dagger__obj_alloc(size_t n);
-void dagger__obj_free(void *p, size_t n);
+#define DAGGER__OBJ_NCLASS 8 /* 32 .. 4096 bytes */
+#define DAGGER__OBJ_BATCH 64 /* objects moved between a thread's list and the global stacks */
+void *dagger__obj_alloc_any(size_t n);
+void dagger__obj_free_any(void *p, size_t n);
+
+/* The calling thread's free lists (objpool.c), one per size class: a free object's first word
+ * links it to the next. Only the inline fast paths below and objpool.c touch them. */
+struct dagger__obj_cache {
+    void *head[DAGGER__OBJ_NCLASS];
+    uint32_t count[DAGGER__OBJ_NCLASS];
+    int registered;
+};
+extern __thread __attribute__((tls_model("initial-exec"))) struct dagger__obj_cache dagger__obj_tc;
+/* objpool.c: the list of class `c` is long: hand a batch of it to the global stacks. */
+void dagger__obj_spill(int c);
+
+static inline int dagger__obj_class(size_t n)
+{
+    if (n <= 32)
+        return 0;
+    return (int)(64 - __builtin_clzll((unsigned long long)(n - 1))) - 5;
+}
+
+/* A size known at compile time (a record of a fixed type) takes the class's list inline; the
+ * rest, an empty list, and builds with AddressSanitizer (which poisons free objects) call
+ * objpool.c. */
+static inline void *dagger__obj_alloc(size_t n)
+{
+#if !defined(DAGGER_ASAN)
+    if (__builtin_constant_p(n) && n <= DAGGER__OBJ_MAX) {
+        struct dagger__obj_cache *tc = &dagger__obj_tc;
+        int c = dagger__obj_class(n);
+        void **o = tc->head[c];
+        if (__builtin_expect(o != NULL, 1)) {
+            tc->head[c] = *o;
+            tc->count[c]--;
+            return o;
+        }
+    }
+#endif
+    return dagger__obj_alloc_any(n);
+}
+
+static inline void dagger__obj_free(void *p, size_t n)
+{
+#if !defined(DAGGER_ASAN)
+    if (__builtin_constant_p(n) && n <= DAGGER__OBJ_MAX && p) {
+        struct dagger__obj_cache *tc = &dagger__obj_tc;
+        int c = dagger__obj_class(n);
+        *(void **)p = tc->head[c];
+        tc->head[c] = p;
+        if (__builtin_expect(++tc->count[c] > 2 * DAGGER__OBJ_BATCH, 0))
+            dagger__obj_spill(c);
+        return;
+    }
+#endif
+    dagger__obj_free_any(p, n);
+}
 
 #endif /* DAGGER_SRC_ALLOC_H */

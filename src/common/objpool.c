@@ -26,20 +26,14 @@
 #define UNPOISON(p, n) ((void)0)
 #endif
 
-#define NCLASS 8 /* 32 .. 4096 */
-#define BATCH 64
+#define NCLASS DAGGER__OBJ_NCLASS
+#define BATCH DAGGER__OBJ_BATCH
 #define SLAB (64 * 1024)
 
 struct obj {
-    struct obj *next;  /* next free object in a list */
+    void *next;        /* next free object in a list (a void *: alloc.h's inline paths) */
     struct obj *batch; /* in the global stack: the next batch (first object only) */
     uint64_t n;        /* in the global stack: objects in the batch (first object only) */
-};
-
-struct tcache {
-    struct obj *head[NCLASS];
-    uint32_t count[NCLASS];
-    int registered;
 };
 
 static struct {
@@ -51,14 +45,9 @@ static struct {
     pthread_once_t once;
 } g = {.lock = PTHREAD_MUTEX_INITIALIZER, .once = PTHREAD_ONCE_INIT};
 
-static DAGGER_TLS struct tcache tc;
+DAGGER_TLS struct dagger__obj_cache dagger__obj_tc;
 
-static inline int class_of(size_t n)
-{
-    if (n <= 32)
-        return 0;
-    return (int)(64 - __builtin_clzll((unsigned long long)(n - 1))) - 5;
-}
+static inline int class_of(size_t n) { return dagger__obj_class(n); }
 
 static inline size_t class_size(int c) { return (size_t)32 << c; }
 
@@ -73,7 +62,7 @@ static void push_batch(int c, struct obj *first, uint32_t n)
 
 static void flush_thread(void *arg)
 {
-    struct tcache *t = arg;
+    struct dagger__obj_cache *t = arg;
     for (int c = 0; c < NCLASS; c++) {
         if (t->head[c]) {
             UNPOISON(t->head[c], sizeof(struct obj));
@@ -88,10 +77,10 @@ static void make_key(void) { pthread_key_create(&g.key, flush_thread); }
 
 __attribute__((noinline)) static int refill(int c)
 {
-    if (!tc.registered) {
+    if (!dagger__obj_tc.registered) {
         pthread_once(&g.once, make_key);
-        pthread_setspecific(g.key, &tc);
-        tc.registered = 1;
+        pthread_setspecific(g.key, &dagger__obj_tc);
+        dagger__obj_tc.registered = 1;
     }
     pthread_mutex_lock(&g.lock);
     struct obj *b = g.batches[c];
@@ -106,8 +95,8 @@ __attribute__((noinline)) static int refill(int c)
         for (struct obj *o = b; o->next; o = o->next)
             UNPOISON(o->next, sizeof(struct obj));
 #endif
-        tc.head[c] = b;
-        tc.count[c] = (uint32_t)b->n;
+        dagger__obj_tc.head[c] = b;
+        dagger__obj_tc.count[c] = (uint32_t)b->n;
         return 1;
     }
     if (g.nslabs == g.capslabs) {
@@ -137,43 +126,43 @@ __attribute__((noinline)) static int refill(int c)
         o->next = head;
         head = o;
     }
-    tc.head[c] = head;
-    tc.count[c] = (uint32_t)n;
+    dagger__obj_tc.head[c] = head;
+    dagger__obj_tc.count[c] = (uint32_t)n;
     return 1;
 }
 
-void *dagger__obj_alloc(size_t n)
+void *dagger__obj_alloc_any(size_t n)
 {
     if (DAGGER_UNLIKELY(n > DAGGER__OBJ_MAX))
         return dagger__malloc(n);
     int c = class_of(n);
-    if (DAGGER_UNLIKELY(!tc.head[c]) && !refill(c))
+    if (DAGGER_UNLIKELY(!dagger__obj_tc.head[c]) && !refill(c))
         return NULL;
-    struct obj *o = tc.head[c];
+    struct obj *o = dagger__obj_tc.head[c];
     UNPOISON(o, class_size(c));
-    tc.head[c] = o->next;
-    tc.count[c]--;
+    dagger__obj_tc.head[c] = o->next;
+    dagger__obj_tc.count[c]--;
     return o;
 }
 
 /* The thread's list of class `c` is long: hand its first BATCH objects to the global stack. */
-__attribute__((noinline)) static void spill(int c)
+void dagger__obj_spill(int c)
 {
-    if (!tc.registered) {
+    if (!dagger__obj_tc.registered) {
         pthread_once(&g.once, make_key);
-        pthread_setspecific(g.key, &tc);
-        tc.registered = 1;
+        pthread_setspecific(g.key, &dagger__obj_tc);
+        dagger__obj_tc.registered = 1;
     }
-    struct obj *first = tc.head[c], *last = first;
+    struct obj *first = dagger__obj_tc.head[c], *last = first;
     for (int i = 1; i < BATCH; i++)
         last = last->next;
-    tc.head[c] = last->next;
+    dagger__obj_tc.head[c] = last->next;
     last->next = NULL;
-    tc.count[c] -= BATCH;
+    dagger__obj_tc.count[c] -= BATCH;
     push_batch(c, first, BATCH);
 }
 
-void dagger__obj_free(void *p, size_t n)
+void dagger__obj_free_any(void *p, size_t n)
 {
     if (!p)
         return;
@@ -183,9 +172,9 @@ void dagger__obj_free(void *p, size_t n)
     }
     int c = class_of(n);
     struct obj *o = p;
-    o->next = tc.head[c];
-    tc.head[c] = o;
+    o->next = dagger__obj_tc.head[c];
+    dagger__obj_tc.head[c] = o;
     POISON((char *)o + sizeof(struct obj), class_size(c) - sizeof(struct obj));
-    if (DAGGER_UNLIKELY(++tc.count[c] > 2 * BATCH))
-        spill(c);
+    if (DAGGER_UNLIKELY(++dagger__obj_tc.count[c] > 2 * BATCH))
+        dagger__obj_spill(c);
 }
