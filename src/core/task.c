@@ -227,7 +227,8 @@ static void bury(dagger_task_t *t)
 static void task_free_one(dagger_task_t *t)
 {
     dagger_ctx_t *ctx = t->ctx;
-    drop_args(t);
+    /* complete() dropped the arguments: the runtime's reference goes only at completion. */
+    DAGGER_ASSERT(t->nargs == 0 && t->ndeps == 0);
     if (t->result.flags & DAGGER_VALUE_OWNED)
         dagger__value_drop(&t->result);
     if (DAGGER_UNLIKELY(t->err != NULL))
@@ -448,27 +449,36 @@ static inline int settle(dagger_task_t *t, int r, dagger_value_t *out)
 
 /* Out of line: it runs after the task body, which may have moved the task to another worker, and
  * it reads the worker's thread-locals. */
-DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
+/* The failure of a completing task: its group (which reports its first error) or the count of
+ * errors nobody read, and the trace. After its arguments were dropped. */
+DAGGER_NOINLINE static void complete_failed(dagger_task_t *t, int rc)
 {
-    dagger_ctx_t *ctx = t->ctx;
-    if (rc && !t->err)
-        dagger__task_fail(t, rc, dagger_strerror(rc));
-    t->rc = rc;
-    drop_args(t);
     struct group *g = t->group;
-    if (g && rc) {
+    if (g) {
         dagger_task_t *expect = NULL;
         dagger_task_retain(t);
         if (!atomic_compare_exchange_strong(&g->first_err, &expect, t))
             dagger_task_release(t);
-    }
-    if (rc && !g) { /* a group's end reports its failures; others wait for a fetch */
+    } else { /* a group's end reports its failures; others wait for a fetch */
         atomic_store_explicit(&t->unseen, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&ctx->unfetched, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&t->ctx->unfetched, 1, memory_order_relaxed);
     }
-    if (rc)
-        DAGGER__TRACE(
-            dagger__trace_error(t->id, t->err && t->err->msg ? t->err->msg : dagger_strerror(rc)));
+    DAGGER__TRACE(
+        dagger__trace_error(t->id, t->err && t->err->msg ? t->err->msg : dagger_strerror(rc)));
+}
+
+DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
+{
+    dagger_ctx_t *ctx = t->ctx;
+    if (DAGGER_UNLIKELY(rc)) { /* t->rc is 0 from task_alloc otherwise */
+        if (!t->err)
+            dagger__task_fail(t, rc, dagger_strerror(rc));
+        t->rc = rc;
+    }
+    drop_args(t);
+    if (DAGGER_UNLIKELY(rc))
+        complete_failed(t, rc);
+    struct group *g = t->group;
     /* Logged before the task is seen done, so a trace stopped right after a fetch has it. */
     DAGGER__TRACE(dagger__trace_finish(t->id, t->thread, rc));
     int w = want_cont ? dagger__pool_self(ctx->pool) : -1;
