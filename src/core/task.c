@@ -76,7 +76,7 @@ __attribute__((constructor)) static void register_task_kind(void)
 
 /* ---------------------------------------------------------------- records */
 
-static dagger_task_t *task_alloc(dagger_ctx_t *ctx)
+__attribute__((always_inline)) static inline dagger_task_t *task_alloc(dagger_ctx_t *ctx)
 {
     dagger_task_t *t = dagger__obj_alloc(sizeof *t);
     if (!t)
@@ -793,8 +793,10 @@ static int check_data_arg(dagger_task_t *t, const dagger_task_opts_t *o, const d
  * shard, a copy that fails, or more than fits inline makes it drop what it took and return
  * false, and the general path below checks and takes everything again in its own order, so
  * errors and their messages are the same. */
-static inline bool take_args_fast(dagger_task_t *t, const dagger_value_t *argv, size_t argc,
-                                  dagger_task_t **seq, int nseq, size_t *nomem_at)
+__attribute__((always_inline)) static inline bool take_args_fast(dagger_task_t *t,
+                                                                 const dagger_value_t *argv,
+                                                                 size_t argc, dagger_task_t **seq,
+                                                                 int nseq, size_t *nomem_at)
 {
     size_t room = INLINE_BYTES - (size_t)nseq * sizeof(struct dep);
     size_t argb = argc * sizeof(dagger_value_t);
@@ -993,8 +995,9 @@ DAGGER_NOINLINE static int take_placement(dagger_task_t *t, const dagger_task_op
     return 0;
 }
 
-static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *argv,
-                       size_t argc, dagger_task_t **seq, int nseq, int *ndeps_out)
+__attribute__((always_inline)) static inline int
+spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *argv, size_t argc,
+            dagger_task_t **seq, int nseq, int *ndeps_out)
 {
     dagger_ctx_t *ctx = t->ctx;
     DAGGER_CHECK(t->fn, DAGGER_EINVAL, "the task function is NULL");
@@ -1064,9 +1067,12 @@ static void set_name(dagger_task_t *t, const dagger_task_opts_t *o, const char *
     t->name = fname;
 }
 
-static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top,
-                            const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
-                            const dagger_value_t *argv, size_t argc);
+static dagger_task_t *spawn_general(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top,
+                                    const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
+                                    const dagger_value_t *argv, size_t argc);
+static inline dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top,
+                                   const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
+                                   const dagger_value_t *argv, size_t argc);
 
 dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
                                  const char *fname, const dagger_value_t *argv, size_t argc)
@@ -1081,7 +1087,9 @@ dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
     struct frame *top = me ? me->frames : tls_frames;
     if (DAGGER_UNLIKELY(top && top->hook && top->ctx == ctx))
         return top->hook(top->hook_ud, ctx, o, fn, fname, argv, argc);
-    return spawn(ctx, me, top, o, fn, fname, argv, argc);
+    if (DAGGER_LIKELY(o == NULL)) /* spawn inline, its option branches folded away */
+        return spawn(ctx, me, top, NULL, fn, fname, argv, argc);
+    return spawn_general(ctx, me, top, o, fn, fname, argv, argc);
 }
 
 dagger_task_t *dagger__task_spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
@@ -1090,15 +1098,16 @@ dagger_task_t *dagger__task_spawn_nohook(dagger_ctx_t *ctx, const dagger_task_op
 {
     DAGGER_MISUSE(ctx->magic == CTX_MAGIC, "dagger_spawn: the context is closed");
     dagger_task_t *me = tls_task;
-    return spawn(ctx, me, me ? me->frames : tls_frames, o, fn, fname, argv, argc);
+    return spawn_general(ctx, me, me ? me->frames : tls_frames, o, fn, fname, argv, argc);
 }
 
 /* Apply the queue blocks of this thread or task: the innermost WAITALL counts the task, every
  * SEQUENTIAL block chains it, the innermost BULK block holds it. A BULK block inside a
  * SEQUENTIAL one is one unit of it: its tasks follow the unit before and not each other, and
  * the block's end makes the whole group the unit after (unit_end in queue.c). */
-static struct frame *apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top,
-                                  dagger_task_t **seq, int *nseq, bool *ordered)
+__attribute__((always_inline)) static inline struct frame *
+apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top, dagger_task_t **seq, int *nseq,
+             bool *ordered)
 {
     struct frame *bulk = NULL;
     for (struct frame *f = top; f; f = f->up) {
@@ -1157,9 +1166,10 @@ static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *
     return 1;
 }
 
-static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top,
-                            const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
-                            const dagger_value_t *argv, size_t argc)
+/* Inline: dagger_spawn_impl takes a copy for a spawn without options. */
+__attribute__((always_inline)) static inline dagger_task_t *
+spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, const dagger_task_opts_t *o,
+      dagger_fn_t fn, const char *fname, const dagger_value_t *argv, size_t argc)
 {
     int w = dagger__pool_self(ctx->pool);
     dagger_task_t *t = task_alloc(ctx);
@@ -1221,6 +1231,15 @@ static dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *
     if (atomic_fetch_sub_explicit(&t->pending, 1 + done, memory_order_acq_rel) == 1 + done)
         make_ready(t);
     return t;
+}
+
+/* Every spawn with options, and those of feature regions (dagger__task_spawn_nohook). */
+DAGGER_NOINLINE static dagger_task_t *spawn_general(dagger_ctx_t *ctx, dagger_task_t *me,
+                                                    struct frame *top, const dagger_task_opts_t *o,
+                                                    dagger_fn_t fn, const char *fname,
+                                                    const dagger_value_t *argv, size_t argc)
+{
+    return spawn(ctx, me, top, o, fn, fname, argv, argc);
 }
 
 void dagger__task_unhold(dagger_task_t *t)
