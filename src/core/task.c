@@ -1110,15 +1110,19 @@ apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top, dagger_task
              bool *ordered)
 {
     struct frame *bulk = NULL;
+    struct group *group = NULL;
     for (struct frame *f = top; f; f = f->up) {
         if (f->ctx != ctx)
             continue;
-        *ordered |= (f->mode & (DAGGER_QUEUE_SEQUENTIAL | DAGGER_QUEUE_BULK)) != 0;
-        if ((f->mode & DAGGER_QUEUE_WAITALL) && !t->group)
-            t->group = &f->group;
-        if ((f->mode & DAGGER_QUEUE_BULK) && !bulk)
+        unsigned mode = f->mode;
+        if ((mode & DAGGER_QUEUE_WAITALL) && !group)
+            group = &f->group;
+        if (DAGGER_LIKELY(!(mode & (DAGGER_QUEUE_SEQUENTIAL | DAGGER_QUEUE_BULK))))
+            continue; /* a WAITALL block alone, the common one */
+        *ordered = true;
+        if ((mode & DAGGER_QUEUE_BULK) && !bulk)
             bulk = f;
-        if ((f->mode & DAGGER_QUEUE_SEQUENTIAL) && f->last && *nseq < MAX_SEQ) {
+        if ((mode & DAGGER_QUEUE_SEQUENTIAL) && f->last && *nseq < MAX_SEQ) {
             bool dup = false;
             for (int i = 0; i < *nseq; i++)
                 dup |= seq[i] == f->last;
@@ -1126,8 +1130,10 @@ apply_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *top, dagger_task
                 seq[(*nseq)++] = f->last;
         }
     }
-    if (t->group)
-        t->group->spawned++;
+    if (group) {
+        t->group = group;
+        group->spawned++;
+    }
     return bulk;
 }
 
