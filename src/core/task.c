@@ -798,6 +798,8 @@ __attribute__((always_inline)) static inline bool take_args_fast(dagger_task_t *
                                                                  size_t argc, dagger_task_t **seq,
                                                                  int nseq, size_t *nomem_at)
 {
+    if (argc == 0 && nseq == 0)
+        return true; /* nothing to take: args and deps stay at the inline area (task_alloc) */
     size_t room = INLINE_BYTES - (size_t)nseq * sizeof(struct dep);
     size_t argb = argc * sizeof(dagger_value_t);
     if (DAGGER_UNLIKELY(nseq > INLINE_BYTES / (int)sizeof(struct dep) || argb > room))
@@ -805,8 +807,11 @@ __attribute__((always_inline)) static inline bool take_args_fast(dagger_task_t *
     t->deps = (struct dep *)((char *)&t->inl + argb);
     room -= argb;
     dagger_ctx_t *ctx = t->ctx;
+    /* The counts are kept here and stored once: argument i goes to t->args[i], and the general
+     * exit stores how many were taken, for drop_args. */
     uint32_t nd = 0;
-    for (size_t i = 0; i < argc; i++) {
+    size_t i = 0;
+    for (; i < argc; i++) {
         dagger_value_t v = argv[i];
         if (v.kind == DAGGER_KIND_TASK) {
             if (DAGGER_UNLIKELY((v.flags & DAGGER_VALUE_REMOTE) || !v.u.t || v.u.t->ctx != ctx ||
@@ -815,7 +820,7 @@ __attribute__((always_inline)) static inline bool take_args_fast(dagger_task_t *
             room -= sizeof(struct dep);
             t->deps[nd].task = dagger_task_retain(v.u.t);
             t->deps[nd].node.argi = (int32_t)i;
-            t->ndeps = ++nd;
+            nd++;
             v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
         } else if (DAGGER_UNLIKELY(v.kind > DAGGER_KIND_TASK || (v.flags & DAGGER_VALUE_TOOBIG))) {
             goto general;
@@ -828,15 +833,19 @@ __attribute__((always_inline)) static inline bool take_args_fast(dagger_task_t *
         } else {
             v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
         }
-        t->args[t->nargs++] = v;
+        t->args[i] = v;
     }
-    for (int i = 0; i < nseq; i++) {
-        t->deps[nd].task = dagger_task_retain(seq[i]);
+    for (int k = 0; k < nseq; k++) {
+        t->deps[nd].task = dagger_task_retain(seq[k]);
         t->deps[nd].node.argi = -1;
-        t->ndeps = ++nd;
+        nd++;
     }
+    t->nargs = (uint32_t)argc;
+    t->ndeps = nd;
     return true;
 general:
+    t->nargs = (uint32_t)i;
+    t->ndeps = nd;
     drop_args(t);
     return false;
 }
