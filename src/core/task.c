@@ -1080,8 +1080,26 @@ static dagger_task_t *spawn_general(dagger_ctx_t *ctx, dagger_task_t *me, struct
                                     const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
                                     const dagger_value_t *argv, size_t argc);
 static inline dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top,
-                                   const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
-                                   const dagger_value_t *argv, size_t argc);
+                                   bool plain, struct group *g, const dagger_task_opts_t *o,
+                                   dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
+                                   size_t argc);
+
+/* The blocks open at `top` in ctx: false when one is SEQUENTIAL or BULK (apply_frames then
+ * applies them); otherwise true, with the innermost WAITALL block's group (or NULL) in *g. */
+static inline bool frames_plain(dagger_ctx_t *ctx, struct frame *top, struct group **g)
+{
+    struct group *group = NULL;
+    for (struct frame *f = top; f; f = f->up) {
+        if (f->ctx != ctx)
+            continue;
+        if (f->mode & (DAGGER_QUEUE_SEQUENTIAL | DAGGER_QUEUE_BULK))
+            return false;
+        if ((f->mode & DAGGER_QUEUE_WAITALL) && !group)
+            group = &f->group;
+    }
+    *g = group;
+    return true;
+}
 
 dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
                                  const char *fname, const dagger_value_t *argv, size_t argc)
@@ -1096,8 +1114,10 @@ dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
     struct frame *top = me ? me->frames : tls_frames;
     if (DAGGER_UNLIKELY(top && top->hook && top->ctx == ctx))
         return top->hook(top->hook_ud, ctx, o, fn, fname, argv, argc);
-    if (DAGGER_LIKELY(o == NULL)) /* spawn inline, its option branches folded away */
-        return spawn(ctx, me, top, NULL, fn, fname, argv, argc);
+    struct group *g;
+    /* spawn inline, its option and ordering branches folded away */
+    if (DAGGER_LIKELY(o == NULL && frames_plain(ctx, top, &g)))
+        return spawn(ctx, me, top, true, g, NULL, fn, fname, argv, argc);
     return spawn_general(ctx, me, top, o, fn, fname, argv, argc);
 }
 
@@ -1181,10 +1201,12 @@ static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *
     return 1;
 }
 
-/* Inline: dagger_spawn_impl takes a copy for a spawn without options. */
+/* Inline: dagger_spawn_impl takes a copy for a spawn without options nor ordering blocks
+ * (`plain`: frames_plain found at most the group `g`); the general one applies the frames. */
 __attribute__((always_inline)) static inline dagger_task_t *
-spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, const dagger_task_opts_t *o,
-      dagger_fn_t fn, const char *fname, const dagger_value_t *argv, size_t argc)
+spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, struct group *g,
+      const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
+      size_t argc)
 {
     int w = dagger__pool_self(ctx->pool);
     dagger_task_t *t = task_alloc(ctx);
@@ -1205,8 +1227,15 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, const dagger_task
     dagger_task_t *seq[MAX_SEQ];
     int nseq = 0;
     bool ordered = false; /* a SEQUENTIAL or BULK block of ctx is open */
-    if (top)
+    if (plain) {
+        /* frames_plain saw no such block: at most a group to count the task in */
+        if (g) {
+            t->group = g;
+            g->spawned++;
+        }
+    } else if (top) {
         bulk = apply_frames(ctx, t, top, seq, &nseq, &ordered);
+    }
     dagger__ctx_count_spawn(ctx, w);
 
     int nd = 0;
@@ -1254,7 +1283,7 @@ DAGGER_NOINLINE static dagger_task_t *spawn_general(dagger_ctx_t *ctx, dagger_ta
                                                     dagger_fn_t fn, const char *fname,
                                                     const dagger_value_t *argv, size_t argc)
 {
-    return spawn(ctx, me, top, o, fn, fname, argv, argc);
+    return spawn(ctx, me, top, false, NULL, o, fn, fname, argv, argc);
 }
 
 void dagger__task_unhold(dagger_task_t *t)
