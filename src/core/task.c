@@ -76,12 +76,28 @@ __attribute__((constructor)) static void register_task_kind(void)
 
 /* ---------------------------------------------------------------- records */
 
+/* Zero the fields of `t` from `first` to just before `end`, adjacent in the record: a wide
+ * store or two where a field at a time takes one each (the atomics among them: the record is not
+ * shared yet). task_alloc sets the fields that are not zero after every run is cleared. */
+#define TASK_ZERO(t, first, end)                                                                   \
+    do {                                                                                           \
+        _Static_assert(offsetof(dagger_task_t, end) > offsetof(dagger_task_t, first) &&            \
+                           offsetof(dagger_task_t, end) - offsetof(dagger_task_t, first) <= 64,    \
+                       "TASK_ZERO: " #first ".." #end " is not a short run of the record");        \
+        memset((void *)&(t)->first, 0,                                                             \
+               offsetof(dagger_task_t, end) - offsetof(dagger_task_t, first));                     \
+    } while (0)
+
 __attribute__((always_inline)) static inline dagger_task_t *task_alloc(dagger_ctx_t *ctx)
 {
     dagger_task_t *t = dagger__obj_alloc(sizeof *t);
     if (!t)
         return NULL;
-    atomic_init(&t->job.next, NULL);
+    TASK_ZERO(t, state, id);         /* state (T_PENDING), cancel, place, rc, waiters */
+    TASK_ZERO(t, argerr, thread);    /* argerr, flags, nargs, ndeps, unseen, external, help_depth */
+    TASK_ZERO(t, group, name);       /* group, err, x */
+    TASK_ZERO(t, frames, inl);       /* frames, result (nil) */
+    atomic_init(&t->job.next, NULL); /* recycled records kept their last values: all set here */
     t->job.fiber = NULL;
     t->job.prio = 0;
     t->job.pin = -1;
@@ -89,30 +105,14 @@ __attribute__((always_inline)) static inline dagger_task_t *task_alloc(dagger_ct
     t->job.seq = 0;
     atomic_init(&t->refs, 2); /* the caller's handle and the runtime's */
     atomic_init(&t->pending, 1);
-    atomic_init(&t->state, T_PENDING);
-    atomic_init(&t->cancel, 0);
-    atomic_init(&t->place, 0);
-    atomic_init(&t->waiters.head, NULL);
-    t->rc = 0;
-    t->argerr = 0;
     t->thread = -1;
-    t->flags = 0;
-    t->nargs = t->ndeps = 0;
     t->id = next_id(ctx);
     t->ctx = ctx;
     t->parent = NULL;
-    t->help_depth = 0;
     t->fn = NULL;
     t->name = NULL;
     t->args = t->inl.v;
     t->deps = t->inl.d;
-    t->group = NULL;
-    t->frames = NULL;
-    t->err = NULL;
-    atomic_init(&t->x, NULL);
-    atomic_init(&t->unseen, 0);
-    atomic_init(&t->external, 0); /* a recycled record kept the flag of its last task */
-    t->result = dagger_nil();
     return t; /* counted alive by spawn, with the task in flight (dagger__ctx_count_spawn) */
 }
 

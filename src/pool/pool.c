@@ -691,8 +691,10 @@ static void arrived(struct dagger__fiber *f)
 
 static void worker_loop(dagger__pool *p)
 {
+    /* Read again after each job (it may have suspended and resumed on another thread); find_work
+     * never switches. */
+    struct worker *w = self();
     for (;;) {
-        struct worker *w = self();
         struct dagger__job *j = find_work(p, w);
         if (!j)
             return; /* shut down */
