@@ -224,11 +224,10 @@ static void bury(dagger_task_t *t)
 }
 #endif
 
-static void task_free_one(dagger_task_t *t)
+/* What a few records hold when they go: an owned result, an error, an extension record, an
+ * owned name. */
+DAGGER_NOINLINE static void task_free_parts(dagger_task_t *t)
 {
-    dagger_ctx_t *ctx = t->ctx;
-    /* complete() dropped the arguments: the runtime's reference goes only at completion. */
-    DAGGER_ASSERT(t->nargs == 0 && t->ndeps == 0);
     if (t->result.flags & DAGGER_VALUE_OWNED)
         dagger__value_drop(&t->result);
     if (DAGGER_UNLIKELY(t->err != NULL))
@@ -246,6 +245,17 @@ static void task_free_one(dagger_task_t *t)
         t->name = "(released)";
         t->flags &= ~TF_NAME_OWNED;
     }
+}
+
+__attribute__((always_inline)) static inline void task_free_one(dagger_task_t *t)
+{
+    dagger_ctx_t *ctx = t->ctx;
+    /* complete() dropped the arguments: the runtime's reference goes only at completion. */
+    DAGGER_ASSERT(t->nargs == 0 && t->ndeps == 0);
+    if (DAGGER_UNLIKELY((t->result.flags & DAGGER_VALUE_OWNED) || t->err != NULL ||
+                        atomic_load_explicit(&t->x, memory_order_relaxed) != NULL ||
+                        (t->flags & TF_NAME_OWNED)))
+        task_free_parts(t);
 #ifndef NDEBUG
     bury(t);
 #else
