@@ -291,6 +291,16 @@ void dagger_task_release(dagger_task_t *t)
 
 /* The last reference is gone. Freeing can release other tasks (a result that is a task): free
  * iteratively so that long chains never recurse. */
+/* The records queued by frees inside task_free_one (see task_free), out of line. */
+DAGGER_NOINLINE static void task_free_queued(void)
+{
+    while (tls_free_list) {
+        dagger_task_t *f = tls_free_list;
+        tls_free_list = (dagger_task_t *)atomic_load_explicit(&f->job.next, memory_order_relaxed);
+        task_free_one(f);
+    }
+}
+
 static void task_free(dagger_task_t *t)
 {
     if (DAGGER_UNLIKELY(tls_freeing)) { /* inside a free up the stack: it frees this one */
@@ -301,11 +311,8 @@ static void task_free(dagger_task_t *t)
     }
     tls_freeing = 1;
     task_free_one(t); /* the common case: the list stays empty */
-    while (tls_free_list) {
-        dagger_task_t *f = tls_free_list;
-        tls_free_list = (dagger_task_t *)atomic_load_explicit(&f->job.next, memory_order_relaxed);
-        task_free_one(f);
-    }
+    if (DAGGER_UNLIKELY(tls_free_list != NULL))
+        task_free_queued();
     tls_freeing = 0;
 }
 
