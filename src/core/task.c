@@ -318,14 +318,21 @@ static void task_free(dagger_task_t *t)
 
 static void place_slow(dagger_task_t *t);
 
-/* A ready task goes to its executor: straight to the pool unless placement must decide. */
-static inline void submit_ready(dagger_task_t *t)
+/* A ready task goes to its executor: straight to the pool unless placement must decide.
+ * `plain`: spawned without options, so its job has occupancy 1, no pin and no priority. */
+static inline void submit_ready_as(dagger_task_t *t, bool plain)
 {
-    if (DAGGER_LIKELY(!atomic_load_explicit(&t->place, memory_order_relaxed)))
-        dagger__pool_submit(t->ctx->pool, &t->job);
-    else
+    if (DAGGER_LIKELY(!atomic_load_explicit(&t->place, memory_order_relaxed))) {
+        if (plain)
+            dagger__pool_submit_plain(t->ctx->pool, &t->job);
+        else
+            dagger__pool_submit(t->ctx->pool, &t->job);
+    } else {
         place_slow(t);
+    }
 }
+
+static inline void submit_ready(dagger_task_t *t) { submit_ready_as(t, false); }
 
 static void make_ready(dagger_task_t *t)
 {
@@ -1270,7 +1277,7 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, struc
     if (nd == 0 && holds == 1) {      /* nobody else can see the task yet: no atomics needed */
         if (DAGGER_UNLIKELY(tracing)) /* one event: spawned and ready at once */
             dagger__trace_spawn_ready(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
-        submit_ready(t);
+        submit_ready_as(t, o == NULL);
         return t;
     }
     if (DAGGER_UNLIKELY(tracing))

@@ -436,15 +436,10 @@ DAGGER_NOINLINE static void submit_any(dagger__pool *p, struct dagger__job *j)
     notify_published(p, 0);
 }
 
-void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
+/* A plain job (occupancy 1, no pin, no priority) goes to the deque of the worker of p that
+ * submits it, from any other thread to the injection queue. */
+static inline void submit_plain(dagger__pool *p, struct dagger__job *j)
 {
-    /* The common case: a plain job (occupancy 1, no pin, no priority) goes to the deque of the
-     * worker of p that submits it, from any other thread to the injection queue. NaN occupancy
-     * and every other case take the general path, in its order. */
-    if (DAGGER_UNLIKELY(!(j->occupancy >= 1.0f) || j->pin >= 0 || j->prio != 0)) {
-        submit_any(p, j);
-        return;
-    }
     struct worker *w = tls_worker; /* no switch in this function */
     if (!w || w->pool != p) {
         jobq_push(&p->inject, j);
@@ -457,6 +452,23 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
         return;
     }
     submit_any(p, j); /* the deque looks full: it grows there (or the injection queue takes it) */
+}
+
+void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
+{
+    /* The common case first; NaN occupancy and every other case take the general path, in its
+     * order. */
+    if (DAGGER_UNLIKELY(!(j->occupancy >= 1.0f) || j->pin >= 0 || j->prio != 0)) {
+        submit_any(p, j);
+        return;
+    }
+    submit_plain(p, j);
+}
+
+void dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j)
+{
+    DAGGER_ASSERT(j->occupancy >= 1.0f && j->pin < 0 && j->prio == 0 && !j->fiber);
+    submit_plain(p, j);
 }
 
 /* ---------------------------------------------------------------- finding work */
