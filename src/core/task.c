@@ -289,8 +289,6 @@ void dagger_task_release(dagger_task_t *t)
     task_free(t);
 }
 
-/* The last reference is gone. Freeing can release other tasks (a result that is a task): free
- * iteratively so that long chains never recurse. */
 /* The records queued by frees inside task_free_one (see task_free), out of line. */
 DAGGER_NOINLINE static void task_free_queued(void)
 {
@@ -301,6 +299,8 @@ DAGGER_NOINLINE static void task_free_queued(void)
     }
 }
 
+/* The last reference is gone. Freeing can release other tasks (a result that is a task): free
+ * iteratively so that long chains never recurse. */
 static void task_free(dagger_task_t *t)
 {
     if (DAGGER_UNLIKELY(tls_freeing)) { /* inside a free up the stack: it frees this one */
@@ -471,8 +471,6 @@ static inline int settle(dagger_task_t *t, int r, dagger_value_t *out)
     return settle_slow(t, r, out);
 }
 
-/* Out of line: it runs after the task body, which may have moved the task to another worker, and
- * it reads the worker's thread-locals. */
 /* The failure of a completing task: its group (which reports its first error) or the count of
  * errors nobody read, and the trace. After its arguments were dropped. */
 DAGGER_NOINLINE static void complete_failed(dagger_task_t *t, int rc)
@@ -491,6 +489,8 @@ DAGGER_NOINLINE static void complete_failed(dagger_task_t *t, int rc)
         dagger__trace_error(t->id, t->err && t->err->msg ? t->err->msg : dagger_strerror(rc)));
 }
 
+/* Out of line: it runs after the task body, which may have moved the task to another worker, and
+ * it reads the worker's thread-locals. */
 DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
 {
     dagger_ctx_t *ctx = t->ctx;
