@@ -6,7 +6,9 @@
  * (tasks are often freed by another thread than the one that made them); a list that grows
  * past 2*BATCH hands BATCH objects to a global stack of batches under a mutex, and an empty
  * list takes a batch back (or carves a fresh 64 KiB slab, the only counted allocation).
- * A thread's cache is handed back to the global stacks when the thread exits.
+ * A thread's cache is handed back to the global stacks when the thread exits. The common
+ * alloc and free of a size known at compile time (a record of a fixed type) are inline in
+ * alloc.h: they touch only the thread's list, and call here when it is empty or long.
  * Invariants: an object sits in exactly one list; slabs are never returned to the system
  * (they stay reachable from `g.slabs`, so leak checkers do not report them).
  * SPDX-License-Identifier: MIT
