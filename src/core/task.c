@@ -722,6 +722,7 @@ bool dagger__task_mutable_result(const dagger_task_t *t)
 {
     return (t->flags & TF_MUTABLE_RESULT) != 0;
 }
+bool dagger__task_result_home(const dagger_task_t *t) { return (t->flags & TF_RESULT_HOME) != 0; }
 
 void dagger__task_begin_elsewhere(dagger_task_t *t)
 {
@@ -754,7 +755,8 @@ void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
 /* ---------------------------------------------------------------- spawn */
 
 #define MAX_SEQ 8
-#define TASK_FLAGS (DAGGER_TASK_CHUNK_RESULT | DAGGER_TASK_MUTABLE_RESULT)
+#define TASK_FLAGS                                                                                 \
+    (DAGGER_TASK_CHUNK_RESULT | DAGGER_TASK_MUTABLE_RESULT | DAGGER__TASK_RESULT_HOME)
 
 /* A chunk or shard argument: a live handle of this context; placement decides where it runs. */
 static int check_data_arg(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *v,
@@ -1013,6 +1015,8 @@ static int spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagg
         } else if (o->flags & DAGGER_TASK_CHUNK_RESULT) {
             t->flags |= TF_CHUNK_RESULT;
         }
+        if (o->flags & DAGGER__TASK_RESULT_HOME)
+            t->flags |= TF_RESULT_HOME;
         if (o->userdata || o->restore || o->checkpoint) {
             struct task_ext *x = dagger__task_ext_get(t);
             if (!x)

@@ -11,7 +11,11 @@
  * the chunk lives, after its last writer, and its result (a plain chunk, which moves between
  * ranks and threads) is the task's argument. The copy is cached by
  * (chunk, version, rank): another reader of the same version on that rank reuses it; a write
- * makes a new version; the region drops its copies at its end.
+ * makes a new version; the region drops its copies at its end. A copy waits for the chunk's
+ * last writer in the region only (not for the other inputs of its first reader), so it is made
+ * and moved while the reader still waits for those, and it runs at its reader's priority. A
+ * copy read on the rank that spawns the region comes back with its result, pulled by the
+ * progress thread (DAGGER__TASK_RESULT_HOME), so that no worker waits for its bytes.
  * Thread safety: used by the thread or task that owns the region.
  * SPDX-License-Identifier: MIT
  */
@@ -20,6 +24,7 @@
 
 #include "common/alloc.h"
 #include "common/common.h"
+#include "core/core.h"
 #include "datadeps/datadeps_int.h"
 
 struct ddfetch {
@@ -31,7 +36,8 @@ struct ddfetch {
 
 struct ddversion {
     const dagger_chunk_t *chunk;
-    uint64_t version; /* writes to it in this region */
+    uint64_t version;      /* writes to it in this region */
+    dagger_task_t *writer; /* the last of them (the region holds it), or NULL */
 };
 
 int dagger__dd_chunk_access(const dagger_ddarg_t *a, dagger__ddaccess_t *acc, char *err, size_t cap)
@@ -81,7 +87,7 @@ static struct ddversion *version_of(struct dagger__ddchunks *cc, const dagger_ch
         cc->versions = p;
         cc->capversions = cap;
     }
-    cc->versions[cc->nversions] = (struct ddversion){c, 0};
+    cc->versions[cc->nversions] = (struct ddversion){c, 0, NULL};
     return &cc->versions[cc->nversions++];
 }
 
@@ -108,13 +114,14 @@ static int dd_copy_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t 
     return 0;
 }
 
-/* The copy of `c` at its current version for `rank`: cached, or a new copy task. */
+/* The copy of `c` at its current version for `rank`: cached, or a new copy task that waits for
+ * the version's writer only. */
 static dagger_task_t *fetch(struct dagger__ddchunks *cc, dagger_ctx_t *ctx, dagger_chunk_t *c,
-                            uint64_t version, int rank, dagger_task_t *const *sync, size_t nsync)
+                            const struct ddversion *v, int rank, int prio)
 {
     for (size_t i = 0; i < cc->nfetches; i++) {
         struct ddfetch *f = &cc->fetches[i];
-        if (f->chunk == c && f->version == version && f->rank == rank)
+        if (f->chunk == c && f->version == v->version && f->rank == rank)
             return f->task;
     }
     if (cc->nfetches == cc->capfetches) {
@@ -128,18 +135,21 @@ static dagger_task_t *fetch(struct dagger__ddchunks *cc, dagger_ctx_t *ctx, dagg
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = "datadeps_copy";
-    o.syncdeps = sync; /* those of its reader: a superset of the chunk's last writer */
-    o.nsyncdeps = nsync;
+    o.priority = prio;
+    o.syncdeps = v->writer ? &v->writer : NULL;
+    o.nsyncdeps = v->writer ? 1 : 0;
+    if (rank == dagger_ctx_rank(ctx))
+        o.flags |= DAGGER__TASK_RESULT_HOME; /* its bytes come back with its result */
     dagger_value_t arg = dagger_chunkv(c);
     dagger_task_t *t = dagger_spawn_impl(ctx, &o, dd_copy_body, "datadeps_copy", &arg, 1);
     if (t)
-        cc->fetches[cc->nfetches++] = (struct ddfetch){c, version, rank, t};
+        cc->fetches[cc->nfetches++] = (struct ddfetch){c, v->version, rank, t};
     return t;
 }
 
 int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
-                            const dagger_ddarg_t *argv, size_t argc, dagger_value_t *vals,
-                            dagger_task_t *const *sync, size_t nsync, char *err, size_t cap)
+                            const dagger_ddarg_t *argv, size_t argc, dagger_value_t *vals, int prio,
+                            char *err, size_t cap)
 {
     int me = dagger_ctx_rank(ctx), target = -1, thread = -1;
     bool any = false;
@@ -188,13 +198,14 @@ int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
                                 target),
                        DAGGER_ESCOPE;
             v->version++;
+            v->writer = NULL; /* the task being placed: dagger__dd_chunks_spawned */
             continue;
         }
         dagger_proc_t p;
         if (!dagger_chunk_is_mutable(c, &p) ||
             (rank_of(c, me) == target && (p.index < 0 || thread < 0 || p.index == thread)))
             continue; /* plain data moves by itself; data the task's processor reaches is used */
-        dagger_task_t *t = fetch(cc, ctx, c, v->version, target, sync, nsync);
+        dagger_task_t *t = fetch(cc, ctx, c, v, target, prio);
         if (!t)
             return snprintf(err, cap, "out of memory copying argument %zu from rank %d", i + 1,
                             rank_of(c, me)),
@@ -203,6 +214,19 @@ int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
         cc->fetched++;
     }
     return 0;
+}
+
+void dagger__dd_chunks_spawned(struct dagger__ddchunks *cc, const dagger_ddarg_t *argv, size_t argc,
+                               dagger_task_t *t)
+{
+    for (size_t i = 0; i < argc; i++) {
+        const dagger_ddarg_t *a = &argv[i];
+        if (a->shape != DAGGER_SHAPE_CHUNK || !(a->access & DAGGER_ACCESS_OUT))
+            continue;
+        for (size_t k = 0; k < cc->nversions; k++)
+            if (cc->versions[k].chunk == a->value.u.c)
+                cc->versions[k].writer = t;
+    }
 }
 
 void dagger__dd_chunks_fini(struct dagger__ddchunks *cc)

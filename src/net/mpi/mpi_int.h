@@ -73,6 +73,7 @@ struct mpi_cmd {
     struct mpi_cmd *next;
     int type;
     int rank, pin;    /* C_SUBMIT */
+    int prio;         /* C_SUBMIT: the task's priority, which it keeps on the other rank */
     dagger_task_t *t; /* C_SUBMIT: the proxy; C_RESULT: the served task */
     uint64_t id;      /* C_CANCEL: the proxy's id; C_FETCH, C_DROP: the export id */
     void *rec;        /* C_RESULT: the struct served; C_FETCH: the fetch */
