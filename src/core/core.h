@@ -110,6 +110,10 @@ bool dagger__task_mutable_result(const dagger_task_t *t);
  * first read (by the reading worker, which then waits). Used by datadeps copies. */
 #define DAGGER__TASK_RESULT_HOME (1u << 31)
 bool dagger__task_result_home(const dagger_task_t *t);
+/* The other way round: the task's result is read only by tasks on the rank it runs on, never on
+ * the rank that spawns it (a datadeps relay), so that rank never pulls it. */
+#define DAGGER__TASK_RESULT_THERE (1u << 30)
+bool dagger__task_result_there(const dagger_task_t *t);
 
 /* ---------------------------------------------------------------- ranks
  * A backend that spans processes (src/net/mpi) registers these from a constructor; ctx.c calls

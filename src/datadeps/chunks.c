@@ -15,7 +15,11 @@
  * last writer in the region only (not for the other inputs of its first reader), so it is made
  * and moved while the reader still waits for those, and it runs at its reader's priority. A
  * copy read on the rank that spawns the region comes back with its result, pulled by the
- * progress thread (DAGGER__TASK_RESULT_HOME), so that no worker waits for its bytes.
+ * progress thread (DAGGER__TASK_RESULT_HOME), so that no worker waits for its bytes. A copy read
+ * on another rank goes there through a relay task on that rank, which runs as soon as the copy
+ * is made: its rank pulls the bytes then, once, and keeps them as the relay's result (which the
+ * spawning rank never reads, DAGGER__TASK_RESULT_THERE); the readers there take that result as
+ * it is, so they neither pull the bytes again each nor wait for them when they are ready.
  * Thread safety: used by the thread or task that owns the region.
  * SPDX-License-Identifier: MIT
  */
@@ -114,6 +118,34 @@ static int dd_copy_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t 
     return 0;
 }
 
+/* Argument 0 (a chunk pulled to this rank) is the result: it stays here for the readers. */
+static int dd_relay_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    dagger_chunk_t *c = dagger_arg_chunk(a, 0);
+    if (!c)
+        return DAGGER_ETYPE; /* the accessor failed the task with the reason */
+    *out = dagger_chunk_give(tc, dagger_chunk_retain(c));
+    return 0;
+}
+
+/* The copy `t` (+1, taken) of a chunk read on `rank`, another rank: a relay task there. */
+static dagger_task_t *relay(dagger_ctx_t *ctx, dagger_task_t *t, int rank, int prio)
+{
+    dagger_scope_t *w = dagger_scope_worker(rank);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.name = "datadeps_relay";
+    o.priority = prio;
+    o.scope = w;
+    o.flags = DAGGER__TASK_RESULT_THERE;
+    dagger_value_t arg = dagger_taskv(t);
+    dagger_task_t *r =
+        w ? dagger_spawn_impl(ctx, &o, dd_relay_body, "datadeps_relay", &arg, 1) : NULL;
+    dagger_scope_release(w);
+    dagger_task_release(t);
+    return r;
+}
+
 /* The copy of `c` at its current version for `rank`: cached, or a new copy task that waits for
  * the version's writer only. */
 static dagger_task_t *fetch(struct dagger__ddchunks *cc, dagger_ctx_t *ctx, dagger_chunk_t *c,
@@ -138,10 +170,13 @@ static dagger_task_t *fetch(struct dagger__ddchunks *cc, dagger_ctx_t *ctx, dagg
     o.priority = prio;
     o.syncdeps = v->writer ? &v->writer : NULL;
     o.nsyncdeps = v->writer ? 1 : 0;
-    if (rank == dagger_ctx_rank(ctx))
+    bool here = rank == dagger_ctx_rank(ctx);
+    if (here)
         o.flags |= DAGGER__TASK_RESULT_HOME; /* its bytes come back with its result */
     dagger_value_t arg = dagger_chunkv(c);
     dagger_task_t *t = dagger_spawn_impl(ctx, &o, dd_copy_body, "datadeps_copy", &arg, 1);
+    if (t && !here)
+        t = relay(ctx, t, rank, prio);
     if (t)
         cc->fetches[cc->nfetches++] = (struct ddfetch){c, v->version, rank, t};
     return t;

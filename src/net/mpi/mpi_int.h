@@ -199,9 +199,11 @@ struct mpi_rref {
     struct mpi_state *st;         /* NULL once that context closed */
     int rank;                     /* where the bytes are */
     uint64_t xid;                 /* the export there */
+    bool counted;                 /* in st->nrrefs: this rank may read it */
 };
-/* A reference to export `xid` of `rank`; NULL when out of memory. */
-struct mpi_rref *mpi__rref_new(struct mpi_state *st, int rank, uint64_t xid);
+/* A reference to export `xid` of `rank`; NULL when out of memory. `counted`: this rank may read
+ * it (a task here may stage it), so results complete on workers while it lives (remote.c). */
+struct mpi_rref *mpi__rref_new(struct mpi_state *st, int rank, uint64_t xid, bool counted);
 /* The reference behind a chunk whose home is another rank (NULL for any other chunk). */
 const struct mpi_rref *mpi__chunk_rref(dagger_chunk_t *c);
 /* Progress thread: a C_FETCH or C_DROP command. */

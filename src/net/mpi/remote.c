@@ -43,6 +43,7 @@ struct proxy {
     int rank;
     const void *fn; /* its body and bytes of arguments: its history entry (src/sched/cost.c) */
     size_t bytes;
+    bool there; /* its result is read on its rank only (DAGGER__TASK_RESULT_THERE) */
 };
 
 struct served {
@@ -450,7 +451,8 @@ static int chunk_left(struct mpi_state *st, struct rbuf *rb, struct inbound *in,
         return 0;
     }
     dagger_space_t where = {in->src, DAGGER__SPACE_RANK, 0};
-    struct mpi_rref *r = mpi__rref_new(st, in->src, xid);
+    /* A relay's result is read only where it is: nothing here stages it (subscribe.c) */
+    struct mpi_rref *r = mpi__rref_new(st, in->src, xid, !(in->px && in->px->there));
     int rc = r ? dagger__mem_chunk_at(st->ctx, size, &where, r, &s->chunk) : DAGGER_ENOMEM;
     if (rc) { /* the reference's free op tells the producer to let it go */
         if (r)
@@ -1074,6 +1076,7 @@ static void submit(struct mpi_state *st, struct mpi_cmd *c)
     px->rank = c->rank;
     px->fn = (const void *)(uintptr_t)dagger__task_fn(t);
     px->bytes = bytes;
+    px->there = dagger__task_result_there(t);
     px->h.key = dagger_task_id(t);
     h_put(st, 0, &px->h);
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_SENT, c->rank, px->h.key, b.len));
