@@ -13,7 +13,10 @@
  * (chunk, version, rank): another reader of the same version on that rank reuses it; a write
  * makes a new version; the region drops its copies at its end. A copy waits for the chunk's
  * last writer in the region only (not for the other inputs of its first reader), so it is made
- * and moved while the reader still waits for those, and it runs at its reader's priority. A
+ * and moved while the reader still waits for those. It runs just above its writer and its reader
+ * (one more than the higher of their priorities): data another rank waits for leaves as soon as
+ * it is made, before the local work of the same level (a panel goes out before its rank goes on
+ * with the next trsm). A
  * copy read on the rank that spawns the region comes back with its result, pulled by the
  * progress thread (DAGGER__TASK_RESULT_HOME), so that no worker waits for its bytes. A copy read
  * on another rank goes there through a relay task on that rank, which runs as soon as the copy
@@ -23,6 +26,7 @@
  * Thread safety: used by the thread or task that owns the region.
  * SPDX-License-Identifier: MIT
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -42,6 +46,7 @@ struct ddversion {
     const dagger_chunk_t *chunk;
     uint64_t version;      /* writes to it in this region */
     dagger_task_t *writer; /* the last of them (the region holds it), or NULL */
+    int prio;              /* the writer's priority */
 };
 
 int dagger__dd_chunk_access(const dagger_ddarg_t *a, dagger__ddaccess_t *acc, char *err, size_t cap)
@@ -91,7 +96,7 @@ static struct ddversion *version_of(struct dagger__ddchunks *cc, const dagger_ch
         cc->versions = p;
         cc->capversions = cap;
     }
-    cc->versions[cc->nversions] = (struct ddversion){c, 0, NULL};
+    cc->versions[cc->nversions] = (struct ddversion){c, 0, NULL, 0};
     return &cc->versions[cc->nversions++];
 }
 
@@ -167,7 +172,9 @@ static dagger_task_t *fetch(struct dagger__ddchunks *cc, dagger_ctx_t *ctx, dagg
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = "datadeps_copy";
-    o.priority = prio;
+    /* above its writer and its reader, saturated */
+    int top = prio > v->prio ? prio : v->prio;
+    prio = o.priority = top < INT_MAX ? top + 1 : top;
     o.syncdeps = v->writer ? &v->writer : NULL;
     o.nsyncdeps = v->writer ? 1 : 0;
     bool here = rank == dagger_ctx_rank(ctx);
@@ -234,6 +241,7 @@ int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
                        DAGGER_ESCOPE;
             v->version++;
             v->writer = NULL; /* the task being placed: dagger__dd_chunks_spawned */
+            v->prio = prio;
             continue;
         }
         dagger_proc_t p;

@@ -120,8 +120,8 @@ int dagger__dd_chunk_access(const dagger_ddarg_t *a, dagger__ddaccess_t *acc, ch
                             size_t cap);
 /* After the analysis of a task of priority `prio`: choose its rank, count the writes, and
  * replace in `vals` each chunk it reads from another rank by a copy task (which waits for the
- * chunk's last writer). Returns 0, DAGGER_ESCOPE (it writes data of two ranks), DAGGER_ENOMEM
- * (err set). */
+ * chunk's last writer and runs above both). Returns 0, DAGGER_ESCOPE (it writes data of two ranks),
+ * DAGGER_ENOMEM (err set). */
 int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
                             const dagger_ddarg_t *argv, size_t argc, dagger_value_t *vals, int prio,
                             char *err, size_t cap);
