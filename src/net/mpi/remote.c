@@ -803,6 +803,7 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     s->result_home = in->result_home;
     h_put(st, 1, &s->h);
     st->nserved++;
+    atomic_fetch_add_explicit(&st->served_total, 1, memory_order_relaxed);
     st->served_backlog += expected;
     dagger__task_on_done(t, &s->cb, served_done, s);
 }

@@ -223,6 +223,12 @@ uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx)
     return st ? atomic_load_explicit(&st->bytes_pulled, memory_order_relaxed) : 0;
 }
 
+uint64_t dagger__mpi_served_total(const dagger_ctx_t *ctx)
+{
+    const struct mpi_state *st = dagger__ctx_ranks(ctx);
+    return st ? atomic_load_explicit(&st->served_total, memory_order_relaxed) : 0;
+}
+
 int64_t dagger__mpi_exports(const dagger_ctx_t *ctx)
 {
     const struct mpi_state *st = dagger__ctx_ranks(ctx);
