@@ -3,16 +3,18 @@
  *
  * Design: placement hands a task whose scope names another rank to mpi__remote_submit, which
  * turns the local task into a proxy: its arguments (dependencies' results included) travel in
- * an M_TASK message with the function as (build id, offset) or a registered name; the target
- * spawns the task, and when it ends sends an M_RESULT that completes the proxy through
- * dagger__task_complete. Values up to MPI__INLINE_MAX travel inside the message; a larger chunk,
- * string or blob stays where it is (an export) and the receiver pulls it: it posts its receives
- * on a fresh tag, then sends M_PULL. A chunk result larger than that stays on its rank as an
- * export any rank may pull until the spawning rank drops it (M_DROP): the spawning rank gets a
- * reference (V_CHUNK_REF, subscribe.c), which it passes on to consumer ranks (V_CHUNK_FROM: pull
- * from the producer; V_CHUNK_LOCAL: the consumer is the producer). Pulled bytes are lent to the
- * served task and adopted by the proxy's result, without copies. A failure comes back with the
- * remote task's id, name and rank in the message; dagger_cancel on a proxy sends M_CANCEL.
+ * an M_TASK message with the function as (build id, offset) or a registered name, and its
+ * priority; the target spawns the task, and when it ends sends an M_RESULT that completes the
+ * proxy through dagger__task_complete. Values up to MPI__INLINE_MAX travel inside the message;
+ * a larger chunk, string or blob stays where it is (an export) and the receiver pulls it: it
+ * posts its receives on a fresh tag, then sends M_PULL. A chunk result larger than that stays on
+ * its rank as an export any rank may pull until the spawning rank drops it (M_DROP): the
+ * spawning rank gets a reference (V_CHUNK_REF, subscribe.c), which it passes on to consumer
+ * ranks (V_CHUNK_FROM: pull from the producer; V_CHUNK_LOCAL: the consumer is the producer); a
+ * task flagged DAGGER__TASK_RESULT_HOME sends its chunk back instead, pulled by the origin on
+ * arrival. Pulled bytes are lent to the served task and adopted by the proxy's result, without
+ * copies. A failure comes back with the remote task's id, name and rank in the message;
+ * dagger_cancel on a proxy sends M_CANCEL.
  * Invariants: the tables below are touched by the progress thread only; a proxy is in the
  * proxy table from its M_TASK until its M_RESULT or the loss of its rank, and completes once.
  * SPDX-License-Identifier: MIT
