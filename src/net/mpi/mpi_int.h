@@ -135,7 +135,8 @@ struct mpi_state {
     double served_backlog;         /* progress: their expected seconds (this rank's history) */
     int64_t nawaiting;             /* progress: tasks sent to other ranks, awaiting their results */
     _Atomic uint64_t bytes_pulled; /* bytes this rank received by pulls (stats) */
-    _Atomic uint64_t served_total; /* tasks served here since open (stats) */
+    _Atomic uint64_t served_in;    /* tasks that came to be served here since open (stats) */
+    _Atomic uint64_t served_total; /* of those, spawned here (in the pool) since open (stats) */
     _Atomic int64_t nexports;      /* exports alive on this rank (stats) */
     _Atomic int64_t nrrefs;        /* chunks here whose bytes are on another rank */
     uint64_t nsent, nrecvd;        /* progress: TASK and RESULT messages, for termination */
@@ -215,8 +216,9 @@ void mpi__sub_fini(struct mpi_state *st);
 uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx);
 /* Exports alive on this rank: data kept for other ranks to pull (stats for the tests). */
 int64_t dagger__mpi_exports(const dagger_ctx_t *ctx);
-/* Tasks other ranks sent here and this rank spawned, since open (stats for the tests). */
-uint64_t dagger__mpi_served_total(const dagger_ctx_t *ctx);
+/* Tasks other ranks sent here and this rank spawned since open; `*in` (may be NULL): those that
+ * came, counted before they are spawned (stats for the tests). */
+uint64_t dagger__mpi_served_total(const dagger_ctx_t *ctx, uint64_t *in);
 
 /* stream.c: the mpi:// edge transport. Attach at open (the context mpi:// ends use), detach at
  * close; the progress thread files M_STREAM messages, hands M_CREDIT to waiting producers,

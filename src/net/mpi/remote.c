@@ -742,6 +742,7 @@ static void finish_result(struct mpi_state *st, struct inbound *in, int rc, uint
 
 static void spawn_served(struct mpi_state *st, struct inbound *in)
 {
+    atomic_fetch_add_explicit(&st->served_in, 1, memory_order_relaxed);
     if (in->rc) {
         send_result(st, in->src, in->pid, NULL, in->rc, in->why, 0, in->name, false);
         return;

@@ -223,9 +223,11 @@ uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx)
     return st ? atomic_load_explicit(&st->bytes_pulled, memory_order_relaxed) : 0;
 }
 
-uint64_t dagger__mpi_served_total(const dagger_ctx_t *ctx)
+uint64_t dagger__mpi_served_total(const dagger_ctx_t *ctx, uint64_t *in)
 {
     const struct mpi_state *st = dagger__ctx_ranks(ctx);
+    if (in)
+        *in = st ? atomic_load_explicit(&st->served_in, memory_order_relaxed) : 0;
     return st ? atomic_load_explicit(&st->served_total, memory_order_relaxed) : 0;
 }
 
