@@ -24,3 +24,13 @@ if(DD_BLAS_FOUND)
                    LAUNCHER ${mpi_data_run} 4 ENV ${mpi_data_env}
                    LIBS PkgConfig::DD_LAPACKE PkgConfig::DD_OPENBLAS m)
 endif()
+# How a datadeps region moves data and orders work across ranks: priorities on another rank,
+# copies pulled once per version and rank, errors through the copies (tests/test_mpi_ddmove.c on
+# 2 and 4 ranks; it reads the backend's counters, so it sees src/).
+dagger_add_tests(mpi_ddmove NAME test_mpi_ddmove SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mpi_ddmove.c
+                 LABELS mpi TIMEOUT 90 LAUNCHER ${mpi_data_run} 2 ENV ${mpi_data_env})
+dagger_add_tests(mpi_ddmove4 NAME test_mpi_ddmove4
+                 SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mpi_ddmove.c LABELS mpi TIMEOUT 120
+                 LAUNCHER ${mpi_data_run} 4 ENV ${mpi_data_env})
+target_include_directories(test_mpi_ddmove PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_include_directories(test_mpi_ddmove4 PRIVATE ${PROJECT_SOURCE_DIR}/src)

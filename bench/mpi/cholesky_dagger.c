@@ -1,7 +1,9 @@
 /* bench/mpi/cholesky_dagger.c - distributed tiled Cholesky with dagger (cholesky.h): tile (i, j)
  * is mutable data of rank j mod P (dagger_mutable on dagger_scope_worker), made there; a
  * datadeps region of whole-tile accesses (dagger_ddchunk) runs each potrf/trsm/syrk/gemm on the
- * rank of the tile it writes and copies the tiles it reads from the other rank. Timed from the
+ * rank of the tile it writes and copies the tiles it reads from the other rank. Priorities, as in
+ * bench/cholesky/dagger.c: potrf 3, the trsm of its panel 2, the updates of the next panel's
+ * column 1 (the lookahead), the rest 0; BENCH_PRIO=0 spawns every kernel at 0. Timed from the
  * region's begin to its end; checked against LAPACKE_dpotrf (max relative error < 1e-8).
  * SPDX-License-Identifier: MIT
  */
@@ -153,27 +155,37 @@ int main(int argc, char **argv)
             }
             dagger_scope_release(w);
         }
+        const char *pe = getenv("BENCH_PRIO");
+        int prio = !(pe && pe[0] == '0');
+        static const char *const names[4] = {"gemm", "syrk", "trsm", "potrf"};
+        dagger_task_opts_t op[4][2]; /* [kernel][lookahead] */
+        for (int l = 0; l < 4; l++)
+            for (int la = 0; la < 2; la++) {
+                dagger_task_opts_init(&op[l][la]);
+                op[l][la].name = names[l];
+                op[l][la].priority = !prio ? 0 : l >= 2 ? l : la;
+            }
         dagger_datadeps_t *dd;
         double t0 = pp_now();
         if (dagger_datadeps_begin(ctx, 0, &dd) != 0)
             return 1;
 #define T(i, j) tile[(i)*nt + (j)]
         for (int kk = 0; kk < nt; kk++) {
-            dagger_task_release(
-                dagger_datadeps_spawn(dd, potrf, dagger_ddchunk(DAGGER_ACCESS_INOUT, T(kk, kk))));
+            dagger_task_release(dagger_datadeps_spawn_opts(
+                dd, &op[3][0], potrf, dagger_ddchunk(DAGGER_ACCESS_INOUT, T(kk, kk))));
             for (int i = kk + 1; i < nt; i++)
-                dagger_task_release(
-                    dagger_datadeps_spawn(dd, trsm, dagger_ddchunk(DAGGER_ACCESS_IN, T(kk, kk)),
-                                          dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, kk))));
+                dagger_task_release(dagger_datadeps_spawn_opts(
+                    dd, &op[2][0], trsm, dagger_ddchunk(DAGGER_ACCESS_IN, T(kk, kk)),
+                    dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, kk))));
             for (int i = kk + 1; i < nt; i++) {
-                dagger_task_release(
-                    dagger_datadeps_spawn(dd, syrk, dagger_ddchunk(DAGGER_ACCESS_IN, T(i, kk)),
-                                          dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, i))));
+                dagger_task_release(dagger_datadeps_spawn_opts(
+                    dd, &op[1][i == kk + 1], syrk, dagger_ddchunk(DAGGER_ACCESS_IN, T(i, kk)),
+                    dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, i))));
                 for (int j = kk + 1; j < i; j++)
-                    dagger_task_release(
-                        dagger_datadeps_spawn(dd, gemm, dagger_ddchunk(DAGGER_ACCESS_IN, T(i, kk)),
-                                              dagger_ddchunk(DAGGER_ACCESS_IN, T(j, kk)),
-                                              dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, j))));
+                    dagger_task_release(dagger_datadeps_spawn_opts(
+                        dd, &op[0][j == kk + 1], gemm, dagger_ddchunk(DAGGER_ACCESS_IN, T(i, kk)),
+                        dagger_ddchunk(DAGGER_ACCESS_IN, T(j, kk)),
+                        dagger_ddchunk(DAGGER_ACCESS_INOUT, T(i, j))));
             }
         }
 #undef T

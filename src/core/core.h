@@ -104,6 +104,16 @@ double dagger__task_ran(const dagger_task_t *t);
 double dagger__task_expected(const dagger_task_t *t);
 /* Whether the task keeps its result as mutable data where it runs (DAGGER_TASK_MUTABLE_RESULT). */
 bool dagger__task_mutable_result(const dagger_task_t *t);
+/* A dagger_task_opts_t.flags bit for dagger's own layers (not public): the task's result will be
+ * read on the rank that spawns it, so a task run on another rank brings its bytes back with its
+ * result (pulled at once by the progress thread) instead of leaving them there to be pulled on
+ * first read (by the reading worker, which then waits). Used by datadeps copies. */
+#define DAGGER__TASK_RESULT_HOME (1u << 31)
+bool dagger__task_result_home(const dagger_task_t *t);
+/* The other way round: the task's result is read only by tasks on the rank it runs on, never on
+ * the rank that spawns it (a datadeps relay), so that rank never pulls it. */
+#define DAGGER__TASK_RESULT_THERE (1u << 30)
+bool dagger__task_result_there(const dagger_task_t *t);
 
 /* ---------------------------------------------------------------- ranks
  * A backend that spans processes (src/net/mpi) registers these from a constructor; ctx.c calls

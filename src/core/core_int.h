@@ -114,7 +114,9 @@ enum {
     TF_MUTABLE_RESULT = 1u << 2, /* DAGGER_TASK_MUTABLE_RESULT */
     TF_DEFERRED = 1u << 3,       /* the body returned; an executor completes it later */
     TF_HAS_DEPS = 1u << 4,
-    TF_OWNED_ARGS = 1u << 5, /* an argument owns a copy or a reference: drop_args walks them */
+    TF_OWNED_ARGS = 1u << 5,   /* an argument owns a copy or a reference: drop_args walks them */
+    TF_RESULT_HOME = 1u << 6,  /* DAGGER__TASK_RESULT_HOME */
+    TF_RESULT_THERE = 1u << 7, /* DAGGER__TASK_RESULT_THERE */
 };
 
 /* The rarely used fields of a task: options few tasks set (userdata, hooks, implementations, a

@@ -756,6 +756,8 @@ bool dagger__task_mutable_result(const dagger_task_t *t)
 {
     return (t->flags & TF_MUTABLE_RESULT) != 0;
 }
+bool dagger__task_result_home(const dagger_task_t *t) { return (t->flags & TF_RESULT_HOME) != 0; }
+bool dagger__task_result_there(const dagger_task_t *t) { return (t->flags & TF_RESULT_THERE) != 0; }
 
 void dagger__task_begin_elsewhere(dagger_task_t *t)
 {
@@ -788,7 +790,9 @@ void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
 /* ---------------------------------------------------------------- spawn */
 
 #define MAX_SEQ 8
-#define TASK_FLAGS (DAGGER_TASK_CHUNK_RESULT | DAGGER_TASK_MUTABLE_RESULT)
+#define TASK_FLAGS                                                                                 \
+    (DAGGER_TASK_CHUNK_RESULT | DAGGER_TASK_MUTABLE_RESULT | DAGGER__TASK_RESULT_HOME |            \
+     DAGGER__TASK_RESULT_THERE)
 
 /* A chunk or shard argument: a live handle of this context; placement decides where it runs. */
 static int check_data_arg(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t *v,
@@ -1059,6 +1063,10 @@ spawn_setup(dagger_task_t *t, const dagger_task_opts_t *o, const dagger_value_t 
         } else if (o->flags & DAGGER_TASK_CHUNK_RESULT) {
             t->flags |= TF_CHUNK_RESULT;
         }
+        if (o->flags & DAGGER__TASK_RESULT_HOME)
+            t->flags |= TF_RESULT_HOME;
+        if (o->flags & DAGGER__TASK_RESULT_THERE)
+            t->flags |= TF_RESULT_THERE;
         if (o->userdata || o->restore || o->checkpoint) {
             struct task_ext *x = dagger__task_ext_get(t);
             if (!x)

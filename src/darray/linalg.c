@@ -67,19 +67,26 @@ static int la_end(la_t *L)
     return rc;
 }
 
-/* Spawn `fn` in the region on `place` (-1: anywhere). */
-static void la_spawn(la_t *L, int place, dagger_fn_t fn, const char *name, const dagger_ddarg_t *av,
-                     size_t n)
+/* Spawn `fn` in the region on `place` (-1: anywhere) at priority `prio`. */
+static void la_spawn_prio(la_t *L, int place, int prio, dagger_fn_t fn, const char *name,
+                          const dagger_ddarg_t *av, size_t n)
 {
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = name;
+    o.priority = prio;
     if (!L->ranks && place >= 0 && place < L->nthreads) {
         if (!L->scopes[place])
             L->scopes[place] = dagger_scope_thread(place);
         o.scope = L->scopes[place];
     }
     dagger_task_release(dagger_datadeps_spawn_impl(L->dd, &o, fn, name, av, n));
+}
+
+static void la_spawn(la_t *L, int place, dagger_fn_t fn, const char *name, const dagger_ddarg_t *av,
+                     size_t n)
+{
+    la_spawn_prio(L, place, 0, fn, name, av, n);
 }
 
 static size_t blk(const dagger_darray_t *a, size_t i, size_t j) { return i + a->grid[0] * j; }
@@ -383,7 +390,9 @@ int dagger_darray_matmul(dagger_darray_t *a, dagger_darray_t *b, dagger_darray_t
 
 /* ---------------------------------------------------------------- Cholesky */
 
-/* Factor the square-blocked `t` in place into L (lower; the upper part is zeroed). */
+/* Factor the square-blocked `t` in place into L (lower; the upper part is zeroed). Priorities
+ * (which hold on every rank): the critical path first (potrf 3, then the trsm of its panel 2),
+ * then the updates of the next panel's column (the lookahead, 1), then the rest (0). */
 static int cholesky_tiles(dagger_darray_t *t)
 {
     la_t L;
@@ -396,17 +405,17 @@ static int cholesky_tiles(dagger_darray_t *t)
     for (size_t k = 0; k < nt; k++) {
         size_t kk = blk(t, k, k), nk = rows(t, k);
         dagger_ddarg_t p[4] = {inout_blk(t, kk), I64(nk), I64(k), I64(k * t->bs[0])};
-        la_spawn(&L, t->place[kk], k_potrf, "darray_potrf", p, 4);
+        la_spawn_prio(&L, t->place[kk], 3, k_potrf, "darray_potrf", p, 4);
         for (size_t i = k + 1; i < nt; i++) {
             size_t ik = blk(t, i, k);
             dagger_ddarg_t s[8] = {in_blk(t, kk), inout_blk(t, ik), I64(rows(t, i)), I64(nk),
                                    I64(0),        I64(1),           I64(1),          I64(0)};
-            la_spawn(&L, t->place[ik], k_trsm, "darray_trsm", s, 8);
+            la_spawn_prio(&L, t->place[ik], 2, k_trsm, "darray_trsm", s, 8);
         }
         for (size_t i = k + 1; i < nt; i++) {
             size_t ik = blk(t, i, k), ii = blk(t, i, i);
             dagger_ddarg_t s[4] = {in_blk(t, ik), inout_blk(t, ii), I64(rows(t, i)), I64(nk)};
-            la_spawn(&L, t->place[ii], k_syrk, "darray_syrk", s, 4);
+            la_spawn_prio(&L, t->place[ii], i == k + 1, k_syrk, "darray_syrk", s, 4);
             for (size_t j = k + 1; j < i; j++) {
                 size_t jk = blk(t, j, k), ij = blk(t, i, j);
                 dagger_ddarg_t g[10] = {in_blk(t, ik),
@@ -419,7 +428,7 @@ static int cholesky_tiles(dagger_darray_t *t)
                                         I64(1),
                                         dagger_ddval(dagger_f64(-1)),
                                         I64(DAGGER_ELT_F64)};
-                la_spawn(&L, t->place[ij], k_gemm, "darray_gemm", g, 10);
+                la_spawn_prio(&L, t->place[ij], j == k + 1, k_gemm, "darray_gemm", g, 10);
             }
         }
     }

@@ -11,15 +11,28 @@
  * the chunk lives, after its last writer, and its result (a plain chunk, which moves between
  * ranks and threads) is the task's argument. The copy is cached by
  * (chunk, version, rank): another reader of the same version on that rank reuses it; a write
- * makes a new version; the region drops its copies at its end.
+ * makes a new version; the region drops its copies at its end. A copy waits for the chunk's
+ * last writer in the region only (not for the other inputs of its first reader), so it is made
+ * and moved while the reader still waits for those. It runs just above its writer and its reader
+ * (one more than the higher of their priorities): data another rank waits for leaves as soon as
+ * it is made, before the local work of the same level (a panel goes out before its rank goes on
+ * with the next trsm). A
+ * copy read on the rank that spawns the region comes back with its result, pulled by the
+ * progress thread (DAGGER__TASK_RESULT_HOME), so that no worker waits for its bytes. A copy read
+ * on another rank goes there through a relay task on that rank, which runs as soon as the copy
+ * is made: its rank pulls the bytes then, once, and keeps them as the relay's result (which the
+ * spawning rank never reads, DAGGER__TASK_RESULT_THERE); the readers there take that result as
+ * it is, so they neither pull the bytes again each nor wait for them when they are ready.
  * Thread safety: used by the thread or task that owns the region.
  * SPDX-License-Identifier: MIT
  */
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
 #include "common/common.h"
+#include "core/core.h"
 #include "datadeps/datadeps_int.h"
 
 struct ddfetch {
@@ -31,7 +44,9 @@ struct ddfetch {
 
 struct ddversion {
     const dagger_chunk_t *chunk;
-    uint64_t version; /* writes to it in this region */
+    uint64_t version;      /* writes to it in this region */
+    dagger_task_t *writer; /* the last of them (the region holds it), or NULL */
+    int prio;              /* the writer's priority */
 };
 
 int dagger__dd_chunk_access(const dagger_ddarg_t *a, dagger__ddaccess_t *acc, char *err, size_t cap)
@@ -81,7 +96,7 @@ static struct ddversion *version_of(struct dagger__ddchunks *cc, const dagger_ch
         cc->versions = p;
         cc->capversions = cap;
     }
-    cc->versions[cc->nversions] = (struct ddversion){c, 0};
+    cc->versions[cc->nversions] = (struct ddversion){c, 0, NULL, 0};
     return &cc->versions[cc->nversions++];
 }
 
@@ -108,13 +123,42 @@ static int dd_copy_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t 
     return 0;
 }
 
-/* The copy of `c` at its current version for `rank`: cached, or a new copy task. */
+/* Argument 0 (a chunk pulled to this rank) is the result: it stays here for the readers. */
+static int dd_relay_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    dagger_chunk_t *c = dagger_arg_chunk(a, 0);
+    if (!c)
+        return DAGGER_ETYPE; /* the accessor failed the task with the reason */
+    *out = dagger_chunk_give(tc, dagger_chunk_retain(c));
+    return 0;
+}
+
+/* The copy `t` (+1, taken) of a chunk read on `rank`, another rank: a relay task there. */
+static dagger_task_t *relay(dagger_ctx_t *ctx, dagger_task_t *t, int rank, int prio)
+{
+    dagger_scope_t *w = dagger_scope_worker(rank);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.name = "datadeps_relay";
+    o.priority = prio;
+    o.scope = w;
+    o.flags = DAGGER__TASK_RESULT_THERE;
+    dagger_value_t arg = dagger_taskv(t);
+    dagger_task_t *r =
+        w ? dagger_spawn_impl(ctx, &o, dd_relay_body, "datadeps_relay", &arg, 1) : NULL;
+    dagger_scope_release(w);
+    dagger_task_release(t);
+    return r;
+}
+
+/* The copy of `c` at its current version for `rank`: cached, or a new copy task that waits for
+ * the version's writer only. */
 static dagger_task_t *fetch(struct dagger__ddchunks *cc, dagger_ctx_t *ctx, dagger_chunk_t *c,
-                            uint64_t version, int rank, dagger_task_t *const *sync, size_t nsync)
+                            const struct ddversion *v, int rank, int prio)
 {
     for (size_t i = 0; i < cc->nfetches; i++) {
         struct ddfetch *f = &cc->fetches[i];
-        if (f->chunk == c && f->version == version && f->rank == rank)
+        if (f->chunk == c && f->version == v->version && f->rank == rank)
             return f->task;
     }
     if (cc->nfetches == cc->capfetches) {
@@ -128,18 +172,26 @@ static dagger_task_t *fetch(struct dagger__ddchunks *cc, dagger_ctx_t *ctx, dagg
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = "datadeps_copy";
-    o.syncdeps = sync; /* those of its reader: a superset of the chunk's last writer */
-    o.nsyncdeps = nsync;
+    /* above its writer and its reader, saturated */
+    int top = prio > v->prio ? prio : v->prio;
+    prio = o.priority = top < INT_MAX ? top + 1 : top;
+    o.syncdeps = v->writer ? &v->writer : NULL;
+    o.nsyncdeps = v->writer ? 1 : 0;
+    bool here = rank == dagger_ctx_rank(ctx);
+    if (here)
+        o.flags |= DAGGER__TASK_RESULT_HOME; /* its bytes come back with its result */
     dagger_value_t arg = dagger_chunkv(c);
     dagger_task_t *t = dagger_spawn_impl(ctx, &o, dd_copy_body, "datadeps_copy", &arg, 1);
+    if (t && !here)
+        t = relay(ctx, t, rank, prio);
     if (t)
-        cc->fetches[cc->nfetches++] = (struct ddfetch){c, version, rank, t};
+        cc->fetches[cc->nfetches++] = (struct ddfetch){c, v->version, rank, t};
     return t;
 }
 
 int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
-                            const dagger_ddarg_t *argv, size_t argc, dagger_value_t *vals,
-                            dagger_task_t *const *sync, size_t nsync, char *err, size_t cap)
+                            const dagger_ddarg_t *argv, size_t argc, dagger_value_t *vals, int prio,
+                            char *err, size_t cap)
 {
     int me = dagger_ctx_rank(ctx), target = -1, thread = -1;
     bool any = false;
@@ -188,13 +240,15 @@ int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
                                 target),
                        DAGGER_ESCOPE;
             v->version++;
+            v->writer = NULL; /* the task being placed: dagger__dd_chunks_spawned */
+            v->prio = prio;
             continue;
         }
         dagger_proc_t p;
         if (!dagger_chunk_is_mutable(c, &p) ||
             (rank_of(c, me) == target && (p.index < 0 || thread < 0 || p.index == thread)))
             continue; /* plain data moves by itself; data the task's processor reaches is used */
-        dagger_task_t *t = fetch(cc, ctx, c, v->version, target, sync, nsync);
+        dagger_task_t *t = fetch(cc, ctx, c, v, target, prio);
         if (!t)
             return snprintf(err, cap, "out of memory copying argument %zu from rank %d", i + 1,
                             rank_of(c, me)),
@@ -203,6 +257,19 @@ int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
         cc->fetched++;
     }
     return 0;
+}
+
+void dagger__dd_chunks_spawned(struct dagger__ddchunks *cc, const dagger_ddarg_t *argv, size_t argc,
+                               dagger_task_t *t)
+{
+    for (size_t i = 0; i < argc; i++) {
+        const dagger_ddarg_t *a = &argv[i];
+        if (a->shape != DAGGER_SHAPE_CHUNK || !(a->access & DAGGER_ACCESS_OUT))
+            continue;
+        for (size_t k = 0; k < cc->nversions; k++)
+            if (cc->versions[k].chunk == a->value.u.c)
+                cc->versions[k].writer = t;
+    }
 }
 
 void dagger__dd_chunks_fini(struct dagger__ddchunks *cc)

@@ -118,12 +118,17 @@ struct dagger__ddchunks {
 /* Normalise a DAGGER_SHAPE_CHUNK argument into `acc`. Returns 0 or DAGGER_EINVAL (err set). */
 int dagger__dd_chunk_access(const dagger_ddarg_t *a, dagger__ddaccess_t *acc, char *err,
                             size_t cap);
-/* After the analysis of a task whose syncdeps are `sync`: choose its rank, count the writes,
- * and replace in `vals` each chunk it reads from another rank by a copy task. Returns 0,
- * DAGGER_ESCOPE (it writes data of two ranks), DAGGER_ENOMEM (err set). */
+/* After the analysis of a task of priority `prio`: choose its rank, count the writes, and
+ * replace in `vals` each chunk it reads from another rank by a copy task (which waits for the
+ * chunk's last writer and runs above both). Returns 0, DAGGER_ESCOPE (it writes data of two ranks),
+ * DAGGER_ENOMEM (err set). */
 int dagger__dd_chunks_place(struct dagger__ddchunks *cc, dagger_ctx_t *ctx,
-                            const dagger_ddarg_t *argv, size_t argc, dagger_value_t *vals,
-                            dagger_task_t *const *sync, size_t nsync, char *err, size_t cap);
+                            const dagger_ddarg_t *argv, size_t argc, dagger_value_t *vals, int prio,
+                            char *err, size_t cap);
+/* The task placed last was spawned as `t` (borrowed: the region holds it): it is the writer of
+ * the chunks it writes, which their next copies wait for. */
+void dagger__dd_chunks_spawned(struct dagger__ddchunks *cc, const dagger_ddarg_t *argv, size_t argc,
+                               dagger_task_t *t);
 /* At the region's end, after its tasks: drop the copies. */
 void dagger__dd_chunks_fini(struct dagger__ddchunks *cc);
 

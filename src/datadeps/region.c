@@ -611,7 +611,7 @@ dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd, const dagger_ta
             dd->sync[ns++] = dd->tasks[dd->deps[i]];
         o.syncdeps = dd->sync;
         o.nsyncdeps = ns;
-        int crc = dagger__dd_chunks_place(&dd->chunks, dd->ctx, argv, argc, dd->argv, dd->sync, ns,
+        int crc = dagger__dd_chunks_place(&dd->chunks, dd->ctx, argv, argc, dd->argv, o.priority,
                                           err, sizeof err);
         if (crc == DAGGER_ENOMEM)
             region_fail(dd, crc, err);
@@ -641,8 +641,10 @@ dagger_task_t *dagger_datadeps_spawn_impl(dagger_datadeps_t *dd, const dagger_ta
         } else {
             t = dagger_spawn_impl(dd->ctx, &o, fn, fname, dd->argv, argc);
         }
-        if (t)
+        if (t) {
             after_prepare(dd, argv, argc, t);
+            dagger__dd_chunks_spawned(&dd->chunks, argv, argc, t);
+        }
     }
     dd->tasks[dd->ntasks++] = t;
     if (!t) {

@@ -73,6 +73,7 @@ struct mpi_cmd {
     struct mpi_cmd *next;
     int type;
     int rank, pin;    /* C_SUBMIT */
+    int prio;         /* C_SUBMIT: the task's priority, which it keeps on the other rank */
     dagger_task_t *t; /* C_SUBMIT: the proxy; C_RESULT: the served task */
     uint64_t id;      /* C_CANCEL: the proxy's id; C_FETCH, C_DROP: the export id */
     void *rec;        /* C_RESULT: the struct served; C_FETCH: the fetch */
@@ -134,6 +135,8 @@ struct mpi_state {
     double served_backlog;         /* progress: their expected seconds (this rank's history) */
     int64_t nawaiting;             /* progress: tasks sent to other ranks, awaiting their results */
     _Atomic uint64_t bytes_pulled; /* bytes this rank received by pulls (stats) */
+    _Atomic uint64_t served_in;    /* tasks that came to be served here since open (stats) */
+    _Atomic uint64_t served_total; /* of those, spawned here (in the pool) since open (stats) */
     _Atomic int64_t nexports;      /* exports alive on this rank (stats) */
     _Atomic int64_t nrrefs;        /* chunks here whose bytes are on another rank */
     uint64_t nsent, nrecvd;        /* progress: TASK and RESULT messages, for termination */
@@ -198,9 +201,11 @@ struct mpi_rref {
     struct mpi_state *st;         /* NULL once that context closed */
     int rank;                     /* where the bytes are */
     uint64_t xid;                 /* the export there */
+    bool counted;                 /* in st->nrrefs: this rank may read it */
 };
-/* A reference to export `xid` of `rank`; NULL when out of memory. */
-struct mpi_rref *mpi__rref_new(struct mpi_state *st, int rank, uint64_t xid);
+/* A reference to export `xid` of `rank`; NULL when out of memory. `counted`: this rank may read
+ * it (a task here may stage it), so results complete on workers while it lives (remote.c). */
+struct mpi_rref *mpi__rref_new(struct mpi_state *st, int rank, uint64_t xid, bool counted);
 /* The reference behind a chunk whose home is another rank (NULL for any other chunk). */
 const struct mpi_rref *mpi__chunk_rref(dagger_chunk_t *c);
 /* Progress thread: a C_FETCH or C_DROP command. */
@@ -211,6 +216,9 @@ void mpi__sub_fini(struct mpi_state *st);
 uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx);
 /* Exports alive on this rank: data kept for other ranks to pull (stats for the tests). */
 int64_t dagger__mpi_exports(const dagger_ctx_t *ctx);
+/* Tasks other ranks sent here and this rank spawned since open; `*in` (may be NULL): those that
+ * came, counted before they are spawned (stats for the tests). */
+uint64_t dagger__mpi_served_total(const dagger_ctx_t *ctx, uint64_t *in);
 
 /* stream.c: the mpi:// edge transport. Attach at open (the context mpi:// ends use), detach at
  * close; the progress thread files M_STREAM messages, hands M_CREDIT to waiting producers,

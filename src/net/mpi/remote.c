@@ -3,16 +3,18 @@
  *
  * Design: placement hands a task whose scope names another rank to mpi__remote_submit, which
  * turns the local task into a proxy: its arguments (dependencies' results included) travel in
- * an M_TASK message with the function as (build id, offset) or a registered name; the target
- * spawns the task, and when it ends sends an M_RESULT that completes the proxy through
- * dagger__task_complete. Values up to MPI__INLINE_MAX travel inside the message; a larger chunk,
- * string or blob stays where it is (an export) and the receiver pulls it: it posts its receives
- * on a fresh tag, then sends M_PULL. A chunk result larger than that stays on its rank as an
- * export any rank may pull until the spawning rank drops it (M_DROP): the spawning rank gets a
- * reference (V_CHUNK_REF, subscribe.c), which it passes on to consumer ranks (V_CHUNK_FROM: pull
- * from the producer; V_CHUNK_LOCAL: the consumer is the producer). Pulled bytes are lent to the
- * served task and adopted by the proxy's result, without copies. A failure comes back with the
- * remote task's id, name and rank in the message; dagger_cancel on a proxy sends M_CANCEL.
+ * an M_TASK message with the function as (build id, offset) or a registered name, and its
+ * priority; the target spawns the task, and when it ends sends an M_RESULT that completes the
+ * proxy through dagger__task_complete. Values up to MPI__INLINE_MAX travel inside the message;
+ * a larger chunk, string or blob stays where it is (an export) and the receiver pulls it: it
+ * posts its receives on a fresh tag, then sends M_PULL. A chunk result larger than that stays on
+ * its rank as an export any rank may pull until the spawning rank drops it (M_DROP): the
+ * spawning rank gets a reference (V_CHUNK_REF, subscribe.c), which it passes on to consumer
+ * ranks (V_CHUNK_FROM: pull from the producer; V_CHUNK_LOCAL: the consumer is the producer); a
+ * task flagged DAGGER__TASK_RESULT_HOME sends its chunk back instead, pulled by the origin on
+ * arrival. Pulled bytes are lent to the served task and adopted by the proxy's result, without
+ * copies. A failure comes back with the remote task's id, name and rank in the message;
+ * dagger_cancel on a proxy sends M_CANCEL.
  * Invariants: the tables below are touched by the progress thread only; a proxy is in the
  * proxy table from its M_TASK until its M_RESULT or the loss of its rank, and completes once.
  * SPDX-License-Identifier: MIT
@@ -25,6 +27,7 @@
 #include "net/mpi/mpi_int.h"
 #include "net/net.h"
 #include "sched/cost.h"
+#include "sched/sched.h"
 #include "trace/trace.h"
 #include "mem/mem.h"
 #include "value/value.h"
@@ -42,6 +45,7 @@ struct proxy {
     int rank;
     const void *fn; /* its body and bytes of arguments: its history entry (src/sched/cost.c) */
     size_t bytes;
+    bool there; /* its result is read on its rank only (DAGGER__TASK_RESULT_THERE) */
 };
 
 struct served {
@@ -54,7 +58,8 @@ struct served {
     dagger_task_t *t;
     int origin;
     uint64_t pid;
-    double expected; /* seconds this rank's history expects (0: unknown), in served_backlog */
+    double expected;  /* seconds this rank's history expects (0: unknown), in served_backlog */
+    bool result_home; /* its result goes back to its origin (DAGGER__TASK_RESULT_HOME) */
 };
 
 struct exported {
@@ -119,7 +124,9 @@ struct inbound {
     char name[128];
     int64_t pin;
     bool mutable_result;
-    double expected; /* its dagger_task_opts.expected_time (0 unknown) */
+    bool result_home; /* DAGGER__TASK_RESULT_HOME */
+    int prio;         /* its dagger_task_opts.priority */
+    double expected;  /* its dagger_task_opts.expected_time (0 unknown) */
     uint64_t pid;
     /* a result */
     struct proxy *px;
@@ -277,12 +284,18 @@ static uint64_t export_add(struct mpi_state *st, int peer, dagger_chunk_t *c, da
     return x->h.key;
 }
 
+/* How put_value sends a value: a task's argument; a result, whose large chunk stays here for
+ * any rank to pull (subscribe.c); a result its origin reads (DAGGER__TASK_RESULT_HOME), which
+ * the origin pulls at once. */
+enum put_as { AS_ARG, AS_RESULT, AS_RESULT_HOME };
+
 /* Append `v` for `peer`; `owner` (may be NULL: large bytes are copied) is a finished task whose
- * result `v` is, or, with `arg`, the proxy whose argument `v` is (export_add). Returns 0, or an
+ * result `v` is, or, with AS_ARG, the proxy whose argument `v` is (export_add). Returns 0, or an
  * error with the reason in why. */
 static int put_value(struct mpi_state *st, struct wbuf *b, dagger_value_t *v, dagger_task_t *owner,
-                     bool arg, int peer, const char *what, char *why, size_t cap)
+                     enum put_as as, int peer, const char *what, char *why, size_t cap)
 {
+    bool arg = as == AS_ARG;
     switch (v->kind) {
     case DAGGER_KIND_CHUNK: {
         dagger_chunk_t *c = v->u.c;
@@ -322,7 +335,8 @@ static int put_value(struct mpi_state *st, struct wbuf *b, dagger_value_t *v, da
         uint64_t xid = export_add(st, peer, c, NULL, NULL, p, n);
         if (!xid)
             goto oom;
-        bool left = owner && !arg; /* a result: it stays here, and any rank may pull it */
+        /* a result: it stays here, and any rank may pull it */
+        bool left = owner && as == AS_RESULT;
         if (left)
             ((struct exported *)h_find(st, 2, xid))->multi = true;
         wb_u64(b, left ? V_CHUNK_REF : V_CHUNK_PULL);
@@ -439,7 +453,8 @@ static int chunk_left(struct mpi_state *st, struct rbuf *rb, struct inbound *in,
         return 0;
     }
     dagger_space_t where = {in->src, DAGGER__SPACE_RANK, 0};
-    struct mpi_rref *r = mpi__rref_new(st, in->src, xid);
+    /* A relay's result is read only where it is: nothing here stages it (subscribe.c) */
+    struct mpi_rref *r = mpi__rref_new(st, in->src, xid, !(in->px && in->px->there));
     int rc = r ? dagger__mem_chunk_at(st->ctx, size, &where, r, &s->chunk) : DAGGER_ENOMEM;
     if (rc) { /* the reference's free op tells the producer to let it go */
         if (r)
@@ -556,7 +571,7 @@ static void inbound_free(struct mpi_state *st, struct inbound *in)
 /* ---------------------------------------------------------------- results */
 
 static void send_result(struct mpi_state *st, int origin, uint64_t pid, dagger_task_t *t, int rc,
-                        const char *msg, uint64_t id, const char *name)
+                        const char *msg, uint64_t id, const char *name, bool home)
 {
     struct wbuf b = {0};
     wb_u64(&b, M_RESULT);
@@ -575,11 +590,12 @@ static void send_result(struct mpi_state *st, int origin, uint64_t pid, dagger_t
         if (t && dagger_fetch(t, &v) != 0)
             v = dagger_nil();
         struct wbuf val = {0};
-        int r = put_value(st, &val, &v, t, false, origin, "the result", why, sizeof why);
+        int r = put_value(st, &val, &v, t, home ? AS_RESULT_HOME : AS_RESULT, origin, "the result",
+                          why, sizeof why);
         if (r) { /* send the failure instead */
             dagger__free(val.p);
             dagger__free(b.p);
-            send_result(st, origin, pid, NULL, r, why, id, name);
+            send_result(st, origin, pid, NULL, r, why, id, name, false);
             return;
         }
         wb_bytes(&b, val.p, val.len);
@@ -616,7 +632,8 @@ static void on_served_result(struct mpi_state *st, struct served *s)
     const char *q = strstr(msg, "': ");
     if (rc && strncmp(msg, "task ", 5) == 0 && q)
         msg = q + 3;
-    send_result(st, s->origin, s->pid, t, rc, msg, dagger_task_id(t), dagger_task_name(t));
+    send_result(st, s->origin, s->pid, t, rc, msg, dagger_task_id(t), dagger_task_name(t),
+                s->result_home);
     h_take(st, 1, s->h.key);
     dagger_task_release(t);
     slots_free(s->slots, s->nslots);
@@ -725,8 +742,9 @@ static void finish_result(struct mpi_state *st, struct inbound *in, int rc, uint
 
 static void spawn_served(struct mpi_state *st, struct inbound *in)
 {
+    atomic_fetch_add_explicit(&st->served_in, 1, memory_order_relaxed);
     if (in->rc) {
-        send_result(st, in->src, in->pid, NULL, in->rc, in->why, 0, in->name);
+        send_result(st, in->src, in->pid, NULL, in->rc, in->why, 0, in->name, false);
         return;
     }
     struct served *s = dagger__calloc(1, sizeof *s);
@@ -737,7 +755,7 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
         if (argv != small)
             dagger__free(argv);
         send_result(st, in->src, in->pid, NULL, DAGGER_ENOMEM, "out of memory spawning the task", 0,
-                    in->name);
+                    in->name, false);
         return;
     }
     for (uint32_t i = 0; i < in->n; i++) { /* pulled bytes are lent to the task: no copy */
@@ -758,6 +776,7 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     if (in->mutable_result)
         o.flags |= DAGGER_TASK_MUTABLE_RESULT;
     o.expected_time = in->expected;
+    o.priority = in->prio; /* the priority it was spawned with holds here too */
     /* No pin: any thread of this rank, said explicitly so that the cost model never sends a
      * task that was placed (or stolen) here on to another rank. */
     dagger_scope_t *scope =
@@ -771,7 +790,7 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     if (!t) {
         dagger__free(s);
         send_result(st, in->src, in->pid, NULL, DAGGER_ENOMEM, "out of memory spawning the task", 0,
-                    in->name);
+                    in->name, false);
         return;
     }
     s->st = st;
@@ -784,8 +803,10 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     s->pid = in->pid;
     s->h.key = served_key(in->src, in->pid);
     s->expected = expected;
+    s->result_home = in->result_home;
     h_put(st, 1, &s->h);
     st->nserved++;
+    atomic_fetch_add_explicit(&st->served_total, 1, memory_order_relaxed);
     st->served_backlog += expected;
     dagger__task_on_done(t, &s->cb, served_done, s);
 }
@@ -831,8 +852,11 @@ static void on_task(struct mpi_state *st, int src, struct rbuf *rb)
     mpi__linger(st); /* a worker stays up for it */
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_RECEIVED, src, in->pid, rb->len));
     in->pin = (int64_t)rb_u64(rb);
-    in->mutable_result = rb_u64(rb) != 0;
+    uint64_t rflags = rb_u64(rb);
+    in->mutable_result = (rflags & 1) != 0;
+    in->result_home = (rflags & 2) != 0;
     uint64_t expected_ns = rb_u64(rb);
+    in->prio = (int)(int32_t)rb_u64(rb);
     in->expected = expected_ns < (uint64_t)86400 * 1000000000u ? (double)expected_ns * 1e-9 : 0.0;
     rb_str(rb, in->name, sizeof in->name);
     struct dagger__fn_ref ref = {0};
@@ -974,13 +998,14 @@ void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
     c->t = t;
     c->rank = p->rank;
     c->pin = p->index;
+    c->prio = j->prio;
     dagger__task_set_cancel_hook(t, on_cancel, st);
     mpi__linger(st); /* its result is due: the waiter yields */
     mpi__push(st, c);
 }
 
 static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, int rank, int pin,
-                      size_t *bytes, char *why, size_t cap)
+                      int prio, size_t *bytes, char *why, size_t cap)
 {
     struct dagger__fn_ref ref;
     int rc = dagger__fn_ref(dagger__task_fn(t), &ref, why, cap);
@@ -989,8 +1014,11 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     wb_u64(b, M_TASK);
     wb_u64(b, dagger_task_id(t));
     wb_u64(b, (uint64_t)(int64_t)pin);
-    wb_u64(b, dagger__task_mutable_result(t)); /* the result stays there as mutable data */
+    /* the result stays there as mutable data (1), or comes back to be read here (2) */
+    wb_u64(b, (uint64_t)dagger__task_mutable_result(t) | (uint64_t)dagger__task_result_home(t)
+                                                             << 1);
     wb_u64(b, (uint64_t)(dagger__task_expected(t) * 1e9)); /* its expected_time, ns */
+    wb_u64(b, (uint64_t)(int64_t)prio);
     wb_str(b, dagger_task_name(t));
     wb_str(b, ref.name);
     wb_u64(b, (uint64_t)ref.idlen);
@@ -1003,7 +1031,7 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     for (uint32_t i = 0; i < n; i++) {
         char what[32];
         snprintf(what, sizeof what, "argument %u", i);
-        rc = put_value(st, b, &args[i], t, true, rank, what, why, cap);
+        rc = put_value(st, b, &args[i], t, AS_ARG, rank, what, why, cap);
         if (rc)
             return rc;
     }
@@ -1037,7 +1065,7 @@ static void submit(struct mpi_state *st, struct mpi_cmd *c)
     struct wbuf b = {0};
     size_t bytes = 0;
     if (!rc)
-        rc = build_task(st, &b, t, c->rank, c->pin, &bytes, why, sizeof why);
+        rc = build_task(st, &b, t, c->rank, c->pin, c->prio, &bytes, why, sizeof why);
     struct proxy *px = rc ? NULL : dagger__calloc(1, sizeof *px);
     if (!rc && !px) {
         rc = DAGGER_ENOMEM;
@@ -1052,6 +1080,7 @@ static void submit(struct mpi_state *st, struct mpi_cmd *c)
     px->rank = c->rank;
     px->fn = (const void *)(uintptr_t)dagger__task_fn(t);
     px->bytes = bytes;
+    px->there = dagger__task_result_there(t);
     px->h.key = dagger_task_id(t);
     h_put(st, 0, &px->h);
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_SENT, c->rank, px->h.key, b.len));

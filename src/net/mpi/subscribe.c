@@ -28,7 +28,7 @@
 static pthread_mutex_t rref_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct mpi_rref *rrefs; /* guarded by rref_lock */
 
-struct mpi_rref *mpi__rref_new(struct mpi_state *st, int rank, uint64_t xid)
+struct mpi_rref *mpi__rref_new(struct mpi_state *st, int rank, uint64_t xid, bool counted)
 {
     struct mpi_rref *r = dagger__calloc(1, sizeof *r);
     if (!r)
@@ -36,7 +36,9 @@ struct mpi_rref *mpi__rref_new(struct mpi_state *st, int rank, uint64_t xid)
     r->st = st;
     r->rank = rank;
     r->xid = xid;
-    atomic_fetch_add_explicit(&st->nrrefs, 1, memory_order_relaxed);
+    r->counted = counted;
+    if (counted)
+        atomic_fetch_add_explicit(&st->nrrefs, 1, memory_order_relaxed);
     pthread_mutex_lock(&rref_lock);
     r->next = rrefs;
     if (rrefs)
@@ -92,7 +94,7 @@ static void rank_free(const dagger_space_t *s, void *p, size_t n)
         rrefs = r->next;
     if (r->next)
         r->next->prev = r->prev;
-    if (st)
+    if (st && r->counted)
         atomic_fetch_sub_explicit(&st->nrrefs, 1, memory_order_relaxed);
     struct mpi_cmd *c = st ? dagger__calloc(1, sizeof *c) : NULL;
     if (c) { /* pushed under the lock: the context cannot close in between */
@@ -219,6 +221,14 @@ uint64_t dagger__mpi_bytes_pulled(const dagger_ctx_t *ctx)
 {
     const struct mpi_state *st = dagger__ctx_ranks(ctx);
     return st ? atomic_load_explicit(&st->bytes_pulled, memory_order_relaxed) : 0;
+}
+
+uint64_t dagger__mpi_served_total(const dagger_ctx_t *ctx, uint64_t *in)
+{
+    const struct mpi_state *st = dagger__ctx_ranks(ctx);
+    if (in)
+        *in = st ? atomic_load_explicit(&st->served_in, memory_order_relaxed) : 0;
+    return st ? atomic_load_explicit(&st->served_total, memory_order_relaxed) : 0;
 }
 
 int64_t dagger__mpi_exports(const dagger_ctx_t *ctx)
