@@ -217,7 +217,7 @@ int dagger__ddreg_make(dagger__ddreg_t *r, int shape, const void *ptr, size_t by
     r->stride = stride;
     r->elsize = (uint32_t)elsize;
     /* Bounding interval: first byte of the first non-empty column, end of the last one. */
-    uintptr_t a, b;
+    uintptr_t a = 0, b = 0;
     size_t j = 0;
     while (j < cols && !dagger__ddreg_col(r, j, &a, &b))
         j++;

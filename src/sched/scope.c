@@ -546,7 +546,7 @@ static int parse_set(const char *p, size_t len, bool list, bool is_rank, const c
     while (true) {
         const char *comma = memchr(p, ',', len);
         size_t n = comma ? (size_t)(comma - p) : len;
-        int v;
+        int v = 0;
         int rc = parse_num(p, n, spec, &v);
         if (rc) {
             dagger_scope_release(acc);
@@ -721,7 +721,7 @@ int dagger_scope_from_string(const char *spec, dagger_scope_t **out)
     dagger_scope_t *r = NULL, *t = NULL;
     int rc = 0;
     if (val[K_WORKER] && val[K_THREAD]) { /* the exact processor, formatted as such */
-        int rank, thread;
+        int rank = 0, thread = 0;
         rc = parse_num(val[rk], vlen[rk], spec, &rank);
         if (!rc)
             rc = parse_num(val[tk], vlen[tk], spec, &thread);
