@@ -427,4 +427,21 @@ int dagger__fn_module_id(const void *addr, uint8_t *id);
 int dagger__fn_program_id(uint8_t *id);
 void dagger__fn_id_hex(const uint8_t *id, int n, char *out, size_t cap);
 
+/* A consumer backend's catch-up with an armed run (struct dagger_edge: rp, rn) that started
+ * at *run_from (NULL: none): the values dagger_edge_pop took since then advance the batch's
+ * cursor and the sequence number, and the run is disarmed. Returns the values taken. */
+static inline uint32_t dagger__run_settle(struct dagger_edge *e, const unsigned char **run_from,
+                                          struct dagger__batch *bc, uint64_t *seq)
+{
+    if (!*run_from)
+        return 0;
+    uint32_t taken = (uint32_t)((size_t)(e->rp - *run_from) / bc->size);
+    *run_from = NULL;
+    e->rn = 0;
+    bc->off += taken * bc->size;
+    bc->left -= taken;
+    *seq += taken;
+    return taken;
+}
+
 #endif /* DAGGER_SRC_NET_H */

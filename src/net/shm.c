@@ -826,15 +826,7 @@ static int pop_one(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
  * release catch up. */
 static void settle(struct shm_edge *s)
 {
-    if (!s->run_from)
-        return;
-    uint32_t taken = (uint32_t)((size_t)(s->base.rp - s->run_from) / s->bc.size);
-    s->run_from = NULL;
-    s->base.rn = 0;
-    s->bc.off += taken * s->bc.size;
-    s->bc.left -= taken;
-    s->seq += taken;
-    if (taken && !s->bc.left)
+    if (dagger__run_settle(&s->base, &s->run_from, &s->bc, &s->seq) && !s->bc.left)
         s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
 }
 

@@ -1153,15 +1153,7 @@ static int pop_one(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
  * release catch up. */
 static void settle(struct tcp_edge *t)
 {
-    if (!t->run_from)
-        return;
-    uint32_t taken = (uint32_t)((size_t)(t->base.rp - t->run_from) / t->bc.size);
-    t->run_from = NULL;
-    t->base.rn = 0;
-    t->bc.off += taken * t->bc.size;
-    t->bc.left -= taken;
-    t->seq += taken;
-    if (taken && !t->bc.left)
+    if (dagger__run_settle(&t->base, &t->run_from, &t->bc, &t->seq) && !t->bc.left)
         t->pending = DAGGER__FRAME_HDR + t->bf.len;
 }
 
