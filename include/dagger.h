@@ -137,10 +137,25 @@ DAGGER_API dagger_value_t dagger_str(const char *s);
 /** A string argument the runtime does not copy: the caller keeps it alive until the task ends. */
 DAGGER_API dagger_value_t dagger_str_borrow(const char *s);
 /** A byte blob of `n` bytes (n < 4 GiB; a larger one is marked DAGGER_VALUE_TOOBIG and refused
- *  with DAGGER_E2BIG by spawn, task results and encode); copied like strings. */
-DAGGER_API dagger_value_t dagger_blob(const void *p, size_t n);
+ *  with DAGGER_E2BIG by spawn, task results and encode); copied like strings. Inline, like the
+ *  other constructors of fixed-size values: a stream pushes one per value. */
+static inline dagger_value_t dagger_blob(const void *p, size_t n)
+{
+    dagger_value_t v = dagger_nil();
+    v.kind = DAGGER_KIND_BLOB;
+    v.u.p = p;
+    v.len = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    if (n > UINT32_MAX)
+        v.flags = (uint8_t)(v.flags | DAGGER_VALUE_TOOBIG);
+    return v;
+}
 /** A blob argument the runtime does not copy (DAGGER_BORROW mode). */
-DAGGER_API dagger_value_t dagger_blob_borrow(const void *p, size_t n);
+static inline dagger_value_t dagger_blob_borrow(const void *p, size_t n)
+{
+    dagger_value_t v = dagger_blob(p, n);
+    v.flags = (uint8_t)(v.flags | DAGGER_VALUE_BORROW);
+    return v;
+}
 static inline dagger_value_t dagger_ptr(const void *p)
 {
     dagger_value_t v = dagger_nil();

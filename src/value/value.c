@@ -33,24 +33,6 @@ dagger_value_t dagger_str_borrow(const char *s)
     return v;
 }
 
-dagger_value_t dagger_blob(const void *p, size_t n)
-{
-    dagger_value_t v = dagger_nil();
-    v.kind = DAGGER_KIND_BLOB;
-    v.u.p = p;
-    v.len = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
-    if (n > UINT32_MAX)
-        v.flags |= DAGGER_VALUE_TOOBIG;
-    return v;
-}
-
-dagger_value_t dagger_blob_borrow(const void *p, size_t n)
-{
-    dagger_value_t v = dagger_blob(p, n);
-    v.flags |= DAGGER_VALUE_BORROW;
-    return v;
-}
-
 static int own_bytes(dagger_value_t *v)
 {
     size_t n = (size_t)v->len + (v->kind == DAGGER_KIND_STR);
