@@ -227,8 +227,16 @@ struct dagger_ctx {
     unsigned open_flags;      /* dagger_opts.flags (DAGGER_OPEN_SPMD) */
 };
 
-/* ctx.c: the global counts (see struct credit) */
-void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t delta);
+/* ctx.c: the global count `which` reached 0: signal a drain, or reap a force-closed context. */
+void dagger__ctx_global_zero(dagger_ctx_t *ctx, int which);
+/* The global counts (see struct credit). Inline: a thread outside the pool counts here at every
+ * task it spawns, runs or releases. */
+static inline void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t delta)
+{
+    int64_t before = atomic_fetch_add_explicit(&ctx->count[which], delta, memory_order_acq_rel);
+    if (DAGGER_UNLIKELY(before + delta == 0))
+        dagger__ctx_global_zero(ctx, which);
+}
 static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int64_t delta)
 {
     if (w < 0) {

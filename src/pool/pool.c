@@ -757,15 +757,28 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j)
     dagger__pool_submit(p, j);
 }
 
-struct dagger__job *dagger__pool_take_injected(dagger__pool *p)
+struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max)
 {
-    struct dagger__job *j = jobq_take(&p->inject, 1);
-    if (j && j->fiber) { /* its stack is a worker's: back to the queue, and a worker told */
-        jobq_push(&p->inject, j);
-        notify_published(p, 0);
-        return NULL;
+    struct dagger__job *j = jobq_take(&p->inject, max), *first = NULL, *last = NULL;
+    bool back = false;
+    while (j) {
+        struct dagger__job *nx = NEXT(j);
+        if (DAGGER_UNLIKELY(j->fiber != NULL)) { /* its stack is a worker's: back to the queue */
+            jobq_push(&p->inject, j);
+            back = true;
+        } else {
+            SET_NEXT(j, NULL);
+            if (last)
+                SET_NEXT(last, j);
+            else
+                first = j;
+            last = j;
+        }
+        j = nx;
     }
-    return j;
+    if (back) /* and a worker told */
+        notify_published(p, 0);
+    return first;
 }
 
 int dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *), void *arg)
