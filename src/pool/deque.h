@@ -37,13 +37,11 @@ struct dagger__deque {
 
 static inline struct dq_buf *dq_buf_new(int64_t cap)
 {
-    struct dq_buf *b = dagger__malloc(sizeof *b + (size_t)cap * sizeof(void *));
+    /* Zeroed, every slot NULL: a large buffer comes as fresh pages, no store per slot. */
+    struct dq_buf *b = dagger__calloc(1, sizeof *b + (size_t)cap * sizeof(void *));
     if (!b)
         return NULL;
     b->mask = cap - 1;
-    b->retired = NULL;
-    for (int64_t i = 0; i < cap; i++)
-        atomic_init(&b->slot[i], NULL);
     return b;
 }
 
