@@ -759,22 +759,20 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j)
 
 struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max)
 {
-    struct dagger__job *j = jobq_take(&p->inject, max), *first = NULL, *last = NULL;
+    struct dagger__job *first = jobq_take(&p->inject, max), *prev = NULL;
     bool back = false;
-    while (j) {
-        struct dagger__job *nx = NEXT(j);
-        if (DAGGER_UNLIKELY(j->fiber != NULL)) { /* its stack is a worker's: back to the queue */
-            jobq_push(&p->inject, j);
-            back = true;
-        } else {
-            SET_NEXT(j, NULL);
-            if (last)
-                SET_NEXT(last, j);
-            else
-                first = j;
-            last = j;
+    for (struct dagger__job *j = first, *nx; j; j = nx) {
+        nx = NEXT(j);
+        if (DAGGER_LIKELY(j->fiber == NULL)) {
+            prev = j;
+            continue;
         }
-        j = nx;
+        if (prev) /* its stack is a worker's: out of the list, back to the queue */
+            SET_NEXT(prev, nx);
+        else
+            first = nx;
+        jobq_push(&p->inject, j);
+        back = true;
     }
     if (back) /* and a worker told */
         notify_published(p, 0);
