@@ -30,14 +30,6 @@ void dagger__ctx_global_zero(dagger_ctx_t *ctx, int which)
     }
 }
 
-/* An increment never brings a count to 0 (a count is the true one plus credits, both >= 0): no
- * drain to signal nor record to reap. The record first, as a spawn from a worker counts it. */
-void dagger__ctx_global_spawned(dagger_ctx_t *ctx)
-{
-    atomic_fetch_add_explicit(&ctx->count[CNT_LIVE], 1, memory_order_acq_rel);
-    atomic_fetch_add_explicit(&ctx->count[CNT_INFLIGHT], 1, memory_order_acq_rel);
-}
-
 void dagger__ctx_count(dagger_ctx_t *ctx, int which, int64_t delta)
 {
     dagger__ctx_count_w(ctx, dagger__pool_self(ctx->pool), which, delta);
