@@ -227,8 +227,16 @@ struct dagger_ctx {
     unsigned open_flags;      /* dagger_opts.flags (DAGGER_OPEN_SPMD) */
 };
 
-/* ctx.c: the global counts (see struct credit) */
-void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t delta);
+/* ctx.c: the global count `which` reached 0: signal a drain, or reap a force-closed context. */
+void dagger__ctx_global_zero(dagger_ctx_t *ctx, int which);
+/* The global counts (see struct credit). Inline: a thread outside the pool counts here at every
+ * task it spawns, runs or releases. */
+static inline void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t delta)
+{
+    int64_t before = atomic_fetch_add_explicit(&ctx->count[which], delta, memory_order_acq_rel);
+    if (DAGGER_UNLIKELY(before + delta == 0))
+        dagger__ctx_global_zero(ctx, which);
+}
 static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int64_t delta)
 {
     if (w < 0) {
@@ -252,8 +260,14 @@ static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int6
     }
 }
 
-/* ctx.c: both global counts of a spawn from a thread outside the pool, in one call. */
-void dagger__ctx_global_spawned(dagger_ctx_t *ctx);
+/* Both global counts of a spawn from a thread outside the pool. An increment never brings a
+ * count to 0 (a count is the true one plus credits, both >= 0): no drain to signal nor record
+ * to reap. The record first, as a spawn from a worker counts it. */
+static inline void dagger__ctx_global_spawned(dagger_ctx_t *ctx)
+{
+    atomic_fetch_add_explicit(&ctx->count[CNT_LIVE], 1, memory_order_acq_rel);
+    atomic_fetch_add_explicit(&ctx->count[CNT_INFLIGHT], 1, memory_order_acq_rel);
+}
 /* A spawn's counts: a task record alive and a task in flight. */
 static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
 {

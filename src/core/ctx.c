@@ -16,27 +16,18 @@
 
 /* ---------------------------------------------------------------- counters */
 
-void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t delta)
+void dagger__ctx_global_zero(dagger_ctx_t *ctx, int which)
 {
-    int64_t before = atomic_fetch_add_explicit(&ctx->count[which], delta, memory_order_acq_rel);
-    if (which == CNT_INFLIGHT && before + delta == 0) {
+    if (which == CNT_INFLIGHT) {
         atomic_fetch_add_explicit(&ctx->drain_word, 1, memory_order_release);
         /* No syscall when nobody drains: a thread that waits one task at a time brings the
          * count to 0 at each task (the drainer counts itself before it reads the count). */
         dagger__fence_seq_cst();
         if (atomic_load_explicit(&ctx->drainers, memory_order_relaxed) > 0)
             dagger__futex_wake(&ctx->drain_word, INT_MAX);
-    } else if (which == CNT_LIVE && before + delta == 0 && atomic_load(&ctx->zombie)) {
+    } else if (which == CNT_LIVE && atomic_load(&ctx->zombie)) {
         dagger__ctx_reap(ctx); /* the last record of a force-closed context */
     }
-}
-
-/* An increment never brings a count to 0 (a count is the true one plus credits, both >= 0): no
- * drain to signal nor record to reap. The record first, as a spawn from a worker counts it. */
-void dagger__ctx_global_spawned(dagger_ctx_t *ctx)
-{
-    atomic_fetch_add_explicit(&ctx->count[CNT_LIVE], 1, memory_order_acq_rel);
-    atomic_fetch_add_explicit(&ctx->count[CNT_INFLIGHT], 1, memory_order_acq_rel);
 }
 
 void dagger__ctx_count(dagger_ctx_t *ctx, int which, int64_t delta)

@@ -12,6 +12,7 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/alloc.h"
 
@@ -20,6 +21,7 @@ struct dq_buf {
     struct dq_buf *retired; /* older buffer, freed with the deque */
     _Atomic(void *) slot[];
 };
+_Static_assert(sizeof(_Atomic(void *)) == sizeof(void *), "dq_make_room copies slots as bytes");
 
 struct dagger__deque {
     _Atomic int64_t top; /* any thread: thieves CAS it */
@@ -35,13 +37,11 @@ struct dagger__deque {
 
 static inline struct dq_buf *dq_buf_new(int64_t cap)
 {
-    struct dq_buf *b = dagger__malloc(sizeof *b + (size_t)cap * sizeof(void *));
+    /* Zeroed, every slot NULL: a large buffer comes as fresh pages, no store per slot. */
+    struct dq_buf *b = dagger__calloc(1, sizeof *b + (size_t)cap * sizeof(void *));
     if (!b)
         return NULL;
     b->mask = cap - 1;
-    b->retired = NULL;
-    for (int64_t i = 0; i < cap; i++)
-        atomic_init(&b->slot[i], NULL);
     return b;
 }
 
@@ -77,10 +77,15 @@ __attribute__((noinline, unused)) static struct dq_buf *dq_make_room(struct dagg
     struct dq_buf *n = dq_buf_new((a->mask + 1) * 2);
     if (!n)
         return NULL;
-    for (int64_t i = t; i < b; i++)
-        atomic_store_explicit(&n->slot[i & n->mask],
-                              atomic_load_explicit(&a->slot[i & a->mask], memory_order_relaxed),
-                              memory_order_relaxed);
+    /* Whole runs that wrap in neither buffer, copied at once: the owner wrote every entry, a
+     * thief only reads them, and the new buffer is published below with a release store. */
+    for (int64_t i = t, k; i < b; i += k) {
+        int64_t ia = i & a->mask, in = i & n->mask;
+        k = b - i;
+        k = k < a->mask + 1 - ia ? k : a->mask + 1 - ia;
+        k = k < n->mask + 1 - in ? k : n->mask + 1 - in;
+        memcpy((void *)&n->slot[in], (const void *)&a->slot[ia], (size_t)k * sizeof(void *));
+    }
     n->retired = a;
     atomic_store_explicit(&d->buf, n, memory_order_release);
     return n;

@@ -757,15 +757,26 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j)
     dagger__pool_submit(p, j);
 }
 
-struct dagger__job *dagger__pool_take_injected(dagger__pool *p)
+struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max)
 {
-    struct dagger__job *j = jobq_take(&p->inject, 1);
-    if (j && j->fiber) { /* its stack is a worker's: back to the queue, and a worker told */
+    struct dagger__job *first = jobq_take(&p->inject, max), *prev = NULL;
+    bool back = false;
+    for (struct dagger__job *j = first, *nx; j; j = nx) {
+        nx = NEXT(j);
+        if (DAGGER_LIKELY(j->fiber == NULL)) {
+            prev = j;
+            continue;
+        }
+        if (prev) /* its stack is a worker's: out of the list, back to the queue */
+            SET_NEXT(prev, nx);
+        else
+            first = nx;
         jobq_push(&p->inject, j);
-        notify_published(p, 0);
-        return NULL;
+        back = true;
     }
-    return j;
+    if (back) /* and a worker told */
+        notify_published(p, 0);
+    return first;
 }
 
 int dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *), void *arg)

@@ -82,10 +82,11 @@ bool dagger__pool_can_suspend(const dagger__pool *p);
 struct dagger__job *dagger__pool_pop_local(dagger__pool *p);
 void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j);
 
-/* For a thread outside the pool that waits: take one job from the injection queue (jobs
- * submitted from outside the workers) that may run on any thread, or NULL. A suspended job
- * found there goes back (it resumes on a worker only). Thread safety: any thread. */
-struct dagger__job *dagger__pool_take_injected(dagger__pool *p);
+/* For a thread outside the pool that waits: take up to `max` jobs from the injection queue (jobs
+ * submitted from outside the workers) that may run on any thread, linked through ->next, or
+ * NULL. A suspended job found there goes back (it resumes on a worker only). Thread safety:
+ * any thread. */
+struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max);
 
 /* Suspend the running job `self`: switch to a fresh stack, call arm(arg) there (arm must make
  * sure the job is submitted later, e.g. by enqueueing a waiter; it may submit it at once), and
