@@ -75,8 +75,11 @@ int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_
     return 0;
 }
 
-/* How many jobs the thread that ends a sync group takes from the injection queue at a time. */
-#define HELP_BATCH 8
+/* How many jobs the thread that ends a sync group takes from the injection queue at a time:
+ * one. The thread has no deque that workers steal from, so a job it holds waits for it: with
+ * 8 at a time (14 instructions a task less on the nested row) the last tasks of a group of long
+ * tasks ran one after the other on this thread while idle workers could have taken 7 of them. */
+#define HELP_BATCH 1
 
 /* A job the ending thread may run for group `g`: one of its tasks, free to run anywhere. */
 static bool own_group_task(const struct dagger__job *j, const struct group *g)
