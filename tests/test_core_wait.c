@@ -1,6 +1,7 @@
 /* tests/test_core_wait.c - a thread outside the pool that ends a sync group runs the group's
  * queued tasks itself (issue 17): they report processor -1, as on an aux thread; tasks with
- * a scope stay on the workers; tasks outside the group are left to the workers.
+ * a scope stay on the workers; tasks outside the group are left to the workers; it takes them
+ * one at a time, so that a worker that becomes free can take the others.
  * Each case blocks the only worker on a gate, so that whatever runs meanwhile ran on the
  * ending thread; the gate opens by itself after GATE_TIMEOUT_S, so a regression fails with a
  * message instead of hanging.
@@ -171,6 +172,55 @@ TEST(sync_end_in_a_task_runs_on_the_workers)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* The ending thread takes the group's tasks one at a time, so it never holds one away from an
+ * idle worker. The worker is held; the ending thread runs the first task, which frees the
+ * worker and waits (up to GATE_TIMEOUT_S) for another task of the group to start there. A
+ * thread that had taken the group's tasks in a batch would hold the others, and the first
+ * would time out. */
+static _Atomic int others_started;
+
+static int free_worker_then_wait(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    atomic_store(&gate_open, 1);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (!atomic_load(&others_started)) {
+        usleep(100);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if (t.tv_sec - t0.tv_sec >= GATE_TIMEOUT_S)
+            return dagger_fail(tc, DAGGER_ETIMEDOUT,
+                               "no other task of the group started on the freed worker");
+    }
+    return 0;
+}
+
+static int other(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    atomic_fetch_add(&others_started, 1);
+    return 0;
+}
+
+TEST(sync_end_on_main_leaves_the_other_tasks_to_idle_workers)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    for (int round = 0; round < 3; round++) {
+        atomic_store(&others_started, 0);
+        dagger_task_t *g = block_worker(ctx);
+        ASSERT_OK(dagger_sync_begin(ctx));
+        dagger_task_release(dagger_spawn(ctx, free_worker_then_wait));
+        for (int i = 0; i < 3; i++)
+            dagger_task_release(dagger_spawn(ctx, other));
+        ASSERT_OK(dagger_sync_end(ctx));
+        ASSERT_EQ(atomic_load(&others_started), 3);
+        int64_t timed_out = -1;
+        ASSERT_OK(dagger_fetch_i64(g, &timed_out));
+        ASSERT_EQ(timed_out, 0);
+        dagger_task_release(g);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependents_in_the_group,
           sync_end_on_main_leaves_scoped_tasks_to_the_workers,
-          sync_end_in_a_task_runs_on_the_workers);
+          sync_end_in_a_task_runs_on_the_workers,
+          sync_end_on_main_leaves_the_other_tasks_to_idle_workers);
