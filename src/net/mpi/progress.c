@@ -887,17 +887,20 @@ static int join(dagger_ctx_t *ctx)
         state_free(st);
         return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_ctx_open: out of memory");
     }
-    /* Before the thread starts: the tasks it spawns read the rank. */
+    /* Before the thread starts: the tasks it spawns read the rank, and may open mpi:// edges
+     * (attached after the start, a served task could run first and find no context to open
+     * them on: a race seen under load). */
     dagger__ctx_set_ranks(ctx, st->rank, st->nranks, st, mpi__remote_submit);
     dagger__ctx_set_ranks_place(ctx, mpi__steal_place);
+    mpi__stream_attach(st);
     if (pthread_create(&st->thread, NULL, progress_main, st) != 0) {
+        mpi__stream_detach(st);
         dagger__ctx_set_ranks(ctx, 0, 1, NULL, NULL);
         MPI_Comm_free(&st->comm);
         state_free(st);
         return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_ctx_open: cannot start the MPI progress "
                                                  "thread");
     }
-    mpi__stream_attach(st);
     if (!st->driver_mode || st->rank == 0)
         return 0;
     /* A server: run tasks for the others until the driver closes (or is lost). */
