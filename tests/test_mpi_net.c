@@ -336,6 +336,40 @@ TEST(stream_edges_across_ranks)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* Opens an mpi:// end towards rank 0 and closes it: the task runs on rank 1 as soon as that
+ * rank has joined. */
+static int open_edge_at_once(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    char uri[64];
+    snprintf(uri, sizeof uri, "mpi://0/probe%lld", (long long)dagger_arg_i64(a, 0));
+    dagger_edge_t *e;
+    int rc = dagger_edge_open(&e, uri, DAGGER_EDGE_POP);
+    if (rc)
+        return dagger_fail(tc, rc, "%s", dagger_last_errmsg());
+    return dagger_edge_close(e);
+}
+
+/* A rank attaches its context for mpi:// edges before its progress thread can serve a task:
+ * the first task of each of several jobs in a row opens an edge on rank 1 (attached after the
+ * thread started, such a task could run first and fail with "no context is open"). */
+TEST(edge_opens_in_the_first_task_a_rank_serves)
+{
+    for (int64_t k = 0; k < 4; k++) {
+        dagger_ctx_t *ctx = open_job(2);
+        if (!ctx)
+            continue; /* rank 1: served this job */
+        dagger_value_t av[1] = {dagger_i64(k)};
+        dagger_task_t *t = spawn_on(ctx, 1, open_edge_at_once, "open_edge_at_once", av, 1);
+        int rc = dagger_wait(t);
+        if (rc == 0)
+            rc = dagger_task_error(t);
+        if (rc)
+            fail_msg("job %lld: %s", (long long)k, dagger_task_errmsg(t));
+        dagger_task_release(t);
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
 TEST_LIST(result_goes_straight_to_consumers, local_reader_of_a_chunk_left_remote,
           producer_error_reaches_every_consumer, pieces_of_payloads_over_2gib,
-          stream_edges_across_ranks)
+          stream_edges_across_ranks, edge_opens_in_the_first_task_a_rank_serves)
