@@ -75,12 +75,6 @@ int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_
     return 0;
 }
 
-/* How many jobs the thread that ends a sync group takes from the injection queue at a time:
- * one. The thread has no deque that workers steal from, so a job it holds waits for it: with
- * 8 at a time (14 instructions a task less on the nested row) the last tasks of a group of long
- * tasks ran one after the other on this thread while idle workers could have taken 7 of them. */
-#define HELP_BATCH 1
-
 /* A job the ending thread may run for group `g`: one of its tasks, free to run anywhere. */
 static bool own_group_task(const struct dagger__job *j, const struct group *g)
 {
@@ -101,32 +95,24 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
         return dagger__event_wait(ctx, ev, 0);
     /* The queue also reads empty for a moment while a worker takes from it: a few misses in a
      * row, not one, end the help; so does a job that is not the group's (it goes back). */
-    /* A few jobs at a time, as a worker takes them (the queue's lock once for all). A job of the
-     * batch not yet run is one of the group's tasks or goes back: the group cannot end first. */
+    /* One job at a time: this thread has no deque workers steal from, so a job it held would
+     * wait for it (a batch of 8 cut 14 instructions a task from the nested row, but ran the last
+     * long tasks of a group one after the other here while workers idled). */
     for (int miss = 0;
          miss < 32 && atomic_load_explicit(&ev->head, memory_order_acquire) != EV_CLOSED;) {
-        struct dagger__job *batch = dagger__pool_take_injected(pool, HELP_BATCH);
-        if (!batch) {
+        struct dagger__job *j = dagger__pool_take_injected(pool, 1);
+        if (!j) {
             miss++;
             dagger__cpu_relax();
             continue;
         }
         miss = 0;
-        while (batch) {
-            struct dagger__job *j = batch;
-            batch = atomic_load_explicit(&j->next, memory_order_relaxed);
-            atomic_store_explicit(&j->next, NULL, memory_order_relaxed);
-            while (j) { /* a task, then the dependent it made ready, as a worker runs them */
-                if (!own_group_task(j, g)) {
-                    dagger__pool_submit(pool, j);
-                    for (; batch; batch = j) {
-                        j = atomic_load_explicit(&batch->next, memory_order_relaxed);
-                        dagger__pool_submit(pool, batch);
-                    }
-                    return dagger__event_wait(ctx, ev, 0);
-                }
-                j = dagger__task_run(j, NULL);
+        while (j) { /* a task, then the dependent it made ready, as a worker runs them */
+            if (!own_group_task(j, g)) {
+                dagger__pool_submit(pool, j);
+                return dagger__event_wait(ctx, ev, 0);
             }
+            j = dagger__task_run(j, NULL);
         }
     }
     return dagger__event_wait(ctx, ev, 0);

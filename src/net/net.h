@@ -427,6 +427,20 @@ int dagger__fn_module_id(const void *addr, uint8_t *id);
 int dagger__fn_program_id(uint8_t *id);
 void dagger__fn_id_hex(const uint8_t *id, int n, char *out, size_t cap);
 
+/* A consumer backend arms a run for the rest of the packed batch `bc` whose payload starts at
+ * `payload` (its bounds were checked with the frame): none after an error or with a value held.
+ * *run_from remembers where it started, for dagger__run_settle. */
+static inline void dagger__run_arm(struct dagger_edge *e, const unsigned char **run_from,
+                                   const struct dagger__batch *bc, const unsigned char *payload)
+{
+    if (bc->left && bc->size && !e->err && !e->held) {
+        *run_from = payload + bc->off;
+        e->rp = *run_from;
+        e->rsize = bc->size;
+        e->rn = bc->left;
+    }
+}
+
 /* A consumer backend's catch-up with an armed run (struct dagger_edge: rp, rn) that started
  * at *run_from (NULL: none): the values dagger_edge_pop took since then advance the batch's
  * cursor and the sequence number, and the run is disarmed. Returns the values taken. */

@@ -830,17 +830,6 @@ static void settle(struct shm_edge *s)
         s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
 }
 
-/* Arm the run for the rest of a packed batch (its bounds were checked with the frame). */
-static void arm_run(struct shm_edge *s)
-{
-    if (s->bc.left && s->bc.size && !s->base.err && !s->base.held) {
-        s->run_from = s->data + s->boff + DAGGER__FRAME_HDR + s->bc.off;
-        s->base.rp = s->run_from;
-        s->base.rsize = s->bc.size;
-        s->base.rn = s->bc.left;
-    }
-}
-
 /* A pop (the wrapper serves an armed run without it): the run settled, one value, the rest of a
  * packed batch armed. */
 static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
@@ -849,7 +838,7 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     settle(s);
     int rc = pop_one(e, out, timeout_ms);
     if (rc == 0)
-        arm_run(s);
+        dagger__run_arm(&s->base, &s->run_from, &s->bc, s->data + s->boff + DAGGER__FRAME_HDR);
     return rc;
 }
 

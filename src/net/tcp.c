@@ -1157,17 +1157,6 @@ static void settle(struct tcp_edge *t)
         t->pending = DAGGER__FRAME_HDR + t->bf.len;
 }
 
-/* Arm the run for the rest of a packed batch (its bounds were checked with the frame). */
-static void arm_run(struct tcp_edge *t)
-{
-    if (t->bc.left && t->bc.size && !t->base.err && !t->base.held) {
-        t->run_from = t->rbuf + t->rstart + DAGGER__FRAME_HDR + t->bc.off;
-        t->base.rp = t->run_from;
-        t->base.rsize = t->bc.size;
-        t->base.rn = t->bc.left;
-    }
-}
-
 /* A pop (the wrapper serves an armed run without it): the run settled, one value, the rest of a
  * packed batch armed. */
 static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
@@ -1176,7 +1165,7 @@ static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     settle(t);
     int rc = pop_one(e, out, timeout_ms);
     if (rc == 0)
-        arm_run(t);
+        dagger__run_arm(&t->base, &t->run_from, &t->bc, t->rbuf + t->rstart + DAGGER__FRAME_HDR);
     return rc;
 }
 
