@@ -8,6 +8,7 @@
 #define DAGGER_TESTS_MPI_HARNESS_H
 
 #include "harness.h"
+#include "dagger/chunk.h"
 
 /* Open the job's context with `threads` workers per rank; NULL on a server rank once the
  * driver closed. */
@@ -37,6 +38,69 @@ static inline dagger_task_t *spawn_on(dagger_ctx_t *ctx, int rank, dagger_fn_t f
     dagger_scope_release(s);
     ASSERT_PTR(t);
     return t;
+}
+
+/* Mutable data on rank `rank`, made there by `ctor(argv)`. */
+static inline dagger_chunk_t *mutable_on(dagger_ctx_t *ctx, int rank, dagger_fn_t ctor,
+                                         const dagger_value_t *argv, size_t argc)
+{
+    dagger_scope_t *w = dagger_scope_worker(rank);
+    dagger_chunk_t *c = NULL;
+    ASSERT_OK(dagger_mutable(ctx, w, ctor, argv, argc, &c));
+    dagger_scope_release(w);
+    return c;
+}
+
+/* A task returning a copy of its chunk argument's bytes, read where the chunk lives. */
+static inline int chunk_copy_out(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    size_t n;
+    const void *p = dagger_arg_buf(a, 0, &n);
+    if (!p)
+        return DAGGER_ETYPE;
+    *out = dagger_blob_copy(tc, p, n);
+    return 0;
+}
+
+/* The `n` bytes of `c`, read where it lives, copied to `dst`. */
+static inline void read_back(dagger_ctx_t *ctx, dagger_chunk_t *c, void *dst, size_t n)
+{
+    dagger_task_t *t = dagger_spawn(ctx, chunk_copy_out, c);
+    dagger_value_t v;
+    ASSERT_OK(dagger_fetch(t, &v));
+    ASSERT_EQ(v.kind, DAGGER_KIND_BLOB);
+    ASSERT_EQ(v.len, n);
+    memcpy(dst, v.u.p, n);
+    dagger_task_release(t);
+}
+
+/* Four jobs in a row, each running `round` on its context, counted with dagger's own
+ * allocation counters: a leak in each job would show in every job after the first (which fills
+ * caches); the object pools may still carve a slab now and then, so some later job must end
+ * with nothing more allocated. Open MPI's allocations are not counted (it calls malloc
+ * itself). */
+static inline void jobs_leak_nothing(void (*round)(dagger_ctx_t *ctx))
+{
+    int64_t best = INT64_MAX;
+    for (int k = 0; k < 4; k++) {
+        dagger_alloc_stats_t s0, s1;
+        dagger_alloc_stats(&s0);
+        dagger_ctx_t *ctx = open_job(2);
+        if (ctx) {
+            round(ctx);
+            ASSERT_OK(dagger_ctx_close(ctx));
+        }
+        dagger_alloc_stats(&s1);
+        int64_t live = (int64_t)(s1.allocs - s0.allocs) - (int64_t)(s1.frees - s0.frees);
+        printf("job %d: %lld blocks still allocated\n", k, (long long)live);
+        if (k > 0 && live < best)
+            best = live;
+    }
+#ifdef NDEBUG
+    ASSERT_TRUE(best <= 0);
+#else
+    ASSERT_TRUE(best <= 1); /* a debug build keeps each closed context a while */
+#endif
 }
 
 #endif /* DAGGER_TESTS_MPI_HARNESS_H */

@@ -18,39 +18,6 @@
 #include "harness.h"
 #include "mpi_harness.h"
 
-/* Mutable data on `rank` made by `ctor(args)`. */
-static dagger_chunk_t *make_on(dagger_ctx_t *ctx, int rank, dagger_fn_t ctor,
-                               const dagger_value_t *argv, size_t argc)
-{
-    dagger_scope_t *w = dagger_scope_worker(rank);
-    dagger_chunk_t *c = NULL;
-    ASSERT_OK(dagger_mutable(ctx, w, ctor, argv, argc, &c));
-    dagger_scope_release(w);
-    return c;
-}
-
-/* The bytes of `c` read where it lives (a task there returns a copy), and its rank. */
-static int copy_out(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    size_t n;
-    const void *p = dagger_arg_buf(a, 0, &n);
-    if (!p)
-        return DAGGER_ETYPE;
-    *out = dagger_blob_copy(tc, p, n);
-    return 0;
-}
-
-static void read_back(dagger_ctx_t *ctx, dagger_chunk_t *c, void *dst, size_t n)
-{
-    dagger_task_t *t = dagger_spawn(ctx, copy_out, c);
-    dagger_value_t v;
-    ASSERT_OK(dagger_fetch(t, &v));
-    ASSERT_EQ(v.kind, DAGGER_KIND_BLOB);
-    ASSERT_EQ(v.len, n);
-    memcpy(dst, v.u.p, n);
-    dagger_task_release(t);
-}
-
 /* ---------------------------------------------------------------- a random program */
 
 enum { NVARS = 8, NOPS = 160 };
@@ -93,7 +60,7 @@ TEST(random_program_across_ranks)
     dagger_chunk_t *var[NVARS];
     for (int k = 0; k < NVARS; k++) {
         seq[k] = k + 1;
-        var[k] = make_on(ctx, k % nranks, make_var, (dagger_value_t[]){dagger_i64(k + 1)}, 1);
+        var[k] = mutable_on(ctx, k % nranks, make_var, (dagger_value_t[]){dagger_i64(k + 1)}, 1);
     }
     int w[NOPS], r1[NOPS], r2[NOPS];
     for (int i = 0; i < NOPS; i++) {
@@ -131,8 +98,8 @@ TEST(region_refuses_bad_chunk_writes)
     dagger_ctx_t *ctx = open_job(2);
     if (!ctx)
         return;
-    dagger_chunk_t *a = make_on(ctx, 0, make_var, (dagger_value_t[]){dagger_i64(1)}, 1);
-    dagger_chunk_t *b = make_on(ctx, 1, make_var, (dagger_value_t[]){dagger_i64(2)}, 1);
+    dagger_chunk_t *a = mutable_on(ctx, 0, make_var, (dagger_value_t[]){dagger_i64(1)}, 1);
+    dagger_chunk_t *b = mutable_on(ctx, 1, make_var, (dagger_value_t[]){dagger_i64(2)}, 1);
     dagger_chunk_t *plain;
     ASSERT_OK(dagger_chunk_create(ctx, 8, &plain));
     dagger_datadeps_t *dd;
@@ -248,10 +215,10 @@ static void cholesky(int nt, int nb, bool by_column)
                               : (i % 2) * (nranks / 2 > 0 ? nranks / 2 : 1) +
                                     j % (nranks / 2 > 0 ? nranks / 2 : 1);
             r %= nranks;
-            T(i, j) = make_on(ctx, r, make_tile,
-                              (dagger_value_t[]){dagger_i64(i), dagger_i64(j), dagger_i64(nb),
-                                                 dagger_i64((int64_t)n)},
-                              4);
+            T(i, j) = mutable_on(ctx, r, make_tile,
+                                 (dagger_value_t[]){dagger_i64(i), dagger_i64(j), dagger_i64(nb),
+                                                    dagger_i64((int64_t)n)},
+                                 4);
         }
     }
     dagger_datadeps_t *dd;

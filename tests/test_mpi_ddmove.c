@@ -192,34 +192,16 @@ static int64_t pulled_on(dagger_ctx_t *ctx, int rank)
 
 static dagger_chunk_t *vec_on(dagger_ctx_t *ctx, int rank, double v)
 {
-    dagger_scope_t *w = dagger_scope_worker(rank);
-    dagger_chunk_t *c = NULL;
-    ASSERT_OK(dagger_mutable(ctx, w, make_vec, (dagger_value_t[]){dagger_f64(v)}, 1, &c));
-    dagger_scope_release(w);
-    return c;
-}
-
-static int copy_out(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    size_t n;
-    const void *p = dagger_arg_buf(a, 0, &n);
-    if (!p)
-        return DAGGER_ETYPE;
-    *out = dagger_blob_copy(tc, p, n);
-    return 0;
+    return mutable_on(ctx, rank, make_vec, (dagger_value_t[]){dagger_f64(v)}, 1);
 }
 
 /* Every element of `c` (read where it lives) equals `want`. */
 static void check_vec(dagger_ctx_t *ctx, dagger_chunk_t *c, double want)
 {
-    dagger_task_t *t = dagger_spawn(ctx, copy_out, c);
-    dagger_value_t v;
-    ASSERT_OK(dagger_fetch(t, &v));
-    ASSERT_EQ(v.len, S * sizeof(double));
-    const double *x = v.u.p;
+    double x[S];
+    read_back(ctx, c, x, sizeof x);
     for (size_t i = 0; i < S; i++)
         ASSERT_NEAR(x[i], want, 0.0);
-    dagger_task_release(t);
 }
 
 /* A on rank 0 is written twice; between the writes K tasks on every other rank read it (each

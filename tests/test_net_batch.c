@@ -73,23 +73,18 @@ static int mixed_bad(long i, const dagger_value_t *v)
 struct prod {
     dagger_edge_t *e;
     long n;
-    int rc;
-    char msg[256];
+    struct net_prod_end end;
 };
 
 static void *producer(void *arg)
 {
     struct prod *a = arg;
     unsigned char buf[1000];
-    for (long i = 0; i < a->n && !a->rc; i++) {
+    for (long i = 0; i < a->n && !a->end.rc; i++) {
         dagger_value_t v = mixed(i, buf);
-        a->rc = dagger_edge_push_timed(a->e, &v, 10000);
+        a->end.rc = dagger_edge_push_timed(a->e, &v, 10000);
     }
-    if (a->rc)
-        snprintf(a->msg, sizeof a->msg, "%s", dagger_edge_errmsg(a->e));
-    int rc = dagger_edge_close(a->e);
-    if (!a->rc)
-        a->rc = rc;
+    net_prod_finish(a->e, &a->end);
     return NULL;
 }
 
@@ -116,15 +111,7 @@ static void stream_mixed(int tcp, const char *extra, long n, long pause_every)
     dagger_value_t v;
     ASSERT_ERR(dagger_edge_pop(c, &v, 10000), DAGGER_ECLOSED);
     ASSERT_STR_HAS(dagger_edge_errmsg(c), "closed");
-    ASSERT_EQ(pthread_join(th, NULL), 0);
-    if (a.rc)
-        fail_msg("producer: %s: %s", dagger_err_name(a.rc), a.msg);
-    if (bad)
-        fail_msg("%ld values wrong or out of order, the first at %ld", bad, first_bad);
-    dagger_edge_stats_t st;
-    dagger_edge_stats(c, &st);
-    ASSERT_EQ(st.values, (uint64_t)n);
-    ASSERT_OK(dagger_edge_close(c));
+    net_stream_end(c, th, &a.end, bad, first_bad, n);
 }
 
 TEST(shm_mixed_sizes_in_order)

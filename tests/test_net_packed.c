@@ -75,15 +75,14 @@ struct prod {
     dagger_edge_t *e;
     long n;
     int vec; /* push runs of 8-byte blobs with dagger_edge_push_n */
-    int rc;
-    char msg[256];
+    struct net_prod_end end;
 };
 
 static void *producer(void *arg)
 {
     struct prod *a = arg;
     unsigned char buf[256], run[50 * 8];
-    for (long i = 0; i < a->n && !a->rc;) {
+    for (long i = 0; i < a->n && !a->end.rc;) {
         dagger_value_t v = value_at(i, buf);
         long k = 0;
         /* A run of 8-byte blobs up to the next value of another kind, in one vector. */
@@ -96,19 +95,15 @@ static void *producer(void *arg)
         }
         if (k > 1) {
             int rc = dagger_edge_push_n(a->e, run, 8, (size_t)k, 10000);
-            a->rc = rc == (int)k ? 0 : rc < 0 ? rc : DAGGER_EIO;
+            a->end.rc = rc == (int)k ? 0 : rc < 0 ? rc : DAGGER_EIO;
             i += k;
             continue;
         }
         v = value_at(i, buf);
-        a->rc = dagger_edge_push_timed(a->e, &v, 10000);
+        a->end.rc = dagger_edge_push_timed(a->e, &v, 10000);
         i++;
     }
-    if (a->rc)
-        snprintf(a->msg, sizeof a->msg, "%s", dagger_edge_errmsg(a->e));
-    int rc = dagger_edge_close(a->e);
-    if (!a->rc)
-        a->rc = rc;
+    net_prod_finish(a->e, &a->end);
     return NULL;
 }
 
@@ -160,17 +155,9 @@ static void stream(int tcp, const char *extra, long n, int vec, int pop_vec, lon
     char end[64];
     snprintf(end, sizeof end, "closed%s after %ld values", tcp ? "" : " the ring", n);
     ASSERT_STR_HAS(dagger_edge_errmsg(c), end);
-    ASSERT_EQ(pthread_join(th, NULL), 0);
-    if (a.rc)
-        fail_msg("producer: %s: %s", dagger_err_name(a.rc), a.msg);
-    if (bad)
-        fail_msg("%ld values wrong or out of order, the first at %ld", bad, first_bad);
     if (pop_vec && held == 0)
         fail_msg("no value of another size ended a vector");
-    dagger_edge_stats_t st;
-    dagger_edge_stats(c, &st);
-    ASSERT_EQ(st.values, (uint64_t)n);
-    ASSERT_OK(dagger_edge_close(c));
+    net_stream_end(c, th, &a.end, bad, first_bad, n);
 }
 
 TEST(shm_runs_of_sizes_and_kinds_in_order)

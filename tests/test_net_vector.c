@@ -64,9 +64,8 @@ static void edge_pair(int tcp, const char *tag, const char *extra, dagger_edge_t
 struct prod {
     dagger_edge_t *e;
     long n;
-    int rc;
+    struct net_prod_end end;
     long sent;
-    char msg[256];
 };
 
 /* Values 0..n-1 as 8-byte blobs, in vectors of 1, 2, ..., 700, 1, ... values, with a single
@@ -76,12 +75,12 @@ static void *producer(void *arg)
     struct prod *a = arg;
     uint64_t buf[700];
     long i = 0;
-    for (int len = 1, round = 0; i < a->n && !a->rc; len = len % 700 + 1, round++) {
+    for (int len = 1, round = 0; i < a->n && !a->end.rc; len = len % 700 + 1, round++) {
         if (round % 11 == 10) {
             uint64_t x = (uint64_t)i;
             dagger_value_t v = dagger_blob_borrow(&x, 8);
-            a->rc = dagger_edge_push_timed(a->e, &v, 10000);
-            i += a->rc == 0;
+            a->end.rc = dagger_edge_push_timed(a->e, &v, 10000);
+            i += a->end.rc == 0;
             continue;
         }
         int k = (int)(a->n - i < len ? a->n - i : len);
@@ -89,18 +88,15 @@ static void *producer(void *arg)
             buf[j] = (uint64_t)(i + j);
         int got = dagger_edge_push_n(a->e, buf, 8, (size_t)k, 10000);
         if (got < 0)
-            a->rc = got;
+            a->end.rc = got;
         else if (got != k)
-            a->rc = DAGGER_EIO, snprintf(a->msg, sizeof a->msg, "push_n sent %d of %d", got, k);
+            a->end.rc = DAGGER_EIO,
+            snprintf(a->end.msg, sizeof a->end.msg, "push_n sent %d of %d", got, k);
         else
             i += k;
     }
     a->sent = i;
-    if (a->rc && !a->msg[0])
-        snprintf(a->msg, sizeof a->msg, "%s", dagger_edge_errmsg(a->e));
-    int rc = dagger_edge_close(a->e);
-    if (!a->rc)
-        a->rc = rc;
+    net_prod_finish(a->e, &a->end);
     return NULL;
 }
 
@@ -143,15 +139,7 @@ static void stream_vectors(int tcp, const char *extra, long n, long pause_every)
     ASSERT_EQ(i, n);
     ASSERT_ERR(dagger_edge_pop_n(c, buf, 8, 4, 10000), DAGGER_ECLOSED);
     ASSERT_STR_HAS(dagger_edge_errmsg(c), "closed");
-    ASSERT_EQ(pthread_join(th, NULL), 0);
-    if (a.rc)
-        fail_msg("producer: %s: %s", dagger_err_name(a.rc), a.msg);
-    if (bad)
-        fail_msg("%ld values wrong or out of order, the first at %ld", bad, first_bad);
-    dagger_edge_stats_t st;
-    dagger_edge_stats(c, &st);
-    ASSERT_EQ(st.values, (uint64_t)n);
-    ASSERT_OK(dagger_edge_close(c));
+    net_stream_end(c, th, &a.end, bad, first_bad, n);
 }
 
 TEST(shm_vectors_in_order)
