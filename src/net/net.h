@@ -32,6 +32,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dagger.h"
 #include "dagger/net.h"
@@ -456,6 +457,99 @@ static inline uint32_t dagger__run_settle(struct dagger_edge *e, const unsigned 
     bc->left -= taken;
     *seq += taken;
     return taken;
+}
+
+/* The next value of the packed batch `bc` (frame `bf`, payload at `payload`) for a consumer's
+ * pop: no call and no check but its bounds, which the frame had checked as a whole. Returns 1
+ * with *out set, the cursor, *seq and the counters moved (bc->left is 0 after the batch's last
+ * value: the backend releases the frame at its next pop), or 0 when the next value is not such
+ * a one (the backend's slow pop takes it). */
+static inline int dagger__packed_next(struct dagger_edge *e, const struct dagger__frame *bf,
+                                      struct dagger__batch *bc, const unsigned char *payload,
+                                      uint64_t *seq, dagger_value_t *out)
+{
+    uint32_t sz = bc->size;
+    if (!bc->left || !sz || bf->len - bc->off < sz)
+        return 0;
+    dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
+    v.len = sz;
+    v.u.p = payload + bc->off;
+    *out = v;
+    bc->off += sz;
+    bc->left--;
+    ++*seq;
+    dagger__edge_count(&e->st.values, 1);
+    dagger__edge_count(&e->st.bytes, sz);
+    return 1;
+}
+
+/* The vector pop of a consumer reading batch frames (shm, TCP): blobs of `size` bytes into
+ * `dst`, at most n. The records of the batch being read (frame `bf`, cursor `bc`, sequence
+ * number *seq) are copied out in one loop; a new frame is read by the backend's pop_one, which
+ * waits for the first value only: later ones are taken only when more(e) says a whole one is
+ * there without waiting. A value of another size or kind ends the vector, held. The backend's
+ * hooks: payload(e), where the batch's payload is; released(e), after the batch's last value
+ * (the frame is released at the next pop); bad(e, why), a malformed record (it fails the
+ * edge). Returns the values copied, or the error when none was. Inline, so that each backend's
+ * copy has its hooks inlined. */
+static inline int dagger__batch_pop_n(
+    struct dagger_edge *e, struct dagger__frame *bf, struct dagger__batch *bc, uint64_t *seq,
+    unsigned char *dst, uint32_t size, int n, int timeout_ms,
+    const unsigned char *(*payload)(struct dagger_edge *e), void (*released)(struct dagger_edge *e),
+    void (*bad)(struct dagger_edge *e, const char *why), int (*more)(struct dagger_edge *e),
+    int (*pop_one)(struct dagger_edge *e, dagger_value_t *out, int timeout_ms))
+{
+    dagger_value_t v;
+    char err[160];
+    int i = 0, rc;
+    while (i < n) {
+        if (bc->left) {
+            const unsigned char *pl = payload(e);
+            uint32_t at = bc->off;
+            int j = i, odd = 0;
+            uint32_t run =
+                dagger__batch_copy_n(bf, pl, bc, size, dst + (size_t)i * size,
+                                     bc->left < (uint32_t)(n - i) ? bc->left : (uint32_t)(n - i));
+            i += (int)run;
+            *seq += run;
+            while (i < n && bc->left) {
+                if (dagger__batch_next(bf, pl, bc, e->max_payload, *seq, &v, err, sizeof err) < 0) {
+                    bc->left = 0;
+                    bad(e, err);
+                    break;
+                }
+                ++*seq;
+                if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
+                    odd = 1; /* popped (counted below), then held */
+                    break;
+                }
+                memcpy(dst + (size_t)i * size, v.u.p, size);
+                i++;
+            }
+            if (!bc->left && !e->err)
+                released(e);
+            dagger__edge_count(&e->st.values, (uint64_t)(i - j + odd));
+            dagger__edge_count(&e->st.bytes, bc->off - at);
+            if (e->err) /* a malformed record: the values before it stand */
+                return i ? i : e->err;
+            if (odd) {
+                rc = dagger__edge_hold(e, &v, size);
+                return i ? i : rc;
+            }
+            continue;
+        }
+        if (i && !more(e))
+            return i; /* take only what is there: no wait, no system call */
+        if ((rc = pop_one(e, &v, i ? 0 : timeout_ms)) < 0)
+            return i ? i : rc;
+        if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
+            rc = dagger__edge_hold(e, &v, size);
+            return i ? i : rc;
+        }
+        memcpy(dst + (size_t)i * size, v.u.p, size);
+        i++;
+    }
+    return n;
 }
 
 #endif /* DAGGER_SRC_NET_H */

@@ -804,18 +804,10 @@ static __attribute__((noinline)) int shm_pop_slow(struct dagger_edge *e, dagger_
 static int pop_one(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
-    uint32_t sz = s->bc.size;
-    if (s->bc.left && sz && s->bf.len - s->bc.off >= sz) {
-        dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
-        v.len = sz;
-        v.u.p = s->data + s->boff + DAGGER__FRAME_HDR + s->bc.off;
-        *out = v;
-        s->bc.off += sz;
-        if (!--s->bc.left)
+    if (dagger__packed_next(e, &s->bf, &s->bc, s->data + s->boff + DAGGER__FRAME_HDR, &s->seq,
+                            out)) {
+        if (!s->bc.left)
             s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
-        s->seq++;
-        dagger__edge_count(&e->st.values, 1);
-        dagger__edge_count(&e->st.bytes, sz);
         return 0;
     }
     return shm_pop_slow(e, out, timeout_ms);
@@ -842,68 +834,42 @@ static int shm_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     return rc;
 }
 
+/* The hooks of dagger__batch_pop_n (net.h): where the batch's payload is, its frame released
+ * after its last value, a corrupt record, and whether the head already shows more. */
+static const unsigned char *batch_payload(struct dagger_edge *e)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    return s->data + s->boff + DAGGER__FRAME_HDR;
+}
+
+static void batch_released(struct dagger_edge *e)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
+}
+
+static void batch_bad(struct dagger_edge *e, const char *why)
+{
+    corrupt((struct shm_edge *)e, why);
+}
+
+static int more_shown(struct dagger_edge *e)
+{
+    struct shm_edge *s = (struct shm_edge *)e;
+    return s->cached != s->pos + s->pending ||
+           (load_head(s, memory_order_acquire) >= 0 && s->cached != s->pos + s->pending);
+}
+
 /* A vector of blobs of `size` bytes: a batch's records are copied out in one loop; a new
- * frame is read by shm_pop, which waits for the first value only (later ones are taken when
+ * frame is read by pop_one, which waits for the first value only (later ones are taken when
  * the head already shows them). A value of another size or kind ends the vector, held. */
 static int shm_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, int n,
                      int timeout_ms)
 {
     struct shm_edge *s = (struct shm_edge *)e;
-    dagger_value_t v;
-    char err[160];
-    int i = 0, rc;
     settle(s);
-    while (i < n) {
-        if (s->bc.left) {
-            uint32_t at = s->bc.off;
-            int j = i, odd = 0;
-            uint32_t run = dagger__batch_copy_n(
-                &s->bf, s->data + s->boff + DAGGER__FRAME_HDR, &s->bc, size, dst + (size_t)i * size,
-                s->bc.left < (uint32_t)(n - i) ? s->bc.left : (uint32_t)(n - i));
-            i += (int)run;
-            s->seq += run;
-            while (i < n && s->bc.left) {
-                if (dagger__batch_next(&s->bf, s->data + s->boff + DAGGER__FRAME_HDR, &s->bc,
-                                       e->max_payload, s->seq, &v, err, sizeof err) < 0) {
-                    s->bc.left = 0;
-                    corrupt(s, err);
-                    break;
-                }
-                s->seq++;
-                if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
-                    odd = 1; /* popped (counted below), then held */
-                    break;
-                }
-                memcpy(dst + (size_t)i * size, v.u.p, size);
-                i++;
-            }
-            if (!s->bc.left)
-                s->pending = align8(DAGGER__FRAME_HDR + (uint64_t)s->bf.len);
-            dagger__edge_count(&e->st.values, (uint64_t)(i - j + odd));
-            dagger__edge_count(&e->st.bytes, s->bc.off - at);
-            if (e->err) /* a corrupt record: the values before it stand */
-                return i ? i : e->err;
-            if (odd) {
-                rc = dagger__edge_hold(e, &v, size);
-                return i ? i : rc;
-            }
-            continue;
-        }
-        if (i) { /* take only what is there: no spin, no sleep */
-            if (s->cached == s->pos + s->pending &&
-                (load_head(s, memory_order_acquire) < 0 || s->cached == s->pos + s->pending))
-                return i;
-        }
-        if ((rc = pop_one(e, &v, i ? 0 : timeout_ms)) < 0)
-            return i ? i : rc;
-        if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
-            rc = dagger__edge_hold(e, &v, size);
-            return i ? i : rc;
-        }
-        memcpy(dst + (size_t)i * size, v.u.p, size);
-        i++;
-    }
-    return n;
+    return dagger__batch_pop_n(e, &s->bf, &s->bc, &s->seq, dst, size, n, timeout_ms, batch_payload,
+                               batch_released, batch_bad, more_shown, pop_one);
 }
 
 static int shm_poll(struct dagger_edge *e, int timeout_ms)

@@ -1131,18 +1131,10 @@ static __attribute__((noinline)) int tcp_pop_slow(struct dagger_edge *e, dagger_
 static int pop_one(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
-    uint32_t sz = t->bc.size;
-    if (t->bc.left && sz && t->bf.len - t->bc.off >= sz) {
-        dagger_value_t v = {.kind = DAGGER_KIND_BLOB};
-        v.len = sz;
-        v.u.p = t->rbuf + t->rstart + DAGGER__FRAME_HDR + t->bc.off;
-        *out = v;
-        t->bc.off += sz;
-        if (!--t->bc.left)
+    if (dagger__packed_next(e, &t->bf, &t->bc, t->rbuf + t->rstart + DAGGER__FRAME_HDR, &t->seq,
+                            out)) {
+        if (!t->bc.left)
             t->pending = DAGGER__FRAME_HDR + t->bf.len;
-        t->seq++;
-        dagger__edge_count(&e->st.values, 1);
-        dagger__edge_count(&e->st.bytes, sz);
         return 0;
     }
     return tcp_pop_slow(e, out, timeout_ms);
@@ -1169,9 +1161,29 @@ static int tcp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
     return rc;
 }
 
-/* 1 when a whole frame follows the borrowed one in rbuf (no system call). */
-static int frame_buffered(struct tcp_edge *t)
+/* The hooks of dagger__batch_pop_n (net.h): where the batch's payload is, its frame released
+ * after its last value, a malformed record, and whether a whole frame follows the borrowed one
+ * in rbuf (no system call). */
+static const unsigned char *batch_payload(struct dagger_edge *e)
 {
+    struct tcp_edge *t = (struct tcp_edge *)e;
+    return t->rbuf + t->rstart + DAGGER__FRAME_HDR;
+}
+
+static void batch_released(struct dagger_edge *e)
+{
+    struct tcp_edge *t = (struct tcp_edge *)e;
+    t->pending = DAGGER__FRAME_HDR + t->bf.len;
+}
+
+static void batch_bad(struct dagger_edge *e, const char *why)
+{
+    lose((struct tcp_edge *)e, DAGGER_EINVAL, "%s", why);
+}
+
+static int frame_buffered(struct dagger_edge *e)
+{
+    struct tcp_edge *t = (struct tcp_edge *)e;
     struct dagger__frame f;
     char err[160];
     size_t at = t->rstart + t->pending, avail = t->rend - at;
@@ -1181,66 +1193,16 @@ static int frame_buffered(struct tcp_edge *t)
 }
 
 /* A vector of blobs of `size` bytes: a batch's records are copied out in one loop; the next
- * frame is read by tcp_pop, which waits for the first value only (later frames are taken only
+ * frame is read by pop_one, which waits for the first value only (later frames are taken only
  * when already whole in the receive buffer). A value of another size or kind ends the vector,
  * held. */
 static int tcp_pop_n(struct dagger_edge *e, unsigned char *dst, uint32_t size, int n,
                      int timeout_ms)
 {
     struct tcp_edge *t = (struct tcp_edge *)e;
-    dagger_value_t v;
-    char err[160];
-    int i = 0, rc;
     settle(t);
-    while (i < n) {
-        if (t->bc.left) {
-            uint32_t at = t->bc.off;
-            int j = i, odd = 0;
-            uint32_t run = dagger__batch_copy_n(&t->bf, t->rbuf + t->rstart + DAGGER__FRAME_HDR,
-                                                &t->bc, size, dst + (size_t)i * size,
-                                                t->bc.left < (uint32_t)(n - i) ? t->bc.left
-                                                                               : (uint32_t)(n - i));
-            i += (int)run;
-            t->seq += run;
-            while (i < n && t->bc.left) {
-                if (dagger__batch_next(&t->bf, t->rbuf + t->rstart + DAGGER__FRAME_HDR, &t->bc,
-                                       e->max_payload, t->seq, &v, err, sizeof err) < 0) {
-                    t->bc.left = 0;
-                    lose(t, DAGGER_EINVAL, "%s", err);
-                    break;
-                }
-                t->seq++;
-                if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
-                    odd = 1; /* popped (counted below), then held */
-                    break;
-                }
-                memcpy(dst + (size_t)i * size, v.u.p, size);
-                i++;
-            }
-            if (!t->bc.left && !e->err)
-                t->pending = DAGGER__FRAME_HDR + t->bf.len;
-            dagger__edge_count(&e->st.values, (uint64_t)(i - j + odd));
-            dagger__edge_count(&e->st.bytes, t->bc.off - at);
-            if (e->err) /* a malformed record: the values before it stand */
-                return i ? i : e->err;
-            if (odd) {
-                rc = dagger__edge_hold(e, &v, size);
-                return i ? i : rc;
-            }
-            continue;
-        }
-        if (i && !frame_buffered(t))
-            return i; /* take only what is there: no system call */
-        if ((rc = pop_one(e, &v, i ? 0 : timeout_ms)) < 0)
-            return i ? i : rc;
-        if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
-            rc = dagger__edge_hold(e, &v, size);
-            return i ? i : rc;
-        }
-        memcpy(dst + (size_t)i * size, v.u.p, size);
-        i++;
-    }
-    return n;
+    return dagger__batch_pop_n(e, &t->bf, &t->bc, &t->seq, dst, size, n, timeout_ms, batch_payload,
+                               batch_released, batch_bad, frame_buffered, pop_one);
 }
 
 static int tcp_poll(struct dagger_edge *e, int timeout_ms)
