@@ -9,3 +9,5 @@ if(DAGGER_HAVE_MPI)
                    LABELS mpi TIMEOUT 120 LAUNCHER sh ${CMAKE_CURRENT_LIST_DIR}/mpi_run.sh 2
                    ENV DAGGER_PEER_TIMEOUT=5 DAGGER_NUM_THREADS=2)
 endif()
+dagger_add_tests(stream_fail SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_stream_fail.c LABELS quick
+                 TIMEOUT 120)
