@@ -284,6 +284,37 @@ TEST(shm_producer_fails_mid_stream)
     alarm(0);
 }
 
+/* The same over UDP: the failed producer's END|ABORT carries its message to the source. */
+TEST(udp_producer_fails_mid_stream)
+{
+    alarm(WATCHDOG_S);
+    dagger_ctx_t *ctx = open_ctx(2);
+    dagger_edge_t *in;
+    ASSERT_OK(dagger_edge_open(&in, "udp://127.0.0.1:0", DAGGER_EDGE_POP));
+    char uri[300];
+    snprintf(uri, sizeof uri, "%s", dagger_edge_uri(in));
+    dagger_stream_t *s;
+    ASSERT_OK(dagger_stream_begin(ctx, NULL, &s));
+    dagger_task_t *src = dagger_stream_spawn_edge_source(s, in);
+    dagger_task_t *y = dagger_spawn(ctx, picky, (int64_t)-1, src);
+    ASSERT_OK(dagger_stream_end(s));
+    dagger_task_t *p = dagger_spawn(ctx, push_some, dagger_str(uri), (int64_t)4);
+    ASSERT_ERR(dagger_fetch(p, NULL), DAGGER_EIO);
+    ASSERT_ERR(dagger_fetch(src, NULL), DAGGER_EPEER);
+    const char *msg = dagger_task_errmsg(src);
+    ASSERT_STR_HAS(msg, "the producer failed after 4 values");
+    ASSERT_STR_HAS(msg, "the producer: on rank 0, task");
+    ASSERT_STR_HAS(msg, "the camera stopped after 4 frames");
+    ASSERT_ERR(dagger_fetch(y, NULL), DAGGER_EUPSTREAM);
+    ASSERT_STR_HAS(dagger_task_errmsg(y), "the camera stopped after 4 frames");
+    dagger_task_release(p);
+    dagger_task_release(src);
+    dagger_task_release(y);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    alarm(0);
+}
+
 TEST_LIST(inproc_consumer_fails_before_running, inproc_consumer_fails_mid_stream,
           inproc_producer_fails_mid_stream, shm_consumer_fails_before_opening,
-          shm_consumer_fails_after_opening, shm_producer_fails_mid_stream)
+          shm_consumer_fails_after_opening, shm_producer_fails_mid_stream,
+          udp_producer_fails_mid_stream)
