@@ -85,6 +85,13 @@ static int consumer_drains(dagger_tc_t *tc, const dagger_args_t *a, dagger_value
     return rc == DAGGER_ECLOSED ? 0 : rc;
 }
 
+static int pass(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    *out = dagger_i64(dagger_arg_i64(a, 0));
+    return 0;
+}
+
 /* A region on rank 0: gen -> edge sink(up). Returns the sink; *x gets gen's task. */
 static dagger_task_t *run_producer(dagger_ctx_t *ctx, dagger_edge_t *up, struct gen_state *g,
                                    dagger_task_t **x)
@@ -199,4 +206,35 @@ TEST(producer_fails_mid_stream)
     alarm(0);
 }
 
-TEST_LIST(consumer_fails_before_opening, consumer_fails_after_opening, producer_fails_mid_stream)
+/* The other way round: a region on rank 0 reads mpi://1/pre through an edge source whose
+ * producer, a task on rank 1, fails before it opens its end; the source watches it and fails
+ * with its error instead of waiting for a first value forever. */
+TEST(producer_fails_before_opening)
+{
+    alarm(WATCHDOG_S);
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    dagger_edge_t *in;
+    ASSERT_OK(dagger_edge_open(&in, "mpi://1/pre", DAGGER_EDGE_POP));
+    dagger_task_t *p = spawn_on(ctx, 1, consumer_fails_at_once, "camera", NULL, 0);
+    ASSERT_OK(dagger_edge_watch(in, p));
+    dagger_stream_t *s;
+    ASSERT_OK(dagger_stream_begin(ctx, NULL, &s));
+    dagger_task_t *src = dagger_stream_spawn_edge_source(s, in);
+    dagger_task_t *y = dagger_spawn(ctx, pass, src);
+    ASSERT_OK(dagger_stream_end(s));
+    ASSERT_ERR(dagger_fetch(src, NULL), DAGGER_EPEER);
+    ASSERT_STR_HAS(dagger_task_errmsg(src), "mpi://1/pre");
+    ASSERT_STR_HAS(dagger_task_errmsg(src), "'camera' on rank 1: sensor 3 is unplugged");
+    ASSERT_ERR(dagger_fetch(y, NULL), DAGGER_EUPSTREAM);
+    ASSERT_STR_HAS(dagger_task_errmsg(y), "sensor 3 is unplugged");
+    dagger_task_release(src);
+    dagger_task_release(y);
+    dagger_task_release(p);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    alarm(0);
+}
+
+TEST_LIST(consumer_fails_before_opening, consumer_fails_after_opening, producer_fails_mid_stream,
+          producer_fails_before_opening)
