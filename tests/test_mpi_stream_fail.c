@@ -236,5 +236,71 @@ TEST(producer_fails_before_opening)
     alarm(0);
 }
 
+/* picky(limit, v): passes v on; fails at v == limit. */
+static int picky(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t limit = dagger_arg_i64(a, 0), v = dagger_arg_i64(a, 1);
+    if (v == limit)
+        return dagger_fail(tc, DAGGER_ERANGE, "value %lld is out of range", (long long)v);
+    *out = dagger_i64(v);
+    return 0;
+}
+
+/* On rank 1: a region of its own, edge source(mpi://0/NAME) -> picky(5); answers nothing, the
+ * failure of the region is its own. */
+static int consumer_region(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)out;
+    char uri[64];
+    snprintf(uri, sizeof uri, "mpi://0/%s", dagger_arg_str(a, 0));
+    dagger_edge_t *in;
+    int rc = dagger_edge_open(&in, uri, DAGGER_EDGE_POP);
+    if (rc)
+        return dagger_fail(tc, rc, "open: %s", dagger_last_errmsg());
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    dagger_stream_t *s;
+    if ((rc = dagger_stream_begin(ctx, NULL, &s)) != 0)
+        return dagger_fail(tc, rc, "begin: %s", dagger_last_errmsg());
+    dagger_task_t *src = dagger_stream_spawn_edge_source(s, in);
+    dagger_task_t *y = dagger_spawn(ctx, picky, (int64_t)5, src);
+    if ((rc = dagger_stream_end(s)) != 0)
+        return dagger_fail(tc, rc, "end: %s", dagger_last_errmsg());
+    rc = dagger_fetch(y, NULL);
+    if (rc)
+        dagger_fail(tc, rc, "%s", dagger_task_errmsg(y));
+    dagger_task_release(src);
+    dagger_task_release(y);
+    return rc;
+}
+
+/* A consumer region on rank 1 fails at its 6th value: its edge source aborts its end with the
+ * failed task's message, and the producer's region on rank 0 fails with it. */
+TEST(consumer_region_fails_on_another_rank)
+{
+    alarm(WATCHDOG_S);
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    dagger_edge_t *up;
+    ASSERT_OK(dagger_edge_open(&up, "mpi://1/region", DAGGER_EDGE_PUSH));
+    dagger_value_t av[1] = {dagger_str("region")};
+    dagger_task_t *m = spawn_on(ctx, 1, consumer_region, "consumer_region", av, 1);
+    struct gen_state g = {0, -1};
+    dagger_task_t *x;
+    dagger_task_t *sink = run_producer(ctx, up, &g, &x);
+    ASSERT_ERR(dagger_fetch(m, NULL), DAGGER_ERANGE);
+    ASSERT_STR_HAS(dagger_task_errmsg(m), "value 5 is out of range");
+    ASSERT_ERR(dagger_fetch(sink, NULL), DAGGER_EPEER);
+    const char *msg = dagger_task_errmsg(sink);
+    ASSERT_STR_HAS(msg, "the consumer on rank 1 failed: on rank 1, task");
+    ASSERT_STR_HAS(msg, "value 5 is out of range");
+    ASSERT_ERR(dagger_fetch(x, NULL), DAGGER_EUPSTREAM);
+    dagger_task_release(sink);
+    dagger_task_release(x);
+    dagger_task_release(m);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    alarm(0);
+}
+
 TEST_LIST(consumer_fails_before_opening, consumer_fails_after_opening, producer_fails_mid_stream,
-          producer_fails_before_opening)
+          producer_fails_before_opening, consumer_region_fails_on_another_rank)
