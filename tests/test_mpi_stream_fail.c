@@ -8,6 +8,7 @@
  * words of the message that name the failed task, its rank and its own message.
  * SPDX-License-Identifier: MIT
  */
+#include <signal.h>
 #include <unistd.h>
 
 #include "dagger/net.h"
@@ -302,5 +303,54 @@ TEST(consumer_region_fails_on_another_rank)
     alarm(0);
 }
 
+/* On rank 1: opens "mpi://0/NAME", pops 3 values, and its process is killed. */
+static int consumer_dies(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)out;
+    char uri[64];
+    snprintf(uri, sizeof uri, "mpi://0/%s", dagger_arg_str(a, 0));
+    dagger_edge_t *in;
+    int rc = dagger_edge_open(&in, uri, DAGGER_EDGE_POP);
+    if (rc)
+        return dagger_fail(tc, rc, "open: %s", dagger_last_errmsg());
+    for (int i = 0; i < 3; i++) {
+        dagger_value_t v;
+        if ((rc = dagger_edge_pop(in, &v, 20000)) != 0)
+            return dagger_fail(tc, rc, "pop %d: %s", i, dagger_edge_errmsg(in));
+    }
+    kill(getpid(), SIGKILL);
+    return 0;
+}
+
+/* Rank 1 dies while the producer's region on rank 0 streams to it: the sink fails with
+ * DAGGER_EPEER naming the rank once the heartbeat times out (DAGGER_PEER_TIMEOUT), and the
+ * region's other task with it. */
+TEST(consumer_rank_dies_mid_stream)
+{
+    alarm(WATCHDOG_S);
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    dagger_edge_t *up;
+    ASSERT_OK(dagger_edge_open(&up, "mpi://1/dies", DAGGER_EDGE_PUSH));
+    dagger_value_t av[1] = {dagger_str("dies")};
+    dagger_task_t *m = spawn_on(ctx, 1, consumer_dies, "consumer_dies", av, 1);
+    struct gen_state g = {0, -1};
+    dagger_task_t *x;
+    dagger_task_t *sink = run_producer(ctx, up, &g, &x);
+    ASSERT_ERR(dagger_fetch(sink, NULL), DAGGER_EPEER);
+    ASSERT_STR_HAS(dagger_task_errmsg(sink), "mpi://1/dies");
+    ASSERT_STR_HAS(dagger_task_errmsg(sink), "rank 1 was lost");
+    ASSERT_ERR(dagger_fetch(x, NULL), DAGGER_EUPSTREAM);
+    ASSERT_STR_HAS(dagger_task_errmsg(x), "rank 1 was lost");
+    ASSERT_ERR(dagger_fetch(m, NULL), DAGGER_EPEER);
+    dagger_task_release(sink);
+    dagger_task_release(x);
+    dagger_task_release(m);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    alarm(0);
+}
+
 TEST_LIST(consumer_fails_before_opening, consumer_fails_after_opening, producer_fails_mid_stream,
-          producer_fails_before_opening, consumer_region_fails_on_another_rank)
+          producer_fails_before_opening, consumer_region_fails_on_another_rank,
+          consumer_rank_dies_mid_stream)
