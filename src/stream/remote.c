@@ -11,8 +11,9 @@
  * dagger__stream_port_idle), so a batching transport (TCP) never sits on values while the
  * producer upstream is slow, and a sink that never waits sends full batches. When the
  * node ends well and its region did not fail, its edge is closed cleanly (a producer flushes
- * and sends END: the peer's source ends with the stream); otherwise it is aborted, and the
- * peer's edge reports DAGGER_EPEER, which fails the peer's region in turn.
+ * and sends END: the peer's source ends with the stream); otherwise it is aborted with the
+ * failed task's message as reason (abort_port), and the peer's edge reports DAGGER_EPEER (with
+ * that message where the transport carries it), which fails the peer's region in turn.
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
