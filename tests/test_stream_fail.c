@@ -314,7 +314,54 @@ TEST(udp_producer_fails_mid_stream)
     alarm(0);
 }
 
+static int fine(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)a;
+    *out = dagger_i64(1);
+    return 0;
+}
+
+/* A watched end keeps the caller's timeout (cut into slices, the note says the whole wait),
+ * a watched task that ends well changes nothing, and one that fails fails every later call,
+ * sticky, with its message. */
+TEST(watch_keeps_timeouts_and_ignores_success)
+{
+    alarm(WATCHDOG_S);
+    dagger_ctx_t *ctx = open_ctx(2);
+    char uri[96];
+    shm_uri(uri, sizeof uri, "watch");
+    dagger_edge_t *in, *out;
+    ASSERT_OK(dagger_edge_open(&in, uri, DAGGER_EDGE_POP));
+    ASSERT_OK(dagger_edge_open(&out, uri, DAGGER_EDGE_PUSH));
+    dagger_task_t *ok = dagger_spawn(ctx, fine);
+    ASSERT_OK(dagger_fetch(ok, NULL));
+    ASSERT_OK(dagger_edge_watch(in, ok));
+    dagger_value_t v;
+    ASSERT_ERR(dagger_edge_pop(in, &v, 130), DAGGER_ETIMEDOUT);
+    ASSERT_STR_HAS(dagger_edge_errmsg(in), "(the call waited 130 ms in all)");
+    ASSERT_EQ(dagger_edge_poll(in, 0), 0);
+    dagger_value_t one = dagger_i64(41);
+    ASSERT_OK(dagger_edge_push(out, &one));
+    ASSERT_OK(dagger_edge_flush(out, 1000));
+    ASSERT_OK(dagger_edge_pop(in, &v, 1000));
+    ASSERT_EQ(v.u.i, 41);
+    dagger_task_t *bad = dagger_spawn(ctx, unplugged);
+    ASSERT_ERR(dagger_fetch(bad, NULL), DAGGER_EIO);
+    ASSERT_OK(dagger_edge_watch(out, bad));
+    ASSERT_ERR(dagger_edge_push(out, &one), DAGGER_EPEER);
+    ASSERT_STR_HAS(dagger_edge_errmsg(out), "the task at the other end failed");
+    ASSERT_STR_HAS(dagger_edge_errmsg(out), "sensor 3 is unplugged");
+    ASSERT_ERR(dagger_edge_flush(out, 0), DAGGER_EPEER); /* sticky */
+    ASSERT_OK(dagger_edge_close(out));
+    ASSERT_OK(dagger_edge_close(in));
+    dagger_task_release(ok);
+    dagger_task_release(bad);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    alarm(0);
+}
+
 TEST_LIST(inproc_consumer_fails_before_running, inproc_consumer_fails_mid_stream,
           inproc_producer_fails_mid_stream, shm_consumer_fails_before_opening,
           shm_consumer_fails_after_opening, shm_producer_fails_mid_stream,
-          udp_producer_fails_mid_stream)
+          udp_producer_fails_mid_stream, watch_keeps_timeouts_and_ignores_success)

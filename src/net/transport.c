@@ -870,6 +870,12 @@ static int watched(struct dagger_edge *e, int op, const dagger_value_t *v, dagge
             rc = e->ops->pop_n(e, buf, size, n, ms);
             break;
         }
+        if (rc == DAGGER_ETIMEDOUT && left == ms && timeout_ms > ms) {
+            /* the backend's note speaks of the last slice: say how long the call waited */
+            char last[sizeof e->errmsg];
+            memcpy(last, e->errmsg, sizeof last);
+            dagger__edge_note(e, rc, "%.200s (the call waited %d ms in all)", last, timeout_ms);
+        }
         if (rc != DAGGER_ETIMEDOUT || left == ms)
             return op == OP_POLL && rc == DAGGER_ETIMEDOUT ? 0 : rc;
     }
