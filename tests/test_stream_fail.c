@@ -8,8 +8,8 @@
  * the edge in this process: a region on one end, a plain task on the other, which fails before
  * opening its end (the region's edge watches it: dagger_edge_watch), or after popping or
  * pushing a few values (it closes its end after dagger_fail, which aborts the end, so the peer
- * sees a failure and not a clean end with values missing). Cases assert codes and messages.
- * SPDX-License-Identifier: MIT
+ * sees a failure, with the failed task's message, and not a clean end with values missing). Cases
+ * assert codes and messages. SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
 #include <unistd.h>
@@ -246,7 +246,9 @@ TEST(shm_consumer_fails_after_opening)
     ASSERT_ERR(dagger_fetch(c, NULL), DAGGER_ERANGE);
     ASSERT_STR_HAS(dagger_task_errmsg(c), "value 3 is out of range");
     ASSERT_ERR(dagger_fetch(k, NULL), DAGGER_EPEER);
-    ASSERT_STR_HAS(dagger_task_errmsg(k), "went away without closing");
+    ASSERT_STR_HAS(dagger_task_errmsg(k),
+                   "went away without closing; the consumer: on rank 0, task");
+    ASSERT_STR_HAS(dagger_task_errmsg(k), "value 3 is out of range");
     ASSERT_ERR(dagger_fetch(x, NULL), DAGGER_EUPSTREAM);
     dagger_task_release(k);
     dagger_task_release(x);
@@ -274,7 +276,9 @@ TEST(shm_producer_fails_mid_stream)
     ASSERT_ERR(dagger_fetch(p, NULL), DAGGER_EIO);
     ASSERT_STR_HAS(dagger_task_errmsg(p), "the camera stopped after 4 frames");
     ASSERT_ERR(dagger_fetch(src, NULL), DAGGER_EPEER);
-    ASSERT_STR_HAS(dagger_task_errmsg(src), "died without closing, after 4 values");
+    ASSERT_STR_HAS(dagger_task_errmsg(src),
+                   "died without closing, after 4 values; the producer: on rank 0, task");
+    ASSERT_STR_HAS(dagger_task_errmsg(src), "the camera stopped after 4 frames");
     ASSERT_ERR(dagger_fetch(y, NULL), DAGGER_EUPSTREAM);
     ASSERT_STR_HAS(dagger_task_errmsg(y), "died without closing");
     dagger_task_release(p);
