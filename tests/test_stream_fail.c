@@ -12,6 +12,7 @@
  * assert codes and messages. SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -288,15 +289,20 @@ TEST(shm_producer_fails_mid_stream)
     alarm(0);
 }
 
-/* The same over UDP: the failed producer's END|ABORT carries its message to the source. */
-TEST(udp_producer_fails_mid_stream)
+/* The same over UDP or TCP (consumer_uri: its end, listening): the failed producer's
+ * END|ABORT carries its message to the source. */
+static void producer_fails_over(const char *consumer_uri)
 {
     alarm(WATCHDOG_S);
     dagger_ctx_t *ctx = open_ctx(2);
     dagger_edge_t *in;
-    ASSERT_OK(dagger_edge_open(&in, "udp://127.0.0.1:0", DAGGER_EDGE_POP));
+    ASSERT_OK(dagger_edge_open(&in, consumer_uri, DAGGER_EDGE_POP));
     char uri[300];
-    snprintf(uri, sizeof uri, "%s", dagger_edge_uri(in));
+    const char *u = dagger_edge_uri(in), *role = strstr(u, "role=listen");
+    if (role) /* the producer connects */
+        snprintf(uri, sizeof uri, "%.*srole=connect%s", (int)(role - u), u, role + 11);
+    else
+        snprintf(uri, sizeof uri, "%s", u);
     dagger_stream_t *s;
     ASSERT_OK(dagger_stream_begin(ctx, NULL, &s));
     dagger_task_t *src = dagger_stream_spawn_edge_source(s, in);
@@ -317,6 +323,9 @@ TEST(udp_producer_fails_mid_stream)
     ASSERT_OK(dagger_ctx_close(ctx));
     alarm(0);
 }
+
+TEST(udp_producer_fails_mid_stream) { producer_fails_over("udp://127.0.0.1:0"); }
+TEST(tcp_producer_fails_mid_stream) { producer_fails_over("tcp://127.0.0.1:0?role=listen"); }
 
 static int fine(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
@@ -368,4 +377,5 @@ TEST(watch_keeps_timeouts_and_ignores_success)
 TEST_LIST(inproc_consumer_fails_before_running, inproc_consumer_fails_mid_stream,
           inproc_producer_fails_mid_stream, shm_consumer_fails_before_opening,
           shm_consumer_fails_after_opening, shm_producer_fails_mid_stream,
-          udp_producer_fails_mid_stream, watch_keeps_timeouts_and_ignores_success)
+          udp_producer_fails_mid_stream, tcp_producer_fails_mid_stream,
+          watch_keeps_timeouts_and_ignores_success)
