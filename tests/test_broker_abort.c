@@ -81,6 +81,9 @@ static void failed_region_is_epeer(enum broker_kind kind)
     ASSERT_TRUE(n <= GOOD);
     ASSERT_STR_HAS(dagger_edge_errmsg(in), "the producer failed after");
     ASSERT_STR_HAS(dagger_edge_errmsg(in), "the stream is incomplete");
+    /* END|ABORT carries the reason: the failed task, its rank and its message */
+    ASSERT_STR_HAS(dagger_edge_errmsg(in), "the producer: on rank 0, task");
+    ASSERT_STR_HAS(dagger_edge_errmsg(in), "the source broke after 5 values");
     ASSERT_ERR(dagger_edge_pop(in, &v, 0), DAGGER_EPEER); /* sticky */
     ASSERT_OK(dagger_edge_close(in));
     dagger_task_release(x);

@@ -122,6 +122,15 @@ DAGGER_API DAGGER_NODISCARD int dagger_edge_poll(dagger_edge_t *e, int timeout_m
  *  Thread safety: owner thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_edge_flush(dagger_edge_t *e, int timeout_ms);
 
+/** Tie `e` to `t`, the task that serves the other end (on another rank, or here): once `t` has
+ *  failed, every call on `e` returns DAGGER_EPEER with a message that quotes t's error (its
+ *  task, and its rank when it ran on another), also when `t` failed before it opened its end.
+ *  Waits of a watched edge go in slices of 50 ms on the calling thread. A `t` that ends well
+ *  changes nothing. Hand the edge to a streaming region after this call.
+ *  Returns: 0; DAGGER_EINVAL (NULL edge or task), DAGGER_EBUSY (it already watches a task).
+ *  Ownership: retains `t` until the edge is closed. Thread safety: owner thread. */
+DAGGER_API int dagger_edge_watch(dagger_edge_t *e, dagger_task_t *t);
+
 /** Read the counters of `e` into `*out`. Thread safety: any thread (relaxed snapshot). */
 DAGGER_API void dagger_edge_stats(const dagger_edge_t *e, dagger_edge_stats_t *out);
 

@@ -172,6 +172,11 @@ int dagger__task_failed(const dagger_task_t *t)
         return t->argerr;
     return t->err ? t->err->code : 0;
 }
+
+const char *dagger__task_failed_msg(const dagger_task_t *t)
+{
+    return t->err && t->err->msg ? t->err->msg : "";
+}
 /* ---------------------------------------------------------------- data arguments */
 
 dagger_value_t dagger_chunk_give(dagger_tc_t *tc, dagger_chunk_t *c)

@@ -193,6 +193,9 @@ void dagger__task_set_cancel_hook(dagger_task_t *t, dagger__cancel_hook_fn fn, v
  * failure a body recorded so far (dagger_fail or a failing accessor), 0 if none. */
 dagger_value_t *dagger__task_args(dagger_task_t *t, uint32_t *n);
 int dagger__task_failed(const dagger_task_t *t);
+/* The message of that failure ("task N 'name': text") while the task still runs, or "" (none, or
+ * out of memory for it). Read by the task's own thread, or after its failure was published. */
+const char *dagger__task_failed_msg(const dagger_task_t *t);
 /* Let the other ready jobs of this worker run: the calling task is resubmitted behind them.
  * Does nothing outside a worker (or when no stack is free to switch to). */
 void dagger__task_yield(void);

@@ -80,9 +80,15 @@ long dagger__msg_encode(struct dagger_edge *e, const dagger_value_t *v, uint64_t
 
 long dagger__msg_encode_abort(struct dagger_edge *e, uint64_t seq, unsigned char **buf, size_t *cap)
 {
-    long n = dagger__msg_encode(e, NULL, seq, buf, cap);
+    /* The reason travels as the END's payload (text, cut to the edge's limit). */
+    const char *why = e->reason[0] ? e->reason : e->errmsg;
+    size_t len = strnlen(why, sizeof e->reason - 1);
+    if (len > e->max_payload)
+        len = e->max_payload;
+    dagger_value_t v = dagger_blob_borrow(why, len);
+    long n = dagger__msg_encode(e, len ? &v : NULL, seq, buf, cap);
     if (n > 0)
-        dagger__frame_put(*buf, DAGGER__FRAME_END, DAGGER__FRAME_ABORT, 0, seq);
+        dagger__frame_put(*buf, DAGGER__FRAME_END, DAGGER__FRAME_ABORT, (uint32_t)len, seq);
     return n;
 }
 
@@ -110,18 +116,23 @@ int dagger__msg_accept(struct dagger_edge *e, struct dagger__msg_rx *rx, const v
         return reject(e, err);
     }
     if ((f.kind != DAGGER__FRAME_DATA && f.kind != DAGGER__FRAME_END) ||
-        (f.flags & DAGGER__FRAME_TAG) || (f.kind == DAGGER__FRAME_END && f.len) ||
+        (f.flags & DAGGER__FRAME_TAG) ||
+        (f.kind == DAGGER__FRAME_END && f.len && !(f.flags & DAGGER__FRAME_ABORT)) ||
         (f.kind == DAGGER__FRAME_END && (f.flags & ~(uint32_t)DAGGER__FRAME_ABORT)) ||
         (f.kind == DAGGER__FRAME_DATA && (f.flags & DAGGER__FRAME_ABORT)))
         return reject(e, "unexpected frame kind or flags");
     if (f.kind == DAGGER__FRAME_END) {
         if (!rx->split && f.seq > rx->next)
             dagger__edge_count(&e->st.drops, f.seq - rx->next);
-        if (f.flags & DAGGER__FRAME_ABORT)
+        if (f.flags & DAGGER__FRAME_ABORT) { /* its payload: the producer's reason, if any */
+            const char *why = (const char *)data + DAGGER__FRAME_HDR;
+            int wlen = f.len > 200 ? 200 : (int)f.len;
             return dagger__edge_fail(e, DAGGER_EPEER,
                                      "%s: the producer failed after %llu values (its edge was "
-                                     "aborted): the stream is incomplete",
-                                     e->uri, (unsigned long long)f.seq);
+                                     "aborted): the stream is incomplete%s%.*s",
+                                     e->uri, (unsigned long long)f.seq,
+                                     wlen ? "; the producer: " : "", wlen, why);
+        }
         return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the producer closed after %llu values",
                                  e->uri, (unsigned long long)f.seq);
     }

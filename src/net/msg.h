@@ -21,7 +21,8 @@ long dagger__msg_encode(struct dagger_edge *e, const dagger_value_t *v, uint64_t
                         unsigned char **buf, size_t *cap);
 
 /* Encode END|ABORT carrying `seq` (the producer failed or was aborted) into *buf, as
- * dagger__msg_encode. */
+ * dagger__msg_encode. Its payload is the reason as text (e->reason, else e->errmsg; at most
+ * 199 bytes and the edge's max), which the consumer quotes in its DAGGER_EPEER message. */
 long dagger__msg_encode_abort(struct dagger_edge *e, uint64_t seq, unsigned char **buf,
                               size_t *cap);
 

@@ -312,6 +312,11 @@ struct dagger_edge {
     struct { /* owner writes (relaxed); anyone reads */
         _Atomic uint64_t values, bytes, drops, rejected, waits, reconnects, duplicates;
     } st;
+    /* Failures (transport.c): `watch` (+1, from dagger_edge_watch) is the task at the other
+     * end, whose failure fails the edge; `reason` says why the owner aborted it, for the
+     * transports that can tell the peer (mpi://, brokers: END|ABORT carries it). Owner thread. */
+    dagger_task_t *watch;
+    char reason[200];
 };
 
 /* A transport. Every function runs on the owner thread of `e`. Timeouts in ms, < 0 forever.
@@ -352,6 +357,11 @@ int dagger__edge_hold(struct dagger_edge *e, const dagger_value_t *v, uint32_t s
  * DAGGER_EPEER too. Used when the owner failed or was cancelled. Frees `e`.
  * Returns: 0 or the backend's close error. Thread safety: owner thread. */
 int dagger__edge_abort(struct dagger_edge *e);
+/* dagger__edge_abort with the reason (printf) that the peer is told where the transport can
+ * carry one (e->reason): a streaming region aborts the edges of a failed node with the failed
+ * task's message. Returns and frees as dagger__edge_abort. Thread safety: owner thread. */
+int dagger__edge_abort_why(struct dagger_edge *e, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Register a transport for a scheme (MPI, brokers). Built-ins are always present.
  * Returns 0, DAGGER_EBUSY (scheme taken) or DAGGER_ENOMEM. Thread safety: any thread. */

@@ -32,6 +32,8 @@
  * 2 consumer). The kernel drops it when the process dies, kill -9 included, so a waiter
  * probes the peer's byte (F_OFD_GETLK) every `slice` ms and reports DAGGER_EPEER once the
  * peer is gone and everything it committed has been read. No pid reuse or clock is involved.
+ * An end aborted by its owner (a failed task or region) leaves its reason in the header, and
+ * the peer's DAGGER_EPEER message quotes it.
  * Authentication: the object is created 0600 (attach refuses anything else or another owner)
  * and, with `secret=`, the header holds SHA-256(salt || secret), checked on attach.
  * Invariants: tail <= head <= tail + cap; head, tail and record starts are multiples of 8; a
@@ -65,6 +67,8 @@
 #define LOCK_PROD 1
 #define LOCK_CONS 2
 
+#define SHM_WHY_MAX 200
+
 struct ring_hdr {
     /* Written once under the init lock, then read-only. */
     uint64_t magic;
@@ -97,6 +101,14 @@ struct ring_hdr {
      * tail at once), 2 while it sleeps on space_word (the consumer also wakes it). */
     alignas(64) _Atomic uint32_t prod_waiting;
     _Atomic uint32_t space_word;
+
+    /* Why an end was aborted (its owner failed), quoted in the peer's DAGGER_EPEER message:
+     * the text is written before its length is stored (release), by that end before it drops
+     * its lock; an end clears its own when it attaches. Untrusted: the length is clamped. */
+    alignas(64) _Atomic uint32_t prod_why_len;
+    _Atomic uint32_t cons_why_len;
+    char prod_why[SHM_WHY_MAX];
+    char cons_why[SHM_WHY_MAX];
 };
 _Static_assert(sizeof(struct ring_hdr) <= RING_HDR_BYTES, "ring header fits its page");
 
@@ -171,6 +183,26 @@ static uint64_t align8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
 
 /* ---------------------------------------------------------------- producer */
 
+/* An aborting end leaves its reason for the peer. */
+static void put_why(struct shm_edge *s, char *dst, _Atomic uint32_t *len)
+{
+    const char *why = s->base.reason[0] ? s->base.reason : s->base.errmsg;
+    size_t n = strnlen(why, SHM_WHY_MAX - 1);
+    memcpy(dst, why, n);
+    atomic_store_explicit(len, (uint32_t)n, memory_order_release);
+}
+
+/* The reason the peer left with, copied into buf ("" if none). */
+static const char *get_why(const char *src, _Atomic uint32_t *len, char *buf)
+{
+    uint32_t n = atomic_load_explicit(len, memory_order_acquire);
+    if (n > SHM_WHY_MAX - 1)
+        n = SHM_WHY_MAX - 1;
+    memcpy(buf, src, n);
+    buf[n] = '\0';
+    return buf;
+}
+
 static int peer_cons_gone(struct shm_edge *s)
 {
     return atomic_load(&s->h->cons_gen) > 0 && !ofd_held(s->fd, LOCK_CONS);
@@ -204,9 +236,11 @@ static int wait_space(struct shm_edge *s, uint64_t need, int64_t deadline)
         }
         if (peer_cons_gone(s)) {
             atomic_store(&h->prod_waiting, 0);
-            return dagger__edge_fail(&s->base, DAGGER_EPEER,
-                                     "%s: the consumer (pid %u) went away without closing",
-                                     s->base.uri, atomic_load(&h->cons_pid));
+            char why[SHM_WHY_MAX];
+            get_why(h->cons_why, &h->cons_why_len, why);
+            return dagger__edge_fail(
+                &s->base, DAGGER_EPEER, "%s: the consumer (pid %u) went away without closing%s%s",
+                s->base.uri, atomic_load(&h->cons_pid), why[0] ? "; the consumer: " : "", why);
         }
         int left = dagger__net_left_ms(deadline);
         if (left == 0) {
@@ -671,11 +705,14 @@ static int wait_data(struct shm_edge *s, int64_t deadline)
             /* Whatever it published before dying is still delivered. */
             if ((rc = load_head(s, memory_order_seq_cst)) < 0 || s->cached != s->pos + s->pending)
                 break;
+            char why[SHM_WHY_MAX];
+            get_why(h->prod_why, &h->prod_why_len, why);
             rc = dagger__edge_fail(&s->base, DAGGER_EPEER,
                                    "%s: the producer (pid %u) died without closing, after %llu "
-                                   "values",
+                                   "values%s%s",
                                    s->base.uri, atomic_load(&h->prod_pid),
-                                   (unsigned long long)s->seq);
+                                   (unsigned long long)s->seq, why[0] ? "; the producer: " : "",
+                                   why);
             break;
         }
         int left = dagger__net_left_ms(deadline);
@@ -936,6 +973,8 @@ static int shm_close(struct dagger_edge *e)
         close_batch(s);  /* what was pushed is delivered, even before an abort */
         if (!e->aborted) /* dagger__edge_abort: the consumer must not see a clean end */
             atomic_store(&h->closed, 1);
+        else
+            put_why(s, h->prod_why, &h->prod_why_len);
         atomic_fetch_add(&h->data_word, 1);
         futex_wake(&h->data_word);
         ofd_lock(s->fd, LOCK_PROD, F_UNLCK, 0);
@@ -950,6 +989,8 @@ static int shm_close(struct dagger_edge *e)
         if (!e->aborted) { /* the producer then finds the consumer's lock gone: DAGGER_EPEER */
             atomic_store(&h->cons_closed, 1);
             atomic_store(&h->cons_waiting, 1); /* ends the producer's room (net.h: wstop) */
+        } else {
+            put_why(s, h->cons_why, &h->cons_why_len);
         }
         atomic_fetch_add(&h->space_word, 1);
         futex_wake(&h->space_word);
@@ -1175,6 +1216,7 @@ static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
         s->seq = atomic_load(&h->sent);
         atomic_store(&h->prod_waiting, 0);
         atomic_store(&h->prod_pid, (uint32_t)getpid());
+        atomic_store(&h->prod_why_len, 0);
         atomic_fetch_add(&h->prod_gen, 1);
     } else {
         s->pos = s->published = atomic_load(&h->tail);
@@ -1183,6 +1225,7 @@ static int shm_open_edge(struct dagger_edge **out, const struct dagger__uri *u, 
         atomic_store(&h->cons_waiting, 0);
         atomic_store(&h->cons_closed, 0);
         atomic_store(&h->cons_pid, (uint32_t)getpid());
+        atomic_store(&h->cons_why_len, 0);
         atomic_fetch_add(&h->cons_gen, 1);
     }
     ofd_lock(s->fd, LOCK_INIT, F_UNLCK, 0);

@@ -30,11 +30,12 @@
  * blob larger than half the batch goes out with one sendmsg (header + the caller's bytes, no
  * copy).
  * Close sends END, so the consumer can tell an ended stream (DAGGER_ECLOSED) from a lost peer
- * (DAGGER_EPEER). Consumer: reads into a buffer as much as the socket holds, parses frames in place
- * (a value borrows the buffer until the next pop), checks every header and sequence number. A lost
- * connection is not resumed: the kernel may have dropped bytes in flight and there are no
- * acknowledgements to replay from, so the edge fails with DAGGER_EPEER. SPDX-License-Identifier:
- * MIT
+ * (DAGGER_EPEER); a failed or aborted producer that is connected sends END|ABORT with its
+ * reason as payload instead (DAGGER_EPEER at the consumer, quoting it). Consumer: reads into a
+ * buffer as much as the socket holds, parses frames in place (a value borrows the buffer until the
+ * next pop), checks every header and sequence number. A lost connection is not resumed: the kernel
+ * may have dropped bytes in flight and there are no acknowledgements to replay from, so the edge
+ * fails with DAGGER_EPEER. SPDX-License-Identifier: MIT
  */
 #include "net/net.h"
 
@@ -1105,6 +1106,15 @@ static __attribute__((noinline)) int tcp_pop_slow(struct dagger_edge *e, dagger_
     if (f.kind == DAGGER__FRAME_END) {
         if (f.seq != t->seq)
             return lose(t, DAGGER_EINVAL, "%s", "the stream ended with a wrong value count");
+        if (f.flags & DAGGER__FRAME_ABORT) { /* its payload: the producer's reason */
+            int wlen = f.len > 200 ? 200 : (int)f.len;
+            return dagger__edge_fail(e, DAGGER_EPEER,
+                                     "%s: the producer failed after %llu values (its edge was "
+                                     "aborted): the stream is incomplete%s%.*s",
+                                     e->uri, (unsigned long long)t->seq,
+                                     wlen ? "; the producer: " : "", wlen,
+                                     (const char *)t->rbuf + t->rstart + DAGGER__FRAME_HDR);
+        }
         return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the producer closed after %llu values",
                                  e->uri, (unsigned long long)t->seq);
     }
@@ -1259,6 +1269,21 @@ static int tcp_close(struct dagger_edge *e)
         }
         if (rc == 0)
             shutdown(t->fd, SHUT_WR);
+    } else if (e->end == DAGGER_EDGE_PUSH && t->ready && t->fd >= 0) {
+        /* Failed or aborted, still connected: what was pushed goes, then END|ABORT with the
+         * reason as payload, so the consumer fails with it (best effort, within close_ms). */
+        const char *why = e->reason[0] ? e->reason : e->errmsg;
+        size_t n = strnlen(why, sizeof e->reason - 1);
+        if (n > e->max_payload)
+            n = e->max_payload;
+        close_batch(t);
+        if (grow_sbuf(t, t->sused + DAGGER__FRAME_HDR + n) == 0) {
+            dagger__frame_put(t->sbuf + t->sused, DAGGER__FRAME_END, DAGGER__FRAME_ABORT,
+                              (uint32_t)n, t->seq);
+            memcpy(t->sbuf + t->sused + DAGGER__FRAME_HDR, why, n);
+            t->sused += DAGGER__FRAME_HDR + n;
+            (void)flush_buf(t, dagger__net_deadline(t->close_ms));
+        }
     }
     if (t->fd >= 0)
         close(t->fd);

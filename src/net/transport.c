@@ -12,6 +12,7 @@
 
 #include "common/alloc.h"
 #include "common/common.h"
+#include "core/core.h"
 
 #include <ctype.h>
 #include <endian.h>
@@ -755,11 +756,33 @@ DAGGER_API int dagger_edge_open(dagger_edge_t **out, const char *uri, unsigned f
     return rc;
 }
 
+/* ---------------------------------------------------------------- failures
+ * An end closed by a task that has failed (dagger_fail, then dagger_edge_close on the way out)
+ * is aborted with that task's message, so the peer learns of the failure instead of a clean
+ * end. A watched edge (dagger_edge_watch) checks its task before each call and cuts its waits
+ * into slices of WATCH_SLICE_MS, so that a failure of the task at the other end (on another
+ * rank: its result message completes the proxy here) ends them. */
+
+enum { WATCH_SLICE_MS = 50 };
+
+static int close_edge(struct dagger_edge *e)
+{
+    dagger_task_t *w = e->watch;
+    e->watch = NULL;
+    int rc = e->ops->close(e);
+    dagger_task_release(w);
+    return rc;
+}
+
 DAGGER_API int dagger_edge_close(dagger_edge_t *e)
 {
     if (!e)
         return 0;
-    return e->ops->close(e);
+    dagger_task_t *cur = dagger__task_current();
+    if (cur && !e->aborted && dagger__task_failed(cur))
+        return dagger__edge_abort_why(e, "on rank %d, %s", dagger_ctx_rank(dagger__task_ctx(cur)),
+                                      dagger__task_failed_msg(cur));
+    return close_edge(e);
 }
 
 int dagger__edge_abort(struct dagger_edge *e)
@@ -768,8 +791,94 @@ int dagger__edge_abort(struct dagger_edge *e)
         return 0;
     e->aborted = 1;
     if (!e->err)
-        dagger__edge_fail(e, DAGGER_ECANCELED, "%s: aborted by its owner", e->uri);
-    return e->ops->close(e);
+        dagger__edge_fail(e, DAGGER_ECANCELED, "%s: aborted by its owner%s%s", e->uri,
+                          e->reason[0] ? ": " : "", e->reason);
+    return close_edge(e);
+}
+
+int dagger__edge_abort_why(struct dagger_edge *e, const char *fmt, ...)
+{
+    if (!e)
+        return 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->reason, sizeof e->reason, fmt, ap);
+    va_end(ap);
+    return dagger__edge_abort(e);
+}
+
+DAGGER_API int dagger_edge_watch(dagger_edge_t *e, dagger_task_t *t)
+{
+    if (!e) {
+        set_last_errmsg("dagger_edge_watch: the edge is NULL");
+        return DAGGER_EINVAL;
+    }
+    if (!t)
+        return dagger__edge_note(e, DAGGER_EINVAL, "dagger_edge_watch: %s: the task is NULL",
+                                 e->uri);
+    if (e->watch)
+        return dagger__edge_note(
+            e, DAGGER_EBUSY, "dagger_edge_watch: %s already watches task %llu '%s'", e->uri,
+            (unsigned long long)dagger_task_id(e->watch), dagger_task_name(e->watch));
+    e->watch = dagger_task_retain(t);
+    return 0;
+}
+
+/* The watched task failed: fail the edge for good with its message. Returns 0 or the error. */
+static int watch_check(struct dagger_edge *e)
+{
+    dagger_task_t *t = e->watch;
+    int rc = dagger_task_done(t) ? dagger_task_error(t) : 0;
+    if (!rc)
+        return 0;
+    return dagger__edge_fail(e, DAGGER_EPEER, "%s: the task at the other end failed: %s", e->uri,
+                             dagger_task_errmsg(t));
+}
+
+enum { OP_PUSH, OP_POP, OP_POLL, OP_FLUSH, OP_PUSH_N, OP_POP_N };
+
+/* One call of a watched edge: the backend is called with waits of at most WATCH_SLICE_MS
+ * until the call's own timeout, and the watched task is checked between them. */
+static int watched(struct dagger_edge *e, int op, const dagger_value_t *v, dagger_value_t *out,
+                   void *buf, uint32_t size, int n, int timeout_ms)
+{
+    int64_t deadline = dagger__net_deadline(timeout_ms);
+    for (;;) {
+        int rc = watch_check(e);
+        if (rc)
+            return rc;
+        int left = dagger__net_left_ms(deadline);
+        int ms = left < 0 || left > WATCH_SLICE_MS ? WATCH_SLICE_MS : left;
+        switch (op) {
+        case OP_PUSH:
+            rc = e->ops->push(e, v, ms);
+            break;
+        case OP_POP:
+            rc = e->ops->pop(e, out, ms);
+            break;
+        case OP_POLL:
+            rc = e->ops->poll(e, ms);
+            rc = rc == 0 ? DAGGER_ETIMEDOUT : rc;
+            break;
+        case OP_FLUSH:
+            rc = e->ops->flush(e, ms);
+            break;
+        case OP_PUSH_N:
+            rc = e->ops->push_n(e, buf, size, n, ms);
+            break;
+        default:
+            rc = e->ops->pop_n(e, buf, size, n, ms);
+            break;
+        }
+        if (rc == DAGGER_ETIMEDOUT && left == ms && timeout_ms > ms) {
+            /* the backend's note speaks of the last slice: say how long the call waited */
+            char last[sizeof e->errmsg];
+            memcpy(last, e->errmsg, sizeof last);
+            dagger__edge_note(e, rc, "%.200s (the call waited %d ms in all)", last, timeout_ms);
+        }
+        if (rc != DAGGER_ETIMEDOUT || left == ms)
+            return op == OP_POLL && rc == DAGGER_ETIMEDOUT ? 0 : rc;
+    }
 }
 
 DAGGER_API int dagger_edge_push_timed(dagger_edge_t *e, const dagger_value_t *v, int timeout_ms)
@@ -800,6 +909,8 @@ DAGGER_API int dagger_edge_push_timed(dagger_edge_t *e, const dagger_value_t *v,
         return dagger__edge_note(e, DAGGER_EINVAL, "push on the consumer end of %s", e->uri);
     if (e->err)
         return e->err;
+    if (DAGGER_UNLIKELY(e->watch))
+        return watched(e, OP_PUSH, v, NULL, NULL, 0, 0, timeout_ms);
     return e->ops->push(e, v, timeout_ms);
 }
 
@@ -832,6 +943,8 @@ DAGGER_API int dagger_edge_pop(dagger_edge_t *e, dagger_value_t *out, int timeou
     }
     if (e->err)
         return e->err;
+    if (DAGGER_UNLIKELY(e->watch))
+        return watched(e, OP_POP, NULL, out, NULL, 0, 0, timeout_ms);
     return e->ops->pop(e, out, timeout_ms);
 }
 
@@ -884,6 +997,8 @@ DAGGER_API int dagger_edge_push_n(dagger_edge_t *e, const void *src, size_t size
         return e->err;
     if (n == 0)
         return 0;
+    if (e->ops->push_n && DAGGER_UNLIKELY(e->watch))
+        return watched(e, OP_PUSH_N, NULL, NULL, (void *)src, (uint32_t)size, (int)n, timeout_ms);
     if (e->ops->push_n)
         return e->ops->push_n(e, src, (uint32_t)size, (int)n, timeout_ms);
     /* The generic vector: one push per value, under one deadline. */
@@ -891,7 +1006,9 @@ DAGGER_API int dagger_edge_push_n(dagger_edge_t *e, const void *src, size_t size
     const unsigned char *p = src;
     for (int i = 0; i < (int)n; i++) {
         dagger_value_t v = dagger_blob_borrow(p + (size_t)i * size, size);
-        rc = e->ops->push(e, &v, i ? dagger__net_left_ms(deadline) : timeout_ms);
+        rc = e->watch ? watched(e, OP_PUSH, &v, NULL, NULL, 0, 0,
+                                i ? dagger__net_left_ms(deadline) : timeout_ms)
+                      : e->ops->push(e, &v, i ? dagger__net_left_ms(deadline) : timeout_ms);
         if (rc < 0)
             return i ? i : rc;
     }
@@ -909,13 +1026,16 @@ DAGGER_API int dagger_edge_pop_n(dagger_edge_t *e, void *dst, size_t size, size_
         return dagger__edge_hold(e, &e->held_v, (uint32_t)size);
     if (e->err)
         return e->err;
+    if (e->ops->pop_n && DAGGER_UNLIKELY(e->watch))
+        return watched(e, OP_POP_N, NULL, NULL, dst, (uint32_t)size, (int)n, timeout_ms);
     if (e->ops->pop_n)
         return e->ops->pop_n(e, dst, (uint32_t)size, (int)n, timeout_ms);
     /* The generic vector: the first pop may wait, the others take what is there. */
     unsigned char *p = dst;
     for (int i = 0; i < (int)n; i++) {
         dagger_value_t v;
-        rc = e->ops->pop(e, &v, i ? 0 : timeout_ms);
+        rc = e->watch && i == 0 ? watched(e, OP_POP, NULL, &v, NULL, 0, 0, timeout_ms)
+                                : e->ops->pop(e, &v, i ? 0 : timeout_ms);
         if (rc < 0)
             return i ? i : rc;
         if (v.kind != DAGGER_KIND_BLOB || v.len != size) {
@@ -935,6 +1055,8 @@ DAGGER_API int dagger_edge_poll(dagger_edge_t *e, int timeout_ms)
         return 1; /* the value kept by dagger_edge_pop_n */
     if (e->err)
         return e->err;
+    if (DAGGER_UNLIKELY(e->watch))
+        return watched(e, OP_POLL, NULL, NULL, NULL, 0, 0, timeout_ms);
     return e->ops->poll(e, timeout_ms);
 }
 
@@ -944,6 +1066,8 @@ DAGGER_API int dagger_edge_flush(dagger_edge_t *e, int timeout_ms)
         return DAGGER_EINVAL;
     if (e->err)
         return e->err;
+    if (DAGGER_UNLIKELY(e->watch) && e->ops->flush && e->end == DAGGER_EDGE_PUSH)
+        return watched(e, OP_FLUSH, NULL, NULL, NULL, 0, 0, timeout_ms);
     return e->ops->flush && e->end == DAGGER_EDGE_PUSH ? e->ops->flush(e, timeout_ms) : 0;
 }
 

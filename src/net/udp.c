@@ -295,6 +295,15 @@ static int udp_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
         dagger__edge_count(&e->st.drops, f.seq - u->seq);
         if (f.kind == DAGGER__FRAME_END) {
             u->seq = f.seq;
+            if (f.flags & DAGGER__FRAME_ABORT) { /* its payload: the producer's reason */
+                int wlen = f.len > 200 ? 200 : (int)f.len;
+                return dagger__edge_fail(e, DAGGER_EPEER,
+                                         "%s: the producer failed after %llu values (its edge "
+                                         "was aborted): the stream is incomplete%s%.*s",
+                                         e->uri, (unsigned long long)f.seq,
+                                         wlen ? "; the producer: " : "", wlen,
+                                         (const char *)u->buf + DAGGER__FRAME_HDR);
+            }
             return dagger__edge_fail(e, DAGGER_ECLOSED, "%s: the producer closed after %llu values",
                                      e->uri, (unsigned long long)f.seq);
         }
@@ -322,10 +331,18 @@ static int udp_close(struct dagger_edge *e)
 {
     struct udp_edge *u = (struct udp_edge *)e;
     int rc = 0;
-    if (e->end == DAGGER_EDGE_PUSH && !e->err)
+    /* A failed or aborted producer sends END|ABORT with its reason (best effort, as END): the
+     * consumer then fails with DAGGER_EPEER instead of waiting for idle_ms or ending cleanly. */
+    bool failed = e->aborted || e->err;
+    const char *why = e->reason[0] ? e->reason : e->errmsg;
+    size_t wlen = failed ? strnlen(why, sizeof e->reason - 1) : 0;
+    if (wlen > e->max_payload)
+        wlen = e->max_payload;
+    if (e->end == DAGGER_EDGE_PUSH)
         for (int i = 0; i < 3; i++) {
-            int r = send_dgram(u, DAGGER__FRAME_END, 0, "", 0, dagger__net_deadline(100));
-            rc = rc ? rc : (r == DAGGER_EPEER ? 0 : r);
+            int r = send_dgram(u, DAGGER__FRAME_END, failed ? DAGGER__FRAME_ABORT : 0, why, wlen,
+                               dagger__net_deadline(100));
+            rc = failed || rc ? rc : (r == DAGGER_EPEER ? 0 : r);
         }
     close(u->fd);
     memset(u->secret, 0, sizeof u->secret);

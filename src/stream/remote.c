@@ -11,8 +11,9 @@
  * dagger__stream_port_idle), so a batching transport (TCP) never sits on values while the
  * producer upstream is slow, and a sink that never waits sends full batches. When the
  * node ends well and its region did not fail, its edge is closed cleanly (a producer flushes
- * and sends END: the peer's source ends with the stream); otherwise it is aborted, and the
- * peer's edge reports DAGGER_EPEER, which fails the peer's region in turn.
+ * and sends END: the peer's source ends with the stream); otherwise it is aborted with the
+ * failed task's message as reason (abort_port), and the peer's edge reports DAGGER_EPEER (with
+ * that message where the transport carries it), which fails the peer's region in turn.
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
@@ -132,6 +133,28 @@ int dagger__stream_port_idle(struct node *n)
     return 1;
 }
 
+/* Abort the edge of `n`, telling the peer why (where the transport can): the failure of this
+ * node, or else of the node that stopped the region (its message is published before the
+ * region's err_origin), or a cancel. */
+static void abort_port(struct node *n, dagger_edge_t *e, int kind)
+{
+    struct node *o = kind == END_ERROR ? n : atomic_load(&n->r->err_origin);
+    int rank = dagger_ctx_rank(n->r->ctx);
+    const char *msg = o ? dagger__task_failed_msg(o->task) : "";
+    if (msg[0])
+        (void)dagger__edge_abort_why(e, "on rank %d, %s", rank, msg);
+    else if (o)
+        (void)dagger__edge_abort_why(e, "on rank %d, task %llu '%s' failed", rank,
+                                     (unsigned long long)dagger_task_id(o->task),
+                                     dagger_task_name(o->task));
+    else
+        (void)dagger__edge_abort_why(e,
+                                     "on rank %d, the streaming region of task %llu '%s' was "
+                                     "cancelled",
+                                     rank, (unsigned long long)dagger_task_id(n->task),
+                                     dagger_task_name(n->task));
+}
+
 int dagger__stream_port_end(dagger_tc_t *tc, struct node *n, int *kind)
 {
     struct port *p = n->port;
@@ -147,7 +170,7 @@ int dagger__stream_port_end(dagger_tc_t *tc, struct node *n, int *kind)
                  atomic_load(&n->stop) != STOP_HARD && !dagger_tc_cancelled(tc);
     p->e = NULL;
     if (!clean) {
-        (void)dagger__edge_abort(e);
+        abort_port(n, e, *kind);
         return frc;
     }
     /* Keep the message: the edge is freed by the close. */

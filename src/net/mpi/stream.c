@@ -17,6 +17,11 @@
  * suspends and the worker runs other tasks; a timed push (an edge sink on its aux thread, in
  * slices) blocks its thread on the channel's futex word instead, up to the timeout. A consumer
  * that closes sends CREDIT_CLOSED: the producer's next push fails with DAGGER_ECLOSED.
+ * Failures: an end that fails or is aborted (its task failed, its region stopped) tells the
+ * other rank, with its reason: a producer sends END|ABORT carrying it (net/msg.c), whose pops
+ * then fail with DAGGER_EPEER after the values sent; a consumer sends CREDIT_FAILED and the
+ * reason, and the producer's next push or credit wait fails with DAGGER_EPEER quoting it. A
+ * consumer that never opens (its task failed first) is seen through dagger_edge_watch.
  * Limits: a value is at most `max` bytes (default 16 MiB, at most 1 GiB).
  * Invariants: the channel table is guarded by its lock; a consumer's channel is freed when its
  * consumer closed (values arriving after that are dropped), a producer's when its producer
@@ -36,7 +41,9 @@
 #include "net/net.h"
 
 #define NAME_MAX_ 120
-#define CREDIT_CLOSED UINT64_MAX /* M_CREDIT from a consumer that closed its end */
+#define CREDIT_CLOSED UINT64_MAX       /* M_CREDIT from a consumer that closed its end */
+#define CREDIT_FAILED (UINT64_MAX - 1) /* ... that failed or was aborted; its reason follows */
+#define WHY_MAX 200
 
 struct qmsg {
     struct qmsg *next;
@@ -58,6 +65,8 @@ struct chan {
     _Atomic uint32_t seq;     /* bumped (and woken) on every arrival: a message, or credits */
     _Atomic uint64_t acked;   /* producer: messages the consumer has taken */
     _Atomic bool closed;      /* producer: the consumer closed its end (CREDIT_CLOSED) */
+    _Atomic bool failed;      /* producer: the consumer failed (CREDIT_FAILED); `why` is set */
+    char why[WHY_MAX + 1];    /* producer: the consumer's reason (written before `failed`) */
     struct dagger__event *_Atomic waiter; /* producer: out of credits, waiting on this */
 };
 
@@ -168,14 +177,22 @@ void mpi__stream_on_credit(struct mpi_state *st, int src, struct rbuf *rb)
     char name[NAME_MAX_ + 1];
     rb_str(rb, name, sizeof name);
     uint64_t taken = rb_u64(rb);
+    char why[WHY_MAX + 1] = "";
+    if (taken == CREDIT_FAILED)
+        rb_str(rb, why, sizeof why);
     if (rb->bad)
         return;
     pthread_mutex_lock(&chan_lock);
     struct chan *c = chan_get(st, src, name, true, false);
     if (c && taken > atomic_load_explicit(&c->acked, memory_order_relaxed)) {
-        if (taken == CREDIT_CLOSED)
+        if (taken == CREDIT_CLOSED) {
             atomic_store(&c->closed, true);
-        else
+        } else if (taken == CREDIT_FAILED) {
+            if (!atomic_load(&c->failed)) {
+                memcpy(c->why, why, sizeof why);
+                atomic_store(&c->failed, true);
+            }
+        } else
             atomic_store(&c->acked, taken); /* seq_cst: against the waiter's store and read */
         atomic_fetch_add_explicit(&c->seq, 1, memory_order_release);
         dagger__futex_wake(&c->seq, INT_MAX);
@@ -317,6 +334,11 @@ static int post(struct mpi_edge *m, const void *frame, size_t len)
         wb_u64(&s->b, M_CREDIT);
         wb_str(&s->b, m->name);
         wb_u64(&s->b, m->taken);
+        if (m->taken == CREDIT_FAILED) {
+            char why[WHY_MAX + 1];
+            snprintf(why, sizeof why, "%.200s", m->e.reason[0] ? m->e.reason : m->e.errmsg);
+            wb_str(&s->b, why);
+        }
     }
     if (s->b.oom) {
         dagger__free(s->b.p);
@@ -349,6 +371,9 @@ static int credit(struct mpi_edge *m, int timeout_ms)
                                      "%s: rank %d was lost (or the context closed) while the "
                                      "producer waited for credits",
                                      m->e.uri, m->peer);
+        if (atomic_load(&c->failed))
+            return dagger__edge_fail(&m->e, DAGGER_EPEER, "%s: the consumer on rank %d failed: %s",
+                                     m->e.uri, m->peer, c->why[0] ? c->why : "its end was aborted");
         if (atomic_load(&c->closed)) /* its values would be dropped: end like a closed ring */
             return dagger__edge_fail(&m->e, DAGGER_ECLOSED,
                                      "%s: the consumer on rank %d closed its end", m->e.uri,
@@ -360,7 +385,8 @@ static int credit(struct mpi_edge *m, int timeout_ms)
             struct dagger__event ev;
             dagger__event_init(&ev);
             atomic_store(&c->waiter, &ev); /* seq_cst: before the credits are read again */
-            if (m->seq - atomic_load(&c->acked) < m->window || atomic_load(&c->lost)) {
+            if (m->seq - atomic_load(&c->acked) < m->window || atomic_load(&c->lost) ||
+                atomic_load(&c->closed) || atomic_load(&c->failed)) {
                 if (atomic_exchange(&c->waiter, NULL) == &ev)
                     continue; /* nobody took it: it is ours again */
             }
@@ -482,12 +508,21 @@ static int mpi_close(struct dagger_edge *e)
 {
     struct mpi_edge *m = (struct mpi_edge *)e;
     int rc = 0;
-    if (e->end == DAGGER_EDGE_PUSH && !e->aborted && !e->err && atomic_load(&stream_st) == m->st) {
-        long n = dagger__msg_encode(e, NULL, m->seq, &m->buf, &m->cap);
-        rc = n < 0 ? (int)n : post(m, m->buf, (size_t)n);
+    /* A failed or aborted end tells the other rank so, with its reason: never a clean end. */
+    bool failed = e->aborted || (e->err && e->err != DAGGER_ECLOSED);
+    /* Nothing goes to a consumer that closed, failed or was lost: its channel is gone. */
+    if (e->end == DAGGER_EDGE_PUSH && atomic_load(&stream_st) == m->st &&
+        !atomic_load(&m->chan->closed) && !atomic_load(&m->chan->failed) &&
+        !atomic_load(&m->chan->lost)) {
+        long n = failed ? dagger__msg_encode_abort(e, m->seq, &m->buf, &m->cap)
+                        : dagger__msg_encode(e, NULL, m->seq, &m->buf, &m->cap);
+        int prc = n < 0 ? (int)n : post(m, m->buf, (size_t)n);
+        rc = failed ? 0 : prc;
     }
     if (e->end == DAGGER_EDGE_POP && atomic_load(&stream_st) == m->st) {
-        m->taken = CREDIT_CLOSED; /* a producer waiting for credits ends with DAGGER_ECLOSED */
+        /* A producer waiting for credits ends with DAGGER_ECLOSED, or DAGGER_EPEER and the
+         * reason when this end failed. */
+        m->taken = failed ? CREDIT_FAILED : CREDIT_CLOSED;
         (void)post(m, NULL, 0);
     }
     if (m->chan) {
