@@ -14,32 +14,8 @@
 #include "dagger/net.h"
 #include "dagger/stream.h"
 #include "harness.h"
+#include "stream_fail_harness.h"
 #include "mpi_harness.h"
-
-enum { WATCHDOG_S = 60 };
-
-/* An endless source of 0, 1, 2, ...; fails at value `fail_at` when it is >= 0. */
-struct gen_state {
-    int64_t k, fail_at;
-};
-
-static int gen(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    struct gen_state *g = dagger_arg_ptr(a, 0);
-    if (g->k == g->fail_at)
-        return dagger_fail(tc, DAGGER_EIO, "the generator broke at value %lld",
-                           (long long)g->fail_at);
-    *out = dagger_i64(g->k++);
-    return 0;
-}
-
-/* On rank 1: fails before it opens its end of the edge. */
-static int consumer_fails_at_once(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    (void)a;
-    (void)out;
-    return dagger_fail(tc, DAGGER_EIO, "sensor 3 is unplugged");
-}
 
 /* On rank 1: opens "mpi://0/NAME", pops `n` values, then fails and closes its end. */
 static int consumer_fails_after(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
@@ -117,7 +93,7 @@ TEST(consumer_fails_before_opening)
         return;
     dagger_edge_t *up;
     ASSERT_OK(dagger_edge_open(&up, "mpi://1/before", DAGGER_EDGE_PUSH));
-    dagger_task_t *m = spawn_on(ctx, 1, consumer_fails_at_once, "unplugged", NULL, 0);
+    dagger_task_t *m = spawn_on(ctx, 1, unplugged, "unplugged", NULL, 0);
     ASSERT_ERR(dagger_edge_watch(NULL, m), DAGGER_EINVAL);
     ASSERT_STR_HAS(dagger_last_errmsg(), "the edge is NULL");
     ASSERT_ERR(dagger_edge_watch(up, NULL), DAGGER_EINVAL);
@@ -218,7 +194,7 @@ TEST(producer_fails_before_opening)
         return;
     dagger_edge_t *in;
     ASSERT_OK(dagger_edge_open(&in, "mpi://1/pre", DAGGER_EDGE_POP));
-    dagger_task_t *p = spawn_on(ctx, 1, consumer_fails_at_once, "camera", NULL, 0);
+    dagger_task_t *p = spawn_on(ctx, 1, unplugged, "camera", NULL, 0);
     ASSERT_OK(dagger_edge_watch(in, p));
     dagger_stream_t *s;
     ASSERT_OK(dagger_stream_begin(ctx, NULL, &s));

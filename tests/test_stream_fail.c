@@ -16,11 +16,10 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "stream_fail_harness.h"
 
 #include <dagger/net.h>
 #include <dagger/stream.h>
-
-enum { WATCHDOG_S = 60 };
 
 static dagger_ctx_t *open_ctx(int threads)
 {
@@ -30,21 +29,6 @@ static dagger_ctx_t *open_ctx(int threads)
     dagger_ctx_t *ctx;
     ASSERT_OK(dagger_ctx_open(&ctx, &o));
     return ctx;
-}
-
-/* gen(state): 0, 1, 2, ... forever, or a failure at value fail_at (>= 0). */
-struct gen_state {
-    int64_t k, fail_at;
-};
-
-static int gen(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    struct gen_state *g = dagger_arg_ptr(a, 0);
-    if (g->k == g->fail_at)
-        return dagger_fail(tc, DAGGER_EIO, "the generator broke at value %lld",
-                           (long long)g->fail_at);
-    *out = dagger_i64(g->k++);
-    return 0;
 }
 
 /* picky(limit, v): passes v on; fails at v == limit. */
@@ -63,13 +47,6 @@ static int uses(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     (void)tc;
     *out = dagger_i64(dagger_arg_i64(a, 1));
     return 0;
-}
-
-static int unplugged(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    (void)a;
-    (void)out;
-    return dagger_fail(tc, DAGGER_EIO, "sensor 3 is unplugged");
 }
 
 /* The consumer fails before its first run (an input outside the region failed): the producer,
