@@ -61,7 +61,8 @@ static void scope_case(const char *s)
     char small[8], big[4096];
     memset(small, 0x5A, sizeof small);
     int need = dagger_scope_format(sc, small, 4);
-    if (need < 0 || small[4] != 0x5A || (need >= 4 ? strlen(small) != 3 : (int)strlen(small) != need))
+    if (need < 0 || small[4] != 0x5A ||
+        (need >= 4 ? strlen(small) != 3 : (int)strlen(small) != need))
         abort();
     int need2 = dagger_scope_format(sc, big, sizeof big);
     if (need2 != need || (need < (int)sizeof big && (int)strlen(big) != need))
