@@ -351,6 +351,27 @@ TEST(npy_bad_header_names_the_field)
     write_npy(path, 1, "{'descr': '<f8', 'fortran_order': maybe, 'shape': (2,), }", d, 16);
     ASSERT_ERR(dagger_file(ctx, path, NULL, &f), DAGGER_EINVAL);
     ASSERT_STR_HAS(dagger_last_errmsg(), "field 'fortran_order'");
+
+    /* A key's name inside another value is not the key (it was: this file read as shape (1,),
+     * 8 of its 16 bytes); numpy refuses other keys, and so does dagger. */
+    snprintf(path, sizeof path, "%s/decoy.npy", dir);
+    write_npy(path, 1,
+              "{'note': \"'shape': (1,)\", 'descr': '<f8', 'fortran_order': False, "
+              "'shape': (2,), }",
+              d, 16);
+    ASSERT_ERR(dagger_file(ctx, path, NULL, &f), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "field 'note': not a .npy header key (want descr, "
+                                         "fortran_order, shape)");
+    write_npy(path, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'shape': (1,)}", d,
+              16);
+    ASSERT_ERR(dagger_file(ctx, path, NULL, &f), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "field 'shape': given twice");
+    write_npy(path, 1, "{'descr': '<f8', 'fortran_order': Falsehood, 'shape': (2,)}", d, 16);
+    ASSERT_ERR(dagger_file(ctx, path, NULL, &f), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "field 'fortran_order': its value is not followed by");
+    write_npy(path, 1, "['descr', '<f8']", d, 16);
+    ASSERT_ERR(dagger_file(ctx, path, NULL, &f), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "not a dict");
     ASSERT_OK(dagger_ctx_close(ctx));
     rm_tree(dir);
 }

@@ -117,11 +117,12 @@ write("dtrace", "small", dtrace(EV, [b"f", b"it failed"]))
 write("dtrace", "empty", dtrace([], []))
 
 
-def npy(descr, shape, data, fortran=False, version=1):
-    """A .npy file: magic, version, header length, the dict padded to 64 bytes, the data."""
+def npy(descr, shape, data, fortran=False, version=1, text=None):
+    """A .npy file: magic, version, header length, the dict (or `text`) padded to 64 bytes, the
+    data."""
     tup = "(" + "".join("%d, " % d for d in shape).rstrip(" ") + ")" if len(shape) != 1 \
         else "(%d,)" % shape[0]
-    d = "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, tup)
+    d = text or "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, tup)
     pre = 10 if version == 1 else 12
     n = pre + len(d) + 1
     d = (d + " " * (-n % 64) + "\n").encode()
@@ -138,6 +139,9 @@ write("npy", "u1_3d", npy("|u1", (2, 2, 2), bytes(range(8)), fortran=True))
 write("npy", "f4_empty", npy("<f4", (0, 4), b""))
 write("npy", "short_data", npy("<i8", (4,), bytes(8)))
 write("npy", "bad_descr", npy(">f8", (1,), bytes(8)))
+# Read as shape (1,) before the parser went token by token: a key's name inside a value.
+write("npy", "decoy_key", npy("", (), bytes(16), text="{'note': \"'shape': (1,)\", 'descr': "
+                              "'<f8', 'fortran_order': False, 'shape': (2,), }"))
 
 # spill: byte 0 even = round trip (zstd level, 3-byte offset, xor mask, payload); odd = a file
 # (bit 1: the harness seals magic and checksum). A header: magic, size, stored, sum, flags.
