@@ -5,7 +5,8 @@
  * save back (dagger_darray_save, whole) to a file whose data bytes equal those of the input
  * (both are Fortran order). Blocks (odd): the rest up to the first NUL is index.txt, the bytes
  * after it are every block file (block_0.npy, block_0_0.npy, ...); a load that fails must say
- * why in dagger_last_errmsg. One context serves every input.
+ * why in dagger_last_errmsg, one that succeeds must save back as blocks whose block 0 has the
+ * data bytes of its input file. One context serves every input.
  * SPDX-License-Identifier: MIT
  */
 #include <fcntl.h>
@@ -21,7 +22,7 @@
 #include "dagger/file.h"
 
 static dagger_ctx_t *ctx;
-static char dir[256];
+static char dir[256], outdir[300];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -104,6 +105,20 @@ static void blocks(const uint8_t *data, size_t size)
             abort();
         return;
     }
+    /* Round trip: saved again as blocks, block 0 holds the data bytes of its input file. */
+    int nd = dagger_darray_ndims(a);
+    char in[512], out[512];
+    snprintf(in, sizeof in, "%s/%s", dir, names[nd - 1]);
+    snprintf(out, sizeof out, "%s/out/%s", dir, names[nd - 1]);
+    snprintf(outdir, sizeof outdir, "%s/out", dir);
+    if (nd < 1 || nd > 4 || dagger_darray_save(a, outdir, DAGGER_DARRAY_FILE_BLOCKS) != 0)
+        abort();
+    size_t n1, n2;
+    char *d1 = data_of(in, &n1), *d2 = data_of(out, &n2);
+    if (n1 != n2 || memcmp(d1, d2, n1) != 0)
+        abort(); /* load then save changed block 0 */
+    free(d1);
+    free(d2);
     dagger_darray_release(a);
 }
 
