@@ -49,6 +49,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char why[512] = "";
     dagger_file_meta_t m;
     int fd = file_of(data, size);
+    if (dagger_codec_raw.probe(&dagger_codec_raw, fd, PATH, &m, why, sizeof why) != 0 ||
+        m.size != size)
+        abort();
+    char *raw = malloc(size + 1);
+    if (!raw || dagger_codec_raw.decode(&dagger_codec_raw, fd, PATH, &m, raw, why, sizeof why) ||
+        memcmp(raw, data, size) != 0)
+        abort(); /* the raw codec gives the file back byte for byte */
+    free(raw);
     int rc = dagger_codec_npy.probe(&dagger_codec_npy, fd, PATH, &m, why, sizeof why);
     if (rc) {
         if (rc != DAGGER_EINVAL || strncmp(why, PATH ": ", strlen(PATH) + 2) != 0)
