@@ -24,6 +24,14 @@
 static dagger_ctx_t *ctx;
 static char dir[256], outdir[300];
 
+static void remove_dir(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "fuzz_darray: could not remove %s\n", dir);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
@@ -35,6 +43,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     o.num_threads = 2;
     if (!mkdtemp(dir) || dagger_ctx_open(&ctx, &o) != 0)
         abort();
+    atexit(remove_dir); /* libFuzzer exits through exit() at the end of a run */
     return 0;
 }
 

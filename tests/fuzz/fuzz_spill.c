@@ -27,11 +27,26 @@
 static const struct dagger__space_ops *ops;
 static dagger_space_t disk = {0, DAGGER_SPACE_DISK, 0};
 static dagger_space_t host;
+static char dir[256]; /* DAGGER_SPILL_DIR: the spill directory is made inside */
+
+static void remove_dir(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "fuzz_spill: could not remove %s\n", dir);
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/dagger-fuzz-spill-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir))
+        abort();
+    setenv("DAGGER_SPILL_DIR", dir, 1);
+    atexit(remove_dir); /* libFuzzer exits through exit() at the end of a run */
     dagger__io_register();
     ops = dagger__mem_space_ops(DAGGER_SPACE_DISK);
     host = dagger__mem_host();
