@@ -879,6 +879,14 @@ TEST(bad_environment_is_reported)
     ASSERT_ERR(dagger_ctx_open(&ctx, NULL), DAGGER_EINVAL);
     ASSERT_STR_HAS(dagger_last_errmsg(), "DAGGER_NUM_THREADS='lots' is invalid");
     ASSERT_NULL(ctx);
+    /* A huge value with a suffix overflowed a long before the range check (UBSan). */
+    setenv("DAGGER_NUM_THREADS", "9223372036854775807m", 1);
+    ASSERT_ERR(dagger_ctx_open(&ctx, NULL), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "DAGGER_NUM_THREADS='9223372036854775807m' is invalid");
+    setenv("DAGGER_NUM_THREADS", "99999999999999999999", 1);
+    ASSERT_ERR(dagger_ctx_open(&ctx, NULL), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "is invalid: expected an integer within 1..");
+    ASSERT_NULL(ctx);
     setenv("DAGGER_NUM_THREADS", "3", 1);
     ASSERT_OK(dagger_ctx_open(&ctx, NULL));
     ASSERT_EQ(dagger_ctx_num_threads(ctx), 3);

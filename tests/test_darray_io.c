@@ -350,6 +350,59 @@ TEST(failed_saves_leave_no_file)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+static void put_text(const char *name, const char *text)
+{
+    char p[400];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    ASSERT_PTR(f);
+    fputs(text, f);
+    ASSERT_EQ(fclose(f), 0);
+}
+
+/* tests/fuzz/corpus/darray/crash-index-*: the index alone sized the array, so a corrupted one
+ * asked for 8 TiB in one block or for 10^8 block tasks before a block file was opened. Each
+ * block file is checked first: it exists and holds at least its block's data bytes. */
+TEST(hostile_index_is_checked_against_the_block_files)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    fresh_dir();
+    dagger_darray_t *x = NULL;
+    put_text("index.txt", "dagger-darray 1\nelt <f8\ndims (1099511627776,)\n"
+                          "blocks (1099511627776,)\n");
+    put_text("block_0.npy", "");
+    ASSERT_ERR(dagger_darray_load(ctx, dir, DAGGER_DARRAY_FILE_BLOCKS, DAGGER_AUTOBLOCKS, NULL, &x),
+               DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "/block_0.npy has 0 bytes but its block needs "
+                                         "8796093022208 data bytes (the index says dims "
+                                         "(1099511627776,), blocks (1099511627776,))");
+    ASSERT_NULL(x);
+
+    /* 10^8 blocks of one element: the first file holds one, the second is missing. */
+    dagger_darray_t *one = NULL;
+    ASSERT_OK(
+        dagger_darray_zeros(ctx, DAGGER_ELT_F64, DAGGER_BLOCKS(1), DAGGER_DIMS(1), NULL, &one));
+    char p[400];
+    snprintf(p, sizeof p, "%s/block_0.npy", dir);
+    ASSERT_OK(dagger_darray_save(one, p, DAGGER_DARRAY_FILE_WHOLE));
+    dagger_darray_release(one);
+    put_text("index.txt", "dagger-darray 1\nelt <f8\ndims (100000000,)\nblocks (1,)\n");
+    ASSERT_ERR(dagger_darray_load(ctx, dir, DAGGER_DARRAY_FILE_BLOCKS, DAGGER_AUTOBLOCKS, NULL, &x),
+               DAGGER_ENOENT);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "missing block file");
+    ASSERT_STR_HAS(dagger_last_errmsg(), "/block_1.npy");
+    ASSERT_NULL(x);
+
+    /* A sign is not an extent (strtoull took "-1" for 2^64 - 1). */
+    put_text("index.txt", "dagger-darray 1\nelt <f8\ndims (-1,)\nblocks (1,)\n");
+    ASSERT_ERR(dagger_darray_load(ctx, dir, DAGGER_DARRAY_FILE_BLOCKS, DAGGER_AUTOBLOCKS, NULL, &x),
+               DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "index.txt is not a DArray index");
+    ASSERT_NULL(x);
+    cleanup();
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(round_trip_every_type_both_modes_ragged, placed_and_empty_arrays,
           whole_file_and_block_files_interoperate_with_numpy, errors_name_the_file_and_the_problem,
-          failed_saves_leave_no_file)
+          failed_saves_leave_no_file, hostile_index_is_checked_against_the_block_files)

@@ -351,6 +351,27 @@ TEST(npy_bad_header_names_the_field)
     write_npy(path, 1, "{'descr': '<f8', 'fortran_order': maybe, 'shape': (2,), }", d, 16);
     ASSERT_ERR(dagger_file(ctx, path, NULL, &f), DAGGER_EINVAL);
     ASSERT_STR_HAS(dagger_last_errmsg(), "field 'fortran_order'");
+
+    /* A key's name inside another value is not the key (it was: this file read as shape (1,),
+     * 8 of its 16 bytes); numpy refuses other keys, and so does dagger. */
+    snprintf(path, sizeof path, "%s/decoy.npy", dir);
+    write_npy(path, 1,
+              "{'note': \"'shape': (1,)\", 'descr': '<f8', 'fortran_order': False, "
+              "'shape': (2,), }",
+              d, 16);
+    ASSERT_ERR(dagger_file(ctx, path, NULL, &f), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "field 'note': not a .npy header key (want descr, "
+                                         "fortran_order, shape)");
+    write_npy(path, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), 'shape': (1,)}", d,
+              16);
+    ASSERT_ERR(dagger_file(ctx, path, NULL, &f), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "field 'shape': given twice");
+    write_npy(path, 1, "{'descr': '<f8', 'fortran_order': Falsehood, 'shape': (2,)}", d, 16);
+    ASSERT_ERR(dagger_file(ctx, path, NULL, &f), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "field 'fortran_order': its value is not followed by");
+    write_npy(path, 1, "['descr', '<f8']", d, 16);
+    ASSERT_ERR(dagger_file(ctx, path, NULL, &f), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "not a dict");
     ASSERT_OK(dagger_ctx_close(ctx));
     rm_tree(dir);
 }
@@ -898,6 +919,90 @@ TEST(out_of_core_corrupted_spill_fails_with_eio)
     rm_tree(dir);
 }
 
+/* Rewrites the header of every spill file under `dir` to claim a zstd payload of 2^40 bytes
+ * (cut: cuts the file to 20 bytes instead); returns how many. */
+static int forge_spills(const char *dir, bool cut)
+{
+    int n = 0;
+    DIR *d = opendir(dir);
+    ASSERT_PTR(d);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat st;
+        if (e->d_name[0] == '.' || lstat(p, &st) != 0)
+            continue;
+        if (S_ISDIR(st.st_mode)) {
+            n += forge_spills(p, cut);
+            continue;
+        }
+        int fd = open(p, O_RDWR);
+        ASSERT_TRUE(fd >= 0);
+        if (cut) {
+            ASSERT_EQ(ftruncate(fd, 20), 0);
+            close(fd);
+            n++;
+            continue;
+        }
+        uint64_t stored = (uint64_t)1 << 40,
+                 flags = 1; /* header: magic, size, stored, sum, flags */
+        ASSERT_EQ(pwrite(fd, &stored, 8, 16), 8);
+        ASSERT_EQ(pwrite(fd, &flags, 8, 32), 8);
+        close(fd);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+/* tests/fuzz/corpus/spill/crash-huge-stored: the reload of a zstd spill file allocated the
+ * stored size its header claims (up to 2^48 bytes) before reading; it is checked against the
+ * file's size first, and the reload fails with DAGGER_EIO naming both sizes. */
+static void forged_spills_fail_with_eio(bool cut, const char *msg)
+{
+    const char *dir = mkdir_tmp();
+    setenv("DAGGER_SPILL_DIR", dir, 1);
+    const size_t bytes = 256 * 1024, limit = MiB;
+    dagger_ctx_t *ctx = open_ctx(1, limit);
+    dagger_task_t *t[8];
+    gen_all(ctx, t, 8, bytes);
+    wait_resident_under(ctx, limit);
+    ASSERT_TRUE(forge_spills(dir, cut) > 0);
+    int eio = 0;
+    for (int i = 0; i < 8; i++) {
+        dagger_task_t *s = dagger_spawn(ctx, sum_buf_f64, t[i]);
+        double v;
+        int rc = dagger_fetch_f64(s, &v);
+        if (rc) {
+            ASSERT_EQ(rc, DAGGER_EIO);
+            ASSERT_STR_HAS(dagger_task_errmsg(s), msg);
+            eio++;
+        } else {
+            ASSERT_NEAR(v, block_sum(i, bytes), 0);
+        }
+        dagger_task_release(s);
+        dagger_task_release(t[i]);
+    }
+    ASSERT_TRUE(eio > 0);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    unsetenv("DAGGER_SPILL_DIR");
+    rm_tree(dir);
+}
+
+TEST(out_of_core_spill_with_a_forged_size_fails_with_eio)
+{
+    forged_spills_fail_with_eio(false, "the spill file's header is corrupted: it stores "
+                                       "1099511627776 bytes, the file has");
+}
+
+/* tests/fuzz/corpus/spill/crash-truncated-header: a spill file shorter than its header said
+ * "the file ends .. early (changed since opened?)" without naming the reload. */
+TEST(out_of_core_truncated_spill_fails_with_eio)
+{
+    forged_spills_fail_with_eio(true, "the spill file is truncated: 20 bytes, its header is 40");
+}
+
 TEST(out_of_core_task_larger_than_the_limit_fails_with_enomem)
 {
     dagger_ctx_t *ctx = open_ctx(1, MiB);
@@ -1166,6 +1271,8 @@ TEST_LIST(raw_round_trip_absolute_and_relative, missing_file_fails_at_the_call,
           out_of_core_reduction_matches_in_memory,
           out_of_core_disk_full_keeps_data_and_fails_with_enospc,
           out_of_core_corrupted_spill_fails_with_eio,
+          out_of_core_spill_with_a_forged_size_fails_with_eio,
+          out_of_core_truncated_spill_fails_with_eio,
           out_of_core_task_larger_than_the_limit_fails_with_enomem, mem_limit_from_the_environment,
           spilled_file_chunk_reloads_from_its_file, out_of_core_tiled_cholesky_matches_in_memory,
           out_of_core_two_threads_and_zstd, save_a_spilled_chunk, out_of_core_moves_are_traced)

@@ -21,6 +21,11 @@ TEST(cgroup_cpu_max_is_parsed)
     ASSERT_EQ(dagger__topo_parse_cpu_max("50000"), 1);     /* default period */
     ASSERT_EQ(dagger__topo_parse_cpu_max("bogus 100"), -1);
     ASSERT_EQ(dagger__topo_parse_cpu_max(""), -1);
+    /* tests/fuzz/corpus/parse/crash-cpu-max-*: quota + period - 1 overflowed (UBSan). */
+    ASSERT_EQ(dagger__topo_parse_cpu_max("9223372036854775807 1"), 1 << 20);
+    ASSERT_EQ(dagger__topo_parse_cpu_max("9223372036854775807 100000"), 1 << 20);
+    ASSERT_EQ(dagger__topo_parse_cpu_max("50000 9223372036854775807"), 1);
+    ASSERT_EQ(dagger__topo_parse_cpu_max("9223372036854775807 9223372036854775807"), 1);
 }
 
 /* What `taskset -c <first allowed CPU>` does: the default context then has one worker. */

@@ -756,9 +756,28 @@ TEST(sizes_parse_with_suffixes_and_refuse_the_rest)
     ASSERT_EQ(v, 7);
 }
 
-TEST_LIST(sizes_parse_with_suffixes_and_refuse_the_rest, chunk_create_query_and_errors,
-          chunk_arguments_and_results_through_chains_and_diamonds, chunk_refcounts_balance,
-          staging_copies_by_version, mutable_pinned_to_thread,
+/* tests/fuzz/corpus/parse/crash-size-negative: strtoull took "-1" for 2^64 - 1, so
+ * DAGGER_MEM_LIMIT=-1 meant no limit at all; a sign or a space before the digits is refused. */
+TEST(sizes_refuse_a_sign_or_a_space)
+{
+    size_t v = 7;
+    ASSERT_ERR(dagger__parse_size("-1", &v), DAGGER_EINVAL);
+    ASSERT_ERR(dagger__parse_size("-4k", &v), DAGGER_EINVAL);
+    ASSERT_ERR(dagger__parse_size("+5", &v), DAGGER_EINVAL);
+    ASSERT_ERR(dagger__parse_size(" 5", &v), DAGGER_EINVAL);
+    ASSERT_EQ(v, 7);
+    setenv("DAGGER_MEM_LIMIT", "-1", 1);
+    dagger_ctx_t *ctx = NULL;
+    dagger_opts_t o;
+    dagger_opts_init(&o);
+    ASSERT_ERR(dagger_ctx_open(&ctx, &o), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "DAGGER_MEM_LIMIT=-1 is not a size");
+    unsetenv("DAGGER_MEM_LIMIT");
+}
+
+TEST_LIST(sizes_parse_with_suffixes_and_refuse_the_rest, sizes_refuse_a_sign_or_a_space,
+          chunk_create_query_and_errors, chunk_arguments_and_results_through_chains_and_diamonds,
+          chunk_refcounts_balance, staging_copies_by_version, mutable_pinned_to_thread,
           mutable_scope_conflict_names_both_scopes, mutable_errors, shard_histogram_per_thread,
           shard_histogram_per_thread_one_thread, shard_histogram_per_worker, shard_errors,
           data_argument_errors, encode_decode_handles, scope_of_processors,

@@ -1,9 +1,11 @@
 /* src/common/size.c - the one parser of sizes and counts in environment variables.
  *
  * "65536", "512k", "4M", "2GiB", "1t": decimal, an optional k/m/g/t suffix (powers of 1024),
- * an optional "i" and "B". Anything else, or a value that overflows, is refused.
+ * an optional "i" and "B". Anything else, or a value that overflows, is refused; so is a sign
+ * or a space before the digits (strtoull would take "-1" for 2^64 - 1: fuzz_parse found it).
  * SPDX-License-Identifier: MIT
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 
@@ -11,6 +13,8 @@
 
 int dagger__parse_size(const char *s, size_t *out)
 {
+    if (!isdigit((unsigned char)*s))
+        return DAGGER_EINVAL;
     char *end;
     errno = 0;
     unsigned long long v = strtoull(s, &end, 10);

@@ -1,6 +1,7 @@
 /* src/core/ctx.c - contexts: options, the worker pool, draining and closing; the version.
  * SPDX-License-Identifier: MIT
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,15 +74,20 @@ static int env_long(const char *name, long lo, long hi, long *out)
     if (!s || !*s)
         return 0;
     char *end;
-    long v = strtol(s, &end, 10);
+    errno = 0;
+    long v = strtol(s, &end, 10), mul = 1;
+    bool ok = end != s && errno == 0;
     if (*end == 'k' || *end == 'K') {
-        v *= 1024;
+        mul = 1024;
         end++;
     } else if (*end == 'm' || *end == 'M') {
-        v *= 1024 * 1024;
+        mul = 1024 * 1024;
         end++;
     }
-    DAGGER_CHECK(*end == '\0' && v >= lo && v <= hi, DAGGER_EINVAL,
+    /* A huge value times the suffix was a signed overflow (UB) before the range check. */
+    if (__builtin_mul_overflow(v, mul, &v))
+        ok = false;
+    DAGGER_CHECK(ok && *end == '\0' && v >= lo && v <= hi, DAGGER_EINVAL,
                  "%s='%s' is invalid: expected an integer within %ld..%ld", name, s, lo, hi);
     *out = v;
     return 0;

@@ -10,6 +10,7 @@
  * The index of a folder is written last, so a folder with an index is complete.
  * SPDX-License-Identifier: MIT
  */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -63,16 +64,22 @@ static const char *tuple(const size_t *v, int n, char *buf, size_t cap)
     return buf;
 }
 
-/* The file of block b in folder `dir`: dir/block_<g0>_<g1>..npy. */
+/* The file of the block at grid coordinates g in folder `dir`: dir/block_<g0>_<g1>..npy. */
+static void coords_path(const char *dir, int nd, const size_t *g, char *buf, size_t cap)
+{
+    int k = snprintf(buf, cap, "%s/block", dir);
+    for (int d = 0; d < nd && (size_t)k < cap; d++)
+        k += snprintf(buf + k, cap - (size_t)k, "_%zu", g[d]);
+    if ((size_t)k < cap)
+        snprintf(buf + k, cap - (size_t)k, ".npy");
+}
+
+/* The file of block b in folder `dir`. */
 static void block_path(const dagger_darray_t *a, const char *dir, size_t b, char *buf, size_t cap)
 {
     size_t g[DA_MAXD];
     dagger__da_block_coords(a, b, g);
-    int k = snprintf(buf, cap, "%s/block", dir);
-    for (int d = 0; d < a->nd && (size_t)k < cap; d++)
-        k += snprintf(buf + k, cap - (size_t)k, "_%zu", g[d]);
-    if ((size_t)k < cap)
-        snprintf(buf + k, cap - (size_t)k, ".npy");
+    coords_path(dir, a->nd, g, buf, cap);
 }
 
 /* ---------------------------------------------------------------- runs of a block */
@@ -278,6 +285,8 @@ static int parse_tuple(const char *s, size_t *v)
             s++;
         if (*s == ')')
             return n;
+        if (!isdigit((unsigned char)*s)) /* strtoull would take "-1" for 2^64 - 1 */
+            return -1;
         char *end;
         errno = 0;
         unsigned long long x = strtoull(s, &end, 10);
@@ -330,6 +339,45 @@ static int read_index(const char *dir, index_rec_t *x)
                                   "'" INDEX_MAGIC "', 'elt <f8', 'dims (..)', 'blocks (..)')",
                                   path);
     return 0;
+}
+
+/* Every block file the index implies exists and holds at least its block's data bytes, checked
+ * before anything is allocated: the index alone must not size the array (a corrupted or hostile
+ * "dims (1099511627776,)" asked for 8 TiB, "blocks (1,)" of 10^8 elements for 10^8 tasks;
+ * fuzz_darray). Stops at the first file that fails, so the work is bounded by the files there. */
+static int check_block_files(const char *dir, const index_rec_t *x, const dagger__da_layout_t *l)
+{
+    size_t grid[DA_MAXD], g[DA_MAXD] = {0}, es = dagger_elt_size(l->elt);
+    for (int d = 0; d < l->nd; d++)
+        grid[d] = l->dims[d] ? (l->dims[d] + l->bs[d] - 1) / l->bs[d] : 1;
+    char path[4096], t1[128], t2[128];
+    for (;;) {
+        size_t need = es; /* at most the array's bytes: dagger__da_layout bounds those */
+        for (int d = 0; d < l->nd; d++) {
+            size_t rest = l->dims[d] - g[d] * l->bs[d];
+            need *= rest < l->bs[d] ? rest : l->bs[d];
+        }
+        coords_path(dir, l->nd, g, path, sizeof path);
+        struct stat st;
+        if (stat(path, &st) != 0) {
+            int e = errno;
+            return dagger__set_errmsg(dagger__io_code(e),
+                                      "dagger_darray_load: missing block file %s: %s", path,
+                                      strerror(e));
+        }
+        if (!S_ISREG(st.st_mode) || (unsigned long long)st.st_size < need)
+            return dagger__set_errmsg(
+                DAGGER_EINVAL,
+                "dagger_darray_load: block file %s has %llu bytes but its block needs %zu data "
+                "bytes (the index says dims %s, blocks %s)",
+                path, (unsigned long long)st.st_size, need, tuple(x->dims, x->nd, t1, sizeof t1),
+                tuple(x->bs, x->nd, t2, sizeof t2));
+        int d = 0;
+        while (d < l->nd && ++g[d] == grid[d])
+            g[d++] = 0;
+        if (d == l->nd)
+            return 0;
+    }
 }
 
 typedef struct load_blocks_job {
@@ -394,6 +442,8 @@ static int load_blocks(dagger_ctx_t *ctx, const char *dir, dagger_dims_t blocks,
                  dir, tuple(x.bs, x.nd, t1, sizeof t1));
     dagger__da_layout_t l;
     if ((rc = dagger__da_layout(ctx, x.elt, bs, dims, opts, &l)))
+        return rc;
+    if ((rc = check_block_files(dir, &x, &l)))
         return rc;
     load_blocks_job_t j = {dir};
     return dagger__da_build_with(ctx, &l, load_block_body, &j, "darray_load", out);

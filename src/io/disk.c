@@ -136,7 +136,7 @@ char *dagger__io_abspath(const char *path)
 /* A 64-bit checksum of four interleaved multiply-rotate lanes (fast, not cryptographic). */
 static uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
 
-static uint64_t checksum(const void *p, size_t n)
+uint64_t dagger__io_checksum(const void *p, size_t n)
 {
     const uint64_t k1 = 0x9E3779B185EBCA87ull, k2 = 0xC2B2AE3D27D4EB4Full;
     uint64_t h[4] = {k1, k2, k1 ^ n, k2 ^ n};
@@ -281,7 +281,7 @@ static int spill_write(struct dagger__disk_obj *o, const void *src, size_t n, ch
 #else
     (void)zstd_level;
 #endif
-    h.sum = checksum(payload, (size_t)h.stored);
+    h.sum = dagger__io_checksum(payload, (size_t)h.stored);
     int rc = 0;
     int fd = open(o->spill, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
@@ -313,15 +313,37 @@ static int spill_read(struct dagger__disk_obj *o, void *dst, size_t n, char *why
     }
     struct spill_header h;
     void *buf = NULL;
-    int rc = dagger__io_read_at(fd, &h, sizeof h, 0, o->spill, why, cap);
+    struct stat st;
+    int rc = 0;
+    if (fstat(fd, &st) != 0) {
+        snprintf(why, cap, "reload from %s: %s", o->spill, strerror(errno));
+        rc = dagger__io_code(errno);
+    } else if ((uint64_t)st.st_size < sizeof h) {
+        snprintf(why, cap,
+                 "reload from %s: the spill file is truncated: %llu bytes, its header is %zu",
+                 o->spill, (unsigned long long)st.st_size, sizeof h);
+        rc = DAGGER_EIO;
+    } else {
+        rc = dagger__io_read_at(fd, &h, sizeof h, 0, o->spill, why, cap);
+    }
     if (!rc && (memcmp(h.magic, SPILL_MAGIC, 8) != 0 || h.size != n ||
                 (h.flags == 0 && h.stored != n) || (h.flags & ~(uint64_t)SPILL_ZSTD))) {
         snprintf(why, cap, "reload from %s: the spill file's header is corrupted", o->spill);
         rc = DAGGER_EIO;
     }
+    /* The stored size is checked against the file before anything is allocated for it: a
+     * corrupted one would otherwise ask for up to 2^48 bytes (fuzz_spill). */
+    if (!rc && h.stored != (uint64_t)st.st_size - sizeof h) {
+        snprintf(why, cap,
+                 "reload from %s: the spill file's header is corrupted: it stores %llu bytes, "
+                 "the file has %llu after the header",
+                 o->spill, (unsigned long long)h.stored,
+                 (unsigned long long)st.st_size - (unsigned long long)sizeof h);
+        rc = DAGGER_EIO;
+    }
     if (!rc && h.flags == 0) {
         rc = dagger__io_read_at(fd, dst, n, sizeof h, o->spill, why, cap);
-        if (!rc && checksum(dst, n) != h.sum) {
+        if (!rc && dagger__io_checksum(dst, n) != h.sum) {
             snprintf(why, cap, "reload from %s: checksum mismatch: the spill file is corrupted",
                      o->spill);
             rc = DAGGER_EIO;
@@ -334,7 +356,7 @@ static int spill_read(struct dagger__disk_obj *o, void *dst, size_t n, char *why
             rc = DAGGER_ENOMEM;
         } else {
             rc = dagger__io_read_at(fd, buf, (size_t)h.stored, sizeof h, o->spill, why, cap);
-            if (!rc && checksum(buf, (size_t)h.stored) != h.sum) {
+            if (!rc && dagger__io_checksum(buf, (size_t)h.stored) != h.sum) {
                 snprintf(why, cap, "reload from %s: checksum mismatch: the spill file is corrupted",
                          o->spill);
                 rc = DAGGER_EIO;

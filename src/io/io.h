@@ -55,6 +55,10 @@ int dagger__io_save(const char *path, const dagger_codec_t *codec, const dagger_
  * Returns NULL when out of memory or the working directory is unreadable (errmsg set). */
 char *dagger__io_abspath(const char *path);
 
+/* The checksum of a spill file's stored bytes (64 bits, not cryptographic; the fuzz harness
+ * of spill files seals its inputs with it). */
+uint64_t dagger__io_checksum(const void *p, size_t n);
+
 /* Fault injection for tests: DAGGER_FAULT_IO=tofile fails every atomic write half-way with
  * ENOSPC, DAGGER_FAULT_IO=spill fails every spill write with ENOSPC. */
 bool dagger__io_fault(const char *what);

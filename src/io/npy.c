@@ -2,13 +2,14 @@
  *
  * Design: .npy is a 6-byte magic, a version, a little-endian header length, a Python dict
  * literal {'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), } padded to 64 bytes with
- * spaces and a newline, then the data. The parser reads exactly those three keys in any order
- * and names the field that is wrong. Fortran-order data is transposed to C order on load; writes
- * are C order, version 1.0 unless the header needs 2.0.
- * SPDX-License-Identifier: MIT
+ * spaces and a newline, then the data. The parser reads the dict token by token and takes
+ * exactly those three keys, in any order (a key's name inside another value is not the key:
+ * fuzz_npy), and names the field that is wrong. Fortran-order data is transposed to C order on
+ * load; writes are C order, version 1.0 unless the header needs 2.0. SPDX-License-Identifier: MIT
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,29 +64,6 @@ static const struct {
     {"|b1", DAGGER_ELT_U8, 1},
 };
 
-/* The text after key `key` and its colon, or NULL. */
-static const char *field(const char *h, const char *key)
-{
-    char q[32];
-    snprintf(q, sizeof q, "'%s'", key);
-    const char *p = strstr(h, q);
-    if (!p) {
-        snprintf(q, sizeof q, "\"%s\"", key);
-        p = strstr(h, q);
-    }
-    if (!p)
-        return NULL;
-    p += strlen(q);
-    while (isspace((unsigned char)*p))
-        p++;
-    if (*p != ':')
-        return NULL;
-    p++;
-    while (isspace((unsigned char)*p))
-        p++;
-    return p;
-}
-
 #define BAD(fieldname, ...)                                                                        \
     do {                                                                                           \
         int n_ = snprintf(why, cap, "%s: malformed .npy header: field '%s': ", path, fieldname);   \
@@ -94,75 +72,163 @@ static const char *field(const char *h, const char *key)
         return DAGGER_EINVAL;                                                                      \
     } while (0)
 
-static int parse_header(const char *h, const char *path, dagger_file_meta_t *m, char *why,
-                        size_t cap)
+static const char *skip_space(const char *p)
 {
-    const char *p = field(h, "descr");
-    if (!p)
-        BAD("descr", "missing");
+    while (isspace((unsigned char)*p))
+        p++;
+    return p;
+}
+
+/* A quoted string without escapes at p ('..' or ".."): its text into buf (cap bytes); the
+ * position after its closing quote, or NULL when it is not one or does not fit. */
+static const char *quoted(const char *p, char *buf, size_t cap)
+{
     char quote = *p;
     if (quote != '\'' && quote != '"')
-        BAD("descr", "not a string");
+        return NULL;
     const char *e = strchr(p + 1, quote);
-    if (!e || e - p - 1 >= 16)
-        BAD("descr", "not a string");
+    if (!e || (size_t)(e - p - 1) >= cap)
+        return NULL;
+    memcpy(buf, p + 1, (size_t)(e - p - 1));
+    buf[e - p - 1] = '\0';
+    return e + 1;
+}
+
+static const char *parse_descr(const char *p, const char *path, dagger_file_meta_t *m, char *why,
+                               size_t cap, int *rc)
+{
     char descr[16];
-    memcpy(descr, p + 1, (size_t)(e - p - 1));
-    descr[e - p - 1] = '\0';
+    *rc = DAGGER_EINVAL;
+    const char *e = quoted(p, descr, sizeof descr);
+    if (!e) {
+        snprintf(why, cap, "%s: malformed .npy header: field 'descr': not a string", path);
+        return NULL;
+    }
     size_t k = 0;
     for (; k < sizeof dtypes / sizeof dtypes[0]; k++)
         if (strcmp(descr, dtypes[k].descr) == 0)
             break;
-    if (k == sizeof dtypes / sizeof dtypes[0])
-        BAD("descr", "'%s' is not one of <f8, <f4, <i8, <i4, |u1, |b1 (little-endian)", descr);
+    if (k == sizeof dtypes / sizeof dtypes[0]) {
+        snprintf(why, cap,
+                 "%s: malformed .npy header: field 'descr': '%s' is not one of <f8, <f4, <i8, <i4, "
+                 "|u1, |b1 (little-endian)",
+                 path, descr);
+        return NULL;
+    }
     m->elt = dtypes[k].elt;
     m->npy_bool = dtypes[k].is_bool;
+    *rc = 0;
+    return e;
+}
 
-    p = field(h, "fortran_order");
-    if (!p)
-        BAD("fortran_order", "missing");
-    if (strncmp(p, "True", 4) == 0)
-        m->fortran = 1;
-    else if (strncmp(p, "False", 5) == 0)
-        m->fortran = 0;
-    else
-        BAD("fortran_order", "not True or False");
-
-    p = field(h, "shape");
-    if (!p)
-        BAD("shape", "missing");
+static const char *parse_shape(const char *p, const char *path, dagger_file_meta_t *m, char *why,
+                               size_t cap, int *rc)
+{
+#undef BAD_RET
+#define BAD_RET(...)                                                                               \
+    do {                                                                                           \
+        int n_ = snprintf(why, cap, "%s: malformed .npy header: field 'shape': ", path);           \
+        if (n_ > 0 && (size_t)n_ < cap)                                                            \
+            snprintf(why + n_, cap - (size_t)n_, __VA_ARGS__);                                     \
+        *rc = DAGGER_EINVAL;                                                                       \
+        return NULL;                                                                               \
+    } while (0)
     if (*p != '(')
-        BAD("shape", "not a tuple");
+        BAD_RET("not a tuple");
     p++;
     int nd = 0;
-    size_t bytes = dagger_elt_size(m->elt);
     for (;;) {
-        while (isspace((unsigned char)*p))
-            p++;
+        p = skip_space(p);
         if (*p == ')')
             break;
         if (!isdigit((unsigned char)*p))
-            BAD("shape", "not a tuple of non-negative integers");
+            BAD_RET("not a tuple of non-negative integers");
         errno = 0;
         char *end;
         unsigned long long d = strtoull(p, &end, 10);
-        if (errno || nd == DAGGER_CHUNK_MAX_DIMS)
-            BAD("shape", errno ? "an extent is too large" : "more than %d dimensions",
-                DAGGER_CHUNK_MAX_DIMS);
-        if (__builtin_mul_overflow(bytes, (size_t)d, &bytes))
-            BAD("shape", "the byte size overflows");
+        if (errno || d > SIZE_MAX || nd == DAGGER_CHUNK_MAX_DIMS)
+            BAD_RET(nd == DAGGER_CHUNK_MAX_DIMS ? "more than %d dimensions"
+                                                : "an extent is too large",
+                    DAGGER_CHUNK_MAX_DIMS);
         m->shape[nd++] = (size_t)d;
-        p = end;
-        while (isspace((unsigned char)*p))
-            p++;
+        p = skip_space(end);
         if (*p == ',')
             p++;
         else if (*p != ')')
-            BAD("shape", "not a tuple of non-negative integers");
+            BAD_RET("not a tuple of non-negative integers");
     }
     if (nd == 0) /* a 0-d array holds one element */
         m->shape[nd++] = 1;
     m->ndims = nd;
+    *rc = 0;
+    return p + 1;
+#undef BAD_RET
+}
+
+/* The header is a Python dict literal with exactly the keys descr, fortran_order and shape (as
+ * numpy writes and requires). It is read token by token, so that a key's name inside another
+ * value is never taken for the key. */
+static int parse_header(const char *h, const char *path, dagger_file_meta_t *m, char *why,
+                        size_t cap)
+{
+    static const char *const keys[3] = {"descr", "fortran_order", "shape"};
+    int seen[3] = {0, 0, 0}, rc = 0;
+    const char *p = skip_space(h);
+    if (*p != '{') {
+        snprintf(why, cap, "%s: malformed .npy header: not a dict ('{' expected)", path);
+        return DAGGER_EINVAL;
+    }
+    p++;
+    for (;;) {
+        p = skip_space(p);
+        if (*p == '}')
+            break;
+        char key[32];
+        const char *e = quoted(p, key, sizeof key);
+        if (!e) {
+            snprintf(why, cap, "%s: malformed .npy header: a key is not a short string at '%.16s'",
+                     path, p);
+            return DAGGER_EINVAL;
+        }
+        int k = 0;
+        while (k < 3 && strcmp(key, keys[k]) != 0)
+            k++;
+        if (k == 3)
+            BAD(key, "not a .npy header key (want descr, fortran_order, shape)");
+        if (seen[k]++)
+            BAD(key, "given twice");
+        p = skip_space(e);
+        if (*p != ':')
+            BAD(key, "no ':' after the key");
+        p = skip_space(p + 1);
+        if (k == 0) {
+            p = parse_descr(p, path, m, why, cap, &rc);
+        } else if (k == 2) {
+            p = parse_shape(p, path, m, why, cap, &rc);
+        } else if (strncmp(p, "True", 4) == 0) {
+            m->fortran = 1;
+            p += 4;
+        } else if (strncmp(p, "False", 5) == 0) {
+            m->fortran = 0;
+            p += 5;
+        } else {
+            BAD("fortran_order", "not True or False");
+        }
+        if (!p)
+            return rc;
+        p = skip_space(p);
+        if (*p == ',')
+            p++;
+        else if (*p != '}')
+            BAD(key, "its value is not followed by ',' or '}'");
+    }
+    for (int k = 0; k < 3; k++)
+        if (!seen[k])
+            BAD(keys[k], "missing");
+    size_t bytes = dagger_elt_size(m->elt);
+    for (int d = 0; d < m->ndims; d++)
+        if (__builtin_mul_overflow(bytes, m->shape[d], &bytes))
+            BAD("shape", "the byte size overflows");
     m->size = bytes;
     return 0;
 }

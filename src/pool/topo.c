@@ -43,7 +43,8 @@ int dagger__topo_parse_cpu_max(const char *text)
         period = 100000;
     if (q <= 0)
         return -1;
-    long long n = (q + period - 1) / period;
+    /* Rounded up without q + period - 1, which overflows for extreme values (fuzz_parse). */
+    long long n = q / period + (q % period != 0);
     return n > 1 << 20 ? 1 << 20 : (int)n;
 }
 

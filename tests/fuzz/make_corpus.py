@@ -115,3 +115,71 @@ EV = [(1000, 1, 0, 0, -1, 1, 1), (1100, 2, 0, 0, -1, 1, 1), (1200, 1, 2, 0, -1, 
       (9100, 2, 1, 0, 1, 8, 1), (9500, 0, 0, 0, 1, 10, 0), (9900, 0, 0, 0, 1, 11, 0)]
 write("dtrace", "small", dtrace(EV, [b"f", b"it failed"]))
 write("dtrace", "empty", dtrace([], []))
+
+
+def npy(descr, shape, data, fortran=False, version=1, text=None):
+    """A .npy file: magic, version, header length, the dict (or `text`) padded to 64 bytes, the
+    data."""
+    tup = "(" + "".join("%d, " % d for d in shape).rstrip(" ") + ")" if len(shape) != 1 \
+        else "(%d,)" % shape[0]
+    d = text or "{'descr': '%s', 'fortran_order': %s, 'shape': %s, }" % (descr, fortran, tup)
+    pre = 10 if version == 1 else 12
+    n = pre + len(d) + 1
+    d = (d + " " * (-n % 64) + "\n").encode()
+    ln = struct.pack("<H", len(d)) if version == 1 else struct.pack("<I", len(d))
+    return b"\x93NUMPY" + bytes([version, 0]) + ln + d + data
+
+
+F8 = b"".join(struct.pack("<d", k + 0.5) for k in range(6))
+write("npy", "f8_2x3", npy("<f8", (2, 3), F8))
+write("npy", "f8_2x3_fortran", npy("<f8", (2, 3), F8, fortran=True))
+write("npy", "i4_1d_v2", npy("<i4", (5,), b"".join(struct.pack("<i", k) for k in range(5)), version=2))
+write("npy", "b1_0d", npy("|b1", (), b"\x01"))
+write("npy", "u1_3d", npy("|u1", (2, 2, 2), bytes(range(8)), fortran=True))
+write("npy", "f4_empty", npy("<f4", (0, 4), b""))
+write("npy", "short_data", npy("<i8", (4,), bytes(8)))
+write("npy", "bad_descr", npy(">f8", (1,), bytes(8)))
+# Read as shape (1,) before the parser went token by token: a key's name inside a value.
+write("npy", "decoy_key", npy("", (), bytes(16), text="{'note': \"'shape': (1,)\", 'descr': "
+                              "'<f8', 'fortran_order': False, 'shape': (2,), }"))
+
+# spill: byte 0 even = round trip (zstd level, 3-byte offset, xor mask, payload); odd = a file
+# (bit 1: the harness seals magic and checksum). A header: magic, size, stored, sum, flags.
+write("spill", "plain", b"\x00\x00" + b"\x05\x00\x00\x01" + bytes(range(64)))
+write("spill", "zstd", b"\x00\x03" + b"\x30\x00\x00\x40" + b"abcd" * 64)
+write("spill", "zstd_nocorrupt", b"\x00\x01" + b"\x00\x00\x00\x00" + b"x" * 200)
+
+
+def spill_file(size, payload, flags=0):
+    return b"DAGSPIL1" + struct.pack("<QQQQ", size, len(payload), 0, flags) + payload
+
+
+ZFRAME = bytes.fromhex("28b52ffd006855000020616263640100215d22")  # zstd -19 of b"abcd" * 16
+write("spill", "file_plain", b"\x03" + spill_file(8, bytes(range(8))))
+write("spill", "file_zstd", b"\x03" + spill_file(64, ZFRAME, flags=1))
+write("spill", "file_zstd_short", b"\x03" + spill_file(64, ZFRAME[:10], flags=1))
+# Found by fuzz_spill: a zstd spill file whose header claims 2^40 stored bytes was allocated.
+write("spill", "crash-huge-stored", b"\x03" + b"DAGSPIL1" + struct.pack("<QQQQ", 8, 1 << 40, 0, 1))
+
+# darray: byte 0 even = a whole .npy; odd = index.txt, NUL, the block file.
+write("darray", "whole_1d", b"\x00" + npy("<f8", (6,), F8))
+write("darray", "whole_fortran", b"\x00" + npy("<f8", (2, 3), F8, fortran=True))
+write("darray", "whole_c_order", b"\x00" + npy("<f8", (2, 3), F8))
+IDX = b"dagger-darray 1\nelt <f8\ndims (2, 3)\nblocks (2, 3)\n"
+write("darray", "blocks", b"\x01" + IDX + b"\x00" + npy("<f8", (2, 3), F8, fortran=True))
+write("darray", "blocks_1d", b"\x01" + b"dagger-darray 1\nelt <i4\ndims (3,)\nblocks (3,)\n" +
+      b"\x00" + npy("<i4", (3,), bytes(12)))
+write("darray", "blocks_bad", b"\x01" + b"dagger-darray 1\nelt <f8\ndims (-1,)\nblocks (1,)\n\x00")
+
+# parse: byte 0 = 0 size, 1 cpu.max, 2 scope; the rest is the text.
+for i, t in enumerate(["65536", "512k", "4MiB", "2GB", "1t", "0", "18446744073709551615"]):
+    write("parse", "size%d" % i, b"\x00" + t.encode())
+for i, t in enumerate(["max 100000\n", "150000 100000\n", "-1"]):
+    write("parse", "cpu%d" % i, b"\x01" + t.encode())
+# Found by fuzz_parse: "-1" was the size 2^64 - 1; quota + period - 1 overflowed (UBSan).
+write("parse", "crash-size-negative", b"\x00-1")
+write("parse", "crash-cpu-max-quota", b"\x019223372036854775807 1")
+write("parse", "crash-cpu-max-period", b"\x0150000 9223372036854775807")
+for i, t in enumerate(["any", "worker=0,thread=1", "workers=[0,1],threads=[2,3]", "gpu=cuda:0",
+                       "workers=[1,2],gpu=[opencl:0,fake]", "thread=1048576", "worker=,"]):
+    write("parse", "scope%d" % i, b"\x02" + t.encode())
