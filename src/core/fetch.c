@@ -71,28 +71,6 @@ static void help(dagger_task_t *me, dagger_task_t *t)
     }
 }
 
-/* A thread outside the pool waiting for `t`, which it spawned last: it runs `t` itself, from
- * its slot (spawn then fetch of one task at a time). Only `t`: an older job of the slot could
- * wait for something this thread does after the wait. */
-static void help_outside(dagger_task_t *t)
-{
-    dagger__pool *pool = t->ctx->pool;
-    struct dagger__job *j = dagger__pool_pop_slot(pool);
-    if (!j)
-        return;
-    if (j != &t->job) {
-        dagger__pool_unpop_slot(pool, j);
-        return;
-    }
-    if ((j = dagger__task_run(j, NULL))) { /* a dependent made ready: for whoever comes */
-        dagger_task_t *d = (dagger_task_t *)j;
-        if (dagger__task_any_thread(d))
-            dagger__pool_submit_plain(pool, j);
-        else
-            dagger__pool_submit(pool, j);
-    }
-}
-
 int dagger_wait(dagger_task_t *t)
 {
     if (t)
@@ -108,10 +86,6 @@ int dagger_wait(dagger_task_t *t)
     if (me && me->help_depth < HELP_DEPTH_MAX && me->ctx == t->ctx &&
         dagger__pool_self(me->ctx->pool) >= 0) {
         help(me, t);
-        if (atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE)
-            return 0;
-    } else if (!me && !dagger__self_tls.pool) {
-        help_outside(t);
         if (atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE)
             return 0;
     }

@@ -444,20 +444,32 @@ DAGGER_NOINLINE static void submit_any(dagger__pool *p, struct dagger__job *j)
     notify_published(p, 0);
 }
 
-/* From a thread outside the pool, a job that may run on any thread: to the thread's slot,
- * where workers steal it (the injection queue when no slot can be had). The fence of notify
- * orders the deque's plain stores before the loads of sleepers, as for a worker's push. */
-DAGGER_NOINLINE static void submit_outside(dagger__pool *p, struct dagger__job *j)
+/* The rest of submit_outside: a first submit to this pool (the thread takes a slot), a slot
+ * that looks full (it grows), or no slot to be had (the injection queue). */
+DAGGER_NOINLINE static void submit_outside_slow(dagger__pool *p, struct dagger__job *j)
 {
     struct dagger__slot *s = dagger__slot_mine(&p->slots);
-    if (DAGGER_UNLIKELY(!s))
+    if (!s)
         s = dagger__slot_acquire(&p->slots);
-    if (DAGGER_LIKELY(s != NULL) && dq_push(&s->dq, j) == 0) {
+    if (s && dq_push(&s->dq, j) == 0) {
         notify(p, 0);
         return;
     }
     jobq_push(&p->inject, j);
     notify_published(p, 0);
+}
+
+/* From a thread outside the pool, a job that may run on any thread: to the thread's slot,
+ * where workers steal it. The fence of notify orders the deque's plain stores before the loads
+ * of sleepers, as for a worker's push. Out of line, and its common case saves no registers. */
+DAGGER_NOINLINE static void submit_outside(dagger__pool *p, struct dagger__job *j)
+{
+    struct dagger__slot *s = dagger__slot_mine(&p->slots);
+    if (DAGGER_LIKELY(s != NULL) && DAGGER_LIKELY(dq_push_room(&s->dq, j) == 0)) {
+        notify(p, 0);
+        return;
+    }
+    submit_outside_slow(p, j);
 }
 
 /* A plain job (occupancy 1, no pin, no priority) goes to the deque of the worker of p that
@@ -483,7 +495,7 @@ static inline void submit_plain(dagger__pool *p, struct dagger__job *j, bool any
     submit_any(p, j); /* the deque looks full: it grows there (or the injection queue takes it) */
 }
 
-void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
+static inline void submit_checked(dagger__pool *p, struct dagger__job *j, bool any_thread)
 {
     /* The common case first; NaN occupancy and every other case take the general path, in its
      * order. */
@@ -491,7 +503,15 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
         submit_any(p, j);
         return;
     }
-    submit_plain(p, j, false);
+    submit_plain(p, j, any_thread);
+}
+
+void dagger__pool_submit(dagger__pool *p, struct dagger__job *j) { submit_checked(p, j, false); }
+
+void dagger__pool_submit_ready(dagger__pool *p, struct dagger__job *j, bool any_thread)
+{
+    DAGGER_ASSERT(!j->fiber);
+    submit_checked(p, j, any_thread);
 }
 
 void dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j)

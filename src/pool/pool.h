@@ -90,6 +90,11 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j);
  * any thread. */
 struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max);
 
+/* dagger__pool_submit for a fresh job (not suspended); with `any_thread`, one that may also run
+ * on a thread outside the pool that waits, which dagger__pool_submit_plain's rule then applies to
+ * when the job is plain. Thread safety: any thread. */
+void dagger__pool_submit_ready(dagger__pool *p, struct dagger__job *j, bool any_thread);
+
 /* For a thread outside the pool that waits: the newest job of its own slot in `p` (the jobs it
  * submitted through dagger__pool_submit_plain), or NULL. Thread safety: any thread. */
 struct dagger__job *dagger__pool_pop_slot(dagger__pool *p);

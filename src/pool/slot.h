@@ -3,7 +3,7 @@
  * Design: a thread that is not a worker of a pool (the main thread, a user thread, an aux
  * thread) gets a slot of that pool the first time it submits a job that may run on any thread:
  * a Chase-Lev deque it owns, as a worker owns its own. It pushes there with the owner's plain
- * stores and pops the newest job when it waits (a sync group's end, a fetch), so small tasks stay
+ * stores and pops the newest job when it waits (at a sync group's end), so small tasks stay
  * on its core; workers steal the oldest jobs from every slot, as from each other. The slot is
  * found through a thread-local lease keyed by the pool's generation (unique per open), so a pool
  * closed and another opened at the same address is never confused with it.
