@@ -36,9 +36,11 @@ static void lease_drop(struct dagger__slot_lease *l)
 /* The thread exits: its slot, with the jobs it still holds, stays with the pool. */
 static void thread_exit(void *arg)
 {
+    struct dagger__slot_lease *l = arg;
     pthread_mutex_lock(&slot_lock);
-    lease_drop(arg);
+    lease_drop(l);
     pthread_mutex_unlock(&slot_lock);
+    l->registered = 0; /* a submit from a later destructor registers again (glibc reruns them) */
 }
 
 static void key_once(void) { slot_key_ok = pthread_key_create(&slot_key, thread_exit) == 0; }
