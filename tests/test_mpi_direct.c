@@ -327,7 +327,7 @@ TEST(producer_failure_reaches_consumer)
 }
 
 /* A consumer cancelled while it waits on its rank for its input: it fails with DAGGER_ECANCELED
- * there, and here once its input is done (its dependent here fails upstream); a second consumer
+ * (there, and here once its input is done; its dependent here fails upstream); a second consumer
  * of the same producer (sent after the cancel, so its subscription lets the producer end) still
  * gets the value. */
 TEST(cancelled_consumer)
@@ -351,7 +351,10 @@ TEST(cancelled_consumer)
     ASSERT_OK(dagger_fetch_i64(c2, &v));
     ASSERT_EQ(v, 60);
     ASSERT_ERR(dagger_fetch(c1, NULL), DAGGER_ECANCELED);
-    ASSERT_STR_HAS(dagger_task_errmsg(c1), "cancelled while it waited for its arguments");
+    /* mostly "cancelled while it waited for its arguments" there; p's result may also reach
+     * c1's rank before the cancel does (another pair of ranks), and c1 is cancelled there as
+     * it starts, or here as it completes */
+    ASSERT_STR_HAS(dagger_task_errmsg(c1), "cancelled");
     ASSERT_ERR(dagger_fetch(d1, NULL), DAGGER_EUPSTREAM);
     dagger_task_release(d1);
     dagger_task_release(c2);

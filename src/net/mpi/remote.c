@@ -15,8 +15,44 @@
  * arrival. Pulled bytes are lent to the served task and adopted by the proxy's result, without
  * copies. A failure comes back with the remote task's id, name and rank in the message;
  * dagger_cancel on a proxy sends M_CANCEL.
+ *
+ * Early sends (issue 9 item 4: a task argument that is a task on another rank is a
+ * subscription). A consumer C whose scope names exactly one other rank r (dagger_scope_worker(r),
+ * or one thread of r) and whose unfinished inputs are all tasks running on other ranks (proxies
+ * sent there, or early tasks themselves: dagger__task_elsewhere) is offered to mpi__early at its
+ * spawn, before it can become ready, and sent to r at once (C_EARLY). Finished inputs travel as
+ * values; each unfinished one as V_PENDING (producer's rank q, producer's id here). Right after
+ * the M_TASK the spawning rank subscribes r to each producer (M_SUB to q: sent from here, it
+ * comes after the producer's own M_TASK on the same pair of ranks, so q knows the producer, or
+ * has ended it). q attaches the subscription to the producer (served, or still inbound there)
+ * and, when it ends, sends its result or failure straight to r (M_ARG: a value as an argument
+ * is sent, a large payload pulled by r from q), besides the M_RESULT to the spawning rank; a
+ * producer on r itself fills the argument in place. A subscription that finds no producer (it
+ * ended and its result went) is answered M_FWD to the spawning rank, which forwards the
+ * producer's outcome to r once its own proxy has it. r keeps C in the intasks table (by origin
+ * and id) and spawns it when its last pending argument is in; an M_ARG from q can overtake C's
+ * M_TASK (another pair of ranks), so it waits as an orphan until C comes.
+ * - Errors: a failed producer fails C on r without running it ("argument 0 failed: task 1:42
+ *   'p' on rank 1: ..."), and C's dependents there the same way; here C fails upstream, as
+ *   core fails any task whose input failed (the producer's proxy failed here too), and r's
+ *   answer is dropped.
+ * - Here C stays a pending task of core until its dependencies are done (C_EARLY_READY, from
+ *   place_slow): its proxy keeps r's answer until then, so C completes after its inputs as any
+ *   task does. The proxy leaves the table once both answered and ready; a dependency that
+ *   failed here also sends M_CANCEL to r, so r never waits for what will not come.
+ * - Cancelling C sends M_CANCEL: r fails it while it waits (or cancels it as a served task);
+ *   cancelled before its send, it is never sent. A cancelled producer fails C as a failure does.
+ * - A lost producer's rank fails every task waiting on it on r with DAGGER_EPEER (naming the
+ *   rank and argument) when r detects the loss (mpi__remote_lost), and here its proxy fails,
+ *   failing C upstream; a lost r answers C's proxy with DAGGER_EPEER. Nothing waits without a
+ *   peer that can still answer.
+ * - Stealing: C is pinned by its scope, never in a reserve; it runs on r with r's worker scope.
+ * - Termination: M_SUB, M_FWD and M_ARG count as work messages, and C waiting on r counts in r's
+ *   inbound work (mpi__remote_busy), so the rounds never end while an argument is on its way.
+ * - DAGGER_MPI_DIRECT=0 turns early sends off (each task is sent when ready, as before).
  * Invariants: the tables below are touched by the progress thread only; a proxy is in the
- * proxy table from its M_TASK until its M_RESULT or the loss of its rank, and completes once.
+ * proxy table from its M_TASK until its M_RESULT or the loss of its rank (an early one until it
+ * is also ready here), and completes once.
  * SPDX-License-Identifier: MIT
  */
 #include <stdarg.h>
@@ -1245,8 +1281,11 @@ static void arg_done(struct mpi_state *st, struct inbound *in, uint32_t slot, in
         in->npend--;
         in->nleft--;
     }
-    if (rc)
-        in_fail(st, in, DAGGER_EUPSTREAM, "argument %u failed: %s", slot, text);
+    if (rc) {
+        char copy[320]; /* `text` may be in->why, which in_fail writes */
+        snprintf(copy, sizeof copy, "%s", text);
+        in_fail(st, in, DAGGER_EUPSTREAM, "argument %u failed: %s", slot, copy);
+    }
     inbound_step(st, in);
 }
 
