@@ -182,6 +182,18 @@ struct argmsg {
     uint8_t bytes[];
 };
 
+/* An M_ARG that came before its task (its producer's rank is not ordered with the spawning
+ * rank): kept by the task's key until the task comes (freed at close if it never does: its
+ * origin was lost). An M_ARG for a task that already failed here is dropped (a dead mark). */
+struct orphan {
+    struct hnode h; /* key: served_key(origin, cpid); several may share it */
+    int src;
+    uint32_t dead; /* > 0: no message but a mark: the task failed here with this many
+                      arguments still to come, which are dropped as they come (in_fail) */
+    size_t len;
+    uint8_t bytes[];
+};
+
 /* An incoming task (M_TASK) or result (M_RESULT) whose values may still be pulled. A task is in
  * the intasks table (by origin and id) until it is spawned or fails: a subscription finds it
  * there, and an early task's pending arguments (V_PENDING) arrive there as M_ARG. */
@@ -293,8 +305,8 @@ static void export_gone(struct exported *x)
 void mpi__export_drop(struct mpi_state *st, int src, uint64_t xid)
 {
     struct exported *x = (struct exported *)h_find(st, 2, xid);
-    if (!x || !x->multi || x->peer != src)
-        return; /* only the rank holding the reference lets it go */
+    if (!x || x->peer != src)
+        return; /* only the rank holding the reference (or that would pull it) lets it go */
     h_take(st, 2, xid);
     export_gone(x);
 }
@@ -1192,12 +1204,56 @@ static void in_fail(struct mpi_state *st, struct inbound *in, int rc, const char
     }
     for (uint32_t i = 0; i < in->n; i++)
         in->slots[i].pending = false;
+    if (in->npend) { /* its arguments still on their way are dropped as they come */
+        struct orphan *o = dagger__calloc(1, sizeof *o + 1);
+        if (o) { /* out of memory: they wait as orphans until close instead */
+            o->h.key = served_key(in->src, in->pid);
+            o->dead = in->npend;
+            h_put(st, 4, &o->h);
+        }
+    }
     in->nleft -= in->npend;
     in->npend = 0;
     if (in->keyed) {
         h_take(st, 3, in->h.key);
         in->keyed = false;
     }
+}
+
+/* An argument of a task that failed here came: drop it, and let its sender free a payload it
+ * kept for this rank to pull. Returns false when `key` has no such mark. */
+static bool arg_dead(struct mpi_state *st, int src, uint64_t key, struct rbuf *rb, int rc)
+{
+    struct hnode **pp = (struct hnode **)&st->orphans[key % NBUCKETS];
+    while (*pp && ((*pp)->key != key || !((struct orphan *)*pp)->dead))
+        pp = &(*pp)->next;
+    struct orphan *o = (struct orphan *)*pp;
+    if (!o)
+        return false;
+    if (--o->dead == 0) {
+        *pp = o->h.next;
+        dagger__free(o);
+    }
+    uint64_t mode = rc ? V_INLINE : rb_u64(rb), xid = 0;
+    if (mode == V_CHUNK_PULL) {
+        rb_u64(rb); /* elt */
+        uint64_t nd = rb_u64(rb);
+        for (uint64_t i = 0; i < nd && i <= DAGGER_CHUNK_MAX_DIMS; i++)
+            rb_u64(rb);
+        rb_u64(rb); /* size */
+        xid = rb_u64(rb);
+    } else if (mode == V_BYTES_PULL) {
+        rb_u64(rb); /* kind */
+        rb_u64(rb); /* size */
+        xid = rb_u64(rb);
+    }
+    if (xid && !rb->bad) {
+        struct wbuf b = {0};
+        wb_u64(&b, M_DROP);
+        wb_u64(&b, xid);
+        mpi__send(st, src, &b, false);
+    }
+    return true;
 }
 
 /* Consumer `rank` wants the result of the task `ppid` that `origin` sent here. */
@@ -1353,18 +1409,23 @@ static void on_arg(struct mpi_state *st, int src, struct rbuf *rb, bool may_keep
     if (rb->bad || origin < 0 || origin >= st->nranks)
         return;
     uint64_t key = served_key(origin, cpid);
-    if (may_keep && src != origin && !h_find(st, 3, key) && !h_find(st, 1, key)) {
-        struct rbuf keep = *rb;
-        keep.pos = at - 24; /* origin, cpid, slot: replayed whole */
-        orphan_keep(st, src, key, &keep);
+    if (may_keep) /* counted as it comes (a replayed orphan was counted then) */
+        atomic_fetch_add_explicit(src == origin ? &st->args_forwarded : &st->args_direct, 1,
+                                  memory_order_relaxed);
+    if (!h_find(st, 3, key) && !h_find(st, 1, key)) {
+        if (arg_dead(st, src, key, rb, rc))
+            return;
+        if (may_keep && src != origin) {
+            struct rbuf keep = *rb;
+            keep.pos = at - 24; /* origin, cpid, slot: replayed whole */
+            orphan_keep(st, src, key, &keep);
+        }
         return;
     }
     struct inbound *in = arg_slot(st, key, slot);
     if (!in)
         return;
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_RESULT_RECEIVED, src, cpid, rb->len));
-    atomic_fetch_add_explicit(src == in->slots[slot].prank ? &st->args_direct : &st->args_forwarded,
-                              1, memory_order_relaxed);
     if (rc) {
         char text[320];
         rb_str(rb, text, sizeof text);
@@ -1402,16 +1463,6 @@ static void check_producers(struct mpi_state *st, struct inbound *in)
     }
 }
 
-/* An M_ARG that came before its task (its producer's rank is not ordered with the spawning
- * rank): kept by the task's key until the task comes (dropped at close if it never does: a
- * task that failed or was cancelled before it came). */
-struct orphan {
-    struct hnode h; /* key: served_key(origin, cpid); several may share it */
-    int src;
-    size_t len;
-    uint8_t bytes[];
-};
-
 static void orphan_keep(struct mpi_state *st, int src, uint64_t key, struct rbuf *rb)
 {
     size_t len = rb->len - rb->pos;
@@ -1420,6 +1471,7 @@ static void orphan_keep(struct mpi_state *st, int src, uint64_t key, struct rbuf
         dagger__panic("out of memory keeping an argument that came before its task");
     o->h.key = key;
     o->src = src;
+    o->dead = 0;
     o->len = len;
     memcpy(o->bytes, rb->p + rb->pos, len);
     h_put(st, 4, &o->h);
