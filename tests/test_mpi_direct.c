@@ -11,6 +11,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -418,6 +419,43 @@ TEST(lost_producer_rank)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+static _Atomic int gate;
+
+/* gated(v) -> v once the test opens the gate (20 s at most). */
+static int gated(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    for (int i = 0; i < 20000 && !atomic_load(&gate); i++)
+        usleep(1000);
+    *out = dagger_i64(dagger_arg_i64(a, 0));
+    return 0;
+}
+
+/* An input made here, still running: the consumer goes to its rank at once, and this rank
+ * sends it the value when it is done (counted there as straight from its producer's rank). */
+TEST(local_producer_sends_from_here)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    atomic_store(&gate, 0);
+    int cr = rank_or_1(ctx, 2);
+    dagger_task_t *l = spawn_on(ctx, 0, gated, "l", (dagger_value_t[]){dagger_i64(20)}, 1);
+    dagger_task_t *c =
+        spawn_on(ctx, cr, times, "c", (dagger_value_t[]){dagger_taskv(l), dagger_i64(2)}, 2);
+    ASSERT_EQ(stats_on(ctx, 0).sent, 1);
+    atomic_store(&gate, 1);
+    int64_t v;
+    ASSERT_OK(dagger_fetch_i64(c, &v));
+    ASSERT_EQ(v, 40);
+    struct dagger__mpi_direct sc = stats_on(ctx, cr);
+    ASSERT_EQ(sc.direct, 1);
+    ASSERT_EQ(sc.forwarded, 0);
+    dagger_task_release(c);
+    dagger_task_release(l);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* DAGGER_MPI_DIRECT=0 turns early sends off: the same chain, every task sent when ready. */
 TEST(direct_off_by_env)
 {
@@ -444,4 +482,4 @@ TEST(direct_off_by_env)
 
 TEST_LIST(chain_goes_producer_to_consumer, diamond_over_ranks, kinds_go_straight,
           producer_failure_reaches_consumer, cancelled_consumer, lost_producer_rank,
-          direct_off_by_env)
+          local_producer_sends_from_here, direct_off_by_env)

@@ -18,11 +18,13 @@
  *
  * Early sends (issue 9 item 4: a task argument that is a task on another rank is a
  * subscription). A consumer C whose scope names exactly one other rank r (dagger_scope_worker(r),
- * or one thread of r) and whose unfinished inputs are all tasks running on other ranks (proxies
- * sent there, or early tasks themselves: dagger__task_elsewhere) is offered to mpi__early at its
- * spawn, before it can become ready, and sent to r at once (C_EARLY). Finished inputs travel as
- * values; each unfinished one as V_PENDING (producer's rank q, producer's id here). Right after
- * the M_TASK the spawning rank subscribes r to each producer (M_SUB to q: sent from here, it
+ * or one thread of r) and that waits for task arguments is offered to mpi__early at its spawn,
+ * before it can become ready, and sent to r at once (C_EARLY). Finished inputs travel as
+ * values; each unfinished one as V_PENDING (producer's rank q, producer's id here): q is where
+ * the producer runs (a proxy sent there, or an early task: dagger__task_elsewhere), or this rank
+ * for a producer that runs here or is not placed yet (this rank then sends its outcome to r
+ * once done, as a forward below). Right after the M_TASK the spawning rank subscribes r to each
+ * producer on another rank (M_SUB to q: sent from here, it
  * comes after the producer's own M_TASK on the same pair of ranks, so q knows the producer, or
  * has ended it). q attaches the subscription to the producer (served, or still inbound there)
  * and, when it ends, sends its result or failure straight to r (M_ARG: a value as an argument
@@ -97,6 +99,7 @@ struct proxy {
     struct later *ans; /* the success */
     uint32_t nargs;
     dagger_task_t **deps;    /* per argument: the unfinished dependency it was sent without */
+    int *pranks;             /* per argument: the rank named as its producer (V_PENDING) */
     struct proxy *lost_next; /* mpi__remote_lost's list */
 };
 
@@ -1409,9 +1412,12 @@ static void on_arg(struct mpi_state *st, int src, struct rbuf *rb, bool may_keep
     if (rb->bad || origin < 0 || origin >= st->nranks)
         return;
     uint64_t key = served_key(origin, cpid);
-    if (may_keep) /* counted as it comes (a replayed orphan was counted then) */
-        atomic_fetch_add_explicit(src == origin ? &st->args_forwarded : &st->args_direct, 1,
+    if (may_keep) { /* counted as it comes (a replayed orphan was counted then) */
+        struct inbound *w = (struct inbound *)h_find(st, 3, key);
+        bool straight = src != origin || (w && slot < w->n && w->slots[slot].prank == origin);
+        atomic_fetch_add_explicit(straight ? &st->args_direct : &st->args_forwarded, 1,
                                   memory_order_relaxed);
+    }
     if (!h_find(st, 3, key) && !h_find(st, 1, key)) {
         if (arg_dead(st, src, key, rb, rc))
             return;
@@ -1607,8 +1613,10 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
         snprintf(what, sizeof what, "argument %u", i);
         dagger_task_t *dep = early && i < early->nargs ? early->deps[i] : NULL;
         if (dep && !dagger_task_done(dep)) {
+            int q = dagger__task_elsewhere(dep);
+            early->pranks[i] = q >= 0 ? q : st->rank; /* made here: sent from here */
             wb_u64(b, V_PENDING);
-            wb_u64(b, (uint64_t)dagger__task_elsewhere(dep));
+            wb_u64(b, (uint64_t)early->pranks[i]);
             wb_u64(b, dagger_task_id(dep));
             continue;
         }
@@ -1737,10 +1745,10 @@ bool mpi__early(void *ud, dagger_task_t *t, void **rec)
             if (argi >= 0 && !dagger_task_error(d) && dagger_fetch(d, &v) == 0)
                 ok = v.kind != DAGGER_KIND_SHARD &&
                      !(v.kind == DAGGER_KIND_CHUNK && dagger_chunk_is_mutable(v.u.c, NULL));
-        } else { /* made on another rank, which can send it to `rank` */
-            int where = dagger__task_elsewhere(d);
-            ok = argi >= 0 && where >= 0 && where != st->rank && !dagger__task_mutable_result(d) &&
-                 !dagger__task_result_home(d) && !dagger__task_result_there(d);
+        } else { /* made on another rank, which sends it to `rank`; or here (or not placed
+                  * yet), and this rank sends it once done */
+            ok = argi >= 0 && !dagger__task_mutable_result(d) && !dagger__task_result_home(d) &&
+                 !dagger__task_result_there(d);
         }
         if (ok && argi >= 0 && (uint32_t)argi < nargs)
             deps[argi] = d;
@@ -1749,11 +1757,14 @@ bool mpi__early(void *ud, dagger_task_t *t, void **rec)
         ok = deps[i] || args[i].kind <= DAGGER_KIND_BLOB;
     struct early_rec *e = ok ? dagger__calloc(1, sizeof *e) : NULL;
     struct proxy *px = e ? dagger__calloc(1, sizeof *px) : NULL;
-    if (!px) {
+    int *pranks = px ? dagger__calloc(nargs ? nargs : 1, sizeof *pranks) : NULL;
+    if (!pranks) {
+        dagger__free(px);
         dagger__free(e);
         dagger__free(deps);
         return false;
     }
+    px->pranks = pranks;
     for (uint32_t i = 0; i < nargs; i++)
         if (deps[i])
             dagger_task_retain(deps[i]);
@@ -1827,6 +1838,7 @@ static void early_finish(struct mpi_state *st, struct proxy *px)
     for (uint32_t i = 0; i < px->nargs; i++)
         dagger_task_release(px->deps[i]);
     dagger__free(px->deps);
+    dagger__free(px->pranks);
     dagger__free(px->ans_msg);
     dagger__free(px);
 }
@@ -1876,7 +1888,9 @@ static void early_send(struct mpi_state *st, struct early_rec *e)
     /* Subscribe its rank to each producer still running: sent from here, after the producer's
      * own M_TASK (this rank sent that first), so the producer's rank knows it, or has ended it. */
     for (uint32_t i = 0; i < px->nargs; i++) {
-        int q = px->deps[i] ? dagger__task_elsewhere(px->deps[i]) : -1;
+        int q = px->deps[i] ? px->pranks[i] : -1;
+        if (q == st->rank) /* made here: sent from here once done */
+            fwd_request(st, px->h.key, i);
         if (q < 0 || q == st->rank || st->peers[q].lost)
             continue; /* a lost producer's rank: the task's rank sees the loss too */
         struct wbuf s = {0};
