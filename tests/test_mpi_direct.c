@@ -444,6 +444,9 @@ TEST(local_producer_sends_from_here)
     dagger_task_t *c =
         spawn_on(ctx, cr, times, "c", (dagger_value_t[]){dagger_taskv(l), dagger_i64(2)}, 2);
     ASSERT_EQ(stats_on(ctx, 0).sent, 1);
+    /* l still runs once c waits on its rank (else c went with l's value, not pending) */
+    for (int i = 0; i < 20000 && stats_on(ctx, cr).waited < 1; i++)
+        usleep(1000);
     atomic_store(&gate, 1);
     int64_t v;
     ASSERT_OK(dagger_fetch_i64(c, &v));

@@ -150,7 +150,7 @@ struct mpi_state {
     uint64_t nsent, nrecvd;        /* progress: TASK and RESULT messages, for termination */
     bool direct;                   /* early sends on (DAGGER_MPI_DIRECT, default 1) */
     /* stats: struct dagger__mpi_direct */
-    _Atomic uint64_t early_sent, subs_in, args_direct, args_forwarded;
+    _Atomic uint64_t early_sent, subs_in, args_direct, args_forwarded, early_in;
     /* termination rounds (driver) */
     _Atomic uint32_t q_round, q_done;
     uint64_t q_sent, q_recvd;
@@ -212,6 +212,7 @@ struct dagger__mpi_direct {
     uint64_t subs;      /* subscriptions that found their producer here */
     uint64_t direct;    /* arguments that came straight from their producer's rank */
     uint64_t forwarded; /* arguments forwarded by the spawning rank */
+    uint64_t waited;    /* tasks that came here before some of their arguments */
 };
 /* Returns 0, or DAGGER_EINVAL for a context without ranks. */
 int dagger__mpi_direct_stats(const dagger_ctx_t *ctx, struct dagger__mpi_direct *out);

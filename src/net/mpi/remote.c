@@ -1120,6 +1120,7 @@ static void on_task(struct mpi_state *st, int src, struct rbuf *rb)
     else if (in->npend)
         check_producers(st, in);
     if (in->npend) { /* still waiting: what came before it, and the rest later */
+        atomic_fetch_add_explicit(&st->early_in, 1, memory_order_relaxed);
         uint64_t key = in->h.key;
         in->nleft++; /* it cannot end (and go) while its orphans are handed to it */
         orphans_adopt(st, key);
@@ -2004,6 +2005,7 @@ int dagger__mpi_direct_stats(const dagger_ctx_t *ctx, struct dagger__mpi_direct 
     out->subs = atomic_load_explicit(&st->subs_in, memory_order_relaxed);
     out->direct = atomic_load_explicit(&st->args_direct, memory_order_relaxed);
     out->forwarded = atomic_load_explicit(&st->args_forwarded, memory_order_relaxed);
+    out->waited = atomic_load_explicit(&st->early_in, memory_order_relaxed);
     return 0;
 }
 
