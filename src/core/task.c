@@ -1341,8 +1341,8 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, struc
                 atomic_store_explicit(&t->place, 1, memory_order_relaxed);
         }
     }
-    /* In a job, a task with a scope whose inputs are still being made on other ranks may be sent
-     * to its rank now (src/net/mpi/remote.c), while the spawn's hold keeps it from being ready. */
+    /* In a job, a task pinned to another rank whose inputs are still being made may be sent to
+     * its rank now (src/net/mpi/remote.c), while the spawn's hold keeps it from being ready. */
     void *rec;
     if (DAGGER_UNLIKELY(ctx->early != NULL) && done < (uint32_t)nd && dagger__task_x(t) &&
         atomic_load_explicit(&t->place, memory_order_relaxed) && ctx->early(ctx->ranks, t, &rec)) {
