@@ -50,6 +50,19 @@ foreach(np 2 4)
                    LABELS mpi TIMEOUT 120 LAUNCHER ${mpi_run} ${np} ENV ${mpi_env})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src)
 endforeach()
+# Early sends (issue 9 item 4): a pinned consumer of results made on other ranks goes to its rank
+# at spawn and gets them straight from their producers; tests/test_mpi_direct.c on 2 and 4 ranks
+# (it reads the backend's counters, so it sees src/).
+foreach(np 2 4)
+  set(name test_mpi_direct)
+  if(np EQUAL 4)
+    set(name test_mpi_direct4)
+  endif()
+  string(REPLACE "test_" "" area ${name})
+  dagger_add_tests(${area} NAME ${name} SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mpi_direct.c
+                   LABELS mpi TIMEOUT 120 LAUNCHER ${mpi_run} ${np} ENV ${mpi_env})
+  target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/src)
+endforeach()
 # The large-transfer path (issue 9, bandwidth): zeroed fresh chunks, large pulls both ways,
 # DAGGER_MPI_STAGES.
 dagger_add_tests(mpi_bw SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_mpi_bw.c LABELS mpi TIMEOUT 90

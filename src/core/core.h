@@ -160,6 +160,24 @@ void dagger__ctx_set_ranks_place(dagger_ctx_t *ctx,
                                               struct dagger__job *j, const dagger_proc_t *p,
                                               const struct dagger__executor *execs, char *why,
                                               size_t cap));
+/* Early sends (src/net/mpi/remote.c): at spawn, a task with a scope and unfinished dependencies
+ * is offered to early(ud, t, &rec) before it can become ready (the spawn's own hold is still on
+ * it); when early returns true the task is the backend's to run, and once its dependencies are
+ * done early_ready(ud, t, rec, failed) is called instead of placing it (`failed`: a dependency
+ * failed; core then fails the task upstream as usual, after the call). */
+void dagger__ctx_set_ranks_early(dagger_ctx_t *ctx,
+                                 bool (*early)(void *ud, dagger_task_t *t, void **rec),
+                                 void (*early_ready)(void *ud, dagger_task_t *t, void *rec,
+                                                     bool failed));
+/* The rank a proxy's task runs on (set by the remote executor), or -1 (runs here, or unknown). */
+void dagger__task_set_elsewhere(dagger_task_t *t, int rank);
+int dagger__task_elsewhere(const dagger_task_t *t);
+/* A task's dependencies: the i-th one (borrowed) and, in `*argi`, the argument it fills (-1: a
+ * syncdep). Stable from spawn until the task completes. */
+uint32_t dagger__task_ndeps(const dagger_task_t *t);
+dagger_task_t *dagger__task_dep(const dagger_task_t *t, uint32_t i, int *argi);
+/* The task's scope (borrowed; NULL: any). */
+const dagger_scope_t *dagger__task_scope(const dagger_task_t *t);
 /* Worker threads parked for want of work (a hint), and the number of workers. */
 int dagger__ctx_idle_workers(const dagger_ctx_t *ctx);
 int dagger__ctx_nthreads(const dagger_ctx_t *ctx);

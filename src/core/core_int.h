@@ -117,6 +117,7 @@ enum {
     TF_OWNED_ARGS = 1u << 5,   /* an argument owns a copy or a reference: drop_args walks them */
     TF_RESULT_HOME = 1u << 6,  /* DAGGER__TASK_RESULT_HOME */
     TF_RESULT_THERE = 1u << 7, /* DAGGER__TASK_RESULT_THERE */
+    TF_EARLY = 1u << 8,        /* sent to another rank before it was ready (ctx->early) */
     /* results kept as chunks for a processor: never run on a thread outside the pool */
     TF_NOT_ANY_THREAD = TF_CHUNK_RESULT | TF_MUTABLE_RESULT | TF_RESULT_HOME | TF_RESULT_THERE,
 };
@@ -145,6 +146,8 @@ struct task_ext {
     uint32_t capargs, capdeps;  /* heap arrays' entries (free with these sizes); 0: inline */
     dagger_task_t *nested_fail; /* the last failed task its body fetched (+1), while running */
     struct scratch *scratch;    /* copies made by dagger_str_copy, freed at completion */
+    _Atomic int elsewhere;      /* 1 + the rank running it (a proxy: dagger__task_set_elsewhere) */
+    void *early_rec;            /* the ranks backend's record of an early send (TF_EARLY) */
 };
 
 /* `cancel` values: a cancel request, or a hook that could not be recorded (out of memory for the
@@ -236,6 +239,9 @@ struct dagger_ctx {
     uint32_t magic; /* CTX_MAGIC while open, CTX_CLOSED after (debug builds check spawns) */
     _Atomic uint32_t rr_rank; /* round robin of long independent tasks over the ranks */
     unsigned open_flags;      /* dagger_opts.flags (DAGGER_OPEN_SPMD) */
+    /* The ranks backend's early send (dagger__ctx_set_ranks_early); NULL without ranks. */
+    bool (*early)(void *ud, dagger_task_t *t, void **rec);
+    void (*early_ready)(void *ud, dagger_task_t *t, void *rec, bool failed);
 };
 
 /* ctx.c: the global count `which` reached 0: signal a drain, or reap a force-closed context. */

@@ -129,6 +129,15 @@ void dagger__ctx_set_ranks_place(dagger_ctx_t *ctx,
     ctx->exec[DAGGER__EXEC_REMOTE].place = place;
 }
 
+void dagger__ctx_set_ranks_early(dagger_ctx_t *ctx,
+                                 bool (*early)(void *ud, dagger_task_t *t, void **rec),
+                                 void (*early_ready)(void *ud, dagger_task_t *t, void *rec,
+                                                     bool failed))
+{
+    ctx->early = early;
+    ctx->early_ready = early_ready;
+}
+
 int dagger__ctx_idle_workers(const dagger_ctx_t *ctx) { return dagger__pool_sleepers(ctx->pool); }
 int dagger__ctx_nthreads(const dagger_ctx_t *ctx) { return ctx->nthreads; }
 void dagger__ctx_linger(dagger_ctx_t *ctx, uint64_t ns)

@@ -355,6 +355,15 @@ static bool plain_job(dagger_task_t *t)
 DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
 {
     dagger_ctx_t *ctx = t->ctx;
+    if (DAGGER_UNLIKELY(t->flags & TF_EARLY)) { /* sent already: its rank completes it */
+        bool failed = false;
+        for (uint32_t i = 0; i < t->ndeps; i++)
+            failed |= t->deps[i].task->rc != 0;
+        ctx->early_ready(ctx->ranks, t, dagger__task_x(t)->early_rec, failed);
+        if (failed) /* it fails upstream at its start, as below */
+            dagger__pool_submit(ctx->pool, &t->job);
+        return;
+    }
     for (uint32_t i = 0; i < t->ndeps; i++) {
         if (t->deps[i].task->rc) { /* it fails upstream at its start: no decision to make */
             dagger__pool_submit(ctx->pool, &t->job);
@@ -775,6 +784,34 @@ void dagger__task_begin_elsewhere(dagger_task_t *t)
     /* atomic: a thread waiting on the task reads TF_HAS_DEPS of the same word meanwhile */
     __atomic_fetch_or(&t->flags, TF_DEFERRED, __ATOMIC_RELAXED);
     atomic_store_explicit(&t->state, T_RUNNING, memory_order_relaxed);
+}
+
+void dagger__task_set_elsewhere(dagger_task_t *t, int rank)
+{
+    struct task_ext *x = dagger__task_ext_get(t);
+    if (x) /* out of memory: unknown, so no dependent is sent early */
+        atomic_store_explicit(&x->elsewhere, rank + 1, memory_order_release);
+}
+
+int dagger__task_elsewhere(const dagger_task_t *t)
+{
+    const struct task_ext *x = dagger__task_x(t);
+    return x ? atomic_load_explicit(&((struct task_ext *)x)->elsewhere, memory_order_acquire) - 1
+             : -1;
+}
+
+uint32_t dagger__task_ndeps(const dagger_task_t *t) { return t->ndeps; }
+
+dagger_task_t *dagger__task_dep(const dagger_task_t *t, uint32_t i, int *argi)
+{
+    *argi = t->deps[i].node.argi;
+    return t->deps[i].task;
+}
+
+const dagger_scope_t *dagger__task_scope(const dagger_task_t *t)
+{
+    const struct task_ext *x = dagger__task_x(t);
+    return x ? x->scope : NULL;
 }
 
 void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
@@ -1306,6 +1343,14 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, struc
             if (DAGGER_UNLIKELY(k == DAGGER_KIND_CHUNK || k == DAGGER_KIND_SHARD))
                 atomic_store_explicit(&t->place, 1, memory_order_relaxed);
         }
+    }
+    /* In a job, a task pinned to another rank whose inputs are still being made may be sent to
+     * its rank now (src/net/mpi/remote.c), while the spawn's hold keeps it from being ready. */
+    void *rec;
+    if (DAGGER_UNLIKELY(ctx->early != NULL) && done < (uint32_t)nd && dagger__task_x(t) &&
+        atomic_load_explicit(&t->place, memory_order_relaxed) && ctx->early(ctx->ranks, t, &rec)) {
+        dagger__task_x(t)->early_rec = rec;
+        __atomic_fetch_or(&t->flags, TF_EARLY, __ATOMIC_RELAXED);
     }
     if (atomic_fetch_sub_explicit(&t->pending, 1 + done, memory_order_acq_rel) == 1 + done)
         make_ready(t);

@@ -50,7 +50,10 @@ enum {
     M_DROP,
     M_STREAM,
     M_CREDIT,
-    M_BYE /* closing: nothing more follows from this rank on the communicator */
+    M_BYE, /* closing: nothing more follows from this rank on the communicator */
+    M_SUB, /* consumer -> producer: send me your result (remote.c, early sends) */
+    M_FWD, /* producer -> spawning rank: too late, forward it yourself */
+    M_ARG  /* producer or spawning rank -> consumer: an argument of an early-sent task */
 };
 enum {
     C_SUBMIT = 1,
@@ -64,7 +67,10 @@ enum {
     C_UNREF,
     C_FETCH,
     C_DROP,
-    C_STREAM
+    C_STREAM,
+    C_EARLY,       /* a task sent before it is ready (remote.c) */
+    C_EARLY_READY, /* its dependencies are done here */
+    C_FWD          /* a producer's result to forward to an early task's rank */
 };
 /* Value modes on the wire beyond remote.c's own (data.c): a reference, a shard. */
 enum { MPI__V_REF = 16, MPI__V_SHARD };
@@ -125,6 +131,8 @@ struct mpi_state {
     struct proxy **proxies;
     struct served **served;
     struct exported **exports;
+    struct inbound **intasks; /* progress: tasks received, not spawned yet (by origin and id) */
+    struct orphan **orphans;  /* progress: early tasks' arguments that came before the task */
     size_t nbuckets;
     struct sendreq *sends;
     struct import *imports;
@@ -140,6 +148,9 @@ struct mpi_state {
     _Atomic int64_t nexports;      /* exports alive on this rank (stats) */
     _Atomic int64_t nrrefs;        /* chunks here whose bytes are on another rank */
     uint64_t nsent, nrecvd;        /* progress: TASK and RESULT messages, for termination */
+    bool direct;                   /* early sends on (DAGGER_MPI_DIRECT, default 1) */
+    /* stats: struct dagger__mpi_direct */
+    _Atomic uint64_t early_sent, subs_in, args_direct, args_forwarded, early_in;
     /* termination rounds (driver) */
     _Atomic uint32_t q_round, q_done;
     uint64_t q_sent, q_recvd;
@@ -191,6 +202,20 @@ void mpi__remote_lost(struct mpi_state *st, int peer);
 bool mpi__remote_busy(const struct mpi_state *st);
 /* A data reference (M_DROP) from `src`: release export `xid` once its sends are out. */
 void mpi__export_drop(struct mpi_state *st, int src, uint64_t xid);
+/* ctx->early and ctx->early_ready (core.h): send a task whose inputs are made on other ranks to
+ * its rank before it is ready; it becomes ready here. */
+bool mpi__early(void *ud, dagger_task_t *t, void **rec);
+void mpi__early_ready(void *ud, dagger_task_t *t, void *rec, bool failed);
+/* Early sends on this rank (for the tests). Thread safety: any thread. */
+struct dagger__mpi_direct {
+    uint64_t sent;      /* tasks sent early from here */
+    uint64_t subs;      /* subscriptions that found their producer here */
+    uint64_t direct;    /* arguments that came straight from their producer's rank */
+    uint64_t forwarded; /* arguments forwarded by the spawning rank */
+    uint64_t waited;    /* tasks that came here before some of their arguments */
+};
+/* Returns 0, or DAGGER_EINVAL for a context without ranks. */
+int dagger__mpi_direct_stats(const dagger_ctx_t *ctx, struct dagger__mpi_direct *out);
 
 /* subscribe.c: results left where they were made. A chunk result larger than MPI__INLINE_MAX
  * stays on the producer's rank as an export; the rank that spawned the task gets a chunk whose

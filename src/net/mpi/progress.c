@@ -507,6 +507,9 @@ static void on_message(struct mpi_state *st, int src, const void *buf, size_t le
         break;
     case M_TASK:
     case M_RESULT:
+    case M_SUB:
+    case M_FWD:
+    case M_ARG:
         st->nrecvd++;
         mpi__on_msg(st, type, src, &rb);
         break;
@@ -892,10 +895,14 @@ static int join(dagger_ctx_t *ctx)
      * them on: a race seen under load). */
     dagger__ctx_set_ranks(ctx, st->rank, st->nranks, st, mpi__remote_submit);
     dagger__ctx_set_ranks_place(ctx, mpi__steal_place);
+    const char *direct = getenv("DAGGER_MPI_DIRECT");
+    st->direct = !direct || strcmp(direct, "0") != 0;
+    dagger__ctx_set_ranks_early(ctx, mpi__early, mpi__early_ready);
     mpi__stream_attach(st);
     if (pthread_create(&st->thread, NULL, progress_main, st) != 0) {
         mpi__stream_detach(st);
         dagger__ctx_set_ranks(ctx, 0, 1, NULL, NULL);
+        dagger__ctx_set_ranks_early(ctx, NULL, NULL);
         MPI_Comm_free(&st->comm);
         state_free(st);
         return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_ctx_open: cannot start the MPI progress "
@@ -956,6 +963,7 @@ static void quiesce(dagger_ctx_t *ctx)
 static void ranks_close(dagger_ctx_t *ctx)
 {
     struct mpi_state *st = dagger__ctx_ranks(ctx);
+    dagger__ctx_set_ranks_early(ctx, NULL, NULL);
     mpi__rtrace_close(st); /* DAGGER_TRACE: the ranks' events go to rank 0 */
     atomic_store_explicit(&st->exit, 1, memory_order_release);
     atomic_fetch_add(&st->wake, 1);

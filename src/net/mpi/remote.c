@@ -15,10 +15,49 @@
  * arrival. Pulled bytes are lent to the served task and adopted by the proxy's result, without
  * copies. A failure comes back with the remote task's id, name and rank in the message;
  * dagger_cancel on a proxy sends M_CANCEL.
+ *
+ * Early sends (issue 9 item 4: a task argument that is a task on another rank is a
+ * subscription). A consumer C whose scope names exactly one other rank r (dagger_scope_worker(r),
+ * or one thread of r) and that waits for task arguments is offered to mpi__early at its spawn,
+ * before it can become ready, and sent to r at once (C_EARLY). Finished inputs travel as
+ * values; each unfinished one as V_PENDING (producer's rank q, producer's id here): q is where
+ * the producer runs (a proxy sent there, or an early task: dagger__task_elsewhere), or this rank
+ * for a producer that runs here or is not placed yet (this rank then sends its outcome to r
+ * once done, as a forward below). Right after the M_TASK the spawning rank subscribes r to each
+ * producer on another rank (M_SUB to q: sent from here, it
+ * comes after the producer's own M_TASK on the same pair of ranks, so q knows the producer, or
+ * has ended it). q attaches the subscription to the producer (served, or still inbound there)
+ * and, when it ends, sends its result or failure straight to r (M_ARG: a value as an argument
+ * is sent, a large payload pulled by r from q), besides the M_RESULT to the spawning rank; a
+ * producer on r itself fills the argument in place. A subscription that finds no producer (it
+ * ended and its result went) is answered M_FWD to the spawning rank, which forwards the
+ * producer's outcome to r once its own proxy has it. r keeps C in the intasks table (by origin
+ * and id) and spawns it when its last pending argument is in; an M_ARG from q can overtake C's
+ * M_TASK (another pair of ranks), so it waits as an orphan until C comes.
+ * - Errors: a failed producer fails C on r without running it ("argument 0 failed: task 1:42
+ *   'p' on rank 1: ..."), and C's dependents there the same way; here C fails upstream, as
+ *   core fails any task whose input failed (the producer's proxy failed here too), and r's
+ *   answer is dropped.
+ * - Here C stays a pending task of core until its dependencies are done (C_EARLY_READY, from
+ *   place_slow): its proxy keeps r's answer until then, so C completes after its inputs as any
+ *   task does. The proxy leaves the table once both answered and ready; a dependency that
+ *   failed here also sends M_CANCEL to r, so r never waits for what will not come.
+ * - Cancelling C sends M_CANCEL: r fails it while it waits (or cancels it as a served task);
+ *   cancelled before its send, it is never sent. A cancelled producer fails C as a failure does.
+ * - A lost producer's rank fails every task waiting on it on r with DAGGER_EPEER (naming the
+ *   rank and argument) when r detects the loss (mpi__remote_lost), and here its proxy fails,
+ *   failing C upstream; a lost r answers C's proxy with DAGGER_EPEER. Nothing waits without a
+ *   peer that can still answer.
+ * - Stealing: C is pinned by its scope, never in a reserve; it runs on r with r's worker scope.
+ * - Termination: M_SUB, M_FWD and M_ARG count as work messages, and C waiting on r counts in r's
+ *   inbound work (mpi__remote_busy), so the rounds never end while an argument is on its way.
+ * - DAGGER_MPI_DIRECT=0 turns early sends off (each task is sent when ready, as before).
  * Invariants: the tables below are touched by the progress thread only; a proxy is in the
- * proxy table from its M_TASK until its M_RESULT or the loss of its rank, and completes once.
+ * proxy table from its M_TASK until its M_RESULT or the loss of its rank (an early one until it
+ * is also ready here), and completes once.
  * SPDX-License-Identifier: MIT
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,6 +78,8 @@ struct hnode {
     uint64_t key;
 };
 
+struct later;
+
 struct proxy {
     struct hnode h; /* key: the local task's id */
     dagger_task_t *t;
@@ -46,6 +87,29 @@ struct proxy {
     const void *fn; /* its body and bytes of arguments: its history entry (src/sched/cost.c) */
     size_t bytes;
     bool there; /* its result is read on its rank only (DAGGER__TASK_RESULT_THERE) */
+    /* An early send (C_EARLY): in the table from its send until it is both answered and ready
+     * here; its answer waits in ans_rc/ans_msg/ans until its dependencies are done here. */
+    bool early;
+    bool sent;     /* its M_TASK went out (else the answer is the error that kept it here) */
+    bool ready;    /* its dependencies are done here (C_EARLY_READY) */
+    bool local;    /* a dependency failed here: core fails it, the answer is dropped */
+    bool answered; /* its rank answered, or was lost, or it could not be sent */
+    int ans_rc;
+    char *ans_msg;     /* the failure's text (dagger__malloc'd), or NULL */
+    struct later *ans; /* the success */
+    uint32_t nargs;
+    dagger_task_t **deps;    /* per argument: the unfinished dependency it was sent without */
+    int *pranks;             /* per argument: the rank named as its producer (V_PENDING) */
+    struct proxy *lost_next; /* mpi__remote_lost's list */
+};
+
+/* A consumer subscribed to a producer's result: an early task on `rank`, argument `slot`, sent by
+ * `origin` as its task `cpid`. */
+struct sub {
+    struct sub *next;
+    int rank, origin;
+    uint64_t cpid;
+    uint32_t slot;
 };
 
 struct served {
@@ -60,6 +124,7 @@ struct served {
     uint64_t pid;
     double expected;  /* seconds this rank's history expects (0: unknown), in served_backlog */
     bool result_home; /* its result goes back to its origin (DAGGER__TASK_RESULT_HOME) */
+    struct sub *subs; /* early tasks on other ranks waiting for its result */
 };
 
 struct exported {
@@ -87,7 +152,8 @@ enum {
     V_BYTES_PULL,
     V_CHUNK_REF,
     V_CHUNK_FROM,
-    V_CHUNK_LOCAL
+    V_CHUNK_LOCAL,
+    V_PENDING /* an early task's argument that its producer (rank, task id) sends later */
 };
 
 /* One incoming value: decoded in place, or filled by a pull. */
@@ -97,6 +163,9 @@ struct slot {
     dagger_shard_t *shard; /* owned */
     void *bytes;           /* owned: dagger__obj_alloc'd, nbytes long */
     size_t nbytes;
+    bool pending;  /* V_PENDING: waits for an M_ARG from rank prank (its task ppid there) */
+    int prank;     /* the producer's rank */
+    uint64_t ppid; /* the producer: its id on the spawning rank (the key of its served entry) */
 };
 
 static void slots_free(struct slot *slots, uint32_t n)
@@ -110,11 +179,37 @@ static void slots_free(struct slot *slots, uint32_t n)
     dagger__free(slots);
 }
 
-/* An incoming task (M_TASK) or result (M_RESULT) whose values may still be pulled. */
+/* A copy of an M_ARG message whose inline value an inbound task borrows. */
+struct argmsg {
+    struct argmsg *next;
+    uint8_t bytes[];
+};
+
+/* An M_ARG that came before its task (its producer's rank is not ordered with the spawning
+ * rank): kept by the task's key until the task comes (freed at close if it never does: its
+ * origin was lost). An M_ARG for a task that already failed here is dropped (a dead mark). */
+struct orphan {
+    struct hnode h; /* key: served_key(origin, cpid); several may share it */
+    int src;
+    uint32_t dead; /* > 0: no message but a mark: the task failed here with this many
+                      arguments still to come, which are dropped as they come (in_fail) */
+    size_t len;
+    uint8_t bytes[];
+};
+
+/* An incoming task (M_TASK) or result (M_RESULT) whose values may still be pulled. A task is in
+ * the intasks table (by origin and id) until it is spawned or fails: a subscription finds it
+ * there, and an early task's pending arguments (V_PENDING) arrive there as M_ARG. */
 struct inbound {
+    struct hnode h; /* key: served_key(src, pid), while `keyed` */
+    bool keyed;
     bool is_task;
     int src;
-    void *msg; /* a copy of the message: inline values borrow it */
+    int vsrc;            /* the rank that sent the value being decoded: src, or an M_ARG's sender */
+    void *msg;           /* a copy of the message: inline values borrow it */
+    struct argmsg *more; /* copies of its M_ARG messages */
+    struct sub *subs;    /* consumers of its result, handed to the served record */
+    uint32_t npend;      /* pending arguments (V_PENDING) not arrived, counted in nleft too */
     uint32_t n, nleft;
     struct slot *slots;
     int rc;
@@ -136,7 +231,9 @@ static struct hnode **table(struct mpi_state *st, int which)
 {
     return which == 0   ? (struct hnode **)st->proxies
            : which == 1 ? (struct hnode **)st->served
-                        : (struct hnode **)st->exports;
+           : which == 2 ? (struct hnode **)st->exports
+           : which == 3 ? (struct hnode **)st->intasks
+                        : (struct hnode **)st->orphans;
 }
 
 static void h_put(struct mpi_state *st, int which, struct hnode *n)
@@ -173,8 +270,10 @@ void mpi__remote_init(struct mpi_state *st)
     st->proxies = dagger__calloc(NBUCKETS, sizeof(void *));
     st->served = dagger__calloc(NBUCKETS, sizeof(void *));
     st->exports = dagger__calloc(NBUCKETS, sizeof(void *));
+    st->intasks = dagger__calloc(NBUCKETS, sizeof(void *));
+    st->orphans = dagger__calloc(NBUCKETS, sizeof(void *));
     st->nbuckets = NBUCKETS;
-    if (!st->proxies || !st->served || !st->exports)
+    if (!st->proxies || !st->served || !st->exports || !st->intasks || !st->orphans)
         dagger__panic("out of memory for the MPI backend's tables");
 }
 
@@ -209,8 +308,8 @@ static void export_gone(struct exported *x)
 void mpi__export_drop(struct mpi_state *st, int src, uint64_t xid)
 {
     struct exported *x = (struct exported *)h_find(st, 2, xid);
-    if (!x || !x->multi || x->peer != src)
-        return; /* only the rank holding the reference lets it go */
+    if (!x || x->peer != src)
+        return; /* only the rank holding the reference (or that would pull it) lets it go */
     h_take(st, 2, xid);
     export_gone(x);
 }
@@ -230,6 +329,14 @@ void mpi__remote_fini(struct mpi_state *st)
     dagger__free(st->proxies);
     dagger__free(st->served);
     dagger__free(st->exports);
+    dagger__free(st->intasks);
+    if (st->orphans) /* arguments of tasks that failed before they came */
+        for (size_t b = 0; b < NBUCKETS; b++)
+            for (struct hnode *n = (struct hnode *)st->orphans[b], *next; n; n = next) {
+                next = n->next;
+                dagger__free(n);
+            }
+    dagger__free(st->orphans);
 }
 
 /* ---------------------------------------------------------------- values on the wire */
@@ -387,6 +494,18 @@ oom:
 }
 
 static void inbound_step(struct mpi_state *st, struct inbound *in);
+static void send_arg(struct mpi_state *st, struct sub *u, dagger_task_t *t, int rc,
+                     const char *text);
+static void subs_fail(struct mpi_state *st, struct sub **subs, int rc, const char *text);
+static void sub_add(struct mpi_state *st, int rank, int origin, uint64_t ppid, uint64_t cpid,
+                    uint32_t slot);
+static void in_fail(struct mpi_state *st, struct inbound *in, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void fwd_request(struct mpi_state *st, uint64_t cpid, uint32_t slot);
+static void on_arg(struct mpi_state *st, int src, struct rbuf *rb, bool may_keep);
+static void check_producers(struct mpi_state *st, struct inbound *in);
+static void orphan_keep(struct mpi_state *st, int src, uint64_t key, struct rbuf *rb);
+static void orphans_adopt(struct mpi_state *st, uint64_t key);
 
 static void slot_pulled(struct mpi_state *st, struct import *im, int rc, const char *why)
 {
@@ -437,14 +556,14 @@ static int chunk_left(struct mpi_state *st, struct rbuf *rb, struct inbound *in,
 {
     uint64_t xid = rb_u64(rb);
     if (rb->bad) {
-        snprintf(in->why, sizeof in->why, "a malformed value from rank %d", in->src);
+        snprintf(in->why, sizeof in->why, "a malformed value from rank %d", in->vsrc);
         return DAGGER_EINVAL;
     }
     if (mode == V_CHUNK_LOCAL) {
         struct exported *x = (struct exported *)h_find(st, 2, xid);
         if (!x || !x->chunk) {
             snprintf(in->why, sizeof in->why,
-                     "rank %d sent a reference to data %llu of this rank, which is gone", in->src,
+                     "rank %d sent a reference to data %llu of this rank, which is gone", in->vsrc,
                      (unsigned long long)xid);
             return DAGGER_ESTATE;
         }
@@ -452,19 +571,19 @@ static int chunk_left(struct mpi_state *st, struct rbuf *rb, struct inbound *in,
         s->v = dagger_chunkv(s->chunk);
         return 0;
     }
-    dagger_space_t where = {in->src, DAGGER__SPACE_RANK, 0};
+    dagger_space_t where = {in->vsrc, DAGGER__SPACE_RANK, 0};
     /* A relay's result is read only where it is: nothing here stages it (subscribe.c) */
-    struct mpi_rref *r = mpi__rref_new(st, in->src, xid, !(in->px && in->px->there));
+    struct mpi_rref *r = mpi__rref_new(st, in->vsrc, xid, !(in->px && in->px->there));
     int rc = r ? dagger__mem_chunk_at(st->ctx, size, &where, r, &s->chunk) : DAGGER_ENOMEM;
     if (rc) { /* the reference's free op tells the producer to let it go */
         if (r)
             dagger__mem_space_ops(DAGGER__SPACE_RANK)->free(&where, r, size);
         snprintf(in->why, sizeof in->why, "out of memory for a reference to rank %d's data",
-                 in->src);
+                 in->vsrc);
         return DAGGER_ENOMEM;
     }
     if (nd > 0 && dagger_chunk_set_type(s->chunk, (dagger_elt_t)elt, nd, shape) != 0) {
-        snprintf(in->why, sizeof in->why, "a %zu-byte chunk from rank %d: %s", size, in->src,
+        snprintf(in->why, sizeof in->why, "a %zu-byte chunk from rank %d: %s", size, in->vsrc,
                  dagger_last_errmsg());
         return DAGGER_EINVAL;
     }
@@ -477,16 +596,29 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
 {
     uint64_t mode = rb_u64(rb);
     if (mode == MPI__V_REF) {
-        int rc = mpi__get_ref(st, rb, in->src, &s->chunk, in->why, sizeof in->why);
+        int rc = mpi__get_ref(st, rb, in->vsrc, &s->chunk, in->why, sizeof in->why);
         if (!rc)
             s->v = dagger_chunkv(s->chunk);
         return rc;
     }
     if (mode == MPI__V_SHARD) {
-        int rc = mpi__get_shard(st, rb, in->src, &s->shard, in->why, sizeof in->why);
+        int rc = mpi__get_shard(st, rb, in->vsrc, &s->shard, in->why, sizeof in->why);
         if (!rc)
             s->v = dagger_shardv(s->shard);
         return rc;
+    }
+    if (mode == V_PENDING) {
+        int prank = (int)rb_u64(rb);
+        uint64_t ppid = rb_u64(rb);
+        if (rb->bad || !in->is_task || prank < 0 || prank >= st->nranks)
+            goto bad;
+        s->v = dagger_nil();
+        s->pending = true;
+        s->prank = prank;
+        s->ppid = ppid;
+        in->npend++;
+        in->nleft++;
+        return 0;
     }
     if (mode == V_INLINE) {
         uint64_t n = rb_u64(rb);
@@ -504,7 +636,7 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         for (int i = 0; i < nd; i++)
             shape[i] = rb_u64(rb);
         size_t size = rb_u64(rb);
-        int from = mode == V_CHUNK_FROM ? (int)rb_u64(rb) : in->src;
+        int from = mode == V_CHUNK_FROM ? (int)rb_u64(rb) : in->vsrc;
         if (rb->bad || from < 0 || from >= st->nranks || from == st->rank)
             goto bad;
         if (mode == V_CHUNK_LOCAL || mode == V_CHUNK_REF)
@@ -516,7 +648,7 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
             rc = dagger_chunk_set_type(s->chunk, (dagger_elt_t)elt, nd, shape);
         void *dst = rc ? NULL : dagger_chunk_data(s->chunk);
         if (rc || (!dst && size)) {
-            snprintf(in->why, sizeof in->why, "a %zu-byte chunk from rank %d: %s", size, in->src,
+            snprintf(in->why, sizeof in->why, "a %zu-byte chunk from rank %d: %s", size, in->vsrc,
                      dagger_last_errmsg());
             return rc ? rc : DAGGER_ENOMEM;
         }
@@ -545,23 +677,33 @@ static int get_value(struct mpi_state *st, struct rbuf *rb, struct inbound *in, 
         s->nbytes = size;
         if (!s->bytes) {
             snprintf(in->why, sizeof in->why, "out of memory for %zu bytes from rank %d", size,
-                     in->src);
+                     in->vsrc);
             return DAGGER_ENOMEM;
         }
         s->v = dagger_nil(); /* the bytes arrive later: no strlen now */
         s->v.kind = (uint8_t)kind;
         s->v.len = (uint32_t)(kind == DAGGER_KIND_STR ? size - 1 : size);
         s->v.u.p = s->bytes;
-        return pull(st, in, s->bytes, size, xid, in->src,
+        return pull(st, in, s->bytes, size, xid, in->vsrc,
                     st->stages ? (int64_t)dagger__now_ns() - t0 : 0);
     }
 bad:
-    snprintf(in->why, sizeof in->why, "a malformed value from rank %d", in->src);
+    snprintf(in->why, sizeof in->why, "a malformed value from rank %d", in->vsrc);
     return DAGGER_EINVAL;
 }
 
 static void inbound_free(struct mpi_state *st, struct inbound *in)
 {
+    if (in->keyed)
+        h_take(st, 3, in->h.key);
+    for (struct sub *u = in->subs, *next; u; u = next) {
+        next = u->next;
+        dagger__free(u);
+    }
+    for (struct argmsg *m = in->more, *next; m; m = next) {
+        next = m->next;
+        dagger__free(m);
+    }
     slots_free(in->slots, in->n);
     dagger__free(in->msg);
     dagger__free(in);
@@ -634,6 +776,18 @@ static void on_served_result(struct mpi_state *st, struct served *s)
         msg = q + 3;
     send_result(st, s->origin, s->pid, t, rc, msg, dagger_task_id(t), dagger_task_name(t),
                 s->result_home);
+    if (s->subs) { /* straight to its consumers' ranks, not through its origin */
+        char text[400];
+        snprintf(text, sizeof text, "task %d:%llu '%s' on rank %d: %s", st->rank,
+                 (unsigned long long)dagger_task_id(t), dagger_task_name(t), st->rank,
+                 rc ? msg : "");
+        for (struct sub *u = s->subs, *next; u; u = next) {
+            next = u->next;
+            send_arg(st, u, t, rc, text);
+            dagger__free(u);
+        }
+        s->subs = NULL;
+    }
     h_take(st, 1, s->h.key);
     dagger_task_release(t);
     slots_free(s->slots, s->nslots);
@@ -648,25 +802,74 @@ struct later {
     dagger_task_t *t; /* the proxy's reference */
     dagger_value_t v;
     dagger_chunk_t *chunk; /* owned: v is this chunk */
+    dagger_shard_t *shard; /* owned: v is this shard (an early send's stashed answer) */
     bool adopt;            /* v's str/blob bytes are owned (dagger__obj_alloc'd) */
 };
 
 /* Completing a proxy places its local dependents at once, which stages their chunk inputs; a
  * chunk left on another rank is pulled then, waiting for the progress thread. So while such
  * chunks exist here, a worker completes proxies, never the progress thread. */
-static int complete_later(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+static void later_run(struct later *l)
 {
-    (void)tc;
-    (void)out;
-    struct later *l = dagger_arg_ptr(a, 0);
     if (l->adopt)
         dagger__task_complete_owned(l->t, &l->v);
     else
         dagger__task_complete(l->t, 0, &l->v, NULL);
     dagger_chunk_release(l->chunk);
+    dagger_shard_release(l->shard);
     dagger_task_release(l->t);
     dagger__free(l);
+}
+
+static int complete_later(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)out;
+    later_run(dagger_arg_ptr(a, 0));
     return 0;
+}
+
+/* Take a successful result out of `in` (its chunk, shard or bytes; inline bytes copied, since
+ * they borrow the message). NULL when out of memory (nothing taken). */
+static struct later *later_take(struct inbound *in)
+{
+    struct slot *s = &in->slots[0];
+    struct later *l = dagger__calloc(1, sizeof *l);
+    if (!l)
+        return NULL;
+    l->v = s->v;
+    bool bytes = s->v.kind == DAGGER_KIND_STR || s->v.kind == DAGGER_KIND_BLOB;
+    if (bytes && !s->bytes) {
+        size_t n = (size_t)s->v.len + (s->v.kind == DAGGER_KIND_STR);
+        void *copy = dagger__obj_alloc(n ? n : 1);
+        if (!copy) {
+            dagger__free(l);
+            return NULL;
+        }
+        if (s->v.len)
+            memcpy(copy, s->v.u.p, s->v.len);
+        if (s->v.kind == DAGGER_KIND_STR)
+            ((char *)copy)[s->v.len] = 0;
+        l->v.u.p = copy;
+    }
+    s->bytes = NULL;
+    l->adopt = bytes;
+    l->chunk = s->chunk;
+    s->chunk = NULL;
+    l->shard = s->shard;
+    s->shard = NULL;
+    return l;
+}
+
+static void later_drop(struct later *l)
+{
+    if (l->adopt) {
+        size_t n = (size_t)l->v.len + (l->v.kind == DAGGER_KIND_STR);
+        dagger__obj_free((void *)l->v.u.p, n ? n : 1);
+    }
+    dagger_chunk_release(l->chunk);
+    dagger_shard_release(l->shard);
+    dagger__free(l);
 }
 
 /* Hand a successful result to complete_later. Returns false (nothing taken) when out of
@@ -714,9 +917,16 @@ static bool complete_on_worker(struct mpi_state *st, struct inbound *in)
 }
 
 /* Complete a proxy from its M_RESULT, once its values are here. */
+static void early_answer(struct mpi_state *st, struct inbound *in, int rc, uint64_t rid,
+                         const char *rname);
+
 static void finish_result(struct mpi_state *st, struct inbound *in, int rc, uint64_t rid,
                           const char *rname)
 {
+    if (in->px->early) { /* kept until its dependencies are done here too */
+        early_answer(st, in, rc, rid, rname);
+        return;
+    }
     dagger_task_t *t = in->px->t;
     if (!rc && atomic_load_explicit(&st->nrrefs, memory_order_relaxed) > 0 &&
         complete_on_worker(st, in)) {
@@ -754,8 +964,9 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
         dagger__free(s);
         if (argv != small)
             dagger__free(argv);
-        send_result(st, in->src, in->pid, NULL, DAGGER_ENOMEM, "out of memory spawning the task", 0,
-                    in->name, false);
+        in->rc = DAGGER_ENOMEM;
+        snprintf(in->why, sizeof in->why, "out of memory spawning the task");
+        send_result(st, in->src, in->pid, NULL, in->rc, in->why, 0, in->name, false);
         return;
     }
     for (uint32_t i = 0; i < in->n; i++) { /* pulled bytes are lent to the task: no copy */
@@ -789,8 +1000,9 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
         dagger__free(argv);
     if (!t) {
         dagger__free(s);
-        send_result(st, in->src, in->pid, NULL, DAGGER_ENOMEM, "out of memory spawning the task", 0,
-                    in->name, false);
+        in->rc = DAGGER_ENOMEM;
+        snprintf(in->why, sizeof in->why, "out of memory spawning the task");
+        send_result(st, in->src, in->pid, NULL, in->rc, in->why, 0, in->name, false);
         return;
     }
     s->st = st;
@@ -804,6 +1016,8 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     s->h.key = served_key(in->src, in->pid);
     s->expected = expected;
     s->result_home = in->result_home;
+    s->subs = in->subs; /* its consumers wait for its end now */
+    in->subs = NULL;
     h_put(st, 1, &s->h);
     st->nserved++;
     atomic_fetch_add_explicit(&st->served_total, 1, memory_order_relaxed);
@@ -816,7 +1030,17 @@ static void inbound_step(struct mpi_state *st, struct inbound *in)
     if (in->nleft > 0)
         return;
     if (in->is_task) {
+        if (in->keyed) { /* spawned or failed: a subscription now finds the served task */
+            h_take(st, 3, in->h.key);
+            in->keyed = false;
+        }
         spawn_served(st, in);
+        if (in->subs) { /* it failed before it ran: so do its consumers */
+            char text[480];
+            snprintf(text, sizeof text, "task '%.120s' on rank %d: %s", in->name, st->rank,
+                     in->why);
+            subs_fail(st, &in->subs, in->rc, text);
+        }
     } else {
         uint64_t rid = in->pid; /* a result keeps the remote id in pid */
         finish_result(st, in, in->rc, rid, in->name);
@@ -837,6 +1061,7 @@ static struct inbound *inbound_new(struct mpi_state *st, int src, struct rbuf *r
     in->msg = copy;
     rb->p = copy; /* inline values borrow the copy */
     in->src = src;
+    in->vsrc = src;
     in->pin = -1;
     st->ninbound++;
     return in;
@@ -882,9 +1107,24 @@ static void on_task(struct mpi_state *st, int src, struct rbuf *rb)
                      (unsigned long long)n);
         }
     }
+    /* In the table before its arguments are read: a subscription to it may follow at once. */
+    in->h.key = served_key(src, in->pid);
+    h_put(st, 3, &in->h);
+    in->keyed = true;
     for (uint64_t i = 0; !in->rc && i < n; i++) {
         in->n = (uint32_t)i + 1;
         in->rc = get_value(st, rb, in, &in->slots[i]);
+    }
+    if (in->rc)
+        in_fail(st, in, in->rc, "%s", in->why);
+    else if (in->npend)
+        check_producers(st, in);
+    if (in->npend) { /* still waiting: what came before it, and the rest later */
+        atomic_fetch_add_explicit(&st->early_in, 1, memory_order_relaxed);
+        uint64_t key = in->h.key;
+        in->nleft++; /* it cannot end (and go) while its orphans are handed to it */
+        orphans_adopt(st, key);
+        in->nleft--;
     }
     inbound_step(st, in);
 }
@@ -894,9 +1134,11 @@ static void on_result(struct mpi_state *st, int src, struct rbuf *rb)
     uint64_t pid = rb_u64(rb);
     int rc = (int)(int64_t)rb_u64(rb);
     uint64_t rid = rb_u64(rb);
-    struct proxy *px = (struct proxy *)h_take(st, 0, pid);
-    if (!px)
-        return; /* its rank was declared lost, and it completed then */
+    struct proxy *px = (struct proxy *)h_find(st, 0, pid);
+    if (!px || (px->early && px->answered))
+        return;     /* its rank was declared lost, and it completed then */
+    if (!px->early) /* an early one stays until it is ready here too */
+        h_take(st, 0, pid);
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_RESULT_RECEIVED, src, pid, rb->len));
     st->nawaiting--;
     mpi__linger(st); /* its waiter, then its next spawn */
@@ -945,6 +1187,314 @@ static void on_pull(struct mpi_state *st, int src, struct rbuf *rb)
     mpi__send_data(st, src, tag, x->p, x->size, export_release, x);
 }
 
+/* ---------------------------------------------------------------- subscriptions
+ * An early task (V_PENDING arguments) subscribes on receipt to each producer's rank (M_SUB). The
+ * producer's rank attaches the subscription to the producer (served, or still inbound there) and
+ * sends its result straight to the consumer's rank when it ends (M_ARG), besides its M_RESULT to
+ * the spawning rank. A subscription that finds no producer there (it ended and its result went,
+ * or its M_TASK is still on the way) is answered M_FWD to the spawning rank, which forwards the
+ * producer's outcome itself once it has it (fwd_request). */
+
+/* Fail an inbound task `in` now (keeping the first error): its pending arguments are no longer
+ * awaited (a late M_ARG finds it out of the table and is dropped); pulls in flight end first. */
+static void in_fail(struct mpi_state *st, struct inbound *in, int rc, const char *fmt, ...)
+{
+    if (!in->rc) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(in->why, sizeof in->why, fmt, ap);
+        va_end(ap);
+        in->rc = rc;
+    }
+    for (uint32_t i = 0; i < in->n; i++)
+        in->slots[i].pending = false;
+    if (in->npend) { /* its arguments still on their way are dropped as they come */
+        struct orphan *o = dagger__calloc(1, sizeof *o + 1);
+        if (o) { /* out of memory: they wait as orphans until close instead */
+            o->h.key = served_key(in->src, in->pid);
+            o->dead = in->npend;
+            h_put(st, 4, &o->h);
+        }
+    }
+    in->nleft -= in->npend;
+    in->npend = 0;
+    if (in->keyed) {
+        h_take(st, 3, in->h.key);
+        in->keyed = false;
+    }
+}
+
+/* An argument of a task that failed here came: drop it, and let its sender free a payload it
+ * kept for this rank to pull. Returns false when `key` has no such mark. */
+static bool arg_dead(struct mpi_state *st, int src, uint64_t key, struct rbuf *rb, int rc)
+{
+    struct hnode **pp = (struct hnode **)&st->orphans[key % NBUCKETS];
+    while (*pp && ((*pp)->key != key || !((struct orphan *)*pp)->dead))
+        pp = &(*pp)->next;
+    struct orphan *o = (struct orphan *)*pp;
+    if (!o)
+        return false;
+    if (--o->dead == 0) {
+        *pp = o->h.next;
+        dagger__free(o);
+    }
+    uint64_t mode = rc ? V_INLINE : rb_u64(rb), xid = 0;
+    if (mode == V_CHUNK_PULL) {
+        rb_u64(rb); /* elt */
+        uint64_t nd = rb_u64(rb);
+        for (uint64_t i = 0; i < nd && i <= DAGGER_CHUNK_MAX_DIMS; i++)
+            rb_u64(rb);
+        rb_u64(rb); /* size */
+        xid = rb_u64(rb);
+    } else if (mode == V_BYTES_PULL) {
+        rb_u64(rb); /* kind */
+        rb_u64(rb); /* size */
+        xid = rb_u64(rb);
+    }
+    if (xid && !rb->bad) {
+        struct wbuf b = {0};
+        wb_u64(&b, M_DROP);
+        wb_u64(&b, xid);
+        mpi__send(st, src, &b, false);
+    }
+    return true;
+}
+
+/* Consumer `rank` wants the result of the task `ppid` that `origin` sent here. */
+static void sub_add(struct mpi_state *st, int rank, int origin, uint64_t ppid, uint64_t cpid,
+                    uint32_t slot)
+{
+    uint64_t key = served_key(origin, ppid);
+    struct served *s = (struct served *)h_find(st, 1, key);
+    struct inbound *in = s ? NULL : (struct inbound *)h_find(st, 3, key);
+    struct sub *u = s || in ? dagger__calloc(1, sizeof *u) : NULL;
+    if (u) {
+        *u = (struct sub){.rank = rank, .origin = origin, .cpid = cpid, .slot = slot};
+        struct sub **head = s ? &s->subs : &in->subs;
+        u->next = *head;
+        *head = u;
+        atomic_fetch_add_explicit(&st->subs_in, 1, memory_order_relaxed);
+        return;
+    }
+    /* Ended here already (or not arrived, or out of memory): its origin forwards it. */
+    if (origin == st->rank) {
+        fwd_request(st, cpid, slot);
+        return;
+    }
+    struct wbuf b = {0};
+    wb_u64(&b, M_FWD);
+    wb_u64(&b, cpid);
+    wb_u64(&b, slot);
+    mpi__send(st, origin, &b, true);
+}
+
+/* Fill pending argument `slot` of `in` from `v`, a result of a task on this rank (copied or
+ * retained: the task may go first). Returns 0 or an error with in->why set. */
+static int slot_fill(struct inbound *in, struct slot *sl, const dagger_value_t *v)
+{
+    sl->v = *v;
+    sl->v.flags &= (uint8_t) ~(DAGGER_VALUE_OWNED | DAGGER_VALUE_BORROW);
+    switch (v->kind) {
+    case DAGGER_KIND_CHUNK:
+        sl->chunk = dagger_chunk_retain(v->u.c);
+        return 0;
+    case DAGGER_KIND_SHARD:
+        sl->shard = dagger_shard_retain(v->u.sh);
+        return 0;
+    case DAGGER_KIND_STR:
+    case DAGGER_KIND_BLOB: {
+        size_t n = (size_t)v->len + (v->kind == DAGGER_KIND_STR);
+        sl->bytes = dagger__obj_alloc(n ? n : 1);
+        if (!sl->bytes) {
+            snprintf(in->why, sizeof in->why, "out of memory for a %zu-byte argument", n);
+            return DAGGER_ENOMEM;
+        }
+        sl->nbytes = n ? n : 1;
+        if (n)
+            memcpy(sl->bytes, v->u.p, n);
+        sl->v.u.p = sl->bytes;
+        return 0;
+    }
+    case DAGGER_KIND_TASK:
+        snprintf(in->why, sizeof in->why, "a task handle cannot be an argument on another rank");
+        return DAGGER_ENOSYS;
+    default:
+        return 0;
+    }
+}
+
+/* The argument `slot` of the inbound task keyed `key` arrived: failed (rc, text), or its value
+ * was filled. Returns the task, or NULL when none waits for that argument. */
+static struct inbound *arg_slot(struct mpi_state *st, uint64_t key, uint32_t slot)
+{
+    struct inbound *in = (struct inbound *)h_find(st, 3, key);
+    if (!in || slot >= in->n || !in->slots[slot].pending)
+        return NULL; /* it failed, was cancelled, or its rank sent it twice: dropped */
+    return in;
+}
+
+static void arg_done(struct mpi_state *st, struct inbound *in, uint32_t slot, int rc,
+                     const char *text)
+{
+    if (in->slots[slot].pending) {
+        in->slots[slot].pending = false;
+        in->npend--;
+        in->nleft--;
+    }
+    if (rc) {
+        char copy[320]; /* `text` may be in->why, which in_fail writes */
+        snprintf(copy, sizeof copy, "%s", text);
+        in_fail(st, in, DAGGER_EUPSTREAM, "argument %u failed: %s", slot, copy);
+    }
+    inbound_step(st, in);
+}
+
+/* The result of `t` (or its failure: rc, text) for consumer `u`. */
+static void send_arg(struct mpi_state *st, struct sub *u, dagger_task_t *t, int rc,
+                     const char *text)
+{
+    if (u->rank == st->rank) { /* the consumer is here too */
+        struct inbound *in = arg_slot(st, served_key(u->origin, u->cpid), u->slot);
+        if (!in)
+            return;
+        atomic_fetch_add_explicit(&st->args_direct, 1, memory_order_relaxed);
+        dagger_value_t v = dagger_nil();
+        if (!rc && t && dagger_fetch(t, &v) != 0)
+            v = dagger_nil();
+        int r = rc ? rc : slot_fill(in, &in->slots[u->slot], &v);
+        arg_done(st, in, u->slot, r, rc ? text : in->why);
+        return;
+    }
+    struct wbuf b = {0};
+    wb_u64(&b, M_ARG);
+    wb_u64(&b, (uint64_t)u->origin);
+    wb_u64(&b, u->cpid);
+    wb_u64(&b, u->slot);
+    char why[320];
+    struct wbuf val = {0};
+    if (!rc) {
+        dagger_value_t v = dagger_nil();
+        if (t && dagger_fetch(t, &v) != 0)
+            v = dagger_nil();
+        v.flags &= (uint8_t)~DAGGER_VALUE_OWNED; /* sent by reference to t, never taken over */
+        rc = put_value(st, &val, &v, t, AS_ARG, u->rank, "the result", why, sizeof why);
+        if (rc)
+            text = why;
+    }
+    wb_u64(&b, (uint64_t)(int64_t)rc);
+    if (rc)
+        wb_str(&b, text);
+    else
+        wb_bytes(&b, val.p, val.len);
+    dagger__free(val.p);
+    DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_RESULT_SENT, u->rank, u->cpid, b.len));
+    mpi__send(st, u->rank, &b, true);
+}
+
+static void subs_fail(struct mpi_state *st, struct sub **subs, int rc, const char *text)
+{
+    for (struct sub *u = *subs, *next; u; u = next) {
+        next = u->next;
+        send_arg(st, u, NULL, rc ? rc : DAGGER_ETASK, text);
+        dagger__free(u);
+    }
+    *subs = NULL;
+}
+
+/* M_ARG: an argument of an early task here, from its producer's rank or forwarded by its
+ * origin. Inline values borrow a copy of the message, kept with the task. */
+static void on_arg(struct mpi_state *st, int src, struct rbuf *rb, bool may_keep)
+{
+    int origin = (int)rb_u64(rb);
+    uint64_t cpid = rb_u64(rb);
+    uint32_t slot = (uint32_t)rb_u64(rb);
+    size_t at = rb->pos; /* kept from here if the task has not come yet */
+    int rc = (int)(int64_t)rb_u64(rb);
+    if (rb->bad || origin < 0 || origin >= st->nranks)
+        return;
+    uint64_t key = served_key(origin, cpid);
+    if (may_keep) { /* counted as it comes (a replayed orphan was counted then) */
+        struct inbound *w = (struct inbound *)h_find(st, 3, key);
+        bool straight = src != origin || (w && slot < w->n && w->slots[slot].prank == origin);
+        atomic_fetch_add_explicit(straight ? &st->args_direct : &st->args_forwarded, 1,
+                                  memory_order_relaxed);
+    }
+    if (!h_find(st, 3, key) && !h_find(st, 1, key)) {
+        if (arg_dead(st, src, key, rb, rc))
+            return;
+        if (may_keep && src != origin) {
+            struct rbuf keep = *rb;
+            keep.pos = at - 24; /* origin, cpid, slot: replayed whole */
+            orphan_keep(st, src, key, &keep);
+        }
+        return;
+    }
+    struct inbound *in = arg_slot(st, key, slot);
+    if (!in)
+        return;
+    DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_RESULT_RECEIVED, src, cpid, rb->len));
+    if (rc) {
+        char text[320];
+        rb_str(rb, text, sizeof text);
+        arg_done(st, in, slot, rc, text);
+        return;
+    }
+    struct argmsg *m = dagger__malloc(sizeof *m + (rb->len ? rb->len : 1));
+    if (!m) {
+        arg_done(st, in, slot, DAGGER_ENOMEM, "out of memory receiving it");
+        return;
+    }
+    memcpy(m->bytes, rb->p, rb->len);
+    m->next = in->more;
+    in->more = m;
+    struct rbuf copy = {m->bytes, rb->len, rb->pos, false};
+    in->slots[slot].pending = false; /* before the pulls it may start count in nleft */
+    in->npend--;
+    in->nleft--;
+    in->vsrc = src;
+    rc = get_value(st, &copy, in, &in->slots[slot]);
+    in->vsrc = in->src;
+    arg_done(st, in, slot, rc, in->why);
+}
+
+/* An early task waits for no lost rank: a producer's rank lost before the task came fails it. */
+static void check_producers(struct mpi_state *st, struct inbound *in)
+{
+    for (uint32_t i = 0; i < in->n && in->npend; i++) {
+        struct slot *sl = &in->slots[i];
+        if (sl->pending && sl->prank != st->rank && st->peers[sl->prank].lost) {
+            in_fail(st, in, DAGGER_EPEER, "rank %d was lost (%s) before it sent argument %u",
+                    sl->prank, st->peers[sl->prank].why, i);
+            return;
+        }
+    }
+}
+
+static void orphan_keep(struct mpi_state *st, int src, uint64_t key, struct rbuf *rb)
+{
+    size_t len = rb->len - rb->pos;
+    struct orphan *o = dagger__malloc(sizeof *o + (len ? len : 1));
+    if (!o) /* the task then waits for its rank to be lost or for a cancel: reported */
+        dagger__panic("out of memory keeping an argument that came before its task");
+    o->h.key = key;
+    o->src = src;
+    o->dead = 0;
+    o->len = len;
+    memcpy(o->bytes, rb->p + rb->pos, len);
+    h_put(st, 4, &o->h);
+}
+
+/* The task keyed `key` came: its arguments that came first are handed to it now. */
+static void orphans_adopt(struct mpi_state *st, uint64_t key)
+{
+    struct orphan *o;
+    while ((o = (struct orphan *)h_take(st, 4, key)) != NULL) {
+        struct rbuf rb = {o->bytes, o->len, 0, false};
+        on_arg(st, o->src, &rb, false);
+        dagger__free(o);
+    }
+}
+
 void mpi__on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb)
 {
     switch (type) {
@@ -955,13 +1505,38 @@ void mpi__on_msg(struct mpi_state *st, int type, int src, struct rbuf *rb)
         on_result(st, src, rb);
         break;
     case M_CANCEL: {
-        struct served *s = (struct served *)h_find(st, 1, served_key(src, rb_u64(rb)));
-        if (s)
+        uint64_t key = served_key(src, rb_u64(rb));
+        struct served *s = (struct served *)h_find(st, 1, key);
+        struct inbound *in = s ? NULL : (struct inbound *)h_find(st, 3, key);
+        if (s) {
             (void)dagger_cancel(s->t);
+        } else if (in && in->npend) { /* an early task waiting for its arguments */
+            in_fail(st, in, DAGGER_ECANCELED,
+                    "cancelled while it waited for its arguments from other ranks");
+            inbound_step(st, in);
+        }
         break;
     }
     case M_PULL:
         on_pull(st, src, rb);
+        break;
+    case M_SUB: { /* from the spawning rank, for the consumer's rank */
+        int rank = (int)rb_u64(rb);
+        uint64_t ppid = rb_u64(rb), cpid = rb_u64(rb);
+        uint32_t slot = (uint32_t)rb_u64(rb);
+        if (!rb->bad && rank >= 0 && rank < st->nranks)
+            sub_add(st, rank, src, ppid, cpid, slot);
+        break;
+    }
+    case M_FWD: {
+        uint64_t cpid = rb_u64(rb);
+        uint32_t slot = (uint32_t)rb_u64(rb);
+        if (!rb->bad)
+            fwd_request(st, cpid, slot);
+        break;
+    }
+    case M_ARG:
+        on_arg(st, src, rb, true);
         break;
     case M_UNREF:
         mpi__data_msg(st, src, rb);
@@ -1002,10 +1577,16 @@ void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
     dagger__task_set_cancel_hook(t, on_cancel, st);
     mpi__linger(st); /* its result is due: the waiter yields */
     mpi__push(st, c);
+    /* A dependent may be sent early now (mpi__early): its subscription, posted after this
+     * command, then reaches that rank after this task. */
+    dagger__task_set_elsewhere(t, p->rank);
 }
 
+/* Encode `t` for `rank`. `early`: an early send, whose arguments from unfinished dependencies
+ * (early->deps) go as V_PENDING (producer's rank and id), and from finished ones as their
+ * results (a failed one fails the build: the task fails here, upstream). */
 static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, int rank, int pin,
-                      int prio, size_t *bytes, char *why, size_t cap)
+                      int prio, size_t *bytes, char *why, size_t cap, struct proxy *early)
 {
     struct dagger__fn_ref ref;
     int rc = dagger__fn_ref(dagger__task_fn(t), &ref, why, cap);
@@ -1031,7 +1612,28 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     for (uint32_t i = 0; i < n; i++) {
         char what[32];
         snprintf(what, sizeof what, "argument %u", i);
-        rc = put_value(st, b, &args[i], t, AS_ARG, rank, what, why, cap);
+        dagger_task_t *dep = early && i < early->nargs ? early->deps[i] : NULL;
+        if (dep && !dagger_task_done(dep)) {
+            int q = dagger__task_elsewhere(dep);
+            early->pranks[i] = q >= 0 ? q : st->rank; /* made here: sent from here */
+            wb_u64(b, V_PENDING);
+            wb_u64(b, (uint64_t)early->pranks[i]);
+            wb_u64(b, dagger_task_id(dep));
+            continue;
+        }
+        if (dep) { /* finished since the spawn: its result goes with the task */
+            dagger_value_t v = dagger_nil();
+            if (dagger_task_error(dep) || dagger_fetch(dep, &v) != 0) {
+                snprintf(why, cap, "%s: its task failed", what);
+                return DAGGER_EUPSTREAM;
+            }
+            v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+            early->deps[i] = NULL; /* nothing to forward */
+            rc = put_value(st, b, &v, dep, AS_ARG, rank, what, why, cap);
+            dagger_task_release(dep);
+        } else {
+            rc = put_value(st, b, &args[i], t, AS_ARG, rank, what, why, cap);
+        }
         if (rc)
             return rc;
     }
@@ -1065,7 +1667,7 @@ static void submit(struct mpi_state *st, struct mpi_cmd *c)
     struct wbuf b = {0};
     size_t bytes = 0;
     if (!rc)
-        rc = build_task(st, &b, t, c->rank, c->pin, c->prio, &bytes, why, sizeof why);
+        rc = build_task(st, &b, t, c->rank, c->pin, c->prio, &bytes, why, sizeof why, NULL);
     struct proxy *px = rc ? NULL : dagger__calloc(1, sizeof *px);
     if (!rc && !px) {
         rc = DAGGER_ENOMEM;
@@ -1086,6 +1688,325 @@ static void submit(struct mpi_state *st, struct mpi_cmd *c)
     DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_SENT, c->rank, px->h.key, b.len));
     st->nawaiting++;
     mpi__send(st, c->rank, &b, true);
+}
+
+/* ---------------------------------------------------------------- early sends
+ * A task whose scope names one other rank r, and whose unfinished inputs are all tasks running
+ * on other ranks, is sent to r at its spawn (mpi__early, on the spawning thread, then C_EARLY on
+ * the progress thread) rather than when it is ready here; those inputs travel as V_PENDING and
+ * come to r from their producers (subscriptions above). Here the task stays a pending task of
+ * core until its dependencies are done (C_EARLY_READY), and its proxy keeps r's answer until
+ * then, so it completes after its inputs here as any task; a dependency that fails here fails
+ * it here (upstream, as core does) and the answer is dropped, and r is told to stop waiting
+ * (M_CANCEL). Its proxy leaves the table once it is both answered and ready. */
+
+struct early_rec {
+    struct mpi_cmd send, ready; /* C_EARLY, C_EARLY_READY */
+    struct mpi_state *st;
+    struct proxy *px;
+};
+
+bool mpi__early(void *ud, dagger_task_t *t, void **rec)
+{
+    struct mpi_state *st = ud;
+    if (!st->direct || atomic_load_explicit(&st->stopped, memory_order_relaxed) ||
+        dagger__task_result_home(t) || dagger__task_result_there(t))
+        return false;
+    const dagger_scope_t *sc = dagger__task_scope(t);
+    if (!sc || dagger__scope_is_any(sc))
+        return false;
+    /* One rank only, another one, no device: else placement decides when it is ready. */
+    int nthreads = dagger__ctx_nthreads(st->ctx), rank = -1, pin = -1;
+    for (int k = 0; k < st->nranks; k++) {
+        dagger__procset set;
+        int nt = dagger__scope_resolve(sc, k, st->nranks, nthreads, &set, NULL, 0);
+        if (nt <= 0)
+            continue;
+        if (rank >= 0 || set.dev)
+            return false;
+        rank = k;
+        for (int th = 0; nt == 1 && th < nthreads; th++)
+            if (dagger__procset_has(&set, th))
+                pin = th;
+    }
+    if (rank < 0 || rank == st->rank)
+        return false;
+    uint32_t nargs;
+    const dagger_value_t *args = dagger__task_args(t, &nargs);
+    dagger_task_t **deps = dagger__calloc(nargs ? nargs : 1, sizeof *deps);
+    if (!deps)
+        return false;
+    bool ok = true;
+    uint32_t nd = dagger__task_ndeps(t);
+    for (uint32_t i = 0; i < nd && ok; i++) {
+        int argi;
+        dagger_task_t *d = dagger__task_dep(t, i, &argi);
+        if (dagger_task_done(d)) { /* its result, known now, must travel (no mutable data) */
+            dagger_value_t v = dagger_nil();
+            if (argi >= 0 && !dagger_task_error(d) && dagger_fetch(d, &v) == 0)
+                ok = v.kind != DAGGER_KIND_SHARD &&
+                     !(v.kind == DAGGER_KIND_CHUNK && dagger_chunk_is_mutable(v.u.c, NULL));
+        } else { /* made on another rank, which sends it to `rank`; or here (or not placed
+                  * yet), and this rank sends it once done */
+            ok = argi >= 0 && !dagger__task_mutable_result(d) && !dagger__task_result_home(d) &&
+                 !dagger__task_result_there(d);
+        }
+        if (ok && argi >= 0 && (uint32_t)argi < nargs)
+            deps[argi] = d;
+    }
+    for (uint32_t i = 0; i < nargs && ok; i++) /* pointers and handles stay here */
+        ok = deps[i] || args[i].kind <= DAGGER_KIND_BLOB;
+    struct early_rec *e = ok ? dagger__calloc(1, sizeof *e) : NULL;
+    struct proxy *px = e ? dagger__calloc(1, sizeof *px) : NULL;
+    int *pranks = px ? dagger__calloc(nargs ? nargs : 1, sizeof *pranks) : NULL;
+    if (!pranks) {
+        dagger__free(px);
+        dagger__free(e);
+        dagger__free(deps);
+        return false;
+    }
+    px->pranks = pranks;
+    for (uint32_t i = 0; i < nargs; i++)
+        if (deps[i])
+            dagger_task_retain(deps[i]);
+    px->early = true;
+    px->t = dagger_task_retain(t);
+    px->rank = rank;
+    px->nargs = nargs;
+    px->deps = deps;
+    px->fn = (const void *)(uintptr_t)dagger__task_fn(t);
+    e->st = st;
+    e->px = px;
+    e->send = (struct mpi_cmd){.type = C_EARLY, .rank = rank, .pin = pin, .rec = e};
+    e->send.prio = ((struct dagger__job *)t)->prio;
+    dagger__task_set_external(t);
+    dagger__task_set_cancel_hook(t, on_cancel, st);
+    atomic_fetch_add_explicit(&st->early_sent, 1, memory_order_relaxed);
+    *rec = e;
+    mpi__push(st, &e->send);
+    dagger__task_set_elsewhere(t, rank); /* its own dependents may follow it early (after it) */
+    return true;
+}
+
+void mpi__early_ready(void *ud, dagger_task_t *t, void *rec, bool failed)
+{
+    struct early_rec *e = rec;
+    e->ready.type = C_EARLY_READY;
+    e->ready.t = t;
+    e->ready.pin = failed;
+    e->ready.rec = e;
+    mpi__push(ud, &e->ready);
+}
+
+static char *text_dup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = dagger__malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+/* Answered and ready: complete the task here with its rank's answer (unless core failed it
+ * upstream), and let the proxy go. */
+static void early_finish(struct mpi_state *st, struct proxy *px)
+{
+    h_take(st, 0, px->h.key);
+    dagger_task_t *t = px->t;
+    if (px->local || !px->ans) {
+        if (px->ans)
+            later_drop(px->ans);
+        if (!px->local)
+            dagger__task_complete(t, px->ans_rc ? px->ans_rc : DAGGER_ETASK, NULL,
+                                  px->ans_msg ? px->ans_msg : dagger_strerror(px->ans_rc));
+        dagger_task_release(t);
+    } else {
+        struct later *l = px->ans;
+        l->t = t; /* the proxy's reference */
+        bool queued = false;
+        if (atomic_load_explicit(&st->nrrefs, memory_order_relaxed) > 0) { /* complete_on_worker */
+            dagger_task_opts_t o;
+            dagger_task_opts_init(&o);
+            o.name = "mpi.complete";
+            dagger_value_t argv[1] = {dagger_ptr(l)};
+            dagger_task_t *h = dagger_spawn_impl(st->ctx, &o, complete_later, NULL, argv, 1);
+            queued = h != NULL;
+            dagger_task_release(h);
+        }
+        if (!queued)
+            later_run(l);
+    }
+    for (uint32_t i = 0; i < px->nargs; i++)
+        dagger_task_release(px->deps[i]);
+    dagger__free(px->deps);
+    dagger__free(px->pranks);
+    dagger__free(px->ans_msg);
+    dagger__free(px);
+}
+
+static void early_set_answer(struct proxy *px, int rc, const char *text)
+{
+    px->answered = true;
+    px->ans_rc = rc;
+    px->ans_msg = text_dup(text);
+}
+
+/* C_EARLY: the task's first and only send. A failure to send it is its answer. */
+static void early_send(struct mpi_state *st, struct early_rec *e)
+{
+    struct proxy *px = e->px;
+    dagger_task_t *t = px->t;
+    px->h.key = dagger_task_id(t);
+    h_put(st, 0, &px->h);
+    char why[400];
+    int rc = 0;
+    if (st->peers[px->rank].lost) {
+        rc = DAGGER_EPEER;
+        snprintf(why, sizeof why, "rank %d was lost (%s) before the task could be sent there",
+                 px->rank, st->peers[px->rank].why);
+    } else if (atomic_load(&st->stopped)) {
+        rc = DAGGER_ESTATE;
+        snprintf(why, sizeof why, "rank %d cannot run it: the job has ended", px->rank);
+    } else if (dagger_tc_cancelled((dagger_tc_t *)t)) {
+        rc = DAGGER_ECANCELED;
+        snprintf(why, sizeof why, "cancelled before it was sent to rank %d", px->rank);
+    }
+    struct wbuf b = {0};
+    size_t bytes = 0;
+    if (!rc)
+        rc =
+            build_task(st, &b, t, px->rank, e->send.pin, e->send.prio, &bytes, why, sizeof why, px);
+    if (rc) {
+        dagger__free(b.p);
+        early_set_answer(px, rc, why);
+        return;
+    }
+    px->bytes = bytes;
+    px->sent = true;
+    DAGGER__TRACE(dagger__trace_rank(DAGGER__TRACE_RANK_TASK_SENT, px->rank, px->h.key, b.len));
+    st->nawaiting++;
+    mpi__send(st, px->rank, &b, true);
+    /* Subscribe its rank to each producer still running: sent from here, after the producer's
+     * own M_TASK (this rank sent that first), so the producer's rank knows it, or has ended it. */
+    for (uint32_t i = 0; i < px->nargs; i++) {
+        int q = px->deps[i] ? px->pranks[i] : -1;
+        if (q == st->rank) /* made here: sent from here once done */
+            fwd_request(st, px->h.key, i);
+        if (q < 0 || q == st->rank || st->peers[q].lost)
+            continue; /* a lost producer's rank: the task's rank sees the loss too */
+        struct wbuf s = {0};
+        wb_u64(&s, M_SUB);
+        wb_u64(&s, (uint64_t)px->rank);
+        wb_u64(&s, dagger_task_id(px->deps[i]));
+        wb_u64(&s, px->h.key);
+        wb_u64(&s, i);
+        mpi__send(st, q, &s, true);
+    }
+}
+
+/* C_EARLY_READY: its dependencies are done here. */
+static void early_ready(struct mpi_state *st, struct early_rec *e, bool failed)
+{
+    struct proxy *px = e->px;
+    dagger__free(e);
+    px->ready = true;
+    px->local = failed;
+    if (!failed) {
+        dagger__task_begin_elsewhere(px->t);
+    } else if (px->sent && !px->answered) { /* it cannot succeed there either: stop it */
+        struct wbuf b = {0};
+        wb_u64(&b, M_CANCEL);
+        wb_u64(&b, px->h.key);
+        mpi__send(st, px->rank, &b, false);
+    }
+    if (px->answered)
+        early_finish(st, px);
+}
+
+/* Its rank answered (M_RESULT, once its values are here). */
+static void early_answer(struct mpi_state *st, struct inbound *in, int rc, uint64_t rid,
+                         const char *rname)
+{
+    struct proxy *px = in->px;
+    if (rc) {
+        char text[640];
+        snprintf(text, sizeof text, "task %d:%llu '%s' on rank %d: %s", in->src,
+                 (unsigned long long)rid, rname, in->src, in->why);
+        early_set_answer(px, rc, text);
+    } else {
+        px->answered = true;
+        px->ans = later_take(in);
+        if (!px->ans)
+            early_set_answer(px, DAGGER_ENOMEM, "out of memory keeping the task's result");
+    }
+    if (px->ready)
+        early_finish(st, px);
+}
+
+/* A producer's rank could not send its result to an early task's rank: forward it from here
+ * once the producer's proxy has it. */
+struct fwd {
+    struct dagger__task_callback cb;
+    struct mpi_cmd cmd; /* C_FWD */
+    struct mpi_state *st;
+    dagger_task_t *p; /* +1 */
+    uint64_t cpid;
+    uint32_t slot;
+};
+
+static void fwd_ready(dagger_task_t *t, void *ud)
+{
+    (void)t;
+    struct fwd *f = ud;
+    mpi__push(f->st, &f->cmd);
+}
+
+static void fwd_request(struct mpi_state *st, uint64_t cpid, uint32_t slot)
+{
+    struct proxy *px = (struct proxy *)h_find(st, 0, cpid);
+    if (!px || !px->early || !px->sent || px->answered || slot >= px->nargs || !px->deps[slot])
+        return; /* it ended already */
+    struct fwd *f = dagger__calloc(1, sizeof *f);
+    if (!f) {
+        struct sub u = {.rank = px->rank, .origin = st->rank, .cpid = cpid, .slot = slot};
+        send_arg(st, &u, NULL, DAGGER_ENOMEM, "out of memory forwarding it");
+        return;
+    }
+    f->st = st;
+    f->p = dagger_task_retain(px->deps[slot]);
+    f->cpid = cpid;
+    f->slot = slot;
+    f->cmd.type = C_FWD;
+    f->cmd.rec = f;
+    dagger__task_on_done(f->p, &f->cb, fwd_ready, f);
+}
+
+static void fwd_send(struct mpi_state *st, struct fwd *f)
+{
+    struct proxy *px = (struct proxy *)h_find(st, 0, f->cpid);
+    if (px && px->early && !px->answered) {
+        int rc = dagger_task_error(f->p);
+        const char *msg = rc ? dagger_task_errmsg(f->p) : "";
+        const char *q = strstr(msg, "': "); /* "task 7 'p': text" -> "text" */
+        if (rc && strncmp(msg, "task ", 5) == 0 && q)
+            msg = q + 3;
+        struct sub u = {.rank = px->rank, .origin = st->rank, .cpid = f->cpid, .slot = f->slot};
+        send_arg(st, &u, rc ? NULL : f->p, rc, msg);
+    }
+    dagger_task_release(f->p);
+    dagger__free(f);
+}
+
+int dagger__mpi_direct_stats(const dagger_ctx_t *ctx, struct dagger__mpi_direct *out)
+{
+    struct mpi_state *st = dagger__ctx_ranks(ctx);
+    DAGGER_CHECK(st && out, DAGGER_EINVAL, "dagger__mpi_direct_stats: a context without ranks");
+    out->sent = atomic_load_explicit(&st->early_sent, memory_order_relaxed);
+    out->subs = atomic_load_explicit(&st->subs_in, memory_order_relaxed);
+    out->direct = atomic_load_explicit(&st->args_direct, memory_order_relaxed);
+    out->forwarded = atomic_load_explicit(&st->args_forwarded, memory_order_relaxed);
+    out->waited = atomic_load_explicit(&st->early_in, memory_order_relaxed);
+    return 0;
 }
 
 void mpi__on_cmd(struct mpi_state *st, struct mpi_cmd *c)
@@ -1112,15 +2033,46 @@ void mpi__on_cmd(struct mpi_state *st, struct mpi_cmd *c)
     case C_UNREF:
         mpi__data_cmd(st, c); /* frees c */
         break;
+    case C_EARLY:
+        early_send(st, c->rec); /* the command lives in the record */
+        break;
+    case C_EARLY_READY:
+        early_ready(st, c->rec, c->pin != 0); /* frees the record */
+        break;
+    case C_FWD:
+        fwd_send(st, c->rec); /* frees the record */
+        break;
     }
 }
 
 void mpi__remote_lost(struct mpi_state *st, int peer)
 {
+    struct proxy *early = NULL;     /* early proxies there: answered below, out of the walk */
+    struct inbound *waiting = NULL; /* early tasks here that wait on it */
     for (size_t k = 0; k < NBUCKETS; k++) {
+        for (struct hnode **pp = (struct hnode **)&st->intasks[k]; *pp;) {
+            struct inbound *in = (struct inbound *)*pp;
+            bool hit = in->src == peer && in->npend;
+            for (uint32_t i = 0; !hit && i < in->n; i++)
+                hit = in->slots[i].pending && in->slots[i].prank == peer;
+            if (!hit) {
+                pp = &(*pp)->next;
+                continue;
+            }
+            *pp = in->h.next;
+            in->keyed = false;
+            in->h.next = (struct hnode *)waiting;
+            waiting = in;
+        }
         for (struct hnode **pp = (struct hnode **)&st->proxies[k]; *pp;) {
             struct proxy *px = (struct proxy *)*pp;
             if (px->rank != peer) {
+                pp = &(*pp)->next;
+                continue;
+            }
+            if (px->early) {
+                px->lost_next = early;
+                early = px;
                 pp = &(*pp)->next;
                 continue;
             }
@@ -1142,5 +2094,34 @@ void mpi__remote_lost(struct mpi_state *st, int peer)
             *pp = x->h.next;
             export_gone(x);
         }
+    }
+    while (waiting) {
+        struct inbound *in = waiting;
+        waiting = (struct inbound *)in->h.next;
+        if (in->src == peer)
+            in_fail(st, in, DAGGER_EPEER, "rank %d, which sent this task, was lost (%s)", peer,
+                    st->peers[peer].why);
+        for (uint32_t i = 0; i < in->n && !in->rc; i++)
+            if (in->slots[i].pending && in->slots[i].prank == peer)
+                in_fail(st, in, DAGGER_EPEER,
+                        "rank %d was lost (%s) before it sent argument %u (the result of its "
+                        "task %d:%llu)",
+                        peer, st->peers[peer].why, i, in->src,
+                        (unsigned long long)in->slots[i].ppid);
+        inbound_step(st, in);
+    }
+    while (early) {
+        struct proxy *px = early;
+        early = px->lost_next;
+        if (px->answered)
+            continue;
+        if (px->sent)
+            st->nawaiting--;
+        char text[300];
+        snprintf(text, sizeof text, "rank %d was lost (%s) while it ran this task", peer,
+                 st->peers[peer].why);
+        early_set_answer(px, DAGGER_EPEER, text);
+        if (px->ready)
+            early_finish(st, px);
     }
 }

@@ -11,6 +11,9 @@
  * a local task's staging) goes through the space's copy op, which asks the progress thread to
  * pull the bytes and waits. Releasing the chunk frees the reference, which sends M_DROP to the
  * producer (the export goes once its sends are out).
+ * Values of every kind also go straight to a consumer sent early to its rank (remote.c, "Early
+ * sends"): the spawning rank subscribes that rank to the producer, which sends its result there
+ * when it ends (M_ARG), and a large result sent there is pulled from the producer as above.
  * Invariants: a reference outlives its context only as a dead one (st NULL; reading it fails);
  * the copy op never runs on the progress thread (results that are references complete their
  * proxies on a worker, see remote.c).
