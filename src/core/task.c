@@ -1346,11 +1346,16 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, struc
     }
     /* In a job, a task pinned to another rank whose inputs are still being made may be sent to
      * its rank now (src/net/mpi/remote.c), while the spawn's hold keeps it from being ready. */
-    void *rec;
     if (DAGGER_UNLIKELY(ctx->early != NULL) && done < (uint32_t)nd && dagger__task_x(t) &&
-        atomic_load_explicit(&t->place, memory_order_relaxed) && ctx->early(ctx->ranks, t, &rec)) {
-        dagger__task_x(t)->early_rec = rec;
-        __atomic_fetch_or(&t->flags, TF_EARLY, __ATOMIC_RELAXED);
+        atomic_load_explicit(&t->place, memory_order_relaxed)) {
+        /* Marked before the offer: once the backend posted the task, its progress thread reads
+         * the flags. Nobody else does before the spawn's hold below is released. */
+        void *rec;
+        t->flags |= TF_EARLY;
+        if (ctx->early(ctx->ranks, t, &rec))
+            dagger__task_x(t)->early_rec = rec; /* read once the task is ready (place_slow) */
+        else
+            t->flags &= ~(uint32_t)TF_EARLY;
     }
     if (atomic_fetch_sub_explicit(&t->pending, 1 + done, memory_order_acq_rel) == 1 + done)
         make_ready(t);
