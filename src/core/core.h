@@ -164,11 +164,15 @@ void dagger__ctx_set_ranks_place(dagger_ctx_t *ctx,
  * is offered to early(ud, t, &rec) before it can become ready (the spawn's own hold is still on
  * it); when early returns true the task is the backend's to run, and once its dependencies are
  * done early_ready(ud, t, rec, failed) is called instead of placing it (`failed`: a dependency
- * failed; core then fails the task upstream as usual, after the call). */
+ * failed; the backend then hands the task back with dagger__task_early_failed, after its last
+ * read of the task, and core fails it upstream as usual). */
 void dagger__ctx_set_ranks_early(dagger_ctx_t *ctx,
                                  bool (*early)(void *ud, dagger_task_t *t, void **rec),
                                  void (*early_ready)(void *ud, dagger_task_t *t, void *rec,
                                                      bool failed));
+/* An early task whose dependency failed (early_ready's `failed`), handed back by the backend
+ * once its thread no longer reads the task: it is submitted, and fails upstream at its start. */
+void dagger__task_early_failed(dagger_task_t *t);
 /* The rank a proxy's task runs on (set by the remote executor), or -1 (runs here, or unknown). */
 void dagger__task_set_elsewhere(dagger_task_t *t, int rank);
 int dagger__task_elsewhere(const dagger_task_t *t);

@@ -359,9 +359,9 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
         bool failed = false;
         for (uint32_t i = 0; i < t->ndeps; i++)
             failed |= t->deps[i].task->rc != 0;
+        /* With `failed`, the backend hands it back (dagger__task_early_failed) once its thread
+         * no longer reads the task's arguments: then it fails upstream at its start. */
         ctx->early_ready(ctx->ranks, t, dagger__task_x(t)->early_rec, failed);
-        if (failed) /* it fails upstream at its start, as below */
-            dagger__pool_submit(ctx->pool, &t->job);
         return;
     }
     for (uint32_t i = 0; i < t->ndeps; i++) {
@@ -764,12 +764,24 @@ double dagger__task_expected(const dagger_task_t *t)
     const struct task_ext *x = dagger__task_x(t);
     return x ? x->expected : 0.0;
 }
+/* Bits set at spawn, read with an atomic load: the task may be another rank's proxy whose
+ * progress thread sets TF_DEFERRED in the same word meanwhile (dagger__task_begin_elsewhere). */
+static inline uint32_t spawn_flags(const dagger_task_t *t)
+{
+    return __atomic_load_n(&t->flags, __ATOMIC_RELAXED);
+}
 bool dagger__task_mutable_result(const dagger_task_t *t)
 {
-    return (t->flags & TF_MUTABLE_RESULT) != 0;
+    return (spawn_flags(t) & TF_MUTABLE_RESULT) != 0;
 }
-bool dagger__task_result_home(const dagger_task_t *t) { return (t->flags & TF_RESULT_HOME) != 0; }
-bool dagger__task_result_there(const dagger_task_t *t) { return (t->flags & TF_RESULT_THERE) != 0; }
+bool dagger__task_result_home(const dagger_task_t *t)
+{
+    return (spawn_flags(t) & TF_RESULT_HOME) != 0;
+}
+bool dagger__task_result_there(const dagger_task_t *t)
+{
+    return (spawn_flags(t) & TF_RESULT_THERE) != 0;
+}
 
 void dagger__task_begin_elsewhere(dagger_task_t *t)
 {
@@ -785,6 +797,8 @@ void dagger__task_begin_elsewhere(dagger_task_t *t)
     __atomic_fetch_or(&t->flags, TF_DEFERRED, __ATOMIC_RELAXED);
     atomic_store_explicit(&t->state, T_RUNNING, memory_order_relaxed);
 }
+
+void dagger__task_early_failed(dagger_task_t *t) { dagger__pool_submit(t->ctx->pool, &t->job); }
 
 void dagger__task_set_elsewhere(dagger_task_t *t, int rank)
 {

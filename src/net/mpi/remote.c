@@ -1913,11 +1913,16 @@ static void early_ready(struct mpi_state *st, struct early_rec *e, bool failed)
     px->local = failed;
     if (!failed) {
         dagger__task_begin_elsewhere(px->t);
-    } else if (px->sent && !px->answered) { /* it cannot succeed there either: stop it */
-        struct wbuf b = {0};
-        wb_u64(&b, M_CANCEL);
-        wb_u64(&b, px->h.key);
-        mpi__send(st, px->rank, &b, false);
+    } else {
+        if (px->sent && !px->answered) { /* it cannot succeed there either: stop it */
+            struct wbuf b = {0};
+            wb_u64(&b, M_CANCEL);
+            wb_u64(&b, px->h.key);
+            mpi__send(st, px->rank, &b, false);
+        }
+        /* After early_send (an earlier command) built its message from the task's arguments:
+         * core may now fail it upstream, which drops them. */
+        dagger__task_early_failed(px->t);
     }
     if (px->answered)
         early_finish(st, px);
