@@ -118,8 +118,6 @@ enum {
     TF_RESULT_HOME = 1u << 6,  /* DAGGER__TASK_RESULT_HOME */
     TF_RESULT_THERE = 1u << 7, /* DAGGER__TASK_RESULT_THERE */
     TF_EARLY = 1u << 8,        /* sent to another rank before it was ready (ctx->early) */
-    /* results kept as chunks for a processor: never run on a thread outside the pool */
-    TF_NOT_ANY_THREAD = TF_CHUNK_RESULT | TF_MUTABLE_RESULT | TF_RESULT_HOME | TF_RESULT_THERE,
 };
 
 /* The rarely used fields of a task: options few tasks set (userdata, hooks, implementations, a
@@ -191,15 +189,6 @@ struct dagger_task {
 static inline struct task_ext *dagger__task_x(const dagger_task_t *t)
 {
     return atomic_load_explicit(&((dagger_task_t *)t)->x, memory_order_acquire);
-}
-/* A ready task that a thread outside the pool may run while it waits (its own slot, a sync
- * group's end): a plain job (no pin, priority or occupancy below 1) that placement leaves alone
- * (no scope, no data inputs) and whose result is kept as a value (no chunk for a processor). */
-static inline bool dagger__task_any_thread(const dagger_task_t *t)
-{
-    return t->job.pin < 0 && t->job.prio == 0 && t->job.occupancy >= 1.0f && !t->job.fiber &&
-           !atomic_load_explicit(&((dagger_task_t *)t)->place, memory_order_relaxed) &&
-           !(t->flags & TF_NOT_ANY_THREAD);
 }
 /* task.c: the extension record of `t`, allocated (zeroed) on first use; NULL when out of memory.
  * Safe from any thread: racing allocations agree on one record. */

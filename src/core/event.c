@@ -80,31 +80,9 @@ static bool own_group_task(const struct dagger__job *j, const struct group *g)
 {
     const dagger_task_t *t = (const dagger_task_t *)j;
     const struct task_ext *x = dagger__task_x(t);
-    return t->group == g && (!x || !x->scope) && dagger__task_any_thread(t);
-}
-
-/* The ending thread runs the group's tasks from its own slot, newest first (they stay on its
- * core; workers steal the oldest). A job of its slot that is not the group's goes back, and the
- * help from the slot ends there (the jobs below it are older still). */
-static void help_group_slot(dagger__pool *pool, struct group *g)
-{
-    struct dagger__event *ev = &g->ev;
-    while (atomic_load_explicit(&ev->head, memory_order_acquire) != EV_CLOSED) {
-        struct dagger__job *j = dagger__pool_pop_slot(pool);
-        if (!j)
-            return;
-        /* Only jobs that may run on any thread enter a slot: the group is the test left. */
-        if (((dagger_task_t *)j)->group != g) {
-            dagger__pool_unpop_slot(pool, j);
-            return;
-        }
-        while ((j = dagger__task_run(j, NULL))) { /* the dependent it made ready, as a worker */
-            if (!own_group_task(j, g)) {
-                dagger__pool_submit(pool, j);
-                return;
-            }
-        }
-    }
+    return t->group == g && (!x || !x->scope) &&
+           !atomic_load_explicit(&t->place, memory_order_relaxed) &&
+           !(t->flags & (TF_MUTABLE_RESULT | TF_CHUNK_RESULT));
 }
 
 int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
@@ -115,13 +93,11 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
      * thread or a task's body must not take up the group's tasks. */
     if (dagger__task_current() || dagger__self_tls.pool != NULL)
         return dagger__event_wait(ctx, ev, 0);
-    help_group_slot(pool, g);
     /* The queue also reads empty for a moment while a worker takes from it: a few misses in a
      * row, not one, end the help; so does a job that is not the group's (it goes back). */
-    /* Then the injection queue (jobs that other threads submitted), one job at a time: jobs
-     * held in a batch would wait for this thread (a batch of 8 cut 14 instructions a task from the
-     * nested row, but ran the last long tasks of a group one after the other here while workers
-     * idled). */
+    /* One job at a time: this thread has no deque workers steal from, so a job it held would
+     * wait for it (a batch of 8 cut 14 instructions a task from the nested row, but ran the last
+     * long tasks of a group one after the other here while workers idled). */
     for (int miss = 0;
          miss < 32 && atomic_load_explicit(&ev->head, memory_order_acquire) != EV_CLOSED;) {
         struct dagger__job *j = dagger__pool_take_injected(pool, 1);

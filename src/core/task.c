@@ -332,15 +332,12 @@ static inline void submit_ready_as(dagger_task_t *t, bool plain)
     }
 }
 
+static inline void submit_ready(dagger_task_t *t) { submit_ready_as(t, false); }
+
 static void make_ready(dagger_task_t *t)
 {
     DAGGER__TRACE(dagger__trace_ready(t->id, dagger__pool_self(t->ctx->pool)));
-    /* Made ready by a thread outside the pool, it stays in that thread's slot (the pool tests
-     * pin, priority and occupancy; see dagger__task_any_thread). */
-    if (DAGGER_LIKELY(!atomic_load_explicit(&t->place, memory_order_relaxed)))
-        dagger__pool_submit_ready(t->ctx->pool, &t->job, !(t->flags & TF_NOT_ANY_THREAD));
-    else
-        place_slow(t);
+    submit_ready(t);
 }
 
 static bool plain_job(dagger_task_t *t)

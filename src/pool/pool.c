@@ -1,11 +1,9 @@
 /* src/pool/pool.c - worker threads: deques, stealing, parking, mailboxes, suspension.
  *
  * Design: each worker owns a Chase-Lev deque; a job submitted from a worker goes to its own
- * deque, one from any other thread to the injection queue, or, when it may run on any thread
- * (dagger__pool_submit_plain), to that thread's slot: a deque it owns and pops when it waits
- * (slot.h). Idle workers look in order at their mailbox (jobs pinned to them), the priority
- * queue, their deque, the injection queue, then steal from the other workers starting at a
- * random one, then from the slots; after a short spin (a few rounds
+ * deque, one from any other thread to the injection queue. Idle workers look in order at
+ * their mailbox (jobs pinned to them), the priority queue, their deque, the injection queue,
+ * then steal from the other workers starting at a random one; after a short spin (a few rounds
  * of `pause`, then `sched_yield`, so that a thread with work to do on this core, such as an MPI
  * progress thread, is not kept off it) they park on an event count. Every job runs on a fiber:
  * when a job suspends, the worker continues the loop on a fresh fiber, and whoever resumes the
@@ -37,7 +35,6 @@
 #include "common/common.h"
 #include "pool/deque.h"
 #include "pool/fiber.h"
-#include "pool/slot.h"
 #include "trace/trace.h"
 
 #define SPIN_ROUNDS 64
@@ -78,7 +75,6 @@ struct dagger__pool {
     void *ud;
     size_t stack_size;
     struct jobq inject;
-    struct dagger__slots slots; /* of the threads outside the pool that submit (slot.h) */
     /* priority queue: a binary max-heap on (prio, -seq) */
     pthread_mutex_t heap_lock;
     struct dagger__job **heap; /* guarded by heap_lock */
@@ -332,10 +328,6 @@ static bool has_work(dagger__pool *p, struct worker *w)
     for (int i = 0; i < p->n; i++)
         if (dq_size(&p->w[i].dq) > 0)
             return true;
-    /* seq_cst, as the loads above: a parking worker's recheck pairs with a slot push's fence */
-    for (struct dagger__slot *s = atomic_load(&p->slots.head); s; s = s->next)
-        if (atomic_load(&s->dq.bottom) - atomic_load(&s->dq.top) > 0)
-            return true;
     return false;
 }
 
@@ -444,45 +436,12 @@ DAGGER_NOINLINE static void submit_any(dagger__pool *p, struct dagger__job *j)
     notify_published(p, 0);
 }
 
-/* The rest of submit_outside: a first submit to this pool (the thread takes a slot), a slot
- * that looks full (it grows), or no slot to be had (the injection queue). */
-DAGGER_NOINLINE static void submit_outside_slow(dagger__pool *p, struct dagger__job *j)
-{
-    struct dagger__slot *s = dagger__slot_mine(&p->slots);
-    if (!s)
-        s = dagger__slot_acquire(&p->slots);
-    if (s && dq_push(&s->dq, j) == 0) {
-        notify(p, 0);
-        return;
-    }
-    jobq_push(&p->inject, j);
-    notify_published(p, 0);
-}
-
-/* From a thread outside the pool, a job that may run on any thread: to the thread's slot,
- * where workers steal it. The fence of notify orders the deque's plain stores before the loads
- * of sleepers, as for a worker's push. Out of line, and its common case saves no registers. */
-DAGGER_NOINLINE static void submit_outside(dagger__pool *p, struct dagger__job *j)
-{
-    struct dagger__slot *s = dagger__slot_mine(&p->slots);
-    if (DAGGER_LIKELY(s != NULL) && DAGGER_LIKELY(dq_push_room(&s->dq, j) == 0)) {
-        notify(p, 0);
-        return;
-    }
-    submit_outside_slow(p, j);
-}
-
 /* A plain job (occupancy 1, no pin, no priority) goes to the deque of the worker of p that
- * submits it; from any other thread to its slot when `any_thread` (the job may run on the
- * waiting thread outside the pool), otherwise to the injection queue. */
-static inline void submit_plain(dagger__pool *p, struct dagger__job *j, bool any_thread)
+ * submits it, from any other thread to the injection queue. */
+static inline void submit_plain(dagger__pool *p, struct dagger__job *j)
 {
     struct worker *w = tls_worker; /* no switch in this function */
     if (!w || w->pool != p) {
-        if (any_thread) {
-            submit_outside(p, j);
-            return;
-        }
         jobq_push(&p->inject, j);
         notify_published(p, 0);
         return;
@@ -495,7 +454,7 @@ static inline void submit_plain(dagger__pool *p, struct dagger__job *j, bool any
     submit_any(p, j); /* the deque looks full: it grows there (or the injection queue takes it) */
 }
 
-static inline void submit_checked(dagger__pool *p, struct dagger__job *j, bool any_thread)
+void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
 {
     /* The common case first; NaN occupancy and every other case take the general path, in its
      * order. */
@@ -503,21 +462,13 @@ static inline void submit_checked(dagger__pool *p, struct dagger__job *j, bool a
         submit_any(p, j);
         return;
     }
-    submit_plain(p, j, any_thread);
-}
-
-void dagger__pool_submit(dagger__pool *p, struct dagger__job *j) { submit_checked(p, j, false); }
-
-void dagger__pool_submit_ready(dagger__pool *p, struct dagger__job *j, bool any_thread)
-{
-    DAGGER_ASSERT(!j->fiber);
-    submit_checked(p, j, any_thread);
+    submit_plain(p, j);
 }
 
 void dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j)
 {
     DAGGER_ASSERT(j->occupancy >= 1.0f && j->pin < 0 && j->prio == 0 && !j->fiber);
-    submit_plain(p, j, true);
+    submit_plain(p, j);
 }
 
 /* ---------------------------------------------------------------- finding work */
@@ -555,24 +506,8 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
     return NULL;
 }
 
-/* The slots of the threads outside the pool, oldest job first; nothing to do without slots. */
-static struct dagger__job *steal_slots(dagger__pool *p)
-{
-    for (struct dagger__slot *s = atomic_load_explicit(&p->slots.head, memory_order_acquire); s;
-         s = s->next) {
-        for (int tries = 0; tries < 4; tries++) {
-            void *x = dq_steal(&s->dq);
-            if (x == DQ_EMPTY)
-                break;
-            if (x != DQ_ABORT)
-                return x;
-        }
-    }
-    return NULL;
-}
-
 /* What try_get looks at after the worker's own deque: the injection queue, the other workers,
- * the slots of threads outside the pool, then the priority queue at any priority. */
+ * then the priority queue at any priority. */
 DAGGER_NOINLINE static struct dagger__job *try_get_shared(dagger__pool *p, struct worker *w)
 {
     struct dagger__job *j;
@@ -592,8 +527,6 @@ DAGGER_NOINLINE static struct dagger__job *try_get_shared(dagger__pool *p, struc
         return j;
     }
     if ((j = try_steal(p, w)))
-        return j;
-    if ((j = steal_slots(p)))
         return j;
     return heap_pop(p, INT32_MIN);
 }
@@ -846,23 +779,6 @@ struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max)
     return first;
 }
 
-struct dagger__job *dagger__pool_pop_slot(dagger__pool *p)
-{
-    struct dagger__slot *s = dagger__slot_mine(&p->slots);
-    return s ? dq_pop(&s->dq) : NULL;
-}
-
-void dagger__pool_unpop_slot(dagger__pool *p, struct dagger__job *j)
-{
-    struct dagger__slot *s = dagger__slot_mine(&p->slots);
-    if (s && dq_push(&s->dq, j) == 0) {
-        notify(p, 0); /* a worker may have looked while the job was out, and parked */
-        return;
-    }
-    jobq_push(&p->inject, j);
-    notify_published(p, 0);
-}
-
 int dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *), void *arg)
 {
     struct worker *w = self();
@@ -915,7 +831,6 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
     p->ud = ud;
     p->stack_size = stack_size;
     jobq_init(&p->inject);
-    dagger__slots_init(&p->slots);
     pthread_mutex_init(&p->heap_lock, NULL);
     pthread_mutex_init(&p->fiber_lock, NULL);
     pthread_mutex_init(&p->aux_lock, NULL);
@@ -994,7 +909,6 @@ void dagger__pool_close(dagger__pool *p)
     pthread_mutex_unlock(&p->aux_lock);
     for (int i = 0; i < naux; i++)
         pthread_join(p->aux_tid[i], NULL);
-    dagger__slots_destroy(&p->slots);
     for (int i = 0; i < p->n; i++) {
         struct worker *w = &p->w[i];
         if (w->spare) {

@@ -45,9 +45,7 @@ int dagger__pool_sleepers(const dagger__pool *p);
 /* Make a ready job runnable (or resume a suspended one). Thread safety: any thread. */
 void dagger__pool_submit(dagger__pool *p, struct dagger__job *j);
 /* The same for a fresh job known to be plain (occupancy 1, no pin, no priority, not suspended),
- * without testing it, that may also run on a thread outside the pool that waits: from such a
- * thread it goes to the thread's slot (slot.h), where workers steal it and the thread takes it
- * back with dagger__pool_pop_slot. Thread safety: any thread. */
+ * without testing it. Thread safety: any thread. */
 void dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j);
 
 /* Work is expected soon (a reply from another rank, the next task it sends): until `until_ns`
@@ -89,18 +87,6 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j);
  * NULL. A suspended job found there goes back (it resumes on a worker only). Thread safety:
  * any thread. */
 struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max);
-
-/* dagger__pool_submit for a fresh job (not suspended); with `any_thread`, one that may also run
- * on a thread outside the pool that waits, which dagger__pool_submit_plain's rule then applies to
- * when the job is plain. Thread safety: any thread. */
-void dagger__pool_submit_ready(dagger__pool *p, struct dagger__job *j, bool any_thread);
-
-/* For a thread outside the pool that waits: the newest job of its own slot in `p` (the jobs it
- * submitted through dagger__pool_submit_plain), or NULL. Thread safety: any thread. */
-struct dagger__job *dagger__pool_pop_slot(dagger__pool *p);
-/* Put back a job that dagger__pool_pop_slot gave and the caller will not run (a worker is told).
- * Thread safety: the thread that popped it. */
-void dagger__pool_unpop_slot(dagger__pool *p, struct dagger__job *j);
 
 /* Suspend the running job `self`: switch to a fresh stack, call arm(arg) there (arm must make
  * sure the job is submitted later, e.g. by enqueueing a waiter; it may submit it at once), and
