@@ -165,9 +165,20 @@ static int snap_locked(void *ctx, struct dtr_snap *out)
     if (g_topo[0] && !(out->topo = strdup(g_topo)))
         return DAGGER_ENOMEM;
     int rc = dagger__trace_buf_collect(g_rec_gen, out);
-    if (rc)
+    if (rc) {
         dagger__trace_snap_free(out);
-    return rc;
+        return rc;
+    }
+    /* The window holds every event: a thread that saw tracing on just before the stop (or a
+     * snapshot's `now`) stamps its event a little after t1, and a stamp taken at a task's end
+     * may open the next event from just before the start. */
+    for (size_t i = 0; i < out->nev; i++) {
+        if (out->ev[i].ts > out->t1)
+            out->t1 = out->ev[i].ts;
+        if (out->ev[i].ts < out->t0)
+            out->t0 = out->ev[i].ts;
+    }
+    return 0;
 }
 
 int dagger__trace_snap_take(void *ctx, struct dtr_snap *out)
