@@ -872,47 +872,33 @@ static void later_drop(struct later *l)
     dagger__free(l);
 }
 
-/* Hand a successful result to complete_later. Returns false (nothing taken) when out of
+/* Complete l's task: on a worker while chunks left on other ranks exist here (later_run),
+ * else, or when no helper task can be had, on this thread. */
+static void later_complete(struct mpi_state *st, struct later *l)
+{
+    if (atomic_load_explicit(&st->nrrefs, memory_order_relaxed) > 0) {
+        dagger_task_opts_t o;
+        dagger_task_opts_init(&o);
+        o.name = "mpi.complete";
+        dagger_value_t argv[1] = {dagger_ptr(l)};
+        dagger_task_t *h = dagger_spawn_impl(st->ctx, &o, complete_later, NULL, argv, 1);
+        if (h) { /* the helper owns l now (it may have run already) */
+            dagger_task_release(h);
+            return;
+        }
+    }
+    later_run(l);
+}
+
+/* Hand a successful result to later_complete. Returns false (nothing taken) when out of
  * memory: the caller completes it here. */
 static bool complete_on_worker(struct mpi_state *st, struct inbound *in)
 {
-    struct slot *s = &in->slots[0];
-    struct later *l = dagger__calloc(1, sizeof *l);
+    struct later *l = later_take(in);
     if (!l)
         return false;
-    l->t = in->px->t;
-    l->v = s->v;
-    bool bytes = s->v.kind == DAGGER_KIND_STR || s->v.kind == DAGGER_KIND_BLOB;
-    void *copy = NULL;
-    if (bytes && !s->bytes) { /* inline: it borrows the message, which goes now */
-        size_t n = (size_t)s->v.len + (s->v.kind == DAGGER_KIND_STR);
-        copy = dagger__obj_alloc(n ? n : 1);
-        if (!copy) {
-            dagger__free(l);
-            return false;
-        }
-        if (s->v.len)
-            memcpy(copy, s->v.u.p, s->v.len);
-        if (s->v.kind == DAGGER_KIND_STR)
-            ((char *)copy)[s->v.len] = 0;
-        l->v.u.p = copy;
-    }
-    l->adopt = bytes;
-    l->chunk = s->chunk; /* taken over (with the bytes) once the spawn succeeded */
-    dagger_task_opts_t o;
-    dagger_task_opts_init(&o);
-    o.name = "mpi.complete";
-    dagger_value_t argv[1] = {dagger_ptr(l)};
-    dagger_task_t *h = dagger_spawn_impl(st->ctx, &o, complete_later, NULL, argv, 1);
-    if (!h) {
-        if (copy)
-            dagger__obj_free(copy, (size_t)s->v.len + (s->v.kind == DAGGER_KIND_STR));
-        dagger__free(l);
-        return false;
-    }
-    s->chunk = NULL; /* the helper owns them now (it may have run already) */
-    s->bytes = NULL;
-    dagger_task_release(h);
+    l->t = in->px->t; /* the proxy's reference */
+    later_complete(st, l);
     return true;
 }
 
@@ -1821,20 +1807,8 @@ static void early_finish(struct mpi_state *st, struct proxy *px)
                                   px->ans_msg ? px->ans_msg : dagger_strerror(px->ans_rc));
         dagger_task_release(t);
     } else {
-        struct later *l = px->ans;
-        l->t = t; /* the proxy's reference */
-        bool queued = false;
-        if (atomic_load_explicit(&st->nrrefs, memory_order_relaxed) > 0) { /* complete_on_worker */
-            dagger_task_opts_t o;
-            dagger_task_opts_init(&o);
-            o.name = "mpi.complete";
-            dagger_value_t argv[1] = {dagger_ptr(l)};
-            dagger_task_t *h = dagger_spawn_impl(st->ctx, &o, complete_later, NULL, argv, 1);
-            queued = h != NULL;
-            dagger_task_release(h);
-        }
-        if (!queued)
-            later_run(l);
+        px->ans->t = t; /* the proxy's reference */
+        later_complete(st, px->ans);
     }
     for (uint32_t i = 0; i < px->nargs; i++)
         dagger_task_release(px->deps[i]);
