@@ -421,7 +421,129 @@ TEST(sync_groups_count_every_task_once_with_concurrent_owners)
     }
 }
 
+/* Random wide fork-joins: a root spawns 1000 to 3500 children in a row, past the depth at
+ * which a worker's deque runs a plain spawn's child at once on the spawner's stack (1024), so
+ * the children run early, are stolen, or wait in the deque, at random. Some children are
+ * spawned with options (never run early), some fetch an earlier sibling (a child run early
+ * then suspends on its parent's stack), some spawn a few children of their own, some fail.
+ * Each node's value, or its failure, is checked against the same recursion run sequentially. */
+static int wide_kids(uint64_t *s, int depth)
+{
+    return depth == 2   ? 1000 + (int)(test_rand(s) % 2500)
+           : depth == 1 ? (int)(test_rand(s) % 6)
+                        : 0;
+}
+
+/* The draws of one child, in the order both sides make them. */
+struct wide_kid {
+    uint64_t seed;
+    int64_t sib; /* an earlier sibling it fetches, or -1 */
+    int opts, prio;
+};
+
+static struct wide_kid wide_draw(uint64_t *s, int i)
+{
+    struct wide_kid k;
+    k.seed = test_rand(s);
+    k.sib = i > 0 && test_rand(s) % 5 == 0 ? (int64_t)(test_rand(s) % (uint64_t)i) : -1;
+    k.opts = test_rand(s) % 6 == 0;
+    k.prio = k.opts ? (int)(test_rand(s) % 3) : 0;
+    return k;
+}
+
+static int wide_expect(uint64_t seed, int depth, const uint64_t *sv, const int *sok, int64_t sib,
+                       uint64_t *val)
+{
+    uint64_t s = seed;
+    int fails = test_rand(&s) % 61 == 0;
+    int kids = wide_kids(&s, depth);
+    uint64_t h = mix(seed % P, (uint64_t)depth);
+    if (sib >= 0)
+        h = mix(h, sok[sib] ? sv[sib] : 2);
+    uint64_t *cv = kids ? malloc((size_t)kids * sizeof *cv) : NULL;
+    int *cok = kids ? malloc((size_t)kids * sizeof *cok) : NULL;
+    for (int i = 0; i < kids; i++) {
+        struct wide_kid k = wide_draw(&s, i);
+        cok[i] = wide_expect(k.seed, depth - 1, cv, cok, k.sib, &cv[i]);
+    }
+    for (int i = 0; i < kids; i++)
+        h = mix(h, cok[i] ? cv[i] : 3);
+    free(cv);
+    free(cok);
+    *val = h;
+    return !fails;
+}
+
+static int wide_task(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    uint64_t seed = (uint64_t)dagger_arg_i64(a, 0), s = seed;
+    int depth = (int)dagger_arg_i64(a, 1);
+    dagger_task_t **sibs = dagger_arg_ptr(a, 2);
+    int64_t sib = dagger_arg_i64(a, 3);
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    int fails = test_rand(&s) % 61 == 0;
+    int kids = wide_kids(&s, depth);
+    uint64_t h = mix(seed % P, (uint64_t)depth);
+    if (sib >= 0) {
+        int64_t v = 0;
+        int rc = dagger_fetch_i64(sibs[sib], &v);
+        h = mix(h, rc ? 2 : (uint64_t)v);
+    }
+    dagger_task_t **k = kids ? malloc((size_t)kids * sizeof *k) : NULL;
+    if (kids && !k)
+        return dagger_fail(tc, DAGGER_ENOMEM, "wide node: no memory for %d handles", kids);
+    for (int i = 0; i < kids; i++) {
+        struct wide_kid d = wide_draw(&s, i);
+        if (d.opts) {
+            dagger_task_opts_t o;
+            dagger_task_opts_init(&o);
+            o.priority = d.prio;
+            k[i] =
+                dagger_spawn_opts(c, &o, wide_task, (int64_t)d.seed, depth - 1, (void *)k, d.sib);
+        } else {
+            k[i] = dagger_spawn(c, wide_task, (int64_t)d.seed, depth - 1, (void *)k, d.sib);
+        }
+        if (!k[i])
+            return dagger_fail(tc, DAGGER_ENOMEM, "wide node: spawn %d failed", i);
+    }
+    for (int i = 0; i < kids; i++) {
+        int64_t v = 0;
+        int rc = dagger_fetch_i64(k[i], &v);
+        h = mix(h, rc ? 3 : (uint64_t)v);
+    }
+    for (int i = 0; i < kids; i++)
+        dagger_task_release(k[i]);
+    free(k);
+    if (fails)
+        return dagger_fail(tc, DAGGER_ETASK, "wide node fails on purpose");
+    *out = dagger_i64((int64_t)h);
+    return 0;
+}
+
+TEST(random_wide_fork_joins_match_sequential_evaluation)
+{
+    uint64_t seed = test_seed();
+    int roots = test_level_full() ? 30 : 6;
+    for (int threads = 1; threads <= 4; threads++) {
+        dagger_ctx_t *ctx = test_ctx(threads);
+        for (int i = 0; i < roots; i++) {
+            uint64_t root = test_rand(&seed), want = 0;
+            int ok = wide_expect(root, 2, NULL, NULL, -1, &want);
+            dagger_task_t *t =
+                dagger_spawn(ctx, wide_task, (int64_t)root, 2, (void *)NULL, (int64_t)-1);
+            int64_t v = 0;
+            int rc = dagger_fetch_i64(t, &v);
+            if (ok ? rc != 0 || (uint64_t)v != want : rc != DAGGER_ETASK)
+                fail_msg("wide root %d (%d threads): rc %s, value %s", i, threads,
+                         dagger_err_name(rc), ok && (uint64_t)v != want ? "wrong" : "-");
+            dagger_task_release(t);
+        }
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
 TEST_LIST(random_dags_match_sequential_evaluation,
           random_fork_join_trees_match_sequential_evaluation,
           random_chunk_dags_match_sequential_evaluation,
-          sync_groups_count_every_task_once_with_concurrent_owners)
+          sync_groups_count_every_task_once_with_concurrent_owners,
+          random_wide_fork_joins_match_sequential_evaluation)

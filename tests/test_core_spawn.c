@@ -259,9 +259,143 @@ TEST(accessors_and_typed_fetches_inline_and_out_of_line)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* ---------------------------------------------------------------- undeferred children */
+
+/* A task that spawns many ready children in a row runs the newest at its spawn once its
+ * worker's deque is deep (1024 jobs; docs/core.md, "Nested tasks"), so a flat loop keeps a
+ * bounded number of task records alive. These cases check every child runs once with its own
+ * value, that a child suspending while it runs on its parent's stack resumes, that nested
+ * groups inside such children end, and that only plain spawns are run early. */
+
+#define FLAT_N 20000
+struct flat {
+    _Atomic int64_t ran;      /* children run so far */
+    int64_t max_outstanding;  /* the spawner's largest spawned - ran (one worker: exact) */
+    int64_t ran_before_end;   /* children run before the spawner's sync_end */
+    int64_t mark[FLAT_N];     /* child i writes i + 1 */
+    dagger_task_t *h[FLAT_N]; /* handles, for the case whose children fetch a sibling */
+    int mode;                 /* 0 plain, 1 with options, 2 fetch an earlier sibling, 3 nested */
+};
+
+static int flat_child(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    struct flat *f = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    int64_t v = i + 1;
+    if (f->mode == 2 && i >= 1500 && i % 7 == 0) {
+        /* an earlier sibling, perhaps still queued beneath this child on the same stack */
+        int64_t w = 0;
+        int rc = dagger_fetch_i64(f->h[i - 1500], &w);
+        if (rc)
+            return rc;
+        v = w == i - 1500 + 1 ? v : -1;
+    } else if (f->mode == 3 && i % 500 == 0) {
+        /* a group of its own: 1100 grandchildren, deep enough to be run early in turn */
+        dagger_ctx_t *c = dagger_tc_ctx(tc);
+        static struct flat inner[FLAT_N / 500];
+        struct flat *g = &inner[i / 500];
+        int rc = dagger_sync_begin(c);
+        if (rc)
+            return rc;
+        for (int64_t k = 0; k < 1100; k++)
+            dagger_task_release(dagger_spawn(c, flat_child, (void *)g, k));
+        rc = dagger_sync_end(c);
+        if (rc)
+            return rc;
+        for (int64_t k = 0; k < 1100; k++)
+            v = g->mark[k] == k + 1 ? v : -1;
+    }
+    f->mark[i] = v;
+    atomic_fetch_add_explicit(&f->ran, 1, memory_order_relaxed);
+    *out = dagger_i64(v);
+    return 0;
+}
+
+static int flat_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)out;
+    struct flat *f = dagger_arg_ptr(a, 0);
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    int rc = dagger_sync_begin(c);
+    if (rc)
+        return rc;
+    for (int64_t i = 0; i < FLAT_N; i++) {
+        dagger_task_t *t = f->mode == 1 ? dagger_spawn_opts(c, &o, flat_child, (void *)f, i)
+                                        : dagger_spawn(c, flat_child, (void *)f, i);
+        if (!t)
+            return dagger_fail(tc, DAGGER_ENOMEM, "spawn %lld", (long long)i);
+        int64_t out_now = i + 1 - atomic_load_explicit(&f->ran, memory_order_relaxed);
+        f->max_outstanding = out_now > f->max_outstanding ? out_now : f->max_outstanding;
+        if (f->mode == 2)
+            f->h[i] = t;
+        else
+            dagger_task_release(t);
+    }
+    f->ran_before_end = atomic_load_explicit(&f->ran, memory_order_relaxed);
+    return dagger_sync_end(c);
+}
+
+static void run_flat(int threads, int mode, struct flat *f)
+{
+    memset(f, 0, sizeof *f);
+    f->mode = mode;
+    dagger_ctx_t *ctx = test_ctx(threads);
+    dagger_task_t *root = dagger_spawn(ctx, flat_root, (void *)f);
+    ASSERT_PTR(root);
+    ASSERT_OK(dagger_wait(root));
+    ASSERT_EQ(dagger_task_error(root), 0);
+    dagger_task_release(root);
+    ASSERT_EQ(atomic_load(&f->ran), FLAT_N);
+    for (int64_t i = 0; i < FLAT_N; i++)
+        ASSERT_EQ(f->mark[i], i + 1);
+    if (mode == 2)
+        for (int64_t i = 0; i < FLAT_N; i++)
+            dagger_task_release(f->h[i]);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST(a_flat_loop_of_spawns_runs_children_early_and_keeps_few_alive)
+{
+    static struct flat f;
+    run_flat(1, 0, &f);
+    /* One worker: nothing else runs the children, so those run before the group's end ran at
+     * their spawn, and the records alive stay near the deep mark instead of 20000. */
+    ASSERT_TRUE(f.max_outstanding <= 2048);
+    ASSERT_TRUE(f.ran_before_end >= FLAT_N - 2048);
+    run_flat(2, 0, &f);
+}
+
+TEST(spawns_with_options_are_never_run_at_their_spawn)
+{
+    static struct flat f;
+    run_flat(1, 1, &f);
+    ASSERT_EQ(f.ran_before_end, 0);
+    ASSERT_EQ(f.max_outstanding, FLAT_N);
+}
+
+TEST(a_child_run_early_that_waits_on_a_queued_sibling_resumes)
+{
+    static struct flat f;
+    run_flat(1, 2, &f);
+    run_flat(2, 2, &f);
+}
+
+TEST(children_run_early_open_groups_of_their_own)
+{
+    static struct flat f;
+    run_flat(1, 3, &f);
+    run_flat(2, 3, &f);
+}
+
 TEST_LIST(inputs_on_both_sides_of_the_inline_limit,
           a_sequential_block_orders_tasks_that_also_take_inputs,
           copied_and_borrowed_strings_beside_an_input,
           bad_arguments_after_taken_ones_fail_and_leave_nothing_held,
           a_failed_copy_is_reported_at_its_argument_unless_a_later_one_is_invalid,
-          accessors_and_typed_fetches_inline_and_out_of_line);
+          accessors_and_typed_fetches_inline_and_out_of_line,
+          a_flat_loop_of_spawns_runs_children_early_and_keeps_few_alive,
+          spawns_with_options_are_never_run_at_their_spawn,
+          a_child_run_early_that_waits_on_a_queued_sibling_resumes,
+          children_run_early_open_groups_of_their_own);

@@ -214,7 +214,18 @@ struct dagger_ctx {
     int rank, nranks; /* this process in the job (0 and 1 without ranks); set at open */
     void *ranks;      /* the ranks backend's state (src/net/mpi), NULL without ranks */
     uint64_t gen;
-    struct credit *credit;        /* one per worker */
+    struct credit *credit; /* one per worker */
+    uint32_t magic;        /* CTX_MAGIC while open, CTX_CLOSED after (debug builds check spawns) */
+    unsigned open_flags;   /* dagger_opts.flags (DAGGER_OPEN_SPMD) */
+    /* The ranks backend's early send (dagger__ctx_set_ranks_early); NULL without ranks. */
+    bool (*early)(void *ud, dagger_task_t *t, void **rec);
+    void (*early_ready)(void *ud, dagger_task_t *t, void *rec, bool failed);
+    /* The fields above are read at every task by every worker; those below are written: a
+     * thread outside the pool adds to `count` at each spawn and release. A cache line of
+     * padding on each side keeps them apart whatever the record's alignment (calloc gives 16
+     * bytes): with `count` beside `credit` and `nranks`, a spawn from main cost a cache miss
+     * on the worker and an exclusive-line wait on main (core.nested t=1). */
+    char pad_read[DAGGER_CACHELINE];
     _Atomic int64_t count[CNT_N]; /* global counts, see struct credit */
     _Atomic uint32_t drain_word;  /* bumped when the in-flight count reaches 0 */
     _Atomic uint32_t drainers;    /* threads waiting on drain_word: woken only when > 0 */
@@ -225,12 +236,8 @@ struct dagger_ctx {
      * context (the records point at it); `reaped` makes sure exactly one side frees it. */
     _Atomic int zombie;
     _Atomic int reaped;
-    uint32_t magic; /* CTX_MAGIC while open, CTX_CLOSED after (debug builds check spawns) */
     _Atomic uint32_t rr_rank; /* round robin of long independent tasks over the ranks */
-    unsigned open_flags;      /* dagger_opts.flags (DAGGER_OPEN_SPMD) */
-    /* The ranks backend's early send (dagger__ctx_set_ranks_early); NULL without ranks. */
-    bool (*early)(void *ud, dagger_task_t *t, void **rec);
-    void (*early_ready)(void *ud, dagger_task_t *t, void *rec, bool failed);
+    char pad_written[DAGGER_CACHELINE];
 };
 
 /* ctx.c: the global count `which` reached 0: signal a drain, or reap a force-closed context. */
@@ -371,6 +378,11 @@ void dagger__ctx_reap(dagger_ctx_t *ctx);
  * and task first runs the group's own tasks still in the injection queue (they report
  * processor -1, as on an aux thread), until the group is done or the queue holds none. */
 int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g);
+
+/* fetch.c: on a worker, run the newest job of its deque on the stack of the running task `me`
+ * when it is a child of `me` that never ran (a waiting parent helps, a spawn past a deep deque
+ * runs its child undeferred); false when there was none or the nesting is at its bound. */
+bool dagger__task_run_child(dagger_task_t *me);
 
 /* fetch.c: refuse a wait that can never end (message set). */
 int dagger__task_check_wait(dagger_task_t *t, const char *what);

@@ -47,6 +47,31 @@ int dagger__task_check_wait(dagger_task_t *t, const char *what)
 
 #define HELP_DEPTH_MAX 48
 
+/* Run the newest job of this worker's deque on the stack of `me` when it is a child of `me`
+ * that never ran; false (the job put back) otherwise. */
+static inline bool run_child(dagger_task_t *me, dagger__pool *pool)
+{
+    struct dagger__job *j = dagger__pool_pop_local(pool);
+    if (!j)
+        return false;
+    dagger_task_t *c = (dagger_task_t *)j;
+    if (j->fiber || c->parent != me) {
+        dagger__pool_push_local(pool, j);
+        return false;
+    }
+    c->help_depth = (uint16_t)(me->help_depth + 1);
+    struct dagger__job *next = dagger__task_run(j, NULL);
+    dagger__task_set_cur(me);
+    if (next)
+        dagger__pool_push_local(pool, next);
+    return true;
+}
+
+bool dagger__task_run_child(dagger_task_t *me)
+{
+    return me->help_depth < HELP_DEPTH_MAX && run_child(me, me->ctx->pool);
+}
+
 /* A task waiting for `t` runs its own children from the bottom of its worker's deque, on its
  * own stack, until `t` is done (fork-join without a stack switch, as Cilk and TBB do). Only
  * children are run this way: running an unrelated task above the waiting one could make the
@@ -54,21 +79,8 @@ int dagger__task_check_wait(dagger_task_t *t, const char *what)
 static void help(dagger_task_t *me, dagger_task_t *t)
 {
     dagger__pool *pool = me->ctx->pool;
-    while (atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE) {
-        struct dagger__job *j = dagger__pool_pop_local(pool);
-        if (!j)
-            return;
-        dagger_task_t *c = (dagger_task_t *)j;
-        if (j->fiber || c->parent != me) {
-            dagger__pool_push_local(pool, j);
-            return;
-        }
-        c->help_depth = (uint16_t)(me->help_depth + 1);
-        struct dagger__job *next = dagger__task_run(j, NULL);
-        dagger__task_set_cur(me);
-        if (next)
-            dagger__pool_push_local(pool, next);
-    }
+    while (atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE && run_child(me, pool))
+        ;
 }
 
 int dagger_wait(dagger_task_t *t)

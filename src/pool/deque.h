@@ -105,13 +105,15 @@ static inline int dq_push(struct dagger__deque *d, void *x)
     return 0;
 }
 
-/* Owner only: dq_push when the buffer has room by top_seen, without reading `top` or growing.
- * Returns 0, or -1 (nothing pushed) when it looks full: the caller then calls dq_push. */
-static inline int dq_push_room(struct dagger__deque *d, void *x)
+/* Owner only: dq_push while the deque holds fewer than `limit` entries by top_seen (an
+ * overestimate of the fill: thieves may have taken some), without reading `top` or growing.
+ * `limit` must not exceed the buffer's capacity. Returns 0, or -1 (nothing pushed) when it
+ * looks that deep: the caller then calls dq_push. */
+static inline int dq_push_room(struct dagger__deque *d, void *x, int64_t limit)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
     struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
-    if (__builtin_expect(b - d->top_seen > a->mask, 0))
+    if (__builtin_expect(b - d->top_seen >= limit, 0))
         return -1;
     atomic_store_explicit(&a->slot[b & a->mask], x, memory_order_relaxed);
     atomic_store_explicit(&d->bottom, b + 1, memory_order_release);

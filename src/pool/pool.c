@@ -438,20 +438,39 @@ DAGGER_NOINLINE static void submit_any(dagger__pool *p, struct dagger__job *j)
 
 /* A plain job (occupancy 1, no pin, no priority) goes to the deque of the worker of p that
  * submits it, from any other thread to the injection queue. */
-static inline void submit_plain(dagger__pool *p, struct dagger__job *j)
+/* The initial deque holds more than the deep mark: below it, dq_push_room never needs to grow. */
+#define DQ_INITIAL_CAP 4096
+_Static_assert(DQ_INITIAL_CAP > DAGGER__POOL_DEEP, "the deep mark fits the initial deque");
+
+/* A plain job for the calling worker's own deque, which looks DAGGER__POOL_DEEP - 1 deep or more
+ * by its last reading of top (the caller's pop refreshes it). Out of line: the push below the
+ * mark saves no registers for it. */
+DAGGER_NOINLINE static bool submit_deep(dagger__pool *p, struct worker *w, struct dagger__job *j)
+{
+    if (dq_push(&w->dq, j) != 0) { /* it could not grow: the injection queue takes it */
+        jobq_push(&p->inject, j);
+        notify_published(p, 0);
+        return false;
+    }
+    if (p->n > 1)
+        notify(p, 0);
+    return true;
+}
+
+static inline bool submit_plain(dagger__pool *p, struct dagger__job *j)
 {
     struct worker *w = tls_worker; /* no switch in this function */
     if (!w || w->pool != p) {
         jobq_push(&p->inject, j);
         notify_published(p, 0);
-        return;
+        return false;
     }
-    if (DAGGER_LIKELY(dq_push_room(&w->dq, j) == 0)) {
+    if (DAGGER_LIKELY(dq_push_room(&w->dq, j, DAGGER__POOL_DEEP - 1) == 0)) {
         if (p->n > 1) /* the only worker is this one: nobody to wake */
             notify(p, 0);
-        return;
+        return false;
     }
-    submit_any(p, j); /* the deque looks full: it grows there (or the injection queue takes it) */
+    return submit_deep(p, w, j);
 }
 
 void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
@@ -462,13 +481,13 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
         submit_any(p, j);
         return;
     }
-    submit_plain(p, j);
+    (void)submit_plain(p, j);
 }
 
-void dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j)
+bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j)
 {
     DAGGER_ASSERT(j->occupancy >= 1.0f && j->pin < 0 && j->prio == 0 && !j->fiber);
-    submit_plain(p, j);
+    return submit_plain(p, j);
 }
 
 /* ---------------------------------------------------------------- finding work */
@@ -841,7 +860,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         w->index = i;
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
         jobq_init(&w->mailbox);
-        if (dq_init(&w->dq, 4096) != 0) {
+        if (dq_init(&w->dq, DQ_INITIAL_CAP) != 0) {
             for (int k = 0; k <= i; k++)
                 dq_destroy(&p->w[k].dq);
             free(p->w);
