@@ -379,10 +379,10 @@ void dagger__ctx_reap(dagger_ctx_t *ctx);
  * processor -1, as on an aux thread), until the group is done or the queue holds none. */
 int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g);
 
-/* fetch.c: on a worker, run the newest job of its deque on the stack of the running task `me`
- * when it is a child of `me` that never ran (a waiting parent helps, a spawn past a deep deque
- * runs its child undeferred); false when there was none or the nesting is at its bound. */
-bool dagger__task_run_child(dagger_task_t *me);
+/* fetch.c: on a worker, run `j`, a ready child of the running task `me` that was never queued
+ * (a spawn past a deep deque, task.c), on me's stack; false, nothing run, when the nesting of
+ * tasks run this way (or by a waiting parent's help) is at its bound. */
+bool dagger__task_run_on_stack(dagger_task_t *me, struct dagger__job *j);
 
 /* fetch.c: refuse a wait that can never end (message set). */
 int dagger__task_check_wait(dagger_task_t *t, const char *what);

@@ -47,6 +47,17 @@ int dagger__task_check_wait(dagger_task_t *t, const char *what)
 
 #define HELP_DEPTH_MAX 48
 
+/* Run job `j`, a child of `me` that never ran, on the stack of `me`; the dependent it made
+ * ready, if any, goes to this worker's deque. */
+static inline void run_on_stack(dagger_task_t *me, dagger__pool *pool, struct dagger__job *j)
+{
+    ((dagger_task_t *)j)->help_depth = (uint16_t)(me->help_depth + 1);
+    struct dagger__job *next = dagger__task_run(j, NULL);
+    dagger__task_set_cur(me);
+    if (next)
+        dagger__pool_push_local(pool, next);
+}
+
 /* Run the newest job of this worker's deque on the stack of `me` when it is a child of `me`
  * that never ran; false (the job put back) otherwise. */
 static inline bool run_child(dagger_task_t *me, dagger__pool *pool)
@@ -59,17 +70,16 @@ static inline bool run_child(dagger_task_t *me, dagger__pool *pool)
         dagger__pool_push_local(pool, j);
         return false;
     }
-    c->help_depth = (uint16_t)(me->help_depth + 1);
-    struct dagger__job *next = dagger__task_run(j, NULL);
-    dagger__task_set_cur(me);
-    if (next)
-        dagger__pool_push_local(pool, next);
+    run_on_stack(me, pool, j);
     return true;
 }
 
-bool dagger__task_run_child(dagger_task_t *me)
+bool dagger__task_run_on_stack(dagger_task_t *me, struct dagger__job *j)
 {
-    return me->help_depth < HELP_DEPTH_MAX && run_child(me, me->ctx->pool);
+    if (me->help_depth >= HELP_DEPTH_MAX)
+        return false;
+    run_on_stack(me, me->ctx->pool, j);
+    return true;
 }
 
 /* A task waiting for `t` runs its own children from the bottom of its worker's deque, on its

@@ -320,6 +320,8 @@ static void place_slow(dagger_task_t *t);
 
 /* A ready task goes to its executor: straight to the pool unless placement must decide.
  * `plain`: spawned without options, so its job has occupancy 1, no pin and no priority. */
+/* `plain`: may return true, the task NOT submitted, when the calling worker's deque is deep
+ * (dagger__pool_submit_plain): the caller then runs it or submits it. */
 static inline bool submit_ready_as(dagger_task_t *t, bool plain)
 {
     if (DAGGER_LIKELY(!atomic_load_explicit(&t->place, memory_order_relaxed))) {
@@ -333,6 +335,15 @@ static inline bool submit_ready_as(dagger_task_t *t, bool plain)
 }
 
 static inline void submit_ready(dagger_task_t *t) { (void)submit_ready_as(t, false); }
+
+/* A plain ready task `t` spawned by `me` on a worker whose deque is deep: it runs now on me's
+ * stack, never queued (docs/core.md, "Nested tasks"); past the nesting bound, or for a spawn
+ * inside ordering blocks, it is queued after all. */
+DAGGER_NOINLINE static void run_undeferred(dagger_task_t *me, dagger_task_t *t, bool plain)
+{
+    if (!plain || !me || me->ctx != t->ctx || !dagger__task_run_on_stack(me, &t->job))
+        dagger__pool_submit(t->ctx->pool, &t->job);
+}
 
 static void make_ready(dagger_task_t *t)
 {
@@ -1341,8 +1352,8 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, struc
          * plenty left, and a flat loop of spawns keeps a bounded set of task records, hot in
          * cache, instead of one record per iteration (core.empty: 1e3 tasks 40 ns each, 1e6
          * tasks 67 ns). Only plain spawns from a task: no priority, scope nor ordering. */
-        if (DAGGER_UNLIKELY(submit_ready_as(t, o == NULL)) && plain && me && me->ctx == ctx)
-            (void)dagger__task_run_child(me);
+        if (DAGGER_UNLIKELY(submit_ready_as(t, o == NULL)))
+            run_undeferred(me, t, plain);
         return t;
     }
     if (DAGGER_UNLIKELY(tracing))

@@ -443,21 +443,29 @@ DAGGER_NOINLINE static void submit_any(dagger__pool *p, struct dagger__job *j)
 _Static_assert(DQ_INITIAL_CAP > DAGGER__POOL_DEEP, "the deep mark fits the initial deque");
 
 /* A plain job for the calling worker's own deque, which looks DAGGER__POOL_DEEP - 1 deep or more
- * by its last reading of top (the caller's pop refreshes it). Out of line: the push below the
- * mark saves no registers for it. */
-DAGGER_NOINLINE static bool submit_deep(dagger__pool *p, struct worker *w, struct dagger__job *j)
+ * by its last reading of top. Reads top again (thieves may have emptied it since): still that
+ * deep, the job is left to the caller when `may_keep` (true: it runs it on its own stack), else
+ * pushed there anyway; otherwise pushed. Out of line: the push below the mark saves no registers
+ * for it. */
+DAGGER_NOINLINE static bool submit_deep(dagger__pool *p, struct worker *w, struct dagger__job *j,
+                                        bool may_keep)
 {
-    if (dq_push(&w->dq, j) != 0) { /* it could not grow: the injection queue takes it */
+    struct dagger__deque *d = &w->dq;
+    d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
+    if (may_keep && atomic_load_explicit(&d->bottom, memory_order_relaxed) - d->top_seen >=
+                        DAGGER__POOL_DEEP - 1)
+        return true;
+    if (dq_push(d, j) != 0) { /* it could not grow: the injection queue takes it */
         jobq_push(&p->inject, j);
         notify_published(p, 0);
         return false;
     }
     if (p->n > 1)
         notify(p, 0);
-    return true;
+    return false;
 }
 
-static inline bool submit_plain(dagger__pool *p, struct dagger__job *j)
+static inline bool submit_plain(dagger__pool *p, struct dagger__job *j, bool may_keep)
 {
     struct worker *w = tls_worker; /* no switch in this function */
     if (!w || w->pool != p) {
@@ -470,7 +478,7 @@ static inline bool submit_plain(dagger__pool *p, struct dagger__job *j)
             notify(p, 0);
         return false;
     }
-    return submit_deep(p, w, j);
+    return submit_deep(p, w, j, may_keep);
 }
 
 void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
@@ -481,13 +489,13 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
         submit_any(p, j);
         return;
     }
-    (void)submit_plain(p, j);
+    (void)submit_plain(p, j, false);
 }
 
 bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j)
 {
     DAGGER_ASSERT(j->occupancy >= 1.0f && j->pin < 0 && j->prio == 0 && !j->fiber);
-    return submit_plain(p, j);
+    return submit_plain(p, j, true);
 }
 
 /* ---------------------------------------------------------------- finding work */

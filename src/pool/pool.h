@@ -45,9 +45,10 @@ int dagger__pool_sleepers(const dagger__pool *p);
 /* Make a ready job runnable (or resume a suspended one). Thread safety: any thread. */
 void dagger__pool_submit(dagger__pool *p, struct dagger__job *j);
 /* The same for a fresh job known to be plain (occupancy 1, no pin, no priority, not suspended),
- * without testing it. Returns true when it went to the calling worker's own deque and that
- * deque now holds at least DAGGER__POOL_DEEP jobs: plenty for the thieves, so the caller may run
- * the newest itself (task.c, undeferred spawns). Thread safety: any thread. */
+ * without testing it. Returns true, the job NOT submitted, when the calling worker's own deque
+ * holds DAGGER__POOL_DEEP - 1 jobs or more: plenty for the thieves, so the caller runs this one
+ * itself (task.c, undeferred spawns) or submits it with dagger__pool_submit. False: submitted.
+ * Thread safety: any thread. */
 #define DAGGER__POOL_DEEP 1024
 bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j);
 
