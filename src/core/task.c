@@ -319,9 +319,9 @@ static void task_free(dagger_task_t *t)
 static void place_slow(dagger_task_t *t);
 
 /* A ready task goes to its executor: straight to the pool unless placement must decide.
- * `plain`: spawned without options, so its job has occupancy 1, no pin and no priority. */
-/* `plain`: may return true, the task NOT submitted, when the calling worker's deque is deep
- * (dagger__pool_submit_plain): the caller then runs it or submits it. */
+ * `plain`: spawned without options, so its job has occupancy 1, no pin and no priority; then
+ * true may come back, the task NOT submitted, when the calling worker's deque is deep
+ * (dagger__pool_submit_plain): the caller runs it or submits it. */
 static inline bool submit_ready_as(dagger_task_t *t, bool plain)
 {
     if (DAGGER_LIKELY(!atomic_load_explicit(&t->place, memory_order_relaxed))) {

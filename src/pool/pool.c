@@ -436,8 +436,6 @@ DAGGER_NOINLINE static void submit_any(dagger__pool *p, struct dagger__job *j)
     notify_published(p, 0);
 }
 
-/* A plain job (occupancy 1, no pin, no priority) goes to the deque of the worker of p that
- * submits it, from any other thread to the injection queue. */
 /* The initial deque holds more than the deep mark: below it, dq_push_room never needs to grow. */
 #define DQ_INITIAL_CAP 4096
 _Static_assert(DQ_INITIAL_CAP > DAGGER__POOL_DEEP, "the deep mark fits the initial deque");
@@ -465,6 +463,9 @@ DAGGER_NOINLINE static bool submit_deep(dagger__pool *p, struct worker *w, struc
     return false;
 }
 
+/* A plain job (occupancy 1, no pin, no priority) goes to the deque of the worker of p that
+ * submits it, from any other thread to the injection queue. Returns true only from submit_deep
+ * (the job kept for the caller). */
 static inline bool submit_plain(dagger__pool *p, struct dagger__job *j, bool may_keep)
 {
     struct worker *w = tls_worker; /* no switch in this function */
