@@ -511,24 +511,30 @@ static uint64_t rng_next(uint64_t *s)
     return x * 0x2545F4914F6CDD1Dull;
 }
 
-/* After a steal from a deep victim (a flat loop of spawns): a few more jobs, one CAS each (the
- * deque's protocol unchanged), to this worker's deque, so that the victim's `top` line comes
- * here once for several jobs and the next ones need no search. */
+/* A job this worker took beyond the one it runs (the rest of an injection batch, extra steals):
+ * onto its deque, where thieves reach it; the injection queue when the deque cannot grow. */
+static void keep_here(dagger__pool *p, struct worker *w, struct dagger__job *j)
+{
+    if (dq_push(&w->dq, j) != 0)
+        jobq_push(&p->inject, j);
+}
+
+/* After a steal from a deep victim `v` (a flat loop of spawns): a few more jobs, one CAS each
+ * (the deque's protocol unchanged), kept here, so that the victim's `top` line comes here once
+ * for several jobs and the next ones need no search. */
 #define STEAL_MORE_MIN 64
 #define STEAL_MORE 7
-static void steal_more(dagger__pool *p, struct worker *w, struct dagger__deque *victim)
+static void steal_more(dagger__pool *p, struct worker *w, int v)
 {
+    struct dagger__deque *victim = &p->w[v].dq;
     if (dq_size(victim) < STEAL_MORE_MIN)
         return;
     for (int k = 0; k < STEAL_MORE; k++) {
         void *y = dq_steal(victim);
         if (y == DQ_EMPTY || y == DQ_ABORT)
             return;
-        if (dq_push(&w->dq, y) != 0) { /* no room to grow: where any thread can take it */
-            jobq_push(&p->inject, y);
-            notify_published(p, 0);
-            return;
-        }
+        DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
+        keep_here(p, w, y);
     }
 }
 
@@ -548,7 +554,7 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
                 break;
             if (x != DQ_ABORT) {
                 DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
-                steal_more(p, w, &p->w[v].dq);
+                steal_more(p, w, v);
                 return x;
             }
         }
@@ -568,8 +574,7 @@ DAGGER_NOINLINE static struct dagger__job *try_get_shared(dagger__pool *p, struc
         while (rest) {
             struct dagger__job *nx = NEXT(rest);
             SET_NEXT(rest, NULL);
-            if (dq_push(&w->dq, rest) != 0)
-                jobq_push(&p->inject, rest);
+            keep_here(p, w, rest);
             rest = nx;
         }
         if (dq_size(&w->dq) > 0)
