@@ -85,7 +85,7 @@ install:
 	cmake --install build-install --prefix "$(PREFIX)"
 
 format:
-	clang-format -i include/*.h include/dagger/*.h src/*/*.[ch] src/*/*/*.[ch] tests/*.[ch] examples/*.c
+	clang-format -i include/*.h include/dagger/*.h src/*/*.[ch] src/*/*/*.[ch] tests/*.[ch] tests/*/*.[ch] examples/*.c
 
 clean:
 	rm -rf build build-asan build-tsan build-bench build-fuzz build-install

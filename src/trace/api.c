@@ -39,8 +39,13 @@ static uint32_t g_rec_gen;             /* guarded by g_lock: its generation (0 =
 static _Atomic uint32_t g_rec_gen_pub; /* a copy for dagger_trace_dropped */
 static int64_t g_t0, g_t1;             /* guarded by g_lock; g_t1 = 0 while recording */
 static int g_nthreads;                 /* guarded by g_lock */
-static char g_topo[512];               /* guarded by g_lock: the topology line of the recording */
-static char *g_env_path;               /* guarded by g_lock: DAGGER_TRACE of g_env_ctx */
+/* guarded by g_lock: the first snapshot taken after the stop; later ones are copies of it, so
+ * writing a stopped trace twice gives the same files even when a worker that saw tracing on
+ * just before the stop publishes its last event between the two writes */
+static struct dtr_snap g_frozen;
+static int g_have_frozen;
+static char g_topo[512]; /* guarded by g_lock: the topology line of the recording */
+static char *g_env_path; /* guarded by g_lock: DAGGER_TRACE of g_env_ctx */
 static void *g_env_ctx;
 static struct {
     void *ctx;
@@ -84,6 +89,13 @@ static int known_threads(void *ctx)
     return 0;
 }
 
+static void unfreeze(void)
+{
+    if (g_have_frozen)
+        dagger__trace_snap_free(&g_frozen);
+    g_have_frozen = 0;
+}
+
 static int start_locked(void *ctx, const dagger_trace_opts_t *o)
 {
     int on = atomic_load_explicit(&dagger__trace_on, memory_order_relaxed);
@@ -96,6 +108,7 @@ static int start_locked(void *ctx, const dagger_trace_opts_t *o)
         max = parse_limit(getenv("DAGGER_TRACE_LIMIT"));
     if (!max)
         max = DEFAULT_MAX_EVENTS;
+    unfreeze();
     g_ctx = ctx;
     g_nthreads = known_threads(ctx);
     g_topo[0] = '\0';
@@ -159,6 +172,8 @@ static int snap_locked(void *ctx, struct dtr_snap *out)
         return ERRMSG(DAGGER_EINVAL, "dagger_trace: ctx is NULL");
     if (!g_rec_gen || g_ctx != ctx)
         return ERRMSG(DAGGER_ESTATE, "dagger_trace: no trace was recorded for this context");
+    if (g_t1 && g_have_frozen)
+        return dagger__trace_snap_copy(out, &g_frozen);
     out->t0 = dagger__trace_to_ns(g_t0);
     out->t1 = dagger__trace_to_ns(g_t1 ? g_t1 : dagger__trace_now());
     out->nthreads = g_nthreads;
@@ -178,6 +193,8 @@ static int snap_locked(void *ctx, struct dtr_snap *out)
         if (out->ev[i].ts < out->t0)
             out->t0 = out->ev[i].ts;
     }
+    if (g_t1 && dagger__trace_snap_copy(&g_frozen, out) == 0)
+        g_have_frozen = 1; /* without memory to keep it, the next snapshot is taken afresh */
     return 0;
 }
 
@@ -487,6 +504,7 @@ void dagger__trace_ctx_close(struct dagger_ctx *ctx)
     if (path)
         ranks_free();
     if (g_ctx == (void *)ctx) {
+        unfreeze();
         g_ctx = NULL;
         g_rec_gen = 0;
         atomic_store_explicit(&g_rec_gen_pub, 0, memory_order_relaxed);

@@ -895,3 +895,33 @@ void dagger__trace_snap_free(struct dtr_snap *s)
     free(s->lane_thread);
     memset(s, 0, sizeof *s);
 }
+
+int dagger__trace_snap_copy(struct dtr_snap *dst, const struct dtr_snap *src)
+{
+    *dst = *src;
+    dst->ev = NULL;
+    dst->str = NULL;
+    dst->nstr = 0;
+    dst->topo = NULL;
+    dst->lane_rank = dst->lane_thread = NULL;
+    size_t nl = src->nranks > 0 && src->lane_rank ? (size_t)src->nthreads : 0;
+    if ((src->nev && !(dst->ev = malloc(src->nev * sizeof *dst->ev))) ||
+        (src->nstr && !(dst->str = calloc(src->nstr, sizeof *dst->str))) ||
+        (src->topo && !(dst->topo = strdup(src->topo))) ||
+        (nl && (!(dst->lane_rank = malloc(nl * sizeof(int))) ||
+                !(dst->lane_thread = malloc(nl * sizeof(int))))))
+        goto oom;
+    if (src->nev)
+        memcpy(dst->ev, src->ev, src->nev * sizeof *dst->ev);
+    if (nl) {
+        memcpy(dst->lane_rank, src->lane_rank, nl * sizeof(int));
+        memcpy(dst->lane_thread, src->lane_thread, nl * sizeof(int));
+    }
+    for (; dst->nstr < src->nstr; dst->nstr++)
+        if (!(dst->str[dst->nstr] = strdup(src->str[dst->nstr])))
+            goto oom;
+    return 0;
+oom:
+    dagger__trace_snap_free(dst);
+    return DAGGER_ENOMEM;
+}

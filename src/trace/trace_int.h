@@ -72,6 +72,8 @@ struct dtr_snap {
 };
 
 void dagger__trace_snap_free(struct dtr_snap *s);
+/* A deep copy of `src` into `dst`. Returns 0 or DAGGER_ENOMEM (then `dst` holds nothing). */
+int dagger__trace_snap_copy(struct dtr_snap *dst, const struct dtr_snap *src);
 /* The live trace of `ctx` as a snapshot. Returns 0, DAGGER_ESTATE or DAGGER_ENOMEM. */
 int dagger__trace_snap_take(void *ctx, struct dtr_snap *out);
 /* .dtrace on disk. */

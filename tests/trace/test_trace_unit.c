@@ -6,6 +6,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
@@ -187,6 +188,49 @@ TEST(restart_drops_the_old_recording)
     run_task(8, "two", 0, 0);
     UOK(dagger_trace_stop(CTX));
     assert_int_equal(stats_of(CTX).tasks, 2);
+}
+
+static _Atomic int logger_stop;
+
+static void *logger(void *arg)
+{
+    uint64_t id = (uint64_t)(uintptr_t)arg;
+    while (!atomic_load(&logger_stop)) {
+        run_task(id, "late", 1, 0);
+        id += 2;
+    }
+    return NULL;
+}
+
+/* A thread that saw tracing on just before the stop may publish its event after the first
+ * write: every snapshot after the stop must still see the same events, so that two files
+ * written from one stopped trace agree (trace_script.tool_dag compares them byte for byte). */
+TEST(a_stopped_trace_reads_the_same_every_time)
+{
+    for (int round = 0; round < 200; round++) {
+        UOK(dagger_trace_start(CTX));
+        atomic_store(&logger_stop, 0);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, logger, (void *)(uintptr_t)1), 0);
+        run_task(2, "main", 0, 0);
+        UOK(dagger_trace_stop(CTX));
+        dagger_trace_stats_t a = stats_of(CTX);
+        sched_yield(); /* let the logger publish whatever it was writing */
+        dagger_trace_stats_t b = stats_of(CTX);
+        atomic_store(&logger_stop, 1);
+        pthread_join(th, NULL);
+        dagger_trace_stats_t c = stats_of(CTX);
+        assert_int_equal(a.events, b.events);
+        assert_int_equal(a.events, c.events);
+        assert_int_equal(a.tasks, c.tasks);
+        assert_int_equal(a.wall_ns, b.wall_ns);
+        assert_int_equal(a.wall_ns, c.wall_ns);
+    }
+    /* a new recording starts afresh */
+    UOK(dagger_trace_start(CTX));
+    run_task(1, "again", 0, 0);
+    UOK(dagger_trace_stop(CTX));
+    assert_int_equal(stats_of(CTX).tasks, 1);
 }
 
 TEST(one_context_at_a_time)
@@ -580,7 +624,8 @@ TEST(starts_lean_on_the_previous_stamp)
 
 TEST_LIST(off_by_default_records_nothing, counts_of_a_small_dag, summary_truncates_like_snprintf,
           names_are_copied_unless_static, restart_drops_the_old_recording, one_context_at_a_time,
-          eight_threads_of_spawn_pressure, limit_counts_dropped_events, limit_from_the_environment,
+          a_stopped_trace_reads_the_same_every_time, eight_threads_of_spawn_pressure,
+          limit_counts_dropped_events, limit_from_the_environment,
           buffers_of_exited_threads_are_kept_and_reused, write_every_format, dtrace_round_trip,
           dtrace_rejects_damaged_files, model_is_exact_on_known_times,
           starts_lean_on_the_previous_stamp)
