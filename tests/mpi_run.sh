@@ -24,7 +24,25 @@ limit=${DAGGER_MPI_RUN_TIMEOUT:-80}
 tmo=""
 command -v timeout >/dev/null 2>&1 && tmo="timeout -k 5 $((limit + 5))"
 $tmo mpirun --allow-run-as-root --oversubscribe --enable-recovery --bind-to none \
-    --timeout "$limit" -np "$np" "$@" >"$out" 2>&1
+    --timeout "$limit" -np "$np" "$@" >"$out" 2>&1 &
+job=$!
+# A failed assertion on the driver (rank 0) can leave its context open, and the serving ranks
+# then wait for a driver that has moved on: once a case reports FAILED, the job gets a grace
+# period to end by itself, then is stopped, instead of running into --timeout.
+grace=${DAGGER_MPI_FAIL_GRACE:-10}
+failed_at=""
+while kill -0 "$job" 2>/dev/null; do
+    if [ -z "$failed_at" ] && grep -q '^\[  FAILED  \]' "$out" 2>/dev/null; then
+        failed_at=$(date +%s)
+    fi
+    if [ -n "$failed_at" ] && [ $(($(date +%s) - failed_at)) -ge "$grace" ]; then
+        echo "mpi_run.sh: a case failed; stopping the job after ${grace} s" >>"$out"
+        kill "$job" 2>/dev/null
+        break
+    fi
+    sleep 0.2
+done
+wait "$job"
 rc=$?
 cat "$out"
 # A sanitizer report from any rank fails the run, whatever mpirun says.
