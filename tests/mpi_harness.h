@@ -25,19 +25,31 @@ static inline dagger_ctx_t *open_job(int threads)
     return ctx;
 }
 
-/* Spawn fn(argv) on rank `rank` (rank 0: a thread here), named `name`. */
-static inline dagger_task_t *spawn_on(dagger_ctx_t *ctx, int rank, dagger_fn_t fn, const char *name,
-                                      const dagger_value_t *argv, size_t argc)
+/* Spawn fn(argv) on rank `rank` (rank 0: a thread here; -1: no scope, its data places it),
+ * named `name`, after `nsync` dependencies that are not arguments. */
+static inline dagger_task_t *spawn_after(dagger_ctx_t *ctx, int rank, dagger_fn_t fn,
+                                         const char *name, dagger_task_t *const *sync, size_t nsync,
+                                         const dagger_value_t *argv, size_t argc)
 {
-    dagger_scope_t *s = dagger_scope_worker(rank);
+    dagger_scope_t *s = rank >= 0 ? dagger_scope_worker(rank) : NULL;
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
-    o.scope = s;
+    if (s)
+        o.scope = s;
     o.name = name;
+    o.syncdeps = sync;
+    o.nsyncdeps = nsync;
     dagger_task_t *t = dagger_spawn_impl(ctx, &o, fn, NULL, argv, argc);
     dagger_scope_release(s);
     ASSERT_PTR(t);
     return t;
+}
+
+/* Spawn fn(argv) on rank `rank` (rank 0: a thread here), named `name`. */
+static inline dagger_task_t *spawn_on(dagger_ctx_t *ctx, int rank, dagger_fn_t fn, const char *name,
+                                      const dagger_value_t *argv, size_t argc)
+{
+    return spawn_after(ctx, rank, fn, name, NULL, 0, argv, argc);
 }
 
 /* Mutable data on rank `rank`, made there by `ctor(argv)`. */

@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "dagger/chunk.h"
@@ -483,6 +484,141 @@ TEST(direct_off_by_env)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* one clock for every rank of this host */
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* end_stamp(want_subs) -> the time it ended, once `want_subs` subscriptions reached this rank
+ * and 30 ms more went by (its consumer waits meanwhile). */
+static int end_stamp(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int rc = wait_subs(tc, dagger_arg_i64(a, 0));
+    if (rc)
+        return rc;
+    usleep(30000);
+    *out = dagger_i64(mono_ns());
+    return 0;
+}
+
+static int start_stamp(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)a;
+    *out = dagger_i64(mono_ns());
+    return 0;
+}
+
+/* P (rank 1) -> C (rank 2, or 1), a dependency that is not an argument: C goes out at its
+ * spawn and waits there for P's end, which comes straight from P's rank (no value with it). */
+TEST(dependency_only_goes_producer_to_consumer)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    int cr = rank_or_1(ctx, 2);
+    dagger_task_t *p = spawn_on(ctx, 1, end_stamp, "p", (dagger_value_t[]){dagger_i64(1)}, 1);
+    dagger_task_t *c = spawn_after(ctx, cr, start_stamp, "c", &p, 1, NULL, 0);
+    int64_t end, start;
+    ASSERT_OK(dagger_fetch_i64(c, &start));
+    ASSERT_OK(dagger_fetch_i64(p, &end));
+    ASSERT_TRUE(start >= end); /* c ran after p ended, on another rank where there are 4 */
+    struct dagger__mpi_direct s0 = stats_on(ctx, 0);
+    ASSERT_EQ(s0.sent, 1);
+    uint64_t direct = 0, forwarded = 0;
+    for (int r = 1; r < dagger_ctx_nranks(ctx); r++) {
+        struct dagger__mpi_direct s = stats_on(ctx, r);
+        direct += s.direct;
+        forwarded += s.forwarded;
+    }
+    ASSERT_EQ(direct, 1);
+    ASSERT_EQ(forwarded, 0);
+    dagger_task_release(c);
+    dagger_task_release(p);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+static int make_counter(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)a;
+    dagger_chunk_t *c;
+    size_t shape[1] = {1};
+    int rc = dagger_chunk_create_array(dagger_tc_ctx(tc), DAGGER_ELT_I64, 1, shape, &c);
+    if (rc)
+        return rc;
+    *(int64_t *)dagger_chunk_data(c) = 0;
+    *out = dagger_chunk_give(tc, c);
+    return 0;
+}
+
+/* digit(counter, d, want_subs): counter = counter * 10 + d where the counter lives, once
+ * `want_subs` subscriptions reached this rank; d = 0 fails. */
+static int digit(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    size_t n;
+    int64_t *x = dagger_arg_buf(a, 0, &n);
+    int64_t d = dagger_arg_i64(a, 1);
+    int rc = wait_subs(tc, dagger_arg_i64(a, 2));
+    if (rc)
+        return rc;
+    if (!x || n != sizeof *x)
+        return dagger_fail(tc, DAGGER_ETYPE, "digit: no counter");
+    if (d == 0)
+        return dagger_fail(tc, DAGGER_EIO, "digit: zero");
+    *x = *x * 10 + d;
+    *out = dagger_i64(*x);
+    return 0;
+}
+
+/* The datadeps pattern by hand: tasks that write mutable data of the last rank, ordered by
+ * dependencies that are not arguments, with no scope (the data places them). The later ones go
+ * there at their spawn and run in order; a failure stops the ones after it, on every rank. */
+TEST(mutable_data_chain_goes_to_its_rank)
+{
+    dagger_ctx_t *ctx = open_job(2);
+    if (!ctx)
+        return;
+    int r = dagger_ctx_nranks(ctx) - 1;
+    for (int fail = 0; fail < 2; fail++) {
+        dagger_chunk_t *m = mutable_on(ctx, r, make_counter, NULL, 0);
+        struct dagger__mpi_direct b0 = stats_on(ctx, 0), br = stats_on(ctx, r);
+        /* w1 waits until w3's subscription to w2 reached rank r: w2 and w3 are early then */
+        dagger_task_t *w1 = spawn_after(
+            ctx, -1, digit, "w1", NULL, 0,
+            (dagger_value_t[]){dagger_chunkv(m), dagger_i64(1), dagger_i64((int64_t)br.subs + 1)},
+            3);
+        dagger_task_t *w2 = spawn_after(
+            ctx, -1, digit, "w2", &w1, 1,
+            (dagger_value_t[]){dagger_chunkv(m), dagger_i64(fail ? 0 : 2), dagger_i64(0)}, 3);
+        dagger_task_t *w3 =
+            spawn_after(ctx, -1, digit, "w3", &w2, 1,
+                        (dagger_value_t[]){dagger_chunkv(m), dagger_i64(3), dagger_i64(0)}, 3);
+        int64_t v = 0;
+        if (!fail) {
+            ASSERT_OK(dagger_fetch_i64(w3, &v));
+            ASSERT_EQ(v, 123);
+        } else {
+            ASSERT_ERR(dagger_fetch_i64(w2, &v), DAGGER_EIO);
+            ASSERT_STR_HAS(dagger_task_errmsg(w2), "digit: zero");
+            int rc = dagger_fetch_i64(w3, &v);
+            ASSERT_TRUE(rc == DAGGER_EUPSTREAM || rc == DAGGER_ETASK);
+        }
+        int64_t x = -1;
+        read_back(ctx, m, &x, sizeof x);
+        ASSERT_EQ(x, fail ? 1 : 123); /* w3 never ran after w2 failed */
+        struct dagger__mpi_direct s0 = stats_on(ctx, 0);
+        ASSERT_EQ(s0.sent - b0.sent, 2); /* w2 and w3 */
+        dagger_task_release(w3);
+        dagger_task_release(w2);
+        dagger_task_release(w1);
+        dagger_chunk_release(m);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(chain_goes_producer_to_consumer, diamond_over_ranks, kinds_go_straight,
           producer_failure_reaches_consumer, cancelled_consumer, lost_producer_rank,
-          local_producer_sends_from_here, direct_off_by_env)
+          local_producer_sends_from_here, direct_off_by_env,
+          dependency_only_goes_producer_to_consumer, mutable_data_chain_goes_to_its_rank)

@@ -17,23 +17,26 @@
  * dagger_cancel on a proxy sends M_CANCEL.
  *
  * Early sends (issue 9 item 4: a task argument that is a task on another rank is a
- * subscription). A consumer C whose scope names exactly one other rank r (dagger_scope_worker(r),
- * or one thread of r) and that waits for task arguments is offered to mpi__early at its spawn,
- * before it can become ready, and sent to r at once (C_EARLY). Finished inputs travel as
- * values; each unfinished one as V_PENDING (producer's rank q, producer's id here): q is where
- * the producer runs (a proxy sent there, or an early task: dagger__task_elsewhere), or this rank
- * for a producer that runs here or is not placed yet (this rank then sends its outcome to r
- * once done, as a forward below). Right after the M_TASK the spawning rank subscribes r to each
- * producer on another rank (M_SUB to q: sent from here, it
- * comes after the producer's own M_TASK on the same pair of ranks, so q knows the producer, or
- * has ended it). q attaches the subscription to the producer (served, or still inbound there)
- * and, when it ends, sends its result or failure straight to r (M_ARG: a value as an argument
- * is sent, a large payload pulled by r from q), besides the M_RESULT to the spawning rank; a
- * producer on r itself fills the argument in place. A subscription that finds no producer (it
- * ended and its result went) is answered M_FWD to the spawning rank, which forwards the
- * producer's outcome to r once its own proxy has it. r keeps C in the intasks table (by origin
- * and id) and spawns it when its last pending argument is in; an M_ARG from q can overtake C's
- * M_TASK (another pair of ranks), so it waits as an orphan until C comes.
+ * subscription). A consumer C bound to exactly one other rank r (its scope names r or one thread
+ * of r; or no scope, and mutable data of r among its arguments, as placement would send it) and
+ * that waits for other tasks is offered to mpi__early at its spawn, before it can become ready,
+ * and sent to r at once (C_EARLY). Its dependencies that are not arguments (syncdeps: a
+ * datadeps region's order) are slots after its arguments (nsync in M_TASK), awaited the same
+ * way but for their end only: their subscription carries SUB_SYNC, and a nil value comes. Finished
+ * inputs travel as values; each unfinished one as V_PENDING (producer's rank q, producer's id
+ * here): q is where the producer runs (a proxy sent there, or an early task:
+ * dagger__task_elsewhere), or this rank for a producer that runs here or is not placed yet (this
+ * rank then sends its outcome to r once done, as a forward below). Right after the M_TASK the
+ * spawning rank subscribes r to each producer on another rank (M_SUB to q: sent from here, it comes
+ * after the producer's own M_TASK on the same pair of ranks, so q knows the producer, or has ended
+ * it). q attaches the subscription to the producer (served, or still inbound there) and, when it
+ * ends, sends its result or failure straight to r (M_ARG: a value as an argument is sent, a large
+ * payload pulled by r from q), besides the M_RESULT to the spawning rank; a producer on r itself
+ * fills the argument in place. A subscription that finds no producer (it ended and its result went)
+ * is answered M_FWD to the spawning rank, which forwards the producer's outcome to r once its own
+ * proxy has it. r keeps C in the intasks table (by origin and id) and spawns it when its last
+ * pending argument is in; an M_ARG from q can overtake C's M_TASK (another pair of ranks), so it
+ * waits as an orphan until C comes.
  * - Errors: a failed producer fails C on r without running it ("argument 0 failed: task 1:42
  *   'p' on rank 1: ..."), and C's dependents there the same way; here C fails upstream, as
  *   core fails any task whose input failed (the producer's proxy failed here too), and r's
@@ -98,8 +101,9 @@ struct proxy {
     char *ans_msg;     /* the failure's text (dagger__malloc'd), or NULL */
     struct later *ans; /* the success */
     uint32_t nargs;
-    dagger_task_t **deps;    /* per argument: the unfinished dependency it was sent without */
-    int *pranks;             /* per argument: the rank named as its producer (V_PENDING) */
+    uint32_t nslots;         /* nargs, then one per dependency that is not an argument */
+    dagger_task_t **deps;    /* per slot: the unfinished dependency it was sent without */
+    int *pranks;             /* per slot: the rank named as its producer (V_PENDING) */
     struct proxy *lost_next; /* mpi__remote_lost's list */
 };
 
@@ -110,7 +114,11 @@ struct sub {
     int rank, origin;
     uint64_t cpid;
     uint32_t slot;
+    bool sync; /* the slot of a dependency that is not an argument: its end, not its value */
 };
+
+/* M_SUB's slot word: the slot, and whether only the producer's end is awaited. */
+#define SUB_SYNC (1u << 31)
 
 struct served {
     struct hnode h;     /* key: origin rank and the proxy's id */
@@ -210,7 +218,8 @@ struct inbound {
     struct argmsg *more; /* copies of its M_ARG messages */
     struct sub *subs;    /* consumers of its result, handed to the served record */
     uint32_t npend;      /* pending arguments (V_PENDING) not arrived, counted in nleft too */
-    uint32_t n, nleft;
+    uint32_t n, nleft;   /* slots: the nargs arguments, then the dependencies it waits for */
+    uint32_t nargs;
     struct slot *slots;
     int rc;
     char why[320];
@@ -945,7 +954,8 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     }
     struct served *s = dagger__calloc(1, sizeof *s);
     dagger_value_t small[8];
-    dagger_value_t *argv = in->n <= 8 ? small : dagger__malloc(in->n * sizeof *argv);
+    uint32_t nargs = in->nargs; /* the slots after them held dependencies only */
+    dagger_value_t *argv = nargs <= 8 ? small : dagger__malloc(nargs * sizeof *argv);
     if (!s || !argv) {
         dagger__free(s);
         if (argv != small)
@@ -955,7 +965,7 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
         send_result(st, in->src, in->pid, NULL, in->rc, in->why, 0, in->name, false);
         return;
     }
-    for (uint32_t i = 0; i < in->n; i++) { /* pulled bytes are lent to the task: no copy */
+    for (uint32_t i = 0; i < nargs; i++) { /* pulled bytes are lent to the task: no copy */
         argv[i] = in->slots[i].v;
         if (in->slots[i].bytes)
             argv[i].flags |= DAGGER_VALUE_BORROW;
@@ -965,7 +975,7 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
     double expected = in->expected;
     double h;
     if (dagger__cost_expected((const void *)(uintptr_t)in->fn, DAGGER_PROC_CPU,
-                              dagger__cost_bytes(argv, in->n), &h) > 0)
+                              dagger__cost_bytes(argv, nargs), &h) > 0)
         expected = h;
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
@@ -980,7 +990,7 @@ static void spawn_served(struct mpi_state *st, struct inbound *in)
         in->pin >= 0 ? dagger_scope_thread((int)in->pin) : dagger_scope_worker(st->rank);
     if (scope)
         o.scope = scope;
-    dagger_task_t *t = dagger_spawn_impl(st->ctx, &o, in->fn, NULL, argv, in->n);
+    dagger_task_t *t = dagger_spawn_impl(st->ctx, &o, in->fn, NULL, argv, nargs);
     dagger_scope_release(scope);
     if (argv != small)
         dagger__free(argv);
@@ -1078,12 +1088,14 @@ static void on_task(struct mpi_state *st, int src, struct rbuf *rb)
     if (id)
         memcpy(ref.id, id, (size_t)ref.idlen);
     ref.offset = rb_u64(rb);
-    uint64_t n = rb_u64(rb);
-    if (rb->bad || n > 65536) {
+    uint64_t nsync = rb_u64(rb); /* dependencies that are not arguments (early sends) */
+    uint64_t nargs = rb_u64(rb), n = nargs + nsync;
+    if (rb->bad || nargs > 65536 || nsync > 65536) {
         in->rc = DAGGER_EINVAL;
         snprintf(in->why, sizeof in->why, "a malformed task message from rank %d", src);
     } else {
         in->rc = dagger__fn_resolve(&ref, &in->fn, in->why, sizeof in->why);
+        in->nargs = (uint32_t)nargs;
     }
     if (!in->rc && n) {
         in->slots = dagger__calloc(n, sizeof *in->slots);
@@ -1181,6 +1193,17 @@ static void on_pull(struct mpi_state *st, int src, struct rbuf *rb)
  * or its M_TASK is still on the way) is answered M_FWD to the spawning rank, which forwards the
  * producer's outcome itself once it has it (fwd_request). */
 
+/* "argument 2", or "dependency 0" for a slot after the arguments (an early task's dependency
+ * that is not an argument, of which only the end is awaited). */
+static const char *slot_name(const struct inbound *in, uint32_t slot, char *buf, size_t cap)
+{
+    if (slot < in->nargs)
+        snprintf(buf, cap, "argument %u", slot);
+    else
+        snprintf(buf, cap, "dependency %u", slot - in->nargs);
+    return buf;
+}
+
 /* Fail an inbound task `in` now (keeping the first error): its pending arguments are no longer
  * awaited (a late M_ARG finds it out of the table and is dropped); pulls in flight end first. */
 static void in_fail(struct mpi_state *st, struct inbound *in, int rc, const char *fmt, ...)
@@ -1250,12 +1273,14 @@ static bool arg_dead(struct mpi_state *st, int src, uint64_t key, struct rbuf *r
 static void sub_add(struct mpi_state *st, int rank, int origin, uint64_t ppid, uint64_t cpid,
                     uint32_t slot)
 {
+    bool sync = (slot & SUB_SYNC) != 0;
+    slot &= ~SUB_SYNC;
     uint64_t key = served_key(origin, ppid);
     struct served *s = (struct served *)h_find(st, 1, key);
     struct inbound *in = s ? NULL : (struct inbound *)h_find(st, 3, key);
     struct sub *u = s || in ? dagger__calloc(1, sizeof *u) : NULL;
     if (u) {
-        *u = (struct sub){.rank = rank, .origin = origin, .cpid = cpid, .slot = slot};
+        *u = (struct sub){.rank = rank, .origin = origin, .cpid = cpid, .slot = slot, .sync = sync};
         struct sub **head = s ? &s->subs : &in->subs;
         u->next = *head;
         *head = u;
@@ -1330,7 +1355,9 @@ static void arg_done(struct mpi_state *st, struct inbound *in, uint32_t slot, in
     if (rc) {
         char copy[320]; /* `text` may be in->why, which in_fail writes */
         snprintf(copy, sizeof copy, "%s", text);
-        in_fail(st, in, DAGGER_EUPSTREAM, "argument %u failed: %s", slot, copy);
+        char what[32];
+        in_fail(st, in, DAGGER_EUPSTREAM, "%s failed: %s", slot_name(in, slot, what, sizeof what),
+                copy);
     }
     inbound_step(st, in);
 }
@@ -1345,7 +1372,7 @@ static void send_arg(struct mpi_state *st, struct sub *u, dagger_task_t *t, int 
             return;
         atomic_fetch_add_explicit(&st->args_direct, 1, memory_order_relaxed);
         dagger_value_t v = dagger_nil();
-        if (!rc && t && dagger_fetch(t, &v) != 0)
+        if (!rc && t && !u->sync && dagger_fetch(t, &v) != 0)
             v = dagger_nil();
         int r = rc ? rc : slot_fill(in, &in->slots[u->slot], &v);
         arg_done(st, in, u->slot, r, rc ? text : in->why);
@@ -1359,8 +1386,8 @@ static void send_arg(struct mpi_state *st, struct sub *u, dagger_task_t *t, int 
     char why[320];
     struct wbuf val = {0};
     if (!rc) {
-        dagger_value_t v = dagger_nil();
-        if (t && dagger_fetch(t, &v) != 0)
+        dagger_value_t v = dagger_nil(); /* a dependency's end only: nil */
+        if (t && !u->sync && dagger_fetch(t, &v) != 0)
             v = dagger_nil();
         v.flags &= (uint8_t)~DAGGER_VALUE_OWNED; /* sent by reference to t, never taken over */
         rc = put_value(st, &val, &v, t, AS_ARG, u->rank, "the result", why, sizeof why);
@@ -1449,8 +1476,9 @@ static void check_producers(struct mpi_state *st, struct inbound *in)
     for (uint32_t i = 0; i < in->n && in->npend; i++) {
         struct slot *sl = &in->slots[i];
         if (sl->pending && sl->prank != st->rank && st->peers[sl->prank].lost) {
-            in_fail(st, in, DAGGER_EPEER, "rank %d was lost (%s) before it sent argument %u",
-                    sl->prank, st->peers[sl->prank].why, i);
+            char what[32];
+            in_fail(st, in, DAGGER_EPEER, "rank %d was lost (%s) before it sent %s", sl->prank,
+                    st->peers[sl->prank].why, slot_name(in, i, what, sizeof what));
             return;
         }
     }
@@ -1594,6 +1622,7 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     uint32_t n;
     dagger_value_t *args = dagger__task_args(t, &n);
     *bytes = dagger__cost_bytes(args, n);
+    wb_u64(b, early ? early->nslots - early->nargs : 0);
     wb_u64(b, n);
     for (uint32_t i = 0; i < n; i++) {
         char what[32];
@@ -1620,6 +1649,30 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
         } else {
             rc = put_value(st, b, &args[i], t, AS_ARG, rank, what, why, cap);
         }
+        if (rc)
+            return rc;
+    }
+    /* Its other dependencies: only their end is awaited there (a nil value once done). */
+    for (uint32_t i = early ? early->nargs : 0; early && i < early->nslots; i++) {
+        dagger_task_t *dep = early->deps[i];
+        if (dep && !dagger_task_done(dep)) {
+            int q = dagger__task_elsewhere(dep);
+            early->pranks[i] = q >= 0 ? q : st->rank;
+            wb_u64(b, V_PENDING);
+            wb_u64(b, (uint64_t)early->pranks[i]);
+            wb_u64(b, dagger_task_id(dep));
+            continue;
+        }
+        if (dep && dagger_task_error(dep)) {
+            snprintf(why, cap, "dependency %u: its task failed", i - early->nargs);
+            return DAGGER_EUPSTREAM;
+        }
+        if (dep) {
+            early->deps[i] = NULL; /* nothing to forward */
+            dagger_task_release(dep);
+        }
+        dagger_value_t nil = dagger_nil();
+        rc = put_value(st, b, &nil, NULL, AS_ARG, rank, "a dependency", why, cap);
         if (rc)
             return rc;
     }
@@ -1692,59 +1745,117 @@ struct early_rec {
     struct proxy *px;
 };
 
+/* The rank of the mutable data among `args` that lives on another rank (the rank placement
+ * would send the task to), and the thread it is pinned to; -1 when there is none, -2 when the
+ * arguments pin the task to two places (placement then reports it). */
+static int data_rank(const struct mpi_state *st, const dagger_value_t *args, uint32_t nargs,
+                     int *pin)
+{
+    int rank = -1;
+    for (uint32_t i = 0; i < nargs; i++) {
+        dagger_proc_t p;
+        int home;
+        if (args[i].kind == DAGGER_KIND_SHARD)
+            return -2;
+        if (args[i].kind != DAGGER_KIND_CHUNK || !args[i].u.c ||
+            !dagger_chunk_is_mutable(args[i].u.c, &p))
+            continue;
+        if (!dagger__mem_proxy(args[i].u.c, &home, NULL))
+            home = st->rank;
+        if ((rank >= 0 && home != rank) ||
+            (rank >= 0 && p.index >= 0 && *pin >= 0 && p.index != *pin))
+            return -2;
+        rank = home;
+        if (p.index >= 0)
+            *pin = p.index;
+    }
+    return rank;
+}
+
 bool mpi__early(void *ud, dagger_task_t *t, void **rec)
 {
     struct mpi_state *st = ud;
     if (!st->direct || atomic_load_explicit(&st->stopped, memory_order_relaxed) ||
-        dagger__task_result_home(t) || dagger__task_result_there(t))
-        return false;
-    const dagger_scope_t *sc = dagger__task_scope(t);
-    if (!sc || dagger__scope_is_any(sc))
-        return false;
-    /* One rank only, another one, no device: else placement decides when it is ready. */
-    int nthreads = dagger__ctx_nthreads(st->ctx), rank = -1, pin = -1;
-    for (int k = 0; k < st->nranks; k++) {
-        dagger__procset set;
-        int nt = dagger__scope_resolve(sc, k, st->nranks, nthreads, &set, NULL, 0);
-        if (nt <= 0)
-            continue;
-        if (rank >= 0 || set.dev)
-            return false;
-        rank = k;
-        for (int th = 0; nt == 1 && th < nthreads; th++)
-            if (dagger__procset_has(&set, th))
-                pin = th;
-    }
-    if (rank < 0 || rank == st->rank)
+        dagger__task_result_home(t))
         return false;
     uint32_t nargs;
     const dagger_value_t *args = dagger__task_args(t, &nargs);
-    dagger_task_t **deps = dagger__calloc(nargs ? nargs : 1, sizeof *deps);
+    const dagger_scope_t *sc = dagger__task_scope(t);
+    int nthreads = dagger__ctx_nthreads(st->ctx), rank = -1, pin = -1;
+    if (!sc || dagger__scope_is_any(sc)) {
+        /* No scope: mutable data of another rank among its arguments sends it there (a
+         * datadeps task that writes that rank's data, src/sched/place.c). */
+        rank = data_rank(st, args, nargs, &pin);
+        if (rank < 0 || pin >= nthreads)
+            return false;
+    } else {
+        /* One rank only, another one, no device: else placement decides when it is ready. */
+        for (int k = 0; k < st->nranks; k++) {
+            dagger__procset set;
+            int nt = dagger__scope_resolve(sc, k, st->nranks, nthreads, &set, NULL, 0);
+            if (nt <= 0)
+                continue;
+            if (rank >= 0 || set.dev)
+                return false;
+            rank = k;
+            for (int th = 0; nt == 1 && th < nthreads; th++)
+                if (dagger__procset_has(&set, th))
+                    pin = th;
+        }
+        int dpin = -1, drank = data_rank(st, args, nargs, &dpin);
+        if (drank != -1 && (drank != rank || (dpin >= 0 && pin >= 0 && dpin != pin)))
+            return false; /* its data lives elsewhere: placement reports it */
+        if (dpin >= 0)
+            pin = dpin;
+    }
+    if (rank < 0 || rank == st->rank)
+        return false;
+    uint32_t nd = dagger__task_ndeps(t), nslots = nargs;
+    for (uint32_t i = 0; i < nd; i++) {
+        int argi;
+        dagger_task_t *d = dagger__task_dep(t, i, &argi);
+        if (argi < 0 && !dagger_task_done(d))
+            nslots++;
+    }
+    dagger_task_t **deps = dagger__calloc(nslots ? nslots : 1, sizeof *deps);
     if (!deps)
         return false;
     bool ok = true;
-    uint32_t nd = dagger__task_ndeps(t);
+    uint32_t ns = nargs;
     for (uint32_t i = 0; i < nd && ok; i++) {
         int argi;
         dagger_task_t *d = dagger__task_dep(t, i, &argi);
+        if (argi < 0) { /* a dependency only: its end is awaited there, wherever it runs */
+            if (!dagger_task_done(d) && ns < nslots)
+                deps[ns++] = d;
+            continue;
+        }
         if (dagger_task_done(d)) { /* its result, known now, must travel (no mutable data) */
             dagger_value_t v = dagger_nil();
-            if (argi >= 0 && !dagger_task_error(d) && dagger_fetch(d, &v) == 0)
+            if (!dagger_task_error(d) && dagger_fetch(d, &v) == 0)
                 ok = v.kind != DAGGER_KIND_SHARD &&
                      !(v.kind == DAGGER_KIND_CHUNK && dagger_chunk_is_mutable(v.u.c, NULL));
         } else { /* made on another rank, which sends it to `rank`; or here (or not placed
-                  * yet), and this rank sends it once done */
-            ok = argi >= 0 && !dagger__task_mutable_result(d) && !dagger__task_result_home(d) &&
-                 !dagger__task_result_there(d);
+                  * yet), and this rank sends it once done. A result read only where it was
+                  * made is taken there, on `rank` itself. */
+            ok = !dagger__task_mutable_result(d) && !dagger__task_result_home(d) &&
+                 (!dagger__task_result_there(d) || dagger__task_elsewhere(d) == rank);
         }
-        if (ok && argi >= 0 && (uint32_t)argi < nargs)
+        if (ok && (uint32_t)argi < nargs)
             deps[argi] = d;
     }
-    for (uint32_t i = 0; i < nargs && ok; i++) /* pointers and handles stay here */
-        ok = deps[i] || args[i].kind <= DAGGER_KIND_BLOB;
+    nslots = ns;
+    /* Pointers and handles stay here; chunks travel, mutable data only to its own rank. */
+    for (uint32_t i = 0; i < nargs && ok; i++) {
+        int home = st->rank;
+        ok = deps[i] || args[i].kind <= DAGGER_KIND_BLOB ||
+             (args[i].kind == DAGGER_KIND_CHUNK && args[i].u.c &&
+              (!dagger_chunk_is_mutable(args[i].u.c, NULL) ||
+               (dagger__mem_proxy(args[i].u.c, &home, NULL) && home == rank)));
+    }
     struct early_rec *e = ok ? dagger__calloc(1, sizeof *e) : NULL;
     struct proxy *px = e ? dagger__calloc(1, sizeof *px) : NULL;
-    int *pranks = px ? dagger__calloc(nargs ? nargs : 1, sizeof *pranks) : NULL;
+    int *pranks = px ? dagger__calloc(nslots ? nslots : 1, sizeof *pranks) : NULL;
     if (!pranks) {
         dagger__free(px);
         dagger__free(e);
@@ -1752,14 +1863,16 @@ bool mpi__early(void *ud, dagger_task_t *t, void **rec)
         return false;
     }
     px->pranks = pranks;
-    for (uint32_t i = 0; i < nargs; i++)
+    for (uint32_t i = 0; i < nslots; i++)
         if (deps[i])
             dagger_task_retain(deps[i]);
     px->early = true;
     px->t = dagger_task_retain(t);
     px->rank = rank;
     px->nargs = nargs;
+    px->nslots = nslots;
     px->deps = deps;
+    px->there = dagger__task_result_there(t);
     px->fn = (const void *)(uintptr_t)dagger__task_fn(t);
     e->st = st;
     e->px = px;
@@ -1810,7 +1923,7 @@ static void early_finish(struct mpi_state *st, struct proxy *px)
         px->ans->t = t; /* the proxy's reference */
         later_complete(st, px->ans);
     }
-    for (uint32_t i = 0; i < px->nargs; i++)
+    for (uint32_t i = 0; i < px->nslots; i++)
         dagger_task_release(px->deps[i]);
     dagger__free(px->deps);
     dagger__free(px->pranks);
@@ -1862,7 +1975,7 @@ static void early_send(struct mpi_state *st, struct early_rec *e)
     mpi__send(st, px->rank, &b, true);
     /* Subscribe its rank to each producer still running: sent from here, after the producer's
      * own M_TASK (this rank sent that first), so the producer's rank knows it, or has ended it. */
-    for (uint32_t i = 0; i < px->nargs; i++) {
+    for (uint32_t i = 0; i < px->nslots; i++) {
         int q = px->deps[i] ? px->pranks[i] : -1;
         if (q == st->rank) /* made here: sent from here once done */
             fwd_request(st, px->h.key, i);
@@ -1873,7 +1986,7 @@ static void early_send(struct mpi_state *st, struct early_rec *e)
         wb_u64(&s, (uint64_t)px->rank);
         wb_u64(&s, dagger_task_id(px->deps[i]));
         wb_u64(&s, px->h.key);
-        wb_u64(&s, i);
+        wb_u64(&s, i < px->nargs ? i : i | SUB_SYNC);
         mpi__send(st, q, &s, true);
     }
 }
@@ -1943,11 +2056,15 @@ static void fwd_ready(dagger_task_t *t, void *ud)
 static void fwd_request(struct mpi_state *st, uint64_t cpid, uint32_t slot)
 {
     struct proxy *px = (struct proxy *)h_find(st, 0, cpid);
-    if (!px || !px->early || !px->sent || px->answered || slot >= px->nargs || !px->deps[slot])
+    if (!px || !px->early || !px->sent || px->answered || slot >= px->nslots || !px->deps[slot])
         return; /* it ended already */
     struct fwd *f = dagger__calloc(1, sizeof *f);
     if (!f) {
-        struct sub u = {.rank = px->rank, .origin = st->rank, .cpid = cpid, .slot = slot};
+        struct sub u = {.rank = px->rank,
+                        .origin = st->rank,
+                        .cpid = cpid,
+                        .slot = slot,
+                        .sync = slot >= px->nargs};
         send_arg(st, &u, NULL, DAGGER_ENOMEM, "out of memory forwarding it");
         return;
     }
@@ -1969,7 +2086,11 @@ static void fwd_send(struct mpi_state *st, struct fwd *f)
         const char *q = strstr(msg, "': "); /* "task 7 'p': text" -> "text" */
         if (rc && strncmp(msg, "task ", 5) == 0 && q)
             msg = q + 3;
-        struct sub u = {.rank = px->rank, .origin = st->rank, .cpid = f->cpid, .slot = f->slot};
+        struct sub u = {.rank = px->rank,
+                        .origin = st->rank,
+                        .cpid = f->cpid,
+                        .slot = f->slot,
+                        .sync = f->slot >= px->nargs};
         send_arg(st, &u, rc ? NULL : f->p, rc, msg);
     }
     dagger_task_release(f->p);
@@ -2080,13 +2201,15 @@ void mpi__remote_lost(struct mpi_state *st, int peer)
         if (in->src == peer)
             in_fail(st, in, DAGGER_EPEER, "rank %d, which sent this task, was lost (%s)", peer,
                     st->peers[peer].why);
-        for (uint32_t i = 0; i < in->n && !in->rc; i++)
+        for (uint32_t i = 0; i < in->n && !in->rc; i++) {
+            char what[32];
             if (in->slots[i].pending && in->slots[i].prank == peer)
                 in_fail(st, in, DAGGER_EPEER,
-                        "rank %d was lost (%s) before it sent argument %u (the result of its "
-                        "task %d:%llu)",
-                        peer, st->peers[peer].why, i, in->src,
+                        "rank %d was lost (%s) before it sent %s (the %s of its task %d:%llu)",
+                        peer, st->peers[peer].why, slot_name(in, i, what, sizeof what),
+                        i < in->nargs ? "result" : "end", in->src,
                         (unsigned long long)in->slots[i].ppid);
+        }
         inbound_step(st, in);
     }
     while (early) {
