@@ -3,7 +3,8 @@
 #
 # Usage: sh bench/run.sh <builddir>
 #   BENCH_FILTER=substr  run only the binaries whose name contains substr (core, omp, dagger),
-#                        or a row <capability>.<row> (core.fib: asks bench_core_* for --list)
+#                        or a row <capability>.<row> (core.fib: asks bench_core_* for --list;
+#                        core.nested$: that row only, not core.nested_wait too)
 #   BENCH_THREADS="1 2"  thread counts to run each binary with (default: 1 2, plus nproc if > 2)
 #   BENCH_REPS=n         repetitions per row (each binary has its own default)
 #   BENCH_TIMEOUT=s      seconds allowed per binary run (default 600, needs timeout(1))
@@ -73,7 +74,7 @@ while IFS="$(printf '\t')" read -r name path; do
             bench_"${filter%%.*}"_*) ;;
             *) continue ;;
             esac
-            $list_timeout "$path" --list 2>/dev/null | grep -F -q -- "$filter" || continue
+            $list_timeout "$path" --list 2>/dev/null | grep -F -q -- "${filter%\$}" || continue
             ;;
         esac
     fi

@@ -202,6 +202,9 @@ static inline int core_want(const char *row)
     const char *f = getenv("BENCH_FILTER");
     if (!f || !*f)
         return 1;
+    size_t n = strlen(f);
+    if (f[n - 1] == '$') /* "core.nested$": that row only, not core.nested_wait */
+        return strncmp(row, f, n - 1) == 0 && row[n - 1] == '\0';
     return strstr(core_prog_, f) != NULL || strstr(row, f) != NULL;
 }
 
