@@ -118,7 +118,8 @@ struct mpi_state {
     bool driver_mode;
     pthread_t thread;
     _Atomic(struct mpi_cmd *) cmds; /* MPSC: any thread pushes, the progress thread takes all */
-    _Atomic uint32_t wake;          /* bumped on a push while the progress thread sleeps */
+    struct mpi_cmd *backlog, *backlog_tail; /* the progress thread's: commands not run yet */
+    _Atomic uint32_t wake;                  /* bumped on a push while the progress thread sleeps */
     _Atomic uint32_t sleeping;
     _Atomic uint32_t exit;    /* close asks the progress thread to leave */
     _Atomic uint32_t stopped; /* servers: the driver said stop (or was lost); driver: stops sent */

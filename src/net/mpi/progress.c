@@ -574,10 +574,53 @@ static bool poll_messages(struct mpi_state *st)
     return did;
 }
 
+static void run_cmd(struct mpi_state *st, struct mpi_cmd *c)
+{
+    switch (c->type) {
+    case C_QUERY:
+        start_round(st);
+        dagger__free(c);
+        break;
+    case C_STOP:
+        stop_all(st);
+        dagger__free(c);
+        break;
+    case C_COLL:
+    case C_CLOSING:
+        mpi__spmd_on_cmd(st, c); /* frees or keeps c */
+        break;
+    case C_TRACE:
+        mpi__rtrace_on_cmd(st, c);
+        break;
+    case C_FETCH:
+    case C_DROP:
+        mpi__sub_cmd(st, c); /* frees or keeps c */
+        break;
+    case C_STREAM:
+        mpi__stream_cmd(st, c); /* frees c */
+        break;
+    default:
+        mpi__on_cmd(st, c); /* frees or keeps c */
+    }
+}
+
+/* A command that carries an outcome another rank or task waits for now: a served task's
+ * result, a producer's result forwarded to an early task. */
+static bool urgent(const struct mpi_cmd *c) { return c->type == C_RESULT || c->type == C_FWD; }
+
+/* Urgent commands run first; every other one keeps its order in the backlog, which runs
+ * BACKLOG_BATCH at a time between polls. A datadeps region spawns hundreds of kernels at once
+ * and each is an early send: in one queue, the result of the first copy the other rank waited
+ * for went out after all of them (8 ms at N=2048, NB=128, bench/RESULTS.md 2026-12-02 02:30).
+ * Moving a result ahead is safe: it never passes a message it must follow (the give-back of
+ * a reference it carries is pushed after it; the early send a forward completes ran before
+ * the forward was asked for). */
+#define BACKLOG_BATCH 32
+
 static bool run_cmds(struct mpi_state *st)
 {
     struct mpi_cmd *c = atomic_exchange_explicit(&st->cmds, NULL, memory_order_acquire);
-    if (!c)
+    if (!c && !st->backlog)
         return false;
     struct mpi_cmd *rev = NULL; /* oldest first */
     while (c) {
@@ -586,36 +629,28 @@ static bool run_cmds(struct mpi_state *st)
         rev = c;
         c = n;
     }
+    struct mpi_cmd *now = NULL, **now_end = &now;
     while (rev) {
         struct mpi_cmd *n = rev->next;
-        switch (rev->type) {
-        case C_QUERY:
-            start_round(st);
-            dagger__free(rev);
-            break;
-        case C_STOP:
-            stop_all(st);
-            dagger__free(rev);
-            break;
-        case C_COLL:
-        case C_CLOSING:
-            mpi__spmd_on_cmd(st, rev); /* frees or keeps rev */
-            break;
-        case C_TRACE:
-            mpi__rtrace_on_cmd(st, rev);
-            break;
-        case C_FETCH:
-        case C_DROP:
-            mpi__sub_cmd(st, rev); /* frees or keeps rev */
-            break;
-        case C_STREAM:
-            mpi__stream_cmd(st, rev); /* frees rev */
-            break;
-        default:
-            mpi__on_cmd(st, rev); /* frees or keeps rev */
-            rev = NULL;
+        rev->next = NULL;
+        if (urgent(rev)) {
+            *now_end = rev;
+            now_end = &rev->next;
+        } else {
+            *(st->backlog ? &st->backlog_tail->next : &st->backlog) = rev;
+            st->backlog_tail = rev;
         }
         rev = n;
+    }
+    while (now) {
+        struct mpi_cmd *n = now->next;
+        run_cmd(st, now);
+        now = n;
+    }
+    for (int k = 0; k < BACKLOG_BATCH && st->backlog; k++) {
+        struct mpi_cmd *b = st->backlog;
+        st->backlog = b->next;
+        run_cmd(st, b);
     }
     return true;
 }
@@ -628,7 +663,7 @@ static bool run_cmds(struct mpi_state *st)
  * first), and then leaves. Past `give_up` (the peer timeout) it leaves as things are. */
 static bool closing_done(struct mpi_state *st, bool give_up)
 {
-    if (atomic_load_explicit(&st->cmds, memory_order_acquire))
+    if (atomic_load_explicit(&st->cmds, memory_order_acquire) || st->backlog)
         return give_up;
     bool said = true, heard = true;
     for (int r = 0; r < st->nranks; r++) {
@@ -704,7 +739,8 @@ static void *progress_main(void *arg)
         uint32_t w = atomic_load_explicit(&st->wake, memory_order_acquire);
         atomic_store_explicit(&st->sleeping, 1, memory_order_relaxed);
         dagger__fence_seq_cst();
-        if (!atomic_load_explicit(&st->cmds, memory_order_relaxed)) /* closing too: ns <= 1 ms */
+        if (!atomic_load_explicit(&st->cmds, memory_order_relaxed) &&
+            !st->backlog) /* closing too: ns <= 1 ms */
             dagger__futex_wait(&st->wake, w, ns);
         atomic_store_explicit(&st->sleeping, 0, memory_order_relaxed);
     }
