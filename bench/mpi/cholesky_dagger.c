@@ -1,5 +1,6 @@
 /* bench/mpi/cholesky_dagger.c - distributed tiled Cholesky with dagger (cholesky.h): tile (i, j)
- * is mutable data of rank j mod P (dagger_mutable on dagger_scope_worker), made there; a
+ * is mutable data of rank j mod P (dagger_mutable on dagger_scope_worker), made there, as
+ * ScaLAPACK's 1 x P grid holds it (BENCH_LAYOUT=row: rank i mod P, which splits each panel); a
  * datadeps region of whole-tile accesses (dagger_ddchunk) runs each potrf/trsm/syrk/gemm on the
  * rank of the tile it writes and copies the tiles it reads from the other rank. Priorities, as in
  * bench/cholesky/dagger.c: potrf 3, the trsm of its panel 2, the updates of the next panel's
@@ -143,17 +144,20 @@ int main(int argc, char **argv)
     double dgemm = mc_dgemm_rate(), best = 1e30, err = 0;
     dagger_chunk_t **tile = calloc((size_t)nt * nt, sizeof *tile);
     for (int k = 0; k < reps && tile; k++) {
+        const char *lay = getenv("BENCH_LAYOUT"); /* "row": tile (i, j) on rank i mod P */
+        bool by_row = lay && strcmp(lay, "row") == 0;
         for (int j = 0; j < nt; j++) {
-            dagger_scope_t *w = dagger_scope_worker(j % np);
             for (int i = j; i < nt; i++) {
+                dagger_scope_t *w = dagger_scope_worker((by_row ? i : j) % np);
                 dagger_value_t args[4] = {dagger_i64(i), dagger_i64(j), dagger_i64(nb),
                                           dagger_i64(n)};
-                if (dagger_mutable(ctx, w, make_tile, args, 4, &tile[i * nt + j]) != 0) {
+                int rc = dagger_mutable(ctx, w, make_tile, args, 4, &tile[i * nt + j]);
+                dagger_scope_release(w);
+                if (rc != 0) {
                     fprintf(stderr, "ERROR tile: %s\n", dagger_last_errmsg());
                     return 1;
                 }
             }
-            dagger_scope_release(w);
         }
         const char *pe = getenv("BENCH_PRIO");
         int prio = !(pe && pe[0] == '0');
