@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
+#include "pool/pool.h"
 #include "common/common.h"
 #include "dagger/mpi.h"
 #include "net/mpi/mpi_int.h"
@@ -114,6 +115,12 @@ void mpi__push(struct mpi_state *st, struct mpi_cmd *c)
     if (atomic_load_explicit(&st->sleeping, memory_order_relaxed)) {
         atomic_fetch_add_explicit(&st->wake, 1, memory_order_release);
         dagger__futex_wake(&st->wake, 1);
+    } else if (st->linger_ns == 0 && dagger__self_tls.pool != NULL) {
+        /* The progress thread is awake, polling and yielding. On a host with fewer cores than
+         * threads a worker that just finished a task hands it the core now: else it runs only
+         * when the worker's time slice ends (milliseconds), which held results and tiles the
+         * other rank waited for (bench/RESULTS.md, 2026-12-02 02:40). */
+        sched_yield();
     }
 }
 
