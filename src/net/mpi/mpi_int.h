@@ -30,6 +30,10 @@
  * round trip then finds a thread awake, and no futex wake-up is made on either rank. Only where
  * the threads of this host's ranks fit its cores (st->linger_ns; DAGGER_MPI_LINGER_US). */
 #define MPI__LINGER_NS (1000u * 1000u)
+/* Early sends (remote.c) open at once on a rank: past it a task is sent when ready. 256 was
+ * the best of 64, 256, 1024 and no bound on the distributed Cholesky (bench/RESULTS.md,
+ * 2026-12-02 02:50). */
+#define MPI__EARLY_MAX 256
 
 enum { TAG_CTRL = 7, TAG_DATA0 = 100, TAG_DATA_SPAN = 20000 };
 enum {
@@ -152,6 +156,7 @@ struct mpi_state {
     bool direct;                   /* early sends on (DAGGER_MPI_DIRECT, default 1) */
     /* stats: struct dagger__mpi_direct */
     _Atomic uint64_t early_sent, subs_in, args_direct, args_forwarded, early_in;
+    _Atomic int64_t early_open; /* early sends not finished here (bounded: MPI__EARLY_MAX) */
     /* termination rounds (driver) */
     _Atomic uint32_t q_round, q_done;
     uint64_t q_sent, q_recvd;

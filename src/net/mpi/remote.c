@@ -1775,8 +1775,12 @@ static int data_rank(const struct mpi_state *st, const dagger_value_t *args, uin
 bool mpi__early(void *ud, dagger_task_t *t, void **rec)
 {
     struct mpi_state *st = ud;
+    /* Past MPI__EARLY_MAX open early sends a task goes when it is ready: a region of thousands
+     * of kernels would otherwise send them all at its spawn, and both ranks' threads would
+     * spend their cores on that while the first kernels wait. */
     if (!st->direct || atomic_load_explicit(&st->stopped, memory_order_relaxed) ||
-        dagger__task_result_home(t))
+        dagger__task_result_home(t) ||
+        atomic_load_explicit(&st->early_open, memory_order_relaxed) >= MPI__EARLY_MAX)
         return false;
     uint32_t nargs;
     const dagger_value_t *args = dagger__task_args(t, &nargs);
@@ -1881,6 +1885,7 @@ bool mpi__early(void *ud, dagger_task_t *t, void **rec)
     dagger__task_set_external(t);
     dagger__task_set_cancel_hook(t, on_cancel, st);
     atomic_fetch_add_explicit(&st->early_sent, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&st->early_open, 1, memory_order_relaxed);
     *rec = e;
     mpi__push(st, &e->send);
     dagger__task_set_elsewhere(t, rank); /* its own dependents may follow it early (after it) */
@@ -1910,6 +1915,7 @@ static char *text_dup(const char *s)
  * upstream), and let the proxy go. */
 static void early_finish(struct mpi_state *st, struct proxy *px)
 {
+    atomic_fetch_sub_explicit(&st->early_open, 1, memory_order_relaxed);
     h_take(st, 0, px->h.key);
     dagger_task_t *t = px->t;
     if (px->local || !px->ans) {
