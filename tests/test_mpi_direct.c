@@ -318,7 +318,10 @@ TEST(producer_failure_reaches_consumer)
     if (!ctx)
         return;
     int cr = rank_or_1(ctx, 2), dr = rank_or_1(ctx, 3);
-    dagger_task_t *p = spawn_on(ctx, 1, fails, "sensor", (dagger_value_t[]){dagger_i64(1)}, 1);
+    /* With 2 ranks d's subscription to c lands on rank 1 too: p waits for it as well, so that c
+     * cannot fail before d is subscribed to it (else d's input is forwarded by rank 0). */
+    int64_t p_wait = cr == dr ? 2 : 1;
+    dagger_task_t *p = spawn_on(ctx, 1, fails, "sensor", (dagger_value_t[]){dagger_i64(p_wait)}, 1);
     dagger_task_t *c =
         spawn_on(ctx, cr, times, "c", (dagger_value_t[]){dagger_taskv(p), dagger_i64(2)}, 2);
     dagger_task_t *d =
