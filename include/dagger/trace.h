@@ -71,9 +71,9 @@ DAGGER_API DAGGER_NODISCARD int dagger_trace_start_opts(dagger_ctx_t *ctx,
                                                         const dagger_trace_opts_t *o);
 /** Stop recording; the events stay available to write, summary and stats until the next start
  *  or until `ctx` is closed. The first of those after the stop fixes the recording: every
- *  later one sees the same events, even an event a worker was logging as the stop came. Returns: 0
- * (also when not recording), DAGGER_ESTATE when another context owns the trace. Thread safety: any
- * thread. */
+ *  later one sees the same events, even an event a worker was logging as the stop came.
+ *  Returns: 0 (also when not recording), DAGGER_ESTATE when another context owns the trace.
+ *  Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_trace_stop(dagger_ctx_t *ctx);
 /** Write the trace of `ctx` to `path` in the format of its extension (.json .dot .html .txt
  *  .dtrace); works while recording too (a snapshot).

@@ -28,11 +28,11 @@
 #include <unistd.h>
 
 #include "common/alloc.h"
-#include "pool/pool.h"
 #include "common/common.h"
 #include "dagger/mpi.h"
 #include "net/mpi/mpi_int.h"
 #include "net/net.h"
+#include "pool/pool.h"
 
 /* ---------------------------------------------------------------- process-wide MPI state */
 

@@ -1366,14 +1366,14 @@ static void arg_done(struct mpi_state *st, struct inbound *in, uint32_t slot, in
 static void send_arg(struct mpi_state *st, struct sub *u, dagger_task_t *t, int rc,
                      const char *text)
 {
+    dagger_value_t v = dagger_nil(); /* a dependency that is not an argument: its end, nil */
+    if (!rc && t && !u->sync && dagger_fetch(t, &v) != 0)
+        v = dagger_nil();
     if (u->rank == st->rank) { /* the consumer is here too */
         struct inbound *in = arg_slot(st, served_key(u->origin, u->cpid), u->slot);
         if (!in)
             return;
         atomic_fetch_add_explicit(&st->args_direct, 1, memory_order_relaxed);
-        dagger_value_t v = dagger_nil();
-        if (!rc && t && !u->sync && dagger_fetch(t, &v) != 0)
-            v = dagger_nil();
         int r = rc ? rc : slot_fill(in, &in->slots[u->slot], &v);
         arg_done(st, in, u->slot, r, rc ? text : in->why);
         return;
@@ -1386,9 +1386,6 @@ static void send_arg(struct mpi_state *st, struct sub *u, dagger_task_t *t, int 
     char why[320];
     struct wbuf val = {0};
     if (!rc) {
-        dagger_value_t v = dagger_nil(); /* a dependency's end only: nil */
-        if (t && !u->sync && dagger_fetch(t, &v) != 0)
-            v = dagger_nil();
         v.flags &= (uint8_t)~DAGGER_VALUE_OWNED; /* sent by reference to t, never taken over */
         rc = put_value(st, &val, &v, t, AS_ARG, u->rank, "the result", why, sizeof why);
         if (rc)
@@ -1596,6 +1593,21 @@ void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
     dagger__task_set_elsewhere(t, p->rank);
 }
 
+/* Slot `i` of the early task `early` as V_PENDING (its producer's rank and id) when its
+ * dependency is still running; false (nothing written) otherwise. */
+static bool put_pending(struct mpi_state *st, struct wbuf *b, struct proxy *early, uint32_t i)
+{
+    dagger_task_t *dep = early && i < early->nslots ? early->deps[i] : NULL;
+    if (!dep || dagger_task_done(dep))
+        return false;
+    int q = dagger__task_elsewhere(dep);
+    early->pranks[i] = q >= 0 ? q : st->rank; /* made here: sent from here */
+    wb_u64(b, V_PENDING);
+    wb_u64(b, (uint64_t)early->pranks[i]);
+    wb_u64(b, dagger_task_id(dep));
+    return true;
+}
+
 /* Encode `t` for `rank`. `early`: an early send, whose arguments from unfinished dependencies
  * (early->deps) go as V_PENDING (producer's rank and id), and from finished ones as their
  * results (a failed one fails the build: the task fails here, upstream). */
@@ -1628,14 +1640,8 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
         char what[32];
         snprintf(what, sizeof what, "argument %u", i);
         dagger_task_t *dep = early && i < early->nargs ? early->deps[i] : NULL;
-        if (dep && !dagger_task_done(dep)) {
-            int q = dagger__task_elsewhere(dep);
-            early->pranks[i] = q >= 0 ? q : st->rank; /* made here: sent from here */
-            wb_u64(b, V_PENDING);
-            wb_u64(b, (uint64_t)early->pranks[i]);
-            wb_u64(b, dagger_task_id(dep));
+        if (put_pending(st, b, early, i))
             continue;
-        }
         if (dep) { /* finished since the spawn: its result goes with the task */
             dagger_value_t v = dagger_nil();
             if (dagger_task_error(dep) || dagger_fetch(dep, &v) != 0) {
@@ -1655,14 +1661,8 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     /* Its other dependencies: only their end is awaited there (a nil value once done). */
     for (uint32_t i = early ? early->nargs : 0; early && i < early->nslots; i++) {
         dagger_task_t *dep = early->deps[i];
-        if (dep && !dagger_task_done(dep)) {
-            int q = dagger__task_elsewhere(dep);
-            early->pranks[i] = q >= 0 ? q : st->rank;
-            wb_u64(b, V_PENDING);
-            wb_u64(b, (uint64_t)early->pranks[i]);
-            wb_u64(b, dagger_task_id(dep));
+        if (put_pending(st, b, early, i))
             continue;
-        }
         if (dep && dagger_task_error(dep)) {
             snprintf(why, cap, "dependency %u: its task failed", i - early->nargs);
             return DAGGER_EUPSTREAM;
@@ -2059,6 +2059,17 @@ static void fwd_ready(dagger_task_t *t, void *ud)
     mpi__push(f->st, &f->cmd);
 }
 
+/* The early task `px` (this rank's id `cpid`) as the consumer of slot `slot`, sent from here. */
+static struct sub fwd_sub(const struct mpi_state *st, const struct proxy *px, uint64_t cpid,
+                          uint32_t slot)
+{
+    return (struct sub){.rank = px->rank,
+                        .origin = st->rank,
+                        .cpid = cpid,
+                        .slot = slot,
+                        .sync = slot >= px->nargs};
+}
+
 static void fwd_request(struct mpi_state *st, uint64_t cpid, uint32_t slot)
 {
     struct proxy *px = (struct proxy *)h_find(st, 0, cpid);
@@ -2066,11 +2077,7 @@ static void fwd_request(struct mpi_state *st, uint64_t cpid, uint32_t slot)
         return; /* it ended already */
     struct fwd *f = dagger__calloc(1, sizeof *f);
     if (!f) {
-        struct sub u = {.rank = px->rank,
-                        .origin = st->rank,
-                        .cpid = cpid,
-                        .slot = slot,
-                        .sync = slot >= px->nargs};
+        struct sub u = fwd_sub(st, px, cpid, slot);
         send_arg(st, &u, NULL, DAGGER_ENOMEM, "out of memory forwarding it");
         return;
     }
@@ -2092,11 +2099,7 @@ static void fwd_send(struct mpi_state *st, struct fwd *f)
         const char *q = strstr(msg, "': "); /* "task 7 'p': text" -> "text" */
         if (rc && strncmp(msg, "task ", 5) == 0 && q)
             msg = q + 3;
-        struct sub u = {.rank = px->rank,
-                        .origin = st->rank,
-                        .cpid = f->cpid,
-                        .slot = f->slot,
-                        .sync = f->slot >= px->nargs};
+        struct sub u = fwd_sub(st, px, f->cpid, f->slot);
         send_arg(st, &u, rc ? NULL : f->p, rc, msg);
     }
     dagger_task_release(f->p);
