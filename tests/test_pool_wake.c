@@ -5,8 +5,12 @@
  * (the tasks can only finish when all run at the same time), and single tasks spawned from
  * outside the pool after the workers parked are run. A task that waits for its peers gives up
  * after MEET_TIMEOUT_S and reports it, so a regression fails with a message instead of hanging.
+ * Workers carry names (dagger-w<index>), checked from a task.
  */
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -115,5 +119,36 @@ TEST(spawns_from_outside_after_the_workers_parked_run)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* Returns 1 when the thread running it is named "dagger-w<its index>", as top -H, perf and gdb
+ * show it; fails with the name it found otherwise. */
+static int own_name(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)a;
+    char name[16] = "", want[16];
+    snprintf(want, sizeof want, "dagger-w%d", dagger_tc_thread(tc));
+    if (pthread_getname_np(pthread_self(), name, sizeof name) != 0)
+        return dagger_fail(tc, DAGGER_ESTATE, "pthread_getname_np failed");
+    if (strcmp(name, want) != 0)
+        return dagger_fail(tc, DAGGER_ESTATE, "thread named '%s', not '%s'", name, want);
+    *out = dagger_i64(1);
+    return 0;
+}
+
+TEST(workers_are_named_by_their_index)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    for (int i = 0; i < 32; i++) {
+        dagger_task_t *t = dagger_spawn(ctx, own_name, (int64_t)i);
+        ASSERT_PTR(t);
+        int64_t v = 0;
+        int rc = dagger_fetch_i64(t, &v);
+        if (rc)
+            fail_msg("task %d: %s", i, dagger_task_errmsg(t));
+        ASSERT_EQ(v, 1);
+        dagger_task_release(t);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(burst_from_a_worker_wakes_every_parked_worker,
-          spawns_from_outside_after_the_workers_parked_run);
+          spawns_from_outside_after_the_workers_parked_run, workers_are_named_by_their_index);

@@ -104,6 +104,7 @@ static void finish(struct rec *r)
 static void *completion_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "dagger-gpu-done");
     on_completion_thread = true;
     for (;;) {
         uint32_t w = atomic_load_explicit(&done_q.word, memory_order_acquire);

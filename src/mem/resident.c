@@ -180,6 +180,7 @@ static dagger_chunk_t *pick_locked(void)
 static void *spill_main(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "dagger-spill");
     pthread_mutex_lock(&R.lock);
     while (!R.stop) {
         if (R.resident + R.want <= R.limit) {

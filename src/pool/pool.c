@@ -27,6 +27,7 @@
 #include "pool/pool.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,6 +375,7 @@ static void aux_submit(dagger__pool *p, struct dagger__job *j)
 static void *aux_main(void *arg)
 {
     dagger__pool *p = arg;
+    pthread_setname_np(pthread_self(), "dagger-aux");
     pthread_mutex_lock(&p->aux_lock);
     for (;;) {
         struct dagger__job *j = aux_pick(p);
@@ -852,6 +854,9 @@ int dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(v
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
+    char name[16];
+    snprintf(name, sizeof name, "dagger-w%d", w->index);
+    pthread_setname_np(pthread_self(), name); /* seen in top -H, perf, gdb */
     set_self(w);
     dagger__fiber_init_thread(&w->native);
     w->cur = &w->native;

@@ -701,6 +701,7 @@ static bool closing_done(struct mpi_state *st, bool give_up)
 static void *progress_main(void *arg)
 {
     struct mpi_state *st = arg;
+    pthread_setname_np(pthread_self(), "dagger-mpi");
     int idle = 0;
     int64_t next_check = 0, flush_deadline = -1, last_active = 0;
     for (;;) {
