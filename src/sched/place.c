@@ -252,8 +252,11 @@ int dagger__sched_choose(const struct dagger__place *r, dagger_proc_t *out, char
     if (free_to_move) /* the common case of data inputs: any thread, stealing allowed */
         return 0;
     dagger__procset set;
-    int n = dagger__scope_resolve(r->scope, r->rank, r->nranks > 1 ? r->nranks : 1, r->nthreads,
-                                  &set, why, cap);
+    /* With ranks, no thread here is the usual case of a task pinned to another rank: no message
+     * (choose_rank words one when no rank fits; formatting it cost about 1 us per spawn) */
+    bool ranks = r->nranks > 1;
+    int n = dagger__scope_resolve(r->scope, r->rank, ranks ? r->nranks : 1, r->nthreads, &set,
+                                  ranks ? NULL : why, ranks ? 0 : cap);
     if (n == 0)
         return r->nranks > 1 ? choose_rank(r, out, why, cap) : DAGGER_ESCOPE;
     if (set.dev) {

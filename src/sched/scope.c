@@ -274,8 +274,10 @@ int dagger__scope_check(const dagger_scope_t *s, int nranks, int nthreads, char 
 {
     int total = 0;
     dagger__procset set;
-    for (int r = 0; r < nranks; r++)
-        total += dagger__scope_resolve(s, r, nranks, nthreads, &set, why, cap);
+    for (int r = 0; r < nranks; r++) /* most scopes leave some rank empty: no message then */
+        total += dagger__scope_resolve(s, r, nranks, nthreads, &set, NULL, 0);
+    for (int r = 0; total == 0 && r < nranks; r++) /* the message of a refusal */
+        dagger__scope_resolve(s, r, nranks, nthreads, &set, why, cap);
     return total;
 }
 
