@@ -1595,6 +1595,23 @@ void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
 
 /* Slot `i` of the early task `early` as V_PENDING (its producer's rank and id) when its
  * dependency is still running; false (nothing written) otherwise. */
+/* "argument <i>", for messages that name it; no snprintf, which cost about 70 ns an argument
+ * on the progress thread for a name that only a failure prints. */
+static void arg_name(char what[32], uint32_t i)
+{
+    static const char prefix[] = "argument ";
+    char digits[10];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + i % 10);
+        i /= 10;
+    } while (i);
+    memcpy(what, prefix, sizeof prefix - 1);
+    for (int k = 0; k < n; k++)
+        what[sizeof prefix - 1 + (size_t)k] = digits[n - 1 - k];
+    what[sizeof prefix - 1 + (size_t)n] = 0;
+}
+
 static bool put_pending(struct mpi_state *st, struct wbuf *b, struct proxy *early, uint32_t i)
 {
     dagger_task_t *dep = early && i < early->nslots ? early->deps[i] : NULL;
@@ -1638,7 +1655,7 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
     wb_u64(b, n);
     for (uint32_t i = 0; i < n; i++) {
         char what[32];
-        snprintf(what, sizeof what, "argument %u", i);
+        arg_name(what, i);
         dagger_task_t *dep = early && i < early->nargs ? early->deps[i] : NULL;
         if (put_pending(st, b, early, i))
             continue;
