@@ -487,6 +487,60 @@ TEST(direct_off_by_env)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* The producer ends, and its rank sends its result and forgets it, before the consumer is
+ * spawned: the spawning rank holds that result (DAGGER_FAULT_MPI=hold_results), so the consumer is
+ * still sent early, and its subscription finds no producer on the producer's rank. That rank
+ * answers M_FWD, and the spawning rank forwards the result once it handles it. */
+TEST(late_subscription_is_forwarded)
+{
+    setenv("DAGGER_FAULT_MPI", "hold_results:300", 1);
+    dagger_ctx_t *ctx = open_job(2);
+    unsetenv("DAGGER_FAULT_MPI");
+    if (!ctx)
+        return;
+    int cr = rank_or_1(ctx, 2);
+    dagger_task_t *p =
+        spawn_on(ctx, 1, value, "p", (dagger_value_t[]){dagger_i64(0), dagger_i64(20)}, 2);
+    /* p's result reached this rank (held): rank 1 has sent it and let p go */
+    for (int i = 0; i < 20000 && stats_on(ctx, 0).held < 1; i++)
+        usleep(1000);
+    ASSERT_EQ(stats_on(ctx, 0).held, 1);
+    ASSERT_FALSE(dagger_task_done(p));
+    dagger_task_t *c =
+        spawn_on(ctx, cr, add2, "c", (dagger_value_t[]){dagger_taskv(p), dagger_i64(1)}, 2);
+    int64_t v;
+    ASSERT_OK(dagger_fetch_i64(c, &v));
+    ASSERT_EQ(v, 21);
+    ASSERT_OK(dagger_fetch_i64(p, &v));
+    ASSERT_EQ(v, 20);
+    struct dagger__mpi_direct s0 = stats_on(ctx, 0), sc = stats_on(ctx, cr);
+    ASSERT_EQ(s0.sent, 1);
+    ASSERT_EQ(sc.forwarded, 1);
+    ASSERT_EQ(sc.direct, 0);
+    ASSERT_TRUE(s0.held >= 2); /* p's and c's results */
+    dagger_task_release(c);
+    dagger_task_release(p);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+/* An invalid DAGGER_FAULT_MPI is reported and ignored: nothing is held. */
+TEST(invalid_fault_setting_is_ignored)
+{
+    setenv("DAGGER_FAULT_MPI", "hold_results:soon", 1);
+    dagger_ctx_t *ctx = open_job(2);
+    unsetenv("DAGGER_FAULT_MPI");
+    if (!ctx)
+        return;
+    dagger_task_t *p =
+        spawn_on(ctx, 1, value, "p", (dagger_value_t[]){dagger_i64(0), dagger_i64(7)}, 2);
+    int64_t v;
+    ASSERT_OK(dagger_fetch_i64(p, &v));
+    ASSERT_EQ(v, 7);
+    ASSERT_EQ(stats_on(ctx, 0).held, 0);
+    dagger_task_release(p);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 static int64_t mono_ns(void)
 {
     struct timespec ts;
@@ -624,4 +678,5 @@ TEST(mutable_data_chain_goes_to_its_rank)
 TEST_LIST(chain_goes_producer_to_consumer, diamond_over_ranks, kinds_go_straight,
           producer_failure_reaches_consumer, cancelled_consumer, lost_producer_rank,
           local_producer_sends_from_here, direct_off_by_env,
-          dependency_only_goes_producer_to_consumer, mutable_data_chain_goes_to_its_rank)
+          dependency_only_goes_producer_to_consumer, mutable_data_chain_goes_to_its_rank,
+          late_subscription_is_forwarded, invalid_fault_setting_is_ignored)

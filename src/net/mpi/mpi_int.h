@@ -131,6 +131,11 @@ struct mpi_state {
     int64_t timeout_ns, period_ns;
     uint64_t linger_ns; /* MPI__LINGER_NS, or 0 (oversubscribed host, DAGGER_MPI_LINGER_US) */
     bool stages;        /* DAGGER_MPI_STAGES=1: a line on stderr per pull of MPI__HUGE_MIN bytes */
+    /* Fault injection for tests (DAGGER_FAULT_MPI=hold_results:MS): every M_RESULT that comes is
+     * handled MS later, in the order they came; counted as received only then. */
+    int64_t hold_results_ns;
+    struct held_msg *held_msgs, *held_tail; /* progress: the messages held, oldest first */
+    _Atomic uint64_t held_total;            /* messages held so far (dagger__mpi_direct_stats) */
     struct mpi_peer *peers;
     /* progress: tables */
     struct proxy **proxies;
@@ -219,6 +224,7 @@ struct dagger__mpi_direct {
     uint64_t direct;    /* arguments that came straight from their producer's rank */
     uint64_t forwarded; /* arguments forwarded by the spawning rank */
     uint64_t waited;    /* tasks that came here before some of their arguments */
+    uint64_t held;      /* messages held by DAGGER_FAULT_MPI=hold_results so far */
 };
 /* Returns 0, or DAGGER_EINVAL for a context without ranks. */
 int dagger__mpi_direct_stats(const dagger_ctx_t *ctx, struct dagger__mpi_direct *out);

@@ -474,11 +474,66 @@ static void stop_all(struct mpi_state *st)
 
 /* ---------------------------------------------------------------- the progress thread */
 
+/* A message held by DAGGER_FAULT_MPI (hold_results). */
+struct held_msg {
+    struct held_msg *next;
+    int64_t due;
+    int src;
+    size_t len;
+    uint8_t bytes[];
+};
+
+/* Keep a copy of the message to handle at `due`; false when out of memory (it is handled now). */
+static bool hold_message(struct mpi_state *st, int src, const void *buf, size_t len, int64_t due)
+{
+    struct held_msg *h = dagger__malloc(sizeof *h + len);
+    if (!h)
+        return false;
+    *h = (struct held_msg){.due = due, .src = src, .len = len};
+    memcpy(h->bytes, buf, len);
+    if (st->held_tail)
+        st->held_tail->next = h;
+    else
+        st->held_msgs = h;
+    st->held_tail = h;
+    atomic_fetch_add_explicit(&st->held_total, 1, memory_order_relaxed);
+    return true;
+}
+
+static void dispatch(struct mpi_state *st, int src, const void *buf, size_t len);
+
+/* Handle the held messages that are due, oldest first. */
+static bool release_held(struct mpi_state *st, int64_t now)
+{
+    bool did = false;
+    while (st->held_msgs && st->held_msgs->due <= now) {
+        struct held_msg *h = st->held_msgs;
+        st->held_msgs = h->next;
+        if (!st->held_msgs)
+            st->held_tail = NULL;
+        dispatch(st, h->src, h->bytes, h->len);
+        dagger__free(h);
+        did = true;
+    }
+    return did;
+}
+
 static void on_message(struct mpi_state *st, int src, const void *buf, size_t len)
+{
+    int64_t now = (int64_t)dagger__now_ns();
+    st->peers[src].last_rx = now;
+    if (DAGGER_UNLIKELY(st->hold_results_ns > 0)) {
+        struct rbuf rb = {buf, len, 0, false};
+        if (rb_u64(&rb) == M_RESULT && hold_message(st, src, buf, len, now + st->hold_results_ns))
+            return;
+    }
+    dispatch(st, src, buf, len);
+}
+
+static void dispatch(struct mpi_state *st, int src, const void *buf, size_t len)
 {
     struct rbuf rb = {buf, len, 0, false};
     int type = (int)rb_u64(&rb);
-    st->peers[src].last_rx = (int64_t)dagger__now_ns();
     switch (type) {
     case M_BEAT:
         mpi__steal_get_load(st, src, &rb);
@@ -711,6 +766,8 @@ static void *progress_main(void *arg)
         did |= test_imports(st);
         did |= mpi__spmd_poll(st);
         int64_t now = (int64_t)dagger__now_ns();
+        if (DAGGER_UNLIKELY(st->held_msgs != NULL))
+            did |= release_held(st, now);
         did |= mpi__steal_poll(st, now);
         if (now >= next_check) {
             check_peers(st, now);
@@ -795,6 +852,25 @@ static int check_binaries(const struct hello *all, int nranks, int me)
     return 0;
 }
 
+/* DAGGER_FAULT_MPI=hold_results:MS (1 to 60000): the M_RESULT messages this rank gets are
+ * handled MS later (tests make the races of early sends happen on purpose). */
+static int64_t fault_hold_ns(void)
+{
+    const char *v = getenv("DAGGER_FAULT_MPI");
+    if (!v || !*v)
+        return 0;
+    const char *key = "hold_results:";
+    char *end = NULL;
+    long ms = strncmp(v, key, strlen(key)) == 0 ? strtol(v + strlen(key), &end, 10) : 0;
+    if (end && !*end && ms >= 1 && ms <= 60000)
+        return (int64_t)ms * 1000000;
+    fprintf(stderr,
+            "dagger: DAGGER_FAULT_MPI='%s' is invalid (expected hold_results:MS, MS from 1 "
+            "to 60000): ignored\n",
+            v);
+    return 0;
+}
+
 static double peer_timeout(void)
 {
     const char *v = getenv("DAGGER_PEER_TIMEOUT");
@@ -834,6 +910,11 @@ static uint64_t linger_ns(const struct mpi_state *st)
 
 static void state_free(struct mpi_state *st)
 {
+    while (st->held_msgs) {
+        struct held_msg *h = st->held_msgs;
+        st->held_msgs = h->next;
+        dagger__free(h);
+    }
     mpi__spmd_fini(st);
     mpi__rtrace_fini(st);
     mpi__steal_fini(st);
@@ -921,6 +1002,7 @@ static int join(dagger_ctx_t *ctx)
     st->linger_ns = linger_ns(st);
     const char *stages = getenv("DAGGER_MPI_STAGES");
     st->stages = stages && !strcmp(stages, "1");
+    st->hold_results_ns = fault_hold_ns();
     mpi__remote_init(st);
     mpi__spmd_init(st);
     rc = mpi__rtrace_join(st); /* collective */

@@ -2132,6 +2132,7 @@ int dagger__mpi_direct_stats(const dagger_ctx_t *ctx, struct dagger__mpi_direct 
     out->direct = atomic_load_explicit(&st->args_direct, memory_order_relaxed);
     out->forwarded = atomic_load_explicit(&st->args_forwarded, memory_order_relaxed);
     out->waited = atomic_load_explicit(&st->early_in, memory_order_relaxed);
+    out->held = atomic_load_explicit(&st->held_total, memory_order_relaxed);
     return 0;
 }
 
