@@ -22,13 +22,7 @@
 #include "sched/cost.h"
 #include "sched/sched.h"
 
-static int set_count(const dagger__procset *s)
-{
-    int n = 0;
-    for (size_t i = 0; i < sizeof s->bits / sizeof s->bits[0]; i++)
-        n += __builtin_popcountll(s->bits[i]);
-    return n;
-}
+static int set_count(const dagger__procset *s) { return dagger__procset_threads(s); }
 
 static void set_and(dagger__procset *a, const dagger__procset *b)
 {

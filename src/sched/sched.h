@@ -26,6 +26,18 @@ static inline int dagger__procset_has(const dagger__procset *s, int t)
     return (s->bits[t >> 6] >> (t & 63)) & 1;
 }
 
+/* The threads in `s` (devices not counted). Empty words are skipped: a set holds a few threads
+ * of 1024, and without -mpopcnt each popcount is a libgcc call of about 20 instructions (17 of
+ * them were 1800 instructions per remote spawn, callgrind). */
+static inline int dagger__procset_threads(const dagger__procset *s)
+{
+    int n = 0;
+    for (size_t i = 0; i < sizeof s->bits / sizeof s->bits[0]; i++)
+        if (s->bits[i])
+            n += __builtin_popcountll(s->bits[i]);
+    return n;
+}
+
 /* Resolve `s` for rank `rank` of a context with `nthreads` workers per rank and `nranks` ranks.
  * Returns the number of threads and devices in `*out`; when it is 0, `why` (cap bytes) says
  * why. */

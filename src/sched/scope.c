@@ -254,10 +254,9 @@ int dagger__scope_resolve(const dagger_scope_t *s, int rank, int nranks, int nth
     if (nthreads > DAGGER__MAX_THREADS)
         nthreads = DAGGER__MAX_THREADS;
     resolve(s ? s : &any_scope, rank, nranks, nthreads, out, bad, sizeof bad);
-    int count = 0;
-    for (size_t i = 0; i < sizeof out->bits / sizeof out->bits[0]; i++)
-        count += __builtin_popcountll(out->bits[i]);
-    count += __builtin_popcountll(out->dev);
+    int count = dagger__procset_threads(out);
+    if (out->dev)
+        count += __builtin_popcountll(out->dev);
     if (count == 0 && why && cap) {
         char form[256];
         dagger_scope_format(s, form, sizeof form);

@@ -33,16 +33,6 @@ void wb_bytes(struct wbuf *b, const void *p, size_t n)
     }
 }
 
-void wb_u64(struct wbuf *b, uint64_t x)
-{
-    uint8_t v[8];
-    for (int i = 0; i < 8; i++)
-        v[i] = (uint8_t)(x >> (8 * i));
-    wb_bytes(b, v, 8);
-}
-
-void wb_u32(struct wbuf *b, uint32_t x) { wb_u64(b, x); }
-
 void wb_str(struct wbuf *b, const char *s)
 {
     size_t n = s ? strlen(s) : 0;
@@ -67,17 +57,6 @@ const void *rb_bytes(struct rbuf *b, size_t n)
     b->pos += n;
     return b->p + b->pos - n;
 }
-
-uint64_t rb_u64(struct rbuf *b)
-{
-    const uint8_t *v = rb_bytes(b, 8);
-    uint64_t x = 0;
-    for (int i = 0; v && i < 8; i++)
-        x |= (uint64_t)v[i] << (8 * i);
-    return x;
-}
-
-uint32_t rb_u32(struct rbuf *b) { return (uint32_t)rb_u64(b); }
 
 /* A string into `out` (cap bytes, NUL-terminated, truncated). */
 void rb_str(struct rbuf *b, char *out, size_t cap)
