@@ -141,6 +141,60 @@ static bool in_exec(const struct dl_phdr_info *info, uintptr_t off)
     return false;
 }
 
+/* The program itself, read once: it is never unloaded, so a function of the program is located
+ * and a reference to it resolved without walking every module (dl_iterate_phdr and the notes of
+ * each: about 450 instructions per task sent and per task received, callgrind). */
+enum { PROG_SEGS = 8 };
+static struct {
+    pthread_once_t once;
+    bool ok; /* a build id and every executable segment recorded */
+    uintptr_t base;
+    int idlen, nseg;
+    uint8_t id[DAGGER__BUILD_ID_MAX];
+    uintptr_t lo[PROG_SEGS], hi[PROG_SEGS]; /* executable segments, offsets from base */
+} prog = {.once = PTHREAD_ONCE_INIT};
+
+static int prog_cb(struct dl_phdr_info *info, size_t size, void *ud)
+{
+    (void)size;
+    (void)ud;
+    prog.base = info->dlpi_addr;
+    prog.idlen = build_id_of(info, prog.id);
+    bool all = true;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        if (prog.nseg == PROG_SEGS) {
+            all = false;
+            break;
+        }
+        prog.lo[prog.nseg] = ph->p_vaddr;
+        prog.hi[prog.nseg++] = ph->p_vaddr + ph->p_memsz;
+    }
+    prog.ok = all && prog.idlen > 0;
+    return 1; /* the program is always listed first */
+}
+
+static void prog_init(void) { dl_iterate_phdr(prog_cb, NULL); }
+
+/* Whether `off` (from the program's base) lies in the program's code; false when unknown.
+ * prog_exec_at: the same for an address. */
+static bool prog_exec(uintptr_t off)
+{
+    pthread_once(&prog.once, prog_init);
+    for (int i = 0; prog.ok && i < prog.nseg; i++)
+        if (off >= prog.lo[i] && off < prog.hi[i])
+            return true;
+    return false;
+}
+
+static bool prog_exec_at(uintptr_t addr)
+{
+    pthread_once(&prog.once, prog_init);
+    return addr >= prog.base && prog_exec(addr - prog.base);
+}
+
 struct find {
     uintptr_t addr;    /* by address: in */
     const uint8_t *id; /* by id: in */
@@ -195,6 +249,12 @@ int dagger__fn_ref(dagger_fn_t fn, struct dagger__fn_ref *out, char *why, size_t
         snprintf(out->name, sizeof out->name, "%s", name);
         return 0;
     }
+    if (prog_exec_at((uintptr_t)fn)) {
+        memcpy(out->id, prog.id, (size_t)prog.idlen);
+        out->idlen = prog.idlen;
+        out->offset = (uint64_t)((uintptr_t)fn - prog.base);
+        return 0;
+    }
     struct find f = {.addr = (uintptr_t)fn};
     dl_iterate_phdr(by_addr, &f);
     if (!f.found) {
@@ -226,6 +286,11 @@ int dagger__fn_resolve(const struct dagger__fn_ref *ref, dagger_fn_t *out, char 
             snprintf(why, cap, "no function is registered as '%s' (dagger_fn_register)", ref->name);
             return DAGGER_EINVAL;
         }
+        return 0;
+    }
+    if (prog_exec((uintptr_t)ref->offset) && ref->idlen == prog.idlen &&
+        memcmp(ref->id, prog.id, (size_t)prog.idlen) == 0) {
+        *out = (dagger_fn_t)(prog.base + (uintptr_t)ref->offset);
         return 0;
     }
     struct find f = {.addr = (uintptr_t)ref->offset, .id = ref->id, .idlen = ref->idlen};
