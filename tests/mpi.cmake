@@ -30,6 +30,15 @@ set_tests_properties(mpi.mismatched_binary_refused PROPERTIES LABELS mpi TIMEOUT
 
 include(${CMAKE_CURRENT_LIST_DIR}/mpi_spmd.cmake)
 
+# A datadeps region across 2 ranks in a program linked against the shared library: the
+# runtime's own task functions travel as libdagger.so's (build id, offset).
+add_executable(test_mpi_shared ${CMAKE_CURRENT_LIST_DIR}/shared_mpi_datadeps.c)
+target_link_libraries(test_mpi_shared PRIVATE dagger)
+add_test(NAME mpi.shared_library_datadeps_region COMMAND ${mpi_run} 2 $<TARGET_FILE:test_mpi_shared>)
+set_tests_properties(mpi.shared_library_datadeps_region PROPERTIES LABELS mpi TIMEOUT 60
+                     ENVIRONMENT "${mpi_env}" SKIP_RETURN_CODE 77
+                     PASS_REGULAR_EXPRESSION "shared datadeps: ok")
+
 # The ranks example on 2 ranks (it also runs alone, as example.08_ranks).
 if(DAGGER_BUILD_EXAMPLES)
   add_test(NAME example.08_ranks_mpi COMMAND ${mpi_run} 2 $<TARGET_FILE:example_08_ranks>)

@@ -141,58 +141,90 @@ static bool in_exec(const struct dl_phdr_info *info, uintptr_t off)
     return false;
 }
 
-/* The program itself, read once: it is never unloaded, so a function of the program is located
- * and a reference to it resolved without walking every module (dl_iterate_phdr and the notes of
+/* The program and this library, read once: neither is unloaded while this code runs, so their
+ * functions (task bodies, and the runtime's own: datadeps copies and relays) are located and
+ * references to them resolved without walking every module (dl_iterate_phdr and the notes of
  * each: about 450 instructions per task sent and per task received, callgrind). */
-enum { PROG_SEGS = 8 };
-static struct {
-    pthread_once_t once;
+enum { MOD_SEGS = 8 };
+struct known_mod {
     bool ok; /* a build id and every executable segment recorded */
     uintptr_t base;
     int idlen, nseg;
     uint8_t id[DAGGER__BUILD_ID_MAX];
-    uintptr_t lo[PROG_SEGS], hi[PROG_SEGS]; /* executable segments, offsets from base */
-} prog = {.once = PTHREAD_ONCE_INIT};
+    uintptr_t lo[MOD_SEGS], hi[MOD_SEGS]; /* executable segments, offsets from base */
+};
+static struct {
+    pthread_once_t once;
+    int n;
+    struct known_mod m[2]; /* the program, then this library where it is another module */
+} known = {.once = PTHREAD_ONCE_INIT};
 
-static int prog_cb(struct dl_phdr_info *info, size_t size, void *ud)
+static void known_fill(struct known_mod *m, const struct dl_phdr_info *info)
 {
-    (void)size;
-    (void)ud;
-    prog.base = info->dlpi_addr;
-    prog.idlen = build_id_of(info, prog.id);
+    m->base = info->dlpi_addr;
+    m->idlen = build_id_of(info, m->id);
     bool all = true;
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
         if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
             continue;
-        if (prog.nseg == PROG_SEGS) {
+        if (m->nseg == MOD_SEGS) {
             all = false;
             break;
         }
-        prog.lo[prog.nseg] = ph->p_vaddr;
-        prog.hi[prog.nseg++] = ph->p_vaddr + ph->p_memsz;
+        m->lo[m->nseg] = ph->p_vaddr;
+        m->hi[m->nseg++] = ph->p_vaddr + ph->p_memsz;
     }
-    prog.ok = all && prog.idlen > 0;
-    return 1; /* the program is always listed first */
+    m->ok = all && m->idlen > 0;
 }
 
-static void prog_init(void) { dl_iterate_phdr(prog_cb, NULL); }
-
-/* Whether `off` (from the program's base) lies in the program's code; false when unknown.
- * prog_exec_at: the same for an address. */
-static bool prog_exec(uintptr_t off)
+static int known_cb(struct dl_phdr_info *info, size_t size, void *ud)
 {
-    pthread_once(&prog.once, prog_init);
-    for (int i = 0; prog.ok && i < prog.nseg; i++)
-        if (off >= prog.lo[i] && off < prog.hi[i])
+    (void)size;
+    bool *self_seen = ud;
+    uintptr_t self = (uintptr_t)&dagger__fn_ref;
+    bool has_self = self >= info->dlpi_addr && in_exec(info, self - info->dlpi_addr);
+    if (known.n == 0) /* the program is always listed first */
+        known_fill(&known.m[known.n++], info);
+    else if (has_self)
+        known_fill(&known.m[known.n++], info);
+    *self_seen |= has_self;
+    return *self_seen; /* stop once this library's module was seen */
+}
+
+static void known_init(void)
+{
+    bool self_seen = false;
+    dl_iterate_phdr(known_cb, &self_seen);
+}
+
+static bool known_exec(const struct known_mod *m, uintptr_t off)
+{
+    for (int i = 0; m->ok && i < m->nseg; i++)
+        if (off >= m->lo[i] && off < m->hi[i])
             return true;
     return false;
 }
 
-static bool prog_exec_at(uintptr_t addr)
+/* The known module whose code holds `addr`, or NULL. */
+static const struct known_mod *known_at(uintptr_t addr)
 {
-    pthread_once(&prog.once, prog_init);
-    return addr >= prog.base && prog_exec(addr - prog.base);
+    pthread_once(&known.once, known_init);
+    for (int k = 0; k < known.n; k++)
+        if (addr >= known.m[k].base && known_exec(&known.m[k], addr - known.m[k].base))
+            return &known.m[k];
+    return NULL;
+}
+
+/* The known module with build id (id, n) whose code holds offset `off`, or NULL. */
+static const struct known_mod *known_id(const uint8_t *id, int n, uintptr_t off)
+{
+    pthread_once(&known.once, known_init);
+    for (int k = 0; k < known.n; k++)
+        if (known.m[k].idlen == n && memcmp(known.m[k].id, id, (size_t)n) == 0 &&
+            known_exec(&known.m[k], off))
+            return &known.m[k];
+    return NULL;
 }
 
 struct find {
@@ -249,10 +281,11 @@ int dagger__fn_ref(dagger_fn_t fn, struct dagger__fn_ref *out, char *why, size_t
         snprintf(out->name, sizeof out->name, "%s", name);
         return 0;
     }
-    if (prog_exec_at((uintptr_t)fn)) {
-        memcpy(out->id, prog.id, (size_t)prog.idlen);
-        out->idlen = prog.idlen;
-        out->offset = (uint64_t)((uintptr_t)fn - prog.base);
+    const struct known_mod *m = known_at((uintptr_t)fn);
+    if (m) {
+        memcpy(out->id, m->id, (size_t)m->idlen);
+        out->idlen = m->idlen;
+        out->offset = (uint64_t)((uintptr_t)fn - m->base);
         return 0;
     }
     struct find f = {.addr = (uintptr_t)fn};
@@ -288,9 +321,9 @@ int dagger__fn_resolve(const struct dagger__fn_ref *ref, dagger_fn_t *out, char 
         }
         return 0;
     }
-    if (prog_exec((uintptr_t)ref->offset) && ref->idlen == prog.idlen &&
-        memcmp(ref->id, prog.id, (size_t)prog.idlen) == 0) {
-        *out = (dagger_fn_t)(prog.base + (uintptr_t)ref->offset);
+    const struct known_mod *m = known_id(ref->id, ref->idlen, (uintptr_t)ref->offset);
+    if (m) {
+        *out = (dagger_fn_t)(m->base + (uintptr_t)ref->offset);
         return 0;
     }
     struct find f = {.addr = (uintptr_t)ref->offset, .id = ref->id, .idlen = ref->idlen};

@@ -193,7 +193,6 @@ static int choose_home(const struct dagger__place *r, uint32_t i, int home, dagg
     const dagger_chunk_t *c = r->inputs[i].u.c;
     (void)dagger_chunk_is_mutable(c, &hp);
     char form[256] = "any", place[64];
-    dagger_proc_format(&hp, place, sizeof place);
     for (uint32_t j = 0; j < r->ninputs; j++) {
         int q = r->rank; /* mutable data here, pinned to a thread or to the worker */
         const dagger_value_t *v = &r->inputs[j];
@@ -215,6 +214,7 @@ static int choose_home(const struct dagger__place *r, uint32_t i, int home, dagg
     if (nt == 0 || (hp.index >= 0 && !dagger__procset_has(&set, hp.index))) {
         if (r->scope)
             dagger_scope_format(r->scope, form, sizeof form);
+        dagger_proc_format(&hp, place, sizeof place); /* worded on a refusal only */
         snprintf(why, cap,
                  "no processor satisfies both the task's scope %s and %s of rank %d, where "
                  "argument %u (mutable chunk %llu) lives",
