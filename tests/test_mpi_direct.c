@@ -493,7 +493,7 @@ TEST(direct_off_by_env)
  * answers M_FWD, and the spawning rank forwards the result once it handles it. */
 TEST(late_subscription_is_forwarded)
 {
-    setenv("DAGGER_FAULT_MPI", "hold_results:300", 1);
+    setenv("DAGGER_FAULT_MPI", "hold_results:1500", 1); /* long beside any stall of main */
     dagger_ctx_t *ctx = open_job(2);
     unsetenv("DAGGER_FAULT_MPI");
     if (!ctx)
