@@ -2,7 +2,8 @@
  * (module build id, offset) or as a registered name, and a reference resolves to the same
  * function, or is refused with a message naming the build id (spelled out in hex) or the name.
  * The program's own functions take a cached path; a shared library's take the walk of every
- * module: both are checked, and so are the refusals of both.
+ * module: both are checked, and so are the refusals of both, and the symbol names sent with
+ * tasks that were given no name.
  * SPDX-License-Identifier: MIT
  */
 #include <stdio.h>
@@ -105,6 +106,18 @@ TEST(registered_name_travels_instead)
     ASSERT_STR_HAS(why, "no function is registered as 'fnid_nobody'");
 }
 
+/* The name sent with a task that was given none: dladdr's, kept for the program's functions. */
+TEST(symbol_names_of_functions)
+{
+    ASSERT_STR_EQ(dagger__fn_symbol((dagger_fn_t)(uintptr_t)&puts), "puts");
+    ASSERT_STR_EQ(dagger__fn_symbol((dagger_fn_t)(uintptr_t)&puts), "puts"); /* not kept */
+    const char *a = dagger__fn_symbol(here), *b = dagger__fn_symbol(here);
+    ASSERT_TRUE(a == b); /* kept: the program is never unloaded */
+    /* a static function is in the dynamic symbols only with -rdynamic */
+    ASSERT_TRUE(strcmp(a, "here") == 0 || strcmp(a, "task") == 0);
+    ASSERT_STR_EQ(dagger__fn_symbol((dagger_fn_t)(uintptr_t)&puts), "puts");
+}
+
 TEST_LIST(program_function_comes_back, library_function_comes_back,
           offset_outside_the_code_is_refused, unknown_build_id_is_refused,
-          registered_name_travels_instead);
+          registered_name_travels_instead, symbol_names_of_functions);

@@ -97,6 +97,8 @@ void dagger__task_on_done(dagger_task_t *t, struct dagger__task_callback *cb,
  * deferred, to be completed with dagger__task_complete. dagger__task_fn is its body. */
 void dagger__task_begin_elsewhere(dagger_task_t *t);
 dagger_fn_t dagger__task_fn(const dagger_task_t *t);
+/* The name given at spawn (opts.name, or the function's name from the spawn macro), or NULL. */
+const char *dagger__task_name_given(const dagger_task_t *t);
 /* Seconds the task's body ran, measured in a job of several ranks only (0: unknown, not run, or
  * failed). Read once the task is done. */
 double dagger__task_ran(const dagger_task_t *t);

@@ -762,6 +762,7 @@ static void call_task_callback(struct dagger__call_waiter *w, dagger_ctx_t *ctx)
 }
 
 dagger_fn_t dagger__task_fn(const dagger_task_t *t) { return t->fn; }
+const char *dagger__task_name_given(const dagger_task_t *t) { return t->name; }
 double dagger__task_ran(const dagger_task_t *t)
 {
     const struct task_ext *x = dagger__task_x(t);

@@ -9,6 +9,7 @@
  * ranks load differently travel by the name given to dagger_fn_register.
  * SPDX-License-Identifier: MIT
  */
+#include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -354,6 +355,22 @@ int dagger__fn_module_id(const void *addr, uint8_t *id)
 }
 
 void dagger__fn_id_hex(const uint8_t *id, int n, char *out, size_t cap) { hex(id, n, out, cap); }
+
+const char *dagger__fn_symbol(dagger_fn_t fn)
+{
+    static __thread dagger_fn_t last_fn;
+    static __thread const char *last_name;
+    if (fn && fn == last_fn)
+        return last_name;
+    Dl_info info;
+    const char *name =
+        dladdr((void *)(uintptr_t)fn, &info) && info.dli_sname ? info.dli_sname : "task";
+    if (known_at((uintptr_t)fn)) { /* never unloaded: the name may be kept */
+        last_fn = fn;
+        last_name = name;
+    }
+    return name;
+}
 
 static int first_module(struct dl_phdr_info *info, size_t size, void *ud)
 {

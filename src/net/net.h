@@ -437,6 +437,10 @@ int dagger__fn_module_id(const void *addr, uint8_t *id);
 /* The build id of the program (the executable). Returns its length (0: none). */
 int dagger__fn_program_id(uint8_t *id);
 void dagger__fn_id_hex(const uint8_t *id, int n, char *out, size_t cap);
+/* The symbol name of `fn` (dladdr), or "task" when it has none. A function of the program or of
+ * libdagger is looked up once per thread while it stays the last one asked: neither module is
+ * unloaded, so its name stays valid. Thread safety: any thread. */
+const char *dagger__fn_symbol(dagger_fn_t fn);
 
 /* A consumer backend arms a run for the rest of the packed batch `bc` whose payload starts at
  * `payload` (its bounds were checked with the frame): none after an error or with a value held.

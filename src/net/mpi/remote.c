@@ -1643,7 +1643,8 @@ static int build_task(struct mpi_state *st, struct wbuf *b, dagger_task_t *t, in
                                                              << 1);
     wb_u64(b, (uint64_t)(dagger__task_expected(t) * 1e9)); /* its expected_time, ns */
     wb_u64(b, (uint64_t)(int64_t)prio);
-    wb_str(b, dagger_task_name(t));
+    const char *given = dagger__task_name_given(t); /* else dladdr's, 350 instructions: kept */
+    wb_str(b, given ? given : dagger__fn_symbol(dagger__task_fn(t)));
     wb_str(b, ref.name);
     wb_u64(b, (uint64_t)ref.idlen);
     wb_bytes(b, ref.id, (size_t)ref.idlen);
