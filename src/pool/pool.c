@@ -27,8 +27,8 @@
 #include "pool/pool.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 

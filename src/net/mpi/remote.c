@@ -1593,8 +1593,6 @@ void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
     dagger__task_set_elsewhere(t, p->rank);
 }
 
-/* Slot `i` of the early task `early` as V_PENDING (its producer's rank and id) when its
- * dependency is still running; false (nothing written) otherwise. */
 /* "argument <i>", for messages that name it; no snprintf, which cost about 70 ns an argument
  * on the progress thread for a name that only a failure prints. */
 static void arg_name(char what[32], uint32_t i)
@@ -1612,6 +1610,8 @@ static void arg_name(char what[32], uint32_t i)
     what[sizeof prefix - 1 + (size_t)n] = 0;
 }
 
+/* Slot `i` of the early task `early` as V_PENDING (its producer's rank and id) when its
+ * dependency is still running; false (nothing written) otherwise. */
 static bool put_pending(struct mpi_state *st, struct wbuf *b, struct proxy *early, uint32_t i)
 {
     dagger_task_t *dep = early && i < early->nslots ? early->deps[i] : NULL;
