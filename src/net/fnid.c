@@ -372,18 +372,9 @@ const char *dagger__fn_symbol(dagger_fn_t fn)
     return name;
 }
 
-static int first_module(struct dl_phdr_info *info, size_t size, void *ud)
-{
-    struct find *f = ud;
-    f->idlen = build_id_of(info, f->idbuf);
-    f->found = true;
-    return 1; /* the program is always listed first */
-}
-
 int dagger__fn_program_id(uint8_t *id)
 {
-    struct find f = {0};
-    dl_iterate_phdr(first_module, &f);
-    memcpy(id, f.idbuf, (size_t)f.idlen);
-    return f.idlen;
+    pthread_once(&known.once, known_init); /* the program is known.m[0] */
+    memcpy(id, known.m[0].id, (size_t)known.m[0].idlen);
+    return known.m[0].idlen;
 }
