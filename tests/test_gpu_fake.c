@@ -13,6 +13,7 @@
 #include "dagger/trace.h"
 #include "gpu/gpu.h"
 #include "harness.h"
+#include "sched/cost.h"
 
 #define MIB (1024u * 1024u)
 
@@ -442,6 +443,119 @@ TEST(device_body_runs_on_the_placing_thread)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* ---------------------------------------------------------------- CPU or device: the cost model */
+
+#define SLOW_NS (20 * 1000 * 1000L) /* the slow side's run time */
+
+static void sleep_slow(void *ud)
+{
+    (void)ud;
+    struct timespec ts = {0, SLOW_NS};
+    nanosleep(&ts, NULL);
+}
+
+static void no_work(void *ud) { (void)ud; }
+
+/* Device bodies: enqueue a slow or an empty kernel; the result 1 says "ran on the device". */
+static int slow_dev(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(1);
+    return dagger__gpu_fake_launch(tc, sleep_slow, NULL);
+}
+
+static int quick_dev(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(1);
+    return dagger__gpu_fake_launch(tc, no_work, NULL);
+}
+
+/* CPU bodies: the result 0 says "ran on a thread". */
+static int quick_cpu(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(0);
+    return 0;
+}
+
+static int slow_cpu(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    sleep_slow(NULL);
+    *out = dagger_i64(0);
+    return 0;
+}
+
+static const dagger_impl_t slow_dev_impls[] = {{DAGGER_IMPL_FAKE, slow_dev}};
+static const dagger_impl_t quick_dev_impls[] = {{DAGGER_IMPL_FAKE, quick_dev}};
+
+/* Run `n` tasks one after the other with a scope of threads and the fake device (and
+ * opts.expected_time `expected`); where[i] is 1 when task i ran its device body, 0 when it ran
+ * its CPU body. */
+static void run_choices(dagger_ctx_t *ctx, dagger_fn_t cpu, const dagger_impl_t *impls,
+                        double expected, int64_t *where, int n)
+{
+    dagger_scope_t *g = dagger_scope_gpu(DAGGER_GPU_FAKE, -1);
+    dagger_scope_t *u = dagger_scope_union(g, dagger_scope_any());
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = u;
+    o.impls = impls;
+    o.nimpls = 1;
+    o.expected_time = expected;
+    for (int i = 0; i < n; i++) {
+        dagger_value_t v = dagger_i64(i);
+        dagger_task_t *t = dagger_spawnv_opts(ctx, &o, cpu, &v, 1);
+        ASSERT_PTR(t);
+        where[i] = -1;
+        ASSERT_OK(dagger_fetch_i64(t, &where[i]));
+        dagger_task_release(t);
+    }
+    dagger_scope_release(u);
+    dagger_scope_release(g);
+}
+
+TEST(cost_model_runs_the_cpu_body_when_the_device_is_slower)
+{
+    /* Three runs warm the device's history, three the CPU's; then the CPU body (about a
+     * microsecond) beats the device body (20 ms) every time. */
+    dagger__gpu_fake_setup(1, 64 * MIB, NULL);
+    dagger_ctx_t *ctx = test_ctx(2);
+    int64_t where[12];
+    run_choices(ctx, quick_cpu, slow_dev_impls, 0, where, 12);
+    for (int i = 0; i < 12; i++)
+        ASSERT_EQ(where[i], i < 3 ? 1 : 0);
+    double dev = 0, cpu = 0;
+    ASSERT_EQ(dagger__cost_expected((const void *)(uintptr_t)slow_dev, DAGGER_PROC_DEVICE, 0, &dev),
+              3);
+    ASSERT_TRUE(dev >= 0.015); /* the device's run time was measured, not assumed */
+    ASSERT_TRUE(
+        dagger__cost_expected((const void *)(uintptr_t)quick_cpu, DAGGER_PROC_CPU, 0, &cpu) >= 3);
+    ASSERT_TRUE(cpu < dev);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST(cost_model_keeps_the_device_when_the_cpu_body_is_slower)
+{
+    dagger__gpu_fake_setup(1, 64 * MIB, NULL);
+    dagger_ctx_t *ctx = test_ctx(2);
+    int64_t where[12];
+    run_choices(ctx, slow_cpu, quick_dev_impls, 0, where, 12);
+    for (int i = 0; i < 12; i++)
+        ASSERT_EQ(where[i], i >= 3 && i < 6 ? 0 : 1);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST(expected_time_stands_for_the_cpu_history)
+{
+    /* opts.expected_time of 1 s on a device that takes 20 ms: the CPU body never runs, not
+     * even to learn its time. */
+    dagger__gpu_fake_setup(1, 64 * MIB, NULL);
+    dagger_ctx_t *ctx = test_ctx(2);
+    int64_t where[6];
+    run_choices(ctx, quick_cpu, slow_dev_impls, 1.0, where, 6);
+    for (int i = 0; i < 6; i++)
+        ASSERT_EQ(where[i], 1);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(sum_of_ten_tasks_comes_back_to_the_host, copy_finishes_before_the_kernel_that_reads_it,
           chain_alternates_host_and_device_on_one_chunk, device_to_device_copy,
           eviction_writes_back_dirty_copies, allocation_failure_fails_the_task,
@@ -449,4 +563,7 @@ TEST_LIST(sum_of_ten_tasks_comes_back_to_the_host, copy_finishes_before_the_kern
           kernel_error_fails_the_task_with_the_backend_text,
           too_big_task_fails_with_enomem_naming_sizes, gpu_scope_without_device_fails_at_fetch,
           union_scope_without_device_impl_runs_on_cpu, trace_has_a_track_per_device_stream,
-          device_body_runs_on_the_placing_thread)
+          device_body_runs_on_the_placing_thread,
+          cost_model_runs_the_cpu_body_when_the_device_is_slower,
+          cost_model_keeps_the_device_when_the_cpu_body_is_slower,
+          expected_time_stands_for_the_cpu_history)

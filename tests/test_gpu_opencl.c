@@ -3,8 +3,10 @@
  * build errors. Every case exits 77 when no OpenCL device is found.
  * SPDX-License-Identifier: MIT
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dagger.h"
 #include "dagger/opencl.h"
@@ -305,6 +307,54 @@ TEST(kernel_build_error_reports_the_build_log)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+static _Atomic int slow_cpu_runs;
+
+/* x += 1 in place on a thread, after 50 ms: far slower than the kernel on any device. */
+static int slow_inplace_cpu(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    atomic_fetch_add(&slow_cpu_runs, 1);
+    struct timespec ts = {0, 50 * 1000 * 1000L};
+    nanosleep(&ts, NULL);
+    return inc_inplace_cpu(tc, a, out);
+}
+
+TEST(cost_model_keeps_opencl_when_the_cpu_body_is_slower)
+{
+    /* A scope of threads and devices, one chunk incremented in place ten times, in order. The
+     * device's history is warmed first (its first run builds the kernel: the warm-up keeps
+     * the shortest run), then the CPU's (3 runs of 50 ms); then the kernel wins every time.
+     * The chunk moves between host and device as the body changes sides: every increment
+     * lands. */
+    need_devices(1);
+    dagger_ctx_t *ctx = test_ctx(2);
+    dagger_scope_t *g = dagger_scope_gpu(DAGGER_GPU_OPENCL, -1);
+    dagger_scope_t *u = dagger_scope_union(g, dagger_scope_any());
+    dagger_chunk_t *x = filled(ctx, 1024, 0);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = u;
+    o.impls = inplace_impls;
+    o.nimpls = 1;
+    for (int i = 0; i < 10; i++) {
+        dagger_value_t v = dagger_chunkv(x);
+        dagger_task_t *t = dagger_spawnv_opts(ctx, &o, slow_inplace_cpu, &v, 1);
+        task_ok(t);
+        dagger_task_release(t);
+        ASSERT_EQ(atomic_load(&slow_cpu_runs), i < 3 ? 0 : i < 6 ? i - 2 : 3);
+    }
+    dagger_value_t v = dagger_chunkv(x);
+    dagger_task_t *r = dagger_spawnv(ctx, sum_cpu, &v, 1);
+    double s;
+    ASSERT_OK(dagger_fetch_f64(r, &s));
+    ASSERT_NEAR(s, 1024 * 10, 0);
+    dagger_task_release(r);
+    dagger_chunk_release(x);
+    dagger_scope_release(u);
+    dagger_scope_release(g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(sum_of_ten_increments_under_a_gpu_scope, chain_alternates_host_and_device,
           device_to_device_movement, eviction_with_a_working_set_three_times_the_device,
-          too_big_task_fails_with_enomem, kernel_build_error_reports_the_build_log)
+          too_big_task_fails_with_enomem, kernel_build_error_reports_the_build_log,
+          cost_model_keeps_opencl_when_the_cpu_body_is_slower)

@@ -640,9 +640,14 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         tls_task = t; /* a direct store: nothing since this job started can have suspended */
         dagger_value_t out = dagger_nil();
         int r = 0;
-        /* In a job the run times feed the cost model's history (one process: no clock read). */
-        uint64_t t0 = DAGGER_UNLIKELY(t->ctx->nranks > 1) ? dagger__now_ns() : 0;
+        /* Run times feed the cost model's history in a job, and for a body that placement
+         * weighs against device bodies (opts.impls); else no clock is read. A device body that
+         * runs here (exec_ud) is timed by its executor, from launch to the device's end. */
         struct task_ext *x = dagger__task_x(t);
+        uint64_t t0 = 0;
+        if (DAGGER_UNLIKELY(x != NULL || t->ctx->nranks > 1) && (t->ctx->nranks > 1 || x->nimpls) &&
+            !(x && x->exec_ud))
+            t0 = dagger__now_ns();
         if (DAGGER_LIKELY(!x || !x->restore) || !dagger__task_restore(t, &out))
             r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
         if (DAGGER_UNLIKELY(t0 != 0) && r == 0) {
@@ -1068,8 +1073,8 @@ DAGGER_NOINLINE static int take_placement(dagger_task_t *t, const dagger_task_op
             return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's scope");
         x->scope = dagger_scope_retain((dagger_scope_t *)o->scope);
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
-        if (DAGGER_UNLIKELY(ctx->nranks > 1)) /* a pinned remote task reports it there */
-            x->expected = o->expected_time > 0 ? (float)o->expected_time : 0.0f;
+        /* a pinned remote task reports it there; placement weighs it against device bodies */
+        x->expected = o->expected_time > 0 ? (float)o->expected_time : 0.0f;
     } else if (DAGGER_UNLIKELY(ctx->nranks > 1)) {
         /* a job: a task that may run on any rank (its scope says so, or it is independent and
          * long) is placed by the cost model (src/sched/cost.c) and may be stolen */

@@ -19,6 +19,7 @@
 #include "common/alloc.h"
 #include "common/common.h"
 #include "gpu/gpu_int.h"
+#include "sched/cost.h"
 #include "sched/sched.h"
 #include "trace/trace.h"
 
@@ -43,6 +44,8 @@ struct rec {
     struct rec *wait_next;         /* the device's admission queue; dev->lock */
     struct dagger__task_callback done;
     struct rec *_Atomic qnext; /* the completion list */
+    uint64_t t0, t1;           /* when its device body began, when its device work ended */
+    size_t cbytes;             /* dagger__cost_bytes of its arguments: the history's size */
     int status;
     int err; /* staging failed after admission: the task fails with this */
     char errmsg[400];
@@ -96,6 +99,17 @@ static void finish(struct rec *r)
         for (uint32_t i = 0; i < r->nargs; i++)
             if (r->arg[i].wrote)
                 dagger__mem_written(r->arg[i].c, &sp);
+        /* The cost model's history (placement weighs it against the CPU body's): the time from
+         * the launch, or from the end of the device's previous task when it was still busy
+         * then, to the end of this one's device work. Work queued behind other tasks thus
+         * counts only its own share. Only the completion thread reads and writes last_done. */
+        uint64_t last = atomic_load_explicit(&r->dev->last_done, memory_order_relaxed);
+        uint64_t from = r->t0 > last ? r->t0 : last;
+        if (r->t0 && r->t1 > from)
+            dagger__cost_record((const void *)(uintptr_t)r->fn, DAGGER_PROC_DEVICE, r->cbytes,
+                                (double)(r->t1 - from) * 1e-9);
+        if (r->t1 > last)
+            atomic_store_explicit(&r->dev->last_done, r->t1, memory_order_relaxed);
         dagger_value_t v = r->result;
         dagger__task_complete(t, 0, &v, NULL); /* r is freed by the done waiter in there */
     }
@@ -223,6 +237,7 @@ static void on_event(void *ud, int status)
 {
     struct rec *r = ud;
     r->status = status;
+    r->t1 = dagger__now_ns(); /* the device said so now; the completion thread may come later */
     push_done(r);
 }
 
@@ -276,6 +291,7 @@ static int device_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *
     }
     pthread_mutex_unlock(&d->copy_lock);
     dagger_value_t res = dagger_nil();
+    r->t0 = dagger__now_ns();
     if (d->ops->serialize)
         d->ops->serialize(d->h, 1);
     int rc = r->fn(tc, a, &res);
@@ -384,6 +400,7 @@ static int dev_place(void *ud, const struct dagger__place *p, struct dagger__job
     r->task = (dagger_task_t *)j;
     r->execs = execs;
     r->need = need;
+    r->cbytes = dagger__cost_bytes(p->inputs, p->ninputs);
     r->nargs = p->ninputs;
     for (uint32_t i = 0; i < p->ninputs; i++)
         if (p->inputs[i].kind == DAGGER_KIND_CHUNK && p->inputs[i].u.c)
@@ -410,11 +427,14 @@ static int dev_place(void *ud, const struct dagger__place *p, struct dagger__job
 }
 
 /* The cost model among allowed devices with an implementation: bytes to move at an assumed
- * 10 GB/s plus 20 us per task already queued there. */
-static int pick(uint64_t allowed, const struct dagger__place *p)
+ * 10 GB/s plus, per task queued there and for this one, the run time the history expects of
+ * the body on such a device (20 us per queued task while it is not known). */
+static int pick(uint64_t allowed, const struct dagger__place *p, struct dagger__dev_estimate *est)
 {
     int best = -1;
     double best_cost = 0;
+    bool best_known = false;
+    size_t cbytes = dagger__cost_bytes(p->inputs, p->ninputs);
     for (int i = 0; i < dagger__gpu_ndev() && i < 64; i++) {
         if (!((allowed >> i) & 1))
             continue;
@@ -428,13 +448,19 @@ static int pick(uint64_t allowed, const struct dagger__place *p)
             if (v->kind == DAGGER_KIND_CHUNK && v->u.c && !dagger__mem_valid_in(v->u.c, &sp))
                 bytes += (double)dagger_chunk_size(v->u.c);
         }
-        double cost =
-            bytes / 1e10 + 20e-6 * atomic_load_explicit(&d->inflight, memory_order_relaxed);
-        if (best < 0 || cost < best_cost) {
+        double expected = 0;
+        int queued = atomic_load_explicit(&d->inflight, memory_order_relaxed);
+        bool known =
+            dagger__cost_expected((const void *)(uintptr_t)impl_for(p, d->kind), DAGGER_PROC_DEVICE,
+                                  cbytes, &expected) >= DAGGER__COST_WARM;
+        double c = bytes / 1e10 + (known ? expected * (queued + 1) : 20e-6 * queued);
+        if (best < 0 || c < best_cost) {
             best = i;
-            best_cost = cost;
+            best_cost = c;
+            best_known = known;
         }
     }
+    est->cost = best >= 0 && best_known ? best_cost : -1;
     return best;
 }
 

@@ -56,6 +56,9 @@ struct gpu_dev {
     void *compute[GPU_COMPUTE_STREAMS];
     _Atomic uint32_t rr;
     _Atomic int inflight; /* device tasks placed and not completed: the backlog */
+    /* When its last task completed (dagger__now_ns; the completion thread writes it): a task's
+     * run time for the cost model counts from its launch or from then, whichever is later. */
+    _Atomic uint64_t last_done;
     pthread_mutex_t lock;
     /* Held from enqueueing a copy on copy_in to recording its `ready` event, so each event
      * reports the error of its own copy (a failed copy latches its stream's error until the

@@ -113,16 +113,64 @@ const char *dagger_gpu_kind_name(int kind)
     return kind >= 0 && kind < (int)(sizeof names / sizeof names[0]) ? names[kind] : "unknown";
 }
 
-/* The scope allows devices: pick one that has an implementation for the task (1: none, and
- * threads are allowed too, so the CPU body runs). Mutable data of a thread keeps the task on
- * the CPU. */
+/* Tasks whose CPU body the cost model chose over a device body, and not done yet: the CPU's
+ * backlog in that choice (process-wide, like the history). */
+static _Atomic int cpu_chosen;
+
+static void chosen_done(dagger_task_t *t, void *ud)
+{
+    (void)t;
+    atomic_fetch_sub_explicit(&cpu_chosen, 1, memory_order_relaxed);
+    dagger__free(ud);
+}
+
+/* Threads and a device with a body are both allowed: whether the CPU body should run, by the
+ * cost model. Each side's history is warmed first (3 runs; the device first, as before there
+ * was a history), then the CPU body runs when its expected time, times the CPU backlog of such
+ * choices per thread, beats the device's estimate (its moves, its queue and the body's
+ * expected time there). opts.expected_time stands for the CPU history until it is warm. */
+static bool cpu_is_better(const struct dagger__place *r, const struct dagger__dev_estimate *est)
+{
+    if (est->cost < 0 || !r->task)
+        return false;
+    double cpu = 0;
+    size_t bytes = dagger__cost_bytes(r->inputs, r->ninputs);
+    int n = dagger__cost_expected((const void *)(uintptr_t)dagger__task_fn(r->task),
+                                  DAGGER_PROC_CPU, bytes, &cpu);
+    if (n < DAGGER__COST_WARM && r->expected > 0)
+        cpu = r->expected;
+    else if (n < DAGGER__COST_WARM)
+        return true; /* not known yet: run it there to learn */
+    int threads = r->nthreads > 0 ? r->nthreads : 1;
+    int queued = atomic_load_explicit(&cpu_chosen, memory_order_relaxed);
+    return cpu * (1 + queued / threads) < est->cost;
+}
+
+/* Count a task in the CPU's backlog until it is done. Out of memory: it is not counted. */
+static void count_cpu_choice(dagger_task_t *t)
+{
+    struct dagger__task_callback *c = dagger__calloc(1, sizeof *c);
+    if (!c)
+        return;
+    atomic_fetch_add_explicit(&cpu_chosen, 1, memory_order_relaxed);
+    dagger__task_on_done(t, c, chosen_done, c);
+}
+
+/* The scope allows devices: pick one that has an implementation for the task (1: none, or the
+ * cost model prefers the CPU body, and threads are allowed too, so the CPU body runs). Mutable
+ * data of a thread keeps the task on the CPU. */
 static int choose_device(const struct dagger__place *r, dagger__procset *set, dagger_proc_t *out,
                          char *why, size_t cap)
 {
     bool pinned = false;
     for (uint32_t i = 0; i < r->ninputs; i++)
         pinned |= constrains(&r->inputs[i]);
-    int dev = devices && !pinned ? devices->pick(set->dev, r) : -1;
+    struct dagger__dev_estimate est = {-1};
+    int dev = devices && !pinned ? devices->pick(set->dev, r, &est) : -1;
+    if (dev >= 0 && set_count(set) > 0 && cpu_is_better(r, &est)) {
+        count_cpu_choice(r->task);
+        return 1;
+    }
     if (dev >= 0) {
         out->kind = DAGGER_PROC_DEVICE;
         out->index = (int16_t)dev;

@@ -87,6 +87,12 @@ struct dagger__place {
     double expected;  /* dagger_task_opts.expected_time (seconds; 0 unknown) */
 };
 
+/* What the cost model expects of a task on the device placement picked. */
+struct dagger__dev_estimate {
+    double cost; /* seconds until it would be done there: its moves, the tasks queued there
+                    and its own run; -1 while its body's history there is not warm */
+};
+
 /* ---------------------------------------------------------------- devices (registered by gpu/)
  * A device backend registers its executor and how scopes see its devices; sched and core never
  * include a backend. Without a registration there are no devices. */
@@ -96,8 +102,9 @@ struct dagger__sched_devices {
      * of that kind). Returns their number; 0 with the reason in `bad`. */
     int (*match)(int gkind, int index, uint64_t *bits, char *bad, size_t cap);
     /* Among `allowed`, the device that should run a task with these inputs and
-     * implementations (the cost model); -1 when none of them has an implementation. */
-    int (*pick)(uint64_t allowed, const struct dagger__place *r);
+     * implementations (the cost model); -1 when none of them has an implementation. Fills
+     * *est for the device chosen. */
+    int (*pick)(uint64_t allowed, const struct dagger__place *r, struct dagger__dev_estimate *est);
     void (*ctx_open)(void);
     void (*ctx_close)(void);
 };
