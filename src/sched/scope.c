@@ -177,24 +177,33 @@ int dagger_scope_format(const dagger_scope_t *s, char *buf, size_t cap)
 
 int dagger__scope_is_any(const dagger_scope_t *s) { return !s || s->kind == S_ANY; }
 
-/* Fill `out`; record in *bad the first nonexistent thread or rank met, for the message. */
-static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger__procset *out,
-                    char *bad, size_t cap)
+/* Threads 0..n-1 into the empty set `out`, a word at a time. Returns n. */
+static int fill_threads(dagger__procset *out, int n)
+{
+    int w = 0;
+    for (; w < n >> 6; w++)
+        out->bits[w] = ~0ull;
+    if (n & 63)
+        out->bits[w] = (1ull << (n & 63)) - 1;
+    return n;
+}
+
+/* Fill `out`; record in *bad the first nonexistent thread or rank met, for the message.
+ * Returns the number of threads in `out` (devices not counted). */
+static int resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger__procset *out,
+                   char *bad, size_t cap)
 {
     memset(out, 0, sizeof *out);
     switch (s->kind) {
     case S_ANY:
-        for (int t = 0; t < n; t++)
-            out->bits[t >> 6] |= 1ull << (t & 63);
-        break;
+        return fill_threads(out, n);
     case S_WORKER:
         if (s->rank < 0 || s->rank >= nranks) {
             if (!bad[0])
                 snprintf(bad, cap, "rank %d does not exist: the job has %d rank%s", s->rank, nranks,
                          nranks == 1 ? "" : "s");
         } else if (s->rank == rank) {
-            for (int t = 0; t < n; t++)
-                out->bits[t >> 6] |= 1ull << (t & 63);
+            return fill_threads(out, n);
         }
         break;
     case S_THREAD:
@@ -209,11 +218,13 @@ static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger
                          s->thread, n, n == 1 ? "" : "s", n - 1);
         } else if (s->kind == S_THREAD || s->rank == rank) {
             out->bits[s->thread >> 6] |= 1ull << (s->thread & 63);
+            return 1;
         }
         break;
     case S_PROC: {
         const struct dagger__sched_devices *d = dagger__sched_devices_get();
-        char why[160] = "";
+        char why[160];
+        why[0] = '\0';
         if (s->pkind == DAGGER_PROC_AUX)
             snprintf(why, sizeof why, "aux threads are chosen by occupancy (< 1), not by scope");
         else if (s->rank >= nranks)
@@ -242,21 +253,22 @@ static void resolve(const dagger_scope_t *s, int rank, int nranks, int n, dagger
         for (size_t i = 0; i < sizeof out->bits / sizeof out->bits[0]; i++)
             out->bits[i] = s->kind == S_UNION ? out->bits[i] | r.bits[i] : out->bits[i] & r.bits[i];
         out->dev = s->kind == S_UNION ? out->dev | r.dev : out->dev & r.dev;
-        break;
+        return dagger__procset_threads(out);
     }
     }
+    return 0;
 }
 
 int dagger__scope_resolve(const dagger_scope_t *s, int rank, int nranks, int nthreads,
                           dagger__procset *out, char *why, size_t cap)
 {
-    char bad[160] = "";
+    char bad[160];
+    bad[0] = '\0'; /* written only when a part of the scope does not exist */
     if (nthreads > DAGGER__MAX_THREADS)
         nthreads = DAGGER__MAX_THREADS;
-    resolve(s ? s : &any_scope, rank, nranks, nthreads, out, bad, sizeof bad);
-    int count = dagger__procset_threads(out);
+    int count = resolve(s ? s : &any_scope, rank, nranks, nthreads, out, bad, sizeof bad);
     if (out->dev)
-        count += __builtin_popcountll(out->dev);
+        count += dagger__popcount64(out->dev);
     if (count == 0 && why && cap) {
         char form[256];
         dagger_scope_format(s, form, sizeof form);
