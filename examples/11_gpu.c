@@ -2,9 +2,9 @@
  * a GPU scope, with the data moving to the device and back by itself.
  *
  * Eight chunks of floats are mapped with y = 2x + 1 by tasks that list an OpenCL
- * implementation; the scope allows any OpenCL device and, as a fallback, any thread, so the
- * cost model picks a device when one exists (pocl's CPU devices on CI) and the CPU body
- * otherwise. A CPU task then sums every result: the results live on the devices, and dagger
+ * implementation; the scope allows any OpenCL device and any thread, so the cost model
+ * chooses: a device first while it learns the run times of both bodies (pocl's CPU devices on
+ * CI), then whichever finishes sooner (docs/gpu.md), and the CPU body when there is no device. A CPU task then sums every result: the results live on the devices, and dagger
  * copies them back to the host before the sum runs (Dagger.jl's automatic data movement).
  * Exit status: 0 when the sum equals the sequential one.
  * SPDX-License-Identifier: MIT
