@@ -4,8 +4,9 @@
  * Eight chunks of floats are mapped with y = 2x + 1 by tasks that list an OpenCL
  * implementation; the scope allows any OpenCL device and any thread, so the cost model
  * chooses: a device first while it learns the run times of both bodies (pocl's CPU devices on
- * CI), then whichever finishes sooner (docs/gpu.md), and the CPU body when there is no device. A CPU task then sums every result: the results live on the devices, and dagger
- * copies them back to the host before the sum runs (Dagger.jl's automatic data movement).
+ * CI), then whichever finishes sooner (docs/gpu.md), and the CPU body when there is no device.
+ * A CPU task then sums every result: the results live on the devices, and dagger copies them
+ * back to the host before the sum runs (Dagger.jl's automatic data movement).
  * Exit status: 0 when the sum equals the sequential one.
  * SPDX-License-Identifier: MIT
  */
