@@ -543,6 +543,39 @@ TEST(cost_model_keeps_the_device_when_the_cpu_body_is_slower)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+TEST(cpu_is_learned_with_three_tasks_not_a_burst)
+{
+    /* The device's history is warm; a burst of 10 spawns comes before any CPU run has ended
+     * (each takes 20 ms): 3 of them go to the threads to learn, the rest stay on the device. */
+    dagger__gpu_fake_setup(1, 64 * MIB, NULL);
+    dagger_ctx_t *ctx = test_ctx(2);
+    int64_t where[10];
+    run_choices(ctx, slow_cpu, quick_dev_impls, 0, where, 3);
+    dagger_scope_t *g = dagger_scope_gpu(DAGGER_GPU_FAKE, -1);
+    dagger_scope_t *u = dagger_scope_union(g, dagger_scope_any());
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = u;
+    o.impls = quick_dev_impls;
+    o.nimpls = 1;
+    dagger_task_t *t[10];
+    for (int i = 0; i < 10; i++) {
+        dagger_value_t v = dagger_i64(i);
+        t[i] = dagger_spawnv_opts(ctx, &o, slow_cpu, &v, 1);
+        ASSERT_PTR(t[i]);
+    }
+    int on_cpu = 0;
+    for (int i = 0; i < 10; i++) {
+        ASSERT_OK(dagger_fetch_i64(t[i], &where[i]));
+        on_cpu += where[i] == 0;
+        dagger_task_release(t[i]);
+    }
+    ASSERT_EQ(on_cpu, 3);
+    dagger_scope_release(u);
+    dagger_scope_release(g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST(expected_time_stands_for_the_cpu_history)
 {
     /* opts.expected_time of 1 s on a device that takes 20 ms: the CPU body never runs, not
@@ -566,4 +599,4 @@ TEST_LIST(sum_of_ten_tasks_comes_back_to_the_host, copy_finishes_before_the_kern
           device_body_runs_on_the_placing_thread,
           cost_model_runs_the_cpu_body_when_the_device_is_slower,
           cost_model_keeps_the_device_when_the_cpu_body_is_slower,
-          expected_time_stands_for_the_cpu_history)
+          cpu_is_learned_with_three_tasks_not_a_burst, expected_time_stands_for_the_cpu_history)

@@ -126,9 +126,11 @@ static void chosen_done(dagger_task_t *t, void *ud)
 
 /* Threads and a device with a body are both allowed: whether the CPU body should run, by the
  * cost model. Each side's history is warmed first (3 runs; the device first, as before there
- * was a history), then the CPU body runs when its expected time, times the CPU backlog of such
- * choices per thread, beats the device's estimate (its moves, its queue and the body's
- * expected time there). opts.expected_time stands for the CPU history until it is warm. */
+ * was a history; the CPU with at most 3 such tasks at a time, so that a burst of spawns does
+ * not all wait for the first CPU samples), then the CPU body runs when its expected time,
+ * times the CPU backlog of such choices per thread, beats the device's estimate (its moves,
+ * its queue and the body's expected time there). opts.expected_time stands for the CPU
+ * history until it is warm. */
 static bool cpu_is_better(const struct dagger__place *r, const struct dagger__dev_estimate *est)
 {
     if (est->cost < 0 || !r->task)
@@ -137,12 +139,12 @@ static bool cpu_is_better(const struct dagger__place *r, const struct dagger__de
     size_t bytes = dagger__cost_bytes(r->inputs, r->ninputs);
     int n = dagger__cost_expected((const void *)(uintptr_t)dagger__task_fn(r->task),
                                   DAGGER_PROC_CPU, bytes, &cpu);
+    int queued = atomic_load_explicit(&cpu_chosen, memory_order_relaxed);
     if (n < DAGGER__COST_WARM && r->expected > 0)
         cpu = r->expected;
-    else if (n < DAGGER__COST_WARM)
-        return true; /* not known yet: run it there to learn */
+    else if (n < DAGGER__COST_WARM) /* not known yet: a few runs there to learn, not a burst */
+        return queued < DAGGER__COST_WARM;
     int threads = r->nthreads > 0 ? r->nthreads : 1;
-    int queued = atomic_load_explicit(&cpu_chosen, memory_order_relaxed);
     return cpu * (1 + queued / threads) < est->cost;
 }
 
