@@ -486,11 +486,20 @@ static int slow_cpu(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
 static const dagger_impl_t slow_dev_impls[] = {{DAGGER_IMPL_FAKE, slow_dev}};
 static const dagger_impl_t quick_dev_impls[] = {{DAGGER_IMPL_FAKE, quick_dev}};
 
-/* Run `n` tasks one after the other with a scope of threads and the fake device (and
- * opts.expected_time `expected`); where[i] is 1 when task i ran its device body, 0 when it ran
- * its CPU body. */
+/* Where task `t` ran: 1 for its device body, 0 for its CPU body. Releases it. */
+static int64_t ran_on(dagger_task_t *t)
+{
+    int64_t where = -1;
+    ASSERT_OK(dagger_fetch_i64(t, &where));
+    dagger_task_release(t);
+    return where;
+}
+
+/* Run `n` (<= 16) tasks with a scope of threads and the fake device (and opts.expected_time
+ * `expected`), one after the other, or with `burst` all spawned before the first is fetched;
+ * where[i] = ran_on(task i). */
 static void run_choices(dagger_ctx_t *ctx, dagger_fn_t cpu, const dagger_impl_t *impls,
-                        double expected, int64_t *where, int n)
+                        double expected, bool burst, int64_t *where, int n)
 {
     dagger_scope_t *g = dagger_scope_gpu(DAGGER_GPU_FAKE, -1);
     dagger_scope_t *u = dagger_scope_union(g, dagger_scope_any());
@@ -500,14 +509,17 @@ static void run_choices(dagger_ctx_t *ctx, dagger_fn_t cpu, const dagger_impl_t 
     o.impls = impls;
     o.nimpls = 1;
     o.expected_time = expected;
+    dagger_task_t *t[16];
+    ASSERT_TRUE(n <= 16);
     for (int i = 0; i < n; i++) {
         dagger_value_t v = dagger_i64(i);
-        dagger_task_t *t = dagger_spawnv_opts(ctx, &o, cpu, &v, 1);
-        ASSERT_PTR(t);
-        where[i] = -1;
-        ASSERT_OK(dagger_fetch_i64(t, &where[i]));
-        dagger_task_release(t);
+        t[i] = dagger_spawnv_opts(ctx, &o, cpu, &v, 1);
+        ASSERT_PTR(t[i]);
+        if (!burst)
+            where[i] = ran_on(t[i]);
     }
+    for (int i = 0; burst && i < n; i++)
+        where[i] = ran_on(t[i]);
     dagger_scope_release(u);
     dagger_scope_release(g);
 }
@@ -519,7 +531,7 @@ TEST(cost_model_runs_the_cpu_body_when_the_device_is_slower)
     dagger__gpu_fake_setup(1, 64 * MIB, NULL);
     dagger_ctx_t *ctx = test_ctx(2);
     int64_t where[12];
-    run_choices(ctx, quick_cpu, slow_dev_impls, 0, where, 12);
+    run_choices(ctx, quick_cpu, slow_dev_impls, 0, false, where, 12);
     for (int i = 0; i < 12; i++)
         ASSERT_EQ(where[i], i < 3 ? 1 : 0);
     double dev = 0, cpu = 0;
@@ -537,7 +549,7 @@ TEST(cost_model_keeps_the_device_when_the_cpu_body_is_slower)
     dagger__gpu_fake_setup(1, 64 * MIB, NULL);
     dagger_ctx_t *ctx = test_ctx(2);
     int64_t where[12];
-    run_choices(ctx, slow_cpu, quick_dev_impls, 0, where, 12);
+    run_choices(ctx, slow_cpu, quick_dev_impls, 0, false, where, 12);
     for (int i = 0; i < 12; i++)
         ASSERT_EQ(where[i], i >= 3 && i < 6 ? 0 : 1);
     ASSERT_OK(dagger_ctx_close(ctx));
@@ -550,29 +562,12 @@ TEST(cpu_is_learned_with_three_tasks_not_a_burst)
     dagger__gpu_fake_setup(1, 64 * MIB, NULL);
     dagger_ctx_t *ctx = test_ctx(2);
     int64_t where[10];
-    run_choices(ctx, slow_cpu, quick_dev_impls, 0, where, 3);
-    dagger_scope_t *g = dagger_scope_gpu(DAGGER_GPU_FAKE, -1);
-    dagger_scope_t *u = dagger_scope_union(g, dagger_scope_any());
-    dagger_task_opts_t o;
-    dagger_task_opts_init(&o);
-    o.scope = u;
-    o.impls = quick_dev_impls;
-    o.nimpls = 1;
-    dagger_task_t *t[10];
-    for (int i = 0; i < 10; i++) {
-        dagger_value_t v = dagger_i64(i);
-        t[i] = dagger_spawnv_opts(ctx, &o, slow_cpu, &v, 1);
-        ASSERT_PTR(t[i]);
-    }
+    run_choices(ctx, slow_cpu, quick_dev_impls, 0, false, where, 3);
+    run_choices(ctx, slow_cpu, quick_dev_impls, 0, true, where, 10);
     int on_cpu = 0;
-    for (int i = 0; i < 10; i++) {
-        ASSERT_OK(dagger_fetch_i64(t[i], &where[i]));
+    for (int i = 0; i < 10; i++)
         on_cpu += where[i] == 0;
-        dagger_task_release(t[i]);
-    }
     ASSERT_EQ(on_cpu, 3);
-    dagger_scope_release(u);
-    dagger_scope_release(g);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
@@ -583,7 +578,7 @@ TEST(expected_time_stands_for_the_cpu_history)
     dagger__gpu_fake_setup(1, 64 * MIB, NULL);
     dagger_ctx_t *ctx = test_ctx(2);
     int64_t where[6];
-    run_choices(ctx, quick_cpu, slow_dev_impls, 1.0, where, 6);
+    run_choices(ctx, quick_cpu, slow_dev_impls, 1.0, false, where, 6);
     for (int i = 0; i < 6; i++)
         ASSERT_EQ(where[i], 1);
     ASSERT_OK(dagger_ctx_close(ctx));
