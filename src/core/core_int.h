@@ -118,6 +118,7 @@ enum {
     TF_RESULT_HOME = 1u << 6,  /* DAGGER__TASK_RESULT_HOME */
     TF_RESULT_THERE = 1u << 7, /* DAGGER__TASK_RESULT_THERE */
     TF_EARLY = 1u << 8,        /* sent to another rank before it was ready (ctx->early) */
+    TF_TIMED = 1u << 9,        /* its runs are timed for the cost model: a job, or opts.impls */
 };
 
 /* The rarely used fields of a task: options few tasks set (userdata, hooks, implementations, a

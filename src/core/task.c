@@ -645,8 +645,7 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
          * runs here (exec_ud) is timed by its executor, from launch to the device's end. */
         struct task_ext *x = dagger__task_x(t);
         uint64_t t0 = 0;
-        if (DAGGER_UNLIKELY(x != NULL || t->ctx->nranks > 1) && (t->ctx->nranks > 1 || x->nimpls) &&
-            !(x && x->exec_ud))
+        if (DAGGER_UNLIKELY(t->flags & TF_TIMED) && !(x && x->exec_ud))
             t0 = dagger__now_ns();
         if (DAGGER_LIKELY(!x || !x->restore) || !dagger__task_restore(t, &out))
             r = t->fn((dagger_tc_t *)t, (const dagger_args_t *)t, &out);
@@ -1058,6 +1057,8 @@ DAGGER_NOINLINE static int take_placement(dagger_task_t *t, const dagger_task_op
                                           const dagger_value_t *argv, size_t argc, uint32_t nd)
 {
     dagger_ctx_t *ctx = t->ctx;
+    if (ctx->nranks > 1)
+        t->flags |= TF_TIMED; /* in a job every run feeds the history */
     if (o && o->scope && !dagger__scope_is_any(o->scope)) {
         /* A scope that no processor satisfies fails now; the choice among those it allows is
          * placement's, when the task is ready. */
@@ -1095,6 +1096,7 @@ DAGGER_NOINLINE static int take_placement(dagger_task_t *t, const dagger_task_op
             return dagger__set_errmsg(DAGGER_ENOMEM, "out of memory for the task's impls");
         x->impls = o->impls;
         x->nimpls = (uint32_t)o->nimpls;
+        t->flags |= TF_TIMED;
         atomic_store_explicit(&t->place, 1, memory_order_relaxed);
     }
     return 0;

@@ -439,7 +439,8 @@ static int pick(uint64_t allowed, const struct dagger__place *p, struct dagger__
         if (!((allowed >> i) & 1))
             continue;
         struct gpu_dev *d = dagger__gpu_dev(i);
-        if (!impl_for(p, d->kind))
+        dagger_fn_t body = impl_for(p, d->kind);
+        if (!body)
             continue;
         dagger_space_t sp = dagger__gpu_space(d);
         double bytes = 0;
@@ -450,9 +451,8 @@ static int pick(uint64_t allowed, const struct dagger__place *p, struct dagger__
         }
         double expected = 0;
         int queued = atomic_load_explicit(&d->inflight, memory_order_relaxed);
-        bool known =
-            dagger__cost_expected((const void *)(uintptr_t)impl_for(p, d->kind), DAGGER_PROC_DEVICE,
-                                  cbytes, &expected) >= DAGGER__COST_WARM;
+        bool known = dagger__cost_expected((const void *)(uintptr_t)body, DAGGER_PROC_DEVICE,
+                                           cbytes, &expected) >= DAGGER__COST_WARM;
         double c = bytes / 1e10 + (known ? expected * (queued + 1) : 20e-6 * queued);
         if (best < 0 || c < best_cost) {
             best = i;
@@ -461,6 +461,7 @@ static int pick(uint64_t allowed, const struct dagger__place *p, struct dagger__
         }
     }
     est->cost = best >= 0 && best_known ? best_cost : -1;
+    est->bytes = cbytes;
     return best;
 }
 

@@ -1,21 +1,27 @@
 /* src/sched/cost.c - the cost model: run-time history, and the choice of a place by estimated
  * finish time.
  *
- * Design: a history entry per (function, processor kind, size bucket of the arguments) holds the
- * shortest of its first DAGGER__COST_WARM run times (first runs carry one-off costs: an OpenCL
- * kernel's build, first touches of memory), then an exponentially weighted mean of the later
- * ones (weight DAGGER__COST_ALPHA), each clamped to [mean / 4, mean * 4], so one stalled run (a
- * page fault storm, a preempted thread) does not swing the estimate. Buckets grow by a factor of 4
- * in bytes. The table is process-wide and fixed-size: 64 parts of 64 slots (open addressing within
- * a part), each part under its own mutex, so workers recording different functions rarely meet. It
- * is touched at each task end and spawn in a job of several ranks, and in one process only by tasks
- * with device bodies (their CPU and device runs, and the choice between them, place.c). A full part
- * records nothing more; estimates then fall back to dagger_task_opts.expected_time. A placement
- * estimates, for each allowed place, the finish time = the wait for a worker (0 while fewer tasks
- * than workers are placed there, else backlog / workers) + the expected run time + for another
- * place the move (latency + bytes / bandwidth). The task stays local unless the best other place
- * beats local by a margin (max(100 us, 10 % of the task)): moving costs more than the estimate
- * shows (a result to send back, a progress thread to wake). SPDX-License-Identifier: MIT
+ * Design: a history entry per (function, processor kind, size bucket of the arguments) holds
+ * the shortest of its first DAGGER__COST_WARM run times (first runs carry one-off costs: an
+ * OpenCL kernel's build, first touches of memory), then an exponentially weighted mean of the
+ * later ones (weight DAGGER__COST_ALPHA), each clamped to [mean / 4, mean * 4], so one stalled
+ * run (a page fault storm, a preempted thread) does not swing the estimate. Buckets grow by a
+ * factor of 4 in bytes.
+ *
+ * The table is process-wide and fixed-size: 64 parts of 64 slots (open addressing within a
+ * part), each part under its own mutex, so workers recording different functions rarely meet.
+ * It is touched at each task end and spawn in a job of several ranks, and in one process only
+ * by tasks with device bodies (their CPU and device runs, and the choice between them,
+ * place.c). A full part records nothing more; estimates then fall back to
+ * dagger_task_opts.expected_time.
+ *
+ * A placement across ranks estimates, for each allowed place, the finish time = the wait for a
+ * worker (0 while fewer tasks than workers are placed there, else backlog / workers) + the
+ * expected run time + for another place the move (latency + bytes / bandwidth). The task stays
+ * local unless the best other place beats local by a margin (max(100 us, 10 % of the task)):
+ * moving costs more than the estimate shows (a result to send back, a progress thread to wake).
+ *
+ * SPDX-License-Identifier: MIT
  */
 #include <math.h>
 #include <pthread.h>

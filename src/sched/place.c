@@ -136,9 +136,8 @@ static bool cpu_is_better(const struct dagger__place *r, const struct dagger__de
     if (est->cost < 0 || !r->task)
         return false;
     double cpu = 0;
-    size_t bytes = dagger__cost_bytes(r->inputs, r->ninputs);
     int n = dagger__cost_expected((const void *)(uintptr_t)dagger__task_fn(r->task),
-                                  DAGGER_PROC_CPU, bytes, &cpu);
+                                  DAGGER_PROC_CPU, est->bytes, &cpu);
     int queued = atomic_load_explicit(&cpu_chosen, memory_order_relaxed);
     if (n < DAGGER__COST_WARM && r->expected > 0)
         cpu = r->expected;
@@ -167,7 +166,7 @@ static int choose_device(const struct dagger__place *r, dagger__procset *set, da
     bool pinned = false;
     for (uint32_t i = 0; i < r->ninputs; i++)
         pinned |= constrains(&r->inputs[i]);
-    struct dagger__dev_estimate est = {-1};
+    struct dagger__dev_estimate est = {-1, 0};
     int dev = devices && !pinned ? devices->pick(set->dev, r, &est) : -1;
     if (dev >= 0 && set_count(set) > 0 && cpu_is_better(r, &est)) {
         count_cpu_choice(r->task);

@@ -98,8 +98,9 @@ struct dagger__place {
 
 /* What the cost model expects of a task on the device placement picked. */
 struct dagger__dev_estimate {
-    double cost; /* seconds until it would be done there: its moves, the tasks queued there
-                    and its own run; -1 while its body's history there is not warm */
+    double cost;  /* seconds until it would be done there: its moves, the tasks queued there
+                     and its own run; -1 while its body's history there is not warm */
+    size_t bytes; /* dagger__cost_bytes of its inputs: the history's size bucket */
 };
 
 /* ---------------------------------------------------------------- devices (registered by gpu/)
