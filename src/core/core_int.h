@@ -91,6 +91,7 @@ struct frame {
     size_t nheld, capheld;
     dagger__task_spawn_hook_fn hook; /* a feature region that takes over spawn */
     void *hook_ud;
+    bool ext; /* WAITALL on a thread outside the pool: it holds a pool slot (pool.h) */
 };
 
 /* Inline storage of the arguments (16 bytes each) and inputs (32 bytes each): the arguments
@@ -200,7 +201,9 @@ struct task_ext *dagger__task_ext_get(dagger_task_t *t);
  * CREDIT_BATCH from the global count at a time, spends one per spawn, gets one back per
  * completion, and gives back what it holds before it parks. The global count is then the true
  * count plus the credits held, so it reads 0 only when nothing is in flight and no worker holds
- * credit. Threads that are not workers update the global count directly. */
+ * credit. A thread that holds an external slot of the pool (a sync group it opened: pool.h) has
+ * credits of its own (index n + k), given back when its group ends; other threads that are not
+ * workers update the global count directly. */
 enum { CNT_INFLIGHT = 0, CNT_LIVE = 1, CNT_N };
 #define CREDIT_BATCH 64
 
@@ -215,7 +218,7 @@ struct dagger_ctx {
     int rank, nranks; /* this process in the job (0 and 1 without ranks); set at open */
     void *ranks;      /* the ranks backend's state (src/net/mpi), NULL without ranks */
     uint64_t gen;
-    struct credit *credit; /* one per worker */
+    struct credit *credit; /* one per worker, then one per external slot of the pool */
     uint32_t magic;        /* CTX_MAGIC while open, CTX_CLOSED after (debug builds check spawns) */
     unsigned open_flags;   /* dagger_opts.flags (DAGGER_OPEN_SPMD) */
     /* The ranks backend's early send (dagger__ctx_set_ranks_early); NULL without ranks. */

@@ -33,7 +33,7 @@ void dagger__ctx_global_zero(dagger_ctx_t *ctx, int which)
 
 void dagger__ctx_count(dagger_ctx_t *ctx, int which, int64_t delta)
 {
-    dagger__ctx_count_w(ctx, dagger__pool_self(ctx->pool), which, delta);
+    dagger__ctx_count_w(ctx, dagger__pool_counter(ctx->pool), which, delta);
 }
 
 void dagger__ctx_count_idle(dagger_ctx_t *ctx, int worker)
@@ -205,13 +205,15 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     dagger_ctx_t *ctx = dagger__calloc(1, sizeof *ctx);
     DAGGER_CHECK(ctx, DAGGER_ENOMEM, "dagger_ctx_open: out of memory");
     ctx->nthreads = o.num_threads;
-    ctx->credit = aligned_alloc(DAGGER_CACHELINE, sizeof(struct credit) * (size_t)o.num_threads);
+    ctx->credit = aligned_alloc(
+        DAGGER_CACHELINE, sizeof(struct credit) * (size_t)(o.num_threads + DAGGER__POOL_EXT_SLOTS));
     if (!ctx->credit || !dagger__alloc_note()) {
         free(ctx->credit);
         dagger__free(ctx);
         return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_ctx_open: out of memory");
     }
-    memset(ctx->credit, 0, sizeof(struct credit) * (size_t)o.num_threads);
+    memset(ctx->credit, 0,
+           sizeof(struct credit) * (size_t)(o.num_threads + DAGGER__POOL_EXT_SLOTS));
     ctx->gen = atomic_fetch_add(&ctx_gen, 1);
     ctx->magic = CTX_MAGIC;
     atomic_init(&ctx->next_id, 1);
@@ -333,7 +335,7 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
     if (live > 0) {
         /* Forced with handles still held: their records point at this context, so it lives
          * until the last one is released (every release now counts on the global count). */
-        for (int i = 0; i < ctx->nthreads; i++)
+        for (int i = 0; i < ctx->nthreads + DAGGER__POOL_EXT_SLOTS; i++)
             dagger__ctx_count_idle(ctx, i);
         ctx->pool = NULL; /* releases from any thread now count on the global count */
         atomic_store(&ctx->zombie, 1);

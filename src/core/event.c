@@ -93,24 +93,30 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
      * thread or a task's body must not take up the group's tasks. */
     if (dagger__task_current() || dagger__self_tls.pool != NULL)
         return dagger__event_wait(ctx, ev, 0);
-    /* The queue also reads empty for a moment while a worker takes from it: a few misses in a
-     * row, not one, end the help; so does a job that is not the group's (it goes back). */
-    /* One job at a time: this thread has no deque workers steal from, so a job it held would
-     * wait for it (a batch of 8 cut 14 instructions a task from the nested row, but ran the last
-     * long tasks of a group one after the other here while workers idled). */
+    /* Its own slot first (pool.h: the group's spawns, newest first, as a worker pops its deque;
+     * what it holds that is not for it goes to the workers), then the injection queue, one job
+     * at a time: this thread has no deque workers steal from, so a job it held would wait for it
+     * (a batch of 8 cut 14 instructions a task from the nested row, but ran the last long tasks
+     * of a group one after the other here while workers idled). The injection queue also reads
+     * empty for a moment while a worker takes from it: a few misses in a row, not one, end the
+     * help; so does a job from it that is not the group's (it goes back). */
+    bool slot = dagger__pool_ext_held(pool);
     for (int miss = 0;
          miss < 32 && atomic_load_explicit(&ev->head, memory_order_acquire) != EV_CLOSED;) {
-        struct dagger__job *j = dagger__pool_take_injected(pool, 1);
-        if (!j) {
+        struct dagger__job *j = slot ? dagger__pool_ext_pop(pool) : NULL;
+        bool mine = j != NULL;
+        if (!j && !(j = dagger__pool_take_injected(pool, 1))) {
             miss++;
             dagger__cpu_relax();
             continue;
         }
         miss = 0;
         while (j) { /* a task, then the dependent it made ready, as a worker runs them */
-            if (!own_group_task(j, g)) {
-                dagger__pool_submit(pool, j);
-                return dagger__event_wait(ctx, ev, 0);
+            if (j->fiber || !own_group_task(j, g)) { /* a resumption, or not this group's */
+                dagger__pool_hand_off(pool, j);
+                if (!mine)
+                    return dagger__event_wait(ctx, ev, 0);
+                break;
             }
             j = dagger__task_run(j, NULL);
         }

@@ -39,6 +39,10 @@ int dagger_queue_begin(dagger_ctx_t *ctx, unsigned mode)
     struct frame **slot = dagger__queue_frames_slot();
     f->up = *slot;
     *slot = f;
+    /* A thread outside the pool and every task (main): its spawns go to a deque of its own
+     * until the group ends, where it runs those that no worker stole (event.c). */
+    if ((mode & DAGGER_QUEUE_WAITALL) && !dagger__task_current())
+        f->ext = dagger__pool_ext_claim(ctx->pool);
     return 0;
 }
 
@@ -103,6 +107,12 @@ int dagger_queue_end(dagger_ctx_t *ctx)
         while (atomic_load_explicit(&g->drained, memory_order_acquire) != g->spawned &&
                dagger__event_wait_group(ctx, g) < 0)
             dagger__task_yield();
+        if (f->ext) { /* its credits back first: they are the slot's (core_int.h) */
+            int c = dagger__pool_ext_counter(ctx->pool);
+            if (c >= 0)
+                dagger__ctx_count_idle(ctx, c);
+            dagger__pool_ext_release(ctx->pool);
+        }
         /* Every task is counted; wait for the finishers still reading the group. */
         for (int i = 0; i < g->nslots; i++)
             while (atomic_load_explicit(&g->slots[i].active, memory_order_acquire))

@@ -158,6 +158,50 @@ static inline void *dq_steal(struct dagger__deque *d)
     return x;
 }
 
+/* Batch stealing, for a deque whose owner pops with dq_pop_batched (the same `max` on both
+ * sides): a thief takes up to `max` entries (half of what it sees, at least one) with one CAS
+ * of top; the owner takes the bottom entry without a CAS only while it lies `max` or more above
+ * top, and near the top takes the top entry as a thief does. Why that is safe: a thief's CAS
+ * that the owner's read of top did not see moved top from the very value the owner read (the
+ * thief read top before bottom, the owner wrote bottom before reading top), so the thief's
+ * entries end below top + max <= the owner's entry; one the owner saw is below that top.
+ * Writes up to `max` entries to out[] and returns how many (0: empty, -1: lost a race). */
+static inline int dq_steal_batch(struct dagger__deque *d, void **out, int max)
+{
+    int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_seq_cst);
+    if (t >= b)
+        return 0;
+    int64_t k = (b - t + 1) / 2;
+    if (k > max)
+        k = max;
+    struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_acquire);
+    for (int64_t i = 0; i < k; i++)
+        out[i] = atomic_load_explicit(&a->slot[(t + i) & a->mask], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + k, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return -1;
+    return (int)k;
+}
+
+/* The owner's pop of a deque that thieves take from with dq_steal_batch(max). */
+static inline void *dq_pop_batched(struct dagger__deque *d, int max)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
+    struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
+    atomic_store_explicit(&d->bottom, b, memory_order_seq_cst);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+    d->top_seen = t;
+    if (b - t >= max) /* out of every thief's reach */
+        return atomic_load_explicit(&a->slot[b & a->mask], memory_order_relaxed);
+    atomic_store_explicit(&d->bottom, b + 1, memory_order_seq_cst);
+    for (;;) { /* near the top (or empty): take the top entry, as a thief */
+        void *x = dq_steal(d);
+        if (x != DQ_ABORT)
+            return x;
+    }
+}
+
 static inline int64_t dq_size(struct dagger__deque *d)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);

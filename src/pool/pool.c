@@ -1,14 +1,16 @@
 /* src/pool/pool.c - worker threads: deques, stealing, parking, mailboxes, suspension.
  *
  * Design: each worker owns a Chase-Lev deque; a job submitted from a worker goes to its own
- * deque, one from any other thread to the injection queue. Idle workers look in order at
+ * deque, one from a thread outside the pool that opened a sync group to the external slot it
+ * holds meanwhile (a deque of its own, which it pops at the group's end and thieves take from in
+ * batches), one from any other thread to the injection queue. Idle workers look in order at
  * their mailbox (jobs pinned to them), the priority queue, their deque, the injection queue,
- * then steal from the other workers starting at a random one; after a short spin (a few rounds
- * of `pause`, then `sched_yield`, so that a thread with work to do on this core, such as an MPI
- * progress thread, is not kept off it) they park on an event count. Every job runs on a fiber:
- * when a job suspends, the worker continues the loop on a fresh fiber, and whoever resumes the
- * job switches to the job's fiber and recycles the one it was on. Jobs with occupancy < 1 run on
- * aux threads (created on demand) whose summed occupancy stays within the worker count, so they
+ * then steal from the other workers and the slots starting at a random one; after a short spin (a
+ * few rounds of `pause`, then `sched_yield`, so that a thread with work to do on this core, such as
+ * an MPI progress thread, is not kept off it) they park on an event count. Every job runs on a
+ * fiber: when a job suspends, the worker continues the loop on a fresh fiber, and whoever resumes
+ * the job switches to the job's fiber and recycles the one it was on. Jobs with occupancy < 1 run
+ * on aux threads (created on demand) whose summed occupancy stays within the worker count, so they
  * never take a worker.
  * Invariants: a parked worker rechecked every queue after announcing itself as a sleeper,
  * and a submitter checks for sleepers after publishing (both seq_cst), so no wake-up is lost.
@@ -42,6 +44,11 @@
 #define SPIN_PAUSE_ROUNDS 8
 #define INJECT_BATCH 16
 #define AUX_MAX 256
+/* Deques for threads outside the pool that open a sync group (dagger__pool_ext_claim). */
+#define EXT_SLOTS DAGGER__POOL_EXT_SLOTS
+#define EXT_INITIAL_CAP 1024
+/* A thief takes up to this many jobs from a slot at once (dq_steal_batch). */
+#define EXT_STEAL_MAX 32
 
 /* A FIFO of jobs: many producers push wait-free (an exchange), one consumer at a time pops
  * (Vyukov's intrusive MPSC queue; a try-lock elects the consumer where several may pop). */
@@ -66,11 +73,19 @@ struct worker {
     void (*after_fn)(void *);    /* to run by whoever arrives after a switch */
     void *after_arg;
     pthread_t thread;
+    _Atomic int owned; /* an external slot: 1 while a thread holds it (dagger__pool_ext_claim) */
 } __attribute__((aligned(DAGGER_CACHELINE)));
 
 struct dagger__pool {
     int n;
     struct worker *w;
+    /* External slots: a deque each for a thread outside the pool that opened a sync group; its
+     * spawns go there, workers steal from it, and the thread runs its group's tasks from it at
+     * the group's end. Only the dq and owned fields are used. */
+    struct worker *ext;
+    _Atomic int ext_hw; /* slots claimed at least once: thieves look at ext[0 .. ext_hw) */
+    uint64_t gen;       /* unique per pool opened: a thread's slot is of this pool, not of a
+                           pool opened at the same address after this one closed */
     dagger__run_fn run;
     dagger__idle_fn idle;
     void *ud;
@@ -110,6 +125,15 @@ struct dagger__pool {
 /* ---------------------------------------------------------------- thread-local identity */
 
 static DAGGER_TLS struct worker *tls_worker;
+
+/* The external slot the calling thread holds, if any (dagger__pool_ext_claim). */
+static DAGGER_TLS struct {
+    dagger__pool *pool;
+    uint64_t gen;
+    struct worker *slot;
+    int depth; /* nested sync groups */
+} tls_ext;
+static _Atomic uint64_t pool_gen;
 
 /* Out of line on purpose: a job may resume on another thread after a switch, and the
  * compiler must not reuse a thread-local address computed before it. */
@@ -329,6 +353,10 @@ static bool has_work(dagger__pool *p, struct worker *w)
     for (int i = 0; i < p->n; i++)
         if (dq_size(&p->w[i].dq) > 0)
             return true;
+    int ne = atomic_load_explicit(&p->ext_hw, memory_order_seq_cst);
+    for (int i = 0; i < ne; i++)
+        if (dq_size(&p->ext[i].dq) > 0)
+            return true;
     return false;
 }
 
@@ -408,6 +436,18 @@ static void *aux_main(void *arg)
 
 /* ---------------------------------------------------------------- submission */
 
+/* A job submitted by a thread that is not a worker of p: to the slot it holds (a sync group it
+ * opened), else to the injection queue. */
+DAGGER_NOINLINE static void submit_external(dagger__pool *p, struct dagger__job *j)
+{
+    if (tls_ext.pool == p && tls_ext.gen == p->gen && dq_push(&tls_ext.slot->dq, j) == 0) {
+        notify(p, 0); /* every worker is another thread */
+        return;
+    }
+    jobq_push(&p->inject, j);
+    notify_published(p, 0);
+}
+
 /* Every kind of job: aux threads, a mailbox, the priority queue, the caller's deque or the
  * injection queue. Out of line: the common case (below) then saves no registers. */
 DAGGER_NOINLINE static void submit_any(dagger__pool *p, struct dagger__job *j)
@@ -434,8 +474,7 @@ DAGGER_NOINLINE static void submit_any(dagger__pool *p, struct dagger__job *j)
             notify(p, 0);
         return;
     }
-    jobq_push(&p->inject, j);
-    notify_published(p, 0);
+    submit_external(p, j);
 }
 
 /* The initial deque holds more than the deep mark: below it, dq_push_room never needs to grow. */
@@ -472,8 +511,7 @@ static inline bool submit_plain(dagger__pool *p, struct dagger__job *j, bool may
 {
     struct worker *w = tls_worker; /* no switch in this function */
     if (!w || w->pool != p) {
-        jobq_push(&p->inject, j);
-        notify_published(p, 0);
+        submit_external(p, j);
         return false;
     }
     if (DAGGER_LIKELY(dq_push_room(&w->dq, j, DAGGER__POOL_DEEP - 1) == 0)) {
@@ -540,16 +578,42 @@ static void steal_more(dagger__pool *p, struct worker *w, int v)
     }
 }
 
+/* A batch taken from an external slot: the first job to run, the rest kept here (a thread
+ * outside the pool spawns a flat loop: the slot's top line and bottom come here once for up to
+ * EXT_STEAL_MAX jobs, where one steal each cost a transfer of both lines per job). */
+static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct dagger__deque *d)
+{
+    void *got[EXT_STEAL_MAX];
+    for (int tries = 0; tries < 4; tries++) {
+        int k = dq_steal_batch(d, got, EXT_STEAL_MAX);
+        if (k == 0)
+            return NULL;
+        if (k < 0)
+            continue;
+        for (int i = 1; i < k; i++)
+            keep_here(p, w, got[i]);
+        DAGGER__TRACE(dagger__trace_steal(w->index, -1, 0));
+        return got[0];
+    }
+    return NULL;
+}
+
+/* The other workers' deques and the external slots, from a random one. */
 static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
 {
-    int n = p->n;
-    if (n <= 1)
+    int n = p->n, total = n + atomic_load_explicit(&p->ext_hw, memory_order_relaxed);
+    if (total <= 1)
         return NULL;
-    int start = (int)(((rng_next(&w->rng) >> 32) * (uint64_t)n) >> 32);
-    for (int k = 0; k < n; k++) {
-        int v = (start + k) % n;
+    int start = (int)(((rng_next(&w->rng) >> 32) * (uint64_t)total) >> 32);
+    for (int k = 0, v = start; k < total; k++, v = v + 1 == total ? 0 : v + 1) {
         if (v == w->index)
             continue;
+        if (v >= n) {
+            struct dagger__job *j = steal_ext(p, w, &p->ext[v - n].dq);
+            if (j)
+                return j;
+            continue;
+        }
         for (int tries = 0; tries < 4; tries++) {
             void *x = dq_steal(&p->w[v].dq);
             if (x == DQ_EMPTY)
@@ -836,6 +900,73 @@ struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max)
     return first;
 }
 
+bool dagger__pool_ext_claim(dagger__pool *p)
+{
+    if (tls_worker) /* a worker of any pool: it has its own deque, or waits as a task */
+        return false;
+    if (tls_ext.pool) {
+        if (tls_ext.pool != p || tls_ext.gen != p->gen)
+            return false; /* one slot per thread: another context's group holds it */
+        tls_ext.depth++;
+        return true;
+    }
+    for (int k = 0; k < EXT_SLOTS; k++) {
+        int free = 0;
+        if (atomic_load_explicit(&p->ext[k].owned, memory_order_relaxed) != 0 ||
+            !atomic_compare_exchange_strong_explicit(&p->ext[k].owned, &free, 1,
+                                                     memory_order_acquire, memory_order_relaxed))
+            continue;
+        /* Thieves and sleepers look at slots below ext_hw: raised before the first push
+         * (seq_cst, as the loads in has_work), so that the slot's jobs are never missed. */
+        int hw = atomic_load_explicit(&p->ext_hw, memory_order_seq_cst);
+        while (hw < k + 1 &&
+               !atomic_compare_exchange_weak_explicit(&p->ext_hw, &hw, k + 1, memory_order_seq_cst,
+                                                      memory_order_seq_cst))
+            ;
+        tls_ext.pool = p;
+        tls_ext.gen = p->gen;
+        tls_ext.slot = &p->ext[k];
+        tls_ext.depth = 1;
+        return true;
+    }
+    return false; /* every slot is held: this thread's spawns go to the injection queue */
+}
+
+void dagger__pool_ext_release(dagger__pool *p)
+{
+    if (tls_ext.pool != p || tls_ext.gen != p->gen || --tls_ext.depth > 0)
+        return;
+    struct worker *slot = tls_ext.slot;
+    memset(&tls_ext, 0, sizeof tls_ext);
+    /* Jobs left in it stay there for the thieves; the next holder owns its bottom after this. */
+    atomic_store_explicit(&slot->owned, 0, memory_order_release);
+}
+
+int dagger__pool_ext_counter(const dagger__pool *p)
+{
+    if (!p || tls_ext.pool != p || tls_ext.gen != p->gen)
+        return -1;
+    return p->n + (int)(tls_ext.slot - p->ext);
+}
+
+bool dagger__pool_ext_held(const dagger__pool *p)
+{
+    return tls_ext.pool == p && tls_ext.gen == p->gen;
+}
+
+struct dagger__job *dagger__pool_ext_pop(dagger__pool *p)
+{
+    if (tls_ext.pool != p || tls_ext.gen != p->gen)
+        return NULL;
+    return dq_pop_batched(&tls_ext.slot->dq, EXT_STEAL_MAX);
+}
+
+void dagger__pool_hand_off(dagger__pool *p, struct dagger__job *j)
+{
+    jobq_push(&p->inject, j);
+    notify_published(p, 0);
+}
+
 int dagger__pool_suspend(dagger__pool *p, struct dagger__job *job, void (*arm)(void *), void *arg)
 {
     struct worker *w = self();
@@ -872,6 +1003,39 @@ static void *worker_main(void *arg)
 
 /* ---------------------------------------------------------------- open / close */
 
+/* The external slots of p, each with an empty deque. Returns 0 or -1 (out of memory). */
+static int ext_open(dagger__pool *p)
+{
+    p->ext = aligned_alloc(DAGGER_CACHELINE, sizeof(struct worker) * EXT_SLOTS);
+    if (!p->ext)
+        return -1;
+    if (!dagger__alloc_note()) {
+        free(p->ext);
+        return -1;
+    }
+    memset(p->ext, 0, sizeof(struct worker) * EXT_SLOTS);
+    for (int k = 0; k < EXT_SLOTS; k++) {
+        if (dq_init(&p->ext[k].dq, EXT_INITIAL_CAP) != 0) {
+            for (int i = 0; i <= k; i++)
+                dq_destroy(&p->ext[i].dq);
+            free(p->ext);
+            dagger__alloc_note_free();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void ext_close(dagger__pool *p)
+{
+    for (int k = 0; k < EXT_SLOTS; k++)
+        dq_destroy(&p->ext[k].dq);
+    free(p->ext);
+    dagger__alloc_note_free();
+    if (tls_ext.pool == p) /* the closing thread held a slot (a group left open) */
+        memset(&tls_ext, 0, sizeof tls_ext);
+}
+
 int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_fn run,
                       dagger__idle_fn idle, void *ud)
 {
@@ -885,6 +1049,13 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         return DAGGER_ENOMEM;
     }
     memset(p->w, 0, sizeof(struct worker) * (size_t)n);
+    if (ext_open(p) != 0) {
+        dagger__alloc_note_free(); /* p->w */
+        free(p->w);
+        dagger__free(p);
+        return DAGGER_ENOMEM;
+    }
+    p->gen = atomic_fetch_add_explicit(&pool_gen, 1, memory_order_relaxed) + 1;
     p->n = n;
     p->run = run;
     p->idle = idle;
@@ -904,6 +1075,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         if (dq_init(&w->dq, DQ_INITIAL_CAP) != 0) {
             for (int k = 0; k <= i; k++)
                 dq_destroy(&p->w[k].dq);
+            ext_close(p);
             free(p->w);
             dagger__free(p);
             return DAGGER_ENOMEM;
@@ -921,6 +1093,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
             }
             for (int k = 0; k < n; k++)
                 dq_destroy(&p->w[k].dq);
+            ext_close(p);
             free(p->w);
             dagger__free(p);
             return dagger__set_errmsg(
@@ -947,6 +1120,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
                 dagger__fiber_free(f);
                 dagger__free(f);
             }
+            ext_close(p);
             free(p->w);
             dagger__free(p);
             return dagger__set_errmsg(DAGGER_ENOMEM, "cannot start worker thread %d", i);
@@ -983,6 +1157,7 @@ void dagger__pool_close(dagger__pool *p)
         dagger__fiber_free(f);
         dagger__free(f);
     }
+    ext_close(p);
     dagger__free(p->heap);
     pthread_mutex_destroy(&p->heap_lock);
     pthread_mutex_destroy(&p->fiber_lock);

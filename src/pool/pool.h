@@ -92,6 +92,31 @@ void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j);
  * any thread. */
 struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max);
 
+/* External slots: a thread outside the pool that opens a sync group claims one (a deque of its
+ * own, up to 8 threads at a time per pool; nested claims by the holder count up). While it holds
+ * it, the plain jobs it submits go to that deque instead of the injection queue: workers steal
+ * them from it, and the thread pops them back (newest first) to run them at its group's end.
+ * Claim returns false, nothing held, on a worker or aux thread, when the thread holds the slot of
+ * another pool, or when every slot is taken. Release undoes one claim; the last leaves any job
+ * still in the deque to the thieves. Thread safety: the calling thread's own slot only. */
+#define DAGGER__POOL_EXT_SLOTS 8
+bool dagger__pool_ext_claim(dagger__pool *p);
+void dagger__pool_ext_release(dagger__pool *p);
+bool dagger__pool_ext_held(const dagger__pool *p);
+/* The calling thread's counter index in p (for per-thread credits, core_int.h): its worker
+ * index, n + k while it holds external slot k (n: the pool's size), else -1. */
+int dagger__pool_ext_counter(const dagger__pool *p);
+static inline int dagger__pool_counter(const dagger__pool *p)
+{
+    int w = dagger__pool_self(p);
+    return __builtin_expect(w >= 0, 1) ? w : dagger__pool_ext_counter(p);
+}
+/* The newest job of the caller's slot, or NULL (none held, or empty). */
+struct dagger__job *dagger__pool_ext_pop(dagger__pool *p);
+/* Give a job to the workers (the injection queue), whoever calls: for a job the calling thread
+ * took but must not run (a suspended task's resumption, another group's task). */
+void dagger__pool_hand_off(dagger__pool *p, struct dagger__job *j);
+
 /* Suspend the running job `self`: switch to a fresh stack, call arm(arg) there (arm must make
  * sure the job is submitted later, e.g. by enqueueing a waiter; it may submit it at once), and
  * return 0 when the job is resumed, possibly on another worker. Returns DAGGER_ENOMEM, without

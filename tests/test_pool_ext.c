@@ -1,0 +1,328 @@
+/* tests/test_pool_ext.c - the deque of a thread outside the pool that opens a sync group
+ * (issue 17): its spawns go there, workers steal them in batches, and the thread runs what is
+ * left at the group's end (on thread -1).
+ *
+ * Covers: every task of a group runs once, wherever it ran; with every worker held, the thread
+ * that ends the group runs all of it, newest first; a failure of a task it ran reaches the end
+ * of the group with its message; a suspended task resumed by the thread goes back to a worker; a
+ * dependent outside the group that such a task makes ready still runs; nested groups and a
+ * second context on one thread; more threads with groups open than the pool has slots. Workers
+ * are held by a gate (a task that waits for a flag) where a case needs it, so no case depends on
+ * timing; a hang shows as the test's timeout.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+static _Atomic int gate_open;
+static _Atomic int gate_in; /* tasks waiting at the gate */
+
+/* Holds its worker until the gate opens. */
+static int gate_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    atomic_fetch_add(&gate_in, 1);
+    while (!atomic_load(&gate_open))
+        usleep(200);
+    *out = dagger_i64(-1);
+    return 0;
+}
+
+/* Spawn one gate per worker and return once every worker sits in one. */
+static void hold_workers(dagger_ctx_t *ctx, int n, dagger_task_t **g)
+{
+    atomic_store(&gate_open, 0);
+    atomic_store(&gate_in, 0);
+    for (int i = 0; i < n; i++)
+        g[i] = dagger_spawn(ctx, gate_fn);
+    while (atomic_load(&gate_in) < n)
+        usleep(100);
+}
+
+static void release_workers(int n, dagger_task_t **g)
+{
+    atomic_store(&gate_open, 1);
+    for (int i = 0; i < n; i++) {
+        ASSERT_OK(dagger_wait(g[i]));
+        dagger_task_release(g[i]);
+    }
+}
+
+/* Records where and in which order it ran: args (log, i). */
+struct runlog {
+    _Atomic int64_t sum;
+    _Atomic int n;
+    _Atomic int on_outside; /* ran on thread -1 */
+    int order[4096];
+};
+
+static int log_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    struct runlog *l = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    atomic_fetch_add(&l->sum, i);
+    int at = atomic_fetch_add(&l->n, 1);
+    if (at < 4096)
+        l->order[at] = (int)i;
+    if (dagger_tc_thread(tc) < 0)
+        atomic_fetch_add(&l->on_outside, 1);
+    *out = dagger_i64(i);
+    return 0;
+}
+
+static int64_t sum_to(int n) { return (int64_t)n * (n - 1) / 2; }
+
+/* Open a sync group on ctx and spawn log_fn(l, i) for i in [0, n) in it (l cleared first). */
+static void group_of_logs(dagger_ctx_t *ctx, struct runlog *l, int n)
+{
+    memset(l, 0, sizeof *l);
+    ASSERT_OK(dagger_sync_begin(ctx));
+    for (int i = 0; i < n; i++)
+        dagger_task_release(dagger_spawn(ctx, log_fn, (void *)l, (int64_t)i));
+}
+
+TEST(every_task_of_a_group_from_main_runs_once)
+{
+    for (int threads = 1; threads <= 2; threads++) {
+        dagger_ctx_t *ctx = test_ctx(threads);
+        for (int round = 0; round < 20; round++) {
+            static struct runlog l;
+            group_of_logs(ctx, &l, 20000);
+            ASSERT_OK(dagger_sync_end(ctx));
+            ASSERT_EQ(atomic_load(&l.n), 20000);
+            ASSERT_EQ(atomic_load(&l.sum), sum_to(20000));
+        }
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
+TEST(held_workers_leave_the_group_to_the_thread_that_ends_it)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    dagger_task_t *g[2];
+    hold_workers(ctx, 2, g);
+    static struct runlog l;
+    group_of_logs(ctx, &l, 1000);
+    ASSERT_EQ(atomic_load(&l.n), 0); /* nobody ran any yet */
+    ASSERT_OK(dagger_sync_end(ctx));
+    ASSERT_EQ(atomic_load(&l.n), 1000);
+    ASSERT_EQ(atomic_load(&l.on_outside), 1000);
+    ASSERT_EQ(atomic_load(&l.sum), sum_to(1000));
+    for (int k = 0; k < 900; k++) /* newest first, as a worker pops its own deque */
+        ASSERT_EQ(l.order[k], 999 - k);
+    release_workers(2, g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+static int fail_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    return dagger_fail(tc, DAGGER_ETASK, "task %lld refused", (long long)dagger_arg_i64(a, 0));
+}
+
+TEST(a_failure_run_by_the_ending_thread_reaches_the_group_end)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger_task_t *g[1];
+    hold_workers(ctx, 1, g);
+    static struct runlog l;
+    group_of_logs(ctx, &l, 10);
+    dagger_task_release(dagger_spawn(ctx, fail_fn, (int64_t)42));
+    int rc = dagger_sync_end(ctx);
+    ASSERT_EQ(rc, DAGGER_ETASK);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "task 42 refused");
+    ASSERT_EQ(atomic_load(&l.n), 10);
+    release_workers(1, g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+/* Waits for the handle its argument points to (set by the spawning thread after this spawn),
+ * fetches it (on a worker: suspends until it ends) and returns its value + 1. */
+static int fetch_cell_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    _Atomic(dagger_task_t *) *cell = dagger_arg_ptr(a, 0);
+    dagger_task_t *y;
+    while (!(y = atomic_load(cell)))
+        usleep(20);
+    int64_t v = 0;
+    int rc = dagger_fetch_i64(y, &v);
+    if (rc)
+        return dagger_fail(tc, rc, "fetch: %s", dagger_last_errmsg());
+    *out = dagger_i64(v + 1);
+    return 0;
+}
+
+static int value_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(dagger_arg_i64(a, 0));
+    return 0;
+}
+
+TEST(a_task_suspended_on_a_task_the_ending_thread_runs_resumes_on_a_worker)
+{
+    for (int threads = 1; threads <= 2; threads++) {
+        dagger_ctx_t *ctx = test_ctx(threads);
+        for (int round = 0; round < 200; round++) {
+            enum { P = 8 };
+            _Atomic(dagger_task_t *) cell[P];
+            dagger_task_t *x[P], *y[P];
+            ASSERT_OK(dagger_sync_begin(ctx));
+            /* The fetchers first (the oldest: those workers steal), then what they wait for
+             * (the newest: those the ending thread pops and runs, whose end then resumes a
+             * fetcher suspended on a worker). */
+            for (int i = 0; i < P; i++) {
+                atomic_init(&cell[i], NULL);
+                x[i] = dagger_spawn(ctx, fetch_cell_fn, (void *)&cell[i]);
+            }
+            for (int i = 0; i < P; i++) {
+                y[i] = dagger_spawn(ctx, value_fn, (int64_t)(100 * round + i));
+                atomic_store(&cell[i], y[i]);
+            }
+            ASSERT_OK(dagger_sync_end(ctx));
+            for (int i = 0; i < P; i++) {
+                int64_t v = 0;
+                ASSERT_OK(dagger_fetch_i64(x[i], &v));
+                ASSERT_EQ(v, 100 * round + i + 1);
+                dagger_task_release(x[i]);
+                dagger_task_release(y[i]);
+            }
+        }
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
+static int plus_one_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(dagger_arg_i64(a, 0) + 1);
+    return 0;
+}
+
+struct dep_spawner {
+    dagger_ctx_t *ctx;
+    dagger_task_t *on, *made;
+};
+
+static void *spawn_dependent(void *p)
+{
+    struct dep_spawner *d = p;
+    d->made = dagger_spawn(d->ctx, plus_one_fn, d->on);
+    return NULL;
+}
+
+/* A task outside the group (another thread spawned it) that waits on one of the group's tasks:
+ * the ending thread runs that task, which makes it ready there; it is not the group's, so it is
+ * left to the workers, who run it once they are free. */
+TEST(a_dependent_outside_the_group_made_ready_by_the_ending_thread_runs)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    for (int round = 0; round < 20; round++) {
+        dagger_task_t *g[1];
+        hold_workers(ctx, 1, g);
+        ASSERT_OK(dagger_sync_begin(ctx));
+        dagger_task_t *c = dagger_spawn(ctx, value_fn, (int64_t)round);
+        struct dep_spawner d = {.ctx = ctx, .on = c};
+        pthread_t th;
+        ASSERT_EQ(pthread_create(&th, NULL, spawn_dependent, &d), 0);
+        pthread_join(th, NULL);
+        ASSERT_PTR(d.made);
+        ASSERT_OK(dagger_sync_end(ctx)); /* c ran here: the worker is held */
+        release_workers(1, g);
+        int64_t v = 0;
+        ASSERT_OK(dagger_fetch_i64(d.made, &v));
+        ASSERT_EQ(v, round + 1);
+        dagger_task_release(d.made);
+        dagger_task_release(c);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+/* Nested groups on one thread hold one slot; a group of another context inside them uses that
+ * context's shared queue. */
+TEST(nested_groups_and_a_second_context_on_one_thread)
+{
+    dagger_ctx_t *c1 = test_ctx(2), *c2 = test_ctx(1);
+    static struct runlog l1, l2;
+    memset(&l1, 0, sizeof l1);
+    memset(&l2, 0, sizeof l2);
+    for (int round = 0; round < 50; round++) {
+        ASSERT_OK(dagger_sync_begin(c1));
+        for (int i = 0; i < 100; i++)
+            dagger_task_release(dagger_spawn(c1, log_fn, (void *)&l1, (int64_t)i));
+        ASSERT_OK(dagger_sync_begin(c1));
+        for (int i = 100; i < 200; i++)
+            dagger_task_release(dagger_spawn(c1, log_fn, (void *)&l1, (int64_t)i));
+        ASSERT_OK(dagger_sync_begin(c2));
+        for (int i = 0; i < 100; i++)
+            dagger_task_release(dagger_spawn(c2, log_fn, (void *)&l2, (int64_t)i));
+        ASSERT_OK(dagger_sync_end(c2));
+        ASSERT_EQ(atomic_load(&l2.n), 100 * (round + 1));
+        ASSERT_OK(dagger_sync_end(c1));
+        for (int i = 200; i < 300; i++)
+            dagger_task_release(dagger_spawn(c1, log_fn, (void *)&l1, (int64_t)i));
+        ASSERT_OK(dagger_sync_end(c1));
+        ASSERT_EQ(atomic_load(&l1.n), 300 * (round + 1));
+    }
+    ASSERT_EQ(atomic_load(&l1.sum), 50 * sum_to(300));
+    ASSERT_EQ(atomic_load(&l2.sum), 50 * sum_to(100));
+    ASSERT_OK(dagger_ctx_close(c2));
+    ASSERT_OK(dagger_ctx_close(c1));
+}
+
+/* More threads with a group open than the pool has slots (8): the others' spawns go to the
+ * shared queue; every group still sees all of its tasks done at its end. */
+struct grouper {
+    dagger_ctx_t *ctx;
+    int rc;
+    _Atomic int64_t sum;
+};
+
+static int add_to_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    _Atomic int64_t *sum = dagger_arg_ptr(a, 0);
+    atomic_fetch_add(sum, dagger_arg_i64(a, 1));
+    return 0;
+}
+
+static void *grouper_main(void *p)
+{
+    struct grouper *g = p;
+    for (int round = 0; round < 40 && !g->rc; round++) {
+        int64_t before = atomic_load(&g->sum);
+        if ((g->rc = dagger_sync_begin(g->ctx)) != 0)
+            break;
+        for (int i = 0; i < 300; i++)
+            dagger_task_release(dagger_spawn(g->ctx, add_to_fn, (void *)&g->sum, (int64_t)i));
+        g->rc = dagger_sync_end(g->ctx);
+        if (!g->rc && atomic_load(&g->sum) - before != sum_to(300))
+            g->rc = -1; /* the group ended before all of its tasks did */
+    }
+    return NULL;
+}
+
+TEST(more_threads_with_groups_than_slots)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    enum { NT = 11 };
+    static struct grouper g[NT];
+    pthread_t th[NT];
+    for (int t = 0; t < NT; t++) {
+        g[t].ctx = ctx;
+        g[t].rc = 0;
+        atomic_store(&g[t].sum, 0);
+        ASSERT_EQ(pthread_create(&th[t], NULL, grouper_main, &g[t]), 0);
+    }
+    for (int t = 0; t < NT; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < NT; t++) {
+        ASSERT_EQ(g[t].rc, 0);
+        ASSERT_EQ(atomic_load(&g[t].sum), 40 * sum_to(300));
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST_LIST(every_task_of_a_group_from_main_runs_once,
+          held_workers_leave_the_group_to_the_thread_that_ends_it,
+          a_failure_run_by_the_ending_thread_reaches_the_group_end,
+          a_task_suspended_on_a_task_the_ending_thread_runs_resumes_on_a_worker,
+          a_dependent_outside_the_group_made_ready_by_the_ending_thread_runs,
+          nested_groups_and_a_second_context_on_one_thread, more_threads_with_groups_than_slots)
