@@ -256,7 +256,7 @@ static inline void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t 
 }
 static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int64_t delta)
 {
-    if (w < 0) {
+    if (DAGGER_UNLIKELY(w < 0) && (w = dagger__pool_ext_counter(ctx->pool)) < 0) {
         dagger__ctx_global_add(ctx, which, delta);
         return;
     }
@@ -288,7 +288,7 @@ static inline void dagger__ctx_global_spawned(dagger_ctx_t *ctx)
 /* A spawn's counts: a task record alive and a task in flight. */
 static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
 {
-    if (w < 0) {
+    if (DAGGER_UNLIKELY(w < 0) && (w = dagger__pool_ext_counter(ctx->pool)) < 0) {
         dagger__ctx_global_spawned(ctx);
         return;
     }

@@ -33,7 +33,7 @@ void dagger__ctx_global_zero(dagger_ctx_t *ctx, int which)
 
 void dagger__ctx_count(dagger_ctx_t *ctx, int which, int64_t delta)
 {
-    dagger__ctx_count_w(ctx, dagger__pool_counter(ctx->pool), which, delta);
+    dagger__ctx_count_w(ctx, dagger__pool_self(ctx->pool), which, delta);
 }
 
 void dagger__ctx_count_idle(dagger_ctx_t *ctx, int worker)

@@ -261,7 +261,7 @@ __attribute__((always_inline)) static inline void task_free_one(dagger_task_t *t
 #else
     dagger__obj_free(t, sizeof *t);
 #endif
-    dagger__ctx_count_w(ctx, dagger__pool_counter(ctx->pool), CNT_LIVE, -1);
+    dagger__ctx_count_w(ctx, dagger__pool_self(ctx->pool), CNT_LIVE, -1);
 }
 
 static void task_free(dagger_task_t *t);
@@ -526,7 +526,6 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     /* Logged before the task is seen done, so a trace stopped right after a fetch has it. */
     DAGGER__TRACE(dagger__trace_finish(t->id, t->thread, rc));
     int w = want_cont ? dagger__pool_self(ctx->pool) : -1;
-    int cw = DAGGER_LIKELY(w >= 0) || !want_cont ? w : dagger__pool_ext_counter(ctx->pool);
     /* Only the runtime's reference is left (the acquire pairs with the release of the last
      * handle) and nobody waits: no handle remains through which a waiter could be added or the
      * state read, so the record goes without the exchange on the waiter list and the
@@ -537,7 +536,7 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
             dagger__queue_group_done(g, ctx, w);
         atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
         task_free(t);
-        dagger__ctx_count_w(ctx, cw, CNT_INFLIGHT, -1);
+        dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
         return NULL;
     }
     atomic_store_explicit(&t->state, T_DONE, memory_order_release);
@@ -546,7 +545,7 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     if (g)
         dagger__queue_group_done(g, ctx, w);
     dagger_task_release(t);
-    dagger__ctx_count_w(ctx, cw, CNT_INFLIGHT, -1);
+    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
     return cont;
 }
 
@@ -1339,7 +1338,7 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, struc
     } else if (top) {
         bulk = apply_frames(ctx, t, top, seq, &nseq, &ordered);
     }
-    dagger__ctx_count_spawn(ctx, DAGGER_LIKELY(w >= 0) ? w : dagger__pool_ext_counter(ctx->pool));
+    dagger__ctx_count_spawn(ctx, w);
 
     int nd = 0;
     int rc = spawn_setup(t, o, argv, argc, seq, nseq, &nd);

@@ -79,13 +79,6 @@ struct worker {
 struct dagger__pool {
     int n;
     struct worker *w;
-    /* External slots: a deque each for a thread outside the pool that opened a sync group; its
-     * spawns go there, workers steal from it, and the thread runs its group's tasks from it at
-     * the group's end. Only the dq and owned fields are used. */
-    struct worker *ext;
-    _Atomic int ext_hw; /* slots claimed at least once: thieves look at ext[0 .. ext_hw) */
-    uint64_t gen;       /* unique per pool opened: a thread's slot is of this pool, not of a
-                           pool opened at the same address after this one closed */
     dagger__run_fn run;
     dagger__idle_fn idle;
     void *ud;
@@ -120,6 +113,13 @@ struct dagger__pool {
     double aux_load;                         /* guarded by aux_lock: summed occupancy running */
     int aux_threads, aux_idle;               /* guarded by aux_lock */
     pthread_t aux_tid[AUX_MAX];              /* guarded by aux_lock */
+    /* External slots: a deque each for a thread outside the pool that opened a sync group; its
+     * spawns go there, workers steal from it, and the thread runs its group's tasks from it at
+     * the group's end. Only the dq and owned fields are used. */
+    struct worker *ext;
+    _Atomic int ext_hw; /* slots claimed at least once: thieves look at ext[0 .. ext_hw) */
+    uint64_t gen;       /* unique per pool opened: a thread's slot is of this pool, not of a
+                           pool opened at the same address after this one closed */
 };
 
 /* ---------------------------------------------------------------- thread-local identity */
@@ -134,6 +134,14 @@ static DAGGER_TLS struct {
     int depth; /* nested sync groups */
 } tls_ext;
 static _Atomic uint64_t pool_gen;
+DAGGER_TLS struct dagger__ext_self dagger__ext_tls = {NULL, -1};
+
+static void ext_tls_clear(void)
+{
+    memset(&tls_ext, 0, sizeof tls_ext);
+    dagger__ext_tls.pool = NULL;
+    dagger__ext_tls.counter = -1;
+}
 
 /* Out of line on purpose: a job may resume on another thread after a switch, and the
  * compiler must not reuse a thread-local address computed before it. */
@@ -436,12 +444,23 @@ static void *aux_main(void *arg)
 
 /* ---------------------------------------------------------------- submission */
 
-/* A job submitted by a thread that is not a worker of p: to the slot it holds (a sync group it
- * opened), else to the injection queue. */
-DAGGER_NOINLINE static void submit_external(dagger__pool *p, struct dagger__job *j)
+/* A job submitted by a thread that holds a slot of p (it may be another pool's at the same
+ * address, one closed since: the generation tells): there, else to the injection queue. */
+DAGGER_NOINLINE static void submit_slot(dagger__pool *p, struct dagger__job *j)
 {
     if (tls_ext.pool == p && tls_ext.gen == p->gen && dq_push(&tls_ext.slot->dq, j) == 0) {
         notify(p, 0); /* every worker is another thread */
+        return;
+    }
+    jobq_push(&p->inject, j);
+    notify_published(p, 0);
+}
+
+/* A job submitted by a thread that is not a worker of p. */
+static inline void submit_external(dagger__pool *p, struct dagger__job *j)
+{
+    if (DAGGER_UNLIKELY(dagger__ext_tls.pool == p)) {
+        submit_slot(p, j);
         return;
     }
     jobq_push(&p->inject, j);
@@ -598,32 +617,34 @@ static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct d
     return NULL;
 }
 
-/* The other workers' deques and the external slots, from a random one. */
+/* The other workers' deques from a random one, then the external slots (a thief of a flat loop
+ * among workers finds its victim without a look at a slot first). */
 static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
 {
-    int n = p->n, total = n + atomic_load_explicit(&p->ext_hw, memory_order_relaxed);
-    if (total <= 1)
-        return NULL;
-    int start = (int)(((rng_next(&w->rng) >> 32) * (uint64_t)total) >> 32);
-    for (int k = 0, v = start; k < total; k++, v = v + 1 == total ? 0 : v + 1) {
-        if (v == w->index)
-            continue;
-        if (v >= n) {
-            struct dagger__job *j = steal_ext(p, w, &p->ext[v - n].dq);
-            if (j)
-                return j;
-            continue;
-        }
-        for (int tries = 0; tries < 4; tries++) {
-            void *x = dq_steal(&p->w[v].dq);
-            if (x == DQ_EMPTY)
-                break;
-            if (x != DQ_ABORT) {
-                DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
-                steal_more(p, w, v);
-                return x;
+    int n = p->n;
+    if (n > 1) {
+        int start = (int)(((rng_next(&w->rng) >> 32) * (uint64_t)n) >> 32);
+        for (int k = 0; k < n; k++) {
+            int v = (start + k) % n;
+            if (v == w->index)
+                continue;
+            for (int tries = 0; tries < 4; tries++) {
+                void *x = dq_steal(&p->w[v].dq);
+                if (x == DQ_EMPTY)
+                    break;
+                if (x != DQ_ABORT) {
+                    DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
+                    steal_more(p, w, v);
+                    return x;
+                }
             }
         }
+    }
+    int ne = atomic_load_explicit(&p->ext_hw, memory_order_relaxed);
+    for (int k = 0; k < ne; k++) {
+        struct dagger__job *j = steal_ext(p, w, &p->ext[k].dq);
+        if (j)
+            return j;
     }
     return NULL;
 }
@@ -927,6 +948,8 @@ bool dagger__pool_ext_claim(dagger__pool *p)
         tls_ext.gen = p->gen;
         tls_ext.slot = &p->ext[k];
         tls_ext.depth = 1;
+        dagger__ext_tls.pool = p;
+        dagger__ext_tls.counter = p->n + k;
         return true;
     }
     return false; /* every slot is held: this thread's spawns go to the injection queue */
@@ -937,16 +960,9 @@ void dagger__pool_ext_release(dagger__pool *p)
     if (tls_ext.pool != p || tls_ext.gen != p->gen || --tls_ext.depth > 0)
         return;
     struct worker *slot = tls_ext.slot;
-    memset(&tls_ext, 0, sizeof tls_ext);
+    ext_tls_clear();
     /* Jobs left in it stay there for the thieves; the next holder owns its bottom after this. */
     atomic_store_explicit(&slot->owned, 0, memory_order_release);
-}
-
-int dagger__pool_ext_counter(const dagger__pool *p)
-{
-    if (!p || tls_ext.pool != p || tls_ext.gen != p->gen)
-        return -1;
-    return p->n + (int)(tls_ext.slot - p->ext);
 }
 
 bool dagger__pool_ext_held(const dagger__pool *p)
@@ -1033,7 +1049,7 @@ static void ext_close(dagger__pool *p)
     free(p->ext);
     dagger__alloc_note_free();
     if (tls_ext.pool == p) /* the closing thread held a slot (a group left open) */
-        memset(&tls_ext, 0, sizeof tls_ext);
+        ext_tls_clear();
 }
 
 int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_fn run,

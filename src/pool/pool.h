@@ -103,13 +103,19 @@ struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max);
 bool dagger__pool_ext_claim(dagger__pool *p);
 void dagger__pool_ext_release(dagger__pool *p);
 bool dagger__pool_ext_held(const dagger__pool *p);
-/* The calling thread's counter index in p (for per-thread credits, core_int.h): its worker
- * index, n + k while it holds external slot k (n: the pool's size), else -1. */
-int dagger__pool_ext_counter(const dagger__pool *p);
-static inline int dagger__pool_counter(const dagger__pool *p)
+/* The slot the calling thread holds: its pool and n + k for slot k (n: the pool's size), or
+ * {NULL, -1}. Thread-local, as dagger__self_tls. */
+struct dagger__ext_self {
+    const dagger__pool *pool;
+    int counter;
+};
+extern __thread __attribute__((tls_model("initial-exec"))) struct dagger__ext_self dagger__ext_tls;
+/* The calling thread's index among p's credit holders beyond its workers (core_int.h): n + k
+ * while it holds slot k of p, else -1. */
+static inline int dagger__pool_ext_counter(const dagger__pool *p)
 {
-    int w = dagger__pool_self(p);
-    return __builtin_expect(w >= 0, 1) ? w : dagger__pool_ext_counter(p);
+    int c = dagger__ext_tls.counter;
+    return c >= 0 && dagger__ext_tls.pool == p ? c : -1;
 }
 /* The newest job of the caller's slot, or NULL (none held, or empty). */
 struct dagger__job *dagger__pool_ext_pop(dagger__pool *p);
