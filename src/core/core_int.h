@@ -333,6 +333,16 @@ static inline void dagger__queue_group_drain(struct group *g, dagger_ctx_t *ctx,
         dagger__event_fire(&g->ev, ctx);
 }
 
+/* The sync group the calling thread (outside the pool) is ending and running tasks of, and the
+ * finishes of those tasks it has not yet added to the group's count: it adds them when it stops
+ * running tasks (event.c), so that they cost no read-modify-write of a line the workers' finishes
+ * write too. {NULL, 0} elsewhere. */
+struct dagger__helping {
+    struct group *g;
+    int64_t done;
+};
+extern DAGGER_TLS struct dagger__helping dagger__helping_tls;
+
 /* queue.c; inline: every task of a sync group runs it on completion. Counts a finished task of
  * `g` on worker `w` (-1: not a worker of this context). */
 __attribute__((always_inline)) static inline void dagger__queue_group_done(struct group *g,

@@ -85,6 +85,8 @@ static bool own_group_task(const struct dagger__job *j, const struct group *g)
            !(t->flags & (TF_MUTABLE_RESULT | TF_CHUNK_RESULT));
 }
 
+DAGGER_TLS struct dagger__helping dagger__helping_tls;
+
 int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
 {
     dagger__pool *pool = ctx->pool;
@@ -101,26 +103,41 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
      * empty for a moment while a worker takes from it: a few misses in a row, not one, end the
      * help; so does a job from it that is not the group's (it goes back). */
     bool slot = dagger__pool_ext_held(pool);
-    for (int miss = 0;
-         miss < 32 && atomic_load_explicit(&ev->head, memory_order_acquire) != EV_CLOSED;) {
+    int64_t target = atomic_load_explicit(&g->target, memory_order_relaxed);
+    dagger__helping_tls.g = g; /* the finishes of the tasks run below count here */
+    dagger__helping_tls.done = 0;
+    for (int miss = 0; miss < 32;) {
         struct dagger__job *j = slot ? dagger__pool_ext_pop(pool) : NULL;
         bool mine = j != NULL;
-        if (!j && !(j = dagger__pool_take_injected(pool, 1))) {
-            miss++;
-            dagger__cpu_relax();
-            continue;
+        if (!j) { /* its own deque is empty: is the group done (its finishes and the others')? */
+            if (atomic_load_explicit(&g->drained, memory_order_acquire) +
+                    dagger__helping_tls.done ==
+                target)
+                break;
+            if (!(j = dagger__pool_take_injected(pool, 1))) {
+                miss++;
+                dagger__cpu_relax();
+                continue;
+            }
         }
         miss = 0;
         while (j) { /* a task, then the dependent it made ready, as a worker runs them */
             if (j->fiber || !own_group_task(j, g)) { /* a resumption, or not this group's */
                 dagger__pool_hand_off(pool, j);
                 if (!mine)
-                    return dagger__event_wait(ctx, ev, 0);
+                    miss = 32; /* one from the shared queue: leave the rest to the workers */
                 break;
             }
             j = dagger__task_run(j, NULL);
         }
     }
+    /* The finishes counted here join the group's count: the one that reaches the target (this
+     * addition or a worker's) fires the event. */
+    int64_t done = dagger__helping_tls.done;
+    dagger__helping_tls.g = NULL;
+    dagger__helping_tls.done = 0;
+    if (done)
+        dagger__queue_group_drain(g, ctx, done);
     return dagger__event_wait(ctx, ev, 0);
 }
 

@@ -509,6 +509,16 @@ DAGGER_NOINLINE static void complete_failed(dagger_task_t *t, int rc)
         dagger__trace_error(t->id, t->err && t->err->msg ? t->err->msg : dagger_strerror(rc)));
 }
 
+/* A finished task of group g, on worker w (-1: another thread): the thread ending g while it
+ * runs g's tasks counts it for itself (dagger__helping_tls). */
+static inline void group_done(struct group *g, dagger_ctx_t *ctx, int w)
+{
+    if (DAGGER_UNLIKELY(w < 0) && dagger__helping_tls.g == g)
+        dagger__helping_tls.done++;
+    else
+        dagger__queue_group_done(g, ctx, w);
+}
+
 /* Out of line: it runs after the task body, which may have moved the task to another worker, and
  * it reads the worker's thread-locals. */
 DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
@@ -533,7 +543,7 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1 &&
         !atomic_load_explicit(&t->waiters.head, memory_order_relaxed)) {
         if (g)
-            dagger__queue_group_done(g, ctx, w);
+            group_done(g, ctx, w);
         atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
         task_free(t);
         dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
@@ -543,7 +553,7 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     bool data = t->result.kind == DAGGER_KIND_CHUNK || t->result.kind == DAGGER_KIND_SHARD;
     dagger_task_t *cont = fire(&t->waiters, ctx, want_cont, data);
     if (g)
-        dagger__queue_group_done(g, ctx, w);
+        group_done(g, ctx, w);
     dagger_task_release(t);
     dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
     return cont;

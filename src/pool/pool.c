@@ -609,9 +609,11 @@ static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct d
             return NULL;
         if (k < 0)
             continue;
+        /* Not traced, as a take from the injection queue is not: a steal event has no task, so
+         * sampling keeps every one, and one per batch took the budget of a bounded trace from
+         * the runs of the tasks it kept. */
         for (int i = 1; i < k; i++)
             keep_here(p, w, got[i]);
-        DAGGER__TRACE(dagger__trace_steal(w->index, -1, 0));
         return got[0];
     }
     return NULL;
