@@ -417,10 +417,39 @@ static void count_spawn(void)
     tc->spawns_left--;
 }
 
+/* While sampling, the scheduler's events, which have no task to be sampled with (a steal, a
+ * park and its wake), are thinned as the tasks are: one in 2^shift per thread, a wake with its
+ * park. Unthinned, a worker that parks and steals often filled a bounded trace's budget and the
+ * runs of the kept tasks were dropped. */
+static int sched_sampled_out(unsigned kind)
+{
+    uint32_t sh = atomic_load_explicit(&g_shift, memory_order_relaxed);
+    struct dagger__trace_cur *tc = &dagger__trace_tc;
+    int out;
+    if (kind == DTR_WAKE)
+        out = tc->park_out;
+    else
+        out = sh && (tc->sched_n++ & ((1u << (sh < 31 ? sh : 31)) - 1)) != 0;
+    if (kind != DTR_STEAL)
+        tc->park_out = kind == DTR_PARK && out;
+    if (out) {
+        struct tbuf *b = tls_buf;
+        if (b && atomic_load_explicit(&b->gen, memory_order_relaxed) ==
+                     atomic_load_explicit(&g_gen, memory_order_relaxed))
+            drop(b);
+        else
+            atomic_fetch_add_explicit(&g_lost, 1, memory_order_relaxed);
+    }
+    return out;
+}
+
 void dagger__trace_put_slow(unsigned kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
                             unsigned flags, int may_infer)
 {
     if (sampled_out(id))
+        return;
+    if ((kind == DTR_STEAL || kind == DTR_PARK || kind == DTR_WAKE) && id == 0 &&
+        sched_sampled_out(kind))
         return;
     struct tbuf *b = slot();
     if (!b)

@@ -58,6 +58,8 @@ struct dagger__trace_cur {
     int64_t last;         /* raw stamp of the last stamped event; 0: stamp the next start */
     uint32_t spawns_left; /* spawns the fast path may log before the sample's count is settled */
     int gen;              /* recording of pos (compared with dagger__trace_on) */
+    uint32_t sched_n;     /* scheduler events (steal, park) seen while sampling (buffer.c) */
+    uint32_t park_out;    /* the thread's last park was thinned out: so is its wake */
 };
 extern __thread
     __attribute__((tls_model("initial-exec"))) struct dagger__trace_cur dagger__trace_tc;
