@@ -673,11 +673,13 @@ DAGGER_API DAGGER_NODISCARD int dagger_sync_end(dagger_ctx_t *ctx);
 /* ---------------------------------------------------------------- parallel for */
 
 /** A leaf of dagger_parallel_for: handle every index of [lo, hi) (lo < hi). Return 0, or an
- *  error (dagger_fail(tc, code, fmt, ...) gives it a message). `tc` is the leaf's task. */
+ *  error (dagger_fail(tc, code, fmt, ...) gives it a message). `tc` is the task that runs the
+ *  leaf (with an explicit grain, one task may run several leaves in turn). */
 typedef int (*dagger_range_fn_t)(dagger_tc_t *tc, int64_t lo, int64_t hi, void *ud);
 
 /** Call `fn` over [begin, end) split recursively in halves into tasks (leaves of at most `grain`
- *  indices; grain <= 0: about 4 leaves per worker, split further where work is stolen); every
+ *  indices, made into tasks lazily, when a worker runs dry; grain <= 0: about 4 leaves per
+ *  worker, split further where work is stolen); every
  *  index is in exactly one leaf. Blocks until all leaves ended (inside a task it suspends the
  *  task, never the worker). After a leaf fails, leaves not started are skipped. See docs/core.md.
  *  Returns: 0 (begin == end: fn is not called), DAGGER_EINVAL (NULL ctx or fn, end < begin),

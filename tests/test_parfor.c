@@ -149,6 +149,110 @@ TEST(automatic_grain_leaf_counts)
     }
 }
 
+/* ---------------------------------------------------------------- lazy splits */
+
+/* Per index: the id of the task that ran its leaf, and the worker; leaves below `slow` sleep. */
+struct who {
+    uint64_t *task;
+    int *thread;
+    int64_t slow;
+    long sleep_ns;
+};
+
+static int who_leaf(dagger_tc_t *tc, int64_t lo, int64_t hi, void *ud)
+{
+    struct who *w = ud;
+    for (int64_t i = lo; i < hi; i++) {
+        if (i < w->slow) {
+            struct timespec ts = {0, w->sleep_ns};
+            nanosleep(&ts, NULL);
+        }
+        w->task[i] = dagger_tc_id(tc);
+        w->thread[i] = dagger_tc_thread(tc);
+    }
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* How many different values `v[0..n)` holds (sorts a copy). */
+static size_t distinct_u64(const uint64_t *v, size_t n)
+{
+    uint64_t *c = malloc(n * sizeof *c);
+    ASSERT_PTR(c);
+    memcpy(c, v, n * sizeof *c);
+    qsort(c, n, sizeof *c, cmp_u64);
+    size_t d = n ? 1 : 0;
+    for (size_t i = 1; i < n; i++)
+        d += c[i] != c[i - 1];
+    free(c);
+    return d;
+}
+
+/* A task runs many leaves of an explicit grain in turn and hands a pending range to a child
+ * task only when its worker's deque is empty. One worker has no thief: a grain-1 loop over
+ * 100000 indices runs on the 4 tasks of the first split (2^(ceil(log2 P) + 2) for P workers,
+ * as the automatic grain), not on 100000 tasks, and its leaves keep the halving's boundaries (the
+ * grain-7 leaf count below is that of halving 1000 down to 7 or fewer). */
+TEST(explicit_grain_leaves_share_tasks_on_one_thread)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    enum { N = 100000 };
+    struct who w = {.slow = 0};
+    w.task = calloc(N, sizeof *w.task);
+    w.thread = calloc(N, sizeof *w.thread);
+    ASSERT_PTR(w.task);
+    ASSERT_PTR(w.thread);
+    ASSERT_OK(dagger_parallel_for(ctx, 0, N, 1, who_leaf, &w));
+    ASSERT_EQ(distinct_u64(w.task, N), 4);
+    for (int64_t i = 0; i < N; i++)
+        ASSERT_EQ(w.thread[i], 0);
+    struct cover c = {.begin = 0, .end = 1000, .grain = 7};
+    c.hits = calloc(1000, sizeof *c.hits);
+    ASSERT_PTR(c.hits);
+    ASSERT_OK(dagger_parallel_for(ctx, 0, 1000, 7, cover_leaf, &c));
+    ASSERT_EQ(atomic_load(&c.leaves), 232); /* halves of 1000 down to 7 or fewer: c(n) = 1 for n <=
+                                               7, else c(n - n / 2) + c(n / 2) */
+    ASSERT_EQ(atomic_load(&c.bad), 0);
+    free(c.hits);
+    free(w.task);
+    free(w.thread);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+/* Two workers, the slow leaves all in the root's first quarter: the other worker runs the rest,
+ * runs dry, and the root hands it pending ranges of the slow part, so both workers run slow
+ * leaves (about half each; at least a sixteenth is asked); still far fewer tasks than leaves
+ * (about 60 for the 4096). */
+TEST(explicit_grain_hands_pending_ranges_to_an_idle_worker)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    enum { N = 4096, SLOW = 256 };
+    struct who w = {.slow = SLOW, .sleep_ns = 200000};
+    w.task = calloc(N, sizeof *w.task);
+    w.thread = calloc(N, sizeof *w.thread);
+    ASSERT_PTR(w.task);
+    ASSERT_PTR(w.thread);
+    ASSERT_OK(dagger_parallel_for(ctx, 0, N, 1, who_leaf, &w));
+    int on[2] = {0, 0};
+    for (int64_t i = 0; i < SLOW; i++) {
+        ASSERT_TRUE(w.thread[i] == 0 || w.thread[i] == 1);
+        on[w.thread[i]]++;
+    }
+    if (on[0] < SLOW / 16 || on[1] < SLOW / 16) /* about half each when both run */
+        fail_msg("the %d slow leaves ran %d on worker 0 and %d on worker 1", SLOW, on[0], on[1]);
+    size_t tasks = distinct_u64(w.task, N);
+    if (tasks >= N / 8)
+        fail_msg("%zu tasks for %d leaves of one index", tasks, N);
+    free(w.task);
+    free(w.thread);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* ---------------------------------------------------------------- empty range, bad arguments */
 
 static _Atomic int calls;
@@ -491,4 +595,6 @@ TEST_LIST(every_index_exactly_once, whole_int64_range_splits_without_overflow,
           open_blocks_of_the_caller_do_not_hold_the_leaves,
           failing_leaf_reports_code_and_range_and_skips_the_rest,
           failing_leaf_on_two_threads_reports_one_error, nested_failure_reaches_the_fetch,
-          cancel_of_the_calling_task_stops_the_leaves)
+          cancel_of_the_calling_task_stops_the_leaves,
+          explicit_grain_leaves_share_tasks_on_one_thread,
+          explicit_grain_hands_pending_ranges_to_an_idle_worker)

@@ -1,16 +1,23 @@
 /* src/core/parfor.c - dagger_parallel_for: a range of indices split recursively in halves into
  * tasks, each leaf a plain call of the user's function over a sub-range.
  *
- * Design: one task per leaf. A range task splits its range while it is larger than the grain
- * (or, with the automatic grain, while its split budget lasts): it spawns the upper half as a
- * child task and keeps the lower half, then calls the user's function on what is left and joins
- * its children, newest first. The join is dagger_wait, which first pops the task's own children
- * from the bottom of its worker's deque and runs them inline (the fork-join of Cilk and TBB);
- * a child stolen by another worker is awaited by suspending the task, never the thread.
- * The automatic budget starts at ceil(log2(workers)) + 2 halvings (about 4 leaves per worker);
- * a range task that runs on another thread than the one that spawned it was stolen, so a worker
- * ran out of work: its budget is topped up to ceil(log2(workers)) + 1, so that the stolen range
- * splits again for the next thief (the demand-driven split of TBB's auto_partitioner).
+ * Design: a range task splits its range while its split budget lasts (and, with an explicit
+ * grain, while it is larger than the grain): it spawns the upper half as a child task and keeps
+ * the lower half, then handles what is left and joins its children, newest first. With the
+ * automatic grain what is left is one leaf. With an explicit grain the task halves it down to
+ * the grain itself and runs the leaves in index order, the upper halves pending on a small
+ * stack; before each leaf, if its worker's deque is empty (the pool is "hungry": a thief took
+ * everything, or nothing was there), the largest pending range becomes a child task (the lazy
+ * binary splitting of Tzannes et al.). The leaves are those of the full halving, whoever runs
+ * them, but a grain-1 loop of 1e6 indices makes tens of tasks, not 1e6 (a task per leaf cost
+ * about 60 ns an index, 10x a leaf call and a look at the deque). The join is dagger_wait, which
+ * first pops the task's own children from the bottom of its worker's deque and runs them inline
+ * (the fork-join of Cilk and TBB); a child stolen by another worker is awaited by suspending the
+ * task, never the thread. The budget starts at ceil(log2(workers)) + 2 halvings (about 4 tasks per
+ * worker); with the automatic grain, a range task that runs on another thread than the one that
+ * spawned it was stolen, so a worker ran out of work: its budget is topped up to
+ * ceil(log2(workers)) + 1, so that the stolen range splits again for the next thief (the
+ * demand-driven split of TBB's auto_partitioner); with an explicit grain the lazy splits do that.
  * The caller joins the root task (inside a task: it suspends; elsewhere: it sleeps). The root
  * is spawned outside the caller's open task-queue blocks and spawn hooks: a parallel_for is a
  * complete wait by itself, so a BULK block must not hold its root until the block ends.
@@ -129,6 +136,78 @@ static int leaf_failed(dagger_task_t *t, struct pf *st, int64_t lo, int64_t hi, 
     return code;
 }
 
+/* Join the children kid[0..nk), newest first (the bottom of this worker's deque), reading each
+ * one's failure so that none is left unfetched. */
+struct kid {
+    dagger_task_t *t;
+    struct node n;
+};
+
+static void join_kids(struct pf *st, struct kid *kid, int nk)
+{
+    while (nk > 0) {
+        nk--;
+        join(kid[nk].t);
+        int krc = dagger_task_error(kid[nk].t);
+        if (krc) /* a no-op unless the child failed before its leaf ran (its range is lost) */
+            claim(st, krc, kid[nk].n.lo, kid[nk].n.hi, dagger_task_errmsg(kid[nk].t));
+        dagger_task_release(kid[nk].t);
+    }
+}
+
+/* The leaves of [lo, hi) at an explicit grain, on task `me`: the range is halved down to the
+ * grain as the eager split would, the lower half first, with the upper halves waiting in
+ * `up` (split points, the newest last: pending range k is [up[k], k ? up[k - 1] : hi)). Before
+ * each leaf, if the pool is hungry (this worker's deque is empty), the oldest pending range,
+ * the largest, becomes a child task (kid[*nk]); the 17th goes with everything left, and this
+ * task stops. Returns the leaves' code (0, or the first failure's). */
+static int run_leaves(dagger_task_t *me, struct pf *st, int64_t lo, int64_t hi, struct kid *kid,
+                      int *nk, int self)
+{
+    dagger_tc_t *tc = (dagger_tc_t *)me;
+    dagger__pool *pool = me->ctx->pool;
+    uint64_t grain = (uint64_t)st->grain;
+    int64_t up[64]; /* each split at least halves a range of at most 2^64 - 1 indices */
+    int nup = 0;
+    int64_t x = lo, e = hi;
+    for (;;) {
+        if (stopped(st, x, e))
+            return 0;
+        while ((uint64_t)e - (uint64_t)x > grain) { /* the eager split's halving, kept here */
+            e = (int64_t)((uint64_t)x + ((uint64_t)e - (uint64_t)x) / 2);
+            up[nup++] = e;
+        }
+        if (nup > 0 && dagger__pool_hungry(pool)) {
+            struct node *n = &kid[*nk].n;
+            if (*nk < MAX_KIDS) { /* the oldest pending range: [up[0], hi) */
+                *n = (struct node){st, up[0], hi, 0, self};
+                kid[*nk].t = spawn_range(me->ctx, n);
+                if (kid[*nk].t) {
+                    (*nk)++;
+                    hi = up[0];
+                    nup--;
+                    memmove(up, up + 1, (size_t)nup * sizeof *up);
+                }
+            } else { /* the 17th: everything left goes, this leaf included */
+                *n = (struct node){st, x, hi, 0, self};
+                kid[*nk].t = spawn_range(me->ctx, n);
+                if (kid[*nk].t) {
+                    (*nk)++;
+                    return 0;
+                }
+            }
+        }
+        int r = st->fn(tc, x, e, st->ud);
+        if (r != 0 || me->err)
+            return leaf_failed(me, st, x, e, r);
+        if (nup == 0)
+            return 0;
+        x = e;
+        nup--;
+        e = nup ? up[nup - 1] : hi;
+    }
+}
+
 static int range_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     (void)a;
@@ -142,17 +221,14 @@ static int range_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
     int self = dagger_tc_thread(tc);
     if (budget < st->refill && in->from != FROM_CALLER && in->from != self)
         budget = st->refill; /* stolen: split again for the next thief */
-    struct {
-        dagger_task_t *t;
-        struct node n;
-    } kid[MAX_KIDS + 1];
+    struct kid kid[MAX_KIDS + 1];
     int nk = 0;
     bool handed = false; /* the rest went to a fresh task: no leaf here */
     for (;;) {
         uint64_t size = (uint64_t)hi - (uint64_t)lo; /* no overflow for any int64 pair */
         if (size < 2 || stopped(st, lo, hi))
             break;
-        if (st->grain > 0 ? size <= (uint64_t)st->grain : budget <= 0)
+        if ((st->grain > 0 && size <= (uint64_t)st->grain) || budget <= 0)
             break;
         struct node *n = &kid[nk].n;
         *n = (struct node){st, lo, hi, budget, self};
@@ -171,19 +247,14 @@ static int range_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
         budget--;
     }
     int rc = 0;
-    if (!handed && !stopped(st, lo, hi)) {
+    if (!handed && st->grain > 0) {
+        rc = run_leaves(me, st, lo, hi, kid, &nk, self);
+    } else if (!handed && !stopped(st, lo, hi)) {
         int r = st->fn(tc, lo, hi, st->ud);
         if (r != 0 || me->err)
             rc = leaf_failed(me, st, lo, hi, r);
     }
-    while (nk > 0) { /* newest first: the bottom of this worker's deque */
-        nk--;
-        join(kid[nk].t);
-        int krc = dagger_task_error(kid[nk].t); /* reads it: the failure is not left unfetched */
-        if (krc) /* a no-op unless the child failed before its leaf ran (its range is lost) */
-            claim(st, krc, kid[nk].n.lo, kid[nk].n.hi, dagger_task_errmsg(kid[nk].t));
-        dagger_task_release(kid[nk].t);
-    }
+    join_kids(st, kid, nk);
     return rc;
 }
 
@@ -215,7 +286,7 @@ int dagger_parallel_for(dagger_ctx_t *ctx, int64_t begin, int64_t end, int64_t g
     while ((1 << lg) < ctx->nthreads && lg < 30)
         lg++;
     st.refill = grain > 0 ? 0 : lg + 1;
-    struct node n = {&st, begin, end, grain > 0 ? 0 : lg + 2, FROM_CALLER};
+    struct node n = {&st, begin, end, lg + 2, FROM_CALLER};
     /* Outside the caller's blocks: none may hold, chain or count the root (see the top). */
     struct frame **slot = dagger__queue_frames_slot();
     struct frame *open = *slot;

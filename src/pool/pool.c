@@ -893,6 +893,14 @@ struct dagger__job *dagger__pool_pop_local(dagger__pool *p)
     return dq_pop(&w->dq);
 }
 
+bool dagger__pool_hungry(const dagger__pool *p)
+{
+    struct worker *w = tls_worker;
+    if (w && w->pool == p) /* one worker alone has no thief: nothing to split for */
+        return p->n > 1 && dq_size(&w->dq) <= 0;
+    return atomic_load_explicit(&p->sleepers, memory_order_relaxed) > 0;
+}
+
 void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j)
 {
     struct worker *w = tls_worker;

@@ -86,6 +86,12 @@ bool dagger__pool_can_suspend(const dagger__pool *p);
 struct dagger__job *dagger__pool_pop_local(dagger__pool *p);
 void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j);
 
+/* Whether work handed to the pool now would find a taker soon: on a worker of `p`, its own deque
+ * is empty and `p` has another worker (a thief found nothing there, or will not); elsewhere,
+ * a worker is parked. A hint, read without ordering: the lazy splits of dagger_parallel_for ask
+ * it between leaves. Thread safety: any thread. */
+bool dagger__pool_hungry(const dagger__pool *p);
+
 /* For a thread outside the pool that waits: take up to `max` jobs from the injection queue (jobs
  * submitted from outside the workers) that may run on any thread, linked through ->next, or
  * NULL. A suspended job found there goes back (it resumes on a worker only). Thread safety:
