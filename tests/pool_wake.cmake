@@ -7,3 +7,7 @@ dagger_add_tests(pool NAME test_pool_wake SOURCES ${CMAKE_CURRENT_LIST_DIR}/test
 dagger_add_tests(pool NAME test_pool_linger SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_pool_linger.c
                  LABELS quick TIMEOUT 60)
 target_include_directories(test_pool_linger PRIVATE ${PROJECT_SOURCE_DIR}/src)
+# The same cases with the pushes' own fence (DAGGER_MEMBARRIER=0: no asymmetric fences), the
+# path of a machine whose kernel or container refuses membarrier. Cases are pool_fence.*.
+dagger_add_tests(pool_fence NAME test_pool_wake_fence SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_pool_wake.c
+                 LABELS quick TIMEOUT 60 ENV DAGGER_MEMBARRIER=0)
