@@ -86,7 +86,7 @@ struct worker {
 
 struct dagger__pool {
     int n;
-    bool asym; /* asymmetric fences: membarrier on the park path, none on a push (below) */
+    _Atomic bool asym; /* asymmetric fences: membarrier on the park path, none on a push */
     struct worker *w;
     dagger__run_fn run;
     dagger__idle_fn idle;
@@ -362,7 +362,7 @@ static inline void notify_published(dagger__pool *p, int all)
  * cold lines (93 % of dagger__pool_submit_plain's samples at t=2 in perf). */
 static inline void notify(dagger__pool *p, int all)
 {
-    if (DAGGER_LIKELY(p->asym))
+    if (DAGGER_LIKELY(atomic_load_explicit(&p->asym, memory_order_relaxed)))
         atomic_signal_fence(memory_order_seq_cst);
     else
         dagger__fence_seq_cst();
@@ -377,32 +377,40 @@ static inline void notify(dagger__pool *p, int all)
 static void park_barrier(dagger__pool *p)
 {
 #if defined(__linux__)
-    if (p->asym && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0)
-        dagger__fence_seq_cst(); /* cannot fail once registered; never leave the order unsure */
+    if (atomic_load_explicit(&p->asym, memory_order_relaxed) &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+        /* It cannot fail once registered; should it, pushes take their fence from now on. */
+        atomic_store_explicit(&p->asym, false, memory_order_relaxed);
+        dagger__fence_seq_cst();
+    }
 #else
     (void)p;
 #endif
 }
 
 /* Whether this process may use asymmetric fences: Linux's membarrier with the private expedited
- * command, registered once (a container's seccomp filter may refuse it: then the pushes keep
- * their fence). DAGGER_MEMBARRIER=0 refuses it too (the tests run the fence path that way). */
+ * command, registered once per process (a container's seccomp filter may refuse it: then the
+ * pushes keep their fence). DAGGER_MEMBARRIER=0 refuses it too (the tests run the fence path
+ * that way). A child of fork registers again: a registration belongs to an address space. */
 static bool asym_available(void)
 {
-    static _Atomic int state; /* 0 unknown, 1 yes, -1 no */
-    int st = atomic_load_explicit(&state, memory_order_acquire);
-    if (st != 0)
-        return st > 0;
+    static _Atomic int state;  /* 0 unknown, 1 yes, -1 no */
+    static _Atomic long owner; /* the process that decided it */
     bool ok = false;
 #if defined(__linux__)
+    long pid = (long)getpid();
+    int st = atomic_load_explicit(&state, memory_order_acquire);
+    if (st != 0 && atomic_load_explicit(&owner, memory_order_relaxed) == pid)
+        return st > 0;
     const char *env = getenv("DAGGER_MEMBARRIER");
     if (!env || strcmp(env, "0") != 0) {
         long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
         ok = q >= 0 && (q & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
              syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
     }
-#endif
+    atomic_store_explicit(&owner, pid, memory_order_relaxed);
     atomic_store_explicit(&state, ok ? 1 : -1, memory_order_release);
+#endif
     return ok;
 }
 
@@ -1136,7 +1144,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
     }
     p->gen = atomic_fetch_add_explicit(&pool_gen, 1, memory_order_relaxed) + 1;
     p->n = n;
-    p->asym = n > 1 && asym_available();
+    atomic_init(&p->asym, n > 1 && asym_available());
     p->run = run;
     p->idle = idle;
     p->ud = ud;
