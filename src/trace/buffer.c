@@ -269,6 +269,26 @@ static struct tbuf *attach(uint32_t gen)
     return b;
 }
 
+static void drop(struct tbuf *b)
+{
+    atomic_store_explicit(&b->dropped, atomic_load_explicit(&b->dropped, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* An event left out by sampling: counted as dropped (in the thread's buffer of this recording,
+ * else as lost), and the next start takes its own stamp instead of leaning on an event that was
+ * not logged. */
+static void left_out(void)
+{
+    struct tbuf *b = tls_buf;
+    dagger__trace_tc.last = 0;
+    if (b && atomic_load_explicit(&b->gen, memory_order_relaxed) ==
+                 atomic_load_explicit(&g_gen, memory_order_relaxed))
+        drop(b);
+    else
+        atomic_fetch_add_explicit(&g_lost, 1, memory_order_relaxed);
+}
+
 /* Whether task `id` is left out at sampling shift `sh` (events without a task are kept). */
 static inline int sampled_out_at(uint64_t id, uint32_t sh)
 {
@@ -282,15 +302,7 @@ static inline int sampled_out(uint64_t id)
         return 0;
     if (!sampled_out_at(id, sh))
         return 0;
-    struct tbuf *b = tls_buf;
-    dagger__trace_tc.last = 0; /* the next start cannot lean on an event that was not logged */
-    if (b && atomic_load_explicit(&b->gen, memory_order_relaxed) ==
-                 atomic_load_explicit(&g_gen, memory_order_relaxed))
-        atomic_store_explicit(&b->dropped,
-                              atomic_load_explicit(&b->dropped, memory_order_relaxed) + 1,
-                              memory_order_relaxed);
-    else
-        atomic_fetch_add_explicit(&g_lost, 1, memory_order_relaxed);
+    left_out();
     return 1;
 }
 
@@ -316,12 +328,6 @@ static int64_t reserve(int64_t want)
             return take;
     }
     return 0;
-}
-
-static void drop(struct tbuf *b)
-{
-    atomic_store_explicit(&b->dropped, atomic_load_explicit(&b->dropped, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
 }
 
 /* Move to the next chunk (reused or new) with a fresh reservation; 0 when out of budget. */
@@ -432,14 +438,8 @@ static int sched_sampled_out(unsigned kind)
         out = sh && (tc->sched_n++ & ((1u << (sh < 31 ? sh : 31)) - 1)) != 0;
     if (kind != DTR_STEAL)
         tc->park_out = kind == DTR_PARK && out;
-    if (out) {
-        struct tbuf *b = tls_buf;
-        if (b && atomic_load_explicit(&b->gen, memory_order_relaxed) ==
-                     atomic_load_explicit(&g_gen, memory_order_relaxed))
-            drop(b);
-        else
-            atomic_fetch_add_explicit(&g_lost, 1, memory_order_relaxed);
-    }
+    if (out)
+        left_out(); /* a thinned steal's stamp is not there for the next start to lean on */
     return out;
 }
 
