@@ -8,11 +8,12 @@
  *         end
  *     end
  * in C: 20 tasks f and 120 tasks g, each g depending on its f, all inside one sync group, whose
- * end waits for every task spawned in it. The handles are released at once: the runtime keeps
- * what it still needs. Then the inner loop runs inside tasks (nested tasks): row(i) spawns f and
- * its six g, and waits for them in its own sync group; that wait suspends the task, never the
- * worker thread, so it also works with DAGGER_NUM_THREADS=1. Last, a sequential task queue runs
- * five tasks one after the other.
+ * end waits for every task spawned in it. The g tasks are spawned detached (no handle, nobody
+ * fetches them) and f's handle is released at once: the runtime keeps what it still needs.
+ * Then the inner loop runs inside tasks (nested tasks): row(i) spawns f and its six g, and
+ * waits for them in its own sync group; that wait suspends the task, never the worker thread,
+ * so it also works with DAGGER_NUM_THREADS=1. Last, a sequential task queue runs five tasks one
+ * after the other.
  * Exit status: 0 when every value is the expected one.
  * SPDX-License-Identifier: MIT
  */
@@ -98,11 +99,13 @@ int main(void)
     if (rc == 0) {
         for (int i = 1; i <= NI; i++) {
             dagger_task_t *a = dagger_spawn(ctx, f, i);
-            for (int j = 1; j <= NJ; j++)
-                dagger_task_release(dagger_spawn(ctx, g, a, j, &grid[i - 1][j - 1]));
+            /* detached: no handle to release (a spawn error would show at the end too) */
+            for (int j = 1; j <= NJ && rc == 0; j++)
+                rc = dagger_spawn_detached(ctx, g, a, j, &grid[i - 1][j - 1]);
             dagger_task_release(a);
         }
-        rc = dagger_sync_end(ctx); /* waits for all 140 tasks; 0 or the first error */
+        int end = dagger_sync_end(ctx); /* waits for all 140 tasks; 0 or the first error */
+        rc = rc ? rc : end;
     }
     if (rc) {
         fprintf(stderr, "sync group: %s: %s\n", dagger_err_name(rc), dagger_last_errmsg());

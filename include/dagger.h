@@ -494,14 +494,15 @@ static inline dagger_task_t *dagger_spawn_fn(dagger_ctx_t *ctx, dagger_fn_t fn, 
 #define DAGGER_MAP_14(a, ...) DAGGER_V(a), DAGGER_MAP_13(__VA_ARGS__)
 #define DAGGER_MAP_15(a, ...) DAGGER_V(a), DAGGER_MAP_14(__VA_ARGS__)
 #define DAGGER_MAP_16(a, ...) DAGGER_V(a), DAGGER_MAP_15(__VA_ARGS__)
-#define DAGGER_SPAWN_SEL_(ctx, o, fn, n, ...)                                                      \
-    dagger_spawn_impl((ctx), (o), (fn), #fn,                                                       \
-                      (const dagger_value_t[]){DAGGER_CAT(DAGGER_MAP_, n)(__VA_ARGS__)}, (n))
-#define DAGGER_SPAWN_0_(ctx, o, fn) dagger_spawn_impl((ctx), (o), (fn), #fn, NULL, 0)
-/* Dispatch on the total count of arguments after ctx (fn + task arguments). */
-#define DAGGER_SPAWN_D1(ctx, o, fn) DAGGER_SPAWN_0_(ctx, o, fn)
-#define DAGGER_SPAWN_DN(ctx, o, fn, ...)                                                           \
-    DAGGER_SPAWN_SEL_(ctx, o, fn, DAGGER_NARG(__VA_ARGS__), __VA_ARGS__)
+#define DAGGER_SPAWN_SEL_(impl, ctx, o, fn, n, ...)                                                \
+    impl((ctx), (o), (fn), #fn, (const dagger_value_t[]){DAGGER_CAT(DAGGER_MAP_, n)(__VA_ARGS__)}, \
+         (n))
+#define DAGGER_SPAWN_0_(impl, ctx, o, fn) impl((ctx), (o), (fn), #fn, NULL, 0)
+/* Dispatch on the total count of arguments after ctx (fn + task arguments); `impl` is
+ * dagger_spawn_impl or dagger_spawn_detached_impl. */
+#define DAGGER_SPAWN_D1(impl, ctx, o, fn) DAGGER_SPAWN_0_(impl, ctx, o, fn)
+#define DAGGER_SPAWN_DN(impl, ctx, o, fn, ...)                                                     \
+    DAGGER_SPAWN_SEL_(impl, ctx, o, fn, DAGGER_NARG(__VA_ARGS__), __VA_ARGS__)
 #define DAGGER_SPAWN_PICK_(n) DAGGER_CAT(DAGGER_SPAWN_PICK_, n)
 #define DAGGER_SPAWN_PICK_1 DAGGER_SPAWN_D1
 #define DAGGER_SPAWN_PICK_2 DAGGER_SPAWN_DN
@@ -521,7 +522,7 @@ static inline dagger_task_t *dagger_spawn_fn(dagger_ctx_t *ctx, dagger_fn_t fn, 
 #define DAGGER_SPAWN_PICK_16 DAGGER_SPAWN_DN
 #define DAGGER_SPAWN_PICK_17 DAGGER_SPAWN_DN
 #define DAGGER_SPAWN_PICK_X DAGGER_SPAWN_TOO_MANY_
-#define DAGGER_SPAWN_TOO_MANY_(ctx, o, ...)                                                        \
+#define DAGGER_SPAWN_TOO_MANY_(impl, ctx, o, ...)                                                  \
     ((dagger_task_t                                                                                \
           *)(0 * sizeof(struct {                                                                   \
                  _Static_assert(                                                                   \
@@ -533,10 +534,37 @@ static inline dagger_task_t *dagger_spawn_fn(dagger_ctx_t *ctx, dagger_fn_t fn, 
 /** dagger_spawn(ctx, fn, args...): spawn fn with C arguments converted by DAGGER_V (numbers,
  *  strings, task handles, dagger_value_t, pointers). Up to 16 arguments (more is a compile-time
  *  error naming the limit; dagger_spawnv takes any number). */
-#define dagger_spawn(ctx, ...) DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(ctx, NULL, __VA_ARGS__)
+#define dagger_spawn(ctx, ...)                                                                     \
+    DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(dagger_spawn_impl, ctx, NULL, __VA_ARGS__)
 /** dagger_spawn_opts(ctx, &opts, fn, args...): the same with options. */
 #define dagger_spawn_opts(ctx, opts, ...)                                                          \
-    DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(ctx, opts, __VA_ARGS__)
+    DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(dagger_spawn_impl, ctx, opts, __VA_ARGS__)
+
+/** Spawn without a handle, for fire-and-forget tasks (a flat loop inside a sync group): the
+ *  same as dagger_task_release(dagger_spawn_impl(...)), cheaper. The task's failure goes where a
+ *  released task's goes: to the end of its sync group or queue block, or else to the count of
+ *  failures nobody fetched (dagger_ctx_unfetched_failures); spawn-time errors too.
+ *  Returns: 0 (the task was made; it may run and be gone before the call returns), DAGGER_EINVAL
+ *  (ctx NULL) or DAGGER_ENOMEM (no record), with dagger_last_errmsg.
+ *  Ownership: none to the caller; borrows `argv`, `opts` and their handles.
+ *  Thread safety: any thread. */
+DAGGER_API DAGGER_NODISCARD int dagger_spawn_detached_impl(dagger_ctx_t *ctx,
+                                                           const dagger_task_opts_t *opts,
+                                                           dagger_fn_t fn, const char *fname,
+                                                           const dagger_value_t *argv, size_t argc);
+/** Array form of dagger_spawn_detached. */
+static inline DAGGER_NODISCARD int dagger_spawnv_detached(dagger_ctx_t *ctx, dagger_fn_t fn,
+                                                          const dagger_value_t *argv, size_t argc)
+{
+    return dagger_spawn_detached_impl(ctx, NULL, fn, NULL, argv, argc);
+}
+/** dagger_spawn_detached(ctx, fn, args...): dagger_spawn without a handle (see
+ *  dagger_spawn_detached_impl); returns 0 or an error code. */
+#define dagger_spawn_detached(ctx, ...)                                                            \
+    DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(dagger_spawn_detached_impl, ctx, NULL, __VA_ARGS__)
+/** dagger_spawn_detached_opts(ctx, &opts, fn, args...): the same with options. */
+#define dagger_spawn_detached_opts(ctx, opts, ...)                                                 \
+    DAGGER_SPAWN_PICK_(DAGGER_NARG(__VA_ARGS__))(dagger_spawn_detached_impl, ctx, opts, __VA_ARGS__)
 
 /** Take another reference to `t`. Returns: `t`. Thread safety: any thread, lock-free. */
 DAGGER_API dagger_task_t *dagger_task_retain(dagger_task_t *t);

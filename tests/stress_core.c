@@ -340,8 +340,15 @@ static int group_leaf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *o
         int rc = dagger_sync_begin(c);
         if (rc)
             return dagger_fail(tc, rc, "inner sync_begin: %s", dagger_last_errmsg());
-        for (int i = 0; i < 8; i++)
-            dagger_task_release(dagger_spawn(c, group_leaf, (void *)ran, (int64_t)0, spin));
+        for (int i = 0; i < 8; i++) {
+            if (i % 2) { /* detached and handle-released spawns side by side */
+                rc = dagger_spawn_detached(c, group_leaf, (void *)ran, (int64_t)0, spin);
+                if (rc)
+                    return dagger_fail(tc, rc, "detached spawn: %s", dagger_last_errmsg());
+            } else {
+                dagger_task_release(dagger_spawn(c, group_leaf, (void *)ran, (int64_t)0, spin));
+            }
+        }
         rc = dagger_sync_end(c);
         if (rc)
             return dagger_fail(tc, rc, "inner sync_end: %s", dagger_last_errmsg());
@@ -367,9 +374,17 @@ static void group_rounds(dagger_ctx_t *ctx, uint64_t *seed, int rounds)
             dagger_task_opts_init(&o);
             o.occupancy = kind == 1 ? 0.5 : 1.0;
             dagger_value_t argv[3] = {dagger_ptr((void *)&ran), dagger_i64(kind), dagger_i64(spin)};
-            dagger_task_t *t = dagger_spawn_impl(ctx, &o, group_leaf, "group_leaf", argv, 3);
-            ASSERT_PTR(t);
-            dagger_task_release(t);
+            /* a third each: a handle released at once, detached with the options, detached
+             * without options (the plain path, when the occupancy is the default) */
+            uint64_t how = test_rand(seed) % 3;
+            if (how == 0) {
+                dagger_task_t *t = dagger_spawn_impl(ctx, &o, group_leaf, "group_leaf", argv, 3);
+                ASSERT_PTR(t);
+                dagger_task_release(t);
+            } else {
+                const dagger_task_opts_t *op = how == 1 || kind == 1 ? &o : NULL;
+                ASSERT_OK(dagger_spawn_detached_impl(ctx, op, group_leaf, "group_leaf", argv, 3));
+            }
             want += kind == 3 ? 9 : 1;
             fails |= kind == 2;
         }

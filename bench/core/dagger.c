@@ -3,7 +3,8 @@
  * Only the public API: dagger_spawn with task handles as arguments (dependencies whose values
  * the function receives), dagger_fetch_*, dagger_sync_begin/end, dagger_parallel_for, nested
  * spawn + fetch inside tasks for fib, dagger_task_release on every handle, dagger_ctx_close at
- * the end.
+ * the end. The flat loops (empty, parfor) spawn detached: no handle, as oneTBB's task_group
+ * runs and OpenMP tasks.
  * Rows run at the full sizes of problem.h (pairing with omp and tbb) and at the small sizes
  * (pairing with starpu).
  * SPDX-License-Identifier: MIT
@@ -49,14 +50,20 @@ static int mark_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     return 0;
 }
 
-/* Spawn n marking tasks and wait for them with a sync group. */
+/* Spawn n marking tasks and wait for them with a sync group. Detached: no handle, as a
+ * task_group's run in oneTBB and an OpenMP task. */
 static int spawn_marks(dagger_ctx_t *c, unsigned char *mark, long n)
 {
     int rc = dagger_sync_begin(c);
     if (rc != 0)
         return rc;
-    for (long i = 0; i < n; i++)
-        dagger_task_release(must(dagger_spawn(c, mark_fn, &mark[i]), "core.empty"));
+    for (long i = 0; i < n; i++) {
+        if ((rc = dagger_spawn_detached(c, mark_fn, &mark[i])) != 0) {
+            int end = dagger_sync_end(c); /* the tasks made so far */
+            (void)end;
+            return rc;
+        }
+    }
     return dagger_sync_end(c);
 }
 
@@ -125,8 +132,14 @@ static int parfor_root_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
     int rc = dagger_sync_begin(c);
     if (rc != 0)
         return dagger_fail(tc, rc, "sync_begin: %s", dagger_last_errmsg());
-    for (int64_t i = 0; i < n; i++)
-        dagger_task_release(must(dagger_spawn(c, parfor_body_fn, dst, i), "core.parfor"));
+    for (int64_t i = 0; i < n; i++) {
+        rc = dagger_spawn_detached(c, parfor_body_fn, dst, i);
+        if (rc != 0) {
+            int end = dagger_sync_end(c); /* the tasks made so far */
+            (void)end;
+            return dagger_fail(tc, rc, "spawn: %s", dagger_last_errmsg());
+        }
+    }
     rc = dagger_sync_end(c);
     if (rc != 0)
         return dagger_fail(tc, rc, "sync group: %s", dagger_last_errmsg());

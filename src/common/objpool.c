@@ -6,6 +6,12 @@
  * (tasks are often freed by another thread than the one that made them); a list that grows
  * past 2*BATCH hands BATCH objects to a global stack of batches under a mutex, and an empty
  * list takes a batch back (or carves a fresh 64 KiB slab, the only counted allocation).
+ * A batch is a chain through its objects, and the objects were freed on another core: taking
+ * them one after the other made each allocation wait for the line of the next object (a flat
+ * loop of spawns whose tasks a thief runs and frees: 64-72 % of the spawner's samples at t=2).
+ * So the thread that hands a batch over lists its other objects in the first one (as many as
+ * fit), and the taking thread prefetches their first lines all at once (bench/RESULTS.md,
+ * 2026-12-02 19:35); the chain is then walked on lines that have arrived.
  * A thread's cache is handed back to the global stacks when the thread exits. The common
  * alloc and free of a size known at compile time (a record of a fixed type) are inline in
  * alloc.h: they touch only the thread's list, and call here when it is empty or long.
@@ -35,8 +41,13 @@
 struct obj {
     void *next;        /* next free object in a list (a void *: alloc.h's inline paths) */
     struct obj *batch; /* in the global stack: the next batch (first object only) */
-    uint64_t n;        /* in the global stack: objects in the batch (first object only) */
+    uint32_t n;        /* in the global stack: objects in the batch (first object only) */
+    uint32_t npf;      /* entries of pf (first object only) */
+    void *pf[];        /* the batch's next objects, to prefetch (first object only) */
 };
+
+/* Lines of each object prefetched when a batch is taken: a task record's fields span four. */
+#define PF_LINES 4
 
 static struct {
     pthread_mutex_t lock;
@@ -53,9 +64,23 @@ static inline int class_of(size_t n) { return dagger__obj_class(n); }
 
 static inline size_t class_size(int c) { return (size_t)32 << c; }
 
+/* Entries of pf that fit in an object of class `c`. */
+static inline uint32_t pf_cap(int c)
+{
+    return (uint32_t)((class_size(c) - sizeof(struct obj)) / sizeof(void *));
+}
+
 static void push_batch(int c, struct obj *first, uint32_t n)
 {
     first->n = n;
+#if !defined(DAGGER_ASAN) /* its objects' bodies are poisoned, and nothing to gain there */
+    uint32_t k = 0, cap = pf_cap(c);
+    for (struct obj *o = first->next; o && k < cap && k + 1 < n; o = o->next)
+        first->pf[k++] = o;
+    first->npf = k;
+#else
+    first->npf = 0;
+#endif
     pthread_mutex_lock(&g.lock);
     first->batch = g.batches[c];
     g.batches[c] = first;
@@ -92,10 +117,16 @@ __attribute__((noinline)) static int refill(int c)
         pthread_mutex_unlock(&g.lock);
         /* The count comes with the batch: walking the list here would take one cache miss
          * per object, in a chain, on objects that another thread freed (about a quarter of
-         * the cost of a task spawned from outside the pool that way). */
+         * the cost of a task spawned from outside the pool that way). Their lines are asked
+         * for at once instead, and arrive while the first allocations run. */
 #if defined(DAGGER_ASAN)
         for (struct obj *o = b; o->next; o = o->next)
             UNPOISON(o->next, sizeof(struct obj));
+#else
+        uint32_t lines = class_size(c) >= PF_LINES * DAGGER_CACHELINE ? PF_LINES : 1;
+        for (uint32_t i = 0; i < b->npf; i++)
+            for (uint32_t l = 0; l < lines; l++)
+                __builtin_prefetch((char *)b->pf[i] + l * DAGGER_CACHELINE, 1, 3);
 #endif
         dagger__obj_tc.head[c] = b;
         dagger__obj_tc.count[c] = (uint32_t)b->n;
