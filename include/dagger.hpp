@@ -436,24 +436,55 @@ template <class F, class... A> struct result_of<F, std::tuple<A...>> {
 template <class F> using result_t = typename result_of<F, typename sig<F>::args>::type;
 } // namespace detail
 
+namespace detail
+{
+/* Spawn f(args...) through `impl` (dagger_spawn_impl or dagger_spawn_detached_impl). */
+template <class Impl, class Ctx, class F, class... Args>
+auto spawn_through(Impl impl, Ctx &&ctx, const dagger_task_opts_t *o, F &&f, Args &&...args)
+{
+    using D = std::decay_t<F>;
+    static_assert(std::tuple_size_v<typename sig<D>::args> == sizeof...(Args),
+                  "dagger::spawn: the callable takes another number of arguments than given");
+    D fn(std::forward<F>(f));
+    /* An empty callable (a lambda without captures, a function object) travels as nothing. */
+    constexpr size_t extra = carry<D>::empty ? 0 : 1;
+    dagger_value_t argv[sizeof...(Args) + 1] = {arg_value(args)...,
+                                                carry<D>::pack(std::move(fn), raw(ctx))};
+    return impl(raw(ctx), o, &trampoline<D>, "c++", argv, sizeof...(Args) + extra);
+}
+} // namespace detail
+
 /** Spawn `f(args...)` with task options `o` (may be NULL). See spawn. */
 template <class Ctx, class F, class... Args>
 task<detail::result_t<std::decay_t<F>>> spawn_opts(Ctx &&ctx, const dagger_task_opts_t *o, F &&f,
                                                    Args &&...args)
 {
-    using D = std::decay_t<F>;
-    static_assert(std::tuple_size_v<typename detail::sig<D>::args> == sizeof...(Args),
-                  "dagger::spawn: the callable takes another number of arguments than given");
-    D fn(std::forward<F>(f));
-    /* An empty callable (a lambda without captures, a function object) travels as nothing. */
-    constexpr size_t extra = detail::carry<D>::empty ? 0 : 1;
-    dagger_value_t argv[sizeof...(Args) + 1] = {
-        detail::arg_value(args)..., detail::carry<D>::pack(std::move(fn), detail::raw(ctx))};
-    dagger_task_t *t = dagger_spawn_impl(detail::raw(ctx), o, &detail::trampoline<D>, "c++", argv,
-                                         sizeof...(Args) + extra);
+    dagger_task_t *t = detail::spawn_through(dagger_spawn_impl, std::forward<Ctx>(ctx), o,
+                                             std::forward<F>(f), std::forward<Args>(args)...);
     if (!t)
         throw std::bad_alloc();
-    return task<detail::result_t<D>>(t);
+    return task<detail::result_t<std::decay_t<F>>>(t);
+}
+
+/** Spawn `f(args...)` with options `o` (may be NULL) and no handle: dagger_spawn_detached, for
+ *  tasks nobody gets (a loop inside a sync_group). Its failure goes where a released task's
+ *  goes: the group's wait() throws it. Throws std::bad_alloc when no task record can be made,
+ *  dagger::error for a NULL context. */
+template <class Ctx, class F, class... Args>
+void spawn_detached_opts(Ctx &&ctx, const dagger_task_opts_t *o, F &&f, Args &&...args)
+{
+    int rc = detail::spawn_through(dagger_spawn_detached_impl, std::forward<Ctx>(ctx), o,
+                                   std::forward<F>(f), std::forward<Args>(args)...);
+    if (rc == DAGGER_ENOMEM)
+        throw std::bad_alloc();
+    check(rc);
+}
+
+/** spawn_detached_opts without options. */
+template <class Ctx, class F, class... Args> void spawn_detached(Ctx &&ctx, F &&f, Args &&...args)
+{
+    spawn_detached_opts(std::forward<Ctx>(ctx), nullptr, std::forward<F>(f),
+                        std::forward<Args>(args)...);
 }
 
 /** Spawn `f(args...)`: eager, never blocks. A dagger::task argument is a dependency (f gets its

@@ -164,6 +164,53 @@ TEST(nested_spawn_and_sync_group)
     ASSERT_EQ(ran.load(), 8);
 }
 
+TEST(detached_spawns_in_a_sync_group_run_and_their_failure_is_thrown_at_its_wait)
+{
+    dagger::context ctx(2);
+    std::atomic<int64_t> sum{0};
+    std::atomic<int64_t> *sp = &sum;
+    std::string tag = "add"; /* a capture that is not trivially copyable: boxed on the heap */
+    {
+        dagger::sync_group g(ctx);
+        auto in = dagger::spawn(ctx, []() { return int64_t(1000); });
+        for (int64_t i = 1; i <= 100; i++)
+            dagger::spawn_detached(
+                ctx,
+                [sp, tag](int64_t base, int64_t v) {
+                    sp->fetch_add(base + v + (int64_t)tag.size());
+                },
+                in, i);
+        g.wait();
+    }
+    ASSERT_EQ(sum.load(), 100 * 1000 + 5050 + 100 * 3);
+    bool threw = false;
+    try {
+        dagger::sync_group g(ctx);
+        for (int i = 0; i < 10; i++)
+            dagger::spawn_detached(
+                ctx,
+                [](int k) {
+                    if (k == 7)
+                        throw dagger::error(DAGGER_ETASK, "detached boom 7");
+                },
+                i);
+        g.wait();
+    } catch (const dagger::error &e) {
+        threw = true;
+        ASSERT_EQ(e.code(), DAGGER_ETASK);
+        ASSERT_TRUE(std::string(e.what()).find("detached boom 7") != std::string::npos);
+    }
+    ASSERT_TRUE(threw);
+    bool null_ctx = false;
+    try {
+        dagger::spawn_detached(static_cast<dagger_ctx_t *>(nullptr), []() {});
+    } catch (const dagger::error &e) {
+        null_ctx = e.code() == DAGGER_EINVAL &&
+                   std::string(e.what()).find("context is NULL") != std::string::npos;
+    }
+    ASSERT_TRUE(null_ctx);
+}
+
 TEST(bad_context_options_throw_with_the_message)
 {
     try {
@@ -216,4 +263,6 @@ TEST_LIST(callables_of_tasks_that_never_ran_are_freed_at_close,
           strings_in_and_out, an_exception_fails_the_task_and_get_throws_the_root_cause,
           dagger_error_thrown_in_a_body_keeps_its_code,
           handles_are_raii_copies_retain_moves_transfer, close_with_a_held_handle_throws_ebusy,
-          nested_spawn_and_sync_group, bad_context_options_throw_with_the_message)
+          nested_spawn_and_sync_group,
+          detached_spawns_in_a_sync_group_run_and_their_failure_is_thrown_at_its_wait,
+          bad_context_options_throw_with_the_message)
