@@ -70,17 +70,29 @@ static inline uint32_t pf_cap(int c)
     return (uint32_t)((class_size(c) - sizeof(struct obj)) / sizeof(void *));
 }
 
+/* Walk the `n` objects chained from `first` once: list the ones after it in first->pf (as many
+ * as fit; none under ASan, whose poisoned bodies it would write) and return the n-th. */
+static struct obj *list_batch(int c, struct obj *first, uint32_t n)
+{
+    uint32_t cap = pf_cap(c), k = 0;
+    struct obj *last = first;
+    for (uint32_t i = 1; i < n; i++) {
+        last = last->next;
+#if !defined(DAGGER_ASAN)
+        if (k < cap)
+            first->pf[k++] = last;
+#endif
+    }
+    (void)cap;
+    first->npf = k;
+    return last;
+}
+
+/* Hand the batch of `n` objects chained from `first` (listed by list_batch) to the global
+ * stack. */
 static void push_batch(int c, struct obj *first, uint32_t n)
 {
     first->n = n;
-#if !defined(DAGGER_ASAN) /* its objects' bodies are poisoned, and nothing to gain there */
-    uint32_t k = 0, cap = pf_cap(c);
-    for (struct obj *o = first->next; o && k < cap && k + 1 < n; o = o->next)
-        first->pf[k++] = o;
-    first->npf = k;
-#else
-    first->npf = 0;
-#endif
     pthread_mutex_lock(&g.lock);
     first->batch = g.batches[c];
     g.batches[c] = first;
@@ -93,6 +105,7 @@ static void flush_thread(void *arg)
     for (int c = 0; c < NCLASS; c++) {
         if (t->head[c]) {
             UNPOISON(t->head[c], sizeof(struct obj));
+            (void)list_batch(c, t->head[c], t->count[c]);
             push_batch(c, t->head[c], t->count[c]);
         }
         t->head[c] = NULL;
@@ -186,9 +199,7 @@ void dagger__obj_spill(int c)
         pthread_setspecific(g.key, &dagger__obj_tc);
         dagger__obj_tc.registered = 1;
     }
-    struct obj *first = dagger__obj_tc.head[c], *last = first;
-    for (int i = 1; i < BATCH; i++)
-        last = last->next;
+    struct obj *first = dagger__obj_tc.head[c], *last = list_batch(c, first, BATCH);
     dagger__obj_tc.head[c] = last->next;
     last->next = NULL;
     dagger__obj_tc.count[c] -= BATCH;

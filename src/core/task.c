@@ -1218,6 +1218,34 @@ static inline bool frames_plain(dagger_ctx_t *ctx, struct frame *top, struct gro
     return true;
 }
 
+/* The dispatch of both public spawns: a feature region's hook, the inline plain path, or the
+ * general one. `detached`: no handle for the caller (the plain path makes the record with the
+ * runtime's reference alone; the others release the handle here); then only whether the result
+ * is NULL (out of memory, the message set) may be used. */
+__attribute__((always_inline)) static inline dagger_task_t *
+spawn_entry(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
+            const dagger_value_t *argv, size_t argc, bool detached)
+{
+    /* Direct thread-local reads: nothing on the spawn path can suspend. */
+    dagger_task_t *me = tls_task;
+    struct frame *top = me ? me->frames : tls_frames;
+    dagger_task_t *t;
+    struct group *g;
+    if (DAGGER_UNLIKELY(top && top->hook && top->ctx == ctx))
+        t = top->hook(top->hook_ud, ctx, o, fn, fname, argv, argc);
+    else if (DAGGER_LIKELY(o == NULL && frames_plain(ctx, top, &g)))
+        /* spawn inline, its option and ordering branches folded away. Detached, no handle is
+         * released after the task is published, so the spawner issues no locked operation on
+         * a record whose lines a thief may be reading (the release's wait on them was 98 % of
+         * its samples in a flat loop at t=2). */
+        return spawn(ctx, me, top, true, detached, g, NULL, fn, fname, argv, argc);
+    else
+        t = spawn_general(ctx, me, top, o, fn, fname, argv, argc);
+    if (detached && t)
+        dagger_task_release(t);
+    return t;
+}
+
 dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
                                  const char *fname, const dagger_value_t *argv, size_t argc)
 {
@@ -1226,16 +1254,7 @@ dagger_task_t *dagger_spawn_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
         return NULL;
     }
     DAGGER_MISUSE(ctx->magic == CTX_MAGIC, "dagger_spawn: the context is closed");
-    /* Direct thread-local reads: nothing on the spawn path can suspend. */
-    dagger_task_t *me = tls_task;
-    struct frame *top = me ? me->frames : tls_frames;
-    if (DAGGER_UNLIKELY(top && top->hook && top->ctx == ctx))
-        return top->hook(top->hook_ud, ctx, o, fn, fname, argv, argc);
-    struct group *g;
-    /* spawn inline, its option and ordering branches folded away */
-    if (DAGGER_LIKELY(o == NULL && frames_plain(ctx, top, &g)))
-        return spawn(ctx, me, top, true, false, g, NULL, fn, fname, argv, argc);
-    return spawn_general(ctx, me, top, o, fn, fname, argv, argc);
+    return spawn_entry(ctx, o, fn, fname, argv, argc, false);
 }
 
 int dagger_spawn_detached_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn,
@@ -1243,26 +1262,8 @@ int dagger_spawn_detached_impl(dagger_ctx_t *ctx, const dagger_task_opts_t *o, d
 {
     DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_spawn_detached: the context is NULL");
     DAGGER_MISUSE(ctx->magic == CTX_MAGIC, "dagger_spawn_detached: the context is closed");
-    dagger_task_t *me = tls_task;
-    struct frame *top = me ? me->frames : tls_frames;
-    struct group *g;
-    dagger_task_t *t;
-    if (DAGGER_UNLIKELY(top && top->hook && top->ctx == ctx)) {
-        t = top->hook(top->hook_ud, ctx, o, fn, fname, argv, argc);
-    } else if (DAGGER_LIKELY(o == NULL && frames_plain(ctx, top, &g))) {
-        /* The record starts with the runtime's reference alone: no handle is released after
-         * the task is published, so the spawner issues no locked operation on a record whose
-         * lines a thief may be reading (the release's wait on them was 98 % of its samples
-         * in a flat loop at t=2). */
-        t = spawn(ctx, me, top, true, true, g, NULL, fn, fname, argv, argc);
-        return t ? 0 : DAGGER_ENOMEM; /* the message is set */
-    } else {
-        t = spawn_general(ctx, me, top, o, fn, fname, argv, argc);
-    }
-    if (!t)
-        return DAGGER_ENOMEM; /* a NULL handle: out of memory, the message is set */
-    dagger_task_release(t);
-    return 0;
+    /* NULL only without a record: out of memory, the message set */
+    return spawn_entry(ctx, o, fn, fname, argv, argc, true) ? 0 : DAGGER_ENOMEM;
 }
 
 dagger_task_t *dagger__task_spawn_nohook(dagger_ctx_t *ctx, const dagger_task_opts_t *o,
