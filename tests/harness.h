@@ -22,13 +22,74 @@
 
 #include "dagger.h"
 
-#define TEST(name) static void name(void **state_unused_)
+/* Crash and early-exit reports. cmocka turns SIGSEGV and its kin into a failure by longjmp-ing
+ * back into the case, which is only sound on the case's own thread: a fault on a runtime or
+ * library thread would resume the case's frames on that thread's stack. Each case therefore
+ * installs a handler (not under sanitizers, which report faults themselves) that names the
+ * case, the signal and the thread, prints a backtrace, and lets the default action end the
+ * process, which ctest shows as an exception. A process that exits (exit(), not a return from
+ * the case) while a case runs says so too, so that a failure without cmocka's verdict still
+ * names where it happened. */
+#include <execinfo.h>
+#include <signal.h>
+#include <unistd.h>
+
+static const char *volatile harness_case_;
+static pid_t harness_pid_;
+
+static inline void harness_write_(const char *s) { (void)!write(2, s, strlen(s)); }
+
+static inline void harness_fault_(int sig)
+{
+    char buf[160];
+    snprintf(buf, sizeof buf, "\n[  CRASH   ] case %s: signal %d (%s) on thread %ld\n",
+             harness_case_ ? harness_case_ : "?", sig, strsignal(sig), (long)gettid());
+    harness_write_(buf);
+    void *frames[48];
+    backtrace_symbols_fd(frames, backtrace(frames, 48), 2);
+    raise(sig); /* SA_RESETHAND: the default action now */
+}
+
+static inline void harness_exit_report_(void)
+{
+    const char *c = harness_case_;
+    if (c && getpid() == harness_pid_) {
+        harness_write_("\n[  EXIT    ] the process exited while case ");
+        harness_write_(c);
+        harness_write_(" was still running\n");
+    }
+}
+
+static inline void harness_case_run_(const char *name, void (*body)(void **), void **state)
+{
+#if !defined(DAGGER_ASAN) && !defined(DAGGER_TSAN)
+    static const int sigs[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = harness_fault_;
+    sa.sa_flags = SA_RESETHAND | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        sigaction(sigs[i], &sa, NULL);
+#endif
+    harness_pid_ = getpid();
+    harness_case_ = name;
+    body(state);
+    harness_case_ = NULL;
+}
+
+/* A case runs through harness_case_run_ (crash report, early-exit report below). */
+#define TEST(name)                                                                                 \
+    static void name##_case_(void **state_unused_);                                                \
+    static void name(void **state_) { harness_case_run_(#name, name##_case_, state_); }            \
+    static void name##_case_(void **state_unused_)
 
 /* Skip the current case: the process exits with 77, which ctest reports as skipped. */
 #define SKIP(...)                                                                                  \
     do {                                                                                           \
         fprintf(stderr, "SKIP: " __VA_ARGS__);                                                     \
         fputc('\n', stderr);                                                                       \
+        harness_case_ = NULL;                                                                      \
         exit(77);                                                                                  \
     } while (0)
 
@@ -127,6 +188,7 @@ static inline int test_python_numpy(const char *script)
 
 static inline int harness_main_(const struct CMUnitTest *cases, size_t n, int argc, char **argv)
 {
+    atexit(harness_exit_report_);
     if (argc > 1 && strcmp(argv[1], "--list") == 0) {
         for (size_t i = 0; i < n; i++)
             printf("%s\n", cases[i].name);
@@ -134,12 +196,17 @@ static inline int harness_main_(const struct CMUnitTest *cases, size_t n, int ar
     }
     if (argc > 1) {
         for (size_t i = 0; i < n; i++)
-            if (strcmp(argv[1], cases[i].name) == 0)
-                return _cmocka_run_group_tests(cases[i].name, &cases[i], 1, NULL, NULL);
+            if (strcmp(argv[1], cases[i].name) == 0) {
+                int rc = _cmocka_run_group_tests(cases[i].name, &cases[i], 1, NULL, NULL);
+                harness_case_ = NULL; /* a failed case longjmp-ed out: cmocka said so */
+                return rc;
+            }
         fprintf(stderr, "no test case named '%s' (try --list)\n", argv[1]);
         return 2;
     }
-    return _cmocka_run_group_tests(argv[0], cases, n, NULL, NULL);
+    int rc = _cmocka_run_group_tests(argv[0], cases, n, NULL, NULL);
+    harness_case_ = NULL;
+    return rc;
 }
 
 #define TEST_ENTRY_(x) cmocka_unit_test(x)

@@ -508,6 +508,50 @@ TEST(nats_full_local_queue_drops_are_counted)
     ASSERT_OK(dagger_edge_close(in));
 }
 
+/* A consumer that closes while values still arrive for it: the connection's reader thread must
+ * not deliver to a subscription being destroyed (cnats before 3.6 looked it up without a
+ * reference; the edge closes the connection first). Each of the consumers pops a few values
+ * in order from a producer that never stops, then closes mid-stream. */
+static void *push_forever(void *arg)
+{
+    struct pusher *p = arg;
+    p->rc = 0;
+    for (long i = 0; p->rc == 0 && !__atomic_load_n(&p->n, __ATOMIC_ACQUIRE); i++) {
+        dagger_value_t v = dagger_i64(i);
+        p->rc = dagger_edge_push(p->e, &v);
+    }
+    if (p->rc)
+        snprintf(p->msg, sizeof p->msg, "%s", dagger_edge_errmsg(p->e));
+    return NULL;
+}
+
+TEST(nats_consumer_closes_while_values_arrive)
+{
+    need_broker(NATS, NULL, NULL);
+    char uri[256];
+    uri_of(uri, sizeof uri, "busy", NULL);
+    struct pusher p = {.e = open_edge(uri, DAGGER_EDGE_PUSH), .n = 0};
+    pthread_t th;
+    ASSERT_EQ(pthread_create(&th, NULL, push_forever, &p), 0);
+    for (int k = 0; k < 40; k++) {
+        dagger_edge_t *in = open_edge(uri, DAGGER_EDGE_POP);
+        dagger_value_t v;
+        int64_t last = -1;
+        for (int j = 0; j < 50; j++) {
+            ASSERT_OK(pop_wait(in, &v));
+            ASSERT_EQ(v.kind, DAGGER_KIND_I64);
+            ASSERT_TRUE(v.u.i > last);
+            last = v.u.i;
+        }
+        ASSERT_OK(dagger_edge_close(in));
+    }
+    __atomic_store_n(&p.n, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    if (p.rc)
+        fail_msg("producer: %s: %s", dagger_err_name(p.rc), p.msg);
+    ASSERT_OK(dagger_edge_close(p.e));
+}
+
 /* ---------------------------------------------------------------- broker restart and loss */
 
 TEST(mqtt_qos1_broker_restart_loses_nothing)
@@ -791,9 +835,10 @@ TEST_LIST(mqtt_f64_in_order, mqtt_i64_in_order, mqtt_strings_in_order, mqtt_4k_b
           mqtt_seed_singles_and_vectors, nats_seed_singles_and_vectors, mqtt_two_process_region,
           nats_two_process_region, mqtt_fan_out_every_subscriber_gets_every_value,
           nats_fan_out_every_subscriber_gets_every_value, nats_queue_group_splits_values,
-          nats_full_local_queue_drops_are_counted, mqtt_qos1_broker_restart_loses_nothing,
-          mqtt_broker_killed_is_epeer, nats_broker_killed_is_epeer, mqtt_bad_credentials_refused,
-          nats_bad_credentials_refused, mqtt_garbage_payload_rejected_and_counted,
-          nats_garbage_payload_rejected_and_counted, mqtt_oversized_payload_refused_on_both_sides,
+          nats_full_local_queue_drops_are_counted, nats_consumer_closes_while_values_arrive,
+          mqtt_qos1_broker_restart_loses_nothing, mqtt_broker_killed_is_epeer,
+          nats_broker_killed_is_epeer, mqtt_bad_credentials_refused, nats_bad_credentials_refused,
+          mqtt_garbage_payload_rejected_and_counted, nats_garbage_payload_rejected_and_counted,
+          mqtt_oversized_payload_refused_on_both_sides,
           nats_oversized_payload_refused_on_both_sides, mqtt_tls_round_trip_and_wrong_ca_refused,
           nats_tls_round_trip_and_wrong_ca_refused, unknown_scheme_lists_the_schemes_of_this_build)

@@ -287,22 +287,28 @@ static int nats_poll(struct dagger_edge *e, int timeout_ms)
     }
 }
 
-/* cnats calls the connection callbacks (which use `q`) from its own thread, the closed one
- * last: `q` is freed only after it ran (bounded wait). */
+/* The connection closes before the subscriptions go: cnats before 3.6 (Debian 12 has 3.4)
+ * delivers a message to a subscription its reader thread looked up without a reference of its
+ * own, so destroying a subscription while the connection still reads (an END on `_end` arriving
+ * as the consumer closes after the END on the subject) could crash that thread. Close joins
+ * the reader, and the subscriptions stay alive through our references until it has. cnats
+ * calls the connection callbacks (which use `q`) from its own thread, the closed one last: `q`
+ * is freed only after it ran (bounded wait). */
 static void free_edge(struct nats_edge *q)
 {
+    if (q->nc) {
+        natsConnection_Close(q->nc);
+        for (int i = 0; i < 2000 && !atomic_load(&q->closed); i++)
+            pause_ms(1);
+    }
     if (q->held)
         natsMsg_Destroy(q->held);
     if (q->sub)
         natsSubscription_Destroy(q->sub);
     if (q->endsub)
         natsSubscription_Destroy(q->endsub);
-    if (q->nc) {
-        natsConnection_Close(q->nc);
-        for (int i = 0; i < 2000 && !atomic_load(&q->closed); i++)
-            pause_ms(1);
+    if (q->nc)
         natsConnection_Destroy(q->nc);
-    }
     dagger__net_free(q->buf);
     dagger__net_free(q);
 }
