@@ -1412,6 +1412,32 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
     }
     if (DAGGER_UNLIKELY(tracing))
         dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
+    /* The spawn's hold keeps the task from being ready while the spawner still works on it
+     * after registering its inputs (a bulk block's hold, an early offer to another rank). A
+     * spawn with neither takes no hold: each input's completion takes one count, the spawner
+     * takes those of inputs found done, and after its last registration it no longer reads the
+     * task (a detached one may be gone by then). That saves a locked operation a spawn. */
+    if (holds == 1 && DAGGER_LIKELY(ctx->early == NULL)) {
+        atomic_store_explicit(&t->pending, (uint32_t)nd, memory_order_relaxed);
+        uint32_t done = 0;
+        for (int i = 0; i < nd; i++) {
+            struct dep *d = &t->deps[i];
+            d->node.kind = W_DEP;
+            d->node.target = t;
+            DAGGER__TRACE(dagger__trace_edge(d->task->id, t->id));
+            if (!dagger__event_push(&d->task->waiters, &d->node)) {
+                done++;
+                int k = d->task->result.kind;
+                if (DAGGER_UNLIKELY(k == DAGGER_KIND_CHUNK || k == DAGGER_KIND_SHARD))
+                    atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+            }
+        }
+        /* every input done: nobody else counts; else the inputs found done are ours to count */
+        if (done == (uint32_t)nd ||
+            (done && atomic_fetch_sub_explicit(&t->pending, done, memory_order_acq_rel) == done))
+            make_ready(t);
+        return t;
+    }
     atomic_store_explicit(&t->pending, holds + (uint32_t)nd, memory_order_relaxed);
     uint32_t done = 0;
     for (int i = 0; i < nd; i++) {

@@ -1144,7 +1144,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
     }
     p->gen = atomic_fetch_add_explicit(&pool_gen, 1, memory_order_relaxed) + 1;
     p->n = n;
-    atomic_init(&p->asym, n > 1 && asym_available());
+    atomic_init(&p->asym, asym_available());
     p->run = run;
     p->idle = idle;
     p->ud = ud;
