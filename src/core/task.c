@@ -1346,6 +1346,27 @@ static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *
     return 1;
 }
 
+/* Put t on the waiters of each of its nd inputs; returns how many were done already (those
+ * t's pending count still holds). While it loops, the inputs not yet registered (or the spawn's
+ * hold) keep t from being ready; after its last push, t may be ready and run at once. */
+static inline uint32_t register_inputs(dagger_task_t *t, int nd)
+{
+    uint32_t done = 0;
+    for (int i = 0; i < nd; i++) {
+        struct dep *d = &t->deps[i];
+        d->node.kind = W_DEP;
+        d->node.target = t;
+        DAGGER__TRACE(dagger__trace_edge(d->task->id, t->id));
+        if (!dagger__event_push(&d->task->waiters, &d->node)) {
+            done++;
+            int k = d->task->result.kind; /* done already: its result is known */
+            if (DAGGER_UNLIKELY(k == DAGGER_KIND_CHUNK || k == DAGGER_KIND_SHARD))
+                atomic_store_explicit(&t->place, 1, memory_order_relaxed);
+        }
+    }
+    return done;
+}
+
 /* Inline: dagger_spawn_impl takes a copy for a spawn without options nor ordering blocks
  * (`plain`: frames_plain found at most the group `g`); the general one applies the frames. */
 __attribute__((always_inline)) static inline dagger_task_t *
@@ -1419,19 +1440,7 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
      * task (a detached one may be gone by then). That saves a locked operation a spawn. */
     if (holds == 1 && DAGGER_LIKELY(ctx->early == NULL)) {
         atomic_store_explicit(&t->pending, (uint32_t)nd, memory_order_relaxed);
-        uint32_t done = 0;
-        for (int i = 0; i < nd; i++) {
-            struct dep *d = &t->deps[i];
-            d->node.kind = W_DEP;
-            d->node.target = t;
-            DAGGER__TRACE(dagger__trace_edge(d->task->id, t->id));
-            if (!dagger__event_push(&d->task->waiters, &d->node)) {
-                done++;
-                int k = d->task->result.kind;
-                if (DAGGER_UNLIKELY(k == DAGGER_KIND_CHUNK || k == DAGGER_KIND_SHARD))
-                    atomic_store_explicit(&t->place, 1, memory_order_relaxed);
-            }
-        }
+        uint32_t done = register_inputs(t, nd);
         /* every input done: nobody else counts; else the inputs found done are ours to count */
         if (done == (uint32_t)nd ||
             (done && atomic_fetch_sub_explicit(&t->pending, done, memory_order_acq_rel) == done))
@@ -1439,19 +1448,7 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
         return t;
     }
     atomic_store_explicit(&t->pending, holds + (uint32_t)nd, memory_order_relaxed);
-    uint32_t done = 0;
-    for (int i = 0; i < nd; i++) {
-        struct dep *d = &t->deps[i];
-        d->node.kind = W_DEP;
-        d->node.target = t;
-        DAGGER__TRACE(dagger__trace_edge(d->task->id, t->id));
-        if (!dagger__event_push(&d->task->waiters, &d->node)) {
-            done++;
-            int k = d->task->result.kind; /* done already: its result is known */
-            if (DAGGER_UNLIKELY(k == DAGGER_KIND_CHUNK || k == DAGGER_KIND_SHARD))
-                atomic_store_explicit(&t->place, 1, memory_order_relaxed);
-        }
-    }
+    uint32_t done = register_inputs(t, nd);
     /* In a job, a task pinned to another rank whose inputs are still being made may be sent to
      * its rank now (src/net/mpi/remote.c), while the spawn's hold keeps it from being ready. */
     if (DAGGER_UNLIKELY(ctx->early != NULL) && done < (uint32_t)nd && dagger__task_x(t) &&
