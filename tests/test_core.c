@@ -128,6 +128,13 @@ TEST(spawn_time_errors_come_back_as_failed_tasks)
     ASSERT_PTR(a);
     ASSERT_ERR(dagger_fetch(a, NULL), DAGGER_EINVAL);
     ASSERT_STR_HAS(dagger_task_errmsg(a), "the task function is NULL");
+    /* the macro form: `#f` of NULL is not taken for the task's name */
+    dagger_task_t *a2 = dagger_spawn(ctx, NULL);
+    ASSERT_ERR(dagger_fetch(a2, NULL), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_task_errmsg(a2), "the task function is NULL");
+    ASSERT_TRUE(strstr(dagger_task_errmsg(a2), "void") == NULL);
+    ASSERT_TRUE(strstr(dagger_task_name(a2), "void") == NULL);
+    dagger_task_release(a2);
     dagger_value_t bad = dagger_taskv(NULL);
     dagger_task_t *b = dagger_spawnv(ctx, add, &bad, 1);
     ASSERT_ERR(dagger_fetch(b, NULL), DAGGER_EINVAL);

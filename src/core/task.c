@@ -1410,6 +1410,8 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
     int nd = 0;
     int rc = spawn_setup(t, o, argv, argc, seq, nseq, &nd);
     if (DAGGER_UNLIKELY(rc)) {
+        if (!fn && !(t->flags & TF_NAME_OWNED))
+            t->name = NULL; /* the spawn macro's `#f` of NULL is "((void *)0)", not a name */
         if (DAGGER_UNLIKELY(tracing))
             dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
         dagger__task_fail(t, rc, dagger_last_errmsg());
