@@ -127,6 +127,7 @@ struct pusher {
     dagger_edge_t *e;
     enum vkind kind;
     long n;
+    int stop; /* push_forever: set (atomically) to end the pushes */
     int rc;
     char msg[300];
 };
@@ -516,7 +517,7 @@ static void *push_forever(void *arg)
 {
     struct pusher *p = arg;
     p->rc = 0;
-    for (long i = 0; p->rc == 0 && !__atomic_load_n(&p->n, __ATOMIC_ACQUIRE); i++) {
+    for (long i = 0; p->rc == 0 && !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE); i++) {
         dagger_value_t v = dagger_i64(i);
         p->rc = dagger_edge_push(p->e, &v);
     }
@@ -530,7 +531,7 @@ TEST(nats_consumer_closes_while_values_arrive)
     need_broker(NATS, NULL, NULL);
     char uri[256];
     uri_of(uri, sizeof uri, "busy", NULL);
-    struct pusher p = {.e = open_edge(uri, DAGGER_EDGE_PUSH), .n = 0};
+    struct pusher p = {.e = open_edge(uri, DAGGER_EDGE_PUSH)};
     pthread_t th;
     ASSERT_EQ(pthread_create(&th, NULL, push_forever, &p), 0);
     for (int k = 0; k < 40; k++) {
@@ -545,7 +546,7 @@ TEST(nats_consumer_closes_while_values_arrive)
         }
         ASSERT_OK(dagger_edge_close(in));
     }
-    __atomic_store_n(&p.n, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&p.stop, 1, __ATOMIC_RELEASE);
     pthread_join(th, NULL);
     if (p.rc)
         fail_msg("producer: %s: %s", dagger_err_name(p.rc), p.msg);

@@ -1440,17 +1440,16 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
      * spawn with neither takes no hold: each input's completion takes one count, the spawner
      * takes those of inputs found done, and after its last registration it no longer reads the
      * task (a detached one may be gone by then). That saves a locked operation a spawn. */
-    if (holds == 1 && DAGGER_LIKELY(ctx->early == NULL)) {
-        atomic_store_explicit(&t->pending, (uint32_t)nd, memory_order_relaxed);
-        uint32_t done = register_inputs(t, nd);
+    bool hold = holds > 1 || DAGGER_UNLIKELY(ctx->early != NULL);
+    atomic_store_explicit(&t->pending, (hold ? holds : 0) + (uint32_t)nd, memory_order_relaxed);
+    uint32_t done = register_inputs(t, nd);
+    if (!hold) {
         /* every input done: nobody else counts; else the inputs found done are ours to count */
         if (done == (uint32_t)nd ||
             (done && atomic_fetch_sub_explicit(&t->pending, done, memory_order_acq_rel) == done))
             make_ready(t);
         return t;
     }
-    atomic_store_explicit(&t->pending, holds + (uint32_t)nd, memory_order_relaxed);
-    uint32_t done = register_inputs(t, nd);
     /* In a job, a task pinned to another rank whose inputs are still being made may be sent to
      * its rank now (src/net/mpi/remote.c), while the spawn's hold keeps it from being ready. */
     if (DAGGER_UNLIKELY(ctx->early != NULL) && done < (uint32_t)nd && dagger__task_x(t) &&
