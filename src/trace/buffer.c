@@ -27,9 +27,11 @@
  * to what was logged before, so a long trace keeps every event of a uniform sample of its tasks
  * (spawn, start, finish, edges between kept tasks) instead of its first events, which are
  * mostly spawns. Every event left out is counted as dropped.
- * Time stamps: at most one per task on a worker's hot path. A start or a resume on a worker
- * stores the thread's previous stamp (the finish before it) instead of reading the clock; the
- * snapshot puts it 1 ns later and never before its task was ready (fix_starts). The .dtrace
+ * Time stamps: at most one per task on a worker's hot path. A start or a resume on a worker,
+ * and a spawn made there (but one in KEPT_BATCH, which the slow path stamps) and any edge
+ * right after its spawn, store the thread's previous stamp (the finish before it) instead of
+ * reading the clock; the snapshot puts the n-th such event n ns after that stamp (the thread's
+ * order) and a start never before its task was ready (fix_starts). The .dtrace
  * layout does not change: the flag that marks such a start never leaves the live buffers.
  * Buffers of exited threads are adopted by new threads, and freed when the context closes.
  * Trace memory uses libc directly, not dagger__malloc: tracing must not shift the counts that
@@ -394,7 +396,7 @@ static void put(struct tbuf *b, unsigned kind, int thread, uint64_t id, uint64_t
 {
     struct dagger__trace_cur *tc = &dagger__trace_tc;
     struct dagger__trace_rec *r = tc->pos;
-    if (may_infer && tc->last != 0 && thread >= 0) {
+    if (may_infer && tc->last != 0 && (thread >= 0 || may_infer == 2)) {
         r->ts = tc->last;
         flags |= DTR_F_INFER;
     } else {
@@ -454,8 +456,10 @@ void dagger__trace_put_slow(unsigned kind, int thread, uint64_t id, uint64_t arg
     struct tbuf *b = slot();
     if (!b)
         return;
-    if (kind == DTR_SPAWN)
+    if (kind == DTR_SPAWN) {
         count_spawn();
+        may_infer = 0; /* a spawn in 64 (KEPT_BATCH) stamps: a long loop of spawns stays timed */
+    }
     put(b, kind, thread, id, arg, aux, flags, may_infer);
 }
 
@@ -793,9 +797,10 @@ void dagger__trace_snap_sort(struct dtr_snap *s)
 }
 
 /* Copy every published event of generation `gen` into `s` (ev, str, dropped). */
-/* Starts and resumes without a stamp of their own (DTR_F_INFER) sit 1 ns after their thread's
- * previous event; one that would fall before its task was ready (the spawn or the ready event of
- * another thread landed in between) moves to that time. Clears the flag. */
+/* Starts and resumes without a stamp of their own (DTR_F_INFER) sit n ns after their thread's
+ * previous stamp (dagger__trace_buf_collect); one that would fall before its task was ready (the
+ * spawn or the ready event of another thread landed in between) moves to that time. Clears the
+ * flag of every inferred event (spawns and edges keep their time). */
 static int fix_starts(struct dtr_snap *s)
 {
     size_t ninf = 0;
@@ -814,9 +819,10 @@ static int fix_starts(struct dtr_snap *s)
         return DAGGER_ENOMEM;
     }
 #define SLOT_OF(id) (size_t)(((id)*0x9E3779B97F4A7C15ull) >> 17) & (cap - 1)
+#define IS_RUN(kind) ((kind) == DTR_START || (kind) == DTR_RESUME)
     for (size_t i = 0; i < s->nev; i++) {
         const struct dtr_ev *e = &s->ev[i];
-        if (!(e->flags & DTR_F_INFER) || !e->id)
+        if (!(e->flags & DTR_F_INFER) || !e->id || !IS_RUN(e->kind))
             continue;
         size_t j = SLOT_OF(e->id);
         while (key[j] && key[j] != e->id)
@@ -839,7 +845,7 @@ static int fix_starts(struct dtr_snap *s)
         if (!(e->flags & DTR_F_INFER))
             continue;
         e->flags &= (uint8_t)~DTR_F_INFER;
-        if (!e->id)
+        if (!e->id || !IS_RUN(e->kind))
             continue;
         size_t j = SLOT_OF(e->id);
         while (key[j] != e->id)
@@ -848,6 +854,7 @@ static int fix_starts(struct dtr_snap *s)
             e->ts = rdy[j];
     }
 #undef SLOT_OF
+#undef IS_RUN
     free(key);
     free(rdy);
     return 0;
@@ -864,6 +871,7 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
          b = atomic_load_explicit(&b->next_buf, memory_order_relaxed)) {
         if (atomic_load_explicit(&b->gen, memory_order_acquire) != gen)
             continue;
+        int64_t after = 0; /* inferred events since the buffer's last stamped one */
         for (struct chunk *c = chunk_next(b, NULL); c && !rc; c = chunk_next(b, c)) {
             uint32_t n = 0;
             struct dtr_ev e;
@@ -882,11 +890,12 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
                 cap = nc;
             }
             for (uint32_t i = 0; i < n && chunk_ev(c, i, &e); i++) {
+                after = (e.flags & DTR_F_INFER) ? after + 1 : 0;
                 if (sampled_out_at(e.id, sh) || (e.kind == DTR_EDGE && sampled_out_at(e.arg, sh))) {
                     thinned++;
                     continue;
                 }
-                e.ts = dagger__trace_to_ns(e.ts) + ((e.flags & DTR_F_INFER) ? 1 : 0);
+                e.ts = dagger__trace_to_ns(e.ts) + after;
                 if (e.flags & DTR_F_STR) {
                     uint32_t idx;
                     rc = strmap_put(&map, s, (const char *)(uintptr_t)e.arg, &idx);

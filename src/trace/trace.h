@@ -73,9 +73,11 @@ void dagger__trace_put_slow(unsigned kind, int thread, uint64_t id, uint64_t arg
 void dagger__trace_put_str(unsigned kind, int thread, uint64_t id, const char *s, int is_static,
                            size_t max, unsigned flags);
 
-/* Append one event. A start or a resume on a worker (`may_infer`) takes no time stamp of its
- * own: it stores the thread's previous one (the finish before it, a block, a steal, a wake),
- * which the snapshot moves 1 ns later and never before the task was ready. Only x86 with an
+/* Append one event. A start, a resume or a spawn on a worker (`may_infer` 1), and an edge on
+ * any thread (`may_infer` 2: it follows its spawn), take no time stamp of their own: they store
+ * the thread's previous one (the finish before it, a block, a steal, a wake), which the
+ * snapshot moves n ns later for the n-th such event, and a start never before the task was
+ * ready. Only x86 with an
  * invariant TSC has a fast path (elsewhere the slow path keeps lim NULL). */
 static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kind, int thread,
                                                                     uint64_t id, uint64_t arg,
@@ -91,7 +93,7 @@ static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kin
                              (!is_spawn || c->spawns_left != 0),
                          1)) {
         int64_t ts = c->last;
-        if (may_infer && __builtin_expect(ts != 0 && thread >= 0, 1))
+        if (may_infer && __builtin_expect(ts != 0 && (thread >= 0 || may_infer == 2), 1))
             flags |= DAGGER__TRACE_F_INFER;
         else
             c->last = ts = (int64_t)__builtin_ia32_rdtsc();
@@ -132,7 +134,7 @@ static inline void dagger__trace_spawn(uint64_t id, const char *name, int name_s
         dagger__trace_put_str(DAGGER__TRACE_K_SPAWN, thread, id, name, 0, 255, 0);
     else
         dagger__trace_put(DAGGER__TRACE_K_SPAWN, thread, id, (uint64_t)(uintptr_t)name, 0,
-                          name ? DAGGER__TRACE_F_STR : 0, 0, 1);
+                          name ? DAGGER__TRACE_F_STR : 0, 1, 1);
 }
 /* A task that is ready as it is spawned (no unfinished dependency): spawn and ready in one
  * event, which saves a timestamp on the most common path. */
@@ -144,12 +146,12 @@ static inline void dagger__trace_spawn_ready(uint64_t id, const char *name, int 
                               DAGGER__TRACE_F_READY);
     else
         dagger__trace_put(DAGGER__TRACE_K_SPAWN, thread, id, (uint64_t)(uintptr_t)name, 0,
-                          (name ? DAGGER__TRACE_F_STR : 0) | DAGGER__TRACE_F_READY, 0, 1);
+                          (name ? DAGGER__TRACE_F_STR : 0) | DAGGER__TRACE_F_READY, 1, 1);
 }
 /* `to` depends on `from` (an argument or a syncdep). */
 static inline void dagger__trace_edge(uint64_t from, uint64_t to)
 {
-    dagger__trace_put(DAGGER__TRACE_K_EDGE, -1, from, to, 0, 0, 0, 0);
+    dagger__trace_put(DAGGER__TRACE_K_EDGE, -1, from, to, 0, 0, 2, 0);
 }
 static inline void dagger__trace_ready(uint64_t id, int thread)
 {

@@ -569,8 +569,12 @@ static void *start_worker(void *arg)
     wait_step(2);                             /* main spawns task 2 after this finish */
     DAGGER__TRACE(dagger__trace_start(2, 0)); /* leans on finish 1, moved to the spawn */
     DAGGER__TRACE(dagger__trace_finish(2, 0, 0));
-    DAGGER__TRACE(dagger__trace_spawn_ready(3, "c", 1, 0));
-    DAGGER__TRACE(dagger__trace_start(3, 0)); /* leans on that spawn: 1 ns after it */
+    DAGGER__TRACE(dagger__trace_spawn_ready(3, "c", 1, 0)); /* on a worker: no stamp either */
+    DAGGER__TRACE(dagger__trace_start(3, 0));     /* leans on finish 2 too: 1 ns after the spawn */
+    for (uint64_t id = 10; id < 10 + 200; id++) { /* a loop of spawns: one in 64 stamps */
+        DAGGER__TRACE(dagger__trace_spawn(id, "d", 1, 0));
+        DAGGER__TRACE(dagger__trace_edge(3, id));
+    }
     DAGGER__TRACE(dagger__trace_block(3, 0, 0));
     DAGGER__TRACE(dagger__trace_resume(3, 0));
     DAGGER__TRACE(dagger__trace_finish(3, 0, 0));
@@ -609,8 +613,22 @@ TEST(starts_lean_on_the_previous_stamp)
     assert_true(sp2->ts >= f1->ts + 100000);
     assert_int_equal(s2->ts, sp2->ts); /* never before its task was ready */
     assert_true(s3->ts > f2->ts);
-    assert_int_equal(s3->ts, sp3->ts + 1); /* the thread's previous stamp: no clock read */
+    assert_int_equal(sp3->ts, f2->ts + 1); /* the thread's previous stamp: no clock read */
+    assert_int_equal(s3->ts, sp3->ts + 1); /* after it, in the thread's order */
     assert_int_equal(r3->ts, b3->ts + 1);
+    /* Spawns and edges logged inside task 3's run keep the thread's order and lie within it. */
+    int64_t prev = s3->ts;
+    for (uint64_t id = 10; id < 10 + 200; id++) {
+        const struct dtr_ev *sp = find_ev(&s, DTR_SPAWN, id), *ed = find_ev(&s, DTR_EDGE, 3);
+        assert_non_null(sp);
+        assert_true(sp->ts > prev);
+        assert_true(sp->ts < b3->ts);
+        for (size_t i = 0; i < s.nev; i++)
+            if (s.ev[i].kind == DTR_EDGE && s.ev[i].arg == id)
+                ed = &s.ev[i];
+        assert_true(ed && ed->arg == id && ed->ts > sp->ts && ed->ts < b3->ts);
+        prev = ed->ts;
+    }
     for (size_t i = 0; i < s.nev; i++)
         assert_int_equal(s.ev[i].flags & DTR_F_INFER, 0); /* never leaves the live buffers */
     struct dtr_model m;
