@@ -279,6 +279,13 @@ void dagger_task_release(dagger_task_t *t)
 {
     if (!t)
         return;
+    /* The only reference left is the caller's: nobody else can take one (a retain needs a
+     * reference), so no locked operation (the acquire pairs with the others' releases). */
+    if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1) {
+        atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
+        task_free(t);
+        return;
+    }
     uint32_t prev = atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel);
     DAGGER_MISUSE(prev != 0 && prev != REFS_DEAD,
                   "dagger_task_release: task %llu '%s' was released once more than it was "
@@ -427,7 +434,11 @@ DAGGER_NOINLINE static dagger_task_t *serve(struct dagger__waiter *w, dagger_ctx
             dagger_task_t *d = w->target;
             if (DAGGER_UNLIKELY(data_result)) /* its input is data: placement decides */
                 atomic_fetch_or_explicit(&d->place, 1, memory_order_relaxed);
-            if (atomic_fetch_sub_explicit(&d->pending, 1, memory_order_acq_rel) == 1) {
+            /* pending counts the decrements still to come, each party's once: reading 1 before
+             * its own, this input is the last (a stale read is higher and takes the RMW) */
+            if (atomic_load_explicit(&d->pending, memory_order_acquire) == 1
+                    ? (atomic_store_explicit(&d->pending, 0, memory_order_relaxed), true)
+                    : atomic_fetch_sub_explicit(&d->pending, 1, memory_order_acq_rel) == 1) {
                 if (want_cont && !cont && plain_job(d)) {
                     DAGGER__TRACE(dagger__trace_ready(d->id, dagger__pool_self(ctx->pool)));
                     cont = d;

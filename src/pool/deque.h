@@ -184,17 +184,21 @@ static inline int dq_steal_batch(struct dagger__deque *d, void **out, int max)
     return (int)k;
 }
 
-/* The owner's pop of a deque that thieves take from with dq_steal_batch(max). */
+/* The owner's pop of a deque that thieves take from with dq_steal_batch(max). Near the top by
+ * top_seen (a lower bound of top, so nearer still by top itself), it goes straight to the
+ * thief's path: one CAS instead of the two fences of a claim of the bottom and the CAS. */
 static inline void *dq_pop_batched(struct dagger__deque *d, int max)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
-    struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
-    atomic_store_explicit(&d->bottom, b, memory_order_seq_cst);
-    int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
-    d->top_seen = t;
-    if (b - t >= max) /* out of every thief's reach */
-        return atomic_load_explicit(&a->slot[b & a->mask], memory_order_relaxed);
-    atomic_store_explicit(&d->bottom, b + 1, memory_order_seq_cst);
+    if (b - d->top_seen >= max) {
+        struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
+        atomic_store_explicit(&d->bottom, b, memory_order_seq_cst);
+        int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+        d->top_seen = t;
+        if (b - t >= max) /* out of every thief's reach */
+            return atomic_load_explicit(&a->slot[b & a->mask], memory_order_relaxed);
+        atomic_store_explicit(&d->bottom, b + 1, memory_order_seq_cst);
+    }
     for (;;) { /* near the top (or empty): take the top entry, as a thief */
         void *x = dq_steal(d);
         if (x != DQ_ABORT)
