@@ -6,7 +6,8 @@
  * that ends the group runs all of it, newest first; a failure of a task it ran reaches the end
  * of the group with its message; a suspended task resumed by the thread goes back to a worker; a
  * dependent outside the group that such a task makes ready still runs; nested groups and a
- * second context on one thread; more threads with groups open than the pool has slots. Workers
+ * second context on one thread; more threads with groups open than the pool has slots; group
+ * tasks a worker made ready in its own deque are stolen by the thread ending the group. Workers
  * are held by a gate (a task that waits for a flag) where a case needs it, so no case depends on
  * timing; a hang shows as the test's timeout.
  */
@@ -320,9 +321,74 @@ TEST(more_threads_with_groups_than_slots)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* The stealing case: x runs on the worker; its completion makes the dependents d ready there
+ * (one runs at once, the rest wait in the worker's deque). The one on the worker waits for the
+ * others, which only the thread ending the group can run, by stealing them from that deque. */
+static _Atomic int steal_x_started, steal_done, steal_on_outside;
+
+static int steal_x_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    atomic_store(&steal_x_started, dagger_tc_thread(tc) >= 0 ? 1 : -1);
+    *out = dagger_i64(7);
+    return 0;
+}
+
+static int steal_d_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int n = (int)dagger_arg_i64(a, 1);
+    if (dagger_tc_thread(tc) >= 0) { /* the worker's: the others must run elsewhere */
+        for (int i = 0; i < 50000 && atomic_load(&steal_done) < n - 1; i++)
+            usleep(200);
+        if (atomic_load(&steal_done) < n - 1)
+            return dagger_fail(tc, DAGGER_ETASK, "only %d of the other %d dependents ran",
+                               atomic_load(&steal_done), n - 1);
+    } else {
+        atomic_fetch_add(&steal_on_outside, 1);
+    }
+    atomic_fetch_add(&steal_done, 1);
+    *out = dagger_i64(dagger_arg_i64(a, 0) + 1);
+    return 0;
+}
+
+TEST(the_ending_thread_steals_group_tasks_a_worker_holds)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    enum { N = 5 };
+    for (int round = 0; round < 20; round++) {
+        atomic_store(&steal_x_started, 0);
+        atomic_store(&steal_done, 0);
+        atomic_store(&steal_on_outside, 0);
+        ASSERT_OK(dagger_sync_begin(ctx));
+        dagger_task_t *x = dagger_spawn(ctx, steal_x_fn);
+        ASSERT_PTR(x);
+        dagger_task_t *d[N];
+        for (int i = 0; i < N; i++) {
+            d[i] = dagger_spawn(ctx, steal_d_fn, x, (int64_t)N);
+            ASSERT_PTR(d[i]);
+        }
+        /* x runs on the worker (it steals it from this thread's deque) before the group ends */
+        for (int i = 0; i < 50000 && !atomic_load(&steal_x_started); i++)
+            usleep(100);
+        ASSERT_EQ(atomic_load(&steal_x_started), 1);
+        ASSERT_OK(dagger_sync_end(ctx));
+        ASSERT_EQ(atomic_load(&steal_done), N);
+        /* all but the one the worker ran after x (if it got one before this thread) ran here */
+        ASSERT_TRUE(atomic_load(&steal_on_outside) >= N - 1);
+        for (int i = 0; i < N; i++) {
+            int64_t v = 0;
+            ASSERT_OK(dagger_fetch_i64(d[i], &v));
+            ASSERT_EQ(v, 8);
+            dagger_task_release(d[i]);
+        }
+        dagger_task_release(x);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(every_task_of_a_group_from_main_runs_once,
           held_workers_leave_the_group_to_the_thread_that_ends_it,
           a_failure_run_by_the_ending_thread_reaches_the_group_end,
           a_task_suspended_on_a_task_the_ending_thread_runs_resumes_on_a_worker,
           a_dependent_outside_the_group_made_ready_by_the_ending_thread_runs,
-          nested_groups_and_a_second_context_on_one_thread, more_threads_with_groups_than_slots)
+          nested_groups_and_a_second_context_on_one_thread, more_threads_with_groups_than_slots,
+          the_ending_thread_steals_group_tasks_a_worker_holds)

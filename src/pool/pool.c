@@ -992,6 +992,20 @@ struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max)
     return first;
 }
 
+struct dagger__job *dagger__pool_steal_any(dagger__pool *p)
+{
+    for (int v = 0; v < p->n; v++) {
+        for (int tries = 0; tries < 4; tries++) {
+            void *x = dq_steal(&p->w[v].dq);
+            if (x == DQ_EMPTY)
+                break;
+            if (x != DQ_ABORT)
+                return x;
+        }
+    }
+    return NULL;
+}
+
 bool dagger__pool_ext_claim(dagger__pool *p)
 {
     if (tls_worker) /* a worker of any pool: it has its own deque, or waits as a task */

@@ -97,6 +97,10 @@ bool dagger__pool_hungry(const dagger__pool *p);
  * NULL. A suspended job found there goes back (it resumes on a worker only). Thread safety:
  * any thread. */
 struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max);
+/* For a thread outside the pool that waits: one job from the top of a worker's deque, taken as
+ * a thief does, or NULL. It may be a suspended job (its ->fiber set) or one the caller may not
+ * run: the caller hands it off (dagger__pool_hand_off). Thread safety: any thread. */
+struct dagger__job *dagger__pool_steal_any(dagger__pool *p);
 
 /* External slots: a thread outside the pool that opens a sync group claims one (a deque of its
  * own, up to 8 threads at a time per pool; nested claims by the holder count up). While it holds
