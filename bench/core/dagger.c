@@ -403,8 +403,10 @@ static void row_nested(void)
         return;
     dagger_task_t *b[CORE_NESTED_OUTER][CORE_NESTED_INNER];
     double best = 1e300;
+    int nrep = core_reps(CORE_REPS_NESTED);
+    double *runs = malloc((size_t)nrep * sizeof *runs);
     int64_t want = core_nested_expected();
-    for (int r = 0; r < core_reps(CORE_REPS_NESTED); r++) {
+    for (int r = 0; r < nrep; r++) {
         double t0 = core_now_ns();
         int rc = dagger_sync_begin(ctx);
         if (rc != 0) {
@@ -434,10 +436,15 @@ static void row_nested(void)
             report_rc("core.nested", "dagger_sync_end", rc, dagger_last_errmsg());
         if (dt < best)
             best = dt;
+        if (runs)
+            runs[r] = dt;
         core_check_i64("core.nested", "sum", s, want);
     }
     snprintf(param, sizeof param, "n=%dx%d,t=%d", CORE_NESTED_OUTER, CORE_NESTED_INNER, threads);
     core_result("core.nested", param, best / 1e3, "us/run");
+    if (runs)
+        core_result_median("core.nested", param, runs, nrep, 1e-3, "us/run");
+    free(runs);
 }
 
 /* ---------------------------------------------------------------- binary tree */
