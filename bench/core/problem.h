@@ -76,7 +76,7 @@
 
 /* Default repetitions per row (BENCH_REPS overrides them all). */
 #define CORE_REPS 5
-#define CORE_REPS_BIG 3     /* fib with a task per call: the longest row */
+#define CORE_REPS_BIG 3 /* fib with a task per call: the longest row */
 /* A run is 140 tasks of a few us: repeat it often (at 50 the best of a process landed in one of
  * two modes, 9 or 13-15 us, for dagger at t=1 and t=2). */
 #define CORE_REPS_NESTED 2000
