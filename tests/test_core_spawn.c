@@ -11,8 +11,11 @@
  * SPDX-License-Identifier: MIT
  */
 #include <stdatomic.h>
+#include <unistd.h>
 
 #include "harness.h"
+
+#include "dagger/gpu.h"
 
 /* The sum of the i64 arguments (a task argument arrives as its i64 result), times 10 plus the
  * argument count, so that a lost or an extra argument shows. */
@@ -389,7 +392,60 @@ TEST(children_run_early_open_groups_of_their_own)
     run_flat(2, 3, &f);
 }
 
-TEST_LIST(inputs_on_both_sides_of_the_inline_limit,
+/* Inputs taken without a reference (the common spawn) hold one from their registration on: a
+ * spawn that fails after it took them (here at its implementations, checked after the
+ * arguments) releases none, one that registers them holds each until it completes, whether the
+ * input was done already or finished later. Unbalanced counts show as an early free of `a`
+ * under ASan, or as DAGGER_EBUSY at close. */
+static _Atomic int input_gate;
+
+static int gated_value(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    for (int i = 0; i < 100000 && !atomic_load(&input_gate); i++)
+        usleep(100);
+    *out = dagger_i64(dagger_arg_i64(a, 0));
+    return 0;
+}
+
+TEST(inputs_taken_without_a_reference_stay_balanced)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    struct dagger_impl impls[17];
+    memset(impls, 0, sizeof impls);
+    for (int round = 0; round < 2; round++) { /* 0: `a` still running, 1: `a` done */
+        atomic_store(&input_gate, round);
+        dagger_task_t *a = dagger_spawn(ctx, gated_value, (int64_t)5);
+        ASSERT_PTR(a);
+        if (round == 1)
+            ASSERT_OK(dagger_wait(a));
+        dagger_task_t *ok[40];
+        for (int k = 0; k < 40; k++) {
+            dagger_task_opts_t o;
+            dagger_task_opts_init(&o);
+            o.impls = impls;
+            o.nimpls = 17; /* refused after the arguments were taken */
+            dagger_task_t *bad = dagger_spawn_opts(ctx, &o, sum_args, a, (int64_t)k);
+            ASSERT_PTR(bad);
+            ASSERT_ERR(dagger_fetch(bad, NULL), DAGGER_EINVAL);
+            ASSERT_STR_HAS(dagger_task_errmsg(bad), "17 implementations");
+            dagger_task_release(bad);
+            ok[k] = dagger_spawn(ctx, sum_args, a, (int64_t)k);
+            ASSERT_PTR(ok[k]);
+        }
+        dagger_task_release(a); /* the dependents hold it from here */
+        atomic_store(&input_gate, 1);
+        for (int k = 0; k < 40; k++) {
+            int64_t v = 0;
+            ASSERT_OK(dagger_fetch_i64(ok[k], &v));
+            ASSERT_EQ(v, (5 + k) * 10 + 2);
+            dagger_task_release(ok[k]);
+        }
+    }
+    ASSERT_OK(dagger_ctx_close(ctx)); /* DAGGER_EBUSY if a count was left over */
+}
+
+TEST_LIST(inputs_on_both_sides_of_the_inline_limit, inputs_taken_without_a_reference_stay_balanced,
           a_sequential_block_orders_tasks_that_also_take_inputs,
           copied_and_borrowed_strings_beside_an_input,
           bad_arguments_after_taken_ones_fail_and_leave_nothing_held,

@@ -19,7 +19,9 @@
 #include "pool/pool.h"
 #include "sched/sched.h"
 
-enum { W_DEP = 1, W_FIBER, W_THREAD, W_CALL };
+/* W_DEP_LAZY: a dependent's node that holds no reference on the input yet: the input's
+ * completion takes one for each such node at once, when it serves them (task.c, serve). */
+enum { W_DEP = 1, W_FIBER, W_THREAD, W_CALL, W_DEP_LAZY };
 
 #define EV_CLOSED ((struct dagger__waiter *)1)
 
@@ -120,6 +122,7 @@ enum {
     TF_RESULT_THERE = 1u << 7, /* DAGGER__TASK_RESULT_THERE */
     TF_EARLY = 1u << 8,        /* sent to another rank before it was ready (ctx->early) */
     TF_TIMED = 1u << 9,        /* its runs are timed for the cost model: a job, or opts.impls */
+    TF_LAZY_DEPS = 1u << 10,   /* inputs taken without a reference, not yet registered */
 };
 
 /* The rarely used fields of a task: options few tasks set (userdata, hooks, implementations, a

@@ -151,7 +151,7 @@ int dagger__task_check_dominated(dagger_task_t *me, dagger_task_t *t, const char
         struct dagger__waiter *node =
             atomic_load_explicit(&src->waiters.head, memory_order_acquire);
         for (; node && node != EV_CLOSED; node = node->next) {
-            if (node->kind != W_DEP)
+            if (node->kind != W_DEP && node->kind != W_DEP_LAZY)
                 continue; /* a fetcher or a callback: nothing downstream */
             dagger_task_t *d = node->target;
             if (!seen_add(&w, d))

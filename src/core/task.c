@@ -158,8 +158,9 @@ static void drop_args_slow(dagger_task_t *t, struct task_ext *x)
 {
     for (uint32_t i = 0; i < t->nargs; i++)
         dagger__value_drop(&t->args[i]);
-    for (uint32_t i = 0; i < t->ndeps; i++)
-        dagger_task_release(t->deps[i].task);
+    if (!(t->flags & TF_LAZY_DEPS)) /* else no reference was taken yet */
+        for (uint32_t i = 0; i < t->ndeps; i++)
+            dagger_task_release(t->deps[i].task);
     if (x->capargs)
         dagger__obj_free(t->args, x->capargs * sizeof(dagger_value_t));
     if (x->capdeps)
@@ -192,8 +193,9 @@ static inline void drop_args(dagger_task_t *t)
             for (uint32_t i = 0; i < t->nargs; i++)
                 if (t->args[i].flags & DAGGER_VALUE_OWNED)
                     dagger__value_drop(&t->args[i]);
-        for (uint32_t i = 0; i < t->ndeps; i++)
-            dagger_task_release(t->deps[i].task);
+        if (!(t->flags & TF_LAZY_DEPS)) /* else no reference was taken yet */
+            for (uint32_t i = 0; i < t->ndeps; i++)
+                dagger_task_release(t->deps[i].task);
         t->nargs = t->ndeps = 0;
         return;
     }
@@ -424,13 +426,21 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
  * plain dependent that becomes ready is returned instead of submitted. Nodes are read before
  * they are signalled: a signalled waiter may return and free its node at once. */
 DAGGER_NOINLINE static dagger_task_t *serve(struct dagger__waiter *w, dagger_ctx_t *ctx,
-                                            bool want_cont, bool data_result)
+                                            bool want_cont, bool data_result, dagger_task_t *src)
 {
     dagger_task_t *cont = NULL;
+    if (src) { /* the references of the dependents that hold none yet, in one addition */
+        uint32_t lazy = 0;
+        for (struct dagger__waiter *x = w; x && x != EV_CLOSED; x = x->next)
+            lazy += x->kind == W_DEP_LAZY;
+        if (lazy)
+            atomic_fetch_add_explicit(&src->refs, lazy, memory_order_relaxed);
+    }
     while (w && w != EV_CLOSED) {
         struct dagger__waiter *next = w->next;
         switch (w->kind) {
-        case W_DEP: {
+        case W_DEP:
+        case W_DEP_LAZY: {
             dagger_task_t *d = w->target;
             if (DAGGER_UNLIKELY(data_result)) /* its input is data: placement decides */
                 atomic_fetch_or_explicit(&d->place, 1, memory_order_relaxed);
@@ -474,15 +484,15 @@ DAGGER_NOINLINE static dagger_task_t *serve(struct dagger__waiter *w, dagger_ctx
 
 /* Close `ev` (one exchange) and serve its waiters, if any. */
 static inline dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool want_cont,
-                                  bool data_result)
+                                  bool data_result, dagger_task_t *src)
 {
     struct dagger__waiter *w = atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel);
-    return w ? serve(w, ctx, want_cont, data_result) : NULL;
+    return w ? serve(w, ctx, want_cont, data_result, src) : NULL;
 }
 
 void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx)
 {
-    dagger_task_t *c = fire(ev, ctx, false, false);
+    dagger_task_t *c = fire(ev, ctx, false, false, NULL); /* no task's: no W_DEP_LAZY node */
     (void)c;
 }
 
@@ -562,7 +572,7 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     }
     atomic_store_explicit(&t->state, T_DONE, memory_order_release);
     bool data = t->result.kind == DAGGER_KIND_CHUNK || t->result.kind == DAGGER_KIND_SHARD;
-    dagger_task_t *cont = fire(&t->waiters, ctx, want_cont, data);
+    dagger_task_t *cont = fire(&t->waiters, ctx, want_cont, data, t);
     if (g)
         group_done(g, ctx, w);
     dagger_task_release(t);
@@ -940,7 +950,8 @@ __attribute__((always_inline)) static inline bool take_args_fast(dagger_task_t *
                                 room < sizeof(struct dep)))
                 goto general;
             room -= sizeof(struct dep);
-            t->deps[nd].task = dagger_task_retain(dt);
+            /* no reference yet without ordering inputs (TF_LAZY_DEPS): register_inputs */
+            t->deps[nd].task = nseq == 0 ? dt : dagger_task_retain(dt);
             t->deps[nd].node.argi = (int32_t)i;
             nd++;
             d->flags = flags & (uint8_t)~DAGGER_VALUE_OWNED;
@@ -963,11 +974,16 @@ __attribute__((always_inline)) static inline bool take_args_fast(dagger_task_t *
     }
     t->nargs = (uint32_t)argc;
     t->ndeps = nd;
+    if (nd && nseq == 0)
+        t->flags |= TF_LAZY_DEPS;
     return true;
 general:
     t->nargs = (uint32_t)i;
     t->ndeps = nd;
+    if (nseq == 0)
+        t->flags |= TF_LAZY_DEPS; /* the inputs met so far hold no reference */
     drop_args(t);
+    t->flags &= ~(uint32_t)TF_LAZY_DEPS;
     return false;
 }
 
@@ -1363,12 +1379,18 @@ static uint32_t enter_frames(dagger_ctx_t *ctx, dagger_task_t *t, struct frame *
 static inline uint32_t register_inputs(dagger_task_t *t, int nd)
 {
     uint32_t done = 0;
+    /* Inputs taken without a reference (take_args_fast): from here each has one, taken by its
+     * completion when it serves the node, or below when it is done already. */
+    bool lazy = (t->flags & TF_LAZY_DEPS) != 0;
+    t->flags &= ~(uint32_t)TF_LAZY_DEPS;
     for (int i = 0; i < nd; i++) {
         struct dep *d = &t->deps[i];
-        d->node.kind = W_DEP;
+        d->node.kind = lazy ? W_DEP_LAZY : W_DEP;
         d->node.target = t;
         DAGGER__TRACE(dagger__trace_edge(d->task->id, t->id));
         if (!dagger__event_push(&d->task->waiters, &d->node)) {
+            if (lazy)
+                dagger_task_retain(d->task);
             done++;
             int k = d->task->result.kind; /* done already: its result is known */
             if (DAGGER_UNLIKELY(k == DAGGER_KIND_CHUNK || k == DAGGER_KIND_SHARD))
