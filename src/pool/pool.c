@@ -679,6 +679,20 @@ static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct d
     return NULL;
 }
 
+/* One job from the top of deque `d`, a few tries against other thieves; NULL when it is empty
+ * or the races were lost. */
+static void *steal_one(struct dagger__deque *d)
+{
+    for (int tries = 0; tries < 4; tries++) {
+        void *x = dq_steal(d);
+        if (x == DQ_EMPTY)
+            break;
+        if (x != DQ_ABORT)
+            return x;
+    }
+    return NULL;
+}
+
 /* The other workers' deques from a random one, then the external slots (a thief of a flat loop
  * among workers finds its victim without a look at a slot first). */
 static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
@@ -690,15 +704,11 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
             int v = (start + k) % n;
             if (v == w->index)
                 continue;
-            for (int tries = 0; tries < 4; tries++) {
-                void *x = dq_steal(&p->w[v].dq);
-                if (x == DQ_EMPTY)
-                    break;
-                if (x != DQ_ABORT) {
-                    DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
-                    steal_more(p, w, v);
-                    return x;
-                }
+            void *x = steal_one(&p->w[v].dq);
+            if (x) {
+                DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
+                steal_more(p, w, v);
+                return x;
             }
         }
     }
@@ -995,13 +1005,9 @@ struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max)
 struct dagger__job *dagger__pool_steal_any(dagger__pool *p)
 {
     for (int v = 0; v < p->n; v++) {
-        for (int tries = 0; tries < 4; tries++) {
-            void *x = dq_steal(&p->w[v].dq);
-            if (x == DQ_EMPTY)
-                break;
-            if (x != DQ_ABORT)
-                return x;
-        }
+        void *x = steal_one(&p->w[v].dq);
+        if (x)
+            return x;
     }
     return NULL;
 }
