@@ -260,8 +260,10 @@ DAGGER_API int64_t dagger_ctx_unfetched_failures(const dagger_ctx_t *ctx);
 /** Set the thread count of the BLAS libraries loaded in the process (OpenBLAS, BLIS, MKL,
  *  FlexiBLAS; found at run time, no link dependency). A BLAS call inside a task should use the
  *  task's thread only: dagger_ctx_open therefore sets 1, unless DAGGER_BLAS_THREADS=keep (or a
- *  count). Returns: the number of libraries set (0: none loaded), DAGGER_EINVAL for n < 1.
- *  Thread safety: any thread, but not while BLAS calls run. */
+ *  count). With n == 1, OpenBLAS's idle server threads are stopped as well (they spin for
+ *  about 0.1 s after the library loads, a core taken from the workers); a later count > 1
+ *  starts them again. Returns: the number of libraries set (0: none loaded), DAGGER_EINVAL for
+ *  n < 1. Thread safety: any thread, but not while BLAS calls run. */
 DAGGER_API int dagger_blas_set_threads(int n);
 
 /** This process's rank in the job and the job's number of ranks (0 and 1 without MPI).

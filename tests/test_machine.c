@@ -2,9 +2,12 @@
  * cgroup quota, DAGGER_BIND pinning, the topology line.
  * SPDX-License-Identifier: MIT
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <dagger/trace.h>
 
@@ -168,7 +171,114 @@ TEST(blas_runs_single_threaded_inside_tasks_unless_kept)
     ASSERT_ERR(dagger_blas_set_threads(0), DAGGER_EINVAL);
 }
 
-TEST_LIST(blas_runs_single_threaded_inside_tasks_unless_kept, trace_header_carries_the_topology,
+#ifdef DAGGER_TEST_OPENBLAS
+void cblas_dgemm(int order, int ta, int tb, int m, int n, int k, double alpha, const double *a,
+                 int lda, const double *b, int ldb, double beta, double *c, int ldc);
+
+/* Threads of this process other than dagger's (named dagger-*): main, OpenBLAS's servers, and
+ * a sanitizer's own. */
+static int foreign_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[300], comm[64] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue; /* ended since the listing */
+        if (!fgets(comm, sizeof comm, f))
+            comm[0] = 0;
+        fclose(f);
+        if (strncmp(comm, "dagger-", 7) != 0)
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static int one_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)a;
+    *out = dagger_i64(1);
+    return 0;
+}
+
+/* The only worker of `ctx` has started, and named itself, once it ran a task. */
+static void named_worker(dagger_ctx_t *ctx)
+{
+    dagger_task_t *t = dagger_spawn(ctx, one_fn);
+    int64_t v = 0;
+    ASSERT_OK(dagger_fetch_i64(t, &v));
+    ASSERT_EQ(v, 1);
+    dagger_task_release(t);
+}
+
+/* A 512 x 512 product on OpenBLAS's threads: every entry of (all 1) x (all 2) is 2 * 512. */
+static void dgemm_checked(void)
+{
+    enum { N = 512 };
+    double *a = malloc(sizeof(double) * N * N), *b = malloc(sizeof(double) * N * N);
+    double *c = calloc((size_t)N * N, sizeof(double));
+    ASSERT_TRUE(a && b && c);
+    for (int i = 0; i < N * N; i++) {
+        a[i] = 1.0;
+        b[i] = 2.0;
+    }
+    cblas_dgemm(101 /* row major */, 111, 111, N, N, N, 1.0, a, N, b, N, 0.0, c, N);
+    for (int i = 0; i < N * N; i += 4099)
+        ASSERT_TRUE(c[i] == 2.0 * N);
+    free(a);
+    free(b);
+    free(c);
+}
+#endif
+
+/* OpenBLAS's server threads spin for about 0.1 s after the library loads: with the BLAS set to
+ * one thread (dagger_ctx_open's default) they are stopped, and a count > 1 brings them back. */
+TEST(blas_idle_threads_stop_when_one_thread_is_set)
+{
+#ifdef DAGGER_TEST_OPENBLAS
+    unsetenv("DAGGER_BLAS_THREADS");
+    /* Counted against the process's other threads (a sanitizer's, say): main plus OpenBLAS's. */
+    openblas_set_num_threads(2); /* at least one server thread, whatever the core count */
+    int with = foreign_threads();
+    ASSERT_EQ(dagger_blas_set_threads(1), 1);
+    int without = foreign_threads();
+    ASSERT_TRUE(without >= 1 && without < with);
+    dgemm_checked(); /* one thread: no server started for it */
+    ASSERT_EQ(foreign_threads(), without);
+
+    openblas_set_num_threads(2);
+    dgemm_checked(); /* OpenBLAS starts its servers again for a threaded call */
+    ASSERT_TRUE(foreign_threads() > without);
+    dagger_ctx_t *ctx = test_ctx(1);
+    named_worker(ctx);
+    ASSERT_EQ(foreign_threads(), without); /* the context's default stopped them */
+    ASSERT_EQ(openblas_get_num_threads(), 1);
+    ASSERT_OK(dagger_ctx_close(ctx));
+
+    openblas_set_num_threads(2);
+    dgemm_checked();
+    setenv("DAGGER_BLAS_THREADS", "keep", 1);
+    ctx = test_ctx(1);
+    named_worker(ctx);
+    ASSERT_TRUE(foreign_threads() > without); /* kept: left alone */
+    ASSERT_OK(dagger_ctx_close(ctx));
+    unsetenv("DAGGER_BLAS_THREADS");
+#else
+    skip();
+#endif
+}
+
+TEST_LIST(blas_runs_single_threaded_inside_tasks_unless_kept,
+          blas_idle_threads_stop_when_one_thread_is_set, trace_header_carries_the_topology,
           cgroup_cpu_max_is_parsed, affinity_of_one_cpu_gives_one_worker,
           default_worker_count_is_the_affinity_mask,
           bind_core_pins_each_worker_inside_the_allowed_set,

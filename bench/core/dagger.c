@@ -568,6 +568,25 @@ static void row_wavefront(int n)
     core_result("core.wavefront", param, best / ((double)n * n), "ns/task");
 }
 
+/* ---------------------------------------------------------------- round trip */
+
+static int empty_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)a;
+    *out = dagger_i64(1);
+    return 0;
+}
+
+static int round_trip_one(void)
+{
+    dagger_task_t *t = must(dagger_spawn(ctx, empty_fn), "core.round_trip");
+    int64_t v = 0;
+    int rc = dagger_fetch_i64(t, &v);
+    dagger_task_release(t);
+    return rc != 0 ? rc : v == 1 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     /* DAGGER_DEADLOCK_CHECK=0 runs without the check for waits on downstream tasks: the
@@ -590,6 +609,7 @@ int main(int argc, char **argv)
     }
     threads = dagger_ctx_num_threads(ctx);
 
+    core_round_trip(threads, round_trip_one); /* first: its phase=start is the process's start */
     /* Full sizes: pair with omp and tbb. */
     row_empty(CORE_EMPTY_N, 0);
     row_empty(CORE_EMPTY_N, 1);

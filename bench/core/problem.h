@@ -27,6 +27,11 @@
  *                   sum of out is checked. A second param, "grain=1", forces leaves of one
  *                   iteration (TBB: simple_partitioner, OpenMP: taskloop grainsize(1); no
  *                   omp-for row): the cost of a leaf.                              ns/iteration
+ *   core.round_trip one empty task spawned from the main thread and waited for, then the next
+ *                   (dagger_spawn + dagger_fetch; oneTBB task_group run + wait): param
+ *                   "phase=start" is the mean over the first CORE_RT_START_MS ms after the
+ *                   runtime starts (the first row of a binary; what a short program sees),
+ *                   "phase=steady" the median of CORE_RT_STEADY later ones.          us/task
  *   core.nested_wait one task spawns N children one at a time and waits for each
  *                   before it is done (dagger only: its peer is dagger-nocheck, the same
  *                   binary with DAGGER_DEADLOCK_CHECK=0).                          ns/wait
@@ -64,6 +69,8 @@
 #define CORE_PARFOR_N 1000000
 #define CORE_FIB_N 30
 #define CORE_FIB_N_SMALL 20
+#define CORE_RT_START_MS 50
+#define CORE_RT_STEADY 2000
 #define CORE_FIB_CUTOFF_N 30
 #define CORE_FIB_CUTOFF 20 /* fib(n) for n <= 20 is computed serially inside the task */
 #define CORE_NESTED_OUTER 20
@@ -279,10 +286,39 @@ static inline void core_fail(const char *bench, const char *msg)
 static inline int core_exit_code(void) { return core_failed_ ? 1 : 0; }
 
 /* The row names every implementation may print, for --list. */
+/* core.round_trip: `one()` (spawn an empty task from the main thread, wait for it, return 0 on
+ * success) for CORE_RT_START_MS ms, then CORE_RT_STEADY times; both figures printed. */
+static inline void core_round_trip(int threads, int (*one)(void))
+{
+    if (!core_want("core.round_trip"))
+        return;
+    char param[64];
+    double t_start = core_now_ns(), sum = 0;
+    long n = 0;
+    while (core_now_ns() - t_start < CORE_RT_START_MS * 1e6) {
+        double t0 = core_now_ns();
+        core_check_i64("core.round_trip", "task status", one(), 0);
+        sum += core_now_ns() - t0;
+        n++;
+    }
+    snprintf(param, sizeof param, "phase=start,t=%d", threads);
+    core_result("core.round_trip", param, sum / (double)n / 1e3, "us/task");
+    static double runs[CORE_RT_STEADY];
+    for (int r = 0; r < CORE_RT_STEADY; r++) {
+        double t0 = core_now_ns();
+        core_check_i64("core.round_trip", "task status", one(), 0);
+        runs[r] = core_now_ns() - t0;
+    }
+    qsort(runs, CORE_RT_STEADY, sizeof *runs, core_cmp_double_);
+    snprintf(param, sizeof param, "phase=steady,t=%d", threads);
+    core_result("core.round_trip", param, runs[CORE_RT_STEADY / 2] / 1e3, "us/task");
+}
+
 static inline void core_list_rows(void)
 {
     puts("core.empty\ncore.empty_ext\ncore.chain\ncore.fib\ncore.fib_cutoff\ncore.nested\n"
-         "core.tree\ncore.wavefront\ncore.nested_wait\ncore.parfor\ncore.parfor_range");
+         "core.tree\ncore.wavefront\ncore.nested_wait\ncore.parfor\ncore.parfor_range\n"
+         "core.round_trip");
 }
 
 #endif /* DAGGER_BENCH_CORE_PROBLEM_H */

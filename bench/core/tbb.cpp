@@ -337,6 +337,17 @@ static void row_parfor_range(long n, int grain)
     core_result("core.parfor_range", param, best / (double)n, "ns/iteration");
 }
 
+/* ---------------------------------------------------------------- round trip */
+
+static int round_trip_one(void)
+{
+    volatile int ran = 0;
+    task_group g;
+    g.run([&ran] { ran = 1; });
+    g.wait();
+    return ran == 1 ? 0 : -1;
+}
+
 int main(int argc, char **argv)
 {
     int t = core_init(argc, argv, "tbb", "TBB_NUM_THREADS");
@@ -351,6 +362,7 @@ int main(int argc, char **argv)
     threads = (int)oneapi::tbb::global_control::active_value(
         oneapi::tbb::global_control::max_allowed_parallelism);
 
+    core_round_trip(threads, round_trip_one); /* first: its phase=start is the process's start */
     row_empty(CORE_EMPTY_N, false);
     row_empty(CORE_EMPTY_N, true);
     row_chain(CORE_CHAIN_N);

@@ -9,7 +9,8 @@
  * BLAS: a multithreaded BLAS called from every worker starts its own threads inside each task
  * (nested oversubscription), so dagger_blas_set_threads sets the thread count of the BLAS
  * libraries already loaded in the process, found by name with dlsym (no link dependency);
- * dagger_ctx_open sets them to 1 unless DAGGER_BLAS_THREADS says otherwise.
+ * dagger_ctx_open sets them to 1 unless DAGGER_BLAS_THREADS says otherwise. Setting 1 also stops
+ * OpenBLAS's idle server threads, which spin for about 0.1 s after the library loads.
  * SPDX-License-Identifier: MIT
  */
 #include <dlfcn.h>
@@ -285,6 +286,18 @@ int dagger_blas_set_threads(int n)
         found++;
         if (i == 0)
             i++; /* goto_set_num_threads is OpenBLAS's old name for the same setter */
+    }
+    /* OpenBLAS (pthreads build) starts its server threads when it is loaded, and an idle server
+     * thread spins on sched_yield for its timeout (about 0.1 s on a 2 GHz core) before it sleeps:
+     * one core taken from the workers in the first tenth of a second of every program, where a
+     * spawn + fetch from main took 48 us instead of 0.7 on 2 cores. With one thread set they
+     * have no use: stop them the way OpenBLAS's own fork handler does. A later call that wants
+     * threads again (a count > 1 set) starts them anew (OpenBLAS's lazy re-init). */
+    void *stop = n == 1 ? dlsym(RTLD_DEFAULT, "blas_thread_shutdown_") : NULL;
+    if (stop) {
+        int (*shutdown)(void);
+        memcpy(&shutdown, &stop, sizeof shutdown);
+        shutdown();
     }
     return found;
 }
