@@ -233,7 +233,9 @@ enum { DAGGER_CTX_SERVED = 1 };
  *  environment variables DAGGER_NUM_THREADS and DAGGER_STACK_SIZE fill fields left at 0.
  *  Under an MPI launcher with several ranks (or DAGGER_MPI=1) every rank joins the job: rank 0
  *  returns 0 and runs main, the others serve and return DAGGER_CTX_SERVED (docs/mpi.md); with
- *  DAGGER_OPEN_SPMD every rank returns 0 and runs main.
+ *  DAGGER_OPEN_SPMD every rank returns 0 and runs main. It sets the BLAS libraries loaded in
+ *  the process to one thread (dagger_blas_set_threads; DAGGER_BLAS_THREADS changes that), so
+ *  no other thread should be inside a BLAS call meanwhile.
  *  Returns: 0, DAGGER_CTX_SERVED, DAGGER_EINVAL (bad option; see dagger_last_errmsg),
  *  DAGGER_ENOMEM, DAGGER_ENOSYS / DAGGER_EPEER (the job cannot be joined; message set).
  *  Ownership: +1 on `*out`, closed by dagger_ctx_close. Thread safety: any thread;
