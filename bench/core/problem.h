@@ -285,7 +285,6 @@ static inline void core_fail(const char *bench, const char *msg)
 
 static inline int core_exit_code(void) { return core_failed_ ? 1 : 0; }
 
-/* The row names every implementation may print, for --list. */
 /* core.round_trip: `one()` (spawn an empty task from the main thread, wait for it, return 0 on
  * success) for CORE_RT_START_MS ms, then CORE_RT_STEADY times; both figures printed. */
 static inline void core_round_trip(int threads, int (*one)(void))
@@ -314,6 +313,7 @@ static inline void core_round_trip(int threads, int (*one)(void))
     core_result("core.round_trip", param, runs[CORE_RT_STEADY / 2] / 1e3, "us/task");
 }
 
+/* The row names every implementation may print, for --list. */
 static inline void core_list_rows(void)
 {
     puts("core.empty\ncore.empty_ext\ncore.chain\ncore.fib\ncore.fib_cutoff\ncore.nested\n"
