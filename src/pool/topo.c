@@ -290,7 +290,8 @@ int dagger_blas_set_threads(int n)
     /* OpenBLAS (pthreads build) starts its server threads when it is loaded, and an idle server
      * thread spins on sched_yield for its timeout (about 0.1 s on a 2 GHz core) before it sleeps:
      * one core taken from the workers in the first tenth of a second of every program, where a
-     * spawn + fetch from main took 48 us instead of 0.7 on 2 cores. With one thread set they
+     * spawn + fetch from main took 43-45 us instead of 1.3-1.5 on 2 cores (core.round_trip,
+     * phase=start). With one thread set they
      * have no use: stop them the way OpenBLAS's own fork handler does. A later call that wants
      * threads again (a count > 1 set) starts them anew (OpenBLAS's lazy re-init). */
     void *stop = n == 1 ? dlsym(RTLD_DEFAULT, "blas_thread_shutdown_") : NULL;
