@@ -580,7 +580,9 @@ DAGGER_API void dagger_task_release(dagger_task_t *t);
  *  Returns: 0, or the task's error (DAGGER_ETASK, DAGGER_EUPSTREAM, DAGGER_ECANCELED, ...), or
  *  DAGGER_EDEADLK when the wait can never end (the task itself, a task that depends on the
  *  waiting task, a task held by an open bulk queue); `*out` untouched on error. Inside a task
- *  the wait suspends the task, never the thread. Ownership: borrows `t`; `*out` lives as long
+ *  the wait suspends the task, never the thread. A thread outside the pool may run `t` itself
+ *  when no worker took it yet and its function never spawned there (dagger_tc_thread -1;
+ *  docs/core.md, "Waiting from outside the pool"). Ownership: borrows `t`; `*out` lives as long
  *  as the caller holds `t`.
  *  Thread safety: any thread. */
 DAGGER_API DAGGER_NODISCARD int dagger_fetch(dagger_task_t *t, dagger_value_t *out);
@@ -654,7 +656,8 @@ DAGGER_API int dagger_fail(dagger_tc_t *tc, int code, const char *fmt, ...) DAGG
 DAGGER_API dagger_value_t dagger_str_copy(dagger_tc_t *tc, const char *s);
 DAGGER_API dagger_value_t dagger_blob_copy(dagger_tc_t *tc, const void *p, size_t n);
 /** The running task (borrowed), its id, name, context, and the worker thread it runs on now
- *  (-1 beside the workers, for occupancy < 1). Thread safety: inside a task only. */
+ *  (-1 beside the workers: occupancy < 1, or a thread outside the pool that runs it while it
+ *  waits, in a fetch or at a sync group's end). Thread safety: inside a task only. */
 DAGGER_API dagger_task_t *dagger_tc_task(dagger_tc_t *tc);
 DAGGER_API uint64_t dagger_tc_id(const dagger_tc_t *tc);
 DAGGER_API const char *dagger_tc_name(const dagger_tc_t *tc);

@@ -169,6 +169,20 @@ static inline dagger_ctx_t *test_ctx(int n)
     return ctx;
 }
 
+/* Spawn fn(args...) pinned to worker `k` (a thread scope), for a case that needs its task on a
+ * worker: a task spawned from main and fetched there may otherwise run on main itself
+ * (docs/core.md, "Waiting from outside the pool"). */
+#define TEST_SPAWN_ON_WORKER(ctx, k, ...)                                                          \
+    ({                                                                                             \
+        dagger_task_opts_t o_;                                                                     \
+        dagger_task_opts_init(&o_);                                                                \
+        dagger_scope_t *s_ = dagger_scope_thread(k);                                               \
+        o_.scope = s_;                                                                             \
+        dagger_task_t *t_ = dagger_spawn_opts(ctx, &o_, __VA_ARGS__);                              \
+        dagger_scope_release(s_);                                                                  \
+        t_;                                                                                        \
+    })
+
 /* Run `script` (a python3 -c argument, no double quotes) with a python3 that has numpy, Debian's
  * first: its exit status, or 77 (skip) when there is none. */
 static inline int test_python_numpy(const char *script)

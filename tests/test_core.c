@@ -524,7 +524,7 @@ static int tc_info(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     char buf[96];
     snprintf(buf, sizeof buf, "%llu %s %d", (unsigned long long)dagger_tc_id(tc),
-             dagger_tc_name(tc), dagger_tc_thread(tc) >= 0);
+             dagger_tc_name(tc), dagger_tc_thread(tc));
     *out = dagger_str_copy(tc, buf);
     return 0;
 }
@@ -535,7 +535,10 @@ TEST(task_context_reports_id_name_thread)
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
     o.name = "custom name";
+    dagger_scope_t *one = dagger_scope_thread(1); /* main would run it itself (next case) */
+    o.scope = one;
     dagger_task_t *t = dagger_spawn_opts(ctx, &o, tc_info);
+    dagger_scope_release(one);
     const char *s;
     ASSERT_OK(dagger_fetch_str(t, &s));
     char want[96];
@@ -543,6 +546,71 @@ TEST(task_context_reports_id_name_thread)
     ASSERT_STR_EQ(s, want);
     ASSERT_STR_EQ(dagger_task_name(t), "custom name");
     dagger_task_release(t);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+/* main fetches a task that no worker took: it runs it itself, and the task reports thread -1 (as
+ * on an aux thread); what it spawns and waits for runs on the workers or on main. */
+static int ident_i64(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    *out = dagger_i64(dagger_arg_i64(a, 0));
+    return 0;
+}
+
+static int sum_children(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t n = dagger_arg_i64(a, 0), sum = 0;
+    dagger_task_t *c[16];
+    for (int64_t i = 0; i < n; i++)
+        if (!(c[i] = dagger_spawn(dagger_tc_ctx(tc), ident_i64, i)))
+            return dagger_fail(tc, DAGGER_ENOMEM, "spawn %lld", (long long)i);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t v = -1;
+        int rc = dagger_fetch_i64(c[i], &v);
+        dagger_task_release(c[i]);
+        if (rc)
+            return rc;
+        sum += v;
+    }
+    *out = dagger_i64(sum * 1000 + dagger_tc_thread(tc));
+    return 0;
+}
+
+TEST(main_runs_the_task_it_fetches_when_no_worker_took_it)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    atomic_store(&gate_open, 0);
+    dagger_task_t *busy = dagger_spawn(ctx, slow_value, 5); /* the only worker waits in it */
+    while (!dagger_task_started(busy))
+        usleep(100);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.name = "on main";
+    dagger_task_t *t = dagger_spawn_opts(ctx, &o, tc_info);
+    const char *s;
+    ASSERT_OK(dagger_fetch_str(t, &s)); /* the worker is busy: main ran it */
+    char want[96];
+    snprintf(want, sizeof want, "%llu on main -1", (unsigned long long)dagger_task_id(t));
+    ASSERT_STR_EQ(s, want);
+    dagger_task_release(t);
+    /* A task on main that spawns and waits: its children go to a deque of main's that the
+     * workers steal from; the worker is busy, so main runs them all as it waits. */
+    t = dagger_spawn(ctx, sum_children, (int64_t)16);
+    int64_t v = 0;
+    ASSERT_OK(dagger_fetch_i64(t, &v));
+    ASSERT_EQ(v, 120 * 1000 - 1);
+    dagger_task_release(t);
+    /* Its function spawns: from now on main leaves such a task to the workers (it would be one
+     * thread more than the pool's for the whole fan-out), and waits. */
+    t = dagger_spawn(ctx, sum_children, (int64_t)4);
+    atomic_store(&gate_open, 1);
+    ASSERT_OK(dagger_fetch_i64(t, &v));
+    ASSERT_EQ(v, 6 * 1000 + 0);
+    dagger_task_release(t);
+    ASSERT_OK(dagger_fetch_i64(busy, &v));
+    ASSERT_EQ(v, 5);
+    dagger_task_release(busy);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
@@ -1131,13 +1199,14 @@ TEST_LIST(quickstart_add, values_of_every_kind, wrong_kind_fails_the_task,
           nonzero_return_without_fail_is_an_error, wait_never_reports_the_task_error,
           error_names_and_strings, nested_fib20_one_thread, nested_fib20_n_threads,
           a_task_fetching_itself_is_refused, task_context_reports_id_name_thread,
-          sync_group_waits_for_every_task, sync_group_reports_first_error,
-          sync_group_inside_a_task_on_one_thread, bulk_queue_launches_at_end,
-          sequential_queue_runs_in_spawn_order, sequential_queue_without_waitall_still_orders,
-          waitall_queue_nested_in_bulk, syncdeps_order_without_passing_values,
-          cancel_a_queued_task_never_runs, cancel_a_running_task_sees_the_flag,
-          zero_allocations_per_task_after_warm_up, close_reports_live_handles,
-          close_refuses_an_open_block_instead_of_hanging, close_force_closes_with_live_handles,
-          bad_environment_is_reported, out_of_memory_reaches_fetch, fault_env_child,
-          fault_injection_from_the_environment, bad_input_is_an_error_not_a_crash,
-          encode_decode_round_trips, decode_rejects_malformed_input)
+          main_runs_the_task_it_fetches_when_no_worker_took_it, sync_group_waits_for_every_task,
+          sync_group_reports_first_error, sync_group_inside_a_task_on_one_thread,
+          bulk_queue_launches_at_end, sequential_queue_runs_in_spawn_order,
+          sequential_queue_without_waitall_still_orders, waitall_queue_nested_in_bulk,
+          syncdeps_order_without_passing_values, cancel_a_queued_task_never_runs,
+          cancel_a_running_task_sees_the_flag, zero_allocations_per_task_after_warm_up,
+          close_reports_live_handles, close_refuses_an_open_block_instead_of_hanging,
+          close_force_closes_with_live_handles, bad_environment_is_reported,
+          out_of_memory_reaches_fetch, fault_env_child, fault_injection_from_the_environment,
+          bad_input_is_an_error_not_a_crash, encode_decode_round_trips,
+          decode_rejects_malformed_input)

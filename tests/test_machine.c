@@ -213,7 +213,7 @@ static int one_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 /* The only worker of `ctx` has started, and named itself, once it ran a task. */
 static void named_worker(dagger_ctx_t *ctx)
 {
-    dagger_task_t *t = dagger_spawn(ctx, one_fn);
+    dagger_task_t *t = TEST_SPAWN_ON_WORKER(ctx, 0, one_fn); /* main would run it itself */
     int64_t v = 0;
     ASSERT_OK(dagger_fetch_i64(t, &v));
     ASSERT_EQ(v, 1);

@@ -76,7 +76,7 @@ TEST(burst_from_a_worker_wakes_every_parked_worker)
         usleep(20 * 1000); /* the workers run dry and park */
         atomic_store(&arrived, 0);
         int64_t where[N] = {99, 99, 99};
-        dagger_task_t *b = dagger_spawn(ctx, burst, (void *)where, (int64_t)N);
+        dagger_task_t *b = TEST_SPAWN_ON_WORKER(ctx, 0, burst, (void *)where, (int64_t)N);
         ASSERT_PTR(b);
         int64_t late = -1;
         ASSERT_OK(dagger_fetch_i64(b, &late));
@@ -138,7 +138,7 @@ TEST(workers_are_named_by_their_index)
 {
     dagger_ctx_t *ctx = test_ctx(2);
     for (int i = 0; i < 32; i++) {
-        dagger_task_t *t = dagger_spawn(ctx, own_name, (int64_t)i);
+        dagger_task_t *t = TEST_SPAWN_ON_WORKER(ctx, i % 2, own_name, (int64_t)i);
         ASSERT_PTR(t);
         int64_t v = 0;
         int rc = dagger_fetch_i64(t, &v);

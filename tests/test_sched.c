@@ -235,8 +235,9 @@ TEST(occupancy_zero_tasks_never_hold_a_worker)
     dagger_task_t *ts[4];
     for (int i = 0; i < 4; i++)
         ts[i] = dagger_spawn_opts(ctx, &o, meet);
-    /* the only worker stays free for ordinary tasks meanwhile */
-    dagger_task_t *w = dagger_spawn(ctx, where);
+    /* the only worker stays free for ordinary tasks meanwhile (pinned there: main would run an
+     * unpinned one itself while it fetches it) */
+    dagger_task_t *w = TEST_SPAWN_ON_WORKER(ctx, 0, where);
     int64_t r;
     ASSERT_OK(dagger_fetch_i64(w, &r));
     ASSERT_EQ(r, 0);

@@ -195,6 +195,15 @@ static inline struct task_ext *dagger__task_x(const dagger_task_t *t)
 {
     return atomic_load_explicit(&((dagger_task_t *)t)->x, memory_order_acquire);
 }
+/* Whether `t` may run on a thread outside the pool that waits for it (a fetch from main, the end
+ * of a sync group): no scope, no placement to decide, no chunk result to home in a worker's
+ * memory space. Such a task reports thread -1 (dagger_tc_thread), as on an aux thread. */
+static inline bool dagger__task_runs_anywhere(const dagger_task_t *t)
+{
+    const struct task_ext *x = dagger__task_x(t);
+    return (!x || !x->scope) && !atomic_load_explicit(&t->place, memory_order_relaxed) &&
+           !(t->flags & (TF_MUTABLE_RESULT | TF_CHUNK_RESULT));
+}
 /* task.c: the extension record of `t`, allocated (zeroed) on first use; NULL when out of memory.
  * Safe from any thread: racing allocations agree on one record. */
 struct task_ext *dagger__task_ext_get(dagger_task_t *t);
@@ -288,9 +297,14 @@ static inline void dagger__ctx_global_spawned(dagger_ctx_t *ctx)
     atomic_fetch_add_explicit(&ctx->count[CNT_LIVE], 1, memory_order_acq_rel);
     atomic_fetch_add_explicit(&ctx->count[CNT_INFLIGHT], 1, memory_order_acq_rel);
 }
+/* Spawns made on this thread outside the pool's workers (fetch.c reads it around a task it runs
+ * itself, to learn whether the task's function spawns). */
+extern DAGGER_TLS uint64_t dagger__outside_spawns;
 /* A spawn's counts: a task record alive and a task in flight. */
 static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
 {
+    if (DAGGER_UNLIKELY(w < 0))
+        dagger__outside_spawns++;
     if (DAGGER_UNLIKELY(w < 0) && (w = dagger__pool_ext_counter(ctx->pool)) < 0) {
         dagger__ctx_global_spawned(ctx);
         return;

@@ -79,10 +79,7 @@ int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_
 static bool own_group_task(const struct dagger__job *j, const struct group *g)
 {
     const dagger_task_t *t = (const dagger_task_t *)j;
-    const struct task_ext *x = dagger__task_x(t);
-    return t->group == g && (!x || !x->scope) &&
-           !atomic_load_explicit(&t->place, memory_order_relaxed) &&
-           !(t->flags & (TF_MUTABLE_RESULT | TF_CHUNK_RESULT));
+    return t->group == g && dagger__task_runs_anywhere(t);
 }
 
 DAGGER_TLS struct dagger__helping dagger__helping_tls;

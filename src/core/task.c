@@ -329,13 +329,14 @@ static void place_slow(dagger_task_t *t);
 
 /* A ready task goes to its executor: straight to the pool unless placement must decide.
  * `plain`: spawned without options, so its job has occupancy 1, no pin and no priority; then
- * true may come back, the task NOT submitted, when the calling worker's deque is deep
- * (dagger__pool_submit_plain): the caller runs it or submits it. */
-static inline bool submit_ready_as(dagger_task_t *t, bool plain)
+ * true may come back when `may_keep` (a task spawns it: `me` set), the task NOT submitted, when
+ * the calling thread's deque is deep (dagger__pool_submit_plain): the caller runs it or submits
+ * it. */
+static inline bool submit_ready_as(dagger_task_t *t, bool plain, bool may_keep)
 {
     if (DAGGER_LIKELY(!atomic_load_explicit(&t->place, memory_order_relaxed))) {
         if (plain)
-            return dagger__pool_submit_plain(t->ctx->pool, &t->job);
+            return dagger__pool_submit_plain(t->ctx->pool, &t->job, may_keep);
         dagger__pool_submit(t->ctx->pool, &t->job);
     } else {
         place_slow(t);
@@ -343,7 +344,7 @@ static inline bool submit_ready_as(dagger_task_t *t, bool plain)
     return false;
 }
 
-static inline void submit_ready(dagger_task_t *t) { (void)submit_ready_as(t, false); }
+static inline void submit_ready(dagger_task_t *t) { (void)submit_ready_as(t, false, false); }
 
 /* A plain ready task `t` spawned by `me` on a worker whose deque is deep: it runs now on me's
  * stack, never queued (docs/core.md, "Nested tasks"); past the nesting bound, or for a spawn
@@ -1462,7 +1463,7 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
          * plenty left, and a flat loop of spawns keeps a bounded set of task records, hot in
          * cache, instead of one record per iteration (core.empty: 1e3 tasks 40 ns each, 1e6
          * tasks 67 ns). Only plain spawns from a task: no priority, scope nor ordering. */
-        if (DAGGER_UNLIKELY(submit_ready_as(t, o == NULL)))
+        if (DAGGER_UNLIKELY(submit_ready_as(t, o == NULL, me != NULL)))
             run_undeferred(me, t, plain);
         return t;
     }

@@ -506,25 +506,37 @@ static void *aux_main(void *arg)
 
 /* A job submitted by a thread that holds a slot of p (it may be another pool's at the same
  * address, one closed since: the generation tells): there, else to the injection queue. */
-DAGGER_NOINLINE static void submit_slot(dagger__pool *p, struct dagger__job *j)
+DAGGER_NOINLINE static bool submit_slot(dagger__pool *p, struct dagger__job *j, bool may_keep)
 {
-    if (tls_ext.pool == p && tls_ext.gen == p->gen && dq_push(&tls_ext.slot->dq, j) == 0) {
-        notify(p, 0); /* every worker is another thread */
-        return;
+    if (tls_ext.pool == p && tls_ext.gen == p->gen) {
+        struct dagger__deque *d = &tls_ext.slot->dq;
+        /* A task spawns (it runs on this thread: a fetch or a group's end took it): past the
+         * deep mark, as on a worker, it runs the job itself (submit_deep). */
+        if (may_keep && dq_push_room(d, j, DAGGER__POOL_DEEP - 1) != 0) {
+            d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
+            if (atomic_load_explicit(&d->bottom, memory_order_relaxed) - d->top_seen >=
+                DAGGER__POOL_DEEP - 1)
+                return true;
+            may_keep = false;
+        }
+        if (may_keep || dq_push(d, j) == 0) {
+            notify(p, 0); /* every worker is another thread */
+            return false;
+        }
     }
     jobq_push(&p->inject, j);
     notify_published(p, 0);
+    return false;
 }
 
-/* A job submitted by a thread that is not a worker of p. */
-static inline void submit_external(dagger__pool *p, struct dagger__job *j)
+/* A job submitted by a thread that is not a worker of p; `may_keep` as submit_plain's. */
+static inline bool submit_external(dagger__pool *p, struct dagger__job *j, bool may_keep)
 {
-    if (DAGGER_UNLIKELY(dagger__ext_tls.pool == p)) {
-        submit_slot(p, j);
-        return;
-    }
+    if (DAGGER_UNLIKELY(dagger__ext_tls.pool == p))
+        return submit_slot(p, j, may_keep);
     jobq_push(&p->inject, j);
     notify_published(p, 0);
+    return false;
 }
 
 /* Every kind of job: aux threads, a mailbox, the priority queue, the caller's deque or the
@@ -553,7 +565,7 @@ DAGGER_NOINLINE static void submit_any(dagger__pool *p, struct dagger__job *j)
             notify(p, 0);
         return;
     }
-    submit_external(p, j);
+    (void)submit_external(p, j, false);
 }
 
 /* The initial deque holds more than the deep mark: below it, dq_push_room never needs to grow. */
@@ -589,10 +601,8 @@ DAGGER_NOINLINE static bool submit_deep(dagger__pool *p, struct worker *w, struc
 static inline bool submit_plain(dagger__pool *p, struct dagger__job *j, bool may_keep)
 {
     struct worker *w = tls_worker; /* no switch in this function */
-    if (!w || w->pool != p) {
-        submit_external(p, j);
-        return false;
-    }
+    if (!w || w->pool != p)
+        return submit_external(p, j, may_keep);
     if (DAGGER_LIKELY(dq_push_room(&w->dq, j, DAGGER__POOL_DEEP - 1) == 0)) {
         if (p->n > 1) /* the only worker is this one: nobody to wake */
             notify(p, 0);
@@ -612,10 +622,10 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)
     (void)submit_plain(p, j, false);
 }
 
-bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j)
+bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j, bool may_keep)
 {
     DAGGER_ASSERT(j->occupancy >= 1.0f && j->pin < 0 && j->prio == 0 && !j->fiber);
-    return submit_plain(p, j, true);
+    return submit_plain(p, j, may_keep);
 }
 
 /* ---------------------------------------------------------------- finding work */
@@ -959,9 +969,11 @@ static void fiber_entry(void *arg)
 struct dagger__job *dagger__pool_pop_local(dagger__pool *p)
 {
     struct worker *w = tls_worker;
-    if (!w || w->pool != p)
-        return NULL;
-    return dq_pop(&w->dq);
+    if (w && w->pool == p)
+        return dq_pop(&w->dq);
+    if (tls_ext.pool == p && tls_ext.gen == p->gen) /* the slot a thread outside the pool holds */
+        return dq_pop_batched(&tls_ext.slot->dq, EXT_STEAL_MAX);
+    return NULL;
 }
 
 bool dagger__pool_hungry(const dagger__pool *p)
@@ -1000,6 +1012,22 @@ struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max)
     if (back) /* and a worker told */
         notify_published(p, 0);
     return first;
+}
+
+bool dagger__pool_take_injected_if(dagger__pool *p, struct dagger__job *j)
+{
+    struct jobq *q = &p->inject;
+    /* A job of the priority queue goes first: the workers take it before this one. */
+    if (atomic_load_explicit(&p->heap_count, memory_order_relaxed) > 0 || !jobq_nonempty(q) ||
+        atomic_exchange_explicit(&q->busy, 1, memory_order_acquire))
+        return false;
+    struct dagger__job *head = atomic_load_explicit(&q->head, memory_order_relaxed);
+    if (head == &q->stub)
+        head = atomic_load_explicit(&head->next, memory_order_acquire);
+    /* NULL from the pop: a producer between its two steps; `j` stays for the workers. */
+    bool got = head == j && jobq_pop1(q) == j;
+    atomic_store_explicit(&q->busy, 0, memory_order_release);
+    return got;
 }
 
 struct dagger__job *dagger__pool_steal_any(dagger__pool *p)

@@ -45,12 +45,13 @@ int dagger__pool_sleepers(const dagger__pool *p);
 /* Make a ready job runnable (or resume a suspended one). Thread safety: any thread. */
 void dagger__pool_submit(dagger__pool *p, struct dagger__job *j);
 /* The same for a fresh job known to be plain (occupancy 1, no pin, no priority, not suspended),
- * without testing it. Returns true, the job NOT submitted, when the calling worker's own deque
- * holds DAGGER__POOL_DEEP - 1 jobs or more: plenty for the thieves, so the caller runs this one
- * itself (task.c, undeferred spawns) or submits it with dagger__pool_submit. False: submitted.
- * Thread safety: any thread. */
+ * without testing it. With `may_keep`, returns true, the job NOT submitted, when the calling
+ * thread's own deque (a worker's, or the external slot it holds) holds DAGGER__POOL_DEEP - 1
+ * jobs or more: plenty for the thieves, so the caller runs this one itself (task.c, undeferred
+ * spawns) or submits it with dagger__pool_submit. False: submitted. Thread safety: any
+ * thread. */
 #define DAGGER__POOL_DEEP 1024
-bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j);
+bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j, bool may_keep);
 
 /* Work is expected soon (a reply from another rank, the next task it sends): until `until_ns`
  * (dagger__now_ns), a worker that runs dry yields the core and looks again instead of parking,
@@ -82,7 +83,8 @@ static inline int dagger__pool_self(const dagger__pool *p)
 /* True when the caller runs a job on a worker of `p` and may therefore suspend. */
 bool dagger__pool_can_suspend(const dagger__pool *p);
 
-/* The calling worker's own deque: take the newest job (NULL when empty), or put one back. */
+/* The calling worker's own deque, or the external slot the calling thread holds: take the
+ * newest job (NULL when empty or neither), or put one back. */
 struct dagger__job *dagger__pool_pop_local(dagger__pool *p);
 void dagger__pool_push_local(dagger__pool *p, struct dagger__job *j);
 
@@ -97,6 +99,11 @@ bool dagger__pool_hungry(const dagger__pool *p);
  * NULL. A suspended job found there goes back (it resumes on a worker only). Thread safety:
  * any thread. */
 struct dagger__job *dagger__pool_take_injected(dagger__pool *p, int max);
+/* For a thread outside the pool that waits for job `j`: take `j` from the injection queue when
+ * it is the next job there and the priority queue is empty (the workers would take those
+ * first); false, nothing taken, otherwise. The caller checks ->fiber (a resumption goes back
+ * with dagger__pool_hand_off). Thread safety: any thread. */
+bool dagger__pool_take_injected_if(dagger__pool *p, struct dagger__job *j);
 /* For a thread outside the pool that waits: one job from the top of a worker's deque, taken as
  * a thief does, or NULL. It may be a suspended job (its ->fiber set) or one the caller may not
  * run: the caller hands it off (dagger__pool_hand_off). Thread safety: any thread. */
