@@ -202,7 +202,7 @@ static inline bool dagger__task_runs_anywhere(const dagger_task_t *t)
 {
     const struct task_ext *x = dagger__task_x(t);
     return (!x || !x->scope) && !atomic_load_explicit(&t->place, memory_order_relaxed) &&
-           !(t->flags & (TF_MUTABLE_RESULT | TF_CHUNK_RESULT));
+           !(__atomic_load_n(&t->flags, __ATOMIC_RELAXED) & (TF_MUTABLE_RESULT | TF_CHUNK_RESULT));
 }
 /* task.c: the extension record of `t`, allocated (zeroed) on first use; NULL when out of memory.
  * Safe from any thread: racing allocations agree on one record. */

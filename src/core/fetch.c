@@ -128,9 +128,12 @@ static inline bool is_spawner(dagger_fn_t fn)
 static bool run_awaited(dagger_task_t *t)
 {
     dagger__pool *pool = t->ctx->pool;
+    if (atomic_load_explicit(&t->state, memory_order_relaxed) != T_PENDING ||
+        !dagger__task_runs_anywhere(t))
+        return false;
+    /* Read only now: placement (a device body) rewrites the function of a placed task. */
     dagger_fn_t fn = t->fn;
-    if (atomic_load_explicit(&t->state, memory_order_relaxed) != T_PENDING || is_spawner(fn) ||
-        !dagger__task_runs_anywhere(t) || !dagger__pool_take_injected_if(pool, &t->job))
+    if (is_spawner(fn) || !dagger__pool_take_injected_if(pool, &t->job))
         return false;
     if (t->job.fiber) { /* started on a worker since, and suspended: it resumes there */
         dagger__pool_hand_off(pool, &t->job);
