@@ -303,11 +303,12 @@ extern DAGGER_TLS uint64_t dagger__outside_spawns;
 /* A spawn's counts: a task record alive and a task in flight. */
 static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
 {
-    if (DAGGER_UNLIKELY(w < 0))
+    if (DAGGER_UNLIKELY(w < 0)) {
         dagger__outside_spawns++;
-    if (DAGGER_UNLIKELY(w < 0) && (w = dagger__pool_ext_counter(ctx->pool)) < 0) {
-        dagger__ctx_global_spawned(ctx);
-        return;
+        if ((w = dagger__pool_ext_counter(ctx->pool)) < 0) {
+            dagger__ctx_global_spawned(ctx);
+            return;
+        }
     }
     dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
     dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, 1);
@@ -432,6 +433,9 @@ void dagger__task_set_cur(dagger_task_t *t);
 void dagger__ctx_count(dagger_ctx_t *ctx, int which, int64_t delta);
 /* A worker is about to park: give back its credits. */
 void dagger__ctx_count_idle(dagger_ctx_t *ctx, int worker);
+/* A thread outside the pool undoes one claim of its external slot of ctx's pool, the counts
+ * kept as the slot's credits given back first (a group's end, a task main ran: run_awaited). */
+void dagger__ctx_ext_release(dagger_ctx_t *ctx);
 struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud);
 struct frame **dagger__queue_frames_slot(void);
 /* Drop the holds of a closed bulk frame's tasks. */

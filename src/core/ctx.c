@@ -93,6 +93,14 @@ static int env_long(const char *name, long lo, long hi, long *out)
     return 0;
 }
 
+void dagger__ctx_ext_release(dagger_ctx_t *ctx)
+{
+    int c = dagger__pool_ext_counter(ctx->pool);
+    if (c >= 0)
+        dagger__ctx_count_idle(ctx, c);
+    dagger__pool_ext_release(ctx->pool);
+}
+
 static void pool_idle(void *ud, int worker) { dagger__ctx_count_idle(ud, worker); }
 
 /* ---------------------------------------------------------------- ranks */

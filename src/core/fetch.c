@@ -140,7 +140,6 @@ static bool run_awaited(dagger_task_t *t)
         return false;
     }
     dagger_ctx_t *ctx = t->ctx;
-    bool outer = !dagger__pool_ext_held(pool); /* else a group's slot: its end gives credits */
     bool slot = dagger__pool_ext_claim(pool);
     uint64_t spawns = dagger__outside_spawns;
     struct dagger__job *next = dagger__task_run(&t->job, NULL);
@@ -149,12 +148,8 @@ static bool run_awaited(dagger_task_t *t)
                               memory_order_relaxed);
     if (next)
         dagger__pool_submit(pool, next);
-    if (slot) { /* the counts kept as the slot's credits go back first (core_int.h) */
-        int c = dagger__pool_ext_counter(pool);
-        if (outer && c >= 0)
-            dagger__ctx_count_idle(ctx, c);
-        dagger__pool_ext_release(pool);
-    }
+    if (slot)
+        dagger__ctx_ext_release(ctx);
     return true;
 }
 

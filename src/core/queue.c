@@ -107,12 +107,8 @@ int dagger_queue_end(dagger_ctx_t *ctx)
         while (atomic_load_explicit(&g->drained, memory_order_acquire) != g->spawned &&
                dagger__event_wait_group(ctx, g) < 0)
             dagger__task_yield();
-        if (f->ext) { /* its credits back first: they are the slot's (core_int.h) */
-            int c = dagger__pool_ext_counter(ctx->pool);
-            if (c >= 0)
-                dagger__ctx_count_idle(ctx, c);
-            dagger__pool_ext_release(ctx->pool);
-        }
+        if (f->ext)
+            dagger__ctx_ext_release(ctx);
         /* Every task is counted; wait for the finishers still reading the group. */
         for (int i = 0; i < g->nslots; i++)
             while (atomic_load_explicit(&g->slots[i].active, memory_order_acquire))

@@ -512,18 +512,18 @@ DAGGER_NOINLINE static bool submit_slot(dagger__pool *p, struct dagger__job *j, 
         struct dagger__deque *d = &tls_ext.slot->dq;
         /* A task spawns (it runs on this thread: a fetch or a group's end took it): past the
          * deep mark, as on a worker, it runs the job itself (submit_deep). */
-        if (may_keep && dq_push_room(d, j, DAGGER__POOL_DEEP - 1) != 0) {
+        bool pushed = may_keep && dq_push_room(d, j, DAGGER__POOL_DEEP - 1) == 0;
+        if (may_keep && !pushed) { /* deep by top_seen: read top again */
             d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
             if (atomic_load_explicit(&d->bottom, memory_order_relaxed) - d->top_seen >=
                 DAGGER__POOL_DEEP - 1)
                 return true;
-            may_keep = false;
         }
-        if (may_keep || dq_push(d, j) == 0) {
+        if (pushed || dq_push(d, j) == 0) {
             notify(p, 0); /* every worker is another thread */
             return false;
         }
-    }
+    } /* no slot, or it could not grow: the injection queue */
     jobq_push(&p->inject, j);
     notify_published(p, 0);
     return false;
@@ -971,9 +971,7 @@ struct dagger__job *dagger__pool_pop_local(dagger__pool *p)
     struct worker *w = tls_worker;
     if (w && w->pool == p)
         return dq_pop(&w->dq);
-    if (tls_ext.pool == p && tls_ext.gen == p->gen) /* the slot a thread outside the pool holds */
-        return dq_pop_batched(&tls_ext.slot->dq, EXT_STEAL_MAX);
-    return NULL;
+    return dagger__pool_ext_pop(p); /* the slot a thread outside the pool holds, if any */
 }
 
 bool dagger__pool_hungry(const dagger__pool *p)
