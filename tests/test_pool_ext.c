@@ -323,12 +323,15 @@ TEST(more_threads_with_groups_than_slots)
 
 /* The stealing case: x runs on the worker; its completion makes the dependents d ready there
  * (one runs at once, the rest wait in the worker's deque). The one on the worker waits for the
- * others, which only the thread ending the group can run, by stealing them from that deque. */
+ * others, which only the thread ending the group can run, by stealing them from that deque. x
+ * takes a few milliseconds after it started, so the ending thread finds nothing to take at first
+ * and sleeps: it must look again while it waits (a race the CI's TSan run once lost). */
 static _Atomic int steal_x_started, steal_done, steal_on_outside;
 
 static int steal_x_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     atomic_store(&steal_x_started, dagger_tc_thread(tc) >= 0 ? 1 : -1);
+    usleep(3000);
     *out = dagger_i64(7);
     return 0;
 }

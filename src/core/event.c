@@ -23,6 +23,42 @@ static void arm_waiter(void *arg)
         dagger__pool_submit(t->ctx->pool, &t->job);
 }
 
+/* A thread outside the workers (or an aux thread): spin briefly, then sleep. With `poll`, the
+ * sleep is cut into slices (POLL_FIRST_NS, doubling up to POLL_MAX_NS) and `poll` runs between
+ * them, the node still pushed: the thread ending a sync group takes up the group's tasks that
+ * reached a deque after it last looked (event_wait_group). */
+#define POLL_FIRST_NS 50000L
+#define POLL_MAX_NS 2000000L
+static int thread_wait(dagger_ctx_t *ctx, struct dagger__event *ev, int spin, void (*poll)(void *),
+                       void *arg)
+{
+    for (int i = 0; i < spin; i++) { /* ~50 us by default: cheaper than a futex round trip */
+        if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
+            return 0;
+        dagger__cpu_relax(); /* no yield here: see docs/design.md, "Waiting outside a task" */
+    }
+    /* A reply from another rank is due (dagger__pool_linger): yield the core until then rather
+     * than sleep, so that its arrival needs no futex wake-up. */
+    while (ctx && dagger__now_ns() < dagger__pool_linger_until(ctx->pool)) {
+        if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
+            return 0;
+        sched_yield();
+    }
+    _Atomic uint32_t flag = 0;
+    struct dagger__waiter node = {.kind = W_THREAD, .target = (void *)&flag};
+    if (!dagger__event_push(ev, &node))
+        return 0;
+    long slice = POLL_FIRST_NS;
+    while (!atomic_load_explicit(&flag, memory_order_acquire)) {
+        dagger__futex_wait(&flag, 0, poll ? slice : -1);
+        if (poll && !atomic_load_explicit(&flag, memory_order_acquire)) {
+            poll(arg);
+            slice = slice < POLL_MAX_NS / 2 ? slice * 2 : POLL_MAX_NS;
+        }
+    }
+    return 0;
+}
+
 int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id)
 {
     return dagger__event_wait_spin(ctx, ev, on_id, DAGGER__WAIT_SPIN);
@@ -53,26 +89,7 @@ int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_
                                   "it waits",
                                   (unsigned long long)me->id, dagger__task_display_name(me));
     }
-    /* A thread outside the workers (or an aux thread): spin briefly, then sleep. */
-    for (int i = 0; i < spin; i++) { /* ~50 us by default: cheaper than a futex round trip */
-        if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
-            return 0;
-        dagger__cpu_relax(); /* no yield here: see docs/design.md, "Waiting outside a task" */
-    }
-    /* A reply from another rank is due (dagger__pool_linger): yield the core until then rather
-     * than sleep, so that its arrival needs no futex wake-up. */
-    while (ctx && dagger__now_ns() < dagger__pool_linger_until(ctx->pool)) {
-        if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
-            return 0;
-        sched_yield();
-    }
-    _Atomic uint32_t flag = 0;
-    struct dagger__waiter node = {.kind = W_THREAD, .target = (void *)&flag};
-    if (!dagger__event_push(ev, &node))
-        return 0;
-    while (!atomic_load_explicit(&flag, memory_order_acquire))
-        dagger__futex_wait(&flag, 0, -1);
-    return 0;
+    return thread_wait(ctx, ev, spin, NULL, NULL);
 }
 
 /* A job the ending thread may run for group `g`: one of its tasks, free to run anywhere. */
@@ -84,31 +101,32 @@ static bool own_group_task(const struct dagger__job *j, const struct group *g)
 
 DAGGER_TLS struct dagger__helping dagger__helping_tls;
 
-int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
+struct group_help {
+    dagger_ctx_t *ctx;
+    struct group *g;
+    bool slot; /* this thread holds an external slot */
+};
+
+/* Its own slot first (pool.h: the group's spawns, newest first, as a worker pops its deque; what
+ * it holds that is not for it goes to the workers), then the injection queue, one job at a time,
+ * then the tops of the workers' deques, one steal at a time (a worker that took a batch of the
+ * slot keeps the rest there: without this, in core.nested, the thread waited idle while a worker
+ * ran those tasks one cross-core miss after another: core.nested_median read 22-23 us before,
+ * 9-16 with it). One job at a time, never a batch: this thread has no deque workers steal from,
+ * so a job it held would wait for it (a batch of 8 cut 14 instructions a task from the nested
+ * row, but ran the last long tasks of a group one after the other here while workers idled). The
+ * injection queue also reads empty for a moment while a worker takes from it: a few misses in a
+ * row, not one, end the help; so does a job from it that is not the group's (it goes back). */
+static void help_group(void *arg)
 {
-    dagger__pool *pool = ctx->pool;
-    struct dagger__event *ev = &g->ev;
-    /* Only a thread outside every pool and task: a worker suspends and runs other work, an aux
-     * thread or a task's body must not take up the group's tasks. */
-    if (dagger__task_current() || dagger__self_tls.pool != NULL)
-        return dagger__event_wait(ctx, ev, 0);
-    /* Its own slot first (pool.h: the group's spawns, newest first, as a worker pops its deque;
-     * what it holds that is not for it goes to the workers), then the injection queue, one job
-     * at a time, then the tops of the workers' deques, one steal at a time (a worker that took
-     * a batch of the slot keeps the rest there: without this, in core.nested, the thread waited
-     * idle while a worker ran those tasks one cross-core miss after another: core.nested_median
-     * read 22-23 us before, 9-16 with it). One job at a time, never a batch: this thread has no
-     * deque workers steal from, so a job it held would wait for it (a batch of 8 cut 14
-     * instructions a task from the nested row, but ran the last long tasks of a group one after the
-     * other here while workers idled). The injection queue also reads empty for a moment while a
-     * worker takes from it: a few misses in a row, not one, end the help; so does a job from it
-     * that is not the group's (it goes back). */
-    bool slot = dagger__pool_ext_held(pool);
+    struct group_help *h = arg;
+    dagger__pool *pool = h->ctx->pool;
+    struct group *g = h->g;
     int64_t target = atomic_load_explicit(&g->target, memory_order_relaxed);
     dagger__helping_tls.g = g; /* the finishes of the tasks run below count here */
     dagger__helping_tls.done = 0;
     for (int miss = 0; miss < 32;) {
-        struct dagger__job *j = slot ? dagger__pool_ext_pop(pool) : NULL;
+        struct dagger__job *j = h->slot ? dagger__pool_ext_pop(pool) : NULL;
         bool mine = j != NULL;
         if (!j) { /* its own deque is empty: is the group done (its finishes and the others')? */
             if (atomic_load_explicit(&g->drained, memory_order_acquire) +
@@ -116,7 +134,7 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
                 target)
                 break;
             if (!(j = dagger__pool_take_injected(pool, 1)) &&
-                !(slot && (j = dagger__pool_steal_any(pool)))) {
+                !(h->slot && (j = dagger__pool_steal_any(pool)))) {
                 miss++;
                 dagger__cpu_relax();
                 continue;
@@ -139,8 +157,22 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
     dagger__helping_tls.g = NULL;
     dagger__helping_tls.done = 0;
     if (done)
-        dagger__queue_group_drain(g, ctx, done);
-    return dagger__event_wait(ctx, ev, 0);
+        dagger__queue_group_drain(g, h->ctx, done);
+}
+
+int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
+{
+    /* Only a thread outside every pool and task: a worker suspends and runs other work, an aux
+     * thread or a task's body must not take up the group's tasks. */
+    if (dagger__task_current() || dagger__self_tls.pool != NULL)
+        return dagger__event_wait(ctx, &g->ev, 0);
+    struct group_help h = {ctx, g, dagger__pool_ext_held(ctx->pool)};
+    help_group(&h);
+    /* While it sleeps, the group's tasks may still reach a deque it can take from (a worker
+     * makes the dependents of a task ready there, then runs a long one): it looks again between
+     * slices of its sleep, rather than leave them to a worker that may be busy for long (or wait
+     * for them: tests/test_pool_ext.c, the stealing case). */
+    return thread_wait(ctx, &g->ev, DAGGER__WAIT_SPIN, help_group, &h);
 }
 
 bool dagger__event_fired(struct dagger__event *ev)
