@@ -71,7 +71,7 @@ static int histogram(dagger_ctx_t *ctx)
         dagger_scope_release(s);
     }
     for (int t = 0; t < NTASKS; t++) {
-        ok &= dagger_wait(ts[t]) == 0;
+        ok &= dagger_wait(ts[t]) == 0 && dagger_task_error(ts[t]) == 0; /* wait never fails it */
         dagger_task_release(ts[t]);
     }
     int64_t sum[BINS] = {0};

@@ -90,8 +90,11 @@ static int reader(const char *uri, int ready)
     dagger_task_t *total = dagger_spawn(ctx, add_up, (void *)&sum, src);
     int rc = dagger_stream_end(s) != 0;
     int64_t n = 0;
-    if (!rc && (dagger_fetch_i64(src, &n) != 0 || dagger_wait(total) != 0)) {
+    if (!rc && dagger_fetch_i64(src, &n) != 0) {
         fprintf(stderr, "reader: %s\n", dagger_task_errmsg(src));
+        rc = 1;
+    } else if (!rc && dagger_fetch(total, NULL) != 0) { /* dagger_wait would not report it */
+        fprintf(stderr, "reader: %s\n", dagger_task_errmsg(total));
         rc = 1;
     }
     if (!rc)

@@ -304,6 +304,49 @@ static void producer_fails_over(const char *consumer_uri)
 TEST(udp_producer_fails_mid_stream) { producer_fails_over("udp://127.0.0.1:0"); }
 TEST(tcp_producer_fails_mid_stream) { producer_fails_over("tcp://127.0.0.1:0?role=listen"); }
 
+/* A streaming task that fails after its region started (the edge ends below are waiting). */
+static int late_fail(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)a;
+    (void)out;
+    usleep(100000);
+    return dagger_fail(tc, DAGGER_EIO, "the lens cracked");
+}
+
+/* An edge source on a silent edge and an edge sink on a full one wait on their edges when
+ * another task of the region fails: both fail with its error, and neither reports the count of
+ * values so far as if its stream had ended (a source stopped there gave 0 values and no error). */
+TEST(edge_ends_waiting_on_their_edges_fail_with_the_region)
+{
+    alarm(WATCHDOG_S);
+    dagger_ctx_t *ctx = open_ctx(2);
+    char uin[96], uout[96];
+    shm_uri(uin, sizeof uin, "silent");
+    shm_uri(uout, sizeof uout, "full");
+    dagger_edge_t *in, *out;
+    ASSERT_OK(dagger_edge_open(&in, uin, DAGGER_EDGE_POP));    /* nobody pushes */
+    ASSERT_OK(dagger_edge_open(&out, uout, DAGGER_EDGE_PUSH)); /* nobody pops */
+    dagger_stream_t *s;
+    ASSERT_OK(dagger_stream_begin(ctx, NULL, &s));
+    dagger_task_t *src = dagger_stream_spawn_edge_source(s, in);
+    dagger_task_t *y = dagger_spawn(ctx, picky, (int64_t)-1, src);
+    struct gen_state g = {0, -1};
+    dagger_task_t *x = dagger_spawn(ctx, gen, (void *)&g);
+    dagger_task_t *k = dagger_stream_spawn_edge_sink(s, out, x);
+    dagger_task_t *f = dagger_spawn(ctx, late_fail);
+    ASSERT_OK(dagger_stream_end(s));
+    ASSERT_ERR(dagger_fetch(f, NULL), DAGGER_EIO);
+    dagger_task_t *stopped[] = {src, y, x, k};
+    for (int i = 0; i < 4; i++) {
+        ASSERT_ERR(dagger_fetch(stopped[i], NULL), DAGGER_EUPSTREAM);
+        ASSERT_STR_HAS(dagger_task_errmsg(stopped[i]), "the lens cracked");
+        dagger_task_release(stopped[i]);
+    }
+    dagger_task_release(f);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    alarm(0);
+}
+
 static int fine(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     (void)tc;
@@ -355,4 +398,5 @@ TEST_LIST(inproc_consumer_fails_before_running, inproc_consumer_fails_mid_stream
           inproc_producer_fails_mid_stream, shm_consumer_fails_before_opening,
           shm_consumer_fails_after_opening, shm_producer_fails_mid_stream,
           udp_producer_fails_mid_stream, tcp_producer_fails_mid_stream,
+          edge_ends_waiting_on_their_edges_fail_with_the_region,
           watch_keeps_timeouts_and_ignores_success)

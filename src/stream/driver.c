@@ -338,7 +338,7 @@ int dagger__stream_driver(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
      * returns after A's own runs). One that a failure elsewhere stopped, or whose inputs it
      * closed, fails with the origin's error; one that a teardown stopped is cancelled. */
     struct node *origin = atomic_load(&r->err_origin);
-    bool own_end = n->finish || (max > 0 && evals >= max);
+    bool own_end = (n->finish && !(n->port && n->port->stopped)) || (max > 0 && evals >= max);
     if (kind != END_ERROR && origin && origin != n && !own_end && !dagger_tc_cancelled(tc)) {
         dagger_task_t *o = origin->task;
         if (dagger_wait(o) != 0) { /* the message below still names the origin */

@@ -41,6 +41,15 @@ static int finish(struct node *n, struct port *p)
     return 0;
 }
 
+/* End the node because the region stops it (a failure elsewhere, a teardown, a cancel): not an
+ * end of its own, so the driver fails it with the failure's message when there is one, instead
+ * of reporting the count so far as if the stream had ended (driver.c, own_end). */
+static int stopped(struct node *n, struct port *p)
+{
+    p->stopped = true;
+    return finish(n, p);
+}
+
 static int edge_failed(dagger_tc_t *tc, struct port *p, int rc)
 {
     return dagger_fail(tc, rc, "%s", dagger_edge_errmsg(p->e));
@@ -74,7 +83,7 @@ static int edge_source(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *
     int rc = dagger_edge_pop(p->e, out, 0);
     while (rc == DAGGER_ETIMEDOUT) {
         if (must_stop(tc, n, true))
-            return finish(n, p);
+            return stopped(n, p);
         rc = dagger_edge_pop(p->e, out, SLICE_MS);
     }
     if (rc == 0) {
@@ -102,7 +111,7 @@ static int edge_sink(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
     int rc = dagger_edge_push_timed(p->e, v, 0);
     while (rc == DAGGER_ETIMEDOUT) {
         if (must_stop(tc, n, false))
-            return finish(n, p);
+            return stopped(n, p);
         rc = dagger_edge_push_timed(p->e, v, SLICE_MS);
     }
     if (rc == DAGGER_ECLOSED) /* the consumer closed: like every consumer ending */

@@ -112,6 +112,7 @@ struct port {
     int64_t count;    /* values popped or pushed: driver only */
     bool dirty;       /* a sink pushed since its last flush: driver only */
     int err;          /* a flush failed while the driver waited: driver only */
+    bool stopped;     /* its body ended because the region stopped it: driver only */
 };
 
 struct dagger_stream {
