@@ -41,7 +41,8 @@
  * same bench and param are comparable. StarPU runs the SMALL sizes only (it costs microseconds
  * per task); dagger runs both sizes so that it pairs with every peer.
  * Each binary answers `--list` (its row names) and takes `--threads N` (or BENCH_THREADS);
- * BENCH_FILTER=substr runs only rows whose name contains substr (unless the binary name does).
+ * BENCH_FILTER=substr runs only rows whose name contains substr (unless the binary name does);
+ * several patterns separated by '|', and 'row$' for that row exactly.
  * A wrong result prints "ERROR ..." on stderr and the binary exits 1.
  * SPDX-License-Identifier: MIT
  */
@@ -205,16 +206,31 @@ static inline int core_init(int argc, char **argv, const char *impl, const char 
     return threads > 0 ? threads : 0;
 }
 
-/* Whether a row runs: BENCH_FILTER unset or empty, or found in the binary's name or the row's. */
+/* Whether a row runs: BENCH_FILTER unset or empty, or one of its '|'-separated patterns found
+ * in the binary's name or the row's ("core.nested$": that row only, not core.nested_wait). */
 static inline int core_want(const char *row)
 {
     const char *f = getenv("BENCH_FILTER");
     if (!f || !*f)
         return 1;
-    size_t n = strlen(f);
-    if (f[n - 1] == '$') /* "core.nested$": that row only, not core.nested_wait */
-        return strncmp(row, f, n - 1) == 0 && row[n - 1] == '\0';
-    return strstr(core_prog_, f) != NULL || strstr(row, f) != NULL;
+    for (;;) {
+        const char *bar = strchr(f, '|');
+        size_t n = bar ? (size_t)(bar - f) : strlen(f);
+        char pat[128];
+        if (n > 0 && n < sizeof pat) {
+            memcpy(pat, f, n);
+            pat[n] = '\0';
+            if (pat[n - 1] == '$') {
+                if (strncmp(row, pat, n - 1) == 0 && row[n - 1] == '\0')
+                    return 1;
+            } else if (strstr(core_prog_, pat) != NULL || strstr(row, pat) != NULL) {
+                return 1;
+            }
+        }
+        if (!bar)
+            return 0;
+        f = bar + 1;
+    }
 }
 
 static inline int core_reps(int dflt)
