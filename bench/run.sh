@@ -4,7 +4,8 @@
 # Usage: sh bench/run.sh <builddir>
 #   BENCH_FILTER=substr  run only the binaries whose name contains substr (core, omp, dagger),
 #                        or a row <capability>.<row> (core.fib: asks bench_core_* for --list;
-#                        core.nested$: that row only, not core.nested_wait too)
+#                        core.nested$: that row only, not core.nested_wait too); several
+#                        patterns separated by "|" (core.fib$|core.empty$)
 #   BENCH_THREADS="1 2"  thread counts to run each binary with (default: 1 2, plus nproc if > 2)
 #   BENCH_REPS=n         repetitions per row (each binary has its own default)
 #   BENCH_TIMEOUT=s      seconds allowed per binary run (default 600, needs timeout(1))
@@ -58,25 +59,33 @@ else
     list_timeout=""
 fi
 
+# Whether binary $1 (at $2) matches one of the '|'-separated patterns of the filter: a part of
+# its name, or a row name <capability>.<row> (core.fib; core.fib$ for that row only), for which
+# the binaries of that capability are asked for their rows (--list); other binaries are never
+# started just to be asked.
+matches() {
+    old_ifs=$IFS
+    IFS='|'
+    set -f
+    for pat in $filter; do
+        IFS=$old_ifs
+        case "$1" in *"$pat"*) set +f; return 0 ;; esac
+        case "$pat" in *.*) ;; *) continue ;; esac
+        case "$1" in bench_"${pat%%.*}"_*) ;; *) continue ;; esac
+        if $list_timeout "$2" --list 2>/dev/null | grep -F -q -- "${pat%\$}"; then
+            set +f
+            return 0
+        fi
+    done
+    IFS=$old_ifs
+    set +f
+    return 1
+}
+
 nrun=0
 while IFS="$(printf '\t')" read -r name path; do
-    if [ -n "$filter" ]; then
-        case "$name" in
-        *"$filter"*) ;;
-        *)
-            # A row name <capability>.<row> (core.fib): ask the binaries of that capability for
-            # their rows (--list); other binaries are never started just to be asked.
-            case "$filter" in
-            *.*) ;;
-            *) continue ;;
-            esac
-            case "$name" in
-            bench_"${filter%%.*}"_*) ;;
-            *) continue ;;
-            esac
-            $list_timeout "$path" --list 2>/dev/null | grep -F -q -- "${filter%\$}" || continue
-            ;;
-        esac
+    if [ -n "$filter" ] && ! matches "$name" "$path"; then
+        continue
     fi
     for t in $threads_list; do
         nrun=$((nrun + 1))
