@@ -32,21 +32,25 @@ static void *thief(void *arg)
     return (void *)got;
 }
 
-TEST(deque_every_item_taken_exactly_once)
+/* Three thieves run `fn` while the owner pushes bursts of up to `burst` items and pops up to
+ * `pops` after each; then every item must have been taken exactly once. */
+static void deque_race(void *(*fn)(void *), int burst, int pops)
 {
+    for (int i = 0; i <= DQ_ITEMS; i++)
+        atomic_store(&taken[i], 0);
     ASSERT_EQ(dq_init(&dq, 16), 0); /* small: forces growth while thieves read */
     atomic_store(&owner_done, 0);
     pthread_t th[3];
-    for (int i = 0; i < 3; i++)
-        pthread_create(&th[i], NULL, thief, NULL);
+    for (intptr_t i = 0; i < 3; i++)
+        pthread_create(&th[i], NULL, fn, (void *)(i + 1));
     uint64_t seed = test_seed();
     intptr_t next = 1;
     while (next <= DQ_ITEMS) {
-        int burst = (int)(test_rand(&seed) % 64) + 1;
-        for (int k = 0; k < burst && next <= DQ_ITEMS; k++)
+        int n = (int)(test_rand(&seed) % (uint64_t)burst) + 1;
+        for (int k = 0; k < n && next <= DQ_ITEMS; k++)
             ASSERT_EQ(dq_push(&dq, (void *)(next++ << 4)), 0); /* 0 and 1 are EMPTY/ABORT */
-        int pops = (int)(test_rand(&seed) % 48);
-        for (int k = 0; k < pops; k++) {
+        int m = (int)(test_rand(&seed) % (uint64_t)pops);
+        for (int k = 0; k < m; k++) {
             void *x = dq_pop(&dq);
             if (!x)
                 break;
@@ -64,6 +68,41 @@ TEST(deque_every_item_taken_exactly_once)
             fail_msg("item %d taken %d times", i, atomic_load(&taken[i]));
     dq_destroy(&dq);
 }
+
+TEST(deque_every_item_taken_exactly_once) { deque_race(thief, 64, 48); }
+
+/* Thieves taking half (dq_steal_half) and one at a time against an owner that pushes in bursts
+ * and pops, deep and shallow in turn: every item is taken exactly once. */
+static void *half_thief(void *arg)
+{
+    long got = 0;
+    uint64_t seed = (uint64_t)(intptr_t)arg * 0x9E3779B97F4A7C15ull + 1;
+    for (;;) {
+        void *out[DQ_HALF_MAX];
+        int k = 0;
+        if (test_rand(&seed) % 4 != 0) {
+            k = dq_steal_half(&dq, out, 1 + (int)(test_rand(&seed) % DQ_HALF_MAX),
+                              2 + (int64_t)(test_rand(&seed) % 64));
+        } else {
+            void *x = dq_steal(&dq);
+            if (x != DQ_EMPTY && x != DQ_ABORT) {
+                out[0] = x;
+                k = 1;
+            }
+        }
+        if (k <= 0) {
+            if (atomic_load(&owner_done) && dq_size(&dq) <= 0)
+                break;
+            continue;
+        }
+        for (int i = 0; i < k; i++)
+            atomic_fetch_add(&taken[(intptr_t)out[i] >> 4], 1);
+        got += k;
+    }
+    return (void *)got;
+}
+
+TEST(deque_half_steals_take_every_item_exactly_once) { deque_race(half_thief, 200, 160); }
 
 /* ---------------------------------------------------------------- suspension */
 
@@ -216,6 +255,7 @@ TEST(contexts_open_and_close_repeatedly)
     }
 }
 
-TEST_LIST(deque_every_item_taken_exactly_once, thousands_of_suspended_tasks_on_one_thread,
-          suspended_tasks_keep_their_stacks, no_lost_wake_ups_in_bursts,
-          many_outside_threads_spawn_and_fetch, contexts_open_and_close_repeatedly)
+TEST_LIST(deque_every_item_taken_exactly_once, deque_half_steals_take_every_item_exactly_once,
+          thousands_of_suspended_tasks_on_one_thread, suspended_tasks_keep_their_stacks,
+          no_lost_wake_ups_in_bursts, many_outside_threads_spawn_and_fetch,
+          contexts_open_and_close_repeatedly)

@@ -1,8 +1,10 @@
 /* src/pool/deque.h - Chase-Lev work-stealing deque, one per worker.
  *
  * Design: the owner pushes and pops at the bottom; thieves CAS the top (Le, Pop, Cohen,
- * Zappa Nardelli, PPoPP 2013). The fences of the paper are folded into seq_cst operations
- * so that ThreadSanitizer, which does not model fences, sees every happens-before edge.
+ * Zappa Nardelli, PPoPP 2013), one entry at a time (dq_steal) or half of a deep deque at once
+ * (dq_steal_half, for flat loops of spawns: one CAS for up to DQ_HALF_MAX entries). The fences
+ * of the paper are folded into seq_cst operations so that ThreadSanitizer, which does not model
+ * fences, sees every happens-before edge.
  * Invariants: top <= bottom + 1; only the owner grows the buffer; retired buffers are kept
  * until the deque is destroyed, since a thief may still read one.
  * SPDX-License-Identifier: MIT
@@ -24,8 +26,9 @@ struct dq_buf {
 _Static_assert(sizeof(_Atomic(void *)) == sizeof(void *), "dq_make_room copies slots as bytes");
 
 struct dagger__deque {
-    _Atomic int64_t top; /* any thread: thieves CAS it */
-    char pad0[64 - sizeof(_Atomic int64_t)];
+    _Atomic int64_t top;     /* any thread: thieves CAS it */
+    _Atomic int32_t halving; /* thieves inside dq_steal_half (on top's line: read with it) */
+    char pad0[64 - sizeof(_Atomic int64_t) - sizeof(_Atomic int32_t)];
     _Atomic int64_t bottom;       /* written by the owner only */
     _Atomic(struct dq_buf *) buf; /* owner grows it */
     int64_t top_seen;             /* owner only: a past value of top (<= top) */
@@ -48,6 +51,7 @@ static inline struct dq_buf *dq_buf_new(int64_t cap)
 static inline int dq_init(struct dagger__deque *d, int64_t cap)
 {
     atomic_init(&d->top, 0);
+    atomic_init(&d->halving, 0);
     atomic_init(&d->bottom, 0);
     d->top_seen = 0;
     struct dq_buf *b = dq_buf_new(cap);
@@ -120,12 +124,21 @@ static inline int dq_push_room(struct dagger__deque *d, void *x, int64_t limit)
     return 0;
 }
 
-/* Owner only. */
+/* A thief in dq_steal_half takes at most this many entries (and never all it sees). */
+#define DQ_HALF_MAX 32
+
+/* Any thread. Returns an item, DQ_EMPTY, or DQ_ABORT (lost a race: try again). */
+static inline void *dq_steal(struct dagger__deque *d);
+
+/* Owner only. Takes the bottom entry, except in one rare case: within DQ_HALF_MAX of the top
+ * while a thief is inside dq_steal_half, where it takes the top entry as a thief does (see
+ * there). */
 static inline void *dq_pop(struct dagger__deque *d)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
     struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
     atomic_store_explicit(&d->bottom, b, memory_order_seq_cst);
+    int32_t halving = atomic_load_explicit(&d->halving, memory_order_seq_cst); /* top's line */
     int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
     d->top_seen = t;
     void *x = DQ_EMPTY;
@@ -136,6 +149,10 @@ static inline void *dq_pop(struct dagger__deque *d)
                                                          memory_order_relaxed))
                 x = DQ_EMPTY;
             atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
+        } else if (__builtin_expect(halving != 0 && b - t < DQ_HALF_MAX, 0)) {
+            atomic_store_explicit(&d->bottom, b + 1, memory_order_seq_cst);
+            while ((x = dq_steal(d)) == DQ_ABORT)
+                ;
         }
     } else {
         atomic_store_explicit(&d->bottom, b + 1, memory_order_relaxed);
@@ -158,6 +175,45 @@ static inline void *dq_steal(struct dagger__deque *d)
     return x;
 }
 
+/* The `k` entries from `t` (read top = t), then one CAS of top past them: k, or -1 when the CAS
+ * failed (another thief or the owner took one). */
+static inline int dq_take_top(struct dagger__deque *d, int64_t t, int64_t k, void **out)
+{
+    struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_acquire);
+    for (int64_t i = 0; i < k; i++)
+        out[i] = atomic_load_explicit(&a->slot[(t + i) & a->mask], memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + k, memory_order_seq_cst,
+                                                 memory_order_relaxed))
+        return -1;
+    return (int)k;
+}
+
+/* Any thread: from a deque whose owner pops with dq_pop, up to `max` (<= DQ_HALF_MAX) entries,
+ * half of what it sees, with one CAS of top, when it sees `min` (>= 2) or more; 0 when it sees
+ * fewer, -1 when it lost a race. Writes them to out[], oldest first.
+ * Why dq_pop stays safe without a CAS of its own (every access below is seq_cst): an owner's pop
+ * that takes entry b without one stored bottom = b, read `halving`, then read top = t < b, and
+ * either b - t >= DQ_HALF_MAX or `halving` was 0. A thief (increment, read top = t', read
+ * bottom = b', CAS, decrement) whose CAS succeeds after the owner's read of top took
+ * [t', t' + k). If its read of bottom came before the owner's store, the owner read the same
+ * top (t = t': nothing moved it between the thief's read and its CAS), and its read of
+ * `halving` came after the thief's increment and before its decrement (which follows the CAS):
+ * it saw it, so b - t >= DQ_HALF_MAX >= k, the entries apart. If it came after, b' <= b (or b'
+ * counts an entry pushed since, which the thief reads after bottom) and k <= (b' - t') / 2 <
+ * b' - t', so the thief's entries end below b. A CAS before the owner's read of top shows in
+ * it. The entries are read before the CAS, which fails if anybody took one through top. */
+static inline int dq_steal_half(struct dagger__deque *d, void **out, int max, int64_t min)
+{
+    atomic_fetch_add_explicit(&d->halving, 1, memory_order_seq_cst);
+    int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_seq_cst);
+    int k = 0;
+    if (b - t >= min)
+        k = dq_take_top(d, t, (b - t) / 2 < max ? (b - t) / 2 : max, out);
+    atomic_fetch_sub_explicit(&d->halving, 1, memory_order_release);
+    return k;
+}
+
 /* Batch stealing, for a deque whose owner pops with dq_pop_batched (the same `max` on both
  * sides): a thief takes up to `max` entries (half of what it sees, at least one) with one CAS
  * of top; the owner takes the bottom entry without a CAS only while it lies `max` or more above
@@ -173,15 +229,7 @@ static inline int dq_steal_batch(struct dagger__deque *d, void **out, int max)
     if (t >= b)
         return 0;
     int64_t k = (b - t + 1) / 2;
-    if (k > max)
-        k = max;
-    struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_acquire);
-    for (int64_t i = 0; i < k; i++)
-        out[i] = atomic_load_explicit(&a->slot[(t + i) & a->mask], memory_order_relaxed);
-    if (!atomic_compare_exchange_strong_explicit(&d->top, &t, t + k, memory_order_seq_cst,
-                                                 memory_order_relaxed))
-        return -1;
-    return (int)k;
+    return dq_take_top(d, t, k < max ? k : max, out);
 }
 
 /* The owner's pop of a deque that thieves take from with dq_steal_batch(max). Near the top by

@@ -5,11 +5,12 @@
  * holds meanwhile (a deque of its own, which it pops at the group's end and thieves take from in
  * batches), one from any other thread to the injection queue. Idle workers look in order at
  * their mailbox (jobs pinned to them), the priority queue, their deque, the injection queue,
- * then steal from the other workers and the slots starting at a random one; after a short spin (a
- * few rounds of `pause`, then `sched_yield`, so that a thread with work to do on this core, such as
- * an MPI progress thread, is not kept off it) they park on an event count. Every job runs on a
- * fiber: when a job suspends, the worker continues the loop on a fresh fiber, and whoever resumes
- * the job switches to the job's fiber and recycles the one it was on. Jobs with occupancy < 1 run
+ * then steal from the other workers (half of a deep deque at once) and the slots starting at a
+ * random one; after a short spin (a few rounds of `pause`, then `sched_yield`, so that a thread
+ * with work to do on this core, such as an MPI progress thread, is not kept off it) they park on
+ * an event count. Every job runs on a fiber: when a job suspends, the worker continues the loop
+ * on a fresh fiber, and whoever resumes the job switches to the job's fiber and recycles the one
+ * it was on. Jobs with occupancy < 1 run
  * on aux threads (created on demand) whose summed occupancy stays within the worker count, so they
  * never take a worker.
  * Invariants: a parked worker rechecked every queue after announcing itself as a sleeper,
@@ -648,24 +649,13 @@ static void keep_here(dagger__pool *p, struct worker *w, struct dagger__job *j)
         jobq_push(&p->inject, j);
 }
 
-/* After a steal from a deep victim `v` (a flat loop of spawns): a few more jobs, one CAS each
- * (the deque's protocol unchanged), kept here, so that the victim's `top` line comes here once
- * for several jobs and the next ones need no search. */
-#define STEAL_MORE_MIN 64
-#define STEAL_MORE 7
-static void steal_more(dagger__pool *p, struct worker *w, int v)
-{
-    struct dagger__deque *victim = &p->w[v].dq;
-    if (dq_size(victim) < STEAL_MORE_MIN)
-        return;
-    for (int k = 0; k < STEAL_MORE; k++) {
-        void *y = dq_steal(victim);
-        if (y == DQ_EMPTY || y == DQ_ABORT)
-            return;
-        DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
-        keep_here(p, w, y);
-    }
-}
+/* A thief takes half of a victim's deque that holds this many jobs or more (up to DQ_HALF_MAX,
+ * one CAS: dq_steal_half), the first to run, the rest kept here. A flat loop of spawns at t=2
+ * has one worker spawning (past the deep mark, running its spawns) while the other steals: one
+ * job per CAS moved the victim's `top` line twice and its `bottom` line once per job taken (the
+ * spawner reads top at each deep spawn and pushes after each steal), 65 % of the thief's time
+ * in the search (bench/RESULTS.md, 2026-12-03). */
+#define STEAL_HALF_MIN 64
 
 /* A batch taken from an external slot: the first job to run, the rest kept here (a thread
  * outside the pool spawns a flat loop: the slot's top line and bottom come here once for up to
@@ -714,10 +704,20 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
             int v = (start + k) % n;
             if (v == w->index)
                 continue;
-            void *x = steal_one(&p->w[v].dq);
+            struct dagger__deque *vd = &p->w[v].dq;
+            if (dq_size(vd) >= STEAL_HALF_MIN) {
+                void *got[DQ_HALF_MAX];
+                int k = dq_steal_half(vd, got, DQ_HALF_MAX, STEAL_HALF_MIN);
+                if (k > 0) {
+                    DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
+                    for (int i = 1; i < k; i++)
+                        keep_here(p, w, got[i]);
+                    return got[0];
+                }
+            }
+            void *x = steal_one(vd);
             if (x) {
                 DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
-                steal_more(p, w, v);
                 return x;
             }
         }
