@@ -10,9 +10,8 @@
  * with work to do on this core, such as an MPI progress thread, is not kept off it) they park on
  * an event count. Every job runs on a fiber: when a job suspends, the worker continues the loop
  * on a fresh fiber, and whoever resumes the job switches to the job's fiber and recycles the one
- * it was on. Jobs with occupancy < 1 run
- * on aux threads (created on demand) whose summed occupancy stays within the worker count, so they
- * never take a worker.
+ * it was on. Jobs with occupancy < 1 run on aux threads (created on demand) whose summed occupancy
+ * stays within the worker count, so they never take a worker.
  * Invariants: a parked worker rechecked every queue after announcing itself as a sleeper,
  * and a submitter checks for sleepers after publishing (both seq_cst), so no wake-up is lost.
  * Where Linux allows it, the store-load fence of a deque push is asymmetric: the parking worker
@@ -707,10 +706,10 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
             struct dagger__deque *vd = &p->w[v].dq;
             if (dq_size(vd) >= STEAL_HALF_MIN) {
                 void *got[DQ_HALF_MAX];
-                int k = dq_steal_half(vd, got, DQ_HALF_MAX, STEAL_HALF_MIN);
-                if (k > 0) {
+                int taken = dq_steal_half(vd, got, DQ_HALF_MAX, STEAL_HALF_MIN);
+                if (taken > 0) {
                     DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
-                    for (int i = 1; i < k; i++)
+                    for (int i = 1; i < taken; i++)
                         keep_here(p, w, got[i]);
                     return got[0];
                 }
