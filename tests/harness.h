@@ -183,6 +183,69 @@ static inline dagger_ctx_t *test_ctx(int n)
         t_;                                                                                        \
     })
 
+/* A gate that holds workers, so that a case knows where the rest of its tasks run.
+ * test_gate_hold(ctx, n, g) spawns n gate tasks on workers 0..n-1 and returns once each one
+ * runs; test_gate_unblock() opens the gate; test_gate_open(n, g) opens it, fetches the tasks
+ * (failing the case when one had to open by itself after TEST_GATE_TIMEOUT_S: a regression fails
+ * with a message instead of hanging) and releases them. One gate per process, closed again by the
+ * next hold. C only. */
+#ifndef __cplusplus
+#include <stdatomic.h>
+#define TEST_GATE_TIMEOUT_S 10
+struct test_gate {
+    _Atomic int open, in;
+};
+static inline struct test_gate *test_gate_state(void)
+{
+    static struct test_gate g;
+    return &g;
+}
+/* The gate task: returns 1 when it had to time out. */
+static inline int test_gate_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)a;
+    struct test_gate *g = test_gate_state();
+    atomic_fetch_add(&g->in, 1);
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int timed_out = 0;
+    while (!atomic_load(&g->open) && !timed_out) {
+        usleep(200);
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        timed_out = t.tv_sec - t0.tv_sec >= TEST_GATE_TIMEOUT_S;
+    }
+    *out = dagger_i64(timed_out);
+    return 0;
+}
+static inline void test_gate_hold(dagger_ctx_t *ctx, int n, dagger_task_t **tasks)
+{
+    struct test_gate *g = test_gate_state();
+    atomic_store(&g->open, 0);
+    atomic_store(&g->in, 0);
+    for (int i = 0; i < n; i++) {
+        tasks[i] = TEST_SPAWN_ON_WORKER(ctx, i, test_gate_fn);
+        if (!tasks[i])
+            fail_msg("test_gate_hold: %s", dagger_last_errmsg());
+    }
+    while (atomic_load(&g->in) < n)
+        usleep(100);
+}
+/* Open the gate without waiting (from a task, another thread). */
+static inline void test_gate_unblock(void) { atomic_store(&test_gate_state()->open, 1); }
+static inline void test_gate_open(int n, dagger_task_t **tasks)
+{
+    test_gate_unblock();
+    for (int i = 0; i < n; i++) {
+        int64_t timed_out = -1;
+        if (dagger_fetch_i64(tasks[i], &timed_out) != 0 || timed_out != 0)
+            fail_msg("test_gate_open: gate task %d %s", i,
+                     timed_out ? "opened by itself after TEST_GATE_TIMEOUT_S" : "failed");
+        dagger_task_release(tasks[i]);
+    }
+}
+#endif /* __cplusplus */
+
 /* Run `script` (a python3 -c argument, no double quotes) with a python3 that has numpy, Debian's
  * first: its exit status, or 77 (skip) when there is none. */
 static inline int test_python_numpy(const char *script)

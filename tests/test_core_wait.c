@@ -2,9 +2,9 @@
  * queued tasks itself (issue 17): they report processor -1, as on an aux thread; tasks with
  * a scope stay on the workers; tasks outside the group are left to the workers; it takes them
  * one at a time, so that a worker that becomes free can take the others.
- * Each case blocks the only worker on a gate, so that whatever runs meanwhile ran on the
- * ending thread; the gate opens by itself after GATE_TIMEOUT_S, so a regression fails with a
- * message instead of hanging.
+ * Each case blocks the only worker on the harness's gate (test_gate_hold), so that whatever runs
+ * meanwhile ran on the ending thread; the gate opens by itself after TEST_GATE_TIMEOUT_S, so a
+ * regression fails with a message instead of hanging.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -12,26 +12,6 @@
 #include <unistd.h>
 
 #include "harness.h"
-
-#define GATE_TIMEOUT_S 10
-
-static _Atomic int gate_open, gate_started;
-
-/* Holds the worker until gate_open; returns 1 when it had to time out. */
-static int hold(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    atomic_store(&gate_started, 1);
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int timed_out = 0;
-    while (!atomic_load(&gate_open) && !timed_out) {
-        usleep(200);
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        timed_out = t.tv_sec - t0.tv_sec >= GATE_TIMEOUT_S;
-    }
-    *out = dagger_i64(timed_out);
-    return 0;
-}
 
 /* out[i] = the thread it ran on; returns i * i. */
 static int record(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
@@ -43,32 +23,12 @@ static int record(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     return 0;
 }
 
-static dagger_task_t *block_worker(dagger_ctx_t *ctx)
-{
-    atomic_store(&gate_open, 0);
-    atomic_store(&gate_started, 0);
-    dagger_task_t *g = dagger_spawn(ctx, hold);
-    ASSERT_TRUE(g != NULL);
-    while (!atomic_load(&gate_started))
-        usleep(100);
-    return g;
-}
-
-/* The gate did not have to time out: the group ended while the worker was still held. */
-static void open_gate(dagger_task_t *g)
-{
-    atomic_store(&gate_open, 1);
-    int64_t timed_out = -1;
-    ASSERT_OK(dagger_fetch_i64(g, &timed_out));
-    ASSERT_EQ(timed_out, 0);
-    dagger_task_release(g);
-}
-
 TEST(sync_end_on_main_runs_the_groups_tasks)
 {
     enum { N = 50 };
     dagger_ctx_t *ctx = test_ctx(1);
-    dagger_task_t *g = block_worker(ctx);
+    dagger_task_t *g;
+    test_gate_hold(ctx, 1, &g);
     int64_t where[N];
     dagger_task_t *ts[N];
     for (int i = 0; i < N; i++)
@@ -87,7 +47,7 @@ TEST(sync_end_on_main_runs_the_groups_tasks)
         ASSERT_EQ(where[i], -1); /* the ending thread is not a worker */
         dagger_task_release(ts[i]);
     }
-    open_gate(g);
+    test_gate_open(1, &g);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
@@ -95,7 +55,8 @@ TEST(sync_end_on_main_runs_the_groups_tasks)
 TEST(sync_end_on_main_runs_dependents_in_the_group)
 {
     dagger_ctx_t *ctx = test_ctx(1);
-    dagger_task_t *g = block_worker(ctx);
+    dagger_task_t *g;
+    test_gate_hold(ctx, 1, &g);
     int64_t where[2] = {99, 99};
     ASSERT_OK(dagger_sync_begin(ctx));
     dagger_task_t *a = dagger_spawn(ctx, record, (void *)where, (int64_t)0);
@@ -108,7 +69,7 @@ TEST(sync_end_on_main_runs_dependents_in_the_group)
     ASSERT_EQ(v, 1);
     dagger_task_release(a);
     dagger_task_release(b);
-    open_gate(g);
+    test_gate_open(1, &g);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
@@ -116,14 +77,15 @@ TEST(sync_end_on_main_runs_dependents_in_the_group)
 static void *open_later(void *arg)
 {
     usleep(20000);
-    atomic_store(&gate_open, 1);
+    test_gate_unblock();
     return arg;
 }
 
 TEST(sync_end_on_main_leaves_scoped_tasks_to_the_workers)
 {
     dagger_ctx_t *ctx = test_ctx(1);
-    dagger_task_t *g = block_worker(ctx);
+    dagger_task_t *g;
+    test_gate_hold(ctx, 1, &g);
     int64_t where[1] = {99};
     dagger_task_opts_t o;
     dagger_task_opts_init(&o);
@@ -138,10 +100,7 @@ TEST(sync_end_on_main_leaves_scoped_tasks_to_the_workers)
     pthread_join(opener, NULL);
     dagger_task_release(t);
     dagger_scope_release(s);
-    int64_t timed_out = -1;
-    ASSERT_OK(dagger_fetch_i64(g, &timed_out));
-    ASSERT_EQ(timed_out, 0);
-    dagger_task_release(g);
+    test_gate_open(1, &g);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
@@ -174,20 +133,20 @@ TEST(sync_end_in_a_task_runs_on_the_workers)
 
 /* The ending thread takes the group's tasks one at a time, so it never holds one away from an
  * idle worker. The worker is held; the ending thread runs the first task, which frees the
- * worker and waits (up to GATE_TIMEOUT_S) for another task of the group to start there. A
+ * worker and waits (up to TEST_GATE_TIMEOUT_S) for another task of the group to start there. A
  * thread that had taken the group's tasks in a batch would hold the others, and the first
  * would time out. */
 static _Atomic int others_started;
 
 static int free_worker_then_wait(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    atomic_store(&gate_open, 1);
+    test_gate_unblock();
     struct timespec t0, t;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     while (!atomic_load(&others_started)) {
         usleep(100);
         clock_gettime(CLOCK_MONOTONIC, &t);
-        if (t.tv_sec - t0.tv_sec >= GATE_TIMEOUT_S)
+        if (t.tv_sec - t0.tv_sec >= TEST_GATE_TIMEOUT_S)
             return dagger_fail(tc, DAGGER_ETIMEDOUT,
                                "no other task of the group started on the freed worker");
     }
@@ -205,17 +164,15 @@ TEST(sync_end_on_main_leaves_the_other_tasks_to_idle_workers)
     dagger_ctx_t *ctx = test_ctx(1);
     for (int round = 0; round < 3; round++) {
         atomic_store(&others_started, 0);
-        dagger_task_t *g = block_worker(ctx);
+        dagger_task_t *g;
+        test_gate_hold(ctx, 1, &g);
         ASSERT_OK(dagger_sync_begin(ctx));
         dagger_task_release(dagger_spawn(ctx, free_worker_then_wait));
         for (int i = 0; i < 3; i++)
             dagger_task_release(dagger_spawn(ctx, other));
         ASSERT_OK(dagger_sync_end(ctx));
         ASSERT_EQ(atomic_load(&others_started), 3);
-        int64_t timed_out = -1;
-        ASSERT_OK(dagger_fetch_i64(g, &timed_out));
-        ASSERT_EQ(timed_out, 0);
-        dagger_task_release(g);
+        test_gate_open(1, &g);
     }
     ASSERT_OK(dagger_ctx_close(ctx));
 }

@@ -8,47 +8,14 @@
  * dependent outside the group that such a task makes ready still runs; nested groups and a
  * second context on one thread; more threads with groups open than the pool has slots; group
  * tasks a worker made ready in its own deque are stolen by the thread ending the group. Workers
- * are held by a gate (a task that waits for a flag) where a case needs it, so no case depends on
- * timing; a hang shows as the test's timeout.
+ * are held by the harness's gate (test_gate_hold) where a case needs it, so no case depends on
+ * timing; a gate that had to open by itself fails the case.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
 #include "harness.h"
-
-static _Atomic int gate_open;
-static _Atomic int gate_in; /* tasks waiting at the gate */
-
-/* Holds its worker until the gate opens. */
-static int gate_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    atomic_fetch_add(&gate_in, 1);
-    while (!atomic_load(&gate_open))
-        usleep(200);
-    *out = dagger_i64(-1);
-    return 0;
-}
-
-/* Spawn one gate per worker and return once every worker sits in one. */
-static void hold_workers(dagger_ctx_t *ctx, int n, dagger_task_t **g)
-{
-    atomic_store(&gate_open, 0);
-    atomic_store(&gate_in, 0);
-    for (int i = 0; i < n; i++)
-        g[i] = dagger_spawn(ctx, gate_fn);
-    while (atomic_load(&gate_in) < n)
-        usleep(100);
-}
-
-static void release_workers(int n, dagger_task_t **g)
-{
-    atomic_store(&gate_open, 1);
-    for (int i = 0; i < n; i++) {
-        ASSERT_OK(dagger_wait(g[i]));
-        dagger_task_release(g[i]);
-    }
-}
 
 /* Records where and in which order it ran: args (log, i). */
 struct runlog {
@@ -102,7 +69,7 @@ TEST(held_workers_leave_the_group_to_the_thread_that_ends_it)
 {
     dagger_ctx_t *ctx = test_ctx(2);
     dagger_task_t *g[2];
-    hold_workers(ctx, 2, g);
+    test_gate_hold(ctx, 2, g);
     static struct runlog l;
     group_of_logs(ctx, &l, 1000);
     ASSERT_EQ(atomic_load(&l.n), 0); /* nobody ran any yet */
@@ -112,7 +79,7 @@ TEST(held_workers_leave_the_group_to_the_thread_that_ends_it)
     ASSERT_EQ(atomic_load(&l.sum), sum_to(1000));
     for (int k = 0; k < 900; k++) /* newest first, as a worker pops its own deque */
         ASSERT_EQ(l.order[k], 999 - k);
-    release_workers(2, g);
+    test_gate_open(2, g);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
@@ -125,7 +92,7 @@ TEST(a_failure_run_by_the_ending_thread_reaches_the_group_end)
 {
     dagger_ctx_t *ctx = test_ctx(1);
     dagger_task_t *g[1];
-    hold_workers(ctx, 1, g);
+    test_gate_hold(ctx, 1, g);
     static struct runlog l;
     group_of_logs(ctx, &l, 10);
     dagger_task_release(dagger_spawn(ctx, fail_fn, (int64_t)42));
@@ -133,7 +100,7 @@ TEST(a_failure_run_by_the_ending_thread_reaches_the_group_end)
     ASSERT_EQ(rc, DAGGER_ETASK);
     ASSERT_STR_HAS(dagger_last_errmsg(), "task 42 refused");
     ASSERT_EQ(atomic_load(&l.n), 10);
-    release_workers(1, g);
+    test_gate_open(1, g);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
@@ -218,7 +185,7 @@ TEST(a_dependent_outside_the_group_made_ready_by_the_ending_thread_runs)
     dagger_ctx_t *ctx = test_ctx(1);
     for (int round = 0; round < 20; round++) {
         dagger_task_t *g[1];
-        hold_workers(ctx, 1, g);
+        test_gate_hold(ctx, 1, g);
         ASSERT_OK(dagger_sync_begin(ctx));
         dagger_task_t *c = dagger_spawn(ctx, value_fn, (int64_t)round);
         struct dep_spawner d = {.ctx = ctx, .on = c};
@@ -227,7 +194,7 @@ TEST(a_dependent_outside_the_group_made_ready_by_the_ending_thread_runs)
         pthread_join(th, NULL);
         ASSERT_PTR(d.made);
         ASSERT_OK(dagger_sync_end(ctx)); /* c ran here: the worker is held */
-        release_workers(1, g);
+        test_gate_open(1, g);
         int64_t v = 0;
         ASSERT_OK(dagger_fetch_i64(d.made, &v));
         ASSERT_EQ(v, round + 1);

@@ -165,19 +165,8 @@ TEST(pinned_task_resumes_on_its_thread)
 
 /* ---------------------------------------------------------------- priorities */
 
-static _Atomic int gate;
 static int prio_log[64];
 static _Atomic int prio_n;
-
-static _Atomic int gate_started;
-
-static int hold_gate(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    atomic_store(&gate_started, 1);
-    while (!atomic_load(&gate))
-        usleep(100);
-    return 0;
-}
 
 static int log_prio(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
@@ -188,11 +177,9 @@ static int log_prio(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
 TEST(higher_priority_ready_tasks_run_first)
 {
     dagger_ctx_t *ctx = test_ctx(1);
-    atomic_store(&gate, 0);
     atomic_store(&prio_n, 0);
-    dagger_task_t *blocker = dagger_spawn(ctx, hold_gate);
-    while (!atomic_load(&gate_started)) /* the only worker is busy before the others arrive */
-        usleep(100);
+    dagger_task_t *blocker;
+    test_gate_hold(ctx, 1, &blocker); /* the only worker is busy before the others arrive */
     int prios[] = {0, 5, -3, 9, 1, 0, 5, 7, -1, 2};
     dagger_task_t *ts[10];
     dagger_task_opts_t o;
@@ -201,12 +188,12 @@ TEST(higher_priority_ready_tasks_run_first)
         o.priority = prios[i];
         ts[i] = dagger_spawn_opts(ctx, &o, log_prio, prios[i]);
     }
-    atomic_store(&gate, 1);
+    test_gate_unblock();
     for (int i = 0; i < 10; i++) {
         ASSERT_OK(dagger_fetch(ts[i], NULL));
         dagger_task_release(ts[i]);
     }
-    dagger_task_release(blocker);
+    test_gate_open(1, &blocker);
     int want[] = {9, 7, 5, 5, 2, 1, 0, 0, -1, -3};
     ASSERT_EQ(atomic_load(&prio_n), 10);
     for (int i = 0; i < 10; i++)
