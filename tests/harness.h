@@ -237,10 +237,12 @@ static inline void test_gate_open(int n, dagger_task_t **tasks)
 {
     test_gate_unblock();
     for (int i = 0; i < n; i++) {
-        int64_t timed_out = -1;
-        if (dagger_fetch_i64(tasks[i], &timed_out) != 0 || timed_out != 0)
-            fail_msg("test_gate_open: gate task %d %s", i,
-                     timed_out ? "opened by itself after TEST_GATE_TIMEOUT_S" : "failed");
+        int64_t timed_out = 0;
+        if (dagger_fetch_i64(tasks[i], &timed_out) != 0)
+            fail_msg("test_gate_open: gate task %d failed: %s", i, dagger_task_errmsg(tasks[i]));
+        if (timed_out)
+            fail_msg("test_gate_open: gate task %d opened by itself after %d s", i,
+                     TEST_GATE_TIMEOUT_S);
         dagger_task_release(tasks[i]);
     }
 }
