@@ -974,6 +974,59 @@ TEST(bad_environment_is_reported)
     ASSERT_STR_HAS(dagger_last_errmsg(), "num_threads -2 is out of range");
 }
 
+TEST(idle_spin_setting_is_checked)
+{
+    dagger_ctx_t *ctx = NULL;
+    setenv("DAGGER_SPIN_US", "soon", 1);
+    ASSERT_ERR(dagger_ctx_open(&ctx, NULL), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(),
+                   "DAGGER_SPIN_US='soon' is invalid: expected an integer within 0..1000000");
+    ASSERT_NULL(ctx);
+    setenv("DAGGER_SPIN_US", "-1", 1);
+    ASSERT_ERR(dagger_ctx_open(&ctx, NULL), DAGGER_EINVAL);
+    ASSERT_STR_HAS(dagger_last_errmsg(), "DAGGER_SPIN_US='-1' is invalid");
+    setenv("DAGGER_SPIN_US", "1000001", 1);
+    ASSERT_ERR(dagger_ctx_open(&ctx, NULL), DAGGER_EINVAL);
+    unsetenv("DAGGER_SPIN_US");
+}
+
+static int range_sum(dagger_tc_t *tc, int64_t lo, int64_t hi, void *ud)
+{
+    (void)tc;
+    int64_t *v = ud;
+    for (int64_t i = lo; i < hi; i++)
+        v[i] = i;
+    return 0;
+}
+
+/* Bursts of loops, fetches from main and a close, with the worker lingering long between them
+ * (1 s) and without lingering: the same results, and the close does not wait for the spin (the
+ * worker gives its counts back before it lingers, and stops lingering at the close). */
+TEST(lingering_workers_keep_results_and_close)
+{
+    const char *spins[] = {"1000000", "0", "50"};
+    for (int k = 0; k < 3; k++) {
+        setenv("DAGGER_SPIN_US", spins[k], 1);
+        dagger_ctx_t *ctx = test_ctx(1); /* a spare core on most machines: main spins too */
+        int64_t v[1000];
+        for (int r = 0; r < 20; r++) {
+            memset(v, 0xff, sizeof v);
+            ASSERT_OK(dagger_parallel_for(ctx, 0, 1000, 10, range_sum, v));
+            for (int i = 0; i < 1000; i++)
+                ASSERT_EQ(v[i], i);
+            dagger_task_t *t = dagger_spawn(ctx, one);
+            int64_t x = 0;
+            ASSERT_OK(dagger_fetch_i64(t, &x));
+            ASSERT_EQ(x, 1);
+            dagger_task_release(t);
+            if (r % 5 == 0)
+                usleep(2000); /* the worker lingers, or parks after the short spin */
+        }
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+    unsetenv("DAGGER_SPIN_US");
+}
+
 static int echo_str(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     *out = *dagger_arg(a, 0);
@@ -1207,6 +1260,7 @@ TEST_LIST(quickstart_add, values_of_every_kind, wrong_kind_fails_the_task,
           cancel_a_running_task_sees_the_flag, zero_allocations_per_task_after_warm_up,
           close_reports_live_handles, close_refuses_an_open_block_instead_of_hanging,
           close_force_closes_with_live_handles, bad_environment_is_reported,
+          idle_spin_setting_is_checked, lingering_workers_keep_results_and_close,
           out_of_memory_reaches_fetch, fault_env_child, fault_injection_from_the_environment,
           bad_input_is_an_error_not_a_crash, encode_decode_round_trips,
           decode_rejects_malformed_input)

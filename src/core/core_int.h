@@ -227,6 +227,9 @@ struct dagger_ctx {
     dagger__pool *pool;
     dagger__executor exec[DAGGER__EXEC_COUNT]; /* by processor kind, then remote; immutable */
     int nthreads;
+    /* A thread outside the pool that waits spins this long (ns) before it sleeps, when the
+     * workers leave a core free for it (fewer workers than CPUs, no ranks); else 0. */
+    uint64_t wait_spin_ns;
     int rank, nranks; /* this process in the job (0 and 1 without ranks); set at open */
     void *ranks;      /* the ranks backend's state (src/net/mpi), NULL without ranks */
     uint64_t gen;

@@ -66,6 +66,13 @@ void dagger_opts_init(dagger_opts_t *o) { memset(o, 0, sizeof *o); }
 
 static _Atomic uint64_t ctx_gen = 1;
 
+/* How long a worker that ran dry keeps looking for work, yielding its core, before it parks
+ * (DAGGER_SPIN_US overrides it). A parked worker takes 60-80 us to run again on a virtual machine
+ * (a futex wake-up of an idle CPU), and so does a thread outside the pool asleep on a result:
+ * the next loop of an iterative program usually comes within a millisecond. libgomp spins about
+ * as long (GOMP_SPINCOUNT), Intel's OpenMP 200 ms (KMP_BLOCKTIME). */
+#define IDLE_SPIN_US 1000
+
 /* Parse a positive integer environment variable; 0 when unset. */
 static int env_long(const char *name, long lo, long hi, long *out)
 {
@@ -121,6 +128,8 @@ void dagger__ctx_set_ranks(dagger_ctx_t *ctx, int rank, int nranks, void *state,
     ctx->rank = rank;
     ctx->nranks = nranks;
     ctx->ranks = state;
+    ctx->wait_spin_ns = 0; /* the other ranks' processes may need the free core */
+    dagger__pool_set_idle_spin(ctx->pool, 0);
     ctx->exec[DAGGER__EXEC_REMOTE] = (dagger__executor){"rank", submit, state, NULL};
 }
 
@@ -207,6 +216,14 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
         o.stack_size = 256 * 1024;
 #endif
     }
+    long spin_us = 0;
+    if (getenv("DAGGER_SPIN_US") && getenv("DAGGER_SPIN_US")[0]) {
+        int rc = env_long("DAGGER_SPIN_US", 0, 1000000, &spin_us);
+        if (rc)
+            return rc;
+    } else {
+        spin_us = IDLE_SPIN_US;
+    }
     DAGGER_CHECK(o.stack_size >= 16 * 1024, DAGGER_EINVAL,
                  "dagger_ctx_open: stack_size %zu is below the 16 KiB minimum", o.stack_size);
     dagger__alloc_freeze();
@@ -234,6 +251,15 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
         return rc == DAGGER_ENOMEM && !dagger_last_errmsg()[0]
                    ? dagger__set_errmsg(rc, "dagger_ctx_open: out of memory")
                    : rc;
+    }
+    /* Only where the workers leave a core free (fewer workers than CPUs): there the spin
+     * takes no core that a worker or the thread outside the pool needs. With a worker on
+     * every core it made a thread outside the pool that runs its own tasks slower (core
+     * round trip at t=2 on 2 cores 0.114 us against 0.098, a flat loop 49 ns a task
+     * against 44: bench/RESULTS.md, 2026-12-03 16:00 UTC). Cleared when ranks attach. */
+    if (o.num_threads < dagger__topo_default_threads()) {
+        ctx->wait_spin_ns = (uint64_t)spin_us * 1000;
+        dagger__pool_set_idle_spin(ctx->pool, ctx->wait_spin_ns);
     }
     rc = dagger__topo_bind(ctx->pool, bind);
     if (rc) {

@@ -50,6 +50,7 @@
 
 #define SPIN_ROUNDS 64
 #define SPIN_PAUSE_ROUNDS 8
+#define LINGER_LOOK_EVERY 4
 #define INJECT_BATCH 16
 #define AUX_MAX 256
 /* Deques for threads outside the pool that open a sync group (dagger__pool_ext_claim). */
@@ -112,6 +113,10 @@ struct dagger__pool {
     /* dagger__pool_linger: until this (ns), a worker that runs dry yields instead of parking.
      * A line of its own: a ranks backend writes it on each message, workers read it. */
     _Atomic uint64_t linger_until __attribute__((aligned(DAGGER_CACHELINE)));
+    /* dagger__pool_set_idle_spin: how long a worker that ran dry keeps searching, yielding the
+     * core, before it parks (ns). */
+    _Atomic uint64_t idle_spin_ns;
+    _Atomic int lingerer; /* 1 while a worker lingers for the idle spin */
     /* recycled fibers */
     pthread_mutex_t fiber_lock;
     struct dagger__fiber *fibers; /* guarded by fiber_lock */
@@ -810,13 +815,43 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
             if (has_work(p, w))
                 j = try_get(p, w);
         }
-        /* Work is expected soon (dagger__pool_linger): keep searching, yielding the core. */
-        while (!j &&
-               dagger__now_ns() < atomic_load_explicit(&p->linger_until, memory_order_relaxed) &&
-               !atomic_load_explicit(&p->shutdown, memory_order_relaxed)) {
-            sched_yield();
-            if (has_work(p, w))
-                j = try_get(p, w);
+        /* The idle spin (the next burst of a loop usually comes within it: no futex call on
+         * either side; only where the workers leave a core free: ctx.c), or work is expected
+         * soon (dagger__pool_linger): keep searching. The clock is read only here, past the
+         * short spin. */
+        if (!j) {
+            /* One worker at a time lingers for the idle spin (`lingerer`): it takes the next
+             * burst's first job and wakes the others (pass_wakeup), so one core, not all,
+             * stays busy while the program runs serial code between loops. */
+            bool mine = false;
+            uint64_t spin = atomic_load_explicit(&p->idle_spin_ns, memory_order_relaxed);
+            if (spin) {
+                int z = 0;
+                mine = atomic_load_explicit(&p->lingerer, memory_order_relaxed) == 0 &&
+                       atomic_compare_exchange_strong_explicit(
+                           &p->lingerer, &z, 1, memory_order_relaxed, memory_order_relaxed);
+            }
+            uint64_t lg = atomic_load_explicit(&p->linger_until, memory_order_relaxed);
+            /* The credits go back before a long search: a drain must not wait for it. */
+            if (p->idle && (mine || lg))
+                p->idle(p->ud, w->index);
+            uint64_t now = dagger__now_ns(), until = mine ? now + spin : 0;
+            for (unsigned k = 1; !j && !atomic_load_explicit(&p->shutdown, memory_order_relaxed);
+                 k++) {
+                lg = atomic_load_explicit(&p->linger_until, memory_order_relaxed);
+                if (now >= until && now >= lg)
+                    break;
+                /* Yield rather than pause: a thread waiting for this core (a progress thread,
+                 * another process) gets it at once. */
+                sched_yield();
+                if (now >= lg && k % LINGER_LOOK_EVERY != 0)
+                    continue; /* the idle spin looks every few yields: fewer lines pulled */
+                if (has_work(p, w))
+                    j = try_get(p, w);
+                now = dagger__now_ns();
+            }
+            if (mine)
+                atomic_store_explicit(&p->lingerer, 0, memory_order_relaxed);
         }
         /* Submitters saw a searcher and woke nobody: after this decrement they do, and the
          * work they published before it is seen below (seq_cst on both sides). */
@@ -862,6 +897,11 @@ void dagger__pool_linger(dagger__pool *p, uint64_t until_ns)
            !atomic_compare_exchange_weak_explicit(&p->linger_until, &cur, until_ns,
                                                   memory_order_relaxed, memory_order_relaxed))
         ;
+}
+
+void dagger__pool_set_idle_spin(dagger__pool *p, uint64_t ns)
+{
+    atomic_store_explicit(&p->idle_spin_ns, ns, memory_order_relaxed);
 }
 
 uint64_t dagger__pool_linger_until(const dagger__pool *p)

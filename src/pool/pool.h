@@ -58,6 +58,9 @@ bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j, bool may_
  * so that the job arrives without a futex wake-up. Only ever extends the deadline. Thread
  * safety: any thread. */
 void dagger__pool_linger(dagger__pool *p, uint64_t until_ns);
+/* A worker that runs dry keeps searching, yielding the core, for `ns` before it parks (0: park
+ * after the short spin). Thread safety: any thread. */
+void dagger__pool_set_idle_spin(dagger__pool *p, uint64_t ns);
 /* The deadline set by dagger__pool_linger (0: none yet); a hint. Thread safety: any thread. */
 uint64_t dagger__pool_linger_until(const dagger__pool *p);
 
