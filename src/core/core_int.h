@@ -157,9 +157,16 @@ struct task_ext {
  * task's extension record), which fails the task the same way with its own message. */
 enum { CANCEL_REQ = 1, CANCEL_NOMEM = 2 };
 
-/* The record is laid out hottest first: the job and the counts the pool and completion touch,
- * then what spawn and run read, then the result and the inline argument storage. */
+/* The record is laid out by who touches it. A task that another worker steals crosses cores
+ * twice (its spawner writes it, the thief reads and finishes it, the spawner reuses it), so
+ * every line the thief touches costs two transfers: the lines that running and finishing any
+ * task read or write come first (the job and the counts; what run reads; the result and the
+ * inputs' array), then the inline argument storage, whose first two values share the third
+ * line, and last what only the spawner, a waiter or a trace reads (id, name, parent, frames).
+ * A stolen task of one or two arguments touches three lines of the five (four before:
+ * bench/RESULTS.md, 2026-12-03 16:40 UTC). */
 struct dagger_task {
+    /* line 0 */
     struct dagger__job job; /* first: the pool sees tasks as jobs */
     _Atomic uint32_t refs;
     _Atomic uint32_t pending;
@@ -168,26 +175,29 @@ struct dagger_task {
     _Atomic uint32_t place;  /* != 0: placement must decide (a scope, chunk or shard input) */
     int rc;                  /* valid once state is T_DONE */
     struct dagger__event waiters;
-    uint64_t id;
+    /* line 1 */
     dagger_ctx_t *ctx;
     dagger_fn_t fn;
-    int argerr; /* set by a failing argument accessor */
+    dagger_value_t *args;
+    struct group *group;
+    struct err *err;
+    struct task_ext *_Atomic x; /* the rare fields, NULL until one is set */
+    int argerr;                 /* set by a failing argument accessor */
     uint32_t flags;
     uint32_t nargs, ndeps;
+    /* line 2 */
+    dagger_value_t result;
     _Atomic uint8_t unseen;   /* 1: failed, counted in ctx->unfetched, error not read yet */
     _Atomic uint8_t external; /* completes from outside the workers: waiters do not spin */
     uint16_t help_depth;      /* nesting of tasks run inline by waiting parents (see help()) */
     int16_t thread;           /* worker it last ran on */
-    dagger_value_t *args;
     struct dep *deps;
-    struct group *group;
-    struct err *err;
-    struct task_ext *_Atomic x; /* the rare fields, NULL until one is set */
+    union task_inline inl; /* see INLINE_BYTES; from byte 160: values 0-1 on line 2 */
+    /* cold: the spawner's, a waiter's or a trace's */
+    uint64_t id;
     const char *name;
     dagger_task_t *parent; /* the task that spawned it (never dereferenced: compared only) */
     struct frame *frames;  /* queue blocks opened inside this task */
-    dagger_value_t result;
-    union task_inline inl; /* see INLINE_BYTES */
 };
 
 /* The extension record of `t`, or NULL when none of its fields was ever set. */

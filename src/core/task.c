@@ -93,10 +93,10 @@ __attribute__((always_inline)) static inline dagger_task_t *task_alloc(dagger_ct
     dagger_task_t *t = dagger__obj_alloc(sizeof *t);
     if (!t)
         return NULL;
-    TASK_ZERO(t, state, id);         /* state (T_PENDING), cancel, place, rc, waiters */
-    TASK_ZERO(t, argerr, thread);    /* argerr, flags, nargs, ndeps, unseen, external, help_depth */
-    TASK_ZERO(t, group, name);       /* group, err, x */
-    TASK_ZERO(t, frames, inl);       /* frames, result (nil) */
+    TASK_ZERO(t, state, ctx);    /* state (T_PENDING), cancel, place, rc, waiters */
+    TASK_ZERO(t, group, result); /* group, err, x, argerr, flags, nargs, ndeps */
+    TASK_ZERO(t, result, deps);  /* result (nil), unseen, external, help_depth */
+    t->frames = NULL;
     atomic_init(&t->job.next, NULL); /* recycled records kept their last values: all set here */
     t->job.fiber = NULL;
     t->job.prio = 0;
