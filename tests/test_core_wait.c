@@ -177,7 +177,65 @@ TEST(sync_end_on_main_leaves_the_other_tasks_to_idle_workers)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* A thread outside the pool whose group's deque holds DAGGER__POOL_DEEP - 1 tasks runs each
+ * further plain task it spawns at once, as a worker does (a flat loop from main keeps a bounded
+ * set of records): with the worker held, exactly the spawns past the mark ran during the loop,
+ * on this thread (-1), each once; a task spawned with options, or a scoped one, is still queued. */
+static _Atomic int ran_in_loop;
+static int count_run(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *where = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    where[i] = dagger_tc_thread(tc);
+    atomic_fetch_add(&ran_in_loop, 1);
+    return 0;
+}
+
+TEST(a_deep_group_on_main_runs_further_spawns_at_once)
+{
+    enum { N = 3000, DEEP = 1024 };
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger_task_t *g;
+    test_gate_hold(ctx, 1, &g);
+    static int64_t where[N + 2];
+    for (int i = 0; i < N + 2; i++)
+        where[i] = 99;
+    atomic_store(&ran_in_loop, 0);
+    ASSERT_OK(dagger_sync_begin(ctx));
+    for (int i = 0; i < N; i++)
+        ASSERT_OK(dagger_spawn_detached(ctx, count_run, (void *)where, (int64_t)i));
+    ASSERT_EQ(atomic_load(&ran_in_loop), N - (DEEP - 1)); /* the first DEEP - 1 are queued */
+    for (int i = 0; i < DEEP - 1; i++)
+        ASSERT_EQ(where[i], 99);
+    for (int i = DEEP - 1; i < N; i++)
+        ASSERT_EQ(where[i], -1);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.name = "named";
+    dagger_task_t *t = dagger_spawn_opts(ctx, &o, count_run, (void *)where, (int64_t)N);
+    ASSERT_PTR(t);
+    dagger_scope_t *sc = dagger_scope_thread(0);
+    dagger_task_opts_t so;
+    dagger_task_opts_init(&so);
+    so.scope = sc;
+    dagger_task_t *u = dagger_spawn_opts(ctx, &so, count_run, (void *)where, (int64_t)N + 1);
+    ASSERT_PTR(u);
+    ASSERT_EQ(atomic_load(&ran_in_loop), N - (DEEP - 1)); /* both queued */
+    test_gate_unblock();
+    ASSERT_OK(dagger_sync_end(ctx));
+    ASSERT_EQ(atomic_load(&ran_in_loop), N + 2);
+    for (int i = 0; i < N + 1; i++)
+        ASSERT_TRUE(where[i] == -1 || where[i] == 0);
+    ASSERT_EQ(where[N + 1], 0); /* the scoped one on its worker */
+    dagger_task_release(t);
+    dagger_task_release(u);
+    dagger_scope_release(sc);
+    test_gate_open(1, &g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependents_in_the_group,
           sync_end_on_main_leaves_scoped_tasks_to_the_workers,
           sync_end_in_a_task_runs_on_the_workers,
-          sync_end_on_main_leaves_the_other_tasks_to_idle_workers);
+          sync_end_on_main_leaves_the_other_tasks_to_idle_workers,
+          a_deep_group_on_main_runs_further_spawns_at_once);
