@@ -39,8 +39,9 @@ static int thread_wait(dagger_ctx_t *ctx, struct dagger__event *ev, int spin, vo
     }
     /* The workers leave a core free (ctx->wait_spin_ns): spin on it a while longer, so that a
      * result due within about a millisecond (a parallel loop) needs no futex wake-up, which
-     * takes 60-80 us on a virtual machine. */
-    if (ctx && ctx->wait_spin_ns && !poll) {
+     * takes 60-80 us on a virtual machine. Not for a task that completes from outside the
+     * workers (spin 0: a device, another rank). */
+    if (ctx && ctx->wait_spin_ns && spin > 0 && !poll) {
         uint64_t until = dagger__now_ns() + ctx->wait_spin_ns;
         do { /* yields, not pauses: see find_work_idle in src/pool/pool.c */
             sched_yield();

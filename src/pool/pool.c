@@ -832,10 +832,10 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
                            &p->lingerer, &z, 1, memory_order_relaxed, memory_order_relaxed);
             }
             uint64_t lg = atomic_load_explicit(&p->linger_until, memory_order_relaxed);
-            /* The credits go back before a long search: a drain must not wait for it. */
-            if (p->idle && (mine || lg))
-                p->idle(p->ud, w->index);
             uint64_t now = dagger__now_ns(), until = mine ? now + spin : 0;
+            /* The credits go back before a long search: a drain must not wait for it. */
+            if (p->idle && (mine || lg > now))
+                p->idle(p->ud, w->index);
             for (unsigned k = 1; !j && !atomic_load_explicit(&p->shutdown, memory_order_relaxed);
                  k++) {
                 lg = atomic_load_explicit(&p->linger_until, memory_order_relaxed);
