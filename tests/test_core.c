@@ -999,9 +999,11 @@ static int range_sum(dagger_tc_t *tc, int64_t lo, int64_t hi, void *ud)
     return 0;
 }
 
-/* Bursts of loops, fetches from main and a close, with the worker lingering long between them
- * (1 s) and without lingering: the same results, and the close does not wait for the spin (the
- * worker gives its counts back before it lingers, and stops lingering at the close). */
+/* Bursts of loops and fetches from main, then a close, with the worker lingering long between
+ * them (1 s), not at all, and briefly: every result right and every close done, whichever
+ * state (lingering, parked) the worker and main are in when work comes. That a close does not
+ * wait for the spin (the worker gives its counts back first) is a matter of time: bench/. On a
+ * machine with one CPU nothing lingers and this runs the plain path. */
 TEST(lingering_workers_keep_results_and_close)
 {
     const char *spins[] = {"1000000", "0", "50"};

@@ -426,7 +426,8 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g);
 
 /* fetch.c: on a worker, run `j`, a ready child of the running task `me` that was never queued
  * (a spawn past a deep deque, task.c), on me's stack; false, nothing run, when the nesting of
- * tasks run this way (or by a waiting parent's help) is at its bound. */
+ * tasks run this way (or by a waiting parent's help) is at its bound. With `me` NULL (a thread
+ * outside the pool whose group's slot is deep), run `j` on this thread's stack. */
 bool dagger__task_run_on_stack(dagger_task_t *me, struct dagger__job *j);
 
 /* fetch.c: refuse a wait that can never end (message set). */

@@ -216,13 +216,12 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
         o.stack_size = 256 * 1024;
 #endif
     }
-    long spin_us = 0;
-    if (getenv("DAGGER_SPIN_US") && getenv("DAGGER_SPIN_US")[0]) {
+    long spin_us = IDLE_SPIN_US;
+    const char *spin_env = getenv("DAGGER_SPIN_US"); /* 0 is a value here, not "unset" */
+    if (spin_env && *spin_env) {
         int rc = env_long("DAGGER_SPIN_US", 0, 1000000, &spin_us);
         if (rc)
             return rc;
-    } else {
-        spin_us = IDLE_SPIN_US;
     }
     DAGGER_CHECK(o.stack_size >= 16 * 1024, DAGGER_EINVAL,
                  "dagger_ctx_open: stack_size %zu is below the 16 KiB minimum", o.stack_size);

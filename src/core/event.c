@@ -37,21 +37,17 @@ static int thread_wait(dagger_ctx_t *ctx, struct dagger__event *ev, int spin, vo
             return 0;
         dagger__cpu_relax(); /* no yield here: see docs/design.md, "Waiting outside a task" */
     }
-    /* The workers leave a core free (ctx->wait_spin_ns): spin on it a while longer, so that a
-     * result due within about a millisecond (a parallel loop) needs no futex wake-up, which
-     * takes 60-80 us on a virtual machine. Not for a task that completes from outside the
-     * workers (spin 0: a device, another rank). */
-    if (ctx && ctx->wait_spin_ns && spin > 0 && !poll) {
-        uint64_t until = dagger__now_ns() + ctx->wait_spin_ns;
-        do { /* yields, not pauses: see find_work_idle in src/pool/pool.c */
-            sched_yield();
-            if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
-                return 0;
-        } while (dagger__now_ns() < until);
-    }
-    /* A reply from another rank is due (dagger__pool_linger): yield the core until then rather
-     * than sleep, so that its arrival needs no futex wake-up. */
-    while (ctx && dagger__now_ns() < dagger__pool_linger_until(ctx->pool)) {
+    /* Then yield the core rather than sleep, so that the result needs no futex wake-up (60-80
+     * us on a virtual machine): while a reply from another rank is due (dagger__pool_linger),
+     * and where the workers leave a core free, for ctx->wait_spin_ns more (a result due within
+     * about a millisecond: a parallel loop). The latter not for a task that completes from
+     * outside the workers (spin 0: a device, another rank), nor with a poll (a group's end). */
+    uint64_t until =
+        ctx && ctx->wait_spin_ns && spin > 0 && !poll ? dagger__now_ns() + ctx->wait_spin_ns : 0;
+    while (ctx) {
+        uint64_t now = dagger__now_ns();
+        if (now >= until && now >= dagger__pool_linger_until(ctx->pool))
+            break;
         if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
             return 0;
         sched_yield();

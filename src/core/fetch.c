@@ -77,6 +77,13 @@ static inline bool run_child(dagger_task_t *me, dagger__pool *pool)
 
 bool dagger__task_run_on_stack(dagger_task_t *me, struct dagger__job *j)
 {
+    if (!me) { /* a thread outside the pool (no task): depth 0; the pool read before j runs */
+        dagger__pool *pool = ((dagger_task_t *)j)->ctx->pool;
+        struct dagger__job *next = dagger__task_run(j, NULL);
+        if (next)
+            dagger__pool_push_local(pool, next);
+        return true;
+    }
     if (me->help_depth >= HELP_DEPTH_MAX)
         return false;
     run_on_stack(me, me->ctx->pool, j);

@@ -346,18 +346,13 @@ static inline bool submit_ready_as(dagger_task_t *t, bool plain, bool may_keep)
 
 static inline void submit_ready(dagger_task_t *t) { (void)submit_ready_as(t, false, false); }
 
-/* A plain ready task `t` spawned by `me` on a worker whose deque is deep: it runs now on me's
- * stack, never queued (docs/core.md, "Nested tasks"); past the nesting bound, or for a spawn
- * inside ordering blocks, it is queued after all. */
+/* A plain ready task `t` spawned by `me` on a worker whose deque is deep (or by a thread outside
+ * the pool whose group's slot is deep, `me` NULL): it runs now on this stack, never queued
+ * (docs/core.md, "Nested tasks"); past the nesting bound, or for a spawn inside ordering
+ * blocks, it is queued after all. */
 DAGGER_NOINLINE static void run_undeferred(dagger_task_t *me, dagger_task_t *t, bool plain)
 {
-    if (plain && !me) { /* a thread outside the pool, its group's slot deep: it runs t here */
-        struct dagger__job *next = dagger__task_run(&t->job, NULL);
-        if (next)
-            dagger__pool_submit(t->ctx->pool, next);
-        return;
-    }
-    if (!plain || !me || me->ctx != t->ctx || !dagger__task_run_on_stack(me, &t->job))
+    if (!plain || (me && me->ctx != t->ctx) || !dagger__task_run_on_stack(me, &t->job))
         dagger__pool_submit(t->ctx->pool, &t->job);
 }
 
