@@ -509,6 +509,35 @@ TEST(nats_full_local_queue_drops_are_counted)
     ASSERT_OK(dagger_edge_close(in));
 }
 
+/* A consumer with no memory to queue a message must not go on without it (the sequence gap
+ * would read as a broker's drop, and the stream end cleanly one value short): it returns the
+ * values before it in order, then DAGGER_ENOMEM for good. The fourth allocation from the first
+ * pop on is a message's copy (the ring of slots, then each slot's first payload). */
+TEST(mqtt_consumer_out_of_memory_is_an_error_not_a_gap)
+{
+    need_broker(MQTT, NULL, NULL);
+    char uri[256];
+    uri_of(uri, sizeof uri, "nomem", NULL);
+    dagger_edge_t *in = open_edge(uri, DAGGER_EDGE_POP);
+    push_range(open_edge(uri, DAGGER_EDGE_PUSH), FAN_N); /* acknowledged by the broker */
+    dagger_value_t v;
+    int rc;
+    long got = 0;
+    dagger_fault_alloc(4);
+    while ((rc = pop_wait(in, &v)) == 0) {
+        ASSERT_EQ(v.kind, DAGGER_KIND_I64);
+        ASSERT_EQ(v.u.i, got);
+        got++;
+    }
+    dagger_fault_alloc(0);
+    ASSERT_ERR(rc, DAGGER_ENOMEM);
+    ASSERT_TRUE(got < FAN_N);
+    ASSERT_STR_HAS(dagger_edge_errmsg(in), "out of memory queueing a message");
+    ASSERT_STR_HAS(dagger_edge_errmsg(in), "the stream is incomplete");
+    ASSERT_ERR(pop_wait(in, &v), DAGGER_ENOMEM); /* for good */
+    ASSERT_OK(dagger_edge_close(in));
+}
+
 /* A consumer that closes while values still arrive for it: the connection's reader thread must
  * not deliver to a subscription being destroyed (cnats before 3.6 looked it up without a
  * reference; the edge closes the connection first). Each of the consumers pops a few values
@@ -836,10 +865,11 @@ TEST_LIST(mqtt_f64_in_order, mqtt_i64_in_order, mqtt_strings_in_order, mqtt_4k_b
           mqtt_seed_singles_and_vectors, nats_seed_singles_and_vectors, mqtt_two_process_region,
           nats_two_process_region, mqtt_fan_out_every_subscriber_gets_every_value,
           nats_fan_out_every_subscriber_gets_every_value, nats_queue_group_splits_values,
-          nats_full_local_queue_drops_are_counted, nats_consumer_closes_while_values_arrive,
-          mqtt_qos1_broker_restart_loses_nothing, mqtt_broker_killed_is_epeer,
-          nats_broker_killed_is_epeer, mqtt_bad_credentials_refused, nats_bad_credentials_refused,
-          mqtt_garbage_payload_rejected_and_counted, nats_garbage_payload_rejected_and_counted,
-          mqtt_oversized_payload_refused_on_both_sides,
+          nats_full_local_queue_drops_are_counted,
+          mqtt_consumer_out_of_memory_is_an_error_not_a_gap,
+          nats_consumer_closes_while_values_arrive, mqtt_qos1_broker_restart_loses_nothing,
+          mqtt_broker_killed_is_epeer, nats_broker_killed_is_epeer, mqtt_bad_credentials_refused,
+          nats_bad_credentials_refused, mqtt_garbage_payload_rejected_and_counted,
+          nats_garbage_payload_rejected_and_counted, mqtt_oversized_payload_refused_on_both_sides,
           nats_oversized_payload_refused_on_both_sides, mqtt_tls_round_trip_and_wrong_ca_refused,
           nats_tls_round_trip_and_wrong_ca_refused, unknown_scheme_lists_the_schemes_of_this_build)

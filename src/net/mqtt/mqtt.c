@@ -55,6 +55,7 @@ struct mqtt_edge {
     struct slot *q; /* consumer: received messages, a ring of qcap slots */
     size_t qcap, qhead, qlen;
     int borrowed;       /* the head slot is lent to the caller until the next pop */
+    size_t lost_len;    /* consumer: a message this edge had no memory to queue (its size) */
     int64_t last_rx_ms; /* consumer: the last message (for idle_ms) */
 };
 
@@ -113,16 +114,23 @@ static void on_subscribe(struct mosquitto *m, void *obj, int mid, int n, const i
 }
 
 /* Queue a copy of the message; the ring grows (only a few messages arrive per loop call,
- * because the loop runs only when the queue is empty). */
+ * because the loop runs only when the queue is empty). A message that finds no memory is not
+ * a gap the broker made: the consumer returns the values queued before it, then DAGGER_ENOMEM
+ * for good (nothing after it is queued), rather than going on without it. */
 static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg)
 {
     (void)m;
     struct mqtt_edge *q = obj;
+    size_t len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    if (q->lost_len)
+        return;
     if (q->qlen == q->qcap) {
         size_t nc = q->qcap ? q->qcap * 2 : 8;
         struct slot *ns = dagger__net_calloc(nc * sizeof *ns);
-        if (!ns)
-            return; /* lost: the gap in sequence numbers counts it */
+        if (!ns) {
+            q->lost_len = len ? len : 1;
+            return;
+        }
         for (size_t i = 0; i < q->qcap; i++)
             ns[i] = q->q[(q->qhead + i) % q->qcap];
         dagger__net_free(q->q);
@@ -131,11 +139,12 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
         q->qcap = nc;
     }
     struct slot *s = &q->q[(q->qhead + q->qlen) % q->qcap];
-    size_t len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
     if (len > s->cap) {
         unsigned char *np = dagger__net_realloc(s->p, len);
-        if (!np)
+        if (!np) {
+            q->lost_len = len;
             return;
+        }
         s->p = np;
         s->cap = len;
     }
@@ -285,6 +294,11 @@ static int mqtt_pop(struct dagger_edge *e, dagger_value_t *out, int timeout_ms)
             if (r < 0)
                 return r;
         }
+        if (q->lost_len)
+            return dagger__edge_fail(e, DAGGER_ENOMEM,
+                                     "%s: out of memory queueing a message of %zu bytes after "
+                                     "%llu values: the stream is incomplete",
+                                     e->uri, q->lost_len, (unsigned long long)q->rx.next);
         int rc = ensure(q, deadline);
         if (rc < 0)
             return rc;
@@ -316,7 +330,7 @@ static int mqtt_poll(struct dagger_edge *e, int timeout_ms)
     int64_t deadline = dagger__net_deadline(timeout_ms);
     for (;;) {
         if (e->end == DAGGER_EDGE_PUSH ? q->outstanding < q->window && q->connected
-                                       : q->qlen > (size_t)q->borrowed)
+                                       : q->qlen > (size_t)q->borrowed || q->lost_len)
             return 1;
         int rc = ensure(q, deadline);
         if (rc < 0)
