@@ -14,6 +14,7 @@ struct dagger__fiber {
     size_t size;                /* usable bytes above the guard page */
     struct dagger__fiber *next; /* free list */
     void *tsan;                 /* ThreadSanitizer fiber handle */
+    unsigned tsan_lives;        /* prepares since tsan was made (fiber.c) */
     void *asan_fake;            /* AddressSanitizer fake-stack save area */
     const void *asan_bottom;    /* stack bounds, for AddressSanitizer */
     size_t asan_size;
