@@ -45,6 +45,8 @@ static double overhead(int ntasks)
     for (int i = 0; i < ntasks; i++) {
         double *x = &cells[0][i % CH_OVERHEAD_CELLS], *y = &cells[1][(i + 1) % CH_OVERHEAD_CELLS];
         double *z = &cells[2][i % CH_OVERHEAD_CELLS];
+        (void)x; /* used by the depend clause only, which gcc 12 does not count as a use */
+        (void)y;
 #pragma omp task depend(in : x[0], y[0]) depend(inout : z[0]) firstprivate(z)
         z[0] += 1;
     }

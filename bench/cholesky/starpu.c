@@ -8,8 +8,6 @@
 
 #include <starpu.h>
 
-static int g_n, g_nb;
-
 static void cl_potrf(void *buffers[], void *arg)
 {
     double *a = (double *)STARPU_MATRIX_GET_PTR(buffers[0]);
