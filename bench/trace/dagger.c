@@ -126,7 +126,7 @@ static double run_empty(long n) { return run_flat(n, empty); }
 /* The 10 us tasks, spawned by a root task into a sync group: only the T workers run them. From
  * main, the main thread would run some too while it ends the group (as many as a worker on 2
  * cores), and how many it takes depends on whether a core is free: the off/on ratio measured
- * that, not tracing. */
+ * that, not tracing. The root has a scope for the same reason (run_10us). */
 static int root10us(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     dagger_ctx_t *c = dagger_tc_ctx(tc);
@@ -148,8 +148,16 @@ static int root10us(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
 
 static double run_10us(long n)
 {
+    /* A scope keeps the root on the workers (a task with none may run on the main thread
+     * while it waits, which then ends the group and runs some of the 10 us tasks too). */
+    static dagger_scope_t *workers;
+    if (!workers && !(workers = dagger_scope_worker(0)))
+        die("scope", DAGGER_ENOMEM);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = workers;
     double t0 = run_s();
-    dagger_task_t *root = dagger_spawn(ctx, root10us, (int64_t)n);
+    dagger_task_t *root = dagger_spawn_opts(ctx, &o, root10us, (int64_t)n);
     int rc = dagger_fetch(root, NULL);
     double dt = run_s() - t0;
     dagger_task_release(root);

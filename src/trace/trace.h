@@ -6,8 +6,8 @@
  * The hooks of the task hot path (spawn, ready, start, finish, block, resume) are inline: their
  * fast path tests the thread's cursor (one compare of the next slot with the limit of its
  * reservation, one of its recording with the current one) and writes a 32-byte record with
- * plain stores: the next record's word is zeroed (a reader stops there), then a release store
- * of this one's (kind and flags) publishes it. Everything
+ * plain stores (the line 1 KiB ahead prefetched for writing): the next record's word is zeroed (a
+ * reader stops there), then a release store of this one's (kind and flags) publishes it. Everything
  * else (a new buffer or recording, a new chunk, sampling, name copies, the clock where there is
  * no invariant TSC) runs in dagger__trace_put_slow (buffer.c), reached when the limit is hit:
  * the slow path sets the limit to NULL whenever each event must come its way.
@@ -42,6 +42,14 @@ int dagger__trace_env_check(void);
 /* Close returns DAGGER_EBUSY: write the DAGGER_TRACE file now (recording goes on; a later
  * successful close writes it again). */
 void dagger__trace_ctx_busy(struct dagger_ctx *ctx);
+
+/* The fast path asks for the record this many slots (1 KiB) ahead for writing: a thread's
+ * records fill fresh lines (a recording's memory is far larger than the caches), and a store
+ * that misses holds up the task's next atomic operation, which waits for the store buffer to
+ * drain. With the line owned in time, fib(25-28) traced/untraced went from 1.53-1.66 to
+ * 1.34-1.37 on an Intel host (bench/RESULTS.md); 4 or 8 slots ahead was too late, 64 and 128
+ * no better. A prefetch past a chunk's end cannot fault. */
+#define DAGGER__TRACE_PF 32
 
 /* One event in a live buffer (buffer.c turns it into a struct dtr_ev): hdr holds aux (bits
  * 0-31), thread (32-47), kind (48-55) and flags (56-63); a non-zero hdr marks it published. */
@@ -99,6 +107,7 @@ static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kin
             c->last = ts = (int64_t)__builtin_ia32_rdtsc();
         if (is_spawn)
             c->spawns_left--;
+        __builtin_prefetch(r + DAGGER__TRACE_PF, 1, 3);
         r->ts = ts;
         r->id = id;
         r->arg = arg;
