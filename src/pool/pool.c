@@ -454,13 +454,12 @@ static struct dagger__job *look(dagger__pool *p, struct worker *w, bool *injecte
 {
     int seen = work_seen(p, w);
     bool again = *injected_seen;
-    *injected_seen =
+    bool gated =
         seen == SEEN_INJECTED && atomic_load_explicit(&p->idle_spin_ns, memory_order_relaxed) != 0;
-    if (seen == SEEN_INJECTED && !*injected_seen)
-        return try_get(p, w);
-    if (seen == SEEN_WORK || (seen == SEEN_INJECTED && again))
-        return try_get(p, w);
-    return NULL;
+    *injected_seen = gated;
+    if (seen == SEEN_NONE || (gated && !again))
+        return NULL;
+    return try_get(p, w);
 }
 
 /* ---------------------------------------------------------------- aux threads */

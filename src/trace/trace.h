@@ -6,7 +6,7 @@
  * The hooks of the task hot path (spawn, ready, start, finish, block, resume) are inline: their
  * fast path tests the thread's cursor (one compare of the next slot with the limit of its
  * reservation, one of its recording with the current one) and writes a 32-byte record with
- * plain stores (the line 1 KiB ahead prefetched for writing): the next record's word is zeroed (a
+ * plain stores (the line 1 KiB ahead prefetched): the next record's word is zeroed (a
  * reader stops there), then a release store of this one's (kind and flags) publishes it. Everything
  * else (a new buffer or recording, a new chunk, sampling, name copies, the clock where there is
  * no invariant TSC) runs in dagger__trace_put_slow (buffer.c), reached when the limit is hit:
@@ -43,7 +43,9 @@ int dagger__trace_env_check(void);
  * successful close writes it again). */
 void dagger__trace_ctx_busy(struct dagger_ctx *ctx);
 
-/* The fast path asks for the record this many slots (1 KiB) ahead for writing: a thread's
+/* The fast path prefetches the record this many slots (1 KiB) ahead (with write intent where
+ * the target has PRFCHW; the default x86-64 build emits prefetcht0, which brings a line no
+ * other core holds in exclusive state, so the store finds it owned): a thread's
  * records fill fresh lines (a recording's memory is far larger than the caches), and a store
  * that misses holds up the task's next atomic operation, which waits for the store buffer to
  * drain. With the line owned in time, fib(25-28) traced/untraced went from 1.53-1.66 to
