@@ -16,6 +16,11 @@ export TSAN_OPTIONS="${TSAN_OPTIONS:+$TSAN_OPTIONS:}suppressions=$here/mpi_tsan.
 export OMPI_MCA_rmaps_base_oversubscribe=1
 np=$1
 shift
+# A session directory of its own for each job: two jobs that ctest -j starts at the same moment
+# raced on the mkdir of the shared /tmp/ompi.<host>.<uid> ("File exists", orte_init failed, the
+# case failed before it ran; seen once in a TSan run of mpi4.error_chain_across_ranks).
+sess=$(mktemp -d "${TMPDIR:-/tmp}/dagger-mpi.XXXXXX") || exit 1
+export OMPI_MCA_orte_tmpdir_base="$sess" PRTE_MCA_prte_tmpdir_base="$sess"
 # With --enable-recovery mpirun exits 0 even when a rank failed: judge by the cases' own output.
 out=$(mktemp)
 # --timeout ends a hung job (and its ranks) before ctest kills this script and orphans them;
@@ -55,4 +60,5 @@ if [ $rc -eq 0 ] && grep -q '^\[ RUN' "$out"; then # a test case (an example end
     fi
 fi
 rm -f "$out"
+rm -rf "$sess"
 exit $rc
