@@ -213,23 +213,28 @@ static inline double *ch_tile(double *a, int n, int nb, int i, int j)
  * 2-core machine), and the solves were a sixth of the serial kernel time. Every tiled
  * implementation shares this code; BENCH_TRSM=plain runs dtrsm instead (the figure before).
  * The inverses live in a workspace per diagonal tile, found from the tile's address:
- * ch_inv_setup(a, n, nb) before each factorisation of a. */
+ * ch_prepare (or ch_inv_setup(a, n, nb)) before each factorisation of a. */
 static struct {
     const double *base;
     int n, nb, t, on;
     double **w;
 } ch_inv;
 
+static inline void ch_inv_free(void)
+{
+    if (ch_inv.w)
+        for (int k = 0; k < ch_inv.t; k++)
+            free(ch_inv.w[k]); /* calloc'ed array: the ones never made are NULL */
+    free(ch_inv.w);
+    ch_inv.w = NULL;
+}
+
 static inline int ch_inv_setup(const double *a, int n, int nb)
 {
     const char *e = getenv("BENCH_TRSM");
     ch_inv.on = !(e && strcmp(e, "plain") == 0);
-    if (ch_inv.w && (ch_inv.n != n || ch_inv.nb != nb)) {
-        for (int k = 0; k < ch_inv.t; k++)
-            free(ch_inv.w[k]);
-        free(ch_inv.w);
-        ch_inv.w = NULL;
-    }
+    if (ch_inv.w && (ch_inv.n != n || ch_inv.nb != nb))
+        ch_inv_free();
     ch_inv.base = a;
     if (!ch_inv.on || ch_inv.w)
         return 0;
@@ -240,9 +245,22 @@ static inline int ch_inv_setup(const double *a, int n, int nb)
     if (!ch_inv.w)
         return -1;
     for (int k = 0; k < ch_inv.t; k++)
-        if (!(ch_inv.w[k] = malloc(sizeof(double) * (size_t)nb * (size_t)nb)))
+        if (!(ch_inv.w[k] = malloc(sizeof(double) * (size_t)nb * (size_t)nb))) {
+            ch_inv_free();
             return -1;
+        }
     return 0;
+}
+
+/* Before each timed factorisation of a tiled implementation: f := a, the inverses' workspace
+ * ready. 0, or -1 with the error printed (out of memory). */
+static inline int ch_prepare(double *f, const double *a, int n, int nb)
+{
+    memcpy(f, a, sizeof(double) * (size_t)n * (size_t)n);
+    if (ch_inv_setup(f, n, nb) == 0)
+        return 0;
+    fprintf(stderr, "ERROR out of memory for the inverses of n=%d nb=%d\n", n, nb);
+    return -1;
 }
 
 /* The workspace of diagonal tile akk, or NULL (plain solves, or not a diagonal tile of a). */
