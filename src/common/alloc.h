@@ -26,7 +26,7 @@ void dagger__alloc_freeze(void);
 /* Object pools: blocks of up to DAGGER__OBJ_MAX bytes from per-thread caches; larger sizes
  * fall through to dagger__malloc. The size given to free must equal the size given to alloc. */
 #define DAGGER__OBJ_MAX 4096
-#define DAGGER__OBJ_NCLASS 8 /* 32 .. 4096 bytes */
+#define DAGGER__OBJ_NCLASS 9 /* 32 .. 4096 bytes: powers of two, and 320 */
 #define DAGGER__OBJ_BATCH 64 /* objects moved between a thread's list and the global stacks */
 void *dagger__obj_alloc_any(size_t n);
 void dagger__obj_free_any(void *p, size_t n);
@@ -42,11 +42,24 @@ extern __thread __attribute__((tls_model("initial-exec"))) struct dagger__obj_ca
 /* objpool.c: the list of class `c` is long: hand a batch of it to the global stacks. */
 void dagger__obj_spill(int c);
 
+/* Classes 32, 64, 128, 256, 320, 512, ..., 4096 bytes. 320 (five lines) is the task record's
+ * size: in the class of 512 each record took 8 lines for its 5, and the records' first lines
+ * fell in 8 of the 64 sets of L1 (stride 512); at an odd number of lines they spread over every
+ * set, in 5/8 of the memory. Rows with many records alive at once gained: core.tree depth 18
+ * 18-20 %, core.parfor_range at grain 1 20-24 % (bench/RESULTS.md, 2026-12-04). */
 static inline int dagger__obj_class(size_t n)
 {
     if (n <= 32)
         return 0;
-    return (int)(64 - __builtin_clzll((unsigned long long)(n - 1))) - 5;
+    if (n > 256 && n <= 320)
+        return 4;
+    int c = (int)(64 - __builtin_clzll((unsigned long long)(n - 1))) - 5;
+    return c >= 4 ? c + 1 : c;
+}
+
+static inline size_t dagger__obj_class_size(int c)
+{
+    return c < 4 ? (size_t)32 << c : c == 4 ? 320 : (size_t)32 << (c - 1);
 }
 
 /* A size known at compile time (a record of a fixed type) takes the class's list inline; the

@@ -9,9 +9,10 @@
  * A batch is a chain through its objects, and the objects were freed on another core: taking
  * them one after the other made each allocation wait for the line of the next object (a flat
  * loop of spawns whose tasks a thief runs and frees: 64-72 % of the spawner's samples at t=2).
- * So the thread that hands a batch over lists its other objects in the first one (as many as
- * fit), and the taking thread prefetches their first lines all at once (bench/RESULTS.md,
- * 2026-12-02 19:35); the chain is then walked on lines that have arrived.
+ * So the thread that hands a batch over lists its other objects in the first one (as 4-byte
+ * distances: a task record lists all 63 others), and the taking thread prefetches their lines
+ * all at once (bench/RESULTS.md, 2026-12-02 19:35); the chain is then walked on lines that have
+ * arrived. Classes are powers of two from 32 bytes, and 320 for the task record (alloc.h).
  * A thread's cache is handed back to the global stacks when the thread exits. The common
  * alloc and free of a size known at compile time (a record of a fixed type) are inline in
  * alloc.h: they touch only the thread's list, and call here when it is empty or long.
@@ -43,11 +44,12 @@ struct obj {
     struct obj *batch; /* in the global stack: the next batch (first object only) */
     uint32_t n;        /* in the global stack: objects in the batch (first object only) */
     uint32_t npf;      /* entries of pf (first object only) */
-    void *pf[];        /* the batch's next objects, to prefetch (first object only) */
+    int32_t pf[];      /* the batch's next objects, to prefetch (first object only): their
+                        * distances from this one in units of PF_UNIT bytes */
 };
 
-/* Lines of each object prefetched when a batch is taken: a task record's fields span four. */
-#define PF_LINES 4
+/* Lines of each object prefetched when a batch is taken: a task record spans five. */
+#define PF_LINES 5
 
 static struct {
     pthread_mutex_t lock;
@@ -62,13 +64,21 @@ DAGGER_TLS struct dagger__obj_cache dagger__obj_tc;
 
 static inline int class_of(size_t n) { return dagger__obj_class(n); }
 
-static inline size_t class_size(int c) { return (size_t)32 << c; }
+static inline size_t class_size(int c) { return dagger__obj_class_size(c); }
 
 /* Entries of pf that fit in an object of class `c`. */
 static inline uint32_t pf_cap(int c)
 {
-    return (uint32_t)((class_size(c) - sizeof(struct obj)) / sizeof(void *));
+    return (uint32_t)((class_size(c) - sizeof(struct obj)) / sizeof(int32_t));
 }
+
+/* Objects start on multiples of 32 bytes (every class is one; slabs start on a line): pf holds
+ * distances in those units, 4 bytes an entry, so that a task record (320 bytes) lists the 63
+ * others of its batch, where pointers (8 bytes) fitted 37 and the taker waited for the line of
+ * each unlisted object in turn (core.empty_ext at t=1: 38 -> 47 ns a task with the 320 class,
+ * 38 again with the list). Objects farther apart than 64 GiB (slabs come from one heap) end the
+ * list. */
+#define PF_UNIT 32
 
 /* Walk the `n` objects chained from `first` once: list the ones after it in first->pf (as many
  * as fit; none under ASan, whose poisoned bodies it would write) and return the n-th. */
@@ -79,8 +89,9 @@ static struct obj *list_batch(int c, struct obj *first, uint32_t n)
     for (uint32_t i = 1; i < n; i++) {
         last = last->next;
 #if !defined(DAGGER_ASAN)
-        if (k < cap)
-            first->pf[k++] = last;
+        ptrdiff_t d = ((char *)last - (char *)first) / PF_UNIT;
+        if (k < cap && k == i - 1 && d >= INT32_MIN && d <= INT32_MAX)
+            first->pf[k++] = (int32_t)d;
 #endif
     }
     (void)cap;
@@ -139,7 +150,8 @@ __attribute__((noinline)) static int refill(int c)
         uint32_t lines = class_size(c) >= PF_LINES * DAGGER_CACHELINE ? PF_LINES : 1;
         for (uint32_t i = 0; i < b->npf; i++)
             for (uint32_t l = 0; l < lines; l++)
-                __builtin_prefetch((char *)b->pf[i] + l * DAGGER_CACHELINE, 1, 3);
+                __builtin_prefetch((char *)b + (ptrdiff_t)b->pf[i] * PF_UNIT + l * DAGGER_CACHELINE,
+                                   1, 3);
 #endif
         dagger__obj_tc.head[c] = b;
         dagger__obj_tc.count[c] = (uint32_t)b->n;
