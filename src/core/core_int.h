@@ -275,7 +275,8 @@ void dagger__ctx_global_zero(dagger_ctx_t *ctx, int which);
  * task it spawns, runs or releases. */
 static inline void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t delta)
 {
-    int64_t before = atomic_fetch_add_explicit(&ctx->count[which], delta, memory_order_acq_rel);
+    /* seq_cst: the crossing of 0 pairs with a drainer's count of itself (ctx.c) */
+    int64_t before = atomic_fetch_add_explicit(&ctx->count[which], delta, memory_order_seq_cst);
     if (DAGGER_UNLIKELY(before + delta == 0))
         dagger__ctx_global_zero(ctx, which);
 }
@@ -313,11 +314,17 @@ static inline void dagger__ctx_global_spawned(dagger_ctx_t *ctx)
 /* Spawns made on this thread outside the pool's workers (fetch.c reads it around a task it runs
  * itself, to learn whether the task's function spawns). */
 extern DAGGER_TLS uint64_t dagger__outside_spawns;
+/* fetch.c: the context of the task this thread outside the pool runs itself (run_awaited) until
+ * the task spawns; then dagger__task_awaited_spawn claims an external slot for the rest of it. */
+extern DAGGER_TLS dagger_ctx_t *dagger__awaited_ctx;
+void dagger__task_awaited_spawn(dagger_ctx_t *ctx);
 /* A spawn's counts: a task record alive and a task in flight. */
 static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
 {
     if (DAGGER_UNLIKELY(w < 0)) {
         dagger__outside_spawns++;
+        if (DAGGER_UNLIKELY(dagger__awaited_ctx == ctx))
+            dagger__task_awaited_spawn(ctx);
         if ((w = dagger__pool_ext_counter(ctx->pool)) < 0) {
             dagger__ctx_global_spawned(ctx);
             return;

@@ -20,12 +20,15 @@
 void dagger__ctx_global_zero(dagger_ctx_t *ctx, int which)
 {
     if (which == CNT_INFLIGHT) {
-        atomic_fetch_add_explicit(&ctx->drain_word, 1, memory_order_release);
-        /* No syscall when nobody drains: a thread that waits one task at a time brings the
-         * count to 0 at each task (the drainer counts itself before it reads the count). */
-        dagger__fence_seq_cst();
-        if (atomic_load_explicit(&ctx->drainers, memory_order_relaxed) > 0)
+        /* Nothing more when nobody drains: a thread that waits one task at a time brings the
+         * count to 0 at each task. The count's read-modify-write that reached 0 and this read
+         * are seq_cst, as the drainer's count of itself and its read of the count (close):
+         * either it sees 0, or this sees it and bumps the word it sleeps on. (A bump and a
+         * fence at every crossing were 2 locked operations of each round trip from main.) */
+        if (atomic_load_explicit(&ctx->drainers, memory_order_seq_cst) > 0) {
+            atomic_fetch_add_explicit(&ctx->drain_word, 1, memory_order_release);
             dagger__futex_wake(&ctx->drain_word, INT_MAX);
+        }
     } else if (which == CNT_LIVE && atomic_load(&ctx->zombie)) {
         dagger__ctx_reap(ctx); /* the last record of a force-closed context */
     }
