@@ -78,7 +78,8 @@ static inline uint32_t pf_cap(int c)
  * each unlisted object in turn (core.empty_ext at t=1: 38 -> 47 ns a task with the 320 class,
  * 38 again with the list). Objects farther apart than 64 GiB (slabs come from one heap) end the
  * list. */
-#define PF_UNIT 32
+#define PF_SHIFT 5
+#define PF_UNIT (1 << PF_SHIFT)
 
 /* Walk the `n` objects chained from `first` once: list the ones after it in first->pf (as many
  * as fit; none under ASan, whose poisoned bodies it would write) and return the n-th. */
@@ -89,9 +90,11 @@ static struct obj *list_batch(int c, struct obj *first, uint32_t n)
     for (uint32_t i = 1; i < n; i++) {
         last = last->next;
 #if !defined(DAGGER_ASAN)
-        ptrdiff_t d = ((char *)last - (char *)first) / PF_UNIT;
-        if (k < cap && k == i - 1 && d >= INT32_MIN && d <= INT32_MAX)
+        intptr_t d = ((intptr_t)last - (intptr_t)first) >> PF_SHIFT; /* exact: 32-byte steps */
+        if (k < cap && (int32_t)d == d)
             first->pf[k++] = (int32_t)d;
+        else
+            cap = 0; /* the list ends at the first object it cannot name */
 #endif
     }
     (void)cap;

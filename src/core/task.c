@@ -428,15 +428,24 @@ DAGGER_NOINLINE static void place_slow(dagger_task_t *t)
  * plain dependent that becomes ready is returned instead of submitted. Nodes are read before
  * they are signalled: a signalled waiter may return and free its node at once. */
 DAGGER_NOINLINE static dagger_task_t *serve(struct dagger__waiter *w, dagger_ctx_t *ctx,
-                                            bool want_cont, bool data_result, dagger_task_t *src)
+                                            bool want_cont, bool data_result, dagger_task_t *src,
+                                            bool *gave_ref)
 {
     dagger_task_t *cont = NULL;
-    if (src) { /* the references of the dependents that hold none yet, in one addition */
+    if (src) {
+        /* The references of the dependents that hold none yet, in one addition, which also
+         * hands over the runtime's reference (*gave_ref: the caller no longer holds it nor
+         * reads src): before any dependent is ready, so none can drop the last one while this
+         * runs. One dependent: no locked operation at all, where an addition and the release
+         * were two (core.chain, a task's input and its one dependent). */
         uint32_t lazy = 0;
         for (struct dagger__waiter *x = w; x && x != EV_CLOSED; x = x->next)
             lazy += x->kind == W_DEP_LAZY;
-        if (lazy)
-            atomic_fetch_add_explicit(&src->refs, lazy, memory_order_relaxed);
+        if (lazy) {
+            if (lazy > 1) /* release: the last one's holder frees what the caller wrote */
+                atomic_fetch_add_explicit(&src->refs, lazy - 1, memory_order_release);
+            *gave_ref = true;
+        }
     }
     while (w && w != EV_CLOSED) {
         struct dagger__waiter *next = w->next;
@@ -484,17 +493,18 @@ DAGGER_NOINLINE static dagger_task_t *serve(struct dagger__waiter *w, dagger_ctx
     return cont;
 }
 
-/* Close `ev` (one exchange) and serve its waiters, if any. */
+/* Close `ev` (one exchange) and serve its waiters, if any. `src`: the task whose event it is
+ * (serve may take over its runtime reference: *gave_ref), or NULL. */
 static inline dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool want_cont,
-                                  bool data_result, dagger_task_t *src)
+                                  bool data_result, dagger_task_t *src, bool *gave_ref)
 {
     struct dagger__waiter *w = atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel);
-    return w ? serve(w, ctx, want_cont, data_result, src) : NULL;
+    return w ? serve(w, ctx, want_cont, data_result, src, gave_ref) : NULL;
 }
 
 void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx)
 {
-    dagger_task_t *c = fire(ev, ctx, false, false, NULL); /* no task's: no W_DEP_LAZY node */
+    dagger_task_t *c = fire(ev, ctx, false, false, NULL, NULL); /* no task's: no W_DEP_LAZY */
     (void)c;
 }
 
@@ -574,10 +584,12 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     }
     atomic_store_explicit(&t->state, T_DONE, memory_order_release);
     bool data = t->result.kind == DAGGER_KIND_CHUNK || t->result.kind == DAGGER_KIND_SHARD;
-    dagger_task_t *cont = fire(&t->waiters, ctx, want_cont, data, t);
+    bool gave_ref = false; /* t is not read after fire once its reference went to dependents */
+    dagger_task_t *cont = fire(&t->waiters, ctx, want_cont, data, t, &gave_ref);
     if (g)
         group_done(g, ctx, w);
-    dagger_task_release(t);
+    if (!gave_ref)
+        dagger_task_release(t);
     dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
     return cont;
 }
