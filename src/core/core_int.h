@@ -323,8 +323,6 @@ static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
 {
     if (DAGGER_UNLIKELY(w < 0)) {
         dagger__outside_spawns++;
-        if (DAGGER_UNLIKELY(dagger__awaited_ctx == ctx))
-            dagger__task_awaited_spawn(ctx);
         if ((w = dagger__pool_ext_counter(ctx->pool)) < 0) {
             dagger__ctx_global_spawned(ctx);
             return;

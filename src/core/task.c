@@ -1452,6 +1452,10 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
     } else if (top) {
         bulk = apply_frames(ctx, t, top, seq, &nseq, &ordered);
     }
+    /* A task that a thread outside the pool runs because it fetches it spawns: the thread
+     * takes an external slot first (fetch.c, run_awaited). Only a task on such a thread. */
+    if (DAGGER_UNLIKELY(w < 0) && me && DAGGER_UNLIKELY(dagger__awaited_ctx == ctx))
+        dagger__task_awaited_spawn(ctx);
     dagger__ctx_count_spawn(ctx, w);
 
     int nd = 0;
