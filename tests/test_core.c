@@ -551,9 +551,12 @@ TEST(task_context_reports_id_name_thread)
 
 /* main fetches a task that no worker took: it runs it itself, and the task reports thread -1 (as
  * on an aux thread); what it spawns and waits for runs on the workers or on main. */
+static _Atomic int children_on_main;
+
 static int ident_i64(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    (void)tc;
+    if (dagger_tc_thread(tc) < 0)
+        atomic_fetch_add(&children_on_main, 1);
     *out = dagger_i64(dagger_arg_i64(a, 0));
     return 0;
 }
@@ -594,12 +597,15 @@ TEST(main_runs_the_task_it_fetches_when_no_worker_took_it)
     snprintf(want, sizeof want, "%llu on main -1", (unsigned long long)dagger_task_id(t));
     ASSERT_STR_EQ(s, want);
     dagger_task_release(t);
-    /* A task on main that spawns and waits: its children go to a deque of main's that the
-     * workers steal from; the worker is busy, so main runs them all as it waits. */
+    /* A task on main that spawns and waits: from its first spawn main holds a deque that the
+     * workers steal from, where its children go; the worker is busy, so main runs them all as it
+     * waits (without that deque they would wait for the worker). */
+    atomic_store(&children_on_main, 0);
     t = dagger_spawn(ctx, sum_children, (int64_t)16);
     int64_t v = 0;
     ASSERT_OK(dagger_fetch_i64(t, &v));
     ASSERT_EQ(v, 120 * 1000 - 1);
+    ASSERT_EQ(atomic_load(&children_on_main), 16);
     dagger_task_release(t);
     /* Its function spawns: from now on main leaves such a task to the workers (it would be one
      * thread more than the pool's for the whole fan-out), and waits. */

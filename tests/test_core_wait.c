@@ -234,69 +234,8 @@ TEST(a_deep_group_on_main_runs_further_spawns_at_once)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
-/* A task that main runs itself because it fetches it (no worker took it) and that then spawns:
- * from its first spawn main holds an external slot, so its children wait in main's deque and its
- * joins run them there. The worker is held: without the slot the children would wait for it. */
-enum { AWAIT_KIDS = 100 };
-static int64_t await_kid_thread[AWAIT_KIDS];
-static int64_t await_parent_thread = 99;
-
-static int await_kid(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    int64_t i = dagger_arg_i64(a, 0);
-    await_kid_thread[i] = dagger_tc_thread(tc);
-    *out = dagger_i64(2 * i);
-    return 0;
-}
-
-static int await_parent(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    (void)a;
-    await_parent_thread = dagger_tc_thread(tc);
-    dagger_task_t *kids[AWAIT_KIDS];
-    for (int i = 0; i < AWAIT_KIDS; i++)
-        kids[i] = dagger_spawn(dagger_tc_ctx(tc), await_kid, (int64_t)i);
-    int64_t sum = 0;
-    for (int i = 0; i < AWAIT_KIDS; i++) {
-        int64_t v = 0;
-        int rc = kids[i] ? dagger_fetch_i64(kids[i], &v) : DAGGER_ENOMEM;
-        dagger_task_release(kids[i]);
-        if (rc)
-            return rc;
-        sum += v;
-    }
-    *out = dagger_i64(sum);
-    return 0;
-}
-
-TEST(a_task_main_runs_because_it_fetches_it_joins_its_children_on_main)
-{
-    dagger_ctx_t *ctx = test_ctx(1);
-    dagger_task_t *g;
-    test_gate_hold(ctx, 1, &g);
-    for (int i = 0; i < AWAIT_KIDS; i++)
-        await_kid_thread[i] = 99;
-    dagger_task_t *t = dagger_spawn(ctx, await_parent);
-    int64_t sum = 0;
-    ASSERT_OK(dagger_fetch_i64(t, &sum));
-    ASSERT_EQ(sum, AWAIT_KIDS * (AWAIT_KIDS - 1));
-    ASSERT_EQ(await_parent_thread, -1);
-    for (int i = 0; i < AWAIT_KIDS; i++)
-        ASSERT_EQ(await_kid_thread[i], -1);
-    dagger_task_release(t);
-    /* The slot went back: a sync group on main takes one again and ends with its task run. */
-    ASSERT_OK(dagger_sync_begin(ctx));
-    dagger_task_t *k = dagger_spawn(ctx, await_kid, (int64_t)0);
-    ASSERT_OK(dagger_sync_end(ctx));
-    ASSERT_EQ(await_kid_thread[0], -1);
-    dagger_task_release(k);
-    test_gate_open(1, &g);
-    ASSERT_OK(dagger_ctx_close(ctx));
-}
-
 TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependents_in_the_group,
           sync_end_on_main_leaves_scoped_tasks_to_the_workers,
           sync_end_in_a_task_runs_on_the_workers,
           sync_end_on_main_leaves_the_other_tasks_to_idle_workers,
-          a_deep_group_on_main_runs_further_spawns_at_once,
-          a_task_main_runs_because_it_fetches_it_joins_its_children_on_main);
+          a_deep_group_on_main_runs_further_spawns_at_once);
