@@ -233,6 +233,30 @@ struct credit {
     int64_t n[CNT_N]; /* owner worker only */
 } __attribute__((aligned(DAGGER_CACHELINE)));
 
+/* The record count of a thread outside the pool that holds no external slot (main spawning
+ * without a group, releasing its handles after one) is kept the same way, in an account of its
+ * own, claimed at its first spawn or release in the context: a locked operation on the global
+ * count at each was 2 of a round trip from main and 120 of a run of core.nested. The in-flight
+ * count stays global for such threads: a drain waits for it to reach 0 and is woken by the
+ * crossing, which credits held by a thread that does not come back would prevent. Close
+ * subtracts the accounts' credits from the record count (their owners are done with the
+ * context by then, as they are with their slots: dagger_ctx_close) and a forced close folds
+ * them into it (acct_gen ACCT_CLOSED: no account from then on). Owner writes, relaxed: close reads.
+ */
+#define DAGGER__CTX_ACCOUNTS 16
+struct account {
+    _Atomic int64_t live;    /* credits, as struct credit's n[CNT_LIVE] */
+    _Atomic uintptr_t owner; /* the owning thread's token (dagger__acct_tls' address), 0: free */
+} __attribute__((aligned(DAGGER_CACHELINE)));
+/* acct_gen of a force-closed context: no thread's cache holds it (a cache starts at 0, and
+ * contexts' generations count from 1). */
+#define ACCT_CLOSED UINT64_MAX
+struct dagger__acct_tls {
+    uint64_t gen; /* the acct_gen of the context the account below belongs to */
+    int idx;      /* its index in ctx->acct, -1: none left (the global count then) */
+};
+extern DAGGER_TLS struct dagger__acct_tls dagger__acct_tls;
+
 struct dagger_ctx {
     dagger__pool *pool;
     dagger__executor exec[DAGGER__EXEC_COUNT]; /* by processor kind, then remote; immutable */
@@ -243,9 +267,11 @@ struct dagger_ctx {
     int rank, nranks; /* this process in the job (0 and 1 without ranks); set at open */
     void *ranks;      /* the ranks backend's state (src/net/mpi), NULL without ranks */
     uint64_t gen;
-    struct credit *credit; /* one per worker, then one per external slot of the pool */
-    uint32_t magic;        /* CTX_MAGIC while open, CTX_CLOSED after (debug builds check spawns) */
-    unsigned open_flags;   /* dagger_opts.flags (DAGGER_OPEN_SPMD) */
+    struct credit *credit;     /* one per worker, then one per external slot of the pool */
+    struct account *acct;      /* DAGGER__CTX_ACCOUNTS of them */
+    _Atomic uint64_t acct_gen; /* gen while accounts are kept; ACCT_CLOSED after a forced close */
+    uint32_t magic;      /* CTX_MAGIC while open, CTX_CLOSED after (debug builds check spawns) */
+    unsigned open_flags; /* dagger_opts.flags (DAGGER_OPEN_SPMD) */
     /* The ranks backend's early send (dagger__ctx_set_ranks_early); NULL without ranks. */
     bool (*early)(void *ud, dagger_task_t *t, void **rec);
     void (*early_ready)(void *ud, dagger_task_t *t, void *rec, bool failed);
@@ -265,6 +291,7 @@ struct dagger_ctx {
      * context (the records point at it); `reaped` makes sure exactly one side frees it. */
     _Atomic int zombie;
     _Atomic int reaped;
+    _Atomic int acct_claims;  /* accounts claimed so far (at most DAGGER__CTX_ACCOUNTS) */
     _Atomic uint32_t rr_rank; /* round robin of long independent tasks over the ranks */
     char pad_written[DAGGER_CACHELINE];
 };
@@ -280,10 +307,41 @@ static inline void dagger__ctx_global_add(dagger_ctx_t *ctx, int which, int64_t 
     if (DAGGER_UNLIKELY(before + delta == 0))
         dagger__ctx_global_zero(ctx, which);
 }
+/* ctx.c: the calling thread's account in ctx, claimed now (see struct account); -1: none. */
+int dagger__ctx_account_claim(dagger_ctx_t *ctx);
+/* Count `delta` records on the calling thread's account (a thread outside the pool without a
+ * slot); false when it has none: the caller counts on the global count. */
+static inline bool dagger__ctx_account_live(dagger_ctx_t *ctx, int64_t delta)
+{
+    int a = DAGGER_LIKELY(dagger__acct_tls.gen ==
+                          atomic_load_explicit(&ctx->acct_gen, memory_order_relaxed))
+                ? dagger__acct_tls.idx
+                : dagger__ctx_account_claim(ctx);
+    if (DAGGER_UNLIKELY(a < 0))
+        return false;
+    _Atomic int64_t *c = &ctx->acct[a].live;
+    int64_t v = atomic_load_explicit(c, memory_order_relaxed);
+    if (delta > 0) {
+        if (DAGGER_UNLIKELY(v < delta)) {
+            dagger__ctx_global_add(ctx, CNT_LIVE, CREDIT_BATCH + delta);
+            v += CREDIT_BATCH + delta;
+        }
+        v -= delta;
+    } else {
+        v -= delta;
+        if (DAGGER_UNLIKELY(v > 4 * CREDIT_BATCH)) {
+            dagger__ctx_global_add(ctx, CNT_LIVE, CREDIT_BATCH - v);
+            v = CREDIT_BATCH;
+        }
+    }
+    atomic_store_explicit(c, v, memory_order_relaxed);
+    return true;
+}
 static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int64_t delta)
 {
     if (DAGGER_UNLIKELY(w < 0) && (w = dagger__pool_ext_counter(ctx->pool)) < 0) {
-        dagger__ctx_global_add(ctx, which, delta);
+        if (which != CNT_LIVE || !dagger__ctx_account_live(ctx, delta))
+            dagger__ctx_global_add(ctx, which, delta);
         return;
     }
     int64_t *c = &ctx->credit[w].n[which];
@@ -303,12 +361,14 @@ static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int6
     }
 }
 
-/* Both global counts of a spawn from a thread outside the pool. An increment never brings a
- * count to 0 (a count is the true one plus credits, both >= 0): no drain to signal nor record
- * to reap. The record first, as a spawn from a worker counts it. */
+/* Both counts of a spawn from a thread outside the pool without a slot: the record on its
+ * account (or the global count), the task in flight on the global count. An increment never
+ * brings a count to 0 (a count is the true one plus credits, both >= 0): no drain to signal
+ * nor record to reap. The record first, as a spawn from a worker counts it. */
 static inline void dagger__ctx_global_spawned(dagger_ctx_t *ctx)
 {
-    atomic_fetch_add_explicit(&ctx->count[CNT_LIVE], 1, memory_order_acq_rel);
+    if (!dagger__ctx_account_live(ctx, 1))
+        atomic_fetch_add_explicit(&ctx->count[CNT_LIVE], 1, memory_order_acq_rel);
     atomic_fetch_add_explicit(&ctx->count[CNT_INFLIGHT], 1, memory_order_acq_rel);
 }
 /* Spawns made on this thread outside the pool's workers (fetch.c reads it around a task it runs

@@ -52,6 +52,42 @@ void dagger__ctx_count_idle(dagger_ctx_t *ctx, int worker)
     }
 }
 
+DAGGER_TLS struct dagger__acct_tls dagger__acct_tls;
+
+int dagger__ctx_account_claim(dagger_ctx_t *ctx)
+{
+    uint64_t gen = atomic_load_explicit(&ctx->acct_gen, memory_order_relaxed);
+    if (gen == ACCT_CLOSED) /* force-closed: every release counts on the global count */
+        return -1;
+    /* The thread's account from an earlier visit (it used another context since), else a new
+     * one; none left: the global count, remembered until the thread uses another context. */
+    uintptr_t me = (uintptr_t)&dagger__acct_tls;
+    int a = -1, n = atomic_load_explicit(&ctx->acct_claims, memory_order_acquire);
+    for (int i = 0; i < n && a < 0; i++)
+        if (atomic_load_explicit(&ctx->acct[i].owner, memory_order_relaxed) == me)
+            a = i;
+    while (a < 0 && n < DAGGER__CTX_ACCOUNTS) {
+        if (atomic_compare_exchange_weak_explicit(&ctx->acct_claims, &n, n + 1,
+                                                  memory_order_acq_rel, memory_order_acquire)) {
+            atomic_store_explicit(&ctx->acct[n].owner, me, memory_order_relaxed);
+            a = n;
+        }
+    }
+    dagger__acct_tls.gen = gen;
+    dagger__acct_tls.idx = a;
+    return a;
+}
+
+/* The credits that the accounts hold (close: their owners are done with the context). */
+static int64_t account_credits(dagger_ctx_t *ctx)
+{
+    int64_t sum = 0;
+    int n = atomic_load_explicit(&ctx->acct_claims, memory_order_acquire);
+    for (int i = 0; i < n; i++)
+        sum += atomic_load_explicit(&ctx->acct[i].live, memory_order_relaxed);
+    return sum;
+}
+
 #define STR2(x) #x
 #define STR(x) STR2(x)
 
@@ -234,20 +270,25 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     ctx->nthreads = o.num_threads;
     ctx->credit = aligned_alloc(
         DAGGER_CACHELINE, sizeof(struct credit) * (size_t)(o.num_threads + DAGGER__POOL_EXT_SLOTS));
-    if (!ctx->credit || !dagger__alloc_note()) {
+    ctx->acct = aligned_alloc(DAGGER_CACHELINE, sizeof(struct account) * DAGGER__CTX_ACCOUNTS);
+    if (!ctx->credit || !ctx->acct || !dagger__alloc_note()) {
         free(ctx->credit);
+        free(ctx->acct);
         dagger__free(ctx);
         return dagger__set_errmsg(DAGGER_ENOMEM, "dagger_ctx_open: out of memory");
     }
     memset(ctx->credit, 0,
            sizeof(struct credit) * (size_t)(o.num_threads + DAGGER__POOL_EXT_SLOTS));
+    memset(ctx->acct, 0, sizeof(struct account) * DAGGER__CTX_ACCOUNTS);
     ctx->gen = atomic_fetch_add(&ctx_gen, 1);
+    atomic_init(&ctx->acct_gen, ctx->gen);
     ctx->magic = CTX_MAGIC;
     atomic_init(&ctx->next_id, 1);
     int rc = dagger__pool_open(&ctx->pool, o.num_threads, o.stack_size, dagger__task_run, pool_idle,
                                ctx);
     if (rc) {
         free(ctx->credit);
+        free(ctx->acct);
         dagger__alloc_note_free();
         dagger__free(ctx);
         return rc == DAGGER_ENOMEM && !dagger_last_errmsg()[0]
@@ -267,6 +308,7 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     if (rc) {
         dagger__pool_close(ctx->pool);
         free(ctx->credit);
+        free(ctx->acct);
         dagger__alloc_note_free();
         dagger__free(ctx);
         return rc;
@@ -279,6 +321,7 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     if (rc) {
         dagger__pool_close(ctx->pool);
         free(ctx->credit);
+        free(ctx->acct);
         dagger__alloc_note_free();
         dagger__free(ctx);
         return rc;
@@ -347,7 +390,8 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
         dagger__futex_wait(&ctx->drain_word, w, 10 * 1000 * 1000);
     }
     atomic_fetch_sub_explicit(&ctx->drainers, 1, memory_order_relaxed);
-    int64_t live = atomic_load_explicit(&ctx->count[CNT_LIVE], memory_order_acquire);
+    int64_t live =
+        atomic_load_explicit(&ctx->count[CNT_LIVE], memory_order_acquire) - account_credits(ctx);
     if (live > 0 && !(flags & DAGGER_CLOSE_FORCE)) {
 #ifndef NDEBUG
         fprintf(stderr, "dagger: dagger_ctx_close: %lld task handle%s still held\n",
@@ -373,6 +417,12 @@ int dagger_ctx_close_ex(dagger_ctx_t *ctx, unsigned flags)
          * until the last one is released (every release now counts on the global count). */
         for (int i = 0; i < ctx->nthreads + DAGGER__POOL_EXT_SLOTS; i++)
             dagger__ctx_count_idle(ctx, i);
+        atomic_store_explicit(&ctx->acct_gen, ACCT_CLOSED, memory_order_relaxed);
+        for (int i = 0; i < DAGGER__CTX_ACCOUNTS; i++) {
+            int64_t give = atomic_exchange_explicit(&ctx->acct[i].live, 0, memory_order_relaxed);
+            if (give)
+                dagger__ctx_global_add(ctx, CNT_LIVE, -give);
+        }
         ctx->pool = NULL; /* releases from any thread now count on the global count */
         atomic_store(&ctx->zombie, 1);
         if (atomic_load(&ctx->count[CNT_LIVE]) > 0)
@@ -397,6 +447,8 @@ void dagger__ctx_reap(dagger_ctx_t *ctx)
         return;
     free(ctx->credit);
     ctx->credit = NULL;
+    free(ctx->acct);
+    ctx->acct = NULL;
     dagger__alloc_note_free();
 #ifndef NDEBUG
     pthread_mutex_lock(&grave_lock);
