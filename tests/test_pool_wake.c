@@ -3,8 +3,9 @@
  * the woken worker passes the wake-up on while more work is queued. These cases check that the
  * rationing loses no wake-up: a burst spawned while every other worker sleeps reaches all of them
  * (the tasks can only finish when all run at the same time), and single tasks spawned from
- * outside the pool after the workers parked are run. A task that waits for its peers gives up
- * after MEET_TIMEOUT_S and reports it, so a regression fails with a message instead of hanging.
+ * outside the pool after the workers parked are run, also after a run of round trips that made
+ * the idle worker look less often. A task that waits for its peers gives up after
+ * MEET_TIMEOUT_S and reports it, so a regression fails with a message instead of hanging.
  * Workers carry names (dagger-w<index>), checked from a task.
  */
 #include <pthread.h>
@@ -119,6 +120,51 @@ TEST(spawns_from_outside_after_the_workers_parked_run)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+static _Atomic int ran_on = -2;
+
+/* Records the thread that runs it (args: none). */
+static int note_thread(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)a;
+    atomic_store(&ran_on, dagger_tc_thread(tc));
+    *out = dagger_i64(1);
+    return 0;
+}
+
+/* An idle worker looks less often while the jobs main injects are gone by its next look (main
+ * spawns and fetches one task at a time and runs each itself: src/pool/pool.c, look_every). A
+ * job that main posts and does not fetch must still reach it: main waits for the job to have
+ * run before it fetches, so only a worker can run it. */
+TEST(a_job_posted_from_outside_after_round_trips_reaches_a_worker)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    for (int round = 0; round < 4; round++) {
+        for (int64_t i = 0; i < 20000; i++) {
+            dagger_task_t *t = dagger_spawn(ctx, square, i);
+            int64_t v = -1;
+            ASSERT_OK(dagger_fetch_i64(t, &v));
+            ASSERT_EQ(v, i * i);
+            dagger_task_release(t);
+        }
+        atomic_store(&ran_on, -2);
+        dagger_task_t *t = dagger_spawn(ctx, note_thread);
+        ASSERT_PTR(t);
+        struct timespec t0, now;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        while (atomic_load(&ran_on) == -2) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - t0.tv_sec > MEET_TIMEOUT_S)
+                fail_msg("round %d: no worker took the job main posted within %d s", round,
+                         MEET_TIMEOUT_S);
+            usleep(50);
+        }
+        ASSERT_EQ(atomic_load(&ran_on), 0);
+        ASSERT_OK(dagger_wait(t));
+        dagger_task_release(t);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* Returns 1 when the thread running it is named "dagger-w<its index>", as top -H, perf and gdb
  * show it; fails with the name it found otherwise. */
 static int own_name(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
@@ -151,4 +197,6 @@ TEST(workers_are_named_by_their_index)
 }
 
 TEST_LIST(burst_from_a_worker_wakes_every_parked_worker,
-          spawns_from_outside_after_the_workers_parked_run, workers_are_named_by_their_index);
+          spawns_from_outside_after_the_workers_parked_run,
+          a_job_posted_from_outside_after_round_trips_reaches_a_worker,
+          workers_are_named_by_their_index);

@@ -24,7 +24,11 @@
  * or a woken worker that finds work and sees more passes the wake-up on. While a ranks backend
  * expects work soon (dagger__pool_linger: a reply or the next task from another rank is due),
  * a worker that runs dry keeps searching, yielding the core, until that deadline instead of
- * parking: the job then arrives without a futex call on either side.
+ * parking: the job then arrives without a futex call on either side. Where the workers leave a
+ * core free, one idle worker keeps searching for the idle spin (1 ms) before it parks, looking
+ * every few yields, and half as often each time a job injected from outside was gone by its next
+ * look (the poster ran it itself: its loop's lines are then pulled less), back to every few
+ * yields once it takes work.
  * Lock order: the aux lock, the heap lock, the injection lock and the mailbox locks are never
  * held together; the fiber lock is a leaf.
  * SPDX-License-Identifier: MIT
@@ -51,6 +55,7 @@
 #define SPIN_ROUNDS 64
 #define SPIN_PAUSE_ROUNDS 8
 #define LINGER_LOOK_EVERY 4
+#define LINGER_LOOK_EVERY_MAX 32
 #define INJECT_BATCH 16
 #define AUX_MAX 256
 /* Deques for threads outside the pool that open a sync group (dagger__pool_ext_claim). */
@@ -82,7 +87,8 @@ struct worker {
     void (*after_fn)(void *);    /* to run by whoever arrives after a switch */
     void *after_arg;
     pthread_t thread;
-    _Atomic int owned; /* an external slot: 1 while a thread holds it (dagger__pool_ext_claim) */
+    _Atomic int owned;   /* an external slot: 1 while a thread holds it (dagger__pool_ext_claim) */
+    unsigned look_every; /* the idle spin's yields per look (owner only; see find_work_idle) */
 } __attribute__((aligned(DAGGER_CACHELINE)));
 
 struct dagger__pool {
@@ -826,6 +832,7 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
     for (int woken = 0;; woken = 1) {
         struct dagger__job *j = woken ? try_get(p, w) : NULL;
         if (j) {
+            w->look_every = LINGER_LOOK_EVERY;
             pass_wakeup(p, w);
             return j;
         }
@@ -873,9 +880,19 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
                 /* Yield rather than pause: a thread waiting for this core (a progress thread,
                  * another process) gets it at once. */
                 sched_yield();
-                if (now >= lg && k % LINGER_LOOK_EVERY != 0)
+                if (now >= lg && k % w->look_every != 0)
                     continue; /* the idle spin looks every few yields: fewer lines pulled */
+                bool gated = injected_seen;
                 j = look(p, w, &injected_seen);
+                /* A job injected from outside that was gone by the next look: the thread that
+                 * posted it took it back (main spawning and fetching one task at a time, which
+                 * it runs itself: src/core/fetch.c). Each look pulls the lines of the injection
+                 * queue that thread writes at every task, and its next locked operation waits
+                 * for them: at t=1 one round trip in 5-10 took 150-270 ns instead of 73. So
+                 * look half as often (down to one look in LINGER_LOOK_EVERY_MAX yields) until
+                 * a job stays; work taken sets it back (below). */
+                if (gated && !injected_seen && !j && w->look_every < LINGER_LOOK_EVERY_MAX)
+                    w->look_every *= 2;
                 now = dagger__now_ns();
             }
             if (mine)
@@ -886,6 +903,7 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
         if (count)
             atomic_fetch_sub_explicit(&p->searching, 1, memory_order_seq_cst);
         if (j) {
+            w->look_every = LINGER_LOOK_EVERY;
             pass_wakeup(p, w);
             return j;
         }
@@ -1271,6 +1289,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         struct worker *w = &p->w[i];
         w->pool = p;
         w->index = i;
+        w->look_every = LINGER_LOOK_EVERY;
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
         jobq_init(&w->mailbox);
         if (dq_init(&w->dq, DQ_INITIAL_CAP) != 0) {
