@@ -7,9 +7,10 @@
  * of the group with its message; a suspended task resumed by the thread goes back to a worker; a
  * dependent outside the group that such a task makes ready still runs; nested groups and a
  * second context on one thread; more threads with groups open than the pool has slots; group
- * tasks a worker made ready in its own deque are stolen by the thread ending the group. Workers
- * are held by the harness's gate (test_gate_hold) where a case needs it, so no case depends on
- * timing; a gate that had to open by itself fails the case.
+ * tasks a worker made ready in its own deque are stolen by the thread ending the group; a worker
+ * that holds back from slots (its steals there brought little) still takes a job that stays.
+ * Workers are held by the harness's gate (test_gate_hold) where a case needs it, so no case depends
+ * on timing; a gate that had to open by itself fails the case.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -355,10 +356,55 @@ TEST(the_ending_thread_steals_group_tasks_a_worker_holds)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+static _Atomic int flag_thread = -2;
+
+static int set_flag(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)a;
+    atomic_store(&flag_thread, dagger_tc_thread(tc));
+    *out = dagger_i64(1);
+    return 0;
+}
+
+/* A worker whose steals from slots brought little (groups of tiny tasks that main ends at once)
+ * holds back from a slot's newest jobs (src/pool/pool.c, ext_worth); a job that stays in the
+ * slot while its owner is busy elsewhere must still reach it. Main does not end the group until
+ * the job ran, so only a worker can run it; a worker that never came fails the case. */
+TEST(a_worker_held_back_by_small_steals_still_takes_a_job_that_stays)
+{
+    for (int threads = 1; threads <= 2; threads++) {
+        dagger_ctx_t *ctx = test_ctx(threads);
+        for (int round = 0; round < 4; round++) {
+            static struct runlog l;
+            for (int g = 0; g < 300; g++) {
+                group_of_logs(ctx, &l, 140);
+                ASSERT_OK(dagger_sync_end(ctx));
+                ASSERT_EQ(atomic_load(&l.sum), sum_to(140));
+            }
+            atomic_store(&flag_thread, -2);
+            ASSERT_OK(dagger_sync_begin(ctx));
+            dagger_task_release(dagger_spawn(ctx, set_flag));
+            struct timespec t0, now;
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            while (atomic_load(&flag_thread) == -2) {
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (now.tv_sec - t0.tv_sec > 10)
+                    fail_msg("threads %d, round %d: no worker took the job in main's slot", threads,
+                             round);
+                usleep(20);
+            }
+            ASSERT_TRUE(atomic_load(&flag_thread) >= 0);
+            ASSERT_OK(dagger_sync_end(ctx));
+        }
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
 TEST_LIST(every_task_of_a_group_from_main_runs_once,
           held_workers_leave_the_group_to_the_thread_that_ends_it,
           a_failure_run_by_the_ending_thread_reaches_the_group_end,
           a_task_suspended_on_a_task_the_ending_thread_runs_resumes_on_a_worker,
           a_dependent_outside_the_group_made_ready_by_the_ending_thread_runs,
           nested_groups_and_a_second_context_on_one_thread, more_threads_with_groups_than_slots,
-          the_ending_thread_steals_group_tasks_a_worker_holds)
+          the_ending_thread_steals_group_tasks_a_worker_holds,
+          a_worker_held_back_by_small_steals_still_takes_a_job_that_stays)

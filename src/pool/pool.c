@@ -89,6 +89,13 @@ struct worker {
     pthread_t thread;
     _Atomic int owned;   /* an external slot: 1 while a thread holds it (dagger__pool_ext_claim) */
     unsigned look_every; /* the idle spin's yields per look (owner only; see find_work_idle) */
+    /* What a steal from an external slot brought (owner only; see ext_worth): when the last one
+     * was taken (0: none since the worker last ran dry), the mean work it ran before its deque
+     * was empty again, and per slot the top it saw while it held back, and since when. */
+    uint64_t ext_t0;
+    uint64_t ext_work_ns;
+    int64_t ext_top[EXT_SLOTS];
+    uint64_t ext_top_ns[EXT_SLOTS];
 } __attribute__((aligned(DAGGER_CACHELINE)));
 
 struct dagger__pool {
@@ -425,10 +432,63 @@ static bool asym_available(void)
     return ok;
 }
 
+/* Stealing from a thread outside the pool, and when it does not pay. The jobs of a slot were
+ * made on its owner's core: a thief takes their records' lines there, and the owner takes back
+ * the lines of their results and records when it fetches and frees them. For jobs of a few
+ * hundred ns that costs more than it saves: core.nested (140 tasks spawned from main in a sync
+ * group) took 12.3 us at t=1 with the worker stealing and 7.9 with main alone. So each worker
+ * measures the work a steal from a slot brought it (from the steal to its next look past its
+ * own deque: the job, its batch and what they made ready or spawned there), as a moving mean;
+ * while that is below EXT_WORTH_NS it takes a slot's oldest job only once that job has been
+ * there for EXT_AGE_NS by its own looks (the same top seen that long ago), which the owner,
+ * running its group's jobs at the group's end, usually takes first. Jobs that bring more put it
+ * back to stealing at once; the mean starts above the mark. A slot that holds EXT_BACKLOG jobs
+ * or more is not held back: its owner is busy making them (core.tree spawns 2^18 tasks from
+ * main, which the worker must run meanwhile: held back, it lost 22 %), and a batch taken there
+ * is a full one. */
+#define EXT_WORTH_NS 3000
+#define EXT_AGE_NS 10000
+#define EXT_BACKLOG (2 * EXT_STEAL_MAX)
+
+/* The worker's deque ran dry after a steal from a slot: fold what it ran into the mean. */
+static inline void ext_sample(struct worker *w)
+{
+    if (DAGGER_UNLIKELY(w->ext_t0 != 0)) {
+        uint64_t ran = dagger__now_ns() - w->ext_t0;
+        w->ext_work_ns = (3 * w->ext_work_ns + ran) / 4;
+        w->ext_t0 = 0;
+    }
+}
+
+/* Is the worker holding back from slot k, within EXT_AGE_NS of its first sight of the slot's
+ * top? Its idle looks then leave the slot's lines alone (each look at them made the owner's
+ * next push wait for them); has_work, before it parks, still looks. */
+static inline bool ext_held(const struct worker *w, int k, uint64_t now)
+{
+    return w->ext_work_ns < EXT_WORTH_NS && w->ext_top_ns[k] != 0 &&
+           now - w->ext_top_ns[k] < EXT_AGE_NS;
+}
+
+/* May the worker steal from slot k (deque d) now? Yes while its steals from slots pay; else
+ * only when the slot's top is the one it saw there EXT_AGE_NS ago or more. */
+static bool ext_worth(struct worker *w, int k, struct dagger__deque *d)
+{
+    if (w->ext_work_ns >= EXT_WORTH_NS || dq_size(d) >= EXT_BACKLOG)
+        return true;
+    int64_t top = atomic_load_explicit(&d->top, memory_order_relaxed);
+    uint64_t now = dagger__now_ns();
+    if (w->ext_top[k] != top || w->ext_top_ns[k] == 0) {
+        w->ext_top[k] = top;
+        w->ext_top_ns[k] = now;
+        return false;
+    }
+    return now - w->ext_top_ns[k] >= EXT_AGE_NS;
+}
+
 /* What a searching worker sees: nothing, work in the injection queue only, or work elsewhere. */
 enum { SEEN_NONE, SEEN_INJECTED, SEEN_WORK };
 
-static int work_seen(dagger__pool *p, struct worker *w)
+static int work_seen(dagger__pool *p, struct worker *w, bool all)
 {
     if (jobq_nonempty(&w->mailbox) || atomic_load(&p->heap_count) > 0)
         return SEEN_WORK;
@@ -436,13 +496,21 @@ static int work_seen(dagger__pool *p, struct worker *w)
         if (dq_size(&p->w[i].dq) > 0)
             return SEEN_WORK;
     int ne = atomic_load_explicit(&p->ext_hw, memory_order_seq_cst);
-    for (int i = 0; i < ne; i++)
+    uint64_t now = 0; /* read at the first slot held back, if any */
+    for (int i = 0; i < ne; i++) {
+        if (!all && w->ext_work_ns < EXT_WORTH_NS && w->ext_top_ns[i] != 0 &&
+            ext_held(w, i, now ? now : (now = dagger__now_ns())))
+            continue;
         if (dq_size(&p->ext[i].dq) > 0)
             return SEEN_WORK;
+    }
     return jobq_nonempty(&p->inject) ? SEEN_INJECTED : SEEN_NONE;
 }
 
-static bool has_work(dagger__pool *p, struct worker *w) { return work_seen(p, w) != SEEN_NONE; }
+static bool has_work(dagger__pool *p, struct worker *w)
+{
+    return work_seen(p, w, true) != SEEN_NONE;
+}
 
 /* A searching worker's look: take work when it sees some, except, where the workers leave a
  * core free (the idle spin is on), a job that a thread outside the pool injected, which it takes
@@ -458,7 +526,7 @@ static inline struct dagger__job *try_get(dagger__pool *p, struct worker *w);
 
 static struct dagger__job *look(dagger__pool *p, struct worker *w, bool *injected_seen)
 {
-    int seen = work_seen(p, w);
+    int seen = work_seen(p, w, false);
     bool again = *injected_seen;
     bool gated =
         seen == SEEN_INJECTED && atomic_load_explicit(&p->idle_spin_ns, memory_order_relaxed) != 0;
@@ -708,6 +776,7 @@ static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct d
             return NULL;
         if (k < 0)
             continue;
+        w->ext_t0 = dagger__now_ns();
         /* Not traced, as a take from the injection queue is not: a steal event has no task, so
          * sampling keeps every one, and one per batch took the budget of a bounded trace from
          * the runs of the tasks it kept. */
@@ -763,7 +832,10 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
     }
     int ne = atomic_load_explicit(&p->ext_hw, memory_order_relaxed);
     for (int k = 0; k < ne; k++) {
-        struct dagger__job *j = steal_ext(p, w, &p->ext[k].dq);
+        struct dagger__deque *d = &p->ext[k].dq;
+        if (dq_size(d) <= 0 || !ext_worth(w, k, d))
+            continue;
+        struct dagger__job *j = steal_ext(p, w, d);
         if (j)
             return j;
     }
@@ -775,6 +847,7 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
 DAGGER_NOINLINE static struct dagger__job *try_get_shared(dagger__pool *p, struct worker *w)
 {
     struct dagger__job *j;
+    ext_sample(w);
     if ((j = jobq_take(&p->inject, INJECT_BATCH))) {
         /* Keep the rest of the batch where thieves can reach it. */
         struct dagger__job *rest = NEXT(j);
@@ -1290,6 +1363,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         w->pool = p;
         w->index = i;
         w->look_every = LINGER_LOOK_EVERY;
+        w->ext_work_ns = 4 * EXT_WORTH_NS; /* steal at once until steals are seen not to pay */
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
         jobq_init(&w->mailbox);
         if (dq_init(&w->dq, DQ_INITIAL_CAP) != 0) {
