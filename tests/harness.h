@@ -246,6 +246,23 @@ static inline void test_gate_open(int n, dagger_task_t **tasks)
         dagger_task_release(tasks[i]);
     }
 }
+
+/* Wait (polling) until *v is no longer `unset`, for at most `timeout_s` seconds: its value, or
+ * `unset` when it did not change in time (the caller fails with its own message). For a job that
+ * only a worker can run, since the caller does not wait on it through dagger. */
+static inline int test_wait_change(_Atomic int *v, int unset, int timeout_s)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int x;
+    while ((x = atomic_load(v)) == unset) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - t0.tv_sec > timeout_s)
+            return unset;
+        usleep(20);
+    }
+    return x;
+}
 #endif /* __cplusplus */
 
 /* Run `script` (a python3 -c argument, no double quotes) with a python3 that has numpy, Debian's

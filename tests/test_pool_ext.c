@@ -384,16 +384,11 @@ TEST(a_worker_held_back_by_small_steals_still_takes_a_job_that_stays)
             atomic_store(&flag_thread, -2);
             ASSERT_OK(dagger_sync_begin(ctx));
             dagger_task_release(dagger_spawn(ctx, set_flag));
-            struct timespec t0, now;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
-            while (atomic_load(&flag_thread) == -2) {
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if (now.tv_sec - t0.tv_sec > 10)
-                    fail_msg("threads %d, round %d: no worker took the job in main's slot", threads,
-                             round);
-                usleep(20);
-            }
-            ASSERT_TRUE(atomic_load(&flag_thread) >= 0);
+            int th = test_wait_change(&flag_thread, -2, 10);
+            if (th == -2)
+                fail_msg("threads %d, round %d: no worker took the job in main's slot in 10 s",
+                         threads, round);
+            ASSERT_TRUE(th >= 0);
             ASSERT_OK(dagger_sync_end(ctx));
         }
         ASSERT_OK(dagger_ctx_close(ctx));

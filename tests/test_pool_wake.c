@@ -149,16 +149,11 @@ TEST(a_job_posted_from_outside_after_round_trips_reaches_a_worker)
         atomic_store(&ran_on, -2);
         dagger_task_t *t = dagger_spawn(ctx, note_thread);
         ASSERT_PTR(t);
-        struct timespec t0, now;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        while (atomic_load(&ran_on) == -2) {
-            clock_gettime(CLOCK_MONOTONIC, &now);
-            if (now.tv_sec - t0.tv_sec > MEET_TIMEOUT_S)
-                fail_msg("round %d: no worker took the job main posted within %d s", round,
-                         MEET_TIMEOUT_S);
-            usleep(50);
-        }
-        ASSERT_EQ(atomic_load(&ran_on), 0);
+        int th = test_wait_change(&ran_on, -2, MEET_TIMEOUT_S);
+        if (th == -2)
+            fail_msg("round %d: no worker took the job main posted within %d s", round,
+                     MEET_TIMEOUT_S);
+        ASSERT_EQ(th, 0);
         ASSERT_OK(dagger_wait(t));
         dagger_task_release(t);
     }
