@@ -1,4 +1,5 @@
-/* tests/test_pool.c - the work-stealing deque, suspended tasks, parking and waking. */
+/* tests/test_pool.c - the work-stealing deque, suspended tasks, parking and waking, and the
+ * tasks of a busy worker reaching thieves that hold back from small steals. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -242,6 +243,83 @@ TEST(many_outside_threads_spawn_and_fetch)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* ---------------------------------------------------------------- holding back from steals */
+
+static _Atomic int small_ran, small_elsewhere;
+
+/* A tiny task: counts itself, and whether it ran on another thread than args(0). */
+static int small(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    if (dagger_tc_thread(tc) != (int)dagger_arg_i64(a, 0))
+        atomic_fetch_add(&small_elsewhere, 1);
+    atomic_fetch_add(&small_ran, 1);
+    *out = dagger_nil();
+    return 0;
+}
+
+/* A flat loop of tiny tasks in a group: the thieves' steals from it bring little work. */
+static int flat_loop(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int me = dagger_tc_thread(tc);
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    if (dagger_sync_begin(c) != 0)
+        return DAGGER_ESTATE;
+    for (int64_t i = 0; i < dagger_arg_i64(a, 0); i++)
+        if (dagger_spawn_detached(c, small, (int64_t)me) != 0)
+            break;
+    *out = dagger_nil();
+    return dagger_sync_end(c);
+}
+
+/* Spawns args(0) tiny tasks into its worker's deque, then spins (no dagger wait, which would
+ * run them here) until they all ran: only other workers can run them. Returns -1 when they did,
+ * else how many had run when it gave up after 10 s. */
+static int spawn_and_spin(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int me = dagger_tc_thread(tc);
+    int n = (int)dagger_arg_i64(a, 0);
+    atomic_store(&small_ran, 0);
+    atomic_store(&small_elsewhere, 0);
+    for (int i = 0; i < n; i++)
+        if (dagger_spawn_detached(dagger_tc_ctx(tc), small, (int64_t)me) != 0)
+            return dagger_fail(tc, DAGGER_ENOMEM, "spawn %d: %s", i, dagger_last_errmsg());
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int late = 0;
+    while (atomic_load(&small_ran) < n && !late) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        late = now.tv_sec - t0.tv_sec > 10;
+    }
+    *out = dagger_i64(late ? atomic_load(&small_ran) : -1);
+    return 0;
+}
+
+/* A worker whose steals from other workers brought little (src/pool/pool.c, ws_worth) takes a
+ * victim's oldest task only once it stayed there 10 us; tasks in the deque of a worker that is
+ * busy with a long task must still be taken, by every other worker count. */
+TEST(a_worker_held_back_by_small_steals_takes_the_tasks_of_a_busy_worker)
+{
+    for (int threads = 2; threads <= 4; threads++) {
+        dagger_ctx_t *ctx = test_ctx(threads);
+        for (int round = 0; round < 3; round++) {
+            for (int k = 0; k < 5; k++) {
+                dagger_task_t *f = dagger_spawn(ctx, flat_loop, (int64_t)20000);
+                ASSERT_OK(dagger_wait(f));
+                dagger_task_release(f);
+            }
+            dagger_task_t *t = dagger_spawn(ctx, spawn_and_spin, (int64_t)64);
+            int64_t ran = 0;
+            ASSERT_OK(dagger_fetch_i64(t, &ran));
+            dagger_task_release(t);
+            if (ran >= 0)
+                fail_msg("threads %d, round %d: %lld of 64 tasks ran in 10 s", threads, round,
+                         (long long)ran);
+            ASSERT_EQ(atomic_load(&small_elsewhere), 64);
+        }
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
 TEST(contexts_open_and_close_repeatedly)
 {
     for (int i = 0; i < 50; i++) {
@@ -258,4 +336,5 @@ TEST(contexts_open_and_close_repeatedly)
 TEST_LIST(deque_every_item_taken_exactly_once, deque_half_steals_take_every_item_exactly_once,
           thousands_of_suspended_tasks_on_one_thread, suspended_tasks_keep_their_stacks,
           no_lost_wake_ups_in_bursts, many_outside_threads_spawn_and_fetch,
+          a_worker_held_back_by_small_steals_takes_the_tasks_of_a_busy_worker,
           contexts_open_and_close_repeatedly)

@@ -60,6 +60,7 @@
 #define AUX_MAX 256
 /* Deques for threads outside the pool that open a sync group (dagger__pool_ext_claim). */
 #define EXT_SLOTS DAGGER__POOL_EXT_SLOTS
+#define WS_SEEN 64
 #define EXT_INITIAL_CAP 1024
 /* A thief takes up to this many jobs from a slot at once (dq_steal_batch). */
 #define EXT_STEAL_MAX 32
@@ -73,6 +74,13 @@ struct jobq {
     _Atomic int busy;                   /* consumer try-lock */
     struct dagger__job stub;
     char pad1[DAGGER_CACHELINE];
+};
+
+/* A victim's top as a thief first saw it while holding back (src: "Holding back" below). */
+struct held {
+    int v;       /* the victim, -1: none */
+    int64_t top; /* its deque's top then */
+    uint64_t ns; /* when (0: never) */
 };
 
 struct worker {
@@ -89,13 +97,14 @@ struct worker {
     pthread_t thread;
     _Atomic int owned;   /* an external slot: 1 while a thread holds it (dagger__pool_ext_claim) */
     unsigned look_every; /* the idle spin's yields per look (owner only; see find_work_idle) */
-    /* What a steal from an external slot brought (owner only; see ext_worth): when the last one
-     * was taken (0: none since the worker last ran dry), the mean work it ran before its deque
-     * was empty again, and per slot the top it saw while it held back, and since when. */
-    uint64_t ext_t0;
-    uint64_t ext_work_ns;
-    int64_t ext_top[EXT_SLOTS];
-    uint64_t ext_top_ns[EXT_SLOTS];
+    /* What steals brought (owner only; see "Holding back" below): from slots of threads outside
+     * the pool and from other workers, when the last one was taken (0: none since the deque
+     * last ran dry) and the mean work it brought; the victims' tops seen while holding back,
+     * per slot and per worker (by index modulo WS_SEEN); holding back from workers since. */
+    uint64_t ext_t0, ext_work_ns, ws_t0, ws_work_ns, held_ns;
+    uint32_t ws_jobs; /* how many jobs the last steal from a worker took */
+    struct held ext_seen[EXT_SLOTS];
+    struct held ws_seen[WS_SEEN];
 } __attribute__((aligned(DAGGER_CACHELINE)));
 
 struct dagger__pool {
@@ -432,57 +441,94 @@ static bool asym_available(void)
     return ok;
 }
 
-/* Stealing from a thread outside the pool, and when it does not pay. The jobs of a slot were
- * made on its owner's core: a thief takes their records' lines there, and the owner takes back
- * the lines of their results and records when it fetches and frees them. For jobs of a few
- * hundred ns that costs more than it saves: core.nested (140 tasks spawned from main in a sync
- * group) took 12.3 us at t=1 with the worker stealing and 7.9 with main alone. So each worker
- * measures the work a steal from a slot brought it (from the steal to its next look past its
- * own deque: the job, its batch and what they made ready or spawned there), as a moving mean;
- * while that is below EXT_WORTH_NS it takes a slot's oldest job only once that job has been
- * there for EXT_AGE_NS by its own looks (the same top seen that long ago), which the owner,
- * running its group's jobs at the group's end, usually takes first. Jobs that bring more put it
- * back to stealing at once; the mean starts above the mark. A slot that holds EXT_BACKLOG jobs
- * or more is not held back: its owner is busy making them (core.tree spawns 2^18 tasks from
- * main, which the worker must run meanwhile: held back, it lost 22 %), and a batch taken there
- * is a full one. */
+/* Holding back. A thief that takes a job moves its record's lines to its core, and the record's
+ * owner takes back the lines of its result and record when it fetches and frees it (and the
+ * spawner, when it reuses records the thief freed, the whole record). For jobs of a few hundred
+ * ns that costs more than running them where they are: core.nested (140 tasks spawned from main
+ * in a sync group) took 12.3 us at t=1 with the worker stealing and 7.9 with main alone; a flat
+ * loop of tiny spawns at t=2 ran at 39 ns a task with the other worker stealing, 26.5 at t=1.
+ * So each worker keeps a moving mean of the work its steals brought it (from a steal to its next
+ * look past its own deque: the job, its batch, and what they made ready or spawned there): for
+ * slots of threads outside the pool the work of a steal, for other workers the work of a job
+ * taken (a steal of 32 jobs of a flat loop brings 2-4 us, 60-120 ns a job; one of a 1 us task
+ * brings 1-2 us, which pays). While the mean is below EXT_WORTH_NS (slots) or WS_WORTH_NS
+ * (workers), the worker takes a victim's oldest job only once the same top has been there
+ * EXT_AGE_NS by its own looks (an owner that runs its jobs, as a group's owner at the group's
+ * end or a worker popping down to them, usually takes them first), and its idle looks leave
+ * that victim's lines alone meanwhile (each look made the owner's next push wait for them);
+ * has_work, before it parks, still looks, so it never parks while a victim holds work. Steals
+ * that bring more put it back to stealing at once; the means start above the mark. A slot that
+ * holds EXT_BACKLOG jobs or more is taken from at once: its owner is busy making them (core.tree
+ * spawns 2^18 tasks from main while the worker runs them: held back, it lost 22 %). The workers'
+ * tops are kept by index modulo WS_SEEN: past WS_HOLD_MAX_NS of holding back, a worker takes
+ * from any victim (two victims sharing an entry would otherwise keep resetting it). The price:
+ * a few dozen tasks of 300 ns that main spawns in a group at t=1 may run on main alone (48 of
+ * them: 11.4 us, or 17.1-17.6 in one process in three, where the worker's first steals, made
+ * while main was still spawning, took one task each); from 1 us a task, or 200 of them, no
+ * change (bench/RESULTS.md, 2026-12-04 03:20-03:50). */
 #define EXT_WORTH_NS 3000
 #define EXT_AGE_NS 10000
 #define EXT_BACKLOG (2 * EXT_STEAL_MAX)
+#define WS_WORTH_NS 250
+#define WS_HOLD_MAX_NS 1000000
 
-/* The worker's deque ran dry after a steal from a slot: fold what it ran into the mean. */
-static inline void ext_sample(struct worker *w)
+/* The worker's deque ran dry: fold what its last steal brought (in all, or a job) into the
+ * mean. */
+static inline void steal_fold(uint64_t *t0, uint64_t *mean, uint32_t jobs)
 {
-    if (DAGGER_UNLIKELY(w->ext_t0 != 0)) {
-        uint64_t ran = dagger__now_ns() - w->ext_t0;
-        w->ext_work_ns = (3 * w->ext_work_ns + ran) / 4;
-        w->ext_t0 = 0;
+    if (DAGGER_UNLIKELY(*t0 != 0)) {
+        uint64_t ran = (dagger__now_ns() - *t0) / jobs;
+        *mean = (3 * *mean + ran) / 4;
+        *t0 = 0;
     }
 }
 
-/* Is the worker holding back from slot k, within EXT_AGE_NS of its first sight of the slot's
- * top? Its idle looks then leave the slot's lines alone (each look at them made the owner's
- * next push wait for them); has_work, before it parks, still looks. */
-static inline bool ext_held(const struct worker *w, int k, uint64_t now)
+static inline void steal_sample(struct worker *w)
 {
-    return w->ext_work_ns < EXT_WORTH_NS && w->ext_top_ns[k] != 0 &&
-           now - w->ext_top_ns[k] < EXT_AGE_NS;
+    steal_fold(&w->ext_t0, &w->ext_work_ns, 1);
+    steal_fold(&w->ws_t0, &w->ws_work_ns, w->ws_jobs);
 }
 
-/* May the worker steal from slot k (deque d) now? Yes while its steals from slots pay; else
- * only when the slot's top is the one it saw there EXT_AGE_NS ago or more. */
+/* Victim v's top is `top` now: true once it has been the same for EXT_AGE_NS (else it is
+ * remembered as first seen now). */
+static inline bool held_aged(struct held *e, int v, int64_t top, uint64_t now)
+{
+    if (e->v != v || e->top != top || e->ns == 0) {
+        e->v = v;
+        e->top = top;
+        e->ns = now;
+        return false;
+    }
+    return now - e->ns >= EXT_AGE_NS;
+}
+
+/* Within EXT_AGE_NS of the first sight of victim v's top: the idle looks skip v. */
+static inline bool held_recent(const struct held *e, int v, uint64_t now)
+{
+    return e->v == v && e->ns != 0 && now - e->ns < EXT_AGE_NS;
+}
+
+/* May the worker steal from slot k (deque d) now? */
 static bool ext_worth(struct worker *w, int k, struct dagger__deque *d)
 {
     if (w->ext_work_ns >= EXT_WORTH_NS || dq_size(d) >= EXT_BACKLOG)
         return true;
-    int64_t top = atomic_load_explicit(&d->top, memory_order_relaxed);
+    return held_aged(&w->ext_seen[k], k, atomic_load_explicit(&d->top, memory_order_relaxed),
+                     dagger__now_ns());
+}
+
+/* May the worker steal from worker v (deque d) now? */
+static bool ws_worth(struct worker *w, int v, struct dagger__deque *d)
+{
+    if (w->ws_work_ns >= WS_WORTH_NS)
+        return true;
     uint64_t now = dagger__now_ns();
-    if (w->ext_top[k] != top || w->ext_top_ns[k] == 0) {
-        w->ext_top[k] = top;
-        w->ext_top_ns[k] = now;
-        return false;
-    }
-    return now - w->ext_top_ns[k] >= EXT_AGE_NS;
+    if (w->held_ns == 0)
+        w->held_ns = now;
+    else if (now - w->held_ns >= WS_HOLD_MAX_NS)
+        return true;
+    return held_aged(&w->ws_seen[v % WS_SEEN], v,
+                     atomic_load_explicit(&d->top, memory_order_relaxed), now);
 }
 
 /* What a searching worker sees: nothing, work in the injection queue only, or work elsewhere. */
@@ -492,14 +538,20 @@ static int work_seen(dagger__pool *p, struct worker *w, bool all)
 {
     if (jobq_nonempty(&w->mailbox) || atomic_load(&p->heap_count) > 0)
         return SEEN_WORK;
-    for (int i = 0; i < p->n; i++)
+    uint64_t now = 0; /* read at the first victim held back from, if any */
+    bool hold = !all && w->ws_work_ns < WS_WORTH_NS && w->held_ns != 0;
+    for (int i = 0; i < p->n; i++) {
+        if (hold && i != w->index &&
+            held_recent(&w->ws_seen[i % WS_SEEN], i, now ? now : (now = dagger__now_ns())) &&
+            now - w->held_ns < WS_HOLD_MAX_NS)
+            continue;
         if (dq_size(&p->w[i].dq) > 0)
             return SEEN_WORK;
+    }
     int ne = atomic_load_explicit(&p->ext_hw, memory_order_seq_cst);
-    uint64_t now = 0; /* read at the first slot held back, if any */
     for (int i = 0; i < ne; i++) {
-        if (!all && w->ext_work_ns < EXT_WORTH_NS && w->ext_top_ns[i] != 0 &&
-            ext_held(w, i, now ? now : (now = dagger__now_ns())))
+        if (!all && w->ext_work_ns < EXT_WORTH_NS &&
+            held_recent(&w->ext_seen[i], i, now ? now : (now = dagger__now_ns())))
             continue;
         if (dq_size(&p->ext[i].dq) > 0)
             return SEEN_WORK;
@@ -813,10 +865,15 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
             if (v == w->index)
                 continue;
             struct dagger__deque *vd = &p->w[v].dq;
+            if (dq_size(vd) <= 0 || !ws_worth(w, v, vd))
+                continue;
             if (dq_size(vd) >= STEAL_HALF_MIN) {
                 void *got[DQ_HALF_MAX];
                 int taken = dq_steal_half(vd, got, DQ_HALF_MAX, STEAL_HALF_MIN);
                 if (taken > 0) {
+                    w->ws_t0 = dagger__now_ns();
+                    w->ws_jobs = (uint32_t)taken;
+                    w->held_ns = 0;
                     DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
                     for (int i = 1; i < taken; i++)
                         keep_here(p, w, got[i]);
@@ -825,6 +882,9 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
             }
             void *x = steal_one(vd);
             if (x) {
+                w->ws_t0 = dagger__now_ns();
+                w->ws_jobs = 1;
+                w->held_ns = 0;
                 DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
                 return x;
             }
@@ -847,7 +907,7 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
 DAGGER_NOINLINE static struct dagger__job *try_get_shared(dagger__pool *p, struct worker *w)
 {
     struct dagger__job *j;
-    ext_sample(w);
+    steal_sample(w);
     if ((j = jobq_take(&p->inject, INJECT_BATCH))) {
         /* Keep the rest of the batch where thieves can reach it. */
         struct dagger__job *rest = NEXT(j);
@@ -1364,6 +1424,12 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         w->index = i;
         w->look_every = LINGER_LOOK_EVERY;
         w->ext_work_ns = 4 * EXT_WORTH_NS; /* steal at once until steals are seen not to pay */
+        w->ws_work_ns = 4 * WS_WORTH_NS;
+        w->ws_jobs = 1;
+        for (int k = 0; k < EXT_SLOTS; k++)
+            w->ext_seen[k].v = -1;
+        for (int k = 0; k < WS_SEEN; k++)
+            w->ws_seen[k].v = -1;
         w->rng = 0x9E3779B97F4A7C15ull * (uint64_t)(i + 1);
         jobq_init(&w->mailbox);
         if (dq_init(&w->dq, DQ_INITIAL_CAP) != 0) {
