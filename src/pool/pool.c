@@ -460,8 +460,11 @@ static bool asym_available(void)
  * that bring more put it back to stealing at once; the means start above the mark. A slot that
  * holds EXT_BACKLOG jobs or more is taken from at once: its owner is busy making them (core.tree
  * spawns 2^18 tasks from main while the worker runs them: held back, it lost 22 %). The workers'
- * tops are kept by index modulo WS_SEEN: past WS_HOLD_MAX_NS of holding back, a worker takes
- * from any victim (two victims sharing an entry would otherwise keep resetting it). The price:
+ * tops are kept by index modulo WS_SEEN: WS_HOLD_MAX_NS after it first held back since its last
+ * steal from a worker, a worker takes from any victim (two victims sharing an entry would
+ * otherwise keep resetting it; after a long spell of other work, that is its first look). The
+ * idle spin's look interval (look_every) is set back only when the idle path finds work: after
+ * a busy spell it starts where it was, at most LINGER_LOOK_EVERY_MAX yields. The price:
  * a few dozen tasks of 300 ns that main spawns in a group at t=1 may run on main alone (48 of
  * them: 11.4 us, or 17.1-17.6 in one process in three, where the worker's first steals, made
  * while main was still spawning, took one task each); from 1 us a task, or 200 of them, no
