@@ -247,6 +247,15 @@ static inline void test_gate_open(int n, dagger_task_t **tasks)
     }
 }
 
+/* A task that stores the thread running it (dagger_tc_thread) in the _Atomic int that its
+ * one argument points to: for a job that only a worker may run (test_wait_change). */
+static inline int test_note_thread(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    atomic_store((_Atomic int *)dagger_arg_ptr(a, 0), dagger_tc_thread(tc));
+    *out = dagger_nil();
+    return 0;
+}
+
 /* Wait (polling) until *v is no longer `unset`, for at most `timeout_s` seconds: its value, or
  * `unset` when it did not change in time (the caller fails with its own message). For a job that
  * only a worker can run, since the caller does not wait on it through dagger. */

@@ -358,14 +358,6 @@ TEST(the_ending_thread_steals_group_tasks_a_worker_holds)
 
 static _Atomic int flag_thread = -2;
 
-static int set_flag(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    (void)a;
-    atomic_store(&flag_thread, dagger_tc_thread(tc));
-    *out = dagger_i64(1);
-    return 0;
-}
-
 /* A worker whose steals from slots brought little (groups of tiny tasks that main ends at once)
  * holds back from a slot's newest jobs (src/pool/pool.c, ext_worth); a job that stays in the
  * slot while its owner is busy elsewhere must still reach it. Main does not end the group until
@@ -383,7 +375,7 @@ TEST(a_worker_held_back_by_small_steals_still_takes_a_job_that_stays)
             }
             atomic_store(&flag_thread, -2);
             ASSERT_OK(dagger_sync_begin(ctx));
-            dagger_task_release(dagger_spawn(ctx, set_flag));
+            dagger_task_release(dagger_spawn(ctx, test_note_thread, (void *)&flag_thread));
             int th = test_wait_change(&flag_thread, -2, 10);
             if (th == -2)
                 fail_msg("threads %d, round %d: no worker took the job in main's slot in 10 s",

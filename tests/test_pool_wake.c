@@ -122,15 +122,6 @@ TEST(spawns_from_outside_after_the_workers_parked_run)
 
 static _Atomic int ran_on = -2;
 
-/* Records the thread that runs it (args: none). */
-static int note_thread(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    (void)a;
-    atomic_store(&ran_on, dagger_tc_thread(tc));
-    *out = dagger_i64(1);
-    return 0;
-}
-
 /* An idle worker looks less often while the jobs main injects are gone by its next look (main
  * spawns and fetches one task at a time and runs each itself: src/pool/pool.c, look_every). A
  * job that main posts and does not fetch must still reach it: main waits for the job to have
@@ -147,7 +138,7 @@ TEST(a_job_posted_from_outside_after_round_trips_reaches_a_worker)
             dagger_task_release(t);
         }
         atomic_store(&ran_on, -2);
-        dagger_task_t *t = dagger_spawn(ctx, note_thread);
+        dagger_task_t *t = dagger_spawn(ctx, test_note_thread, (void *)&ran_on);
         ASSERT_PTR(t);
         int th = test_wait_change(&ran_on, -2, MEET_TIMEOUT_S);
         if (th == -2)

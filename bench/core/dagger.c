@@ -435,14 +435,7 @@ static void row_nested(void)
         double dt = core_now_ns() - t0;
         if (rc != 0)
             report_rc("core.nested", "dagger_sync_end", rc, dagger_last_errmsg());
-        if (t0 < warm) { /* a warm-up run, not recorded (core_warm_until) */
-            r--;
-        } else {
-            if (dt < best)
-                best = dt;
-            if (runs)
-                runs[r] = dt;
-        }
+        core_run_keep(t0, dt, warm, &r, &best, runs);
         core_check_i64("core.nested", "sum", s, want);
     }
     snprintf(param, sizeof param, "n=%dx%d,t=%d", CORE_NESTED_OUTER, CORE_NESTED_INNER, threads);

@@ -221,14 +221,7 @@ static void row_nested(void)
             }
         }
         double dt = core_now_ns() - t0;
-        if (t0 < warm) { /* a warm-up run, not recorded (core_warm_until) */
-            r--;
-        } else {
-            if (dt < best)
-                best = dt;
-            if (runs)
-                runs[r] = dt;
-        }
+        core_run_keep(t0, dt, warm, &r, &best, runs);
         int64_t s = 0;
         for (int i = 0; i < CORE_NESTED_OUTER; i++)
             for (int j = 0; j < CORE_NESTED_INNER; j++)

@@ -184,6 +184,21 @@ static inline double core_now_ns(void)
 /* The end of core.nested's warm-up (CORE_NESTED_WARM_MS from now), in core_now_ns's time. */
 static inline double core_warm_until(void) { return core_now_ns() + CORE_NESTED_WARM_MS * 1e6; }
 
+/* Record run *r (started at t0, took dt ns) in *best and runs[] (may be NULL); a run started
+ * before `warm` (core_warm_until) is a warm-up: not recorded, and *r is run again. */
+static inline void core_run_keep(double t0, double dt, double warm, int *r, double *best,
+                                 double *runs)
+{
+    if (t0 < warm) {
+        (*r)--;
+        return;
+    }
+    if (dt < *best)
+        *best = dt;
+    if (runs)
+        runs[*r] = dt;
+}
+
 static const char *core_impl_ = "?";
 static const char *core_prog_ = "";
 static int core_failed_ = 0;

@@ -291,14 +291,7 @@ static void row_nested(void)
         }
         starpu_task_wait_for_all();
         double dt = core_now_ns() - t0;
-        if (t0 < warm) { /* a warm-up run, not recorded (core_warm_until) */
-            r--;
-        } else {
-            if (dt < best)
-                best = dt;
-            if (runs)
-                runs[r] = dt;
-        }
+        core_run_keep(t0, dt, warm, &r, &best, runs);
         for (int i = 0; i < CORE_NESTED_OUTER; i++)
             starpu_task_destroy(ft[i]);
         int64_t s = 0;

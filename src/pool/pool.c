@@ -511,10 +511,10 @@ static inline bool held_recent(const struct held *e, int v, uint64_t now)
     return e->v == v && e->ns != 0 && now - e->ns < EXT_AGE_NS;
 }
 
-/* May the worker steal from slot k (deque d) now? */
-static bool ext_worth(struct worker *w, int k, struct dagger__deque *d)
+/* May the worker steal from slot k (deque d, holding `size` jobs) now? */
+static bool ext_worth(struct worker *w, int k, struct dagger__deque *d, int64_t size)
 {
-    if (w->ext_work_ns >= EXT_WORTH_NS || dq_size(d) >= EXT_BACKLOG)
+    if (w->ext_work_ns >= EXT_WORTH_NS || size >= EXT_BACKLOG)
         return true;
     return held_aged(&w->ext_seen[k], k, atomic_load_explicit(&d->top, memory_order_relaxed),
                      dagger__now_ns());
@@ -868,9 +868,10 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
             if (v == w->index)
                 continue;
             struct dagger__deque *vd = &p->w[v].dq;
-            if (dq_size(vd) <= 0 || !ws_worth(w, v, vd))
+            int64_t size = dq_size(vd);
+            if (size <= 0 || !ws_worth(w, v, vd))
                 continue;
-            if (dq_size(vd) >= STEAL_HALF_MIN) {
+            if (size >= STEAL_HALF_MIN) {
                 void *got[DQ_HALF_MAX];
                 int taken = dq_steal_half(vd, got, DQ_HALF_MAX, STEAL_HALF_MIN);
                 if (taken > 0) {
@@ -896,7 +897,8 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
     int ne = atomic_load_explicit(&p->ext_hw, memory_order_relaxed);
     for (int k = 0; k < ne; k++) {
         struct dagger__deque *d = &p->ext[k].dq;
-        if (dq_size(d) <= 0 || !ext_worth(w, k, d))
+        int64_t size = dq_size(d);
+        if (size <= 0 || !ext_worth(w, k, d, size))
             continue;
         struct dagger__job *j = steal_ext(p, w, d);
         if (j)
