@@ -1,5 +1,5 @@
 /* tests/test_machine.c - respect for the machine: worker count from the affinity mask and
- * cgroup quota, DAGGER_BIND pinning, the topology line.
+ * cgroup quota, DAGGER_BIND pinning, the first placement of unbound workers, the topology line.
  * SPDX-License-Identifier: MIT
  */
 #include <dirent.h>
@@ -11,6 +11,7 @@
 
 #include <dagger/trace.h>
 
+#include "core/core_int.h"
 #include "harness.h"
 #include "pool/pool.h"
 
@@ -70,6 +71,21 @@ static int my_affinity(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *
     return 0;
 }
 
+/* The affinity mask of worker k of ctx, read by a task that runs there. */
+static void worker_affinity(dagger_ctx_t *ctx, int k, cpu_set_t *got)
+{
+    dagger_scope_t *s = dagger_scope_thread(k);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = s;
+    dagger_task_t *t = dagger_spawn_opts(ctx, &o, my_affinity, dagger_ptr(got));
+    int64_t th;
+    ASSERT_OK(dagger_fetch_i64(t, &th));
+    ASSERT_EQ(th, k);
+    dagger_task_release(t);
+    dagger_scope_release(s);
+}
+
 TEST(bind_core_pins_each_worker_inside_the_allowed_set)
 {
     setenv("DAGGER_BIND", "core", 1);
@@ -78,16 +94,7 @@ TEST(bind_core_pins_each_worker_inside_the_allowed_set)
     dagger_ctx_t *ctx = test_ctx(2);
     cpu_set_t got[2];
     for (int k = 0; k < 2; k++) {
-        dagger_scope_t *s = dagger_scope_thread(k);
-        dagger_task_opts_t o;
-        dagger_task_opts_init(&o);
-        o.scope = s;
-        dagger_task_t *t = dagger_spawn_opts(ctx, &o, my_affinity, dagger_ptr(&got[k]));
-        int64_t th;
-        ASSERT_OK(dagger_fetch_i64(t, &th));
-        ASSERT_EQ(th, k);
-        dagger_task_release(t);
-        dagger_scope_release(s);
+        worker_affinity(ctx, k, &got[k]);
         cpu_set_t outside;
         CPU_XOR(&outside, &got[k], &allowed);
         CPU_AND(&outside, &outside, &got[k]);
@@ -95,9 +102,75 @@ TEST(bind_core_pins_each_worker_inside_the_allowed_set)
         ASSERT_EQ(CPU_COUNT(&outside), 0); /* pinned inside the allowed set */
         /* pinned to one core: fewer CPUs than allowed unless only one core is allowed */
         ASSERT_TRUE(CPU_COUNT(&got[k]) < CPU_COUNT(&allowed) || CPU_COUNT(&allowed) <= 2);
+        ASSERT_EQ(dagger__pool_first_cpu(ctx->pool, k), -1); /* the pin, no first placement */
     }
     ASSERT_OK(dagger_ctx_close(ctx));
     unsetenv("DAGGER_BIND");
+}
+
+/* Without DAGGER_BIND each worker starts on a CPU of its own (two workers on one CPU while
+ * another idled took turns there for milliseconds: src/pool/topo.c), then may run on any
+ * allowed CPU: a placement, not a pin. */
+TEST(unbound_workers_start_on_cpus_of_their_own_and_may_run_anywhere)
+{
+    cpu_set_t allowed;
+    ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+    dagger_ctx_t *ctx = test_ctx(2);
+    int first[2];
+    for (int k = 0; k < 2; k++) {
+        cpu_set_t got;
+        worker_affinity(ctx, k, &got);          /* after the worker's start: first_cpu is set */
+        ASSERT_TRUE(CPU_EQUAL(&got, &allowed)); /* not pinned */
+        first[k] = dagger__pool_first_cpu(ctx->pool, k);
+        if (CPU_COUNT(&allowed) >= 2) {
+            ASSERT_TRUE(first[k] >= 0 && CPU_ISSET(first[k], &allowed));
+        } else {
+            ASSERT_EQ(first[k], -1); /* one CPU: nothing to spread */
+        }
+    }
+    if (CPU_COUNT(&allowed) >= 2)
+        ASSERT_NE(first[0], first[1]);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+/* The plan: the allowed CPUs in order, round robin past the last, each as often. */
+TEST(spread_takes_each_allowed_cpu_in_turn)
+{
+    cpu_set_t allowed;
+    ASSERT_EQ(sched_getaffinity(0, sizeof allowed, &allowed), 0);
+    int m = CPU_COUNT(&allowed);
+    int *cpus = calloc((size_t)(2 * m + 3), sizeof *cpus);
+    ASSERT_PTR(cpus);
+    if (m < 2) {
+        ASSERT_EQ(dagger__topo_spread(2, cpus), 0);
+        free(cpus);
+        return;
+    }
+    ASSERT_EQ(dagger__topo_spread(2 * m, cpus), 1);
+    cpu_set_t seen;
+    CPU_ZERO(&seen);
+    for (int i = 0; i < m; i++) {
+        ASSERT_TRUE(CPU_ISSET(cpus[i], &allowed));
+        ASSERT_FALSE(CPU_ISSET(cpus[i], &seen)); /* a CPU of its own up to m workers */
+        CPU_SET(cpus[i], &seen);
+        ASSERT_EQ(cpus[i + m], cpus[i]); /* then round robin */
+    }
+    /* In CPU order from where it starts: wrapped past the highest allowed CPU at most once. */
+    int wraps = 0;
+    for (int i = 0; i + 1 < m; i++)
+        wraps += cpus[i + 1] < cpus[i];
+    ASSERT_TRUE(wraps <= 1);
+    ASSERT_TRUE(wraps == 0 || cpus[m - 1] < cpus[0]);
+    /* A single allowed CPU: nothing to spread, every worker left to the kernel. */
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpus[0], &one);
+    ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+    ASSERT_EQ(dagger__topo_spread(3, cpus), 0);
+    ASSERT_EQ(cpus[0], -1);
+    ASSERT_EQ(cpus[2], -1);
+    ASSERT_EQ(sched_setaffinity(0, sizeof allowed, &allowed), 0);
+    free(cpus);
 }
 
 TEST(bind_rejects_unknown_values_naming_the_accepted_ones)
@@ -282,5 +355,7 @@ TEST_LIST(blas_runs_single_threaded_inside_tasks_unless_kept,
           cgroup_cpu_max_is_parsed, affinity_of_one_cpu_gives_one_worker,
           default_worker_count_is_the_affinity_mask,
           bind_core_pins_each_worker_inside_the_allowed_set,
+          unbound_workers_start_on_cpus_of_their_own_and_may_run_anywhere,
+          spread_takes_each_allowed_cpu_in_turn,
           bind_rejects_unknown_values_naming_the_accepted_ones,
           topology_line_names_workers_binding_and_allowed_cpus)

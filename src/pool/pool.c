@@ -88,6 +88,7 @@ struct worker {
     struct jobq mailbox;
     dagger__pool *pool;
     int index;
+    int first_cpu; /* where the worker starts (dagger__topo_spread), then where it did; -1: any */
     uint64_t rng;
     struct dagger__fiber *cur;   /* the fiber this worker runs on now */
     struct dagger__fiber native; /* the thread's own stack: entry and exit only */
@@ -205,6 +206,8 @@ int dagger__pool_sleepers(const dagger__pool *p)
     return atomic_load_explicit(&p->sleepers, memory_order_relaxed);
 }
 pthread_t dagger__pool_thread(const dagger__pool *p, int i) { return p->w[i].thread; }
+
+int dagger__pool_first_cpu(const dagger__pool *p, int i) { return p->w[i].first_cpu; }
 
 /* ---------------------------------------------------------------- job queues */
 
@@ -1345,6 +1348,8 @@ static void *worker_main(void *arg)
     snprintf(name, sizeof name, "dagger-w%d", w->index);
     pthread_setname_np(pthread_self(), name); /* seen in top -H, perf, gdb */
     set_self(w);
+    if (w->first_cpu >= 0)
+        w->first_cpu = dagger__topo_place_self(w->first_cpu);
     dagger__fiber_init_thread(&w->native);
     w->cur = &w->native;
     /* dagger__pool_open gave every worker its first fiber as its spare: this cannot fail. */
@@ -1392,8 +1397,11 @@ static void ext_close(dagger__pool *p)
         ext_tls_clear();
 }
 
+/* The most workers whose first CPUs are chosen (dagger_ctx_open allows 1024). */
+#define SPREAD_MAX 1024
+
 int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_fn run,
-                      dagger__idle_fn idle, void *ud)
+                      dagger__idle_fn idle, void *ud, bool spread)
 {
     dagger__pool *p = dagger__calloc(1, sizeof *p);
     if (!p)
@@ -1465,6 +1473,14 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
                 DAGGER_ENOMEM, "dagger_ctx_open: out of memory for the stack of worker %d", i);
         }
         p->w[i].spare = f;
+    }
+    for (int i = 0; i < n; i++)
+        p->w[i].first_cpu = -1;
+    if (spread) {
+        int cpus[SPREAD_MAX]; /* on the stack: a heap block here moved later allocations */
+        if (n <= SPREAD_MAX && dagger__topo_spread(n, cpus))
+            for (int i = 0; i < n; i++)
+                p->w[i].first_cpu = cpus[i];
     }
     for (int i = 0; i < n; i++) {
         if (pthread_create(&p->w[i].thread, NULL, worker_main, &p->w[i]) != 0) {

@@ -10,6 +10,7 @@
 #define DAGGER_SRC_POOL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -34,8 +35,10 @@ typedef struct dagger__job *(*dagger__run_fn)(struct dagger__job *job, void *ud)
 /* Called on a worker that is about to park (it found no work). */
 typedef void (*dagger__idle_fn)(void *ud, int worker);
 
+/* spread: each worker starts on a core of its own, then may run anywhere it is allowed
+ * (dagger__topo_spread; false under DAGGER_BIND, which pins them after). */
 int dagger__pool_open(dagger__pool **out, int nthreads, size_t stack_size, dagger__run_fn run,
-                      dagger__idle_fn idle, void *ud);
+                      dagger__idle_fn idle, void *ud, bool spread);
 /* Stops and joins every thread; the caller has drained all work. */
 void dagger__pool_close(dagger__pool *p);
 int dagger__pool_size(const dagger__pool *p);
@@ -164,6 +167,17 @@ int dagger__topo_parse_cpu_max(const char *text);
 int dagger__topo_bind_mode(int *mode);
 /* Pin the workers of `p` one per allowed core (DAGGER__BIND_CORE); nothing for NONE. */
 int dagger__topo_bind(dagger__pool *p, int mode);
+/* Where the n workers of a pool without DAGGER_BIND start: cpus[i] is the i-th CPU of the
+ * calling thread's affinity mask counted from the one after the CPU it runs on, round robin
+ * (each worker then widens its affinity back to that mask). Returns 0 (every cpus[i] -1) when
+ * fewer than 2 CPUs are allowed or the mask cannot be read: nothing to spread. */
+int dagger__topo_spread(int n, int *cpus);
+/* The calling thread moves to `cpu`, then allows again every CPU of its mask: a first placement,
+ * not a pin. Returns the CPU it ran on there, -1 when it could not move. */
+int dagger__topo_place_self(int cpu);
+/* The CPU worker i ran on right after its first placement (-1: not placed). Read after a task
+ * that ran on that worker (tests). */
+int dagger__pool_first_cpu(const dagger__pool *p, int i);
 /* DAGGER_BLAS_THREADS (default 1, or 'keep') applied to the loaded BLAS libraries.
  * Returns 0 or DAGGER_EINVAL naming the accepted values. */
 int dagger__topo_blas_default(void);
