@@ -1397,26 +1397,46 @@ static void ext_close(dagger__pool *p)
         ext_tls_clear();
 }
 
+/* The pool's block on a cache line, as its members ask (epoch, searching, linger_until) and as
+ * p->w is: dagger__calloc gave glibc's 16-byte alignment, each of those 16 bytes into a line. */
+static dagger__pool *pool_block(void)
+{
+    dagger__pool *p = aligned_alloc(DAGGER_CACHELINE, sizeof *p); /* a multiple of the line */
+    if (p && !dagger__alloc_note()) {
+        free(p);
+        return NULL;
+    }
+    if (p)
+        memset(p, 0, sizeof *p);
+    return p;
+}
+
+static void pool_block_free(dagger__pool *p)
+{
+    dagger__alloc_note_free();
+    free(p);
+}
+
 /* The most workers whose first CPUs are chosen (dagger_ctx_open allows 1024). */
 #define SPREAD_MAX 1024
 
 int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_fn run,
                       dagger__idle_fn idle, void *ud, bool spread)
 {
-    dagger__pool *p = dagger__calloc(1, sizeof *p);
+    dagger__pool *p = pool_block();
     if (!p)
         return DAGGER_ENOMEM;
     p->w = aligned_alloc(DAGGER_CACHELINE, sizeof(struct worker) * (size_t)n);
     if (!p->w || !dagger__alloc_note()) {
         free(p->w);
-        dagger__free(p);
+        pool_block_free(p);
         return DAGGER_ENOMEM;
     }
     memset(p->w, 0, sizeof(struct worker) * (size_t)n);
     if (ext_open(p) != 0) {
         dagger__alloc_note_free(); /* p->w */
         free(p->w);
-        dagger__free(p);
+        pool_block_free(p);
         return DAGGER_ENOMEM;
     }
     p->gen = atomic_fetch_add_explicit(&pool_gen, 1, memory_order_relaxed) + 1;
@@ -1450,7 +1470,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
                 dq_destroy(&p->w[k].dq);
             ext_close(p);
             free(p->w);
-            dagger__free(p);
+            pool_block_free(p);
             return DAGGER_ENOMEM;
         }
     }
@@ -1468,7 +1488,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
                 dq_destroy(&p->w[k].dq);
             ext_close(p);
             free(p->w);
-            dagger__free(p);
+            pool_block_free(p);
             return dagger__set_errmsg(
                 DAGGER_ENOMEM, "dagger_ctx_open: out of memory for the stack of worker %d", i);
         }
@@ -1503,7 +1523,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
             }
             ext_close(p);
             free(p->w);
-            dagger__free(p);
+            pool_block_free(p);
             return dagger__set_errmsg(DAGGER_ENOMEM, "cannot start worker thread %d", i);
         }
     }
@@ -1546,5 +1566,5 @@ void dagger__pool_close(dagger__pool *p)
     pthread_cond_destroy(&p->aux_cond);
     free(p->w);
     dagger__alloc_note_free();
-    dagger__free(p);
+    pool_block_free(p);
 }
