@@ -1,0 +1,182 @@
+/* tests/test_core_byvalue.c - results taken by value (issue 17, src/core/task.c,
+ * result_by_value).
+ *
+ * A dependent spawned without options takes a successful scalar result of its input (nil,
+ * bool, i64, f64, ptr) by value when the input completes, or at its spawn when the input is
+ * done already: it keeps no reference on that input, so the input's record goes with its last
+ * handle even while the dependent still waits for another input. A string result, and a failed
+ * input, are still held until the dependent completes (the string is borrowed by its body, the
+ * failure's chain names the input). The cases read the input's reference count while the
+ * dependent is held back by a gate task, and check the values and errors the dependent gets.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/core_int.h"
+#include "harness.h"
+
+static _Atomic int go;
+
+/* Holds its worker until `go`; returns 1000. */
+static int gate(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    while (!atomic_load(&go))
+        ;
+    *out = dagger_i64(1000);
+    return 0;
+}
+
+enum { MAKE_I64, MAKE_F64, MAKE_STR, MAKE_FAIL };
+
+/* The input: 41, 0.5, "kept" or a failure, by its argument. */
+static int make(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    switch (dagger_arg_i64(a, 0)) {
+    case MAKE_I64:
+        *out = dagger_i64(41);
+        return 0;
+    case MAKE_F64:
+        *out = dagger_f64(0.5);
+        return 0;
+    case MAKE_STR:
+        *out = dagger_str_copy(tc, "kept");
+        return 0;
+    default:
+        return dagger_fail(tc, DAGGER_ETASK, "the input broke");
+    }
+}
+
+/* i64 + i64, or f64 + i64, or strlen(str) + i64 */
+static int add(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    const dagger_value_t *v = dagger_arg(a, 0);
+    int64_t b = dagger_arg_i64(a, 1);
+    if (v->kind == DAGGER_KIND_F64)
+        *out = dagger_f64(v->u.f + (double)b);
+    else if (v->kind == DAGGER_KIND_STR)
+        *out = dagger_i64((int64_t)strlen(v->u.s) + b);
+    else
+        *out = dagger_i64(dagger_arg_i64(a, 0) + b);
+    return 0;
+}
+
+static uint32_t refs_of(dagger_task_t *t) { return atomic_load(&t->refs); }
+
+/* The input's count once the runtime's own reference is gone (the completion drops it just
+ * after it wakes the waiters, so a count read at once may still hold it): polled down to `want`
+ * for at most 5 s, then read again after 2 ms more. */
+static uint32_t settled_refs(dagger_task_t *t, uint32_t want)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do {
+        if (refs_of(t) <= want)
+            break;
+        usleep(20);
+        clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (now.tv_sec - t0.tv_sec < 5);
+    usleep(2000);
+    return refs_of(t);
+}
+
+static char errmsg[512]; /* the dependent's, from held_refs */
+
+/* Spawn `in` (done before or after the dependent's spawn), then add(in, gate) with the gate
+ * closed (`what`: the input's result, MAKE_*); returns the input's reference count once it is done
+ * (and settled towards `want`) and the dependent still waits, and the dependent's result and code
+ * in *out and *rc. */
+static uint32_t held_refs(int what, bool done_first, uint32_t want, dagger_value_t *out, int *rc)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    atomic_store(&go, 0);
+    dagger_task_t *g = dagger_spawn(ctx, gate);
+    dagger_task_t *in = dagger_spawn(ctx, make, (int64_t)what);
+    if (done_first)
+        (void)dagger_wait(in);
+    dagger_task_t *dep = dagger_spawn(ctx, add, in, g);
+    (void)dagger_wait(in);
+    ASSERT_FALSE(dagger_task_done(dep)); /* the gate holds it */
+    uint32_t refs = settled_refs(in, want);
+    ASSERT_FALSE(dagger_task_done(dep));
+    dagger_task_release(in); /* the dependent must not need this handle */
+    atomic_store(&go, 1);
+    *rc = dagger_fetch(dep, out);
+    snprintf(errmsg, sizeof errmsg, "%s", dagger_task_errmsg(dep));
+    dagger_task_release(dep);
+    dagger_task_release(g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    return refs;
+}
+
+TEST(scalar_results_are_taken_by_value_and_the_input_is_not_held)
+{
+    for (int first = 0; first < 2; first++) {
+        dagger_value_t v;
+        int rc;
+        /* Our handle only: neither the completion (first = 0) nor the spawn (first = 1) took a
+         * reference for the dependent. */
+        ASSERT_EQ(held_refs(MAKE_I64, first, 1, &v, &rc), 1);
+        ASSERT_OK(rc);
+        ASSERT_EQ(v.kind, DAGGER_KIND_I64);
+        ASSERT_EQ(v.u.i, 1041);
+        ASSERT_EQ(held_refs(MAKE_F64, first, 1, &v, &rc), 1);
+        ASSERT_OK(rc);
+        ASSERT_EQ(v.kind, DAGGER_KIND_F64);
+        ASSERT_TRUE(v.u.f == 1000.5);
+    }
+}
+
+TEST(string_results_keep_their_input_until_the_dependent_completes)
+{
+    for (int first = 0; first < 2; first++) {
+        dagger_value_t v;
+        int rc;
+        ASSERT_EQ(held_refs(MAKE_STR, first, 2, &v, &rc), 2); /* ours and the dependent's */
+        ASSERT_OK(rc);
+        ASSERT_EQ(v.u.i, 1004); /* strlen("kept") + 1000: the string was still there */
+    }
+}
+
+TEST(failed_inputs_are_held_and_named_by_the_dependent)
+{
+    for (int first = 0; first < 2; first++) {
+        dagger_value_t v = dagger_nil();
+        int rc;
+        ASSERT_EQ(held_refs(MAKE_FAIL, first, 2, &v, &rc), 2);
+        ASSERT_EQ(rc, DAGGER_EUPSTREAM);
+        ASSERT_STR_HAS(errmsg, "the input broke");
+    }
+}
+
+/* Many dependents of one scalar input, some spawned before it completes and some after, each
+ * with its own second input: every one gets the value, and the input goes with its handle. */
+TEST(many_dependents_share_a_scalar_input)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    enum { N = 64 };
+    dagger_task_t *dep[N];
+    dagger_task_t *in = dagger_spawn(ctx, make, (int64_t)MAKE_I64);
+    for (int i = 0; i < N; i++) {
+        if (i == N / 2)
+            (void)dagger_wait(in);
+        dagger_task_t *k = dagger_spawn(ctx, make, (int64_t)MAKE_I64);
+        dep[i] = dagger_spawn(ctx, add, in, k);
+        dagger_task_release(k);
+    }
+    ASSERT_EQ(refs_of(in) >= 1, 1);
+    dagger_task_release(in);
+    for (int i = 0; i < N; i++) {
+        int64_t v = 0;
+        ASSERT_OK(dagger_fetch_i64(dep[i], &v));
+        ASSERT_EQ(v, 82);
+        dagger_task_release(dep[i]);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+TEST_LIST(scalar_results_are_taken_by_value_and_the_input_is_not_held,
+          string_results_keep_their_input_until_the_dependent_completes,
+          failed_inputs_are_held_and_named_by_the_dependent, many_dependents_share_a_scalar_input)
