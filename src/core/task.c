@@ -521,17 +521,25 @@ DAGGER_NOINLINE static dagger_task_t *serve(struct dagger__waiter *w, dagger_ctx
 }
 
 /* Close `ev` (one exchange) and serve its waiters, if any. `src`: the task whose event it is
- * (serve may take over its runtime reference: *gave_ref), or NULL. */
+ * (serve may take over its runtime reference: *gave_ref), or NULL. `alone`: nobody can add a
+ * waiter any more (only src's runtime reference is left: see complete), so a load and a store
+ * close the list instead of the exchange. */
 static inline dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool want_cont,
-                                  bool data_result, dagger_task_t *src, bool *gave_ref)
+                                  bool data_result, dagger_task_t *src, bool *gave_ref, bool alone)
 {
-    struct dagger__waiter *w = atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel);
+    struct dagger__waiter *w;
+    if (alone) {
+        w = atomic_load_explicit(&ev->head, memory_order_acquire);
+        atomic_store_explicit(&ev->head, EV_CLOSED, memory_order_release);
+    } else {
+        w = atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel);
+    }
     return w ? serve(w, ctx, want_cont, data_result, src, gave_ref) : NULL;
 }
 
 void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx)
 {
-    dagger_task_t *c = fire(ev, ctx, false, false, NULL, NULL); /* no task's: no W_DEP_LAZY */
+    dagger_task_t *c = fire(ev, ctx, false, false, NULL, NULL, false); /* no W_DEP_LAZY */
     (void)c;
 }
 
@@ -597,11 +605,13 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     DAGGER__TRACE(dagger__trace_finish(t->id, t->thread, rc));
     int w = want_cont ? dagger__pool_self(ctx->pool) : -1;
     /* Only the runtime's reference is left (the acquire pairs with the release of the last
-     * handle) and nobody waits: no handle remains through which a waiter could be added or the
-     * state read, so the record goes without the exchange on the waiter list and the
-     * decrement of refs (a task spawned and released at once, the common flat case). */
-    if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1 &&
-        !atomic_load_explicit(&t->waiters.head, memory_order_relaxed)) {
+     * handle; adding a waiter takes a reference): no handle remains through which a waiter
+     * could be added or the state read. With nobody waiting, the record goes without the
+     * exchange on the waiter list and the decrement of refs (a task spawned and released at
+     * once, the common flat case); with waiters (dependents registered before the last handle
+     * went: core.nested's outer tasks), the list closes without the exchange. */
+    bool alone = atomic_load_explicit(&t->refs, memory_order_acquire) == 1;
+    if (alone && !atomic_load_explicit(&t->waiters.head, memory_order_relaxed)) {
         if (g)
             group_done(g, ctx, w);
         atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
@@ -612,7 +622,7 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     atomic_store_explicit(&t->state, T_DONE, memory_order_release);
     bool data = t->result.kind == DAGGER_KIND_CHUNK || t->result.kind == DAGGER_KIND_SHARD;
     bool gave_ref = false; /* t is not read after fire once its reference went to dependents */
-    dagger_task_t *cont = fire(&t->waiters, ctx, want_cont, data, t, &gave_ref);
+    dagger_task_t *cont = fire(&t->waiters, ctx, want_cont, data, t, &gave_ref, alone);
     if (g)
         group_done(g, ctx, w);
     if (!gave_ref)
