@@ -177,6 +177,34 @@ TEST(many_dependents_share_a_scalar_input)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* The input's last handle goes before it completes, with dependents registered: it completes
+ * holding only the runtime's reference (its waiter list closes without an exchange) and serves
+ * them by value (i64) or by reference (a string). */
+TEST(dependents_of_an_input_released_before_it_completes)
+{
+    for (int what = MAKE_I64; what <= MAKE_STR; what += MAKE_STR - MAKE_I64) {
+        dagger_ctx_t *ctx = test_ctx(2);
+        atomic_store(&go, 0);
+        enum { N = 8 };
+        dagger_task_t *g = dagger_spawn(ctx, gate);
+        dagger_task_t *in = dagger_spawn(ctx, make, (int64_t)what, g); /* waits for the gate */
+        dagger_task_t *dep[N];
+        for (int i = 0; i < N; i++)
+            dep[i] = dagger_spawn(ctx, add, in, (int64_t)i);
+        dagger_task_release(in);
+        dagger_task_release(g);
+        atomic_store(&go, 1);
+        for (int i = 0; i < N; i++) {
+            int64_t v = 0;
+            ASSERT_OK(dagger_fetch_i64(dep[i], &v));
+            ASSERT_EQ(v, (what == MAKE_I64 ? 41 : 4) + i);
+            dagger_task_release(dep[i]);
+        }
+        ASSERT_OK(dagger_ctx_close(ctx)); /* no handle left, none leaked */
+    }
+}
+
 TEST_LIST(scalar_results_are_taken_by_value_and_the_input_is_not_held,
           string_results_keep_their_input_until_the_dependent_completes,
-          failed_inputs_are_held_and_named_by_the_dependent, many_dependents_share_a_scalar_input)
+          failed_inputs_are_held_and_named_by_the_dependent, many_dependents_share_a_scalar_input,
+          dependents_of_an_input_released_before_it_completes)

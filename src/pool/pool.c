@@ -1497,7 +1497,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
     for (int i = 0; i < n; i++)
         p->w[i].first_cpu = -1;
     if (spread) {
-        int cpus[SPREAD_MAX]; /* on the stack: a heap block here moved later allocations */
+        int cpus[SPREAD_MAX]; /* 4 KiB on the stack: no allocation to fail */
         if (n <= SPREAD_MAX && dagger__topo_spread(n, cpus))
             for (int i = 0; i < n; i++)
                 p->w[i].first_cpu = cpus[i];

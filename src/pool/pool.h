@@ -35,7 +35,7 @@ typedef struct dagger__job *(*dagger__run_fn)(struct dagger__job *job, void *ud)
 /* Called on a worker that is about to park (it found no work). */
 typedef void (*dagger__idle_fn)(void *ud, int worker);
 
-/* spread: each worker starts on a core of its own, then may run anywhere it is allowed
+/* spread: each worker starts on an allowed CPU of its own, then may run anywhere it is allowed
  * (dagger__topo_spread; false under DAGGER_BIND, which pins them after). */
 int dagger__pool_open(dagger__pool **out, int nthreads, size_t stack_size, dagger__run_fn run,
                       dagger__idle_fn idle, void *ud, bool spread);
