@@ -912,7 +912,11 @@ TEST(zero_allocations_per_task_after_warm_up)
         printf("round %d: %llu allocations for %d tasks\n", round, (unsigned long long)last, 2 * n);
     }
     ASSERT_EQ(last, 0);
-    ASSERT_TRUE(round >= 2); /* the first round must warm the pools up */
+    /* The counters count (the context's own allocations at least): a 0 above is not a dead
+     * counter. The first round warms the pools up unless earlier cases of this process did. */
+    dagger_alloc_stats_t all;
+    dagger_alloc_stats(&all);
+    ASSERT_TRUE(all.allocs > 0);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
