@@ -102,6 +102,11 @@ const char *dagger__task_name_given(const dagger_task_t *t);
 /* Seconds the task's body ran, measured in a job of several ranks only (0: unknown, not run, or
  * failed). Read once the task is done. */
 double dagger__task_ran(const dagger_task_t *t);
+/* Drop the result of a finished task now, not with its record: for a caller that holds a
+ * reference and knows that nobody reads the result again (the ranks backend, once a served
+ * task's answer went and every reference it sent holds one of its own). The worker that
+ * completed the task may hold the record a while longer; the result's data does not wait for it. */
+void dagger__task_drop_result(dagger_task_t *t);
 /* Its dagger_task_opts.expected_time (seconds; 0 unknown). */
 double dagger__task_expected(const dagger_task_t *t);
 /* Whether the task keeps its result as mutable data where it runs (DAGGER_TASK_MUTABLE_RESULT). */

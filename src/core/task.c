@@ -856,6 +856,12 @@ double dagger__task_ran(const dagger_task_t *t)
     const struct task_ext *x = dagger__task_x(t);
     return x ? x->ran : 0.0;
 }
+void dagger__task_drop_result(dagger_task_t *t)
+{
+    DAGGER_ASSERT(atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE);
+    dagger__value_drop(&t->result); /* nil after: the record's free finds nothing owned */
+}
+
 double dagger__task_expected(const dagger_task_t *t)
 {
     const struct task_ext *x = dagger__task_x(t);

@@ -797,6 +797,15 @@ static void on_served_result(struct mpi_state *st, struct served *s)
         }
         s->subs = NULL;
     }
+    /* A mutable chunk went as a reference that the held table keeps (data.c): the task's own
+     * reference goes now, not with its record, which the worker that completed it may still
+     * hold. Then the data's free follows its last give-back, which the origin's next message
+     * to this rank comes after (tests/test_mpi_data.c, credit_round). A shard keeps its record's
+     * reference: only the pieces of the origin's rank went as references. */
+    dagger_value_t v;
+    if (rc == 0 && dagger_fetch(t, &v) == 0 && v.kind == DAGGER_KIND_CHUNK && v.u.c &&
+        dagger_chunk_is_mutable(v.u.c, NULL))
+        dagger__task_drop_result(t);
     h_take(st, 1, s->h.key);
     dagger_task_release(t);
     slots_free(s->slots, s->nslots);
