@@ -445,9 +445,11 @@ static int sched_sampled_out(unsigned kind)
     return out;
 }
 
-void dagger__trace_put_slow(unsigned kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
-                            unsigned flags, int may_infer)
+void dagger__trace_put_slow(uint64_t hdr, uint64_t id, uint64_t arg, int may_infer)
 {
+    unsigned kind = (unsigned)(hdr >> 48) & 0xffu, flags = (unsigned)(hdr >> 56);
+    int thread = (int16_t)(uint16_t)(hdr >> 32);
+    int32_t aux = (int32_t)(uint32_t)hdr;
     if (sampled_out(id))
         return;
     if ((kind == DTR_STEAL || kind == DTR_PARK || kind == DTR_WAKE) && id == 0 &&

@@ -76,9 +76,16 @@ extern __thread
 
 enum { DAGGER__TRACE_F_STR = 1, DAGGER__TRACE_F_READY = 2, DAGGER__TRACE_F_INFER = 4 };
 
-/* The slow path of every hook (buffer.c): `may_infer` as in dagger__trace_put. */
-void dagger__trace_put_slow(unsigned kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
-                            unsigned flags, int may_infer);
+/* An event's last word: aux (bits 0-31), thread (32-47), kind (48-55), flags (56-63). */
+static inline __attribute__((always_inline)) uint64_t dagger__trace_hdr(unsigned kind, int thread,
+                                                                        int32_t aux, unsigned flags)
+{
+    return (uint64_t)(uint32_t)aux | (uint64_t)(uint16_t)thread << 32 | (uint64_t)kind << 48 |
+           (uint64_t)flags << 56;
+}
+/* The slow path of every hook (buffer.c): `hdr` as dagger__trace_hdr makes it, `may_infer` as
+ * in dagger__trace_put. */
+void dagger__trace_put_slow(uint64_t hdr, uint64_t id, uint64_t arg, int may_infer);
 /* Same, for a string argument (copied unless `is_static`; at most `max` bytes). */
 void dagger__trace_put_str(unsigned kind, int thread, uint64_t id, const char *s, int is_static,
                            size_t max, unsigned flags);
@@ -94,6 +101,9 @@ static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kin
                                                                     int32_t aux, unsigned flags,
                                                                     int may_infer, int is_spawn)
 {
+    /* Packed once, before the test: the fast path adds only the inferred flag and the slow path
+     * takes the same word (3 instructions less a traced task than packing it in each path). */
+    uint64_t hdr = dagger__trace_hdr(kind, thread, aux, flags);
 #if defined(__x86_64__) || defined(__i386__)
     struct dagger__trace_cur *c = &dagger__trace_tc;
     struct dagger__trace_rec *r = c->pos;
@@ -104,7 +114,7 @@ static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kin
                          1)) {
         int64_t ts = c->last;
         if (may_infer && __builtin_expect(ts != 0 && (thread >= 0 || may_infer == 2), 1))
-            flags |= DAGGER__TRACE_F_INFER;
+            hdr |= (uint64_t)DAGGER__TRACE_F_INFER << 56;
         else
             c->last = ts = (int64_t)__builtin_ia32_rdtsc();
         if (is_spawn)
@@ -116,14 +126,11 @@ static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kin
         c->pos = r + 1;
         /* The next slot (a chunk has one past its last) ends what a reader may take. */
         atomic_store_explicit(&r[1].hdr, 0, memory_order_relaxed);
-        atomic_store_explicit(&r->hdr,
-                              (uint64_t)(uint32_t)aux | (uint64_t)(uint16_t)thread << 32 |
-                                  (uint64_t)kind << 48 | (uint64_t)flags << 56,
-                              memory_order_release);
+        atomic_store_explicit(&r->hdr, hdr, memory_order_release);
         return;
     }
 #endif
-    dagger__trace_put_slow(kind, thread, id, arg, aux, flags, may_infer);
+    dagger__trace_put_slow(hdr, id, arg, may_infer);
 }
 
 /* Event kinds (the values of enum dtr_kind, trace_int.h). */
