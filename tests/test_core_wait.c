@@ -1,16 +1,18 @@
 /* tests/test_core_wait.c - a thread outside the pool that ends a sync group runs the group's
  * queued tasks itself (issue 17): they report processor -1, as on an aux thread; tasks with
  * a scope stay on the workers; tasks outside the group are left to the workers; it takes them
- * one at a time, so that a worker that becomes free can take the others.
- * Each case blocks the only worker on the harness's gate (test_gate_hold), so that whatever runs
- * meanwhile ran on the ending thread; the gate opens by itself after TEST_GATE_TIMEOUT_S, so a
- * regression fails with a message instead of hanging.
+ * one at a time, so that a worker that becomes free can take the others. A task on a worker that
+ * ends a sync group runs the group's tasks, its children, inline.
+ * The cases of a thread outside the pool block the only worker on the harness's gate
+ * (test_gate_hold), so that whatever runs meanwhile ran on the ending thread; the gate opens by
+ * itself after TEST_GATE_TIMEOUT_S, so a regression fails with a message instead of hanging.
  */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "dagger/trace.h"
 #include "harness.h"
 
 /* out[i] = the thread it ran on; returns i * i. */
@@ -131,6 +133,38 @@ TEST(sync_end_in_a_task_runs_on_the_workers)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* A task on a worker that ends its sync group runs the group's tasks (its children) inline from
+ * the bottom of its worker's deque, as a fetch does: nobody stole them, so it never suspends.
+ * The task is scoped to the only worker, so main's fetch takes nothing; the trace counts one run
+ * a task and no block (before, the task suspended at its sync_end and was resumed: 10 runs). */
+TEST(sync_end_on_a_worker_runs_its_children_inline)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    int64_t where[8];
+    for (int i = 0; i < 8; i++)
+        where[i] = 99;
+    dagger_scope_t *s = dagger_scope_thread(0);
+    ASSERT_PTR(s);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = s;
+    ASSERT_OK(dagger_trace_start(ctx));
+    dagger_task_t *t = dagger_spawn_opts(ctx, &o, group_in_task, (void *)where);
+    ASSERT_OK(dagger_fetch(t, NULL));
+    ASSERT_OK(dagger_trace_stop(ctx));
+    dagger_trace_stats_t st;
+    ASSERT_OK(dagger_trace_stats(ctx, &st));
+    for (int i = 0; i < 8; i++)
+        ASSERT_EQ(where[i], 0);
+    ASSERT_EQ(st.tasks, 9);
+    ASSERT_EQ(st.finished, 9);
+    ASSERT_EQ(st.runs, 9);
+    ASSERT_EQ(st.blocks, 0);
+    dagger_task_release(t);
+    dagger_scope_release(s);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* The ending thread takes the group's tasks one at a time, so it never holds one away from an
  * idle worker. The worker is held; the ending thread runs the first task, which frees the
  * worker and waits (up to TEST_GATE_TIMEOUT_S) for another task of the group to start there. A
@@ -236,6 +270,6 @@ TEST(a_deep_group_on_main_runs_further_spawns_at_once)
 
 TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependents_in_the_group,
           sync_end_on_main_leaves_scoped_tasks_to_the_workers,
-          sync_end_in_a_task_runs_on_the_workers,
+          sync_end_in_a_task_runs_on_the_workers, sync_end_on_a_worker_runs_its_children_inline,
           sync_end_on_main_leaves_the_other_tasks_to_idle_workers,
           a_deep_group_on_main_runs_further_spawns_at_once);

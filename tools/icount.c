@@ -4,7 +4,9 @@
  * `icount empty N` (N empty tasks in a sync group), `icount chain N` (N dependent tasks),
  * `icount fib N` (fib(N) with a fetch in every task), `icount nested N` (N runs of the seed's
  * 20x6 loop from the main thread, as bench/core's core.nested row: 140 tasks a run, each inner
- * task an input of its outer one, in a sync group, then fetched), `icount chain3 N` (a chain
+ * task an input of its outer one, in a sync group, then fetched), `icount groups N` (N runs of
+ * oneTBB's form of that loop in a root task: 20 outer tasks in a sync group, each ending a sync
+ * group of its 6 inner tasks; 140 tasks a run), `icount chain3 N` (a chain
  * whose tasks take two plain arguments and the previous task, core.tree's shape), on one thread.
  * tools/icount.sh runs two
  * sizes of each and prints the difference per task, so start-up and close cancel out.
@@ -44,6 +46,25 @@ static int inc3(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     *out = dagger_i64(dagger_arg_i64(a, 2) + 1);
     return 0;
 }
+/* outer(i): a sync group of 6 detached inner tasks, each writing its value (groups). */
+static int64_t group_out[20][6];
+static int group_inner(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t i = dagger_arg_i64(a, 0), j = dagger_arg_i64(a, 1);
+    group_out[i][j] = (i * i + 1) * j + 1;
+    return 0;
+}
+static int group_outer(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t i = dagger_arg_i64(a, 0);
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    if (dagger_sync_begin(ctx))
+        return 1;
+    for (int64_t j = 0; j < 6; j++)
+        if (dagger_spawn_detached(ctx, group_inner, i, j))
+            break;
+    return dagger_sync_end(ctx);
+}
 static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     const char *what = dagger_arg_str(a, 0);
@@ -55,6 +76,23 @@ static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
         for (int64_t i = 0; i < n; i++)
             dagger_task_release(dagger_spawn(ctx, empty));
         return dagger_sync_end(ctx);
+    }
+    if (!strcmp(what, "groups")) { /* n runs of oneTBB's form of the nested loop */
+        for (int64_t r = 0; r < n; r++) {
+            if (dagger_sync_begin(ctx))
+                return 1;
+            for (int64_t i = 0; i < 20; i++)
+                if (dagger_spawn_detached(ctx, group_outer, i))
+                    break;
+            int rc = dagger_sync_end(ctx);
+            if (rc)
+                return rc;
+            for (int i = 0; i < 20; i++)
+                for (int j = 0; j < 6; j++)
+                    if (group_out[i][j] != (int64_t)(i * i + 1) * j + 1)
+                        return 1;
+        }
+        return 0;
     }
     if (!strcmp(what, "chain") || !strcmp(what, "chain3")) {
         bool three = what[5] == '3';

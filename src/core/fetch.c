@@ -101,6 +101,29 @@ static void help(dagger_task_t *me, dagger_task_t *t)
         ;
 }
 
+/* May `me` run its children inline (help) while it waits in `ctx`: on a worker of its pool, or on
+ * a thread outside it that runs `me` with a slot of its own (run_awaited, a group's end). */
+static inline bool may_help(dagger_task_t *me, const dagger_ctx_t *ctx)
+{
+    return me->help_depth < HELP_DEPTH_MAX && me->ctx == ctx &&
+           (dagger__pool_self(me->ctx->pool) >= 0 || dagger__pool_ext_held(me->ctx->pool));
+}
+
+bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger__event *ev)
+{
+    /* On a worker only. A thread outside the pool pops its slot from the top while it holds
+     * fewer than EXT_STEAL_MAX jobs (dq_pop_batched), oldest first, so its children are not at
+     * hand there; and a task it runs because it fetches it (run_awaited) leaves its group's
+     * tasks to the workers, so that the thread does not become one more than the pool's
+     * (tests/test_core_wait.c, sync_end_in_a_task_runs_on_the_workers). */
+    if (dagger__pool_self(ctx->pool) < 0 || !may_help(me, ctx))
+        return false;
+    dagger__pool *pool = me->ctx->pool;
+    while (!dagger__event_fired(ev) && run_child(me, pool))
+        ;
+    return dagger__event_fired(ev);
+}
+
 DAGGER_TLS uint64_t dagger__outside_spawns;
 DAGGER_TLS dagger_ctx_t *dagger__awaited_ctx;
 static DAGGER_TLS bool awaited_slot; /* run_awaited's task spawned and claimed a slot */
@@ -187,11 +210,8 @@ int dagger_wait(dagger_task_t *t)
     int rc = check_wait(me, t, "dagger_wait");
     if (rc)
         return rc;
-    /* On a worker of its pool (a direct thread-local read: nothing suspends before help), or on
-     * a thread outside it that runs `me` with a slot of its own (run_awaited, a group's end) */
     if (me) {
-        if (me->help_depth < HELP_DEPTH_MAX && me->ctx == t->ctx &&
-            (dagger__pool_self(me->ctx->pool) >= 0 || dagger__pool_ext_held(me->ctx->pool))) {
+        if (may_help(me, t->ctx)) {
             help(me, t);
             if (atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE)
                 return 0;
