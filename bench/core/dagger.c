@@ -445,6 +445,70 @@ static void row_nested(void)
     free(runs);
 }
 
+/* ---------------------------------------------------------------- nested loops, oneTBB's form */
+
+/* inner(b, i, j, a): b[i][j] = g(a, j). */
+static int nested_inner_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t(*b)[CORE_NESTED_INNER] = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    b[i][dagger_arg_i64(a, 2)] = core_nested_g(dagger_arg_i64(a, 3), dagger_arg_i64(a, 2));
+    return 0;
+}
+
+/* outer(b, i): a = f(i), then its inner tasks in a sync group of its own. */
+static int nested_outer_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    void *b = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    int64_t f = core_nested_f(i);
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    int rc = dagger_sync_begin(c);
+    if (rc != 0)
+        return dagger_fail(tc, rc, "sync_begin: %s", dagger_last_errmsg());
+    for (int64_t j = 0; j < CORE_NESTED_INNER && rc == 0; j++)
+        rc = dagger_spawn_detached(c, nested_inner_fn, b, i, j, f);
+    int end = dagger_sync_end(c); /* the tasks made so far */
+    if (rc != 0 || end != 0)
+        return dagger_fail(tc, rc ? rc : end, "inner tasks: %s", dagger_last_errmsg());
+    return 0;
+}
+
+/* The loop as oneTBB's row writes it (each outer task runs f, then spawns its inner tasks, all
+ * waited for): main's sync group holds the outer tasks, each outer task's own group its inner
+ * ones; no handles, results written in place. */
+static void row_nested_groups(void)
+{
+    const char *bench = "core.nested_groups";
+    if (!core_want(bench))
+        return;
+    static int64_t b[CORE_NESTED_OUTER][CORE_NESTED_INNER];
+    struct core_nested_reps x;
+    core_nested_reps_init(&x);
+    for (int r = 0; r < x.nrep; r++) {
+        memset(b, 0, sizeof b);
+        double t0 = core_now_ns();
+        int rc = dagger_sync_begin(ctx);
+        if (rc != 0) {
+            report_rc(bench, "dagger_sync_begin", rc, dagger_last_errmsg());
+            free(x.runs);
+            return;
+        }
+        for (int64_t i = 0; i < CORE_NESTED_OUTER && rc == 0; i++)
+            rc = dagger_spawn_detached(ctx, nested_outer_fn, (void *)b, i);
+        int end = dagger_sync_end(ctx); /* the tasks made so far */
+        double dt = core_now_ns() - t0;
+        if (rc != 0 || end != 0) {
+            report_rc(bench, rc ? "dagger_spawn_detached" : "dagger_sync_end", rc ? rc : end,
+                      dagger_last_errmsg());
+            free(x.runs);
+            return;
+        }
+        core_nested_reps_keep(&x, bench, t0, dt, &r, b);
+    }
+    core_nested_reps_report(&x, bench, threads);
+}
+
 /* ---------------------------------------------------------------- binary tree */
 
 /* node(val, i[, parent]): val[i] = parent + 1 (root: 1); returns val[i]. */
@@ -608,6 +672,7 @@ int main(int argc, char **argv)
     row_fib(CORE_FIB_N, 0);
     row_fib(CORE_FIB_CUTOFF_N, 1);
     row_nested();
+    row_nested_groups();
     row_tree(CORE_TREE_DEPTH);
     row_wavefront(CORE_WAVE_N);
     row_nested_wait(CORE_NESTED_WAIT_N, 0);

@@ -10,6 +10,10 @@
  *   core.fib_cutoff fib(N), tasks only for n > CORE_FIB_CUTOFF, serial below.      ms/run
  *   core.nested     20 outer tasks f(i), each with 6 inner tasks g(f(i), j) that
  *                   depend on it (Dagger.jl's nested-loop example); sums checked.  us/run
+ *   core.nested_groups the same loop in oneTBB's form: each outer task computes f(i), then
+ *                   spawns its inner tasks and waits for them (dagger: a sync group in the
+ *                   outer task, the outer tasks in main's group, results written in place;
+ *                   oneTBB: its core.nested code, nested task_group runs).          us/run
  *   core.tree       binary tree of depth D (2^D - 1 nodes), each node depends on
  *                   its parent (Taskflow's binary_tree).                           ns/task
  *   core.wavefront  N x N grid, cell (i,j) depends on (i-1,j) and (i,j-1)
@@ -352,12 +356,49 @@ static inline void core_round_trip(int threads, int (*one)(void))
     core_result("core.round_trip", param, runs[CORE_RT_STEADY / 2] / 1e3, "us/task");
 }
 
+/* The repetitions of a row of the nested loop: the best and the median of its timed runs. */
+struct core_nested_reps {
+    double best, warm;
+    int nrep;
+    double *runs;
+};
+static inline void core_nested_reps_init(struct core_nested_reps *x)
+{
+    x->best = 1e300;
+    x->nrep = core_reps(CORE_REPS_NESTED);
+    x->runs = (double *)malloc((size_t)x->nrep * sizeof(double));
+    x->warm = core_warm_until();
+}
+/* After run *r (started at t0, dt ns): keep its time (core_run_keep), check the sum of b. */
+static inline void core_nested_reps_keep(struct core_nested_reps *x, const char *bench, double t0,
+                                         double dt, int *r, int64_t (*b)[CORE_NESTED_INNER])
+{
+    core_run_keep(t0, dt, x->warm, r, &x->best, x->runs);
+    int64_t s = 0;
+    for (int i = 0; i < CORE_NESTED_OUTER; i++)
+        for (int j = 0; j < CORE_NESTED_INNER; j++)
+            s += b[i][j];
+    core_check_i64(bench, "sum", s, core_nested_expected());
+}
+/* Print the row (best and median, us/run) and free the runs. */
+static inline void core_nested_reps_report(struct core_nested_reps *x, const char *bench,
+                                           int threads)
+{
+    char param[64];
+    snprintf(param, sizeof param, "n=%dx%d,t=%d", CORE_NESTED_OUTER, CORE_NESTED_INNER, threads);
+    core_result(bench, param, x->best / 1e3, "us/run");
+    if (x->runs)
+        core_result_median(bench, param, x->runs, x->nrep, 1e-3, "us/run");
+    free(x->runs);
+    x->runs = NULL;
+}
+
 /* The row names every implementation may print, for --list. */
 static inline void core_list_rows(void)
 {
     puts("core.empty\ncore.empty_ext\ncore.chain\ncore.fib\ncore.fib_cutoff\ncore.nested\n"
-         "core.tree\ncore.wavefront\ncore.nested_wait\ncore.parfor\ncore.parfor_range\n"
-         "core.round_trip");
+         "core.nested_groups\ncore.tree\ncore.wavefront\ncore.nested_wait\ncore.parfor\n"
+         "core.parfor_range\ncore.round_trip");
 }
 
 #endif /* DAGGER_BENCH_CORE_PROBLEM_H */

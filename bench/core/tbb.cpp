@@ -157,17 +157,17 @@ static void row_fib(int n, bool cutoff)
 
 /* ---------------------------------------------------------------- nested loops */
 
-static void row_nested(void)
+/* oneTBB's form of the loop, under both names it pairs with: core.nested (dagger's seed form,
+ * tasks with inputs and handles) and core.nested_groups (dagger's outer tasks with a sync group
+ * each, this form). */
+static void row_nested(const char *bench)
 {
-    if (!core_want("core.nested"))
+    if (!core_want(bench))
         return;
     int64_t b[CORE_NESTED_OUTER][CORE_NESTED_INNER];
-    double best = 1e300;
-    int nrep = core_reps(CORE_REPS_NESTED);
-    double *runs = static_cast<double *>(malloc((size_t)nrep * sizeof(double)));
-    int64_t want = core_nested_expected();
-    double warm = core_warm_until();
-    for (int r = 0; r < nrep; r++) {
+    struct core_nested_reps x;
+    core_nested_reps_init(&x);
+    for (int r = 0; r < x.nrep; r++) {
         double t0 = core_now_ns();
         task_group tg;
         for (int i = 0; i < CORE_NESTED_OUTER; i++) {
@@ -179,19 +179,9 @@ static void row_nested(void)
         }
         tg.wait();
         double dt = core_now_ns() - t0;
-        core_run_keep(t0, dt, warm, &r, &best, runs);
-        int64_t s = 0;
-        for (int i = 0; i < CORE_NESTED_OUTER; i++)
-            for (int j = 0; j < CORE_NESTED_INNER; j++)
-                s += b[i][j];
-        core_check_i64("core.nested", "sum", s, want);
+        core_nested_reps_keep(&x, bench, t0, dt, &r, b);
     }
-    snprintf(param, sizeof param, "n=%dx%d,t=%d", CORE_NESTED_OUTER, CORE_NESTED_INNER,
-             threads);
-    core_result("core.nested", param, best / 1e3, "us/run");
-    if (runs)
-        core_result_median("core.nested", param, runs, nrep, 1e-3, "us/run");
-    free(runs);
+    core_nested_reps_report(&x, bench, threads);
 }
 
 /* ---------------------------------------------------------------- binary tree */
@@ -366,7 +356,8 @@ int main(int argc, char **argv)
     row_chain(CORE_CHAIN_N);
     row_fib(CORE_FIB_N, false);
     row_fib(CORE_FIB_CUTOFF_N, true);
-    row_nested();
+    row_nested("core.nested");
+    row_nested("core.nested_groups");
     row_tree(CORE_TREE_DEPTH);
     row_wavefront(CORE_WAVE_N);
     row_parfor(CORE_PARFOR_N);
