@@ -165,6 +165,30 @@ TEST(sync_end_on_a_worker_runs_its_children_inline)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* Main ending its group runs the group's tasks; one of them that ends a sync group of its own
+ * runs that group's tasks (in main's slot: the only worker is held) inline too, and the other
+ * outer task, which it finds in its slot first, goes to the workers' queue, where main takes it
+ * after (before, main waited for the worker, which the gate holds: it opened by itself). */
+TEST(a_group_in_a_task_main_runs_is_run_by_main)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger_task_t *g;
+    test_gate_hold(ctx, 1, &g);
+    int64_t where[2][8];
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 8; i++)
+            where[k][i] = 99;
+    ASSERT_OK(dagger_sync_begin(ctx));
+    for (int k = 0; k < 2; k++)
+        ASSERT_OK(dagger_spawn_detached(ctx, group_in_task, (void *)where[k]));
+    ASSERT_OK(dagger_sync_end(ctx));
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < 8; i++)
+            ASSERT_EQ(where[k][i], -1);
+    test_gate_open(1, &g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* The ending thread takes the group's tasks one at a time, so it never holds one away from an
  * idle worker. The worker is held; the ending thread runs the first task, which frees the
  * worker and waits (up to TEST_GATE_TIMEOUT_S) for another task of the group to start there. A
@@ -271,5 +295,6 @@ TEST(a_deep_group_on_main_runs_further_spawns_at_once)
 TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependents_in_the_group,
           sync_end_on_main_leaves_scoped_tasks_to_the_workers,
           sync_end_in_a_task_runs_on_the_workers, sync_end_on_a_worker_runs_its_children_inline,
+          a_group_in_a_task_main_runs_is_run_by_main,
           sync_end_on_main_leaves_the_other_tasks_to_idle_workers,
           a_deep_group_on_main_runs_further_spawns_at_once);

@@ -497,7 +497,8 @@ bool dagger__task_run_on_stack(dagger_task_t *me, struct dagger__job *j);
 
 /* fetch.c: the running task `me` ends a sync group of ctx whose event is `ev`: on a worker, it
  * runs its own children from the bottom of the worker's deque on its stack, as a fetch does,
- * until the group is done or no child is at hand. True: done, no need to suspend. */
+ * until the group is done or no child is at hand (on a thread outside the pool that ends a group
+ * of its own, from its slot). True: done, no need to suspend. */
 bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger__event *ev);
 
 /* fetch.c: refuse a wait that can never end (message set). */

@@ -109,17 +109,42 @@ static inline bool may_help(dagger_task_t *me, const dagger_ctx_t *ctx)
            (dagger__pool_self(me->ctx->pool) >= 0 || dagger__pool_ext_held(me->ctx->pool));
 }
 
+/* The same as run_child on a thread outside the pool, for its slot: below EXT_STEAL_MAX jobs the
+ * slot hands out the oldest first (dq_pop_batched), so a job that is not a child of `me` comes
+ * before them; it goes to the workers (this thread cannot run it above `me`: it might wait for
+ * `me`, and a thread outside the pool cannot suspend), and the next is looked at. */
+static bool run_child_outside(dagger_task_t *me, dagger__pool *pool)
+{
+    struct dagger__job *j;
+    while ((j = dagger__pool_ext_pop(pool)) != NULL) {
+        dagger_task_t *c = (dagger_task_t *)j;
+        if (!j->fiber && c->parent == me && dagger__task_runs_anywhere(c)) {
+            run_on_stack(me, pool, j);
+            return true;
+        }
+        dagger__pool_hand_off(pool, j);
+    }
+    return false;
+}
+
 bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger__event *ev)
 {
-    /* On a worker only. A thread outside the pool pops its slot from the top while it holds
-     * fewer than EXT_STEAL_MAX jobs (dq_pop_batched), oldest first, so its children are not at
-     * hand there; and a task it runs because it fetches it (run_awaited) leaves its group's
-     * tasks to the workers, so that the thread does not become one more than the pool's
-     * (tests/test_core_wait.c, sync_end_in_a_task_runs_on_the_workers). */
-    if (dagger__pool_self(ctx->pool) < 0 || !may_help(me, ctx))
+    if (!may_help(me, ctx))
         return false;
     dagger__pool *pool = me->ctx->pool;
-    while (!dagger__event_fired(ev) && run_child(me, pool))
+    if (dagger__pool_self(pool) >= 0) {
+        while (!dagger__event_fired(ev) && run_child(me, pool))
+            ;
+        return dagger__event_fired(ev);
+    }
+    /* A thread outside the pool, only while it runs `me` for a group it ends itself (help_group
+     * in event.c: it works for that group as a worker would). A task it runs because it fetches
+     * it (run_awaited) leaves its group's tasks to the workers, so that the thread does not
+     * become one more than the pool's (tests/test_core_wait.c,
+     * sync_end_in_a_task_runs_on_the_workers). */
+    if (dagger__helping_tls.g == NULL)
+        return false;
+    while (!dagger__event_fired(ev) && run_child_outside(me, pool))
         ;
     return dagger__event_fired(ev);
 }
