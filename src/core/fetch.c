@@ -129,9 +129,9 @@ static bool run_child_outside(dagger_task_t *me, dagger__pool *pool)
 
 bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger__event *ev)
 {
-    if (!may_help(me, ctx))
+    if (me->help_depth >= HELP_DEPTH_MAX || me->ctx != ctx)
         return false;
-    dagger__pool *pool = me->ctx->pool;
+    dagger__pool *pool = ctx->pool;
     if (dagger__pool_self(pool) >= 0) {
         while (!dagger__event_fired(ev) && run_child(me, pool))
             ;
@@ -142,7 +142,7 @@ bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger
      * it (run_awaited) leaves its group's tasks to the workers, so that the thread does not
      * become one more than the pool's (tests/test_core_wait.c,
      * sync_end_in_a_task_runs_on_the_workers). */
-    if (dagger__helping_tls.g == NULL)
+    if (dagger__helping_tls.g == NULL || !dagger__pool_ext_held(pool))
         return false;
     while (!dagger__event_fired(ev) && run_child_outside(me, pool))
         ;
