@@ -82,6 +82,16 @@ static inline void *dagger__obj_alloc(size_t n)
     return dagger__obj_alloc_any(n);
 }
 
+/* Objects of class `c` a thread keeps before it hands a batch over: 4 batches of the small
+ * classes (up to 512 bytes: 160 KiB of task records at most), 2 of the others. A thread that
+ * makes and frees more than 2 batches of records per round (core.nested: 140 records from
+ * main) spilled a batch and took it back each round, under the global lock: 13 instructions a
+ * task (callgrind, bench/RESULTS.md 2026-12-04 19:40). */
+static inline uint32_t dagger__obj_keep(int c)
+{
+    return c <= 5 ? 4 * DAGGER__OBJ_BATCH : 2 * DAGGER__OBJ_BATCH;
+}
+
 static inline void dagger__obj_free(void *p, size_t n)
 {
 #if !defined(DAGGER_ASAN)
@@ -90,7 +100,7 @@ static inline void dagger__obj_free(void *p, size_t n)
         int c = dagger__obj_class(n);
         *(void **)p = tc->head[c];
         tc->head[c] = p;
-        if (__builtin_expect(++tc->count[c] > 2 * DAGGER__OBJ_BATCH, 0))
+        if (__builtin_expect(++tc->count[c] > dagger__obj_keep(c), 0))
             dagger__obj_spill(c);
         return;
     }

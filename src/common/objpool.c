@@ -4,16 +4,16 @@
  * count as allocations: task records, dependency nodes and argument arrays come from here.
  * Design: each thread keeps a free list per size class; frees go to the freeing thread's list
  * (tasks are often freed by another thread than the one that made them); a list that grows
- * past 2*BATCH hands BATCH objects to a global stack of batches under a mutex, and an empty
- * list takes a batch back (or carves a fresh 64 KiB slab, the only counted allocation).
- * A batch is a chain through its objects, and the objects were freed on another core: taking
- * them one after the other made each allocation wait for the line of the next object (a flat
- * loop of spawns whose tasks a thief runs and frees: 64-72 % of the spawner's samples at t=2).
- * So the thread that hands a batch over lists its other objects in the first one (as 4-byte
- * distances: a task record lists all 63 others), and the taking thread prefetches their lines
- * all at once (bench/RESULTS.md, 2026-12-02 19:35); the chain is then walked on lines that have
- * arrived. Classes are powers of two from 32 bytes, and 320 for the task record (alloc.h).
- * A thread's cache is handed back to the global stacks when the thread exits. The common
+ * past its keep (dagger__obj_keep: 4*BATCH, 2*BATCH above 512 bytes) hands BATCH objects to a
+ * global stack of batches under a mutex, and an empty list takes a batch back (or carves a fresh 64
+ * KiB slab, the only counted allocation). A batch is a chain through its objects, and the objects
+ * were freed on another core: taking them one after the other made each allocation wait for the
+ * line of the next object (a flat loop of spawns whose tasks a thief runs and frees: 64-72 % of the
+ * spawner's samples at t=2). So the thread that hands a batch over lists its other objects in the
+ * first one (as 4-byte distances: a task record lists all 63 others), and the taking thread
+ * prefetches their lines all at once (bench/RESULTS.md, 2026-12-02 19:35); the chain is then walked
+ * on lines that have arrived. Classes are powers of two from 32 bytes, and 320 for the task record
+ * (alloc.h). A thread's cache is handed back to the global stacks when the thread exits. The common
  * alloc and free of a size known at compile time (a record of a fixed type) are inline in
  * alloc.h: they touch only the thread's list, and call here when it is empty or long.
  * Invariants: an object sits in exactly one list; slabs are never returned to the system
@@ -234,6 +234,6 @@ void dagger__obj_free_any(void *p, size_t n)
     o->next = dagger__obj_tc.head[c];
     dagger__obj_tc.head[c] = o;
     POISON((char *)o + sizeof(struct obj), class_size(c) - sizeof(struct obj));
-    if (DAGGER_UNLIKELY(++dagger__obj_tc.count[c] > 2 * BATCH))
+    if (DAGGER_UNLIKELY(++dagger__obj_tc.count[c] > dagger__obj_keep(c)))
         dagger__obj_spill(c);
 }

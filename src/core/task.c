@@ -249,21 +249,33 @@ DAGGER_NOINLINE static void task_free_parts(dagger_task_t *t)
     }
 }
 
-__attribute__((always_inline)) static inline void task_free_one(dagger_task_t *t)
+/* Whether the record holds parts that task_free_parts frees: only those can release other
+ * records (a result or a failure that holds a task) while it goes. */
+static inline bool task_has_parts(const dagger_task_t *t)
+{
+    return (t->result.flags & DAGGER_VALUE_OWNED) || t->err != NULL ||
+           atomic_load_explicit(&t->x, memory_order_relaxed) != NULL || (t->flags & TF_NAME_OWNED);
+}
+
+/* The record itself goes (its parts went first, if it had any). */
+__attribute__((always_inline)) static inline void task_free_bare(dagger_task_t *t)
 {
     dagger_ctx_t *ctx = t->ctx;
     /* complete() dropped the arguments: the runtime's reference goes only at completion. */
     DAGGER_ASSERT(t->nargs == 0 && t->ndeps == 0);
-    if (DAGGER_UNLIKELY((t->result.flags & DAGGER_VALUE_OWNED) || t->err != NULL ||
-                        atomic_load_explicit(&t->x, memory_order_relaxed) != NULL ||
-                        (t->flags & TF_NAME_OWNED)))
-        task_free_parts(t);
 #ifndef NDEBUG
     bury(t);
 #else
     dagger__obj_free(t, sizeof *t);
 #endif
     dagger__ctx_count_w(ctx, dagger__pool_self(ctx->pool), CNT_LIVE, -1);
+}
+
+__attribute__((always_inline)) static inline void task_free_one(dagger_task_t *t)
+{
+    if (DAGGER_UNLIKELY(task_has_parts(t)))
+        task_free_parts(t);
+    task_free_bare(t);
 }
 
 static void task_free(dagger_task_t *t);
@@ -312,6 +324,12 @@ DAGGER_NOINLINE static void task_free_queued(void)
  * iteratively so that long chains never recurse. */
 static void task_free(dagger_task_t *t)
 {
+    /* A bare record releases nothing else: it goes at once, even inside another free (the
+     * common case skips the guard's thread-local stores). */
+    if (DAGGER_LIKELY(!task_has_parts(t))) {
+        task_free_bare(t);
+        return;
+    }
     if (DAGGER_UNLIKELY(tls_freeing)) { /* inside a free up the stack: it frees this one */
         atomic_store_explicit(&t->job.next, (struct dagger__job *)tls_free_list,
                               memory_order_relaxed);
@@ -319,7 +337,8 @@ static void task_free(dagger_task_t *t)
         return;
     }
     tls_freeing = 1;
-    task_free_one(t); /* the common case: the list stays empty */
+    task_free_parts(t); /* what they release up to here is queued, and freed below */
+    task_free_bare(t);
     if (DAGGER_UNLIKELY(tls_free_list != NULL))
         task_free_queued();
     tls_freeing = 0;
