@@ -166,9 +166,9 @@ TEST(sync_end_on_a_worker_runs_its_children_inline)
 }
 
 /* Main ending its group runs the group's tasks; one of them that ends a sync group of its own
- * runs that group's tasks (in main's slot: the only worker is held) inline too, and the other
- * outer task, which it finds in its slot first, goes to the workers' queue, where main takes it
- * after (before, main waited for the worker, which the gate holds: it opened by itself). */
+ * runs that group's tasks (in main's slot: the only worker is held) inline too, newest first, then
+ * the other outer task (before, main waited for the worker, which the gate holds: it opened by
+ * itself). */
 TEST(a_group_in_a_task_main_runs_is_run_by_main)
 {
     dagger_ctx_t *ctx = test_ctx(1);
@@ -185,6 +185,39 @@ TEST(a_group_in_a_task_main_runs_is_run_by_main)
     for (int k = 0; k < 2; k++)
         for (int i = 0; i < 8; i++)
             ASSERT_EQ(where[k][i], -1);
+    test_gate_open(1, &g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
+/* Main's slot hands main its newest task first at any depth, as a worker pops its own deque
+ * (the only worker is held, so main runs them all): the order is the reverse of the spawns.
+ * Before, below 32 tasks the slot handed out its oldest first, as a thief takes them, and a task
+ * ending a group of its own on main met the other tasks of main's group before its children. */
+static _Atomic int64_t run_seq;
+
+static int record_order(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *order = dagger_arg_ptr(a, 0);
+    order[dagger_arg_i64(a, 1)] = atomic_fetch_add(&run_seq, 1);
+    return 0;
+}
+
+TEST(sync_end_on_main_runs_its_newest_task_first)
+{
+    enum { N = 12 };
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger_task_t *g;
+    test_gate_hold(ctx, 1, &g);
+    int64_t order[N];
+    for (int i = 0; i < N; i++)
+        order[i] = -1;
+    atomic_store(&run_seq, 0);
+    ASSERT_OK(dagger_sync_begin(ctx));
+    for (int64_t i = 0; i < N; i++)
+        ASSERT_OK(dagger_spawn_detached(ctx, record_order, (void *)order, i));
+    ASSERT_OK(dagger_sync_end(ctx));
+    for (int i = 0; i < N; i++)
+        ASSERT_EQ(order[i], N - 1 - i);
     test_gate_open(1, &g);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
@@ -295,6 +328,6 @@ TEST(a_deep_group_on_main_runs_further_spawns_at_once)
 TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependents_in_the_group,
           sync_end_on_main_leaves_scoped_tasks_to_the_workers,
           sync_end_in_a_task_runs_on_the_workers, sync_end_on_a_worker_runs_its_children_inline,
-          a_group_in_a_task_main_runs_is_run_by_main,
+          a_group_in_a_task_main_runs_is_run_by_main, sync_end_on_main_runs_its_newest_task_first,
           sync_end_on_main_leaves_the_other_tasks_to_idle_workers,
           a_deep_group_on_main_runs_further_spawns_at_once);

@@ -109,10 +109,10 @@ static inline bool may_help(dagger_task_t *me, const dagger_ctx_t *ctx)
            (dagger__pool_self(me->ctx->pool) >= 0 || dagger__pool_ext_held(me->ctx->pool));
 }
 
-/* The same as run_child on a thread outside the pool, for its slot: below EXT_STEAL_MAX jobs the
- * slot hands out the oldest first (dq_pop_batched), so a job that is not a child of `me` comes
- * before them; it goes to the workers (this thread cannot run it above `me`: it might wait for
- * `me`, and a thread outside the pool cannot suspend), and the next is looked at. */
+/* The same as run_child on a thread outside the pool, for its slot, newest first (dq_pop). A
+ * job above `me`'s children that is not one of them (a detached spawn of a child that ran
+ * inline) goes to the workers (this thread cannot run it above `me`: it might wait for `me`, and
+ * a thread outside the pool cannot suspend), and the next is looked at. */
 static bool run_child_outside(dagger_task_t *me, dagger__pool *pool)
 {
     struct dagger__job *j;

@@ -2,7 +2,8 @@
  *
  * Design: the owner pushes and pops at the bottom; thieves CAS the top (Le, Pop, Cohen,
  * Zappa Nardelli, PPoPP 2013), one entry at a time (dq_steal) or half of a deep deque at once
- * (dq_steal_half, for flat loops of spawns: one CAS for up to DQ_HALF_MAX entries). The fences
+ * (dq_steal_half, for flat loops of spawns: one CAS for up to DQ_HALF_MAX entries). The same
+ * deque is a worker's and the slot of a thread outside the pool (pool.h). The fences
  * of the paper are folded into seq_cst operations so that ThreadSanitizer, which does not model
  * fences, sees every happens-before edge.
  * Invariants: top <= bottom + 1; only the owner grows the buffer; retired buffers are kept
@@ -212,46 +213,6 @@ static inline int dq_steal_half(struct dagger__deque *d, void **out, int max, in
         k = dq_take_top(d, t, (b - t) / 2 < max ? (b - t) / 2 : max, out);
     atomic_fetch_sub_explicit(&d->halving, 1, memory_order_release);
     return k;
-}
-
-/* Batch stealing, for a deque whose owner pops with dq_pop_batched (the same `max` on both
- * sides): a thief takes up to `max` entries (half of what it sees, at least one) with one CAS
- * of top; the owner takes the bottom entry without a CAS only while it lies `max` or more above
- * top, and near the top takes the top entry as a thief does. Why that is safe: a thief's CAS
- * that the owner's read of top did not see moved top from the very value the owner read (the
- * thief read top before bottom, the owner wrote bottom before reading top), so the thief's
- * entries end below top + max <= the owner's entry; one the owner saw is below that top.
- * Writes up to `max` entries to out[] and returns how many (0: empty, -1: lost a race). */
-static inline int dq_steal_batch(struct dagger__deque *d, void **out, int max)
-{
-    int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
-    int64_t b = atomic_load_explicit(&d->bottom, memory_order_seq_cst);
-    if (t >= b)
-        return 0;
-    int64_t k = (b - t + 1) / 2;
-    return dq_take_top(d, t, k < max ? k : max, out);
-}
-
-/* The owner's pop of a deque that thieves take from with dq_steal_batch(max). Near the top by
- * top_seen (a lower bound of top, so nearer still by top itself), it goes straight to the
- * thief's path: one CAS instead of the two fences of a claim of the bottom and the CAS. */
-static inline void *dq_pop_batched(struct dagger__deque *d, int max)
-{
-    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed) - 1;
-    if (b - d->top_seen >= max) {
-        struct dq_buf *a = atomic_load_explicit(&d->buf, memory_order_relaxed);
-        atomic_store_explicit(&d->bottom, b, memory_order_seq_cst);
-        int64_t t = atomic_load_explicit(&d->top, memory_order_seq_cst);
-        d->top_seen = t;
-        if (b - t >= max) /* out of every thief's reach */
-            return atomic_load_explicit(&a->slot[b & a->mask], memory_order_relaxed);
-        atomic_store_explicit(&d->bottom, b + 1, memory_order_seq_cst);
-    }
-    for (;;) { /* near the top (or empty): take the top entry, as a thief */
-        void *x = dq_steal(d);
-        if (x != DQ_ABORT)
-            return x;
-    }
 }
 
 static inline int64_t dq_size(struct dagger__deque *d)

@@ -62,8 +62,10 @@
 #define EXT_SLOTS DAGGER__POOL_EXT_SLOTS
 #define WS_SEEN 64
 #define EXT_INITIAL_CAP 1024
-/* A thief takes up to this many jobs from a slot at once (dq_steal_batch). */
+/* A thief takes up to this many jobs from a slot at once (dq_steal_half; <= DQ_HALF_MAX). */
 #define EXT_STEAL_MAX 32
+_Static_assert(EXT_STEAL_MAX <= DQ_HALF_MAX,
+               "dq_pop is safe against half steals of at most DQ_HALF_MAX");
 
 /* A FIFO of jobs: many producers push wait-free (an exchange), one consumer at a time pops
  * (Vyukov's intrusive MPSC queue; a try-lock elects the consumer where several may pop). */
@@ -824,14 +826,21 @@ static void keep_here(dagger__pool *p, struct worker *w, struct dagger__job *j)
 
 /* A batch taken from an external slot: the first job to run, the rest kept here (a thread
  * outside the pool spawns a flat loop: the slot's top line and bottom come here once for up to
- * EXT_STEAL_MAX jobs, where one steal each cost a transfer of both lines per job). */
+ * EXT_STEAL_MAX jobs, where one steal each cost a transfer of both lines per job). Half of what
+ * the thief sees from 2 jobs on (dq_steal_half), the last one alone (dq_steal): the slot's owner
+ * pops its bottom as a worker does (dq_pop), newest first at any depth. */
 static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct dagger__deque *d)
 {
     void *got[EXT_STEAL_MAX];
     for (int tries = 0; tries < 4; tries++) {
-        int k = dq_steal_batch(d, got, EXT_STEAL_MAX);
-        if (k == 0)
-            return NULL;
+        int k = dq_size(d) >= 2 ? dq_steal_half(d, got, EXT_STEAL_MAX, 2) : 0;
+        if (k == 0) { /* one job seen (or fewer than 2 by the time of the steal) */
+            void *x = dq_steal(d);
+            if (x == DQ_EMPTY)
+                return NULL;
+            k = x == DQ_ABORT ? -1 : 1;
+            got[0] = x;
+        }
         if (k < 0)
             continue;
         w->ext_t0 = dagger__now_ns();
@@ -1317,7 +1326,7 @@ struct dagger__job *dagger__pool_ext_pop(dagger__pool *p)
 {
     if (tls_ext.pool != p || tls_ext.gen != p->gen)
         return NULL;
-    return dq_pop_batched(&tls_ext.slot->dq, EXT_STEAL_MAX);
+    return dq_pop(&tls_ext.slot->dq);
 }
 
 void dagger__pool_hand_off(dagger__pool *p, struct dagger__job *j)
