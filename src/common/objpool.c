@@ -5,12 +5,12 @@
  * Design: each thread keeps a free list per size class; frees go to the freeing thread's list
  * (tasks are often freed by another thread than the one that made them); a list that grows
  * past its keep (dagger__obj_keep: 4*BATCH, 2*BATCH above 512 bytes) hands BATCH objects to a
- * global stack of batches under a mutex, and an empty list takes a batch back (or carves a fresh 64
- * KiB slab, the only counted allocation). A batch is a chain through its objects, and the objects
- * were freed on another core: taking them one after the other made each allocation wait for the
- * line of the next object (a flat loop of spawns whose tasks a thief runs and frees: 64-72 % of the
- * spawner's samples at t=2). So the thread that hands a batch over lists its other objects in the
- * first one (as 4-byte distances: a task record lists all 63 others), and the taking thread
+ * global stack of batches under a mutex, and an empty list takes a batch back (or carves a fresh
+ * slab of 64 KiB, the only counted allocation). A batch is a chain through its objects, and the
+ * objects were freed on another core: taking them one after the other made each allocation wait for
+ * the line of the next object (a flat loop of spawns whose tasks a thief runs and frees: 64-72 % of
+ * the spawner's samples at t=2). So the thread that hands a batch over lists its other objects in
+ * the first one (as 4-byte distances: a task record lists all 63 others), and the taking thread
  * prefetches their lines all at once (bench/RESULTS.md, 2026-12-02 19:35); the chain is then walked
  * on lines that have arrived. Classes are powers of two from 32 bytes, and 320 for the task record
  * (alloc.h). A thread's cache is handed back to the global stacks when the thread exits. The common
