@@ -6,7 +6,8 @@
  * 20x6 loop from the main thread, as bench/core's core.nested row: 140 tasks a run, each inner
  * task an input of its outer one, in a sync group, then fetched), `icount groups N` (N runs of
  * oneTBB's form of that loop in a root task: 20 outer tasks in a sync group, each ending a sync
- * group of its 6 inner tasks; 140 tasks a run), `icount chain3 N` (a chain
+ * group of its 6 inner tasks; 140 tasks a run), `icount groups_main N` (the same from the main
+ * thread, as bench/core's core.nested_groups row), `icount chain3 N` (a chain
  * whose tasks take two plain arguments and the previous task, core.tree's shape), on one thread.
  * tools/icount.sh runs two
  * sizes of each and prints the difference per task, so start-up and close cancel out.
@@ -150,6 +151,24 @@ static int nested(dagger_ctx_t *ctx, int64_t n)
     }
     return 0;
 }
+/* oneTBB's form of the loop from the main thread, n times (bench/core's core.nested_groups). */
+static int groups_main(dagger_ctx_t *ctx, int64_t n)
+{
+    for (int64_t r = 0; r < n; r++) {
+        if (dagger_sync_begin(ctx))
+            return 1;
+        for (int64_t i = 0; i < 20; i++)
+            if (dagger_spawn_detached(ctx, group_outer, i))
+                break;
+        if (dagger_sync_end(ctx))
+            return 1;
+        for (int i = 0; i < 20; i++)
+            for (int j = 0; j < 6; j++)
+                if (group_out[i][j] != (int64_t)(i * i + 1) * j + 1)
+                    return 1;
+    }
+    return 0;
+}
 int main(int argc, char **argv)
 {
     dagger_opts_t o;
@@ -160,8 +179,8 @@ int main(int argc, char **argv)
         return 1;
     const char *w = argc > 1 ? argv[1] : "empty";
     int64_t n = argc > 2 ? atoll(argv[2]) : 100000;
-    if (!strcmp(w, "nested")) {
-        int rc = nested(ctx, n);
+    if (!strcmp(w, "nested") || !strcmp(w, "groups_main")) {
+        int rc = w[0] == 'n' ? nested(ctx, n) : groups_main(ctx, n);
         return rc | dagger_ctx_close(ctx);
     }
     dagger_task_t *t = strcmp(w, "fib") ? dagger_spawn(ctx, root, w, n) : dagger_spawn(ctx, fib, n);
