@@ -322,7 +322,18 @@ TEST(random_chunk_dags_match_sequential_evaluation)
  * group, spawns a random number of tasks (some beside the workers with occupancy 0.5, some that
  * open a group of their own inside, some that fail), and checks at the group's end that every
  * task ran exactly once and that the end reports a failure exactly when one was spawned. The
- * owners are three user threads at once, and a task on a worker (which suspends at the end). */
+ * owners are three user threads at once, and a task on a worker (which suspends at the end).
+ * One task of each inner group spawns a stray: a detached task in no group, which lands above
+ * its siblings in the deque of whoever runs it (main's too: the stray goes to the workers' queue
+ * there); every stray runs once by the end of the case. */
+static _Atomic int64_t strays_spawned, strays_ran;
+
+static int stray_leaf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    atomic_fetch_add(&strays_ran, 1);
+    return 0;
+}
+
 struct group_round {
     dagger_ctx_t *ctx;
     uint64_t seed;
@@ -342,7 +353,8 @@ static int group_leaf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *o
             return dagger_fail(tc, rc, "inner sync_begin: %s", dagger_last_errmsg());
         for (int i = 0; i < 8; i++) {
             if (i % 2) { /* detached and handle-released spawns side by side */
-                rc = dagger_spawn_detached(c, group_leaf, (void *)ran, (int64_t)0, spin);
+                rc = dagger_spawn_detached(c, group_leaf, (void *)ran, (int64_t)(i == 3 ? 4 : 0),
+                                           spin);
                 if (rc)
                     return dagger_fail(tc, rc, "detached spawn: %s", dagger_last_errmsg());
             } else {
@@ -352,6 +364,12 @@ static int group_leaf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *o
         rc = dagger_sync_end(c);
         if (rc)
             return dagger_fail(tc, rc, "inner sync_end: %s", dagger_last_errmsg());
+    }
+    if (kind == 4) { /* a stray: in no group (this task's frames have none) */
+        int rc = dagger_spawn_detached(dagger_tc_ctx(tc), stray_leaf);
+        if (rc)
+            return dagger_fail(tc, rc, "stray spawn: %s", dagger_last_errmsg());
+        atomic_fetch_add(&strays_spawned, 1);
     }
     atomic_fetch_add(ran, 1);
     if (kind == 2)
@@ -432,6 +450,10 @@ TEST(sync_groups_count_every_task_once_with_concurrent_owners)
         dagger_task_release(t);
         for (int i = 0; i < 3; i++)
             pthread_join(th[i], NULL);
+        for (int i = 0; i < 20000 && atomic_load(&strays_ran) != atomic_load(&strays_spawned); i++)
+            usleep(500);
+        ASSERT_EQ(atomic_load(&strays_ran), atomic_load(&strays_spawned));
+        ASSERT_TRUE(atomic_load(&strays_spawned) > 0);
         ASSERT_OK(dagger_ctx_close(ctx));
     }
 }

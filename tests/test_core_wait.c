@@ -222,6 +222,60 @@ TEST(sync_end_on_main_runs_its_newest_task_first)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* A job that is not a child of the task main runs, above that task's children in main's deque,
+ * goes to the workers' queue: main cannot run it above the waiting task. The outer task's second
+ * child (run first: newest first) spawns a detached task outside any group, which lands above the
+ * first child; main hands it over and runs the first child. The only worker is held, so the stray
+ * task runs there once the gate opens. */
+static _Atomic int stray_thread;
+
+static int stray(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    atomic_store(&stray_thread, dagger_tc_thread(tc));
+    return 0;
+}
+
+static int record_then_stray(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *where = dagger_arg_ptr(a, 0);
+    where[dagger_arg_i64(a, 1)] = dagger_tc_thread(tc);
+    return dagger_spawn_detached(dagger_tc_ctx(tc), stray);
+}
+
+static int outer_with_stray(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    void *where = dagger_arg_ptr(a, 0);
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    int rc = dagger_sync_begin(ctx);
+    if (rc)
+        return rc;
+    rc = dagger_spawn_detached(ctx, record, where, (int64_t)0);
+    if (!rc)
+        rc = dagger_spawn_detached(ctx, record_then_stray, where, (int64_t)1);
+    int end = dagger_sync_end(ctx);
+    return rc ? rc : end;
+}
+
+TEST(a_job_above_the_children_in_mains_deque_goes_to_the_workers)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger_task_t *g;
+    test_gate_hold(ctx, 1, &g);
+    int64_t where[2] = {99, 99};
+    atomic_store(&stray_thread, 99);
+    ASSERT_OK(dagger_sync_begin(ctx));
+    ASSERT_OK(dagger_spawn_detached(ctx, outer_with_stray, (void *)where));
+    ASSERT_OK(dagger_sync_end(ctx));
+    ASSERT_EQ(where[0], -1);
+    ASSERT_EQ(where[1], -1);
+    ASSERT_EQ(atomic_load(&stray_thread), 99); /* waiting for the held worker */
+    test_gate_open(1, &g);
+    for (int i = 0; i < 10000 && atomic_load(&stray_thread) == 99; i++)
+        usleep(1000);
+    ASSERT_EQ(atomic_load(&stray_thread), 0);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* The ending thread takes the group's tasks one at a time, so it never holds one away from an
  * idle worker. The worker is held; the ending thread runs the first task, which frees the
  * worker and waits (up to TEST_GATE_TIMEOUT_S) for another task of the group to start there. A
@@ -329,5 +383,6 @@ TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependen
           sync_end_on_main_leaves_scoped_tasks_to_the_workers,
           sync_end_in_a_task_runs_on_the_workers, sync_end_on_a_worker_runs_its_children_inline,
           a_group_in_a_task_main_runs_is_run_by_main, sync_end_on_main_runs_its_newest_task_first,
+          a_job_above_the_children_in_mains_deque_goes_to_the_workers,
           sync_end_on_main_leaves_the_other_tasks_to_idle_workers,
           a_deep_group_on_main_runs_further_spawns_at_once);
