@@ -237,9 +237,8 @@ static int stray(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 
 static int record_then_stray(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
-    int64_t *where = dagger_arg_ptr(a, 0);
-    where[dagger_arg_i64(a, 1)] = dagger_tc_thread(tc);
-    return dagger_spawn_detached(dagger_tc_ctx(tc), stray);
+    int rc = record(tc, a, out);
+    return rc ? rc : dagger_spawn_detached(dagger_tc_ctx(tc), stray);
 }
 
 static int outer_with_stray(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)

@@ -8,7 +8,8 @@
  * oneTBB's form of that loop in a root task: 20 outer tasks in a sync group, each ending a sync
  * group of its 6 inner tasks; 140 tasks a run), `icount groups_main N` (the same from the main
  * thread, as bench/core's core.nested_groups row), `icount chain3 N` (a chain
- * whose tasks take two plain arguments and the previous task, core.tree's shape), on one thread.
+ * whose tasks take two plain arguments and the previous task, core.tree's shape), on one thread
+ * (the root task is scoped to the only worker; nested and groups_main run on main).
  * tools/icount.sh runs two
  * sizes of each and prints the difference per task, so start-up and close cancel out.
  * SPDX-License-Identifier: MIT
@@ -66,6 +67,26 @@ static int group_outer(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *
             break;
     return dagger_sync_end(ctx);
 }
+/* n runs of oneTBB's form of the nested loop, from a root task (groups) or from main
+ * (groups_main, as bench/core's core.nested_groups); nonzero on a failure or a wrong value. */
+static int groups(dagger_ctx_t *ctx, int64_t n)
+{
+    for (int64_t r = 0; r < n; r++) {
+        if (dagger_sync_begin(ctx))
+            return 1;
+        for (int64_t i = 0; i < 20; i++)
+            if (dagger_spawn_detached(ctx, group_outer, i))
+                break;
+        int rc = dagger_sync_end(ctx);
+        if (rc)
+            return rc;
+        for (int i = 0; i < 20; i++)
+            for (int j = 0; j < 6; j++)
+                if (group_out[i][j] != (int64_t)(i * i + 1) * j + 1)
+                    return 1;
+    }
+    return 0;
+}
 static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     const char *what = dagger_arg_str(a, 0);
@@ -78,23 +99,8 @@ static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
             dagger_task_release(dagger_spawn(ctx, empty));
         return dagger_sync_end(ctx);
     }
-    if (!strcmp(what, "groups")) { /* n runs of oneTBB's form of the nested loop */
-        for (int64_t r = 0; r < n; r++) {
-            if (dagger_sync_begin(ctx))
-                return 1;
-            for (int64_t i = 0; i < 20; i++)
-                if (dagger_spawn_detached(ctx, group_outer, i))
-                    break;
-            int rc = dagger_sync_end(ctx);
-            if (rc)
-                return rc;
-            for (int i = 0; i < 20; i++)
-                for (int j = 0; j < 6; j++)
-                    if (group_out[i][j] != (int64_t)(i * i + 1) * j + 1)
-                        return 1;
-        }
-        return 0;
-    }
+    if (!strcmp(what, "groups"))
+        return groups(ctx, n);
     if (!strcmp(what, "chain") || !strcmp(what, "chain3")) {
         bool three = what[5] == '3';
         dagger_task_t *p = dagger_spawn(ctx, inc);
@@ -151,24 +157,6 @@ static int nested(dagger_ctx_t *ctx, int64_t n)
     }
     return 0;
 }
-/* oneTBB's form of the loop from the main thread, n times (bench/core's core.nested_groups). */
-static int groups_main(dagger_ctx_t *ctx, int64_t n)
-{
-    for (int64_t r = 0; r < n; r++) {
-        if (dagger_sync_begin(ctx))
-            return 1;
-        for (int64_t i = 0; i < 20; i++)
-            if (dagger_spawn_detached(ctx, group_outer, i))
-                break;
-        if (dagger_sync_end(ctx))
-            return 1;
-        for (int i = 0; i < 20; i++)
-            for (int j = 0; j < 6; j++)
-                if (group_out[i][j] != (int64_t)(i * i + 1) * j + 1)
-                    return 1;
-    }
-    return 0;
-}
 int main(int argc, char **argv)
 {
     dagger_opts_t o;
@@ -180,11 +168,20 @@ int main(int argc, char **argv)
     const char *w = argc > 1 ? argv[1] : "empty";
     int64_t n = argc > 2 ? atoll(argv[2]) : 100000;
     if (!strcmp(w, "nested") || !strcmp(w, "groups_main")) {
-        int rc = w[0] == 'n' ? nested(ctx, n) : groups_main(ctx, n);
+        int rc = w[0] == 'n' ? nested(ctx, n) : groups(ctx, n);
         return rc | dagger_ctx_close(ctx);
     }
-    dagger_task_t *t = strcmp(w, "fib") ? dagger_spawn(ctx, root, w, n) : dagger_spawn(ctx, fib, n);
-    int rc = dagger_fetch(t, NULL);
+    /* The root on the worker: main, which fetches it, would otherwise run it (and all it spawns,
+     * through its own deque) when it takes it before the worker does, and the count would
+     * measure whichever thread won. */
+    dagger_scope_t *worker = dagger_scope_worker(0);
+    dagger_task_opts_t to;
+    dagger_task_opts_init(&to);
+    to.scope = worker;
+    dagger_task_t *t = strcmp(w, "fib") ? dagger_spawn_opts(ctx, &to, root, w, n)
+                                        : dagger_spawn_opts(ctx, &to, fib, n);
+    int rc = worker && t ? dagger_fetch(t, NULL) : 1;
     dagger_task_release(t);
+    dagger_scope_release(worker);
     return rc | dagger_ctx_close(ctx);
 }

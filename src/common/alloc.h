@@ -84,10 +84,9 @@ static inline void *dagger__obj_alloc(size_t n)
 
 /* Objects of class `c` a thread keeps before it hands a batch over: 4 batches of the small
  * classes (up to 512 bytes: 80 KiB of task records at most, 128 KiB of the largest of them), 2
- * of the others. A thread that
- * makes and frees more than 2 batches of records per round (core.nested: 140 records from
- * main) spilled a batch and took it back each round, under the global lock: 13 instructions a
- * task (callgrind, bench/RESULTS.md 2026-12-04 19:40). */
+ * of the others. A thread that makes and frees more than 2 batches of records per round
+ * (core.nested: 140 records from main) spilled a batch and took it back each round, under the
+ * global lock: 13 instructions a task (callgrind, bench/RESULTS.md 2026-12-04 19:00). */
 static inline uint32_t dagger__obj_keep(int c)
 {
     return c <= 5 ? 4 * DAGGER__OBJ_BATCH : 2 * DAGGER__OBJ_BATCH;
