@@ -15,6 +15,10 @@ CTEST_FLAGS ?=
 
 FUZZ_TIME ?= 60
 PREFIX ?= /usr/local
+# The ASan+UBSan build: Debug (assertions, the API-misuse checks) at -O1, as the sanitizer's
+# authors advise; at -O0 the suite's cases and the fault sweep ran a fifth longer.
+ASAN_CMAKE = -DCMAKE_BUILD_TYPE=Debug -DDAGGER_SANITIZE=address,undefined -DDAGGER_BUILD_BENCH=OFF \
+	"-DCMAKE_C_FLAGS_DEBUG=-g -O1" "-DCMAKE_CXX_FLAGS_DEBUG=-g -O1"
 
 .PHONY: all deps run test bench test-asan test-tsan fuzz test-faults install format clean
 
@@ -42,8 +46,7 @@ test:
 
 test-asan:
 	sh scripts/install-deps --all
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDAGGER_SANITIZE=address,undefined \
-	    -DDAGGER_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake -S . -B build-asan $(ASAN_CMAKE) $(CMAKE_FLAGS)
 	cmake --build build-asan -j$(JOBS)
 	cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -67,8 +70,7 @@ fuzz:
 
 test-faults:
 	sh scripts/install-deps --all
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DDAGGER_SANITIZE=address,undefined \
-	    -DDAGGER_BUILD_BENCH=OFF $(CMAKE_FLAGS)
+	cmake -S . -B build-asan $(ASAN_CMAKE) $(CMAKE_FLAGS)
 	cmake --build build-asan -j$(JOBS)
 	sh scripts/fault-sweep --full build-asan
 
