@@ -361,6 +361,24 @@ static inline void dagger__ctx_count_w(dagger_ctx_t *ctx, int w, int which, int6
     }
 }
 
+/* Both counts on worker (or slot) w's credit line at once, by the same `delta`: +1 at a spawn,
+ * -1 when a task completes and its record goes with it (a detached task). One test of the
+ * line's two credits; past either mark, each count settles as dagger__ctx_count_w does it, the
+ * record count first (the order of task_free, then the completion's count). */
+static inline void dagger__ctx_count_both_w(dagger_ctx_t *ctx, int w, int64_t delta)
+{
+    int64_t *c = ctx->credit[w].n;
+    if (delta > 0 ? DAGGER_LIKELY(c[CNT_LIVE] >= delta && c[CNT_INFLIGHT] >= delta)
+                  : DAGGER_LIKELY(c[CNT_LIVE] - delta <= 4 * CREDIT_BATCH &&
+                                  c[CNT_INFLIGHT] - delta <= 4 * CREDIT_BATCH)) {
+        c[CNT_LIVE] -= delta;
+        c[CNT_INFLIGHT] -= delta;
+        return;
+    }
+    dagger__ctx_count_w(ctx, w, CNT_LIVE, delta);
+    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, delta);
+}
+
 /* Both counts of a spawn from a thread outside the pool without a slot: the record on its
  * account (or the global count), the task in flight on the global count. An increment never
  * brings a count to 0 (a count is the true one plus credits, both >= 0): no drain to signal
@@ -388,8 +406,7 @@ static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
             return;
         }
     }
-    dagger__ctx_count_w(ctx, w, CNT_LIVE, 1);
-    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, 1);
+    dagger__ctx_count_both_w(ctx, w, 1);
 }
 
 static inline bool dagger__event_push(struct dagger__event *ev, struct dagger__waiter *w)

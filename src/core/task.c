@@ -257,10 +257,9 @@ static inline bool task_has_parts(const dagger_task_t *t)
            atomic_load_explicit(&t->x, memory_order_relaxed) != NULL || (t->flags & TF_NAME_OWNED);
 }
 
-/* The record itself goes (its parts went first, if it had any). */
-__attribute__((always_inline)) static inline void task_free_bare(dagger_task_t *t)
+/* The record's memory goes, uncounted (its parts went first, if it had any). */
+__attribute__((always_inline)) static inline void task_free_mem(dagger_task_t *t)
 {
-    dagger_ctx_t *ctx = t->ctx;
     /* complete() dropped the arguments: the runtime's reference goes only at completion. */
     DAGGER_ASSERT(t->nargs == 0 && t->ndeps == 0);
 #ifndef NDEBUG
@@ -268,6 +267,13 @@ __attribute__((always_inline)) static inline void task_free_bare(dagger_task_t *
 #else
     dagger__obj_free(t, sizeof *t);
 #endif
+}
+
+/* The record itself goes (its parts went first, if it had any), counted. */
+__attribute__((always_inline)) static inline void task_free_bare(dagger_task_t *t)
+{
+    dagger_ctx_t *ctx = t->ctx;
+    task_free_mem(t);
     dagger__ctx_count_w(ctx, dagger__pool_self(ctx->pool), CNT_LIVE, -1);
 }
 
@@ -634,6 +640,14 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
         if (g)
             group_done(g, ctx, w);
         atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
+        /* A bare record on a worker or on a thread that holds a slot (credits of its own): both
+         * counts in one look at the credit line. */
+        int cw = DAGGER_LIKELY(w >= 0) ? w : dagger__pool_ext_counter(ctx->pool);
+        if (DAGGER_LIKELY(cw >= 0 && !task_has_parts(t))) {
+            task_free_mem(t);
+            dagger__ctx_count_both_w(ctx, cw, -1);
+            return NULL;
+        }
         task_free(t);
         dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
         return NULL;
