@@ -93,7 +93,11 @@ int dagger__fiber_alloc(struct dagger__fiber *f, size_t size)
     return 0;
 }
 
-static char *stack_base(struct dagger__fiber *f);
+/* The lowest usable byte of a fiber's stack (above its guard page). */
+static char *stack_base(struct dagger__fiber *f)
+{
+    return (char *)f->stack + (size_t)sysconf(_SC_PAGESIZE);
+}
 
 void dagger__fiber_free(struct dagger__fiber *f)
 {
@@ -138,11 +142,6 @@ void dagger__fiber_init_thread(struct dagger__fiber *f)
     static __thread ucontext_t own;
     f->uctx = &own;
 #endif
-}
-
-static char *stack_base(struct dagger__fiber *f)
-{
-    return (char *)f->stack + (size_t)sysconf(_SC_PAGESIZE);
 }
 
 void dagger__fiber_prepare(struct dagger__fiber *f, void (*entry)(void *), void *arg)
