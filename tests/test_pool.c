@@ -295,8 +295,9 @@ static int spawn_and_spin(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
 }
 
 /* A worker whose steals from other workers brought little (src/pool/pool.c, ws_worth) takes a
- * victim's oldest task only once it stayed there 10 us; tasks in the deque of a worker that is
- * busy with a long task must still be taken, by every other worker count. */
+ * victim's oldest task only once it stayed there 10 us, or up to 160 us after late steals that
+ * brought little (the flat loops before); tasks in the deque of a worker that is busy with a
+ * long task must still be taken, by every other worker count. */
 TEST(a_worker_held_back_by_small_steals_takes_the_tasks_of_a_busy_worker)
 {
     for (int threads = 2; threads <= 4; threads++) {

@@ -80,9 +80,10 @@ struct jobq {
 
 /* A victim's top as a thief first saw it while holding back (src: "Holding back" below). */
 struct held {
-    int v;       /* the victim, -1: none */
-    int64_t top; /* its deque's top then */
-    uint64_t ns; /* when (0: never) */
+    int v;          /* the victim, -1: none */
+    int64_t top;    /* its deque's top then */
+    uint64_t ns;    /* when (0: never) */
+    int64_t bottom; /* its bottom then (workers only: ws_worth) */
 };
 
 struct worker {
@@ -105,7 +106,9 @@ struct worker {
      * last ran dry) and the mean work it brought; the victims' tops seen while holding back,
      * per slot and per worker (by index modulo WS_SEEN); holding back from workers since. */
     uint64_t ext_t0, ext_work_ns, ws_t0, ws_work_ns, held_ns;
-    uint32_t ws_jobs; /* how many jobs the last steal from a worker took */
+    uint64_t ws_age_ns; /* how long a worker's top must stay put before it is taken from */
+    uint32_t ws_jobs;   /* how many jobs the last steal from a worker took */
+    bool ws_aged;       /* that steal was made past ws_age_ns while holding back */
     struct held ext_seen[EXT_SLOTS];
     struct held ws_seen[WS_SEEN];
 } __attribute__((aligned(DAGGER_CACHELINE)));
@@ -461,7 +464,16 @@ static bool asym_available(void)
  * EXT_AGE_NS by its own looks (an owner that runs its jobs, as a group's owner at the group's
  * end or a worker popping down to them, usually takes them first), and its idle looks leave
  * that victim's lines alone meanwhile (each look made the owner's next push wait for them);
- * has_work, before it parks, still looks, so it never parks while a victim holds work. Steals
+ * has_work, before it parks, still looks, so it never parks while a victim holds work. For
+ * other workers that age doubles (up to WS_AGE_MAX_NS) each time such a late steal, of half a
+ * deep deque whose bottom did not move either, brought too little per job, and goes back to
+ * EXT_AGE_NS at the first steal that pays. Other late steals leave it as it is: a worker that
+ * took a batch from a slot (core.empty_ext) pops down to it, and a tree's worker is not deep;
+ * held back longer from those, core.empty_ext at t=2 lost 3-7 %. The top of a flat
+ * loop's spawner never moves (it runs its new tasks itself past the deep mark), so at a fixed
+ * 10 us the other worker took 32 of its tasks every 10-15 us, 6 % of a 1e6-task loop, each a
+ * record that came back cold to the spawner (28.3 ns a task against 23.4 at t=1); with the
+ * doubling, 0.5 % (26.7 ns; bench/RESULTS.md, 2026-12-05). Steals
  * that bring more put it back to stealing at once; the means start above the mark. A slot that
  * holds EXT_BACKLOG jobs or more is taken from at once: its owner is busy making them (core.tree
  * spawns 2^18 tasks from main while the worker runs them: held back, it lost 22 %). The workers'
@@ -473,33 +485,43 @@ static bool asym_available(void)
  * a few dozen tasks of 300 ns that main spawns in a group at t=1 may run on main alone (48 of
  * them: 11.4 us, or 17.1-17.6 in one process in three, where the worker's first steals, made
  * while main was still spawning, took one task each); from 1 us a task, or 200 of them, no
- * change (bench/RESULTS.md, 2026-12-04 03:20-03:50). */
+ * change (bench/RESULTS.md, 2026-12-04 03:20-03:50). After a flat loop, the first late steal
+ * from a worker busy with a long task may wait up to WS_AGE_MAX_NS instead of EXT_AGE_NS. */
 #define EXT_WORTH_NS 3000
 #define EXT_AGE_NS 10000
 #define EXT_BACKLOG (2 * EXT_STEAL_MAX)
 #define WS_WORTH_NS 250
 #define WS_HOLD_MAX_NS 1000000
+#define WS_AGE_MAX_NS (16 * EXT_AGE_NS)
 
 /* The worker's deque ran dry: fold what its last steal brought (in all, or a job) into the
  * mean. */
-static inline void steal_fold(uint64_t *t0, uint64_t *mean, uint32_t jobs)
+static inline uint64_t steal_fold(uint64_t *t0, uint64_t *mean, uint32_t jobs)
 {
     if (DAGGER_UNLIKELY(*t0 != 0)) {
         uint64_t ran = (dagger__now_ns() - *t0) / jobs;
         *mean = (3 * *mean + ran) / 4;
         *t0 = 0;
+        return ran;
     }
+    return UINT64_MAX;
 }
 
 static inline void steal_sample(struct worker *w)
 {
     steal_fold(&w->ext_t0, &w->ext_work_ns, 1);
-    steal_fold(&w->ws_t0, &w->ws_work_ns, w->ws_jobs);
+    uint64_t ran = steal_fold(&w->ws_t0, &w->ws_work_ns, w->ws_jobs);
+    if (DAGGER_UNLIKELY(ran != UINT64_MAX)) {
+        if (ran >= WS_WORTH_NS) /* it paid: take from a still top at the first age again */
+            w->ws_age_ns = EXT_AGE_NS;
+        else if (w->ws_aged && w->ws_age_ns < WS_AGE_MAX_NS) /* held back, and it did not */
+            w->ws_age_ns *= 2;
+    }
 }
 
-/* Victim v's top is `top` now: true once it has been the same for EXT_AGE_NS (else it is
+/* Victim v's top is `top` now: true once it has been the same for `age` ns (else it is
  * remembered as first seen now). */
-static inline bool held_aged(struct held *e, int v, int64_t top, uint64_t now)
+static inline bool held_aged(struct held *e, int v, int64_t top, uint64_t now, uint64_t age)
 {
     if (e->v != v || e->top != top || e->ns == 0) {
         e->v = v;
@@ -507,13 +529,13 @@ static inline bool held_aged(struct held *e, int v, int64_t top, uint64_t now)
         e->ns = now;
         return false;
     }
-    return now - e->ns >= EXT_AGE_NS;
+    return now - e->ns >= age;
 }
 
-/* Within EXT_AGE_NS of the first sight of victim v's top: the idle looks skip v. */
-static inline bool held_recent(const struct held *e, int v, uint64_t now)
+/* Within `age` ns of the first sight of victim v's top: the idle looks skip v. */
+static inline bool held_recent(const struct held *e, int v, uint64_t now, uint64_t age)
 {
-    return e->v == v && e->ns != 0 && now - e->ns < EXT_AGE_NS;
+    return e->v == v && e->ns != 0 && now - e->ns < age;
 }
 
 /* May the worker steal from slot k (deque d, holding `size` jobs) now? */
@@ -522,12 +544,13 @@ static bool ext_worth(struct worker *w, int k, struct dagger__deque *d, int64_t 
     if (w->ext_work_ns >= EXT_WORTH_NS || size >= EXT_BACKLOG)
         return true;
     return held_aged(&w->ext_seen[k], k, atomic_load_explicit(&d->top, memory_order_relaxed),
-                     dagger__now_ns());
+                     dagger__now_ns(), EXT_AGE_NS);
 }
 
 /* May the worker steal from worker v (deque d) now? */
 static bool ws_worth(struct worker *w, int v, struct dagger__deque *d)
 {
+    w->ws_aged = false;
     if (w->ws_work_ns >= WS_WORTH_NS)
         return true;
     uint64_t now = dagger__now_ns();
@@ -535,8 +558,16 @@ static bool ws_worth(struct worker *w, int v, struct dagger__deque *d)
         w->held_ns = now;
     else if (now - w->held_ns >= WS_HOLD_MAX_NS)
         return true;
-    return held_aged(&w->ws_seen[v % WS_SEEN], v,
-                     atomic_load_explicit(&d->top, memory_order_relaxed), now);
+    struct held *e = &w->ws_seen[v % WS_SEEN];
+    int64_t bottom = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    if (!held_aged(e, v, atomic_load_explicit(&d->top, memory_order_relaxed), now, w->ws_age_ns)) {
+        if (e->ns == now) /* first seen now */
+            e->bottom = bottom;
+        return false;
+    }
+    /* Neither end moved all that time: a flat loop's spawner at its deep mark (see above). */
+    w->ws_aged = e->bottom == bottom;
+    return true;
 }
 
 /* What a searching worker sees: nothing, work in the injection queue only, or work elsewhere. */
@@ -550,7 +581,8 @@ static int work_seen(dagger__pool *p, struct worker *w, bool all)
     bool hold = !all && w->ws_work_ns < WS_WORTH_NS && w->held_ns != 0;
     for (int i = 0; i < p->n; i++) {
         if (hold && i != w->index &&
-            held_recent(&w->ws_seen[i % WS_SEEN], i, now ? now : (now = dagger__now_ns())) &&
+            held_recent(&w->ws_seen[i % WS_SEEN], i, now ? now : (now = dagger__now_ns()),
+                        w->ws_age_ns) &&
             now - w->held_ns < WS_HOLD_MAX_NS)
             continue;
         if (dq_size(&p->w[i].dq) > 0)
@@ -559,7 +591,7 @@ static int work_seen(dagger__pool *p, struct worker *w, bool all)
     int ne = atomic_load_explicit(&p->ext_hw, memory_order_seq_cst);
     for (int i = 0; i < ne; i++) {
         if (!all && w->ext_work_ns < EXT_WORTH_NS &&
-            held_recent(&w->ext_seen[i], i, now ? now : (now = dagger__now_ns())))
+            held_recent(&w->ext_seen[i], i, now ? now : (now = dagger__now_ns()), EXT_AGE_NS))
             continue;
         if (dq_size(&p->ext[i].dq) > 0)
             return SEEN_WORK;
@@ -900,6 +932,7 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
             if (x) {
                 w->ws_t0 = dagger__now_ns();
                 w->ws_jobs = 1;
+                w->ws_aged = false; /* only a deep victim's (a flat loop's) top stays put */
                 w->held_ns = 0;
                 DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
                 return x;
@@ -1467,6 +1500,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         w->look_every = LINGER_LOOK_EVERY;
         w->ext_work_ns = 4 * EXT_WORTH_NS; /* steal at once until steals are seen not to pay */
         w->ws_work_ns = 4 * WS_WORTH_NS;
+        w->ws_age_ns = EXT_AGE_NS;
         w->ws_jobs = 1;
         for (int k = 0; k < EXT_SLOTS; k++)
             w->ext_seen[k].v = -1;
