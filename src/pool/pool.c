@@ -464,7 +464,8 @@ static bool asym_available(void)
  * EXT_AGE_NS by its own looks (an owner that runs its jobs, as a group's owner at the group's
  * end or a worker popping down to them, usually takes them first), and its idle looks leave
  * that victim's lines alone meanwhile (each look made the owner's next push wait for them);
- * has_work, before it parks, still looks, so it never parks while a victim holds work. For
+ * has_work, before it parks, still looks, so it never sleeps longer than that age while a
+ * victim holds work (find_work_idle: a sleep with a timeout, not a park). For
  * other workers that age doubles (up to WS_AGE_MAX_NS) each time such a late steal, of half a
  * deep deque whose bottom did not move either, brought too little per job, and goes back to
  * EXT_AGE_NS at the first steal that pays. Other late steals leave it as it is: a worker that
@@ -1099,13 +1100,24 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
         /* A wake-up sent before this load finds this worker awake, or makes the wait below
          * return at once: either way it has arrived, and the next one may be sent. */
         atomic_store_explicit(&p->waking, 0, memory_order_seq_cst);
-        park_barrier(p);
-        if (has_work(p, w) || atomic_load(&p->shutdown)) {
+        /* Only work it holds back from in sight (a flat loop's spawner, main's small group):
+         * a sleep until that may be taken (the age of the hold-back), rather than a spin on
+         * sched_yield meanwhile. On the 2-core VM each yield left the guest, and a flat loop's
+         * spawner on the other core ran 25.1-26.8 ns a task against 23.6-24.4 with the sleep
+         * (23.3 at t=1; bench/RESULTS.md, 2026-12-05). A wake-up that the sleep misses costs
+         * at most its length, so it goes without the barrier (the membarrier's interrupt of
+         * every running thread, the spawner's too, at each park). */
+        long timeout = -1;
+        if (has_work(p, w) && work_seen(p, w, false) == SEEN_NONE)
+            timeout = (long)(w->ext_work_ns < EXT_WORTH_NS ? EXT_AGE_NS : w->ws_age_ns);
+        else
+            park_barrier(p);
+        if ((timeout < 0 && has_work(p, w)) || atomic_load(&p->shutdown)) {
             atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
             continue;
         }
         DAGGER__TRACE(dagger__trace_park(w->index));
-        dagger__futex_wait(&p->epoch, e, -1);
+        dagger__futex_wait(&p->epoch, e, timeout);
         atomic_store_explicit(&p->waking, 0, memory_order_seq_cst);
         atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
         DAGGER__TRACE(dagger__trace_wake(w->index));
