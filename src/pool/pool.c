@@ -465,9 +465,9 @@ static bool asym_available(void)
  * end or a worker popping down to them, usually takes them first), and its idle looks leave
  * that victim's lines alone meanwhile (each look made the owner's next push wait for them);
  * has_work, before it parks, still looks, so it never sleeps longer than that age while a
- * victim holds work (find_work_idle: a sleep with a timeout, not a park). For
- * other workers that age doubles (up to WS_AGE_MAX_NS) each time such a late steal, of half a
- * deep deque whose bottom did not move either, brought too little per job, and goes back to
+ * victim holds work (find_work_idle: a sleep with a timeout, not a park). Toward victims
+ * that are workers (not slots), the age doubles (up to WS_AGE_MAX_NS) each time a late steal, of
+ * half a deep deque whose bottom did not move either, brought too little per job, and goes back to
  * EXT_AGE_NS at the first steal that pays. Other late steals leave it as it is: a worker that
  * took a batch from a slot (core.empty_ext) pops down to it, and a tree's worker is not deep;
  * held back longer from those, core.empty_ext at t=2 lost 3-7 %. The top of a flat
@@ -1102,8 +1102,9 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
         atomic_store_explicit(&p->waking, 0, memory_order_seq_cst);
         /* Only work it holds back from in sight (a flat loop's spawner, main's small group):
          * a sleep until that may be taken (the age of the hold-back), rather than a spin on
-         * sched_yield meanwhile. On the 2-core VM each yield left the guest, and a flat loop's
-         * spawner on the other core ran 25.1-26.8 ns a task against 23.6-24.4 with the sleep
+         * sched_yield meanwhile. On the 2-core VM the yields led the profile (the kernel's
+         * pvm_irq_enable), and a flat loop's spawner on the other core lost time to them:
+         * 25.1-26.8 ns a task against 23.6-24.4 with the sleep
          * (23.3 at t=1; bench/RESULTS.md, 2026-12-05). A wake-up that the sleep misses costs
          * at most its length, so it goes without the barrier (the membarrier's interrupt of
          * every running thread, the spawner's too, at each park). */
