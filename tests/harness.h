@@ -272,6 +272,22 @@ static inline int test_wait_change(_Atomic int *v, int unset, int timeout_s)
     }
     return x;
 }
+
+/* Wait (polling) until *v reaches at least `n`, for at most `timeout_s` seconds: its last value
+ * (below n when it did not get there in time; the caller fails with its own message). */
+static inline int test_wait_reach(_Atomic int *v, int n, int timeout_s)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int x;
+    while ((x = atomic_load(v)) < n) {
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec - t0.tv_sec > timeout_s)
+            return x;
+        usleep(20);
+    }
+    return x;
+}
 #endif /* __cplusplus */
 
 /* Run `script` (a python3 -c argument, no double quotes) with a python3 that has numpy, Debian's

@@ -8,7 +8,8 @@
  * dependent outside the group that such a task makes ready still runs; nested groups and a
  * second context on one thread; more threads with groups open than the pool has slots; group
  * tasks a worker made ready in its own deque are stolen by the thread ending the group; a worker
- * that holds back from slots (its steals there brought little) still takes a job that stays.
+ * that holds back from slots (its steals there brought little) still takes a job that stays, and
+ * so does one held back from a slot whose owner runs its spawns itself past the deep mark.
  * Workers are held by the harness's gate (test_gate_hold) where a case needs it, so no case depends
  * on timing; a gate that had to open by itself fails the case.
  */
@@ -387,6 +388,51 @@ TEST(a_worker_held_back_by_small_steals_still_takes_a_job_that_stays)
     }
 }
 
+static _Atomic int kept_ran, kept_on_outside;
+
+static int count_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)a;
+    if (dagger_tc_thread(tc) < 0)
+        atomic_fetch_add(&kept_on_outside, 1);
+    atomic_fetch_add(&kept_ran, 1);
+    *out = dagger_nil();
+    return 0;
+}
+
+/* A thread whose slot is deep (DAGGER__POOL_DEEP) runs its further spawns itself, and a worker
+ * then judges the slot by the work per job that its steals from such slots brought
+ * (src/pool/pool.c, ext_worth): groups of tiny tasks teach it to hold back. The jobs left in the
+ * slot while its owner does something else must still reach a worker: main spawns past the deep
+ * mark, then waits without ending the group until every task ran. A worker that never came fails
+ * the case. */
+TEST(a_worker_held_back_from_a_slot_whose_owner_runs_its_spawns_still_takes_its_jobs)
+{
+    for (int threads = 1; threads <= 2; threads++) {
+        dagger_ctx_t *ctx = test_ctx(threads);
+        for (int round = 0; round < 4; round++) {
+            for (int g = 0; g < 5; g++) {
+                ASSERT_OK(dagger_sync_begin(ctx));
+                for (int i = 0; i < 20000; i++)
+                    ASSERT_OK(dagger_spawn_detached(ctx, count_fn));
+                ASSERT_OK(dagger_sync_end(ctx));
+            }
+            atomic_store(&kept_ran, 0);
+            atomic_store(&kept_on_outside, 0);
+            ASSERT_OK(dagger_sync_begin(ctx));
+            for (int i = 0; i < 3000; i++)
+                ASSERT_OK(dagger_spawn_detached(ctx, count_fn));
+            int ran = test_wait_reach(&kept_ran, 3000, 10);
+            if (ran < 3000)
+                fail_msg("threads %d, round %d: %d of 3000 tasks ran in 10 s (%d on main)", threads,
+                         round, ran, atomic_load(&kept_on_outside));
+            ASSERT_OK(dagger_sync_end(ctx));
+            ASSERT_EQ(atomic_load(&kept_ran), 3000);
+        }
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
 TEST_LIST(every_task_of_a_group_from_main_runs_once,
           held_workers_leave_the_group_to_the_thread_that_ends_it,
           a_failure_run_by_the_ending_thread_reaches_the_group_end,
@@ -394,4 +440,5 @@ TEST_LIST(every_task_of_a_group_from_main_runs_once,
           a_dependent_outside_the_group_made_ready_by_the_ending_thread_runs,
           nested_groups_and_a_second_context_on_one_thread, more_threads_with_groups_than_slots,
           the_ending_thread_steals_group_tasks_a_worker_holds,
-          a_worker_held_back_by_small_steals_still_takes_a_job_that_stays)
+          a_worker_held_back_by_small_steals_still_takes_a_job_that_stays,
+          a_worker_held_back_from_a_slot_whose_owner_runs_its_spawns_still_takes_its_jobs)

@@ -33,7 +33,8 @@ struct dagger__deque {
     _Atomic int64_t bottom;       /* written by the owner only */
     _Atomic(struct dq_buf *) buf; /* owner grows it */
     int64_t top_seen;             /* owner only: a past value of top (<= top) */
-    char pad1[64 - 2 * sizeof(int64_t) - sizeof(void *)];
+    _Atomic int32_t keeps; /* an external slot: its owner ran a job past the deep mark (pool.c) */
+    char pad1[64 - 2 * sizeof(int64_t) - sizeof(void *) - sizeof(int32_t)];
 };
 
 #define DQ_EMPTY ((void *)0)
@@ -55,6 +56,7 @@ static inline int dq_init(struct dagger__deque *d, int64_t cap)
     atomic_init(&d->halving, 0);
     atomic_init(&d->bottom, 0);
     d->top_seen = 0;
+    atomic_init(&d->keeps, 0);
     struct dq_buf *b = dq_buf_new(cap);
     atomic_init(&d->buf, b);
     return b ? 0 : -1;

@@ -83,7 +83,20 @@ struct held {
     int v;          /* the victim, -1: none */
     int64_t top;    /* its deque's top then */
     uint64_t ns;    /* when (0: never) */
-    int64_t bottom; /* its bottom then (workers only: ws_worth) */
+    int64_t bottom; /* its bottom then (per_job_worth) */
+    bool kp;        /* a slot: its owner kept its spawns at the last look (ext_worth) */
+};
+
+/* What steals judged by their work per job brought (owner only; see "Holding back" below): from
+ * other workers, or from slots whose owner runs its spawns itself past the deep mark. */
+struct holdback {
+    uint64_t t0;       /* when the last such steal was taken (0: none since the deque ran dry) */
+    uint64_t work_ns;  /* the mean work a job of those steals brought */
+    uint64_t age_ns;   /* how long a victim's top must stay put before it is taken from */
+    uint64_t held_ns;  /* holding back since (0: not since the last such steal) */
+    uint64_t worth_ns; /* a job that brings less does not pay (WS_WORTH_NS, KP_WORTH_NS) */
+    uint32_t jobs;     /* how many jobs the last such steal took */
+    bool aged;         /* that steal was made past age_ns while holding back */
 };
 
 struct worker {
@@ -102,13 +115,12 @@ struct worker {
     _Atomic int owned;   /* an external slot: 1 while a thread holds it (dagger__pool_ext_claim) */
     unsigned look_every; /* the idle spin's yields per look (owner only; see find_work_idle) */
     /* What steals brought (owner only; see "Holding back" below): from slots of threads outside
-     * the pool and from other workers, when the last one was taken (0: none since the deque
-     * last ran dry) and the mean work it brought; the victims' tops seen while holding back,
-     * per slot and per worker (by index modulo WS_SEEN); holding back from workers since. */
-    uint64_t ext_t0, ext_work_ns, ws_t0, ws_work_ns, held_ns;
-    uint64_t ws_age_ns; /* how long a worker's top must stay put before it is taken from */
-    uint32_t ws_jobs;   /* how many jobs the last steal from a worker took */
-    bool ws_aged;       /* that steal was made past ws_age_ns while holding back */
+     * the pool, when the last one was taken (0: none since the deque last ran dry) and the mean
+     * work it brought; the same per job from other workers (ws) and from slots whose owner keeps
+     * its spawns (kp); the victims' tops seen while holding back, per slot and per worker (by
+     * index modulo WS_SEEN). */
+    uint64_t ext_t0, ext_work_ns;
+    struct holdback ws, kp;
     struct held ext_seen[EXT_SLOTS];
     struct held ws_seen[WS_SEEN];
 } __attribute__((aligned(DAGGER_CACHELINE)));
@@ -477,7 +489,17 @@ static bool asym_available(void)
  * doubling, 0.5 % (26.7 ns; bench/RESULTS.md, 2026-12-05). Steals
  * that bring more put it back to stealing at once; the means start above the mark. A slot that
  * holds EXT_BACKLOG jobs or more is taken from at once: its owner is busy making them (core.tree
- * spawns 2^18 tasks from main while the worker runs them: held back, it lost 22 %). The workers'
+ * spawns 2^18 tasks from main while the worker runs them: held back, it lost 22 %), unless that
+ * owner runs its further spawns itself, past the deep mark (the slot's `keeps`, set at its first
+ * such spawn since it claimed the slot). Such a slot is a flat loop's spawner, as a worker at its
+ * deep mark is, and is judged the same way (per_job_worth), by a mean of its own (kp) against
+ * KP_WORTH_NS. By the backlog rule, the worker took 25-91 % of main's 1e6 empty tasks at t=1
+ * (core.empty_ext), each record's lines crossing twice: 48-97 ns a task; held back, main runs 99 %
+ * of them at 34-40 ns. A thief's time per job counts the misses on records made on the owner's
+ * core: it read 165 ns a job for tasks that main alone runs at 40 ns, 310 for tasks of 165 (taking
+ * half of them: 175 ns a task, a loss) and 460 for tasks of 290 (taking half: 240, a gain); so
+ * 350 ns, not the workers' 250 (bench/RESULTS.md, 2026-12-05 03:30). A slot past the deep mark
+ * is taken from at once: its owner did not run those spawns. The workers'
  * tops are kept by index modulo WS_SEEN: WS_HOLD_MAX_NS after it first held back since its last
  * steal from a worker, a worker takes from any victim (two victims sharing an entry would
  * otherwise keep resetting it; after a long spell of other work, that is its first look). The
@@ -492,6 +514,7 @@ static bool asym_available(void)
 #define EXT_AGE_NS 10000
 #define EXT_BACKLOG (2 * EXT_STEAL_MAX)
 #define WS_WORTH_NS 250
+#define KP_WORTH_NS 350
 #define WS_HOLD_MAX_NS 1000000
 #define WS_AGE_MAX_NS (16 * EXT_AGE_NS)
 
@@ -508,16 +531,30 @@ static inline uint64_t steal_fold(uint64_t *t0, uint64_t *mean, uint32_t jobs)
     return UINT64_MAX;
 }
 
+static inline void holdback_fold(struct holdback *h)
+{
+    uint64_t ran = steal_fold(&h->t0, &h->work_ns, h->jobs);
+    if (DAGGER_UNLIKELY(ran != UINT64_MAX)) {
+        if (ran >= h->worth_ns) /* it paid: take from a still top at the first age again */
+            h->age_ns = EXT_AGE_NS;
+        else if (h->aged && h->age_ns < WS_AGE_MAX_NS) /* held back, and it did not */
+            h->age_ns *= 2;
+    }
+}
+
 static inline void steal_sample(struct worker *w)
 {
     steal_fold(&w->ext_t0, &w->ext_work_ns, 1);
-    uint64_t ran = steal_fold(&w->ws_t0, &w->ws_work_ns, w->ws_jobs);
-    if (DAGGER_UNLIKELY(ran != UINT64_MAX)) {
-        if (ran >= WS_WORTH_NS) /* it paid: take from a still top at the first age again */
-            w->ws_age_ns = EXT_AGE_NS;
-        else if (w->ws_aged && w->ws_age_ns < WS_AGE_MAX_NS) /* held back, and it did not */
-            w->ws_age_ns *= 2;
-    }
+    holdback_fold(&w->ws);
+    holdback_fold(&w->kp);
+}
+
+/* A steal of `jobs` jobs judged by h was taken now. */
+static inline void holdback_took(struct holdback *h, uint32_t jobs)
+{
+    h->t0 = dagger__now_ns();
+    h->jobs = jobs;
+    h->held_ns = 0;
 }
 
 /* Victim v's top is `top` now: true once it has been the same for `age` ns (else it is
@@ -539,36 +576,61 @@ static inline bool held_recent(const struct held *e, int v, uint64_t now, uint64
     return e->v == v && e->ns != 0 && now - e->ns < age;
 }
 
-/* May the worker steal from slot k (deque d, holding `size` jobs) now? */
-static bool ext_worth(struct worker *w, int k, struct dagger__deque *d, int64_t size)
+/* May the worker steal from victim v (deque d; its tops seen in *e) by the work per job that
+ * such steals brought (h)? */
+static bool per_job_worth(struct holdback *h, struct held *e, int v, struct dagger__deque *d)
 {
-    if (w->ext_work_ns >= EXT_WORTH_NS || size >= EXT_BACKLOG)
-        return true;
-    return held_aged(&w->ext_seen[k], k, atomic_load_explicit(&d->top, memory_order_relaxed),
-                     dagger__now_ns(), EXT_AGE_NS);
-}
-
-/* May the worker steal from worker v (deque d) now? */
-static bool ws_worth(struct worker *w, int v, struct dagger__deque *d)
-{
-    w->ws_aged = false;
-    if (w->ws_work_ns >= WS_WORTH_NS)
+    h->aged = false;
+    if (h->work_ns >= h->worth_ns)
         return true;
     uint64_t now = dagger__now_ns();
-    if (w->held_ns == 0)
-        w->held_ns = now;
-    else if (now - w->held_ns >= WS_HOLD_MAX_NS)
+    if (h->held_ns == 0)
+        h->held_ns = now;
+    else if (now - h->held_ns >= WS_HOLD_MAX_NS)
         return true;
-    struct held *e = &w->ws_seen[v % WS_SEEN];
     int64_t bottom = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    if (!held_aged(e, v, atomic_load_explicit(&d->top, memory_order_relaxed), now, w->ws_age_ns)) {
+    if (!held_aged(e, v, atomic_load_explicit(&d->top, memory_order_relaxed), now, h->age_ns)) {
         if (e->ns == now) /* first seen now */
             e->bottom = bottom;
         return false;
     }
     /* Neither end moved all that time: a flat loop's spawner at its deep mark (see above). */
-    w->ws_aged = e->bottom == bottom;
+    h->aged = e->bottom == bottom;
     return true;
+}
+
+/* May the worker steal from worker v (deque d) now? */
+static bool ws_worth(struct worker *w, int v, struct dagger__deque *d)
+{
+    return per_job_worth(&w->ws, &w->ws_seen[v % WS_SEEN], v, d);
+}
+
+/* Slot k's owner runs its spawns itself past the deep mark: judged as a worker victim is. */
+static inline bool ext_keeps(const struct dagger__deque *d)
+{
+    return atomic_load_explicit(&d->keeps, memory_order_relaxed) != 0;
+}
+
+/* May the worker steal from slot k (deque d, holding `size` jobs) now? */
+static bool ext_worth(struct worker *w, int k, struct dagger__deque *d, int64_t size)
+{
+    if (size >= DAGGER__POOL_DEEP) /* past the deep mark: its owner does not run them */
+        return true;
+    /* read on bottom's line, which dq_size read; the idle looks go by this copy (work_seen) */
+    struct held *e = &w->ext_seen[k];
+    e->kp = ext_keeps(d);
+    if (e->kp)
+        return per_job_worth(&w->kp, e, k, d);
+    if (w->ext_work_ns >= EXT_WORTH_NS || size >= EXT_BACKLOG)
+        return true;
+    return held_aged(e, k, atomic_load_explicit(&d->top, memory_order_relaxed), dagger__now_ns(),
+                     EXT_AGE_NS);
+}
+
+/* Holding back by h's measure now. */
+static inline bool holding(const struct holdback *h)
+{
+    return h->work_ns < h->worth_ns && h->held_ns != 0;
 }
 
 /* What a searching worker sees: nothing, work in the injection queue only, or work elsewhere. */
@@ -579,20 +641,25 @@ static int work_seen(dagger__pool *p, struct worker *w, bool all)
     if (jobq_nonempty(&w->mailbox) || atomic_load(&p->heap_count) > 0)
         return SEEN_WORK;
     uint64_t now = 0; /* read at the first victim held back from, if any */
-    bool hold = !all && w->ws_work_ns < WS_WORTH_NS && w->held_ns != 0;
+    bool hold = !all && holding(&w->ws);
     for (int i = 0; i < p->n; i++) {
         if (hold && i != w->index &&
             held_recent(&w->ws_seen[i % WS_SEEN], i, now ? now : (now = dagger__now_ns()),
-                        w->ws_age_ns) &&
-            now - w->held_ns < WS_HOLD_MAX_NS)
+                        w->ws.age_ns) &&
+            now - w->ws.held_ns < WS_HOLD_MAX_NS)
             continue;
         if (dq_size(&p->w[i].dq) > 0)
             return SEEN_WORK;
     }
     int ne = atomic_load_explicit(&p->ext_hw, memory_order_seq_cst);
     for (int i = 0; i < ne; i++) {
-        if (!all && w->ext_work_ns < EXT_WORTH_NS &&
-            held_recent(&w->ext_seen[i], i, now ? now : (now = dagger__now_ns()), EXT_AGE_NS))
+        const struct held *e = &w->ext_seen[i];
+        if (!all &&
+            (e->kp ? holding(&w->kp) &&
+                         held_recent(e, i, now ? now : (now = dagger__now_ns()), w->kp.age_ns) &&
+                         now - w->kp.held_ns < WS_HOLD_MAX_NS
+                   : w->ext_work_ns < EXT_WORTH_NS &&
+                         held_recent(e, i, now ? now : (now = dagger__now_ns()), EXT_AGE_NS)))
             continue;
         if (dq_size(&p->ext[i].dq) > 0)
             return SEEN_WORK;
@@ -603,6 +670,20 @@ static int work_seen(dagger__pool *p, struct worker *w, bool all)
 static bool has_work(dagger__pool *p, struct worker *w)
 {
     return work_seen(p, w, true) != SEEN_NONE;
+}
+
+/* The shortest age among the hold-backs in force: how long a worker that sees only work it
+ * holds back from may sleep. */
+static uint64_t held_age(const struct worker *w)
+{
+    uint64_t age = WS_AGE_MAX_NS;
+    if (w->ext_work_ns < EXT_WORTH_NS)
+        age = EXT_AGE_NS;
+    if (w->ws.work_ns < w->ws.worth_ns && w->ws.age_ns < age)
+        age = w->ws.age_ns;
+    if (w->kp.work_ns < w->kp.worth_ns && w->kp.age_ns < age)
+        age = w->kp.age_ns;
+    return age;
 }
 
 /* A searching worker's look: take work when it sees some, except, where the workers leave a
@@ -717,8 +798,11 @@ DAGGER_NOINLINE static bool submit_slot(dagger__pool *p, struct dagger__job *j, 
         if (may_keep && !pushed) { /* deep by top_seen: read top again */
             d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
             if (atomic_load_explicit(&d->bottom, memory_order_relaxed) - d->top_seen >=
-                DAGGER__POOL_DEEP - 1)
+                DAGGER__POOL_DEEP - 1) {
+                if (DAGGER_UNLIKELY(!atomic_load_explicit(&d->keeps, memory_order_relaxed)))
+                    atomic_store_explicit(&d->keeps, 1, memory_order_relaxed);
                 return true;
+            }
         }
         if (pushed || dq_push(d, j) == 0) {
             notify(p, 0); /* every worker is another thread */
@@ -876,7 +960,10 @@ static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct d
         }
         if (k < 0)
             continue;
-        w->ext_t0 = dagger__now_ns();
+        if (ext_keeps(d)) /* judged by its work per job */
+            holdback_took(&w->kp, (uint32_t)k);
+        else
+            w->ext_t0 = dagger__now_ns();
         /* Not traced, as a take from the injection queue is not: a steal event has no task, so
          * sampling keeps every one, and one per batch took the budget of a bounded trace from
          * the runs of the tasks it kept. */
@@ -920,9 +1007,7 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
                 void *got[DQ_HALF_MAX];
                 int taken = dq_steal_half(vd, got, DQ_HALF_MAX, STEAL_HALF_MIN);
                 if (taken > 0) {
-                    w->ws_t0 = dagger__now_ns();
-                    w->ws_jobs = (uint32_t)taken;
-                    w->held_ns = 0;
+                    holdback_took(&w->ws, (uint32_t)taken);
                     DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
                     for (int i = 1; i < taken; i++)
                         keep_here(p, w, got[i]);
@@ -931,10 +1016,8 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
             }
             void *x = steal_one(vd);
             if (x) {
-                w->ws_t0 = dagger__now_ns();
-                w->ws_jobs = 1;
-                w->ws_aged = false; /* only a deep victim's (a flat loop's) top stays put */
-                w->held_ns = 0;
+                holdback_took(&w->ws, 1);
+                w->ws.aged = false; /* only a deep victim's (a flat loop's) top stays put */
                 DAGGER__TRACE(dagger__trace_steal(w->index, v, 0));
                 return x;
             }
@@ -1110,7 +1193,7 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
          * every running thread, the spawner's too, at each park). */
         long timeout = -1;
         if (has_work(p, w) && work_seen(p, w, false) == SEEN_NONE)
-            timeout = (long)(w->ext_work_ns < EXT_WORTH_NS ? EXT_AGE_NS : w->ws_age_ns);
+            timeout = (long)held_age(w);
         else
             park_barrier(p);
         if ((timeout < 0 && has_work(p, w)) || atomic_load(&p->shutdown)) {
@@ -1346,6 +1429,7 @@ bool dagger__pool_ext_claim(dagger__pool *p)
         tls_ext.gen = p->gen;
         tls_ext.slot = &p->ext[k];
         tls_ext.depth = 1;
+        atomic_store_explicit(&p->ext[k].dq.keeps, 0, memory_order_relaxed);
         dagger__ext_tls.pool = p;
         dagger__ext_tls.counter = p->n + k;
         return true;
@@ -1512,9 +1596,10 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         w->index = i;
         w->look_every = LINGER_LOOK_EVERY;
         w->ext_work_ns = 4 * EXT_WORTH_NS; /* steal at once until steals are seen not to pay */
-        w->ws_work_ns = 4 * WS_WORTH_NS;
-        w->ws_age_ns = EXT_AGE_NS;
-        w->ws_jobs = 1;
+        w->ws = (struct holdback){
+            .work_ns = 4 * WS_WORTH_NS, .age_ns = EXT_AGE_NS, .worth_ns = WS_WORTH_NS, .jobs = 1};
+        w->kp = (struct holdback){
+            .work_ns = 4 * KP_WORTH_NS, .age_ns = EXT_AGE_NS, .worth_ns = KP_WORTH_NS, .jobs = 1};
         for (int k = 0; k < EXT_SLOTS; k++)
             w->ext_seen[k].v = -1;
         for (int k = 0; k < WS_SEEN; k++)
