@@ -256,37 +256,37 @@ static inline int test_note_thread(dagger_tc_t *tc, const dagger_args_t *a, dagg
     return 0;
 }
 
-/* Wait (polling) until *v is no longer `unset`, for at most `timeout_s` seconds: its value, or
- * `unset` when it did not change in time (the caller fails with its own message). For a job that
- * only a worker can run, since the caller does not wait on it through dagger. */
-static inline int test_wait_change(_Atomic int *v, int unset, int timeout_s)
+/* Wait (polling) until done(*v, arg), for at most `timeout_s` seconds: the last value of *v
+ * (the caller tells a timeout by it and fails with its own message). For jobs that only a worker
+ * may run, since the caller does not wait on them through dagger. */
+static inline int test_wait_until(_Atomic int *v, int arg, int (*done)(int x, int arg),
+                                  int timeout_s)
 {
     struct timespec t0, now;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int x;
-    while ((x = atomic_load(v)) == unset) {
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (now.tv_sec - t0.tv_sec > timeout_s)
-            return unset;
-        usleep(20);
-    }
-    return x;
-}
-
-/* Wait (polling) until *v reaches at least `n`, for at most `timeout_s` seconds: its last value
- * (below n when it did not get there in time; the caller fails with its own message). */
-static inline int test_wait_reach(_Atomic int *v, int n, int timeout_s)
-{
-    struct timespec t0, now;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    int x;
-    while ((x = atomic_load(v)) < n) {
+    while (!done(x = atomic_load(v), arg)) {
         clock_gettime(CLOCK_MONOTONIC, &now);
         if (now.tv_sec - t0.tv_sec > timeout_s)
             return x;
         usleep(20);
     }
     return x;
+}
+
+static inline int test_changed(int x, int unset) { return x != unset; }
+static inline int test_reached(int x, int n) { return x >= n; }
+
+/* Until *v is no longer `unset`: its value, or `unset` when it did not change in time. */
+static inline int test_wait_change(_Atomic int *v, int unset, int timeout_s)
+{
+    return test_wait_until(v, unset, test_changed, timeout_s);
+}
+
+/* Until *v reaches at least `n`: its last value (below n when it did not get there in time). */
+static inline int test_wait_reach(_Atomic int *v, int n, int timeout_s)
+{
+    return test_wait_until(v, n, test_reached, timeout_s);
 }
 #endif /* __cplusplus */
 

@@ -614,11 +614,12 @@ static inline bool ext_keeps(const struct dagger__deque *d)
 /* May the worker steal from slot k (deque d, holding `size` jobs) now? */
 static bool ext_worth(struct worker *w, int k, struct dagger__deque *d, int64_t size)
 {
-    if (size >= DAGGER__POOL_DEEP) /* past the deep mark: its owner does not run them */
-        return true;
-    /* read on bottom's line, which dq_size read; the idle looks go by this copy (work_seen) */
+    /* read on bottom's line, which dq_size read; the idle looks (work_seen) and the steal
+     * (steal_ext) go by this copy */
     struct held *e = &w->ext_seen[k];
     e->kp = ext_keeps(d);
+    if (size >= DAGGER__POOL_DEEP) /* past the deep mark: its owner does not run them */
+        return true;
     if (e->kp)
         return per_job_worth(&w->kp, e, k, d);
     if (w->ext_work_ns >= EXT_WORTH_NS || size >= EXT_BACKLOG)
@@ -627,10 +628,15 @@ static bool ext_worth(struct worker *w, int k, struct dagger__deque *d, int64_t 
                      EXT_AGE_NS);
 }
 
-/* Holding back by h's measure now. */
-static inline bool holding(const struct holdback *h)
+/* An idle look skips victim v (its tops seen in *e) while holding back from it by h's measure,
+ * within h's age of the first sight of its top; the clock is read once per look (*now). */
+static inline bool held_skip(const struct holdback *h, const struct held *e, int v, uint64_t *now)
 {
-    return h->work_ns < h->worth_ns && h->held_ns != 0;
+    if (h->work_ns >= h->worth_ns || h->held_ns == 0)
+        return false;
+    if (!*now)
+        *now = dagger__now_ns();
+    return held_recent(e, v, *now, h->age_ns) && *now - h->held_ns < WS_HOLD_MAX_NS;
 }
 
 /* What a searching worker sees: nothing, work in the injection queue only, or work elsewhere. */
@@ -641,12 +647,8 @@ static int work_seen(dagger__pool *p, struct worker *w, bool all)
     if (jobq_nonempty(&w->mailbox) || atomic_load(&p->heap_count) > 0)
         return SEEN_WORK;
     uint64_t now = 0; /* read at the first victim held back from, if any */
-    bool hold = !all && holding(&w->ws);
     for (int i = 0; i < p->n; i++) {
-        if (hold && i != w->index &&
-            held_recent(&w->ws_seen[i % WS_SEEN], i, now ? now : (now = dagger__now_ns()),
-                        w->ws.age_ns) &&
-            now - w->ws.held_ns < WS_HOLD_MAX_NS)
+        if (!all && i != w->index && held_skip(&w->ws, &w->ws_seen[i % WS_SEEN], i, &now))
             continue;
         if (dq_size(&p->w[i].dq) > 0)
             return SEEN_WORK;
@@ -655,9 +657,7 @@ static int work_seen(dagger__pool *p, struct worker *w, bool all)
     for (int i = 0; i < ne; i++) {
         const struct held *e = &w->ext_seen[i];
         if (!all &&
-            (e->kp ? holding(&w->kp) &&
-                         held_recent(e, i, now ? now : (now = dagger__now_ns()), w->kp.age_ns) &&
-                         now - w->kp.held_ns < WS_HOLD_MAX_NS
+            (e->kp ? held_skip(&w->kp, e, i, &now)
                    : w->ext_work_ns < EXT_WORTH_NS &&
                          held_recent(e, i, now ? now : (now = dagger__now_ns()), EXT_AGE_NS)))
             continue;
@@ -946,7 +946,8 @@ static void keep_here(dagger__pool *p, struct worker *w, struct dagger__job *j)
  * EXT_STEAL_MAX jobs, where one steal each cost a transfer of both lines per job). Half of what
  * the thief sees from 2 jobs on (dq_steal_half), the last one alone (dq_steal): the slot's owner
  * pops its bottom as a worker does (dq_pop), newest first at any depth. */
-static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct dagger__deque *d)
+static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct dagger__deque *d,
+                                     bool keeps)
 {
     void *got[EXT_STEAL_MAX];
     for (int tries = 0; tries < 4; tries++) {
@@ -960,7 +961,7 @@ static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct d
         }
         if (k < 0)
             continue;
-        if (ext_keeps(d)) /* judged by its work per job */
+        if (keeps) /* the owner keeps its spawns (ext_worth saw it): judged by work per job */
             holdback_took(&w->kp, (uint32_t)k);
         else
             w->ext_t0 = dagger__now_ns();
@@ -1029,7 +1030,7 @@ static struct dagger__job *try_steal(dagger__pool *p, struct worker *w)
         int64_t size = dq_size(d);
         if (size <= 0 || !ext_worth(w, k, d, size))
             continue;
-        struct dagger__job *j = steal_ext(p, w, d);
+        struct dagger__job *j = steal_ext(p, w, d, w->ext_seen[k].kp);
         if (j)
             return j;
     }
