@@ -71,7 +71,8 @@ struct gslot {
 } __attribute__((aligned(DAGGER_CACHELINE)));
 
 struct group {
-    int64_t spawned; /* the owner only */
+    int64_t spawned;   /* the owner only */
+    int64_t home_done; /* finishes on the home thread (below), counted there without atomics */
     /* The owner writes `spawned` at each spawn; finishers read the fields below at each
      * finish: they are kept off its cache line. */
     char pad[DAGGER_CACHELINE];
@@ -81,6 +82,10 @@ struct group {
     _Atomic(dagger_task_t *) first_err; /* retained */
     struct gslot *slots;
     int nslots; /* workers + 1 */
+    /* The thread that opened the group when it is outside every pool (main, or a task it runs):
+     * such a thread never suspends, so the group ends there, after every finish counted there
+     * (&dagger__helping_tls of that thread, as a token; NULL on a worker). */
+    const void *home;
 };
 
 struct frame {

@@ -35,6 +35,8 @@ int dagger_queue_begin(dagger_ctx_t *ctx, unsigned mode)
         }
         memset(f->group.slots, 0, (size_t)n * sizeof(struct gslot));
         f->group.nslots = n;
+        if (dagger__self_tls.pool == NULL)
+            f->group.home = &dagger__helping_tls;
     }
     struct frame **slot = dagger__queue_frames_slot();
     f->up = *slot;
@@ -97,7 +99,7 @@ int dagger_queue_end(dagger_ctx_t *ctx)
         /* Publish the target, then move the slots' counts (see struct group): seq_cst on
          * both sides, so a count added to a slot after its exchange is moved by its finisher. */
         atomic_store_explicit(&g->target, g->spawned, memory_order_seq_cst);
-        int64_t moved = 0;
+        int64_t moved = g->home_done; /* this thread's, if it is the group's home */
         for (int i = 0; i < g->nslots; i++)
             moved += atomic_exchange_explicit(&g->slots[i].done, 0, memory_order_seq_cst);
         if (moved)

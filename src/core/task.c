@@ -603,13 +603,26 @@ DAGGER_NOINLINE static void complete_failed(dagger_task_t *t, int rc)
 }
 
 /* A finished task of group g, on worker w (-1: another thread): the thread ending g while it
- * runs g's tasks counts it for itself (dagger__helping_tls). */
+ * runs g's tasks counts it for itself (dagger__helping_tls), and so does g's home thread (a
+ * thread outside every pool that opened it) until it ends the group (the end takes home_done
+ * once, after it set the target): a plain add instead of the shared slot's three locked
+ * operations (main running a flat loop's spawns past the deep mark: core.empty_ext, or a task
+ * it runs opening a group of its own: core.nested_groups). */
 static inline void group_done(struct group *g, dagger_ctx_t *ctx, int w)
 {
-    if (DAGGER_UNLIKELY(w < 0) && dagger__helping_tls.g == g)
-        dagger__helping_tls.done++;
-    else
-        dagger__queue_group_done(g, ctx, w);
+    if (DAGGER_UNLIKELY(w < 0)) {
+        if (dagger__helping_tls.g == g) {
+            dagger__helping_tls.done++;
+            return;
+        }
+        /* target: this thread's own store, when it is the home */
+        if (g->home == &dagger__helping_tls &&
+            atomic_load_explicit(&g->target, memory_order_relaxed) < 0) {
+            g->home_done++;
+            return;
+        }
+    }
+    dagger__queue_group_done(g, ctx, w);
 }
 
 /* Out of line: it runs after the task body, which may have moved the task to another worker, and
