@@ -1596,10 +1596,15 @@ void mpi__remote_submit(void *ud, struct dagger__job *j, const dagger_proc_t *p)
     c->prio = j->prio;
     dagger__task_set_cancel_hook(t, on_cancel, st);
     mpi__linger(st); /* its result is due: the waiter yields */
+    /* Once pushed, the task may come back done and be freed before the mark below (a TSan
+     * report in mpi_datadeps4.random_program_across_ranks: the mark written into a freed
+     * record): a reference of this thread keeps it until then. */
+    dagger_task_retain(t);
     mpi__push(st, c);
     /* A dependent may be sent early now (mpi__early): its subscription, posted after this
      * command, then reaches that rank after this task. */
     dagger__task_set_elsewhere(t, p->rank);
+    dagger_task_release(t);
 }
 
 /* "argument <i>", for messages that name it; no snprintf, which cost about 70 ns an argument
