@@ -1569,9 +1569,11 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
     if (nd)
         t->flags |= TF_HAS_DEPS; /* read by the deadlock check (deadlock.c) */
     uint32_t holds = 1 + (ordered ? enter_frames(ctx, t, top, bulk) : 0);
-    if (nd == 0 && holds == 1) {      /* nobody else can see the task yet: no atomics needed */
-        if (DAGGER_UNLIKELY(tracing)) /* one event: spawned and ready at once */
-            dagger__trace_spawn_ready(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
+    if (nd == 0 && holds == 1) { /* nobody else can see the task yet: no atomics needed */
+        /* One event: spawned and ready at once. Only set_name (options) owns a name, so the
+         * plain path tests none. */
+        if (DAGGER_UNLIKELY(tracing))
+            dagger__trace_spawn_ready(t->id, t->name, o == NULL || !(t->flags & TF_NAME_OWNED), w);
         /* A worker's deque deep with ready tasks: this child runs now, on the spawner's stack
          * (an undeferred task, as libgomp does past 64 queued tasks per thread). Thieves have
          * plenty left, and a flat loop of spawns keeps a bounded set of task records, hot in
@@ -1586,7 +1588,7 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
         return t;
     }
     if (DAGGER_UNLIKELY(tracing))
-        dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
+        dagger__trace_spawn(t->id, t->name, o == NULL || !(t->flags & TF_NAME_OWNED), w);
     /* The spawn's hold keeps the task from being ready while the spawner still works on it
      * after registering its inputs (a bulk block's hold, an early offer to another rank). A
      * spawn with neither takes no hold: each input's completion takes one count, the spawner

@@ -12,9 +12,11 @@
  * Everything else runs in dagger__trace_put_slow when the cursor hits its limit: attaching a
  * buffer, a new recording, a new chunk, sampling (the limit stays NULL while a sample is
  * being taken, so every event is checked), the spawn count of the sample, the clock without
- * an invariant TSC. A new recording is seen at the next event (its generation is the value of
- * dagger__trace_on, which the fast path compares with the cursor's); a change of the
- * sampling shift at the thread's next roll-over (the snapshot thins what was logged before).
+ * an invariant TSC. A new recording sets every owned buffer's thread's limit to NULL (under
+ * g_owner_lock, which a thread's exit takes too), so that its next event comes this way; the
+ * fast path tests nothing else (a test of the cursor's recording there cost 3 instructions an
+ * event). A change of the sampling shift is seen at the thread's next roll-over (the snapshot
+ * thins what was logged before).
  * A recording is a "generation": start bumps g_gen and each thread resets its own buffer the
  * first time it logs in the new generation, reusing its chunks. Memory is bounded by a budget
  * of events per recording: a thread reserves room for a whole chunk at a time (one atomic
@@ -105,6 +107,8 @@ struct tbuf {
     struct dagger__trace_rec *end;        /* owner only: end of the reservation in cur */
     struct arena *arena_head, *arena_cur; /* owner only */
     struct name_slot names[NAME_CACHE];   /* owner only */
+    /* The owner's cursor (its thread-local storage), NULL when orphaned; under g_owner_lock. */
+    struct dagger__trace_cur *owner_tc;
 };
 
 static _Atomic(struct tbuf *) g_bufs;
@@ -121,6 +125,8 @@ static _Atomic int64_t g_kept;      /* tasks logged at the current shift (batche
 #define KEPT_BATCH 64
 static DAGGER_TLS struct tbuf *tls_buf;
 static pthread_key_t g_key;
+/* Guards tbuf.owner_tc: a new recording writes the owners' limits, a thread exits. */
+static pthread_mutex_t g_owner_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
 
 static inline int64_t now_ns(void)
@@ -203,6 +209,9 @@ int64_t dagger__trace_now(void)
 static void on_thread_exit(void *p)
 {
     struct tbuf *b = p;
+    pthread_mutex_lock(&g_owner_lock); /* its cursor goes with the thread */
+    b->owner_tc = NULL;
+    pthread_mutex_unlock(&g_owner_lock);
     atomic_store_explicit(&b->owned, 0, memory_order_release);
 }
 
@@ -219,10 +228,10 @@ static void reset_buf(struct tbuf *b, uint32_t gen)
     b->cur = NULL;
     b->end = NULL;
     struct dagger__trace_cur *tc = &dagger__trace_tc;
-    tc->pos = tc->lim = NULL;
+    tc->pos = NULL;
+    atomic_store_explicit(&tc->lim, NULL, memory_order_relaxed);
     tc->last = 0;
     tc->spawns_left = KEPT_BATCH;
-    tc->gen = (int)gen;
     atomic_store_explicit(&b->dropped, 0, memory_order_relaxed);
     atomic_store_explicit(&b->gen, gen, memory_order_release);
 }
@@ -256,15 +265,20 @@ static struct tbuf *attach(uint32_t gen)
                                                           memory_order_relaxed));
         }
         tls_buf = b;
-        (void)pthread_setspecific(g_key, b);
+        int keyed = pthread_setspecific(g_key, b) == 0;
         /* An adopted buffer of this generation keeps its events (the snapshot reads them
          * all); new ones go to a fresh chunk, and its stamps were another thread's. */
         struct dagger__trace_cur *tc = &dagger__trace_tc;
-        tc->pos = tc->lim = NULL;
+        tc->pos = NULL;
+        atomic_store_explicit(&tc->lim, NULL, memory_order_relaxed);
         tc->last = 0;
         tc->spawns_left = KEPT_BATCH;
-        tc->gen = (int)atomic_load_explicit(&b->gen, memory_order_relaxed);
         b->end = NULL;
+        /* Without its exit hook (the key not set) the cursor is not listed, and put() keeps
+         * its limit NULL: every event takes the slow path, which checks the recording. */
+        pthread_mutex_lock(&g_owner_lock);
+        b->owner_tc = keyed ? tc : NULL;
+        pthread_mutex_unlock(&g_owner_lock);
     }
     if (atomic_load_explicit(&b->gen, memory_order_relaxed) != gen)
         reset_buf(b, gen);
@@ -410,8 +424,18 @@ static void put(struct tbuf *b, unsigned kind, int thread, uint64_t id, uint64_t
                           (uint64_t)(uint32_t)aux | (uint64_t)(uint16_t)thread << 32 |
                               (uint64_t)(kind & 0xff) << 48 | (uint64_t)(flags & 0xff) << 56,
                           memory_order_release);
-    tc->lim =
-        atomic_load_explicit(&g_shift, memory_order_relaxed) || !has_fast_clock() ? NULL : b->end;
+    if (atomic_load_explicit(&g_shift, memory_order_relaxed) || !has_fast_clock() || !b->owner_tc) {
+        atomic_store_explicit(&tc->lim, NULL, memory_order_relaxed);
+        return;
+    }
+    /* A recording that began since slot() read g_gen set the limit to NULL before or after
+     * this store: after, it stays; before, the load below sees the new generation (both sides
+     * seq_cst: the store of the limit, then the load of g_gen here; the store of g_gen, then
+     * the limit's in dagger__trace_buf_begin). */
+    atomic_store_explicit(&tc->lim, b->end, memory_order_seq_cst);
+    if (atomic_load_explicit(&g_gen, memory_order_seq_cst) !=
+        atomic_load_explicit(&b->gen, memory_order_relaxed))
+        atomic_store_explicit(&tc->lim, NULL, memory_order_relaxed);
 }
 
 /* A spawn settles the sample's task count every KEPT_BATCH spawns. */
@@ -578,7 +602,14 @@ uint32_t dagger__trace_buf_begin(uint64_t max_events)
     uint32_t g = atomic_load_explicit(&g_gen, memory_order_relaxed) + 1;
     if (g == 0)
         g = 1;
-    atomic_store_explicit(&g_gen, g, memory_order_release);
+    atomic_store_explicit(&g_gen, g, memory_order_seq_cst);
+    /* Every thread's next event takes the slow path, which moves it to this recording. */
+    pthread_mutex_lock(&g_owner_lock);
+    for (struct tbuf *b = atomic_load_explicit(&g_bufs, memory_order_acquire); b;
+         b = atomic_load_explicit(&b->next_buf, memory_order_relaxed))
+        if (b->owner_tc)
+            atomic_store_explicit(&b->owner_tc->lim, NULL, memory_order_seq_cst);
+    pthread_mutex_unlock(&g_owner_lock);
     return g;
 }
 

@@ -5,7 +5,7 @@
  * lock and no allocation on the hot path once the thread's buffer exists.
  * The hooks of the task hot path (spawn, ready, start, finish, block, resume) are inline: their
  * fast path tests the thread's cursor (one compare of the next slot with the limit of its
- * reservation, one of its recording with the current one) and writes a 32-byte record with
+ * reservation, which a new recording sets to NULL) and writes a 32-byte record with
  * plain stores (the line 1 KiB ahead prefetched): the next record's word is zeroed (a
  * reader stops there), then a release store of this one's (kind and flags) publishes it. Everything
  * else (a new buffer or recording, a new chunk, sampling, name copies, the clock where there is
@@ -62,12 +62,14 @@ struct dagger__trace_rec {
     _Atomic uint64_t hdr;
 };
 
-/* The calling thread's cursor (owner only). pos < lim: the fast path may write at pos. */
+/* The calling thread's cursor. pos < lim: the fast path may write at pos. Only the owner
+ * writes it, but for `lim`: a new recording sets every thread's to NULL (buffer.c,
+ * dagger__trace_buf_begin), so the fast path needs no test of the recording it writes in. */
 struct dagger__trace_cur {
-    struct dagger__trace_rec *pos, *lim;
+    struct dagger__trace_rec *pos;
+    struct dagger__trace_rec *_Atomic lim;
     int64_t last;         /* raw stamp of the last stamped event; 0: stamp the next start */
     uint32_t spawns_left; /* spawns the fast path may log before the sample's count is settled */
-    int gen;              /* recording of pos (compared with dagger__trace_on) */
     uint32_t sched_n;     /* scheduler events (steal, park) seen while sampling (buffer.c) */
     uint32_t park_out;    /* the thread's last park was thinned out: so is its wake */
 };
@@ -107,9 +109,8 @@ static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kin
 #if defined(__x86_64__) || defined(__i386__)
     struct dagger__trace_cur *c = &dagger__trace_tc;
     struct dagger__trace_rec *r = c->pos;
-    if (__builtin_expect((uintptr_t)r < (uintptr_t)c->lim &&
-                             c->gen ==
-                                 atomic_load_explicit(&dagger__trace_on, memory_order_relaxed) &&
+    if (__builtin_expect((uintptr_t)r <
+                                 (uintptr_t)atomic_load_explicit(&c->lim, memory_order_relaxed) &&
                              (!is_spawn || c->spawns_left != 0),
                          1)) {
         int64_t ts = c->last;

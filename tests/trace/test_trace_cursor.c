@@ -2,10 +2,11 @@
  *
  * The fast path of a hook tests only the calling thread's cursor; everything else is noticed
  * when the cursor hits its limit. These tests check what that must not lose: a new recording
- * started while the cursor still has room in the last one's chunk, chunks reused by a later
- * recording (their old events must not reappear), the fast path coming back after a sampled
- * recording, a run in progress seen by a snapshot, and the record word (thread, aux, kind,
- * flags) read back exactly. The trace sources are compiled into this binary (no runtime).
+ * started while the cursor (this thread's or another's) still has room in the last one's
+ * chunk, chunks reused by a later recording (their old events must not reappear), the fast
+ * path coming back after a sampled recording, a run in progress seen by a snapshot, and the
+ * record word (thread, aux, kind, flags) read back exactly. The trace sources are compiled into
+ * this binary (no runtime).
  * SPDX-License-Identifier: MIT
  */
 #include <pthread.h>
@@ -137,6 +138,63 @@ TEST(a_run_in_progress_is_in_a_snapshot)
     dagger__trace_snap_free(&s);
 }
 
+static _Atomic int g_turn;
+
+/* Logs ids 1..10 in the first recording and 1001..1010 in the second, each when told, without
+ * a limit reached in between (the reservation of the first has room to spare). */
+static void *two_recordings(void *p)
+{
+    (void)p;
+    while (atomic_load(&g_turn) != 1)
+        ;
+    readies(1, 10);
+    atomic_store(&g_turn, 2);
+    while (atomic_load(&g_turn) != 3)
+        ;
+    readies(1001, 10);
+    atomic_store(&g_turn, 4);
+    return NULL;
+}
+
+static void *log_and_exit(void *p)
+{
+    readies((uint64_t)(uintptr_t)p, 5);
+    return NULL;
+}
+
+/* The fast path does not test which recording its cursor belongs to: a new recording empties
+ * every thread's cursor. Another thread, its cursor still in the first recording's chunk, logs
+ * into the second (none of its events lost to the first's chunk), and a thread that exited in
+ * between (its cursor gone with it) is left alone by the second start. */
+TEST(a_new_recording_reaches_other_threads_cursors)
+{
+    atomic_store(&g_turn, 0);
+    pthread_t th, gone;
+    assert_int_equal(pthread_create(&th, NULL, two_recordings, NULL), 0);
+    UOK(dagger_trace_start(CTX));
+    atomic_store(&g_turn, 1);
+    while (atomic_load(&g_turn) != 2)
+        ;
+    assert_int_equal(pthread_create(&gone, NULL, log_and_exit, (void *)(uintptr_t)501), 0);
+    assert_int_equal(pthread_join(gone, NULL), 0);
+    UOK(dagger_trace_stop(CTX));
+    assert_int_equal(stats_of().events, 15);
+
+    UOK(dagger_trace_start(CTX));
+    atomic_store(&g_turn, 3);
+    while (atomic_load(&g_turn) != 4)
+        ;
+    UOK(dagger_trace_stop(CTX));
+    assert_int_equal(pthread_join(th, NULL), 0);
+    struct dtr_snap s;
+    UOK(dagger__trace_snap_take(CTX, &s));
+    assert_int_equal(s.nev, 10);
+    for (size_t i = 0; i < s.nev; i++)
+        assert_true(s.ev[i].kind == DTR_READY && s.ev[i].id > 1000 && s.ev[i].id <= 1010);
+    dagger__trace_snap_free(&s);
+    assert_int_equal(stats_of().dropped, 0);
+}
+
 /* Every field of the packed record word comes back: negative threads and codes, flags. */
 TEST(the_record_word_round_trips)
 {
@@ -168,4 +226,5 @@ TEST(the_record_word_round_trips)
 }
 
 TEST_LIST(each_recording_sees_only_its_events, sampling_ends_with_its_recording,
-          a_run_in_progress_is_in_a_snapshot, the_record_word_round_trips)
+          a_run_in_progress_is_in_a_snapshot, a_new_recording_reaches_other_threads_cursors,
+          the_record_word_round_trips)
