@@ -231,6 +231,7 @@ static void reset_buf(struct tbuf *b, uint32_t gen)
     tc->pos = NULL;
     atomic_store_explicit(&tc->lim, NULL, memory_order_relaxed);
     tc->last = 0;
+    tc->follow = 0;
     tc->spawns_left = KEPT_BATCH;
     atomic_store_explicit(&b->dropped, 0, memory_order_relaxed);
     atomic_store_explicit(&b->gen, gen, memory_order_release);
@@ -272,6 +273,7 @@ static struct tbuf *attach(uint32_t gen)
         tc->pos = NULL;
         atomic_store_explicit(&tc->lim, NULL, memory_order_relaxed);
         tc->last = 0;
+        tc->follow = 0;
         tc->spawns_left = KEPT_BATCH;
         b->end = NULL;
         /* Without its exit hook (the key not set) the cursor is not listed, and put() keeps
@@ -410,7 +412,8 @@ static void put(struct tbuf *b, unsigned kind, int thread, uint64_t id, uint64_t
 {
     struct dagger__trace_cur *tc = &dagger__trace_tc;
     struct dagger__trace_rec *r = tc->pos;
-    if (may_infer && tc->last != 0 && (thread >= 0 || may_infer == 2)) {
+    if (may_infer && tc->last != 0 &&
+        (thread >= 0 || may_infer == 2 || (may_infer == 3 && tc->follow == id))) {
         r->ts = tc->last;
         flags |= DTR_F_INFER;
     } else {

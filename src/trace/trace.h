@@ -72,6 +72,7 @@ struct dagger__trace_cur {
     uint32_t spawns_left; /* spawns the fast path may log before the sample's count is settled */
     uint32_t sched_n;     /* scheduler events (steal, park) seen while sampling (buffer.c) */
     uint32_t park_out;    /* the thread's last park was thinned out: so is its wake */
+    uint64_t follow;      /* a task whose start follows its own spawn on this thread at once */
 };
 extern __thread
     __attribute__((tls_model("initial-exec"))) struct dagger__trace_cur dagger__trace_tc;
@@ -92,8 +93,10 @@ void dagger__trace_put_slow(uint64_t hdr, uint64_t id, uint64_t arg, int may_inf
 void dagger__trace_put_str(unsigned kind, int thread, uint64_t id, const char *s, int is_static,
                            size_t max, unsigned flags);
 
-/* Append one event. A start, a resume or a spawn on a worker (`may_infer` 1), and an edge on
- * any thread (`may_infer` 2: it follows its spawn), take no time stamp of their own: they store
+/* Append one event. A start, a resume or a spawn on a worker (`may_infer` 1 or 3), an edge on
+ * any thread (`may_infer` 2: it follows its spawn), and on any thread the start (`may_infer` 3)
+ * of the task the cursor's `follow` names (dagger__trace_follow: it runs right after its own
+ * spawn, no user code between), take no time stamp of their own: they store
  * the thread's previous one (the finish before it, a block, a steal, a wake), which the
  * snapshot moves n ns later for the n-th such event, and a start never before the task was
  * ready. Only x86 with an
@@ -114,7 +117,9 @@ static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kin
                              (!is_spawn || c->spawns_left != 0),
                          1)) {
         int64_t ts = c->last;
-        if (may_infer && __builtin_expect(ts != 0 && (thread >= 0 || may_infer == 2), 1))
+        if (may_infer && __builtin_expect(ts != 0 && (thread >= 0 || may_infer == 2 ||
+                                                      (may_infer == 3 && c->follow == id)),
+                                          1))
             hdr |= (uint64_t)DAGGER__TRACE_F_INFER << 56;
         else
             c->last = ts = (int64_t)__builtin_ia32_rdtsc();
@@ -180,8 +185,12 @@ static inline void dagger__trace_ready(uint64_t id, int thread)
  * previous one's). */
 static inline void dagger__trace_start(uint64_t id, int thread)
 {
-    dagger__trace_put(DAGGER__TRACE_K_START, thread, id, 0, 0, 0, 1, 0);
+    dagger__trace_put(DAGGER__TRACE_K_START, thread, id, 0, 0, 0, 3, 0);
 }
+/* The calling thread starts task `id` next, right after logging its spawn (an undeferred run):
+ * that start leans on the spawn's stamp on a thread outside the pool too (a worker's always
+ * does). On main, spawning 1e6 tasks that it runs itself: two clock reads a task, not three. */
+static inline void dagger__trace_follow(uint64_t id) { dagger__trace_tc.follow = id; }
 /* End of a run: rc is 0, DAGGER_ECANCELED or another error code. */
 static inline void dagger__trace_finish(uint64_t id, int thread, int rc)
 {

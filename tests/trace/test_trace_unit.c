@@ -644,10 +644,42 @@ TEST(starts_lean_on_the_previous_stamp)
     dagger__trace_snap_free(&s);
 }
 
+/* On a thread outside the pool a start takes its own stamp, but for the start of the task that
+ * the thread runs at once inside the spawn that made it (dagger__trace_follow names it): that
+ * one lies right after its spawn. Naming another task changes nothing. */
+TEST(a_start_right_after_its_spawn_leans_on_it_off_the_pool)
+{
+    UOK(dagger_trace_start(CTX));
+    DAGGER__TRACE(dagger__trace_spawn_ready(20, "u", 1, -1));
+    DAGGER__TRACE(dagger__trace_follow(20));
+    DAGGER__TRACE(dagger__trace_start(20, -1));
+    DAGGER__TRACE(dagger__trace_finish(20, -1, 0));
+    struct timespec d = {0, 200000};
+    nanosleep(&d, NULL);
+    DAGGER__TRACE(dagger__trace_start(21, -1)); /* follow still names 20 */
+    DAGGER__TRACE(dagger__trace_finish(21, -1, 0));
+    nanosleep(&d, NULL);
+    DAGGER__TRACE(dagger__trace_follow(30));
+    DAGGER__TRACE(dagger__trace_start(31, -1));
+    UOK(dagger_trace_stop(CTX));
+    struct dtr_snap s;
+    UOK(dagger__trace_snap_take(CTX, &s));
+    const struct dtr_ev *sp20 = find_ev(&s, DTR_SPAWN, 20), *s20 = find_ev(&s, DTR_START, 20),
+                        *f20 = find_ev(&s, DTR_FINISH, 20), *s21 = find_ev(&s, DTR_START, 21),
+                        *f21 = find_ev(&s, DTR_FINISH, 21), *s31 = find_ev(&s, DTR_START, 31);
+    assert_true(sp20 && s20 && f20 && s21 && f21 && s31);
+    assert_int_equal(s20->ts, sp20->ts + 1); /* no clock read of its own */
+    assert_true(s21->ts >= f20->ts + 100000);
+    assert_true(s31->ts >= f21->ts + 100000);
+    for (size_t i = 0; i < s.nev; i++)
+        assert_int_equal(s.ev[i].flags & DTR_F_INFER, 0);
+    dagger__trace_snap_free(&s);
+}
+
 TEST_LIST(off_by_default_records_nothing, counts_of_a_small_dag, summary_truncates_like_snprintf,
           names_are_copied_unless_static, restart_drops_the_old_recording, one_context_at_a_time,
           a_stopped_trace_reads_the_same_every_time, eight_threads_of_spawn_pressure,
           limit_counts_dropped_events, limit_from_the_environment,
           buffers_of_exited_threads_are_kept_and_reused, write_every_format, dtrace_round_trip,
           dtrace_rejects_damaged_files, model_is_exact_on_known_times,
-          starts_lean_on_the_previous_stamp)
+          starts_lean_on_the_previous_stamp, a_start_right_after_its_spawn_leans_on_it_off_the_pool)
