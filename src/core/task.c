@@ -377,9 +377,14 @@ static inline void submit_ready(dagger_task_t *t) { (void)submit_ready_as(t, fal
  * blocks, it is queued after all. */
 DAGGER_NOINLINE static void run_undeferred(dagger_task_t *me, dagger_task_t *t, bool plain)
 {
-    DAGGER__TRACE(dagger__trace_follow(t->id)); /* its start comes next: no clock read */
-    if (!plain || (me && me->ctx != t->ctx) || !dagger__task_run_on_stack(me, &t->job))
-        dagger__pool_submit(t->ctx->pool, &t->job);
+    if (plain && !(me && me->ctx != t->ctx)) {
+        /* Traced, its start comes next on this thread: it reads no clock (trace.h). */
+        DAGGER__TRACE(dagger__trace_follow(t->id));
+        if (dagger__task_run_on_stack(me, &t->job))
+            return;
+        DAGGER__TRACE(dagger__trace_follow(0)); /* queued: it may start after user code */
+    }
+    dagger__pool_submit(t->ctx->pool, &t->job);
 }
 
 static void make_ready(dagger_task_t *t)
