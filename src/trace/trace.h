@@ -93,8 +93,8 @@ void dagger__trace_put_slow(uint64_t hdr, uint64_t id, uint64_t arg, int may_inf
 void dagger__trace_put_str(unsigned kind, int thread, uint64_t id, const char *s, int is_static,
                            size_t max, unsigned flags);
 
-/* Append one event. A start, a resume or a spawn on a worker (`may_infer` 1 or 3), an edge on
- * any thread (`may_infer` 2: it follows its spawn), and on any thread the start (`may_infer` 3)
+/* Append one event. A start, a resume, a ready or a spawn on a worker (`may_infer` 1 or 3), an edge
+ * on any thread (`may_infer` 2: it follows its spawn), and on any thread the start (`may_infer` 3)
  * of the task the cursor's `follow` names (dagger__trace_follow: it runs right after its own
  * spawn, no user code between), take no time stamp of their own: they store
  * the thread's previous one (the finish before it, a block, a steal, a wake), which the
@@ -177,9 +177,12 @@ static inline void dagger__trace_edge(uint64_t from, uint64_t to)
 {
     dagger__trace_put(DAGGER__TRACE_K_EDGE, -1, from, to, 0, 0, 2, 0);
 }
+/* A task became ready (its last input finished, or a hold was released). On a worker it takes
+ * the thread's previous stamp, as a spawn does (mostly the finish just before it): a task of a
+ * chain reads the clock once, at its finish, not also at its ready. */
 static inline void dagger__trace_ready(uint64_t id, int thread)
 {
-    dagger__trace_put(DAGGER__TRACE_K_READY, thread, id, 0, 0, 0, 0, 0);
+    dagger__trace_put(DAGGER__TRACE_K_READY, thread, id, 0, 0, 0, 1, 0);
 }
 /* A run begins. On a worker a start or a resume takes no time stamp of its own (the thread's
  * previous one's). */
