@@ -676,10 +676,33 @@ TEST(a_start_right_after_its_spawn_leans_on_it_off_the_pool)
     dagger__trace_snap_free(&s);
 }
 
+/* A ready on a worker takes the thread's previous stamp (the finish of its input, just before);
+ * on a thread outside the pool it reads the clock. */
+TEST(a_ready_on_a_worker_leans_on_the_finish_before_it)
+{
+    UOK(dagger_trace_start(CTX));
+    DAGGER__TRACE(dagger__trace_finish(40, 0, 0));
+    DAGGER__TRACE(dagger__trace_ready(41, 0));
+    DAGGER__TRACE(dagger__trace_finish(50, -1, 0));
+    struct timespec d = {0, 200000};
+    nanosleep(&d, NULL);
+    DAGGER__TRACE(dagger__trace_ready(51, -1));
+    UOK(dagger_trace_stop(CTX));
+    struct dtr_snap s;
+    UOK(dagger__trace_snap_take(CTX, &s));
+    const struct dtr_ev *f40 = find_ev(&s, DTR_FINISH, 40), *r41 = find_ev(&s, DTR_READY, 41),
+                        *f50 = find_ev(&s, DTR_FINISH, 50), *r51 = find_ev(&s, DTR_READY, 51);
+    assert_true(f40 && r41 && f50 && r51);
+    assert_int_equal(r41->ts, f40->ts + 1);
+    assert_true(r51->ts >= f50->ts + 100000);
+    dagger__trace_snap_free(&s);
+}
+
 TEST_LIST(off_by_default_records_nothing, counts_of_a_small_dag, summary_truncates_like_snprintf,
           names_are_copied_unless_static, restart_drops_the_old_recording, one_context_at_a_time,
           a_stopped_trace_reads_the_same_every_time, eight_threads_of_spawn_pressure,
           limit_counts_dropped_events, limit_from_the_environment,
           buffers_of_exited_threads_are_kept_and_reused, write_every_format, dtrace_round_trip,
           dtrace_rejects_damaged_files, model_is_exact_on_known_times,
-          starts_lean_on_the_previous_stamp, a_start_right_after_its_spawn_leans_on_it_off_the_pool)
+          starts_lean_on_the_previous_stamp, a_start_right_after_its_spawn_leans_on_it_off_the_pool,
+          a_ready_on_a_worker_leans_on_the_finish_before_it)
