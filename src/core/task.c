@@ -375,14 +375,18 @@ static inline void submit_ready(dagger_task_t *t) { (void)submit_ready_as(t, fal
  * the pool whose group's slot is deep, `me` NULL): it runs now on this stack, never queued
  * (docs/core.md, "Nested tasks"); past the nesting bound, or for a spawn inside ordering
  * blocks, it is queued after all. */
-DAGGER_NOINLINE static void run_undeferred(dagger_task_t *me, dagger_task_t *t, bool plain)
+DAGGER_NOINLINE static void run_undeferred(dagger_task_t *me, dagger_task_t *t, bool plain,
+                                           bool tracing)
 {
     if (plain && !(me && me->ctx != t->ctx)) {
-        /* Traced, its start comes next on this thread: it reads no clock (trace.h). */
-        DAGGER__TRACE(dagger__trace_follow(t->id));
+        /* `tracing`: the spawn's own read. Its start comes next on this thread, so it reads no
+         * clock (trace.h). */
+        if (DAGGER_UNLIKELY(tracing))
+            dagger__trace_follow(t->id);
         if (dagger__task_run_on_stack(me, &t->job))
             return;
-        DAGGER__TRACE(dagger__trace_follow(0)); /* queued: it may start after user code */
+        if (DAGGER_UNLIKELY(tracing))
+            dagger__trace_follow(0); /* queued: it may start after user code */
     }
     dagger__pool_submit(t->ctx->pool, &t->job);
 }
@@ -1590,7 +1594,7 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
          * ns a task; without, a million records waited in the slot or crossed to the
          * worker). */
         if (DAGGER_UNLIKELY(submit_ready_as(t, o == NULL, me != NULL || w < 0)))
-            run_undeferred(me, t, plain);
+            run_undeferred(me, t, plain, tracing);
         return t;
     }
     if (DAGGER_UNLIKELY(tracing))

@@ -412,8 +412,7 @@ static void put(struct tbuf *b, unsigned kind, int thread, uint64_t id, uint64_t
 {
     struct dagger__trace_cur *tc = &dagger__trace_tc;
     struct dagger__trace_rec *r = tc->pos;
-    if (may_infer && tc->last != 0 &&
-        (thread >= 0 || may_infer == 2 || (may_infer == 3 && tc->follow == id))) {
+    if (dagger__trace_leans(tc, tc->last, thread, id, may_infer)) {
         r->ts = tc->last;
         flags |= DTR_F_INFER;
     } else {

@@ -93,6 +93,18 @@ void dagger__trace_put_slow(uint64_t hdr, uint64_t id, uint64_t arg, int may_inf
 void dagger__trace_put_str(unsigned kind, int thread, uint64_t id, const char *s, int is_static,
                            size_t max, unsigned flags);
 
+/* Whether an event may store the thread's previous stamp `last` (0: none) instead of reading
+ * the clock: `may_infer` 1 (a start, a resume, a ready or a spawn) on a worker, 2 (an edge,
+ * right after its spawn) on any thread, 3 (a start) on a worker or, on any thread, the start of
+ * the task the cursor's `follow` names. Both paths of every hook ask this. */
+static inline __attribute__((always_inline)) int
+dagger__trace_leans(const struct dagger__trace_cur *c, int64_t last, int thread, uint64_t id,
+                    int may_infer)
+{
+    return may_infer && last != 0 &&
+           (thread >= 0 || may_infer == 2 || (may_infer == 3 && c->follow == id));
+}
+
 /* Append one event. A start, a resume, a ready or a spawn on a worker (`may_infer` 1 or 3), an edge
  * on any thread (`may_infer` 2: it follows its spawn), and on any thread the start (`may_infer` 3)
  * of the task the cursor's `follow` names (dagger__trace_follow: it runs right after its own
@@ -117,9 +129,7 @@ static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kin
                              (!is_spawn || c->spawns_left != 0),
                          1)) {
         int64_t ts = c->last;
-        if (may_infer && __builtin_expect(ts != 0 && (thread >= 0 || may_infer == 2 ||
-                                                      (may_infer == 3 && c->follow == id)),
-                                          1))
+        if (__builtin_expect(dagger__trace_leans(c, ts, thread, id, may_infer), 1))
             hdr |= (uint64_t)DAGGER__TRACE_F_INFER << 56;
         else
             c->last = ts = (int64_t)__builtin_ia32_rdtsc();
