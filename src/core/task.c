@@ -588,7 +588,7 @@ static inline int settle(dagger_task_t *t, int r, dagger_value_t *out)
     if (DAGGER_LIKELY(r == 0 && !t->argerr && !t->err && out->kind < DAGGER_KIND_STR &&
                       !(t->flags & (TF_CHUNK_RESULT | TF_MUTABLE_RESULT)) &&
                       !atomic_load_explicit(&t->cancel, memory_order_acquire))) {
-        t->result = *out;
+        dagger__value_copy_fresh(&t->result, out);
         return 0;
     }
     return settle_slow(t, r, out);

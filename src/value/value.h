@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dagger.h"
 
@@ -37,6 +38,24 @@ bool dagger__value_is_handle(int kind);
 static inline bool dagger__value_holds(int kind)
 {
     return kind >= DAGGER_KIND_STR && kind != DAGGER_KIND_PTR;
+}
+
+/* *dst = *src, as two 8-byte words: for a value a task body has just written (`*out =
+ * dagger_i64(x)` is two 8-byte stores), a 16-byte load of it cannot take its bytes from the
+ * store buffer and waits for both stores to reach the cache (a store-forwarding stall, 7 % of
+ * main's time in core.nested at t=1 under perf). The empty asm keeps the compiler from fusing
+ * the two loads into one again. *dst is written as two words too: a 16-byte store built from
+ * the two registers (movq, movq, punpcklqdq) made core.empty at t=1 40 ns a task instead of
+ * 25 on this host (bench/RESULTS.md, 2026-12-05 13:00). */
+static inline void dagger__value_copy_fresh(dagger_value_t *dst, const dagger_value_t *src)
+{
+    _Static_assert(sizeof(dagger_value_t) == 16, "a value is two words");
+    uint64_t lo, hi;
+    memcpy(&lo, src, 8);
+    memcpy(&hi, (const char *)src + 8, 8);
+    __asm__("" : "+r"(lo), "+r"(hi));
+    memcpy(dst, &lo, 8);
+    memcpy((char *)dst + 8, &hi, 8);
 }
 
 /* Make `v` own its bytes or its handle reference. Returns 0 or DAGGER_ENOMEM. */
