@@ -189,6 +189,78 @@ TEST(a_group_in_a_task_main_runs_is_run_by_main)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* A group that a task main runs ends on main (its home thread), which counts the finishes it
+ * runs itself without atomics and adds them once when it stops (fetch.c); the worker, held by the
+ * gate until main runs the outer task, takes some of the group's tasks meanwhile, whose finishes
+ * reach the group's count on their own. The first task main runs waits (up to a second) until the
+ * worker ran one, so that both ways count in the same group; the group's end must come after
+ * every task, whoever ran it. */
+enum { SPLIT_N = 16 };
+static _Atomic int split_on_worker;
+
+static int split_leaf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *where = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    int th = dagger_tc_thread(tc);
+    if (th >= 0)
+        atomic_fetch_add(&split_on_worker, 1);
+    if (i == SPLIT_N - 1) /* main's first (newest first): let the worker take some */
+        for (int k = 0; k < 1000 && atomic_load(&split_on_worker) == 0; k++)
+            usleep(1000);
+    else
+        usleep(200);
+    where[i] = th;
+    return 0;
+}
+
+static int split_group(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *where = dagger_arg_ptr(a, 0);
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    int rc = dagger_sync_begin(ctx);
+    if (rc)
+        return rc;
+    test_gate_unblock(); /* main runs this task: the worker is free from here */
+    for (int64_t i = 0; i < SPLIT_N && rc == 0; i++)
+        rc = dagger_spawn_detached(ctx, split_leaf, (void *)where, i);
+    int end = dagger_sync_end(ctx);
+    if (rc || end)
+        return rc ? rc : end;
+    for (int i = 0; i < SPLIT_N; i++)
+        if (where[i] == 99)
+            return dagger_fail(tc, DAGGER_ESTATE, "the group ended before its task %d ran", i);
+    return 0;
+}
+
+TEST(a_group_main_ends_in_a_task_counts_its_finishes_and_the_workers)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    int mixed = 0;
+    for (int round = 0; round < 8; round++) {
+        int64_t where[SPLIT_N];
+        for (int i = 0; i < SPLIT_N; i++)
+            where[i] = 99;
+        atomic_store(&split_on_worker, 0);
+        dagger_task_t *g;
+        test_gate_hold(ctx, 1, &g); /* so that main, not the worker, takes the outer task */
+        ASSERT_OK(dagger_sync_begin(ctx));
+        ASSERT_OK(dagger_spawn_detached(ctx, split_group, (void *)where));
+        ASSERT_OK(dagger_sync_end(ctx));
+        test_gate_open(1, &g);
+        int here = 0, there = 0;
+        for (int i = 0; i < SPLIT_N; i++) {
+            ASSERT_TRUE(where[i] == -1 || where[i] == 0);
+            here += where[i] == -1;
+            there += where[i] == 0;
+        }
+        ASSERT_TRUE(here > 0); /* main ran the group's end and the first of its tasks */
+        mixed += there > 0;
+    }
+    ASSERT_TRUE(mixed > 0);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* Main's slot hands main its newest task first at any depth, as a worker pops its own deque
  * (the only worker is held, so main runs them all): the order is the reverse of the spawns.
  * Before, below 32 tasks the slot handed out its oldest first, as a thief takes them, and a task
@@ -381,7 +453,9 @@ TEST(a_deep_group_on_main_runs_further_spawns_at_once)
 TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependents_in_the_group,
           sync_end_on_main_leaves_scoped_tasks_to_the_workers,
           sync_end_in_a_task_runs_on_the_workers, sync_end_on_a_worker_runs_its_children_inline,
-          a_group_in_a_task_main_runs_is_run_by_main, sync_end_on_main_runs_its_newest_task_first,
+          a_group_in_a_task_main_runs_is_run_by_main,
+          a_group_main_ends_in_a_task_counts_its_finishes_and_the_workers,
+          sync_end_on_main_runs_its_newest_task_first,
           a_job_above_the_children_in_mains_deque_goes_to_the_workers,
           sync_end_on_main_leaves_the_other_tasks_to_idle_workers,
           a_deep_group_on_main_runs_further_spawns_at_once);

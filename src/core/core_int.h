@@ -73,6 +73,9 @@ struct gslot {
 struct group {
     int64_t spawned;   /* the owner only */
     int64_t home_done; /* finishes on the home thread (below), counted there without atomics */
+    /* The home thread runs the group's tasks at its end (fetch.c, dagger__task_help_group): its
+     * finishes still count in home_done, which it adds to `drained` when it stops. */
+    bool home_ending;
     /* The owner writes `spawned` at each spawn; finishers read the fields below at each
      * finish: they are kept off its cache line. */
     char pad[DAGGER_CACHELINE];
@@ -517,11 +520,13 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g);
  * outside the pool whose group's slot is deep), run `j` on this thread's stack. */
 bool dagger__task_run_on_stack(dagger_task_t *me, struct dagger__job *j);
 
-/* fetch.c: the running task `me` ends a sync group of ctx whose event is `ev`: on a worker, it
+/* fetch.c: the running task `me` ends sync group `g` of ctx (its event `ev`): on a worker, it
  * runs its own children from the bottom of the worker's deque on its stack, as a fetch does,
  * until the group is done or no child is at hand (on a thread outside the pool that ends a group
- * of its own, from its slot). True: done, no need to suspend. */
-bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger__event *ev);
+ * of its own, from its slot, counting their finishes itself when it is g's home). True: done, no
+ * need to suspend. */
+bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger__event *ev,
+                             struct group *g);
 
 /* fetch.c: refuse a wait that can never end (message set). */
 int dagger__task_check_wait(dagger_task_t *t, const char *what);

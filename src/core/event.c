@@ -177,7 +177,7 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
      * a task suspends and its worker runs other work; an aux thread waits. */
     dagger_task_t *me = dagger__task_current();
     if (me || dagger__self_tls.pool != NULL) {
-        if (me && dagger__task_help_group(me, ctx, &g->ev))
+        if (me && dagger__task_help_group(me, ctx, &g->ev, g))
             return 0;
         return dagger__event_wait(ctx, &g->ev, 0);
     }

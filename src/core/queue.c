@@ -100,6 +100,7 @@ int dagger_queue_end(dagger_ctx_t *ctx)
          * both sides, so a count added to a slot after its exchange is moved by its finisher. */
         atomic_store_explicit(&g->target, g->spawned, memory_order_seq_cst);
         int64_t moved = g->home_done; /* this thread's, if it is the group's home */
+        g->home_done = 0;             /* finishes during the end count again (fetch.c) */
         for (int i = 0; i < g->nslots; i++)
             moved += atomic_exchange_explicit(&g->slots[i].done, 0, memory_order_seq_cst);
         if (moved)

@@ -614,12 +614,13 @@ DAGGER_NOINLINE static void complete_failed(dagger_task_t *t, int rc)
 
 /* A finished task of group g, on worker w (-1: another thread): the thread ending g while it
  * runs g's tasks counts it for itself (dagger__helping_tls), and so does g's home thread (a
- * thread outside every pool that opened it): until it ends the group with a plain add (the end
- * takes home_done once, after it set the target), and during the end (a task main runs waits for
- * a group of its own, running its tasks: core.nested_groups) with one addition to the drained
- * count. The shared slot's way takes three locked operations (main running a flat loop's spawns
- * past the deep mark: core.empty_ext); its `active` count keeps the end from freeing the group
- * under a finisher, and the home is the thread that ends it. */
+ * thread outside every pool that opened it) with a plain add: until it ends the group (the end
+ * takes home_done, after it set the target), and while it runs g's tasks at the end (a task main
+ * runs waits for a group of its own: core.nested_groups; fetch.c adds home_done to the drained
+ * count when it stops). Other finishes of the home thread after the target take one addition to
+ * the drained count. The shared slot's way takes three locked operations (main running a flat
+ * loop's spawns past the deep mark: core.empty_ext); its `active` count keeps the end from
+ * freeing the group under a finisher, and the home is the thread that ends it. */
 static inline void group_done(struct group *g, dagger_ctx_t *ctx, int w)
 {
     if (DAGGER_UNLIKELY(w < 0)) {
@@ -629,7 +630,7 @@ static inline void group_done(struct group *g, dagger_ctx_t *ctx, int w)
         }
         if (g->home == &dagger__helping_tls) {
             /* target: this thread's own store */
-            if (atomic_load_explicit(&g->target, memory_order_relaxed) < 0)
+            if (g->home_ending || atomic_load_explicit(&g->target, memory_order_relaxed) < 0)
                 g->home_done++;
             else
                 dagger__queue_group_drain(g, ctx, 1);
