@@ -145,24 +145,24 @@ bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger
      * sync_end_in_a_task_runs_on_the_workers). */
     if (dagger__helping_tls.g == NULL || !dagger__pool_ext_held(pool))
         return false;
-    if (g && g->home == &dagger__helping_tls) {
-        /* g's own end on its home thread: the finishes here count in home_done (task.c,
-         * group_done), added to `drained` once, when the thread stops running g's tasks (a
-         * locked addition a task before: 9 % of main's time in core.nested_groups at t=1). */
-        int64_t target = atomic_load_explicit(&g->target, memory_order_relaxed);
+    /* g's own end on its home thread: the finishes here count in home_done (task.c, group_done),
+     * added to `drained` once, when the thread stops running g's tasks (a locked addition a task
+     * before: 9 % of main's time in core.nested_groups at t=1). */
+    bool home = g && g->home == &dagger__helping_tls;
+    int64_t target = home ? atomic_load_explicit(&g->target, memory_order_relaxed) : -1;
+    if (home)
         g->home_ending = true;
-        while (atomic_load_explicit(&g->drained, memory_order_acquire) + g->home_done != target &&
-               run_child_outside(me, pool))
-            ;
+    while ((home ? atomic_load_explicit(&g->drained, memory_order_acquire) + g->home_done != target
+                 : !dagger__event_fired(ev)) &&
+           run_child_outside(me, pool))
+        ;
+    if (home) {
         g->home_ending = false;
         int64_t done = g->home_done;
         g->home_done = 0;
         if (done)
             dagger__queue_group_drain(g, ctx, done);
-        return dagger__event_fired(ev);
     }
-    while (!dagger__event_fired(ev) && run_child_outside(me, pool))
-        ;
     return dagger__event_fired(ev);
 }
 
