@@ -261,6 +261,53 @@ TEST(a_group_main_ends_in_a_task_counts_its_finishes_and_the_workers)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* A worker counts the finishes of a group's tasks in a row and adds them to the group before it
+ * starts a task of another group, or of none (task.c, dagger__group_flush): here the group's one
+ * task, on the worker, spawns a task in no group onto the same worker, which waits until main's
+ * end of the group has returned. Counted only when the worker idles, the end would wait for that
+ * task and that task for the end (it gives up after 10 s and fails, so the case fails instead of
+ * hanging). */
+static _Atomic int flush_end_seen;
+static dagger_task_t *flush_waiter_task;
+
+static int flush_waiter(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    for (int i = 0; i < 10000 && !atomic_load(&flush_end_seen); i++)
+        usleep(1000);
+    if (!atomic_load(&flush_end_seen))
+        return dagger_fail(tc, DAGGER_ETIMEDOUT, "the group's end did not come in 10 s");
+    return 0;
+}
+
+static int flush_leaf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    /* In no group (this task opened none), on this worker next (its mailbox). */
+    flush_waiter_task = TEST_SPAWN_ON_WORKER(dagger_tc_ctx(tc), 0, flush_waiter);
+    if (!flush_waiter_task)
+        return dagger_fail(tc, DAGGER_ENOMEM, "spawn: %s", dagger_last_errmsg());
+    return 0;
+}
+
+TEST(a_worker_adds_its_count_to_a_group_before_it_starts_a_task_of_none)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    atomic_store(&flush_end_seen, 0);
+    flush_waiter_task = NULL;
+    ASSERT_OK(dagger_sync_begin(ctx));
+    dagger_task_t *t = TEST_SPAWN_ON_WORKER(ctx, 0, flush_leaf);
+    ASSERT_PTR(t);
+    ASSERT_OK(dagger_sync_end(ctx));
+    atomic_store(&flush_end_seen, 1);
+    ASSERT_OK(dagger_fetch(t, NULL));
+    dagger_task_release(t);
+    ASSERT_PTR(flush_waiter_task);
+    int rc = dagger_fetch(flush_waiter_task, NULL);
+    if (rc)
+        fail_msg("the waiter: %s (%s)", dagger_err_name(rc), dagger_task_errmsg(flush_waiter_task));
+    dagger_task_release(flush_waiter_task);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 /* Main's slot hands main its newest task first at any depth, as a worker pops its own deque
  * (the only worker is held, so main runs them all): the order is the reverse of the spawns.
  * Before, below 32 tasks the slot handed out its oldest first, as a thief takes them, and a task
@@ -455,6 +502,7 @@ TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependen
           sync_end_in_a_task_runs_on_the_workers, sync_end_on_a_worker_runs_its_children_inline,
           a_group_in_a_task_main_runs_is_run_by_main,
           a_group_main_ends_in_a_task_counts_its_finishes_and_the_workers,
+          a_worker_adds_its_count_to_a_group_before_it_starts_a_task_of_none,
           sync_end_on_main_runs_its_newest_task_first,
           a_job_above_the_children_in_mains_deque_goes_to_the_workers,
           sync_end_on_main_leaves_the_other_tasks_to_idle_workers,

@@ -464,10 +464,10 @@ struct dagger__helping {
 };
 extern DAGGER_TLS struct dagger__helping dagger__helping_tls;
 
-/* queue.c; inline: every task of a sync group runs it on completion. Counts a finished task of
- * `g` on worker `w` (-1: not a worker of this context). */
-__attribute__((always_inline)) static inline void dagger__queue_group_done(struct group *g,
-                                                                           dagger_ctx_t *ctx, int w)
+/* Count `n` finished tasks of `g` on worker `w` (-1: not a worker of this context): through
+ * w's slot of the group while its end has not begun, else on the drained count. */
+__attribute__((always_inline)) static inline void
+dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, int w, int64_t n)
 {
     bool own = w >= 0 && w < g->nslots - 1; /* a worker's slot has one writer at a time */
     struct gslot *s = &g->slots[own ? w : g->nslots - 1];
@@ -476,9 +476,9 @@ __attribute__((always_inline)) static inline void dagger__queue_group_done(struc
     else
         atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
     if (atomic_load_explicit(&g->target, memory_order_relaxed) >= 0) {
-        dagger__queue_group_drain(g, ctx, 1);
+        dagger__queue_group_drain(g, ctx, n);
     } else {
-        atomic_fetch_add_explicit(&s->done, 1, memory_order_seq_cst);
+        atomic_fetch_add_explicit(&s->done, n, memory_order_seq_cst);
         /* Pairs with the owner's store of the target and exchange of the slots (queue.c). */
         if (atomic_load_explicit(&g->target, memory_order_seq_cst) >= 0) {
             int64_t mine = atomic_exchange_explicit(&s->done, 0, memory_order_seq_cst);
@@ -491,6 +491,28 @@ __attribute__((always_inline)) static inline void dagger__queue_group_done(struc
     else
         atomic_fetch_sub_explicit(&s->active, 1, memory_order_release);
 }
+
+/* The finishes of a sync group's tasks that a worker counted for itself, in a row: they go to
+ * the group (dagger__group_flush) before the worker does anything else, that is before it
+ * starts a task of another group (or of none), resumes a suspended task, looks for work
+ * elsewhere (its own deque ran dry: dagger__pool_set_dry), or ends a group; a group's end
+ * therefore never waits for them. One locked addition for the run instead of one a task
+ * (core.empty, core.parfor: every task). task.c. */
+struct dagger__gcount {
+    struct group *g; /* NULL: nothing counted */
+    dagger_ctx_t *ctx;
+    int w;
+    int64_t n;
+};
+extern DAGGER_TLS struct dagger__gcount dagger__gcount_tls;
+void dagger__group_flush_slow(void);
+static inline void dagger__group_flush(void)
+{
+    if (DAGGER_UNLIKELY(dagger__gcount_tls.g != NULL))
+        dagger__group_flush_slow();
+}
+/* dagger__group_flush out of line: the pool's dry hook (ctx.c). */
+void dagger__group_flush_dry(void);
 
 #define CTX_MAGIC 0xDA66E2u
 #define CTX_CLOSED 0xC105EDu

@@ -285,7 +285,7 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     ctx->magic = CTX_MAGIC;
     atomic_init(&ctx->next_id, 1);
     int rc = dagger__pool_open(&ctx->pool, o.num_threads, o.stack_size, dagger__task_run, pool_idle,
-                               ctx, bind == DAGGER__BIND_NONE);
+                               dagger__group_flush_dry, ctx, bind == DAGGER__BIND_NONE);
     if (rc) {
         free(ctx->credit);
         free(ctx->acct);

@@ -32,6 +32,7 @@ static void arm_waiter(void *arg)
 static int thread_wait(dagger_ctx_t *ctx, struct dagger__event *ev, int spin, void (*poll)(void *),
                        void *arg)
 {
+    dagger__group_flush(); /* a worker that blocks (no stack to suspend on) counts first */
     for (int i = 0; i < spin; i++) { /* ~50 us by default: cheaper than a futex round trip */
         if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
             return 0;
@@ -83,6 +84,7 @@ int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_
         int thread = dagger__pool_self(me->ctx->pool);
         DAGGER__TRACE(dagger__trace_block(me->id, thread, on_id));
         if (dagger__pool_suspend(me->ctx->pool, &me->job, arm_waiter, &a) == 0) {
+            dagger__group_flush(); /* what this thread counted before it resumed me */
             dagger__task_set_cur(me);
             me->thread = (int16_t)dagger__pool_self_fresh(me->ctx->pool); /* may be another */
             DAGGER__TRACE(dagger__trace_resume(me->id, me->thread));

@@ -136,6 +136,7 @@ bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger
     if (dagger__pool_self(pool) >= 0) {
         while (!dagger__event_fired(ev) && run_child(me, pool))
             ;
+        dagger__group_flush(); /* the finishes of the children run here, counted in a row */
         return dagger__event_fired(ev);
     }
     /* A thread outside the pool, only while it runs `me` for a group it ends itself (help_group

@@ -83,6 +83,7 @@ int dagger_queue_end(dagger_ctx_t *ctx)
                  "dagger_queue_end: no task-queue block of this context is open on this %s",
                  dagger__task_current() ? "task" : "thread");
     *slot = f->up;
+    dagger__group_flush(); /* this worker's own count, of this group or another (core_int.h) */
     if (f->nheld)
         unit_end(ctx, f);
     for (size_t i = 0; i < f->nheld; i++) {

@@ -636,8 +636,31 @@ static inline void group_done(struct group *g, dagger_ctx_t *ctx, int w)
                 dagger__queue_group_drain(g, ctx, 1);
             return;
         }
+        dagger__queue_group_done(g, ctx, w, 1);
+        return;
     }
-    dagger__queue_group_done(g, ctx, w);
+    struct dagger__gcount *c = &dagger__gcount_tls;
+    if (DAGGER_UNLIKELY(c->g != g)) {
+        dagger__group_flush();
+        c->g = g;
+        c->ctx = ctx;
+        c->w = w;
+    }
+    c->n++;
+}
+
+DAGGER_TLS struct dagger__gcount dagger__gcount_tls;
+
+void dagger__group_flush_dry(void) { dagger__group_flush(); }
+
+DAGGER_NOINLINE void dagger__group_flush_slow(void)
+{
+    struct dagger__gcount *c = &dagger__gcount_tls;
+    struct group *g = c->g;
+    int64_t n = c->n;
+    c->g = NULL;
+    c->n = 0;
+    dagger__queue_group_done(g, c->ctx, c->w, n);
 }
 
 /* Out of line: it runs after the task body, which may have moved the task to another worker, and
@@ -756,6 +779,8 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
     (void)ud;
     dagger_task_t *t = (dagger_task_t *)j;
     int rc = 0;
+    if (DAGGER_UNLIKELY(dagger__gcount_tls.g != t->group))
+        dagger__group_flush(); /* its body may wait for the end of the group counted so far */
     t->thread = dagger__pool_self(t->ctx->pool);
     if (DAGGER_UNLIKELY(t->err != NULL)) { /* placement failed */
         rc = t->err->code;
@@ -1704,6 +1729,7 @@ void dagger__task_yield(void)
     if (!me || !dagger__pool_can_suspend(me->ctx->pool))
         return;
     if (dagger__pool_suspend(me->ctx->pool, &me->job, yield_arm, me) == 0) {
+        dagger__group_flush(); /* what this thread counted before it resumed me */
         dagger__task_set_cur(me);
         me->thread = (int16_t)dagger__pool_self_fresh(me->ctx->pool); /* may be another */
     }

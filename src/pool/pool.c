@@ -131,6 +131,7 @@ struct dagger__pool {
     struct worker *w;
     dagger__run_fn run;
     dagger__idle_fn idle;
+    dagger__dry_fn dry;
     void *ud;
     size_t stack_size;
     struct jobq inject;
@@ -1097,6 +1098,8 @@ static void pass_wakeup(dagger__pool *p, struct worker *w)
  * is the first try_get). */
 DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struct worker *w)
 {
+    if (p->dry)
+        p->dry();
     for (int woken = 0;; woken = 1) {
         struct dagger__job *j = woken ? try_get(p, w) : NULL;
         if (j) {
@@ -1561,7 +1564,7 @@ static void pool_block_free(dagger__pool *p)
 #define SPREAD_MAX 1024
 
 int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_fn run,
-                      dagger__idle_fn idle, void *ud, bool spread)
+                      dagger__idle_fn idle, dagger__dry_fn dry, void *ud, bool spread)
 {
     dagger__pool *p = pool_block();
     if (!p)
@@ -1584,6 +1587,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
     atomic_init(&p->asym, asym_available());
     p->run = run;
     p->idle = idle;
+    p->dry = dry;
     p->ud = ud;
     p->stack_size = stack_size;
     jobq_init(&p->inject);

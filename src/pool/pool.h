@@ -34,11 +34,14 @@ typedef struct dagger__job *(*dagger__run_fn)(struct dagger__job *job, void *ud)
 
 /* Called on a worker that is about to park (it found no work). */
 typedef void (*dagger__idle_fn)(void *ud, int worker);
+/* Called on a worker each time its own deque runs dry, before it looks elsewhere (core: the
+ * finishes it counted for a sync group go to the group; src/core/task.c). */
+typedef void (*dagger__dry_fn)(void);
 
 /* spread: each worker starts on an allowed CPU of its own, then may run anywhere it is allowed
  * (dagger__topo_spread; false under DAGGER_BIND, which pins them after). */
 int dagger__pool_open(dagger__pool **out, int nthreads, size_t stack_size, dagger__run_fn run,
-                      dagger__idle_fn idle, void *ud, bool spread);
+                      dagger__idle_fn idle, dagger__dry_fn dry, void *ud, bool spread);
 /* Stops and joins every thread; the caller has drained all work. */
 void dagger__pool_close(dagger__pool *p);
 int dagger__pool_size(const dagger__pool *p);
