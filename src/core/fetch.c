@@ -161,8 +161,11 @@ bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger
         g->home_ending = false;
         int64_t done = g->home_done;
         g->home_done = 0;
-        if (done)
-            dagger__queue_group_drain(g, ctx, done);
+        /* The addition that reaches the target ends the group here, where the only thread that
+         * waits on its event is this one: no need to fire it (an exchange less a group). */
+        if (done &&
+            atomic_fetch_add_explicit(&g->drained, done, memory_order_acq_rel) + done == target)
+            return true;
     }
     return dagger__event_fired(ev);
 }
