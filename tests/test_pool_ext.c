@@ -73,14 +73,15 @@ TEST(held_workers_leave_the_group_to_the_thread_that_ends_it)
     dagger_task_t *g[2];
     test_gate_hold(ctx, 2, g);
     static struct runlog l;
-    group_of_logs(ctx, &l, 1000);
+    enum { N = 250 }; /* below the slot's deep mark (256 for 2 workers): all queued */
+    group_of_logs(ctx, &l, N);
     ASSERT_EQ(atomic_load(&l.n), 0); /* nobody ran any yet */
     ASSERT_OK(dagger_sync_end(ctx));
-    ASSERT_EQ(atomic_load(&l.n), 1000);
-    ASSERT_EQ(atomic_load(&l.on_outside), 1000);
-    ASSERT_EQ(atomic_load(&l.sum), sum_to(1000));
-    for (int k = 0; k < 900; k++) /* newest first, as a worker pops its own deque */
-        ASSERT_EQ(l.order[k], 999 - k);
+    ASSERT_EQ(atomic_load(&l.n), N);
+    ASSERT_EQ(atomic_load(&l.on_outside), N);
+    ASSERT_EQ(atomic_load(&l.sum), sum_to(N));
+    for (int k = 0; k < N; k++) /* newest first, as a worker pops its own deque */
+        ASSERT_EQ(l.order[k], N - 1 - k);
     test_gate_open(2, g);
     ASSERT_OK(dagger_ctx_close(ctx));
 }
@@ -400,7 +401,7 @@ static int count_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out
     return 0;
 }
 
-/* A thread whose slot is deep (DAGGER__POOL_DEEP) runs its further spawns itself, and a worker
+/* A thread whose slot is past its deep mark runs its further spawns itself, and a worker
  * then judges the slot by the work per job that its steals from such slots brought
  * (src/pool/pool.c, ext_worth): groups of tiny tasks teach it to hold back. The jobs left in the
  * slot while its owner does something else must still reach a worker: main spawns past the deep

@@ -127,6 +127,15 @@ struct worker {
 
 struct dagger__pool {
     int n;
+    /* The deep mark of an external slot: 64 jobs a worker, from 256 to DAGGER__POOL_DEEP.
+     * Past it the slot's owner runs its further plain spawns itself (submit_slot) and the
+     * workers judge the slot by the work per job of their steals (ext_worth). At 1024 on 2
+     * cores, a worker that began to steal while main was still filling its slot could keep pace
+     * with main's spawns (each of its steals slowed main: the records crossed between the cores
+     * twice), main never reached the mark, and the worker ran nearly all of a 1e6-task flat loop
+     * from main at 100-110 ns a task instead of main alone at 30 (3 processes in 10, in a noisy
+     * phase; none in 10 at 256: bench/RESULTS.md, 2026-12-05 14:30). */
+    int slot_deep;
     _Atomic bool asym; /* asymmetric fences: membarrier on the park path, none on a push */
     struct worker *w;
     dagger__run_fn run;
@@ -619,7 +628,7 @@ static bool ext_worth(struct worker *w, int k, struct dagger__deque *d, int64_t 
      * (steal_ext) go by this copy */
     struct held *e = &w->ext_seen[k];
     e->kp = ext_keeps(d);
-    if (size >= DAGGER__POOL_DEEP) /* past the deep mark: its owner does not run them */
+    if (size >= w->pool->slot_deep) /* past the deep mark: its owner does not run them */
         return true;
     if (e->kp)
         return per_job_worth(&w->kp, e, k, d);
@@ -795,11 +804,11 @@ DAGGER_NOINLINE static bool submit_slot(dagger__pool *p, struct dagger__job *j, 
         struct dagger__deque *d = &tls_ext.slot->dq;
         /* A task spawns (it runs on this thread: a fetch or a group's end took it): past the
          * deep mark, as on a worker, it runs the job itself (submit_deep). */
-        bool pushed = may_keep && dq_push_room(d, j, DAGGER__POOL_DEEP - 1) == 0;
+        bool pushed = may_keep && dq_push_room(d, j, p->slot_deep - 1) == 0;
         if (may_keep && !pushed) { /* deep by top_seen: read top again */
             d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
             if (atomic_load_explicit(&d->bottom, memory_order_relaxed) - d->top_seen >=
-                DAGGER__POOL_DEEP - 1) {
+                p->slot_deep - 1) {
                 if (DAGGER_UNLIKELY(!atomic_load_explicit(&d->keeps, memory_order_relaxed)))
                     atomic_store_explicit(&d->keeps, 1, memory_order_relaxed);
                 return true;
@@ -1584,6 +1593,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
     }
     p->gen = atomic_fetch_add_explicit(&pool_gen, 1, memory_order_relaxed) + 1;
     p->n = n;
+    p->slot_deep = n >= DAGGER__POOL_DEEP / 64 ? DAGGER__POOL_DEEP : n * 64 < 256 ? 256 : n * 64;
     atomic_init(&p->asym, asym_available());
     p->run = run;
     p->idle = idle;

@@ -53,9 +53,9 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j);
 /* The same for a fresh job known to be plain (occupancy 1, no pin, no priority, not suspended),
  * without testing it. With `may_keep`, returns true, the job NOT submitted, when the calling
  * thread's own deque (a worker's, or the external slot it holds) holds DAGGER__POOL_DEEP - 1
- * jobs or more: plenty for the thieves, so the caller runs this one itself (task.c, undeferred
- * spawns) or submits it with dagger__pool_submit. False: submitted. Thread safety: any
- * thread. */
+ * jobs or more (an external slot: 64 a worker, at least 256, at most DAGGER__POOL_DEEP, minus
+ * one): plenty for the thieves, so the caller runs this one itself (task.c, undeferred spawns)
+ * or submits it with dagger__pool_submit. False: submitted. Thread safety: any thread. */
 #define DAGGER__POOL_DEEP 1024
 bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j, bool may_keep);
 
