@@ -495,7 +495,7 @@ dagger__queue_group_done(struct group *g, dagger_ctx_t *ctx, int w, int64_t n)
 /* The finishes of a sync group's tasks that a worker counted for itself, in a row: they go to
  * the group (dagger__group_flush) before the worker does anything else, that is before it
  * starts a task of another group (or of none), resumes a suspended task, looks for work
- * elsewhere (its own deque ran dry: dagger__pool_set_dry), or ends a group; a group's end
+ * elsewhere (its own deque ran dry: the pool's dry hook), or ends a group; a group's end
  * therefore never waits for them. One locked addition for the run instead of one a task
  * (core.empty, core.parfor: every task). task.c. */
 struct dagger__gcount {

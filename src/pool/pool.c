@@ -134,7 +134,7 @@ struct dagger__pool {
      * with main's spawns (each of its steals slowed main: the records crossed between the cores
      * twice), main never reached the mark, and the worker ran nearly all of a 1e6-task flat loop
      * from main at 100-110 ns a task instead of main alone at 30 (3 processes in 10, in a noisy
-     * phase; none in 10 at 256: bench/RESULTS.md, 2026-12-05 14:30). */
+     * phase; none in 10 at 256: bench/RESULTS.md, 2026-12-05 14:15). */
     int slot_deep;
     _Atomic bool asym; /* asymmetric fences: membarrier on the park path, none on a push */
     struct worker *w;
