@@ -294,7 +294,7 @@ int dagger_fetch(dagger_task_t *t, dagger_value_t *out)
         return t->rc;
     }
     if (out) {
-        dagger__value_copy_fresh(out, &t->result);
+        *out = t->result;
         out->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
     }
     return 0;
@@ -307,7 +307,7 @@ static inline int fetch_value(dagger_task_t *t, dagger_value_t *out)
     if (DAGGER_LIKELY(t && atomic_load_explicit(&t->state, memory_order_acquire) == T_DONE &&
                       !atomic_load_explicit(&t->x, memory_order_relaxed) && !t->rc)) {
         TASK_MISUSE(t, "dagger_fetch");
-        dagger__value_copy_fresh(out, &t->result); /* completed just now, maybe */
+        *out = t->result;
         out->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
         return 0;
     }

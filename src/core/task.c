@@ -475,8 +475,7 @@ static inline bool result_by_value(const dagger_ctx_t *ctx, const dagger_task_t 
 static inline void take_by_value(dagger_task_t *t, struct dep *d, const dagger_task_t *src)
 {
     if (d->node.argi >= 0) {
-        dagger_value_t v;
-        dagger__value_copy_fresh(&v, &src->result); /* src completes now: see value.h */
+        dagger_value_t v = src->result;
         v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
         t->args[d->node.argi] = v;
     }
@@ -799,8 +798,7 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
                 break;
             }
             if (d->node.argi >= 0) {
-                dagger_value_t v; /* a continuation's input completed just now: see value.h */
-                dagger__value_copy_fresh(&v, &d->task->result);
+                dagger_value_t v = d->task->result;
                 v.flags &= (uint8_t)~DAGGER_VALUE_OWNED;
                 t->args[d->node.argi] = v;
             }

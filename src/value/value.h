@@ -46,9 +46,7 @@ static inline bool dagger__value_holds(int kind)
  * main's time in core.nested at t=1 under perf). The empty asm keeps the compiler from fusing
  * the two loads into one again. *dst is written as two words too: a 16-byte store built from
  * the two registers (movq, movq, punpcklqdq) made core.empty at t=1 40 ns a task instead of
- * 25 on this host (bench/RESULTS.md, 2026-12-05 13:00). So a task's result, once settled, is
- * read with this too wherever it may have been written just now: a continuation's input, a
- * dependent that takes it by value, a fetch. */
+ * 25 on this host (bench/RESULTS.md, 2026-12-05 12:55). */
 static inline void dagger__value_copy_fresh(dagger_value_t *dst, const dagger_value_t *src)
 {
     _Static_assert(sizeof(dagger_value_t) == 16, "a value is two words");
