@@ -1,11 +1,12 @@
 /* src/core/core_int.h - task, context, error and queue-frame records of the core.
  *
  * Only files of src/core include this.
- * Invariants: a task's `waiters` is EV_CLOSED exactly when the task is done; `pending` counts
- * unfinished dependencies plus holds (the spawn itself, an open bulk queue) and the task is
- * submitted once, by whoever brings it to 0; `refs` counts the user's handles, the runtime's
- * reference (dropped at completion), dependents that have not completed, and a group's
- * record of its first error.
+ * Invariants: a task's `waiters` is closed (dagger__ev_closed) exactly when the task is done;
+ * `pending` counts unfinished dependencies plus holds (the spawn itself, an open bulk queue) and
+ * the task is submitted once, by whoever brings it to 0; `refs` counts the user's handles, the
+ * runtime's reference (dropped, handed to dependents or left to the handles at completion),
+ * dependents that have not completed, and a group's record of its first error, plus the marks
+ * of the waiter word (handles released before the completion: what is held is refs - marks).
  * SPDX-License-Identifier: MIT
  */
 #ifndef DAGGER_SRC_CORE_INT_H
@@ -23,7 +24,38 @@
  * completion takes one for each such node at once, when it serves them (task.c, serve). */
 enum { W_DEP = 1, W_FIBER, W_THREAD, W_CALL, W_DEP_LAZY };
 
+/* The waiter word of an event (struct dagger__event's head): the list of waiters, a pointer with
+ * its low 3 bits and its top 16 free, and tags in those bits. Every event uses bit 0: closed (the
+ * event fired, a task is done; the list was taken then). A task's word uses the others too, so
+ * that its completion takes one locked operation where a close and a drop of the runtime's
+ * reference took two (task.c, complete and dagger_task_release):
+ * - bits 48-63, the marks: a handle released before the completion adds a mark here instead of
+ *   taking one from `refs` (a decrement there could make the completion's choice below stale);
+ *   what the handles hold is then refs - marks, and the completion reads both;
+ * - bit 1, abandoned (a closed task only): nobody waited, handles were still held, and the
+ *   completion closed the word in one compare-and-swap and left the runtime's reference in
+ *   `refs` for the last handle to drop: the record goes when refs falls to marks + 1;
+ * - bit 2, folded: a release found EV_MARK_MAX marks and folded them into `refs` (rare; the
+ *   completion then trusts no choice made without a compare-and-swap on the word).
+ * Other events only ever hold a list or EV_CLOSED. */
 #define EV_CLOSED ((struct dagger__waiter *)1)
+#define EV_ABANDONED ((uintptr_t)2)
+#define EV_FOLDED ((uintptr_t)4)
+#define EV_MARK_SHIFT 48
+#define EV_MARK_ONE ((uintptr_t)1 << EV_MARK_SHIFT)
+#define EV_MARK_MAX 0xFFFFu
+#define EV_LIST_MASK ((EV_MARK_ONE - 1) & ~(uintptr_t)7)
+_Static_assert(sizeof(uintptr_t) == 8, "the waiter word keeps tags in a 64-bit pointer");
+
+static inline bool dagger__ev_closed(const struct dagger__waiter *h) { return (uintptr_t)h & 1; }
+static inline struct dagger__waiter *dagger__ev_list(const struct dagger__waiter *h)
+{
+    return (struct dagger__waiter *)((uintptr_t)h & EV_LIST_MASK);
+}
+static inline uint32_t dagger__ev_marks(const struct dagger__waiter *h)
+{
+    return (uint32_t)((uintptr_t)h >> EV_MARK_SHIFT);
+}
 
 struct scratch {
     struct scratch *next;
@@ -417,14 +449,18 @@ static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
     dagger__ctx_count_both_w(ctx, w, 1);
 }
 
+/* Add `w` to the waiters of `ev`, keeping the word's tags; false when `ev` is closed. */
 static inline bool dagger__event_push(struct dagger__event *ev, struct dagger__waiter *w)
 {
+    DAGGER_ASSERT(!((uintptr_t)w & ~EV_LIST_MASK)); /* a user-space address, 8-byte aligned */
     struct dagger__waiter *head = atomic_load_explicit(&ev->head, memory_order_acquire);
+    struct dagger__waiter *nw;
     do {
-        if (head == EV_CLOSED)
+        if (dagger__ev_closed(head))
             return false;
-        w->next = head;
-    } while (!atomic_compare_exchange_weak_explicit(&ev->head, &head, w, memory_order_acq_rel,
+        w->next = dagger__ev_list(head);
+        nw = (struct dagger__waiter *)((uintptr_t)w | ((uintptr_t)head & ~EV_LIST_MASK));
+    } while (!atomic_compare_exchange_weak_explicit(&ev->head, &head, nw, memory_order_acq_rel,
                                                     memory_order_acquire));
     return true;
 }

@@ -136,7 +136,7 @@ int dagger__task_check_dominated(dagger_task_t *me, dagger_task_t *t, const char
     if (!(__atomic_load_n(&t->flags, __ATOMIC_RELAXED) & TF_HAS_DEPS))
         return 0;
     struct dagger__waiter *head = atomic_load_explicit(&me->waiters.head, memory_order_acquire);
-    if (DAGGER_LIKELY(!head || head == EV_CLOSED))
+    if (DAGGER_LIKELY(dagger__ev_closed(head) || !dagger__ev_list(head)))
         return 0;
     if (!check_enabled())
         return 0;
@@ -150,7 +150,9 @@ int dagger__task_check_dominated(dagger_task_t *me, dagger_task_t *t, const char
         dagger_task_t *src = cur < 0 ? me : w.task[cur];
         struct dagger__waiter *node =
             atomic_load_explicit(&src->waiters.head, memory_order_acquire);
-        for (; node && node != EV_CLOSED; node = node->next) {
+        if (dagger__ev_closed(node))
+            continue; /* done: its waiters were served */
+        for (node = dagger__ev_list(node); node; node = node->next) {
             if (node->kind != W_DEP && node->kind != W_DEP_LAZY)
                 continue; /* a fetcher or a callback: nothing downstream */
             dagger_task_t *d = node->target;

@@ -34,7 +34,7 @@ static int thread_wait(dagger_ctx_t *ctx, struct dagger__event *ev, int spin, vo
 {
     dagger__group_flush(); /* a worker that blocks (no stack to suspend on) counts first */
     for (int i = 0; i < spin; i++) { /* ~50 us by default: cheaper than a futex round trip */
-        if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
+        if (dagger__ev_closed(atomic_load_explicit(&ev->head, memory_order_acquire)))
             return 0;
         dagger__cpu_relax(); /* no yield here: see docs/design.md, "Waiting outside a task" */
     }
@@ -49,7 +49,7 @@ static int thread_wait(dagger_ctx_t *ctx, struct dagger__event *ev, int spin, vo
         uint64_t now = dagger__now_ns();
         if (now >= until && now >= dagger__pool_linger_until(ctx->pool))
             break;
-        if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
+        if (dagger__ev_closed(atomic_load_explicit(&ev->head, memory_order_acquire)))
             return 0;
         sched_yield();
     }
@@ -75,7 +75,7 @@ int dagger__event_wait(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_
 
 int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_t on_id, int spin)
 {
-    if (atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED)
+    if (dagger__ev_closed(atomic_load_explicit(&ev->head, memory_order_acquire)))
         return 0;
     dagger_task_t *me = dagger__task_current();
     if (me && dagger__pool_can_suspend(me->ctx->pool)) {
@@ -194,5 +194,5 @@ int dagger__event_wait_group(dagger_ctx_t *ctx, struct group *g)
 
 bool dagger__event_fired(struct dagger__event *ev)
 {
-    return atomic_load_explicit(&ev->head, memory_order_acquire) == EV_CLOSED;
+    return dagger__ev_closed(atomic_load_explicit(&ev->head, memory_order_acquire));
 }

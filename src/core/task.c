@@ -2,13 +2,15 @@
  *
  * Design: a task's argument that is a task becomes a dependency: the dependent puts a waiter
  * node (embedded in its own record) on the dependency's waiter list, and whoever finishes the
- * last dependency submits the dependent. Completion closes the waiter list with one exchange
- * and walks it: dependents are counted down (the first one that becomes ready runs next on
+ * last dependency submits the dependent. Completion closes the waiter word (core_int.h) and
+ * walks its list: dependents are counted down (the first one that becomes ready runs next on
  * the same worker, without a trip through the deque), suspended fetchers are resumed, and
- * threads blocked in fetch are woken. A failed dependency makes the dependent fail with
- * DAGGER_EUPSTREAM without running it; the failure's root is shared by every task it reaches.
- * Records come from the object pools, so steady-state spawning allocates nothing.
- * SPDX-License-Identifier: MIT
+ * threads blocked in fetch are woken. A handle released before the end marks the word; a task
+ * that ends with handles held and nobody waiting closes it with one compare-and-swap and leaves
+ * the runtime's reference to the handles (complete, dagger_task_release; docs/design.md). A failed
+ * dependency makes the dependent fail with DAGGER_EUPSTREAM without running it; the failure's root
+ * is shared by every task it reaches. Records come from the object pools, so steady-state spawning
+ * allocates nothing. SPDX-License-Identifier: MIT
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -295,13 +297,72 @@ dagger_task_t *dagger_task_retain(dagger_task_t *t)
     return t;
 }
 
+/* A release that finds EV_MARK_MAX marks on the waiter word `h` (65535 handles released before
+ * the task's completion): it folds them, with its own, into refs, and marks the word folded so
+ * that the completion checks even its choice that nobody holds the task (complete). */
+DAGGER_NOINLINE static void release_fold(dagger_task_t *t, struct dagger__waiter *h)
+{
+    for (;;) {
+        if (dagger__ev_closed(h)) { /* done meanwhile: an ordinary release */
+            dagger_task_release(t);
+            return;
+        }
+        if (dagger__ev_marks(h) < EV_MARK_MAX) {
+            if (atomic_compare_exchange_weak_explicit(
+                    &t->waiters.head, &h, (struct dagger__waiter *)((uintptr_t)h + EV_MARK_ONE),
+                    memory_order_acq_rel, memory_order_acquire))
+                return;
+            continue;
+        }
+        struct dagger__waiter *nw =
+            (struct dagger__waiter *)(((uintptr_t)h & EV_LIST_MASK) | EV_FOLDED);
+        if (atomic_compare_exchange_weak_explicit(&t->waiters.head, &h, nw, memory_order_acq_rel,
+                                                  memory_order_acquire))
+            break;
+    }
+    uint32_t n = atomic_fetch_sub_explicit(&t->refs, EV_MARK_MAX + 1, memory_order_acq_rel) -
+                 (EV_MARK_MAX + 1);
+    /* The completion may have closed the word between the fold and the subtraction: then this
+     * subtraction may be the one that leaves nothing held. */
+    h = atomic_load_explicit(&t->waiters.head, memory_order_acquire);
+    if (dagger__ev_closed(h) &&
+        ((uintptr_t)h & EV_ABANDONED ? n == dagger__ev_marks(h) + 1 : n == 0))
+        task_free(t);
+}
+
 void dagger_task_release(dagger_task_t *t)
 {
     if (!t)
         return;
-    /* The only reference left is the caller's: nobody else can take one (a retain needs a
-     * reference), so no locked operation (the acquire pairs with the others' releases). */
-    if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1) {
+    struct dagger__waiter *h = atomic_load_explicit(&t->waiters.head, memory_order_acquire);
+    while (!dagger__ev_closed(h)) {
+        /* Not done: a mark on the waiter word instead of a decrement of refs, so that the
+         * completion, which reads both, sees this release in the word it closes (complete). */
+        DAGGER_MISUSE(atomic_load_explicit(&t->refs, memory_order_relaxed) != REFS_DEAD,
+                      "dagger_task_release: task %llu '%s' was released once more than it was "
+                      "retained (its last handle was already released)",
+                      (unsigned long long)t->id, dagger__task_display_name(t));
+        if (DAGGER_UNLIKELY(dagger__ev_marks(h) == EV_MARK_MAX)) {
+            release_fold(t, h);
+            return;
+        }
+        if (atomic_compare_exchange_weak_explicit(
+                &t->waiters.head, &h, (struct dagger__waiter *)((uintptr_t)h + EV_MARK_ONE),
+                memory_order_acq_rel, memory_order_acquire))
+            return;
+    }
+    /* Done. The only reference left is the caller's (the runtime's went at the completion):
+     * nobody else can take one (a retain needs a reference), so no locked operation (the acquire
+     * pairs with the others' releases). With the runtime's reference abandoned (complete), the
+     * record goes when refs falls to the word's marks + 1: the same with the caller's handle the
+     * only one. */
+    uint32_t last = (uintptr_t)h & EV_ABANDONED ? dagger__ev_marks(h) + 2 : 1;
+    uint32_t r = atomic_load_explicit(&t->refs, memory_order_acquire);
+    DAGGER_MISUSE(r != REFS_DEAD && r != 0,
+                  "dagger_task_release: task %llu '%s' was released once more than it was "
+                  "retained (its last handle was already released)",
+                  (unsigned long long)t->id, dagger__task_display_name(t));
+    if (r == last) {
         atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
         task_free(t);
         return;
@@ -311,9 +372,8 @@ void dagger_task_release(dagger_task_t *t)
                   "dagger_task_release: task %llu '%s' was released once more than it was "
                   "retained (its last handle was already released)",
                   (unsigned long long)t->id, dagger__task_display_name(t));
-    if (prev != 1)
-        return;
-    task_free(t);
+    if (prev == last)
+        task_free(t);
 }
 
 /* The records queued by frees inside task_free_one (see task_free), out of line. */
@@ -484,10 +544,12 @@ static inline void take_by_value(dagger_task_t *t, struct dep *d, const dagger_t
 
 /* Serve the waiters `w` of a closed event (the list its close took). With `cont`, the first
  * plain dependent that becomes ready is returned instead of submitted. Nodes are read before
- * they are signalled: a signalled waiter may return and free its node at once. */
+ * they are signalled: a signalled waiter may return and free its node at once. For a task's
+ * event, `src` is the task, `marks` the marks its close took and `alone` says that no handle
+ * holds it (complete). */
 DAGGER_NOINLINE static dagger_task_t *serve(struct dagger__waiter *w, dagger_ctx_t *ctx,
                                             bool want_cont, bool data_result, dagger_task_t *src,
-                                            bool *gave_ref)
+                                            bool *gave_ref, uint32_t marks, bool alone)
 {
     dagger_task_t *cont = NULL;
     bool by_value = src && !data_result && result_by_value(ctx, src);
@@ -496,17 +558,22 @@ DAGGER_NOINLINE static dagger_task_t *serve(struct dagger__waiter *w, dagger_ctx
          * hands over the runtime's reference (*gave_ref: the caller no longer holds it nor
          * reads src): before any dependent is ready, so none can drop the last one while this
          * runs. One dependent: no locked operation at all, where an addition and the release
-         * were two (core.chain, a task's input and its one dependent). */
+         * were two (core.chain, a task's input and its one dependent). The same addition takes
+         * the close's `marks` (handles released before it) from refs: what stays is the handles
+         * still held and the dependents' references, at least one. */
         uint32_t lazy = 0;
-        for (struct dagger__waiter *x = w; x && x != EV_CLOSED; x = x->next)
+        for (struct dagger__waiter *x = w; x; x = x->next)
             lazy += x->kind == W_DEP_LAZY;
         if (lazy) {
-            if (lazy > 1) /* release: the last one's holder frees what the caller wrote */
-                atomic_fetch_add_explicit(&src->refs, lazy - 1, memory_order_release);
+            uint32_t add = lazy - 1 - marks; /* modulo 2^32: a subtraction where marks >= lazy */
+            if (alone) /* nobody else holds src: a store (chain's tasks, released before the end) */
+                atomic_store_explicit(&src->refs, lazy, memory_order_release);
+            else if (add) /* release: the last one's holder frees what the caller wrote */
+                atomic_fetch_add_explicit(&src->refs, add, memory_order_release);
             *gave_ref = true;
         }
     }
-    while (w && w != EV_CLOSED) {
+    while (w) {
         struct dagger__waiter *next = w->next;
         switch (w->kind) {
         case W_DEP:
@@ -555,27 +622,13 @@ DAGGER_NOINLINE static dagger_task_t *serve(struct dagger__waiter *w, dagger_ctx
     return cont;
 }
 
-/* Close `ev` (one exchange) and serve its waiters, if any. `src`: the task whose event it is
- * (serve may take over its runtime reference: *gave_ref), or NULL. `alone`: nobody can add a
- * waiter any more (only src's runtime reference is left: see complete), so a load and a store
- * close the list instead of the exchange. */
-static inline dagger_task_t *fire(struct dagger__event *ev, dagger_ctx_t *ctx, bool want_cont,
-                                  bool data_result, dagger_task_t *src, bool *gave_ref, bool alone)
-{
-    struct dagger__waiter *w;
-    if (alone) {
-        w = atomic_load_explicit(&ev->head, memory_order_acquire);
-        atomic_store_explicit(&ev->head, EV_CLOSED, memory_order_release);
-    } else {
-        w = atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel);
-    }
-    return w ? serve(w, ctx, want_cont, data_result, src, gave_ref) : NULL;
-}
-
+/* Close `ev`, an event other than a task's (one exchange), and serve its waiters, if any. */
 void dagger__event_fire(struct dagger__event *ev, dagger_ctx_t *ctx)
 {
-    dagger_task_t *c = fire(ev, ctx, false, false, NULL, NULL, false); /* no W_DEP_LAZY */
-    (void)c;
+    struct dagger__waiter *w =
+        dagger__ev_list(atomic_exchange_explicit(&ev->head, EV_CLOSED, memory_order_acq_rel));
+    if (w)
+        (void)serve(w, ctx, false, false, NULL, NULL, 0, false); /* no W_DEP_LAZY */
 }
 
 /* ---------------------------------------------------------------- completion */
@@ -680,14 +733,59 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     /* Logged before the task is seen done, so a trace stopped right after a fetch has it. */
     DAGGER__TRACE(dagger__trace_finish(t->id, t->thread, rc));
     int w = want_cont ? dagger__pool_self(ctx->pool) : -1;
-    /* Only the runtime's reference is left (the acquire pairs with the release of the last
-     * handle; adding a waiter takes a reference): no handle remains through which a waiter
-     * could be added or the state read. With nobody waiting, the record goes without the
-     * exchange on the waiter list and the decrement of refs (a task spawned and released at
-     * once, the common flat case); with waiters (dependents registered before the last handle
-     * went: core.nested's outer tasks), the list closes without the exchange. */
-    bool alone = atomic_load_explicit(&t->refs, memory_order_acquire) == 1;
-    if (alone && !atomic_load_explicit(&t->waiters.head, memory_order_relaxed)) {
+    /* What the handles hold: refs less the marks of the waiter word (handles released before
+     * this close). The word is read first: a mark that comes after it makes refs - m look larger,
+     * never smaller (a release marks after any retain it made), and the choice below is then
+     * checked by the compare-and-swap that closes the word. */
+    struct dagger__waiter *h = atomic_load_explicit(&t->waiters.head, memory_order_acquire);
+    uint32_t held = atomic_load_explicit(&t->refs, memory_order_acquire);
+    /* The common flat case first: no handle, no waiter, no mark (a detached spawn). */
+    if (DAGGER_LIKELY(held == 1 && h == NULL))
+        goto free_alone;
+    uint32_t m = dagger__ev_marks(h);
+    held -= m;
+    dagger_task_t *cont = NULL;
+    for (;;) {
+        DAGGER_MISUSE((int32_t)held > 0,
+                      "task %llu '%s' was released once more than it was retained (its last "
+                      "handle was released before it finished)",
+                      (unsigned long long)t->id, dagger__task_display_name(t));
+        if (held == 1) {
+            /* Only the runtime's reference is left: no handle remains through which a waiter or
+             * a mark could come (a folded word is closed by a compare-and-swap all the same). */
+            if (DAGGER_LIKELY(!((uintptr_t)h & EV_FOLDED)) ||
+                atomic_compare_exchange_weak_explicit(&t->waiters.head, &h, EV_CLOSED,
+                                                      memory_order_acq_rel, memory_order_acquire))
+                break;
+        } else if (!dagger__ev_list(h)) {
+            /* Handles remain and nobody waits: one compare-and-swap closes the word and leaves the
+             * runtime's reference to the handles (abandoned: the last one drops it), where an
+             * exchange and a decrement of refs were two locked operations (core.fib, core.nested's
+             * inner tasks). t is not read after it: a handle may free it at once. */
+            atomic_store_explicit(&t->state, T_DONE, memory_order_release);
+            uintptr_t done = ((uintptr_t)h & ~EV_LIST_MASK) | 1 | EV_ABANDONED;
+            if (atomic_compare_exchange_weak_explicit(&t->waiters.head, &h,
+                                                      (struct dagger__waiter *)done,
+                                                      memory_order_acq_rel, memory_order_acquire))
+                goto finished;
+        } else {
+            /* Waiters and handles: an exchange takes the list and the marks as they are by then
+             * (never retried, where a compare-and-swap lost to the spawner's registrations and
+             * releases on a busy input: core.tree), and the marks go with the reference below. */
+            atomic_store_explicit(&t->state, T_DONE, memory_order_release);
+            h = atomic_exchange_explicit(&t->waiters.head, EV_CLOSED, memory_order_acq_rel);
+            m = dagger__ev_marks(h);
+            break;
+        }
+        /* a waiter or a mark came in, or a spurious failure: h is the word now */
+        m = dagger__ev_marks(h);
+        held = atomic_load_explicit(&t->refs, memory_order_acquire) - m;
+    }
+    bool alone = held == 1;
+    if (alone && !dagger__ev_list(h)) {
+    free_alone:
+        /* Nobody waits either: the record goes without a locked operation (a task spawned and
+         * released at once, the common flat case). */
         if (g)
             group_done(g, ctx, w);
         atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
@@ -703,14 +801,24 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
         dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
         return NULL;
     }
-    atomic_store_explicit(&t->state, T_DONE, memory_order_release);
+    if (alone) {
+        /* Dependents registered before the last handle went (core.nested's outer tasks): the
+         * word closes with a store. */
+        atomic_store_explicit(&t->state, T_DONE, memory_order_release);
+        atomic_store_explicit(&t->waiters.head, EV_CLOSED, memory_order_release);
+    }
     bool data = t->result.kind == DAGGER_KIND_CHUNK || t->result.kind == DAGGER_KIND_SHARD;
-    bool gave_ref = false; /* t is not read after fire once its reference went to dependents */
-    dagger_task_t *cont = fire(&t->waiters, ctx, want_cont, data, t, &gave_ref, alone);
+    bool gave_ref = false; /* t is not read after serve once its reference went to dependents */
+    cont = serve(dagger__ev_list(h), ctx, want_cont, data, t, &gave_ref, m, alone);
+    /* The runtime's reference and the marks, in one subtraction; alone, nobody else holds one. */
+    if (!gave_ref &&
+        (alone || atomic_fetch_sub_explicit(&t->refs, m + 1, memory_order_acq_rel) == m + 1)) {
+        atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
+        task_free(t);
+    }
+finished:
     if (g)
         group_done(g, ctx, w);
-    if (!gave_ref)
-        dagger_task_release(t);
     dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
     return cont;
 }
