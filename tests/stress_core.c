@@ -56,6 +56,7 @@ static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads)
     dagger_task_t *tasks[MAXN];
     int64_t want[MAXN];
     int want_rc[MAXN];
+    int extra[MAXN]; /* handles held beyond tasks[i]'s, released along the way */
     dagger_scope_t *scopes[4];
     for (int t = 0; t < nthreads; t++)
         scopes[t] = dagger_scope_thread(t);
@@ -83,6 +84,16 @@ static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads)
         o.scope = nd->pinned >= 0 ? scopes[nd->pinned] : dagger_scope_any();
         tasks[i] = dagger_spawn_impl(ctx, &o, body, "body", argv, 2 + (size_t)nd->k);
         ASSERT_PTR(tasks[i]);
+        /* Extra handles, one of an earlier node released at each spawn: before, while or after
+         * that node ends (marks on its waiter word, or releases after an abandoned close). */
+        extra[i] = test_rand(seed) % 4 == 0 ? (int)(test_rand(seed) % 3) + 1 : 0;
+        for (int e = 0; e < extra[i]; e++)
+            ASSERT_TRUE(dagger_task_retain(tasks[i]) == tasks[i]);
+        int old = (int)(test_rand(seed) % (uint64_t)(i + 1));
+        if (extra[old]) {
+            dagger_task_release(tasks[old]);
+            extra[old]--;
+        }
         /* sequential evaluation */
         int rc = 0;
         uint64_t h = expect_leaf(i);
@@ -100,6 +111,9 @@ static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads)
         want[i] = (int64_t)h;
         first_err_possible |= rc != 0;
     }
+    for (int i = 0; i < n; i += 2) /* half of the extra handles before the ends, half after */
+        for (; extra[i]; extra[i]--)
+            dagger_task_release(tasks[i]);
     if (use_group) {
         int rc = dagger_sync_end(ctx);
         if (first_err_possible)
@@ -119,8 +133,11 @@ static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads)
         if (rc == DAGGER_EUPSTREAM && !strstr(dagger_task_errmsg(tasks[i]), "fails on purpose"))
             fail_msg("node %d: message lacks the root cause: %s", i, dagger_task_errmsg(tasks[i]));
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        for (; extra[i]; extra[i]--)
+            dagger_task_release(tasks[i]);
         dagger_task_release(tasks[i]);
+    }
     for (int t = 0; t < nthreads; t++)
         dagger_scope_release(scopes[t]);
 }
