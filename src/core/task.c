@@ -9,8 +9,9 @@
  * that ends with handles held and nobody waiting closes it with one compare-and-swap and leaves
  * the runtime's reference to the handles (complete, dagger_task_release; docs/design.md). A failed
  * dependency makes the dependent fail with DAGGER_EUPSTREAM without running it; the failure's root
- * is shared by every task it reaches. Records come from the object pools, so steady-state spawning
- * allocates nothing. SPDX-License-Identifier: MIT
+ * is shared by every task it reaches. Task records come from the object pools, so spawning
+ * allocates nothing in the steady state, whatever the number of tasks spawned and released.
+ * SPDX-License-Identifier: MIT
  */
 #include <dlfcn.h>
 #include <pthread.h>
