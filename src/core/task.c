@@ -717,6 +717,26 @@ DAGGER_NOINLINE void dagger__group_flush_slow(void)
     dagger__queue_group_done(g, c->ctx, c->w, n);
 }
 
+/* The end of a task that nobody holds nor waits for, in group g, on worker w (-1: another
+ * thread): the record goes without a locked operation. */
+__attribute__((always_inline)) static inline void end_alone(dagger_task_t *t, dagger_ctx_t *ctx,
+                                                            struct group *g, int w)
+{
+    if (g)
+        group_done(g, ctx, w);
+    atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
+    /* A bare record on a worker or on a thread that holds a slot (credits of its own): both
+     * counts in one look at the credit line. */
+    int cw = DAGGER_LIKELY(w >= 0) ? w : dagger__pool_ext_counter(ctx->pool);
+    if (DAGGER_LIKELY(cw >= 0 && !task_has_parts(t))) {
+        task_free_mem(t);
+        dagger__ctx_count_both_w(ctx, cw, -1);
+        return;
+    }
+    task_free(t);
+    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
+}
+
 /* Out of line: it runs after the task body, which may have moved the task to another worker, and
  * it reads the worker's thread-locals. */
 DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
@@ -787,19 +807,7 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
     free_alone:
         /* Nobody waits either: the record goes without a locked operation (a task spawned and
          * released at once, the common flat case). */
-        if (g)
-            group_done(g, ctx, w);
-        atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
-        /* A bare record on a worker or on a thread that holds a slot (credits of its own): both
-         * counts in one look at the credit line. */
-        int cw = DAGGER_LIKELY(w >= 0) ? w : dagger__pool_ext_counter(ctx->pool);
-        if (DAGGER_LIKELY(cw >= 0 && !task_has_parts(t))) {
-            task_free_mem(t);
-            dagger__ctx_count_both_w(ctx, cw, -1);
-            return NULL;
-        }
-        task_free(t);
-        dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
+        end_alone(t, ctx, g, w);
         return NULL;
     }
     if (alone) {
@@ -951,6 +959,19 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
         }
         if (DAGGER_UNLIKELY(x != NULL) && x->checkpoint && !rc)
             dagger__task_checkpoint(t);
+        /* The common flat case ends here, without the call: a task that succeeded with nothing to
+         * drop (no extension record, no owned argument, no input), untraced, that nobody holds
+         * nor waits for (complete's first case). The body may have moved the task to another
+         * worker: the pool is asked again. */
+        if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1 &&
+            atomic_load_explicit(&t->waiters.head, memory_order_acquire) == NULL && rc == 0 &&
+            x == NULL && t->ndeps == 0 && !(t->flags & TF_OWNED_ARGS) &&
+            !atomic_load_explicit(&dagger__trace_on, memory_order_relaxed)) {
+            dagger_ctx_t *ctx = t->ctx;
+            t->nargs = 0;
+            end_alone(t, ctx, t->group, dagger__pool_self(ctx->pool));
+            return NULL;
+        }
     }
     dagger_task_t *cont = complete(t, rc, true);
     return cont ? &cont->job : NULL;
