@@ -52,7 +52,15 @@ static int add(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     return 0;
 }
 
-static uint32_t refs_of(dagger_task_t *t) { return atomic_load(&t->refs); }
+/* What the handles and the dependents hold on `t`: its count less the marks of its waiter word
+ * (handles released before its end) and, once its completion left the runtime's reference to the
+ * handles (an abandoned close: src/core/core_int.h), that reference. */
+static uint32_t refs_of(dagger_task_t *t)
+{
+    struct dagger__waiter *h = atomic_load(&t->waiters.head);
+    uint32_t r = atomic_load(&t->refs) - dagger__ev_marks(h);
+    return dagger__ev_closed(h) && ((uintptr_t)h & EV_ABANDONED) ? r - 1 : r;
+}
 
 /* The input's count once the runtime's own reference is gone (the completion drops it just
  * after it wakes the waiters, so a count read at once may still hold it): polled down to `want`
