@@ -681,6 +681,70 @@ DAGGER_API const char *dagger_arg_str(const dagger_args_t *a, size_t i);
 DAGGER_API const void *dagger_arg_blob(const dagger_args_t *a, size_t i, size_t *len);
 DAGGER_API void *dagger_arg_ptr(const dagger_args_t *a, size_t i);
 
+/* Where the running task's record keeps its context, its argument array and their count (both
+ * dagger_tc_t and dagger_args_t point at it); src/core/core_int.h checks these at build time. */
+#define DAGGER__TASK_CTX_OFFSET 64
+#define DAGGER__TASK_ARGS_OFFSET 80
+#define DAGGER__TASK_NARGS_OFFSET 120
+
+/* The accessors' common case inline in the caller: the argument at `i` when it has the kind
+ * asked for, the count and the context. Anything else (a wrong kind or index, with its message;
+ * dagger_arg_f64 of an i64; the chunk kinds) calls the function, whose name in parentheses
+ * skips the macro. A body reads each argument once; the call and its jump through the PLT cost
+ * a tiny task 4-9 % (bench/RESULTS.md, 2026-12-05 19:30). Define DAGGER_NO_INLINE_ACCESSORS
+ * before this header to call the functions only. */
+#if !defined(DAGGER_BUILDING) && !defined(DAGGER_NO_INLINE_ACCESSORS) &&                           \
+    UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
+static inline const dagger_value_t *dagger__arg_at_kind(const void *a, size_t i, unsigned kind)
+{
+    const char *p = (const char *)a;
+    uint32_t n = *(const uint32_t *)(const void *)(p + DAGGER__TASK_NARGS_OFFSET);
+    const dagger_value_t *v =
+        *(const dagger_value_t *const *)(const void *)(p + DAGGER__TASK_ARGS_OFFSET);
+    return i < n && v[i].kind == kind ? &v[i] : (const dagger_value_t *)0;
+}
+static inline size_t dagger__args_count_inline(const dagger_args_t *a)
+{
+    return *(const uint32_t *)(const void *)((const char *)a + DAGGER__TASK_NARGS_OFFSET);
+}
+static inline dagger_ctx_t *dagger__tc_ctx_inline(dagger_tc_t *tc)
+{
+    return *(dagger_ctx_t *const *)(const void *)((const char *)tc + DAGGER__TASK_CTX_OFFSET);
+}
+static inline bool dagger__arg_bool_inline(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = dagger__arg_at_kind(a, i, DAGGER_KIND_BOOL);
+    return v ? v->u.b : (dagger_arg_bool)(a, i);
+}
+static inline int64_t dagger__arg_i64_inline(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = dagger__arg_at_kind(a, i, DAGGER_KIND_I64);
+    return v ? v->u.i : (dagger_arg_i64)(a, i);
+}
+static inline double dagger__arg_f64_inline(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = dagger__arg_at_kind(a, i, DAGGER_KIND_F64);
+    return v ? v->u.f : (dagger_arg_f64)(a, i);
+}
+static inline const char *dagger__arg_str_inline(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = dagger__arg_at_kind(a, i, DAGGER_KIND_STR);
+    return v ? v->u.s : (dagger_arg_str)(a, i);
+}
+static inline void *dagger__arg_ptr_inline(const dagger_args_t *a, size_t i)
+{
+    const dagger_value_t *v = dagger__arg_at_kind(a, i, DAGGER_KIND_PTR);
+    return v ? (void *)v->u.p : (dagger_arg_ptr)(a, i);
+}
+#define dagger_args_count(a) dagger__args_count_inline(a)
+#define dagger_tc_ctx(tc) dagger__tc_ctx_inline(tc)
+#define dagger_arg_bool(a, i) dagger__arg_bool_inline((a), (i))
+#define dagger_arg_i64(a, i) dagger__arg_i64_inline((a), (i))
+#define dagger_arg_f64(a, i) dagger__arg_f64_inline((a), (i))
+#define dagger_arg_str(a, i) dagger__arg_str_inline((a), (i))
+#define dagger_arg_ptr(a, i) dagger__arg_ptr_inline((a), (i))
+#endif
+
 /* ---------------------------------------------------------------- groups and task queues */
 
 /** Task-queue modes, combinable. */

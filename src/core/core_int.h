@@ -13,6 +13,7 @@
 #define DAGGER_SRC_CORE_INT_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/common.h"
@@ -239,6 +240,12 @@ struct dagger_task {
     dagger_task_t *parent; /* the task that spawned it (never dereferenced: compared only) */
     struct frame *frames;  /* queue blocks opened inside this task */
 };
+
+/* include/dagger.h reads these three inline (its accessors' common case). */
+_Static_assert(offsetof(struct dagger_task, ctx) == DAGGER__TASK_CTX_OFFSET &&
+                   offsetof(struct dagger_task, args) == DAGGER__TASK_ARGS_OFFSET &&
+                   offsetof(struct dagger_task, nargs) == DAGGER__TASK_NARGS_OFFSET,
+               "the offsets include/dagger.h reads match the task record");
 
 /* The extension record of `t`, or NULL when none of its fields was ever set. */
 static inline struct task_ext *dagger__task_x(const dagger_task_t *t)
