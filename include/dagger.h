@@ -691,10 +691,10 @@ DAGGER_API void *dagger_arg_ptr(const dagger_args_t *a, size_t i);
  * asked for, the count and the context. Anything else (a wrong kind or index, with its message;
  * dagger_arg_f64 of an i64; the chunk kinds) calls the function, whose name in parentheses
  * skips the macro. A body reads each argument once; the call and its jump through the PLT cost
- * a tiny task 4-9 % (bench/RESULTS.md, 2026-12-05 19:30). Define DAGGER_NO_INLINE_ACCESSORS
- * before this header to call the functions only. */
-#if !defined(DAGGER_BUILDING) && !defined(DAGGER_NO_INLINE_ACCESSORS) &&                           \
-    UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
+ * a tiny task 4-9 % (bench/RESULTS.md, 2026-12-05 19:30). The library's own functions take the
+ * same lookup (dagger__arg_at_kind) first. Define DAGGER_NO_INLINE_ACCESSORS before this header
+ * to call the functions only. */
+#if UINTPTR_MAX == 0xFFFFFFFFFFFFFFFFu
 static inline const dagger_value_t *dagger__arg_at_kind(const void *a, size_t i, unsigned kind)
 {
     const char *p = (const char *)a;
@@ -703,6 +703,7 @@ static inline const dagger_value_t *dagger__arg_at_kind(const void *a, size_t i,
         *(const dagger_value_t *const *)(const void *)(p + DAGGER__TASK_ARGS_OFFSET);
     return i < n && v[i].kind == kind ? &v[i] : (const dagger_value_t *)0;
 }
+#if !defined(DAGGER_BUILDING) && !defined(DAGGER_NO_INLINE_ACCESSORS)
 static inline size_t dagger__args_count_inline(const dagger_args_t *a)
 {
     return *(const uint32_t *)(const void *)((const char *)a + DAGGER__TASK_NARGS_OFFSET);
@@ -743,6 +744,7 @@ static inline void *dagger__arg_ptr_inline(const dagger_args_t *a, size_t i)
 #define dagger_arg_f64(a, i) dagger__arg_f64_inline((a), (i))
 #define dagger_arg_str(a, i) dagger__arg_str_inline((a), (i))
 #define dagger_arg_ptr(a, i) dagger__arg_ptr_inline((a), (i))
+#endif
 #endif
 
 /* ---------------------------------------------------------------- groups and task queues */

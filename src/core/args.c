@@ -90,13 +90,11 @@ const dagger_value_t *dagger_arg(const dagger_args_t *a, size_t i)
     return i < t->nargs ? &t->args[i] : NULL;
 }
 
-/* The value at `i` when it is of `kind`, else NULL (the caller then asks arg_at). */
+/* The value at `i` when it is of `kind`, else NULL (the caller then asks arg_at): the lookup
+ * that include/dagger.h inlines in task bodies. */
 static inline const dagger_value_t *arg_fast(const dagger_args_t *a, size_t i, int kind)
 {
-    const dagger_task_t *t = (const dagger_task_t *)a;
-    if (DAGGER_LIKELY(i < t->nargs && t->args[i].kind == kind))
-        return &t->args[i];
-    return NULL;
+    return dagger__arg_at_kind(a, i, (unsigned)kind);
 }
 
 bool dagger_arg_bool(const dagger_args_t *a, size_t i)

@@ -331,6 +331,13 @@ DAGGER_NOINLINE static void release_fold(dagger_task_t *t, struct dagger__waiter
         task_free(t);
 }
 
+/* A release of a record whose last handle went already (debug builds; t is still readable). */
+#define RELEASE_CHECK(c)                                                                           \
+    DAGGER_MISUSE(c,                                                                               \
+                  "dagger_task_release: task %llu '%s' was released once more than it was "        \
+                  "retained (its last handle was already released)",                               \
+                  (unsigned long long)t->id, dagger__task_display_name(t))
+
 void dagger_task_release(dagger_task_t *t)
 {
     if (!t)
@@ -339,10 +346,7 @@ void dagger_task_release(dagger_task_t *t)
     while (!dagger__ev_closed(h)) {
         /* Not done: a mark on the waiter word instead of a decrement of refs, so that the
          * completion, which reads both, sees this release in the word it closes (complete). */
-        DAGGER_MISUSE(atomic_load_explicit(&t->refs, memory_order_relaxed) != REFS_DEAD,
-                      "dagger_task_release: task %llu '%s' was released once more than it was "
-                      "retained (its last handle was already released)",
-                      (unsigned long long)t->id, dagger__task_display_name(t));
+        RELEASE_CHECK(atomic_load_explicit(&t->refs, memory_order_relaxed) != REFS_DEAD);
         if (DAGGER_UNLIKELY(dagger__ev_marks(h) == EV_MARK_MAX)) {
             release_fold(t, h);
             return;
@@ -359,20 +363,14 @@ void dagger_task_release(dagger_task_t *t)
      * only one. */
     uint32_t last = (uintptr_t)h & EV_ABANDONED ? dagger__ev_marks(h) + 2 : 1;
     uint32_t r = atomic_load_explicit(&t->refs, memory_order_acquire);
-    DAGGER_MISUSE(r != REFS_DEAD && r != 0,
-                  "dagger_task_release: task %llu '%s' was released once more than it was "
-                  "retained (its last handle was already released)",
-                  (unsigned long long)t->id, dagger__task_display_name(t));
+    RELEASE_CHECK(r != REFS_DEAD && r != 0);
     if (r == last) {
         atomic_store_explicit(&t->refs, 0, memory_order_relaxed);
         task_free(t);
         return;
     }
     uint32_t prev = atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel);
-    DAGGER_MISUSE(prev != 0 && prev != REFS_DEAD,
-                  "dagger_task_release: task %llu '%s' was released once more than it was "
-                  "retained (its last handle was already released)",
-                  (unsigned long long)t->id, dagger__task_display_name(t));
+    RELEASE_CHECK(prev != 0 && prev != REFS_DEAD);
     if (prev == last)
         task_free(t);
 }
