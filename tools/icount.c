@@ -11,10 +11,12 @@
  * whose tasks take two plain arguments and the previous task, core.tree's shape), on one thread
  * (the root task is scoped to the only worker; nested and groups_main run on main).
  * tools/icount.sh runs two
- * sizes of each and prints the difference per task, so start-up and close cancel out.
+ * sizes of each and prints the difference per task, so start-up and close cancel out. With
+ * ICOUNT_TRACE set, the run is traced (recorded in memory; nothing is written).
  * SPDX-License-Identifier: MIT
  */
 #include "dagger.h"
+#include "dagger/trace.h"
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,6 +166,9 @@ int main(int argc, char **argv)
     o.num_threads = 1;
     dagger_ctx_t *ctx;
     if (dagger_ctx_open(&ctx, &o))
+        return 1;
+    /* ICOUNT_TRACE=1: the run is traced (recorded in memory, nothing written). */
+    if (getenv("ICOUNT_TRACE") && dagger_trace_start(ctx))
         return 1;
     const char *w = argc > 1 ? argv[1] : "empty";
     int64_t n = argc > 2 ? atoll(argv[2]) : 100000;

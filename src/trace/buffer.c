@@ -3,12 +3,13 @@
  * Design: each thread that logs owns one `tbuf` (found through a thread-local pointer) holding a
  * list of fixed-size chunks, and a thread-local cursor (trace.h: the next slot, the limit of its
  * reservation, the recording it belongs to). The hot hooks are inline in trace.h: one test of
- * the cursor, then plain stores of a 32-byte record whose last word (kind, flags, thread, aux)
- * is a release store that publishes it, so a reader (a snapshot taken while recording) sees
- * only whole events: it reads a chunk up to its first zero word (the writer zeroes the next
- * slot's word before it publishes an event, and a chunk's first when it takes the chunk, so a
- * reused chunk needs no clearing) and no chunk past the last one the recording took
- * (`last_chunk`).
+ * the cursor, then plain stores of a record of 1 to 5 words (trace.h: a header word, then a
+ * stamp, an argument, aux and an id where the event has them) whose header is a release store
+ * that publishes it, so a reader (a snapshot taken while recording) sees only whole events: it
+ * reads a chunk up to its first zero word (the writer zeroes the word after a record before it
+ * publishes it, and a chunk's first when it takes the chunk, so a reused chunk needs no
+ * clearing) and no chunk past the last one the recording took (`last_chunk`). A record without
+ * a stamp leans on the thread's last stamped record, which the reader has just read.
  * Everything else runs in dagger__trace_put_slow when the cursor hits its limit: attaching a
  * buffer, a new recording, a new chunk, sampling (the limit stays NULL while a sample is
  * being taken, so every event is checked), the spawn count of the sample, the clock without
@@ -19,8 +20,13 @@
  * thins what was logged before).
  * A recording is a "generation": start bumps g_gen and each thread resets its own buffer the
  * first time it logs in the new generation, reusing its chunks. Memory is bounded by a budget
- * of events per recording: a thread reserves room for a whole chunk at a time (one atomic
- * operation per chunk, none per event); with the budget spent, events are counted as dropped.
+ * of events per recording: a thread reserves a grant of up to GRANT_MAX events at a time (one
+ * atomic operation per grant, none per event); the fast path counts its records (the cursor's
+ * `written`) and may write no further than the grant's events left, in words, ahead (a record
+ * is one word or more), so the slow path settles the count against the grant a few times per
+ * grant; with the budget spent, events are counted as dropped. Records are 8 to 40 bytes: a
+ * traced fib task writes 40 (a spawn 16, a start 8, a finish 16), where fixed 32-byte records
+ * wrote 96 (bench/RESULTS.md, 2026-12-05 22:00).
  * Sampling keeps whole tasks when a recording has more tasks than its budget can hold: a task
  * is logged only while its hashed id has `shift` leading zero bits (1 task in 2^shift; each
  * sample is a subset of the one before). When the tasks logged at the current shift exceed
@@ -55,7 +61,18 @@
 #include "trace/trace.h"
 #include "trace/trace_int.h"
 
-#define CHUNK_EVENTS 2048
+/* A chunk holds 8192 words (64 KiB) of records (trace.h: 1 to 5 words each); a grant of the
+ * budget is at most GRANT_MAX events. */
+#define CHUNK_WORDS 8192
+#define GRANT_MAX 4096
+#define REC_MAX DAGGER__TRACE_REC_MAX
+enum {
+    W_TS = DAGGER__TRACE_W_TS,
+    W_ARG = DAGGER__TRACE_W_ARG,
+    W_AUX = DAGGER__TRACE_W_AUX,
+    W_ID = DAGGER__TRACE_W_ID,
+    ID_BITS = DAGGER__TRACE_ID_BITS
+};
 #define ARENA_BYTES 16384
 #define NAME_MAX_LEN 255
 #define MSG_MAX_LEN 1023
@@ -74,15 +91,18 @@ _Static_assert((int)DAGGER__TRACE_F_STR == (int)DTR_F_STR &&
                    (int)DAGGER__TRACE_F_READY == (int)DTR_F_READY &&
                    (int)DAGGER__TRACE_F_INFER == (int)DTR_F_INFER,
                "trace.h flags match DTR_F_*");
-_Static_assert(sizeof(struct dagger__trace_rec) == 32, "a live record is 32 bytes");
+_Static_assert(DTR_KIND_END_ <= 32, "a kind fits the 5 bits of a record's header");
+_Static_assert(DTR_F_STR < 8 && DTR_F_READY < 8 && DTR_F_INFER < 8,
+               "a live flag fits the 3 bits of a record's header");
 DAGGER_TLS struct dagger__trace_cur dagger__trace_tc;
 
 struct chunk {
     _Atomic(struct chunk *) next;
     uint64_t pad_;
-    /* Events, published while their hdr is non-zero: the owner zeroes the first one's when it
-     * takes the chunk, and each event's successor before it publishes it (hence one more). */
-    struct dagger__trace_rec ev[CHUNK_EVENTS + 1];
+    /* Records, each published while its header word is non-zero: the owner zeroes the first
+     * word when it takes the chunk, and the word after each record before it publishes it
+     * (hence one more). No record crosses CHUNK_WORDS. */
+    uint64_t w[CHUNK_WORDS + 1];
 };
 
 struct arena {
@@ -99,17 +119,25 @@ struct name_slot {
 struct tbuf {
     _Atomic(struct tbuf *) next_buf; /* global list; immutable once linked */
     _Atomic int owned;
-    _Atomic uint32_t gen;                 /* generation this buffer holds; 0 = none */
-    _Atomic(struct chunk *) head;         /* owner writes, readers follow */
-    _Atomic(struct chunk *) last_chunk;   /* the recording's current chunk; NULL: none yet */
-    _Atomic uint64_t dropped;             /* owner increments, readers sum */
-    struct chunk *cur;                    /* owner only */
-    struct dagger__trace_rec *end;        /* owner only: end of the reservation in cur */
+    _Atomic uint32_t gen;               /* generation this buffer holds; 0 = none */
+    _Atomic(struct chunk *) head;       /* owner writes, readers follow */
+    _Atomic(struct chunk *) last_chunk; /* the recording's current chunk; NULL: none yet */
+    _Atomic uint64_t dropped;           /* owner increments, readers sum */
+    struct chunk *cur;                  /* owner only */
+    /* Owner only: the events of the thread's grant of the budget not yet used, as of the
+     * cursor's `written` count `settled` (settle counts the records written since); `mark`, the
+     * end of the last record written here (NULL: none in this recording). */
+    uint64_t *mark;
+    int64_t left;
+    uint64_t settled;
     struct arena *arena_head, *arena_cur; /* owner only */
     struct name_slot names[NAME_CACHE];   /* owner only */
     /* The owner's cursor (its thread-local storage), NULL when orphaned; under g_owner_lock. */
     struct dagger__trace_cur *owner_tc;
 };
+
+/* The words of a record by its header's low 4 bits (trace.h: one per W_* bit, and the header). */
+static const uint8_t rec_words[16] = {1, 2, 2, 3, 2, 3, 3, 4, 2, 3, 3, 4, 3, 4, 4, 5};
 
 static _Atomic(struct tbuf *) g_bufs;
 static _Atomic uint32_t g_gen;
@@ -226,8 +254,10 @@ static void reset_buf(struct tbuf *b, uint32_t gen)
     b->arena_cur = b->arena_head;
     memset(b->names, 0, sizeof b->names);
     b->cur = NULL;
-    b->end = NULL;
+    b->mark = NULL;
+    b->left = 0;
     struct dagger__trace_cur *tc = &dagger__trace_tc;
+    b->settled = tc->written;
     tc->pos = NULL;
     atomic_store_explicit(&tc->lim, NULL, memory_order_relaxed);
     tc->last = 0;
@@ -275,7 +305,15 @@ static struct tbuf *attach(uint32_t gen)
         tc->last = 0;
         tc->follow = 0;
         tc->spawns_left = KEPT_BATCH;
-        b->end = NULL;
+        if (b->mark) { /* the grant stays, less what the last owner's fast path used */
+            const uint64_t *q = b->mark, *end = b->cur->w + CHUNK_WORDS;
+            while (q < end && *q) {
+                q += rec_words[*q & 15];
+                b->left--;
+            }
+            b->mark = NULL;
+        }
+        b->settled = tc->written;
         /* Without its exit hook (the key not set) the cursor is not listed, and put() keeps
          * its limit NULL: every event takes the slow path, which checks the recording. */
         pthread_mutex_lock(&g_owner_lock);
@@ -348,45 +386,51 @@ static int64_t reserve(int64_t want)
     return 0;
 }
 
-/* Move to the next chunk (reused or new) with a fresh reservation; 0 when out of budget. */
-static int next_chunk(struct tbuf *b)
+/* A new grant of the budget for the calling thread; 0 when it is spent. */
+static int grant(struct tbuf *b)
 {
     /* Small budgets are reserved in small grants, so that sampling steps in before one
-     * thread's chunk has taken the whole budget. */
+     * thread's grant has taken the whole budget. */
     int64_t total = atomic_load_explicit(&g_total, memory_order_relaxed);
-    int64_t want = total / 64 < 16 ? 16 : total / 64 > CHUNK_EVENTS ? CHUNK_EVENTS : total / 64;
-    int64_t grant = reserve(want);
-    if (!grant)
-        return 0;
-    struct dagger__trace_cur *tc = &dagger__trace_tc;
-    if (b->cur && tc->pos && tc->pos + grant <= b->cur->ev + CHUNK_EVENTS) {
-        b->end = tc->pos + grant; /* room left: extend the grant */
-        return 1;
-    }
+    int64_t want = total / 64 < 16 ? 16 : total / 64 > GRANT_MAX ? GRANT_MAX : total / 64;
+    int64_t got = reserve(want);
+    b->left += got;
+    return got != 0;
+}
+
+/* Move to the next chunk (reused or new); 0 when out of memory. */
+static int next_chunk(struct tbuf *b)
+{
     struct chunk *c = b->cur ? atomic_load_explicit(&b->cur->next, memory_order_relaxed)
                              : atomic_load_explicit(&b->head, memory_order_relaxed);
     if (!c) {
         c = calloc(1, sizeof *c);
-        if (!c) {
-            atomic_fetch_add_explicit(&g_budget, grant, memory_order_relaxed);
+        if (!c)
             return 0;
-        }
         if (b->cur)
             atomic_store_explicit(&b->cur->next, c, memory_order_release);
         else
             atomic_store_explicit(&b->head, c, memory_order_release);
-    } else { /* a reused chunk: its old events end at its first slot */
-        atomic_store_explicit(&c->ev[0].hdr, 0, memory_order_relaxed);
+    } else { /* a reused chunk: its old records end at its first word */
+        __atomic_store_n(&c->w[0], 0, __ATOMIC_RELAXED);
     }
     atomic_store_explicit(&b->last_chunk, c, memory_order_release);
     b->cur = c;
-    tc->pos = c->ev;
-    b->end = c->ev + grant;
+    dagger__trace_tc.pos = c->w;
+    b->mark = c->w;
     return 1;
 }
 
-/* The calling thread's buffer with room for one event at the cursor, or NULL (counted as
- * dropped). */
+/* Count the records written since the last settle against the thread's grant. */
+static inline void settle(struct tbuf *b)
+{
+    struct dagger__trace_cur *tc = &dagger__trace_tc;
+    b->left -= (int64_t)(tc->written - b->settled);
+    b->settled = tc->written;
+}
+
+/* The calling thread's buffer with room for one record at the cursor and an event of its grant
+ * left, or NULL (counted as dropped). */
 static struct tbuf *slot(void)
 {
     uint32_t gen = atomic_load_explicit(&g_gen, memory_order_relaxed);
@@ -396,45 +440,78 @@ static struct tbuf *slot(void)
         if (!b)
             return NULL;
     }
+    settle(b);
     struct dagger__trace_cur *tc = &dagger__trace_tc;
-    if ((!tc->pos || tc->pos >= b->end) && !next_chunk(b)) {
+    if ((b->left <= 0 && !grant(b)) ||
+        ((!tc->pos || !b->mark || tc->pos + REC_MAX > b->cur->w + CHUNK_WORDS) && !next_chunk(b))) {
         drop(b);
         return NULL;
     }
     return b;
 }
 
+/* The slow path's writer (the fast path, dagger__trace_put in trace.h, writes the same layout
+ * with its length known where it is inlined). Write one record at p (room for
+ * DAGGER__TRACE_REC_MAX words and one more): `hdr` as
+ * dagger__trace_hdr makes it (with DAGGER__TRACE_F_INFER when `stamped` is 0), the stamp `ts`
+ * when `stamped`. The word after it is zeroed (a reader stops there), then a release store of
+ * the header publishes it. Returns the next record's place. */
+static uint64_t *write_rec(uint64_t *p, uint64_t hdr, int stamped, int64_t ts, uint64_t id,
+                           uint64_t arg, int32_t aux)
+{
+    unsigned n = 1;
+    if (stamped) {
+        p[n++] = (uint64_t)ts;
+        hdr |= W_TS;
+    }
+    if (arg) {
+        p[n++] = arg;
+        hdr |= W_ARG;
+    }
+    if (aux) {
+        p[n++] = (uint32_t)aux;
+        hdr |= W_AUX;
+    }
+    if (__builtin_expect(id >> ID_BITS == 0, 1)) {
+        hdr |= id << (64 - ID_BITS);
+    } else {
+        p[n++] = id;
+        hdr |= W_ID;
+    }
+    __atomic_store_n(&p[n], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&p[0], hdr, __ATOMIC_RELEASE);
+    return p + n;
+}
+
 /* Write the next event at the cursor (slot() found room), then set the limit of the fast
- * path: the end of the reservation, or NULL while sampling (every event must be checked) or
- * without an invariant TSC (the fast path reads it). */
+ * path: where the grant or the chunk may end (each record is one word or more, so the grant's
+ * events left, in words, bound the records the fast path may write), or NULL while sampling
+ * (every event must be checked) or without an invariant TSC (the fast path reads it). */
 static void put(struct tbuf *b, unsigned kind, int thread, uint64_t id, uint64_t arg, int32_t aux,
                 unsigned flags, int may_infer)
 {
     struct dagger__trace_cur *tc = &dagger__trace_tc;
-    struct dagger__trace_rec *r = tc->pos;
-    if (dagger__trace_leans(tc, tc->last, thread, id, may_infer)) {
-        r->ts = tc->last;
+    int stamped = !dagger__trace_leans(tc, tc->last, thread, id, may_infer);
+    if (stamped)
+        tc->last = stamp();
+    else
         flags |= DTR_F_INFER;
-    } else {
-        r->ts = tc->last = stamp();
-    }
-    r->id = id;
-    r->arg = arg;
-    tc->pos = r + 1;
-    atomic_store_explicit(&r[1].hdr, 0, memory_order_relaxed);
-    atomic_store_explicit(&r->hdr,
-                          (uint64_t)(uint32_t)aux | (uint64_t)(uint16_t)thread << 32 |
-                              (uint64_t)(kind & 0xff) << 48 | (uint64_t)(flags & 0xff) << 56,
-                          memory_order_release);
+    tc->pos = write_rec(tc->pos, dagger__trace_hdr(kind & 31, thread, flags & 7), stamped, tc->last,
+                        id, arg, aux);
+    b->mark = tc->pos;
+    b->left--;
     if (atomic_load_explicit(&g_shift, memory_order_relaxed) || !has_fast_clock() || !b->owner_tc) {
         atomic_store_explicit(&tc->lim, NULL, memory_order_relaxed);
         return;
     }
+    uint64_t *lim = b->cur->w + CHUNK_WORDS - (REC_MAX - 1);
+    if (b->left < lim - tc->pos)
+        lim = tc->pos + (b->left > 0 ? b->left : 0);
     /* A recording that began since slot() read g_gen set the limit to NULL before or after
      * this store: after, it stays; before, the load below sees the new generation (both sides
      * seq_cst: the store of the limit, then the load of g_gen here; the store of g_gen, then
      * the limit's in dagger__trace_buf_begin). */
-    atomic_store_explicit(&tc->lim, b->end, memory_order_seq_cst);
+    atomic_store_explicit(&tc->lim, lim, memory_order_seq_cst);
     if (atomic_load_explicit(&g_gen, memory_order_seq_cst) !=
         atomic_load_explicit(&b->gen, memory_order_relaxed))
         atomic_store_explicit(&tc->lim, NULL, memory_order_relaxed);
@@ -471,11 +548,10 @@ static int sched_sampled_out(unsigned kind)
     return out;
 }
 
-void dagger__trace_put_slow(uint64_t hdr, uint64_t id, uint64_t arg, int may_infer)
+void dagger__trace_put_slow(uint64_t hdr, uint64_t id, uint64_t arg, int32_t aux, int may_infer)
 {
-    unsigned kind = (unsigned)(hdr >> 48) & 0xffu, flags = (unsigned)(hdr >> 56);
-    int thread = (int16_t)(uint16_t)(hdr >> 32);
-    int32_t aux = (int32_t)(uint32_t)hdr;
+    unsigned kind = (unsigned)(hdr >> 4) & 31u, flags = (unsigned)(hdr >> 9) & 7u;
+    int thread = (int16_t)(uint16_t)(hdr >> 12);
     if (sampled_out(id))
         return;
     if ((kind == DTR_STEAL || kind == DTR_PARK || kind == DTR_WAKE) && id == 0 &&
@@ -626,20 +702,37 @@ static struct chunk *chunk_next(struct tbuf *b, struct chunk *c)
              : atomic_load_explicit(&b->head, memory_order_acquire);
 }
 
-/* Event `i` of chunk `c` as a struct dtr_ev; 0 when it is not published. */
-static int chunk_ev(struct chunk *c, uint32_t i, struct dtr_ev *e)
+/* The record at word *i of chunk `c` as a struct dtr_ev (ts: its raw stamp, or 0 when it
+ * leans on its thread's previous one), *i moved past it; 0 when it is not published. */
+static int chunk_ev(struct chunk *c, uint32_t *i, struct dtr_ev *e)
 {
-    uint64_t h = atomic_load_explicit(&c->ev[i].hdr, memory_order_acquire);
+    uint64_t h = __atomic_load_n(&c->w[*i], __ATOMIC_ACQUIRE);
     if (!h)
         return 0;
-    e->ts = c->ev[i].ts;
-    e->id = c->ev[i].id;
-    e->arg = c->ev[i].arg;
-    e->aux = (int32_t)(uint32_t)h;
-    e->thread = (int16_t)(uint16_t)(h >> 32);
-    e->kind = (uint8_t)(h >> 48);
-    e->flags = (uint8_t)(h >> 56);
+    const uint64_t *q = &c->w[*i + 1];
+    e->ts = h & W_TS ? (int64_t)*q++ : 0;
+    e->arg = h & W_ARG ? *q++ : 0;
+    e->aux = h & W_AUX ? (int32_t)(uint32_t)*q++ : 0;
+    e->id = h & W_ID ? *q++ : h >> (64 - ID_BITS);
+    e->kind = (uint8_t)((h >> 4) & 31);
+    e->flags = (uint8_t)((h >> 9) & 7);
+    e->thread = (int16_t)(uint16_t)(h >> 12);
+    *i = (uint32_t)(q - c->w);
     return 1;
+}
+
+/* The published records of chunk `c`. */
+static uint32_t chunk_count(struct chunk *c)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < CHUNK_WORDS;) {
+        uint64_t h = __atomic_load_n(&c->w[i], __ATOMIC_ACQUIRE);
+        if (!h)
+            break;
+        i += rec_words[h & 15];
+        n++;
+    }
+    return n;
 }
 
 static uint64_t count_thinned(struct tbuf *b, uint32_t sh)
@@ -647,7 +740,7 @@ static uint64_t count_thinned(struct tbuf *b, uint32_t sh)
     uint64_t k = 0;
     struct dtr_ev e;
     for (struct chunk *c = chunk_next(b, NULL); c; c = chunk_next(b, c))
-        for (uint32_t i = 0; i < CHUNK_EVENTS && chunk_ev(c, i, &e); i++)
+        for (uint32_t i = 0; i < CHUNK_WORDS && chunk_ev(c, &i, &e);)
             k += sampled_out_at(e.id, sh) || (e.kind == DTR_EDGE && sampled_out_at(e.arg, sh));
     return k;
 }
@@ -692,7 +785,8 @@ void dagger__trace_buf_trim(void)
         atomic_store_explicit(&b->last_chunk, NULL, memory_order_relaxed);
         b->arena_head = b->arena_cur = NULL;
         b->cur = NULL;
-        b->end = NULL;
+        b->mark = NULL;
+        b->left = 0;
         atomic_store_explicit(&b->gen, 0, memory_order_relaxed);
         atomic_store_explicit(&b->owned, 0, memory_order_release);
     }
@@ -906,12 +1000,11 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
          b = atomic_load_explicit(&b->next_buf, memory_order_relaxed)) {
         if (atomic_load_explicit(&b->gen, memory_order_acquire) != gen)
             continue;
-        int64_t after = 0; /* inferred events since the buffer's last stamped one */
+        int64_t last = 0;  /* the buffer's last stamp */
+        int64_t after = 0; /* inferred events since then */
         for (struct chunk *c = chunk_next(b, NULL); c && !rc; c = chunk_next(b, c)) {
-            uint32_t n = 0;
+            uint32_t n = chunk_count(c);
             struct dtr_ev e;
-            while (n < CHUNK_EVENTS && atomic_load_explicit(&c->ev[n].hdr, memory_order_acquire))
-                n++;
             if (s->nev + n > cap) {
                 size_t nc = cap ? cap * 2 : 4096;
                 while (nc < s->nev + n)
@@ -924,8 +1017,15 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
                 s->ev = ne;
                 cap = nc;
             }
-            for (uint32_t i = 0; i < n && chunk_ev(c, i, &e); i++) {
-                after = (e.flags & DTR_F_INFER) ? after + 1 : 0;
+            uint32_t i = 0;
+            for (uint32_t k = 0; k < n && chunk_ev(c, &i, &e); k++) {
+                if (e.flags & DTR_F_INFER) {
+                    after++;
+                    e.ts = last;
+                } else {
+                    after = 0;
+                    last = e.ts;
+                }
                 if (sampled_out_at(e.id, sh) || (e.kind == DTR_EDGE && sampled_out_at(e.arg, sh))) {
                     thinned++;
                     continue;

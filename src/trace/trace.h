@@ -4,10 +4,10 @@
  * predictable branch when tracing is off. When on, events go to a per-thread buffer with no
  * lock and no allocation on the hot path once the thread's buffer exists.
  * The hooks of the task hot path (spawn, ready, start, finish, block, resume) are inline: their
- * fast path tests the thread's cursor (one compare of the next slot with the limit of its
- * reservation, which a new recording sets to NULL) and writes a 32-byte record with
- * plain stores (the line 1 KiB ahead prefetched): the next record's word is zeroed (a
- * reader stops there), then a release store of this one's (kind and flags) publishes it. Everything
+ * fast path tests the thread's cursor (one compare of the next word with the limit of its
+ * reservation, which a new recording sets to NULL) and writes a record of 1 to 5 words with
+ * plain stores (the line 1 KiB ahead prefetched): the word after it is zeroed (a reader stops
+ * there), then a release store of its header word publishes it. Everything
  * else (a new buffer or recording, a new chunk, sampling, name copies, the clock where there is
  * no invariant TSC) runs in dagger__trace_put_slow (buffer.c), reached when the limit is hit:
  * the slow path sets the limit to NULL whenever each event must come its way.
@@ -43,57 +43,65 @@ int dagger__trace_env_check(void);
  * successful close writes it again). */
 void dagger__trace_ctx_busy(struct dagger_ctx *ctx);
 
-/* The fast path prefetches the record this many slots (1 KiB) ahead (with write intent where
+/* The fast path prefetches the word this many words (1 KiB) ahead (with write intent where
  * the target has PRFCHW; the default x86-64 build emits prefetcht0, which brings a line no
  * other core holds in exclusive state, so the store finds it owned): a thread's
  * records fill fresh lines (a recording's memory is far larger than the caches), and a store
  * that misses holds up the task's next atomic operation, which waits for the store buffer to
  * drain. With the line owned in time, fib(25-28) traced/untraced went from 1.53-1.66 to
- * 1.34-1.37 on an Intel host (bench/RESULTS.md); 4 or 8 slots ahead was too late, 64 and 128
+ * 1.34-1.37 on an Intel host (bench/RESULTS.md); 4 or 8 records ahead was too late, 64 and 128
  * no better. A prefetch past a chunk's end cannot fault. */
-#define DAGGER__TRACE_PF 32
+#define DAGGER__TRACE_PF 128
 
-/* One event in a live buffer (buffer.c turns it into a struct dtr_ev): hdr holds aux (bits
- * 0-31), thread (32-47), kind (48-55) and flags (56-63); a non-zero hdr marks it published. */
-struct dagger__trace_rec {
-    int64_t ts;
-    uint64_t id;
-    uint64_t arg;
-    _Atomic uint64_t hdr;
+/* A record in a live buffer: a header word, then the words its low bits name, in this order:
+ * the raw stamp (W_TS), the argument (W_ARG), aux (W_AUX), the id (W_ID, when it does not fit
+ * the header's 36 bits). The header holds those bits (0-3), the kind (4-8), the flags (9-11),
+ * the thread (12-27) and the id (28-63). A record without a stamp leans on the thread's previous
+ * stamped record (DAGGER__TRACE_F_INFER); a zero argument or aux takes no word. So a start on a
+ * worker is 8 bytes, a finish 16 and a spawn with a static name 16 (3 records of 32 bytes each
+ * before: a traced fib task wrote 96 bytes, now 40). A non-zero header marks it published. */
+enum {
+    DAGGER__TRACE_W_TS = 1,
+    DAGGER__TRACE_W_ARG = 2,
+    DAGGER__TRACE_W_AUX = 4,
+    DAGGER__TRACE_W_ID = 8,
+    DAGGER__TRACE_ID_BITS = 36,
+    DAGGER__TRACE_REC_MAX = 5, /* words of the longest record */
 };
 
-/* The calling thread's cursor. pos < lim: the fast path may write at pos. Only the owner
- * writes it, but for `lim`: a new recording sets every thread's to NULL (buffer.c,
+/* The calling thread's cursor. pos < lim: the fast path may write a record at pos. Only the
+ * owner writes it, but for `lim`: a new recording sets every thread's to NULL (buffer.c,
  * dagger__trace_buf_begin), so the fast path needs no test of the recording it writes in. */
 struct dagger__trace_cur {
-    struct dagger__trace_rec *pos;
-    struct dagger__trace_rec *_Atomic lim;
+    uint64_t *pos;
+    uint64_t *_Atomic lim;
     int64_t last;         /* raw stamp of the last stamped event; 0: stamp the next start */
     uint32_t spawns_left; /* spawns the fast path may log before the sample's count is settled */
     uint32_t sched_n;     /* scheduler events (steal, park) seen while sampling (buffer.c) */
     uint32_t park_out;    /* the thread's last park was thinned out: so is its wake */
     uint64_t follow;      /* a task whose start follows its own spawn on this thread at once */
+    uint64_t written;     /* records the thread wrote: its grant of the budget is settled by it */
 };
 extern __thread
     __attribute__((tls_model("initial-exec"))) struct dagger__trace_cur dagger__trace_tc;
 
 enum { DAGGER__TRACE_F_STR = 1, DAGGER__TRACE_F_READY = 2, DAGGER__TRACE_F_INFER = 4 };
 
-/* An event's last word: aux (bits 0-31), thread (32-47), kind (48-55), flags (56-63). */
+/* A header's kind, flags and thread (the id and the word bits are added as it is written). */
 static inline __attribute__((always_inline)) uint64_t dagger__trace_hdr(unsigned kind, int thread,
-                                                                        int32_t aux, unsigned flags)
+                                                                        unsigned flags)
 {
-    return (uint64_t)(uint32_t)aux | (uint64_t)(uint16_t)thread << 32 | (uint64_t)kind << 48 |
-           (uint64_t)flags << 56;
+    return (uint64_t)kind << 4 | (uint64_t)flags << 9 | (uint64_t)(uint16_t)thread << 12;
 }
+
 /* The slow path of every hook (buffer.c): `hdr` as dagger__trace_hdr makes it, `may_infer` as
  * in dagger__trace_put. */
-void dagger__trace_put_slow(uint64_t hdr, uint64_t id, uint64_t arg, int may_infer);
+void dagger__trace_put_slow(uint64_t hdr, uint64_t id, uint64_t arg, int32_t aux, int may_infer);
 /* Same, for a string argument (copied unless `is_static`; at most `max` bytes). */
 void dagger__trace_put_str(unsigned kind, int thread, uint64_t id, const char *s, int is_static,
                            size_t max, unsigned flags);
 
-/* Whether an event may store the thread's previous stamp `last` (0: none) instead of reading
+/* Whether an event may lean on the thread's previous stamp `last` (0: none) instead of reading
  * the clock: `may_infer` 1 (a start, a resume, a ready or a spawn) on a worker, 2 (an edge,
  * right after its spawn) on any thread, 3 (a start) on a worker or, on any thread, the start of
  * the task the cursor's `follow` names. Both paths of every hook ask this. */
@@ -108,45 +116,56 @@ dagger__trace_leans(const struct dagger__trace_cur *c, int64_t last, int thread,
 /* Append one event. A start, a resume, a ready or a spawn on a worker (`may_infer` 1 or 3), an edge
  * on any thread (`may_infer` 2: it follows its spawn), and on any thread the start (`may_infer` 3)
  * of the task the cursor's `follow` names (dagger__trace_follow: it runs right after its own
- * spawn, no user code between), take no time stamp of their own: they store
- * the thread's previous one (the finish before it, a block, a steal, a wake), which the
- * snapshot moves n ns later for the n-th such event, and a start never before the task was
- * ready. Only x86 with an
+ * spawn, no user code between), take no time stamp of their own: they lean on the thread's
+ * previous one (the finish before it, a block, a steal, a wake), which the snapshot moves n ns
+ * later for the n-th such event, and a start never before the task was ready. Only x86 with an
  * invariant TSC has a fast path (elsewhere the slow path keeps lim NULL). */
 static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kind, int thread,
                                                                     uint64_t id, uint64_t arg,
                                                                     int32_t aux, unsigned flags,
                                                                     int may_infer, int is_spawn)
 {
-    /* Packed once, before the test: the fast path adds only the inferred flag and the slow path
-     * takes the same word (3 instructions less a traced task than packing it in each path). */
-    uint64_t hdr = dagger__trace_hdr(kind, thread, aux, flags);
+    /* Packed once, before the test: the fast path adds the id and the word bits, and the slow
+     * path takes the same word. */
+    uint64_t hdr = dagger__trace_hdr(kind, thread, flags);
 #if defined(__x86_64__) || defined(__i386__)
+    /* The fast path writes records of a length known where the hook is inlined: an argument
+     * that is not a constant takes its word even when zero (a spawn's name), and a non-zero
+     * aux (a failed task's code) or an id past the header's bits goes to the slow path. */
+    const int has_arg = !__builtin_constant_p(arg) || arg != 0;
     struct dagger__trace_cur *c = &dagger__trace_tc;
-    struct dagger__trace_rec *r = c->pos;
-    if (__builtin_expect((uintptr_t)r <
-                                 (uintptr_t)atomic_load_explicit(&c->lim, memory_order_relaxed) &&
-                             (!is_spawn || c->spawns_left != 0),
-                         1)) {
-        int64_t ts = c->last;
-        if (__builtin_expect(dagger__trace_leans(c, ts, thread, id, may_infer), 1))
-            hdr |= (uint64_t)DAGGER__TRACE_F_INFER << 56;
-        else
-            c->last = ts = (int64_t)__builtin_ia32_rdtsc();
+    uint64_t *p = c->pos;
+    if (__builtin_expect(
+            (uintptr_t)p < (uintptr_t)atomic_load_explicit(&c->lim, memory_order_relaxed) &&
+                (!is_spawn || c->spawns_left != 0) && aux == 0 && id >> DAGGER__TRACE_ID_BITS == 0,
+            1)) {
+        hdr |= id << (64 - DAGGER__TRACE_ID_BITS) | (has_arg ? DAGGER__TRACE_W_ARG : 0);
+        unsigned n;
+        if (__builtin_expect(dagger__trace_leans(c, c->last, thread, id, may_infer), 1)) {
+            hdr |= (uint64_t)DAGGER__TRACE_F_INFER << 9;
+            if (has_arg)
+                p[1] = arg;
+            n = 1 + has_arg;
+        } else {
+            int64_t ts = (int64_t)__builtin_ia32_rdtsc();
+            c->last = ts;
+            hdr |= DAGGER__TRACE_W_TS;
+            p[1] = (uint64_t)ts;
+            if (has_arg)
+                p[2] = arg;
+            n = 2 + has_arg;
+        }
         if (is_spawn)
             c->spawns_left--;
-        __builtin_prefetch(r + DAGGER__TRACE_PF, 1, 3);
-        r->ts = ts;
-        r->id = id;
-        r->arg = arg;
-        c->pos = r + 1;
-        /* The next slot (a chunk has one past its last) ends what a reader may take. */
-        atomic_store_explicit(&r[1].hdr, 0, memory_order_relaxed);
-        atomic_store_explicit(&r->hdr, hdr, memory_order_release);
+        __builtin_prefetch(p + DAGGER__TRACE_PF, 1, 3);
+        c->written++;
+        c->pos = p + n;
+        __atomic_store_n(&p[n], 0, __ATOMIC_RELAXED);
+        __atomic_store_n(&p[0], hdr, __ATOMIC_RELEASE);
         return;
     }
 #endif
-    dagger__trace_put_slow(hdr, id, arg, may_infer);
+    dagger__trace_put_slow(hdr, id, arg, aux, may_infer);
 }
 
 /* Event kinds (the values of enum dtr_kind, trace_int.h). */

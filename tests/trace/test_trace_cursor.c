@@ -225,6 +225,143 @@ TEST(the_record_word_round_trips)
     dagger__trace_snap_free(&s);
 }
 
+/* Records are 1 to 5 words (trace.h): ids past the header's 36 bits, zero and non-zero
+ * arguments and codes, stamped and leaning events, across chunk ends, all come back. */
+TEST(records_of_every_length_round_trip)
+{
+    const uint64_t big[] = {(1ull << 36) - 1, 1ull << 36, (uint64_t)3 << DTR_RANK_SHIFT | 5,
+                            UINT64_MAX};
+    UOK(dagger_trace_start(CTX));
+    int n = 0;
+    for (int i = 0; i < 20000; i++) {
+        uint64_t id = i % 7 == 3 ? big[(i / 7) % 4] : (uint64_t)i + 1;
+        DAGGER__TRACE(dagger__trace_spawn_ready(id, i % 2 ? "s" : NULL, 1, 0));
+        DAGGER__TRACE(dagger__trace_edge(id, (uint64_t)i * 1000003u));
+        DAGGER__TRACE(dagger__trace_start(id, 0));
+        DAGGER__TRACE(dagger__trace_finish(id, 0, i % 5 == 0 ? -(i % 11) : 0));
+        n += 4;
+    }
+    /* every word at once: a stamp, an argument, aux and an id past the header's bits */
+    DAGGER__TRACE(dagger__trace_move(big[3], 2, 5, 4096, 1));
+    n++;
+    UOK(dagger_trace_stop(CTX));
+    dagger_trace_stats_t st = stats_of();
+    assert_int_equal(st.events, (uint64_t)n);
+    assert_int_equal(st.dropped, 0);
+    struct dtr_snap s;
+    UOK(dagger__trace_snap_take(CTX, &s));
+    assert_int_equal(s.nev, (size_t)n);
+    size_t spawns = 0, edges = 0, starts = 0, fails = 0;
+    int64_t prev = INT64_MIN;
+    for (size_t i = 0; i < s.nev; i++) {
+        const struct dtr_ev *e = &s.ev[i];
+        assert_true(e->ts >= prev && !(e->flags & DTR_F_INFER));
+        assert_int_equal(e->thread, e->kind == DTR_EDGE ? -1 : e->kind == DTR_MOVE ? 1 : 0);
+        prev = e->ts;
+        if (e->kind == DTR_SPAWN) {
+            spawns++;
+            assert_true(e->flags & DTR_F_READY);
+            assert_true(e->arg == DTR_NOSTR || !strcmp(s.str[e->arg], "s"));
+        } else if (e->kind == DTR_EDGE) {
+            edges++;
+            assert_int_equal(e->arg % 1000003u, 0);
+        } else if (e->kind == DTR_START) {
+            starts++;
+        } else if (e->kind == DTR_FINISH && e->aux != 0) {
+            fails++;
+            assert_true(e->aux < 0 && e->aux > -11);
+        }
+    }
+    assert_int_equal(spawns, 20000);
+    assert_int_equal(edges, 20000);
+    assert_int_equal(starts, 20000);
+    /* i % 5 == 0 with i % 11 != 0: 4000 less the multiples of 55 */
+    assert_int_equal(fails, 4000 - (20000 + 54) / 55);
+    const struct dtr_ev *mv = find_ev(&s, DTR_MOVE, big[3]);
+    assert_true(mv && mv->arg == 4096 && mv->aux == (2 | 5 << 8) && mv->thread == 1);
+    for (int k = 0; k < 4; k++) {
+        const struct dtr_ev *e = find_ev(&s, DTR_START, big[k]);
+        assert_non_null(e);
+        e = find_ev(&s, DTR_EDGE, big[k]);
+        assert_non_null(e);
+    }
+    dagger__trace_snap_free(&s);
+}
+
+/* A start that leans on the finish before it sits just after that finish and never before
+ * its task was ready. */
+TEST(a_leaning_start_follows_its_stamp)
+{
+    UOK(dagger_trace_start(CTX));
+    DAGGER__TRACE(dagger__trace_start(1, 0)); /* the first event: stamped */
+    DAGGER__TRACE(dagger__trace_finish(1, 0, 0));
+    DAGGER__TRACE(dagger__trace_start(2, 0)); /* leans on finish(1) */
+    DAGGER__TRACE(dagger__trace_start(3, 0)); /* leans on it too, 1 ns later */
+    DAGGER__TRACE(dagger__trace_finish(3, 0, 0));
+    UOK(dagger_trace_stop(CTX));
+    struct dtr_snap s;
+    UOK(dagger__trace_snap_take(CTX, &s));
+    const struct dtr_ev *f1 = find_ev(&s, DTR_FINISH, 1), *s2 = find_ev(&s, DTR_START, 2),
+                        *s3 = find_ev(&s, DTR_START, 3), *f3 = find_ev(&s, DTR_FINISH, 3);
+    assert_true(f1 && s2 && s3 && f3);
+    assert_int_equal(s2->ts, f1->ts + 1);
+    assert_int_equal(s3->ts, f1->ts + 2);
+    assert_true(f3->ts >= s3->ts - 2);
+    dagger__trace_snap_free(&s);
+}
+
+struct mixed {
+    uint64_t first;
+    int n;
+};
+
+static void *emit_mixed(void *p)
+{
+    const struct mixed *m = p;
+    for (int i = 0; i < m->n; i++) {
+        uint64_t id = m->first + (uint64_t)i;
+        if (i % 3 == 0)
+            DAGGER__TRACE(dagger__trace_start(id, 0));
+        else if (i % 3 == 1)
+            DAGGER__TRACE(dagger__trace_finish(id, 0, i % 2));
+        else
+            DAGGER__TRACE(dagger__trace_edge(id << 20, id));
+    }
+    return NULL;
+}
+
+/* The budget counts events, whatever their lengths: one thread past it keeps exactly the
+ * limit; several keep at most it, and kept + dropped is every event. */
+TEST(the_limit_counts_records_of_any_length)
+{
+    dagger_trace_opts_t o;
+    dagger_trace_opts_init(&o);
+    o.max_events = 10000;
+    UOK(dagger_trace_start_opts(CTX, &o));
+    struct mixed m = {1, 30000};
+    emit_mixed(&m);
+    UOK(dagger_trace_stop(CTX));
+    dagger_trace_stats_t st = stats_of();
+    assert_int_equal(st.events, 10000);
+    assert_int_equal(st.dropped, 20000);
+
+    UOK(dagger_trace_start_opts(CTX, &o));
+    pthread_t th[4];
+    struct mixed ms[4];
+    for (int i = 0; i < 4; i++) {
+        ms[i].first = (uint64_t)(i + 1) << 32;
+        ms[i].n = 6000;
+        pthread_create(&th[i], NULL, emit_mixed, &ms[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    UOK(dagger_trace_stop(CTX));
+    st = stats_of();
+    assert_true(st.events > 0 && st.events <= 10000);
+    assert_int_equal(st.events + st.dropped, 24000);
+}
+
 TEST_LIST(each_recording_sees_only_its_events, sampling_ends_with_its_recording,
           a_run_in_progress_is_in_a_snapshot, a_new_recording_reaches_other_threads_cursors,
-          the_record_word_round_trips)
+          the_record_word_round_trips, records_of_every_length_round_trip,
+          a_leaning_start_follows_its_stamp, the_limit_counts_records_of_any_length)
