@@ -26,7 +26,7 @@
  * is one word or more), so the slow path settles the count against the grant a few times per
  * grant; with the budget spent, events are counted as dropped. Records are 8 to 40 bytes: a
  * traced fib task writes 40 (a spawn 16, a start 8, a finish 16), where fixed 32-byte records
- * wrote 96 (bench/RESULTS.md, 2026-12-05 22:00).
+ * wrote 96 (bench/RESULTS.md, 2026-12-05 21:30).
  * Sampling keeps whole tasks when a recording has more tasks than its budget can hold: a task
  * is logged only while its hashed id has `shift` leading zero bits (1 task in 2^shift; each
  * sample is a subset of the one before). When the tasks logged at the current shift exceed
