@@ -25,8 +25,8 @@ extern "C" {
 /** Options of dagger_trace_start_opts; initialise with dagger_trace_opts_init. Only ever grows
  *  at the end. */
 typedef struct dagger_trace_opts {
-    /* Events kept at most (about 32 bytes each); later events are counted as dropped.
-     * 0 = DAGGER_TRACE_LIMIT from the environment, or 8M events. */
+    /* Events kept at most (8 to 40 bytes each, about 13 for a task's); later events are
+     * counted as dropped. 0 = DAGGER_TRACE_LIMIT from the environment, or 8M events. */
     uint64_t max_events;
     unsigned flags; /* reserved, 0 */
 } dagger_trace_opts_t;
