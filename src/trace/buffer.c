@@ -56,6 +56,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 
 #include "common/common.h"
 #include "trace/trace.h"
@@ -98,11 +101,25 @@ DAGGER_TLS struct dagger__trace_cur dagger__trace_tc;
 
 struct chunk {
     _Atomic(struct chunk *) next;
-    uint64_t pad_;
+    uint64_t in_slab; /* carved from a slab (freed with it), not from calloc */
     /* Records, each published while its header word is non-zero: the owner zeroes the first
      * word when it takes the chunk, and the word after each record before it publishes it
      * (hence one more). No record crosses CHUNK_WORDS. */
     uint64_t w[CHUNK_WORDS + 1];
+};
+
+/* Chunk memory. A page's first write costs a fault, and in a VM a dear one: 11-13 us a 4 KiB
+ * page on the 2-core VM of bench/RESULTS.md (2026-12-05 23:10), 110 ns for the 40 bytes of a
+ * traced task, so a first recording of fib(28) ran at 2.5x its untraced time where one that
+ * reused its chunks read 1.25x. So after its first SLAB_AFTER chunks (from calloc: a thread
+ * that logs little keeps little) a thread carves its chunks from slabs of SLAB_BYTES, mapped
+ * at that alignment and advised to use huge pages: one fault a slab where the kernel has a huge
+ * page at hand (0.35-1.6 us a 4 KiB page there), 4 KiB pages as before where it has none. */
+#define SLAB_BYTES ((size_t)2 << 20)
+#define SLAB_AFTER 2
+struct slab {
+    struct slab *next;
+    size_t used;
 };
 
 struct arena {
@@ -131,6 +148,8 @@ struct tbuf {
     int64_t left;
     uint64_t settled;
     struct arena *arena_head, *arena_cur; /* owner only */
+    struct slab *slabs;                   /* owner only: where its later chunks come from */
+    unsigned nchunks;                     /* owner only: chunks it holds */
     struct name_slot names[NAME_CACHE];   /* owner only */
     /* The owner's cursor (its thread-local storage), NULL when orphaned; under g_owner_lock. */
     struct dagger__trace_cur *owner_tc;
@@ -398,13 +417,59 @@ static int grant(struct tbuf *b)
     return got != 0;
 }
 
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+/* A slab of SLAB_BYTES at that alignment (a mapping of twice the size, trimmed), or NULL. */
+static struct slab *slab_new(void)
+{
+    char *raw =
+        mmap(NULL, 2 * SLAB_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return NULL;
+    char *at = (char *)(((uintptr_t)raw + SLAB_BYTES - 1) & ~(uintptr_t)(SLAB_BYTES - 1));
+    if (at > raw)
+        munmap(raw, (size_t)(at - raw));
+    munmap(at + SLAB_BYTES, (size_t)(raw + 2 * SLAB_BYTES - (at + SLAB_BYTES)));
+    (void)madvise(at, SLAB_BYTES, MADV_HUGEPAGE); /* advice: 4 KiB pages where refused */
+    struct slab *sl = (struct slab *)(void *)at;  /* fresh mapping: zeroed */
+    sl->used = 64;
+    return sl;
+}
+#endif
+
+/* A zeroed chunk for the owner of `b`, or NULL. */
+static struct chunk *chunk_new(struct tbuf *b)
+{
+    struct chunk *c = NULL;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (b->nchunks >= SLAB_AFTER) {
+        struct slab *sl = b->slabs;
+        if (!sl || sl->used + sizeof *c > SLAB_BYTES) {
+            if ((sl = slab_new())) {
+                sl->next = b->slabs;
+                b->slabs = sl;
+            }
+        }
+        if (sl && sl->used + sizeof *c <= SLAB_BYTES) {
+            c = (struct chunk *)(void *)((char *)sl + sl->used);
+            sl->used += sizeof *c;
+            c->in_slab = 1;
+        }
+    }
+#endif
+    if (!c)
+        c = calloc(1, sizeof *c);
+    if (c)
+        b->nchunks++;
+    return c;
+}
+
 /* Move to the next chunk (reused or new); 0 when out of memory. */
 static int next_chunk(struct tbuf *b)
 {
     struct chunk *c = b->cur ? atomic_load_explicit(&b->cur->next, memory_order_relaxed)
                              : atomic_load_explicit(&b->head, memory_order_relaxed);
     if (!c) {
-        c = calloc(1, sizeof *c);
+        c = chunk_new(b);
         if (!c)
             return 0;
         if (b->cur)
@@ -772,9 +837,18 @@ void dagger__trace_buf_trim(void)
         struct chunk *c = atomic_load_explicit(&b->head, memory_order_relaxed);
         while (c) {
             struct chunk *n = atomic_load_explicit(&c->next, memory_order_relaxed);
-            free(c);
+            if (!c->in_slab)
+                free(c);
             c = n;
         }
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+        for (struct slab *sl = b->slabs, *n; sl; sl = n) {
+            n = sl->next;
+            munmap(sl, SLAB_BYTES);
+        }
+#endif
+        b->slabs = NULL;
+        b->nchunks = 0;
         struct arena *a = b->arena_head;
         while (a) {
             struct arena *n = a->next;

@@ -423,6 +423,19 @@ TEST(snapshots_during_writes_see_whole_records)
     assert_int_equal(st.events, (uint64_t)W * N);
     assert_int_equal(st.dropped, 0);
     assert_true(snaps >= 1);
+
+    /* The writers have exited: their buffers (chunks from calloc and from slabs) are freed,
+     * and a new thread's recording starts from nothing. */
+    dagger__trace_buf_trim();
+    UOK(dagger_trace_start(CTX));
+    struct mixed m = {(uint64_t)1 << 32, 30000};
+    atomic_store(&g_writers_left, 1);
+    assert_int_equal(pthread_create(&th[0], NULL, emit_mixed_then_leave, &m), 0);
+    assert_int_equal(pthread_join(th[0], NULL), 0);
+    UOK(dagger_trace_stop(CTX));
+    st = stats_of();
+    assert_int_equal(st.events, 30000);
+    assert_int_equal(st.dropped, 0);
 }
 
 TEST_LIST(each_recording_sees_only_its_events, sampling_ends_with_its_recording,
