@@ -69,13 +69,6 @@
 #define CHUNK_WORDS 8192
 #define GRANT_MAX 4096
 #define REC_MAX DAGGER__TRACE_REC_MAX
-enum {
-    W_TS = DAGGER__TRACE_W_TS,
-    W_ARG = DAGGER__TRACE_W_ARG,
-    W_AUX = DAGGER__TRACE_W_AUX,
-    W_ID = DAGGER__TRACE_W_ID,
-    ID_BITS = DAGGER__TRACE_ID_BITS
-};
 #define ARENA_BYTES 16384
 #define NAME_MAX_LEN 255
 #define MSG_MAX_LEN 1023
@@ -157,6 +150,20 @@ struct tbuf {
 
 /* The words of a record by its header's low 4 bits (trace.h: one per W_* bit, and the header). */
 static const uint8_t rec_words[16] = {1, 2, 2, 3, 2, 3, 3, 4, 2, 3, 3, 4, 3, 4, 4, 5};
+
+/* The published records from `q` (a record's header) up to the first zero header or `end`. */
+static uint32_t records_from(const uint64_t *q, const uint64_t *end)
+{
+    uint32_t n = 0;
+    for (uint64_t h; q < end && (h = __atomic_load_n(q, __ATOMIC_ACQUIRE)) != 0; n++)
+        q += rec_words[h & 15];
+    return n;
+}
+
+/* A header's kind, flags and thread (dagger__trace_hdr's fields). */
+static inline unsigned hdr_kind(uint64_t h) { return (unsigned)(h >> 4) & 31u; }
+static inline unsigned hdr_flags(uint64_t h) { return (unsigned)(h >> 9) & 7u; }
+static inline int hdr_thread(uint64_t h) { return (int16_t)(uint16_t)(h >> 12); }
 
 static _Atomic(struct tbuf *) g_bufs;
 static _Atomic uint32_t g_gen;
@@ -325,11 +332,7 @@ static struct tbuf *attach(uint32_t gen)
         tc->follow = 0;
         tc->spawns_left = KEPT_BATCH;
         if (b->mark) { /* the grant stays, less what the last owner's fast path used */
-            const uint64_t *q = b->mark, *end = b->cur->w + CHUNK_WORDS;
-            while (q < end && *q) {
-                q += rec_words[*q & 15];
-                b->left--;
-            }
+            b->left -= records_from(b->mark, b->cur->w + CHUNK_WORDS);
             b->mark = NULL;
         }
         b->settled = tc->written;
@@ -527,21 +530,21 @@ static uint64_t *write_rec(uint64_t *p, uint64_t hdr, int stamped, int64_t ts, u
     unsigned n = 1;
     if (stamped) {
         p[n++] = (uint64_t)ts;
-        hdr |= W_TS;
+        hdr |= DAGGER__TRACE_W_TS;
     }
     if (arg) {
         p[n++] = arg;
-        hdr |= W_ARG;
+        hdr |= DAGGER__TRACE_W_ARG;
     }
     if (aux) {
         p[n++] = (uint32_t)aux;
-        hdr |= W_AUX;
+        hdr |= DAGGER__TRACE_W_AUX;
     }
-    if (__builtin_expect(id >> ID_BITS == 0, 1)) {
-        hdr |= id << (64 - ID_BITS);
+    if (__builtin_expect(id >> DAGGER__TRACE_ID_BITS == 0, 1)) {
+        hdr |= id << (64 - DAGGER__TRACE_ID_BITS);
     } else {
         p[n++] = id;
-        hdr |= W_ID;
+        hdr |= DAGGER__TRACE_W_ID;
     }
     __atomic_store_n(&p[n], 0, __ATOMIC_RELAXED);
     __atomic_store_n(&p[0], hdr, __ATOMIC_RELEASE);
@@ -615,8 +618,8 @@ static int sched_sampled_out(unsigned kind)
 
 void dagger__trace_put_slow(uint64_t hdr, uint64_t id, uint64_t arg, int32_t aux, int may_infer)
 {
-    unsigned kind = (unsigned)(hdr >> 4) & 31u, flags = (unsigned)(hdr >> 9) & 7u;
-    int thread = (int16_t)(uint16_t)(hdr >> 12);
+    unsigned kind = hdr_kind(hdr), flags = hdr_flags(hdr);
+    int thread = hdr_thread(hdr);
     if (sampled_out(id))
         return;
     if ((kind == DTR_STEAL || kind == DTR_PARK || kind == DTR_WAKE) && id == 0 &&
@@ -775,29 +778,15 @@ static int chunk_ev(struct chunk *c, uint32_t *i, struct dtr_ev *e)
     if (!h)
         return 0;
     const uint64_t *q = &c->w[*i + 1];
-    e->ts = h & W_TS ? (int64_t)*q++ : 0;
-    e->arg = h & W_ARG ? *q++ : 0;
-    e->aux = h & W_AUX ? (int32_t)(uint32_t)*q++ : 0;
-    e->id = h & W_ID ? *q++ : h >> (64 - ID_BITS);
-    e->kind = (uint8_t)((h >> 4) & 31);
-    e->flags = (uint8_t)((h >> 9) & 7);
-    e->thread = (int16_t)(uint16_t)(h >> 12);
+    e->ts = h & DAGGER__TRACE_W_TS ? (int64_t)*q++ : 0;
+    e->arg = h & DAGGER__TRACE_W_ARG ? *q++ : 0;
+    e->aux = h & DAGGER__TRACE_W_AUX ? (int32_t)(uint32_t)*q++ : 0;
+    e->id = h & DAGGER__TRACE_W_ID ? *q++ : h >> (64 - DAGGER__TRACE_ID_BITS);
+    e->kind = (uint8_t)hdr_kind(h);
+    e->flags = (uint8_t)hdr_flags(h);
+    e->thread = (int16_t)hdr_thread(h);
     *i = (uint32_t)(q - c->w);
     return 1;
-}
-
-/* The published records of chunk `c`. */
-static uint32_t chunk_count(struct chunk *c)
-{
-    uint32_t n = 0;
-    for (uint32_t i = 0; i < CHUNK_WORDS;) {
-        uint64_t h = __atomic_load_n(&c->w[i], __ATOMIC_ACQUIRE);
-        if (!h)
-            break;
-        i += rec_words[h & 15];
-        n++;
-    }
-    return n;
 }
 
 static uint64_t count_thinned(struct tbuf *b, uint32_t sh)
@@ -1077,7 +1066,7 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
         int64_t last = 0;  /* the buffer's last stamp */
         int64_t after = 0; /* inferred events since then */
         for (struct chunk *c = chunk_next(b, NULL); c && !rc; c = chunk_next(b, c)) {
-            uint32_t n = chunk_count(c);
+            uint32_t n = records_from(c->w, c->w + CHUNK_WORDS);
             struct dtr_ev e;
             if (s->nev + n > cap) {
                 size_t nc = cap ? cap * 2 : 4096;

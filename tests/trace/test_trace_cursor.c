@@ -252,12 +252,10 @@ TEST(records_of_every_length_round_trip)
     UOK(dagger__trace_snap_take(CTX, &s));
     assert_int_equal(s.nev, (size_t)n);
     size_t spawns = 0, edges = 0, starts = 0, fails = 0;
-    int64_t prev = INT64_MIN;
     for (size_t i = 0; i < s.nev; i++) {
         const struct dtr_ev *e = &s.ev[i];
-        assert_true(e->ts >= prev && !(e->flags & DTR_F_INFER));
+        assert_true(!(e->flags & DTR_F_INFER));
         assert_int_equal(e->thread, e->kind == DTR_EDGE ? -1 : e->kind == DTR_MOVE ? 1 : 0);
-        prev = e->ts;
         if (e->kind == DTR_SPAWN) {
             spawns++;
             assert_true(e->flags & DTR_F_READY);
@@ -306,7 +304,7 @@ TEST(a_leaning_start_follows_its_stamp)
     assert_true(f1 && s2 && s3 && f3);
     assert_int_equal(s2->ts, f1->ts + 1);
     assert_int_equal(s3->ts, f1->ts + 2);
-    assert_true(f3->ts >= s3->ts - 2);
+    assert_true(f3->ts >= f1->ts); /* its own stamp, read after finish(1)'s */
     dagger__trace_snap_free(&s);
 }
 
@@ -388,7 +386,6 @@ TEST(snapshots_during_writes_see_whole_records)
         assert_int_equal(pthread_create(&th[i], NULL, emit_mixed_then_leave, &ms[i]), 0);
     }
     size_t prev = 0;
-    int snaps = 0;
     atomic_store(&g_writers_go, 1); /* the first snapshot starts with the writers */
     for (int more = 1; more;) {
         more = atomic_load(&g_writers_left) > 0;
@@ -396,7 +393,6 @@ TEST(snapshots_during_writes_see_whole_records)
         UOK(dagger__trace_snap_take(CTX, &s));
         assert_true(s.nev >= prev && s.nev <= (size_t)W * N);
         prev = s.nev;
-        snaps++;
         for (size_t i = 0; i < s.nev; i++) {
             const struct dtr_ev *e = &s.ev[i];
             uint64_t id = e->kind == DTR_EDGE ? e->arg : e->id;
@@ -422,7 +418,6 @@ TEST(snapshots_during_writes_see_whole_records)
     dagger_trace_stats_t st = stats_of();
     assert_int_equal(st.events, (uint64_t)W * N);
     assert_int_equal(st.dropped, 0);
-    assert_true(snaps >= 1);
 
     /* The writers have exited: their buffers (chunks from calloc and from slabs) are freed,
      * and a new thread's recording starts from nothing. */
