@@ -165,6 +165,62 @@ TEST(nested_fetch_runs_and_blocks)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* The parent of a_task_run_inside_another_shows_its_own_time: spin 30 ms, then spawn a child and
+ * fetch it (run at once on this thread); its own length goes to g_parent_ns. */
+static _Atomic int64_t g_parent_ns;
+static int spin_then_fetch(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    spin_body(30000000);
+    dagger_task_t *c = dagger_spawn(dagger_tc_ctx(tc), node);
+    int64_t v = 0;
+    int rc = c ? dagger_fetch_i64(c, &v) : DAGGER_ENOMEM;
+    dagger_task_release(c);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    atomic_store(&g_parent_ns, (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec));
+    *out = dagger_i64(v);
+    return rc;
+}
+
+/* A task run inside another's run (a fetch in the body runs the child at once on the same
+ * thread) starts when it starts, not at the parent's start: the body ran 30 ms since the
+ * thread's last time stamp. Before, the child's start leaned on that stamp and its run read 30
+ * ms too long, so the spans summed to twice the parent's time. The parent on the one worker
+ * (a scope), then on whichever thread takes it. */
+TEST(a_task_run_inside_another_shows_its_own_time)
+{
+    for (int variant = 0; variant < 2; variant++) {
+        dagger_ctx_t *ctx = test_ctx(variant == 0 ? 1 : 2);
+        dagger_scope_t *w = variant == 0 ? dagger_scope_worker(0) : NULL;
+        dagger_task_opts_t o;
+        dagger_task_opts_init(&o);
+        o.scope = w;
+        ASSERT_OK(dagger_trace_start(ctx));
+        dagger_task_t *p =
+            w ? dagger_spawn_opts(ctx, &o, spin_then_fetch) : dagger_spawn(ctx, spin_then_fetch);
+        ASSERT_PTR(p);
+        int64_t v = 0;
+        ASSERT_OK(dagger_fetch_i64(p, &v));
+        ASSERT_EQ(v, 1);
+        dagger_task_release(p);
+        ASSERT_OK(dagger_trace_stop(ctx));
+        dagger_trace_stats_t st = stats_of(ctx);
+        ASSERT_EQ(st.tasks, 2);
+        ASSERT_EQ(st.runs, 2); /* the child ran inline: the parent never suspended */
+        int64_t parent = atomic_load(&g_parent_ns);
+        ASSERT_TRUE(parent >= 30000000);
+        /* The parent's span is its body's length and a few microseconds; the child's, the
+         * runtime's work around an empty body. 15 ms of slack for a preempted thread. */
+        if (st.busy_ns >= parent + 15000000)
+            fprintf(stderr, "busy %lld ns, parent's body %lld ns\n", (long long)st.busy_ns,
+                    (long long)parent);
+        ASSERT_TRUE(st.busy_ns < parent + 15000000);
+        dagger_scope_release(w);
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+}
+
 struct presser {
     dagger_ctx_t *ctx;
     int n;
@@ -296,5 +352,5 @@ TEST(write_while_recording)
 }
 
 TEST_LIST(random_dag_event_counts, failures_are_counted_and_named, nested_fetch_runs_and_blocks,
-          eight_threads_of_spawn_pressure, limit_drops_and_counts, env_variable_writes_at_close,
-          write_while_recording)
+          a_task_run_inside_another_shows_its_own_time, eight_threads_of_spawn_pressure,
+          limit_drops_and_counts, env_variable_writes_at_close, write_while_recording)

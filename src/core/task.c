@@ -438,13 +438,14 @@ DAGGER_NOINLINE static void run_undeferred(dagger_task_t *me, dagger_task_t *t, 
                                            bool tracing)
 {
     if (plain && !(me && me->ctx != t->ctx)) {
-        /* `tracing`: the spawn's own read. Its start comes next on this thread, so it reads no
-         * clock (trace.h). */
-        if (DAGGER_UNLIKELY(tracing))
+        /* `tracing`, off any task: the spawn read the clock, and its start comes next on this
+         * thread, so that start reads none (trace.h). Inside a task the spawn leaned on an
+         * older stamp: the start, nested in `me`'s run, reads the clock. */
+        if (DAGGER_UNLIKELY(tracing) && !me)
             dagger__trace_follow(t->id);
         if (dagger__task_run_on_stack(me, &t->job))
             return;
-        if (DAGGER_UNLIKELY(tracing))
+        if (DAGGER_UNLIKELY(tracing) && !me)
             dagger__trace_follow(0); /* queued: it may start after user code */
     }
     dagger__pool_submit(t->ctx->pool, &t->job);
@@ -921,7 +922,9 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
     }
     if (!rc) {
         atomic_store_explicit(&t->state, T_RUNNING, memory_order_relaxed);
-        DAGGER__TRACE(dagger__trace_start(t->id, t->thread));
+        /* tls_task: the task whose run encloses this one (a fetch, a wait or a group's end in
+         * its body ran this task at once), else NULL. */
+        DAGGER__TRACE(dagger__trace_start(t->id, t->thread, tls_task != NULL));
         tls_task = t; /* a direct store: nothing since this job started can have suspended */
         dagger_value_t out = dagger_nil();
         int r = 0;
@@ -1725,7 +1728,7 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
         if (!fn && !(t->flags & TF_NAME_OWNED))
             t->name = NULL; /* the spawn macro's `#f` of NULL is "((void *)0)", not a name */
         if (DAGGER_UNLIKELY(tracing))
-            dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED), w);
+            dagger__trace_spawn(t->id, t->name, !(t->flags & TF_NAME_OWNED), w, me != NULL);
         dagger__task_fail(t, rc, dagger_last_errmsg());
         complete(t, rc, false);
         return t;
@@ -1737,7 +1740,8 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
         /* One event: spawned and ready at once. Only set_name (options) owns a name, so the
          * plain path tests none. */
         if (DAGGER_UNLIKELY(tracing))
-            dagger__trace_spawn_ready(t->id, t->name, o == NULL || !(t->flags & TF_NAME_OWNED), w);
+            dagger__trace_spawn_ready(t->id, t->name, o == NULL || !(t->flags & TF_NAME_OWNED), w,
+                                      me != NULL);
         /* A worker's deque deep with ready tasks: this child runs now, on the spawner's stack
          * (an undeferred task, as libgomp does past 64 queued tasks per thread). Thieves have
          * plenty left, and a flat loop of spawns keeps a bounded set of task records, hot in
@@ -1752,7 +1756,8 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
         return t;
     }
     if (DAGGER_UNLIKELY(tracing))
-        dagger__trace_spawn(t->id, t->name, o == NULL || !(t->flags & TF_NAME_OWNED), w);
+        dagger__trace_spawn(t->id, t->name, o == NULL || !(t->flags & TF_NAME_OWNED), w,
+                            me != NULL);
     /* The spawn's hold keeps the task from being ready while the spawner still works on it
      * after registering its inputs (a bulk block's hold, an early offer to another rank). A
      * spawn with neither takes no hold: each input's completion takes one count, the spawner

@@ -35,11 +35,13 @@
  * to what was logged before, so a long trace keeps every event of a uniform sample of its tasks
  * (spawn, start, finish, edges between kept tasks) instead of its first events, which are
  * mostly spawns. Every event left out is counted as dropped.
- * Time stamps: at most one per task on a worker's hot path. A start or a resume on a worker,
- * and a spawn made there (but one in KEPT_BATCH, which the slow path stamps) and any edge
- * right after its spawn, store the thread's previous stamp (the finish before it) instead of
- * reading the clock; the snapshot puts the n-th such event n ns after that stamp (the thread's
- * order) and a start never before its task was ready (fix_starts). The .dtrace
+ * Time stamps: one per task that a worker starts from its loop (its finish), two for a task run
+ * inside another's run (its start too: trace.h). A start or a resume on a worker that no run
+ * encloses, a spawn inside a task's run on any thread (but one in KEPT_BATCH, which the slow
+ * path stamps) and any edge right after its spawn, store the thread's previous stamp (the
+ * finish before it) instead of reading the clock; the snapshot puts the n-th such event n ns
+ * after that stamp (the thread's order) and a start never before its task was ready
+ * (fix_starts). The .dtrace
  * layout does not change: the flag that marks such a start never leaves the live buffers.
  * Buffers of exited threads are adopted by new threads, and freed when the context closes.
  * Trace memory uses libc directly, not dagger__malloc: tracing must not shift the counts that

@@ -102,9 +102,11 @@ void dagger__trace_put_str(unsigned kind, int thread, uint64_t id, const char *s
                            size_t max, unsigned flags);
 
 /* Whether an event may lean on the thread's previous stamp `last` (0: none) instead of reading
- * the clock: `may_infer` 1 (a start, a resume, a ready or a spawn) on a worker, 2 (an edge,
- * right after its spawn) on any thread, 3 (a start) on a worker or, on any thread, the start of
- * the task the cursor's `follow` names. Both paths of every hook ask this. */
+ * the clock: `may_infer` 1 (a resume, a ready, a spawn outside a task) on a worker, 2 (an edge,
+ * right after its spawn; a spawn inside a task's run) on any thread, 3 (a start that no task's
+ * run encloses) on a worker or, on any thread, the start of the task the cursor's `follow`
+ * names; 0 never (a start inside another task's run, which ran user code since the thread's
+ * last stamp). Both paths of every hook ask this. */
 static inline __attribute__((always_inline)) int
 dagger__trace_leans(const struct dagger__trace_cur *c, int64_t last, int thread, uint64_t id,
                     int may_infer)
@@ -113,13 +115,14 @@ dagger__trace_leans(const struct dagger__trace_cur *c, int64_t last, int thread,
            (thread >= 0 || may_infer == 2 || (may_infer == 3 && c->follow == id));
 }
 
-/* Append one event. A start, a resume, a ready or a spawn on a worker (`may_infer` 1 or 3), an edge
- * on any thread (`may_infer` 2: it follows its spawn), and on any thread the start (`may_infer` 3)
- * of the task the cursor's `follow` names (dagger__trace_follow: it runs right after its own
- * spawn, no user code between), take no time stamp of their own: they lean on the thread's
- * previous one (the finish before it, a block, a steal, a wake), which the snapshot moves n ns
- * later for the n-th such event, and a start never before the task was ready. Only x86 with an
- * invariant TSC has a fast path (elsewhere the slow path keeps lim NULL). */
+/* Append one event. A resume, a ready or a spawn on a worker, and a start there that no task's
+ * run encloses (`may_infer` 1 or 3), an edge or a spawn inside a task's run on any thread
+ * (`may_infer` 2), and on any thread the start (`may_infer` 3) of the task the cursor's `follow`
+ * names (dagger__trace_follow: it runs right after its own spawn, no user code between), take
+ * no time stamp of their own: they lean on the thread's previous one (the finish before it, a
+ * block, a steal, a wake, a nested start), which the snapshot moves n ns later for the n-th
+ * such event, and a start never before the task was ready. Only x86 with an invariant TSC has
+ * a fast path (elsewhere the slow path keeps lim NULL). */
 static inline __attribute__((always_inline)) void dagger__trace_put(unsigned kind, int thread,
                                                                     uint64_t id, uint64_t arg,
                                                                     int32_t aux, unsigned flags,
@@ -180,26 +183,30 @@ enum {
 };
 
 /* A task was created. `name` stays valid for the whole trace when `name_static` is non-zero;
- * otherwise the trace copies it. */
-static inline void dagger__trace_spawn(uint64_t id, const char *name, int name_static, int thread)
+ * otherwise the trace copies it. `in_task`: the spawner is a task's body (on any thread), whose
+ * spawns lean on the thread's last stamp as a worker's do; a spawn from a thread's own code
+ * (the main thread outside any task) reads the clock. */
+static inline void dagger__trace_spawn(uint64_t id, const char *name, int name_static, int thread,
+                                       int in_task)
 {
     if (name && !name_static)
         dagger__trace_put_str(DAGGER__TRACE_K_SPAWN, thread, id, name, 0, 255, 0);
     else
         dagger__trace_put(DAGGER__TRACE_K_SPAWN, thread, id, (uint64_t)(uintptr_t)name, 0,
-                          name ? DAGGER__TRACE_F_STR : 0, 1, 1);
+                          name ? DAGGER__TRACE_F_STR : 0, in_task ? 2 : 1, 1);
 }
 /* A task that is ready as it is spawned (no unfinished dependency): spawn and ready in one
  * event, which saves a timestamp on the most common path. */
 static inline void dagger__trace_spawn_ready(uint64_t id, const char *name, int name_static,
-                                             int thread)
+                                             int thread, int in_task)
 {
     if (name && !name_static)
         dagger__trace_put_str(DAGGER__TRACE_K_SPAWN, thread, id, name, 0, 255,
                               DAGGER__TRACE_F_READY);
     else
         dagger__trace_put(DAGGER__TRACE_K_SPAWN, thread, id, (uint64_t)(uintptr_t)name, 0,
-                          (name ? DAGGER__TRACE_F_STR : 0) | DAGGER__TRACE_F_READY, 1, 1);
+                          (name ? DAGGER__TRACE_F_STR : 0) | DAGGER__TRACE_F_READY, in_task ? 2 : 1,
+                          1);
 }
 /* `to` depends on `from` (an argument or a syncdep). */
 static inline void dagger__trace_edge(uint64_t from, uint64_t to)
@@ -214,14 +221,17 @@ static inline void dagger__trace_ready(uint64_t id, int thread)
     dagger__trace_put(DAGGER__TRACE_K_READY, thread, id, 0, 0, 0, 1, 0);
 }
 /* A run begins. On a worker a start or a resume takes no time stamp of its own (the thread's
- * previous one's). */
-static inline void dagger__trace_start(uint64_t id, int thread)
+ * previous one's: the finish before it, a steal, a wake). A start `nested` in another task's
+ * run (run at once by a fetch, a wait or a group's end in that task's body, or by its spawn
+ * past the deep mark) reads the clock on every thread: the body ran since the thread's last
+ * stamp, for any time. */
+static inline void dagger__trace_start(uint64_t id, int thread, int nested)
 {
-    dagger__trace_put(DAGGER__TRACE_K_START, thread, id, 0, 0, 0, 3, 0);
+    dagger__trace_put(DAGGER__TRACE_K_START, thread, id, 0, 0, 0, nested ? 0 : 3, 0);
 }
-/* The calling thread starts task `id` next, right after logging its spawn (an undeferred run):
- * that start leans on the spawn's stamp on a thread outside the pool too (a worker's always
- * does). On main, spawning 1e6 tasks that it runs itself: two clock reads a task, not three. */
+/* The calling thread, outside any task, starts task `id` next, right after logging its spawn
+ * (an undeferred run): that start leans on the spawn's stamp off the pool too. On main,
+ * spawning 1e6 tasks that it runs itself: two clock reads a task, not three. */
 static inline void dagger__trace_follow(uint64_t id) { dagger__trace_tc.follow = id; }
 /* End of a run: rc is 0, DAGGER_ECANCELED or another error code. */
 static inline void dagger__trace_finish(uint64_t id, int thread, int rc)

@@ -77,7 +77,7 @@ static void run_level(struct worker *wk)
         }
         t->thread = w;
         t->ran = 1;
-        dagger__trace_start(t->id, w);
+        dagger__trace_start(t->id, w, 0);
         spin_ns(20000 + (long)(t->id % 5) * 15000);
         if (t->blocks) {
             dagger__trace_block(t->id, w, t->ndeps ? T[t->deps[0]].id : 0);
@@ -177,10 +177,10 @@ int main(int argc, char **argv)
     char namebuf[64];
     for (int i = 0; i < N; i++) {
         if (i % 2) {
-            dagger__trace_spawn(T[i].id, NAMES[i % 5], 1, -1);
+            dagger__trace_spawn(T[i].id, NAMES[i % 5], 1, -1, 0);
         } else {
             snprintf(namebuf, sizeof namebuf, "%s", NAMES[i % 5]);
-            dagger__trace_spawn(T[i].id, namebuf, 0, -1);
+            dagger__trace_spawn(T[i].id, namebuf, 0, -1, 0);
             memset(namebuf, 'x', sizeof namebuf - 1); /* the trace must have copied it */
         }
         for (int j = 0; j < T[i].ndeps; j++)

@@ -77,8 +77,8 @@ TEST(sampling_ends_with_its_recording)
     o.max_events = 64;
     UOK(dagger_trace_start_opts(CTX, &o));
     for (uint64_t id = 1; id <= 2000; id++) {
-        DAGGER__TRACE(dagger__trace_spawn_ready(id, "s", 1, 0));
-        DAGGER__TRACE(dagger__trace_start(id, 0));
+        DAGGER__TRACE(dagger__trace_spawn_ready(id, "s", 1, 0, 0));
+        DAGGER__TRACE(dagger__trace_start(id, 0, 0));
         DAGGER__TRACE(dagger__trace_finish(id, 0, 0));
     }
     UOK(dagger_trace_stop(CTX));
@@ -88,8 +88,8 @@ TEST(sampling_ends_with_its_recording)
 
     UOK(dagger_trace_start(CTX));
     for (uint64_t id = 1; id <= 3000; id++) {
-        DAGGER__TRACE(dagger__trace_spawn_ready(id, "t", 1, 0));
-        DAGGER__TRACE(dagger__trace_start(id, 0));
+        DAGGER__TRACE(dagger__trace_spawn_ready(id, "t", 1, 0, 0));
+        DAGGER__TRACE(dagger__trace_start(id, 0, 0));
         DAGGER__TRACE(dagger__trace_finish(id, 0, 0));
     }
     UOK(dagger_trace_stop(CTX));
@@ -104,8 +104,8 @@ static _Atomic int g_step;
 
 static void *half_run(void *p)
 {
-    DAGGER__TRACE(dagger__trace_spawn_ready(7, "long", 1, 1));
-    DAGGER__TRACE(dagger__trace_start(7, 1));
+    DAGGER__TRACE(dagger__trace_spawn_ready(7, "long", 1, 1, 0));
+    DAGGER__TRACE(dagger__trace_start(7, 1, 0));
     atomic_store(&g_step, 1);
     while (atomic_load(&g_step) != 2)
         ;
@@ -199,9 +199,9 @@ TEST(a_new_recording_reaches_other_threads_cursors)
 TEST(the_record_word_round_trips)
 {
     UOK(dagger_trace_start(CTX));
-    DAGGER__TRACE(dagger__trace_spawn(11, NULL, 1, -1));
-    DAGGER__TRACE(dagger__trace_spawn_ready(12, "n", 1, 32767));
-    DAGGER__TRACE(dagger__trace_start(12, 32767));
+    DAGGER__TRACE(dagger__trace_spawn(11, NULL, 1, -1, 0));
+    DAGGER__TRACE(dagger__trace_spawn_ready(12, "n", 1, 32767, 0));
+    DAGGER__TRACE(dagger__trace_start(12, 32767, 0));
     DAGGER__TRACE(dagger__trace_finish(12, 32767, DAGGER_ECANCELED));
     DAGGER__TRACE(dagger__trace_block(13, 0, 0xfedcba9876543210ull));
     DAGGER__TRACE(dagger__trace_edge(11, 12));
@@ -235,9 +235,9 @@ TEST(records_of_every_length_round_trip)
     int n = 0;
     for (int i = 0; i < 20000; i++) {
         uint64_t id = i % 7 == 3 ? big[(i / 7) % 4] : (uint64_t)i + 1;
-        DAGGER__TRACE(dagger__trace_spawn_ready(id, i % 2 ? "s" : NULL, 1, 0));
+        DAGGER__TRACE(dagger__trace_spawn_ready(id, i % 2 ? "s" : NULL, 1, 0, 0));
         DAGGER__TRACE(dagger__trace_edge(id, (uint64_t)i * 1000003u));
-        DAGGER__TRACE(dagger__trace_start(id, 0));
+        DAGGER__TRACE(dagger__trace_start(id, 0, 0));
         DAGGER__TRACE(dagger__trace_finish(id, 0, i % 5 == 0 ? -(i % 11) : 0));
         n += 4;
     }
@@ -291,10 +291,10 @@ TEST(records_of_every_length_round_trip)
 TEST(a_leaning_start_follows_its_stamp)
 {
     UOK(dagger_trace_start(CTX));
-    DAGGER__TRACE(dagger__trace_start(1, 0)); /* the first event: stamped */
+    DAGGER__TRACE(dagger__trace_start(1, 0, 0)); /* the first event: stamped */
     DAGGER__TRACE(dagger__trace_finish(1, 0, 0));
-    DAGGER__TRACE(dagger__trace_start(2, 0)); /* leans on finish(1) */
-    DAGGER__TRACE(dagger__trace_start(3, 0)); /* leans on it too, 1 ns later */
+    DAGGER__TRACE(dagger__trace_start(2, 0, 0)); /* leans on finish(1) */
+    DAGGER__TRACE(dagger__trace_start(3, 0, 0)); /* leans on it too, 1 ns later */
     DAGGER__TRACE(dagger__trace_finish(3, 0, 0));
     UOK(dagger_trace_stop(CTX));
     struct dtr_snap s;
@@ -319,7 +319,7 @@ static void *emit_mixed(void *p)
     for (int i = 0; i < m->n; i++) {
         uint64_t id = m->first + (uint64_t)i;
         if (i % 3 == 0)
-            DAGGER__TRACE(dagger__trace_start(id, 0));
+            DAGGER__TRACE(dagger__trace_start(id, 0, 0));
         else if (i % 3 == 1)
             DAGGER__TRACE(dagger__trace_finish(id, 0, i % 2));
         else

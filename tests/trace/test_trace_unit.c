@@ -25,9 +25,9 @@ static int fake1, fake2;
 /* Hooks as the runtime calls them: through DAGGER__TRACE, so "off" is exercised too. */
 static void run_task(uint64_t id, const char *name, int thread, int rc)
 {
-    DAGGER__TRACE(dagger__trace_spawn(id, name, 1, -1));
+    DAGGER__TRACE(dagger__trace_spawn(id, name, 1, -1, 0));
     DAGGER__TRACE(dagger__trace_ready(id, -1));
-    DAGGER__TRACE(dagger__trace_start(id, thread));
+    DAGGER__TRACE(dagger__trace_start(id, thread, 0));
     DAGGER__TRACE(dagger__trace_finish(id, thread, rc));
 }
 
@@ -95,28 +95,28 @@ TEST(counts_of_a_small_dag)
 {
     UOK(dagger_trace_start(CTX));
     /* a -> c, b -> c, c -> d; d fails, e cancelled without running, c suspended once. */
-    DAGGER__TRACE(dagger__trace_spawn(1, "a", 1, -1));
-    DAGGER__TRACE(dagger__trace_spawn(2, "b", 1, -1));
-    DAGGER__TRACE(dagger__trace_spawn(3, "c", 1, -1));
+    DAGGER__TRACE(dagger__trace_spawn(1, "a", 1, -1, 0));
+    DAGGER__TRACE(dagger__trace_spawn(2, "b", 1, -1, 0));
+    DAGGER__TRACE(dagger__trace_spawn(3, "c", 1, -1, 0));
     DAGGER__TRACE(dagger__trace_edge(1, 3));
     DAGGER__TRACE(dagger__trace_edge(2, 3));
     DAGGER__TRACE(dagger__trace_edge(2, 3)); /* the same input twice is one dependency */
-    DAGGER__TRACE(dagger__trace_spawn(4, "d", 1, -1));
+    DAGGER__TRACE(dagger__trace_spawn(4, "d", 1, -1, 0));
     DAGGER__TRACE(dagger__trace_edge(3, 4));
-    DAGGER__TRACE(dagger__trace_spawn(5, "e", 1, -1));
+    DAGGER__TRACE(dagger__trace_spawn(5, "e", 1, -1, 0));
     for (uint64_t id = 1; id <= 2; id++) {
         DAGGER__TRACE(dagger__trace_ready(id, -1));
-        DAGGER__TRACE(dagger__trace_start(id, (int)id - 1));
+        DAGGER__TRACE(dagger__trace_start(id, (int)id - 1, 0));
         DAGGER__TRACE(dagger__trace_finish(id, (int)id - 1, 0));
     }
     DAGGER__TRACE(dagger__trace_steal(1, 0, 3));
-    DAGGER__TRACE(dagger__trace_start(3, 1));
+    DAGGER__TRACE(dagger__trace_start(3, 1, 0));
     DAGGER__TRACE(dagger__trace_block(3, 1, 0));
     DAGGER__TRACE(dagger__trace_park(1));
     DAGGER__TRACE(dagger__trace_wake(1));
     DAGGER__TRACE(dagger__trace_resume(3, 0));
     DAGGER__TRACE(dagger__trace_finish(3, 0, 0));
-    DAGGER__TRACE(dagger__trace_start(4, 1));
+    DAGGER__TRACE(dagger__trace_start(4, 1, 0));
     DAGGER__TRACE(dagger__trace_error(4, "boom"));
     DAGGER__TRACE(dagger__trace_finish(4, 1, DAGGER_ETASK));
     DAGGER__TRACE(dagger__trace_finish(5, -1, DAGGER_ECANCELED));
@@ -165,7 +165,7 @@ TEST(names_are_copied_unless_static)
     char name[32];
     for (int i = 0; i < 100; i++) {
         snprintf(name, sizeof name, "dyn%d", i % 3);
-        DAGGER__TRACE(dagger__trace_spawn((uint64_t)i + 1, name, 0, -1));
+        DAGGER__TRACE(dagger__trace_spawn((uint64_t)i + 1, name, 0, -1, 0));
         memset(name, 'z', sizeof name - 1);
         name[sizeof name - 1] = '\0';
     }
@@ -256,11 +256,11 @@ static void *spawn_pressure(void *p)
         uint64_t id = (uint64_t)pr->w * 1000000 + (uint64_t)i + 1;
         char name[16];
         snprintf(name, sizeof name, "w%d", pr->w);
-        DAGGER__TRACE(dagger__trace_spawn(id, name, 0, pr->w));
+        DAGGER__TRACE(dagger__trace_spawn(id, name, 0, pr->w, 0));
         if (i)
             DAGGER__TRACE(dagger__trace_edge(id - 1, id));
         DAGGER__TRACE(dagger__trace_ready(id, pr->w));
-        DAGGER__TRACE(dagger__trace_start(id, pr->w));
+        DAGGER__TRACE(dagger__trace_start(id, pr->w, 0));
         DAGGER__TRACE(dagger__trace_finish(id, pr->w, 0));
         if (i % 1000 == 0) {
             DAGGER__TRACE(dagger__trace_park(pr->w));
@@ -405,12 +405,12 @@ TEST(buffers_of_exited_threads_are_kept_and_reused)
 TEST(write_every_format)
 {
     UOK(dagger_trace_start(CTX));
-    DAGGER__TRACE(dagger__trace_spawn(1, "src<&>\"x\"", 1, -1));
-    DAGGER__TRACE(dagger__trace_spawn(2, "sink", 1, -1));
+    DAGGER__TRACE(dagger__trace_spawn(1, "src<&>\"x\"", 1, -1, 0));
+    DAGGER__TRACE(dagger__trace_spawn(2, "sink", 1, -1, 0));
     DAGGER__TRACE(dagger__trace_edge(1, 2));
-    DAGGER__TRACE(dagger__trace_start(1, 0));
+    DAGGER__TRACE(dagger__trace_start(1, 0, 0));
     DAGGER__TRACE(dagger__trace_finish(1, 0, 0));
-    DAGGER__TRACE(dagger__trace_start(2, -1));
+    DAGGER__TRACE(dagger__trace_start(2, -1, 0));
     DAGGER__TRACE(dagger__trace_error(2, "bad </script> input"));
     DAGGER__TRACE(dagger__trace_finish(2, -1, DAGGER_ETASK));
     UOK(dagger_trace_stop(CTX));
@@ -567,16 +567,16 @@ static void wait_step(int want)
 static void *start_worker(void *arg)
 {
     (void)arg;
-    DAGGER__TRACE(dagger__trace_start(1, 0)); /* a fresh buffer: stamped */
+    DAGGER__TRACE(dagger__trace_start(1, 0, 0)); /* a fresh buffer: stamped */
     DAGGER__TRACE(dagger__trace_finish(1, 0, 0));
     atomic_store(&g_step, 1);
-    wait_step(2);                             /* main spawns task 2 after this finish */
-    DAGGER__TRACE(dagger__trace_start(2, 0)); /* leans on finish 1, moved to the spawn */
+    wait_step(2);                                /* main spawns task 2 after this finish */
+    DAGGER__TRACE(dagger__trace_start(2, 0, 0)); /* leans on finish 1, moved to the spawn */
     DAGGER__TRACE(dagger__trace_finish(2, 0, 0));
-    DAGGER__TRACE(dagger__trace_spawn_ready(3, "c", 1, 0)); /* on a worker: no stamp either */
-    DAGGER__TRACE(dagger__trace_start(3, 0));     /* leans on finish 2 too: 1 ns after the spawn */
+    DAGGER__TRACE(dagger__trace_spawn_ready(3, "c", 1, 0, 0)); /* on a worker: no stamp either */
+    DAGGER__TRACE(dagger__trace_start(3, 0, 0));  /* leans on finish 2 too: 1 ns after the spawn */
     for (uint64_t id = 10; id < 10 + 200; id++) { /* a loop of spawns: one in 64 stamps */
-        DAGGER__TRACE(dagger__trace_spawn(id, "d", 1, 0));
+        DAGGER__TRACE(dagger__trace_spawn(id, "d", 1, 0, 0));
         DAGGER__TRACE(dagger__trace_edge(3, id));
     }
     DAGGER__TRACE(dagger__trace_block(3, 0, 0));
@@ -597,13 +597,13 @@ TEST(starts_lean_on_the_previous_stamp)
 {
     atomic_store(&g_step, 0);
     UOK(dagger_trace_start(CTX));
-    DAGGER__TRACE(dagger__trace_spawn_ready(1, "a", 1, -1));
+    DAGGER__TRACE(dagger__trace_spawn_ready(1, "a", 1, -1, 0));
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, start_worker, NULL), 0);
     wait_step(1);
     struct timespec d = {0, 200000}; /* the spawn's stamp lies after the finish's */
     nanosleep(&d, NULL);
-    DAGGER__TRACE(dagger__trace_spawn_ready(2, "b", 1, -1));
+    DAGGER__TRACE(dagger__trace_spawn_ready(2, "b", 1, -1, 0));
     atomic_store(&g_step, 2);
     assert_int_equal(pthread_join(th, NULL), 0);
     UOK(dagger_trace_stop(CTX));
@@ -650,17 +650,17 @@ TEST(starts_lean_on_the_previous_stamp)
 TEST(a_start_right_after_its_spawn_leans_on_it_off_the_pool)
 {
     UOK(dagger_trace_start(CTX));
-    DAGGER__TRACE(dagger__trace_spawn_ready(20, "u", 1, -1));
+    DAGGER__TRACE(dagger__trace_spawn_ready(20, "u", 1, -1, 0));
     DAGGER__TRACE(dagger__trace_follow(20));
-    DAGGER__TRACE(dagger__trace_start(20, -1));
+    DAGGER__TRACE(dagger__trace_start(20, -1, 0));
     DAGGER__TRACE(dagger__trace_finish(20, -1, 0));
     struct timespec d = {0, 200000};
     nanosleep(&d, NULL);
-    DAGGER__TRACE(dagger__trace_start(21, -1)); /* follow still names 20 */
+    DAGGER__TRACE(dagger__trace_start(21, -1, 0)); /* follow still names 20 */
     DAGGER__TRACE(dagger__trace_finish(21, -1, 0));
     nanosleep(&d, NULL);
     DAGGER__TRACE(dagger__trace_follow(30));
-    DAGGER__TRACE(dagger__trace_start(31, -1));
+    DAGGER__TRACE(dagger__trace_start(31, -1, 0));
     UOK(dagger_trace_stop(CTX));
     struct dtr_snap s;
     UOK(dagger__trace_snap_take(CTX, &s));
@@ -698,6 +698,37 @@ TEST(a_ready_on_a_worker_leans_on_the_finish_before_it)
     dagger__trace_snap_free(&s);
 }
 
+/* A start nested in another task's run (a fetch in its body ran it at once) reads the clock on
+ * a worker too: the body ran since the thread's last stamp. A start that no run encloses leans
+ * on that stamp. A spawn inside a task's run leans on any thread (the main thread running a
+ * task it fetched); one from a thread's own code reads the clock. */
+TEST(a_nested_start_reads_the_clock_and_a_spawn_in_a_task_leans)
+{
+    struct timespec d = {0, 200000};
+    UOK(dagger_trace_start(CTX));
+    DAGGER__TRACE(dagger__trace_finish(60, 0, 0));
+    nanosleep(&d, NULL);
+    DAGGER__TRACE(dagger__trace_start(61, 0, 1)); /* nested in a run on worker 0 */
+    DAGGER__TRACE(dagger__trace_start(62, 0, 0)); /* none encloses it: leans on 61's stamp */
+    DAGGER__TRACE(dagger__trace_finish(70, -1, 0));
+    nanosleep(&d, NULL);
+    DAGGER__TRACE(dagger__trace_spawn_ready(71, "m", 1, -1, 1)); /* inside a task, off the pool */
+    nanosleep(&d, NULL);
+    DAGGER__TRACE(dagger__trace_spawn_ready(72, "m", 1, -1, 0)); /* the thread's own code */
+    UOK(dagger_trace_stop(CTX));
+    struct dtr_snap s;
+    UOK(dagger__trace_snap_take(CTX, &s));
+    const struct dtr_ev *f60 = find_ev(&s, DTR_FINISH, 60), *s61 = find_ev(&s, DTR_START, 61),
+                        *s62 = find_ev(&s, DTR_START, 62), *f70 = find_ev(&s, DTR_FINISH, 70),
+                        *sp71 = find_ev(&s, DTR_SPAWN, 71), *sp72 = find_ev(&s, DTR_SPAWN, 72);
+    assert_true(f60 && s61 && s62 && f70 && sp71 && sp72);
+    assert_true(s61->ts >= f60->ts + 100000);
+    assert_int_equal(s62->ts, s61->ts + 1);
+    assert_int_equal(sp71->ts, f70->ts + 1);
+    assert_true(sp72->ts >= sp71->ts + 100000);
+    dagger__trace_snap_free(&s);
+}
+
 TEST_LIST(off_by_default_records_nothing, counts_of_a_small_dag, summary_truncates_like_snprintf,
           names_are_copied_unless_static, restart_drops_the_old_recording, one_context_at_a_time,
           a_stopped_trace_reads_the_same_every_time, eight_threads_of_spawn_pressure,
@@ -705,4 +736,5 @@ TEST_LIST(off_by_default_records_nothing, counts_of_a_small_dag, summary_truncat
           buffers_of_exited_threads_are_kept_and_reused, write_every_format, dtrace_round_trip,
           dtrace_rejects_damaged_files, model_is_exact_on_known_times,
           starts_lean_on_the_previous_stamp, a_start_right_after_its_spawn_leans_on_it_off_the_pool,
-          a_ready_on_a_worker_leans_on_the_finish_before_it)
+          a_ready_on_a_worker_leans_on_the_finish_before_it,
+          a_nested_start_reads_the_clock_and_a_spawn_in_a_task_leans)
