@@ -165,40 +165,60 @@ TEST(nested_fetch_runs_and_blocks)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
-/* The parent of a_task_run_inside_another_shows_its_own_time: spin 30 ms, then spawn a child and
- * fetch it (run at once on this thread); its own length goes to g_parent_ns. */
+/* The parent of a_task_run_inside_another_shows_its_own_time. Argument 0: spin 30 ms, then
+ * spawn a child and fetch it (run at once on this thread). Argument 1: open a group, spawn three
+ * children in it, spin 30 ms, then end the group (the children run at its end on this thread,
+ * back to back, unless another thread took some). Its own length goes to g_parent_ns. */
 static _Atomic int64_t g_parent_ns;
 static int spin_then_fetch(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    bool group = dagger_arg_i64(a, 0) != 0;
+    int rc = 0;
+    if (group) {
+        rc = dagger_sync_begin(ctx);
+        for (int i = 0; i < 3 && rc == 0; i++)
+            rc = dagger_spawn_detached(ctx, node);
+        if (rc)
+            return rc;
+    }
     spin_body(30000000);
-    dagger_task_t *c = dagger_spawn(dagger_tc_ctx(tc), node);
     int64_t v = 0;
-    int rc = c ? dagger_fetch_i64(c, &v) : DAGGER_ENOMEM;
-    dagger_task_release(c);
+    if (group) {
+        rc = dagger_sync_end(ctx);
+        v = 1;
+    } else {
+        dagger_task_t *c = dagger_spawn(ctx, node);
+        rc = c ? dagger_fetch_i64(c, &v) : DAGGER_ENOMEM;
+        dagger_task_release(c);
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     atomic_store(&g_parent_ns, (t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec));
     *out = dagger_i64(v);
     return rc;
 }
 
-/* A task run inside another's run (a fetch in the body runs the child at once on the same
- * thread) starts when it starts, not at the parent's start: the body ran 30 ms since the
- * thread's last time stamp. Before, the child's start leaned on that stamp and its run read 30
- * ms too long, so the spans summed to twice the parent's time. The parent on the one worker
- * (a scope), then on whichever thread takes it. */
+/* A task run inside another's run (a fetch or a group's end in the body runs the child at once
+ * on the same thread) starts when it starts, not at the parent's start: the body ran 30 ms
+ * since the thread's last time stamp. Before, the child's start leaned on that stamp and its
+ * run read 30 ms too long, so the spans summed to twice the parent's time. The children a
+ * group's end runs back to back lean on the finish before them (no user code between): that
+ * must not hide the parent's 30 ms either. The parent on the one worker (a scope), then on
+ * whichever thread takes it; a fetch, then a group. */
 TEST(a_task_run_inside_another_shows_its_own_time)
 {
-    for (int variant = 0; variant < 2; variant++) {
-        dagger_ctx_t *ctx = test_ctx(variant == 0 ? 1 : 2);
-        dagger_scope_t *w = variant == 0 ? dagger_scope_worker(0) : NULL;
+    for (int variant = 0; variant < 4; variant++) {
+        int64_t group = variant / 2, kids = group ? 3 : 1;
+        dagger_ctx_t *ctx = test_ctx(variant % 2 == 0 ? 1 : 2);
+        dagger_scope_t *w = variant % 2 == 0 ? dagger_scope_worker(0) : NULL;
         dagger_task_opts_t o;
         dagger_task_opts_init(&o);
         o.scope = w;
         ASSERT_OK(dagger_trace_start(ctx));
-        dagger_task_t *p =
-            w ? dagger_spawn_opts(ctx, &o, spin_then_fetch) : dagger_spawn(ctx, spin_then_fetch);
+        dagger_task_t *p = w ? dagger_spawn_opts(ctx, &o, spin_then_fetch, group)
+                             : dagger_spawn(ctx, spin_then_fetch, group);
         ASSERT_PTR(p);
         int64_t v = 0;
         ASSERT_OK(dagger_fetch_i64(p, &v));
@@ -206,19 +226,48 @@ TEST(a_task_run_inside_another_shows_its_own_time)
         dagger_task_release(p);
         ASSERT_OK(dagger_trace_stop(ctx));
         dagger_trace_stats_t st = stats_of(ctx);
-        ASSERT_EQ(st.tasks, 2);
-        ASSERT_EQ(st.runs, 2); /* the child ran inline: the parent never suspended */
+        ASSERT_EQ(st.tasks, 1 + kids);
+        ASSERT_EQ(st.runs, st.tasks + st.blocks); /* a parent waits for a stolen child */
         int64_t parent = atomic_load(&g_parent_ns);
         ASSERT_TRUE(parent >= 30000000);
-        /* The parent's span is its body's length and a few microseconds; the child's, the
-         * runtime's work around an empty body. 15 ms of slack for a preempted thread. */
+        /* The parent's spans are its body's length and a few microseconds; the children's, the
+         * runtime's work around empty bodies. 15 ms of slack for a preempted thread. */
         if (st.busy_ns >= parent + 15000000)
-            fprintf(stderr, "busy %lld ns, parent's body %lld ns\n", (long long)st.busy_ns,
-                    (long long)parent);
+            fprintf(stderr, "variant %d: busy %lld ns, parent's body %lld ns\n", variant,
+                    (long long)st.busy_ns, (long long)parent);
         ASSERT_TRUE(st.busy_ns < parent + 15000000);
         dagger_scope_release(w);
         ASSERT_OK(dagger_ctx_close(ctx));
     }
+}
+
+/* The main thread's group end runs the group's tasks back to back while the one worker is busy
+ * with a 60 ms task of the group: the first starts after main's own 30 ms of work since its
+ * last stamp (its spawns), the later ones lean on the finish before them. The spans are the 60
+ * ms task's and those of three empty ones. */
+TEST(a_group_end_on_main_shows_its_tasks_own_time)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger_scope_t *w = dagger_scope_worker(0);
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.scope = w;
+    ASSERT_OK(dagger_trace_start(ctx));
+    ASSERT_OK(dagger_sync_begin(ctx));
+    ASSERT_OK(dagger_spawn_detached_opts(ctx, &o, sleepy, (int64_t)60000000));
+    for (int i = 0; i < 3; i++)
+        ASSERT_OK(dagger_spawn_detached(ctx, node));
+    spin_body(30000000);
+    ASSERT_OK(dagger_sync_end(ctx));
+    ASSERT_OK(dagger_trace_stop(ctx));
+    dagger_trace_stats_t st = stats_of(ctx);
+    ASSERT_EQ(st.tasks, 4);
+    ASSERT_EQ(st.runs, 4);
+    if (st.busy_ns >= 75000000)
+        fprintf(stderr, "busy %lld ns\n", (long long)st.busy_ns);
+    ASSERT_TRUE(st.busy_ns < 75000000);
+    dagger_scope_release(w);
+    ASSERT_OK(dagger_ctx_close(ctx));
 }
 
 struct presser {
@@ -352,5 +401,6 @@ TEST(write_while_recording)
 }
 
 TEST_LIST(random_dag_event_counts, failures_are_counted_and_named, nested_fetch_runs_and_blocks,
-          a_task_run_inside_another_shows_its_own_time, eight_threads_of_spawn_pressure,
+          a_task_run_inside_another_shows_its_own_time,
+          a_group_end_on_main_shows_its_tasks_own_time, eight_threads_of_spawn_pressure,
           limit_drops_and_counts, env_variable_writes_at_close, write_while_recording)

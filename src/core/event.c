@@ -135,6 +135,9 @@ static void help_group(void *arg)
     int64_t target = atomic_load_explicit(&g->target, memory_order_relaxed);
     dagger__helping_tls.g = g; /* the finishes of the tasks run below count here */
     dagger__helping_tls.done = 0;
+    /* A task's start right after another's finish here, no user code nor wait between, leans on
+     * that finish's stamp (trace.h, dagger__trace_follow). */
+    bool ran = false;
     for (int miss = 0; miss < 32;) {
         struct dagger__job *j = h->slot ? dagger__pool_ext_pop(pool) : NULL;
         bool mine = j != NULL;
@@ -146,6 +149,7 @@ static void help_group(void *arg)
             if (!(j = dagger__pool_take_injected(pool, 1)) &&
                 !(h->slot && (j = dagger__pool_steal_any(pool)))) {
                 miss++;
+                ran = false;
                 dagger__cpu_relax();
                 continue;
             }
@@ -158,7 +162,10 @@ static void help_group(void *arg)
                     miss = 32; /* one from the shared queue: leave the rest to the workers */
                 break;
             }
+            if (ran)
+                DAGGER__TRACE(dagger__trace_follow(((dagger_task_t *)j)->id));
             j = dagger__task_run(j, NULL);
+            ran = true;
         }
     }
     /* The finishes counted here join the group's count: the one that reaches the target (this

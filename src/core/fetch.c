@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/core_int.h"
+#include "trace/trace.h"
 
 /* `me`: the calling task (dagger__task_current), read once by the caller. */
 __attribute__((always_inline)) static inline int check_wait(dagger_task_t *me, dagger_task_t *t,
@@ -49,9 +50,14 @@ int dagger__task_check_wait(dagger_task_t *t, const char *what)
 #define HELP_DEPTH_MAX 48
 
 /* Run job `j`, a child of `me` that never ran, on the stack of `me`; the dependent it made
- * ready, if any, goes to this worker's deque. */
-static inline void run_on_stack(dagger_task_t *me, dagger__pool *pool, struct dagger__job *j)
+ * ready, if any, goes to this worker's deque. `chained`: the thread ran another child of `me`
+ * just before, in the same loop, with no user code since that child's finish: `j`'s start
+ * leans on that finish's stamp (trace.h, dagger__trace_follow) where it would read the clock. */
+static inline void run_on_stack(dagger_task_t *me, dagger__pool *pool, struct dagger__job *j,
+                                bool chained)
 {
+    if (chained)
+        DAGGER__TRACE(dagger__trace_follow(((dagger_task_t *)j)->id));
     ((dagger_task_t *)j)->help_depth = (uint16_t)(me->help_depth + 1);
     struct dagger__job *next = dagger__task_run(j, NULL);
     dagger__task_set_cur(me);
@@ -61,7 +67,7 @@ static inline void run_on_stack(dagger_task_t *me, dagger__pool *pool, struct da
 
 /* Run the newest job of this worker's deque on the stack of `me` when it is a child of `me`
  * that never ran; false (the job put back) otherwise. */
-static inline bool run_child(dagger_task_t *me, dagger__pool *pool)
+static inline bool run_child(dagger_task_t *me, dagger__pool *pool, bool chained)
 {
     struct dagger__job *j = dagger__pool_pop_local(pool);
     if (!j)
@@ -71,7 +77,7 @@ static inline bool run_child(dagger_task_t *me, dagger__pool *pool)
         dagger__pool_push_local(pool, j);
         return false;
     }
-    run_on_stack(me, pool, j);
+    run_on_stack(me, pool, j, chained);
     return true;
 }
 
@@ -86,7 +92,7 @@ bool dagger__task_run_on_stack(dagger_task_t *me, struct dagger__job *j)
     }
     if (me->help_depth >= HELP_DEPTH_MAX)
         return false;
-    run_on_stack(me, me->ctx->pool, j);
+    run_on_stack(me, me->ctx->pool, j, false);
     return true;
 }
 
@@ -97,8 +103,9 @@ bool dagger__task_run_on_stack(dagger_task_t *me, struct dagger__job *j)
 static void help(dagger_task_t *me, dagger_task_t *t)
 {
     dagger__pool *pool = me->ctx->pool;
-    while (atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE && run_child(me, pool))
-        ;
+    for (bool ran = false; atomic_load_explicit(&t->state, memory_order_acquire) != T_DONE &&
+                           run_child(me, pool, ran);)
+        ran = true;
 }
 
 /* May `me` run its children inline (help) while it waits in `ctx`: on a worker of its pool, or on
@@ -113,13 +120,13 @@ static inline bool may_help(dagger_task_t *me, const dagger_ctx_t *ctx)
  * job above `me`'s children that is not one of them (a detached spawn of a child that ran
  * inline) goes to the workers (this thread cannot run it above `me`: it might wait for `me`, and
  * a thread outside the pool cannot suspend), and the next is looked at. */
-static bool run_child_outside(dagger_task_t *me, dagger__pool *pool)
+static bool run_child_outside(dagger_task_t *me, dagger__pool *pool, bool chained)
 {
     struct dagger__job *j;
     while ((j = dagger__pool_ext_pop(pool)) != NULL) {
         dagger_task_t *c = (dagger_task_t *)j;
         if (!j->fiber && c->parent == me && dagger__task_runs_anywhere(c)) {
-            run_on_stack(me, pool, j);
+            run_on_stack(me, pool, j, chained);
             return true;
         }
         dagger__pool_hand_off(pool, j);
@@ -134,8 +141,8 @@ bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger
         return false;
     dagger__pool *pool = ctx->pool;
     if (dagger__pool_self(pool) >= 0) {
-        while (!dagger__event_fired(ev) && run_child(me, pool))
-            ;
+        for (bool ran = false; !dagger__event_fired(ev) && run_child(me, pool, ran);)
+            ran = true;
         dagger__group_flush(); /* the finishes of the children run here, counted in a row */
         return dagger__event_fired(ev);
     }
@@ -153,10 +160,11 @@ bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger
     int64_t target = home ? atomic_load_explicit(&g->target, memory_order_relaxed) : -1;
     if (home)
         g->home_ending = true;
-    while ((home ? atomic_load_explicit(&g->drained, memory_order_acquire) + g->home_done != target
-                 : !dagger__event_fired(ev)) &&
-           run_child_outside(me, pool))
-        ;
+    for (bool ran = false;
+         (home ? atomic_load_explicit(&g->drained, memory_order_acquire) + g->home_done != target
+               : !dagger__event_fired(ev)) &&
+         run_child_outside(me, pool, ran);)
+        ran = true;
     if (home) {
         g->home_ending = false;
         int64_t done = g->home_done;

@@ -105,14 +105,15 @@ void dagger__trace_put_str(unsigned kind, int thread, uint64_t id, const char *s
  * the clock: `may_infer` 1 (a resume, a ready, a spawn outside a task) on a worker, 2 (an edge,
  * right after its spawn; a spawn inside a task's run) on any thread, 3 (a start that no task's
  * run encloses) on a worker or, on any thread, the start of the task the cursor's `follow`
- * names; 0 never (a start inside another task's run, which ran user code since the thread's
- * last stamp). Both paths of every hook ask this. */
+ * names, 4 (a start inside another task's run, whose body ran for any time since the thread's
+ * last stamp) only that one; 0 never. Both paths of every hook ask this. */
 static inline __attribute__((always_inline)) int
 dagger__trace_leans(const struct dagger__trace_cur *c, int64_t last, int thread, uint64_t id,
                     int may_infer)
 {
     return may_infer && last != 0 &&
-           (thread >= 0 || may_infer == 2 || (may_infer == 3 && c->follow == id));
+           ((thread >= 0 && may_infer != 4) || may_infer == 2 ||
+            (may_infer >= 3 && c->follow == id));
 }
 
 /* Append one event. A resume, a ready or a spawn on a worker, and a start there that no task's
@@ -223,15 +224,17 @@ static inline void dagger__trace_ready(uint64_t id, int thread)
 /* A run begins. On a worker a start or a resume takes no time stamp of its own (the thread's
  * previous one's: the finish before it, a steal, a wake). A start `nested` in another task's
  * run (run at once by a fetch, a wait or a group's end in that task's body, or by its spawn
- * past the deep mark) reads the clock on every thread: the body ran since the thread's last
- * stamp, for any time. */
+ * past the deep mark) reads the clock on every thread, the body having run since the thread's
+ * last stamp for any time, but for the one dagger__trace_follow names. */
 static inline void dagger__trace_start(uint64_t id, int thread, int nested)
 {
-    dagger__trace_put(DAGGER__TRACE_K_START, thread, id, 0, 0, 0, nested ? 0 : 3, 0);
+    dagger__trace_put(DAGGER__TRACE_K_START, thread, id, 0, 0, 0, nested ? 4 : 3, 0);
 }
-/* The calling thread, outside any task, starts task `id` next, right after logging its spawn
- * (an undeferred run): that start leans on the spawn's stamp off the pool too. On main,
- * spawning 1e6 tasks that it runs itself: two clock reads a task, not three. */
+/* The calling thread starts task `id` next with no user code since its last stamped event, so
+ * that start leans on it on any thread, nested or not: right after logging its spawn outside
+ * any task (an undeferred run; on main, spawning 1e6 tasks that it runs itself: two clock
+ * reads a task, not three), or right after another task's finish in a loop of the runtime that
+ * runs tasks back to back (a fetch's or a group end's help, the main thread's group end). */
 static inline void dagger__trace_follow(uint64_t id) { dagger__trace_tc.follow = id; }
 /* End of a run: rc is 0, DAGGER_ECANCELED or another error code. */
 static inline void dagger__trace_finish(uint64_t id, int thread, int rc)

@@ -699,9 +699,10 @@ TEST(a_ready_on_a_worker_leans_on_the_finish_before_it)
 }
 
 /* A start nested in another task's run (a fetch in its body ran it at once) reads the clock on
- * a worker too: the body ran since the thread's last stamp. A start that no run encloses leans
- * on that stamp. A spawn inside a task's run leans on any thread (the main thread running a
- * task it fetched); one from a thread's own code reads the clock. */
+ * a worker too: the body ran since the thread's last stamp; but for the one a help loop names
+ * (dagger__trace_follow) right after a finish. A start that no run encloses leans on that stamp. A
+ * spawn inside a task's run leans on any thread (the main thread running a task it fetched); one
+ * from a thread's own code reads the clock. */
 TEST(a_nested_start_reads_the_clock_and_a_spawn_in_a_task_leans)
 {
     struct timespec d = {0, 200000};
@@ -710,6 +711,10 @@ TEST(a_nested_start_reads_the_clock_and_a_spawn_in_a_task_leans)
     nanosleep(&d, NULL);
     DAGGER__TRACE(dagger__trace_start(61, 0, 1)); /* nested in a run on worker 0 */
     DAGGER__TRACE(dagger__trace_start(62, 0, 0)); /* none encloses it: leans on 61's stamp */
+    DAGGER__TRACE(dagger__trace_finish(62, 0, 0));
+    DAGGER__TRACE(dagger__trace_follow(63)); /* run by a help loop right after 62's finish */
+    nanosleep(&d, NULL);
+    DAGGER__TRACE(dagger__trace_start(63, 0, 1));
     DAGGER__TRACE(dagger__trace_finish(70, -1, 0));
     nanosleep(&d, NULL);
     DAGGER__TRACE(dagger__trace_spawn_ready(71, "m", 1, -1, 1)); /* inside a task, off the pool */
@@ -720,10 +725,12 @@ TEST(a_nested_start_reads_the_clock_and_a_spawn_in_a_task_leans)
     UOK(dagger__trace_snap_take(CTX, &s));
     const struct dtr_ev *f60 = find_ev(&s, DTR_FINISH, 60), *s61 = find_ev(&s, DTR_START, 61),
                         *s62 = find_ev(&s, DTR_START, 62), *f70 = find_ev(&s, DTR_FINISH, 70),
-                        *sp71 = find_ev(&s, DTR_SPAWN, 71), *sp72 = find_ev(&s, DTR_SPAWN, 72);
-    assert_true(f60 && s61 && s62 && f70 && sp71 && sp72);
+                        *sp71 = find_ev(&s, DTR_SPAWN, 71), *sp72 = find_ev(&s, DTR_SPAWN, 72),
+                        *f62 = find_ev(&s, DTR_FINISH, 62), *s63 = find_ev(&s, DTR_START, 63);
+    assert_true(f60 && s61 && s62 && f70 && sp71 && sp72 && f62 && s63);
     assert_true(s61->ts >= f60->ts + 100000);
     assert_int_equal(s62->ts, s61->ts + 1);
+    assert_int_equal(s63->ts, f62->ts + 1); /* nested, but named by follow: no clock read */
     assert_int_equal(sp71->ts, f70->ts + 1);
     assert_true(sp72->ts >= sp71->ts + 100000);
     dagger__trace_snap_free(&s);
