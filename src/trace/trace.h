@@ -79,7 +79,7 @@ struct dagger__trace_cur {
     uint32_t spawns_left; /* spawns the fast path may log before the sample's count is settled */
     uint32_t sched_n;     /* scheduler events (steal, park) seen while sampling (buffer.c) */
     uint32_t park_out;    /* the thread's last park was thinned out: so is its wake */
-    uint64_t follow;      /* a task whose start follows its own spawn on this thread at once */
+    uint64_t follow;      /* a task whose start follows the thread's last event at once */
     uint64_t written;     /* records the thread wrote: its grant of the budget is settled by it */
 };
 extern __thread
@@ -118,8 +118,9 @@ dagger__trace_leans(const struct dagger__trace_cur *c, int64_t last, int thread,
 
 /* Append one event. A resume, a ready or a spawn on a worker, and a start there that no task's
  * run encloses (`may_infer` 1 or 3), an edge or a spawn inside a task's run on any thread
- * (`may_infer` 2), and on any thread the start (`may_infer` 3) of the task the cursor's `follow`
- * names (dagger__trace_follow: it runs right after its own spawn, no user code between), take
+ * (`may_infer` 2), and on any thread the start (`may_infer` 3 or 4) of the task the cursor's
+ * `follow` names (dagger__trace_follow: it runs right after its own spawn or after another
+ * task's finish in a loop of the runtime, no user code between), take
  * no time stamp of their own: they lean on the thread's previous one (the finish before it, a
  * block, a steal, a wake, a nested start), which the snapshot moves n ns later for the n-th
  * such event, and a start never before the task was ready. Only x86 with an invariant TSC has
