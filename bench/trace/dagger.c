@@ -1,7 +1,9 @@
 /* bench/trace/dagger.c - what tracing costs: the same workloads with tracing off and on.
  *
  * Rows: fib(n) with one task per call (nested spawn + fetch inside tasks), n = 25..28 (29, 30
- * with --full), 1e6 empty tasks spawned from the main thread, and 2e4 tasks of 10 us each (a
+ * with --full), 1e6 empty tasks spawned from the main thread, 1e5 outer tasks in a group of the
+ * main thread, each ending a group of 6 inner tasks (core.nested_groups' form; 7e5 tasks), and
+ * 2e4 tasks of 10 us each (a
  * busy wait on the clock, spawned by a root task so that only the workers run them: the issue
  * 17 target, <= 1.02x, is for such tasks). Each row runs with
  * tracing off, then on (best of BENCH_REPS, default 3), and prints
@@ -127,6 +129,51 @@ static double run_flat(long n, dagger_fn_t fn)
 
 static double run_empty(long n) { return run_flat(n, empty); }
 
+/* The groups shape (core.nested_groups' form): the main thread's group holds n outer tasks,
+ * each of which ends a group of 6 inner tasks of its own; inner (i, j) writes j + 1 to
+ * group_out[6 i + j]. */
+static int64_t *group_out;
+static int group_inner(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t j = dagger_arg_i64(a, 1);
+    group_out[6 * dagger_arg_i64(a, 0) + j] = j + 1;
+    return 0;
+}
+
+static int group_outer(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    int64_t i = dagger_arg_i64(a, 0);
+    int rc = dagger_sync_begin(c);
+    for (int64_t j = 0; j < 6 && rc == 0; j++)
+        rc = dagger_spawn_detached(c, group_inner, i, j);
+    int erc = dagger_sync_end(c);
+    return rc ? rc : erc;
+}
+
+static double run_groups(long n)
+{
+    free(group_out);
+    group_out = calloc((size_t)n * 6, sizeof *group_out);
+    if (!group_out)
+        die("groups", DAGGER_ENOMEM);
+    double t0 = run_s();
+    int rc = dagger_sync_begin(ctx);
+    for (long i = 0; i < n && rc == 0; i++)
+        rc = dagger_spawn_detached(ctx, group_outer, (int64_t)i);
+    int erc = dagger_sync_end(ctx);
+    double dt = run_s() - t0;
+    if (rc || erc)
+        die("groups", rc ? rc : erc);
+    for (long k = 0; k < n * 6; k++)
+        if (group_out[k] != k % 6 + 1) {
+            fprintf(stderr, "ERROR trace_overhead (dagger): groups: out[%ld] = %lld, not %ld\n", k,
+                    (long long)group_out[k], k % 6 + 1);
+            exit(1);
+        }
+    return dt;
+}
+
 /* The 10 us tasks, spawned by a root task into a sync group: only the T workers run them. From
  * main, the main thread would run some too while it ends the group (as many as a worker on 2
  * cores), and how many it takes depends on whether a core is free: the off/on ratio measured
@@ -222,7 +269,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--full"))
             full = 1;
         else if (!strcmp(argv[i], "--list")) {
-            puts("fib\nempty\ntask10us");
+            puts("fib\nempty\ngroups\ntask10us");
             return 0;
         }
     }
@@ -248,7 +295,9 @@ int main(int argc, char **argv)
         row(name, fib_l, n, fib_calls(n), reps);
     }
     row("empty=1e6", run_empty, 1000000, 1000000, reps);
+    row("groups=1e5x6", run_groups, 100000, 700000, reps);
     row("task10us=2e4", run_10us, 20000, 20000, reps);
+    free(group_out);
     rc = dagger_ctx_close(ctx);
     if (rc)
         die("ctx_close", rc);
