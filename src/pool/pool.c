@@ -120,6 +120,8 @@ struct worker {
      * its spawns (kp); the victims' tops seen while holding back, per slot and per worker (by
      * index modulo WS_SEEN). */
     uint64_t ext_t0, ext_work_ns;
+    uint64_t ext_task_ns;   /* the mean work a job run since such a steal brought (ext_pays) */
+    uint64_t ran, ext_ran0; /* jobs the worker's loop ran (owner only); `ran` at that steal */
     struct holdback ws, kp;
     struct held ext_seen[EXT_SLOTS];
     struct held ws_seen[WS_SEEN];
@@ -479,9 +481,16 @@ static bool asym_available(void)
  * loop of tiny spawns at t=2 ran at 39 ns a task with the other worker stealing, 26.5 at t=1.
  * So each worker keeps a moving mean of the work its steals brought it (from a steal to its next
  * look past its own deque: the job, its batch, and what they made ready or spawned there): for
- * slots of threads outside the pool the work of a steal, for other workers the work of a job
- * taken (a steal of 32 jobs of a flat loop brings 2-4 us, 60-120 ns a job; one of a 1 us task
- * brings 1-2 us, which pays). While the mean is below EXT_WORTH_NS (slots) or WS_WORTH_NS
+ * slots of threads outside the pool the work of a steal, in all and per job its loop ran since
+ * (the jobs taken and those they made ready there), for other workers the work of a job taken
+ * (a steal of 32 jobs of a flat loop brings 2-4 us, 60-120 ns a job; one of a 1 us task brings
+ * 1-2 us, which pays). A slot's steals pay (ext_pays) from EXT_WORTH_NS in all and
+ * EXT_TASK_WORTH_NS a job, or from EXT_BIG_NS in all (a subtree of tiny tasks). The work in all
+ * alone was fooled by the misses a steal itself causes: core.nested at t=1 (main's 20 outer
+ * tasks, 6 dependents each) brought the worker 5 us a steal, 170 ns a job, against 30 ns a task
+ * on main alone; the mean stayed above the mark in some processes, whose worker then took part
+ * in 30-50 % of the runs, each 18-25 us instead of 7 (bench/RESULTS.md, 2026-12-06 03:50).
+ * While a steal does not pay by that measure (slots) or the mean is below WS_WORTH_NS
  * (workers), the worker takes a victim's oldest job only once the same top has been there
  * EXT_AGE_NS by its own looks (an owner that runs its jobs, as a group's owner at the group's
  * end or a worker popping down to them, usually takes them first), and its idle looks leave
@@ -521,6 +530,8 @@ static bool asym_available(void)
  * change (bench/RESULTS.md, 2026-12-04 03:20-03:50). After a flat loop, the first late steal
  * from a worker busy with a long task may wait up to WS_AGE_MAX_NS instead of EXT_AGE_NS. */
 #define EXT_WORTH_NS 3000
+#define EXT_TASK_WORTH_NS 350
+#define EXT_BIG_NS 50000
 #define EXT_AGE_NS 10000
 #define EXT_BACKLOG (2 * EXT_STEAL_MAX)
 #define WS_WORTH_NS 250
@@ -552,9 +563,29 @@ static inline void holdback_fold(struct holdback *h)
     }
 }
 
+/* The same for a steal from a slot: the work it brought in all, and per job the worker's loop
+ * ran since (the jobs taken and those they made ready there). */
+static inline void ext_fold(struct worker *w)
+{
+    if (DAGGER_UNLIKELY(w->ext_t0 != 0)) {
+        uint64_t n = w->ran - w->ext_ran0;
+        uint64_t all = dagger__now_ns() - w->ext_t0;
+        w->ext_work_ns = (3 * w->ext_work_ns + all) / 4;
+        w->ext_task_ns = (3 * w->ext_task_ns + all / (n ? n : 1)) / 4;
+        w->ext_t0 = 0;
+    }
+}
+
+/* Do steals from slots pay (see "Holding back")? */
+static inline bool ext_pays(const struct worker *w)
+{
+    return w->ext_work_ns >= EXT_BIG_NS ||
+           (w->ext_work_ns >= EXT_WORTH_NS && w->ext_task_ns >= EXT_TASK_WORTH_NS);
+}
+
 static inline void steal_sample(struct worker *w)
 {
-    steal_fold(&w->ext_t0, &w->ext_work_ns, 1);
+    ext_fold(w);
     holdback_fold(&w->ws);
     holdback_fold(&w->kp);
 }
@@ -632,7 +663,7 @@ static bool ext_worth(struct worker *w, int k, struct dagger__deque *d, int64_t 
         return true;
     if (e->kp)
         return per_job_worth(&w->kp, e, k, d);
-    if (w->ext_work_ns >= EXT_WORTH_NS || size >= EXT_BACKLOG)
+    if (ext_pays(w) || size >= EXT_BACKLOG)
         return true;
     return held_aged(e, k, atomic_load_explicit(&d->top, memory_order_relaxed), dagger__now_ns(),
                      EXT_AGE_NS);
@@ -666,10 +697,9 @@ static int work_seen(dagger__pool *p, struct worker *w, bool all)
     int ne = atomic_load_explicit(&p->ext_hw, memory_order_seq_cst);
     for (int i = 0; i < ne; i++) {
         const struct held *e = &w->ext_seen[i];
-        if (!all &&
-            (e->kp ? held_skip(&w->kp, e, i, &now)
-                   : w->ext_work_ns < EXT_WORTH_NS &&
-                         held_recent(e, i, now ? now : (now = dagger__now_ns()), EXT_AGE_NS)))
+        if (!all && (e->kp ? held_skip(&w->kp, e, i, &now)
+                           : !ext_pays(w) && held_recent(e, i, now ? now : (now = dagger__now_ns()),
+                                                         EXT_AGE_NS)))
             continue;
         if (dq_size(&p->ext[i].dq) > 0)
             return SEEN_WORK;
@@ -687,7 +717,7 @@ static bool has_work(dagger__pool *p, struct worker *w)
 static uint64_t held_age(const struct worker *w)
 {
     uint64_t age = WS_AGE_MAX_NS;
-    if (w->ext_work_ns < EXT_WORTH_NS)
+    if (!ext_pays(w))
         age = EXT_AGE_NS;
     if (w->ws.work_ns < w->ws.worth_ns && w->ws.age_ns < age)
         age = w->ws.age_ns;
@@ -973,8 +1003,10 @@ static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct d
             continue;
         if (keeps) /* the owner keeps its spawns (ext_worth saw it): judged by work per job */
             holdback_took(&w->kp, (uint32_t)k);
-        else
+        else {
             w->ext_t0 = dagger__now_ns();
+            w->ext_ran0 = w->ran;
+        }
         /* Not traced, as a take from the injection queue is not: a steal event has no task, so
          * sampling keeps every one, and one per batch took the budget of a bounded trace from
          * the runs of the tasks it kept. */
@@ -1324,6 +1356,7 @@ static void worker_loop(dagger__pool *p)
             }
             j = p->run(j, p->ud);
             w = self();
+            w->ran++;
         }
     }
 }
@@ -1611,6 +1644,7 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         w->index = i;
         w->look_every = LINGER_LOOK_EVERY;
         w->ext_work_ns = 4 * EXT_WORTH_NS; /* steal at once until steals are seen not to pay */
+        w->ext_task_ns = 4 * EXT_TASK_WORTH_NS;
         w->ws = (struct holdback){
             .work_ns = 4 * WS_WORTH_NS, .age_ns = EXT_AGE_NS, .worth_ns = WS_WORTH_NS, .jobs = 1};
         w->kp = (struct holdback){
