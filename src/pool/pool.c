@@ -489,7 +489,7 @@ static bool asym_available(void)
  * alone was fooled by the misses a steal itself causes: core.nested at t=1 (main's 20 outer
  * tasks, 6 dependents each) brought the worker 5 us a steal, 170 ns a job, against 30 ns a task
  * on main alone; the mean stayed above the mark in some processes, whose worker then took part
- * in 30-50 % of the runs, each 18-25 us instead of 7 (bench/RESULTS.md, 2026-12-06 03:50).
+ * in 30-50 % of the runs, each 18-25 us instead of 7 (bench/RESULTS.md, 2026-12-06 03:25).
  * While a steal does not pay by that measure (slots) or the mean is below WS_WORTH_NS
  * (workers), the worker takes a victim's oldest job only once the same top has been there
  * EXT_AGE_NS by its own looks (an owner that runs its jobs, as a group's owner at the group's
