@@ -498,6 +498,64 @@ TEST(a_deep_group_on_main_runs_further_spawns_at_once)
     ASSERT_OK(dagger_ctx_close(ctx));
 }
 
+/* A task that main runs at once from its spawn (past the deep mark) and that ends a group of its
+ * own runs that group's tasks from main's deque, as a task main runs at its group's end does.
+ * The inner tasks are spawned with options (a name), so they are queued, not run at once. With
+ * the worker held, before, the first such outer task waited for the worker until the gate opened
+ * by itself (TEST_GATE_TIMEOUT_S), and its inner tasks ran there (thread 0). */
+enum { UNDEF_N = 300, UNDEF_INNER = 3, UNDEF_DEEP = 256 }; /* one worker */
+static int named_inner(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *where = dagger_arg_ptr(a, 0);
+    where[dagger_arg_i64(a, 1)] = dagger_tc_thread(tc);
+    return 0;
+}
+
+static int group_of_named(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *where = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    int rc = dagger_sync_begin(ctx);
+    if (rc)
+        return rc;
+    dagger_task_opts_t o;
+    dagger_task_opts_init(&o);
+    o.name = "inner";
+    for (int64_t j = 0; j < UNDEF_INNER && rc == 0; j++) {
+        dagger_task_t *t =
+            dagger_spawn_opts(ctx, &o, named_inner, (void *)where, i * UNDEF_INNER + j);
+        if (!t)
+            rc = DAGGER_ENOMEM;
+        dagger_task_release(t);
+    }
+    int end = dagger_sync_end(ctx);
+    return rc ? rc : end;
+}
+
+TEST(a_task_main_runs_at_its_spawn_runs_its_groups_tasks)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger_task_t *g;
+    test_gate_hold(ctx, 1, &g);
+    static int64_t where[UNDEF_N * UNDEF_INNER];
+    for (int i = 0; i < UNDEF_N * UNDEF_INNER; i++)
+        where[i] = 99;
+    ASSERT_OK(dagger_sync_begin(ctx));
+    for (int64_t i = 0; i < UNDEF_N; i++)
+        ASSERT_OK(dagger_spawn_detached(ctx, group_of_named, (void *)where, i));
+    /* the outer tasks past the mark ran in the loop, their inner tasks on main; none before */
+    for (int i = 0; i < (UNDEF_DEEP - 1) * UNDEF_INNER; i++)
+        ASSERT_EQ(where[i], 99);
+    for (int i = (UNDEF_DEEP - 1) * UNDEF_INNER; i < UNDEF_N * UNDEF_INNER; i++)
+        ASSERT_EQ(where[i], -1);
+    ASSERT_OK(dagger_sync_end(ctx));
+    for (int i = 0; i < UNDEF_N * UNDEF_INNER; i++)
+        ASSERT_EQ(where[i], -1);
+    test_gate_open(1, &g);
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependents_in_the_group,
           sync_end_on_main_leaves_scoped_tasks_to_the_workers,
           sync_end_in_a_task_runs_on_the_workers, sync_end_on_a_worker_runs_its_children_inline,
@@ -507,4 +565,5 @@ TEST_LIST(sync_end_on_main_runs_the_groups_tasks, sync_end_on_main_runs_dependen
           sync_end_on_main_runs_its_newest_task_first,
           a_job_above_the_children_in_mains_deque_goes_to_the_workers,
           sync_end_on_main_leaves_the_other_tasks_to_idle_workers,
-          a_deep_group_on_main_runs_further_spawns_at_once);
+          a_deep_group_on_main_runs_further_spawns_at_once,
+          a_task_main_runs_at_its_spawn_runs_its_groups_tasks);

@@ -504,6 +504,10 @@ static inline void dagger__queue_group_drain(struct group *g, dagger_ctx_t *ctx,
 struct dagger__helping {
     struct group *g;
     int64_t done;
+    /* Tasks this thread runs from its own spawns past its slot's deep mark (task.c,
+     * run_undeferred): each works for the thread's group, as at its end, so a group of its own
+     * ends by running its children from the slot (fetch.c, dagger__task_help_group). */
+    int undeferred;
 };
 extern DAGGER_TLS struct dagger__helping dagger__helping_tls;
 

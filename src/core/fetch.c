@@ -85,7 +85,9 @@ bool dagger__task_run_on_stack(dagger_task_t *me, struct dagger__job *j)
 {
     if (!me) { /* a thread outside the pool (no task): depth 0; the pool read before j runs */
         dagger__pool *pool = ((dagger_task_t *)j)->ctx->pool;
+        dagger__helping_tls.undeferred++;
         struct dagger__job *next = dagger__task_run(j, NULL);
+        dagger__helping_tls.undeferred--;
         if (next)
             dagger__pool_push_local(pool, next);
         return true;
@@ -147,11 +149,15 @@ bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger
         return dagger__event_fired(ev);
     }
     /* A thread outside the pool, only while it runs `me` for a group it ends itself (help_group
-     * in event.c: it works for that group as a worker would). A task it runs because it fetches
-     * it (run_awaited) leaves its group's tasks to the workers, so that the thread does not
+     * in event.c: it works for that group as a worker would), or from its own spawn past its
+     * slot's deep mark (dagger__task_run_on_stack: before, such a task waited for a worker to
+     * run its group's tasks from this thread's slot, behind the older tasks there; 5 ms at times
+     * in a loop of 1e5 such tasks, bench/RESULTS.md 2026-12-06 03:45). A task it runs because it
+     * fetches it (run_awaited) leaves its group's tasks to the workers, so that the thread does not
      * become one more than the pool's (tests/test_core_wait.c,
      * sync_end_in_a_task_runs_on_the_workers). */
-    if (dagger__helping_tls.g == NULL || !dagger__pool_ext_held(pool))
+    if ((dagger__helping_tls.g == NULL && !dagger__helping_tls.undeferred) ||
+        !dagger__pool_ext_held(pool))
         return false;
     /* g's own end on its home thread: the finishes here count in home_done (task.c, group_done),
      * added to `drained` once, when the thread stops running g's tasks (a locked addition a task

@@ -898,6 +898,7 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
     if (DAGGER_UNLIKELY(dagger__gcount_tls.g != t->group))
         dagger__group_flush(); /* its body may wait for the end of the group counted so far */
     t->thread = dagger__pool_self(t->ctx->pool);
+    dagger__self_tls.runs++;               /* the pool's hold-back judges its steals by it */
     if (DAGGER_UNLIKELY(t->err != NULL)) { /* placement failed */
         rc = t->err->code;
     } else if (atomic_load_explicit(&t->cancel, memory_order_acquire)) {

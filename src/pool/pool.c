@@ -97,6 +97,12 @@ struct holdback {
     uint64_t worth_ns; /* a job that brings less does not pay (WS_WORTH_NS, KP_WORTH_NS) */
     uint32_t jobs;     /* how many jobs the last such steal took */
     bool aged;         /* that steal was made past age_ns while holding back */
+    /* Judged per task run as well (kp), not per job alone (ws): a steal pays when a task run
+     * since brought worth_ns, or a job big_ns (holdback_pays). */
+    bool per_task;
+    uint64_t task_ns; /* the mean work a task run since those steals brought */
+    uint64_t runs0;   /* the thread's task count at the last such steal */
+    uint64_t big_ns;
 };
 
 struct worker {
@@ -120,8 +126,8 @@ struct worker {
      * its spawns (kp); the victims' tops seen while holding back, per slot and per worker (by
      * index modulo WS_SEEN). */
     uint64_t ext_t0, ext_work_ns;
-    uint64_t ext_task_ns;   /* the mean work a job run since such a steal brought (ext_pays) */
-    uint64_t ran, ext_ran0; /* jobs the worker's loop ran (owner only); `ran` at that steal */
+    uint64_t ext_task_ns; /* the mean work a task run since such a steal brought (ext_pays) */
+    uint64_t ext_runs0;   /* the thread's task count at that steal */
     struct holdback ws, kp;
     struct held ext_seen[EXT_SLOTS];
     struct held ws_seen[WS_SEEN];
@@ -219,7 +225,7 @@ DAGGER_NOINLINE static void set_self(struct worker *w)
     dagger__self_tls.index = w ? w->index : -1;
 }
 
-DAGGER_TLS struct dagger__self dagger__self_tls = {NULL, -1};
+DAGGER_TLS struct dagger__self dagger__self_tls = {NULL, -1, 0};
 
 DAGGER_NOINLINE int dagger__pool_self_fresh(const dagger__pool *p) { return dagger__pool_self(p); }
 
@@ -517,7 +523,12 @@ static bool asym_available(void)
  * of them at 34-40 ns. A thief's time per job counts the misses on records made on the owner's
  * core: it read 165 ns a job for tasks that main alone runs at 40 ns, 310 for tasks of 165 (taking
  * half of them: 175 ns a task, a loss) and 460 for tasks of 290 (taking half: 240, a gain); so
- * 350 ns, not the workers' 250 (bench/RESULTS.md, 2026-12-05 03:30). A slot past the deep mark
+ * 350 ns, not the workers' 250 (bench/RESULTS.md, 2026-12-05 03:30). That mark holds per task
+ * the worker ran since (the core counts them, dagger__self_tls.runs), not per job, unless a job
+ * brought KP_BIG_NS: a job that ends a group of tiny tasks (1e5 outer tasks from main, each
+ * ending a group of 6) read 1.4 us a job but 200 ns a task, against 40 on main alone, and the
+ * worker took 55-85 % of them at 65-80 ns a task in all (37 held back; 2026-12-06 03:45). A
+ * slot past the deep mark
  * is taken from at once: its owner did not run those spawns. The workers'
  * tops are kept by index modulo WS_SEEN: WS_HOLD_MAX_NS after it first held back since its last
  * steal from a worker, a worker takes from any victim (two victims sharing an entry would
@@ -536,42 +547,54 @@ static bool asym_available(void)
 #define EXT_BACKLOG (2 * EXT_STEAL_MAX)
 #define WS_WORTH_NS 250
 #define KP_WORTH_NS 350
+#define KP_BIG_NS 5000
 #define WS_HOLD_MAX_NS 1000000
 #define WS_AGE_MAX_NS (16 * EXT_AGE_NS)
 
-/* The worker's deque ran dry: fold what its last steal brought (in all, or a job) into the
- * mean. */
-static inline uint64_t steal_fold(uint64_t *t0, uint64_t *mean, uint32_t jobs)
+/* Tasks this thread ran since its count read `runs0` (at least 1: the steal's job). */
+static inline uint64_t runs_since(uint64_t runs0)
 {
-    if (DAGGER_UNLIKELY(*t0 != 0)) {
-        uint64_t ran = (dagger__now_ns() - *t0) / jobs;
-        *mean = (3 * *mean + ran) / 4;
-        *t0 = 0;
-        return ran;
-    }
-    return UINT64_MAX;
+    uint64_t n = dagger__self_tls.runs - runs0;
+    return n ? n : 1;
 }
 
+/* Does a steal judged by h pay, by its means (holding back while it does not)? */
+static inline bool holdback_pays(const struct holdback *h)
+{
+    if (h->per_task)
+        return h->work_ns >= h->big_ns || h->task_ns >= h->worth_ns;
+    return h->work_ns >= h->worth_ns;
+}
+
+/* The worker's deque ran dry: fold what its last steal judged by h brought, per job (and per
+ * task run since) into the means. */
 static inline void holdback_fold(struct holdback *h)
 {
-    uint64_t ran = steal_fold(&h->t0, &h->work_ns, h->jobs);
-    if (DAGGER_UNLIKELY(ran != UINT64_MAX)) {
-        if (ran >= h->worth_ns) /* it paid: take from a still top at the first age again */
+    if (DAGGER_UNLIKELY(h->t0 != 0)) {
+        uint64_t all = dagger__now_ns() - h->t0;
+        uint64_t ran = all / h->jobs;
+        bool paid = ran >= h->worth_ns;
+        h->work_ns = (3 * h->work_ns + ran) / 4;
+        if (h->per_task) {
+            uint64_t task = all / runs_since(h->runs0);
+            h->task_ns = (3 * h->task_ns + task) / 4;
+            paid = ran >= h->big_ns || task >= h->worth_ns;
+        }
+        h->t0 = 0;
+        if (paid) /* it paid: take from a still top at the first age again */
             h->age_ns = EXT_AGE_NS;
         else if (h->aged && h->age_ns < WS_AGE_MAX_NS) /* held back, and it did not */
             h->age_ns *= 2;
     }
 }
 
-/* The same for a steal from a slot: the work it brought in all, and per job the worker's loop
- * ran since (the jobs taken and those they made ready there). */
+/* The same for a steal from a slot: the work it brought in all, and per task run since. */
 static inline void ext_fold(struct worker *w)
 {
     if (DAGGER_UNLIKELY(w->ext_t0 != 0)) {
-        uint64_t n = w->ran - w->ext_ran0;
         uint64_t all = dagger__now_ns() - w->ext_t0;
         w->ext_work_ns = (3 * w->ext_work_ns + all) / 4;
-        w->ext_task_ns = (3 * w->ext_task_ns + all / (n ? n : 1)) / 4;
+        w->ext_task_ns = (3 * w->ext_task_ns + all / runs_since(w->ext_runs0)) / 4;
         w->ext_t0 = 0;
     }
 }
@@ -595,6 +618,7 @@ static inline void holdback_took(struct holdback *h, uint32_t jobs)
 {
     h->t0 = dagger__now_ns();
     h->jobs = jobs;
+    h->runs0 = dagger__self_tls.runs;
     h->held_ns = 0;
 }
 
@@ -622,7 +646,7 @@ static inline bool held_recent(const struct held *e, int v, uint64_t now, uint64
 static bool per_job_worth(struct holdback *h, struct held *e, int v, struct dagger__deque *d)
 {
     h->aged = false;
-    if (h->work_ns >= h->worth_ns)
+    if (holdback_pays(h))
         return true;
     uint64_t now = dagger__now_ns();
     if (h->held_ns == 0)
@@ -673,7 +697,7 @@ static bool ext_worth(struct worker *w, int k, struct dagger__deque *d, int64_t 
  * within h's age of the first sight of its top; the clock is read once per look (*now). */
 static inline bool held_skip(const struct holdback *h, const struct held *e, int v, uint64_t *now)
 {
-    if (h->work_ns >= h->worth_ns || h->held_ns == 0)
+    if (holdback_pays(h) || h->held_ns == 0)
         return false;
     if (!*now)
         *now = dagger__now_ns();
@@ -719,9 +743,9 @@ static uint64_t held_age(const struct worker *w)
     uint64_t age = WS_AGE_MAX_NS;
     if (!ext_pays(w))
         age = EXT_AGE_NS;
-    if (w->ws.work_ns < w->ws.worth_ns && w->ws.age_ns < age)
+    if (!holdback_pays(&w->ws) && w->ws.age_ns < age)
         age = w->ws.age_ns;
-    if (w->kp.work_ns < w->kp.worth_ns && w->kp.age_ns < age)
+    if (!holdback_pays(&w->kp) && w->kp.age_ns < age)
         age = w->kp.age_ns;
     return age;
 }
@@ -1005,7 +1029,7 @@ static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct d
             holdback_took(&w->kp, (uint32_t)k);
         else {
             w->ext_t0 = dagger__now_ns();
-            w->ext_ran0 = w->ran;
+            w->ext_runs0 = dagger__self_tls.runs;
         }
         /* Not traced, as a take from the injection queue is not: a steal event has no task, so
          * sampling keeps every one, and one per batch took the budget of a bounded trace from
@@ -1356,7 +1380,6 @@ static void worker_loop(dagger__pool *p)
             }
             j = p->run(j, p->ud);
             w = self();
-            w->ran++;
         }
     }
 }
@@ -1647,8 +1670,13 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         w->ext_task_ns = 4 * EXT_TASK_WORTH_NS;
         w->ws = (struct holdback){
             .work_ns = 4 * WS_WORTH_NS, .age_ns = EXT_AGE_NS, .worth_ns = WS_WORTH_NS, .jobs = 1};
-        w->kp = (struct holdback){
-            .work_ns = 4 * KP_WORTH_NS, .age_ns = EXT_AGE_NS, .worth_ns = KP_WORTH_NS, .jobs = 1};
+        w->kp = (struct holdback){.work_ns = 4 * KP_WORTH_NS,
+                                  .age_ns = EXT_AGE_NS,
+                                  .worth_ns = KP_WORTH_NS,
+                                  .jobs = 1,
+                                  .per_task = true,
+                                  .task_ns = 4 * KP_WORTH_NS,
+                                  .big_ns = KP_BIG_NS};
         for (int k = 0; k < EXT_SLOTS; k++)
             w->ext_seen[k].v = -1;
         for (int k = 0; k < WS_SEEN; k++)

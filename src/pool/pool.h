@@ -76,6 +76,7 @@ uint64_t dagger__pool_linger_until(const dagger__pool *p);
 struct dagger__self {
     const dagger__pool *pool;
     int index;
+    uint64_t runs; /* tasks this thread started (the core counts them): the hold-back's measure */
 };
 extern __thread __attribute__((tls_model("initial-exec"))) struct dagger__self dagger__self_tls;
 
