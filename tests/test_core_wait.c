@@ -504,13 +504,6 @@ TEST(a_deep_group_on_main_runs_further_spawns_at_once)
  * the worker held, before, the first such outer task waited for the worker until the gate opened
  * by itself (TEST_GATE_TIMEOUT_S), and its inner tasks ran there (thread 0). */
 enum { UNDEF_N = 300, UNDEF_INNER = 3, UNDEF_DEEP = 256 }; /* one worker */
-static int named_inner(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    int64_t *where = dagger_arg_ptr(a, 0);
-    where[dagger_arg_i64(a, 1)] = dagger_tc_thread(tc);
-    return 0;
-}
-
 static int group_of_named(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     int64_t *where = dagger_arg_ptr(a, 0);
@@ -523,8 +516,7 @@ static int group_of_named(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_
     dagger_task_opts_init(&o);
     o.name = "inner";
     for (int64_t j = 0; j < UNDEF_INNER && rc == 0; j++) {
-        dagger_task_t *t =
-            dagger_spawn_opts(ctx, &o, named_inner, (void *)where, i * UNDEF_INNER + j);
+        dagger_task_t *t = dagger_spawn_opts(ctx, &o, record, (void *)where, i * UNDEF_INNER + j);
         if (!t)
             rc = DAGGER_ENOMEM;
         dagger_task_release(t);
