@@ -509,6 +509,43 @@ static void row_nested_groups(void)
     core_nested_reps_report(&x, bench, threads);
 }
 
+/* ---------------------------------------------------------------- a group per task, at scale */
+
+/* The outer tasks are core.nested_groups' (nested_outer_fn): inner task (i, j) writes
+ * core_nested_g(core_nested_f(i), j) = core_groups_value(i, j) at out[6i + j]. */
+static void row_group_per_task(long n)
+{
+    const char *bench = "core.group_per_task";
+    if (!core_want(bench))
+        return;
+    int64_t *o = malloc((size_t)n * CORE_NESTED_INNER * sizeof *o);
+    if (!o) {
+        report_rc(bench, "malloc", DAGGER_ENOMEM, "out of memory");
+        return;
+    }
+    double best = 1e300;
+    for (int r = 0; r < core_reps(CORE_REPS); r++) {
+        memset(o, 0, (size_t)n * CORE_NESTED_INNER * sizeof *o);
+        double t0 = core_now_ns();
+        int rc = dagger_sync_begin(ctx);
+        for (int64_t i = 0; i < n && rc == 0; i++)
+            rc = dagger_spawn_detached(ctx, nested_outer_fn, (void *)o, i);
+        int end = rc == 0 || rc == DAGGER_ENOMEM ? dagger_sync_end(ctx) : 0;
+        double dt = core_now_ns() - t0;
+        if (rc != 0 || end != 0) {
+            report_rc(bench, rc ? "dagger_spawn_detached" : "dagger_sync_end", rc ? rc : end,
+                      dagger_last_errmsg());
+            break;
+        }
+        if (dt < best)
+            best = dt;
+        core_groups_check(bench, o, n);
+    }
+    free(o);
+    set_param("n", n);
+    core_result(bench, param, best / ((double)n * (CORE_NESTED_INNER + 1)), "ns/task");
+}
+
 /* ---------------------------------------------------------------- binary tree */
 
 /* node(val, i[, parent]): val[i] = parent + 1 (root: 1); returns val[i]. */
@@ -673,6 +710,7 @@ int main(int argc, char **argv)
     row_fib(CORE_FIB_CUTOFF_N, 1);
     row_nested();
     row_nested_groups();
+    row_group_per_task(CORE_GROUPS_N);
     row_tree(CORE_TREE_DEPTH);
     row_wavefront(CORE_WAVE_N);
     row_nested_wait(CORE_NESTED_WAIT_N, 0);

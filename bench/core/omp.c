@@ -228,12 +228,49 @@ static void row_nested(void)
                 s += b[i][j];
         core_check_i64("core.nested", "sum", s, want);
     }
-    snprintf(param, sizeof param, "n=%dx%d,t=%d", CORE_NESTED_OUTER, CORE_NESTED_INNER,
-             threads);
+    snprintf(param, sizeof param, "n=%dx%d,t=%d", CORE_NESTED_OUTER, CORE_NESTED_INNER, threads);
     core_result("core.nested", param, best / 1e3, "us/run");
     if (runs)
         core_result_median("core.nested", param, runs, nrep, 1e-3, "us/run");
     free(runs);
+}
+
+/* ---------------------------------------------------------------- a group per task, at scale */
+
+static void row_group_per_task(long n)
+{
+    const char *bench = "core.group_per_task";
+    if (!core_want(bench))
+        return;
+    int64_t *o = malloc((size_t)n * CORE_NESTED_INNER * sizeof *o);
+    if (!o) {
+        fprintf(stderr, "ERROR %s: out of memory\n", bench);
+        exit(1);
+    }
+    double best = 1e300;
+    for (int r = 0; r < core_reps(CORE_REPS); r++) {
+        memset(o, 0, (size_t)n * CORE_NESTED_INNER * sizeof *o);
+        double t0 = core_now_ns();
+#pragma omp parallel shared(o)
+#pragma omp single
+        for (long i = 0; i < n; i++) {
+#pragma omp task firstprivate(i) shared(o)
+            {
+#pragma omp taskgroup
+                for (int j = 0; j < CORE_NESTED_INNER; j++) {
+#pragma omp task firstprivate(i, j) shared(o)
+                    o[i * CORE_NESTED_INNER + j] = core_groups_value(i, j);
+                }
+            }
+        }
+        double dt = core_now_ns() - t0;
+        if (dt < best)
+            best = dt;
+        core_groups_check(bench, o, n);
+    }
+    free(o);
+    set_param("n", n);
+    core_result(bench, param, best / ((double)n * (CORE_NESTED_INNER + 1)), "ns/task");
 }
 
 /* ---------------------------------------------------------------- binary tree */
@@ -308,7 +345,8 @@ int main(int argc, char **argv)
 {
     int t = core_init(argc, argv, "omp", "OMP_NUM_THREADS");
     if (t < 0) {
-        puts("core.empty\ncore.chain\ncore.fib\ncore.fib_cutoff\ncore.nested\ncore.tree\n"
+        puts("core.empty\ncore.chain\ncore.fib\ncore.fib_cutoff\ncore.nested\n"
+             "core.group_per_task\ncore.tree\n"
              "core.wavefront");
         return 0;
     }
@@ -321,6 +359,7 @@ int main(int argc, char **argv)
     row_fib(CORE_FIB_N, 0);
     row_fib(CORE_FIB_CUTOFF_N, 1);
     row_nested();
+    row_group_per_task(CORE_GROUPS_N);
     row_tree(CORE_TREE_DEPTH);
     row_wavefront(CORE_WAVE_N);
     row_parfor(CORE_PARFOR_N);

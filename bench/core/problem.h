@@ -14,6 +14,12 @@
  *                   spawns its inner tasks and waits for them (dagger: a sync group in the
  *                   outer task, the outer tasks in main's group, results written in place;
  *                   oneTBB: its core.nested code, nested task_group runs).          us/run
+ *   core.group_per_task N outer tasks spawned from the main thread, each ending a group of
+ *                   6 inner tasks of its own, which write out[6i + j]: the nested loop at
+ *                   scale, every outer task waiting for its inner ones (dagger: a sync group in
+ *                   each outer task, the outer ones in main's group; oneTBB: a task_group per
+ *                   outer task and its wait; OpenMP: a taskgroup per outer task); every value
+ *                   is checked.                                                     ns/task
  *   core.tree       binary tree of depth D (2^D - 1 nodes), each node depends on
  *                   its parent (Taskflow's binary_tree).                           ns/task
  *   core.wavefront  N x N grid, cell (i,j) depends on (i-1,j) and (i,j-1)
@@ -80,6 +86,7 @@
 #define CORE_FIB_CUTOFF 20 /* fib(n) for n <= 20 is computed serially inside the task */
 #define CORE_NESTED_OUTER 20
 #define CORE_NESTED_INNER 6
+#define CORE_GROUPS_N 100000 /* core.group_per_task: outer tasks, CORE_NESTED_INNER each */
 #define CORE_TREE_DEPTH 18
 #define CORE_TREE_DEPTH_SMALL 14
 #define CORE_WAVE_N 256
@@ -393,11 +400,23 @@ static inline void core_nested_reps_report(struct core_nested_reps *x, const cha
     x->runs = NULL;
 }
 
+/* core.group_per_task: the value inner task (i, j) writes, and the check of all N x 6. */
+static inline int64_t core_groups_value(int64_t i, int64_t j) { return (i * i + 1) * j + 1; }
+static inline void core_groups_check(const char *bench, const int64_t *out, long n)
+{
+    long bad = 0;
+    for (long i = 0; i < n; i++)
+        for (int j = 0; j < CORE_NESTED_INNER; j++)
+            bad += out[i * CORE_NESTED_INNER + j] != core_groups_value(i, j);
+    core_check_i64(bench, "wrong values", bad, 0);
+}
+
 /* The row names every implementation may print, for --list. */
 static inline void core_list_rows(void)
 {
     puts("core.empty\ncore.empty_ext\ncore.chain\ncore.fib\ncore.fib_cutoff\ncore.nested\n"
-         "core.nested_groups\ncore.tree\ncore.wavefront\ncore.nested_wait\ncore.parfor\n"
+         "core.nested_groups\ncore.group_per_task\ncore.tree\ncore.wavefront\ncore.nested_"
+         "wait\ncore.parfor\n"
          "core.parfor_range\ncore.round_trip");
 }
 

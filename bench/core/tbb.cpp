@@ -184,6 +184,38 @@ static void row_nested(const char *bench)
     core_nested_reps_report(&x, bench, threads);
 }
 
+/* ---------------------------------------------------------------- a group per task, at scale */
+
+static void row_group_per_task(long n)
+{
+    const char *bench = "core.group_per_task";
+    if (!core_want(bench))
+        return;
+    std::vector<int64_t> ov((size_t)n * CORE_NESTED_INNER);
+    int64_t *o = ov.data();
+    double best = 1e300;
+    for (int r = 0; r < core_reps(CORE_REPS); r++) {
+        std::fill(ov.begin(), ov.end(), 0);
+        double t0 = core_now_ns();
+        task_group tg;
+        for (long i = 0; i < n; i++) {
+            tg.run([o, i] {
+                task_group in;
+                for (int j = 0; j < CORE_NESTED_INNER; j++)
+                    in.run([o, i, j] { o[i * CORE_NESTED_INNER + j] = core_groups_value(i, j); });
+                in.wait();
+            });
+        }
+        tg.wait();
+        double dt = core_now_ns() - t0;
+        if (dt < best)
+            best = dt;
+        core_groups_check(bench, o, n);
+    }
+    set_param("n", n);
+    core_result(bench, param, best / ((double)n * (CORE_NESTED_INNER + 1)), "ns/task");
+}
+
 /* ---------------------------------------------------------------- binary tree */
 
 static void row_tree(int depth)
@@ -358,6 +390,7 @@ int main(int argc, char **argv)
     row_fib(CORE_FIB_CUTOFF_N, true);
     row_nested("core.nested");
     row_nested("core.nested_groups");
+    row_group_per_task(CORE_GROUPS_N);
     row_tree(CORE_TREE_DEPTH);
     row_wavefront(CORE_WAVE_N);
     row_parfor(CORE_PARFOR_N);
