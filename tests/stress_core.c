@@ -336,8 +336,9 @@ TEST(random_chunk_dags_match_sequential_evaluation)
 }
 
 /* Sync groups whose tasks finish while the owner publishes its count: each round opens a
- * group, spawns a random number of tasks (some beside the workers with occupancy 0.5, some that
- * open a group of their own inside, some that fail), and checks at the group's end that every
+ * group, spawns a random number of tasks (up to 200; one round in 8, 300 to 700, past the deep
+ * mark of a user thread's deque), some beside the workers with occupancy 0.5, some that
+ * open a group of their own inside, some that fail, and checks at the group's end that every
  * task ran exactly once and that the end reports a failure exactly when one was spawned. The
  * owners are three user threads at once, and a task on a worker (which suspends at the end).
  * One task of each inner group spawns a stray: a detached task in no group, which lands above
@@ -374,6 +375,12 @@ static int group_leaf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *o
                                            spin);
                 if (rc)
                     return dagger_fail(tc, rc, "detached spawn: %s", dagger_last_errmsg());
+            } else if (i == 2) { /* with an option: queued even past the deep mark */
+                dagger_task_opts_t o;
+                dagger_task_opts_init(&o);
+                o.name = "inner";
+                dagger_task_release(
+                    dagger_spawn_opts(c, &o, group_leaf, (void *)ran, (int64_t)0, spin));
             } else {
                 dagger_task_release(dagger_spawn(c, group_leaf, (void *)ran, (int64_t)0, spin));
             }
@@ -398,7 +405,12 @@ static void group_rounds(dagger_ctx_t *ctx, uint64_t *seed, int rounds)
 {
     for (int r = 0; r < rounds; r++) {
         _Atomic int64_t ran = 0;
-        int n = (int)(test_rand(seed) % 200), fails = 0;
+        /* One round in 8 passes the deep mark of a group's deque on a thread outside the pool
+         * (256 with up to 4 workers): main's further plain spawns run at once there, and those
+         * that open a group of their own end it by running its tasks (fetch.c). */
+        int n =
+            (int)(test_rand(seed) % 8 == 0 ? 300 + test_rand(seed) % 400 : test_rand(seed) % 200);
+        int fails = 0;
         int64_t want = 0;
         ASSERT_OK(dagger_sync_begin(ctx));
         for (int i = 0; i < n; i++) {
