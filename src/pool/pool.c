@@ -487,13 +487,14 @@ static bool asym_available(void)
  * loop of tiny spawns at t=2 ran at 39 ns a task with the other worker stealing, 26.5 at t=1.
  * So each worker keeps a moving mean of the work its steals brought it (from a steal to its next
  * look past its own deque: the job, its batch, and what they made ready or spawned there): for
- * slots of threads outside the pool the work of a steal, in all and per job its loop ran since
- * (the jobs taken and those they made ready there), for other workers the work of a job taken
+ * slots of threads outside the pool the work of a steal, in all and per task the thread ran
+ * since (the core counts them: the jobs taken, what they made ready, and what ran inline in
+ * them), for other workers the work of a job taken
  * (a steal of 32 jobs of a flat loop brings 2-4 us, 60-120 ns a job; one of a 1 us task brings
  * 1-2 us, which pays). A slot's steals pay (ext_pays) from EXT_WORTH_NS in all and
- * EXT_TASK_WORTH_NS a job, or from EXT_BIG_NS in all (a subtree of tiny tasks). The work in all
- * alone was fooled by the misses a steal itself causes: core.nested at t=1 (main's 20 outer
- * tasks, 6 dependents each) brought the worker 5 us a steal, 170 ns a job, against 30 ns a task
+ * EXT_TASK_WORTH_NS a task, or from EXT_BIG_NS in all (a subtree of tiny tasks). The work in
+ * all alone was fooled by the misses a steal itself causes: core.nested at t=1 (main's 20 outer
+ * tasks, 6 dependents each) brought the worker 5 us a steal, 170 ns a task, against 30 ns a task
  * on main alone; the mean stayed above the mark in some processes, whose worker then took part
  * in 30-50 % of the runs, each 18-25 us instead of 7 (bench/RESULTS.md, 2026-12-06 03:25).
  * While a steal does not pay by that measure (slots) or the mean is below WS_WORTH_NS
