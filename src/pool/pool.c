@@ -97,12 +97,12 @@ struct holdback {
     uint64_t worth_ns; /* a job that brings less does not pay (WS_WORTH_NS, KP_WORTH_NS) */
     uint32_t jobs;     /* how many jobs the last such steal took */
     bool aged;         /* that steal was made past age_ns while holding back */
-    /* Judged per task run as well (kp), not per job alone (ws): a steal pays when a task run
-     * since brought worth_ns, or a job big_ns (holdback_pays). */
+    /* Judged per task run as well (ext, kp), not per job alone (ws): a steal pays when a job
+     * brought big_ns, or min_ns and worth_ns a task run since (holdback_paid). */
     bool per_task;
     uint64_t task_ns; /* the mean work a task run since those steals brought */
     uint64_t runs0;   /* the thread's task count at the last such steal */
-    uint64_t big_ns;
+    uint64_t min_ns, big_ns;
 };
 
 struct worker {
@@ -121,14 +121,10 @@ struct worker {
     _Atomic int owned;   /* an external slot: 1 while a thread holds it (dagger__pool_ext_claim) */
     unsigned look_every; /* the idle spin's yields per look (owner only; see find_work_idle) */
     /* What steals brought (owner only; see "Holding back" below): from slots of threads outside
-     * the pool, when the last one was taken (0: none since the deque last ran dry) and the mean
-     * work it brought; the same per job from other workers (ws) and from slots whose owner keeps
-     * its spawns (kp); the victims' tops seen while holding back, per slot and per worker (by
-     * index modulo WS_SEEN). */
-    uint64_t ext_t0, ext_work_ns;
-    uint64_t ext_task_ns; /* the mean work a task run since such a steal brought (ext_pays) */
-    uint64_t ext_runs0;   /* the thread's task count at that steal */
-    struct holdback ws, kp;
+     * the pool (ext: a steal counts as one job), from other workers (ws) and from slots whose
+     * owner keeps its spawns (kp); the victims' tops seen while holding back, per slot and per
+     * worker (by index modulo WS_SEEN). */
+    struct holdback ext, ws, kp;
     struct held ext_seen[EXT_SLOTS];
     struct held ws_seen[WS_SEEN];
 } __attribute__((aligned(DAGGER_CACHELINE)));
@@ -491,7 +487,7 @@ static bool asym_available(void)
  * since (the core counts them: the jobs taken, what they made ready, and what ran inline in
  * them), for other workers the work of a job taken
  * (a steal of 32 jobs of a flat loop brings 2-4 us, 60-120 ns a job; one of a 1 us task brings
- * 1-2 us, which pays). A slot's steals pay (ext_pays) from EXT_WORTH_NS in all and
+ * 1-2 us, which pays). A slot's steals pay (holdback_paid) from EXT_WORTH_NS in all and
  * EXT_TASK_WORTH_NS a task, or from EXT_BIG_NS in all (a subtree of tiny tasks). The work in
  * all alone was fooled by the misses a steal itself causes: core.nested at t=1 (main's 20 outer
  * tasks, 6 dependents each) brought the worker 5 us a steal, 170 ns a task, against 30 ns a task
@@ -559,12 +555,18 @@ static inline uint64_t runs_since(uint64_t runs0)
     return n ? n : 1;
 }
 
-/* Does a steal judged by h pay, by its means (holding back while it does not)? */
-static inline bool holdback_pays(const struct holdback *h)
+/* Does a steal judged by h pay, by what it brought a job and (per_task) a task? */
+static inline bool holdback_paid(const struct holdback *h, uint64_t job, uint64_t task)
 {
     if (h->per_task)
-        return h->work_ns >= h->big_ns || h->task_ns >= h->worth_ns;
-    return h->work_ns >= h->worth_ns;
+        return job >= h->big_ns || (job >= h->min_ns && task >= h->worth_ns);
+    return job >= h->worth_ns;
+}
+
+/* The same by the means (holding back while they do not pay). */
+static inline bool holdback_pays(const struct holdback *h)
+{
+    return holdback_paid(h, h->work_ns, h->task_ns);
 }
 
 /* The worker's deque ran dry: fold what its last steal judged by h brought, per job (and per
@@ -574,42 +576,20 @@ static inline void holdback_fold(struct holdback *h)
     if (DAGGER_UNLIKELY(h->t0 != 0)) {
         uint64_t all = dagger__now_ns() - h->t0;
         uint64_t ran = all / h->jobs;
-        bool paid = ran >= h->worth_ns;
+        uint64_t task = h->per_task ? all / runs_since(h->runs0) : 0;
         h->work_ns = (3 * h->work_ns + ran) / 4;
-        if (h->per_task) {
-            uint64_t task = all / runs_since(h->runs0);
-            h->task_ns = (3 * h->task_ns + task) / 4;
-            paid = ran >= h->big_ns || task >= h->worth_ns;
-        }
+        h->task_ns = (3 * h->task_ns + task) / 4;
         h->t0 = 0;
-        if (paid) /* it paid: take from a still top at the first age again */
+        if (holdback_paid(h, ran, task)) /* it paid: take from a still top at the first age */
             h->age_ns = EXT_AGE_NS;
         else if (h->aged && h->age_ns < WS_AGE_MAX_NS) /* held back, and it did not */
             h->age_ns *= 2;
     }
 }
 
-/* The same for a steal from a slot: the work it brought in all, and per task run since. */
-static inline void ext_fold(struct worker *w)
-{
-    if (DAGGER_UNLIKELY(w->ext_t0 != 0)) {
-        uint64_t all = dagger__now_ns() - w->ext_t0;
-        w->ext_work_ns = (3 * w->ext_work_ns + all) / 4;
-        w->ext_task_ns = (3 * w->ext_task_ns + all / runs_since(w->ext_runs0)) / 4;
-        w->ext_t0 = 0;
-    }
-}
-
-/* Do steals from slots pay (see "Holding back")? */
-static inline bool ext_pays(const struct worker *w)
-{
-    return w->ext_work_ns >= EXT_BIG_NS ||
-           (w->ext_work_ns >= EXT_WORTH_NS && w->ext_task_ns >= EXT_TASK_WORTH_NS);
-}
-
 static inline void steal_sample(struct worker *w)
 {
-    ext_fold(w);
+    holdback_fold(&w->ext);
     holdback_fold(&w->ws);
     holdback_fold(&w->kp);
 }
@@ -688,7 +668,7 @@ static bool ext_worth(struct worker *w, int k, struct dagger__deque *d, int64_t 
         return true;
     if (e->kp)
         return per_job_worth(&w->kp, e, k, d);
-    if (ext_pays(w) || size >= EXT_BACKLOG)
+    if (holdback_pays(&w->ext) || size >= EXT_BACKLOG)
         return true;
     return held_aged(e, k, atomic_load_explicit(&d->top, memory_order_relaxed), dagger__now_ns(),
                      EXT_AGE_NS);
@@ -722,9 +702,10 @@ static int work_seen(dagger__pool *p, struct worker *w, bool all)
     int ne = atomic_load_explicit(&p->ext_hw, memory_order_seq_cst);
     for (int i = 0; i < ne; i++) {
         const struct held *e = &w->ext_seen[i];
-        if (!all && (e->kp ? held_skip(&w->kp, e, i, &now)
-                           : !ext_pays(w) && held_recent(e, i, now ? now : (now = dagger__now_ns()),
-                                                         EXT_AGE_NS)))
+        if (!all &&
+            (e->kp ? held_skip(&w->kp, e, i, &now)
+                   : !holdback_pays(&w->ext) &&
+                         held_recent(e, i, now ? now : (now = dagger__now_ns()), EXT_AGE_NS)))
             continue;
         if (dq_size(&p->ext[i].dq) > 0)
             return SEEN_WORK;
@@ -742,7 +723,7 @@ static bool has_work(dagger__pool *p, struct worker *w)
 static uint64_t held_age(const struct worker *w)
 {
     uint64_t age = WS_AGE_MAX_NS;
-    if (!ext_pays(w))
+    if (!holdback_pays(&w->ext))
         age = EXT_AGE_NS;
     if (!holdback_pays(&w->ws) && w->ws.age_ns < age)
         age = w->ws.age_ns;
@@ -1026,12 +1007,9 @@ static struct dagger__job *steal_ext(dagger__pool *p, struct worker *w, struct d
         }
         if (k < 0)
             continue;
-        if (keeps) /* the owner keeps its spawns (ext_worth saw it): judged by work per job */
-            holdback_took(&w->kp, (uint32_t)k);
-        else {
-            w->ext_t0 = dagger__now_ns();
-            w->ext_runs0 = dagger__self_tls.runs;
-        }
+        /* the owner keeps its spawns (ext_worth saw it): judged by work per job; otherwise by
+         * the work of the steal in all */
+        holdback_took(keeps ? &w->kp : &w->ext, keeps ? (uint32_t)k : 1);
         /* Not traced, as a take from the injection queue is not: a steal event has no task, so
          * sampling keeps every one, and one per batch took the budget of a bounded trace from
          * the runs of the tasks it kept. */
@@ -1667,8 +1645,15 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         w->pool = p;
         w->index = i;
         w->look_every = LINGER_LOOK_EVERY;
-        w->ext_work_ns = 4 * EXT_WORTH_NS; /* steal at once until steals are seen not to pay */
-        w->ext_task_ns = 4 * EXT_TASK_WORTH_NS;
+        /* steal at once until steals are seen not to pay */
+        w->ext = (struct holdback){.work_ns = 4 * EXT_WORTH_NS,
+                                   .age_ns = EXT_AGE_NS,
+                                   .worth_ns = EXT_TASK_WORTH_NS,
+                                   .jobs = 1,
+                                   .per_task = true,
+                                   .task_ns = 4 * EXT_TASK_WORTH_NS,
+                                   .min_ns = EXT_WORTH_NS,
+                                   .big_ns = EXT_BIG_NS};
         w->ws = (struct holdback){
             .work_ns = 4 * WS_WORTH_NS, .age_ns = EXT_AGE_NS, .worth_ns = WS_WORTH_NS, .jobs = 1};
         w->kp = (struct holdback){.work_ns = 4 * KP_WORTH_NS,
