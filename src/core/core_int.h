@@ -311,6 +311,9 @@ struct dagger_ctx {
     /* A thread outside the pool that waits spins this long (ns) before it sleeps, when the
      * workers leave a core free for it (fewer workers than CPUs, no ranks); else 0. */
     uint64_t wait_spin_ns;
+    /* The workers take every core and no ranks are attached: such a thread's spin yields the
+     * core every WAIT_YIELD_EVERY rounds (event.c), so that a worker it shares a core with runs. */
+    bool wait_yields;
     int rank, nranks; /* this process in the job (0 and 1 without ranks); set at open */
     void *ranks;      /* the ranks backend's state (src/net/mpi), NULL without ranks */
     uint64_t gen;

@@ -167,7 +167,8 @@ void dagger__ctx_set_ranks(dagger_ctx_t *ctx, int rank, int nranks, void *state,
     ctx->rank = rank;
     ctx->nranks = nranks;
     ctx->ranks = state;
-    ctx->wait_spin_ns = 0; /* the other ranks' processes may need the free core */
+    ctx->wait_spin_ns = 0;    /* the other ranks' processes may need the free core */
+    ctx->wait_yields = false; /* a yield hands the core to spinning progress threads */
     dagger__pool_set_idle_spin(ctx->pool, 0);
     ctx->exec[DAGGER__EXEC_REMOTE] = (dagger__executor){"rank", submit, state, NULL};
 }
@@ -303,6 +304,8 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
     if (o.num_threads < dagger__topo_default_threads()) {
         ctx->wait_spin_ns = (uint64_t)spin_us * 1000;
         dagger__pool_set_idle_spin(ctx->pool, ctx->wait_spin_ns);
+    } else {
+        ctx->wait_yields = true;
     }
     rc = dagger__topo_bind(ctx->pool, bind);
     if (rc) {

@@ -3,6 +3,7 @@
  * (a reply from another rank is due: dagger__pool_linger), then sleeps on a futex.
  * SPDX-License-Identifier: MIT
  */
+#include <limits.h>
 #include <sched.h>
 
 #include "core/core_int.h"
@@ -29,14 +30,26 @@ static void arm_waiter(void *arg)
  * reached a deque after it last looked (event_wait_group). */
 #define POLL_FIRST_NS 50000L
 #define POLL_MAX_NS 2000000L
+/* Where the workers take every core (ctx->wait_yields), the spin yields the core once in this
+ * many rounds. A thread outside the pool that waits is then one thread more than the cores, and
+ * a `pause` loop kept a worker on its core off it for the whole spin: the second worker of a
+ * fan-out from main (core.fib_cutoff at t=2 on 2 cores) took its first job 52-70 us after the
+ * first, about the spin's length, and 3 us with the yields (bench/RESULTS.md, 2026-12-06
+ * 07:30). With a core free, or with ranks (their progress threads spin), it never yields. */
+#define WAIT_YIELD_EVERY 32
+
 static int thread_wait(dagger_ctx_t *ctx, struct dagger__event *ev, int spin, void (*poll)(void *),
                        void *arg)
 {
     dagger__group_flush(); /* a worker that blocks (no stack to suspend on) counts first */
+    unsigned yield_mask = ctx && ctx->wait_yields ? WAIT_YIELD_EVERY - 1 : UINT_MAX;
     for (int i = 0; i < spin; i++) { /* ~50 us by default: cheaper than a futex round trip */
         if (dagger__ev_closed(atomic_load_explicit(&ev->head, memory_order_acquire)))
             return 0;
-        dagger__cpu_relax(); /* no yield here: see docs/design.md, "Waiting outside a task" */
+        if (((unsigned)i & yield_mask) == yield_mask)
+            sched_yield(); /* see WAIT_YIELD_EVERY and docs/design.md, "Waiting outside a task" */
+        else
+            dagger__cpu_relax();
     }
     /* Then yield the core rather than sleep, so that the result needs no futex wake-up (60-80
      * us on a virtual machine): while a reply from another rank is due (dagger__pool_linger),
