@@ -35,7 +35,7 @@ static void arm_waiter(void *arg)
  * a `pause` loop kept a worker on its core off it for the whole spin: the second worker of a
  * fan-out from main (core.fib_cutoff at t=2 on 2 cores) took its first job 52-70 us after the
  * first, about the spin's length, and 3 us with the yields (bench/RESULTS.md, 2026-12-06
- * 07:30). With a core free, or with ranks (their progress threads spin), it never yields. */
+ * 06:20). With a core free, or with ranks (their progress threads spin), it never yields. */
 #define WAIT_YIELD_EVERY 32
 
 static int thread_wait(dagger_ctx_t *ctx, struct dagger__event *ev, int spin, void (*poll)(void *),
