@@ -1,7 +1,8 @@
 # Makefile - the two commands of the README, and the rest, over CMake.
 #   make run         install what is missing, build, run the quickstart examples (threads)
 #   make test        the full test suite through ctest
-#   make bench       benchmarks side by side with the peers (BENCH_FILTER=<substring>)
+#   make bench       benchmarks side by side with the peers (BENCH_FILTER=<substring>,
+#                    BENCH_ROUNDS=<k>: every binary in turn k times, each row's best)
 #   make test-asan   the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-tsan   the suite under ThreadSanitizer
 #   make fuzz        every libFuzzer harness for FUZZ_TIME seconds (clang; tests/fuzz/)
@@ -78,7 +79,7 @@ bench:
 	sh scripts/install-deps --bench
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DDAGGER_BUILD_TESTS=OFF $(CMAKE_FLAGS)
 	cmake --build build-bench -j$(JOBS)
-	BENCH_FILTER="$(BENCH_FILTER)" sh bench/run.sh build-bench
+	BENCH_FILTER="$(BENCH_FILTER)" BENCH_ROUNDS="$(BENCH_ROUNDS)" sh bench/run.sh build-bench
 
 install:
 	cmake -S . -B build-install -DCMAKE_BUILD_TYPE=Release -DDAGGER_BUILD_TESTS=OFF \

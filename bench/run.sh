@@ -9,7 +9,14 @@
 #   BENCH_THREADS="1 2"  thread counts to run each binary with (default: 1 2, plus nproc if > 2)
 #   BENCH_REPS=n         repetitions per row (each binary has its own default)
 #   BENCH_TIMEOUT=s      seconds allowed per binary run (default 600, needs timeout(1))
+#   BENCH_ROUNDS=k       run the whole list k times in turn (default 1), so that dagger and each
+#                        peer alternate in time; the table keeps each row's best over the rounds.
+#                        A virtual machine's speed moves by 2x for minutes at a time: one round
+#                        compares rows taken minutes apart
 #   BENCH_RECORD=1       append a dated section (machine, command, table) to bench/RESULTS.md
+# Before each round and after the last, dagger-bench-capacity (bench/machine, when built) prints
+# how much work the CPUs do at once against one CPU: a virtual machine may run two CPUs on one
+# core, and t>=2 rows taken then read their t=1 figures whatever the runtime does.
 # Each binary prints `RESULT|<bench>|<impl>|<param>|<figure>|<unit>` lines; rows of dagger and
 # of a peer with the same bench and param are paired in the ratio table (dagger / peer).
 # Exit status: 0, or 1 when a binary failed (crash, wrong result, timeout) or none was found.
@@ -82,7 +89,27 @@ matches() {
     return 1
 }
 
+rounds=${BENCH_ROUNDS:-1}
+case $rounds in '' | *[!0-9]* | 0)
+    echo "run.sh: BENCH_ROUNDS must be a positive integer (got '$rounds')" >&2
+    exit 2
+    ;;
+esac
+capbin=$(find "$builddir" -type f -name dagger-bench-capacity -perm -u+x 2>/dev/null | head -n 1)
+: >"$tmp/capacity"
+# The capacity now, as "<x> of <n>" in $tmp/capacity, one line per probe.
+capacity() {
+    [ -n "$capbin" ] || return 0
+    c=$("$capbin" 2>/dev/null | awk -F'|' '$1 == "CAPACITY" { print $3 " of " $2 }')
+    [ -n "$c" ] || return 0
+    echo "$c" >>"$tmp/capacity"
+    echo "== machine: the CPUs do $c CPUs' work at once ($1)" >&2
+}
+
 nrun=0
+round=1
+while [ "$round" -le "$rounds" ]; do
+capacity "before round $round of $rounds"
 while IFS="$(printf '\t')" read -r name path; do
     if [ -n "$filter" ] && ! matches "$name" "$path"; then
         continue
@@ -115,6 +142,9 @@ while IFS="$(printf '\t')" read -r name path; do
         echo "   ($(($(date +%s) - start)) s)" >&2
     done
 done <"$tmp/bins"
+round=$((round + 1))
+done
+capacity "after the last round"
 
 if [ $nrun -eq 0 ]; then
     echo "run.sh: no benchmark matches BENCH_FILTER='$filter'" >&2
@@ -129,7 +159,9 @@ $1 == "RESULT" && NF >= 6 {
     b = $2; im = $3; p = $4; k = b SUBSEP p SUBSEP $6 # one row per unit: a bench may give two
     if (!(b in bidx)) bidx[b] = ++nb
     if (!(k in unit)) { nk++; keys[nk] = k; kb[k] = b; kp[k] = p; unit[k] = $6 }
-    val[k, im] = $5
+    # the best over rounds: each line is already the best of its binary repetitions
+    if (!((k, im) in val) || (better($6) == "lower" ? $5 + 0 < val[k, im] + 0 : $5 + 0 > val[k, im] + 0))
+        val[k, im] = $5
     if (im != "dagger" && !(im in isp)) { isp[im] = 1; peers[++np] = im }
 }
 END {
@@ -155,7 +187,10 @@ END {
             print "Ratio = dagger / peer. Times (ns/task, us/run, ms/run): lower is better, a ratio"
             print "below 1 means dagger is faster. Rates (unit ending in /s): higher is better."
             print "libgomp runs tasks inline on one thread, so its t=1 rows are not task costs: the"
-            print "t>=2 rows are the fair ones. Each figure is the best of BENCH_REPS runs."
+            print "t>=2 rows are the fair ones. Each figure is the best of BENCH_REPS runs" (rounds > 1 ? "," : ".")
+            if (rounds > 1) print "and of " rounds " rounds that ran every binary in turn (BENCH_ROUNDS)."
+            if (cap != "") print "The CPUs did the work of " cap " CPUs at once (dagger-bench-capacity, before each round and after the last)" (lowcap ? ":" : ".")
+            if (lowcap) print "below 90 % of them, the t>=2 rows of such a round ran on shared cores."
             print ""
             print hdr; print sep
         }
@@ -172,7 +207,9 @@ END {
         print line
     }
     if (rows == 0) print "(no (bench, param) pair has both dagger and a peer: no ratio table)"
-}' "$results" >"$tmp/table"
+}' rounds="$rounds" cap="$(awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 } END { if (NR) printf " of %s", $3 }' "$tmp/capacity")" \
+    lowcap="$(awk '$1 < 0.9 * $3 { low = 1 } END { print low + 0 }' "$tmp/capacity")" \
+    "$results" >"$tmp/table"
 
 echo ""
 cat "$tmp/table"
@@ -194,6 +231,7 @@ if [ "${BENCH_RECORD:-0}" = 1 ]; then
     [ -n "$filter" ] && cmd="BENCH_FILTER=$filter $cmd"
     [ -n "${BENCH_THREADS:-}" ] && cmd="BENCH_THREADS=\"$BENCH_THREADS\" $cmd"
     [ -n "${BENCH_REPS:-}" ] && cmd="BENCH_REPS=$BENCH_REPS $cmd"
+    [ "$rounds" -gt 1 ] && cmd="BENCH_ROUNDS=$rounds $cmd"
     {
         echo ""
         echo "## $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -202,6 +240,11 @@ if [ "${BENCH_RECORD:-0}" = 1 ]; then
         echo "- machine: $ncpu CPUs (nproc), $model, $(uname -sr)"
         echo "- commit: $commit"
         echo "- threads: $threads_list"
+        [ "$rounds" -gt 1 ] && echo "- rounds: $rounds (every binary in turn; each row's best over them)"
+        if [ -s "$tmp/capacity" ]; then
+            echo "- the CPUs did the work of this many at once (before each round, after the last):" \
+                "$(awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $0 }' "$tmp/capacity")"
+        fi
         if [ -s "$failures" ]; then
             echo "- failures:"
             sed 's/^/  - /' "$failures"
