@@ -1,7 +1,9 @@
 /* tools/icount.c - a fixed workload for counting instructions per task under callgrind.
  *
  * Timings on a shared or virtual machine are noisy; instruction counts are not. Usage:
- * `icount empty N` (N empty tasks in a sync group), `icount chain N` (N dependent tasks),
+ * `icount empty N` (N empty tasks in a sync group), `icount flat N` (N detached tasks of two
+ * arguments in a sync group, core.parfor's shape; `flat_main`: from main, core.empty_ext's),
+ * `icount chain N` (N dependent tasks),
  * `icount fib N` (fib(N) with a fetch in every task), `icount nested N` (N runs of the seed's
  * 20x6 loop from the main thread, as bench/core's core.nested row: 140 tasks a run, each inner
  * task an input of its outer one, in a sync group, then fetched), `icount groups N` (N runs of
@@ -89,6 +91,32 @@ static int groups(dagger_ctx_t *ctx, int64_t n)
     }
     return 0;
 }
+/* out[i] = i + 1: args (out, i). */
+static int flat_body(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int64_t *dst = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    dst[i] = i + 1;
+    return 0;
+}
+/* n detached tasks of two arguments in a sync group (flat: from a root task, core.parfor's
+ * shape; flat_main: from main, core.empty_ext's); nonzero on a failure or a wrong value. */
+static int flat(dagger_ctx_t *ctx, int64_t n)
+{
+    int64_t *out = calloc((size_t)n, sizeof *out);
+    if (!out || dagger_sync_begin(ctx)) {
+        free(out);
+        return 1;
+    }
+    for (int64_t i = 0; i < n; i++)
+        if (dagger_spawn_detached(ctx, flat_body, (void *)out, i))
+            break;
+    int rc = dagger_sync_end(ctx);
+    for (int64_t i = 0; i < n && !rc; i++)
+        rc = out[i] != i + 1;
+    free(out);
+    return rc;
+}
 static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     const char *what = dagger_arg_str(a, 0);
@@ -101,6 +129,8 @@ static int root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
             dagger_task_release(dagger_spawn(ctx, empty));
         return dagger_sync_end(ctx);
     }
+    if (!strcmp(what, "flat")) /* core.parfor's shape: detached, two arguments */
+        return flat(ctx, n);
     if (!strcmp(what, "groups"))
         return groups(ctx, n);
     if (!strcmp(what, "chain") || !strcmp(what, "chain3")) {
@@ -176,6 +206,8 @@ int main(int argc, char **argv)
         int rc = w[0] == 'n' ? nested(ctx, n) : groups(ctx, n);
         return rc | dagger_ctx_close(ctx);
     }
+    if (!strcmp(w, "flat_main")) /* core.empty_ext's shape: the flat loop from main */
+        return flat(ctx, n) | dagger_ctx_close(ctx);
     /* The root on the worker: main, which fetches it, would otherwise run it (and all it spawns,
      * through its own deque) when it takes it before the worker does, and the count would
      * measure whichever thread won. */

@@ -15,7 +15,7 @@ for lib in "$@"; do
     cc -O2 -I"$here/../include" "$here/icount.c" "$lib" \
         ${ICOUNT_LIBS:--lhwloc -lzstd -lsodium -lmosquitto -lnats} -lpthread -lm -ldl -o "$tmp/drv$k"
     # name:small:large:tasks between them (fib(n) runs 2 fib(n+1) - 1 tasks; a nested run 140)
-    for w in empty:50000:100000:50000 chain:25000:50000:25000 fib:17:18:3194 nested:200:400:28000 groups:200:400:28000 \
+    for w in empty:50000:100000:50000 flat:50000:100000:50000 flat_main:50000:100000:50000 chain:25000:50000:25000 fib:17:18:3194 nested:200:400:28000 groups:200:400:28000 \
         groups_main:200:400:28000 \
         chain3:25000:50000:25000; do
         name=${w%%:*}

@@ -221,7 +221,7 @@ DAGGER_NOINLINE static void set_self(struct worker *w)
     dagger__self_tls.index = w ? w->index : -1;
 }
 
-DAGGER_TLS struct dagger__self dagger__self_tls = {NULL, -1, 0};
+DAGGER_TLS struct dagger__self dagger__self_tls = {NULL, -1, 0, 0};
 
 DAGGER_NOINLINE int dagger__pool_self_fresh(const dagger__pool *p) { return dagger__pool_self(p); }
 
@@ -914,8 +914,10 @@ DAGGER_NOINLINE static bool submit_deep(dagger__pool *p, struct worker *w, struc
     struct dagger__deque *d = &w->dq;
     d->top_seen = atomic_load_explicit(&d->top, memory_order_acquire);
     if (may_keep && atomic_load_explicit(&d->bottom, memory_order_relaxed) - d->top_seen >=
-                        DAGGER__POOL_DEEP - 1)
+                        DAGGER__POOL_DEEP - 1) {
+        dagger__self_tls.deep_left = DAGGER__POOL_DEEP_STREAK - 1; /* see pool.h */
         return true;
+    }
     if (dq_push(d, j) != 0) { /* it could not grow: the injection queue takes it */
         jobq_push(&p->inject, j);
         notify_published(p, 0);
@@ -934,6 +936,8 @@ static inline bool submit_plain(dagger__pool *p, struct dagger__job *j, bool may
     struct worker *w = tls_worker; /* no switch in this function */
     if (!w || w->pool != p)
         return submit_external(p, j, may_keep);
+    if (may_keep && DAGGER_UNLIKELY(dagger__pool_still_deep()))
+        return true; /* the deque was deep a few spawns ago: no look at it (pool.h) */
     if (DAGGER_LIKELY(dq_push_room(&w->dq, j, DAGGER__POOL_DEEP - 1) == 0)) {
         if (p->n > 1) /* the only worker is this one: nobody to wake */
             notify(p, 0);
@@ -1115,6 +1119,7 @@ DAGGER_NOINLINE static struct dagger__job *try_get_all(dagger__pool *p, struct w
         return j;
     if (atomic_load_explicit(&p->heap_count, memory_order_relaxed) > 0 && (j = heap_pop(p, 1)))
         return j;
+    dagger__self_tls.deep_left = 0;
     if ((j = dq_pop(&w->dq)))
         return j;
     return try_get_shared(p, w);
@@ -1126,6 +1131,7 @@ static inline struct dagger__job *try_get(dagger__pool *p, struct worker *w)
     if (DAGGER_UNLIKELY(jobq_nonempty(&w->mailbox) ||
                         atomic_load_explicit(&p->heap_count, memory_order_relaxed) > 0))
         return try_get_all(p, w);
+    dagger__self_tls.deep_left = 0; /* the deque shrinks: the spawns look at it again */
     struct dagger__job *j = dq_pop(&w->dq);
     return DAGGER_LIKELY(j != NULL) ? j : try_get_shared(p, w);
 }
@@ -1381,8 +1387,10 @@ static void fiber_entry(void *arg)
 struct dagger__job *dagger__pool_pop_local(dagger__pool *p)
 {
     struct worker *w = tls_worker;
-    if (w && w->pool == p)
+    if (w && w->pool == p) {
+        dagger__self_tls.deep_left = 0;
         return dq_pop(&w->dq);
+    }
     return dagger__pool_ext_pop(p); /* the slot a thread outside the pool holds, if any */
 }
 
