@@ -936,13 +936,13 @@ static inline bool submit_plain(dagger__pool *p, struct dagger__job *j, bool may
     struct worker *w = tls_worker; /* no switch in this function */
     if (!w || w->pool != p)
         return submit_external(p, j, may_keep);
-    if (may_keep && DAGGER_UNLIKELY(dagger__pool_still_deep()))
-        return true; /* the deque was deep a few spawns ago: no look at it (pool.h) */
     if (DAGGER_LIKELY(dq_push_room(&w->dq, j, DAGGER__POOL_DEEP - 1) == 0)) {
         if (p->n > 1) /* the only worker is this one: nobody to wake */
             notify(p, 0);
         return false;
     }
+    if (may_keep && dagger__pool_still_deep())
+        return true; /* deep by top_seen, and by top a few spawns ago: no look at it (pool.h) */
     return submit_deep(p, w, j, may_keep);
 }
 
@@ -1119,7 +1119,6 @@ DAGGER_NOINLINE static struct dagger__job *try_get_all(dagger__pool *p, struct w
         return j;
     if (atomic_load_explicit(&p->heap_count, memory_order_relaxed) > 0 && (j = heap_pop(p, 1)))
         return j;
-    dagger__self_tls.deep_left = 0;
     if ((j = dq_pop(&w->dq)))
         return j;
     return try_get_shared(p, w);
@@ -1131,7 +1130,6 @@ static inline struct dagger__job *try_get(dagger__pool *p, struct worker *w)
     if (DAGGER_UNLIKELY(jobq_nonempty(&w->mailbox) ||
                         atomic_load_explicit(&p->heap_count, memory_order_relaxed) > 0))
         return try_get_all(p, w);
-    dagger__self_tls.deep_left = 0; /* the deque shrinks: the spawns look at it again */
     struct dagger__job *j = dq_pop(&w->dq);
     return DAGGER_LIKELY(j != NULL) ? j : try_get_shared(p, w);
 }
@@ -1387,10 +1385,8 @@ static void fiber_entry(void *arg)
 struct dagger__job *dagger__pool_pop_local(dagger__pool *p)
 {
     struct worker *w = tls_worker;
-    if (w && w->pool == p) {
-        dagger__self_tls.deep_left = 0;
+    if (w && w->pool == p)
         return dq_pop(&w->dq);
-    }
     return dagger__pool_ext_pop(p); /* the slot a thread outside the pool holds, if any */
 }
 

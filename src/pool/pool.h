@@ -77,9 +77,8 @@ struct dagger__self {
     const dagger__pool *pool;
     int index;
     uint64_t runs; /* tasks this thread started (the core counts them): the hold-back's measure */
-    /* Plain spawns from a task that may still run at once without a look at the worker's deque:
-     * set when a spawn found it deep (DAGGER__POOL_DEEP_STREAK), cleared when the worker pops it.
-     */
+    /* Plain spawns from a task that may still run at once without a read of the worker's `top`
+     * while its deque looks deep by the cached one (DAGGER__POOL_DEEP_STREAK). */
     uint32_t deep_left;
 };
 extern __thread __attribute__((tls_model("initial-exec"))) struct dagger__self dagger__self_tls;
@@ -88,18 +87,19 @@ extern __thread __attribute__((tls_model("initial-exec"))) struct dagger__self d
  * may keep the thread pointer of before the call in a register). */
 int dagger__pool_self_fresh(const dagger__pool *p);
 
-/* After a spawn found the calling worker's deque deep (dagger__pool_submit_plain returned true),
- * this many more plain spawns from a task run at once on the spawner's stack without a look at
- * the deque: each spawn of a flat loop past the deep mark read the deque's `top` line (which the
- * thieves write) in a call of its own to learn it again. With the streak, 529 -> 506 instructions
- * a task (tools/icount.c, `flat`), core.parfor and core.empty 2-4 % faster (bench/RESULTS.md,
- * 2026-12-06 07:30). A pop from the deque ends the streak; a steal that makes room is seen at
- * the streak's end. The check sits in the pool's submit, not in the spawn: there it cost the
- * main thread's spawns 3-5 instructions and 3-7 % (code layout). */
+/* After a spawn found the calling worker's deque deep by its `top` (dagger__pool_submit_plain
+ * returned true), this many more plain spawns from a task that find it deep by the cached top run
+ * at once on the spawner's stack without reading `top` again: each spawn of a flat loop past the
+ * deep mark read that line (which the thieves write) in a call of its own. A steal that made
+ * room is seen at the streak's end; the worker's own pops make room the cached top sees. 529 ->
+ * 512 instructions a task (tools/icount.c, `flat`), core.parfor and core.empty 1-8 % faster
+ * (bench/RESULTS.md, 2026-12-06 07:30). The check runs only for a spawn that found the deque
+ * deep by the cached top: before the push it cost fib 9 instructions a task, and in the spawn
+ * itself (task.c) the main thread's spawns 3-7 % in time (code layout). */
 #define DAGGER__POOL_DEEP_STREAK 32
 
-/* True (and one spawn taken) while the streak lasts. The caller checks that it is a worker of
- * the pool (a worker of another context's pool may hold a streak of its own). */
+/* True (and one spawn taken) while the streak lasts. The caller is a worker of the pool whose
+ * deque looks deep (a worker of another context's pool may hold a streak of its own). */
 static inline bool dagger__pool_still_deep(void)
 {
     if (__builtin_expect(dagger__self_tls.deep_left == 0, 1))
