@@ -1065,8 +1065,13 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
          b = atomic_load_explicit(&b->next_buf, memory_order_relaxed)) {
         if (atomic_load_explicit(&b->gen, memory_order_acquire) != gen)
             continue;
-        int64_t last = 0;  /* the buffer's last stamp */
-        int64_t after = 0; /* inferred events since then */
+        /* The buffer's last stamp in ns, and the events inferred since (each 1 ns later). A
+         * stamp that would fall at or before the event before it (a loop of events that lean on
+         * an older stamp ran faster than 1 ns each: the trace test's loop of spawns on a 5 GHz
+         * core) moves 1 ns after it, so that a thread's events keep its order. */
+        int64_t base = dagger__trace_to_ns(0);
+        int64_t after = 0;
+        int64_t prev = INT64_MIN; /* the buffer's previous event, in ns */
         for (struct chunk *c = chunk_next(b, NULL); c && !rc; c = chunk_next(b, c)) {
             uint32_t n = records_from(c->w, c->w + CHUNK_WORDS);
             struct dtr_ev e;
@@ -1086,16 +1091,19 @@ int dagger__trace_buf_collect(uint32_t gen, struct dtr_snap *s)
             for (uint32_t k = 0; k < n && chunk_ev(c, &i, &e); k++) {
                 if (e.flags & DTR_F_INFER) {
                     after++;
-                    e.ts = last;
+                    e.ts = base + after;
                 } else {
                     after = 0;
-                    last = e.ts;
+                    e.ts = dagger__trace_to_ns(e.ts);
+                    if (e.ts <= prev)
+                        e.ts = prev + 1;
+                    base = e.ts;
                 }
+                prev = e.ts;
                 if (sampled_out_at(e.id, sh) || (e.kind == DTR_EDGE && sampled_out_at(e.arg, sh))) {
                     thinned++;
                     continue;
                 }
-                e.ts = dagger__trace_to_ns(e.ts) + after;
                 if (e.flags & DTR_F_STR) {
                     uint32_t idx;
                     rc = strmap_put(&map, s, (const char *)(uintptr_t)e.arg, &idx);
