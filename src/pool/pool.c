@@ -594,6 +594,21 @@ static inline void steal_sample(struct worker *w)
     holdback_fold(&w->kp);
 }
 
+/* A hold-back whose steals pay from worth_ns a job, or (big_ns non-zero: judged per task run as
+ * well) from big_ns a job, or min_ns a job and worth_ns a task. Its means start at 4 times their
+ * marks: a worker steals at once until steals are seen not to pay. */
+static struct holdback holdback_start(uint64_t worth_ns, uint64_t min_ns, uint64_t big_ns)
+{
+    return (struct holdback){.work_ns = 4 * (min_ns > worth_ns ? min_ns : worth_ns),
+                             .age_ns = EXT_AGE_NS,
+                             .worth_ns = worth_ns,
+                             .jobs = 1,
+                             .per_task = big_ns != 0,
+                             .task_ns = 4 * worth_ns,
+                             .min_ns = min_ns,
+                             .big_ns = big_ns};
+}
+
 /* A steal of `jobs` jobs judged by h was taken now. */
 static inline void holdback_took(struct holdback *h, uint32_t jobs)
 {
@@ -1649,24 +1664,9 @@ int dagger__pool_open(dagger__pool **out, int n, size_t stack_size, dagger__run_
         w->pool = p;
         w->index = i;
         w->look_every = LINGER_LOOK_EVERY;
-        /* steal at once until steals are seen not to pay */
-        w->ext = (struct holdback){.work_ns = 4 * EXT_WORTH_NS,
-                                   .age_ns = EXT_AGE_NS,
-                                   .worth_ns = EXT_TASK_WORTH_NS,
-                                   .jobs = 1,
-                                   .per_task = true,
-                                   .task_ns = 4 * EXT_TASK_WORTH_NS,
-                                   .min_ns = EXT_WORTH_NS,
-                                   .big_ns = EXT_BIG_NS};
-        w->ws = (struct holdback){
-            .work_ns = 4 * WS_WORTH_NS, .age_ns = EXT_AGE_NS, .worth_ns = WS_WORTH_NS, .jobs = 1};
-        w->kp = (struct holdback){.work_ns = 4 * KP_WORTH_NS,
-                                  .age_ns = EXT_AGE_NS,
-                                  .worth_ns = KP_WORTH_NS,
-                                  .jobs = 1,
-                                  .per_task = true,
-                                  .task_ns = 4 * KP_WORTH_NS,
-                                  .big_ns = KP_BIG_NS};
+        w->ext = holdback_start(EXT_TASK_WORTH_NS, EXT_WORTH_NS, EXT_BIG_NS);
+        w->ws = holdback_start(WS_WORTH_NS, 0, 0);
+        w->kp = holdback_start(KP_WORTH_NS, 0, KP_BIG_NS);
         for (int k = 0; k < EXT_SLOTS; k++)
             w->ext_seen[k].v = -1;
         for (int k = 0; k < WS_SEEN; k++)

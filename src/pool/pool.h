@@ -98,8 +98,8 @@ int dagger__pool_self_fresh(const dagger__pool *p);
  * itself (task.c) the main thread's spawns 3-7 % in time (code layout). */
 #define DAGGER__POOL_DEEP_STREAK 32
 
-/* True (and one spawn taken) while the streak lasts. The caller is a worker of the pool whose
- * deque looks deep (a worker of another context's pool may hold a streak of its own). */
+/* True (and one spawn taken) while the streak lasts. The caller is the worker whose deque looks
+ * deep by its cached top (pool.c, submit_plain). */
 static inline bool dagger__pool_still_deep(void)
 {
     if (__builtin_expect(dagger__self_tls.deep_left == 0, 1))
