@@ -164,6 +164,7 @@ enum {
     TF_EARLY = 1u << 8,        /* sent to another rank before it was ready (ctx->early) */
     TF_TIMED = 1u << 9,        /* its runs are timed for the cost model: a job, or opts.impls */
     TF_LAZY_DEPS = 1u << 10,   /* inputs taken without a reference, not yet registered */
+    TF_TINY_TIMED = 1u << 11,  /* a tiny function's, queued to be timed (task.c, keep_tiny) */
 };
 
 /* The rarely used fields of a task: options few tasks set (userdata, hooks, implementations, a
@@ -621,6 +622,19 @@ void dagger__ctx_count_idle(dagger_ctx_t *ctx, int worker);
  * kept as the slot's credits given back first (a group's end, a task main ran: run_awaited). */
 void dagger__ctx_ext_release(dagger_ctx_t *ctx);
 struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud);
+/* The same, timed for the table of tiny functions (task.c, "Tiny functions"). */
+struct dagger__job *dagger__task_run_timed(struct dagger__job *j);
+/* A thread outside the pool runs `j` at the end of a task's group: timed when the spawn queued it
+ * to be (TF_TINY_TIMED: one in DAGGER__TINY_EVERY of a tiny function's candidates). */
+#define DAGGER__TINY_EVERY 64
+static inline struct dagger__job *dagger__task_run_outside(struct dagger__job *j)
+{
+    if (DAGGER_LIKELY(!(((const dagger_task_t *)j)->flags & TF_TINY_TIMED)))
+        return dagger__task_run(j, NULL);
+    return dagger__task_run_timed(j);
+}
+/* Tests only: a function whose timed runs average under this many ns is tiny (task.c). */
+extern uint32_t dagger__tiny_ns;
 struct frame **dagger__queue_frames_slot(void);
 /* Drop the holds of a closed bulk frame's tasks. */
 void dagger__task_unhold(dagger_task_t *t);

@@ -54,12 +54,14 @@ int dagger__task_check_wait(dagger_task_t *t, const char *what)
  * just before, in the same loop, with no user code since that child's finish: `j`'s start
  * leans on that finish's stamp (trace.h, dagger__trace_follow) where it would read the clock. */
 static inline void run_on_stack(dagger_task_t *me, dagger__pool *pool, struct dagger__job *j,
-                                bool chained)
+                                bool chained, bool outside)
 {
     if (chained)
         DAGGER__TRACE(dagger__trace_follow(((dagger_task_t *)j)->id));
     ((dagger_task_t *)j)->help_depth = (uint16_t)(me->help_depth + 1);
-    struct dagger__job *next = dagger__task_run(j, NULL);
+    /* `outside`: on a thread outside the pool, where the run counts for its function's tiny
+     * mean (task.c) */
+    struct dagger__job *next = outside ? dagger__task_run_outside(j) : dagger__task_run(j, NULL);
     dagger__task_set_cur(me);
     if (next)
         dagger__pool_push_local(pool, next);
@@ -77,7 +79,7 @@ static inline bool run_child(dagger_task_t *me, dagger__pool *pool, bool chained
         dagger__pool_push_local(pool, j);
         return false;
     }
-    run_on_stack(me, pool, j, chained);
+    run_on_stack(me, pool, j, chained, false);
     return true;
 }
 
@@ -94,7 +96,7 @@ bool dagger__task_run_on_stack(dagger_task_t *me, struct dagger__job *j)
     }
     if (me->help_depth >= HELP_DEPTH_MAX)
         return false;
-    run_on_stack(me, me->ctx->pool, j, false);
+    run_on_stack(me, me->ctx->pool, j, false, false); /* kept tasks: untimed (task.c, keep) */
     return true;
 }
 
@@ -128,7 +130,7 @@ static bool run_child_outside(dagger_task_t *me, dagger__pool *pool, bool chaine
     while ((j = dagger__pool_ext_pop(pool)) != NULL) {
         dagger_task_t *c = (dagger_task_t *)j;
         if (!j->fiber && c->parent == me && dagger__task_runs_anywhere(c)) {
-            run_on_stack(me, pool, j, chained);
+            run_on_stack(me, pool, j, chained, true);
             return true;
         }
         dagger__pool_hand_off(pool, j);

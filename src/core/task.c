@@ -54,6 +54,102 @@ static uint64_t next_id(dagger_ctx_t *ctx)
     return tls_ids.next++;
 }
 
+/* ---------------------------------------------------------------- tiny functions */
+
+/* A thread outside the pool (main) that runs a task for a group it ends itself, or past its
+ * slot's deep mark (as dagger__task_help_group: not a task a fetch runs there, run_awaited),
+ * runs that task's plain spawns of a tiny function at once, before dagger_spawn returns
+ * (run_undeferred, as a spawn past the deep mark): no push to its slot, no pop and its locked
+ * operation at the task's group end, where the thread would run them anyway unless a worker
+ * stole them meanwhile, which tasks of a few hundred ns do not pay for (pool.c, "Holding back":
+ * a task of 165 ns that a worker steals from main costs it 310; one of 290 gains). Tiny: the
+ * function's runs on such a thread average under TINY_NS; they are timed where the thread runs
+ * them at a group's end (dagger__task_run_outside), one spawn in DAGGER__TINY_EVERY of those it
+ * would keep being queued to be timed (by task id), so that a function is learnt, and one whose
+ * timed run takes TINY_LONG_NS or more stops being tiny at once: the runs a changed function
+ * makes before its next timed one are what a wrong guess costs. Only a group's first
+ * TINY_GROUP_MAX spawns (a large one keeps its course), and never the thread's own spawns:
+ * where it spawns a graph that a worker runs as it is made (core.tree: 2^18 tasks, each the input
+ * of two), tasks it ran at once made the later ones ready at their spawn, in its slot, and the
+ * worker took them from there (21-37 % slower at t=1 and t=2). core.nested_groups at t=1:
+ * 4.55 -> 4.1 us a run (bench/RESULTS.md, 2026-12-06 09:10). Functions go by a direct-mapped
+ * table shared by every context (a function is one process-wide), one word an entry: the tag of
+ * the function's hash (32 bits), the timed runs (8, saturating) and their moving mean in ns (24,
+ * saturating), so a racy update by two threads keeps one of them whole. The scheduler's cost
+ * model (sched/cost.c) keeps a history per function too, under locks, for placing tasks on
+ * ranks; a spawn reads this one without any. */
+#define TINY_NS 200
+#define TINY_LONG_NS 2000
+#define TINY_FNS 512
+#define TINY_GROUP_MAX 256
+#define TINY_MEAN_MAX ((1u << 24) - 1)
+uint32_t dagger__tiny_ns = TINY_NS;
+static _Atomic uint64_t tiny_fns[TINY_FNS];
+
+static inline uint64_t tiny_hash(dagger_fn_t fn)
+{
+    return (uint64_t)(uintptr_t)fn * 0x9E3779B97F4A7C15ull;
+}
+
+static inline bool tiny_fn(dagger_fn_t fn)
+{
+    uint64_t h = tiny_hash(fn);
+    uint64_t e = atomic_load_explicit(&tiny_fns[h >> 55], memory_order_relaxed);
+    return (uint32_t)(e >> 32) == ((uint32_t)h | 1) && ((e >> 24) & 0xff) >= 2 &&
+           (e & TINY_MEAN_MAX) < dagger__tiny_ns;
+}
+
+static void tiny_note(dagger_fn_t fn, uint64_t ns)
+{
+    uint64_t h = tiny_hash(fn);
+    uint32_t tag = (uint32_t)h | 1;
+    _Atomic uint64_t *slot = &tiny_fns[h >> 55];
+    uint64_t e = atomic_load_explicit(slot, memory_order_relaxed);
+    uint64_t n = 0, mean = 0;
+    if ((uint32_t)(e >> 32) == tag) {
+        n = (e >> 24) & 0xff;
+        mean = e & TINY_MEAN_MAX;
+    }
+    if (ns >= TINY_LONG_NS && ns >= dagger__tiny_ns)
+        mean = TINY_MEAN_MAX; /* long once: not tiny until short runs bring the mean down */
+    else
+        mean = n ? (3 * mean + ns) / 4 : ns;
+    if (mean > TINY_MEAN_MAX)
+        mean = TINY_MEAN_MAX;
+    n += n < 0xff;
+    atomic_store_explicit(slot, (uint64_t)tag << 32 | n << 24 | mean, memory_order_relaxed);
+}
+
+struct dagger__job *dagger__task_run_timed(struct dagger__job *j)
+{
+    const dagger_task_t *t = (const dagger_task_t *)j;
+    dagger_fn_t fn = t->fn; /* t may be gone after its run */
+    uint64_t t0 = dagger__now_ns();
+    struct dagger__job *next = dagger__task_run(j, NULL);
+    tiny_note(fn, dagger__now_ns() - t0);
+    return next;
+}
+
+/* A plain ready task that the running task, on a thread outside the pool, spawns in a group of
+ * its own: true when it runs at once (run_undeferred), its function being tiny (above). */
+DAGGER_NOINLINE static bool keep_tiny(dagger_task_t *t)
+{
+    struct group *g = t->group;
+    if (!g || g->spawned > TINY_GROUP_MAX ||
+        (dagger__helping_tls.g == NULL && !dagger__helping_tls.undeferred) ||
+        atomic_load_explicit(&t->place, memory_order_relaxed))
+        return false;
+    /* One in DAGGER__TINY_EVERY is queued after all, marked: the thread times it where it runs
+     * it (the group's end, dagger__task_run_outside), so that the function is learnt, and one
+     * whose tasks became longer stops being kept, without a test in the run of every task (the
+     * record is still the spawner's here). */
+    if ((t->id & (DAGGER__TINY_EVERY - 1)) == 0) {
+        t->flags |= TF_TINY_TIMED;
+        return false;
+    }
+    return tiny_fn(t->fn) && dagger__pool_ext_held(t->ctx->pool);
+}
+
 /* ---------------------------------------------------------------- the task value kind */
 
 static int task_own(dagger_value_t *v)
@@ -1752,6 +1848,10 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
          * task itself (thread -1), as at the group's end (core.empty_ext: 104-112 -> 42-50
          * ns a task; without, a million records waited in the slot or crossed to the
          * worker). */
+        if (DAGGER_UNLIKELY(w < 0) && me && plain && o == NULL && keep_tiny(t)) {
+            run_undeferred(me, t, plain, tracing);
+            return t;
+        }
         if (DAGGER_UNLIKELY(submit_ready_as(t, o == NULL, me != NULL || w < 0)))
             run_undeferred(me, t, plain, tracing);
         return t;

@@ -1,0 +1,260 @@
+/* tests/test_core_tiny.c - tiny functions run at their spawn on a thread outside the pool (issue
+ * 17, src/core/task.c, "Tiny functions").
+ *
+ * Main ends a sync group of outer tasks, which it runs itself; each outer task spawns inner
+ * tasks in a group of its own. Once the inner function is learnt tiny (its timed runs on main
+ * average under dagger__tiny_ns), such a spawn runs the inner task before dagger_spawn returns,
+ * on main (thread -1). The cases set dagger__tiny_ns themselves, so that what is tiny does not
+ * depend on the machine's speed (or a sanitizer's), and check the values, the errors, that a
+ * function whose tasks became long stops being run this way, and that main's own spawns, a
+ * spawn with options and a group past the deep mark's count are never run this way.
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/core_int.h"
+#include "harness.h"
+
+enum { INNER = 6, OUTER = 20 };
+
+/* What an inner task saw: set by it, read by its spawner right after dagger_spawn returned. */
+struct mark {
+    _Atomic int ran;    /* 1 once the body ran */
+    _Atomic int thread; /* dagger_tc_thread in the body */
+};
+
+static _Atomic long slow_ns; /* > 0: each inner body spins this long (its tasks became long) */
+
+static void spin_ns(long ns)
+{
+    for (uint64_t end = dagger__now_ns() + (uint64_t)ns; dagger__now_ns() < end;)
+        ;
+}
+
+/* inner(mark, out, v): out = v * 2 + 1; v == -1 fails */
+static int inner(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    struct mark *m = dagger_arg_ptr(a, 0);
+    int64_t *o = dagger_arg_ptr(a, 1);
+    int64_t v = dagger_arg_i64(a, 2);
+    long slow = atomic_load(&slow_ns);
+    if (slow > 0)
+        spin_ns(slow);
+    atomic_store(&m->thread, dagger_tc_thread(tc));
+    atomic_store(&m->ran, 1);
+    if (v == -1)
+        return dagger_fail(tc, DAGGER_ETASK, "inner task %d refused its value", 7);
+    *o = v * 2 + 1;
+    return 0;
+}
+
+/* What one outer task saw of its inner spawns: how many ran at their spawn, on main. */
+struct outer_out {
+    int64_t vals[INNER];
+    struct mark marks[INNER];
+    _Atomic int at_spawn; /* ran before dagger_spawn returned, on thread -1 */
+    int end_rc;
+    char end_msg[256];
+};
+
+/* outer(out, base, with_opts, fail_at): a group of INNER inner tasks of values base + j (the
+ * one at fail_at gets -1), spawned with a priority option when with_opts. */
+static int outer(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    struct outer_out *o = dagger_arg_ptr(a, 0);
+    int64_t base = dagger_arg_i64(a, 1);
+    bool with_opts = dagger_arg_i64(a, 2) != 0;
+    int64_t fail_at = dagger_arg_i64(a, 3);
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    int rc = dagger_sync_begin(ctx);
+    if (rc)
+        return rc;
+    for (int j = 0; j < INNER; j++) {
+        struct mark *m = &o->marks[j];
+        atomic_store(&m->ran, 0);
+        atomic_store(&m->thread, -2);
+        int64_t v = j == fail_at ? -1 : base + j;
+        int src;
+        if (with_opts) {
+            dagger_task_opts_t op;
+            dagger_task_opts_init(&op);
+            op.priority = 1;
+            dagger_task_t *t =
+                dagger_spawn_opts(ctx, &op, inner, (void *)m, (void *)&o->vals[j], v);
+            src = t ? 0 : DAGGER_ENOMEM;
+            dagger_task_release(t);
+        } else {
+            src = dagger_spawn_detached(ctx, inner, (void *)m, (void *)&o->vals[j], v);
+        }
+        if (src)
+            break;
+        if (atomic_load(&m->ran) && atomic_load(&m->thread) == -1)
+            atomic_fetch_add(&o->at_spawn, 1);
+    }
+    o->end_rc = dagger_sync_end(ctx);
+    snprintf(o->end_msg, sizeof o->end_msg, "%s", o->end_rc ? dagger_last_errmsg() : "");
+    return 0;
+}
+
+static struct outer_out outs[OUTER];
+
+/* One run from main: a group of OUTER outer tasks (fail_at: the inner index that fails in outer
+ * task 0, -2 none); checks every value and returns how many inner tasks ran at their spawn. */
+static int run_once(dagger_ctx_t *ctx, int64_t base, bool with_opts, int64_t fail_at)
+{
+    memset(outs, 0, sizeof outs);
+    ASSERT_OK(dagger_sync_begin(ctx));
+    for (int i = 0; i < OUTER; i++)
+        ASSERT_OK(dagger_spawn_detached(ctx, outer, (void *)&outs[i], base + 100 * i,
+                                        (int64_t)with_opts, i == 0 ? fail_at : (int64_t)-2));
+    ASSERT_OK(dagger_sync_end(ctx));
+    int at_spawn = 0;
+    for (int i = 0; i < OUTER; i++) {
+        at_spawn += atomic_load(&outs[i].at_spawn);
+        for (int j = 0; j < INNER; j++) {
+            ASSERT_EQ(atomic_load(&outs[i].marks[j].ran), 1);
+            if (i == 0 && j == fail_at)
+                continue;
+            ASSERT_EQ(outs[i].vals[j], (base + 100 * i + j) * 2 + 1);
+        }
+        if (i == 0 && fail_at >= 0) {
+            ASSERT_EQ(outs[i].end_rc, DAGGER_ETASK);
+            ASSERT_STR_HAS(outs[i].end_msg, "inner task 7 refused its value");
+        } else {
+            ASSERT_OK(outs[i].end_rc);
+        }
+    }
+    return at_spawn;
+}
+
+/* A context of one worker where the inner function is learnt tiny (`tiny_ns` the mark; inner
+ * tasks fast): runs until some inner task ran at its spawn, at most 2000 runs (its timed samples
+ * would all have to go to the worker, which steals them, for none to). */
+static dagger_ctx_t *learnt_ctx(uint32_t tiny_ns)
+{
+    dagger__tiny_ns = tiny_ns;
+    atomic_store(&slow_ns, 0);
+    dagger_ctx_t *ctx = test_ctx(1);
+    bool learnt = false;
+    for (int r = 0; r < 2000 && !learnt; r++)
+        learnt = run_once(ctx, r, false, -2) > 0;
+    ASSERT_TRUE(learnt);
+    return ctx;
+}
+
+static void close_ctx(dagger_ctx_t *ctx)
+{
+    atomic_store(&slow_ns, 0);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    dagger__tiny_ns = 200; /* TINY_NS */
+}
+
+TEST(tiny_inner_tasks_run_at_their_spawn_on_main_with_the_same_values)
+{
+    dagger_ctx_t *ctx = learnt_ctx(1000000000u); /* every timed run is tiny */
+    /* Learnt: nearly every inner spawn runs at once now (one in DAGGER__TINY_EVERY is queued to
+     * be timed again; a worker may take an outer task now and then, whose spawns are its own). */
+    int at_spawn = 0;
+    for (int r = 0; r < 20; r++)
+        at_spawn += run_once(ctx, 1000 + r, false, -2);
+    ASSERT_TRUE(at_spawn > 20 * OUTER * INNER / 2);
+    close_ctx(ctx);
+}
+
+TEST(tiny_a_failure_of_a_task_run_at_its_spawn_reaches_its_group)
+{
+    dagger_ctx_t *ctx = learnt_ctx(1000000000u);
+    for (int r = 0; r < 10; r++)
+        (void)run_once(ctx, 3000 + r, false, 2); /* outer 0's group ends with inner 2's error */
+    close_ctx(ctx);
+}
+
+TEST(tiny_a_function_whose_tasks_became_long_is_queued_again)
+{
+    /* Tiny below 1 ms; the long phase spins 1.5 ms a task, past both marks (TINY_LONG_NS). */
+    dagger_ctx_t *ctx = learnt_ctx(1000000u);
+    atomic_store(&slow_ns, 1500000);
+    /* The next timed run (one in DAGGER__TINY_EVERY spawns, queued) ends it: within a few runs
+     * of OUTER * INNER spawns, a whole run goes without a task run at its spawn. */
+    bool stopped = false;
+    for (int r = 0; r < 8 && !stopped; r++)
+        stopped = run_once(ctx, 5000 + r, false, -2) == 0;
+    ASSERT_TRUE(stopped);
+    close_ctx(ctx);
+}
+
+TEST(tiny_spawns_with_options_are_queued_as_before)
+{
+    dagger_ctx_t *ctx = learnt_ctx(1000000000u);
+    for (int r = 0; r < 10; r++)
+        ASSERT_EQ(run_once(ctx, 7000 + r, true, -2), 0);
+    close_ctx(ctx);
+}
+
+/* main's own spawns in its group, marks[i] set by the tasks */
+static struct mark flat_marks[4096];
+static int64_t flat_vals[4096];
+
+enum { BIG = 400, BIG_KEPT_MAX = 256 }; /* TINY_GROUP_MAX in src/core/task.c */
+static _Atomic int big_late_at_spawn, big_early_at_spawn;
+
+/* big_outer(): a group of BIG inner tasks (flat_marks, flat_vals); counts those run at their
+ * spawn among the first BIG_KEPT_MAX and after them. */
+static int big_outer(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    dagger_ctx_t *ctx = dagger_tc_ctx(tc);
+    int rc = dagger_sync_begin(ctx);
+    for (int j = 0; j < BIG && rc == 0; j++) {
+        struct mark *m = &flat_marks[j];
+        atomic_store(&m->ran, 0);
+        atomic_store(&m->thread, -2);
+        rc = dagger_spawn_detached(ctx, inner, (void *)m, (void *)&flat_vals[j], (int64_t)j);
+        if (rc == 0 && atomic_load(&m->ran) && atomic_load(&m->thread) == -1)
+            atomic_fetch_add(j < BIG_KEPT_MAX ? &big_early_at_spawn : &big_late_at_spawn, 1);
+    }
+    int end = dagger_sync_end(ctx);
+    return rc ? rc : end;
+}
+
+TEST(tiny_mains_own_spawns_and_a_large_groups_rest_are_queued)
+{
+    dagger_ctx_t *ctx = learnt_ctx(1000000000u);
+    /* main's own spawns: they wait in its slot (a worker that takes them may run one before the
+     * spawn returns, on its own thread: not -1) */
+    for (int r = 0; r < 20; r++) {
+        ASSERT_OK(dagger_sync_begin(ctx));
+        int at_spawn = 0;
+        for (int i = 0; i < 200; i++) {
+            struct mark *m = &flat_marks[i];
+            atomic_store(&m->ran, 0);
+            atomic_store(&m->thread, -2);
+            ASSERT_OK(
+                dagger_spawn_detached(ctx, inner, (void *)m, (void *)&flat_vals[i], (int64_t)i));
+            at_spawn += atomic_load(&m->ran) && atomic_load(&m->thread) == -1;
+        }
+        ASSERT_OK(dagger_sync_end(ctx));
+        ASSERT_EQ(at_spawn, 0);
+        for (int i = 0; i < 200; i++)
+            ASSERT_EQ(flat_vals[i], i * 2 + 1);
+    }
+    /* a task main runs for its group that spawns a large group: its first spawns may run at
+     * once, never those past the mark (the rest of a large group keeps the slot's course) */
+    atomic_store(&big_early_at_spawn, 0);
+    atomic_store(&big_late_at_spawn, 0);
+    for (int r = 0; r < 10; r++) {
+        ASSERT_OK(dagger_sync_begin(ctx));
+        ASSERT_OK(dagger_spawn_detached(ctx, big_outer));
+        ASSERT_OK(dagger_sync_end(ctx));
+        for (int i = 0; i < BIG; i++)
+            ASSERT_EQ(flat_vals[i], i * 2 + 1);
+    }
+    ASSERT_EQ(atomic_load(&big_late_at_spawn), 0);
+    close_ctx(ctx);
+}
+
+TEST_LIST(tiny_inner_tasks_run_at_their_spawn_on_main_with_the_same_values,
+          tiny_a_failure_of_a_task_run_at_its_spawn_reaches_its_group,
+          tiny_a_function_whose_tasks_became_long_is_queued_again,
+          tiny_spawns_with_options_are_queued_as_before,
+          tiny_mains_own_spawns_and_a_large_groups_rest_are_queued)
