@@ -9,6 +9,7 @@
 
 #include "harness.h"
 
+#include "core/core_int.h" /* dagger__tiny_ns */
 #include "dagger/chunk.h"
 
 #define MAXN 256
@@ -49,7 +50,9 @@ static uint64_t expect_leaf(int64_t index)
     return mix(1469598103934665603ull % P, (uint64_t)index);
 }
 
-static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads)
+/* `plain`: every spawn without options, in a sync group (main's own, from one call site: small
+ * groups whose tiny spawns run at once, src/core/task.c). */
+static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads, bool plain)
 {
     int n = (int)(test_rand(seed) % (MAXN - 1)) + 2;
     struct node nodes[MAXN];
@@ -60,7 +63,7 @@ static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads)
     dagger_scope_t *scopes[4];
     for (int t = 0; t < nthreads; t++)
         scopes[t] = dagger_scope_thread(t);
-    int use_group = test_rand(seed) % 4 == 0;
+    int use_group = plain || test_rand(seed) % 4 == 0;
     if (use_group)
         ASSERT_OK(dagger_sync_begin(ctx));
     int first_err_possible = 0;
@@ -73,6 +76,8 @@ static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads)
         nd->nested = test_rand(seed) % 10 == 0;
         nd->priority = test_rand(seed) % 16 == 0 ? (int)(test_rand(seed) % 5) - 2 : 0;
         nd->pinned = test_rand(seed) % 16 == 0 ? (int)(test_rand(seed) % (uint64_t)nthreads) : -1;
+        if (plain)
+            nd->priority = 0, nd->pinned = -1;
         dagger_value_t argv[2 + MAXK];
         argv[0] = dagger_i64(i);
         argv[1] = dagger_i64(nd->fails | (nd->nested << 1));
@@ -82,7 +87,7 @@ static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads)
         dagger_task_opts_init(&o);
         o.priority = nd->priority;
         o.scope = nd->pinned >= 0 ? scopes[nd->pinned] : dagger_scope_any();
-        tasks[i] = dagger_spawn_impl(ctx, &o, body, "body", argv, 2 + (size_t)nd->k);
+        tasks[i] = dagger_spawn_impl(ctx, plain ? NULL : &o, body, "body", argv, 2 + (size_t)nd->k);
         ASSERT_PTR(tasks[i]);
         /* Extra handles, one of an earlier node released at each spawn: before, while or after
          * that node ends (marks on its waiter word, or releases after an abandoned close). */
@@ -142,18 +147,29 @@ static void one_dag(dagger_ctx_t *ctx, uint64_t *seed, int nthreads)
         dagger_scope_release(scopes[t]);
 }
 
-static void run(int dags)
+static void run(int dags, bool plain)
 {
     uint64_t seed = test_seed();
     for (int threads = 1; threads <= 4; threads++) {
         dagger_ctx_t *ctx = test_ctx(threads);
         for (int d = 0; d < dags; d++)
-            one_dag(ctx, &seed, threads);
+            one_dag(ctx, &seed, threads, plain);
         ASSERT_OK(dagger_ctx_close(ctx));
     }
 }
 
-TEST(random_dags_match_sequential_evaluation) { run(test_level_full() ? 2500 : 600); }
+TEST(random_dags_match_sequential_evaluation) { run(test_level_full() ? 2500 : 600, false); }
+
+/* The same DAGs spawned plainly in groups from main, the body taken for tiny (its timed runs all
+ * count as under the mark): most nodes run at their spawn, on main, their inputs done by then
+ * (or are queued when an input is still running on a worker), with the same values, errors and
+ * handles as a sequential evaluation. */
+TEST(random_dags_of_tiny_tasks_run_at_their_spawn_match_sequential_evaluation)
+{
+    dagger__tiny_ns = 1000000000u;
+    run(test_level_full() ? 2500 : 600, true);
+    dagger__tiny_ns = 200;
+}
 
 /* Random fork-join trees: a task spawns 0..4 children (each a subtree), waits for them in a
  * random order (fetch or wait), some children are also passed to a sibling as an input, and
@@ -609,6 +625,7 @@ TEST(random_wide_fork_joins_match_sequential_evaluation)
 }
 
 TEST_LIST(random_dags_match_sequential_evaluation,
+          random_dags_of_tiny_tasks_run_at_their_spawn_match_sequential_evaluation,
           random_fork_join_trees_match_sequential_evaluation,
           random_chunk_dags_match_sequential_evaluation,
           sync_groups_count_every_task_once_with_concurrent_owners,

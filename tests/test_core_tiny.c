@@ -4,10 +4,12 @@
  * Main ends a sync group of outer tasks, which it runs itself; each outer task spawns inner
  * tasks in a group of its own. Once the inner function is learnt tiny (its timed runs on main
  * average under dagger__tiny_ns), such a spawn runs the inner task before dagger_spawn returns,
- * on main (thread -1). The cases set dagger__tiny_ns themselves, so that what is tiny does not
- * depend on the machine's speed (or a sanitizer's), and check the values, the errors, that a
- * function whose tasks became long stops being run this way, and that main's own spawns, a
- * spawn with options and a group past the deep mark's count are never run this way.
+ * on main (thread -1); so do main's own spawns in a group whose call site's last group was small
+ * (the seed's nested loop, its dependents too). The cases set dagger__tiny_ns themselves, so that
+ * what is tiny does not depend on the machine's speed (or a sanitizer's), and check the values,
+ * the errors, that a function whose tasks became long stops being run this way, and that a spawn
+ * with options, a group from a site of large groups and a group's spawns past
+ * DAGGER__TINY_GROUP_MAX are never run this way.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -217,27 +219,46 @@ static int big_outer(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
     return rc ? rc : end;
 }
 
-TEST(tiny_mains_own_spawns_and_a_large_groups_rest_are_queued)
+/* One group of n of main's own spawns (from this one call site); returns how many of its first
+ * OWN_COUNTED ran at their spawn on main (from the slot's deep mark on, 255 queued here, spawns
+ * run at once whatever their function), the values checked. */
+enum { OWN_COUNTED = 200 };
+static int own_group(dagger_ctx_t *ctx, int n)
+{
+    ASSERT_OK(dagger_sync_begin(ctx));
+    int at_spawn = 0;
+    for (int i = 0; i < n; i++) {
+        struct mark *m = &flat_marks[i];
+        atomic_store(&m->ran, 0);
+        atomic_store(&m->thread, -2);
+        ASSERT_OK(dagger_spawn_detached(ctx, inner, (void *)m, (void *)&flat_vals[i], (int64_t)i));
+        at_spawn += i < OWN_COUNTED && atomic_load(&m->ran) && atomic_load(&m->thread) == -1;
+    }
+    ASSERT_OK(dagger_sync_end(ctx));
+    for (int i = 0; i < n; i++)
+        ASSERT_EQ(flat_vals[i], i * 2 + 1);
+    return at_spawn;
+}
+
+TEST(tiny_mains_own_spawns_run_at_once_only_in_groups_known_small)
 {
     dagger_ctx_t *ctx = learnt_ctx(1000000000u);
-    /* main's own spawns: they wait in its slot (a worker that takes them may run one before the
-     * spawn returns, on its own thread: not -1) */
-    for (int r = 0; r < 20; r++) {
-        ASSERT_OK(dagger_sync_begin(ctx));
-        int at_spawn = 0;
-        for (int i = 0; i < 200; i++) {
-            struct mark *m = &flat_marks[i];
-            atomic_store(&m->ran, 0);
-            atomic_store(&m->thread, -2);
-            ASSERT_OK(
-                dagger_spawn_detached(ctx, inner, (void *)m, (void *)&flat_vals[i], (int64_t)i));
-            at_spawn += atomic_load(&m->ran) && atomic_load(&m->thread) == -1;
-        }
-        ASSERT_OK(dagger_sync_end(ctx));
-        ASSERT_EQ(at_spawn, 0);
-        for (int i = 0; i < 200; i++)
-            ASSERT_EQ(flat_vals[i], i * 2 + 1);
-    }
+    /* a call site whose groups have 400 spawns: never (a worker that takes one may run it before
+     * the spawn returns, on its own thread: not -1) */
+    for (int r = 0; r < 10; r++)
+        ASSERT_EQ(own_group(ctx, BIG), 0);
+    /* the same site with groups of 200: the first is not known small yet, the next ones are */
+    ASSERT_EQ(own_group(ctx, 200), 0);
+    int at_spawn = 0;
+    for (int r = 0; r < 10; r++)
+        at_spawn += own_group(ctx, 200);
+    ASSERT_TRUE(at_spawn > 10 * 200 / 2);
+    close_ctx(ctx);
+}
+
+TEST(tiny_a_large_groups_rest_is_queued_in_a_task_main_runs)
+{
+    dagger_ctx_t *ctx = learnt_ctx(1000000000u);
     /* a task main runs for its group that spawns a large group: its first spawns may run at
      * once, never those past the mark (the rest of a large group keeps the slot's course) */
     atomic_store(&big_early_at_spawn, 0);
@@ -253,8 +274,69 @@ TEST(tiny_mains_own_spawns_and_a_large_groups_rest_are_queued)
     close_ctx(ctx);
 }
 
+/* f(i) = i * 3; g(a, j) = a + j: the seed's nested loop, with handles and inputs */
+static int seed_f(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    *out = dagger_i64(dagger_arg_i64(a, 0) * 3);
+    return 0;
+}
+
+static int seed_g(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    if (dagger_arg_i64(a, 1) == -1)
+        return dagger_fail(tc, DAGGER_ETASK, "g got the value %d it refuses", -1);
+    *out = dagger_i64(dagger_arg_i64(a, 0) + dagger_arg_i64(a, 1));
+    return 0;
+}
+
+TEST(tiny_the_seed_loop_with_inputs_and_handles_keeps_its_values_and_errors)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger__tiny_ns = 1000000000u;
+    dagger_task_t *b[OUTER][INNER];
+    int done_at_spawn = 0;
+    for (int r = 0; r < 300; r++) { /* learnt after a few runs; the values checked in every one */
+        bool fail = r == 299;
+        ASSERT_OK(dagger_sync_begin(ctx));
+        for (int i = 0; i < OUTER; i++) {
+            dagger_task_t *a = dagger_spawn(ctx, seed_f, (int64_t)i);
+            ASSERT_PTR(a);
+            for (int j = 0; j < INNER; j++) {
+                b[i][j] =
+                    dagger_spawn(ctx, seed_g, a, (int64_t)(fail && i == 3 && j == 4 ? -1 : j));
+                ASSERT_PTR(b[i][j]);
+                done_at_spawn += dagger_task_done(b[i][j]);
+            }
+            dagger_task_release(a);
+        }
+        int rc = dagger_sync_end(ctx);
+        if (fail) {
+            ASSERT_EQ(rc, DAGGER_ETASK);
+            ASSERT_STR_HAS(dagger_last_errmsg(), "g got the value -1 it refuses");
+        } else {
+            ASSERT_OK(rc);
+        }
+        for (int i = 0; i < OUTER; i++)
+            for (int j = 0; j < INNER; j++) {
+                int64_t v = 0;
+                int frc = dagger_fetch_i64(b[i][j], &v);
+                if (fail && i == 3 && j == 4) {
+                    ASSERT_EQ(frc, DAGGER_ETASK);
+                } else {
+                    ASSERT_OK(frc);
+                    ASSERT_EQ(v, i * 3 + j);
+                }
+                dagger_task_release(b[i][j]);
+            }
+    }
+    ASSERT_TRUE(done_at_spawn > 0); /* the dependents ran at their spawn, their input just before */
+    close_ctx(ctx);
+}
+
 TEST_LIST(tiny_inner_tasks_run_at_their_spawn_on_main_with_the_same_values,
           tiny_a_failure_of_a_task_run_at_its_spawn_reaches_its_group,
           tiny_a_function_whose_tasks_became_long_is_queued_again,
           tiny_spawns_with_options_are_queued_as_before,
-          tiny_mains_own_spawns_and_a_large_groups_rest_are_queued)
+          tiny_mains_own_spawns_run_at_once_only_in_groups_known_small,
+          tiny_a_large_groups_rest_is_queued_in_a_task_main_runs,
+          tiny_the_seed_loop_with_inputs_and_handles_keeps_its_values_and_errors)

@@ -109,6 +109,11 @@ struct group {
     /* The home thread runs the group's tasks at its end (fetch.c, dagger__task_help_group): its
      * finishes still count in home_done, which it adds to `drained` when it stops. */
     bool home_ending;
+    /* Its plain spawns of a tiny function may run at once (task.c, "Tiny functions"): a group
+     * of a thread outside the pool, its own (then known small: the last group opened at the same
+     * call site had at most DAGGER__TINY_GROUP_MAX spawns) or a task's it runs for a group it
+     * ends or past its deep mark (queue.c). */
+    bool keep;
     /* The owner writes `spawned` at each spawn; finishers read the fields below at each
      * finish: they are kept off its cache line. */
     char pad[DAGGER_CACHELINE];
@@ -134,7 +139,8 @@ struct frame {
     size_t nheld, capheld;
     dagger__task_spawn_hook_fn hook; /* a feature region that takes over spawn */
     void *hook_ud;
-    bool ext; /* WAITALL on a thread outside the pool: it holds a pool slot (pool.h) */
+    bool ext;         /* WAITALL on a thread outside the pool: it holds a pool slot (pool.h) */
+    const void *site; /* WAITALL of the main thread's own: where it was opened (queue.c) */
 };
 
 /* Inline storage of the arguments (16 bytes each) and inputs (32 bytes each): the arguments
@@ -633,6 +639,9 @@ static inline struct dagger__job *dagger__task_run_outside(struct dagger__job *j
         return dagger__task_run(j, NULL);
     return dagger__task_run_timed(j);
 }
+/* A group of at most this many spawns is small: its spawns of a tiny function may run at once
+ * (task.c, "Tiny functions"; queue.c learns the main thread's groups by call site). */
+#define DAGGER__TINY_GROUP_MAX 256
 /* Tests only: a function whose timed runs average under this many ns is tiny (task.c). */
 extern uint32_t dagger__tiny_ns;
 struct frame **dagger__queue_frames_slot(void);

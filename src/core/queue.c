@@ -12,7 +12,42 @@
 
 #define ALL_MODES (DAGGER_QUEUE_BULK | DAGGER_QUEUE_SEQUENTIAL | DAGGER_QUEUE_WAITALL)
 
+/* The main thread's groups by call site (the return address of dagger_sync_begin or
+ * dagger_queue_begin): how many spawns the last one from there had, so that the next is known
+ * small (struct group, `small`) before its first spawn. A direct-mapped table shared by every
+ * context, one word an entry: the tag of the site's hash (32 bits) and the count (32,
+ * saturating); a racy update keeps one whole. */
+#define SITES 64
+static _Atomic uint64_t sites[SITES];
+
+static inline uint64_t site_hash(const void *site)
+{
+    return (uint64_t)(uintptr_t)site * 0x9E3779B97F4A7C15ull;
+}
+
+static bool site_small(const void *site)
+{
+    uint64_t h = site_hash(site);
+    uint64_t e = atomic_load_explicit(&sites[h >> 58], memory_order_relaxed);
+    return (uint32_t)(e >> 32) == ((uint32_t)h | 1) && (uint32_t)e <= DAGGER__TINY_GROUP_MAX;
+}
+
+static void site_note(const void *site, int64_t spawned)
+{
+    uint64_t h = site_hash(site);
+    uint32_t n = spawned > UINT32_MAX ? UINT32_MAX : (uint32_t)spawned;
+    atomic_store_explicit(&sites[h >> 58], (uint64_t)((uint32_t)h | 1) << 32 | n,
+                          memory_order_relaxed);
+}
+
+static int queue_begin_at(dagger_ctx_t *ctx, unsigned mode, const void *site);
+
 int dagger_queue_begin(dagger_ctx_t *ctx, unsigned mode)
+{
+    return queue_begin_at(ctx, mode, __builtin_return_address(0));
+}
+
+static int queue_begin_at(dagger_ctx_t *ctx, unsigned mode, const void *site)
 {
     DAGGER_CHECK(ctx, DAGGER_EINVAL, "dagger_queue_begin: the context is NULL");
     DAGGER_CHECK((mode & ~ALL_MODES) == 0, DAGGER_EINVAL,
@@ -46,8 +81,15 @@ int dagger_queue_begin(dagger_ctx_t *ctx, unsigned mode)
     *slot = f;
     /* A thread outside the pool and every task (main): its spawns go to a deque of its own
      * until the group ends, where it runs those that no worker stole (event.c). */
-    if ((mode & DAGGER_QUEUE_WAITALL) && !dagger__task_current())
+    if ((mode & DAGGER_QUEUE_WAITALL) && !dagger__task_current()) {
         f->ext = dagger__pool_ext_claim(ctx->pool);
+        f->site = site;
+        f->group.keep = f->ext && site_small(site);
+    } else if ((mode & DAGGER_QUEUE_WAITALL) && dagger__self_tls.pool == NULL) {
+        /* a task that a thread outside the pool runs for a group it ends, or past its deep mark
+         * (as dagger__task_help_group; not one a fetch runs there: run_awaited) */
+        f->group.keep = dagger__helping_tls.g != NULL || dagger__helping_tls.undeferred;
+    }
     return 0;
 }
 
@@ -120,6 +162,8 @@ int dagger_queue_end(dagger_ctx_t *ctx)
             dagger__task_yield();
         if (f->ext)
             dagger__ctx_ext_release(ctx);
+        if (f->site)
+            site_note(f->site, g->spawned);
         /* Every task is counted; wait for the finishers still reading the group. */
         for (int i = 0; i < g->nslots; i++)
             while (atomic_load_explicit(&g->slots[i].active, memory_order_acquire))
@@ -156,7 +200,10 @@ int dagger__queue_hook_end(dagger_ctx_t *ctx, void *ud)
     return dagger_queue_end(ctx);
 }
 
-int dagger_sync_begin(dagger_ctx_t *ctx) { return dagger_queue_begin(ctx, DAGGER_QUEUE_WAITALL); }
+int dagger_sync_begin(dagger_ctx_t *ctx)
+{
+    return queue_begin_at(ctx, DAGGER_QUEUE_WAITALL, __builtin_return_address(0));
+}
 int dagger_sync_end(dagger_ctx_t *ctx) { return dagger_queue_end(ctx); }
 
 /* ---------------------------------------------------------------- groups */

@@ -68,20 +68,24 @@ static uint64_t next_id(dagger_ctx_t *ctx)
  * would keep being queued to be timed (by task id), so that a function is learnt, and one whose
  * timed run takes TINY_LONG_NS or more stops being tiny at once: the runs a changed function
  * makes before its next timed one are what a wrong guess costs. Only a group's first
- * TINY_GROUP_MAX spawns (a large one keeps its course), and never the thread's own spawns:
- * where it spawns a graph that a worker runs as it is made (core.tree: 2^18 tasks, each the input
- * of two), tasks it ran at once made the later ones ready at their spawn, in its slot, and the
- * worker took them from there (21-37 % slower at t=1 and t=2). core.nested_groups at t=1:
- * 4.55 -> 4.1 us a run (bench/RESULTS.md, 2026-12-06 09:10). Functions go by a direct-mapped
- * table shared by every context (a function is one process-wide), one word an entry: the tag of
- * the function's hash (32 bits), the timed runs (8, saturating) and their moving mean in ns (24,
- * saturating), so a racy update by two threads keeps one of them whole. The scheduler's cost
+ * DAGGER__TINY_GROUP_MAX spawns (a large one keeps its course). The thread's own spawns (no task
+ * runs: main's code) likewise, in a group known small: the last group opened at the same call
+ * site had at most DAGGER__TINY_GROUP_MAX spawns (queue.c). Not in a group of a site of large
+ * ones: where it spawns a graph that a worker runs as it is made (core.tree: 2^18 tasks, each the
+ * input of two), tasks it ran at once made the later ones ready at their spawn, in its slot, and
+ * the worker took them from there (21-37 % slower at t=1 and t=2). A task whose inputs are all
+ * done at its spawn is ready then and goes the same way (ready_at_spawn: the seed's nested loop,
+ * an outer task run at once, then its dependents). core.nested at t=1: 5.2 -> 4.15 us a run,
+ * core.nested_groups 4.5 -> 3.9 (bench/RESULTS.md, 2026-12-06 09:10-09:50). Functions go by a
+ * direct-mapped table shared by every context (a function is one process-wide), one word an
+ * entry: the tag of the function's hash (32 bits), the timed runs (8, saturating) and their
+ * moving mean in ns (24, saturating), so a racy update by two threads keeps one of them whole.
+ * The scheduler's cost
  * model (sched/cost.c) keeps a history per function too, under locks, for placing tasks on
  * ranks; a spawn reads this one without any. */
 #define TINY_NS 200
 #define TINY_LONG_NS 2000
 #define TINY_FNS 512
-#define TINY_GROUP_MAX 256
 #define TINY_MEAN_MAX ((1u << 24) - 1)
 uint32_t dagger__tiny_ns = TINY_NS;
 static _Atomic uint64_t tiny_fns[TINY_FNS];
@@ -130,13 +134,12 @@ struct dagger__job *dagger__task_run_timed(struct dagger__job *j)
     return next;
 }
 
-/* A plain ready task that the running task, on a thread outside the pool, spawns in a group of
- * its own: true when it runs at once (run_undeferred), its function being tiny (above). */
+/* A plain ready task that a thread outside the pool spawns in a group whose tasks it may keep
+ * (struct group, `keep`): true when it runs at once (run_undeferred), its function being tiny
+ * (above). */
 DAGGER_NOINLINE static bool keep_tiny(dagger_task_t *t)
 {
-    struct group *g = t->group;
-    if (!g || g->spawned > TINY_GROUP_MAX ||
-        (dagger__helping_tls.g == NULL && !dagger__helping_tls.undeferred) ||
+    if (t->group->spawned > DAGGER__TINY_GROUP_MAX ||
         atomic_load_explicit(&t->place, memory_order_relaxed))
         return false;
     /* One in DAGGER__TINY_EVERY is queued after all, marked: the thread times it where it runs
@@ -551,6 +554,22 @@ static void make_ready(dagger_task_t *t)
 {
     DAGGER__TRACE(dagger__trace_ready(t->id, dagger__pool_self(t->ctx->pool)));
     submit_ready(t);
+}
+
+/* A task made ready by its own spawn (its inputs done by then) inside `me`: run at once as a
+ * ready spawn of a tiny function is, where its group keeps them (spawn, below), else submitted.
+ * `plain`: no options nor ordering blocks. Out of line, with the test: the spawn inlined in each
+ * public entry keeps its shape (core.empty's flat loop on a worker read 2-7 % slower with the
+ * test inline there, where it never runs). */
+DAGGER_NOINLINE static void ready_at_spawn(dagger_task_t *me, dagger_task_t *t, bool plain)
+{
+    struct group *g = t->group;
+    if (plain && g && g->keep && keep_tiny(t)) {
+        DAGGER__TRACE(dagger__trace_ready(t->id, -1));
+        run_undeferred(me, t, true, atomic_load_explicit(&dagger__trace_on, memory_order_relaxed));
+        return;
+    }
+    make_ready(t);
 }
 
 static bool plain_job(dagger_task_t *t)
@@ -1848,7 +1867,7 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
          * task itself (thread -1), as at the group's end (core.empty_ext: 104-112 -> 42-50
          * ns a task; without, a million records waited in the slot or crossed to the
          * worker). */
-        if (DAGGER_UNLIKELY(w < 0) && me && plain && o == NULL && keep_tiny(t)) {
+        if (DAGGER_UNLIKELY(w < 0) && g && g->keep && plain && o == NULL && keep_tiny(t)) {
             run_undeferred(me, t, plain, tracing);
             return t;
         }
@@ -1871,7 +1890,7 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
         /* every input done: nobody else counts; else the inputs found done are ours to count */
         if (done == (uint32_t)nd ||
             (done && atomic_fetch_sub_explicit(&t->pending, done, memory_order_acq_rel) == done))
-            make_ready(t);
+            ready_at_spawn(me, t, plain && o == NULL);
         return t;
     }
     /* In a job, a task pinned to another rank whose inputs are still being made may be sent to
