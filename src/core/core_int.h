@@ -110,9 +110,9 @@ struct group {
      * finishes still count in home_done, which it adds to `drained` when it stops. */
     bool home_ending;
     /* Its plain spawns of a tiny function may run at once (task.c, "Tiny functions"): a group
-     * of a thread outside the pool, its own (then known small: the last group opened at the same
-     * call site had at most DAGGER__TINY_GROUP_MAX spawns) or a task's it runs for a group it
-     * ends or past its deep mark (queue.c). */
+     * of a thread outside the pool that holds a slot of the pool, its own (then known small: the
+     * last group opened at the same call site had at most DAGGER__TINY_GROUP_MAX spawns) or a
+     * task's it runs for a group it ends or past its deep mark (queue.c). */
     bool keep;
     /* The owner writes `spawned` at each spawn; finishers read the fields below at each
      * finish: they are kept off its cache line. */
@@ -171,6 +171,7 @@ enum {
     TF_TIMED = 1u << 9,        /* its runs are timed for the cost model: a job, or opts.impls */
     TF_LAZY_DEPS = 1u << 10,   /* inputs taken without a reference, not yet registered */
     TF_TINY_TIMED = 1u << 11,  /* a tiny function's, queued to be timed (task.c, keep_tiny) */
+    TF_AT_SPAWN = 1u << 12,    /* run by its spawn, its one handle not yet returned (complete) */
 };
 
 /* The rarely used fields of a task: options few tasks set (userdata, hooks, implementations, a
