@@ -11,6 +11,7 @@
  * with options, a group from a site of large groups and a group's spawns past
  * DAGGER__TINY_GROUP_MAX are never run this way.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -333,10 +334,77 @@ TEST(tiny_the_seed_loop_with_inputs_and_handles_keeps_its_values_and_errors)
     close_ctx(ctx);
 }
 
+/* A tiny task that, when asked, hands a reference of its own to another thread, which waits on
+ * it while the task still runs at its spawn on main: its completion must see that waiter (the
+ * store that closes the waiter word of a task run by its spawn is only for a task whose one
+ * handle is its spawn's). */
+struct handed {
+    dagger_task_t *self;
+    _Atomic int started;
+    int64_t got;
+    int rc;
+};
+
+static void *hand_waiter(void *arg)
+{
+    struct handed *h = arg;
+    atomic_store(&h->started, 1);
+    h->rc = dagger_fetch_i64(h->self, &h->got);
+    dagger_task_release(h->self);
+    return NULL;
+}
+
+static int hander(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    struct handed *h = dagger_arg_ptr(a, 0);
+    if (h) {
+        h->self = dagger_task_retain(dagger_tc_task(tc));
+        pthread_t th;
+        if (pthread_create(&th, NULL, hand_waiter, h) != 0)
+            return dagger_fail(tc, DAGGER_ENOMEM, "no thread");
+        pthread_detach(th);
+        while (!atomic_load(&h->started))
+            ;
+        spin_ns(2000000); /* the other thread waits on this task meanwhile */
+    }
+    *out = dagger_i64(77);
+    return 0;
+}
+
+TEST(tiny_a_task_run_at_its_spawn_that_hands_out_its_handle_is_waited_on)
+{
+    dagger_ctx_t *ctx = test_ctx(1);
+    dagger__tiny_ns = 1000000000u;
+    bool tried = false;
+    for (int r = 0; r < 400 && !tried; r++) {
+        struct handed h = {0};
+        ASSERT_OK(dagger_sync_begin(ctx)); /* one call site: small groups */
+        for (int i = 0; i < 8; i++)        /* learning runs: tiny bodies */
+            ASSERT_OK(dagger_spawn_detached(ctx, hander, (void *)NULL));
+        dagger_task_t *t = r >= 20 ? dagger_spawn(ctx, hander, (void *)&h) : NULL;
+        bool kept = t && dagger_task_done(t); /* ran at its spawn, on main */
+        ASSERT_OK(dagger_sync_end(ctx));
+        if (t) {
+            int64_t v = 0;
+            ASSERT_OK(dagger_fetch_i64(t, &v));
+            ASSERT_EQ(v, 77);
+            dagger_task_release(t);
+            for (int k = 0; k < 5000 && atomic_load(&h.started) && h.got != 77; k++)
+                spin_ns(1000000); /* the other thread's fetch returns */
+            ASSERT_EQ(h.got, 77);
+            ASSERT_OK(h.rc);
+            tried = kept;
+        }
+    }
+    ASSERT_TRUE(tried);
+    close_ctx(ctx);
+}
+
 TEST_LIST(tiny_inner_tasks_run_at_their_spawn_on_main_with_the_same_values,
           tiny_a_failure_of_a_task_run_at_its_spawn_reaches_its_group,
           tiny_a_function_whose_tasks_became_long_is_queued_again,
           tiny_spawns_with_options_are_queued_as_before,
           tiny_mains_own_spawns_run_at_once_only_in_groups_known_small,
           tiny_a_large_groups_rest_is_queued_in_a_task_main_runs,
-          tiny_the_seed_loop_with_inputs_and_handles_keeps_its_values_and_errors)
+          tiny_the_seed_loop_with_inputs_and_handles_keeps_its_values_and_errors,
+          tiny_a_task_run_at_its_spawn_that_hands_out_its_handle_is_waited_on)
