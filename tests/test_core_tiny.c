@@ -340,16 +340,19 @@ TEST(tiny_the_seed_loop_with_inputs_and_handles_keeps_its_values_and_errors)
  * handle is its spawn's). */
 struct handed {
     dagger_task_t *self;
+    pthread_t th;
     _Atomic int started;
-    int64_t got;
-    int rc;
+    _Atomic int64_t got;
+    _Atomic int rc;
 };
 
 static void *hand_waiter(void *arg)
 {
     struct handed *h = arg;
     atomic_store(&h->started, 1);
-    h->rc = dagger_fetch_i64(h->self, &h->got);
+    int64_t v = 0;
+    atomic_store(&h->rc, dagger_fetch_i64(h->self, &v));
+    atomic_store(&h->got, v);
     dagger_task_release(h->self);
     return NULL;
 }
@@ -359,10 +362,8 @@ static int hander(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     struct handed *h = dagger_arg_ptr(a, 0);
     if (h) {
         h->self = dagger_task_retain(dagger_tc_task(tc));
-        pthread_t th;
-        if (pthread_create(&th, NULL, hand_waiter, h) != 0)
+        if (pthread_create(&h->th, NULL, hand_waiter, h) != 0)
             return dagger_fail(tc, DAGGER_ENOMEM, "no thread");
-        pthread_detach(th);
         while (!atomic_load(&h->started))
             ;
         spin_ns(2000000); /* the other thread waits on this task meanwhile */
@@ -389,10 +390,9 @@ TEST(tiny_a_task_run_at_its_spawn_that_hands_out_its_handle_is_waited_on)
             ASSERT_OK(dagger_fetch_i64(t, &v));
             ASSERT_EQ(v, 77);
             dagger_task_release(t);
-            for (int k = 0; k < 5000 && atomic_load(&h.started) && h.got != 77; k++)
-                spin_ns(1000000); /* the other thread's fetch returns */
-            ASSERT_EQ(h.got, 77);
-            ASSERT_OK(h.rc);
+            ASSERT_EQ(pthread_join(h.th, NULL), 0); /* its fetch returned */
+            ASSERT_EQ(atomic_load(&h.got), 77);
+            ASSERT_OK(atomic_load(&h.rc));
             tried = kept;
         }
     }

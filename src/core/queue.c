@@ -14,7 +14,7 @@
 
 /* The main thread's groups by call site (the return address of dagger_sync_begin or
  * dagger_queue_begin): how many spawns the last one from there had, so that the next is known
- * small (struct group, `small`) before its first spawn. A direct-mapped table shared by every
+ * small (struct group, `keep`) before its first spawn. A direct-mapped table shared by every
  * context, one word an entry: the tag of the site's hash (32 bits) and the count (32,
  * saturating); a racy update keeps one whole. */
 #define SITES 64
