@@ -335,9 +335,11 @@ TEST(tiny_the_seed_loop_with_inputs_and_handles_keeps_its_values_and_errors)
 }
 
 /* A tiny task that, when asked, hands a reference of its own to another thread, which waits on
- * it while the task still runs at its spawn on main: its completion must see that waiter (the
- * store that closes the waiter word of a task run by its spawn is only for a task whose one
- * handle is its spawn's). */
+ * it while the task still runs at its spawn on main: its completion serves that waiter (a
+ * completion that took the store of a task whose one handle is its spawn's, complete's
+ * TF_AT_SPAWN, would leave the thread waiting and the join below hanging). The race of such a
+ * thread's release with that store is not reached here: it needs a handle besides the spawn's,
+ * which complete tests for (held == 2). */
 struct handed {
     dagger_task_t *self;
     pthread_t th;

@@ -521,6 +521,15 @@ struct dagger__helping {
     int undeferred;
 };
 extern DAGGER_TLS struct dagger__helping dagger__helping_tls;
+/* The calling thread, outside the pool, runs the current task for a group it ends itself, or
+ * from its own spawn past its slot's deep mark (not one a fetch runs there: run_awaited), and
+ * holds its slot of `pool`: that task ends its own groups by running their tasks from the slot
+ * (fetch.c, dagger__task_help_group), and may keep its tiny spawns (queue.c, `keep`). */
+static inline bool dagger__helping_outside(dagger__pool *pool)
+{
+    return (dagger__helping_tls.g != NULL || dagger__helping_tls.undeferred) &&
+           dagger__pool_ext_held(pool);
+}
 
 /* Count `n` finished tasks of `g` on worker `w` (-1: not a worker of this context): through
  * w's slot of the group while its end has not begun, else on the drained count. */

@@ -158,8 +158,7 @@ bool dagger__task_help_group(dagger_task_t *me, dagger_ctx_t *ctx, struct dagger
      * fetches it (run_awaited) leaves its group's tasks to the workers, so that the thread does not
      * become one more than the pool's (tests/test_core_wait.c,
      * sync_end_in_a_task_runs_on_the_workers). */
-    if ((dagger__helping_tls.g == NULL && !dagger__helping_tls.undeferred) ||
-        !dagger__pool_ext_held(pool))
+    if (!dagger__helping_outside(pool))
         return false;
     /* g's own end on its home thread: the finishes here count in home_done (task.c, group_done),
      * added to `drained` once, when the thread stops running g's tasks (a locked addition a task

@@ -86,10 +86,7 @@ static int queue_begin_at(dagger_ctx_t *ctx, unsigned mode, const void *site)
         f->site = site;
         f->group.keep = f->ext && site_small(site);
     } else if ((mode & DAGGER_QUEUE_WAITALL) && dagger__self_tls.pool == NULL) {
-        /* a task that a thread outside the pool runs for a group it ends, or past its deep mark
-         * (as dagger__task_help_group; not one a fetch runs there: run_awaited) */
-        f->group.keep = (dagger__helping_tls.g != NULL || dagger__helping_tls.undeferred) &&
-                        dagger__pool_ext_held(ctx->pool);
+        f->group.keep = dagger__helping_outside(ctx->pool); /* a task main runs for its group */
     }
     return 0;
 }

@@ -80,9 +80,8 @@ static uint64_t next_id(dagger_ctx_t *ctx)
  * direct-mapped table shared by every context (a function is one process-wide), one word an
  * entry: the tag of the function's hash (32 bits), the timed runs (8, saturating) and their
  * moving mean in ns (24, saturating), so a racy update by two threads keeps one of them whole.
- * The scheduler's cost
- * model (sched/cost.c) keeps a history per function too, under locks, for placing tasks on
- * ranks; a spawn reads this one without any. */
+ * The scheduler's cost model (sched/cost.c) keeps a history per function too, under locks, for
+ * placing tasks on ranks; a spawn reads this one without any. */
 #define TINY_NS 200
 #define TINY_LONG_NS 2000
 #define TINY_FNS 512
