@@ -2,7 +2,8 @@
 #   make run         install what is missing, build, run the quickstart examples (threads)
 #   make test        the full test suite through ctest
 #   make bench       benchmarks side by side with the peers (BENCH_FILTER=<substring>,
-#                    BENCH_ROUNDS=<k>: every binary in turn k times, each row's best)
+#                    BENCH_ROUNDS=<k>: every binary in turn k times, each row's best;
+#                    BENCH_PIN=0: runs below the CPU count unpinned)
 #   make test-asan   the suite under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make test-tsan   the suite under ThreadSanitizer
 #   make fuzz        every libFuzzer harness for FUZZ_TIME seconds (clang; tests/fuzz/)
@@ -79,7 +80,8 @@ bench:
 	sh scripts/install-deps --bench
 	cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release -DDAGGER_BUILD_TESTS=OFF $(CMAKE_FLAGS)
 	cmake --build build-bench -j$(JOBS)
-	BENCH_FILTER="$(BENCH_FILTER)" BENCH_ROUNDS="$(BENCH_ROUNDS)" sh bench/run.sh build-bench
+	BENCH_FILTER="$(BENCH_FILTER)" BENCH_ROUNDS="$(BENCH_ROUNDS)" BENCH_PIN="$(BENCH_PIN)" \
+	    sh bench/run.sh build-bench
 
 install:
 	cmake -S . -B build-install -DCMAKE_BUILD_TYPE=Release -DDAGGER_BUILD_TESTS=OFF \

@@ -14,6 +14,7 @@
 #                        A virtual machine's speed moves by 2x for minutes at a time: one round
 #                        compares rows taken minutes apart
 #   BENCH_RECORD=1       append a dated section (machine, command, table) to bench/RESULTS.md
+#   BENCH_PIN=0          run t < CPUs unpinned (default: on t of the CPUs the runner may use)
 # Before each round and after the last, dagger-bench-capacity (bench/machine, when built) prints
 # how much work the CPUs do at once against one CPU: a virtual machine may run two CPUs on one
 # core, and t>=2 rows taken then read their t=1 figures whatever the runtime does.
@@ -96,6 +97,26 @@ case $rounds in '' | *[!0-9]* | 0)
     ;;
 esac
 capbin=$(find "$builddir" -type f -name dagger-bench-capacity -perm -u+x 2>/dev/null | head -n 1)
+
+# A run at t threads, t below the CPUs the runner may use, goes on the first t of them (taskset),
+# so that t counts CPUs for every runtime: dagger's t workers share them with the thread that
+# waits (main runs tasks at a fetch or a group's end), as oneTBB's t threads (main among them)
+# and libgomp's team do. Unpinned, dagger's t=1 rows could use a second CPU: core.chain at t=1
+# read 27 ns a task unpinned and 42-51 pinned, main spawning while the worker ran the chain
+# (bench/RESULTS.md, 2026-12-06 11:45). BENCH_PIN=0, or no taskset, runs them unpinned.
+allowed=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status 2>/dev/null |
+    awk -F, '{ for (i = 1; i <= NF; i++) { n = split($i, r, "-"); hi = n > 1 ? r[2] : r[1]
+               for (c = r[1] + 0; c <= hi + 0; c++) printf "%s ", c } }')
+nallowed=$(echo $allowed | wc -w)
+pinning=1
+if [ "${BENCH_PIN:-1}" = 0 ] || ! command -v taskset >/dev/null 2>&1 || [ "$nallowed" -lt 2 ]; then
+    pinning=0
+fi
+# The command prefix that pins a run at $1 threads ("" when it runs unpinned).
+pin_cmd() {
+    [ "$pinning" = 1 ] && [ "$1" -lt "$nallowed" ] || return 0
+    echo "taskset -c $(echo $allowed | awk -v t="$1" '{ for (i = 1; i <= t; i++) printf "%s%s", (i > 1 ? "," : ""), $i }')"
+}
 : >"$tmp/capacity"
 # The capacity now, as "<x> of <n>" in $tmp/capacity, one line per probe.
 capacity() {
@@ -120,9 +141,11 @@ while IFS="$(printf '\t')" read -r name path; do
         err=$tmp/err.$nrun
         start=$(date +%s)
         echo "== $name t=$t" >&2
+        pin=$(pin_cmd "$t")
+        [ -n "$pin" ] && echo "   ($pin)" >&2
         # shellcheck disable=SC2086
         BENCH_FILTER="$filter" BENCH_THREADS="$t" DAGGER_NUM_THREADS="$t" OMP_NUM_THREADS="$t" \
-            STARPU_NCPU="$t" $run_timeout "$path" --threads "$t" >"$out" 2>"$err" </dev/null
+            STARPU_NCPU="$t" $run_timeout $pin "$path" --threads "$t" >"$out" 2>"$err" </dev/null
         rc=$?
         grep '^RESULT|' "$out" | tee -a "$results"
         if [ $rc -ne 0 ]; then
@@ -189,6 +212,7 @@ END {
             print "libgomp runs tasks inline on one thread, so its t=1 rows are not task costs: the"
             print "t>=2 rows are the fair ones. Each figure is the best of BENCH_REPS runs" (rounds > 1 ? "," : ".")
             if (rounds > 1) print "and of " rounds " rounds that ran every binary in turn (BENCH_ROUNDS)."
+            if (pinned != "") print "A run at t threads below " pinned " CPUs ran on t of them (taskset): t counts CPUs for every runtime."
             if (cap != "") print "The CPUs did the work of " cap " CPUs at once (dagger-bench-capacity, before each round and after the last)" (lowcap ? ":" : ".")
             if (lowcap) print "below 90 % of them, the t>=2 rows of such a round ran on shared cores."
             print ""
@@ -207,7 +231,7 @@ END {
         print line
     }
     if (rows == 0) print "(no (bench, param) pair has both dagger and a peer: no ratio table)"
-}' rounds="$rounds" cap="$(awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 } END { if (NR) printf " of %s", $3 }' "$tmp/capacity")" \
+}' rounds="$rounds" pinned="$([ "$pinning" = 1 ] && echo "$nallowed")" cap="$(awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 } END { if (NR) printf " of %s", $3 }' "$tmp/capacity")" \
     lowcap="$(awk '$1 < 0.9 * $3 { low = 1 } END { print low + 0 }' "$tmp/capacity")" \
     "$results" >"$tmp/table"
 
@@ -240,6 +264,11 @@ if [ "${BENCH_RECORD:-0}" = 1 ]; then
         echo "- machine: $ncpu CPUs (nproc), $model, $(uname -sr)"
         echo "- commit: $commit"
         echo "- threads: $threads_list"
+        if [ "$pinning" = 1 ]; then
+            echo "- CPUs: a run at t threads below the $nallowed allowed ran on t of them (taskset)"
+        else
+            echo "- CPUs: every run unpinned (BENCH_PIN=0, no taskset, or one CPU allowed)"
+        fi
         [ "$rounds" -gt 1 ] && echo "- rounds: $rounds (every binary in turn; each row's best over them)"
         if [ -s "$tmp/capacity" ]; then
             echo "- the CPUs did the work of this many at once (before each round, after the last):" \

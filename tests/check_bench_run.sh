@@ -4,7 +4,8 @@
 # Two fake bench_demo_* binaries report a different figure at each call; with BENCH_ROUNDS=3 the
 # runner must call them in turn (dagger, peer, dagger, ...), keep each row's best over the rounds
 # (the lowest time, the highest rate), and print the capacity that a fake dagger-bench-capacity
-# reports, with the note for shared cores; BENCH_ROUNDS=0 is refused with a message.
+# reports, with the note for shared cores; BENCH_ROUNDS=0 is refused with a message. A run at
+# t threads below the CPUs the runner may use goes on t of them (taskset), unless BENCH_PIN=0.
 # SPDX-License-Identifier: MIT
 set -u
 run=$1
@@ -23,6 +24,7 @@ n=\$(cat "$tmp/count.$1" 2>/dev/null || echo 0)
 n=\$((n + 1))
 echo \$n >"$tmp/count.$1"
 echo "$1" >>"$tmp/order"
+sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status >>"$tmp/cpus.$1"
 case \$n in 1) v=$2 ;; 2) v=$3 ;; *) v=$4 ;; esac
 echo "RESULT|demo.time|$1|n=1,t=\$BENCH_THREADS|\$v|ns/task"
 echo "RESULT|demo.rate|$1|n=1,t=\$BENCH_THREADS|\$v|M/s"
@@ -48,6 +50,22 @@ echo "$out" | grep -q 'work of 1.10, 1.10, 1.10, 1.10 of 2 CPUs' ||
     fail "no capacity note (4 probes): $out"
 echo "$out" | grep -q 'shared cores' || fail "no shared-cores note at capacity 1.10 of 2: $out"
 grep -q 'machine: the CPUs do 1.10 of 2' "$tmp/err" || fail "no capacity line on stderr"
+
+# Pinning: at t=1 each run saw one CPU (when the runner may use two or more and has taskset);
+# with BENCH_PIN=0 it saw them all.
+all=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status)
+case $all in *[-,]*) several=1 ;; *) several=0 ;; esac
+if [ "$several" = 1 ] && command -v taskset >/dev/null 2>&1; then
+    while read -r c; do
+        case $c in *[-,]*) fail "a run at t=1 was not pinned to one CPU (it saw $c)" ;; esac
+    done <"$tmp/cpus.dagger"
+    echo "$out" | grep -q 'ran on t of them (taskset)' || fail "no pinning note: $out"
+    : >"$tmp/cpus.peer"
+    BENCH_PIN=0 BENCH_THREADS=1 sh "$run" "$tmp/build" >/dev/null 2>"$tmp/err" ||
+        fail "run.sh BENCH_PIN=0 failed: $(cat "$tmp/err")"
+    [ "$(cat "$tmp/cpus.peer")" = "$all" ] ||
+        fail "BENCH_PIN=0: the run saw $(cat "$tmp/cpus.peer"), not every CPU ($all)"
+fi
 
 if BENCH_ROUNDS=0 sh "$run" "$tmp/build" >/dev/null 2>"$tmp/err"; then
     fail "BENCH_ROUNDS=0 was accepted"
