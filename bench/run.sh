@@ -103,7 +103,7 @@ capbin=$(find "$builddir" -type f -name dagger-bench-capacity -perm -u+x 2>/dev/
 # waits (main runs tasks at a fetch or a group's end), as oneTBB's t threads (main among them)
 # and libgomp's team do. Unpinned, dagger's t=1 rows could use a second CPU: core.chain at t=1
 # read 27 ns a task unpinned and 42-51 pinned, main spawning while the worker ran the chain
-# (bench/RESULTS.md, 2026-12-06 11:45). BENCH_PIN=0, or no taskset, runs them unpinned.
+# (bench/RESULTS.md, 2026-12-06 11:00). BENCH_PIN=0, or no taskset, runs them unpinned.
 allowed=$(sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' /proc/self/status 2>/dev/null |
     awk -F, '{ for (i = 1; i <= NF; i++) { n = split($i, r, "-"); hi = n > 1 ? r[2] : r[1]
                for (c = r[1] + 0; c <= hi + 0; c++) printf "%s ", c } }')
