@@ -139,7 +139,14 @@ int dagger_queue_end(dagger_ctx_t *ctx)
     int rc = 0;
     /* Only WAITALL blocks count their tasks; the others' group is never waited on. */
     struct group *g = &f->group;
-    if (f->mode & DAGGER_QUEUE_WAITALL) {
+    if ((f->mode & DAGGER_QUEUE_WAITALL) && g->home_done == g->spawned) {
+        /* Every task of the group finished on this thread, its home, and was counted there
+         * (home_done: task.c, group_done), or it had none: no slot holds a count, no finisher
+         * on another thread reads the group, nobody else waits on it. It ends without the
+         * target's publication and the move to `drained`: two locked operations a group, 41 of
+         * the 54 of a run of core.nested_groups at t=1 (bench/RESULTS.md, 2026-12-06 12:00). */
+        g->home_done = 0;
+    } else if (f->mode & DAGGER_QUEUE_WAITALL) {
         /* Publish the target, then move the slots' counts (see struct group): seq_cst on
          * both sides, so a count added to a slot after its exchange is moved by its finisher. */
         atomic_store_explicit(&g->target, g->spawned, memory_order_seq_cst);
@@ -158,14 +165,16 @@ int dagger_queue_end(dagger_ctx_t *ctx)
         while (atomic_load_explicit(&g->drained, memory_order_acquire) != g->spawned &&
                dagger__event_wait_group(ctx, g) < 0)
             dagger__task_yield();
-        if (f->ext)
-            dagger__ctx_ext_release(ctx);
-        if (f->site)
-            site_note(f->site, g->spawned);
         /* Every task is counted; wait for the finishers still reading the group. */
         for (int i = 0; i < g->nslots; i++)
             while (atomic_load_explicit(&g->slots[i].active, memory_order_acquire))
                 dagger__cpu_relax();
+    }
+    if (f->mode & DAGGER_QUEUE_WAITALL) {
+        if (f->ext)
+            dagger__ctx_ext_release(ctx);
+        if (f->site)
+            site_note(f->site, g->spawned);
         dagger__obj_free(g->slots, (size_t)g->nslots * sizeof(struct gslot));
         dagger_task_t *e = atomic_load_explicit(&g->first_err, memory_order_acquire);
         if (e) {
