@@ -129,6 +129,8 @@ struct group {
     const void *home;
 };
 
+/* queue_begin_at (queue.c) sets every field of a new frame and of its group, one by one: a field
+ * added here is set there too. */
 struct frame {
     struct frame *up;
     dagger_ctx_t *ctx;
