@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/core_int.h"
+#include "dagger/trace.h"
 #include "harness.h"
 
 enum { MAKE_I64, MAKE_F64, MAKE_STR, MAKE_FAIL };
@@ -212,7 +213,60 @@ TEST(dependents_of_an_input_released_before_it_completes)
     }
 }
 
+/* An input done by the dependent's spawn, with a scalar result, is that value from the spawn on
+ * (take_args_fast): the dependent records no input for it (ndeps counts the gate alone) and gets
+ * the value. A failed input and a string result are still inputs, and so is a done scalar one
+ * while tracing, so that the trace keeps its edge. */
+TEST(an_input_done_by_the_spawn_is_its_value_from_the_spawn_on)
+{
+    dagger_ctx_t *ctx = test_ctx(2);
+    for (int traced = 0; traced < 2; traced++) {
+        if (traced)
+            ASSERT_OK(dagger_trace_start(ctx));
+        dagger_task_t *g = gate_closed(ctx);
+        dagger_task_t *in[3] = {dagger_spawn(ctx, make, (int64_t)MAKE_I64),
+                                dagger_spawn(ctx, make, (int64_t)MAKE_STR),
+                                dagger_spawn(ctx, make, (int64_t)MAKE_FAIL)};
+        for (int k = 0; k < 3; k++)
+            (void)dagger_wait(in[k]);
+        dagger_task_t *dep[3];
+        for (int k = 0; k < 3; k++)
+            dep[k] = dagger_spawn(ctx, add, in[k], g);
+        for (int k = 0; k < 3; k++)
+            ASSERT_FALSE(dagger_task_done(dep[k])); /* the gate holds each */
+        /* by value at the spawn: the gate is its only input (untraced) */
+        ASSERT_EQ(dep[0]->ndeps, traced ? 2u : 1u);
+        if (!traced) {
+            ASSERT_EQ(dep[0]->args[0].kind, DAGGER_KIND_I64);
+            ASSERT_EQ(dep[0]->args[0].u.i, 41);
+        }
+        ASSERT_EQ(dep[1]->ndeps, 2u); /* a string result: still an input */
+        ASSERT_EQ(dep[2]->ndeps, 2u); /* a failed input: still an input */
+        test_gate_unblock();
+        int64_t v = 0;
+        ASSERT_OK(dagger_fetch_i64(dep[0], &v));
+        ASSERT_EQ(v, 41);
+        ASSERT_OK(dagger_fetch_i64(dep[1], &v));
+        ASSERT_EQ(v, 4);
+        ASSERT_EQ(dagger_fetch_i64(dep[2], &v), DAGGER_EUPSTREAM);
+        ASSERT_STR_HAS(dagger_task_errmsg(dep[2]), "the input broke");
+        if (traced) {
+            dagger_trace_stats_t st;
+            ASSERT_OK(dagger_trace_stats(ctx, &st));
+            ASSERT_TRUE(st.edges >= 6); /* each dependent's two inputs */
+            ASSERT_OK(dagger_trace_stop(ctx));
+        }
+        for (int k = 0; k < 3; k++) {
+            dagger_task_release(dep[k]);
+            dagger_task_release(in[k]);
+        }
+        dagger_task_release(g);
+    }
+    ASSERT_OK(dagger_ctx_close(ctx));
+}
+
 TEST_LIST(scalar_results_are_taken_by_value_and_the_input_is_not_held,
           string_results_keep_their_input_until_the_dependent_completes,
           failed_inputs_are_held_and_named_by_the_dependent, many_dependents_share_a_scalar_input,
-          dependents_of_an_input_released_before_it_completes)
+          dependents_of_an_input_released_before_it_completes,
+          an_input_done_by_the_spawn_is_its_value_from_the_spawn_on)

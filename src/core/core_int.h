@@ -456,8 +456,10 @@ extern DAGGER_TLS uint64_t dagger__outside_spawns;
  * the task spawns; then dagger__task_awaited_spawn claims an external slot for the rest of it. */
 extern DAGGER_TLS dagger_ctx_t *dagger__awaited_ctx;
 void dagger__task_awaited_spawn(dagger_ctx_t *ctx);
-/* A spawn's counts: a task record alive and a task in flight. */
-static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
+/* A spawn's counts: a task record alive and a task in flight. Inlined in every build: link-time
+ * optimisation put it out of line once code elsewhere in the spawn grew (core.nested_groups and
+ * core.empty_ext 4-7 % slower). */
+__attribute__((always_inline)) static inline void dagger__ctx_count_spawn(dagger_ctx_t *ctx, int w)
 {
     if (DAGGER_UNLIKELY(w < 0)) {
         dagger__outside_spawns++;

@@ -1355,8 +1355,21 @@ __attribute__((always_inline)) static inline bool take_args_fast(dagger_task_t *
         uint8_t kind = argv[i].kind, flags = argv[i].flags;
         if (kind == DAGGER_KIND_TASK) {
             dagger_task_t *dt = argv[i].u.t;
-            if (DAGGER_UNLIKELY((flags & DAGGER_VALUE_REMOTE) || !dt || dt->ctx != ctx ||
-                                room < sizeof(struct dep)))
+            if (DAGGER_UNLIKELY((flags & DAGGER_VALUE_REMOTE) || !dt || dt->ctx != ctx))
+                goto general;
+            /* An input done by now with a result taken by value (result_by_value) is that value
+             * at once: no input to register, and the task is ready at its spawn like one
+             * without inputs (the seed's nested loop: its inner tasks' input ran at its spawn).
+             * Its state is stored, with a release, after its result and code. Not while tracing:
+             * the trace keeps the edge (register_inputs). */
+            if (nseq == 0 && atomic_load_explicit(&dt->state, memory_order_acquire) == T_DONE &&
+                result_by_value(ctx, dt) &&
+                !atomic_load_explicit(&dagger__trace_on, memory_order_relaxed)) {
+                *d = dt->result;
+                d->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
+                continue;
+            }
+            if (DAGGER_UNLIKELY(room < sizeof(struct dep)))
                 goto general;
             room -= sizeof(struct dep);
             /* no reference yet without ordering inputs (TF_LAZY_DEPS): register_inputs */
