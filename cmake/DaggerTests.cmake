@@ -1,10 +1,11 @@
 # cmake/DaggerTests.cmake - one test binary per area, one ctest entry per case.
 #
 # dagger_add_tests(<area> SOURCES a.c ... [LABELS l ...] [TIMEOUT s] [LIBS lib ...]
-#                  [LAUNCHER cmd ...])
+#                  [LAUNCHER cmd ...] [LIBRARY target])
 # builds test_<area> (or the name given by NAME), runs `--list` after each build and registers
 # every case as its own ctest test `<area>.<case>` with the labels, a timeout and
-# SKIP_RETURN_CODE 77. LAUNCHER prefixes the command (mpirun -n 2, ...).
+# SKIP_RETURN_CODE 77. LAUNCHER prefixes the command (mpirun -n 2, ...). LIBRARY: the library
+# target linked (default dagger_static).
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(CMOCKA QUIET IMPORTED_TARGET cmocka)
 if(NOT CMOCKA_FOUND)
@@ -15,7 +16,10 @@ endif()
 set(DAGGER_DISCOVER_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/DaggerDiscover.cmake)
 
 function(dagger_add_tests area)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LABELS;LIBS;LAUNCHER;ENV" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;TIMEOUT;LIBRARY" "SOURCES;LABELS;LIBS;LAUNCHER;ENV" ${ARGN})
+  if(NOT T_LIBRARY)
+    set(T_LIBRARY dagger_static)
+  endif()
   if(NOT T_NAME)
     set(T_NAME test_${area})
   endif()
@@ -26,7 +30,7 @@ function(dagger_add_tests area)
     set(T_LABELS quick)
   endif()
   add_executable(${T_NAME} ${T_SOURCES})
-  target_link_libraries(${T_NAME} PRIVATE dagger_static PkgConfig::CMOCKA Threads::Threads ${T_LIBS})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBRARY} PkgConfig::CMOCKA Threads::Threads ${T_LIBS})
   target_include_directories(${T_NAME} PRIVATE ${PROJECT_SOURCE_DIR}/tests)
   target_compile_definitions(${T_NAME} PRIVATE _GNU_SOURCE)
   set(list_file ${CMAKE_CURRENT_BINARY_DIR}/${T_NAME}_tests.cmake)
