@@ -1097,13 +1097,29 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
          * drop (no extension record, no owned argument, no input), untraced, that nobody holds
          * nor waits for (complete's first case). The body may have moved the task to another
          * worker: the pool is asked again. */
-        if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1 &&
+        uint32_t refs = atomic_load_explicit(&t->refs, memory_order_acquire);
+        if ((refs == 1 || (refs == 2 && (t->flags & TF_AT_SPAWN))) &&
             atomic_load_explicit(&t->waiters.head, memory_order_acquire) == NULL && rc == 0 &&
             x == NULL && t->ndeps == 0 && !(t->flags & TF_OWNED_ARGS) &&
             !atomic_load_explicit(&dagger__trace_on, memory_order_relaxed)) {
             dagger_ctx_t *ctx = t->ctx;
+            struct group *g = t->group;
+            int w = dagger__pool_self(ctx->pool);
             t->nargs = 0;
-            end_alone(t, ctx, t->group, dagger__pool_self(ctx->pool));
+            if (refs == 1) {
+                end_alone(t, ctx, g, w);
+                return NULL;
+            }
+            /* Run by its spawn, whose handle is the only one (run_undeferred, TF_AT_SPAWN):
+             * complete's case of handles held and nobody waiting, in line (core.nested: all its
+             * tasks). The word closes with a store, the runtime's reference left to the handle. */
+            atomic_store_explicit(&t->state, T_DONE, memory_order_release);
+            atomic_store_explicit(&t->waiters.head,
+                                  (struct dagger__waiter *)((uintptr_t)EV_CLOSED | EV_ABANDONED),
+                                  memory_order_release);
+            if (g)
+                group_done(g, ctx, w);
+            dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
             return NULL;
         }
     }
