@@ -860,6 +860,24 @@ __attribute__((always_inline)) static inline void end_alone(dagger_task_t *t, da
     dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
 }
 
+/* The waiter word of a task done while handles hold it and nobody waits (complete, and the in-line
+ * end of dagger__task_run): closed, with the runtime's reference left to the handles (abandoned:
+ * the last one drops it), the marks of `h` kept. */
+static inline struct dagger__waiter *abandoned_word(const struct dagger__waiter *h)
+{
+    return (struct dagger__waiter *)(((uintptr_t)h & ~EV_LIST_MASK) | 1 | EV_ABANDONED);
+}
+
+/* A finished task's counts, on worker w (-1: another thread), where its record is not freed with
+ * them (end_alone does both): its group's, and the in-flight count. */
+__attribute__((always_inline)) static inline void count_finished(struct group *g, dagger_ctx_t *ctx,
+                                                                 int w)
+{
+    if (g)
+        group_done(g, ctx, w);
+    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
+}
+
 /* Out of line: it runs after the task body, which may have moved the task to another worker, and
  * it reads the worker's thread-locals. */
 DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool want_cont)
@@ -907,17 +925,15 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
              * exchange and a decrement of refs were two locked operations (core.fib, core.nested's
              * inner tasks). t is not read after it: a handle may free it at once. */
             atomic_store_explicit(&t->state, T_DONE, memory_order_release);
-            uintptr_t done = ((uintptr_t)h & ~EV_LIST_MASK) | 1 | EV_ABANDONED;
+            struct dagger__waiter *done = abandoned_word(h);
             if ((t->flags & TF_AT_SPAWN) && held == 2) {
                 /* Run by its spawn, whose handle is the only one (run_undeferred): no other
                  * thread can reach the word, a store closes it (the CAS drained a store buffer
                  * full of the task's writes: 60 % of complete's samples in core.nested). */
-                atomic_store_explicit(&t->waiters.head, (struct dagger__waiter *)done,
-                                      memory_order_release);
+                atomic_store_explicit(&t->waiters.head, done, memory_order_release);
                 goto finished;
             }
-            if (atomic_compare_exchange_weak_explicit(&t->waiters.head, &h,
-                                                      (struct dagger__waiter *)done,
+            if (atomic_compare_exchange_weak_explicit(&t->waiters.head, &h, done,
                                                       memory_order_acq_rel, memory_order_acquire))
                 goto finished;
         } else {
@@ -957,9 +973,7 @@ DAGGER_NOINLINE static dagger_task_t *complete(dagger_task_t *t, int rc, bool wa
         task_free(t);
     }
 finished:
-    if (g)
-        group_done(g, ctx, w);
-    dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
+    count_finished(g, ctx, w);
     return cont;
 }
 
@@ -1114,12 +1128,8 @@ struct dagger__job *dagger__task_run(struct dagger__job *j, void *ud)
              * complete's case of handles held and nobody waiting, in line (core.nested: all its
              * tasks). The word closes with a store, the runtime's reference left to the handle. */
             atomic_store_explicit(&t->state, T_DONE, memory_order_release);
-            atomic_store_explicit(&t->waiters.head,
-                                  (struct dagger__waiter *)((uintptr_t)EV_CLOSED | EV_ABANDONED),
-                                  memory_order_release);
-            if (g)
-                group_done(g, ctx, w);
-            dagger__ctx_count_w(ctx, w, CNT_INFLIGHT, -1);
+            atomic_store_explicit(&t->waiters.head, abandoned_word(NULL), memory_order_release);
+            count_finished(g, ctx, w);
             return NULL;
         }
     }
@@ -1381,7 +1391,7 @@ __attribute__((always_inline)) static inline bool take_args_fast(dagger_task_t *
             if (nseq == 0 && atomic_load_explicit(&dt->state, memory_order_acquire) == T_DONE &&
                 result_by_value(ctx, dt) &&
                 !atomic_load_explicit(&dagger__trace_on, memory_order_relaxed)) {
-                *d = dt->result;
+                *d = dt->result; /* whole, then its flags patched in place (as below) */
                 d->flags &= (uint8_t)~DAGGER_VALUE_OWNED;
                 continue;
             }
