@@ -191,6 +191,9 @@ dagger_task_t *dagger__task_dep(const dagger_task_t *t, uint32_t i, int *argi);
 const dagger_scope_t *dagger__task_scope(const dagger_task_t *t);
 /* Worker threads parked for want of work (a hint), and the number of workers. */
 int dagger__ctx_idle_workers(const dagger_ctx_t *ctx);
+/* Bundles of spawns published so far in the process, and the spawns they carried (task.c,
+ * "Bundles"; for tests). */
+void dagger__task_bundle_counts(uint64_t *bundles, uint64_t *spawns);
 int dagger__ctx_nthreads(const dagger_ctx_t *ctx);
 /* Work is expected within `ns` nanoseconds (a reply or a task from another rank): until then
  * the context's idle workers and threads blocked in dagger_fetch yield instead of sleeping

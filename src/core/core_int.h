@@ -635,6 +635,11 @@ void dagger__task_checkpoint(dagger_task_t *t);
 
 /* task.c */
 void dagger__task_set_cur(dagger_task_t *t);
+/* Publish the calling thread's open bundle of spawns, if any (task.c, "Bundles"): before the
+ * thread stops appending to it (a wait, a yield, a group's end, running dry). */
+void dagger__task_bundle_flush(void);
+/* The pool's call where a worker's spawn finds its deque deep (dagger__pool_set_deep). */
+void dagger__task_deep(struct dagger__job *j);
 void dagger__ctx_count(dagger_ctx_t *ctx, int which, int64_t delta);
 /* A worker is about to park: give back its credits. */
 void dagger__ctx_count_idle(dagger_ctx_t *ctx, int worker);

@@ -90,6 +90,7 @@ int dagger__event_wait_spin(dagger_ctx_t *ctx, struct dagger__event *ev, uint64_
 {
     if (dagger__ev_closed(atomic_load_explicit(&ev->head, memory_order_acquire)))
         return 0;
+    dagger__task_bundle_flush(); /* the spawns it holds must not wait for this wait (task.c) */
     dagger_task_t *me = dagger__task_current();
     if (me && dagger__pool_can_suspend(me->ctx->pool)) {
         struct dagger__waiter node = {.kind = W_FIBER, .target = me};

@@ -143,6 +143,7 @@ int dagger_queue_end(dagger_ctx_t *ctx)
                  "dagger_queue_end: no task-queue block of this context is open on this %s",
                  dagger__task_current() ? "task" : "thread");
     *slot = f->up;
+    dagger__task_bundle_flush(); /* spawns of this thread not yet published (task.c, bundles) */
     dagger__group_flush(); /* this worker's own count, of this group or another (core_int.h) */
     if (f->nheld)
         unit_end(ctx, f);

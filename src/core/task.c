@@ -828,7 +828,11 @@ __attribute__((always_inline)) static inline void group_done(struct group *g, da
 
 DAGGER_TLS struct dagger__gcount dagger__gcount_tls;
 
-void dagger__group_flush_dry(void) { dagger__group_flush(); }
+void dagger__group_flush_dry(void)
+{
+    dagger__task_bundle_flush(); /* nobody on this thread appends to it any more */
+    dagger__group_flush();
+}
 
 DAGGER_NOINLINE void dagger__group_flush_slow(void)
 {
@@ -1671,10 +1675,20 @@ static void set_name(dagger_task_t *t, const dagger_task_opts_t *o, const char *
 static dagger_task_t *spawn_general(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top,
                                     const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
                                     const dagger_value_t *argv, size_t argc);
+struct bundle;
 static inline dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top,
                                    bool plain, bool detached, struct group *g,
                                    const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
-                                   const dagger_value_t *argv, size_t argc);
+                                   const dagger_value_t *argv, size_t argc,
+                                   const struct bundle *replay);
+
+static dagger_task_t *bundle_hook(void *ud, dagger_ctx_t *ctx, const dagger_task_opts_t *o,
+                                  dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
+                                  size_t argc);
+DAGGER_NOINLINE static dagger_task_t *bundle_spawn(dagger_ctx_t *ctx, dagger_task_t *me,
+                                                   struct frame *top, dagger_fn_t fn,
+                                                   const char *fname, const dagger_value_t *argv,
+                                                   size_t argc);
 
 /* The blocks open at `top` in ctx: false when one is SEQUENTIAL or BULK (apply_frames then
  * applies them); otherwise true, with the innermost WAITALL block's group (or NULL) in *g. */
@@ -1706,14 +1720,18 @@ spawn_entry(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn, cons
     struct frame *top = me ? me->frames : tls_frames;
     dagger_task_t *t;
     struct group *g;
-    if (DAGGER_UNLIKELY(top && top->hook && top->ctx == ctx))
+    if (DAGGER_UNLIKELY(top && top->hook && top->ctx == ctx)) {
+        /* A bundle armed on the group (task.c, "Bundles"): a detached plain spawn goes into it,
+         * or it is published and the spawn goes on below. */
+        if (top->hook == bundle_hook && detached && o == NULL)
+            return bundle_spawn(ctx, me, top, fn, fname, argv, argc);
         t = top->hook(top->hook_ud, ctx, o, fn, fname, argv, argc);
-    else if (DAGGER_LIKELY(o == NULL && frames_plain(ctx, top, &g)))
+    } else if (DAGGER_LIKELY(o == NULL && frames_plain(ctx, top, &g)))
         /* spawn inline, its option and ordering branches folded away. Detached, no handle is
          * released after the task is published, so the spawner issues no locked operation on
          * a record whose lines a thief may be reading (the release's wait on them was 98 % of
          * its samples in a flat loop at t=2). */
-        return spawn(ctx, me, top, true, detached, g, NULL, fn, fname, argv, argc);
+        return spawn(ctx, me, top, true, detached, g, NULL, fn, fname, argv, argc, NULL);
     else
         t = spawn_general(ctx, me, top, o, fn, fname, argv, argc);
     if (detached && t)
@@ -1850,12 +1868,235 @@ __attribute__((always_inline)) static inline uint32_t register_inputs(dagger_tas
     return done;
 }
 
+/* ---------------------------------------------------------------- bundles */
+
+/* A flat loop of detached spawns on a worker (a sync group's tasks, one per iteration) runs on
+ * that worker alone once its deque is deep: each spawn past the deep mark runs at once on the
+ * spawner's stack, and a thief holds back from its queued records, since moving a record of a
+ * task of a few ns across cores costs more than running it (pool.c, "Holding back"; a thief that
+ * took every such steal: 145-160 ns an iteration, bench/RESULTS.md 2026-12-05). A bundle moves
+ * the spawns instead of their records: while another worker is idle, the spawner writes the next
+ * BUNDLE_CAP spawns of the same function into one block (the function once, each spawn's
+ * arguments: 16 bytes a value, no record), and the block travels as one job through the
+ * injection queue. The worker that takes it replays the spawns on its own core (bundle_fn):
+ * records from its own pools, at once or into its own deque, where other thieves reach them.
+ * The spawner writes an argument list where a spawn made a record and ran the task, so the loop
+ * is shared between the cores.
+ *
+ * Which spawns: detached ones without options, inside a sync group (the group counts them at
+ * the spawn, the replay counts them finished), from a task on a worker whose deque is deep, of
+ * scalar arguments only (nil, bool, i64, f64, ptr: nothing to own), untraced, in one process.
+ * A bundle is armed when a spawn finds the deque deep by its top (the streak's start:
+ * dagger__pool_still_deep), another worker is idle and the thread's last bundle was taken;
+ * armed, the spawns of the same task, group, function and arity go into it. The arming is marked
+ * by the group's frame, whose hook slot holds bundle_hook meanwhile: spawn_entry reads that slot
+ * anyway, so a spawn pays nothing for bundles otherwise (a test of a thread-local flag before
+ * the record's allocation made core.empty and core.parfor 4-5 % slower at t=1). It is published
+ * when full, and before anything that could make its spawns wait for a thread that no longer
+ * looks at it (bundle_flush): a spawn of another kind, the end of a group, a wait, a yield, and
+ * the worker running dry (a task whose body returned with its group open and a bundle armed:
+ * nobody waits for that group, and the bundle goes out when the thread next runs dry, before the
+ * context drains, since its job counts as a task in flight). A replay whose record cannot be
+ * allocated fails the bundle's job with DAGGER_ENOMEM, which the group reports, and counts the
+ * lost spawn finished, so the group's end never waits for it. */
+#define BUNDLE_CAP 256
+#define BUNDLE_ARGS_MAX 6
+
+struct bundle {
+    dagger_task_t *task; /* the job that carries it: its body (bundle_fn) replays the spawns */
+    dagger_task_t *parent;
+    struct group *g;
+    dagger_ctx_t *ctx;
+    dagger_fn_t fn;
+    const char *fname;
+    _Atomic uint32_t *taken; /* the spawner's count of its bundles taken (struct bundler) */
+    uint32_t argc, n;
+    dagger_value_t args[]; /* n spawns, argc values each */
+};
+
+/* A worker's bundling state (its count of bundles taken is the pool's, on a line of its own:
+ * dagger__pool_bundle_taken). */
+struct bundler {
+    struct frame *frame;   /* armed: the group's frame, its hook bundle_hook (NULL: not armed) */
+    dagger_task_t *parent; /* the spawns this bundle takes */
+    struct group *g;
+    dagger_fn_t fn;
+    size_t argc;
+    struct bundle *open; /* its block, once a spawn went in */
+    bool streak;         /* the last one was published full: a loop still feeds its takers */
+    uint32_t published;
+};
+static DAGGER_TLS struct bundler bundler_tls;
+static _Atomic uint64_t bundles_made, bundled_spawns; /* for tests: dagger__task_bundle_counts */
+
+void dagger__task_bundle_counts(uint64_t *bundles, uint64_t *spawns)
+{
+    *bundles = atomic_load_explicit(&bundles_made, memory_order_relaxed);
+    *spawns = atomic_load_explicit(&bundled_spawns, memory_order_relaxed);
+}
+
+static bool bundle_args_plain(const dagger_value_t *argv, size_t argc)
+{
+    for (size_t i = 0; i < argc; i++) {
+        uint8_t k = argv[i].kind;
+        if (k == DAGGER_KIND_STR || k == DAGGER_KIND_BLOB || k > DAGGER_KIND_PTR ||
+            (argv[i].flags & DAGGER_VALUE_TOOBIG))
+            return false;
+    }
+    return true;
+}
+
+/* Publish the thread's open bundle (if any) and disarm. */
+static void bundle_flush_here(struct bundler *z)
+{
+    struct bundle *b = z->open;
+    if (z->frame)
+        z->frame->hook = NULL;
+    z->frame = NULL;
+    z->open = NULL;
+    z->streak = b && b->n == BUNDLE_CAP;
+    if (b) {
+        z->published++;
+        atomic_fetch_add_explicit(&bundles_made, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bundled_spawns, b->n, memory_order_relaxed);
+        dagger__pool_inject(b->ctx->pool, &b->task->job);
+    }
+}
+
+void dagger__task_bundle_flush(void)
+{
+    struct bundler *z = &bundler_tls;
+    if (DAGGER_UNLIKELY(z->frame != NULL))
+        bundle_flush_here(z);
+}
+
+/* The hook of an armed group's frame, for the spawns that are not the bundle's (with a handle,
+ * or options): the bundle is published and the spawn goes the general way. Detached plain spawns
+ * never reach it (spawn_entry: bundle_add). */
+static dagger_task_t *bundle_hook(void *ud, dagger_ctx_t *ctx, const dagger_task_opts_t *o,
+                                  dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
+                                  size_t argc)
+{
+    (void)ud;
+    dagger__task_bundle_flush();
+    return dagger__task_spawn_nohook(ctx, o, fn, fname, argv, argc);
+}
+
+static int bundle_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out);
+
+/* The block and the job of a bundle for the armed spawns; NULL when out of memory (the spawn then
+ * goes the usual way). The job is the group's task like those it carries, counted at once. */
+static struct bundle *bundle_open(struct bundler *z, dagger_ctx_t *ctx, const char *fname, int w)
+{
+    size_t bytes = sizeof(struct bundle) + (size_t)BUNDLE_CAP * z->argc * sizeof(dagger_value_t);
+    struct bundle *b = dagger__malloc(bytes);
+    if (!b)
+        return NULL;
+    dagger_task_t *t = task_alloc(ctx);
+    if (!t) {
+        dagger__free(b);
+        return NULL;
+    }
+    atomic_init(&t->refs, 1); /* detached: the runtime's reference only */
+    t->fn = bundle_fn;
+    t->name = "dagger_bundle";
+    t->parent = z->parent;
+    t->group = z->g;
+    z->g->spawned++;
+    dagger__ctx_count_spawn(ctx, w);
+    t->args[0] = dagger_ptr(b);
+    t->nargs = 1;
+    b->task = t;
+    b->parent = z->parent;
+    b->g = z->g;
+    b->ctx = ctx;
+    b->fn = z->fn;
+    b->fname = fname;
+    b->taken = dagger__pool_bundle_taken(ctx->pool, w);
+    b->argc = (uint32_t)z->argc;
+    b->n = 0;
+    return b;
+}
+
+/* A spawn while a bundle is armed on this thread: into the bundle when it is of the armed kind
+ * (returns the bundle's job, not to be used), else the bundle is published and NULL returned
+ * (the spawn goes the usual way). */
+__attribute__((always_inline)) static inline dagger_task_t *
+bundle_add(dagger_ctx_t *ctx, dagger_task_t *me, struct group *g, int w, dagger_fn_t fn,
+           const char *fname, const dagger_value_t *argv, size_t argc)
+{
+    struct bundler *z = &bundler_tls;
+    if (z->parent != me || z->g != g || z->fn != fn || z->argc != argc ||
+        !bundle_args_plain(argv, argc)) {
+        bundle_flush_here(z);
+        return NULL;
+    }
+    struct bundle *b = z->open;
+    if (!b && !(b = z->open = bundle_open(z, ctx, fname, w))) {
+        bundle_flush_here(z); /* disarms */
+        return NULL;
+    }
+    dagger_value_t *d = b->args + (size_t)b->n * argc;
+    for (size_t i = 0; i < argc; i++) /* a few values: no call to memcpy */
+        d[i] = argv[i];
+    b->n++;
+    g->spawned++;
+    dagger_task_t *bt = b->task;
+    if (b->n == BUNDLE_CAP)
+        bundle_flush_here(z);
+    return bt;
+}
+
+/* A spawn found the deque deep by its top (a streak starts): arm a bundle for the spawns like it
+ * when at most one bundle of this thread waits to be taken, and another worker is idle or took
+ * the last full one (the loop feeds it: one bundle waits while it replays the other). */
+DAGGER_NOINLINE static void bundle_arm(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top,
+                                       struct group *g, int w, dagger_fn_t fn,
+                                       const dagger_value_t *argv, size_t argc)
+{
+    struct bundler *z = &bundler_tls;
+    /* The group's frame must be the innermost, without a hook: its hook slot marks the arming,
+     * so that a spawn pays nothing for bundles unless its frame has a hook (spawn_entry). */
+    if (z->frame || !top || top->hook || top->ctx != ctx || &top->group != g)
+        return;
+    uint32_t waiting = z->published - atomic_load_explicit(dagger__pool_bundle_taken(ctx->pool, w),
+                                                           memory_order_relaxed);
+    if (argc > BUNDLE_ARGS_MAX || ctx->nranks > 1 || waiting > 1 ||
+        !bundle_args_plain(argv, argc) ||
+        !((z->streak && waiting == 0) || dagger__pool_idle_hint(ctx->pool)))
+        return;
+    z->parent = me;
+    z->g = g;
+    z->fn = fn;
+    z->argc = argc;
+    z->frame = top;
+    top->hook = bundle_hook;
+}
+
+/* The pool's call where a spawn on a worker found its deque deep by its top (a streak starts,
+ * dagger__pool_set_deep): the job kept to run at once is the spawn's task. A detached one (the
+ * runtime's reference only) of a task, in a group, untraced: the spawns like it may go into a
+ * bundle from now on. Called only there, once a streak: a test in each spawn made the flat loops
+ * 5-12 % slower at t=1 (code layout). */
+void dagger__task_deep(struct dagger__job *j)
+{
+    dagger_task_t *t = (dagger_task_t *)j;
+    dagger_task_t *me = tls_task;
+    if (me && t->group && t->parent == me &&
+        atomic_load_explicit(&t->refs, memory_order_relaxed) == 1 &&
+        !atomic_load_explicit(&dagger__trace_on, memory_order_relaxed))
+        bundle_arm(t->ctx, me, me->frames, t->group, dagger__pool_self(t->ctx->pool), t->fn,
+                   t->args, t->nargs);
+}
+
 /* Inline: dagger_spawn_impl takes a copy for a spawn without options nor ordering blocks
- * (`plain`: frames_plain found at most the group `g`); the general one applies the frames. */
+ * (`plain`: frames_plain found at most the group `g`); the general one applies the frames.
+ * `replay`: a spawn of that bundle, made again where it is taken (counted in the group already,
+ * and its parent the bundle's spawner). */
 __attribute__((always_inline)) static inline dagger_task_t *
 spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool detached,
       struct group *g, const dagger_task_opts_t *o, dagger_fn_t fn, const char *fname,
-      const dagger_value_t *argv, size_t argc)
+      const dagger_value_t *argv, size_t argc, const struct bundle *replay)
 {
     int w = dagger__pool_self(ctx->pool);
     dagger_task_t *t = task_alloc(ctx);
@@ -1867,7 +2108,7 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
     if (detached) /* no handle: the runtime's reference only (returned t is not to be used) */
         atomic_init(&t->refs, 1);
     t->fn = fn;
-    t->parent = me;
+    t->parent = replay ? replay->parent : me;
     if (DAGGER_UNLIKELY(o != NULL))
         set_name(t, o, fname);
     else
@@ -1883,7 +2124,8 @@ spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct frame *top, bool plain, bool 
         /* frames_plain saw no such block: at most a group to count the task in */
         if (g) {
             t->group = g;
-            g->spawned++;
+            if (!replay)
+                g->spawned++;
         }
     } else if (top) {
         bulk = apply_frames(ctx, t, top, seq, &nseq, &ordered);
@@ -1973,7 +2215,56 @@ DAGGER_NOINLINE static dagger_task_t *spawn_general(dagger_ctx_t *ctx, dagger_ta
                                                     dagger_fn_t fn, const char *fname,
                                                     const dagger_value_t *argv, size_t argc)
 {
-    return spawn(ctx, me, top, false, false, NULL, o, fn, fname, argv, argc);
+    return spawn(ctx, me, top, false, false, NULL, o, fn, fname, argv, argc, NULL);
+}
+
+/* A detached plain spawn into the armed group `top` (spawn_entry): into its bundle, else (another
+ * function, arity or argument kind, or out of memory: the bundle is published and disarmed) the
+ * plain spawn. */
+DAGGER_NOINLINE static dagger_task_t *bundle_spawn(dagger_ctx_t *ctx, dagger_task_t *me,
+                                                   struct frame *top, dagger_fn_t fn,
+                                                   const char *fname, const dagger_value_t *argv,
+                                                   size_t argc)
+{
+    int w = dagger__pool_self(ctx->pool);
+    dagger_task_t *bt = w >= 0 ? bundle_add(ctx, me, &top->group, w, fn, fname, argv, argc) : NULL;
+    if (bt)
+        return bt;
+    dagger__task_bundle_flush(); /* w < 0: not this thread's bundle any more */
+    struct group *g;
+    if (frames_plain(ctx, top, &g))
+        return spawn(ctx, me, top, true, true, g, NULL, fn, fname, argv, argc, NULL);
+    dagger_task_t *t = spawn_general(ctx, me, top, NULL, fn, fname, argv, argc);
+    if (t)
+        dagger_task_release(t);
+    return t;
+}
+
+/* A bundle's job: its spawns again, here (see "Bundles"). */
+static int bundle_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)out;
+    struct bundle *b = dagger_arg_ptr(a, 0);
+    /* taken: the spawner may arm its next bundle */
+    atomic_fetch_add_explicit(b->taken, 1, memory_order_relaxed);
+    dagger_task_t *me = (dagger_task_t *)tc;
+    uint32_t lost = 0;
+    for (uint32_t i = 0; i < b->n; i++) {
+        if (!spawn(b->ctx, me, NULL, true, true, b->g, NULL, b->fn, b->fname,
+                   b->args + (size_t)i * b->argc, b->argc, b)) {
+            lost++; /* counted in the group at its spawn: counted finished, and the job fails */
+            group_done(b->g, b->ctx, dagger__pool_self(b->ctx->pool));
+        }
+    }
+    int rc = 0;
+    if (lost)
+        rc = dagger_fail(tc, DAGGER_ENOMEM,
+                         "out of memory for the records of %u of %u tasks of %s spawned in a "
+                         "bundle by task %llu",
+                         lost, b->n, b->fname ? b->fname : "(unnamed)",
+                         (unsigned long long)b->parent->id);
+    dagger__free(b);
+    return rc;
 }
 
 void dagger__task_unhold(dagger_task_t *t)
@@ -2034,6 +2325,7 @@ static void yield_arm(void *arg)
 
 void dagger__task_yield(void)
 {
+    dagger__task_bundle_flush(); /* the task may resume on another thread */
     dagger_task_t *me = dagger__task_current();
     if (!me || !dagger__pool_can_suspend(me->ctx->pool))
         return;

@@ -127,6 +127,9 @@ struct worker {
     struct holdback ext, ws, kp;
     struct held ext_seen[EXT_SLOTS];
     struct held ws_seen[WS_SEEN];
+    /* The bundles of this worker's spawns taken so far (dagger__pool_bundle_taken): written by
+     * the threads that take them, a line of its own. */
+    _Atomic uint32_t bundles_taken __attribute__((aligned(DAGGER_CACHELINE)));
 } __attribute__((aligned(DAGGER_CACHELINE)));
 
 struct dagger__pool {
@@ -145,6 +148,7 @@ struct dagger__pool {
     dagger__run_fn run;
     dagger__idle_fn idle;
     dagger__dry_fn dry;
+    dagger__deep_fn deep; /* dagger__pool_set_deep */
     void *ud;
     size_t stack_size;
     struct jobq inject;
@@ -931,6 +935,8 @@ DAGGER_NOINLINE static bool submit_deep(dagger__pool *p, struct worker *w, struc
     if (may_keep && atomic_load_explicit(&d->bottom, memory_order_relaxed) - d->top_seen >=
                         DAGGER__POOL_DEEP - 1) {
         dagger__self_tls.deep_left = DAGGER__POOL_DEEP_STREAK - 1; /* see pool.h */
+        if (p->deep)
+            p->deep(j);
         return true;
     }
     if (dq_push(d, j) != 0) { /* it could not grow: the injection queue takes it */
@@ -959,6 +965,25 @@ static inline bool submit_plain(dagger__pool *p, struct dagger__job *j, bool may
     if (may_keep && dagger__pool_still_deep())
         return true; /* deep by top_seen, and by top a few spawns ago: no look at it (pool.h) */
     return submit_deep(p, w, j, may_keep);
+}
+
+void dagger__pool_set_deep(dagger__pool *p, dagger__deep_fn fn) { p->deep = fn; }
+
+void dagger__pool_inject(dagger__pool *p, struct dagger__job *j)
+{
+    jobq_push(&p->inject, j);
+    notify_published(p, 0);
+}
+
+_Atomic uint32_t *dagger__pool_bundle_taken(dagger__pool *p, int w)
+{
+    return &p->w[w].bundles_taken;
+}
+
+bool dagger__pool_idle_hint(const dagger__pool *p)
+{
+    return p->n > 1 && (atomic_load_explicit(&p->sleepers, memory_order_relaxed) > 0 ||
+                        atomic_load_explicit(&p->searching, memory_order_relaxed) > 0);
 }
 
 void dagger__pool_submit(dagger__pool *p, struct dagger__job *j)

@@ -37,6 +37,9 @@ typedef void (*dagger__idle_fn)(void *ud, int worker);
 /* Called on a worker each time its own deque runs dry, before it looks elsewhere (core: the
  * finishes it counted for a sync group go to the group; src/core/task.c). */
 typedef void (*dagger__dry_fn)(void);
+/* Called on a worker whose plain spawn found its deque deep by its top and keeps the job `j` to
+ * run at once (a streak of such spawns starts: DAGGER__POOL_DEEP_STREAK). */
+typedef void (*dagger__deep_fn)(struct dagger__job *j);
 
 /* spread: each worker starts on an allowed CPU of its own, then may run anywhere it is allowed
  * (dagger__topo_spread; false under DAGGER_BIND, which pins them after). */
@@ -59,6 +62,18 @@ void dagger__pool_submit(dagger__pool *p, struct dagger__job *j);
 #define DAGGER__POOL_DEEP 1024
 bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j, bool may_keep);
 
+/* Set the function called where a streak of spawns past the deep mark starts (NULL: none).
+ * Thread safety: before any spawn. */
+void dagger__pool_set_deep(dagger__pool *p, dagger__deep_fn fn);
+/* A plain job for the injection queue, whoever submits it (a worker's bundle of spawns, which
+ * the first worker to look takes whole: src/core/task.c, "Bundles"). Thread safety: any thread. */
+void dagger__pool_inject(dagger__pool *p, struct dagger__job *j);
+/* A count of worker w's bundles of spawns taken by whoever runs them (src/core/task.c,
+ * "Bundles"), on a line of its own. Thread safety: any thread, w a worker of p. */
+_Atomic uint32_t *dagger__pool_bundle_taken(dagger__pool *p, int w);
+/* Another worker than the caller looks for work or sleeps for want of it (a hint, read without
+ * a fence). Thread safety: any thread. */
+bool dagger__pool_idle_hint(const dagger__pool *p);
 /* Work is expected soon (a reply from another rank, the next task it sends): until `until_ns`
  * (dagger__now_ns), a worker that runs dry yields the core and looks again instead of parking,
  * so that the job arrives without a futex wake-up. Only ever extends the deadline. Thread

@@ -1,0 +1,284 @@
+/* tests/test_core_bundle.c - bundles of spawns (src/core/task.c, "Bundles"): a task's flat loop
+ * of detached spawns in a sync group, past the deep mark of its worker's deque, moves spawns to an
+ * idle worker as blocks of arguments that the taker replays there.
+ *
+ * Design: each case runs a loop long enough for bundles to form (the process-wide counts of
+ * dagger__task_bundle_counts grow) on 2 and 4 workers, and checks what a user sees: every body
+ * once, with its own arguments of every scalar kind; a failure of a bundled task at the group's
+ * end with its code and message; no task lost when the spawner waits in the middle of its loop,
+ * alternates functions or opens inner groups; arguments that are not scalars (a string) taking
+ * the usual path. The counts of bundles are checked only where the loop ran on a worker with
+ * another one idle at its start (the case's own context, nothing else running).
+ * SPDX-License-Identifier: MIT
+ */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/core.h"
+#include "harness.h"
+
+#define LOOP_N 300000
+
+struct marks {
+    _Atomic int64_t ran;
+    _Atomic int64_t bad; /* bodies that saw arguments other than their spawn's */
+    _Atomic int32_t mark[LOOP_N];
+};
+
+static struct marks m;
+
+static void marks_reset(void) { memset(&m, 0, sizeof m); }
+
+/* Every index marked once. */
+static void assert_each_once(int64_t n)
+{
+    ASSERT_EQ(atomic_load(&m.ran), n);
+    ASSERT_EQ(atomic_load(&m.bad), 0);
+    int64_t wrong = 0;
+    for (int64_t i = 0; i < n; i++)
+        wrong += atomic_load_explicit(&m.mark[i], memory_order_relaxed) != 1;
+    ASSERT_EQ(wrong, 0);
+}
+
+/* A body's common part: args (marks, i, ...); index i marked, the run counted; `ok` false counts
+ * a body that saw other arguments than its spawn's. Returns i. */
+static int64_t mark(const dagger_args_t *a, bool ok)
+{
+    struct marks *mk = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    if (!ok)
+        atomic_fetch_add_explicit(&mk->bad, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mk->mark[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mk->ran, 1, memory_order_relaxed);
+    return i;
+}
+
+/* Args (marks, i, i / 2.0, i odd, nil): every scalar kind a bundle carries. */
+static int check_args(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)out;
+    int64_t i = dagger_arg_i64(a, 1);
+    const dagger_value_t *v = dagger_arg(a, 4);
+    mark(a, dagger_arg_f64(a, 2) == (double)i / 2.0 && dagger_arg_bool(a, 3) == (bool)(i & 1) &&
+                v && v->kind == DAGGER_KIND_NIL && dagger_args_count(a) == 5);
+    return 0;
+}
+
+/* Args (marks, i): marked; fails with "bundled task <i> failed" when i is a multiple of 4096 in
+ * the second half. */
+static int mark_or_fail(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)out;
+    int64_t i = mark(a, true);
+    if (i >= LOOP_N / 2 && i % 4096 == 0)
+        return dagger_fail(tc, DAGGER_ETASK, "bundled task %lld failed", (long long)i);
+    return 0;
+}
+
+/* Args (marks, i) or (marks, i, str): marked; a string must read "s<i % 10>". */
+static int mark_str(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)out;
+    int64_t i = dagger_arg_i64(a, 1);
+    bool ok = true;
+    if (dagger_args_count(a) > 2) {
+        char want[8];
+        snprintf(want, sizeof want, "s%d", (int)(i % 10));
+        const char *s = dagger_arg_str(a, 2);
+        ok = s && strcmp(s, want) == 0;
+    }
+    mark(a, ok);
+    return 0;
+}
+
+static int nap(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)a;
+    usleep(2000);
+    *out = dagger_i64(7);
+    return 0;
+}
+
+enum { PLAIN, WAIT_MID, ALTERNATE, STRINGS };
+
+/* The root: a sync group of LOOP_N detached spawns shaped by args(0) (args(1): an input, unused);
+ * the group's end code. */
+static int loop_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    int how = (int)dagger_arg_i64(a, 0);
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    static const char *strs[10] = {"s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9"};
+    int rc = dagger_sync_begin(c);
+    if (rc)
+        return rc;
+    for (int64_t i = 0; i < LOOP_N && rc == 0; i++) {
+        switch (how) {
+        case PLAIN:
+            rc = dagger_spawn_detached(c, check_args, (void *)&m, i, (double)i / 2.0, (bool)(i & 1),
+                                       dagger_nil());
+            break;
+        case WAIT_MID:
+            rc = dagger_spawn_detached(c, mark_or_fail, (void *)&m, i % (LOOP_N / 2));
+            if (i == LOOP_N / 3) { /* a wait that suspends this task, mid-loop */
+                dagger_task_t *t = dagger_spawn(c, nap);
+                int64_t v = 0;
+                rc = t ? dagger_fetch_i64(t, &v) : DAGGER_ENOMEM;
+                dagger_task_release(t);
+                if (rc == 0 && v != 7)
+                    rc = DAGGER_ETASK;
+            }
+            break;
+        case ALTERNATE:
+            /* two functions in turn, and an inner group every 1000 spawns */
+            if (i % 1000 == 999) {
+                rc = dagger_sync_begin(c);
+                for (int k = 0; k < 3 && rc == 0 && i < LOOP_N; k++, i++)
+                    rc = dagger_spawn_detached(c, mark_str, (void *)&m, i);
+                int end = dagger_sync_end(c);
+                rc = rc ? rc : end;
+                i--;
+            } else if (i & 1) {
+                rc = dagger_spawn_detached(c, mark_str, (void *)&m, i);
+            } else {
+                rc = dagger_spawn_detached(c, mark_or_fail, (void *)&m, i % (LOOP_N / 2));
+            }
+            break;
+        case STRINGS:
+            rc = dagger_spawn_detached(c, mark_str, (void *)&m, i, strs[i % 10]);
+            break;
+        }
+    }
+    int end = dagger_sync_end(c);
+    *out = dagger_i64(rc ? rc : end);
+    return 0;
+}
+
+/* A context of `threads` workers (in *ctx), the marks cleared, and root(how, input) spawned there
+ * on a worker: its input is still running when main fetches it (main runs a ready task it
+ * fetches itself, src/core/fetch.c). */
+static dagger_task_t *root_on_a_worker(dagger_ctx_t **ctx, int threads, dagger_fn_t root_fn,
+                                       int64_t how)
+{
+    dagger_opts_t o;
+    dagger_opts_init(&o);
+    o.num_threads = threads;
+    ASSERT_OK(dagger_ctx_open(ctx, &o));
+    marks_reset();
+    dagger_task_t *pre = dagger_spawn(*ctx, nap);
+    dagger_task_t *root = dagger_spawn(*ctx, root_fn, how, pre);
+    ASSERT_PTR(root);
+    dagger_task_release(pre);
+    return root;
+}
+
+/* Runs the loop shaped `how` on `threads` workers; the group end's code in *end. Returns the
+ * bundles published meanwhile. */
+static uint64_t run_loop(int threads, int how, int64_t *end)
+{
+    uint64_t b0, s0, b1, s1;
+    dagger__task_bundle_counts(&b0, &s0);
+    dagger_ctx_t *ctx;
+    dagger_task_t *root = root_on_a_worker(&ctx, threads, loop_root, how);
+    ASSERT_OK(dagger_fetch_i64(root, end));
+    dagger_task_release(root);
+    dagger__task_bundle_counts(&b1, &s1);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    ASSERT_TRUE(s1 - s0 <= (uint64_t)LOOP_N);
+    return b1 - b0;
+}
+
+TEST(bundle_a_flat_loop_on_a_worker_runs_every_body_once_with_its_arguments)
+{
+    for (int threads = 2; threads <= 4; threads += 2) {
+        int64_t end = -1;
+        uint64_t bundles = run_loop(threads, PLAIN, &end);
+        ASSERT_EQ(end, 0);
+        assert_each_once(LOOP_N);
+        ASSERT_TRUE(bundles > 0);
+    }
+}
+
+/* A loop whose tasks fail here and there past its half (mark_or_fail); the root fails with the
+ * group end's code and message. Args (unused, an input). */
+static int failing_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)a;
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    int rc = dagger_sync_begin(c);
+    for (int64_t i = 0; i < LOOP_N && rc == 0; i++)
+        rc = dagger_spawn_detached(c, mark_or_fail, (void *)&m, i);
+    int end = dagger_sync_end(c);
+    if (rc)
+        return rc;
+    if (end)
+        return dagger_fail(tc, end, "group: %s", dagger_last_errmsg());
+    *out = dagger_i64(0);
+    return 0;
+}
+
+TEST(bundle_a_failure_of_a_bundled_task_is_the_error_of_its_group_end)
+{
+    for (int threads = 2; threads <= 4; threads += 2) {
+        dagger_ctx_t *ctx;
+        dagger_task_t *root = root_on_a_worker(&ctx, threads, failing_root, 0);
+        int64_t v = -1;
+        ASSERT_ERR(dagger_fetch_i64(root, &v), DAGGER_ETASK);
+        ASSERT_STR_HAS(dagger_task_errmsg(root), "group: ");
+        ASSERT_STR_HAS(dagger_task_errmsg(root), "bundled task ");
+        ASSERT_STR_HAS(dagger_task_errmsg(root), " failed");
+        dagger_task_release(root);
+        ASSERT_OK(dagger_ctx_close(ctx));
+        assert_each_once(LOOP_N); /* the failed ones ran too, and nothing after them was lost */
+    }
+}
+
+TEST(bundle_a_spawner_that_waits_mid_loop_loses_no_task)
+{
+    for (int threads = 2; threads <= 4; threads += 2) {
+        int64_t end = -1;
+        ASSERT_TRUE(run_loop(threads, WAIT_MID, &end) > 0);
+        ASSERT_EQ(end, 0); /* mark_or_fail's indices stay below the half: none fails */
+        /* each index below the half twice (the loop wraps there), none above */
+        ASSERT_EQ(atomic_load(&m.ran), LOOP_N);
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < LOOP_N; i++)
+            wrong += atomic_load(&m.mark[i]) != (i < LOOP_N / 2 ? 2 : 0);
+        ASSERT_EQ(wrong, 0);
+    }
+}
+
+TEST(bundle_alternating_functions_and_inner_groups_lose_no_task)
+{
+    for (int threads = 2; threads <= 4; threads += 2) {
+        int64_t end = -1;
+        (void)run_loop(threads, ALTERNATE, &end);
+        ASSERT_EQ(end, 0); /* mark_or_fail's indices stay below the half: none fails */
+        ASSERT_EQ(atomic_load(&m.ran), LOOP_N);
+        ASSERT_EQ(atomic_load(&m.bad), 0);
+        int64_t total = 0;
+        for (int64_t i = 0; i < LOOP_N; i++)
+            total += atomic_load(&m.mark[i]);
+        ASSERT_EQ(total, LOOP_N);
+    }
+}
+
+TEST(bundle_string_arguments_take_the_usual_path_and_keep_their_values)
+{
+    for (int threads = 2; threads <= 4; threads += 2) {
+        int64_t end = -1;
+        (void)run_loop(threads, STRINGS, &end);
+        ASSERT_EQ(end, 0);
+        assert_each_once(LOOP_N);
+    }
+}
+
+TEST_LIST(bundle_a_flat_loop_on_a_worker_runs_every_body_once_with_its_arguments,
+          bundle_a_failure_of_a_bundled_task_is_the_error_of_its_group_end,
+          bundle_a_spawner_that_waits_mid_loop_loses_no_task,
+          bundle_alternating_functions_and_inner_groups_lose_no_task,
+          bundle_string_arguments_take_the_usual_path_and_keep_their_values)
