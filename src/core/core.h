@@ -194,6 +194,11 @@ int dagger__ctx_idle_workers(const dagger_ctx_t *ctx);
 /* Bundles of spawns published so far in the process, and the spawns they carried (task.c,
  * "Bundles"; for tests). */
 void dagger__task_bundle_counts(uint64_t *bundles, uint64_t *spawns);
+/* Tests: arm bundles without waiting for an idle worker (the other conditions hold). */
+void dagger__task_bundle_eager(bool on);
+/* Tests: the next bundle replayed drops its k-th spawn (1-based; 0: none) as if its record could
+ * not be allocated. */
+void dagger__task_bundle_lose(uint32_t k);
 int dagger__ctx_nthreads(const dagger_ctx_t *ctx);
 /* Work is expected within `ns` nanoseconds (a reply or a task from another rank): until then
  * the context's idle workers and threads blocked in dagger_fetch yield instead of sleeping

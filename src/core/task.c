@@ -1928,6 +1928,18 @@ struct bundler {
 };
 static DAGGER_TLS struct bundler bundler_tls;
 static _Atomic uint64_t bundles_made, bundled_spawns; /* for tests: dagger__task_bundle_counts */
+static _Atomic bool bundle_eager;                     /* for tests: dagger__task_bundle_eager */
+static _Atomic uint32_t bundle_lose;                  /* for tests: dagger__task_bundle_lose */
+
+void dagger__task_bundle_eager(bool on)
+{
+    atomic_store_explicit(&bundle_eager, on, memory_order_relaxed);
+}
+
+void dagger__task_bundle_lose(uint32_t k)
+{
+    atomic_store_explicit(&bundle_lose, k, memory_order_relaxed);
+}
 
 void dagger__task_bundle_counts(uint64_t *bundles, uint64_t *spawns)
 {
@@ -2063,7 +2075,8 @@ DAGGER_NOINLINE static void bundle_arm(dagger_ctx_t *ctx, dagger_task_t *me, str
                                                            memory_order_relaxed);
     if (argc > BUNDLE_ARGS_MAX || ctx->nranks > 1 || waiting > 1 ||
         !bundle_args_plain(argv, argc) ||
-        !((z->streak && waiting == 0) || dagger__pool_idle_hint(ctx->pool)))
+        !((z->streak && waiting == 0) || dagger__pool_idle_hint(ctx->pool) ||
+          atomic_load_explicit(&bundle_eager, memory_order_relaxed)))
         return;
     z->parent = me;
     z->g = g;
@@ -2248,10 +2261,12 @@ static int bundle_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
     /* taken: the spawner may arm its next bundle */
     atomic_fetch_add_explicit(b->taken, 1, memory_order_relaxed);
     dagger_task_t *me = (dagger_task_t *)tc;
-    uint32_t lost = 0;
+    uint32_t lost = 0, lose = 0; /* lose: a test's spawn to drop (dagger__task_bundle_lose) */
+    if (DAGGER_UNLIKELY(atomic_load_explicit(&bundle_lose, memory_order_relaxed) != 0))
+        lose = atomic_exchange_explicit(&bundle_lose, 0, memory_order_relaxed);
     for (uint32_t i = 0; i < b->n; i++) {
-        if (!spawn(b->ctx, me, NULL, true, true, b->g, NULL, b->fn, b->fname,
-                   b->args + (size_t)i * b->argc, b->argc, b)) {
+        if (i + 1 == lose || !spawn(b->ctx, me, NULL, true, true, b->g, NULL, b->fn, b->fname,
+                                    b->args + (size_t)i * b->argc, b->argc, b)) {
             lost++; /* counted in the group at its spawn: counted finished, and the job fails */
             group_done(b->g, b->ctx, dagger__pool_self(b->ctx->pool));
         }
