@@ -1886,8 +1886,9 @@ __attribute__((always_inline)) static inline uint32_t register_inputs(dagger_tas
  * Which spawns: detached ones without options, inside a sync group (the group counts them at
  * the spawn, the replay counts them finished), from a task on a worker whose deque is deep, of
  * scalar arguments only (nil, bool, i64, f64, ptr: nothing to own), untraced, in one process.
- * A bundle is armed when a spawn finds the deque deep by its top (the streak's start:
- * dagger__pool_still_deep), another worker is idle and the thread's last bundle was taken;
+ * A bundle is armed where a spawn finds the deque deep by its top (a streak's start, where the
+ * pool calls dagger__task_deep: dagger__pool_set_deep), another worker is idle or took the last
+ * full bundle, and at most one of this thread's bundles waits to be taken;
  * armed, the spawns of the same task, group, function and arity go into it. The arming is marked
  * by the group's frame, whose hook slot holds bundle_hook meanwhile: spawn_entry reads that slot
  * anyway, so a spawn pays nothing for bundles otherwise (a test of a thread-local flag before
@@ -1909,7 +1910,7 @@ struct bundle {
     dagger_ctx_t *ctx;
     dagger_fn_t fn;
     const char *fname;
-    _Atomic uint32_t *taken; /* the spawner's count of its bundles taken (struct bundler) */
+    _Atomic uint32_t *taken; /* the spawner's count of bundles taken (dagger__pool_bundle_taken) */
     uint32_t argc, n;
     dagger_value_t args[]; /* n spawns, argc values each */
 };
