@@ -1685,10 +1685,9 @@ static inline dagger_task_t *spawn(dagger_ctx_t *ctx, dagger_task_t *me, struct 
 static dagger_task_t *bundle_hook(void *ud, dagger_ctx_t *ctx, const dagger_task_opts_t *o,
                                   dagger_fn_t fn, const char *fname, const dagger_value_t *argv,
                                   size_t argc);
-DAGGER_NOINLINE static dagger_task_t *bundle_spawn(dagger_ctx_t *ctx, dagger_task_t *me,
-                                                   struct frame *top, dagger_fn_t fn,
-                                                   const char *fname, const dagger_value_t *argv,
-                                                   size_t argc);
+DAGGER_NOINLINE static dagger_task_t *bundle_spawn(dagger_ctx_t *ctx, struct frame *top,
+                                                   dagger_fn_t fn, const char *fname,
+                                                   const dagger_value_t *argv, size_t argc);
 
 /* The blocks open at `top` in ctx: false when one is SEQUENTIAL or BULK (apply_frames then
  * applies them); otherwise true, with the innermost WAITALL block's group (or NULL) in *g. */
@@ -1724,7 +1723,7 @@ spawn_entry(dagger_ctx_t *ctx, const dagger_task_opts_t *o, dagger_fn_t fn, cons
         /* A bundle armed on the group (task.c, "Bundles"): a detached plain spawn goes into it,
          * or it is published and the spawn goes on below. */
         if (top->hook == bundle_hook && detached && o == NULL)
-            return bundle_spawn(ctx, me, top, fn, fname, argv, argc);
+            return bundle_spawn(ctx, top, fn, fname, argv, argc);
         t = top->hook(top->hook_ud, ctx, o, fn, fname, argv, argc);
     } else if (DAGGER_LIKELY(o == NULL && frames_plain(ctx, top, &g)))
         /* spawn inline, its option and ordering branches folded away. Detached, no handle is
@@ -1972,7 +1971,7 @@ static void bundle_flush_here(struct bundler *z)
         z->published++;
         atomic_fetch_add_explicit(&bundles_made, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&bundled_spawns, b->n, memory_order_relaxed);
-        dagger__pool_inject(b->ctx->pool, &b->task->job);
+        dagger__pool_hand_off(b->ctx->pool, &b->task->job); /* the injection queue */
     }
 }
 
@@ -2035,12 +2034,11 @@ static struct bundle *bundle_open(struct bundler *z, dagger_ctx_t *ctx, const ch
  * (returns the bundle's job, not to be used), else the bundle is published and NULL returned
  * (the spawn goes the usual way). */
 __attribute__((always_inline)) static inline dagger_task_t *
-bundle_add(dagger_ctx_t *ctx, dagger_task_t *me, struct group *g, int w, dagger_fn_t fn,
-           const char *fname, const dagger_value_t *argv, size_t argc)
+bundle_add(dagger_ctx_t *ctx, struct frame *top, int w, dagger_fn_t fn, const char *fname,
+           const dagger_value_t *argv, size_t argc)
 {
     struct bundler *z = &bundler_tls;
-    if (z->parent != me || z->g != g || z->fn != fn || z->argc != argc ||
-        !bundle_args_plain(argv, argc)) {
+    if (z->frame != top || z->fn != fn || z->argc != argc || !bundle_args_plain(argv, argc)) {
         bundle_flush_here(z);
         return NULL;
     }
@@ -2053,7 +2051,7 @@ bundle_add(dagger_ctx_t *ctx, dagger_task_t *me, struct group *g, int w, dagger_
     for (size_t i = 0; i < argc; i++) /* a few values: no call to memcpy */
         d[i] = argv[i];
     b->n++;
-    g->spawned++;
+    z->g->spawned++;
     dagger_task_t *bt = b->task;
     if (b->n == BUNDLE_CAP)
         bundle_flush_here(z);
@@ -2233,24 +2231,19 @@ DAGGER_NOINLINE static dagger_task_t *spawn_general(dagger_ctx_t *ctx, dagger_ta
 }
 
 /* A detached plain spawn into the armed group `top` (spawn_entry): into its bundle, else (another
- * function, arity or argument kind, or out of memory: the bundle is published and disarmed) the
- * plain spawn. */
-DAGGER_NOINLINE static dagger_task_t *bundle_spawn(dagger_ctx_t *ctx, dagger_task_t *me,
-                                                   struct frame *top, dagger_fn_t fn,
-                                                   const char *fname, const dagger_value_t *argv,
-                                                   size_t argc)
+ * function, arity or argument kind, or out of memory) the bundle is published and the spawn goes
+ * the way of the other spawns of an armed group (bundle_hook), once: the group is disarmed. */
+DAGGER_NOINLINE static dagger_task_t *bundle_spawn(dagger_ctx_t *ctx, struct frame *top,
+                                                   dagger_fn_t fn, const char *fname,
+                                                   const dagger_value_t *argv, size_t argc)
 {
     int w = dagger__pool_self(ctx->pool);
-    dagger_task_t *bt = w >= 0 ? bundle_add(ctx, me, &top->group, w, fn, fname, argv, argc) : NULL;
-    if (bt)
-        return bt;
-    dagger__task_bundle_flush(); /* w < 0: not this thread's bundle any more */
-    struct group *g;
-    if (frames_plain(ctx, top, &g))
-        return spawn(ctx, me, top, true, true, g, NULL, fn, fname, argv, argc, NULL);
-    dagger_task_t *t = spawn_general(ctx, me, top, NULL, fn, fname, argv, argc);
+    dagger_task_t *t = w >= 0 ? bundle_add(ctx, top, w, fn, fname, argv, argc) : NULL;
     if (t)
-        dagger_task_release(t);
+        return t;
+    t = bundle_hook(NULL, ctx, NULL, fn, fname, argv, argc);
+    if (t)
+        dagger_task_release(t); /* detached */
     return t;
 }
 

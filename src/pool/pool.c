@@ -969,12 +969,6 @@ static inline bool submit_plain(dagger__pool *p, struct dagger__job *j, bool may
 
 void dagger__pool_set_deep(dagger__pool *p, dagger__deep_fn fn) { p->deep = fn; }
 
-void dagger__pool_inject(dagger__pool *p, struct dagger__job *j)
-{
-    jobq_push(&p->inject, j);
-    notify_published(p, 0);
-}
-
 _Atomic uint32_t *dagger__pool_bundle_taken(dagger__pool *p, int w)
 {
     return &p->w[w].bundles_taken;

@@ -65,9 +65,6 @@ bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j, bool may_
 /* Set the function called where a streak of spawns past the deep mark starts (NULL: none).
  * Thread safety: before any spawn. */
 void dagger__pool_set_deep(dagger__pool *p, dagger__deep_fn fn);
-/* A plain job for the injection queue, whoever submits it (a worker's bundle of spawns, which
- * the first worker to look takes whole: src/core/task.c, "Bundles"). Thread safety: any thread. */
-void dagger__pool_inject(dagger__pool *p, struct dagger__job *j);
 /* A count of worker w's bundles of spawns taken by whoever runs them (src/core/task.c,
  * "Bundles"), on a line of its own. Thread safety: any thread, w a worker of p. */
 _Atomic uint32_t *dagger__pool_bundle_taken(dagger__pool *p, int w);
@@ -186,7 +183,8 @@ static inline int dagger__pool_ext_counter(const dagger__pool *p)
 /* The newest job of the caller's slot, or NULL (none held, or empty). */
 struct dagger__job *dagger__pool_ext_pop(dagger__pool *p);
 /* Give a job to the workers (the injection queue), whoever calls: for a job the calling thread
- * took but must not run (a suspended task's resumption, another group's task). */
+ * took but must not run (a suspended task's resumption, another group's task), or one for the
+ * first worker that looks (a bundle of spawns: src/core/task.c, "Bundles"). */
 void dagger__pool_hand_off(dagger__pool *p, struct dagger__job *j);
 
 /* Suspend the running job `self`: switch to a fresh stack, call arm(arg) there (arm must make
