@@ -1,8 +1,6 @@
 /* tests/test_core_bundle.c - bundles of spawns (src/core/task.c, "Bundles"): a task's flat loop
- * of detached spawns in a sync group, past the deep mark of its worker's deque (or the main
- * thread's, past the deep mark of its slot), moves spawns to an idle worker as blocks of
- * arguments that the taker replays there. The main thread's cases run on 1 to 4 workers, in
- * contexts opened one after the other: a slot of each new pool starts its own counts.
+ * of detached spawns in a sync group, past the deep mark of its worker's deque, moves spawns to an
+ * idle worker as blocks of arguments that the taker replays there.
  *
  * Design: each case runs a loop long enough for bundles to form (the process-wide counts of
  * dagger__task_bundle_counts grow) on 2 and 4 workers, and checks what a user sees: every body
@@ -108,24 +106,25 @@ static int nap(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
     return 0;
 }
 
-/* Before a loop: every other worker busy for 30 ms (every worker, when the spawner is the main
- * thread), so that the spawner's deque or slot goes past the deep mark however fast thieves are
- * (a sanitizer's build), and the loop's bundles form (armed eagerly:
- * dagger__task_bundle_eager) and wait for those workers. */
+/* Before a loop: every other worker busy for 30 ms, so that the spawner's deque goes past the
+ * deep mark however fast thieves are (a sanitizer's build), and the loop's bundles form (armed
+ * eagerly: dagger__task_bundle_eager) and wait for those workers. */
 static int block_the_others(dagger_ctx_t *c)
 {
     int rc = 0;
-    for (int k = dagger__task_current() ? 1 : 0; k < dagger_ctx_num_threads(c) && rc == 0; k++)
+    for (int k = 1; k < dagger_ctx_num_threads(c) && rc == 0; k++)
         rc = dagger_spawn_detached(c, nap, (int64_t)30);
     return rc;
 }
 
 enum { PLAIN, WAIT_MID, ALTERNATE, STRINGS };
 
-/* A sync group of LOOP_N detached spawns shaped by `how`, from a task or from the main thread;
- * the first error of the loop or of the group's end (its message in end_msg). */
-static int64_t loop(dagger_ctx_t *c, int how)
+/* The root: a sync group of LOOP_N detached spawns shaped by args(0) (args(1): an input, unused);
+ * the group's end code. */
+static int loop_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
+    int how = (int)dagger_arg_i64(a, 0);
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
     int rc = dagger_sync_begin(c);
     if (rc)
         return rc;
@@ -174,13 +173,7 @@ static int64_t loop(dagger_ctx_t *c, int how)
     }
     int end = dagger_sync_end(c);
     snprintf(end_msg, sizeof end_msg, "%s", end ? dagger_last_errmsg() : "");
-    return rc ? rc : end;
-}
-
-/* The root: loop(args(0)) (args(1): an input, unused); the group's end code. */
-static int loop_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    *out = dagger_i64(loop(dagger_tc_ctx(tc), (int)dagger_arg_i64(a, 0)));
+    *out = dagger_i64(rc ? rc : end);
     return 0;
 }
 
@@ -213,25 +206,6 @@ static uint64_t run_loop(int threads, int how, int64_t *end)
     dagger_task_t *root = root_on_a_worker(&ctx, threads, loop_root, how);
     ASSERT_OK(dagger_fetch_i64(root, end));
     dagger_task_release(root);
-    dagger__task_bundle_counts(&b1, &s1);
-    ASSERT_OK(dagger_ctx_close(ctx));
-    ASSERT_TRUE(s1 - s0 <= (uint64_t)LOOP_N);
-    return b1 - b0;
-}
-
-/* The same loop from the main thread (its group's spawns go to its slot of the pool). */
-static uint64_t run_loop_main(int threads, int how, int64_t *end)
-{
-    uint64_t b0, s0, b1, s1;
-    dagger__task_bundle_counts(&b0, &s0);
-    dagger_opts_t o;
-    dagger_opts_init(&o);
-    o.num_threads = threads;
-    dagger_ctx_t *ctx;
-    ASSERT_OK(dagger_ctx_open(&ctx, &o));
-    marks_reset();
-    dagger__task_bundle_eager(true);
-    *end = loop(ctx, how);
     dagger__task_bundle_counts(&b1, &s1);
     ASSERT_OK(dagger_ctx_close(ctx));
     ASSERT_TRUE(s1 - s0 <= (uint64_t)LOOP_N);
@@ -345,44 +319,7 @@ TEST(bundle_string_arguments_take_the_usual_path_and_keep_their_values)
     }
 }
 
-TEST(bundle_a_flat_loop_of_the_main_thread_runs_every_body_once_with_its_arguments)
-{
-    for (int threads = 1; threads <= 4; threads++) {
-        int64_t end = -1;
-        uint64_t bundles = run_loop_main(threads, PLAIN, &end);
-        ASSERT_EQ(end, 0);
-        assert_each_once(LOOP_N);
-        ASSERT_TRUE(bundles > 0);
-    }
-}
-
-TEST(bundle_the_main_thread_s_loop_reports_failures_and_lost_spawns_at_its_group_end)
-{
-    for (int threads = 2; threads <= 4; threads += 2) {
-        int64_t end = -1;
-        ASSERT_TRUE(run_loop_main(threads, WAIT_MID, &end) > 0);
-        ASSERT_EQ(end, 0);
-        ASSERT_EQ(atomic_load(&m.ran), LOOP_N);
-        (void)run_loop_main(threads, ALTERNATE, &end);
-        ASSERT_EQ(end, 0);
-        ASSERT_EQ(atomic_load(&m.ran), LOOP_N);
-        ASSERT_EQ(atomic_load(&m.bad), 0);
-    }
-    dagger__task_bundle_lose(5);
-    int64_t end = -1;
-    ASSERT_TRUE(run_loop_main(2, PLAIN, &end) > 0);
-    dagger__task_bundle_lose(0);
-    ASSERT_EQ(end, DAGGER_ENOMEM);
-    ASSERT_STR_HAS(end_msg, "out of memory for the records of 1 of ");
-    ASSERT_STR_HAS(end_msg,
-                   " tasks of check_args spawned in a bundle by a thread outside the pool");
-    ASSERT_EQ(atomic_load(&m.ran), LOOP_N - 1);
-    ASSERT_EQ(atomic_load(&m.bad), 0);
-}
-
 TEST_LIST(bundle_a_flat_loop_on_a_worker_runs_every_body_once_with_its_arguments,
-          bundle_a_flat_loop_of_the_main_thread_runs_every_body_once_with_its_arguments,
-          bundle_the_main_thread_s_loop_reports_failures_and_lost_spawns_at_its_group_end,
           bundle_a_failure_of_a_bundled_task_is_the_error_of_its_group_end,
           bundle_a_spawn_whose_record_cannot_be_made_at_its_replay_fails_the_group_end,
           bundle_a_spawner_that_waits_mid_loop_loses_no_task,

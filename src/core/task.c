@@ -1883,12 +1883,8 @@ __attribute__((always_inline)) static inline uint32_t register_inputs(dagger_tas
  * is shared between the cores.
  *
  * Which spawns: detached ones without options, inside a sync group (the group counts them at
- * the spawn, the replay counts them finished), from a task on a worker whose deque is deep or
- * from a thread outside the pool (main) whose slot is past its deep mark (submit_slot asks once
- * a streak of 32 kept spawns; its bundles' counts are the slot's, and the idle hint needs two
- * workers or more), of scalar arguments only (nil, bool, i64, f64, ptr: nothing to own),
- * untraced, in one process. core.empty_ext at t=2 (main's flat loop): 18.3 -> 12.4 ns a task,
- * core.group_per_task 24.3 -> 20.9 (bench/RESULTS.md, 2026-12-06, bundles from main).
+ * the spawn, the replay counts them finished), from a task on a worker whose deque is deep, of
+ * scalar arguments only (nil, bool, i64, f64, ptr: nothing to own), untraced, in one process.
  * A bundle is armed where a spawn finds the deque deep by its top (a streak's start, where the
  * pool calls dagger__task_deep: dagger__pool_set_deep), another worker is idle or took the last
  * full bundle, and at most one of this thread's bundles waits to be taken;
@@ -1913,13 +1909,13 @@ struct bundle {
     dagger_ctx_t *ctx;
     dagger_fn_t fn;
     const char *fname;
-    struct dagger__bundle_counts *counts; /* the spawner's deque's (dagger__pool_bundle_counts) */
+    _Atomic uint32_t *taken; /* the spawner's count of bundles taken (dagger__pool_bundle_taken) */
     uint32_t argc, n;
     dagger_value_t args[]; /* n spawns, argc values each */
 };
 
-/* A thread's bundling state (the counts of bundles published and taken are its deque's or its
- * slot's, in the pool, on a line of their own: dagger__pool_bundle_counts). */
+/* A worker's bundling state (its count of bundles taken is the pool's, on a line of its own:
+ * dagger__pool_bundle_taken). */
 struct bundler {
     struct frame *frame;   /* armed: the group's frame, its hook bundle_hook (NULL: not armed) */
     dagger_task_t *parent; /* the spawns this bundle takes */
@@ -1928,6 +1924,7 @@ struct bundler {
     size_t argc;
     struct bundle *open; /* its block, once a spawn went in */
     bool streak;         /* the last one was published full: a loop still feeds its takers */
+    uint32_t published;
 };
 static DAGGER_TLS struct bundler bundler_tls;
 static _Atomic uint64_t bundles_made, bundled_spawns; /* for tests: dagger__task_bundle_counts */
@@ -1971,7 +1968,7 @@ static void bundle_flush_here(struct bundler *z)
     z->open = NULL;
     z->streak = b && b->n == BUNDLE_CAP;
     if (b) {
-        b->counts->published++;
+        z->published++;
         atomic_fetch_add_explicit(&bundles_made, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&bundled_spawns, b->n, memory_order_relaxed);
         dagger__pool_hand_off(b->ctx->pool, &b->task->job); /* the injection queue */
@@ -2027,7 +2024,7 @@ static struct bundle *bundle_open(struct bundler *z, dagger_ctx_t *ctx, const ch
     b->ctx = ctx;
     b->fn = z->fn;
     b->fname = fname;
-    b->counts = dagger__pool_bundle_counts(ctx->pool, w);
+    b->taken = dagger__pool_bundle_taken(ctx->pool, w);
     b->argc = (uint32_t)z->argc;
     b->n = 0;
     return b;
@@ -2073,10 +2070,8 @@ DAGGER_NOINLINE static void bundle_arm(dagger_ctx_t *ctx, dagger_task_t *me, str
      * so that a spawn pays nothing for bundles unless its frame has a hook (spawn_entry). */
     if (z->frame || !top || top->hook || top->ctx != ctx || &top->group != g)
         return;
-    struct dagger__bundle_counts *c = dagger__pool_bundle_counts(ctx->pool, w);
-    if (!c) /* a thread outside the pool without a slot of it */
-        return;
-    uint32_t waiting = c->published - atomic_load_explicit(&c->taken, memory_order_relaxed);
+    uint32_t waiting = z->published - atomic_load_explicit(dagger__pool_bundle_taken(ctx->pool, w),
+                                                           memory_order_relaxed);
     if (argc > BUNDLE_ARGS_MAX || ctx->nranks > 1 || waiting > 1 ||
         !bundle_args_plain(argv, argc) ||
         !((z->streak && waiting == 0) || dagger__pool_idle_hint(ctx->pool) ||
@@ -2099,10 +2094,11 @@ void dagger__task_deep(struct dagger__job *j)
 {
     dagger_task_t *t = (dagger_task_t *)j;
     dagger_task_t *me = tls_task;
-    if (t->group && t->parent == me && atomic_load_explicit(&t->refs, memory_order_relaxed) == 1 &&
+    if (me && t->group && t->parent == me &&
+        atomic_load_explicit(&t->refs, memory_order_relaxed) == 1 &&
         !atomic_load_explicit(&dagger__trace_on, memory_order_relaxed))
-        bundle_arm(t->ctx, me, me ? me->frames : tls_frames, t->group,
-                   dagger__pool_self(t->ctx->pool), t->fn, t->args, t->nargs);
+        bundle_arm(t->ctx, me, me->frames, t->group, dagger__pool_self(t->ctx->pool), t->fn,
+                   t->args, t->nargs);
 }
 
 /* Inline: dagger_spawn_impl takes a copy for a spawn without options nor ordering blocks
@@ -2242,7 +2238,7 @@ DAGGER_NOINLINE static dagger_task_t *bundle_spawn(dagger_ctx_t *ctx, struct fra
                                                    const dagger_value_t *argv, size_t argc)
 {
     int w = dagger__pool_self(ctx->pool);
-    dagger_task_t *t = bundle_add(ctx, top, w, fn, fname, argv, argc);
+    dagger_task_t *t = w >= 0 ? bundle_add(ctx, top, w, fn, fname, argv, argc) : NULL;
     if (t)
         return t;
     t = bundle_hook(NULL, ctx, NULL, fn, fname, argv, argc);
@@ -2257,7 +2253,7 @@ static int bundle_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
     (void)out;
     struct bundle *b = dagger_arg_ptr(a, 0);
     /* taken: the spawner may arm its next bundle */
-    atomic_fetch_add_explicit(&b->counts->taken, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(b->taken, 1, memory_order_relaxed);
     dagger_task_t *me = (dagger_task_t *)tc;
     uint32_t lost = 0, lose = 0; /* lose: a test's spawn to drop (dagger__task_bundle_lose) */
     if (DAGGER_UNLIKELY(atomic_load_explicit(&bundle_lose, memory_order_relaxed) != 0))
@@ -2270,15 +2266,12 @@ static int bundle_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
         }
     }
     int rc = 0;
-    if (lost) {
-        char by[48] = "a thread outside the pool"; /* no parent: main's loop */
-        if (b->parent)
-            snprintf(by, sizeof by, "task %llu", (unsigned long long)b->parent->id);
+    if (lost)
         rc = dagger_fail(tc, DAGGER_ENOMEM,
                          "out of memory for the records of %u of %u tasks of %s spawned in a "
-                         "bundle by %s",
-                         lost, b->n, b->fname ? b->fname : "(unnamed)", by);
-    }
+                         "bundle by task %llu",
+                         lost, b->n, b->fname ? b->fname : "(unnamed)",
+                         (unsigned long long)b->parent->id);
     dagger__free(b);
     return rc;
 }

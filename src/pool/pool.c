@@ -127,15 +127,9 @@ struct worker {
     struct holdback ext, ws, kp;
     struct held ext_seen[EXT_SLOTS];
     struct held ws_seen[WS_SEEN];
-    /* The bundles of this worker's (or slot owner's) spawns (dagger__pool_bundle_counts):
-     * taken is written by the threads that take them, a line of its own. */
-    struct dagger__bundle_counts bundles __attribute__((aligned(DAGGER_CACHELINE)));
-    /* An external slot's: its owner's spawns kept past the deep mark (submit_slot) before the
-     * core is asked again whether a bundle may start (p->deep), once a streak of
-     * DAGGER__POOL_DEEP_STREAK as on a worker. Asked at every kept spawn, a flat loop from main
-     * at t=1, where no bundle forms, read 17.8 -> 21.5 ns a task. Here and not in the thread's
-     * state: a field more there moved unrelated rows by 9-19 % (layout). */
-    uint32_t deep_left;
+    /* The bundles of this worker's spawns taken so far (dagger__pool_bundle_taken): written by
+     * the threads that take them, a line of its own. */
+    _Atomic uint32_t bundles_taken __attribute__((aligned(DAGGER_CACHELINE)));
 } __attribute__((aligned(DAGGER_CACHELINE)));
 
 struct dagger__pool {
@@ -872,13 +866,6 @@ DAGGER_NOINLINE static bool submit_slot(dagger__pool *p, struct dagger__job *j, 
                 p->slot_deep - 1) {
                 if (DAGGER_UNLIKELY(!atomic_load_explicit(&d->keeps, memory_order_relaxed)))
                     atomic_store_explicit(&d->keeps, 1, memory_order_relaxed);
-                struct worker *s = tls_ext.slot;
-                if (s->deep_left)
-                    s->deep_left--;
-                else if (p->deep) { /* the spawns after it may go into a bundle (task.c) */
-                    s->deep_left = DAGGER__POOL_DEEP_STREAK - 1;
-                    p->deep(j);
-                }
                 return true;
             }
         }
@@ -982,12 +969,9 @@ static inline bool submit_plain(dagger__pool *p, struct dagger__job *j, bool may
 
 void dagger__pool_set_deep(dagger__pool *p, dagger__deep_fn fn) { p->deep = fn; }
 
-struct dagger__bundle_counts *dagger__pool_bundle_counts(dagger__pool *p, int w)
+_Atomic uint32_t *dagger__pool_bundle_taken(dagger__pool *p, int w)
 {
-    if (w >= 0)
-        return &p->w[w].bundles;
-    /* a thread outside the pool: its external slot's, while it holds one of p */
-    return tls_ext.pool == p && tls_ext.gen == p->gen ? &tls_ext.slot->bundles : NULL;
+    return &p->w[w].bundles_taken;
 }
 
 bool dagger__pool_idle_hint(const dagger__pool *p)

@@ -65,16 +65,9 @@ bool dagger__pool_submit_plain(dagger__pool *p, struct dagger__job *j, bool may_
 /* Set the function called where a streak of spawns past the deep mark starts (NULL: none).
  * Thread safety: before any spawn. */
 void dagger__pool_set_deep(dagger__pool *p, dagger__deep_fn fn);
-/* The counts of the bundles of spawns (src/core/task.c, "Bundles") of worker w, or (w < 0) of
- * the external slot the calling thread holds in p (NULL when it holds none): those published,
- * written by the spawner alone, and those taken, by whoever runs them. Kept with the deque they
- * stand for, not with the thread: a thread outside the pool may hold another slot, of another
- * pool, at its next group. On a line of their own. Thread safety: any thread. */
-struct dagger__bundle_counts {
-    _Atomic uint32_t taken;
-    uint32_t published;
-};
-struct dagger__bundle_counts *dagger__pool_bundle_counts(dagger__pool *p, int w);
+/* A count of worker w's bundles of spawns taken by whoever runs them (src/core/task.c,
+ * "Bundles"), on a line of its own. Thread safety: any thread, w a worker of p. */
+_Atomic uint32_t *dagger__pool_bundle_taken(dagger__pool *p, int w);
 /* Another worker than the caller looks for work or sleeps for want of it (a hint, read without
  * a fence). Thread safety: any thread. */
 bool dagger__pool_idle_hint(const dagger__pool *p);
