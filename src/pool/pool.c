@@ -175,6 +175,9 @@ struct dagger__pool {
      * core, before it parks (ns). */
     _Atomic uint64_t idle_spin_ns;
     _Atomic int lingerer; /* 1 while a worker lingers for the idle spin */
+    /* dagger__pool_ext_spin: 1 + the CPU a thread outside the pool spins on for a result, 0
+     * none. A line of its own: written at each such wait, read by a worker that runs dry. */
+    _Atomic int ext_spin_cpu __attribute__((aligned(DAGGER_CACHELINE)));
     /* recycled fibers */
     pthread_mutex_t fiber_lock;
     struct dagger__fiber *fibers; /* guarded by fiber_lock */
@@ -1176,6 +1179,19 @@ static void pass_wakeup(dagger__pool *p, struct worker *w)
         notify(p, 0);
 }
 
+/* A thread outside the pool spins for a result on this worker's CPU (dagger__pool_ext_spin),
+ * and this worker, the pool's only one, ran dry: the pool is idle, so the result is made, and
+ * the waiter runs only once the worker leaves the CPU. The pause rounds below kept it off for
+ * 5.6 us: 7.0-7.5 us from the last leaf's end to the return of a parallel_for at t=1, against
+ * 1.4-1.5 with the yield. Not with more workers: one that runs dry amid a computation then
+ * yielded to the waiter (on the 2-core VM, core.fib_cutoff at t=2 read 0.77-0.81 ms against
+ * 0.42-0.44; bench/RESULTS.md, 2026-12-06, a fourth session). */
+static inline bool waiter_here(dagger__pool *p)
+{
+    int c = atomic_load_explicit(&p->ext_spin_cpu, memory_order_relaxed);
+    return p->n == 1 && c != 0 && c == sched_getcpu() + 1;
+}
+
 /* The idle path of find_work: spin as a searcher, then park (out of line: the per-task path
  * is the first try_get). */
 DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struct worker *w)
@@ -1195,6 +1211,10 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
         if (count)
             atomic_fetch_add_explicit(&p->searching, 1, memory_order_seq_cst);
         bool injected_seen = false;
+        if (!woken && waiter_here(p)) {
+            sched_yield();
+            j = look(p, w, &injected_seen);
+        }
         for (int s = 0; s < SPIN_ROUNDS && !j; s++) {
             if (s < SPIN_PAUSE_ROUNDS) {
                 for (int k = 0; k < 32; k++)
@@ -1318,6 +1338,14 @@ void dagger__pool_set_idle_spin(dagger__pool *p, uint64_t ns)
 uint64_t dagger__pool_linger_until(const dagger__pool *p)
 {
     return atomic_load_explicit(&p->linger_until, memory_order_relaxed);
+}
+
+void dagger__pool_ext_spin(dagger__pool *p, bool on)
+{
+    if (p->n != 1) /* read only by the pool's only worker (waiter_here) */
+        return;
+    int cpu = on ? sched_getcpu() : -1;
+    atomic_store_explicit(&p->ext_spin_cpu, cpu >= 0 ? cpu + 1 : 0, memory_order_relaxed);
 }
 
 /* ---------------------------------------------------------------- fibers */

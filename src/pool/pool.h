@@ -81,6 +81,11 @@ void dagger__pool_linger(dagger__pool *p, uint64_t until_ns);
 void dagger__pool_set_idle_spin(dagger__pool *p, uint64_t ns);
 /* The deadline set by dagger__pool_linger (0: none yet); a hint. Thread safety: any thread. */
 uint64_t dagger__pool_linger_until(const dagger__pool *p);
+/* A thread outside the pool spins for a result (on): the CPU it spins on, so that the pool's
+ * worker, where it has only one, yields that CPU at once when it runs dry rather than after its
+ * pause rounds (an idle pool made the result); off clears it. One word for the pool: the latest
+ * spinner's. A hint. Thread safety: any thread. */
+void dagger__pool_ext_spin(dagger__pool *p, bool on);
 
 /* The calling thread's pool and worker index (NULL, -1 outside any pool). Thread-local: read it
  * only in code that cannot suspend between the read and the use (a suspended task may resume on
