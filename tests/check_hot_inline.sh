@@ -4,7 +4,8 @@
 # library: no local or global text symbol of that name, bare or with a suffix of a whole copy
 # (.lto_priv.N, .isra.N, .constprop.N, .localalias). A cold part (.cold) or a split-off part
 # (.part.N) leaves the hot path inline and passes. Exit 77 (skipped) when the library has no
-# symbol table (stripped) or the list names a file that no longer exists.
+# symbol table (stripped); exit 1, naming it, when the list names a file or a function that no
+# longer exists (the list must follow the code).
 # SPDX-License-Identifier: MIT
 lib="$1"
 list="$2"

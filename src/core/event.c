@@ -47,13 +47,10 @@ static int thread_wait(dagger_ctx_t *ctx, struct dagger__event *ev, int spin, vo
      * thread's CPU, and runs only when this thread yields it: from its first yield on, the
      * thread marks its CPU, so that such a worker yields it back at once when it runs dry
      * (dagger__pool_ext_spin). A wait that ends before that yield costs nothing for it. */
-    bool marked = false;
+    bool marked = false, done = false;
     for (int i = 0; i < spin; i++) { /* ~50 us by default: cheaper than a futex round trip */
-        if (dagger__ev_closed(atomic_load_explicit(&ev->head, memory_order_acquire))) {
-            if (marked)
-                dagger__pool_ext_spin(ctx->pool, false);
-            return 0;
-        }
+        if ((done = dagger__ev_closed(atomic_load_explicit(&ev->head, memory_order_acquire))))
+            break;
         if (((unsigned)i & yield_mask) == yield_mask) {
             if (!marked) {
                 dagger__pool_ext_spin(ctx->pool, true);
@@ -66,6 +63,8 @@ static int thread_wait(dagger_ctx_t *ctx, struct dagger__event *ev, int spin, vo
     }
     if (marked)
         dagger__pool_ext_spin(ctx->pool, false);
+    if (done)
+        return 0;
     /* Then yield the core rather than sleep, so that the result needs no futex wake-up (60-80
      * us on a virtual machine): while a reply from another rank is due (dagger__pool_linger),
      * and where the workers leave a core free, for ctx->wait_spin_ns more (a result due within

@@ -1188,8 +1188,10 @@ static void pass_wakeup(dagger__pool *p, struct worker *w)
  * 0.42-0.44; bench/RESULTS.md, 2026-12-06, a fourth session). */
 static inline bool waiter_here(dagger__pool *p)
 {
+    if (p->n != 1)
+        return false;
     int c = atomic_load_explicit(&p->ext_spin_cpu, memory_order_relaxed);
-    return p->n == 1 && c != 0 && c == sched_getcpu() + 1;
+    return c != 0 && c == sched_getcpu() + 1;
 }
 
 /* The idle path of find_work: spin as a searcher, then park (out of line: the per-task path
