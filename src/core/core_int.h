@@ -640,6 +640,9 @@ void dagger__task_set_cur(dagger_task_t *t);
 void dagger__task_bundle_flush(void);
 /* The pool's call where a worker's spawn finds its deque deep (dagger__pool_set_deep). */
 void dagger__task_deep(struct dagger__job *j);
+/* The pool's call before a worker parks (dagger__pool_set_stale): spawns left in another
+ * worker's open bundle (task.c, "Bundles"). */
+long dagger__task_bundle_stale(dagger__pool *p, int self);
 void dagger__ctx_count(dagger_ctx_t *ctx, int which, int64_t delta);
 /* A worker is about to park: give back its credits. */
 void dagger__ctx_count_idle(dagger_ctx_t *ctx, int worker);

@@ -297,6 +297,7 @@ int dagger_ctx_open(dagger_ctx_t **out, const dagger_opts_t *opts)
                    : rc;
     }
     dagger__pool_set_deep(ctx->pool, dagger__task_deep); /* bundles of spawns (task.c) */
+    dagger__pool_set_stale(ctx->pool, dagger__task_bundle_stale);
     /* Only where the workers leave a core free (fewer workers than CPUs): there the spin
      * takes no core that a worker or the thread outside the pool needs. With a worker on
      * every core it made a thread outside the pool that runs its own tasks slower (core

@@ -1898,7 +1898,21 @@ __attribute__((always_inline)) static inline uint32_t register_inputs(dagger_tas
  * nobody waits for that group, and the bundle goes out when the thread next runs dry, before the
  * context drains, since its job counts as a task in flight). A replay whose record cannot be
  * allocated fails the bundle's job with DAGGER_ENOMEM, which the group reports, and counts the
- * lost spawn finished, so the group's end never waits for it. */
+ * lost spawn finished, so the group's end never waits for it.
+ * The spawner's code may also wait for its spawns with no call into the runtime at all (a spin
+ * on a counter its tasks raise): it never publishes its open bundle then. So the open bundle is
+ * visible through the spawner's slot (dagger__pool_bundle_slot: a state of a generation and
+ * open, closed or idle, the count of spawns written, the count a thief took), and a worker about
+ * to park closes one whose count has not moved for BUNDLE_STALE_NS and hands its job to the pool
+ * (dagger__task_bundle_stale). The close is a CAS of the state, which the spawner's publication
+ * races; then the thief makes every running thread execute a full barrier (membarrier,
+ * dagger__pool_barrier) and reads the count. A spawn writes its arguments, then the count, then
+ * reads the state: either the thief's read follows that spawn's count, or the spawner's read
+ * follows the close; in the second case the spawner waits for the count the thief took
+ * (bundle_closed), and a spawn past it goes the usual way. A bundle closed by a thief has two
+ * owners, its spawner (which may still write past the count) and its replay; the last to let
+ * go frees it. A first bundle wakes a sleeping worker when it opens (a later one of a loop has
+ * the taker of the one before, which looks at it when it runs dry). */
 #define BUNDLE_CAP 256
 #define BUNDLE_ARGS_MAX 6
 
@@ -1910,7 +1924,11 @@ struct bundle {
     dagger_fn_t fn;
     const char *fname;
     _Atomic uint32_t *taken; /* the spawner's count of bundles taken (dagger__pool_bundle_taken) */
-    uint32_t argc, n;
+    uint32_t argc;
+    uint32_t count; /* the spawns its job replays: set by whoever hands it to the pool */
+    /* Closed by a thief (bundle_stale): 2 owners, the spawner and the replay, and the last to let
+     * go frees it (the spawner may be writing past `count` meanwhile); else 0, the replay's. */
+    _Atomic int owners;
     dagger_value_t args[]; /* n spawns, argc values each */
 };
 
@@ -1924,7 +1942,9 @@ struct bundler {
     size_t argc;
     struct bundle *open; /* its block, once a spawn went in */
     bool streak;         /* the last one was published full: a loop still feeds its takers */
+    bool fence;          /* the pool has no asymmetric fence: each spawn in takes a full one */
     uint32_t published;
+    struct dagger__bundle_slot *slot; /* the open one as thieves see it (bundle_stale) */
 };
 static DAGGER_TLS struct bundler bundler_tls;
 static _Atomic uint64_t bundles_made, bundled_spawns; /* for tests: dagger__task_bundle_counts */
@@ -1958,19 +1978,67 @@ static bool bundle_args_plain(const dagger_value_t *argv, size_t argc)
     return true;
 }
 
-/* Publish the thread's open bundle (if any) and disarm. */
-static void bundle_flush_here(struct bundler *z)
+/* A bundle's job ran, or its spawner saw that a thief closed it: the last owner frees it. */
+static void bundle_let_go(struct bundle *b)
 {
+    if (atomic_load_explicit(&b->owners, memory_order_acquire) == 0 ||
+        atomic_fetch_sub_explicit(&b->owners, 1, memory_order_acq_rel) == 1)
+        dagger__free(b);
+}
+
+/* The spawner found its open bundle closed by a thief (bundle_stale): it waits for the count the
+ * thief took (known a few instructions after the close), lets the bundle go and disarms. Returns
+ * that count: the spawns from it on are not the bundle's. */
+DAGGER_NOINLINE static uint32_t bundle_closed(struct bundler *z)
+{
+    struct dagger__bundle_slot *sl = z->slot;
+    uint32_t fin;
+    while ((fin = atomic_load_explicit(&sl->n_final, memory_order_acquire)) == 0)
+        dagger__cpu_relax();
+    uint64_t st = atomic_load_explicit(&sl->state, memory_order_relaxed);
+    atomic_store_explicit(&sl->state, (st & ~(uint64_t)3) | DAGGER__BS_IDLE, memory_order_relaxed);
     struct bundle *b = z->open;
     if (z->frame)
         z->frame->hook = NULL;
     z->frame = NULL;
     z->open = NULL;
-    z->streak = b && b->n == BUNDLE_CAP;
+    z->streak = false;
+    z->published++; /* its replay counts it taken */
+    bundle_let_go(b);
+    return fin - 1;
+}
+
+/* Publish the thread's open bundle (if any) and disarm. */
+static void bundle_flush_here(struct bundler *z)
+{
+    struct bundle *b = z->open;
+    if (b) {
+        /* Not if a thief closed it meanwhile: then every spawn in it is the thief's (each saw
+         * the bundle open after it went in: bundle_add). */
+        uint64_t st = atomic_load_explicit(&z->slot->state, memory_order_relaxed);
+        if ((st & 3) != DAGGER__BS_OPEN ||
+            !atomic_compare_exchange_strong_explicit(&z->slot->state, &st,
+                                                     (st & ~(uint64_t)3) | DAGGER__BS_IDLE,
+                                                     memory_order_relaxed, memory_order_relaxed)) {
+            uint32_t n = atomic_load_explicit(&z->slot->n_pub, memory_order_relaxed);
+            uint32_t fin = bundle_closed(z);
+            DAGGER_ASSERT(fin == n);
+            (void)fin;
+            (void)n;
+            return;
+        }
+    }
+    if (z->frame)
+        z->frame->hook = NULL;
+    z->frame = NULL;
+    z->open = NULL;
+    uint32_t n = b ? atomic_load_explicit(&z->slot->n_pub, memory_order_relaxed) : 0;
+    z->streak = n == BUNDLE_CAP;
     if (b) {
         z->published++;
+        b->count = n;
         atomic_fetch_add_explicit(&bundles_made, 1, memory_order_relaxed);
-        atomic_fetch_add_explicit(&bundled_spawns, b->n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bundled_spawns, n, memory_order_relaxed);
         dagger__pool_hand_off(b->ctx->pool, &b->task->job); /* the injection queue */
     }
 }
@@ -2026,7 +2094,21 @@ static struct bundle *bundle_open(struct bundler *z, dagger_ctx_t *ctx, const ch
     b->fname = fname;
     b->taken = dagger__pool_bundle_taken(ctx->pool, w);
     b->argc = (uint32_t)z->argc;
-    b->n = 0;
+    b->count = 0;
+    atomic_init(&b->owners, 0);
+    /* Open to thieves (bundle_stale), and a sleeping worker woken unless the thread's last
+     * bundle went out full just before (its taker looks at this one when it runs dry): a
+     * spawner whose code then waits for these spawns without a call into the runtime never
+     * publishes them itself. */
+    struct dagger__bundle_slot *sl = z->slot = dagger__pool_bundle_slot(ctx->pool, w);
+    z->fence = !dagger__pool_asym(ctx->pool);
+    atomic_store_explicit(&sl->b, b, memory_order_relaxed);
+    atomic_store_explicit(&sl->n_pub, 0, memory_order_relaxed);
+    atomic_store_explicit(&sl->n_final, 0, memory_order_relaxed);
+    uint64_t st = atomic_load_explicit(&sl->state, memory_order_relaxed);
+    atomic_store_explicit(&sl->state, ((st >> 2) + 1) << 2 | DAGGER__BS_OPEN, memory_order_release);
+    if (!z->streak)
+        dagger__pool_wake_one(ctx->pool);
     return b;
 }
 
@@ -2047,13 +2129,29 @@ bundle_add(dagger_ctx_t *ctx, struct frame *top, int w, dagger_fn_t fn, const ch
         bundle_flush_here(z); /* disarms */
         return NULL;
     }
-    dagger_value_t *d = b->args + (size_t)b->n * argc;
+    /* The count lives on the slot's line only (the spawner's own, which thieves read before
+     * they park): one line written a spawn, as before the slot. */
+    struct dagger__bundle_slot *sl = z->slot;
+    uint32_t n = atomic_load_explicit(&sl->n_pub, memory_order_relaxed);
+    dagger_value_t *d = b->args + (size_t)n * argc;
     for (size_t i = 0; i < argc; i++) /* a few values: no call to memcpy */
         d[i] = argv[i];
-    b->n++;
-    z->g->spawned++;
+    n++;
     dagger_task_t *bt = b->task;
-    if (b->n == BUNDLE_CAP)
+    /* Published to thieves, then the state read: a thief that closes the bundle makes every
+     * running thread execute a full barrier before it reads n_pub (bundle_stale), so either it
+     * sees this spawn, or this load sees the close (a full fence here without that barrier). */
+    atomic_store_explicit(&sl->n_pub, n, memory_order_release);
+    if (DAGGER_UNLIKELY(z->fence))
+        dagger__fence_seq_cst();
+    else
+        atomic_signal_fence(memory_order_seq_cst);
+    if (DAGGER_UNLIKELY((atomic_load_explicit(&sl->state, memory_order_relaxed) & 3) ==
+                        DAGGER__BS_CLOSED) &&
+        bundle_closed(z) < n)
+        return NULL; /* this spawn is not the thief's: it goes the usual way */
+    z->g->spawned++;
+    if (n == BUNDLE_CAP && z->open)
         bundle_flush_here(z);
     return bt;
 }
@@ -2258,7 +2356,7 @@ static int bundle_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
     uint32_t lost = 0, lose = 0; /* lose: a test's spawn to drop (dagger__task_bundle_lose) */
     if (DAGGER_UNLIKELY(atomic_load_explicit(&bundle_lose, memory_order_relaxed) != 0))
         lose = atomic_exchange_explicit(&bundle_lose, 0, memory_order_relaxed);
-    for (uint32_t i = 0; i < b->n; i++) {
+    for (uint32_t i = 0; i < b->count; i++) {
         if (i + 1 == lose || !spawn(b->ctx, me, NULL, true, true, b->g, NULL, b->fn, b->fname,
                                     b->args + (size_t)i * b->argc, b->argc, b)) {
             lost++; /* counted in the group at its spawn: counted finished, and the job fails */
@@ -2270,10 +2368,74 @@ static int bundle_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
         rc = dagger_fail(tc, DAGGER_ENOMEM,
                          "out of memory for the records of %u of %u tasks of %s spawned in a "
                          "bundle by task %llu",
-                         lost, b->n, b->fname ? b->fname : "(unnamed)",
+                         lost, b->count, b->fname ? b->fname : "(unnamed)",
                          (unsigned long long)b->parent->id);
-    dagger__free(b);
+    bundle_let_go(b);
     return rc;
+}
+
+/* Spawns left in another worker's open bundle (see "Bundles"), asked by a worker about to park
+ * (dagger__stale_fn): a bundle whose published count has not moved for BUNDLE_STALE_NS is closed
+ * (a CAS of its state, which the spawner's publication races), the barrier taken, the count read
+ * and its job handed to the pool: the spawner may be running code that waits for those spawns
+ * without a call into the runtime, where it would never publish them. Each worker keeps the last
+ * count it saw of each slot (by index modulo BUNDLE_SEEN). */
+#define BUNDLE_STALE_NS 50000
+#define BUNDLE_SEEN 64
+static DAGGER_TLS struct {
+    const void *pool;
+    uint64_t state[BUNDLE_SEEN], ns[BUNDLE_SEEN];
+    uint32_t n[BUNDLE_SEEN];
+} bundle_seen;
+
+long dagger__task_bundle_stale(dagger__pool *p, int self)
+{
+    int nw = dagger__pool_size(p);
+    if (bundle_seen.pool != p) {
+        memset(&bundle_seen, 0, sizeof bundle_seen);
+        bundle_seen.pool = p;
+    }
+    long wait = 0;
+    uint64_t now = 0;
+    for (int k = 0; k < nw; k++) {
+        if (k == self)
+            continue;
+        struct dagger__bundle_slot *sl = dagger__pool_bundle_slot(p, k);
+        uint64_t st = atomic_load_explicit(&sl->state, memory_order_acquire);
+        if ((st & 3) != DAGGER__BS_OPEN)
+            continue;
+        uint32_t n = atomic_load_explicit(&sl->n_pub, memory_order_relaxed);
+        if (!now)
+            now = dagger__now_ns();
+        int e = k % BUNDLE_SEEN;
+        if (n == 0 || bundle_seen.state[e] != st || bundle_seen.n[e] != n) {
+            bundle_seen.state[e] = st; /* first seen now */
+            bundle_seen.n[e] = n;
+            bundle_seen.ns[e] = now;
+        }
+        uint64_t age = now - bundle_seen.ns[e];
+        if (n == 0 || age < BUNDLE_STALE_NS) {
+            long left = (long)(BUNDLE_STALE_NS - (n ? age : 0));
+            if (!wait || left < wait)
+                wait = left;
+            continue;
+        }
+        uint64_t closed = (st & ~(uint64_t)3) | DAGGER__BS_CLOSED;
+        if (!atomic_compare_exchange_strong_explicit(&sl->state, &st, closed, memory_order_acquire,
+                                                     memory_order_relaxed))
+            continue; /* published by its spawner meanwhile */
+        struct bundle *b = atomic_load_explicit(&sl->b, memory_order_relaxed);
+        dagger__pool_barrier(p);
+        uint32_t fin = atomic_load_explicit(&sl->n_pub, memory_order_acquire);
+        b->count = fin;
+        atomic_store_explicit(&b->owners, 2, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bundles_made, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bundled_spawns, fin, memory_order_relaxed);
+        atomic_store_explicit(&sl->n_final, fin + 1, memory_order_release);
+        dagger__pool_hand_off(p, &b->task->job);
+        return -1;
+    }
+    return wait;
 }
 
 void dagger__task_unhold(dagger_task_t *t)

@@ -130,6 +130,8 @@ struct worker {
     /* The bundles of this worker's spawns taken so far (dagger__pool_bundle_taken): written by
      * the threads that take them, a line of its own. */
     _Atomic uint32_t bundles_taken __attribute__((aligned(DAGGER_CACHELINE)));
+    /* Its open bundle as thieves see it (dagger__pool_bundle_slot), a line of its own. */
+    struct dagger__bundle_slot bslot __attribute__((aligned(DAGGER_CACHELINE)));
 } __attribute__((aligned(DAGGER_CACHELINE)));
 
 struct dagger__pool {
@@ -148,7 +150,8 @@ struct dagger__pool {
     dagger__run_fn run;
     dagger__idle_fn idle;
     dagger__dry_fn dry;
-    dagger__deep_fn deep; /* dagger__pool_set_deep */
+    dagger__deep_fn deep;           /* dagger__pool_set_deep */
+    _Atomic dagger__stale_fn stale; /* dagger__pool_set_stale: the workers may run already */
     void *ud;
     size_t stack_size;
     struct jobq inject;
@@ -977,6 +980,31 @@ _Atomic uint32_t *dagger__pool_bundle_taken(dagger__pool *p, int w)
     return &p->w[w].bundles_taken;
 }
 
+struct dagger__bundle_slot *dagger__pool_bundle_slot(dagger__pool *p, int w)
+{
+    return &p->w[w].bslot;
+}
+
+void dagger__pool_set_stale(dagger__pool *p, dagger__stale_fn fn)
+{
+    atomic_store_explicit(&p->stale, fn, memory_order_relaxed);
+}
+
+bool dagger__pool_asym(const dagger__pool *p)
+{
+    return atomic_load_explicit(&p->asym, memory_order_relaxed);
+}
+
+void dagger__pool_barrier(dagger__pool *p)
+{
+    if (atomic_load_explicit(&p->asym, memory_order_relaxed))
+        park_barrier(p);
+    else
+        dagger__fence_seq_cst();
+}
+
+void dagger__pool_wake_one(dagger__pool *p) { notify(p, 0); }
+
 bool dagger__pool_idle_hint(const dagger__pool *p)
 {
     return p->n > 1 && (atomic_load_explicit(&p->sleepers, memory_order_relaxed) > 0 ||
@@ -1284,6 +1312,14 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
         }
         if (atomic_load(&p->shutdown))
             return NULL;
+        /* Spawns left in another worker's open bundle while that worker runs user code that
+         * waits for them without a call into the runtime: taken once the bundle stopped
+         * filling, else this worker sleeps at most until it may be (src/core/task.c,
+         * "Bundles"). */
+        dagger__stale_fn sf = atomic_load_explicit(&p->stale, memory_order_relaxed);
+        long stale = sf ? sf(p, w->index) : 0;
+        if (stale < 0)
+            continue;
         if (p->idle)
             p->idle(p->ud, w->index);
         atomic_fetch_add_explicit(&p->sleepers, 1, memory_order_seq_cst);
@@ -1308,6 +1344,8 @@ DAGGER_NOINLINE static struct dagger__job *find_work_idle(dagger__pool *p, struc
             atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_seq_cst);
             continue;
         }
+        if (stale > 0 && (timeout < 0 || stale < timeout))
+            timeout = stale;
         DAGGER__TRACE(dagger__trace_park(w->index));
         dagger__futex_wait(&p->epoch, e, timeout);
         atomic_store_explicit(&p->waking, 0, memory_order_seq_cst);

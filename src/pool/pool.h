@@ -40,6 +40,21 @@ typedef void (*dagger__dry_fn)(void);
 /* Called on a worker whose plain spawn found its deque deep by its top and keeps the job `j` to
  * run at once (a streak of such spawns starts: DAGGER__POOL_DEEP_STREAK). */
 typedef void (*dagger__deep_fn)(struct dagger__job *j);
+/* A worker about to park asks it for spawns left in another worker's open bundle (src/core/task.c,
+ * "Bundles"): < 0, it handed one to the pool (look again); 0, none open; > 0, one is open but
+ * still filling: park at most that long (ns). */
+typedef long (*dagger__stale_fn)(struct dagger__pool *p, int self);
+
+/* A worker's open bundle of spawns as other threads see it (src/core/task.c, "Bundles"), a line
+ * of its own: the state (a generation << 2 | DAGGER__BS_*), the spawns published so far, the
+ * count the thread that closed it took (+ 1; 0: not yet known) and the bundle. */
+enum { DAGGER__BS_IDLE = 0, DAGGER__BS_OPEN = 1, DAGGER__BS_CLOSED = 2 };
+struct dagger__bundle_slot {
+    _Atomic uint64_t state;
+    _Atomic uint32_t n_pub;
+    _Atomic uint32_t n_final;
+    void *_Atomic b;
+};
 
 /* spread: each worker starts on an allowed CPU of its own, then may run anywhere it is allowed
  * (dagger__topo_spread; false under DAGGER_BIND, which pins them after). */
@@ -68,6 +83,21 @@ void dagger__pool_set_deep(dagger__pool *p, dagger__deep_fn fn);
 /* A count of worker w's bundles of spawns taken by whoever runs them (src/core/task.c,
  * "Bundles"), on a line of its own. Thread safety: any thread, w a worker of p. */
 _Atomic uint32_t *dagger__pool_bundle_taken(dagger__pool *p, int w);
+/* Worker w's open-bundle slot (above). Thread safety: any thread, w a worker of p. */
+struct dagger__bundle_slot *dagger__pool_bundle_slot(dagger__pool *p, int w);
+/* Set the function a worker calls before it parks (dagger__stale_fn; NULL: none). Thread safety:
+ * any thread; set it before any spawn. */
+void dagger__pool_set_stale(dagger__pool *p, dagger__stale_fn fn);
+/* Whether pushes rely on the parking side's barrier (Linux membarrier) instead of a fence of
+ * their own. Thread safety: any thread. */
+bool dagger__pool_asym(const dagger__pool *p);
+/* The heavy side of the asymmetric fence: every running thread of the process executes a full
+ * barrier before it returns (a plain full fence where the pool has no asymmetric fences).
+ * Thread safety: any thread. */
+void dagger__pool_barrier(dagger__pool *p);
+/* Wake one sleeping worker, if any and none is searching (as a push does). Thread safety: any
+ * thread. */
+void dagger__pool_wake_one(dagger__pool *p);
 /* Another worker than the caller looks for work or sleeps for want of it (a hint, read without
  * a fence). Thread safety: any thread. */
 bool dagger__pool_idle_hint(const dagger__pool *p);
