@@ -128,8 +128,8 @@ enum { PLAIN, WAIT_MID, ALTERNATE, STRINGS, SPIN };
  * workers nap), the rest, fewer than a bundle holds (256), stays in the bundle it opens. */
 #define SPIN_N 1200
 
-/* How long loop_root's SPIN case waited for its spawns to run, without a call into the runtime,
- * and how many had run when it gave up (-1: all ran). */
+/* How many spawns had run when loop_root's SPIN case gave up waiting for them (a guard of 10 s
+ * against a hang, not a timing; -1: all ran). */
 static _Atomic int64_t spin_short = -1;
 
 /* The root: a sync group of LOOP_N detached spawns shaped by args(0) (args(1): an input, unused);
