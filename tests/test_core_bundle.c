@@ -14,6 +14,7 @@
  * mark, its bundles wait for those workers.
  * SPDX-License-Identifier: MIT
  */
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -375,10 +376,155 @@ TEST(bundle_a_spawner_that_spins_on_its_spawns_without_a_call_sees_every_one_run
     }
 }
 
+/* Spawners stuck at once on a pool of more than 64 workers, their indices 64 apart: the thieves
+ * once kept what they saw of a bundle in a table by index modulo 64, and two such spawners reset
+ * their shared entry in turn, so neither bundle ever counted as stale (a scan that closed another
+ * bundle first ended before it reached the second of a pair, which hid it while bundles of other
+ * spawners were left).
+ * MANY_SPINNERS tasks meet, each on a worker of its own, while MANY_GATES tasks hold the other
+ * workers. The spinners whose worker's index is 64 apart from another spinner's (at least two
+ * pairs: 66 spinners on 72 workers) each spawn a loop past the deep mark, the rest in an open
+ * bundle, and spin on its count with no call into the runtime; the others spawn nothing. Each
+ * spinner and gate lets its worker go once every loop is spawned. */
+#define MANY_WORKERS 72
+#define MANY_GATES 6
+#define MANY_SPINNERS (MANY_WORKERS - MANY_GATES)
+/* Spinner s's spawns (a count of its own, so that no two bundles look alike) and its indices. */
+#define MANY_N(s) (SPIN_N + (s))
+#define MANY_BASE(s) ((s)*2 * SPIN_N)
+
+static struct {
+    _Atomic int arrived, spawned, stuck;
+    _Atomic bool on[MANY_WORKERS]; /* a spinner runs on that worker */
+    _Atomic int64_t ran[MANY_SPINNERS];
+    _Atomic int64_t want[MANY_SPINNERS]; /* its spawns: 0 or MANY_N(s) */
+    _Atomic int short_of; /* spinners that gave up waiting (a guard of 10 s, not a timing) */
+} many;
+
+/* Yields until *v reaches `want`, 10 s at most; whether it did. */
+static bool yield_until(_Atomic int *v, int want)
+{
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (atomic_load(v) < want) {
+        sched_yield();
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (t1.tv_sec - t0.tv_sec > 10)
+            return false;
+    }
+    return true;
+}
+
+/* Args (marks, i, s): index i marked, spinner s's count raised. */
+static int mark_many(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)out;
+    mark(a, true);
+    atomic_fetch_add_explicit(&many.ran[dagger_arg_i64(a, 2)], 1, memory_order_relaxed);
+    return 0;
+}
+
+/* Holds its worker until every spinner's loop is spawned. */
+static int many_gate(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)a;
+    (void)out;
+    (void)yield_until(&many.spawned, MANY_SPINNERS);
+    return 0;
+}
+
+/* Spinner args(0) (see above). */
+static int many_spinner(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)out;
+    int64_t s = dagger_arg_i64(a, 0);
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    int w = dagger_tc_thread(tc);
+    if (w >= 0 && w < MANY_WORKERS)
+        atomic_store(&many.on[w], true);
+    atomic_fetch_add(&many.arrived, 1);
+    if (!yield_until(&many.arrived, MANY_SPINNERS))
+        return dagger_fail(tc, DAGGER_ETASK, "the spinners did not meet");
+    int partner = w < 64 ? w + 64 : w - 64;
+    bool stuck = w >= 0 && partner < MANY_WORKERS && atomic_load(&many.on[partner]);
+    int64_t n = stuck ? MANY_N(s) : 0;
+    atomic_store(&many.want[s], n);
+    atomic_fetch_add(&many.stuck, stuck);
+    int rc = dagger_sync_begin(c);
+    if (rc)
+        return rc;
+    for (int64_t i = 0; i < n && rc == 0; i++)
+        rc = dagger_spawn_detached(c, mark_many, (void *)&m, MANY_BASE(s) + i, s);
+    atomic_fetch_add(&many.spawned, 1);
+    (void)yield_until(&many.spawned, MANY_SPINNERS); /* no thief before every loop is spawned */
+    /* the wait with no call into the runtime */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    while (rc == 0 && atomic_load(&many.ran[s]) < n) {
+        sched_yield();
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (t1.tv_sec - t0.tv_sec > 10) {
+            atomic_fetch_add(&many.short_of, 1);
+            break;
+        }
+    }
+    int end = dagger_sync_end(c);
+    return rc ? rc : end;
+}
+
+/* The root: the gates and the spinners in a group; its end's code. Args (unused, an input). */
+static int many_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)a;
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    int rc = dagger_sync_begin(c);
+    for (int k = 0; k < MANY_GATES && rc == 0; k++)
+        rc = dagger_spawn_detached(c, many_gate);
+    for (int64_t s = 0; s < MANY_SPINNERS && rc == 0; s++)
+        rc = dagger_spawn_detached(c, many_spinner, s);
+    int end = dagger_sync_end(c);
+    *out = dagger_i64(rc ? rc : end);
+    return 0;
+}
+
+TEST(bundle_spawners_stuck_at_once_64_workers_apart_see_every_spawn_run)
+{
+    uint64_t b0, s0, b1, s1;
+    dagger__task_bundle_counts(&b0, &s0);
+    memset(&many, 0, sizeof many);
+    dagger_ctx_t *ctx;
+    dagger_task_t *root = root_on_a_worker(&ctx, MANY_WORKERS, many_root, 0);
+    int64_t end = -1;
+    ASSERT_OK(dagger_fetch_i64(root, &end));
+    dagger_task_release(root);
+    dagger__task_bundle_counts(&b1, &s1);
+    ASSERT_OK(dagger_ctx_close(ctx));
+    ASSERT_EQ(end, 0);
+    ASSERT_EQ(atomic_load(&many.short_of), 0);
+    ASSERT_TRUE(atomic_load(&many.stuck) >= 4);
+    ASSERT_TRUE(b1 - b0 > 0); /* every loop went past the deep mark before a thief looked */
+    int64_t ran = 0, wrong = 0;
+    for (int s = 0; s < MANY_SPINNERS; s++) {
+        int64_t n = atomic_load(&many.want[s]);
+        ASSERT_EQ(atomic_load(&many.ran[s]), n);
+        ran += n;
+        for (int64_t i = 0; i < 2 * SPIN_N; i++)
+            wrong += atomic_load(&m.mark[MANY_BASE(s) + i]) != (i < n);
+    }
+    ASSERT_EQ(atomic_load(&m.ran), ran);
+    ASSERT_EQ(atomic_load(&m.bad), 0);
+    ASSERT_EQ(wrong, 0);
+    printf("  %d spinners stuck at once, %llu bundles of %llu spawns\n", atomic_load(&many.stuck),
+           (unsigned long long)(b1 - b0), (unsigned long long)(s1 - s0));
+}
+
 TEST_LIST(bundle_a_flat_loop_on_a_worker_runs_every_body_once_with_its_arguments,
           bundle_a_failure_of_a_bundled_task_is_the_error_of_its_group_end,
           bundle_a_spawn_whose_record_cannot_be_made_at_its_replay_fails_the_group_end,
           bundle_a_spawner_that_waits_mid_loop_loses_no_task,
           bundle_alternating_functions_and_inner_groups_lose_no_task,
           bundle_string_arguments_take_the_usual_path_and_keep_their_values,
-          bundle_a_spawner_that_spins_on_its_spawns_without_a_call_sees_every_one_run)
+          bundle_a_spawner_that_spins_on_its_spawns_without_a_call_sees_every_one_run,
+          bundle_spawners_stuck_at_once_64_workers_apart_see_every_spawn_run)

@@ -2027,6 +2027,7 @@ static void bundle_flush_here(struct bundler *z)
             (void)n;
             return;
         }
+        atomic_fetch_sub_explicit(dagger__pool_bundles_open(b->ctx->pool), 1, memory_order_relaxed);
     }
     if (z->frame)
         z->frame->hook = NULL;
@@ -2105,6 +2106,7 @@ static struct bundle *bundle_open(struct bundler *z, dagger_ctx_t *ctx, const ch
     atomic_store_explicit(&sl->b, b, memory_order_relaxed);
     atomic_store_explicit(&sl->n_pub, 0, memory_order_relaxed);
     atomic_store_explicit(&sl->n_final, 0, memory_order_relaxed);
+    atomic_fetch_add_explicit(dagger__pool_bundles_open(ctx->pool), 1, memory_order_relaxed);
     uint64_t st = atomic_load_explicit(&sl->state, memory_order_relaxed);
     atomic_store_explicit(&sl->state, ((st >> 2) + 1) << 2 | DAGGER__BS_OPEN, memory_order_release);
     if (!z->streak)
@@ -2378,25 +2380,27 @@ static int bundle_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
  * (dagger__stale_fn): a bundle whose published count has not moved for BUNDLE_STALE_NS is closed
  * (a CAS of its state, which the spawner's publication races), the barrier taken, the count read
  * and its job handed to the pool: the spawner may be running code that waits for those spawns
- * without a call into the runtime, where it would never publish them. Each worker keeps the last
- * count it saw of each slot (by index modulo BUNDLE_SEEN). */
+ * without a call into the runtime, where it would never publish them. Nothing is read while no
+ * bundle is open on the pool (dagger__pool_bundles_open).
+ * The first sight of a count is kept on the slot itself (its `seen`: the state's generation and
+ * the count, and the time in units of 1024 ns), written by the worker that saw it, so that every
+ * worker ages a bundle alike however many are open: a table per worker indexed by the spawner's
+ * index modulo its size let two spawners stuck at once on one entry reset it in turn, and neither
+ * bundle ever aged. A count already seen moving in the last half of BUNDLE_STALE_NS is not
+ * written again, so that many idle workers do not each write the spawner's line at each look. A
+ * race of two writers only moves the first sight by the time between their looks. */
 #define BUNDLE_STALE_NS 50000
-#define BUNDLE_SEEN 64
-static DAGGER_TLS struct {
-    const void *pool;
-    uint64_t state[BUNDLE_SEEN], ns[BUNDLE_SEEN];
-    uint32_t n[BUNDLE_SEEN];
-} bundle_seen;
+#define SEEN_KEY(st, n) (((st) >> 2 & 0xffffu) << 48 | (uint64_t)((n)&0xffffu) << 32)
+#define SEEN_MASK (~(uint64_t)0xffffffffu)
 
 long dagger__task_bundle_stale(dagger__pool *p, int self)
 {
+    _Atomic uint32_t *open = dagger__pool_bundles_open(p);
+    if (atomic_load_explicit(open, memory_order_relaxed) == 0)
+        return 0;
     int nw = dagger__pool_size(p);
-    if (bundle_seen.pool != p) {
-        memset(&bundle_seen, 0, sizeof bundle_seen);
-        bundle_seen.pool = p;
-    }
     long wait = 0;
-    uint64_t now = 0;
+    uint32_t now = 0; /* in units of 1024 ns, modulo 2^32 */
     for (int k = 0; k < nw; k++) {
         if (k == self)
             continue;
@@ -2405,17 +2409,23 @@ long dagger__task_bundle_stale(dagger__pool *p, int self)
         if ((st & 3) != DAGGER__BS_OPEN)
             continue;
         uint32_t n = atomic_load_explicit(&sl->n_pub, memory_order_relaxed);
-        if (!now)
-            now = dagger__now_ns();
-        int e = k % BUNDLE_SEEN;
-        if (n == 0 || bundle_seen.state[e] != st || bundle_seen.n[e] != n) {
-            bundle_seen.state[e] = st; /* first seen now */
-            bundle_seen.n[e] = n;
-            bundle_seen.ns[e] = now;
+        if (n == 0) { /* just opened */
+            if (!wait || BUNDLE_STALE_NS < wait)
+                wait = BUNDLE_STALE_NS;
+            continue;
         }
-        uint64_t age = now - bundle_seen.ns[e];
-        if (n == 0 || age < BUNDLE_STALE_NS) {
-            long left = (long)(BUNDLE_STALE_NS - (n ? age : 0));
+        if (!now)
+            now = (uint32_t)(dagger__now_ns() >> 10) | 1;
+        uint64_t key = SEEN_KEY(st, n);
+        uint64_t seen = atomic_load_explicit(&sl->seen, memory_order_relaxed);
+        uint64_t age = (uint64_t)(uint32_t)(now - (uint32_t)seen) << 10;
+        if ((seen & SEEN_MASK) != key) {
+            if (seen == 0 || age >= BUNDLE_STALE_NS / 2) /* first seen now */
+                atomic_store_explicit(&sl->seen, key | now, memory_order_relaxed);
+            age = 0;
+        }
+        if (age < BUNDLE_STALE_NS) {
+            long left = (long)(BUNDLE_STALE_NS - age);
             if (!wait || left < wait)
                 wait = left;
             continue;
@@ -2424,6 +2434,7 @@ long dagger__task_bundle_stale(dagger__pool *p, int self)
         if (!atomic_compare_exchange_strong_explicit(&sl->state, &st, closed, memory_order_acquire,
                                                      memory_order_relaxed))
             continue; /* published by its spawner meanwhile */
+        atomic_fetch_sub_explicit(open, 1, memory_order_relaxed);
         struct bundle *b = atomic_load_explicit(&sl->b, memory_order_relaxed);
         dagger__pool_barrier(p);
         uint32_t fin = atomic_load_explicit(&sl->n_pub, memory_order_acquire);

@@ -198,6 +198,8 @@ struct dagger__pool {
     _Atomic int ext_hw; /* slots claimed at least once: thieves look at ext[0 .. ext_hw) */
     uint64_t gen;       /* unique per pool opened: a thread's slot is of this pool, not of a
                            pool opened at the same address after this one closed */
+    /* Bundles open on any worker (dagger__pool_bundles_open), a line of its own. */
+    _Atomic uint32_t bundles_open __attribute__((aligned(DAGGER_CACHELINE)));
 };
 
 /* ---------------------------------------------------------------- thread-local identity */
@@ -984,6 +986,8 @@ struct dagger__bundle_slot *dagger__pool_bundle_slot(dagger__pool *p, int w)
 {
     return &p->w[w].bslot;
 }
+
+_Atomic uint32_t *dagger__pool_bundles_open(dagger__pool *p) { return &p->bundles_open; }
 
 void dagger__pool_set_stale(dagger__pool *p, dagger__stale_fn fn)
 {

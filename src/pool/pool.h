@@ -47,13 +47,15 @@ typedef long (*dagger__stale_fn)(struct dagger__pool *p, int self);
 
 /* A worker's open bundle of spawns as other threads see it (src/core/task.c, "Bundles"), a line
  * of its own: the state (a generation << 2 | DAGGER__BS_*), the spawns published so far, the
- * count the thread that closed it took (+ 1; 0: not yet known) and the bundle. */
+ * count the thread that closed it took (+ 1; 0: not yet known), the bundle, and what the other
+ * workers saw of it first (written by them: the state's generation and the count, and when). */
 enum { DAGGER__BS_IDLE = 0, DAGGER__BS_OPEN = 1, DAGGER__BS_CLOSED = 2 };
 struct dagger__bundle_slot {
     _Atomic uint64_t state;
     _Atomic uint32_t n_pub;
     _Atomic uint32_t n_final;
     void *_Atomic b;
+    _Atomic uint64_t seen;
 };
 
 /* spread: each worker starts on an allowed CPU of its own, then may run anywhere it is allowed
@@ -85,6 +87,9 @@ void dagger__pool_set_deep(dagger__pool *p, dagger__deep_fn fn);
 _Atomic uint32_t *dagger__pool_bundle_taken(dagger__pool *p, int w);
 /* Worker w's open-bundle slot (above). Thread safety: any thread, w a worker of p. */
 struct dagger__bundle_slot *dagger__pool_bundle_slot(dagger__pool *p, int w);
+/* The count of bundles open on the pool's workers (raised when one opens, lowered when it stops
+ * being open), which gates the look at every slot before a park. Thread safety: any thread. */
+_Atomic uint32_t *dagger__pool_bundles_open(dagger__pool *p);
 /* Set the function a worker calls before it parks (dagger__stale_fn; NULL: none). Thread safety:
  * any thread; set it before any spawn. */
 void dagger__pool_set_stale(dagger__pool *p, dagger__stale_fn fn);
