@@ -6,9 +6,13 @@
  */
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 
+#include "core/core.h"     /* dagger__task_bundle_counts, dagger__task_bundle_eager */
 #include "core/core_int.h" /* dagger__tiny_ns */
 #include "dagger/chunk.h"
 
@@ -624,9 +628,190 @@ TEST(random_wide_fork_joins_match_sequential_evaluation)
     }
 }
 
+/* Random flat loops on workers: each round, one root task a worker opens a sync group and spawns
+ * 1100 to 3600 detached tasks in a row, past the deep mark of its deque (1024), so that their
+ * spawns go into bundles (src/core/task.c, "Bundles") that idle workers replay. Along the loop,
+ * at random: two functions in turn for a stretch (a spawn of another kind publishes the open
+ * bundle), a string argument (the usual path), a fetch of a child (the spawner suspends), a
+ * failing task, and a pause of 100 to 400 us with no call into the runtime, past the 50 us after
+ * which an idle worker closes a bundle that stopped filling: the spawner then finds its open
+ * bundle closed at its next spawn, which goes the usual way unless the thief counted it. Half
+ * of the loops then wait for their tasks by spinning on their count (no call into the runtime)
+ * before the group's end. Every index must run once, and the end must fail exactly when a task
+ * failed, with that task's message. */
+#define FLAT_MAX 3600
+
+struct flat_marks {
+    _Atomic int64_t ran;
+    _Atomic int32_t mark[FLAT_MAX];
+};
+
+/* Args (marks, i, fails) [, str]: index i marked; fails with "flat leaf <i> fails on purpose". */
+static int flat_leaf(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)out;
+    struct flat_marks *mk = dagger_arg_ptr(a, 0);
+    int64_t i = dagger_arg_i64(a, 1);
+    atomic_fetch_add_explicit(&mk->mark[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&mk->ran, 1, memory_order_release);
+    if (dagger_arg_i64(a, 2))
+        return dagger_fail(tc, DAGGER_ETASK, "flat leaf %lld fails on purpose", (long long)i);
+    return 0;
+}
+
+/* The same body under another function (bundles are of one function). */
+static int flat_leaf2(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    return flat_leaf(tc, a, out);
+}
+
+static int flat_child(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    *out = dagger_i64(dagger_arg_i64(a, 0) + 1);
+    return 0;
+}
+
+/* An input that keeps its root off main (main runs a ready task it fetches itself). */
+static int flat_pre(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    (void)tc;
+    (void)a;
+    usleep(1000);
+    *out = dagger_i64(0);
+    return 0;
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/* Args (marks, seed, n, an input): the loop; 0, or the group end's code (its message in the
+ * error). */
+static int flat_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
+{
+    struct flat_marks *mk = dagger_arg_ptr(a, 0);
+    uint64_t s = (uint64_t)dagger_arg_i64(a, 1);
+    int64_t n = dagger_arg_i64(a, 2);
+    bool spin = test_rand(&s) & 1;
+    dagger_ctx_t *c = dagger_tc_ctx(tc);
+    int rc = dagger_sync_begin(c);
+    if (rc)
+        return rc;
+    int alt = 0; /* spawns left of flat_leaf2 */
+    for (int64_t i = 0; i < n && rc == 0; i++) {
+        uint64_t r = test_rand(&s);
+        int64_t fails = r % 397 == 0;
+        if (r % 701 == 0)
+            alt = 1 + (int)(test_rand(&s) % 20);
+        if (r % 293 == 0) { /* a pause without a call into the runtime */
+            uint64_t until = mono_ns() + 100000 + test_rand(&s) % 300000;
+            while (mono_ns() < until)
+                ;
+        }
+        if (r % 1009 == 0) {
+            rc = dagger_spawn_detached(c, flat_leaf, (void *)mk, i, fails, "a string");
+        } else if (r % 2003 == 0) { /* the spawner suspends mid-loop */
+            dagger_task_t *t = dagger_spawn(c, flat_child, i);
+            int64_t v = 0;
+            rc = t ? dagger_fetch_i64(t, &v) : DAGGER_ENOMEM;
+            dagger_task_release(t);
+            if (rc == 0 && v != i + 1)
+                return dagger_fail(tc, DAGGER_ETASK, "child of %lld: %lld", (long long)i,
+                                   (long long)v);
+            rc = dagger_spawn_detached(c, flat_leaf, (void *)mk, i, fails);
+        } else if (alt > 0) {
+            alt--;
+            rc = dagger_spawn_detached(c, (i & 1) ? flat_leaf2 : flat_leaf, (void *)mk, i, fails);
+        } else {
+            rc = dagger_spawn_detached(c, flat_leaf, (void *)mk, i, fails);
+        }
+    }
+    if (spin && rc == 0) { /* 20 s at most, then the case fails instead of hanging */
+        uint64_t until = mono_ns() + 20000000000u;
+        while (atomic_load_explicit(&mk->ran, memory_order_acquire) < n && mono_ns() < until)
+            ;
+        if (atomic_load(&mk->ran) < n)
+            return dagger_fail(tc, DAGGER_ETASK, "the spin saw %lld of %lld tasks run",
+                               (long long)atomic_load(&mk->ran), (long long)n);
+    }
+    int end = dagger_sync_end(c);
+    if (rc)
+        return rc;
+    if (end)
+        return dagger_fail(tc, end, "group: %s", dagger_last_errmsg());
+    *out = dagger_i64(0);
+    return 0;
+}
+
+/* The failures a root with `seed` and `n` spawns (the draws of flat_root, in its order). */
+static int flat_fails(uint64_t s, int64_t n)
+{
+    int fails = 0;
+    (void)test_rand(&s); /* spin */
+    for (int64_t i = 0; i < n; i++) {
+        uint64_t r = test_rand(&s);
+        fails += r % 397 == 0;
+        if (r % 701 == 0)
+            (void)test_rand(&s);
+        if (r % 293 == 0)
+            (void)test_rand(&s);
+    }
+    return fails;
+}
+
+TEST(random_flat_loops_on_workers_run_every_spawn_once)
+{
+    uint64_t seed = test_seed();
+    int rounds = test_level_full() ? 60 : 16;
+    uint64_t b0, s0, b1, s1;
+    dagger__task_bundle_counts(&b0, &s0);
+    struct flat_marks *mk = malloc(sizeof *mk);
+    ASSERT_PTR(mk);
+    for (int threads = 2; threads <= 4; threads++) {
+        dagger_ctx_t *ctx = test_ctx(threads);
+        for (int r = 0; r < rounds; r++) {
+            memset(mk, 0, sizeof *mk);
+            uint64_t rs = test_rand(&seed);
+            int64_t n = 1100 + (int64_t)(test_rand(&seed) % (FLAT_MAX - 1100 + 1));
+            dagger__task_bundle_eager(test_rand(&seed) & 1);
+            dagger_task_t *pre = dagger_spawn(ctx, flat_pre);
+            dagger_task_t *t = dagger_spawn(ctx, flat_root, (void *)mk, (int64_t)rs, n, pre);
+            ASSERT_PTR(t);
+            dagger_task_release(pre);
+            int64_t v = -1;
+            int rc = dagger_fetch_i64(t, &v);
+            int fails = flat_fails(rs, n);
+            if (fails ? rc != DAGGER_ETASK : rc != 0)
+                fail_msg("round %d (%d threads, %lld spawns): rc %s, %d failures spawned (%s)", r,
+                         threads, (long long)n, dagger_err_name(rc), fails, dagger_task_errmsg(t));
+            if (fails)
+                ASSERT_STR_HAS(dagger_task_errmsg(t), "fails on purpose");
+            dagger_task_release(t);
+            int64_t wrong = 0;
+            for (int64_t i = 0; i < n; i++)
+                wrong += atomic_load(&mk->mark[i]) != 1;
+            if (wrong || atomic_load(&mk->ran) != n)
+                fail_msg("round %d (%d threads): %lld of %lld ran, %lld indices not once", r,
+                         threads, (long long)atomic_load(&mk->ran), (long long)n, (long long)wrong);
+        }
+        ASSERT_OK(dagger_ctx_close(ctx));
+    }
+    dagger__task_bundle_eager(false);
+    free(mk);
+    dagger__task_bundle_counts(&b1, &s1);
+    printf("  %llu bundles of %llu spawns\n", (unsigned long long)(b1 - b0),
+           (unsigned long long)(s1 - s0));
+    ASSERT_TRUE(b1 > b0);
+}
+
 TEST_LIST(random_dags_match_sequential_evaluation,
           random_dags_of_tiny_tasks_run_at_their_spawn_match_sequential_evaluation,
           random_fork_join_trees_match_sequential_evaluation,
           random_chunk_dags_match_sequential_evaluation,
           sync_groups_count_every_task_once_with_concurrent_owners,
-          random_wide_fork_joins_match_sequential_evaluation)
+          random_wide_fork_joins_match_sequential_evaluation,
+          random_flat_loops_on_workers_run_every_spawn_once)
