@@ -8,7 +8,8 @@
  * end with its code and message; no task lost when the spawner waits in the middle of its loop,
  * alternates functions or opens inner groups; arguments that are not scalars (a string) taking
  * the usual path; a spawner that waits for its spawns by spinning on their count, with no call
- * into the runtime, seeing every one run (an idle worker takes its open bundle). Each loop starts
+ * into the runtime, seeing every one run (an idle worker takes its open bundle), also with
+ * several such spawners stuck at once 64 workers apart on a pool of 72. Each loop starts
  * with the other workers busy for 30 ms and bundles armed eagerly (dagger__task_bundle_eager), so
  * that bundles form in every build, a sanitizer's too: the spawner's deque goes past the deep
  * mark, its bundles wait for those workers.
