@@ -2386,9 +2386,12 @@ static int bundle_fn(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
  * the count, and the time in units of 1024 ns), written by the worker that saw it, so that every
  * worker ages a bundle alike however many are open: a table per worker indexed by the spawner's
  * index modulo its size let two spawners stuck at once on one entry reset it in turn, and neither
- * bundle ever aged. A count already seen moving in the last half of BUNDLE_STALE_NS is not
- * written again, so that many idle workers do not each write the spawner's line at each look. A
- * race of two writers only moves the first sight by the time between their looks. */
+ * bundle ever aged. A new count is written only when the slot's last sight is older than half
+ * of BUNDLE_STALE_NS (the bundle was filling then), so that many idle workers do not each write
+ * the spawner's line at each look; a bundle that stopped is written at the next look after that,
+ * and taken BUNDLE_STALE_NS later. A race of two writers only moves the first sight by the time
+ * between their looks; a close too early or too late costs time, never a spawn (the close is a
+ * CAS that the spawner's publication races). */
 #define BUNDLE_STALE_NS 50000
 #define SEEN_KEY(st, n) (((st) >> 2 & 0xffffu) << 48 | (uint64_t)((n)&0xffffu) << 32)
 #define SEEN_MASK (~(uint64_t)0xffffffffu)
