@@ -15,7 +15,6 @@
  * mark, its bundles wait for those workers.
  * SPDX-License-Identifier: MIT
  */
-#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -397,24 +396,10 @@ TEST(bundle_a_spawner_that_spins_on_its_spawns_without_a_call_sees_every_one_run
 static struct {
     _Atomic int arrived, spawned, stuck;
     _Atomic bool on[MANY_WORKERS]; /* a spinner runs on that worker */
-    _Atomic int64_t ran[MANY_SPINNERS];
-    _Atomic int64_t want[MANY_SPINNERS]; /* its spawns: 0 or MANY_N(s) */
+    _Atomic int ran[MANY_SPINNERS];
+    _Atomic int want[MANY_SPINNERS]; /* its spawns: 0 or MANY_N(s) */
     _Atomic int short_of; /* spinners that gave up waiting (a guard of 10 s, not a timing) */
 } many;
-
-/* Yields until *v reaches `want`, 10 s at most; whether it did. */
-static bool yield_until(_Atomic int *v, int want)
-{
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (atomic_load(v) < want) {
-        sched_yield();
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (t1.tv_sec - t0.tv_sec > 10)
-            return false;
-    }
-    return true;
-}
 
 /* Args (marks, i, s): index i marked, spinner s's count raised. */
 static int mark_many(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
@@ -432,7 +417,7 @@ static int many_gate(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
     (void)tc;
     (void)a;
     (void)out;
-    (void)yield_until(&many.spawned, MANY_SPINNERS);
+    (void)test_wait_reach(&many.spawned, MANY_SPINNERS, 10);
     return 0;
 }
 
@@ -446,11 +431,11 @@ static int many_spinner(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t 
     if (w >= 0 && w < MANY_WORKERS)
         atomic_store(&many.on[w], true);
     atomic_fetch_add(&many.arrived, 1);
-    if (!yield_until(&many.arrived, MANY_SPINNERS))
+    if (test_wait_reach(&many.arrived, MANY_SPINNERS, 10) < MANY_SPINNERS)
         return dagger_fail(tc, DAGGER_ETASK, "the spinners did not meet");
     int partner = w < 64 ? w + 64 : w - 64;
     bool stuck = w >= 0 && partner < MANY_WORKERS && atomic_load(&many.on[partner]);
-    int64_t n = stuck ? MANY_N(s) : 0;
+    int n = stuck ? MANY_N(s) : 0;
     atomic_store(&many.want[s], n);
     atomic_fetch_add(&many.stuck, stuck);
     int rc = dagger_sync_begin(c);
@@ -459,18 +444,11 @@ static int many_spinner(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t 
     for (int64_t i = 0; i < n && rc == 0; i++)
         rc = dagger_spawn_detached(c, mark_many, (void *)&m, MANY_BASE(s) + i, s);
     atomic_fetch_add(&many.spawned, 1);
-    (void)yield_until(&many.spawned, MANY_SPINNERS); /* no thief before every loop is spawned */
-    /* the wait with no call into the runtime */
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (rc == 0 && atomic_load(&many.ran[s]) < n) {
-        sched_yield();
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        if (t1.tv_sec - t0.tv_sec > 10) {
-            atomic_fetch_add(&many.short_of, 1);
-            break;
-        }
-    }
+    /* no thief before every loop is spawned */
+    (void)test_wait_reach(&many.spawned, MANY_SPINNERS, 10);
+    /* the wait with no call into the runtime (10 s at most, then the case fails) */
+    if (rc == 0 && test_wait_reach(&many.ran[s], n, 10) < n)
+        atomic_fetch_add(&many.short_of, 1);
     int end = dagger_sync_end(c);
     return rc ? rc : end;
 }
@@ -509,7 +487,7 @@ TEST(bundle_spawners_stuck_at_once_64_workers_apart_see_every_spawn_run)
     int64_t ran = 0, wrong = 0;
     for (int s = 0; s < MANY_SPINNERS; s++) {
         int64_t n = atomic_load(&many.want[s]);
-        ASSERT_EQ(atomic_load(&many.ran[s]), n);
+        ASSERT_EQ((int64_t)atomic_load(&many.ran[s]), n);
         ran += n;
         for (int64_t i = 0; i < 2 * SPIN_N; i++)
             wrong += atomic_load(&m.mark[MANY_BASE(s) + i]) != (i < n);
