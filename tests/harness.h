@@ -169,6 +169,20 @@ static inline dagger_ctx_t *test_ctx(int n)
     return ctx;
 }
 
+/* The last step of a task body that opened a sync group on its context: the body's own code
+ * `rc` (a spawn that failed) first; else the group end's, its message kept as "group: <msg>";
+ * else 0, with the result 0. */
+static inline int test_body_sync_end(dagger_tc_t *tc, int rc, dagger_value_t *out)
+{
+    int end = dagger_sync_end(dagger_tc_ctx(tc));
+    if (rc)
+        return rc;
+    if (end)
+        return dagger_fail(tc, end, "group: %s", dagger_last_errmsg());
+    *out = dagger_i64(0);
+    return 0;
+}
+
 /* Spawn fn(args...) pinned to worker `k` (a thread scope), for a case that needs its task on a
  * worker: a task spawned from main and fetched there may otherwise run on main itself
  * (docs/core.md, "Waiting from outside the pool"). */

@@ -672,16 +672,6 @@ static int flat_child(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *o
     return 0;
 }
 
-/* An input that keeps its root off main (main runs a ready task it fetches itself). */
-static int flat_pre(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
-{
-    (void)tc;
-    (void)a;
-    usleep(1000);
-    *out = dagger_i64(0);
-    return 0;
-}
-
 static uint64_t mono_ns(void)
 {
     struct timespec t;
@@ -689,8 +679,7 @@ static uint64_t mono_ns(void)
     return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
 
-/* Args (marks, seed, n, an input): the loop; 0, or the group end's code (its message in the
- * error). */
+/* Args (marks, seed, n): the loop; 0, or the group end's code (its message in the error). */
 static int flat_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     struct flat_marks *mk = dagger_arg_ptr(a, 0);
@@ -735,13 +724,7 @@ static int flat_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
     if (ran < n)
         return dagger_fail(tc, DAGGER_ETASK, "the spin saw %d of %lld tasks run", ran,
                            (long long)n);
-    int end = dagger_sync_end(c);
-    if (rc)
-        return rc;
-    if (end)
-        return dagger_fail(tc, end, "group: %s", dagger_last_errmsg());
-    *out = dagger_i64(0);
-    return 0;
+    return test_body_sync_end(tc, rc, out);
 }
 
 /* The failures a root with `seed` and `n` spawns (the draws of flat_root, in its order). */
@@ -775,10 +758,10 @@ TEST(random_flat_loops_on_workers_run_every_spawn_once)
             uint64_t rs = test_rand(&seed);
             int64_t n = 1100 + (int64_t)(test_rand(&seed) % (FLAT_MAX - 1100 + 1));
             dagger__task_bundle_eager(test_rand(&seed) & 1);
-            dagger_task_t *pre = dagger_spawn(ctx, flat_pre);
-            dagger_task_t *t = dagger_spawn(ctx, flat_root, (void *)mk, (int64_t)rs, n, pre);
+            /* on a worker: main would run a task it fetches itself (src/core/fetch.c) */
+            dagger_task_t *t = TEST_SPAWN_ON_WORKER(ctx, (int)(rs % (uint64_t)threads), flat_root,
+                                                    (void *)mk, (int64_t)rs, n);
             ASSERT_PTR(t);
-            dagger_task_release(pre);
             int64_t v = -1;
             int rc = dagger_fetch_i64(t, &v);
             int fails = flat_fails(rs, n);

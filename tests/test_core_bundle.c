@@ -133,8 +133,7 @@ enum { PLAIN, WAIT_MID, ALTERNATE, STRINGS, SPIN };
  * against a hang, not a timing; -1: all ran). */
 static _Atomic int64_t spin_short = -1;
 
-/* The root: a sync group of LOOP_N detached spawns shaped by args(0) (args(1): an input, unused);
- * the group's end code. */
+/* The root: a sync group of LOOP_N detached spawns shaped by args(0); the group's end code. */
 static int loop_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     int how = (int)dagger_arg_i64(a, 0);
@@ -212,9 +211,8 @@ static int loop_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *ou
     return 0;
 }
 
-/* A context of `threads` workers (in *ctx), the marks cleared, and root(how, input) spawned there
- * on a worker: its input is still running when main fetches it (main runs a ready task it
- * fetches itself, src/core/fetch.c). */
+/* A context of `threads` workers (in *ctx), the marks cleared, and root(how) spawned there pinned
+ * to worker 0 (main would run a task it fetches itself, src/core/fetch.c). */
 static dagger_task_t *root_on_a_worker(dagger_ctx_t **ctx, int threads, dagger_fn_t root_fn,
                                        int64_t how)
 {
@@ -224,10 +222,8 @@ static dagger_task_t *root_on_a_worker(dagger_ctx_t **ctx, int threads, dagger_f
     ASSERT_OK(dagger_ctx_open(ctx, &o));
     marks_reset();
     dagger__task_bundle_eager(true);
-    dagger_task_t *pre = dagger_spawn(*ctx, nap);
-    dagger_task_t *root = dagger_spawn(*ctx, root_fn, how, pre);
+    dagger_task_t *root = TEST_SPAWN_ON_WORKER(*ctx, 0, root_fn, how);
     ASSERT_PTR(root);
-    dagger_task_release(pre);
     return root;
 }
 
@@ -259,7 +255,7 @@ TEST(bundle_a_flat_loop_on_a_worker_runs_every_body_once_with_its_arguments)
 }
 
 /* A loop whose tasks fail here and there past its half (mark_or_fail); the root fails with the
- * group end's code and message. Args (unused, an input). */
+ * group end's code and message. Args (unused). */
 static int failing_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     (void)a;
@@ -269,13 +265,7 @@ static int failing_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t 
         rc = block_the_others(c);
     for (int64_t i = 0; i < LOOP_N && rc == 0; i++)
         rc = dagger_spawn_detached(c, mark_or_fail, (void *)&m, i);
-    int end = dagger_sync_end(c);
-    if (rc)
-        return rc;
-    if (end)
-        return dagger_fail(tc, end, "group: %s", dagger_last_errmsg());
-    *out = dagger_i64(0);
-    return 0;
+    return test_body_sync_end(tc, rc, out);
 }
 
 TEST(bundle_a_failure_of_a_bundled_task_is_the_error_of_its_group_end)
@@ -453,7 +443,7 @@ static int many_spinner(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t 
     return rc ? rc : end;
 }
 
-/* The root: the gates and the spinners in a group; its end's code. Args (unused, an input). */
+/* The root: the gates and the spinners in a group; its end's code. Args (unused). */
 static int many_root(dagger_tc_t *tc, const dagger_args_t *a, dagger_value_t *out)
 {
     (void)a;
