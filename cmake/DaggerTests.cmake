@@ -1,11 +1,12 @@
 # cmake/DaggerTests.cmake - one test binary per area, one ctest entry per case.
 #
 # dagger_add_tests(<area> SOURCES a.c ... [LABELS l ...] [TIMEOUT s] [LIBS lib ...]
-#                  [LAUNCHER cmd ...] [LIBRARY target])
+#                  [LAUNCHER cmd ...] [LIBRARY target] [LOCK name])
 # builds test_<area> (or the name given by NAME), runs `--list` after each build and registers
 # every case as its own ctest test `<area>.<case>` with the labels, a timeout and
 # SKIP_RETURN_CODE 77. LAUNCHER prefixes the command (mpirun -n 2, ...). LIBRARY: the library
-# target linked (default dagger_static).
+# target linked (default dagger_static). LOCK: a ctest RESOURCE_LOCK on every case, so that no
+# two tests holding the same lock run at once (a cache directory they share).
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(CMOCKA QUIET IMPORTED_TARGET cmocka)
 if(NOT CMOCKA_FOUND)
@@ -16,7 +17,7 @@ endif()
 set(DAGGER_DISCOVER_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/DaggerDiscover.cmake)
 
 function(dagger_add_tests area)
-  cmake_parse_arguments(T "" "NAME;TIMEOUT;LIBRARY" "SOURCES;LABELS;LIBS;LAUNCHER;ENV" ${ARGN})
+  cmake_parse_arguments(T "" "NAME;TIMEOUT;LIBRARY;LOCK" "SOURCES;LABELS;LIBS;LAUNCHER;ENV" ${ARGN})
   if(NOT T_LIBRARY)
     set(T_LIBRARY dagger_static)
   endif()
@@ -40,7 +41,7 @@ function(dagger_add_tests area)
   add_custom_command(TARGET ${T_NAME} POST_BUILD
     COMMAND ${CMAKE_COMMAND} -DEXE=$<TARGET_FILE:${T_NAME}> -DAREA=${area}
             -DOUT=${list_file} -DLABELS=${labels} -DTIMEOUT=${T_TIMEOUT}
-            "-DLAUNCHER=${launcher}" "-DENVS=${envs}" -DLEVEL=${DAGGER_TEST_LEVEL}
+            "-DLAUNCHER=${launcher}" "-DENVS=${envs}" "-DLOCK=${T_LOCK}" -DLEVEL=${DAGGER_TEST_LEVEL}
             -P ${DAGGER_DISCOVER_SCRIPT}
     BYPRODUCTS ${list_file}
     VERBATIM)
